@@ -1,0 +1,114 @@
+"""The whole-pipeline config (`crawlmill run CONFIG.yaml`): one dataclass per component, strict loading.
+
+A malformed config fails before any work starts, with the key path and what was expected:
+unknown keys, wrong types and bad values are all errors, never silently ignored.
+
+Example (configs/demo.yaml)::
+
+    output_dir: ../demo-output        # relative paths are relative to the config file
+    ray: {num_cpus: 2}
+    ingest:
+      inputs: [../samples/crawl-data]
+      extractor: resiliparse
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .ingest.stage import IngestConfig
+from .stage import RayOptions
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class IngestSection:
+    inputs: list[str] = field(default_factory=list)  # files, folders, globs, URLs
+    dump: str | None = None  # with no inputs: resolve this dump's paths listing
+    base_url: str | None = None
+    file_format: str = "wet"
+    max_files: int | None = None
+    options: IngestConfig = field(default_factory=IngestConfig)
+
+
+@dataclass
+class RunConfig:
+    output_dir: str
+    ray: RayOptions = field(default_factory=RayOptions)
+    ingest: IngestSection = field(default_factory=IngestSection)
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _check_type(value, option, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0])
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, where)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def build(cls: type, data: Any, where: str = "config") -> Any:
+    """Instantiate dataclass `cls` from a mapping, rejecting unknown keys and wrong types."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+    values = {name: _check_type(value, hints[name], f"{where}.{name}") for name, value in data.items()}
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    config = build(RunConfig, data, where=path.name)
+    base = path.resolve().parent
+
+    def local(p: str) -> str:
+        return p if "://" in p or Path(p).is_absolute() else str(base / p)
+
+    config.output_dir = local(config.output_dir)
+    config.ingest.inputs = [local(p) for p in config.ingest.inputs]
+    return config

@@ -1,0 +1,118 @@
+"""HTML bytes -> main text: charset decision (declared, then detected) and extraction.
+
+Charset order follows browsers: byte-order mark, HTTP header, <meta> tag; a declared charset is
+used only if the bytes decode under it, otherwise uchardet (resiliparse) detects one. Legacy
+labels map to the supersets browsers use (gb2312/gbk -> gb18030, latin-1 -> cp1252), which is
+what keeps Chinese pages labelled gb2312 readable.
+
+Extraction uses resiliparse's main-content extractor by default (measured ~5-10x faster than
+trafilatura on Common Crawl pages at comparable quality; see README and BENCHMARKS.md);
+trafilatura, through datatrove's extractor class, is available for comparison.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from dataclasses import dataclass
+
+from resiliparse.extract.html2text import extract_plain_text
+from resiliparse.parse.encoding import detect_encoding
+from resiliparse.parse.html import HTMLTree
+
+EXTRACTORS = ("resiliparse", "trafilatura")
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
+_SUPERSETS = {
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "euc-cn": "gb18030",
+    "iso-8859-1": "cp1252",
+    "latin-1": "cp1252",
+    "latin1": "cp1252",
+    "us-ascii": "cp1252",
+    "ascii": "cp1252",
+    "big5": "big5hkscs",
+    "shift_jis": "cp932",
+    "euc-kr": "cp949",
+}
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_TRAILING_SPACE = re.compile(r"[ \t]+\n")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+@dataclass
+class DecodedHtml:
+    text: str
+    charset: str
+    how: str  # bom | http | meta | detected | replaced
+
+
+def _codec(label: str | None) -> str | None:
+    if not label:
+        return None
+    label = label.strip().lower()
+    label = _SUPERSETS.get(label, label)
+    try:
+        return codecs.lookup(label).name
+    except LookupError:
+        return None
+
+
+def decode_html(body: bytes, http_charset: str | None) -> DecodedHtml:
+    for bom, name in _BOMS:
+        if body.startswith(bom):
+            return DecodedHtml(body.decode(name, errors="replace"), name, "bom")
+    meta = _META_CHARSET.search(body[:8192])
+    declared = [(_codec(http_charset), "http"), (_codec(meta.group(1).decode("ascii")) if meta else None, "meta")]
+    for charset, how in declared:
+        if charset:
+            try:
+                return DecodedHtml(body.decode(charset), charset, how)
+            except UnicodeDecodeError:
+                pass
+    detected = _codec(detect_encoding(body)) or "utf-8"
+    try:
+        return DecodedHtml(body.decode(detected), detected, "detected")
+    except UnicodeDecodeError:
+        fallback = next((c for c, _ in declared if c), detected)
+        return DecodedHtml(body.decode(fallback, errors="replace"), fallback, "replaced")
+
+
+def normalize_text(text: str) -> str:
+    """Line endings to \\n, no-break spaces to spaces, no control characters, at most one blank line."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\xa0", " ").replace("\ufeff", "")
+    text = _CONTROL.sub("", text)
+    text = _TRAILING_SPACE.sub("\n", text)
+    return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+class HtmlExtractor:
+    """Main text of a decoded HTML page with the configured extractor."""
+
+    def __init__(self, name: str = "resiliparse") -> None:
+        if name not in EXTRACTORS:
+            raise ValueError(f"unknown extractor {name!r}; choose one of {', '.join(EXTRACTORS)}")
+        self.name = name
+        self._trafilatura = None
+        if name == "trafilatura":
+            from datatrove.pipeline.extractors import Trafilatura
+
+            self._trafilatura = Trafilatura(favour_precision=True)
+
+    def extract(self, html: str) -> str:
+        if self._trafilatura is not None:
+            return normalize_text(self._trafilatura.extract(html) or "")
+        tree = HTMLTree.parse(html)
+        text = extract_plain_text(
+            tree,
+            main_content=True,
+            preserve_formatting=True,
+            list_bullets=True,
+            alt_texts=False,
+            links=False,
+            form_fields=False,
+            noscript=False,
+        )
+        return normalize_text(text)

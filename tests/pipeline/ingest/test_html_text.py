@@ -1,0 +1,63 @@
+import pytest
+
+from crawlmill.pipeline.ingest.html_text import HtmlExtractor, decode_html, normalize_text
+
+ZH = "北京今天天气晴朗，气温二十度。市民纷纷到公园散步。"
+
+
+def page(charset_meta: str | None, body: str) -> str:
+    meta = f'<meta charset="{charset_meta}">' if charset_meta else ""
+    return f"<html><head>{meta}<title>t</title></head><body><article><p>{body}</p></article></body></html>"
+
+
+def test_gb2312_label_decodes_as_gb18030_superset():
+    # 镕 is outside GB2312 but inside GBK/GB18030: pages labelled gb2312 use it all the time.
+    text = ZH + "朱镕基"
+    decoded = decode_html(page("gb2312", text).encode("gb18030"), None)
+    assert (decoded.charset, decoded.how) == ("gb18030", "meta")
+    assert text in decoded.text
+
+
+def test_http_charset_wins_over_meta_when_valid():
+    decoded = decode_html(page("utf-8", ZH).encode("gbk"), "GBK")
+    assert decoded.how == "http" and ZH in decoded.text
+
+
+def test_wrong_declaration_falls_back_to_detection():
+    body = page("utf-8", ZH * 20).encode("gbk")  # declared utf-8, really GBK
+    decoded = decode_html(body, "utf-8")
+    assert decoded.how == "detected" and ZH in decoded.text
+
+
+def test_undeclared_legacy_encoding_is_detected():
+    decoded = decode_html(page(None, "Привет, мир! Это страница на русском языке. " * 10).encode("cp1251"), None)
+    assert decoded.how == "detected" and "Привет" in decoded.text
+
+
+def test_bom_wins():
+    decoded = decode_html(b"\xef\xbb\xbf" + page("gbk", ZH).encode("utf-8"), "gbk")
+    assert decoded.how == "bom" and ZH in decoded.text
+
+
+def test_normalize_text():
+    assert normalize_text("a\xa0b \r\n\r\n\r\n\r\nc\x00\t\n") == "a b\n\nc"
+
+
+@pytest.mark.parametrize("name", ["resiliparse", "trafilatura"])
+def test_extractors_keep_main_text_and_drop_boilerplate(name):
+    article = " ".join(["The community garden opened its gates on Saturday with forty new raised beds."] * 6)
+    html = (
+        "<html><head><script>var tracking = 1;</script><style>p{}</style></head><body>"
+        "<nav><a href='/'>Home</a> <a href='/about'>About us</a> <a href='/shop'>Shop</a></nav>"
+        f"<main><article><h1>Garden opens</h1><p>{article}</p><p>{article}</p></article></main>"
+        "<footer>Copyright 2024 Example Garden Club. All rights reserved.</footer></body></html>"
+    )
+    text = HtmlExtractor(name).extract(html)
+    assert "forty new raised beds" in text
+    assert "tracking" not in text and "p{}" not in text
+    assert "About us" not in text and "All rights reserved" not in text
+
+
+def test_unknown_extractor_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown extractor"):
+        HtmlExtractor("lynx")

@@ -1,0 +1,100 @@
+"""Input expansion, and --dump resolution against a local HTTP server laid out like Common Crawl's bucket."""
+
+import functools
+import gzip
+import http.server
+import shutil
+import threading
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from crawlmill.pipeline.ingest.sources import InputError, display_name, dump_from_path, dump_listing, expand_inputs
+from crawlmill.pipeline.ingest.stage import IngestStage
+from crawlmill.pipeline.stage import run_stage
+
+DUMP = "CC-MAIN-2024-22"
+
+
+@pytest.fixture
+def cc_server(shared_data, tmp_path):
+    """127.0.0.1 server: crawl-data/<dump>/{wet,warc}.paths.gz and the files they list."""
+    root = tmp_path / "bucket"
+    files = {
+        "wet": [shared_data / "cc/whirlwind/whirlwind.warc.wet.gz", shared_data / "cc/resiliparse/warcfile.warc.gz"],
+        "warc": [shared_data / "cc/whirlwind/whirlwind.warc.gz"],
+    }
+    for kind, sources in files.items():
+        listed = []
+        for i, src in enumerate(sources):
+            rel = f"crawl-data/{DUMP}/segments/1715971057216.39/{kind}/CC-MAIN-20240520-{i:05d}.{'warc.wet.gz' if kind == 'wet' else 'warc.gz'}"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, root / rel)
+            listed.append(rel)
+        (root / f"crawl-data/{DUMP}/{kind}.paths.gz").write_bytes(gzip.compress("\n".join(listed).encode() + b"\n"))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+
+
+def test_dump_listing_resolves_paths_under_the_base_url(cc_server):
+    urls = dump_listing(DUMP, cc_server, "wet")
+    assert urls == [
+        f"{cc_server}crawl-data/{DUMP}/segments/1715971057216.39/wet/CC-MAIN-20240520-00000.warc.wet.gz",
+        f"{cc_server}crawl-data/{DUMP}/segments/1715971057216.39/wet/CC-MAIN-20240520-00001.warc.wet.gz",
+    ]
+    assert dump_listing(DUMP, cc_server.rstrip("/"), "wet", max_files=1) == urls[:1]
+
+
+def test_ingest_streams_a_dump_from_the_server(ray_local, cc_server, tmp_path):
+    out = tmp_path / "out"
+    result = run_stage(IngestStage(dump_listing(DUMP, cc_server, "wet")), out, progress=False)
+    assert result.ok and result.stats["kept"] == 17
+    docs = pq.read_table(out).to_pylist()
+    assert {d["warc_file"].split("/segments/")[0] for d in docs} == {f"crawl-data/{DUMP}"}
+    # whirlwind's WET names its dump in warcinfo; the renamed 2020 WARC has CC-MAIN-2020-34 in its warcinfo too.
+    assert {d["dump"] for d in docs} == {DUMP, "CC-MAIN-2020-34"}
+
+
+def test_listed_file_missing_on_the_server_is_quarantined(ray_local, cc_server, tmp_path):
+    urls = dump_listing(DUMP, cc_server, "wet") + [f"{cc_server}crawl-data/{DUMP}/segments/x/wet/missing.warc.wet.gz"]
+    out = tmp_path / "out"
+    assert run_stage(IngestStage(urls), out, progress=False).ok
+    quarantine = pq.read_table(out / "_quarantine").to_pylist()
+    assert [q["error"] for q in quarantine] == ["unreadable_source"] and quarantine[0]["source"].endswith("missing.warc.wet.gz")
+
+
+def test_bad_dump_ids_and_missing_listings_are_clear_errors(cc_server):
+    with pytest.raises(InputError, match="not a Common Crawl dump id"):
+        dump_listing("2024-22", cc_server)
+    with pytest.raises(InputError, match="cannot read the paths listing"):
+        dump_listing("CC-MAIN-1999-01", cc_server)
+    with pytest.raises(InputError, match="choose wet, warc or wat"):
+        dump_listing(DUMP, cc_server, "pdf")
+
+
+def test_expand_inputs_folders_globs_files_and_urls(tmp_path):
+    for name in ["a.warc.gz", "b.warc.wet.gz", "sub/c.warc", "sub/readme.txt", "d.wat.gz"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    names = lambda paths: [Path(p).relative_to(tmp_path).as_posix() for p in paths]  # noqa: E731
+    assert names(expand_inputs([str(tmp_path)])) == ["a.warc.gz", "b.warc.wet.gz", "d.wat.gz", "sub/c.warc"]
+    assert names(expand_inputs([str(tmp_path / "*.gz"), str(tmp_path / "sub/readme.txt")])) == [
+        "a.warc.gz", "b.warc.wet.gz", "d.wat.gz", "sub/readme.txt"]
+    assert expand_inputs(["https://x.example/a.warc.gz"]) == ["https://x.example/a.warc.gz"]
+    with pytest.raises(InputError, match="no such file"):
+        expand_inputs([str(tmp_path / "nope.warc.gz")])
+    with pytest.raises(InputError, match="matches no file"):
+        expand_inputs([str(tmp_path / "*.arc")])
+
+
+def test_names_and_dump_ids_from_paths():
+    url = "https://data.commoncrawl.org/crawl-data/CC-MAIN-2024-22/segments/1/wet/x.warc.wet.gz"
+    assert dump_from_path(url) == "CC-MAIN-2024-22"
+    assert display_name(url) == "crawl-data/CC-MAIN-2024-22/segments/1/wet/x.warc.wet.gz"
+    assert dump_from_path("/data/x.warc.gz") is None and display_name("/data/x.warc.gz") == "/data/x.warc.gz"

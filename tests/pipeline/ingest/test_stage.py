@@ -1,0 +1,178 @@
+"""Ingest on real Common Crawl files (../shared/data) and on every kind of damaged input."""
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from crawlmill.pipeline.ingest.stage import IngestConfig, IngestStage
+from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
+from crawlmill.pipeline.stage import run_part, run_stage
+from tests.warc_builder import gzip_members, http_response, record, warcinfo
+
+
+def ingest_one(path: Path, out: Path, config: IngestConfig | None = None) -> tuple[dict, list[dict], list[dict]]:
+    stage = IngestStage([str(path)], config)
+    stats = run_part(stage, stage.tasks()[0], str(out))
+    docs = pq.read_table(out / "part-00000.parquet").to_pylist()
+    qpath = out / "_quarantine/part-00000.parquet"
+    quarantine = pq.read_table(qpath).to_pylist() if qpath.exists() else []
+    return stats, docs, quarantine
+
+
+def test_common_crawl_warc_pages_become_documents(shared_data, tmp_path, lid_model_path):
+    import fasttext
+
+    stats, docs, quarantine = ingest_one(shared_data / "cc/resiliparse/warcfile.warc.gz", tmp_path)
+    assert stats["in"] == 50 and stats["kept"] == 16 and not quarantine
+    assert stats["dropped"] == {"record_metadata": 16, "record_request": 17, "warcinfo": 1}
+    model = fasttext.load_model(str(lid_model_path))
+    labels = {d["url"]: model.predict(d["text"].replace("\n", " "))[0][0] for d in docs}
+    chinese = [d for d in docs if labels[d["url"]] == "__label__zh"]
+    assert len(chinese) >= 6
+    for d in chinese:
+        assert "\ufffd" not in d["text"]
+    # Pages declared gb2312/gbk come out as readable Chinese through the GB18030 superset.
+    gb = [d for d in docs if d["charset"] == "gb18030"]
+    assert len(gb) >= 4 and all(labels[d["url"]] in ("__label__zh", "__label__en") for d in gb)
+    assert sum(labels[d["url"]] == "__label__zh" for d in gb) >= 4
+    for d in docs:
+        assert set(d) == set(DOCUMENT_SCHEMA.names)
+        assert d["dump"] == "CC-MAIN-2020-34"  # from the warcinfo record's isPartOf
+        assert d["warc_record_id"].startswith("<urn:uuid:") and d["id"] == document_id(d["warc_record_id"])
+        assert d["date"].startswith("2020-") and d["source_format"] == "warc" and d["content_type"] == "text/html"
+        assert d["lang"] is None and d["text"].strip() == d["text"] and d["text"]
+
+
+def test_offsets_point_at_the_records_gzip_member(shared_data, tmp_path):
+    path = shared_data / "cc/resiliparse/warcfile.warc.gz"
+    _, docs, _ = ingest_one(path, tmp_path)
+    data = path.read_bytes()
+    for d in docs:
+        member = gzip.GzipFile(fileobj=__import__("io").BytesIO(data[d["warc_offset"] :])).read(4096)
+        assert member.startswith(b"WARC/1.0") and d["warc_record_id"].encode() in member
+
+
+def test_warc_and_wet_of_the_same_page_share_the_document_id(shared_data, tmp_path):
+    _, warc_docs, _ = ingest_one(shared_data / "cc/whirlwind/whirlwind.warc.gz", tmp_path / "warc")
+    _, wet_docs, _ = ingest_one(shared_data / "cc/whirlwind/whirlwind.warc.wet.gz", tmp_path / "wet")
+    assert len(warc_docs) == len(wet_docs) == 1
+    assert warc_docs[0]["id"] == wet_docs[0]["id"] and warc_docs[0]["url"] == wet_docs[0]["url"]
+    assert wet_docs[0]["source_format"] == "wet" and wet_docs[0]["dump"] == "CC-MAIN-2024-22"
+    assert "Escopete" in warc_docs[0]["text"] and "Escopete" in wet_docs[0]["text"]
+
+
+def test_old_uncompressed_warc_wet_and_wat(shared_data, tmp_path):
+    folder = shared_data / "cc/npm-warc"
+    stats, docs, quarantine = ingest_one(next(folder.glob("*.warc")), tmp_path / "warc")
+    assert stats["kept"] == 3 and not quarantine  # one page keeps a stale Content-Encoding header
+    assert stats["dropped"]["not_html"] == 1  # an empty 200 response without Content-Type
+    stats, docs, _ = ingest_one(next(folder.glob("*.wet")), tmp_path / "wet")
+    assert stats["kept"] == 3 and all(d["source_format"] == "wet" for d in docs)
+    stats, docs, _ = ingest_one(next(folder.glob("*.wat")), tmp_path / "wat")
+    assert stats["kept"] == 0 and stats["dropped"] == {"record_metadata": 8, "warcinfo": 1}
+
+
+def test_non_document_records_are_dropped_by_name(shared_data, tmp_path):
+    stats, _, _ = ingest_one(shared_data / "cc/warcio/example.warc.gz", tmp_path / "a")
+    assert stats["dropped"]["record_revisit"] == 1 and stats["dropped"]["record_request"] == 2
+    stats, _, _ = ingest_one(shared_data / "cc/resiliparse/block-sized-records.warc.gz", tmp_path / "b")
+    assert stats["dropped"] == {"record_unknown": 3}
+    redirect = next((shared_data / "cc/cdx_toolkit").glob("*00905*.warc.gz"))
+    stats, _, _ = ingest_one(redirect, tmp_path / "c")
+    assert stats["dropped"] == {"http_redirect": 1}
+
+
+def make_bad_inputs(shared_data: Path, folder: Path) -> dict[str, Path]:
+    folder.mkdir()
+    good = (shared_data / "cc/resiliparse/warcfile.warc.gz").read_bytes()
+    page = http_response(b"<html><body><p>" + b"A large page. " * 4_000_000 + b"</p></body></html>")
+    files = {
+        "truncated_gzip": good[:70000],
+        "clipped": (shared_data / "cc/resiliparse/clipped.warc.gz").read_bytes(),
+        "not_warc": gzip.compress(b"this is a plain text file, not WARC\n" * 100, mtime=0),
+        "empty": b"",
+        "huge_record": gzip_members([warcinfo("CC-MAIN-2024-22"), record("response", page, "https://big.example/")]),
+        "good": good,
+    }
+    paths = {}
+    for name, data in files.items():
+        paths[name] = folder / f"{name}.warc.gz"
+        paths[name].write_bytes(data)
+    return paths
+
+
+def test_bad_inputs_are_quarantined_with_file_offset_and_error_and_the_rest_goes_on(ray_local, shared_data, tmp_path):
+    paths = make_bad_inputs(shared_data, tmp_path / "in")
+    assert paths["huge_record"].stat().st_size < 1 << 20 < 50 << 20  # 50+ MB decompressed, one record
+    out = tmp_path / "out"
+    result = run_stage(IngestStage(sorted(str(p) for p in paths.values())), out, progress=False)
+    assert result.ok
+    quarantine = pq.read_table(out / "_quarantine").to_pylist()
+    by_file = {Path(q["source"]).name.split(".")[0]: q for q in quarantine}
+    assert len(quarantine) == 5 and set(by_file) == {"truncated_gzip", "clipped", "not_warc", "empty", "huge_record"}
+    assert by_file["truncated_gzip"]["error"] == "truncated_gzip" and by_file["truncated_gzip"]["offset"] > 60000
+    assert by_file["clipped"]["error"] == "truncated_record" and "of its 88275 bytes" in by_file["clipped"]["detail"]
+    assert by_file["not_warc"]["error"] == "invalid_warc" and by_file["not_warc"]["offset"] == 0
+    assert by_file["empty"]["error"] == "empty_file"
+    assert by_file["huge_record"]["error"] == "record_too_large" and by_file["huge_record"]["record_id"]
+    assert "exceeds max_record_bytes" in by_file["huge_record"]["detail"] and by_file["huge_record"]["offset"] > 0
+
+    parts = {json.loads(p.read_text())["source"]: json.loads(p.read_text()) for p in (out / "_parts").glob("*.json")}
+    good = parts[str(paths["good"])]
+    assert good["kept"] == 16 and good["quarantined"] == 0
+    truncated = parts[str(paths["truncated_gzip"])]
+    assert truncated["kept"] >= 6  # the pages before the cut are kept
+    stats = json.loads((out / "_stats.json").read_text())
+    assert stats["in"] == stats["kept"] + sum(stats["dropped"].values()) + stats["quarantined"]
+    assert stats["quarantined"] == 5
+
+
+def test_bad_utf8_in_wet_is_repaired_when_rare_and_quarantined_when_not(tmp_path):
+    text_ok = ("Plain English text. " * 200).encode() + b"\xff"
+    text_bad = b"\xff\xfe\xfa" * 500
+    conv = lambda body, uri: record("conversion", body, uri, {"WARC-Refers-To": f"<urn:uuid:{uri}>", "Content-Type": "text/plain"})  # noqa: E731
+    path = tmp_path / "x.warc.wet.gz"
+    path.write_bytes(gzip_members([warcinfo("CC-MAIN-2024-10"), conv(text_ok, "a"), conv(text_bad, "b")]))
+    stats, docs, quarantine = ingest_one(path, tmp_path / "out")
+    assert len(docs) == 1 and stats["counters"]["utf8_repaired_docs"] == 1
+    assert quarantine[0]["error"] == "bad_utf8"
+
+
+def test_http_statuses_and_content_types(tmp_path):
+    html = b"<html><body><article><p>" + b"Some real words in a paragraph. " * 20 + b"</p></article></body></html>"
+    records = [
+        record("response", http_response(html), "https://ok.example/"),
+        record("response", http_response(html, status="404 Not Found"), "https://e.example/404"),
+        record("response", http_response(b"", status="301 Moved"), "https://e.example/301"),
+        record("response", http_response(b"\x89PNG....", "image/png"), "https://e.example/i.png"),
+        record("response", http_response(b"plain text body", "text/plain"), "https://e.example/t.txt"),
+        record("response", http_response(b"<html><body></body></html>"), "https://e.example/empty"),
+        record("response", b"garbage without http", "https://e.example/bad"),
+    ]
+    path = tmp_path / "CC-MAIN-2024-10-x.warc.gz"
+    path.write_bytes(gzip_members(records))
+    stats, docs, quarantine = ingest_one(path, tmp_path / "out", IngestConfig(dump="CC-MAIN-2099-01"))
+    assert stats["dropped"] == {"http_error": 1, "http_redirect": 1, "not_html": 1, "empty_text": 1}
+    assert [d["url"] for d in docs] == ["https://ok.example/", "https://e.example/t.txt"]
+    assert {d["dump"] for d in docs} == {"CC-MAIN-2099-01"}  # no warcinfo, no crawl-data/ path: the flag
+    assert quarantine[0]["error"] == "bad_http"
+
+
+def test_dump_id_from_the_common_crawl_path(shared_data, tmp_path):
+    target = tmp_path / "crawl-data/CC-MAIN-2022-05/segments/1/warc/x.warc.gz"
+    target.parent.mkdir(parents=True)
+    raw = gzip.decompress((shared_data / "cc/cmoncrawl/mini.warc.gz").read_bytes())
+    without_warcinfo = raw[raw.index(b"WARC/1.0", 10) :]
+    target.write_bytes(gzip.compress(without_warcinfo, mtime=0))
+    _, docs, _ = ingest_one(target, tmp_path / "out")
+    assert docs[0]["dump"] == "CC-MAIN-2022-05"
+    assert docs[0]["warc_file"] == "crawl-data/CC-MAIN-2022-05/segments/1/warc/x.warc.gz"
+
+
+def test_trafilatura_extractor_option(shared_data, tmp_path):
+    stats, docs, _ = ingest_one(shared_data / "cc/whirlwind/whirlwind.warc.gz", tmp_path, IngestConfig(extractor="trafilatura"))
+    assert stats["kept"] == 1 and "Escopete" in docs[0]["text"]
