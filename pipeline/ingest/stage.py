@@ -91,13 +91,14 @@ class IngestStage(Stage):
                     records += 1
                     last_pos = record.stream_pos
                     sink.count("warc_bytes", record.content_length)
-                    self._record(record, stream.record_offset(record.stream_pos), file_info, sink)
+                    self._record(record, stream, file_info, sink)
         except SourceReadError:
             raise
         except OSError as exc:  # FastWARC's parse errors
             if not stream.damaged:
-                where = f"after the record at offset {stream.record_offset(last_pos)}" if records else "at the start"
-                sink.quarantine("invalid_warc", f"{exc} {where} ({records} records read before)", offset=last_pos)
+                offset = stream.record_offset(last_pos)
+                where = f"after the record at offset {offset}" if records else "at the start"
+                sink.quarantine("invalid_warc", f"{exc} {where} ({records} records read before)", offset=offset)
         if stream.damaged and not (stream.truncated and file_info.get("cut_record")):
             error = "truncated_gzip" if stream.truncated else "corrupt_gzip"
             sink.quarantine(error, f"{stream.damaged}; {records} records read before", offset=stream.member_in[-1] if stream.member_in else 0)
@@ -106,20 +107,26 @@ class IngestStage(Stage):
         elif records == 0 and not sink.stats.quarantined:
             sink.quarantine("invalid_warc", "no WARC record found in the file", offset=0)
 
-    def _record(self, record: WarcRecord, offset: int, file_info: dict[str, Any], sink: PartSink) -> None:
+    def _record(self, record: WarcRecord, stream: GunzipReader, file_info: dict[str, Any], sink: PartSink) -> None:
+        offset = stream.record_offset(record.stream_pos)
         kind = record.record_type
         record_id = record.record_id
         if record.content_length > self.config.max_record_bytes:
             detail = f"{kind} record of {record.content_length} bytes exceeds max_record_bytes={self.config.max_record_bytes}"
             sink.quarantine("record_too_large", detail, offset=offset, record_id=record_id)
             return
-        if kind not in (WarcRecordType.response, WarcRecordType.conversion, WarcRecordType.warcinfo):
-            sink.drop(f"record_{kind}")
+        if not record_id or "Content-Length" not in record.headers:
+            # Mandatory headers missing: the header block was cut off or mangled.
+            sink.quarantine("invalid_record", f"{kind} record without WARC-Record-ID or Content-Length", offset=offset)
             return
+        # Every block is read, even of records we drop, so that a cut-off record is always seen.
         block = record.reader.read()
         if len(block) < record.content_length:
             detail = f"{kind} record block has {len(block)} of its {record.content_length} bytes"
-            sink.quarantine("truncated_record", detail, offset=offset, record_id=record_id)
+            if stream.truncated:
+                detail += f"; {stream.damaged}"
+            error = "truncated_gzip" if stream.truncated else "truncated_record"
+            sink.quarantine(error, detail, offset=offset, record_id=record_id)
             file_info["cut_record"] = True  # the stream's truncation is this record's; not counted twice
             return
         if kind == WarcRecordType.warcinfo:
@@ -127,6 +134,9 @@ class IngestStage(Stage):
             if part_of.startswith("CC-MAIN-"):
                 file_info["dump"] = part_of
             sink.drop("warcinfo")
+            return
+        if kind not in (WarcRecordType.response, WarcRecordType.conversion):
+            sink.drop(f"record_{kind}")
             return
         headers = record.headers
         row = {

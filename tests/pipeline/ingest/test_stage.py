@@ -115,7 +115,7 @@ def test_bad_inputs_are_quarantined_with_file_offset_and_error_and_the_rest_goes
     by_file = {Path(q["source"]).name.split(".")[0]: q for q in quarantine}
     assert len(quarantine) == 5 and set(by_file) == {"truncated_gzip", "clipped", "not_warc", "empty", "huge_record"}
     assert by_file["truncated_gzip"]["error"] == "truncated_gzip" and by_file["truncated_gzip"]["offset"] > 60000
-    assert by_file["clipped"]["error"] == "truncated_record" and "of its 88275 bytes" in by_file["clipped"]["detail"]
+    assert by_file["clipped"]["error"] == "truncated_gzip" and "of its 88275 bytes" in by_file["clipped"]["detail"]
     assert by_file["not_warc"]["error"] == "invalid_warc" and by_file["not_warc"]["offset"] == 0
     assert by_file["empty"]["error"] == "empty_file"
     assert by_file["huge_record"]["error"] == "record_too_large" and by_file["huge_record"]["record_id"]
@@ -176,3 +176,19 @@ def test_dump_id_from_the_common_crawl_path(shared_data, tmp_path):
 def test_trafilatura_extractor_option(shared_data, tmp_path):
     stats, docs, _ = ingest_one(shared_data / "cc/whirlwind/whirlwind.warc.gz", tmp_path, IngestConfig(extractor="trafilatura"))
     assert stats["kept"] == 1 and "Escopete" in docs[0]["text"]
+
+
+@pytest.mark.parametrize("where,error", [("in_header", "invalid_record"), ("in_block", "truncated_record"), ("after_version", "invalid_record")])
+def test_plain_warc_cut_anywhere_in_a_record_is_quarantined(tmp_path, where, error):
+    from tests.conftest import SAMPLES
+
+    raw = gzip.decompress(next(SAMPLES.glob("crawl-data/CC-MAIN-2024-10/segments/*/warc/*.warc.gz")).read_bytes())
+    second_response = raw.index(b"WARC-Type: response", raw.index(b"WARC-Type: response") + 1)
+    record_start = raw.rindex(b"WARC/1.1", 0, second_response)
+    cut = {"in_header": second_response + 8, "in_block": second_response + 2000, "after_version": record_start + 12}[where]
+    path = tmp_path / "cut.warc"
+    path.write_bytes(raw[:cut])
+    stats, docs, quarantine = ingest_one(path, tmp_path / "out")
+    assert len(docs) == 1  # the first page survives
+    assert [q["error"] for q in quarantine] == [error]
+    assert stats["in"] == stats["kept"] + sum(stats["dropped"].values()) + stats["quarantined"]
