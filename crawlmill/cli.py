@@ -83,7 +83,7 @@ def ingest(
     """Read Common Crawl WARC/WET files into text documents (Parquet), one part per input file."""
     from crawlmill.pipeline.ingest.sources import InputError, resolve_sources
     from crawlmill.pipeline.ingest.stage import IngestConfig, IngestStage
-    from crawlmill.pipeline.stage import RayOptions, StageInputMismatch, reset_output, run_stage
+    from crawlmill.pipeline.stage import RayOptions
 
     try:
         config = IngestConfig(extractor=extractor, max_record_bytes=int(max_record_mb * (1 << 20)))
@@ -91,15 +91,58 @@ def ingest(
         sources = resolve_sources(inputs, dump, base_url, file_format, max_files)
     except (InputError, ValueError) as exc:
         raise _fail(str(exc)) from None
+    _run(IngestStage(sources, config), output, RayOptions(address, num_cpus, max_in_flight), overwrite, no_progress)
+
+
+@app.command(
+    name="filter",
+    epilog=(
+        "**Examples**\n\n"
+        "* `crawlmill filter out/ingest --output out/filter`  (defaults: keep English and Chinese)\n\n"
+        "* `crawlmill filter out/ingest --output out/filter --config configs/filters.yaml --keep-dropped`\n\n"
+        "* `crawlmill filter out/ingest --output out/filter --lid-model /models/glotlid.bin`"
+    ),
+)
+def filter_(
+    input_dir: Path = typer.Argument(..., help="A finished stage output folder (e.g. ingest's)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="Filter config YAML (see configs/filters.yaml)."),
+    lid_model: Optional[Path] = typer.Option(None, "--lid-model", help="fastText LID model (lid.176.bin/.ftz, GlotLID)."),
+    keep_dropped: bool = typer.Option(False, "--keep-dropped", help="Also write dropped documents with their reason to _dropped/."),
+    address: Optional[str] = ADDRESS,
+    num_cpus: Optional[int] = NUM_CPUS,
+    max_in_flight: Optional[int] = MAX_IN_FLIGHT,
+    overwrite: bool = OVERWRITE,
+    no_progress: bool = NO_PROGRESS,
+) -> None:
+    """Language ID (fastText) and linguistic quality filters (Gopher, C4, FineWeb), right for Chinese too."""
+    from crawlmill.pipeline.config import ConfigError
+    from crawlmill.pipeline.filter.config import load_filter_config
+    from crawlmill.pipeline.filter.stage import FilterStage
+    from crawlmill.pipeline.stage import RayOptions
+
+    try:
+        config = load_filter_config(config_file)
+        if lid_model:
+            config.language_id.model_path = str(lid_model)
+        config.keep_dropped = config.keep_dropped or keep_dropped
+        stage = FilterStage(str(input_dir), config)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    _run(stage, output, RayOptions(address, num_cpus, max_in_flight), overwrite, no_progress)
+
+
+def _run(stage, output: Path, ray_options, overwrite: bool, no_progress: bool):  # noqa: ANN001, ANN202
+    from crawlmill.pipeline.stage import StageInputMismatch, reset_output, run_stage
+
     if overwrite:
         reset_output(output)
     try:
-        result = run_stage(
-            IngestStage(sources, config), output, RayOptions(address, num_cpus, max_in_flight), progress=not no_progress
-        )
+        result = run_stage(stage, output, ray_options, progress=not no_progress)
     except StageInputMismatch as exc:
         raise _fail(str(exc)) from None
     _report(result)
+    return result
 
 
 @app.command(epilog="**Example**\n\n* `crawlmill run configs/demo.yaml`  (the sample corpus that ships in the repo)")
@@ -107,11 +150,11 @@ def run(
     config_file: Path = typer.Argument(..., help="Pipeline config (YAML); see configs/demo.yaml."),
     no_progress: bool = NO_PROGRESS,
 ) -> None:
-    """Run the whole pipeline from one config: every stage in order, each resumable."""
+    """Run the whole pipeline from one config: ingest, then filter; each stage resumable."""
     from crawlmill.pipeline.config import ConfigError, load_run_config
+    from crawlmill.pipeline.filter.stage import FilterStage
     from crawlmill.pipeline.ingest.sources import InputError, resolve_sources
     from crawlmill.pipeline.ingest.stage import IngestStage
-    from crawlmill.pipeline.stage import StageInputMismatch, run_stage
 
     try:
         config = load_run_config(config_file)
@@ -120,12 +163,14 @@ def run(
     except (ConfigError, InputError) as exc:
         raise _fail(str(exc)) from None
     out = Path(config.output_dir)
+    summary = {}
+    summary["ingest"] = _run(IngestStage(sources, section.options), out / "ingest", config.ray, False, no_progress).stats
     try:
-        result = run_stage(IngestStage(sources, section.options), out / "ingest", config.ray, progress=not no_progress)
-    except StageInputMismatch as exc:
+        stage = FilterStage(str(out / "ingest"), config.filter)
+    except (ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
-    _report(result)
-    console.print(json.dumps(result.stats, indent=1, ensure_ascii=False))
+    summary["filter"] = _run(stage, out / "filter", config.ray, False, no_progress).stats
+    console.print(json.dumps(summary, indent=1, ensure_ascii=False))
 
 
 if __name__ == "__main__":

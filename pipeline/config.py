@@ -9,7 +9,9 @@ Example (configs/demo.yaml)::
     ray: {num_cpus: 2}
     ingest:
       inputs: [../samples/crawl-data]
-      extractor: resiliparse
+      options: {extractor: resiliparse}
+    filter:                           # as configs/filters.yaml; omitted keys keep the defaults
+      language_id: {keep: {en: 0.65, zh: 0.65}}
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class RunConfig:
     output_dir: str
     ray: RayOptions = field(default_factory=RayOptions)
     ingest: IngestSection = field(default_factory=IngestSection)
+    filter: Any = None  # a filter config mapping (see configs/filters.yaml); null: the defaults
 
 
 def _check_type(value: Any, hint: Any, where: str) -> Any:
@@ -68,6 +71,13 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
         (item,) = typing.get_args(hint)
         return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        key_hint, value_hint = typing.get_args(hint)
+        return {_check_type(k, key_hint, where): _check_type(v, value_hint, f"{where}.{k}") for k, v in value.items()}
+    if hint is typing.Any:
+        return value
     if dataclasses.is_dataclass(hint):
         return build(hint, value, where)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
@@ -111,4 +121,9 @@ def load_run_config(path: str | Path) -> RunConfig:
 
     config.output_dir = local(config.output_dir)
     config.ingest.inputs = [local(p) for p in config.ingest.inputs]
+    from .filter.config import load_filter_config
+
+    config.filter = load_filter_config(config.filter)
+    if config.filter.language_id.model_path:
+        config.filter.language_id.model_path = local(config.filter.language_id.model_path)
     return config

@@ -48,6 +48,16 @@ def marker_path(output_dir: Path, index: int) -> Path:
     return output_dir / PARTS_DIR / f"{part_name(index)}.json"
 
 
+def input_parts(stage_dir: str | Path) -> list[str]:
+    """The Parquet parts of a finished stage output folder, in order; an error if it is unfinished."""
+    stage_dir = Path(stage_dir)
+    if not stage_dir.is_dir():
+        raise FileNotFoundError(f"{stage_dir}: no such stage output folder")
+    if not (stage_dir / "_SUCCESS").exists():
+        raise FileNotFoundError(f"{stage_dir} has no _SUCCESS: its stage has not finished (rerun it first)")
+    return [str(p) for p in sorted(stage_dir.glob("part-*.parquet"))]
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{TMP_MARK}{uuid.uuid4().hex}-{path.name}")

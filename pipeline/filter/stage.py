@@ -1,0 +1,85 @@
+"""The filter stage: fastText language ID, then the linguistic rule families of the document's language.
+
+One output part per input part (the previous stage's Parquet). Each document gets `lang` and
+`lang_score`; it is dropped as `lang_not_kept` (language outside the keep-set; per-language
+counts in the `lang_dropped:<code>` counters), `lang_low_score` (below the language's threshold)
+or `<family>:<reason>` (the first failing rule, e.g. `gopher_quality:gopher_short_doc`), else kept.
+
+Run it: `crawlmill filter out/ingest --output out/filter [--config configs/filters.yaml]`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from ..parts import PartSink, input_parts
+from ..stage import PartTask, Stage
+from .config import FilterConfig
+from .langid import FastTextLanguageId
+from .rules import RuleChain
+
+BATCH_ROWS = 1024
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class FilterStage(Stage):
+    name = "filter"
+
+    def __init__(self, input_dir: str, config: FilterConfig | None = None) -> None:
+        self.input_dir = input_dir
+        self.config = config or FilterConfig()
+        self.keep_dropped = self.config.keep_dropped
+        self.parts = input_parts(input_dir)
+        self._lid: FastTextLanguageId | None = None
+        self._chains: dict[str, RuleChain] = {}
+        for lang in self.config.language_id.keep:  # fail on bad rule settings now, not in a worker
+            RuleChain(lang, self.config.rules_for(lang))
+
+    def tasks(self) -> list[PartTask]:
+        return [PartTask(i, path) for i, path in enumerate(self.parts)]
+
+    def fingerprint(self) -> dict[str, Any]:
+        lid = self.config.language_id
+        return {
+            "model_sha256": _sha256(FastTextLanguageId.resolve_path(lid.model_path)),
+            "keep": lid.keep,
+            "rules": {lang: self.config.rules_for(lang) for lang in sorted(lid.keep)},
+        }
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_lid": None, "_chains": {}}
+
+    def chain(self, lang: str) -> RuleChain:
+        if lang not in self._chains:
+            self._chains[lang] = RuleChain(lang, self.config.rules_for(lang))
+        return self._chains[lang]
+
+    def process(self, task: PartTask, sink: PartSink) -> None:
+        if self._lid is None:
+            self._lid = FastTextLanguageId(self.config.language_id.model_path)
+        keep = self.config.language_id.keep
+        for batch in pq.ParquetFile(task.source).iter_batches(batch_size=BATCH_ROWS):
+            for row in batch.to_pylist():
+                lang, score = self._lid.predict(row["text"])
+                row["lang"], row["lang_score"] = lang, round(score, 4)
+                if lang not in keep:
+                    sink.count(f"lang_dropped:{lang}")
+                    sink.drop("lang_not_kept", row)
+                elif score < keep[lang]:
+                    sink.drop("lang_low_score", row)
+                elif reason := self.chain(lang).first_failure(row["text"]):
+                    sink.drop(reason, row)
+                else:
+                    sink.count(f"lang_kept:{lang}")
+                    sink.keep(row)

@@ -1,0 +1,117 @@
+"""Word tokenizers per language, as datatrove `WordTokenizer`s so datatrove's filter classes use them.
+
+- Chinese: jieba directly. datatrove's own Chinese choice ("cmn": spaCy's Chinese tokenizer over
+  jieba) gives the same segmentation ~2x slower; "zh" silently gives whole sentences as words,
+  and "zho" whitespace splitting (../shared/docs/ENVIRONMENT.md). Its English tokenizer, the
+  default of every datatrove filter, treats a Chinese sentence as one word.
+- English: `RegexWordTokenizer` (ours): words, numbers and single punctuation marks as spaCy's blank
+  English tokenizer splits them, and sentences at . ! ? — measured ~20x faster than datatrove's
+  spaCy tokenizer with the same filter decisions on clean and junk text (BENCHMARKS.md,
+  tests/pipeline/filter/test_words.py).
+- Other languages: datatrove's assigned tokenizer.
+
+Every tokenizer is wrapped in `LastTextMemo`: datatrove's Gopher quality, Gopher repetition and
+FineWeb filters each tokenize the same document again; the memo makes that one tokenization.
+Its words are lowercased, so that "Cheap flights" and "cheap flights" are one n-gram to the
+repetition rules (keyword spam capitalises at random) and a sentence-initial "The" is a stop word.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from datatrove.utils.word_tokenizers import WordTokenizer, load_word_tokenizer
+
+# A sentence ends at terminal punctuation (and any closing quotes after it) or at a line break.
+_ZH_SENTENCE_END = re.compile(r"[。！？!?…]+[”’」』）)\"']*|\n+")
+
+
+class JiebaWordTokenizer(WordTokenizer):
+    def __init__(self) -> None:
+        super().__init__("zh")
+        self._jieba = None
+
+    @property
+    def jieba(self):  # noqa: ANN201 - the jieba module, loaded on first use (0.7 s dictionary load)
+        if self._jieba is None:
+            import logging
+
+            import jieba
+
+            jieba.setLogLevel(logging.WARNING)
+            jieba.initialize()
+            self._jieba = jieba
+        return self._jieba
+
+    def word_tokenize(self, text: str) -> list[str]:
+        return [w for w in self.jieba.lcut(text) if not w.isspace()]
+
+    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        spans, start = [], 0
+        for match in _ZH_SENTENCE_END.finditer(text):
+            if text[start : match.end()].strip():
+                spans.append((start, match.end()))
+            start = match.end()
+        if text[start:].strip():
+            spans.append((start, len(text)))
+        return spans
+
+    def sent_tokenize(self, text: str) -> list[str]:
+        return [text[a:b].strip() for a, b in self.span_tokenize(text)]
+
+
+class RegexWordTokenizer(WordTokenizer):
+    _WORD = re.compile(r"\w+(?:['’.-]\w+)*|[^\w\s]")
+    _SENTENCE_END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s|$)|\n+")
+
+    def __init__(self, language: str = "en") -> None:
+        super().__init__(language)
+
+    def word_tokenize(self, text: str) -> list[str]:
+        return self._WORD.findall(text)
+
+    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        spans, start = [], 0
+        for match in self._SENTENCE_END.finditer(text):
+            if text[start : match.end()].strip():
+                spans.append((start, match.end()))
+            start = match.end()
+        if text[start:].strip():
+            spans.append((start, len(text)))
+        return spans
+
+    def sent_tokenize(self, text: str) -> list[str]:
+        return [text[a:b].strip() for a, b in self.span_tokenize(text)]
+
+
+class LastTextMemo(WordTokenizer):
+    """Remembers the words of the last text it tokenized (by identity: the same document object)."""
+
+    def __init__(self, inner: WordTokenizer) -> None:
+        super().__init__(inner.language)
+        self.inner = inner
+        self._text: str | None = None
+        self._words: list[str] = []
+
+    def word_tokenize(self, text: str) -> list[str]:
+        if text is not self._text:
+            self._words = [w.lower() for w in self.inner.word_tokenize(text)]
+            self._text = text
+        return self._words
+
+    def sent_tokenize(self, text: str) -> list[str]:
+        return self.inner.sent_tokenize(text)
+
+    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        return self.inner.span_tokenize(text)
+
+
+@lru_cache(maxsize=None)
+def word_tokenizer(lang: str) -> LastTextMemo:
+    """The tokenizer for an ISO 639-1 language code (as our language ID reports it)."""
+    if lang == "zh":
+        return LastTextMemo(JiebaWordTokenizer())
+    if lang == "en":
+        return LastTextMemo(RegexWordTokenizer())
+    return LastTextMemo(load_word_tokenizer(lang))
