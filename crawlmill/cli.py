@@ -145,9 +145,19 @@ def _run(stage, output: Path, ray_options, overwrite: bool, no_progress: bool): 
     return result
 
 
-@app.command(epilog="**Example**\n\n* `crawlmill run configs/demo.yaml`  (the sample corpus that ships in the repo)")
+PIPELINE_STAGES = ("ingest", "filter")
+
+
+@app.command(
+    epilog=(
+        "**Examples**\n\n"
+        "* `crawlmill run configs/demo.yaml`  (the sample corpus that ships in the repo)\n\n"
+        "* `crawlmill run configs/demo.yaml --only filter`  (one stage; its input stage must have finished)"
+    )
+)
 def run(
     config_file: Path = typer.Argument(..., help="Pipeline config (YAML); see configs/demo.yaml."),
+    only: Optional[str] = typer.Option(None, "--only", help=f"Run one stage: {', '.join(PIPELINE_STAGES)}."),
     no_progress: bool = NO_PROGRESS,
 ) -> None:
     """Run the whole pipeline from one config: ingest, then filter; each stage resumable."""
@@ -156,20 +166,28 @@ def run(
     from crawlmill.pipeline.ingest.sources import InputError, resolve_sources
     from crawlmill.pipeline.ingest.stage import IngestStage
 
+    if only is not None and only not in PIPELINE_STAGES:
+        raise _fail(f"--only {only!r}: choose one of {', '.join(PIPELINE_STAGES)}")
     try:
         config = load_run_config(config_file)
-        section = config.ingest
-        sources = resolve_sources(section.inputs, section.dump, section.base_url, section.file_format, section.max_files)
-    except (ConfigError, InputError) as exc:
+    except ConfigError as exc:
         raise _fail(str(exc)) from None
     out = Path(config.output_dir)
+
+    def build(name: str):  # noqa: ANN202 - a Stage
+        if name == "ingest":
+            section = config.ingest
+            sources = resolve_sources(section.inputs, section.dump, section.base_url, section.file_format, section.max_files)
+            return IngestStage(sources, section.options)
+        return FilterStage(str(out / "ingest"), config.filter)
+
     summary = {}
-    summary["ingest"] = _run(IngestStage(sources, section.options), out / "ingest", config.ray, False, no_progress).stats
-    try:
-        stage = FilterStage(str(out / "ingest"), config.filter)
-    except (ValueError, FileNotFoundError) as exc:
-        raise _fail(str(exc)) from None
-    summary["filter"] = _run(stage, out / "filter", config.ray, False, no_progress).stats
+    for name in PIPELINE_STAGES if only is None else (only,):
+        try:
+            stage = build(name)
+        except (InputError, ValueError, FileNotFoundError) as exc:
+            raise _fail(str(exc)) from None
+        summary[name] = _run(stage, out / name, config.ray, False, no_progress).stats
     console.print(json.dumps(summary, indent=1, ensure_ascii=False))
 
 

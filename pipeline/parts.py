@@ -159,6 +159,7 @@ class PartSink:
             if keep_dropped
             else None
         )
+        self._extra: dict[str, _ParquetTmpWriter] = {}
         self._buffer: list[dict[str, Any]] = []
         self._buffer_bytes = 0
         self._dropped_buffer: list[dict[str, Any]] = []
@@ -201,6 +202,13 @@ class PartSink:
             self._quarantine.write(self._quarantine_buffer)
             self._quarantine_buffer = []
 
+    def write_extra(self, folder: str, schema: pa.Schema, rows: list[dict[str, Any]]) -> None:
+        """Rows of a stage-specific side output, `<folder>/part-NNNNN.parquet`, committed with the part."""
+        if folder not in self._extra:
+            final = self.output_dir / folder / f"{part_name(self.stats.index)}.parquet"
+            self._extra[folder] = _ParquetTmpWriter(final, schema, always_create=True)
+        self._extra[folder].write(rows)
+
     def count(self, counter: str, n: int = 1) -> None:
         """A stage-specific figure (bytes read, charset fallbacks...), reported in `_stats.json`."""
         self.stats.counters[counter] += n
@@ -221,6 +229,8 @@ class PartSink:
             self._dropped.write(self._dropped_buffer)
             self._dropped.commit()
         self._quarantine.commit()
+        for writer in self._extra.values():
+            writer.commit()
         self._kept.commit()
         atomic_write_text(
             marker_path(self.output_dir, s.index), json.dumps(s.to_json(), indent=1, ensure_ascii=False)
@@ -228,6 +238,6 @@ class PartSink:
         return s
 
     def abort(self) -> None:
-        for writer in (self._kept, self._quarantine, self._dropped):
+        for writer in (self._kept, self._quarantine, self._dropped, *self._extra.values()):
             if writer is not None:
                 writer.abort()

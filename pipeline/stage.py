@@ -5,7 +5,7 @@ A `Stage` lists its input units (`PartTask`s) and turns one unit into one output
 
 - refuses an output folder made from other inputs or settings (`_tasks.json`);
 - removes temporaries of an interrupted run and skips parts whose marker exists;
-- runs the remaining parts as Ray tasks, at most `max_in_flight` at a time, with a progress bar;
+- runs the remaining parts as Ray tasks (ray_tasks.py), at most `max_in_flight` at a time, with a progress bar;
 - a part that raises is reported with its source and error and the others go on; the run then
   ends without `_SUCCESS` and a rerun retries only the unfinished parts;
 - when every part is finished, merges the part counts into `_stats.json` and writes `_SUCCESS`.
@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import traceback
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,6 +28,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from .parts import PARTS_DIR, TMP_MARK, PartSink, PartStats, atomic_write_text, marker_path
+from .ray_tasks import Job, RayOptions, ensure_ray, run_jobs  # noqa: F401 - RayOptions, ensure_ray re-exported
 from .schema import DOCUMENT_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -70,13 +69,6 @@ class Stage(ABC):
 
 
 @dataclass
-class RayOptions:
-    address: str | None = None  # None: a local Ray, or the cluster of RAY_ADDRESS (ray job submit)
-    num_cpus: int | None = None  # for a local Ray only
-    max_in_flight: int | None = None  # default: 2 x the cluster's CPUs
-
-
-@dataclass
 class StageResult:
     stats: dict[str, Any] | None
     output_dir: Path
@@ -86,20 +78,6 @@ class StageResult:
     @property
     def ok(self) -> bool:
         return not self.failures
-
-
-def ensure_ray(options: RayOptions) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if options.address:
-        ray.init(address=options.address, logging_level=logging.WARNING)
-    elif os.environ.get("RAY_ADDRESS"):
-        ray.init(logging_level=logging.WARNING)
-    else:
-        ray.init(num_cpus=options.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
 
 
 def run_part(stage: Stage, task: PartTask, output_dir: str) -> dict[str, Any]:
@@ -158,8 +136,6 @@ def merge_stats(stage_name: str, parts: list[PartStats]) -> dict[str, Any]:
 def run_stage(
     stage: Stage, output_dir: str | Path, ray_options: RayOptions | None = None, progress: bool = True
 ) -> StageResult:
-    import ray
-
     from .progress import StageProgress
 
     output_dir = Path(output_dir)
@@ -173,27 +149,18 @@ def run_stage(
     result = StageResult(stats=None, output_dir=output_dir, finished_before=len(tasks) - len(todo))
     if todo:
         (output_dir / "_SUCCESS").unlink(missing_ok=True)
-        ray_options = ray_options or RayOptions()
-        ensure_ray(ray_options)
-        max_in_flight = ray_options.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
-        remote_part = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=[SourceReadError])(run_part)
-        stage_ref = ray.put(stage)
+        jobs = [Job(t.source, (t, str(output_dir))) for t in todo]
         with StageProgress(stage.name, total=len(tasks), done=result.finished_before, enabled=progress) as bar:
-            pending = list(reversed(todo))
-            in_flight: dict[Any, PartTask] = {}
-            while pending or in_flight:
-                while pending and len(in_flight) < max_in_flight:
-                    task = pending.pop()
-                    in_flight[remote_part.remote(stage_ref, task, str(output_dir))] = task
-                ready, _ = ray.wait(list(in_flight), num_returns=1)
-                task = in_flight.pop(ready[0])
-                try:
-                    bar.part_done(ray.get(ready[0]))
-                except Exception as exc:  # the part's error, with its source; other parts go on
-                    cause = getattr(exc, "cause", None) or exc
-                    detail = "".join(traceback.format_exception_only(type(cause), cause)).strip()
-                    result.failures.append((task.source, detail))
-                    bar.part_failed(task.source, detail)
+            outcome = run_jobs(
+                run_part,
+                jobs,
+                ray_options or RayOptions(),
+                on_done=lambda job, part: bar.part_done(part),
+                on_failed=lambda job, detail: bar.part_failed(job.key, detail),
+                retry_exceptions=[SourceReadError],
+                shared=(stage,),
+            )
+        result.failures = outcome.failures
     if result.failures:
         return result
 

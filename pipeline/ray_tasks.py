@@ -1,0 +1,90 @@
+"""Run a list of independent jobs as Ray tasks: bounded in flight, progress shown, failures isolated.
+
+Shared by the stage framework (one job per part) and multi-step stages such as dedup (one job
+per partition and round). A job that raises is reported with its key and error; the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RayOptions:
+    address: str | None = None  # None: a local Ray, or the cluster of RAY_ADDRESS (ray job submit)
+    num_cpus: int | None = None  # for a local Ray only
+    max_in_flight: int | None = None  # default: 2 x the cluster's CPUs
+
+
+@dataclass
+class Job:
+    key: str  # names the job in progress and failure reports (e.g. the part's source)
+    args: tuple
+
+
+@dataclass
+class JobsResult:
+    results: dict[str, Any] = field(default_factory=dict)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def ensure_ray(options: RayOptions) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if options.address:
+        ray.init(address=options.address, logging_level=logging.WARNING)
+    elif os.environ.get("RAY_ADDRESS"):
+        ray.init(logging_level=logging.WARNING)
+    else:
+        ray.init(num_cpus=options.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+
+
+def run_jobs(
+    fn: Callable[..., Any],
+    jobs: list[Job],
+    options: RayOptions,
+    on_done: Callable[[Job, Any], None] | None = None,
+    on_failed: Callable[[Job, str], None] | None = None,
+    retry_exceptions: list[type[BaseException]] | None = None,
+    shared: tuple = (),
+) -> JobsResult:
+    """Run fn(*shared, *job.args) for every job on Ray; `shared` objects are put in the store once."""
+    import ray
+
+    out = JobsResult()
+    if not jobs:
+        return out
+    ensure_ray(options)
+    max_in_flight = options.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+    remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=retry_exceptions or False)(fn)
+    shared_refs = tuple(ray.put(obj) for obj in shared)
+    pending = list(reversed(jobs))
+    in_flight: dict[Any, Job] = {}
+    while pending or in_flight:
+        while pending and len(in_flight) < max_in_flight:
+            job = pending.pop()
+            in_flight[remote.remote(*shared_refs, *job.args)] = job
+        ready, _ = ray.wait(list(in_flight), num_returns=1)
+        job = in_flight.pop(ready[0])
+        try:
+            result = ray.get(ready[0])
+        except Exception as exc:  # the job's own error, with its key; other jobs go on
+            cause = getattr(exc, "cause", None) or exc
+            detail = "".join(traceback.format_exception_only(type(cause), cause)).strip()
+            out.failures.append((job.key, detail))
+            if on_failed:
+                on_failed(job, detail)
+            continue
+        out.results[job.key] = result
+        if on_done:
+            on_done(job, result)
+    return out
