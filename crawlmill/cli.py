@@ -145,6 +145,45 @@ def _run(stage, output: Path, ray_options, overwrite: bool, no_progress: bool): 
     return result
 
 
+@app.command(
+    epilog=(
+        "**Examples**\n\n"
+        "* `crawlmill dedup out/2023-50/filter out/2024-10/filter --output out/dedup`  (every dump at once)\n\n"
+        "* `crawlmill dedup out/filter --output out/dedup --bands 20 --rows 10 --keep longest`"
+    )
+)
+def dedup(
+    inputs: list[str] = typer.Argument(..., help="Finished stage output folders (e.g. filter's), all dumps."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output folder (kept documents, duplicates/, _report/report.json and .png)."),
+    bands: int = typer.Option(14, "--bands", help="LSH bands (x rows = MinHash permutations)."),
+    rows: int = typer.Option(8, "--rows", help="Rows per band; 14 x 8 finds pairs of Jaccard >= ~0.8."),
+    partitions: Optional[int] = typer.Option(None, "--partitions", help="Shuffle partitions (default: ~64 MiB of bucket rows each)."),
+    keep: str = typer.Option("earliest_dump", "--keep", help="Document kept per cluster: earliest_dump, latest_dump or longest."),
+    address: Optional[str] = ADDRESS,
+    num_cpus: Optional[int] = NUM_CPUS,
+    max_in_flight: Optional[int] = MAX_IN_FLIGHT,
+    overwrite: bool = OVERWRITE,
+    no_progress: bool = NO_PROGRESS,
+) -> None:
+    """Exact + MinHash LSH near-dedup over every input folder (every dump) at once, distributed on Ray."""
+    from crawlmill.pipeline.dedup.config import DedupConfig
+    from crawlmill.pipeline.dedup.minhash import MinHashConfig
+    from crawlmill.pipeline.dedup.stage import run_dedup
+    from crawlmill.pipeline.stage import RayOptions, StageInputMismatch, reset_output
+
+    try:
+        config = DedupConfig(minhash=MinHashConfig(bands=bands, rows=rows), partitions=partitions, keep=keep)
+        if overwrite:
+            reset_output(output)
+        result = run_dedup(inputs, output, config, RayOptions(address, num_cpus, max_in_flight), progress=not no_progress)
+    except (ValueError, FileNotFoundError, StageInputMismatch) as exc:
+        raise _fail(str(exc)) from None
+    _report(result)
+    report = json.loads((output / "_report/report.json").read_text())
+    for row in report["cumulative"]:
+        console.print(f"first {row['dumps']} dump(s) through {row['through']}: {100 * row['share']:.1f}% removed")
+
+
 PIPELINE_STAGES = ("ingest", "filter")
 
 

@@ -44,6 +44,9 @@ class StageProgress:
         self.progress.__exit__(*exc)
 
     def part_done(self, part: dict[str, Any]) -> None:
+        if "in" not in part:  # a task that is not a document part: no record counts to show
+            self.progress.update(self.task, advance=1)
+            return
         self.records_in += part["in"]
         self.kept += part["kept"]
         self.quarantined += part["quarantined"]

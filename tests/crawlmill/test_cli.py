@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from crawlmill.cli import app
 
-VERBS = ["ingest", "filter", "run"]
+VERBS = ["ingest", "filter", "dedup", "run"]
 
 
 def crawlmill(*args: str, **kwargs) -> subprocess.Popen:

@@ -1,0 +1,67 @@
+"""MinHash signatures and LSH band keys, vectorised over a batch of documents (numpy, no per-shingle loop).
+
+Each of the `bands x rows` hash functions is h_i(x) = mix64(x XOR seed_i) over the 64-bit shingle
+hashes (mix64 is splitmix64's bijective finaliser, the seeds come from `seed`): the signature
+holds min_x h_i(x). Two documents agree on one signature value with probability equal to their
+Jaccard similarity, as with datasketch's permutations (tests compare the two). A band key
+hashes a band's `rows` values into one 64-bit value; documents sharing any band key are candidates.
+With the default 14 bands x 8 rows the candidate probability is 1-(1-J^8)^14: 5% at J=0.5,
+50% at J=0.69, 92% at J=0.8, 99.96% at J=0.9.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .shingles import mix64, salt
+
+_PERM_BLOCK = 16  # hash functions evaluated at once: bounds the temporary (shingles x 16) matrix
+
+
+@dataclass(frozen=True)
+class MinHashConfig:
+    bands: int = 14
+    rows: int = 8
+    seed: int = 1
+
+    @property
+    def num_perm(self) -> int:
+        return self.bands * self.rows
+
+    def seeds(self) -> np.ndarray:
+        return mix64(np.arange(1, self.num_perm + 1, dtype=np.uint64) ^ salt(self.seed))
+
+    def candidate_probability(self, jaccard: float) -> float:
+        return 1.0 - (1.0 - jaccard**self.rows) ** self.bands
+
+
+def signatures(docs: list[np.ndarray], config: MinHashConfig) -> np.ndarray:
+    """(len(docs), num_perm) uint64 signatures; a document without shingles gets all-max values."""
+    seeds = config.seeds()
+    out = np.full((len(docs), config.num_perm), np.iinfo(np.uint64).max, dtype=np.uint64)
+    lengths = np.array([len(d) for d in docs])
+    nonempty = np.flatnonzero(lengths)
+    if not len(nonempty):
+        return out
+    flat = np.concatenate([docs[i] for i in nonempty])
+    starts = np.concatenate([[0], np.cumsum(lengths[nonempty])[:-1]])
+    for block in range(0, config.num_perm, _PERM_BLOCK):
+        hashed = mix64(flat[:, None] ^ seeds[None, block : block + _PERM_BLOCK])
+        out[nonempty, block : block + _PERM_BLOCK] = np.minimum.reduceat(hashed, starts, axis=0)
+    return out
+
+
+def band_keys(sigs: np.ndarray, config: MinHashConfig) -> np.ndarray:
+    """(n, bands) uint64: each band's rows hashed into one key, salted by the band index."""
+    n = len(sigs)
+    rows = sigs.reshape(n, config.bands, config.rows)
+    keys = np.broadcast_to(mix64(np.arange(config.bands, dtype=np.uint64) + np.uint64(0x5851F42D4C957F2D)), (n, config.bands)).copy()
+    for r in range(config.rows):
+        keys = mix64(keys ^ rows[:, :, r] ^ salt(r))
+    return keys
+
+
+def estimated_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(a == b))

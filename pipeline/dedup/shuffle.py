@@ -1,0 +1,67 @@
+"""Hash-partitioned Parquet files: how dedup's steps hand rows to each other without one process
+holding them all.
+
+A map task writes its rows split by partition into `<step>/p-NNNNN/<task>.parquet`; the reduce
+task of partition N reads that folder. Files are written under a temporary name and renamed, and
+a step task's marker (`<step>/_done/<task>.json`) is written last, as in the stage framework.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..parts import PARQUET_OPTIONS, TMP_MARK, atomic_write_text
+from .shingles import mix64
+
+
+def node_partition(nodes: np.ndarray, partitions: int) -> np.ndarray:
+    return (mix64(nodes.astype(np.uint64)) % np.uint64(partitions)).astype(np.int64)
+
+
+def write_table(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{TMP_MARK}{uuid.uuid4().hex}-{path.name}")
+    pq.write_table(table, tmp, **PARQUET_OPTIONS)
+    os.replace(tmp, path)
+
+
+def write_partitioned(step_dir: Path, task: str, table: pa.Table, partition: np.ndarray, partitions: int) -> None:
+    """Rows of `table` to `step_dir/p-NNNNN/<task>.parquet` by `partition` (empty partitions skipped)."""
+    if not table.num_rows:
+        return
+    order = np.argsort(partition, kind="stable")
+    sorted_parts = partition[order]
+    bounds = np.searchsorted(sorted_parts, np.arange(partitions + 1))
+    table = table.take(pa.array(order))
+    for p in range(partitions):
+        if bounds[p + 1] > bounds[p]:
+            write_table(step_dir / f"p-{p:05d}" / f"{task}.parquet", table.slice(bounds[p], bounds[p + 1] - bounds[p]))
+
+
+def read_partition(step_dir: Path, partition: int, schema: pa.Schema) -> pa.Table:
+    folder = step_dir / f"p-{partition:05d}"
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    tables = [pq.read_table(f, schema=schema) for f in files if not f.name.startswith(TMP_MARK)]
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def done_path(step_dir: Path, task: str) -> Path:
+    return step_dir / "_done" / f"{task}.json"
+
+
+def mark_done(step_dir: Path, task: str, result: dict[str, Any]) -> dict[str, Any]:
+    atomic_write_text(done_path(step_dir, task), json.dumps(result, sort_keys=True))
+    return result
+
+
+def read_done(step_dir: Path, task: str) -> dict[str, Any] | None:
+    path = done_path(step_dir, task)
+    return json.loads(path.read_text()) if path.exists() else None

@@ -1,0 +1,85 @@
+"""Dedup end to end on real Ray over the sample corpus's two dumps (pages republished unchanged,
+near-duplicate variants on other hosts, junk repeated across sites)."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from crawlmill.pipeline.dedup.config import DedupConfig
+from crawlmill.pipeline.dedup.stage import run_dedup
+from crawlmill.pipeline.ingest.sources import expand_inputs
+from crawlmill.pipeline.ingest.stage import IngestStage
+from crawlmill.pipeline.stage import run_stage
+from tests.conftest import SAMPLES
+
+DUMPS = ["CC-MAIN-2023-50", "CC-MAIN-2024-10"]
+
+
+def folder_bytes(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and "_work" not in p.parts}
+
+
+@pytest.fixture(scope="module")
+def ingested(ray_local, tmp_path_factory):
+    root = tmp_path_factory.mktemp("dedup")
+    for dump in DUMPS:
+        warcs = expand_inputs([str(SAMPLES / "crawl-data" / dump / "segments/*/warc/*.warc.gz")])
+        assert run_stage(IngestStage(warcs), root / dump, progress=False).ok
+    return root
+
+
+@pytest.fixture(scope="module")
+def deduped(ingested):
+    out = ingested / "dedup"
+    result = run_dedup([str(ingested / d) for d in DUMPS], out, DedupConfig(partitions=4), progress=False)
+    assert result.ok
+    return out, result.stats
+
+
+def test_one_document_kept_per_cluster_and_every_removal_mapped(ingested, deduped):
+    out, stats = deduped
+    inputs = pq.read_table([str(p) for d in DUMPS for p in sorted((ingested / d).glob("part-*.parquet"))]).to_pylist()
+    kept = pq.read_table([str(p) for p in sorted(out.glob("part-*.parquet"))], columns=["id"]).column("id").to_pylist()
+    duplicates = pq.read_table(out / "duplicates").to_pylist()
+    assert stats["in"] == len(inputs) == len(kept) + len(duplicates)
+    assert {d["id"] for d in duplicates}.isdisjoint(kept)
+    assert {d["kept_id"] for d in duplicates} <= set(kept)  # every cluster keeps its representative
+    assert set(stats["dropped"]) == {"exact_duplicate", "near_duplicate"}
+
+
+def test_republished_pages_keep_their_first_publication(deduped):
+    out, _ = deduped
+    duplicates = pq.read_table(out / "duplicates").to_pylist()
+    manifest = [json.loads(line) for line in (SAMPLES / "manifest.jsonl").read_text().splitlines()]
+    republished = {m["url"] for m in manifest if m.get("republished")}
+    assert republished
+    for d in duplicates:
+        if d["url"] in republished and d["dump"] == "CC-MAIN-2024-10":
+            assert d["kept_dump"] == "CC-MAIN-2023-50"
+    assert {d["url"] for d in duplicates if d["reason"] == "exact_duplicate"} == republished
+    variants = {m["url"] for m in manifest if m["kind"] == "near_duplicate"}
+    assert variants <= {d["url"] for d in duplicates if d["reason"] == "near_duplicate"}
+
+
+def test_report_is_table_1_style(deduped):
+    out, stats = deduped
+    report = json.loads((out / "_report/report.json").read_text())
+    assert [r["dump"] for r in report["within_single_dump"]] == DUMPS
+    single, cumulative = report["within_single_dump"], report["cumulative"]
+    assert cumulative[0]["share"] == single[0]["share"]
+    assert cumulative[-1]["removed"] == sum(stats["dropped"].values())  # all dumps together = the run
+    assert cumulative[-1]["removed"] > single[0]["removed"] + single[1]["removed"]  # across dumps removes more
+    assert (out / "_report/report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_same_run_twice_gives_the_same_output_and_resumes(ingested, deduped, tmp_path):
+    out, _ = deduped
+    again = tmp_path / "again"
+    assert run_dedup([str(ingested / d) for d in DUMPS], again, DedupConfig(partitions=4), progress=False).ok
+    assert folder_bytes(again) == folder_bytes(out)
+    # A rerun after losing a step's marker redoes only that work and ends identical.
+    next((again / "_work/cc").glob("done-0001/_done/*.json")).unlink()
+    (again / "_SUCCESS").unlink()
+    assert run_dedup([str(ingested / d) for d in DUMPS], again, DedupConfig(partitions=4), progress=False).ok
+    assert folder_bytes(again) == folder_bytes(out)
