@@ -18,11 +18,15 @@ class DedupConfig:
     # Which document of a cluster is kept: earliest_dump (its first publication; ties: the longest
     # text, then the smallest id), latest_dump (ties likewise) or longest (ties: earliest dump, id).
     keep: str = "earliest_dump"
+    # Candidate pairs are kept when their exact Jaccard similarity of shingles reaches this.
+    jaccard_threshold: float = 0.8
     max_rounds: int = 200  # connected-components rounds before giving up (never reached in practice)
 
     def __post_init__(self) -> None:
         if self.keep not in KEEP_RULES:
             raise ValueError(f"keep {self.keep!r}: choose one of {', '.join(KEEP_RULES)}")
+        if not 0 < self.jaccard_threshold <= 1:
+            raise ValueError("jaccard_threshold must be in (0, 1]")
         if self.partitions is not None and self.partitions < 1:
             raise ValueError("partitions must be at least 1")
 

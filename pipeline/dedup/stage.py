@@ -36,6 +36,9 @@ DUPLICATES_SCHEMA = pa.schema(
 STEP_FUNCTIONS: dict[str, Callable[..., dict[str, Any]]] = {
     "map": steps.map_part,
     "buckets": steps.reduce_buckets,
+    "shingles": steps.shingle_part,
+    "verify_send": steps.verify_send,
+    "verify_check": steps.verify_check,
     "cc": steps.cc_round,
     "cluster_map": steps.cluster_map,
     "cluster_reduce": steps.cluster_reduce,
@@ -113,7 +116,10 @@ def run_dedup(inputs: list[str], output: str | Path, config: DedupConfig | None 
     _check_plan(work, {"parts": parts, "partitions": partitions, "config": asdict(config)})
 
     mapped = _run_step("map", config, work / "map", [(f"part-{i:05d}", (str(work), i, path, partitions)) for i, path in enumerate(parts)], options, progress)
-    buckets = _run_step("buckets", config, work / "buckets-done", [(f"p-{p:05d}", (str(work), p, partitions)) for p in range(partitions)], options, progress)
+    buckets = _run_step("buckets", config, work / "buckets-done", [(f"p-{p:05d}", (str(work), p, partitions, len(parts))) for p in range(partitions)], options, progress)
+    _run_step("shingles", config, work / "shingles-done", [(f"part-{i:05d}", (str(work), i, path, partitions)) for i, path in enumerate(parts)], options, progress)
+    _run_step("verify_send", config, work / "verify-send-done", [(f"p-{p:05d}", (str(work), p, partitions)) for p in range(partitions)], options, progress)
+    verified = _run_step("verify_check", config, work / "verify-done", [(f"p-{p:05d}", (str(work), p, partitions)) for p in range(partitions)], options, progress)
     round_no, rounds = 0, []
     while True:
         result = _run_step("cc", config, work / "cc" / f"done-{round_no:04d}", [(f"p-{p:05d}", (str(work), round_no, p, partitions)) for p in range(partitions)], options, progress)
@@ -132,7 +138,8 @@ def run_dedup(inputs: list[str], output: str | Path, config: DedupConfig | None 
         summary = {
             "documents": documents,
             "partitions": partitions,
-            "edges": sum(r["edges"] for r in buckets.values()),
+            "candidate_pairs": sum(r["candidates"] for r in buckets.values()),
+            "verified_pairs": sum(r["verified"] for r in verified.values()),
             "cc_rounds": len(rounds),
             "clusters_with_duplicates": sum(r["clusters"] for r in clustered.values()),
             "largest_cluster": max((r["largest_cluster"] for r in clustered.values()), default=0),
