@@ -149,7 +149,8 @@ def _run(stage, output: Path, ray_options, overwrite: bool, no_progress: bool): 
     epilog=(
         "**Examples**\n\n"
         "* `crawlmill dedup out/2023-50/filter out/2024-10/filter --output out/dedup`  (every dump at once)\n\n"
-        "* `crawlmill dedup out/filter --output out/dedup --bands 20 --rows 10 --keep longest`"
+        "* `crawlmill dedup out/filter --output out/dedup --bands 20 --rows 10 --keep longest`\n\n"
+        "* `crawlmill dedup out/2024-18/filter --output out/dedup-2024-18 --index out/dedup-index`  (against every earlier run)"
     )
 )
 def dedup(
@@ -159,6 +160,7 @@ def dedup(
     rows: int = typer.Option(8, "--rows", help="Rows per band; 14 x 8 finds pairs of Jaccard >= ~0.8."),
     partitions: Optional[int] = typer.Option(None, "--partitions", help="Shuffle partitions (default: ~64 MiB of bucket rows each)."),
     keep: str = typer.Option("earliest_dump", "--keep", help="Document kept per cluster: earliest_dump, latest_dump or longest."),
+    index_dir: Optional[Path] = typer.Option(None, "--index", help="Dedup against the kept documents of earlier runs with this index, then add this run's."),
     address: Optional[str] = ADDRESS,
     num_cpus: Optional[int] = NUM_CPUS,
     max_in_flight: Optional[int] = MAX_IN_FLIGHT,
@@ -175,7 +177,7 @@ def dedup(
         config = DedupConfig(minhash=MinHashConfig(bands=bands, rows=rows), partitions=partitions, keep=keep)
         if overwrite:
             reset_output(output)
-        result = run_dedup(inputs, output, config, RayOptions(address, num_cpus, max_in_flight), progress=not no_progress)
+        result = run_dedup(inputs, output, config, RayOptions(address, num_cpus, max_in_flight), progress=not no_progress, index_dir=index_dir)
     except (ValueError, FileNotFoundError, StageInputMismatch) as exc:
         raise _fail(str(exc)) from None
     _report(result)
@@ -184,7 +186,7 @@ def dedup(
         console.print(f"first {row['dumps']} dump(s) through {row['through']}: {100 * row['share']:.1f}% removed")
 
 
-PIPELINE_STAGES = ("ingest", "filter")
+PIPELINE_STAGES = ("ingest", "filter", "dedup")
 
 
 @app.command(
@@ -199,11 +201,13 @@ def run(
     only: Optional[str] = typer.Option(None, "--only", help=f"Run one stage: {', '.join(PIPELINE_STAGES)}."),
     no_progress: bool = NO_PROGRESS,
 ) -> None:
-    """Run the whole pipeline from one config: ingest, then filter; each stage resumable."""
+    """Run the whole pipeline from one config: ingest, filter, dedup; each stage resumable."""
     from crawlmill.pipeline.config import ConfigError, load_run_config
+    from crawlmill.pipeline.dedup.stage import run_dedup
     from crawlmill.pipeline.filter.stage import FilterStage
     from crawlmill.pipeline.ingest.sources import InputError, resolve_sources
     from crawlmill.pipeline.ingest.stage import IngestStage
+    from crawlmill.pipeline.stage import StageInputMismatch
 
     if only is not None and only not in PIPELINE_STAGES:
         raise _fail(f"--only {only!r}: choose one of {', '.join(PIPELINE_STAGES)}")
@@ -223,8 +227,13 @@ def run(
     summary = {}
     for name in PIPELINE_STAGES if only is None else (only,):
         try:
+            if name == "dedup":
+                result = run_dedup([str(out / "filter")], out / "dedup", config.dedup, config.ray, progress=not no_progress)
+                _report(result)
+                summary[name] = result.stats
+                continue
             stage = build(name)
-        except (InputError, ValueError, FileNotFoundError) as exc:
+        except (InputError, ValueError, FileNotFoundError, StageInputMismatch) as exc:
             raise _fail(str(exc)) from None
         summary[name] = _run(stage, out / name, config.ray, False, no_progress).stats
     console.print(json.dumps(summary, indent=1, ensure_ascii=False))

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from .dedup.config import DedupConfig
 from .ingest.stage import IngestConfig
 from .stage import RayOptions
 
@@ -49,6 +50,7 @@ class RunConfig:
     ray: RayOptions = field(default_factory=RayOptions)
     ingest: IngestSection = field(default_factory=IngestSection)
     filter: Any = None  # a filter config mapping (see configs/filters.yaml); null: the defaults
+    dedup: DedupConfig = field(default_factory=DedupConfig)
 
 
 def _check_type(value: Any, hint: Any, where: str) -> Any:

@@ -24,7 +24,7 @@ from ..parts import PartSink, atomic_write_text, input_parts
 from ..progress import StageProgress
 from ..ray_tasks import Job, RayOptions, run_jobs
 from ..stage import PartTask, Stage, StageInputMismatch, StageResult, run_stage
-from . import steps
+from . import index, steps
 from .config import DedupConfig
 from .report import write_report
 from .shuffle import mark_done, read_done, read_partition
@@ -42,6 +42,8 @@ STEP_FUNCTIONS: dict[str, Callable[..., dict[str, Any]]] = {
     "cc": steps.cc_round,
     "cluster_map": steps.cluster_map,
     "cluster_reduce": steps.cluster_reduce,
+    "index_load": index.load_indexed_part,
+    "index_save": index.save_part,
 }
 
 
@@ -105,21 +107,40 @@ def _check_plan(work: Path, plan: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(plan, indent=1))
 
 
-def run_dedup(inputs: list[str], output: str | Path, config: DedupConfig | None = None, ray_options: RayOptions | None = None, progress: bool = True) -> StageResult:
+def run_dedup(
+    inputs: list[str],
+    output: str | Path,
+    config: DedupConfig | None = None,
+    ray_options: RayOptions | None = None,
+    progress: bool = True,
+    index_dir: str | Path | None = None,
+) -> StageResult:
+    """Deduplicate `inputs` together (and against the documents of `index_dir`, which then also
+    receives this run's kept documents)."""
     config = config or DedupConfig()
     options = ray_options or RayOptions()
     output = Path(output)
     parts = [part for folder in inputs for part in input_parts(folder)]
-    documents = sum(pq.ParquetFile(p).metadata.num_rows for p in parts)
+    runs = index.load_manifest(index_dir, excluding_output=output) if index_dir else []
+    earlier = index.indexed_parts(index_dir, runs) if index_dir else []
+    all_parts = parts + [part for _, part in earlier]  # input part numbers: new parts first
+    documents = sum(pq.ParquetFile(p).metadata.num_rows for p in all_parts)
     partitions = config.partitions_for(documents)
     work = output / "_work"
-    _check_plan(work, {"parts": parts, "partitions": partitions, "config": asdict(config)})
+    _check_plan(work, {"parts": parts, "index_runs": runs, "partitions": partitions, "config": asdict(config)})
 
-    mapped = _run_step("map", config, work / "map", [(f"part-{i:05d}", (str(work), i, path, partitions)) for i, path in enumerate(parts)], options, progress)
-    buckets = _run_step("buckets", config, work / "buckets-done", [(f"p-{p:05d}", (str(work), p, partitions, len(parts))) for p in range(partitions)], options, progress)
-    _run_step("shingles", config, work / "shingles-done", [(f"part-{i:05d}", (str(work), i, path, partitions)) for i, path in enumerate(parts)], options, progress)
-    _run_step("verify_send", config, work / "verify-send-done", [(f"p-{p:05d}", (str(work), p, partitions)) for p in range(partitions)], options, progress)
-    verified = _run_step("verify_check", config, work / "verify-done", [(f"p-{p:05d}", (str(work), p, partitions)) for p in range(partitions)], options, progress)
+    def run(name: str, jobs: list[tuple[str, tuple]]) -> dict[str, dict]:
+        return _run_step(name, config, work / f"{name}-done", jobs, options, progress)
+
+    per_partition = [(f"p-{p:05d}", (str(work), p, partitions)) for p in range(partitions)]
+
+    # Step names double as their marker folders under _work/ (the cc rounds have one per round).
+    mapped = run("map", [(f"part-{i:05d}", (str(work), i, path, partitions, index_dir is not None)) for i, path in enumerate(parts)])
+    mapped |= run("index_load", [(f"index-{len(parts) + j:05d}", (str(work), len(parts) + j, prefix, partitions)) for j, (prefix, _) in enumerate(earlier)])
+    buckets = run("buckets", [(f"p-{p:05d}", (str(work), p, partitions, len(all_parts))) for p in range(partitions)])
+    run("shingles", [(f"part-{i:05d}", (str(work), i, path, partitions)) for i, path in enumerate(all_parts)])
+    run("verify_send", per_partition)
+    verified = run("verify_check", per_partition)
     round_no, rounds = 0, []
     while True:
         result = _run_step("cc", config, work / "cc" / f"done-{round_no:04d}", [(f"p-{p:05d}", (str(work), round_no, p, partitions)) for p in range(partitions)], options, progress)
@@ -130,23 +151,30 @@ def run_dedup(inputs: list[str], output: str | Path, config: DedupConfig | None 
         round_no += 1
         if round_no >= config.max_rounds:
             raise RuntimeError(f"connected components did not converge in {config.max_rounds} rounds")
-    _run_step("cluster_map", config, work / "clusters-map-done", [(f"p-{p:05d}", (str(work), round_no, p, partitions)) for p in range(partitions)], options, progress)
-    clustered = _run_step("cluster_reduce", config, work / "clusters-done", [(f"p-{p:05d}", (str(work), p, partitions, len(parts))) for p in range(partitions)], options, progress)
+    run("cluster_map", [(f"p-{p:05d}", (str(work), round_no, p, partitions)) for p in range(partitions)])
+    clustered = run("cluster_reduce", [(f"p-{p:05d}", (str(work), p, partitions, len(all_parts))) for p in range(partitions)])
 
     result = run_stage(DedupOutputStage(parts, str(work), config), output, options, progress)
-    if result.ok:
-        summary = {
-            "documents": documents,
-            "partitions": partitions,
-            "candidate_pairs": sum(r["candidates"] for r in buckets.values()),
-            "verified_pairs": sum(r["verified"] for r in verified.values()),
-            "cc_rounds": len(rounds),
-            "clusters_with_duplicates": sum(r["clusters"] for r in clustered.values()),
-            "largest_cluster": max((r["largest_cluster"] for r in clustered.values()), default=0),
-        }
-        dumps: dict[str, int] = {}
-        for r in mapped.values():
-            for dump, n in r["dumps"].items():
-                dumps[dump] = dumps.get(dump, 0) + n
-        write_report(output, work, partitions, dumps, summary)
+    if not result.ok:
+        return result
+    if index_dir is not None:
+        run_dir = Path(index_dir) / f"run-{len(runs):04d}"
+        run("index_save", [(f"part-{i:05d}", (str(work), i, str(run_dir / f"part-{i:05d}"))) for i in range(len(parts))])
+        index.append_run(index_dir, output, [str((output / f"part-{i:05d}.parquet").resolve()) for i in range(len(parts))])
+    summary = {
+        "documents": documents,
+        "indexed_documents": documents - sum(mapped[f"part-{i:05d}"]["documents"] for i in range(len(parts))),
+        "partitions": partitions,
+        "exact_pairs": sum(r["exact_pairs"] for r in buckets.values()),
+        "candidate_pairs": sum(r["candidates"] for r in buckets.values()),
+        "verified_pairs": sum(r["verified"] for r in verified.values()),
+        "cc_rounds": len(rounds),
+        "clusters_with_duplicates": sum(r["clusters"] for r in clustered.values()),
+        "largest_cluster": max((r["largest_cluster"] for r in clustered.values()), default=0),
+    }
+    dumps: dict[str, int] = {}
+    for r in mapped.values():
+        for dump, n in r["dumps"].items():
+            dumps[dump] = dumps.get(dump, 0) + n
+    write_report(output, work, partitions, dumps, summary)
     return result

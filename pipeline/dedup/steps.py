@@ -34,9 +34,11 @@ from .shuffle import node_partition, read_partition, write_partitioned, write_ta
 
 BUCKETS, NODES, CANDIDATES, EDGE_NODES = "buckets", "nodes", "candidates", "edge_nodes"
 SHINGLES, VERIFY, EDGES, CLUSTERS, REMOVED = "shingles", "verify", "edges", "clusters", "removed"
+PART_ROWS = "part_rows"
 EXACT_BAND = -1
 BUCKET_SCHEMA = pa.schema([("band", pa.int16()), ("key", pa.uint64()), ("key2", pa.uint64()), ("node", pa.int64()), ("dump", pa.int32())])
-NODE_SCHEMA = pa.schema([("node", pa.int64()), ("id", pa.string()), ("dump", pa.int32()), ("length", pa.int64()), ("exact_hi", pa.uint64()), ("exact_lo", pa.uint64())])
+# `indexed`: a document kept by an earlier run (the --index); it is never removed.
+NODE_SCHEMA = pa.schema([("node", pa.int64()), ("id", pa.string()), ("dump", pa.int32()), ("length", pa.int64()), ("exact_hi", pa.uint64()), ("exact_lo", pa.uint64()), ("indexed", pa.bool_())])
 EDGE_SCHEMA = pa.schema([("src", pa.int64()), ("dst", pa.int64()), ("src_dump", pa.int32()), ("dst_dump", pa.int32())])
 NODE_LIST_SCHEMA = pa.schema([("node", pa.int64())])
 SHINGLE_SCHEMA = pa.schema([("node", pa.int64()), ("shingles", pa.list_(pa.uint64()))])
@@ -59,7 +61,7 @@ def dump_name(code: int) -> str | None:
     return f"CC-MAIN-{code // 100:04d}-{code % 100:02d}" if code else None
 
 
-def map_part(config: DedupConfig, work: str, index: int, path: str, partitions: int) -> dict[str, Any]:
+def map_part(config: DedupConfig, work: str, index: int, path: str, partitions: int, keep_copy: bool = False) -> dict[str, Any]:
     work_dir, task = Path(work), f"part-{index:05d}"
     bucket_tables, node_tables, dumps = [], [], {}
     row = 0
@@ -73,7 +75,7 @@ def map_part(config: DedupConfig, work: str, index: int, path: str, partitions: 
         exact = [xxhash.xxh3_128_intdigest(normalize(t)) for t in texts]
         exact_hi = np.array([h >> 64 for h in exact], dtype=np.uint64)
         exact_lo = np.array([h & ((1 << 64) - 1) for h in exact], dtype=np.uint64)
-        node_tables.append(pa.table({"node": nodes, "id": ids, "dump": codes, "length": [len(t) for t in texts], "exact_hi": exact_hi, "exact_lo": exact_lo}, schema=NODE_SCHEMA))
+        node_tables.append(pa.table({"node": nodes, "id": ids, "dump": codes, "length": [len(t) for t in texts], "exact_hi": exact_hi, "exact_lo": exact_lo, "indexed": np.zeros(len(ids), bool)}, schema=NODE_SCHEMA))
         hashes = [shingle_hashes(t, lang) for t, lang in zip(texts, langs)]
         has = np.array([len(h) > 0 for h in hashes])
         keys = band_keys(signatures([h for h in hashes if len(h)], config.minhash), config.minhash)
@@ -82,16 +84,24 @@ def map_part(config: DedupConfig, work: str, index: int, path: str, partitions: 
         bucket_tables.append(pa.table({
             "band": np.concatenate([np.full(len(nodes), EXACT_BAND, np.int16), np.tile(np.arange(bands, dtype=np.int16), int(has.sum()))]),
             "key": np.concatenate([exact_lo, keys.reshape(-1)]),
-            "key2": np.concatenate([exact_hi, np.zeros(len(band_nodes), np.uint64)]),
+            "key2": np.concatenate([exact_hi, np.repeat(exact_lo[has], bands)]),
             "node": np.concatenate([nodes, band_nodes]),
             "dump": np.concatenate([codes, band_codes]),
         }, schema=BUCKET_SCHEMA))  # fmt: skip
     buckets = pa.concat_tables(bucket_tables) if bucket_tables else BUCKET_SCHEMA.empty_table()
+    node_table = pa.concat_tables(node_tables) if node_tables else NODE_SCHEMA.empty_table()
+    shuffle_rows(work_dir, task, buckets, node_table, partitions)
+    if keep_copy:  # the rows an --index keeps for later runs (index.py)
+        write_table(work_dir / PART_ROWS / f"{task}-buckets.parquet", buckets)
+        write_table(work_dir / PART_ROWS / f"{task}-nodes.parquet", node_table)
+    return {"documents": row, "dumps": dict(sorted(dumps.items()))}
+
+
+def shuffle_rows(work_dir: Path, task: str, buckets: pa.Table, nodes: pa.Table, partitions: int) -> None:
+    """Bucket rows to their key's partition, node rows to their node's."""
     key_partition = (buckets.column("key").to_numpy() % np.uint64(partitions)).astype(np.int64)
     write_partitioned(work_dir / BUCKETS, task, buckets, key_partition, partitions)
-    node_table = pa.concat_tables(node_tables) if node_tables else NODE_SCHEMA.empty_table()
-    write_partitioned(work_dir / NODES, task, node_table, node_partition(node_table.column("node").to_numpy(), partitions), partitions)
-    return {"documents": row, "dumps": dict(sorted(dumps.items()))}
+    write_partitioned(work_dir / NODES, task, nodes, node_partition(nodes.column("node").to_numpy(), partitions), partitions)
 
 
 def reduce_buckets(config: DedupConfig, work: str, p: int, partitions: int, input_parts: int) -> dict[str, Any]:
@@ -100,19 +110,43 @@ def reduce_buckets(config: DedupConfig, work: str, p: int, partitions: int, inpu
     band, key, key2, node, dump = (table.column(c).to_numpy() for c in ("band", "key", "key2", "node", "dump"))
     order = np.lexsort((node, key2, key, band))
     band, key, key2, node, dump = band[order], key[order], key2[order], node[order], dump[order]
+    exact_row = band == EXACT_BAND
+    # Groups: equal (band, key), and for the exact band also equal key2 (the hash's other half).
+    # In band rows key2 is the document's exact hash, so identical texts are not verified again.
     starts = np.ones(len(node), dtype=bool)
-    starts[1:] = (band[1:] != band[:-1]) | (key[1:] != key[:-1]) | (key2[1:] != key2[:-1])
+    starts[1:] = (band[1:] != band[:-1]) | (key[1:] != key[:-1]) | ((key2[1:] != key2[:-1]) & exact_row[1:])
     first = np.maximum.accumulate(np.where(starts, np.arange(len(node)), 0))
-    member = ~starts  # every member but the group's smallest node: one edge to that node
-    src, dst = node[first[member]], node[member]
-    src_dump, dst_dump = dump[first[member]], dump[member]
-    pairs = np.unique(np.stack([src, dst, src_dump.astype(np.int64), dst_dump.astype(np.int64)], axis=1), axis=0) if len(src) else np.empty((0, 4), np.int64)
-    candidates = pa.table({"src": pairs[:, 0], "dst": pairs[:, 1], "src_dump": pairs[:, 2].astype(np.int32), "dst_dump": pairs[:, 3].astype(np.int32)}, schema=EDGE_SCHEMA)
-    write_partitioned(work_dir / CANDIDATES, f"from-{p:05d}", candidates, node_partition(pairs[:, 0], partitions), partitions)
-    nodes = np.unique(pairs[:, :2])  # documents whose shingles the verification needs, by input part
+    member = ~starts  # every member but the group's first: one pair with that first
+    exact = member & exact_row
+    candidate = member & ~exact_row & (key2 != key2[first])
+
+    def pairs_of(mask: np.ndarray) -> np.ndarray:
+        if not mask.any():
+            return np.empty((0, 4), np.int64)
+        u, v = node[first[mask]], node[mask]
+        du, dv = dump[first[mask]], dump[mask]
+        swap = u > v
+        rows = np.stack([np.where(swap, v, u), np.where(swap, u, v), np.where(swap, dv, du), np.where(swap, du, dv)], axis=1)
+        return np.unique(rows.astype(np.int64), axis=0)
+
+    exact_pairs, candidate_pairs = pairs_of(exact), pairs_of(candidate)
+    _write_edges(work_dir, f"exact-{p:05d}", _edge_table(exact_pairs), partitions)  # J = 1: no verification
+    candidates = _edge_table(candidate_pairs)
+    write_partitioned(work_dir / CANDIDATES, f"from-{p:05d}", candidates, node_partition(candidate_pairs[:, 0], partitions), partitions)
+    nodes = np.unique(candidate_pairs[:, :2])  # documents whose shingles the verification needs, by input part
     write_partitioned(work_dir / EDGE_NODES, f"from-{p:05d}", pa.table({"node": nodes}, schema=NODE_LIST_SCHEMA), (nodes >> np.int64(32)).astype(np.int64), input_parts)
-    exact = int(np.sum(band[member] == EXACT_BAND))
-    return {"bucket_rows": len(node), "candidates": len(pairs), "exact_links": exact}
+    return {"bucket_rows": len(node), "exact_pairs": len(exact_pairs), "candidates": len(candidate_pairs)}
+
+
+def _edge_table(pairs: np.ndarray) -> pa.Table:
+    return pa.table({"src": pairs[:, 0], "dst": pairs[:, 1], "src_dump": pairs[:, 2].astype(np.int32), "dst_dump": pairs[:, 3].astype(np.int32)}, schema=EDGE_SCHEMA)
+
+
+def _write_edges(work_dir: Path, task: str, pairs: pa.Table, partitions: int) -> None:
+    """Undirected edges, both directions, by source node (propagation reads a node's edges by source)."""
+    flipped = pa.table({"src": pairs.column("dst"), "dst": pairs.column("src"), "src_dump": pairs.column("dst_dump"), "dst_dump": pairs.column("src_dump")}, schema=EDGE_SCHEMA)
+    both = pa.concat_tables([pairs, flipped])
+    write_partitioned(work_dir / EDGES, task, both, node_partition(both.column("src").to_numpy(), partitions), partitions)
 
 
 def shingle_part(config: DedupConfig, work: str, index: int, path: str, partitions: int) -> dict[str, Any]:
@@ -170,10 +204,7 @@ def verify_check(config: DedupConfig, work: str, p: int, partitions: int) -> dic
         shared = np.intersect1d(a, b, assume_unique=True).size
         union = len(a) + len(b) - shared
         keep[i] = union > 0 and shared >= config.jaccard_threshold * union
-    kept = table.select(EDGE_SCHEMA.names).filter(pa.array(keep))
-    flipped = pa.table({"src": kept.column("dst"), "dst": kept.column("src"), "src_dump": kept.column("dst_dump"), "dst_dump": kept.column("src_dump")}, schema=EDGE_SCHEMA)
-    both = pa.concat_tables([kept, flipped])
-    write_partitioned(work_dir / EDGES, f"from-{p:05d}", both, node_partition(both.column("src").to_numpy(), partitions), partitions)
+    _write_edges(work_dir, f"verified-{p:05d}", table.select(EDGE_SCHEMA.names).filter(pa.array(keep)), partitions)
     return {"checked": len(dst), "verified": int(keep.sum())}
 
 
@@ -222,14 +253,16 @@ def cluster_map(config: DedupConfig, work: str, final_round: int, p: int, partit
     return {"members": table.num_rows}
 
 
-def _keep_order(config: DedupConfig, cluster: np.ndarray, dump: np.ndarray, length: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Row order in which the first row of every cluster is the one to keep (np.lexsort: last key first)."""
+def _keep_order(config: DedupConfig, cluster: np.ndarray, dump: np.ndarray, length: np.ndarray, ids: np.ndarray, indexed: np.ndarray) -> np.ndarray:
+    """Row order in which the first row of every cluster is the one to keep (np.lexsort: last key
+    first). Documents of the --index come first: an earlier run already kept them."""
     dump_key = np.where(dump == 0, np.iinfo(np.int32).max, dump)  # unknown dumps last
+    new = ~indexed
     if config.keep == "earliest_dump":
-        return np.lexsort((ids, -length, dump_key, cluster))
+        return np.lexsort((ids, -length, dump_key, new, cluster))
     if config.keep == "latest_dump":
-        return np.lexsort((ids, -length, -dump, cluster))
-    return np.lexsort((ids, dump_key, -length, cluster))
+        return np.lexsort((ids, -length, -dump, new, cluster))
+    return np.lexsort((ids, dump_key, -length, new, cluster))
 
 
 def cluster_reduce(config: DedupConfig, work: str, p: int, partitions: int, input_parts: int) -> dict[str, Any]:
@@ -237,7 +270,8 @@ def cluster_reduce(config: DedupConfig, work: str, p: int, partitions: int, inpu
     table = read_partition(work_dir / CLUSTERS, p, CLUSTER_SCHEMA)
     cluster, dump, length = (table.column(c).to_numpy() for c in ("cluster", "dump", "length"))
     ids = np.array(table.column("id").to_pylist(), dtype=object)
-    order = _keep_order(config, cluster, dump, length, ids)
+    indexed = table.column("indexed").to_numpy(zero_copy_only=False)
+    order = _keep_order(config, cluster, dump, length, ids, indexed)
     cluster = cluster[order]
     first = np.ones(len(cluster), dtype=bool)
     first[1:] = cluster[1:] != cluster[:-1]
@@ -245,7 +279,7 @@ def cluster_reduce(config: DedupConfig, work: str, p: int, partitions: int, inpu
     nodes = table.column("node").to_numpy()[order]
     ids, dump = ids[order], dump[order]
     hi, lo = table.column("exact_hi").to_numpy()[order], table.column("exact_lo").to_numpy()[order]
-    removed = ~first
+    removed = ~first & ~indexed[order]  # an earlier run's kept document stays, even if two meet now
     exact = (hi == hi[rep]) & (lo == lo[rep])
     rows = pa.table({
         "node": nodes[removed],

@@ -23,7 +23,12 @@ def test_demo_config_runs_end_to_end(ray_local, tmp_path):
     filtered = json.loads((tmp_path / "demo-output/filter/_stats.json").read_text())
     assert filtered["in"] == stats["kept"] and 30 < filtered["kept"] < stats["kept"]
     assert filtered["counters"]["lang_kept:zh"] > 10 and filtered["counters"]["lang_kept:en"] > 10
+    deduped = json.loads((tmp_path / "demo-output/dedup/_stats.json").read_text())
+    assert deduped["in"] == filtered["kept"] and deduped["dropped"]["exact_duplicate"] >= 6  # republished pages
+    report = json.loads((tmp_path / "demo-output/dedup/_report/report.json").read_text())
+    assert [r["dump"] for r in report["within_single_dump"]] == ["CC-MAIN-2023-50", "CC-MAIN-2024-10"]
     # A second run resumes: nothing to do, same stats.
     again = CliRunner().invoke(app, ["run", str(tmp_path / "demo.yaml"), "--no-progress"])
     assert again.exit_code == 0 and "4 part(s) were already finished" in again.output
+    assert json.loads((tmp_path / "demo-output/dedup/_stats.json").read_text()) == deduped
     shutil.rmtree(tmp_path / "demo-output")

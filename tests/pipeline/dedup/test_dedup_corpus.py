@@ -1,5 +1,5 @@
-"""The near-duplicate benchmark corpora (bench/dedup_corpus.py): WET layout, exact ground truth,
-joinability with ingest output, and the streaming scale builder."""
+"""The near-duplicate benchmark corpora: WET layout, exact ground truth and joinability with ingest
+output (bench/dedup_corpus.py), and the streaming scale builder (bench/dedup_scale_corpus.py)."""
 
 from __future__ import annotations
 
@@ -23,15 +23,16 @@ REPO = Path(__file__).resolve().parents[3]
 DUMPS = ["CC-MAIN-2023-50", "CC-MAIN-2024-10", "CC-MAIN-2024-22"]
 
 
-def _load_module():
-    spec = importlib.util.spec_from_file_location("crawlmill_bench_dedup_corpus", REPO / "bench" / "dedup_corpus.py")
+def _load_module(name: str):
+    spec = importlib.util.spec_from_file_location(f"crawlmill_bench_{name}", REPO / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses and worker pickling look the module up by name
     spec.loader.exec_module(module)
     return module
 
 
-dc = _load_module()
+dc = _load_module("dedup_corpus")
+ds = _load_module("dedup_scale_corpus")
 
 
 @pytest.fixture(scope="module")
@@ -220,11 +221,11 @@ def test_scale_corpus_schema_determinism_and_streaming(text_dir, tmp_path):
         seen.append(sorted(p.name for d in dumps for p in (tmp_path / "a" / d).glob("part-*.parquet")))
         assert Path(result["path"]).is_file()
 
-    totals = dc.build_scale_corpus(tmp_path / "a", text_dir, 2000, dumps, seed=0, files=2, batch_rows=200, on_part=on_part)
+    totals = ds.build_scale_corpus(tmp_path / "a", text_dir, 2000, dumps, seed=0, files=2, batch_rows=200, on_part=on_part)
     assert [len(s) for s in seen] == [1, 2, 3, 4] and totals["docs"] == 2000
-    dc.build_scale_corpus(tmp_path / "b", text_dir, 2000, dumps, seed=0, files=2, batch_rows=200)
+    ds.build_scale_corpus(tmp_path / "b", text_dir, 2000, dumps, seed=0, files=2, batch_rows=200)
     assert _files(tmp_path / "a") == _files(tmp_path / "b")
-    dc.build_scale_corpus(tmp_path / "c", text_dir, 2000, dumps, seed=0, files=2)  # other row groups, same rows
+    ds.build_scale_corpus(tmp_path / "c", text_dir, 2000, dumps, seed=0, files=2)  # other row groups, same rows
     assert pq.read_table(tmp_path / "c" / dumps[1]).equals(pq.read_table(tmp_path / "a" / dumps[1]))
     docs, truth = [], []
     for d in dumps:
@@ -240,7 +241,7 @@ def test_scale_corpus_schema_determinism_and_streaming(text_dir, tmp_path):
         assert d["id"] == document_id(d["warc_record_id"]) and d["lang"] in ("en", "zh") and d["dump"] in dumps
         assert d["text"] and d["date"] is None and d["lang_score"] is None
     kinds = {t["kind"] for t in truth}
-    assert kinds == set(dc.SCALE_KINDS)
+    assert kinds == set(ds.SCALE_KINDS)
     assert 0.4 < sum(t["kind"] == "unique" for t in truth) / 2000 < 0.6
     first = {t["family"]: d for d, t in zip(docs, truth) if t["kind"] == "unique"}
     for d, t in zip(docs, truth):
@@ -262,3 +263,6 @@ def test_cli_help(capsys):
     with pytest.raises(SystemExit) as exc:
         dc.main(["--help"])
     assert exc.value.code == 0 and "corpus" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        ds.main(["--help"])
+    assert exc.value.code == 0 and "--docs" in capsys.readouterr().out

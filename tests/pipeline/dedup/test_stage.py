@@ -83,3 +83,23 @@ def test_same_run_twice_gives_the_same_output_and_resumes(ingested, deduped, tmp
     (again / "_SUCCESS").unlink()
     assert run_dedup([str(ingested / d) for d in DUMPS], again, DedupConfig(partitions=4), progress=False).ok
     assert folder_bytes(again) == folder_bytes(out)
+
+
+def test_incremental_index_matches_a_joint_run(ingested, deduped, tmp_path):
+    """A later dump deduplicated against the index of an earlier run removes what a joint run of
+    both dumps removes from it, and never touches the earlier run's documents."""
+    out, _ = deduped
+    index = tmp_path / "index"
+    first = run_dedup([str(ingested / DUMPS[0])], tmp_path / "first", DedupConfig(partitions=4), progress=False, index_dir=index)
+    second = run_dedup([str(ingested / DUMPS[1])], tmp_path / "second", DedupConfig(partitions=4), progress=False, index_dir=index)
+    assert first.ok and second.ok
+    joint = {d["id"]: (d["reason"], d["kept_dump"]) for d in pq.read_table(out / "duplicates").to_pylist() if d["dump"] == DUMPS[1]}
+    incremental = {d["id"]: (d["reason"], d["kept_dump"]) for d in pq.read_table(tmp_path / "second/duplicates").to_pylist()}
+    assert incremental == joint and incremental
+    assert json.loads((index / "manifest.json").read_text())["runs"][1]["output"] == str((tmp_path / "second").resolve())
+    report = json.loads((tmp_path / "second/_report/report.json").read_text())
+    assert report["indexed_documents"] == json.loads((tmp_path / "first/_stats.json").read_text())["kept"]
+    # The earlier run's output is untouched and a rerun of the second run changes nothing.
+    before = folder_bytes(tmp_path / "second")
+    assert run_dedup([str(ingested / DUMPS[1])], tmp_path / "second", DedupConfig(partitions=4), progress=False, index_dir=index).ok
+    assert folder_bytes(tmp_path / "second") == before
