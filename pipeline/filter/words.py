@@ -23,11 +23,28 @@ from functools import lru_cache
 
 from datatrove.utils.word_tokenizers import WordTokenizer, load_word_tokenizer
 
-# A sentence ends at terminal punctuation (and any closing quotes after it) or at a line break.
-_ZH_SENTENCE_END = re.compile(r"[。！？!?…]+[”’」』）)\"']*|\n+")
+class SentencesByRegex(WordTokenizer):
+    """Sentences end where `SENTENCE_END` matches (terminal punctuation with closing quotes, or a line break)."""
+
+    SENTENCE_END: re.Pattern
+
+    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
+        spans, start = [], 0
+        for match in self.SENTENCE_END.finditer(text):
+            if text[start : match.end()].strip():
+                spans.append((start, match.end()))
+            start = match.end()
+        if text[start:].strip():
+            spans.append((start, len(text)))
+        return spans
+
+    def sent_tokenize(self, text: str) -> list[str]:
+        return [text[a:b].strip() for a, b in self.span_tokenize(text)]
 
 
-class JiebaWordTokenizer(WordTokenizer):
+class JiebaWordTokenizer(SentencesByRegex):
+    SENTENCE_END = re.compile(r"[。！？!?…]+[”’」』）)\"']*|\n+")
+
     def __init__(self) -> None:
         super().__init__("zh")
         self._jieba = None
@@ -47,42 +64,16 @@ class JiebaWordTokenizer(WordTokenizer):
     def word_tokenize(self, text: str) -> list[str]:
         return [w for w in self.jieba.lcut(text) if not w.isspace()]
 
-    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-        spans, start = [], 0
-        for match in _ZH_SENTENCE_END.finditer(text):
-            if text[start : match.end()].strip():
-                spans.append((start, match.end()))
-            start = match.end()
-        if text[start:].strip():
-            spans.append((start, len(text)))
-        return spans
 
-    def sent_tokenize(self, text: str) -> list[str]:
-        return [text[a:b].strip() for a, b in self.span_tokenize(text)]
-
-
-class RegexWordTokenizer(WordTokenizer):
+class RegexWordTokenizer(SentencesByRegex):
     _WORD = re.compile(r"\w+(?:['’.-]\w+)*|[^\w\s]")
-    _SENTENCE_END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s|$)|\n+")
+    SENTENCE_END = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s|$)|\n+")
 
     def __init__(self, language: str = "en") -> None:
         super().__init__(language)
 
     def word_tokenize(self, text: str) -> list[str]:
         return self._WORD.findall(text)
-
-    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-        spans, start = [], 0
-        for match in self._SENTENCE_END.finditer(text):
-            if text[start : match.end()].strip():
-                spans.append((start, match.end()))
-            start = match.end()
-        if text[start:].strip():
-            spans.append((start, len(text)))
-        return spans
-
-    def sent_tokenize(self, text: str) -> list[str]:
-        return [text[a:b].strip() for a, b in self.span_tokenize(text)]
 
 
 class LastTextMemo(WordTokenizer):
