@@ -64,6 +64,17 @@ def mix64(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
+def mix64_inplace(x: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """mix64 computed in place (scratch: an array of x's shape): no temporaries, 4-5x faster on
+    the signature's (hash functions x shingles) blocks."""
+    for shift, multiplier in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+        np.right_shift(x, np.uint64(shift), out=scratch)
+        np.bitwise_xor(x, scratch, out=x)
+        np.multiply(x, np.uint64(multiplier), out=x)
+    np.right_shift(x, np.uint64(31), out=scratch)
+    return np.bitwise_xor(x, scratch, out=x)
+
+
 def _ngram_hashes(units: np.ndarray, n: int) -> np.ndarray:
     """64-bit hashes of every n-gram of a sequence of unit hashes, without a Python loop per n-gram."""
     if len(units) <= n:
@@ -75,10 +86,11 @@ def _ngram_hashes(units: np.ndarray, n: int) -> np.ndarray:
     return combined
 
 
-def shingle_hashes(text: str, lang: str | None = None) -> np.ndarray:
+def shingle_hashes(text: str, lang: str | None = None, normalized: bool = False) -> np.ndarray:
     """Distinct 64-bit hashes of the document's shingles (uint64, sorted): one hash per shingle of
-    `shingles(text, lang)`, computed from per-word xxh3 hashes (or code points) with numpy."""
-    norm = normalize(text)
+    `shingles(text, lang)`, computed from per-word xxh3 hashes (or code points) with numpy.
+    `normalized`: the text is already `normalize(text)` (dedup's map step needs both)."""
+    norm = text if normalized else normalize(text)
     if is_cjk(norm, lang):
         chars = norm.replace(" ", "")
         if not chars:

@@ -72,11 +72,12 @@ def map_part(config: DedupConfig, work: str, index: int, path: str, partitions: 
         codes = np.array([dump_code(d) for d in dump_names], dtype=np.int32)
         for d in dump_names:
             dumps[d or ""] = dumps.get(d or "", 0) + 1
-        exact = [xxhash.xxh3_128_intdigest(normalize(t)) for t in texts]
+        normalized = [normalize(t) for t in texts]
+        exact = [xxhash.xxh3_128_intdigest(t) for t in normalized]
         exact_hi = np.array([h >> 64 for h in exact], dtype=np.uint64)
         exact_lo = np.array([h & ((1 << 64) - 1) for h in exact], dtype=np.uint64)
         node_tables.append(pa.table({"node": nodes, "id": ids, "dump": codes, "length": [len(t) for t in texts], "exact_hi": exact_hi, "exact_lo": exact_lo, "indexed": np.zeros(len(ids), bool)}, schema=NODE_SCHEMA))
-        hashes = [shingle_hashes(t, lang) for t, lang in zip(texts, langs)]
+        hashes = [shingle_hashes(t, lang, normalized=True) for t, lang in zip(normalized, langs)]
         has = np.array([len(h) > 0 for h in hashes])
         keys = band_keys(signatures([h for h in hashes if len(h)], config.minhash), config.minhash)
         bands = config.minhash.bands

@@ -87,3 +87,15 @@ def test_band_keys_and_candidate_probability():
     assert (keys[0] == keys[1]).all() and keys.shape == (3, 14)
     assert config.candidate_probability(0.8) == pytest.approx(0.9235, abs=1e-3)
     assert config.candidate_probability(0.5) < 0.06
+
+
+def test_in_place_mixer_equals_mix64_and_signatures_are_exact_minima():
+    from crawlmill.pipeline.dedup.shingles import mix64, mix64_inplace
+
+    x = np.random.default_rng(0).integers(0, 2**63, size=(3, 1000), dtype=np.int64).astype(np.uint64)
+    assert (mix64_inplace(x.copy(), np.empty_like(x)) == mix64(x)).all()
+    config = MinHashConfig(bands=3, rows=3)  # 9 hash functions: blocks of 4, 4 and 1
+    docs = [x[0, :10], x[1, :1], x[2]]
+    sig = signatures(docs, config)
+    for i, doc in enumerate(docs):
+        assert (sig[i] == mix64(doc[:, None] ^ config.seeds()[None, :]).min(axis=0)).all()
