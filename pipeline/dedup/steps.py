@@ -163,29 +163,43 @@ def shingle_part(config: DedupConfig, work: str, index: int, path: str, partitio
                 nodes.append((index << 32) | int(r))
                 hashes.append(shingle_hashes(texts[r - row], langs[r - row]))
             row += len(texts)
-    table = pa.table({"node": pa.array(nodes, pa.int64()), "shingles": pa.array(hashes, pa.list_(pa.uint64()))}, schema=SHINGLE_SCHEMA)
+    offsets = np.concatenate([[0], np.cumsum([len(h) for h in hashes])]).astype(np.int32)
+    values = np.concatenate(hashes) if hashes else np.empty(0, np.uint64)
+    lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.uint64()))
+    table = pa.table({"node": pa.array(nodes, pa.int64()), "shingles": lists}, schema=SHINGLE_SCHEMA)
     write_partitioned(work_dir / SHINGLES, f"part-{index:05d}", table, node_partition(table.column("node").to_numpy(), partitions), partitions)
     return {"documents": len(nodes)}
 
 
-def _shingles_of(work_dir: Path, p: int) -> tuple[np.ndarray, list]:
+class ShingleSets:
+    """Shingle sets of many documents as one Arrow list array: numpy views, never Python ints."""
+
+    def __init__(self, lists: pa.ChunkedArray | pa.ListArray) -> None:
+        lists = lists.combine_chunks() if isinstance(lists, pa.ChunkedArray) else lists
+        self.lists = lists
+        self.offsets = lists.offsets.to_numpy()
+        self.values = lists.values.to_numpy()
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.values[self.offsets[i] : self.offsets[i + 1]]
+
+
+def _shingles_of(work_dir: Path, p: int) -> tuple[np.ndarray, ShingleSets]:
     table = read_partition(work_dir / SHINGLES, p, SHINGLE_SCHEMA)
-    nodes = table.column("node").to_numpy()
-    order = np.argsort(nodes)
-    lists = table.column("shingles").to_pylist()
-    return nodes[order], [np.array(lists[i], dtype=np.uint64) for i in order]
+    order = np.argsort(table.column("node").to_numpy(), kind="stable")
+    table = table.take(pa.array(order))
+    return table.column("node").to_numpy(), ShingleSets(table.column("shingles"))
 
 
 def verify_send(config: DedupConfig, work: str, p: int, partitions: int) -> dict[str, Any]:
     """Candidate pairs whose first document is in partition p travel, with its shingles, to the second's."""
     work_dir = Path(work)
     pairs = read_partition(work_dir / CANDIDATES, p, EDGE_SCHEMA)
-    nodes, shingle_sets = _shingles_of(work_dir, p)
-    src = pairs.column("src").to_numpy()
-    at = np.searchsorted(nodes, src)
+    nodes, sets = _shingles_of(work_dir, p)
+    at = np.searchsorted(nodes, pairs.column("src").to_numpy())
     table = pa.table({
         **{name: pairs.column(name) for name in EDGE_SCHEMA.names},
-        "src_shingles": pa.array([shingle_sets[i] for i in at], pa.list_(pa.uint64())),
+        "src_shingles": sets.lists.take(pa.array(at)),
     }, schema=VERIFY_SCHEMA)  # fmt: skip
     write_partitioned(work_dir / VERIFY, f"from-{p:05d}", table, node_partition(pairs.column("dst").to_numpy(), partitions), partitions)
     return {"pairs": table.num_rows}
@@ -196,17 +210,17 @@ def verify_check(config: DedupConfig, work: str, p: int, partitions: int) -> dic
     above the threshold become edges (both directions, by source) for connected components."""
     work_dir = Path(work)
     table = read_partition(work_dir / VERIFY, p, VERIFY_SCHEMA)
-    nodes, shingle_sets = _shingles_of(work_dir, p)
-    dst = table.column("dst").to_numpy()
-    at = np.searchsorted(nodes, dst)
-    keep = np.zeros(len(dst), dtype=bool)
-    for i, (a, j) in enumerate(zip(table.column("src_shingles").to_pylist(), at)):
-        a, b = np.array(a, dtype=np.uint64), shingle_sets[j]
+    nodes, sets = _shingles_of(work_dir, p)
+    at = np.searchsorted(nodes, table.column("dst").to_numpy())
+    sources = ShingleSets(table.column("src_shingles"))
+    keep = np.zeros(table.num_rows, dtype=bool)
+    for i, j in enumerate(at):
+        a, b = sources[i], sets[j]
         shared = np.intersect1d(a, b, assume_unique=True).size
         union = len(a) + len(b) - shared
         keep[i] = union > 0 and shared >= config.jaccard_threshold * union
     _write_edges(work_dir, f"verified-{p:05d}", table.select(EDGE_SCHEMA.names).filter(pa.array(keep)), partitions)
-    return {"checked": len(dst), "verified": int(keep.sum())}
+    return {"checked": table.num_rows, "verified": int(keep.sum())}
 
 
 def _labels_path(work_dir: Path, round_no: int, p: int) -> Path:
