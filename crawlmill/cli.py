@@ -158,7 +158,7 @@ def dedup(
     output: Path = typer.Option(..., "--output", "-o", help="Output folder (kept documents, duplicates/, _report/report.json and .png)."),
     bands: int = typer.Option(14, "--bands", help="LSH bands (x rows = MinHash permutations)."),
     rows: int = typer.Option(8, "--rows", help="Rows per band; 14 x 8 finds pairs of Jaccard >= ~0.8."),
-    partitions: Optional[int] = typer.Option(None, "--partitions", help="Shuffle partitions (default: ~64 MiB of bucket rows each)."),
+    partitions: Optional[int] = typer.Option(None, "--partitions", help="Shuffle partitions (default: one per 40,000 documents)."),
     keep: str = typer.Option("earliest_dump", "--keep", help="Document kept per cluster: earliest_dump, latest_dump or longest."),
     index_dir: Optional[Path] = typer.Option(None, "--index", help="Dedup against the kept documents of earlier runs with this index, then add this run's."),
     address: Optional[str] = ADDRESS,

@@ -12,9 +12,11 @@ KEEP_RULES = ("earliest_dump", "latest_dump", "longest")
 @dataclass
 class DedupConfig:
     minhash: MinHashConfig = field(default_factory=MinHashConfig)
-    # Shuffle partitions: every reduce task holds about (documents x (bands + 1) / partitions) bucket
-    # rows of 27 bytes; None picks enough for ~64 MiB per task (docs/dedup.md has the arithmetic).
+    # Shuffle partitions: every reduce-side task holds 1/partitions of the bucket rows, candidate
+    # pairs and edges. None: one per 40,000 documents, which keeps a task's memory flat as the corpus
+    # grows (~18 MB of bucket rows, at most ~120 MB of shingle sets; docs/dedup.md has the arithmetic).
     partitions: int | None = None
+    documents_per_partition: int = 40_000
     # Which document of a cluster is kept: earliest_dump (its first publication; ties: the longest
     # text, then the smallest id), latest_dump (ties likewise) or longest (ties: earliest dump, id).
     keep: str = "earliest_dump"
@@ -33,5 +35,4 @@ class DedupConfig:
     def partitions_for(self, documents: int) -> int:
         if self.partitions:
             return self.partitions
-        rows = documents * (self.minhash.bands + 1)
-        return max(2, min(4096, -(-rows * 27 // (64 << 20))))
+        return max(2, min(1 << 18, -(-documents // self.documents_per_partition)))
