@@ -12,7 +12,10 @@ Run it: `crawlmill dedup out/CC-MAIN-2024-10/filter out/CC-MAIN-2024-18/filter -
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
@@ -47,9 +50,21 @@ STEP_FUNCTIONS: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
+def _release_memory() -> None:
+    """Hand freed memory back to the OS between tasks: a Ray worker runs many tasks, and without this
+    its resident size would keep the high-water mark of every task it ran (BENCHMARKS.md)."""
+    gc.collect()
+    pa.default_memory_pool().release_unused()
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def run_step_task(config: DedupConfig, step: str, marker_dir: str, task: str, args: tuple) -> dict[str, Any]:
     """One task of one step; its marker is written after its outputs."""
-    return mark_done(Path(marker_dir), task, STEP_FUNCTIONS[step](config, *args))
+    try:
+        return mark_done(Path(marker_dir), task, STEP_FUNCTIONS[step](config, *args))
+    finally:
+        _release_memory()
 
 
 class DedupOutputStage(Stage):
