@@ -3,7 +3,8 @@
 1. `map_part` (per input part): normalised-text hash (exact dedup, 128 bits) and MinHash band keys
    of every document, shuffled by key into bucket partitions; node attributes shuffled by node.
 2. `reduce_buckets` (per bucket partition): documents sharing an exact hash or a band key become
-   candidate pairs as a star (smallest node to every other), never all pairs.
+   candidate pairs as a star (the first member in (exact hash, node) order to every other), never
+   all pairs.
 3. `shingle_part`, `verify_send`, `verify_check`: the exact Jaccard of every candidate pair, from
    the shingle sets of the documents in candidate pairs only (a second read of their parts); pairs
    below the threshold are dropped (LSH lets ~5% of pairs at J=0.5 through) and the rest become
@@ -153,7 +154,8 @@ def _write_edges(work_dir: Path, task: str, pairs: pa.Table, partitions: int) ->
 def shingle_part(config: DedupConfig, work: str, index: int, path: str, partitions: int) -> dict[str, Any]:
     """Shingle hashes of the part's documents that are in candidate pairs, shuffled by node."""
     work_dir = Path(work)
-    wanted = np.sort(read_partition(work_dir / EDGE_NODES, index, NODE_LIST_SCHEMA).column("node").to_numpy() & np.int64(0xFFFFFFFF))
+    # A document proposed by several bucket partitions is listed once per partition: shingle it once.
+    wanted = np.unique(read_partition(work_dir / EDGE_NODES, index, NODE_LIST_SCHEMA).column("node").to_numpy() & np.int64(0xFFFFFFFF))
     nodes, hashes, row = [], [], 0
     if len(wanted):
         for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH, columns=["text", "lang"]):
