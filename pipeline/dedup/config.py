@@ -22,6 +22,9 @@ class DedupConfig:
     keep: str = "earliest_dump"
     # Candidate pairs are kept when their exact Jaccard similarity of shingles reaches this.
     jaccard_threshold: float = 0.8
+    # Candidate pairs (each with its first document's shingle set) sent to verification per file and
+    # checked per read: bounds the verify tasks however duplicate-dense the corpus is.
+    verify_chunk_pairs: int = 16_384
     max_rounds: int = 200  # connected-components rounds before giving up (never reached in practice)
 
     def __post_init__(self) -> None:
@@ -29,6 +32,8 @@ class DedupConfig:
             raise ValueError(f"keep {self.keep!r}: choose one of {', '.join(KEEP_RULES)}")
         if not 0 < self.jaccard_threshold <= 1:
             raise ValueError("jaccard_threshold must be in (0, 1]")
+        if self.verify_chunk_pairs < 1:
+            raise ValueError("verify_chunk_pairs must be at least 1")
         if self.partitions is not None and self.partitions < 1:
             raise ValueError("partitions must be at least 1")
 

@@ -46,10 +46,15 @@ def write_partitioned(step_dir: Path, task: str, table: pa.Table, partition: np.
             write_table(step_dir / f"p-{p:05d}" / f"{task}.parquet", table.slice(bounds[p], bounds[p + 1] - bounds[p]))
 
 
-def read_partition(step_dir: Path, partition: int, schema: pa.Schema) -> pa.Table:
+def partition_files(step_dir: Path, partition: int) -> list[Path]:
+    """The finished files one partition received, in a deterministic order."""
     folder = step_dir / f"p-{partition:05d}"
     files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-    tables = [pq.read_table(f, schema=schema) for f in files if not f.name.startswith(TMP_MARK)]
+    return [f for f in files if not f.name.startswith(TMP_MARK)]
+
+
+def read_partition(step_dir: Path, partition: int, schema: pa.Schema) -> pa.Table:
+    tables = [pq.read_table(f, schema=schema) for f in partition_files(step_dir, partition)]
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 

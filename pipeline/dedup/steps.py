@@ -31,7 +31,7 @@ import xxhash
 from .config import DedupConfig
 from .minhash import band_keys, signatures
 from .shingles import mix64, normalize, shingle_hashes
-from .shuffle import node_partition, read_partition, write_partitioned, write_table
+from .shuffle import node_partition, partition_files, read_partition, write_partitioned, write_table
 
 BUCKETS, NODES, CANDIDATES, EDGE_NODES = "buckets", "nodes", "candidates", "edge_nodes"
 SHINGLES, VERIFY, EDGES, CLUSTERS, REMOVED = "shingles", "verify", "edges", "clusters", "removed"
@@ -194,35 +194,49 @@ def _shingles_of(work_dir: Path, p: int) -> tuple[np.ndarray, ShingleSets]:
 
 
 def verify_send(config: DedupConfig, work: str, p: int, partitions: int) -> dict[str, Any]:
-    """Candidate pairs whose first document is in partition p travel, with its shingles, to the second's."""
+    """Candidate pairs whose first document is in partition p travel, with its shingles, to the second's.
+
+    Pairs go out in chunks of config.verify_chunk_pairs: a pair carries its source's shingle set, so a task
+    holding all its pairs at once would grow with the corpus's duplicate density."""
     work_dir = Path(work)
     pairs = read_partition(work_dir / CANDIDATES, p, EDGE_SCHEMA)
     nodes, sets = _shingles_of(work_dir, p)
-    at = np.searchsorted(nodes, pairs.column("src").to_numpy())
-    table = pa.table({
-        **{name: pairs.column(name) for name in EDGE_SCHEMA.names},
-        "src_shingles": sets.lists.take(pa.array(at)),
-    }, schema=VERIFY_SCHEMA)  # fmt: skip
-    write_partitioned(work_dir / VERIFY, f"from-{p:05d}", table, node_partition(pairs.column("dst").to_numpy(), partitions), partitions)
-    return {"pairs": table.num_rows}
+    for chunk, start in enumerate(range(0, pairs.num_rows, config.verify_chunk_pairs)):
+        some = pairs.slice(start, config.verify_chunk_pairs)
+        at = np.searchsorted(nodes, some.column("src").to_numpy())
+        table = pa.table({
+            **{name: some.column(name) for name in EDGE_SCHEMA.names},
+            "src_shingles": sets.lists.take(pa.array(at)),
+        }, schema=VERIFY_SCHEMA)  # fmt: skip
+        destination = node_partition(some.column("dst").to_numpy(), partitions)
+        write_partitioned(work_dir / VERIFY, f"from-{p:05d}-{chunk:05d}", table, destination, partitions)
+        del table
+    return {"pairs": pairs.num_rows}
 
 
 def verify_check(config: DedupConfig, work: str, p: int, partitions: int) -> dict[str, Any]:
     """Exact Jaccard of every candidate pair whose second document is in partition p; the pairs at or
-    above the threshold become edges (both directions, by source) for connected components."""
+    above the threshold become edges (both directions, by source) for connected components.
+    Reads one received file (one sender's chunk) at a time."""
     work_dir = Path(work)
-    table = read_partition(work_dir / VERIFY, p, VERIFY_SCHEMA)
     nodes, sets = _shingles_of(work_dir, p)
-    at = np.searchsorted(nodes, table.column("dst").to_numpy())
-    sources = ShingleSets(table.column("src_shingles"))
-    keep = np.zeros(table.num_rows, dtype=bool)
-    for i, j in enumerate(at):
-        a, b = sources[i], sets[j]
-        shared = np.intersect1d(a, b, assume_unique=True).size
-        union = len(a) + len(b) - shared
-        keep[i] = union > 0 and shared >= config.jaccard_threshold * union
-    _write_edges(work_dir, f"verified-{p:05d}", table.select(EDGE_SCHEMA.names).filter(pa.array(keep)), partitions)
-    return {"checked": table.num_rows, "verified": int(keep.sum())}
+    verified, checked = [], 0
+    for path in partition_files(work_dir / VERIFY, p):
+        table = pq.read_table(path, schema=VERIFY_SCHEMA)
+        at = np.searchsorted(nodes, table.column("dst").to_numpy())
+        sources = ShingleSets(table.column("src_shingles"))
+        keep = np.zeros(table.num_rows, dtype=bool)
+        for i, j in enumerate(at):
+            a, b = sources[i], sets[j]
+            shared = np.intersect1d(a, b, assume_unique=True).size
+            union = len(a) + len(b) - shared
+            keep[i] = union > 0 and shared >= config.jaccard_threshold * union
+        checked += table.num_rows
+        verified.append(table.select(EDGE_SCHEMA.names).filter(pa.array(keep)))
+        del table, sources
+    edges = pa.concat_tables(verified) if verified else EDGE_SCHEMA.empty_table()
+    _write_edges(work_dir, f"verified-{p:05d}", edges, partitions)
+    return {"checked": checked, "verified": edges.num_rows}
 
 
 def _labels_path(work_dir: Path, round_no: int, p: int) -> Path:

@@ -85,6 +85,15 @@ def test_same_run_twice_gives_the_same_output_and_resumes(ingested, deduped, tmp
     assert folder_bytes(again) == folder_bytes(out)
 
 
+def test_verification_in_small_chunks_changes_nothing_but_memory(ingested, deduped, tmp_path):
+    out, _ = deduped
+    chunked = tmp_path / "chunked"
+    assert run_dedup([str(ingested / d) for d in DUMPS], chunked, DedupConfig(partitions=4, verify_chunk_pairs=2), progress=False).ok
+    assert len(list((chunked / "_work/verify").glob("p-*/from-*-00001.parquet"))) > 0  # really chunked
+    differs = {k for k in folder_bytes(out).keys() | folder_bytes(chunked).keys() if folder_bytes(out).get(k) != folder_bytes(chunked).get(k)}
+    assert differs <= {"_tasks.json"}, differs  # only the recorded settings differ
+
+
 def test_incremental_index_matches_a_joint_run(ingested, deduped, tmp_path):
     """A later dump deduplicated against the index of an earlier run removes what a joint run of
     both dumps removes from it, and never touches the earlier run's documents."""
