@@ -186,7 +186,26 @@ def dedup(
         console.print(f"first {row['dumps']} dump(s) through {row['through']}: {100 * row['share']:.1f}% removed")
 
 
-PIPELINE_STAGES = ("ingest", "filter", "dedup")
+PIPELINE_STAGES = ("ingest", "filter", "dedup", "tokenizer")
+
+
+def _pipeline_tokenizer(config, out: Path, no_progress: bool) -> dict:  # noqa: ANN001 - RunConfig
+    """The run's tokenizer: the configured folder, or one trained on the dedup output (skipped when
+    already trained with the same settings)."""
+    from dataclasses import asdict
+
+    from crawlmill.tokenizer.train import TokenizerTrainConfig, train_as_ray_task
+
+    section = config.tokenizer
+    if section.path:
+        if not (Path(section.path) / "tokenizer.json").is_file():
+            raise FileNotFoundError(f"tokenizer.path {section.path}: no tokenizer.json there")
+        return {"path": section.path, "trained": False}
+    settings = {k: v for k, v in asdict(section).items() if k not in ("path", "extra_inputs")}
+    train_config = TokenizerTrainConfig(inputs=[str(out / "dedup"), *section.extra_inputs], output=out / "tokenizer", show_progress=not no_progress, **settings)
+    report, trained = train_as_ray_task(train_config, config.ray)
+    console.print(f"[green]tokenizer {'trained' if trained else 'already trained'}[/green] → {out / 'tokenizer'}: {report['vocab']}")
+    return {"path": str(out / "tokenizer"), "trained": trained, "vocab": report["vocab"], "corpus_bytes": report["corpus_trained"]["bytes"]}
 
 
 @app.command(
@@ -201,7 +220,7 @@ def run(
     only: Optional[str] = typer.Option(None, "--only", help=f"Run one stage: {', '.join(PIPELINE_STAGES)}."),
     no_progress: bool = NO_PROGRESS,
 ) -> None:
-    """Run the whole pipeline from one config: ingest, filter, dedup; each stage resumable."""
+    """Run the whole pipeline from one config: ingest, filter, dedup, tokenizer; each stage resumable."""
     from crawlmill.pipeline.config import ConfigError, load_run_config
     from crawlmill.pipeline.dedup.stage import run_dedup
     from crawlmill.pipeline.filter.stage import FilterStage
@@ -232,11 +251,24 @@ def run(
                 _report(result)
                 summary[name] = result.stats
                 continue
+            if name == "tokenizer":
+                summary[name] = _pipeline_tokenizer(config, out, no_progress)
+                continue
             stage = build(name)
         except (InputError, ValueError, FileNotFoundError, StageInputMismatch) as exc:
             raise _fail(str(exc)) from None
         summary[name] = _run(stage, out / name, config.ray, False, no_progress).stats
     console.print(json.dumps(summary, indent=1, ensure_ascii=False))
+
+
+from crawlmill.tokenizer_cli import tokenizer_app  # noqa: E402 - sub-apps register after the verbs above
+
+app.add_typer(tokenizer_app, name="tokenizer")
+
+
+from .pack_cli import register as _register_pack  # noqa: E402 - pack and shards live in pack_cli.py
+
+_register_pack(app)
 
 
 if __name__ == "__main__":

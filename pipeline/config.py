@@ -12,6 +12,7 @@ Example (configs/demo.yaml)::
       options: {extractor: resiliparse}
     filter:                           # as configs/filters.yaml; omitted keys keep the defaults
       language_id: {keep: {en: 0.65, zh: 0.65}}
+    tokenizer: {vocab_size: 100000}   # or {path: existing/tokenizer}
 """
 
 from __future__ import annotations
@@ -45,12 +46,28 @@ class IngestSection:
 
 
 @dataclass
+class TokenizerSection:
+    """`crawlmill run`'s tokenizer stage: trained on the dedup output (plus `extra_inputs`), or
+    `path`: an existing tokenizer folder to use instead (nothing is trained)."""
+
+    path: str | None = None
+    extra_inputs: list[str] = field(default_factory=list)  # [LANG=]PATH, as `crawlmill tokenizer train`
+    vocab_size: int = 100_000
+    padded_vocab_size: int | None = None
+    mix: dict[str, float] = field(default_factory=dict)
+    max_bytes: int | None = None
+    min_frequency: int = 2
+    seed: int = 0
+
+
+@dataclass
 class RunConfig:
     output_dir: str
     ray: RayOptions = field(default_factory=RayOptions)
     ingest: IngestSection = field(default_factory=IngestSection)
     filter: Any = None  # a filter config mapping (see configs/filters.yaml); null: the defaults
     dedup: DedupConfig = field(default_factory=DedupConfig)
+    tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
 
 
 def _check_type(value: Any, hint: Any, where: str) -> Any:
@@ -107,6 +124,11 @@ def build(cls: type, data: Any, where: str = "config") -> Any:
         raise ConfigError(f"{where}: {exc}") from exc
 
 
+def _local_input(spec: str, local: Any) -> str:
+    lang, sep, path = spec.partition("=")
+    return f"{lang}={local(path)}" if sep and lang.replace("_", "").replace("-", "").isalnum() else local(spec)
+
+
 def load_run_config(path: str | Path) -> RunConfig:
     path = Path(path)
     try:
@@ -123,6 +145,9 @@ def load_run_config(path: str | Path) -> RunConfig:
 
     config.output_dir = local(config.output_dir)
     config.ingest.inputs = [local(p) for p in config.ingest.inputs]
+    if config.tokenizer.path:
+        config.tokenizer.path = local(config.tokenizer.path)
+    config.tokenizer.extra_inputs = [_local_input(spec, local) for spec in config.tokenizer.extra_inputs]
     from .filter.config import load_filter_config
 
     config.filter = load_filter_config(config.filter)

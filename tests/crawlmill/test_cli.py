@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from crawlmill.cli import app
 
-VERBS = ["ingest", "filter", "dedup", "run"]
+VERBS = ["ingest", "filter", "dedup", "run", "tokenizer train", "tokenizer eval", "pack", "shards", "shards inspect", "shards verify", "shards sample", "shards stats"]  # sub-commands as "group verb"
 
 
 def crawlmill(*args: str, **kwargs) -> subprocess.Popen:
@@ -24,7 +24,7 @@ def crawlmill(*args: str, **kwargs) -> subprocess.Popen:
 
 @pytest.mark.parametrize("verb", VERBS)
 def test_every_verb_has_help_with_examples(verb):
-    result = CliRunner().invoke(app, [verb, "--help"], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(app, [*verb.split(), "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "Example" in result.output and f"crawlmill {verb}" in result.output
 

@@ -27,8 +27,13 @@ def test_demo_config_runs_end_to_end(ray_local, tmp_path):
     assert deduped["in"] == filtered["kept"] and deduped["dropped"]["exact_duplicate"] >= 6  # republished pages
     report = json.loads((tmp_path / "demo-output/dedup/_report/report.json").read_text())
     assert [r["dump"] for r in report["within_single_dump"]] == ["CC-MAIN-2023-50", "CC-MAIN-2024-10"]
+    tokenizer = json.loads((tmp_path / "demo-output/tokenizer/train_report.json").read_text())
+    assert tokenizer["vocab"] == {"learned": 1000, "specials": 15, "total": 1015, "padded_vocab_size": 1024}
+    trained = tokenizer["corpus_trained"]["bytes"]
+    assert set(trained) == {"en", "zh"} and 0.9 < trained["en"] / trained["zh"] < 1.1
     # A second run resumes: nothing to do, same stats.
     again = CliRunner().invoke(app, ["run", str(tmp_path / "demo.yaml"), "--no-progress"])
     assert again.exit_code == 0 and "4 part(s) were already finished" in again.output
+    assert "tokenizer already trained" in again.output
     assert json.loads((tmp_path / "demo-output/dedup/_stats.json").read_text()) == deduped
     shutil.rmtree(tmp_path / "demo-output")

