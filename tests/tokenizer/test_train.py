@@ -102,3 +102,25 @@ def test_unfinished_stage_folder_is_refused(tmp_path):
     pq.write_table(pa.table({"text": ["x"]}), tmp_path / "stage/part-00000.parquet")
     with pytest.raises(FileNotFoundError, match="no _SUCCESS"):
         train_tokenizer(TokenizerTrainConfig(inputs=[str(tmp_path / "stage")], output=tmp_path / "o", vocab_size=300, show_progress=False))
+
+
+def test_the_full_deepseek_vocabulary_from_the_shared_text(shared_data, tmp_path):
+    """100,000 learned tokens (the ~10 MB of real text in ../shared allow them), specials at
+    100,000-100,014, padded to 102,400; AutoTokenizer reads the same ids."""
+    inputs = [f"en={shared_data / 'text/en/tinyshakespeare.txt'}", f"en={shared_data / 'text/en/wikitext-2-valid.articles.jsonl'}",
+              f"zh={shared_data / 'text/zh/cmrc2018_contexts.txt'}", f"zh={shared_data / 'text/zh/peoples_daily_199801_raw.txt'}"]  # fmt: skip
+    report = train_tokenizer(TokenizerTrainConfig(inputs=inputs, output=tmp_path / "tok", show_progress=False))
+    assert report["vocab"] == {"learned": 100_000, "specials": 15, "total": 100_015, "padded_vocab_size": 102_400}
+    tokenizer = Tokenizer.from_file(str(tmp_path / "tok/tokenizer.json"))
+    assert tokenizer.get_vocab_size() == 100_015
+    assert {tokenizer.id_to_token(100_000 + i): 100_000 + i for i in range(15)} == VocabLayout().special_ids()
+    assert max(i for t, i in tokenizer.get_vocab().items() if t not in SPECIAL_TOKENS) == 99_999
+    meta = json.loads((tmp_path / "tok/crawlmill.json").read_text())
+    assert (meta["bos_id"], meta["eos_id"], meta["padded_vocab_size"]) == (100_000, 100_001, 102_400)
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
+    text = "人民日报1998年1月1日 — To be, or not to be.<｜end▁of▁sentence｜>"
+    assert hf(text)["input_ids"] == tokenizer.encode(text).ids and hf(text)["input_ids"][-1] == 100_001
+    digits = tokenizer.encode("2024").tokens
+    assert digits == ["2", "0", "2", "4"]  # digits always single
