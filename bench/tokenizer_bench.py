@@ -114,8 +114,8 @@ def measured(code: str, limit_gib: float, timeout: float = 7200) -> dict:
 CRAWLMILL = """
 import json, sys
 from crawlmill.tokenizer.train import TokenizerTrainConfig, train_tokenizer
-r = train_tokenizer(TokenizerTrainConfig(inputs={inputs!r}, output={output!r}, show_progress=False))
-print(json.dumps({{"seconds": r["seconds"], "peak_rss_mib": r["peak_rss_mib"], "learned": r["vocab"]["learned"], "bytes": r["corpus_trained"]["bytes"]}}))
+r = train_tokenizer(TokenizerTrainConfig(inputs={inputs!r}, output={output!r}, max_memory_gib={budget!r}, show_progress=False))
+print(json.dumps({{"seconds": r["seconds"], "peak_rss_mib": r["peak_rss_mib"], "learned": r["vocab"]["learned"], "bytes": r["corpus_trained"]["bytes"], "word_table": r["word_table"]}}))
 """
 
 HF_FILES = """
@@ -157,10 +157,14 @@ def scale_mode(args: argparse.Namespace) -> dict:
             inputs = build_scale_corpus(Path(tmp) / "corpus", size)
             total = sum(Path(spec.split("=", 1)[1]).stat().st_size for spec in inputs)
             row = {"bytes": total, "build_s": round(time.perf_counter() - t0, 1)}
-            ours = measured(CRAWLMILL.format(inputs=inputs, output=str(Path(tmp) / "tok")), args.limit_gib)
+            ours = measured(CRAWLMILL.format(inputs=inputs, output=str(Path(tmp) / "tok"), budget=args.max_memory_gib), args.limit_gib)
             if "seconds" in ours:
                 ours["mb_per_s"] = round(total / 1e6 / ours["seconds"], 2)
             row["crawlmill"] = ours
+            if args.keep_tokenizers and (Path(tmp) / "tok").exists():
+                import shutil
+
+                shutil.copytree(Path(tmp) / "tok", args.keep_tokenizers / f"{size:g}MB-{args.max_memory_gib or 'exact'}", dirs_exist_ok=True)
             if not args.no_peer:
                 peer = measured(HF_FILES.format(files=[spec.split("=", 1)[1] for spec in inputs]), args.limit_gib)
                 if "seconds" in peer:
@@ -177,6 +181,8 @@ def main() -> None:
     parser.add_argument("--sizes-mb", type=float, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--no-peer", action="store_true", help="scale: skip the HF file-reader run")
     parser.add_argument("--work", default=None, help="scale: where corpora are written (default: the temp dir)")
+    parser.add_argument("--max-memory-gib", type=float, default=None, help="scale: crawlmill's --max-memory-gib (word-count mode)")
+    parser.add_argument("--keep-tokenizers", type=Path, default=None, help="scale: copy each trained tokenizer folder here")
     parser.add_argument("--limit-gib", type=float, default=20, help="scale: address-space cap of each training process")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()

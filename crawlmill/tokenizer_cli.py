@@ -44,7 +44,8 @@ def _fail(message: str) -> typer.Exit:
         "**Examples**\n\n"
         "* `crawlmill tokenizer train out/dedup --output out/tokenizer`  (100,000 learned + 15 specials, padded 102,400)\n\n"
         "* `crawlmill tokenizer train out/dedup code=data/code/ --mix en=0.5,zh=0.4,code=0.1 --max-bytes 2e9 --output out/tokenizer`\n\n"
-        "* `crawlmill tokenizer train zh=corpus/zh.txt en=corpus/en.jsonl --vocab-size 32000 --output out/tok32k`"
+        "* `crawlmill tokenizer train zh=corpus/zh.txt en=corpus/en.jsonl --vocab-size 32000 --output out/tok32k`\n\n"
+        "* `crawlmill tokenizer train out/dedup --max-memory-gib 12 --output out/tokenizer`  (word count on Ray, rarest words pruned to fit)"
     )
 )
 def train(
@@ -57,9 +58,15 @@ def train(
     min_frequency: int = typer.Option(2, "--min-frequency", help="A merge needs a pair seen at least this often."),
     max_token_length: Optional[int] = typer.Option(None, "--max-token-length", help="Longest token in characters (default: no limit)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling draws."),
+    max_memory_gib: Optional[float] = typer.Option(
+        None, "--max-memory-gib", help="Count words on Ray first and drop the rarest until the trainer fits this (default: stream everything, exact)."
+    ),
+    address: Optional[str] = typer.Option(None, "--address", help="With --max-memory-gib: Ray cluster for the word count (default: a local Ray)."),
+    num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="With --max-memory-gib: CPUs of the local Ray (default: all)."),
     no_progress: bool = typer.Option(False, "--no-progress", help="Do not draw progress bars."),
 ) -> None:
     """Train a byte-level BPE with DeepSeek LLM's pre-tokenization; write a folder AutoTokenizer loads."""
+    from crawlmill.pipeline.ray_tasks import RayOptions
     from crawlmill.tokenizer.train import TokenizerTrainConfig, train_tokenizer
 
     try:
@@ -73,14 +80,21 @@ def train(
             min_frequency=min_frequency,
             max_token_length=max_token_length,
             seed=seed,
+            max_memory_gib=max_memory_gib,
             show_progress=not no_progress,
         )
-        report = train_tokenizer(config)
-    except (ValueError, FileNotFoundError, OSError) as exc:
+        report = train_tokenizer(config, RayOptions(address, num_cpus))
+    except (ValueError, FileNotFoundError, OSError, MemoryError) as exc:
         raise _fail(str(exc)) from None
     trained = report["corpus_trained"]["bytes"]
     mib = ", ".join(f"{lang} {size / 2**20:,.1f} MiB" for lang, size in trained.items())
     vocab = report["vocab"]
+    if report["word_table"]:
+        table = report["word_table"]
+        _console().print(
+            f"word table: {table['distinct_words']:,} distinct words, kept {table['kept_words']:,} seen >= {table['min_count']} times "
+            f"({100 * table['dropped_byte_share']:.2f}% of the text's bytes dropped), trainer estimate {table['estimated_trainer_gib']} GiB"
+        )
     _console().print(
         f"[green]tokenizer done[/green] → {output}: {vocab['learned']:,} learned + {vocab['specials']} specials, "
         f"padded {vocab['padded_vocab_size']:,}; trained on {mib}; {report['seconds']:.1f} s, peak {report['peak_rss_mib']:,} MiB"

@@ -90,6 +90,13 @@ class CorpusCounts:
         if len(self.first_errors) < 10:
             self.first_errors.append(f"{where}: {reason}")
 
+    def add_json(self, other: dict) -> None:
+        """Add the counts of another CorpusCounts' `to_json()` (e.g. from a Ray task)."""
+        self.bytes.update(other["bytes"])
+        self.documents.update(other["documents"])
+        self.bad_records.update(other["bad_records"])
+        self.first_errors.extend(other["first_errors"][: max(0, 10 - len(self.first_errors))])
+
     def to_json(self) -> dict:
         return {
             "bytes": dict(sorted(self.bytes.items())),

@@ -34,9 +34,11 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, trainers
 
+from ..pipeline.ray_tasks import RayOptions
 from .corpus import InputSpec, SampledCorpus, count_languages, keep_probabilities, parse_mix
 from .pretokenize import deepseek_decoder, deepseek_normalizer, deepseek_post_processor, deepseek_pre_tokenizer
 from .vocab import BOS, EOS, PAD, SPECIAL_TOKENS, VocabLayout
+from .wordcount import word_table_corpus
 
 MODEL_MAX_LENGTH = 4096  # DeepSeek LLM's training sequence length
 
@@ -56,6 +58,10 @@ class TokenizerTrainConfig:
     mix: dict[str, float] = field(default_factory=dict)  # language -> share of bytes
     max_bytes: int | None = None  # train on at most this many bytes (sampled evenly)
     seed: int = 0
+    # None: stream the corpus into the trainer (exact; memory grows with the distinct words). A
+    # number: count words on Ray first and drop the rarest until the trainer fits (wordcount.py).
+    max_memory_gib: float | None = None
+    count_chunk_mb: float = 64  # plain text is word-counted in chunks of this size
     show_progress: bool = True
 
     def __post_init__(self) -> None:
@@ -66,6 +72,8 @@ class TokenizerTrainConfig:
         self.layout = VocabLayout(self.vocab_size, self.padded_vocab_size)
         if self.min_frequency < 1:
             raise ValueError(f"min_frequency {self.min_frequency}: must be >= 1")
+        if self.max_memory_gib is not None and self.max_memory_gib <= 0:
+            raise ValueError(f"max_memory_gib {self.max_memory_gib}: must be > 0")
         if self.max_bytes is not None and self.max_bytes <= 0:
             raise ValueError(f"max_bytes {self.max_bytes}: must be > 0")
 
@@ -80,8 +88,9 @@ def new_tokenizer() -> Tokenizer:
     return tokenizer
 
 
-def train_tokenizer(config: TokenizerTrainConfig) -> dict:
-    """Train, check the layout, write the folder (tmp name, then rename); returns the report."""
+def train_tokenizer(config: TokenizerTrainConfig, ray_options: RayOptions | None = None) -> dict:
+    """Train, check the layout, write the folder (tmp name, then rename); returns the report.
+    Ray (local unless `ray_options` names a cluster) is used only with `max_memory_gib`."""
     started = time.perf_counter()
     specs = [InputSpec.parse(spec) for spec in config.inputs]
     probabilities = None
@@ -89,7 +98,16 @@ def train_tokenizer(config: TokenizerTrainConfig) -> dict:
     if config.mix or config.max_bytes:
         scan = count_languages(specs)
         probabilities = keep_probabilities(scan.bytes, config.mix, config.max_bytes)
-    corpus = SampledCorpus(specs, probabilities, config.seed)
+    work = config.output.with_name(f".tmp-words-{config.output.name}")
+    word_table = None
+    if config.max_memory_gib:
+        shutil.rmtree(work, ignore_errors=True)
+        corpus, seen, kept, word_table = word_table_corpus(
+            specs, probabilities, config.seed, config.max_memory_gib, work, ray_options or RayOptions(), config.show_progress, int(config.count_chunk_mb * 2**20)
+        )
+    else:
+        corpus = SampledCorpus(specs, probabilities, config.seed)
+        seen, kept = corpus.seen, corpus.kept
 
     tokenizer = new_tokenizer()
     trainer = trainers.BpeTrainer(
@@ -100,11 +118,14 @@ def train_tokenizer(config: TokenizerTrainConfig) -> dict:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         max_token_length=config.max_token_length,
     )
-    tokenizer.train_from_iterator(corpus, trainer=trainer)
+    try:
+        tokenizer.train_from_iterator(corpus, trainer=trainer)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     learned = tokenizer.get_vocab_size()
     if learned != config.vocab_size:
         raise CorpusTooSmall(
-            f"the corpus ({sum(corpus.kept.bytes.values()):,} bytes) allows only {learned:,} tokens with "
+            f"the corpus ({sum(kept.bytes.values()):,} bytes) allows only {learned:,} tokens with "
             f"min_frequency {config.min_frequency}; asked for {config.vocab_size:,}: give more text or a smaller --vocab-size"
         )
     tokenizer.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in SPECIAL_TOKENS])
@@ -114,16 +135,17 @@ def train_tokenizer(config: TokenizerTrainConfig) -> dict:
 
     report = {
         "vocab": {"learned": learned, "specials": len(SPECIAL_TOKENS), "total": layout.total, "padded_vocab_size": layout.padded_size},
-        "corpus_read": corpus.seen.to_json(),
-        "corpus_trained": corpus.kept.to_json(),
+        "corpus_read": seen.to_json(),
+        "corpus_trained": kept.to_json(),
+        "word_table": word_table,
         "language_scan": scan.to_json() if scan else None,
         "keep_probabilities": probabilities,
         "settings": _settings(config),
         "seconds": round(time.perf_counter() - started, 3),
         "peak_rss_mib": _peak_rss_mib(),
     }
-    if corpus.seen.bad_records:
-        print(f"warning: unreadable records {dict(corpus.seen.bad_records)}; first: {corpus.seen.first_errors[:3]}", file=sys.stderr)
+    if seen.bad_records:
+        print(f"warning: unreadable records {dict(seen.bad_records)}; first: {seen.first_errors[:3]}", file=sys.stderr)
     write_folder(tokenizer, layout, config.output, report)
     return report
 
@@ -139,7 +161,7 @@ def train_or_reuse(config: TokenizerTrainConfig) -> tuple[dict, bool]:
     return train_tokenizer(config), True
 
 
-def train_as_ray_task(config: TokenizerTrainConfig, ray_options: "RayOptions") -> tuple[dict, bool]:  # noqa: F821
+def train_as_ray_task(config: TokenizerTrainConfig, ray_options: RayOptions) -> tuple[dict, bool]:
     """`train_or_reuse` as one Ray task (the pipeline's tokenizer stage): on a cluster it runs on a
     worker node, whose cores the Rust trainer then uses, instead of in the job's driver."""
     import ray

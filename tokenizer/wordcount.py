@@ -1,0 +1,258 @@
+"""Bounded-memory BPE training: count pre-tokenized words on Ray, prune the rarest to a memory
+budget, and feed the trainer the word table instead of the corpus.
+
+HF `tokenizers` keeps every distinct pre-tokenized word in memory while it merges (~2 KB for a
+12-character Chinese run: DeepSeek's pre-tokenization makes a whole run of CJK characters between
+punctuation one word, and nearly every such clause is distinct). Its memory therefore grows with the
+corpus (BENCHMARKS.md: 15 GiB for 1 GB of mixed text). With `--max-memory-gib`:
+
+1. count: one Ray task per input chunk (64 MB ranges of plain text, whole other files) splits its
+   documents with DeepSeek's pre-tokenizer (all steps but the byte mapping) and writes partial
+   counts hash-partitioned by word (`_work/counts/p-NNNNN/`); memory: one chunk's distinct words.
+2. reduce: one task per partition sums its counts (`_work/words/p-NNNNN.parquet`) and returns a
+   histogram of word counts, sizes and estimated trainer bytes.
+3. the driver picks the smallest `min_count` whose surviving words fit the budget (memory model
+   below, fitted to measured runs); 1 keeps everything.
+4. the trainer is fed each kept word `count` times, joined by newlines: newlines are split off as
+   their own one-byte words, which have no pairs, so the merges are exactly those of training on the
+   corpus itself (tested: byte-identical tokenizer.json when nothing is pruned).
+"""
+
+from __future__ import annotations
+
+import resource
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import xxhash
+from tokenizers import pre_tokenizers
+
+from ..pipeline.dedup.shuffle import partition_files, write_partitioned, write_table
+from ..pipeline.progress import StageProgress
+from ..pipeline.ray_tasks import Job, RayOptions, run_jobs
+from .corpus import TEXT_BLOCK_BYTES, CorpusCounts, InputSpec, expand_files, iter_documents
+from .pretokenize import SPLIT_PATTERNS
+
+CHUNK_BYTES = 64 << 20
+WORD_SCHEMA = pa.schema([("word", pa.string()), ("count", pa.int64())])
+HISTOGRAM_COUNTS = 64  # per-count histogram up to here; larger counts are never pruned
+FEED_BATCH_BYTES = 4 << 20
+# Trainer memory per distinct word (hash maps, the word's symbol list, pair positions): fitted to
+# the peaks measured by bench/tokenizer_bench.py (see BENCHMARKS.md, tokenizer scale).
+MIB_BASE = 230
+BYTES_PER_WORD = 160
+BYTES_PER_WORD_BYTE = 93
+
+
+@dataclass(frozen=True)
+class CountTask:
+    index: int
+    kind: str  # text_range or file
+    path: str
+    lang: str | None
+    start: int = 0
+    end: int = 0
+
+
+def plan_count_tasks(specs: list[InputSpec], chunk_bytes: int = CHUNK_BYTES) -> list[CountTask]:
+    """Plain uncompressed text is cut into byte ranges (aligned to lines when read); others whole."""
+    tasks: list[CountTask] = []
+    for spec in specs:
+        for kind, path in expand_files(spec):
+            size = path.stat().st_size
+            if kind == "text" and not path.name.endswith(".gz") and size > chunk_bytes:
+                for start in range(0, size, chunk_bytes):
+                    tasks.append(CountTask(len(tasks), "text_range", str(path), spec.lang, start, min(size, start + chunk_bytes)))
+            else:
+                tasks.append(CountTask(len(tasks), "file", str(path), spec.lang))
+    return tasks
+
+
+def _split_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    """DeepSeek's pre-tokenizer without the byte mapping: pieces are substrings of the text."""
+    splits = [pre_tokenizers.Split(pattern, behavior="isolated") for pattern in _regexes()]
+    return pre_tokenizers.Sequence([*splits, pre_tokenizers.Digits(individual_digits=True)])
+
+
+def _regexes() -> list:
+    from tokenizers import Regex
+
+    return [Regex(pattern) for pattern in SPLIT_PATTERNS]
+
+
+def _range_documents(path: str, start: int, end: int, counts: CorpusCounts) -> Iterator[str]:
+    """Lines starting in [start, end) (a line crossing `start` belongs to the previous range)."""
+    with open(path, "rb") as handle:
+        if start:
+            handle.seek(start - 1)
+            if handle.read(1) != b"\n":
+                handle.readline()
+        block: list[bytes] = []
+        size = 0
+        while handle.tell() < end:
+            line = handle.readline()
+            if not line:
+                break
+            block.append(line)
+            size += len(line)
+            if size >= TEXT_BLOCK_BYTES:
+                yield _decode(b"".join(block), path, counts)
+                block, size = [], 0
+        if block:
+            yield _decode(b"".join(block), path, counts)
+
+
+def _decode(data: bytes, path: str, counts: CorpusCounts) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        counts.add_bad("invalid_utf8_replaced", f"{path}: {error}")
+        return data.decode("utf-8", "replace")
+
+
+def _task_documents(task: CountTask, counts: CorpusCounts) -> Iterator[tuple[list[str], list[str]]]:
+    if task.kind == "text_range":
+        lang = task.lang or "und"
+        batch: list[str] = []
+        for text in _range_documents(task.path, task.start, task.end, counts):
+            batch.append(text)
+            if len(batch) == 64:
+                yield batch, [lang] * len(batch)
+                batch = []
+        if batch:
+            yield batch, [lang] * len(batch)
+        return
+    for _, texts, langs in iter_documents(InputSpec(Path(task.path), task.lang), counts):
+        yield texts, langs
+
+
+def count_words(task: CountTask, probabilities: dict[str, float] | None, seed: int, partitions: int, work: str) -> dict[str, Any]:
+    """Ray task: word counts of one chunk, hash-partitioned to `work/counts`; returns corpus counts."""
+    counts = CorpusCounts()
+    kept = CorpusCounts()
+    splitter = _split_pre_tokenizer()
+    words: Counter = Counter()
+    rng = np.random.default_rng([seed, zlib.crc32(task.path.encode()), task.start])
+    for texts, langs in _task_documents(task, counts):
+        draws = rng.random(len(texts))
+        for text, lang, draw in zip(texts, langs, draws):
+            size = len(text.encode("utf-8"))
+            counts.bytes[lang] += size
+            counts.documents[lang] += 1
+            if probabilities is not None and draw >= probabilities.get(lang, 0.0):
+                continue
+            kept.bytes[lang] += size
+            kept.documents[lang] += 1
+            words.update(piece for piece, _ in splitter.pre_tokenize_str(text))
+    if words:
+        table = pa.table({"word": list(words.keys()), "count": list(words.values())}, schema=WORD_SCHEMA)
+        partition = np.fromiter((xxhash.xxh64_intdigest(w) % partitions for w in words), dtype=np.int64, count=len(words))
+        write_partitioned(Path(work) / "counts", f"t-{task.index:05d}", table, partition, partitions)
+    del words
+    return {"read": counts.to_json(), "kept": kept.to_json(), "peak_rss_mib": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def reduce_words(p: int, work: str) -> dict[str, Any]:
+    """Ray task: the summed counts of partition p, sorted by word; a histogram for pruning."""
+    files = partition_files(Path(work) / "counts", p)
+    tables = [pq.read_table(f, schema=WORD_SCHEMA) for f in files]
+    table = pa.concat_tables(tables) if tables else WORD_SCHEMA.empty_table()
+    summed = table.group_by("word").aggregate([("count", "sum")]).rename_columns(["word", "count"])
+    summed = summed.sort_by("word").cast(WORD_SCHEMA)
+    write_table(Path(work) / "words" / f"p-{p:05d}.parquet", summed)
+    sizes = pc.binary_length(pc.cast(summed.column("word"), pa.binary())).to_numpy()
+    counts = summed.column("count").to_numpy()
+    cost = BYTES_PER_WORD + BYTES_PER_WORD_BYTE * sizes
+    capped = np.minimum(counts, HISTOGRAM_COUNTS)
+    return {
+        "distinct": int(len(counts)),
+        "occurrences": int(counts.sum()),
+        "cost_by_count": np.bincount(capped, weights=cost, minlength=HISTOGRAM_COUNTS + 1).tolist(),
+        "distinct_by_count": np.bincount(capped, minlength=HISTOGRAM_COUNTS + 1).tolist(),
+        "bytes_by_count": np.bincount(capped, weights=sizes * counts, minlength=HISTOGRAM_COUNTS + 1).tolist(),
+    }
+
+
+def choose_min_count(histograms: list[dict[str, Any]], max_memory_gib: float) -> dict[str, Any]:
+    """The smallest min_count whose kept words' estimated trainer memory fits the budget."""
+    cost = np.sum([h["cost_by_count"] for h in histograms], axis=0)
+    distinct = np.sum([h["distinct_by_count"] for h in histograms], axis=0)
+    occurrence_bytes = np.sum([h["bytes_by_count"] for h in histograms], axis=0)
+    budget = max_memory_gib * 2**30 - MIB_BASE * 2**20
+    kept_cost = cost[::-1].cumsum()[::-1]  # kept_cost[c]: words with count >= c
+    fits = [c for c in range(1, HISTOGRAM_COUNTS + 1) if kept_cost[c] <= budget]
+    if not fits:
+        raise MemoryError(f"even words seen {HISTOGRAM_COUNTS}+ times need ~{kept_cost[-1] / 2**30:.1f} GiB: raise --max-memory-gib")
+    min_count = fits[0]
+    return {
+        "min_count": min_count,
+        "distinct_words": int(distinct.sum()),
+        "kept_words": int(distinct[min_count:].sum()),
+        "dropped_byte_share": round(float(occurrence_bytes[:min_count].sum() / max(1.0, occurrence_bytes.sum())), 6),
+        "estimated_trainer_gib": round(float((kept_cost[min_count] + MIB_BASE * 2**20) / 2**30), 3),
+        "estimated_unpruned_gib": round(float((kept_cost[1] + MIB_BASE * 2**20) / 2**30), 3),
+    }
+
+
+def feed(work: str, partitions: int, min_count: int) -> Iterator[list[str]]:
+    """Batches for `train_from_iterator`: every kept word `count` times, newline-joined."""
+    batch: list[str] = []
+    size = 0
+    for p in range(partitions):
+        path = Path(work) / "words" / f"p-{p:05d}.parquet"
+        if not path.exists():
+            continue
+        for record in pq.ParquetFile(path).iter_batches(batch_size=65536):
+            for word, count in zip(record.column("word").to_pylist(), record.column("count").to_pylist()):
+                if count < min_count:
+                    continue
+                joined = "\n".join([word] * count)
+                batch.append(joined)
+                size += len(joined)
+                if size >= FEED_BATCH_BYTES:
+                    yield batch
+                    batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def word_table_corpus(
+    specs: list[InputSpec],
+    probabilities: dict[str, float] | None,
+    seed: int,
+    max_memory_gib: float,
+    work: Path,
+    ray_options: RayOptions,
+    progress: bool,
+    chunk_bytes: int = CHUNK_BYTES,
+) -> tuple[Iterator[list[str]], CorpusCounts, CorpusCounts, dict[str, Any]]:
+    """Steps 1-3 on Ray; returns the feed (step 4), what was read and kept, and the pruning figures."""
+    tasks = plan_count_tasks(specs, chunk_bytes)
+    partitions = max(1, min(256, len(tasks)))
+    seen, kept = CorpusCounts(), CorpusCounts()
+    jobs = [Job(f"{t.path}@{t.start}", (t, probabilities, seed, partitions, str(work))) for t in tasks]
+    with StageProgress("tokenizer word count", len(tasks), 0, enabled=progress) as bar:
+        counted = run_jobs(count_words, jobs, ray_options, on_done=lambda job, result: bar.part_done({}), on_failed=bar.part_failed)
+    _raise_failures(counted)
+    for result in counted.results.values():
+        seen.add_json(result["read"])
+        kept.add_json(result["kept"])
+    reduced = run_jobs(reduce_words, [Job(f"partition {p}", (p, str(work))) for p in range(partitions)], ray_options)
+    _raise_failures(reduced)
+    info = choose_min_count([reduced.results[f"partition {p}"] for p in range(partitions)], max_memory_gib)
+    info["count_tasks"], info["partitions"] = len(tasks), partitions
+    info["count_task_peak_rss_mib"] = max(result["peak_rss_mib"] for result in counted.results.values())
+    return feed(str(work), partitions, info["min_count"]), seen, kept, info
+
+
+def _raise_failures(result) -> None:  # noqa: ANN001 - JobsResult
+    if result.failures:
+        key, detail = result.failures[0]
+        raise RuntimeError(f"{len(result.failures)} word-count task(s) failed; first: {key}: {detail}")
