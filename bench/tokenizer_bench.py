@@ -11,8 +11,12 @@ scale: corpora of 10 MB, 100 MB and 1 GB (half English, half Chinese by bytes), 
        (100,000 tokens); peer: HF tokenizers' own Rust file reader (`Tokenizer.train(files)`) with the
        same pre-tokenizer and trainer settings, on the same files in the same run.
 
+prune: what `--max-memory-gib` costs in compression: a corpus built from the training split only,
+       trained exactly and within the budget, both measured on the held-out split.
+
 Run: python bench/tokenizer_bench.py eval
-     python bench/tokenizer_bench.py scale [--sizes-mb 10 100 1000] [--json bench/out/tokenizer_scale.json]
+     python bench/tokenizer_bench.py scale [--sizes-mb 10 100 1000] [--max-memory-gib 11] [--json ...]
+     python bench/tokenizer_bench.py prune --sizes-mb 100 --max-memory-gib 1.5
 """
 
 from __future__ import annotations
@@ -63,10 +67,10 @@ def _alphabet(paragraphs: list[str], lo: int, hi: int) -> np.ndarray:
     return np.unique(points[(points >= lo) & (points <= hi)])
 
 
-def build_scale_corpus(folder: Path, size_mb: float, seed: int = 0) -> list[str]:
+def build_scale_corpus(folder: Path, size_mb: float, seed: int = 0, paragraphs: dict[str, list[str]] | None = None) -> list[str]:
     """en.txt and zh.txt of size_mb/2 MB each: paragraphs drawn at random, 3% of letters replaced."""
     rng = np.random.default_rng(seed)
-    paragraphs = source_paragraphs()
+    paragraphs = paragraphs or source_paragraphs()
     scripts = {"en": [(ord("a"), ord("z")), (ord("A"), ord("Z"))], "zh": [(0x4E00, 0x9FA5)]}
     folder.mkdir(parents=True, exist_ok=True)
     inputs = []
@@ -149,6 +153,25 @@ def eval_mode(args: argparse.Namespace) -> dict:
     return result
 
 
+def prune_mode(args: argparse.Namespace) -> dict:
+    """What pruning costs: a corpus built from the training split only, trained exactly and within
+    --max-memory-gib, both evaluated on the held-out split."""
+    from crawlmill.tokenizer.evaluate import evaluate
+
+    train, held = split_held_out(source_paragraphs())
+    size = args.sizes_mb[0]
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+        inputs = build_scale_corpus(Path(tmp) / "corpus", size, paragraphs=train)
+        held_inputs = write_files(Path(tmp) / "held", held)
+        result: dict = {"corpus_mb": size}
+        for name, budget in (("exact", None), ("budget", args.max_memory_gib)):
+            run = measured(CRAWLMILL.format(inputs=inputs, output=str(Path(tmp) / name), budget=budget), args.limit_gib)
+            run["heldout"] = evaluate(Path(tmp) / name, held_inputs)["tokenizer"]["by_language"] if "seconds" in run else None
+            result[name] = run
+            print(json.dumps({name: run}), flush=True)
+    return result
+
+
 def scale_mode(args: argparse.Namespace) -> dict:
     results = {}
     for size in args.sizes_mb:
@@ -177,7 +200,7 @@ def scale_mode(args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("mode", choices=["eval", "scale"])
+    parser.add_argument("mode", choices=["eval", "scale", "prune"])
     parser.add_argument("--sizes-mb", type=float, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--no-peer", action="store_true", help="scale: skip the HF file-reader run")
     parser.add_argument("--work", default=None, help="scale: where corpora are written (default: the temp dir)")
@@ -188,7 +211,8 @@ def main() -> None:
     args = parser.parse_args()
     if not TEXT.is_dir():
         sys.exit(f"needs the real text in {TEXT}")
-    result = {**run_info(), "mode": args.mode, "results": eval_mode(args) if args.mode == "eval" else scale_mode(args)}
+    modes = {"eval": eval_mode, "scale": scale_mode, "prune": prune_mode}
+    result = {**run_info(), "mode": args.mode, "results": modes[args.mode](args)}
     path = args.json or OUT / f"tokenizer_{args.mode}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")

@@ -12,7 +12,8 @@ corpus (BENCHMARKS.md: 15 GiB for 1 GB of mixed text). With `--max-memory-gib`:
 2. reduce: one task per partition sums its counts (`_work/words/p-NNNNN.parquet`) and returns a
    histogram of word counts, sizes and estimated trainer bytes.
 3. the driver picks the smallest `min_count` whose surviving words fit the budget (memory model
-   below, fitted to measured runs); 1 keeps everything.
+   below, fitted to measured runs), and fills what is left of the budget with a hash-chosen share
+   of the words seen `min_count - 1` times; min_count 1 keeps everything.
 4. the trainer is fed each kept word `count` times, joined by newlines: newlines are split off as
    their own one-byte words, which have no pairs, so the merges are exactly those of training on the
    corpus itself (tested: byte-identical tokenizer.json when nothing is pruned).
@@ -43,7 +44,7 @@ from .pretokenize import SPLIT_PATTERNS
 CHUNK_BYTES = 64 << 20
 WORD_SCHEMA = pa.schema([("word", pa.string()), ("count", pa.int64())])
 HISTOGRAM_COUNTS = 64  # per-count histogram up to here; larger counts are never pruned
-FEED_BATCH_BYTES = 4 << 20
+FEED_STRING_BYTES = 1 << 16
 # Trainer memory per distinct word (hash maps, the word's symbol list, pair positions): fitted to
 # the peaks measured by bench/tokenizer_bench.py (see BENCHMARKS.md, tokenizer scale).
 MIB_BASE = 230
@@ -181,7 +182,9 @@ def reduce_words(p: int, work: str) -> dict[str, Any]:
 
 
 def choose_min_count(histograms: list[dict[str, Any]], max_memory_gib: float) -> dict[str, Any]:
-    """The smallest min_count whose kept words' estimated trainer memory fits the budget."""
+    """Which words the trainer gets: every word seen at least `min_count` times, and of the words
+    seen exactly `min_count - 1` times a deterministic `boundary_share` (by word hash), as many as
+    the budget allows (memory model at the top of this file)."""
     cost = np.sum([h["cost_by_count"] for h in histograms], axis=0)
     distinct = np.sum([h["distinct_by_count"] for h in histograms], axis=0)
     occurrence_bytes = np.sum([h["bytes_by_count"] for h in histograms], axis=0)
@@ -191,19 +194,29 @@ def choose_min_count(histograms: list[dict[str, Any]], max_memory_gib: float) ->
     if not fits:
         raise MemoryError(f"even words seen {HISTOGRAM_COUNTS}+ times need ~{kept_cost[-1] / 2**30:.1f} GiB: raise --max-memory-gib")
     min_count = fits[0]
+    share = 0.0
+    if min_count > 1 and cost[min_count - 1] > 0:
+        share = float(np.clip((budget - kept_cost[min_count]) / cost[min_count - 1], 0.0, 1.0))
+    estimate = kept_cost[min_count] + share * (cost[min_count - 1] if min_count > 1 else 0.0)
+    dropped = occurrence_bytes[: max(0, min_count - 1)].sum() + (1 - share) * (occurrence_bytes[min_count - 1] if min_count > 1 else 0.0)
     return {
         "min_count": min_count,
+        "boundary_share": round(share, 6),
         "distinct_words": int(distinct.sum()),
-        "kept_words": int(distinct[min_count:].sum()),
-        "dropped_byte_share": round(float(occurrence_bytes[:min_count].sum() / max(1.0, occurrence_bytes.sum())), 6),
-        "estimated_trainer_gib": round(float((kept_cost[min_count] + MIB_BASE * 2**20) / 2**30), 3),
+        "kept_words": int(distinct[min_count:].sum() + round(share * (distinct[min_count - 1] if min_count > 1 else 0))),
+        "dropped_byte_share": round(float(dropped / max(1.0, occurrence_bytes.sum())), 6),
+        "estimated_trainer_gib": round(float((estimate + MIB_BASE * 2**20) / 2**30), 3),
         "estimated_unpruned_gib": round(float((kept_cost[1] + MIB_BASE * 2**20) / 2**30), 3),
     }
 
 
-def feed(work: str, partitions: int, min_count: int) -> Iterator[list[str]]:
-    """Batches for `train_from_iterator`: every kept word `count` times, newline-joined."""
-    batch: list[str] = []
+def feed(work: str, partitions: int, min_count: int, boundary_share: float = 0.0) -> Iterator[list[str]]:
+    """Batches for `train_from_iterator`: every kept word `count` times, newline-joined into strings
+    of about FEED_STRING_BYTES (the trainer's pre-tokenizer holds ~16 bytes of offsets per byte of a
+    string, so one string per frequent word would cost GBs)."""
+    threshold = int(boundary_share * 2**64)
+    strings: list[str] = []
+    pieces: list[str] = []
     size = 0
     for p in range(partitions):
         path = Path(work) / "words" / f"p-{p:05d}.parquet"
@@ -211,16 +224,24 @@ def feed(work: str, partitions: int, min_count: int) -> Iterator[list[str]]:
             continue
         for record in pq.ParquetFile(path).iter_batches(batch_size=65536):
             for word, count in zip(record.column("word").to_pylist(), record.column("count").to_pylist()):
-                if count < min_count:
+                if count < min_count and not (count == min_count - 1 and xxhash.xxh64_intdigest(word, seed=1) < threshold):
                     continue
-                joined = "\n".join([word] * count)
-                batch.append(joined)
-                size += len(joined)
-                if size >= FEED_BATCH_BYTES:
-                    yield batch
-                    batch, size = [], 0
-    if batch:
-        yield batch
+                per_string = max(1, FEED_STRING_BYTES // (len(word) + 1))
+                while count > 0:
+                    repeats = min(count, per_string)
+                    pieces.append("\n".join([word] * repeats))
+                    size += repeats * (len(word) + 1)
+                    count -= repeats
+                    if size >= FEED_STRING_BYTES:
+                        strings.append("\n".join(pieces))
+                        pieces, size = [], 0
+                        if len(strings) == 64:
+                            yield strings
+                            strings = []
+    if pieces:
+        strings.append("\n".join(pieces))
+    if strings:
+        yield strings
 
 
 def word_table_corpus(
@@ -249,7 +270,7 @@ def word_table_corpus(
     info = choose_min_count([reduced.results[f"partition {p}"] for p in range(partitions)], max_memory_gib)
     info["count_tasks"], info["partitions"] = len(tasks), partitions
     info["count_task_peak_rss_mib"] = max(result["peak_rss_mib"] for result in counted.results.values())
-    return feed(str(work), partitions, info["min_count"]), seen, kept, info
+    return feed(str(work), partitions, info["min_count"], info["boundary_share"]), seen, kept, info
 
 
 def _raise_failures(result) -> None:  # noqa: ANN001 - JobsResult
