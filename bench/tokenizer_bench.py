@@ -98,20 +98,37 @@ def build_scale_corpus(folder: Path, size_mb: float, seed: int = 0, paragraphs: 
 
 
 def measured(code: str, limit_gib: float, timeout: float = 7200) -> dict:
-    """Run `code` in a fresh Python (address space capped, so a blow-up fails here instead of
-    taking the machine down); it prints one JSON line last; wall time is added."""
-    import resource
-
-    def cap() -> None:
-        limit = int(limit_gib * 2**30)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    """Run `code` in a fresh Python; it prints one JSON line last. Adds wall time and the peak of the
+    summed RSS of its process tree (Ray workers included), polled every 0.2 s; a tree above
+    `limit_gib` is killed, so a blow-up fails here instead of taking the machine down. (An
+    address-space rlimit does not work: Ray reserves ~9 GB of virtual memory per process.)"""
+    import psutil
 
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONHASHSEED": "0"}, preexec_fn=cap)
-    if proc.returncode:
-        return {"failed": f"exit {proc.returncode}: {proc.stderr[-2000:]}", "process_wall_s": round(time.perf_counter() - started, 2)}
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["process_wall_s"] = round(time.perf_counter() - started, 2)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
+    root = psutil.Process(proc.pid)
+    peak = 0
+    killed = None
+    while proc.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+            rss = sum(p.memory_info().rss for p in tree if p.is_running())
+        except psutil.Error:
+            rss = 0
+        peak = max(peak, rss)
+        if rss > limit_gib * 2**30 or time.perf_counter() - started > timeout:
+            killed = f"killed at {rss / 2**30:.1f} GiB after {time.perf_counter() - started:.0f} s"
+            for p in reversed(tree):
+                p.kill()
+            break
+        time.sleep(0.2)
+    out, err = proc.communicate()
+    wall = round(time.perf_counter() - started, 2)
+    if killed or proc.returncode:
+        return {"failed": killed or f"exit {proc.returncode}: {err[-2000:]}", "process_wall_s": wall, "peak_tree_rss_mib": peak >> 20}
+    result = json.loads(out.strip().splitlines()[-1])
+    result["process_wall_s"] = wall
+    result["peak_tree_rss_mib"] = peak >> 20
     return result
 
 
@@ -206,7 +223,7 @@ def main() -> None:
     parser.add_argument("--work", default=None, help="scale: where corpora are written (default: the temp dir)")
     parser.add_argument("--max-memory-gib", type=float, default=None, help="scale: crawlmill's --max-memory-gib (word-count mode)")
     parser.add_argument("--keep-tokenizers", type=Path, default=None, help="scale: copy each trained tokenizer folder here")
-    parser.add_argument("--limit-gib", type=float, default=20, help="scale: address-space cap of each training process")
+    parser.add_argument("--limit-gib", type=float, default=20, help="kill a training process tree whose summed RSS passes this")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if not TEXT.is_dir():
