@@ -14,8 +14,8 @@ is used, and text without one is `und`. Memory is bounded by one batch, never th
 Sampling to a target mix (`--mix en=0.5,zh=0.4,code=0.1`, shares of bytes) takes a first pass that
 counts bytes per language, then keeps each document with its language's probability
 `min(1, share * budget / bytes)`, where the budget is the largest total that the scarcest language
-allows (and at most `--max-bytes`). Draws come from a generator seeded by (seed, file), so the same
-inputs and seed give the same sample. Records that cannot be read (bad JSON, no text) are counted
+allows (and at most `--max-bytes`). Draws come from a generator seeded by (seed, file name), so the
+same inputs and seed give the same sample wherever the files live. Records that cannot be read (bad JSON, no text) are counted
 by reason, never skipped silently; bad UTF-8 in text files is replaced and counted.
 """
 
@@ -252,7 +252,7 @@ class SampledCorpus:
         for spec in self.specs:
             rngs: dict[Path, np.random.Generator] = {}
             for path, texts, langs in iter_documents(spec, self.seen):
-                rng = rngs.setdefault(path, np.random.default_rng([self.seed, zlib.crc32(str(path).encode())]))
+                rng = rngs.setdefault(path, np.random.default_rng([self.seed, zlib.crc32(path.name.encode())]))
                 draws = rng.random(len(texts))
                 kept: list[str] = []
                 for text, lang, draw in zip(texts, langs, draws):

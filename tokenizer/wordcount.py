@@ -140,7 +140,7 @@ def count_words(task: CountTask, probabilities: dict[str, float] | None, seed: i
     kept = CorpusCounts()
     splitter = _split_pre_tokenizer()
     words: Counter = Counter()
-    rng = np.random.default_rng([seed, zlib.crc32(task.path.encode()), task.start])
+    rng = np.random.default_rng([seed, zlib.crc32(Path(task.path).name.encode()), task.start])
     for texts, langs in _task_documents(task, counts):
         draws = rng.random(len(texts))
         for text, lang, draw in zip(texts, langs, draws):

@@ -30,7 +30,7 @@ def test_demo_config_runs_end_to_end(ray_local, tmp_path):
     tokenizer = json.loads((tmp_path / "demo-output/tokenizer/train_report.json").read_text())
     assert tokenizer["vocab"] == {"learned": 1000, "specials": 15, "total": 1015, "padded_vocab_size": 1024}
     trained = tokenizer["corpus_trained"]["bytes"]
-    assert set(trained) == {"en", "zh"} and 0.9 < trained["en"] / trained["zh"] < 1.1
+    assert set(trained) == {"en", "zh"} and 0.6 < trained["en"] / trained["zh"] < 1.6  # ~50 pages: whole pages are drawn
     # A second run resumes: nothing to do, same stats.
     again = CliRunner().invoke(app, ["run", str(tmp_path / "demo.yaml"), "--no-progress"])
     assert again.exit_code == 0 and "4 part(s) were already finished" in again.output
