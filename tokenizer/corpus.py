@@ -192,18 +192,19 @@ def _text_batches(path: Path, lang: str, counts: CorpusCounts) -> Iterator[tuple
             block.append(line)
             size += len(line)
             if size >= TEXT_BLOCK_BYTES:
-                batch.append(_decode_block(b"".join(block), path, counts))
+                batch.append(decode_block(b"".join(block), path, counts))
                 block, size = [], 0
                 if len(batch) == 64:
                     yield path, batch, [lang] * len(batch)
                     batch = []
     if block:
-        batch.append(_decode_block(b"".join(block), path, counts))
+        batch.append(decode_block(b"".join(block), path, counts))
     if batch:
         yield path, batch, [lang] * len(batch)
 
 
-def _decode_block(data: bytes, path: Path, counts: CorpusCounts) -> str:
+def decode_block(data: bytes, path: Path | str, counts: CorpusCounts) -> str:
+    """UTF-8 text of a block of lines; bad bytes are replaced and counted."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:

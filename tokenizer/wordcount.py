@@ -38,7 +38,7 @@ from tokenizers import pre_tokenizers
 from ..pipeline.dedup.shuffle import partition_files, write_partitioned, write_table
 from ..pipeline.progress import StageProgress
 from ..pipeline.ray_tasks import Job, RayOptions, run_jobs
-from .corpus import TEXT_BLOCK_BYTES, CorpusCounts, InputSpec, expand_files, iter_documents
+from .corpus import TEXT_BLOCK_BYTES, CorpusCounts, InputSpec, decode_block, expand_files, iter_documents
 from .pretokenize import SPLIT_PATTERNS
 
 CHUNK_BYTES = 64 << 20
@@ -104,18 +104,10 @@ def _range_documents(path: str, start: int, end: int, counts: CorpusCounts) -> I
             block.append(line)
             size += len(line)
             if size >= TEXT_BLOCK_BYTES:
-                yield _decode(b"".join(block), path, counts)
+                yield decode_block(b"".join(block), path, counts)
                 block, size = [], 0
         if block:
-            yield _decode(b"".join(block), path, counts)
-
-
-def _decode(data: bytes, path: str, counts: CorpusCounts) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        counts.add_bad("invalid_utf8_replaced", f"{path}: {error}")
-        return data.decode("utf-8", "replace")
+            yield decode_block(b"".join(block), path, counts)
 
 
 def _task_documents(task: CountTask, counts: CorpusCounts) -> Iterator[tuple[list[str], list[str]]]:
