@@ -186,7 +186,7 @@ def dedup(
         console.print(f"first {row['dumps']} dump(s) through {row['through']}: {100 * row['share']:.1f}% removed")
 
 
-PIPELINE_STAGES = ("ingest", "filter", "dedup", "tokenizer")
+PIPELINE_STAGES = ("ingest", "filter", "dedup", "tokenizer", "pack")
 
 
 def _pipeline_tokenizer(config, out: Path, no_progress: bool) -> dict:  # noqa: ANN001 - RunConfig
@@ -220,7 +220,7 @@ def run(
     only: Optional[str] = typer.Option(None, "--only", help=f"Run one stage: {', '.join(PIPELINE_STAGES)}."),
     no_progress: bool = NO_PROGRESS,
 ) -> None:
-    """Run the whole pipeline from one config: ingest, filter, dedup, tokenizer; each stage resumable."""
+    """Run the whole pipeline from one config: ingest, filter, dedup, tokenizer, pack; each stage resumable."""
     from crawlmill.pipeline.config import ConfigError, load_run_config
     from crawlmill.pipeline.dedup.stage import run_dedup
     from crawlmill.pipeline.filter.stage import FilterStage
@@ -253,6 +253,14 @@ def run(
                 continue
             if name == "tokenizer":
                 summary[name] = _pipeline_tokenizer(config, out, no_progress)
+                continue
+            if name == "pack":
+                from crawlmill.pipeline.pack.stage import run_pack
+
+                tokenizer_dir = config.tokenizer.path or out / "tokenizer"
+                result = run_pack([out / "dedup"], out / "shards", tokenizer_dir, config.pack, config.ray, progress=not no_progress)
+                _report(result)
+                summary[name] = {**result.stats, "tokens": result.manifest["tokens"], "shards": result.manifest["shards_count"]}
                 continue
             stage = build(name)
         except (InputError, ValueError, FileNotFoundError, StageInputMismatch) as exc:

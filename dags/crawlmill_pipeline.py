@@ -7,8 +7,8 @@ What it does
     SUCCEEDED. A job that ends FAILED or STOPPED fails the task, with the job's status message
     and its last log lines in the error. Killing the task (UI "mark failed", timeout) stops the job.
 
-    Today the tasks are ``ingest``, ``filter``, ``dedup`` and ``tokenizer`` (``crawlmill run CONFIG
-    --only STAGE``); later stages (quality, remix, pack) each become one more entry in ``STAGES`` below (stage
+    Today the tasks are ``ingest``, ``filter``, ``dedup``, ``tokenizer`` and ``pack`` (``crawlmill run
+    CONFIG --only STAGE``); later stages (quality, remix) each become one more entry in ``STAGES`` below (stage
     name + entrypoint template) and therefore one more task, chained in order.
 
     Submission ids are deterministic: ``crawlmill-<dag>-<run id>-<task>-<hash>-try<N>``, and each
@@ -81,7 +81,7 @@ DEFAULT_RAY_ADDRESS = "http://127.0.0.1:8265"
 # per run; `shquote` quotes a value for the shell). Each entry becomes one task, each task depends
 # on the one before; `crawlmill run --only STAGE` runs one stage of the config. Add later stages here.
 STAGES: dict[str, str] = {
-    stage: f"crawlmill run {{{{ params.config | shquote }}}} --only {stage} --no-progress" for stage in ("ingest", "filter", "dedup", "tokenizer")
+    stage: f"crawlmill run {{{{ params.config | shquote }}}} --only {stage} --no-progress" for stage in ("ingest", "filter", "dedup", "tokenizer", "pack")
 }
 
 SCHEDULE = os.environ.get("CRAWLMILL_DAG_SCHEDULE") or None  # a cron, e.g. "0 3 * * 0"; None: triggered runs only

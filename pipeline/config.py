@@ -28,6 +28,7 @@ import yaml
 
 from .dedup.config import DedupConfig
 from .ingest.stage import IngestConfig
+from .pack.stage import PackConfig
 from .stage import RayOptions
 
 
@@ -68,6 +69,7 @@ class RunConfig:
     filter: Any = None  # a filter config mapping (see configs/filters.yaml); null: the defaults
     dedup: DedupConfig = field(default_factory=DedupConfig)
     tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
+    pack: PackConfig = field(default_factory=PackConfig)
 
 
 def _check_type(value: Any, hint: Any, where: str) -> Any:

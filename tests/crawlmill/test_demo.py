@@ -31,6 +31,8 @@ def test_demo_config_runs_end_to_end(ray_local, tmp_path):
     assert tokenizer["vocab"] == {"learned": 1000, "specials": 15, "total": 1015, "padded_vocab_size": 1024}
     trained = tokenizer["corpus_trained"]["bytes"]
     assert set(trained) == {"en", "zh"} and 0.6 < trained["en"] / trained["zh"] < 1.6  # ~50 pages: whole pages are drawn
+    manifest = json.loads((tmp_path / "demo-output/shards/manifest.json").read_text())
+    assert manifest["documents"] == deduped["kept"] and manifest["tokenizer"]["padded_vocab_size"] == 1024 and manifest["tokens"] > 10_000
     # A second run resumes: nothing to do, same stats.
     again = CliRunner().invoke(app, ["run", str(tmp_path / "demo.yaml"), "--no-progress"])
     assert again.exit_code == 0 and "4 part(s) were already finished" in again.output

