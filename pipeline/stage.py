@@ -99,11 +99,12 @@ def _remove_temporaries(output_dir: Path) -> None:
 
 
 def _check_tasks_file(output_dir: Path, stage: Stage, tasks: list[PartTask]) -> None:
-    wanted = {
-        "stage": stage.name,
-        "settings": stage.fingerprint(),
-        "sources": [t.source for t in tasks],
-    }
+    check_task_record(output_dir, {"stage": stage.name, "settings": stage.fingerprint(), "sources": [t.source for t in tasks]})
+
+
+def check_task_record(output_dir: Path, wanted: dict[str, Any]) -> None:
+    """Record what an output folder is made from (`_tasks.json`), or refuse a folder made from
+    other inputs or settings, so a resume never mixes two runs."""
     path = output_dir / "_tasks.json"
     if path.exists():
         found = json.loads(path.read_text(encoding="utf-8"))

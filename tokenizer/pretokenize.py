@@ -56,12 +56,15 @@ SPLIT_PATTERNS: tuple[str, ...] = (
 )
 
 
+def text_splits() -> list[pre_tokenizers.PreTokenizer]:
+    """Every step but the byte mapping: the pieces these give are substrings of the text."""
+    splits = [pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False) for pattern in SPLIT_PATTERNS]
+    return [*splits, pre_tokenizers.Digits(individual_digits=True)]
+
+
 def deepseek_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
     """The released pre-tokenizer: five isolated regex splits, single digits, byte-level mapping."""
-    splits = [pre_tokenizers.Split(Regex(pattern), behavior="isolated", invert=False) for pattern in SPLIT_PATTERNS]
-    return pre_tokenizers.Sequence(
-        [*splits, pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
-    )
+    return pre_tokenizers.Sequence([*text_splits(), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
 
 
 def deepseek_normalizer() -> normalizers.Normalizer:

@@ -39,7 +39,7 @@ from ..pipeline.dedup.shuffle import partition_files, write_partitioned, write_t
 from ..pipeline.progress import StageProgress
 from ..pipeline.ray_tasks import Job, RayOptions, run_jobs
 from .corpus import TEXT_BLOCK_BYTES, CorpusCounts, InputSpec, decode_block, expand_files, iter_documents
-from .pretokenize import SPLIT_PATTERNS
+from .pretokenize import text_splits
 
 CHUNK_BYTES = 64 << 20
 WORD_SCHEMA = pa.schema([("word", pa.string()), ("count", pa.int64())])
@@ -74,18 +74,6 @@ def plan_count_tasks(specs: list[InputSpec], chunk_bytes: int = CHUNK_BYTES) -> 
             else:
                 tasks.append(CountTask(len(tasks), "file", str(path), spec.lang))
     return tasks
-
-
-def _split_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
-    """DeepSeek's pre-tokenizer without the byte mapping: pieces are substrings of the text."""
-    splits = [pre_tokenizers.Split(pattern, behavior="isolated") for pattern in _regexes()]
-    return pre_tokenizers.Sequence([*splits, pre_tokenizers.Digits(individual_digits=True)])
-
-
-def _regexes() -> list:
-    from tokenizers import Regex
-
-    return [Regex(pattern) for pattern in SPLIT_PATTERNS]
 
 
 def _range_documents(path: str, start: int, end: int, counts: CorpusCounts) -> Iterator[str]:
@@ -130,7 +118,7 @@ def count_words(task: CountTask, probabilities: dict[str, float] | None, seed: i
     """Ray task: word counts of one chunk, hash-partitioned to `work/counts`; returns corpus counts."""
     counts = CorpusCounts()
     kept = CorpusCounts()
-    splitter = _split_pre_tokenizer()
+    splitter = pre_tokenizers.Sequence(text_splits())  # pieces stay substrings: they are fed back as text
     words: Counter = Counter()
     rng = np.random.default_rng([seed, zlib.crc32(Path(task.path).name.encode()), task.start])
     for texts, langs in _task_documents(task, counts):

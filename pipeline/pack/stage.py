@@ -30,7 +30,7 @@ import numpy as np
 from ..parts import PARTS_DIR, TMP_MARK, PartStats, atomic_write_text, input_parts, marker_path
 from ..progress import StageProgress
 from ..ray_tasks import Job, RayOptions, run_jobs
-from ..stage import StageInputMismatch, StageResult, merge_stats
+from ..stage import StageResult, check_task_record, merge_stats
 from .encode import PackSettings, encode_part
 from .manifest import MANIFEST, build_manifest, write_domains
 from .shards import plan_shards, read_shard_marker, write_shard
@@ -67,17 +67,18 @@ class PackResult(StageResult):
     shards_before: int = 0
 
 
-def _check_tasks(output: Path, wanted: dict[str, Any]) -> None:
-    path = output / "_tasks.json"
-    if path.exists():
-        found = json.loads(path.read_text(encoding="utf-8"))
-        if found != wanted:
-            raise StageInputMismatch(
-                f"{output} holds output of a {found.get('stage')} run with other inputs or settings "
-                f"(see {path}); choose a new --output folder or delete this one"
-            )
-        return
-    atomic_write_text(path, json.dumps(wanted, indent=1, ensure_ascii=False))
+def _run_pass(name: str, fn: Any, jobs: list[Job], total: int, done: int, shared: tuple, options: RayOptions, progress: bool) -> list[tuple[str, str]]:
+    """One pass's Ray tasks with a progress bar; returns the failures (none: the pass finished)."""
+    if not jobs:
+        return []
+    with StageProgress(name, total=total, done=done, enabled=progress) as bar:
+        outcome = run_jobs(
+            fn, jobs, options,
+            on_done=lambda job, marker: bar.part_done(marker if isinstance(marker, dict) else {}),
+            on_failed=lambda job, detail: bar.part_failed(job.key, detail),
+            shared=shared,
+        )  # fmt: skip
+    return outcome.failures
 
 
 def _remove_temporaries(output: Path) -> None:
@@ -103,7 +104,7 @@ def run_pack(
     itemsize = np.dtype(info.dtype).itemsize
     shard_tokens = config.resolve_shard_tokens(itemsize)
     output.mkdir(parents=True, exist_ok=True)
-    _check_tasks(
+    check_task_record(
         output,
         {
             "stage": "pack",
@@ -133,38 +134,18 @@ def run_pack(
     # Pass 1: tokenize every unfinished part.
     todo = [Job(source, (i, source, str(output))) for i, source in enumerate(parts) if not marker_path(output, i).exists()]
     result.finished_before = len(parts) - len(todo)
-    if todo:
-        with StageProgress("pack: tokenize", total=len(parts), done=result.finished_before, enabled=progress) as bar:
-            outcome = run_jobs(
-                encode_part,
-                todo,
-                options,
-                on_done=lambda job, part: bar.part_done(part),
-                on_failed=lambda job, detail: bar.part_failed(job.key, detail),
-                shared=(settings,),
-            )
-        if outcome.failures:
-            result.failures = outcome.failures
-            return result
+    result.failures = _run_pass("pack: tokenize", encode_part, todo, len(parts), result.finished_before, (settings,), options, progress)
+    if result.failures:
+        return result
     part_markers = [json.loads(marker_path(output, i).read_text(encoding="utf-8")) for i in range(len(parts))]
 
     # Pass 2: cut into shards at deterministic boundaries and write the unfinished ones.
     plans = plan_shards(work, len(parts), shard_tokens, itemsize)
     todo_shards = [Job(f"shard {p.number}", (p, str(output))) for p in plans if read_shard_marker(work, p.number) is None]
     result.shards_before = len(plans) - len(todo_shards)
-    if todo_shards:
-        with StageProgress("pack: shards", total=len(plans), done=result.shards_before, enabled=progress) as bar:
-            outcome = run_jobs(
-                write_shard,
-                todo_shards,
-                options,
-                on_done=lambda job, marker: bar.part_done({}),
-                on_failed=lambda job, detail: bar.part_failed(job.key, detail),
-                shared=(info.dtype,),
-            )
-        if outcome.failures:
-            result.failures = outcome.failures
-            return result
+    result.failures = _run_pass("pack: shards", write_shard, todo_shards, len(plans), result.shards_before, (info.dtype,), options, progress)
+    if result.failures:
+        return result
     shard_markers = [read_shard_marker(work, p.number) for p in plans]
 
     manifest, domains = build_manifest(info, parts, shard_tokens, part_markers, shard_markers)
