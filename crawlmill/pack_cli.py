@@ -60,6 +60,7 @@ def pack(
     eod_token: Optional[str] = typer.Option(None, "--eod-token", help="End-of-document token (default: tokenizer_config.json's eos_token)."),
     padded_vocab_size: Optional[int] = typer.Option(None, "--padded-vocab-size", help="Model vocabulary size (default: crawlmill.json's, else the vocabulary rounded up to 128)."),
     batch_rows: int = typer.Option(1024, "--batch-rows", help="Documents per tokenizer batch."),
+    no_fast_encode: bool = typer.Option(False, "--no-fast-encode", help="Encode with the tokenizers library alone: same ids, slower (for comparison)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address; default: a local Ray started for this command."),
     num_cpus: Optional[int] = typer.Option(None, "--num-cpus", help="CPUs of the local Ray (default: all)."),
     max_in_flight: Optional[int] = typer.Option(None, "--max-in-flight", help="Tasks at once (default: 2 x cluster CPUs)."),
@@ -73,7 +74,7 @@ def pack(
 
     config = PackConfig(
         shard_tokens=shard_tokens, shard_size_mb=shard_size_mb, eod_token=eod_token,
-        padded_vocab_size=padded_vocab_size, batch_rows=batch_rows,
+        padded_vocab_size=padded_vocab_size, batch_rows=batch_rows, fast_encode=not no_fast_encode,
     )  # fmt: skip
     started = time.perf_counter()
     try:

@@ -63,6 +63,7 @@ class PackSettings:
     batch_rows: int = 1024
     batch_bytes: int = 8 << 20  # text per encode_batch call: memory is bounded by the batch
     threads: int = 1  # tokenizers threads per task
+    fast_encode: bool = True  # the faster exact path for DeepSeek-style tokenizers (tokenizer/fastencode.py)
 
 
 @lru_cache(maxsize=1)
@@ -93,16 +94,16 @@ def domain_of(url: str | None) -> str:
     return registered or host
 
 
-_ENCODERS: dict[tuple[str, str, int], DocumentEncoder] = {}
+_ENCODERS: dict[tuple[str, str, int, bool], DocumentEncoder] = {}
 
 
-def _encoder(info: TokenizerInfo, threads: int) -> DocumentEncoder:
-    """One loaded tokenizer per worker process: a Ray worker runs many part tasks, and loading
-    tokenizer.json costs about 0.2 s each time."""
-    key = (info.path, info.sha256, threads)
+def _encoder(info: TokenizerInfo, threads: int, fast: bool) -> DocumentEncoder:
+    """One loaded tokenizer per worker process: a Ray worker runs many part tasks, loading
+    tokenizer.json costs about 0.2 s each time, and the encoder's memo of words carries over."""
+    key = (info.path, info.sha256, threads, fast)
     if key not in _ENCODERS:
         _ENCODERS.clear()
-        _ENCODERS[key] = DocumentEncoder(info, threads)
+        _ENCODERS[key] = DocumentEncoder(info, threads, fast)
     return _ENCODERS[key]
 
 
@@ -134,7 +135,7 @@ def encode_part(settings: PackSettings, index: int, source: str, output_dir: str
     """Tokenize one input part; returns (and writes last) its marker."""
     output = Path(output_dir)
     work = output / "_work"
-    encoder = _encoder(settings.tokenizer, settings.threads)
+    encoder = _encoder(settings.tokenizer, settings.threads, settings.fast_encode)
     stats = PartStats(index=index, source=source)
     breakdown: dict[str, dict[str, list[int]]] = {"dump": {}, "lang": {}, "domain": {}}
     bin_final, docs_final = tokens_path(work, index), docs_path(work, index)

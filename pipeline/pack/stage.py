@@ -2,7 +2,8 @@
 
 Two passes, both Ray tasks, both resumable:
 
-1. encode.py, one task per input part: tokenize in batches (tokenizers' encode_batch_fast), append
+1. encode.py, one task per input part: tokenize in batches (tokenizers' encode_batch_fast, or the
+   same ids from text cut and memoized by tokenizer/fastencode.py where the tokenizer allows), append
    EOD, write the part's tokens and a per-document table to `_work/tokens/`, its counts to `_parts/`.
 2. shards.py: cut the parts' documents, in input order, into shards of at most `shard_tokens`
    tokens (boundaries computed from the pass-1 lengths, so they never depend on scheduling), one
@@ -48,6 +49,7 @@ class PackConfig:
     batch_rows: int = 1024
     batch_bytes: int = 8 << 20
     threads_per_task: int = 1
+    fast_encode: bool = True  # same ids, cut and memoized (tokenizer/fastencode.py) where the tokenizer allows
 
     def resolve_shard_tokens(self, itemsize: int) -> int:
         if self.shard_tokens is not None and self.shard_size_mb is not None:
@@ -129,7 +131,7 @@ def run_pack(
     _remove_temporaries(output)
     (output / PARTS_DIR).mkdir(exist_ok=True)
     work = output / "_work"
-    settings = PackSettings(info, config.batch_rows, config.batch_bytes, config.threads_per_task)
+    settings = PackSettings(info, config.batch_rows, config.batch_bytes, config.threads_per_task, config.fast_encode)
 
     # Pass 1: tokenize every unfinished part.
     todo = [Job(source, (i, source, str(output))) for i, source in enumerate(parts) if not marker_path(output, i).exists()]

@@ -5,10 +5,11 @@ the end-of-document token (`eos_token`, a string or an AddedToken dict), as Mega
 `tools/preprocess_data.py` reads it; `--eod-token` names it otherwise. `crawlmill.json` (written by
 `crawlmill tokenizer train`) may give `padded_vocab_size`.
 
-Encoding is `Tokenizer.encode_batch_fast(texts, add_special_tokens=False)`: no BOS or other
-template tokens, which is what preprocess_data.py writes (Megatron's HuggingFaceTokenizer turns
-text into `tokenize()` tokens and their ids, never adding special tokens), then one EOD per
-document. The Rust side releases the GIL and skips offset tracking.
+Encoding gives the ids of `Tokenizer.encode_batch_fast(texts, add_special_tokens=False)`: no BOS or
+other template tokens, which is what preprocess_data.py writes (Megatron's HuggingFaceTokenizer
+turns text into `tokenize()` tokens and their ids, never adding special tokens), then one EOD per
+document. For DeepSeek-style tokenizers the same ids come from `tokenizer/fastencode.py` (text cut
+where the pre-tokenizer must cut, short cuts encoded once), several times faster on English.
 
     from crawlmill.pipeline.pack.tokenizer import load_tokenizer
     tok = load_tokenizer("path/to/tokenizer_dir")
@@ -141,8 +142,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 class DocumentEncoder:
     """Encodes batches of documents into one flat token array plus per-document lengths (EOD included)."""
 
-    def __init__(self, info: TokenizerInfo, threads: int | None = 1) -> None:
+    def __init__(self, info: TokenizerInfo, threads: int | None = 1, fast: bool = True) -> None:
         from tokenizers import Tokenizer
+
+        from ...tokenizer.fastencode import ChunkedEncoder, unsupported_reason
 
         # One Rust thread per Ray task by default: a task holds one CPU, and parallelism comes from
         # tasks. tokenizers reads TOKENIZERS_PARALLELISM on every batch call, so it is set around
@@ -153,6 +156,9 @@ class DocumentEncoder:
         self.tokenizer = Tokenizer.from_file(str(Path(info.path) / "tokenizer.json"))
         if sha256_file(Path(info.path) / "tokenizer.json") != info.sha256:
             raise TokenizerError(f"{info.path}/tokenizer.json changed since the pack run started")
+        # Why the faster exact path is not used (None when it is).
+        self.chunked_off = "turned off" if not fast else unsupported_reason(self.tokenizer)
+        self.chunked = None if self.chunked_off else ChunkedEncoder(self.tokenizer, self.dtype)
 
     def encode_documents(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Token ids of every text followed by EOD, concatenated; and each document's length.
@@ -164,6 +170,8 @@ class DocumentEncoder:
         if self.parallelism is not None:
             os.environ[PARALLELISM] = self.parallelism
         try:
+            if self.chunked is not None:
+                return self._join(self.chunked.encode(texts))
             encodings = self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
         finally:
             if previous is None:
@@ -180,3 +188,10 @@ class DocumentEncoder:
                 out[end + length - 1] = self.info.eod_id
                 end += length
         return out, lengths.astype(np.int32)
+
+    def _join(self, documents: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        eod = np.array([self.info.eod_id], dtype=self.dtype).tobytes()
+        lengths = np.fromiter(map(len, documents), dtype=np.int64, count=len(documents)) // self.dtype.itemsize
+        lengths += lengths > 0
+        joined = b"".join([part for ids in documents if ids for part in (ids, eod)])
+        return np.frombuffer(joined, dtype=self.dtype), lengths.astype(np.int32)

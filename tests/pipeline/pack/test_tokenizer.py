@@ -57,11 +57,14 @@ def test_eod_from_config_or_option(tmp_path, tokenizer_dir):
         inspect_tokenizer_dir(folder)
 
 
-def test_encoding_matches_megatrons_preprocess_data(tokenizer_dir, megatron_tokenizer, pack_inputs):
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-encode", "tokenizers-only"])
+def test_encoding_matches_megatrons_preprocess_data(tokenizer_dir, megatron_tokenizer, pack_inputs, fast):
     texts = list(EDGE_TEXTS)
     texts += pq.read_table(pack_inputs[0] / "part-00000.parquet", columns=["text"]).column("text").to_pylist()
     texts += ["\r\n\r\n", "tab\there", "<｜begin▁of▁sentence｜>start", "ﬁ ligature, Ａ fullwidth, é vs é"]
-    tokens, lengths = DocumentEncoder(inspect_tokenizer_dir(tokenizer_dir)).encode_documents(texts)
+    encoder = DocumentEncoder(inspect_tokenizer_dir(tokenizer_dir), fast=fast)
+    assert (encoder.chunked is not None) == fast, encoder.chunked_off
+    tokens, lengths = encoder.encode_documents(texts)
     assert tokens.dtype == np.int32 and len(lengths) == len(texts)
     expected = []
     for text, length in zip(texts, lengths.tolist()):

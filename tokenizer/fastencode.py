@@ -1,0 +1,130 @@
+"""Exact, faster encoding for DeepSeek-style tokenizers: cut the text where the pre-tokenizer must
+cut, and encode each distinct short cut once.
+
+Why: on DeepSeek's tokenizer the `tokenizers` library spends most of its time on per-word work (a
+normalized string with byte alignments per piece, the byte-level mapping, an Encoding holding a
+string per token), about 1 MB/s per core on English. Words repeat (Zipf), so most of that work is
+done again and again for the same few thousand words.
+
+Why it is exact: DeepSeek's pre-tokenizer is a Sequence whose first two steps are isolated splits
+on `[\\r\\n]` and on `\\s?[LETTERS]+`. Every later step (punctuation, trailing space, CJK runs,
+digits, byte mapping) and the BPE model see one piece of the pieces those two splits give at a
+time: nothing after them can join text across a piece boundary. So cutting a text before and after
+every `\\r`, `\\n` and every letter run (with its one leading space), then encoding each cut with
+the same tokenizer, gives exactly the ids of encoding the whole text. The cuts are found here with
+Python's `re` from the same two patterns (onig's `\\s` written out: tests probe the library for it).
+Added tokens are split out by the library before pre-tokenization, so a text holding an added
+token's content is encoded whole. tests/tokenizer/test_fastencode.py compares the ids with
+`Tokenizer.encode` on generated text from every character class involved and on real text.
+
+Short cuts (words with their leading space, punctuation runs) are memoized; long ones (a Chinese
+paragraph is one cut: it has no letters) go to the tokenizer at every occurrence, so a corpus of
+repeated paragraphs (a resampled benchmark corpus) is no faster than one without repeats. The memo is bounded and only ever caches a pure
+function, so output never depends on what it holds.
+
+    from tokenizers import Tokenizer
+    from crawlmill.tokenizer.fastencode import ChunkedEncoder
+    enc = ChunkedEncoder(Tokenizer.from_file("tok/tokenizer.json"), "int32")
+    [ids_bytes] = enc.encode(["Hello, 世界!"])   # np.frombuffer(ids_bytes, "int32")
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tokenizers import models
+
+from .pretokenize import LETTERS, text_splits
+
+# onig's `\s` (what the library's Regex uses), without \r and \n: those are cut out before the
+# letter split runs, so its optional leading space can never be one of them.
+SPACE_NOT_NEWLINE = "\t\x0b\x0c \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# A letter run with its optional leading space; a line break; or anything else up to the next of
+# those (stopping before a space that a following letter run takes).
+CHUNK_PATTERN = re.compile(
+    f"[{SPACE_NOT_NEWLINE}]?[{LETTERS}]+|[\r\n]|(?:(?![{SPACE_NOT_NEWLINE}][{LETTERS}])[^{LETTERS}\r\n])+"
+)
+# Later pre-tokenizer steps known to act on each piece alone (Metaspace, for one, does not: it
+# treats the first piece differently).
+PER_PIECE_STEPS = {"Split", "Digits", "ByteLevel"}
+
+
+@dataclass
+class ChunkCacheConfig:
+    max_chunk_chars: int = 16  # memoize cuts up to this long: words, not phrases or paragraphs
+    max_entries: int = 1 << 19  # then start over (about 60 MB at most)
+
+
+def _state(component: Any) -> dict[str, Any] | None:
+    return None if component is None else json.loads(component.__getstate__())
+
+
+def unsupported_reason(tokenizer: Any) -> str | None:
+    """Why cutting would not be exact for this tokenizer, or None when it is."""
+    normalizer = _state(tokenizer.normalizer)
+    if normalizer is not None and normalizer != {"type": "Sequence", "normalizers": []}:
+        return "it has a normalizer"
+    if tokenizer.truncation is not None or tokenizer.padding is not None:
+        return "it truncates or pads"
+    if not isinstance(tokenizer.model, models.BPE) or tokenizer.model.dropout not in (None, 0.0):
+        return "its model is not BPE without dropout"
+    pre = _state(tokenizer.pre_tokenizer)
+    steps = pre.get("pretokenizers", []) if pre and pre.get("type") == "Sequence" else []
+    expected = [_state(step) for step in text_splits()[:2]]
+    if steps[:2] != expected:
+        return "its pre-tokenizer does not start with DeepSeek's line and letter splits"
+    if any(step.get("type") not in PER_PIECE_STEPS for step in steps[2:]):
+        return "a later pre-tokenizer step may look across pieces"
+    return None
+
+
+class ChunkedEncoder:
+    """Token ids of texts as `tokenizer.encode(text, add_special_tokens=False)` gives them, faster."""
+
+    def __init__(self, tokenizer: Any, dtype: str | np.dtype, config: ChunkCacheConfig | None = None) -> None:
+        reason = unsupported_reason(tokenizer)
+        if reason:
+            raise ValueError(f"cannot cut text for this tokenizer: {reason}")
+        self.tokenizer = tokenizer
+        self.dtype = np.dtype(dtype)
+        self.config = config or ChunkCacheConfig()
+        self.memo: dict[str, bytes] = {}
+        contents = sorted({t.content for t in tokenizer.get_added_tokens_decoder().values() if t.content}, key=len, reverse=True)
+        self.added = re.compile("|".join(map(re.escape, contents))) if contents else None
+        self.counts = {"texts_whole": 0, "chunks": 0, "chunks_encoded": 0}
+
+    def _ids_bytes(self, texts: list[str]) -> list[bytes]:
+        encodings = self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+        return [np.asarray(e.ids, dtype=self.dtype).tobytes() for e in encodings]
+
+    def encode(self, texts: list[str]) -> list[bytes]:
+        """Each text's token ids (no EOD) as bytes of `dtype`."""
+        whole = [i for i, text in enumerate(texts) if self.added is not None and self.added.search(text)]
+        out: list[bytes] = [b""] * len(texts)
+        if whole:
+            self.counts["texts_whole"] += len(whole)
+            for i, ids in zip(whole, self._ids_bytes([texts[i] for i in whole])):
+                out[i] = ids
+        skip = set(whole)
+        chunked = [(i, CHUNK_PATTERN.findall(text)) for i, text in enumerate(texts) if i not in skip]
+        memo = self.memo
+        if len(memo) >= self.config.max_entries:
+            memo.clear()  # before looking anything up: the batch's own cuts stay until it is joined
+        limit = self.config.max_chunk_chars
+        every = [c for _, chunks in chunked for c in chunks]
+        short = list(dict.fromkeys(c for c in every if len(c) <= limit and c not in memo))
+        long = [c for c in every if len(c) > limit]  # every occurrence, repeated or not
+        if short or long:
+            memo.update(zip(short + long, self._ids_bytes(short + long)))
+            self.counts["chunks_encoded"] += len(short) + len(long)
+        lookup = memo.__getitem__
+        for i, chunks in chunked:
+            self.counts["chunks"] += len(chunks)
+            out[i] = b"".join(map(lookup, chunks))
+        for key in long:
+            memo.pop(key, None)
+        return out
