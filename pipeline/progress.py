@@ -16,7 +16,7 @@ from rich.progress import (
 
 
 class StageProgress:
-    def __init__(self, stage: str, total: int, done: int, enabled: bool = True) -> None:
+    def __init__(self, stage: str, total: int, done: int, enabled: bool = True, unit: str = "parts") -> None:
         self.console = Console(stderr=True)
         self.records_in = 0
         self.kept = 0
@@ -25,7 +25,7 @@ class StageProgress:
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("parts"),
+            TextColumn(unit),
             TextColumn("{task.fields[records]}"),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
@@ -34,7 +34,7 @@ class StageProgress:
         )
         self.task = self.progress.add_task(stage, total=total, completed=done, records="")
         if done and enabled:
-            self.console.print(f"{stage}: {done} of {total} parts already finished, skipping them")
+            self.console.print(f"{stage}: {done} of {total} {unit} already finished, skipping them")
 
     def __enter__(self) -> "StageProgress":
         self.progress.__enter__()

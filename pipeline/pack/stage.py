@@ -69,11 +69,13 @@ class PackResult(StageResult):
     shards_before: int = 0
 
 
-def _run_pass(name: str, fn: Any, jobs: list[Job], total: int, done: int, shared: tuple, options: RayOptions, progress: bool) -> list[tuple[str, str]]:
+def _run_pass(
+    name: str, unit: str, fn: Any, jobs: list[Job], total: int, done: int, shared: tuple, options: RayOptions, progress: bool
+) -> list[tuple[str, str]]:
     """One pass's Ray tasks with a progress bar; returns the failures (none: the pass finished)."""
     if not jobs:
         return []
-    with StageProgress(name, total=total, done=done, enabled=progress) as bar:
+    with StageProgress(name, total=total, done=done, enabled=progress, unit=unit) as bar:
         outcome = run_jobs(
             fn, jobs, options,
             on_done=lambda job, marker: bar.part_done(marker if isinstance(marker, dict) else {}),
@@ -136,7 +138,7 @@ def run_pack(
     # Pass 1: tokenize every unfinished part.
     todo = [Job(source, (i, source, str(output))) for i, source in enumerate(parts) if not marker_path(output, i).exists()]
     result.finished_before = len(parts) - len(todo)
-    result.failures = _run_pass("pack: tokenize", encode_part, todo, len(parts), result.finished_before, (settings,), options, progress)
+    result.failures = _run_pass("pack: tokenize", "parts", encode_part, todo, len(parts), result.finished_before, (settings,), options, progress)
     if result.failures:
         return result
     part_markers = [json.loads(marker_path(output, i).read_text(encoding="utf-8")) for i in range(len(parts))]
@@ -145,7 +147,7 @@ def run_pack(
     plans = plan_shards(work, len(parts), shard_tokens, itemsize)
     todo_shards = [Job(f"shard {p.number}", (p, str(output))) for p in plans if read_shard_marker(work, p.number) is None]
     result.shards_before = len(plans) - len(todo_shards)
-    result.failures = _run_pass("pack: shards", write_shard, todo_shards, len(plans), result.shards_before, (info.dtype,), options, progress)
+    result.failures = _run_pass("pack: shards", "shards", write_shard, todo_shards, len(plans), result.shards_before, (info.dtype,), options, progress)
     if result.failures:
         return result
     shard_markers = [read_shard_marker(work, p.number) for p in plans]
