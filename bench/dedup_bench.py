@@ -51,21 +51,19 @@ Results: bench/out/dedup_<mode>.json (scale: one entry per N) and stdout. Tempor
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import os
-import platform
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from collections import defaultdict
-from datetime import date
-from itertools import combinations
 from pathlib import Path
+
+from dedup_scoring import by_kind, crawlmill_predictions, datatrove_predictions, pairwise_scores
+from harness import load_bench_module, phase, run_info, run_tree
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "bench"
@@ -73,48 +71,19 @@ TEXT = REPO.parent / "shared" / "data" / "text"
 DUMPS = ["CC-MAIN-2023-40", "CC-MAIN-2023-50", "CC-MAIN-2024-10", "CC-MAIN-2024-22"]
 POLL_S = 0.1
 SCAN_S = 0.5  # how often all processes are scanned for the Ray temp dir (descendants: every poll)
-MiB = 1 << 20
-
-
-# ----------------------------------------------------------------------------------------------
-# Corpus modules (bench/ is not a package: loaded by path, as the tests do)
-# ----------------------------------------------------------------------------------------------
-
-
-def _load(name: str, filename: str):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH / filename)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses and worker pickling look the module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def corpus_module():
-    return _load("crawlmill_bench_dedup_corpus", "dedup_corpus.py")
+    return load_bench_module("crawlmill_bench_dedup_corpus", "dedup_corpus.py")
 
 
 def build_scale_corpus_fn():
-    if (BENCH / "dedup_scale_corpus.py").exists():
-        module = _load("crawlmill_bench_dedup_scale_corpus", "dedup_scale_corpus.py")
-        if hasattr(module, "build_scale_corpus"):
-            return module.build_scale_corpus
-    return corpus_module().build_scale_corpus
+    return load_bench_module("crawlmill_bench_dedup_scale_corpus", "dedup_scale_corpus.py").build_scale_corpus
 
 
 # ----------------------------------------------------------------------------------------------
 # Inside the measuring subprocess
 # ----------------------------------------------------------------------------------------------
-
-
-def phase(name: str) -> None:
-    """Tell the parent's memory poller which step runs now."""
-    path = os.environ.get("DEDUP_BENCH_PHASE_FILE")
-    if path:
-        tmp = f"{path}.tmp"
-        Path(tmp).write_text(name)
-        os.replace(tmp, path)
 
 
 def m_crawlmill_map(spec: dict) -> dict:
@@ -246,227 +215,23 @@ MEASURE = {"crawlmill_map": m_crawlmill_map, "crawlmill_ray": m_crawlmill_ray, "
 # ----------------------------------------------------------------------------------------------
 
 
-def _role(proc) -> str:
-    try:
-        cmd = proc.cmdline()
-    except Exception:  # noqa: BLE001 - gone or not readable
-        return "?"
-    head = cmd[0] if cmd else ""
-    joined = " ".join(cmd[:3])
-    if head.startswith("ray::") and "Agent" not in head:
-        return "ray_worker"
-    if "default_worker.py" in joined:
-        return "ray_worker"
-    return Path(head).name or "?"
-
-
 def run_measured(kind: str, spec: dict, timeout: float | None = None, ray_temp: str | None = None) -> dict:
     """Run MEASURE[kind](spec) in a fresh process; return its result plus time-outs and memory peaks."""
-    import psutil
-
-    logs = Path(tempfile.mkdtemp(prefix="dedup-bench-log-", dir="/tmp"))
-    phase_file = logs / "phase"
-    env = {**os.environ, "DEDUP_BENCH_PHASE_FILE": str(phase_file), "RAY_USAGE_STATS_ENABLED": "0"}
-    with open(logs / "stdout", "w") as out, open(logs / "stderr", "w") as err:
-        proc = subprocess.Popen([sys.executable, __file__, "--one", kind, json.dumps(spec)], stdout=out, stderr=err, env=env, cwd=REPO)
-    load_before = os.getloadavg()[0]
-    root = psutil.Process(proc.pid)
-    tracked: dict[int, tuple] = {proc.pid: (root, "driver")}
-    peaks = {"total": 0, "single": 0, "single_role": "", "ray_worker": 0}
-    by_phase: dict[str, dict] = {}
-    start, last_scan, timed_out = time.monotonic(), 0.0, False
-    current, timeline = "start", []  # (step, seconds after start when first seen)
-
-    def kill_all() -> None:  # what this measurement started, by pid
-        for p, _ in list(tracked.values()):
-            try:
-                p.send_signal(signal.SIGKILL)
-            except psutil.Error:
-                pass
-        proc.wait()
-
-    try:
-        while proc.poll() is None:
-            now = time.monotonic()
-            if timeout and now - start > timeout:
-                timed_out = True
-                break
-            try:
-                for child in root.children(recursive=True):
-                    if child.pid not in tracked:
-                        tracked[child.pid] = (child, _role(child))
-            except psutil.Error:
-                pass
-            if ray_temp and now - last_scan >= SCAN_S:
-                last_scan = now
-                for p in psutil.process_iter(["cmdline"]):
-                    if p.pid not in tracked and any(ray_temp in a for a in (p.info["cmdline"] or [])):
-                        tracked[p.pid] = (p, _role(p))
-                for pid, (p, role) in list(tracked.items()):  # Ray workers rename themselves after start
-                    if role not in ("driver", "ray_worker"):
-                        tracked[pid] = (p, _role(p))
-            total, single, single_role, worker = 0, 0, "", 0
-            for pid, (p, role) in list(tracked.items()):
-                try:
-                    rss = p.memory_info().rss
-                except psutil.Error:
-                    del tracked[pid]
-                    continue
-                total += rss
-                if rss > single:
-                    single, single_role = rss, role
-                if role == "ray_worker":
-                    worker = max(worker, rss)
-            try:
-                current = phase_file.read_text() or "start"
-            except OSError:
-                pass  # not written yet: keep the last step
-            if current not in by_phase:
-                timeline.append((current, round(now - start, 1)))
-            ph = by_phase.setdefault(current, {"total": 0, "single": 0, "ray_worker": 0})
-            ph["total"], ph["single"], ph["ray_worker"] = max(ph["total"], total), max(ph["single"], single), max(ph["ray_worker"], worker)
-            if total > peaks["total"]:
-                peaks["total"] = total
-            if single > peaks["single"]:
-                peaks["single"], peaks["single_role"] = single, single_role
-            peaks["ray_worker"] = max(peaks["ray_worker"], worker)
-            time.sleep(POLL_S)
-    except BaseException:  # interrupted (Ctrl-C, SIGTERM): leave no measurement processes behind
-        kill_all()
-        shutil.rmtree(logs, ignore_errors=True)
-        raise
-    wall = time.monotonic() - start
-    load = {"load1_before": round(load_before, 2), "load1_after": round(os.getloadavg()[0], 2)}
-    if timed_out:
-        kill_all()
-    stdout, stderr = (logs / "stdout").read_text(), (logs / "stderr").read_text()
-    shutil.rmtree(logs, ignore_errors=True)
-    memory = {
-        "peak_total_rss_mib": round(peaks["total"] / MiB),
-        "peak_process_rss_mib": round(peaks["single"] / MiB),
-        "peak_process_role": peaks["single_role"],
-        "peak_ray_worker_rss_mib": round(peaks["ray_worker"] / MiB) if peaks["ray_worker"] else None,
-        "by_step": {k: {m: round(v / MiB) for m, v in d.items()} for k, d in by_phase.items()},
-    }
-    if timed_out:
-        return {"timed_out": True, "timeout_s": timeout, "step_reached": current, "steps_started_at_s": timeline, "process_wall_s": round(wall, 1), "memory": memory, **load}
-    if proc.returncode:
-        sys.exit(f"{kind} failed (exit {proc.returncode}):\n{stderr[-4000:]}")
-    result = json.loads(stdout.strip().splitlines()[-1])
-    result["process_wall_s"] = round(wall, 1)
-    result["memory"] = memory
+    tree = run_tree([sys.executable, __file__, "--one", kind, json.dumps(spec)], timeout=timeout, marker=ray_temp, poll_s=POLL_S, scan_s=SCAN_S)
+    load = {"load1_before": tree.load1_before, "load1_after": tree.load1_after}
+    if tree.killed:
+        return {
+            "timed_out": True, "timeout_s": timeout, "step_reached": tree.step_reached,
+            "steps_started_at_s": tree.steps_started_at_s, "process_wall_s": round(tree.wall_s, 1),
+            "memory": tree.memory_mib(), **load,
+        }  # fmt: skip
+    if tree.returncode:
+        sys.exit(f"{kind} failed (exit {tree.returncode}):\n{tree.stderr[-4000:]}")
+    result = json.loads(tree.stdout.strip().splitlines()[-1])
+    result["process_wall_s"] = round(tree.wall_s, 1)
+    result["memory"] = tree.memory_mib()
     result.update(load)
     return result
-
-
-# ----------------------------------------------------------------------------------------------
-# Scoring
-# ----------------------------------------------------------------------------------------------
-
-
-def crawlmill_predictions(output: Path) -> tuple[dict[str, str], set[str]]:
-    """(removed id -> kept id, removed ids) from crawlmill's duplicates/ folder."""
-    import pyarrow.parquet as pq
-
-    rows = pq.read_table(output / "duplicates", columns=["id", "kept_id"]).to_pylist() if (output / "duplicates").exists() else []
-    kept_as = {r["id"]: r["kept_id"] for r in rows}
-    return kept_as, set(kept_as)
-
-
-def datatrove_predictions(jobs: list[dict], tasks: int) -> tuple[dict[str, object], set[str]]:
-    """(document id -> datatrove cluster, removed ids), from the cluster stage's files.
-
-    MinhashDedupCluster writes per input task (file id = rank) `<rank:06d>.remove` (uint32 index,
-    within that task's document stream, of every document to drop) and, with save_cluster_id,
-    `<rank:06d>.clusters` ((index, cluster id) uint32 pairs for every document of a cluster with
-    two or more members). The index is the document's position in the rank's ParquetReader stream,
-    so re-reading that stream gives the ids; a document in no cluster is alone. The removed ids
-    are checked against the documents the filter stage wrote to its exclusion writer."""
-    import gzip
-
-    import numpy as np
-    from datatrove.pipeline.readers import ParquetReader
-    from datatrove.utils.logging import logger
-
-    logger.disable("datatrove")  # re-reading the inputs: no per-file log lines
-
-    cluster_of: dict[str, object] = {}
-    removed: set[str] = set()
-    for job in jobs:
-        folder, job_removed = Path(job["work"]) / "remove_ids", set()
-        for rank in range(tasks):
-            reader = ParquetReader(job["folder"], glob_pattern=job["glob"], text_key="text", id_key="id")
-            ids = [doc.id for doc in reader.run(rank=rank, world_size=tasks)]
-            rm = folder / f"{rank:06d}.remove"
-            if rm.exists():
-                job_removed.update(ids[i] for i in np.fromfile(rm, dtype="<u4"))
-            cl = folder / f"{rank:06d}.clusters"
-            if cl.exists():
-                for i, c in np.fromfile(cl, dtype="<u4").reshape(-1, 2):
-                    cluster_of[ids[i]] = (job["name"], int(c))
-        excluded: list[str] = []
-        for path in (Path(job["work"]) / "removed").glob("*.jsonl.gz"):
-            with gzip.open(path, "rt", encoding="utf-8") as f:
-                excluded += [json.loads(line)["id"] for line in f]
-        if len(excluded) != len(job_removed) or set(excluded) != job_removed:
-            raise AssertionError(f"datatrove {job['name']}: {len(job_removed)} ids in .remove files, {len(excluded)} dropped by its filter")
-        removed |= job_removed
-    return cluster_of, removed
-
-
-def same_cluster_pairs(cluster_of: dict[str, object]) -> set[tuple[str, str]]:
-    members = defaultdict(list)
-    for doc, cluster in cluster_of.items():
-        members[cluster].append(doc)
-    return {tuple(sorted(p)) for group in members.values() for p in combinations(group, 2)}
-
-
-def pairwise_scores(truth_docs: list[dict], predicted_cluster: dict[str, object], removed: set[str]) -> dict:
-    """Pairwise same-cluster precision/recall per language, as tests/pipeline/dedup/test_quality.py."""
-    out = {}
-    for lang in ("en", "zh"):
-        docs = [d for d in truth_docs if d["lang"] == lang]
-        predicted = {d["id"]: predicted_cluster.get(d["id"], d["id"]) for d in docs}
-        true = {d["id"]: d["cluster"] for d in docs}
-        pred_pairs, true_pairs = same_cluster_pairs(predicted), same_cluster_pairs(true)
-        hit = len(pred_pairs & true_pairs)
-        clusters = defaultdict(list)
-        for d in docs:
-            clusters[d["cluster"]].append(d["id"])
-        out[lang] = {
-            "docs": len(docs),
-            "true_pairs": len(true_pairs),
-            "predicted_pairs": len(pred_pairs),
-            "precision": round(hit / len(pred_pairs), 4) if pred_pairs else None,
-            "recall": round(hit / len(true_pairs), 4) if true_pairs else None,
-            "removed": sum(d["id"] in removed for d in docs),
-            "ideal_removed": len(docs) - len(clusters),  # one kept per true cluster
-            "true_clusters_lost": sum(set(m) <= removed for m in clusters.values()),
-        }
-    return out
-
-
-def by_kind(truth: dict[str, tuple[str, int]], cluster_of: dict[str, object], removed: set[str]) -> dict:
-    """Per synthetic kind of the scale corpus: documents, how many were removed, and how many ended in
-    the same cluster as the first document of their family (exact copies: should be all; rewrites,
-    about half their sentences replaced: should be none; near copies, J 0.67-0.98: some)."""
-    first = {family: doc_id for doc_id, (kind, family) in truth.items() if kind == "unique"}
-    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    for doc_id, (kind, family) in truth.items():
-        c = counts[kind]
-        c[0] += 1
-        c[1] += doc_id in removed
-        if kind != "unique" and family in first:
-            c[2] += cluster_of.get(doc_id, doc_id) == cluster_of.get(first[family], first[family])
-    return {
-        k: {"docs": n, "removed": r, **({"merged_with_family_first": round(m / n, 4)} if k != "unique" else {})}
-        for k, (n, r, m) in sorted(counts.items())
-    }
-
-
-# ----------------------------------------------------------------------------------------------
-# Modes
-# ----------------------------------------------------------------------------------------------
 
 
 def ingest_in_process(corpus: Path, output: Path) -> dict:
@@ -478,20 +243,6 @@ def ingest_in_process(corpus: Path, output: Path) -> dict:
     parts = [run_part(stage, task, str(output)) for task in stage.tasks()]
     (output / "_SUCCESS").write_text("")
     return {"wet_files": len(parts), "docs": sum(p["kept"] for p in parts), "quarantined": sum(p["quarantined"] for p in parts)}
-
-
-def run_info() -> dict:
-    import psutil
-
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "pipeline"], capture_output=True, text=True, cwd=REPO).stdout.split("\n")
-    return {
-        "date": date.today().isoformat(),
-        "commit": commit,
-        "uncommitted_in_pipeline": [line[3:] for line in dirty if line.strip()],
-        "machine": f"{os.cpu_count()} cores, {psutil.virtual_memory().total / (1 << 30):.0f} GiB, {platform.machine()}, Python {platform.python_version()}",
-        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
 
 
 def per_core(docs: int, seconds: float, cores: int) -> float:

