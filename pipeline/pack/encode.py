@@ -5,8 +5,10 @@ For input part N (a stage's `part-NNNNN.parquet`, read in row order in bounded b
     _work/tokens/part-NNNNN.bin            the part's tokens, each document followed by EOD (shard dtype)
     _work/tokens/part-NNNNN.docs.parquet   one row per packed document: input, row, id, url, dump, lang,
                                            domain, warc_file, warc_offset, warc_record_id, tokens
+    _work/domains/p-RRRRR/part-NNNNN.parquet  documents and tokens per domain, split by domain hash
+                                           (domains.py merges them partition by partition)
     _parts/part-NNNNN.json                 counts (in == packed + dropped) and token counts per
-                                           dump / language / domain; written last, marks the part done
+                                           dump / language; written last, marks the part done
 
 Every input row ends as packed, or dropped as `empty_tokens` (its text encodes to no token at all,
 only possible for an empty string: preprocess_data.py would write a document of zero sequences,
@@ -33,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..parts import PARQUET_OPTIONS, TMP_MARK, PartStats, atomic_write_text, marker_path, part_name
+from .domains import write_part_domains
 from .tokenizer import DocumentEncoder, TokenizerInfo
 
 TOKENS_DIR = "tokens"
@@ -63,6 +66,7 @@ class PackSettings:
     batch_rows: int = 1024
     batch_bytes: int = 8 << 20  # text per encode_batch call: memory is bounded by the batch
     threads: int = 1  # tokenizers threads per task
+    domain_partitions: int = 1  # hash partitions of the per-domain counts (domains.py)
     fast_encode: bool = True  # the faster exact path for DeepSeek-style tokenizers (tokenizer/fastencode.py)
 
 
@@ -169,7 +173,9 @@ def encode_part(settings: PackSettings, index: int, source: str, output_dir: str
         bin_tmp.unlink(missing_ok=True)
         docs_tmp.unlink(missing_ok=True)
         raise
-    marker = {**stats.to_json(), "breakdown": {k: breakdown_json(v) for k, v in breakdown.items()}}
+    domains = breakdown.pop("domain")
+    write_part_domains(work, index, domains, settings.domain_partitions)
+    marker = {**stats.to_json(), "domains": len(domains), "breakdown": {k: breakdown_json(v) for k, v in breakdown.items()}}
     atomic_write_text(marker_path(output, index), json.dumps(marker, indent=1, ensure_ascii=False))
     return marker
 

@@ -8,7 +8,8 @@
       "shard_tokens": ..., "shards_count": ..., "documents": ..., "tokens": ...,
       "counts": {"in": ..., "packed": ..., "dropped": {"empty_tokens": ...}},
       "by_dump" / "by_lang": {label: {"documents", "tokens"}}, "by_domain": the top DOMAINS_IN_MANIFEST
-      domains by tokens plus "(other domains)"; every domain is in domains.parquet,
+      domains by tokens plus "(other domains)"; "domains": how many; every domain is in
+      domains.parquet (domains.py),
       "shards": [{"prefix": "shard-00000", "documents", "tokens", "files": {"bin"|"idx"|"docs.parquet": {"name", "bytes", "sha256"}},
                   "source": {"first": {"input", "row", "id"}, "last": {...}, "ranges": [{"input", "rows": [start, end)}]},
                   "by_dump", "by_lang"}],
@@ -35,15 +36,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..parts import PARQUET_OPTIONS, TMP_MARK
 from .mmidx import CODE_OF
 from .tokenizer import TokenizerInfo
 
 MANIFEST = "manifest.json"
-DOMAINS_FILE = "domains.parquet"
 DOMAINS_IN_MANIFEST = 1000
 FORMAT = "crawlmill-pack/1"
 OTHER_DOMAINS = "(other domains)"
@@ -59,47 +57,26 @@ def merge_breakdowns(parts: list[dict[str, dict[str, int]]]) -> dict[str, dict[s
     return dict(sorted(out.items()))
 
 
-def _by_tokens(table: dict[str, dict[str, int]]) -> list[tuple[str, dict[str, int]]]:
-    return sorted(table.items(), key=lambda item: (-item[1]["tokens"], item[0]))
-
-
-def write_domains(output: Path, domains: dict[str, dict[str, int]]) -> None:
-    ordered = _by_tokens(domains)
-    table = pa.table(
-        {
-            "domain": pa.array([d for d, _ in ordered], pa.string()),
-            "documents": pa.array([c["documents"] for _, c in ordered], pa.int64()),
-            "tokens": pa.array([c["tokens"] for _, c in ordered], pa.int64()),
-        }
-    )
-    tmp = output / f"{TMP_MARK}{DOMAINS_FILE}"
-    pq.write_table(table, tmp, **PARQUET_OPTIONS)
-    tmp.replace(output / DOMAINS_FILE)
-
-
 def build_manifest(
     tokenizer: TokenizerInfo,
     inputs: list[str],
     shard_tokens: int,
     part_markers: list[dict[str, Any]],
     shard_markers: list[dict[str, Any]],
-) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
-    """The manifest, and the token counts of every domain (for domains.parquet)."""
+    domains: dict[str, Any],
+) -> dict[str, Any]:
+    """The manifest; `domains` is domains.finish_domains' summary (top domains and totals)."""
     dropped: dict[str, int] = {}
     for marker in part_markers:
         for reason, n in marker["dropped"].items():
             dropped[reason] = dropped.get(reason, 0) + n
-    breakdown = {
-        key: merge_breakdowns([m["breakdown"][key] for m in part_markers]) for key in ("dump", "lang", "domain")
-    }
-    ordered = _by_tokens(breakdown["domain"])
-    top = dict(ordered[:DOMAINS_IN_MANIFEST])
-    rest = ordered[DOMAINS_IN_MANIFEST:]
-    if rest:
+    breakdown = {key: merge_breakdowns([m["breakdown"][key] for m in part_markers]) for key in ("dump", "lang")}
+    top = {row["domain"]: {"documents": row["documents"], "tokens": row["tokens"]} for row in domains["top"]}
+    if domains["domains"] > len(top):
         top[OTHER_DOMAINS] = {
-            "documents": sum(c["documents"] for _, c in rest),
-            "tokens": sum(c["tokens"] for _, c in rest),
-            "domains": len(rest),
+            "documents": domains["documents"] - sum(c["documents"] for c in top.values()),
+            "tokens": domains["tokens"] - sum(c["tokens"] for c in top.values()),
+            "domains": domains["domains"] - len(top),
         }
     prefixes = [s["prefix"] for s in shard_markers]
     weights = [s["tokens"] for s in shard_markers]
@@ -126,7 +103,7 @@ def build_manifest(
         },
         "by_dump": breakdown["dump"],
         "by_lang": breakdown["lang"],
-        "domains": len(breakdown["domain"]),
+        "domains": domains["domains"],
         "by_domain": top,
         "shards": shard_markers,
         "blend": {
@@ -138,7 +115,7 @@ def build_manifest(
             "data_path": [x for w, p in zip(weights, prefixes) for x in (str(w), p)],
             "mixture": None,
         },
-    }, breakdown["domain"]
+    }
 
 
 def load_manifest(shard_dir: str | Path) -> dict[str, Any] | None:

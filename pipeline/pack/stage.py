@@ -1,6 +1,6 @@
 """`crawlmill pack`: pipeline output -> Megatron-Core IndexedDataset shards (.bin + .idx) + manifest.json.
 
-Two passes, both Ray tasks, both resumable:
+Three passes, all Ray tasks, all resumable:
 
 1. encode.py, one task per input part: tokenize in batches (tokenizers' encode_batch_fast, or the
    same ids from text cut and memoized by tokenizer/fastencode.py where the tokenizer allows), append
@@ -8,9 +8,10 @@ Two passes, both Ray tasks, both resumable:
 2. shards.py: cut the parts' documents, in input order, into shards of at most `shard_tokens`
    tokens (boundaries computed from the pass-1 lengths, so they never depend on scheduling), one
    task per shard copying token bytes into `shard-NNNNN.bin` and writing `.idx` and `.docs.parquet`.
+3. domains.py, one task per hash partition of the domains: sum the per-domain counts.
 
 Then `manifest.json` (manifest.py), `domains.parquet`, `_stats.json`, `_SUCCESS`, and `_work/` is
-deleted (it holds a second copy of every token). A rerun skips finished parts and shards, removes
+deleted (it holds a second copy of every token). A rerun skips finished parts, shards and partitions, removes
 temporaries of a killed run and gives byte-identical output; a rerun with other inputs or settings
 is refused (`_tasks.json`). Parts are read in the order given (each folder's parts sorted), rows in
 order, so the document order of the shards is deterministic.
@@ -33,7 +34,8 @@ from ..progress import StageProgress
 from ..ray_tasks import Job, RayOptions, run_jobs
 from ..stage import StageResult, check_task_record, merge_stats
 from .encode import PackSettings, encode_part
-from .manifest import MANIFEST, build_manifest, write_domains
+from .domains import finish_domains, merge_partition, partitions_for, read_merge_marker
+from .manifest import DOMAINS_IN_MANIFEST, MANIFEST, build_manifest
 from .shards import plan_shards, read_shard_marker, write_shard
 from .tokenizer import TokenizerInfo, inspect_tokenizer_dir
 
@@ -49,6 +51,7 @@ class PackConfig:
     batch_rows: int = 1024
     batch_bytes: int = 8 << 20
     threads_per_task: int = 1
+    domain_partitions: int | None = None  # default: one per 64 input parts (domains.py)
     fast_encode: bool = True  # same ids, cut and memoized (tokenizer/fastencode.py) where the tokenizer allows
 
     def resolve_shard_tokens(self, itemsize: int) -> int:
@@ -107,6 +110,7 @@ def run_pack(
     info = tokenizer or inspect_tokenizer_dir(tokenizer_dir, config.eod_token, config.padded_vocab_size)
     itemsize = np.dtype(info.dtype).itemsize
     shard_tokens = config.resolve_shard_tokens(itemsize)
+    domain_partitions = config.domain_partitions or partitions_for(len(parts))
     output.mkdir(parents=True, exist_ok=True)
     check_task_record(
         output,
@@ -118,6 +122,7 @@ def run_pack(
                 "padded_vocab_size": info.padded_vocab_size,
                 "dtype": info.dtype,
                 "shard_tokens": shard_tokens,
+                "domain_partitions": domain_partitions,
             },
             "sources": parts,
         },
@@ -133,7 +138,10 @@ def run_pack(
     _remove_temporaries(output)
     (output / PARTS_DIR).mkdir(exist_ok=True)
     work = output / "_work"
-    settings = PackSettings(info, config.batch_rows, config.batch_bytes, config.threads_per_task, config.fast_encode)
+    settings = PackSettings(
+        info, batch_rows=config.batch_rows, batch_bytes=config.batch_bytes, threads=config.threads_per_task,
+        domain_partitions=domain_partitions, fast_encode=config.fast_encode,
+    )  # fmt: skip
 
     # Pass 1: tokenize every unfinished part.
     todo = [Job(source, (i, source, str(output))) for i, source in enumerate(parts) if not marker_path(output, i).exists()]
@@ -152,8 +160,15 @@ def run_pack(
         return result
     shard_markers = [read_shard_marker(work, p.number) for p in plans]
 
-    manifest, domains = build_manifest(info, parts, shard_tokens, part_markers, shard_markers)
-    write_domains(output, domains)
+    # Pass 3: per-domain counts, one task per hash partition of the domains.
+    todo_domains = [Job(f"domains {r}", (r, str(work), DOMAINS_IN_MANIFEST)) for r in range(domain_partitions) if read_merge_marker(work, r) is None]
+    done = domain_partitions - len(todo_domains)
+    result.failures = _run_pass("pack: domains", "partitions", merge_partition, todo_domains, domain_partitions, done, (), options, progress)
+    if result.failures:
+        return result
+    domains = finish_domains(output, work, [read_merge_marker(work, r) for r in range(domain_partitions)], DOMAINS_IN_MANIFEST)
+
+    manifest = build_manifest(info, parts, shard_tokens, part_markers, shard_markers, domains)
     atomic_write_text(output / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False))
     stats = merge_stats("pack", [PartStats.from_json(m) for m in part_markers])
     stats["counters"]["shards"] = len(plans)

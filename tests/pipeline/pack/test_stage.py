@@ -167,6 +167,32 @@ def test_interrupted_run_resumes_to_byte_identical_output(packed, pack_inputs, t
     assert result.ok and result.finished_before == len(parts) and result.shards_before == 1
     assert folder_bytes(killed_in_pass_2) == folder_bytes(output)
 
+    killed_in_pass_3 = tmp_path / "c"  # parts and shards done, the domain counts not merged yet
+    for i in range(len(parts)):
+        encode_part(settings, i, parts[i], str(killed_in_pass_3))
+    for plan in plan_shards(killed_in_pass_3 / "_work", len(parts), SHARD_TOKENS, 4):
+        write_shard("int32", plan, str(killed_in_pass_3))
+    (killed_in_pass_3 / "_work/domains/.tmp-p-00000.parquet").write_bytes(b"half")
+    result = run_pack(pack_inputs, killed_in_pass_3, tokenizer_dir, config, progress=False)
+    assert result.ok and result.shards_before == len(result.manifest["shards"])
+    assert folder_bytes(killed_in_pass_3) == folder_bytes(output)
+
+
+def test_domain_counts_do_not_depend_on_the_number_of_partitions(packed, pack_inputs, tokenizer_dir, tmp_path):
+    output, _ = packed
+    split = tmp_path / "split"
+    result = run_pack(pack_inputs, split, tokenizer_dir, PackConfig(shard_tokens=SHARD_TOKENS, domain_partitions=3), progress=False)
+    assert result.ok
+    one, three = (json.loads((folder / "manifest.json").read_text()) for folder in (output, split))
+    assert one == three and one["domains"] > 10
+    def rows(folder):
+        return sorted(pq.read_table(folder / "domains.parquet").to_pylist(), key=lambda r: r["domain"])
+    assert rows(split) == rows(output) and len(rows(split)) == one["domains"]
+    assert sum(r["tokens"] for r in rows(split)) == one["tokens"]
+    for shard in one["shards"]:
+        for kind in ("bin", "idx"):
+            assert (split / f"{shard['prefix']}.{kind}").read_bytes() == (output / f"{shard['prefix']}.{kind}").read_bytes()
+
 
 def test_bad_inputs_are_refused(pack_inputs, tokenizer_dir, tmp_path):
     from crawlmill.pipeline.pack.tokenizer import TokenizerError

@@ -1,0 +1,120 @@
+"""Pack's per-domain token counts, in memory bounded by a partition of the domains, never the corpus.
+
+A crawl has tens of millions of registered domains, so no process holds them all:
+
+1. each pass-1 task (encode.py) writes its part's counts split by a stable hash of the domain into
+   `_work/domains/p-RRRRR/part-NNNNN.parquet` (domain, documents, tokens);
+2. one Ray task per partition (`merge_partition`) sums its files, sorts by tokens (then name) and
+   writes `_work/domains/p-RRRRR.parquet` and a marker with its top domains and totals;
+3. the driver (`finish_domains`) takes the top domains over all partitions (the global top N is
+   among the partitions' top N: a domain lives in one partition only) for the manifest, and
+   streams the partitions, one at a time, into `domains.parquet`: every domain once, in partition
+   order, sorted by tokens within a partition (one partition, the default for up to 64 input
+   parts, gives a fully sorted file).
+
+`partitions_for(parts)` picks the count from the number of input parts; the count is part of the
+run's `_tasks.json`, so a resumed run keeps it.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..parts import PARQUET_OPTIONS, TMP_MARK, atomic_write_text, part_name
+
+DOMAINS_FILE = "domains.parquet"
+DOMAINS_DIR = "domains"
+SCHEMA = pa.schema([("domain", pa.string()), ("documents", pa.int64()), ("tokens", pa.int64())])
+PARTS_PER_PARTITION = 64
+MAX_PARTITIONS = 256
+
+
+def partitions_for(parts: int) -> int:
+    return max(1, min(MAX_PARTITIONS, -(-parts // PARTS_PER_PARTITION)))
+
+
+def partition_of(domain: str, partitions: int) -> int:
+    return zlib.crc32(domain.encode("utf-8")) % partitions  # stable across processes, unlike hash()
+
+
+def partition_dir(work: Path, partition: int) -> Path:
+    return work / DOMAINS_DIR / f"p-{partition:05d}"
+
+
+def write_part_domains(work: Path, index: int, counts: dict[str, list[int]], partitions: int) -> None:
+    """One input part's {domain: [documents, tokens]}, split into the partitions' folders."""
+    split: list[list[tuple[str, int, int]]] = [[] for _ in range(partitions)]
+    for domain, (documents, tokens) in sorted(counts.items()):
+        split[partition_of(domain, partitions)].append((domain, documents, tokens))
+    for partition, rows in enumerate(split):
+        if rows:
+            _write(partition_dir(work, partition) / f"{part_name(index)}.parquet", _table(rows))
+
+
+def _table(rows: list[tuple[str, int, int]]) -> pa.Table:
+    names, documents, tokens = zip(*rows) if rows else ((), (), ())
+    return pa.table([pa.array(names, pa.string()), pa.array(documents, pa.int64()), pa.array(tokens, pa.int64())], schema=SCHEMA)
+
+
+def _write(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{TMP_MARK}{path.name}")
+    pq.write_table(table, tmp, **PARQUET_OPTIONS)
+    tmp.replace(path)
+
+
+def merged_path(work: Path, partition: int) -> Path:
+    return work / DOMAINS_DIR / f"p-{partition:05d}.parquet"
+
+
+def merge_marker_path(work: Path, partition: int) -> Path:
+    return work / DOMAINS_DIR / f"p-{partition:05d}.json"
+
+
+def merge_partition(partition: int, work_dir: str, top: int) -> dict[str, Any]:
+    """Ray task: sum one partition's per-part counts; write it sorted and a marker (written last)."""
+    work = Path(work_dir)
+    files = sorted(partition_dir(work, partition).glob("part-*.parquet"))
+    table = pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files]) if files else SCHEMA.empty_table()
+    summed = table.group_by("domain").aggregate([("documents", "sum"), ("tokens", "sum")])
+    summed = summed.rename_columns(["domain", "documents", "tokens"]).select(["domain", "documents", "tokens"])
+    summed = summed.sort_by([("tokens", "descending"), ("domain", "ascending")])
+    _write(merged_path(work, partition), summed)
+    marker = {
+        "partition": partition,
+        "domains": summed.num_rows,
+        "documents": int(pc.sum(summed["documents"]).as_py() or 0),
+        "tokens": int(pc.sum(summed["tokens"]).as_py() or 0),
+        "top": summed.slice(0, top).to_pylist(),
+    }
+    atomic_write_text(merge_marker_path(work, partition), json.dumps(marker, ensure_ascii=False))
+    return marker
+
+
+def read_merge_marker(work: Path, partition: int) -> dict[str, Any] | None:
+    path = merge_marker_path(work, partition)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def finish_domains(output: Path, work: Path, markers: list[dict[str, Any]], top: int) -> dict[str, Any]:
+    """Write domains.parquet from the merged partitions; return the top domains and totals."""
+    tmp = output / f"{TMP_MARK}{DOMAINS_FILE}"
+    with pq.ParquetWriter(tmp, SCHEMA, **PARQUET_OPTIONS) as writer:
+        for marker in markers:
+            writer.write_table(pq.read_table(merged_path(work, marker["partition"]), schema=SCHEMA))
+    tmp.replace(output / DOMAINS_FILE)
+    candidates = [row for marker in markers for row in marker["top"]]
+    candidates.sort(key=lambda row: (-row["tokens"], row["domain"]))
+    return {
+        "domains": sum(m["domains"] for m in markers),
+        "documents": sum(m["documents"] for m in markers),
+        "tokens": sum(m["tokens"] for m in markers),
+        "top": candidates[:top],
+    }
