@@ -98,6 +98,8 @@ def pack(
     )
     if result.finished_before or result.shards_before:
         console.print(f"({result.finished_before} part(s) and {result.shards_before} shard(s) were already finished and were skipped)")
+    reason = result.tokenizer.fast_encode_unsupported if result.tokenizer else None
+    console.print("fast encode: " + ("off (--no-fast-encode)" if no_fast_encode else f"off: {reason}" if reason else "on"))
 
 
 @shards_app.command(

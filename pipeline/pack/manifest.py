@@ -90,7 +90,7 @@ def build_manifest(
             "level": "document",  # one sequence per document, as preprocess_data.py without --split-sentences
             "eod_appended": True,
         },
-        "tokenizer": {k: v for k, v in tokenizer.to_json().items() if k != "dtype"},
+        "tokenizer": {k: v for k, v in tokenizer.to_json().items() if k not in ("dtype", "fast_encode_unsupported")},
         "inputs": inputs,
         "shard_tokens": shard_tokens,
         "shards_count": len(shard_markers),

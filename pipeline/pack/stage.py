@@ -70,6 +70,7 @@ class PackConfig:
 class PackResult(StageResult):
     manifest: dict[str, Any] | None = None
     shards_before: int = 0
+    tokenizer: TokenizerInfo | None = None
 
 
 def _run_pass(
@@ -127,7 +128,7 @@ def run_pack(
             "sources": parts,
         },
     )
-    result = PackResult(stats=None, output_dir=output)
+    result = PackResult(stats=None, output_dir=output, tokenizer=info)
     if (output / "_SUCCESS").exists():
         result.finished_before = len(parts)
         result.stats = json.loads((output / "_stats.json").read_text(encoding="utf-8"))

@@ -70,6 +70,7 @@ class TokenizerInfo:
     eod_id: int
     eod_token: str
     dtype: str  # "uint16" or "int32"
+    fast_encode_unsupported: str | None = None  # why tokenizer/fastencode.py cannot serve it; None: it can
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -80,6 +81,8 @@ def inspect_tokenizer_dir(
 ) -> TokenizerInfo:
     """Read a tokenizer folder and settle EOD, vocabulary sizes and dtype; TokenizerError if unusable."""
     from tokenizers import Tokenizer
+
+    from ...tokenizer.fastencode import unsupported_reason
 
     folder = Path(tokenizer_dir)
     path = folder / "tokenizer.json"
@@ -124,6 +127,7 @@ def inspect_tokenizer_dir(
         eod_id=eod_id,
         eod_token=eod_token,
         dtype=np.dtype(optimal_dtype(vocab_size)).name,
+        fast_encode_unsupported=unsupported_reason(tokenizer),
     )
 
 

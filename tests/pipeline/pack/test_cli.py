@@ -20,6 +20,7 @@ def test_pack_command_matches_the_library_run(packed, pack_inputs, tokenizer_dir
     result = invoke("pack", *pack_inputs, "--tokenizer", tokenizer_dir, "--output", tmp_path / "cli", "--shard-tokens", SHARD_TOKENS, "--no-progress")
     assert result.exit_code == 0, result.output
     assert "pack done" in result.output and "dropped: empty_tokens 1" in result.output
+    assert "fast encode: on" in result.output  # the released DeepSeek tokenizer qualifies
     assert folder_bytes(tmp_path / "cli") == folder_bytes(output)
     again = invoke("pack", *pack_inputs, "--tokenizer", tokenizer_dir, "--output", tmp_path / "cli", "--shard-tokens", SHARD_TOKENS, "--no-progress")
     assert again.exit_code == 0 and "already finished and were skipped" in again.output
