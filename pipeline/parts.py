@@ -19,6 +19,7 @@ Output folder layout (shared by all stages)::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -56,6 +57,15 @@ def input_parts(stage_dir: str | Path) -> list[str]:
     if not (stage_dir / "_SUCCESS").exists():
         raise FileNotFoundError(f"{stage_dir} has no _SUCCESS: its stage has not finished (rerun it first)")
     return [str(p) for p in sorted(stage_dir.glob("part-*.parquet"))]
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in 8 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def atomic_write_text(path: Path, text: str) -> None:

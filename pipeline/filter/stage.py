@@ -10,27 +10,18 @@ Run it: `crawlmill filter out/ingest --output out/filter [--config configs/filte
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
-from ..parts import PartSink, input_parts
+from ..parts import PartSink, input_parts, sha256_file
 from ..stage import PartTask, Stage
 from .config import FilterConfig
 from .langid import FastTextLanguageId
 from .rules import RuleChain
 
 BATCH_ROWS = 1024
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class FilterStage(Stage):
@@ -52,7 +43,7 @@ class FilterStage(Stage):
     def fingerprint(self) -> dict[str, Any]:
         lid = self.config.language_id
         return {
-            "model_sha256": _sha256(FastTextLanguageId.resolve_path(lid.model_path)),
+            "model_sha256": sha256_file(FastTextLanguageId.resolve_path(lid.model_path)),
             "keep": lid.keep,
             "rules": {lang: self.config.rules_for(lang) for lang in sorted(lid.keep)},
         }

@@ -20,6 +20,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from ..parts import sha256_file
 from .manifest import MANIFEST, load_manifest
 from .mmidx import CHUNK, ShardError, check_index, read_index, scan_tokens
 
@@ -123,14 +124,6 @@ def inspect_shards(path: str | Path) -> dict[str, Any]:
     return report
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_shard(shard: Shard, vocab_size: int | None) -> int:
     """Check one shard completely; returns its token count; ShardError on the first problem."""
     idx_path, bin_path = shard.path("idx"), shard.path("bin")
@@ -146,7 +139,7 @@ def verify_shard(shard: Shard, vocab_size: int | None) -> int:
     scan_tokens(bin_path, index.dtype, vocab_size, digest=digest)
     if digest is not None and digest.hexdigest() != files["bin"]["sha256"]:
         raise ShardError(bin_path, f"sha256 differs from the manifest's ({files['bin']['sha256'][:16]}...)")
-    if "idx" in files and _sha256(idx_path) != files["idx"]["sha256"]:
+    if "idx" in files and sha256_file(idx_path) != files["idx"]["sha256"]:
         raise ShardError(idx_path, f"sha256 differs from the manifest's ({files['idx']['sha256'][:16]}...)")
     if entry:
         if index.documents != entry.get("documents") or tokens != entry.get("tokens"):
@@ -165,7 +158,7 @@ def verify_shard(shard: Shard, vocab_size: int | None) -> int:
 def _verify_docs(path: Path, sha256: str, index: Any) -> None:
     if not path.is_file():
         raise ShardError(path, "missing")
-    if _sha256(path) != sha256:
+    if sha256_file(path) != sha256:
         raise ShardError(path, f"sha256 differs from the manifest's ({sha256[:16]}...)")
     start = 0
     try:

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from ..parts import sha256_file
 from .mmidx import IndexFile, ShardError, check_index, read_index, scan_tokens
 from .shardset import ShardSet, open_shards
-from .tokenizer import TokenizerError, sha256_file
+from .tokenizer import TokenizerError
 
 MAX_UNKNOWN_VOCAB = 1 << 22  # without a manifest or --vocab-size, token counts stop at this id
 

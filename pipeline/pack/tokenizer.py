@@ -18,7 +18,6 @@ where the pre-tokenizer must cut, short cuts encoded once), several times faster
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..parts import sha256_file
 
 # Megatron-Core's DType.optimal_dtype: uint16 below 65,500 entries, else int32.
 UINT16_LIMIT = 65500
@@ -48,14 +49,6 @@ def _token_content(value: Any) -> str | None:
     if isinstance(value, dict) and isinstance(value.get("content"), str):
         return value["content"]
     return None
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass
