@@ -7,9 +7,10 @@ What it does
     SUCCEEDED. A job that ends FAILED or STOPPED fails the task, with the job's status message
     and its last log lines in the error. Killing the task (UI "mark failed", timeout) stops the job.
 
-    Today the tasks are ``ingest``, ``filter``, ``dedup``, ``tokenizer`` and ``pack`` (``crawlmill run
-    CONFIG --only STAGE``); later stages (quality, remix) each become one more entry in ``STAGES`` below (stage
-    name + entrypoint template) and therefore one more task, chained in order.
+    The tasks are the pipeline's stages, in the order of crawlmill's one pipeline list
+    (``crawlmill.pipeline.definition.PIPELINE``; today ``ingest``, ``filter``, ``dedup``,
+    ``tokenizer``, ``pack``), each ``crawlmill run CONFIG --only STAGE``, chained in order. A stage
+    added to that list is a task here with no change to this file.
 
     Submission ids are deterministic: ``crawlmill-<dag>-<run id>-<task>-<hash>-try<N>``, and each
     job carries the DAG run and task in its metadata. A retry (try N+1) submits a new job;
@@ -20,9 +21,10 @@ What it does
     suffix when it FAILED or STOPPED. Brief outages of the job server while polling are retried.
 
 Deploying
-    1. Install Airflow beside crawlmill's Ray client: ``pip install -e ".[pipeline,airflow]" -c
-       constraints.txt`` (the Airflow workers need only ``ray[default]`` to submit; crawlmill
-       itself runs on the Ray cluster). Nothing in crawlmill imports Airflow.
+    1. Install Airflow beside crawlmill: ``pip install -e ".[pipeline,airflow]" -c constraints.txt``
+       (the DAG reads the stage list from crawlmill, which imports only config classes for it, and
+       submits with ``ray[default]``'s client; the stages run on the Ray cluster). Nothing in
+       crawlmill imports Airflow.
     2. Put this file in the DAGs folder (``[core] dags_folder``, or point that setting at this
        repository's ``dags/``).
     3. Run a Ray cluster whose nodes have crawlmill installed, so that ``crawlmill`` is on the PATH
@@ -72,17 +74,23 @@ from typing import Any
 from airflow.sdk import DAG, BaseOperator, Param, Variable, chain
 from airflow.sdk.exceptions import AirflowException
 
+from crawlmill.pipeline.definition import PIPELINE
+
 DAG_ID = "crawlmill_pipeline"
 RAY_ADDRESS_VARIABLE = "crawlmill_ray_address"
 RAY_ADDRESS_ENV = "CRAWLMILL_RAY_ADDRESS"
 DEFAULT_RAY_ADDRESS = "http://127.0.0.1:8265"
 
-# The pipeline's stages in order: task id -> entrypoint of its Ray job (a Jinja template, rendered
-# per run; `shquote` quotes a value for the shell). Each entry becomes one task, each task depends
-# on the one before; `crawlmill run --only STAGE` runs one stage of the config. Add later stages here.
-STAGES: dict[str, str] = {
-    stage: f"crawlmill run {{{{ params.config | shquote }}}} --only {stage} --no-progress" for stage in ("ingest", "filter", "dedup", "tokenizer", "pack")
-}
+
+
+def stage_entrypoint(stage: str) -> str:
+    """The Ray job of one stage (a Jinja template, rendered per run; `shquote` quotes for the shell)."""
+    return f"crawlmill run {{{{ params.config | shquote }}}} --only {stage} --no-progress"
+
+
+# The pipeline's stages in order (crawlmill's one list): task id -> entrypoint of its Ray job. Each
+# entry becomes one task, each task depends on the one before.
+STAGES: dict[str, str] = {stage: stage_entrypoint(stage) for stage in PIPELINE.names}
 
 SCHEDULE = os.environ.get("CRAWLMILL_DAG_SCHEDULE") or None  # a cron, e.g. "0 3 * * 0"; None: triggered runs only
 DEFAULT_CONFIG = os.environ.get("CRAWLMILL_CONFIG") or None

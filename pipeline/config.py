@@ -1,78 +1,49 @@
-"""The whole-pipeline config (`crawlmill run CONFIG.yaml`): one dataclass per component, strict loading.
+"""Strict configs: one dataclass per stage, built the same way from a run config's section, a
+stage's own `--config FILE` and its command-line options.
 
-A malformed config fails before any work starts, with the key path and what was expected:
-unknown keys, wrong types and bad values are all errors, never silently ignored.
+`build(cls, data)` rejects unknown keys, wrong types and bad values with the key path and what was
+expected; nothing is ignored silently. Field metadata tunes a field:
 
-Example (configs/demo.yaml)::
+    "parse": a function applied to the raw value first (e.g. `mix: "en=0.6,zh=0.4"` -> a dict)
+    "path":  True: a relative path (or list of them) is relative to the config file's folder;
+             "spec": the same for `LANG=PATH` inputs (the tokenizer's)
+    "help":  the command-line help of the option that sets it
+
+The run config (`crawlmill run CONFIG.yaml`) is `output_dir`, `ray` and one section per stage of the
+pipeline (definition.py), each that stage's config dataclass; a section may also be the path of a
+YAML file holding it. Example (configs/demo.yaml)::
 
     output_dir: ../demo-output        # relative paths are relative to the config file
     ray: {num_cpus: 2}
-    ingest:
-      inputs: [../samples/crawl-data]
-      options: {extractor: resiliparse}
-    filter:                           # as configs/filters.yaml; omitted keys keep the defaults
-      language_id: {keep: {en: 0.65, zh: 0.65}}
-    tokenizer: {vocab_size: 100000}   # or {path: existing/tokenizer}
+    ingest: {inputs: [../samples/crawl-data], extractor: resiliparse}
+    filter: ../configs/filters.yaml   # a section in its own file
+    tokenizer: {vocab_size: 1000}     # or {path: existing/tokenizer}
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .dedup.config import DedupConfig
-from .ingest.stage import IngestConfig
-from .pack.stage import PackConfig
-from .stage import RayOptions
+from .ray_tasks import RayOptions
+
+if TYPE_CHECKING:
+    from .definition import Pipeline
 
 
 class ConfigError(ValueError):
     pass
 
 
-@dataclass
-class IngestSection:
-    inputs: list[str] = field(default_factory=list)  # files, folders, globs, URLs
-    dump: str | None = None  # with no inputs: resolve this dump's paths listing
-    base_url: str | None = None
-    file_format: str = "wet"
-    max_files: int | None = None
-    options: IngestConfig = field(default_factory=IngestConfig)
-
-
-@dataclass
-class TokenizerSection:
-    """`crawlmill run`'s tokenizer stage: trained on the dedup output (plus `extra_inputs`), or
-    `path`: an existing tokenizer folder to use instead (nothing is trained)."""
-
-    path: str | None = None
-    extra_inputs: list[str] = field(default_factory=list)  # [LANG=]PATH, as `crawlmill tokenizer train`
-    vocab_size: int = 100_000
-    padded_vocab_size: int | None = None
-    mix: dict[str, float] = field(default_factory=dict)
-    max_bytes: int | None = None
-    min_frequency: int = 2
-    seed: int = 0
-
-
-@dataclass
-class RunConfig:
-    output_dir: str
-    ray: RayOptions = field(default_factory=RayOptions)
-    ingest: IngestSection = field(default_factory=IngestSection)
-    filter: Any = None  # a filter config mapping (see configs/filters.yaml); null: the defaults
-    dedup: DedupConfig = field(default_factory=DedupConfig)
-    tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
-    pack: PackConfig = field(default_factory=PackConfig)
-
-
-def _check_type(value: Any, hint: Any, where: str) -> Any:
+def _check_type(value: Any, hint: Any, where: str, base: Path | None) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(hint)
@@ -83,7 +54,7 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
             if option is type(None):
                 continue
             try:
-                return _check_type(value, option, where)
+                return _check_type(value, option, where, base)
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0])
@@ -91,68 +62,141 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
         (item,) = typing.get_args(hint)
-        return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_check_type(v, item, f"{where}[{i}]", base) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
         key_hint, value_hint = typing.get_args(hint)
-        return {_check_type(k, key_hint, where): _check_type(v, value_hint, f"{where}.{k}") for k, v in value.items()}
+        return {_check_type(k, key_hint, where, base): _check_type(v, value_hint, f"{where}.{k}", base) for k, v in value.items()}
     if hint is typing.Any:
         return value
     if dataclasses.is_dataclass(hint):
-        return build(hint, value, where)
+        return build(hint, value, where, base)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)  # 2e9 from a command line is a whole number
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
     return value
 
 
-def build(cls: type, data: Any, where: str = "config") -> Any:
-    """Instantiate dataclass `cls` from a mapping, rejecting unknown keys and wrong types."""
+def _local(path: str, base: Path | None) -> str:
+    return path if base is None or "://" in path or Path(path).is_absolute() else os.path.normpath(base / path)
+
+
+def _local_spec(spec: str, base: Path | None) -> str:
+    lang, sep, path = spec.partition("=")
+    if sep and lang.replace("_", "").replace("-", "").isalnum():
+        return f"{lang}={_local(path, base)}"
+    return _local(spec, base)
+
+
+def _resolve_paths(value: Any, kind: Any, base: Path | None) -> Any:
+    local = _local_spec if kind == "spec" else _local
+    if isinstance(value, str):
+        return local(value, base)
+    if isinstance(value, list):
+        return [local(v, base) if isinstance(v, str) else v for v in value]
+    return value
+
+
+def build(cls: type, data: Any, where: str = "config", base: Path | None = None) -> Any:
+    """Instantiate dataclass `cls` from a mapping, rejecting unknown keys and wrong types; relative
+    paths of "path" fields are resolved against `base` (None: left as they are)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(map(str, data)) - set(fields))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(fields)}")
-    values = {name: _check_type(value, hints[name], f"{where}.{name}") for name, value in data.items()}
+    values = {}
+    for name, value in data.items():
+        meta = fields[name].metadata
+        try:
+            if "parse" in meta and value is not None:
+                value = meta["parse"](value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}.{name}: {exc}") from None
+        if meta.get("path"):
+            value = _resolve_paths(value, meta["path"], base)
+        values[name] = _check_type(value, hints[name], f"{where}.{name}", base)
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+        raise ConfigError(f"{where}: {exc}") from None
 
 
-def _local_input(spec: str, local: Any) -> str:
-    lang, sep, path = spec.partition("=")
-    return f"{lang}={local(path)}" if sep and lang.replace("_", "").replace("-", "").isalnum() else local(spec)
-
-
-def load_run_config(path: str | Path) -> RunConfig:
+def read_yaml(path: str | Path) -> Any:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
+        raise ConfigError(f"cannot read {path}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-    config = build(RunConfig, data, where=path.name)
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` laid on `base`, nested mappings merged key by key (command-line options on a file)."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_section(cls: type, data: Any, where: str, base: Path | None) -> Any:
+    """One stage's section: a mapping, or the path of a YAML file holding it (paths in that file
+    are relative to it)."""
+    if isinstance(data, str):
+        path = Path(_local(data, base))
+        return build(cls, read_yaml(path), f"{where} ({path.name})", path.resolve().parent)
+    return build(cls, data, where, base)
+
+
+def check_section(config: Any, where: str) -> None:
+    """Deeper checks of a built section (`config.check()`: files it names, rule settings...)."""
+    check = getattr(config, "check", None)
+    if check is None:
+        return
+    try:
+        check()
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def run_config_type(pipeline: Pipeline) -> type:
+    """The run config's dataclass: output_dir, ray, and one field per stage, of its config type."""
+    sections = [(spec.name, spec.config, field(default_factory=spec.config)) for spec in pipeline.stages]
+    return dataclasses.make_dataclass(
+        "RunConfig",
+        [("output_dir", str, field(metadata={"path": True})), ("ray", RayOptions, field(default_factory=RayOptions)), *sections],
+    )
+
+
+def load_run_config(path: str | Path, pipeline: Pipeline | None = None) -> Any:
+    """Read and validate a whole run config; every section is built and checked before returning."""
+    if pipeline is None:
+        from .definition import PIPELINE as pipeline
+    path = Path(path)
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path.name}: expected a mapping, got {type(data).__name__}")
     base = path.resolve().parent
-
-    def local(p: str) -> str:
-        return p if "://" in p or Path(p).is_absolute() else str(base / p)
-
-    config.output_dir = local(config.output_dir)
-    config.ingest.inputs = [local(p) for p in config.ingest.inputs]
-    if config.tokenizer.path:
-        config.tokenizer.path = local(config.tokenizer.path)
-    config.tokenizer.extra_inputs = [_local_input(spec, local) for spec in config.tokenizer.extra_inputs]
-    from .filter.config import load_filter_config
-
-    config.filter = load_filter_config(config.filter)
-    if config.filter.language_id.model_path:
-        config.filter.language_id.model_path = local(config.filter.language_id.model_path)
+    names = {spec.name for spec in pipeline.stages}
+    top = {k: v for k, v in data.items() if k not in names}
+    config = build(run_config_type(pipeline), top, path.name, base)
+    for spec in pipeline.stages:
+        where = f"{path.name}.{spec.name}"
+        section = load_section(spec.config, data.get(spec.name), where, base)
+        check_section(section, where)
+        setattr(config, spec.name, section)
     return config
+
+
+def to_json(config: Any) -> Any:
+    """A config as JSON data (what `--print-config` shows)."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str, ensure_ascii=False))

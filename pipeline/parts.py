@@ -5,8 +5,9 @@ receives that unit's outcome record by record and guarantees the stage framework
 
 - every input record is counted once, as kept, dropped with a named reason, or quarantined;
 - rows are buffered and written in bounded row groups (memory bounded by the batch);
-- files are written under a temporary name and renamed when complete;
-- the per-part marker `_parts/part-NNNNN.json` is written last: a part is finished iff it exists.
+- files are written under a temporary name and renamed when complete (crawlmill/files.py);
+- `commit` returns the part's counts, which the runner writes as the part's marker
+  `_parts/part-NNNNN.json` last: a part is finished iff its marker exists.
 
 Output folder layout (shared by all stages)::
 
@@ -19,10 +20,7 @@ Output folder layout (shared by all stages)::
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +29,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from crawlmill.files import temporary_path
+
 from .schema import QUARANTINE_SCHEMA
 
 PARTS_DIR = "_parts"
 QUARANTINE_DIR = "_quarantine"
 DROPPED_DIR = "_dropped"
-TMP_MARK = ".tmp-"
 # Fixed writer settings: the same rows give byte-identical files.
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, write_statistics=True)
 
@@ -57,22 +56,6 @@ def input_parts(stage_dir: str | Path) -> list[str]:
     if not (stage_dir / "_SUCCESS").exists():
         raise FileNotFoundError(f"{stage_dir} has no _SUCCESS: its stage has not finished (rerun it first)")
     return [str(p) for p in sorted(stage_dir.glob("part-*.parquet"))]
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in 8 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{TMP_MARK}{uuid.uuid4().hex}-{path.name}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -116,7 +99,7 @@ class _ParquetTmpWriter:
 
     def __init__(self, final: Path, schema: pa.Schema, always_create: bool) -> None:
         self.final, self.schema, self.always_create = final, schema, always_create
-        self.tmp = final.with_name(f"{TMP_MARK}{uuid.uuid4().hex}-{final.name}")
+        self.tmp = temporary_path(final)
         self.writer: pq.ParquetWriter | None = None
 
     def write(self, rows: list[dict[str, Any]]) -> None:
@@ -228,7 +211,7 @@ class PartSink:
         self._buffer, self._buffer_bytes = [], 0
 
     def commit(self) -> PartStats:
-        """Write remaining rows, rename every file into place, then write the marker."""
+        """Write remaining rows and rename every file into place; the caller records the counts."""
         s = self.stats
         accounted = s.kept + sum(s.dropped.values()) + s.quarantined
         if accounted != s.records_in:  # a bug in the stage, never bad input
@@ -242,9 +225,6 @@ class PartSink:
         for writer in self._extra.values():
             writer.commit()
         self._kept.commit()
-        atomic_write_text(
-            marker_path(self.output_dir, s.index), json.dumps(s.to_json(), indent=1, ensure_ascii=False)
-        )
         return s
 
     def abort(self) -> None:

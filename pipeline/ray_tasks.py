@@ -1,7 +1,8 @@
-"""Run a list of independent jobs as Ray tasks: bounded in flight, progress shown, failures isolated.
+"""Run a list of independent jobs as Ray tasks: bounded in flight, failures isolated. The only module
+of crawlmill that imports Ray (the runner, runner.py, calls it for every step of every stage).
 
-Shared by the stage framework (one job per part) and multi-step stages such as dedup (one job
-per partition and round). A job that raises is reported with its key and error; the others go on.
+A job that raises is reported with its key and error and the others go on; the original exception
+is kept (`JobsResult.errors`) so that the runner can tell bad input from a crash.
 """
 
 from __future__ import annotations
@@ -17,21 +18,35 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RayOptions:
+    """The run config's `ray:` section and every verb's --address / --num-cpus / --max-in-flight."""
+
     address: str | None = None  # None: a local Ray, or the cluster of RAY_ADDRESS (ray job submit)
     num_cpus: int | None = None  # for a local Ray only
     max_in_flight: int | None = None  # default: 2 x the cluster's CPUs
 
+    def __post_init__(self) -> None:
+        for name in ("num_cpus", "max_in_flight"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} {value}: must be at least 1")
+
 
 @dataclass
 class Job:
-    key: str  # names the job in progress and failure reports (e.g. the part's source)
+    key: str  # unique among the jobs of one call
     args: tuple
+    label: str = ""  # names the job in progress and failure reports (default: the key)
+
+    @property
+    def name(self) -> str:
+        return self.label or self.key
 
 
 @dataclass
 class JobsResult:
     results: dict[str, Any] = field(default_factory=dict)
-    failures: list[tuple[str, str]] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (label, error summary)
+    errors: dict[str, BaseException] = field(default_factory=dict)  # key -> the job's own exception
 
 
 def ensure_ray(options: RayOptions) -> None:
@@ -80,7 +95,8 @@ def run_jobs(
         except Exception as exc:  # the job's own error, with its key; other jobs go on
             cause = getattr(exc, "cause", None) or exc
             detail = "".join(traceback.format_exception_only(type(cause), cause)).strip()
-            out.failures.append((job.key, detail))
+            out.failures.append((job.name, detail))
+            out.errors[job.key] = cause
             if on_failed:
                 on_failed(job, detail)
             continue

@@ -1,37 +1,44 @@
-"""The stage framework: run a Stage's parts as Ray tasks, resumably, and write its stats.
+"""What a stage is: a `Stage` runs steps through the runner (runner.py) and returns its counts.
 
-A `Stage` lists its input units (`PartTask`s) and turns one unit into one output part through a
-`PartSink` (see parts.py). `run_stage` does everything else, once for every stage:
+Every stage is built from its config dataclass alone (`Stage(config)`; `config.inputs` names what it
+reads) and implements `run(ctx)`: it calls `ctx.step(...)` for each step of its work (each step a
+set of resumable Ray tasks) and returns the stage's stats (`merge_stats`). The runner does the rest
+(refusing mixed inputs, resume, `_stats.json`, `_SUCCESS`).
 
-- refuses an output folder made from other inputs or settings (`_tasks.json`);
-- removes temporaries of an interrupted run and skips parts whose marker exists;
-- runs the remaining parts as Ray tasks (ray_tasks.py), at most `max_in_flight` at a time, with a progress bar;
-- a part that raises is reported with its source and error and the others go on; the run then
-  ends without `_SUCCESS` and a rerun retries only the unfinished parts;
-- when every part is finished, merges the part counts into `_stats.json` and writes `_SUCCESS`.
-
-Nothing here depends on the machine, time or scheduling order, so the same inputs and settings
-give byte-identical output folders.
+Most stages turn each input unit into one output part: they subclass `PartStage` and implement only
+`tasks()` (the units, on the driver) and `process(task, sink)` (one unit, in a Ray worker, through
+a `PartSink` that guarantees the part contract of parts.py). Multi-step stages (dedup, pack, the
+tokenizer) write their own `run`, and may finish with `run_parts` for their document output.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import shutil
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
-from .parts import PARTS_DIR, TMP_MARK, PartSink, PartStats, atomic_write_text, marker_path
-from .ray_tasks import Job, RayOptions, ensure_ray, run_jobs  # noqa: F401 - RayOptions, ensure_ray re-exported
+from .parts import PARTS_DIR, PartSink, PartStats, part_name
 from .schema import DOCUMENT_SCHEMA
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from .runner import StageContext
+
+
+class SourceReadError(OSError):
+    """Reading a source failed in a way a retry may fix (network, object store). Ray retries it."""
+
+
+class StageInputMismatch(ValueError):
+    """The output folder holds a run of other inputs or settings."""
+
+
+class StageInputError(ValueError):
+    """The input cannot make this stage's output (e.g. too little text for the vocabulary asked);
+    raised in a task, it stops the stage with its message (exit status 2) instead of a part failure."""
 
 
 @dataclass(frozen=True)
@@ -40,18 +47,61 @@ class PartTask:
     source: str
 
 
-class SourceReadError(OSError):
-    """Reading a source failed in a way a retry may fix (network, object store). Ray retries it."""
+@dataclass
+class StageResult:
+    stats: dict[str, Any] | None
+    output_dir: Path
+    finished_before: int = 0  # units (parts) already done by an earlier run
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    already_done: bool = False  # the folder had _SUCCESS: nothing ran
+    steps_finished_before: dict[str, int] = field(default_factory=dict)  # step -> tasks done before
+    seconds: float = 0.0  # wall time of this run of the stage
 
-
-class StageInputMismatch(RuntimeError):
-    pass
+    @property
+    def ok(self) -> bool:
+        return not self.failures
 
 
 class Stage(ABC):
-    """One pipeline stage. Subclasses hold their config and implement `tasks` and `process`."""
+    """One pipeline stage; `config` is its config dataclass (the run config's section)."""
 
     name: ClassVar[str]
+    remove_work: ClassVar[bool] = False  # delete `_work/` when the stage has finished
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def plan(self, output: Path) -> None:
+        """Called once by the runner, before `sources`/`fingerprint`/`run`, with the output folder."""
+
+    def sources(self) -> list[str]:
+        """What the output is made from, in order (recorded in `_tasks.json`)."""
+        return [str(i) for i in getattr(self.config, "inputs", [])]
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Settings that change the output; an output folder is never mixed across two of them."""
+        return {}
+
+    @abstractmethod
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        """Do the work through `ctx.step`; return the stats written to `_stats.json`."""
+
+    def report(self, result: StageResult) -> list[str]:
+        """Lines for the command line once the stage has finished (rich markup allowed)."""
+        stats = result.stats or {}
+        dropped = ", ".join(f"{k} {v:,}" for k, v in stats.get("dropped", {}).items()) or "none"
+        lines = [
+            f"[green]{self.name} done[/green] → {result.output_dir}: {stats.get('in', 0):,} records in, "
+            f"{stats.get('kept', 0):,} kept, {stats.get('quarantined', 0):,} quarantined; dropped: {dropped}"
+        ]
+        if result.finished_before:
+            lines.append(f"({result.finished_before} part(s) were already finished and were skipped)")
+        return lines
+
+
+class PartStage(Stage):
+    """A stage that turns each input unit into one output part (see the module docstring)."""
+
     schema: ClassVar[pa.Schema] = DOCUMENT_SCHEMA
     keep_dropped: bool = False
 
@@ -63,28 +113,17 @@ class Stage(ABC):
     def process(self, task: PartTask, sink: PartSink) -> None:
         """Turn one input unit into sink calls; runs in a Ray worker."""
 
-    def fingerprint(self) -> dict[str, Any]:
-        """Settings that change the output; an output folder is never mixed across two of them."""
-        return {}
+    def sources(self) -> list[str]:
+        return [t.source for t in self.tasks()]
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        return run_parts(ctx, self)
 
 
-@dataclass
-class StageResult:
-    stats: dict[str, Any] | None
-    output_dir: Path
-    finished_before: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
-
-
-def run_part(stage: Stage, task: PartTask, output_dir: str) -> dict[str, Any]:
-    """Process one part to completion (also usable without Ray, e.g. in benchmarks)."""
-    sink = PartSink(
-        Path(output_dir), task.index, task.source, stage.name, stage.schema, keep_dropped=stage.keep_dropped
-    )
+def run_part(stage: PartStage, task: PartTask, output_dir: str) -> dict[str, Any]:
+    """Process one part to completion and return its counts (also usable without Ray, e.g. in
+    benchmarks; the runner writes the returned counts as the part's marker)."""
+    sink = PartSink(Path(output_dir), task.index, task.source, stage.name, stage.schema, keep_dropped=stage.keep_dropped)
     try:
         stage.process(task, sink)
         return sink.commit().to_json()
@@ -93,28 +132,17 @@ def run_part(stage: Stage, task: PartTask, output_dir: str) -> dict[str, Any]:
         raise
 
 
-def _remove_temporaries(output_dir: Path) -> None:
-    for path in output_dir.rglob(f"{TMP_MARK}*"):
-        path.unlink(missing_ok=True)
+def run_parts(ctx: StageContext, stage: PartStage) -> dict[str, Any]:
+    """The parts step: one Ray task per unit, its marker `_parts/part-NNNNN.json`; the merged stats."""
+    from .runner import Task
 
-
-def _check_tasks_file(output_dir: Path, stage: Stage, tasks: list[PartTask]) -> None:
-    check_task_record(output_dir, {"stage": stage.name, "settings": stage.fingerprint(), "sources": [t.source for t in tasks]})
-
-
-def check_task_record(output_dir: Path, wanted: dict[str, Any]) -> None:
-    """Record what an output folder is made from (`_tasks.json`), or refuse a folder made from
-    other inputs or settings, so a resume never mixes two runs."""
-    path = output_dir / "_tasks.json"
-    if path.exists():
-        found = json.loads(path.read_text(encoding="utf-8"))
-        if found != wanted:
-            raise StageInputMismatch(
-                f"{output_dir} holds output of a {found.get('stage')} run with other inputs or settings "
-                f"(see {path}); choose a new --output folder or delete this one"
-            )
-        return
-    atomic_write_text(path, json.dumps(wanted, indent=1, ensure_ascii=False))
+    tasks = stage.tasks()
+    jobs = [Task(part_name(t.index), (t, str(ctx.output)), label=t.source) for t in tasks]
+    results = ctx.step(
+        "parts", run_part, jobs, shared=(stage,), markers=ctx.output / PARTS_DIR, unit="parts",
+        retry=(SourceReadError,), title=stage.name,
+    )  # fmt: skip
+    return merge_stats(stage.name, [PartStats.from_json(results[job.key]) for job in jobs])
 
 
 def merge_stats(stage_name: str, parts: list[PartStats]) -> dict[str, Any]:
@@ -132,49 +160,3 @@ def merge_stats(stage_name: str, parts: list[PartStats]) -> dict[str, Any]:
         "quarantined": sum(p.quarantined for p in parts),
         "counters": dict(sorted(counters.items())),
     }
-
-
-def run_stage(
-    stage: Stage, output_dir: str | Path, ray_options: RayOptions | None = None, progress: bool = True
-) -> StageResult:
-    from .progress import StageProgress
-
-    output_dir = Path(output_dir)
-    tasks = stage.tasks()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    _check_tasks_file(output_dir, stage, tasks)
-    _remove_temporaries(output_dir)
-    (output_dir / PARTS_DIR).mkdir(exist_ok=True)
-
-    todo = [t for t in tasks if not marker_path(output_dir, t.index).exists()]
-    result = StageResult(stats=None, output_dir=output_dir, finished_before=len(tasks) - len(todo))
-    if todo:
-        (output_dir / "_SUCCESS").unlink(missing_ok=True)
-        jobs = [Job(t.source, (t, str(output_dir))) for t in todo]
-        with StageProgress(stage.name, total=len(tasks), done=result.finished_before, enabled=progress) as bar:
-            outcome = run_jobs(
-                run_part,
-                jobs,
-                ray_options or RayOptions(),
-                on_done=lambda job, part: bar.part_done(part),
-                on_failed=lambda job, detail: bar.part_failed(job.key, detail),
-                retry_exceptions=[SourceReadError],
-                shared=(stage,),
-            )
-        result.failures = outcome.failures
-    if result.failures:
-        return result
-
-    parts = [
-        PartStats.from_json(json.loads(marker_path(output_dir, t.index).read_text(encoding="utf-8")))
-        for t in tasks
-    ]
-    result.stats = merge_stats(stage.name, parts)
-    atomic_write_text(output_dir / "_stats.json", json.dumps(result.stats, indent=1, ensure_ascii=False))
-    atomic_write_text(output_dir / "_SUCCESS", "")
-    return result
-
-
-def reset_output(output_dir: str | Path) -> None:
-    """Delete a stage output folder (the CLI's --overwrite)."""
-    shutil.rmtree(output_dir, ignore_errors=True)

@@ -53,29 +53,6 @@ class InputSpec:
         return cls(Path(spec))
 
 
-def parse_mix(mix: str | dict[str, float] | None) -> dict[str, float]:
-    """`en=0.5,zh=0.4` (or a dict) -> shares summing to 1; an error names the bad entry."""
-    if not mix:
-        return {}
-    items = mix.items() if isinstance(mix, dict) else (entry.split("=", 1) for entry in mix.split(",") if entry.strip())
-    shares: dict[str, float] = {}
-    for item in items:
-        if len(item) != 2:
-            raise ValueError(f"mix entry {'='.join(item)!r}: expected LANG=SHARE, e.g. en=0.6")
-        lang, share = item[0].strip(), item[1]
-        try:
-            value = float(share)
-        except (TypeError, ValueError):
-            raise ValueError(f"mix entry {lang}={share}: the share is not a number") from None
-        if not lang or not value >= 0 or value == float("inf"):
-            raise ValueError(f"mix entry {lang}={share}: needs a language and a finite share >= 0")
-        shares[lang] = value
-    total = sum(shares.values())
-    if total <= 0:
-        raise ValueError(f"mix {mix!r}: the shares add up to 0")
-    return {lang: value / total for lang, value in shares.items()}
-
-
 @dataclass
 class CorpusCounts:
     """Bytes and documents per language, and unreadable records per reason."""
@@ -135,12 +112,17 @@ def _open_text(path: Path):  # noqa: ANN202 - binary file object
 def iter_documents(spec: InputSpec, counts: CorpusCounts) -> Iterator[tuple[Path, list[str], list[str]]]:
     """(file, texts, langs) batches of one input; unreadable records go to `counts.bad_records`."""
     for kind, path in expand_files(spec):
-        if kind == "parquet":
-            yield from _parquet_batches(path, spec.lang)
-        elif kind == "jsonl":
-            yield from _jsonl_batches(path, spec.lang, counts)
-        else:
-            yield from _text_batches(path, spec.lang or UNDETERMINED, counts)
+        yield from iter_file_documents(kind, path, spec.lang, counts)
+
+
+def iter_file_documents(kind: str, path: Path, lang: str | None, counts: CorpusCounts) -> Iterator[tuple[Path, list[str], list[str]]]:
+    """(file, texts, langs) batches of one file of `expand_files`."""
+    if kind == "parquet":
+        yield from _parquet_batches(path, lang)
+    elif kind == "jsonl":
+        yield from _jsonl_batches(path, lang, counts)
+    else:
+        yield from _text_batches(path, lang or UNDETERMINED, counts)
 
 
 def _parquet_batches(path: Path, lang: str | None) -> Iterator[tuple[Path, list[str], list[str]]]:
@@ -212,15 +194,14 @@ def decode_block(data: bytes, path: Path | str, counts: CorpusCounts) -> str:
         return data.decode("utf-8", "replace")
 
 
-def count_languages(specs: list[InputSpec]) -> CorpusCounts:
-    """First pass for a mix: bytes and documents per language, nothing kept in memory."""
+def count_languages(kind: str, path: str, lang: str | None) -> dict:
+    """First pass for a mix, one file (a Ray task): bytes and documents per language, as JSON."""
     counts = CorpusCounts()
-    for spec in specs:
-        for _, texts, langs in iter_documents(spec, counts):
-            for text, lang in zip(texts, langs):
-                counts.bytes[lang] += len(text.encode("utf-8"))
-                counts.documents[lang] += 1
-    return counts
+    for _, texts, langs in iter_file_documents(kind, Path(path), lang, counts):
+        for text, text_lang in zip(texts, langs):
+            counts.bytes[text_lang] += len(text.encode("utf-8"))
+            counts.documents[text_lang] += 1
+    return counts.to_json()
 
 
 def keep_probabilities(totals: Counter, mix: dict[str, float], max_bytes: int | None) -> dict[str, float]:

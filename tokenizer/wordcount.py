@@ -6,6 +6,8 @@ HF `tokenizers` keeps every distinct pre-tokenized word in memory while it merge
 punctuation one word, and nearly every such clause is distinct). Its memory therefore grows with the
 corpus (BENCHMARKS.md: 15 GiB for 1 GB of mixed text). With `--max-memory-gib`:
 
+The tokenizer stage (stage.py) runs steps 1 and 2 as Ray tasks through the runner:
+
 1. count: one Ray task per input chunk (64 MB ranges of plain text, whole other files) splits its
    documents with DeepSeek's pre-tokenizer (all steps but the byte mapping; each distinct cut of a
    batch of documents once, pretokenize.CUT_PATTERN: 4x faster on English) and writes partial
@@ -37,8 +39,7 @@ import xxhash
 from tokenizers import pre_tokenizers
 
 from ..pipeline.dedup.shuffle import partition_files, write_partitioned, write_table
-from ..pipeline.progress import StageProgress
-from ..pipeline.ray_tasks import Job, RayOptions, run_jobs
+from ..pipeline.stage import StageInputError
 from .corpus import TEXT_BLOCK_BYTES, CorpusCounts, InputSpec, decode_block, expand_files, iter_documents
 from .pretokenize import CUT_PATTERN, text_splits
 
@@ -52,6 +53,10 @@ CUTS_PER_FLUSH = 100_000  # distinct cuts held before they are split into words
 MIB_BASE = 230
 BYTES_PER_WORD = 160
 BYTES_PER_WORD_BYTE = 93
+
+
+class BudgetTooSmall(StageInputError, MemoryError):
+    """--max-memory-gib cannot hold even the most frequent words."""
 
 
 @dataclass(frozen=True)
@@ -193,7 +198,7 @@ def choose_min_count(histograms: list[dict[str, Any]], max_memory_gib: float) ->
     kept_cost = cost[::-1].cumsum()[::-1]  # kept_cost[c]: words with count >= c
     fits = [c for c in range(1, HISTOGRAM_COUNTS + 1) if kept_cost[c] <= budget]
     if not fits:
-        raise MemoryError(f"even words seen {HISTOGRAM_COUNTS}+ times need ~{kept_cost[-1] / 2**30:.1f} GiB: raise --max-memory-gib")
+        raise BudgetTooSmall(f"even words seen {HISTOGRAM_COUNTS}+ times need ~{kept_cost[-1] / 2**30:.1f} GiB: raise --max-memory-gib")
     min_count = fits[0]
     share = 0.0
     if min_count > 1 and cost[min_count - 1] > 0:
@@ -243,38 +248,3 @@ def feed(work: str, partitions: int, min_count: int, boundary_share: float = 0.0
         strings.append("\n".join(pieces))
     if strings:
         yield strings
-
-
-def word_table_corpus(
-    specs: list[InputSpec],
-    probabilities: dict[str, float] | None,
-    seed: int,
-    max_memory_gib: float,
-    work: Path,
-    ray_options: RayOptions,
-    progress: bool,
-    chunk_bytes: int = CHUNK_BYTES,
-) -> tuple[Iterator[list[str]], CorpusCounts, CorpusCounts, dict[str, Any]]:
-    """Steps 1-3 on Ray; returns the feed (step 4), what was read and kept, and the pruning figures."""
-    tasks = plan_count_tasks(specs, chunk_bytes)
-    partitions = max(1, min(256, len(tasks)))
-    seen, kept = CorpusCounts(), CorpusCounts()
-    jobs = [Job(f"{t.path}@{t.start}", (t, probabilities, seed, partitions, str(work))) for t in tasks]
-    with StageProgress("tokenizer word count", len(tasks), 0, enabled=progress) as bar:
-        counted = run_jobs(count_words, jobs, ray_options, on_done=lambda job, result: bar.part_done({}), on_failed=bar.part_failed)
-    _raise_failures(counted)
-    for result in counted.results.values():
-        seen.add_json(result["read"])
-        kept.add_json(result["kept"])
-    reduced = run_jobs(reduce_words, [Job(f"partition {p}", (p, str(work))) for p in range(partitions)], ray_options)
-    _raise_failures(reduced)
-    info = choose_min_count([reduced.results[f"partition {p}"] for p in range(partitions)], max_memory_gib)
-    info["count_tasks"], info["partitions"] = len(tasks), partitions
-    info["count_task_peak_rss_mib"] = max(result["peak_rss_mib"] for result in counted.results.values())
-    return feed(str(work), partitions, info["min_count"], info["boundary_share"]), seen, kept, info
-
-
-def _raise_failures(result) -> None:  # noqa: ANN001 - JobsResult
-    if result.failures:
-        key, detail = result.failures[0]
-        raise RuntimeError(f"{len(result.failures)} word-count task(s) failed; first: {key}: {detail}")

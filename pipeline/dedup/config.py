@@ -1,16 +1,38 @@
-"""Dedup stage config: MinHash LSH shape, shuffle partitions, and which document of a cluster is kept."""
+"""Dedup stage config: MinHash LSH shape, shuffle partitions, and which document of a cluster is kept.
+
+The run config's `dedup:` section and `crawlmill dedup`'s options (`--bands`/`--rows` set
+`minhash.bands`/`minhash.rows`, `--index` sets `index`, the INPUT folders set `inputs`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .minhash import MinHashConfig
-
 KEEP_RULES = ("earliest_dump", "latest_dump", "longest")
+
+
+@dataclass(frozen=True)
+class MinHashConfig:
+    bands: int = 14
+    rows: int = 8  # rows per band; 14 x 8 finds pairs of Jaccard >= ~0.8
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        if self.bands < 1 or self.rows < 1:
+            raise ValueError(f"minhash bands {self.bands} and rows {self.rows} must be at least 1")
+
+    @property
+    def num_perm(self) -> int:
+        return self.bands * self.rows
+
+    def candidate_probability(self, jaccard: float) -> float:
+        return 1.0 - (1.0 - jaccard**self.rows) ** self.bands
 
 
 @dataclass
 class DedupConfig:
+    # Finished stage output folders (e.g. filter's) of every dump, deduplicated together.
+    inputs: list[str] = field(default_factory=list, metadata={"path": True})
     minhash: MinHashConfig = field(default_factory=MinHashConfig)
     # Shuffle partitions: every reduce-side task holds 1/partitions of the bucket rows, candidate
     # pairs and edges. None: one per 40,000 documents, which keeps a task's memory flat as the corpus
@@ -20,6 +42,9 @@ class DedupConfig:
     # Which document of a cluster is kept: earliest_dump (its first publication; ties: the longest
     # text, then the smallest id), latest_dump (ties likewise) or longest (ties: earliest dump, id).
     keep: str = "earliest_dump"
+    # Dedup against the kept documents of the earlier runs recorded in this index folder, then add
+    # this run's (incremental dedup of a new dump: index.py).
+    index: str | None = field(default=None, metadata={"path": True})
     # Candidate pairs are kept when their exact Jaccard similarity of shingles reaches this.
     jaccard_threshold: float = 0.8
     # Candidate pairs (each with its first document's shingle set) sent to verification per file and
@@ -36,8 +61,16 @@ class DedupConfig:
             raise ValueError("verify_chunk_pairs must be at least 1")
         if self.partitions is not None and self.partitions < 1:
             raise ValueError("partitions must be at least 1")
+        if self.documents_per_partition < 1 or self.max_rounds < 1:
+            raise ValueError("documents_per_partition and max_rounds must be at least 1")
 
     def partitions_for(self, documents: int) -> int:
         if self.partitions:
             return self.partitions
         return max(2, min(1 << 18, -(-documents // self.documents_per_partition)))
+
+    def settings(self) -> dict:
+        """What changes the output (not where it comes from)."""
+        from dataclasses import asdict
+
+        return {k: v for k, v in asdict(self).items() if k not in ("inputs", "index")}

@@ -23,7 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..parts import atomic_write_text
+from crawlmill.files import atomic_write_text
+
 from . import steps
 from .config import DedupConfig
 from .shuffle import read_partition, write_table

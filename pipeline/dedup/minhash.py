@@ -11,10 +11,9 @@ With the default 14 bands x 8 rows the candidate probability is 1-(1-J^8)^14: 5%
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from .config import MinHashConfig
 from .shingles import mix64, mix64_inplace, salt
 
 # Hash functions evaluated at once, as rows of a (4 x shingles) block computed in place: measured
@@ -22,26 +21,14 @@ from .shingles import mix64, mix64_inplace, salt
 _PERM_BLOCK = 4
 
 
-@dataclass(frozen=True)
-class MinHashConfig:
-    bands: int = 14
-    rows: int = 8
-    seed: int = 1
-
-    @property
-    def num_perm(self) -> int:
-        return self.bands * self.rows
-
-    def seeds(self) -> np.ndarray:
-        return mix64(np.arange(1, self.num_perm + 1, dtype=np.uint64) ^ salt(self.seed))
-
-    def candidate_probability(self, jaccard: float) -> float:
-        return 1.0 - (1.0 - jaccard**self.rows) ** self.bands
+def permutation_seeds(config: MinHashConfig) -> np.ndarray:
+    """The seed of each of the `bands x rows` hash functions."""
+    return mix64(np.arange(1, config.num_perm + 1, dtype=np.uint64) ^ salt(config.seed))
 
 
 def signatures(docs: list[np.ndarray], config: MinHashConfig) -> np.ndarray:
     """(len(docs), num_perm) uint64 signatures; a document without shingles gets all-max values."""
-    seeds = config.seeds()
+    seeds = permutation_seeds(config)
     out = np.full((len(docs), config.num_perm), np.iinfo(np.uint64).max, dtype=np.uint64)
     lengths = np.array([len(d) for d in docs])
     nonempty = np.flatnonzero(lengths)

@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from ..parts import atomic_write_text
+from crawlmill.files import atomic_path, atomic_write_text
+
 from . import steps
 
 REPORT_DIR = "_report"
@@ -82,7 +83,6 @@ def _plot(path: Path, single: list[dict], cumulative: list[dict]) -> None:
     ax.set_title("Near-duplicate removal: per dump vs across dumps (DeepSeek LLM Table 1 style)")
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".tmp-{path.name}")
-    fig.savefig(tmp, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
-    tmp.replace(path)

@@ -2,23 +2,21 @@
 holding them all.
 
 A map task writes its rows split by partition into `<step>/p-NNNNN/<task>.parquet`; the reduce
-task of partition N reads that folder. Files are written under a temporary name and renamed, and
-a step task's marker (`<step>/_done/<task>.json`) is written last, as in the stage framework.
+task of partition N reads that folder. Files are written under a temporary name and renamed; the
+runner writes a task's marker after them.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import uuid
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..parts import PARQUET_OPTIONS, TMP_MARK, atomic_write_text
+from crawlmill.files import TMP_MARK, atomic_path
+
+from ..parts import PARQUET_OPTIONS
 from .shingles import mix64
 
 
@@ -27,10 +25,8 @@ def node_partition(nodes: np.ndarray, partitions: int) -> np.ndarray:
 
 
 def write_table(path: Path, table: pa.Table) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{TMP_MARK}{uuid.uuid4().hex}-{path.name}")
-    pq.write_table(table, tmp, **PARQUET_OPTIONS)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, **PARQUET_OPTIONS)
 
 
 def write_partitioned(step_dir: Path, task: str, table: pa.Table, partition: np.ndarray, partitions: int) -> None:
@@ -56,17 +52,3 @@ def partition_files(step_dir: Path, partition: int) -> list[Path]:
 def read_partition(step_dir: Path, partition: int, schema: pa.Schema) -> pa.Table:
     tables = [pq.read_table(f, schema=schema) for f in partition_files(step_dir, partition)]
     return pa.concat_tables(tables) if tables else schema.empty_table()
-
-
-def done_path(step_dir: Path, task: str) -> Path:
-    return step_dir / "_done" / f"{task}.json"
-
-
-def mark_done(step_dir: Path, task: str, result: dict[str, Any]) -> dict[str, Any]:
-    atomic_write_text(done_path(step_dir, task), json.dumps(result, sort_keys=True))
-    return result
-
-
-def read_done(step_dir: Path, task: str) -> dict[str, Any] | None:
-    path = done_path(step_dir, task)
-    return json.loads(path.read_text()) if path.exists() else None

@@ -1,8 +1,10 @@
 """Filter stage config: language ID keep-set and the rule families with their thresholds per language.
 
-`configs/filters.yaml` is this module's defaults written out with the reasons; a test keeps the two
-equal. Rule parameters are the keyword arguments of the classes in rules.py (datatrove's names);
-a family set to null is disabled. Languages kept by language ID but without rules of their own
+The run config's `filter:` section and `crawlmill filter`'s options (`--config FILE` holds the same
+section). `configs/filters.yaml` is this module's defaults written out with the reasons; a test
+keeps the two equal. Rule parameters are the keyword arguments of the classes in rules.py
+(datatrove's names); a family set to null is disabled. Rule families given for a language replace
+only those families of the defaults. Languages kept by language ID but without rules of their own
 use `rules.default`.
 """
 
@@ -10,10 +12,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 ZH_STOP_WORDS = ["的", "了", "是", "在", "和", "有", "与", "也", "就", "都", "而", "及", "这", "对", "为", "中", "人", "一"]
 ZH_STOP_CHARS = ["。", "！", "？", "!", "?", "”", "」", "』", '"', "…"]
@@ -52,40 +51,38 @@ DEFAULT_RULES["default"] = copy.deepcopy(DEFAULT_RULES["en"])
 
 @dataclass
 class LanguageIdConfig:
-    model_path: str | None = None  # fastText LID model; default lid.176.ftz (see langid.py)
+    # fastText LID model (lid.176.bin/.ftz, GlotLID); default lid.176.ftz (see langid.py)
+    model_path: str | None = field(default=None, metadata={"path": True})
     keep: dict[str, float] = field(default_factory=lambda: {"en": 0.65, "zh": 0.65})  # language: min score
+
+    def __post_init__(self) -> None:
+        for lang, score in self.keep.items():
+            if not isinstance(score, (int, float)) or not 0 <= score <= 1:
+                raise ValueError(f"language_id.keep.{lang}: expected a score in [0, 1], got {score!r}")
 
 
 @dataclass
 class FilterConfig:
+    inputs: list[str] = field(default_factory=list, metadata={"path": True})  # stage output folders (e.g. ingest's)
     language_id: LanguageIdConfig = field(default_factory=LanguageIdConfig)
     rules: dict[str, dict[str, dict[str, Any] | None]] = field(default_factory=lambda: copy.deepcopy(DEFAULT_RULES))
     keep_dropped: bool = False  # also write dropped documents, with their reason, to _dropped/
 
+    def __post_init__(self) -> None:
+        given, self.rules = self.rules, copy.deepcopy(DEFAULT_RULES)
+        for lang, families in given.items():
+            self.rules[lang] = {**self.rules.get(lang, self.rules["default"]), **copy.deepcopy(families)}
+
     def rules_for(self, lang: str) -> dict[str, dict[str, Any] | None]:
         return self.rules.get(lang, self.rules.get("default", {}))
 
+    def check(self) -> None:
+        """Fail on bad rule settings and a missing model now, not in a worker hours later."""
+        from .langid import FastTextLanguageId
+        from .rules import RuleChain
 
-def load_filter_config(data: dict[str, Any] | str | Path | None) -> FilterConfig:
-    """From a mapping (a `filter:` section) or a YAML file; rule families given replace the defaults'."""
-    from ..config import ConfigError, build
-
-    where = "filter"
-    if isinstance(data, (str, Path)):
-        where = Path(data).name
-        try:
-            data = yaml.safe_load(Path(data).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read filter config {data}: {exc}") from exc
-    data = dict(data or {})
-    rules = data.pop("rules", None)
-    config = build(FilterConfig, data, where)
-    if rules is not None:
-        if not isinstance(rules, dict) or not all(isinstance(v, dict) for v in rules.values()):
-            raise ConfigError(f"{where}.rules: expected a mapping of language -> rule families")
-        for lang, families in rules.items():
-            config.rules[lang] = {**config.rules.get(lang, config.rules["default"]), **families}
-    for lang, score in config.language_id.keep.items():
-        if not isinstance(score, (int, float)) or not 0 <= score <= 1:
-            raise ConfigError(f"{where}.language_id.keep.{lang}: expected a score in [0, 1], got {score!r}")
-    return config
+        for lang in self.language_id.keep:
+            RuleChain(lang, self.rules_for(lang))
+        model = FastTextLanguageId.resolve_path(self.language_id.model_path)
+        if not model.is_file():
+            raise FileNotFoundError(f"language_id.model_path: {model} does not exist")

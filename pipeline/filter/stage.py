@@ -10,13 +10,14 @@ Run it: `crawlmill filter out/ingest --output out/filter [--config configs/filte
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 
-from ..parts import PartSink, input_parts, sha256_file
-from ..stage import PartTask, Stage
+from crawlmill.files import sha256_file
+
+from ..parts import PartSink, input_parts
+from ..stage import PartStage, PartTask
 from .config import FilterConfig
 from .langid import FastTextLanguageId
 from .rules import RuleChain
@@ -24,18 +25,16 @@ from .rules import RuleChain
 BATCH_ROWS = 1024
 
 
-class FilterStage(Stage):
+class FilterStage(PartStage):
     name = "filter"
 
-    def __init__(self, input_dir: str, config: FilterConfig | None = None) -> None:
-        self.input_dir = input_dir
-        self.config = config or FilterConfig()
-        self.keep_dropped = self.config.keep_dropped
-        self.parts = input_parts(input_dir)
+    def __init__(self, config: FilterConfig) -> None:
+        super().__init__(config)
+        self.keep_dropped = config.keep_dropped
+        self.parts = [part for folder in config.inputs for part in input_parts(folder)]
         self._lid: FastTextLanguageId | None = None
         self._chains: dict[str, RuleChain] = {}
-        for lang in self.config.language_id.keep:  # fail on bad rule settings now, not in a worker
-            RuleChain(lang, self.config.rules_for(lang))
+        config.check()  # bad rule settings fail now, not in a worker
 
     def tasks(self) -> list[PartTask]:
         return [PartTask(i, path) for i, path in enumerate(self.parts)]

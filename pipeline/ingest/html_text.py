@@ -20,7 +20,7 @@ from resiliparse.extract.html2text import extract_plain_text
 from resiliparse.parse.encoding import detect_encoding
 from resiliparse.parse.html import HTMLTree
 
-EXTRACTORS = ("resiliparse", "trafilatura")
+from .config import EXTRACTORS
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
 _SUPERSETS = {
     "gb2312": "gb18030",

@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from ..stage import SourceReadError
+from .config import CC_BASE_URL, DUMP_ID
 
-CC_BASE_URL = "https://data.commoncrawl.org/"
-DUMP_ID = re.compile(r"^CC-MAIN-\d{4}-\d{2}$")
 _DUMP_IN_PATH = re.compile(r"crawl-data/(CC-MAIN-\d{4}-\d{2})/")
 _ARCHIVE_SUFFIX = re.compile(r"\.(warc|wet|wat|arc)(\.gz)?$", re.I)
 _GLOB_CHARS = set("*?[")

@@ -12,35 +12,20 @@ Run it: `crawlmill ingest samples/crawl-data --output out/ingest` (see `crawlmil
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from fastwarc.warc import ArchiveIterator, WarcRecord, WarcRecordType
 
 from ..parts import PartSink
-from ..stage import PartTask, SourceReadError, Stage
 from ..schema import document_id
+from ..stage import PartStage, PartTask, SourceReadError
+from .config import IngestConfig
 from .gunzip import GunzipReader
-from .html_text import EXTRACTORS, HtmlExtractor, decode_html, normalize_text
+from .html_text import HtmlExtractor, decode_html, normalize_text
 from .http_payload import HttpPayloadError, parse_http_response
-from .sources import display_name, dump_from_path, open_source
+from .sources import display_name, dump_from_path, open_source, resolve_sources
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
-
-
-@dataclass
-class IngestConfig:
-    extractor: str = "resiliparse"  # or "trafilatura" (datatrove's extractor class)
-    max_record_bytes: int = 16 << 20  # larger records are quarantined unread
-    max_text_chars: int = 1_000_000  # longer extracted texts are dropped as text_too_large
-    max_bad_utf8_share: float = 0.01  # WET text with more U+FFFD replacements is quarantined
-    dump: str | None = None  # dump id for files whose warcinfo and path name none
-
-    def __post_init__(self) -> None:
-        if self.extractor not in EXTRACTORS:
-            raise ValueError(f"extractor {self.extractor!r}: choose one of {', '.join(EXTRACTORS)}")
-        if self.max_record_bytes <= 0 or self.max_text_chars <= 0:
-            raise ValueError("max_record_bytes and max_text_chars must be positive")
 
 
 def _warc_fields(payload: bytes) -> dict[str, str]:
@@ -52,19 +37,27 @@ def _warc_fields(payload: bytes) -> dict[str, str]:
     return fields
 
 
-class IngestStage(Stage):
+class IngestStage(PartStage):
     name = "ingest"
 
-    def __init__(self, sources: list[str], config: IngestConfig | None = None) -> None:
-        self.sources = sources
-        self.config = config or IngestConfig()
+    def __init__(self, config: IngestConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.files = resolve_sources(c.inputs, c.dump, c.base_url, c.format, c.max_files)  # InputError if none
         self._extractor: HtmlExtractor | None = None
 
     def tasks(self) -> list[PartTask]:
-        return [PartTask(i, source) for i, source in enumerate(self.sources)]
+        return [PartTask(i, source) for i, source in enumerate(self.files)]
 
     def fingerprint(self) -> dict[str, Any]:
-        return asdict(self.config)
+        c = self.config
+        return {
+            "extractor": c.extractor,
+            "max_record_bytes": c.max_record_bytes,
+            "max_text_chars": c.max_text_chars,
+            "max_bad_utf8_share": c.max_bad_utf8_share,
+            "dump": c.default_dump,
+        }
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_extractor": None}
@@ -83,7 +76,7 @@ class IngestStage(Stage):
             sink.quarantine("unreadable_source", f"{type(exc).__name__}: {exc}", offset=0)
 
     def _process_stream(self, task: PartTask, stream: GunzipReader, sink: PartSink) -> None:
-        file_info = {"dump": dump_from_path(task.source) or self.config.dump, "warc_file": display_name(task.source)}
+        file_info = {"dump": dump_from_path(task.source) or self.config.default_dump, "warc_file": display_name(task.source)}
         records, last_pos = 0, 0
         try:
             if not stream.empty:

@@ -4,8 +4,8 @@ A crawl has tens of millions of registered domains, so no process holds them all
 
 1. each pass-1 task (encode.py) writes its part's counts split by a stable hash of the domain into
    `_work/domains/p-RRRRR/part-NNNNN.parquet` (domain, documents, tokens);
-2. one Ray task per partition (`merge_partition`) sums its files, sorts by tokens (then name) and
-   writes `_work/domains/p-RRRRR.parquet` and a marker with its top domains and totals;
+2. one Ray task per partition (`merge_partition`) sums its files, sorts by tokens (then name),
+   writes `_work/domains/p-RRRRR.parquet` and returns its top domains and totals (its marker);
 3. the driver (`finish_domains`) takes the top domains over all partitions (the global top N is
    among the partitions' top N: a domain lives in one partition only) for the manifest, and
    streams the partitions, one at a time, into `domains.parquet`: every domain once, in partition
@@ -18,7 +18,6 @@ run's `_tasks.json`, so a resumed run keeps it.
 
 from __future__ import annotations
 
-import json
 import zlib
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..parts import PARQUET_OPTIONS, TMP_MARK, atomic_write_text, part_name
+from crawlmill.files import atomic_path
+
+from ..parts import PARQUET_OPTIONS, part_name
 
 DOMAINS_FILE = "domains.parquet"
 DOMAINS_DIR = "domains"
@@ -64,22 +65,16 @@ def _table(rows: list[tuple[str, int, int]]) -> pa.Table:
 
 
 def _write(path: Path, table: pa.Table) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{TMP_MARK}{path.name}")
-    pq.write_table(table, tmp, **PARQUET_OPTIONS)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, **PARQUET_OPTIONS)
 
 
 def merged_path(work: Path, partition: int) -> Path:
     return work / DOMAINS_DIR / f"p-{partition:05d}.parquet"
 
 
-def merge_marker_path(work: Path, partition: int) -> Path:
-    return work / DOMAINS_DIR / f"p-{partition:05d}.json"
-
-
 def merge_partition(partition: int, work_dir: str, top: int) -> dict[str, Any]:
-    """Ray task: sum one partition's per-part counts; write it sorted and a marker (written last)."""
+    """Ray task: sum one partition's per-part counts; write it sorted; return its totals and top."""
     work = Path(work_dir)
     files = sorted(partition_dir(work, partition).glob("part-*.parquet"))
     table = pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files]) if files else SCHEMA.empty_table()
@@ -87,29 +82,20 @@ def merge_partition(partition: int, work_dir: str, top: int) -> dict[str, Any]:
     summed = summed.rename_columns(["domain", "documents", "tokens"]).select(["domain", "documents", "tokens"])
     summed = summed.sort_by([("tokens", "descending"), ("domain", "ascending")])
     _write(merged_path(work, partition), summed)
-    marker = {
+    return {
         "partition": partition,
         "domains": summed.num_rows,
         "documents": int(pc.sum(summed["documents"]).as_py() or 0),
         "tokens": int(pc.sum(summed["tokens"]).as_py() or 0),
         "top": summed.slice(0, top).to_pylist(),
     }
-    atomic_write_text(merge_marker_path(work, partition), json.dumps(marker, ensure_ascii=False))
-    return marker
-
-
-def read_merge_marker(work: Path, partition: int) -> dict[str, Any] | None:
-    path = merge_marker_path(work, partition)
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def finish_domains(output: Path, work: Path, markers: list[dict[str, Any]], top: int) -> dict[str, Any]:
     """Write domains.parquet from the merged partitions; return the top domains and totals."""
-    tmp = output / f"{TMP_MARK}{DOMAINS_FILE}"
-    with pq.ParquetWriter(tmp, SCHEMA, **PARQUET_OPTIONS) as writer:
+    with atomic_path(output / DOMAINS_FILE) as tmp, pq.ParquetWriter(tmp, SCHEMA, **PARQUET_OPTIONS) as writer:
         for marker in markers:
             writer.write_table(pq.read_table(merged_path(work, marker["partition"]), schema=SCHEMA))
-    tmp.replace(output / DOMAINS_FILE)
     candidates = [row for marker in markers for row in marker["top"]]
     candidates.sort(key=lambda row: (-row["tokens"], row["domain"]))
     return {

@@ -7,23 +7,20 @@ For input part N (a stage's `part-NNNNN.parquet`, read in row order in bounded b
                                            domain, warc_file, warc_offset, warc_record_id, tokens
     _work/domains/p-RRRRR/part-NNNNN.parquet  documents and tokens per domain, split by domain hash
                                            (domains.py merges them partition by partition)
-    _parts/part-NNNNN.json                 counts (in == packed + dropped) and token counts per
-                                           dump / language; written last, marks the part done
+and returns the part's counts (in == packed + dropped) and token counts per dump / language, which
+the runner writes as `_parts/part-NNNNN.json`, last: it marks the part done.
 
 Every input row ends as packed, or dropped as `empty_tokens` (its text encodes to no token at all,
 only possible for an empty string: preprocess_data.py would write a document of zero sequences,
 which GPTDataset cannot sample; we drop and count it). Files are written under a temporary name and
 renamed; nothing depends on scheduling, so a part's outputs are the same bytes on every run.
 
-Run by `crawlmill pack` (stage.py); `encode_part(settings, 0, "out/filter/part-00000.parquet", "out/shards/_work")`
+Run by `crawlmill pack` (stage.py); `encode_part(settings, 0, "out/filter/part-00000.parquet", "out/shards")`
 runs one part without Ray.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import uuid
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -34,7 +31,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..parts import PARQUET_OPTIONS, TMP_MARK, PartStats, atomic_write_text, marker_path, part_name
+from crawlmill.files import atomic_path
+
+from ..parts import PARQUET_OPTIONS, PartStats, part_name
 from .domains import write_part_domains
 from .tokenizer import DocumentEncoder, TokenizerInfo
 
@@ -119,10 +118,6 @@ def docs_path(work_dir: Path, index: int) -> Path:
     return work_dir / TOKENS_DIR / f"{part_name(index)}.docs.parquet"
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f"{TMP_MARK}{uuid.uuid4().hex}-{path.name}")
-
-
 def add_counts(table: dict[str, list[int]], labels: list[str | None], tokens: np.ndarray) -> None:
     """Count documents and tokens per label (dump, language or domain)."""
     for label, n in zip(labels, tokens.tolist()):
@@ -136,17 +131,15 @@ def breakdown_json(table: dict[str, list[int]]) -> dict[str, dict[str, int]]:
 
 
 def encode_part(settings: PackSettings, index: int, source: str, output_dir: str) -> dict[str, Any]:
-    """Tokenize one input part; returns (and writes last) its marker."""
+    """Tokenize one input part; returns its counts (the runner writes them as its marker)."""
     output = Path(output_dir)
     work = output / "_work"
     encoder = _encoder(settings.tokenizer, settings.threads, settings.fast_encode)
     stats = PartStats(index=index, source=source)
     breakdown: dict[str, dict[str, list[int]]] = {"dump": {}, "lang": {}, "domain": {}}
-    bin_final, docs_final = tokens_path(work, index), docs_path(work, index)
-    bin_final.parent.mkdir(parents=True, exist_ok=True)
-    bin_tmp, docs_tmp = _tmp(bin_final), _tmp(docs_final)
     row = 0
-    try:
+    # The .bin is renamed last: nested atomic paths rename innermost first.
+    with atomic_path(tokens_path(work, index)) as bin_tmp, atomic_path(docs_path(work, index)) as docs_tmp:
         with open(bin_tmp, "wb") as bin_file, pq.ParquetWriter(docs_tmp, DOCS_SCHEMA, **PARQUET_OPTIONS) as docs:
             parquet = pq.ParquetFile(source)
             columns = [c for c in READ_COLUMNS if c in parquet.schema_arrow.names]
@@ -167,17 +160,9 @@ def encode_part(settings: PackSettings, index: int, source: str, output_dir: str
                 stats.counters["tokens"] += int(kept_lengths.sum())
                 for key, counts in breakdown.items():
                     add_counts(counts, table.column(key).to_pylist(), kept_lengths)
-        os.replace(docs_tmp, docs_final)
-        os.replace(bin_tmp, bin_final)
-    except BaseException:
-        bin_tmp.unlink(missing_ok=True)
-        docs_tmp.unlink(missing_ok=True)
-        raise
     domains = breakdown.pop("domain")
     write_part_domains(work, index, domains, settings.domain_partitions)
-    marker = {**stats.to_json(), "domains": len(domains), "breakdown": {k: breakdown_json(v) for k, v in breakdown.items()}}
-    atomic_write_text(marker_path(output, index), json.dumps(marker, indent=1, ensure_ascii=False))
-    return marker
+    return {**stats.to_json(), "domains": len(domains), "breakdown": {k: breakdown_json(v) for k, v in breakdown.items()}}
 
 
 def _batches(parquet: pq.ParquetFile, columns: list[str], settings: PackSettings):  # noqa: ANN202 - generator

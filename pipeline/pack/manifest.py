@@ -27,23 +27,19 @@ will fill "mixture" and replace "weights" (method "mixture"); the per-shard brea
 `*.docs.parquet` give the composition that needs.
 
 Written by `crawlmill pack` (stage.py); read it with `crawlmill shards inspect out/shards --json`,
-`megatron_blend("out/shards")` or `locate_token("out/shards", shard, token)`.
+or `megatron_blend("out/shards")` / `locate_token("out/shards", shard, token)` from
+`crawlmill.shards.manifest` (the shard format's package, which training reads without the pipeline).
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
-from .mmidx import CODE_OF
+from crawlmill.shards.manifest import FORMAT, MANIFEST  # noqa: F401 - MANIFEST re-exported for the stage
+from crawlmill.shards.mmidx import CODE_OF
 from .tokenizer import TokenizerInfo
 
-MANIFEST = "manifest.json"
 DOMAINS_IN_MANIFEST = 1000
-FORMAT = "crawlmill-pack/1"
 OTHER_DOMAINS = "(other domains)"
 
 
@@ -116,43 +112,3 @@ def build_manifest(
             "mixture": None,
         },
     }
-
-
-def load_manifest(shard_dir: str | Path) -> dict[str, Any] | None:
-    path = Path(shard_dir) / MANIFEST
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def megatron_blend(shard_dir: str | Path) -> tuple[list[str], list[float]]:
-    """The manifest's blend as BlendedMegatronDatasetConfig(blend=...) takes it: absolute prefixes, weights."""
-    manifest = load_manifest(shard_dir)
-    if manifest is None:
-        raise FileNotFoundError(f"{shard_dir}: no {MANIFEST}")
-    root = Path(shard_dir).resolve()
-    blend = manifest["blend"]
-    return [str(root / p) for p in blend["prefixes"]], [float(w) for w in blend["weights"]]
-
-
-def locate_token(shard_dir: str | Path, shard: int, token: int) -> dict[str, Any]:
-    """The source document of token number `token` of shard `shard`: its row of the shard's docs table
-    (input part path, row, id, url, dump, lang, domain, warc_file, warc_offset, warc_record_id) plus
-    the document number and the token's offset within the document."""
-    import numpy as np
-
-    from .mmidx import read_index
-
-    shard_dir = Path(shard_dir)
-    manifest = load_manifest(shard_dir)
-    entry = manifest["shards"][shard] if manifest else {"prefix": f"shard-{shard:05d}"}
-    index = read_index(shard_dir / f"{entry['prefix']}.idx")
-    ends = np.cumsum(np.asarray(index.lengths, dtype=np.int64))
-    if not 0 <= token < (int(ends[-1]) if len(ends) else 0):
-        raise IndexError(f"{entry['prefix']} has {int(ends[-1]) if len(ends) else 0} tokens; no token {token}")
-    document = int(np.searchsorted(ends, token, side="right"))
-    row = pq.read_table(shard_dir / f"{entry['prefix']}.docs.parquet").slice(document, 1).to_pylist()[0]
-    if manifest:
-        row["input_path"] = manifest["inputs"][row["input"]]
-    start = int(ends[document - 1]) if document else 0
-    return {**row, "document": document, "offset_in_document": token - start}

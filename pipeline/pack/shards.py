@@ -6,34 +6,51 @@ than that gets a shard of its own; documents are never split). The boundaries th
 only on the documents and the setting, never on how pass 1 was scheduled.
 
 `write_shard` (a Ray task) copies its documents' token bytes from the parts' token files into
-`shard-NNNNN.bin`, writes `shard-NNNNN.idx` (mmidx.index_bytes: the bytes IndexedDatasetBuilder
-writes) and `shard-NNNNN.docs.parquet` (the source of every document: input part, row, id, url,
-WARC file/offset/record id, tokens), each under a temporary name, then renames them and writes its
-marker `_work/shards/_done/shard-NNNNN.json` (sizes, sha256, counts) last.
+`shard-NNNNN.bin`, writes `shard-NNNNN.idx` (`index_bytes`: the bytes IndexedDatasetBuilder
+writes; the format's reader is crawlmill/shards/mmidx.py) and `shard-NNNNN.docs.parquet` (the source
+of every document: input part, row, id, url, WARC file/offset/record id, tokens), each under a
+temporary name, then renames them and returns the shard's entry (sizes, sha256, counts), which the
+runner writes as its marker.
 
 Run by `crawlmill pack` (stage.py) after pass 1 (encode.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import json
 import os
-import uuid
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..parts import PARQUET_OPTIONS, TMP_MARK, atomic_write_text
-from .encode import DOCS_SCHEMA, add_counts, breakdown_json, docs_path, tokens_path
-from .mmidx import index_bytes
+from crawlmill.files import atomic_path
+from crawlmill.shards.mmidx import CODE_OF, MAGIC
 
-SHARDS_WORK = "shards"
+from ..parts import PARQUET_OPTIONS
+from .encode import DOCS_SCHEMA, add_counts, breakdown_json, docs_path, tokens_path
+
 COPY_CHUNK = 8 << 20
+
+
+def index_bytes(lengths: np.ndarray, dtype: np.dtype | type) -> bytes:
+    """The .idx bytes for documents of one sequence each with these token lengths: exactly what
+    `IndexedDatasetBuilder.finalize` writes (as preprocess_data.py without --split-sentences)."""
+    dtype = np.dtype(dtype)
+    lengths = np.asarray(lengths, dtype=np.int32)
+    count = len(lengths)
+    pointers = np.zeros(count, dtype=np.int64)
+    if count > 1:
+        np.cumsum(lengths[:-1].astype(np.int64) * dtype.itemsize, out=pointers[1:])
+    header = MAGIC + struct.pack("<Q", 1) + struct.pack("<B", CODE_OF[dtype.name])
+    header += struct.pack("<Q", count) + struct.pack("<Q", count + 1)
+    documents = np.arange(count + 1, dtype=np.int64)
+    return b"".join((header, lengths.tobytes(), pointers.tobytes(), documents.tobytes()))
 
 
 def shard_name(number: int) -> str:
@@ -94,14 +111,6 @@ def plan_shards(work_dir: Path, parts: int, shard_tokens: int, itemsize: int) ->
     return shards
 
 
-def done_path(work_dir: Path, number: int) -> Path:
-    return work_dir / SHARDS_WORK / "_done" / f"{shard_name(number)}.json"
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f"{TMP_MARK}{uuid.uuid4().hex}-{path.name}")
-
-
 def _copy_range(source: Path, start: int, end: int, out: Any, digest: Any) -> None:
     with open(source, "rb") as f:
         f.seek(start)
@@ -125,7 +134,7 @@ def _source(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_shard(dtype_name: str, plan: ShardPlan, output_dir: str) -> dict[str, Any]:
-    """Write one shard's .bin, .idx and .docs.parquet, then its marker; returns the marker.
+    """Write one shard's .bin, .idx and .docs.parquet; return its manifest entry.
 
     Streams piece by piece: memory holds one part's document table and the shard's lengths
     (4 bytes a document), never its tokens."""
@@ -133,11 +142,12 @@ def write_shard(dtype_name: str, plan: ShardPlan, output_dir: str) -> dict[str, 
     work = output / "_work"
     name = shard_name(plan.number)
     finals = {kind: output / f"{name}.{kind}" for kind in ("bin", "idx", "docs.parquet")}
-    tmps = {kind: _tmp(path) for kind, path in finals.items()}
     digests = {kind: hashlib.sha256() for kind in finals}
     lengths, ranges, first, last = [], [], None, None
     breakdown: dict[str, dict[str, list[int]]] = {"dump": {}, "lang": {}}
-    try:
+    with contextlib.ExitStack() as files:
+        # Renamed innermost first: the .idx last, so a shard whose .idx exists is complete.
+        tmps = {kind: files.enter_context(atomic_path(finals[kind])) for kind in ("idx", "bin", "docs.parquet")}
         with open(tmps["bin"], "wb") as out, pq.ParquetWriter(tmps["docs.parquet"], DOCS_SCHEMA, **PARQUET_OPTIONS) as docs:
             for piece in plan.pieces:
                 _copy_range(tokens_path(work, piece.part), piece.byte_start, piece.byte_end, out, digests["bin"])
@@ -161,14 +171,7 @@ def write_shard(dtype_name: str, plan: ShardPlan, output_dir: str) -> dict[str, 
         with open(tmps["docs.parquet"], "rb") as f:
             while chunk := f.read(COPY_CHUNK):
                 digests["docs.parquet"].update(chunk)
-        # The .idx last: a shard whose .idx exists is complete (the marker below says so for resume).
-        for kind in ("docs.parquet", "bin", "idx"):
-            os.replace(tmps[kind], finals[kind])
-    except BaseException:
-        for path in tmps.values():
-            path.unlink(missing_ok=True)
-        raise
-    marker = {
+    return {
         "prefix": name,
         "documents": plan.documents,
         "tokens": plan.tokens,
@@ -180,10 +183,3 @@ def write_shard(dtype_name: str, plan: ShardPlan, output_dir: str) -> dict[str, 
         "by_dump": breakdown_json(breakdown["dump"]),
         "by_lang": breakdown_json(breakdown["lang"]),
     }
-    atomic_write_text(done_path(work, plan.number), json.dumps(marker, indent=1, ensure_ascii=False))
-    return marker
-
-
-def read_shard_marker(work_dir: Path, number: int) -> dict[str, Any] | None:
-    path = done_path(work_dir, number)
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None

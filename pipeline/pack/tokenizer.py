@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..parts import sha256_file
+from crawlmill.files import sha256_file
 
 # Megatron-Core's DType.optimal_dtype: uint16 below 65,500 entries, else int32.
 UINT16_LIMIT = 65500

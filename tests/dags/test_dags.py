@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from crawlmill.pipeline.definition import PIPELINE
 from tests.conftest import REPO
 
 if importlib.util.find_spec("airflow") is None:
@@ -175,7 +176,8 @@ def _config(path: Path, inputs: list[str], output_dir: Path) -> None:
 
 def test_dag_loads_with_no_import_errors(dag):
     assert dag.dag_id == DAG_ID
-    assert [task.task_id for task in dag.tasks] == ["ingest", "filter", "dedup", "tokenizer", "pack"]
+    assert [task.task_id for task in dag.tasks] == PIPELINE.names  # the one pipeline list, in order
+    assert all(dag.task_dict[b].upstream_task_ids == {a} for a, b in zip(PIPELINE.names, PIPELINE.names[1:]))
     assert set(dag.params.keys()) == {"config", "ray_address", "working_dir"}
     assert dag.schedule is None and dag.catchup is False and "crawlmill" in dag.tags
     assert dag.max_active_runs == 1
@@ -202,7 +204,7 @@ def test_pipeline_dag_runs_each_stage_as_a_ray_job(dag, client, ray_head, tmp_pa
     stats = json.loads((tmp_path / "out/ingest/_stats.json").read_text())
     assert stats["kept"] > 40 and stats["quarantined"] == 0
     jobs = _jobs_of_run(client, run.run_id)
-    assert len(jobs) == 5 and set(jobs.values()) == {"SUCCEEDED"}  # one Ray job per stage
+    assert len(jobs) == len(PIPELINE.names) and set(jobs.values()) == {"SUCCEEDED"}  # one Ray job per stage
     assert all(sid.startswith("crawlmill-crawlmill_pipeline-") and sid.endswith("-try1") for sid in jobs)
 
 

@@ -10,11 +10,11 @@ def write(tmp_path, text):
 
 
 def test_valid_config_resolves_paths_relative_to_the_file(tmp_path):
-    config = load_run_config(write(tmp_path, "output_dir: out\nray: {num_cpus: 2}\ningest:\n  inputs: [data/*.warc.gz, 's3://b/x.warc.gz']\n  options: {extractor: trafilatura, max_bad_utf8_share: 0}\n"))
+    config = load_run_config(write(tmp_path, "output_dir: out\nray: {num_cpus: 2}\ningest:\n  inputs: [data/*.warc.gz, 's3://b/x.warc.gz']\n  extractor: trafilatura\n  max_bad_utf8_share: 0\n"))
     assert config.output_dir == str(tmp_path / "out")
     assert config.ingest.inputs == [str(tmp_path / "data/*.warc.gz"), "s3://b/x.warc.gz"]
-    assert config.ray.num_cpus == 2 and config.ingest.options.extractor == "trafilatura"
-    assert config.ingest.options.max_bad_utf8_share == 0.0
+    assert config.ray.num_cpus == 2 and config.ingest.extractor == "trafilatura"
+    assert config.ingest.max_bad_utf8_share == 0.0
 
 
 @pytest.mark.parametrize(
@@ -23,7 +23,7 @@ def test_valid_config_resolves_paths_relative_to_the_file(tmp_path):
         ("output_dir: o\ningest: {inputz: [a]}\n", r"c.yaml.ingest: unknown key\(s\) inputz"),
         ("output_dir: o\nray: {num_cpus: two}\n", r"c.yaml.ray.num_cpus: expected int, got str 'two'"),
         ("output_dir: o\ningest: {inputs: a.warc}\n", r"c.yaml.ingest.inputs: expected a list"),
-        ("output_dir: o\ningest: {options: {extractor: lynx}}\n", r"c.yaml.ingest.options: extractor 'lynx'"),
+        ("output_dir: o\ningest: {extractor: lynx}\n", r"c.yaml.ingest: extractor 'lynx'"),
         ("ingest: {}\n", r"c.yaml: .*output_dir"),
         ("output_dir: [unclosed\n", r"not valid YAML"),
         ("- a list\n", r"expected a mapping"),

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from crawlmill.tokenizer.corpus import CorpusCounts, InputSpec, SampledCorpus, iter_documents, keep_probabilities, parse_mix
+from crawlmill.tokenizer.config import parse_mix
+from crawlmill.tokenizer.corpus import CorpusCounts, InputSpec, SampledCorpus, iter_documents, keep_probabilities
 
 
 def test_input_specs(tmp_path):

@@ -9,7 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 from tokenizers import Tokenizer
 
-from crawlmill.tokenizer.train import CorpusTooSmall, TokenizerTrainConfig, train_tokenizer
+from crawlmill.tokenizer.config import TokenizerConfig
+from crawlmill.tokenizer.stage import train_tokenizer
+from crawlmill.tokenizer.train import CorpusTooSmall
 from crawlmill.tokenizer.vocab import BOS, EOS, SPECIAL_TOKENS, VocabLayout
 
 from .conftest import SAMPLE_WET
@@ -63,19 +65,19 @@ def test_folder_has_the_layout_and_loads_everywhere(small_tokenizer_dir):
 
 def test_same_input_gives_the_same_tokenizer(small_tokenizer_dir, tmp_path):
     again = tmp_path / "again"
-    train_tokenizer(TokenizerTrainConfig(inputs=SAMPLE_WET, output=again, vocab_size=1000, show_progress=False))
+    train_tokenizer(TokenizerConfig(inputs=SAMPLE_WET, vocab_size=1000), again)
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "crawlmill.json", "tokenizer_metadata.json"):
         assert (again / name).read_bytes() == (small_tokenizer_dir / name).read_bytes(), name
 
 
-def test_too_little_text_is_a_clear_error_and_writes_nothing(tmp_path):
+def test_too_little_text_is_a_clear_error_and_writes_nothing(ray_local, tmp_path):
     (tmp_path / "tiny.txt").write_text("a few words only\n")
     with pytest.raises(CorpusTooSmall, match="allows only .* tokens"):
-        train_tokenizer(TokenizerTrainConfig(inputs=[str(tmp_path / "tiny.txt")], output=tmp_path / "out", vocab_size=5000, show_progress=False))
+        train_tokenizer(TokenizerConfig(inputs=[str(tmp_path / "tiny.txt")], vocab_size=5000), tmp_path / "out")
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".tmp-*"))
 
 
-def test_pipeline_parquet_with_a_language_mix(tmp_path, shared_data):
+def test_pipeline_parquet_with_a_language_mix(ray_local, tmp_path, shared_data):
     """A finished stage folder as input: its lang column drives the mix; bad JSONL lines are counted."""
     stage = tmp_path / "dedup"
     stage.mkdir()
@@ -86,8 +88,8 @@ def test_pipeline_parquet_with_a_language_mix(tmp_path, shared_data):
     (stage / "_SUCCESS").write_text("")
     extra = tmp_path / "extra.jsonl"
     extra.write_text('{"text": "More English text here.", "lang": "en"}\nnot json\n{"title": "no text"}\n')
-    config = TokenizerTrainConfig(inputs=[str(stage), str(extra)], output=tmp_path / "tok", vocab_size=3000, mix={"en": 1, "zh": 1}, show_progress=False)
-    report = train_tokenizer(config)
+    config = TokenizerConfig(inputs=[str(stage), str(extra)], vocab_size=3000, mix={"en": 1, "zh": 1})
+    report = train_tokenizer(config, tmp_path / "tok")
     kept = report["corpus_trained"]["bytes"]
     assert set(kept) == {"en", "zh"}
     assert 0.9 < kept["en"] / kept["zh"] < 1.1  # equal shares of bytes, from unequal inputs
@@ -101,15 +103,15 @@ def test_unfinished_stage_folder_is_refused(tmp_path):
     (tmp_path / "stage").mkdir()
     pq.write_table(pa.table({"text": ["x"]}), tmp_path / "stage/part-00000.parquet")
     with pytest.raises(FileNotFoundError, match="no _SUCCESS"):
-        train_tokenizer(TokenizerTrainConfig(inputs=[str(tmp_path / "stage")], output=tmp_path / "o", vocab_size=300, show_progress=False))
+        train_tokenizer(TokenizerConfig(inputs=[str(tmp_path / "stage")], vocab_size=300), tmp_path / "o")
 
 
-def test_the_full_deepseek_vocabulary_from_the_shared_text(shared_data, tmp_path):
+def test_the_full_deepseek_vocabulary_from_the_shared_text(ray_local, shared_data, tmp_path):
     """100,000 learned tokens (the ~10 MB of real text in ../shared allow them), specials at
     100,000-100,014, padded to 102,400; AutoTokenizer reads the same ids."""
     inputs = [f"en={shared_data / 'text/en/tinyshakespeare.txt'}", f"en={shared_data / 'text/en/wikitext-2-valid.articles.jsonl'}",
               f"zh={shared_data / 'text/zh/cmrc2018_contexts.txt'}", f"zh={shared_data / 'text/zh/peoples_daily_199801_raw.txt'}"]  # fmt: skip
-    report = train_tokenizer(TokenizerTrainConfig(inputs=inputs, output=tmp_path / "tok", show_progress=False))
+    report = train_tokenizer(TokenizerConfig(inputs=inputs), tmp_path / "tok")
     assert report["vocab"] == {"learned": 100_000, "specials": 15, "total": 100_015, "padded_vocab_size": 102_400}
     tokenizer = Tokenizer.from_file(str(tmp_path / "tok/tokenizer.json"))
     assert tokenizer.get_vocab_size() == 100_015

@@ -12,7 +12,9 @@ from tokenizers import pre_tokenizers
 
 from crawlmill.tokenizer.corpus import CorpusCounts
 from crawlmill.tokenizer.pretokenize import CUT_PATTERN, text_splits
-from crawlmill.tokenizer.train import TokenizerTrainConfig, train_tokenizer
+from crawlmill.pipeline.stage import StageInputError
+from crawlmill.tokenizer.config import TokenizerConfig
+from crawlmill.tokenizer.stage import train_tokenizer
 from crawlmill.tokenizer.wordcount import MIB_BASE, _add_pieces, _range_documents, choose_min_count
 
 from .conftest import SAMPLE_WET
@@ -41,23 +43,23 @@ def test_unpruned_word_table_gives_the_streamed_tokenizer(ray_local, text_file, 
     inputs = [*SAMPLE_WET, f"zh={text_file}"]
     streamed = tmp_path / "streamed"
     counted = tmp_path / "counted"
-    train_tokenizer(TokenizerTrainConfig(inputs=inputs, output=streamed, vocab_size=800, show_progress=False))
-    report = train_tokenizer(TokenizerTrainConfig(inputs=inputs, output=counted, vocab_size=800, max_memory_gib=8, count_chunk_mb=0.05, show_progress=False))
+    train_tokenizer(TokenizerConfig(inputs=inputs, vocab_size=800), streamed)
+    report = train_tokenizer(TokenizerConfig(inputs=inputs, vocab_size=800, max_memory_gib=8, count_chunk_mb=0.05), counted)
     table = report["word_table"]
     assert table["min_count"] == 1 and table["kept_words"] == table["distinct_words"] > 1000
     assert table["count_tasks"] > len(inputs)  # the text file was counted in chunks
     assert (counted / "tokenizer.json").read_bytes() == (streamed / "tokenizer.json").read_bytes()
     streamed_report = json.loads((streamed / "train_report.json").read_text())
     assert report["corpus_trained"]["bytes"] == streamed_report["corpus_trained"]["bytes"]  # (text blocks differ with chunking)
-    assert not list(tmp_path.glob(".tmp-*"))  # the word table is deleted
+    assert not (counted / "_work").exists() and not list(tmp_path.rglob(".tmp-*"))  # the word table is deleted
 
 
 def test_a_small_budget_prunes_the_rarest_words(ray_local, text_file, tmp_path):
     inputs = [*SAMPLE_WET, f"zh={text_file}"]
-    unpruned = train_tokenizer(TokenizerTrainConfig(inputs=inputs, output=tmp_path / "a", vocab_size=800, max_memory_gib=8, show_progress=False))["word_table"]
+    unpruned = train_tokenizer(TokenizerConfig(inputs=inputs, vocab_size=800, max_memory_gib=8), tmp_path / "a")["word_table"]
     base = MIB_BASE / 1024
     budget = base + (unpruned["estimated_unpruned_gib"] - base) / 2  # half the words' memory
-    report = train_tokenizer(TokenizerTrainConfig(inputs=inputs, output=tmp_path / "b", vocab_size=800, max_memory_gib=budget, show_progress=False))
+    report = train_tokenizer(TokenizerConfig(inputs=inputs, vocab_size=800, max_memory_gib=budget), tmp_path / "b")
     table = report["word_table"]
     assert table["min_count"] > 1 and table["kept_words"] < table["distinct_words"]
     assert table["estimated_trainer_gib"] <= budget + 0.001 and 0 < table["dropped_byte_share"] < 0.5
@@ -66,7 +68,7 @@ def test_a_small_budget_prunes_the_rarest_words(ray_local, text_file, tmp_path):
 
 def test_an_impossible_budget_is_a_clear_error():
     histogram = {"cost_by_count": [0.0] * 64 + [2.0**40], "distinct_by_count": [0] * 64 + [10], "bytes_by_count": [0.0] * 64 + [1.0]}
-    with pytest.raises(MemoryError, match="raise --max-memory-gib"):
+    with pytest.raises(StageInputError, match="raise --max-memory-gib"):
         choose_min_count([histogram], 1.0)
 
 

@@ -14,7 +14,7 @@ import pytest
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
 from crawlmill.pipeline.dedup.shingles import shingles
-from crawlmill.pipeline.ingest.sources import expand_inputs
+from crawlmill.pipeline.ingest.config import IngestConfig
 from crawlmill.pipeline.ingest.stage import IngestStage
 from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
 from crawlmill.pipeline.stage import run_part
@@ -197,7 +197,7 @@ def test_both_languages_all_kinds_and_duplication_growing_across_dumps(corpus):
 
 def test_ingested_ids_join_the_ground_truth(corpus, tmp_path):
     out, truth = corpus
-    stage = IngestStage(expand_inputs([str(out / "crawl-data")]))
+    stage = IngestStage(IngestConfig(inputs=[str(out / "crawl-data")]))
     docs = []
     for task in stage.tasks():
         stats = run_part(stage, task, str(tmp_path))

@@ -6,7 +6,8 @@ import datasketch
 import numpy as np
 import pytest
 
-from crawlmill.pipeline.dedup.minhash import MinHashConfig, band_keys, estimated_jaccard, signatures
+from crawlmill.pipeline.dedup.config import MinHashConfig
+from crawlmill.pipeline.dedup.minhash import band_keys, estimated_jaccard, permutation_seeds, signatures
 from crawlmill.pipeline.dedup.shingles import shingle_hashes, shingles
 
 WORDS = ("river garden council library budget repairs opening hours station market school bridge road "
@@ -98,4 +99,4 @@ def test_in_place_mixer_equals_mix64_and_signatures_are_exact_minima():
     docs = [x[0, :10], x[1, :1], x[2]]
     sig = signatures(docs, config)
     for i, doc in enumerate(docs):
-        assert (sig[i] == mix64(doc[:, None] ^ config.seeds()[None, :]).min(axis=0)).all()
+        assert (sig[i] == mix64(doc[:, None] ^ permutation_seeds(config)[None, :]).min(axis=0)).all()

@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from crawlmill.pipeline.dedup.config import DedupConfig
-from crawlmill.pipeline.dedup.stage import run_dedup
-from crawlmill.pipeline.ingest.sources import expand_inputs
+from crawlmill.pipeline.dedup.stage import DedupStage
+from crawlmill.pipeline.ingest.config import IngestConfig
 from crawlmill.pipeline.ingest.stage import IngestStage
-from crawlmill.pipeline.stage import run_stage
+from crawlmill.pipeline.runner import run_stage
 from tests.conftest import REPO
 
 DUMPS = ["CC-MAIN-2023-40", "CC-MAIN-2023-50", "CC-MAIN-2024-10", "CC-MAIN-2024-22"]
@@ -40,9 +40,8 @@ def result(ray_local, shared_data, tmp_path_factory):
     corpus = load_corpus_module()
     root = tmp_path_factory.mktemp("dedup-quality")
     truth = corpus.build_corpus(root / "corpus", shared_data / "text", DUMPS, docs_per_dump=400, seed=11)
-    sources = expand_inputs([str(root / "corpus/crawl-data")])
-    assert run_stage(IngestStage(sources), root / "ingest", progress=False).ok
-    assert run_dedup([str(root / "ingest")], root / "dedup", DedupConfig(partitions=3), progress=False).ok
+    assert run_stage(IngestStage(IngestConfig(inputs=[str(root / "corpus/crawl-data")])), root / "ingest", progress=False).ok
+    assert run_stage(DedupStage(DedupConfig(inputs=[str(root / "ingest")], partitions=3)), root / "dedup", progress=False).ok
     return truth.docs.to_pylist(), pq.read_table(root / "dedup/duplicates").to_pylist(), root
 
 

@@ -7,10 +7,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from crawlmill.pipeline.dedup.config import DedupConfig
-from crawlmill.pipeline.dedup.stage import run_dedup
-from crawlmill.pipeline.ingest.sources import expand_inputs
+from crawlmill.pipeline.dedup.stage import DedupStage
+from crawlmill.pipeline.ingest.config import IngestConfig
 from crawlmill.pipeline.ingest.stage import IngestStage
-from crawlmill.pipeline.stage import run_stage
+from crawlmill.pipeline.runner import run_stage
 from tests.conftest import SAMPLES
 
 DUMPS = ["CC-MAIN-2023-50", "CC-MAIN-2024-10"]
@@ -20,11 +20,15 @@ def folder_bytes(folder):
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and "_work" not in p.parts}
 
 
+def run_dedup(inputs: list[str], out, **config):
+    return run_stage(DedupStage(DedupConfig(inputs=inputs, **config)), out, progress=False)
+
+
 @pytest.fixture(scope="module")
 def ingested(ray_local, tmp_path_factory):
     root = tmp_path_factory.mktemp("dedup")
     for dump in DUMPS:
-        warcs = expand_inputs([str(SAMPLES / "crawl-data" / dump / "segments/*/warc/*.warc.gz")])
+        warcs = IngestConfig(inputs=[str(SAMPLES / "crawl-data" / dump / "segments/*/warc/*.warc.gz")])
         assert run_stage(IngestStage(warcs), root / dump, progress=False).ok
     return root
 
@@ -32,7 +36,7 @@ def ingested(ray_local, tmp_path_factory):
 @pytest.fixture(scope="module")
 def deduped(ingested):
     out = ingested / "dedup"
-    result = run_dedup([str(ingested / d) for d in DUMPS], out, DedupConfig(partitions=4), progress=False)
+    result = run_dedup([str(ingested / d) for d in DUMPS], out, partitions=4)
     assert result.ok
     return out, result.stats
 
@@ -76,19 +80,19 @@ def test_report_is_table_1_style(deduped):
 def test_same_run_twice_gives_the_same_output_and_resumes(ingested, deduped, tmp_path):
     out, _ = deduped
     again = tmp_path / "again"
-    assert run_dedup([str(ingested / d) for d in DUMPS], again, DedupConfig(partitions=4), progress=False).ok
+    assert run_dedup([str(ingested / d) for d in DUMPS], again, partitions=4).ok
     assert folder_bytes(again) == folder_bytes(out)
     # A rerun after losing a step's marker redoes only that work and ends identical.
-    next((again / "_work/cc").glob("done-0001/_done/*.json")).unlink()
+    next((again / "_work/_done/cc-0001").glob("*.json")).unlink()
     (again / "_SUCCESS").unlink()
-    assert run_dedup([str(ingested / d) for d in DUMPS], again, DedupConfig(partitions=4), progress=False).ok
+    assert run_dedup([str(ingested / d) for d in DUMPS], again, partitions=4).ok
     assert folder_bytes(again) == folder_bytes(out)
 
 
 def test_verification_in_small_chunks_changes_nothing_but_memory(ingested, deduped, tmp_path):
     out, _ = deduped
     chunked = tmp_path / "chunked"
-    assert run_dedup([str(ingested / d) for d in DUMPS], chunked, DedupConfig(partitions=4, verify_chunk_pairs=2), progress=False).ok
+    assert run_dedup([str(ingested / d) for d in DUMPS], chunked, partitions=4, verify_chunk_pairs=2).ok
     assert len(list((chunked / "_work/verify").glob("p-*/from-*-00001.parquet"))) > 0  # really chunked
     differs = {k for k in folder_bytes(out).keys() | folder_bytes(chunked).keys() if folder_bytes(out).get(k) != folder_bytes(chunked).get(k)}
     assert differs <= {"_tasks.json"}, differs  # only the recorded settings differ
@@ -99,8 +103,8 @@ def test_incremental_index_matches_a_joint_run(ingested, deduped, tmp_path):
     both dumps removes from it, and never touches the earlier run's documents."""
     out, _ = deduped
     index = tmp_path / "index"
-    first = run_dedup([str(ingested / DUMPS[0])], tmp_path / "first", DedupConfig(partitions=4), progress=False, index_dir=index)
-    second = run_dedup([str(ingested / DUMPS[1])], tmp_path / "second", DedupConfig(partitions=4), progress=False, index_dir=index)
+    first = run_dedup([str(ingested / DUMPS[0])], tmp_path / "first", partitions=4, index=str(index))
+    second = run_dedup([str(ingested / DUMPS[1])], tmp_path / "second", partitions=4, index=str(index))
     assert first.ok and second.ok
     joint = {d["id"]: (d["reason"], d["kept_dump"]) for d in pq.read_table(out / "duplicates").to_pylist() if d["dump"] == DUMPS[1]}
     incremental = {d["id"]: (d["reason"], d["kept_dump"]) for d in pq.read_table(tmp_path / "second/duplicates").to_pylist()}
@@ -110,5 +114,5 @@ def test_incremental_index_matches_a_joint_run(ingested, deduped, tmp_path):
     assert report["indexed_documents"] == json.loads((tmp_path / "first/_stats.json").read_text())["kept"]
     # The earlier run's output is untouched and a rerun of the second run changes nothing.
     before = folder_bytes(tmp_path / "second")
-    assert run_dedup([str(ingested / DUMPS[1])], tmp_path / "second", DedupConfig(partitions=4), progress=False, index_dir=index).ok
+    assert run_dedup([str(ingested / DUMPS[1])], tmp_path / "second", partitions=4, index=str(index)).ok
     assert folder_bytes(tmp_path / "second") == before

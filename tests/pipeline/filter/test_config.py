@@ -1,19 +1,18 @@
 import pytest
 
-from crawlmill.pipeline.config import ConfigError
-from crawlmill.pipeline.filter.config import FilterConfig, load_filter_config
-from crawlmill.pipeline.filter.stage import FilterStage
+from crawlmill.pipeline.config import ConfigError, build, check_section, load_section
+from crawlmill.pipeline.filter.config import FilterConfig
 from tests.conftest import REPO
 
 
 def test_documented_yaml_equals_the_built_in_defaults():
-    documented = load_filter_config(REPO / "configs/filters.yaml")
+    documented = load_section(FilterConfig, str(REPO / "configs/filters.yaml"), "filter", None)
     assert documented.rules == FilterConfig().rules
     assert documented.language_id == FilterConfig().language_id
 
 
 def test_rule_families_given_replace_only_those(tmp_path):
-    config = load_filter_config({"rules": {"zh": {"c4": None, "gopher_quality": {"min_doc_words": 10}}}})
+    config = build(FilterConfig, {"rules": {"zh": {"c4": None, "gopher_quality": {"min_doc_words": 10}}}})
     assert config.rules["zh"]["c4"] is None and config.rules["zh"]["gopher_quality"] == {"min_doc_words": 10}
     assert config.rules["zh"]["fineweb"] == FilterConfig().rules["zh"]["fineweb"]
 
@@ -30,6 +29,5 @@ def test_rule_families_given_replace_only_those(tmp_path):
     ],
 )
 def test_malformed_filter_configs_fail_before_any_work(tmp_path, data, message):
-    (tmp_path / "_SUCCESS").write_text("")
-    with pytest.raises((ConfigError, ValueError), match=message):
-        FilterStage(str(tmp_path), load_filter_config(data))
+    with pytest.raises(ConfigError, match=message):
+        check_section(build(FilterConfig, data, "filter"), "filter")

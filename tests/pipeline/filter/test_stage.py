@@ -8,9 +8,9 @@ import pytest
 
 from crawlmill.pipeline.filter.config import FilterConfig
 from crawlmill.pipeline.filter.stage import FilterStage
-from crawlmill.pipeline.ingest.sources import expand_inputs
+from crawlmill.pipeline.ingest.config import IngestConfig
 from crawlmill.pipeline.ingest.stage import IngestStage
-from crawlmill.pipeline.stage import run_stage
+from crawlmill.pipeline.runner import run_stage
 from tests.conftest import SAMPLES
 
 
@@ -21,8 +21,8 @@ def folder_bytes(folder):
 @pytest.fixture(scope="module")
 def samples_filtered(ray_local, tmp_path_factory):
     root = tmp_path_factory.mktemp("filter-samples")
-    assert run_stage(IngestStage(expand_inputs([str(SAMPLES / "crawl-data")])), root / "ingest", progress=False).ok
-    result = run_stage(FilterStage(str(root / "ingest"), FilterConfig(keep_dropped=True)), root / "filter", progress=False)
+    assert run_stage(IngestStage(IngestConfig(inputs=[str(SAMPLES / "crawl-data")])), root / "ingest", progress=False).ok
+    result = run_stage(FilterStage(FilterConfig(inputs=[str(root / "ingest")], keep_dropped=True)), root / "filter", progress=False)
     assert result.ok
     return root, result.stats
 
@@ -48,12 +48,12 @@ def test_sample_clean_pages_kept_and_junk_dropped_in_both_languages(samples_filt
 def test_unfinished_input_is_refused(tmp_path):
     (tmp_path / "part-00000.parquet").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="has no _SUCCESS"):
-        FilterStage(str(tmp_path))
+        FilterStage(FilterConfig(inputs=[str(tmp_path)]))
 
 
 def test_filter_output_is_deterministic(ray_local, samples_filtered, tmp_path):
     root, _ = samples_filtered
-    run_stage(FilterStage(str(root / "ingest"), FilterConfig(keep_dropped=True)), tmp_path / "again", progress=False)
+    run_stage(FilterStage(FilterConfig(inputs=[str(root / "ingest")], keep_dropped=True)), tmp_path / "again", progress=False)
     assert folder_bytes(tmp_path / "again") == folder_bytes(root / "filter")
 
 
@@ -82,7 +82,7 @@ WARCFILE_REPORT = {
 
 def test_report_on_the_16_common_crawl_pages(ray_local, shared_data, tmp_path):
     source = shared_data / "cc/resiliparse/warcfile.warc.gz"
-    assert run_stage(IngestStage([str(source)]), tmp_path / "ingest", progress=False).ok
-    assert run_stage(FilterStage(str(tmp_path / "ingest"), FilterConfig(keep_dropped=True)), tmp_path / "filter", progress=False).ok
+    assert run_stage(IngestStage(IngestConfig(inputs=[str(source)])), tmp_path / "ingest", progress=False).ok
+    assert run_stage(FilterStage(FilterConfig(inputs=[str(tmp_path / "ingest")], keep_dropped=True)), tmp_path / "filter", progress=False).ok
     rows = pq.read_table(tmp_path / "filter").to_pylist() + pq.read_table(tmp_path / "filter/_dropped").to_pylist()
     assert {r["url"]: r.get("drop_reason") for r in rows} == WARCFILE_REPORT

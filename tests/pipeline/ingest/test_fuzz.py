@@ -7,6 +7,7 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from crawlmill.pipeline.ingest.config import IngestConfig
 from crawlmill.pipeline.ingest.stage import IngestStage
 from crawlmill.pipeline.stage import run_part
 from tests.conftest import SAMPLES
@@ -32,7 +33,7 @@ def test_damaged_warc_never_crashes_and_every_record_is_accounted_for(tmp_path, 
         data[at : at + rng.randint(1, 40)] = rng.randbytes(rng.randint(0, 40))
     path = tmp_path / f"{seed}-{op}.warc{'.gz' if compress else ''}"
     path.write_bytes(gzip.compress(bytes(data), mtime=0) if compress else bytes(data))
-    stage = IngestStage([str(path)])
+    stage = IngestStage(IngestConfig(inputs=[str(path)]))
     stats = run_part(stage, stage.tasks()[0], str(tmp_path / f"out-{seed}-{op}-{compress}"))
     assert stats["in"] == stats["kept"] + sum(stats["dropped"].values()) + stats["quarantined"]
     assert stats["in"] >= 1

@@ -8,9 +8,9 @@ from collections import Counter
 import pyarrow.parquet as pq
 import pytest
 
-from crawlmill.pipeline.ingest.sources import expand_inputs
+from crawlmill.pipeline.ingest.config import IngestConfig
 from crawlmill.pipeline.ingest.stage import IngestStage
-from crawlmill.pipeline.stage import run_stage
+from crawlmill.pipeline.runner import run_stage
 from tests.conftest import SAMPLES
 
 sys.path.insert(0, str(SAMPLES))
@@ -25,9 +25,9 @@ def manifest():
 @pytest.fixture(scope="module")
 def ingested(ray_local, tmp_path_factory):
     out = tmp_path_factory.mktemp("samples") / "warc"
-    sources = expand_inputs([str(SAMPLES / "crawl-data/*/segments/*/warc/*.warc.gz")])
-    assert len(sources) == 4
-    result = run_stage(IngestStage(sources), out, progress=False)
+    stage = IngestStage(IngestConfig(inputs=[str(SAMPLES / "crawl-data/*/segments/*/warc/*.warc.gz")]))
+    assert len(stage.files) == 4
+    result = run_stage(stage, out, progress=False)
     assert result.ok
     return result.stats, pq.read_table(out).to_pylist()
 
@@ -71,7 +71,7 @@ def test_main_text_matches_the_ground_truth_in_every_charset(ingested, manifest)
 def test_wet_and_warc_of_the_samples_agree_on_ids(ray_local, ingested, tmp_path):
     _, warc_docs = ingested
     out = tmp_path / "wet"
-    result = run_stage(IngestStage(expand_inputs([str(SAMPLES / "crawl-data")])), out, progress=False)
+    result = run_stage(IngestStage(IngestConfig(inputs=[str(SAMPLES / "crawl-data")])), out, progress=False)
     wet_docs = [d for d in pq.read_table(out).to_pylist() if d["source_format"] == "wet"]
     # WET keeps all of a page's text, so the navigation-only page is a WET document too.
     assert {d["id"] for d in warc_docs} < {d["id"] for d in wet_docs}

@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from crawlmill.pipeline.ingest.sources import InputError, display_name, dump_from_path, dump_listing, expand_inputs
+from crawlmill.pipeline.ingest.config import IngestConfig
 from crawlmill.pipeline.ingest.stage import IngestStage
-from crawlmill.pipeline.stage import run_stage
+from crawlmill.pipeline.runner import run_stage
 
 DUMP = "CC-MAIN-2024-22"
 
@@ -53,7 +54,7 @@ def test_dump_listing_resolves_paths_under_the_base_url(cc_server):
 
 def test_ingest_streams_a_dump_from_the_server(ray_local, cc_server, tmp_path):
     out = tmp_path / "out"
-    result = run_stage(IngestStage(dump_listing(DUMP, cc_server, "wet")), out, progress=False)
+    result = run_stage(IngestStage(IngestConfig(dump=DUMP, base_url=cc_server)), out, progress=False)
     assert result.ok and result.stats["kept"] == 17
     docs = pq.read_table(out).to_pylist()
     assert {d["warc_file"].split("/segments/")[0] for d in docs} == {f"crawl-data/{DUMP}"}
@@ -64,7 +65,7 @@ def test_ingest_streams_a_dump_from_the_server(ray_local, cc_server, tmp_path):
 def test_listed_file_missing_on_the_server_is_quarantined(ray_local, cc_server, tmp_path):
     urls = dump_listing(DUMP, cc_server, "wet") + [f"{cc_server}crawl-data/{DUMP}/segments/x/wet/missing.warc.wet.gz"]
     out = tmp_path / "out"
-    assert run_stage(IngestStage(urls), out, progress=False).ok
+    assert run_stage(IngestStage(IngestConfig(inputs=urls)), out, progress=False).ok
     quarantine = pq.read_table(out / "_quarantine").to_pylist()
     assert [q["error"] for q in quarantine] == ["unreadable_source"] and quarantine[0]["source"].endswith("missing.warc.wet.gz")
 

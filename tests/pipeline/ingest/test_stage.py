@@ -1,5 +1,6 @@
 """Ingest on real Common Crawl files (../shared/data) and on every kind of damaged input."""
 
+import dataclasses
 import gzip
 import json
 import shutil
@@ -8,14 +9,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from crawlmill.pipeline.ingest.stage import IngestConfig, IngestStage
+from crawlmill.pipeline.ingest.config import IngestConfig
+from crawlmill.pipeline.ingest.stage import IngestStage
 from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
-from crawlmill.pipeline.stage import run_part, run_stage
+from crawlmill.pipeline.runner import run_stage
+from crawlmill.pipeline.stage import run_part
 from tests.warc_builder import gzip_members, http_response, record, warcinfo
 
 
 def ingest_one(path: Path, out: Path, config: IngestConfig | None = None) -> tuple[dict, list[dict], list[dict]]:
-    stage = IngestStage([str(path)], config)
+    stage = IngestStage(dataclasses.replace(config or IngestConfig(), inputs=[str(path)]))
     stats = run_part(stage, stage.tasks()[0], str(out))
     docs = pq.read_table(out / "part-00000.parquet").to_pylist()
     qpath = out / "_quarantine/part-00000.parquet"
@@ -109,7 +112,7 @@ def test_bad_inputs_are_quarantined_with_file_offset_and_error_and_the_rest_goes
     paths = make_bad_inputs(shared_data, tmp_path / "in")
     assert paths["huge_record"].stat().st_size < 1 << 20 < 50 << 20  # 50+ MB decompressed, one record
     out = tmp_path / "out"
-    result = run_stage(IngestStage(sorted(str(p) for p in paths.values())), out, progress=False)
+    result = run_stage(IngestStage(IngestConfig(inputs=sorted(str(p) for p in paths.values()))), out, progress=False)
     assert result.ok
     quarantine = pq.read_table(out / "_quarantine").to_pylist()
     by_file = {Path(q["source"]).name.split(".")[0]: q for q in quarantine}

@@ -4,6 +4,7 @@ Megatron-Core's own tokenizer built as tools/preprocess_data.py builds it."""
 
 from __future__ import annotations
 
+import json
 from argparse import Namespace
 from pathlib import Path
 
@@ -11,12 +12,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from crawlmill.pipeline.filter.config import FilterConfig
 from crawlmill.pipeline.filter.stage import FilterStage
-from crawlmill.pipeline.ingest.sources import expand_inputs
+from crawlmill.pipeline.ingest.config import IngestConfig
 from crawlmill.pipeline.ingest.stage import IngestStage
-from crawlmill.pipeline.pack.stage import PackConfig, run_pack
+from crawlmill.pipeline.pack.config import PackConfig
+from crawlmill.pipeline.pack.stage import PackStage
+from crawlmill.pipeline.runner import run_stage
 from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
-from crawlmill.pipeline.stage import run_stage
+from crawlmill.pipeline.stage import StageResult
 from tests.conftest import SAMPLES
 
 SHARD_TOKENS = 6000
@@ -65,17 +69,27 @@ def tokenizer_dir() -> Path:
 @pytest.fixture(scope="session")
 def pack_inputs(ray_local, tmp_path_factory) -> list[Path]:
     root = tmp_path_factory.mktemp("pack-input")
-    assert run_stage(IngestStage(expand_inputs([str(SAMPLES / "crawl-data")])), root / "ingest", progress=False).ok
-    assert run_stage(FilterStage(str(root / "ingest")), root / "filter", progress=False).ok
+    assert run_stage(IngestStage(IngestConfig(inputs=[str(SAMPLES / "crawl-data")])), root / "ingest", progress=False).ok
+    assert run_stage(FilterStage(FilterConfig(inputs=[str(root / "ingest")])), root / "filter", progress=False).ok
     return [root / "filter", write_edge_folder(root / "edge")]
+
+
+def run_pack(inputs: list[Path], output: Path, tokenizer: Path, **config) -> StageResult:
+    """The pack stage as `crawlmill pack` runs it."""
+    return run_stage(PackStage(PackConfig(inputs=[str(i) for i in inputs], tokenizer=str(tokenizer), **config)), output, progress=False)
+
+
+def manifest_of(output: Path) -> dict:
+    return json.loads((output / "manifest.json").read_text())
 
 
 @pytest.fixture(scope="session")
 def packed(pack_inputs, tokenizer_dir, tmp_path_factory):
+    """The pack output folder of the test inputs, and its manifest."""
     output = tmp_path_factory.mktemp("pack") / "shards"
-    result = run_pack(pack_inputs, output, tokenizer_dir, PackConfig(shard_tokens=SHARD_TOKENS), progress=False)
+    result = run_pack(pack_inputs, output, tokenizer_dir, shard_tokens=SHARD_TOKENS)
     assert result.ok, result.failures
-    return output, result
+    return output, manifest_of(output)
 
 
 @pytest.fixture(scope="session")

@@ -36,11 +36,10 @@ def test_pack_bad_input_exits_2(pack_inputs, tokenizer_dir, tmp_path):
 
 
 def test_inspect(packed):
-    output, pack = packed
+    output, manifest = packed
     result = invoke("shards", "inspect", output, "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    manifest = pack.manifest
     assert (report["documents"], report["tokens"], report["dtype"]) == (manifest["documents"], manifest["tokens"], "int32")
     assert [s["shard"] for s in report["shards"]] == manifest["blend"]["prefixes"]
     assert report["by_lang"] == manifest["by_lang"] and report["by_dump"] == manifest["by_dump"]
@@ -50,10 +49,10 @@ def test_inspect(packed):
 
 
 def test_verify_passes_and_names_the_damaged_file(packed, tmp_path):
-    output, pack = packed
+    output, manifest = packed
     result = invoke("shards", "verify", output)
     assert result.exit_code == 0 and "checksums verified" in result.stdout
-    prefix = pack.manifest["shards"][1]["prefix"]
+    prefix = manifest["shards"][1]["prefix"]
 
     flipped = tmp_path / "flipped"
     shutil.copytree(output, flipped)
@@ -96,14 +95,14 @@ def test_sample_decodes_documents_with_their_source(packed):
 
 
 def test_stats_with_plot(packed, tmp_path):
-    output, pack = packed
+    output, manifest = packed
     result = invoke("shards", "stats", output, "--plot", tmp_path / "stats.png", "--json", "--top", 500)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["documents"] == pack.manifest["documents"] and report["tokens"] == pack.manifest["tokens"]
+    assert report["documents"] == manifest["documents"] and report["tokens"] == manifest["tokens"]
     assert report["vocabulary"] == 100096 and report["document_tokens"]["max"] > SHARD_TOKENS
     eod = [t for t in report["top_tokens"] if t["id"] == 100001]
     # One EOD per document, plus the edge document that spells the EOD token in its text (encoded
     # as the special token, as preprocess_data.py does).
-    assert eod and eod[0]["count"] == pack.manifest["documents"] + 1 and eod[0]["token"] == EOS
+    assert eod and eod[0]["count"] == manifest["documents"] + 1 and eod[0]["token"] == EOS
     assert (tmp_path / "stats.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

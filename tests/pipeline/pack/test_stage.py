@@ -1,4 +1,4 @@
-"""`run_pack` on real pipeline output with the released DeepSeek tokenizer, checked against
+"""The pack stage on real pipeline output with the released DeepSeek tokenizer, checked against
 Megatron-Core itself: its tokenizer (as preprocess_data.py builds it), IndexedDatasetBuilder,
 IndexedDataset and BlendedMegatronDatasetBuilder -> GPTDataset with the manifest's blend."""
 
@@ -10,16 +10,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from crawlmill.pipeline.pack.encode import encode_part
-from crawlmill.pipeline.pack.manifest import locate_token, megatron_blend
-from crawlmill.pipeline.pack.stage import PackConfig, run_pack
-from crawlmill.pipeline.parts import input_parts
+from crawlmill.pipeline.parts import input_parts, marker_path
+from crawlmill.pipeline.runner import DONE_DIR, run_task
 from crawlmill.pipeline.stage import StageInputMismatch
-from tests.pipeline.pack.conftest import EDGE_TEXTS, SHARD_TOKENS, folder_bytes, input_texts
+from crawlmill.shards.manifest import locate_token, megatron_blend
+from tests.pipeline.pack.conftest import EDGE_TEXTS, SHARD_TOKENS, folder_bytes, input_texts, manifest_of, run_pack
 
 
 def test_counts_manifest_and_shard_boundaries(packed, pack_inputs):
-    output, result = packed
-    manifest = json.loads((output / "manifest.json").read_text())
+    output, manifest = packed
     stats = json.loads((output / "_stats.json").read_text())
     texts = input_texts(pack_inputs)
     # Every input record ends somewhere: packed, or dropped with its reason.
@@ -53,8 +52,7 @@ def test_shards_are_byte_identical_to_megatron_indexed_dataset_builder(packed, p
     (add_document, finalize), fed the same documents in the same order, shard by shard."""
     from megatron.core.datasets.indexed_dataset import DType, IndexedDatasetBuilder
 
-    output, result = packed
-    manifest = result.manifest
+    output, manifest = packed
     documents = []
     for text in input_texts(pack_inputs):
         ids = megatron_tokenizer.tokenize(text)
@@ -80,8 +78,7 @@ def test_megatron_reads_the_shards_and_builds_gpt_datasets_from_the_blend(packed
     from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
-    output, result = packed
-    manifest = result.manifest
+    output, manifest = packed
     for shard in manifest["shards"]:
         dataset = IndexedDataset(str(output / shard["prefix"]))
         assert len(dataset) == shard["documents"]
@@ -112,8 +109,7 @@ def test_megatron_reads_the_shards_and_builds_gpt_datasets_from_the_blend(packed
 
 
 def test_any_token_traces_back_to_its_warc_record(packed, megatron_tokenizer):
-    output, result = packed
-    manifest = result.manifest
+    output, manifest = packed
     rng = np.random.default_rng(5)
     for shard_no, shard in enumerate(manifest["shards"]):
         token = int(rng.integers(shard["tokens"]))
@@ -128,14 +124,15 @@ def test_any_token_traces_back_to_its_warc_record(packed, megatron_tokenizer):
 
 def test_same_input_gives_byte_identical_output(packed, pack_inputs, tokenizer_dir, tmp_path):
     output, _ = packed
-    again = run_pack(pack_inputs, tmp_path / "again", tokenizer_dir, PackConfig(shard_tokens=SHARD_TOKENS), progress=False)
+    again = run_pack(pack_inputs, tmp_path / "again", tokenizer_dir, shard_tokens=SHARD_TOKENS)
     assert again.ok
     assert folder_bytes(tmp_path / "again") == folder_bytes(output)
     # A rerun of a finished folder does nothing; other settings are refused.
-    rerun = run_pack(pack_inputs, tmp_path / "again", tokenizer_dir, PackConfig(shard_tokens=SHARD_TOKENS), progress=False)
-    assert rerun.ok and rerun.finished_before == len(again.manifest["inputs"]) and rerun.shards_before == again.manifest["shards_count"]
+    rerun = run_pack(pack_inputs, tmp_path / "again", tokenizer_dir, shard_tokens=SHARD_TOKENS)
+    assert rerun.ok and rerun.already_done and rerun.finished_before == len(manifest_of(output)["inputs"])
+    assert folder_bytes(tmp_path / "again") == folder_bytes(output)
     with pytest.raises(StageInputMismatch):
-        run_pack(pack_inputs, tmp_path / "again", tokenizer_dir, PackConfig(shard_tokens=SHARD_TOKENS + 1), progress=False)
+        run_pack(pack_inputs, tmp_path / "again", tokenizer_dir, shard_tokens=SHARD_TOKENS + 1)
 
 
 def test_interrupted_run_resumes_to_byte_identical_output(packed, pack_inputs, tokenizer_dir, tmp_path):
@@ -148,40 +145,45 @@ def test_interrupted_run_resumes_to_byte_identical_output(packed, pack_inputs, t
     output, _ = packed
     settings = PackSettings(inspect_tokenizer_dir(tokenizer_dir))
     parts = [p for folder in pack_inputs for p in input_parts(folder)]
-    config = PackConfig(shard_tokens=SHARD_TOKENS)
+
+    def encode(out, i):  # as the runner's task does: the part's outputs, then its marker
+        run_task(encode_part, (settings,), str(marker_path(out, i)), (i, parts[i], str(out)))
+
+    def shard(out, plan):
+        run_task(write_shard, ("int32",), str(out / "_work" / DONE_DIR / "shards" / f"shard-{plan.number:05d}.json"), (plan, str(out)))
 
     killed_in_pass_1 = tmp_path / "a"
     for i in range(3):
-        encode_part(settings, i, parts[i], str(killed_in_pass_1))
+        encode(killed_in_pass_1, i)
     (killed_in_pass_1 / "_work/tokens/.tmp-0123-part-00003.bin").write_bytes(b"half")
-    result = run_pack(pack_inputs, killed_in_pass_1, tokenizer_dir, config, progress=False)
-    assert result.ok and result.finished_before == 3 and result.shards_before == 0
+    result = run_pack(pack_inputs, killed_in_pass_1, tokenizer_dir, shard_tokens=SHARD_TOKENS)
+    assert result.ok and result.finished_before == 3 and result.steps_finished_before["shards"] == 0
     assert folder_bytes(killed_in_pass_1) == folder_bytes(output)
 
     killed_in_pass_2 = tmp_path / "b"
     for i in range(len(parts)):
-        encode_part(settings, i, parts[i], str(killed_in_pass_2))
-    write_shard("int32", plan_shards(killed_in_pass_2 / "_work", len(parts), SHARD_TOKENS, 4)[0], str(killed_in_pass_2))
+        encode(killed_in_pass_2, i)
+    shard(killed_in_pass_2, plan_shards(killed_in_pass_2 / "_work", len(parts), SHARD_TOKENS, 4)[0])
     (killed_in_pass_2 / ".tmp-0123-shard-00001.bin").write_bytes(b"half")
-    result = run_pack(pack_inputs, killed_in_pass_2, tokenizer_dir, config, progress=False)
-    assert result.ok and result.finished_before == len(parts) and result.shards_before == 1
+    result = run_pack(pack_inputs, killed_in_pass_2, tokenizer_dir, shard_tokens=SHARD_TOKENS)
+    assert result.ok and result.finished_before == len(parts) and result.steps_finished_before["shards"] == 1
     assert folder_bytes(killed_in_pass_2) == folder_bytes(output)
 
     killed_in_pass_3 = tmp_path / "c"  # parts and shards done, the domain counts not merged yet
     for i in range(len(parts)):
-        encode_part(settings, i, parts[i], str(killed_in_pass_3))
+        encode(killed_in_pass_3, i)
     for plan in plan_shards(killed_in_pass_3 / "_work", len(parts), SHARD_TOKENS, 4):
-        write_shard("int32", plan, str(killed_in_pass_3))
+        shard(killed_in_pass_3, plan)
     (killed_in_pass_3 / "_work/domains/.tmp-p-00000.parquet").write_bytes(b"half")
-    result = run_pack(pack_inputs, killed_in_pass_3, tokenizer_dir, config, progress=False)
-    assert result.ok and result.shards_before == len(result.manifest["shards"])
+    result = run_pack(pack_inputs, killed_in_pass_3, tokenizer_dir, shard_tokens=SHARD_TOKENS)
+    assert result.ok and result.steps_finished_before["shards"] == len(manifest_of(output)["shards"])
     assert folder_bytes(killed_in_pass_3) == folder_bytes(output)
 
 
 def test_domain_counts_do_not_depend_on_the_number_of_partitions(packed, pack_inputs, tokenizer_dir, tmp_path):
     output, _ = packed
     split = tmp_path / "split"
-    result = run_pack(pack_inputs, split, tokenizer_dir, PackConfig(shard_tokens=SHARD_TOKENS, domain_partitions=3), progress=False)
+    result = run_pack(pack_inputs, split, tokenizer_dir, shard_tokens=SHARD_TOKENS, domain_partitions=3)
     assert result.ok
     one, three = (json.loads((folder / "manifest.json").read_text()) for folder in (output, split))
     assert one == three and one["domains"] > 10
@@ -200,23 +202,23 @@ def test_bad_inputs_are_refused(pack_inputs, tokenizer_dir, tmp_path):
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     with pytest.raises(FileNotFoundError, match="no _SUCCESS"):
-        run_pack([unfinished], tmp_path / "o1", tokenizer_dir, progress=False)
+        run_pack([unfinished], tmp_path / "o1", tokenizer_dir)
     with pytest.raises(TokenizerError, match="no tokenizer.json"):
-        run_pack(pack_inputs, tmp_path / "o2", tmp_path, progress=False)
+        run_pack(pack_inputs, tmp_path / "o2", tmp_path)
     with pytest.raises(ValueError, match="not both"):
-        run_pack(pack_inputs, tmp_path / "o3", tokenizer_dir, PackConfig(shard_tokens=10, shard_size_mb=1), progress=False)
+        run_pack(pack_inputs, tmp_path / "o3", tokenizer_dir, shard_tokens=10, shard_size_mb=1)
     assert not os.path.exists(tmp_path / "o1/_SUCCESS")
 
 
 def test_documents_keep_their_source_rows(packed, pack_inputs):
     """Each shard's docs table lists its documents' input part and row; the empty document's row is
     the one missing, and a document without URL, dump or language is counted as "unknown"."""
-    output, result = packed
+    output, manifest = packed
     rows = []
-    for shard in result.manifest["shards"]:
+    for shard in manifest["shards"]:
         rows += [(d["input"], d["row"]) for d in pq.read_table(output / f"{shard['prefix']}.docs.parquet").to_pylist()]
-    every_row = [(i, r) for i, part in enumerate(result.manifest["inputs"]) for r in range(pq.ParquetFile(part).metadata.num_rows)]
-    edge_part = len(result.manifest["inputs"]) - 2
+    every_row = [(i, r) for i, part in enumerate(manifest["inputs"]) for r in range(pq.ParquetFile(part).metadata.num_rows)]
+    edge_part = len(manifest["inputs"]) - 2
     assert rows == [row for row in every_row if row != (edge_part, EDGE_TEXTS.index(""))]
-    last = pq.read_table(output / f"{result.manifest['shards'][-1]['prefix']}.docs.parquet").to_pylist()
+    last = pq.read_table(output / f"{manifest['shards'][-1]['prefix']}.docs.parquet").to_pylist()
     assert last[-2]["url"] is None and last[-2]["domain"] == "unknown" and last[-1]["warc_offset"] == 5000

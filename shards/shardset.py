@@ -20,7 +20,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from ..parts import sha256_file
+from crawlmill.files import sha256_file
+
 from .manifest import MANIFEST, load_manifest
 from .mmidx import CHUNK, ShardError, check_index, read_index, scan_tokens
 

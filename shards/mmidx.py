@@ -1,4 +1,4 @@
-"""Megatron-Core's MMIDIDX `.idx` format: a writer, and a reader that validates before it maps.
+"""Megatron-Core's MMIDIDX `.idx` format: its constants, and a reader that validates before it maps.
 
 Layout (megatron/core/datasets/indexed_dataset.py, `_IndexWriter`), all little-endian::
 
@@ -8,15 +8,14 @@ Layout (megatron/core/datasets/indexed_dataset.py, `_IndexWriter`), all little-e
     int64[document_count]  document indices (0, then the end sequence of every document)
     [int8[sequence_count]  sequence modes, multimodal datasets only]
 
-`write_index` produces exactly the bytes `IndexedDatasetBuilder.finalize` writes for one sequence per
-document (as preprocess_data.py without --split-sentences), with numpy instead of Python loops.
+The writer is pack's (crawlmill/pipeline/pack/shards.py, `index_bytes`); this module only reads.
 
 `read_index` trusts nothing: it checks magic, version, dtype code and that the counts describe
 exactly the file's size before mapping anything, so a forged count can never cause a large
 allocation; `check_index` then walks lengths, pointers and document indices in fixed-size chunks
 (bounded memory, time linear in the file). Every problem raises ShardError naming the file.
 
-    from crawlmill.pipeline.pack.mmidx import read_index, check_index
+    from crawlmill.shards.mmidx import read_index, check_index
     index = read_index("out/shards/shard-00000.idx"); check_index(index, bin_size=...)
 """
 
@@ -48,24 +47,6 @@ class ShardError(ValueError):
     def __init__(self, path: str | Path, problem: str) -> None:
         super().__init__(f"{path}: {problem}")
         self.path, self.problem = str(path), problem
-
-
-def index_bytes(lengths: np.ndarray, dtype: np.dtype | type) -> bytes:
-    """The .idx bytes for documents of one sequence each with these token lengths."""
-    dtype = np.dtype(dtype)
-    lengths = np.asarray(lengths, dtype=np.int32)
-    count = len(lengths)
-    pointers = np.zeros(count, dtype=np.int64)
-    if count > 1:
-        np.cumsum(lengths[:-1].astype(np.int64) * dtype.itemsize, out=pointers[1:])
-    header = MAGIC + struct.pack("<Q", 1) + struct.pack("<B", CODE_OF[dtype.name])
-    header += struct.pack("<Q", count) + struct.pack("<Q", count + 1)
-    documents = np.arange(count + 1, dtype=np.int64)
-    return b"".join((header, lengths.tobytes(), pointers.tobytes(), documents.tobytes()))
-
-
-def write_index(path: str | Path, lengths: np.ndarray, dtype: np.dtype | type) -> None:
-    Path(path).write_bytes(index_bytes(lengths, dtype))
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The stage framework on a real local Ray: resume, failure isolation, input checks, determinism."""
+"""The runner (pipeline/runner.py) on a real local Ray: resume, failure isolation, input checks,
+determinism, for part stages and multi-step stages."""
 
 import json
 from pathlib import Path
@@ -6,20 +7,22 @@ from pathlib import Path
 import pytest
 
 from crawlmill.pipeline.parts import PartSink
+from crawlmill.pipeline.runner import run_stage
 from crawlmill.pipeline.schema import document_id
-from crawlmill.pipeline.stage import PartTask, Stage, StageInputMismatch, run_stage
+from crawlmill.pipeline.stage import PartStage, PartTask, StageInputMismatch
 
 
-class LinesStage(Stage):
+class LinesStage(PartStage):
     """Each source is a text file; each line a document; lines starting with '#' are dropped."""
 
     name = "lines"
 
-    def __init__(self, sources: list[str]) -> None:
-        self.sources = sources
+    def __init__(self, files: list[str]) -> None:
+        super().__init__(files)
+        self.files = files
 
     def tasks(self) -> list[PartTask]:
-        return [PartTask(i, s) for i, s in enumerate(self.sources)]
+        return [PartTask(i, s) for i, s in enumerate(self.files)]
 
     def process(self, task: PartTask, sink: PartSink) -> None:
         for n, line in enumerate(Path(task.source).read_text().splitlines()):
@@ -53,6 +56,8 @@ def test_run_writes_parts_stats_and_success(ray_local, sources, tmp_path):
     assert stats == {"stage": "lines", "parts": 5, "in": 105, "kept": 100, "dropped": {"comment": 5}, "quarantined": 0, "counters": {}}
     assert (out / "_SUCCESS").exists()
     assert sorted(p.name for p in out.glob("part-*.parquet")) == [f"part-0000{i}.parquet" for i in range(5)]
+    marker = json.loads((out / "_parts/part-00003.json").read_text())  # the runner writes each part's counts
+    assert marker == {"index": 3, "source": sources[3], "in": 21, "kept": 20, "dropped": {"comment": 1}, "quarantined": 0, "counters": {}}
 
 
 def test_failed_part_is_reported_others_finish_and_rerun_retries_only_it(ray_local, sources, tmp_path):
@@ -89,7 +94,8 @@ def test_output_of_other_inputs_is_refused(ray_local, sources, tmp_path):
 def test_stale_temporaries_of_a_killed_run_are_removed(ray_local, sources, tmp_path):
     out = tmp_path / "out"
     run_stage(LinesStage(sources), out, progress=False)
-    (out / "_parts/part-00001.json").unlink()
+    for killed in ("_parts/part-00001.json", "_stats.json", "_SUCCESS"):  # as a run killed writing part 1 leaves it
+        (out / killed).unlink()
     (out / ".tmp-deadbeef-part-00001.parquet").write_bytes(b"half a file")
     assert run_stage(LinesStage(sources), out, progress=False).finished_before == 4
     assert not list(out.rglob(".tmp-*"))

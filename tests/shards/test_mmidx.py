@@ -1,6 +1,7 @@
-"""The MMIDIDX writer against Megatron-Core's IndexedDatasetBuilder, and the validating reader
-against truncated, corrupt and forged .idx files (a seeded fuzz loop): always a ShardError naming
-the file, in bounded time and memory, never a crash, hang or large allocation."""
+"""The MMIDIDX writer (pack's `index_bytes`) against Megatron-Core's IndexedDatasetBuilder, and the
+validating reader (crawlmill/shards/mmidx.py) against truncated, corrupt and forged .idx files (a
+seeded fuzz loop): always a ShardError naming the file, in bounded time and memory, never a crash,
+hang or large allocation."""
 
 import os
 import struct
@@ -10,8 +11,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from crawlmill.pipeline.pack.mmidx import HEADER_SIZE, ShardError, check_index, index_bytes, read_index, scan_tokens
+from crawlmill.pipeline.pack.shards import index_bytes
 from crawlmill.pipeline.pack.tokenizer import optimal_dtype
+from crawlmill.shards.mmidx import HEADER_SIZE, ShardError, check_index, read_index, scan_tokens
 
 
 def megatron_shard(folder, documents, dtype):

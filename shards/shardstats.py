@@ -16,10 +16,14 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from ..parts import sha256_file
+from crawlmill.files import sha256_file
+
 from .mmidx import IndexFile, ShardError, check_index, read_index, scan_tokens
 from .shardset import ShardSet, open_shards
-from .tokenizer import TokenizerError
+
+
+class DecoderError(ValueError):
+    """No tokenizer to decode the shards with (the message says what to give)."""
 
 MAX_UNKNOWN_VOCAB = 1 << 22  # without a manifest or --vocab-size, token counts stop at this id
 
@@ -31,10 +35,10 @@ def load_decoder(shard_set: ShardSet, tokenizer_dir: str | Path | None) -> tuple
 
     folder = tokenizer_dir or (shard_set.manifest or {}).get("tokenizer", {}).get("path")
     if folder is None:
-        raise TokenizerError("no manifest names the tokenizer: give --tokenizer DIR to decode")
+        raise DecoderError("no manifest names the tokenizer: give --tokenizer DIR to decode")
     path = Path(folder) / "tokenizer.json"
     if not path.is_file():
-        raise TokenizerError(f"{path} not found: give --tokenizer DIR to decode")
+        raise DecoderError(f"{path} not found: give --tokenizer DIR to decode")
     tokenizer = Tokenizer.from_file(str(path))
     expected = (shard_set.manifest or {}).get("tokenizer", {}).get("sha256")
     return tokenizer, bool(expected and sha256_file(path) != expected)
@@ -122,7 +126,7 @@ def shard_stats(path: str | Path, vocab_size: int | None = None, top: int = 20, 
     decoder = None
     try:
         decoder, _ = load_decoder(shard_set, tokenizer_dir)
-    except TokenizerError:
+    except DecoderError:
         pass
     top_tokens = [
         {"id": int(i), "count": int(counts[i]), **({"token": decoder.decode([int(i)], skip_special_tokens=False)} if decoder else {})}

@@ -1,0 +1,217 @@
+"""What every `crawlmill` verb shares: the common options (declared once, here), the one error path,
+and how a stage verb turns its options into its stage's config and runs it.
+
+- Results go to stdout (`out`); progress, warnings and errors to stderr (`err`).
+- Bad input or config (any ValueError or OSError that reaches a verb) is one line on stderr,
+  `error: ...` with rich markup escaped, and exit status 2; failed tasks are exit status 1 (a rerun
+  retries only those); success is 0.
+- A stage verb's parameters are its config's fields: a parameter named `minhash__bands` sets
+  `minhash.bands`, positional INPUTs set `inputs`, and an option left out keeps the config's
+  default (or the value of `--config FILE`). So a verb and its section of a run config always agree.
+
+Heavy modules (Ray, the stages) are imported only when a verb runs, so `--help` stays fast.
+"""
+
+import contextlib
+import dataclasses
+import functools
+import inspect
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+out = Console(soft_wrap=True)  # results: tables, JSON, the stage's summary lines
+err = Console(stderr=True, soft_wrap=True)  # progress, warnings and errors; paths are never wrapped
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)  # file names may hold [brackets]
+    return typer.Exit(2)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Bad input, config or folders become `error: ...` and exit status 2."""
+    try:
+        yield
+    except (ValueError, OSError) as exc:  # ConfigError, InputError, StageInputMismatch, TokenizerError, ShardError...
+        raise fail(str(exc)) from None
+
+
+def _option(name: str, default: Any, annotation: Any) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+RUNTIME_OPTIONS = [
+    _option("address", typer.Option(None, "--address", help="Ray cluster address; default: a local Ray started for this command (or the cluster of RAY_ADDRESS, as under `ray job submit`)."), Optional[str]),
+    _option("num_cpus", typer.Option(None, "--num-cpus", help="CPUs of the local Ray (default: all)."), Optional[int]),
+    _option("max_in_flight", typer.Option(None, "--max-in-flight", help="Ray tasks at once (default: 2 x cluster CPUs)."), Optional[int]),
+    _option("no_progress", typer.Option(False, "--no-progress", help="Do not draw progress bars."), bool),
+    _option("overwrite", typer.Option(False, "--overwrite", help="Delete the output folder(s) first instead of resuming."), bool),
+]  # fmt: skip
+STAGE_OPTIONS = [
+    _option("output", typer.Option(..., "--output", "-o", help="Output folder (Parquet parts or the stage's files, _stats.json, _SUCCESS)."), Path),
+    _option("config_file", typer.Option(None, "--config", help="The stage's settings as YAML (its section of a run config); options given here override it."), Optional[Path]),
+    _option("print_config", typer.Option(False, "--print-config", help="Print the resolved config as JSON and exit (nothing runs)."), bool),
+]  # fmt: skip
+
+
+@dataclass
+class Runtime:
+    """The common options of a verb that runs on Ray."""
+
+    address: Optional[str] = None
+    num_cpus: Optional[int] = None
+    max_in_flight: Optional[int] = None
+    no_progress: bool = False
+    overwrite: bool = False
+
+    def ray_options(self, base: Any = None) -> Any:
+        """These options over `base` (a run config's `ray:` section)."""
+        from crawlmill.pipeline.ray_tasks import RayOptions
+
+        base = base or RayOptions()
+        return RayOptions(
+            address=self.address or base.address,
+            num_cpus=self.num_cpus or base.num_cpus,
+            max_in_flight=self.max_in_flight or base.max_in_flight,
+        )
+
+
+def _with_options(fn: Callable[..., Any], extra: list[inspect.Parameter], call: Callable[[dict, dict], Any]) -> Callable[..., Any]:
+    """A command whose parameters are fn's own plus `extra`; `call(own values, extra values)` runs it."""
+    signature = inspect.signature(fn)
+    own = [p for p in signature.parameters.values() if p.name != "runtime"]
+
+    @functools.wraps(fn)  # keeps __wrapped__: typer resolves fn's annotations in fn's module
+    def command(**values: Any) -> Any:
+        common = {p.name: values.pop(p.name) for p in extra}
+        return call(values, common)
+
+    command.__signature__ = signature.replace(parameters=own + extra)  # type: ignore[attr-defined]
+    return command
+
+
+def runtime_verb(app: typer.Typer, **command: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register `fn` as a verb with the common runtime options; fn gets them as `runtime`."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(own: dict, common: dict) -> Any:
+            return fn(**own, runtime=Runtime(**common))
+
+        app.command(**command)(_with_options(fn, RUNTIME_OPTIONS, call))
+        return fn
+
+    return decorate
+
+
+def stage_verb(app: typer.Typer, stage: str, **command: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register `fn` (its parameters are config fields; its body is not called) as the verb that
+    runs pipeline stage `stage` alone, with the common stage and runtime options."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(own: dict, common: dict) -> None:
+            from crawlmill.pipeline.definition import PIPELINE
+
+            spec = PIPELINE.get(stage)
+            runtime = Runtime(**{k: common[k] for k in ("address", "num_cpus", "max_in_flight", "no_progress", "overwrite")})
+            with user_errors():
+                config = stage_config(spec.config, common["config_file"], option_values(own), stage)
+                if common["print_config"]:
+                    from crawlmill.pipeline.config import to_json
+
+                    print(json.dumps(to_json(config), indent=1, ensure_ascii=False))
+                    return
+                run_one_stage(spec, config, common["output"], runtime)
+
+        _document_defaults(fn, stage)
+        app.command(**command)(_with_options(fn, STAGE_OPTIONS + RUNTIME_OPTIONS, call))
+        return fn
+
+    return decorate
+
+
+def option_values(own: dict[str, Any]) -> dict[str, Any]:
+    """A verb's given parameters as a nested config mapping (`a__b` -> {"a": {"b": ...}})."""
+    values: dict[str, Any] = {}
+    for name, value in own.items():
+        if value is None or value == []:
+            continue
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, list):
+            value = [str(v) if isinstance(v, Path) else v for v in value]
+        *parents, leaf = name.split("__")
+        node = values
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return values
+
+
+def stage_config(config_type: type, config_file: Optional[Path], values: dict[str, Any], where: str) -> Any:
+    """The stage's config: `--config FILE` (paths in it relative to it), then the options given."""
+    from crawlmill.pipeline.config import build, check_section, load_section, merge
+
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        from_file = load_section(config_type, str(config_file), where, Path.cwd())
+        data = dataclasses.asdict(from_file)
+    config = build(config_type, merge(data, values), where, Path.cwd())  # relative paths: from here
+    check_section(config, where)
+    return config
+
+
+def run_one_stage(spec: Any, config: Any, output: Path, runtime: Runtime, ray_base: Any = None) -> Any:
+    """Build the stage from its config, run it into `output` and report; exit 1 on failed tasks."""
+    from crawlmill.pipeline.runner import reset_output, run_stage
+
+    if runtime.overwrite:
+        reset_output(output)
+    stage = spec.stage_class()(config)
+    result = run_stage(stage, output, runtime.ray_options(ray_base), progress=not runtime.no_progress)
+    report(stage, result)
+    return result
+
+
+def report(stage: Any, result: Any) -> None:
+    """A finished stage's lines to stdout; failed tasks to stderr and exit status 1."""
+    if not result.ok:
+        for source, detail in result.failures:
+            err.print(f"[red]failed[/red] {escape(source)}: {escape(detail)}", highlight=False)
+        err.print(f"{len(result.failures)} task(s) failed; rerun the same command to retry only those.")
+        raise typer.Exit(1)
+    for line in stage.report(result):
+        out.print(line, highlight=False)
+
+
+def _document_defaults(fn: Callable[..., Any], stage: str) -> None:
+    """Append the config's default to each option's help, so --help and the config never disagree."""
+    from crawlmill.pipeline.definition import PIPELINE
+
+    config_type = PIPELINE.get(stage).config
+    for param in inspect.signature(fn).parameters.values():
+        info = param.default
+        if not isinstance(info, typer.models.OptionInfo) or info.default is not None or "default" in (info.help or ""):
+            continue
+        default = config_default(config_type, param.name.split("__"))
+        if default is not None:
+            info.help = f"{info.help or ''} [default: {default}]".strip()
+
+
+def config_default(config_type: type, path: list[str]) -> Any:
+    """The default of the config field at `path` (a list of field names); KeyError if there is none."""
+    fields = {f.name: f for f in dataclasses.fields(config_type)}
+    if path[0] not in fields:
+        raise KeyError(f"{config_type.__name__} has no field {path[0]!r}")
+    field = fields[path[0]]
+    if len(path) > 1:
+        return config_default(field.default_factory if field.default is dataclasses.MISSING else type(field.default), path[1:])  # type: ignore[misc]
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory()  # type: ignore[misc]

@@ -1,0 +1,103 @@
+"""`crawlmill ingest|filter|dedup|pack`: each pipeline stage alone, as a command or a Ray job.
+
+    crawlmill ingest samples/crawl-data --output out/ingest
+    crawlmill filter out/ingest --output out/filter
+    crawlmill dedup out/filter --output out/dedup
+    crawlmill pack out/dedup --tokenizer out/tokenizer --output out/shards
+
+Each verb's parameters are its stage's config fields (cli_common.stage_verb): the same settings as
+the stage's section of a `crawlmill run` config, which `--config FILE` can also hold.
+"""
+
+from typing import List, Optional
+
+import typer
+
+from .cli_common import stage_verb
+
+app = typer.Typer()
+
+
+@stage_verb(
+    app, "ingest",
+    epilog=(
+        "**Examples**\n\n"
+        "* `crawlmill ingest samples/crawl-data --output out/ingest`  (a folder, searched recursively)\n\n"
+        "* `crawlmill ingest 'data/*.warc.wet.gz' s3://bucket/x.warc.gz --output out/ingest`\n\n"
+        "* `crawlmill ingest --dump CC-MAIN-2024-22 --max-files 8 --output out/ingest`  (Common Crawl's wet.paths.gz)\n\n"
+        "* `crawlmill ingest --dump CC-MAIN-2024-22 --format warc --base-url http://mirror.local/ --output out/ingest`"
+    ),
+)  # fmt: skip
+def ingest(
+    inputs: Optional[List[str]] = typer.Argument(None, help="WARC/WET files, folders, globs or fsspec URLs."),
+    dump: Optional[str] = typer.Option(None, "--dump", help="CC-MAIN-YYYY-WW: with no INPUT, ingest this dump's listed files; with INPUTs, the dump id of files that name none."),
+    max_files: Optional[int] = typer.Option(None, "--max-files", help="With --dump: only the first N files of the listing."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="With --dump: where crawl-data/ lives."),
+    format: Optional[str] = typer.Option(None, "--format", help="With --dump: wet (text), warc (HTML, extracted here) or wat."),
+    extractor: Optional[str] = typer.Option(None, "--extractor", help="HTML extractor for WARC: resiliparse or trafilatura."),
+    max_record_mb: Optional[float] = typer.Option(None, "--max-record-mb", help="Records larger than this are quarantined unread."),
+    max_text_chars: Optional[int] = typer.Option(None, "--max-text-chars", help="Longer extracted texts are dropped as text_too_large."),
+    max_bad_utf8_share: Optional[float] = typer.Option(None, "--max-bad-utf8-share", help="WET text with a larger share of invalid UTF-8 is quarantined."),
+) -> None:
+    """Read Common Crawl WARC/WET files into text documents (Parquet), one part per input file."""
+
+
+@stage_verb(
+    app, "filter", name="filter",
+    epilog=(
+        "**Examples**\n\n"
+        "* `crawlmill filter out/ingest --output out/filter`  (defaults: keep English and Chinese)\n\n"
+        "* `crawlmill filter out/ingest --output out/filter --config configs/filters.yaml --keep-dropped`\n\n"
+        "* `crawlmill filter out/ingest --output out/filter --lid-model /models/glotlid.bin`"
+    ),
+)  # fmt: skip
+def filter_(
+    inputs: List[str] = typer.Argument(..., help="Finished stage output folders (e.g. ingest's)."),
+    language_id__model_path: Optional[str] = typer.Option(None, "--lid-model", help="fastText LID model (lid.176.bin/.ftz, GlotLID); default lid.176.ftz."),
+    keep_dropped: Optional[bool] = typer.Option(None, "--keep-dropped", help="Also write dropped documents with their reason to _dropped/."),
+) -> None:
+    """Language ID (fastText) and linguistic quality filters (Gopher, C4, FineWeb), right for Chinese too."""
+
+
+@stage_verb(
+    app, "dedup",
+    epilog=(
+        "**Examples**\n\n"
+        "* `crawlmill dedup out/2023-50/filter out/2024-10/filter --output out/dedup`  (every dump at once)\n\n"
+        "* `crawlmill dedup out/filter --output out/dedup --bands 20 --rows 10 --keep longest`\n\n"
+        "* `crawlmill dedup out/2024-18/filter --output out/dedup-2024-18 --index out/dedup-index`  (against every earlier run)"
+    ),
+)  # fmt: skip
+def dedup(
+    inputs: List[str] = typer.Argument(..., help="Finished stage output folders (e.g. filter's), all dumps."),
+    minhash__bands: Optional[int] = typer.Option(None, "--bands", help="LSH bands (x rows = MinHash permutations)."),
+    minhash__rows: Optional[int] = typer.Option(None, "--rows", help="Rows per band; 14 x 8 finds pairs of Jaccard >= ~0.8."),
+    partitions: Optional[int] = typer.Option(None, "--partitions", help="Shuffle partitions (default: one per 40,000 documents)."),
+    keep: Optional[str] = typer.Option(None, "--keep", help="Document kept per cluster: earliest_dump, latest_dump or longest."),
+    index: Optional[str] = typer.Option(None, "--index", help="Dedup against the kept documents of earlier runs with this index, then add this run's."),
+    jaccard_threshold: Optional[float] = typer.Option(None, "--jaccard-threshold", help="Candidate pairs are duplicates from this exact Jaccard similarity of shingles."),
+) -> None:
+    """Exact + MinHash LSH near-dedup over every input folder (every dump) at once, distributed on Ray.
+    Writes kept documents, duplicates/ and _report/report.json + .png (removal per dump and across dumps)."""
+
+
+@stage_verb(
+    app, "pack",
+    epilog=(
+        "**Examples**\n\n"
+        "* `crawlmill pack out/dedup --tokenizer out/tokenizer --output out/shards`\n\n"
+        "* `crawlmill pack out/2023-50/dedup out/2024-10/dedup --tokenizer TOKENIZER_DIR --output out/shards --shard-size-mb 2048`\n\n"
+        "* `crawlmill pack out/filter --tokenizer TOKENIZER_DIR --output out/shards --shard-tokens 100000000 --eod-token '</s>'`"
+    ),
+)  # fmt: skip
+def pack(
+    inputs: List[str] = typer.Argument(..., help="Finished stage output folders (Parquet parts), packed in this order."),
+    tokenizer: str = typer.Option(..., "--tokenizer", "-t", help="Hugging Face tokenizer folder (tokenizer.json [+ tokenizer_config.json, crawlmill.json])."),
+    shard_tokens: Optional[int] = typer.Option(None, "--shard-tokens", help="At most this many tokens per shard (documents are never split)."),
+    shard_size_mb: Optional[float] = typer.Option(None, "--shard-size-mb", help="Or: at most this many MiB of .bin per shard (default 1024)."),
+    eod_token: Optional[str] = typer.Option(None, "--eod-token", help="End-of-document token (default: tokenizer_config.json's eos_token)."),
+    padded_vocab_size: Optional[int] = typer.Option(None, "--padded-vocab-size", help="Model vocabulary size (default: crawlmill.json's, else the vocabulary rounded up to 128)."),
+    batch_rows: Optional[int] = typer.Option(None, "--batch-rows", help="Documents per tokenizer batch."),
+    fast_encode: Optional[bool] = typer.Option(None, "--fast-encode/--no-fast-encode", help="--no-fast-encode: encode with the tokenizers library alone (same ids, slower; for comparison)."),
+) -> None:
+    """Tokenize documents on Ray and write Megatron-Core IndexedDataset shards (.bin + .idx) with manifest.json."""

@@ -1,0 +1,117 @@
+"""The pipeline: every stage, in order, with what it reads and its config. This list is the one
+place the order lives: `crawlmill run` (and its `--only` / `--from`), the Airflow DAG's tasks
+(dags/crawlmill_pipeline.py), README's stage table and the tests all take it from here.
+
+Adding a stage is one `StageSpec` here plus its package: a config dataclass (the run config's
+section of the same name, and the options of its verb) and a `Stage` subclass (stage.py) built
+from that config alone. This module imports only the config classes, so reading it (as the
+Airflow scheduler does) needs none of the stages' dependencies.
+
+    crawlmill run configs/demo.yaml                 # every stage, in this order
+    crawlmill run configs/demo.yaml --only dedup    # one stage (what it reads must have finished)
+    crawlmill run configs/demo.yaml --from dedup    # dedup and everything after it
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from crawlmill.tokenizer.config import TokenizerConfig
+
+from .dedup.config import DedupConfig
+from .filter.config import FilterConfig
+from .ingest.config import IngestConfig
+from .pack.config import PackConfig
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str  # the config section, the DAG task id, the value of --only / --from
+    config: type  # the stage's config dataclass
+    stage: str  # "module:Class" of its Stage, built as Class(config); imported only when it runs
+    summary: str  # one line for the docs
+    verb: str  # the command that runs the stage alone
+    reads: tuple[str, ...] = ()  # stages whose output folders come first in its `inputs`
+    uses: tuple[tuple[str, str], ...] = ()  # (config field, stage): the field defaults to that stage's folder
+    folder: str | None = None  # its output folder under output_dir (default: its name)
+    # Given the stage's config: a folder that already holds its output (then nothing runs), or None.
+    external: Callable[[Any], str | None] | None = None
+
+    def stage_class(self) -> type:
+        module, _, name = self.stage.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+class Pipeline:
+    """Stages in order; each reads only stages before it."""
+
+    def __init__(self, stages: list[StageSpec]) -> None:
+        self.stages = tuple(stages)
+        seen: set[str] = set()
+        for spec in self.stages:
+            if spec.name in seen or spec.name in ("output_dir", "ray"):
+                raise ValueError(f"stage name {spec.name!r} is taken")
+            for upstream in (*spec.reads, *(stage for _, stage in spec.uses)):
+                if upstream not in seen:
+                    raise ValueError(f"stage {spec.name} reads {upstream!r}, which is not an earlier stage")
+            seen.add(spec.name)
+
+    @property
+    def names(self) -> list[str]:
+        return [spec.name for spec in self.stages]
+
+    def get(self, name: str) -> StageSpec:
+        for spec in self.stages:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"no stage {name!r}; the stages are {', '.join(self.names)}")
+
+    def select(self, only: str | None = None, start: str | None = None) -> list[StageSpec]:
+        """The stages a run does: all, `only` one, or `start` and every stage after it."""
+        if only is not None and start is not None:
+            raise ValueError("give --only or --from, not both")
+        for name, flag in ((only, "--only"), (start, "--from")):
+            if name is not None and name not in self.names:
+                raise ValueError(f"{flag} {name!r}: choose one of {', '.join(self.names)}")
+        if only is not None:
+            return [self.get(only)]
+        return list(self.stages[self.names.index(start) :] if start else self.stages)
+
+    def folder(self, name: str, run_config: Any) -> Path:
+        """Where stage `name`'s output is: its external folder, else output_dir/<folder>."""
+        spec = self.get(name)
+        section = getattr(run_config, name)
+        external = spec.external(section) if spec.external else None
+        return Path(external) if external else Path(run_config.output_dir) / (spec.folder or spec.name)
+
+    def with_stage(self, spec: StageSpec, after: str | None = None) -> Pipeline:
+        """A copy with `spec` inserted after stage `after` (default: at the end)."""
+        stages = list(self.stages)
+        stages.insert(self.names.index(after) + 1 if after else len(stages), spec)
+        return Pipeline(stages)
+
+
+PIPELINE = Pipeline(
+    [
+        StageSpec("ingest", IngestConfig, "crawlmill.pipeline.ingest.stage:IngestStage",
+                  "Common Crawl WARC/WET -> text documents (HTTP, charset, main-text extraction)",
+                  "crawlmill ingest INPUT... --output DIR"),
+        StageSpec("filter", FilterConfig, "crawlmill.pipeline.filter.stage:FilterStage",
+                  "fastText language ID and linguistic quality rules, right for Chinese",
+                  "crawlmill filter DIR --output DIR", reads=("ingest",)),
+        StageSpec("dedup", DedupConfig, "crawlmill.pipeline.dedup.stage:DedupStage",
+                  "exact + MinHash LSH near-dedup over every dump at once",
+                  "crawlmill dedup DIR... --output DIR", reads=("filter",)),
+        StageSpec("tokenizer", TokenizerConfig, "crawlmill.tokenizer.stage:TokenizerStage",
+                  "byte-level BPE with DeepSeek's pre-tokenization, trained on the deduplicated text",
+                  "crawlmill tokenizer train INPUT... --output DIR", reads=("dedup",),
+                  external=lambda config: config.path),
+        StageSpec("pack", PackConfig, "crawlmill.pipeline.pack.stage:PackStage",
+                  "tokenized, packed Megatron-Core .bin/.idx shards with a manifest",
+                  "crawlmill pack DIR... --tokenizer DIR --output DIR", reads=("dedup",),
+                  uses=(("tokenizer", "tokenizer"),), folder="shards"),
+    ]
+)  # fmt: skip

@@ -1,0 +1,53 @@
+"""Ingest config: where the WARC/WET files come from and how pages become text.
+
+The run config's `ingest:` section and `crawlmill ingest`'s options, field for field
+(`--max-record-mb` sets `max_record_mb`, the INPUT arguments set `inputs`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+EXTRACTORS = ("resiliparse", "trafilatura")
+FILE_FORMATS = ("wet", "warc", "wat")
+CC_BASE_URL = "https://data.commoncrawl.org/"
+DUMP_ID = re.compile(r"^CC-MAIN-\d{4}-\d{2}$")
+
+
+@dataclass
+class IngestConfig:
+    # Files, folders (searched recursively), globs and fsspec URLs; none: the files of `dump`'s listing.
+    inputs: list[str] = field(default_factory=list, metadata={"path": True})
+    # With no inputs: ingest this dump's listed files; with inputs: the dump id of files that name none.
+    dump: str | None = None
+    max_files: int | None = None  # with a dump listing: only its first N files
+    base_url: str = CC_BASE_URL  # with a dump listing: where crawl-data/ lives
+    format: str = "wet"  # with a dump listing: wet (text), warc (HTML, extracted here) or wat
+    extractor: str = "resiliparse"  # HTML extractor for WARC; or trafilatura (datatrove's extractor class)
+    max_record_mb: float = 16  # larger records are quarantined unread
+    max_text_chars: int = 1_000_000  # longer extracted texts are dropped as text_too_large
+    max_bad_utf8_share: float = 0.01  # WET text with more U+FFFD replacements is quarantined
+
+    def __post_init__(self) -> None:
+        if self.dump is not None and not DUMP_ID.match(self.dump):
+            raise ValueError(f"dump {self.dump!r} is not a Common Crawl dump id like CC-MAIN-2024-22")
+        if self.extractor not in EXTRACTORS:
+            raise ValueError(f"extractor {self.extractor!r}: choose one of {', '.join(EXTRACTORS)}")
+        if self.format not in FILE_FORMATS:
+            raise ValueError(f"format {self.format!r}: choose one of {', '.join(FILE_FORMATS)}")
+        if self.max_record_mb <= 0 or self.max_text_chars <= 0:
+            raise ValueError("max_record_mb and max_text_chars must be positive")
+        if not 0 <= self.max_bad_utf8_share <= 1:
+            raise ValueError(f"max_bad_utf8_share {self.max_bad_utf8_share}: must be in [0, 1]")
+        if self.max_files is not None and self.max_files < 1:
+            raise ValueError(f"max_files {self.max_files}: must be at least 1")
+
+    @property
+    def max_record_bytes(self) -> int:
+        return int(self.max_record_mb * (1 << 20))
+
+    @property
+    def default_dump(self) -> str | None:
+        """The dump id of input files whose warcinfo and path name none (with explicit inputs)."""
+        return self.dump if self.inputs else None

@@ -1,0 +1,252 @@
+"""The one runner: every stage, single-pass or multi-step, runs through `run_stage`.
+
+`run_stage(stage, output_dir)` gives every stage the same output-folder contract:
+
+- `_tasks.json` records the stage's inputs and settings; a folder made from others is refused;
+- a folder with `_SUCCESS` is finished: nothing runs again;
+- temporaries of a killed run (`.tmp-*`) are removed, then the stage's `run(ctx)` does its steps;
+- each `ctx.step(name, fn, tasks)` runs the step's tasks as Ray tasks (ray_tasks.py), at most
+  `max_in_flight` at once, with a progress bar; a task's result is written as its marker
+  (`_work/_done/<step>/<task>.json`, or where the step says, e.g. `_parts/`) after its outputs, and a
+  task whose marker exists is never run again, so a killed run resumes task by task;
+- a failed task is reported with its source and error while the others go on; the step then stops
+  the stage without `_SUCCESS` (a rerun retries only what is unfinished). A task that raises
+  `StageInputError` (unusable input) stops the stage with that error instead;
+- when `run` returns, its stats go to `_stats.json`, then `_SUCCESS` is written.
+
+Nothing here depends on the machine, time or scheduling order, so the same inputs and settings give
+byte-identical output folders.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import gc
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from crawlmill.files import atomic_write_json, atomic_write_text, read_json, remove_temporaries
+
+from .progress import StageProgress
+from .ray_tasks import Job, RayOptions, run_jobs
+from .stage import Stage, StageInputError, StageInputMismatch, StageResult
+
+if TYPE_CHECKING:
+    from .definition import Pipeline, StageSpec
+
+WORK_DIR = "_work"
+DONE_DIR = "_done"
+TASKS_FILE = "_tasks.json"
+STATS_FILE = "_stats.json"
+SUCCESS_FILE = "_SUCCESS"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of a step: `fn(*shared, *args)`; its marker is `<markers>/<key>.json`."""
+
+    key: str
+    args: tuple = ()
+    label: str = ""  # names it in progress and failure reports (default: the key)
+
+
+class StepFailed(RuntimeError):
+    def __init__(self, step: str, failures: list[tuple[str, str]], errors: dict[str, BaseException]) -> None:
+        super().__init__(f"step {step}: {len(failures)} task(s) failed; first: {failures[0][0]}: {failures[0][1]}")
+        self.step, self.failures = step, failures
+        self.input_error = next((e for e in errors.values() if isinstance(e, StageInputError)), None)
+
+
+def release_memory() -> None:
+    """Hand freed memory back to the OS between tasks: a Ray worker runs many tasks, and without this
+    its resident size would keep the high-water mark of every task it ran (BENCHMARKS.md, dedup)."""
+    gc.collect()
+    try:
+        import pyarrow as pa
+
+        pa.default_memory_pool().release_unused()
+    except ImportError:  # pragma: no cover - pyarrow is a core dependency
+        pass
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def run_task(fn: Callable[..., Any], shared: tuple, marker: str, args: tuple) -> Any:
+    """In a Ray worker: run one task, then write its result as its marker (after its outputs)."""
+    try:
+        result = fn(*shared, *args)
+        atomic_write_json(marker, result)
+        return result
+    finally:
+        release_memory()
+
+
+class StageContext:
+    """What a running stage sees: its folders, and `step` to run a resumable set of Ray tasks."""
+
+    def __init__(self, stage: str, output: Path, ray_options: RayOptions, progress: bool) -> None:
+        self.stage, self.output, self.work = stage, Path(output), Path(output) / WORK_DIR
+        self.ray_options, self.progress = ray_options, progress
+        self.finished_before: dict[str, int] = {}  # step -> tasks an earlier run had finished
+
+    def step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        tasks: Sequence[Task],
+        *,
+        shared: tuple = (),
+        markers: Path | None = None,
+        unit: str = "tasks",
+        retry: tuple[type[BaseException], ...] = (),
+        title: str | None = None,
+    ) -> dict[str, Any]:
+        """Run `fn(*shared, *task.args)` for every task not finished before; return every task's
+        result (a JSON-able dict, read back from its marker for finished ones), by key, in order."""
+        markers = Path(markers) if markers is not None else self.work / DONE_DIR / name
+        if len({t.key for t in tasks}) != len(tasks):
+            raise ValueError(f"step {name}: task keys are not unique")
+        results: dict[str, Any] = {}
+        for task in tasks:
+            marker = markers / f"{task.key}.json"
+            if marker.is_file():
+                results[task.key] = read_json(marker)
+        todo = [t for t in tasks if t.key not in results]
+        self.finished_before[name] = len(results)
+        if todo:
+            jobs = [Job(t.key, (str(markers / f"{t.key}.json"), t.args), t.label) for t in todo]
+            title = title or f"{self.stage} {name}"
+            with StageProgress(title, total=len(tasks), done=len(results), enabled=self.progress, unit=unit) as bar:
+                outcome = run_jobs(
+                    run_task, jobs, self.ray_options,
+                    on_done=lambda job, result: bar.part_done(result if isinstance(result, dict) else {}),
+                    on_failed=lambda job, detail: bar.part_failed(job.name, detail),
+                    retry_exceptions=list(retry), shared=(fn, shared),
+                )  # fmt: skip
+            if outcome.failures:
+                raise StepFailed(name, outcome.failures, outcome.errors)
+            results.update(outcome.results)
+        return {t.key: results[t.key] for t in tasks}
+
+
+def check_task_record(output_dir: Path, wanted: dict[str, Any]) -> None:
+    """Record what an output folder is made from (`_tasks.json`), or refuse a folder made from
+    other inputs or settings, so a resume never mixes two runs."""
+    path = output_dir / TASKS_FILE
+    wanted = read_json_roundtrip(wanted)
+    if path.exists():
+        found = read_json(path)
+        if found != wanted:
+            raise StageInputMismatch(
+                f"{output_dir} holds output of a {found.get('stage')} run with other inputs or settings "
+                f"(see {path}); choose a new --output folder, delete this one or pass --overwrite"
+            )
+        return
+    atomic_write_json(path, wanted)
+
+
+def read_json_roundtrip(data: Any) -> Any:
+    """`data` as it reads back from JSON (tuples become lists), so records compare equal."""
+    return json.loads(json.dumps(data, ensure_ascii=False))
+
+
+def run_stage(stage: Stage, output_dir: str | Path, ray_options: RayOptions | None = None, progress: bool = True) -> StageResult:
+    """Run `stage` into `output_dir` (see the module docstring). Failed tasks come back in
+    `result.failures`; unusable input raises (StageInputError, StageInputMismatch, ValueError...),
+    and a folder this call created for it is removed again."""
+    started = time.perf_counter()
+    output = Path(output_dir)
+    created = not output.exists()
+    output.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run(stage, output, ray_options or RayOptions(), progress, started)
+    except StageInputError:
+        if created:
+            shutil.rmtree(output, ignore_errors=True)
+        raise
+
+
+def _run(stage: Stage, output: Path, ray_options: RayOptions, progress: bool, started: float) -> StageResult:
+    stage.plan(output)
+    check_task_record(output, {"stage": stage.name, "settings": stage.fingerprint(), "sources": stage.sources()})
+    result = StageResult(stats=None, output_dir=output)
+    if (output / SUCCESS_FILE).exists():
+        result.stats = read_json(output / STATS_FILE)
+        result.already_done = True
+        result.finished_before = int(result.stats.get("parts", 0))
+        if stage.remove_work:  # a run killed while deleting it
+            shutil.rmtree(output / WORK_DIR, ignore_errors=True)
+        return result
+    remove_temporaries(output)
+    ctx = StageContext(stage.name, output, ray_options, progress)
+    try:
+        stats = stage.run(ctx)
+    except StepFailed as failed:
+        if failed.input_error is not None:
+            raise failed.input_error from None
+        stats = None
+        result.failures = failed.failures
+    result.finished_before = ctx.finished_before.get("parts", 0)
+    result.steps_finished_before = dict(ctx.finished_before)
+    result.seconds = time.perf_counter() - started
+    if stats is None:
+        return result
+    atomic_write_json(output / STATS_FILE, stats)
+    atomic_write_text(output / SUCCESS_FILE, "")
+    if stage.remove_work:
+        shutil.rmtree(ctx.work, ignore_errors=True)
+    result.stats = stats
+    return result
+
+
+def reset_output(output_dir: str | Path) -> None:
+    """Delete a stage output folder (the CLI's --overwrite)."""
+    shutil.rmtree(output_dir, ignore_errors=True)
+
+
+def wire_stage_config(pipeline: Pipeline, spec: StageSpec, run_config: Any) -> Any:
+    """Stage `spec`'s section of a run config with its inputs wired: the folders of the stages it
+    reads first, then the section's own `inputs`; fields it `uses` default to those stages' folders."""
+    section = getattr(run_config, spec.name)
+    changes: dict[str, Any] = {}
+    if spec.reads:
+        changes["inputs"] = [str(pipeline.folder(name, run_config)) for name in spec.reads] + list(section.inputs)
+    for field_name, upstream in spec.uses:
+        if getattr(section, field_name) is None:
+            changes[field_name] = str(pipeline.folder(upstream, run_config))
+    return dataclasses.replace(section, **changes) if changes else section
+
+
+def run_pipeline(
+    run_config: Any,
+    specs: Sequence[StageSpec],
+    pipeline: Pipeline,
+    on_result: Callable[[StageSpec, Stage, StageResult], None],
+    on_external: Callable[[StageSpec, Path], None],
+    progress: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Run `specs` (in pipeline order) of a validated run config, each into its folder; stop at the
+    first stage with failed tasks. Returns each stage's stats."""
+    summary: dict[str, Any] = {}
+    for spec in specs:
+        folder = pipeline.folder(spec.name, run_config)
+        if spec.external and spec.external(getattr(run_config, spec.name)):
+            on_external(spec, folder)
+            summary[spec.name] = {"external": str(folder)}
+            continue
+        if overwrite:
+            reset_output(folder)
+        stage = spec.stage_class()(wire_stage_config(pipeline, spec, run_config))
+        result = run_stage(stage, folder, run_config.ray, progress)
+        on_result(spec, stage, result)
+        summary[spec.name] = result.stats
+        if not result.ok:
+            break
+    return summary

@@ -1,0 +1,10 @@
+"""The shard format: read, verify and look into Megatron-Core `.bin/.idx` shards and pack's manifest.
+
+Used by `crawlmill shards inspect|verify|sample|stats` and by training; it imports nothing of the
+pipeline (pack, in crawlmill/pipeline/pack/, writes the shards).
+
+- mmidx.py      the MMIDIDX `.idx` layout, and a reader that validates before it maps
+- shardset.py   open a folder of shards (ours or any .bin/.idx pairs), inspect and verify it
+- shardstats.py sample documents, length and token-frequency statistics
+- manifest.py   read manifest.json: the Megatron blend, and the source of any token
+"""

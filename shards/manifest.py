@@ -1,0 +1,59 @@
+"""Reading a pack output's `manifest.json`: the blend Megatron trains on, and where a token came from.
+
+The manifest is written by `crawlmill pack` (crawlmill/pipeline/pack/manifest.py documents every
+field); this module only reads it, so training and other readers need nothing of the pipeline.
+
+    from crawlmill.shards.manifest import megatron_blend, locate_token
+    prefixes, weights = megatron_blend("out/shards")        # BlendedMegatronDatasetConfig(blend=...)
+    locate_token("out/shards", shard=0, token=12345)        # -> its document's id, URL, WARC record
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from .mmidx import read_index
+
+MANIFEST = "manifest.json"
+FORMAT = "crawlmill-pack/1"
+
+
+def load_manifest(shard_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(shard_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def megatron_blend(shard_dir: str | Path) -> tuple[list[str], list[float]]:
+    """The manifest's blend as BlendedMegatronDatasetConfig(blend=...) takes it: absolute prefixes, weights."""
+    manifest = load_manifest(shard_dir)
+    if manifest is None:
+        raise FileNotFoundError(f"{shard_dir}: no {MANIFEST}")
+    root = Path(shard_dir).resolve()
+    blend = manifest["blend"]
+    return [str(root / p) for p in blend["prefixes"]], [float(w) for w in blend["weights"]]
+
+
+def locate_token(shard_dir: str | Path, shard: int, token: int) -> dict[str, Any]:
+    """The source document of token number `token` of shard `shard`: its row of the shard's docs table
+    (input part path, row, id, url, dump, lang, domain, warc_file, warc_offset, warc_record_id) plus
+    the document number and the token's offset within the document."""
+    shard_dir = Path(shard_dir)
+    manifest = load_manifest(shard_dir)
+    entry = manifest["shards"][shard] if manifest else {"prefix": f"shard-{shard:05d}"}
+    index = read_index(shard_dir / f"{entry['prefix']}.idx")
+    ends = np.cumsum(np.asarray(index.lengths, dtype=np.int64))
+    if not 0 <= token < (int(ends[-1]) if len(ends) else 0):
+        raise IndexError(f"{entry['prefix']} has {int(ends[-1]) if len(ends) else 0} tokens; no token {token}")
+    document = int(np.searchsorted(ends, token, side="right"))
+    row = pq.read_table(shard_dir / f"{entry['prefix']}.docs.parquet").slice(document, 1).to_pylist()[0]
+    if manifest:
+        row["input_path"] = manifest["inputs"][row["input"]]
+    start = int(ends[document - 1]) if document else 0
+    return {**row, "document": document, "offset_in_document": token - start}
