@@ -27,14 +27,14 @@ single process and the peak of any single Ray worker, overall and per step. RSS 
 pages once per process, so the sum overstates what the machine holds.
 
 Modes:
-  quality  bench/dedup_corpus.py's build_corpus (4 dumps x 1,000 pages, seed 0, English and
+  quality  crawlmill.corpora.dedup_corpus's build_corpus (4 dumps x 1,000 pages, seed 0, English and
            Chinese, WET files), ingested in-process into crawlmill's Parquet schema; both tools on
            that output; pairwise same-cluster precision and recall per language against the exact
            ground truth (true clusters: components of pairs with Jaccard >= 0.8 of crawlmill's
            shingles, as in tests/pipeline/dedup/test_quality.py). Datatrove's clusters come from
            its cluster stage's `.clusters` files (document index -> cluster id), its removals from
            the `.remove` files, checked against the documents its filter stage dropped.
-  scale    bench/dedup_scale_corpus.py's build_scale_corpus (--docs N, 4 dumps, parts of
+  scale    crawlmill.corpora.dedup_scale's build_scale_corpus (--docs N, 4 dumps, parts of
            --docs-per-part documents so a part is the same size at every N), crawlmill on Ray
            (--cpus, default 2), optionally datatrove (tasks = workers = --cpus, bounded by
            --datatrove-timeout); the share of each synthetic kind (exact copy, near copy, ...) each
@@ -63,22 +63,14 @@ from collections import defaultdict
 from pathlib import Path
 
 from dedup_scoring import by_kind, crawlmill_predictions, datatrove_predictions, pairwise_scores
-from harness import load_bench_module, phase, run_info, run_tree
+from harness import phase, run_info, run_tree
+
+from crawlmill.corpora.shared_text import TEXT_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-BENCH = REPO / "bench"
-TEXT = REPO.parent / "shared" / "data" / "text"
 DUMPS = ["CC-MAIN-2023-40", "CC-MAIN-2023-50", "CC-MAIN-2024-10", "CC-MAIN-2024-22"]
 POLL_S = 0.1
 SCAN_S = 0.5  # how often all processes are scanned for the Ray temp dir (descendants: every poll)
-
-
-def corpus_module():
-    return load_bench_module("crawlmill_bench_dedup_corpus", "dedup_corpus.py")
-
-
-def build_scale_corpus_fn():
-    return load_bench_module("crawlmill_bench_dedup_scale_corpus", "dedup_scale_corpus.py").build_scale_corpus
 
 
 # ----------------------------------------------------------------------------------------------
@@ -265,7 +257,8 @@ def quality_mode(args) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    dc = corpus_module()
+    from crawlmill.corpora import dedup_corpus as dc
+
     work = Path(tempfile.mkdtemp(prefix="dedup-bench-quality-", dir="/tmp"))
     try:
         t0 = time.perf_counter()
@@ -365,13 +358,14 @@ def quality_mode(args) -> dict:
 def scale_mode(args) -> dict:
     import pyarrow.parquet as pq
 
-    build = build_scale_corpus_fn()
+    from crawlmill.corpora.dedup_scale import build_scale_corpus
+
     work = Path(tempfile.mkdtemp(prefix="dedup-bench-scale-", dir="/tmp"))
     try:
         dumps = DUMPS[: args.dumps]
         files = max(1, round(args.docs / len(dumps) / args.docs_per_part))
         t0 = time.perf_counter()
-        totals = build(work / "corpus", args.text_dir, args.docs, dumps, seed=args.seed, files=files, workers=args.build_workers)
+        totals = build_scale_corpus(work / "corpus", args.text_dir, args.docs, dumps, seed=args.seed, files=files, workers=args.build_workers)
         build_s = time.perf_counter() - t0
         inputs = [str(work / "corpus" / d) for d in dumps]
         docs = totals["docs"]
@@ -428,7 +422,7 @@ def scale_mode(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", nargs="?", choices=["quality", "scale"], default="quality")
-    parser.add_argument("--text-dir", type=Path, default=TEXT, help=f"real text the corpora are built from (default {TEXT})")
+    parser.add_argument("--text-dir", type=Path, default=TEXT_DIR, help=f"real text the corpora are built from (default {TEXT_DIR})")
     parser.add_argument("--dumps", type=int, default=4, choices=range(1, 5), metavar="1-4", help="number of dumps (default 4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="default: bench/out/dedup_<mode>.json")

@@ -27,27 +27,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from crawlmill.corpora.ingest_corpus import CC_DIR, build_corpus
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data" / "cc"
-CC_FILES = [
-    "resiliparse/warcfile.warc.gz",
-    "whirlwind/whirlwind.warc.gz",
-    "cmoncrawl/mini.warc.gz",
-    "cdx_toolkit/CC-MAIN-20250802220907-20250803010907-00970-06bb8ce9.warc.gz",
-    "cdx_toolkit/CC-MAIN-20250804083340-20250804113340-00340-c1c6d636.warc.gz",
-]
-
-
-def build_corpus(folder: Path, repeat: int) -> list[Path]:
-    """`repeat` files, each the concatenation of the real Common Crawl WARC samples (gzip members)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    blob = b"".join((SHARED / f).read_bytes() for f in CC_FILES)
-    paths = []
-    for i in range(repeat):
-        path = folder / f"bench-{i:03d}.warc.gz"
-        path.write_bytes(blob)
-        paths.append(path)
-    return paths
 
 
 def run_crawlmill_single(paths: list[Path], extractor: str = "resiliparse") -> tuple[int, float]:
@@ -215,8 +197,8 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(args.one[0], Path(args.one[1]))))
         return
-    if not SHARED.is_dir():
-        sys.exit(f"needs the Common Crawl samples at {SHARED}")
+    if not CC_DIR.is_dir():
+        sys.exit(f"needs the Common Crawl samples at {CC_DIR}")
     corpus_dir = Path(tempfile.mkdtemp(prefix="bench-corpus-"))
     corpus = build_corpus(corpus_dir, args.repeat)
     pages = count_html_responses(corpus)

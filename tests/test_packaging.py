@@ -1,11 +1,14 @@
 """Every Python package folder of the repository is installed (pyproject lists them by hand because
-pipeline/, tokenizer/ and training/ install under the crawlmill namespace)."""
+pipeline/, tokenizer/, training/ and corpora/ install under the crawlmill namespace)."""
 
 import tomllib
 
 from tests.conftest import REPO
 
-MAPPED = {"crawlmill": "crawlmill", "pipeline": "crawlmill.pipeline", "tokenizer": "crawlmill.tokenizer", "training": "crawlmill.training"}
+MAPPED = {
+    "crawlmill": "crawlmill", "pipeline": "crawlmill.pipeline", "tokenizer": "crawlmill.tokenizer", "training": "crawlmill.training",
+    "corpora": "crawlmill.corpora",
+}  # fmt: skip
 
 
 def test_every_package_folder_is_listed_in_pyproject():

@@ -2,16 +2,15 @@
 
 import gzip
 import json
-import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from crawlmill.corpora.warc_records import gzip_members, http_response, record, warcinfo
 from crawlmill.pipeline.ingest.stage import IngestConfig, IngestStage
 from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
 from crawlmill.pipeline.stage import run_part, run_stage
-from tests.warc_builder import gzip_members, http_response, record, warcinfo
 
 
 def ingest_one(path: Path, out: Path, config: IngestConfig | None = None) -> tuple[dict, list[dict], list[dict]]:
