@@ -1,4 +1,4 @@
-"""Benchmark: near-dedup, crawlmill `run_dedup` against datatrove's 4-stage MinHash, same corpus, same run.
+"""Benchmark: near-dedup, crawlmill's dedup stage against datatrove's 4-stage MinHash, same corpus, same run.
 
 Peer: datatrove 0.10.1's MinHash deduplication with its DEFAULT `MinhashConfig` (word 5-grams, 14
 buckets x 8 hashes, seed 1, 64-bit xxhash) and the default `language` of `MinhashDedupSignature`
@@ -11,7 +11,7 @@ the English and Chinese documents in two separate pipelines with `language="eng"
 `language="cmn"` (spaCy + jieba; note that `language="zh"` maps to datatrove's whitespace
 tokenizer, not to jieba), to separate tokenization from the rest.
 
-crawlmill: `run_dedup` with its default `DedupConfig` (14 bands x 8 rows, exact 128-bit hash band,
+crawlmill: the dedup stage with its default `DedupConfig` (14 bands x 8 rows, exact 128-bit hash band,
 exact-Jaccard verification of candidates at 0.8, connected components, earliest-dump keep rule) on
 a fresh local Ray started by the measuring process with `num_cpus` 1 and 2; Ray start-up is
 reported apart and not counted in the wall time. Its per-core signature figure comes from the map
@@ -27,14 +27,14 @@ single process and the peak of any single Ray worker, overall and per step. RSS 
 pages once per process, so the sum overstates what the machine holds.
 
 Modes:
-  quality  bench/dedup_corpus.py's build_corpus (4 dumps x 1,000 pages, seed 0, English and
+  quality  crawlmill.corpora.dedup_corpus's build_corpus (4 dumps x 1,000 pages, seed 0, English and
            Chinese, WET files), ingested in-process into crawlmill's Parquet schema; both tools on
            that output; pairwise same-cluster precision and recall per language against the exact
            ground truth (true clusters: components of pairs with Jaccard >= 0.8 of crawlmill's
            shingles, as in tests/pipeline/dedup/test_quality.py). Datatrove's clusters come from
            its cluster stage's `.clusters` files (document index -> cluster id), its removals from
            the `.remove` files, checked against the documents its filter stage dropped.
-  scale    bench/dedup_scale_corpus.py's build_scale_corpus (--docs N, 4 dumps, parts of
+  scale    crawlmill.corpora.dedup_scale's build_scale_corpus (--docs N, 4 dumps, parts of
            --docs-per-part documents so a part is the same size at every N), crawlmill on Ray
            (--cpus, default 2), optionally datatrove (tasks = workers = --cpus, bounded by
            --datatrove-timeout); the share of each synthetic kind (exact copy, near copy, ...) each
@@ -63,22 +63,14 @@ from collections import defaultdict
 from pathlib import Path
 
 from dedup_scoring import by_kind, crawlmill_predictions, datatrove_predictions, pairwise_scores
-from harness import load_bench_module, phase, run_info, run_tree
+from harness import phase, run_info, run_tree
+
+from crawlmill.corpora.shared_text import TEXT_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-BENCH = REPO / "bench"
-TEXT = REPO.parent / "shared" / "data" / "text"
 DUMPS = ["CC-MAIN-2023-40", "CC-MAIN-2023-50", "CC-MAIN-2024-10", "CC-MAIN-2024-22"]
 POLL_S = 0.1
 SCAN_S = 0.5  # how often all processes are scanned for the Ray temp dir (descendants: every poll)
-
-
-def corpus_module():
-    return load_bench_module("crawlmill_bench_dedup_corpus", "dedup_corpus.py")
-
-
-def build_scale_corpus_fn():
-    return load_bench_module("crawlmill_bench_dedup_scale_corpus", "dedup_scale_corpus.py").build_scale_corpus
 
 
 # ----------------------------------------------------------------------------------------------
@@ -108,9 +100,10 @@ def m_crawlmill_map(spec: dict) -> dict:
 
 
 def m_crawlmill_ray(spec: dict) -> dict:
-    """`run_dedup` on a fresh local Ray of `cpus` CPUs; every step timed from the driver."""
+    """The dedup stage on a fresh local Ray of `cpus` CPUs; every step timed from the driver."""
     import ray
 
+    from crawlmill.pipeline import runner
     from crawlmill.pipeline.dedup import stage as stage_mod
     from crawlmill.pipeline.dedup.config import DedupConfig
     from crawlmill.pipeline.ray_tasks import RayOptions
@@ -133,18 +126,23 @@ def m_crawlmill_ray(spec: dict) -> dict:
 
         return wrapper
 
-    run_step = stage_mod._run_step
-    stage_mod._run_step = lambda name, *a, **k: timed(name, run_step)(name, *a, **k)
-    stage_mod.run_stage = timed("output", stage_mod.run_stage)
+    run_step = runner.StageContext.step
+    names = {"parts": "output"}  # the output step; the cc-NNNN rounds count as one step, cc
+
+    def step(self, name, *a, **k):  # noqa: ANN001, ANN202 - StageContext.step, timed
+        return timed(names.get(name, name.split("-")[0]), run_step)(self, name, *a, **k)
+
+    runner.StageContext.step = step
     stage_mod.write_report = timed("report", stage_mod.write_report)
     output = Path(spec["output"])
     start = time.perf_counter()
-    result = stage_mod.run_dedup(spec["inputs"], output, DedupConfig(partitions=spec.get("partitions")), RayOptions(num_cpus=cpus), progress=False)
+    config = DedupConfig(inputs=spec["inputs"], partitions=spec.get("partitions"))
+    result = runner.run_stage(stage_mod.DedupStage(config), output, RayOptions(num_cpus=cpus), progress=False)
     seconds = time.perf_counter() - start
     phase("shutdown")
     ray.shutdown()
     if not result.ok:
-        raise RuntimeError(f"run_dedup failed: {result.failures[:3]}")
+        raise RuntimeError(f"dedup failed: {result.failures[:3]}")
     report = json.loads((output / "_report/report.json").read_text())
     work_bytes = sum(p.stat().st_size for p in (output / "_work").rglob("*") if p.is_file())
     return {
@@ -235,11 +233,11 @@ def run_measured(kind: str, spec: dict, timeout: float | None = None, ray_temp: 
 
 
 def ingest_in_process(corpus: Path, output: Path) -> dict:
-    from crawlmill.pipeline.ingest.sources import expand_inputs
+    from crawlmill.pipeline.ingest.config import IngestConfig
     from crawlmill.pipeline.ingest.stage import IngestStage
     from crawlmill.pipeline.stage import run_part
 
-    stage = IngestStage(expand_inputs([str(corpus / "crawl-data")]))
+    stage = IngestStage(IngestConfig(inputs=[str(corpus / "crawl-data")]))
     parts = [run_part(stage, task, str(output)) for task in stage.tasks()]
     (output / "_SUCCESS").write_text("")
     return {"wet_files": len(parts), "docs": sum(p["kept"] for p in parts), "quarantined": sum(p["quarantined"] for p in parts)}
@@ -265,7 +263,8 @@ def quality_mode(args) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    dc = corpus_module()
+    from crawlmill.corpora import dedup_corpus as dc
+
     work = Path(tempfile.mkdtemp(prefix="dedup-bench-quality-", dir="/tmp"))
     try:
         t0 = time.perf_counter()
@@ -289,7 +288,7 @@ def quality_mode(args) -> dict:
         plan: list[tuple[str, object]] = []
         predictions: dict[str, list] = defaultdict(list)  # crawlmill's removed -> kept maps, per run
 
-        # crawlmill: map step in one process (per-core signature figure), then run_dedup on Ray 1 and 2 CPUs.
+        # crawlmill: map step in one process (per-core signature figure), then the dedup stage on Ray 1 and 2 CPUs.
         def crawlmill_map() -> dict:
             shutil.rmtree(work / "map-only", ignore_errors=True)
             r = run_measured("crawlmill_map", {"inputs": inputs, "work": str(work / "map-only")})
@@ -365,13 +364,14 @@ def quality_mode(args) -> dict:
 def scale_mode(args) -> dict:
     import pyarrow.parquet as pq
 
-    build = build_scale_corpus_fn()
+    from crawlmill.corpora.dedup_scale import build_scale_corpus
+
     work = Path(tempfile.mkdtemp(prefix="dedup-bench-scale-", dir="/tmp"))
     try:
         dumps = DUMPS[: args.dumps]
         files = max(1, round(args.docs / len(dumps) / args.docs_per_part))
         t0 = time.perf_counter()
-        totals = build(work / "corpus", args.text_dir, args.docs, dumps, seed=args.seed, files=files, workers=args.build_workers)
+        totals = build_scale_corpus(work / "corpus", args.text_dir, args.docs, dumps, seed=args.seed, files=files, workers=args.build_workers)
         build_s = time.perf_counter() - t0
         inputs = [str(work / "corpus" / d) for d in dumps]
         docs = totals["docs"]
@@ -428,7 +428,7 @@ def scale_mode(args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", nargs="?", choices=["quality", "scale"], default="quality")
-    parser.add_argument("--text-dir", type=Path, default=TEXT, help=f"real text the corpora are built from (default {TEXT})")
+    parser.add_argument("--text-dir", type=Path, default=TEXT_DIR, help=f"real text the corpora are built from (default {TEXT_DIR})")
     parser.add_argument("--dumps", type=int, default=4, choices=range(1, 5), metavar="1-4", help="number of dumps (default 4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="default: bench/out/dedup_<mode>.json")

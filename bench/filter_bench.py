@@ -10,7 +10,8 @@ fresh process. Also reported: how many English and Chinese documents each keeps.
 
 Input: real text from ../shared/data — Chinese Wikipedia paragraphs (cmrc2018) and People's Daily
 paragraphs of 200+ characters, English Wikipedia articles cut into ~2,000-character documents,
-tinyshakespeare in ~2,000-character chunks, and the junk fixtures of tests/fixtures.
+tinyshakespeare in ~2,000-character chunks, and the junk fixtures of tests/fixtures
+(crawlmill.corpora.filter_corpus).
 
 Run: python bench/filter_bench.py [--docs-per-language 2000] [--json bench/out/filter.json]
 """
@@ -27,46 +28,18 @@ import tempfile
 import time
 from pathlib import Path
 
+from crawlmill.corpora.filter_corpus import build_corpus
+from crawlmill.corpora.shared_text import TEXT_DIR
+
 REPO = Path(__file__).resolve().parents[1]
-TEXT = REPO.parent / "shared" / "data" / "text"
-
-
-def chunks(text: str, size: int = 2000, sep: str = "\n") -> list[str]:
-    out, current = [], ""
-    for paragraph in text.split(sep):
-        current = f"{current}{sep}{paragraph}" if current else paragraph
-        if len(current) >= size:
-            out.append(current.strip())
-            current = ""
-    return out
-
-
-def build_corpus(folder: Path, per_language: int) -> dict[str, int]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
-
-    zh = [line.strip() for line in (TEXT / "zh/cmrc2018_contexts.txt").read_text(encoding="utf-8").splitlines() if len(line.strip()) >= 200]
-    zh += [line.strip() for line in (TEXT / "zh/peoples_daily_199801_raw.txt").read_text(encoding="utf-8", errors="replace").splitlines() if len(line.strip()) >= 200]
-    en = [c for line in (TEXT / "en/wikitext-2-valid.articles.jsonl").read_text(encoding="utf-8").splitlines() for c in chunks(json.loads(line)["text"])]
-    en += chunks((TEXT / "en/tinyshakespeare.txt").read_text(encoding="utf-8"), sep="\n\n")
-    junk = [json.loads(line)["text"] for line in (REPO / "tests/fixtures/filter_junk.jsonl").read_text(encoding="utf-8").splitlines()]
-    docs = zh[:per_language] + en[:per_language] + junk
-    rows = [{"id": document_id(f"bench-{i}"), "text": t, "url": f"https://bench.example/{i}"} for i, t in enumerate(docs)]
-    folder.mkdir(parents=True, exist_ok=True)
-    parts = 8
-    for p in range(parts):
-        pq.write_table(pa.Table.from_pylist(rows[p::parts], schema=DOCUMENT_SCHEMA), folder / f"part-{p:05d}.parquet")
-    (folder / "_SUCCESS").write_text("")
-    return {"zh": len(zh[:per_language]), "en": len(en[:per_language]), "junk": len(junk), "chars": sum(map(len, docs))}
 
 
 def run_crawlmill_single(corpus: Path) -> dict:
+    from crawlmill.pipeline.filter.config import FilterConfig
     from crawlmill.pipeline.filter.stage import FilterStage
     from crawlmill.pipeline.stage import run_part
 
-    stage = FilterStage(str(corpus))
+    stage = FilterStage(FilterConfig(inputs=[str(corpus)]))
     out = Path(tempfile.mkdtemp(prefix="bench-filter-"))
     start = time.perf_counter()
     parts = [run_part(stage, task, str(out)) for task in stage.tasks()]
@@ -82,13 +55,15 @@ def run_crawlmill_single(corpus: Path) -> dict:
 def run_crawlmill_ray(corpus: Path, cpus: int) -> dict:
     import ray
 
+    from crawlmill.pipeline.filter.config import FilterConfig
     from crawlmill.pipeline.filter.stage import FilterStage
-    from crawlmill.pipeline.stage import RayOptions, ensure_ray, run_stage
+    from crawlmill.pipeline.ray_tasks import RayOptions, ensure_ray
+    from crawlmill.pipeline.runner import run_stage
 
     ensure_ray(RayOptions(num_cpus=cpus))
     out = Path(tempfile.mkdtemp(prefix="bench-filter-ray-"))
     start = time.perf_counter()
-    result = run_stage(FilterStage(str(corpus)), out, RayOptions(num_cpus=cpus), progress=False)
+    result = run_stage(FilterStage(FilterConfig(inputs=[str(corpus)])), out, RayOptions(num_cpus=cpus), progress=False)
     elapsed = time.perf_counter() - start
     shutil.rmtree(out)
     ray.shutdown()
@@ -165,8 +140,8 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(args.one[0], Path(args.one[1]))))
         return
-    if not TEXT.is_dir():
-        sys.exit(f"needs the text samples at {TEXT}")
+    if not TEXT_DIR.is_dir():
+        sys.exit(f"needs the text samples at {TEXT_DIR}")
     work = Path(tempfile.mkdtemp(prefix="bench-filter-corpus-"))
     corpus = work / "corpus"
     info = build_corpus(corpus, args.docs_per_language)

@@ -1,5 +1,5 @@
 """What every benchmark shares: run one measurement in a fresh process and poll its memory, say
-which step runs now from inside it, describe the run, and load a sibling bench module by path.
+which step runs now from inside it, and describe the run.
 
 `run_tree` starts a command and, until it exits, polls (psutil) the RSS of the process, all its
 descendants and, if asked, every process whose command line names a marker (the Ray temp dir: Ray's
@@ -17,19 +17,16 @@ RSS counts shared pages once per process, so the sum overstates what the machine
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import platform
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from types import ModuleType
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -184,7 +181,7 @@ def run_info(**extra: object) -> dict:
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO).stdout
 
-    dirty = git("status", "--porcelain", "pipeline", "tokenizer", "crawlmill").splitlines()
+    dirty = git("status", "--porcelain", "pipeline", "tokenizer", "crawlmill", "corpora").splitlines()
     return {
         "date": date.today().isoformat(),
         "commit": git("rev-parse", "--short", "HEAD").strip(),
@@ -193,15 +190,3 @@ def run_info(**extra: object) -> dict:
         "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
         **extra,
     }
-
-
-def load_bench_module(name: str, filename: str) -> ModuleType:
-    """A sibling bench/ file as a module (bench/ is not a package), registered under `name` so that
-    dataclasses and pickling in Ray workers find it."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH / filename)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module

@@ -27,34 +27,17 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from crawlmill.corpora.ingest_corpus import CC_DIR, build_corpus
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data" / "cc"
-CC_FILES = [
-    "resiliparse/warcfile.warc.gz",
-    "whirlwind/whirlwind.warc.gz",
-    "cmoncrawl/mini.warc.gz",
-    "cdx_toolkit/CC-MAIN-20250802220907-20250803010907-00970-06bb8ce9.warc.gz",
-    "cdx_toolkit/CC-MAIN-20250804083340-20250804113340-00340-c1c6d636.warc.gz",
-]
-
-
-def build_corpus(folder: Path, repeat: int) -> list[Path]:
-    """`repeat` files, each the concatenation of the real Common Crawl WARC samples (gzip members)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    blob = b"".join((SHARED / f).read_bytes() for f in CC_FILES)
-    paths = []
-    for i in range(repeat):
-        path = folder / f"bench-{i:03d}.warc.gz"
-        path.write_bytes(blob)
-        paths.append(path)
-    return paths
 
 
 def run_crawlmill_single(paths: list[Path], extractor: str = "resiliparse") -> tuple[int, float]:
-    from crawlmill.pipeline.ingest.stage import IngestConfig, IngestStage
+    from crawlmill.pipeline.ingest.config import IngestConfig
+    from crawlmill.pipeline.ingest.stage import IngestStage
     from crawlmill.pipeline.stage import run_part
 
-    stage = IngestStage([str(p) for p in paths], IngestConfig(extractor=extractor))
+    stage = IngestStage(IngestConfig(inputs=[str(p) for p in paths], extractor=extractor))
     out = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     start = time.perf_counter()
     docs = sum(run_part(stage, task, str(out))["kept"] for task in stage.tasks())
@@ -78,8 +61,10 @@ def run_datatrove(paths: list[Path]) -> tuple[int, float]:
 def run_crawlmill_ray(paths: list[Path], num_cpus: int) -> tuple[int, float, float]:
     import ray
 
+    from crawlmill.pipeline.ingest.config import IngestConfig
     from crawlmill.pipeline.ingest.stage import IngestStage
-    from crawlmill.pipeline.stage import RayOptions, ensure_ray, run_stage
+    from crawlmill.pipeline.ray_tasks import RayOptions, ensure_ray
+    from crawlmill.pipeline.runner import run_stage
 
     if ray.is_initialized():
         ray.shutdown()
@@ -88,7 +73,7 @@ def run_crawlmill_ray(paths: list[Path], num_cpus: int) -> tuple[int, float, flo
     ray_start = time.perf_counter() - start
     out = Path(tempfile.mkdtemp(prefix="bench-ingest-ray-"))
     start = time.perf_counter()
-    result = run_stage(IngestStage([str(p) for p in paths]), out, RayOptions(num_cpus=num_cpus), progress=False)
+    result = run_stage(IngestStage(IngestConfig(inputs=[str(p) for p in paths])), out, RayOptions(num_cpus=num_cpus), progress=False)
     elapsed = time.perf_counter() - start
     shutil.rmtree(out)
     ray.shutdown()
@@ -129,7 +114,8 @@ def extraction_quality() -> dict[str, dict[str, float]]:
     """Word precision/recall of each extractor on the sample WARCs against the pages' true main text."""
     import pyarrow.parquet as pq
 
-    from crawlmill.pipeline.ingest.stage import IngestConfig, IngestStage
+    from crawlmill.pipeline.ingest.config import IngestConfig
+    from crawlmill.pipeline.ingest.stage import IngestStage
     from crawlmill.pipeline.stage import run_part
 
     sys.path.insert(0, str(REPO / "samples"))
@@ -145,7 +131,7 @@ def extraction_quality() -> dict[str, dict[str, float]]:
     warcs = sorted((REPO / "samples/crawl-data").glob("*/segments/*/warc/*.warc.gz"))
     scores = {}
     for name in ("resiliparse", "trafilatura"):
-        stage = IngestStage([str(p) for p in warcs], IngestConfig(extractor=name))
+        stage = IngestStage(IngestConfig(inputs=[str(p) for p in warcs], extractor=name))
         out = Path(tempfile.mkdtemp(prefix="bench-quality-"))
         for task in stage.tasks():
             run_part(stage, task, str(out))
@@ -215,8 +201,8 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(args.one[0], Path(args.one[1]))))
         return
-    if not SHARED.is_dir():
-        sys.exit(f"needs the Common Crawl samples at {SHARED}")
+    if not CC_DIR.is_dir():
+        sys.exit(f"needs the Common Crawl samples at {CC_DIR}")
     corpus_dir = Path(tempfile.mkdtemp(prefix="bench-corpus-"))
     corpus = build_corpus(corpus_dir, args.repeat)
     pages = count_html_responses(corpus)

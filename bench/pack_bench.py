@@ -16,7 +16,7 @@ benchmark corpus repeats each paragraph about 15 times and the fast encoder memo
 
 Corpus: real text from ../shared/data/text (English Wikipedia and Shakespeare paragraphs, Chinese
 Wikipedia (cmrc2018) and People's Daily paragraphs), resampled with a fixed seed into documents
-of 1-12 paragraphs of one language.
+of 1-12 paragraphs of one language (crawlmill.corpora.pack_corpus).
 
 preprocess_data.py is not vendored: pass a Megatron-LM checkout at tag core_v0.16.1 (it runs
 against the installed megatron-core 0.16.1). It imports triton unconditionally; give a folder
@@ -44,54 +44,10 @@ from pathlib import Path
 
 from harness import run_info, run_tree
 
+from crawlmill.corpora.pack_corpus import build_corpus, unique_documents
+from crawlmill.corpora.shared_text import TEXT_DIR
+
 REPO = Path(__file__).resolve().parents[1]
-TEXT = REPO.parent / "shared" / "data" / "text"
-
-
-def paragraphs() -> dict[str, list[str]]:
-    en = [line.strip() for line in (TEXT / "en/wikitext-2-valid.txt").read_text(encoding="utf-8").splitlines()]
-    en = [p for p in en if len(p) >= 80 and not p.startswith("=")]
-    en += [p.strip() for p in (TEXT / "en/tinyshakespeare.txt").read_text(encoding="utf-8").split("\n\n") if len(p.strip()) >= 80]
-    zh = [line.strip() for line in (TEXT / "zh/cmrc2018_contexts.txt").read_text(encoding="utf-8").splitlines() if len(line.strip()) >= 40]
-    zh += [
-        line.strip()
-        for line in (TEXT / "zh/peoples_daily_199801_raw.txt").read_text(encoding="utf-8", errors="replace").splitlines()
-        if len(line.strip()) >= 40
-    ]
-    return {"en": en, "zh": zh}
-
-
-def build_corpus(folder: Path, docs: int, parts: int, seed: int) -> dict:
-    """Parquet parts (the pipeline's document schema) + corpus.jsonl with the same texts in pack order."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
-
-    pools = paragraphs()
-    rng = np.random.default_rng(seed)
-    parquet = folder / "parquet"
-    parquet.mkdir(parents=True)
-    per_part = -(-docs // parts)
-    chars = 0
-    with open(folder / "corpus.jsonl", "w", encoding="utf-8") as jsonl:
-        for p in range(parts):
-            rows = []
-            for i in range(p * per_part, min(docs, (p + 1) * per_part)):
-                lang = "zh" if rng.random() < 0.5 else "en"
-                pool = pools[lang]
-                picks = rng.integers(0, len(pool), size=int(rng.integers(1, 13)))
-                text = "\n\n".join(pool[j] for j in picks)
-                chars += len(text)
-                rows.append({
-                    "id": document_id(f"bench-{i}"), "text": text, "url": f"https://site{i % 997}.example.org/{i}",
-                    "dump": f"CC-MAIN-2024-{10 + i % 3:02d}", "lang": lang,
-                })  # fmt: skip
-                jsonl.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
-            pq.write_table(pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA), parquet / f"part-{p:05d}.parquet")
-    (parquet / "_SUCCESS").write_text("")
-    return {"documents": docs, "parts": parts, "characters": chars, "jsonl_bytes": (folder / "corpus.jsonl").stat().st_size}
 
 
 def tokenizer_dir() -> Path:
@@ -130,22 +86,6 @@ def run_crawlmill(corpus: Path, out: Path, workers: int, fast: bool = True) -> t
     ] + ([] if fast else ["--no-fast-encode"])  # fmt: skip
     seconds, log, peak_mib = timed(cmd, env)
     return seconds, out / "shard-00000", log, peak_mib
-
-
-def unique_documents(seed: int) -> dict[str, list[str]]:
-    """Control corpus without repeats: every source paragraph exactly once, 1-12 per document."""
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    docs: dict[str, list[str]] = {}
-    for lang, pool in paragraphs().items():
-        order = [pool[i] for i in rng.permutation(len(pool))]
-        docs[lang] = []
-        while order:
-            k = int(rng.integers(1, 13))
-            docs[lang].append("\n\n".join(order[:k]))
-            order = order[k:]
-    return docs
 
 
 def per_core_rates(texts: list[str]) -> dict:
@@ -206,8 +146,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=REPO / "bench/out/pack.json")
     args = parser.parse_args()
-    if not TEXT.is_dir():
-        sys.exit(f"needs the text samples at {TEXT}")
+    if not TEXT_DIR.is_dir():
+        sys.exit(f"needs the text samples at {TEXT_DIR}")
     if not (args.megatron_lm / "tools/preprocess_data.py").is_file():
         sys.exit(f"{args.megatron_lm}: no tools/preprocess_data.py (a Megatron-LM checkout is needed)")
     work = Path(tempfile.mkdtemp(prefix="bench-pack-"))

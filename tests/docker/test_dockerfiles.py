@@ -28,3 +28,17 @@ def test_copied_paths_exist(dockerfile):
         if line.startswith("COPY "):
             for source in line.split()[1:-1]:
                 assert (root / source).exists(), f"{dockerfile.name}: COPY {source} does not exist"
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_installed_packages_are_copied(dockerfile):
+    """An image that pip-installs the repository must copy every folder pyproject maps a package to."""
+    import tomllib
+
+    root = dockerfile.parents[1]
+    text = dockerfile.read_text()
+    if 'pip install -c constraints.txt ".' not in text:
+        return
+    folders = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values())
+    copied = {source.rstrip("/") for line in text.splitlines() if line.startswith("COPY ") for source in line.split()[1:-1]}
+    assert folders <= copied, f"{dockerfile.name} does not copy {sorted(folders - copied)}"

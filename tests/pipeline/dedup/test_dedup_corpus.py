@@ -1,11 +1,10 @@
 """The near-duplicate benchmark corpora: WET layout, exact ground truth and joinability with ingest
-output (bench/dedup_corpus.py), and the streaming scale builder (bench/dedup_scale_corpus.py)."""
+output (crawlmill.corpora.dedup_corpus), and the streaming scale builder
+(crawlmill.corpora.dedup_scale)."""
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 import zlib
 from pathlib import Path
 
@@ -13,26 +12,15 @@ import pyarrow.parquet as pq
 import pytest
 from fastwarc.warc import ArchiveIterator, WarcRecordType
 
+from crawlmill.corpora import dedup_corpus as dc
+from crawlmill.corpora import dedup_scale as ds
 from crawlmill.pipeline.dedup.shingles import shingles
 from crawlmill.pipeline.ingest.config import IngestConfig
 from crawlmill.pipeline.ingest.stage import IngestStage
 from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
 from crawlmill.pipeline.stage import run_part
 
-REPO = Path(__file__).resolve().parents[3]
 DUMPS = ["CC-MAIN-2023-50", "CC-MAIN-2024-10", "CC-MAIN-2024-22"]
-
-
-def _load_module(name: str):
-    spec = importlib.util.spec_from_file_location(f"crawlmill_bench_{name}", REPO / "bench" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses and worker pickling look the module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-dc = _load_module("dedup_corpus")
-ds = _load_module("dedup_scale_corpus")
 
 
 @pytest.fixture(scope="module")

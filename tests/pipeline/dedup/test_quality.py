@@ -1,31 +1,22 @@
 """Dedup quality against exact ground truth: a multi-dump WET corpus built from the real English and
-Chinese text in ../shared/data (bench/dedup_corpus.py: republished, edited, rewritten and mirrored
-pages, true clusters from exact Jaccard >= 0.8 of the shingles), ingested and deduplicated end to end."""
+Chinese text in ../shared/data (crawlmill.corpora.dedup_corpus: republished, edited, rewritten and
+mirrored pages, true clusters from exact Jaccard >= 0.8 of the shingles), ingested and deduplicated
+end to end."""
 
-import importlib.util
-import sys
 from collections import defaultdict
 from itertools import combinations
 
 import pyarrow.parquet as pq
 import pytest
 
+from crawlmill.corpora.dedup_corpus import build_corpus
 from crawlmill.pipeline.dedup.config import DedupConfig
 from crawlmill.pipeline.dedup.stage import DedupStage
 from crawlmill.pipeline.ingest.config import IngestConfig
 from crawlmill.pipeline.ingest.stage import IngestStage
 from crawlmill.pipeline.runner import run_stage
-from tests.conftest import REPO
 
 DUMPS = ["CC-MAIN-2023-40", "CC-MAIN-2023-50", "CC-MAIN-2024-10", "CC-MAIN-2024-22"]
-
-
-def load_corpus_module():
-    spec = importlib.util.spec_from_file_location("crawlmill_bench_dedup_corpus", REPO / "bench" / "dedup_corpus.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def same_cluster_pairs(cluster_of: dict[str, object]) -> set[tuple[str, str]]:
@@ -37,9 +28,8 @@ def same_cluster_pairs(cluster_of: dict[str, object]) -> set[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def result(ray_local, shared_data, tmp_path_factory):
-    corpus = load_corpus_module()
     root = tmp_path_factory.mktemp("dedup-quality")
-    truth = corpus.build_corpus(root / "corpus", shared_data / "text", DUMPS, docs_per_dump=400, seed=11)
+    truth = build_corpus(root / "corpus", shared_data / "text", DUMPS, docs_per_dump=400, seed=11)
     assert run_stage(IngestStage(IngestConfig(inputs=[str(root / "corpus/crawl-data")])), root / "ingest", progress=False).ok
     assert run_stage(DedupStage(DedupConfig(inputs=[str(root / "ingest")], partitions=3)), root / "dedup", progress=False).ok
     return truth.docs.to_pylist(), pq.read_table(root / "dedup/duplicates").to_pylist(), root

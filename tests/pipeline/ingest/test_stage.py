@@ -3,18 +3,17 @@
 import dataclasses
 import gzip
 import json
-import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from crawlmill.corpora.warc_records import gzip_members, http_response, record, warcinfo
 from crawlmill.pipeline.ingest.config import IngestConfig
 from crawlmill.pipeline.ingest.stage import IngestStage
-from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
 from crawlmill.pipeline.runner import run_stage
+from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
 from crawlmill.pipeline.stage import run_part
-from tests.warc_builder import gzip_members, http_response, record, warcinfo
 
 
 def ingest_one(path: Path, out: Path, config: IngestConfig | None = None) -> tuple[dict, list[dict], list[dict]]:

@@ -1,6 +1,6 @@
 """Fixtures for the pack tests: real pipeline output (ingest + filter of the sample corpus, plus a
-hand-made folder of edge cases), the released DeepSeek tokenizer folder, one pack run, and
-Megatron-Core's own tokenizer built as tools/preprocess_data.py builds it."""
+hand-made folder of edge cases, crawlmill.corpora.edge_documents), the released DeepSeek tokenizer
+folder, one pack run, and Megatron-Core's own tokenizer built as tools/preprocess_data.py builds it."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import json
 from argparse import Namespace
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from crawlmill.corpora.edge_documents import write_edge_folder
 from crawlmill.pipeline.filter.config import FilterConfig
 from crawlmill.pipeline.filter.stage import FilterStage
 from crawlmill.pipeline.ingest.config import IngestConfig
@@ -19,42 +19,10 @@ from crawlmill.pipeline.ingest.stage import IngestStage
 from crawlmill.pipeline.pack.config import PackConfig
 from crawlmill.pipeline.pack.stage import PackStage
 from crawlmill.pipeline.runner import run_stage
-from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
 from crawlmill.pipeline.stage import StageResult
 from tests.conftest import SAMPLES
 
 SHARD_TOKENS = 6000
-EOS = "<｜end▁of▁sentence｜>"
-
-EDGE_TEXTS = [
-    "",  # encodes to nothing: dropped as empty_tokens
-    "Numbers 1234567890 split into digits; 中文没有空格，也要正确分词。\n\n  indented\tline",
-    f"A document that mentions the end token {EOS} literally, and ☃ émoji 🚀.",
-    "word " * 7000,  # longer than a shard: it gets a shard of its own
-    " ",
-    "最后一个文档。",
-]
-
-
-def write_edge_folder(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = [
-        {
-            "id": document_id(f"edge-{i}"),
-            "text": text,
-            "url": None if i == 4 else f"https://sub{i}.edge.example.com.cn/page/{i}",
-            "dump": None if i == 4 else "CC-MAIN-2025-33",
-            "lang": None if i == 4 else ("zh" if i in (1, 5) else "en"),
-            "warc_record_id": f"<urn:uuid:edge-{i}>",
-            "warc_file": "crawl-data/CC-MAIN-2025-33/segments/x/warc/edge.warc.gz",
-            "warc_offset": 1000 * i,
-        }
-        for i, text in enumerate(EDGE_TEXTS)
-    ]
-    pq.write_table(pa.Table.from_pylist(rows[:3], schema=DOCUMENT_SCHEMA), folder / "part-00000.parquet")
-    pq.write_table(pa.Table.from_pylist(rows[3:], schema=DOCUMENT_SCHEMA), folder / "part-00001.parquet")
-    (folder / "_SUCCESS").write_text("")
-    return folder
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
 from crawlmill.cli import app
-from tests.pipeline.pack.conftest import EOS, SHARD_TOKENS, folder_bytes
+from crawlmill.corpora.edge_documents import EOS
+from tests.pipeline.pack.conftest import SHARD_TOKENS, folder_bytes
 
 
 def invoke(*args):

@@ -9,12 +9,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from crawlmill.corpora.edge_documents import EDGE_TEXTS
 from crawlmill.pipeline.pack.encode import encode_part
 from crawlmill.pipeline.parts import input_parts, marker_path
 from crawlmill.pipeline.runner import DONE_DIR, run_task
 from crawlmill.pipeline.stage import StageInputMismatch
 from crawlmill.shards.manifest import locate_token, megatron_blend
-from tests.pipeline.pack.conftest import EDGE_TEXTS, SHARD_TOKENS, folder_bytes, input_texts, manifest_of, run_pack
+from tests.pipeline.pack.conftest import SHARD_TOKENS, folder_bytes, input_texts, manifest_of, run_pack
 
 
 def test_counts_manifest_and_shard_boundaries(packed, pack_inputs):

@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from crawlmill.corpora.edge_documents import EDGE_TEXTS, EOS
 from crawlmill.pipeline.pack.tokenizer import DocumentEncoder, TokenizerError, inspect_tokenizer_dir
-from tests.pipeline.pack.conftest import EDGE_TEXTS, EOS
 
 
 def folder_with(tmp_path, tokenizer_dir, config=None, crawlmill=None):

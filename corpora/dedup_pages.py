@@ -1,27 +1,22 @@
-"""The page generator of the multi-dump WET corpus (bench/dedup_corpus.py): page kinds and their shares,
-dump crawl periods, and `PageGenerator`, which makes one language's pages from base documents
-(bench/dedup_text.py): unique pages, mirrors, republications under the same or a new URL, small
-edits and rewrites, with URLs and all randomness from one seeded numpy Generator. A library module,
-no command line; `build_corpus` in bench/dedup_corpus.py drives it::
+"""The page generator of the multi-dump WET corpus (crawlmill.corpora.dedup_corpus): page kinds and
+their shares, dump crawl periods, and `PageGenerator`, which makes one language's pages from base
+documents (crawlmill.corpora.dedup_text): unique pages, mirrors, republications under the same or a
+new URL, small edits and rewrites, with URLs and all randomness from one seeded numpy Generator. A
+library module, no command line; `build_corpus` in crawlmill.corpora.dedup_corpus drives it::
 
-    python bench/dedup_corpus.py corpus --output /tmp/dd --docs-per-dump 500
+    python -m crawlmill.corpora.dedup_corpus corpus --output /tmp/dd --docs-per-dump 500
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 
 import numpy as np
 
+from crawlmill.corpora.dedup_text import JOIN, split_sentences, vocabulary
 from crawlmill.pipeline.ingest.html_text import normalize_text
-
-if str(Path(__file__).resolve().parent) not in sys.path:  # bench/ is not a package: siblings by path
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dedup_text import JOIN, split_sentences, vocabulary  # noqa: E402
 
 _DUMP = re.compile(r"^CC-MAIN-(\d{4})-(\d{2})$")
 

@@ -1,31 +1,38 @@
-"""Real source text for the near-duplicate corpora (bench/dedup_corpus.py, bench/dedup_scale_corpus.py).
+"""Real source text for the near-duplicate corpora (dedup_corpus and dedup_scale in this package).
 
-Loads the English and Chinese text in ../shared/data/text as base documents (pairwise Jaccard of
-their shingle sets < 0.5), splits sentences, collects substitution vocabularies, and finds exactly
-similar pairs; also the constants both builders share (default dumps, record-id namespace). A
-library module, no command line: imported by its siblings (bench/ is not a package, so they put
-bench/ on sys.path) or from a test::
+Turns the English and Chinese text in ../shared/data/text (read by crawlmill.corpora.shared_text)
+into base documents (pairwise Jaccard of their shingle sets < 0.5), splits sentences, collects
+substitution vocabularies, and finds exactly similar pairs; also what both builders share: default
+dumps, record-id namespace, and their common command-line options. A library module, no command
+line::
 
-    import sys; sys.path.insert(0, "bench")
-    from dedup_text import source_documents
+    from crawlmill.corpora.dedup_text import source_documents
     docs = source_documents()  # {"en": [...], "zh": [...]}
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import re
+import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
+from crawlmill.corpora.shared_text import (
+    TEXT_DIR,
+    cmrc_paragraphs,
+    peoples_daily_lines,
+    shakespeare_speeches,
+    wikitext_articles,
+)
 from crawlmill.pipeline.ingest.html_text import normalize_text
 
-REPO = Path(__file__).resolve().parents[1]
-TEXT_DIR = REPO.parent / "shared" / "data" / "text"
 DEFAULT_DUMPS = ["CC-MAIN-2023-40", "CC-MAIN-2023-50", "CC-MAIN-2024-10", "CC-MAIN-2024-22"]
 BASE_MAX_JACCARD = 0.5  # base documents at least this similar to an earlier one are removed
 NAMESPACE = uuid.UUID("6f1c1c38-5a0e-5c55-9b47-2f4a8e0a3d11")  # uuid5 namespace of every record id
@@ -83,14 +90,11 @@ def exact_similar_pairs(texts: list[str], lang: str, threshold: float) -> list[t
 def _source_documents(text_dir: str) -> dict[str, tuple[str, ...]]:
     root = Path(text_dir)
     en: list[str] = []
-    for line in (root / "en/wikitext-2-valid.articles.jsonl").read_text(encoding="utf-8").splitlines():
-        article = json.loads(line)
-        en += _chunks((p for p in article["text"].split("\n") if p.strip()), 1500, 3000, "\n")
-    plays = (root / "en/tinyshakespeare.txt").read_text(encoding="utf-8").split("\n\n")
-    en += _chunks((p for p in plays if p.strip()), 1500, 3000, "\n\n")
-    zh = [p for p in (root / "zh/cmrc2018_contexts.txt").read_text(encoding="utf-8").splitlines() if len(p.strip()) >= 200]
-    news = (root / "zh/peoples_daily_199801_raw.txt").read_bytes().decode("utf-8", errors="replace")
-    zh += _chunks((p for p in news.splitlines() if p.strip()), 400, 1500, "\n")
+    for article in wikitext_articles(root):
+        en += _chunks((p for p in article.split("\n") if p.strip()), 1500, 3000, "\n")
+    en += _chunks((p for p in shakespeare_speeches(root) if p.strip()), 1500, 3000, "\n\n")
+    zh = [p for p in cmrc_paragraphs(root) if len(p.strip()) >= 200]
+    zh += _chunks((p for p in peoples_daily_lines(root) if p.strip()), 400, 1500, "\n")
     docs = {}
     for lang, texts in (("en", en), ("zh", zh)):
         texts = list(dict.fromkeys(t for t in (normalize_text(t) for t in texts) if t))
@@ -108,3 +112,20 @@ def source_documents(text_dir: Path = TEXT_DIR) -> dict[str, list[str]]:
     documents with Jaccard >= 0.5 the later one is removed, so the ground truth starts clean.
     """
     return {lang: list(texts) for lang, texts in _source_documents(str(Path(text_dir).resolve())).items()}
+
+
+def add_corpus_options(parser: argparse.ArgumentParser) -> None:
+    """The options both builders' commands take: where to write, which dumps, seed, source text."""
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--dumps", nargs="+", default=DEFAULT_DUMPS, help=f"default: {' '.join(DEFAULT_DUMPS)}")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--text-dir", type=Path, default=TEXT_DIR, help=f"default: {TEXT_DIR}")
+    parser.add_argument("--overwrite", action="store_true", help="replace a corpus this script wrote there before")
+
+
+def print_result(result: dict, started: float) -> int:
+    """A command's result as JSON on stdout, with the seconds since `started` (time.perf_counter)."""
+    result["elapsed_s"] = round(time.perf_counter() - started, 2)
+    json.dump(result, sys.stdout, indent=1, ensure_ascii=False)
+    print()
+    return 0

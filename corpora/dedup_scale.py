@@ -1,25 +1,24 @@
-#!/usr/bin/env python3
 """A near-duplicate scale corpus: millions of documents in crawlmill's document schema, for timing dedup.
 
 `build_scale_corpus` writes ``OUT/<DUMP>/part-NNNNN.parquet`` + ``_SUCCESS`` (what `crawlmill dedup`
 reads) by resampling and mutating the sentences of the real text in ../shared/data/text (loaded by
-bench/dedup_text.py): new families are 1-2 KB mosaics of a base document's sentences and random
-ones; repeats are exact copies, near copies, reorders, truncations, concatenations and rewrites of
-earlier families. Per-document family and kind go to ``OUT/_truth/<DUMP>/part-NNNNN.parquet``.
+crawlmill.corpora.dedup_text): new families are 1-2 KB mosaics of a base document's sentences and
+random ones; repeats are exact copies, near copies, reorders, truncations, concatenations and
+rewrites of earlier families. Per-document family and kind go to
+``OUT/_truth/<DUMP>/part-NNNNN.parquet``.
 Streaming (one part in memory at a time per worker) and deterministic from the seed: every text is
 a pure function of (seed, document index), so the output is byte-identical for any worker count.
-The small corpus with exact ground truth in WET files is bench/dedup_corpus.py.
+The small corpus with exact ground truth in WET files is crawlmill.corpora.dedup_corpus.
 
-Run (repository root, virtualenv active)::
+Run (virtualenv active)::
 
-    python bench/dedup_scale_corpus.py --output /tmp/dd-1m --docs 1000000 --workers 2
+    python -m crawlmill.corpora.dedup_scale --output /tmp/dd-1m --docs 1000000 --workers 2
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import json
 import multiprocessing
 import shutil
 import sys
@@ -35,20 +34,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawlmill.pipeline.parts import PARQUET_OPTIONS
-from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
-
-if str(Path(__file__).resolve().parent) not in sys.path:  # bench/ is not a package: siblings by path
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dedup_text import (  # noqa: E402
+from crawlmill.corpora.dedup_text import (
     DEFAULT_DUMPS,
     JOIN,
     NAMESPACE,
     TEXT_DIR,
+    add_corpus_options,
+    print_result,
     source_documents,
     split_sentences,
     vocabulary,
 )
+from crawlmill.pipeline.parts import PARQUET_OPTIONS
+from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
 
 SCALE_KINDS = ("unique", "exact", "near", "reorder", "truncate", "concat", "rewrite")
 SCALE_DUP_SHARES = {"exact": 0.4, "near": 0.3, "reorder": 0.1, "truncate": 0.1, "concat": 0.05, "rewrite": 0.05}
@@ -336,20 +334,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dup-share", type=float, default=0.5, help="share of documents that repeat an earlier family")
     parser.add_argument("--zh-share", type=float, default=0.5)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--dumps", nargs="+", default=DEFAULT_DUMPS, help=f"default: {' '.join(DEFAULT_DUMPS)}")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--text-dir", type=Path, default=TEXT_DIR, help=f"default: {TEXT_DIR}")
-    parser.add_argument("--overwrite", action="store_true", help="replace a corpus this script wrote there before")
+    add_corpus_options(parser)
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
     result = build_scale_corpus(args.output, args.text_dir, args.docs, args.dumps, args.seed, args.files,
                                 dup_share=args.dup_share, zh_share=args.zh_share, workers=args.workers,
                                 overwrite=args.overwrite)
-    result["elapsed_s"] = round(time.perf_counter() - t0, 2)
-    json.dump(result, sys.stdout, indent=1, ensure_ascii=False)
-    print()
-    return 0
+    return print_result(result, t0)
 
 
 if __name__ == "__main__":

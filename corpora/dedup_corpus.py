@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A multi-dump near-duplicate test corpus with exact ground truth, built from the real text in ../shared/data/text.
 
 `build_corpus` writes a multi-dump corpus in Common Crawl's WET layout,
@@ -12,14 +11,14 @@ similar (base documents are pairwise < 0.5 and new text comes from unused base d
 are computed within families; the tests check the claim. Written: ``OUT/ground_truth.parquet``
 (record_id, id, url, dump, lang, family, kind, cluster, ...) and ``OUT/pairs.parquet``.
 
-Base documents come from bench/dedup_text.py, pages from bench/dedup_pages.py; this module writes
-the WET files and the ground truth. Millions of documents straight in crawlmill's document schema:
-bench/dedup_scale_corpus.py.
+Base documents come from crawlmill.corpora.dedup_text, pages from crawlmill.corpora.dedup_pages;
+this module writes the WET files and the ground truth. Millions of documents straight in crawlmill's
+document schema: crawlmill.corpora.dedup_scale.
 
-Run (repository root, virtualenv active)::
+Run (virtualenv active)::
 
-    python bench/dedup_corpus.py corpus --output /tmp/dd --dumps CC-MAIN-2023-50 CC-MAIN-2024-10 --docs-per-dump 500
-    python bench/dedup_corpus.py stats /tmp/dd
+    python -m crawlmill.corpora.dedup_corpus corpus --output /tmp/dd --dumps CC-MAIN-2023-50 CC-MAIN-2024-10 --docs-per-dump 500
+    python -m crawlmill.corpora.dedup_corpus stats /tmp/dd
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
-import json
 import shutil
 import sys
 import time
@@ -44,23 +42,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fastwarc.warc import WarcRecord, WarcRecordType
 
-from crawlmill.pipeline.dedup.shingles import shingles
-from crawlmill.pipeline.parts import PARQUET_OPTIONS
-from crawlmill.pipeline.schema import document_id
-
-if str(Path(__file__).resolve().parent) not in sys.path:  # bench/ is not a package: siblings by path
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
 # Some re-exported (see __all__): the source text helpers and the page kinds.
-from dedup_pages import CROSS_DUMP_KINDS, KINDS, KindShares, Page, PageGenerator, dump_period  # noqa: E402
-from dedup_text import (  # noqa: E402
+from crawlmill.corpora.dedup_pages import CROSS_DUMP_KINDS, KINDS, KindShares, Page, PageGenerator, dump_period
+from crawlmill.corpora.dedup_text import (
     BASE_MAX_JACCARD,
     DEFAULT_DUMPS,
     NAMESPACE,
     TEXT_DIR,
+    add_corpus_options,
     exact_similar_pairs,
+    print_result,
     source_documents,
     split_sentences,
 )
+from crawlmill.pipeline.dedup.shingles import shingles
+from crawlmill.pipeline.parts import PARQUET_OPTIONS
+from crawlmill.pipeline.schema import document_id
 
 THRESHOLD = 0.8  # true near duplicates: Jaccard of shingle sets >= THRESHOLD
 __all__ = [
@@ -135,6 +132,7 @@ def _write_dump(out_dir: Path, dump: str, pages: list[Page], files: int, seed: i
         segment = f"{int(t0.timestamp() * 1000)}.{(f * 37 + 11) % 100:02d}"
         name = f"CC-MAIN-{t0:%Y%m%d%H%M%S}-{t0 + span:%Y%m%d%H%M%S}-{f:05d}.warc.wet.gz"
         rel = f"crawl-data/{dump}/segments/{segment}/wet/{name}"
+        # The generator's old path stays in the warcinfo record: the corpus bytes do not change with the move.
         info = "".join(f"{k}: {v}\r\n" for k, v in [
             ("Software-Info", "crawlmill bench/dedup_corpus.py"), ("isPartOf", dump),
             ("publisher", f"crawlmill (synthetic test corpus, seed {seed})"),
@@ -331,11 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     corpus.add_argument("--docs-per-dump", type=int, default=500, help="pages per dump, languages together (default 500)")
     corpus.add_argument("--langs", nargs="+", default=["en", "zh"], choices=["en", "zh"])
     corpus.add_argument("--files-per-dump", type=int, default=3)
-    corpus.add_argument("--output", type=Path, required=True)
-    corpus.add_argument("--dumps", nargs="+", default=DEFAULT_DUMPS, help=f"default: {' '.join(DEFAULT_DUMPS)}")
-    corpus.add_argument("--seed", type=int, default=0)
-    corpus.add_argument("--text-dir", type=Path, default=TEXT_DIR, help=f"default: {TEXT_DIR}")
-    corpus.add_argument("--overwrite", action="store_true", help="replace a corpus this script wrote there before")
+    add_corpus_options(corpus)
     stats = sub.add_parser("stats", help="statistics of a built corpus's ground truth")
     stats.add_argument("output", type=Path)
     args = parser.parse_args(argv)
@@ -346,10 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         result = truth.stats()
     else:
         result = GroundTruth.read(args.output).stats()
-    result["elapsed_s"] = round(time.perf_counter() - t0, 2)
-    json.dump(result, sys.stdout, indent=1, ensure_ascii=False)
-    print()
-    return 0
+    return print_result(result, t0)
 
 
 if __name__ == "__main__":
