@@ -25,6 +25,7 @@ COPY pyproject.toml constraints.txt README.md ./
 COPY crawlmill ./crawlmill
 COPY pipeline ./pipeline
 COPY tokenizer ./tokenizer
+COPY shards ./shards
 COPY training ./training
 COPY corpora ./corpora
 RUN pip install -c constraints.txt ".[pipeline,tokenizer]" \

@@ -10,6 +10,7 @@ Airflow scheduler does) needs none of the stages' dependencies.
     crawlmill run configs/demo.yaml                 # every stage, in this order
     crawlmill run configs/demo.yaml --only dedup    # one stage (what it reads must have finished)
     crawlmill run configs/demo.yaml --from dedup    # dedup and everything after it
+    python -m crawlmill.pipeline.definition         # the stage table README shows
 """
 
 from __future__ import annotations
@@ -87,6 +88,14 @@ class Pipeline:
         external = spec.external(section) if spec.external else None
         return Path(external) if external else Path(run_config.output_dir) / (spec.folder or spec.name)
 
+    def markdown_table(self) -> str:
+        """README's stage table (a test keeps README equal to it)."""
+        rows = ["| # | stage | reads | run alone | what it does |", "|---|---|---|---|---|"]
+        for number, spec in enumerate(self.stages, 1):
+            reads = ", ".join([*spec.reads, *(stage for _, stage in spec.uses)]) or "—"
+            rows.append(f"| {number} | `{spec.name}` | {reads} | `{spec.verb}` | {spec.summary} |")
+        return "\n".join(rows)
+
     def with_stage(self, spec: StageSpec, after: str | None = None) -> Pipeline:
         """A copy with `spec` inserted after stage `after` (default: at the end)."""
         stages = list(self.stages)
@@ -115,3 +124,7 @@ PIPELINE = Pipeline(
                   uses=(("tokenizer", "tokenizer"),), folder="shards"),
     ]
 )  # fmt: skip
+
+
+if __name__ == "__main__":  # python -m crawlmill.pipeline.definition: the stage table for README
+    print(PIPELINE.markdown_table())

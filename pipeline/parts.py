@@ -20,7 +20,7 @@ Output folder layout (shared by all stages)::
 
 from __future__ import annotations
 
-import os
+import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +29,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawlmill.files import temporary_path
+from crawlmill.files import atomic_path
 
 from .schema import QUARANTINE_SCHEMA
 
@@ -99,29 +99,31 @@ class _ParquetTmpWriter:
 
     def __init__(self, final: Path, schema: pa.Schema, always_create: bool) -> None:
         self.final, self.schema, self.always_create = final, schema, always_create
-        self.tmp = temporary_path(final)
+        self._file = contextlib.ExitStack()  # holds crawlmill.files.atomic_path(final) once opened
         self.writer: pq.ParquetWriter | None = None
+
+    def _open(self) -> None:
+        tmp = self._file.enter_context(atomic_path(self.final))
+        self.writer = pq.ParquetWriter(tmp, self.schema, **PARQUET_OPTIONS)
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
         if self.writer is None:
-            self.tmp.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(self.tmp, self.schema, **PARQUET_OPTIONS)
+            self._open()
         self.writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
 
     def commit(self) -> None:
         if self.writer is None and self.always_create:
-            self.tmp.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(self.tmp, self.schema, **PARQUET_OPTIONS)
+            self._open()
         if self.writer is not None:
             self.writer.close()
-            os.replace(self.tmp, self.final)
+            self._file.close()  # renames the temporary into place
 
     def abort(self) -> None:
         if self.writer is not None:
             self.writer.close()
-        self.tmp.unlink(missing_ok=True)
+            self._file.__exit__(RuntimeError, RuntimeError("part aborted"), None)  # deletes the temporary
 
 
 class PartSink:

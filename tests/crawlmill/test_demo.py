@@ -1,7 +1,10 @@
-"""The README's demo: `crawlmill run configs/demo.yaml` on the sample corpus shipped in the repo."""
+"""The README's demo: `crawlmill run configs/demo.yaml` on the sample corpus shipped in the repo,
+byte for byte the output it gave before the pipeline moved onto one runner (demo_checksums.json)."""
 
+import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import yaml
 from typer.testing import CliRunner
@@ -33,9 +36,29 @@ def test_demo_config_runs_end_to_end(ray_local, tmp_path):
     assert set(trained) == {"en", "zh"} and 0.6 < trained["en"] / trained["zh"] < 1.6  # ~50 pages: whole pages are drawn
     manifest = json.loads((tmp_path / "demo-output/shards/manifest.json").read_text())
     assert manifest["documents"] == deduped["kept"] and manifest["tokenizer"]["padded_vocab_size"] == 1024 and manifest["tokens"] > 10_000
+    assert demo_checksums(tmp_path / "demo-output") == json.loads((Path(__file__).parent / "demo_checksums.json").read_text())
     # A second run resumes: nothing to do, same stats.
     again = CliRunner().invoke(app, ["run", str(tmp_path / "demo.yaml"), "--no-progress"])
     assert again.exit_code == 0 and "4 part(s) were already finished" in again.output
     assert "tokenizer already trained" in again.output
     assert json.loads((tmp_path / "demo-output/dedup/_stats.json").read_text()) == deduped
     shutil.rmtree(tmp_path / "demo-output")
+
+
+def demo_checksums(root: Path) -> dict[str, str]:
+    """sha256 of every file of the reference (demo_checksums.json, recorded with the code before the
+    one-runner refactor, commit 30017cd): every stage's parts, quarantine, duplicates, report and
+    stats, the tokenizer files, the shards; the manifest with its paths made relative. Files that
+    hold absolute paths (markers, _tasks.json, train_report.json) are left out."""
+    reference = json.loads((Path(__file__).parent / "demo_checksums.json").read_text())
+    found = {}
+    for name in reference:
+        if name.startswith("shards/manifest.json"):
+            manifest = json.loads((root / "shards/manifest.json").read_text())
+            manifest["inputs"] = [str(Path(p).relative_to(root)) for p in manifest["inputs"]]
+            manifest["tokenizer"]["path"] = str(Path(manifest["tokenizer"]["path"]).relative_to(root))
+            data = json.dumps(manifest, indent=1, ensure_ascii=False).encode()
+        else:
+            data = (root / name).read_bytes() if (root / name).is_file() else b"(missing)"
+        found[name] = hashlib.sha256(data).hexdigest()
+    return found

@@ -183,6 +183,23 @@ def test_dag_loads_with_no_import_errors(dag):
     assert dag.max_active_runs == 1
 
 
+def test_a_stage_added_to_the_pipeline_list_becomes_a_task(airflow_home, monkeypatch):
+    """The DAG file unchanged: a copy of the pipeline list with a toy stage gives a DAG with its task,
+    in its place, running `crawlmill run CONFIG --only toy` (tests/pipeline/test_definition.py runs it)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from crawlmill.pipeline import definition
+    from tests.pipeline.toy_stage import pipeline_with_toy
+
+    monkeypatch.setattr(definition, "PIPELINE", pipeline_with_toy())
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}, bag.import_errors
+    toy_dag = bag.dags[DAG_ID]
+    assert [task.task_id for task in toy_dag.tasks] == ["ingest", "filter", "toy", "dedup", "tokenizer", "pack"]
+    assert toy_dag.task_dict["toy"].entrypoint == "crawlmill run {{ params.config | shquote }} --only toy --no-progress"
+    assert toy_dag.task_dict["toy"].upstream_task_ids == {"filter"} and toy_dag.task_dict["dedup"].upstream_task_ids == {"toy"}
+
+
 def test_pipeline_dag_runs_each_stage_as_a_ray_job(dag, client, ray_head, tmp_path):
     # The config travels in the job's working_dir and is named relative to it.
     working_dir = tmp_path / "job"

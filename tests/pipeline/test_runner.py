@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from crawlmill.pipeline.parts import PartSink
-from crawlmill.pipeline.runner import run_stage
+from crawlmill.pipeline.runner import Task, run_stage
 from crawlmill.pipeline.schema import document_id
-from crawlmill.pipeline.stage import PartStage, PartTask, StageInputMismatch
+from crawlmill.pipeline.stage import PartStage, PartTask, Stage, StageInputError, StageInputMismatch
 
 
 class LinesStage(PartStage):
@@ -99,3 +99,67 @@ def test_stale_temporaries_of_a_killed_run_are_removed(ray_local, sources, tmp_p
     (out / ".tmp-deadbeef-part-00001.parquet").write_bytes(b"half a file")
     assert run_stage(LinesStage(sources), out, progress=False).finished_before == 4
     assert not list(out.rglob(".tmp-*"))
+
+
+def test_only_the_framework_imports_ray():
+    """`grep -rn "import ray" pipeline tokenizer crawlmill shards` finds the framework's module only:
+    every stage runs its Ray tasks through the runner."""
+    from tests.conftest import REPO
+
+    hits = {
+        str(path.relative_to(REPO))
+        for top in ("pipeline", "tokenizer", "crawlmill", "shards")
+        for path in (REPO / top).rglob("*.py")
+        if "import ray" in path.read_text() or "ray.remote" in path.read_text()
+    }
+    assert hits == {"pipeline/ray_tasks.py"}
+
+
+class TwoStepStage(Stage):
+    """A multi-step stage: step 1 squares numbers (one task each), step 2 sums them; the input
+    `fail_at` makes one task of step 1 fail, `bad_input` makes it raise StageInputError."""
+
+    name = "two_steps"
+
+    def __init__(self, numbers: list[int], fail_at: int | None = None, bad_input: bool = False) -> None:
+        super().__init__({"numbers": numbers})
+        self.numbers, self.fail_at, self.bad_input = numbers, fail_at, bad_input
+
+    def sources(self) -> list[str]:
+        return [str(n) for n in self.numbers]
+
+    def run(self, ctx):  # noqa: ANN001, ANN201
+        squares = ctx.step("square", square, [Task(f"n-{n}", (n, self.fail_at, self.bad_input)) for n in self.numbers])
+        total = ctx.step("sum", add_up, [Task("sum", ([squares[f"n-{n}"]["square"] for n in self.numbers],))])
+        return {"stage": self.name, "parts": len(self.numbers), "in": len(self.numbers), "kept": 1, "dropped": {}, "quarantined": 0, "counters": total["sum"]}
+
+
+def square(n: int, fail_at: int | None, bad_input: bool) -> dict:
+    if n == fail_at:
+        if bad_input:
+            raise StageInputError(f"{n} cannot be squared here")
+        raise RuntimeError(f"task {n} crashed")
+    return {"square": n * n}
+
+
+def add_up(values: list[int]) -> dict:
+    return {"total": sum(values)}
+
+
+def test_multi_step_stage_resumes_task_by_task(ray_local, tmp_path):
+    out = tmp_path / "out"
+    failed = run_stage(TwoStepStage([1, 2, 3, 4], fail_at=3), out, progress=False)
+    assert not failed.ok and failed.failures[0][0] == "n-3" and "task 3 crashed" in failed.failures[0][1]
+    done = sorted(p.name for p in (out / "_work/_done/square").glob("*.json"))
+    assert done == ["n-1.json", "n-2.json", "n-4.json"] and not (out / "_SUCCESS").exists()
+    (out / "_work/_done/square/n-1.json").write_text('{"square": 100}')  # proof that n-1 is not run again
+    resumed = run_stage(TwoStepStage([1, 2, 3, 4]), out, progress=False)
+    assert resumed.ok and resumed.steps_finished_before == {"square": 3, "sum": 0}
+    assert json.loads((out / "_stats.json").read_text())["counters"] == {"total": 100 + 4 + 9 + 16}
+    assert run_stage(TwoStepStage([1, 2, 3, 4]), out, progress=False).already_done
+
+
+def test_unusable_input_in_a_task_stops_the_stage_with_its_error_and_leaves_no_folder(ray_local, tmp_path):
+    with pytest.raises(StageInputError, match="3 cannot be squared here"):
+        run_stage(TwoStepStage([1, 2, 3], fail_at=3, bad_input=True), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()

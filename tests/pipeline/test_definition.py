@@ -1,0 +1,103 @@
+"""The one pipeline list (pipeline/definition.py): its rules, and a toy stage added to a copy of it
+that `crawlmill run`, `--only` and `--from` pick up with no other change (the DAG: tests/dags)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from crawlmill.cli import app
+from crawlmill.pipeline import definition
+from crawlmill.pipeline.definition import PIPELINE, Pipeline, StageSpec
+from tests.conftest import REPO
+from tests.pipeline.toy_stage import TOY, ToyConfig, pipeline_with_toy
+
+
+def test_stages_read_only_earlier_stages_and_names_are_unique():
+    assert PIPELINE.names == ["ingest", "filter", "dedup", "tokenizer", "pack"]
+    with pytest.raises(ValueError, match="not an earlier stage"):
+        Pipeline([TOY, *PIPELINE.stages])
+    with pytest.raises(ValueError, match="is taken"):
+        PIPELINE.with_stage(PIPELINE.get("dedup"))
+    with pytest.raises(ValueError, match="is taken"):
+        PIPELINE.with_stage(StageSpec("ray", ToyConfig, "x:Y", "", ""))
+
+
+def test_select_only_and_from():
+    assert [s.name for s in PIPELINE.select()] == PIPELINE.names
+    assert [s.name for s in PIPELINE.select(only="dedup")] == ["dedup"]
+    assert [s.name for s in PIPELINE.select(start="dedup")] == ["dedup", "tokenizer", "pack"]
+    with pytest.raises(ValueError, match="--only 'dedupe': choose one of ingest, filter"):
+        PIPELINE.select(only="dedupe")
+    with pytest.raises(ValueError, match="not both"):
+        PIPELINE.select(only="dedup", start="filter")
+
+
+def test_every_stage_class_loads_and_is_named_as_its_spec():
+    for spec in PIPELINE.stages:
+        assert spec.stage_class().name == spec.name
+        spec.config()  # every section has defaults: a run config may leave it out
+
+
+def test_reading_the_list_imports_no_stage_dependency():
+    """The Airflow scheduler parses the DAG, which reads this list: it must stay light."""
+    code = "import sys, crawlmill.pipeline.definition; print(sorted(m for m in ('ray', 'pyarrow', 'numpy', 'datatrove', 'tokenizers', 'torch') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_readme_stage_table_is_the_pipeline_list():
+    assert PIPELINE.markdown_table() in (REPO / "README.md").read_text()
+
+
+@pytest.fixture
+def toy_pipeline(monkeypatch):
+    """The pipeline list with the toy stage after filter; nothing else changes."""
+    monkeypatch.setattr(definition, "PIPELINE", pipeline_with_toy())
+
+
+def run(*args):
+    return CliRunner().invoke(app, ["run", *map(str, args), "--no-progress"], env={"COLUMNS": "200"})
+
+
+def summary(result) -> dict:
+    """The stats JSON `crawlmill run` prints last (after each stage's lines)."""
+    return json.loads(result.stdout[result.stdout.index("\n{\n") + 1 :])
+
+
+def test_a_stage_added_to_the_list_runs_in_order_alone_and_from(ray_local, toy_pipeline, tmp_path):
+    config = yaml.safe_load((REPO / "configs/demo.yaml").read_text())
+    config["output_dir"] = str(tmp_path / "out")
+    config["ingest"]["inputs"] = [str(REPO / "configs" / p) for p in config["ingest"]["inputs"]]
+    config["toy"] = {"min_chars": 2000}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+
+    # The toy section is part of the run config, checked with the others before anything runs.
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**config, "toy": {"min_chars": -1}}))
+    bad = run(tmp_path / "bad.yaml")
+    assert bad.exit_code == 2 and "bad.yaml.toy: min_chars -1" in bad.output and not (tmp_path / "out").exists()
+
+    result = run(tmp_path / "run.yaml")
+    assert result.exit_code == 0, result.output
+    assert list(summary(result)) == ["ingest", "filter", "toy", "dedup", "tokenizer", "pack"]
+    toy = json.loads((tmp_path / "out/toy/_stats.json").read_text())
+    filtered = json.loads((tmp_path / "out/filter/_stats.json").read_text())
+    assert toy["in"] == filtered["kept"] and 0 < toy["dropped"]["toy_short"] < toy["in"]
+    assert json.loads((tmp_path / "out/dedup/_stats.json").read_text())["in"] == filtered["kept"]  # dedup still reads filter
+
+    # --only toy runs it alone; its inputs are wired from the list (filter's folder).
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*") if p.is_file() and "/toy/" not in str(p)}
+    again = run(tmp_path / "run.yaml", "--only", "toy", "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert list(summary(again)) == ["toy"]
+    assert json.loads((tmp_path / "out/toy/_stats.json").read_text()) == toy
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # no other stage touched
+    tasks = json.loads((tmp_path / "out/toy/_tasks.json").read_text())
+    assert all(source.startswith(str(tmp_path / "out/filter")) for source in tasks["sources"])
+
+    # --from toy: toy and every stage after it, all finished already.
+    later = run(tmp_path / "run.yaml", "--from", "toy")
+    assert later.exit_code == 0 and list(summary(later)) == ["toy", "dedup", "tokenizer", "pack"]
+    assert "tokenizer already trained" in later.stdout
