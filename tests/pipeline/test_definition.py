@@ -101,3 +101,10 @@ def test_a_stage_added_to_the_list_runs_in_order_alone_and_from(ray_local, toy_p
     later = run(tmp_path / "run.yaml", "--from", "toy")
     assert later.exit_code == 0 and list(summary(later)) == ["toy", "dedup", "tokenizer", "pack"]
     assert "tokenizer already trained" in later.stdout
+
+    # A stage whose config names an existing output (tokenizer.path) runs nothing; pack reads that folder.
+    (tmp_path / "external.yaml").write_text(yaml.safe_dump({**config, "tokenizer": {"path": str(tmp_path / "out/tokenizer")}}))
+    external = run(tmp_path / "external.yaml", "--from", "tokenizer")
+    assert external.exit_code == 0, external.output
+    assert "tokenizer: using" in external.stdout and summary(external)["tokenizer"] == {"external": str(tmp_path / "out/tokenizer")}
+    assert summary(external)["pack"] == json.loads((tmp_path / "out/shards/_stats.json").read_text())  # the same tokenizer: already packed
