@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import types
 import typing
 from dataclasses import field
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
 
 class ConfigError(ValueError):
     pass
+
+
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
 def _check_type(value: Any, hint: Any, where: str, base: Path | None) -> Any:
@@ -72,6 +76,8 @@ def _check_type(value: Any, hint: Any, where: str, base: Path | None) -> Any:
         return value
     if dataclasses.is_dataclass(hint):
         return build(hint, value, where, base)
+    if hint in (float, int) and isinstance(value, str) and _NUMBER.match(value.strip()):
+        value = float(value)  # YAML 1.1 reads 2e12 (no dot, no exponent sign) as a string
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if hint is int and isinstance(value, float) and value.is_integer():

@@ -1,0 +1,194 @@
+"""The training config: one dataclass per component (model, data, optimizer, schedule, parallelism,
+checkpoints, evaluation), the run config's `train:` section and `crawlmill train --config`'s file.
+
+    crawlmill train --config tiny                 # a built-in: training/configs/<name>.yaml
+    crawlmill train --config my-run.yaml          # a file; relative paths are relative to it
+
+Built-ins: `tiny` (CPU tests), `125m`, `1b` (one GPU), `deepseek-7b`, `deepseek-67b` (Table 2 of the
+DeepSeek LLM report, exactly). A file may start from a built-in with `base: NAME` and change any key.
+The whole config is checked before anything starts (crawlmill.pipeline.config.build: unknown keys,
+types, values, with the key path in the error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .model_config import ModelConfig
+
+BUILTIN_DIR = Path(__file__).parent / "configs"
+SCHEDULES = ("multistep", "cosine", "wsd", "constant")
+PRECISIONS = ("bf16", "fp32")
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+
+
+@dataclass
+class DataConfig:
+    # Pack output folders (manifest.json + shards); each folder's own blend weighs its shards.
+    shards: list[str] = field(default_factory=list, metadata={"path": True})
+    weights: list[float] | None = None  # one per folder; None: by the folders' token counts
+    split: str = "969,30,1"  # train, validation, test shares of every shard's documents (Megatron's)
+    seed: int = 1234  # GPTDataset's shuffling
+
+    def __post_init__(self) -> None:
+        if self.weights is not None and len(self.weights) != len(self.shards):
+            raise ValueError(f"weights: {len(self.weights)} given for {len(self.shards)} shard folder(s)")
+        if self.weights is not None and (not all(w >= 0 for w in self.weights) or sum(self.weights) <= 0):
+            raise ValueError(f"weights {self.weights}: need non-negative numbers with a positive sum")
+        parts = self.split.split(",")
+        try:
+            shares = [float(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"split {self.split!r}: expected three numbers like 969,30,1") from None
+        if len(shares) != 3 or min(shares) < 0 or shares[0] <= 0:
+            raise ValueError(f"split {self.split!r}: expected train,valid,test shares with train > 0")
+
+
+@dataclass
+class OptimizerConfig:
+    lr: float | None = None  # peak learning rate; None: the planner's η_opt for the run's compute
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr {self.lr}: must be > 0")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"betas ({self.beta1}, {self.beta2}) must be in [0, 1)")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ValueError("weight_decay and grad_clip must be >= 0")
+
+
+@dataclass
+class ScheduleConfig:
+    kind: str = "multistep"  # DeepSeek's multi-step; cosine, wsd (warm-up, stable, decay) and constant beside it
+    warmup_steps: int = 2000
+    milestones: list[float] = field(default_factory=lambda: [0.8, 0.9])  # multistep: fractions of the training tokens
+    factors: list[float] = field(default_factory=lambda: [0.316, 0.1])  # multistep: LR / peak after each milestone
+    min_lr_ratio: float = 0.1  # cosine and wsd: the final LR / peak
+    decay_fraction: float = 0.2  # wsd: the last share of training that decays
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCHEDULES:
+            raise ValueError(f"kind {self.kind!r}: choose one of {', '.join(SCHEDULES)}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps {self.warmup_steps}: must be >= 0")
+        if len(self.milestones) != len(self.factors) or sorted(self.milestones) != self.milestones or not all(0 < m < 1 for m in self.milestones):
+            raise ValueError(f"milestones {self.milestones} / factors {self.factors}: increasing fractions in (0, 1), one factor each")
+        if not 0 <= self.min_lr_ratio <= 1 or not 0 < self.decay_fraction <= 1:
+            raise ValueError("min_lr_ratio must be in [0, 1] and decay_fraction in (0, 1]")
+
+
+@dataclass
+class ParallelConfig:
+    """Model-parallel sizes; data parallelism is what the world size leaves."""
+
+    tensor: int = 1
+    pipeline: int = 1
+    context: int = 1
+
+    def __post_init__(self) -> None:
+        if min(self.tensor, self.pipeline, self.context) < 1:
+            raise ValueError("parallel sizes must be at least 1")
+
+
+@dataclass
+class CheckpointConfig:
+    every_minutes: float = 5.0  # as DeepSeek LLM; 0: never by time
+    every_steps: int | None = None  # also every N steps
+    keep: int = 3  # the last K checkpoints are kept
+    async_save: bool = True  # on GPU (dist_checkpointing's async save); CPU saves synchronously
+
+    def __post_init__(self) -> None:
+        if self.every_minutes < 0 or self.keep < 1 or (self.every_steps is not None and self.every_steps < 1):
+            raise ValueError("checkpoint: every_minutes >= 0, every_steps >= 1 and keep >= 1")
+
+
+@dataclass
+class EvalConfig:
+    interval: int = 1000  # steps between validations (and at the end)
+    iters: int = 10  # validation batches each time
+
+    def __post_init__(self) -> None:
+        if self.interval < 1 or self.iters < 1:
+            raise ValueError("eval interval and iters must be at least 1")
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    global_batch_size: int | None = None  # sequences per step; None: the planner's B_opt for the run's compute
+    micro_batch_size: int = 1  # sequences per forward/backward of one rank
+    train_tokens: float | None = None  # total training tokens (the schedule's milestones are fractions of it)
+    max_steps: int | None = None  # or: this many steps (then train_tokens = steps x batch x seq)
+    precision: str = "bf16"  # bf16 with fp32 gradient accumulation on GPU; fp32 (CPU)
+    seed: int = 1234
+    output: str | None = field(default=None, metadata={"path": True})  # the run folder
+    log_interval: int = 10
+    workers: int = 1  # Ray Train workers (data parallel ranks) under `crawlmill train`; torchrun sets its own
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if self.micro_batch_size < 1 or self.workers < 1 or self.log_interval < 1:
+            raise ValueError("micro_batch_size, workers and log_interval must be at least 1")
+        if self.global_batch_size is not None and self.global_batch_size % self.micro_batch_size:
+            raise ValueError(f"global_batch_size {self.global_batch_size} is not a multiple of micro_batch_size {self.micro_batch_size}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps {self.max_steps}: must be at least 1")
+        if self.train_tokens is not None and not self.train_tokens > 0:
+            raise ValueError(f"train_tokens {self.train_tokens}: must be > 0")
+
+
+def resolve_builtin(name_or_path: str) -> Path:
+    """A built-in config's file for its name, else the path itself."""
+    if (BUILTIN_DIR / f"{name_or_path}.yaml").is_file() and "/" not in name_or_path:
+        return BUILTIN_DIR / f"{name_or_path}.yaml"
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--config {name_or_path}: no such file, and not a built-in ({', '.join(builtin_names())})")
+    return path
+
+
+def read_train_data(name_or_path: str) -> tuple[dict[str, Any], Path]:
+    """The raw mapping of a config (its `base:` built-in merged under it) and the folder its paths are relative to."""
+    from crawlmill.pipeline.config import ConfigError, merge, read_yaml
+
+    path = resolve_builtin(name_or_path)
+    data = read_yaml(path) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path.name}: expected a mapping")
+    base = data.pop("base", None)
+    if base is not None:
+        parent, _ = read_train_data(str(base))
+        data = merge(parent, data)
+    return data, path.resolve().parent
+
+
+def load_train_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """A built-in name or a YAML file, with `overrides` (nested mapping) laid over it."""
+    from crawlmill.pipeline.config import build, merge
+
+    data, base = read_train_data(name_or_path)
+    return build(TrainConfig, merge(data, overrides or {}), Path(name_or_path).name, base)
+
+
+def builtin_model(name: str) -> ModelConfig:
+    """The model of a built-in config (`tiny`, `125m`, `1b`, `deepseek-7b`, `deepseek-67b`)."""
+    if name not in builtin_names():
+        raise ValueError(f"no built-in model {name!r}; choose one of {', '.join(builtin_names())}")
+    return load_train_config(name).model
