@@ -1,0 +1,88 @@
+"""A training run's folder: what it was (`run.json`) and what happened (`log.jsonl`), for people,
+TensorBoard and `crawlmill plan fit` alike.
+
+    RUN/run.json     written at the start: {"config": the TrainConfig as JSON, "model": {"parameters":
+                     {...}, "M": non-embedding FLOPs per token}, "global_batch_tokens", "peak_lr",
+                     "train_tokens", "compute": M x train_tokens, "world_size", "started": ISO time}
+    RUN/log.jsonl    one JSON object a line, appended and flushed as it happens:
+                     {"kind": "train", "step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s", "mfu"?}
+                     {"kind": "valid", "step", "tokens", "loss", "bpb"}
+                     {"kind": "checkpoint", "step", "path", "seconds"}
+                     {"kind": "end", "step", "tokens"}
+
+`step` counts optimizer steps done; `tokens` the training tokens consumed by then. A resumed run
+appends to the same log (lines after a resume repeat no step: the log is cut back to the checkpoint's
+step when the run resumes, so every step appears once).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from crawlmill.files import atomic_write_json
+
+RUN_FILE = "run.json"
+LOG_FILE = "log.jsonl"
+KINDS = ("train", "valid", "checkpoint", "end")
+
+
+def write_run_info(run_dir: str | Path, info: dict[str, Any]) -> None:
+    atomic_write_json(Path(run_dir) / RUN_FILE, info)
+
+
+class RunLog:
+    """Appends records to RUN/log.jsonl, one line each, flushed at once."""
+
+    def __init__(self, run_dir: str | Path, resume_step: int | None = None) -> None:
+        self.path = Path(run_dir) / LOG_FILE
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and self.path.exists():
+            self._truncate_after(resume_step)
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def _truncate_after(self, step: int) -> None:
+        """Keep the records up to `step` (what the checkpoint resumed from holds), drop later ones."""
+        kept = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+        self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+    def write(self, kind: str, **record: Any) -> None:
+        if kind not in KINDS:
+            raise ValueError(f"log record kind {kind!r}: one of {', '.join(KINDS)}")
+        self._file.write(json.dumps({"kind": kind, **record}, ensure_ascii=False) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_log(run_dir: str | Path) -> Iterator[dict[str, Any]]:
+    path = Path(run_dir) / LOG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: no {LOG_FILE} (not a crawlmill training run folder)")
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                yield json.loads(line)
+            except ValueError as exc:
+                raise ValueError(f"{path}:{number}: not JSON ({exc})") from None
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any]:
+    """run.json plus the log's records by kind: {"run": {...}, "train": [...], "valid": [...], ...}."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: no {RUN_FILE} (not a crawlmill training run folder)")
+    run: dict[str, Any] = {"run": json.loads(path.read_text(encoding="utf-8")), **{kind: [] for kind in KINDS}}
+    for record in read_log(run_dir):
+        run.setdefault(record.get("kind", "train"), []).append(record)
+    return run
+
+
+def final_validation(run_dir: str | Path) -> dict[str, Any]:
+    """The last validation record of a run (loss and bits per byte at its last step)."""
+    valid = read_run(run_dir)["valid"]
+    if not valid:
+        raise ValueError(f"{run_dir}: the run logged no validation")
+    return valid[-1]
