@@ -1,0 +1,177 @@
+"""One optimizer step over a global batch, two ways.
+
+- `TorchBackend` (CPU, and any device without Megatron's CUDA optimizer): torch.optim.AdamW on the
+  Megatron model, weight decay on matrices only (norm weights are exempt, as Megatron does), the
+  loss of the global batch as the mean over its loss tokens; data-parallel ranks sum their
+  gradients with all_reduce, so R ranks give the update of one rank doing all micro batches.
+- `MegatronBackend` (GPU): Megatron's DistributedDataParallel with fp32 gradient buffers, the
+  distributed optimizer (bf16 parameters, fp32 master weights and Adam states sharded over data
+  parallel ranks), Megatron's forward-backward schedule (pipeline parallelism included) and its
+  gradient clipping; the same per-token mean loss (calculate_per_token_loss).
+
+`step(micro_batches, lr)` returns (mean loss over the batch's loss tokens, gradient norm before
+clipping); `evaluate(micro_batches)` returns (summed token loss in nats, loss tokens) over every
+data-parallel rank. Bits per byte need only the targets' bytes besides, which the trainer counts
+from the same batches.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from .compat import causal_mask, device_scope
+from .config import OptimizerConfig
+
+
+def _all_reduce(tensor: torch.Tensor, group: Any) -> torch.Tensor:
+    if dist.is_initialized() and dist.get_world_size(group) > 1:
+        dist.all_reduce(tensor, group=group)
+    return tensor
+
+
+def _on(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+class TorchBackend:
+    def __init__(self, model: Any, optim: OptimizerConfig, peak_lr: float, device: torch.device, dp_group: Any) -> None:
+        self.model, self.optim, self.device, self.dp_group = model, optim, device, dp_group
+        decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=peak_lr, betas=(optim.beta1, optim.beta2), eps=optim.eps,
+        )  # fmt: skip
+        self._mask: torch.Tensor | None = None
+
+    def _token_losses(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        seq = batch["tokens"].shape[1]
+        if self._mask is None or self._mask.shape[-1] != seq:
+            self._mask = causal_mask(seq, self.device)
+        with device_scope():
+            return self.model(batch["tokens"], batch["position_ids"], self._mask, labels=batch["labels"]).float()
+
+    def step(self, micro_batches: list[dict[str, torch.Tensor]], lr: float) -> tuple[float, float]:
+        self.model.train()
+        batches = [_on(b, self.device) for b in micro_batches]
+        count = _all_reduce(sum(b["loss_mask"].sum() for b in batches).double().reshape(1), self.dp_group)
+        self.optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros(1, dtype=torch.float64, device=self.device)
+        for batch in batches:
+            summed = (self._token_losses(batch) * batch["loss_mask"]).sum()
+            (summed / count.float()).backward()
+            total += summed.detach().double()
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if dist.is_initialized() and dist.get_world_size(self.dp_group) > 1:
+            for p in params:
+                dist.all_reduce(p.grad, group=self.dp_group)
+        norm = torch.nn.utils.clip_grad_norm_(params, self.optim.grad_clip if self.optim.grad_clip > 0 else float("inf"))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        return float(_all_reduce(total, self.dp_group) / count), float(norm)
+
+    @torch.no_grad()
+    def evaluate(self, micro_batches: list[dict[str, torch.Tensor]]) -> tuple[float, float]:
+        self.model.eval()
+        totals = torch.zeros(2, dtype=torch.float64, device=self.device)
+        for batch in micro_batches:
+            batch = _on(batch, self.device)
+            totals[0] += (self._token_losses(batch) * batch["loss_mask"]).sum().double()
+            totals[1] += batch["loss_mask"].sum().double()
+        _all_reduce(totals, self.dp_group)
+        return float(totals[0]), float(totals[1])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+class MegatronBackend:
+    """The GPU path (see the module docstring). Needs CUDA: Megatron's DDP and optimizer assume it."""
+
+    def __init__(self, model: Any, optim: OptimizerConfig, peak_lr: float, precision: str, seq_length: int, micro_batch_size: int) -> None:
+        from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
+        from megatron.core.optimizer import OptimizerConfig as MegatronOptimizerConfig
+        from megatron.core.optimizer import get_megatron_optimizer
+        from megatron.core.pipeline_parallel import get_forward_backward_func
+
+        config = model.config
+        config.calculate_per_token_loss = True
+        ddp_config = DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=False, use_distributed_optimizer=True)
+        self.model = DistributedDataParallel(config=config, ddp_config=ddp_config, module=model)
+        bf16 = precision == "bf16"
+        self.optimizer = get_megatron_optimizer(
+            MegatronOptimizerConfig(
+                optimizer="adam", lr=peak_lr, weight_decay=optim.weight_decay, adam_beta1=optim.beta1, adam_beta2=optim.beta2,
+                adam_eps=optim.eps, clip_grad=optim.grad_clip, bf16=bf16, params_dtype=torch.bfloat16 if bf16 else torch.float32,
+                use_distributed_optimizer=True,
+            ),
+            [self.model],
+        )  # fmt: skip
+        config.grad_scale_func = self.optimizer.scale_loss
+        config.no_sync_func = self.model.no_sync
+        config.finalize_model_grads_func = finalize_model_grads
+        self.forward_backward = get_forward_backward_func()
+        self.seq_length, self.micro_batch_size = seq_length, micro_batch_size
+
+    @staticmethod
+    def _loss(loss_mask: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        summed = (output.float() * loss_mask).sum()
+        tokens = loss_mask.sum().to(torch.int)
+        return summed, tokens, {"lm loss": torch.stack([summed.detach(), tokens.float()])}
+
+    def _forward_step(self, data_iterator: Any, model: Any) -> tuple[torch.Tensor, Any]:
+        batch = _on(next(data_iterator), torch.device("cuda", torch.cuda.current_device()))
+        output = model(batch["tokens"], batch["position_ids"], None, labels=batch["labels"])
+        return output, partial(self._loss, batch["loss_mask"].float())
+
+    def _run(self, micro_batches: list[dict[str, torch.Tensor]], forward_only: bool) -> list[dict[str, Any]]:
+        return self.forward_backward(
+            forward_step_func=self._forward_step, data_iterator=iter(micro_batches), model=[self.model],
+            num_microbatches=len(micro_batches), seq_length=self.seq_length, micro_batch_size=self.micro_batch_size,
+            forward_only=forward_only,
+        )  # fmt: skip
+
+    @staticmethod
+    def _totals(reports: list[dict[str, Any]]) -> torch.Tensor:
+        """(summed loss, loss tokens) over data-parallel ranks; the last pipeline stage has them."""
+        from megatron.core import parallel_state
+
+        totals = torch.zeros(2, dtype=torch.float64, device="cuda")
+        if parallel_state.is_pipeline_last_stage():
+            for report in reports:
+                totals += report["lm loss"].double()
+        _all_reduce(totals, parallel_state.get_data_parallel_group())
+        return _all_reduce(totals, parallel_state.get_pipeline_model_parallel_group())
+
+    def step(self, micro_batches: list[dict[str, torch.Tensor]], lr: float) -> tuple[float, float]:
+        self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.zero_grad_buffer()
+        self.optimizer.zero_grad()
+        totals = self._totals(self._run(micro_batches, forward_only=False))
+        _, grad_norm, _ = self.optimizer.step()
+        return float(totals[0] / totals[1].clamp(min=1)), float(grad_norm or 0.0)
+
+    @torch.no_grad()
+    def evaluate(self, micro_batches: list[dict[str, torch.Tensor]]) -> tuple[float, float]:
+        self.model.eval()
+        totals = self._totals(self._run(micro_batches, forward_only=True))
+        return float(totals[0]), float(totals[1])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "optimizer_shards": self.optimizer.get_parameter_state_dp_zero()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_parameter_state_from_dp_zero(state["optimizer_shards"])

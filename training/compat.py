@@ -1,0 +1,98 @@
+"""Where Megatron-Core versions and devices differ, in one place.
+
+crawlmill trains on megatron-core 0.16.1 (the newest for Python 3.11) and on the newest release
+(Python 3.12+). Their differences that touch us, and the CPU caveats of both (measured here,
+../shared/docs/ENVIRONMENT.md):
+
+- 0.16 has no `megatron.training` (so no MegatronPretrainingSampler): the data position is ours
+  (data.py), in both versions alike.
+- Layer specs: the Transformer Engine spec when TE imports and CUDA is there, else the local spec;
+  spec builders gained keyword arguments between releases, so only the ones a version knows are passed.
+- On CPU, RoPE moves `inv_freq` to `torch.cuda.current_device()` on every forward and attention's
+  global memory buffer allocates there: `device_scope` maps that call to the CPU while we run.
+- `model_parallel_cuda_manual_seed` asserts CUDA unless it builds the inference RNG tracker, which
+  works on CPU (and carries no dropout state we use: DeepSeek LLM trains without dropout).
+- A causal mask must be given explicitly on CPU (the default one is built on "cuda").
+
+    from crawlmill.training.compat import device_scope, layer_spec
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import inspect
+from typing import Any, Callable, Iterator
+
+import torch
+
+
+def megatron_version() -> str:
+    from importlib.metadata import version
+
+    return version("megatron-core")
+
+
+def use_cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+def has_transformer_engine() -> bool:
+    return importlib.util.find_spec("transformer_engine") is not None
+
+
+@contextlib.contextmanager
+def device_scope() -> Iterator[None]:
+    """On CPU, `torch.cuda.current_device()` answers "cpu" inside this scope (see the module docstring)."""
+    if use_cuda():
+        yield
+        return
+    original = torch.cuda.current_device
+    torch.cuda.current_device = lambda: "cpu"  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        torch.cuda.current_device = original  # type: ignore[assignment]
+
+
+def _call_known(builder: Callable[..., Any], **kwargs: Any) -> Any:
+    """`builder(**kwargs)` with only the keyword arguments this Megatron version accepts."""
+    accepted = inspect.signature(builder).parameters
+    return builder(**{k: v for k, v in kwargs.items() if k in accepted})
+
+
+def layer_spec() -> tuple[Any, str]:
+    """The transformer layer spec and its name ("transformer_engine" or "local")."""
+    from megatron.core.models.gpt import gpt_layer_specs as specs
+
+    common = dict(num_experts=None, moe_grouped_gemm=False, qk_layernorm=False)
+    if use_cuda() and has_transformer_engine():
+        return _call_known(specs.get_gpt_layer_with_transformer_engine_spec, **common), "transformer_engine"
+    return _call_known(specs.get_gpt_layer_local_spec, **common, normalization="RMSNorm"), "local"
+
+
+def seed_model_parallel(seed: int) -> None:
+    from megatron.core import tensor_parallel
+
+    if use_cuda():
+        tensor_parallel.model_parallel_cuda_manual_seed(seed)
+    else:
+        tensor_parallel.model_parallel_cuda_manual_seed(seed, inference_rng_tracker=True)
+
+
+def rng_tracker_states() -> dict[str, Any]:
+    from megatron.core import tensor_parallel
+
+    return tensor_parallel.get_cuda_rng_tracker().get_states()
+
+
+def set_rng_tracker_states(states: dict[str, Any]) -> None:
+    from megatron.core import tensor_parallel
+
+    if states:
+        tensor_parallel.get_cuda_rng_tracker().set_states(states)
+
+
+def causal_mask(seq_length: int, device: torch.device) -> torch.Tensor:
+    """Megatron's attention mask convention: True where attention is masked (future positions)."""
+    return torch.triu(torch.ones(seq_length, seq_length, dtype=torch.bool, device=device), diagonal=1).view(1, 1, seq_length, seq_length)

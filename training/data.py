@@ -1,0 +1,146 @@
+"""Training data: pack's shards through Megatron's BlendedMegatronDatasetBuilder + GPTDataset, and a
+data position of our own (megatron-core 0.16 ships no sampler that resumes at consumed samples).
+
+Each shard folder's manifest gives its blend (prefixes weighted by tokens; the remix stage will
+fill its weights); folders are blended with `data.weights` (default: their token counts). The
+split (train, valid, test) and the shuffling follow `data.split` and `data.seed`, so the same
+config gives the same samples in the same order on every run.
+
+The position is one number, the samples consumed: step s of a run with global batch G reads train
+samples s·G ... (s+1)·G − 1, and data-parallel rank r of R takes its contiguous share of them, in
+micro batches. A resumed run therefore continues with exactly the next sample, on any number of
+ranks. Validation reads the first `eval.iters` global batches of the valid split each time.
+
+    data = ShardData(config, cache_dir=run_dir / "data_cache", train_samples=steps * batch)
+    for batch in data.micro_batches("train", step, rank, world, micro_batch_size, global_batch): ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from crawlmill.shards.manifest import load_manifest, megatron_blend
+from crawlmill.shards.mmidx import read_index
+
+from .config import TrainConfig
+
+
+@dataclass
+class TokenIds:
+    """What GPTDataset needs of a tokenizer: the end-of-document and padding ids. `vocab_size` None
+    lets each IndexedDataset read its token dtype from its own .idx header."""
+
+    eod: int
+    pad: int = -1  # no padding in packed shards: -1 matches no token
+    vocab_size: int | None = None
+
+    @property
+    def unique_identifiers(self) -> dict[str, Any]:
+        """Part of GPTDataset's cache key (Megatron's tokenizers have the same property)."""
+        return {"class": "crawlmill.training.data.TokenIds", "eod": self.eod, "pad": self.pad}
+
+
+@dataclass
+class ShardFolder:
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def tokens(self) -> int:
+        return int(self.manifest["tokens"])
+
+
+def open_folders(paths: list[str]) -> list[ShardFolder]:
+    """Pack output folders with their manifests; all must share one tokenizer."""
+    if not paths:
+        raise ValueError("data.shards: no shard folder given (pack output folders; in a run, pack's)")
+    folders = []
+    for path in paths:
+        manifest = load_manifest(path)
+        if manifest is None:
+            raise FileNotFoundError(f"data.shards: {path} has no manifest.json (give `crawlmill pack` output folders)")
+        folders.append(ShardFolder(Path(path), manifest))
+    digests = {f.manifest["tokenizer"]["sha256"] for f in folders}
+    if len(digests) > 1:
+        raise ValueError(f"data.shards: the folders were packed with {len(digests)} different tokenizers; one model needs one")
+    return folders
+
+
+def blend(folders: list[ShardFolder], weights: list[float] | None) -> tuple[list[str], list[float]]:
+    """Every shard prefix with its share: the folder's weight split by its own blend."""
+    folder_weights = weights if weights is not None else [float(f.tokens) for f in folders]
+    total = sum(folder_weights)
+    prefixes, shares = [], []
+    for folder, weight in zip(folders, folder_weights):
+        if weight == 0:
+            continue
+        folder_prefixes, folder_shares = megatron_blend(folder.path)
+        inside = sum(folder_shares)
+        prefixes += folder_prefixes
+        shares += [weight / total * s / inside for s in folder_shares]
+    return prefixes, shares
+
+
+def check_split(prefixes: list[str], split: str) -> None:
+    """Every split with a share must get documents in every shard: Megatron's GPTDataset loops
+    forever on an empty split (it keeps adding epochs of zero tokens). Same rounding as Megatron."""
+    shares = [float(x) for x in split.split(",")]
+    bounds = [sum(shares[:i]) / sum(shares) for i in range(4)]
+    for prefix in prefixes:
+        documents = read_index(f"{prefix}.idx").documents
+        for name, share, start, end in zip(("train", "valid", "test"), shares, bounds, bounds[1:]):
+            if share > 0 and round(end * documents) - round(start * documents) == 0:
+                raise ValueError(
+                    f"data.split {split!r}: {prefix} has {documents} document(s), none for its {name} share; "
+                    f"give larger shards or a split whose shares each take a document (e.g. 90,10,0)"
+                )
+
+
+def collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {key: torch.stack([s[key] for s in samples]) for key in ("tokens", "labels", "loss_mask", "position_ids")}
+
+
+class ShardData:
+    """The train and validation datasets of a config (see the module docstring)."""
+
+    def __init__(self, config: TrainConfig, cache_dir: Path, train_samples: int, valid_samples: int) -> None:
+        from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+        from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
+
+        self.folders = open_folders(config.data.shards)
+        tokenizer = self.folders[0].manifest["tokenizer"]
+        self.eod = int(tokenizer["eod_id"])
+        self.tokenizer_vocab = int(tokenizer["vocab_size"])
+        self.padded_vocab = int(tokenizer["padded_vocab_size"])
+        self.tokenizer_path = tokenizer["path"]
+        prefixes, weights = blend(self.folders, config.data.weights)
+        check_split(prefixes, config.data.split)
+        gpt_config = GPTDatasetConfig(
+            random_seed=config.data.seed,
+            sequence_length=config.model.seq_length,
+            blend=(prefixes, weights),
+            split=config.data.split,
+            path_to_cache=str(cache_dir),
+            tokenizer=TokenIds(eod=self.eod),
+            reset_position_ids=False,
+            reset_attention_mask=False,
+            eod_mask_loss=False,
+            create_attention_mask=False,  # the model gets one causal mask (compat.causal_mask)
+        )
+        self.train, self.valid, _ = BlendedMegatronDatasetBuilder(
+            GPTDataset, [train_samples, valid_samples, 0], lambda: True, gpt_config
+        ).build()
+        if self.train is None:
+            raise ValueError(f"data.split {config.data.split!r} leaves no training documents")
+
+    def micro_batches(self, split: str, step: int, rank: int, world: int, micro_batch_size: int, global_batch: int) -> list[dict[str, torch.Tensor]]:
+        """This rank's micro batches of global batch number `step` of `split` ("train" or "valid")."""
+        dataset = self.train if split == "train" else self.valid
+        per_rank = global_batch // world
+        first = step * global_batch + rank * per_rank
+        samples = [dataset[i] for i in range(first, first + per_rank)]
+        return [collate(samples[i : i + micro_batch_size]) for i in range(0, per_rank, micro_batch_size)]

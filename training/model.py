@@ -1,0 +1,72 @@
+"""Build the Megatron-Core GPTModel of a ModelConfig: DeepSeek LLM's design (Section 2.2).
+
+Pre-norm RMSNorm, SwiGLU MLP (gated linear unit with SiLU), rotary position embeddings, no biases,
+untied input and output embeddings, weights drawn from N(0, 0.006²), no dropout; grouped-query
+attention where the config has fewer key/value heads (the 67B). The local layer spec on CPU, the
+Transformer Engine spec where TE and CUDA are there (compat.py).
+
+    model = build_model(ModelConfig(...), vocab_size=102_400, precision="bf16")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .compat import device_scope, layer_spec, use_cuda
+from .config import ParallelConfig
+from .model_config import ModelConfig
+
+
+def transformer_config(model: ModelConfig, precision: str, parallel: ParallelConfig | None = None) -> Any:
+    from megatron.core.transformer.transformer_config import TransformerConfig
+
+    parallel = parallel or ParallelConfig()
+    bf16 = precision == "bf16"
+    return TransformerConfig(
+        num_layers=model.num_layers,
+        hidden_size=model.hidden_size,
+        num_attention_heads=model.num_attention_heads,
+        num_query_groups=model.query_groups,
+        ffn_hidden_size=model.ffn_hidden_size,
+        normalization="RMSNorm",
+        layernorm_epsilon=model.norm_epsilon,
+        gated_linear_unit=True,  # SwiGLU: silu(x W1) * (x W3), then W2
+        activation_func=F.silu,
+        add_bias_linear=False,
+        init_method_std=model.init_std,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        bf16=bf16,
+        params_dtype=torch.bfloat16 if bf16 else torch.float32,
+        tensor_model_parallel_size=parallel.tensor,
+        pipeline_model_parallel_size=parallel.pipeline,
+        context_parallel_size=parallel.context,
+        sequence_parallel=parallel.tensor > 1,
+        use_cpu_initialization=not use_cuda(),
+    )
+
+
+def build_model(model: ModelConfig, vocab_size: int, precision: str = "fp32", parallel: ParallelConfig | None = None) -> Any:
+    """The GPTModel for this rank (Megatron's model-parallel state must be initialized)."""
+    from megatron.core import parallel_state
+    from megatron.core.models.gpt.gpt_model import GPTModel
+
+    spec, _ = layer_spec()
+    with device_scope():
+        gpt = GPTModel(
+            transformer_config(model, precision, parallel),
+            spec,
+            vocab_size=vocab_size,
+            max_sequence_length=model.seq_length,
+            pre_process=parallel_state.is_pipeline_first_stage(),
+            post_process=parallel_state.is_pipeline_last_stage(),
+            share_embeddings_and_output_weights=False,
+            position_embedding_type="rope",
+            rotary_base=model.rotary_base,
+        )
+    if use_cuda():
+        gpt = gpt.cuda(torch.cuda.current_device())
+    return gpt

@@ -1,0 +1,299 @@
+"""The training loop of one rank: Megatron-Core GPT on pack's shards, DeepSeek LLM's optimizer and
+schedule, checkpoints, exact resume, validation loss and bits per byte.
+
+    crawlmill train --config tiny --data out/shards --output runs/tiny      # the command (launch.py)
+    torchrun --nproc-per-node 8 -m crawlmill.training.launch --config 1b --data ... --output ...
+    summary = train(load_train_config("tiny", {"data": {"shards": [...]}}), Path("runs/tiny"))
+
+Every rank runs `train`: it joins the process group torchrun or Ray Train made (or makes a
+one-rank gloo group), sets Megatron's model-parallel state, seeds every generator, builds the data
+(data.py), the model (model.py) and the optimizer (backends.py: torch AdamW on CPU, Megatron's
+distributed optimizer on GPU), restores the newest checkpoint when resuming, then runs the steps.
+Rank 0 writes run.json, the log (runlog.py: stdout, log.jsonl, TensorBoard when installed).
+
+Exactness: nothing random happens after seeding except what the checkpoint restores (no dropout),
+the data position is the step number (data.py), and the schedule is a function of the step; so a
+run stopped and resumed gives the same losses and weights, bit for bit, as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .checkpoint import Checkpointer, rng_state, set_rng_state
+from .compat import seed_model_parallel, use_cuda
+from .config import TrainConfig
+from .data import ShardData
+from .model import build_model
+from .runlog import RunLog, write_run_info
+from .schedule import Schedule
+
+LN2 = math.log(2)
+
+
+@dataclass
+class RunPlan:
+    """The numbers a run follows, settled before the first step."""
+
+    global_batch: int  # sequences per step
+    peak_lr: float
+    total_steps: int  # the schedule's length
+    train_tokens: float
+    tokens_per_step: int
+    model_scale: float  # DeepSeek's M: non-embedding FLOPs per token
+    compute: float  # M x train_tokens
+    data_parallel: int
+    micro_batches: int  # per rank and step
+
+
+def plan_run(config: TrainConfig, data_parallel: int) -> RunPlan:
+    """Batch, peak LR and length from the config, the planner's Equation 1 filling what it leaves out."""
+    seq = config.model.seq_length
+    model_scale = config.model.non_embedding_flops_per_token()
+    batch, lr = config.global_batch_size, config.optimizer.lr
+    if batch is None or lr is None:
+        if config.train_tokens is None:
+            raise ValueError("global_batch_size and optimizer.lr default to the planner's values for the run's compute: give train_tokens")
+        from .planner import equation_1
+
+        best = equation_1(model_scale * config.train_tokens)
+        lr = lr if lr is not None else best["lr_opt"]
+        if batch is None:
+            unit = config.micro_batch_size * data_parallel
+            batch = max(unit, round(best["batch_tokens_opt"] / seq / unit) * unit)
+    unit = config.micro_batch_size * data_parallel
+    if batch % unit:
+        raise ValueError(f"global_batch_size {batch} is not a multiple of micro_batch_size x data-parallel ranks ({unit})")
+    tokens_per_step = batch * seq
+    if config.max_steps is not None:
+        steps = config.max_steps
+        tokens = config.train_tokens or float(steps * tokens_per_step)
+    elif config.train_tokens is not None:
+        tokens = config.train_tokens
+        steps = max(1, math.ceil(tokens / tokens_per_step))
+    else:
+        raise ValueError("give max_steps or train_tokens: how long to train")
+    return RunPlan(batch, lr, steps, tokens, tokens_per_step, model_scale, model_scale * tokens, data_parallel, batch // unit)
+
+
+def init_distributed() -> tuple[int, int, bool]:
+    """(rank, world size, whether this call made the group). torchrun and Ray Train make it for us."""
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    backend = "nccl" if use_cuda() else "gloo"
+    if "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ:
+        dist.init_process_group(backend)
+    else:
+        store = Path(tempfile.mkdtemp(prefix="crawlmill-pg-")) / "store"
+        dist.init_process_group(backend, init_method=f"file://{store}", rank=0, world_size=1)
+    if use_cuda():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    return dist.get_rank(), dist.get_world_size(), True
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    seed_model_parallel(seed)
+
+
+class Reporter:
+    """Rank 0's outputs: stdout, log.jsonl, TensorBoard (when the tensorboard package is installed)."""
+
+    def __init__(self, run_dir: Path, enabled: bool, resume_step: int | None) -> None:
+        self.enabled = enabled
+        self.log = RunLog(run_dir, resume_step) if enabled else None
+        self.board = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.board = SummaryWriter(str(run_dir / "tensorboard"))
+            except ImportError:
+                print("tensorboard is not installed: logging to stdout and log.jsonl only", file=sys.stderr)
+
+    def record(self, kind: str, **values: Any) -> None:
+        if not self.enabled:
+            return
+        self.log.write(kind, **values)
+        shown = " | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
+        print(f"[{kind}] {shown}", flush=True)
+        if self.board is not None and kind in ("train", "valid"):
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and key not in ("step", "tokens"):
+                    self.board.add_scalar(f"{kind}/{key}", value, values["step"])
+
+    def close(self) -> None:
+        if self.enabled:
+            self.log.close()
+            if self.board is not None:
+                self.board.close()
+
+
+def _byte_table(tokenizer_path: str, device: torch.device) -> torch.Tensor | None:
+    """Bytes each token id stands for (exact bits per byte for byte-level BPE); None where unknown."""
+    try:
+        from crawlmill.shards.tokenbytes import token_byte_lengths
+    except ImportError:
+        return None
+    path = Path(tokenizer_path) / "tokenizer.json"
+    if not path.is_file():
+        return None
+    try:
+        return torch.as_tensor(token_byte_lengths(path), dtype=torch.float64, device=device)
+    except ValueError as exc:  # not byte-level: bytes per token are not exact
+        print(f"bits per byte not reported: {exc}", file=sys.stderr)
+        return None
+
+
+def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
+    """Train (or resume) into `run_dir`; `stop_after` ends this invocation after that many steps of
+    it, with a checkpoint, keeping the schedule of the whole run. Returns the last figures."""
+    from megatron.core import parallel_state
+
+    rank, world, made_group = init_distributed()
+    p = config.parallel
+    if world % (p.tensor * p.pipeline * p.context):
+        raise ValueError(f"world size {world} is not a multiple of tensor x pipeline x context ({p.tensor * p.pipeline * p.context})")
+    if not use_cuda() and p.tensor * p.pipeline * p.context > 1:
+        raise ValueError("tensor, pipeline and context parallelism need GPUs; on CPU only data parallelism")
+    parallel_state.initialize_model_parallel(p.tensor, p.pipeline, context_parallel_size=p.context)
+    try:
+        return _train(config, Path(run_dir), resume, stop_after, rank, world)
+    finally:
+        parallel_state.destroy_model_parallel()
+        if made_group:
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None, rank: int, world: int) -> dict[str, Any]:
+    from megatron.core import parallel_state
+
+    from .backends import MegatronBackend, TorchBackend
+
+    dp, dp_rank = parallel_state.get_data_parallel_world_size(), parallel_state.get_data_parallel_rank()
+    plan = plan_run(config, dp)
+    device = torch.device("cuda", torch.cuda.current_device()) if use_cuda() else torch.device("cpu")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(config.seed)
+    data = ShardData(config, run_dir / "data_cache", plan.total_steps * plan.global_batch, config.eval.iters * plan.global_batch)
+    vocab = config.model.vocab_size or data.padded_vocab
+    if vocab < data.tokenizer_vocab:
+        raise ValueError(f"model.vocab_size {vocab} is below the tokenizer's {data.tokenizer_vocab} tokens")
+    model = build_model(config.model, vocab, config.precision, config.parallel)
+    if use_cuda():
+        backend: Any = MegatronBackend(model, config.optimizer, plan.peak_lr, config.precision, config.model.seq_length, config.micro_batch_size)
+    else:
+        backend = TorchBackend(model, config.optimizer, plan.peak_lr, device, parallel_state.get_data_parallel_group())
+    schedule = Schedule(config.schedule, plan.peak_lr, plan.train_tokens, plan.tokens_per_step)
+    replicated = config.parallel.tensor * config.parallel.pipeline * config.parallel.context == 1
+    saver = Checkpointer(run_dir, rank, world, config.checkpoint.keep, use_cuda() and config.checkpoint.async_save, dist.barrier)
+    saver.remove_unfinished()
+
+    start = 0
+    found = saver.latest() if resume else None
+    if found is not None:
+        folder, meta = found
+        state = saver.load(folder, meta, replicated)
+        backend.load_state_dict(state)
+        set_rng_state(state["rng"])
+        start = meta["step"]
+    elif resume:
+        print(f"{run_dir}: no checkpoint yet; starting from step 0", file=sys.stderr)
+    reporter = Reporter(run_dir, rank == 0, start if resume else None)
+    if rank == 0:
+        write_run_info(run_dir, _run_info(config, plan, vocab, world))
+    byte_table = _byte_table(data.tokenizer_path, device)
+
+    def checkpoint(step: int) -> None:
+        state = {**backend.state_dict(), "rng": rng_state()}
+        meta = {"consumed_samples": step * plan.global_batch, "tokens": step * plan.tokens_per_step, "time": datetime.now(timezone.utc).isoformat()}
+        waited = saver.save(step, state, meta)
+        reporter.record("checkpoint", step=step, path=str(saver.root), seconds=round(waited, 3))
+
+    def validate(step: int) -> dict[str, float]:
+        if data.valid is None:
+            return {}
+        loss = tokens = byte_count = 0.0
+        for index in range(config.eval.iters):
+            batches = data.micro_batches("valid", index, dp_rank, dp, config.micro_batch_size, plan.global_batch)
+            batch_loss, batch_tokens = backend.evaluate(batches)
+            loss, tokens = loss + batch_loss, tokens + batch_tokens
+            if byte_table is not None:
+                byte_count += sum(float((byte_table[b["labels"].to(device)] * b["loss_mask"].to(device)).sum()) for b in batches)
+        result = {"loss": loss / max(tokens, 1)}
+        if byte_table is not None:
+            count = torch.tensor([byte_count], dtype=torch.float64, device=device)
+            dist.all_reduce(count, group=parallel_state.get_data_parallel_group())
+            result["bpb"] = loss / LN2 / max(float(count), 1.0)
+        reporter.record("valid", step=step, tokens=step * plan.tokens_per_step, **result)
+        return result
+
+    last_save, last_log, logged_tokens = time.monotonic(), time.monotonic(), 0
+    end = plan.total_steps if stop_after is None else min(plan.total_steps, start + stop_after)
+    loss = grad_norm = float("nan")
+    valid: dict[str, float] = {}
+    for step in range(start, end):
+        lr = schedule.lr_at(step)
+        batches = data.micro_batches("train", step, dp_rank, dp, config.micro_batch_size, plan.global_batch)
+        loss, grad_norm = backend.step(batches, lr)
+        done = step + 1
+        logged_tokens += plan.tokens_per_step
+        if done % config.log_interval == 0 or done == end:
+            now = time.monotonic()
+            rate = logged_tokens / max(now - last_log, 1e-9)
+            extra = {"mfu": round(_mfu(plan.model_scale * rate / world), 4)} if use_cuda() else {}
+            reporter.record("train", step=done, tokens=done * plan.tokens_per_step, loss=loss, lr=lr, grad_norm=grad_norm, tokens_per_s=round(rate, 1), **extra)
+            last_log, logged_tokens = now, 0
+        if done % config.eval.interval == 0 or done == plan.total_steps:
+            valid = validate(done)
+        every = config.checkpoint
+        by_time = every.every_minutes > 0 and time.monotonic() - last_save >= every.every_minutes * 60
+        by_steps = every.every_steps is not None and done % every.every_steps == 0
+        if by_time or by_steps or done == end:
+            checkpoint(done)
+            last_save = time.monotonic()
+    saver.finish()
+    if end == plan.total_steps:
+        reporter.record("end", step=end, tokens=end * plan.tokens_per_step)
+    reporter.close()
+    return {"step": end, "total_steps": plan.total_steps, "loss": loss, "grad_norm": grad_norm, "valid": valid, "plan": asdict(plan)}
+
+
+def _mfu(model_flops_per_s: float) -> float:
+    """Model FLOPs utilisation against the device's dense bf16 peak (planner's M, so both agree)."""
+    name = torch.cuda.get_device_name()
+    peaks = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12}
+    peak = next((v for k, v in peaks.items() if k in name), None)
+    return model_flops_per_s / peak if peak else float("nan")
+
+
+def _run_info(config: TrainConfig, plan: RunPlan, vocab: int, world: int) -> dict[str, Any]:
+    return json.loads(json.dumps({
+        "config": asdict(config),
+        "model": {"parameters": config.model.parameters(vocab), "M": plan.model_scale, "vocab_size": vocab},
+        "global_batch_size": plan.global_batch,
+        "global_batch_tokens": plan.tokens_per_step,
+        "peak_lr": plan.peak_lr,
+        "train_tokens": plan.train_tokens,
+        "total_steps": plan.total_steps,
+        "compute": plan.compute,
+        "world_size": world,
+        "data_parallel": plan.data_parallel,
+        "started": datetime.now(timezone.utc).isoformat(),
+    }, default=str))  # fmt: skip
