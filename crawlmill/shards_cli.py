@@ -40,6 +40,13 @@ def _print_json(data: object) -> None:
     print(json.dumps(data, indent=1, ensure_ascii=False))
 
 
+def _text_cells(row: dict) -> tuple[str, str]:
+    if row["text_bytes"] is None:
+        return "-", "-"
+    per_token = row["bytes_per_token"]
+    return f"{row['text_bytes']:,}", "-" if per_token is None else f"{per_token:.3f}"
+
+
 @app.command(
     epilog=(
         "**Examples**\n\n"
@@ -49,7 +56,8 @@ def _print_json(data: object) -> None:
     )
 )
 def inspect(path: Path = SHARDS_PATH, as_json: bool = JSON) -> None:
-    """Documents, tokens, dtype and sizes of every shard; per-dump / language / domain token counts."""
+    """Documents, tokens, text bytes (and bytes per token), dtype and sizes of every shard; per-dump /
+    language / domain counts."""
     from crawlmill.shards.shardset import inspect_shards
 
     with user_errors():
@@ -59,17 +67,28 @@ def inspect(path: Path = SHARDS_PATH, as_json: bool = JSON) -> None:
         return
     from rich.table import Table
 
-    table = Table("shard", "documents", "tokens", "dtype", ".bin bytes", ".idx bytes", title=f"{report['path']}")
+    # Text bytes where docs.parquet counts them (pack since it does); other shards show "-".
+    text = any(row["text_bytes"] is not None for row in report["shards"])
+    table = Table("shard", "documents", "tokens", *(("text bytes", "bytes/token") if text else ()), "dtype", ".bin bytes", ".idx bytes", title=f"{report['path']}")
     for row in report["shards"]:
-        table.add_row(row["shard"], f"{row['documents']:,}", f"{row['tokens']:,}", row["dtype"], f"{row['bin_bytes'] or 0:,}", f"{row['idx_bytes']:,}")
-    table.add_row("[bold]total", f"[bold]{report['documents']:,}", f"[bold]{report['tokens']:,}", report["dtype"], "", f"{report['bytes']:,} (all)")
+        table.add_row(
+            row["shard"], f"{row['documents']:,}", f"{row['tokens']:,}", *(_text_cells(row) if text else ()),
+            row["dtype"], f"{row['bin_bytes'] or 0:,}", f"{row['idx_bytes']:,}",
+        )  # fmt: skip
+    table.add_row(
+        "[bold]total", f"[bold]{report['documents']:,}", f"[bold]{report['tokens']:,}",
+        *(_text_cells({"text_bytes": report.get("text_bytes"), "bytes_per_token": report.get("bytes_per_token")}) if text else ()),
+        report["dtype"], "", f"{report['bytes']:,} (all)",
+    )  # fmt: skip
     out.print(table)
     for key in ("by_dump", "by_lang", "by_domain"):
         if key in report:
-            breakdown = Table(key.replace("by_", ""), "documents", "tokens", "share")
+            with_bytes = all("bytes" in counts for counts in report[key].values())
+            breakdown = Table(key.replace("by_", ""), "documents", "tokens", *(("text bytes",) if with_bytes else ()), "share")
             total = max(report["tokens"], 1)
             for label, counts in sorted(report[key].items(), key=lambda kv: -kv[1]["tokens"])[:20]:
-                breakdown.add_row(label, f"{counts['documents']:,}", f"{counts['tokens']:,}", f"{100 * counts['tokens'] / total:.1f}%")
+                text_bytes = (f"{counts['bytes']:,}",) if with_bytes else ()
+                breakdown.add_row(label, f"{counts['documents']:,}", f"{counts['tokens']:,}", *text_bytes, f"{100 * counts['tokens'] / total:.1f}%")
             out.print(breakdown)
     if "tokenizer" in report:
         t = report["tokenizer"]

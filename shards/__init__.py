@@ -7,4 +7,5 @@ pipeline (pack, in crawlmill/pipeline/pack/, writes the shards).
 - shardset.py   open a folder of shards (ours or any .bin/.idx pairs), inspect and verify it
 - shardstats.py sample documents, length and token-frequency statistics
 - manifest.py   read manifest.json: the Megatron blend, and the source of any token
+- tokenbytes.py bytes of text per token id (byte-level BPE), for exact bits per byte
 """

@@ -7,7 +7,9 @@
 (e.g. preprocess_data.py's output), or one shard by prefix, `.idx` or `.bin` path. Nothing is
 loaded whole: headers are validated before mapping (mmidx.read_index), arrays and token files are
 walked in fixed-size chunks, so a hostile or damaged shard gives a ShardError naming the file,
-in time linear in its size and bounded memory.
+in time linear in its size and bounded memory. `inspect` adds the documents' text bytes and bytes
+per token from each shard's docs.parquet where pack counted them (shards packed before it did, and
+foreign shards, have none; they are inspected as before).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from crawlmill.files import sha256_file
@@ -84,15 +87,36 @@ def _size(path: Path) -> int | None:
         return None
 
 
+def _text_bytes(docs: Path) -> int | None:
+    """Sum of a docs.parquet's `bytes` column (UTF-8 bytes of the documents' text); None when there is
+    no docs.parquet or it was packed before pack counted bytes."""
+    if not docs.is_file():
+        return None
+    try:
+        parquet = pq.ParquetFile(docs)
+        if "bytes" not in parquet.schema_arrow.names:
+            return None
+        return sum(int(pc.sum(batch.column(0)).as_py() or 0) for batch in parquet.iter_batches(batch_size=CHUNK, columns=["bytes"]))
+    except (OSError, ValueError) as exc:
+        raise ShardError(docs, f"unreadable: {exc}") from None
+
+
+def _bytes_per_token(text_bytes: int | None, tokens: int, documents: int) -> float | None:
+    # Text tokens only: every pack document ends with one EOD, which stands for no text.
+    return None if text_bytes is None or tokens <= documents else round(text_bytes / (tokens - documents), 4)
+
+
 def inspect_shards(path: str | Path) -> dict[str, Any]:
-    """Documents, tokens, dtype and sizes per shard (validated headers), totals, and the manifest's
-    per-dump / language / domain breakdown when there is one."""
+    """Documents, tokens, dtype and sizes per shard (validated headers), text bytes and bytes per
+    token (EOD excluded) where docs.parquet counts them, totals, and the manifest's per-dump /
+    language / domain breakdown when there is one."""
     shard_set = open_shards(path)
     rows, dtypes = [], set()
     for shard in shard_set.shards:
         index = read_index(shard.path("idx"))
         tokens = check_index(index, _size(shard.path("bin")), shard.path("bin"))
         dtypes.add(index.dtype.name)
+        text_bytes = _text_bytes(shard.path("docs.parquet"))
         rows.append(
             {
                 "shard": shard.name,
@@ -102,6 +126,8 @@ def inspect_shards(path: str | Path) -> dict[str, Any]:
                 "dtype": index.dtype.name,
                 "bin_bytes": _size(shard.path("bin")),
                 "idx_bytes": index.file_size,
+                "text_bytes": text_bytes,
+                "bytes_per_token": _bytes_per_token(text_bytes, tokens, index.documents),
             }
         )
     manifest = shard_set.manifest or {}
@@ -112,8 +138,11 @@ def inspect_shards(path: str | Path) -> dict[str, Any]:
         "documents": sum(r["documents"] for r in rows),
         "tokens": sum(r["tokens"] for r in rows),
         "dtype": ",".join(sorted(dtypes)),
-        "bytes": sum((r["bin_bytes"] or 0) + r["idx_bytes"] for r in rows),
+        "bytes": sum((r["bin_bytes"] or 0) + r["idx_bytes"] for r in rows),  # of the files
     }
+    if rows and all(r["text_bytes"] is not None for r in rows):
+        report["text_bytes"] = sum(r["text_bytes"] for r in rows)
+        report["bytes_per_token"] = _bytes_per_token(report["text_bytes"], report["tokens"], report["documents"])
     if manifest:
         report["tokenizer"] = manifest["tokenizer"]
         report["counts"] = manifest["counts"]

@@ -14,41 +14,25 @@ a hypothesis property test).
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
-from tokenizers import Tokenizer, pre_tokenizers
+from tokenizers import Tokenizer
+
+from crawlmill.bytelevel import BYTE_TO_CHAR, CHAR_TO_BYTE
 
 _SURROGATES = re.compile("[\ud800-\udfff]+")
-
-
-@lru_cache(maxsize=1)
-def _byte_alphabet() -> tuple[dict[int, str], dict[str, int]]:
-    """GPT-2's byte -> printable character table, the one `tokenizers`' ByteLevel uses."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    chars = list(printable)
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            chars.append(256 + extra)
-            extra += 1
-    byte_to_char = {byte: chr(char) for byte, char in zip(printable, chars)}
-    assert set(byte_to_char.values()) == set(pre_tokenizers.ByteLevel.alphabet())
-    return byte_to_char, {char: byte for byte, char in byte_to_char.items()}
 
 
 def encode(tokenizer: Tokenizer, text: str) -> list[int]:
     """Token ids of `text` without added BOS/EOS; lone surrogates become byte tokens."""
     if not _SURROGATES.search(text):
         return tokenizer.encode(text, add_special_tokens=False).ids
-    byte_to_char, _ = _byte_alphabet()
     ids: list[int] = []
     position = 0
     for match in _SURROGATES.finditer(text):
         if match.start() > position:
             ids.extend(tokenizer.encode(text[position : match.start()], add_special_tokens=False).ids)
         for byte in match.group().encode("utf-8", "surrogatepass"):
-            token_id = tokenizer.token_to_id(byte_to_char[byte])
+            token_id = tokenizer.token_to_id(BYTE_TO_CHAR[byte])
             if token_id is None:
                 raise ValueError(f"the tokenizer has no byte token for 0x{byte:02x}: not a byte-level BPE")
             ids.append(token_id)
@@ -60,7 +44,6 @@ def encode(tokenizer: Tokenizer, text: str) -> list[int]:
 
 def decode_bytes(tokenizer: Tokenizer, ids: list[int]) -> bytes:
     """The exact bytes the ids stand for (special tokens as their literal text)."""
-    _, char_to_byte = _byte_alphabet()
     specials = {token.content for token in tokenizer.get_added_tokens_decoder().values()}
     out = bytearray()
     for token_id in ids:
@@ -70,7 +53,7 @@ def decode_bytes(tokenizer: Tokenizer, ids: list[int]) -> bytes:
         if token in specials:
             out += token.encode("utf-8")
         else:
-            out += bytes(char_to_byte[char] for char in token)
+            out += bytes(CHAR_TO_BYTE[char] for char in token)
     return bytes(out)
 
 

@@ -1,9 +1,9 @@
-"""Pack's per-domain token counts, in memory bounded by a partition of the domains, never the corpus.
+"""Pack's per-domain counts, in memory bounded by a partition of the domains, never the corpus.
 
 A crawl has tens of millions of registered domains, so no process holds them all:
 
 1. each pass-1 task (encode.py) writes its part's counts split by a stable hash of the domain into
-   `_work/domains/p-RRRRR/part-NNNNN.parquet` (domain, documents, tokens);
+   `_work/domains/p-RRRRR/part-NNNNN.parquet` (domain, documents, tokens, bytes: UTF-8 bytes of text);
 2. one Ray task per partition (`merge_partition`) sums its files, sorts by tokens (then name),
    writes `_work/domains/p-RRRRR.parquet` and returns its top domains and totals (its marker);
 3. the driver (`finish_domains`) takes the top domains over all partitions (the global top N is
@@ -32,7 +32,8 @@ from ..parts import PARQUET_OPTIONS, part_name
 
 DOMAINS_FILE = "domains.parquet"
 DOMAINS_DIR = "domains"
-SCHEMA = pa.schema([("domain", pa.string()), ("documents", pa.int64()), ("tokens", pa.int64())])
+SCHEMA = pa.schema([("domain", pa.string()), ("documents", pa.int64()), ("tokens", pa.int64()), ("bytes", pa.int64())])
+COUNTS = ["documents", "tokens", "bytes"]
 PARTS_PER_PARTITION = 64
 MAX_PARTITIONS = 256
 
@@ -50,18 +51,18 @@ def partition_dir(work: Path, partition: int) -> Path:
 
 
 def write_part_domains(work: Path, index: int, counts: dict[str, list[int]], partitions: int) -> None:
-    """One input part's {domain: [documents, tokens]}, split into the partitions' folders."""
-    split: list[list[tuple[str, int, int]]] = [[] for _ in range(partitions)]
-    for domain, (documents, tokens) in sorted(counts.items()):
-        split[partition_of(domain, partitions)].append((domain, documents, tokens))
+    """One input part's {domain: [documents, tokens, bytes]}, split into the partitions' folders."""
+    split: list[list[tuple[str, int, int, int]]] = [[] for _ in range(partitions)]
+    for domain, (documents, tokens, text_bytes) in sorted(counts.items()):
+        split[partition_of(domain, partitions)].append((domain, documents, tokens, text_bytes))
     for partition, rows in enumerate(split):
         if rows:
             _write(partition_dir(work, partition) / f"{part_name(index)}.parquet", _table(rows))
 
 
-def _table(rows: list[tuple[str, int, int]]) -> pa.Table:
-    names, documents, tokens = zip(*rows) if rows else ((), (), ())
-    return pa.table([pa.array(names, pa.string()), pa.array(documents, pa.int64()), pa.array(tokens, pa.int64())], schema=SCHEMA)
+def _table(rows: list[tuple[str, int, int, int]]) -> pa.Table:
+    columns = list(zip(*rows)) if rows else [(), (), (), ()]
+    return pa.table([pa.array(values, field.type) for values, field in zip(columns, SCHEMA)], schema=SCHEMA)
 
 
 def _write(path: Path, table: pa.Table) -> None:
@@ -78,15 +79,15 @@ def merge_partition(partition: int, work_dir: str, top: int) -> dict[str, Any]:
     work = Path(work_dir)
     files = sorted(partition_dir(work, partition).glob("part-*.parquet"))
     table = pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files]) if files else SCHEMA.empty_table()
-    summed = table.group_by("domain").aggregate([("documents", "sum"), ("tokens", "sum")])
-    summed = summed.rename_columns(["domain", "documents", "tokens"]).select(["domain", "documents", "tokens"])
+    summed = table.group_by("domain").aggregate([(name, "sum") for name in COUNTS])
+    # The aggregates come out as "<column>_sum".
+    summed = summed.rename_columns([name.removesuffix("_sum") for name in summed.column_names]).select(SCHEMA.names)
     summed = summed.sort_by([("tokens", "descending"), ("domain", "ascending")])
     _write(merged_path(work, partition), summed)
     return {
         "partition": partition,
         "domains": summed.num_rows,
-        "documents": int(pc.sum(summed["documents"]).as_py() or 0),
-        "tokens": int(pc.sum(summed["tokens"]).as_py() or 0),
+        **{name: int(pc.sum(summed[name]).as_py() or 0) for name in COUNTS},
         "top": summed.slice(0, top).to_pylist(),
     }
 
@@ -100,7 +101,6 @@ def finish_domains(output: Path, work: Path, markers: list[dict[str, Any]], top:
     candidates.sort(key=lambda row: (-row["tokens"], row["domain"]))
     return {
         "domains": sum(m["domains"] for m in markers),
-        "documents": sum(m["documents"] for m in markers),
-        "tokens": sum(m["tokens"] for m in markers),
+        **{name: sum(m[name] for m in markers) for name in COUNTS},
         "top": candidates[:top],
     }

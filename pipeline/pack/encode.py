@@ -4,11 +4,16 @@ For input part N (a stage's `part-NNNNN.parquet`, read in row order in bounded b
 
     _work/tokens/part-NNNNN.bin            the part's tokens, each document followed by EOD (shard dtype)
     _work/tokens/part-NNNNN.docs.parquet   one row per packed document: input, row, id, url, dump, lang,
-                                           domain, warc_file, warc_offset, warc_record_id, tokens
-    _work/domains/p-RRRRR/part-NNNNN.parquet  documents and tokens per domain, split by domain hash
+                                           domain, warc_file, warc_offset, warc_record_id, tokens, bytes
+    _work/domains/p-RRRRR/part-NNNNN.parquet  documents, tokens, bytes per domain, split by domain hash
                                            (domains.py merges them partition by partition)
-and returns the part's counts (in == packed + dropped) and token counts per dump / language, which
-the runner writes as `_parts/part-NNNNN.json`, last: it marks the part done.
+and returns the part's counts (in == packed + dropped) and document / token / byte counts per dump
+and language, which the runner writes as `_parts/part-NNNNN.json`, last: it marks the part done.
+
+`bytes` is each document's UTF-8 byte count (crawlmill.shards.tokenbytes.document_bytes: a lone
+surrogate would count its 3 "surrogatepass" bytes, as tokenizer/codec.py encodes it), the denominator
+of exact bits per byte; the token table of crawlmill.shards.tokenbytes sums to it over the document's
+tokens.
 
 Every input row ends as packed, or dropped as `empty_tokens` (its text encodes to no token at all,
 only possible for an empty string: preprocess_data.py would write a document of zero sequences,
@@ -32,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crawlmill.files import atomic_path
+from crawlmill.shards.tokenbytes import document_bytes
 
 from ..parts import PARQUET_OPTIONS, PartStats, part_name
 from .domains import write_part_domains
@@ -51,6 +57,7 @@ DOCS_SCHEMA = pa.schema(
         pa.field("warc_offset", pa.int64()),
         pa.field("warc_record_id", pa.string()),
         pa.field("tokens", pa.int32(), nullable=False),  # EOD included
+        pa.field("bytes", pa.int64(), nullable=False),  # UTF-8 bytes of the text (tokenbytes.document_bytes)
     ]
 )
 READ_COLUMNS = ["id", "text", "url", "dump", "lang", "warc_file", "warc_offset", "warc_record_id"]
@@ -118,16 +125,17 @@ def docs_path(work_dir: Path, index: int) -> Path:
     return work_dir / TOKENS_DIR / f"{part_name(index)}.docs.parquet"
 
 
-def add_counts(table: dict[str, list[int]], labels: list[str | None], tokens: np.ndarray) -> None:
-    """Count documents and tokens per label (dump, language or domain)."""
-    for label, n in zip(labels, tokens.tolist()):
-        entry = table.setdefault(label or UNKNOWN, [0, 0])
+def add_counts(table: dict[str, list[int]], labels: list[str | None], tokens: np.ndarray, text_bytes: np.ndarray) -> None:
+    """Count documents, tokens and bytes per label (dump, language or domain)."""
+    for label, n, b in zip(labels, tokens.tolist(), text_bytes.tolist()):
+        entry = table.setdefault(label or UNKNOWN, [0, 0, 0])
         entry[0] += 1
         entry[1] += n
+        entry[2] += b
 
 
 def breakdown_json(table: dict[str, list[int]]) -> dict[str, dict[str, int]]:
-    return {label: {"documents": d, "tokens": t} for label, (d, t) in sorted(table.items())}
+    return {label: {"documents": d, "tokens": t, "bytes": b} for label, (d, t, b) in sorted(table.items())}
 
 
 def encode_part(settings: PackSettings, index: int, source: str, output_dir: str) -> dict[str, Any]:
@@ -154,12 +162,13 @@ def encode_part(settings: PackSettings, index: int, source: str, output_dir: str
                 stats.kept += int(kept.sum())
                 if not kept.all():
                     stats.dropped["empty_tokens"] += int((~kept).sum())
-                table = _docs_table(batch, index, rows, lengths).filter(pa.array(kept))
+                table = _docs_table(batch, index, rows, lengths, document_bytes(texts)).filter(pa.array(kept))
                 docs.write_table(table)
                 kept_lengths = lengths[kept]
                 stats.counters["tokens"] += int(kept_lengths.sum())
+                kept_bytes = table.column("bytes").to_numpy()
                 for key, counts in breakdown.items():
-                    add_counts(counts, table.column(key).to_pylist(), kept_lengths)
+                    add_counts(counts, table.column(key).to_pylist(), kept_lengths, kept_bytes)
     domains = breakdown.pop("domain")
     write_part_domains(work, index, domains, settings.domain_partitions)
     return {**stats.to_json(), "domains": len(domains), "breakdown": {k: breakdown_json(v) for k, v in breakdown.items()}}
@@ -178,7 +187,7 @@ def _batches(parquet: pq.ParquetFile, columns: list[str], settings: PackSettings
             yield batch.slice(start, step)
 
 
-def _docs_table(batch: pa.RecordBatch, index: int, rows: np.ndarray, lengths: np.ndarray) -> pa.Table:
+def _docs_table(batch: pa.RecordBatch, index: int, rows: np.ndarray, lengths: np.ndarray, text_bytes: np.ndarray) -> pa.Table:
     n = batch.num_rows
 
     def column(name: str) -> pa.Array:
@@ -200,6 +209,7 @@ def _docs_table(batch: pa.RecordBatch, index: int, rows: np.ndarray, lengths: np
             "warc_offset": column("warc_offset"),
             "warc_record_id": column("warc_record_id"),
             "tokens": pa.array(lengths, pa.int32()),
+            "bytes": pa.array(text_bytes, pa.int64()),
         },
         schema=DOCS_SCHEMA,
     )

@@ -5,16 +5,23 @@
       "megatron": {"index": "MMIDIDX", "version": 1, "dtype": "int32", "dtype_code": 4, "eod_appended": true, ...},
       "tokenizer": {"path", "sha256" (of tokenizer.json), "vocab_size", "padded_vocab_size", "padded_from", "eod_id", "eod_token"},
       "inputs": ["out/dedup/part-00000.parquet", ...],        # "input" numbers below index this list
-      "shard_tokens": ..., "shards_count": ..., "documents": ..., "tokens": ...,
+      "shard_tokens": ..., "shards_count": ..., "documents": ..., "tokens": ..., "bytes": ...,
       "counts": {"in": ..., "packed": ..., "dropped": {"empty_tokens": ...}},
-      "by_dump" / "by_lang": {label: {"documents", "tokens"}}, "by_domain": the top DOMAINS_IN_MANIFEST
-      domains by tokens plus "(other domains)"; "domains": how many; every domain is in
-      domains.parquet (domains.py),
-      "shards": [{"prefix": "shard-00000", "documents", "tokens", "files": {"bin"|"idx"|"docs.parquet": {"name", "bytes", "sha256"}},
+      "by_dump" / "by_lang": {label: {"documents", "tokens", "bytes"}}, "by_domain": the top
+      DOMAINS_IN_MANIFEST domains by tokens plus "(other domains)"; "domains": how many; every
+      domain is in domains.parquet (domains.py),
+      "shards": [{"prefix": "shard-00000", "documents", "tokens", "bytes",
+                  "files": {"bin"|"idx"|"docs.parquet": {"name", "bytes" (the file's size), "sha256"}},
                   "source": {"first": {"input", "row", "id"}, "last": {...}, "ranges": [{"input", "rows": [start, end)}]},
                   "by_dump", "by_lang"}],
       "blend": {"method": "tokens", "prefixes": [...], "weights": [...], "data_path": [w, prefix, ...], "mixture": null}
     }
+
+"bytes" (beside documents and tokens) is the documents' text in UTF-8 bytes (EOD is no text), the
+sum of docs.parquet's `bytes` column: the denominator of exact bits per byte, with the per-token
+table of crawlmill.shards.tokenbytes. The format stays "crawlmill-pack/1": these keys were added
+beside the old ones, and a reader finds them missing in a manifest written before (no key changed
+meaning).
 
 Provenance: token t of shard S lies in document d = the sequence whose pointer range holds it (the
 .idx); row d of `S.docs.parquet` names its input part, row, id, url and WARC file / offset /
@@ -37,6 +44,7 @@ from typing import Any
 
 from crawlmill.shards.manifest import FORMAT, MANIFEST  # noqa: F401 - MANIFEST re-exported for the stage
 from crawlmill.shards.mmidx import CODE_OF
+from .domains import COUNTS
 from .tokenizer import TokenizerInfo
 
 DOMAINS_IN_MANIFEST = 1000
@@ -47,9 +55,9 @@ def merge_breakdowns(parts: list[dict[str, dict[str, int]]]) -> dict[str, dict[s
     out: dict[str, dict[str, int]] = {}
     for part in parts:
         for label, counts in part.items():
-            entry = out.setdefault(label, {"documents": 0, "tokens": 0})
-            entry["documents"] += counts["documents"]
-            entry["tokens"] += counts["tokens"]
+            entry = out.setdefault(label, dict.fromkeys(COUNTS, 0))
+            for key in COUNTS:
+                entry[key] += counts[key]
     return dict(sorted(out.items()))
 
 
@@ -67,11 +75,10 @@ def build_manifest(
         for reason, n in marker["dropped"].items():
             dropped[reason] = dropped.get(reason, 0) + n
     breakdown = {key: merge_breakdowns([m["breakdown"][key] for m in part_markers]) for key in ("dump", "lang")}
-    top = {row["domain"]: {"documents": row["documents"], "tokens": row["tokens"]} for row in domains["top"]}
+    top = {row["domain"]: {key: row[key] for key in COUNTS} for row in domains["top"]}
     if domains["domains"] > len(top):
         top[OTHER_DOMAINS] = {
-            "documents": domains["documents"] - sum(c["documents"] for c in top.values()),
-            "tokens": domains["tokens"] - sum(c["tokens"] for c in top.values()),
+            **{key: domains[key] - sum(c[key] for c in top.values()) for key in COUNTS},
             "domains": domains["domains"] - len(top),
         }
     prefixes = [s["prefix"] for s in shard_markers]
@@ -92,6 +99,7 @@ def build_manifest(
         "shards_count": len(shard_markers),
         "documents": sum(s["documents"] for s in shard_markers),
         "tokens": sum(s["tokens"] for s in shard_markers),
+        "bytes": sum(s["bytes"] for s in shard_markers),
         "counts": {
             "in": sum(m["in"] for m in part_markers),
             "packed": sum(m["kept"] for m in part_markers),

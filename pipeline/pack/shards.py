@@ -8,9 +8,9 @@ only on the documents and the setting, never on how pass 1 was scheduled.
 `write_shard` (a Ray task) copies its documents' token bytes from the parts' token files into
 `shard-NNNNN.bin`, writes `shard-NNNNN.idx` (`index_bytes`: the bytes IndexedDatasetBuilder
 writes; the format's reader is crawlmill/shards/mmidx.py) and `shard-NNNNN.docs.parquet` (the source
-of every document: input part, row, id, url, WARC file/offset/record id, tokens), each under a
-temporary name, then renames them and returns the shard's entry (sizes, sha256, counts), which the
-runner writes as its marker.
+of every document: input part, row, id, url, WARC file/offset/record id, tokens, bytes), each under
+a temporary name, then renames them and returns the shard's entry (sizes, sha256, document, token
+and text byte counts), which the runner writes as its marker.
 
 Run by `crawlmill pack` (stage.py) after pass 1 (encode.py).
 """
@@ -125,7 +125,10 @@ def _copy_range(source: Path, start: int, end: int, out: Any, digest: Any) -> No
 
 
 def _docs_slice(work_dir: Path, piece: Piece) -> pa.Table:
-    table = pq.read_table(docs_path(work_dir, piece.part), schema=DOCS_SCHEMA)
+    path = docs_path(work_dir, piece.part)
+    if pq.read_schema(path).names != DOCS_SCHEMA.names:  # reading it with DOCS_SCHEMA would give nulls
+        raise ValueError(f"{path} was written by an older pack (other columns); delete the output folder and pack again")
+    table = pq.read_table(path, schema=DOCS_SCHEMA)
     return table.slice(piece.doc_start, piece.doc_end - piece.doc_start)
 
 
@@ -144,6 +147,7 @@ def write_shard(dtype_name: str, plan: ShardPlan, output_dir: str) -> dict[str, 
     finals = {kind: output / f"{name}.{kind}" for kind in ("bin", "idx", "docs.parquet")}
     digests = {kind: hashlib.sha256() for kind in finals}
     lengths, ranges, first, last = [], [], None, None
+    text_bytes = 0
     breakdown: dict[str, dict[str, list[int]]] = {"dump": {}, "lang": {}}
     with contextlib.ExitStack() as files:
         # Renamed innermost first: the .idx last, so a shard whose .idx exists is complete.
@@ -154,9 +158,11 @@ def write_shard(dtype_name: str, plan: ShardPlan, output_dir: str) -> dict[str, 
                 table = _docs_slice(work, piece)
                 docs.write_table(table)
                 piece_lengths = table.column("tokens").to_numpy()
+                piece_bytes = table.column("bytes").to_numpy()
                 lengths.append(piece_lengths)
+                text_bytes += int(piece_bytes.sum())
                 for key, counts in breakdown.items():
-                    add_counts(counts, table.column(key).to_pylist(), piece_lengths)
+                    add_counts(counts, table.column(key).to_pylist(), piece_lengths, piece_bytes)
                 rows = table.column("row")
                 # Input rows the piece spans (a row dropped as empty_tokens inside a span is in no shard).
                 ranges.append({"input": piece.part, "rows": [rows[0].as_py(), rows[-1].as_py() + 1]})
@@ -175,6 +181,7 @@ def write_shard(dtype_name: str, plan: ShardPlan, output_dir: str) -> dict[str, 
         "prefix": name,
         "documents": plan.documents,
         "tokens": plan.tokens,
+        "bytes": text_bytes,
         "files": {
             kind: {"name": finals[kind].name, "bytes": os.path.getsize(finals[kind]), "sha256": digests[kind].hexdigest()}
             for kind in ("bin", "idx", "docs.parquet")

@@ -49,7 +49,9 @@ def demo_checksums(root: Path) -> dict[str, str]:
     """sha256 of every file of the reference (demo_checksums.json, recorded with the code before the
     one-runner refactor, commit 30017cd): every stage's parts, quarantine, duplicates, report and
     stats, the tokenizer files, the shards; the manifest with its paths made relative. Files that
-    hold absolute paths (markers, _tasks.json, train_report.json) are left out."""
+    hold absolute paths (markers, _tasks.json, train_report.json) are left out. Re-recorded since:
+    shard-00000.docs.parquet, domains.parquet and manifest.json when pack began counting text bytes
+    (each is the old file plus the `bytes` column or keys; .bin and .idx did not change)."""
     reference = json.loads((Path(__file__).parent / "demo_checksums.json").read_text())
     found = {}
     for name in reference:

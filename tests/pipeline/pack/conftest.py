@@ -84,3 +84,32 @@ def input_texts(folders: list[Path]) -> list[str]:
 
 def folder_bytes(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def document_byte_sums(output: Path, table) -> list[dict]:
+    """For every document of every shard in `output` (read as training reads it: the .idx and .bin
+    through crawlmill.shards), the table summed over its tokens with the appended EOD left out
+    (`counted`), its docs.parquet `bytes` (`recorded`) and how often the EOD id occurs inside it."""
+    import numpy as np
+
+    from crawlmill.shards.mmidx import read_index
+    from crawlmill.shards.tokenbytes import sequence_bytes
+
+    manifest = manifest_of(output)
+    eod = manifest["tokenizer"]["eod_id"]
+    found = []
+    for shard in manifest["shards"]:
+        index = read_index(output / f"{shard['prefix']}.idx")
+        tokens = np.fromfile(output / f"{shard['prefix']}.bin", dtype=index.dtype)
+        recorded = pq.read_table(output / f"{shard['prefix']}.docs.parquet").column("bytes").to_pylist()
+        assert len(recorded) == index.documents == shard["documents"]
+        for document, (pointer, length) in enumerate(zip(index.pointers.tolist(), index.lengths.tolist())):
+            ids = tokens[pointer // index.dtype.itemsize :][:length]
+            assert ids[-1] == eod
+            found.append(
+                {
+                    "shard": shard["prefix"], "document": document, "recorded": recorded[document],
+                    "counted": sequence_bytes(ids[:-1], table), "eod_inside": int((ids[:-1] == eod).sum()),
+                }
+            )  # fmt: skip
+    return found
