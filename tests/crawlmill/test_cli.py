@@ -22,7 +22,7 @@ from crawlmill.cli_common import RUNTIME_OPTIONS, STAGE_OPTIONS, config_default
 from crawlmill.pipeline.config import merge, to_json
 from crawlmill.pipeline.definition import PIPELINE
 
-VERBS = ["ingest", "filter", "dedup", "run", "tokenizer train", "tokenizer eval", "pack", "shards", "shards inspect", "shards verify", "shards sample", "shards stats"]  # sub-commands as "group verb"
+VERBS = ["ingest", "filter", "dedup", "run", "tokenizer train", "tokenizer eval", "pack", "shards", "shards inspect", "shards verify", "shards sample", "shards stats", "plan", "plan sweep", "plan fit"]  # sub-commands as "group verb"
 
 
 def crawlmill(*args: str, **kwargs) -> subprocess.Popen:
