@@ -130,7 +130,9 @@ def stage_verb(app: typer.Typer, stage: str, **command: Any) -> Callable[[Callab
                 run_one_stage(spec, config, common["output"], runtime)
 
         _document_defaults(fn, stage)
-        app.command(**command)(_with_options(fn, STAGE_OPTIONS + RUNTIME_OPTIONS, call))
+        verb = _with_options(fn, STAGE_OPTIONS + RUNTIME_OPTIONS, call)
+        verb.crawlmill_stage = stage  # type: ignore[attr-defined] - which stage's config its options are
+        app.command(**command)(verb)
         return fn
 
     return decorate

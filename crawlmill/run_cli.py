@@ -40,7 +40,7 @@ def run(
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config (every section) as JSON and exit."),
     runtime: Runtime = None,  # type: ignore[assignment] - the common options (cli_common)
 ) -> None:
-    """Run the pipeline from one config: ingest, filter, dedup, tokenizer, pack; each stage resumable."""
+    """Run the pipeline from one config: ingest, filter, dedup, tokenizer, pack, and train when the config has a `train:` section; each stage resumable."""
     from crawlmill.pipeline import definition
     from crawlmill.pipeline.config import load_run_config, to_json
     from crawlmill.pipeline.runner import run_pipeline
@@ -57,9 +57,12 @@ def run(
     def external(spec, folder: Path) -> None:  # noqa: ANN001 - a StageSpec
         out.print(f"[green]{spec.name}[/green]: using {folder} (nothing to run)", highlight=False)
 
+    def skipped(spec) -> None:  # noqa: ANN001 - a StageSpec
+        out.print(f"{spec.name}: the config has no `{spec.name}:` section; nothing to do", highlight=False)
+
     with user_errors():
         summary = run_pipeline(
             config, specs, pipeline, on_result=lambda spec, stage, result: report(stage, result), on_external=external,
-            progress=not runtime.no_progress, overwrite=runtime.overwrite,
+            progress=not runtime.no_progress, overwrite=runtime.overwrite, on_skipped=skipped,
         )  # fmt: skip
     print(json.dumps(summary, indent=1, ensure_ascii=False))

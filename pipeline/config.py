@@ -114,6 +114,12 @@ def build(cls: type, data: Any, where: str = "config", base: Path | None = None)
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
+    expand = getattr(cls, "expand_config", None)
+    if expand is not None:  # e.g. TrainConfig's `base: NAME`, a built-in the mapping is laid over
+        try:
+            data = expand(data)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(map(str, data)) - set(fields))
@@ -179,7 +185,12 @@ def run_config_type(pipeline: Pipeline) -> type:
     sections = [(spec.name, spec.config, field(default_factory=spec.config)) for spec in pipeline.stages]
     return dataclasses.make_dataclass(
         "RunConfig",
-        [("output_dir", str, field(metadata={"path": True})), ("ray", RayOptions, field(default_factory=RayOptions)), *sections],
+        [
+            ("output_dir", str, field(metadata={"path": True})),
+            ("ray", RayOptions, field(default_factory=RayOptions)),
+            *sections,
+            ("sections", list[str], field(default_factory=list, init=False)),  # the stage sections the file has
+        ],
     )
 
 
@@ -200,6 +211,7 @@ def load_run_config(path: str | Path, pipeline: Pipeline | None = None) -> Any:
         section = load_section(spec.config, data.get(spec.name), where, base)
         check_section(section, where)
         setattr(config, spec.name, section)
+    config.sections = [spec.name for spec in pipeline.stages if spec.name in data]
     return config
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from crawlmill.tokenizer.config import TokenizerConfig
+from crawlmill.training.config import TrainConfig
 
 from .dedup.config import DedupConfig
 from .filter.config import FilterConfig
@@ -38,6 +39,8 @@ class StageSpec:
     reads: tuple[str, ...] = ()  # stages whose output folders come first in its `inputs`
     uses: tuple[tuple[str, str], ...] = ()  # (config field, stage): the field defaults to that stage's folder
     folder: str | None = None  # its output folder under output_dir (default: its name)
+    inputs_field: str = "inputs"  # the config field (a dotted path) the folders it reads go in front of
+    optional: bool = False  # runs only when the run config has its section
     # Given the stage's config: a folder that already holds its output (then nothing runs), or None.
     external: Callable[[Any], str | None] | None = None
 
@@ -122,6 +125,10 @@ PIPELINE = Pipeline(
                   "tokenized, packed Megatron-Core .bin/.idx shards with a manifest",
                   "crawlmill pack DIR... --tokenizer DIR --output DIR", reads=("dedup",),
                   uses=(("tokenizer", "tokenizer"),), folder="shards"),
+        StageSpec("train", TrainConfig, "crawlmill.training.stage:TrainStage",
+                  "Megatron-Core pretraining of a DeepSeek-style GPT (only when the config has a `train:` section)",
+                  "crawlmill train --config FILE --data DIR... --output DIR", reads=("pack",),
+                  inputs_field="data.shards", optional=True),
     ]
 )  # fmt: skip
 

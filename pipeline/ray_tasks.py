@@ -104,3 +104,36 @@ def run_jobs(
         if on_done:
             on_done(job, result)
     return out
+
+
+def run_torch_workers(fn: Callable[[dict], Any], config: dict[str, Any], workers: int, use_gpu: bool, storage: str, name: str, options: RayOptions) -> None:
+    """fn(config) on `workers` Ray Train workers that share a torch.distributed group (gloo on CPU,
+    nccl on GPU, one GPU each): Ray Train's TorchTrainer, so training runs wherever Ray runs,
+    `ray job submit` included. A worker's error is raised here with its own message."""
+    ensure_ray(options)
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    trainer = TorchTrainer(
+        fn,
+        train_loop_config=config,
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        run_config=RunConfig(name=name, storage_path=storage),
+    )
+    try:
+        trainer.fit()
+    except Exception as exc:  # Ray's wrapper names the worker; the cause says what went wrong
+        cause = exc
+        while getattr(cause, "cause", None) is not None or getattr(cause, "__cause__", None) is not None:
+            cause = getattr(cause, "cause", None) or cause.__cause__
+        if isinstance(cause, (ValueError, OSError)):
+            raise cause from None
+        raise
+
+
+def cluster_has_gpus(options: RayOptions) -> bool:
+    import ray
+
+    ensure_ray(options)
+    return ray.cluster_resources().get("GPU", 0) > 0

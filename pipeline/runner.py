@@ -215,12 +215,21 @@ def wire_stage_config(pipeline: Pipeline, spec: StageSpec, run_config: Any) -> A
     reads first, then the section's own `inputs`; fields it `uses` default to those stages' folders."""
     section = getattr(run_config, spec.name)
     changes: dict[str, Any] = {}
-    if spec.reads:
-        changes["inputs"] = [str(pipeline.folder(name, run_config)) for name in spec.reads] + list(section.inputs)
     for field_name, upstream in spec.uses:
         if getattr(section, field_name) is None:
             changes[field_name] = str(pipeline.folder(upstream, run_config))
-    return dataclasses.replace(section, **changes) if changes else section
+    section = dataclasses.replace(section, **changes) if changes else section
+    if not spec.reads:
+        return section
+    *parents, leaf = spec.inputs_field.split(".")  # e.g. data.shards: a field of a nested section
+    chain = [section]
+    for name in parents:
+        chain.append(getattr(chain[-1], name))
+    inputs = [str(pipeline.folder(name, run_config)) for name in spec.reads] + list(getattr(chain[-1], leaf))
+    value = dataclasses.replace(chain[-1], **{leaf: inputs})
+    for holder, name in zip(reversed(chain[:-1]), reversed(parents)):
+        value = dataclasses.replace(holder, **{name: value})
+    return value
 
 
 def run_pipeline(
@@ -231,11 +240,16 @@ def run_pipeline(
     on_external: Callable[[StageSpec, Path], None],
     progress: bool = True,
     overwrite: bool = False,
+    on_skipped: Callable[[StageSpec], None] = lambda spec: None,
 ) -> dict[str, Any]:
     """Run `specs` (in pipeline order) of a validated run config, each into its folder; stop at the
-    first stage with failed tasks. Returns each stage's stats."""
+    first stage with failed tasks; an optional stage runs only when the config has its section.
+    Returns each stage's stats."""
     summary: dict[str, Any] = {}
     for spec in specs:
+        if spec.optional and spec.name not in getattr(run_config, "sections", ()):
+            on_skipped(spec)
+            continue
         folder = pipeline.folder(spec.name, run_config)
         if spec.external and spec.external(getattr(run_config, spec.name)):
             on_external(spec, folder)

@@ -141,6 +141,17 @@ class TrainConfig:
     log_interval: int = 10
     workers: int = 1  # Ray Train workers (data parallel ranks) under `crawlmill train`; torchrun sets its own
 
+    @classmethod
+    def expand_config(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """`base: NAME` (a built-in or a file): the mapping laid over that config's."""
+        if "base" not in data:
+            return data
+        from crawlmill.pipeline.config import merge
+
+        data = dict(data)
+        parent, _ = read_train_data(str(data.pop("base")))
+        return merge(parent, data)
+
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
@@ -154,6 +165,13 @@ class TrainConfig:
             raise ValueError(f"train_tokens {self.train_tokens}: must be > 0")
 
 
+    def check(self) -> None:
+        """Shard folders named here must be pack output (a run's pack folder is checked when it exists)."""
+        for folder in self.data.shards:
+            if not (Path(folder) / "manifest.json").is_file():
+                raise FileNotFoundError(f"data.shards: {folder} has no manifest.json (give `crawlmill pack` output folders)")
+
+
 def resolve_builtin(name_or_path: str) -> Path:
     """A built-in config's file for its name, else the path itself."""
     if (BUILTIN_DIR / f"{name_or_path}.yaml").is_file() and "/" not in name_or_path:
@@ -165,18 +183,14 @@ def resolve_builtin(name_or_path: str) -> Path:
 
 
 def read_train_data(name_or_path: str) -> tuple[dict[str, Any], Path]:
-    """The raw mapping of a config (its `base:` built-in merged under it) and the folder its paths are relative to."""
-    from crawlmill.pipeline.config import ConfigError, merge, read_yaml
+    """The raw mapping of a config (its `base:` laid under it) and the folder its paths are relative to."""
+    from crawlmill.pipeline.config import ConfigError, read_yaml
 
     path = resolve_builtin(name_or_path)
     data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path.name}: expected a mapping")
-    base = data.pop("base", None)
-    if base is not None:
-        parent, _ = read_train_data(str(base))
-        data = merge(parent, data)
-    return data, path.resolve().parent
+    return TrainConfig.expand_config(data), path.resolve().parent
 
 
 def load_train_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> TrainConfig:

@@ -18,6 +18,7 @@ run stopped and resumed gives the same losses and weights, bit for bit, as one t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -68,13 +69,12 @@ def plan_run(config: TrainConfig, data_parallel: int) -> RunPlan:
     if batch is None or lr is None:
         if config.train_tokens is None:
             raise ValueError("global_batch_size and optimizer.lr default to the planner's values for the run's compute: give train_tokens")
-        from .planner import equation_1
+        from .planner import global_batch, optimum
 
-        best = equation_1(model_scale * config.train_tokens)
-        lr = lr if lr is not None else best["lr_opt"]
+        best = optimum(model_scale * config.train_tokens)  # Equation 1 for the run's compute C = M·D
+        lr = lr if lr is not None else best.lr_opt
         if batch is None:
-            unit = config.micro_batch_size * data_parallel
-            batch = max(unit, round(best["batch_tokens_opt"] / seq / unit) * unit)
+            batch = global_batch(best.batch_tokens_opt, seq, config.micro_batch_size, data_parallel)
     unit = config.micro_batch_size * data_parallel
     if batch % unit:
         raise ValueError(f"global_batch_size {batch} is not a multiple of micro_batch_size x data-parallel ranks ({unit})")
@@ -145,20 +145,23 @@ class Reporter:
                 self.board.close()
 
 
-def _byte_table(tokenizer_path: str, device: torch.device) -> torch.Tensor | None:
-    """Bytes each token id stands for (exact bits per byte for byte-level BPE); None where unknown."""
-    try:
-        from crawlmill.shards.tokenbytes import token_byte_lengths
-    except ImportError:
-        return None
+def _byte_table(tokenizer_path: str, eod: int, vocab: int, device: torch.device) -> torch.Tensor | None:
+    """Bytes of text each token id stands for (crawlmill.shards.tokenbytes: exact for byte-level
+    BPE, 0 for the end-of-document token); None when the tokenizer is not byte-level or not found."""
+    from crawlmill.shards.tokenbytes import token_byte_lengths
+
     path = Path(tokenizer_path) / "tokenizer.json"
     if not path.is_file():
+        print(f"bits per byte not reported: {path} not found", file=sys.stderr)
         return None
     try:
-        return torch.as_tensor(token_byte_lengths(path), dtype=torch.float64, device=device)
+        lengths = token_byte_lengths(path, eod_id=eod)
     except ValueError as exc:  # not byte-level: bytes per token are not exact
         print(f"bits per byte not reported: {exc}", file=sys.stderr)
         return None
+    table = torch.zeros(max(vocab, len(lengths)), dtype=torch.float64, device=device)
+    table[: len(lengths)] = torch.as_tensor(lengths, dtype=torch.float64)
+    return table
 
 
 def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
@@ -187,6 +190,9 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, stop_after: int | N
     from .backends import MegatronBackend, TorchBackend
 
     dp, dp_rank = parallel_state.get_data_parallel_world_size(), parallel_state.get_data_parallel_rank()
+    if not use_cuda() and config.precision == "bf16":  # bf16 with fp32 gradient buffers is the GPU path
+        print("precision bf16 needs a GPU here: training in fp32 on CPU", file=sys.stderr)
+        config = dataclasses.replace(config, precision="fp32")
     plan = plan_run(config, dp)
     device = torch.device("cuda", torch.cuda.current_device()) if use_cuda() else torch.device("cpu")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -218,7 +224,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, stop_after: int | N
     reporter = Reporter(run_dir, rank == 0, start if resume else None)
     if rank == 0:
         write_run_info(run_dir, _run_info(config, plan, vocab, world))
-    byte_table = _byte_table(data.tokenizer_path, device)
+    byte_table = _byte_table(data.tokenizer_path, data.eod, vocab, device)
 
     def checkpoint(step: int) -> None:
         state = {**backend.state_dict(), "rng": rng_state()}

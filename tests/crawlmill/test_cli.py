@@ -22,7 +22,7 @@ from crawlmill.cli_common import RUNTIME_OPTIONS, STAGE_OPTIONS, config_default
 from crawlmill.pipeline.config import merge, to_json
 from crawlmill.pipeline.definition import PIPELINE
 
-VERBS = ["ingest", "filter", "dedup", "run", "tokenizer train", "tokenizer eval", "pack", "shards", "shards inspect", "shards verify", "shards sample", "shards stats", "plan", "plan sweep", "plan fit"]  # sub-commands as "group verb"
+VERBS = ["ingest", "filter", "dedup", "run", "train", "tokenizer train", "tokenizer eval", "pack", "shards", "shards inspect", "shards verify", "shards sample", "shards stats", "plan", "plan sweep", "plan fit"]  # sub-commands as "group verb"
 
 
 def crawlmill(*args: str, **kwargs) -> subprocess.Popen:
@@ -98,14 +98,18 @@ EOS = "<｜end▁of▁sentence｜>"
 
 
 def stage_commands():
-    """(stage spec, CLI words, click command) of every pipeline stage's own verb."""
+    """(stage spec, CLI words, click command) of every pipeline stage whose verb's options are its
+    config's fields (cli_common.stage_verb); `crawlmill train` takes a whole training config instead."""
     group = typer.main.get_command(app)
     for spec in PIPELINE.stages:
         words = list(itertools.takewhile(lambda w: w.isalpha() and w.islower(), spec.verb.split()[1:]))
         command = group
         for word in words:
             command = command.commands[word]
-        yield spec, words, command
+        if getattr(command.callback, "crawlmill_stage", None) == spec.name:
+            yield spec, words, command
+        else:
+            assert spec.name == "train", f"{spec.verb}: not a stage verb"
 
 
 def sample_value(stage: str, path: list[str], default, lid_model: Path, tokenizer: Path):
@@ -171,6 +175,19 @@ def test_run_reaches_every_option_of_every_stage_verb(lid_model_path, tmp_path):
             checked.add(f"{spec.name}.{param.name}")
     assert {"ingest.max_record_mb", "filter.language_id__model_path", "dedup.index", "tokenizer.max_memory_gib", "pack.fast_encode"} <= checked
     assert len(checked) >= 30
+
+
+def test_train_options_override_the_training_config(tmp_path):
+    shown = invoke("train", "--config", "tiny", "--data", tmp_path / "a", "--data", tmp_path / "b", "--max-steps", 5, "--workers", 2, "--print-config")
+    assert shown.exit_code == 2 and "no manifest.json" in shown.stderr  # the shard folders are checked first
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text("{}")
+    shown = invoke("train", "--config", "tiny", "--data", tmp_path / "a", "--data", tmp_path / "b", "--max-steps", 5, "--workers", 2, "--print-config")
+    assert shown.exit_code == 0, shown.output
+    config = json.loads(shown.stdout)
+    assert config["data"]["shards"] == [str(tmp_path / "a"), str(tmp_path / "b")] and config["max_steps"] == 5 and config["workers"] == 2
+    assert config["model"]["hidden_size"] == 64  # the rest is the built-in's
 
 
 def test_a_verb_takes_its_section_from_a_file_and_options_over_it(tmp_path):

@@ -37,10 +37,15 @@ def test_demo_config_runs_end_to_end(ray_local, tmp_path):
     manifest = json.loads((tmp_path / "demo-output/shards/manifest.json").read_text())
     assert manifest["documents"] == deduped["kept"] and manifest["tokenizer"]["padded_vocab_size"] == 1024 and manifest["tokens"] > 10_000
     assert demo_checksums(tmp_path / "demo-output") == json.loads((Path(__file__).parent / "demo_checksums.json").read_text())
+    # The run ends with training on the packed shards: validation loss goes down.
+    log = [json.loads(line) for line in (tmp_path / "demo-output/train/log.jsonl").read_text().splitlines()]
+    valid = [r for r in log if r["kind"] == "valid"]
+    assert [r["step"] for r in valid] == [20, 40, 60] and valid[-1]["loss"] < valid[0]["loss"] and valid[-1]["bpb"] < valid[0]["bpb"]
+    assert "train done" in result.output
     # A second run resumes: nothing to do, same stats.
     again = CliRunner().invoke(app, ["run", str(tmp_path / "demo.yaml"), "--no-progress"])
     assert again.exit_code == 0 and "4 part(s) were already finished" in again.output
-    assert "tokenizer already trained" in again.output
+    assert "tokenizer already trained" in again.output and "train already done" in again.output
     assert json.loads((tmp_path / "demo-output/dedup/_stats.json").read_text()) == deduped
     shutil.rmtree(tmp_path / "demo-output")
 

@@ -17,7 +17,7 @@ from tests.pipeline.toy_stage import TOY, ToyConfig, pipeline_with_toy
 
 
 def test_stages_read_only_earlier_stages_and_names_are_unique():
-    assert PIPELINE.names == ["ingest", "filter", "dedup", "tokenizer", "pack"]
+    assert PIPELINE.names == ["ingest", "filter", "dedup", "tokenizer", "pack", "train"]
     with pytest.raises(ValueError, match="not an earlier stage"):
         Pipeline([TOY, *PIPELINE.stages])
     with pytest.raises(ValueError, match="is taken"):
@@ -29,7 +29,7 @@ def test_stages_read_only_earlier_stages_and_names_are_unique():
 def test_select_only_and_from():
     assert [s.name for s in PIPELINE.select()] == PIPELINE.names
     assert [s.name for s in PIPELINE.select(only="dedup")] == ["dedup"]
-    assert [s.name for s in PIPELINE.select(start="dedup")] == ["dedup", "tokenizer", "pack"]
+    assert [s.name for s in PIPELINE.select(start="dedup")] == ["dedup", "tokenizer", "pack", "train"]
     with pytest.raises(ValueError, match="--only 'dedupe': choose one of ingest, filter"):
         PIPELINE.select(only="dedupe")
     with pytest.raises(ValueError, match="not both"):
@@ -71,6 +71,7 @@ def test_a_stage_added_to_the_list_runs_in_order_alone_and_from(ray_local, toy_p
     config = yaml.safe_load((REPO / "configs/demo.yaml").read_text())
     config["output_dir"] = str(tmp_path / "out")
     config["ingest"]["inputs"] = [str(REPO / "configs" / p) for p in config["ingest"]["inputs"]]
+    config.pop("train")  # (training at the end is the demo test's)
     config["toy"] = {"min_chars": 2000}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
 

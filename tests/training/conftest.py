@@ -1,0 +1,35 @@
+"""Shards to train on: the sample corpus that ships in samples/, ingested, filtered and packed with
+a 1,000-token tokenizer trained on it (tests/tokenizer/conftest.py), so the tiny model's output
+layer stays small; built once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crawlmill.pipeline.filter.config import FilterConfig
+from crawlmill.pipeline.filter.stage import FilterStage
+from crawlmill.pipeline.ingest.config import IngestConfig
+from crawlmill.pipeline.ingest.stage import IngestStage
+from crawlmill.pipeline.pack.config import PackConfig
+from crawlmill.pipeline.pack.stage import PackStage
+from crawlmill.pipeline.runner import run_stage
+from crawlmill.training.config import load_train_config
+from tests.conftest import SAMPLES
+from tests.tokenizer.conftest import small_tokenizer_dir  # noqa: F401 - a fixture, shared
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(ray_local, small_tokenizer_dir, tmp_path_factory) -> Path:  # noqa: F811
+    root = tmp_path_factory.mktemp("train-data")
+    assert run_stage(IngestStage(IngestConfig(inputs=[str(SAMPLES / "crawl-data")])), root / "ingest", progress=False).ok
+    assert run_stage(FilterStage(FilterConfig(inputs=[str(root / "ingest")])), root / "filter", progress=False).ok
+    config = PackConfig(inputs=[str(root / "filter")], tokenizer=str(small_tokenizer_dir))
+    assert run_stage(PackStage(config), root / "shards", progress=False).ok
+    return root / "shards"
+
+
+def tiny_config(shards: Path, **overrides):
+    """The tiny built-in on these shards, logging every step."""
+    return load_train_config("tiny", {"data": {"shards": [str(shards)]}, "log_interval": 1, **overrides})

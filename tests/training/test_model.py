@@ -1,0 +1,81 @@
+"""The model configs against the DeepSeek LLM report (Table 2) and the Megatron model built from them."""
+
+import pytest
+import torch
+
+from crawlmill.pipeline.config import ConfigError, build
+from crawlmill.training.config import TrainConfig, builtin_names, load_train_config
+from crawlmill.training.model_config import ModelConfig
+
+
+def test_deepseek_configs_are_table_2_exactly():
+    seven, sixty_seven = load_train_config("deepseek-7b"), load_train_config("deepseek-67b")
+    shape = lambda c: (c.model.num_layers, c.model.hidden_size, c.model.num_attention_heads, c.model.query_groups, c.model.ffn_hidden_size, c.model.seq_length, c.model.vocab_size)  # noqa: E731
+    assert shape(seven) == (30, 4096, 32, 32, 11008, 4096, 102_400)
+    assert shape(sixty_seven) == (95, 8192, 64, 8, 22016, 4096, 102_400)
+    assert (seven.global_batch_size, seven.optimizer.lr, seven.train_tokens) == (2304, 4.2e-4, 2.0e12)
+    assert (sixty_seven.global_batch_size, sixty_seven.optimizer.lr, sixty_seven.train_tokens) == (4608, 3.2e-4, 2.0e12)
+    for config in (seven, sixty_seven):
+        o, s = config.optimizer, config.schedule
+        assert (o.beta1, o.beta2, o.weight_decay, o.grad_clip, config.model.init_std) == (0.9, 0.95, 0.1, 1.0, 0.006)
+        assert (s.kind, s.warmup_steps, s.milestones, s.factors) == ("multistep", 2000, [0.8, 0.9], [0.316, 0.1])
+
+
+def test_parameter_counts_are_the_papers_7b_and_67b():
+    """6.91B and 67.4B parameters, as the released checkpoints have (untied embeddings of 102,400 rows)."""
+    seven = load_train_config("deepseek-7b").model.parameters()
+    sixty_seven = load_train_config("deepseek-67b").model.parameters()
+    assert seven["total"] == pytest.approx(6.91e9, rel=0.002) and seven["embedding"] == 2 * 102_400 * 4096
+    assert sixty_seven["total"] == pytest.approx(67.4e9, rel=0.002)
+    # M, the paper's model scale, for the 7B: 72·30·4096² + 12·30·4096·4096.
+    assert load_train_config("deepseek-7b").model.non_embedding_flops_per_token() == 72 * 30 * 4096**2 + 12 * 30 * 4096 * 4096
+
+
+@pytest.mark.parametrize("name", builtin_names())
+def test_every_builtin_config_is_valid(name):
+    config = load_train_config(name)
+    assert config.model.hidden_size % config.model.num_attention_heads == 0
+
+
+def test_a_config_builds_on_a_builtin_and_errors_name_the_key(tmp_path):
+    config = build(TrainConfig, {"base": "tiny", "max_steps": 7, "model": {"num_layers": 3}})
+    assert config.max_steps == 7 and config.model.num_layers == 3 and config.model.hidden_size == 64
+    assert build(TrainConfig, {"train_tokens": "2e12"}).train_tokens == 2e12  # YAML 1.1 reads 2e12 as a string
+    with pytest.raises(ConfigError, match=r"train.model: num_query_groups 3 must divide num_attention_heads 4"):
+        build(TrainConfig, {"base": "tiny", "model": {"num_query_groups": 3}}, "train")
+    with pytest.raises(ConfigError, match=r"train.schedule: kind 'linear'"):
+        build(TrainConfig, {"schedule": {"kind": "linear"}}, "train")
+    with pytest.raises(ConfigError, match=r"train: no built-in|train: --config nope"):
+        build(TrainConfig, {"base": "nope"}, "train")
+
+
+def test_megatron_model_has_deepseeks_design_and_the_counted_parameters(tmp_path):
+    """The tiny model built by Megatron-Core: RMSNorm, SwiGLU, GQA, RoPE, no biases, untied, N(0, 0.006²)."""
+    import torch.distributed as dist
+    from megatron.core import parallel_state
+
+    from crawlmill.training.model import build_model
+    from crawlmill.training.trainer import seed_everything
+
+    model_config = ModelConfig(num_layers=2, hidden_size=256, num_attention_heads=4, num_query_groups=2, ffn_hidden_size=688, seq_length=64)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    parallel_state.initialize_model_parallel(1, 1)
+    try:
+        seed_everything(1)
+        model = build_model(model_config, vocab_size=512)
+        params = dict(model.named_parameters())
+        assert sum(p.numel() for p in params.values()) == model_config.parameters(512)["total"]
+        assert not [n for n in params if n.endswith(".bias")]
+        assert params["output_layer.weight"].data_ptr() != params["embedding.word_embeddings.weight"].data_ptr()
+        layer = model.decoder.layers[0]
+        assert "RMSNorm" in type(layer.input_layernorm).__name__ and "RMSNorm" in type(model.decoder.final_layernorm).__name__
+        assert layer.mlp.linear_fc1.weight.shape == (2 * 688, 256)  # gate and up projections: SwiGLU
+        assert layer.mlp.config.activation_func is torch.nn.functional.silu and layer.mlp.config.gated_linear_unit
+        kv = 2 * 64  # 2 key/value groups of head dim 64
+        assert layer.self_attention.linear_qkv.weight.shape == (256 + 2 * kv, 256)
+        assert model.position_embedding_type == "rope"
+        assert float(params["decoder.layers.0.mlp.linear_fc1.weight"].std()) == pytest.approx(0.006, rel=0.05)
+        assert float(params["embedding.word_embeddings.weight"].std()) == pytest.approx(0.006, rel=0.05)
+    finally:
+        parallel_state.destroy_model_parallel()
+        dist.destroy_process_group()

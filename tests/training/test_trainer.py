@@ -1,0 +1,116 @@
+"""Training the tiny model on CPU with real Megatron-Core: exact resume (in one process, and after a
+SIGKILL), data parallelism on 2 Ray Train workers against 1 worker, validation loss and bits per byte."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from crawlmill.pipeline.ray_tasks import RayOptions
+from crawlmill.training.checkpoint import LATEST
+from crawlmill.training.launch import launch
+from crawlmill.training.trainer import train
+
+from .conftest import tiny_config
+
+
+def train_records(run_dir: Path, kind: str = "train") -> list[dict]:
+    return [r for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if r["kind"] == kind]
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    folder = run_dir / "checkpoints" / (run_dir / "checkpoints" / LATEST).read_text().strip()
+    state = torch.load(folder / "rank-00000.pt", weights_only=False)["model"]
+    return {k: v for k, v in state.items() if torch.is_tensor(v)}
+
+
+def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_stopped_and_resumed_run_is_bitwise_the_straight_run(tiny_shards, tmp_path):
+    config = tiny_config(tiny_shards, max_steps=20, eval={"interval": 10, "iters": 2})
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    summary = train(config, straight)
+    assert summary["step"] == 20 and summary["valid"]["bpb"] > 0
+    assert train(config, resumed, stop_after=10)["step"] == 10
+    assert json.loads((resumed / "checkpoints/step-00000010/meta.json").read_text())["consumed_samples"] == 10 * 8
+    assert train(config, resumed, resume=True)["step"] == 20
+    losses = [(r["step"], r["loss"], r["grad_norm"], r["lr"]) for r in train_records(straight)]
+    assert [(r["step"], r["loss"], r["grad_norm"], r["lr"]) for r in train_records(resumed)] == losses  # bit for bit
+    assert [r["loss"] for r in train_records(resumed, "valid")] == [r["loss"] for r in train_records(straight, "valid")]
+    assert same_weights(final_weights(straight), final_weights(resumed))
+    assert losses[-1][1] < losses[0][1]
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint_and_matches_the_undisturbed_run(tiny_shards, tmp_path):
+    config = {"base": "tiny", "max_steps": 80, "log_interval": 1, "data": {"shards": [str(tiny_shards)]},
+              "checkpoint": {"every_steps": 10, "keep": 2}, "eval": {"interval": 40, "iters": 1}}  # fmt: skip
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "RAY_ADDRESS": ""}
+
+    def command(run_dir: Path, *more: str) -> list[str]:
+        return [sys.executable, "-m", "crawlmill.cli", "train", "--config", str(tmp_path / "run.yaml"), "--output", str(run_dir), "--no-progress", *more]
+
+    undisturbed = tmp_path / "undisturbed"
+    subprocess.run(command(undisturbed), env=env, check=True, capture_output=True, timeout=600)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not (killed / "checkpoints/step-00000020/meta.json").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    steps_before = max(r["step"] for r in train_records(killed))
+    assert 20 <= steps_before < 80, "the kill should land mid-run"
+    resumed = subprocess.run(command(killed, "--resume"), env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [(r["step"], r["loss"]) for r in train_records(killed)] == [(r["step"], r["loss"]) for r in train_records(undisturbed)]
+    assert same_weights(final_weights(killed), final_weights(undisturbed))
+    assert sorted(p.name for p in (killed / "checkpoints").glob("step-*")) == ["step-00000070", "step-00000080"]  # keep 2
+
+
+def test_two_ray_workers_match_one_worker_with_twice_the_micro_batches(ray_local, tiny_shards, tmp_path):
+    """Global batch 8 = 2 workers x 1 micro batch of 4, or 1 worker x 2 micro batches of 4."""
+    one = tiny_config(tiny_shards, max_steps=8, eval={"interval": 8, "iters": 1})
+    train(one, tmp_path / "one")
+    two = tiny_config(tiny_shards, max_steps=8, eval={"interval": 8, "iters": 1}, workers=2)
+    assert launch(two, tmp_path / "two", ray_options=RayOptions()) is None  # Ray Train's workers trained
+    run = json.loads((tmp_path / "two/run.json").read_text())
+    assert run["world_size"] == 2 and run["data_parallel"] == 2
+    a, b = train_records(tmp_path / "one"), train_records(tmp_path / "two")
+    assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, 9))
+    for x, y in zip(a, b):
+        assert y["loss"] == pytest.approx(x["loss"], rel=1e-5) and y["grad_norm"] == pytest.approx(x["grad_norm"], rel=1e-4)
+    assert train_records(tmp_path / "two", "valid")[0]["loss"] == pytest.approx(train_records(tmp_path / "one", "valid")[0]["loss"], rel=1e-5)
+    wa, wb = final_weights(tmp_path / "one"), final_weights(tmp_path / "two")
+    assert all(torch.allclose(wa[k], wb[k], rtol=1e-4, atol=1e-6) for k in wa)
+
+
+def test_validation_reports_loss_and_exact_bits_per_byte(tiny_shards, tmp_path):
+    import math
+
+    config = tiny_config(tiny_shards, max_steps=40, eval={"interval": 20, "iters": 2})
+    train(config, tmp_path / "run")
+    valid = train_records(tmp_path / "run", "valid")
+    assert [r["step"] for r in valid] == [20, 40] and valid[1]["loss"] < valid[0]["loss"]
+    manifest = json.loads((tiny_shards / "manifest.json").read_text())
+    bytes_per_token = manifest["bytes"] / (manifest["tokens"] - manifest["documents"])  # EOD carries no text
+    for record in valid:  # bpb = nats / ln 2 / bytes: near loss / ln 2 / (bytes per token) of the corpus
+        assert record["bpb"] == pytest.approx(record["loss"] / math.log(2) / bytes_per_token, rel=0.25)
+    run = json.loads((tmp_path / "run/run.json").read_text())
+    assert run["model"]["M"] == config.model.non_embedding_flops_per_token() and run["compute"] == run["model"]["M"] * run["train_tokens"]
+
+
+def test_unusable_data_is_a_clear_error(tiny_shards, tmp_path):
+    with pytest.raises(ValueError, match="none for its test share"):
+        train(tiny_config(tiny_shards, max_steps=2, data={"shards": [str(tiny_shards)], "split": "969,30,1"}), tmp_path / "a")
+    with pytest.raises(FileNotFoundError, match="no manifest.json"):
+        train(tiny_config(tmp_path, max_steps=2), tmp_path / "b")

@@ -1,0 +1,56 @@
+"""Where a training run's ranks come from: torchrun, Ray Train, or this process.
+
+    crawlmill train --config tiny --data out/shards --output runs/tiny              # this process
+    crawlmill train --config tiny --data out/shards --output runs/tiny --workers 2  # 2 Ray Train workers (local Ray)
+    ray job submit --address http://HEAD:8265 -- crawlmill train --config 1b --data /shared/shards --output /shared/runs/1b --workers 8
+    torchrun --nproc-per-node 8 -m crawlmill.cli train --config 1b --data /shared/shards --output /shared/runs/1b
+
+Under torchrun (its environment names the rank and world) every process trains as one rank. Else,
+on a Ray cluster (`--address`, or RAY_ADDRESS as `ray job submit` sets it), with more than one
+worker, or where the cluster has GPUs, Ray Train's TorchTrainer starts `workers` workers (one GPU
+each when there are GPUs). Otherwise (one CPU worker, no cluster) the run is this process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from crawlmill.pipeline.ray_tasks import RayOptions, cluster_has_gpus, run_torch_workers
+
+from .config import TrainConfig
+
+
+def under_torchrun() -> bool:
+    return "TORCHELASTIC_RUN_ID" in os.environ or ("WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ and "RANK" in os.environ)
+
+
+def _worker(job: dict[str, Any]) -> None:
+    """One Ray Train worker: the process group is Ray Train's; the config travels as JSON."""
+    from crawlmill.pipeline.config import build
+
+    from .trainer import train
+
+    config = build(TrainConfig, job["config"], "train")
+    train(config, Path(job["run_dir"]), job["resume"], job["stop_after"])
+
+
+def launch(
+    config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: int | None = None,
+    ray_options: RayOptions | None = None, force_ray: bool = False,
+) -> dict[str, Any] | None:
+    """Train `config` into `run_dir` (see the module docstring); returns this process's summary when
+    it trained itself, None when Ray Train workers did (their figures are in run_dir/log.jsonl).
+    `force_ray`: Ray Train workers even for one worker (a Ray task, which has no GPU, asks so)."""
+    from .trainer import train
+
+    options = ray_options or RayOptions()
+    on_cluster = bool(options.address or os.environ.get("RAY_ADDRESS"))
+    if under_torchrun() or (config.workers == 1 and not on_cluster and not force_ray):
+        return train(config, run_dir, resume, stop_after)
+    job = {"config": dataclasses.asdict(config), "run_dir": str(Path(run_dir).resolve()), "resume": resume, "stop_after": stop_after}
+    gpus = cluster_has_gpus(options)
+    run_torch_workers(_worker, job, config.workers, gpus, str(Path(run_dir).resolve() / "ray_train"), Path(run_dir).name, options)
+    return None
