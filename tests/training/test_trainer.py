@@ -114,3 +114,50 @@ def test_unusable_data_is_a_clear_error(tiny_shards, tmp_path):
         train(tiny_config(tiny_shards, max_steps=2, data={"shards": [str(tiny_shards)], "split": "969,30,1"}), tmp_path / "a")
     with pytest.raises(FileNotFoundError, match="no manifest.json"):
         train(tiny_config(tmp_path, max_steps=2), tmp_path / "b")
+
+
+def test_torchrun_ranks_train_as_one_data_parallel_run(tiny_shards, tmp_path):
+    """`torchrun --nproc-per-node 2 -m crawlmill.cli train ...`: two gloo ranks, the same losses as one process."""
+    config = {"base": "tiny", "max_steps": 6, "log_interval": 1, "data": {"shards": [str(tiny_shards)]}, "eval": {"interval": 6, "iters": 1}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    env = {**os.environ, "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533"]
+    args = ["-m", "crawlmill.cli", "train", "--config", str(tmp_path / "run.yaml"), "--no-progress"]
+    two = subprocess.run([*launcher, *args, "--output", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    subprocess.run([sys.executable, *args, "--output", str(tmp_path / "one")], env=env, check=True, capture_output=True, timeout=600)
+    assert json.loads((tmp_path / "two/run.json").read_text())["world_size"] == 2
+    a, b = train_records(tmp_path / "one"), train_records(tmp_path / "two")
+    assert len(a) == len(b) == 6
+    assert all(y["loss"] == pytest.approx(x["loss"], rel=1e-5) for x, y in zip(a, b))
+
+
+def test_batch_and_peak_lr_default_to_the_planners_equation_1():
+    from crawlmill.training.config import load_train_config
+    from crawlmill.training.planner import optimum
+    from crawlmill.training.trainer import plan_run
+
+    config = load_train_config("1b")  # no lr, no batch: Equation 1 for C = M x 2e10 tokens
+    plan = plan_run(config, data_parallel=8)
+    best = optimum(config.model.non_embedding_flops_per_token() * 2e10)
+    assert plan.peak_lr == best.lr_opt and plan.global_batch % (8 * config.micro_batch_size) == 0
+    assert plan.global_batch * 4096 == pytest.approx(best.batch_tokens_opt, rel=0.1)
+    assert plan.total_steps == -(-int(2e10) // (plan.global_batch * 4096))
+    seven = plan_run(load_train_config("deepseek-7b"), data_parallel=256)  # its own lr and batch stay
+    assert (seven.peak_lr, seven.global_batch) == (4.2e-4, 2304)
+    with pytest.raises(ValueError, match="not a multiple of micro_batch_size"):
+        plan_run(load_train_config("tiny"), data_parallel=3)
+
+
+def test_shard_folders_blend_by_their_weights(tiny_shards):
+    from crawlmill.training.data import ShardFolder, blend
+
+    manifest = json.loads((tiny_shards / "manifest.json").read_text())
+    folders = [ShardFolder(tiny_shards, manifest), ShardFolder(tiny_shards, manifest)]
+    prefixes, shares = blend(folders, [3.0, 1.0])
+    per_folder = len(manifest["shards"])
+    assert len(prefixes) == 2 * per_folder and sum(shares) == pytest.approx(1.0)
+    assert sum(shares[:per_folder]) == pytest.approx(0.75) and sum(shares[per_folder:]) == pytest.approx(0.25)
+    inside = [s["tokens"] / manifest["tokens"] for s in manifest["shards"]]  # a folder's own blend: by tokens
+    assert shares[:per_folder] == pytest.approx([0.75 * x for x in inside])
+    assert blend(folders, [1.0, 0.0])[1] == pytest.approx(inside)
