@@ -63,12 +63,18 @@ def packed(pack_inputs, tokenizer_dir, tmp_path_factory):
 @pytest.fixture(scope="session")
 def megatron_tokenizer(tokenizer_dir):
     """Megatron-Core's HuggingFaceTokenizer with the arguments preprocess_data.py gives it by default."""
-    from megatron.core.tokenizers.text.utils.build_tokenizer import build_tokenizer
+    try:  # megatron-core 0.16 (Python 3.11)
+        from megatron.core.tokenizers.text.utils.build_tokenizer import build_tokenizer
+    except ImportError:  # newer releases (0.19 on Python 3.12)
+        from megatron.core.tokenizers.utils.build_tokenizer import build_tokenizer
 
     args = Namespace(
         tokenizer_type="HuggingFaceTokenizer", tokenizer_model=str(tokenizer_dir), vocab_file=None, merge_file=None,
         tokenizer_special_tokens=None, tokenizer_hf_use_fast=False, trust_remote_code=False,
         tokenizer_hf_include_special_tokens=False, tokenizer_metadata=None,
+        # the same settings under the names newer releases read
+        special_tokens=None, tokenizer_hf_no_use_fast=True, tokenizer_hf_no_include_special_tokens=True, chat_template=None,
+        metadata_path=None, pad_vocab_size=False,
     )  # fmt: skip
     return build_tokenizer(args)
 
