@@ -110,15 +110,19 @@ def runtime_verb(app: typer.Typer, **command: Any) -> Callable[[Callable[..., An
     return decorate
 
 
-def stage_verb(app: typer.Typer, stage: str, **command: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def stage_verb(app: typer.Typer, stage: str, spec: Any = None, **command: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register `fn` (its parameters are config fields; its body is not called) as the verb that
-    runs pipeline stage `stage` alone, with the common stage and runtime options."""
+    runs pipeline stage `stage` alone, with the common stage and runtime options. `spec`: a StageSpec
+    of a stage outside the pipeline list (e.g. training the quality classifier)."""
+
+    def find() -> Any:
+        from crawlmill.pipeline.definition import PIPELINE
+
+        return spec or PIPELINE.get(stage)
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         def call(own: dict, common: dict) -> None:
-            from crawlmill.pipeline.definition import PIPELINE
-
-            spec = PIPELINE.get(stage)
+            spec = find()
             runtime = Runtime(**{k: common[k] for k in ("address", "num_cpus", "max_in_flight", "no_progress", "overwrite")})
             with user_errors():
                 config = stage_config(spec.config, common["config_file"], option_values(own), stage)
@@ -129,7 +133,7 @@ def stage_verb(app: typer.Typer, stage: str, **command: Any) -> Callable[[Callab
                     return
                 run_one_stage(spec, config, common["output"], runtime)
 
-        _document_defaults(fn, stage)
+        _document_defaults(fn, find().config)
         verb = _with_options(fn, STAGE_OPTIONS + RUNTIME_OPTIONS, call)
         verb.crawlmill_stage = stage  # type: ignore[attr-defined] - which stage's config its options are
         app.command(**command)(verb)
@@ -192,11 +196,8 @@ def report(stage: Any, result: Any) -> None:
         out.print(line, highlight=False)
 
 
-def _document_defaults(fn: Callable[..., Any], stage: str) -> None:
+def _document_defaults(fn: Callable[..., Any], config_type: type) -> None:
     """Append the config's default to each option's help, so --help and the config never disagree."""
-    from crawlmill.pipeline.definition import PIPELINE
-
-    config_type = PIPELINE.get(stage).config
     for param in inspect.signature(fn).parameters.values():
         info = param.default
         if not isinstance(info, typer.models.OptionInfo) or info.default is not None or "default" in (info.help or ""):

@@ -27,6 +27,7 @@ from .dedup.config import DedupConfig
 from .filter.config import FilterConfig
 from .ingest.config import IngestConfig
 from .pack.config import PackConfig
+from .quality.config import QualityConfig
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,11 @@ class Pipeline:
         return list(self.stages[self.names.index(start) :] if start else self.stages)
 
     def folder(self, name: str, run_config: Any) -> Path:
-        """Where stage `name`'s output is: its external folder, else output_dir/<folder>."""
+        """Where stage `name`'s output is: its external folder, else output_dir/<folder>; an optional
+        stage the config leaves out passes on the output of the stage it reads."""
         spec = self.get(name)
+        if spec.optional and spec.reads and name not in getattr(run_config, "sections", [name]):
+            return self.folder(spec.reads[0], run_config)
         section = getattr(run_config, name)
         external = spec.external(section) if spec.external else None
         return Path(external) if external else Path(run_config.output_dir) / (spec.folder or spec.name)
@@ -117,13 +121,16 @@ PIPELINE = Pipeline(
         StageSpec("dedup", DedupConfig, "crawlmill.pipeline.dedup.stage:DedupStage",
                   "exact + MinHash LSH near-dedup over every dump at once",
                   "crawlmill dedup DIR... --output DIR", reads=("filter",)),
+        StageSpec("quality", QualityConfig, "crawlmill.pipeline.quality.stage:QualityStage",
+                  "semantic quality: a fastText classifier's score and percentile bucket, kept by a rule (when the config has a `quality:` section)",
+                  "crawlmill quality DIR... --model DIR --output DIR", reads=("dedup",), optional=True),
         StageSpec("tokenizer", TokenizerConfig, "crawlmill.tokenizer.stage:TokenizerStage",
                   "byte-level BPE with DeepSeek's pre-tokenization, trained on the deduplicated text",
-                  "crawlmill tokenizer train INPUT... --output DIR", reads=("dedup",),
+                  "crawlmill tokenizer train INPUT... --output DIR", reads=("quality",),
                   external=lambda config: config.path),
         StageSpec("pack", PackConfig, "crawlmill.pipeline.pack.stage:PackStage",
                   "tokenized, packed Megatron-Core .bin/.idx shards with a manifest",
-                  "crawlmill pack DIR... --tokenizer DIR --output DIR", reads=("dedup",),
+                  "crawlmill pack DIR... --tokenizer DIR --output DIR", reads=("quality",),
                   uses=(("tokenizer", "tokenizer"),), folder="shards"),
         StageSpec("train", TrainConfig, "crawlmill.training.stage:TrainStage",
                   "Megatron-Core pretraining of a DeepSeek-style GPT (only when the config has a `train:` section)",

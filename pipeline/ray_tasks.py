@@ -137,3 +137,30 @@ def cluster_has_gpus(options: RayOptions) -> bool:
 
     ensure_ray(options)
     return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def cpu_nodes(options: RayOptions) -> list[tuple[str, int]]:
+    """(node id, CPUs) of every live node with CPUs, in a stable order."""
+    import ray
+
+    ensure_ray(options)
+    nodes = [(n["NodeID"], int(n["Resources"].get("CPU", 0))) for n in ray.nodes() if n.get("Alive")]
+    return sorted((node, cpus) for node, cpus in nodes if cpus > 0)
+
+
+def run_on_nodes(fn: Callable[..., Any], per_node: list[tuple[str, int, tuple]], options: RayOptions, shared: tuple = ()) -> list[Any]:
+    """fn(*shared, cpus, *args) once on each given node, holding all its CPUs; results in order.
+    A failure raises (the function reports its items' own failures in its result)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    ensure_ray(options)
+    shared_refs = tuple(ray.put(obj) for obj in shared)
+    refs = [
+        ray.remote(fn).options(num_cpus=cpus, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(*shared_refs, cpus, *args)
+        for node, cpus, args in per_node
+    ]
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as exc:
+        raise (getattr(exc, "cause", None) or exc) from None

@@ -27,6 +27,7 @@ import json
 import shutil
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from crawlmill.files import atomic_write_json, atomic_write_text, read_json, remove_temporaries
 
 from .progress import StageProgress
-from .ray_tasks import Job, RayOptions, run_jobs
+from .ray_tasks import Job, RayOptions, cpu_nodes, run_jobs, run_on_nodes
 from .stage import Stage, StageInputError, StageInputMismatch, StageResult
 
 if TYPE_CHECKING:
@@ -133,6 +134,72 @@ class StageContext:
                 raise StepFailed(name, outcome.failures, outcome.errors)
             results.update(outcome.results)
         return {t.key: results[t.key] for t in tasks}
+
+    def node_step(
+        self, name: str, setup: Callable[..., Any], fn: Callable[..., Any], tasks: Sequence[Task], *,
+        shared: tuple = (), markers: Path | None = None, title: str | None = None,
+    ) -> dict[str, Any]:
+        """Like `step`, for work that needs something big loaded first (a fastText model of
+        gigabytes): one Ray task per node, holding its CPUs, runs `state = setup(*shared)` once and
+        forks as many processes as CPUs, each running `fn(state, *task.args)` for its share of the
+        node's tasks. What setup loaded exists once per node, not once per worker process. Resume
+        and failures as `step` (per task, by marker)."""
+        markers = Path(markers) if markers is not None else self.work / DONE_DIR / name
+        results = {t.key: read_json(markers / f"{t.key}.json") for t in tasks if (markers / f"{t.key}.json").is_file()}
+        todo = [t for t in tasks if t.key not in results]
+        self.finished_before[name] = len(results)
+        if todo:
+            nodes = cpu_nodes(self.ray_options)
+            groups = [todo[i :: len(nodes)] for i in range(len(nodes))]
+            per_node = [(node, cpus, ([(str(markers / f"{t.key}.json"), t.key, t.args) for t in group],)) for (node, cpus), group in zip(nodes, groups) if group]
+            with StageProgress(title or f"{self.stage} {name}", total=len(tasks), done=len(results), enabled=self.progress, unit="tasks (per node)") as bar:
+                outcomes = run_on_nodes(run_node, per_node, self.ray_options, shared=(setup, fn, shared))
+                failures, errors = [], {}
+                labels = {t.key: t.label or t.key for t in todo}
+                for outcome in outcomes:
+                    for key, result, error, input_error in outcome:
+                        bar.part_done(result if isinstance(result, dict) else {})
+                        if error is None:
+                            results[key] = result
+                        else:
+                            failures.append((labels[key], error))
+                            errors[key] = StageInputError(error) if input_error else RuntimeError(error)
+            if failures:
+                raise StepFailed(name, failures, errors)
+        return {t.key: results[t.key] for t in tasks}
+
+
+_NODE_STATE: Any = None  # what a node step's setup made, inherited by the processes forked from it
+
+
+def _node_item(job: tuple[str, str, tuple, Callable[..., Any]]) -> tuple[str, Any, str | None, bool]:
+    """In a forked process: one item of a node step; (key, result, error, whether it is an input error)."""
+    marker, key, args, fn = job
+    try:
+        result = fn(_NODE_STATE, *args)
+        atomic_write_json(marker, result)
+        return key, result, None, False
+    except Exception as exc:  # reported with its item; the other items go on
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return key, None, detail, isinstance(exc, StageInputError)
+
+
+def run_node(setup: Callable[..., Any], fn: Callable[..., Any], shared: tuple, cpus: int, items: list[tuple[str, str, tuple]]) -> list[tuple[str, Any, str | None, bool]]:
+    """In a Ray task holding a node's CPUs: `setup(*shared)` once, then the items in `cpus` processes
+    forked from this one, which share what setup loaded (copy-on-write pages nobody writes)."""
+    import multiprocessing
+
+    global _NODE_STATE
+    _NODE_STATE = setup(*shared)
+    jobs = [(marker, key, args, fn) for marker, key, args in items]
+    try:
+        if cpus <= 1 or len(jobs) <= 1:
+            return [_node_item(job) for job in jobs]
+        with multiprocessing.get_context("fork").Pool(min(cpus, len(jobs))) as pool:
+            return pool.map(_node_item, jobs, chunksize=1)
+    finally:
+        _NODE_STATE = None
+        release_memory()
 
 
 def check_task_record(output_dir: Path, wanted: dict[str, Any]) -> None:

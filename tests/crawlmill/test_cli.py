@@ -22,7 +22,7 @@ from crawlmill.cli_common import RUNTIME_OPTIONS, STAGE_OPTIONS, config_default
 from crawlmill.pipeline.config import merge, to_json
 from crawlmill.pipeline.definition import PIPELINE
 
-VERBS = ["ingest", "filter", "dedup", "run", "train", "tokenizer train", "tokenizer eval", "pack", "shards", "shards inspect", "shards verify", "shards sample", "shards stats", "plan", "plan sweep", "plan fit"]  # sub-commands as "group verb"
+VERBS = ["ingest", "filter", "dedup", "quality", "quality train", "quality score", "run", "train", "tokenizer train", "tokenizer eval", "pack", "shards", "shards inspect", "shards verify", "shards sample", "shards stats", "plan", "plan sweep", "plan fit"]  # sub-commands as "group verb"
 
 
 def crawlmill(*args: str, **kwargs) -> subprocess.Popen:
@@ -106,6 +106,8 @@ def stage_commands():
         command = group
         for word in words:
             command = command.commands[word]
+        if hasattr(command, "commands"):  # `crawlmill quality DIR...` is its group's default verb
+            words, command = [*words, "score"], command.commands["score"]
         if getattr(command.callback, "crawlmill_stage", None) == spec.name:
             yield spec, words, command
         else:
@@ -119,6 +121,7 @@ def sample_value(stage: str, path: list[str], default, lid_model: Path, tokenize
         "keep": "longest", "index": "/data/dedup-index", "eod_token": EOS, "padded_vocab_size": 102_528,
         "language_id.model_path": str(lid_model), "tokenizer": str(tokenizer), "vocab_size": 32_000,
         "mix": ("en=3,zh=1", {"en": 0.75, "zh": 0.25}), "max_bytes": ("2e9", 2_000_000_000), "shard_size_mb": 512.0,
+        "model": str(lid_model), "positive_label": "__label__good", "normalize": "crawlmill", "keep_top": 0.3, "threshold": 0.5,
     }  # fmt: skip
     key = ".".join(path)
     if key in special:

@@ -195,7 +195,7 @@ def test_a_stage_added_to_the_pipeline_list_becomes_a_task(airflow_home, monkeyp
     bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}, bag.import_errors
     toy_dag = bag.dags[DAG_ID]
-    assert [task.task_id for task in toy_dag.tasks] == ["ingest", "filter", "toy", "dedup", "tokenizer", "pack", "train"]
+    assert [task.task_id for task in toy_dag.tasks] == ["ingest", "filter", "toy", "dedup", "quality", "tokenizer", "pack", "train"]
     assert toy_dag.task_dict["toy"].entrypoint == "crawlmill run {{ params.config | shquote }} --only toy --no-progress"
     assert toy_dag.task_dict["toy"].upstream_task_ids == {"filter"} and toy_dag.task_dict["dedup"].upstream_task_ids == {"toy"}
 

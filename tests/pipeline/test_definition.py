@@ -17,7 +17,7 @@ from tests.pipeline.toy_stage import TOY, ToyConfig, pipeline_with_toy
 
 
 def test_stages_read_only_earlier_stages_and_names_are_unique():
-    assert PIPELINE.names == ["ingest", "filter", "dedup", "tokenizer", "pack", "train"]
+    assert PIPELINE.names == ["ingest", "filter", "dedup", "quality", "tokenizer", "pack", "train"]
     with pytest.raises(ValueError, match="not an earlier stage"):
         Pipeline([TOY, *PIPELINE.stages])
     with pytest.raises(ValueError, match="is taken"):
@@ -29,7 +29,7 @@ def test_stages_read_only_earlier_stages_and_names_are_unique():
 def test_select_only_and_from():
     assert [s.name for s in PIPELINE.select()] == PIPELINE.names
     assert [s.name for s in PIPELINE.select(only="dedup")] == ["dedup"]
-    assert [s.name for s in PIPELINE.select(start="dedup")] == ["dedup", "tokenizer", "pack", "train"]
+    assert [s.name for s in PIPELINE.select(start="dedup")] == ["dedup", "quality", "tokenizer", "pack", "train"]
     with pytest.raises(ValueError, match="--only 'dedupe': choose one of ingest, filter"):
         PIPELINE.select(only="dedupe")
     with pytest.raises(ValueError, match="not both"):

@@ -2,6 +2,7 @@
 determinism, for part stages and multi-step stages."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,49 @@ def test_unusable_input_in_a_task_stops_the_stage_with_its_error_and_leaves_no_f
     with pytest.raises(StageInputError, match="3 cannot be squared here"):
         run_stage(TwoStepStage([1, 2, 3], fail_at=3, bad_input=True), tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def load_once(log: str) -> dict:
+    """A node step's setup: notes which process loaded, returns the "model"."""
+    with open(log, "a") as handle:
+        handle.write(f"setup {os.getpid()}\n")
+    return {"weights": list(range(100_000)), "loader": os.getpid()}
+
+
+def use_model(model: dict, n: int, log: str) -> dict:
+    with open(log, "a") as handle:
+        handle.write(f"item {n} {os.getpid()} {os.getppid()}\n")
+    if n == 13:
+        raise RuntimeError("item 13 crashed")
+    return {"n": n, "sum": sum(model["weights"][:n]), "loader": model["loader"], "pid": os.getpid()}
+
+
+class NodeStepStage(Stage):
+    name = "node_steps"
+
+    def __init__(self, items: list[int], log: str) -> None:
+        super().__init__({"items": items})
+        self.items, self.log = items, log
+
+    def run(self, ctx):  # noqa: ANN001, ANN201
+        results = ctx.node_step("use", load_once, use_model, [Task(f"item-{n}", (n, self.log)) for n in self.items], shared=(self.log,))
+        return {"stage": self.name, "parts": len(results), "in": len(results), "kept": len(results), "dropped": {}, "quarantined": 0,
+                "counters": {"total": sum(r["sum"] for r in results.values()), "processes": len({r["pid"] for r in results.values()})}}  # fmt: skip
+
+
+def test_node_step_loads_once_per_node_and_forks_the_workers(ray_local, tmp_path):
+    """The model of a node step is loaded once on the node; its items run in processes forked from that
+    loader (they share its pages), in parallel; a failed item is reported and retried alone."""
+    log = tmp_path / "log.txt"
+    result = run_stage(NodeStepStage(list(range(12)), str(log)), tmp_path / "out", progress=False)
+    assert result.ok, result.failures
+    lines = log.read_text().splitlines()
+    setups = [line.split()[1] for line in lines if line.startswith("setup")]
+    items = [line.split() for line in lines if line.startswith("item")]
+    assert len(setups) == 1  # one node here: one load
+    assert {parent for *_, parent in items} == {setups[0]} and len({pid for _, _, pid, _ in items}) == 2  # 2 CPUs: 2 forks
+    assert json.loads((tmp_path / "out/_stats.json").read_text())["counters"]["total"] == sum(n * (n - 1) // 2 for n in range(12))
+
+    failing = run_stage(NodeStepStage(list(range(10, 16)), str(log)), tmp_path / "out2", progress=False)
+    assert not failing.ok and failing.failures == [("item-13", "RuntimeError: item 13 crashed")]
+    assert sorted(p.stem for p in (tmp_path / "out2/_work/_done/use").glob("*.json")) == ["item-10", "item-11", "item-12", "item-14", "item-15"]

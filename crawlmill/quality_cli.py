@@ -1,0 +1,114 @@
+"""`crawlmill quality`: score documents with a quality classifier, and train one.
+
+    crawlmill quality out/dedup --model models/quality --output out/quality --keep-top 0.3
+    crawlmill quality train --positive en=ref/en.jsonl zh=ref/zh.txt --negative out/dedup --output models/quality
+    crawlmill quality train --labels graded.jsonl --output models/edu
+
+`crawlmill quality DIR...` is `crawlmill quality score DIR...` (the pipeline's quality stage alone;
+its options are the `quality:` section's fields). `--positive` and `--negative` take several inputs
+after one flag, or the flag again before each.
+"""
+
+from typing import List, Optional
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from .cli_common import stage_verb
+
+VARIADIC = ("--positive", "--negative")
+
+
+class ScoreByDefault(TyperGroup):
+    """`crawlmill quality DIR...` runs `score`; `--positive a b --negative c` repeats the flag per value."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["score", *args]
+        expanded, flag = [], None
+        for arg in args:
+            if arg in VARIADIC:
+                flag = arg
+                continue
+            if flag and not arg.startswith("-"):
+                expanded += [flag, arg]
+                continue
+            flag = None
+            expanded.append(arg)
+        return super().parse_args(ctx, expanded)
+
+
+app = typer.Typer(
+    cls=ScoreByDefault,
+    help="Semantic quality: score documents with a fastText classifier (crawlmill quality DIR...), or train one (crawlmill quality train).",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    epilog=(
+        "**Examples**\n\n"
+        "* `crawlmill quality out/dedup --model models/quality --output out/quality --keep-top 0.3`\n\n"
+        "* `crawlmill quality out/dedup --model dclm_fasttext.bin --output out/quality --threshold 0.02`  (DCLM's released classifier)\n\n"
+        "* `crawlmill quality train --positive en=ref/en.jsonl zh=ref/zh.txt --negative out/dedup --output models/quality`\n\n"
+        "* `crawlmill quality train --labels graded.jsonl --output models/edu`  (graded 0-5 labels)"
+    ),
+)
+
+
+@stage_verb(
+    app, "quality", name="score",
+    epilog=(
+        "**Examples**\n\n"
+        "* `crawlmill quality out/dedup --model models/quality --output out/quality --keep-top 0.3`  (the best 30% of each language)\n\n"
+        "* `crawlmill quality out/dedup --model models/quality --output out/quality`  (label only: quality_score, quality_bucket)\n\n"
+        "* `crawlmill quality score out/dedup --model dclm.bin --positive-label __label__hq --output out/q --threshold 0.02`"
+    ),
+)  # fmt: skip
+def score(
+    inputs: List[str] = typer.Argument(..., help="Finished stage output folders (e.g. dedup's)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="A `crawlmill quality train` folder, or a fastText model file (.bin/.ftz)."),
+    positive_label: Optional[str] = typer.Option(None, "--positive-label", help="A model file's label whose probability is the score."),
+    normalize: Optional[str] = typer.Option(None, "--normalize", help="A model file's text preparation: newlines (DCLM's) or crawlmill."),
+    keep_top: Optional[float] = typer.Option(None, "--keep-top", help="Keep this share of each language's documents, best first."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Keep documents scoring at least this."),
+    label_only: Optional[bool] = typer.Option(None, "--label-only", help="Keep every document; only add quality_score and quality_bucket (also when no rule is given)."),
+    buckets: Optional[int] = typer.Option(None, "--buckets", help="Percentile buckets of the score (byte-weighted, per language)."),
+) -> None:
+    """Score every document with a quality classifier; bucket the scores; keep by a rule."""
+
+
+def _train_spec():  # noqa: ANN202 - a StageSpec outside the pipeline list
+    from crawlmill.pipeline.definition import StageSpec
+    from crawlmill.pipeline.quality.config import ClassifierTrainConfig
+
+    return StageSpec("quality_train", ClassifierTrainConfig, "crawlmill.pipeline.quality.stage:QualityTrainStage", "", "")
+
+
+class _LazySpec:
+    """The train verb's spec, built when used (keeps `crawlmill --help` light)."""
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return getattr(_train_spec(), name)
+
+
+@stage_verb(
+    app, "quality_train", spec=_LazySpec(), name="train",
+    epilog=(
+        "**Examples**\n\n"
+        "* `crawlmill quality train --positive en=ref/en.jsonl zh=ref/zh.txt --negative out/dedup --output models/quality`\n\n"
+        "* `crawlmill quality train --positive en=wiki.txt --negative en=cc.txt --per-language --output models/q`\n\n"
+        "* `crawlmill quality train --labels graded.jsonl --output models/edu`  (one class per grade; the score is the expected grade)"
+    ),
+)  # fmt: skip
+def train(
+    positive: Optional[List[str]] = typer.Option(None, "--positive", help="Reference text: LANG=PATH (a pipeline folder, Parquet, JSONL, or text: one document a line)."),
+    negative: Optional[List[str]] = typer.Option(None, "--negative", help="Web text, as --positive ([LANG=]PATH; without LANG= the rows' lang column)."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Graded examples: JSONL with text, grade (e.g. 0-5) and lang."),
+    languages: Optional[List[str]] = typer.Option(None, "--language", help="Languages to train (repeat the flag; default en and zh)."),
+    per_language: Optional[bool] = typer.Option(None, "--per-language", help="One model per language (default: one model for all)."),
+    heldout: Optional[float] = typer.Option(None, "--heldout", help="Share of the documents held out for the report."),
+    max_documents: Optional[int] = typer.Option(None, "--max-documents", help="At most this many documents per class and language."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the split, the sampling and fastText."),
+    epoch: Optional[int] = typer.Option(None, "--epoch", help="fastText epochs."),
+    word_ngrams: Optional[int] = typer.Option(None, "--word-ngrams", help="fastText word n-grams."),
+) -> None:
+    """Train a fastText quality classifier (reference vs web text, or graded labels); report held-out ROC-AUC."""

@@ -1,0 +1,88 @@
+"""Quality stage config: the classifier to train (`crawlmill quality train`) and how documents are
+scored and kept (`crawlmill quality DIR... --model MODEL_DIR`).
+
+The run config's `quality:` section is a QualityConfig; its `train:` subsection (a
+ClassifierTrainConfig) trains the model in the run, into the stage folder, when no `model` is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+NORMALIZATIONS = ("crawlmill", "newlines")
+
+
+@dataclass
+class ClassifierTrainConfig:
+    # Reference (positive) and web (negative) text: `LANG=PATH`, PATH a pipeline folder, Parquet, JSONL
+    # (text[, lang]) or plain text (one document a line); without LANG= a row's `lang` column decides.
+    positive: list[str] = field(default_factory=list, metadata={"path": "spec"})
+    negative: list[str] = field(default_factory=list, metadata={"path": "spec"})
+    # Or graded examples: JSONL with text, grade (e.g. an LLM annotator's 0-5) and optionally lang.
+    labels: str | None = field(default=None, metadata={"path": True})
+    languages: list[str] = field(default_factory=lambda: ["en", "zh"])  # documents of other languages are left out
+    per_language: bool = False  # one model per language, else one model for all languages
+    heldout: float = 0.1  # share of the documents kept out of training, for the report
+    balance: bool = True  # downsample the larger class of each language to the smaller one's size
+    max_documents: int | None = None  # per class and language, after balancing
+    min_chars: int = 50  # shorter documents carry too little to learn from
+    grade_threshold: float = 3.0  # graded labels: the grade from which a document counts as good (FineWeb-Edu's 3)
+    seed: int = 0
+    # fastText.train_supervised, DCLM's settings; threads 1 makes training deterministic.
+    lr: float = 0.1
+    dim: int = 100
+    ws: int = 5
+    epoch: int = 5
+    min_count: int = 1
+    word_ngrams: int = 2
+    bucket: int = 2_000_000
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.labels is None and not (self.positive and self.negative):
+            raise ValueError("give positive and negative text (--positive/--negative), or graded --labels")
+        if self.labels is not None and (self.positive or self.negative):
+            raise ValueError("give either --labels or --positive/--negative, not both")
+        if not 0 < self.heldout < 1:
+            raise ValueError(f"heldout {self.heldout}: must be in (0, 1)")
+        for name in ("dim", "epoch", "min_count", "word_ngrams", "bucket", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} {getattr(self, name)}: must be at least 1")
+        if not self.lr > 0 or not self.languages:
+            raise ValueError("lr must be > 0 and languages not empty")
+
+
+@dataclass
+class QualityConfig:
+    inputs: list[str] = field(default_factory=list, metadata={"path": True})  # finished stage folders (e.g. dedup's)
+    # A model folder of `crawlmill quality train`, or any fastText model file (.bin/.ftz; e.g. DCLM's).
+    model: str | None = field(default=None, metadata={"path": True})
+    train: ClassifierTrainConfig | None = None  # no model: train one in the run (into the stage folder)
+    positive_label: str = "__label__hq"  # a model file's label whose probability is the score (DCLM's)
+    normalize: str = "newlines"  # a model file's text preparation: newlines (DCLM's) or crawlmill (ours)
+    keep_top: float | None = None  # keep this share of each language's documents, best first
+    threshold: float | None = None  # or: keep documents scoring at least this
+    label_only: bool = False  # or: keep everything, only add the score and bucket (also when neither is given)
+    buckets: int = 20  # quality_bucket: percentile buckets of the score, weighted by the documents' bytes
+    batch_rows: int = 1024
+
+    def __post_init__(self) -> None:
+        chosen = sum(x is not None for x in (self.keep_top, self.threshold)) + bool(self.label_only)
+        if chosen > 1:
+            raise ValueError("give one of keep_top (--keep-top), threshold (--threshold) or label_only (--label-only)")
+        if self.keep_top is not None and not 0 < self.keep_top <= 1:
+            raise ValueError(f"keep_top {self.keep_top}: must be in (0, 1]")
+        if self.normalize not in NORMALIZATIONS:
+            raise ValueError(f"normalize {self.normalize!r}: choose one of {', '.join(NORMALIZATIONS)}")
+        if not 2 <= self.buckets <= 100 or self.batch_rows < 1:
+            raise ValueError("buckets must be in [2, 100] and batch_rows at least 1")
+
+    @property
+    def mode(self) -> str:
+        return "top" if self.keep_top is not None else "threshold" if self.threshold is not None else "label"
+
+    def check(self) -> None:
+        from pathlib import Path
+
+        if self.model is not None and not Path(self.model).exists():
+            raise FileNotFoundError(f"model: {self.model} does not exist (a `crawlmill quality train` folder or a fastText model file)")

@@ -1,0 +1,103 @@
+"""A quality model: one fastText classifier (or one per language) and how to read its score.
+
+A model folder (`crawlmill quality train`) holds `quality_model.json` and its `.bin` files; any
+single fastText model file works too (DCLM's released `__label__hq` classifier, for one), scored as
+the probability of `positive_label` with the `newlines` text preparation unless told otherwise.
+
+The score of a document: the probability of the positive label (binary models), or the expected
+grade Σ p(grade) · grade (models trained on graded labels, e.g. an LLM annotator's 0-5, as
+FineWeb-Edu); documents in a language the model has no classifier for get no score (NaN).
+
+    model = QualityModel.load("out/quality-model")
+    scores = model.score(["some text", "一些文本"], ["en", "zh"])
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .text import prepare
+
+MODEL_FILE = "quality_model.json"
+FORMAT = "crawlmill-quality/1"
+ALL = "*"  # the key of a model that serves every language
+
+
+@dataclass
+class ModelInfo:
+    models: dict[str, str]  # language (or "*") -> model file, relative to the folder
+    positive_label: str = "__label__hq"
+    grades: dict[str, float] | None = None  # graded models: label -> grade
+    normalize: str = "crawlmill"
+    format: str = FORMAT
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_score(self) -> float:
+        return max(self.grades.values()) if self.grades else 1.0
+
+
+def write_model_info(folder: Path, info: ModelInfo) -> None:
+    from crawlmill.files import atomic_write_json
+
+    atomic_write_json(folder / MODEL_FILE, asdict(info))
+
+
+class QualityModel:
+    def __init__(self, info: ModelInfo, models: dict[str, Any]) -> None:
+        from .fastinfer import FastInference, unsupported_reason
+
+        self.info, self.models = info, models
+        # Batched numpy inference where it is exact (fastinfer.py), fastText's own predict elsewhere.
+        self.fast = {key: FastInference(m) for key, m in models.items() if unsupported_reason(m) is None}
+
+    @classmethod
+    def load(cls, path: str | Path, positive_label: str = "__label__hq", normalize: str = "newlines") -> "QualityModel":
+        import fasttext
+
+        path = Path(path)
+        if path.is_dir():
+            if not (path / MODEL_FILE).is_file():
+                raise FileNotFoundError(f"{path}: no {MODEL_FILE} (a `crawlmill quality train` folder, or give a fastText model file)")
+            info = ModelInfo(**json.loads((path / MODEL_FILE).read_text(encoding="utf-8")))
+            files = {lang: path / name for lang, name in info.models.items()}
+        else:
+            info = ModelInfo(models={ALL: path.name}, positive_label=positive_label, normalize=normalize)
+            files = {ALL: path}
+        models = {lang: fasttext.load_model(str(file)) for lang, file in files.items()}
+        labels = set(models[next(iter(models))].get_labels())
+        if info.grades is None and info.positive_label not in labels:
+            raise ValueError(f"{path}: the model has no label {info.positive_label!r} (it has {', '.join(sorted(labels))}); set positive_label")
+        return cls(info, models)
+
+    def key_for(self, lang: str | None) -> str | None:
+        """The model that scores a language ("*" serves all), or None."""
+        return lang if lang in self.models else (ALL if ALL in self.models else None)
+
+    def score(self, texts: list[str], langs: list[str | None]) -> np.ndarray:
+        """Scores (float32; NaN where the document's language has no model), in input order."""
+        scores = np.full(len(texts), np.nan, dtype=np.float32)
+        keys = [self.key_for(lang) for lang in langs]
+        for key in set(keys) - {None}:
+            rows = [i for i, k in enumerate(keys) if k == key]
+            lines = [prepare(texts[i], langs[i], self.info.normalize) for i in rows]
+            if key in self.fast:
+                labels, probabilities = self.fast[key].labels, np.minimum(self.fast[key].probabilities(lines), 1.0)
+                scores[rows] = self._read_matrix(labels, probabilities)
+                continue
+            predicted_labels, predicted = self.models[key].predict(lines, k=-1)
+            for i, doc_labels, doc_probs in zip(rows, predicted_labels, predicted):
+                scores[i] = self._read_matrix(list(doc_labels), np.minimum(doc_probs, 1.0)[None, :])[0]
+        return scores
+
+    def _read_matrix(self, labels: list[str], probabilities: np.ndarray) -> np.ndarray:
+        """Each row's score: P(positive label), or the expected grade Σ p(label) · grade."""
+        if self.info.grades is None:
+            at = [j for j, label in enumerate(labels) if label == self.info.positive_label]
+            return probabilities[:, at[0]] if at else np.zeros(len(probabilities))
+        return probabilities @ np.array([self.info.grades.get(label, 0.0) for label in labels])

@@ -1,0 +1,223 @@
+"""The quality stage: score every document with a fastText classifier (semantic quality, the half of
+DeepSeek's filtering the linguistic rules do not cover), bucket the scores, keep by a rule.
+
+    crawlmill quality out/dedup --model models/quality --output out/quality --keep-top 0.3
+    crawlmill quality train --positive en=ref/en.jsonl --negative out/dedup --output models/quality
+
+Steps, through the runner:
+1. `train_model` (only when the config has `train:` and no `model`): train.py, into `<output>/_model`.
+2. `score`, a node step: the model is loaded once per node and the node's CPUs score their parts in
+   processes forked from the loader, so a multi-gigabyte model (DCLM's) exists once per node, not once
+   per worker; each part's scores go to `_work/scores/`, its per-language histograms to `_work/hist/`.
+3. the driver sums the histograms (buckets.py): per language, the byte-weighted percentile boundaries
+   of `buckets` buckets, and the cut-off of `keep_top`.
+4. `parts`: every input part again, with `quality_score` and `quality_bucket` (0 worst .. buckets-1
+   best; null for a language the model does not score), kept by the rule: the best `keep_top` of each
+   language, or a score >= `threshold`, or all (label only, the default). Dropped documents are
+   counted as `quality_not_in_top` / `quality_below_threshold`; unscored ones are kept and counted.
+
+`_quality.json` in the output records the rule, the boundaries, cut-offs and the shares kept.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from crawlmill.files import atomic_path, atomic_write_json, sha256_file
+
+from ..parts import PARQUET_OPTIONS, PartSink, input_parts, part_name
+from ..runner import StageContext, Task
+from ..stage import PartStage, PartTask, Stage, StageResult, run_parts
+from . import buckets as hist
+from .config import QualityConfig
+from .model import QualityModel
+
+QUALITY_FIELDS = [pa.field("quality_score", pa.float32()), pa.field("quality_bucket", pa.int8())]
+SCORE_SCHEMA = pa.schema([pa.field("quality_score", pa.float32())])
+MODEL_DIR = "_model"  # a model trained in the run ("_": not a part of the document folder)
+SUMMARY = "_quality.json"  # "_": Parquet readers of the folder skip it
+
+
+def load_model(model: str, positive_label: str, normalize: str) -> QualityModel:
+    """A node step's setup: the model, once per node."""
+    return QualityModel.load(model, positive_label, normalize)
+
+
+def score_part(model: QualityModel, index: int, source: str, work: str, batch_rows: int) -> dict[str, Any]:
+    """In a forked process: one part's scores and its per-language histograms (counts, bytes)."""
+    histograms: dict[str, np.ndarray] = {}
+    documents = scored = 0
+    path = Path(work) / "scores" / f"{part_name(index)}.parquet"
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, SCORE_SCHEMA, **PARQUET_OPTIONS) as writer:
+        for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_rows, columns=["text", "lang"]):
+            texts, langs = batch.column("text").to_pylist(), batch.column("lang").to_pylist()
+            scores = model.score(texts, langs)
+            writer.write_table(pa.table({"quality_score": scores}, schema=SCORE_SCHEMA))
+            sizes = np.array([len(t.encode("utf-8", "surrogatepass")) for t in texts], dtype=np.int64)
+            for lang in set(langs):
+                rows = np.array([l == lang for l in langs])
+                part_hist = hist.histogram(scores[rows], sizes[rows], model.info.max_score)
+                histograms[lang or ""] = histograms.get(lang or "", 0) + part_hist
+            documents += len(texts)
+            scored += int((~np.isnan(scores)).sum())
+    files = {}
+    for lang, counts in sorted(histograms.items()):
+        if counts[0].sum():
+            target = Path(work) / "hist" / f"{part_name(index)}-{lang or 'none'}.npy"
+            with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+                np.save(handle, counts)
+            files[lang] = str(target)
+    return {"documents": documents, "scored": scored, "histograms": files}
+
+
+class QualityOutput(PartStage):
+    """The last step: every input part with its scores and buckets, kept by the rule."""
+
+    name = "quality"
+
+    def __init__(self, config: QualityConfig, parts: list[str], work: str, cuts: dict[str, dict[str, Any]], schema: pa.Schema) -> None:
+        super().__init__(config)
+        self.parts, self.work, self.cuts, self.schema = parts, work, cuts, schema  # type: ignore[misc]
+
+    def tasks(self) -> list[PartTask]:
+        return [PartTask(i, path) for i, path in enumerate(self.parts)]
+
+    def process(self, task: PartTask, sink: PartSink) -> None:
+        scores = pq.read_table(Path(self.work) / "scores" / f"{part_name(task.index)}.parquet").column("quality_score").to_numpy(zero_copy_only=False)
+        row = 0
+        mode, threshold = self.config.mode, self.config.threshold
+        for batch in pq.ParquetFile(task.source).iter_batches(batch_size=self.config.batch_rows):
+            for doc in batch.to_pylist():
+                score = float(scores[row])
+                row += 1
+                lang = doc.get("lang") or ""
+                cut = self.cuts.get(lang)
+                if np.isnan(score) or cut is None:
+                    sink.count(f"unscored:{lang or 'none'}")
+                    sink.keep({**doc, "quality_score": None, "quality_bucket": None})
+                    continue
+                doc = {**doc, "quality_score": score, "quality_bucket": int(hist.bucket_of(np.array([score]), cut["boundaries"])[0])}
+                if mode == "top" and score < cut["top_cutoff"]:
+                    sink.drop("quality_not_in_top", doc)
+                elif mode == "threshold" and score < threshold:
+                    sink.drop("quality_below_threshold", doc)
+                else:
+                    sink.count(f"kept:{lang}")
+                    sink.keep(doc)
+        if row != len(scores):
+            raise ValueError(f"{task.source}: {row} rows but {len(scores)} scores; the input changed after scoring")
+
+
+def train_model_task(config: Any, output: str) -> dict[str, Any]:
+    from .train import train_classifier
+
+    return train_classifier(config, output)
+
+
+class QualityStage(Stage):
+    name = "quality"
+
+    def __init__(self, config: QualityConfig) -> None:
+        super().__init__(config)
+        if config.model is None and config.train is None:
+            raise ValueError("quality needs a model: --model MODEL_DIR (or a `train:` section in the run config)")
+        self.parts = [part for folder in config.inputs for part in input_parts(folder)]
+        self.schema = self._schema()
+
+    def _schema(self) -> pa.Schema:
+        from ..schema import DOCUMENT_SCHEMA
+
+        base = pq.read_schema(self.parts[0]) if self.parts else DOCUMENT_SCHEMA
+        base = pa.schema([f for f in base if f.name not in ("quality_score", "quality_bucket")])
+        return pa.schema([*base, *QUALITY_FIELDS])
+
+    def sources(self) -> list[str]:
+        return self.parts
+
+    def fingerprint(self) -> dict[str, Any]:
+        c = self.config
+        model: Any = {"train": json.loads(json.dumps(c.train.__dict__))} if c.model is None else _model_digest(Path(c.model))
+        return {"model": model, "positive_label": c.positive_label, "normalize": c.normalize, "mode": c.mode,
+                "keep_top": c.keep_top, "threshold": c.threshold, "buckets": c.buckets}  # fmt: skip
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        c, work = self.config, str(ctx.work)
+        model = c.model
+        if model is None:
+            model = str(ctx.output / MODEL_DIR)
+            ctx.step("train_model", train_model_task, [Task("model", (c.train, model))], title="quality train")
+        tasks = [Task(part_name(i), (i, path, work, c.batch_rows), label=path) for i, path in enumerate(self.parts)]
+        scored = ctx.node_step("score", load_model, score_part, tasks, shared=(model, c.positive_label, c.normalize), title="quality score")
+        max_score = QualityModel.load(model, c.positive_label, c.normalize).info.max_score if self.parts else 1.0
+        cuts = self._cuts([scored[t.key] for t in tasks], max_score)
+        stats = run_parts(ctx, QualityOutput(c, self.parts, work, cuts, self.schema))
+        kept = {lang: stats["counters"].get(f"kept:{lang}", 0) for lang in cuts}
+        for lang, cut in cuts.items():
+            cut["kept_share"] = round(kept[lang] / max(cut["documents"], 1), 4)
+        atomic_write_json(ctx.output / SUMMARY, {"mode": c.mode, "keep_top": c.keep_top, "threshold": c.threshold, "model": str(model), "max_score": max_score, "languages": cuts})
+        return stats
+
+    def _cuts(self, results: list[dict[str, Any]], max_score: float) -> dict[str, dict[str, Any]]:
+        """Per language: bucket boundaries and the keep-top cut-off, from the summed histograms."""
+        totals: dict[str, np.ndarray] = {}
+        for result in results:
+            for lang, path in result["histograms"].items():
+                totals[lang] = totals.get(lang, 0) + np.load(path)
+        cuts = {}
+        for lang, counts in sorted(totals.items()):
+            cut = {"documents": int(counts[0].sum()), "bytes": int(counts[1].sum()), "boundaries": hist.boundaries(counts[1], self.config.buckets, max_score)}
+            if self.config.keep_top is not None:
+                cut["top_cutoff"] = hist.top_cutoff(counts[0], self.config.keep_top, max_score)
+            cuts[lang] = cut
+        return cuts
+
+    def report(self, result: StageResult) -> list[str]:
+        lines = super().report(result)
+        summary = json.loads((result.output_dir / SUMMARY).read_text())
+        for lang, cut in summary["languages"].items():
+            rule = f", cut-off {cut['top_cutoff']:.4f}" if "top_cutoff" in cut else ""
+            lines.append(f"  {lang or 'none'}: {cut['documents']:,} scored, {100 * cut['kept_share']:.1f}% kept{rule}")
+        return lines
+
+
+def _model_digest(path: Path) -> dict[str, str]:
+    files = sorted(path.glob("*.bin")) + sorted(path.glob("*.json")) if path.is_dir() else [path]
+    return {f.name: sha256_file(f) for f in files if f.name != "train_report.json"}
+
+
+class QualityTrainStage(Stage):
+    """`crawlmill quality train`: the classifier, as one Ray task, into a model folder."""
+
+    name = "quality_train"
+
+    def sources(self) -> list[str]:
+        c = self.config
+        return [*c.positive, *c.negative, *([c.labels] if c.labels else [])]
+
+    def fingerprint(self) -> dict[str, Any]:
+        settings = json.loads(json.dumps(self.config.__dict__))
+        for key in ("positive", "negative", "labels"):
+            settings.pop(key)
+        return settings
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        report = ctx.step("train", train_model_task, [Task("model", (self.config, str(ctx.output)))], title="quality train")["model"]
+        documents = report["documents"]
+        return {
+            "stage": self.name, "parts": 1, "in": documents["read"], "kept": documents["train"] + documents["heldout"],
+            "dropped": report["dropped"], "quarantined": 0, "counters": {"train": documents["train"], "heldout": documents["heldout"]},
+        }  # fmt: skip
+
+    def report(self, result: StageResult) -> list[str]:
+        report = json.loads((result.output_dir / "train_report.json").read_text())
+        lines = [f"[green]quality model trained[/green] → {result.output_dir}: {report['documents']['train']:,} training documents, models {', '.join(report['models'].values())}"]
+        for lang, figures in report["heldout"].items():
+            auc = "n/a" if figures["roc_auc"] is None else f"{figures['roc_auc']:.4f}"
+            lines.append(f"  {lang} held out ({figures['documents']:,} documents): ROC-AUC {auc}, F1 {figures['f1']:.4f}, precision of the top 10% {figures['precision_top_10pct']:.4f}")
+        return lines
