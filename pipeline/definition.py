@@ -27,6 +27,7 @@ from .dedup.config import DedupConfig
 from .filter.config import FilterConfig
 from .ingest.config import IngestConfig
 from .pack.config import PackConfig
+from .remix.config import RemixConfig
 
 
 @dataclass(frozen=True)
@@ -117,13 +118,16 @@ PIPELINE = Pipeline(
         StageSpec("dedup", DedupConfig, "crawlmill.pipeline.dedup.stage:DedupStage",
                   "exact + MinHash LSH near-dedup over every dump at once",
                   "crawlmill dedup DIR... --output DIR", reads=("filter",)),
+        StageSpec("remix", RemixConfig, "crawlmill.pipeline.remix.stage:RemixStage",
+                  "registered domain and group per document (URL rules, fastText topic classifier); the mixture of groups under a repeat cap",
+                  "crawlmill remix DIR... --output DIR", reads=("dedup",)),
         StageSpec("tokenizer", TokenizerConfig, "crawlmill.tokenizer.stage:TokenizerStage",
                   "byte-level BPE with DeepSeek's pre-tokenization, trained on the deduplicated text",
-                  "crawlmill tokenizer train INPUT... --output DIR", reads=("dedup",),
+                  "crawlmill tokenizer train INPUT... --output DIR", reads=("remix",),
                   external=lambda config: config.path),
         StageSpec("pack", PackConfig, "crawlmill.pipeline.pack.stage:PackStage",
-                  "tokenized, packed Megatron-Core .bin/.idx shards with a manifest",
-                  "crawlmill pack DIR... --tokenizer DIR --output DIR", reads=("dedup",),
+                  "tokenized, packed Megatron-Core .bin/.idx shards, one prefix per group, with a manifest whose blend is the mixture",
+                  "crawlmill pack DIR... --tokenizer DIR --output DIR", reads=("remix",),
                   uses=(("tokenizer", "tokenizer"),), folder="shards"),
         StageSpec("train", TrainConfig, "crawlmill.training.stage:TrainStage",
                   "Megatron-Core pretraining of a DeepSeek-style GPT (only when the config has a `train:` section)",
