@@ -57,7 +57,7 @@ def _text_cells(row: dict) -> tuple[str, str]:
 )
 def inspect(path: Path = SHARDS_PATH, as_json: bool = JSON) -> None:
     """Documents, tokens, text bytes (and bytes per token), dtype and sizes of every shard; per-dump /
-    language / domain counts."""
+    language / domain counts; for shards of a remix output, the mixture per group."""
     from crawlmill.shards.shardset import inspect_shards
 
     with user_errors():
@@ -90,6 +90,12 @@ def inspect(path: Path = SHARDS_PATH, as_json: bool = JSON) -> None:
                 text_bytes = (f"{counts['bytes']:,}",) if with_bytes else ()
                 breakdown.add_row(label, f"{counts['documents']:,}", f"{counts['tokens']:,}", *text_bytes, f"{100 * counts['tokens'] / total:.1f}%")
             out.print(breakdown)
+    if "mixture" in report:
+        mixture = report["mixture"]
+        groups = Table("group", "shards", "documents", "tokens", "target", "share", "epochs", title=f"the blend: remix mixture ({mixture['method']}) at {mixture['budget_tokens']:,} tokens")
+        for name, g in mixture["groups"].items():
+            groups.add_row(name, f"{len(g['shards'])}", f"{g['documents']:,}", f"{g['tokens']:,}", f"{100 * g['target']:.1f}%", f"{100 * g['share']:.1f}%", f"{g['epochs']:.2f}")
+        out.print(groups)
     if "tokenizer" in report:
         t = report["tokenizer"]
         out.print(f"tokenizer {t['path']} (sha256 {t['sha256'][:12]}…): vocabulary {t['vocab_size']:,}, padded {t['padded_vocab_size']:,}, EOD {t['eod_id']}")

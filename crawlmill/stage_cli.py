@@ -1,9 +1,10 @@
-"""`crawlmill ingest|filter|dedup|pack`: each pipeline stage alone, as a command or a Ray job.
+"""`crawlmill ingest|filter|dedup|remix|pack`: each pipeline stage alone, as a command or a Ray job.
 
     crawlmill ingest samples/crawl-data --output out/ingest
     crawlmill filter out/ingest --output out/filter
     crawlmill dedup out/filter --output out/dedup
-    crawlmill pack out/dedup --tokenizer out/tokenizer --output out/shards
+    crawlmill remix out/dedup --output out/remix --rule '*.wikipedia.org=encyclopedia'
+    crawlmill pack out/remix --tokenizer out/tokenizer --output out/shards
 
 Each verb's parameters are its stage's config fields (cli_common.stage_verb): the same settings as
 the stage's section of a `crawlmill run` config, which `--config FILE` can also hold.
@@ -79,6 +80,34 @@ def dedup(
 ) -> None:
     """Exact + MinHash LSH near-dedup over every input folder (every dump) at once, distributed on Ray.
     Writes kept documents, duplicates/ and _report/report.json + .png (removal per dump and across dumps)."""
+
+
+@stage_verb(
+    app, "remix",
+    epilog=(
+        "**Examples**\n\n"
+        "* `crawlmill remix out/dedup --output out/remix --config remix.yaml`  (rules, classifier and mixture in the file)\n\n"
+        "* `crawlmill remix out/dedup --output out/remix --rule '*.wikipedia.org=encyclopedia' --rule '*/recipes/*=cooking' --method temperature --temperature 0.5`\n\n"
+        "* `crawlmill remix out/dedup --output out/remix --rule 'docs.*=code' --weights code=0.3,other=0.7 --tokenizer TOKENIZER_DIR --allow-shortfall`"
+    ),
+)  # fmt: skip
+def remix(
+    inputs: List[str] = typer.Argument(..., help="Finished stage output folders (e.g. dedup's)."),
+    rules: Optional[List[str]] = typer.Option(None, "--rule", help="`PATTERN=GROUP`, repeatable, first match wins: a HOST[/PATH] glob (`*.wikipedia.org` also matches wikipedia.org; `*/wiki/*` any host)."),
+    default_group: Optional[str] = typer.Option(None, "--default-group", help="Group of documents no rule or classifier places."),
+    mixture__method: Optional[str] = typer.Option(None, "--method", help="weights, temperature or unimax (default: weights with --weights, temperature with --temperature, else unimax)."),
+    mixture__weights: Optional[str] = typer.Option(None, "--weights", help="`GROUP=WEIGHT,...` explicit weights (normalised); every group with documents needs one."),
+    mixture__temperature: Optional[float] = typer.Option(None, "--temperature", help="τ of p ∝ n^τ: 1 keeps the corpus's shares, 0 is uniform."),
+    mixture__max_epochs: Optional[float] = typer.Option(None, "--max-epochs", help="Repeat cap per group, in epochs at the budget."),
+    mixture__budget: Optional[float] = typer.Option(None, "--budget", help="Training tokens (characters with --unit characters) the mixture is planned for; default: the corpus's size."),
+    mixture__allow_shortfall: Optional[bool] = typer.Option(None, "--allow-shortfall", help="A target past the cap is capped and the rest goes to the other groups, instead of an error."),
+    mixture__unit: Optional[str] = typer.Option(None, "--unit", help="tokens or characters (default: tokens with --tokenizer, else characters)."),
+    mixture__tokenizer: Optional[str] = typer.Option(None, "--tokenizer", "-t", help="Hugging Face tokenizer folder: group sizes in tokens, exactly as pack counts them."),
+    batch_rows: Optional[int] = typer.Option(None, "--batch-rows", help="Documents read and labelled at a time."),
+) -> None:
+    """Label every document with its registered domain and a group (URL rules, else a fastText topic classifier
+    from --config, else the default group), write the documents by group, and plan the mixture of groups
+    (explicit weights, temperature or UniMax, under a repeat cap) into mixture.json + mixture.png for pack."""
 
 
 @stage_verb(

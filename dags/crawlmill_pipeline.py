@@ -9,7 +9,7 @@ What it does
 
     The tasks are the pipeline's stages, in the order of crawlmill's one pipeline list
     (``crawlmill.pipeline.definition.PIPELINE``; today ``ingest``, ``filter``, ``dedup``,
-    ``tokenizer``, ``pack``), each ``crawlmill run CONFIG --only STAGE``, chained in order. A stage
+    ``remix``, ``tokenizer``, ``pack``, ``train``), each ``crawlmill run CONFIG --only STAGE``, chained in order. A stage
     added to that list is a task here with no change to this file.
 
     Submission ids are deterministic: ``crawlmill-<dag>-<run id>-<task>-<hash>-try<N>``, and each

@@ -28,6 +28,7 @@ from .filter.config import FilterConfig
 from .ingest.config import IngestConfig
 from .pack.config import PackConfig
 from .quality.config import QualityConfig
+from .remix.config import RemixConfig
 
 
 @dataclass(frozen=True)
@@ -124,13 +125,16 @@ PIPELINE = Pipeline(
         StageSpec("quality", QualityConfig, "crawlmill.pipeline.quality.stage:QualityStage",
                   "semantic quality: a fastText classifier's score and percentile bucket, kept by a rule (when the config has a `quality:` section)",
                   "crawlmill quality DIR... --model DIR --output DIR", reads=("dedup",), optional=True),
+        StageSpec("remix", RemixConfig, "crawlmill.pipeline.remix.stage:RemixStage",
+                  "registered domain and group per document (URL rules, fastText topic classifier); the mixture of groups under a repeat cap",
+                  "crawlmill remix DIR... --output DIR", reads=("quality",)),
         StageSpec("tokenizer", TokenizerConfig, "crawlmill.tokenizer.stage:TokenizerStage",
                   "byte-level BPE with DeepSeek's pre-tokenization, trained on the deduplicated text",
-                  "crawlmill tokenizer train INPUT... --output DIR", reads=("quality",),
+                  "crawlmill tokenizer train INPUT... --output DIR", reads=("remix",),
                   external=lambda config: config.path),
         StageSpec("pack", PackConfig, "crawlmill.pipeline.pack.stage:PackStage",
-                  "tokenized, packed Megatron-Core .bin/.idx shards with a manifest",
-                  "crawlmill pack DIR... --tokenizer DIR --output DIR", reads=("quality",),
+                  "tokenized, packed Megatron-Core .bin/.idx shards, one prefix per group, with a manifest whose blend is the mixture",
+                  "crawlmill pack DIR... --tokenizer DIR --output DIR", reads=("remix",),
                   uses=(("tokenizer", "tokenizer"),), folder="shards"),
         StageSpec("train", TrainConfig, "crawlmill.training.stage:TrainStage",
                   "Megatron-Core pretraining of a DeepSeek-style GPT (only when the config has a `train:` section)",

@@ -139,11 +139,13 @@ class PartSink:
         batch_rows: int = 2048,
         batch_bytes: int = 32 << 20,
         keep_dropped: bool = False,
+        name: str | None = None,
     ) -> None:
         self.output_dir, self.stage = Path(output_dir), stage
         self.stats = PartStats(index=index, source=source)
         self.batch_rows, self.batch_bytes = batch_rows, batch_bytes
-        name = f"{part_name(index)}.parquet"
+        # A stage that writes several parts per input unit (remix: one per group) names each.
+        name = f"{name or part_name(index)}.parquet"
         self._kept = _ParquetTmpWriter(self.output_dir / name, schema, always_create=True)
         self._quarantine = _ParquetTmpWriter(
             self.output_dir / QUARANTINE_DIR / name, QUARANTINE_SCHEMA, always_create=False

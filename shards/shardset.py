@@ -151,6 +151,8 @@ def inspect_shards(path: str | Path) -> dict[str, Any]:
         report["by_domain"] = manifest["by_domain"]
         report["domains"] = manifest["domains"]
         report["blend"] = {k: manifest["blend"][k] for k in ("method", "prefixes", "weights")}
+        if manifest["blend"].get("mixture"):  # shards of a remix output: the mixture per group
+            report["mixture"] = manifest["blend"]["mixture"]
     return report
 
 

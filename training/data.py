@@ -1,8 +1,8 @@
 """Training data: pack's shards through Megatron's BlendedMegatronDatasetBuilder + GPTDataset, and a
 data position of our own (megatron-core 0.16 ships no sampler that resumes at consumed samples).
 
-Each shard folder's manifest gives its blend (prefixes weighted by tokens; the remix stage will
-fill its weights); folders are blended with `data.weights` (default: their token counts). The
+Each shard folder's manifest gives its blend (prefixes weighted by tokens; for shards of a remix
+output, the remix mixture: each group's share spread over its shards, pipeline/pack/mixture.py); folders are blended with `data.weights` (default: their token counts). The
 split (train, valid, test) and the shuffling follow `data.split` and `data.seed`, so the same
 config gives the same samples in the same order on every run.
 

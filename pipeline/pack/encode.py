@@ -27,10 +27,8 @@ runs one part without Ray.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +38,7 @@ from crawlmill.files import atomic_path
 from crawlmill.shards.tokenbytes import document_bytes
 
 from ..parts import PARQUET_OPTIONS, PartStats, part_name
+from ..urls import UNKNOWN, domain_of
 from .domains import write_part_domains
 from .tokenizer import DocumentEncoder, TokenizerInfo
 
@@ -61,7 +60,6 @@ DOCS_SCHEMA = pa.schema(
     ]
 )
 READ_COLUMNS = ["id", "text", "url", "dump", "lang", "warc_file", "warc_offset", "warc_record_id"]
-UNKNOWN = "unknown"  # dump / language / domain of a document that has none
 
 
 @dataclass
@@ -76,38 +74,10 @@ class PackSettings:
     fast_encode: bool = True  # the faster exact path for DeepSeek-style tokenizers (tokenizer/fastencode.py)
 
 
-@lru_cache(maxsize=1)
-def _extractor() -> Any:
-    try:
-        import tldextract
-    except ImportError:  # registered domains need the bundled public-suffix list; the host will do
-        return None
-    # The snapshot bundled with the package: nothing is fetched, so the result never changes.
-    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
-
-
-def domain_of(url: str | None) -> str:
-    """The URL's registered domain (public-suffix list bundled with tldextract), else its host."""
-    if not url:
-        return UNKNOWN
-    try:
-        host = (urlsplit(url).hostname or "").rstrip(".")
-    except ValueError:
-        return UNKNOWN
-    if not host:
-        return UNKNOWN
-    extract = _extractor()
-    if extract is None:
-        return host
-    parts = extract(host)
-    registered = getattr(parts, "top_domain_under_public_suffix", None) or parts.registered_domain
-    return registered or host
-
-
 _ENCODERS: dict[tuple[str, str, int, bool], DocumentEncoder] = {}
 
 
-def _encoder(info: TokenizerInfo, threads: int, fast: bool) -> DocumentEncoder:
+def worker_encoder(info: TokenizerInfo, threads: int, fast: bool) -> DocumentEncoder:
     """One loaded tokenizer per worker process: a Ray worker runs many part tasks, loading
     tokenizer.json costs about 0.2 s each time, and the encoder's memo of words carries over."""
     key = (info.path, info.sha256, threads, fast)
@@ -142,7 +112,7 @@ def encode_part(settings: PackSettings, index: int, source: str, output_dir: str
     """Tokenize one input part; returns its counts (the runner writes them as its marker)."""
     output = Path(output_dir)
     work = output / "_work"
-    encoder = _encoder(settings.tokenizer, settings.threads, settings.fast_encode)
+    encoder = worker_encoder(settings.tokenizer, settings.threads, settings.fast_encode)
     stats = PartStats(index=index, source=source)
     breakdown: dict[str, dict[str, list[int]]] = {"dump": {}, "lang": {}, "domain": {}}
     row = 0

@@ -27,11 +27,12 @@ Provenance: token t of shard S lies in document d = the sequence whose pointer r
 .idx); row d of `S.docs.parquet` names its input part, row, id, url and WARC file / offset /
 record id (`locate_token`).
 
-The blend: with no remix stage yet, one prefix per shard weighted by its token count (Megatron
-normalises weights), i.e. every token sampled equally often. Prefixes are relative to the shard
-folder (`megatron_blend` makes them absolute). A remix mixture (weights per domain or language)
-will fill "mixture" and replace "weights" (method "mixture"); the per-shard breakdowns and
-`*.docs.parquet` give the composition that needs.
+The blend: for any input but remix output, one prefix per shard weighted by its token count
+(Megatron normalises weights), i.e. every token sampled equally often ("method": "tokens",
+"mixture": null). For a remix output folder the shards are per group (`<group>-00000`, ...) and
+the blend is the remix mixture: each group's share spread over its shards by tokens, with
+"mixture" filled (per group: share, target, documents, tokens, epochs, shards; mixture.py).
+Prefixes are relative to the shard folder (`megatron_blend` makes them absolute).
 
 Written by `crawlmill pack` (stage.py); read it with `crawlmill shards inspect out/shards --json`,
 or `megatron_blend("out/shards")` / `locate_token("out/shards", shard, token)` from
@@ -68,8 +69,10 @@ def build_manifest(
     part_markers: list[dict[str, Any]],
     shard_markers: list[dict[str, Any]],
     domains: dict[str, Any],
+    blend: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest; `domains` is domains.finish_domains' summary (top domains and totals)."""
+    """The manifest; `domains` is domains.finish_domains' summary (top domains and totals);
+    `blend` replaces the token-weighted blend (a remix input's mixture, mixture.py)."""
     dropped: dict[str, int] = {}
     for marker in part_markers:
         for reason, n in marker["dropped"].items():
@@ -110,7 +113,8 @@ def build_manifest(
         "domains": domains["domains"],
         "by_domain": top,
         "shards": shard_markers,
-        "blend": {
+        "blend": blend
+        or {
             "method": "tokens",
             "note": "no remix stage yet: one prefix per shard weighted by its token count (every token equally likely); "
             "prefixes are relative to this folder",

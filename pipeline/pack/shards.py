@@ -3,7 +3,9 @@
 `plan_shards` walks the parts' document lengths in input order (one part in memory at a time) and
 closes a shard before the document that would take it past `shard_tokens` (a document larger
 than that gets a shard of its own; documents are never split). The boundaries therefore depend
-only on the documents and the setting, never on how pass 1 was scheduled.
+only on the documents and the setting, never on how pass 1 was scheduled. Shards are named
+`shard-NNNNN`; for a remix input, pack plans each group's parts alone, so its shards are
+`<group>-NNNNN` and hold that group only.
 
 `write_shard` (a Ray task) copies its documents' token bytes from the parts' token files into
 `shard-NNNNN.bin`, writes `shard-NNNNN.idx` (`index_bytes`: the bytes IndexedDatasetBuilder
@@ -23,7 +25,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -53,10 +55,6 @@ def index_bytes(lengths: np.ndarray, dtype: np.dtype | type) -> bytes:
     return b"".join((header, lengths.tobytes(), pointers.tobytes(), documents.tobytes()))
 
 
-def shard_name(number: int) -> str:
-    return f"shard-{number:05d}"
-
-
 @dataclass
 class Piece:
     """Documents [doc_start, doc_end) of one tokenized part (pass-1 document numbering)."""
@@ -74,6 +72,11 @@ class ShardPlan:
     pieces: list[Piece] = field(default_factory=list)
     documents: int = 0
     tokens: int = 0
+    prefix: str = "shard"  # remix input: the group, so its shards are <group>-00000, ...
+
+    @property
+    def name(self) -> str:
+        return f"{self.prefix}-{self.number:05d}"
 
 
 def part_lengths(work_dir: Path, part: int) -> np.ndarray:
@@ -81,11 +84,13 @@ def part_lengths(work_dir: Path, part: int) -> np.ndarray:
     return table.column("tokens").to_numpy().astype(np.int64)
 
 
-def plan_shards(work_dir: Path, parts: int, shard_tokens: int, itemsize: int) -> list[ShardPlan]:
-    """Shard boundaries over parts 0..parts-1 in order (see the module docstring)."""
+def plan_shards(work_dir: Path, parts: int | Sequence[int], shard_tokens: int, itemsize: int, prefix: str = "shard") -> list[ShardPlan]:
+    """Shard boundaries over `parts` (pass-1 part numbers, or a count: 0..parts-1) in order (see
+    the module docstring)."""
+    parts = range(parts) if isinstance(parts, int) else parts
     shards: list[ShardPlan] = []
-    current = ShardPlan(0)
-    for part in range(parts):
+    current = ShardPlan(0, prefix=prefix)
+    for part in parts:
         lengths = part_lengths(work_dir, part)
         ends = np.cumsum(lengths)  # token end of each document within the part
         start = 0
@@ -105,7 +110,7 @@ def plan_shards(work_dir: Path, parts: int, shard_tokens: int, itemsize: int) ->
                 start = end
             if start < len(lengths):  # the next document does not fit: close this shard
                 shards.append(current)
-                current = ShardPlan(len(shards))
+                current = ShardPlan(len(shards), prefix=prefix)
     if current.documents:
         shards.append(current)
     return shards
@@ -143,7 +148,7 @@ def write_shard(dtype_name: str, plan: ShardPlan, output_dir: str) -> dict[str, 
     (4 bytes a document), never its tokens."""
     output = Path(output_dir)
     work = output / "_work"
-    name = shard_name(plan.number)
+    name = plan.name
     finals = {kind: output / f"{name}.{kind}" for kind in ("bin", "idx", "docs.parquet")}
     digests = {kind: hashlib.sha256() for kind in finals}
     lengths, ranges, first, last = [], [], None, None

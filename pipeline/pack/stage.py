@@ -10,6 +10,9 @@ Three steps through the runner, all Ray tasks, all resumable:
    task per shard copying token bytes into `shard-NNNNN.bin` and writing `.idx` and `.docs.parquet`.
 3. domains.py, one task per hash partition of the domains: sum the per-domain counts.
 
+A remix output folder (it has mixture.json) is packed group by group: each group's parts into
+shards of its own, `<group>-00000`, ..., and the manifest's blend is the mixture (mixture.py).
+
 Then `manifest.json` (manifest.py), `domains.parquet`, `_stats.json`, `_SUCCESS`, and `_work/` is
 deleted (it holds a second copy of every token). A rerun skips finished parts, shards and
 partitions, removes temporaries of a killed run and gives byte-identical output; a rerun with other
@@ -22,20 +25,23 @@ Run it: `crawlmill pack out/dedup --tokenizer TOKENIZER_DIR --output out/shards 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from crawlmill.files import atomic_write_json
+from crawlmill.files import atomic_write_json, sha256_file
 
 from ..parts import PARTS_DIR, PartStats, input_parts, part_name
+from ..remix.layout import MIXTURE_FILE
 from ..runner import StageContext, Task
 from ..stage import Stage, StageResult, merge_stats
 from .config import PackConfig
 from .domains import finish_domains, merge_partition, partitions_for
 from .encode import PackSettings, encode_part
 from .manifest import DOMAINS_IN_MANIFEST, MANIFEST, build_manifest
-from .shards import plan_shards, shard_name, write_shard
+from .mixture import mixture_blend, mixture_lines, remix_input
+from .shards import plan_shards, write_shard
 from .tokenizer import TokenizerInfo, inspect_tokenizer_dir
 
 
@@ -48,6 +54,7 @@ class PackStage(Stage):
         if config.tokenizer is None:
             raise ValueError("pack needs a tokenizer folder (--tokenizer DIR; in a run, the tokenizer stage's)")
         self.parts = [part for folder in config.inputs for part in input_parts(folder)]
+        self.remix = remix_input(config.inputs, self.parts)  # remix output: shards and blend per group
         self.info: TokenizerInfo = inspect_tokenizer_dir(config.tokenizer, config.eod_token, config.padded_vocab_size)
         self.itemsize = np.dtype(self.info.dtype).itemsize
         self.shard_tokens = config.resolve_shard_tokens(self.itemsize)
@@ -65,6 +72,7 @@ class PackStage(Stage):
             "dtype": info.dtype,
             "shard_tokens": self.shard_tokens,
             "domain_partitions": self.domain_partitions,
+            **({"mixture_sha256": sha256_file(Path(self.remix.folder) / MIXTURE_FILE)} if self.remix else {}),
         }
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
@@ -77,8 +85,11 @@ class PackStage(Stage):
         parts = ctx.step("parts", encode_part, encode, shared=(settings,), markers=output / PARTS_DIR, unit="parts", title="pack: tokenize")
         part_markers = [parts[task.key] for task in encode]
 
-        plans = plan_shards(work, len(self.parts), self.shard_tokens, self.itemsize)
-        write = [Task(shard_name(p.number), (p, str(output))) for p in plans]
+        if self.remix is None:
+            plans = plan_shards(work, len(self.parts), self.shard_tokens, self.itemsize)
+        else:
+            plans = [p for group, parts in self.remix.groups for p in plan_shards(work, parts, self.shard_tokens, self.itemsize, prefix=group)]
+        write = [Task(p.name, (p, str(output))) for p in plans]
         shards = ctx.step("shards", write_shard, write, shared=(self.info.dtype,), unit="shards", title="pack: shards")
         shard_markers = [shards[task.key] for task in write]
 
@@ -86,7 +97,8 @@ class PackStage(Stage):
         merged = ctx.step("domains", merge_partition, merge, unit="partitions", title="pack: domains")
         domains = finish_domains(output, work, [merged[task.key] for task in merge], DOMAINS_IN_MANIFEST)
 
-        manifest = build_manifest(self.info, self.parts, self.shard_tokens, part_markers, shard_markers, domains)
+        blend = mixture_blend(self.remix, shard_markers, [p.prefix for p in plans]) if self.remix else None
+        manifest = build_manifest(self.info, self.parts, self.shard_tokens, part_markers, shard_markers, domains, blend)
         atomic_write_json(output / MANIFEST, manifest)
         stats = merge_stats("pack", [PartStats.from_json(m) for m in part_markers])
         stats["counters"]["shards"] = len(plans)
@@ -107,6 +119,7 @@ class PackStage(Stage):
         shards_before = manifest["shards_count"] if result.already_done else result.steps_finished_before.get("shards", 0)
         if result.finished_before or shards_before:
             lines.append(f"({result.finished_before} part(s) and {shards_before} shard(s) were already finished and were skipped)")
+        lines += mixture_lines(manifest["blend"])
         reason = self.info.fast_encode_unsupported
         lines.append("fast encode: " + ("off (--no-fast-encode)" if not self.config.fast_encode else f"off: {reason}" if reason else "on"))
         return lines

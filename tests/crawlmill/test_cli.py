@@ -22,7 +22,7 @@ from crawlmill.cli_common import RUNTIME_OPTIONS, STAGE_OPTIONS, config_default
 from crawlmill.pipeline.config import merge, to_json
 from crawlmill.pipeline.definition import PIPELINE
 
-VERBS = ["ingest", "filter", "dedup", "quality", "quality train", "quality score", "run", "train", "tokenizer train", "tokenizer eval", "pack", "shards", "shards inspect", "shards verify", "shards sample", "shards stats", "plan", "plan sweep", "plan fit"]  # sub-commands as "group verb"
+VERBS = ["ingest", "filter", "dedup", "quality", "quality train", "quality score", "remix", "run", "train", "tokenizer train", "tokenizer eval", "pack", "shards", "shards inspect", "shards verify", "shards sample", "shards stats", "plan", "plan sweep", "plan fit"]  # sub-commands as "group verb"
 
 
 def crawlmill(*args: str, **kwargs) -> subprocess.Popen:
@@ -122,6 +122,9 @@ def sample_value(stage: str, path: list[str], default, lid_model: Path, tokenize
         "language_id.model_path": str(lid_model), "tokenizer": str(tokenizer), "vocab_size": 32_000,
         "mix": ("en=3,zh=1", {"en": 0.75, "zh": 0.25}), "max_bytes": ("2e9", 2_000_000_000), "shard_size_mb": 512.0,
         "model": str(lid_model), "positive_label": "__label__good", "normalize": "crawlmill", "keep_top": 0.3, "threshold": 0.5,
+        "rules": ("*.wikipedia.org=encyclopedia", [{"pattern": "*.wikipedia.org", "group": "encyclopedia"}]),
+        "default_group": "misc", "mixture.method": "unimax", "mixture.weights": ("other=2", {"other": 2.0}),
+        "mixture.temperature": 0.3, "mixture.unit": "characters", "mixture.tokenizer": str(tokenizer),
     }  # fmt: skip
     key = ".".join(path)
     if key in special:
@@ -176,7 +179,7 @@ def test_run_reaches_every_option_of_every_stage_verb(lid_model_path, tmp_path):
             path = param.name.split("__")
             assert functools.reduce(dict.get, path, from_verb) != functools.reduce(dict.get, path, to_json(spec.config())), (spec.name, param.name)
             checked.add(f"{spec.name}.{param.name}")
-    assert {"ingest.max_record_mb", "filter.language_id__model_path", "dedup.index", "tokenizer.max_memory_gib", "pack.fast_encode"} <= checked
+    assert {"ingest.max_record_mb", "filter.language_id__model_path", "dedup.index", "tokenizer.max_memory_gib", "pack.fast_encode", "remix.mixture__allow_shortfall", "remix.rules"} <= checked
     assert len(checked) >= 30
 
 
@@ -216,6 +219,9 @@ def test_a_verb_takes_its_section_from_a_file_and_options_over_it(tmp_path):
         ("pack", {"shard_tokens": 10, "shard_size_mb": 1}, "pack: give shard_tokens .* not both"),
         ("pack", {"batch_rows": "many"}, r"pack.batch_rows: expected int, got str 'many'"),
         ("pack", {"tokenizer": "/no/such/tokenizer"}, "pack: /no/such/tokenizer: no tokenizer.json"),
+        ("remix", {"mixture": {"method": "softmax"}}, "remix.mixture: mixture.method 'softmax'"),
+        ("remix", {"rules": ["x.org=news"], "mixture": {"weights": {"blogs": 1}}}, "remix: mixture.weights name group.s. blogs that no rule"),
+        ("remix", {"classifier": {"model": "/no/such/model.bin", "labels": {"a": "b"}}}, "remix: classifier.model: /no/such/model.bin does not exist"),
     ],
 )
 def test_a_config_error_in_any_section_fails_before_ingest_starts(tmp_path, stage, section, message):

@@ -30,12 +30,17 @@ def test_demo_config_runs_end_to_end(ray_local, tmp_path):
     assert deduped["in"] == filtered["kept"] and deduped["dropped"]["exact_duplicate"] >= 6  # republished pages
     report = json.loads((tmp_path / "demo-output/dedup/_report/report.json").read_text())
     assert [r["dump"] for r in report["within_single_dump"]] == ["CC-MAIN-2023-50", "CC-MAIN-2024-10"]
+    remixed = json.loads((tmp_path / "demo-output/remix/_stats.json").read_text())
+    assert remixed["in"] == remixed["kept"] == deduped["kept"] and remixed["counters"]["groups"] == 4
+    mixture = json.loads((tmp_path / "demo-output/remix/mixture.json").read_text())
+    assert mixture["method"] == "unimax" and all(g["share"] == 0.25 and g["epochs"] <= 4 for g in mixture["groups"].values())
     tokenizer = json.loads((tmp_path / "demo-output/tokenizer/train_report.json").read_text())
     assert tokenizer["vocab"] == {"learned": 1000, "specials": 15, "total": 1015, "padded_vocab_size": 1024}
     trained = tokenizer["corpus_trained"]["bytes"]
     assert set(trained) == {"en", "zh"} and 0.6 < trained["en"] / trained["zh"] < 1.6  # ~50 pages: whole pages are drawn
     manifest = json.loads((tmp_path / "demo-output/shards/manifest.json").read_text())
     assert manifest["documents"] == deduped["kept"] and manifest["tokenizer"]["padded_vocab_size"] == 1024 and manifest["tokens"] > 10_000
+    assert manifest["blend"]["method"] == "mixture" and manifest["blend"]["prefixes"] == ["culture-00000", "lifestyle-00000", "other-00000", "stem-00000"]
     assert demo_checksums(tmp_path / "demo-output") == json.loads((Path(__file__).parent / "demo_checksums.json").read_text())
     # The run ends with training on the packed shards: validation loss goes down.
     log = [json.loads(line) for line in (tmp_path / "demo-output/train/log.jsonl").read_text().splitlines()]
@@ -56,7 +61,11 @@ def demo_checksums(root: Path) -> dict[str, str]:
     stats, the tokenizer files, the shards; the manifest with its paths made relative. Files that
     hold absolute paths (markers, _tasks.json, train_report.json) are left out. Re-recorded since:
     shard-00000.docs.parquet, domains.parquet and manifest.json when pack began counting text bytes
-    (each is the old file plus the `bytes` column or keys; .bin and .idx did not change)."""
+    (each is the old file plus the `bytes` column or keys; .bin and .idx did not change); and when
+    the remix stage came between dedup and the tokenizer: remix's files were added, the tokenizer
+    (tokenizer.json, crawlmill.json) changed because it reads remix's output, whose parts come
+    group by group (the same documents in another order, so another sample of them), and the shards
+    are one prefix per group (culture-00000, ...) with the mixture as the manifest's blend."""
     reference = json.loads((Path(__file__).parent / "demo_checksums.json").read_text())
     found = {}
     for name in reference:
@@ -64,6 +73,9 @@ def demo_checksums(root: Path) -> dict[str, str]:
             manifest = json.loads((root / "shards/manifest.json").read_text())
             manifest["inputs"] = [str(Path(p).relative_to(root)) for p in manifest["inputs"]]
             manifest["tokenizer"]["path"] = str(Path(manifest["tokenizer"]["path"]).relative_to(root))
+            mixture = manifest["blend"].get("mixture")
+            if mixture:
+                mixture["remix"] = str(Path(mixture["remix"]).relative_to(root))
             data = json.dumps(manifest, indent=1, ensure_ascii=False).encode()
         else:
             data = (root / name).read_bytes() if (root / name).is_file() else b"(missing)"

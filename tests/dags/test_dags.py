@@ -195,7 +195,7 @@ def test_a_stage_added_to_the_pipeline_list_becomes_a_task(airflow_home, monkeyp
     bag = DagBag(dag_folder=str(DAGS))
     assert bag.import_errors == {}, bag.import_errors
     toy_dag = bag.dags[DAG_ID]
-    assert [task.task_id for task in toy_dag.tasks] == ["ingest", "filter", "toy", "dedup", "quality", "tokenizer", "pack", "train"]
+    assert [task.task_id for task in toy_dag.tasks] == ["ingest", "filter", "toy", "dedup", "quality", "remix", "tokenizer", "pack", "train"]
     assert toy_dag.task_dict["toy"].entrypoint == "crawlmill run {{ params.config | shquote }} --only toy --no-progress"
     assert toy_dag.task_dict["toy"].upstream_task_ids == {"filter"} and toy_dag.task_dict["dedup"].upstream_task_ids == {"toy"}
 
@@ -215,7 +215,7 @@ def test_pipeline_dag_runs_each_stage_as_a_ray_job(dag, client, ray_head, tmp_pa
         )
     print(f"DAG run took {time.monotonic() - started:.1f} s")
     assert run.state == "success"
-    assert all((tmp_path / "out" / stage / "_SUCCESS").exists() for stage in ("ingest", "filter", "dedup"))
+    assert all((tmp_path / "out" / stage / "_SUCCESS").exists() for stage in ("ingest", "filter", "dedup", "remix"))
     assert json.loads((tmp_path / "out/tokenizer/crawlmill.json").read_text())["padded_vocab_size"] == 640
     assert json.loads((tmp_path / "out/shards/manifest.json").read_text())["tokens"] > 10_000
     stats = json.loads((tmp_path / "out/ingest/_stats.json").read_text())

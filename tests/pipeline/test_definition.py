@@ -17,7 +17,7 @@ from tests.pipeline.toy_stage import TOY, ToyConfig, pipeline_with_toy
 
 
 def test_stages_read_only_earlier_stages_and_names_are_unique():
-    assert PIPELINE.names == ["ingest", "filter", "dedup", "quality", "tokenizer", "pack", "train"]
+    assert PIPELINE.names == ["ingest", "filter", "dedup", "quality", "remix", "tokenizer", "pack", "train"]
     with pytest.raises(ValueError, match="not an earlier stage"):
         Pipeline([TOY, *PIPELINE.stages])
     with pytest.raises(ValueError, match="is taken"):
@@ -29,7 +29,7 @@ def test_stages_read_only_earlier_stages_and_names_are_unique():
 def test_select_only_and_from():
     assert [s.name for s in PIPELINE.select()] == PIPELINE.names
     assert [s.name for s in PIPELINE.select(only="dedup")] == ["dedup"]
-    assert [s.name for s in PIPELINE.select(start="dedup")] == ["dedup", "quality", "tokenizer", "pack", "train"]
+    assert [s.name for s in PIPELINE.select(start="dedup")] == ["dedup", "quality", "remix", "tokenizer", "pack", "train"]
     with pytest.raises(ValueError, match="--only 'dedupe': choose one of ingest, filter"):
         PIPELINE.select(only="dedupe")
     with pytest.raises(ValueError, match="not both"):
@@ -82,7 +82,7 @@ def test_a_stage_added_to_the_list_runs_in_order_alone_and_from(ray_local, toy_p
 
     result = run(tmp_path / "run.yaml")
     assert result.exit_code == 0, result.output
-    assert list(summary(result)) == ["ingest", "filter", "toy", "dedup", "tokenizer", "pack"]
+    assert list(summary(result)) == ["ingest", "filter", "toy", "dedup", "remix", "tokenizer", "pack"]
     toy = json.loads((tmp_path / "out/toy/_stats.json").read_text())
     filtered = json.loads((tmp_path / "out/filter/_stats.json").read_text())
     assert toy["in"] == filtered["kept"] and 0 < toy["dropped"]["toy_short"] < toy["in"]
@@ -100,7 +100,7 @@ def test_a_stage_added_to_the_list_runs_in_order_alone_and_from(ray_local, toy_p
 
     # --from toy: toy and every stage after it, all finished already.
     later = run(tmp_path / "run.yaml", "--from", "toy")
-    assert later.exit_code == 0 and list(summary(later)) == ["toy", "dedup", "tokenizer", "pack"]
+    assert later.exit_code == 0 and list(summary(later)) == ["toy", "dedup", "remix", "tokenizer", "pack"]
     assert "tokenizer already trained" in later.stdout
 
     # A stage whose config names an existing output (tokenizer.path) runs nothing; pack reads that folder.

@@ -1,0 +1,61 @@
+"""The remix output folder, as the remix stage writes it and pack (and any reader) reads it:
+
+    part-<group>-NNNNN.parquet   the documents of input part NNNNN that fell in <group>, in input order:
+                                 the input's columns plus `domain` and `group` (REMIX_SCHEMA for a
+                                 document-schema input); a (group, part) with no documents has no file
+    mixture.json                 per group: documents, characters (and tokens), share before, target,
+                                 share, epochs, shortfall; the method and its settings (stage.py)
+    mixture.png                  the shares before and after, per group
+    _parts/part-NNNNN.json       input part NNNNN's counts, per group; _stats.json, _SUCCESS as every stage
+
+Sorted by name, the parts come group by group (groups in name order), input order within a group,
+so a reader of the folder as any stage output (`input_parts`, e.g. the tokenizer) sees every
+document once, and pack cuts each group into shards of its own (`<group>-00000`, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from ..schema import DOCUMENT_SCHEMA
+
+MIXTURE_FILE = "mixture.json"
+MIXTURE_PLOT = "mixture.png"
+FORMAT = "crawlmill-mixture/1"
+GROUP_COLUMNS = [pa.field("domain", pa.string()), pa.field("group", pa.string(), nullable=False)]
+_GROUP_PART = re.compile(r"^part-(?P<group>[a-z0-9][a-z0-9_-]*)-(?P<index>\d{5,})\.parquet$")
+
+
+def with_group_columns(schema: pa.Schema) -> pa.Schema:
+    """An input part's schema with `domain` and `group` last (replacing any it had)."""
+    kept = [f for f in schema if f.name not in ("domain", "group")]
+    return pa.schema([*kept, *GROUP_COLUMNS])
+
+
+REMIX_SCHEMA = with_group_columns(DOCUMENT_SCHEMA)
+
+
+def group_part_name(group: str, index: int) -> str:
+    return f"part-{group}-{index:05d}"
+
+
+def part_group(path: str | Path) -> str | None:
+    """The group of a remix output part, from its name; None for any other part."""
+    match = _GROUP_PART.match(Path(path).name)
+    return match.group("group") if match else None
+
+
+def read_mixture(folder: str | Path) -> dict[str, Any] | None:
+    """A remix output folder's mixture.json; None for any other folder."""
+    path = Path(folder) / MIXTURE_FILE
+    if not path.is_file():
+        return None
+    mixture = json.loads(path.read_text(encoding="utf-8"))
+    if mixture.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a {FORMAT} file (format {mixture.get('format')!r})")
+    return mixture

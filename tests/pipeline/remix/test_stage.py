@@ -1,0 +1,167 @@
+"""The remix stage on real pipeline output (the sample corpus, both dumps): labels, every document
+in exactly one group, counts, byte-identical reruns and resume, the error naming the groups over
+the cap, --allow-shortfall, token counts equal to pack's, and the classifier path."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from crawlmill.cli import app
+from crawlmill.pipeline.parts import input_parts, marker_path
+from crawlmill.pipeline.remix.layout import REMIX_SCHEMA, part_group
+from crawlmill.pipeline.remix.mixture import MixtureError
+from crawlmill.pipeline.remix.stage import LabelSettings, RemixStage, label_part
+from crawlmill.pipeline.runner import run_task
+from crawlmill.pipeline.urls import domain_of
+from tests.pipeline.remix.conftest import folder_bytes, read_json, remix_config, run_pack, run_remix
+
+# Sites of samples/pages/sites.yaml and the group the demo's rules give them.
+EXPECTED = {
+    "docs.example-dev.io": "stem", "www.example-jishu.cn": "stem", "www.example-science.org": "stem", "kepu.example.cn": "stem",
+    "www.example-garden.org": "lifestyle", "www.example-kitchen.com": "lifestyle", "www.example-chufang.cn": "lifestyle",
+    "www.example-yuanyi.cn": "lifestyle", "m.example-yuanyi.cn": "lifestyle", "www.example-history.org": "culture", "www.example-wenshi.cn": "culture",
+    "www.example-travel.net": "culture", "www.example-lvxing.cn": "culture",
+}  # fmt: skip
+
+
+def rows(folder):
+    return [r for part in input_parts(folder) for r in pq.read_table(part).to_pylist()]
+
+
+@pytest.fixture(scope="module")
+def remixed(remix_input, tmp_path_factory):
+    output = tmp_path_factory.mktemp("remix") / "remix"
+    result = run_remix([remix_input], output)
+    assert result.ok, result.failures
+    return output
+
+
+def test_every_document_is_kept_in_exactly_one_group_with_its_domain(remix_input, remixed):
+    before = rows(remix_input)
+    after = rows(remixed)
+    assert sorted(r["id"] for r in after) == sorted(r["id"] for r in before) and len(after) == len(before) == 38
+    by_id = {r["id"]: r for r in before}
+    for row in after:
+        host = row["url"].split("/")[2]
+        if host == "www.example-reviews.com":  # the path rule: kitchen reviews only
+            expected = "lifestyle" if "/kitchen/" in row["url"] else "other"
+        else:
+            expected = EXPECTED.get(host, "other")
+        assert row["group"] == expected, row["url"]
+        assert row["domain"] == domain_of(row["url"])
+        assert {k: v for k, v in row.items() if k not in ("domain", "group")} == by_id[row["id"]]  # nothing else changed
+    for part in input_parts(remixed):  # each part holds one group, named by it, in the remix schema
+        table = pq.read_table(part)
+        assert table.schema == REMIX_SCHEMA and set(table.column("group").to_pylist()) == {part_group(part)}
+    stats = read_json(remixed / "_stats.json")
+    assert stats["in"] == stats["kept"] == 38 and stats["dropped"] == {} and stats["quarantined"] == 0
+    groups = {g: n for g, n in ((k.removeprefix("group:"), v) for k, v in stats["counters"].items() if k.startswith("group:"))}
+    assert sum(groups.values()) == 38 and set(groups) == {"culture", "lifestyle", "other", "stem"}
+    assert stats["counters"]["labelled_by:rule"] + stats["counters"]["labelled_by:default"] == 38
+
+
+def test_mixture_json_counts_the_groups_and_plans_unimax(remixed):
+    mixture = read_json(remixed / "mixture.json")
+    after = rows(remixed)
+    assert mixture["method"] == "unimax" and mixture["unit"] == "characters" and mixture["documents"] == 38
+    for name, group in mixture["groups"].items():
+        docs = [r for r in after if r["group"] == name]
+        assert group["documents"] == len(docs) and group["characters"] == sum(len(r["text"]) for r in docs)
+        assert group["parts"] == len([p for p in input_parts(remixed) if part_group(p) == name])
+        assert group["epochs"] == pytest.approx(group["share"] * mixture["budget"] / group["characters"])
+        assert group["epochs"] <= 4
+    assert mixture["size"] == mixture["budget"] == sum(len(r["text"]) for r in after)
+    assert sum(g["share"] for g in mixture["groups"].values()) == pytest.approx(1)
+    assert (remixed / "mixture.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_two_runs_are_byte_identical_and_a_killed_run_resumes(remix_input, remixed, tmp_path):
+    again = tmp_path / "again"
+    assert run_remix([remix_input], again).ok
+    assert folder_bytes(again) == folder_bytes(remixed)
+    rerun = run_remix([remix_input], again)
+    assert rerun.already_done and folder_bytes(again) == folder_bytes(remixed)
+
+    # A run killed after two of the four parts, with a half-written file of the third.
+    killed = tmp_path / "killed"
+    stage = RemixStage(remix_config([remix_input]))
+    for i in range(2):  # what the runner's task does: the part's files, then its marker
+        run_task(label_part, (LabelSettings(stage.config, None),), str(marker_path(killed, i)), (i, stage.parts[i], str(killed)))
+    (killed / ".tmp-0123-part-other-00002.parquet").write_bytes(b"half")
+    resumed = run_remix([remix_input], killed)
+    assert resumed.ok and resumed.finished_before == 2
+    assert folder_bytes(killed) == folder_bytes(remixed)
+    assert "_tasks.json" in folder_bytes(killed)  # the whole folder, settings record included
+
+
+def test_a_target_over_the_cap_is_an_error_naming_the_groups_or_a_reported_shortfall(remix_input, tmp_path):
+    weights = {"stem": 1, "lifestyle": 1, "culture": 1, "other": 7}
+    with pytest.raises(MixtureError, match=r"max_epochs 1.5: other needs [0-9.]+ epochs") as error:
+        run_remix([remix_input], tmp_path / "over", mixture={"weights": weights, "max_epochs": 1.5})
+    assert "stem" not in str(error.value) and not (tmp_path / "over").exists()  # nothing half-made is left
+
+    cli = CliRunner().invoke(app, ["remix", str(remix_input), "--output", str(tmp_path / "cli"), "--config", str(write_rules(tmp_path)),
+                                   "--weights", "stem=1,lifestyle=1,culture=1,other=7", "--max-epochs", "1.5", "--no-progress"])  # fmt: skip
+    assert cli.exit_code == 2 and "error: the mixture cannot be met within max_epochs 1.5: other needs" in cli.stderr
+
+    short = CliRunner().invoke(app, ["remix", str(remix_input), "--output", str(tmp_path / "short"), "--config", str(write_rules(tmp_path)),
+                                     "--weights", "stem=1,lifestyle=1,culture=1,other=7", "--max-epochs", "1.5", "--allow-shortfall", "--no-progress"])  # fmt: skip
+    assert short.exit_code == 0, short.output
+    mixture = read_json(tmp_path / "short/mixture.json")
+    other = mixture["groups"]["other"]
+    assert mixture["shortfall"] == ["other"] and other["shortfall"] and other["at_cap"] and other["epochs"] == pytest.approx(1.5)
+    assert other["share"] < other["target"] == pytest.approx(0.7) and other["target_epochs"] > 1.5
+    assert sum(g["share"] for g in mixture["groups"].values()) == pytest.approx(1)
+    assert "other: " in short.stdout and "short of its target" in short.stdout
+
+
+def write_rules(tmp_path):
+    from tests.pipeline.remix.conftest import DEMO_RULES
+
+    path = tmp_path / "remix.yaml"
+    path.write_text(json.dumps({"rules": DEMO_RULES}))  # JSON is YAML
+    return path
+
+
+def test_token_counts_are_what_pack_packs(remix_input, tokenizer_dir, tmp_path):
+    result = run_remix([remix_input], tmp_path / "remix", mixture={"tokenizer": str(tokenizer_dir), "temperature": 0.5})
+    assert result.ok
+    mixture = read_json(tmp_path / "remix/mixture.json")
+    assert mixture["unit"] == "tokens" and mixture["method"] == "temperature"
+    assert run_pack(tmp_path / "remix", tmp_path / "shards", tokenizer_dir).ok
+    manifest = read_json(tmp_path / "shards/manifest.json")
+    packed = manifest["blend"]["mixture"]["groups"]
+    for name, group in mixture["groups"].items():
+        assert packed[name]["tokens"] == group["tokens"] and packed[name]["documents"] == group["documents"]
+        assert packed[name]["epochs"] == pytest.approx(group["epochs"])  # same unit: the same epochs
+    shown = CliRunner().invoke(app, ["shards", "inspect", str(tmp_path / "shards")], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "the blend: remix mixture (temperature)" in shown.stdout and "culture-00000" in shown.stdout
+    as_json = json.loads(CliRunner().invoke(app, ["shards", "inspect", str(tmp_path / "shards"), "--json"]).stdout)
+    assert as_json["mixture"]["groups"] == packed and as_json["blend"]["method"] == "mixture"
+
+
+def test_documents_no_rule_places_go_by_the_classifier(remix_input, lid_model_path, tmp_path):
+    """The classifier path with a real fastText model: lid.176 as a two-label "topic" model (Chinese
+    pages become `zh`, English ones `en`); rules still come first."""
+    classifier = {"model": str(lid_model_path), "labels": {"__label__zh": "zh", "en": "en"}, "min_score": 0.5}
+    result = run_remix([remix_input], tmp_path / "out", rules=["kepu.*=stem"], classifier=classifier)
+    assert result.ok
+    after = rows(tmp_path / "out")
+    for row in after:
+        expected = "stem" if row["url"].startswith("https://kepu.") else row["lang"]  # filter kept en and zh only
+        assert row["group"] == expected, row["url"]
+    counters = read_json(tmp_path / "out/_stats.json")["counters"]
+    kepu = sum(row["url"].startswith("https://kepu.") for row in after)
+    assert kepu >= 2 and counters["labelled_by:rule"] == kepu and counters["labelled_by:classifier"] == 38 - kepu
+    with pytest.raises(ValueError, match="has no label.s. __label__xx"):
+        run_remix([remix_input], tmp_path / "bad", rules=[], classifier={**classifier, "labels": {"xx": "other"}})
+
+
+def test_pack_takes_a_remix_folder_alone(remixed, remix_input, tokenizer_dir, tmp_path):
+    from crawlmill.pipeline.pack.config import PackConfig
+    from crawlmill.pipeline.pack.stage import PackStage
+
+    with pytest.raises(ValueError, match="is remix output .* pack it alone"):
+        PackStage(PackConfig(inputs=[str(remixed), str(remix_input)], tokenizer=str(tokenizer_dir)))
