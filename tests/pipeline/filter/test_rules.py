@@ -1,24 +1,21 @@
 """The acceptance bar of the filters: clean English and Chinese text passes, junk in both languages is
 dropped with the reason its kind calls for, and where datatrove's classes fall short for Chinese."""
 
-import json
 from collections import Counter
 
-import pytest
 from datatrove.data import Document
-from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter, GopherRepetitionFilter
+from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
 
 from crawlmill.pipeline.filter.config import FilterConfig
-from crawlmill.pipeline.filter.langid import FastTextLanguageId
-from crawlmill.pipeline.filter.rules import CjkC4Filter, CjkGopherRepetitionFilter, RuleChain
+from crawlmill.pipeline.filter.rules import CjkC4Filter, CjkGopherRepetitionFilter, LongLineC4Filter, LongLineFineWebFilter, RuleChain
 from crawlmill.pipeline.filter.words import word_tokenizer
-from tests.conftest import REPO
+from tests.pipeline.filter.conftest import CLEAN, JUNK
 
-JUNK = [json.loads(line) for line in (REPO / "tests/fixtures/filter_junk.jsonl").read_text(encoding="utf-8").splitlines()]
 # The reasons each kind of junk is expected to be dropped for (prefixes of `family:reason`).
 EXPECTED = {
     "navigation": ("gopher_quality:", "fineweb:short_line_ratio", "fineweb:list_ratio"),
-    "repeated_lines": ("gopher_repetition:dup_", "fineweb:char_dup_ratio"),
+    # a repeated block run into one line has no duplicate lines: only the n-gram rules see it
+    "repeated_lines": ("gopher_repetition:dup_", "fineweb:char_dup_ratio", "gopher_repetition:top_", "gopher_repetition:duplicated_"),
     "keyword_spam": ("gopher_repetition:top_", "gopher_repetition:duplicated_", "gopher_quality:gopher_enough_stop_words"),
     "lorem_ipsum": ("c4:lorem_ipsum", "lang_"),
     "code_dump": ("c4:curly_bracket", "lang_"),
@@ -28,29 +25,8 @@ EXPECTED = {
 }
 
 
-class Verdicts:
-    """LID then every rule of the detected language, as the filter stage decides (all failures kept)."""
-
-    def __init__(self, lid_model_path) -> None:
-        self.config = FilterConfig()
-        self.lid = FastTextLanguageId(lid_model_path)
-        self.chains = {lang: RuleChain(lang, self.config.rules_for(lang)) for lang in self.config.language_id.keep}
-
-    def reasons(self, text: str, lang_hint: str | None = None) -> list[str]:
-        lang, score = self.lid.predict(text)
-        keep = self.config.language_id.keep
-        lid_reason = [] if lang in keep and score >= keep[lang] else ["lang_not_kept" if lang not in keep else "lang_low_score"]
-        rules_lang = lang if lang in keep else lang_hint
-        return lid_reason + (self.chains[rules_lang].failures(text) if rules_lang in self.chains else [])
-
-
-@pytest.fixture(scope="module")
-def verdicts(lid_model_path):
-    return Verdicts(lid_model_path)
-
-
 def test_junk_in_both_languages_is_dropped_with_the_expected_reason(verdicts):
-    assert len(JUNK) >= 40 and Counter(d["lang"] for d in JUNK) == {"en": 23, "zh": 23}
+    assert Counter(d["lang"] for d in JUNK) == {"en": 28, "zh": 28}
     wrong = {}
     for doc in JUNK:
         reasons = verdicts.reasons(doc["text"], doc["lang"])
@@ -67,28 +43,16 @@ def test_policy_pages_are_caught_by_the_policy_rule_itself(verdicts):
         assert "policy:policy_boilerplate" in verdicts.chains[doc["lang"]].failures(doc["text"])
 
 
-@pytest.fixture(scope="module")
-def chinese_paragraphs(shared_data):
-    lines = (shared_data / "text/zh/cmrc2018_contexts.txt").read_text(encoding="utf-8").splitlines()
-    return [line.strip() for line in lines if len(line.strip()) >= 200]
-
-
-@pytest.fixture(scope="module")
-def english_articles(shared_data):
-    lines = (shared_data / "text/en/wikitext-2-valid.articles.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(line)["text"] for line in lines]
-
-
-def test_clean_chinese_wikipedia_passes(verdicts, chinese_paragraphs):
+def test_clean_chinese_wikipedia_passes(chinese_paragraphs, chinese_paragraph_verdicts):
     assert len(chinese_paragraphs) > 1000
-    reasons = Counter((verdicts.reasons(t) or [None])[0] for t in chinese_paragraphs)
-    assert reasons[None] >= 0.95 * len(chinese_paragraphs), reasons.most_common(8)
+    reasons = Counter(chinese_paragraph_verdicts)
+    assert reasons[None] >= 0.97 * len(chinese_paragraphs), reasons.most_common(8)
 
 
 def test_clean_english_wikipedia_passes(verdicts, english_articles):
     assert len(english_articles) == 60
-    reasons = Counter((verdicts.reasons(t) or [None])[0] for t in english_articles)
-    assert reasons[None] >= 0.95 * len(english_articles), reasons.most_common(8)
+    reasons = Counter(verdicts.first(t) for t in english_articles)
+    assert reasons[None] >= 0.98 * len(english_articles), reasons.most_common(8)
 
 
 def share_dropped(rule, texts) -> float:
@@ -102,13 +66,59 @@ def test_where_datatrove_falls_short_for_chinese(chinese_paragraphs):
     assert share_dropped(CjkC4Filter(language=jieba_words), chinese_paragraphs) < 0.02
     # Gopher quality with datatrove's defaults (English tokenizer, English stop words) -> nearly all dropped.
     assert share_dropped(GopherQualityFilter(), chinese_paragraphs) > 0.9
-    # Gopher repetition with jieba words: datatrove measures n-grams with inserted spaces, which
-    # drops more clean paragraphs (measured 1.8% against 1.4%).
+    # Gopher repetition with jieba words, Gopher's thresholds: datatrove measures n-grams with inserted
+    # spaces and counts punctuation marks as words, which drops more clean paragraphs (measured 1.8%
+    # against 0.8%; 1.4% when ours counted punctuation marks too).
     theirs = share_dropped(GopherRepetitionFilter(language=jieba_words), chinese_paragraphs)
     ours = share_dropped(CjkGopherRepetitionFilter(language=jieba_words), chinese_paragraphs)
-    assert ours < 0.02 and theirs > ours
+    assert ours < 0.01 and theirs > 2 * ours
 
 
 def test_english_rules_are_datatrove_classes():
     chain = RuleChain("en", FilterConfig().rules_for("en"))
-    assert {type(rule).__module__.split(".")[0] for family, rule in chain.filters if family != "policy"} == {"datatrove"}
+    datatrove = (GopherQualityFilter, GopherRepetitionFilter, C4QualityFilter, FineWebQualityFilter)
+    assert all(isinstance(rule, datatrove) for family, rule in chain.filters if family != "policy")
+    assert {type(rule) for _, rule in chain.filters} >= {LongLineC4Filter, LongLineFineWebFilter}
+
+
+def text_of(doc_id: str) -> str:
+    return next(d["text"] for d in CLEAN + JUNK if d["id"] == doc_id)
+
+
+def kept(rule, text: str) -> bool:
+    return rule.filter(Document(text=text, id="")) is True
+
+
+def test_fineweb_reads_the_sentences_of_a_document_of_long_lines():
+    english = word_tokenizer("en")
+    theirs, ours = FineWebQualityFilter(language=english), LongLineFineWebFilter(language=english)
+    email = text_of("en-email-01")  # one line that ends "Best regards, Daniel"
+    assert theirs.filter(Document(text=email, id="")) == (False, "line_punct_ratio")
+    assert kept(ours, email)
+    assert not kept(ours, text_of("en-spam-04"))  # one unpunctuated line: no sentence ends in punctuation
+    # Pages of short lines are judged as datatrove judges them: the only junk fixtures decided
+    # differently are one line of keyword spam and one cookie banner, both written in sentences
+    # (dropped by gopher_repetition and policy).
+    differ = {d["id"] for d in JUNK if d["lang"] == "en" and kept(theirs, d["text"]) != kept(ours, d["text"])}
+    assert differ == {"en-spam-05", "en-cookie-04"}
+
+
+def test_c4_reads_the_sentences_of_a_document_of_long_lines():
+    english = word_tokenizer("en")
+    theirs = C4QualityFilter(language=english, filter_no_terminal_punct=False)
+    ours = LongLineC4Filter(language=english, filter_no_terminal_punct=False)
+    post = text_of("en-forum-04")  # one line with "courses in Python and JavaScript"
+    assert theirs.filter(Document(text=post, id="")) == (False, "too_few_sentences")
+    assert kept(ours, post)
+    differ = [d["id"] for d in JUNK if d["lang"] == "en" and kept(theirs, d["text"]) != kept(ours, d["text"])]
+    assert differ == ["en-cookie-04"]  # a one-line cookie banner, dropped by the policy rule
+
+
+def test_chinese_n_grams_are_words_without_punctuation_marks():
+    """A medical abstract that follows each result with "差异有统计学意义(P<0.05)": with the marks as
+    words, its duplicated 10-grams reach 2.3x Gopher's threshold (datatrove's measure too); without, 1.3x."""
+    jieba_words = word_tokenizer("zh")
+    abstract = text_of("zh-abstract-13")
+    twice_gopher = {"top_n_grams": (), "dup_n_grams": ((10, 0.2),)}
+    assert kept(CjkGopherRepetitionFilter(language=jieba_words, **twice_gopher), abstract)
+    assert not kept(GopherRepetitionFilter(language=jieba_words, **twice_gopher), abstract)

@@ -15,6 +15,20 @@ def test_chinese_sentences_end_at_chinese_punctuation_quotes_and_newlines():
     assert tok.sent_tokenize(text) == ["他说：“我们走吧！”", "大家都同意了。", "真的吗？", "标题一行", "最后一句没有句号"]
 
 
+def test_chinese_sentences_end_at_the_full_stops_of_technical_writing():
+    tok = JiebaWordTokenizer()
+    text = "本文提出了一种方法．准确率达到95.2%,比v2.3.1版本高.Zhang et al.的方法见Fig. 3.该方法2009年增长８．８％．采用LSTM. 结果良好."
+    assert tok.sent_tokenize(text) == [
+        "本文提出了一种方法．",  # full-width stop
+        "准确率达到95.2%,比v2.3.1版本高.",  # not at decimals or version strings; after Chinese
+        "Zhang et al.的方法见Fig. 3.",  # not after abbreviations; after a digit only before Chinese
+        "该方法2009年增长８．８％．",  # not at a full-width decimal point
+        "采用LSTM.",
+        "结果良好.",
+    ]
+    assert tok.sent_tokenize("访问www.example.org.cn获取e.g.，数据") == ["访问www.example.org.cn获取e.g.，数据"]
+
+
 class Counting(WordTokenizer):
     def __init__(self) -> None:
         super().__init__("en")
