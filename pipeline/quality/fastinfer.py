@@ -103,11 +103,13 @@ class FastInference:
             self.memo[token] = ((self.word_ids.get(token, -1) + 1) << 32) | h
 
     def _codes(self, flat: list[bytes]) -> np.ndarray:
-        codes = list(map(self.memo.get, flat))
-        if None in codes:
-            self._learn(list({t for t, c in zip(flat, codes) if c is None}))
-            codes = list(map(self.memo.__getitem__, flat))
-        return np.array(codes, dtype=np.int64)
+        # straight into an int64 array; -1 (no code is negative) marks a token not seen yet
+        codes = np.fromiter(map(self.memo.get, flat, itertools.repeat(-1)), dtype=np.int64, count=len(flat))
+        missing = np.flatnonzero(codes < 0)
+        if len(missing):
+            self._learn(list({flat[i] for i in missing.tolist()}))
+            codes[missing] = np.fromiter(map(self.memo.__getitem__, (flat[i] for i in missing.tolist())), dtype=np.int64, count=len(missing))
+        return codes
 
     def probabilities(self, lines: list[str]) -> np.ndarray:
         """(documents, labels) probabilities as fastText's predict reports them, labels in `self.labels` order."""
