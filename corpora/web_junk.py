@@ -16,6 +16,7 @@ every kind is there once `n >= len(KINDS)`:
 | `teaser_list` | a list page of truncated teasers ("Read more »", [详细]) with dates and pagination |
 | `listicle` | clickbait headlines numbered, made from the text's keywords and truncated sentences; sponsored blocks |
 | `word_salad` | real sentences through an article spinner / poor machine translation: wrong-sense synonyms, dropped articles, swapped words |
+| `notice` | an error or notice page (404, removed, maintenance, login or region wall, domain for sale): a line or two of notice, sometimes repeated, under a heading (as a main-text extractor leaves it) or in the site's menu, related posts and footer |
 
 Real vocabulary: keywords are the most frequent content words and adjacent content-word pairs of
 the paragraphs a page draws (English: regex words, stop words out; Chinese: jieba words of 2+ Han
@@ -52,7 +53,7 @@ from crawlmill.corpora.web_junk_phrases import EN, ZH
 
 KINDS: tuple[str, ...] = (
     "boilerplate", "cookie_wall", "keyword_stuffing", "product_listing", "comment_spam",
-    "link_farm", "sentence_salad", "teaser_list", "listicle", "word_salad",
+    "link_farm", "sentence_salad", "teaser_list", "listicle", "word_salad", "notice",
 )  # fmt: skip
 LANGS = ("en", "zh")
 MAX_CLEAN_WINDOW = 5
@@ -465,6 +466,17 @@ def _spin_zh(p: _Page, sentence: str) -> str:
     return "".join(out)
 
 
+def _notice(p: _Page) -> list[str]:
+    notices = p.fills("notices", p.rng.randint(1, 2))
+    if p.rng.random() < 0.3:  # the notice a template prints once per widget
+        notices = notices * p.rng.randint(2, 4)
+    p.title = notices[0]
+    if p.rng.random() < 0.5:  # as a main-text extractor leaves it: a heading and the notice
+        return [p.pick("notice_titles"), ""] + notices
+    lines = p.header((3, 9)) + [""] + notices + [""] + [" | ".join(p.picks("notice_links", p.rng.randint(1, 3)))]
+    return lines + p.related(p.rng.randint(2, 5)) + p.footer()
+
+
 def _word_salad(p: _Page) -> list[str]:
     p.title = p.fill(p.pick("salad_titles"))
     lines = p.header((3, 7)) + ["", p.title, p.fill(p.pick("bylines")), ""]
@@ -480,6 +492,7 @@ _GENERATORS: dict[str, Callable[[_Page], list[str]]] = {
     "boilerplate": _boilerplate, "cookie_wall": _cookie_wall, "keyword_stuffing": _keyword_stuffing,
     "product_listing": _product_listing, "comment_spam": _comment_spam, "link_farm": _link_farm,
     "sentence_salad": _sentence_salad, "teaser_list": _teaser_list, "listicle": _listicle, "word_salad": _word_salad,
+    "notice": _notice,
 }  # fmt: skip
 
 

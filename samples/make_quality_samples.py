@@ -25,7 +25,7 @@ from crawlmill.corpora.web_junk import junk_documents
 
 HERE = Path(__file__).resolve().parent / "quality"
 LANGS = ("en", "zh")
-WEB_DOCUMENTS = 60
+WEB_DOCUMENTS = 132  # twelve of every junk kind
 SEED = 13  # the issue that asked for this corpus
 
 
