@@ -32,8 +32,8 @@ Choices:
   subject (the lobster article's words are on both sides) and has to learn what a page looks like.
   Positives and negatives never share a paragraph.
 - **Negatives** are `web_junk.junk_documents` pages drawn from the pool's paragraphs, as many as
-  there are positives in that language (balanced classes), the eleven kinds in turn, so each kind is a
-  tenth. A pool paragraph may feed several junk pages: junk reuses text, and the pool is half the
+  there are positives in that language (balanced classes), the eleven kinds in turn, so each kind is an
+  eleventh. A pool paragraph may feed several junk pages: junk reuses text, and the pool is half the
   real text.
 - **Held-out real pages.** Every HTML page of the Common Crawl files in ../shared/data/cc, through the
   pipeline's own ingest (`IngestStage` via `run_part`: WARC response records, HTTP and charset
