@@ -96,13 +96,14 @@ class _LazySpec:
         "**Examples**\n\n"
         "* `crawlmill quality train --positive en=ref/en.jsonl zh=ref/zh.txt --negative out/dedup --output models/quality`\n\n"
         "* `crawlmill quality train --positive en=wiki.txt --negative en=cc.txt --per-language --output models/q`\n\n"
-        "* `crawlmill quality train --labels graded.jsonl --output models/edu`  (one class per grade; the score is the expected grade)"
+        "* `crawlmill quality train --labels graded.jsonl --output models/edu`  (one class per grade; the score is the expected grade)\n\n"
+        "* `crawlmill quality train --labels topics.jsonl --output models/topics`  (topic labels: remix's classifier.model)"
     ),
 )  # fmt: skip
 def train(
     positive: Optional[List[str]] = typer.Option(None, "--positive", help="Reference text: LANG=PATH (a pipeline folder, Parquet, JSONL, or text: one document a line)."),
     negative: Optional[List[str]] = typer.Option(None, "--negative", help="Web text, as --positive ([LANG=]PATH; without LANG= the rows' lang column)."),
-    labels: Optional[str] = typer.Option(None, "--labels", help="Graded examples: JSONL with text, grade (e.g. 0-5) and lang."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Labelled examples: JSONL with text, lang and grade (e.g. 0-5) or label (a topic, for remix's classifier)."),
     languages: Optional[List[str]] = typer.Option(None, "--language", help="Languages to train (repeat the flag; default en and zh)."),
     per_language: Optional[bool] = typer.Option(None, "--per-language", help="One model per language (default: one model for all)."),
     heldout: Optional[float] = typer.Option(None, "--heldout", help="Share of the documents held out for the report."),
@@ -110,5 +111,9 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the split, the sampling and fastText."),
     epoch: Optional[int] = typer.Option(None, "--epoch", help="fastText epochs."),
     word_ngrams: Optional[int] = typer.Option(None, "--word-ngrams", help="fastText word n-grams."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="fastText learning rate (DCLM's 0.1; more for a few hundred documents)."),
+    bucket: Optional[int] = typer.Option(None, "--bucket", help="fastText n-gram hash buckets (2M: an 800 MB model; fewer for small data)."),
+    min_chars: Optional[int] = typer.Option(None, "--min-chars", help="Leave out documents shorter than this."),
+    balance: Optional[bool] = typer.Option(None, "--balance/--no-balance", help="Downsample the larger class of each language to the smaller's size."),
 ) -> None:
     """Train a fastText quality classifier (reference vs web text, or graded labels); report held-out ROC-AUC."""

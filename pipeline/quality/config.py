@@ -18,7 +18,8 @@ class ClassifierTrainConfig:
     # (text[, lang]) or plain text (one document a line); without LANG= a row's `lang` column decides.
     positive: list[str] = field(default_factory=list, metadata={"path": "spec"})
     negative: list[str] = field(default_factory=list, metadata={"path": "spec"})
-    # Or graded examples: JSONL with text, grade (e.g. an LLM annotator's 0-5) and optionally lang.
+    # Or labelled examples: JSONL with text, and grade (a number, e.g. an LLM annotator's 0-5) or label
+    # (a topic name, for remix's topic classifier), and optionally lang.
     labels: str | None = field(default=None, metadata={"path": True})
     languages: list[str] = field(default_factory=lambda: ["en", "zh"])  # documents of other languages are left out
     per_language: bool = False  # one model per language, else one model for all languages
@@ -40,7 +41,7 @@ class ClassifierTrainConfig:
 
     def __post_init__(self) -> None:
         if self.labels is None and not (self.positive and self.negative):
-            raise ValueError("give positive and negative text (--positive/--negative), or graded --labels")
+            raise ValueError("give positive and negative text (--positive/--negative), or --labels (graded or topic examples)")
         if self.labels is not None and (self.positive or self.negative):
             raise ValueError("give either --labels or --positive/--negative, not both")
         if not 0 < self.heldout < 1:

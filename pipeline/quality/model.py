@@ -7,6 +7,8 @@ the probability of `positive_label` with the `newlines` text preparation unless 
 The score of a document: the probability of the positive label (binary models), or the expected
 grade Σ p(grade) · grade (models trained on graded labels, e.g. an LLM annotator's 0-5, as
 FineWeb-Edu); documents in a language the model has no classifier for get no score (NaN).
+A topic model (trained on topic labels) has no score: `top_labels` gives each document's most
+probable label and its probability (remix places documents in groups with it).
 
     model = QualityModel.load("out/quality-model")
     scores = model.score(["some text", "一些文本"], ["en", "zh"])
@@ -17,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -33,6 +35,7 @@ class ModelInfo:
     models: dict[str, str]  # language (or "*") -> model file, relative to the folder
     positive_label: str = "__label__hq"
     grades: dict[str, float] | None = None  # graded models: label -> grade
+    topics: list[str] | None = None  # topic models: their labels (no quality score)
     normalize: str = "crawlmill"
     format: str = FORMAT
     settings: dict[str, Any] = field(default_factory=dict)
@@ -48,6 +51,27 @@ def write_model_info(folder: Path, info: ModelInfo) -> None:
     atomic_write_json(folder / MODEL_FILE, asdict(info))
 
 
+def read_model_info(path: str | Path, positive_label: str = "__label__hq", normalize: str = "newlines") -> ModelInfo:
+    """A model's settings without loading it: a folder's quality_model.json, or a fastText file's defaults."""
+    path = Path(path)
+    if path.is_dir():
+        if not (path / MODEL_FILE).is_file():
+            raise FileNotFoundError(f"{path}: no {MODEL_FILE} (a `crawlmill quality train` folder, or give a fastText model file)")
+        return ModelInfo(**json.loads((path / MODEL_FILE).read_text(encoding="utf-8")))
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model file or folder")
+    return ModelInfo(models={ALL: path.name}, positive_label=positive_label, normalize=normalize)
+
+
+def model_digest(path: str | Path) -> dict[str, str]:
+    """sha256 of a model's files (a folder's models and settings, or the one file): its identity in fingerprints."""
+    from crawlmill.files import sha256_file
+
+    path = Path(path)
+    files = sorted(path.glob("*.bin")) + sorted(path.glob("*.json")) if path.is_dir() else [path]
+    return {f.name: sha256_file(f) for f in files if f.name != "train_report.json"}
+
+
 class QualityModel:
     def __init__(self, info: ModelInfo, models: dict[str, Any]) -> None:
         from .fastinfer import FastInference, unsupported_reason
@@ -57,21 +81,17 @@ class QualityModel:
         self.fast = {key: FastInference(m) for key, m in models.items() if unsupported_reason(m) is None}
 
     @classmethod
-    def load(cls, path: str | Path, positive_label: str = "__label__hq", normalize: str = "newlines") -> "QualityModel":
+    def load(cls, path: str | Path, positive_label: str | None = "__label__hq", normalize: str = "newlines") -> "QualityModel":
+        """A model folder (its settings from quality_model.json) or a fastText file; `positive_label`
+        None: any labels (the model is read with `top_labels` only)."""
         import fasttext
 
-        path = Path(path)
-        if path.is_dir():
-            if not (path / MODEL_FILE).is_file():
-                raise FileNotFoundError(f"{path}: no {MODEL_FILE} (a `crawlmill quality train` folder, or give a fastText model file)")
-            info = ModelInfo(**json.loads((path / MODEL_FILE).read_text(encoding="utf-8")))
-            files = {lang: path / name for lang, name in info.models.items()}
-        else:
-            info = ModelInfo(models={ALL: path.name}, positive_label=positive_label, normalize=normalize)
-            files = {ALL: path}
+        info = read_model_info(path, positive_label or "__label__hq", normalize)
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
+        files = {lang: folder / name for lang, name in info.models.items()}
         models = {lang: fasttext.load_model(str(file)) for lang, file in files.items()}
         labels = set(models[next(iter(models))].get_labels())
-        if info.grades is None and info.positive_label not in labels:
+        if positive_label is not None and info.grades is None and info.topics is None and info.positive_label not in labels:
             raise ValueError(f"{path}: the model has no label {info.positive_label!r} (it has {', '.join(sorted(labels))}); set positive_label")
         return cls(info, models)
 
@@ -79,21 +99,41 @@ class QualityModel:
         """The model that scores a language ("*" serves all), or None."""
         return lang if lang in self.models else (ALL if ALL in self.models else None)
 
-    def score(self, texts: list[str], langs: list[str | None]) -> np.ndarray:
-        """Scores (float32; NaN where the document's language has no model), in input order."""
-        scores = np.full(len(texts), np.nan, dtype=np.float32)
+    def _probabilities(self, texts: list[str], langs: list[str | None]) -> Iterator[tuple[list[int], list[str], np.ndarray]]:
+        """Per model: (the rows it scores, its labels, their probabilities as fastText reports them)."""
         keys = [self.key_for(lang) for lang in langs]
-        for key in set(keys) - {None}:
+        for key in sorted(set(keys) - {None}):
             rows = [i for i, k in enumerate(keys) if k == key]
             lines = [prepare(texts[i], langs[i], self.info.normalize) for i in rows]
             if key in self.fast:
-                labels, probabilities = self.fast[key].labels, np.minimum(self.fast[key].probabilities(lines), 1.0)
-                scores[rows] = self._read_matrix(labels, probabilities)
+                yield rows, self.fast[key].labels, np.minimum(self.fast[key].probabilities(lines), 1.0)
                 continue
+            labels = self.models[key].get_labels()
+            matrix = np.zeros((len(rows), len(labels)))
             predicted_labels, predicted = self.models[key].predict(lines, k=-1)
-            for i, doc_labels, doc_probs in zip(rows, predicted_labels, predicted):
-                scores[i] = self._read_matrix(list(doc_labels), np.minimum(doc_probs, 1.0)[None, :])[0]
+            column = {label: j for j, label in enumerate(labels)}
+            for r, (doc_labels, doc_probs) in enumerate(zip(predicted_labels, predicted)):
+                matrix[r, [column[label] for label in doc_labels]] = np.minimum(doc_probs, 1.0)
+            yield rows, labels, matrix
+
+    def score(self, texts: list[str], langs: list[str | None]) -> np.ndarray:
+        """Scores (float32; NaN where the document's language has no model), in input order."""
+        if self.info.topics is not None:
+            raise ValueError("a topic model gives labels (top_labels), not a quality score")
+        scores = np.full(len(texts), np.nan, dtype=np.float32)
+        for rows, labels, probabilities in self._probabilities(texts, langs):
+            scores[rows] = self._read_matrix(labels, probabilities)
         return scores
+
+    def top_labels(self, texts: list[str], langs: list[str | None]) -> tuple[list[str | None], np.ndarray]:
+        """Each document's most probable label (None where its language has no model) and its probability."""
+        top: list[str | None] = [None] * len(texts)
+        probability = np.zeros(len(texts), dtype=np.float32)
+        for rows, labels, matrix in self._probabilities(texts, langs):
+            best = matrix.argmax(axis=1)
+            for r, i in enumerate(rows):
+                top[i], probability[i] = labels[best[r]], matrix[r, best[r]]
+        return top, probability
 
     def _read_matrix(self, labels: list[str], probabilities: np.ndarray) -> np.ndarray:
         """Each row's score: P(positive label), or the expected grade Σ p(label) · grade."""

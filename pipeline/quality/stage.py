@@ -29,14 +29,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawlmill.files import atomic_path, atomic_write_json, sha256_file
+from crawlmill.files import atomic_path, atomic_write_json
 
 from ..parts import PARQUET_OPTIONS, PartSink, input_parts, part_name
 from ..runner import StageContext, Task
-from ..stage import PartStage, PartTask, Stage, StageResult, run_parts
+from ..stage import StageInputError, PartStage, PartTask, Stage, StageResult, run_parts
 from . import buckets as hist
 from .config import QualityConfig
-from .model import QualityModel
+from .model import QualityModel, model_digest, read_model_info
 
 QUALITY_FIELDS = [pa.field("quality_score", pa.float32()), pa.field("quality_bucket", pa.int8())]
 SCORE_SCHEMA = pa.schema([pa.field("quality_score", pa.float32())])
@@ -127,6 +127,8 @@ class QualityStage(Stage):
         super().__init__(config)
         if config.model is None and config.train is None:
             raise ValueError("quality needs a model: --model MODEL_DIR (or a `train:` section in the run config)")
+        if config.model is not None and read_model_info(config.model).topics is not None:
+            raise ValueError(f"{config.model}: a topic model (trained on topic labels) gives groups, not a quality score; it belongs in remix's classifier.model")
         self.parts = [part for folder in config.inputs for part in input_parts(folder)]
         self.schema = self._schema()
 
@@ -142,7 +144,7 @@ class QualityStage(Stage):
 
     def fingerprint(self) -> dict[str, Any]:
         c = self.config
-        model: Any = {"train": json.loads(json.dumps(c.train.__dict__))} if c.model is None else _model_digest(Path(c.model))
+        model: Any = {"train": json.loads(json.dumps(c.train.__dict__))} if c.model is None else model_digest(c.model)
         return {"model": model, "positive_label": c.positive_label, "normalize": c.normalize, "mode": c.mode,
                 "keep_top": c.keep_top, "threshold": c.threshold, "buckets": c.buckets}  # fmt: skip
 
@@ -152,9 +154,11 @@ class QualityStage(Stage):
         if model is None:
             model = str(ctx.output / MODEL_DIR)
             ctx.step("train_model", train_model_task, [Task("model", (c.train, model))], title="quality train")
+            if read_model_info(model).topics is not None:
+                raise StageInputError(f"quality.train.labels {c.train.labels}: topic labels train a topic model (remix's classifier), not a quality score; give grades")
         tasks = [Task(part_name(i), (i, path, work, c.batch_rows), label=path) for i, path in enumerate(self.parts)]
         scored = ctx.node_step("score", load_model, score_part, tasks, shared=(model, c.positive_label, c.normalize), title="quality score")
-        max_score = QualityModel.load(model, c.positive_label, c.normalize).info.max_score if self.parts else 1.0
+        max_score = read_model_info(model, c.positive_label, c.normalize).max_score
         cuts = self._cuts([scored[t.key] for t in tasks], max_score)
         stats = run_parts(ctx, QualityOutput(c, self.parts, work, cuts, self.schema))
         kept = {lang: stats["counters"].get(f"kept:{lang}", 0) for lang in cuts}
@@ -186,11 +190,6 @@ class QualityStage(Stage):
         return lines
 
 
-def _model_digest(path: Path) -> dict[str, str]:
-    files = sorted(path.glob("*.bin")) + sorted(path.glob("*.json")) if path.is_dir() else [path]
-    return {f.name: sha256_file(f) for f in files if f.name != "train_report.json"}
-
-
 class QualityTrainStage(Stage):
     """`crawlmill quality train`: the classifier, as one Ray task, into a model folder."""
 
@@ -218,6 +217,9 @@ class QualityTrainStage(Stage):
         report = json.loads((result.output_dir / "train_report.json").read_text())
         lines = [f"[green]quality model trained[/green] → {result.output_dir}: {report['documents']['train']:,} training documents, models {', '.join(report['models'].values())}"]
         for lang, figures in report["heldout"].items():
+            if "accuracy" in figures:  # a topic model
+                lines.append(f"  {lang} held out ({figures['documents']:,} documents): accuracy {figures['accuracy']:.4f}, macro F1 {figures['macro_f1']:.4f}")
+                continue
             auc = "n/a" if figures["roc_auc"] is None else f"{figures['roc_auc']:.4f}"
             lines.append(f"  {lang} held out ({figures['documents']:,} documents): ROC-AUC {auc}, F1 {figures['f1']:.4f}, precision of the top 10% {figures['precision_top_10pct']:.4f}")
         return lines

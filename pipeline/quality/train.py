@@ -1,8 +1,9 @@
 """Train the quality classifier: fastText on reference (positive) vs web (negative) text, or on graded
-labels, with a held-out split and a report of how well it ranks.
+or topic labels, with a held-out split and a report of how well it ranks.
 
     crawlmill quality train --positive en=ref/en.jsonl zh=ref/zh.txt --negative out/dedup --output models/quality
     crawlmill quality train --labels graded.jsonl --output models/edu        # {"text", "grade", "lang"} lines
+    crawlmill quality train --labels topics.jsonl --output models/topics     # {"text", "label", "lang"} lines
 
 DCLM's recipe: `fasttext.train_supervised` with lr 0.1, dim 100, ws 5, epoch 5, minCount 1,
 wordNgrams 2, two labels `__label__hq` / `__label__cc`, the score P(hq). Differences, for the points
@@ -15,6 +16,9 @@ training deterministic (same data and seed: the same model bytes).
 
 Graded labels (an annotator's 0-5, as FineWeb-Edu) train one class per grade; the score is the
 expected grade, and the report's binary figures count a grade >= `grade_threshold` as good.
+Topic labels (`label`: a name, e.g. code, news, recipes) train one class per topic, for remix's
+topic classifier (its `classifier.model` takes this folder); the report has each language's held-out
+accuracy and macro F1.
 
 Output folder: model.bin (or model-<lang>.bin), quality_model.json (model.py), train_report.json.
 """
@@ -66,17 +70,33 @@ def read_documents(specs: list[str], counts: Counter) -> Iterator[tuple[str, str
     counts.update({f"unreadable:{k}": v for k, v in unreadable.bad_records.items()})
 
 
-def _graded(path: str, default_lang: str, counts: Counter) -> Iterator[tuple[str, str, float]]:
+def _labelled(path: str, default_lang: str, counts: Counter) -> Iterator[tuple[str, str, str | float]]:
+    """(text, lang, grade or topic) of each line of a labels file; a file holds grades or topics, not both."""
+    kinds: set[str] = set()
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            yield row["text"], row.get("lang") or default_lang, float(row["grade"])
+            if "grade" in row:
+                value: str | float = float(row["grade"])
+            else:
+                value = str(row["label"]).strip().removeprefix("__label__")
+                if not value or any(c.isspace() for c in value):
+                    raise ValueError("a label is one word")
+            text = row["text"]
+            if not isinstance(text, str):
+                raise TypeError("text is not a string")
         except (ValueError, KeyError, TypeError):
             counts["unreadable:bad_label_line"] += 1
             if counts["unreadable:bad_label_line"] == 1:
-                print(f"{path}:{number}: expected a JSON object with text and grade; such lines are counted and skipped", file=sys.stderr)
+                print(f"{path}:{number}: expected a JSON object with text and a grade (a number) or a label (a word); such lines are counted and skipped", file=sys.stderr)
+            continue
+        kinds.add("grade" if isinstance(value, float) else "label")
+        counts["labels_are:topics" if isinstance(value, str) else "labels_are:grades"] = 1
+        if len(kinds) > 1:
+            raise ValueError(f"{path}:{number}: the file mixes grades and topic labels; train them apart")
+        yield text, row.get("lang") or default_lang, value
 
 
 def _heldout(text: str, share: float, seed: int) -> bool:
@@ -98,8 +118,8 @@ def collect(config: ClassifierTrainConfig) -> tuple[list[tuple[str, str, str]], 
             examples.setdefault((label, lang), []).append(text)
 
     if config.labels is not None:
-        for text, lang, grade in _graded(config.labels, config.languages[0], counts):
-            add(f"__label__{grade:g}", text, lang)
+        for text, lang, value in _labelled(config.labels, config.languages[0], counts):
+            add(f"__label__{value:g}" if isinstance(value, float) else f"__label__{value}", text, lang)
     else:
         for label, specs in ((POSITIVE, config.positive), (NEGATIVE, config.negative)):
             for text, lang in read_documents(specs, counts):
@@ -157,10 +177,43 @@ def binary_report(scores: np.ndarray, good: np.ndarray, cut: float) -> dict[str,
     }  # fmt: skip
 
 
-def train_classifier(config: ClassifierTrainConfig, output: str) -> dict[str, Any]:
-    """Train into `output` (a folder); returns the report (also written as train_report.json)."""
+def topic_report(predicted: list[str | None], truth: list[str]) -> dict[str, Any]:
+    """Accuracy and macro F1 (over the true labels) of a topic model's top labels."""
+    f1s = []
+    for label in sorted(set(truth)):
+        true_positive = sum(p == t == label for p, t in zip(predicted, truth))
+        precision = true_positive / max(sum(p == label for p in predicted), 1)
+        recall = true_positive / max(sum(t == label for t in truth), 1)
+        f1s.append(2 * precision * recall / max(precision + recall, 1e-12))
+    accuracy = sum(p == t for p, t in zip(predicted, truth)) / max(len(truth), 1)
+    return {"documents": len(truth), "accuracy": round(accuracy, 4), "macro_f1": round(float(np.mean(f1s)), 4)}
+
+
+def _train_fasttext(data: str, model_file: str, params: dict[str, Any]) -> None:
     import fasttext
 
+    fasttext.train_supervised(input=data, **params).save_model(model_file)
+
+
+def train_in_fresh_process(data: str, model_file: str, params: dict[str, Any]) -> None:
+    """fastText's supervised training, in a process of its own. Measured: in a process that has
+    trained a model before, the same data and seed can give another model, or "Encountered NaN"
+    (fastText reads memory it did not initialise, which a fresh process has zeroed); in a fresh
+    process the model is the same bytes every time."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        try:
+            pool.submit(_train_fasttext, data, model_file, params).result()
+        except RuntimeError as error:
+            if "NaN" in str(error):
+                raise ValueError(f"fastText training diverged (NaN) at lr {params['lr']}: lower the learning rate") from error
+            raise
+
+
+def train_classifier(config: ClassifierTrainConfig, output: str) -> dict[str, Any]:
+    """Train into `output` (a folder); returns the report (also written as train_report.json)."""
     started = time.perf_counter()
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)
@@ -175,23 +228,29 @@ def train_classifier(config: ClassifierTrainConfig, output: str) -> dict[str, An
         name = "model.bin" if key == ALL else f"model-{key}.bin"
         with atomic_path(folder / f"{name}.train.txt") as data, atomic_path(folder / name) as model_file:
             _write_training_file(data, subset, config.seed)
-            model = fasttext.train_supervised(
-                input=str(data), lr=config.lr, dim=config.dim, ws=config.ws, epoch=config.epoch, minCount=config.min_count,
+            params = dict(
+                lr=config.lr, dim=config.dim, ws=config.ws, epoch=config.epoch, minCount=config.min_count,
                 wordNgrams=config.word_ngrams, bucket=config.bucket, thread=config.threads, seed=config.seed, verbose=0,
             )  # fmt: skip
-            model.save_model(str(model_file))
+            train_in_fresh_process(str(data), str(model_file), params)
         (folder / f"{name}.train.txt").unlink()
         models[key] = name
     if not models:
         raise ValueError(f"no training documents in {', '.join(config.languages)} (read {counts['read']:,}; see the counts)")
-    grades = {label: float(label.removeprefix("__label__")) for label in sorted({r[0] for r in rows})} if config.labels else None
-    info = ModelInfo(models=models, positive_label=POSITIVE, grades=grades, normalize="crawlmill", settings=json.loads(json.dumps(config.__dict__)))
+    labels = sorted({r[0] for r in rows})
+    topics = labels if counts["labels_are:topics"] else None
+    grades = {label: float(label.removeprefix("__label__")) for label in labels} if config.labels and topics is None else None
+    settings = json.loads(json.dumps(config.__dict__))
+    info = ModelInfo(models=models, positive_label=POSITIVE, grades=grades, topics=topics, normalize="crawlmill", settings=settings)
     write_model_info(folder, info)
     scorer = QualityModel.load(folder)
     evaluation = {}
     for lang in config.languages:
         subset = [r for r in held if r[1] == lang]
         if not subset:
+            continue
+        if topics:
+            evaluation[lang] = topic_report(scorer.top_labels([r[2] for r in subset], [lang] * len(subset))[0], [r[0] for r in subset])
             continue
         scores = scorer.score([r[2] for r in subset], [lang] * len(subset))
         if grades:

@@ -100,7 +100,8 @@ class Rule:
 class ClassifierConfig:
     """A fastText topic classifier for documents no rule places (labels.py)."""
 
-    model: str | None = field(default=None, metadata={"path": True})  # fastText .bin/.ftz; None: no classifier
+    # a `crawlmill quality train --labels topics.jsonl` folder or a fastText .bin/.ftz; None: no classifier
+    model: str | None = field(default=None, metadata={"path": True})
     labels: dict[str, str] = field(default_factory=dict)  # model label (`__label__code` or `code`) -> group
     min_score: float = 0.5  # a top label below this probability leaves the document to the default group
 
@@ -199,7 +200,7 @@ class RemixConfig:
 
     def check(self) -> None:
         """Files the config names must be usable: the classifier model, the tokenizer folder."""
-        if self.classifier.model is not None and not Path(self.classifier.model).is_file():
+        if self.classifier.model is not None and not Path(self.classifier.model).exists():
             raise FileNotFoundError(f"classifier.model: {self.classifier.model} does not exist")
         if self.mixture.tokenizer is not None:
             from ..pack.tokenizer import inspect_tokenizer_dir

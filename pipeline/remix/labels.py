@@ -7,14 +7,14 @@
   at least `min_score` and the label is mapped; else `default_group`. `how` says which of the
   three decided ("rule", "classifier", "default"); the stage counts them.
 
-The classifier is any fastText supervised model (`fasttext.train_supervised` with topic labels),
-scored with the `fasttext` module directly, one model per worker process. Its input is the
-document's text on one line (newlines become spaces), as fastText reads lines; a model trained on
-other preprocessing (e.g. Chinese segmented into words) scores worse, so once the quality stage's
-scorer lands (pipeline/quality/) this should score through it, with its preprocessing.
+The classifier is a topic model of `crawlmill quality train --labels topics.jsonl` (a folder: its
+text preparation, Chinese segmented into words, and one model per language if so trained) or any
+fastText supervised model file (its input the document on one line, newlines as spaces, as fastText
+reads lines). It scores through the quality stage's QualityModel, a batch at a time (batched numpy
+inference where exact), one model per worker process.
 
     labeler = Labeler(RemixConfig(rules=[Rule("*.wikipedia.org", "encyclopedia")]))
-    labeler.label("https://en.wikipedia.org/wiki/Tide", "...")   # ('wikipedia.org', 'encyclopedia', 'rule')
+    labeler.label_batch(["https://en.wikipedia.org/wiki/Tide"], ["..."], ["en"])   # [('wikipedia.org', 'encyclopedia', 'rule')]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import fnmatch
 import re
 from typing import Any, Callable
 
+from ..quality.model import QualityModel
 from ..stage import StageInputError
 from ..urls import host_and_path, registered_domain
 from .config import ClassifierConfig, RemixConfig, Rule
@@ -54,36 +55,33 @@ class UrlRule:
         return self.path is None or bool(self.path(path))
 
 
-_MODELS: dict[str, Any] = {}
+_MODELS: dict[str, QualityModel] = {}
 
 
-def load_fasttext(path: str) -> Any:
+def load_model(path: str) -> QualityModel:
     """One loaded model per worker process (a Ray worker runs many part tasks)."""
     if path not in _MODELS:
-        import fasttext
-
         _MODELS.clear()
-        _MODELS[path] = fasttext.load_model(path)
+        _MODELS[path] = QualityModel.load(path, positive_label=None)
     return _MODELS[path]
 
 
 class TopicClassifier:
     def __init__(self, config: ClassifierConfig) -> None:
-        self.model = load_fasttext(str(config.model))
+        self.model = load_model(str(config.model))
         self.min_score = config.min_score
         self.groups = {LABEL_PREFIX + label.removeprefix(LABEL_PREFIX): group for label, group in config.labels.items()}
-        known = set(self.model.get_labels())
+        known = set(self.model.models[next(iter(self.model.models))].get_labels())
         missing = sorted(label for label in self.groups if label not in known)
         if missing:
             raise StageInputError(
                 f"classifier.labels: {config.model} has no label(s) {', '.join(missing)}; its labels are {', '.join(sorted(known))}"
             )
 
-    def group(self, text: str) -> str | None:
-        labels, scores = self.model.predict(text.replace("\n", " "), k=1)
-        if not labels or float(scores[0]) < self.min_score:
-            return None
-        return self.groups.get(labels[0])
+    def groups_of(self, texts: list[str], langs: list[str | None]) -> list[str | None]:
+        """Each document's group: its top label's, when mapped and at least min_score; else None."""
+        labels, scores = self.model.top_labels(texts, langs)
+        return [self.groups.get(label) if label is not None and score >= self.min_score else None for label, score in zip(labels, scores.tolist())]
 
 
 class Labeler:
@@ -94,15 +92,22 @@ class Labeler:
         self.classifier = TopicClassifier(config.classifier) if config.classifier.model else None
         self.default = config.default_group
 
-    def label(self, url: str | None, text: str) -> tuple[str, str, str]:
-        """(domain, group, how) of one document; how is rule, classifier or default."""
-        host, path = host_and_path(url)
-        domain = registered_domain(host)
-        for rule in self.rules:
-            if rule.matches(host, path):
-                return domain, rule.group, "rule"
-        if self.classifier is not None:
-            group = self.classifier.group(text)
-            if group is not None:
-                return domain, group, "classifier"
-        return domain, self.default, "default"
+    def label_batch(self, urls: list[str | None], texts: list[str], langs: list[str | None]) -> list[tuple[str, str, str]]:
+        """(domain, group, how) of each document; how is rule, classifier or default."""
+        out: list[tuple[str, str, str] | None] = []
+        unplaced = []
+        for i, url in enumerate(urls):
+            host, path = host_and_path(url)
+            domain = registered_domain(host)
+            rule = next((r for r in self.rules if r.matches(host, path)), None)
+            out.append((domain, rule.group, "rule") if rule else None)
+            if rule is None:
+                unplaced.append((i, domain))
+        groups = self.classifier.groups_of([texts[i] for i, _ in unplaced], [langs[i] for i, _ in unplaced]) if self.classifier and unplaced else [None] * len(unplaced)
+        for (i, domain), group in zip(unplaced, groups):
+            out[i] = (domain, group, "classifier") if group is not None else (domain, self.default, "default")
+        return out  # type: ignore[return-value]
+
+    def label(self, url: str | None, text: str, lang: str | None = None) -> tuple[str, str, str]:
+        """One document's (domain, group, how)."""
+        return self.label_batch([url], [text], [lang])[0]

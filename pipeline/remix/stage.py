@@ -33,8 +33,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from crawlmill.files import atomic_write_json, sha256_file
+from crawlmill.files import atomic_write_json
 
+from ..quality.model import model_digest
 from ..pack.tokenizer import TokenizerInfo, inspect_tokenizer_dir
 from ..parts import PARTS_DIR, PartSink, PartStats, input_parts, part_name
 from ..runner import StageContext, Task
@@ -71,8 +72,8 @@ def label_part(settings: LabelSettings, index: int, source: str, output_dir: str
         for batch in parquet.iter_batches(batch_size=settings.config.batch_rows):
             rows = batch.to_pylist()
             tokens = encoder.encode_documents([r["text"] for r in rows])[1].tolist() if encoder else None
-            for k, row in enumerate(rows):
-                domain, group, how = labeler.label(row.get("url"), row["text"])
+            labels = labeler.label_batch([r.get("url") for r in rows], [r["text"] for r in rows], [r.get("lang") for r in rows])
+            for k, (row, (domain, group, how)) in enumerate(zip(rows, labels)):
                 if group not in sinks:
                     name = group_part_name(group, index)
                     sinks[group] = PartSink(Path(output_dir), index, source, "remix", schema, batch_bytes=SINK_BATCH_BYTES, name=name)
@@ -125,7 +126,7 @@ class RemixStage(Stage):
         mixture = {k: v for k, v in dataclasses.asdict(c.mixture).items() if k != "tokenizer"}
         classifier = None
         if c.classifier.model:
-            classifier = {"sha256": sha256_file(c.classifier.model), "labels": c.classifier.labels, "min_score": c.classifier.min_score}
+            classifier = {"sha256": model_digest(c.classifier.model), "labels": c.classifier.labels, "min_score": c.classifier.min_score}
         return {
             "rules": [dataclasses.asdict(rule) for rule in c.rules],
             "default_group": c.default_group,

@@ -17,6 +17,8 @@ def test_demo_config_runs_end_to_end(ray_local, tmp_path):
     config = yaml.safe_load((REPO / "configs/demo.yaml").read_text())
     config["output_dir"] = str(tmp_path / "demo-output")
     config["ingest"]["inputs"] = [str(REPO / "configs" / p) for p in config["ingest"]["inputs"]]
+    for side in ("positive", "negative"):
+        config["quality"]["train"][side] = [f"{lang}={REPO / 'configs' / path}" for lang, path in (s.split("=", 1) for s in config["quality"]["train"][side])]
     (tmp_path / "demo.yaml").write_text(yaml.safe_dump(config))
     result = CliRunner().invoke(app, ["run", str(tmp_path / "demo.yaml"), "--no-progress"])
     assert result.exit_code == 0, result.output
@@ -30,6 +32,9 @@ def test_demo_config_runs_end_to_end(ray_local, tmp_path):
     assert deduped["in"] == filtered["kept"] and deduped["dropped"]["exact_duplicate"] >= 6  # republished pages
     report = json.loads((tmp_path / "demo-output/dedup/_report/report.json").read_text())
     assert [r["dump"] for r in report["within_single_dump"]] == ["CC-MAIN-2023-50", "CC-MAIN-2024-10"]
+    quality = json.loads((tmp_path / "demo-output/quality/_stats.json").read_text())
+    assert quality["in"] == quality["kept"] == deduped["kept"]  # label only: scored and bucketed, none dropped
+    assert_demo_classifier_ranks_clean_pages_above_junk(tmp_path / "demo-output")
     remixed = json.loads((tmp_path / "demo-output/remix/_stats.json").read_text())
     assert remixed["in"] == remixed["kept"] == deduped["kept"] and remixed["counters"]["groups"] == 4
     mixture = json.loads((tmp_path / "demo-output/remix/mixture.json").read_text())
@@ -55,6 +60,27 @@ def test_demo_config_runs_end_to_end(ray_local, tmp_path):
     shutil.rmtree(tmp_path / "demo-output")
 
 
+def assert_demo_classifier_ranks_clean_pages_above_junk(root: Path) -> None:
+    """The classifier the demo trained (on samples/quality, which shares no text with the sample
+    pages) scores every page ingest extracted: each language's clean pages all above its junk pages
+    (samples/pages/*.yaml say which is which; the filter drops the junk before the quality stage, so
+    the extracted pages are scored here)."""
+    import pyarrow.parquet as pq
+
+    from crawlmill.pipeline.quality.model import QualityModel
+
+    known = {page["url"]: page for path in sorted((REPO / "samples/pages").glob("pages_*.yaml")) for page in yaml.safe_load(path.read_text())["pages"]}
+    pages = [(row["text"], known[row["url"]]) for row in pq.read_table(root / "ingest").to_pylist() if row["url"] in known and known[row["url"]]["kind"] in ("clean", "junk")]
+    model = QualityModel.load(root / "quality/_model")
+    scores = model.score([text for text, _ in pages], [page["lang"] for _, page in pages])
+    for lang in ("en", "zh"):
+        clean = [s for (_, page), s in zip(pages, scores) if page["lang"] == lang and page["kind"] == "clean"]
+        junk = [s for (_, page), s in zip(pages, scores) if page["lang"] == lang and page["kind"] == "junk"]
+        assert len(clean) >= 10 and len(junk) >= 3 and min(clean) > max(junk), (lang, sorted(clean), sorted(junk))
+    scored = pq.read_table(root / "quality", columns=["quality_score", "quality_bucket"]).to_pylist()
+    assert all(0 <= r["quality_score"] <= 1 and 0 <= r["quality_bucket"] < 20 for r in scored)
+
+
 def demo_checksums(root: Path) -> dict[str, str]:
     """sha256 of every file of the reference (demo_checksums.json, recorded with the code before the
     one-runner refactor, commit 30017cd): every stage's parts, quarantine, duplicates, report and
@@ -65,7 +91,9 @@ def demo_checksums(root: Path) -> dict[str, str]:
     the remix stage came between dedup and the tokenizer: remix's files were added, the tokenizer
     (tokenizer.json, crawlmill.json) changed because it reads remix's output, whose parts come
     group by group (the same documents in another order, so another sample of them), and the shards
-    are one prefix per group (culture-00000, ...) with the mixture as the manifest's blend."""
+    are one prefix per group (culture-00000, ...) with the mixture as the manifest's blend; and when
+    the quality stage came before remix: its parts, stats and trained model were added, and remix's
+    parts changed (they carry quality_score and quality_bucket); the tokenizer and the shards did not."""
     reference = json.loads((Path(__file__).parent / "demo_checksums.json").read_text())
     found = {}
     for name in reference:
