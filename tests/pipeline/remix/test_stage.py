@@ -159,6 +159,26 @@ def test_documents_no_rule_places_go_by_the_classifier(remix_input, lid_model_pa
         run_remix([remix_input], tmp_path / "bad", rules=[], classifier={**classifier, "labels": {"xx": "other"}})
 
 
+def test_a_topic_model_from_crawlmill_quality_train_places_documents(remix_input, remixed, tmp_path):
+    """The classifier path with a topic model trained by `crawlmill quality train --labels` (one
+    class per group, Chinese segmented as the quality stage does): trained on the groups the URL
+    rules gave the sample pages, it puts the pages back in those groups with no rules at all."""
+    labelled = rows(remixed)
+    (tmp_path / "topics.jsonl").write_text("".join(json.dumps({"text": r["text"], "lang": r["lang"], "label": r["group"]}, ensure_ascii=False) + "\n" for r in labelled))
+    # 38 long pages: the mean of ~800 word vectors barely moves at DCLM's lr 0.1, hence lr 1 and 100 epochs
+    trained = CliRunner().invoke(app, ["quality", "train", "--labels", str(tmp_path / "topics.jsonl"), "--heldout", "0.1", "--epoch", "100", "--lr", "1.0", "--bucket", "200000", "--output", str(tmp_path / "topics")])
+    assert trained.exit_code == 0, trained.output
+    groups = sorted({r["group"] for r in labelled})
+    classifier = {"model": str(tmp_path / "topics"), "labels": {g: g for g in groups}, "min_score": 0.3}
+    assert run_remix([remix_input], tmp_path / "out", rules=[], classifier=classifier).ok
+    before = {(r["url"], r["dump"]): r["group"] for r in labelled}
+    after = rows(tmp_path / "out")
+    agree = sum(before[r["url"], r["dump"]] == r["group"] for r in after)
+    counters = read_json(tmp_path / "out/_stats.json")["counters"]
+    assert len(after) == len(labelled) and agree >= 0.9 * len(after), (agree, counters)
+    assert counters["labelled_by:classifier"] + counters.get("labelled_by:default", 0) == len(after) and "labelled_by:rule" not in counters
+
+
 def test_pack_takes_a_remix_folder_alone(remixed, remix_input, tokenizer_dir, tmp_path):
     from crawlmill.pipeline.pack.config import PackConfig
     from crawlmill.pipeline.pack.stage import PackStage
