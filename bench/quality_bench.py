@@ -198,10 +198,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=REPO / "bench/out/quality.json")
     args = parser.parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    work = Path(tempfile.mkdtemp(prefix="quality-bench-"))
-    model_file = train_model(args.text_dir, work / "model")
-    docs = {lang: documents(args.text_dir, lang, args.docs if lang == "en" else args.docs // 4, seed=1) for lang in ("en", "zh")}
-    result = {**run_info(), "speed": speed(model_file, docs, args.repeat), "memory": memory(work / "model", docs["en"], args.cpus, args.parts, work)}
+    with tempfile.TemporaryDirectory(prefix="quality-bench-") as folder:  # an 800 MB model: removed after
+        work = Path(folder)
+        model_file = train_model(args.text_dir, work / "model")
+        docs = {lang: documents(args.text_dir, lang, args.docs if lang == "en" else args.docs // 4, seed=1) for lang in ("en", "zh")}
+        result = {**run_info(), "speed": speed(model_file, docs, args.repeat), "memory": memory(work / "model", docs["en"], args.cpus, args.parts, work)}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
