@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from crawlmill.files import sha256_file
+from crawlmill.files import parquet_file, sha256_file
 
 from .manifest import MANIFEST, load_manifest
 from .mmidx import CHUNK, ShardError, check_index, read_index, scan_tokens
@@ -93,7 +92,7 @@ def _text_bytes(docs: Path) -> int | None:
     if not docs.is_file():
         return None
     try:
-        parquet = pq.ParquetFile(docs)
+        parquet = parquet_file(docs)
         if "bytes" not in parquet.schema_arrow.names:
             return None
         return sum(int(pc.sum(batch.column(0)).as_py() or 0) for batch in parquet.iter_batches(batch_size=CHUNK, columns=["bytes"]))
@@ -194,7 +193,7 @@ def _verify_docs(path: Path, sha256: str, index: Any) -> None:
         raise ShardError(path, f"sha256 differs from the manifest's ({sha256[:16]}...)")
     start = 0
     try:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK, columns=["tokens"]):
+        for batch in parquet_file(path).iter_batches(batch_size=CHUNK, columns=["tokens"]):
             lengths = batch.column(0).to_numpy()
             if (lengths != index.lengths[start : start + len(lengths)]).any():
                 raise ShardError(path, f"token counts disagree with the .idx from document {start:,} on")

@@ -31,7 +31,8 @@ from typing import Iterator
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
+
+from crawlmill.files import parquet_file
 
 from ..pipeline.parts import input_parts
 
@@ -126,7 +127,7 @@ def iter_file_documents(kind: str, path: Path, lang: str | None, counts: CorpusC
 
 
 def _parquet_batches(path: Path, lang: str | None) -> Iterator[tuple[Path, list[str], list[str]]]:
-    parquet = pq.ParquetFile(path)
+    parquet = parquet_file(path)
     names = parquet.schema_arrow.names
     if "text" not in names:
         raise ValueError(f"{path}: no `text` column (columns: {', '.join(names)})")

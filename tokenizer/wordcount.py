@@ -38,6 +38,8 @@ import pyarrow.parquet as pq
 import xxhash
 from tokenizers import pre_tokenizers
 
+from crawlmill.files import parquet_file
+
 from ..pipeline.dedup.shuffle import partition_files, write_partitioned, write_table
 from ..pipeline.stage import StageInputError
 from .corpus import TEXT_BLOCK_BYTES, CorpusCounts, InputSpec, decode_block, expand_files, iter_documents
@@ -228,7 +230,7 @@ def feed(work: str, partitions: int, min_count: int, boundary_share: float = 0.0
         path = Path(work) / "words" / f"p-{p:05d}.parquet"
         if not path.exists():
             continue
-        for record in pq.ParquetFile(path).iter_batches(batch_size=65536):
+        for record in parquet_file(path).iter_batches(batch_size=65536):
             for word, count in zip(record.column("word").to_pylist(), record.column("count").to_pylist()):
                 if count < min_count and not (count == min_count - 1 and xxhash.xxh64_intdigest(word, seed=1) < threshold):
                     continue

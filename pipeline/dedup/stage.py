@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+from crawlmill.files import parquet_file
 
 from ..parts import PartSink, input_parts
 from ..runner import StageContext, Task
@@ -47,7 +48,7 @@ class DedupOutput(PartStage):
         removed = read_partition(Path(self.work) / steps.REMOVED, task.index, steps.REMOVED_SCHEMA).to_pylist()
         by_row = {r["node"] & 0xFFFFFFFF: r for r in removed}
         row = 0
-        for batch in pq.ParquetFile(task.source).iter_batches(batch_size=1024):
+        for batch in parquet_file(task.source).iter_batches(batch_size=1024):
             duplicates = []
             for doc in batch.to_pylist():
                 gone = by_row.get(row)
@@ -82,7 +83,7 @@ class DedupStage(Stage):
         self.runs = index.load_manifest(index_dir, excluding_output=output) if index_dir else []
         self.earlier = index.indexed_parts(index_dir, self.runs) if index_dir else []
         all_parts = self.parts + [part for _, part in self.earlier]  # input part numbers: new parts first
-        self.documents = sum(pq.ParquetFile(p).metadata.num_rows for p in all_parts)
+        self.documents = sum(parquet_file(p).metadata.num_rows for p in all_parts)
         self.partitions = self.config.partitions_for(self.documents)
 
     def sources(self) -> list[str]:

@@ -28,6 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
+from crawlmill.files import parquet_file
+
 from .config import DedupConfig
 from .minhash import band_keys, signatures
 from .shingles import mix64, normalize, shingle_hashes
@@ -66,7 +68,7 @@ def map_part(config: DedupConfig, work: str, index: int, path: str, partitions: 
     work_dir, task = Path(work), f"part-{index:05d}"
     bucket_tables, node_tables, dumps = [], [], {}
     row = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH, columns=["id", "text", "dump", "lang"]):
+    for batch in parquet_file(path).iter_batches(batch_size=BATCH, columns=["id", "text", "dump", "lang"]):
         ids, texts, dump_names, langs = (batch.column(c).to_pylist() for c in ("id", "text", "dump", "lang"))
         nodes = (np.int64(index) << np.int64(32)) + np.arange(row, row + len(ids), dtype=np.int64)
         row += len(ids)
@@ -158,7 +160,7 @@ def shingle_part(config: DedupConfig, work: str, index: int, path: str, partitio
     wanted = np.unique(read_partition(work_dir / EDGE_NODES, index, NODE_LIST_SCHEMA).column("node").to_numpy() & np.int64(0xFFFFFFFF))
     nodes, hashes, row = [], [], 0
     if len(wanted):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH, columns=["text", "lang"]):
+        for batch in parquet_file(path).iter_batches(batch_size=BATCH, columns=["text", "lang"]):
             texts, langs = batch.column("text").to_pylist(), batch.column("lang").to_pylist()
             lo, hi = np.searchsorted(wanted, [row, row + len(texts)])
             for r in wanted[lo:hi]:

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import pyarrow.parquet as pq
 
-from crawlmill.files import sha256_file
+from crawlmill.files import parquet_file, sha256_file
 
 from ..parts import PartSink, input_parts
 from ..stage import PartStage, PartTask
@@ -59,7 +58,7 @@ class FilterStage(PartStage):
         if self._lid is None:
             self._lid = FastTextLanguageId(self.config.language_id.model_path)
         keep = self.config.language_id.keep
-        for batch in pq.ParquetFile(task.source).iter_batches(batch_size=BATCH_ROWS):
+        for batch in parquet_file(task.source).iter_batches(batch_size=BATCH_ROWS):
             for row in batch.to_pylist():
                 lang, score = self._lid.predict(row["text"])
                 row["lang"], row["lang_score"] = lang, round(score, 4)

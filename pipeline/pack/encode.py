@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawlmill.files import atomic_path
+from crawlmill.files import atomic_path, parquet_file
 from crawlmill.shards.tokenbytes import document_bytes
 
 from ..parts import PARQUET_OPTIONS, PartStats, part_name
@@ -119,7 +119,7 @@ def encode_part(settings: PackSettings, index: int, source: str, output_dir: str
     # The .bin is renamed last: nested atomic paths rename innermost first.
     with atomic_path(tokens_path(work, index)) as bin_tmp, atomic_path(docs_path(work, index)) as docs_tmp:
         with open(bin_tmp, "wb") as bin_file, pq.ParquetWriter(docs_tmp, DOCS_SCHEMA, **PARQUET_OPTIONS) as docs:
-            parquet = pq.ParquetFile(source)
+            parquet = parquet_file(source)
             columns = [c for c in READ_COLUMNS if c in parquet.schema_arrow.names]
             for batch in _batches(parquet, columns, settings):
                 texts = batch.column("text").to_pylist()

@@ -32,7 +32,7 @@ from scipy.sparse import csr_matrix
 
 EOS = b"</s>"
 NGRAM_MULTIPLIER = np.uint64(116049371)
-MEMO_LIMIT = 4_000_000  # tokens remembered per process (~150 bytes each)
+MEMO_LIMIT = 1_000_000  # tokens remembered per process (~150 bytes each: at most ~150 MB), then forgotten
 FASTTEXT_EPSILON = 1e-5  # fastText reports exp(log(p + 1e-5))
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawlmill.files import atomic_path, atomic_write_json
+from crawlmill.files import atomic_path, atomic_write_json, parquet_file
 
 from ..parts import PARQUET_OPTIONS, PartSink, input_parts, part_name
 from ..runner import StageContext, Task
@@ -55,7 +55,7 @@ def score_part(model: QualityModel, index: int, source: str, work: str, batch_ro
     documents = scored = 0
     path = Path(work) / "scores" / f"{part_name(index)}.parquet"
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, SCORE_SCHEMA, **PARQUET_OPTIONS) as writer:
-        for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_rows, columns=["text", "lang"]):
+        for batch in parquet_file(source).iter_batches(batch_size=batch_rows, columns=["text", "lang"]):
             texts, langs = batch.column("text").to_pylist(), batch.column("lang").to_pylist()
             scores = model.score(texts, langs)
             writer.write_table(pa.table({"quality_score": scores}, schema=SCORE_SCHEMA))
@@ -92,7 +92,7 @@ class QualityOutput(PartStage):
         scores = pq.read_table(Path(self.work) / "scores" / f"{part_name(task.index)}.parquet").column("quality_score").to_numpy(zero_copy_only=False)
         row = 0
         mode, threshold = self.config.mode, self.config.threshold
-        for batch in pq.ParquetFile(task.source).iter_batches(batch_size=self.config.batch_rows):
+        for batch in parquet_file(task.source).iter_batches(batch_size=self.config.batch_rows):
             for doc in batch.to_pylist():
                 score = float(scores[row])
                 row += 1

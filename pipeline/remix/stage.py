@@ -31,9 +31,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 
-from crawlmill.files import atomic_write_json
+from crawlmill.files import atomic_write_json, parquet_file
 
 from ..quality.model import model_digest
 from ..pack.tokenizer import TokenizerInfo, inspect_tokenizer_dir
@@ -63,7 +62,7 @@ def label_part(settings: LabelSettings, index: int, source: str, output_dir: str
 
     labeler = Labeler(settings.config)
     encoder = worker_encoder(settings.tokenizer, 1, True) if settings.tokenizer else None
-    parquet = pq.ParquetFile(source)
+    parquet = parquet_file(source)
     schema = with_group_columns(parquet.schema_arrow)
     sinks: dict[str, PartSink] = {}
     counts: dict[str, Counter] = {}
