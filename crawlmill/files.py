@@ -1,13 +1,27 @@
-"""Writing files so that a reader never sees half of one, checksums of files, and reading Parquet
+"""Storage for every crawlmill input and output: local paths and fsspec URLs (`s3://`, `gs://`,
+`file://`), files written so that a reader never sees half of one, checksums, and reading Parquet
 in bounded memory.
 
-Every output crawlmill writes (Parquet parts, markers, shards, tokenizer files, reports) goes
-through `atomic_path`: the bytes go to a temporary name in the same folder (`.tmp-<random>-NAME`),
-which is renamed over NAME only when writing succeeded, and removed when it failed. A run killed
-mid-write leaves only `.tmp-*` files, which the stage runner deletes when it resumes
-(`remove_temporaries`).
+Paths: `as_path(x)` gives a `pathlib.Path` for a local path (and `file://` URLs) and a
+`universal_pathlib` UPath for any other URL; both have the pathlib API (`/`, `.name`, `.parent`,
+`.exists()`, `.glob()`, `.read_text()`, `.open()`), so stage code is written once. Remote paths
+are made with fsspec's listings cache off: another process (a Ray worker) writes the markers the
+driver looks for, and a cached listing would hide them. Credentials and endpoints come only from
+fsspec's and the cloud SDK's usual places (AWS_* environment, profiles, FSSPEC_<PROTOCOL>_*
+environment config); no storage option is ever written to a file or a message: `str(path)` is
+the bare URL.
 
-    from crawlmill.files import atomic_path, atomic_write_json
+Writing: every output goes through `atomic_path(final)`, which yields a LOCAL temporary file any
+writer can write (pyarrow, tokenizers, numpy, open()). Locally it is a temporary name in the same
+folder (`.tmp-<random>-NAME`), renamed over NAME on success; a killed run leaves only `.tmp-*`
+files, which the runner deletes when it resumes (`remove_temporaries`). For a URL it is a file in
+a local temporary folder, uploaded to NAME on success (one PUT, or a multipart upload, which
+appears only when complete: nothing half-written is ever visible under NAME). Object stores have
+no atomic rename of folders, so a stage's part is committed by its marker, written last
+(pipeline/parts.py), and readers trust parts only through their markers.
+
+    from crawlmill.files import as_path, atomic_path, atomic_write_json
+    out = as_path("s3://bucket/run/filter")
     with atomic_path(out / "part-00000.parquet") as tmp:
         pq.write_table(table, tmp)
     atomic_write_json(out / "_stats.json", stats)
@@ -19,24 +33,121 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Iterator, Union
 
 TMP_MARK = ".tmp-"
+# A local path or a URL's UPath: both are pathlib-like (upath.UPath subclasses pathlib's ABC).
+AnyPath = Union[Path, Any]
+CACHE_ENV = "CRAWLMILL_CACHE"  # where remote models and tokenizers are copied (default ~/.cache/crawlmill)
+
+
+def is_url(path: str | os.PathLike) -> bool:
+    """Whether `path` names an object in a remote store (any URL but file://)."""
+    text = str(path)
+    return "://" in text and not text.startswith("file://")
+
+
+def is_remote(path: Any) -> bool:
+    return not isinstance(path, Path) and is_url(path)
+
+
+def as_path(path: str | os.PathLike) -> AnyPath:
+    """A `pathlib.Path` for a local path or `file://` URL, a UPath (listings cache off) for a URL."""
+    if isinstance(path, Path):
+        return path
+    if not isinstance(path, str) and is_url(path):  # already a UPath
+        return path
+    text = os.fspath(path) if not isinstance(path, str) else path
+    if text.startswith("file://"):
+        return Path(text[len("file://") :])
+    if "://" not in text:
+        return Path(text)
+    from upath import UPath
+
+    return UPath(text, use_listings_cache=False)
+
+
+def fs_and_path(path: Any) -> tuple[Any, str]:
+    """(fsspec filesystem, path within it) of a remote path."""
+    upath = as_path(path)
+    return upath.fs, upath.path
+
+
+def resolved(path: str | os.PathLike) -> str:
+    """A stable name of `path` for records: the absolute local path, or the URL."""
+    p = as_path(path)
+    return str(p) if is_remote(p) else str(p.resolve())
+
+
+def make_dirs(path: Any) -> None:
+    """Create a local folder (and its parents); object stores have no folders to create."""
+    p = as_path(path)
+    if not is_remote(p):
+        p.mkdir(parents=True, exist_ok=True)
+
+
+def list_files(folder: Any, pattern: str = "*") -> list[AnyPath]:
+    """Files under `folder` matching `pattern` (a glob relative to it), sorted by name; temporaries
+    of killed writers are left out. An absent folder has none."""
+    folder = as_path(folder)
+    if is_remote(folder):
+        fs, root = fs_and_path(folder)
+        found = fs.glob(f"{root.rstrip('/')}/{pattern}", detail=True)
+        paths = [as_path(fs.unstrip_protocol(name)) for name, info in found.items() if info.get("type") == "file"]
+    else:
+        paths = [p for p in folder.glob(pattern) if p.is_file()] if folder.is_dir() else []
+    return sorted((p for p in paths if not p.name.startswith(TMP_MARK)), key=str)
+
+
+def remove_tree(path: Any) -> None:
+    """Delete a folder and everything under it; nothing if it is absent."""
+    p = as_path(path)
+    if not is_remote(p):
+        shutil.rmtree(p, ignore_errors=True)
+        return
+    fs, root = fs_and_path(p)
+    with contextlib.suppress(FileNotFoundError):
+        fs.rm(root.rstrip("/"), recursive=True)
+
+
+def remove_file(path: Any) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        as_path(path).unlink()
+
+
+def file_size(path: Any) -> int:
+    p = as_path(path)
+    if is_remote(p):
+        fs, key = fs_and_path(p)
+        return int(fs.size(key))
+    return os.path.getsize(p)
+
+
+def open_binary(path: Any) -> BinaryIO:
+    """A file opened for reading bytes (seekable; remote reads are ranged)."""
+    return as_path(path).open("rb")
 
 
 def temporary_path(final: str | Path) -> Path:
-    """A fresh temporary name beside `final` (same folder, so the rename is atomic)."""
+    """A fresh temporary name beside a local `final` (same folder, so the rename is atomic)."""
     final = Path(final)
     return final.with_name(f"{TMP_MARK}{uuid.uuid4().hex}-{final.name}")
 
 
 @contextlib.contextmanager
-def atomic_path(final: str | Path) -> Iterator[Path]:
-    """Yield a temporary path to write; rename it to `final` on success, delete it on error.
-    Nested uses are renamed innermost first, so `final` of the outermost appears last."""
-    final = Path(final)
+def atomic_path(final: Any) -> Iterator[Path]:
+    """Yield a local temporary path to write; on success rename it to `final` (local) or upload it
+    to `final` (URL); on error delete it. Nested uses finish innermost first, so `final` of the
+    outermost appears last."""
+    final = as_path(final)
+    if is_remote(final):
+        with _remote_atomic_path(final) as tmp:
+            yield tmp
+        return
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(final)
     try:
@@ -48,41 +159,112 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         raise
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
+@contextlib.contextmanager
+def _remote_atomic_path(final: Any) -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="crawlmill-upload-"))
+    try:
+        tmp = folder / final.name
+        yield tmp
+        fs, key = fs_and_path(final)
+        fs.put_file(str(tmp), key)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def atomic_write_text(path: Any, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
-def atomic_write_json(path: str | Path, data: Any) -> None:
+def atomic_write_json(path: Any, data: Any) -> None:
     """JSON as every crawlmill marker and report is written: indent 1, non-ASCII kept."""
     atomic_write_text(path, json.dumps(data, indent=1, ensure_ascii=False))
 
 
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+def read_text(path: Any) -> str:
+    return as_path(path).read_text(encoding="utf-8")
 
 
-def remove_temporaries(folder: str | Path) -> None:
-    """Delete what killed writers left under `folder` (files named `.tmp-*`)."""
+def read_json(path: Any) -> Any:
+    return json.loads(read_text(path))
+
+
+def remove_temporaries(folder: Any) -> None:
+    """Delete what killed writers left under a local `folder` (files named `.tmp-*`). Remote
+    writes leave nothing (their temporaries are local, and an unfinished upload is invisible)."""
+    if is_remote(as_path(folder)):
+        return
     for path in Path(folder).rglob(f"{TMP_MARK}*"):
         if path.is_file():
             path.unlink(missing_ok=True)
 
 
-def sha256_file(path: str | Path) -> str:
+def sha256_file(path: Any) -> str:
     """Hex SHA-256 of a file, read in 8 MiB chunks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_binary(path) as f:
         while chunk := f.read(8 << 20):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def parquet_file(path: str | Path) -> Any:
+def parquet_file(path: Any) -> Any:
     """A pyarrow ParquetFile for reading batch by batch in bounded memory. pyarrow 26 opens files
     with `pre_buffer=True`, whose read cache keeps every byte range it has read until the file is
     closed: iterating a part's batches then held the part's compressed size (measured: 99 MB for a
-    90 MB part; 11 MB without it; tests/pipeline/test_bounded_memory.py)."""
+    90 MB part; 11 MB without it; tests/pipeline/test_bounded_memory.py). A remote file is read
+    through fsspec (ranged reads, its block cache)."""
     import pyarrow.parquet as pq
 
-    return pq.ParquetFile(path, pre_buffer=False)
+    p = as_path(path)
+    return pq.ParquetFile(p.open("rb") if is_remote(p) else path, pre_buffer=False)
+
+
+def read_table(path: Any, **kwargs: Any) -> Any:
+    """A whole Parquet file as a pyarrow Table (`pq.read_table`'s keyword arguments)."""
+    import pyarrow.parquet as pq
+
+    p = as_path(path)
+    if not is_remote(p):
+        return pq.read_table(path, **kwargs)
+    with p.open("rb") as f:
+        return pq.read_table(f, **kwargs)
+
+
+def read_schema(path: Any) -> Any:
+    return parquet_file(path).schema_arrow
+
+
+def local_copy(path: Any) -> Path:
+    """A local file or folder with the content of `path`: the path itself when local; for a URL a
+    copy in the local cache ($CRAWLMILL_CACHE, default ~/.cache/crawlmill), downloaded once per
+    machine and content version (keyed by the URL and every file's size and ETag or mtime), so
+    every worker of a node shares it. Used for models, tokenizers and shards that libraries read
+    from local files."""
+    p = as_path(path)
+    if not is_remote(p):
+        return p
+    fs, root = fs_and_path(p)
+    root = root.rstrip("/")
+    files = {root: fs.info(root)} if fs.isfile(root) else fs.find(root, detail=True)
+    version = sorted((name, info.get("size"), str(info.get("ETag") or info.get("mtime") or info.get("LastModified"))) for name, info in files.items())
+    key = hashlib.sha256(json.dumps([str(p), version], default=str).encode()).hexdigest()[:24]
+    cache = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "crawlmill") / "remote" / key
+    target = cache / p.name
+    if target.exists():
+        return target
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{TMP_MARK}{key}-", dir=cache.parent))
+    try:
+        for name in files:
+            relative = os.path.relpath(name, root) if name != root else p.name
+            local = staging / p.name / relative if name != root else staging / p.name
+            local.parent.mkdir(parents=True, exist_ok=True)
+            fs.get_file(name, str(local))
+        try:
+            os.replace(staging, cache)  # another process may have won the race: its copy is the same
+        except OSError:
+            pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
