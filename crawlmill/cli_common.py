@@ -55,7 +55,7 @@ RUNTIME_OPTIONS = [
     _option("overwrite", typer.Option(False, "--overwrite", help="Delete the output folder(s) first instead of resuming."), bool),
 ]  # fmt: skip
 STAGE_OPTIONS = [
-    _option("output", typer.Option(..., "--output", "-o", help="Output folder (Parquet parts or the stage's files, _stats.json, _SUCCESS)."), Path),
+    _option("output", typer.Option(..., "--output", "-o", help="Output folder or URL (s3://..., gs://...): Parquet parts or the stage's files, _stats.json, _SUCCESS."), str),
     _option("config_file", typer.Option(None, "--config", help="The stage's settings as YAML (its section of a run config); options given here override it."), Optional[Path]),
     _option("print_config", typer.Option(False, "--print-config", help="Print the resolved config as JSON and exit (nothing runs)."), bool),
 ]  # fmt: skip
@@ -173,7 +173,7 @@ def stage_config(config_type: type, config_file: Optional[Path], values: dict[st
     return config
 
 
-def run_one_stage(spec: Any, config: Any, output: Path, runtime: Runtime, ray_base: Any = None) -> Any:
+def run_one_stage(spec: Any, config: Any, output: str, runtime: Runtime, ray_base: Any = None) -> Any:
     """Build the stage from its config, run it into `output` and report; exit 1 on failed tasks."""
     from crawlmill.pipeline.runner import reset_output, run_stage
 

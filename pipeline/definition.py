@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from crawlmill.tokenizer.config import TokenizerConfig
@@ -86,7 +85,7 @@ class Pipeline:
             return [self.get(only)]
         return list(self.stages[self.names.index(start) :] if start else self.stages)
 
-    def folder(self, name: str, run_config: Any) -> Path:
+    def folder(self, name: str, run_config: Any) -> Any:
         """Where stage `name`'s output is: its external folder, else output_dir/<folder>; an optional
         stage the config leaves out passes on the output of the stage it reads."""
         spec = self.get(name)
@@ -94,7 +93,9 @@ class Pipeline:
             return self.folder(spec.reads[0], run_config)
         section = getattr(run_config, name)
         external = spec.external(section) if spec.external else None
-        return Path(external) if external else Path(run_config.output_dir) / (spec.folder or spec.name)
+        from crawlmill.files import as_path  # a local Path, or a UPath for a URL
+
+        return as_path(external) if external else as_path(run_config.output_dir) / (spec.folder or spec.name)
 
     def markdown_table(self) -> str:
         """README's stage table (a test keeps README equal to it)."""

@@ -7,7 +7,9 @@ receives that unit's outcome record by record and guarantees the stage framework
 - rows are buffered and written in bounded row groups (memory bounded by the batch);
 - files are written under a temporary name and renamed when complete (crawlmill/files.py);
 - `commit` returns the part's counts, which the runner writes as the part's marker
-  `_parts/part-NNNNN.json` last: a part is finished iff its marker exists.
+  `_parts/part-NNNNN.json` last: a part is finished iff its marker exists. On object stores (no
+  atomic rename of folders) the marker is the commit: readers take the parts its markers name
+  (`input_parts`), never a listing of Parquet files, and a marker whose part is gone is redone.
 
 Output folder layout (shared by all stages)::
 
@@ -29,7 +31,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawlmill.files import atomic_path
+from crawlmill.files import AnyPath, as_path, atomic_path, list_files, read_json, remove_file
 
 from .schema import QUARANTINE_SCHEMA
 
@@ -44,18 +46,52 @@ def part_name(index: int) -> str:
     return f"part-{index:05d}"
 
 
-def marker_path(output_dir: Path, index: int) -> Path:
-    return output_dir / PARTS_DIR / f"{part_name(index)}.json"
+def marker_path(output_dir: AnyPath, index: int) -> AnyPath:
+    return as_path(output_dir) / PARTS_DIR / f"{part_name(index)}.json"
 
 
-def input_parts(stage_dir: str | Path) -> list[str]:
-    """The Parquet parts of a finished stage output folder, in order; an error if it is unfinished."""
-    stage_dir = Path(stage_dir)
-    if not stage_dir.is_dir():
-        raise FileNotFoundError(f"{stage_dir}: no such stage output folder")
+def marker_parts(marker: dict[str, Any]) -> list[str]:
+    """File names of the parts a marker commits: `part-NNNNN.parquet`, or one per group of a remix
+    marker (`part-<group>-NNNNN.parquet`)."""
+    index = marker["index"]
+    if "groups" in marker:
+        return [f"part-{group}-{index:05d}.parquet" for group in marker["groups"]]
+    return [f"{part_name(index)}.parquet"]
+
+
+def committed_parts(stage_dir: AnyPath) -> tuple[list[AnyPath], list[AnyPath]]:
+    """(the parts named by the folder's markers, in name order; the markers whose parts are missing).
+    A part without a marker (a killed run's, or a stray file) is not among them."""
+    stage_dir = as_path(stage_dir)
+    present = {p.name: p for p in list_files(stage_dir, "part-*.parquet")}
+    parts, orphans = [], []
+    for marker in list_files(stage_dir / PARTS_DIR, "part-*.json"):
+        names = marker_parts(read_json(marker))
+        if all(name in present for name in names):
+            parts += [present[name] for name in names]
+        else:
+            orphans.append(marker)
+    return sorted(parts, key=lambda p: p.name), orphans
+
+
+def redo_orphan_markers(stage_dir: AnyPath) -> None:
+    """Delete markers whose parts are gone, so that the runner makes those parts again."""
+    for marker in committed_parts(stage_dir)[1]:
+        remove_file(marker)
+
+
+def input_parts(stage_dir: str | AnyPath) -> list[str]:
+    """The Parquet parts of a finished stage output folder, in order: those its markers name; an
+    error if it is unfinished or a marker's part is missing."""
+    stage_dir = as_path(stage_dir)
     if not (stage_dir / "_SUCCESS").exists():
+        if not stage_dir.exists():
+            raise FileNotFoundError(f"{stage_dir}: no such stage output folder")
         raise FileNotFoundError(f"{stage_dir} has no _SUCCESS: its stage has not finished (rerun it first)")
-    return [str(p) for p in sorted(stage_dir.glob("part-*.parquet"))]
+    parts, orphans = committed_parts(stage_dir)
+    if orphans:
+        raise FileNotFoundError(f"{stage_dir}: the parts of {orphans[0].name} are missing (delete _SUCCESS and rerun the stage)")
+    return [str(p) for p in parts]
 
 
 @dataclass
@@ -97,7 +133,7 @@ class PartStats:
 class _ParquetTmpWriter:
     """A Parquet file opened lazily under a temporary name, renamed into place on commit."""
 
-    def __init__(self, final: Path, schema: pa.Schema, always_create: bool) -> None:
+    def __init__(self, final: AnyPath, schema: pa.Schema, always_create: bool) -> None:
         self.final, self.schema, self.always_create = final, schema, always_create
         self._file = contextlib.ExitStack()  # holds crawlmill.files.atomic_path(final) once opened
         self.writer: pq.ParquetWriter | None = None
@@ -131,7 +167,7 @@ class PartSink:
 
     def __init__(
         self,
-        output_dir: Path,
+        output_dir: AnyPath,
         index: int,
         source: str,
         stage: str,
@@ -141,7 +177,7 @@ class PartSink:
         keep_dropped: bool = False,
         name: str | None = None,
     ) -> None:
-        self.output_dir, self.stage = Path(output_dir), stage
+        self.output_dir, self.stage = as_path(output_dir), stage
         self.stats = PartStats(index=index, source=source)
         self.batch_rows, self.batch_bytes = batch_rows, batch_bytes
         # A stage that writes several parts per input unit (remix: one per group) names each.

@@ -24,7 +24,6 @@ import ctypes
 import dataclasses
 import gc
 import json
-import shutil
 import sys
 import time
 import traceback
@@ -32,7 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from crawlmill.files import atomic_write_json, atomic_write_text, read_json, remove_temporaries
+from crawlmill.files import (
+    AnyPath, as_path, atomic_write_json, atomic_write_text, list_files, make_dirs, read_json, remove_temporaries, remove_tree,
+)  # fmt: skip
 
 from .progress import StageProgress
 from .ray_tasks import Job, RayOptions, cpu_nodes, run_jobs, run_on_nodes
@@ -91,8 +92,8 @@ def run_task(fn: Callable[..., Any], shared: tuple, marker: str, args: tuple) ->
 class StageContext:
     """What a running stage sees: its folders, and `step` to run a resumable set of Ray tasks."""
 
-    def __init__(self, stage: str, output: Path, ray_options: RayOptions, progress: bool) -> None:
-        self.stage, self.output, self.work = stage, Path(output), Path(output) / WORK_DIR
+    def __init__(self, stage: str, output: AnyPath, ray_options: RayOptions, progress: bool) -> None:
+        self.stage, self.output, self.work = stage, as_path(output), as_path(output) / WORK_DIR
         self.ray_options, self.progress = ray_options, progress
         self.finished_before: dict[str, int] = {}  # step -> tasks an earlier run had finished
 
@@ -103,21 +104,17 @@ class StageContext:
         tasks: Sequence[Task],
         *,
         shared: tuple = (),
-        markers: Path | None = None,
+        markers: AnyPath | None = None,
         unit: str = "tasks",
         retry: tuple[type[BaseException], ...] = (),
         title: str | None = None,
     ) -> dict[str, Any]:
         """Run `fn(*shared, *task.args)` for every task not finished before; return every task's
         result (a JSON-able dict, read back from its marker for finished ones), by key, in order."""
-        markers = Path(markers) if markers is not None else self.work / DONE_DIR / name
+        markers = as_path(markers) if markers is not None else self.work / DONE_DIR / name
         if len({t.key for t in tasks}) != len(tasks):
             raise ValueError(f"step {name}: task keys are not unique")
-        results: dict[str, Any] = {}
-        for task in tasks:
-            marker = markers / f"{task.key}.json"
-            if marker.is_file():
-                results[task.key] = read_json(marker)
+        results = finished_tasks(markers, tasks)
         todo = [t for t in tasks if t.key not in results]
         self.finished_before[name] = len(results)
         if todo:
@@ -137,15 +134,15 @@ class StageContext:
 
     def node_step(
         self, name: str, setup: Callable[..., Any], fn: Callable[..., Any], tasks: Sequence[Task], *,
-        shared: tuple = (), markers: Path | None = None, title: str | None = None,
+        shared: tuple = (), markers: AnyPath | None = None, title: str | None = None,
     ) -> dict[str, Any]:
         """Like `step`, for work that needs something big loaded first (a fastText model of
         gigabytes): one Ray task per node, holding its CPUs, runs `state = setup(*shared)` once and
         forks as many processes as CPUs, each running `fn(state, *task.args)` for its share of the
         node's tasks. What setup loaded exists once per node, not once per worker process. Resume
         and failures as `step` (per task, by marker)."""
-        markers = Path(markers) if markers is not None else self.work / DONE_DIR / name
-        results = {t.key: read_json(markers / f"{t.key}.json") for t in tasks if (markers / f"{t.key}.json").is_file()}
+        markers = as_path(markers) if markers is not None else self.work / DONE_DIR / name
+        results = finished_tasks(markers, tasks)
         todo = [t for t in tasks if t.key not in results]
         self.finished_before[name] = len(results)
         if todo:
@@ -167,6 +164,13 @@ class StageContext:
             if failures:
                 raise StepFailed(name, failures, errors)
         return {t.key: results[t.key] for t in tasks}
+
+
+def finished_tasks(markers: AnyPath, tasks: Sequence[Task]) -> dict[str, Any]:
+    """Results of the tasks whose marker exists (one listing of the marker folder, not a request
+    per task: on an object store each would be a round trip)."""
+    present = {p.name: p for p in list_files(markers, "*.json")}
+    return {t.key: read_json(present[f"{t.key}.json"]) for t in tasks if f"{t.key}.json" in present}
 
 
 _NODE_STATE: Any = None  # what a node step's setup made, inherited by the processes forked from it
@@ -202,7 +206,7 @@ def run_node(setup: Callable[..., Any], fn: Callable[..., Any], shared: tuple, c
         release_memory()
 
 
-def check_task_record(output_dir: Path, wanted: dict[str, Any]) -> None:
+def check_task_record(output_dir: AnyPath, wanted: dict[str, Any]) -> None:
     """Record what an output folder is made from (`_tasks.json`), or refuse a folder made from
     other inputs or settings, so a resume never mixes two runs."""
     path = output_dir / TASKS_FILE
@@ -228,18 +232,18 @@ def run_stage(stage: Stage, output_dir: str | Path, ray_options: RayOptions | No
     `result.failures`; unusable input raises (StageInputError, StageInputMismatch, ValueError...),
     and a folder this call created for it is removed again."""
     started = time.perf_counter()
-    output = Path(output_dir)
+    output = as_path(output_dir)
     created = not output.exists()
-    output.mkdir(parents=True, exist_ok=True)
+    make_dirs(output)
     try:
         return _run(stage, output, ray_options or RayOptions(), progress, started)
     except StageInputError:
         if created:
-            shutil.rmtree(output, ignore_errors=True)
+            remove_tree(output)
         raise
 
 
-def _run(stage: Stage, output: Path, ray_options: RayOptions, progress: bool, started: float) -> StageResult:
+def _run(stage: Stage, output: AnyPath, ray_options: RayOptions, progress: bool, started: float) -> StageResult:
     stage.plan(output)
     check_task_record(output, {"stage": stage.name, "settings": stage.fingerprint(), "sources": stage.sources()})
     result = StageResult(stats=None, output_dir=output)
@@ -248,7 +252,7 @@ def _run(stage: Stage, output: Path, ray_options: RayOptions, progress: bool, st
         result.already_done = True
         result.finished_before = int(result.stats.get("parts", 0))
         if stage.remove_work:  # a run killed while deleting it
-            shutil.rmtree(output / WORK_DIR, ignore_errors=True)
+            remove_tree(output / WORK_DIR)
         return result
     remove_temporaries(output)
     ctx = StageContext(stage.name, output, ray_options, progress)
@@ -267,14 +271,14 @@ def _run(stage: Stage, output: Path, ray_options: RayOptions, progress: bool, st
     atomic_write_json(output / STATS_FILE, stats)
     atomic_write_text(output / SUCCESS_FILE, "")
     if stage.remove_work:
-        shutil.rmtree(ctx.work, ignore_errors=True)
+        remove_tree(ctx.work)
     result.stats = stats
     return result
 
 
 def reset_output(output_dir: str | Path) -> None:
     """Delete a stage output folder (the CLI's --overwrite)."""
-    shutil.rmtree(output_dir, ignore_errors=True)
+    remove_tree(output_dir)
 
 
 def wire_stage_config(pipeline: Pipeline, spec: StageSpec, run_config: Any) -> Any:
@@ -304,7 +308,7 @@ def run_pipeline(
     specs: Sequence[StageSpec],
     pipeline: Pipeline,
     on_result: Callable[[StageSpec, Stage, StageResult], None],
-    on_external: Callable[[StageSpec, Path], None],
+    on_external: Callable[[StageSpec, AnyPath], None],
     progress: bool = True,
     overwrite: bool = False,
     on_skipped: Callable[[StageSpec], None] = lambda spec: None,

@@ -16,12 +16,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
-from .parts import PARTS_DIR, PartSink, PartStats, part_name
+from crawlmill.files import AnyPath, as_path
+
+from .parts import PARTS_DIR, PartSink, PartStats, part_name, redo_orphan_markers
 from .schema import DOCUMENT_SCHEMA
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class PartTask:
 @dataclass
 class StageResult:
     stats: dict[str, Any] | None
-    output_dir: Path
+    output_dir: AnyPath
     finished_before: int = 0  # units (parts) already done by an earlier run
     failures: list[tuple[str, str]] = field(default_factory=list)
     already_done: bool = False  # the folder had _SUCCESS: nothing ran
@@ -71,7 +72,7 @@ class Stage(ABC):
     def __init__(self, config: Any) -> None:
         self.config = config
 
-    def plan(self, output: Path) -> None:
+    def plan(self, output: AnyPath) -> None:
         """Called once by the runner, before `sources`/`fingerprint`/`run`, with the output folder."""
 
     def sources(self) -> list[str]:
@@ -123,7 +124,7 @@ class PartStage(Stage):
 def run_part(stage: PartStage, task: PartTask, output_dir: str) -> dict[str, Any]:
     """Process one part to completion and return its counts (also usable without Ray, e.g. in
     benchmarks; the runner writes the returned counts as the part's marker)."""
-    sink = PartSink(Path(output_dir), task.index, task.source, stage.name, stage.schema, keep_dropped=stage.keep_dropped)
+    sink = PartSink(as_path(output_dir), task.index, task.source, stage.name, stage.schema, keep_dropped=stage.keep_dropped)
     try:
         stage.process(task, sink)
         return sink.commit().to_json()
@@ -137,6 +138,7 @@ def run_parts(ctx: StageContext, stage: PartStage) -> dict[str, Any]:
     from .runner import Task
 
     tasks = stage.tasks()
+    redo_orphan_markers(ctx.output)  # a marker whose part is gone: make the part again
     jobs = [Task(part_name(t.index), (t, str(ctx.output)), label=t.source) for t in tasks]
     results = ctx.step(
         "parts", run_part, jobs, shared=(stage,), markers=ctx.output / PARTS_DIR, unit="parts",

@@ -85,6 +85,8 @@ def test_pipeline_parquet_with_a_language_mix(ray_local, tmp_path, shared_data):
     zh = (shared_data / "text/zh/cmrc2018_contexts.txt").read_text().splitlines()
     table = pa.table({"id": [f"d{i}" for i in range(len(en) + len(zh))], "text": en + zh, "lang": ["en"] * len(en) + ["zh"] * len(zh)})
     pq.write_table(table, stage / "part-00000.parquet")
+    (stage / "_parts").mkdir()
+    (stage / "_parts/part-00000.json").write_text('{"index": 0}')  # readers take the parts markers name
     (stage / "_SUCCESS").write_text("")
     extra = tmp_path / "extra.jsonl"
     extra.write_text('{"text": "More English text here.", "lang": "en"}\nnot json\n{"title": "no text"}\n')
