@@ -9,7 +9,8 @@ to use instead of training one.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from crawlmill.files import as_path
 
 from .vocab import VocabLayout
 
@@ -82,5 +83,5 @@ class TokenizerConfig:
         return VocabLayout(self.vocab_size, self.padded_vocab_size)
 
     def check(self) -> None:
-        if self.path is not None and not (Path(self.path) / "tokenizer.json").is_file():
+        if self.path is not None and not (as_path(self.path) / "tokenizer.json").is_file():
             raise FileNotFoundError(f"path {self.path}: no tokenizer.json there")

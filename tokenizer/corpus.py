@@ -32,7 +32,7 @@ from typing import Iterator
 import numpy as np
 import pyarrow.compute as pc
 
-from crawlmill.files import parquet_file
+from crawlmill.files import as_path, is_url, list_files, open_binary, parquet_file
 
 from ..pipeline.parts import input_parts
 
@@ -43,15 +43,15 @@ UNDETERMINED = "und"
 
 @dataclass(frozen=True)
 class InputSpec:
-    path: Path
+    path: Any  # a local Path or a URL's UPath (crawlmill.files.as_path)
     lang: str | None = None
 
     @classmethod
     def parse(cls, spec: str) -> "InputSpec":
         lang, sep, path = spec.partition("=")
-        if sep and lang and lang.replace("_", "").replace("-", "").isalnum() and not Path(spec).exists():
-            return cls(Path(path), lang)
-        return cls(Path(spec))
+        if sep and lang and lang.replace("_", "").replace("-", "").isalnum() and not (not is_url(spec) and Path(spec).exists()):
+            return cls(as_path(path), lang)
+        return cls(as_path(spec))
 
 
 @dataclass
@@ -90,8 +90,8 @@ def expand_files(spec: InputSpec) -> list[tuple[str, Path]]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     if path.is_dir():
-        if (path / "_SUCCESS").exists() or any(path.glob("part-*.parquet")):
-            return [("parquet", Path(p)) for p in input_parts(path)]
+        if (path / "_SUCCESS").exists() or list_files(path, "part-*.parquet"):
+            return [("parquet", as_path(p)) for p in input_parts(path)]
         files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
         return [(_kind(p), p) for p in files]
     return [(_kind(path), path)]
@@ -107,7 +107,7 @@ def _kind(path: Path) -> str:
 
 
 def _open_text(path: Path):  # noqa: ANN202 - binary file object
-    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
+    return gzip.open(open_binary(path), "rb") if path.name.endswith(".gz") else open_binary(path)
 
 
 def iter_documents(spec: InputSpec, counts: CorpusCounts) -> Iterator[tuple[Path, list[str], list[str]]]:
@@ -198,7 +198,7 @@ def decode_block(data: bytes, path: Path | str, counts: CorpusCounts) -> str:
 def count_languages(kind: str, path: str, lang: str | None) -> dict:
     """First pass for a mix, one file (a Ray task): bytes and documents per language, as JSON."""
     counts = CorpusCounts()
-    for _, texts, langs in iter_file_documents(kind, Path(path), lang, counts):
+    for _, texts, langs in iter_file_documents(kind, as_path(path), lang, counts):
         for text, text_lang in zip(texts, langs):
             counts.bytes[text_lang] += len(text.encode("utf-8"))
             counts.documents[text_lang] += 1

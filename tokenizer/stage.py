@@ -23,9 +23,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from crawlmill.files import as_path
+
 from ..pipeline.ray_tasks import RayOptions
 from ..pipeline.runner import StageContext, Task, run_stage
 from ..pipeline.stage import Stage, StageInputError, StageResult
+
 from .config import TokenizerConfig
 from .corpus import CorpusCounts, InputSpec, SampledCorpus, count_languages, expand_files, keep_probabilities
 from .train import train
@@ -49,7 +52,7 @@ def train_task(config: TokenizerConfig, plan: dict[str, Any], output: str) -> di
         kept.add_json(plan["kept"])
         texts = feed(plan["work"], word_table["partitions"], word_table["min_count"], word_table["boundary_share"])
     extra = {"word_table": word_table, "language_scan": plan["language_scan"], "keep_probabilities": plan["probabilities"]}
-    return train(config, texts, seen, kept, Path(output), extra)
+    return train(config, texts, seen, kept, as_path(output), extra)
 
 
 class TokenizerStage(Stage):
@@ -152,4 +155,4 @@ def train_tokenizer(config: TokenizerConfig, output: str | Path, ray_options: Ra
     result = run_stage(TokenizerStage(config), output, ray_options, progress)
     if not result.ok:
         raise RuntimeError("tokenizer training failed: " + "; ".join(f"{k}: {d}" for k, d in result.failures))
-    return json.loads((Path(output) / REPORT).read_text(encoding="utf-8"))
+    return json.loads((as_path(output) / REPORT).read_text(encoding="utf-8"))

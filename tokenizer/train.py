@@ -32,7 +32,7 @@ from typing import Any, Iterable
 
 from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, trainers
 
-from crawlmill.files import atomic_path, atomic_write_text, sha256_file
+from crawlmill.files import as_path, atomic_path, atomic_write_text, make_dirs, sha256_file
 
 from ..pipeline.stage import StageInputError
 from .config import TokenizerConfig
@@ -94,7 +94,7 @@ def train(
     }
     if seen.bad_records:
         print(f"warning: unreadable records {dict(seen.bad_records)}; first: {seen.first_errors[:3]}", file=sys.stderr)
-    write_folder(tokenizer, layout, Path(output), report)
+    write_folder(tokenizer, layout, as_path(output), report)
     return report
 
 
@@ -105,7 +105,7 @@ def _peak_rss_mib() -> int:
 
 def write_folder(tokenizer: Tokenizer, layout: VocabLayout, output: Path, report: dict) -> None:
     """Write the tokenizer files into `output`, each under a temporary name renamed when complete."""
-    output.mkdir(parents=True, exist_ok=True)
+    make_dirs(output)
     with atomic_path(output / "tokenizer.json") as tmp:
         tokenizer.save(str(tmp))
         digest = sha256_file(tmp)

@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 import xxhash
 from tokenizers import pre_tokenizers
 
-from crawlmill.files import parquet_file
+from crawlmill.files import as_path, file_size, open_binary, parquet_file
 
 from ..pipeline.dedup.shuffle import partition_files, write_partitioned, write_table
 from ..pipeline.stage import StageInputError
@@ -76,7 +76,7 @@ def plan_count_tasks(specs: list[InputSpec], chunk_bytes: int = CHUNK_BYTES) -> 
     tasks: list[CountTask] = []
     for spec in specs:
         for kind, path in expand_files(spec):
-            size = path.stat().st_size
+            size = file_size(path)
             if kind == "text" and not path.name.endswith(".gz") and size > chunk_bytes:
                 for start in range(0, size, chunk_bytes):
                     tasks.append(CountTask(len(tasks), "text_range", str(path), spec.lang, start, min(size, start + chunk_bytes)))
@@ -87,7 +87,7 @@ def plan_count_tasks(specs: list[InputSpec], chunk_bytes: int = CHUNK_BYTES) -> 
 
 def _range_documents(path: str, start: int, end: int, counts: CorpusCounts) -> Iterator[str]:
     """Lines starting in [start, end) (a line crossing `start` belongs to the previous range)."""
-    with open(path, "rb") as handle:
+    with open_binary(path) as handle:
         if start:
             handle.seek(start - 1)
             if handle.read(1) != b"\n":
@@ -119,7 +119,7 @@ def _task_documents(task: CountTask, counts: CorpusCounts) -> Iterator[tuple[lis
         if batch:
             yield batch, [lang] * len(batch)
         return
-    for _, texts, langs in iter_documents(InputSpec(Path(task.path), task.lang), counts):
+    for _, texts, langs in iter_documents(InputSpec(as_path(task.path), task.lang), counts):
         yield texts, langs
 
 
@@ -132,7 +132,7 @@ def count_words(task: CountTask, probabilities: dict[str, float] | None, seed: i
     splitter = pre_tokenizers.Sequence(text_splits()[2:])
     words: Counter = Counter()
     cuts: Counter = Counter()
-    rng = np.random.default_rng([seed, zlib.crc32(Path(task.path).name.encode()), task.start])
+    rng = np.random.default_rng([seed, zlib.crc32(as_path(task.path).name.encode()), task.start])
     for texts, langs in _task_documents(task, counts):
         draws = rng.random(len(texts))
         for text, lang, draw in zip(texts, langs, draws):
@@ -150,7 +150,7 @@ def count_words(task: CountTask, probabilities: dict[str, float] | None, seed: i
     if words:
         table = pa.table({"word": list(words.keys()), "count": list(words.values())}, schema=WORD_SCHEMA)
         partition = np.fromiter((xxhash.xxh64_intdigest(w) % partitions for w in words), dtype=np.int64, count=len(words))
-        write_partitioned(Path(work) / "counts", f"t-{task.index:05d}", table, partition, partitions)
+        write_partitioned(as_path(work) / "counts", f"t-{task.index:05d}", table, partition, partitions)
     del words
     return {"read": counts.to_json(), "kept": kept.to_json(), "peak_rss_mib": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
@@ -170,12 +170,12 @@ def _add_pieces(cuts: Counter, splitter: pre_tokenizers.PreTokenizer, words: Cou
 
 def reduce_words(p: int, work: str) -> dict[str, Any]:
     """Ray task: the summed counts of partition p, sorted by word; a histogram for pruning."""
-    files = partition_files(Path(work) / "counts", p)
+    files = partition_files(as_path(work) / "counts", p)
     tables = [pq.read_table(f, schema=WORD_SCHEMA) for f in files]
     table = pa.concat_tables(tables) if tables else WORD_SCHEMA.empty_table()
     summed = table.group_by("word").aggregate([("count", "sum")]).rename_columns(["word", "count"])
     summed = summed.sort_by("word").cast(WORD_SCHEMA)
-    write_table(Path(work) / "words" / f"p-{p:05d}.parquet", summed)
+    write_table(as_path(work) / "words" / f"p-{p:05d}.parquet", summed)
     sizes = pc.binary_length(pc.cast(summed.column("word"), pa.binary())).to_numpy()
     counts = summed.column("count").to_numpy()
     cost = BYTES_PER_WORD + BYTES_PER_WORD_BYTE * sizes
@@ -227,7 +227,7 @@ def feed(work: str, partitions: int, min_count: int, boundary_share: float = 0.0
     pieces: list[str] = []
     size = 0
     for p in range(partitions):
-        path = Path(work) / "words" / f"p-{p:05d}.parquet"
+        path = as_path(work) / "words" / f"p-{p:05d}.parquet"
         if not path.exists():
             continue
         for record in parquet_file(path).iter_batches(batch_size=65536):

@@ -10,15 +10,14 @@ step reads the edge list (duplicates only, not all documents) into one process.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
+import pyarrow as pa
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from crawlmill.files import atomic_path, atomic_write_text
+from crawlmill.files import AnyPath, atomic_path, atomic_write_text, list_files, read_table
 
 from . import steps
 
@@ -35,17 +34,17 @@ def _removed(src: np.ndarray, dst: np.ndarray) -> int:
     return n - components
 
 
-def _edges(work: Path, partitions: int) -> tuple[np.ndarray, ...]:
-    files = sorted((work / steps.EDGES).glob("p-*/*.parquet"))
+def _edges(work: AnyPath, partitions: int) -> tuple[np.ndarray, ...]:
+    files = list_files(work / steps.EDGES, "p-*/*.parquet")
     if not files:
         return tuple(np.empty(0, np.int64) for _ in range(4))
-    table = pq.read_table(files, schema=steps.EDGE_SCHEMA) if len(files) == 1 else pq.ParquetDataset(files, schema=steps.EDGE_SCHEMA).read()
+    table = pa.concat_tables([read_table(f, schema=steps.EDGE_SCHEMA) for f in files])
     src, dst = table.column("src").to_numpy(), table.column("dst").to_numpy()
     one_way = src < dst
     return src[one_way], dst[one_way], table.column("src_dump").to_numpy()[one_way], table.column("dst_dump").to_numpy()[one_way]
 
 
-def write_report(output: Path, work: Path, partitions: int, docs_per_dump: dict[str, int], summary: dict[str, Any]) -> dict[str, Any]:
+def write_report(output: AnyPath, work: AnyPath, partitions: int, docs_per_dump: dict[str, int], summary: dict[str, Any]) -> dict[str, Any]:
     src, dst, src_dump, dst_dump = _edges(work, partitions)
     dumps = sorted(d for d in docs_per_dump if steps.dump_code(d))
     single, cumulative = [], []
@@ -61,13 +60,12 @@ def write_report(output: Path, work: Path, partitions: int, docs_per_dump: dict[
         cumulative.append({"dumps": k + 1, "through": dump, "documents": total, "removed": removed_k, "share": round(removed_k / max(total, 1), 4)})
     report = {**summary, "docs_per_dump": docs_per_dump, "within_single_dump": single, "cumulative": cumulative}
     folder = output / REPORT_DIR  # "_"-prefixed: Parquet readers of the output folder skip it
-    folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "report.json", json.dumps(report, indent=1))
     _plot(folder / "report.png", single, cumulative)
     return report
 
 
-def _plot(path: Path, single: list[dict], cumulative: list[dict]) -> None:
+def _plot(path: AnyPath, single: list[dict], cumulative: list[dict]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

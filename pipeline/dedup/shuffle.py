@@ -8,13 +8,12 @@ runner writes a task's marker after them.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawlmill.files import TMP_MARK, atomic_path
+from crawlmill.files import AnyPath, atomic_path, list_files, read_table
 
 from ..parts import PARQUET_OPTIONS
 from .shingles import mix64
@@ -24,12 +23,12 @@ def node_partition(nodes: np.ndarray, partitions: int) -> np.ndarray:
     return (mix64(nodes.astype(np.uint64)) % np.uint64(partitions)).astype(np.int64)
 
 
-def write_table(path: Path, table: pa.Table) -> None:
+def write_table(path: AnyPath, table: pa.Table) -> None:
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, **PARQUET_OPTIONS)
 
 
-def write_partitioned(step_dir: Path, task: str, table: pa.Table, partition: np.ndarray, partitions: int) -> None:
+def write_partitioned(step_dir: AnyPath, task: str, table: pa.Table, partition: np.ndarray, partitions: int) -> None:
     """Rows of `table` to `step_dir/p-NNNNN/<task>.parquet` by `partition` (empty partitions skipped)."""
     if not table.num_rows:
         return
@@ -42,13 +41,11 @@ def write_partitioned(step_dir: Path, task: str, table: pa.Table, partition: np.
             write_table(step_dir / f"p-{p:05d}" / f"{task}.parquet", table.slice(bounds[p], bounds[p + 1] - bounds[p]))
 
 
-def partition_files(step_dir: Path, partition: int) -> list[Path]:
+def partition_files(step_dir: AnyPath, partition: int) -> list[AnyPath]:
     """The finished files one partition received, in a deterministic order."""
-    folder = step_dir / f"p-{partition:05d}"
-    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-    return [f for f in files if not f.name.startswith(TMP_MARK)]
+    return list_files(step_dir / f"p-{partition:05d}", "*.parquet")
 
 
-def read_partition(step_dir: Path, partition: int, schema: pa.Schema) -> pa.Table:
-    tables = [pq.read_table(f, schema=schema) for f in partition_files(step_dir, partition)]
+def read_partition(step_dir: AnyPath, partition: int, schema: pa.Schema) -> pa.Table:
+    tables = [read_table(f, schema=schema) for f in partition_files(step_dir, partition)]
     return pa.concat_tables(tables) if tables else schema.empty_table()

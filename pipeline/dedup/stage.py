@@ -13,12 +13,11 @@ Run it: `crawlmill dedup out/CC-MAIN-2024-10/filter out/CC-MAIN-2024-18/filter -
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any, Callable
 
 import pyarrow as pa
 
-from crawlmill.files import parquet_file
+from crawlmill.files import AnyPath, as_path, parquet_file, resolved
 
 from ..parts import PartSink, input_parts
 from ..runner import StageContext, Task
@@ -45,7 +44,7 @@ class DedupOutput(PartStage):
         return [PartTask(i, path) for i, path in enumerate(self.parts)]
 
     def process(self, task: PartTask, sink: PartSink) -> None:
-        removed = read_partition(Path(self.work) / steps.REMOVED, task.index, steps.REMOVED_SCHEMA).to_pylist()
+        removed = read_partition(as_path(self.work) / steps.REMOVED, task.index, steps.REMOVED_SCHEMA).to_pylist()
         by_row = {r["node"] & 0xFFFFFFFF: r for r in removed}
         row = 0
         for batch in parquet_file(task.source).iter_batches(batch_size=1024):
@@ -78,7 +77,7 @@ class DedupStage(Stage):
         self.earlier: list[tuple[str, str]] = []
         self.documents = self.partitions = 0
 
-    def plan(self, output: Path) -> None:
+    def plan(self, output: AnyPath) -> None:
         index_dir = self.config.index
         self.runs = index.load_manifest(index_dir, excluding_output=output) if index_dir else []
         self.earlier = index.indexed_parts(index_dir, self.runs) if index_dir else []
@@ -121,9 +120,9 @@ class DedupStage(Stage):
 
         stats = run_parts(ctx, DedupOutput(parts, work, config))
         if config.index is not None:
-            run_dir = Path(config.index) / f"run-{len(self.runs):04d}"
+            run_dir = as_path(config.index) / f"run-{len(self.runs):04d}"
             step("index_save", index.save_part, [(f"part-{i:05d}", (work, i, str(run_dir / f"part-{i:05d}"))) for i in range(len(parts))])
-            index.append_run(config.index, ctx.output, [str((ctx.output / f"part-{i:05d}.parquet").resolve()) for i in range(len(parts))])
+            index.append_run(config.index, ctx.output, [resolved(ctx.output / f"part-{i:05d}.parquet") for i in range(len(parts))])
         summary = {
             "documents": self.documents,
             "indexed_documents": self.documents - sum(mapped[f"part-{i:05d}"]["documents"] for i in range(len(parts))),

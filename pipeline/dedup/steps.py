@@ -20,7 +20,6 @@ A node is `input part index << 32 | row`. Every task reads only its own part or 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from crawlmill.files import parquet_file
+from crawlmill.files import AnyPath, as_path, parquet_file, read_table
 
 from .config import DedupConfig
 from .minhash import band_keys, signatures
@@ -65,7 +64,7 @@ def dump_name(code: int) -> str | None:
 
 
 def map_part(config: DedupConfig, work: str, index: int, path: str, partitions: int, keep_copy: bool = False) -> dict[str, Any]:
-    work_dir, task = Path(work), f"part-{index:05d}"
+    work_dir, task = as_path(work), f"part-{index:05d}"
     bucket_tables, node_tables, dumps = [], [], {}
     row = 0
     for batch in parquet_file(path).iter_batches(batch_size=BATCH, columns=["id", "text", "dump", "lang"]):
@@ -101,7 +100,7 @@ def map_part(config: DedupConfig, work: str, index: int, path: str, partitions: 
     return {"documents": row, "dumps": dict(sorted(dumps.items()))}
 
 
-def shuffle_rows(work_dir: Path, task: str, buckets: pa.Table, nodes: pa.Table, partitions: int) -> None:
+def shuffle_rows(work_dir: AnyPath, task: str, buckets: pa.Table, nodes: pa.Table, partitions: int) -> None:
     """Bucket rows to their key's partition, node rows to their node's."""
     key_partition = (buckets.column("key").to_numpy() % np.uint64(partitions)).astype(np.int64)
     write_partitioned(work_dir / BUCKETS, task, buckets, key_partition, partitions)
@@ -109,7 +108,7 @@ def shuffle_rows(work_dir: Path, task: str, buckets: pa.Table, nodes: pa.Table, 
 
 
 def reduce_buckets(config: DedupConfig, work: str, p: int, partitions: int, input_parts: int) -> dict[str, Any]:
-    work_dir = Path(work)
+    work_dir = as_path(work)
     table = read_partition(work_dir / BUCKETS, p, BUCKET_SCHEMA)
     band, key, key2, node, dump = (table.column(c).to_numpy() for c in ("band", "key", "key2", "node", "dump"))
     order = np.lexsort((node, key2, key, band))
@@ -146,7 +145,7 @@ def _edge_table(pairs: np.ndarray) -> pa.Table:
     return pa.table({"src": pairs[:, 0], "dst": pairs[:, 1], "src_dump": pairs[:, 2].astype(np.int32), "dst_dump": pairs[:, 3].astype(np.int32)}, schema=EDGE_SCHEMA)
 
 
-def _write_edges(work_dir: Path, task: str, pairs: pa.Table, partitions: int) -> None:
+def _write_edges(work_dir: AnyPath, task: str, pairs: pa.Table, partitions: int) -> None:
     """Undirected edges, both directions, by source node (propagation reads a node's edges by source)."""
     flipped = pa.table({"src": pairs.column("dst"), "dst": pairs.column("src"), "src_dump": pairs.column("dst_dump"), "dst_dump": pairs.column("src_dump")}, schema=EDGE_SCHEMA)
     both = pa.concat_tables([pairs, flipped])
@@ -155,7 +154,7 @@ def _write_edges(work_dir: Path, task: str, pairs: pa.Table, partitions: int) ->
 
 def shingle_part(config: DedupConfig, work: str, index: int, path: str, partitions: int) -> dict[str, Any]:
     """Shingle hashes of the part's documents that are in candidate pairs, shuffled by node."""
-    work_dir = Path(work)
+    work_dir = as_path(work)
     # A document proposed by several bucket partitions is listed once per partition: shingle it once.
     wanted = np.unique(read_partition(work_dir / EDGE_NODES, index, NODE_LIST_SCHEMA).column("node").to_numpy() & np.int64(0xFFFFFFFF))
     nodes, hashes, row = [], [], 0
@@ -188,7 +187,7 @@ class ShingleSets:
         return self.values[self.offsets[i] : self.offsets[i + 1]]
 
 
-def _shingles_of(work_dir: Path, p: int) -> tuple[np.ndarray, ShingleSets]:
+def _shingles_of(work_dir: AnyPath, p: int) -> tuple[np.ndarray, ShingleSets]:
     table = read_partition(work_dir / SHINGLES, p, SHINGLE_SCHEMA)
     order = np.argsort(table.column("node").to_numpy(), kind="stable")
     table = table.take(pa.array(order))
@@ -200,7 +199,7 @@ def verify_send(config: DedupConfig, work: str, p: int, partitions: int) -> dict
 
     Pairs go out in chunks of config.verify_chunk_pairs: a pair carries its source's shingle set, so a task
     holding all its pairs at once would grow with the corpus's duplicate density."""
-    work_dir = Path(work)
+    work_dir = as_path(work)
     pairs = read_partition(work_dir / CANDIDATES, p, EDGE_SCHEMA)
     nodes, sets = _shingles_of(work_dir, p)
     for chunk, start in enumerate(range(0, pairs.num_rows, config.verify_chunk_pairs)):
@@ -220,11 +219,11 @@ def verify_check(config: DedupConfig, work: str, p: int, partitions: int) -> dic
     """Exact Jaccard of every candidate pair whose second document is in partition p; the pairs at or
     above the threshold become edges (both directions, by source) for connected components.
     Reads one received file (one sender's chunk) at a time."""
-    work_dir = Path(work)
+    work_dir = as_path(work)
     nodes, sets = _shingles_of(work_dir, p)
     verified, checked = [], 0
     for path in partition_files(work_dir / VERIFY, p):
-        table = pq.read_table(path, schema=VERIFY_SCHEMA)
+        table = read_table(path, schema=VERIFY_SCHEMA)
         at = np.searchsorted(nodes, table.column("dst").to_numpy())
         sources = ShingleSets(table.column("src_shingles"))
         keep = np.zeros(table.num_rows, dtype=bool)
@@ -241,19 +240,19 @@ def verify_check(config: DedupConfig, work: str, p: int, partitions: int) -> dic
     return {"checked": checked, "verified": edges.num_rows}
 
 
-def _labels_path(work_dir: Path, round_no: int, p: int) -> Path:
+def _labels_path(work_dir: AnyPath, round_no: int, p: int) -> AnyPath:
     return work_dir / "cc" / f"labels-{round_no:04d}" / f"p-{p:05d}.parquet"
 
 
 def cc_round(config: DedupConfig, work: str, round_no: int, p: int, partitions: int) -> dict[str, Any]:
-    work_dir = Path(work)
+    work_dir = as_path(work)
     edges = read_partition(work_dir / EDGES, p, EDGE_SCHEMA)
     src, dst = edges.column("src").to_numpy(), edges.column("dst").to_numpy()
     if round_no == 0:
         nodes = np.unique(src)
         labels, changed = nodes.copy(), len(nodes)
     else:
-        previous = pq.read_table(_labels_path(work_dir, round_no - 1, p))
+        previous = read_table(_labels_path(work_dir, round_no - 1, p))
         nodes, labels = previous.column("node").to_numpy(), previous.column("label").to_numpy().copy()
         messages = read_partition(work_dir / "cc" / f"msgs-{round_no - 1:04d}", p, LABEL_SCHEMA)
         if messages.num_rows:
@@ -272,9 +271,9 @@ def cc_round(config: DedupConfig, work: str, round_no: int, p: int, partitions: 
 
 
 def cluster_map(config: DedupConfig, work: str, final_round: int, p: int, partitions: int) -> dict[str, Any]:
-    work_dir = Path(work)
+    work_dir = as_path(work)
     path = _labels_path(work_dir, final_round, p)
-    labels = pq.read_table(path) if path.exists() else LABEL_SCHEMA.empty_table()
+    labels = read_table(path) if path.exists() else LABEL_SCHEMA.empty_table()
     nodes = read_partition(work_dir / NODES, p, NODE_SCHEMA)
     node_ids, label_nodes = nodes.column("node").to_numpy(), labels.column("node").to_numpy()
     mask = np.isin(node_ids, label_nodes)
@@ -299,7 +298,7 @@ def _keep_order(config: DedupConfig, cluster: np.ndarray, dump: np.ndarray, leng
 
 
 def cluster_reduce(config: DedupConfig, work: str, p: int, partitions: int, input_parts: int) -> dict[str, Any]:
-    work_dir = Path(work)
+    work_dir = as_path(work)
     table = read_partition(work_dir / CLUSTERS, p, CLUSTER_SCHEMA)
     cluster, dump, length = (table.column(c).to_numpy() for c in ("cluster", "dump", "length"))
     ids = np.array(table.column("id").to_pylist(), dtype=object)

@@ -53,7 +53,9 @@ def normalize_label(label: str) -> str:
 class FastTextLanguageId:
     @staticmethod
     def resolve_path(model_path: str | Path | None) -> Path:
-        return Path(model_path) if model_path else default_model_path()
+        from crawlmill.files import local_copy  # a URL's model: copied once per machine
+
+        return local_copy(model_path) if model_path else default_model_path()
 
     def __init__(self, model_path: str | Path | None = None) -> None:
         self.model_path = self.resolve_path(model_path)

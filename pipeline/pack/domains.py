@@ -19,14 +19,13 @@ run's `_tasks.json`, so a resumed run keeps it.
 from __future__ import annotations
 
 import zlib
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from crawlmill.files import atomic_path
+from crawlmill.files import AnyPath, as_path, atomic_path, list_files, read_table
 
 from ..parts import PARQUET_OPTIONS, part_name
 
@@ -46,11 +45,11 @@ def partition_of(domain: str, partitions: int) -> int:
     return zlib.crc32(domain.encode("utf-8")) % partitions  # stable across processes, unlike hash()
 
 
-def partition_dir(work: Path, partition: int) -> Path:
+def partition_dir(work: AnyPath, partition: int) -> AnyPath:
     return work / DOMAINS_DIR / f"p-{partition:05d}"
 
 
-def write_part_domains(work: Path, index: int, counts: dict[str, list[int]], partitions: int) -> None:
+def write_part_domains(work: AnyPath, index: int, counts: dict[str, list[int]], partitions: int) -> None:
     """One input part's {domain: [documents, tokens, bytes]}, split into the partitions' folders."""
     split: list[list[tuple[str, int, int, int]]] = [[] for _ in range(partitions)]
     for domain, (documents, tokens, text_bytes) in sorted(counts.items()):
@@ -65,20 +64,20 @@ def _table(rows: list[tuple[str, int, int, int]]) -> pa.Table:
     return pa.table([pa.array(values, field.type) for values, field in zip(columns, SCHEMA)], schema=SCHEMA)
 
 
-def _write(path: Path, table: pa.Table) -> None:
+def _write(path: AnyPath, table: pa.Table) -> None:
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp, **PARQUET_OPTIONS)
 
 
-def merged_path(work: Path, partition: int) -> Path:
+def merged_path(work: AnyPath, partition: int) -> AnyPath:
     return work / DOMAINS_DIR / f"p-{partition:05d}.parquet"
 
 
 def merge_partition(partition: int, work_dir: str, top: int) -> dict[str, Any]:
     """Ray task: sum one partition's per-part counts; write it sorted; return its totals and top."""
-    work = Path(work_dir)
-    files = sorted(partition_dir(work, partition).glob("part-*.parquet"))
-    table = pa.concat_tables([pq.read_table(f, schema=SCHEMA) for f in files]) if files else SCHEMA.empty_table()
+    work = as_path(work_dir)
+    files = list_files(partition_dir(work, partition), "part-*.parquet")
+    table = pa.concat_tables([read_table(f, schema=SCHEMA) for f in files]) if files else SCHEMA.empty_table()
     summed = table.group_by("domain").aggregate([(name, "sum") for name in COUNTS])
     # The aggregates come out as "<column>_sum".
     summed = summed.rename_columns([name.removesuffix("_sum") for name in summed.column_names]).select(SCHEMA.names)
@@ -92,11 +91,11 @@ def merge_partition(partition: int, work_dir: str, top: int) -> dict[str, Any]:
     }
 
 
-def finish_domains(output: Path, work: Path, markers: list[dict[str, Any]], top: int) -> dict[str, Any]:
+def finish_domains(output: AnyPath, work: AnyPath, markers: list[dict[str, Any]], top: int) -> dict[str, Any]:
     """Write domains.parquet from the merged partitions; return the top domains and totals."""
     with atomic_path(output / DOMAINS_FILE) as tmp, pq.ParquetWriter(tmp, SCHEMA, **PARQUET_OPTIONS) as writer:
         for marker in markers:
-            writer.write_table(pq.read_table(merged_path(work, marker["partition"]), schema=SCHEMA))
+            writer.write_table(read_table(merged_path(work, marker["partition"]), schema=SCHEMA))
     candidates = [row for marker in markers for row in marker["top"]]
     candidates.sort(key=lambda row: (-row["tokens"], row["domain"]))
     return {

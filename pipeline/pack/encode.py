@@ -27,14 +27,13 @@ runs one part without Ray.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawlmill.files import atomic_path, parquet_file
+from crawlmill.files import AnyPath, as_path, atomic_path, parquet_file
 from crawlmill.shards.tokenbytes import document_bytes
 
 from ..parts import PARQUET_OPTIONS, PartStats, part_name
@@ -87,11 +86,11 @@ def worker_encoder(info: TokenizerInfo, threads: int, fast: bool) -> DocumentEnc
     return _ENCODERS[key]
 
 
-def tokens_path(work_dir: Path, index: int) -> Path:
+def tokens_path(work_dir: AnyPath, index: int) -> AnyPath:
     return work_dir / TOKENS_DIR / f"{part_name(index)}.bin"
 
 
-def docs_path(work_dir: Path, index: int) -> Path:
+def docs_path(work_dir: AnyPath, index: int) -> AnyPath:
     return work_dir / TOKENS_DIR / f"{part_name(index)}.docs.parquet"
 
 
@@ -110,7 +109,7 @@ def breakdown_json(table: dict[str, list[int]]) -> dict[str, dict[str, int]]:
 
 def encode_part(settings: PackSettings, index: int, source: str, output_dir: str) -> dict[str, Any]:
     """Tokenize one input part; returns its counts (the runner writes them as its marker)."""
-    output = Path(output_dir)
+    output = as_path(output_dir)
     work = output / "_work"
     encoder = worker_encoder(settings.tokenizer, settings.threads, settings.fast_encode)
     stats = PartStats(index=index, source=source)

@@ -23,7 +23,6 @@ D / budget_tokens. Groups with share 0 keep their shards but are left out of the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..remix.layout import MIXTURE_FILE, part_group, read_mixture
@@ -52,7 +51,7 @@ def remix_input(folders: list[str], parts: list[str]) -> RemixInput | None:
     for index, part in enumerate(parts):
         group = part_group(part)
         if group not in mixture["groups"]:
-            raise ValueError(f"{part}: not a part of a group of {Path(folder) / MIXTURE_FILE}")
+            raise ValueError(f"{part}: not a part of a group of {folder}/{MIXTURE_FILE}")
         if not groups or groups[-1][0] != group:
             groups.append((group, []))
         groups[-1][1].append(index)

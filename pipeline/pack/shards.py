@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import struct
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawlmill.files import atomic_path
+from crawlmill.files import AnyPath, as_path, atomic_path, file_size, open_binary, read_schema, read_table
 from crawlmill.shards.mmidx import CODE_OF, MAGIC
 
 from ..parts import PARQUET_OPTIONS
@@ -79,12 +77,12 @@ class ShardPlan:
         return f"{self.prefix}-{self.number:05d}"
 
 
-def part_lengths(work_dir: Path, part: int) -> np.ndarray:
-    table = pq.read_table(docs_path(work_dir, part), columns=["tokens"])
+def part_lengths(work_dir: AnyPath, part: int) -> np.ndarray:
+    table = read_table(docs_path(work_dir, part), columns=["tokens"])
     return table.column("tokens").to_numpy().astype(np.int64)
 
 
-def plan_shards(work_dir: Path, parts: int | Sequence[int], shard_tokens: int, itemsize: int, prefix: str = "shard") -> list[ShardPlan]:
+def plan_shards(work_dir: AnyPath, parts: int | Sequence[int], shard_tokens: int, itemsize: int, prefix: str = "shard") -> list[ShardPlan]:
     """Shard boundaries over `parts` (pass-1 part numbers, or a count: 0..parts-1) in order (see
     the module docstring)."""
     parts = range(parts) if isinstance(parts, int) else parts
@@ -116,8 +114,8 @@ def plan_shards(work_dir: Path, parts: int | Sequence[int], shard_tokens: int, i
     return shards
 
 
-def _copy_range(source: Path, start: int, end: int, out: Any, digest: Any) -> None:
-    with open(source, "rb") as f:
+def _copy_range(source: AnyPath, start: int, end: int, out: Any, digest: Any) -> None:
+    with open_binary(source) as f:
         f.seek(start)
         left = end - start
         while left:
@@ -129,11 +127,11 @@ def _copy_range(source: Path, start: int, end: int, out: Any, digest: Any) -> No
             left -= len(chunk)
 
 
-def _docs_slice(work_dir: Path, piece: Piece) -> pa.Table:
+def _docs_slice(work_dir: AnyPath, piece: Piece) -> pa.Table:
     path = docs_path(work_dir, piece.part)
-    if pq.read_schema(path).names != DOCS_SCHEMA.names:  # reading it with DOCS_SCHEMA would give nulls
+    if read_schema(path).names != DOCS_SCHEMA.names:  # reading it with DOCS_SCHEMA would give nulls
         raise ValueError(f"{path} was written by an older pack (other columns); delete the output folder and pack again")
-    table = pq.read_table(path, schema=DOCS_SCHEMA)
+    table = read_table(path, schema=DOCS_SCHEMA)
     return table.slice(piece.doc_start, piece.doc_end - piece.doc_start)
 
 
@@ -146,7 +144,7 @@ def write_shard(dtype_name: str, plan: ShardPlan, output_dir: str) -> dict[str, 
 
     Streams piece by piece: memory holds one part's document table and the shard's lengths
     (4 bytes a document), never its tokens."""
-    output = Path(output_dir)
+    output = as_path(output_dir)
     work = output / "_work"
     name = plan.name
     finals = {kind: output / f"{name}.{kind}" for kind in ("bin", "idx", "docs.parquet")}
@@ -188,7 +186,7 @@ def write_shard(dtype_name: str, plan: ShardPlan, output_dir: str) -> dict[str, 
         "tokens": plan.tokens,
         "bytes": text_bytes,
         "files": {
-            kind: {"name": finals[kind].name, "bytes": os.path.getsize(finals[kind]), "sha256": digests[kind].hexdigest()}
+            kind: {"name": finals[kind].name, "bytes": file_size(finals[kind]), "sha256": digests[kind].hexdigest()}
             for kind in ("bin", "idx", "docs.parquet")
         },
         "source": {"first": first, "last": last, "ranges": ranges},

@@ -25,12 +25,11 @@ Run it: `crawlmill pack out/dedup --tokenizer TOKENIZER_DIR --output out/shards 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from crawlmill.files import atomic_write_json, sha256_file
+from crawlmill.files import as_path, atomic_write_json, read_text, sha256_file
 
 from ..parts import PARTS_DIR, PartStats, input_parts, part_name
 from ..remix.layout import MIXTURE_FILE
@@ -72,7 +71,7 @@ class PackStage(Stage):
             "dtype": info.dtype,
             "shard_tokens": self.shard_tokens,
             "domain_partitions": self.domain_partitions,
-            **({"mixture_sha256": sha256_file(Path(self.remix.folder) / MIXTURE_FILE)} if self.remix else {}),
+            **({"mixture_sha256": sha256_file(as_path(self.remix.folder) / MIXTURE_FILE)} if self.remix else {}),
         }
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
@@ -107,7 +106,7 @@ class PackStage(Stage):
         return stats
 
     def report(self, result: StageResult) -> list[str]:
-        manifest = json.loads((result.output_dir / MANIFEST).read_text(encoding="utf-8"))
+        manifest = json.loads(read_text(result.output_dir / MANIFEST))
         stats = result.stats or {}
         dropped = ", ".join(f"{k} {v:,}" for k, v in stats.get("dropped", {}).items()) or "none"
         rate = f"; {result.seconds:.1f} s, {manifest['tokens'] / max(result.seconds, 1e-9):,.0f} tokens/s" if not result.already_done else ""

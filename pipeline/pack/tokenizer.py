@@ -21,12 +21,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from crawlmill.files import sha256_file
+from crawlmill.files import as_path, local_copy, sha256_file
 
 # Megatron-Core's DType.optimal_dtype: uint16 below 65,500 entries, else int32.
 UINT16_LIMIT = 65500
@@ -70,19 +69,19 @@ class TokenizerInfo:
 
 
 def inspect_tokenizer_dir(
-    tokenizer_dir: str | Path, eod_token: str | None = None, padded_vocab_size: int | None = None
+    tokenizer_dir: Any, eod_token: str | None = None, padded_vocab_size: int | None = None
 ) -> TokenizerInfo:
     """Read a tokenizer folder and settle EOD, vocabulary sizes and dtype; TokenizerError if unusable."""
     from tokenizers import Tokenizer
 
     from ...tokenizer.fastencode import unsupported_reason
 
-    folder = Path(tokenizer_dir)
+    folder = as_path(tokenizer_dir)
     path = folder / "tokenizer.json"
     if not path.is_file():
         raise TokenizerError(f"{folder}: no tokenizer.json (a Hugging Face tokenizer folder is needed)")
     try:
-        tokenizer = Tokenizer.from_file(str(path))
+        tokenizer = Tokenizer.from_file(str(local_copy(path)))
     except Exception as exc:  # the library's message names what is wrong with the file
         raise TokenizerError(f"{path}: cannot be loaded by the tokenizers library: {exc}") from None
     config = _read_json(folder / "tokenizer_config.json")
@@ -124,7 +123,7 @@ def inspect_tokenizer_dir(
     )
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Any) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
@@ -150,8 +149,9 @@ class DocumentEncoder:
         self.parallelism = None if threads is None else ("true" if threads > 1 else "false")
         self.info = info
         self.dtype = np.dtype(info.dtype)
-        self.tokenizer = Tokenizer.from_file(str(Path(info.path) / "tokenizer.json"))
-        if sha256_file(Path(info.path) / "tokenizer.json") != info.sha256:
+        local = local_copy(as_path(info.path) / "tokenizer.json")  # a URL's file: copied once per node
+        self.tokenizer = Tokenizer.from_file(str(local))
+        if sha256_file(local) != info.sha256:
             raise TokenizerError(f"{info.path}/tokenizer.json changed since the pack run started")
         # Why the faster exact path is not used (None when it is).
         self.chunked_off = "turned off" if not fast else unsupported_reason(self.tokenizer)

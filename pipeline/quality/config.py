@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from crawlmill.files import as_path
+
 NORMALIZATIONS = ("crawlmill", "newlines")
 
 
@@ -83,7 +85,6 @@ class QualityConfig:
         return "top" if self.keep_top is not None else "threshold" if self.threshold is not None else "label"
 
     def check(self) -> None:
-        from pathlib import Path
-
-        if self.model is not None and not Path(self.model).exists():
+        
+        if self.model is not None and not as_path(self.model).exists():
             raise FileNotFoundError(f"model: {self.model} does not exist (a `crawlmill quality train` folder or a fastText model file)")

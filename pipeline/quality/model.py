@@ -23,6 +23,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from crawlmill.files import as_path, local_copy
+
 from .text import prepare
 
 MODEL_FILE = "quality_model.json"
@@ -45,15 +47,15 @@ class ModelInfo:
         return max(self.grades.values()) if self.grades else 1.0
 
 
-def write_model_info(folder: Path, info: ModelInfo) -> None:
+def write_model_info(folder: Any, info: ModelInfo) -> None:
     from crawlmill.files import atomic_write_json
 
     atomic_write_json(folder / MODEL_FILE, asdict(info))
 
 
-def read_model_info(path: str | Path, positive_label: str = "__label__hq", normalize: str = "newlines") -> ModelInfo:
+def read_model_info(path: Any, positive_label: str = "__label__hq", normalize: str = "newlines") -> ModelInfo:
     """A model's settings without loading it: a folder's quality_model.json, or a fastText file's defaults."""
-    path = Path(path)
+    path = as_path(path)
     if path.is_dir():
         if not (path / MODEL_FILE).is_file():
             raise FileNotFoundError(f"{path}: no {MODEL_FILE} (a `crawlmill quality train` folder, or give a fastText model file)")
@@ -63,12 +65,12 @@ def read_model_info(path: str | Path, positive_label: str = "__label__hq", norma
     return ModelInfo(models={ALL: path.name}, positive_label=positive_label, normalize=normalize)
 
 
-def model_digest(path: str | Path) -> dict[str, str]:
+def model_digest(path: Any) -> dict[str, str]:
     """sha256 of a model's files (a folder's models and settings, or the one file): its identity in fingerprints."""
-    from crawlmill.files import sha256_file
+    from crawlmill.files import list_files, sha256_file
 
-    path = Path(path)
-    files = sorted(path.glob("*.bin")) + sorted(path.glob("*.json")) if path.is_dir() else [path]
+    path = as_path(path)
+    files = list_files(path, "*.bin") + list_files(path, "*.json") if path.is_dir() else [path]
     return {f.name: sha256_file(f) for f in files if f.name != "train_report.json"}
 
 
@@ -81,11 +83,12 @@ class QualityModel:
         self.fast = {key: FastInference(m) for key, m in models.items() if unsupported_reason(m) is None}
 
     @classmethod
-    def load(cls, path: str | Path, positive_label: str | None = "__label__hq", normalize: str = "newlines") -> "QualityModel":
+    def load(cls, path: Any, positive_label: str | None = "__label__hq", normalize: str = "newlines") -> "QualityModel":
         """A model folder (its settings from quality_model.json) or a fastText file; `positive_label`
         None: any labels (the model is read with `top_labels` only)."""
         import fasttext
 
+        path = local_copy(path)  # a URL's model: copied once per machine (the cache is shared by its workers)
         info = read_model_info(path, positive_label or "__label__hq", normalize)
         folder = Path(path) if Path(path).is_dir() else Path(path).parent
         files = {lang: folder / name for lang, name in info.models.items()}

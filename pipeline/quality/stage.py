@@ -22,14 +22,13 @@ Steps, through the runner:
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawlmill.files import atomic_path, atomic_write_json, parquet_file
+from crawlmill.files import as_path, atomic_path, atomic_write_json, open_binary, parquet_file, read_schema, read_table
 
 from ..parts import PARQUET_OPTIONS, PartSink, input_parts, part_name
 from ..runner import StageContext, Task
@@ -53,7 +52,7 @@ def score_part(model: QualityModel, index: int, source: str, work: str, batch_ro
     """In a forked process: one part's scores and its per-language histograms (counts, bytes)."""
     histograms: dict[str, np.ndarray] = {}
     documents = scored = 0
-    path = Path(work) / "scores" / f"{part_name(index)}.parquet"
+    path = as_path(work) / "scores" / f"{part_name(index)}.parquet"
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, SCORE_SCHEMA, **PARQUET_OPTIONS) as writer:
         for batch in parquet_file(source).iter_batches(batch_size=batch_rows, columns=["text", "lang"]):
             texts, langs = batch.column("text").to_pylist(), batch.column("lang").to_pylist()
@@ -69,7 +68,7 @@ def score_part(model: QualityModel, index: int, source: str, work: str, batch_ro
     files = {}
     for lang, counts in sorted(histograms.items()):
         if counts[0].sum():
-            target = Path(work) / "hist" / f"{part_name(index)}-{lang or 'none'}.npy"
+            target = as_path(work) / "hist" / f"{part_name(index)}-{lang or 'none'}.npy"
             with atomic_path(target) as tmp, open(tmp, "wb") as handle:
                 np.save(handle, counts)
             files[lang] = str(target)
@@ -89,7 +88,7 @@ class QualityOutput(PartStage):
         return [PartTask(i, path) for i, path in enumerate(self.parts)]
 
     def process(self, task: PartTask, sink: PartSink) -> None:
-        scores = pq.read_table(Path(self.work) / "scores" / f"{part_name(task.index)}.parquet").column("quality_score").to_numpy(zero_copy_only=False)
+        scores = read_table(as_path(self.work) / "scores" / f"{part_name(task.index)}.parquet").column("quality_score").to_numpy(zero_copy_only=False)
         row = 0
         mode, threshold = self.config.mode, self.config.threshold
         for batch in parquet_file(task.source).iter_batches(batch_size=self.config.batch_rows):
@@ -135,7 +134,7 @@ class QualityStage(Stage):
     def _schema(self) -> pa.Schema:
         from ..schema import DOCUMENT_SCHEMA
 
-        base = pq.read_schema(self.parts[0]) if self.parts else DOCUMENT_SCHEMA
+        base = read_schema(self.parts[0]) if self.parts else DOCUMENT_SCHEMA
         base = pa.schema([f for f in base if f.name not in ("quality_score", "quality_bucket")])
         return pa.schema([*base, *QUALITY_FIELDS])
 
@@ -172,7 +171,8 @@ class QualityStage(Stage):
         totals: dict[str, np.ndarray] = {}
         for result in results:
             for lang, path in result["histograms"].items():
-                totals[lang] = totals.get(lang, 0) + np.load(path)
+                with open_binary(path) as handle:
+                    totals[lang] = totals.get(lang, 0) + np.load(handle)
         cuts = {}
         for lang, counts in sorted(totals.items()):
             cut = {"documents": int(counts[0].sum()), "bytes": int(counts[1].sum()), "boundaries": hist.boundaries(counts[1], self.config.buckets, max_score)}

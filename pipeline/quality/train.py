@@ -25,10 +25,13 @@ Output folder: model.bin (or model-<lang>.bin), quality_model.json (model.py), t
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import json
 import random
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -37,7 +40,7 @@ from typing import Any, Iterator
 import numpy as np
 import xxhash
 
-from crawlmill.files import atomic_path, atomic_write_json
+from crawlmill.files import as_path, atomic_path, atomic_write_json, is_remote, make_dirs, open_binary, read_text, remove_file
 from crawlmill.tokenizer.corpus import CorpusCounts, InputSpec, expand_files, iter_file_documents
 from .config import ClassifierTrainConfig
 from .model import ALL, ModelInfo, QualityModel, write_model_info
@@ -49,8 +52,8 @@ REPORT = "train_report.json"
 
 def _lines(path: Path) -> Iterator[str]:
     """Plain text: one document a line (classifier data comes as paragraphs or pages a line)."""
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
+    raw = open_binary(path)
+    with gzip.open(raw, "rt", encoding="utf-8", errors="replace") if path.name.endswith(".gz") else io.TextIOWrapper(raw, encoding="utf-8", errors="replace") as handle:
         for line in handle:
             if line.strip():
                 yield line.strip()
@@ -73,7 +76,7 @@ def read_documents(specs: list[str], counts: Counter) -> Iterator[tuple[str, str
 def _labelled(path: str, default_lang: str, counts: Counter) -> Iterator[tuple[str, str, str | float]]:
     """(text, lang, grade or topic) of each line of a labels file; a file holds grades or topics, not both."""
     kinds: set[str] = set()
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -212,11 +215,24 @@ def train_in_fresh_process(data: str, model_file: str, params: dict[str, Any]) -
             raise
 
 
+def _training_file(final: Any) -> Any:
+    """Where fastText's training text goes: beside the model locally (removed after training); for
+    a model folder at a URL, a local temporary file (never uploaded)."""
+    if is_remote(as_path(final)):
+        return contextlib.contextmanager(_local_temporary)(as_path(final).name)
+    return atomic_path(final)
+
+
+def _local_temporary(name: str) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="crawlmill-train-") as folder:
+        yield Path(folder) / name
+
+
 def train_classifier(config: ClassifierTrainConfig, output: str) -> dict[str, Any]:
     """Train into `output` (a folder); returns the report (also written as train_report.json)."""
     started = time.perf_counter()
-    folder = Path(output)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = as_path(output)
+    make_dirs(folder)
     rows, counts = collect(config)
     held = [r for r in rows if _heldout(r[2], config.heldout, config.seed)]
     train = [r for r in rows if not _heldout(r[2], config.heldout, config.seed)]
@@ -226,14 +242,14 @@ def train_classifier(config: ClassifierTrainConfig, output: str) -> dict[str, An
         if not subset:
             continue
         name = "model.bin" if key == ALL else f"model-{key}.bin"
-        with atomic_path(folder / f"{name}.train.txt") as data, atomic_path(folder / name) as model_file:
+        with _training_file(folder / f"{name}.train.txt") as data, atomic_path(folder / name) as model_file:
             _write_training_file(data, subset, config.seed)
             params = dict(
                 lr=config.lr, dim=config.dim, ws=config.ws, epoch=config.epoch, minCount=config.min_count,
                 wordNgrams=config.word_ngrams, bucket=config.bucket, thread=config.threads, seed=config.seed, verbose=0,
             )  # fmt: skip
             train_in_fresh_process(str(data), str(model_file), params)
-        (folder / f"{name}.train.txt").unlink()
+        remove_file(folder / f"{name}.train.txt")
         models[key] = name
     if not models:
         raise ValueError(f"no training documents in {', '.join(config.languages)} (read {counts['read']:,}; see the counts)")

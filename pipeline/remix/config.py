@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
+
+from crawlmill.files import as_path
 
 GROUP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 METHODS = ("weights", "temperature", "unimax")
@@ -200,7 +201,7 @@ class RemixConfig:
 
     def check(self) -> None:
         """Files the config names must be usable: the classifier model, the tokenizer folder."""
-        if self.classifier.model is not None and not Path(self.classifier.model).exists():
+        if self.classifier.model is not None and not as_path(self.classifier.model).exists():
             raise FileNotFoundError(f"classifier.model: {self.classifier.model} does not exist")
         if self.mixture.tokenizer is not None:
             from ..pack.tokenizer import inspect_tokenizer_dir

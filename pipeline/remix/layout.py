@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+
+from crawlmill.files import as_path
 
 from ..schema import DOCUMENT_SCHEMA
 
@@ -44,15 +45,15 @@ def group_part_name(group: str, index: int) -> str:
     return f"part-{group}-{index:05d}"
 
 
-def part_group(path: str | Path) -> str | None:
+def part_group(path: Any) -> str | None:
     """The group of a remix output part, from its name; None for any other part."""
-    match = _GROUP_PART.match(Path(path).name)
+    match = _GROUP_PART.match(as_path(path).name)
     return match.group("group") if match else None
 
 
-def read_mixture(folder: str | Path) -> dict[str, Any] | None:
+def read_mixture(folder: Any) -> dict[str, Any] | None:
     """A remix output folder's mixture.json; None for any other folder."""
-    path = Path(folder) / MIXTURE_FILE
+    path = as_path(folder) / MIXTURE_FILE
     if not path.is_file():
         return None
     mixture = json.loads(path.read_text(encoding="utf-8"))

@@ -16,10 +16,10 @@ Pack reads "groups"/"share" as the blend's weight per group (pipeline/pack/stage
 
 from __future__ import annotations
 
-from pathlib import Path
+
 from typing import Any
 
-from crawlmill.files import atomic_path, read_json
+from crawlmill.files import AnyPath, atomic_path, read_json
 
 from ..pack.tokenizer import TokenizerInfo
 from .config import RemixConfig
@@ -59,7 +59,7 @@ def mixture_document(config: RemixConfig, mixture: Mixture, totals: dict[str, di
     }
 
 
-def plot_mixture(path: Path, document: dict[str, Any]) -> None:
+def plot_mixture(path: AnyPath, document: dict[str, Any]) -> None:
     """Bars per group: its share of the corpus before, its share of training after, epochs on top."""
     import matplotlib
 
@@ -85,7 +85,7 @@ def plot_mixture(path: Path, document: dict[str, Any]) -> None:
     plt.close(fig)
 
 
-def report_lines(path: Path) -> list[str]:
+def report_lines(path: AnyPath) -> list[str]:
     """One line per group for the command line: size, share before -> after, epochs."""
     document = read_json(path)
     unit = document["unit"]

@@ -28,15 +28,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 
-from crawlmill.files import atomic_write_json, parquet_file
+from crawlmill.files import as_path, atomic_write_json, parquet_file
 
 from ..quality.model import model_digest
 from ..pack.tokenizer import TokenizerInfo, inspect_tokenizer_dir
-from ..parts import PARTS_DIR, PartSink, PartStats, input_parts, part_name
+from ..parts import PARTS_DIR, PartSink, PartStats, input_parts, part_name, redo_orphan_markers
 from ..runner import StageContext, Task
 from ..stage import Stage, StageResult, merge_stats
 from .config import RemixConfig
@@ -75,7 +74,7 @@ def label_part(settings: LabelSettings, index: int, source: str, output_dir: str
             for k, (row, (domain, group, how)) in enumerate(zip(rows, labels)):
                 if group not in sinks:
                     name = group_part_name(group, index)
-                    sinks[group] = PartSink(Path(output_dir), index, source, "remix", schema, batch_bytes=SINK_BATCH_BYTES, name=name)
+                    sinks[group] = PartSink(as_path(output_dir), index, source, "remix", schema, batch_bytes=SINK_BATCH_BYTES, name=name)
                     counts[group] = Counter()
                 sinks[group].keep({**row, "domain": domain, "group": group})
                 counts[group].update(documents=1, characters=len(row["text"]), **({"tokens": tokens[k]} if tokens else {}))
@@ -138,6 +137,7 @@ class RemixStage(Stage):
         c = self.config
         settings = LabelSettings(c, self.tokenizer)
         tasks = [Task(part_name(i), (i, source, str(ctx.output)), label=source) for i, source in enumerate(self.parts)]
+        redo_orphan_markers(ctx.output)  # a marker whose group parts are gone: label that part again
         results = ctx.step("parts", label_part, tasks, shared=(settings,), markers=ctx.output / PARTS_DIR, unit="parts", title="remix")
         markers = [results[task.key] for task in tasks]
         unit = c.mixture.resolved_unit
