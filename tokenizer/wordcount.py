@@ -28,7 +28,6 @@ import resource
 import zlib
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
