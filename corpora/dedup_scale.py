@@ -45,7 +45,7 @@ from crawlmill.corpora.dedup_text import (
     split_sentences,
     vocabulary,
 )
-from crawlmill.pipeline.parts import PARQUET_OPTIONS
+from crawlmill.pipeline.parts import PARQUET_OPTIONS, commit_folder
 from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
 
 SCALE_KINDS = ("unique", "exact", "near", "reorder", "truncate", "concat", "rewrite")
@@ -318,7 +318,7 @@ def build_scale_corpus(
         if pool:
             pool.shutdown()
     for d in dumps:
-        (out_dir / d / "_SUCCESS").write_text("")
+        commit_folder(out_dir / d)  # markers and _SUCCESS, as a stage leaves them
     totals["kinds"] = dict(sorted(totals["kinds"].items()))
     totals["seconds"] = round(time.perf_counter() - t0, 2)
     return totals

@@ -1,7 +1,7 @@
 """A hand-made folder of edge-case documents for the pack tests (tests/pipeline/pack): an empty text,
 digits and Chinese without spaces, the DeepSeek end-of-sentence token written literally, a text
 longer than a test shard, a lone space, and a row with no url, dump or lang. Two Parquet parts in
-the pipeline's document schema + _SUCCESS, as a stage writes them. A library module, no command line::
+the pipeline's document schema, their markers and _SUCCESS, as a stage writes them. A library module, no command line::
 
     from pathlib import Path
     from crawlmill.corpora.edge_documents import write_edge_folder
@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from crawlmill.pipeline.parts import commit_folder
 from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
 
 EOS = "<｜end▁of▁sentence｜>"  # the released DeepSeek LLM tokenizer's end-of-sentence token
@@ -47,5 +48,5 @@ def write_edge_folder(folder: Path) -> Path:
     ]
     pq.write_table(pa.Table.from_pylist(rows[:3], schema=DOCUMENT_SCHEMA), folder / "part-00000.parquet")
     pq.write_table(pa.Table.from_pylist(rows[3:], schema=DOCUMENT_SCHEMA), folder / "part-00001.parquet")
-    (folder / "_SUCCESS").write_text("")
+    commit_folder(folder)  # markers and _SUCCESS: readers take the parts markers name
     return folder

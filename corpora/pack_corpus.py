@@ -33,6 +33,7 @@ def build_corpus(folder: Path, docs: int, parts: int, seed: int, text_dir: Path 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from crawlmill.pipeline.parts import commit_folder
     from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
 
     by_lang = pools(text_dir)
@@ -56,7 +57,7 @@ def build_corpus(folder: Path, docs: int, parts: int, seed: int, text_dir: Path 
                 })  # fmt: skip
                 jsonl.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
             pq.write_table(pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA), parquet / f"part-{p:05d}.parquet")
-    (parquet / "_SUCCESS").write_text("")
+    commit_folder(parquet)  # markers and _SUCCESS, as a stage leaves them
     return {"documents": docs, "parts": parts, "characters": chars, "jsonl_bytes": (folder / "corpus.jsonl").stat().st_size}
 
 

@@ -79,6 +79,18 @@ def redo_orphan_markers(stage_dir: AnyPath) -> None:
         remove_file(marker)
 
 
+def commit_folder(folder: AnyPath) -> None:
+    """Mark a folder of `part-NNNNN.parquet` files made outside a stage (test and benchmark corpora)
+    as a finished stage output: a marker per part, then `_SUCCESS`."""
+    from crawlmill.files import atomic_write_json, atomic_write_text
+
+    folder = as_path(folder)
+    for part in list_files(folder, "part-*.parquet"):
+        index = int(part.name.removesuffix(".parquet").rsplit("-", 1)[1])
+        atomic_write_json(folder / PARTS_DIR / f"{part_name(index)}.json", {"index": index, "source": part.name})
+    atomic_write_text(folder / "_SUCCESS", "")
+
+
 def input_parts(stage_dir: str | AnyPath) -> list[str]:
     """The Parquet parts of a finished stage output folder, in order: those its markers name; an
     error if it is unfinished or a marker's part is missing."""
