@@ -12,15 +12,17 @@
 # megatron-core 0.19.2: the newest release (Python >= 3.12); crawlmill's train extra takes the newest
 # release on 3.12+ (0.16.1 on 3.11). It requires only torch>=2.6, numpy and packaging.
 # Ray 2.60.0 as on the CPU cluster; a Ray cluster needs one Python version on every node, so GPU Ray
-# workers of this image (Python 3.12) form their own cluster (docker/k8s/rayjob-train.yaml), they do not
+# workers of this image (Python 3.12) form their own cluster (docker/k8s/rayjob-train.yaml); they do not
 # join the Python 3.11 ray-worker cluster.
 FROM nvcr.io/nvidia/pytorch:26.06-py3
 
-# The NGC image points PIP_CONSTRAINT at its own /etc/pip/constraint.txt; we keep its torch, Transformer
-# Engine and numpy by pinning exactly the installed versions (torch.txt below) instead.
+# NGC images (since 25.03) constrain pip to /etc/pip/constraint.txt, every package's version as built; we
+# turn that off (PIP_CONSTRAINT, pip's config files) and keep the GPU stack that matters, torch, Transformer
+# Engine and numpy, by pinning exactly the installed versions (gpu-stack.txt below).
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_CONSTRAINT="" \
+    PIP_CONFIG_FILE=/dev/null \
     RAY_USAGE_STATS_ENABLED=0 \
     PYTHONUNBUFFERED=1
 

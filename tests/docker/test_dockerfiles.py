@@ -79,3 +79,17 @@ def _pin(name: str) -> str:
         if line.lower().startswith(f"{name}=="):
             return line.split("==")[1]
     raise LookupError(name)
+
+
+def test_the_build_context_holds_what_the_dockerfiles_copy():
+    """.dockerignore sends only what the images COPY (not the multi-GB .venv); each COPY source must be
+    let through by it, or the documented `docker build ... .` fails."""
+    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()]
+    rules = [line for line in lines if line and not line.startswith("#")]
+    assert rules[0] == "*", "exclude everything, then let through what the images copy"
+    allowed = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
+    for dockerfile in DOCKERFILES:
+        for line in dockerfile.read_text().splitlines():
+            if line.startswith("COPY "):
+                for source in line.split()[1:-1]:
+                    assert source.rstrip("/") in allowed, f"{dockerfile.name}: COPY {source} is excluded by .dockerignore"
