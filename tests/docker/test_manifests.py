@@ -1,4 +1,4 @@
-"""Every document of docker/k8s/*.yaml against its schema, offline: core kinds (Secret, ConfigMap) with
+"""Every document of docker/k8s/*.yaml against its schema, offline: core kinds (Secret, ConfigMap, PVC) with
 kubernetes-validate (its package ships the Kubernetes OpenAPI schemas), ray.io kinds with the
 openAPIV3Schema of KubeRay's CRDs (vendored in schemas/kuberay, see its README). A manifest of any other
 kind fails, so that nothing goes unchecked; broken manifests must fail (negative cases)."""
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = sorted((ROOT / "docker" / "k8s").glob("*.yaml"))
 CRDS = Path(__file__).resolve().parent / "schemas" / "kuberay"
 KUBERNETES_VERSION = "1.33"  # core kinds are checked against this release's schemas (strict: no unknown fields)
-CORE_KINDS = {"Secret", "ConfigMap"}
+CORE_KINDS = {"Secret", "ConfigMap", "PersistentVolumeClaim"}
 
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -82,7 +82,7 @@ def all_documents() -> list[tuple[str, dict]]:
 
 def test_there_are_manifests():
     kinds = {document["kind"] for _, document in all_documents()}
-    assert {"RayCluster", "RayJob", "Secret", "ConfigMap"} <= kinds
+    assert {"RayCluster", "RayJob", "Secret", "ConfigMap", "PersistentVolumeClaim"} <= kinds
 
 
 @pytest.mark.parametrize("name,document", all_documents(), ids=[name for name, _ in all_documents()])
@@ -90,9 +90,12 @@ def test_manifest_matches_its_schema(name, document):
     check(document)
 
 
-def by_kind(kind: str) -> dict:
-    (document,) = [document for _, document in all_documents() if document["kind"] == kind]
+def by_kind(kind: str, name: str | None = None) -> dict:
+    (document,) = [d for _, d in all_documents() if d["kind"] == kind and name in (None, d["metadata"]["name"])]
     return document
+
+
+NAMES = {"RayJob": "crawlmill-run", "Secret": "crawlmill-ray-token"}
 
 
 @pytest.mark.parametrize(
@@ -105,10 +108,11 @@ def by_kind(kind: str) -> dict:
         ("RayJob", lambda d: d["spec"]["submitterPodTemplate"]["spec"]["containers"][0].pop("name")),  # required
         ("ConfigMap", lambda d: d.update(data={"run.yaml": 3})),  # values are strings
         ("Secret", lambda d: d.update(stringdata=d.pop("stringData"))),  # misspelt field
+        ("PersistentVolumeClaim", lambda d: d["spec"].update(accessModes="ReadWriteMany")),  # a list
     ],
 )
 def test_a_broken_manifest_fails(kind, breakage):
-    document = copy.deepcopy(by_kind(kind) if kind != "Secret" else [d for _, d in all_documents() if d["kind"] == "Secret"][0])
+    document = copy.deepcopy(by_kind(kind, NAMES.get(kind)))
     check(document)
     breakage(document)
     with pytest.raises((jsonschema.ValidationError, kubernetes_validate.ValidationError)):
@@ -128,11 +132,21 @@ def test_the_ray_token_is_wired():
     assert cluster["spec"]["rayVersion"] == "2.60.0"
     secrets = {d["metadata"]["name"]: d for _, d in all_documents() if d["kind"] == "Secret"}
     assert "auth_token" in secrets["crawlmill-ray-token"]["stringData"]
-    assert by_kind("RayJob")["spec"]["clusterSelector"] == {"ray.io/cluster": cluster["metadata"]["name"]}
+    assert by_kind("RayJob", "crawlmill-run")["spec"]["clusterSelector"] == {"ray.io/cluster": cluster["metadata"]["name"]}
+    train = by_kind("RayJob", "crawlmill-train")["spec"]["rayClusterSpec"]
+    assert train["authOptions"] == {"mode": "token"}  # KubeRay generates the token of its own cluster
+    assert train["rayVersion"] == "2.60.0"
+
+
+def test_a_job_on_an_existing_cluster_has_no_backoff_limit():
+    """KubeRay rejects backoffLimit with clusterSelector (a check of its webhook, not of the schema)."""
+    for _, document in all_documents():
+        if document["kind"] == "RayJob" and "clusterSelector" in document["spec"]:
+            assert "backoffLimit" not in document["spec"]
 
 
 def test_the_job_runs_the_mounted_config():
-    job, cluster, config = by_kind("RayJob"), by_kind("RayCluster"), by_kind("ConfigMap")
+    job, cluster, config = by_kind("RayJob", "crawlmill-run"), by_kind("RayCluster"), by_kind("ConfigMap")
     command = shlex.split(job["spec"]["entrypoint"])
     assert command[:2] == ["crawlmill", "run"]
     path = Path(command[2])
@@ -150,3 +164,12 @@ def test_images_are_the_projects():
         for line in text.splitlines():
             if line.strip().startswith("image:"):
                 assert line.split("image:")[1].strip().startswith("crawlmill-"), line
+
+
+def test_the_training_job_runs_the_gpu_image_on_gpus():
+    job = by_kind("RayJob", "crawlmill-train")["spec"]
+    assert shlex.split(job["entrypoint"])[:2] == ["crawlmill", "train"]
+    workers = job["rayClusterSpec"]["workerGroupSpecs"]
+    (container,) = workers[0]["template"]["spec"]["containers"]
+    assert container["image"].startswith("crawlmill-train-gpu:")
+    assert "nvidia.com/gpu" in container["resources"]["limits"]
