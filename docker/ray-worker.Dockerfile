@@ -15,7 +15,10 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends libmagic1=1:5.44-3 \
     && rm -rf /var/lib/apt/lists/*
 
-RUN useradd --create-home --uid 1000 crawlmill
+# /shared: where compose and the Kubernetes manifests mount the data every node sees (owned by the user).
+RUN useradd --create-home --uid 1000 crawlmill \
+    && mkdir -p /shared \
+    && chown 1000:1000 /shared
 WORKDIR /opt/crawlmill
 
 # The CPU build of torch first (as on every machine: an unpinned torch pulls the CUDA build).
