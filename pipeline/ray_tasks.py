@@ -29,6 +29,11 @@ class RayOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} {value}: must be at least 1")
+        if self.address and self.address.startswith(("http://", "https://")):  # ray.init's error would name RAY_ADDRESS
+            raise ValueError(
+                f"address {self.address}: that is a job server's address; give the cluster's GCS address "
+                f"(HEAD:6379), or submit the command as a job: ray job submit --address {self.address} -- crawlmill ..."
+            )
 
 
 @dataclass
@@ -50,6 +55,9 @@ class JobsResult:
 
 
 def ensure_ray(options: RayOptions) -> None:
+    """Join the cluster of `options.address` or of RAY_ADDRESS (set inside `ray job submit`), else
+    start a local Ray. A cluster's CPUs are its own: num_cpus is for a local Ray only. Token
+    authentication comes from the environment (RAY_AUTH_MODE, RAY_AUTH_TOKEN...; docs/ray.md)."""
     import ray
 
     if ray.is_initialized():
