@@ -31,7 +31,9 @@ Deploying
        of the Airflow worker, else ``http://127.0.0.1:8265``. Use the dashboard/job address
        (``http://HEAD:8265``). Note: Ray's client lets ``RAY_API_SERVER_ADDRESS`` or
        ``RAY_ADDRESS`` in the worker's environment override any address it is given; the task
-       warns when they are set.
+       warns when they are set. With Ray's token authentication on (as docs/ray.md sets it up),
+       the Airflow worker's environment needs ``RAY_AUTH_MODE=token`` and the cluster's token
+       (``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``); docker/compose.yaml passes both.
     5. Trigger it with a config: ``airflow dags trigger crawlmill_pipeline --conf
        '{"config": "/shared/configs/cc-2024-22.yaml"}'``, or from the UI's trigger form.
 
