@@ -157,8 +157,9 @@ def cpu_nodes(options: RayOptions) -> list[tuple[str, int]]:
 
 
 def run_on_nodes(fn: Callable[..., Any], per_node: list[tuple[str, int, tuple]], options: RayOptions, shared: tuple = ()) -> list[Any]:
-    """fn(*shared, cpus, *args) once on each given node, holding all its CPUs; results in order.
-    A failure raises (the function reports its items' own failures in its result)."""
+    """fn(*shared, cpus, *args) once on each given node, holding all its CPUs; results in order, the
+    exception in place of the result of a node whose task failed (the function reports its items'
+    own failures in its result)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -168,7 +169,10 @@ def run_on_nodes(fn: Callable[..., Any], per_node: list[tuple[str, int, tuple]],
         ray.remote(fn).options(num_cpus=cpus, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(*shared_refs, cpus, *args)
         for node, cpus, args in per_node
     ]
-    try:
-        return ray.get(refs)
-    except ray.exceptions.RayTaskError as exc:
-        raise (getattr(exc, "cause", None) or exc) from None
+    results: list[Any] = []
+    for ref in refs:
+        try:
+            results.append(ray.get(ref))
+        except (ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError) as exc:
+            results.append(getattr(exc, "cause", None) or exc)
+    return results

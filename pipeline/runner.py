@@ -25,6 +25,7 @@ import dataclasses
 import gc
 import json
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -156,7 +157,11 @@ class StageContext:
                 outcomes = run_on_nodes(run_node, per_node, self.ray_options, shared=(setup, fn, shared))
                 failures, errors = [], {}
                 labels = {t.key: t.label or t.key for t in todo}
-                for outcome in outcomes:
+                for (_, _, (node_items,)), outcome in zip(per_node, outcomes):
+                    if isinstance(outcome, BaseException):  # the node's task died: its unfinished items failed
+                        detail = f"{type(outcome).__name__}: {outcome}".splitlines()[0]
+                        outcome = [(key, None, detail, False) for marker, key, _ in node_items if not Path(marker).is_file()]
+                        outcome += [(key, read_json(marker), None, False) for marker, key, _ in node_items if Path(marker).is_file()]
                     for key, result, error, input_error in outcome:
                         bar.part_done(result if isinstance(result, dict) else {})
                         if error is None:
@@ -184,10 +189,21 @@ def _node_item(job: tuple[str, str, tuple, Callable[..., Any]]) -> tuple[str, An
         return key, None, detail, isinstance(exc, StageInputError)
 
 
+def _forked_defaults() -> None:
+    """In a process forked from a Ray worker: the default signal handlers. Ray's SIGTERM handler,
+    inherited by the fork, does not end the process, so stopping a pool of them could wait forever
+    (seen: a suite hung in multiprocessing.Pool's terminate)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_node(setup: Callable[..., Any], fn: Callable[..., Any], shared: tuple, cpus: int, items: list[tuple[str, str, tuple]]) -> list[tuple[str, Any, str | None, bool]]:
     """In a Ray task holding a node's CPUs: `setup(*shared)` once, then the items in `cpus` processes
-    forked from this one, which share what setup loaded (copy-on-write pages nobody writes)."""
+    forked from this one, which share what setup loaded (copy-on-write pages nobody writes). A
+    forked process that dies (killed, out of memory) fails the task (BrokenProcessPool) instead of
+    leaving it waiting for the item it had; a rerun redoes only the unfinished items."""
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     global _NODE_STATE
     _NODE_STATE = setup(*shared)
@@ -195,8 +211,9 @@ def run_node(setup: Callable[..., Any], fn: Callable[..., Any], shared: tuple, c
     try:
         if cpus <= 1 or len(jobs) <= 1:
             return [_node_item(job) for job in jobs]
-        with multiprocessing.get_context("fork").Pool(min(cpus, len(jobs))) as pool:
-            return pool.map(_node_item, jobs, chunksize=1)
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(min(cpus, len(jobs)), mp_context=context, initializer=_forked_defaults) as pool:
+            return list(pool.map(_node_item, jobs))
     finally:
         _NODE_STATE = None
         release_memory()
