@@ -48,7 +48,7 @@ def _option(name: str, default: Any, annotation: Any) -> inspect.Parameter:
 
 
 RUNTIME_OPTIONS = [
-    _option("address", typer.Option(None, "--address", help="Ray cluster address; default: a local Ray started for this command (or the cluster of RAY_ADDRESS, as under `ray job submit`)."), Optional[str]),
+    _option("address", typer.Option(None, "--address", help="Ray cluster to join, its GCS address HEAD:6379; default: a local Ray started for this command, or the cluster of RAY_ADDRESS, as under `ray job submit --address http://HEAD:8265 -- crawlmill ...`."), Optional[str]),
     _option("num_cpus", typer.Option(None, "--num-cpus", help="CPUs of the local Ray (default: all)."), Optional[int]),
     _option("max_in_flight", typer.Option(None, "--max-in-flight", help="Ray tasks at once (default: 2 x cluster CPUs)."), Optional[int]),
     _option("no_progress", typer.Option(False, "--no-progress", help="Do not draw progress bars."), bool),

@@ -3,6 +3,8 @@
     crawlmill run configs/demo.yaml
     crawlmill run configs/demo.yaml --only pack
     crawlmill run configs/demo.yaml --from dedup --print-config
+    crawlmill run crawl.yaml --only ingest --dump CC-MAIN-2024-10    # one dump of the config's dumps.ids
+    crawlmill run crawl.yaml --append                                # new dumps of the crawl list (dumps.py)
 
 The whole config, every stage's section, is read and checked before anything runs; then each
 selected stage runs in pipeline order into `output_dir/<stage>`, resuming whatever an earlier run
@@ -11,7 +13,7 @@ finished. Each stage's lines go to stdout as it finishes, the stats of all at th
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -30,6 +32,9 @@ STAGES = ", ".join(PIPELINE.names)
         "* `crawlmill run configs/demo.yaml`  (the sample corpus that ships in the repo)\n\n"
         "* `crawlmill run configs/demo.yaml --only filter`  (one stage; the stages it reads must have finished)\n\n"
         "* `crawlmill run configs/demo.yaml --from dedup`  (dedup and every stage after it)\n\n"
+        "* `crawlmill run crawl.yaml --only ingest --dump CC-MAIN-2024-10`  (a per-dump stage for one dump of `dumps.ids`)\n\n"
+        "* `crawlmill run crawl.yaml --append`  (every dump of the crawl list not appended yet: its own shards, deduplicated against the earlier dumps)\n\n"
+        "* `crawlmill run crawl.yaml --append --dump CC-MAIN-2024-18`  (that dump)\n\n"
         f"Stages, in order: {STAGES}."
     ),
 )
@@ -37,19 +42,32 @@ def run(
     config_file: Path = typer.Argument(..., help="Pipeline config (YAML); see configs/demo.yaml."),
     only: Optional[str] = typer.Option(None, "--only", help=f"Run this stage alone: {STAGES}."),
     start: Optional[str] = typer.Option(None, "--from", help="Run this stage and every stage after it."),
+    dump: Optional[List[str]] = typer.Option(None, "--dump", help="A dump id (repeatable): the per-dump stages for these dumps of `dumps.ids` only; with --append, the dumps to append."),
+    append: bool = typer.Option(False, "--append", help="Append dumps to a finished output: each through every stage up to pack, deduplicated against the dumps appended before; without --dump, the crawl list's new dumps."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config (every section) as JSON and exit."),
     runtime: Runtime = None,  # type: ignore[assignment] - the common options (cli_common)
 ) -> None:
     """Run the pipeline from one config: ingest, filter, dedup, tokenizer, pack, and train when the config has a `train:` section; each stage resumable."""
     from crawlmill.pipeline import definition
+    from crawlmill.pipeline import dumps as dump_runs
     from crawlmill.pipeline.config import load_run_config, to_json
-    from crawlmill.pipeline.runner import run_pipeline
+    from crawlmill.pipeline.runner import plan_runs, run_pipeline
 
     pipeline = definition.PIPELINE  # looked up now: a test may run a pipeline with a stage added
+    dumps = list(dump or [])
     with user_errors():
         specs = pipeline.select(only, start)
         config = load_run_config(config_file, pipeline)
         config.ray = runtime.ray_options(config.ray)
+        if append:
+            done = [entry["dump"] for entry in dump_runs.appended(config.output_dir)]
+            asked = dumps or dump_runs.new_dumps(config.dumps, config.output_dir)
+            dumps = dump_runs.check_append(config.output_dir, asked)
+            for name in sorted(set(asked) & set(done)):
+                out.print(f"{name}: already appended (see {Path(config.output_dir) / dump_runs.STATE_FILE})", highlight=False)
+            if not dumps:
+                out.print("no dump to append", highlight=False)
+        plan_runs(config, specs, dumps, append)  # a --dump that does not fit the stages fails here, before any work
     if print_config:
         print(json.dumps(to_json(config), indent=1, ensure_ascii=False))
         return
@@ -64,5 +82,6 @@ def run(
         summary = run_pipeline(
             config, specs, pipeline, on_result=lambda spec, stage, result: report(stage, result), on_external=external,
             progress=not runtime.no_progress, overwrite=runtime.overwrite, on_skipped=skipped,
+            dumps=dumps, append=append,
         )  # fmt: skip
     print(json.dumps(summary, indent=1, ensure_ascii=False))

@@ -26,7 +26,7 @@ app = typer.Typer()
         "**Examples**\n\n"
         "* `crawlmill train --config tiny --data out/shards --output runs/tiny`  (the CPU test model)\n\n"
         "* `crawlmill train --config 1b --data out/shards --output runs/1b --resume`  (continue from the last checkpoint)\n\n"
-        "* `crawlmill train --config deepseek-7b --data /shared/shards --workers 64 --address http://head:8265`  (Ray Train)\n\n"
+        "* `ray job submit --address http://HEAD:8265 -- crawlmill train --config deepseek-7b --data /shared/shards --output /shared/runs/7b --workers 64`  (Ray Train on a cluster)\n\n"
         "* `torchrun --nproc-per-node 8 -m crawlmill.cli train --config 1b --data /shared/shards --output /shared/runs/1b`\n\n"
         "Built-in configs: tiny, 125m, 1b, deepseek-7b, deepseek-67b (crawlmill/training/configs/)."
     ),

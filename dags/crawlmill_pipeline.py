@@ -1,24 +1,19 @@
 """Airflow DAG ``crawlmill_pipeline``: crawlmill's stages as Ray jobs on a Ray cluster.
 
 What it does
-    Each pipeline stage is one Airflow task that submits a Ray job with Ray's own
-    ``JobSubmissionClient`` (``submit_job(entrypoint=..., submission_id=..., runtime_env=...)``),
-    copies the job's log into the Airflow task log while it runs, and succeeds when the job
-    SUCCEEDED. A job that ends FAILED or STOPPED fails the task, with the job's status message
-    and its last log lines in the error. Killing the task (UI "mark failed", timeout) stops the job.
-
-    The tasks are the pipeline's stages, in the order of crawlmill's one pipeline list
+    Each pipeline stage is an Airflow task that runs ``crawlmill run CONFIG --only STAGE`` as a Ray
+    job (crawlmill_ray.py: submission, log copying, retries, attaching to a job a dead worker left).
+    The tasks are the stages of crawlmill's one pipeline list
     (``crawlmill.pipeline.definition.PIPELINE``; today ``ingest``, ``filter``, ``dedup``,
-    ``remix``, ``tokenizer``, ``pack``, ``train``), each ``crawlmill run CONFIG --only STAGE``, chained in order. A stage
-    added to that list is a task here with no change to this file.
+    ``quality``, ``remix``, ``tokenizer``, ``pack``, ``train``), in its order. The per-dump stages
+    (``ingest``, ``filter``) form the task group ``per_dump``, mapped over the config's
+    ``dumps.ids`` (task ``dumps`` reads them; one mapped instance per dump, ``--dump ID`` added;
+    with no ``dumps:`` section, one instance for the config's inputs); the stages after them
+    (global dedup over every dump, quality, remix, tokenizer, pack, train) follow, one task each.
+    A stage added to the list is a task here with no change to this file. Training and the
+    optional stages do nothing when the config has no section for them.
 
-    Submission ids are deterministic: ``crawlmill-<dag>-<run id>-<task>-<hash>-try<N>``, and each
-    job carries the DAG run and task in its metadata. A retry (try N+1) submits a new job;
-    crawlmill stages resume, so it only does the parts the failed try left unfinished. If a job of
-    the same run and task is still running (the Airflow worker died mid-job), the new try follows
-    it instead. If the submission id already exists on the cluster (e.g. a cleared task), the task
-    attaches to that job when it is running or has SUCCEEDED, and submits under a fresh ``-rN``
-    suffix when it FAILED or STOPPED. Brief outages of the job server while polling are retried.
+    New dumps as Common Crawl publishes them: the DAG ``crawlmill_new_dump`` (crawlmill_new_dump.py).
 
 Deploying
     1. Install Airflow beside crawlmill: ``pip install -e ".[pipeline,airflow]" -c constraints.txt``
@@ -36,7 +31,9 @@ Deploying
        of the Airflow worker, else ``http://127.0.0.1:8265``. Use the dashboard/job address
        (``http://HEAD:8265``). Note: Ray's client lets ``RAY_API_SERVER_ADDRESS`` or
        ``RAY_ADDRESS`` in the worker's environment override any address it is given; the task
-       warns when they are set.
+       warns when they are set. With Ray's token authentication on (as docs/ray.md sets it up),
+       the Airflow worker's environment needs ``RAY_AUTH_MODE=token`` and the cluster's token
+       (``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``); docker/compose.yaml passes both.
     5. Trigger it with a config: ``airflow dags trigger crawlmill_pipeline --conf
        '{"config": "/shared/configs/cc-2024-22.yaml"}'``, or from the UI's trigger form.
 
@@ -61,26 +58,17 @@ Schedule, retries
 
 from __future__ import annotations
 
-import hashlib
-import logging
 import os
-import re
-import shlex
-import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from airflow.sdk import DAG, BaseOperator, Param, Variable, chain
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk import DAG, chain, task, task_group
+from crawlmill_ray import DEFAULT_ARGS, FILTERS, PARAMS, ray_job_task, read_run_config
 
 from crawlmill.pipeline.definition import PIPELINE
+from crawlmill.pipeline.dumps import DumpsConfig
 
 DAG_ID = "crawlmill_pipeline"
-RAY_ADDRESS_VARIABLE = "crawlmill_ray_address"
-RAY_ADDRESS_ENV = "CRAWLMILL_RAY_ADDRESS"
-DEFAULT_RAY_ADDRESS = "http://127.0.0.1:8265"
-
 
 
 def stage_entrypoint(stage: str) -> str:
@@ -88,9 +76,9 @@ def stage_entrypoint(stage: str) -> str:
     return f"crawlmill run {{{{ params.config | shquote }}}} --only {stage} --no-progress"
 
 
-# The pipeline's stages in order (crawlmill's one list): task id -> entrypoint of its Ray job. Each
-# entry becomes one task, each task depends on the one before.
+# The pipeline's stages in order (crawlmill's one list): task id -> entrypoint of its Ray job.
 STAGES: dict[str, str] = {stage: stage_entrypoint(stage) for stage in PIPELINE.names}
+PER_DUMP = [name for name in PIPELINE.names if name in PIPELINE.per_dump]
 
 SCHEDULE = os.environ.get("CRAWLMILL_DAG_SCHEDULE") or None  # a cron, e.g. "0 3 * * 0"; None: triggered runs only
 DEFAULT_CONFIG = os.environ.get("CRAWLMILL_CONFIG") or None
@@ -99,233 +87,18 @@ if SCHEDULE and not DEFAULT_CONFIG:
         f"CRAWLMILL_DAG_SCHEDULE={SCHEDULE!r} needs CRAWLMILL_CONFIG: scheduled runs have no conf to name the config"
     )
 
-TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
-LOG_TAIL_LINES = 40
+@task
+def dumps(params: dict[str, Any] | None = None) -> list[str]:
+    """The config's dumps.ids (validated as crawlmill does); [""]: no dumps section, one run of the inputs."""
+    data, _ = read_run_config(params["config"], params.get("working_dir"))
+    ids = DumpsConfig(**(data.get("dumps") or {})).ids
+    return ids or [""]
 
 
-class RayJobFailed(AirflowException):
-    """The Ray job ended FAILED or STOPPED; the message carries its status and last log lines."""
-
-
-def resolve_ray_address(param_value: str | None) -> str:
-    """The run's ``ray_address`` param, else the Airflow Variable, else the environment, else local."""
-    if param_value:
-        return param_value
-    try:
-        from_variable = Variable.get(RAY_ADDRESS_VARIABLE, default=None)
-    except Exception as exc:  # noqa: BLE001 - no metadata DB / API reachable: fall through to the env
-        logging.getLogger(__name__).warning("could not read Variable %s (%s)", RAY_ADDRESS_VARIABLE, exc)
-        from_variable = None
-    return from_variable or os.environ.get(RAY_ADDRESS_ENV) or DEFAULT_RAY_ADDRESS
-
-
-def submission_id_for(dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str:
-    """A deterministic Ray submission id for one try of one task of one DAG run.
-
-    Ray puts the id in URL paths, so only [A-Za-z0-9._-] are kept; the hash keeps two run ids that
-    differ only in dropped characters apart.
-    """
-    raw = f"{dag_id}|{run_id}|{task_id}|{map_index}"
-    digest = hashlib.sha1(raw.encode()).hexdigest()[:8]
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{dag_id}-{run_id}-{task_id}").strip("-")[:120]
-    index = f"-m{map_index}" if map_index >= 0 else ""
-    return f"crawlmill-{slug}{index}-{digest}-try{try_number}"
-
-
-def _job_info_or_none(client: Any, submission_id: str) -> Any:
-    try:
-        return client.get_job_info(submission_id)
-    except RuntimeError as exc:  # the SDK's "Request failed with status code 404: Job ... does not exist."
-        if "status code 404" in str(exc):
-            return None
-        raise
-
-
-def _status(info: Any) -> str:
-    return str(getattr(info.status, "value", info.status))
-
-
-def _patiently(call: Callable[[], Any], log: Callable[[str], None], attempts: int = 6) -> Any:
-    """`call()`, retried with backoff (1 + 2 + 4 + 8 + 16 s) while the job server is briefly unreachable.
-
-    Failing the task on one lost poll would make the retry submit a second job beside the running one.
-    """
-    for attempt in range(attempts):
-        try:
-            return call()
-        except Exception as exc:  # noqa: BLE001 - requests' connection errors and the SDK's RuntimeError
-            if attempt == attempts - 1 or "status code 404" in str(exc):
-                raise
-            log(f"Ray job server did not answer ({exc}); trying again")
-            time.sleep(2**attempt)
-    raise AssertionError("unreachable")
-
-
-def running_job_of(client: Any, metadata: dict[str, str]) -> str | None:
-    """The submission id of a job of the same DAG run and task (any try) that has not ended, if any.
-
-    An Airflow worker that died (no on_kill) leaves its job running; the next try follows that job
-    instead of starting a second one on the same output.
-    """
-    for job in client.list_jobs():
-        job_metadata = job.metadata or {}
-        if all(job_metadata.get(k) == v for k, v in metadata.items()) and _status(job) not in TERMINAL:
-            return job.submission_id
-    return None
-
-
-def submit_or_attach(
-    client: Any,
-    submission_id: str,
-    entrypoint: str,
-    runtime_env: dict[str, Any] | None,
-    metadata: dict[str, str] | None,
-    log: Callable[[str], None],
-    max_suffix: int = 100,
-) -> str:
-    """Submit the job under `submission_id`, or reuse what a previous submission left.
-
-    A job with the same `metadata` (same DAG run and task, an earlier try) that is still running
-    is followed instead. A job already under `submission_id` that is running or SUCCEEDED is
-    attached to (nothing is resubmitted); one that FAILED or was STOPPED is left as it is and the
-    job is submitted under the next free ``<id>-rN``. Returns the submission id to follow.
-    """
-    if metadata:
-        running = running_job_of(client, metadata)
-        if running is not None:
-            log(f"Ray job {running} of this task is still running; following it instead of submitting again")
-            return running
-    candidates = [submission_id] + [f"{submission_id}-r{n}" for n in range(1, max_suffix + 1)]
-    for candidate in candidates:
-        info = _job_info_or_none(client, candidate)
-        if info is None:
-            try:
-                client.submit_job(
-                    entrypoint=entrypoint, submission_id=candidate, runtime_env=runtime_env, metadata=metadata
-                )
-            except RuntimeError as exc:
-                if "already exists" not in str(exc):
-                    raise
-                info = _job_info_or_none(client, candidate)  # lost a race with another submitter
-                if info is None:
-                    raise
-            else:
-                log(f"submitted Ray job {candidate}: {entrypoint}")
-                return candidate
-        status = _status(info)
-        if status not in {"FAILED", "STOPPED"}:
-            log(f"Ray job {candidate} already exists ({status}); following it instead of submitting again")
-            return candidate
-        log(f"Ray job {candidate} already exists and ended {status}; submitting under a new id")
-    raise AirflowException(f"{max_suffix} earlier submissions of {submission_id} all failed; giving up")
-
-
-def follow_job(
-    client: Any,
-    submission_id: str,
-    log: Callable[[str], None],
-    poll_interval: float = 2.0,
-    tail_lines: int = LOG_TAIL_LINES,
-) -> Any:
-    """Copy the job's new log lines to `log` until the job ends; raise RayJobFailed unless it SUCCEEDED."""
-    printed = 0
-    last_status = None
-    while True:
-        # The status is read before the logs, so that the logs read after the end are complete.
-        info = _patiently(lambda: client.get_job_info(submission_id), log)
-        status = _status(info)
-        if status != last_status:
-            log(f"Ray job {submission_id}: {status}")
-            last_status = status
-        logs = _patiently(lambda: client.get_job_logs(submission_id), log)
-        if len(logs) < printed:  # the log was replaced (should not happen): print it again
-            printed = 0
-        new = logs[printed:]
-        # Print whole lines only while the job runs; the rest of a line comes with the next poll.
-        cut = len(new) if status in TERMINAL else new.rfind("\n") + 1
-        for line in new[:cut].splitlines():
-            log(f"[ray] {line}")
-        printed += cut
-        if status in TERMINAL:
-            break
-        time.sleep(poll_interval)
-    if status != "SUCCEEDED":
-        tail = "\n".join(logs.splitlines()[-tail_lines:])
-        # Ray's message repeats up to 20,000 characters of log after its first line; keep the first line.
-        summary = re.sub(r",? last available logs.*$", "", (info.message or "").split("\n", 1)[0])
-        raise RayJobFailed(
-            f"Ray job {submission_id} ended {status}: {summary}\n"
-            f"--- last {tail_lines} lines of the job's log ---\n{tail}"
-        )
-    return info
-
-
-class RayJobOperator(BaseOperator):
-    """Run one shell entrypoint as a Ray job and wait for it (see the module docstring)."""
-
-    template_fields = ("entrypoint", "ray_address", "working_dir")
-    ui_color = "#cfe8fc"
-
-    def __init__(
-        self,
-        *,
-        entrypoint: str,
-        ray_address: str = "",
-        working_dir: str = "",
-        poll_interval: float = 2.0,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.entrypoint = entrypoint
-        self.ray_address = ray_address
-        self.working_dir = working_dir
-        self.poll_interval = poll_interval
-        self._client: Any = None
-        self._submission_id: str | None = None
-
-    def execute(self, context: Any) -> str:
-        from ray.job_submission import JobSubmissionClient  # imported here: DAG parsing stays fast
-
-        address = resolve_ray_address(self.ray_address)
-        for var in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS"):
-            if os.environ.get(var) and os.environ[var] != address:
-                self.log.warning("%s=%s is set here and overrides the Ray address %s", var, os.environ[var], address)
-        self.log.info("Ray address: %s", address)
-        self._client = JobSubmissionClient(address)
-        ti = context["ti"]
-        run_id = context["run_id"]
-        base_id = submission_id_for(ti.dag_id, run_id, ti.task_id, ti.map_index, ti.try_number)
-        runtime_env = {"working_dir": self.working_dir} if self.working_dir else None
-        metadata = {
-            "airflow_dag_id": ti.dag_id,
-            "airflow_run_id": run_id,
-            "airflow_task_id": ti.task_id,
-            "airflow_map_index": str(ti.map_index),
-        }
-        self._submission_id = submit_or_attach(
-            self._client, base_id, self.entrypoint, runtime_env, metadata, self.log.info
-        )
-        follow_job(self._client, self._submission_id, self.log.info, self.poll_interval)
-        return self._submission_id
-
-    def on_kill(self) -> None:
-        if self._client is not None and self._submission_id is not None:
-            self.log.info("stopping Ray job %s", self._submission_id)
-            try:
-                self._client.stop_job(self._submission_id)
-            except Exception:  # noqa: BLE001 - best effort: the task is being killed anyway
-                self.log.exception("could not stop Ray job %s", self._submission_id)
-
-
-def stage_task(stage: str, entrypoint: str) -> RayJobOperator:
-    """One pipeline stage as one task: its Ray job runs `entrypoint` with the run's params."""
-    return RayJobOperator(
-        task_id=stage,
-        entrypoint=entrypoint,
-        ray_address="{{ params.ray_address or '' }}",
-        working_dir="{{ params.working_dir or '' }}",
-        doc_md=f"crawlmill stage **{stage}** as a Ray job: `{entrypoint}`",
-    )
+@task_group(group_id="per_dump")
+def per_dump(dump: str) -> None:
+    """The per-dump stages for one dump, in order."""
+    chain(*[ray_job_task(stage, STAGES[stage], dump=dump) for stage in PER_DUMP])
 
 
 with DAG(
@@ -337,30 +110,11 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     tags=["crawlmill", "ray", "pretraining-data"],
-    user_defined_filters={"shquote": lambda value: shlex.quote(str(value))},
-    default_args={
-        "owner": "crawlmill",
-        "retries": int(os.environ.get("CRAWLMILL_DAG_RETRIES", "2")),
-        "retry_delay": timedelta(seconds=float(os.environ.get("CRAWLMILL_DAG_RETRY_DELAY_S", "300"))),
-    },
-    params={
-        "config": Param(
-            DEFAULT_CONFIG,
-            type="string",
-            minLength=1,
-            description="crawlmill pipeline config YAML (as for `crawlmill run CONFIG.yaml`), as the Ray cluster sees it",
-        ),
-        "ray_address": Param(
-            None,
-            type=["null", "string"],
-            description=f"Ray dashboard/job address; default: Variable {RAY_ADDRESS_VARIABLE}, "
-            f"env {RAY_ADDRESS_ENV}, else {DEFAULT_RAY_ADDRESS}",
-        ),
-        "working_dir": Param(
-            None,
-            type=["null", "string"],
-            description="optional runtime_env working_dir for the jobs (local folder or remote zip URI)",
-        ),
-    },
+    user_defined_filters=FILTERS,
+    default_args=DEFAULT_ARGS,
+    params=PARAMS,
 ) as dag:
-    chain(*[stage_task(stage, entrypoint) for stage, entrypoint in STAGES.items()])
+    chain(
+        per_dump.expand(dump=dumps()),
+        *[ray_job_task(stage, entrypoint) for stage, entrypoint in STAGES.items() if stage not in PER_DUMP],
+    )

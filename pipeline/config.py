@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from .dumps import DumpsConfig
 from .ray_tasks import RayOptions
 
 if TYPE_CHECKING:
@@ -181,13 +182,15 @@ def check_section(config: Any, where: str) -> None:
 
 
 def run_config_type(pipeline: Pipeline) -> type:
-    """The run config's dataclass: output_dir, ray, and one field per stage, of its config type."""
+    """The run config's dataclass: output_dir, ray, dumps (dumps.py), and one field per stage, of its
+    config type."""
     sections = [(spec.name, spec.config, field(default_factory=spec.config)) for spec in pipeline.stages]
     return dataclasses.make_dataclass(
         "RunConfig",
         [
             ("output_dir", str, field(metadata={"path": True})),
             ("ray", RayOptions, field(default_factory=RayOptions)),
+            ("dumps", DumpsConfig, field(default_factory=DumpsConfig)),
             *sections,
             ("sections", list[str], field(default_factory=list, init=False)),  # the stage sections the file has
         ],

@@ -42,6 +42,10 @@ class StageSpec:
     folder: str | None = None  # its output folder under output_dir (default: its name)
     inputs_field: str = "inputs"  # the config field (a dotted path) the folders it reads go in front of
     optional: bool = False  # runs only when the run config has its section
+    # With a `dumps:` section: runs once per dump into <folder>/<dump>/ (dumps.py); the next stage that
+    # is not per-dump reads every dump's folder.
+    per_dump: bool = False
+    shared: bool = False  # appending dumps: one output for all of them (the tokenizer), not one per dump
     # Given the stage's config: a folder that already holds its output (then nothing runs), or None.
     external: Callable[[Any], str | None] | None = None
 
@@ -57,12 +61,18 @@ class Pipeline:
         self.stages = tuple(stages)
         seen: set[str] = set()
         for spec in self.stages:
-            if spec.name in seen or spec.name in ("output_dir", "ray"):
+            if spec.name in seen or spec.name in ("output_dir", "ray", "dumps"):
                 raise ValueError(f"stage name {spec.name!r} is taken")
             for upstream in (*spec.reads, *(stage for _, stage in spec.uses)):
                 if upstream not in seen:
                     raise ValueError(f"stage {spec.name} reads {upstream!r}, which is not an earlier stage")
+                if spec.per_dump and not self.get_in(upstream, stages).per_dump:
+                    raise ValueError(f"per-dump stage {spec.name} reads {upstream!r}, which is not per-dump")
             seen.add(spec.name)
+
+    @staticmethod
+    def get_in(name: str, stages: list[StageSpec]) -> StageSpec:
+        return next(spec for spec in stages if spec.name == name)
 
     @property
     def names(self) -> list[str]:
@@ -85,17 +95,26 @@ class Pipeline:
             return [self.get(only)]
         return list(self.stages[self.names.index(start) :] if start else self.stages)
 
-    def folder(self, name: str, run_config: Any) -> Any:
-        """Where stage `name`'s output is: its external folder, else output_dir/<folder>; an optional
-        stage the config leaves out passes on the output of the stage it reads."""
+    def folder(self, name: str, run_config: Any, dump: str | None = None) -> Any:
+        """Where stage `name`'s output is: its external folder, else output_dir/<folder>, and /<dump>
+        for one dump's output (not for a `shared` stage); an optional stage the config leaves out
+        passes on the output of the stage it reads."""
         spec = self.get(name)
         if spec.optional and spec.reads and name not in getattr(run_config, "sections", [name]):
-            return self.folder(spec.reads[0], run_config)
+            return self.folder(spec.reads[0], run_config, dump)
         section = getattr(run_config, name)
         external = spec.external(section) if spec.external else None
         from crawlmill.files import as_path  # a local Path, or a UPath for a URL
 
-        return as_path(external) if external else as_path(run_config.output_dir) / (spec.folder or spec.name)
+        if external:
+            return as_path(external)
+        base = as_path(run_config.output_dir) / (spec.folder or spec.name)
+        return base / dump if dump and not spec.shared else base
+
+    @property
+    def per_dump(self) -> list[str]:
+        """The stages that run once per dump (with a `dumps:` section), in order."""
+        return [spec.name for spec in self.stages if spec.per_dump]
 
     def markdown_table(self) -> str:
         """README's stage table (a test keeps README equal to it)."""
@@ -116,10 +135,10 @@ PIPELINE = Pipeline(
     [
         StageSpec("ingest", IngestConfig, "crawlmill.pipeline.ingest.stage:IngestStage",
                   "Common Crawl WARC/WET -> text documents (HTTP, charset, main-text extraction)",
-                  "crawlmill ingest INPUT... --output DIR"),
+                  "crawlmill ingest INPUT... --output DIR", per_dump=True),
         StageSpec("filter", FilterConfig, "crawlmill.pipeline.filter.stage:FilterStage",
                   "fastText language ID and linguistic quality rules, right for Chinese",
-                  "crawlmill filter DIR --output DIR", reads=("ingest",)),
+                  "crawlmill filter DIR --output DIR", reads=("ingest",), per_dump=True),
         StageSpec("dedup", DedupConfig, "crawlmill.pipeline.dedup.stage:DedupStage",
                   "exact + MinHash LSH near-dedup over every dump at once",
                   "crawlmill dedup DIR... --output DIR", reads=("filter",)),
@@ -132,7 +151,7 @@ PIPELINE = Pipeline(
         StageSpec("tokenizer", TokenizerConfig, "crawlmill.tokenizer.stage:TokenizerStage",
                   "byte-level BPE with DeepSeek's pre-tokenization, trained on the deduplicated text",
                   "crawlmill tokenizer train INPUT... --output DIR", reads=("remix",),
-                  external=lambda config: config.path),
+                  external=lambda config: config.path, shared=True),
         StageSpec("pack", PackConfig, "crawlmill.pipeline.pack.stage:PackStage",
                   "tokenized, packed Megatron-Core .bin/.idx shards, one prefix per group, with a manifest whose blend is the mixture",
                   "crawlmill pack DIR... --tokenizer DIR --output DIR", reads=("remix",),

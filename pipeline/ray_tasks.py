@@ -29,6 +29,11 @@ class RayOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} {value}: must be at least 1")
+        if self.address and self.address.startswith(("http://", "https://")):  # ray.init's error would name RAY_ADDRESS
+            raise ValueError(
+                f"address {self.address}: that is a job server's address; give the cluster's GCS address "
+                f"(HEAD:6379), or submit the command as a job: ray job submit --address {self.address} -- crawlmill ..."
+            )
 
 
 @dataclass
@@ -50,6 +55,9 @@ class JobsResult:
 
 
 def ensure_ray(options: RayOptions) -> None:
+    """Join the cluster of `options.address` or of RAY_ADDRESS (set inside `ray job submit`), else
+    start a local Ray. A cluster's CPUs are its own: num_cpus is for a local Ray only. Token
+    authentication comes from the environment (RAY_AUTH_MODE, RAY_AUTH_TOKEN...; docs/ray.md)."""
     import ray
 
     if ray.is_initialized():
@@ -149,8 +157,9 @@ def cpu_nodes(options: RayOptions) -> list[tuple[str, int]]:
 
 
 def run_on_nodes(fn: Callable[..., Any], per_node: list[tuple[str, int, tuple]], options: RayOptions, shared: tuple = ()) -> list[Any]:
-    """fn(*shared, cpus, *args) once on each given node, holding all its CPUs; results in order.
-    A failure raises (the function reports its items' own failures in its result)."""
+    """fn(*shared, cpus, *args) once on each given node, holding all its CPUs; results in order, the
+    exception in place of the result of a node whose task failed (the function reports its items'
+    own failures in its result)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -160,7 +169,10 @@ def run_on_nodes(fn: Callable[..., Any], per_node: list[tuple[str, int, tuple]],
         ray.remote(fn).options(num_cpus=cpus, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(*shared_refs, cpus, *args)
         for node, cpus, args in per_node
     ]
-    try:
-        return ray.get(refs)
-    except ray.exceptions.RayTaskError as exc:
-        raise (getattr(exc, "cause", None) or exc) from None
+    results: list[Any] = []
+    for ref in refs:
+        try:
+            results.append(ray.get(ref))
+        except (ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError) as exc:
+            results.append(getattr(exc, "cause", None) or exc)
+    return results

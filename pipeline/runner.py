@@ -24,6 +24,7 @@ import ctypes
 import dataclasses
 import gc
 import json
+import signal
 import sys
 import time
 import traceback
@@ -153,7 +154,11 @@ class StageContext:
                 outcomes = run_on_nodes(run_node, per_node, self.ray_options, shared=(setup, fn, shared))
                 failures, errors = [], {}
                 labels = {t.key: t.label or t.key for t in todo}
-                for outcome in outcomes:
+                for (_, _, (node_items,)), outcome in zip(per_node, outcomes):
+                    if isinstance(outcome, BaseException):  # the node's task died: its unfinished items failed
+                        detail = f"{type(outcome).__name__}: {outcome}".splitlines()[0]
+                        done = finished_tasks(markers, [Task(key) for _, key, _ in node_items])
+                        outcome = [(key, done.get(key), None if key in done else detail, False) for _, key, _ in node_items]
                     for key, result, error, input_error in outcome:
                         bar.part_done(result if isinstance(result, dict) else {})
                         if error is None:
@@ -188,10 +193,21 @@ def _node_item(job: tuple[str, str, tuple, Callable[..., Any]]) -> tuple[str, An
         return key, None, detail, isinstance(exc, StageInputError)
 
 
+def _forked_defaults() -> None:
+    """In a process forked from a Ray worker: the default signal handlers. Ray's SIGTERM handler,
+    inherited by the fork, does not end the process, so stopping a pool of them could wait forever
+    (seen: a suite hung in multiprocessing.Pool's terminate)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_node(setup: Callable[..., Any], fn: Callable[..., Any], shared: tuple, cpus: int, items: list[tuple[str, str, tuple]]) -> list[tuple[str, Any, str | None, bool]]:
     """In a Ray task holding a node's CPUs: `setup(*shared)` once, then the items in `cpus` processes
-    forked from this one, which share what setup loaded (copy-on-write pages nobody writes)."""
+    forked from this one, which share what setup loaded (copy-on-write pages nobody writes). A
+    forked process that dies (killed, out of memory) fails the task (BrokenProcessPool) instead of
+    leaving it waiting for the item it had; a rerun redoes only the unfinished items."""
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     global _NODE_STATE
     _NODE_STATE = setup(*shared)
@@ -199,8 +215,9 @@ def run_node(setup: Callable[..., Any], fn: Callable[..., Any], shared: tuple, c
     try:
         if cpus <= 1 or len(jobs) <= 1:
             return [_node_item(job) for job in jobs]
-        with multiprocessing.get_context("fork").Pool(min(cpus, len(jobs))) as pool:
-            return pool.map(_node_item, jobs, chunksize=1)
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(min(cpus, len(jobs)), mp_context=context, initializer=_forked_defaults) as pool:
+            return list(pool.map(_node_item, jobs))
     finally:
         _NODE_STATE = None
         release_memory()
@@ -281,26 +298,72 @@ def reset_output(output_dir: str | Path) -> None:
     remove_tree(output_dir)
 
 
-def wire_stage_config(pipeline: Pipeline, spec: StageSpec, run_config: Any) -> Any:
+def wire_stage_config(pipeline: Pipeline, spec: StageSpec, run_config: Any, dump: str | None = None, append: bool = False) -> Any:
     """Stage `spec`'s section of a run config with its inputs wired: the folders of the stages it
-    reads first, then the section's own `inputs`; fields it `uses` default to those stages' folders."""
+    reads first, then the section's own `inputs`; fields it `uses` default to those stages' folders.
+    `dump`: the section for that dump's run (a per-dump stage's, or every stage's when appending);
+    a stage after the per-dump ones reads every dump of `dumps.ids` (dumps.py)."""
     section = getattr(run_config, spec.name)
+    if dump is not None and hasattr(section, "for_dump"):
+        section = section.for_dump(dump)
     changes: dict[str, Any] = {}
     for field_name, upstream in spec.uses:
         if getattr(section, field_name) is None:
-            changes[field_name] = str(pipeline.folder(upstream, run_config))
+            changes[field_name] = str(pipeline.folder(upstream, run_config, dump if append else None))
     section = dataclasses.replace(section, **changes) if changes else section
     if not spec.reads:
         return section
+
+    def folders(upstream: str) -> list[str]:
+        if append or (spec.per_dump and dump is not None):
+            return [str(pipeline.folder(upstream, run_config, dump))]
+        if pipeline.get(upstream).per_dump and run_config.dumps.ids:
+            return [str(pipeline.folder(upstream, run_config, d)) for d in run_config.dumps.ids]
+        return [str(pipeline.folder(upstream, run_config))]
+
     *parents, leaf = spec.inputs_field.split(".")  # e.g. data.shards: a field of a nested section
     chain = [section]
     for name in parents:
         chain.append(getattr(chain[-1], name))
-    inputs = [str(pipeline.folder(name, run_config)) for name in spec.reads] + list(getattr(chain[-1], leaf))
+    inputs = [folder for name in spec.reads for folder in folders(name)] + list(getattr(chain[-1], leaf))
     value = dataclasses.replace(chain[-1], **{leaf: inputs})
     for holder, name in zip(reversed(chain[:-1]), reversed(parents)):
         value = dataclasses.replace(holder, **{name: value})
     return value
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """One stage run of a pipeline run: a stage, and the dump it is for (None: all of them)."""
+
+    spec: StageSpec
+    dump: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.spec.name if self.dump is None else f"{self.spec.name}/{self.dump}"
+
+
+def plan_runs(run_config: Any, specs: Sequence[StageSpec], dumps: Sequence[str] = (), append: bool = False) -> list[StageRun]:
+    """The stage runs of `specs`, in order. Appending: every stage for each of `dumps` in turn (the
+    oldest first). Otherwise a per-dump stage runs for each dump of `dumps` (default: `dumps.ids`)."""
+    if append:
+        return [StageRun(spec, dump) for dump in sorted(dumps) for spec in specs]
+    chosen = sorted(dumps) or run_config.dumps.ids
+    unknown = sorted(set(dumps) - set(run_config.dumps.ids))
+    if unknown:
+        raise ValueError(f"--dump {', '.join(unknown)}: not among the config's dumps.ids ({', '.join(run_config.dumps.ids) or 'none'}); "
+                         "to add a new dump to a finished run, use --append")  # fmt: skip
+    runs: list[StageRun] = []
+    for spec in specs:
+        if spec.per_dump and chosen:
+            runs += [StageRun(spec, dump) for dump in chosen]
+        elif dumps:
+            raise ValueError(f"--dump: {spec.name} is not a per-dump stage ({', '.join(s.name for s in specs if s.per_dump) or 'none selected'}); "
+                             "it runs over every dump of the config")  # fmt: skip
+        else:
+            runs.append(StageRun(spec))
+    return runs
 
 
 def run_pipeline(
@@ -312,26 +375,35 @@ def run_pipeline(
     progress: bool = True,
     overwrite: bool = False,
     on_skipped: Callable[[StageSpec], None] = lambda spec: None,
+    dumps: Sequence[str] = (),
+    append: bool = False,
 ) -> dict[str, Any]:
-    """Run `specs` (in pipeline order) of a validated run config, each into its folder; stop at the
-    first stage with failed tasks; an optional stage runs only when the config has its section.
-    Returns each stage's stats."""
+    """Run `specs` (in pipeline order) of a validated run config, each into its folder (per dump:
+    `plan_runs`); stop at the first stage with failed tasks; an optional stage runs only when the
+    config has its section. Returns each stage run's stats, by `StageRun.key`."""
+    from . import dumps as dump_runs
+
     summary: dict[str, Any] = {}
-    for spec in specs:
+    for unit in plan_runs(run_config, specs, dumps, append):
+        spec, dump = unit.spec, unit.dump
         if spec.optional and spec.name not in getattr(run_config, "sections", ()):
             on_skipped(spec)
             continue
-        folder = pipeline.folder(spec.name, run_config)
+        if append and not dump_runs.prepare_append(run_config, pipeline, unit):
+            continue
+        folder = pipeline.folder(spec.name, run_config, dump if (append or spec.per_dump) else None)
         if spec.external and spec.external(getattr(run_config, spec.name)):
             on_external(spec, folder)
-            summary[spec.name] = {"external": str(folder)}
+            summary[unit.key] = {"external": str(folder)}
             continue
         if overwrite:
             reset_output(folder)
-        stage = spec.stage_class()(wire_stage_config(pipeline, spec, run_config))
+        stage = spec.stage_class()(wire_stage_config(pipeline, spec, run_config, dump, append))
         result = run_stage(stage, folder, run_config.ray, progress)
         on_result(spec, stage, result)
-        summary[spec.name] = result.stats
+        summary[unit.key] = result.stats
         if not result.ok:
             break
+        if append and spec.name == dump_runs.APPEND_LAST:
+            dump_runs.record_appended(run_config.output_dir, dump, folder)
     return summary

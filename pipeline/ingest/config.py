@@ -7,7 +7,7 @@ The run config's `ingest:` section and `crawlmill ingest`'s options, field for f
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 EXTRACTORS = ("resiliparse", "trafilatura")
 FILE_FORMATS = ("wet", "warc", "wat")
@@ -22,6 +22,8 @@ class IngestConfig:
     # With no inputs: ingest this dump's listed files; with inputs: the dump id of files that name none.
     dump: str | None = None
     max_files: int | None = None  # with a dump listing: only its first N files
+    # With inputs: only the files whose path names this dump (crawl-data/<dump>/...); a per-dump run's.
+    only_dump: str | None = None
     base_url: str = CC_BASE_URL  # with a dump listing: where crawl-data/ lives
     format: str = "wet"  # with a dump listing: wet (text), warc (HTML, extracted here) or wat
     extractor: str = "resiliparse"  # HTML extractor for WARC; or trafilatura (datatrove's extractor class)
@@ -30,8 +32,10 @@ class IngestConfig:
     max_bad_utf8_share: float = 0.01  # WET text with more U+FFFD replacements is quarantined
 
     def __post_init__(self) -> None:
-        if self.dump is not None and not DUMP_ID.match(self.dump):
-            raise ValueError(f"dump {self.dump!r} is not a Common Crawl dump id like CC-MAIN-2024-22")
+        for name in ("dump", "only_dump"):
+            value = getattr(self, name)
+            if value is not None and not DUMP_ID.match(value):
+                raise ValueError(f"{name} {value!r} is not a Common Crawl dump id like CC-MAIN-2024-22")
         if self.extractor not in EXTRACTORS:
             raise ValueError(f"extractor {self.extractor!r}: choose one of {', '.join(EXTRACTORS)}")
         if self.format not in FILE_FORMATS:
@@ -42,6 +46,11 @@ class IngestConfig:
             raise ValueError(f"max_bad_utf8_share {self.max_bad_utf8_share}: must be in [0, 1]")
         if self.max_files is not None and self.max_files < 1:
             raise ValueError(f"max_files {self.max_files}: must be at least 1")
+
+    def for_dump(self, dump: str) -> "IngestConfig":
+        """This section for one dump of a run's `dumps:` (pipeline/dumps.py): the dump's own files of
+        the inputs, or with no inputs the dump's listing under `base_url`."""
+        return replace(self, dump=dump, only_dump=dump if self.inputs else None)
 
     @property
     def max_record_bytes(self) -> int:

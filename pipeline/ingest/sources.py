@@ -159,10 +159,18 @@ def resolve_sources(
     base_url: str | None = None,
     file_format: str = "wet",
     max_files: int | None = None,
+    only_dump: str | None = None,
 ) -> list[str]:
-    """INPUTs when given, else the files of `dump`'s paths listing; InputError if neither."""
+    """INPUTs when given (with `only_dump`: those whose path names that dump), else the files of
+    `dump`'s paths listing; InputError if neither."""
     if inputs:
-        return expand_inputs(inputs)
+        found = expand_inputs(inputs)
+        if only_dump is None:
+            return found
+        mine = [source for source in found if dump_from_path(source) == only_dump]
+        if not mine:
+            raise InputError(f"no input file of dump {only_dump} (a path with crawl-data/{only_dump}/) among {len(found)} input file(s)")
+        return mine
     if dump:
         return dump_listing(dump, base_url or CC_BASE_URL, file_format, max_files)
     raise InputError("give INPUT files/folders/URLs, or --dump CC-MAIN-YYYY-WW")

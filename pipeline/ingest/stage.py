@@ -43,7 +43,7 @@ class IngestStage(PartStage):
     def __init__(self, config: IngestConfig) -> None:
         super().__init__(config)
         c = config
-        self.files = resolve_sources(c.inputs, c.dump, c.base_url, c.format, c.max_files)  # InputError if none
+        self.files = resolve_sources(c.inputs, c.dump, c.base_url, c.format, c.max_files, c.only_dump)  # InputError if none
         self._extractor: HtmlExtractor | None = None
 
     def tasks(self) -> list[PartTask]:

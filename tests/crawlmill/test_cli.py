@@ -21,6 +21,7 @@ from crawlmill.cli import app
 from crawlmill.cli_common import RUNTIME_OPTIONS, STAGE_OPTIONS, config_default
 from crawlmill.pipeline.config import merge, to_json
 from crawlmill.pipeline.definition import PIPELINE
+from tests.conftest import REPO
 
 VERBS = ["ingest", "filter", "dedup", "quality", "quality train", "quality score", "remix", "run", "train", "tokenizer train", "tokenizer eval", "pack", "shards", "shards inspect", "shards verify", "shards sample", "shards stats", "plan", "plan sweep", "plan fit"]  # sub-commands as "group verb"
 
@@ -51,6 +52,11 @@ def test_bad_input_exits_2_with_a_message(tmp_path):
     (tmp_path / "bad.yaml").write_text("output_dir: o\ningest: {inputs: [x], colour: red}\n")
     result = CliRunner().invoke(app, ["run", str(tmp_path / "bad.yaml")])
     assert result.exit_code == 2 and "unknown key(s) colour" in result.output
+    # --address takes what ray.init takes; the job server's http address is `ray job submit`'s
+    (tmp_path / "run.yaml").write_text(f"output_dir: {tmp_path / 'out'}\ningest: {{inputs: ['{REPO}/samples/crawl-data']}}\n")
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "run.yaml"), "--address", "http://head:8265"])
+    assert result.exit_code == 2 and "ray job submit --address http://head:8265 -- crawlmill" in result.output
+    assert not (tmp_path / "out").exists()
 
 
 def folder_bytes(folder: Path) -> dict[str, bytes]:

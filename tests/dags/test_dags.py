@@ -1,19 +1,11 @@
-"""The Airflow DAG in dags/, with real Airflow (SQLite metadata DB in a temp AIRFLOW_HOME) and a real
-Ray head started for these tests only (its own ports and temp dir; stopped by killing only its own
-processes, never with `ray stop`). The test process never calls ray.init: it only talks to the head
-over HTTP (JobSubmissionClient), so the in-process Ray of the other tests is left alone."""
+"""The Airflow DAG crawlmill_pipeline (dags/), with real Airflow and a real Ray head (conftest.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,161 +15,42 @@ import yaml
 from crawlmill.pipeline.definition import PIPELINE
 from tests.conftest import REPO
 
+from .conftest import dag_module, jobs_of_run, load_dags, no_ray_address_env
+
 if importlib.util.find_spec("airflow") is None:
     pytest.skip(
         "apache-airflow is not installed (the `airflow` extra: pip install -c constraints.txt -e '.[airflow]')",
         allow_module_level=True,
     )
 
-DAGS = REPO / "dags"
 DAG_ID = "crawlmill_pipeline"
-VENV_BIN = Path(sys.executable).parent
 SAMPLE_WARCS = str(REPO / "samples/crawl-data/*/segments/*/warc/*.warc.gz")
-RAY_ENV_OVERRIDES = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")  # Ray's client prefers these to its argument
-
-
-@pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory):
-    """A fresh AIRFLOW_HOME (migrated SQLite DB), set before airflow is first imported here."""
-    if "airflow" in sys.modules:
-        pytest.fail("airflow was imported before this module set AIRFLOW_HOME; its settings would point elsewhere")
-    home = tmp_path_factory.mktemp("airflow-home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AIRFLOW_HOME", str(home))
-        mp.setenv("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-        mp.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(DAGS))
-        # One quick retry: the failing case then also shows that a retry submits a new Ray job.
-        mp.setenv("CRAWLMILL_DAG_RETRIES", "1")
-        mp.setenv("CRAWLMILL_DAG_RETRY_DELAY_S", "1")
-        for var in ("CRAWLMILL_DAG_SCHEDULE", "CRAWLMILL_CONFIG", "CRAWLMILL_RAY_ADDRESS"):
-            mp.delenv(var, raising=False)
-        migrate = subprocess.run(
-            [str(VENV_BIN / "airflow"), "db", "migrate"], capture_output=True, text=True, env=os.environ.copy(), timeout=300
-        )
-        assert migrate.returncode == 0, migrate.stdout + migrate.stderr
-        yield home
+SAMPLE_DUMPS = ["CC-MAIN-2023-50", "CC-MAIN-2024-10"]
+PER_DUMP = PIPELINE.per_dump
+AFTER = [name for name in PIPELINE.names if name not in PER_DUMP]
 
 
 @pytest.fixture(scope="module")
 def dag(airflow_home):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAGS))
-    assert bag.import_errors == {}, bag.import_errors
+    bag = load_dags()
     return bag.dags[DAG_ID]
 
 
-def _free_ports(n: int) -> list[int]:
-    sockets = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        sockets.append(s)
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _stop_head(temp_dir: str) -> None:
-    """Kill the processes of our head only: those naming our temp dir, and everything they started."""
-    import psutil
-
-    ours: dict[int, psutil.Process] = {}
-    for proc in psutil.process_iter(["cmdline"]):
-        with contextlib.suppress(psutil.Error):
-            if temp_dir in " ".join(proc.info["cmdline"] or []):
-                ours[proc.pid] = proc
-                for child in proc.children(recursive=True):
-                    ours[child.pid] = child
-    ours.pop(os.getpid(), None)
-    for proc in ours.values():
-        with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    _, alive = psutil.wait_procs(list(ours.values()), timeout=3)  # raylet and GCS take >10 s to exit on SIGTERM
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=5)
-
-
-@contextlib.contextmanager
-def _no_ray_address_env():
-    with pytest.MonkeyPatch.context() as mp:
-        for var in RAY_ENV_OVERRIDES:
-            mp.delenv(var, raising=False)
-        yield
-
-
-@pytest.fixture(scope="module")
-def ray_head():
-    """A Ray head for these tests: loopback, its own free ports, a short temp dir, started from the venv's
-    `ray` with the venv first on PATH (so jobs' `crawlmill` and `python` are the venv's). Yields the job
-    (dashboard) address."""
-    temp_dir = tempfile.mkdtemp(prefix="cmaf-", dir="/tmp")  # short: Ray's socket paths have a length limit
-    gcs, dashboard, client, agent_http, agent_grpc, metrics, runtime_env, node_manager, object_manager = _free_ports(9)
-    env = {k: v for k, v in os.environ.items() if k not in RAY_ENV_OVERRIDES}
-    env.update(
-        RAY_AUTH_MODE="disabled",
-        RAY_USAGE_STATS_ENABLED="0",
-        RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0",
-        PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
-    )
-    command = [
-        str(VENV_BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1",
-        f"--port={gcs}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
-        f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent_http}",
-        f"--dashboard-agent-grpc-port={agent_grpc}", f"--metrics-export-port={metrics}",
-        f"--runtime-env-agent-port={runtime_env}", f"--node-manager-port={node_manager}",
-        f"--object-manager-port={object_manager}", f"--temp-dir={temp_dir}", "--num-cpus=1",
-        "--disable-usage-stats",
-    ]  # fmt: skip
-    try:
-        started = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
-        assert started.returncode == 0, started.stdout + started.stderr
-        address = f"http://127.0.0.1:{dashboard}"
-        from ray.job_submission import JobSubmissionClient
-
-        deadline = time.monotonic() + 60
-        while True:  # the job API comes up a little after `ray start` returns
-            try:
-                with _no_ray_address_env():
-                    JobSubmissionClient(address).list_jobs()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-        yield address
-    finally:
-        _stop_head(temp_dir)
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-@pytest.fixture
-def client(ray_head):
-    from ray.job_submission import JobSubmissionClient
-
-    with _no_ray_address_env():
-        yield JobSubmissionClient(ray_head)
-
-
-def _jobs_of_run(client, run_id: str) -> dict[str, str]:
-    return {
-        job.submission_id: str(job.status.value)
-        for job in client.list_jobs()
-        if (job.metadata or {}).get("airflow_run_id") == run_id
-    }
-
-
-def _config(path: Path, inputs: list[str], output_dir: Path) -> None:
-    path.write_text(yaml.safe_dump({"output_dir": str(output_dir), "ingest": {"inputs": inputs}, "tokenizer": {"vocab_size": 500}}))
+def _config(path: Path, inputs: list[str], output_dir: Path, dumps: list[str] | None = None) -> None:
+    config = {"output_dir": str(output_dir), "ingest": {"inputs": inputs}, "tokenizer": {"vocab_size": 500}}
+    if dumps:
+        config["dumps"] = {"ids": dumps}
+    path.write_text(yaml.safe_dump(config))
 
 
 def test_dag_loads_with_no_import_errors(dag):
     assert dag.dag_id == DAG_ID
-    assert [task.task_id for task in dag.tasks] == PIPELINE.names  # the one pipeline list, in order
-    assert all(dag.task_dict[b].upstream_task_ids == {a} for a, b in zip(PIPELINE.names, PIPELINE.names[1:]))
+    # The one pipeline list, in order: its per-dump stages in a group mapped over the config's dumps.
+    assert PER_DUMP == ["ingest", "filter"]
+    tasks = ["dumps", *(f"per_dump.{name}" for name in PER_DUMP), *AFTER]
+    assert [task.task_id for task in dag.tasks] == tasks
+    # In order; a mapped task also reads its dump from the `dumps` task.
+    assert all(dag.task_dict[b].upstream_task_ids - {"dumps"} == {a} - {"dumps"} for a, b in zip(tasks, tasks[1:]))
     assert set(dag.params.keys()) == {"config", "ray_address", "working_dir"}
     assert dag.schedule is None and dag.catchup is False and "crawlmill" in dag.tags
     assert dag.max_active_runs == 1
@@ -186,49 +59,52 @@ def test_dag_loads_with_no_import_errors(dag):
 def test_a_stage_added_to_the_pipeline_list_becomes_a_task(airflow_home, monkeypatch):
     """The DAG file unchanged: a copy of the pipeline list with a toy stage gives a DAG with its task,
     in its place, running `crawlmill run CONFIG --only toy` (tests/pipeline/test_definition.py runs it)."""
-    from airflow.dag_processing.dagbag import DagBag
-
     from crawlmill.pipeline import definition
     from tests.pipeline.toy_stage import pipeline_with_toy
 
     monkeypatch.setattr(definition, "PIPELINE", pipeline_with_toy())
-    bag = DagBag(dag_folder=str(DAGS))
-    assert bag.import_errors == {}, bag.import_errors
+    bag = load_dags()
     toy_dag = bag.dags[DAG_ID]
-    assert [task.task_id for task in toy_dag.tasks] == ["ingest", "filter", "toy", "dedup", "quality", "remix", "tokenizer", "pack", "train"]
+    assert [task.task_id for task in toy_dag.tasks] == ["dumps", "per_dump.ingest", "per_dump.filter", "toy", "dedup", "quality", "remix", "tokenizer", "pack", "train"]
     assert toy_dag.task_dict["toy"].entrypoint == "crawlmill run {{ params.config | shquote }} --only toy --no-progress"
-    assert toy_dag.task_dict["toy"].upstream_task_ids == {"filter"} and toy_dag.task_dict["dedup"].upstream_task_ids == {"toy"}
+    assert toy_dag.task_dict["toy"].upstream_task_ids == {"per_dump.filter"} and toy_dag.task_dict["dedup"].upstream_task_ids == {"toy"}
 
 
-def test_pipeline_dag_runs_each_stage_as_a_ray_job(dag, client, ray_head, tmp_path):
+def test_pipeline_dag_runs_each_stage_as_a_ray_job_and_each_dump_of_the_per_dump_stages(dag, client, ray_head, tmp_path):
     # The config travels in the job's working_dir and is named relative to it.
     working_dir = tmp_path / "job"
     working_dir.mkdir()
-    _config(working_dir / "pipeline.yaml", [SAMPLE_WARCS], tmp_path / "out")
+    _config(working_dir / "pipeline.yaml", [SAMPLE_WARCS], tmp_path / "out", dumps=SAMPLE_DUMPS)
     # No ray_address param: the address comes from the Airflow Variable crawlmill_ray_address.
     variables = tmp_path / "variables.json"
     variables.write_text(json.dumps({"crawlmill_ray_address": ray_head}))
     started = time.monotonic()
-    with _no_ray_address_env():
+    with no_ray_address_env():
         run = dag.test(
             run_conf={"config": "pipeline.yaml", "working_dir": str(working_dir)}, variable_file_path=str(variables)
         )
     print(f"DAG run took {time.monotonic() - started:.1f} s")
     assert run.state == "success"
-    assert all((tmp_path / "out" / stage / "_SUCCESS").exists() for stage in ("ingest", "filter", "dedup", "remix"))
+    assert all((tmp_path / "out" / stage / dump / "_SUCCESS").exists() for stage in PER_DUMP for dump in SAMPLE_DUMPS)
+    assert all((tmp_path / "out" / stage / "_SUCCESS").exists() for stage in ("dedup", "remix"))
+    dedup = json.loads((tmp_path / "out/dedup/_stats.json").read_text())  # one joint dedup over both dumps
+    assert dedup["in"] == sum(json.loads((tmp_path / "out/filter" / d / "_stats.json").read_text())["kept"] for d in SAMPLE_DUMPS)
+    assert dedup["dropped"]["exact_duplicate"] > 0
     assert json.loads((tmp_path / "out/tokenizer/crawlmill.json").read_text())["padded_vocab_size"] == 640
     assert json.loads((tmp_path / "out/shards/manifest.json").read_text())["tokens"] > 10_000
-    stats = json.loads((tmp_path / "out/ingest/_stats.json").read_text())
-    assert stats["kept"] > 40 and stats["quarantined"] == 0
-    jobs = _jobs_of_run(client, run.run_id)
-    assert len(jobs) == len(PIPELINE.names) and set(jobs.values()) == {"SUCCEEDED"}  # one Ray job per stage
+    stats = [json.loads((tmp_path / "out/ingest" / d / "_stats.json").read_text()) for d in SAMPLE_DUMPS]
+    assert all(s["kept"] > 10 and s["quarantined"] == 0 for s in stats) and sum(s["kept"] for s in stats) > 40
+    jobs = jobs_of_run(client, run.run_id)
+    # One Ray job per stage, and per dump for the per-dump stages (`--dump ID`, map index in the id).
+    assert len(jobs) == len(PER_DUMP) * len(SAMPLE_DUMPS) + len(AFTER) and set(jobs.values()) == {"SUCCEEDED"}
     assert all(sid.startswith("crawlmill-crawlmill_pipeline-") and sid.endswith("-try1") for sid in jobs)
+    assert sum("-per_dump.ingest-m" in sid for sid in jobs) == len(SAMPLE_DUMPS)
 
 
 def test_failed_job_fails_the_task_with_the_jobs_error(dag, client, ray_head, tmp_path, capfd):
     missing = str(tmp_path / "no-such-folder")
     _config(tmp_path / "pipeline.yaml", [missing], tmp_path / "out")
-    with _no_ray_address_env():
+    with no_ray_address_env():
         run = dag.test(run_conf={"config": str(tmp_path / "pipeline.yaml"), "ray_address": ray_head})
     output = capfd.readouterr()
     log = output.out + output.err
@@ -237,21 +113,17 @@ def test_failed_job_fails_the_task_with_the_jobs_error(dag, client, ray_head, tm
     assert f"{missing}: no such file or folder" in log
     assert "RayJobFailed" in log and "ended FAILED: Job entrypoint command failed with exit code 2" in log
     # One retry (CRAWLMILL_DAG_RETRIES=1 here), each try its own Ray job.
-    jobs = _jobs_of_run(client, run.run_id)
+    jobs = jobs_of_run(client, run.run_id)
     assert sorted(sid.rsplit("-", 1)[1] for sid in jobs) == ["try1", "try2"]
     assert set(jobs.values()) == {"FAILED"}
     assert not (tmp_path / "out/ingest/_SUCCESS").exists()
+    assert len(jobs) == 2 and all("-per_dump.ingest-m0-" in sid for sid in jobs)  # no dumps: section: one ingest
 
 
 @pytest.fixture(scope="module")
 def pipeline_dag(airflow_home):
-    """The DAG file as a module, for its helpers."""
-    sys.path.insert(0, str(DAGS))
-    try:
-        import crawlmill_pipeline
-    finally:
-        sys.path.remove(str(DAGS))
-    return crawlmill_pipeline
+    """The DAGs' helper module (crawlmill_ray.py)."""
+    return dag_module("crawlmill_ray")
 
 
 def test_ray_address_comes_from_the_param_else_the_environment_else_local(pipeline_dag, monkeypatch):

@@ -28,6 +28,7 @@ def test_valid_config_resolves_paths_relative_to_the_file(tmp_path):
         ("output_dir: [unclosed\n", r"not valid YAML"),
         ("- a list\n", r"expected a mapping"),
         ("output_dir: o\nray: {num_cpus: true}\n", r"expected int, got bool"),
+        ("output_dir: o\nray: {address: 'http://head:8265'}\n", r"c.yaml.ray: address http://head:8265: that is a job server's address.*ray job submit"),
     ],
 )
 def test_malformed_configs_name_the_key_and_the_problem(tmp_path, text, message):

@@ -3,6 +3,7 @@ determinism, for part stages and multi-step stages."""
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,9 @@ def use_model(model: dict, n: int, log: str) -> dict:
         handle.write(f"item {n} {os.getpid()} {os.getppid()}\n")
     if n == 13:
         raise RuntimeError("item 13 crashed")
+    if n == 66 and not os.path.exists(log + ".spare-66"):  # killed once, as by the OOM killer
+        open(log + ".spare-66", "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
     return {"n": n, "sum": sum(model["weights"][:n]), "loader": model["loader"], "pid": os.getpid()}
 
 
@@ -210,3 +214,16 @@ def test_node_step_loads_once_per_node_and_forks_the_workers(ray_local, tmp_path
     failing = run_stage(NodeStepStage(list(range(10, 16)), str(log)), tmp_path / "out2", progress=False)
     assert not failing.ok and failing.failures == [("item-13", "RuntimeError: item 13 crashed")]
     assert sorted(p.stem for p in (tmp_path / "out2/_work/_done/use").glob("*.json")) == ["item-10", "item-11", "item-12", "item-14", "item-15"]
+
+
+def test_a_killed_forked_worker_fails_its_items_and_a_rerun_finishes(ray_local, tmp_path):
+    """A process of a node step's pool that dies fails the node's unfinished items (no wait for the
+    item it had); the rerun redoes only those."""
+    log = tmp_path / "log.txt"
+    items = [60, 61, 62, 63, 64, 65, 66, 67]
+    first = run_stage(NodeStepStage(items, str(log)), tmp_path / "out", progress=False)
+    assert not first.ok and any("BrokenProcessPool" in detail for _, detail in first.failures)
+    assert "item-66" in {key for key, _ in first.failures}
+    again = run_stage(NodeStepStage(items, str(log)), tmp_path / "out", progress=False)
+    assert again.ok, again.failures
+    assert json.loads((tmp_path / "out/_stats.json").read_text())["counters"]["total"] == sum(n * (n - 1) // 2 for n in items)

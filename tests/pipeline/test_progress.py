@@ -1,0 +1,75 @@
+"""Progress: plain lines where stderr is no terminal (a job log), a bar on a terminal."""
+
+import io
+
+from rich.console import Console
+
+from crawlmill.pipeline.progress import StageProgress
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def log_console() -> tuple[Console, io.StringIO]:
+    buffer = io.StringIO()
+    return Console(file=buffer, force_terminal=False, soft_wrap=True), buffer
+
+
+def part(n: int, kept: int) -> dict:
+    return {"in": n, "kept": kept, "quarantined": 0}
+
+
+def test_in_a_log_a_line_at_start_every_interval_and_at_the_end():
+    console, buffer = log_console()
+    clock = Clock()
+    with StageProgress("filter", total=4, done=0, console=console, interval=10, clock=clock) as bar:
+        bar.part_done(part(100, 90))  # before the interval: no line
+        clock.now = 12
+        bar.part_done(part(1000, 900))  # 2/4 after 12 s: a line
+        clock.now = 13
+        bar.part_done(part(10, 1))  # 1 s later: none
+        clock.now = 30
+        bar.part_done(part(234, 9))  # the last: its line comes at exit
+    assert buffer.getvalue().splitlines() == [
+        "filter: 4 of 4 parts to do",
+        "filter: 2/4 parts, 1,100 records, 990 kept, 0 quarantined, 12s",
+        "filter: 4/4 parts, 1,344 records, 1,000 kept, 0 quarantined, 30s",
+    ]
+    assert "\x1b" not in buffer.getvalue()  # no control codes in a log
+
+
+def test_in_a_log_resumed_steps_and_tasks_without_counts_read_plainly():
+    console, buffer = log_console()
+    with StageProgress("dedup buckets", total=3, done=1, unit="tasks", console=console, interval=0, clock=Clock()) as bar:
+        bar.part_done({})
+        bar.part_failed("part [2]", "ValueError: bad")
+    assert buffer.getvalue().splitlines() == [
+        "dedup buckets: 1 of 3 tasks already finished, skipping them",
+        "dedup buckets: 2 of 3 tasks to do",
+        "dedup buckets: 2/3 tasks, 0s",
+        "part failed part [2]: ValueError: bad",
+        "dedup buckets: 3/3 tasks, 0s",
+    ]
+
+
+def test_disabled_prints_nothing():
+    console, buffer = log_console()
+    with StageProgress("filter", total=2, done=1, enabled=False, console=console, interval=0) as bar:
+        bar.part_done(part(1, 1))
+    assert buffer.getvalue() == ""
+
+
+def test_on_a_terminal_a_bar_and_no_lines():
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=120)
+    with StageProgress("filter", total=2, done=0, console=console, interval=0) as bar:
+        bar.part_done(part(5, 4))
+        bar.part_done(part(5, 4))
+    assert not bar.as_lines
+    assert "2/2" in buffer.getvalue() and "8 kept" in buffer.getvalue()
+    assert "filter: 2/2 parts" not in buffer.getvalue()
