@@ -64,7 +64,7 @@ def run(
             asked = dumps or dump_runs.new_dumps(config.dumps, config.output_dir)
             dumps = dump_runs.check_append(config.output_dir, asked)
             for name in sorted(set(asked) & set(done)):
-                out.print(f"{name}: already appended (see {Path(config.output_dir) / dump_runs.STATE_FILE})", highlight=False)
+                out.print(f"{name}: already appended (see {config.output_dir}/{dump_runs.STATE_FILE})", highlight=False)
             if not dumps:
                 out.print("no dump to append", highlight=False)
         plan_runs(config, specs, dumps, append)  # a --dump that does not fit the stages fails here, before any work

@@ -35,7 +35,7 @@ COPY tokenizer ./tokenizer
 COPY shards ./shards
 COPY training ./training
 COPY corpora ./corpora
-RUN pip install -c constraints.txt ".[pipeline,airflow]"
+RUN pip install -c constraints.txt ".[pipeline,airflow,s3]"
 
 USER 1000
 WORKDIR /opt/airflow

@@ -23,16 +23,16 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from crawlmill.files import atomic_write_json, read_json
+from crawlmill.files import AnyPath, as_path, atomic_write_json, read_json
 
 from .ingest.config import DUMP_ID
 
 COLLINFO_URL = "https://index.commoncrawl.org/collinfo.json"
 STATE_FILE = "_dumps.json"
 BLEND_FILE = "blend.json"
+MANIFEST = "manifest.json"  # pack's (shards/manifest.py)
 INDEX_FOLDER = "_index"  # under the dedup folder: the incremental dedup index of appended dumps
 
 
@@ -74,13 +74,13 @@ def crawl_list(url: str) -> list[str]:
     return sorted(i for i in ids if isinstance(i, str) and DUMP_ID.match(i))
 
 
-def appended(output_dir: str | Path) -> list[dict[str, Any]]:
+def appended(output_dir: str | AnyPath) -> list[dict[str, Any]]:
     """The dumps an earlier append run finished, oldest first (`_dumps.json`)."""
-    path = Path(output_dir) / STATE_FILE
+    path = as_path(output_dir) / STATE_FILE
     return read_json(path)["appended"] if path.is_file() else []
 
 
-def new_dumps(config: DumpsConfig, output_dir: str | Path, listed: list[str] | None = None) -> list[str]:
+def new_dumps(config: DumpsConfig, output_dir: str | AnyPath, listed: list[str] | None = None) -> list[str]:
     """Dumps of the crawl list not appended yet, oldest first, from `since`, at most `max_new`.
     A dump older than the newest appended one is not taken: incremental dedup runs in time order."""
     listed = crawl_list(config.collinfo_url) if listed is None else sorted(listed)
@@ -93,7 +93,7 @@ def new_dumps(config: DumpsConfig, output_dir: str | Path, listed: list[str] | N
 APPEND_LAST = "pack"  # appending runs the stages up to this one; its output is the dump's shards
 
 
-def check_append(output_dir: str | Path, dumps: list[str]) -> list[str]:
+def check_append(output_dir: str | AnyPath, dumps: list[str]) -> list[str]:
     """The dumps of an append run still to do, oldest first; an error for one older than an appended
     dump (incremental dedup keeps the earliest copy, so dumps are appended in time order)."""
     done = {entry["dump"] for entry in appended(output_dir)}
@@ -126,17 +126,15 @@ def prepare_append(run_config: Any, pipeline: Any, unit: Any) -> bool:
     return True
 
 
-def record_appended(output_dir: str | Path, dump: str, shards: str | Path) -> dict[str, Any]:
+def record_appended(output_dir: str | AnyPath, dump: str, shards: str | AnyPath) -> dict[str, Any]:
     """Add `dump` (packed into `shards`) to `_dumps.json` and rewrite `shards/blend.json` over every
     appended dump. Returns the blend. Rerunning it for a recorded dump changes nothing."""
-    from crawlmill.shards.manifest import load_manifest
-
-    output_dir = Path(output_dir)
+    output_dir, shards = as_path(output_dir), as_path(shards)
     entries = [e for e in appended(output_dir) if e["dump"] != dump]
-    manifest = load_manifest(shards)
-    if manifest is None:
-        raise FileNotFoundError(f"{shards}: no manifest.json; pack {dump} before recording it")
-    entries.append({"dump": dump, "shards": str(Path(shards).relative_to(output_dir / "shards")),
+    if not (shards / MANIFEST).is_file():
+        raise FileNotFoundError(f"{shards}: no {MANIFEST}; pack {dump} before recording it")
+    manifest = read_json(shards / MANIFEST)
+    entries.append({"dump": dump, "shards": shards.name,
                     "tokens": int(manifest["tokens"]), "documents": int(manifest["documents"]),
                     "tokenizer_sha256": manifest["tokenizer"]["sha256"]})  # fmt: skip
     entries.sort(key=lambda e: e["dump"])
@@ -145,17 +143,15 @@ def record_appended(output_dir: str | Path, dump: str, shards: str | Path) -> di
     return blend
 
 
-def write_blend(shards_dir: Path, entries: list[dict[str, Any]]) -> dict[str, Any]:
+def write_blend(shards_dir: AnyPath, entries: list[dict[str, Any]]) -> dict[str, Any]:
     """`blend.json` over the appended dumps' shard folders: each folder weighted by its tokens, split
     over its shards by its own manifest's blend; `data_path` is Megatron-LM's `--data-path` form."""
-    from crawlmill.shards.manifest import load_manifest
-
     if len({e["tokenizer_sha256"] for e in entries}) > 1:
         raise ValueError(f"{shards_dir}: the appended dumps were tokenized with different tokenizers")
     total = sum(e["tokens"] for e in entries)
     data_path: list[Any] = []
     for entry in entries:
-        own = load_manifest(shards_dir / entry["shards"])["blend"]
+        own = read_json(shards_dir / entry["shards"] / MANIFEST)["blend"]
         for prefix, weight in zip(own["prefixes"], own["weights"]):
             data_path += [entry["tokens"] / total * float(weight), f"{entry['shards']}/{prefix}"]
     blend = {"dumps": [e["dump"] for e in entries], "folders": [e["shards"] for e in entries],
