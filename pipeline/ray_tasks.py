@@ -158,8 +158,8 @@ def cpu_nodes(options: RayOptions) -> list[tuple[str, int]]:
 
 def run_on_nodes(fn: Callable[..., Any], per_node: list[tuple[str, int, tuple]], options: RayOptions, shared: tuple = ()) -> list[Any]:
     """fn(*shared, cpus, *args) once on each given node, holding all its CPUs; results in order, the
-    exception in place of the result of a node whose task failed (the function reports its items'
-    own failures in its result)."""
+    WorkerCrashedError in place of the result of a node whose process died. An exception the function
+    raises is raised here (it reports its items' own failures in its result)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -173,6 +173,8 @@ def run_on_nodes(fn: Callable[..., Any], per_node: list[tuple[str, int, tuple]],
     for ref in refs:
         try:
             results.append(ray.get(ref))
-        except (ray.exceptions.RayTaskError, ray.exceptions.WorkerCrashedError) as exc:
-            results.append(getattr(exc, "cause", None) or exc)
+        except ray.exceptions.RayTaskError as exc:  # e.g. the setup refused its input: the step's error
+            raise (getattr(exc, "cause", None) or exc) from None
+        except ray.exceptions.WorkerCrashedError as exc:  # the node's process died: its items failed
+            results.append(exc)
     return results

@@ -204,10 +204,11 @@ def _forked_defaults() -> None:
 def run_node(setup: Callable[..., Any], fn: Callable[..., Any], shared: tuple, cpus: int, items: list[tuple[str, str, tuple]]) -> list[tuple[str, Any, str | None, bool]]:
     """In a Ray task holding a node's CPUs: `setup(*shared)` once, then the items in `cpus` processes
     forked from this one, which share what setup loaded (copy-on-write pages nobody writes). A
-    forked process that dies (killed, out of memory) fails the task (BrokenProcessPool) instead of
-    leaving it waiting for the item it had; a rerun redoes only the unfinished items."""
+    forked process that dies (killed, out of memory) fails the items not finished yet instead of
+    leaving the task waiting for the item it had; a rerun redoes only those."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     global _NODE_STATE
     _NODE_STATE = setup(*shared)
@@ -217,7 +218,12 @@ def run_node(setup: Callable[..., Any], fn: Callable[..., Any], shared: tuple, c
             return [_node_item(job) for job in jobs]
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(min(cpus, len(jobs)), mp_context=context, initializer=_forked_defaults) as pool:
-            return list(pool.map(_node_item, jobs))
+            try:
+                return list(pool.map(_node_item, jobs))
+            except BrokenProcessPool as exc:
+                detail = f"BrokenProcessPool: {exc}"
+                done = {key: read_json(as_path(marker)) for marker, key, _ in items if as_path(marker).is_file()}
+                return [(key, done.get(key), None if key in done else detail, False) for _, key, _ in items]
     finally:
         _NODE_STATE = None
         release_memory()
