@@ -7,10 +7,12 @@ bit. The fake secret key appears in no object and no output."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -124,3 +126,40 @@ def test_training_from_s3_shards_into_an_s3_run_resumes_and_matches_the_local_ru
     printed = capfd.readouterr()
     for text in (resumed.stdout, resumed.stderr, printed.out, printed.err):
         assert SECRET not in text
+
+    # The pipeline's train stage on an s3 output_dir: the finished run is resumed, not redone, and
+    # its figures are read back from the bucket.
+    from crawlmill.training.stage import TrainStage, train_task
+
+    config = tiny_config(shards, **settings)
+    assert TrainStage(config).sources() == [f"{shards}/manifest.json"]
+    figures = train_task(dataclasses.asdict(config), run, None)
+    assert figures["steps"] == 20 and figures["loss"] == train_records(tmp_path / "straight")[-1]["loss"]
+
+
+def test_concurrent_copies_of_a_shard_folder_download_it_once(s3, tiny_shards, tmp_path, monkeypatch):
+    """The local ranks of a machine start together: one downloads under the lock, the others wait
+    and take its copy; a changed folder (another ETag) is fetched again."""
+    import tempfile
+
+    from crawlmill.files import local_copy
+    from crawlmill.training.runstore import shard_names
+
+    monkeypatch.setenv("CRAWLMILL_CACHE", str(tmp_path / "cache"))
+    downloads: list[str] = []  # local_copy downloads into a fresh temporary folder each time
+    original = tempfile.mkdtemp
+
+    def counted(*args, **kwargs):
+        downloads.append(kwargs.get("prefix", ""))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", counted)
+    names = shard_names(json.loads((tiny_shards / "manifest.json").read_text()))
+    with ThreadPoolExecutor(4) as pool:
+        copies = set(pool.map(lambda _: local_copy(f"s3://{BUCKET}/shards", names), range(4)))
+    assert len(copies) == 1 and len(downloads) == 1
+    copy = copies.pop()
+    assert sorted(p.name for p in copy.iterdir()) == sorted(names)
+    s3[0].pipe_file(f"{BUCKET}/shards/manifest.json", (tiny_shards / "manifest.json").read_bytes() + b"\n")
+    assert local_copy(f"s3://{BUCKET}/shards", names) != copy and len(downloads) == 2
+    s3[0].put_file(str(tiny_shards / "manifest.json"), f"{BUCKET}/shards/manifest.json")  # as it was
