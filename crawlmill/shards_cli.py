@@ -5,7 +5,9 @@
     crawlmill shards sample out/shards --n 3 --decode
     crawlmill shards stats out/shards --plot stats.png
 
-Any Megatron `.bin`/`.idx` pair is read, with or without pack's manifest. Heavy modules (numpy,
+Any Megatron `.bin`/`.idx` pair is read, with or without pack's manifest, from a path or a URL
+(`crawlmill shards verify s3://bucket/out/shards`; crawlmill/shards/shardset.py says what each
+command reads of a remote shard). Heavy modules (numpy,
 tokenizers, matplotlib) are imported inside the commands so that `crawlmill --help` stays fast.
 Exit status: 0 done, 2 bad input: a missing or damaged shard, one that fails verification (the
 message names the file). Results go to stdout, errors to stderr (cli_common).
@@ -32,7 +34,8 @@ app = typer.Typer(
         "* `crawlmill shards stats out/shards --plot stats.png`"
     ),
 )
-SHARDS_PATH = typer.Argument(..., help="A pack output folder, a folder of .bin/.idx pairs, or one shard's prefix / .idx / .bin.")
+# str, not Path: pathlib would fold a URL's "//" ("s3://b/x" -> "s3:/b/x").
+SHARDS_PATH = typer.Argument(..., help="A pack output folder, a folder of .bin/.idx pairs, or one shard's prefix / .idx / .bin; a path or a URL (s3://...).")
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
@@ -55,7 +58,7 @@ def _text_cells(row: dict) -> tuple[str, str]:
         "* `crawlmill shards inspect data/my_text_document.idx`  (any Megatron .idx)"
     )
 )
-def inspect(path: Path = SHARDS_PATH, as_json: bool = JSON) -> None:
+def inspect(path: str = SHARDS_PATH, as_json: bool = JSON) -> None:
     """Documents, tokens, text bytes (and bytes per token), dtype and sizes of every shard; per-dump /
     language / domain counts; for shards of a remix output, the mixture per group."""
     from crawlmill.shards.shardset import inspect_shards
@@ -109,7 +112,7 @@ def inspect(path: Path = SHARDS_PATH, as_json: bool = JSON) -> None:
     )
 )
 def verify(
-    path: Path = SHARDS_PATH,
+    path: str = SHARDS_PATH,
     vocab_size: Optional[int] = typer.Option(None, "--vocab-size", help="Token ids must be below this (default: the manifest tokenizer's)."),
     as_json: bool = JSON,
 ) -> None:
@@ -139,11 +142,11 @@ def verify(
     )
 )
 def sample(
-    path: Path = SHARDS_PATH,
+    path: str = SHARDS_PATH,
     n: int = typer.Option(5, "--n", help="Documents to show."),
     seed: int = typer.Option(0, "--seed", help="Random seed (the same seed shows the same documents)."),
     decode: bool = typer.Option(False, "--decode", help="Show the text (decoded with the tokenizer), not token ids."),
-    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="Tokenizer folder (default: the one the manifest names)."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer folder, a path or URL (default: the one the manifest names)."),
     as_json: bool = JSON,
 ) -> None:
     """Show random documents with their source (document id, URL, WARC record)."""
@@ -173,11 +176,11 @@ def sample(
     )
 )
 def stats(
-    path: Path = SHARDS_PATH,
+    path: str = SHARDS_PATH,
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write document-length and token-frequency histograms to this PNG."),
     top: int = typer.Option(20, "--top", help="Most frequent tokens to list."),
     vocab_size: Optional[int] = typer.Option(None, "--vocab-size", help="Vocabulary size (default: the manifest's padded size)."),
-    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="Tokenizer folder to show tokens as text (default: the manifest's)."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer folder (path or URL) to show tokens as text (default: the manifest's)."),
     as_json: bool = JSON,
 ) -> None:
     """Document-length and token-frequency statistics, optionally plotted."""

@@ -6,7 +6,8 @@
 
 Options given here override the config file (`--data` its data.shards, `--max-steps` its
 max_steps, `--output` its output). Results (the final figures) go to stdout; per-step logs to
-stdout from rank 0, RUN/log.jsonl and TensorBoard (RUN/tensorboard).
+stdout from rank 0, RUN/log.jsonl and TensorBoard (RUN/tensorboard). `--data` and `--output` may
+be URLs (`s3://bucket/out/shards`, `s3://bucket/runs/tiny`; crawlmill/training/runstore.py).
 """
 
 import json
@@ -33,8 +34,8 @@ app = typer.Typer()
 )
 def train(
     config: str = typer.Option(..., "--config", "-c", help="A training config YAML, or a built-in name: tiny, 125m, 1b, deepseek-7b, deepseek-67b."),
-    data: Optional[List[str]] = typer.Option(None, "--data", help="Pack output folder(s) to train on (replaces the config's data.shards)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="The run folder (default: the config's output, else runs/<config name>)."),
+    data: Optional[List[str]] = typer.Option(None, "--data", help="Pack output folder(s) to train on, paths or URLs (replaces the config's data.shards)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="The run folder, a path or URL (default: the config's output, else runs/<config name>)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Train this many steps in all (the schedule's length)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's last checkpoint."),
     stop_after: Optional[int] = typer.Option(None, "--stop-after", help="Stop after this many steps of this invocation (with a checkpoint), keeping the whole run's schedule."),
@@ -43,13 +44,14 @@ def train(
     runtime: Runtime = None,  # type: ignore[assignment] - the common options (cli_common)
 ) -> None:
     """Pretrain a DeepSeek-style GPT with Megatron-Core on packed shards: multi-step LR, checkpoints, exact resume."""
+    from crawlmill.files import is_url
     from crawlmill.pipeline.config import check_section, to_json
     from crawlmill.training.config import load_train_config
     from crawlmill.training.launch import launch
 
     overrides: dict = {}
     if data:
-        overrides["data"] = {"shards": [str(Path(d).resolve()) for d in data]}
+        overrides["data"] = {"shards": [d if is_url(d) else str(Path(d).resolve()) for d in data]}
     if max_steps is not None:
         overrides["max_steps"] = max_steps
     if workers is not None:
@@ -57,7 +59,8 @@ def train(
     with user_errors():
         train_config = load_train_config(config, overrides)
         check_section(train_config, "train")
-        run_dir = output or (Path(train_config.output) if train_config.output else Path("runs") / Path(config).stem)
+        # str, not Path, for a URL (pathlib folds "s3://b" to "s3:/b")
+        run_dir = output or (str(train_config.output) if train_config.output else str(Path("runs") / Path(config).stem))
         if print_config:
             print(json.dumps(to_json(train_config), indent=1, ensure_ascii=False))
             return

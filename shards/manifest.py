@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
+
+from crawlmill.files import as_path, is_remote, read_table, read_text
 
 from .mmidx import read_index
 
@@ -23,11 +24,12 @@ MANIFEST = "manifest.json"
 FORMAT = "crawlmill-pack/1"
 
 
-def load_manifest(shard_dir: str | Path) -> dict[str, Any] | None:
-    path = Path(shard_dir) / MANIFEST
+def load_manifest(shard_dir: Any) -> dict[str, Any] | None:
+    """The manifest of a shard folder (a path or a URL), or None when it has none."""
+    path = as_path(shard_dir) / MANIFEST
     if not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    return json.loads(read_text(path))
 
 
 def megatron_blend(shard_dir: str | Path) -> tuple[list[str], list[float]]:
@@ -35,7 +37,8 @@ def megatron_blend(shard_dir: str | Path) -> tuple[list[str], list[float]]:
     manifest = load_manifest(shard_dir)
     if manifest is None:
         raise FileNotFoundError(f"{shard_dir}: no {MANIFEST}")
-    root = Path(shard_dir).resolve()
+    root = as_path(shard_dir)
+    root = root if is_remote(root) else root.resolve()
     blend = manifest["blend"]
     return [str(root / p) for p in blend["prefixes"]], [float(w) for w in blend["weights"]]
 
@@ -44,7 +47,7 @@ def locate_token(shard_dir: str | Path, shard: int, token: int) -> dict[str, Any
     """The source document of token number `token` of shard `shard`: its row of the shard's docs table
     (input part path, row, id, url, dump, lang, domain, warc_file, warc_offset, warc_record_id) plus
     the document number and the token's offset within the document."""
-    shard_dir = Path(shard_dir)
+    shard_dir = as_path(shard_dir)
     manifest = load_manifest(shard_dir)
     entry = manifest["shards"][shard] if manifest else {"prefix": f"shard-{shard:05d}"}
     index = read_index(shard_dir / f"{entry['prefix']}.idx")
@@ -52,7 +55,7 @@ def locate_token(shard_dir: str | Path, shard: int, token: int) -> dict[str, Any
     if not 0 <= token < (int(ends[-1]) if len(ends) else 0):
         raise IndexError(f"{entry['prefix']} has {int(ends[-1]) if len(ends) else 0} tokens; no token {token}")
     document = int(np.searchsorted(ends, token, side="right"))
-    row = pq.read_table(shard_dir / f"{entry['prefix']}.docs.parquet").slice(document, 1).to_pylist()[0]
+    row = read_table(shard_dir / f"{entry['prefix']}.docs.parquet").slice(document, 1).to_pylist()[0]
     if manifest:
         row["input_path"] = manifest["inputs"][row["input"]]
     start = int(ends[document - 1]) if document else 0

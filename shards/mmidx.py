@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from crawlmill.files import as_path, file_size, is_remote, local_copy, open_binary
+
 MAGIC = b"MMIDIDX\x00\x00"
 HEADER_SIZE = 34  # magic 9 + version 8 + dtype 1 + sequence count 8 + document count 8
 # Megatron-Core's DType codes.
@@ -71,12 +73,15 @@ class IndexFile:
 def read_index(path: str | Path, multimodal: bool | None = None) -> IndexFile:
     """Parse and size-check an .idx file; ShardError if it is not a well-formed MMIDIDX file.
 
-    `multimodal=None` accepts either layout (decided by the file size).
+    `multimodal=None` accepts either layout (decided by the file size). An index at a URL is
+    copied to the local cache first (crawlmill.files.local_copy: once per machine and version; an
+    .idx is small beside its .bin) and mapped there; errors still name the URL.
     """
-    path = Path(path)
+    path = as_path(path)
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
+        local = local_copy(path) if is_remote(path) else path
+        size = os.path.getsize(local)
+        with open(local, "rb") as f:
             head = f.read(HEADER_SIZE)
     except OSError as exc:
         raise ShardError(path, f"cannot read: {exc.strerror or exc}") from None
@@ -111,7 +116,7 @@ def read_index(path: str | Path, multimodal: bool | None = None) -> IndexFile:
         )
     if documents < 1:
         raise ShardError(path, "document count is 0 (it must hold at least the leading 0 entry)")
-    mapped = np.memmap(path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+    mapped = np.memmap(local, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
     offset = HEADER_SIZE
     lengths = mapped[offset : offset + 4 * sequences].view(np.int32)
     offset += 4 * sequences
@@ -187,13 +192,14 @@ def scan_tokens(
 ) -> tuple[int, int]:
     """Min and max token id of a .bin, read once in fixed-size chunks; ShardError for an id that is
     negative or not below `vocab_size`. Optionally adds every token's frequency to `counts` (an
-    int64 array) and feeds the bytes to `digest` (a hashlib object), in the same pass."""
-    bin_path = Path(bin_path)
+    int64 array) and feeds the bytes to `digest` (a hashlib object), in the same pass. A .bin at a
+    URL is streamed (sequential reads of a buffered remote file), never loaded whole."""
+    bin_path = as_path(bin_path)
     if counts is not None and vocab_size is None:
         vocab_size = len(counts)  # bincount must never size itself from a forged token id
     try:
-        size = os.path.getsize(bin_path)
-        f = open(bin_path, "rb")
+        size = file_size(bin_path)
+        f = open_binary(bin_path)
     except OSError as exc:
         raise ShardError(bin_path, f"cannot read: {exc.strerror or exc}") from None
     if size % dtype.itemsize:

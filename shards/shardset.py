@@ -10,19 +10,23 @@ walked in fixed-size chunks, so a hostile or damaged shard gives a ShardError na
 in time linear in its size and bounded memory. `inspect` adds the documents' text bytes and bytes
 per token from each shard's docs.parquet where pack counted them (shards packed before it did, and
 foreign shards, have none; they are inspected as before).
+
+Any of these may be a URL (`s3://bucket/out/shards`): the manifest and docs tables are read
+through crawlmill.files, each `.idx` is copied to the per-machine cache (small; it is mapped),
+and each `.bin` is streamed for verify and stats (every byte is needed: its sha256 and token ids),
+range-read for sample (only the sampled documents' bytes), and only sized for inspect.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
 
-from crawlmill.files import parquet_file, sha256_file
+from crawlmill.files import AnyPath, as_path, file_size, is_remote, list_files, parquet_file, sha256_file
 
 from .manifest import MANIFEST, load_manifest
 from .mmidx import CHUNK, ShardError, check_index, read_index, scan_tokens
@@ -30,20 +34,20 @@ from .mmidx import CHUNK, ShardError, check_index, read_index, scan_tokens
 
 @dataclass
 class Shard:
-    prefix: Path  # path without .bin / .idx
+    prefix: AnyPath  # path (or URL) without .bin / .idx
     entry: dict[str, Any] | None  # its manifest entry, when there is a manifest
 
     @property
     def name(self) -> str:
         return self.prefix.name
 
-    def path(self, kind: str) -> Path:
+    def path(self, kind: str) -> AnyPath:
         return self.prefix.with_name(f"{self.prefix.name}.{kind}")
 
 
 @dataclass
 class ShardSet:
-    root: Path
+    root: AnyPath
     shards: list[Shard]
     manifest: dict[str, Any] | None
 
@@ -53,9 +57,14 @@ class ShardSet:
         return tokenizer.get("vocab_size") if isinstance(tokenizer, dict) else None
 
 
+def _glob(folder: AnyPath, pattern: str) -> list[AnyPath]:
+    # A URL's folder is listed by crawlmill.files (fresh listing, no temporaries); local as before.
+    return list_files(folder, pattern) if is_remote(folder) else list(folder.glob(pattern))
+
+
 def open_shards(path: str | Path) -> ShardSet:
     """The shards at `path` (see the module docstring); ShardError if there are none or the manifest is unreadable."""
-    path = Path(path)
+    path = as_path(path)
     if path.is_dir():
         try:
             manifest = load_manifest(path)
@@ -69,7 +78,7 @@ def open_shards(path: str | Path) -> ShardSet:
             except (KeyError, TypeError) as exc:
                 raise ShardError(path / MANIFEST, f"manifest has no valid shard list ({exc!r})") from None
             return ShardSet(path, shards, manifest)
-        prefixes = sorted({p.with_suffix("") for p in path.glob("*.idx")} | {p.with_suffix("") for p in path.glob("*.bin")})
+        prefixes = sorted({p.with_suffix("") for p in _glob(path, "*.idx")} | {p.with_suffix("") for p in _glob(path, "*.bin")}, key=str)
         if not prefixes:
             raise ShardError(path, "no manifest.json and no .idx/.bin files: not a shard folder")
         return ShardSet(path, [Shard(p, None) for p in prefixes], None)
@@ -79,14 +88,14 @@ def open_shards(path: str | Path) -> ShardSet:
     return ShardSet(prefix.parent, [Shard(prefix, None)], None)
 
 
-def _size(path: Path) -> int | None:
+def _size(path: AnyPath) -> int | None:
     try:
-        return os.path.getsize(path)
+        return file_size(path)
     except OSError:
         return None
 
 
-def _text_bytes(docs: Path) -> int | None:
+def _text_bytes(docs: AnyPath) -> int | None:
     """Sum of a docs.parquet's `bytes` column (UTF-8 bytes of the documents' text); None when there is
     no docs.parquet or it was packed before pack counted bytes."""
     if not docs.is_file():
@@ -164,7 +173,7 @@ def verify_shard(shard: Shard, vocab_size: int | None) -> int:
     entry = shard.entry or {}
     files = entry.get("files", {})
     index = read_index(idx_path)  # structure first: its errors say more than a checksum mismatch
-    bin_size = os.path.getsize(bin_path)
+    bin_size = file_size(bin_path)
     tokens = check_index(index, bin_size, bin_path)
     digest = hashlib.sha256() if "bin" in files else None
     scan_tokens(bin_path, index.dtype, vocab_size, digest=digest)
@@ -186,7 +195,7 @@ def verify_shard(shard: Shard, vocab_size: int | None) -> int:
     return tokens
 
 
-def _verify_docs(path: Path, sha256: str, index: Any) -> None:
+def _verify_docs(path: AnyPath, sha256: str, index: Any) -> None:
     if not path.is_file():
         raise ShardError(path, "missing")
     if sha256_file(path) != sha256:
@@ -223,7 +232,7 @@ def verify_shards(path: str | Path, vocab_size: int | None = None) -> tuple[dict
         if tokens != manifest.get("tokens"):
             problems.append(f"{shard_set.root / MANIFEST}: says {manifest.get('tokens')} tokens, the shards hold {tokens:,}")
         listed = {s.name for s in shard_set.shards}
-        extra = sorted(p.stem for p in shard_set.root.glob("*.idx") if p.stem not in listed)
+        extra = sorted(p.stem for p in _glob(shard_set.root, "*.idx") if p.stem not in listed)
         if extra:
             problems.append(f"{shard_set.root}: shard(s) not in the manifest: {', '.join(extra)}")
     summary = {

@@ -5,7 +5,8 @@
 
 Both validate every index before reading tokens through it (shardset / mmidx), read token files in
 chunks (stats) or only the sampled documents (sample), and keep memory at one vocabulary-sized
-count array plus fixed-size chunks.
+count array plus fixed-size chunks. Shards at a URL: sample range-reads just the sampled
+documents' tokens, stats streams each .bin once (shardset's docstring).
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from crawlmill.files import sha256_file
+from crawlmill.files import as_path, file_size, is_remote, local_copy, read_range, read_table, sha256_file
 
 from .mmidx import IndexFile, ShardError, check_index, read_index, scan_tokens
 from .shardset import ShardSet, open_shards
@@ -36,9 +36,10 @@ def load_decoder(shard_set: ShardSet, tokenizer_dir: str | Path | None) -> tuple
     folder = tokenizer_dir or (shard_set.manifest or {}).get("tokenizer", {}).get("path")
     if folder is None:
         raise DecoderError("no manifest names the tokenizer: give --tokenizer DIR to decode")
-    path = Path(folder) / "tokenizer.json"
+    path = as_path(folder) / "tokenizer.json"
     if not path.is_file():
         raise DecoderError(f"{path} not found: give --tokenizer DIR to decode")
+    path = local_copy(path) if is_remote(path) else path  # a URL's tokenizer: copied once per machine
     tokenizer = Tokenizer.from_file(str(path))
     expected = (shard_set.manifest or {}).get("tokenizer", {}).get("sha256")
     return tokenizer, bool(expected and sha256_file(path) != expected)
@@ -49,7 +50,7 @@ def _checked_indexes(shard_set: ShardSet) -> list[IndexFile]:
     for shard in shard_set.shards:
         index = read_index(shard.path("idx"))
         bin_path = shard.path("bin")
-        check_index(index, bin_path.stat().st_size if bin_path.exists() else None, bin_path)
+        check_index(index, file_size(bin_path) if bin_path.exists() else None, bin_path)
         indexes.append(index)
     return indexes
 
@@ -71,11 +72,12 @@ def sample_documents(path: str | Path, n: int, seed: int = 0, tokenizer_dir: str
         s = int(np.searchsorted(starts, number, side="right")) - 1
         shard, index, local = shard_set.shards[s], indexes[s], number - int(starts[s])
         pointer, length = int(index.pointers[local]), int(index.lengths[local])
-        tokens = np.fromfile(shard.path("bin"), dtype=index.dtype, count=length, offset=pointer)
+        # Only this document's bytes (one ranged GET for a URL); check_index bounded them by the .bin.
+        tokens = np.frombuffer(read_range(shard.path("bin"), pointer, length * index.dtype.itemsize), dtype=index.dtype)
         item: dict[str, Any] = {"shard": shard.name, "document": local, "tokens": length}
         docs = shard.path("docs.parquet")
         if docs.is_file():
-            row = pq.read_table(docs).slice(local, 1).to_pylist()
+            row = read_table(docs).slice(local, 1).to_pylist()
             if row:
                 item["source"] = {k: v for k, v in row[0].items() if k != "tokens"}
                 if shard_set.manifest and isinstance(row[0].get("input"), int):

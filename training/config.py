@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crawlmill.files import as_path
+
 from .model_config import ModelConfig
 
 BUILTIN_DIR = Path(__file__).parent / "configs"
@@ -168,7 +170,7 @@ class TrainConfig:
     def check(self) -> None:
         """Shard folders named here must be pack output (a run's pack folder is checked when it exists)."""
         for folder in self.data.shards:
-            if not (Path(folder) / "manifest.json").is_file():
+            if not (as_path(folder) / "manifest.json").is_file():  # a path or a URL
                 raise FileNotFoundError(f"data.shards: {folder} has no manifest.json (give `crawlmill pack` output folders)")
 
 

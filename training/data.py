@@ -11,6 +11,9 @@ samples s·G ... (s+1)·G − 1, and data-parallel rank r of R takes its contigu
 micro batches. A resumed run therefore continues with exactly the next sample, on any number of
 ranks. Validation reads the first `eval.iters` global batches of the valid split each time.
 
+Shard folders may be URLs: each machine reads a cached local copy of what it trains on
+(runstore.local_shards: manifest, .bin and .idx of every blended shard, downloaded once).
+
     data = ShardData(config, cache_dir=run_dir / "data_cache", train_samples=steps * batch)
     for batch in data.micro_batches("train", step, rank, world, micro_batch_size, global_batch): ...
 """
@@ -27,6 +30,7 @@ from crawlmill.shards.manifest import load_manifest, megatron_blend
 from crawlmill.shards.mmidx import read_index
 
 from .config import TrainConfig
+from .runstore import local_shards
 
 
 @dataclass
@@ -55,7 +59,7 @@ class ShardFolder:
 
 
 def open_folders(paths: list[str]) -> list[ShardFolder]:
-    """Pack output folders with their manifests; all must share one tokenizer."""
+    """Pack output folders with their manifests (a URL's: its local copy); all must share one tokenizer."""
     if not paths:
         raise ValueError("data.shards: no shard folder given (pack output folders; in a run, pack's)")
     folders = []
@@ -63,7 +67,7 @@ def open_folders(paths: list[str]) -> list[ShardFolder]:
         manifest = load_manifest(path)
         if manifest is None:
             raise FileNotFoundError(f"data.shards: {path} has no manifest.json (give `crawlmill pack` output folders)")
-        folders.append(ShardFolder(Path(path), manifest))
+        folders.append(ShardFolder(local_shards(path, manifest), manifest))
     digests = {f.manifest["tokenizer"]["sha256"] for f in folders}
     if len(digests) > 1:
         raise ValueError(f"data.shards: the folders were packed with {len(digests)} different tokenizers; one model needs one")

@@ -21,6 +21,7 @@ from typing import Any
 from crawlmill.pipeline.ray_tasks import RayOptions, cluster_has_gpus, run_torch_workers
 
 from .config import TrainConfig
+from .runstore import RunStore, run_location
 
 
 def under_torchrun() -> bool:
@@ -34,23 +35,25 @@ def _worker(job: dict[str, Any]) -> None:
     from .trainer import train
 
     config = build(TrainConfig, job["config"], "train")
-    train(config, Path(job["run_dir"]), job["resume"], job["stop_after"])
+    train(config, job["run_dir"], job["resume"], job["stop_after"])
 
 
 def launch(
-    config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: int | None = None,
+    config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None,
     ray_options: RayOptions | None = None, force_ray: bool = False,
 ) -> dict[str, Any] | None:
     """Train `config` into `run_dir` (see the module docstring); returns this process's summary when
     it trained itself, None when Ray Train workers did (their figures are in run_dir/log.jsonl).
-    `force_ray`: Ray Train workers even for one worker (a Ray task, which has no GPU, asks so)."""
+    `force_ray`: Ray Train workers even for one worker (a Ray task, which has no GPU, asks so).
+    `run_dir` may be a URL (runstore.py); Ray Train's own files then go to the local staging folder."""
     from .trainer import train
 
     options = ray_options or RayOptions()
     on_cluster = bool(options.address or os.environ.get("RAY_ADDRESS"))
     if under_torchrun() or (config.workers == 1 and not on_cluster and not force_ray):
         return train(config, run_dir, resume, stop_after)
-    job = {"config": dataclasses.asdict(config), "run_dir": str(Path(run_dir).resolve()), "resume": resume, "stop_after": stop_after}
+    job = {"config": dataclasses.asdict(config), "run_dir": run_location(run_dir), "resume": resume, "stop_after": stop_after}
     gpus = cluster_has_gpus(options)
-    run_torch_workers(_worker, job, config.workers, gpus, str(Path(run_dir).resolve() / "ray_train"), Path(run_dir).name, options)
+    local = RunStore(run_dir).local.resolve()
+    run_torch_workers(_worker, job, config.workers, gpus, str(local / "ray_train"), local.name, options)
     return None

@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterator
 
-from crawlmill.files import atomic_write_json
+from crawlmill.files import as_path, atomic_write_json, read_text
 
 RUN_FILE = "run.json"
 LOG_FILE = "log.jsonl"
@@ -58,10 +58,11 @@ class RunLog:
 
 
 def read_log(run_dir: str | Path) -> Iterator[dict[str, Any]]:
-    path = Path(run_dir) / LOG_FILE
+    """The records of a run's log.jsonl (a local run folder or a URL's)."""
+    path = as_path(run_dir) / LOG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no {LOG_FILE} (not a crawlmill training run folder)")
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_text(path).splitlines(), 1):
         if line.strip():
             try:
                 yield json.loads(line)
@@ -71,10 +72,10 @@ def read_log(run_dir: str | Path) -> Iterator[dict[str, Any]]:
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
     """run.json plus the log's records by kind: {"run": {...}, "train": [...], "valid": [...], ...}."""
-    path = Path(run_dir) / RUN_FILE
+    path = as_path(run_dir) / RUN_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no {RUN_FILE} (not a crawlmill training run folder)")
-    run: dict[str, Any] = {"run": json.loads(path.read_text(encoding="utf-8")), **{kind: [] for kind in KINDS}}
+    run: dict[str, Any] = {"run": json.loads(read_text(path)), **{kind: [] for kind in KINDS}}
     for record in read_log(run_dir):
         run.setdefault(record.get("kind", "train"), []).append(record)
     return run

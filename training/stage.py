@@ -2,7 +2,8 @@
 section (the section is a training config: `train: {base: tiny, max_steps: 100}`).
 
 It reads pack's shards (the section's own data.shards are added after them) and trains into the
-stage folder, which is the run folder (run.json, log.jsonl, checkpoints/). The training is one
+stage folder, which is the run folder (run.json, log.jsonl, checkpoints/; with an `s3://`
+output_dir, both the shards and the run folder are URLs: training/runstore.py). The training is one
 step of one Ray task: Ray Train workers where the run has more than one worker or the cluster has
 GPUs, else in that task. A rerun resumes from the last checkpoint; a finished run is not redone.
 """
@@ -11,9 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
+from crawlmill.files import as_path
 from crawlmill.pipeline.ray_tasks import RayOptions
 from crawlmill.pipeline.runner import StageContext, Task
 from crawlmill.pipeline.stage import Stage, StageResult
@@ -32,10 +33,10 @@ def train_task(config_data: dict[str, Any], run_dir: str, address: str | None) -
     config = build(TrainConfig, config_data, "train")
     options = RayOptions(address=address)
     if config.workers == 1 and not cluster_has_gpus(options):
-        summary = launch(config, Path(run_dir), resume=True)
+        summary = launch(config, run_dir, resume=True)
     else:  # workers of their own (a Ray task has no GPU): Ray Train, from this task
         config = dataclasses.replace(config, workers=max(config.workers, 1))
-        summary = launch(config, Path(run_dir), resume=True, ray_options=options, force_ray=True)
+        summary = launch(config, run_dir, resume=True, ray_options=options, force_ray=True)
     run = read_run(run_dir)
     last = run["train"][-1] if run["train"] else {}
     return {
@@ -54,7 +55,7 @@ class TrainStage(Stage):
         config.check()
 
     def sources(self) -> list[str]:
-        return [str(Path(folder) / "manifest.json") for folder in self.config.data.shards]
+        return [str(as_path(folder) / "manifest.json") for folder in self.config.data.shards]
 
     def fingerprint(self) -> dict[str, Any]:
         settings = json.loads(json.dumps(dataclasses.asdict(self.config), default=str))

@@ -14,6 +14,9 @@ Rank 0 writes run.json, the log (runlog.py: stdout, log.jsonl, TensorBoard when 
 Exactness: nothing random happens after seeding except what the checkpoint restores (no dropout),
 the data position is the step number (data.py), and the schedule is a function of the step; so a
 run stopped and resumed gives the same losses and weights, bit for bit, as one that never stopped.
+
+`run_dir` may be a URL (`s3://bucket/runs/tiny`): the ranks work in a local staging folder and the
+run's files are uploaded there (runstore.py, checkpoint.py); shards may be URLs too (data.py).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from .config import TrainConfig
 from .data import ShardData
 from .model import build_model
 from .runlog import RunLog, write_run_info
+from .runstore import RunStore, local_file
 from .schedule import Schedule
 
 LN2 = math.log(2)
@@ -138,6 +142,11 @@ class Reporter:
                 if isinstance(value, (int, float)) and key not in ("step", "tokens"):
                     self.board.add_scalar(f"{kind}/{key}", value, values["step"])
 
+    def flush(self) -> None:
+        """Everything recorded so far on disk (before the run's files are uploaded)."""
+        if self.board is not None:
+            self.board.flush()
+
     def close(self) -> None:
         if self.enabled:
             self.log.close()
@@ -150,10 +159,13 @@ def _byte_table(tokenizer_path: str, eod: int, vocab: int, device: torch.device)
     BPE, 0 for the end-of-document token); None when the tokenizer is not byte-level or not found."""
     from crawlmill.shards.tokenbytes import token_byte_lengths
 
-    path = Path(tokenizer_path) / "tokenizer.json"
+    from crawlmill.files import as_path
+
+    path = as_path(tokenizer_path) / "tokenizer.json"
     if not path.is_file():
         print(f"bits per byte not reported: {path} not found", file=sys.stderr)
         return None
+    path = local_file(str(path))  # a URL's tokenizer (a pipeline run on object storage): copied once
     try:
         lengths = token_byte_lengths(path, eod_id=eod)
     except ValueError as exc:  # not byte-level: bytes per token are not exact
@@ -164,7 +176,7 @@ def _byte_table(tokenizer_path: str, eod: int, vocab: int, device: torch.device)
     return table
 
 
-def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
+def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
     """Train (or resume) into `run_dir`; `stop_after` ends this invocation after that many steps of
     it, with a checkpoint, keeping the schedule of the whole run. Returns the last figures."""
     from megatron.core import parallel_state
@@ -177,16 +189,17 @@ def train(config: TrainConfig, run_dir: Path, resume: bool = False, stop_after: 
         raise ValueError("tensor, pipeline and context parallelism need GPUs; on CPU only data parallelism")
     parallel_state.initialize_model_parallel(p.tensor, p.pipeline, context_parallel_size=p.context)
     try:
-        return _train(config, Path(run_dir), resume, stop_after, rank, world)
+        return _train(config, RunStore(run_dir), resume, stop_after, rank, world)
     finally:
         parallel_state.destroy_model_parallel()
         if made_group:
             dist.destroy_process_group()
 
 
-def _train(config: TrainConfig, run_dir: Path, resume: bool, stop_after: int | None, rank: int, world: int) -> dict[str, Any]:
+def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int | None, rank: int, world: int) -> dict[str, Any]:
     from megatron.core import parallel_state
 
+    run_dir = store.local  # the run folder, or a URL run's local staging folder
     from .backends import MegatronBackend, TorchBackend
 
     dp, dp_rank = parallel_state.get_data_parallel_world_size(), parallel_state.get_data_parallel_rank()
@@ -208,7 +221,14 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, stop_after: int | N
         backend = TorchBackend(model, config.optimizer, plan.peak_lr, device, parallel_state.get_data_parallel_group())
     schedule = Schedule(config.schedule, plan.peak_lr, plan.train_tokens, plan.tokens_per_step)
     replicated = config.parallel.tensor * config.parallel.pipeline * config.parallel.context == 1
-    saver = Checkpointer(run_dir, rank, world, config.checkpoint.keep, use_cuda() and config.checkpoint.async_save, dist.barrier)
+    def publish() -> None:  # rank 0, once a checkpoint is complete at a URL: the logs up to it
+        reporter.flush()
+        store.push_logs()
+
+    saver = Checkpointer(
+        run_dir, rank, world, config.checkpoint.keep, use_cuda() and config.checkpoint.async_save, dist.barrier,
+        remote=store.remote, published=publish,
+    )  # fmt: skip
     saver.remove_unfinished()
 
     start = 0
@@ -220,7 +240,9 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, stop_after: int | N
         set_rng_state(state["rng"])
         start = meta["step"]
     elif resume:
-        print(f"{run_dir}: no checkpoint yet; starting from step 0", file=sys.stderr)
+        print(f"{store.name}: no checkpoint yet; starting from step 0", file=sys.stderr)
+    if rank == 0:
+        store.pull_log()  # a URL's log.jsonl continues (a local run appends to its own)
     reporter = Reporter(run_dir, rank == 0, start if resume else None)
     if rank == 0:
         write_run_info(run_dir, _run_info(config, plan, vocab, world))
@@ -230,7 +252,7 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, stop_after: int | N
         state = {**backend.state_dict(), "rng": rng_state()}
         meta = {"consumed_samples": step * plan.global_batch, "tokens": step * plan.tokens_per_step, "time": datetime.now(timezone.utc).isoformat()}
         waited = saver.save(step, state, meta)
-        reporter.record("checkpoint", step=step, path=str(saver.root), seconds=round(waited, 3))
+        reporter.record("checkpoint", step=step, path=saver.location, seconds=round(waited, 3))
 
     def validate(step: int) -> dict[str, float]:
         if data.valid is None:
@@ -278,6 +300,8 @@ def _train(config: TrainConfig, run_dir: Path, resume: bool, stop_after: int | N
     if end == plan.total_steps:
         reporter.record("end", step=end, tokens=end * plan.tokens_per_step)
     reporter.close()
+    if rank == 0:
+        store.push_logs()  # the end record and the last TensorBoard events
     return {"step": end, "total_steps": plan.total_steps, "loss": loss, "grad_norm": grad_norm, "valid": valid, "plan": asdict(plan)}
 
 

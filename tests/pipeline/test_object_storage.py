@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,12 +20,12 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.s3server import SECRET, moto_s3
 
 pytest.importorskip("s3fs")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
 BUCKET = "crawlmill-test"
-SECRET = "crawlmill-secret-7f3a9c1e5b"  # the fake secret key: must never be written anywhere
 # A driver of its own (a subprocess, so it can be killed) on an in-process Ray on loopback.
 DRIVER = """
 import sys, tempfile, ray
@@ -36,44 +35,15 @@ app(sys.argv[1:])
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3():
     """A moto S3 server on loopback with the repo's samples uploaded; the environment that points
     s3fs at it (fake keys), as a dict for subprocesses."""
-    import logging
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    port = _free_port()
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    env = {
-        "AWS_ACCESS_KEY_ID": "crawlmill-test-key", "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "RAY_USAGE_STATS_ENABLED": "0",
-    }  # fmt: skip
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        import s3fs
-
-        fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)  # the driver subprocess writes
-        fs.mkdir(BUCKET)
+    with moto_s3(BUCKET) as (fs, env):
         for path in sorted((REPO / "samples").rglob("*")):
             if path.is_file() and ("crawl-data" in path.parts or "quality" in path.parts):
                 fs.put_file(str(path), f"{BUCKET}/{path.relative_to(REPO)}")
         yield fs, env
-    finally:
-        server.stop()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _config(root: str, output: str) -> dict:

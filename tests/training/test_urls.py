@@ -1,0 +1,165 @@
+"""Shards and training on object storage, on a real S3 server on loopback (tests/s3server.py):
+`crawlmill shards inspect|verify|sample|stats` on an s3:// copy of a pack output print what they
+print for the local folder, and verify names a damaged remote .bin; the tiny model trains from
+s3:// shards into an s3:// run folder, stops after a checkpoint, resumes with --resume on a
+machine with an empty cache (a fresh process and cache folder) and matches a local run bit for
+bit. The fake secret key appears in no object and no output."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from crawlmill.cli import app
+from crawlmill.training.trainer import train
+from tests.conftest import REPO
+from tests.s3server import SECRET, moto_s3
+
+from .conftest import tiny_config
+from .test_trainer import final_weights, same_weights, train_records
+
+pytest.importorskip("s3fs")
+pytest.importorskip("moto.server")
+
+BUCKET = "crawlmill-train"
+
+
+@pytest.fixture(scope="module")
+def s3(tiny_shards, tmp_path_factory):
+    """The S3 server with tiny_shards uploaded to s3://BUCKET/shards; the per-machine cache in a
+    fresh folder (CRAWLMILL_CACHE) for the module."""
+    saved = os.environ.get("CRAWLMILL_CACHE")
+    os.environ["CRAWLMILL_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    try:
+        with moto_s3(BUCKET) as (fs, env):
+            fs.put(str(tiny_shards), f"{BUCKET}/shards", recursive=True)
+            yield fs, env
+    finally:
+        if saved is None:
+            os.environ.pop("CRAWLMILL_CACHE", None)
+        else:
+            os.environ["CRAWLMILL_CACHE"] = saved
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def test_shards_commands_on_s3_print_what_they_print_locally(s3, tiny_shards, tmp_path):
+    fs, _ = s3
+    url, local = f"s3://{BUCKET}/shards", str(tiny_shards)
+    commands = [
+        ("inspect", "--json"), ("inspect",), ("verify",), ("verify", "--json"), ("sample", "--n", "3", "--json"),
+        ("sample", "--n", "2", "--decode"), ("stats", "--json", "--top", "5"),
+    ]  # fmt: skip
+    for command in commands:
+        there, here = invoke("shards", command[0], url, *command[1:]), invoke("shards", command[0], local, *command[1:])
+        assert here.exit_code == 0, (command, here.output)
+        assert there.exit_code == 0, (command, there.output)
+        # The same bytes but for the folder's name (a rich table is as wide as its title: not compared).
+        if command != ("inspect",):
+            assert there.output.replace(url, local) == here.output, command
+        assert SECRET not in there.output
+
+    manifest = json.loads((tiny_shards / "manifest.json").read_text())
+    prefix = manifest["shards"][0]["prefix"]
+    data = bytearray(fs.cat_file(f"{BUCKET}/shards/{prefix}.bin"))
+    data[10] ^= 1
+    fs.pipe_file(f"{BUCKET}/flipped/{prefix}.bin", bytes(data))
+    for name in fs.find(f"{BUCKET}/shards"):
+        if not name.endswith(f"{prefix}.bin"):
+            fs.copy(name, name.replace(f"{BUCKET}/shards/", f"{BUCKET}/flipped/"))
+    result = invoke("shards", "verify", f"s3://{BUCKET}/flipped")
+    assert result.exit_code == 2 and f"s3://{BUCKET}/flipped/{prefix}.bin: sha256 differs" in result.output
+    assert SECRET not in result.output
+
+
+def test_training_from_s3_shards_into_an_s3_run_resumes_and_matches_the_local_run(s3, tiny_shards, tmp_path, capfd):
+    fs, env = s3
+    shards, run = f"s3://{BUCKET}/shards", f"s3://{BUCKET}/runs/tiny"
+    settings = {"max_steps": 20, "eval": {"interval": 10, "iters": 2}, "checkpoint": {"every_steps": 5, "keep": 2}}
+    train(tiny_config(tiny_shards, **settings), tmp_path / "straight")
+
+    # First leg in this process: shards copied once into the cache, checkpoints uploaded.
+    assert train(tiny_config(shards, **settings), run, stop_after=10)["step"] == 10
+    complete = sorted(p.rsplit("/", 2)[-2] for p in fs.glob(f"{BUCKET}/runs/tiny/checkpoints/step-*/_COMPLETE"))
+    assert complete == ["step-00000005", "step-00000010"]
+    assert fs.cat_file(f"{BUCKET}/runs/tiny/checkpoints/latest") == b"step-00000010"
+    cached = list(Path(os.environ["CRAWLMILL_CACHE"], "remote").glob("*/shards"))
+    assert len(cached) == 1 and not list(cached[0].glob("*.docs.parquet"))  # only what training reads
+    assert not list(Path(os.environ["CRAWLMILL_CACHE"], "runs").glob("*/checkpoints/step-*"))  # uploaded, then dropped
+
+    # A half-uploaded later checkpoint (no marker) is never resumed from, and is deleted.
+    fs.pipe_file(f"{BUCKET}/runs/tiny/checkpoints/step-00000015/rank-00000.pt", b"half an upload")
+
+    # Second leg: a new process on a "machine" with an empty cache, through the command.
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({"base": "tiny", "log_interval": 1, **settings}))
+    command = [sys.executable, "-m", "crawlmill.cli", "train", "--config", str(tmp_path / "run.yaml"), "--data", shards, "--output", run, "--resume", "--no-progress"]
+    environment = {**os.environ, **env, "RAY_ADDRESS": "", "CRAWLMILL_CACHE": str(tmp_path / "cache2")}
+    resumed = subprocess.run(command, env=environment, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    local_run = tmp_path / "from-s3"
+    fs.get(f"{BUCKET}/runs/tiny/", str(local_run), recursive=True)
+    key = lambda r: (r["step"], r["loss"], r["grad_norm"], r["lr"])  # noqa: E731
+    assert [key(r) for r in train_records(local_run)] == [key(r) for r in train_records(tmp_path / "straight")]  # bit for bit
+    assert [r["loss"] for r in train_records(local_run, "valid")] == [r["loss"] for r in train_records(tmp_path / "straight", "valid")]
+    assert same_weights(final_weights(local_run), final_weights(tmp_path / "straight"))
+    assert sorted(p.name for p in (local_run / "checkpoints").glob("step-*")) == ["step-00000015", "step-00000020"]  # keep 2, remotely
+    assert (local_run / "checkpoints/step-00000015/_COMPLETE").is_file() and torch.load(local_run / "checkpoints/step-00000015/rank-00000.pt", weights_only=False)
+    assert (local_run / "run.json").is_file() and list((local_run / "tensorboard").iterdir())
+    assert [r["kind"] for r in map(json.loads, (local_run / "log.jsonl").read_text().splitlines())][-1] == "end"
+
+    # The secret is in no object and in nothing either leg printed.
+    for name in fs.find(f"{BUCKET}/runs"):
+        assert SECRET.encode() not in fs.cat_file(name), name
+    printed = capfd.readouterr()
+    for text in (resumed.stdout, resumed.stderr, printed.out, printed.err):
+        assert SECRET not in text
+
+    # The pipeline's train stage on an s3 output_dir: the finished run is resumed, not redone, and
+    # its figures are read back from the bucket.
+    from crawlmill.training.stage import TrainStage, train_task
+
+    config = tiny_config(shards, **settings)
+    assert TrainStage(config).sources() == [f"{shards}/manifest.json"]
+    figures = train_task(dataclasses.asdict(config), run, None)
+    assert figures["steps"] == 20 and figures["loss"] == train_records(tmp_path / "straight")[-1]["loss"]
+
+
+def test_concurrent_copies_of_a_shard_folder_download_it_once(s3, tiny_shards, tmp_path, monkeypatch):
+    """The local ranks of a machine start together: one downloads under the lock, the others wait
+    and take its copy; a changed folder (another ETag) is fetched again."""
+    import tempfile
+
+    from crawlmill.files import local_copy
+    from crawlmill.training.runstore import shard_names
+
+    monkeypatch.setenv("CRAWLMILL_CACHE", str(tmp_path / "cache"))
+    downloads: list[str] = []  # local_copy downloads into a fresh temporary folder each time
+    original = tempfile.mkdtemp
+
+    def counted(*args, **kwargs):
+        downloads.append(kwargs.get("prefix", ""))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", counted)
+    names = shard_names(json.loads((tiny_shards / "manifest.json").read_text()))
+    with ThreadPoolExecutor(4) as pool:
+        copies = set(pool.map(lambda _: local_copy(f"s3://{BUCKET}/shards", names), range(4)))
+    assert len(copies) == 1 and len(downloads) == 1
+    copy = copies.pop()
+    assert sorted(p.name for p in copy.iterdir()) == sorted(names)
+    s3[0].pipe_file(f"{BUCKET}/shards/manifest.json", (tiny_shards / "manifest.json").read_bytes() + b"\n")
+    assert local_copy(f"s3://{BUCKET}/shards", names) != copy and len(downloads) == 2
+    s3[0].put_file(str(tiny_shards / "manifest.json"), f"{BUCKET}/shards/manifest.json")  # as it was
