@@ -32,11 +32,10 @@ from __future__ import annotations
 
 import os
 import shlex
-from datetime import datetime
 from typing import Any
 
 from airflow.sdk import DAG, chain, task, task_group
-from crawlmill_ray import DEFAULT_ARGS, FILTERS, PARAMS, output_dir_of, ray_job_task, read_run_config
+from crawlmill_ray import dag_settings, output_dir_of, ray_job_task, read_run_config
 
 from crawlmill.pipeline.dumps import APPEND_LAST, DumpsConfig, new_dumps
 from crawlmill.pipeline.definition import PIPELINE
@@ -77,13 +76,8 @@ with DAG(
     description="crawlmill: append each new Common Crawl dump (per-dump stages, incremental dedup, shards, blend)",
     doc_md=__doc__,
     schedule=SCHEDULE,
-    start_date=datetime(2024, 1, 1),
-    catchup=False,
-    max_active_runs=1,  # two runs would append the same dumps
     tags=["crawlmill", "ray", "pretraining-data", "common-crawl"],
-    user_defined_filters={**FILTERS, "dump_flags": dump_flags},
-    default_args=DEFAULT_ARGS,
-    params=PARAMS,
+    **dag_settings(dump_flags=dump_flags),
 ) as dag:
     new = find_new_dumps()
     append = ray_job_task(

@@ -59,11 +59,10 @@ Schedule, retries
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG, chain, task, task_group
-from crawlmill_ray import DEFAULT_ARGS, FILTERS, PARAMS, ray_job_task, read_run_config
+from crawlmill_ray import dag_settings, ray_job_task, read_run_config
 
 from crawlmill.pipeline.definition import PIPELINE
 from crawlmill.pipeline.dumps import DumpsConfig
@@ -106,13 +105,8 @@ with DAG(
     description="crawlmill: Common Crawl -> pretraining data, each stage a Ray job",
     doc_md=__doc__,
     schedule=SCHEDULE,
-    start_date=datetime(2024, 1, 1),
-    catchup=False,
-    max_active_runs=1,
     tags=["crawlmill", "ray", "pretraining-data"],
-    user_defined_filters=FILTERS,
-    default_args=DEFAULT_ARGS,
-    params=PARAMS,
+    **dag_settings(),
 ) as dag:
     chain(
         per_dump.expand(dump=dumps()),

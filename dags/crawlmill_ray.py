@@ -27,7 +27,7 @@ import re
 import shlex
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,14 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(seconds=float(os.environ.get("CRAWLMILL_DAG_RETRY_DELAY_S", "300"))),
 }
 FILTERS = {"shquote": lambda value: shlex.quote(str(value))}
+
+
+def dag_settings(**filters: Callable[..., str]) -> dict[str, Any]:
+    """What every crawlmill DAG is built with besides its id, text, schedule and tags: one run at a
+    time (two runs of one config would write the same output folders), no catchup, the shared params,
+    retries and Jinja filters (plus `filters`)."""
+    return {"start_date": datetime(2024, 1, 1), "catchup": False, "max_active_runs": 1, "default_args": DEFAULT_ARGS,
+            "params": PARAMS, "user_defined_filters": {**FILTERS, **filters}}  # fmt: skip
 
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
