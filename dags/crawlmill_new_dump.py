@@ -7,8 +7,8 @@ What it does, each scheduled run
        dump's last step), and returns the dumps not appended yet, oldest first (from
        ``dumps.since``, at most ``dumps.max_new``). None: every later task is skipped and the run
        ends successfully, having done nothing.
-    2. ``per_dump`` (mapped over the new dumps): the per-dump stages of crawlmill's pipeline list
-       (ingest, filter), each ``crawlmill run CONFIG --append --dump ID --only STAGE`` as a Ray job.
+    2. ``per_dump_ingest`` (mapped over the new dumps): the per-dump stages of crawlmill's pipeline
+       list before its first joint one (ingest, filter), each ``crawlmill run CONFIG --append --dump ID --only STAGE`` as a Ray job.
        Ingest reads the dump's ``wet.paths.gz`` listing under ``ingest.base_url``.
     3. ``append``: ``crawlmill run CONFIG --append --from dedup --dump ID...``, one Ray job that takes
        the new dumps oldest first through dedup (incremental: against the dedup index of every dump
@@ -43,7 +43,7 @@ from crawlmill.pipeline.definition import PIPELINE
 DAG_ID = "crawlmill_new_dump"
 # Scheduled runs carry no conf: the schedule is on when CRAWLMILL_CONFIG names the config.
 SCHEDULE = os.environ.get("CRAWLMILL_NEW_DUMP_SCHEDULE", "@weekly") if os.environ.get("CRAWLMILL_CONFIG") else None
-PER_DUMP = [name for name in PIPELINE.names if name in PIPELINE.per_dump]
+PER_DUMP = PIPELINE.segments()[0][1]  # the per-dump stages before the first joint one (ingest, filter)
 FIRST_AFTER = PIPELINE.names[PIPELINE.names.index(PER_DUMP[-1]) + 1]  # the first stage over all dumps (dedup)
 if PIPELINE.names.index(FIRST_AFTER) > PIPELINE.names.index(APPEND_LAST):
     raise ValueError(f"the pipeline list has no stage between its per-dump stages and {APPEND_LAST}")
@@ -62,7 +62,7 @@ def find_new_dumps(params: dict[str, Any] | None = None) -> list[str]:
     return found
 
 
-@task_group(group_id="per_dump")
+@task_group(group_id=f"per_dump_{PER_DUMP[0]}")
 def per_dump(dump: str) -> None:
     chain(*[ray_job_task(stage, append_entrypoint(stage), dump=dump) for stage in PER_DUMP])
 

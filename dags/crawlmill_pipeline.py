@@ -5,11 +5,12 @@ What it does
     job (crawlmill_ray.py: submission, log copying, retries, attaching to a job a dead worker left).
     The tasks are the stages of crawlmill's one pipeline list
     (``crawlmill.pipeline.definition.PIPELINE``; today ``ingest``, ``filter``, ``dedup``,
-    ``quality``, ``remix``, ``tokenizer``, ``pack``, ``train``), in its order. The per-dump stages
-    (``ingest``, ``filter``) form the task group ``per_dump``, mapped over the config's
-    ``dumps.ids`` (task ``dumps`` reads them; one mapped instance per dump, ``--dump ID`` added;
-    with no ``dumps:`` section, one instance for the config's inputs); the stages after them
-    (global dedup over every dump, quality, remix, tokenizer, pack, train) follow, one task each.
+    ``quality``, ``remix``, ``tokenizer``, ``pack``, ``train``), in its order. Each run of per-dump
+    stages forms a task group mapped over the config's ``dumps.ids`` (task ``dumps`` reads them; one
+    mapped instance per dump, ``--dump ID`` added; with no ``dumps:`` section, one instance for the
+    config's inputs): ``per_dump_ingest`` (ingest, filter), then dedup over every dump, then
+    ``per_dump_quality`` (each dump's parts of dedup's output), then remix, tokenizer, pack and
+    train, one task each.
     A stage added to the list is a task here with no change to this file. Training and the
     optional stages do nothing when the config has no section for them.
 
@@ -77,7 +78,7 @@ def stage_entrypoint(stage: str) -> str:
 
 # The pipeline's stages in order (crawlmill's one list): task id -> entrypoint of its Ray job.
 STAGES: dict[str, str] = {stage: stage_entrypoint(stage) for stage in PIPELINE.names}
-PER_DUMP = [name for name in PIPELINE.names if name in PIPELINE.per_dump]
+SEGMENTS = PIPELINE.segments()  # runs of per-dump stages (a mapped task group each) and joint ones
 
 SCHEDULE = os.environ.get("CRAWLMILL_DAG_SCHEDULE") or None  # a cron, e.g. "0 3 * * 0"; None: triggered runs only
 DEFAULT_CONFIG = os.environ.get("CRAWLMILL_CONFIG") or None
@@ -94,10 +95,14 @@ def dumps(params: dict[str, Any] | None = None) -> list[str]:
     return ids or [""]
 
 
-@task_group(group_id="per_dump")
-def per_dump(dump: str) -> None:
-    """The per-dump stages for one dump, in order."""
-    chain(*[ray_job_task(stage, STAGES[stage], dump=dump) for stage in PER_DUMP])
+def per_dump_group(stages: list[str]) -> Any:
+    """A task group of per-dump stages, in order, for one dump; mapped over the run's dumps."""
+
+    @task_group(group_id=f"per_dump_{stages[0]}")
+    def group(dump: str) -> None:
+        chain(*[ray_job_task(stage, STAGES[stage], dump=dump) for stage in stages])
+
+    return group
 
 
 with DAG(
@@ -108,7 +113,8 @@ with DAG(
     tags=["crawlmill", "ray", "pretraining-data"],
     **dag_settings(),
 ) as dag:
-    chain(
-        per_dump.expand(dump=dumps()),
-        *[ray_job_task(stage, entrypoint) for stage, entrypoint in STAGES.items() if stage not in PER_DUMP],
-    )
+    ids = dumps()
+    steps: list[Any] = []
+    for mapped, stages in SEGMENTS:
+        steps += [per_dump_group(stages).expand(dump=ids)] if mapped else [ray_job_task(stage, STAGES[stage]) for stage in stages]
+    chain(*steps)

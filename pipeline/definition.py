@@ -42,8 +42,9 @@ class StageSpec:
     folder: str | None = None  # its output folder under output_dir (default: its name)
     inputs_field: str = "inputs"  # the config field (a dotted path) the folders it reads go in front of
     optional: bool = False  # runs only when the run config has its section
-    # With a `dumps:` section: runs once per dump into <folder>/<dump>/ (dumps.py); the next stage that
-    # is not per-dump reads every dump's folder.
+    # With a `dumps:` section: runs once per dump into <folder>/<dump>/ (dumps.py), on its dump's folder
+    # of a per-dump stage it reads, or its dump's parts of a joint stage's output (its config's
+    # for_dump); a stage that is not per-dump reads every dump's folder.
     per_dump: bool = False
     shared: bool = False  # appending dumps: one output for all of them (the tokenizer), not one per dump
     # Given the stage's config: a folder that already holds its output (then nothing runs), or None.
@@ -66,8 +67,9 @@ class Pipeline:
             for upstream in (*spec.reads, *(stage for _, stage in spec.uses)):
                 if upstream not in seen:
                     raise ValueError(f"stage {spec.name} reads {upstream!r}, which is not an earlier stage")
-                if spec.per_dump and not self.get_in(upstream, stages).per_dump:
-                    raise ValueError(f"per-dump stage {spec.name} reads {upstream!r}, which is not per-dump")
+                if spec.per_dump and not self.get_in(upstream, stages).per_dump and not hasattr(spec.config, "for_dump"):
+                    raise ValueError(f"per-dump stage {spec.name} reads {upstream!r}, which is not per-dump, "
+                                     f"and its config has no for_dump to take that stage's parts of one dump")  # fmt: skip
             seen.add(spec.name)
 
     @staticmethod
@@ -116,6 +118,23 @@ class Pipeline:
         """The stages that run once per dump (with a `dumps:` section), in order."""
         return [spec.name for spec in self.stages if spec.per_dump]
 
+    def segments(self) -> list[tuple[bool, list[str]]]:
+        """The stages in runs of per-dump and joint ones, in order: [(per_dump, names), ...]."""
+        runs: list[tuple[bool, list[str]]] = []
+        for spec in self.stages:
+            if runs and runs[-1][0] == spec.per_dump:
+                runs[-1][1].append(spec.name)
+            else:
+                runs.append((spec.per_dump, [spec.name]))
+        return runs
+
+    def present(self, name: str, run_config: Any) -> str:
+        """`name`, or for an optional stage the config leaves out, the stage whose output it passes on."""
+        spec = self.get(name)
+        while spec.optional and spec.reads and spec.name not in getattr(run_config, "sections", [spec.name]):
+            spec = self.get(spec.reads[0])
+        return spec.name
+
     def markdown_table(self) -> str:
         """README's stage table (a test keeps README equal to it)."""
         rows = ["| # | stage | reads | run alone | what it does |", "|---|---|---|---|---|"]
@@ -144,7 +163,7 @@ PIPELINE = Pipeline(
                   "crawlmill dedup DIR... --output DIR", reads=("filter",)),
         StageSpec("quality", QualityConfig, "crawlmill.pipeline.quality.stage:QualityStage",
                   "semantic quality: a fastText classifier's score and percentile bucket, kept by a rule (when the config has a `quality:` section)",
-                  "crawlmill quality DIR... --model DIR --output DIR", reads=("dedup",), optional=True),
+                  "crawlmill quality DIR... --model DIR --output DIR", reads=("dedup",), optional=True, per_dump=True),
         StageSpec("remix", RemixConfig, "crawlmill.pipeline.remix.stage:RemixStage",
                   "registered domain and group per document (URL rules, fastText topic classifier); the mixture of groups under a repeat cap",
                   "crawlmill remix DIR... --output DIR", reads=("quality",)),

@@ -105,6 +105,31 @@ def input_parts(stage_dir: str | AnyPath) -> list[str]:
     return [str(p) for p in parts]
 
 
+def parts_of_dump(parts: list[str], dump: str) -> list[str]:
+    """The parts whose documents are of `dump` (read from the `dump` column's Parquet statistics,
+    not the rows). A per-dump stage after a joint one (quality after dedup) takes these; a part
+    that mixes `dump` with other dumps is an error, an empty part belongs to no dump."""
+    from crawlmill.files import parquet_file
+
+    mine = []
+    for part in parts:
+        meta = parquet_file(part).metadata
+        column = meta.schema.to_arrow_schema().get_field_index("dump")
+        values: set[Any] = set()
+        for group in range(meta.num_row_groups):
+            stats = meta.row_group(group).column(column).statistics if column >= 0 else None
+            if meta.row_group(group).num_rows and (stats is None or not stats.has_min_max):
+                values.update(pq.read_table(part, columns=["dump"])["dump"].to_pylist())  # no statistics: the column
+                break
+            if meta.row_group(group).num_rows:
+                values.update({stats.min, stats.max})
+        if dump in values and len(values) > 1:
+            raise ValueError(f"{part}: holds documents of {dump} and of other dumps; a per-dump stage needs parts of one dump")
+        if values == {dump}:
+            mine.append(part)
+    return mine
+
+
 @dataclass
 class PartStats:
     """Counts of one part. `records_in == kept + sum(dropped) + quarantined` always holds."""

@@ -321,11 +321,12 @@ def wire_stage_config(pipeline: Pipeline, spec: StageSpec, run_config: Any, dump
         return section
 
     def folders(upstream: str) -> list[str]:
-        if append or (spec.per_dump and dump is not None):
-            return [str(pipeline.folder(upstream, run_config, dump))]
+        upstream = pipeline.present(upstream, run_config)
+        if append or (spec.per_dump and dump is not None and pipeline.get(upstream).per_dump):
+            return [str(pipeline.folder(upstream, run_config, dump))]  # its dump's folder
         if pipeline.get(upstream).per_dump and run_config.dumps.ids:
             return [str(pipeline.folder(upstream, run_config, d)) for d in run_config.dumps.ids]
-        return [str(pipeline.folder(upstream, run_config))]
+        return [str(pipeline.folder(upstream, run_config))]  # a joint output (a per-dump stage takes its dump's parts)
 
     *parents, leaf = spec.inputs_field.split(".")  # e.g. data.shards: a field of a nested section
     chain = [section]
@@ -390,10 +391,13 @@ def run_pipeline(
     from . import dumps as dump_runs
 
     summary: dict[str, Any] = {}
+    skipped: set[str] = set()
     for unit in plan_runs(run_config, specs, dumps, append):
         spec, dump = unit.spec, unit.dump
         if spec.optional and spec.name not in getattr(run_config, "sections", ()):
-            on_skipped(spec)
+            if spec.name not in skipped:  # said once, not once per dump
+                on_skipped(spec)
+            skipped.add(spec.name)
             continue
         if append and not dump_runs.prepare_append(run_config, pipeline, unit):
             continue

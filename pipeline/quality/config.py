@@ -7,7 +7,7 @@ ClassifierTrainConfig) trains the model in the run, into the stage folder, when 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from crawlmill.files import as_path
 
@@ -68,6 +68,9 @@ class QualityConfig:
     label_only: bool = False  # or: keep everything, only add the score and bucket (also when neither is given)
     buckets: int = 20  # quality_bucket: percentile buckets of the score, weighted by the documents' bytes
     batch_rows: int = 1024
+    # Only the input parts of this dump (a run's `dumps:` sets it per dump: pipeline/dumps.py); its
+    # buckets and keep rule are then that dump's.
+    dump: str | None = None
 
     def __post_init__(self) -> None:
         chosen = sum(x is not None for x in (self.keep_top, self.threshold)) + bool(self.label_only)
@@ -79,6 +82,10 @@ class QualityConfig:
             raise ValueError(f"normalize {self.normalize!r}: choose one of {', '.join(NORMALIZATIONS)}")
         if not 2 <= self.buckets <= 100 or self.batch_rows < 1:
             raise ValueError("buckets must be in [2, 100] and batch_rows at least 1")
+
+    def for_dump(self, dump: str) -> "QualityConfig":
+        """This section for one dump of a run's `dumps:` (pipeline/dumps.py)."""
+        return replace(self, dump=dump)
 
     @property
     def mode(self) -> str:

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from crawlmill.files import as_path, atomic_path, atomic_write_json, open_binary, parquet_file, read_schema, read_table
 
-from ..parts import PARQUET_OPTIONS, PartSink, input_parts, part_name
+from ..parts import PARQUET_OPTIONS, PartSink, input_parts, part_name, parts_of_dump
 from ..runner import StageContext, Task
 from ..stage import StageInputError, PartStage, PartTask, Stage, StageResult, run_parts
 from . import buckets as hist
@@ -129,6 +129,10 @@ class QualityStage(Stage):
         if config.model is not None and read_model_info(config.model).topics is not None:
             raise ValueError(f"{config.model}: a topic model (trained on topic labels) gives groups, not a quality score; it belongs in remix's classifier.model")
         self.parts = [part for folder in config.inputs for part in input_parts(folder)]
+        if config.dump is not None:
+            self.parts = parts_of_dump(self.parts, config.dump)
+            if not self.parts:
+                raise StageInputError(f"no input part holds documents of {config.dump} ({', '.join(config.inputs)})")
         self.schema = self._schema()
 
     def _schema(self) -> pa.Schema:

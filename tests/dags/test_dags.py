@@ -27,7 +27,7 @@ DAG_ID = "crawlmill_pipeline"
 SAMPLE_WARCS = str(REPO / "samples/crawl-data/*/segments/*/warc/*.warc.gz")
 SAMPLE_DUMPS = ["CC-MAIN-2023-50", "CC-MAIN-2024-10"]
 PER_DUMP = PIPELINE.per_dump
-AFTER = [name for name in PIPELINE.names if name not in PER_DUMP]
+JOINT = [name for name in PIPELINE.names if name not in PER_DUMP]
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +45,9 @@ def _config(path: Path, inputs: list[str], output_dir: Path, dumps: list[str] | 
 
 def test_dag_loads_with_no_import_errors(dag):
     assert dag.dag_id == DAG_ID
-    # The one pipeline list, in order: its per-dump stages in a group mapped over the config's dumps.
-    assert PER_DUMP == ["ingest", "filter"]
-    tasks = ["dumps", *(f"per_dump.{name}" for name in PER_DUMP), *AFTER]
+    # The one pipeline list, in order: each run of per-dump stages a group mapped over the config's dumps.
+    assert PER_DUMP == ["ingest", "filter", "quality"]
+    tasks = ["dumps", "per_dump_ingest.ingest", "per_dump_ingest.filter", "dedup", "per_dump_quality.quality", "remix", "tokenizer", "pack", "train"]
     assert [task.task_id for task in dag.tasks] == tasks
     # In order; a mapped task also reads its dump from the `dumps` task.
     assert all(dag.task_dict[b].upstream_task_ids - {"dumps"} == {a} - {"dumps"} for a, b in zip(tasks, tasks[1:]))
@@ -65,9 +65,9 @@ def test_a_stage_added_to_the_pipeline_list_becomes_a_task(airflow_home, monkeyp
     monkeypatch.setattr(definition, "PIPELINE", pipeline_with_toy())
     bag = load_dags()
     toy_dag = bag.dags[DAG_ID]
-    assert [task.task_id for task in toy_dag.tasks] == ["dumps", "per_dump.ingest", "per_dump.filter", "toy", "dedup", "quality", "remix", "tokenizer", "pack", "train"]
+    assert [task.task_id for task in toy_dag.tasks] == ["dumps", "per_dump_ingest.ingest", "per_dump_ingest.filter", "toy", "dedup", "per_dump_quality.quality", "remix", "tokenizer", "pack", "train"]
     assert toy_dag.task_dict["toy"].entrypoint == "crawlmill run {{ params.config | shquote }} --only toy --no-progress"
-    assert toy_dag.task_dict["toy"].upstream_task_ids == {"per_dump.filter"} and toy_dag.task_dict["dedup"].upstream_task_ids == {"toy"}
+    assert toy_dag.task_dict["toy"].upstream_task_ids == {"per_dump_ingest.filter"} and toy_dag.task_dict["dedup"].upstream_task_ids == {"toy"}
 
 
 def test_pipeline_dag_runs_each_stage_as_a_ray_job_and_each_dump_of_the_per_dump_stages(dag, client, ray_head, tmp_path):
@@ -85,7 +85,8 @@ def test_pipeline_dag_runs_each_stage_as_a_ray_job_and_each_dump_of_the_per_dump
         )
     print(f"DAG run took {time.monotonic() - started:.1f} s")
     assert run.state == "success"
-    assert all((tmp_path / "out" / stage / dump / "_SUCCESS").exists() for stage in PER_DUMP for dump in SAMPLE_DUMPS)
+    assert all((tmp_path / "out" / stage / dump / "_SUCCESS").exists() for stage in ("ingest", "filter") for dump in SAMPLE_DUMPS)
+    assert not (tmp_path / "out/quality").exists()  # no quality section: its mapped tasks did nothing
     assert all((tmp_path / "out" / stage / "_SUCCESS").exists() for stage in ("dedup", "remix"))
     dedup = json.loads((tmp_path / "out/dedup/_stats.json").read_text())  # one joint dedup over both dumps
     assert dedup["in"] == sum(json.loads((tmp_path / "out/filter" / d / "_stats.json").read_text())["kept"] for d in SAMPLE_DUMPS)
@@ -96,9 +97,9 @@ def test_pipeline_dag_runs_each_stage_as_a_ray_job_and_each_dump_of_the_per_dump
     assert all(s["kept"] > 10 and s["quarantined"] == 0 for s in stats) and sum(s["kept"] for s in stats) > 40
     jobs = jobs_of_run(client, run.run_id)
     # One Ray job per stage, and per dump for the per-dump stages (`--dump ID`, map index in the id).
-    assert len(jobs) == len(PER_DUMP) * len(SAMPLE_DUMPS) + len(AFTER) and set(jobs.values()) == {"SUCCEEDED"}
+    assert len(jobs) == len(PER_DUMP) * len(SAMPLE_DUMPS) + len(JOINT) and set(jobs.values()) == {"SUCCEEDED"}
     assert all(sid.startswith("crawlmill-crawlmill_pipeline-") and sid.endswith("-try1") for sid in jobs)
-    assert sum("-per_dump.ingest-m" in sid for sid in jobs) == len(SAMPLE_DUMPS)
+    assert sum("-per_dump_ingest.ingest-m" in sid for sid in jobs) == len(SAMPLE_DUMPS)
 
 
 def test_failed_job_fails_the_task_with_the_jobs_error(dag, client, ray_head, tmp_path, capfd):
@@ -117,7 +118,7 @@ def test_failed_job_fails_the_task_with_the_jobs_error(dag, client, ray_head, tm
     assert sorted(sid.rsplit("-", 1)[1] for sid in jobs) == ["try1", "try2"]
     assert set(jobs.values()) == {"FAILED"}
     assert not (tmp_path / "out/ingest/_SUCCESS").exists()
-    assert len(jobs) == 2 and all("-per_dump.ingest-m0-" in sid for sid in jobs)  # no dumps: section: one ingest
+    assert len(jobs) == 2 and all("-per_dump_ingest.ingest-m0-" in sid for sid in jobs)  # no dumps: section: one ingest
 
 
 @pytest.fixture(scope="module")

@@ -102,7 +102,7 @@ def _submit_and_wait(client, entrypoint: str) -> str:
 def test_new_dumps_are_appended_once_each_and_dedup_as_one_joint_run(airflow_home, ray_head, client, crawl_site, tmp_path):
     bag = load_dags()
     dag = bag.dags[DAG_ID]
-    assert [t.task_id for t in dag.tasks] == ["find_new_dumps", "append", "per_dump.ingest", "per_dump.filter"]
+    assert [t.task_id for t in dag.tasks] == ["find_new_dumps", "append", "per_dump_ingest.ingest", "per_dump_ingest.filter"]
     assert dag.max_active_runs == 1
 
     site, base_url = crawl_site

@@ -44,6 +44,15 @@ def test_a_joint_run_runs_the_per_dump_stages_per_dump_and_dedup_over_all(tmp_pa
     assert ingest.dump == ingest.only_dump == D2 and ingest.inputs == [SAMPLES]
     assert wire_stage_config(PIPELINE, PIPELINE.get("filter"), config, D2).inputs == [str(out / "ingest" / D2)]
     assert wire_stage_config(PIPELINE, PIPELINE.get("dedup"), config).inputs == [str(out / "filter" / D1), str(out / "filter" / D2)]
+    # Quality is per dump after the joint dedup: each dump's parts of dedup's output; remix reads every dump's.
+    assert wire_stage_config(PIPELINE, PIPELINE.get("remix"), config).inputs == [str(out / "dedup")]  # no quality section
+    quality = {"train": {"positive": [f"en={REPO}/samples/quality/reference_en.txt"], "negative": [f"en={REPO}/samples/quality/web_en.txt"]}}
+    with_quality = config_with(tmp_path, dumps={"ids": [D1, D2]}, quality=quality)
+    assert [r.key for r in plan_runs(with_quality, PIPELINE.select(start="dedup"))][:3] == ["dedup", f"quality/{D1}", f"quality/{D2}"]
+    q2 = wire_stage_config(PIPELINE, PIPELINE.get("quality"), with_quality, D2)
+    assert q2.inputs == [str(out / "dedup")] and q2.dump == D2
+    assert PIPELINE.folder("quality", with_quality, D2) == out / "quality" / D2
+    assert wire_stage_config(PIPELINE, PIPELINE.get("remix"), with_quality).inputs == [str(out / "quality" / D1), str(out / "quality" / D2)]
     # --dump picks dumps of the config for the per-dump stages only.
     assert [r.key for r in plan_runs(config, [PIPELINE.get("ingest")], [D2])] == [f"ingest/{D2}"]
     with pytest.raises(ValueError, match="not among the config's dumps.ids"):
@@ -121,3 +130,23 @@ def test_recording_a_dump_rewrites_the_blend_over_every_appended_dump(tmp_path):
     with pytest.raises(ValueError, match="different tokenizers"):
         dumps.record_appended(out, D3, out / "shards" / D3)
     assert [e["dump"] for e in dumps.appended(out)] == [D1, D2]  # nothing recorded
+
+
+def test_a_dumps_parts_are_found_from_the_parquet_statistics(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from crawlmill.pipeline.parts import parts_of_dump
+
+    def part(name, dumps, statistics=True):
+        path = str(tmp_path / f"{name}.parquet")
+        pq.write_table(pa.table({"id": [str(i) for i in range(len(dumps))], "dump": pa.array(dumps, pa.string())}), path,
+                       row_group_size=2, write_statistics=statistics)  # fmt: skip
+        return path
+
+    one, two, later, empty, bare = part("one", [D1] * 5), part("two", [D2] * 3), part("later", [D2, D2, D2]), part("empty", []), part("bare", [D1] * 3, statistics=False)
+    assert parts_of_dump([one, two, later, empty, bare], D1) == [one, bare]
+    assert parts_of_dump([one, two, later, empty], D2) == [two, later]
+    mixed = part("mixed", [D1, D1, D2])
+    with pytest.raises(ValueError, match="holds documents of .* and of other dumps"):
+        parts_of_dump([one, mixed], D2)
