@@ -40,14 +40,18 @@ def moto_s3(bucket: str) -> Iterator[tuple[Any, dict[str, str]]]:
     }  # fmt: skip
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    try:
-        import s3fs
+    import s3fs
 
+    # fsspec reuses a filesystem made with the same arguments: one made for an earlier test's server
+    # (another port, read from the environment when it was made) must not serve this one.
+    s3fs.S3FileSystem.clear_instance_cache()
+    try:
         fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
         fs.mkdir(bucket)
         yield fs, env
     finally:
         server.stop()
+        s3fs.S3FileSystem.clear_instance_cache()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
