@@ -63,7 +63,7 @@ def parts(root, documents: int, chinese_every: int):
 def assert_bounded(run_small: float, run_large: float, sizes: tuple[int, int]) -> None:
     extra_input_mib = (sizes[1] - sizes[0]) / 2**20
     assert extra_input_mib > 15
-    print(f"peak held {run_small:.0f} -> {run_large:.0f} MiB for {extra_input_mib:.0f} MiB more text")
+    print(f"peak held {run_small:.1f} -> {run_large:.1f} MiB for {extra_input_mib:.1f} MiB more text")
     # holding the documents would add at least their text; a batch-bounded task adds nothing but noise
     assert run_large - run_small < 1 + 0.1 * extra_input_mib, (run_small, run_large, extra_input_mib)
 
@@ -97,6 +97,8 @@ def test_quality_scoring_task_memory_is_bounded_by_the_batch(tmp_path):
         from crawlmill.pipeline.quality.stage import load_model, score_part
         fastinfer.MEMO_LIMIT = 5_000
         model = load_model("{tmp_path / 'model'}", "__label__hq", "newlines")
+        import jieba
+        jieba.initialize()  # its dictionary, a constant of the process, built before tracing starts
     """
     work = 'score_part(model, 0, "SOURCE", "WORK", 1024)'
     peaks = [peak_held_mib(setup, work.replace("SOURCE", str(part)).replace("WORK", str(tmp_path / part.stem))) for part in (small, large)]
