@@ -1,6 +1,7 @@
 """Every verb runs unchanged as a Ray job: a Ray head started here as the README starts a local one
 (token authentication: `RAY_AUTH_MODE=token`, `ray get-auth-token --generate`, `ray start --head`),
-then `crawlmill run` and a stage verb submitted with the Ray job CLI as a user types them.
+then `crawlmill run`, a stage verb and `crawlmill train` submitted with the Ray job CLI as a user
+types them.
 
 The head runs in its own process group, HOME (so its token file is its own) and temp dir, on free
 ports; it is stopped by killing that group, never with `ray stop` (which would stop every Ray on the
@@ -190,7 +191,7 @@ def test_a_client_without_the_token_mode_is_refused(ray_head):
     assert "Missing authentication token" in refused.stdout + refused.stderr
 
 
-def test_run_and_a_stage_verb_as_ray_jobs(ray_head, tmp_path):
+def test_run_a_stage_verb_and_train_as_ray_jobs(ray_head, tmp_path):
     address, env, home = ray_head
     config = _run_config(tmp_path)
     out = tmp_path / "out"
@@ -239,3 +240,13 @@ def test_run_and_a_stage_verb_as_ray_jobs(ray_head, tmp_path):
     assert (refiltered / "_SUCCESS").exists() and stats["kept"] == _stats(out / "filter")["kept"]
     assert f"filter done → {refiltered}: {stats['in']:,} records in, {stats['kept']:,} kept" in log
     assert re.search(rf"^filter: {stats['parts']}/{stats['parts']} parts, {stats['in']:,} records, {stats['kept']:,} kept, 0 quarantined, \d+s$", log, re.M), log
+
+    # Training, submitted the same way, trains on the cluster of RAY_ADDRESS (Ray Train workers) on
+    # the pack stage's shards and writes its run folder.
+    run = tmp_path / "run"
+    log = _submit(address, env, "crawlmill-test-train", "crawlmill", "train", "--config", "tiny", "--data", str(out / "shards"),
+                  "--output", str(run), "--max-steps", "4")  # fmt: skip
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r["kind"] == "train"]
+    assert steps and steps[-1]["step"] == 4 and all(r["loss"] > 0 for r in steps)
+    assert records[-1]["kind"] == "end" and f"train done → {run}" in log
