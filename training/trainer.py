@@ -26,6 +26,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -94,6 +95,9 @@ def plan_run(config: TrainConfig, data_parallel: int) -> RunPlan:
     return RunPlan(batch, lr, steps, tokens, tokens_per_step, model_scale, model_scale * tokens, data_parallel, batch // unit)
 
 
+_STORE_DIR: str | None = None  # the file store of a group made here, removed with the group
+
+
 def init_distributed() -> tuple[int, int, bool]:
     """(rank, world size, whether this call made the group). torchrun and Ray Train make it for us."""
     if dist.is_initialized():
@@ -102,7 +106,9 @@ def init_distributed() -> tuple[int, int, bool]:
     if "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ:
         dist.init_process_group(backend)
     else:
-        store = Path(tempfile.mkdtemp(prefix="crawlmill-pg-")) / "store"
+        global _STORE_DIR
+        _STORE_DIR = tempfile.mkdtemp(prefix="crawlmill-pg-")
+        store = Path(_STORE_DIR) / "store"
         dist.init_process_group(backend, init_method=f"file://{store}", rank=0, world_size=1)
     if use_cuda():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
@@ -194,6 +200,10 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_a
         parallel_state.destroy_model_parallel()
         if made_group:
             dist.destroy_process_group()
+            global _STORE_DIR
+            if _STORE_DIR is not None:
+                shutil.rmtree(_STORE_DIR, ignore_errors=True)
+                _STORE_DIR = None
 
 
 def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int | None, rank: int, world: int) -> dict[str, Any]:
