@@ -106,12 +106,12 @@ def m_crawlmill_ray(spec: dict) -> dict:
     from crawlmill.pipeline import runner
     from crawlmill.pipeline.dedup import stage as stage_mod
     from crawlmill.pipeline.dedup.config import DedupConfig
-    from crawlmill.pipeline.ray_tasks import RayOptions
+    from crawlmill.pipeline.ray_tasks import RayOptions, init_local_ray
 
     cpus = spec["cpus"]
     phase("ray_init")
     start = time.perf_counter()
-    ray.init(num_cpus=cpus, include_dashboard=False, _temp_dir=spec["ray_temp"], _node_ip_address="127.0.0.1", logging_level=logging.WARNING)
+    init_local_ray(num_cpus=cpus, include_dashboard=False, _temp_dir=spec["ray_temp"], logging_level=logging.WARNING)
     ray_init_s = time.perf_counter() - start
     steps: dict[str, float] = defaultdict(float)
 

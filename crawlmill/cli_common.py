@@ -30,7 +30,9 @@ err = Console(stderr=True, soft_wrap=True)  # progress, warnings and errors; pat
 
 
 def fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)  # file names may hold [brackets]
+    from crawlmill.pathsafety import redact  # a URL's password, should a message hold one, is never printed
+
+    err.print(f"[red]error:[/red] {escape(redact(message))}", highlight=False)  # file names may hold [brackets]
     return typer.Exit(2)
 
 
@@ -188,8 +190,10 @@ def run_one_stage(spec: Any, config: Any, output: str, runtime: Runtime, ray_bas
 def report(stage: Any, result: Any) -> None:
     """A finished stage's lines to stdout; failed tasks to stderr and exit status 1."""
     if not result.ok:
+        from crawlmill.pathsafety import redact
+
         for source, detail in result.failures:
-            err.print(f"[red]failed[/red] {escape(source)}: {escape(detail)}", highlight=False)
+            err.print(f"[red]failed[/red] {escape(redact(source))}: {escape(redact(detail))}", highlight=False)
         err.print(f"{len(result.failures)} task(s) failed; rerun the same command to retry only those.")
         raise typer.Exit(1)
     for line in stage.report(result):

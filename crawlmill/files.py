@@ -20,6 +20,12 @@ appears only when complete: nothing half-written is ever visible under NAME). Ob
 no atomic rename of folders, so a stage's part is committed by its marker, written last
 (pipeline/parts.py), and readers trust parts only through their markers.
 
+Write errors name the file: a write that the storage refuses (full disk, quota, read-only, a
+failed rename of the temporary) raises an OSError of the same type and errno naming the FINAL
+file, e.g. `[Errno 28] No space left on device: 'out/filter/part-00002.parquet'`; pyarrow's and
+Python's own errors name no file, or the temporary. `naming_write_errors(final, tmp)` does it for
+writers that outlive a `with atomic_path` block (pipeline/parts.py's Parquet writers).
+
     from crawlmill.files import as_path, atomic_path, atomic_write_json
     out = as_path("s3://bucket/run/filter")
     with atomic_path(out / "part-00000.parquet") as tmp:
@@ -30,16 +36,26 @@ no atomic rename of folders, so a stage's part is committed by its marker, writt
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any, BinaryIO, Iterator, Union
 
+from .pathsafety import check_no_credentials
+
 TMP_MARK = ".tmp-"
+# errnos by which storage refuses a write: raised in a writer's block, they concern the file written,
+# whatever the writer (pyarrow's carry the errno and no file name).
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+# How Rust libraries (tokenizers' save) report an I/O error: a plain Exception, "... (os error 28)".
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 # A local path or a URL's UPath: both are pathlib-like (upath.UPath subclasses pathlib's ABC).
 AnyPath = Union[Path, Any]
 CACHE_ENV = "CRAWLMILL_CACHE"  # where remote models and tokenizers are copied (default ~/.cache/crawlmill)
@@ -66,6 +82,7 @@ def as_path(path: str | os.PathLike) -> AnyPath:
         return Path(text[len("file://") :])
     if "://" not in text:
         return Path(text)
+    check_no_credentials(text)
     from upath import UPath
 
     return UPath(text, use_listings_cache=False)
@@ -93,14 +110,27 @@ def make_dirs(path: Any) -> None:
 def list_files(folder: Any, pattern: str = "*") -> list[AnyPath]:
     """Files under `folder` matching `pattern` (a glob relative to it), sorted by name; temporaries
     of killed writers are left out. An absent folder has none."""
+    return [path for path, _ in list_file_sizes(folder, pattern)]
+
+
+def list_file_sizes(folder: Any, pattern: str = "*") -> list[tuple[AnyPath, int]]:
+    """(path, size in bytes) of `list_files(folder, pattern)`, from the same one listing (an object
+    store's listing has the sizes: no request per file)."""
     folder = as_path(folder)
     if is_remote(folder):
         fs, root = fs_and_path(folder)
         found = fs.glob(f"{root.rstrip('/')}/{pattern}", detail=True)
-        paths = [as_path(fs.unstrip_protocol(name)) for name, info in found.items() if info.get("type") == "file"]
+        entries = [(as_path(fs.unstrip_protocol(name)), int(info.get("size") or 0)) for name, info in found.items() if info.get("type") == "file"]
     else:
-        paths = [p for p in folder.glob(pattern) if p.is_file()] if folder.is_dir() else []
-    return sorted((p for p in paths if not p.name.startswith(TMP_MARK)), key=str)
+        entries = []
+        for p in folder.glob(pattern) if folder.is_dir() else []:
+            if p.name.startswith(TMP_MARK):  # a writer's: it may be renamed away while this lists
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                stat = p.stat()
+                if S_ISREG(stat.st_mode):
+                    entries.append((p, stat.st_size))
+    return sorted(((p, size) for p, size in entries if not p.name.startswith(TMP_MARK)), key=lambda entry: str(entry[0]))
 
 
 def remove_tree(path: Any) -> None:
@@ -138,11 +168,45 @@ def temporary_path(final: str | Path) -> Path:
     return final.with_name(f"{TMP_MARK}{uuid.uuid4().hex}-{final.name}")
 
 
+def write_error(exc: BaseException, final: Any, tmp: Any = None) -> BaseException:
+    """`exc`, raised while `final` was written (through its temporary `tmp`), as an error naming
+    `final`: the same type and errno (a Rust library's "(os error N)" Exception: an OSError). Left
+    as it is: an error that names another file already (an inner write's, a source's), one that is
+    not about writing (e.g. reading a corrupt input in the writer's block), and a subclass of our
+    own (SourceReadError: Ray retries it by type)."""
+    if not isinstance(exc, OSError):
+        found = _RUST_OS_ERROR.search(str(exc)) if type(exc) is Exception else None
+        code = int(found.group(1)) if found else None
+        return OSError(code, os.strerror(code), str(final)) if code in WRITE_ERRNOS else exc
+    if type(exc).__module__ != "builtins":
+        return exc
+    if exc.filename is not None and (tmp is None or str(exc.filename) != str(tmp)):
+        return exc
+    if exc.filename is None and exc.errno not in WRITE_ERRNOS:
+        return exc
+    # pyarrow's text ("Error writing bytes to file. Detail: [errno 28] ...") says no more than the errno
+    reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+    return type(exc)(exc.errno, reason, str(final))
+
+
+@contextlib.contextmanager
+def naming_write_errors(final: Any, tmp: Any = None) -> Iterator[None]:
+    """Errors of writing `final` (through `tmp`) raised in the block name `final` (`write_error`)."""
+    try:
+        yield
+    except Exception as exc:
+        named = write_error(exc, final, tmp)
+        if named is exc:
+            raise
+        raise named from exc
+
+
 @contextlib.contextmanager
 def atomic_path(final: Any) -> Iterator[Path]:
     """Yield a local temporary path to write; on success rename it to `final` (local) or upload it
     to `final` (URL); on error delete it. Nested uses finish innermost first, so `final` of the
-    outermost appears last."""
+    outermost appears last. A write error raised in the block names `final` (`write_error`; with
+    nested uses, the innermost's: an error without a file name cannot tell which one it was)."""
     final = as_path(final)
     if is_remote(final):
         with _remote_atomic_path(final) as tmp:
@@ -151,10 +215,13 @@ def atomic_path(final: Any) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(final)
     try:
-        yield tmp
-        os.replace(tmp, final)
+        with naming_write_errors(final, tmp):
+            yield tmp
+            os.replace(tmp, final)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+        # Best effort (a read-only disk refuses even this): the writer's error is the one to raise,
+        # and a temporary left behind is deleted when the stage resumes (remove_temporaries).
+        with contextlib.suppress(OSError):
             tmp.unlink()
         raise
 
@@ -164,9 +231,10 @@ def _remote_atomic_path(final: Any) -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="crawlmill-upload-"))
     try:
         tmp = folder / final.name
-        yield tmp
-        fs, key = fs_and_path(final)
-        fs.put_file(str(tmp), key)
+        with naming_write_errors(final, tmp):  # the local temporary's disk may be full too
+            yield tmp
+            fs, key = fs_and_path(final)
+            fs.put_file(str(tmp), key)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -8,10 +8,14 @@
 
 The whole config, every stage's section, is read and checked before anything runs; then each
 selected stage runs in pipeline order into `output_dir/<stage>`, resuming whatever an earlier run
-finished. Each stage's lines go to stdout as it finishes, the stats of all at the end.
+finished. Each stage's lines go to stdout as it finishes; the run ends with its summary: per stage
+records in, kept, dropped, quarantined, tokens and time, and the accounting checks
+(pipeline/accounting.py), also written to `output_dir/_run.json`. Exit status 1 when a task
+failed or a check does not add up, 2 for a bad config or input.
 """
 
 import json
+import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -19,7 +23,11 @@ import typer
 
 from crawlmill.pipeline.definition import PIPELINE
 
-from .cli_common import Runtime, out, report, runtime_verb, user_errors
+from rich.markup import escape
+
+from crawlmill.pipeline.accounting import account_run, failed_checks, write_summary
+
+from .cli_common import Runtime, err, out, report, runtime_verb, user_errors
 
 app = typer.Typer()
 STAGES = ", ".join(PIPELINE.names)
@@ -78,10 +86,54 @@ def run(
     def skipped(spec) -> None:  # noqa: ANN001 - a StageSpec
         out.print(f"{spec.name}: the config has no `{spec.name}:` section; nothing to do", highlight=False)
 
+    def finished(spec, stage, result) -> None:  # noqa: ANN001 - a StageSpec, Stage and StageResult
+        if result.ok:
+            report(stage, result)
+        else:  # the failures now; the summary and exit status 1 once _run.json is written
+            for source, detail in result.failures:
+                err.print(f"[red]failed[/red] {escape(source)}: {escape(detail)}", highlight=False)
+            err.print(f"{spec.name}: {len(result.failures)} task(s) failed; rerun the same command to retry only those.")
+
+    started = time.perf_counter()
     with user_errors():
-        summary = run_pipeline(
-            config, specs, pipeline, on_result=lambda spec, stage, result: report(stage, result), on_external=external,
+        results = run_pipeline(
+            config, specs, pipeline, on_result=finished, on_external=external,
             progress=not runtime.no_progress, overwrite=runtime.overwrite, on_skipped=skipped,
             dumps=dumps, append=append,
         )  # fmt: skip
-    print(json.dumps(summary, indent=1, ensure_ascii=False))
+        summary = account_run(pipeline, config, results, seconds=time.perf_counter() - started, write=False)
+    try:
+        write_summary(config, summary)
+    except OSError as exc:  # e.g. the disk that failed a stage: that failure is the one to report
+        err.print(f"[yellow]warning:[/yellow] the run summary was not written: {escape(str(exc))}", highlight=False)
+    print_summary(summary)
+    if any(not result.ok for result in results.values()):
+        raise typer.Exit(1)
+    if failed_checks(summary):
+        for check in failed_checks(summary):
+            err.print(f"[red]accounting check failed[/red] ({check['check']}, {escape(check['stage'])}): {escape(check['detail'])}", highlight=False)
+        err.print("the counts of this output do not add up: a bug of crawlmill or a folder changed by hand; see _run.json")
+        raise typer.Exit(1)
+
+
+def print_summary(summary: dict) -> None:
+    """The run's summary table (what _run.json holds) and its checks, to stdout."""
+    from rich.table import Table
+
+    table = Table(title=f"run summary ({summary['output_dir']}/_run.json)", title_justify="left")
+    for name in ("stage", "status", "in", "kept", "dropped", "quarantined", "tokens", "seconds"):
+        table.add_column(name, justify="left" if name in ("stage", "status") else "right")
+    for e in summary["stages"]:
+        stage = e["stage"] if e["dump"] is None else f"{e['stage']}/{e['dump']}"
+        number = lambda key: "" if e.get(key) is None else f"{e[key]:,}"  # noqa: E731
+        table.add_row(stage, e["status"], number("records_in"), number("kept"), number("dropped_total"), number("quarantined"), number("tokens"),
+                      "" if e["seconds"] is None else f"{e['seconds']:.1f}")  # fmt: skip
+    out.print(table, width=max(out.width, 120))  # not wrapped in a log (no terminal: 80 columns)
+    checks = summary["checks"]
+    passed = sum(1 for c in checks if c["ok"])
+    unchecked = [c for c in checks if c["ok"] is None]
+    out.print(
+        f"accounting: {passed} of {len(checks)} checks passed (balance, chain, tokens)"
+        + (f"; {len(unchecked)} not checked ({escape(unchecked[0]['detail'])})" if unchecked else ""),
+        highlight=False,
+    )

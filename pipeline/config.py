@@ -80,11 +80,18 @@ def _check_type(value: Any, hint: Any, where: str, base: Path | None) -> Any:
     if hint in (float, int) and isinstance(value, str) and _NUMBER.match(value.strip()):
         value = float(value)  # YAML 1.1 reads 2e12 (no dot, no exponent sign) as a string
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # 10**400: no float holds it
+            raise ConfigError(f"{where}: {len(str(abs(value)))}-digit integer is too large for a float") from None
+    if hint is float and isinstance(value, float) and value != value:  # nan passes every `<= 0` check
+        raise ConfigError(f"{where}: expected a number, got nan")
     if hint is int and isinstance(value, float) and value.is_integer():
-        return int(value)  # 2e9 from a command line is a whole number
+        value = int(value)  # 2e9 from a command line is a whole number
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
         raise ConfigError(f"{where}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
+    if hint is int and not -(2**63) <= value < 2**63:  # every count, size and seed ends up in numpy, torch or C
+        raise ConfigError(f"{where}: {len(str(abs(value)))}-digit integer is out of range (64-bit)")
     return value
 
 
@@ -132,7 +139,7 @@ def build(cls: type, data: Any, where: str = "config", base: Path | None = None)
         try:
             if "parse" in meta and value is not None:
                 value = meta["parse"](value)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, AttributeError, OverflowError) as exc:  # e.g. a number where it splits a string
             raise ConfigError(f"{where}.{name}: {exc}") from None
         if meta.get("path"):
             value = _resolve_paths(value, meta["path"], base)
@@ -146,11 +153,19 @@ def build(cls: type, data: Any, where: str = "config", base: Path | None = None)
 def read_yaml(path: str | Path) -> Any:
     path = Path(path)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
+    except UnicodeDecodeError as exc:  # binary bytes: not a YAML file at all
+        raise ConfigError(f"{path} is not UTF-8 text: {exc}") from None
+    except ValueError as exc:  # a path with a NUL byte
+        raise ConfigError(f"cannot read {str(path)!r}: {exc}") from None
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively: [[[[...]]]] a few thousand deep
+        raise ConfigError(f"{path}: collections nested too deeply") from None
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -166,7 +181,11 @@ def load_section(cls: type, data: Any, where: str, base: Path | None) -> Any:
     are relative to it)."""
     if isinstance(data, str):
         path = Path(_local(data, base))
-        return build(cls, read_yaml(path), f"{where} ({path.name})", path.resolve().parent)
+        try:
+            section = read_yaml(path)
+        except ConfigError as exc:  # say which key named the file
+            raise ConfigError(f"{where}: {exc}") from None
+        return build(cls, section, f"{where} ({path.name})", path.resolve().parent)
     return build(cls, data, where, base)
 
 

@@ -49,6 +49,10 @@ class StageSpec:
     shared: bool = False  # appending dumps: one output for all of them (the tokenizer), not one per dump
     # Given the stage's config: a folder that already holds its output (then nothing runs), or None.
     external: Callable[[Any], str | None] | None = None
+    # Whether its `in` counts every record of what it reads (the run's chain check, accounting.py);
+    # the tokenizer samples its input and training counts steps.
+    counts_input: bool = True
+    audit: str | None = None  # "module:function" of the stage's own accounting check (accounting.py)
 
     def stage_class(self) -> type:
         module, _, name = self.stage.partition(":")
@@ -170,15 +174,15 @@ PIPELINE = Pipeline(
         StageSpec("tokenizer", TokenizerConfig, "crawlmill.tokenizer.stage:TokenizerStage",
                   "byte-level BPE with DeepSeek's pre-tokenization, trained on the deduplicated text",
                   "crawlmill tokenizer train INPUT... --output DIR", reads=("remix",),
-                  external=lambda config: config.path, shared=True),
+                  external=lambda config: config.path, shared=True, counts_input=False),
         StageSpec("pack", PackConfig, "crawlmill.pipeline.pack.stage:PackStage",
                   "tokenized, packed Megatron-Core .bin/.idx shards, one prefix per group, with a manifest whose blend is the mixture",
                   "crawlmill pack DIR... --tokenizer DIR --output DIR", reads=("remix",),
-                  uses=(("tokenizer", "tokenizer"),), folder="shards"),
+                  uses=(("tokenizer", "tokenizer"),), folder="shards", audit="crawlmill.pipeline.pack.audit:audit_shards"),
         StageSpec("train", TrainConfig, "crawlmill.training.stage:TrainStage",
                   "Megatron-Core pretraining of a DeepSeek-style GPT (only when the config has a `train:` section)",
                   "crawlmill train --config FILE --data DIR... --output DIR", reads=("pack",),
-                  inputs_field="data.shards", optional=True),
+                  inputs_field="data.shards", optional=True, counts_input=False),
     ]
 )  # fmt: skip
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crawlmill.files import AnyPath, as_path, atomic_write_json, read_json
+from crawlmill.pathsafety import inside_folder
+from crawlmill.shards.manifest import load_manifest
 
 from .ingest.config import DUMP_ID
 
@@ -75,9 +77,19 @@ def crawl_list(url: str) -> list[str]:
 
 
 def appended(output_dir: str | AnyPath) -> list[dict[str, Any]]:
-    """The dumps an earlier append run finished, oldest first (`_dumps.json`)."""
+    """The dumps an earlier append run finished, oldest first (`_dumps.json`). Each entry's dump is
+    a dump id and its `shards` a folder inside `<output_dir>/shards`: an error naming the file and
+    the entry otherwise (the file is data; the blend and the next append follow these names)."""
     path = as_path(output_dir) / STATE_FILE
-    return read_json(path)["appended"] if path.is_file() else []
+    if not path.is_file():
+        return []
+    entries = read_json(path)["appended"]
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not isinstance(entry.get("dump"), str) or not DUMP_ID.match(entry["dump"]):
+            raise ValueError(f"{path}: appended[{i}] {entry!r} is refused: its dump is not a Common Crawl dump id like CC-MAIN-2024-22")
+        if "shards" in entry:
+            inside_folder(entry["shards"], path, f"appended[{i}].shards")
+    return entries
 
 
 def new_dumps(config: DumpsConfig, output_dir: str | AnyPath, listed: list[str] | None = None) -> list[str]:
@@ -151,7 +163,10 @@ def write_blend(shards_dir: AnyPath, entries: list[dict[str, Any]]) -> dict[str,
     total = sum(e["tokens"] for e in entries)
     data_path: list[Any] = []
     for entry in entries:
-        own = read_json(shards_dir / entry["shards"] / MANIFEST)["blend"]
+        manifest = load_manifest(shards_dir / entry["shards"])  # its names checked to stay in its folder
+        if manifest is None:
+            raise FileNotFoundError(f"{shards_dir / entry['shards']}: no {MANIFEST}")
+        own = manifest["blend"]
         for prefix, weight in zip(own["prefixes"], own["weights"]):
             data_path += [entry["tokens"] / total * float(weight), f"{entry['shards']}/{prefix}"]
     blend = {"dumps": [e["dump"] for e in entries], "folders": [e["shards"] for e in entries],

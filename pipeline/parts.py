@@ -10,6 +10,10 @@ receives that unit's outcome record by record and guarantees the stage framework
   `_parts/part-NNNNN.json` last: a part is finished iff its marker exists. On object stores (no
   atomic rename of folders) the marker is the commit: readers take the parts its markers name
   (`input_parts`), never a listing of Parquet files, and a marker whose part is gone is redone.
+- the marker records the part file's size (`files`); a part whose size is not that one (damaged
+  after it was written: our writer renames only whole files) is treated as missing: redone by a
+  rerun of its stage, refused by a reader. A size, not a checksum: one listing checks it, where a
+  checksum would read every part at every resume.
 
 Output folder layout (shared by all stages)::
 
@@ -23,6 +27,7 @@ Output folder layout (shared by all stages)::
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +35,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawlmill.files import AnyPath, as_path, atomic_path, list_files, read_json, remove_file
+from crawlmill.files import AnyPath, as_path, atomic_path, list_file_sizes, list_files, naming_write_errors, read_json, remove_file
+from crawlmill.pathsafety import inside_folder
 
 from .schema import QUARANTINE_SCHEMA
 
@@ -49,32 +55,38 @@ def marker_path(output_dir: AnyPath, index: int) -> AnyPath:
     return as_path(output_dir) / PARTS_DIR / f"{part_name(index)}.json"
 
 
-def marker_parts(marker: dict[str, Any]) -> list[str]:
+def marker_parts(marker: dict[str, Any], source: Any = "a part marker") -> list[str]:
     """File names of the parts a marker commits: `part-NNNNN.parquet`, or one per group of a remix
-    marker (`part-<group>-NNNNN.parquet`)."""
+    marker (`part-<group>-NNNNN.parquet`). A marker is data: an index that is no number or a group
+    that is a path (`../x`, `/x`, a URL) is an error naming the marker file `source`."""
     index = marker["index"]
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        raise ValueError(f"{source}: index {index!r} is refused: a part marker's index is a number")
     if "groups" in marker:
-        return [f"part-{group}-{index:05d}.parquet" for group in marker["groups"]]
+        return [f"part-{inside_folder(group, source, f'groups[{i}]')}-{index:05d}.parquet" for i, group in enumerate(marker["groups"])]
     return [f"{part_name(index)}.parquet"]
 
 
 def committed_parts(stage_dir: AnyPath) -> tuple[list[AnyPath], list[AnyPath]]:
-    """(the parts named by the folder's markers, in name order; the markers whose parts are missing).
-    A part without a marker (a killed run's, or a stray file) is not among them."""
+    """(the parts named by the folder's markers, in name order; the markers whose parts are missing
+    or not the size the marker records). A part without a marker (a killed run's, or a stray file)
+    is not among them. Markers without sizes (older runs', commit_folder's) are checked for presence only."""
     stage_dir = as_path(stage_dir)
-    present = {p.name: p for p in list_files(stage_dir, "part-*.parquet")}
+    present = {p.name: (p, size) for p, size in list_file_sizes(stage_dir, "part-*.parquet")}
     parts, orphans = [], []
     for marker in list_files(stage_dir / PARTS_DIR, "part-*.json"):
-        names = marker_parts(read_json(marker))
-        if all(name in present for name in names):
-            parts += [present[name] for name in names]
+        data = read_json(marker)
+        names, sizes = marker_parts(data, marker), data.get("files")
+        sizes = sizes if isinstance(sizes, dict) else {}
+        if all(name in present and sizes.get(name, present[name][1]) == present[name][1] for name in names):
+            parts += [present[name][0] for name in names]
         else:
             orphans.append(marker)
     return sorted(parts, key=lambda p: p.name), orphans
 
 
 def redo_orphan_markers(stage_dir: AnyPath) -> None:
-    """Delete markers whose parts are gone, so that the runner makes those parts again."""
+    """Delete markers whose parts are gone or damaged, so that the runner makes those parts again."""
     for marker in committed_parts(stage_dir)[1]:
         remove_file(marker)
 
@@ -101,7 +113,7 @@ def input_parts(stage_dir: str | AnyPath) -> list[str]:
         raise FileNotFoundError(f"{stage_dir} has no _SUCCESS: its stage has not finished (rerun it first)")
     parts, orphans = committed_parts(stage_dir)
     if orphans:
-        raise FileNotFoundError(f"{stage_dir}: the parts of {orphans[0].name} are missing (delete _SUCCESS and rerun the stage)")
+        raise FileNotFoundError(f"{stage_dir}: the parts of {orphans[0].name} are missing or not the size it records (delete _SUCCESS and rerun the stage)")
     return [str(p) for p in parts]
 
 
@@ -141,9 +153,10 @@ class PartStats:
     dropped: Counter = field(default_factory=Counter)
     quarantined: int = 0
     counters: Counter = field(default_factory=Counter)  # stage-specific extra figures
+    files: dict[str, int] = field(default_factory=dict)  # the part file's name -> its size in bytes
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "index": self.index,
             "source": self.source,
             "in": self.records_in,
@@ -152,6 +165,9 @@ class PartStats:
             "quarantined": self.quarantined,
             "counters": dict(sorted(self.counters.items())),
         }
+        if self.files:  # a PartSink's part; not in the counts a stage makes itself
+            data["files"] = dict(sorted(self.files.items()))
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "PartStats":
@@ -163,39 +179,51 @@ class PartStats:
             dropped=Counter(data["dropped"]),
             quarantined=data["quarantined"],
             counters=Counter(data["counters"]),
+            files=dict(data.get("files", {})),
         )
 
 
 class _ParquetTmpWriter:
-    """A Parquet file opened lazily under a temporary name, renamed into place on commit."""
+    """A Parquet file opened lazily under a temporary name, renamed into place on commit. Its
+    writes happen outside the `with atomic_path` block, so they name the final file themselves."""
 
     def __init__(self, final: AnyPath, schema: pa.Schema, always_create: bool) -> None:
         self.final, self.schema, self.always_create = final, schema, always_create
         self._file = contextlib.ExitStack()  # holds crawlmill.files.atomic_path(final) once opened
         self.writer: pq.ParquetWriter | None = None
+        self._tmp: Any = None
+        self.size: int | None = None  # bytes of the file once committed
 
     def _open(self) -> None:
-        tmp = self._file.enter_context(atomic_path(self.final))
-        self.writer = pq.ParquetWriter(tmp, self.schema, **PARQUET_OPTIONS)
+        self._tmp = self._file.enter_context(atomic_path(self.final))
+        with naming_write_errors(self.final, self._tmp):
+            self.writer = pq.ParquetWriter(self._tmp, self.schema, **PARQUET_OPTIONS)
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
         if self.writer is None:
             self._open()
-        self.writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
+        with naming_write_errors(self.final, self._tmp):
+            self.writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
 
     def commit(self) -> None:
         if self.writer is None and self.always_create:
             self._open()
         if self.writer is not None:
-            self.writer.close()
-            self._file.close()  # renames the temporary into place
+            with naming_write_errors(self.final, self._tmp):
+                self.writer.close()
+            self.size = os.path.getsize(self._tmp)  # always local: uploaded as it is to a URL
+            self._file.close()  # renames the temporary into place (its errors are named there)
 
     def abort(self) -> None:
         if self.writer is not None:
-            self.writer.close()
-            self._file.__exit__(RuntimeError, RuntimeError("part aborted"), None)  # deletes the temporary
+            # The file is thrown away: closing it may fail again (a full disk fails the footer too),
+            # which must neither hide the first error nor keep the temporary from being deleted.
+            with contextlib.suppress(Exception):
+                self.writer.close()
+        # Deletes the temporary (also one whose ParquetWriter failed to open); nothing once committed.
+        self._file.__exit__(RuntimeError, RuntimeError("part aborted"), None)
 
 
 class PartSink:
@@ -301,6 +329,7 @@ class PartSink:
         for writer in self._extra.values():
             writer.commit()
         self._kept.commit()
+        s.files = {self._kept.final.name: self._kept.size}
         return s
 
     def abort(self) -> None:

@@ -56,8 +56,9 @@ class JobsResult:
 
 def ensure_ray(options: RayOptions) -> None:
     """Join the cluster of `options.address` or of RAY_ADDRESS (set inside `ray job submit`), else
-    start a local Ray. A cluster's CPUs are its own: num_cpus is for a local Ray only. Token
-    authentication comes from the environment (RAY_AUTH_MODE, RAY_AUTH_TOKEN...; docs/ray.md)."""
+    start a local Ray whose every service listens on loopback only (`init_local_ray`). A cluster's
+    CPUs are its own: num_cpus is for a local Ray only. Token authentication comes from the
+    environment (RAY_AUTH_MODE, RAY_AUTH_TOKEN...; docs/ray.md)."""
     import ray
 
     if ray.is_initialized():
@@ -68,7 +69,47 @@ def ensure_ray(options: RayOptions) -> None:
     elif os.environ.get("RAY_ADDRESS"):
         ray.init(logging_level=logging.WARNING)
     else:
-        ray.init(num_cpus=options.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+        init_local_ray(num_cpus=options.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+
+
+# Ray's switch between "this machine only" and "a node of a cluster" (ray._private.ray_constants).
+_CLUSTER_MODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_LOOPBACK = ("127.0.0.1", "::1")
+
+
+def init_local_ray(**init_kwargs: Any) -> None:
+    """ray.init(**init_kwargs) starting a local Ray that no other machine can reach: the GCS, the
+    raylet (node manager, object manager), every worker's gRPC server, the dashboard agent (gRPC,
+    HTTP, metrics exporter), the runtime-env agent and the autoscaler's and dashboard's metrics
+    servers all listen on 127.0.0.1 only. Any of them runs code for whoever reaches it.
+
+    Ray 2.60 has no bind-address setting: each server listens on the node's address, or on every
+    interface (0.0.0.0 / ::) unless that address is exactly loopback. And ray.init replaces a given
+    `_node_ip_address="127.0.0.1"` by the host's network address (services.resolve_ip_for_localhost)
+    unless Ray's cluster mode is off, as it is on Windows and macOS. So cluster mode is turned off
+    while Ray starts: RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 in the environment of the processes Ray
+    starts now (read when they import Ray), and the same flag in this process, which imported Ray
+    before. Both are restored afterwards, so that a later `ray start` or cluster connection made
+    from this process is not turned into a local one. Such a Ray cannot take other nodes: for a
+    cluster, `ray start --head` and `--address` (docs/ray.md)."""
+    import ray
+    import ray._private.ray_constants as ray_constants
+
+    saved_env, saved_flag = os.environ.get(_CLUSTER_MODE_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[_CLUSTER_MODE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(**init_kwargs)
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(_CLUSTER_MODE_ENV, None)
+        else:
+            os.environ[_CLUSTER_MODE_ENV] = saved_env
+    node_ip = ray.util.get_node_ip_address()
+    if node_ip not in _LOOPBACK:  # a Ray release that resolves loopback otherwise: refuse rather than expose
+        ray.shutdown()
+        raise RuntimeError(f"the local Ray started on {node_ip}, not on loopback: its services would be reachable from the network")
 
 
 def run_jobs(

@@ -384,13 +384,14 @@ def run_pipeline(
     on_skipped: Callable[[StageSpec], None] = lambda spec: None,
     dumps: Sequence[str] = (),
     append: bool = False,
-) -> dict[str, Any]:
+) -> dict[str, StageResult]:
     """Run `specs` (in pipeline order) of a validated run config, each into its folder (per dump:
     `plan_runs`); stop at the first stage with failed tasks; an optional stage runs only when the
-    config has its section. Returns each stage run's stats, by `StageRun.key`."""
+    config has its section. Returns each stage run's result, by `StageRun.key` (accounting.py
+    makes the run's summary of them)."""
     from . import dumps as dump_runs
 
-    summary: dict[str, Any] = {}
+    summary: dict[str, StageResult] = {}
     skipped: set[str] = set()
     for unit in plan_runs(run_config, specs, dumps, append):
         spec, dump = unit.spec, unit.dump
@@ -404,14 +405,13 @@ def run_pipeline(
         folder = pipeline.folder(spec.name, run_config, dump if (append or spec.per_dump) else None)
         if spec.external and spec.external(getattr(run_config, spec.name)):
             on_external(spec, folder)
-            summary[unit.key] = {"external": str(folder)}
             continue
         if overwrite:
             reset_output(folder)
         stage = spec.stage_class()(wire_stage_config(pipeline, spec, run_config, dump, append))
         result = run_stage(stage, folder, run_config.ray, progress)
+        summary[unit.key] = result
         on_result(spec, stage, result)
-        summary[unit.key] = result.stats
         if not result.ok:
             break
         if append and spec.name == dump_runs.APPEND_LAST:

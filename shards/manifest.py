@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from crawlmill.files import as_path, is_remote, read_table, read_text
+from crawlmill.pathsafety import inside_folder
 
 from .mmidx import read_index
 
@@ -25,11 +26,43 @@ FORMAT = "crawlmill-pack/1"
 
 
 def load_manifest(shard_dir: Any) -> dict[str, Any] | None:
-    """The manifest of a shard folder (a path or a URL), or None when it has none."""
+    """The manifest of a shard folder (a path or a URL), or None when it has none. Every file it
+    names (blend prefixes, shard prefixes and file names) must lie inside the folder: an error
+    naming the manifest and the entry otherwise (`check_paths`)."""
     path = as_path(shard_dir) / MANIFEST
     if not path.is_file():
         return None
-    return json.loads(read_text(path))
+    manifest = json.loads(read_text(path))
+    check_paths(manifest, path)
+    return manifest
+
+
+def check_paths(manifest: Any, path: Any) -> None:
+    """OutsideFolderError (a ValueError) for a name in the manifest `path` that leaves its folder:
+    training, `crawlmill shards` and the cache copy follow these names, and a shard folder may come
+    from anyone (a shared bucket, a download). `inputs` (the packed parts, provenance) and the
+    tokenizer's `path` (where pack read it) are records, not names in the folder: never opened here."""
+    if not isinstance(manifest, dict):
+        return  # not a pack manifest: its readers say so
+    def listed(value: Any) -> list:  # a list where one belongs; anything else is the structure check's to refuse
+        return value if isinstance(value, list) else []
+
+    blend = manifest.get("blend")
+    if isinstance(blend, dict):
+        for i, prefix in enumerate(listed(blend.get("prefixes"))):
+            inside_folder(prefix, path, f"blend.prefixes[{i}]")
+        data_path = listed(blend.get("data_path"))
+        for i in range(1, len(data_path), 2):  # [weight, prefix, weight, prefix, ...]
+            inside_folder(data_path[i], path, f"blend.data_path[{i}]")
+    for i, shard in enumerate(listed(manifest.get("shards"))):
+        if not isinstance(shard, dict):
+            continue
+        if "prefix" in shard:
+            inside_folder(shard["prefix"], path, f"shards[{i}].prefix")
+        files = shard.get("files")
+        for kind, entry in (files.items() if isinstance(files, dict) else ()):
+            if isinstance(entry, dict) and "name" in entry:
+                inside_folder(entry["name"], path, f"shards[{i}].files.{kind}.name")
 
 
 def megatron_blend(shard_dir: str | Path) -> tuple[list[str], list[float]]:

@@ -71,12 +71,8 @@ def open_shards(path: str | Path) -> ShardSet:
         except (OSError, ValueError) as exc:
             raise ShardError(path / MANIFEST, f"unreadable manifest: {exc}") from None
         if manifest is not None:
-            if not isinstance(manifest, dict):
-                raise ShardError(path / MANIFEST, "not a pack manifest (expected a JSON object)")
-            try:
-                shards = [Shard(path / entry["prefix"], entry) for entry in manifest["shards"]]
-            except (KeyError, TypeError) as exc:
-                raise ShardError(path / MANIFEST, f"manifest has no valid shard list ({exc!r})") from None
+            _check_manifest(manifest, path / MANIFEST)
+            shards = [Shard(path / entry["prefix"], entry) for entry in manifest["shards"]]
             return ShardSet(path, shards, manifest)
         prefixes = sorted({p.with_suffix("") for p in _glob(path, "*.idx")} | {p.with_suffix("") for p in _glob(path, "*.bin")}, key=str)
         if not prefixes:
@@ -86,6 +82,43 @@ def open_shards(path: str | Path) -> ShardSet:
     if not (prefix.with_name(prefix.name + ".idx").exists() or prefix.with_name(prefix.name + ".bin").exists()):
         raise ShardError(path, "no such shard folder, .idx/.bin file or shard prefix")
     return ShardSet(prefix.parent, [Shard(prefix, None)], None)
+
+
+def _check_manifest(manifest: Any, path: AnyPath) -> None:
+    """ShardError naming the manifest unless what inspect and verify read of it has the types pack
+    writes: a shard list of objects with a prefix, their `files` checksums, `documents` and `tokens`
+    counts, the tokenizer's vocab_size and the blend (a damaged or hand-edited manifest would raise
+    KeyError or TypeError deep in them)."""
+
+    def bad(problem: str) -> ShardError:
+        return ShardError(path, f"not a valid pack manifest: {problem}")
+
+    if not isinstance(manifest, dict):
+        raise bad("expected a JSON object")
+    if not isinstance(manifest.get("shards"), list):
+        raise bad("`shards` is not a list")
+    for i, entry in enumerate(manifest["shards"]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("prefix"), str) or not entry["prefix"]:
+            raise bad(f"shards[{i}] is not an object with a prefix")
+        files = entry.get("files", {})
+        if not isinstance(files, dict) or not all(isinstance(f, dict) and isinstance(f.get("sha256"), str) for f in files.values()):
+            raise bad(f"shards[{i}].files is not an object of files with their sha256")
+        for key in ("documents", "tokens"):
+            if key in entry and not _is_count(entry[key]):
+                raise bad(f"shards[{i}].{key} {entry[key]!r} is not a count")
+    tokenizer = manifest.get("tokenizer")
+    if tokenizer is not None and not isinstance(tokenizer, dict):
+        raise bad("`tokenizer` is not an object")
+    vocab = (tokenizer or {}).get("vocab_size")
+    if vocab is not None and not (_is_count(vocab) and vocab >= 1):
+        raise bad(f"tokenizer.vocab_size {vocab!r} is not a positive count")
+    blend = manifest.get("blend")
+    if blend is not None and not isinstance(blend, dict):
+        raise bad("`blend` is not an object")
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _size(path: AnyPath) -> int | None:
@@ -151,16 +184,13 @@ def inspect_shards(path: str | Path) -> dict[str, Any]:
     if rows and all(r["text_bytes"] is not None for r in rows):
         report["text_bytes"] = sum(r["text_bytes"] for r in rows)
         report["bytes_per_token"] = _bytes_per_token(report["text_bytes"], report["tokens"], report["documents"])
-    if manifest:
-        report["tokenizer"] = manifest["tokenizer"]
-        report["counts"] = manifest["counts"]
-        report["by_dump"] = manifest["by_dump"]
-        report["by_lang"] = manifest["by_lang"]
-        report["by_domain"] = manifest["by_domain"]
-        report["domains"] = manifest["domains"]
-        report["blend"] = {k: manifest["blend"][k] for k in ("method", "prefixes", "weights")}
-        if manifest["blend"].get("mixture"):  # shards of a remix output: the mixture per group
-            report["mixture"] = manifest["blend"]["mixture"]
+    if manifest:  # what the manifest says, as it says it (a key it lacks: None)
+        for key in ("tokenizer", "counts", "by_dump", "by_lang", "by_domain", "domains"):
+            report[key] = manifest.get(key)
+        blend = manifest.get("blend") or {}
+        report["blend"] = {k: blend.get(k) for k in ("method", "prefixes", "weights")}
+        if blend.get("mixture"):  # shards of a remix output: the mixture per group
+            report["mixture"] = blend["mixture"]
     return report
 
 

@@ -26,10 +26,13 @@ def shared_data() -> Path:
 def ray_local():
     import ray
 
+    from crawlmill.pipeline.ray_tasks import init_local_ray
+
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not ray.is_initialized():
         temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths have a length limit
-        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, _node_ip_address="127.0.0.1")
+        # on loopback as crawlmill's own local Ray (ray.init's _node_ip_address="127.0.0.1" alone is not)
+        init_local_ray(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir)
     yield ray
     ray.shutdown()
 

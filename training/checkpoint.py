@@ -29,6 +29,7 @@ file it loads.
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import shutil
 import threading
@@ -40,6 +41,7 @@ import numpy as np
 import torch
 
 from crawlmill.files import AnyPath, as_path, atomic_write_json, atomic_write_text, list_files, read_json, read_text, remove_tree
+from crawlmill.pathsafety import inside_folder
 
 from .compat import rng_tracker_states, set_rng_tracker_states
 from .runstore import complete_folders, download, upload
@@ -48,6 +50,31 @@ CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 META = "meta.json"
 COMPLETE = "_COMPLETE"  # a remote checkpoint's marker, uploaded after every other file of it
+
+
+def _numpy_rng_globals() -> list[Any]:
+    """What a rank's file holds besides tensors and plain data, the only types torch.load may build
+    beyond its weights-only defaults: numpy's MT19937 state, an ndarray of uint32 (rng_state())."""
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct
+    return [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+
+
+def load_state(path: AnyPath, name: AnyPath | None = None) -> dict[str, Any]:
+    """A rank's file, loaded without running anything it holds: a checkpoint is data that anyone who
+    can write the run folder (a bucket, a shared disk) may have replaced, and a pickle may call any
+    function. torch.load(weights_only=True) builds tensors, plain containers and numbers only, plus
+    the numpy RNG state above; anything else is refused, with `name` (default: path) in the error."""
+    try:
+        with torch.serialization.safe_globals(_numpy_rng_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message: what it refused, after advice to load the file unchecked (not ours to give)
+        detail = str(exc).partition("WeightsUnpickler error:")[2].partition("Check the documentation")[0] or str(exc)
+        detail = " ".join(detail.split()).partition(" Please use")[0].partition(" Please file")[0]
+        raise ValueError(f"{name or path}: refused: a checkpoint holds only tensors and plain data, this file asks for more ({detail})") from None
 
 
 def step_name(step: int) -> str:
@@ -185,10 +212,12 @@ class Checkpointer:
         shutil.rmtree(tmp, ignore_errors=True)  # uploaded; ranks sharing this machine's folder may race: harmless
 
     def latest(self) -> tuple[AnyPath, dict[str, Any]] | None:
-        """The newest complete checkpoint and its meta, if any."""
+        """The newest complete checkpoint and its meta, if any. The `latest` pointer is data: a
+        folder name outside the checkpoints folder is an error naming it. meta.json names no file
+        (step, world size, data position); the rank files are named here."""
         if self.remote is not None:
             pointer = self.remote / LATEST
-            names = [read_text(pointer).strip()] if pointer.is_file() else []
+            names = [inside_folder(read_text(pointer).strip(), pointer, "its checkpoint")] if pointer.is_file() else []
             names += [p.name for p in reversed(complete_folders(self.remote, COMPLETE))]
             for name in names:
                 folder = self.remote / name
@@ -196,7 +225,7 @@ class Checkpointer:
                     return folder, read_json(folder / META)
             return None
         pointer = self.root / LATEST
-        candidates = [self.root / pointer.read_text().strip()] if pointer.is_file() else []
+        candidates = [self.root / inside_folder(pointer.read_text().strip(), pointer, "its checkpoint")] if pointer.is_file() else []
         candidates += sorted((p for p in self.root.glob("step-*") if p.is_dir()), reverse=True)
         for folder in candidates:
             if (folder / META).is_file():
@@ -212,11 +241,11 @@ class Checkpointer:
             rank = 0
         name = f"rank-{rank:05d}.pt"
         if self.remote is None:
-            return torch.load(folder / name, map_location="cpu", weights_only=False)
+            return load_state(folder / name)
         local = self.root / f".tmp-resume-{self.rank:05d}" / name  # this rank's download only
         download(folder / name, local)
         try:
-            return torch.load(local, map_location="cpu", weights_only=False)
+            return load_state(local, folder / name)
         finally:
             shutil.rmtree(local.parent, ignore_errors=True)
 

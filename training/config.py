@@ -61,8 +61,8 @@ class OptimizerConfig:
     grad_clip: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr {self.lr}: must be > 0")
+        if self.lr is not None and not 0 < self.lr < float("inf"):  # inf: every weight nan after one step
+            raise ValueError(f"lr {self.lr}: must be > 0 and finite")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ValueError(f"betas ({self.beta1}, {self.beta2}) must be in [0, 1)")
         if self.weight_decay < 0 or self.grad_clip < 0:
@@ -144,14 +144,18 @@ class TrainConfig:
     workers: int = 1  # Ray Train workers (data parallel ranks) under `crawlmill train`; torchrun sets its own
 
     @classmethod
-    def expand_config(cls, data: dict[str, Any]) -> dict[str, Any]:
-        """`base: NAME` (a built-in or a file): the mapping laid over that config's."""
+    def expand_config(cls, data: dict[str, Any], chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+        """`base: NAME` (a built-in or a file): the mapping laid over that config's. `chain`: the
+        files whose `base:` led here, the last one holding `data` (read_train_data)."""
         if "base" not in data:
             return data
-        from crawlmill.pipeline.config import merge
+        from crawlmill.pipeline.config import ConfigError, merge
 
         data = dict(data)
-        parent, _ = read_train_data(str(data.pop("base")))
+        try:
+            parent, _ = read_train_data(str(data.pop("base")), chain)
+        except OSError as exc:  # no such file, a name too long for one...: say whose `base:` it is
+            raise ConfigError(f"{chain[-1].name + ': ' if chain else ''}base: {exc}") from None
         return merge(parent, data)
 
     def __post_init__(self) -> None:
@@ -184,15 +188,19 @@ def resolve_builtin(name_or_path: str) -> Path:
     return path
 
 
-def read_train_data(name_or_path: str) -> tuple[dict[str, Any], Path]:
-    """The raw mapping of a config (its `base:` laid under it) and the folder its paths are relative to."""
+def read_train_data(name_or_path: str, chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], Path]:
+    """The raw mapping of a config (its `base:` laid under it) and the folder its paths are relative to.
+    `chain`: the files whose `base:` led here; a file met again is a loop (ConfigError, not a RecursionError)."""
     from crawlmill.pipeline.config import ConfigError, read_yaml
 
     path = resolve_builtin(name_or_path)
+    resolved = path.resolve()
+    if resolved in chain:
+        raise ConfigError(f"{path.name}: base: the chain loops ({' -> '.join(p.name for p in (*chain, resolved))})")
     data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path.name}: expected a mapping")
-    return TrainConfig.expand_config(data), path.resolve().parent
+    return TrainConfig.expand_config(data, (*chain, resolved)), resolved.parent
 
 
 def load_train_config(name_or_path: str, overrides: dict[str, Any] | None = None) -> TrainConfig:

@@ -14,6 +14,13 @@ ranks. Validation reads the first `eval.iters` global batches of the valid split
 Shard folders may be URLs: each machine reads a cached local copy of what it trains on
 (runstore.local_shards: manifest, .bin and .idx of every blended shard, downloaded once).
 
+Damaged or foreign data is a ShardError naming the file before Megatron reads it: a manifest that
+is not JSON or lacks what training reads (`check_manifest`), a missing `.bin`, an `.idx` that does
+not describe its `.bin` (`check_shards`: the .idx walked in bounded memory, the .bin only sized),
+and, as each sample is read, a token id outside the tokenizer's vocabulary (which the embedding
+would turn into an IndexError on CPU, a device-side assert on GPU); `crawlmill shards verify`
+checks every token of a folder before a run.
+
     data = ShardData(config, cache_dir=run_dir / "data_cache", train_samples=steps * batch)
     for batch in data.micro_batches("train", step, rank, world, micro_batch_size, global_batch): ...
 """
@@ -26,8 +33,9 @@ from typing import Any
 
 import torch
 
-from crawlmill.shards.manifest import load_manifest, megatron_blend
-from crawlmill.shards.mmidx import read_index
+from crawlmill.files import as_path, file_size
+from crawlmill.shards.manifest import MANIFEST, load_manifest, megatron_blend
+from crawlmill.shards.mmidx import ShardError, check_index, read_index
 
 from .config import TrainConfig
 from .runstore import local_shards
@@ -64,14 +72,70 @@ def open_folders(paths: list[str]) -> list[ShardFolder]:
         raise ValueError("data.shards: no shard folder given (pack output folders; in a run, pack's)")
     folders = []
     for path in paths:
-        manifest = load_manifest(path)
+        try:
+            manifest = load_manifest(path)
+        except (OSError, ValueError) as exc:  # not JSON, not UTF-8, a name outside the folder...
+            raise ShardError(as_path(path) / MANIFEST, f"unreadable manifest: {exc}") from None
         if manifest is None:
             raise FileNotFoundError(f"data.shards: {path} has no manifest.json (give `crawlmill pack` output folders)")
+        check_manifest(manifest, as_path(path) / MANIFEST)
         folders.append(ShardFolder(local_shards(path, manifest), manifest))
     digests = {f.manifest["tokenizer"]["sha256"] for f in folders}
     if len(digests) > 1:
         raise ValueError(f"data.shards: the folders were packed with {len(digests)} different tokenizers; one model needs one")
     return folders
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
+def check_manifest(manifest: Any, path: Any) -> None:
+    """ShardError naming the manifest `path` unless what training reads of it has the types and
+    ranges pack writes (a damaged or hand-edited manifest would otherwise raise KeyError, TypeError
+    or ZeroDivisionError deep in blend() and ShardData)."""
+
+    def bad(problem: str) -> ShardError:
+        return ShardError(path, f"not a pack manifest training can use: {problem}")
+
+    if not isinstance(manifest, dict):
+        raise bad("expected a JSON object")
+    tokenizer = manifest.get("tokenizer")
+    if not isinstance(tokenizer, dict):
+        raise bad("no `tokenizer` object")
+    for key in ("path", "sha256"):
+        if not isinstance(tokenizer.get(key), str):
+            raise bad(f"tokenizer.{key} {tokenizer.get(key)!r} is not a string")
+    vocab, padded, eod = (tokenizer.get(key) for key in ("vocab_size", "padded_vocab_size", "eod_id"))
+    if not _count(vocab) or vocab < 1:
+        raise bad(f"tokenizer.vocab_size {vocab!r} is not a positive count")
+    if not _count(padded) or padded < vocab:
+        raise bad(f"tokenizer.padded_vocab_size {padded!r} is not a count of at least vocab_size {vocab}")
+    if not _count(eod) or eod >= vocab:
+        raise bad(f"tokenizer.eod_id {eod!r} is not a token id below vocab_size {vocab}")
+    if not _count(manifest.get("tokens")) or manifest["tokens"] < 1:
+        raise bad(f"tokens {manifest.get('tokens')!r} is not a positive count (a folder without tokens has nothing to train on)")
+    mix = manifest.get("blend")
+    prefixes, weights = (mix.get("prefixes"), mix.get("weights")) if isinstance(mix, dict) else (None, None)
+    if not isinstance(prefixes, list) or not prefixes or not all(isinstance(p, str) and p for p in prefixes):
+        raise bad("blend.prefixes is not a list of shard prefixes")
+    numbers = isinstance(weights, list) and all(isinstance(w, (int, float)) and not isinstance(w, bool) and 0 <= w <= 1e300 for w in weights)
+    if not numbers or len(weights) != len(prefixes) or not sum(weights) > 0:
+        raise bad(f"blend.weights {weights!r}: need one finite weight >= 0 for each of the {len(prefixes)} prefixes, with a positive sum")
+
+
+def check_shards(prefixes: list[str]) -> None:
+    """Each shard's .idx against itself and its .bin's size (mmidx.check_index: the .idx walked in
+    bounded memory, the .bin only sized): a missing .bin, a cut one, an .idx of another shard are a
+    ShardError naming the file here, not an AssertionError or a wrong-shaped sample in Megatron."""
+    for prefix in prefixes:
+        bin_path = as_path(f"{prefix}.bin")
+        index = read_index(f"{prefix}.idx")
+        try:
+            size = file_size(bin_path)
+        except OSError as exc:
+            raise ShardError(bin_path, f"cannot read: {exc.strerror or exc}") from None
+        check_index(index, size, bin_path)
 
 
 def blend(folders: list[ShardFolder], weights: list[float] | None) -> tuple[list[str], list[float]]:
@@ -122,6 +186,7 @@ class ShardData:
         self.padded_vocab = int(tokenizer["padded_vocab_size"])
         self.tokenizer_path = tokenizer["path"]
         prefixes, weights = blend(self.folders, config.data.weights)
+        check_shards(prefixes)
         check_split(prefixes, config.data.split)
         gpt_config = GPTDatasetConfig(
             random_seed=config.data.seed,
@@ -146,5 +211,22 @@ class ShardData:
         dataset = self.train if split == "train" else self.valid
         per_rank = global_batch // world
         first = step * global_batch + rank * per_rank
-        samples = [dataset[i] for i in range(first, first + per_rank)]
+        samples = [self._sample(dataset, i, split) for i in range(first, first + per_rank)]
         return [collate(samples[i : i + micro_batch_size]) for i in range(0, per_rank, micro_batch_size)]
+
+    def _sample(self, dataset: Any, index: int, split: str) -> dict[str, torch.Tensor]:
+        """Sample `index`, its token ids checked against the tokenizer's vocabulary (two reductions
+        over one sequence): an id pack never writes is a ShardError naming the shard it came from."""
+        sample = dataset[index]
+        low = min(int(sample["tokens"].min()), int(sample["labels"].min()))
+        high = max(int(sample["tokens"].max()), int(sample["labels"].max()))
+        if low < 0 or high >= self.tokenizer_vocab:
+            member = dataset.datasets[int(sample["dataset_id"])] if "dataset_id" in sample else dataset  # a blend's, or the only one
+            prefix = getattr(getattr(member, "dataset", None), "path_prefix", None) or "a shard of data.shards"
+            raise ShardError(
+                f"{prefix}.bin",
+                f"{split} sample {index} holds token id {low if low < 0 else high}, outside the tokenizer's "
+                f"{self.tokenizer_vocab:,} ids (a damaged shard, or one packed with another tokenizer; "
+                f"`crawlmill shards verify` finds every such token)",
+            )
+        return sample

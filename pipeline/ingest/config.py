@@ -29,7 +29,7 @@ class IngestConfig:
     extractor: str = "resiliparse"  # HTML extractor for WARC; or trafilatura (datatrove's extractor class)
     max_record_mb: float = 16  # larger records are quarantined unread
     max_text_chars: int = 1_000_000  # longer extracted texts are dropped as text_too_large
-    max_bad_utf8_share: float = 0.01  # WET text with more U+FFFD replacements is quarantined
+    max_bad_utf8_share: float = 0.01  # a text (WET, or a page after decoding) with more U+FFFD replacements is quarantined
 
     def __post_init__(self) -> None:
         for name in ("dump", "only_dump"):
@@ -40,8 +40,9 @@ class IngestConfig:
             raise ValueError(f"extractor {self.extractor!r}: choose one of {', '.join(EXTRACTORS)}")
         if self.format not in FILE_FORMATS:
             raise ValueError(f"format {self.format!r}: choose one of {', '.join(FILE_FORMATS)}")
-        if self.max_record_mb <= 0 or self.max_text_chars <= 0:
-            raise ValueError("max_record_mb and max_text_chars must be positive")
+        # Below 2**63 bytes: max_record_bytes is an int (inf or 1e308 MB would overflow it when ingest runs).
+        if not 0 < self.max_record_mb * (1 << 20) < 2**63 or self.max_text_chars <= 0:
+            raise ValueError(f"max_record_mb {self.max_record_mb} and max_text_chars {self.max_text_chars} must be positive and finite")
         if not 0 <= self.max_bad_utf8_share <= 1:
             raise ValueError(f"max_bad_utf8_share {self.max_bad_utf8_share}: must be in [0, 1]")
         if self.max_files is not None and self.max_files < 1:

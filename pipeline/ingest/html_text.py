@@ -46,18 +46,38 @@ _BLANK_LINES = re.compile(r"\n{3,}")
 class DecodedHtml:
     text: str
     charset: str
-    how: str  # bom | http | meta | detected | replaced
+    how: str  # bom | http | meta | http_repaired | meta_repaired | utf8_over_label | detected | replaced
+
+
+# A page declared UTF-8 with at most this share of invalid sequences is decoded as UTF-8 with U+FFFD in
+# their place (a few bad bytes in a long page); with more, the declaration is not trusted.
+REPAIRABLE_SHARE = 0.01
+
+
+# Python codecs that a label may name but that are no page charset: domain-name codecs and a sentinel
+# that fails on every input (codecs that are not text encodings at all, base64, zlib, rot13, ... are
+# refused by their CodecInfo).
+_NOT_CHARSETS = {"idna", "punycode", "undefined"}
+
+
+def _single_byte(codec: str) -> bool:
+    """Whether a codec maps every byte to one character (Latin-1, the ISO-8859 and Windows-125x pages)."""
+    return codec in ("latin-1", "iso8859-1", "ascii") or codec.startswith(("iso8859-", "cp125"))
 
 
 def _codec(label: str | None) -> str | None:
+    """The Python codec of a charset label, or None when the label names no text encoding."""
     if not label:
         return None
     label = label.strip().lower()
     label = _SUPERSETS.get(label, label)
     try:
-        return codecs.lookup(label).name
+        info = codecs.lookup(label)
     except LookupError:
         return None
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
+        return None  # `charset=base64` in a page must not make bytes.decode raise LookupError
+    return info.name
 
 
 def decode_html(body: bytes, http_charset: str | None) -> DecodedHtml:
@@ -66,18 +86,34 @@ def decode_html(body: bytes, http_charset: str | None) -> DecodedHtml:
             return DecodedHtml(body.decode(name, errors="replace"), name, "bom")
     meta = _META_CHARSET.search(body[:8192])
     declared = [(_codec(http_charset), "http"), (_codec(meta.group(1).decode("ascii")) if meta else None, "meta")]
+    named = [charset for charset, _ in declared if charset]
+    if named and all(_single_byte(c) for c in named) and not body.isascii():
+        # A single-byte label on bytes that are valid UTF-8 is a mislabelled UTF-8 page (seen on CC
+        # servers that send charset=ISO-8859-1 by default): real Latin-1 text with its high bytes
+        # forming only well-formed UTF-8 sequences is vanishingly rare; decoding it as labelled
+        # would turn every accented letter and every CJK character into mojibake.
+        try:
+            return DecodedHtml(body.decode("utf-8"), "utf-8", "utf8_over_label")
+        except UnicodeDecodeError:
+            pass
     for charset, how in declared:
         if charset:
             try:
                 return DecodedHtml(body.decode(charset), charset, how)
-            except UnicodeDecodeError:
-                pass
+            except UnicodeError:  # UnicodeDecodeError, or a codec's own UnicodeError (utf-7, ...)
+                if charset == "utf-8":  # a UTF-8 page with a few bad bytes stays UTF-8, repaired
+                    text = body.decode("utf-8", errors="replace")
+                    if text.count("\ufffd") <= REPAIRABLE_SHARE * max(len(text), 1):
+                        return DecodedHtml(text, charset, f"{how}_repaired")
     detected = _codec(detect_encoding(body)) or "utf-8"
     try:
         return DecodedHtml(body.decode(detected), detected, "detected")
-    except UnicodeDecodeError:
+    except UnicodeError:
         fallback = next((c for c, _ in declared if c), detected)
-        return DecodedHtml(body.decode(fallback, errors="replace"), fallback, "replaced")
+        try:
+            return DecodedHtml(body.decode(fallback, errors="replace"), fallback, "replaced")
+        except UnicodeError:  # a codec that raises even with errors="replace"
+            return DecodedHtml(body.decode("utf-8", errors="replace"), "utf-8", "replaced")
 
 
 def normalize_text(text: str) -> str:

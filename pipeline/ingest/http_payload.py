@@ -48,6 +48,8 @@ def _dechunk(data: bytes, max_bytes: int) -> bytes:
             size = int(size_text, 16)
         except ValueError:
             raise HttpPayloadError(f"bad chunk size {size_text[:20]!r}") from None
+        if size < 0:  # "-3": the next chunk would start behind this one, and the loop never end
+            raise HttpPayloadError(f"bad chunk size {size_text[:20]!r}")
         if size == 0:
             return bytes(out)
         start = end + 1
@@ -77,9 +79,13 @@ def _decompress(data: bytes, encoding: str, max_bytes: int) -> bytes:
         import brotli
 
         try:
-            out = brotli.decompress(data)
+            # Bounded like zlib's: a brotli bomb stops at max_bytes + 1 instead of inflating whole.
+            decompressor = brotli.Decompressor()
+            out = decompressor.process(data, output_buffer_limit=max_bytes + 1)
         except brotli.error as exc:
             raise HttpPayloadError(f"cannot decode Content-Encoding br: {exc}") from None
+        if len(out) <= max_bytes and not decompressor.is_finished():  # brotli.decompress raised on these
+            raise HttpPayloadError("cannot decode Content-Encoding br: the stream ends early")
     else:
         raise HttpPayloadError(f"unsupported Content-Encoding {encoding!r}")
     if len(out) > max_bytes:
@@ -96,7 +102,8 @@ def parse_http_response(block: bytes, max_bytes: int) -> HttpResponse:
         raise HttpPayloadError("no end of HTTP headers in the record")
     lines = block[:end].decode("latin-1").splitlines()
     status_line = lines[0].split(None, 2) if lines else []
-    if len(status_line) < 2 or not status_line[0].upper().startswith("HTTP/") or not status_line[1].isdigit():
+    # isascii: "²00" (latin-1 superscripts) passes isdigit but not int().
+    if len(status_line) < 2 or not status_line[0].upper().startswith("HTTP/") or not (status_line[1].isascii() and status_line[1].isdigit()):
         raise HttpPayloadError(f"bad HTTP status line {lines[0][:80] if lines else ''!r}")
     headers: dict[str, str] = {}
     for line in lines[1:]:

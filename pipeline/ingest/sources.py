@@ -36,9 +36,12 @@ def is_url(source: str) -> bool:
 
 def expand_inputs(inputs: list[str]) -> list[str]:
     """Files, folders (searched recursively for *.warc/.wet/.wat[.gz]), globs and URLs, sorted."""
+    from crawlmill.pathsafety import check_no_credentials
+
     found: set[str] = set()
     for item in inputs:
         if is_url(item):
+            check_no_credentials(item)
             if _GLOB_CHARS & set(item) and not item.startswith(("http://", "https://")):
                 import fsspec
 
@@ -74,6 +77,9 @@ def dump_listing(dump: str, base_url: str = CC_BASE_URL, file_format: str = "wet
         raise InputError(f"--dump {dump!r} is not a Common Crawl dump id like CC-MAIN-2024-22")
     if file_format not in ("wet", "warc", "wat"):
         raise InputError(f"--format {file_format!r}: choose wet, warc or wat")
+    from crawlmill.pathsafety import check_no_credentials
+
+    check_no_credentials(base_url)
     base = base_url.rstrip("/") + "/"
     listing = f"{base}crawl-data/{dump}/{file_format}.paths.gz"
     try:

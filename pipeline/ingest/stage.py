@@ -180,6 +180,10 @@ class IngestStage(PartStage):
             return
         decoded = decode_html(http.body, http.charset)
         sink.count(f"charset_{decoded.how}")
+        bad = decoded.text.count("\ufffd")
+        if bad > self.config.max_bad_utf8_share * max(len(decoded.text), 1):  # bytes no charset reads: not text
+            sink.quarantine("bad_encoding", f"{bad} undecodable sequences in {len(http.body)} bytes ({decoded.charset}, {decoded.how})", row["warc_offset"], row["warc_record_id"])
+            return
         text = self.extractor.extract(decoded.text) if mime in HTML_TYPES else normalize_text(decoded.text)
         row.update(source_format="warc", content_type=mime, charset=decoded.charset)
         self._emit(text, row["warc_record_id"], row, sink)

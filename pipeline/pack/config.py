@@ -31,6 +31,8 @@ class PackConfig:
             raise ValueError("give shard_tokens (--shard-tokens) or shard_size_mb (--shard-size-mb), not both")
         if (self.shard_tokens is not None and self.shard_tokens < 1) or (self.shard_size_mb is not None and self.shard_size_mb <= 0):
             raise ValueError("the shard size must be at least one token")
+        if self.shard_size_mb is not None and not self.shard_size_mb * (1 << 20) < 2**63:  # inf: resolve_shard_tokens' int() overflows
+            raise ValueError(f"shard_size_mb {self.shard_size_mb}: must be finite, below 2**43")
         for name in ("batch_rows", "batch_bytes", "threads_per_task"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} {getattr(self, name)}: must be at least 1")

@@ -176,7 +176,7 @@ class QualityStage(Stage):
         for result in results:
             for lang, path in result["histograms"].items():
                 with open_binary(path) as handle:
-                    totals[lang] = totals.get(lang, 0) + np.load(handle)
+                    totals[lang] = totals.get(lang, 0) + np.load(handle, allow_pickle=False)  # numbers only, never objects
         cuts = {}
         for lang, counts in sorted(totals.items()):
             cut = {"documents": int(counts[0].sum()), "bytes": int(counts[1].sum()), "boundaries": hist.boundaries(counts[1], self.config.buckets, max_score)}

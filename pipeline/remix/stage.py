@@ -86,6 +86,7 @@ def label_part(settings: LabelSettings, index: int, source: str, output_dir: str
             sink.abort()
         raise
     stats = PartStats(index=index, source=source)
+    stats.files = {name: size for sink in sinks.values() for name, size in sink.stats.files.items()}  # checked by readers
     stats.records_in = stats.kept = sum(c["documents"] for c in counts.values())
     stats.counters.update({f"group:{g}": c["documents"] for g, c in counts.items()})
     stats.counters.update({f"labelled_by:{how}": n for how, n in labelled_by.items()})

@@ -10,98 +10,27 @@ machine). The test process never imports Ray: it only runs the `ray` CLI, as a u
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.conftest import REPO
+from tests.rayhead import RAY, start_head, user_env
 
-VENV_BIN = Path(sys.executable).parent
-RAY = shutil.which("ray", path=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
 if RAY is None:
     pytest.skip("the `ray` CLI is not installed (the `pipeline` extra: pip install -c constraints.txt -e '.[pipeline]')", allow_module_level=True)
 
-# Ray reads these before its arguments; a developer's own would point the CLI at another cluster.
-RAY_ENV = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
 PART_STAGES = ("ingest", "filter", "dedup", "remix")  # stages whose progress counts documents
-
-
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _user_env(home: Path, **extra: str) -> dict[str, str]:
-    """A user's shell: the venv activated, none of the developer's Ray settings, this HOME."""
-    env = {k: v for k, v in os.environ.items() if k not in RAY_ENV}
-    env.update(HOME=str(home), PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", RAY_USAGE_STATS_ENABLED="0", **extra)
-    return env
 
 
 def _ray(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([RAY, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Live processes of the group (a zombie has exited; only its parent's wait is missing)."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                if os.getpgid(int(entry.name)) == pgid and state != "Z":
-                    members.append(int(entry.name))
-    return members
-
-
-def _stop_group(pgid: int) -> list[int]:
-    """SIGTERM the head's process group, SIGKILL what is left after 10 s (GCS takes ~30 s to exit on
-    SIGTERM; `ray stop` waits 16 s); the pids still alive after."""
-    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, sig)
-        deadline = time.monotonic() + wait
-        while _group_members(pgid) and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(-pgid, os.WNOHANG)  # reap the leader, our child
-            time.sleep(0.2)
-        if not _group_members(pgid):
-            return []
-    return _group_members(pgid)
-
-
-def _wait_for_job_server(address: str, token: str, head: subprocess.Popen, log: Path) -> None:
-    """Until the job API answers (it comes up after `ray start` prints its banner)."""
-    request = urllib.request.Request(f"{address}/api/jobs/", headers={"Authorization": f"Bearer {token}"})
-    deadline = time.monotonic() + 120
-    while True:
-        assert head.poll() is None, f"ray start exited with {head.returncode}:\n{log.read_text()}"
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, f"the job server did not come up:\n{log.read_text()}"
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -111,29 +40,16 @@ def ray_head():
     root = Path(tempfile.mkdtemp(prefix="cmrj-", dir="/tmp"))  # short: Ray's socket paths have a length limit
     home = root / "home"
     home.mkdir()
-    env = _user_env(home, RAY_AUTH_MODE="token")
+    env = user_env(home, RAY_AUTH_MODE="token")
     generated = _ray(["get-auth-token", "--generate"], env, timeout=120)
     assert generated.returncode == 0, generated.stderr
     token = (home / ".ray" / "auth_token").read_text().strip()
     assert token and generated.stdout.strip() == token
-    gcs, dashboard, client, agent_http, agent_grpc, metrics, runtime_env, node_manager, object_manager = _free_ports(9)
-    command = [
-        RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=2",
-        f"--port={gcs}", f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1",
-        f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent_http}",
-        f"--dashboard-agent-grpc-port={agent_grpc}", f"--metrics-export-port={metrics}",
-        f"--runtime-env-agent-port={runtime_env}", f"--node-manager-port={node_manager}",
-        f"--object-manager-port={object_manager}", f"--temp-dir={root / 'ray'}", "--disable-usage-stats",
-    ]  # fmt: skip
-    log = root / "ray-start.log"
-    with log.open("w") as out:
-        head = subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    head = start_head(root, env, num_cpus=2, token=token)
     try:
-        address = f"http://127.0.0.1:{dashboard}"
-        _wait_for_job_server(address, token, head, log)
-        yield address, env, home
+        yield head.dashboard, env, home
     finally:
-        left = _stop_group(head.pid)
+        left = head.stop()
         shutil.rmtree(root, ignore_errors=True)
         assert not left, f"processes of the Ray head still running: {left}"
 
@@ -186,7 +102,7 @@ def test_a_client_without_the_token_mode_is_refused(ray_head):
     """The issue's failure, kept visible: the head requires the token, so a shell without
     RAY_AUTH_MODE=token (its token file notwithstanding) is refused with Ray's own message."""
     address, _, home = ray_head
-    refused = _ray(["job", "list", "--address", address], _user_env(home))
+    refused = _ray(["job", "list", "--address", address], user_env(home))
     assert refused.returncode != 0
     assert "Missing authentication token" in refused.stdout + refused.stderr
 
@@ -233,7 +149,7 @@ def test_run_a_stage_verb_and_train_as_ray_jobs(ray_head, tmp_path):
     client_home = tmp_path / "client-home"
     client_home.mkdir()
     token = (home / ".ray" / "auth_token").read_text().strip()
-    client = _user_env(client_home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
+    client = user_env(client_home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token)
     refiltered = tmp_path / "refiltered"
     log = _submit(address, client, "crawlmill-test-filter", "crawlmill", "filter", str(out / "ingest"), "--output", str(refiltered))
     stats = _stats(refiltered)

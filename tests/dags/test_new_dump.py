@@ -145,6 +145,11 @@ def test_new_dumps_are_appended_once_each_and_dedup_as_one_joint_run(airflow_hom
     blend = json.loads((out / "shards/blend.json").read_text())
     assert blend["dumps"] == [D1, D2, D3] and sum(blend["weights"]) == pytest.approx(1.0)
     assert blend["tokens"] == sum(json.loads((out / "shards" / d / "manifest.json").read_text())["tokens"] for d in (D1, D2, D3))
+    # The append job's summary accounts for every appended dump, each stage against the one it reads.
+    summary = json.loads((out / "_run.json").read_text())
+    passed = {(c["check"], c["stage"]) for c in summary["checks"] if c["ok"]}
+    assert summary["ok"] and {(check, f"{stage}/{d}") for d in (D1, D2, D3) for check in ("chain", "balance") for stage in ("dedup", "pack")} <= passed
+    assert {("tokens", f"pack/{d}") for d in (D1, D2, D3)} <= passed
 
     # The three appended dumps keep exactly what one joint dedup of all three keeps, and pack it all.
     filters = " ".join(str(out / "filter" / d) for d in (D1, D2, D3))

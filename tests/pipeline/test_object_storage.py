@@ -28,8 +28,9 @@ pytest.importorskip("moto.server")
 BUCKET = "crawlmill-test"
 # A driver of its own (a subprocess, so it can be killed) on an in-process Ray on loopback.
 DRIVER = """
-import sys, tempfile, ray
-ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix="ray-", dir="/tmp"), _node_ip_address="127.0.0.1", logging_level="ERROR")
+import sys, tempfile
+from crawlmill.pipeline.ray_tasks import init_local_ray
+init_local_ray(num_cpus=2, include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix="ray-", dir="/tmp"), logging_level="ERROR")
 from crawlmill.cli import app
 app(sys.argv[1:])
 """
@@ -152,6 +153,11 @@ def test_temporary_files_never_appear_under_final_names(s3):
     atomic_write_json(folder / "_parts/part-00000.json", {"index": 0})
     atomic_write_text(folder / "_SUCCESS", "")
     assert input_parts(str(folder)) == [f"s3://{BUCKET}/unit/part-00000.parquet"]
+    # A part that is not the size its marker records (sizes from the one listing) is not trusted either.
+    atomic_write_text(folder / "part-00002.parquet", "damaged")
+    atomic_write_json(folder / "_parts/part-00002.json", {"index": 2, "files": {"part-00002.parquet": 99}})
+    with pytest.raises(FileNotFoundError, match="part-00002.json are missing or not the size it records"):
+        input_parts(str(folder))
     with tempfile.TemporaryDirectory() as local:
         Path(local, "part-00003.parquet").write_text("stray")
         Path(local, "_SUCCESS").write_text("")

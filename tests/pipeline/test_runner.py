@@ -59,7 +59,8 @@ def test_run_writes_parts_stats_and_success(ray_local, sources, tmp_path):
     assert (out / "_SUCCESS").exists()
     assert sorted(p.name for p in out.glob("part-*.parquet")) == [f"part-0000{i}.parquet" for i in range(5)]
     marker = json.loads((out / "_parts/part-00003.json").read_text())  # the runner writes each part's counts
-    assert marker == {"index": 3, "source": sources[3], "in": 21, "kept": 20, "dropped": {"comment": 1}, "quarantined": 0, "counters": {}}
+    assert marker == {"index": 3, "source": sources[3], "in": 21, "kept": 20, "dropped": {"comment": 1}, "quarantined": 0, "counters": {},
+                      "files": {"part-00003.parquet": (out / "part-00003.parquet").stat().st_size}}  # the size a reader checks
 
 
 def test_failed_part_is_reported_others_finish_and_rerun_retries_only_it(ray_local, sources, tmp_path):

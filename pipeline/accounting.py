@@ -1,0 +1,201 @@
+"""The run's accounting: where every record of a pipeline output went, checked, in `_run.json`.
+
+`crawlmill run` ends by calling `account_run`, which reads the counts of every stage folder of the
+output (this run's and those an earlier run finished) and checks three invariants:
+
+- balance: at every stage, records in = kept + dropped (each reason) + quarantined;
+- chain: a stage's `in` equals the `kept` of the stage it reads (per dump when both run per dump;
+  a stage that samples what it reads, the tokenizer, or counts steps, training, is left out);
+- tokens: a stage's own audit (pack: the tokens and documents of the `.idx` files equal those of
+  the packed documents, counted by its parts, and the manifest's).
+
+The summary (one entry per stage folder: in, kept, dropped by reason, quarantined, tokens, this
+run's time) and every check go to `output_dir/_run.json`, written last; a failed check is an
+error of the run (a counting bug), not of the input. A check whose folders have not all
+finished (a `--dump` run of one dump) is reported as not checked, with the reason.
+
+    from crawlmill.pipeline.accounting import account_run
+    summary = account_run(pipeline, run_config, results)  # results: StageRun.key -> StageResult
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from crawlmill.files import AnyPath, as_path, atomic_write_json, read_json
+
+from .runner import STATS_FILE, SUCCESS_FILE, StageRun, plan_runs
+from .stage import StageResult
+
+RUN_FILE = "_run.json"
+FORMAT = "crawlmill-run/1"
+
+
+@dataclass
+class Entry:
+    """One stage folder of the output: its counts and how this run found it."""
+
+    unit: StageRun
+    folder: AnyPath
+    status: str  # ran | resumed | done before | failed | not run | external | absent (no folder)
+    stats: dict[str, Any] | None
+    seconds: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.stats or {}
+        entry: dict[str, Any] = {"stage": self.unit.spec.name, "dump": self.unit.dump, "folder": str(self.folder), "status": self.status}
+        if self.stats is not None:
+            dropped = {str(k): int(v) for k, v in s.get("dropped", {}).items()}
+            entry.update(
+                records_in=int(s.get("in", 0)), kept=int(s.get("kept", 0)), dropped=dropped,
+                dropped_total=sum(dropped.values()), quarantined=int(s.get("quarantined", 0)),
+            )  # fmt: skip
+            tokens = s.get("counters", {}).get("tokens")
+            if tokens is not None:
+                entry["tokens"] = int(tokens)
+        entry["seconds"] = None if self.seconds is None else round(self.seconds, 3)
+        return entry
+
+
+def _units(pipeline: Any, run_config: Any, appended: list[str]) -> list[tuple[StageRun, str | None]]:
+    """Every stage folder of the output: (stage run, family); the family is None for the config's
+    own dumps and the dump's id for a dump appended later (its stages each have a folder of it)."""
+    units = [(unit, None) for unit in plan_runs(run_config, pipeline.stages)]
+    # A shared stage (the tokenizer) has one folder for every dump: listed once, with the config's own.
+    units += [(unit, dump) for dump in appended for unit in plan_runs(run_config, pipeline.stages, [dump], append=True) if not unit.spec.shared]
+    return [(u, family) for u, family in units if not (u.spec.optional and u.spec.name not in getattr(run_config, "sections", ()))]
+
+
+def _folder(pipeline: Any, run_config: Any, unit: StageRun, family: str | None) -> AnyPath:
+    spec = unit.spec
+    return pipeline.folder(spec.name, run_config, unit.dump if (family is not None or spec.per_dump) else None)
+
+
+def _finished_stats(folder: AnyPath) -> dict[str, Any] | None:
+    try:
+        return read_json(folder / STATS_FILE) if (folder / SUCCESS_FILE).exists() else None
+    except (OSError, ValueError):
+        return None
+
+
+def _entries(pipeline: Any, run_config: Any, results: Mapping[str, StageResult], appended: list[str]) -> list[tuple[Entry, str | None]]:
+    entries = []
+    for unit, family in _units(pipeline, run_config, appended):
+        spec, folder = unit.spec, _folder(pipeline, run_config, unit, family)
+        result = results.get(unit.key)
+        if spec.external and spec.external(getattr(run_config, spec.name)):
+            entries.append((Entry(unit, folder, "external", None), family))
+        elif result is not None:
+            status = "failed" if not result.ok else "done before" if result.already_done else "resumed" if result.finished_before or any(result.steps_finished_before.values()) else "ran"
+            entries.append((Entry(unit, folder, status, result.stats if result.ok else None, result.seconds), family))
+        else:
+            stats = _finished_stats(folder)
+            status = "done before" if stats is not None else "not run" if folder.exists() else "absent"
+            entries.append((Entry(unit, folder, status, stats), family))
+    return entries
+
+
+def _check(name: str, stage: str, ok: bool | None, detail: str) -> dict[str, Any]:
+    return {"check": name, "stage": stage, "ok": ok, "detail": detail}
+
+
+def _balance(entry: Entry) -> dict[str, Any] | None:
+    s = entry.stats
+    if s is None:
+        return None
+    records_in, kept, quarantined = int(s.get("in", 0)), int(s.get("kept", 0)), int(s.get("quarantined", 0))
+    dropped = sum(int(v) for v in s.get("dropped", {}).values())
+    ok = records_in == kept + dropped + quarantined
+    return _check("balance", entry.unit.key, ok, f"{entry.folder}: in {records_in:,} {'=' if ok else '!='} kept {kept:,} + dropped {dropped:,} + quarantined {quarantined:,}")
+
+
+def _sum(entries: list[Entry], field: str) -> tuple[int | None, list[str]]:
+    missing = [str(e.folder) for e in entries if e.stats is None]
+    return (None if missing else sum(int(e.stats.get(field, 0)) for e in entries)), missing  # type: ignore[union-attr]
+
+
+def _chains(pipeline: Any, run_config: Any, entries: list[tuple[Entry, str | None]]) -> list[dict[str, Any]]:
+    """A stage's `in` against the `kept` of the stage it reads, per dump where both run per dump."""
+    checks = []
+    families = sorted({family for _, family in entries}, key=lambda f: (f is not None, f or ""))
+    for family in families:
+        scoped = [e for e, f in entries if f == family]
+        for spec in pipeline.stages:
+            if not spec.reads or not spec.counts_input:
+                continue
+            readers = [e for e in scoped if e.unit.spec.name == spec.name and e.status != "external"]
+            upstream = pipeline.present(spec.reads[0], run_config)
+            sources = [e for e in scoped if e.unit.spec.name == upstream]
+            if not readers or not sources:
+                continue
+            by_dump = spec.per_dump and pipeline.get(upstream).per_dump and all(e.unit.dump for e in readers + sources)
+            pairs = [([r], [s for s in sources if s.unit.dump == r.unit.dump]) for r in readers] if by_dump else [(readers, sources)]
+            for these, those in pairs:
+                if all(e.status == "absent" for e in these):  # never run (e.g. the joint stages of an output made by appending)
+                    continue
+                label = these[0].unit.key if len(these) == 1 else spec.name
+                records_in, missing_in = _sum(these, "in")
+                kept, missing_kept = _sum(those, "kept")
+                if missing_in or missing_kept or not those:
+                    checks.append(_check("chain", label, None, f"not checked: not finished: {', '.join(missing_in + missing_kept) or upstream}"))
+                    continue
+                ok = records_in == kept
+                checks.append(_check("chain", label, ok, f"{spec.name} in {records_in:,} {'=' if ok else '!='} {upstream} kept {kept:,}"))
+    return checks
+
+
+def _audits(entries: list[tuple[Entry, str | None]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    checks, figures = [], {}
+    for entry, _ in entries:
+        spec = entry.unit.spec
+        if spec.audit is None or entry.stats is None:
+            continue
+        module, _, name = spec.audit.partition(":")
+        audit: Callable[[AnyPath], tuple[dict[str, Any], list[tuple[str, bool, str]]]] = getattr(importlib.import_module(module), name)
+        try:
+            found, results = audit(entry.folder)
+        except (OSError, ValueError) as exc:  # an unreadable shard is a failed check, named
+            found, results = {}, [("tokens", False, f"{entry.folder}: cannot audit: {exc}")]
+        figures[entry.unit.key] = found
+        checks += [_check(check, entry.unit.key, ok, detail) for check, ok, detail in results]
+    return checks, figures
+
+
+def account_run(
+    pipeline: Any, run_config: Any, results: Mapping[str, StageResult],
+    seconds: float | None = None, write: bool = True,
+) -> dict[str, Any]:
+    """The run's summary and checks (module docstring); written to `output_dir/_run.json`."""
+    from . import dumps as dump_runs
+
+    started = time.perf_counter()
+    appended = [entry["dump"] for entry in dump_runs.appended(run_config.output_dir)]
+    entries = _entries(pipeline, run_config, results, appended)
+    checks = [c for c in (_balance(e) for e, _ in entries) if c is not None]
+    checks += _chains(pipeline, run_config, entries)
+    audit_checks, tokens = _audits(entries)
+    checks += audit_checks
+    summary = {
+        "format": FORMAT,
+        "output_dir": str(run_config.output_dir),
+        "ok": all(c["ok"] is not False for c in checks),
+        "stages": [e.to_json() for e, _ in entries if e.status != "absent"],  # absent: in checks' reasons only
+        "tokens": tokens,
+        "checks": checks,
+        "seconds": None if seconds is None else round(seconds, 3),
+        "check_seconds": round(time.perf_counter() - started, 3),
+    }
+    if write:
+        write_summary(run_config, summary)
+    return summary
+
+
+def write_summary(run_config: Any, summary: dict[str, Any]) -> None:
+    atomic_write_json(as_path(run_config.output_dir) / RUN_FILE, summary)
+
+
+def failed_checks(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in summary["checks"] if c["ok"] is False]

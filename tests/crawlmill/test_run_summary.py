@@ -1,0 +1,78 @@
+"""`crawlmill run` accounts for every record (pipeline/accounting.py): on the sample corpus plus a
+bad-input set (corrupt gzip, truncated records, bad UTF-8, empty and huge documents, non-HTML,
+mislabelled charsets; crawlmill.corpora.bad_input) every stage balances, every stage's `in` is its
+input stage's `kept`, the shards hold the tokens of the packed documents, and `_run.json` says so.
+A folder whose counts are changed afterwards fails the run's checks, with the stage named."""
+
+import json
+
+import pyarrow.parquet as pq
+import yaml
+from typer.testing import CliRunner
+
+from crawlmill.cli import app
+from crawlmill.corpora.bad_input import write_bad_input
+from tests.conftest import REPO
+
+QUARANTINED = {"bad_encoding", "record_too_large", "corrupt_gzip", "truncated_gzip", "invalid_record", "truncated_record", "empty_file", "invalid_warc"}
+
+
+def demo_config(tmp_path, extra_inputs=(), train=False) -> dict:
+    """configs/demo.yaml with absolute paths, its output in tmp_path (without training by default)."""
+    config = yaml.safe_load((REPO / "configs/demo.yaml").read_text())
+    config["output_dir"] = str(tmp_path / "out")
+    config["ingest"]["inputs"] = [str(REPO / "configs" / p) for p in config["ingest"]["inputs"]] + [str(p) for p in extra_inputs]
+    for side in ("positive", "negative"):
+        config["quality"]["train"][side] = [f"{lang}={REPO / 'configs' / path}" for lang, path in (s.split("=", 1) for s in config["quality"]["train"][side])]
+    if not train:
+        del config["train"]
+    return config
+
+
+def run(tmp_path, config):
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    return CliRunner().invoke(app, ["run", str(tmp_path / "run.yaml"), "--no-progress"])
+
+
+def test_every_record_of_samples_and_bad_input_is_accounted_for(ray_local, tmp_path):
+    bad = write_bad_input(tmp_path / "bad")
+    config = demo_config(tmp_path, bad.values())
+    config["ingest"]["max_record_mb"] = 1  # the bad set's huge page is 1.2 MB
+    result = run(tmp_path, config)
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    summary = json.loads((out / "_run.json").read_text())
+    assert summary["ok"] and all(check["ok"] is True for check in summary["checks"]), summary["checks"]
+    checked = {(c["check"], c["stage"]) for c in summary["checks"]}
+    stages = ["ingest", "filter", "dedup", "quality", "remix", "tokenizer", "pack"]
+    assert {("balance", s) for s in stages} | {("chain", s) for s in ("filter", "dedup", "quality", "remix", "pack")} | {("tokens", "pack"), ("documents", "pack")} == checked
+    entries = {e["stage"]: e for e in summary["stages"]}
+    assert [e["stage"] for e in summary["stages"]] == stages and all(e["status"] == "ran" for e in summary["stages"])
+    for name in stages:  # the summary is each stage's own counts
+        stats = json.loads((out / ("shards" if name == "pack" else name) / "_stats.json").read_text())
+        assert (entries[name]["records_in"], entries[name]["kept"], entries[name]["quarantined"]) == (stats["in"], stats["kept"], stats["quarantined"])
+    # Every piece of damage is a quarantine entry naming its file, every awkward record a named drop.
+    quarantine = pq.read_table(out / "ingest/_quarantine").to_pylist()
+    assert {row["error"] for row in quarantine} == QUARANTINED and len(quarantine) == entries["ingest"]["quarantined"] == 8
+    assert all(row["source"].startswith(str(tmp_path / "bad")) for row in quarantine)
+    assert {"not_html", "empty_text", "http_error", "record_request", "record_metadata", "warcinfo"} <= set(entries["ingest"]["dropped"])
+    # The mislabelled pages are decoded by their bytes, the page with two bad bytes is repaired.
+    texts = {row["url"]: row["text"] for row in pq.read_table(out / "ingest", columns=["url", "text"]).to_pylist()}
+    assert "Gärten" in texts["https://bad-input.example.org/gaerten"] and "城市公园" in texts["https://bad-input.example.org/gongyuan"]
+    assert "图书馆" in texts["https://bad-input.example.org/tushuguan"] and "surv\ufffdey" in texts["https://bad-input.example.org/survey"]
+    tokens = summary["tokens"]["pack"]
+    assert tokens["tokens_in_shards"] == tokens["tokens_of_documents"] == entries["pack"]["tokens"] > 10_000
+    assert "accounting: 14 of 14 checks passed" in result.output
+
+    # Counts changed by hand: the run (nothing left to do) fails its checks and names them.
+    stats_path = out / "filter/_stats.json"
+    original = stats_path.read_text()
+    stats_path.write_text(json.dumps({**json.loads(original), "kept": json.loads(original)["kept"] + 1}))
+    broken = run(tmp_path, config)
+    assert broken.exit_code == 1 and "accounting check failed (balance, filter)" in broken.stderr and "accounting check failed (chain, dedup)" in broken.stderr
+    assert json.loads((out / "_run.json").read_text())["ok"] is False
+    stats_path.write_text(original)
+    shard = next((out / "shards").glob("*.bin"))
+    shard.write_bytes(shard.read_bytes() + b"\0\0")  # one token more than its index says
+    broken = run(tmp_path, config)
+    assert broken.exit_code == 1 and "accounting check failed (tokens, pack)" in broken.stderr and shard.name in broken.stderr
