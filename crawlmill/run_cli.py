@@ -101,7 +101,8 @@ def run(
             progress=not runtime.no_progress, overwrite=runtime.overwrite, on_skipped=skipped,
             dumps=dumps, append=append,
         )  # fmt: skip
-        summary = account_run(pipeline, config, results, seconds=time.perf_counter() - started, write=False)
+        selected = [unit.key for unit in plan_runs(config, specs, dumps, append)]
+        summary = account_run(pipeline, config, results, selected, seconds=time.perf_counter() - started, write=False)
     try:
         write_summary(config, summary)
     except OSError as exc:  # e.g. the disk that failed a stage: that failure is the one to report

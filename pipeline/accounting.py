@@ -23,7 +23,7 @@ from __future__ import annotations
 import importlib
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from crawlmill.files import AnyPath, as_path, atomic_write_json, read_json
 
@@ -43,10 +43,11 @@ class Entry:
     status: str  # ran | resumed | done before | failed | not run | external | absent (no folder)
     stats: dict[str, Any] | None
     seconds: float | None = None
+    selected: bool = False  # one of the stage runs this `crawlmill run` was asked for (--only, --from, --dump)
 
     def to_json(self) -> dict[str, Any]:
         s = self.stats or {}
-        entry: dict[str, Any] = {"stage": self.unit.spec.name, "dump": self.unit.dump, "folder": str(self.folder), "status": self.status}
+        entry: dict[str, Any] = {"stage": self.unit.spec.name, "dump": self.unit.dump, "folder": str(self.folder), "status": self.status, "selected": self.selected}
         if self.stats is not None:
             dropped = {str(k): int(v) for k, v in s.get("dropped", {}).items()}
             entry.update(
@@ -165,15 +166,19 @@ def _audits(entries: list[tuple[Entry, str | None]]) -> tuple[list[dict[str, Any
 
 
 def account_run(
-    pipeline: Any, run_config: Any, results: Mapping[str, StageResult],
+    pipeline: Any, run_config: Any, results: Mapping[str, StageResult], selected: Iterable[str] = (),
     seconds: float | None = None, write: bool = True,
 ) -> dict[str, Any]:
-    """The run's summary and checks (module docstring); written to `output_dir/_run.json`."""
+    """The run's summary and checks (module docstring); written to `output_dir/_run.json`.
+    `selected`: the keys of the stage runs this run was asked for (`StageRun.key`)."""
     from . import dumps as dump_runs
 
     started = time.perf_counter()
     appended = [entry["dump"] for entry in dump_runs.appended(run_config.output_dir)]
     entries = _entries(pipeline, run_config, results, appended)
+    chosen = set(selected)
+    for entry, _ in entries:
+        entry.selected = entry.unit.key in chosen
     checks = [c for c in (_balance(e) for e, _ in entries) if c is not None]
     checks += _chains(pipeline, run_config, entries)
     audit_checks, tokens = _audits(entries)

@@ -80,17 +80,21 @@ def seed_model_parallel(seed: int) -> None:
         tensor_parallel.model_parallel_cuda_manual_seed(seed, inference_rng_tracker=True)
 
 
-def rng_tracker_states() -> dict[str, Any]:
+def _rng_tracker() -> Any:
+    """Megatron's RNG tracker. Asking for it creates it when nothing has yet: on CPU it must be the
+    inference (CPU) kind, or a later seed_model_parallel would find a CUDA one it cannot seed."""
     from megatron.core import tensor_parallel
 
-    return tensor_parallel.get_cuda_rng_tracker().get_states()
+    return _call_known(tensor_parallel.get_cuda_rng_tracker, inference_rng_tracker=not use_cuda())
+
+
+def rng_tracker_states() -> dict[str, Any]:
+    return _rng_tracker().get_states()
 
 
 def set_rng_tracker_states(states: dict[str, Any]) -> None:
-    from megatron.core import tensor_parallel
-
     if states:
-        tensor_parallel.get_cuda_rng_tracker().set_states(states)
+        _rng_tracker().set_states(states)
 
 
 def causal_mask(seq_length: int, device: torch.device) -> torch.Tensor:

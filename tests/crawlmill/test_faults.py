@@ -96,10 +96,11 @@ def test_killed_workers_and_drivers_in_every_stage_leave_the_undisturbed_output(
 
     # A worker killed in the middle of an ingest part: Ray runs the task again, the stage completes.
     driver = start_driver(config_path, env, log)
-    wait_for(lambda: (out / "ingest/_tasks.json").exists() and busy_workers(), driver, log, "an ingest task")
-    assert not (out / "ingest/_SUCCESS").exists()
-    victim = busy_workers()[0]
+    busy: list[psutil.Process] = []
+    wait_for(lambda: (out / "ingest/_tasks.json").exists() and bool(busy.extend(busy_workers()) or busy), driver, log, "an ingest task")
+    victim = busy[0]
     victim.send_signal(signal.SIGKILL)
+    assert not (out / "ingest/_SUCCESS").exists()
     killed = []
     for stage, marker_dir in KILL_POINTS:
         if driver is None:

@@ -62,9 +62,9 @@ def run(*args):
     return CliRunner().invoke(app, ["run", *map(str, args), "--no-progress"], env={"COLUMNS": "200"})
 
 
-def summary(result) -> dict:
-    """The stats JSON `crawlmill run` prints last (after each stage's lines)."""
-    return json.loads(result.stdout[result.stdout.index("\n{\n") + 1 :])
+def summary(out) -> dict:
+    """The stage runs the last `crawlmill run` was asked for, by name, from its _run.json."""
+    return {e["stage"]: e for e in json.loads((out / "_run.json").read_text())["stages"] if e["selected"]}
 
 
 def test_a_stage_added_to_the_list_runs_in_order_alone_and_from(ray_local, toy_pipeline, tmp_path):
@@ -83,17 +83,17 @@ def test_a_stage_added_to_the_list_runs_in_order_alone_and_from(ray_local, toy_p
 
     result = run(tmp_path / "run.yaml")
     assert result.exit_code == 0, result.output
-    assert list(summary(result)) == ["ingest", "filter", "toy", "dedup", "remix", "tokenizer", "pack"]
+    assert list(summary(tmp_path / "out")) == ["ingest", "filter", "toy", "dedup", "remix", "tokenizer", "pack"]
     toy = json.loads((tmp_path / "out/toy/_stats.json").read_text())
     filtered = json.loads((tmp_path / "out/filter/_stats.json").read_text())
     assert toy["in"] == filtered["kept"] and 0 < toy["dropped"]["toy_short"] < toy["in"]
     assert json.loads((tmp_path / "out/dedup/_stats.json").read_text())["in"] == filtered["kept"]  # dedup still reads filter
 
     # --only toy runs it alone; its inputs are wired from the list (filter's folder).
-    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*") if p.is_file() and "/toy/" not in str(p)}
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*") if p.is_file() and "/toy/" not in str(p) and p.name != "_run.json"}
     again = run(tmp_path / "run.yaml", "--only", "toy", "--overwrite")
     assert again.exit_code == 0, again.output
-    assert list(summary(again)) == ["toy"]
+    assert list(summary(tmp_path / "out")) == ["toy"]
     assert json.loads((tmp_path / "out/toy/_stats.json").read_text()) == toy
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # no other stage touched
     tasks = json.loads((tmp_path / "out/toy/_tasks.json").read_text())
@@ -101,12 +101,14 @@ def test_a_stage_added_to_the_list_runs_in_order_alone_and_from(ray_local, toy_p
 
     # --from toy: toy and every stage after it, all finished already.
     later = run(tmp_path / "run.yaml", "--from", "toy")
-    assert later.exit_code == 0 and list(summary(later)) == ["toy", "dedup", "remix", "tokenizer", "pack"]
+    assert later.exit_code == 0 and list(summary(tmp_path / "out")) == ["toy", "dedup", "remix", "tokenizer", "pack"]
     assert "tokenizer already trained" in later.stdout
 
     # A stage whose config names an existing output (tokenizer.path) runs nothing; pack reads that folder.
     (tmp_path / "external.yaml").write_text(yaml.safe_dump({**config, "tokenizer": {"path": str(tmp_path / "out/tokenizer")}}))
     external = run(tmp_path / "external.yaml", "--from", "tokenizer")
     assert external.exit_code == 0, external.output
-    assert "tokenizer: using" in external.stdout and summary(external)["tokenizer"] == {"external": str(tmp_path / "out/tokenizer")}
-    assert summary(external)["pack"] == json.loads((tmp_path / "out/shards/_stats.json").read_text())  # the same tokenizer: already packed
+    ran = summary(tmp_path / "out")
+    assert "tokenizer: using" in external.stdout and (ran["tokenizer"]["status"], ran["tokenizer"]["folder"]) == ("external", str(tmp_path / "out/tokenizer"))
+    packed = json.loads((tmp_path / "out/shards/_stats.json").read_text())
+    assert ran["pack"]["status"] == "done before" and (ran["pack"]["records_in"], ran["pack"]["kept"]) == (packed["in"], packed["kept"])  # the same tokenizer: already packed
