@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,12 @@ def damage_manifest(text: str, rng: random.Random, how: str, value) -> bytes:
     else:
         del parent[path[-1]]  # a key, or a list item
     return json.dumps(manifest).encode()
+
+
+def copy_folder(pristine: Path, parent: Path) -> Path:
+    """A fresh copy per example (hypothesis reuses tmp_path across examples)."""
+    folder = Path(tempfile.mkdtemp(dir=parent)) / "shards"
+    folder.mkdir()
+    for file in pristine.iterdir():
+        (folder / file.name).write_bytes(file.read_bytes())
+    return folder

@@ -13,7 +13,6 @@ import copy
 import json
 import random
 import struct
-import tempfile
 import tracemalloc
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from crawlmill.shards.manifest import MANIFEST
 from crawlmill.shards.mmidx import HEADER_SIZE, MAGIC, ShardError
 from crawlmill.shards.shardset import inspect_shards, verify_shards
 
-from .shard_folder import JSON_GARBAGE, damage_manifest, json_paths, write_shard_folder
+from .shard_folder import JSON_GARBAGE, copy_folder, damage_manifest, json_paths, write_shard_folder
 
 FUZZ = settings(
     max_examples=150, deadline=None, database=None, derandomize=True,
@@ -37,15 +36,6 @@ FUZZ = settings(
 def pristine(tmp_path_factory) -> Path:
     folder = write_shard_folder(tmp_path_factory.mktemp("pristine") / "shards")
     assert verify_shards(folder)[0]["ok"]
-    return folder
-
-
-def copy_folder(pristine: Path, parent: Path) -> Path:
-    """A fresh copy per example (hypothesis reuses tmp_path across examples)."""
-    folder = Path(tempfile.mkdtemp(dir=parent)) / "shards"
-    folder.mkdir()
-    for file in pristine.iterdir():
-        (folder / file.name).write_bytes(file.read_bytes())
     return folder
 
 

@@ -10,7 +10,6 @@ must stop training at its first batch with the shard named.
 """
 
 import random
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from crawlmill.shards.manifest import MANIFEST
 from crawlmill.shards.mmidx import ShardError
 from crawlmill.training.config import load_train_config
 from crawlmill.training.data import ShardData
-from tests.shards.shard_folder import JSON_GARBAGE, VOCAB, damage_manifest, write_shard_folder
+from tests.shards.shard_folder import JSON_GARBAGE, VOCAB, copy_folder, damage_manifest, write_shard_folder
 
 FUZZ = settings(
     max_examples=120, deadline=None, database=None, derandomize=True,
@@ -46,15 +45,6 @@ def process_group(tmp_path_factory):
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory) -> Path:
     return write_shard_folder(tmp_path_factory.mktemp("data") / "shards")
-
-
-def copy_folder(pristine: Path, parent: Path) -> Path:
-    """A fresh copy per example (hypothesis reuses tmp_path across examples)."""
-    folder = Path(tempfile.mkdtemp(dir=parent)) / "shards"
-    folder.mkdir()
-    for file in pristine.iterdir():
-        (folder / file.name).write_bytes(file.read_bytes())
-    return folder
 
 
 def read_all(folder: Path) -> None:
