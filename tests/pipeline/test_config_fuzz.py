@@ -15,20 +15,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
-
 from crawlmill.pipeline.config import ConfigError, load_run_config
 from crawlmill.training.config import BUILTIN_DIR, load_train_config
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
 from tests.conftest import REPO
+from tests.fuzzing import fuzz_settings
 
 DEMO_TEXT = (REPO / "configs/demo.yaml").read_text()
 DEMO = yaml.safe_load(DEMO_TEXT)
 TINY = yaml.safe_load((BUILTIN_DIR / "tiny.yaml").read_text())
-FUZZ = settings(
-    max_examples=150, deadline=None, database=None, derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)  # fmt: skip
+FUZZ = fuzz_settings(max_examples=150)
+pytestmark = pytest.mark.usefixtures("fuzz_time_limit")
 
 ODD_SCALARS = st.sampled_from(
     [None, True, False, 0, -1, -(2**63), 2**63, 2**64 + 1, 10**400, -(10**400), 1e308, -1e-308, float("inf"), float("-inf"),

@@ -17,19 +17,24 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
-
 from crawlmill.shards.manifest import MANIFEST
 from crawlmill.shards.mmidx import HEADER_SIZE, MAGIC, ShardError
 from crawlmill.shards.shardset import inspect_shards, verify_shards
+from hypothesis import example, given
+from hypothesis import strategies as st
 
-from .shard_folder import JSON_GARBAGE, copy_folder, damage_manifest, json_paths, write_shard_folder
+from tests.fuzzing import fuzz_settings
 
-FUZZ = settings(
-    max_examples=150, deadline=None, database=None, derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)  # fmt: skip
+from .shard_folder import (
+    JSON_GARBAGE,
+    copy_folder,
+    damage_manifest,
+    json_paths,
+    write_shard_folder,
+)
+
+FUZZ = fuzz_settings(max_examples=150)
+pytestmark = pytest.mark.usefixtures("fuzz_time_limit")
 
 
 @pytest.fixture(scope="module")

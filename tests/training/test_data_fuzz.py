@@ -15,19 +15,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch.distributed as dist
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
-
 from crawlmill.shards.manifest import MANIFEST
 from crawlmill.shards.mmidx import ShardError
 from crawlmill.training.config import load_train_config
 from crawlmill.training.data import ShardData
-from tests.shards.shard_folder import JSON_GARBAGE, VOCAB, copy_folder, damage_manifest, write_shard_folder
+from hypothesis import example, given
+from hypothesis import strategies as st
 
-FUZZ = settings(
-    max_examples=120, deadline=None, database=None, derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)  # fmt: skip
+from tests.fuzzing import fuzz_settings
+from tests.shards.shard_folder import (
+    JSON_GARBAGE,
+    VOCAB,
+    copy_folder,
+    damage_manifest,
+    write_shard_folder,
+)
+
+FUZZ = fuzz_settings(max_examples=120)
+pytestmark = pytest.mark.usefixtures("fuzz_time_limit")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -25,15 +25,16 @@ from pathlib import Path
 import brotli
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
-
 from crawlmill.pipeline.ingest.config import IngestConfig
 from crawlmill.pipeline.ingest.html_text import decode_html
 from crawlmill.pipeline.ingest.http_payload import HttpPayloadError, parse_http_response
 from crawlmill.pipeline.ingest.stage import IngestStage
 from crawlmill.pipeline.stage import run_part
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
 from tests.conftest import SAMPLES
+from tests.fuzzing import fuzz_settings
 
 DUMP = SAMPLES / "crawl-data/CC-MAIN-2024-10"
 WARC = gzip.decompress(next(DUMP.glob("segments/*/warc/*.warc.gz")).read_bytes())
@@ -52,11 +53,8 @@ ODD_VALUES = [
     b"response", b"conversion", b"revisit", b"request", b"metadata", b"resource", b"warcinfo", b"\x00",
     b"text/html; charset=rot13", b"application/http; msgtype=response", b"<urn:uuid:>", b"not-a-date",
 ]  # fmt: skip
-# Fuzz settings every test here shares: reproducible (no example database, derandomized), no deadline.
-FUZZ = settings(
-    max_examples=150, deadline=None, database=None, derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)  # fmt: skip
+FUZZ = fuzz_settings(max_examples=150)
+pytestmark = pytest.mark.usefixtures("fuzz_time_limit")
 
 
 @contextmanager
