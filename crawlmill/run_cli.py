@@ -123,13 +123,15 @@ def print_summary(summary: dict) -> None:
 
     table = Table(title=f"run summary ({summary['output_dir']}/_run.json)", title_justify="left")
     for name in ("stage", "status", "in", "kept", "dropped", "quarantined", "tokens", "seconds"):
-        table.add_column(name, justify="left" if name in ("stage", "status") else "right")
+        table.add_column(name, justify="left" if name in ("stage", "status") else "right", no_wrap=True)
     for e in summary["stages"]:
         stage = e["stage"] if e["dump"] is None else f"{e['stage']}/{e['dump']}"
         number = lambda key: "" if e.get(key) is None else f"{e[key]:,}"  # noqa: E731
         table.add_row(stage, e["status"], number("records_in"), number("kept"), number("dropped_total"), number("quarantined"), number("tokens"),
                       "" if e["seconds"] is None else f"{e['seconds']:.1f}")  # fmt: skip
-    out.print(table, width=max(out.width, 120))  # not wrapped in a log (no terminal: 80 columns)
+    from rich.console import Console
+
+    Console(width=max(out.width, 120)).print(table)  # not squeezed in a log (no terminal: 80 columns)
     checks = summary["checks"]
     passed = sum(1 for c in checks if c["ok"])
     unchecked = [c for c in checks if c["ok"] is None]
