@@ -29,19 +29,24 @@ out = Console(soft_wrap=True)  # results: tables, JSON, the stage's summary line
 err = Console(stderr=True, soft_wrap=True)  # progress, warnings and errors; paths are never wrapped
 
 
-def fail(message: str) -> typer.Exit:
+def fail(message: str, status: int = 2) -> typer.Exit:
     from crawlmill.pathsafety import redact  # a URL's password, should a message hold one, is never printed
 
     err.print(f"[red]error:[/red] {escape(redact(message))}", highlight=False)  # file names may hold [brackets]
-    return typer.Exit(2)
+    return typer.Exit(status)
 
 
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
-    """Bad input, config or folders become `error: ...` and exit status 2."""
+    """Bad input, config or folders become `error: ...` and exit status 2; a write the storage
+    refused (full disk, quota, read-only) exit status 1, as failed tasks: rerun once it has room."""
+    from crawlmill.files import WRITE_ERRNOS
+
     try:
         yield
-    except (ValueError, OSError) as exc:  # ConfigError, InputError, StageInputMismatch, TokenizerError, ShardError...
+    except OSError as exc:
+        raise fail(str(exc), 1 if exc.errno in WRITE_ERRNOS else 2) from None
+    except ValueError as exc:  # ConfigError, InputError, StageInputMismatch, TokenizerError, ShardError...
         raise fail(str(exc)) from None
 
 
