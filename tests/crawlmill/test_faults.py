@@ -4,8 +4,8 @@ of the same config):
 
 - a Ray worker killed with SIGKILL while it works on a part: the stage completes (Ray retries the task);
 - the driver (`crawlmill run`) killed with SIGKILL in the middle of every stage in turn (ingest,
-  filter, dedup's steps, quality's two steps, remix, the tokenizer, pack's passes): each rerun resumes
-  where the killed one stopped;
+  filter, dedup's steps, quality's two steps, remix, the tokenizer, pack's three passes): each rerun
+  resumes where the killed one stopped;
 - a different seed (quality's classifier training) changes only what that seed governs: the
   classifier and its scores, not the documents kept, the tokenizer or the shards' tokens.
 
@@ -35,19 +35,21 @@ if RAY is None:
     pytest.skip("the `ray` CLI is not installed (the `pipeline` extra)", allow_module_level=True)
 
 CHECKSUMS = json.loads((Path(__file__).parent / "demo_checksums.json").read_text())
-# (stage, the folder whose first marker means the stage is under way): the driver is killed there.
+# (stage, a folder of task markers, how many markers): once there are that many, the stage is under
+# way and the driver is killed.
 KILL_POINTS = [
-    ("ingest", "ingest/_parts"),
-    ("filter", "filter/_parts"),
-    ("dedup", "dedup/_work/_done/shingles"),
-    ("dedup", "dedup/_work/_done/buckets"),
-    ("dedup", "dedup/_work/_done/cluster_map"),
-    ("quality", "quality/_work/_done/train_model"),
-    ("quality", "quality/_work/_done/score"),
-    ("remix", "remix/_parts"),
-    ("tokenizer", "tokenizer/_work/_done/scan"),
-    ("shards", "shards/_parts"),
-    ("shards", "shards/_work/_done/shards"),
+    ("ingest", "ingest/_parts", 1),
+    ("filter", "filter/_parts", 1),
+    ("dedup", "dedup/_work/_done/shingles", 1),
+    ("dedup", "dedup/_work/_done/buckets", 1),
+    ("dedup", "dedup/_work/_done/cluster_map", 1),
+    ("quality", "quality/_work/_done/train_model", 1),
+    ("quality", "quality/_work/_done/score", 1),
+    ("remix", "remix/_parts", 1),
+    ("tokenizer", "tokenizer/_work/_done/scan", 1),
+    ("shards", "shards/_parts", 1),  # pack's tokenize pass
+    ("shards", "shards/_work/_done/shards", 1),  # its shards pass
+    ("shards", "shards/_work/_done/shards", 4),  # every shard written: its domains pass next
 ]
 
 
@@ -102,13 +104,13 @@ def test_killed_workers_and_drivers_in_every_stage_leave_the_undisturbed_output(
     victim.send_signal(signal.SIGKILL)
     assert not (out / "ingest/_SUCCESS").exists()
     killed = []
-    for stage, marker_dir in KILL_POINTS:
+    for stage, marker_dir, markers in KILL_POINTS:
         if driver is None:
             driver = start_driver(config_path, env, log)
-        wait_for(lambda: any((out / marker_dir).glob("*.json")), driver, log, f"a marker in {marker_dir}")
+        wait_for(lambda: len(list((out / marker_dir).glob("*.json"))) >= markers, driver, log, f"{markers} marker(s) in {marker_dir}")
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-        killed.append((marker_dir, (out / stage / "_SUCCESS").exists()))
+        killed.append((f"{marker_dir} {markers}", (out / stage / "_SUCCESS").exists()))
         driver = None
     assert not victim.is_running() and "ingest done" in log.read_text()
     # Each kill came while its stage was under way: its folder was not finished.
