@@ -25,14 +25,15 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from crawlmill.pathsafety import redact
+
 out = Console(soft_wrap=True)  # results: tables, JSON, the stage's summary lines
 err = Console(stderr=True, soft_wrap=True)  # progress, warnings and errors; paths are never wrapped
 
 
 def fail(message: str, status: int = 2) -> typer.Exit:
-    from crawlmill.pathsafety import redact  # a URL's password, should a message hold one, is never printed
-
-    err.print(f"[red]error:[/red] {escape(redact(message))}", highlight=False)  # file names may hold [brackets]
+    # A URL's password, should a message hold one, is never printed; file names may hold [brackets].
+    err.print(f"[red]error:[/red] {escape(redact(message))}", highlight=False)
     return typer.Exit(status)
 
 
@@ -136,7 +137,7 @@ def stage_verb(app: typer.Typer, stage: str, spec: Any = None, **command: Any) -
                 if common["print_config"]:
                     from crawlmill.pipeline.config import to_json
 
-                    print(json.dumps(to_json(config), indent=1, ensure_ascii=False))
+                    print(redact(json.dumps(to_json(config), indent=1, ensure_ascii=False)))  # a URL's password is never printed
                     return
                 run_one_stage(spec, config, common["output"], runtime)
 
@@ -195,8 +196,6 @@ def run_one_stage(spec: Any, config: Any, output: str, runtime: Runtime, ray_bas
 def report(stage: Any, result: Any) -> None:
     """A finished stage's lines to stdout; failed tasks to stderr and exit status 1."""
     if not result.ok:
-        from crawlmill.pathsafety import redact
-
         for source, detail in result.failures:
             err.print(f"[red]failed[/red] {escape(redact(source))}: {escape(redact(detail))}", highlight=False)
         err.print(f"{len(result.failures)} task(s) failed; rerun the same command to retry only those.")

@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-
-from crawlmill.pipeline.definition import PIPELINE
-
 from rich.markup import escape
 
+from crawlmill.pathsafety import redact
 from crawlmill.pipeline.accounting import account_run, failed_checks, write_summary
+from crawlmill.pipeline.definition import PIPELINE
 
 from .cli_common import Runtime, err, out, report, runtime_verb, user_errors
 
@@ -77,7 +76,7 @@ def run(
                 out.print("no dump to append", highlight=False)
         plan_runs(config, specs, dumps, append)  # a --dump that does not fit the stages fails here, before any work
     if print_config:
-        print(json.dumps(to_json(config), indent=1, ensure_ascii=False))
+        print(redact(json.dumps(to_json(config), indent=1, ensure_ascii=False)))  # a URL's password is never printed
         return
 
     def external(spec, folder: Path) -> None:  # noqa: ANN001 - a StageSpec

@@ -16,6 +16,8 @@ from typing import List, Optional
 
 import typer
 
+from crawlmill.pathsafety import redact
+
 from .cli_common import Runtime, out, runtime_verb, user_errors
 
 app = typer.Typer()
@@ -62,7 +64,7 @@ def train(
         # str, not Path, for a URL (pathlib folds "s3://b" to "s3:/b")
         run_dir = output or (str(train_config.output) if train_config.output else str(Path("runs") / Path(config).stem))
         if print_config:
-            print(json.dumps(to_json(train_config), indent=1, ensure_ascii=False))
+            print(redact(json.dumps(to_json(train_config), indent=1, ensure_ascii=False)))  # a URL's password is never printed
             return
         if runtime.overwrite and not resume:
             from crawlmill.pipeline.runner import reset_output

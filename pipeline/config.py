@@ -125,7 +125,7 @@ def build(cls: type, data: Any, where: str = "config", base: Path | None = None)
     expand = getattr(cls, "expand_config", None)
     if expand is not None:  # e.g. TrainConfig's `base: NAME`, a built-in the mapping is laid over
         try:
-            data = expand(data)
+            data = expand(data, base=base)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{where}: {exc}") from None
     hints = typing.get_type_hints(cls)

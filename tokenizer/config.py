@@ -33,8 +33,8 @@ def parse_mix(mix: str | dict[str, float] | None) -> dict[str, float]:
             raise ValueError(f"mix entry {lang}={share}: needs a language and a finite share >= 0")
         shares[lang] = value
     total = sum(shares.values())
-    if total <= 0:
-        raise ValueError(f"mix {mix!r}: the shares add up to 0")
+    if total <= 0 or total == float("inf"):
+        raise ValueError(f"mix {mix!r}: the shares add up to {'0' if total <= 0 else 'more than a float holds'}")
     return {lang: value / total for lang, value in shares.items()}
 
 

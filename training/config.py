@@ -144,16 +144,22 @@ class TrainConfig:
     workers: int = 1  # Ray Train workers (data parallel ranks) under `crawlmill train`; torchrun sets its own
 
     @classmethod
-    def expand_config(cls, data: dict[str, Any], chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    def expand_config(cls, data: dict[str, Any], chain: tuple[Path, ...] = (), base: Path | None = None) -> dict[str, Any]:
         """`base: NAME` (a built-in or a file): the mapping laid over that config's. `chain`: the
-        files whose `base:` led here, the last one holding `data` (read_train_data)."""
+        files whose `base:` led here, the last one holding `data` (read_train_data); a relative
+        file is relative to that file's folder, or for a run config's `train:` section to `base`,
+        the run config's folder (as every path in a config)."""
         if "base" not in data:
             return data
         from crawlmill.pipeline.config import ConfigError, merge
 
         data = dict(data)
+        name = str(data.pop("base"))
+        folder = chain[-1].parent if chain else base
         try:
-            parent, _ = read_train_data(str(data.pop("base")), chain)
+            if folder is not None and not (BUILTIN_DIR / f"{name}.yaml").is_file() and not Path(name).is_absolute():
+                name = str(folder / name)
+            parent, _ = read_train_data(name, chain)
         except OSError as exc:  # no such file, a name too long for one...: say whose `base:` it is
             raise ConfigError(f"{chain[-1].name + ': ' if chain else ''}base: {exc}") from None
         return merge(parent, data)

@@ -51,8 +51,8 @@ class ClassifierTrainConfig:
         for name in ("dim", "epoch", "min_count", "word_ngrams", "bucket", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} {getattr(self, name)}: must be at least 1")
-        if not self.lr > 0 or not self.languages:
-            raise ValueError("lr must be > 0 and languages not empty")
+        if not 0 < self.lr < float("inf") or not self.languages:
+            raise ValueError("lr must be a finite number > 0 and languages not empty")
 
 
 @dataclass

@@ -217,5 +217,17 @@ def test_looping_base_chains_are_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"run.yaml.train: .*a.yaml -> b.yaml -> a.yaml"):
         load_run_config(str(run))
     (tmp_path / "c.yaml").write_text("base: no-such-config\n")  # a missing base names the file holding the key
-    with pytest.raises(ConfigError, match=r"c.yaml: base: --config no-such-config: no such file"):
+    with pytest.raises(ConfigError, match=r"c.yaml: base: --config \S*/no-such-config: no such file"):
         load_train_config(str(tmp_path / "c.yaml"))
+
+
+def test_a_relative_base_is_relative_to_the_config_that_names_it(tmp_path):
+    """Like every path in a config: a file's `base:` from that file's folder, a run config's
+    `train: {base: ...}` from the run config's folder, wherever the command runs (here: the repo)."""
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub/parent.yaml").write_text("base: tiny\nmax_steps: 7\n")
+    (tmp_path / "sub/child.yaml").write_text("base: parent.yaml\nlog_interval: 3\n")
+    child = load_train_config(str(tmp_path / "sub/child.yaml"))
+    assert (child.max_steps, child.log_interval) == (7, 3)
+    (tmp_path / "run.yaml").write_text("output_dir: out\ntrain: {base: sub/child.yaml}\n")
+    assert load_run_config(str(tmp_path / "run.yaml")).train.max_steps == 7

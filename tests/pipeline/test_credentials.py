@@ -76,3 +76,17 @@ def test_redact_hides_passwords_with_slashes_and_keeps_ports() -> None:
     # AWS secret keys may hold "/" and "+"; a port before a path with "@" is not a password
     assert redact("cannot open s3://AKIA:ab/c+d@bucket/x: bad") == "cannot open s3://AKIA:***@bucket/x: bad"
     assert redact("http://host:8080/p/f@v2 and s3://bucket/a:b@c") == "http://host:8080/p/f@v2 and s3://bucket/a:b@c"
+
+
+def test_print_config_never_shows_a_urls_password(tmp_path: Path) -> None:
+    """--print-config of a config holding `KEY:SECRET@` URLs: the secret appears in no output."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from crawlmill.cli import app
+
+    url = "s3://AKIAPRINTCONFIG:pr1nt/s3cret@bucket"
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({"output_dir": f"{url}/out", "ingest": {"inputs": [f"{url}/in/*.warc.gz"]}}))
+    for args in (["run", str(tmp_path / "run.yaml"), "--print-config"], ["ingest", f"{url}/in/x.warc.gz", "--output", str(tmp_path / "o"), "--print-config"]):
+        result = CliRunner().invoke(app, args)
+        assert "pr1nt" not in result.stdout + result.stderr and "AKIAPRINTCONFIG" in result.stdout + result.stderr, (args, result.output)
