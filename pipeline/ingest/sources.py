@@ -50,6 +50,8 @@ def expand_inputs(inputs: list[str]) -> list[str]:
                 if not matches:
                     raise InputError(f"{item}: the pattern matches no file")
                 found.update(matches)
+            elif not item.startswith(("http://", "https://")) and not _ARCHIVE_SUFFIX.search(item):
+                found.update(_remote_folder(item))  # a folder of an object store, like a local one
             else:
                 found.add(item)
         elif os.path.isdir(item):
@@ -69,6 +71,21 @@ def expand_inputs(inputs: list[str]) -> list[str]:
         else:
             raise InputError(f"{item}: no such file or folder")
     return sorted(found)
+
+
+def _remote_folder(url: str) -> list[str]:
+    """The .warc/.wet/.wat(.gz) files under `url`, searched recursively, when it names a folder of an
+    object store; [url] itself when it names some other file (only a name without an archive
+    suffix is looked up: a listing of thousands of file URLs costs no request per file)."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    if not fs.isdir(path):
+        return [url]
+    matches = [fs.unstrip_protocol(p) for p in fs.find(path) if _ARCHIVE_SUFFIX.search(p.rsplit("/", 1)[-1])]
+    if not matches:
+        raise InputError(f"{url}: the folder holds no .warc/.wet/.wat(.gz) file")
+    return matches
 
 
 def dump_listing(dump: str, base_url: str = CC_BASE_URL, file_format: str = "wet", max_files: int | None = None) -> list[str]:

@@ -162,3 +162,19 @@ def test_temporary_files_never_appear_under_final_names(s3):
         Path(local, "part-00003.parquet").write_text("stray")
         Path(local, "_SUCCESS").write_text("")
         assert input_parts(local) == []
+
+
+def test_an_input_folder_in_the_bucket_is_searched_like_a_local_one(s3):
+    """`s3://bucket/folder/` (no glob) stands for the archives under it, as a local folder does."""
+    from crawlmill.pipeline.ingest.sources import InputError, expand_inputs
+
+    fs, env = s3
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        local = expand_inputs([str(REPO / "samples/crawl-data")])
+        found = expand_inputs([f"s3://{BUCKET}/samples/crawl-data/", f"s3://{BUCKET}/samples/crawl-data/CC-MAIN-2023-50"])
+        assert [u.split("/samples/", 1)[1] for u in found] == [p.split("/samples/", 1)[1] for p in local] and len(found) == 8
+        with pytest.raises(InputError, match="the folder holds no .warc"):
+            expand_inputs([f"s3://{BUCKET}/samples/quality"])
+
