@@ -233,8 +233,13 @@ def _remote_atomic_path(final: Any) -> Iterator[Path]:
         tmp = folder / final.name
         with naming_write_errors(final, tmp):  # the local temporary's disk may be full too
             yield tmp
-            fs, key = fs_and_path(final)
+        fs, key = fs_and_path(final)
+        try:
             fs.put_file(str(tmp), key)
+        except OSError as exc:  # every error of the upload is the final file's (a missing bucket, a denied key)
+            if exc.filename is not None or type(exc).__module__ != "builtins":
+                raise
+            raise type(exc)(exc.errno or errno.EIO, exc.strerror or str(exc), str(final)) from exc
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -178,3 +178,15 @@ def test_an_input_folder_in_the_bucket_is_searched_like_a_local_one(s3):
         with pytest.raises(InputError, match="the folder holds no .warc"):
             expand_inputs([f"s3://{BUCKET}/samples/quality"])
 
+
+def test_an_upload_error_names_the_file(s3):
+    """A bucket that does not exist: the error names the object that could not be written."""
+    from crawlmill.files import atomic_write_json
+
+    _, env = s3
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        with pytest.raises(OSError, match="s3://no-such-bucket-crawlmill/run/_tasks.json"):
+            atomic_write_json("s3://no-such-bucket-crawlmill/run/_tasks.json", {"stage": "x"})
+
