@@ -50,18 +50,7 @@ def lid_model_path() -> Path:
 @pytest.fixture
 def fuzz_time_limit():
     """The fuzz tests' time bound (tests/fuzzing.py): a test past TEST_SECONDS fails with TimeoutError."""
-    import signal
+    from tests.fuzzing import TEST_SECONDS, time_limit
 
-    from tests.fuzzing import TEST_SECONDS
-
-    def expire(signum, frame):  # noqa: ANN001 - a signal handler
-        raise TimeoutError(f"the test ran past {TEST_SECONDS} s: a hang on malformed input")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(TEST_SECONDS)
-    try:
+    with time_limit(TEST_SECONDS):
         yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-

@@ -7,7 +7,10 @@ stalling the suite). Memory is bounded where a test measures it (tracemalloc).""
 
 from __future__ import annotations
 
+import signal
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Iterator
 
 from hypothesis import HealthCheck, settings
 
@@ -20,3 +23,20 @@ def fuzz_settings(max_examples: int) -> settings:
         max_examples=max_examples, deadline=timedelta(seconds=EXAMPLE_SECONDS), database=None, derandomize=True,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )  # fmt: skip
+
+
+@contextmanager
+def time_limit(seconds: int, what: str = "the test") -> Iterator[None]:
+    """A hang (e.g. a parser loop that never advances) raises TimeoutError instead of stalling the suite."""
+
+    def expired(*_: object) -> None:
+        raise TimeoutError(f"{what} ran past {seconds} s: a hang on malformed input")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+

@@ -15,11 +15,9 @@
 import gzip
 import random
 import re
-import signal
 import tempfile
 import tracemalloc
 import zlib
-from contextlib import contextmanager
 from pathlib import Path
 
 import brotli
@@ -34,7 +32,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import SAMPLES
-from tests.fuzzing import fuzz_settings
+from tests.fuzzing import fuzz_settings, time_limit
 
 DUMP = SAMPLES / "crawl-data/CC-MAIN-2024-10"
 WARC = gzip.decompress(next(DUMP.glob("segments/*/warc/*.warc.gz")).read_bytes())
@@ -55,22 +53,6 @@ ODD_VALUES = [
 ]  # fmt: skip
 FUZZ = fuzz_settings(max_examples=150)
 pytestmark = pytest.mark.usefixtures("fuzz_time_limit")
-
-
-@contextmanager
-def time_limit(seconds: int):
-    """A hang (e.g. a parser loop that never advances) fails the test instead of stalling the suite."""
-
-    def expired(*_):
-        raise TimeoutError(f"ingest ran over {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def ingest(path) -> tuple[dict, list[dict]]:
