@@ -37,6 +37,11 @@ def load_manifest(shard_dir: Any) -> dict[str, Any] | None:
     return manifest
 
 
+def is_count(value: Any) -> bool:
+    """Whether a manifest value is a count as pack writes one: an int (not a bool), 0 <= value < 2**63."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
 def check_paths(manifest: Any, path: Any) -> None:
     """OutsideFolderError (a ValueError) for a name in the manifest `path` that leaves its folder:
     training, `crawlmill shards` and the cache copy follow these names, and a shard folder may come

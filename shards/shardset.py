@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from crawlmill.files import AnyPath, as_path, file_size, is_remote, list_files, parquet_file, sha256_file
 
-from .manifest import MANIFEST, load_manifest
+from .manifest import MANIFEST, is_count, load_manifest
 from .mmidx import CHUNK, ShardError, check_index, read_index, scan_tokens
 
 
@@ -104,21 +104,17 @@ def _check_manifest(manifest: Any, path: AnyPath) -> None:
         if not isinstance(files, dict) or not all(isinstance(f, dict) and isinstance(f.get("sha256"), str) for f in files.values()):
             raise bad(f"shards[{i}].files is not an object of files with their sha256")
         for key in ("documents", "tokens"):
-            if key in entry and not _is_count(entry[key]):
+            if key in entry and not is_count(entry[key]):
                 raise bad(f"shards[{i}].{key} {entry[key]!r} is not a count")
     tokenizer = manifest.get("tokenizer")
     if tokenizer is not None and not isinstance(tokenizer, dict):
         raise bad("`tokenizer` is not an object")
     vocab = (tokenizer or {}).get("vocab_size")
-    if vocab is not None and not (_is_count(vocab) and vocab >= 1):
+    if vocab is not None and not (is_count(vocab) and vocab >= 1):
         raise bad(f"tokenizer.vocab_size {vocab!r} is not a positive count")
     blend = manifest.get("blend")
     if blend is not None and not isinstance(blend, dict):
         raise bad("`blend` is not an object")
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _size(path: AnyPath) -> int | None:

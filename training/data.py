@@ -17,7 +17,7 @@ Shard folders may be URLs: each machine reads a cached local copy of what it tra
 Damaged or foreign data is a ShardError naming the file before Megatron reads it: a manifest that
 is not JSON or lacks what training reads (`check_manifest`), a missing `.bin`, an `.idx` that does
 not describe its `.bin` (`check_shards`: the .idx walked in bounded memory, the .bin only sized),
-and, as each sample is read, a token id outside the tokenizer's vocabulary (which the embedding
+and, in each micro batch as it is made, a token id outside the tokenizer's vocabulary (which the embedding
 would turn into an IndexError on CPU, a device-side assert on GPU); `crawlmill shards verify`
 checks every token of a folder before a run.
 
@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from crawlmill.files import as_path, file_size
-from crawlmill.shards.manifest import MANIFEST, load_manifest, megatron_blend
+from crawlmill.shards.manifest import MANIFEST, is_count, load_manifest, megatron_blend
 from crawlmill.shards.mmidx import ShardError, check_index, read_index
 
 from .config import TrainConfig
@@ -86,10 +86,6 @@ def open_folders(paths: list[str]) -> list[ShardFolder]:
     return folders
 
 
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
-
-
 def check_manifest(manifest: Any, path: Any) -> None:
     """ShardError naming the manifest `path` unless what training reads of it has the types and
     ranges pack writes (a damaged or hand-edited manifest would otherwise raise KeyError, TypeError
@@ -107,13 +103,13 @@ def check_manifest(manifest: Any, path: Any) -> None:
         if not isinstance(tokenizer.get(key), str):
             raise bad(f"tokenizer.{key} {tokenizer.get(key)!r} is not a string")
     vocab, padded, eod = (tokenizer.get(key) for key in ("vocab_size", "padded_vocab_size", "eod_id"))
-    if not _count(vocab) or vocab < 1:
+    if not is_count(vocab) or vocab < 1:
         raise bad(f"tokenizer.vocab_size {vocab!r} is not a positive count")
-    if not _count(padded) or padded < vocab:
+    if not is_count(padded) or padded < vocab:
         raise bad(f"tokenizer.padded_vocab_size {padded!r} is not a count of at least vocab_size {vocab}")
-    if not _count(eod) or eod >= vocab:
+    if not is_count(eod) or eod >= vocab:
         raise bad(f"tokenizer.eod_id {eod!r} is not a token id below vocab_size {vocab}")
-    if not _count(manifest.get("tokens")) or manifest["tokens"] < 1:
+    if not is_count(manifest.get("tokens")) or manifest["tokens"] < 1:
         raise bad(f"tokens {manifest.get('tokens')!r} is not a positive count (a folder without tokens has nothing to train on)")
     mix = manifest.get("blend")
     prefixes, weights = (mix.get("prefixes"), mix.get("weights")) if isinstance(mix, dict) else (None, None)
@@ -211,22 +207,29 @@ class ShardData:
         dataset = self.train if split == "train" else self.valid
         per_rank = global_batch // world
         first = step * global_batch + rank * per_rank
-        samples = [self._sample(dataset, i, split) for i in range(first, first + per_rank)]
-        return [collate(samples[i : i + micro_batch_size]) for i in range(0, per_rank, micro_batch_size)]
+        samples = [dataset[i] for i in range(first, first + per_rank)]
+        batches = [collate(samples[i : i + micro_batch_size]) for i in range(0, per_rank, micro_batch_size)]
+        for number, batch in enumerate(batches):  # two reductions a micro batch; the culprit looked for only on failure
+            if int(batch["tokens"].min()) < 0 or int(batch["labels"].min()) < 0 or max(int(batch["tokens"].max()), int(batch["labels"].max())) >= self.tokenizer_vocab:
+                first_of_batch = number * micro_batch_size
+                bad = next(k for k in range(micro_batch_size) if not self._in_vocab(samples[first_of_batch + k]))
+                self._refuse(dataset, samples[first_of_batch + bad], first + first_of_batch + bad, split)
+        return batches
 
-    def _sample(self, dataset: Any, index: int, split: str) -> dict[str, torch.Tensor]:
-        """Sample `index`, its token ids checked against the tokenizer's vocabulary (two reductions
-        over one sequence): an id pack never writes is a ShardError naming the shard it came from."""
-        sample = dataset[index]
-        low = min(int(sample["tokens"].min()), int(sample["labels"].min()))
-        high = max(int(sample["tokens"].max()), int(sample["labels"].max()))
-        if low < 0 or high >= self.tokenizer_vocab:
-            member = dataset.datasets[int(sample["dataset_id"])] if "dataset_id" in sample else dataset  # a blend's, or the only one
-            prefix = getattr(getattr(member, "dataset", None), "path_prefix", None) or "a shard of data.shards"
-            raise ShardError(
-                f"{prefix}.bin",
-                f"{split} sample {index} holds token id {low if low < 0 else high}, outside the tokenizer's "
-                f"{self.tokenizer_vocab:,} ids (a damaged shard, or one packed with another tokenizer; "
-                f"`crawlmill shards verify` finds every such token)",
-            )
-        return sample
+    def _in_vocab(self, sample: dict[str, torch.Tensor]) -> bool:
+        ids = torch.cat([sample["tokens"], sample["labels"]])
+        return int(ids.min()) >= 0 and int(ids.max()) < self.tokenizer_vocab
+
+    def _refuse(self, dataset: Any, sample: dict[str, torch.Tensor], index: int, split: str) -> None:
+        """A ShardError naming the shard sample `index` came from and the id outside the vocabulary: an
+        id pack never writes (a damaged shard, or one packed with another tokenizer)."""
+        ids = torch.cat([sample["tokens"], sample["labels"]])
+        low, high = int(ids.min()), int(ids.max())
+        member = dataset.datasets[int(sample["dataset_id"])] if "dataset_id" in sample else dataset  # a blend's, or the only one
+        prefix = getattr(getattr(member, "dataset", None), "path_prefix", None) or "a shard of data.shards"
+        raise ShardError(
+            f"{prefix}.bin",
+            f"{split} sample {index} holds token id {low if low < 0 else high}, outside the tokenizer's "
+            f"{self.tokenizer_vocab:,} ids (a damaged shard, or one packed with another tokenizer; "
+            f"`crawlmill shards verify` finds every such token)",
+        )

@@ -11,15 +11,11 @@ from typer.testing import CliRunner
 
 from crawlmill.cli import app
 from tests.conftest import REPO
+from tests.pipeline.demo_stages import demo_config
 
 
 def test_demo_config_runs_end_to_end(ray_local, tmp_path):
-    config = yaml.safe_load((REPO / "configs/demo.yaml").read_text())
-    config["output_dir"] = str(tmp_path / "demo-output")
-    config["ingest"]["inputs"] = [str(REPO / "configs" / p) for p in config["ingest"]["inputs"]]
-    for side in ("positive", "negative"):
-        config["quality"]["train"][side] = [f"{lang}={REPO / 'configs' / path}" for lang, path in (s.split("=", 1) for s in config["quality"]["train"][side])]
-    (tmp_path / "demo.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump(demo_config(tmp_path / "demo-output", left_out=())))
     result = CliRunner().invoke(app, ["run", str(tmp_path / "demo.yaml"), "--no-progress"])
     assert result.exit_code == 0, result.output
     stats = json.loads((tmp_path / "demo-output/ingest/_stats.json").read_text())

@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from tests.crawlmill.test_demo import demo_checksums
-from tests.crawlmill.test_run_summary import demo_config
+from tests.pipeline.demo_stages import demo_config
 from tests.rayhead import RAY, VENV_BIN, start_head, user_env
 
 if RAY is None:
@@ -93,7 +93,7 @@ def test_killed_workers_and_drivers_in_every_stage_leave_the_undisturbed_output(
     ray_head, env = head
     env = {**env, "RAY_ADDRESS": ray_head.gcs}
     config_path = tmp_path / "run.yaml"
-    config_path.write_text(yaml.safe_dump(demo_config(tmp_path)))
+    config_path.write_text(yaml.safe_dump(demo_config(tmp_path / "out")))
     out, log = tmp_path / "out", tmp_path / "runs.log"
 
     # A worker killed in the middle of an ingest part: Ray runs the task again, the stage completes.

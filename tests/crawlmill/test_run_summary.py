@@ -12,21 +12,9 @@ from typer.testing import CliRunner
 
 from crawlmill.cli import app
 from crawlmill.corpora.bad_input import write_bad_input
-from tests.conftest import REPO
+from tests.pipeline.demo_stages import demo_config
 
 QUARANTINED = {"bad_encoding", "record_too_large", "corrupt_gzip", "truncated_gzip", "invalid_record", "truncated_record", "empty_file", "invalid_warc"}
-
-
-def demo_config(tmp_path, extra_inputs=(), train=False) -> dict:
-    """configs/demo.yaml with absolute paths, its output in tmp_path (without training by default)."""
-    config = yaml.safe_load((REPO / "configs/demo.yaml").read_text())
-    config["output_dir"] = str(tmp_path / "out")
-    config["ingest"]["inputs"] = [str(REPO / "configs" / p) for p in config["ingest"]["inputs"]] + [str(p) for p in extra_inputs]
-    for side in ("positive", "negative"):
-        config["quality"]["train"][side] = [f"{lang}={REPO / 'configs' / path}" for lang, path in (s.split("=", 1) for s in config["quality"]["train"][side])]
-    if not train:
-        del config["train"]
-    return config
 
 
 def run(tmp_path, config):
@@ -36,7 +24,7 @@ def run(tmp_path, config):
 
 def test_every_record_of_samples_and_bad_input_is_accounted_for(ray_local, tmp_path):
     bad = write_bad_input(tmp_path / "bad")
-    config = demo_config(tmp_path, bad.values())
+    config = demo_config(tmp_path / "out", bad.values())
     config["ingest"]["max_record_mb"] = 1  # the bad set's huge page is 1.2 MB
     result = run(tmp_path, config)
     assert result.exit_code == 0, result.output

@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 from typer.testing import CliRunner
@@ -19,15 +19,23 @@ REFERENCE = REPO / "tests/crawlmill/demo_checksums.json"
 MISSING = hashlib.sha256(b"(missing)").hexdigest()  # what demo_checksums() records for an absent file
 
 
+def demo_config(output_dir: Path, extra_inputs: Iterable[Any] = (), left_out: tuple[str, ...] = ("train",)) -> dict[str, Any]:
+    """configs/demo.yaml with its paths made absolute (the config is written elsewhere), its outputs
+    under `output_dir`, `extra_inputs` after its WARC files, and the `left_out` sections removed."""
+    config = yaml.safe_load((REPO / "configs/demo.yaml").read_text())
+    config["output_dir"] = str(output_dir)
+    config["ingest"]["inputs"] = [str(REPO / "configs" / p) for p in config["ingest"]["inputs"]] + [str(p) for p in extra_inputs]
+    for side in ("positive", "negative"):
+        config["quality"]["train"][side] = [f"{lang}={REPO / 'configs' / path}" for lang, path in (s.split("=", 1) for s in config["quality"]["train"][side])]
+    for section in left_out:
+        config.pop(section)
+    return config
+
+
 def write_demo_config(path: Path, output_dir: Path) -> Path:
     """The demo config with its outputs under `output_dir`; the optional `quality:` and `train:`
     sections left out (the stages run here are before them, and nothing they read changes)."""
-    config = yaml.safe_load((REPO / "configs/demo.yaml").read_text())
-    config["output_dir"] = str(output_dir)
-    config["ingest"]["inputs"] = [str(REPO / "configs" / p) for p in config["ingest"]["inputs"]]
-    config.pop("quality")
-    config.pop("train")
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(demo_config(output_dir, left_out=("quality", "train"))))
     return path
 
 
