@@ -9,6 +9,10 @@
   parallel ranks), Megatron's forward-backward schedule (pipeline parallelism included) and its
   gradient clipping; the same per-token mean loss (calculate_per_token_loss).
 
+Checkpoints go through dist_checkpointing (sharded_io.py): `sharded_state_dict(is_loading)` gives
+the model's and the optimizer's sharded state (or, for loading, the template to fill), and
+`load_sharded_state_dict` puts a loaded one back.
+
 `step(micro_batches, lr)` returns (mean loss over the batch's loss tokens, gradient norm before
 clipping); `evaluate(micro_batches)` returns (summed token loss in nats, loss tokens) over every
 data-parallel rank. Bits per byte need only the targets' bytes besides, which the trainer counts
@@ -25,6 +29,7 @@ import torch.distributed as dist
 
 from .compat import causal_mask, device_scope
 from .config import OptimizerConfig
+from .sharded_io import torch_optimizer_sharded_state, torch_optimizer_state
 
 
 def _all_reduce(tensor: torch.Tensor, group: Any) -> torch.Tensor:
@@ -86,12 +91,17 @@ class TorchBackend:
         _all_reduce(totals, self.dp_group)
         return float(totals[0]), float(totals[1])
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+    def sharded_state_dict(self, is_loading: bool = False) -> dict[str, Any]:
+        if is_loading and not self.optimizer.state:  # a fresh optimizer: its moments to be filled
+            for group in self.optimizer.param_groups:
+                for p in group["params"]:
+                    self.optimizer.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+        model = self.model.sharded_state_dict()
+        return {"model": model, "optimizer": torch_optimizer_sharded_state(self.optimizer, model)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+    def load_sharded_state_dict(self, loaded: dict[str, Any]) -> None:
+        self.model.load_state_dict(loaded["model"])
+        self.optimizer.load_state_dict(torch_optimizer_state(loaded["optimizer"]))
 
 
 class MegatronBackend:
@@ -168,10 +178,14 @@ class MegatronBackend:
         totals = self._totals(self._run(micro_batches, forward_only=True))
         return float(totals[0]), float(totals[1])
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "optimizer_shards": self.optimizer.get_parameter_state_dp_zero()}
+    # The distributed optimizer's states in the "dp_reshardable" layout: each rank writes its own
+    # buffer shards with no gather (fastest for asynchronous saves); reshardable across data parallel.
+    SHARDING = {"distrib_optim_sharding_type": "dp_reshardable"}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.optimizer.load_parameter_state_from_dp_zero(state["optimizer_shards"])
+    def sharded_state_dict(self, is_loading: bool = False) -> dict[str, Any]:
+        model = self.model.module.sharded_state_dict()
+        return {"model": model, "optimizer": self.optimizer.sharded_state_dict(model, is_loading=is_loading, metadata=self.SHARDING)}
+
+    def load_sharded_state_dict(self, loaded: dict[str, Any]) -> None:
+        self.model.module.load_state_dict(loaded["model"])
+        self.optimizer.load_state_dict(loaded["optimizer"])

@@ -1,29 +1,32 @@
 """Checkpoints of a training run: everything an exact resume needs, written so that a kill at any
 moment leaves the last complete checkpoint usable.
 
-    RUN/checkpoints/step-00000050/rank-00000.pt   this rank's model, optimizer, RNG states
-    RUN/checkpoints/step-00000050/meta.json       step, consumed samples, tokens, world layout (written last)
-    RUN/checkpoints/latest                        the newest complete checkpoint's folder name
+    RUN/checkpoints/step-00000050/model/           model and optimizer: Megatron-Core dist_checkpointing
+    RUN/checkpoints/step-00000050/rank-00000.pt    this rank's RNG states
+    RUN/checkpoints/step-00000050/meta.json        step, consumed samples, tokens, world size (written last)
+    RUN/checkpoints/latest                         the newest complete checkpoint's folder name
 
-A checkpoint is written into `.tmp-step-NNNNNNNN/` and renamed when every rank's file is there
-(rank 0 renames after a barrier), then `latest` moves and checkpoints beyond the last `keep` are
-deleted. Each rank's state holds its model and optimizer state dicts, the Python, numpy, torch
-(and CUDA) generator states and Megatron's RNG tracker states; meta.json the data position.
+Model and optimizer go through dist_checkpointing (sharded_io.py): every rank writes its shards
+into `model/`, rank 0 the common part and the metadata. Beside it each rank's file holds the
+Python, numpy, torch (and CUDA) generator states and Megatron's RNG tracker states, loaded weights
+only (load_state); meta.json the data position. A checkpoint is written into
+`.tmp-step-NNNNNNNN/` and renamed when every rank has written (rank 0 renames after a barrier),
+then `latest` moves and checkpoints beyond the last `keep` are deleted.
 
-On GPU the save is asynchronous: the state is copied to host memory, a thread writes it while
-training goes on, and the checkpoint is completed (the collective rename) at the next save or at
-the end. On CPU the save is synchronous. A data-parallel-only run (tensor, pipeline, context 1)
-holds the same model on every rank, so it resumes on any number of ranks from rank 0's file.
+On GPU the save is asynchronous (dist_checkpointing's async save: tensors copied to host memory,
+a forked process writes them while training goes on) and the checkpoint is completed (finalized,
+then renamed) at the next save or at the end. On CPU the save is synchronous. A data-parallel-only
+run (tensor, pipeline, context 1) resumes on any number of ranks (dist_checkpointing reads by
+global key; the RNG states are then rank 0's).
 
 A run folder at a URL (runstore.py): checkpoints are written as above into the local staging
-folder, then each rank uploads its own file to URL/checkpoints/step-N/ (in the writer thread,
-after the file is whole: an asynchronous save never uploads a half-written file); after a barrier
-rank 0 uploads meta.json and then the marker `_COMPLETE`, last, then `latest`, and deletes the
+folder; once a save is complete each rank uploads the files it wrote (its rank file and its
+`model/__RANK_*.distcp`) to URL/checkpoints/step-N/; after a barrier rank 0 uploads the common
+model files, meta.json and then the marker `_COMPLETE`, last, then `latest`, and deletes the
 remote checkpoints beyond the last `keep`. Only folders with the marker count: a killed upload
 leaves a folder without one, which is never resumed from and is deleted at the next start. The
-local copies are deleted once uploaded (local disk holds one checkpoint of this machine's ranks at
-most). `--resume` finds the newest complete remote checkpoint and each rank downloads the one
-file it loads.
+local copies are deleted once uploaded. `--resume` finds the newest complete remote checkpoint;
+the first rank of each machine downloads it into the staging folder for the machine's ranks.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ import json
 import pickle
 import random
 import shutil
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -44,11 +46,13 @@ from crawlmill.files import AnyPath, as_path, atomic_write_json, atomic_write_te
 from crawlmill.pathsafety import inside_folder
 
 from .compat import rng_tracker_states, set_rng_tracker_states
-from .runstore import complete_folders, download, upload
+from .runstore import complete_folders, download_tree, upload
+from .sharded_io import COMMON_FILES, ShardedWriter, load_sharded, rank_files, refusal_detail
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 META = "meta.json"
+MODEL = "model"  # the dist_checkpointing folder of a checkpoint
 COMPLETE = "_COMPLETE"  # a remote checkpoint's marker, uploaded after every other file of it
 
 
@@ -71,10 +75,7 @@ def load_state(path: AnyPath, name: AnyPath | None = None) -> dict[str, Any]:
         with torch.serialization.safe_globals(_numpy_rng_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        # torch's message: what it refused, after advice to load the file unchecked (not ours to give)
-        detail = str(exc).partition("WeightsUnpickler error:")[2].partition("Check the documentation")[0] or str(exc)
-        detail = " ".join(detail.split()).partition(" Please use")[0].partition(" Please file")[0]
-        raise ValueError(f"{name or path}: refused: a checkpoint holds only tensors and plain data, this file asks for more ({detail})") from None
+        raise ValueError(f"{name or path}: refused: a checkpoint holds only tensors and plain data, this file asks for more ({refusal_detail(exc)})") from None
 
 
 def step_name(step: int) -> str:
@@ -97,32 +98,26 @@ def set_rng_state(state: dict[str, Any]) -> None:
     set_rng_tracker_states(state.get("megatron") or {})
 
 
-def _to_host(obj: Any) -> Any:
-    """A copy with every tensor on the CPU (the async save writes this while training changes the original)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: _to_host(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_host(v) for v in obj)
-    return obj
-
-
 class Checkpointer:
     """Saves and finds checkpoints of one run for one rank (see the module docstring)."""
 
     def __init__(
         self, run_dir: Path, rank: int, world: int, keep: int, asynchronous: bool, barrier: Callable[[], None],
-        remote: AnyPath | None = None, published: Callable[[], None] | None = None,
+        remote: AnyPath | None = None, published: Callable[[], None] | None = None, local_rank: int | None = None,
+        trusted: bool = False,
     ) -> None:  # fmt: skip
         """`remote`: the run folder's URL (checkpoints are uploaded there); `published`: called on
-        rank 0 once a checkpoint is complete (the run uploads its logs then)."""
+        rank 0 once a checkpoint is complete (the run uploads its logs then); `local_rank`: this
+        rank's index on its machine (0 downloads a URL checkpoint for the machine; default: rank);
+        `trusted`: load the model folder without the data-only checks (sharded_io.load_sharded)."""
         self.root = Path(run_dir) / CHECKPOINTS
         self.remote = as_path(remote) / CHECKPOINTS if remote is not None else None
-        self.rank, self.world, self.keep, self.asynchronous, self.barrier = rank, world, keep, asynchronous, barrier
+        self.rank, self.world, self.keep, self.barrier = rank, world, keep, barrier
+        self.local_rank = rank if local_rank is None else local_rank
+        self.trusted = trusted
         self.published = published
-        self._pending: tuple[threading.Thread | None, int, dict[str, Any]] | None = None
-        self._error: BaseException | None = None
+        self.writer = ShardedWriter(asynchronous)
+        self._pending: tuple[int, dict[str, Any]] | None = None
 
     @property
     def location(self) -> str:
@@ -134,7 +129,7 @@ class Checkpointer:
         marker): they are removed before training resumes (locally by rank 0, or by every rank in
         its own staging folder for a URL, as machines do not share it)."""
         if (self.rank == 0 or self.remote is not None) and self.root.is_dir():
-            for folder in self.root.glob(".tmp-step-*"):
+            for folder in [*self.root.glob(".tmp-step-*"), *self.root.glob(".resume-step-*")]:
                 shutil.rmtree(folder, ignore_errors=True)
         if self.rank == 0 and self.remote is not None:
             complete = {p.name for p in complete_folders(self.remote, COMPLETE)}
@@ -142,44 +137,28 @@ class Checkpointer:
                 remove_tree(self.remote / name)
         self.barrier()
 
-    def _write(self, state: dict[str, Any], target: Path, step: int) -> None:
-        """Write this rank's file, then (URL runs) upload it; an error is kept for finish() to raise."""
-        try:
-            torch.save(state, target)
-            if self.remote is not None:
-                upload(target, self.remote / step_name(step) / target.name)
-        except BaseException as exc:  # noqa: BLE001 - re-raised by finish() in the training thread
-            self._error = exc
-
-    def save(self, step: int, state: dict[str, Any], meta: dict[str, Any]) -> float:
-        """Write this rank's state for `step`; returns the seconds training waited."""
+    def save(self, step: int, sharded: dict[str, Any], rng: dict[str, Any], meta: dict[str, Any]) -> float:
+        """Write this rank's part of checkpoint `step`: `sharded` (the backend's sharded state dict)
+        and `rng` (rng_state()); returns the seconds training waited. Collective."""
         started = time.perf_counter()
         self.finish()
         tmp = self.root / f".tmp-{step_name(step)}"
         tmp.mkdir(parents=True, exist_ok=True)
-        target = tmp / f"rank-{self.rank:05d}.pt"
-        if self.asynchronous:
-            host = _to_host(state)
-            thread = threading.Thread(target=self._write, args=(host, target, step), daemon=True)
-            thread.start()
-            self._pending = (thread, step, meta)
-        else:
-            self._write(state, target, step)
-            self._pending = (None, step, meta)
+        torch.save({"rng": rng}, tmp / f"rank-{self.rank:05d}.pt")
+        self.writer.save(sharded, tmp / MODEL)
+        self._pending = (step, meta)
+        if not self.writer.asynchronous:
             self.finish()
         return time.perf_counter() - started
 
     def finish(self) -> None:
-        """Complete the pending save: every rank's file written, then rank 0 publishes it (collective)."""
+        """Complete the pending save: every rank's files written and the model's metadata
+        finalized, then rank 0 publishes it (collective). A failed write raises here, unpublished."""
         if self._pending is None:
             return
-        thread, step, meta = self._pending
+        step, meta = self._pending
         self._pending = None
-        if thread is not None:
-            thread.join()
-        if self._error is not None:  # this rank's file is not whole: the checkpoint is not published
-            error, self._error = self._error, None
-            raise error
+        self.writer.wait()
         self.barrier()
         if self.remote is not None:
             self._publish_remote(step, meta)
@@ -195,11 +174,23 @@ class Checkpointer:
                 shutil.rmtree(old, ignore_errors=True)
         self.barrier()
 
+    def close(self) -> None:
+        """Complete any pending save and stop the asynchronous writer."""
+        self.finish()
+        self.writer.close()
+
     def _publish_remote(self, step: int, meta: dict[str, Any]) -> None:
-        """After every rank uploaded its file (the barrier before): rank 0 uploads meta.json, then the
-        marker, then `latest`, and deletes old checkpoints; every rank drops its local copy."""
+        """Each rank uploads the files it wrote; after a barrier rank 0 uploads the common model
+        files, meta.json, then the marker, then `latest`, and deletes old checkpoints; every rank
+        drops its local copy."""
         tmp, folder = self.root / f".tmp-{step_name(step)}", self.remote / step_name(step)
+        for path in [tmp / f"rank-{self.rank:05d}.pt", *(p for p in rank_files(tmp / MODEL, self.rank) if p.name not in COMMON_FILES)]:
+            upload(path, folder / path.relative_to(tmp).as_posix())
+        self.barrier()
         if self.rank == 0:
+            for path in rank_files(tmp / MODEL, 0):
+                if path.name in COMMON_FILES:
+                    upload(path, folder / MODEL / path.name)
             atomic_write_json(tmp / META, {**meta, "step": step, "world_size": self.world})
             upload(tmp / META, folder / META)
             atomic_write_text(folder / COMPLETE, "")
@@ -232,8 +223,10 @@ class Checkpointer:
                 return folder, json.loads((folder / META).read_text())
         return None
 
-    def load(self, folder: AnyPath, meta: dict[str, Any], replicated: bool) -> dict[str, Any]:
-        """This rank's state from `folder`; a replicated (data-parallel-only) model may change world size."""
+    def load(self, folder: AnyPath, meta: dict[str, Any], replicated: bool, sharded: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the model and optimizer state, filling `sharded`, the template for loading; this rank's
+        RNG states) from `folder`. A replicated (data-parallel-only) model may change world size.
+        Collective for a URL's checkpoint (the first rank of each machine downloads it)."""
         rank = self.rank
         if meta["world_size"] != self.world:
             if not replicated:
@@ -241,11 +234,16 @@ class Checkpointer:
             rank = 0
         name = f"rank-{rank:05d}.pt"
         if self.remote is None:
-            return load_state(folder / name)
-        local = self.root / f".tmp-resume-{self.rank:05d}" / name  # this rank's download only
-        download(folder / name, local)
+            rng = load_state(Path(folder) / name)["rng"]  # first: the file that could hold more than data
+            return load_sharded(sharded, Path(folder) / MODEL, self.trusted), rng
+        local = self.root / f".resume-{Path(str(folder)).name}"
+        if self.local_rank == 0:
+            download_tree(folder, local, skip=(COMPLETE,))
+        self.barrier()
         try:
-            return load_state(local, folder / name)
+            rng = load_state(local / name, folder / name)["rng"]
+            return load_sharded(sharded, local / MODEL, self.trusted), rng
         finally:
-            shutil.rmtree(local.parent, ignore_errors=True)
-
+            self.barrier()
+            if self.local_rank == 0:
+                shutil.rmtree(local, ignore_errors=True)

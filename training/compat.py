@@ -13,6 +13,12 @@ crawlmill trains on megatron-core 0.16.1 (the newest for Python 3.11) and on the
 - `model_parallel_cuda_manual_seed` asserts CUDA unless it builds the inference RNG tracker, which
   works on CPU (and carries no dropout state we use: DeepSeek LLM trains without dropout).
 - A causal mask must be given explicitly on CPU (the default one is built on "cuda").
+- dist_checkpointing (both versions) calls `torch.cuda.synchronize()` before it writes and builds
+  its collectives' flags on `torch.cuda.current_device()`: `checkpoint_scope` makes the first a
+  no-op (a machine without CUDA has nothing to wait for) and the second "cpu" (gloo's device).
+- dist_checkpointing.save's asynchronous writer: 0.16 has Megatron's own; newer releases default to
+  nvidia-resiliency-ext's (`async_strategy="nvrx"`, a package we do not require) and still offer
+  Megatron's as `async_strategy="mcore"`, which `async_save_options` asks for where it exists.
 
     from crawlmill.training.compat import device_scope, layer_spec
 """
@@ -53,6 +59,28 @@ def device_scope() -> Iterator[None]:
         yield
     finally:
         torch.cuda.current_device = original  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def checkpoint_scope() -> Iterator[None]:
+    """Around dist_checkpointing's calls: on CPU, `device_scope` and a no-op `torch.cuda.synchronize`."""
+    if use_cuda():
+        yield
+        return
+    original = torch.cuda.synchronize
+    torch.cuda.synchronize = lambda device=None: None  # type: ignore[assignment]
+    try:
+        with device_scope():
+            yield
+    finally:
+        torch.cuda.synchronize = original  # type: ignore[assignment]
+
+
+def async_save_options() -> dict[str, Any]:
+    """dist_checkpointing.save's keyword arguments for Megatron's own asynchronous writer."""
+    from megatron.core import dist_checkpointing
+
+    return {"async_strategy": "mcore"} if "async_strategy" in inspect.signature(dist_checkpointing.save).parameters else {}
 
 
 def _call_known(builder: Callable[..., Any], **kwargs: Any) -> Any:

@@ -107,11 +107,20 @@ class CheckpointConfig:
     every_minutes: float = 5.0  # as DeepSeek LLM; 0: never by time
     every_steps: int | None = None  # also every N steps
     keep: int = 3  # the last K checkpoints are kept
-    async_save: bool = True  # on GPU (dist_checkpointing's async save); CPU saves synchronously
+    # dist_checkpointing's async save: "gpu" (on GPU; CPU saves synchronously), "always", "never"
+    async_save: str = "gpu"
+    # Resume without the data-only checks (sharded_io.py): only for checkpoints nobody else could
+    # have written, and only needed if a layer's extra state is more than tensors and plain data
+    trusted: bool = False
 
     def __post_init__(self) -> None:
         if self.every_minutes < 0 or self.keep < 1 or (self.every_steps is not None and self.every_steps < 1):
             raise ValueError("checkpoint: every_minutes >= 0, every_steps >= 1 and keep >= 1")
+        if self.async_save not in ("gpu", "always", "never"):
+            raise ValueError(f"checkpoint.async_save: 'gpu', 'always' or 'never', not {self.async_save!r}")
+
+    def asynchronous(self, on_gpu: bool) -> bool:
+        return self.async_save == "always" or (self.async_save == "gpu" and on_gpu)
 
 
 @dataclass

@@ -236,8 +236,8 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         store.push_logs()
 
     saver = Checkpointer(
-        run_dir, rank, world, config.checkpoint.keep, use_cuda() and config.checkpoint.async_save, dist.barrier,
-        remote=store.remote, published=publish,
+        run_dir, rank, world, config.checkpoint.keep, config.checkpoint.asynchronous(use_cuda()), dist.barrier,
+        remote=store.remote, published=publish, local_rank=int(os.environ.get("LOCAL_RANK", rank)), trusted=config.checkpoint.trusted,
     )  # fmt: skip
     saver.remove_unfinished()
 
@@ -245,9 +245,9 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     found = saver.latest() if resume else None
     if found is not None:
         folder, meta = found
-        state = saver.load(folder, meta, replicated)
-        backend.load_state_dict(state)
-        set_rng_state(state["rng"])
+        state, rng = saver.load(folder, meta, replicated, backend.sharded_state_dict(is_loading=True))
+        backend.load_sharded_state_dict(state)
+        set_rng_state(rng)
         start = meta["step"]
     elif resume:
         print(f"{store.name}: no checkpoint yet; starting from step 0", file=sys.stderr)
@@ -259,9 +259,8 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     byte_table = _byte_table(data.tokenizer_path, data.eod, vocab, device)
 
     def checkpoint(step: int) -> None:
-        state = {**backend.state_dict(), "rng": rng_state()}
         meta = {"consumed_samples": step * plan.global_batch, "tokens": step * plan.tokens_per_step, "time": datetime.now(timezone.utc).isoformat()}
-        waited = saver.save(step, state, meta)
+        waited = saver.save(step, backend.sharded_state_dict(), rng_state(), meta)
         reporter.record("checkpoint", step=step, path=saver.location, seconds=round(waited, 3))
 
     def validate(step: int) -> dict[str, float]:
@@ -306,7 +305,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         if by_time or by_steps or done == end:
             checkpoint(done)
             last_save = time.monotonic()
-    saver.finish()
+    saver.close()
     if end == plan.total_steps:
         reporter.record("end", step=end, tokens=end * plan.tokens_per_step)
     reporter.close()

@@ -30,6 +30,20 @@ def tiny_shards(ray_local, small_tokenizer_dir, tmp_path_factory) -> Path:  # no
     return root / "shards"
 
 
+def checkpoint_tensors(folder: Path) -> dict:
+    """Every tensor of a dist_checkpointing folder by its global key, read with torch's own
+    converter (no process group, no model needed)."""
+    import torch
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    target = folder.parent / f"{folder.name}.plain.pt"
+    dcp_to_torch_save(str(folder), str(target))
+    try:
+        return {k: v for k, v in torch.load(target, weights_only=False).items() if torch.is_tensor(v)}
+    finally:
+        target.unlink()
+
+
 def tiny_config(shards: Path, **overrides):
     """The tiny built-in on these shards, logging every step."""
     return load_train_config("tiny", {"data": {"shards": [str(shards)]}, "log_interval": 1, **overrides})

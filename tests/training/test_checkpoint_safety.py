@@ -1,11 +1,13 @@
-"""Checkpoints are data, not code (training/checkpoint.py): a rank file whose pickle would call a
-function (here `open`, creating a file) is refused with an error naming it, and the call never
-happens, while a real checkpoint (model, optimizer, every RNG state, numpy's included) still loads;
-the `latest` pointer cannot name a folder outside the run's checkpoints."""
+"""Checkpoints are data, not code (training/checkpoint.py, sharded_io.py): a rank file or the
+model's common part whose pickle would call a function (here `open`, creating a file) is refused
+with an error naming it, and the call never happens, while a real checkpoint (model, optimizer,
+every RNG state, numpy's included) still loads; the `latest` pointer cannot name a folder outside
+the run's checkpoints."""
 
 from __future__ import annotations
 
 import json
+import pickle
 import random
 from pathlib import Path
 
@@ -15,6 +17,9 @@ import torch
 
 from crawlmill.pathsafety import OutsideFolderError
 from crawlmill.training.checkpoint import Checkpointer, rng_state
+from crawlmill.training.sharded_io import torch_optimizer_sharded_state, torch_optimizer_state
+
+from .test_sharded_io import linear_sharded_state, process_group  # noqa: F401 - a fixture
 
 
 class _CreatesFile:
@@ -40,14 +45,14 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path: Path) -> None:
     saver = _checkpointer(tmp_path / "run")
     found, meta = saver.latest()
     with pytest.raises(ValueError, match=r"rank-00000\.pt: refused: a checkpoint holds only tensors and plain data.*GLOBAL io\.open"):
-        saver.load(found, meta, replicated=True)
+        saver.load(found, meta, replicated=True, sharded={})
     assert not target.exists()
     # the payload is real: an unchecked load runs it
     torch.load(folder / "rank-00000.pt", weights_only=False)
     assert target.exists()
 
 
-def test_a_real_checkpoint_loads_with_its_rng_states(tmp_path: Path) -> None:
+def test_a_real_checkpoint_loads_with_its_rng_states(tmp_path: Path, process_group) -> None:  # noqa: F811
     model = torch.nn.Linear(4, 3)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model(torch.ones(2, 4)).sum().backward()
@@ -55,14 +60,62 @@ def test_a_real_checkpoint_loads_with_its_rng_states(tmp_path: Path) -> None:
     random.seed(7)
     np.random.seed(7)
     saver = _checkpointer(tmp_path / "run")
-    saver.save(3, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state()}, {"consumed_samples": 12})
+    sharded = linear_sharded_state(model)
+    saver.save(3, {"model": sharded, "optimizer": torch_optimizer_sharded_state(optimizer, sharded)}, rng_state(), {"consumed_samples": 12})
     expected = np.random.get_state()
     found, meta = saver.latest()
-    state = saver.load(found, meta, replicated=True)
-    assert meta["step"] == 3 and state["optimizer"]["state"][0]["step"] == 1
-    assert torch.equal(state["model"]["weight"], model.state_dict()["weight"])
-    numpy_state = state["rng"]["numpy"]
+    fresh = torch.nn.Linear(4, 3)
+    template = linear_sharded_state(fresh)
+    fresh_optimizer = torch.optim.AdamW(fresh.parameters(), lr=1e-3)
+    fresh(torch.ones(2, 4)).sum().backward()
+    fresh_optimizer.step()  # moments to fill
+    state, rng = saver.load(found, meta, replicated=True, sharded={"model": template, "optimizer": torch_optimizer_sharded_state(fresh_optimizer, template)})
+    fresh.load_state_dict(state["model"])
+    fresh_optimizer.load_state_dict(torch_optimizer_state(state["optimizer"]))
+    assert meta["step"] == 3 and int(fresh_optimizer.state_dict()["state"][0]["step"]) == 1
+    assert torch.equal(fresh.weight, model.weight)
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert torch.equal(fresh_optimizer.state_dict()["state"][0][key], optimizer.state_dict()["state"][0][key])
+    numpy_state = rng["numpy"]
     assert numpy_state[0] == expected[0] and np.array_equal(numpy_state[1], expected[1]) and numpy_state[2:] == expected[2:]
+
+
+def _saved_linear(tmp_path: Path, extra: dict | None = None) -> tuple[Checkpointer, Path, dict]:
+    saver = _checkpointer(tmp_path / "run")
+    saver.save(1, {"model": linear_sharded_state(torch.nn.Linear(4, 3)), **(extra or {})}, rng_state(), {"consumed_samples": 4})
+    found, meta = saver.latest()
+    return saver, found, meta
+
+
+def test_model_files_that_would_run_code_are_refused(tmp_path: Path, process_group) -> None:  # noqa: F811
+    """torch.distributed.checkpoint unpickles `.metadata` and non-tensor entries unchecked; we do not."""
+    from megatron.core.dist_checkpointing import ShardedObject
+
+    target = tmp_path / "created-by-the-checkpoint"
+    template = {"model": linear_sharded_state(torch.nn.Linear(4, 3))}
+    # the common part (common.pt in megatron-core 0.16)
+    saver, found, meta = _saved_linear(tmp_path / "a")
+    common = found / "model" / "common.pt"
+    if common.exists():
+        torch.save({"anything": _CreatesFile(target)}, common)
+        with pytest.raises(ValueError, match=r"model: refused: a checkpoint holds only tensors and plain data.*GLOBAL io\.open"):
+            saver.load(found, meta, replicated=True, sharded=template)
+    # a non-tensor entry inside a .distcp file (what Megatron's ShardedObjects are)
+    saver, planted, planted_meta = _saved_linear(tmp_path / "b", {"extra": ShardedObject("extra", _CreatesFile(target), (1,), (0,))})
+    with_extra = lambda: {**template, "extra": ShardedObject("extra", None, (1,), (0,))}  # noqa: E731
+    with pytest.raises(ValueError, match=r"model: refused: a checkpoint holds only tensors and plain data.*GLOBAL io\.open"):
+        saver.load(planted, planted_meta, replicated=True, sharded=with_extra())
+    # the global metadata
+    saver, found, meta = _saved_linear(tmp_path / "c")
+    (found / "model" / ".metadata").write_bytes(pickle.dumps(_CreatesFile(target)))
+    with pytest.raises(ValueError, match=r"\.metadata: refused: a checkpoint's metadata holds only checkpoint metadata.*io\.open"):
+        saver.load(found, meta, replicated=True, sharded=template)
+    assert not target.exists()
+    # the payload is real: `checkpoint.trusted` loads unchecked, and it runs
+    Checkpointer(tmp_path / "b" / "run", rank=0, world=1, keep=2, asynchronous=False, barrier=lambda: None, trusted=True).load(
+        planted, planted_meta, replicated=True, sharded=with_extra()
+    )  # fmt: skip
+    assert target.exists()
 
 
 @pytest.mark.parametrize("pointer", ["../../elsewhere", "/tmp/elsewhere", "s3://other-bucket/run/checkpoints/step-00000001"])

@@ -18,7 +18,7 @@ from crawlmill.training.checkpoint import LATEST
 from crawlmill.training.launch import launch
 from crawlmill.training.trainer import train
 
-from .conftest import tiny_config
+from .conftest import checkpoint_tensors, tiny_config
 
 
 def train_records(run_dir: Path, kind: str = "train") -> list[dict]:
@@ -26,17 +26,18 @@ def train_records(run_dir: Path, kind: str = "train") -> list[dict]:
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of the newest checkpoint (model and optimizer moments) by global key."""
     folder = run_dir / "checkpoints" / (run_dir / "checkpoints" / LATEST).read_text().strip()
-    state = torch.load(folder / "rank-00000.pt", weights_only=False)["model"]
-    return {k: v for k, v in state.items() if torch.is_tensor(v)}
+    return checkpoint_tensors(folder / "model")
 
 
 def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_stopped_and_resumed_run_is_bitwise_the_straight_run(tiny_shards, tmp_path):
-    config = tiny_config(tiny_shards, max_steps=20, eval={"interval": 10, "iters": 2})
+@pytest.mark.parametrize("async_save", ["gpu", "always"])  # CPU: synchronous saves, and dist_checkpointing's async save
+def test_stopped_and_resumed_run_is_bitwise_the_straight_run(tiny_shards, tmp_path, async_save):
+    config = tiny_config(tiny_shards, max_steps=20, eval={"interval": 10, "iters": 2}, checkpoint={"every_steps": 5, "async_save": async_save})
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     summary = train(config, straight)
     assert summary["step"] == 20 and summary["valid"]["bpb"] > 0
@@ -50,9 +51,10 @@ def test_stopped_and_resumed_run_is_bitwise_the_straight_run(tiny_shards, tmp_pa
     assert losses[-1][1] < losses[0][1]
 
 
-def test_a_killed_run_resumes_from_its_last_checkpoint_and_matches_the_undisturbed_run(tiny_shards, tmp_path):
+@pytest.mark.parametrize("async_save", ["gpu", "always"])  # a kill may land while the forked writer writes
+def test_a_killed_run_resumes_from_its_last_checkpoint_and_matches_the_undisturbed_run(tiny_shards, tmp_path, async_save):
     config = {"base": "tiny", "max_steps": 80, "log_interval": 1, "data": {"shards": [str(tiny_shards)]},
-              "checkpoint": {"every_steps": 10, "keep": 2}, "eval": {"interval": 40, "iters": 1}}  # fmt: skip
+              "checkpoint": {"every_steps": 10, "keep": 2, "async_save": async_save}, "eval": {"interval": 40, "iters": 1}}  # fmt: skip
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "RAY_ADDRESS": ""}
 

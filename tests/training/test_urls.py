@@ -117,6 +117,8 @@ def test_training_from_s3_shards_into_an_s3_run_resumes_and_matches_the_local_ru
     assert same_weights(final_weights(local_run), final_weights(tmp_path / "straight"))
     assert sorted(p.name for p in (local_run / "checkpoints").glob("step-*")) == ["step-00000015", "step-00000020"]  # keep 2, remotely
     assert (local_run / "checkpoints/step-00000015/_COMPLETE").is_file() and torch.load(local_run / "checkpoints/step-00000015/rank-00000.pt", weights_only=False)
+    model_files = sorted(p.name for p in (local_run / "checkpoints/step-00000015/model").iterdir())
+    assert model_files == [".metadata", "__0_0.distcp", "__0_1.distcp", "common.pt", "metadata.json"]  # every rank's shards, rank 0's common part
     assert (local_run / "run.json").is_file() and list((local_run / "tensorboard").iterdir())
     assert [r["kind"] for r in map(json.loads, (local_run / "log.jsonl").read_text().splitlines())][-1] == "end"
 

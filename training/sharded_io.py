@@ -1,0 +1,177 @@
+"""Model and optimizer state through Megatron-Core's dist_checkpointing (the `torch_dist` format).
+
+Each rank writes its shards of the sharded state dict (`__RANK_N.distcp`), rank 0 the common part
+(`common.pt`: the optimizer's hyperparameters and step counts) and, once every rank has written,
+the global metadata (`.metadata`, `metadata.json`). Loading reads by global tensor key, so a
+data-parallel-only run resumes on any number of ranks.
+
+Asynchronous saves (the GPU path): `dist_checkpointing.save(..., async_sharded_save=True)` copies
+the tensors to host memory and returns a request; Megatron's AsyncCallsQueue writes it in a forked
+process while training goes on, and `wait()` (collective) finalizes it. Synchronous saves (CPU)
+are written before `save` returns. On CPU the library's CUDA calls go through compat.checkpoint_scope.
+
+Loading is data-only, like a rank file (checkpoint.load_state): torch.distributed.checkpoint reads
+`.metadata` with plain pickle and its non-tensor entries with torch.load(weights_only=False), so
+either could run code planted in a run folder. `.metadata` is unpickled first with only
+torch.distributed.checkpoint's own classes, torch.Size, dtypes and layouts allowed, and the load
+runs with TORCH_FORCE_WEIGHTS_ONLY_LOAD set; `trust=True` skips both (checkpoints only you wrote).
+
+    writer = ShardedWriter(asynchronous=True)
+    writer.save(backend.sharded_state_dict(), folder)   # returns once the host copy is made
+    writer.wait()                                       # every rank's files and the metadata written
+    state = load_sharded(backend.sharded_state_dict(is_loading=True), folder)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pickle
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from .compat import async_save_options, checkpoint_scope
+
+COMMON_FILES = (".metadata", "common.pt", "metadata.json")  # rank 0's, written last of all
+
+
+def rank_files(folder: Path, rank: int) -> list[Path]:
+    """The files `rank` wrote into a finished save's folder; rank 0's include the common ones."""
+    files = sorted(folder.glob(f"__{rank}_*.distcp"))
+    if rank == 0:
+        files += [folder / name for name in COMMON_FILES if (folder / name).is_file()]
+    return files
+
+
+def torch_optimizer_sharded_state(optimizer: torch.optim.Optimizer, model_sharded: dict[str, Any]) -> dict[str, Any]:
+    """A torch optimizer's state dict as a sharded one: each moment a ShardedTensor keyed by its
+    parameter's global key (dist_checkpointing's own helpers); the step counts, one number per
+    parameter that the helpers would try to shape like it, stay in the common part."""
+    from megatron.core.dist_checkpointing.optimizer import get_param_id_to_sharded_param_map, optim_state_to_sharding_state
+
+    state = optimizer.state_dict()
+    steps = {pid: s["step"] for pid, s in state["state"].items() if "step" in s}
+    params = (p for group in optimizer.param_groups for p in group["params"])
+    optim_state_to_sharding_state(state, get_param_id_to_sharded_param_map(model_sharded, params), exclude_keys=("step",))
+    state["steps"] = steps
+    return state
+
+
+def torch_optimizer_state(loaded: dict[str, Any]) -> dict[str, Any]:
+    """What `torch_optimizer_sharded_state` saved, as torch's load_state_dict takes it."""
+    state = {pid: dict(moments) for pid, moments in loaded["state"].items()}
+    for pid, step in loaded.get("steps", {}).items():
+        state.setdefault(pid, {})["step"] = step
+    return {"state": state, "param_groups": loaded["param_groups"]}
+
+
+class ShardedWriter:
+    """Saves sharded state dicts one at a time, synchronously or through an AsyncCallsQueue."""
+
+    def __init__(self, asynchronous: bool) -> None:
+        self.asynchronous = asynchronous
+        self._queue: Any = None
+        self._pending = False
+
+    def save(self, sharded: dict[str, Any], folder: Path) -> None:
+        """Write `sharded` into `folder` (created); asynchronous: returns once tensors are on the host."""
+        from megatron.core import dist_checkpointing
+
+        folder.mkdir(parents=True, exist_ok=True)
+        with checkpoint_scope():
+            request = dist_checkpointing.save(sharded, str(folder), async_sharded_save=self.asynchronous, **async_save_options())
+            if request is not None:
+                if self._queue is None:
+                    from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue
+
+                    self._queue = AsyncCallsQueue()
+                self._queue.schedule_async_request(request)
+                self._pending = True
+
+    def wait(self) -> None:
+        """Collective: the pending asynchronous save written on every rank and its metadata
+        finalized; a failed write raises here."""
+        if not self._pending:
+            return
+        self._pending = False
+        with checkpoint_scope():
+            self._queue.maybe_finalize_async_calls(blocking=True)
+
+    def close(self) -> None:
+        if self._queue is not None:
+            self.wait()
+            self._queue.close()
+            self._queue = None
+
+
+_METADATA_MODULES = ("torch.distributed.checkpoint.metadata", "torch.distributed.checkpoint.planner", "torch.distributed.checkpoint.filesystem")
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """Builds torch.distributed.checkpoint's metadata classes and plain data, nothing else."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module in (*_METADATA_MODULES, "torch", "torch.serialization", "torch._utils"):  # nothing else is even imported
+            found = getattr(__import__(module, fromlist=[name]), name, None)
+            if (
+                (module in _METADATA_MODULES and isinstance(found, type))
+                or (module == "torch" and (found is torch.Size or isinstance(found, torch.dtype)))
+                or (module in ("torch.serialization", "torch._utils") and name == "_get_layout")
+            ):
+                return found
+        if (module, name) in (("collections", "OrderedDict"), *(("builtins", n) for n in ("set", "frozenset", "slice"))):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not checkpoint metadata")
+
+
+def check_metadata(folder: Path) -> None:
+    """Refuse a `.metadata` that would build anything but checkpoint metadata (ValueError naming it)."""
+    path = folder / ".metadata"
+    try:
+        _MetadataUnpickler(io.BytesIO(path.read_bytes())).load()
+    except (pickle.UnpicklingError, AttributeError, ImportError) as exc:
+        raise ValueError(f"{path}: refused: a checkpoint's metadata holds only checkpoint metadata, this file asks for more ({exc})") from None
+
+
+@contextlib.contextmanager
+def weights_only_loads() -> Iterator[None]:
+    """Every torch.load in this scope loads tensors and plain data only, whatever its caller asks."""
+    saved = {k: os.environ.pop(k, None) for k in ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")}
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None)
+            if value is not None:
+                os.environ[key] = value
+
+
+def load_sharded(sharded: dict[str, Any], folder: Path, trust: bool = False) -> dict[str, Any]:
+    """`sharded` (built for loading) filled from `folder`, data only unless `trust` (module docstring)."""
+    from megatron.core import dist_checkpointing
+
+    if trust:
+        with checkpoint_scope():
+            return dist_checkpointing.load(sharded, str(folder))
+    check_metadata(folder)
+    try:
+        with checkpoint_scope(), weights_only_loads():
+            return dist_checkpointing.load(sharded, str(folder))
+    except BaseException as exc:  # noqa: BLE001 - re-raised unless it is the refusal
+        # torch.distributed.checkpoint gathers each rank's (error, trace) into a CheckpointException,
+        # a BaseException
+        causes = [exc, *(f[0] if isinstance(f, tuple) else f for f in getattr(exc, "failures", {}).values())]
+        refused = next((e for e in causes if "Weights only load failed" in str(e)), None)
+        if refused is None:
+            raise
+        raise ValueError(f"{folder}: refused: a checkpoint holds only tensors and plain data, an entry asks for more ({refusal_detail(refused)})") from None
+
+
+def refusal_detail(exc: BaseException) -> str:
+    """What torch's weights-only unpickler refused, without its advice to load the file unchecked."""
+    detail = str(exc).partition("WeightsUnpickler error:")[2].partition("Check the documentation")[0] or str(exc)
+    return " ".join(detail.split()).partition(" Please use")[0].partition(" Please file")[0]
