@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 
+# rich's consoles (crawlmill/cli_common.py) read the width once, at import: set it before anything imports
+# them, so that table output does not depend on which test (CliRunner env or not) imported them first.
+os.environ.setdefault("COLUMNS", "200")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 SAMPLES = REPO / "samples"
@@ -54,3 +58,15 @@ def fuzz_time_limit():
 
     with time_limit(TEST_SECONDS):
         yield
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The longest modules first (marked `heavy(seconds)`), then the rest in file order: pytest-xdist hands
+    out whole files in collection order (scripts/test.sh: --dist loadfile --no-loadscope-reorder), so the
+    long end-to-end runs start at once instead of finishing the suite alone on one worker."""
+
+    def weight(item) -> float:
+        heavy = item.get_closest_marker("heavy")
+        return -heavy.args[0] if heavy else 0
+
+    items.sort(key=weight)  # stable: each file keeps its own order

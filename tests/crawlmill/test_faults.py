@@ -31,6 +31,8 @@ from tests.crawlmill.test_demo import demo_checksums
 from tests.pipeline.demo_stages import demo_config
 from tests.rayhead import RAY, VENV_BIN, start_head, user_env
 
+pytestmark = pytest.mark.heavy(195)  # seconds on 2 cores: runs first (tests/conftest.py)
+
 if RAY is None:
     pytest.skip("the `ray` CLI is not installed (the `pipeline` extra)", allow_module_level=True)
 

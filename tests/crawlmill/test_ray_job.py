@@ -23,6 +23,8 @@ import yaml
 from tests.conftest import REPO
 from tests.rayhead import RAY, start_head, user_env
 
+pytestmark = pytest.mark.heavy(155)  # seconds on 2 cores: runs first (tests/conftest.py)
+
 if RAY is None:
     pytest.skip("the `ray` CLI is not installed (the `pipeline` extra: pip install -c constraints.txt -e '.[pipeline]')", allow_module_level=True)
 

@@ -24,9 +24,11 @@ VENV_BIN = Path(sys.executable).parent
 RAY_ENV_OVERRIDES = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")  # Ray's client prefers these to its argument
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def airflow_home(tmp_path_factory):
-    """A fresh AIRFLOW_HOME (migrated SQLite DB), set before airflow is first imported here."""
+    """A fresh AIRFLOW_HOME (migrated SQLite DB), set before airflow is first imported here. Session scope:
+    airflow reads AIRFLOW_HOME once per process, so a second setup (a pytest-xdist worker that runs this
+    package's modules apart) could not point it anywhere new."""
     if "airflow" in sys.modules:
         pytest.fail("airflow was imported before this module set AIRFLOW_HOME; its settings would point elsewhere")
     home = tmp_path_factory.mktemp("airflow-home")

@@ -17,6 +17,8 @@ from tests.conftest import REPO
 
 from .conftest import dag_module, jobs_of_run, load_dags, no_ray_address_env
 
+pytestmark = pytest.mark.heavy(200)  # seconds on 2 cores: runs first (tests/conftest.py)
+
 if importlib.util.find_spec("airflow") is None:
     pytest.skip(
         "apache-airflow is not installed (the `airflow` extra: pip install -c constraints.txt -e '.[airflow]')",

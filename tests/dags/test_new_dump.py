@@ -27,6 +27,8 @@ from tests.conftest import REPO
 
 from .conftest import jobs_of_run, load_dags, no_ray_address_env
 
+pytestmark = pytest.mark.heavy(140)  # seconds on 2 cores: runs first (tests/conftest.py)
+
 if importlib.util.find_spec("airflow") is None:
     pytest.skip(
         "apache-airflow is not installed (the `airflow` extra: pip install -c constraints.txt -e '.[airflow]')",

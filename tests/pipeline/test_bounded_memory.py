@@ -18,6 +18,8 @@ import pytest
 from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.heavy(125)  # seconds on 2 cores: runs first (tests/conftest.py)
+
 QUALITY = REPO / "samples/quality"
 HOSTS = ["docs.example-dev.io", "www.example-garden.org", "www.example-history.org", "news.example.cn"]
 

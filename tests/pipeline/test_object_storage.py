@@ -22,6 +22,8 @@ import yaml
 from tests.conftest import REPO
 from tests.s3server import SECRET, moto_s3
 
+pytestmark = pytest.mark.heavy(135)  # seconds on 2 cores: runs first (tests/conftest.py)
+
 pytest.importorskip("s3fs")
 pytest.importorskip("moto.server")
 

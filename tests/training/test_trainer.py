@@ -20,6 +20,8 @@ from crawlmill.training.trainer import train
 
 from .conftest import checkpoint_tensors, tiny_config
 
+pytestmark = pytest.mark.heavy(330)  # seconds on 2 cores: runs first (tests/conftest.py)
+
 
 def train_records(run_dir: Path, kind: str = "train") -> list[dict]:
     return [r for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if r["kind"] == kind]
@@ -51,18 +53,32 @@ def test_stopped_and_resumed_run_is_bitwise_the_straight_run(tiny_shards, tmp_pa
     assert losses[-1][1] < losses[0][1]
 
 
-@pytest.mark.parametrize("async_save", ["gpu", "always"])  # a kill may land while the forked writer writes
-def test_a_killed_run_resumes_from_its_last_checkpoint_and_matches_the_undisturbed_run(tiny_shards, tmp_path, async_save):
-    config = {"base": "tiny", "max_steps": 80, "log_interval": 1, "data": {"shards": [str(tiny_shards)]},
-              "checkpoint": {"every_steps": 10, "keep": 2, "async_save": async_save}, "eval": {"interval": 40, "iters": 1}}  # fmt: skip
+KILLED_RUN = {"base": "tiny", "max_steps": 80, "log_interval": 1, "checkpoint": {"every_steps": 10, "keep": 2}, "eval": {"interval": 40, "iters": 1}}
+
+
+def train_command(config: dict, tmp_path: Path, run_dir: Path, *more: str) -> list[str]:
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    return [sys.executable, "-m", "crawlmill.cli", "train", "--config", str(tmp_path / "run.yaml"), "--output", str(run_dir), "--no-progress", *more]
+
+
+@pytest.fixture(scope="module")
+def undisturbed_run(tiny_shards, tmp_path_factory) -> Path:
+    """The straight run the killed runs must match, once for both save modes (how a checkpoint is
+    written does not change training: test_stopped_and_resumed_run_is_bitwise_the_straight_run)."""
+    tmp_path = tmp_path_factory.mktemp("undisturbed")
+    config = {**KILLED_RUN, "data": {"shards": [str(tiny_shards)]}}
+    subprocess.run(train_command(config, tmp_path, tmp_path / "run"), env={**os.environ, "RAY_ADDRESS": ""}, check=True, capture_output=True, timeout=600)
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize("async_save", ["gpu", "always"])  # a kill may land while the forked writer writes
+def test_a_killed_run_resumes_from_its_last_checkpoint_and_matches_the_undisturbed_run(tiny_shards, undisturbed_run, tmp_path, async_save):
+    config = {**KILLED_RUN, "data": {"shards": [str(tiny_shards)]}, "checkpoint": {**KILLED_RUN["checkpoint"], "async_save": async_save}}
     env = {**os.environ, "RAY_ADDRESS": ""}
 
     def command(run_dir: Path, *more: str) -> list[str]:
-        return [sys.executable, "-m", "crawlmill.cli", "train", "--config", str(tmp_path / "run.yaml"), "--output", str(run_dir), "--no-progress", *more]
+        return train_command(config, tmp_path, run_dir, *more)
 
-    undisturbed = tmp_path / "undisturbed"
-    subprocess.run(command(undisturbed), env=env, check=True, capture_output=True, timeout=600)
     killed = tmp_path / "killed"
     process = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
@@ -74,8 +90,8 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_matches_the_undisturb
     assert 20 <= steps_before < 80, "the kill should land mid-run"
     resumed = subprocess.run(command(killed, "--resume"), env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert [(r["step"], r["loss"]) for r in train_records(killed)] == [(r["step"], r["loss"]) for r in train_records(undisturbed)]
-    assert same_weights(final_weights(killed), final_weights(undisturbed))
+    assert [(r["step"], r["loss"]) for r in train_records(killed)] == [(r["step"], r["loss"]) for r in train_records(undisturbed_run)]
+    assert same_weights(final_weights(killed), final_weights(undisturbed_run))
     assert sorted(p.name for p in (killed / "checkpoints").glob("step-*")) == ["step-00000070", "step-00000080"]  # keep 2
 
 
