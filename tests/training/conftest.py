@@ -44,6 +44,15 @@ def checkpoint_tensors(folder: Path) -> dict:
         target.unlink()
 
 
+def common_state_places(folder: Path) -> list[str]:
+    """Where a dist_checkpointing save keeps its common (non-sharded) state: `common.pt` beside the
+    shards (megatron-core 0.16) or a `common_state` object among them (0.19); exactly one is expected."""
+    from torch.distributed.checkpoint import FileSystemReader
+
+    in_shards = [key for key in FileSystemReader(str(folder)).read_metadata().state_dict_metadata if key.startswith("common_state/")]
+    return [*(["common.pt"] if (folder / "common.pt").is_file() else []), *in_shards]
+
+
 def tiny_config(shards: Path, **overrides):
     """The tiny built-in on these shards, logging every step."""
     return load_train_config("tiny", {"data": {"shards": [str(shards)]}, "log_interval": 1, **overrides})
