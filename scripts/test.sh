@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 . .venv/bin/activate
 export RAY_USAGE_STATS_ENABLED=0
-python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder "$@" tests
+python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=30 "$@" tests

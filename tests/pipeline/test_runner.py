@@ -4,6 +4,7 @@ determinism, for part stages and multi-step stages."""
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -175,9 +176,21 @@ def load_once(log: str) -> dict:
     return {"weights": list(range(100_000)), "loader": os.getpid()}
 
 
+def meet_the_other_item(n: int, log: str, timeout: float = 60) -> None:
+    """Items 0 and 1 wait for each other: both finish at once only when two processes run them side
+    by side (with one process, item 0 waits out the timeout alone). A fast item does not show
+    parallelism by itself: one process can take every item before the second one starts."""
+    open(f"{log}.at-{n}", "w").close()
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(f"{log}.at-{1 - n}") and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def use_model(model: dict, n: int, log: str) -> dict:
     with open(log, "a") as handle:
         handle.write(f"item {n} {os.getpid()} {os.getppid()}\n")
+    if n in (0, 1):
+        meet_the_other_item(n, log)
     if n == 13:
         raise RuntimeError("item 13 crashed")
     if n == 66 and not os.path.exists(log + ".spare-66"):  # killed once, as by the OOM killer
