@@ -44,6 +44,14 @@ def checkpoint_tensors(folder: Path) -> dict:
         target.unlink()
 
 
+def common_state_in_shards() -> bool:
+    """Whether this megatron-core keeps the common state among the shards (0.19) rather than in
+    `common.pt` (0.16): the library then reads a common.pt only as a legacy file."""
+    from megatron.core.dist_checkpointing import serialization
+
+    return hasattr(serialization, "_legacy_common_state_exists")
+
+
 def common_state_places(folder: Path) -> list[str]:
     """Where a dist_checkpointing save keeps its common (non-sharded) state: `common.pt` beside the
     shards (megatron-core 0.16) or a `common_state` object among them (0.19); exactly one is expected."""

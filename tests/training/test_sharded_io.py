@@ -14,7 +14,7 @@ import torch.distributed as dist
 
 from crawlmill.training.sharded_io import COMMON_FILES, ShardedWriter, load_sharded, rank_files, torch_optimizer_sharded_state, torch_optimizer_state
 
-from .conftest import common_state_places
+from .conftest import common_state_in_shards, common_state_places
 
 
 @pytest.fixture
@@ -67,7 +67,8 @@ def test_a_save_round_trips_model_and_optimizer_exactly(tmp_path: Path, process_
     writer.close()
     common = [name for name in COMMON_FILES if (tmp_path / "model" / name).is_file()]
     assert [p.name for p in rank_files(tmp_path / "model", 0)][-len(common) :] == common  # the shards first, the metadata last
-    assert {".metadata", "metadata.json"} <= set(common) and len(common_state_places(tmp_path / "model")) == 1
+    places = common_state_places(tmp_path / "model")
+    assert {".metadata", "metadata.json"} <= set(common) and len(places) == 1 and (places != ["common.pt"]) == common_state_in_shards()
     other, other_optimizer = _trained(2)
     _restore(tmp_path / "model", other, other_optimizer)
     assert all(torch.equal(other.state_dict()[k], v) for k, v in expected.items())  # the values when save was called

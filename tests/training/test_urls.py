@@ -25,7 +25,7 @@ from crawlmill.training.trainer import train
 from tests.conftest import REPO
 from tests.s3server import SECRET, moto_s3
 
-from .conftest import common_state_places, tiny_config
+from .conftest import common_state_in_shards, common_state_places, tiny_config
 from .test_trainer import final_weights, same_weights, train_records
 
 pytest.importorskip("s3fs")
@@ -119,11 +119,10 @@ def test_training_from_s3_shards_into_an_s3_run_resumes_and_matches_the_local_ru
     assert (local_run / "checkpoints/step-00000015/_COMPLETE").is_file() and torch.load(local_run / "checkpoints/step-00000015/rank-00000.pt", weights_only=False)
     model = local_run / "checkpoints/step-00000015/model"
     common = common_state_places(model)
-    assert len(common) == 1  # rank 0's common part, once: common.pt (megatron-core 0.16) or inside its shards (0.19)
-    names = {p.name for p in model.iterdir()}
-    distcp = {name for name in names if name.endswith(".distcp")}  # 0.16: one per rank; 0.19: none for a rank of replicas only
-    assert "__0_0.distcp" in distcp <= {"__0_0.distcp", "__0_1.distcp"}
-    assert names - distcp == {".metadata", "metadata.json", *(name for name in common if name == "common.pt")}
+    assert len(common) == 1 and (common != ["common.pt"]) == common_state_in_shards()  # rank 0's common part, once
+    # megatron-core 0.16: common.pt and a .distcp from every rank; 0.19: none from a rank of replicas only
+    files = {".metadata", "metadata.json", "__0_0.distcp"} | (set() if common_state_in_shards() else {"common.pt", "__0_1.distcp"})
+    assert {p.name for p in model.iterdir()} == files
     assert (local_run / "run.json").is_file() and list((local_run / "tensorboard").iterdir())
     assert [r["kind"] for r in map(json.loads, (local_run / "log.jsonl").read_text().splitlines())][-1] == "end"
 
