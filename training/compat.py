@@ -6,7 +6,8 @@ crawlmill trains on megatron-core 0.16.1 (the newest for Python 3.11) and on the
 
 - 0.16 has no `megatron.training` (so no MegatronPretrainingSampler): the data position is ours
   (data.py), in both versions alike.
-- Layer specs: the Transformer Engine spec when TE imports and CUDA is there, else the local spec;
+- Layer specs: the Transformer Engine spec when TE imports and CUDA is there, else the local spec
+  (with torch's fused attention as its core attention unless the config asks for Megatron's);
   spec builders gained keyword arguments between releases, so only the ones a version knows are passed.
 - On CPU, RoPE moves `inv_freq` to `torch.cuda.current_device()` on every forward and attention's
   global memory buffer allocates there: `device_scope` maps that call to the CPU while we run.
@@ -89,14 +90,20 @@ def _call_known(builder: Callable[..., Any], **kwargs: Any) -> Any:
     return builder(**{k: v for k, v in kwargs.items() if k in accepted})
 
 
-def layer_spec() -> tuple[Any, str]:
-    """The transformer layer spec and its name ("transformer_engine" or "local")."""
+def layer_spec(attention: str = "sdpa") -> tuple[Any, str]:
+    """The transformer layer spec and its name: "transformer_engine", else "local" with `attention`
+    as its core attention ("sdpa": training/attention.py; "megatron": Megatron's DotProductAttention)."""
     from megatron.core.models.gpt import gpt_layer_specs as specs
 
     common = dict(num_experts=None, moe_grouped_gemm=False, qk_layernorm=False)
     if use_cuda() and has_transformer_engine():
         return _call_known(specs.get_gpt_layer_with_transformer_engine_spec, **common), "transformer_engine"
-    return _call_known(specs.get_gpt_layer_local_spec, **common, normalization="RMSNorm"), "local"
+    spec = _call_known(specs.get_gpt_layer_local_spec, **common, normalization="RMSNorm")
+    if attention == "sdpa":
+        from .attention import with_sdpa_attention
+
+        return with_sdpa_attention(spec), "local+sdpa"
+    return spec, "local"
 
 
 def seed_model_parallel(seed: int) -> None:

@@ -3,7 +3,8 @@
 Pre-norm RMSNorm, SwiGLU MLP (gated linear unit with SiLU), rotary position embeddings, no biases,
 untied input and output embeddings, weights drawn from N(0, 0.006²), no dropout; grouped-query
 attention where the config has fewer key/value heads (the 67B). The local layer spec on CPU, the
-Transformer Engine spec where TE and CUDA are there (compat.py).
+Transformer Engine spec where TE and CUDA are there (compat.py); the local spec's core attention is
+torch's fused scaled_dot_product_attention (attention.py) unless `model.attention: megatron`.
 
     model = build_model(ModelConfig(...), vocab_size=102_400, precision="bf16")
 """
@@ -54,7 +55,7 @@ def build_model(model: ModelConfig, vocab_size: int, precision: str = "fp32", pa
     from megatron.core import parallel_state
     from megatron.core.models.gpt.gpt_model import GPTModel
 
-    spec, _ = layer_spec()
+    spec, _ = layer_spec(model.attention)
     with device_scope():
         gpt = GPTModel(
             transformer_config(model, precision, parallel),

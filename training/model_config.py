@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+ATTENTION = ("sdpa", "megatron")
+
 
 @dataclass
 class ModelConfig:
@@ -30,6 +32,9 @@ class ModelConfig:
     init_std: float = 0.006  # DeepSeek LLM Section 2.3
     rotary_base: int = 10_000
     norm_epsilon: float = 1e-6
+    # Core attention of the local (non-Transformer-Engine) spec: "sdpa", torch's fused attention
+    # (training/attention.py), or "megatron", Megatron's unfused DotProductAttention. TE's spec has its own.
+    attention: str = "sdpa"
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size", "seq_length"):
@@ -44,6 +49,8 @@ class ModelConfig:
             raise ValueError(f"vocab_size {self.vocab_size}: must be at least 1")
         if not self.init_std > 0:
             raise ValueError(f"init_std {self.init_std}: must be > 0")
+        if self.attention not in ATTENTION:
+            raise ValueError(f"attention {self.attention!r}: choose one of {', '.join(ATTENTION)}")
 
     @property
     def query_groups(self) -> int:

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The training stage's GPU checks, in one run on a bare GPU machine (Python 3.12 with torch, no
+# package index, no Ray): the kit of scripts/gpu_kit.sh installed offline, then
+#   1. bench/train_resume.py (125m): Megatron's distributed optimizer and dist_checkpointing's
+#      async save of CUDA tensors; a run stopped and resumed against the undisturbed run;
+#   2. bench/attention_bench.py (1b shapes, bf16): torch's fused attention against Megatron's unfused;
+#   3. bench/train_bench.py (1b, bf16): tokens/s and MFU against Megatron-LM's published 41-48%.
+# Results (JSON and logs) go to $OUT (default bench/out). Build the kit first, here:
+#   bash scripts/gpu_kit.sh
+# then on the GPU machine, from the repository root (the kit folder .gpu travelling with the tree):
+#   bash scripts/gpu_check.sh [RESUME_STEPS] [BENCH_STEPS]     # defaults 40 and 40
+# RESUME_ARGS, ATTENTION_ARGS and BENCH_ARGS add options to the two scripts (a CPU rehearsal: "--config tiny ...").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-bench/out}"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+KIT="$PWD/.gpu"
+[ -d "$KIT/shards" ] || { echo "no $KIT/shards: build the kit first (bash scripts/gpu_kit.sh)" >&2; exit 2; }
+PY="${PYTHON:-python3}"
+SITE="${SITE:-/tmp/crawlmill-site}"
+
+"$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$KIT"/wheels/*.whl
+"$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir --upgrade --target "$SITE" .
+export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# the manifest names the tokenizer folder where the kit was packed: point it at the kit's copy
+"$PY" - "$KIT" <<'EOF'
+import json, sys
+from pathlib import Path
+kit = Path(sys.argv[1])
+manifest = kit / "shards/manifest.json"
+data = json.loads(manifest.read_text())
+data["tokenizer"]["path"] = str(kit / "tokenizer")
+manifest.write_text(json.dumps(data, indent=1, ensure_ascii=False))
+EOF
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
+  "$PY" -c "import torch, megatron.core as m; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'megatron-core', m.__version__)"
+} | tee "$OUT/gpu_env.txt"
+
+cd bench
+"$PY" train_resume.py --shards "$KIT/shards" --steps "${1:-40}" --work /tmp/train-resume --json "$OUT/train_resume.json" ${RESUME_ARGS:-} 2>&1 | tail -n 80 | tee "$OUT/train_resume.log"
+"$PY" attention_bench.py --batch 4 --dtype bf16 --json "$OUT/attention.json" ${ATTENTION_ARGS:-} 2>&1 | tail -n 40 | tee "$OUT/attention.log"
+"$PY" train_bench.py --shards "$KIT/shards" --steps "${2:-40}" --work /tmp/train-bench --json "$OUT/train.json" ${BENCH_ARGS:-} 2>&1 | tail -n 80 | tee "$OUT/train_bench.log"

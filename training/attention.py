@@ -1,0 +1,75 @@
+"""Core attention through torch's fused `scaled_dot_product_attention`, for the local layer spec.
+
+Megatron-Core's local spec (the one without Transformer Engine: CPU, and a GPU machine without TE)
+computes attention unfused, as its DotProductAttention does: the [batch, heads, s, s] score matrix
+is written, softmaxed and read back, and grouped-query keys and values are copied once per query
+head. At DeepSeek's 4,096 tokens that matrix is 64 MiB per head and batch row in fp32, and it is
+also kept for the backward pass. torch's SDPA computes the same attention in tiles (flash attention
+on CPU and GPU, no score matrix kept) and reads grouped keys and values in place (`enable_gqa`).
+
+`SdpaAttention` is Megatron's DotProductAttention with only `forward` replaced, so construction,
+head bookkeeping and checkpoints are Megatron's own in every version. It computes softmax(q·kᵀ ·
+scale + causal mask) · v as DotProductAttention does, for what DeepSeek LLM uses (causal mask, no
+dropout, no sliding window, the plain softmax); anything else is handed to Megatron's forward.
+With a causal mask type the given mask is not read: the causal mask is implied, as in Megatron's
+Transformer Engine spec. bench/attention_bench.py measures it against DotProductAttention.
+
+    spec = with_sdpa_attention(get_gpt_layer_local_spec(...))
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from megatron.core.transformer.dot_product_attention import DotProductAttention
+from megatron.core.transformer.enums import AttnMaskType
+
+
+class SdpaAttention(DotProductAttention):
+    """DotProductAttention whose forward is torch's scaled_dot_product_attention (module docstring)."""
+
+    def _sdpa_applies(self, attention_bias: Any, packed_seq_params: Any, mask_type: AttnMaskType) -> bool:
+        config = self.config
+        return (
+            attention_bias is None
+            and packed_seq_params is None
+            and mask_type == AttnMaskType.causal
+            and getattr(config, "softmax_type", "vanilla") == "vanilla"
+            and getattr(config, "window_size", None) is None
+            and not config.apply_query_key_layer_scaling
+            and (self.attention_dropout.p == 0.0 or not self.training)
+        )
+
+    def forward(  # type: ignore[override]
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        attn_mask_type: AttnMaskType | None = None,
+        attention_bias: torch.Tensor | None = None,
+        packed_seq_params: Any = None,
+    ) -> torch.Tensor:
+        mask_type = attn_mask_type if attn_mask_type is not None else self.attn_mask_type
+        if not self._sdpa_applies(attention_bias, packed_seq_params, mask_type):
+            return super().forward(query, key, value, attention_mask, attn_mask_type, attention_bias, packed_seq_params)
+        # [s, b, heads, head_dim] -> [b, heads, s, head_dim]
+        q, k, v = (t.permute(1, 2, 0, 3) for t in (query, key, value))
+        grouped = q.size(1) != k.size(1)
+        context = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.softmax_scale, enable_gqa=grouped)
+        # [b, heads, s, head_dim] -> [s, b, heads * head_dim]
+        sq, b = query.size(0), query.size(1)
+        return context.permute(2, 0, 1, 3).reshape(sq, b, self.hidden_size_per_partition)
+
+
+def with_sdpa_attention(spec: Any) -> Any:
+    """A copy of a GPT layer spec whose self-attention's core attention is SdpaAttention."""
+    spec = copy.deepcopy(spec)
+    submodules = spec.submodules.self_attention.submodules
+    if submodules.core_attention is not DotProductAttention:
+        raise TypeError(f"the layer spec's core attention is {submodules.core_attention}, not Megatron's DotProductAttention")
+    submodules.core_attention = SdpaAttention
+    return spec
