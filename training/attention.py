@@ -11,8 +11,9 @@ on CPU and GPU, no score matrix kept) and reads grouped keys and values in place
 head bookkeeping and checkpoints are Megatron's own in every version. It computes softmax(q·kᵀ ·
 scale + causal mask) · v as DotProductAttention does, for what DeepSeek LLM uses (causal mask, no
 dropout, no sliding window, the plain softmax); anything else is handed to Megatron's forward.
-With a causal mask type the given mask is not read: the causal mask is implied, as in Megatron's
-Transformer Engine spec. bench/attention_bench.py measures it against DotProductAttention.
+The mask given must be the plain causal one (checked once per mask tensor: the trainer builds one);
+any other, e.g. attention reset at document boundaries, is applied by Megatron's forward as given.
+bench/attention_bench.py measures it against DotProductAttention.
 
     spec = with_sdpa_attention(get_gpt_layer_local_spec(...))
 """
@@ -30,6 +31,20 @@ from megatron.core.transformer.enums import AttnMaskType
 
 class SdpaAttention(DotProductAttention):
     """DotProductAttention whose forward is torch's scaled_dot_product_attention (module docstring)."""
+
+    _causal_mask: torch.Tensor | None = None  # the last mask found to be the plain causal one
+
+    def _plain_causal(self, mask: torch.Tensor | None, sq: int, sk: int) -> bool:
+        """Whether `mask` (True: masked) hides exactly the future positions, for every batch row."""
+        if mask is None or mask is self._causal_mask:
+            return True
+        if mask.dim() != 4 or tuple(mask.shape[-2:]) != (sq, sk) or mask.size(1) != 1:
+            return False
+        future = torch.ones(sq, sk, dtype=torch.bool, device=mask.device).triu(1)
+        if not bool((mask.to(torch.bool) == future).all()):
+            return False
+        self._causal_mask = mask
+        return True
 
     def _sdpa_applies(self, attention_bias: Any, packed_seq_params: Any, mask_type: AttnMaskType) -> bool:
         config = self.config
@@ -54,7 +69,8 @@ class SdpaAttention(DotProductAttention):
         packed_seq_params: Any = None,
     ) -> torch.Tensor:
         mask_type = attn_mask_type if attn_mask_type is not None else self.attn_mask_type
-        if not self._sdpa_applies(attention_bias, packed_seq_params, mask_type):
+        plain = self._plain_causal(attention_mask, query.size(0), key.size(0))
+        if not (plain and self._sdpa_applies(attention_bias, packed_seq_params, mask_type)):
             return super().forward(query, key, value, attention_mask, attn_mask_type, attention_bias, packed_seq_params)
         # [s, b, heads, head_dim] -> [b, heads, s, head_dim]
         q, k, v = (t.permute(1, 2, 0, 3) for t in (query, key, value))

@@ -92,6 +92,30 @@ def test_what_sdpa_does_not_cover_is_megatrons_forward(model_parallel, monkeypat
     assert torch.equal(got, expected)
 
 
+def test_a_mask_other_than_the_causal_one_is_applied_as_given(model_parallel, monkeypatch):
+    """Attention reset at a document boundary (a causal mask type, but not the plain causal mask):
+    Megatron's forward applies it, to the bit; the plain causal mask, per batch row, takes SDPA."""
+    from crawlmill.training import attention
+    from crawlmill.training.compat import causal_mask
+
+    megatron, sdpa = attention_pair(ModelConfig(num_layers=1, hidden_size=64, num_attention_heads=4, ffn_hidden_size=172, seq_length=16))
+    q, k, v = (torch.randn(16, 2, 4, 16) for _ in range(3))
+    out_grad = torch.randn(16, 2, 64)
+    reset = causal_mask(16, torch.device("cpu")).repeat(2, 1, 1, 1)
+    reset[1, :, 10:, :10] = True  # the second row's second document (from position 10) does not see the first
+    calls = []
+    original = attention.F.scaled_dot_product_attention
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    expected, _ = forward_backward(megatron, q, k, v, reset, out_grad)
+    got, _ = forward_backward(sdpa, q, k, v, reset, out_grad)
+    assert torch.equal(got, expected) and calls == []
+    plain = causal_mask(16, torch.device("cpu")).repeat(2, 1, 1, 1)
+    got, _ = forward_backward(sdpa, q, k, v, plain, out_grad)
+    torch.testing.assert_close(got, forward_backward(megatron, q, k, v, plain, out_grad)[0], rtol=1e-5, atol=1e-6)
+    assert calls == [1]
+    assert not torch.allclose(got[10:, 1], expected[10:, 1])  # the reset mask did change the second row
+
+
 def test_the_model_with_sdpa_matches_the_model_with_megatrons_attention(model_parallel):
     from crawlmill.training.attention import SdpaAttention
     from crawlmill.training.compat import causal_mask, device_scope
