@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import run_info
+from harness import device_name, run_info
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("megatron", "sdpa")
@@ -124,7 +124,7 @@ def main() -> None:
         "seq": figures["sdpa"]["seq"],
         "batch": args.batch,
         "dtype": args.dtype,
-        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "device": device_name(),
         "methods": figures,
         "speedup": round(figures["megatron"]["seconds"] / figures["sdpa"]["seconds"], 2),
         "max_difference_output_dq_dk_dv": differences,

