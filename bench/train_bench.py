@@ -5,12 +5,16 @@ The `1b` built-in (24 layers, d_model 2048, SwiGLU 5504, sequence 4096, vocabula
 Megatron's distributed optimizer, on shards packed here with the released DeepSeek tokenizer from
 real text (crawlmill.corpora.pack_corpus, ../shared/data/text; GPTDataset cycles them). Tokens/s is
 measured from log.jsonl over the steps after `--warmup` (start-up, compilation and the first
-batches excluded); MFU = M x tokens/s / the GPU's dense bf16 peak, with M DeepSeek's
-non-embedding FLOPs per token (the planner's), so the two figures agree. Goal: MFU >= 45%.
+batches excluded, and the profiled steps); MFU = FLOPs per token x tokens/s / the GPU's dense bf16
+peak, twice (training/perf.py): `mfu` with DeepSeek's M (non-embedding FLOPs per token, the
+planner's, so the two agree) and `mfu_megatron` with Megatron-LM's own count (the output layer
+included), the one its published figures use. Goal: MFU >= 45%. `--profile N` records N steps after
+the warm-up with torch.profiler and reports where the time went (the run's profile/ folder).
 
     python bench/train_bench.py                                  # on a GPU machine: 1b, 40 steps
     python bench/train_bench.py --config tiny --steps 20         # CPU smoke run of the same path (no MFU)
     python bench/train_bench.py --shards .gpu/shards             # shards packed elsewhere (scripts/gpu_kit.sh)
+    python bench/train_bench.py --profile 2 --no-fused-kernels   # where the time goes, without Megatron's fusions
 
 Writes bench/out/train.json.
 """
@@ -41,6 +45,8 @@ def main() -> None:
     parser.add_argument("--text-dir", type=Path, default=None, help="real text to pack (default ../shared/data/text)")
     parser.add_argument("--shards", type=Path, default=None, help="train on these packed shards instead of packing (no Ray needed: a GPU machine without it)")
     parser.add_argument("--work", type=Path, default=None, help="where shards and the run go (default: a temp dir)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="profile N steps after the warm-up (left out of the figures)")
+    parser.add_argument("--fused-kernels", action=argparse.BooleanOptionalAction, default=None, help="Megatron's fused SwiGLU and cross-entropy (default: the config's, on with CUDA)")
     parser.add_argument("--json", type=Path, default=REPO / "bench/out/train.json")
     args = parser.parse_args()
 
@@ -48,31 +54,41 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     shards = args.shards or pack_shards(work, args.docs, args.text_dir)
     config = work / "bench.yaml"
+    profiled = range(args.warmup, args.warmup + args.profile)  # 0-based steps: the records of steps + 1
     config.write_text(json.dumps({
         "base": args.config, "max_steps": args.steps, "global_batch_size": args.global_batch, "micro_batch_size": args.micro_batch,
         "log_interval": 1, "eval": {"interval": 10**9, "iters": 1}, "checkpoint": {"every_minutes": 0, "keep": 1},
         "optimizer": {"lr": 3e-4}, "schedule": {"warmup_steps": 5},
+        "model": {} if args.fused_kernels is None else {"fused_kernels": args.fused_kernels},
+        "profile": {"start_step": args.warmup, "steps": args.profile} if args.profile else {},
     }))  # fmt: skip
     run = work / "run"
     crawlmill_cli("train", "--config", str(config), "--data", str(shards), "--output", str(run), "--overwrite")
     recorded = read_run(run)
-    steps = [r for r in recorded["train"] if r["step"] > args.warmup]
+    steps = [r for r in recorded["train"] if r["step"] > args.warmup and r["step"] - 1 not in profiled]
+    if not steps:
+        raise SystemExit(f"no step to measure: --steps {args.steps} leaves none after --warmup {args.warmup} and --profile {args.profile}")
     info = recorded["run"]
     rate = sum(r["tokens_per_s"] for r in steps) / len(steps)
-    mfus = [r["mfu"] for r in steps if "mfu" in r]
+    mean = lambda key: round(sum(r[key] for r in steps) / len(steps), 4) if all(key in r for r in steps) else None  # noqa: E731
+    tables = sorted((run / "profile").glob("*.txt"))
     result = {
         **run_info(),
         "config": args.config,
         "parameters": info["model"]["parameters"],
         "M": info["model"]["M"],
+        "megatron_flops_per_token": info["model"]["megatron_flops_per_token"],
+        "fused_kernels": info["config"]["model"]["fused_kernels"],
         "global_batch": args.global_batch,
         "micro_batch": args.micro_batch,
         "steps_measured": len(steps),
         "tokens_per_s": round(rate, 1),
-        "mfu": round(sum(mfus) / len(mfus), 4) if mfus else None,
+        "mfu": mean("mfu"),
+        "mfu_megatron": mean("mfu_megatron"),
         "megatron_published_mfu": MEGATRON_PUBLISHED_MFU,
         "loss_first_last": [recorded["train"][0]["loss"], steps[-1]["loss"]],
         "device": device_name(),
+        "profile": [str(t) for t in tables],
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))

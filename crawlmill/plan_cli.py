@@ -241,7 +241,7 @@ def sweep(
     ),
 )
 def fit(
-    runs: List[Path] = typer.Argument(..., help="Training run folders (run.json + log.jsonl), or folders holding them."),
+    runs: List[Path] = typer.Argument(..., metavar="RUN_DIR", help="Training run folders (run.json + log.jsonl), or folders holding them."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the IsoFLOP curves and the fitted optimum line to this PNG."),
     metric: str = typer.Option("bpb", "--metric", help="Final validation metric to minimise: bpb (as DeepSeek) or loss."),
     tolerance: float = typer.Option(0.1, "--tolerance", help="Runs whose compute agrees within this share belong to one budget."),

@@ -4,12 +4,17 @@
 #   1. bench/train_resume.py (125m): Megatron's distributed optimizer and dist_checkpointing's
 #      async save of CUDA tensors; a run stopped and resumed against the undisturbed run;
 #   2. bench/attention_bench.py (1b shapes, bf16): torch's fused attention against Megatron's unfused;
-#   3. bench/train_bench.py (1b, bf16): tokens/s and MFU against Megatron-LM's published 41-48%.
-# Results (JSON and logs) go to $OUT (default bench/out). Build the kit first, here:
+#   3. bench/train_bench.py (1b, bf16): tokens/s and MFU against Megatron-LM's published 41-48%,
+#      with Megatron's fused SwiGLU and cross-entropy (again without, if that run fails), and a
+#      torch.profiler table of two steps (profile.txt: where the time goes).
+# Each has a time limit (RESUME_LIMIT, ATTENTION_LIMIT, BENCH_LIMIT seconds) so that one stuck
+# check leaves time to the others. Results go to $OUT (default bench/out), at most 7 files:
+# gpu_env.txt, train_resume.json, attention.json, train.json (train_unfused.json), profile.txt and
+# logs.txt (every script's output). Build the kit first, here:
 #   bash scripts/gpu_kit.sh
 # then on the GPU machine, from the repository root (the kit folder .gpu travelling with the tree):
 #   bash scripts/gpu_check.sh [RESUME_STEPS] [BENCH_STEPS]     # defaults 40 and 40
-# RESUME_ARGS, ATTENTION_ARGS and BENCH_ARGS add options to the two scripts (a CPU rehearsal: "--config tiny ...").
+# RESUME_ARGS, ATTENTION_ARGS and BENCH_ARGS add options to the scripts (a CPU rehearsal: "--config tiny ...").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-bench/out}"
@@ -38,7 +43,26 @@ EOF
   "$PY" -c "import torch, megatron.core as m; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'megatron-core', m.__version__)"
 } | tee "$OUT/gpu_env.txt"
 
+LOG="$OUT/logs.txt"
+: > "$LOG"
+# check NAME LIMIT COMMAND...: run it under a time limit, its output to the log; say how it ended
+check() {
+  local name="$1" limit="$2" rc=0
+  shift 2
+  echo "=== $name (limit ${limit}s): $*" >> "$LOG"
+  timeout --kill-after 10 "$limit" "$@" >> "$LOG" 2>&1 || rc=$?
+  echo "=== $name: exit $rc" | tee -a "$LOG"
+  return "$rc"
+}
+
 cd bench
-"$PY" train_resume.py --shards "$KIT/shards" --steps "${1:-40}" --work /tmp/train-resume --json "$OUT/train_resume.json" ${RESUME_ARGS:-} 2>&1 | tail -n 80 | tee "$OUT/train_resume.log"
-"$PY" attention_bench.py --batch 4 --dtype bf16 --json "$OUT/attention.json" ${ATTENTION_ARGS:-} 2>&1 | tail -n 40 | tee "$OUT/attention.log"
-"$PY" train_bench.py --shards "$KIT/shards" --steps "${2:-40}" --work /tmp/train-bench --json "$OUT/train.json" ${BENCH_ARGS:-} 2>&1 | tail -n 80 | tee "$OUT/train_bench.log"
+check resume "${RESUME_LIMIT:-180}" "$PY" train_resume.py --shards "$KIT/shards" --steps "${1:-40}" --work /tmp/train-resume --json "$OUT/train_resume.json" ${RESUME_ARGS:-} || true
+check attention "${ATTENTION_LIMIT:-80}" "$PY" attention_bench.py --batch 4 --dtype bf16 --json "$OUT/attention.json" ${ATTENTION_ARGS:-} || true
+BENCH=(train_bench.py --shards "$KIT/shards" --steps "${2:-40}" --profile 2 ${BENCH_ARGS:-})
+rc=0
+check bench "${BENCH_LIMIT:-260}" "$PY" "${BENCH[@]}" --work /tmp/train-bench --json "$OUT/train.json" || rc=$?
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -ne 137 ]; then  # it failed (not ran out of time): without the fusions
+  check bench-unfused "${BENCH_LIMIT:-260}" "$PY" "${BENCH[@]}" --no-fused-kernels --work /tmp/train-bench-unfused --json "$OUT/train_unfused.json" || true
+fi
+cat /tmp/train-bench*/run/profile/rank0-*.txt > "$OUT/profile.txt" 2>/dev/null || true
+tail -n 40 "$LOG"

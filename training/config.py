@@ -1,5 +1,5 @@
 """The training config: one dataclass per component (model, data, optimizer, schedule, parallelism,
-checkpoints, evaluation), the run config's `train:` section and `crawlmill train --config`'s file.
+checkpoints, evaluation, profiling), the run config's `train:` section and `crawlmill train --config`'s file.
 
     crawlmill train --config tiny                 # a built-in: training/configs/<name>.yaml
     crawlmill train --config my-run.yaml          # a file; relative paths are relative to it
@@ -134,6 +134,24 @@ class EvalConfig:
 
 
 @dataclass
+class ProfileConfig:
+    """torch.profiler over a window of steps (training/perf.py); off unless start_step is set."""
+
+    start_step: int | None = None  # the first profiled step (0-based, as the run counts them)
+    steps: int = 2
+    ranks: list[int] = field(default_factory=lambda: [0])
+    shapes: bool = False  # record operator input shapes
+    memory: bool = False  # record allocations
+    rows: int = 40  # operators in the summary table
+
+    def __post_init__(self) -> None:
+        if self.start_step is not None and self.start_step < 0:
+            raise ValueError(f"start_step {self.start_step}: must be >= 0")
+        if self.steps < 1 or self.rows < 1 or not self.ranks or min(self.ranks) < 0:
+            raise ValueError("steps and rows at least 1, ranks a non-empty list of ranks")
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -142,6 +160,7 @@ class TrainConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
     global_batch_size: int | None = None  # sequences per step; None: the planner's B_opt for the run's compute
     micro_batch_size: int = 1  # sequences per forward/backward of one rank
     train_tokens: float | None = None  # total training tokens (the schedule's milestones are fractions of it)

@@ -4,7 +4,8 @@ Pre-norm RMSNorm, SwiGLU MLP (gated linear unit with SiLU), rotary position embe
 untied input and output embeddings, weights drawn from N(0, 0.006²), no dropout; grouped-query
 attention where the config has fewer key/value heads (the 67B). The local layer spec on CPU, the
 Transformer Engine spec where TE and CUDA are there (compat.py); the local spec's core attention is
-torch's fused scaled_dot_product_attention (attention.py) unless `model.attention: megatron`.
+torch's fused scaled_dot_product_attention (attention.py) unless `model.attention: megatron`; Megatron's
+fused SwiGLU and cross-entropy on GPU (`model.fused_kernels`).
 
     model = build_model(ModelConfig(...), vocab_size=102_400, precision="bf16")
 """
@@ -26,6 +27,7 @@ def transformer_config(model: ModelConfig, precision: str, parallel: ParallelCon
 
     parallel = parallel or ParallelConfig()
     bf16 = precision == "bf16"
+    fused = use_cuda() if model.fused_kernels is None else model.fused_kernels
     return TransformerConfig(
         num_layers=model.num_layers,
         hidden_size=model.hidden_size,
@@ -40,6 +42,8 @@ def transformer_config(model: ModelConfig, precision: str, parallel: ParallelCon
         init_method_std=model.init_std,
         hidden_dropout=0.0,
         attention_dropout=0.0,
+        bias_activation_fusion=fused,  # SwiGLU in one kernel, saving its input alone for backward
+        cross_entropy_loss_fusion=fused and bf16,  # its logits' gradient is bf16 by construction
         bf16=bf16,
         params_dtype=torch.bfloat16 if bf16 else torch.float32,
         tensor_model_parallel_size=parallel.tensor,

@@ -35,6 +35,10 @@ class ModelConfig:
     # Core attention of the local (non-Transformer-Engine) spec: "sdpa", torch's fused attention
     # (training/attention.py), or "megatron", Megatron's unfused DotProductAttention. TE's spec has its own.
     attention: str = "sdpa"
+    # Megatron's fused kernels where they exist without Transformer Engine: the SwiGLU activation
+    # (torch.compile'd, as Megatron-LM's default) and, for bf16 runs, the cross-entropy loss.
+    # None: on with CUDA, off on CPU (where compiling costs more than it saves on small models).
+    fused_kernels: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size", "seq_length"):

@@ -2,10 +2,11 @@
 TensorBoard and `crawlmill plan fit` alike.
 
     RUN/run.json     written at the start: {"config": the TrainConfig as JSON, "model": {"parameters":
-                     {...}, "M": non-embedding FLOPs per token}, "global_batch_tokens", "peak_lr",
+                     {...}, "M": non-embedding FLOPs per token,
+                     "megatron_flops_per_token": Megatron-LM's count (perf.py)}, "global_batch_tokens", "peak_lr",
                      "train_tokens", "compute": M x train_tokens, "world_size", "started": ISO time}
     RUN/log.jsonl    one JSON object a line, appended and flushed as it happens:
-                     {"kind": "train", "step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s", "mfu"?}
+                     {"kind": "train", "step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s", "mfu"?, "mfu_megatron"?}
                      {"kind": "valid", "step", "tokens", "loss", "bpb"}
                      {"kind": "checkpoint", "step", "path", "seconds"}
                      {"kind": "end", "step", "tokens"}

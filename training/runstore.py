@@ -11,7 +11,7 @@ A run folder at a URL: every rank works in a local staging folder, $CRAWLMILL_CA
 (KEY from the URL), exactly as in a local run (run.json, log.jsonl, tensorboard/, the GPTDataset
 index cache, checkpoints being written), and the run's files are uploaded to the URL: each
 checkpoint as checkpoint.py describes (every rank's file, then meta.json, then the marker
-`_COMPLETE`), and rank 0's run.json, log.jsonl and tensorboard/ after each checkpoint is complete
+`_COMPLETE`), and rank 0's run.json, log.jsonl, tensorboard/ and profile/ after each checkpoint is complete
 and at the end. The remote log is the truth: a run into a URL starts from its log.jsonl (as a
 local run appends to its own), so a resume on another machine continues the same log.
 """
@@ -29,6 +29,7 @@ from crawlmill.shards.manifest import MANIFEST
 from .runlog import LOG_FILE, RUN_FILE
 
 TENSORBOARD = "tensorboard"
+PROFILE = "profile"  # perf.StepProfiler's traces and tables
 
 
 def shard_names(manifest: dict[str, Any]) -> list[str]:
@@ -84,11 +85,12 @@ class RunStore:
             fs.get_file(key, str(self.local / LOG_FILE))
 
     def push_logs(self) -> None:
-        """Rank 0: upload run.json, log.jsonl and tensorboard/ (each file whole: an object store has
-        no append; event files are small)."""
+        """Rank 0: upload run.json, log.jsonl, tensorboard/ and profile/ (each file whole: an object
+        store has no append; event files are small)."""
         if self.remote is None:
             return
-        names = [RUN_FILE, LOG_FILE] + [str(p.relative_to(self.local)) for p in sorted((self.local / TENSORBOARD).rglob("*")) if p.is_file()]
+        trees = [p for folder in (TENSORBOARD, PROFILE) for p in sorted((self.local / folder).rglob("*")) if p.is_file()]
+        names = [RUN_FILE, LOG_FILE] + [str(p.relative_to(self.local)) for p in trees]
         for name in names:
             if (self.local / name).is_file():
                 upload(self.local / name, self.remote / name)

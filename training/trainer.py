@@ -44,6 +44,7 @@ from .compat import seed_model_parallel, use_cuda
 from .config import TrainConfig
 from .data import ShardData
 from .model import build_model
+from .perf import StepProfiler, megatron_flops_per_token, utilisation
 from .runlog import RunLog, write_run_info
 from .runstore import RunStore, local_file
 from .schedule import Schedule
@@ -285,16 +286,20 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     end = plan.total_steps if stop_after is None else min(plan.total_steps, start + stop_after)
     loss = grad_norm = float("nan")
     valid: dict[str, float] = {}
+    flops = {"M": plan.model_scale, "megatron": megatron_flops_per_token(config.model, vocab)}
+    profiler = StepProfiler(config.profile, rank, run_dir / "profile")
     for step in range(start, end):
         lr = schedule.lr_at(step)
+        profiler.before(step)
         batches = data.micro_batches("train", step, dp_rank, dp, config.micro_batch_size, plan.global_batch)
         loss, grad_norm = backend.step(batches, lr)
+        profiler.after(step)
         done = step + 1
         logged_tokens += plan.tokens_per_step
         if done % config.log_interval == 0 or done == end:
             now = time.monotonic()
             rate = logged_tokens / max(now - last_log, 1e-9)
-            extra = {"mfu": round(_mfu(plan.model_scale * rate / world), 4)} if use_cuda() else {}
+            extra = utilisation(flops, rate / world, torch.cuda.get_device_name()) if use_cuda() else {}
             reporter.record("train", step=done, tokens=done * plan.tokens_per_step, loss=loss, lr=lr, grad_norm=grad_norm, tokens_per_s=round(rate, 1), **extra)
             last_log, logged_tokens = now, 0
         if done % config.eval.interval == 0 or done == plan.total_steps:
@@ -305,6 +310,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         if by_time or by_steps or done == end:
             checkpoint(done)
             last_save = time.monotonic()
+    profiler.close()
     saver.close()
     if end == plan.total_steps:
         reporter.record("end", step=end, tokens=end * plan.tokens_per_step)
@@ -314,18 +320,10 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     return {"step": end, "total_steps": plan.total_steps, "loss": loss, "grad_norm": grad_norm, "valid": valid, "plan": asdict(plan)}
 
 
-def _mfu(model_flops_per_s: float) -> float:
-    """Model FLOPs utilisation against the device's dense bf16 peak (planner's M, so both agree)."""
-    name = torch.cuda.get_device_name()
-    peaks = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12}
-    peak = next((v for k, v in peaks.items() if k in name), None)
-    return model_flops_per_s / peak if peak else float("nan")
-
-
 def _run_info(config: TrainConfig, plan: RunPlan, vocab: int, world: int) -> dict[str, Any]:
     return json.loads(json.dumps({
         "config": asdict(config),
-        "model": {"parameters": config.model.parameters(vocab), "M": plan.model_scale, "vocab_size": vocab},
+        "model": {"parameters": config.model.parameters(vocab), "M": plan.model_scale, "megatron_flops_per_token": megatron_flops_per_token(config.model, vocab), "vocab_size": vocab},
         "global_batch_size": plan.global_batch,
         "global_batch_tokens": plan.tokens_per_step,
         "peak_lr": plan.peak_lr,

@@ -70,3 +70,43 @@ def test_megatron_model_has_deepseeks_design_and_the_counted_parameters(model_pa
     assert model.position_embedding_type == "rope"
     assert float(params["decoder.layers.0.mlp.linear_fc1.weight"].std()) == pytest.approx(0.006, rel=0.05)
     assert float(params["embedding.word_embeddings.weight"].std()) == pytest.approx(0.006, rel=0.05)
+
+
+def test_fused_kernels_follow_the_device_and_the_precision():
+    from crawlmill.training.model import transformer_config
+
+    flags = lambda c: (c.bias_activation_fusion, c.cross_entropy_loss_fusion)  # noqa: E731
+    assert flags(transformer_config(ModelConfig(), "fp32")) == (False, False)  # None on CPU: off
+    assert flags(transformer_config(ModelConfig(fused_kernels=True), "bf16")) == (True, True)
+    assert flags(transformer_config(ModelConfig(fused_kernels=True), "fp32")) == (True, False)  # its gradient is bf16
+
+
+def test_fused_swiglu_gives_the_unfused_loss_and_gradients(model_parallel, monkeypatch):
+    """Megatron's fused SwiGLU path, run eagerly (torch.compile off: the GPU compiles it), against the
+    plain activation, on the tiny model."""
+    import torch._dynamo
+    from megatron.core.transformer import mlp
+
+    from crawlmill.training.compat import causal_mask, device_scope
+    from crawlmill.training.model import build_model
+    from crawlmill.training.trainer import seed_everything
+
+    calls = []
+    fused_impl = mlp.bias_swiglu_impl
+    monkeypatch.setattr(mlp, "bias_swiglu_impl", lambda *a, **k: calls.append(1) or fused_impl(*a, **k))
+
+    def loss_and_grads(fused: bool):
+        seed_everything(3)
+        model = build_model(ModelConfig(num_layers=2, hidden_size=128, num_attention_heads=4, ffn_hidden_size=344, seq_length=64, fused_kernels=fused), vocab_size=512)
+        tokens = torch.randint(0, 512, (2, 65), generator=torch.Generator().manual_seed(1))
+        with device_scope(), torch._dynamo.config.patch(disable=True):
+            loss = model(tokens[:, :-1], torch.arange(64).expand(2, -1), causal_mask(64, tokens.device), labels=tokens[:, 1:]).mean()
+            loss.backward()
+        return loss.detach(), {n: p.grad for n, p in model.named_parameters()}
+
+    plain_loss, plain = loss_and_grads(False)
+    assert not calls
+    fused_loss, fused = loss_and_grads(True)
+    assert len(calls) == 2  # one a layer
+    assert torch.allclose(fused_loss, plain_loss, rtol=1e-6)
+    assert all(torch.allclose(fused[k], plain[k], rtol=1e-5, atol=1e-8) for k in plain)

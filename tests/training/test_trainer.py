@@ -16,6 +16,7 @@ import yaml
 from crawlmill.pipeline.ray_tasks import RayOptions
 from crawlmill.training.checkpoint import LATEST
 from crawlmill.training.launch import launch
+from crawlmill.training.perf import megatron_flops_per_token
 from crawlmill.training.trainer import train
 
 from .conftest import checkpoint_tensors, tiny_config
@@ -115,7 +116,7 @@ def test_two_ray_workers_match_one_worker_with_twice_the_micro_batches(ray_local
 def test_validation_reports_loss_and_exact_bits_per_byte(tiny_shards, tmp_path):
     import math
 
-    config = tiny_config(tiny_shards, max_steps=40, eval={"interval": 20, "iters": 2})
+    config = tiny_config(tiny_shards, max_steps=40, eval={"interval": 20, "iters": 2}, profile={"start_step": 5, "steps": 2})
     train(config, tmp_path / "run")
     valid = train_records(tmp_path / "run", "valid")
     assert [r["step"] for r in valid] == [20, 40] and valid[1]["loss"] < valid[0]["loss"]
@@ -125,6 +126,11 @@ def test_validation_reports_loss_and_exact_bits_per_byte(tiny_shards, tmp_path):
         assert record["bpb"] == pytest.approx(record["loss"] / math.log(2) / bytes_per_token, rel=0.25)
     run = json.loads((tmp_path / "run/run.json").read_text())
     assert run["model"]["M"] == config.model.non_embedding_flops_per_token() and run["compute"] == run["model"]["M"] * run["train_tokens"]
+    assert run["model"]["megatron_flops_per_token"] == megatron_flops_per_token(config.model, run["model"]["vocab_size"])
+    # the profile window (training/perf.py): steps 5 and 6, the model's forward and the optimizer's step in it
+    table = (tmp_path / "run/profile/rank0-step5.txt").read_text()
+    assert "aten::mm" in table and "Optimizer.step#AdamW.step" in table
+    assert sorted(p.name for p in (tmp_path / "run/profile").iterdir()) == ["rank0-step5.json.gz", "rank0-step5.txt"]
 
 
 def test_unusable_data_is_a_clear_error(tiny_shards, tmp_path):
