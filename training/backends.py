@@ -68,7 +68,8 @@ class TorchBackend:
         total = torch.zeros(1, dtype=torch.float64, device=self.device)
         for batch in batches:
             summed = (self._token_losses(batch) * batch["loss_mask"]).sum()
-            (summed / count.float()).backward()
+            with device_scope():  # activation recomputation runs the layers again in here
+                (summed / count.float()).backward()
             total += summed.detach().double()
         params = [p for p in self.model.parameters() if p.grad is not None]
         if dist.is_initialized() and dist.get_world_size(self.dp_group) > 1:

@@ -13,6 +13,9 @@ crawlmill trains on megatron-core 0.16.1 (the newest for Python 3.11) and on the
   global memory buffer allocates there: `device_scope` maps that call to the CPU while we run.
 - `model_parallel_cuda_manual_seed` asserts CUDA unless it builds the inference RNG tracker, which
   works on CPU (and carries no dropout state we use: DeepSeek LLM trains without dropout).
+- Activation recomputation (tensor_parallel.checkpoint) saves and restores the CUDA generator's
+  state around each recomputed block; a machine without CUDA has none: `device_scope` makes those
+  two calls no-ops, and the backward pass, where the recomputation runs, is inside the scope too.
 - A causal mask must be given explicitly on CPU (the default one is built on "cuda").
 - dist_checkpointing (both versions) calls `torch.cuda.synchronize()` before it writes and builds
   its collectives' flags on `torch.cuda.current_device()`: `checkpoint_scope` makes the first a
@@ -50,16 +53,23 @@ def has_transformer_engine() -> bool:
 
 @contextlib.contextmanager
 def device_scope() -> Iterator[None]:
-    """On CPU, `torch.cuda.current_device()` answers "cpu" inside this scope (see the module docstring)."""
+    """On CPU, `torch.cuda.current_device()` answers "cpu" inside this scope, and Megatron's
+    activation recomputation saves and restores no CUDA generator (see the module docstring)."""
     if use_cuda():
         yield
         return
+    from megatron.core.tensor_parallel import random as megatron_random
+
     original = torch.cuda.current_device
+    get_state, set_state = megatron_random._get_cuda_rng_state, megatron_random._set_cuda_rng_state
     torch.cuda.current_device = lambda: "cpu"  # type: ignore[assignment]
+    megatron_random._get_cuda_rng_state = lambda *args, **kwargs: torch.empty(0, dtype=torch.uint8)
+    megatron_random._set_cuda_rng_state = lambda *args, **kwargs: None
     try:
         yield
     finally:
         torch.cuda.current_device = original  # type: ignore[assignment]
+        megatron_random._get_cuda_rng_state, megatron_random._set_cuda_rng_state = get_state, set_state
 
 
 @contextlib.contextmanager

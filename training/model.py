@@ -5,7 +5,8 @@ untied input and output embeddings, weights drawn from N(0, 0.006²), no dropout
 attention where the config has fewer key/value heads (the 67B). The local layer spec on CPU, the
 Transformer Engine spec where TE and CUDA are there (compat.py); the local spec's core attention is
 torch's fused scaled_dot_product_attention (attention.py) unless `model.attention: megatron`; Megatron's
-fused SwiGLU and cross-entropy on GPU (`model.fused_kernels`).
+fused SwiGLU and cross-entropy on GPU (`model.fused_kernels`); activation recomputation as configured
+(`model.recompute`: none, selective, full).
 
     model = build_model(ModelConfig(...), vocab_size=102_400, precision="bf16")
 """
@@ -51,7 +52,17 @@ def transformer_config(model: ModelConfig, precision: str, parallel: ParallelCon
         context_parallel_size=parallel.context,
         sequence_parallel=parallel.tensor > 1,
         use_cpu_initialization=not use_cuda(),
+        **_recompute(model),
     )
+
+
+def _recompute(model: ModelConfig) -> dict[str, Any]:
+    """TransformerConfig's activation-recomputation settings for `model.recompute`."""
+    if model.recompute == "full":
+        return {"recompute_granularity": "full", "recompute_method": "uniform", "recompute_num_layers": model.recompute_layers}
+    if model.recompute == "selective":
+        return {"recompute_granularity": "selective", "recompute_modules": list(model.recompute_modules)}
+    return {}
 
 
 def build_model(model: ModelConfig, vocab_size: int, precision: str = "fp32", parallel: ParallelConfig | None = None) -> Any:

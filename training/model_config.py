@@ -13,9 +13,13 @@ matrices, two RMSNorm weights; a final RMSNorm; input embedding and output layer
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 ATTENTION = ("sdpa", "megatron")
+RECOMPUTE = ("none", "selective", "full")
+# Megatron's selective choices for a dense GPT. Not "layernorm": its CheckpointWithoutOutput takes
+# fp8=False for fp8 on and then needs Transformer Engine (megatron-core 0.16 and 0.19 alike).
+RECOMPUTE_MODULES = ("core_attn", "mlp")
 
 
 @dataclass
@@ -39,6 +43,12 @@ class ModelConfig:
     # (torch.compile'd, as Megatron-LM's default) and, for bf16 runs, the cross-entropy loss.
     # None: on with CUDA, off on CPU (where compiling costs more than it saves on small models).
     fused_kernels: bool | None = None
+    # Activation recomputation, memory for compute (Megatron's): "full" keeps only each layer's input
+    # and recomputes the layer in the backward pass (`recompute_layers` layers a checkpoint);
+    # "selective" recomputes only `recompute_modules`. Losses and gradients are unchanged (tested).
+    recompute: str = "none"
+    recompute_layers: int = 1
+    recompute_modules: list[str] = field(default_factory=lambda: ["core_attn"])
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size", "seq_length"):
@@ -55,6 +65,13 @@ class ModelConfig:
             raise ValueError(f"init_std {self.init_std}: must be > 0")
         if self.attention not in ATTENTION:
             raise ValueError(f"attention {self.attention!r}: choose one of {', '.join(ATTENTION)}")
+        if self.recompute not in RECOMPUTE:
+            raise ValueError(f"recompute {self.recompute!r}: choose one of {', '.join(RECOMPUTE)}")
+        if not 1 <= self.recompute_layers <= self.num_layers:
+            raise ValueError(f"recompute_layers {self.recompute_layers}: between 1 and num_layers ({self.num_layers})")
+        unknown = sorted(set(self.recompute_modules) - set(RECOMPUTE_MODULES))
+        if unknown or not self.recompute_modules:
+            raise ValueError(f"recompute_modules {self.recompute_modules}: a non-empty list of {', '.join(RECOMPUTE_MODULES)}")
 
     @property
     def query_groups(self) -> int:

@@ -110,3 +110,49 @@ def test_fused_swiglu_gives_the_unfused_loss_and_gradients(model_parallel, monke
     assert len(calls) == 2  # one a layer
     assert torch.allclose(fused_loss, plain_loss, rtol=1e-6)
     assert all(torch.allclose(fused[k], plain[k], rtol=1e-5, atol=1e-8) for k in plain)
+
+
+@pytest.mark.parametrize("recompute", [{"recompute": "full"}, {"recompute": "full", "recompute_layers": 2}, {"recompute": "selective", "recompute_modules": ["core_attn", "mlp"]}])
+def test_activation_recomputation_changes_no_loss_gradient_or_weight(model_parallel, recompute):
+    """One optimizer step of the CPU backend, with and without recomputation: bit for bit the same."""
+    from megatron.core import parallel_state
+
+    from crawlmill.training.backends import TorchBackend
+    from crawlmill.training.config import OptimizerConfig
+    from crawlmill.training.model import build_model
+    from crawlmill.training.trainer import seed_everything
+
+    tokens = torch.randint(0, 512, (2, 65), generator=torch.Generator().manual_seed(2))
+    batch = {"tokens": tokens[:, :-1], "labels": tokens[:, 1:], "position_ids": torch.arange(64).expand(2, -1), "loss_mask": torch.ones(2, 64)}
+
+    def one_step(**settings):
+        seed_everything(5)
+        model = build_model(ModelConfig(num_layers=2, hidden_size=128, num_attention_heads=4, ffn_hidden_size=344, seq_length=64, **settings), vocab_size=512)
+        calls = {"layer": 0, "attention": 0, "mlp": 0}  # forward passes: recomputation adds some
+
+        def count(kind):
+            return lambda *_: calls.__setitem__(kind, calls[kind] + 1)
+
+        for layer in model.decoder.layers:
+            layer.register_forward_pre_hook(count("layer"))
+            layer.self_attention.core_attention.register_forward_pre_hook(count("attention"))
+            layer.mlp.register_forward_pre_hook(count("mlp"))
+        backend = TorchBackend(model, OptimizerConfig(), 1e-3, torch.device("cpu"), parallel_state.get_data_parallel_group())
+        loss, norm = backend.step([batch], 1e-3)
+        return loss, norm, {k: v.detach().clone() for k, v in model.state_dict().items() if torch.is_tensor(v)}, calls
+
+    plain, recomputed = one_step(), one_step(**recompute)
+    assert recomputed[:2] == plain[:2]
+    assert plain[2].keys() == recomputed[2].keys() and all(torch.equal(plain[2][k], recomputed[2][k]) for k in plain[2])
+    assert plain[3] == {"layer": 2, "attention": 2, "mlp": 2}
+    assert recomputed[3] == {"layer": 4 if recompute["recompute"] == "full" else 2, "attention": 4, "mlp": 4}
+
+
+def test_recompute_settings_are_checked():
+    with pytest.raises(ValueError, match="recompute 'some'"):
+        ModelConfig(recompute="some")
+    with pytest.raises(ValueError, match="recompute_layers 3: between 1 and num_layers"):
+        ModelConfig(num_layers=2, recompute="full", recompute_layers=3)
+    for modules in (["attention"], ["layernorm"], []):
+        with pytest.raises(ValueError, match=r"recompute_modules \["):
+            ModelConfig(recompute="selective", recompute_modules=modules)
