@@ -20,21 +20,26 @@ run (tensor, pipeline, context 1) resumes on any number of ranks (dist_checkpoin
 global key; the RNG states are then rank 0's).
 
 A run folder at a URL (runstore.py): checkpoints are written as above into the local staging
-folder; once a save is complete each rank uploads the files it wrote (its rank file and its
-`model/__RANK_*.distcp`) to URL/checkpoints/step-N/; after a barrier rank 0 uploads the common
-model files, meta.json and then the marker `_COMPLETE`, last, then `latest`, and deletes the
-remote checkpoints beyond the last `keep`. Only folders with the marker count: a killed upload
-leaves a folder without one, which is never resumed from and is deleted at the next start. The
-local copies are deleted once uploaded. `--resume` finds the newest complete remote checkpoint;
-the first rank of each machine downloads it into the staging folder for the machine's ranks.
+folder; once a save is complete, uploads run in a background thread of each rank while training
+goes on: each rank uploads the files it wrote (its rank file and its `model/__RANK_*.distcp`) to
+URL/checkpoints/step-N/, then its marker `_uploaded/rank-R`; rank 0, once every rank's marker is
+there, uploads the common model files, meta.json and then the marker `_COMPLETE`, last, then
+`latest`, deletes the `_uploaded/` markers and the remote checkpoints beyond the last `keep`. The
+thread needs no collective (the markers replace a barrier). The next save, and the end of the
+run, wait for the upload before them and raise its error. Only folders with `_COMPLETE` count: a
+killed upload leaves a folder without one, which is never resumed from and is deleted at the next
+start. The local copies are deleted once uploaded. `--resume` finds the newest complete remote
+checkpoint; the first rank of each machine downloads it into the staging folder for the machine's ranks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
 import random
 import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -54,6 +59,8 @@ LATEST = "latest"
 META = "meta.json"
 MODEL = "model"  # the dist_checkpointing folder of a checkpoint
 COMPLETE = "_COMPLETE"  # a remote checkpoint's marker, uploaded after every other file of it
+UPLOADED = "_uploaded"  # per-rank markers of a remote checkpoint being uploaded: rank 0 waits for all
+UPLOAD_TIMEOUT_S = 6 * 3600.0  # rank 0's wait for the other ranks' uploads of one checkpoint
 
 
 def _numpy_rng_globals() -> list[Any]:
@@ -118,6 +125,8 @@ class Checkpointer:
         self.published = published
         self.writer = ShardedWriter(asynchronous)
         self._pending: tuple[int, dict[str, Any]] | None = None
+        self._upload: threading.Thread | None = None
+        self._upload_error: tuple[int, BaseException] | None = None
 
     @property
     def location(self) -> str:
@@ -161,7 +170,11 @@ class Checkpointer:
         self.writer.wait()
         self.barrier()
         if self.remote is not None:
-            self._publish_remote(step, meta)
+            self.wait_for_upload()
+            if self.rank == 0 and self.published is not None:
+                self.published()  # the logs up to this save (a resume cuts them back to its checkpoint)
+            self._upload = threading.Thread(target=self._upload_in_background, args=(step, meta), name=f"upload-{step_name(step)}", daemon=True)
+            self._upload.start()
             return
         if self.rank == 0:
             tmp, final = self.root / f".tmp-{step_name(step)}", self.root / step_name(step)
@@ -175,32 +188,61 @@ class Checkpointer:
         self.barrier()
 
     def close(self) -> None:
-        """Complete any pending save and stop the asynchronous writer."""
+        """Complete any pending save and its upload, and stop the asynchronous writer."""
         self.finish()
+        self.wait_for_upload()
+        if self.remote is not None and self.rank == 0 and self.published is not None:
+            self.published()
         self.writer.close()
 
-    def _publish_remote(self, step: int, meta: dict[str, Any]) -> None:
-        """Each rank uploads the files it wrote; after a barrier rank 0 uploads the common model
-        files, meta.json, then the marker, then `latest`, and deletes old checkpoints; every rank
-        drops its local copy."""
+    def wait_for_upload(self) -> None:
+        """Wait for the background upload of the last remote checkpoint; raise what stopped it."""
+        if self._upload is not None:
+            self._upload.join()
+            self._upload = None
+        if self._upload_error is not None:
+            step, error = self._upload_error
+            self._upload_error = None
+            raise RuntimeError(f"uploading {step_name(step)} to {self.remote} failed: {type(error).__name__}: {error}") from error
+
+    def _upload_in_background(self, step: int, meta: dict[str, Any]) -> None:
+        try:
+            self._publish_remote(step, meta)
+        except BaseException as error:  # kept for the training thread, which raises it
+            self._upload_error = (step, error)
+
+    def _publish_remote(self, step: int, meta: dict[str, Any], poll_s: float = 0.5, timeout_s: float = UPLOAD_TIMEOUT_S) -> None:
+        """This rank's files, then its marker; rank 0, once every rank's marker is there: the common
+        model files, meta.json, the marker `_COMPLETE`, `latest`, and old checkpoints deleted. Each
+        rank deletes the local files it uploaded; rank 0 the whole local folder, after every rank."""
         tmp, folder = self.root / f".tmp-{step_name(step)}", self.remote / step_name(step)
-        for path in [tmp / f"rank-{self.rank:05d}.pt", *(p for p in rank_files(tmp / MODEL, self.rank) if p.name not in COMMON_FILES)]:
+        mine = [tmp / f"rank-{self.rank:05d}.pt", *(p for p in rank_files(tmp / MODEL, self.rank) if p.name not in COMMON_FILES)]
+        for path in mine:
             upload(path, folder / path.relative_to(tmp).as_posix())
-        self.barrier()
-        if self.rank == 0:
-            for path in rank_files(tmp / MODEL, 0):
-                if path.name in COMMON_FILES:
-                    upload(path, folder / MODEL / path.name)
-            atomic_write_json(tmp / META, {**meta, "step": step, "world_size": self.world})
-            upload(tmp / META, folder / META)
-            atomic_write_text(folder / COMPLETE, "")
-            atomic_write_text(self.remote / LATEST, step_name(step))
-            for old in complete_folders(self.remote, COMPLETE)[: -self.keep]:
-                remove_tree(old)
-            if self.published is not None:
-                self.published()
-        self.barrier()
-        shutil.rmtree(tmp, ignore_errors=True)  # uploaded; ranks sharing this machine's folder may race: harmless
+        if self.rank != 0:
+            atomic_write_text(folder / UPLOADED / f"rank-{self.rank:05d}", "")
+            for path in mine:  # the machine's other ranks, rank 0 among them, may still be uploading theirs
+                path.unlink(missing_ok=True)
+            for empty in (tmp / MODEL, tmp):  # on a machine without rank 0, the last rank leaves nothing
+                with contextlib.suppress(OSError):
+                    empty.rmdir()
+            return
+        deadline = time.monotonic() + timeout_s
+        while len(list_files(folder / UPLOADED)) < self.world - 1:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{folder}: {len(list_files(folder / UPLOADED))} of the other {self.world - 1} ranks uploaded their files within {timeout_s:.0f} s")
+            time.sleep(poll_s)
+        for path in rank_files(tmp / MODEL, 0):
+            if path.name in COMMON_FILES:
+                upload(path, folder / MODEL / path.name)
+        atomic_write_json(tmp / META, {**meta, "step": step, "world_size": self.world})
+        upload(tmp / META, folder / META)
+        remove_tree(folder / UPLOADED)
+        atomic_write_text(folder / COMPLETE, "")
+        atomic_write_text(self.remote / LATEST, step_name(step))
+        for old in complete_folders(self.remote, COMPLETE)[: -self.keep]:
+            remove_tree(old)
+        shutil.rmtree(tmp, ignore_errors=True)
 
     def latest(self) -> tuple[AnyPath, dict[str, Any]] | None:
         """The newest complete checkpoint and its meta, if any. The `latest` pointer is data: a

@@ -169,3 +169,86 @@ def test_concurrent_copies_of_a_shard_folder_download_it_once(s3, tiny_shards, t
     s3[0].pipe_file(f"{BUCKET}/shards/manifest.json", (tiny_shards / "manifest.json").read_bytes() + b"\n")
     assert local_copy(f"s3://{BUCKET}/shards", names) != copy and len(downloads) == 2
     s3[0].put_file(str(tiny_shards / "manifest.json"), f"{BUCKET}/shards/manifest.json")  # as it was
+
+
+def test_checkpoint_uploads_run_beside_training_and_their_errors_stop_the_run(s3, monkeypatch):
+    """Step 5's upload is held until training has logged step 8: the run only gets there if the
+    upload runs beside it (training/checkpoint.py). Then a failed upload fails the run, naming it."""
+    import threading
+
+    from crawlmill.training import checkpoint, trainer
+
+    fs, _ = s3
+    progressed = threading.Event()
+    record = trainer.Reporter.record
+
+    def spying_record(self, kind, **values):
+        if kind == "train" and values["step"] == 8:
+            progressed.set()
+        return record(self, kind, **values)
+
+    real_upload, threads, held = checkpoint.upload, [], []
+
+    def held_upload(local, remote):
+        threads.append(threading.current_thread().name)
+        if "step-00000005" in str(remote) and not progressed.is_set():
+            held.append(progressed.wait(timeout=120))
+        return real_upload(local, remote)
+
+    monkeypatch.setattr(trainer.Reporter, "record", spying_record)
+    monkeypatch.setattr(checkpoint, "upload", held_upload)
+    settings = {"max_steps": 10, "eval": {"interval": 100, "iters": 1}, "checkpoint": {"every_steps": 5, "keep": 2}}
+    assert train(tiny_config(f"s3://{BUCKET}/shards", **settings), f"s3://{BUCKET}/runs/beside")["step"] == 10
+    assert held and all(held)  # released by training's progress, not by the timeout
+    assert set(threads) == {"upload-step-00000005", "upload-step-00000010"}  # never the training thread
+    checkpoints = f"{BUCKET}/runs/beside/checkpoints"
+    assert sorted(p.rsplit("/", 2)[-2] for p in fs.glob(f"{checkpoints}/step-*/_COMPLETE")) == ["step-00000005", "step-00000010"]
+    assert not fs.glob(f"{checkpoints}/step-*/_uploaded/*") and fs.cat_file(f"{checkpoints}/latest") == b"step-00000010"
+
+    def failing_upload(local, remote):
+        raise OSError("503 Slow Down")
+
+    monkeypatch.setattr(checkpoint, "upload", failing_upload)
+    with pytest.raises(RuntimeError, match=r"uploading step-00000005 to s3://.*/runs/failing/checkpoints failed: OSError: 503 Slow Down"):
+        train(tiny_config(f"s3://{BUCKET}/shards", **settings), f"s3://{BUCKET}/runs/failing")
+    assert not fs.glob(f"{BUCKET}/runs/failing/checkpoints/step-*/_COMPLETE")
+
+
+def test_two_ranks_publish_a_checkpoint_through_their_markers(s3, tmp_path):
+    """Rank 0 completes a remote checkpoint only once rank 1's files and marker are up (the upload
+    threads hold no collective); a rank that never uploads makes rank 0 give up, saying so."""
+    import threading
+    import time
+
+    from crawlmill.training.checkpoint import Checkpointer
+
+    fs, _ = s3
+    staging = tmp_path / "machine"  # one machine's staging folder, both ranks' files in it
+    written = ["rank-00000.pt", "rank-00001.pt", "model/__0_0.distcp", "model/__1_0.distcp", "model/.metadata", "model/common.pt", "model/metadata.json"]
+
+    def stage(step: int) -> Path:
+        tmp = staging / f"checkpoints/.tmp-step-{step:08d}"
+        (tmp / "model").mkdir(parents=True)
+        for name in written:
+            (tmp / name).write_bytes(name.encode())
+        return tmp
+
+    remote = f"s3://{BUCKET}/runs/two-ranks"
+    rank0, rank1 = (Checkpointer(staging, rank, 2, 2, False, lambda: None, remote=remote) for rank in (0, 1))
+    tmp = stage(5)
+    first = threading.Thread(target=rank0._publish_remote, args=(5, {"consumed_samples": 40}), kwargs={"poll_s": 0.05})
+    first.start()
+    time.sleep(1.0)
+    folder = f"{BUCKET}/runs/two-ranks/checkpoints/step-00000005"
+    assert first.is_alive() and fs.exists(f"{folder}/rank-00000.pt") and not fs.exists(f"{folder}/_COMPLETE")
+    rank1._publish_remote(5, {"consumed_samples": 40})
+    first.join(timeout=60)
+    assert not first.is_alive()
+    assert {name[len(folder) + 1 :] for name in fs.find(folder)} == {*written, "meta.json", "_COMPLETE"}  # markers gone
+    assert json.loads(fs.cat_file(f"{folder}/meta.json")) == {"consumed_samples": 40, "step": 5, "world_size": 2}
+    assert fs.cat_file(f"{BUCKET}/runs/two-ranks/checkpoints/latest") == b"step-00000005" and not tmp.exists()
+
+    stage(10)
+    with pytest.raises(TimeoutError, match=r"step-00000010: 0 of the other 1 ranks uploaded their files within 1 s"):
+        rank0._publish_remote(10, {}, poll_s=0.05, timeout_s=1.0)
+    assert not fs.exists(f"{BUCKET}/runs/two-ranks/checkpoints/step-00000010/_COMPLETE")
