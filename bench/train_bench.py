@@ -78,7 +78,7 @@ def main() -> None:
         "parameters": info["model"]["parameters"],
         "M": info["model"]["M"],
         "megatron_flops_per_token": info["model"]["megatron_flops_per_token"],
-        "fused_kernels": info["config"]["model"]["fused_kernels"],
+        "fused_kernels": info["config"]["model"]["fused_kernels"] if info["config"]["model"]["fused_kernels"] is not None else device_name() != "cpu",
         "global_batch": args.global_batch,
         "micro_batch": args.micro_batch,
         "steps_measured": len(steps),

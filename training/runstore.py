@@ -66,6 +66,7 @@ class RunStore:
             self.local = cache_root() / "runs" / f"{key}-{self.remote.name}"
         else:
             self.remote, self.local = None, Path(run_dir)
+        self._pushed: dict[str, tuple[int, int]] = {}  # tensorboard/ and profile/ files uploaded: (size, mtime)
 
     @property
     def name(self) -> str:
@@ -85,15 +86,19 @@ class RunStore:
             fs.get_file(key, str(self.local / LOG_FILE))
 
     def push_logs(self) -> None:
-        """Rank 0: upload run.json, log.jsonl, tensorboard/ and profile/ (each file whole: an object
-        store has no append; event files are small)."""
+        """Rank 0: upload run.json, log.jsonl, and the files of tensorboard/ and profile/ that changed
+        since the last push (each file whole: an object store has no append; a profile's trace,
+        written once, is uploaded once)."""
         if self.remote is None:
             return
-        trees = [p for folder in (TENSORBOARD, PROFILE) for p in sorted((self.local / folder).rglob("*")) if p.is_file()]
-        names = [RUN_FILE, LOG_FILE] + [str(p.relative_to(self.local)) for p in trees]
-        for name in names:
+        for name in (RUN_FILE, LOG_FILE):
             if (self.local / name).is_file():
                 upload(self.local / name, self.remote / name)
+        for path in (p for folder in (TENSORBOARD, PROFILE) for p in sorted((self.local / folder).rglob("*")) if p.is_file()):
+            name, stat = str(path.relative_to(self.local)), path.stat()
+            if self._pushed.get(name) != (stat.st_size, stat.st_mtime_ns):
+                upload(path, self.remote / name)
+                self._pushed[name] = (stat.st_size, stat.st_mtime_ns)
 
 
 def upload(local: Path, remote: AnyPath) -> None:

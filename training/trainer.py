@@ -255,8 +255,9 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     if rank == 0:
         store.pull_log()  # a URL's log.jsonl continues (a local run appends to its own)
     reporter = Reporter(run_dir, rank == 0, start if resume else None)
+    flops = {"M": plan.model_scale, "megatron": megatron_flops_per_token(config.model, vocab)}  # per token, for MFU
     if rank == 0:
-        write_run_info(run_dir, _run_info(config, plan, vocab, world))
+        write_run_info(run_dir, _run_info(config, plan, flops, vocab, world))
     byte_table = _byte_table(data.tokenizer_path, data.eod, vocab, device)
 
     def checkpoint(step: int) -> None:
@@ -286,7 +287,6 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     end = plan.total_steps if stop_after is None else min(plan.total_steps, start + stop_after)
     loss = grad_norm = float("nan")
     valid: dict[str, float] = {}
-    flops = {"M": plan.model_scale, "megatron": megatron_flops_per_token(config.model, vocab)}
     profiler = StepProfiler(config.profile, rank, run_dir / "profile")
     for step in range(start, end):
         lr = schedule.lr_at(step)
@@ -320,10 +320,10 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     return {"step": end, "total_steps": plan.total_steps, "loss": loss, "grad_norm": grad_norm, "valid": valid, "plan": asdict(plan)}
 
 
-def _run_info(config: TrainConfig, plan: RunPlan, vocab: int, world: int) -> dict[str, Any]:
+def _run_info(config: TrainConfig, plan: RunPlan, flops: dict[str, float], vocab: int, world: int) -> dict[str, Any]:
     return json.loads(json.dumps({
         "config": asdict(config),
-        "model": {"parameters": config.model.parameters(vocab), "M": plan.model_scale, "megatron_flops_per_token": megatron_flops_per_token(config.model, vocab), "vocab_size": vocab},
+        "model": {"parameters": config.model.parameters(vocab), "M": plan.model_scale, "megatron_flops_per_token": flops["megatron"], "vocab_size": vocab},
         "global_batch_size": plan.global_batch,
         "global_batch_tokens": plan.tokens_per_step,
         "peak_lr": plan.peak_lr,

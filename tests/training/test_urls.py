@@ -252,3 +252,23 @@ def test_two_ranks_publish_a_checkpoint_through_their_markers(s3, tmp_path):
     with pytest.raises(TimeoutError, match=r"step-00000010: 0 of the other 1 ranks uploaded their files within 1 s"):
         rank0._publish_remote(10, {}, poll_s=0.05, timeout_s=1.0)
     assert not fs.exists(f"{BUCKET}/runs/two-ranks/checkpoints/step-00000010/_COMPLETE")
+
+
+def test_pushing_the_logs_uploads_a_trace_once_and_the_log_every_time(s3, monkeypatch):
+    from crawlmill.training import runstore
+
+    fs, _ = s3
+    store = runstore.RunStore(f"s3://{BUCKET}/runs/pushed")
+    store.local.mkdir(parents=True, exist_ok=True)
+    (store.local / "log.jsonl").write_text('{"kind": "train"}\n')
+    (store.local / "profile").mkdir(exist_ok=True)
+    (store.local / "profile/rank0-step5.json.gz").write_bytes(b"a trace")
+    uploaded = []
+    real_upload = runstore.upload
+    monkeypatch.setattr(runstore, "upload", lambda local, remote: uploaded.append(local.name) or real_upload(local, remote))
+    store.push_logs()
+    store.push_logs()
+    assert uploaded == ["log.jsonl", "rank0-step5.json.gz", "log.jsonl"]
+    (store.local / "profile/rank0-step5.json.gz").write_bytes(b"a longer trace")  # changed: uploaded again
+    store.push_logs()
+    assert uploaded[-1] == "rank0-step5.json.gz" and fs.cat_file(f"{BUCKET}/runs/pushed/profile/rank0-step5.json.gz") == b"a longer trace"
