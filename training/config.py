@@ -112,6 +112,10 @@ class CheckpointConfig:
     # Resume without the data-only checks (sharded_io.py): only for checkpoints nobody else could
     # have written, and only needed if a layer's extra state is more than tensors and plain data
     trusted: bool = False
+    # Spread the writing of tensors every data-parallel rank holds over those ranks (Megatron-LM's
+    # default); constant_structure reuses the first save's plan (sharded_io.py)
+    fully_parallel: bool = True
+    constant_structure: bool = False
 
     def __post_init__(self) -> None:
         if self.every_minutes < 0 or self.keep < 1 or (self.every_steps is not None and self.every_steps < 1):

@@ -14,8 +14,8 @@ table reports no MFU unless CRAWLMILL_PEAK_TFLOPS gives its peak.
 The profile (`profile:` in the training config) records steps [start_step, start_step + steps) of
 the chosen ranks with torch.profiler and writes, under the run folder's profile/,
 `rank{R}-step{S}.json.gz` (a Chrome / Perfetto trace) and `rank{R}-step{S}.txt` (the operators
-with the most self time on the device, or on the CPU without one). A run into a URL uploads rank 0's
-with its logs; other ranks' stay in their staging folders (runstore.py).
+with the most self time on the device, or on the CPU without one). In a run into a URL each profiled
+rank uploads its own files once written (runstore.RunStore.push_files).
 
     from crawlmill.training.perf import peak_flops, StepProfiler
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -89,10 +89,11 @@ class StepProfiler:
     """torch.profiler over the steps a ProfileConfig names, on the ranks it names. Call `before(step)`
     ahead of each step (0-based) and `after(step)` once it is done; outputs go to `folder`."""
 
-    def __init__(self, config: ProfileConfig, rank: int, folder: Path) -> None:
+    def __init__(self, config: ProfileConfig, rank: int, folder: Path, written: Callable[[list[Path]], None] | None = None) -> None:
+        """`written`: called with the trace and the table once written (a URL run uploads them)."""
         self.config = config
         self.enabled = config.start_step is not None and rank in config.ranks
-        self.rank, self.folder = rank, folder
+        self.rank, self.folder, self.written = rank, folder, written
         self.profile: Any = None
 
     def before(self, step: int) -> None:
@@ -130,6 +131,11 @@ class StepProfiler:
             return
         print(f"profile of steps {self.config.start_step}..{self.config.start_step + self.config.steps - 1}: {stem}.json.gz, {stem}.txt", file=sys.stderr)
         self.profile = None
+        if self.written is not None:
+            try:
+                self.written([Path(f"{stem}.json.gz"), stem.with_suffix(".txt")])
+            except Exception as exc:  # the files are on this machine: a failed upload must not stop the run
+                print(f"profiler: could not upload the profile ({type(exc).__name__}: {exc}); training goes on", file=sys.stderr)
 
     def _give_up(self, what: str, exc: Exception) -> None:
         print(f"profiler: could not {what} the profile ({type(exc).__name__}: {exc}); training goes on without it", file=sys.stderr)

@@ -11,8 +11,9 @@ A run folder at a URL: every rank works in a local staging folder, $CRAWLMILL_CA
 (KEY from the URL), exactly as in a local run (run.json, log.jsonl, tensorboard/, the GPTDataset
 index cache, checkpoints being written), and the run's files are uploaded to the URL: each
 checkpoint as checkpoint.py describes (every rank's file, then meta.json, then the marker
-`_COMPLETE`), and rank 0's run.json, log.jsonl, tensorboard/ and profile/ after each checkpoint is complete
-and at the end. The remote log is the truth: a run into a URL starts from its log.jsonl (as a
+`_COMPLETE`), rank 0's run.json, log.jsonl and tensorboard/ after each checkpoint is complete and
+at the end, and a profiled rank's profile/ files by that rank once written (ranks on other machines
+profile into their own staging folders). The remote log is the truth: a run into a URL starts from its log.jsonl (as a
 local run appends to its own), so a resume on another machine continues the same log.
 """
 
@@ -86,19 +87,25 @@ class RunStore:
             fs.get_file(key, str(self.local / LOG_FILE))
 
     def push_logs(self) -> None:
-        """Rank 0: upload run.json, log.jsonl, and the files of tensorboard/ and profile/ that changed
-        since the last push (each file whole: an object store has no append; a profile's trace,
-        written once, is uploaded once)."""
+        """Rank 0: upload run.json, log.jsonl, and the files of tensorboard/ that changed since the
+        last push (each file whole: an object store has no append)."""
         if self.remote is None:
             return
         for name in (RUN_FILE, LOG_FILE):
             if (self.local / name).is_file():
                 upload(self.local / name, self.remote / name)
-        for path in (p for folder in (TENSORBOARD, PROFILE) for p in sorted((self.local / folder).rglob("*")) if p.is_file()):
+        for path in (p for p in sorted((self.local / TENSORBOARD).rglob("*")) if p.is_file()):
             name, stat = str(path.relative_to(self.local)), path.stat()
             if self._pushed.get(name) != (stat.st_size, stat.st_mtime_ns):
                 upload(path, self.remote / name)
                 self._pushed[name] = (stat.st_size, stat.st_mtime_ns)
+
+    def push_files(self, paths: list[Path]) -> None:
+        """Upload files of the staging folder (a rank's profile) to the same place under the URL."""
+        if self.remote is None:
+            return
+        for path in paths:
+            upload(path, self.remote / str(path.relative_to(self.local)))
 
 
 def upload(local: Path, remote: AnyPath) -> None:

@@ -10,6 +10,13 @@ the tensors to host memory and returns a request; Megatron's AsyncCallsQueue wri
 process while training goes on, and `wait()` (collective) finalizes it. Synchronous saves (CPU)
 are written before `save` returns. On CPU the library's CUDA calls go through compat.checkpoint_scope.
 
+Fully parallel saves (default, as Megatron-LM's `--ckpt-fully-parallel-save`): a tensor held whole by
+every data-parallel rank (the weights; the optimizer's moments without the distributed optimizer)
+is written by one of them, the writes spread evenly over the ranks, instead of data-parallel rank 0
+writing all of them while the others wait. With `constant_structure` (Megatron-LM's
+`--ckpt-assume-constant-structure`) the first save's distribution and plan are reused and the
+all-gather that checks every shard is written exactly once runs on the first save only.
+
 Loading is data-only, like a rank file (checkpoint.load_state): torch.distributed.checkpoint reads
 `.metadata` with plain pickle and its non-tensor entries with torch.load(weights_only=False), so
 either could run code planted in a run folder. `.metadata` is unpickled first with only
@@ -68,11 +75,32 @@ def torch_optimizer_state(loaded: dict[str, Any]) -> dict[str, Any]:
     return {"state": state, "param_groups": loaded["param_groups"]}
 
 
-class ShardedWriter:
-    """Saves sharded state dicts one at a time, synchronously or through an AsyncCallsQueue."""
+def save_strategy(fully_parallel: bool, constant_structure: bool, group: Any = None) -> Any:
+    """The torch_dist save strategy, wrapped to spread replicated tensors over `group` (default: the
+    data-parallel ranks with context parallel, as Megatron-LM's) when `fully_parallel`."""
+    from megatron.core.dist_checkpointing.strategies.fully_parallel import FullyParallelSaveStrategyWrapper
+    from megatron.core.dist_checkpointing.strategies.torch import TorchDistSaveShardedStrategy
 
-    def __init__(self, asynchronous: bool) -> None:
+    strategy = TorchDistSaveShardedStrategy("torch_dist", 1, cached_metadata=constant_structure)
+    if not fully_parallel:
+        return strategy
+    if group is None:
+        from megatron.core import parallel_state
+
+        group = parallel_state.get_data_parallel_group(with_context_parallel=True) if parallel_state.model_parallel_is_initialized() else None
+    return FullyParallelSaveStrategyWrapper(strategy, group, do_cache_distribution=constant_structure)
+
+
+class ShardedWriter:
+    """Saves sharded state dicts one at a time, synchronously or through an AsyncCallsQueue
+    (module docstring: `fully_parallel`, `constant_structure`; `group`: the ranks that share the
+    writing, default the data-parallel ones)."""
+
+    def __init__(self, asynchronous: bool, fully_parallel: bool = True, constant_structure: bool = False, group: Any = None) -> None:
         self.asynchronous = asynchronous
+        self.fully_parallel, self.constant_structure, self.group = fully_parallel, constant_structure, group
+        self._strategy: Any = None  # built at the first save: it needs the process groups
+        self._saves = 0
         self._queue: Any = None
         self._pending = False
 
@@ -81,8 +109,15 @@ class ShardedWriter:
         from megatron.core import dist_checkpointing
 
         folder.mkdir(parents=True, exist_ok=True)
+        if self._strategy is None:
+            self._strategy = save_strategy(self.fully_parallel, self.constant_structure, self.group)
+        validate = not (self.constant_structure and self._saves)
+        self._saves += 1
         with checkpoint_scope():
-            request = dist_checkpointing.save(sharded, str(folder), async_sharded_save=self.asynchronous, **async_save_options())
+            request = dist_checkpointing.save(
+                sharded, str(folder), sharded_strategy=self._strategy, validate_access_integrity=validate,
+                async_sharded_save=self.asynchronous, **async_save_options(),
+            )  # fmt: skip
             if request is not None:
                 if self._queue is None:
                     from megatron.core.dist_checkpointing.strategies.async_utils import AsyncCallsQueue

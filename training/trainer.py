@@ -46,7 +46,7 @@ from .data import ShardData
 from .model import build_model
 from .perf import StepProfiler, megatron_flops_per_token, utilisation
 from .runlog import RunLog, write_run_info
-from .runstore import RunStore, local_file
+from .runstore import PROFILE, RunStore, local_file
 from .schedule import Schedule
 
 LN2 = math.log(2)
@@ -239,6 +239,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     saver = Checkpointer(
         run_dir, rank, world, config.checkpoint.keep, config.checkpoint.asynchronous(use_cuda()), dist.barrier,
         remote=store.remote, published=publish, local_rank=int(os.environ.get("LOCAL_RANK", rank)), trusted=config.checkpoint.trusted,
+        fully_parallel=config.checkpoint.fully_parallel, constant_structure=config.checkpoint.constant_structure,
     )  # fmt: skip
     saver.remove_unfinished()
 
@@ -287,7 +288,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     end = plan.total_steps if stop_after is None else min(plan.total_steps, start + stop_after)
     loss = grad_norm = float("nan")
     valid: dict[str, float] = {}
-    profiler = StepProfiler(config.profile, rank, run_dir / "profile")
+    profiler = StepProfiler(config.profile, rank, run_dir / PROFILE, written=store.push_files)
     for step in range(start, end):
         lr = schedule.lr_at(step)
         profiler.before(step)

@@ -74,3 +74,78 @@ def test_a_save_round_trips_model_and_optimizer_exactly(tmp_path: Path, process_
     assert all(torch.equal(other.state_dict()[k], v) for k, v in expected.items())  # the values when save was called
     restored = other_optimizer.state_dict()["state"][0]
     assert all(torch.equal(restored[k], v) for k, v in moments.items())
+
+
+def _replicated_state(model: torch.nn.Module, optimizer: torch.optim.AdamW, rank: int) -> dict:
+    """A data-parallel replica's state: every tensor whole on every rank, this rank's replica id."""
+    from megatron.core.dist_checkpointing import ShardedTensor
+
+    sharded = {name: ShardedTensor.from_rank_offsets(f"net.{name}", p, replica_id=rank) for name, p in model.named_parameters()}
+    return {"model": sharded, "optimizer": torch_optimizer_sharded_state(optimizer, sharded)}
+
+
+def _replica(seed: int) -> tuple[torch.nn.Module, torch.optim.AdamW]:
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Linear(64, 48), torch.nn.Linear(48, 32))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model(torch.randn(3, 64)).square().sum().backward()
+    optimizer.step()
+    return model, optimizer
+
+
+def _data_bytes(folder: Path, rank: int) -> int:
+    return sum(p.stat().st_size for p in folder.glob(f"__{rank}_*.distcp"))
+
+
+def _two_rank_saves(rank: int, root: Path) -> None:
+    """One of two data-parallel ranks: saves the same replicated state with and without the fully
+    parallel strategy, and three times with a constant structure (values changing between saves);
+    loads each back and records what it wrote and whether every load was exact."""
+    import json
+
+    dist.init_process_group("gloo", init_method=f"file://{root / 'store'}", rank=rank, world_size=2)
+    try:
+        model, optimizer = _replica(1)
+        report: dict = {}
+        for name, writer in (("fully_parallel", ShardedWriter(False)), ("rank0_writes", ShardedWriter(False, fully_parallel=False))):
+            writer.save(_replicated_state(model, optimizer, rank), root / name)
+            writer.close()
+            report[name] = _data_bytes(root / name, rank)
+        cached, expected = ShardedWriter(False, constant_structure=True), []
+        for step in range(3):
+            with torch.no_grad():
+                model[0].weight.add_(step + 1)
+            expected.append(model[0].weight.clone())
+            cached.save(_replicated_state(model, optimizer, rank), root / f"cached-{step}")
+        cached.close()
+        exact = []
+        for name, weight in [("fully_parallel", None), ("rank0_writes", None), *((f"cached-{i}", w) for i, w in enumerate(expected))]:
+            other, other_optimizer = _replica(2)
+            loaded = load_sharded(_replicated_state(other, other_optimizer, rank), root / name)
+            other.load_state_dict(loaded["model"])
+            other_optimizer.load_state_dict(torch_optimizer_state(loaded["optimizer"]))
+            want, want_moments = _replica(1)
+            if weight is not None:
+                want[0].weight.data.copy_(weight)
+            same = all(torch.equal(a, b) for a, b in zip(other.state_dict().values(), want.state_dict().values(), strict=True))
+            moments = [other_optimizer.state_dict()["state"][i] for i in range(6)], [want_moments.state_dict()["state"][i] for i in range(6)]
+            exact.append(same and all(torch.equal(a[k], b[k]) for a, b in zip(*moments, strict=True) for k in a))
+        report["exact"] = exact
+        (root / f"rank-{rank}.json").write_text(json.dumps(report))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fully_parallel_saves_spread_replicated_tensors_over_the_data_parallel_ranks(tmp_path: Path) -> None:
+    """Megatron's fully parallel strategy (the default): two data-parallel replicas each write about
+    half of the tensors they both hold; without it rank 0 writes everything. Either way, and with
+    the first save's plan reused (constant_structure), the checkpoint loads back exactly."""
+    import json
+
+    torch.multiprocessing.spawn(_two_rank_saves, args=(tmp_path,), nprocs=2)
+    reports = [json.loads((tmp_path / f"rank-{rank}.json").read_text()) for rank in (0, 1)]
+    assert all(report["exact"] == [True] * 5 for report in reports), reports
+    alone = [report["rank0_writes"] for report in reports]
+    spread = [report["fully_parallel"] for report in reports]
+    assert alone[1] == 0 and alone[0] > 0, alone
+    assert min(spread) > 0.35 * sum(spread) and abs(sum(spread) - sum(alone)) < 0.05 * sum(alone), (spread, alone)

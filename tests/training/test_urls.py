@@ -254,21 +254,52 @@ def test_two_ranks_publish_a_checkpoint_through_their_markers(s3, tmp_path):
     assert not fs.exists(f"{BUCKET}/runs/two-ranks/checkpoints/step-00000010/_COMPLETE")
 
 
-def test_pushing_the_logs_uploads_a_trace_once_and_the_log_every_time(s3, monkeypatch):
+def test_pushing_the_logs_uploads_a_changed_event_file_and_the_log_every_time(s3, monkeypatch):
     from crawlmill.training import runstore
 
     fs, _ = s3
     store = runstore.RunStore(f"s3://{BUCKET}/runs/pushed")
     store.local.mkdir(parents=True, exist_ok=True)
     (store.local / "log.jsonl").write_text('{"kind": "train"}\n')
+    (store.local / "tensorboard").mkdir(exist_ok=True)
+    (store.local / "tensorboard/events.out").write_bytes(b"an event")
     (store.local / "profile").mkdir(exist_ok=True)
-    (store.local / "profile/rank0-step5.json.gz").write_bytes(b"a trace")
+    (store.local / "profile/rank1-step5.txt").write_text("another rank's table: its rank uploads it")
     uploaded = []
     real_upload = runstore.upload
     monkeypatch.setattr(runstore, "upload", lambda local, remote: uploaded.append(local.name) or real_upload(local, remote))
     store.push_logs()
     store.push_logs()
-    assert uploaded == ["log.jsonl", "rank0-step5.json.gz", "log.jsonl"]
-    (store.local / "profile/rank0-step5.json.gz").write_bytes(b"a longer trace")  # changed: uploaded again
+    assert uploaded == ["log.jsonl", "events.out", "log.jsonl"]
+    (store.local / "tensorboard/events.out").write_bytes(b"an event and another")  # changed: uploaded again
     store.push_logs()
-    assert uploaded[-1] == "rank0-step5.json.gz" and fs.cat_file(f"{BUCKET}/runs/pushed/profile/rank0-step5.json.gz") == b"a longer trace"
+    assert uploaded[-1] == "events.out" and fs.cat_file(f"{BUCKET}/runs/pushed/tensorboard/events.out") == b"an event and another"
+
+
+def test_each_profiled_rank_uploads_its_own_profile_and_a_failed_upload_does_not_stop_it(s3, capfd):
+    from crawlmill.training.config import ProfileConfig
+    from crawlmill.training.perf import StepProfiler
+    from crawlmill.training.runstore import PROFILE, RunStore
+
+    fs, _ = s3
+    store = RunStore(f"s3://{BUCKET}/runs/profiled")
+
+    def profile_one_step(rank: int, written) -> None:
+        profiler = StepProfiler(ProfileConfig(start_step=3, steps=1, ranks=[1]), rank, store.local / PROFILE, written=written)
+        for step in range(5):
+            profiler.before(step)
+            torch.randn(64, 64) @ torch.randn(64, 64)
+            profiler.after(step)
+        profiler.close()
+
+    profile_one_step(0, store.push_files)  # not a profiled rank: nothing
+    profile_one_step(1, store.push_files)
+    remote = f"{BUCKET}/runs/profiled/profile"
+    assert sorted(p.rsplit("/", 1)[1] for p in fs.find(remote)) == ["rank1-step3.json.gz", "rank1-step3.txt"]
+    assert "aten::mm" in fs.cat_file(f"{remote}/rank1-step3.txt").decode()
+
+    def refused(paths):
+        raise PermissionError("AccessDenied")
+
+    profile_one_step(1, refused)
+    assert "could not upload the profile (PermissionError: AccessDenied); training goes on" in capfd.readouterr().err
