@@ -18,7 +18,7 @@ import typer
 
 from crawlmill.pathsafety import redact
 
-from .cli_common import Runtime, out, runtime_verb, user_errors
+from .cli_common import Runtime, fail, out, runtime_verb, user_errors
 
 app = typer.Typer()
 
@@ -70,7 +70,10 @@ def train(
             from crawlmill.pipeline.runner import reset_output
 
             reset_output(run_dir)
-        summary = launch(train_config, run_dir, resume=resume, stop_after=stop_after, ray_options=runtime.ray_options())
+        try:
+            summary = launch(train_config, run_dir, resume=resume, stop_after=stop_after, ray_options=runtime.ray_options())
+        except ArithmeticError as exc:  # trainer.TrainingDiverged: the run failed, its input was fine
+            raise fail(str(exc), 1) from None
     if summary is not None:
         out.print(json.dumps({k: v for k, v in summary.items() if k != "plan"}, indent=1), highlight=False)
     out.print(f"[green]train done[/green] → {run_dir} (log.jsonl, checkpoints/)", highlight=False)

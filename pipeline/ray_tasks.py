@@ -176,7 +176,7 @@ def run_torch_workers(fn: Callable[[dict], Any], config: dict[str, Any], workers
         cause = exc
         while getattr(cause, "cause", None) is not None or getattr(cause, "__cause__", None) is not None:
             cause = getattr(cause, "cause", None) or cause.__cause__
-        if isinstance(cause, (ValueError, OSError)):
+        if isinstance(cause, (ValueError, OSError, ArithmeticError)):  # bad input, storage, a diverged run
             raise cause from None
         raise
 

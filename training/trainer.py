@@ -15,6 +15,12 @@ Exactness: nothing random happens after seeding except what the checkpoint resto
 the data position is the step number (data.py), and the schedule is a function of the step; so a
 run stopped and resumed gives the same losses and weights, bit for bit, as one that never stopped.
 
+A step whose loss or gradient norm is not finite (nan or inf: the run diverged, or a fault) stops the
+run before anything saves that state: the pending checkpoint completes, a `diverged` record is
+logged, and TrainingDiverged names the step and the last checkpoint, which stays intact (keep-K
+never rotates good checkpoints out for broken ones). Every rank sees the same all-reduced figures,
+so all stop at the same step.
+
 `run_dir` may be a URL (`s3://bucket/runs/tiny`): the ranks work in a local staging folder and the
 run's files are uploaded there (runstore.py, checkpoint.py); shards may be URLs too (data.py).
 """
@@ -50,6 +56,10 @@ from .runstore import PROFILE, RunStore, local_file
 from .schedule import Schedule
 
 LN2 = math.log(2)
+
+
+class TrainingDiverged(FloatingPointError):
+    """A step's loss or gradient norm was nan or inf; the run stopped without saving that state."""
 
 
 @dataclass
@@ -296,6 +306,8 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         loss, grad_norm = backend.step(batches, lr)
         profiler.after(step)
         done = step + 1
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            _stop_diverged(done, loss, grad_norm, profiler, saver, reporter, store, rank)
         logged_tokens += plan.tokens_per_step
         if done % config.log_interval == 0 or done == end:
             now = time.monotonic()
@@ -319,6 +331,24 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     if rank == 0:
         store.push_logs()  # the end record and the last TensorBoard events
     return {"step": end, "total_steps": plan.total_steps, "loss": loss, "grad_norm": grad_norm, "valid": valid, "plan": asdict(plan)}
+
+
+def _stop_diverged(step: int, loss: float, grad_norm: float, profiler: Any, saver: Checkpointer, reporter: Reporter, store: RunStore, rank: int) -> None:
+    """End the run at a non-finite step (module docstring): the last good checkpoint completed and
+    kept, the logs written (and uploaded), then TrainingDiverged on every rank."""
+    profiler.close()
+    saver.close()
+    found = saver.latest()
+    last = found[0].name if found is not None else None
+    reporter.record("diverged", step=step, loss=str(loss), grad_norm=str(grad_norm), checkpoint=last)
+    reporter.close()
+    if rank == 0:
+        store.push_logs()
+    kept = f"the last checkpoint, {last}, is intact: resume from it with --resume" if last else "no checkpoint was saved yet"
+    raise TrainingDiverged(
+        f"step {step}: loss {loss}, gradient norm {grad_norm}: training stopped without saving this state; {kept}, "
+        "after lowering the peak LR or lengthening the warm-up (a run that diverges again at the same step points at its data)"
+    )
 
 
 def _run_info(config: TrainConfig, plan: RunPlan, flops: dict[str, float], vocab: int, world: int) -> dict[str, Any]:

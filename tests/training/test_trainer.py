@@ -185,3 +185,39 @@ def test_shard_folders_blend_by_their_weights(tiny_shards):
     inside = [s["tokens"] / manifest["tokens"] for s in manifest["shards"]]  # a folder's own blend: by tokens
     assert shares[:per_folder] == pytest.approx([0.75 * x for x in inside])
     assert blend(folders, [1.0, 0.0])[1] == pytest.approx(inside)
+
+
+def test_a_diverged_step_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_shards, tmp_path, monkeypatch):
+    """A NaN weight at step 7 (a fault injected into the real model): the CLI exits 1 naming the step,
+    the step-5 checkpoint (saved asynchronously, still pending) completes and holds finite tensors,
+    nothing later is saved, and log.jsonl stays strict JSON with a `diverged` record."""
+    from typer.testing import CliRunner
+
+    from crawlmill.cli import app
+    from crawlmill.training.backends import TorchBackend
+
+    real_step, calls = TorchBackend.step, []
+
+    def poisoned_step(self, micro_batches, lr):
+        calls.append(lr)
+        if len(calls) == 7:
+            with torch.no_grad():
+                next(self.model.parameters()).fill_(float("nan"))
+        return real_step(self, micro_batches, lr)
+
+    monkeypatch.setattr(TorchBackend, "step", poisoned_step)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    config = {"base": "tiny", "max_steps": 12, "log_interval": 1, "data": {"shards": [str(tiny_shards)]},
+              "eval": {"interval": 12, "iters": 1}, "checkpoint": {"every_steps": 5, "async_save": "always"}}  # fmt: skip
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(app, ["train", "--config", str(tmp_path / "run.yaml"), "--output", str(tmp_path / "run"), "--no-progress"])
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.output.split())
+    assert "step 7: loss nan, gradient norm nan" in message and "the last checkpoint, step-00000005, is intact" in message
+    assert len(calls) == 7  # the run stopped at once
+    run = tmp_path / "run"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [LATEST, "step-00000005"]
+    assert all(torch.isfinite(t).all() for t in final_weights(run).values() if t.is_floating_point())
+    records = [json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in log.jsonl")) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == list(range(1, 7))
+    assert records[-1] == {"kind": "diverged", "step": 7, "loss": "nan", "grad_norm": "nan", "checkpoint": "step-00000005"}
