@@ -70,9 +70,11 @@ def train(
             from crawlmill.pipeline.runner import reset_output
 
             reset_output(run_dir)
+        from crawlmill.training.stopsignal import TrainingStopped
+
         try:
             summary = launch(train_config, run_dir, resume=resume, stop_after=stop_after, ray_options=runtime.ray_options())
-        except ArithmeticError as exc:  # trainer.TrainingDiverged: the run failed, its input was fine
+        except (ArithmeticError, TrainingStopped) as exc:  # diverged (trainer.TrainingDiverged), or stopped by a signal: rerun
             raise fail(str(exc), 1) from None
     if summary is not None:
         out.print(json.dumps({k: v for k, v in summary.items() if k != "plan"}, indent=1), highlight=False)

@@ -12,6 +12,7 @@ types, values, with the key path in the error).
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,12 +117,17 @@ class CheckpointConfig:
     # default); constant_structure reuses the first save's plan (sharded_io.py)
     fully_parallel: bool = True
     constant_structure: bool = False
+    # On this signal (ahead of a preemption's kill) save a checkpoint at the step reached and stop
+    # (stopsignal.py); "SIGUSR1" for Slurm's --signal=USR1@SECONDS, null to leave signals alone
+    on_signal: str | None = "SIGTERM"
 
     def __post_init__(self) -> None:
         if self.every_minutes < 0 or self.keep < 1 or (self.every_steps is not None and self.every_steps < 1):
             raise ValueError("checkpoint: every_minutes >= 0, every_steps >= 1 and keep >= 1")
         if self.async_save not in ("gpu", "always", "never"):
             raise ValueError(f"checkpoint.async_save: 'gpu', 'always' or 'never', not {self.async_save!r}")
+        if self.on_signal is not None and (self.on_signal not in signal.Signals.__members__ or self.on_signal in ("SIGKILL", "SIGSTOP")):
+            raise ValueError(f"checkpoint.on_signal: a signal name that can be caught (SIGTERM, SIGUSR1, ...) or null, not {self.on_signal!r}")
 
     def asynchronous(self, on_gpu: bool) -> bool:
         return self.async_save == "always" or (self.async_save == "gpu" and on_gpu)

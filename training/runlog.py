@@ -11,6 +11,7 @@ TensorBoard and `crawlmill plan fit` alike.
                      {"kind": "checkpoint", "step", "path", "seconds"}
                      {"kind": "end", "step", "tokens"}
                      {"kind": "diverged", "step", "loss", "grad_norm" (as text: "nan", "inf"), "checkpoint"}
+                     {"kind": "stopped", "step", "signal", "checkpoint"}
 
 `step` counts optimizer steps done; `tokens` the training tokens consumed by then. A resumed run
 appends to the same log (lines after a resume repeat no step: the log is cut back to the checkpoint's
@@ -27,7 +28,7 @@ from crawlmill.files import as_path, atomic_write_json, read_text
 
 RUN_FILE = "run.json"
 LOG_FILE = "log.jsonl"
-KINDS = ("train", "valid", "checkpoint", "end", "diverged")
+KINDS = ("train", "valid", "checkpoint", "end", "diverged", "stopped")
 
 
 def write_run_info(run_dir: str | Path, info: dict[str, Any]) -> None:

@@ -35,6 +35,8 @@ import contextlib
 import io
 import os
 import pickle
+import signal
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -91,13 +93,36 @@ def save_strategy(fully_parallel: bool, constant_structure: bool, group: Any = N
     return FullyParallelSaveStrategyWrapper(strategy, group, do_cache_distribution=constant_structure)
 
 
+@contextlib.contextmanager
+def shielded(signum: int | None) -> Iterator[None]:
+    """`signum` ignored meanwhile, so that the helper processes dist_checkpointing starts at its
+    first save (its result queue's manager, multiprocessing's resource tracker, a persistent
+    asynchronous caller: started afresh, they would not keep this process's handler, only an
+    ignored disposition) ignore it too and outlive a stop signal sent to the whole process group,
+    as Slurm sends it: the stop's own checkpoint needs them. Processes forked later keep the
+    handler. A stop signal that arrives during this first save is lost (the run then ends as it
+    would without the handler: at the kill, resuming from its last checkpoint)."""
+    if signum is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signum, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)
+
+
 class ShardedWriter:
     """Saves sharded state dicts one at a time, synchronously or through an AsyncCallsQueue
     (module docstring: `fully_parallel`, `constant_structure`; `group`: the ranks that share the
     writing, default the data-parallel ones)."""
 
-    def __init__(self, asynchronous: bool, fully_parallel: bool = True, constant_structure: bool = False, group: Any = None) -> None:
+    def __init__(
+        self, asynchronous: bool, fully_parallel: bool = True, constant_structure: bool = False, group: Any = None, shield: str | None = None,
+    ) -> None:  # fmt: skip
+        """`shield`: a signal name (the run's stop signal) that the writer's helper processes ignore (`shielded`)."""
         self.asynchronous = asynchronous
+        self.shield = signal.Signals[shield] if shield else None
         self.fully_parallel, self.constant_structure, self.group = fully_parallel, constant_structure, group
         self._strategy: Any = None  # built at the first save: it needs the process groups
         self._saves = 0
@@ -112,8 +137,9 @@ class ShardedWriter:
         if self._strategy is None:
             self._strategy = save_strategy(self.fully_parallel, self.constant_structure, self.group)
         validate = not (self.constant_structure and self._saves)
+        shield = self.shield if self._saves == 0 else None  # the helpers start at the first save
         self._saves += 1
-        with checkpoint_scope():
+        with checkpoint_scope(), shielded(shield):
             request = dist_checkpointing.save(
                 sharded, str(folder), sharded_strategy=self._strategy, validate_access_integrity=validate,
                 async_sharded_save=self.asynchronous, **async_save_options(),

@@ -21,6 +21,9 @@ logged, and TrainingDiverged names the step and the last checkpoint, which stays
 never rotates good checkpoints out for broken ones). Every rank sees the same all-reduced figures,
 so all stop at the same step.
 
+`checkpoint.on_signal` (default SIGTERM, what Kubernetes and Slurm send ahead of a kill): the run
+saves a checkpoint at the step it reached and stops with TrainingStopped (stopsignal.py).
+
 `run_dir` may be a URL (`s3://bucket/runs/tiny`): the ranks work in a local staging folder and the
 run's files are uploaded there (runstore.py, checkpoint.py); shards may be URLs too (data.py).
 """
@@ -45,7 +48,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import Checkpointer, rng_state, set_rng_state
+from .checkpoint import Checkpointer, rng_state, set_rng_state, step_name
 from .compat import seed_model_parallel, use_cuda
 from .config import TrainConfig
 from .data import ShardData
@@ -54,6 +57,7 @@ from .perf import StepProfiler, megatron_flops_per_token, utilisation
 from .runlog import RunLog, write_run_info
 from .runstore import PROFILE, RunStore, local_file
 from .schedule import Schedule
+from .stopsignal import StopOnSignal, TrainingStopped, any_rank
 
 LN2 = math.log(2)
 
@@ -249,7 +253,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     saver = Checkpointer(
         run_dir, rank, world, config.checkpoint.keep, config.checkpoint.asynchronous(use_cuda()), dist.barrier,
         remote=store.remote, published=publish, local_rank=int(os.environ.get("LOCAL_RANK", rank)), trusted=config.checkpoint.trusted,
-        fully_parallel=config.checkpoint.fully_parallel, constant_structure=config.checkpoint.constant_structure,
+        fully_parallel=config.checkpoint.fully_parallel, constant_structure=config.checkpoint.constant_structure, shield=config.checkpoint.on_signal,
     )  # fmt: skip
     saver.remove_unfinished()
 
@@ -299,30 +303,34 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     loss = grad_norm = float("nan")
     valid: dict[str, float] = {}
     profiler = StepProfiler(config.profile, rank, run_dir / PROFILE, written=store.push_files)
-    for step in range(start, end):
-        lr = schedule.lr_at(step)
-        profiler.before(step)
-        batches = data.micro_batches("train", step, dp_rank, dp, config.micro_batch_size, plan.global_batch)
-        loss, grad_norm = backend.step(batches, lr)
-        profiler.after(step)
-        done = step + 1
-        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            _stop_diverged(done, loss, grad_norm, profiler, saver, reporter, store, rank)
-        logged_tokens += plan.tokens_per_step
-        if done % config.log_interval == 0 or done == end:
-            now = time.monotonic()
-            rate = logged_tokens / max(now - last_log, 1e-9)
-            extra = utilisation(flops, rate / world, torch.cuda.get_device_name()) if use_cuda() else {}
-            reporter.record("train", step=done, tokens=done * plan.tokens_per_step, loss=loss, lr=lr, grad_norm=grad_norm, tokens_per_s=round(rate, 1), **extra)
-            last_log, logged_tokens = now, 0
-        if done % config.eval.interval == 0 or done == plan.total_steps:
-            valid = validate(done)
-        every = config.checkpoint
-        by_time = every.every_minutes > 0 and time.monotonic() - last_save >= every.every_minutes * 60
-        by_steps = every.every_steps is not None and done % every.every_steps == 0
-        if by_time or by_steps or done == end:
-            checkpoint(done)
-            last_save = time.monotonic()
+    with StopOnSignal(config.checkpoint.on_signal) as stop:  # a preemption's warning: save, stop
+        for step in range(start, end):
+            lr = schedule.lr_at(step)
+            profiler.before(step)
+            batches = data.micro_batches("train", step, dp_rank, dp, config.micro_batch_size, plan.global_batch)
+            loss, grad_norm = backend.step(batches, lr)
+            profiler.after(step)
+            done = step + 1
+            if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+                _stop_diverged(done, loss, grad_norm, profiler, saver, reporter, store, rank)
+            logged_tokens += plan.tokens_per_step
+            if done % config.log_interval == 0 or done == end:
+                now = time.monotonic()
+                rate = logged_tokens / max(now - last_log, 1e-9)
+                extra = utilisation(flops, rate / world, torch.cuda.get_device_name()) if use_cuda() else {}
+                reporter.record("train", step=done, tokens=done * plan.tokens_per_step, loss=loss, lr=lr, grad_norm=grad_norm, tokens_per_s=round(rate, 1), **extra)
+                last_log, logged_tokens = now, 0
+            if done % config.eval.interval == 0 or done == plan.total_steps:
+                valid = validate(done)
+            every = config.checkpoint
+            by_time = every.every_minutes > 0 and time.monotonic() - last_save >= every.every_minutes * 60
+            by_steps = every.every_steps is not None and done % every.every_steps == 0
+            stopping, by_time = any_rank([stop.received, by_time], device)  # every rank decides alike
+            if by_time or by_steps or done == end or stopping:
+                checkpoint(done)
+                last_save = time.monotonic()
+            if stopping and done < end:
+                _stop_on_signal(done, plan.total_steps, str(config.checkpoint.on_signal), profiler, saver, reporter, store, rank)
     profiler.close()
     saver.close()
     if end == plan.total_steps:
@@ -349,6 +357,17 @@ def _stop_diverged(step: int, loss: float, grad_norm: float, profiler: Any, save
         f"step {step}: loss {loss}, gradient norm {grad_norm}: training stopped without saving this state; {kept}, "
         "after lowering the peak LR or lengthening the warm-up (a run that diverges again at the same step points at its data)"
     )
+
+
+def _stop_on_signal(step: int, total: int, name: str, profiler: Any, saver: Checkpointer, reporter: Reporter, store: RunStore, rank: int) -> None:
+    """End the run after the checkpoint of `step`, saved because `name` arrived (stopsignal.py)."""
+    profiler.close()
+    saver.close()
+    reporter.record("stopped", step=step, signal=name, checkpoint=step_name(step))
+    reporter.close()
+    if rank == 0:
+        store.push_logs()
+    raise TrainingStopped(f"{name} received: stopped after step {step} of {total} with its checkpoint, {step_name(step)}; continue with --resume")
 
 
 def _run_info(config: TrainConfig, plan: RunPlan, flops: dict[str, float], vocab: int, world: int) -> dict[str, Any]:

@@ -72,8 +72,10 @@ def undisturbed_run(tiny_shards, tmp_path_factory) -> Path:
     return tmp_path / "run"
 
 
-@pytest.mark.parametrize("async_save", ["gpu", "always"])  # a kill may land while the forked writer writes
-def test_a_killed_run_resumes_from_its_last_checkpoint_and_matches_the_undisturbed_run(tiny_shards, undisturbed_run, tmp_path, async_save):
+# SIGKILL (a crash) with asynchronous saves: it may land while the forked writer writes; SIGTERM (a
+# preemption's warning) with synchronous ones: the run saves the step it reached and exits 1.
+@pytest.mark.parametrize("how, async_save", [("SIGKILL", "always"), ("SIGTERM", "gpu")])
+def test_a_killed_run_resumes_from_its_last_checkpoint_and_matches_the_undisturbed_run(tiny_shards, undisturbed_run, tmp_path, how, async_save):
     config = {**KILLED_RUN, "data": {"shards": [str(tiny_shards)]}, "checkpoint": {**KILLED_RUN["checkpoint"], "async_save": async_save}}
     env = {**os.environ, "RAY_ADDRESS": ""}
 
@@ -81,14 +83,21 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_matches_the_undisturb
         return train_command(config, tmp_path, run_dir, *more)
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    with (tmp_path / "stderr.txt").open("w") as stderr:
+        process = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
     deadline = time.time() + 300
     while not (killed / "checkpoints/step-00000020/meta.json").exists() and time.time() < deadline and process.poll() is None:
         time.sleep(0.01)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=60)
+    os.killpg(process.pid, getattr(signal, how))
+    status = process.wait(timeout=120)
     steps_before = max(r["step"] for r in train_records(killed))
     assert 20 <= steps_before < 50, "the kill should land mid-run"
+    if how == "SIGTERM":  # the step reached is saved; the message says how to go on
+        message = " ".join((tmp_path / "stderr.txt").read_text().split())
+        assert status == 1 and f"SIGTERM received: stopped after step {steps_before} of 50" in message and "--resume" in message
+        assert (killed / "checkpoints" / LATEST).read_text().strip() == f"step-{steps_before:08d}"
+        assert json.loads((killed / "log.jsonl").read_text().splitlines()[-1]) == {
+            "kind": "stopped", "step": steps_before, "signal": "SIGTERM", "checkpoint": f"step-{steps_before:08d}"}  # fmt: skip
     resumed = subprocess.run(command(killed, "--resume"), env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [(r["step"], r["loss"]) for r in train_records(killed)] == [(r["step"], r["loss"]) for r in train_records(undisturbed_run)]

@@ -1,0 +1,54 @@
+"""training/stopsignal.py: the stop signal's handler is installed only while entered and only in
+the main thread; ranks agree on every flag that any of them raised (two gloo processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from crawlmill.training.stopsignal import StopOnSignal, any_rank
+
+
+def test_the_handler_sets_the_flag_while_entered_and_the_previous_one_comes_back():
+    received = []
+    previous = signal.signal(signal.SIGUSR1, lambda *_: received.append("previous"))
+    try:
+        with StopOnSignal("SIGUSR1") as stop:
+            assert stop.installed and not stop.received
+            os.kill(os.getpid(), signal.SIGUSR1)
+            assert stop.received and received == []  # the run goes on: the loop decides when to stop
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert received == ["previous"]
+        with StopOnSignal(None) as stop:
+            assert not stop.installed
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def test_outside_the_main_thread_no_handler_is_installed():
+    found = []
+    thread = threading.Thread(target=lambda: found.append(StopOnSignal("SIGTERM").__enter__().installed))
+    thread.start()
+    thread.join()
+    assert found == [False]
+
+
+def _agree(rank: int, root: Path) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{root / 'store'}", rank=rank, world_size=2)
+    try:
+        mine = [[True, False, False], [False, True, False]][rank]  # the signal on rank 0 only, the clock on rank 1
+        (root / f"rank-{rank}.json").write_text(json.dumps(any_rank(mine, torch.device("cpu"))))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ranks_agree_on_any_flag_any_rank_raised(tmp_path: Path):
+    torch.multiprocessing.spawn(_agree, args=(tmp_path,), nprocs=2)
+    assert [json.loads((tmp_path / f"rank-{r}.json").read_text()) for r in (0, 1)] == [[True, True, False]] * 2
+    assert any_rank([True, False], torch.device("cpu")) == [True, False]  # no process group: its own flags
