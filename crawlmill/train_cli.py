@@ -31,7 +31,10 @@ app = typer.Typer()
         "* `crawlmill train --config 1b --data out/shards --output runs/1b --resume`  (continue from the last checkpoint)\n\n"
         "* `ray job submit --address http://HEAD:8265 -- crawlmill train --config deepseek-7b --data /shared/shards --output /shared/runs/7b --workers 64`  (Ray Train on a cluster)\n\n"
         "* `torchrun --nproc-per-node 8 -m crawlmill.cli train --config 1b --data /shared/shards --output /shared/runs/1b`\n\n"
-        "Built-in configs: tiny, 125m, 1b, deepseek-7b, deepseek-67b (crawlmill/training/configs/)."
+        "Built-in configs: tiny, 125m, 1b, deepseek-7b, deepseek-67b (crawlmill/training/configs/).\n\n"
+        "Exit status: 0 when the steps asked for are done; 1 when the run diverged (a nan/inf step: nothing of it saved) "
+        "or stopped on its stop signal (checkpoint.on_signal, default SIGTERM: the step reached is saved; continue with --resume); "
+        "2 for a bad config or data."
     ),
 )
 def train(
