@@ -127,6 +127,7 @@ class Checkpointer:
         self.published = published
         self.writer = ShardedWriter(asynchronous, fully_parallel, constant_structure, shield=shield)
         self._pending: tuple[int, dict[str, Any]] | None = None
+        self._closed = False
         self._upload: threading.Thread | None = None
         self._upload_error: tuple[int, BaseException] | None = None
 
@@ -190,7 +191,10 @@ class Checkpointer:
         self.barrier()
 
     def close(self) -> None:
-        """Complete any pending save and its upload, and stop the asynchronous writer."""
+        """Complete any pending save and its upload, and stop the asynchronous writer (once)."""
+        if self._closed:
+            return
+        self._closed = True
         self.finish()
         self.wait_for_upload()
         if self.remote is not None and self.rank == 0 and self.published is not None:

@@ -331,27 +331,30 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
                 last_save = time.monotonic()
             if stopping and done < end:
                 _stop_on_signal(done, plan.total_steps, str(config.checkpoint.on_signal), profiler, saver, reporter, store, rank)
+    last = {"kind": "end", "step": end, "tokens": end * plan.tokens_per_step} if end == plan.total_steps else None
+    _close_run(profiler, saver, reporter, store, rank, last)
+    return {"step": end, "total_steps": plan.total_steps, "loss": loss, "grad_norm": grad_norm, "valid": valid, "plan": asdict(plan)}
+
+
+def _close_run(profiler: Any, saver: Checkpointer, reporter: Reporter, store: RunStore, rank: int, record: dict[str, Any] | None) -> None:
+    """How every run ends: the profile written, the pending checkpoint completed, the last record
+    logged, the logs closed and (rank 0) uploaded."""
     profiler.close()
     saver.close()
-    if end == plan.total_steps:
-        reporter.record("end", step=end, tokens=end * plan.tokens_per_step)
+    if record is not None:
+        reporter.record(**record)
     reporter.close()
     if rank == 0:
-        store.push_logs()  # the end record and the last TensorBoard events
-    return {"step": end, "total_steps": plan.total_steps, "loss": loss, "grad_norm": grad_norm, "valid": valid, "plan": asdict(plan)}
+        store.push_logs()  # the last records and TensorBoard events
 
 
 def _stop_diverged(step: int, loss: float, grad_norm: float, profiler: Any, saver: Checkpointer, reporter: Reporter, store: RunStore, rank: int) -> None:
     """End the run at a non-finite step (module docstring): the last good checkpoint completed and
-    kept, the logs written (and uploaded), then TrainingDiverged on every rank."""
-    profiler.close()
-    saver.close()
+    kept, then TrainingDiverged on every rank."""
+    saver.close()  # first: the checkpoint the record names must be complete
     found = saver.latest()
     last = found[0].name if found is not None else None
-    reporter.record("diverged", step=step, loss=str(loss), grad_norm=str(grad_norm), checkpoint=last)
-    reporter.close()
-    if rank == 0:
-        store.push_logs()
+    _close_run(profiler, saver, reporter, store, rank, {"kind": "diverged", "step": step, "loss": str(loss), "grad_norm": str(grad_norm), "checkpoint": last})
     kept = f"the last checkpoint, {last}, is intact: resume from it with --resume" if last else "no checkpoint was saved yet"
     raise TrainingDiverged(
         f"step {step}: loss {loss}, gradient norm {grad_norm}: training stopped without saving this state; {kept}, "
@@ -361,12 +364,7 @@ def _stop_diverged(step: int, loss: float, grad_norm: float, profiler: Any, save
 
 def _stop_on_signal(step: int, total: int, name: str, profiler: Any, saver: Checkpointer, reporter: Reporter, store: RunStore, rank: int) -> None:
     """End the run after the checkpoint of `step`, saved because `name` arrived (stopsignal.py)."""
-    profiler.close()
-    saver.close()
-    reporter.record("stopped", step=step, signal=name, checkpoint=step_name(step))
-    reporter.close()
-    if rank == 0:
-        store.push_logs()
+    _close_run(profiler, saver, reporter, store, rank, {"kind": "stopped", "step": step, "signal": name, "checkpoint": step_name(step)})
     raise TrainingStopped(f"{name} received: stopped after step {step} of {total} with its checkpoint, {step_name(step)}; continue with --resume")
 
 
