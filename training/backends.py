@@ -3,7 +3,9 @@
 - `TorchBackend` (CPU, and any device without Megatron's CUDA optimizer): torch.optim.AdamW on the
   Megatron model, weight decay on matrices only (norm weights are exempt, as Megatron does), the
   loss of the global batch as the mean over its loss tokens; data-parallel ranks sum their
-  gradients with all_reduce, so R ranks give the update of one rank doing all micro batches.
+  gradients with all_reduce, so R ranks give the update of one rank doing all micro batches. With
+  tensor parallelism each rank holds a slice of the split weights and a copy of the rest: the
+  gradient norm that clipping uses is Megatron's, over every slice once and every copy once.
 - `MegatronBackend` (GPU): Megatron's DistributedDataParallel with fp32 gradient buffers, the
   distributed optimizer (bf16 parameters, fp32 master weights and Adam states sharded over data
   parallel ranks), Megatron's forward-backward schedule (pipeline parallelism included) and its
@@ -43,8 +45,8 @@ def _on(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
 
 
 class TorchBackend:
-    def __init__(self, model: Any, optim: OptimizerConfig, peak_lr: float, device: torch.device, dp_group: Any) -> None:
-        self.model, self.optim, self.device, self.dp_group = model, optim, device, dp_group
+    def __init__(self, model: Any, optim: OptimizerConfig, peak_lr: float, device: torch.device, dp_group: Any, mp_group: Any = None) -> None:
+        self.model, self.optim, self.device, self.dp_group, self.mp_group = model, optim, device, dp_group, mp_group
         decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
         self.optimizer = torch.optim.AdamW(
@@ -75,11 +77,28 @@ class TorchBackend:
         if dist.is_initialized() and dist.get_world_size(self.dp_group) > 1:
             for p in params:
                 dist.all_reduce(p.grad, group=self.dp_group)
-        norm = torch.nn.utils.clip_grad_norm_(params, self.optim.grad_clip if self.optim.grad_clip > 0 else float("inf"))
+        norm = self._clip_gradients(params)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
         return float(_all_reduce(total, self.dp_group) / count), float(norm)
+
+    @torch.no_grad()
+    def _clip_gradients(self, params: list[torch.nn.Parameter]) -> torch.Tensor:
+        """The global L2 norm of the gradients, then clipping to `grad_clip`. Each tensor-parallel
+        rank adds its slices of the split weights and, on TP rank 0 only, the weights every TP rank
+        holds a copy of; the sum over the model-parallel group is the norm of the whole model's
+        gradient (torch's clip_grad_norm_ alone would see one rank's share)."""
+        from megatron.core.tensor_parallel import param_is_not_tensor_parallel_duplicate
+
+        counted = [p.grad for p in params if param_is_not_tensor_parallel_duplicate(p)]
+        squares = torch.zeros((), dtype=torch.float64, device=self.device)
+        for grad in counted:
+            squares += grad.double().pow(2).sum()
+        norm = _all_reduce(squares, self.mp_group).sqrt().float()
+        if self.optim.grad_clip > 0:
+            torch._foreach_mul_([p.grad for p in params], (self.optim.grad_clip / (norm + 1e-6)).clamp(max=1.0))
+        return norm
 
     @torch.no_grad()
     def evaluate(self, micro_batches: list[dict[str, torch.Tensor]]) -> tuple[float, float]:
@@ -172,6 +191,23 @@ class MegatronBackend:
         totals = self._totals(self._run(micro_batches, forward_only=False))
         _, grad_norm, _ = self.optimizer.step()
         return float(totals[0] / totals[1].clamp(min=1)), float(grad_norm or 0.0)
+
+    @torch.no_grad()
+    def _clip_gradients(self, params: list[torch.nn.Parameter]) -> torch.Tensor:
+        """The global L2 norm of the gradients, then clipping to `grad_clip`. Each tensor-parallel
+        rank adds its slices of the split weights and, on TP rank 0 only, the weights every TP rank
+        holds a copy of; the sum over the model-parallel group is the norm of the whole model's
+        gradient (torch's clip_grad_norm_ alone would see one rank's share)."""
+        from megatron.core.tensor_parallel import param_is_not_tensor_parallel_duplicate
+
+        counted = [p.grad for p in params if param_is_not_tensor_parallel_duplicate(p)]
+        squares = torch.zeros((), dtype=torch.float64, device=self.device)
+        for grad in counted:
+            squares += grad.double().pow(2).sum()
+        norm = _all_reduce(squares, self.mp_group).sqrt().float()
+        if self.optim.grad_clip > 0:
+            torch._foreach_mul_([p.grad for p in params], (self.optim.grad_clip / (norm + 1e-6)).clamp(max=1.0))
+        return norm
 
     @torch.no_grad()
     def evaluate(self, micro_batches: list[dict[str, torch.Tensor]]) -> tuple[float, float]:

@@ -92,7 +92,8 @@ class ScheduleConfig:
 
 @dataclass
 class ParallelConfig:
-    """Model-parallel sizes; data parallelism is what the world size leaves."""
+    """Model-parallel sizes; data parallelism is what the world size leaves. Tensor parallelism runs
+    on CPU (gloo) and GPU; pipeline and context parallelism need GPUs."""
 
     tensor: int = 1
     pipeline: int = 1

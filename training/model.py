@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .compat import device_scope, layer_spec, use_cuda
+from .compat import device_scope, has_transformer_engine, layer_spec, use_cuda
 from .config import ParallelConfig
 from .model_config import ModelConfig
 
@@ -50,7 +50,9 @@ def transformer_config(model: ModelConfig, precision: str, parallel: ParallelCon
         tensor_model_parallel_size=parallel.tensor,
         pipeline_model_parallel_size=parallel.pipeline,
         context_parallel_size=parallel.context,
-        sequence_parallel=parallel.tensor > 1,
+        # Sequence parallelism splits the norms' activations over the TP ranks: TE's norms support it, the
+        # local spec's torch norms do not (Megatron refuses the pair), so without TE it stays off.
+        sequence_parallel=parallel.tensor > 1 and use_cuda() and has_transformer_engine(),
         use_cpu_initialization=not use_cuda(),
         **_recompute(model),
     )

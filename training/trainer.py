@@ -206,8 +206,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_a
     p = config.parallel
     if world % (p.tensor * p.pipeline * p.context):
         raise ValueError(f"world size {world} is not a multiple of tensor x pipeline x context ({p.tensor * p.pipeline * p.context})")
-    if not use_cuda() and p.tensor * p.pipeline * p.context > 1:
-        raise ValueError("tensor, pipeline and context parallelism need GPUs; on CPU only data parallelism")
+    if not use_cuda() and p.pipeline * p.context > 1:
+        raise ValueError("pipeline and context parallelism need GPUs; on CPU data and tensor parallelism")
     parallel_state.initialize_model_parallel(p.tensor, p.pipeline, context_parallel_size=p.context)
     try:
         return _train(config, RunStore(run_dir), resume, stop_after, rank, world)
@@ -243,7 +243,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     if use_cuda():
         backend: Any = MegatronBackend(model, config.optimizer, plan.peak_lr, config.precision, config.model.seq_length, config.micro_batch_size)
     else:
-        backend = TorchBackend(model, config.optimizer, plan.peak_lr, device, parallel_state.get_data_parallel_group())
+        backend = TorchBackend(model, config.optimizer, plan.peak_lr, device, parallel_state.get_data_parallel_group(), parallel_state.get_model_parallel_group())
     schedule = Schedule(config.schedule, plan.peak_lr, plan.train_tokens, plan.tokens_per_step)
     replicated = config.parallel.tensor * config.parallel.pipeline * config.parallel.context == 1
     def publish() -> None:  # rank 0, once a checkpoint is complete at a URL: the logs up to it
