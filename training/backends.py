@@ -193,23 +193,6 @@ class MegatronBackend:
         return float(totals[0] / totals[1].clamp(min=1)), float(grad_norm or 0.0)
 
     @torch.no_grad()
-    def _clip_gradients(self, params: list[torch.nn.Parameter]) -> torch.Tensor:
-        """The global L2 norm of the gradients, then clipping to `grad_clip`. Each tensor-parallel
-        rank adds its slices of the split weights and, on TP rank 0 only, the weights every TP rank
-        holds a copy of; the sum over the model-parallel group is the norm of the whole model's
-        gradient (torch's clip_grad_norm_ alone would see one rank's share)."""
-        from megatron.core.tensor_parallel import param_is_not_tensor_parallel_duplicate
-
-        counted = [p.grad for p in params if param_is_not_tensor_parallel_duplicate(p)]
-        squares = torch.zeros((), dtype=torch.float64, device=self.device)
-        for grad in counted:
-            squares += grad.double().pow(2).sum()
-        norm = _all_reduce(squares, self.mp_group).sqrt().float()
-        if self.optim.grad_clip > 0:
-            torch._foreach_mul_([p.grad for p in params], (self.optim.grad_clip / (norm + 1e-6)).clamp(max=1.0))
-        return norm
-
-    @torch.no_grad()
     def evaluate(self, micro_batches: list[dict[str, torch.Tensor]]) -> tuple[float, float]:
         self.model.eval()
         totals = self._totals(self._run(micro_batches, forward_only=True))
