@@ -48,7 +48,9 @@ def _folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
-def _build(config_name: str, seed: int, dp_group=None):
+def _build(config_name: str, seed: int):
+    from megatron.core import parallel_state
+
     from crawlmill.training.backends import TorchBackend
     from crawlmill.training.config import load_train_config
     from crawlmill.training.model import build_model
@@ -58,7 +60,7 @@ def _build(config_name: str, seed: int, dp_group=None):
     seed_everything(seed)
     vocab = config.model.vocab_size or 102_400
     model = build_model(config.model, vocab, "fp32", config.parallel)
-    backend = TorchBackend(model, config.optimizer, 1e-4, torch.device("cpu"), dp_group)
+    backend = TorchBackend(model, config.optimizer, 1e-4, torch.device("cpu"), parallel_state.get_data_parallel_group(), parallel_state.get_model_parallel_group())
     tokens = torch.randint(0, vocab, (1, 128), generator=torch.Generator().manual_seed(seed))
     batch = {"tokens": tokens, "labels": tokens.roll(-1, 1), "loss_mask": torch.ones(1, 128), "position_ids": torch.arange(128).unsqueeze(0)}
     backend.step([batch], 1e-4)
@@ -156,12 +158,11 @@ def run_rank(rank: int, args: argparse.Namespace, work: Path, results: Path) -> 
 
     dist.init_process_group("gloo", init_method=f"file://{work / 'store'}", rank=rank, world_size=args.ranks)
     parallel_state.initialize_model_parallel(1, 1)  # every rank one data-parallel replica
-    group = parallel_state.get_data_parallel_group()
-    backend = _build(args.config, 1, group)
+    backend = _build(args.config, 1)
     methods = METHODS if args.ranks == 1 else {"torch.save": None, **RANK0_METHODS}
     rows = []
     for method, options in methods.items():
-        mine = measure(method, options, backend, _build(args.config, 2, group), work, args.repeats)
+        mine = measure(method, options, backend, _build(args.config, 2), work, args.repeats)
         everyone: list = [None] * args.ranks
         dist.all_gather_object(everyone, mine)
         rows.append(_row(method, everyone, args.repeats))

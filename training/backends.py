@@ -45,7 +45,7 @@ def _on(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
 
 
 class TorchBackend:
-    def __init__(self, model: Any, optim: OptimizerConfig, peak_lr: float, device: torch.device, dp_group: Any, mp_group: Any = None) -> None:
+    def __init__(self, model: Any, optim: OptimizerConfig, peak_lr: float, device: torch.device, dp_group: Any, mp_group: Any) -> None:
         self.model, self.optim, self.device, self.dp_group, self.mp_group = model, optim, device, dp_group, mp_group
         decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
@@ -91,13 +91,10 @@ class TorchBackend:
         gradient (torch's clip_grad_norm_ alone would see one rank's share)."""
         from megatron.core.tensor_parallel import param_is_not_tensor_parallel_duplicate
 
-        counted = [p.grad for p in params if param_is_not_tensor_parallel_duplicate(p)]
-        squares = torch.zeros((), dtype=torch.float64, device=self.device)
-        for grad in counted:
-            squares += grad.double().pow(2).sum()
-        norm = _all_reduce(squares, self.mp_group).sqrt().float()
+        local = torch.nn.utils.get_total_norm([p.grad for p in params if param_is_not_tensor_parallel_duplicate(p)])
+        norm = _all_reduce(local.double().square(), self.mp_group).sqrt().float()
         if self.optim.grad_clip > 0:
-            torch._foreach_mul_([p.grad for p in params], (self.optim.grad_clip / (norm + 1e-6)).clamp(max=1.0))
+            torch.nn.utils.clip_grads_with_norm_(params, self.optim.grad_clip, norm)
         return norm
 
     @torch.no_grad()

@@ -137,7 +137,7 @@ def test_activation_recomputation_changes_no_loss_gradient_or_weight(model_paral
             layer.register_forward_pre_hook(count("layer"))
             layer.self_attention.core_attention.register_forward_pre_hook(count("attention"))
             layer.mlp.register_forward_pre_hook(count("mlp"))
-        backend = TorchBackend(model, OptimizerConfig(), 1e-3, torch.device("cpu"), parallel_state.get_data_parallel_group())
+        backend = TorchBackend(model, OptimizerConfig(), 1e-3, torch.device("cpu"), parallel_state.get_data_parallel_group(), parallel_state.get_model_parallel_group())
         loss, norm = backend.step([batch], 1e-3)
         return loss, norm, {k: v.detach().clone() for k, v in model.state_dict().items() if torch.is_tensor(v)}, calls
 
