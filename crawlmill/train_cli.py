@@ -8,6 +8,8 @@ Options given here override the config file (`--data` its data.shards, `--max-st
 max_steps, `--output` its output). Results (the final figures) go to stdout; per-step logs to
 stdout from rank 0, RUN/log.jsonl and TensorBoard (RUN/tensorboard). `--data` and `--output` may
 be URLs (`s3://bucket/out/shards`, `s3://bucket/runs/tiny`; crawlmill/training/runstore.py).
+A run folder that holds a checkpoint is continued with `--resume` or started over with
+`--overwrite`; without either it is refused (exit status 2), so that two runs never mix.
 """
 
 import json
@@ -30,11 +32,13 @@ app = typer.Typer()
         "* `crawlmill train --config tiny --data out/shards --output runs/tiny`  (the CPU test model)\n\n"
         "* `crawlmill train --config 1b --data out/shards --output runs/1b --resume`  (continue from the last checkpoint)\n\n"
         "* `ray job submit --address http://HEAD:8265 -- crawlmill train --config deepseek-7b --data /shared/shards --output /shared/runs/7b --workers 64`  (Ray Train on a cluster)\n\n"
-        "* `torchrun --nproc-per-node 8 -m crawlmill.cli train --config 1b --data /shared/shards --output /shared/runs/1b`\n\n"
+        "* `torchrun --nproc-per-node 8 --max-restarts 3 -m crawlmill.cli train --config 1b --data /shared/shards --output /shared/runs/1b --resume`  (restarted ranks continue from the last checkpoint)\n\n"
+        "A run folder holding a checkpoint is refused unless `--resume` (continue) or `--overwrite` (start over). "
+        "Ray Train restarts failed workers from the last checkpoint `max_restarts` times (the config's key).\n\n"
         "Built-in configs: tiny, 125m, 1b, deepseek-7b, deepseek-67b (crawlmill/training/configs/).\n\n"
         "Exit status: 0 when the steps asked for are done; 1 when the run diverged (a nan/inf step: nothing of it saved) "
         "or stopped on its stop signal (checkpoint.on_signal, default SIGTERM: the step reached is saved; continue with --resume); "
-        "2 for a bad config or data."
+        "2 for a bad config or data, or a run folder that holds a run."
     ),
 )
 def train(
@@ -42,7 +46,7 @@ def train(
     data: Optional[List[str]] = typer.Option(None, "--data", help="Pack output folder(s) to train on, paths or URLs (replaces the config's data.shards)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="The run folder, a path or URL (default: the config's output, else runs/<config name>)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Train this many steps in all (the schedule's length)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's last checkpoint."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's last checkpoint (from step 0 when it has none yet); without it a folder holding a checkpoint is refused."),
     stop_after: Optional[int] = typer.Option(None, "--stop-after", help="Stop after this many steps of this invocation (with a checkpoint), keeping the whole run's schedule."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Ray Train workers (data-parallel ranks; one GPU each on GPUs)."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as JSON and exit."),

@@ -155,12 +155,16 @@ def run_jobs(
     return out
 
 
-def run_torch_workers(fn: Callable[[dict], Any], config: dict[str, Any], workers: int, use_gpu: bool, storage: str, name: str, options: RayOptions) -> None:
+def run_torch_workers(
+    fn: Callable[[dict], Any], config: dict[str, Any], workers: int, use_gpu: bool, storage: str, name: str, options: RayOptions,
+    max_failures: int = 0,
+) -> None:  # fmt: skip
     """fn(config) on `workers` Ray Train workers that share a torch.distributed group (gloo on CPU,
     nccl on GPU, one GPU each): Ray Train's TorchTrainer, so training runs wherever Ray runs,
-    `ray job submit` included. A worker's error is raised here with its own message."""
+    `ray job submit` included. After a worker's failure Ray Train starts the workers again, up to
+    `max_failures` times. A worker's error is raised here with its own message."""
     ensure_ray(options)
-    from ray.train import RunConfig, ScalingConfig
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     trainer = TorchTrainer(
@@ -168,7 +172,7 @@ def run_torch_workers(fn: Callable[[dict], Any], config: dict[str, Any], workers
         train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        run_config=RunConfig(name=name, storage_path=storage),
+        run_config=RunConfig(name=name, storage_path=storage, failure_config=FailureConfig(max_failures=max_failures)),
     )
     try:
         trainer.fit()

@@ -51,7 +51,7 @@ from crawlmill.files import AnyPath, as_path, atomic_write_json, atomic_write_te
 from crawlmill.pathsafety import inside_folder
 
 from .compat import rng_tracker_states, set_rng_tracker_states
-from .runstore import complete_folders, download_tree, upload
+from .runstore import RunStore, complete_folders, download_tree, upload
 from .sharded_io import COMMON_FILES, ShardedWriter, load_sharded, rank_files, refusal_detail
 
 CHECKPOINTS = "checkpoints"
@@ -103,6 +103,50 @@ def set_rng_state(state: dict[str, Any]) -> None:
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
     set_rng_tracker_states(state.get("megatron") or {})
+
+
+def latest_checkpoint(root: Path, remote: AnyPath | None = None) -> tuple[AnyPath, dict[str, Any]] | None:
+    """The newest complete checkpoint of a run and its meta, if any: under `remote` (a URL run's
+    checkpoints folder) when given, else under the local `root`. The `latest` pointer is data: a
+    folder name outside the checkpoints folder is an error naming it. meta.json names no file
+    (step, world size, data position); the rank files are named by the loader."""
+    if remote is not None:
+        pointer = remote / LATEST
+        names = [inside_folder(read_text(pointer).strip(), pointer, "its checkpoint")] if pointer.is_file() else []
+        names += [p.name for p in reversed(complete_folders(remote, COMPLETE))]
+        for name in names:
+            folder = remote / name
+            if (folder / COMPLETE).is_file():
+                return folder, read_json(folder / META)
+        return None
+    pointer = root / LATEST
+    candidates = [root / inside_folder(pointer.read_text().strip(), pointer, "its checkpoint")] if pointer.is_file() else []
+    candidates += sorted((p for p in root.glob("step-*") if p.is_dir()), reverse=True)
+    for folder in candidates:
+        if (folder / META).is_file():
+            return folder, json.loads((folder / META).read_text())
+    return None
+
+
+class RunExists(FileExistsError):
+    """Training into a run folder that holds a checkpoint without resuming it."""
+
+
+def run_checkpoint(store: RunStore) -> tuple[AnyPath, dict[str, Any]] | None:
+    """The newest complete checkpoint of a run folder (its URL's, for a URL run) and its meta."""
+    return latest_checkpoint(store.local / CHECKPOINTS, store.remote / CHECKPOINTS if store.remote is not None else None)
+
+
+def refuse_to_overwrite(store: RunStore) -> None:
+    """Raise RunExists when the run folder holds a complete checkpoint: a fresh run there would mix
+    its log and checkpoints with the earlier run's (keep-K could delete the earlier run's newest)."""
+    found = run_checkpoint(store)
+    if found is not None:
+        folder, meta = found
+        raise RunExists(
+            f"{store.name} already holds a training run (its last checkpoint: {folder.name}, step {meta.get('step')}): "
+            "continue it with --resume, or start over with --overwrite (which deletes the folder)"
+        )
 
 
 class Checkpointer:
@@ -251,25 +295,8 @@ class Checkpointer:
         shutil.rmtree(tmp, ignore_errors=True)
 
     def latest(self) -> tuple[AnyPath, dict[str, Any]] | None:
-        """The newest complete checkpoint and its meta, if any. The `latest` pointer is data: a
-        folder name outside the checkpoints folder is an error naming it. meta.json names no file
-        (step, world size, data position); the rank files are named here."""
-        if self.remote is not None:
-            pointer = self.remote / LATEST
-            names = [inside_folder(read_text(pointer).strip(), pointer, "its checkpoint")] if pointer.is_file() else []
-            names += [p.name for p in reversed(complete_folders(self.remote, COMPLETE))]
-            for name in names:
-                folder = self.remote / name
-                if (folder / COMPLETE).is_file():
-                    return folder, read_json(folder / META)
-            return None
-        pointer = self.root / LATEST
-        candidates = [self.root / inside_folder(pointer.read_text().strip(), pointer, "its checkpoint")] if pointer.is_file() else []
-        candidates += sorted((p for p in self.root.glob("step-*") if p.is_dir()), reverse=True)
-        for folder in candidates:
-            if (folder / META).is_file():
-                return folder, json.loads((folder / META).read_text())
-        return None
+        """The newest complete checkpoint and its meta, if any (latest_checkpoint)."""
+        return latest_checkpoint(self.root, self.remote)
 
     def load(self, folder: AnyPath, meta: dict[str, Any], replicated: bool, sharded: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the model and optimizer state, filling `sharded`, the template for loading; this rank's

@@ -181,6 +181,7 @@ class TrainConfig:
     output: str | None = field(default=None, metadata={"path": True})  # the run folder
     log_interval: int = 10
     workers: int = 1  # Ray Train workers (data parallel ranks) under `crawlmill train`; torchrun sets its own
+    max_restarts: int = 0  # Ray Train: restart failed workers from the last checkpoint this many times (launch.py)
 
     @classmethod
     def expand_config(cls, data: dict[str, Any], chain: tuple[Path, ...] = (), base: Path | None = None) -> dict[str, Any]:
@@ -208,6 +209,8 @@ class TrainConfig:
             raise ValueError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.micro_batch_size < 1 or self.workers < 1 or self.log_interval < 1:
             raise ValueError("micro_batch_size, workers and log_interval must be at least 1")
+        if self.max_restarts < 0:
+            raise ValueError(f"max_restarts {self.max_restarts}: must be 0 or more")
         if self.global_batch_size is not None and self.global_batch_size % self.micro_batch_size:
             raise ValueError(f"global_batch_size {self.global_batch_size} is not a multiple of micro_batch_size {self.micro_batch_size}")
         if self.max_steps is not None and self.max_steps < 1:

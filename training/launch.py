@@ -9,6 +9,12 @@ Under torchrun (its environment names the rank and world) every process trains a
 on a Ray cluster (`--address`, or RAY_ADDRESS as `ray job submit` sets it), with more than one
 worker, or where the cluster has GPUs, Ray Train's TorchTrainer starts `workers` workers (one GPU
 each when there are GPUs). Otherwise (one CPU worker, no cluster) the run is this process.
+
+A run folder that holds a checkpoint is trained into only with `resume` (else checkpoint.RunExists).
+When a Ray Train worker fails (its process or node dies), Ray Train restarts the workers up to
+`max_restarts` times (node preemptions as often as Ray's FailureConfig allows), and they continue
+from the run's last checkpoint. Under torchrun, its own `--max-restarts` does the same when the
+command has `--resume` (which starts from step 0 when there is no checkpoint yet).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 from crawlmill.pipeline.ray_tasks import RayOptions, cluster_has_gpus, run_torch_workers
 
+from .checkpoint import refuse_to_overwrite, run_checkpoint
 from .config import TrainConfig
 from .runstore import RunStore, run_location
 
@@ -29,13 +36,15 @@ def under_torchrun() -> bool:
 
 
 def _worker(job: dict[str, Any]) -> None:
-    """One Ray Train worker: the process group is Ray Train's; the config travels as JSON."""
+    """One Ray Train worker: the process group is Ray Train's; the config travels as JSON. It always
+    resumes (the driver refused a run folder it must not continue), so that the workers Ray Train
+    restarts after a failure continue from the run's last checkpoint."""
     from crawlmill.pipeline.config import build
 
     from .trainer import train
 
     config = build(TrainConfig, job["config"], "train")
-    train(config, job["run_dir"], job["resume"], job["stop_after"])
+    train(config, job["run_dir"], resume=True, stop_at=job["stop_at"])
 
 
 def launch(
@@ -52,8 +61,14 @@ def launch(
     on_cluster = bool(options.address or os.environ.get("RAY_ADDRESS"))
     if under_torchrun() or (config.workers == 1 and not on_cluster and not force_ray):
         return train(config, run_dir, resume, stop_after)
-    job = {"config": dataclasses.asdict(config), "run_dir": run_location(run_dir), "resume": resume, "stop_after": stop_after}
+    store = RunStore(run_dir)
+    if not resume:
+        refuse_to_overwrite(store)
+    found = run_checkpoint(store) if resume else None
+    start = int(found[1]["step"]) if found is not None else 0
+    # stop_after counts from where this launch starts, not from where a restart does
+    job = {"config": dataclasses.asdict(config), "run_dir": run_location(run_dir), "stop_at": None if stop_after is None else start + stop_after}
     gpus = cluster_has_gpus(options)
-    local = RunStore(run_dir).local.resolve()
-    run_torch_workers(_worker, job, config.workers, gpus, str(local / "ray_train"), local.name, options)
+    local = store.local.resolve()
+    run_torch_workers(_worker, job, config.workers, gpus, str(local / "ray_train"), local.name, options, config.max_restarts)
     return None

@@ -9,13 +9,14 @@ TensorBoard and `crawlmill plan fit` alike.
                      {"kind": "train", "step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s", "mfu"?, "mfu_megatron"?}
                      {"kind": "valid", "step", "tokens", "loss", "bpb"}
                      {"kind": "checkpoint", "step", "path", "seconds"}
+                     {"kind": "resumed", "step", "checkpoint"}   (a resume, or Ray Train's restart of its workers)
                      {"kind": "end", "step", "tokens"}
                      {"kind": "diverged", "step", "loss", "grad_norm" (as text: "nan", "inf"), "checkpoint"}
                      {"kind": "stopped", "step", "signal", "checkpoint"}
 
 `step` counts optimizer steps done; `tokens` the training tokens consumed by then. A resumed run
 appends to the same log (lines after a resume repeat no step: the log is cut back to the checkpoint's
-step when the run resumes, so every step appears once).
+step when the run resumes, so every step appears once); a run started afresh starts an empty log.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from crawlmill.files import as_path, atomic_write_json, read_text
 
 RUN_FILE = "run.json"
 LOG_FILE = "log.jsonl"
-KINDS = ("train", "valid", "checkpoint", "end", "diverged", "stopped")
+KINDS = ("train", "valid", "checkpoint", "resumed", "end", "diverged", "stopped")
 
 
 def write_run_info(run_dir: str | Path, info: dict[str, Any]) -> None:

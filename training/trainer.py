@@ -48,7 +48,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import Checkpointer, rng_state, set_rng_state, step_name
+from .checkpoint import Checkpointer, refuse_to_overwrite, rng_state, set_rng_state, step_name
 from .compat import seed_model_parallel, use_cuda
 from .config import TrainConfig
 from .data import ShardData
@@ -197,9 +197,11 @@ def _byte_table(tokenizer_path: str, eod: int, vocab: int, device: torch.device)
     return table
 
 
-def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None) -> dict[str, Any]:
+def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None, stop_at: int | None = None) -> dict[str, Any]:
     """Train (or resume) into `run_dir`; `stop_after` ends this invocation after that many steps of
-    it, with a checkpoint, keeping the schedule of the whole run. Returns the last figures."""
+    it (`stop_at`: at that step of the run), with a checkpoint, keeping the schedule of the whole
+    run. Returns the last figures. Without `resume`, a run folder holding a checkpoint is refused
+    (checkpoint.RunExists)."""
     from megatron.core import parallel_state
 
     rank, world, made_group = init_distributed()
@@ -210,7 +212,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_a
         raise ValueError("pipeline and context parallelism need GPUs; on CPU data and tensor parallelism")
     parallel_state.initialize_model_parallel(p.tensor, p.pipeline, context_parallel_size=p.context)
     try:
-        return _train(config, RunStore(run_dir), resume, stop_after, rank, world)
+        return _train(config, RunStore(run_dir), resume, stop_after, stop_at, rank, world)
     finally:
         parallel_state.destroy_model_parallel()
         if made_group:
@@ -221,8 +223,11 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_a
                 _STORE_DIR = None
 
 
-def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int | None, rank: int, world: int) -> dict[str, Any]:
+def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int | None, stop_at: int | None, rank: int, world: int) -> dict[str, Any]:
     from megatron.core import parallel_state
+
+    if not resume:
+        refuse_to_overwrite(store)
 
     run_dir = store.local  # the run folder, or a URL run's local staging folder
     from .backends import MegatronBackend, TorchBackend
@@ -265,11 +270,13 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         backend.load_sharded_state_dict(state)
         set_rng_state(rng)
         start = meta["step"]
-    elif resume:
+    elif resume and rank == 0:
         print(f"{store.name}: no checkpoint yet; starting from step 0", file=sys.stderr)
     if rank == 0:
         store.pull_log()  # a URL's log.jsonl continues (a local run appends to its own)
-    reporter = Reporter(run_dir, rank == 0, start if resume else None)
+    reporter = Reporter(run_dir, rank == 0, start)  # the log cut back to the step trained from (none: empty)
+    if found is not None:
+        reporter.record("resumed", step=start, checkpoint=found[0].name)
     flops = {"M": plan.model_scale, "megatron": megatron_flops_per_token(config.model, vocab)}  # per token, for MFU
     if rank == 0:
         write_run_info(run_dir, _run_info(config, plan, flops, vocab, world))
@@ -299,7 +306,8 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         return result
 
     last_save, last_log, logged_tokens = time.monotonic(), time.monotonic(), 0
-    end = plan.total_steps if stop_after is None else min(plan.total_steps, start + stop_after)
+    wanted = stop_at if stop_at is not None else start + stop_after if stop_after is not None else plan.total_steps
+    end = max(start, min(plan.total_steps, wanted))
     loss = grad_norm = float("nan")
     valid: dict[str, float] = {}
     profiler = StepProfiler(config.profile, rank, run_dir / PROFILE, written=store.push_files)
