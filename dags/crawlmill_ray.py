@@ -5,7 +5,7 @@ on sys.path.
 
 RayJobOperator submits with Ray's own ``JobSubmissionClient`` (``submit_job(entrypoint=...,
 submission_id=..., runtime_env=...)``), copies the job's log into the Airflow task log while it
-runs, and succeeds when the job SUCCEEDED. A job that ends FAILED or STOPPED fails the task, with
+runs (Ray's log stream, each line once: follow_job), and succeeds when the job SUCCEEDED. A job that ends FAILED or STOPPED fails the task, with
 the job's status message and its last log lines in the error. Killing the task (UI "mark failed",
 timeout) stops the job.
 
@@ -20,13 +20,17 @@ when it FAILED or STOPPED. Brief outages of the job server while polling are ret
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import re
 import shlex
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -76,6 +80,7 @@ def dag_settings(**filters: Callable[..., str]) -> dict[str, Any]:
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 LOG_TAIL_LINES = 40
+STREAM_RETRIES = 6  # reconnections in a row that bring no line before the task fails
 
 
 class RayJobFailed(AirflowException):
@@ -195,6 +200,86 @@ def submit_or_attach(
     raise AirflowException(f"{max_suffix} earlier submissions of {submission_id} all failed; giving up")
 
 
+class _LogCopy:
+    """A job's log as it arrives: whole lines to `log` (the rest of a line waits for its end), the
+    characters received counted (a new stream skips them), the last lines kept for an error."""
+
+    def __init__(self, log: Callable[[str], None], tail_lines: int) -> None:
+        self.log = log
+        self.received = 0
+        self.partial = ""
+        self.tail: deque[str] = deque(maxlen=tail_lines)
+
+    def feed(self, text: str) -> None:
+        self.received += len(text)
+        text = self.partial + text
+        cut = text.rfind("\n") + 1
+        self.partial = text[cut:]
+        self._lines(text[:cut])
+
+    def close(self) -> None:
+        self._lines(self.partial)
+        self.partial = ""
+
+    def _lines(self, text: str) -> None:
+        for line in text.splitlines():
+            self.log(f"[ray] {line}")
+            self.tail.append(line)
+
+
+async def _read_stream(client: Any, submission_id: str, copy: _LogCopy) -> None:
+    """One connection to Ray's log stream, which starts at the log's first character and ends
+    once the job has ended and its last line is sent; what `copy` already has is skipped."""
+    seen = 0
+    async for chunk in client.tail_job_logs(submission_id):
+        fresh = chunk[max(0, copy.received - seen) :]
+        seen += len(chunk)
+        if fresh:
+            copy.feed(fresh)
+
+
+async def _follow(client: Any, submission_id: str, copy: _LogCopy, poll_interval: float, log: Callable[[str], None]) -> Any:
+    """Stream the log into `copy` while reading the status every `poll_interval` s; the job's last info."""
+    last_status, broken = None, 0
+    while True:
+        received = copy.received
+        stream = asyncio.ensure_future(_read_stream(client, submission_id, copy))
+        while True:
+            await asyncio.wait({stream}, timeout=poll_interval)
+            info = await asyncio.to_thread(_patiently, lambda: client.get_job_info(submission_id), log)
+            status = _status(info)
+            if status != last_status:
+                log(f"Ray job {submission_id}: {status}")
+                last_status = status
+            if stream.done():
+                break
+            if status in TERMINAL:  # Ray's stream lingers seconds after the end: the rest is fetched once
+                stream.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stream
+                logs = await asyncio.to_thread(_patiently, lambda: client.get_job_logs(submission_id), log)
+                copy.feed(logs[copy.received :])
+                return info
+        error = stream.exception()
+        if error is None and status in TERMINAL:
+            return info
+        broken = 1 if copy.received > received else broken + 1  # a stream that brought lines resets the count
+        if broken > STREAM_RETRIES:
+            raise AirflowException(f"the log stream of Ray job {submission_id} broke {broken} times in a row: {error}")
+        log(f"the log stream of Ray job {submission_id} {'broke (' + str(error) + ')' if error else 'closed'}; reconnecting")
+        await asyncio.sleep(min(2**broken, 16))
+
+
+def _run_coroutine(coroutine: Any) -> Any:
+    """asyncio.run, in a thread of its own where this thread already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def follow_job(
     client: Any,
     submission_id: str,
@@ -202,35 +287,26 @@ def follow_job(
     poll_interval: float = 2.0,
     tail_lines: int = LOG_TAIL_LINES,
 ) -> Any:
-    """Copy the job's new log lines to `log` until the job ends; raise RayJobFailed unless it SUCCEEDED."""
-    printed = 0
-    last_status = None
-    while True:
-        # The status is read before the logs, so that the logs read after the end are complete.
-        info = _patiently(lambda: client.get_job_info(submission_id), log)
-        status = _status(info)
-        if status != last_status:
-            log(f"Ray job {submission_id}: {status}")
-            last_status = status
-        logs = _patiently(lambda: client.get_job_logs(submission_id), log)
-        if len(logs) < printed:  # the log was replaced (should not happen): print it again
-            printed = 0
-        new = logs[printed:]
-        # Print whole lines only while the job runs; the rest of a line comes with the next poll.
-        cut = len(new) if status in TERMINAL else new.rfind("\n") + 1
-        for line in new[:cut].splitlines():
-            log(f"[ray] {line}")
-        printed += cut
-        if status in TERMINAL:
-            break
-        time.sleep(poll_interval)
+    """Copy the job's log to `log` as the job writes it until the job ends; raise RayJobFailed
+    unless it SUCCEEDED.
+
+    While the job runs, the log comes through Ray's log stream (``tail_job_logs``): each line
+    crosses the network once however long the job runs (polling ``get_job_logs`` fetches the whole
+    log every time: for a days-long training job, gigabytes in all). A broken stream (the job
+    server restarted) is opened again and the lines already copied are skipped. The status is read
+    every `poll_interval` seconds beside it; once the job has ended, the stream (which lingers
+    seconds after the end) is closed and what it had not brought yet is taken from one
+    ``get_job_logs``."""
+    copy = _LogCopy(log, tail_lines)
+    info = _run_coroutine(_follow(client, submission_id, copy, poll_interval, log))
+    copy.close()
+    status = _status(info)
     if status != "SUCCEEDED":
-        tail = "\n".join(logs.splitlines()[-tail_lines:])
         # Ray's message repeats up to 20,000 characters of log after its first line; keep the first line.
         summary = re.sub(r",? last available logs.*$", "", (info.message or "").split("\n", 1)[0])
         raise RayJobFailed(
             f"Ray job {submission_id} ended {status}: {summary}\n"
-            f"--- last {tail_lines} lines of the job's log ---\n{tail}"
+            f"--- last {tail_lines} lines of the job's log ---\n" + "\n".join(copy.tail)
         )
     return info
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
+import shlex
+import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -183,3 +187,85 @@ def test_a_new_try_follows_a_job_of_the_same_task_that_is_still_running(pipeline
     # Once it has ended, the next try submits its own job.
     assert pipeline_dag.submit_or_attach(client, f"{base}-try2", "true", None, metadata, lines.append) == f"{base}-try2"
     assert pipeline_dag.follow_job(client, f"{base}-try2", lines.append, poll_interval=0.5).status == "SUCCEEDED"
+
+
+class CuttableProxy:
+    """A TCP proxy on loopback to `port` whose open connections can all be cut at once: how a
+    restarting job server (or a network blip) looks to a client."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.open: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                return
+            with self.lock:
+                self.open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for s in (source, sink):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        with self.lock:
+            cut, self.open = self.open, []
+        for s in cut:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.cut()
+
+
+def test_the_log_is_streamed_and_a_broken_stream_reopened_without_losing_or_repeating_a_line(pipeline_dag, ray_head):
+    """The job's log comes through Ray's log stream (each line once, not the whole log every poll;
+    the whole log is fetched once, at the end). Every connection to the job server is cut twice
+    while the job prints: the stream is opened again, and the task's log still has each line
+    exactly once, in order."""
+    from ray.job_submission import JobSubmissionClient
+
+    proxy = CuttableProxy(int(ray_head.rsplit(":", 1)[1]))
+    try:
+        with no_ray_address_env():
+            client = JobSubmissionClient(f"http://127.0.0.1:{proxy.port}")
+        script = "import time\nfor i in range(40):\n    print(f'line {i}', flush=True)\n    time.sleep(0.2)"
+        sid = client.submit_job(entrypoint=f"{sys.executable} -c {shlex.quote(script)}")
+        whole_log_fetches: list[str] = []
+        fetch_whole_log = client.get_job_logs
+        client.get_job_logs = lambda job: whole_log_fetches.append(job) or fetch_whole_log(job)
+        lines: list[str] = []
+
+        def cut_after(*marks: str) -> None:
+            for mark in marks:
+                deadline = time.monotonic() + 120
+                while mark not in lines and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                proxy.cut()
+
+        cutter = threading.Thread(target=cut_after, args=("[ray] line 5", "[ray] line 20"), daemon=True)
+        cutter.start()
+        assert pipeline_dag.follow_job(client, sid, lines.append, poll_interval=0.5).status == "SUCCEEDED"
+        cutter.join(timeout=5)
+    finally:
+        proxy.close()
+    assert [line for line in lines if line.startswith("[ray] line ")] == [f"[ray] line {i}" for i in range(40)]
+    assert sum("reconnecting" in line for line in lines) >= 2, lines
+    assert whole_log_fetches == [sid]  # once, at the end: the lines came through the stream
