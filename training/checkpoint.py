@@ -3,7 +3,7 @@ moment leaves the last complete checkpoint usable.
 
     RUN/checkpoints/step-00000050/model/           model and optimizer: Megatron-Core dist_checkpointing
     RUN/checkpoints/step-00000050/rank-00000.pt    this rank's RNG states
-    RUN/checkpoints/step-00000050/meta.json        step, consumed samples, tokens, world size (written last)
+    RUN/checkpoints/step-00000050/meta.json        step, consumed samples, tokens, world size, data order (written last)
     RUN/checkpoints/latest                         the newest complete checkpoint's folder name
 
 Model and optimizer go through dist_checkpointing (sharded_io.py): every rank writes its shards

@@ -37,6 +37,8 @@ class DataConfig:
     weights: list[float] | None = None  # one per folder; None: by the folders' token counts
     split: str = "969,30,1"  # train, validation, test shares of every shard's documents (Megatron's)
     seed: int = 1234  # GPTDataset's shuffling
+    # Refuse to resume where the sample order differs from the checkpoint's run (data.py)
+    check_on_resume: bool = True
 
     def __post_init__(self) -> None:
         if self.weights is not None and len(self.weights) != len(self.shards):

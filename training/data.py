@@ -9,7 +9,10 @@ config gives the same samples in the same order on every run.
 The position is one number, the samples consumed: step s of a run with global batch G reads train
 samples s·G ... (s+1)·G − 1, and data-parallel rank r of R takes its contiguous share of them, in
 micro batches. A resumed run therefore continues with exactly the next sample, on any number of
-ranks. Validation reads the first `eval.iters` global batches of the valid split each time.
+ranks, as long as the order is the same: each checkpoint records what decides it (`data_order`),
+and a resume with other shard content, split, seed, sequence length, batch or run length is
+refused (`check_resume_order`; `data.check_on_resume: false` accepts it). Validation reads the
+first `eval.iters` global batches of the valid split each time.
 
 Shard folders may be URLs: each machine reads a cached local copy of what it trains on
 (runstore.local_shards: manifest, .bin and .idx of every blended shard, downloaded once).
@@ -27,6 +30,8 @@ checks every token of a folder before a run.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +69,47 @@ class ShardFolder:
     @property
     def tokens(self) -> int:
         return int(self.manifest["tokens"])
+
+    @property
+    def content(self) -> str:
+        """What the folder holds, not where: its shards' .bin/.idx checksums and its own blend."""
+        shards = [[s.get("prefix"), *((s.get("files") or {}).get(kind, {}).get("sha256") for kind in ("bin", "idx"))] for s in self.manifest["shards"]]
+        own = self.manifest.get("blend") or {}
+        payload = json.dumps([shards, own.get("prefixes"), own.get("weights")], sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class DataOrderChanged(ValueError):
+    """A resume whose data settings give another sample order than the checkpoint's run had."""
+
+
+def data_order(config: TrainConfig, folders: list[ShardFolder], global_batch: int, train_samples: int) -> dict[str, Any]:
+    """What decides the sample each step reads: the folders' content and blend weights, the split,
+    the shuffling seed, the sequence length, and the batch and sample count GPTDataset's shuffle
+    was built for (a run of another length shuffles otherwise). Saved with every checkpoint."""
+    return {
+        "shards": [folder.content for folder in folders], "weights": config.data.weights, "split": config.data.split,
+        "seed": config.data.seed, "seq_length": config.model.seq_length, "global_batch": global_batch, "train_samples": train_samples,
+    }  # fmt: skip
+
+
+def check_resume_order(saved: dict[str, Any] | None, now: dict[str, Any], checkpoint: Any) -> None:
+    """DataOrderChanged naming each setting that differs from the checkpoint's run (one saved
+    before the order was recorded is not checked): the resumed run would read other samples at
+    its position, repeating some the run has seen and skipping others."""
+    if saved is None:
+        return
+    now = json.loads(json.dumps(now))  # as saved
+    changed = [
+        "the content of data.shards (repacked or other folders)" if key == "shards" else f"{key} {saved.get(key)!r} → {value!r}"
+        for key, value in now.items() if saved.get(key) != value
+    ]  # fmt: skip
+    if changed:
+        raise DataOrderChanged(
+            f"{checkpoint}: the run being resumed read its data in another order ({'; '.join(changed)}): resuming would "
+            "repeat samples it has seen and skip others. Resume with the run's settings (run.json), or set "
+            "data.check_on_resume: false to accept the new order"
+        )
 
 
 def open_folders(paths: list[str]) -> list[ShardFolder]:

@@ -51,7 +51,7 @@ import torch.distributed as dist
 from .checkpoint import Checkpointer, refuse_to_overwrite, rng_state, set_rng_state, step_name
 from .compat import seed_model_parallel, use_cuda
 from .config import TrainConfig
-from .data import ShardData
+from .data import ShardData, check_resume_order, data_order
 from .model import build_model
 from .perf import StepProfiler, megatron_flops_per_token, utilisation
 from .runlog import RunLog, write_run_info
@@ -264,8 +264,11 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
 
     start = 0
     found = saver.latest() if resume else None
+    order = data_order(config, data.folders, plan.global_batch, plan.total_steps * plan.global_batch)
     if found is not None:
         folder, meta = found
+        if config.data.check_on_resume:
+            check_resume_order(meta.get("data_order"), order, folder)
         state, rng = saver.load(folder, meta, replicated, backend.sharded_state_dict(is_loading=True))
         backend.load_sharded_state_dict(state)
         set_rng_state(rng)
@@ -283,7 +286,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     byte_table = _byte_table(data.tokenizer_path, data.eod, vocab, device)
 
     def checkpoint(step: int) -> None:
-        meta = {"consumed_samples": step * plan.global_batch, "tokens": step * plan.tokens_per_step, "time": datetime.now(timezone.utc).isoformat()}
+        meta = {"consumed_samples": step * plan.global_batch, "tokens": step * plan.tokens_per_step, "time": datetime.now(timezone.utc).isoformat(), "data_order": order}
         waited = saver.save(step, backend.sharded_state_dict(), rng_state(), meta)
         reporter.record("checkpoint", step=step, path=saver.location, seconds=round(waited, 3))
 

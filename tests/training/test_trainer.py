@@ -192,6 +192,35 @@ def test_a_run_folder_with_a_checkpoint_is_continued_only_when_resuming(tiny_sha
     assert train_records(run_dir, "resumed") == [{"kind": "resumed", "step": 3, "checkpoint": "step-00000003"}]
 
 
+def test_a_resume_that_would_read_the_data_in_another_order_is_refused(tiny_shards, tmp_path):
+    """The data position is the step: resuming with another batch, run length, seed or shard
+    content would read other samples there (repeating some, skipping others). Each is refused,
+    naming what changed; the same shards moved elsewhere resume; data.check_on_resume: false accepts."""
+    import shutil
+
+    from crawlmill.training.data import DataOrderChanged
+
+    run = tmp_path / "run"
+    assert train(tiny_config(tiny_shards, max_steps=6), run, stop_after=3)["step"] == 3
+    moved = shutil.copytree(tiny_shards, tmp_path / "moved")
+    repacked = shutil.copytree(tiny_shards, tmp_path / "repacked")
+    manifest = json.loads((repacked / "manifest.json").read_text())
+    manifest["shards"][0]["files"]["bin"]["sha256"] = "0" * 64  # other tokens in the same files' places
+    (repacked / "manifest.json").write_text(json.dumps(manifest))
+    refused = [
+        (tiny_config(tiny_shards, max_steps=6, global_batch_size=16), "global_batch 8 → 16; train_samples 48 → 96"),
+        (tiny_config(tiny_shards, max_steps=12), "train_samples 48 → 96"),
+        (tiny_config(tiny_shards, max_steps=6, data={"shards": [str(tiny_shards)], "seed": 5}), "seed 1234 → 5"),
+        (tiny_config(repacked, max_steps=6), "the content of data.shards"),
+    ]
+    for config, named in refused:
+        with pytest.raises(DataOrderChanged, match=named):
+            train(config, run, resume=True)
+    assert train(tiny_config(moved, max_steps=6), run, resume=True, stop_after=1)["step"] == 4
+    anyway = tiny_config(tiny_shards, max_steps=12, data={"shards": [str(tiny_shards)], "check_on_resume": False})
+    assert train(anyway, run, resume=True)["step"] == 12
+
+
 def test_validation_reports_loss_and_exact_bits_per_byte(tiny_shards, tmp_path):
     import math
 
