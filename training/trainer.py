@@ -14,6 +14,8 @@ Rank 0 writes run.json, the log (runlog.py: stdout, log.jsonl, TensorBoard when 
 Exactness: nothing random happens after seeding except what the checkpoint restores (no dropout),
 the data position is the step number (data.py), and the schedule is a function of the step; so a
 run stopped and resumed gives the same losses and weights, bit for bit, as one that never stopped.
+A run folder holding a checkpoint is refused without `resume` (checkpoint.RunExists), and a resume
+whose data would come in another order is refused (data.DataOrderChanged).
 
 A step whose loss or gradient norm is not finite (nan or inf: the run diverged, or a fault) stops the
 run before anything saves that state: the pending checkpoint completes, a `diverged` record is
