@@ -33,6 +33,7 @@ app = typer.Typer()
         "* `crawlmill train --config 1b --data out/shards --output runs/1b --resume`  (continue from the last checkpoint)\n\n"
         "* `ray job submit --address http://HEAD:8265 -- crawlmill train --config deepseek-7b --data /shared/shards --output /shared/runs/7b --workers 64`  (Ray Train on a cluster)\n\n"
         "* `torchrun --nproc-per-node 8 --max-restarts 3 -m crawlmill.cli train --config 1b --data /shared/shards --output /shared/runs/1b --resume`  (restarted ranks continue from the last checkpoint)\n\n"
+        "* `crawlmill train --config 1b --data out/shards-new --output runs/1b-cont --init-from runs/1b`  (a new run from another run's weights)\n\n"
         "A run folder holding a checkpoint is refused unless `--resume` (continue) or `--overwrite` (start over). "
         "Ray Train restarts failed workers from the last checkpoint `max_restarts` times (the config's key).\n\n"
         "Built-in configs: tiny, 125m, 1b, deepseek-7b, deepseek-67b (crawlmill/training/configs/).\n\n"
@@ -49,6 +50,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's last checkpoint (from step 0 when it has none yet); without it a folder holding a checkpoint is refused."),
     stop_after: Optional[int] = typer.Option(None, "--stop-after", help="Stop after this many steps of this invocation (with a checkpoint), keeping the whole run's schedule."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Ray Train workers (data-parallel ranks; one GPU each on GPUs)."),
+    init_from: Optional[str] = typer.Option(None, "--init-from", help="Start from the weights of another run's checkpoint (its run folder, or RUN/checkpoints/step-N; path or URL): optimizer, schedule and data start afresh (continued pretraining on new data)."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as JSON and exit."),
     runtime: Runtime = None,  # type: ignore[assignment] - the common options (cli_common)
 ) -> None:
@@ -65,6 +67,8 @@ def train(
         overrides["max_steps"] = max_steps
     if workers is not None:
         overrides["workers"] = workers
+    if init_from is not None:
+        overrides["checkpoint"] = {"init_from": init_from if is_url(init_from) else str(Path(init_from).resolve())}
     with user_errors():
         train_config = load_train_config(config, overrides)
         check_section(train_config, "train")

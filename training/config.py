@@ -123,6 +123,9 @@ class CheckpointConfig:
     # On this signal (ahead of a preemption's kill) save a checkpoint at the step reached and stop
     # (stopsignal.py); "SIGUSR1" for Slurm's --signal=USR1@SECONDS, null to leave signals alone
     on_signal: str | None = "SIGTERM"
+    # Start a new run from the weights of another run's checkpoint (a run folder or its
+    # checkpoints/step-N, path or URL); optimizer, schedule and data start afresh (checkpoint.py)
+    init_from: str | None = field(default=None, metadata={"path": True})
 
     def __post_init__(self) -> None:
         if self.every_minutes < 0 or self.keep < 1 or (self.every_steps is not None and self.every_steps < 1):

@@ -107,8 +107,8 @@ def check_resume_order(saved: dict[str, Any] | None, now: dict[str, Any], checkp
     if changed:
         raise DataOrderChanged(
             f"{checkpoint}: the run being resumed read its data in another order ({'; '.join(changed)}): resuming would "
-            "repeat samples it has seen and skip others. Resume with the run's settings (run.json), or set "
-            "data.check_on_resume: false to accept the new order"
+            "repeat samples it has seen and skip others. Resume with the run's settings (run.json), start a new run "
+            "from its weights (--init-from), or set data.check_on_resume: false to accept the new order"
         )
 
 

@@ -10,6 +10,7 @@ TensorBoard and `crawlmill plan fit` alike.
                      {"kind": "valid", "step", "tokens", "loss", "bpb"}
                      {"kind": "checkpoint", "step", "path", "seconds"}
                      {"kind": "resumed", "step", "checkpoint"}   (a resume, or Ray Train's restart of its workers)
+                     {"kind": "initialized", "step": 0, "checkpoint", "from_step"}   (checkpoint.init_from's weights)
                      {"kind": "end", "step", "tokens"}
                      {"kind": "diverged", "step", "loss", "grad_norm" (as text: "nan", "inf"), "checkpoint"}
                      {"kind": "stopped", "step", "signal", "checkpoint"}
@@ -29,7 +30,7 @@ from crawlmill.files import as_path, atomic_write_json, read_text
 
 RUN_FILE = "run.json"
 LOG_FILE = "log.jsonl"
-KINDS = ("train", "valid", "checkpoint", "resumed", "end", "diverged", "stopped")
+KINDS = ("train", "valid", "checkpoint", "resumed", "initialized", "end", "diverged", "stopped")
 
 
 def write_run_info(run_dir: str | Path, info: dict[str, Any]) -> None:

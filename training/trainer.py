@@ -50,7 +50,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import Checkpointer, refuse_to_overwrite, rng_state, set_rng_state, step_name
+from .checkpoint import Checkpointer, load_weights, refuse_to_overwrite, rng_state, set_rng_state, step_name
 from .compat import seed_model_parallel, use_cuda
 from .config import TrainConfig
 from .data import ShardData, check_resume_order, data_order
@@ -247,10 +247,6 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     if vocab < data.tokenizer_vocab:
         raise ValueError(f"model.vocab_size {vocab} is below the tokenizer's {data.tokenizer_vocab} tokens")
     model = build_model(config.model, vocab, config.precision, config.parallel)
-    if use_cuda():
-        backend: Any = MegatronBackend(model, config.optimizer, plan.peak_lr, config.precision, config.model.seq_length, config.micro_batch_size)
-    else:
-        backend = TorchBackend(model, config.optimizer, plan.peak_lr, device, parallel_state.get_data_parallel_group(), parallel_state.get_model_parallel_group())
     schedule = Schedule(config.schedule, plan.peak_lr, plan.train_tokens, plan.tokens_per_step)
     replicated = config.parallel.tensor * config.parallel.pipeline * config.parallel.context == 1
     def publish() -> None:  # rank 0, once a checkpoint is complete at a URL: the logs up to it
@@ -264,8 +260,15 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     )  # fmt: skip
     saver.remove_unfinished()
 
-    start = 0
     found = saver.latest() if resume else None
+    initialized = None
+    if found is None and config.checkpoint.init_from:  # before the optimizer copies the weights
+        initialized = load_weights(model, config.checkpoint.init_from, rank, world, config.checkpoint.trusted, dist.barrier)
+    if use_cuda():
+        backend: Any = MegatronBackend(model, config.optimizer, plan.peak_lr, config.precision, config.model.seq_length, config.micro_batch_size)
+    else:
+        backend = TorchBackend(model, config.optimizer, plan.peak_lr, device, parallel_state.get_data_parallel_group(), parallel_state.get_model_parallel_group())
+    start = 0
     order = data_order(config, data.folders, plan.global_batch, plan.total_steps * plan.global_batch)
     if found is not None:
         folder, meta = found
@@ -282,6 +285,8 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     reporter = Reporter(run_dir, rank == 0, start)  # the log cut back to the step trained from (none: empty)
     if found is not None:
         reporter.record("resumed", step=start, checkpoint=found[0].name)
+    elif initialized is not None:
+        reporter.record("initialized", step=0, checkpoint=initialized[0], from_step=initialized[1])
     flops = {"M": plan.model_scale, "megatron": megatron_flops_per_token(config.model, vocab)}  # per token, for MFU
     if rank == 0:
         write_run_info(run_dir, _run_info(config, plan, flops, vocab, world))

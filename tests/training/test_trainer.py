@@ -221,6 +221,37 @@ def test_a_resume_that_would_read_the_data_in_another_order_is_refused(tiny_shar
     assert train(anyway, run, resume=True)["step"] == 12
 
 
+def test_a_new_run_starts_from_another_runs_weights_with_init_from(tiny_shards, tmp_path):
+    """checkpoint.init_from (`--init-from`): the weights of a run folder's newest checkpoint, or of
+    one checkpoint folder; optimizer, schedule and data start afresh. Its first loss is the trained
+    model's, far below a fresh model's; its own checkpoint, not the source, is what it resumes from;
+    a model of another shape is a clear error."""
+    first = tmp_path / "first"
+    train(tiny_config(tiny_shards, max_steps=30, checkpoint={"every_steps": 15}), first)
+    trained = train_records(first)
+    assert trained[-1]["loss"] < trained[0]["loss"] - 0.3
+
+    warm = tiny_config(tiny_shards, max_steps=4, checkpoint={"init_from": str(first)})
+    train(warm, tmp_path / "warm", stop_after=2)
+    records = [json.loads(line) for line in (tmp_path / "warm/log.jsonl").read_text().splitlines()]
+    assert records[0] == {"kind": "initialized", "step": 0, "checkpoint": str(first / "checkpoints/step-00000030"), "from_step": 30}
+    warm_losses = [r["loss"] for r in records if r["kind"] == "train"]
+    assert abs(warm_losses[0] - trained[-1]["loss"]) < 0.15 and warm_losses[0] < trained[0]["loss"] - 0.3
+    train(warm, tmp_path / "warm", resume=True)  # its own checkpoint: no second initialization
+    kinds = [r["kind"] for r in map(json.loads, (tmp_path / "warm/log.jsonl").read_text().splitlines())]
+    assert kinds.count("initialized") == 1 and kinds.count("resumed") == 1 and [r["step"] for r in train_records(tmp_path / "warm")] == [1, 2, 3, 4]
+
+    middle = tiny_config(tiny_shards, max_steps=1, checkpoint={"init_from": str(first / "checkpoints/step-00000015")})
+    train(middle, tmp_path / "middle")
+    assert train_records(tmp_path / "middle", "initialized")[0]["from_step"] == 15
+
+    wider = tiny_config(tiny_shards, max_steps=1, model={"hidden_size": 128, "num_attention_heads": 2, "ffn_hidden_size": 256}, checkpoint={"init_from": str(first)})
+    with pytest.raises(ValueError, match=r"its weights do not fit this run.s model \(Global shape mismatch .* for key "):
+        train(wider, tmp_path / "wider")
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint there"):
+        train(tiny_config(tiny_shards, max_steps=1, checkpoint={"init_from": str(tmp_path / "nothing")}), tmp_path / "none")
+
+
 def test_validation_reports_loss_and_exact_bits_per_byte(tiny_shards, tmp_path):
     import math
 
