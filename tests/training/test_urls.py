@@ -126,7 +126,12 @@ def test_training_from_s3_shards_into_an_s3_run_resumes_and_matches_the_local_ru
     assert (local_run / "run.json").is_file() and list((local_run / "tensorboard").iterdir())
     assert [r["kind"] for r in map(json.loads, (local_run / "log.jsonl").read_text().splitlines())][-1] == "end"
 
-    # The secret is in no object and in nothing either leg printed.
+    # A new local run from the s3 run's weights (its newest checkpoint, downloaded for the machine).
+    train(tiny_config(tiny_shards, max_steps=1, checkpoint={"init_from": run}), tmp_path / "warm")
+    assert train_records(tmp_path / "warm", "initialized") == [{"kind": "initialized", "step": 0, "checkpoint": f"{run}/checkpoints/step-00000020", "from_step": 20}]
+    assert abs(train_records(tmp_path / "warm")[0]["loss"] - train_records(tmp_path / "straight")[-1]["loss"]) < 0.15
+
+    # The secret is in no object and in nothing any leg printed.
     for name in fs.find(f"{BUCKET}/runs"):
         assert SECRET.encode() not in fs.cat_file(name), name
     printed = capfd.readouterr()
