@@ -15,7 +15,8 @@ Exactness: nothing random happens after seeding except what the checkpoint resto
 the data position is the step number (data.py), and the schedule is a function of the step; so a
 run stopped and resumed gives the same losses and weights, bit for bit, as one that never stopped.
 A run folder holding a checkpoint is refused without `resume` (checkpoint.RunExists), and a resume
-whose data would come in another order is refused (data.DataOrderChanged).
+whose data would come in another order is refused (data.DataOrderChanged). A new run may start from
+another run's weights (`checkpoint.init_from`, checkpoint.load_weights), loaded before the optimizer.
 
 A step whose loss or gradient norm is not finite (nan or inf: the run diverged, or a fault) stops the
 run before anything saves that state: the pending checkpoint completes, a `diverged` record is
