@@ -283,7 +283,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         print(f"{store.name}: no checkpoint yet; starting from step 0", file=sys.stderr)
     if rank == 0:
         store.pull_log()  # a URL's log.jsonl continues (a local run appends to its own)
-    reporter = Reporter(run_dir, rank == 0, start)  # the log cut back to the step trained from (none: empty)
+    reporter = Reporter(run_dir, rank == 0, start if found is not None else -1)  # the log cut back to the checkpoint's step; else empty
     if found is not None:
         reporter.record("resumed", step=start, checkpoint=found[0].name)
     elif initialized is not None:
