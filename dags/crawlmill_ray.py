@@ -5,8 +5,9 @@ on sys.path.
 
 RayJobOperator submits with Ray's own ``JobSubmissionClient`` (``submit_job(entrypoint=...,
 submission_id=..., runtime_env=...)``), copies the job's log into the Airflow task log while it
-runs (Ray's log stream, each line once: follow_job), and succeeds when the job SUCCEEDED. A job that ends FAILED or STOPPED fails the task, with
-the job's status message and its last log lines in the error. Killing the task (UI "mark failed",
+runs (Ray's log stream, each line once: follow_job), and succeeds when the job SUCCEEDED. A job
+that ends FAILED or STOPPED fails the task, with the job's status message and its last log lines
+in the error. Killing the task (UI "mark failed",
 timeout) stops the job.
 
 Submission ids are deterministic: ``crawlmill-<dag>-<run id>-<task>[-m<map index>]-<hash>-try<N>``,
@@ -15,7 +16,8 @@ crawlmill stages resume, so it only does the parts the failed try left unfinishe
 same run and task is still running (the Airflow worker died mid-job), the new try follows it
 instead. If the submission id already exists on the cluster (e.g. a cleared task), the task
 attaches to that job when it is running or has SUCCEEDED, and submits under a fresh ``-rN`` suffix
-when it FAILED or STOPPED. Brief outages of the job server while polling are retried.
+when it FAILED or STOPPED. Brief outages of the job server are retried (status reads) or
+bridged (the log stream is reopened).
 """
 
 from __future__ import annotations
