@@ -39,10 +39,10 @@ def write_demo_config(path: Path, output_dir: Path) -> Path:
     return path
 
 
-def run_only(config: Path, stage: str) -> Any:
-    """`crawlmill run CONFIG --only STAGE` in this process (on the test session's Ray): a click Result,
-    `output` holding stdout and stderr."""
-    return CliRunner().invoke(app, ["run", str(config), "--only", stage, "--no-progress"])
+def run_only(config: Path, stage: str, *options: str) -> Any:
+    """`crawlmill run CONFIG --only STAGE [OPTIONS]` in this process (on the test session's Ray): a
+    click Result, `output` holding stdout and stderr."""
+    return CliRunner().invoke(app, ["run", str(config), "--only", stage, "--no-progress", *options])
 
 
 def reference_checksums(stages: tuple[str, ...]) -> dict[str, str]:
