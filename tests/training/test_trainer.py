@@ -310,6 +310,18 @@ def test_torchrun_ranks_train_tensor_parallel_as_one_process(tiny_shards, tmp_pa
     weights, sharded = final_weights(one), final_weights(tensor)  # global tensors: the TP slices joined
     assert weights.keys() == sharded.keys()
     assert all(torch.allclose(weights[k], sharded[k], rtol=1e-3, atol=1e-7) for k in weights), [k for k in weights if not torch.allclose(weights[k], sharded[k], rtol=1e-3, atol=1e-7)]
+    # `crawlmill export` joins the TP-sharded checkpoint into the Llama weights of the one-process run
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from crawlmill.cli import app
+
+    for name in ("one", "tensor"):
+        done = CliRunner().invoke(app, ["export", str(tmp_path / name), "--output", str(tmp_path / f"hf-{name}"), "--dtype", "fp32"])
+        assert done.exit_code == 0, done.output
+    llama_one, llama_tensor = (load_file(tmp_path / f"hf-{name}/model.safetensors") for name in ("one", "tensor"))
+    assert llama_one.keys() == llama_tensor.keys() and len(llama_one) == 3 + 2 * 9
+    assert all(torch.allclose(llama_one[k], llama_tensor[k], rtol=1e-3, atol=1e-7) for k in llama_one)
 
 
 def test_batch_and_peak_lr_default_to_the_planners_equation_1():

@@ -1,0 +1,286 @@
+"""Export a training run's checkpoint as a Hugging Face model folder in Llama's layout, the one
+DeepSeek LLM's own release uses (LlamaForCausalLM): transformers, vLLM, lm-evaluation-harness and
+llama.cpp's converter then load what crawlmill trained.
+
+    crawlmill export runs/1b --output hf/1b                                   # newest checkpoint, bf16
+    crawlmill export runs/1b --checkpoint step-00002000 --dtype fp32 --output hf/1b-2000
+
+    HF/config.json                 LlamaForCausalLM: shapes, GQA heads, RMSNorm epsilon, RoPE base, untied embeddings
+    HF/model.safetensors           the weights (model-0000i-of-0000N.safetensors + index beyond --shard-size)
+    HF/generation_config.json      the end-of-document token as eos
+    HF/tokenizer.json, tokenizer_config.json, special_tokens_map.json   the tokenizer the shards were packed with
+    HF/crawlmill_export.json       provenance: run, checkpoint, step, tokens seen, sha256 of each weight file
+
+The weights are read through dist_checkpointing into the run's model built in one process (a tensor-
+or data-parallel checkpoint reshards by global key), then renamed and split: Megatron's fused
+query/key/value matrix is laid out by key/value group, [groups, heads per group + 2, head_dim,
+hidden], and becomes q_proj, k_proj and v_proj; the SwiGLU's fused first matrix is [gate; up] and
+becomes gate_proj and up_proj. Both use the same non-interleaved RoPE (rotate_half), so nothing
+else changes. The tokenizer's tokenizer.json must be the one the shards' manifest names (its
+sha256): a model is only usable with its own tokenizer. Memory: the model once in the run's
+precision plus the exported copy (a 7B from a bf16 run: about 28 GB). The folder is written under a
+temporary name and renamed when complete; an existing folder is refused unless overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import torch
+import torch.distributed as dist
+
+from crawlmill.files import as_path, is_url, read_json, sha256_file
+from crawlmill.shards.manifest import load_manifest
+
+from .checkpoint import CHECKPOINTS, load_weights
+from .model_config import ModelConfig
+from .runlog import RUN_FILE
+from .runstore import local_file
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+TORCH_DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+EXPORT_FILE = "crawlmill_export.json"
+DEFAULT_SHARD_BYTES = 5 * 10**9  # Hugging Face's default shard size
+
+
+def llama_weights(state: Mapping[str, Any], model: ModelConfig) -> dict[str, torch.Tensor]:
+    """Hugging Face Llama names and tensors for a Megatron GPTModel state dict (the local spec's
+    names, which the TE spec's checkpoints load into). A weight this does not know is an error,
+    never silently left out."""
+    groups, head_dim = model.query_groups, model.head_dim
+    per_group = model.num_attention_heads // groups
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        if name.endswith("._extra_state") or not torch.is_tensor(tensor):
+            continue  # Transformer Engine's fp8 bookkeeping: no weights
+        if name == "embedding.word_embeddings.weight":
+            out["model.embed_tokens.weight"] = tensor
+        elif name == "decoder.final_layernorm.weight":
+            out["model.norm.weight"] = tensor
+        elif name == "output_layer.weight":
+            out["lm_head.weight"] = tensor
+        elif name.startswith("decoder.layers."):
+            index, rest = name[len("decoder.layers.") :].split(".", 1)
+            out.update(_layer(f"model.layers.{int(index)}.", rest, tensor, groups, per_group, head_dim))
+        else:
+            raise ValueError(f"{name}: a weight the Llama layout has no place for")
+    return out
+
+
+def _layer(prefix: str, rest: str, tensor: torch.Tensor, groups: int, per_group: int, head_dim: int) -> dict[str, torch.Tensor]:
+    if rest == "input_layernorm.weight":
+        return {prefix + "input_layernorm.weight": tensor}
+    if rest == "pre_mlp_layernorm.weight":
+        return {prefix + "post_attention_layernorm.weight": tensor}
+    if rest == "self_attention.linear_proj.weight":
+        return {prefix + "self_attn.o_proj.weight": tensor}
+    if rest == "mlp.linear_fc2.weight":
+        return {prefix + "mlp.down_proj.weight": tensor}
+    if rest == "self_attention.linear_qkv.weight":
+        hidden = tensor.shape[1]
+        grouped = tensor.reshape(groups, per_group + 2, head_dim, hidden)
+        return {
+            prefix + "self_attn.q_proj.weight": grouped[:, :per_group].reshape(groups * per_group * head_dim, hidden),
+            prefix + "self_attn.k_proj.weight": grouped[:, per_group].reshape(groups * head_dim, hidden),
+            prefix + "self_attn.v_proj.weight": grouped[:, per_group + 1].reshape(groups * head_dim, hidden),
+        }
+    if rest == "mlp.linear_fc1.weight":
+        gate, up = torch.chunk(tensor, 2, dim=0)  # Megatron's GLU: activation(first half) * second half
+        return {prefix + "mlp.gate_proj.weight": gate, prefix + "mlp.up_proj.weight": up}
+    raise ValueError(f"decoder layer weight {rest}: a weight the Llama layout has no place for")
+
+
+def llama_config(model: ModelConfig, vocab: int, dtype: str, bos: int | None, eos: int | None, pad: int | None) -> dict[str, Any]:
+    """config.json of LlamaForCausalLM for this model."""
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": vocab,
+        "hidden_size": model.hidden_size,
+        "intermediate_size": model.ffn_hidden_size,
+        "num_hidden_layers": model.num_layers,
+        "num_attention_heads": model.num_attention_heads,
+        "num_key_value_heads": model.query_groups,
+        "head_dim": model.head_dim,
+        "hidden_act": "silu",
+        "max_position_embeddings": model.seq_length,
+        "initializer_range": model.init_std,
+        "rms_norm_eps": model.norm_epsilon,
+        "rope_theta": float(model.rotary_base),
+        "rope_scaling": None,
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "mlp_bias": False,
+        "tie_word_embeddings": False,
+        "bos_token_id": bos,
+        "eos_token_id": eos,
+        "pad_token_id": pad,
+        "torch_dtype": TORCH_DTYPE_NAMES[dtype],
+        "use_cache": True,
+    }
+
+
+@contextlib.contextmanager
+def one_process_model_parallel() -> Iterator[None]:
+    """A one-rank process group with Megatron's model-parallel state (sizes 1), for a model built
+    in this process; an existing one-rank group is used as it is."""
+    from megatron.core import parallel_state
+
+    from .compat import use_cuda
+    from .trainer import seed_everything
+
+    made, store = not dist.is_initialized(), None
+    if made:
+        store = tempfile.mkdtemp(prefix="crawlmill-export-pg-")
+        dist.init_process_group("nccl" if use_cuda() else "gloo", init_method=f"file://{store}/store", rank=0, world_size=1)
+    elif dist.get_world_size() != 1:
+        raise ValueError(f"export runs in one process, not in a group of {dist.get_world_size()}")
+    ours = not parallel_state.model_parallel_is_initialized()
+    if ours:
+        parallel_state.initialize_model_parallel(1, 1)
+    seed_everything(0)  # also readies Megatron's RNG tracker (compat.py), which building asks for
+    try:
+        yield
+    finally:
+        if ours:
+            parallel_state.destroy_model_parallel()
+        if made:
+            dist.destroy_process_group()
+            shutil.rmtree(store, ignore_errors=True)
+
+
+def run_model_config(run: str) -> tuple[ModelConfig, int, dict[str, Any]]:
+    """(the model's shape, its padded vocabulary, the whole run.json) of a run folder, path or URL."""
+    path = as_path(run) / RUN_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{run}: no {RUN_FILE} (a `crawlmill train` run folder)")
+    info = read_json(path)
+    return ModelConfig(**info["config"]["model"]), int(info["model"]["vocab_size"]), info
+
+
+def load_run_model(run: str, checkpoint: str | None, info: dict[str, Any]) -> tuple[Any, str, int]:
+    """(the run's Megatron model with a checkpoint's weights, the checkpoint, its step): `checkpoint`
+    a step folder's name (step-N), a checkpoint folder, or None for the newest complete one.
+    Needs one_process_model_parallel()."""
+    from .model import build_model
+
+    config = info["config"]
+    source = run
+    if checkpoint is not None:
+        named = as_path(run) / CHECKPOINTS / checkpoint
+        source = str(named) if "/" not in checkpoint and named.is_dir() else checkpoint
+    model = build_model(ModelConfig(**config["model"]), int(info["model"]["vocab_size"]), config["precision"])
+    folder, step = load_weights(model, source, 0, 1, bool(config["checkpoint"].get("trusted")), dist.barrier)
+    return model, folder, step
+
+
+def _tokenizer(info: dict[str, Any], tokenizer: str | None) -> tuple[Any, dict[str, Any]]:
+    """(the tokenizer folder, the shards' manifest tokenizer entry), its tokenizer.json checked
+    against the sha256 the shards were packed with."""
+    shards = info["config"]["data"]["shards"]
+    manifest = load_manifest(shards[0]) if shards else None
+    if manifest is None:
+        raise FileNotFoundError(f"{shards[0] if shards else 'data.shards'}: the run's shards have no manifest.json; the tokenizer is unknown")
+    entry = manifest["tokenizer"]
+    folder = as_path(tokenizer or entry["path"])
+    if not (folder / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"{folder}: no tokenizer.json (the shards' tokenizer; give its folder with --tokenizer)")
+    digest = sha256_file(folder / "tokenizer.json")
+    if digest != entry["sha256"]:
+        raise ValueError(f"{folder}/tokenizer.json is not the tokenizer the run's shards were packed with (sha256 {digest[:12]}…, the manifest's {entry['sha256'][:12]}…)")
+    return folder, entry
+
+
+def _special_ids(folder: Any, entry: dict[str, Any]) -> tuple[int | None, int, int | None]:
+    """(bos, eos, pad) ids: eos is the end-of-document token documents were packed with."""
+    extra = folder / "crawlmill.json"
+    ids = read_json(extra) if extra.is_file() else {}
+    return ids.get("bos_id"), int(entry["eod_id"]), ids.get("pad_id")
+
+
+def _write_weights(tensors: dict[str, torch.Tensor], folder: Path, shard_bytes: int) -> list[str]:
+    """safetensors files of at most `shard_bytes` each (one tensor may exceed it), with the index
+    transformers reads when there are several. Returns the files' names."""
+    from safetensors.torch import save_file
+
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name, tensor in tensors.items():
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and size + nbytes > shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][name] = tensor.contiguous()
+        size += nbytes
+    if len(shards) == 1:
+        names = ["model.safetensors"]
+    else:
+        names = [f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)]
+        total = sum(t.numel() * t.element_size() for t in tensors.values())
+        index = {"metadata": {"total_size": total}, "weight_map": {k: n for n, s in zip(names, shards, strict=True) for k in s}}
+        (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))
+    mask = os.umask(0)
+    os.umask(mask)
+    for name, shard in zip(names, shards, strict=True):
+        save_file(shard, str(folder / name), metadata={"format": "pt"})
+        os.chmod(folder / name, 0o666 & ~mask)  # safetensors creates 0600: a server run as another user must read it
+    return names
+
+
+def export_run(run: str, output: str | Path, checkpoint: str | None = None, dtype: str = "bf16", tokenizer: str | None = None,
+               shard_bytes: int = DEFAULT_SHARD_BYTES, overwrite: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Write the Hugging Face folder of `run`'s checkpoint into `output` (module docstring);
+    returns what crawlmill_export.json records."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+    if is_url(str(output)):
+        raise ValueError(f"--output {output}: export writes a local folder (copy it to object storage afterwards)")
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} exists: choose another --output, or --overwrite to replace it")
+    model_config, vocab, info = run_model_config(run)
+    token_folder, entry = _tokenizer(info, tokenizer)  # before the weights: a wrong tokenizer is found at once
+    with one_process_model_parallel():
+        model, folder, step = load_run_model(run, checkpoint, info)
+        tensors = {k: v.detach().to("cpu", DTYPES[dtype]) for k, v in llama_weights(model.state_dict(), model_config).items()}
+        del model
+    tmp = output.parent / f".tmp-{output.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        files = _write_weights(tensors, tmp, shard_bytes)
+        bos, eos, pad = _special_ids(token_folder, entry)
+        (tmp / "config.json").write_text(json.dumps(llama_config(model_config, vocab, dtype, bos, eos, pad), indent=1))
+        (tmp / "generation_config.json").write_text(json.dumps({"bos_token_id": bos, "eos_token_id": eos, "pad_token_id": pad}, indent=1))
+        for name in TOKENIZER_FILES:
+            if (token_folder / name).is_file():
+                shutil.copyfile(local_file(str(token_folder / name)), tmp / name)
+        _limit_tokenizer_length(tmp / "tokenizer_config.json", model_config.seq_length)
+        meta = read_json(as_path(folder) / "meta.json")
+        record = {
+            "run": str(run), "checkpoint": str(folder), "step": step, "tokens": meta.get("tokens"), "dtype": dtype,
+            "parameters": sum(t.numel() for t in tensors.values()), "files": {name: sha256_file(tmp / name) for name in files},
+        }  # fmt: skip
+        (tmp / EXPORT_FILE).write_text(json.dumps(record, indent=1))
+        if output.exists():
+            shutil.rmtree(output)
+        tmp.rename(output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return record
+
+
+def _limit_tokenizer_length(path: Path, seq_length: int) -> None:
+    """The tokenizer's model_max_length becomes the model's context (transformers warns past it)."""
+    if path.is_file():
+        config = json.loads(path.read_text())
+        config["model_max_length"] = seq_length
+        path.write_text(json.dumps(config, indent=1, ensure_ascii=False))
