@@ -1,13 +1,16 @@
-"""`crawlmill export RUN --output DIR`: a training run's checkpoint as a Hugging Face model folder
-(LlamaForCausalLM, DeepSeek LLM's own layout; crawlmill/training/export_hf.py).
+"""Hugging Face model folders in and out (LlamaForCausalLM, DeepSeek LLM's own layout):
+`crawlmill export RUN --output DIR` writes a training run's checkpoint as one
+(crawlmill/training/export_hf.py); `crawlmill import DIR --output RUN` makes one a run folder that
+`crawlmill train --init-from RUN` starts from (crawlmill/training/import_hf.py).
 
     crawlmill export runs/1b --output hf/1b
     crawlmill export s3://bucket/runs/1b --checkpoint step-00002000 --dtype fp32 --output hf/1b-2000
+    crawlmill import hf/deepseek-llm-7b-base --output runs/deepseek-7b-base
 
-The run folder may be a URL; the output is a local folder, written under a temporary name and
-renamed when complete. Exit status: 0 done, 2 bad input (no run or checkpoint there, a tokenizer
-that is not the shards', an output folder that exists without --overwrite), 1 when the disk
-refused a write.
+Export's run folder may be a URL; the folders written are local, under a temporary name renamed
+when complete. Exit status: 0 done, 2 bad input (no run or checkpoint there, a tokenizer that is
+not the shards', a model crawlmill does not train, an output folder that exists without
+--overwrite), 1 when the disk refused a write.
 """
 
 import json
@@ -60,3 +63,31 @@ def export(
             record = export_run(run, output, checkpoint=checkpoint, dtype=dtype, tokenizer=tokenizer, shard_bytes=shard_bytes, overwrite=overwrite)
     out.print(json.dumps(record, indent=1), highlight=False)
     out.print(f"[green]export done[/green] → {output} (step {record['step']}, {record['parameters']:,} parameters)", highlight=False)
+
+
+@app.command(
+    name="import",
+    epilog=(
+        "**Examples**\n\n"
+        "* `crawlmill import hf/deepseek-llm-7b-base --output runs/deepseek-7b-base`  (a released base model)\n\n"
+        "* `crawlmill train --config deepseek-7b --data out/shards --output runs/7b-cont --init-from runs/deepseek-7b-base`  (then continue its pretraining)\n\n"
+        "* `crawlmill import hf/1b --output runs/1b-again`  (what `crawlmill export` wrote)\n\n"
+        "The training config's model must have the folder's shape; the built-in config of that shape, if any, is printed.\n\n"
+        "Exit status: 0 done; 2 bad input (not a Llama-layout folder, a model crawlmill does not train, an existing output); "
+        "1 when the disk refused a write."
+    ),
+)
+def import_(
+    source: str = typer.Argument(..., help="A Hugging Face model folder (config.json + safetensors or pytorch_model*.bin), LlamaForCausalLM."),
+    output: str = typer.Option(..., "--output", "-o", help="The run folder to write (local): one checkpoint, for --init-from."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output folder if it exists."),
+) -> None:
+    """Import a Hugging Face Llama-layout model as a run folder that `crawlmill train --init-from` starts from."""
+    with user_errors():
+        from crawlmill.training.import_hf import import_hf
+
+        with err.status(f"importing {source} → {output} (reading the weights, converting, writing the checkpoint)"):
+            record = import_hf(source, output, overwrite=overwrite)
+    out.print(json.dumps(record, indent=1), highlight=False)
+    shape = f"the shape of the built-in config {record['builtin']}" if record["builtin"] else "a shape no built-in config has: give its model in your training config (run.json's)"
+    out.print(f"[green]import done[/green] → {output} ({record['parameters']:,} parameters; {shape})", highlight=False)

@@ -1,0 +1,116 @@
+"""`crawlmill import`: a Hugging Face Llama-layout folder (one transformers wrote, or `crawlmill
+export`) as a run folder whose checkpoint `--init-from` starts from. The Megatron model computes
+transformers' logits; a run exported and imported again has the run's weights and continues from
+its loss; what the DeepSeek design cannot express is refused by name."""
+
+import json
+from pathlib import Path
+
+import torch
+from typer.testing import CliRunner
+
+from crawlmill.cli import app
+from crawlmill.training.compat import causal_mask, device_scope
+from crawlmill.training.export_hf import load_run_model, one_process_model_parallel, run_model_config
+from crawlmill.training.trainer import train
+
+from .conftest import checkpoint_tensors, tiny_config
+
+SMALL = {"vocab_size": 1024, "hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+         "max_position_embeddings": 128, "rope_theta": 1000.0, "rms_norm_eps": 1e-5, "tie_word_embeddings": False, "initializer_range": 0.05}  # fmt: skip
+
+
+def crawlmill(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def llama(folder: Path, **changes):
+    """A randomly initialized transformers LlamaForCausalLM saved in bf16 (split into several
+    safetensors files with an index), and the model as read back in fp32."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(**{**SMALL, **changes})).to(torch.bfloat16).save_pretrained(folder, max_shard_size="200KB")
+    return LlamaForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+
+
+def megatron_logits(run: Path, ids: torch.Tensor) -> torch.Tensor:
+    _, _, info = run_model_config(str(run))
+    info["config"]["precision"] = "fp32"  # the bf16 weights in an fp32 model, as transformers reads them above
+    with one_process_model_parallel():
+        model, _, _ = load_run_model(str(run), None, info)
+        model.eval()
+        with torch.no_grad(), device_scope():
+            return model(ids, torch.arange(ids.shape[1]).expand(ids.shape[0], -1), causal_mask(ids.shape[1], torch.device("cpu")))
+
+
+def test_a_transformers_llama_is_imported_and_computes_its_logits(tmp_path):
+    hf = llama(tmp_path / "hf")
+    assert (tmp_path / "hf/model.safetensors.index.json").is_file()
+    done = crawlmill("import", tmp_path / "hf", "--output", tmp_path / "run")
+    assert done.exit_code == 0, done.output
+    info = json.loads((tmp_path / "run/run.json").read_text())
+    assert info["config"]["model"] | {"vocab_size": None} == info["config"]["model"] | {
+        "num_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "num_query_groups": 2, "ffn_hidden_size": 172,
+        "seq_length": 128, "rotary_base": 1000, "norm_epsilon": 1e-5, "vocab_size": None,
+    }  # fmt: skip
+    assert info["imported"]["precision"] == "bf16" and json.loads((tmp_path / "run/checkpoints/step-00000000/meta.json").read_text())["step"] == 0
+
+    ids = torch.randint(0, 1024, (2, 64), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = hf(ids).logits
+    torch.testing.assert_close(megatron_logits(tmp_path / "run", ids), expected, atol=1e-4, rtol=1e-4)
+
+    # the same weights as one pytorch_model.bin (older releases, DeepSeek LLM's among them), read as weights only
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "config.json").write_text((tmp_path / "hf/config.json").read_text())
+    torch.save({k: v.bfloat16() for k, v in hf.state_dict().items()}, legacy / "pytorch_model.bin")
+    assert crawlmill("import", legacy, "--output", tmp_path / "run-bin").exit_code == 0
+    a, b = (checkpoint_tensors(tmp_path / f"{name}/checkpoints/step-00000000/model") for name in ("run", "run-bin"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_exported_and_imported_again_continues_from_its_weights(tiny_shards, tmp_path):
+    first = tmp_path / "first"
+    train(tiny_config(tiny_shards, max_steps=30, checkpoint={"every_steps": 30}), first)
+    assert crawlmill("export", first, "--output", tmp_path / "hf", "--dtype", "fp32").exit_code == 0
+    done = crawlmill("import", tmp_path / "hf", "--output", tmp_path / "again")
+    assert done.exit_code == 0 and "the shape of the built-in config tiny" in done.output, done.output
+
+    trained = checkpoint_tensors(first / "checkpoints/step-00000030/model")
+    imported = checkpoint_tensors(tmp_path / "again/checkpoints/step-00000000/model")
+    assert imported and all(torch.equal(imported[k], trained[k]) for k in imported)  # the model's; the optimizer's stay behind
+    assert any("linear_qkv" in k for k in imported) and any("linear_fc1" in k for k in imported)
+
+    train(tiny_config(tiny_shards, max_steps=2, checkpoint={"init_from": str(tmp_path / "again")}), tmp_path / "warm")
+    last = [json.loads(line) for line in (first / "log.jsonl").read_text().splitlines() if '"train"' in line][-1]["loss"]
+    warm = [json.loads(line) for line in (tmp_path / "warm/log.jsonl").read_text().splitlines()]
+    assert warm[0]["kind"] == "initialized" and abs(warm[1]["loss"] - last) < 0.15
+
+
+def test_models_crawlmill_does_not_train_are_refused_by_name(tmp_path):
+    for name, changes, message in [
+        ("tied", {"tie_word_embeddings": True}, "tie_word_embeddings True (needs False)"),
+        ("biased", {"attention_bias": True}, "attention_bias True (needs False)"),
+        ("gelu", {"hidden_act": "gelu"}, "hidden_act 'gelu' (needs 'silu')"),
+        ("scaled", {"rope_scaling": {"rope_type": "linear", "factor": 2.0}}, "RoPE scaling"),
+    ]:
+        llama(tmp_path / name, **changes)
+        refused = crawlmill("import", tmp_path / name, "--output", tmp_path / f"run-{name}")
+        assert refused.exit_code == 2 and message in refused.output, (name, refused.output)
+        assert not (tmp_path / f"run-{name}").exists()
+
+    llama(tmp_path / "hf")
+    assert crawlmill("import", tmp_path / "hf", "--output", tmp_path / "run").exit_code == 0
+    again = crawlmill("import", tmp_path / "hf", "--output", tmp_path / "run")
+    assert again.exit_code == 2 and "exists: choose another --output, or --overwrite" in again.output
+    index = json.loads((tmp_path / "hf/model.safetensors.index.json").read_text())
+    lost = next(file for name, file in index["weight_map"].items() if name.endswith("mlp.up_proj.weight"))
+    (tmp_path / "hf" / lost).unlink()  # a lost file, dropped from the index too: its weights are missing
+    index["weight_map"] = {name: file for name, file in index["weight_map"].items() if file != lost}
+    (tmp_path / "hf/model.safetensors.index.json").write_text(json.dumps(index))
+    missing = crawlmill("import", tmp_path / "hf", "--output", tmp_path / "run2")
+    assert missing.exit_code == 2 and "missing from the weights" in missing.output, missing.output
+    assert crawlmill("import", tmp_path / "nothing", "--output", tmp_path / "run3").exit_code == 2
+    assert not list(tmp_path.glob(".tmp-*"))
