@@ -50,7 +50,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's last checkpoint (from step 0 when it has none yet); without it a folder holding a checkpoint is refused."),
     stop_after: Optional[int] = typer.Option(None, "--stop-after", help="Stop after this many steps of this invocation (with a checkpoint), keeping the whole run's schedule."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Ray Train workers (data-parallel ranks; one GPU each on GPUs)."),
-    init_from: Optional[str] = typer.Option(None, "--init-from", help="Start from the weights of another run's checkpoint (its run folder, or RUN/checkpoints/step-N; path or URL): optimizer, schedule and data start afresh (continued pretraining on new data)."),
+    init_from: Optional[str] = typer.Option(None, "--init-from", help="Start from the weights of another run's checkpoint (its run folder, or RUN/checkpoints/step-N; path or URL; a Hugging Face model through `crawlmill import`): optimizer, schedule and data start afresh (continued pretraining on new data)."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config as JSON and exit."),
     runtime: Runtime = None,  # type: ignore[assignment] - the common options (cli_common)
 ) -> None:

@@ -114,3 +114,14 @@ def test_models_crawlmill_does_not_train_are_refused_by_name(tmp_path):
     assert missing.exit_code == 2 and "missing from the weights" in missing.output, missing.output
     assert crawlmill("import", tmp_path / "nothing", "--output", tmp_path / "run3").exit_code == 2
     assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_deepseeks_released_shapes_are_the_built_in_configs():
+    """A config.json of DeepSeek LLM's shapes (Table 2 in Llama's keys, as its releases are) names the built-in to train it with."""
+    from crawlmill.training.import_hf import matching_builtin, model_config_of
+
+    common = {"model_type": "llama", "hidden_act": "silu", "max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "tie_word_embeddings": False, "vocab_size": 102400}
+    seven = model_config_of({**common, "num_hidden_layers": 30, "hidden_size": 4096, "num_attention_heads": 32, "num_key_value_heads": 32, "intermediate_size": 11008})
+    sixty_seven = model_config_of({**common, "num_hidden_layers": 95, "hidden_size": 8192, "num_attention_heads": 64, "num_key_value_heads": 8, "intermediate_size": 22016})
+    assert (matching_builtin(seven), matching_builtin(sixty_seven)) == ("deepseek-7b", "deepseek-67b")
+    assert matching_builtin(model_config_of({**common, "num_hidden_layers": 30, "hidden_size": 4096, "num_attention_heads": 32, "intermediate_size": 11008, "rope_theta": 5e5})) is None
