@@ -10,6 +10,7 @@ llama.cpp's converter then load what crawlmill trained.
     HF/generation_config.json      the end-of-document token as eos
     HF/tokenizer.json, tokenizer_config.json, special_tokens_map.json   the tokenizer the shards were packed with
     HF/crawlmill_export.json       provenance: run, checkpoint, step, tokens seen, sha256 of each weight file
+    HF/README.md                   the model card: shape, tokens, data, the last validation loss and bits per byte
 
 The weights are read through dist_checkpointing into the run's model built in one process (a tensor-
 or data-parallel checkpoint reshards by global key), then renamed and split: Megatron's fused
@@ -35,12 +36,13 @@ from typing import Any, Iterator, Mapping
 import torch
 import torch.distributed as dist
 
-from crawlmill.files import as_path, is_url, read_json, sha256_file
+from crawlmill.files import as_path, is_url, read_json, read_text, sha256_file
+from crawlmill.pathsafety import redact
 from crawlmill.shards.manifest import load_manifest
 
 from .checkpoint import CHECKPOINTS, load_weights
 from .model_config import ModelConfig
-from .runlog import RUN_FILE
+from .runlog import LOG_FILE, RUN_FILE
 from .runstore import local_file
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -265,10 +267,11 @@ def export_run(run: str, output: str | Path, checkpoint: str | None = None, dtyp
         _limit_tokenizer_length(tmp / "tokenizer_config.json", model_config.seq_length)
         meta = read_json(as_path(folder) / "meta.json")
         record = {
-            "run": str(run), "checkpoint": str(folder), "step": step, "tokens": meta.get("tokens"), "dtype": dtype,
+            "run": redact(str(run)), "checkpoint": redact(str(folder)), "step": step, "tokens": meta.get("tokens"), "dtype": dtype,
             "parameters": sum(t.numel() for t in tensors.values()), "files": {name: sha256_file(tmp / name) for name in files},
         }  # fmt: skip
         (tmp / EXPORT_FILE).write_text(json.dumps(record, indent=1))
+        (tmp / "README.md").write_text(model_card(run, info, model_config, vocab, record, entry), encoding="utf-8")
         if output.exists():
             shutil.rmtree(output)
         tmp.rename(output)
@@ -276,6 +279,42 @@ def export_run(run: str, output: str | Path, checkpoint: str | None = None, dtyp
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return record
+
+
+def _last_valid(run: str, step: int) -> dict[str, Any] | None:
+    """The run's last validation record at or before `step` (log.jsonl), if any."""
+    path = as_path(run) / LOG_FILE
+    if not path.is_file():
+        return None
+    found = None
+    for line in read_text(path).splitlines():
+        record = json.loads(line) if line.strip() else {}
+        if record.get("kind") == "valid" and record.get("step", step + 1) <= step:
+            found = record
+    return found
+
+
+def model_card(run: str, info: dict[str, Any], model: ModelConfig, vocab: int, record: dict[str, Any], tokenizer: dict[str, Any]) -> str:
+    """README.md of the folder: what the Hub shows, from the run's own records (no claims beyond them)."""
+    valid = _last_valid(run, record["step"])
+    shards = info["config"]["data"]["shards"]
+    lines = [
+        "---", "library_name: transformers", "pipeline_tag: text-generation", "tags: [crawlmill, megatron-core, pretraining]", "---", "",
+        f"# {Path(str(run).rstrip('/')).name}", "",
+        f"A DeepSeek LLM-style decoder pretrained with crawlmill (Megatron-Core), exported from step {record['step']:,} "
+        f"({record['tokens'] or 0:,} tokens seen) of the run `{record['run']}`.", "",
+        "| | |", "|---|---|",
+        f"| parameters | {record['parameters']:,} |",
+        f"| layers, hidden, heads (key/value), SwiGLU | {model.num_layers}, {model.hidden_size}, {model.num_attention_heads} ({model.query_groups}), {model.ffn_hidden_size} |",
+        f"| context, RoPE base, vocabulary (padded) | {model.seq_length}, {model.rotary_base}, {vocab:,} |",
+        f"| weights | {record['dtype']} |",
+        f"| tokenizer | tokenizer.json sha256 {tokenizer['sha256']}, end of document `{tokenizer.get('eod_token', '')}` (id {tokenizer['eod_id']}) |",
+        f"| data | {', '.join(f'`{redact(s)}`' for s in shards)} |",
+    ]  # fmt: skip
+    if valid is not None:
+        lines.append(f"| validation at step {valid['step']:,} | loss {valid['loss']:.4f}, bits per byte {valid.get('bpb', float('nan')):.4f} |")
+    lines += ["", "Load it with `transformers.AutoModelForCausalLM.from_pretrained(FOLDER)`; crawlmill_export.json records where it came from.", ""]
+    return "\n".join(lines)
 
 
 def _limit_tokenizer_length(path: Path, seq_length: int) -> None:

@@ -77,6 +77,9 @@ def test_an_exported_run_is_a_llama_that_computes_the_megatron_models_logits(tin
     assert torch.equal(hf.model.embed_tokens.weight, saved["embedding.word_embeddings.weight"])
     assert torch.equal(hf.lm_head.weight, saved["output_layer.weight"])
     assert out.loss.item() < first_loss - 0.3
+    valid = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if '"valid"' in line][-1]
+    card = (tmp_path / "hf/README.md").read_text()
+    assert f"validation at step {valid['step']} | loss {valid['loss']:.4f}, bits per byte {valid['bpb']:.4f}" in card and "library_name: transformers" in card
 
     # the shards' tokenizer, end of document as eos, the model's context as its length
     manifest = json.loads((tiny_shards / "manifest.json").read_text())["tokenizer"]
