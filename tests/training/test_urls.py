@@ -131,6 +131,16 @@ def test_training_from_s3_shards_into_an_s3_run_resumes_and_matches_the_local_ru
     assert train_records(tmp_path / "warm", "initialized") == [{"kind": "initialized", "step": 0, "checkpoint": f"{run}/checkpoints/step-00000020", "from_step": 20}]
     assert abs(train_records(tmp_path / "warm")[0]["loss"] - train_records(tmp_path / "straight")[-1]["loss"]) < 0.15
 
+    # `crawlmill export` of the s3 run: the local straight run's weights (bit for bit), from the bucket
+    from safetensors.torch import load_file
+
+    for source, name in ((run, "hf-s3"), (str(tmp_path / "straight"), "hf-local")):
+        done = invoke("export", source, "--output", str(tmp_path / name), "--dtype", "fp32")
+        assert done.exit_code == 0, done.output
+    exported, local = (load_file(tmp_path / f"{name}/model.safetensors") for name in ("hf-s3", "hf-local"))
+    assert exported.keys() == local.keys() and all(torch.equal(exported[k], local[k]) for k in local)
+    assert json.loads((tmp_path / "hf-s3/crawlmill_export.json").read_text())["checkpoint"] == f"{run}/checkpoints/step-00000020"
+
     # The secret is in no object and in nothing any leg printed.
     for name in fs.find(f"{BUCKET}/runs"):
         assert SECRET.encode() not in fs.cat_file(name), name
