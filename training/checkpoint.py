@@ -150,12 +150,13 @@ def refuse_to_overwrite(store: RunStore) -> None:
         )
 
 
-def load_weights(model: Any, source: str, rank: int, world: int, trusted: bool, barrier: Callable[[], None]) -> tuple[str, int]:
+def load_weights(model: Any, source: str, rank: int, world: int, trusted: bool, barrier: Callable[[], None], label: str = "checkpoint.init_from") -> tuple[str, int]:
     """Fill `model` with the weights of another run's checkpoint, for a run that starts from them
     (checkpoint.init_from): `source` is a run folder (its newest complete checkpoint) or one
     checkpoint folder, a path or URL. Only the weights: the optimizer, RNG states, data position and
     schedule start afresh. dist_checkpointing reshards by global key (another world size or tensor
-    parallel layout loads). Returns the checkpoint's location and step. Collective."""
+    parallel layout loads). Returns the checkpoint's location and step; `label` names the source in
+    errors (the option it came from). Collective."""
     found: tuple[AnyPath, dict[str, Any]] | None = None
     run = source
     if (as_path(source) / META).is_file():  # RUN/checkpoints/step-N
@@ -166,7 +167,7 @@ def load_weights(model: Any, source: str, rank: int, world: int, trusted: bool, 
                           local_rank=int(os.environ.get("LOCAL_RANK", rank)))  # fmt: skip
     found = found or reader.latest()
     if found is None:
-        raise FileNotFoundError(f"checkpoint.init_from {source}: no complete checkpoint there (a run folder, or its checkpoints/step-N)")
+        raise FileNotFoundError(f"{label} {source}: no complete checkpoint there (a run folder, or its checkpoints/step-N)")
     folder, meta = found
     try:
         state, _ = reader.load(folder, meta, True, {"model": model.sharded_state_dict()})
@@ -176,7 +177,7 @@ def load_weights(model: Any, source: str, rank: int, world: int, trusted: bool, 
     except BaseException as exc:  # noqa: BLE001 - torch's CheckpointException is a BaseException: shapes or keys that differ
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
         detail = lines[-1].rsplit("CheckpointingException: ", 1)[-1][:500]  # each rank's traceback ends with the cause
-        raise ValueError(f"checkpoint.init_from {folder}: its weights do not fit this run's model ({detail})") from None
+        raise ValueError(f"{label} {folder}: its weights do not fit this run's model ({detail})") from None
     return str(folder), int(meta["step"])
 
 

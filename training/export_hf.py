@@ -40,7 +40,7 @@ from crawlmill.files import as_path, is_url, read_json, read_text, sha256_file
 from crawlmill.pathsafety import redact
 from crawlmill.shards.manifest import load_manifest
 
-from .checkpoint import CHECKPOINTS, load_weights
+from .checkpoint import CHECKPOINTS, META, load_weights
 from .model_config import ModelConfig
 from .runlog import LOG_FILE, RUN_FILE
 from .runstore import local_file
@@ -174,12 +174,14 @@ def load_run_model(run: str, checkpoint: str | None, info: dict[str, Any]) -> tu
     from .model import build_model
 
     config = info["config"]
-    source = run
+    source, label = run, "run"
     if checkpoint is not None:
         named = as_path(run) / CHECKPOINTS / checkpoint
-        source = str(named) if "/" not in checkpoint and named.is_dir() else checkpoint
+        source, label = (str(named) if "/" not in checkpoint and named.is_dir() else checkpoint), "--checkpoint"
+        if not (as_path(source) / META).is_file():
+            raise FileNotFoundError(f"--checkpoint {checkpoint}: not a complete checkpoint of {run} (a step-N folder there, or a checkpoint folder, with its {META})")
     model = build_model(ModelConfig(**config["model"]), int(info["model"]["vocab_size"]), config["precision"])
-    folder, step = load_weights(model, source, 0, 1, bool(config["checkpoint"].get("trusted")), dist.barrier)
+    folder, step = load_weights(model, source, 0, 1, bool(config["checkpoint"].get("trusted")), dist.barrier, label=label)
     return model, folder, step
 
 

@@ -118,6 +118,8 @@ def test_bad_input_is_a_clear_error(tiny_shards, tmp_path):
     empty.mkdir()
     (empty / "run.json").write_text((run / "run.json").read_text())
     unsaved = export(empty, "--output", tmp_path / "x")
-    assert unsaved.exit_code == 2 and "no complete checkpoint there" in unsaved.output
+    assert unsaved.exit_code == 2 and f"run {empty}: no complete checkpoint there" in unsaved.output.replace("\n", "")
+    unknown = export(run, "--output", tmp_path / "x", "--checkpoint", "step-00000099")
+    assert unknown.exit_code == 2 and "--checkpoint step-00000099: not a complete checkpoint of" in unknown.output
     assert export(run, "--output", tmp_path / "x", "--shard-size", "lots").exit_code == 2
     assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".tmp-*"))
