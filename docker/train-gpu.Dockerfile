@@ -52,7 +52,7 @@ RUN cat /opt/crawlmill/gpu-stack.txt \
     && pip install --no-deps . \
     && pip install -c /opt/crawlmill/gpu-stack.txt \
         "pyarrow==26.0.1" "typer==0.29.2" "rich==15.0.0" "pyyaml==6.0.3" "fsspec==2026.9.0" "universal_pathlib==0.3.10" "s3fs==2026.9.0" \
-        "megatron-core==0.19.2" "psutil==7.2.2" "tensorboard==2.21.0" \
+        "megatron-core==0.19.2" "psutil==7.2.2" "tensorboard==2.21.0" "safetensors==0.8.0" \
         "ray[default,train]==2.60.0" \
     && python -c "import crawlmill.training.trainer, megatron.core; print('megatron-core', megatron.core.__version__)"
 
