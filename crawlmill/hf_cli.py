@@ -13,9 +13,11 @@ not the shards', a model crawlmill does not train, an output folder that exists 
 --overwrite), 1 when the disk refused a write.
 """
 
+import contextlib
 import json
 import re
-from typing import Optional
+import warnings
+from typing import Iterator, Optional
 
 import typer
 
@@ -31,6 +33,15 @@ def parse_size(text: str) -> int:
     if not found or found.group(2).upper() not in UNITS or float(found.group(1)) <= 0:
         raise ValueError(f"--shard-size {text!r}: a positive size such as 5GB, 500MB or 2GiB")
     return int(float(found.group(1)) * UNITS[found.group(2).upper()])
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Megatron-Core's and torch.distributed.checkpoint's notices (no Apex, deprecations) are not
+    the user's to act on here: the conversion's own errors still show."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"(megatron|torch\.distributed\.checkpoint)(\.|$)")
+        yield
 
 
 @app.command(
@@ -55,7 +66,7 @@ def export(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output folder if it exists."),
 ) -> None:
     """Export a run's checkpoint as a Hugging Face model folder (LlamaForCausalLM + the run's tokenizer)."""
-    with user_errors():
+    with user_errors(), quiet_libraries():
         shard_bytes = parse_size(shard_size)
         from crawlmill.training.export_hf import export_run
 
@@ -83,7 +94,7 @@ def import_(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the output folder if it exists."),
 ) -> None:
     """Import a Hugging Face Llama-layout model as a run folder that `crawlmill train --init-from` starts from."""
-    with user_errors():
+    with user_errors(), quiet_libraries():
         from crawlmill.training.import_hf import import_hf
 
         with err.status(f"importing {source} → {output} (reading the weights, converting, writing the checkpoint)"):
