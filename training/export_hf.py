@@ -129,6 +129,28 @@ def llama_config(model: ModelConfig, vocab: int, dtype: str, bos: int | None, eo
     }
 
 
+def refuse_existing(output: Path, overwrite: bool) -> None:
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output} exists: choose another --output, or --overwrite to replace it")
+
+
+@contextlib.contextmanager
+def new_folder(output: Path) -> Iterator[Path]:
+    """A temporary sibling of `output` to fill: it replaces `output` when the block ends, and is
+    deleted when the block raises (a half-written folder never has the final name)."""
+    tmp = output.parent / f".tmp-{output.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        if output.exists():
+            shutil.rmtree(output)
+        tmp.rename(output)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 @contextlib.contextmanager
 def one_process_model_parallel() -> Iterator[None]:
     """A one-rank process group with Megatron's model-parallel state (sizes 1), for a model built
@@ -247,18 +269,14 @@ def export_run(run: str, output: str | Path, checkpoint: str | None = None, dtyp
     if is_url(str(output)):
         raise ValueError(f"--output {output}: export writes a local folder (copy it to object storage afterwards)")
     output = Path(output)
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} exists: choose another --output, or --overwrite to replace it")
+    refuse_existing(output, overwrite)
     model_config, vocab, info = run_model_config(run)
     token_folder, entry = _tokenizer(info, tokenizer)  # before the weights: a wrong tokenizer is found at once
     with one_process_model_parallel():
         model, folder, step = load_run_model(run, checkpoint, info)
         tensors = {k: v.detach().to("cpu", DTYPES[dtype]) for k, v in llama_weights(model.state_dict(), model_config).items()}
         del model
-    tmp = output.parent / f".tmp-{output.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with new_folder(output) as tmp:
         files = _write_weights(tensors, tmp, shard_bytes)
         bos, eos, pad = _special_ids(token_folder, entry)
         (tmp / "config.json").write_text(json.dumps(llama_config(model_config, vocab, dtype, bos, eos, pad), indent=1))
@@ -274,12 +292,6 @@ def export_run(run: str, output: str | Path, checkpoint: str | None = None, dtyp
         }  # fmt: skip
         (tmp / EXPORT_FILE).write_text(json.dumps(record, indent=1))
         (tmp / "README.md").write_text(model_card(run, info, model_config, vocab, record, entry), encoding="utf-8")
-        if output.exists():
-            shutil.rmtree(output)
-        tmp.rename(output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return record
 
 

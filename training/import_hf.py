@@ -22,7 +22,6 @@ bf16: about 28 GB). The folder is written under a temporary name and renamed whe
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,7 +30,7 @@ import torch
 import torch.distributed as dist
 
 from .checkpoint import Checkpointer, rng_state
-from .export_hf import one_process_model_parallel
+from .export_hf import new_folder, one_process_model_parallel, refuse_existing
 from .model_config import ModelConfig
 from .runlog import RUN_FILE
 
@@ -138,16 +137,13 @@ def import_hf(source: str | Path, output: str | Path, overwrite: bool = False) -
     source, output = Path(source), Path(output)
     if not (source / "config.json").is_file():
         raise FileNotFoundError(f"{source}: no config.json (a Hugging Face model folder)")
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} exists: choose another --output, or --overwrite to replace it")
+    refuse_existing(output, overwrite)
     model = model_config_of(json.loads((source / "config.json").read_text()), str(source / "config.json"))
     hf = read_weights(source)
     weights = megatron_weights(hf, model)
     del hf
     precision = "bf16" if all(t.dtype == torch.bfloat16 for t in weights.values()) else "fp32"
-    tmp = output.parent / f".tmp-{output.name}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with new_folder(output) as tmp:
         with one_process_model_parallel():
             gpt = build_model(model, int(model.vocab_size), precision)
             missing, unexpected = gpt.load_state_dict(weights, strict=False)
@@ -161,10 +157,4 @@ def import_hf(source: str | Path, output: str | Path, overwrite: bool = False) -
         record = {"source": str(source.resolve()), "builtin": matching_builtin(model), "precision": precision, "parameters": model.parameters()["total"]}
         info = {"config": asdict(TrainConfig(model=model, precision=precision)), "model": {"vocab_size": model.vocab_size, "parameters": model.parameters()}, "imported": record}
         (tmp / RUN_FILE).write_text(json.dumps(info, indent=1, default=str))
-        if output.exists():
-            shutil.rmtree(output)
-        tmp.rename(output)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return record
