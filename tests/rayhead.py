@@ -5,6 +5,7 @@ ports, its own temp dir and process group. It is stopped by killing that group, 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -110,3 +111,49 @@ def start_head(root: Path, env: dict[str, str], num_cpus: int = 2, token: str | 
             head.stop()
             raise AssertionError(f"the job server did not come up:\n{log.read_text()}")
         time.sleep(0.5)
+
+
+@dataclass
+class RayNode:
+    process: subprocess.Popen
+    node_id: str
+    log: Path
+
+    def stop(self, grace: float = 10.0) -> list[int]:
+        return stop_group(self.process.pid, grace)
+
+
+def node_ids(head: RayHead, env: dict[str, str]) -> dict[str, bool]:
+    """The cluster's live nodes: node id -> whether it is the head (`ray list nodes`, as an operator asks)."""
+    deadline = time.monotonic() + 60
+    while True:  # just after `ray start`, the state API answers "No resource in the cluster", not JSON
+        listed = subprocess.run([RAY, "list", "nodes", "--address", head.dashboard, "--format", "json"], env=env, capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        with contextlib.suppress(json.JSONDecodeError):
+            nodes = {n["node_id"]: n["is_head_node"] for n in json.loads(listed.stdout) if n["state"] == "ALIVE"}
+            if any(nodes.values()):
+                return nodes
+        assert time.monotonic() < deadline, f"`ray list nodes` does not list the head: {listed.stdout}"
+        time.sleep(0.5)
+
+
+def start_node(root: Path, head: RayHead, env: dict[str, str], num_cpus: int = 2) -> RayNode:
+    """A worker node joining `head` (`ray start --address HEAD --block`, loopback, free ports) in its
+    own process group; returns once the cluster lists it."""
+    before = set(node_ids(head, env))
+    node_manager, object_manager, agent_http, agent_grpc, metrics, runtime_env = free_ports(6)
+    command = [
+        RAY, "start", "--block", f"--address={head.gcs}", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}",
+        f"--node-manager-port={node_manager}", f"--object-manager-port={object_manager}", f"--dashboard-agent-listen-port={agent_http}",
+        f"--dashboard-agent-grpc-port={agent_grpc}", f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={runtime_env}", "--disable-usage-stats",
+    ]  # fmt: skip
+    log = root / f"ray-node-{len(list(root.glob('ray-node-*.log'))) + 1}.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (new := set(node_ids(head, env)) - before):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_group(process.pid)
+            raise AssertionError(f"the node did not join:\n{log.read_text()}")
+        time.sleep(0.5)
+    return RayNode(process, new.pop(), log)

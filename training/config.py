@@ -123,6 +123,9 @@ class CheckpointConfig:
     # On this signal (ahead of a preemption's kill) save a checkpoint at the step reached and stop
     # (stopsignal.py); "SIGUSR1" for Slurm's --signal=USR1@SECONDS, null to leave signals alone
     on_signal: str | None = "SIGTERM"
+    # On Ray Train, a node's preemption notice (ray.train.get_preemption_info) saves a checkpoint at
+    # the step reached and training goes on; Ray Train then restarts from it (preemption.py)
+    on_preemption: bool = True
     # Start a new run from the weights of another run's checkpoint (a run folder or its
     # checkpoints/step-N, path or URL); optimizer, schedule and data start afresh (checkpoint.py)
     init_from: str | None = field(default=None, metadata={"path": True})

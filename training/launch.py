@@ -44,7 +44,7 @@ def _worker(job: dict[str, Any]) -> None:
     from .trainer import train
 
     config = build(TrainConfig, job["config"], "train")
-    train(config, job["run_dir"], resume=True, stop_at=job["stop_at"])
+    train(config, job["run_dir"], resume=True, stop_at=job["stop_at"], ray_train=True)
 
 
 def launch(

@@ -14,6 +14,7 @@ TensorBoard and `crawlmill plan fit` alike.
                      {"kind": "end", "step", "tokens"}
                      {"kind": "diverged", "step", "loss", "grad_norm" (as text: "nan", "inf"), "checkpoint"}
                      {"kind": "stopped", "step", "signal", "checkpoint"}
+                     {"kind": "preemption", "step", "nodes", "ranks", "deadline_ms"}   (Ray Train's notice: a checkpoint follows)
 
 `step` counts optimizer steps done; `tokens` the training tokens consumed by then. A resumed run
 appends to the same log (lines after a resume repeat no step: the log is cut back to the checkpoint's
@@ -30,7 +31,7 @@ from crawlmill.files import as_path, atomic_write_json, read_text
 
 RUN_FILE = "run.json"
 LOG_FILE = "log.jsonl"
-KINDS = ("train", "valid", "checkpoint", "resumed", "initialized", "end", "diverged", "stopped")
+KINDS = ("train", "valid", "checkpoint", "resumed", "initialized", "end", "diverged", "stopped", "preemption")
 
 
 def write_run_info(run_dir: str | Path, info: dict[str, Any]) -> None:

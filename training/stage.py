@@ -61,6 +61,7 @@ class TrainStage(Stage):
         settings = json.loads(json.dumps(dataclasses.asdict(self.config), default=str))
         settings["data"].pop("shards")
         settings["data"].pop("check_on_resume")
+        settings["checkpoint"].pop("on_preemption")
         for key in ("output", "log_interval", "workers", "max_restarts"):  # where and how it runs, not what it trains
             settings.pop(key)
         return settings

@@ -55,6 +55,7 @@ from .checkpoint import Checkpointer, load_weights, refuse_to_overwrite, rng_sta
 from .compat import seed_model_parallel, use_cuda
 from .config import TrainConfig
 from .data import ShardData, check_resume_order, data_order
+from .preemption import PreemptionNotice
 from .model import build_model
 from .perf import StepProfiler, megatron_flops_per_token, utilisation
 from .runlog import RunLog, write_run_info
@@ -200,11 +201,11 @@ def _byte_table(tokenizer_path: str, eod: int, vocab: int, device: torch.device)
     return table
 
 
-def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None, stop_at: int | None = None) -> dict[str, Any]:
+def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None, stop_at: int | None = None, ray_train: bool = False) -> dict[str, Any]:
     """Train (or resume) into `run_dir`; `stop_after` ends this invocation after that many steps of
     it (`stop_at`: at that step of the run), with a checkpoint, keeping the schedule of the whole
     run. Returns the last figures. Without `resume`, a run folder holding a checkpoint is refused
-    (checkpoint.RunExists)."""
+    (checkpoint.RunExists). `ray_train`: this is a Ray Train worker (preemption notices are heeded)."""
     from megatron.core import parallel_state
 
     rank, world, made_group = init_distributed()
@@ -215,7 +216,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_a
         raise ValueError("pipeline and context parallelism need GPUs; on CPU data and tensor parallelism")
     parallel_state.initialize_model_parallel(p.tensor, p.pipeline, context_parallel_size=p.context)
     try:
-        return _train(config, RunStore(run_dir), resume, stop_after, stop_at, rank, world)
+        return _train(config, RunStore(run_dir), resume, stop_after, stop_at, rank, world, ray_train)
     finally:
         parallel_state.destroy_model_parallel()
         if made_group:
@@ -226,7 +227,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_a
                 _STORE_DIR = None
 
 
-def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int | None, stop_at: int | None, rank: int, world: int) -> dict[str, Any]:
+def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int | None, stop_at: int | None, rank: int, world: int, ray_train: bool) -> dict[str, Any]:
     from megatron.core import parallel_state
 
     if not resume:
@@ -322,6 +323,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     loss = grad_norm = float("nan")
     valid: dict[str, float] = {}
     profiler = StepProfiler(config.profile, rank, run_dir / PROFILE, written=store.push_files)
+    preemption = PreemptionNotice(ray_train and config.checkpoint.on_preemption)
     with StopOnSignal(config.checkpoint.on_signal) as stop:  # a preemption's warning: save, stop
         for step in range(start, end):
             lr = schedule.lr_at(step)
@@ -345,7 +347,10 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
             by_time = every.every_minutes > 0 and time.monotonic() - last_save >= every.every_minutes * 60
             by_steps = every.every_steps is not None and done % every.every_steps == 0
             stopping, by_time = any_rank([stop.received, by_time], device)  # every rank decides alike
-            if by_time or by_steps or done == end or stopping:
+            notice = preemption.poll()  # Ray Train's own collective: the same answer on every rank
+            if notice is not None:
+                reporter.record("preemption", step=done, **notice)
+            if by_time or by_steps or done == end or stopping or notice is not None:
                 checkpoint(done)
                 last_save = time.monotonic()
             if stopping and done < end:
