@@ -22,7 +22,7 @@ import yaml
 from tests.conftest import REPO
 from tests.rayhead import RAY, start_head, start_node, user_env
 
-pytestmark = pytest.mark.heavy(90)  # seconds on 2 cores: runs first (tests/conftest.py)
+pytestmark = pytest.mark.heavy(110)  # seconds on 2 cores: runs first (tests/conftest.py)
 STEPS = 400  # ~30 steps/s here: the deadline (DEADLINE_S after the notice) comes long before the end
 DEADLINE_S = 5
 
