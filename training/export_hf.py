@@ -29,7 +29,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -157,15 +156,12 @@ def one_process_model_parallel() -> Iterator[None]:
     in this process; an existing one-rank group is used as it is."""
     from megatron.core import parallel_state
 
-    from .compat import use_cuda
-    from .trainer import seed_everything
+    from .trainer import init_distributed, release_distributed, seed_everything
 
-    made, store = not dist.is_initialized(), None
-    if made:
-        store = tempfile.mkdtemp(prefix="crawlmill-export-pg-")
-        dist.init_process_group("nccl" if use_cuda() else "gloo", init_method=f"file://{store}/store", rank=0, world_size=1)
-    elif dist.get_world_size() != 1:
-        raise ValueError(f"export runs in one process, not in a group of {dist.get_world_size()}")
+    _, world, made = init_distributed()
+    if world != 1:
+        release_distributed(made)
+        raise ValueError(f"export and import run in one process, not in a group of {world}")
     ours = not parallel_state.model_parallel_is_initialized()
     if ours:
         parallel_state.initialize_model_parallel(1, 1)
@@ -175,9 +171,7 @@ def one_process_model_parallel() -> Iterator[None]:
     finally:
         if ours:
             parallel_state.destroy_model_parallel()
-        if made:
-            dist.destroy_process_group()
-            shutil.rmtree(store, ignore_errors=True)
+        release_distributed(made)
 
 
 def run_model_config(run: str) -> tuple[ModelConfig, int, dict[str, Any]]:

@@ -134,6 +134,16 @@ def init_distributed() -> tuple[int, int, bool]:
     return dist.get_rank(), dist.get_world_size(), True
 
 
+def release_distributed(made_group: bool) -> None:
+    """Undo init_distributed: the group it made, and its file store, are removed."""
+    global _STORE_DIR
+    if made_group:
+        dist.destroy_process_group()
+        if _STORE_DIR is not None:
+            shutil.rmtree(_STORE_DIR, ignore_errors=True)
+            _STORE_DIR = None
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -219,12 +229,7 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_a
         return _train(config, RunStore(run_dir), resume, stop_after, stop_at, rank, world, ray_train)
     finally:
         parallel_state.destroy_model_parallel()
-        if made_group:
-            dist.destroy_process_group()
-            global _STORE_DIR
-            if _STORE_DIR is not None:
-                shutil.rmtree(_STORE_DIR, ignore_errors=True)
-                _STORE_DIR = None
+        release_distributed(made_group)
 
 
 def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int | None, stop_at: int | None, rank: int, world: int, ray_train: bool) -> dict[str, Any]:

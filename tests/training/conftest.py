@@ -31,21 +31,12 @@ def tiny_shards(ray_local, small_tokenizer_dir, tmp_path_factory) -> Path:  # no
 
 
 @pytest.fixture
-def model_parallel(tmp_path):
+def model_parallel():
     """A one-rank gloo group with Megatron's model-parallel state (sizes 1), seeded, for a model built here."""
-    import torch.distributed as dist
-    from megatron.core import parallel_state
+    from crawlmill.training.export_hf import one_process_model_parallel
 
-    from crawlmill.training.trainer import seed_everything
-
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    parallel_state.initialize_model_parallel(1, 1)
-    seed_everything(0)  # also makes Megatron's RNG tracker the CPU kind (compat.py) before attention asks for it
-    try:
+    with one_process_model_parallel():  # seeds, which also makes Megatron's RNG tracker the CPU kind (compat.py)
         yield
-    finally:
-        parallel_state.destroy_model_parallel()
-        dist.destroy_process_group()
 
 
 def checkpoint_tensors(folder: Path) -> dict:
