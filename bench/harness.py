@@ -185,7 +185,7 @@ def run_info(**extra: object) -> dict:
         except OSError:  # no git (a bare GPU machine: scripts/gpu_check.sh)
             return ""
 
-    dirty = git("status", "--porcelain", "pipeline", "tokenizer", "crawlmill", "corpora").splitlines()
+    dirty = git("status", "--porcelain", "pipeline", "tokenizer", "crawlmill", "corpora", "training").splitlines()
     return {
         "date": date.today().isoformat(),
         "commit": git("rev-parse", "--short", "HEAD").strip(),

@@ -150,25 +150,30 @@ def refuse_to_overwrite(store: RunStore) -> None:
         )
 
 
-def load_weights(model: Any, source: str, rank: int, world: int, trusted: bool, barrier: Callable[[], None], label: str = "checkpoint.init_from") -> tuple[str, int]:
-    """Fill `model` with the weights of another run's checkpoint, for a run that starts from them
-    (checkpoint.init_from): `source` is a run folder (its newest complete checkpoint) or one
-    checkpoint folder, a path or URL. Only the weights: the optimizer, RNG states, data position and
-    schedule start afresh. dist_checkpointing reshards by global key (another world size or tensor
-    parallel layout loads). Returns the checkpoint's location and step; `label` names the source in
-    errors (the option it came from). Collective."""
-    found: tuple[AnyPath, dict[str, Any]] | None = None
-    run = source
-    if (as_path(source) / META).is_file():  # RUN/checkpoints/step-N
+def find_checkpoint(source: str, label: str = "checkpoint.init_from") -> tuple[AnyPath, dict[str, Any]]:
+    """(the folder, its meta) of `source`: one checkpoint folder (RUN/checkpoints/step-N, with its
+    meta.json) or a run folder (its newest complete checkpoint), a path or URL; `label` names the
+    source in errors (the option it came from)."""
+    if (as_path(source) / META).is_file():
         folder = as_path(source)
-        run, found = str(folder.parent.parent), (folder, read_json(folder / META))
-    store = RunStore(run)
-    reader = Checkpointer(store.local, rank, world, 1, False, barrier, remote=store.remote, trusted=trusted,
-                          local_rank=int(os.environ.get("LOCAL_RANK", rank)))  # fmt: skip
-    found = found or reader.latest()
+        return folder, read_json(folder / META)
+    store = RunStore(source)
+    found = latest_checkpoint(store.local / CHECKPOINTS, store.remote / CHECKPOINTS if store.remote is not None else None)
     if found is None:
         raise FileNotFoundError(f"{label} {source}: no complete checkpoint there (a run folder, or its checkpoints/step-N)")
-    folder, meta = found
+    return found
+
+
+def load_weights(model: Any, source: str, rank: int, world: int, trusted: bool, barrier: Callable[[], None], label: str = "checkpoint.init_from") -> tuple[str, int]:
+    """Fill `model` with the weights of another run's checkpoint, for a run that starts from them
+    (checkpoint.init_from): `source` as find_checkpoint takes it. Only the weights: the optimizer,
+    RNG states, data position and schedule start afresh. dist_checkpointing reshards by global key
+    (another world size or tensor parallel layout loads). Returns the checkpoint's location and
+    step. Collective."""
+    folder, meta = find_checkpoint(source, label)
+    store = RunStore(str(as_path(folder).parent.parent))
+    reader = Checkpointer(store.local, rank, world, 1, False, barrier, remote=store.remote, trusted=trusted,
+                          local_rank=int(os.environ.get("LOCAL_RANK", rank)))  # fmt: skip
     try:
         state, _ = reader.load(folder, meta, True, {"model": model.sharded_state_dict()})
         model.load_state_dict(state["model"])

@@ -12,37 +12,42 @@ llama.cpp's converter then load what crawlmill trained.
     HF/crawlmill_export.json       provenance: run, checkpoint, step, tokens seen, sha256 of each weight file
     HF/README.md                   the model card: shape, tokens, data, the last validation loss and bits per byte
 
-The weights are read through dist_checkpointing into the run's model built in one process (a tensor-
-or data-parallel checkpoint reshards by global key), then renamed and split: Megatron's fused
-query/key/value matrix is laid out by key/value group, [groups, heads per group + 2, head_dim,
+The weights stream: the files are planned from the checkpoint's metadata, then each decoder layer
+is read from the checkpoint alone (checkpoint_weights.py, whatever parallel layout wrote it),
+renamed and split, converted, and its tensors' bytes appended to their file (safetensors_stream.py),
+so that memory holds one layer (or the embedding, the largest tensor), whatever the model's size
+and --shard-size. Megatron's fused query/key/value matrix is laid out by key/value group, [groups, heads per group + 2, head_dim,
 hidden], and becomes q_proj, k_proj and v_proj; the SwiGLU's fused first matrix is [gate; up] and
 becomes gate_proj and up_proj. Both use the same non-interleaved RoPE (rotate_half), so nothing
-else changes. The tokenizer's tokenizer.json must be the one the shards' manifest names (its
-sha256): a model is only usable with its own tokenizer. Memory: the model once in the run's
-precision plus the exported copy (a 7B from a bf16 run: about 28 GB). The folder is written under a
-temporary name and renamed when complete; an existing folder is refused unless overwritten.
+else changes. Every weight's name and shape is checked against the run's model before any is read.
+The tokenizer's tokenizer.json must be the one the shards' manifest names (its sha256): a model is
+only usable with its own tokenizer. A checkpoint at a URL is downloaded into a temporary folder
+beside the output first. The folder is written under a temporary name and renamed when complete;
+an existing folder is refused unless overwritten.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
+import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import torch
-import torch.distributed as dist
 
-from crawlmill.files import as_path, is_url, read_json, read_text, sha256_file
+from crawlmill.files import AnyPath, as_path, is_url, read_json, read_text, sha256_file
 from crawlmill.pathsafety import redact
 from crawlmill.shards.manifest import load_manifest
 
-from .checkpoint import CHECKPOINTS, META, load_weights
+from .checkpoint import COMPLETE, MODEL, find_checkpoint
+from .checkpoint_weights import checkpoint_weights, meta_weights, weight_shapes
 from .model_config import ModelConfig
-from .runlog import LOG_FILE, RUN_FILE
-from .runstore import local_file
+from .run_model import checkpoint_source, run_model_config
+from .runlog import LOG_FILE
+from .runstore import download_tree, local_file
+from .safetensors_stream import SafetensorsWriter
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 TORCH_DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
@@ -76,9 +81,11 @@ def llama_weights(state: Mapping[str, Any], model: ModelConfig) -> dict[str, tor
 
 
 def _layer(prefix: str, rest: str, tensor: torch.Tensor, groups: int, per_group: int, head_dim: int) -> dict[str, torch.Tensor]:
-    if rest == "input_layernorm.weight":
+    # the norms: the local spec's module names, or the names checkpoints keep them under (Transformer
+    # Engine's fused norm-linear layers', which the local spec maps its own to)
+    if rest in ("input_layernorm.weight", "self_attention.linear_qkv.layer_norm_weight"):
         return {prefix + "input_layernorm.weight": tensor}
-    if rest == "pre_mlp_layernorm.weight":
+    if rest in ("pre_mlp_layernorm.weight", "mlp.linear_fc1.layer_norm_weight"):
         return {prefix + "post_attention_layernorm.weight": tensor}
     if rest == "self_attention.linear_proj.weight":
         return {prefix + "self_attn.o_proj.weight": tensor}
@@ -150,57 +157,6 @@ def new_folder(output: Path) -> Iterator[Path]:
         raise
 
 
-@contextlib.contextmanager
-def one_process_model_parallel() -> Iterator[None]:
-    """A one-rank process group with Megatron's model-parallel state (sizes 1), for a model built
-    in this process; an existing one-rank group is used as it is."""
-    from megatron.core import parallel_state
-
-    from .trainer import init_distributed, release_distributed, seed_everything
-
-    _, world, made = init_distributed()
-    if world != 1:
-        release_distributed(made)
-        raise ValueError(f"export and import run in one process, not in a group of {world}")
-    ours = not parallel_state.model_parallel_is_initialized()
-    if ours:
-        parallel_state.initialize_model_parallel(1, 1)
-    seed_everything(0)  # also readies Megatron's RNG tracker (compat.py), which building asks for
-    try:
-        yield
-    finally:
-        if ours:
-            parallel_state.destroy_model_parallel()
-        release_distributed(made)
-
-
-def run_model_config(run: str) -> tuple[ModelConfig, int, dict[str, Any]]:
-    """(the model's shape, its padded vocabulary, the whole run.json) of a run folder, path or URL."""
-    path = as_path(run) / RUN_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{run}: no {RUN_FILE} (a `crawlmill train` run folder)")
-    info = read_json(path)
-    return ModelConfig(**info["config"]["model"]), int(info["model"]["vocab_size"]), info
-
-
-def load_run_model(run: str, checkpoint: str | None, info: dict[str, Any]) -> tuple[Any, str, int]:
-    """(the run's Megatron model with a checkpoint's weights, the checkpoint, its step): `checkpoint`
-    a step folder's name (step-N), a checkpoint folder, or None for the newest complete one.
-    Needs one_process_model_parallel()."""
-    from .model import build_model
-
-    config = info["config"]
-    source, label = run, "run"
-    if checkpoint is not None:
-        named = as_path(run) / CHECKPOINTS / checkpoint
-        source, label = (str(named) if "/" not in checkpoint and named.is_dir() else checkpoint), "--checkpoint"
-        if not (as_path(source) / META).is_file():
-            raise FileNotFoundError(f"--checkpoint {checkpoint}: not a complete checkpoint of {run} (a step-N folder there, or a checkpoint folder, with its {META})")
-    model = build_model(ModelConfig(**config["model"]), int(info["model"]["vocab_size"]), config["precision"])
-    folder, step = load_weights(model, source, 0, 1, bool(config["checkpoint"].get("trusted")), dist.barrier, label=label)
-    return model, folder, step
-
-
 def _tokenizer(info: dict[str, Any], tokenizer: str | None) -> tuple[Any, dict[str, Any]]:
     """(the tokenizer folder, the shards' manifest tokenizer entry), its tokenizer.json checked
     against the sha256 the shards were packed with."""
@@ -225,33 +181,70 @@ def _special_ids(folder: Any, entry: dict[str, Any]) -> tuple[int | None, int, i
     return ids.get("bos_id"), int(entry["eod_id"]), ids.get("pad_id")
 
 
-def _write_weights(tensors: dict[str, torch.Tensor], folder: Path, shard_bytes: int) -> list[str]:
-    """safetensors files of at most `shard_bytes` each (one tensor may exceed it), with the index
-    transformers reads when there are several. Returns the files' names."""
-    from safetensors.torch import save_file
+def llama_shapes(model: ModelConfig, vocab: int) -> dict[str, tuple[int, ...]]:
+    """The shape of every weight of this model's Llama folder, by name."""
+    h, hd, ffn = model.hidden_size, model.head_dim, model.ffn_hidden_size
+    q, kv = model.num_attention_heads * hd, model.query_groups * hd
+    shapes: dict[str, tuple[int, ...]] = {"model.embed_tokens.weight": (vocab, h)}
+    for i in range(model.num_layers):
+        layer = {"input_layernorm": (h,), "post_attention_layernorm": (h,), "self_attn.q_proj": (q, h), "self_attn.k_proj": (kv, h),
+                 "self_attn.v_proj": (kv, h), "self_attn.o_proj": (h, q), "mlp.gate_proj": (ffn, h), "mlp.up_proj": (ffn, h), "mlp.down_proj": (h, ffn)}  # fmt: skip
+        shapes.update({f"model.layers.{i}.{name}.weight": shape for name, shape in layer.items()})
+    return {**shapes, "model.norm.weight": (h,), "lm_head.weight": (vocab, h)}
 
-    shards: list[dict[str, torch.Tensor]] = [{}]
+
+def check_shapes(planned: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]], folder: AnyPath) -> None:
+    """A checkpoint whose weights are not the run's model's (another run's folder, another shape)
+    is refused before anything is written, naming the first weight that differs."""
+    for name in [*expected, *planned]:
+        have, want = planned.get(name), expected.get(name)
+        if have is None or want is None or tuple(have.shape) != tuple(want):
+            found = "missing" if have is None else f"{tuple(have.shape)}"
+            raise ValueError(f"{folder}: its weights do not fit the run's model ({name}: {found}, the model's {want or 'has no such weight'})")
+
+
+def _write_weights(planned: Mapping[str, torch.Tensor], tensors: Iterable[tuple[str, torch.Tensor]], folder: Path, shard_bytes: int) -> list[str]:
+    """safetensors files of at most `shard_bytes` each (one tensor may exceed it), with the index
+    transformers reads when there are several. `planned`: every name, in the order `tensors` yields
+    them, with its shape and dtype (meta tensors): the files are planned first, then each tensor is
+    written into its file as it arrives (safetensors_stream.py). Returns the files' names."""
+    groups: list[list[str]] = [[]]
     size = 0
-    for name, tensor in tensors.items():
+    for name, tensor in planned.items():
         nbytes = tensor.numel() * tensor.element_size()
-        if shards[-1] and size + nbytes > shard_bytes:
-            shards.append({})
+        if groups[-1] and size + nbytes > shard_bytes:
+            groups.append([])
             size = 0
-        shards[-1][name] = tensor.contiguous()
+        groups[-1].append(name)
         size += nbytes
-    if len(shards) == 1:
+    if len(groups) == 1:
         names = ["model.safetensors"]
     else:
-        names = [f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)]
-        total = sum(t.numel() * t.element_size() for t in tensors.values())
-        index = {"metadata": {"total_size": total}, "weight_map": {k: n for n, s in zip(names, shards, strict=True) for k in s}}
+        names = [f"model-{i:05d}-of-{len(groups):05d}.safetensors" for i in range(1, len(groups) + 1)]
+        total = sum(t.numel() * t.element_size() for t in planned.values())
+        index = {"metadata": {"total_size": total}, "weight_map": {k: n for n, g in zip(names, groups, strict=True) for k in g}}
         (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))
-    mask = os.umask(0)
-    os.umask(mask)
-    for name, shard in zip(names, shards, strict=True):
-        save_file(shard, str(folder / name), metadata={"format": "pt"})
-        os.chmod(folder / name, 0o666 & ~mask)  # safetensors creates 0600: a server run as another user must read it
+    arriving = iter(tensors)
+    for name, group in zip(names, groups, strict=True):
+        with SafetensorsWriter(folder / name, {n: planned[n] for n in group}, {"format": "pt"}) as out:
+            while not out.complete:
+                out.write(*next(arriving, ("(the end of the checkpoint's weights)", torch.empty(0))))
+    leftover = next(arriving, None)
+    if leftover is not None:
+        raise ValueError(f"{leftover[0]}: a weight the plan has no place for")
     return names
+
+
+@contextlib.contextmanager
+def local_model_folder(folder: AnyPath, near: Path) -> Iterator[Path]:
+    """A checkpoint's model folder on local disk: itself, or for a URL a download into a temporary
+    folder beside `near`, deleted afterwards."""
+    if not is_url(str(folder)):
+        yield Path(str(folder)) / MODEL
+        return
+    with tempfile.TemporaryDirectory(prefix=f".download-{near.name}-", dir=near.parent) as scratch:
+        download_tree(as_path(folder) / MODEL, Path(scratch), skip=(COMPLETE,))
+        yield Path(scratch)
 
 
 def export_run(run: str, output: str | Path, checkpoint: str | None = None, dtype: str = "bf16", tokenizer: str | None = None,
@@ -266,26 +259,29 @@ def export_run(run: str, output: str | Path, checkpoint: str | None = None, dtyp
     refuse_existing(output, overwrite)
     model_config, vocab, info = run_model_config(run)
     token_folder, entry = _tokenizer(info, tokenizer)  # before the weights: a wrong tokenizer is found at once
-    with one_process_model_parallel():
-        model, folder, step = load_run_model(run, checkpoint, info)
-        tensors = {k: v.detach().to("cpu", DTYPES[dtype]) for k, v in llama_weights(model.state_dict(), model_config).items()}
-        del model
-    with new_folder(output) as tmp:
-        files = _write_weights(tensors, tmp, shard_bytes)
-        bos, eos, pad = _special_ids(token_folder, entry)
-        (tmp / "config.json").write_text(json.dumps(llama_config(model_config, vocab, dtype, bos, eos, pad), indent=1))
-        (tmp / "generation_config.json").write_text(json.dumps({"bos_token_id": bos, "eos_token_id": eos, "pad_token_id": pad}, indent=1))
-        for name in TOKENIZER_FILES:
-            if (token_folder / name).is_file():
-                shutil.copyfile(local_file(str(token_folder / name)), tmp / name)
-        _limit_tokenizer_length(tmp / "tokenizer_config.json", model_config.seq_length)
-        meta = read_json(as_path(folder) / "meta.json")
-        record = {
-            "run": redact(str(run)), "checkpoint": redact(str(folder)), "step": step, "tokens": meta.get("tokens"), "dtype": dtype,
-            "parameters": sum(t.numel() for t in tensors.values()), "files": {name: sha256_file(tmp / name) for name in files},
-        }  # fmt: skip
-        (tmp / EXPORT_FILE).write_text(json.dumps(record, indent=1))
-        (tmp / "README.md").write_text(model_card(run, info, model_config, vocab, record, entry), encoding="utf-8")
+    folder, meta = find_checkpoint(*checkpoint_source(run, checkpoint))
+    trusted = bool(info["config"]["checkpoint"].get("trusted"))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with local_model_folder(folder, output) as model_folder:
+        shapes = weight_shapes(model_folder, trusted)
+        to_dtype = {k: v.to(DTYPES[dtype]) for k, v in llama_weights(meta_weights(shapes), model_config).items()}
+        check_shapes(to_dtype, llama_shapes(model_config, vocab), folder)
+        converted = ((name, tensor.to(DTYPES[dtype])) for name, weight in checkpoint_weights(model_folder, shapes, trusted) for name, tensor in llama_weights({name: weight}, model_config).items())
+        with new_folder(output) as tmp:
+            files = _write_weights(to_dtype, converted, tmp, shard_bytes)
+            bos, eos, pad = _special_ids(token_folder, entry)
+            (tmp / "config.json").write_text(json.dumps(llama_config(model_config, vocab, dtype, bos, eos, pad), indent=1))
+            (tmp / "generation_config.json").write_text(json.dumps({"bos_token_id": bos, "eos_token_id": eos, "pad_token_id": pad}, indent=1))
+            for name in TOKENIZER_FILES:
+                if (token_folder / name).is_file():
+                    shutil.copyfile(local_file(str(token_folder / name)), tmp / name)
+            _limit_tokenizer_length(tmp / "tokenizer_config.json", model_config.seq_length)
+            record = {
+                "run": redact(str(run)), "checkpoint": redact(str(folder)), "step": int(meta["step"]), "tokens": meta.get("tokens"), "dtype": dtype,
+                "parameters": sum(t.numel() for t in to_dtype.values()), "files": {name: sha256_file(tmp / name) for name in files},
+            }  # fmt: skip
+            (tmp / EXPORT_FILE).write_text(json.dumps(record, indent=1))
+            (tmp / "README.md").write_text(model_card(run, info, model_config, vocab, record, entry), encoding="utf-8")
     return record
 
 

@@ -30,8 +30,9 @@ import torch
 import torch.distributed as dist
 
 from .checkpoint import Checkpointer, rng_state
-from .export_hf import new_folder, one_process_model_parallel, refuse_existing
+from .export_hf import new_folder, refuse_existing
 from .model_config import ModelConfig
+from .run_model import one_process_model_parallel
 from .runlog import RUN_FILE
 
 FUSED = ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight")  # into 2 Megatron matrices

@@ -33,7 +33,7 @@ def tiny_shards(ray_local, small_tokenizer_dir, tmp_path_factory) -> Path:  # no
 @pytest.fixture
 def model_parallel():
     """A one-rank gloo group with Megatron's model-parallel state (sizes 1), seeded, for a model built here."""
-    from crawlmill.training.export_hf import one_process_model_parallel
+    from crawlmill.training.run_model import one_process_model_parallel
 
     with one_process_model_parallel():  # seeds, which also makes Megatron's RNG tracker the CPU kind (compat.py)
         yield

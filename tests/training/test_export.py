@@ -5,6 +5,7 @@ a clear error (exit status 2)."""
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from crawlmill.cli import app
 from crawlmill.training.compat import causal_mask, device_scope
-from crawlmill.training.export_hf import load_run_model, one_process_model_parallel, run_model_config
+from crawlmill.training.run_model import load_run_model, one_process_model_parallel, run_model_config
 from crawlmill.training.trainer import train
 
 from .conftest import checkpoint_tensors, tiny_config
@@ -122,4 +123,12 @@ def test_bad_input_is_a_clear_error(tiny_shards, tmp_path):
     unknown = export(run, "--output", tmp_path / "x", "--checkpoint", "step-00000099")
     assert unknown.exit_code == 2 and "--checkpoint step-00000099: not a complete checkpoint of" in unknown.output
     assert export(run, "--output", tmp_path / "x", "--shard-size", "lots").exit_code == 2
+    # a run.json that is not the checkpoint's model: refused before anything is written, naming the weight
+    wider = tmp_path / "wider"
+    shutil.copytree(run, wider)
+    info = json.loads((wider / "run.json").read_text())
+    info["config"]["model"]["ffn_hidden_size"] += 8
+    (wider / "run.json").write_text(json.dumps(info))
+    misfit = export(wider, "--output", tmp_path / "x")
+    assert misfit.exit_code == 2 and "its weights do not fit the run's model (model.layers.0.mlp.gate_proj.weight: (172, 64), the model's (180, 64))" in misfit.output.replace("\n", "")
     assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".tmp-*"))

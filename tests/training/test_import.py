@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from crawlmill.cli import app
 from crawlmill.training.compat import causal_mask, device_scope
-from crawlmill.training.export_hf import load_run_model, one_process_model_parallel, run_model_config
+from crawlmill.training.run_model import load_run_model, one_process_model_parallel, run_model_config
 from crawlmill.training.trainer import train
 
 from .conftest import checkpoint_tensors, tiny_config

@@ -1,0 +1,79 @@
+"""A training run's model outside training, in this process: its shape from run.json, the checkpoint
+a user names, and the Megatron model with that checkpoint's weights (for evaluation, tests and
+`crawlmill import`'s writer, which needs Megatron's model-parallel state).
+
+    model_config, vocab, info = run_model_config("runs/1b")
+    with one_process_model_parallel():
+        model, folder, step = load_run_model("runs/1b", "step-00002000", info)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import torch.distributed as dist
+
+from crawlmill.files import as_path, read_json
+
+from .checkpoint import CHECKPOINTS, META, load_weights
+from .model_config import ModelConfig
+from .runlog import RUN_FILE
+
+
+@contextlib.contextmanager
+def one_process_model_parallel() -> Iterator[None]:
+    """A one-rank process group with Megatron's model-parallel state (sizes 1), for a model built
+    in this process; an existing one-rank group is used as it is."""
+    from megatron.core import parallel_state
+
+    from .trainer import init_distributed, release_distributed, seed_everything
+
+    _, world, made = init_distributed()
+    if world != 1:
+        release_distributed(made)
+        raise ValueError(f"export and import run in one process, not in a group of {world}")
+    ours = not parallel_state.model_parallel_is_initialized()
+    if ours:
+        parallel_state.initialize_model_parallel(1, 1)
+    seed_everything(0)  # also readies Megatron's RNG tracker (compat.py), which building asks for
+    try:
+        yield
+    finally:
+        if ours:
+            parallel_state.destroy_model_parallel()
+        release_distributed(made)
+
+
+def run_model_config(run: str) -> tuple[ModelConfig, int, dict[str, Any]]:
+    """(the model's shape, its padded vocabulary, the whole run.json) of a run folder, path or URL."""
+    path = as_path(run) / RUN_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{run}: no {RUN_FILE} (a `crawlmill train` run folder)")
+    info = read_json(path)
+    return ModelConfig(**info["config"]["model"]), int(info["model"]["vocab_size"]), info
+
+
+def checkpoint_source(run: str, checkpoint: str | None) -> tuple[str, str]:
+    """(the checkpoint or run folder to read, the option it came from, for errors): `checkpoint` a
+    step folder's name (step-N) of `run`, a checkpoint folder, or None for the run's newest complete one."""
+    if checkpoint is None:
+        return run, "run"
+    named = as_path(run) / CHECKPOINTS / checkpoint
+    source = str(named) if "/" not in checkpoint and named.is_dir() else checkpoint
+    if not (as_path(source) / META).is_file():
+        raise FileNotFoundError(f"--checkpoint {checkpoint}: not a complete checkpoint of {run} (a step-N folder there, or a checkpoint folder, with its {META})")
+    return source, "--checkpoint"
+
+
+def load_run_model(run: str, checkpoint: str | None, info: dict[str, Any]) -> tuple[Any, str, int]:
+    """(the run's Megatron model with a checkpoint's weights, the checkpoint, its step): `checkpoint`
+    a step folder's name (step-N), a checkpoint folder, or None for the newest complete one.
+    Needs one_process_model_parallel()."""
+    from .model import build_model
+
+    config = info["config"]
+    source, label = checkpoint_source(run, checkpoint)
+    model = build_model(ModelConfig(**config["model"]), int(info["model"]["vocab_size"]), config["precision"])
+    folder, step = load_weights(model, source, 0, 1, bool(config["checkpoint"].get("trusted")), dist.barrier, label=label)
+    return model, folder, step
