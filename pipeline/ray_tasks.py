@@ -172,7 +172,12 @@ def run_torch_workers(
         train_loop_config=config,
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
-        run_config=RunConfig(name=name, storage_path=storage, failure_config=FailureConfig(max_failures=max_failures)),
+        run_config=RunConfig(
+            name=name, storage_path=storage, failure_config=FailureConfig(max_failures=max_failures),
+            # Ray Train's print patch logs each print and also prints it (Ray's workers wrap sys.stdout),
+            # so every line reached the driver twice: the workers print as any Ray worker does
+            worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
+        ),  # fmt: skip
     )
     try:
         trainer.fit()
