@@ -173,7 +173,9 @@ def run_torch_workers(
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         run_config=RunConfig(
-            name=name, storage_path=storage, failure_config=FailureConfig(max_failures=max_failures),
+            name=name,
+            storage_path=storage,
+            failure_config=FailureConfig(max_failures=max_failures),
             # Ray Train's print patch logs each print and also prints it (Ray's workers wrap sys.stdout),
             # so every line reached the driver twice: the workers print as any Ray worker does
             worker_runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}},
@@ -215,10 +217,7 @@ def run_on_nodes(fn: Callable[..., Any], per_node: list[tuple[str, int, tuple]],
 
     ensure_ray(options)
     shared_refs = tuple(ray.put(obj) for obj in shared)
-    refs = [
-        ray.remote(fn).options(num_cpus=cpus, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(*shared_refs, cpus, *args)
-        for node, cpus, args in per_node
-    ]
+    refs = [ray.remote(fn).options(num_cpus=cpus, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(*shared_refs, cpus, *args) for node, cpus, args in per_node]
     results: list[Any] = []
     for ref in refs:
         try:

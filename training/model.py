@@ -23,7 +23,10 @@ from .config import ParallelConfig
 from .model_config import ModelConfig
 
 
-def transformer_config(model: ModelConfig, precision: str, parallel: ParallelConfig | None = None) -> Any:
+def transformer_config(model: ModelConfig, precision: str, parallel: ParallelConfig | None = None, initialize: bool = True) -> Any:
+    """Megatron's TransformerConfig for `model`; `initialize=False` leaves the weights uninitialized,
+    for a model whose every weight is loaded next (no time, and no fp32 master copy of each matrix
+    that CPU initialization makes)."""
     from megatron.core.transformer.transformer_config import TransformerConfig
 
     parallel = parallel or ParallelConfig()
@@ -54,6 +57,7 @@ def transformer_config(model: ModelConfig, precision: str, parallel: ParallelCon
         # local spec's torch norms do not (Megatron refuses the pair), so without TE it stays off.
         sequence_parallel=parallel.tensor > 1 and use_cuda() and has_transformer_engine(),
         use_cpu_initialization=not use_cuda(),
+        perform_initialization=initialize,
         **_recompute(model),
     )
 
@@ -67,15 +71,16 @@ def _recompute(model: ModelConfig) -> dict[str, Any]:
     return {}
 
 
-def build_model(model: ModelConfig, vocab_size: int, precision: str = "fp32", parallel: ParallelConfig | None = None) -> Any:
-    """The GPTModel for this rank (Megatron's model-parallel state must be initialized)."""
+def build_model(model: ModelConfig, vocab_size: int, precision: str = "fp32", parallel: ParallelConfig | None = None, initialize: bool = True) -> Any:
+    """The GPTModel for this rank (Megatron's model-parallel state must be initialized);
+    `initialize=False`: weights left as allocated, for a model about to be loaded."""
     from megatron.core import parallel_state
     from megatron.core.models.gpt.gpt_model import GPTModel
 
     spec, _ = layer_spec(model.attention)
     with device_scope():
         gpt = GPTModel(
-            transformer_config(model, precision, parallel),
+            transformer_config(model, precision, parallel, initialize),
             spec,
             vocab_size=vocab_size,
             max_sequence_length=model.seq_length,

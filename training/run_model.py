@@ -74,6 +74,6 @@ def load_run_model(run: str, checkpoint: str | None, info: dict[str, Any]) -> tu
 
     config = info["config"]
     source, label = checkpoint_source(run, checkpoint)
-    model = build_model(ModelConfig(**config["model"]), int(info["model"]["vocab_size"]), config["precision"])
+    model = build_model(ModelConfig(**config["model"]), int(info["model"]["vocab_size"]), config["precision"], initialize=False)
     folder, step = load_weights(model, source, 0, 1, bool(config["checkpoint"].get("trusted")), dist.barrier, label=label)
     return model, folder, step

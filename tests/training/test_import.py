@@ -125,3 +125,37 @@ def test_deepseeks_released_shapes_are_the_built_in_configs():
     sixty_seven = model_config_of({**common, "num_hidden_layers": 95, "hidden_size": 8192, "num_attention_heads": 64, "num_key_value_heads": 8, "intermediate_size": 22016})
     assert (matching_builtin(seven), matching_builtin(sixty_seven)) == ("deepseek-7b", "deepseek-67b")
     assert matching_builtin(model_config_of({**common, "num_hidden_layers": 30, "hidden_size": 4096, "num_attention_heads": 32, "intermediate_size": 11008, "rope_theta": 5e5})) is None
+
+
+def test_import_fills_each_layer_before_it_reads_the_next(tmp_path, monkeypatch):
+    """Memory: the model and one layer, never the files' weights all at once."""
+    from crawlmill.training import import_hf
+
+    llama(tmp_path / "hf", num_hidden_layers=3)
+    events: list[tuple[str, str]] = []
+    real_get, real_fill = import_hf.HFWeights.__getitem__, import_hf.fill_model
+
+    def get(self, name):
+        events.append(("read", name))
+        return real_get(self, name)
+
+    def fill(gpt, tensors, source):
+        def recorded():
+            for name, tensor in tensors:
+                yield name, tensor
+                events.append(("filled", name))  # after fill_model took it: the generator resumes once it is copied
+
+        return real_fill(gpt, recorded(), source)
+
+    monkeypatch.setattr(import_hf.HFWeights, "__getitem__", get)
+    monkeypatch.setattr(import_hf, "fill_model", fill)
+    assert crawlmill("import", tmp_path / "hf", "--output", tmp_path / "run").exit_code == 0
+    for layer in (1, 2):
+        first_read = next(i for i, (kind, name) in enumerate(events) if kind == "read" and name.startswith(f"model.layers.{layer}."))
+        filled = {name for kind, name in events[:first_read] if kind == "filled"}
+        assert {n for n in filled if n.startswith(f"decoder.layers.{layer - 1}.")} == {
+            f"decoder.layers.{layer - 1}.{p}" for p in ("self_attention.linear_qkv.weight", "mlp.linear_fc1.weight", "input_layernorm.weight",
+                                                         "pre_mlp_layernorm.weight", "self_attention.linear_proj.weight", "mlp.linear_fc2.weight")
+        }, events  # fmt: skip
+    reads = [name for kind, name in events if kind == "read"]
+    assert len(reads) == len(set(reads))  # each weight read once

@@ -1,20 +1,26 @@
 """Benchmark: the memory and time of `crawlmill export` (a checkpoint streamed one decoder layer at a
-time into safetensors files) against the whole-model path: the run's Megatron model built, the
-checkpoint loaded into it through dist_checkpointing, its state dict renamed and written (what
-Megatron-LM's checkpoint converters do, and crawlmill's export did before it streamed).
+time into safetensors files) and `crawlmill import` (the Megatron model filled a layer at a time as
+the files are read) against the whole-model paths. Export's peer: the run's Megatron model built,
+the checkpoint loaded into it through dist_checkpointing, its state dict renamed and written with
+safetensors' save_file. Import's peer: every file read first (safetensors' load_file), the weights
+fused, then loaded into the model (load_state_dict) and saved. Both peers are what Megatron-LM's
+checkpoint converters do (the whole model in memory), and what crawlmill did before it streamed.
 
 A run folder is made first, in its own process: a built-in config's model (default `1b`, fp32
 weights, vocabulary 102,400, initialized by Megatron) saved by the trainer's Checkpointer as
 checkpoint step 0 (model only: neither method reads optimizer state), with a run.json naming
 `--shards` (export copies the tokenizer their manifest names; `crawlmill run configs/demo.yaml`
 writes demo-output/shards). Then each method exports it to bf16, in a fresh process whose RSS
-harness.run_tree polls; a process that only imports what both need gives the fixed cost. Both
-methods must write the same tensors, bit for bit (checked), or the benchmark fails.
+harness.run_tree polls: the peak RSS of the converting process (the tree's sum is recorded too, but
+it counts again the pages that dist_checkpointing's forked helper processes share with it); a
+process that only imports what both need gives the fixed cost. Then the
+exported folder is imported by each import method. The methods of each must write the same tensors,
+bit for bit (checked a tensor at a time), or the benchmark fails.
 
-    python bench/export_bench.py                                  # 1b
-    python bench/export_bench.py --config 125m --shard-size 1GB   # a smaller model, split files
+    python bench/hf_bench.py                                  # 1b
+    python bench/hf_bench.py --config 125m --shard-size 1GB   # a smaller model, split files
 
-Writes bench/out/export.json.
+Writes bench/out/hf.json.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from harness import REPO, run_info, run_tree
 
 sys.path.insert(0, str(REPO))
 
-IMPORTS = "import torch, megatron.core, crawlmill.training.export_hf, crawlmill.training.run_model, crawlmill.training.model"
+IMPORTS = "import torch, megatron.core, crawlmill.training.export_hf, crawlmill.training.import_hf, crawlmill.training.run_model, crawlmill.training.model"
 
 
 def make_run(run: Path, config_name: str, shards: str) -> None:
@@ -89,7 +95,48 @@ def streaming_export(run: str, output: Path, shard_bytes: int) -> None:
     export_run(run, output, dtype="bf16", shard_bytes=shard_bytes)
 
 
+def streaming_import(hf: str, output: Path, shard_bytes: int) -> None:
+    from crawlmill.training.import_hf import import_hf
+
+    import_hf(hf, output)
+
+
+def whole_files_import(hf: str, output: Path, shard_bytes: int) -> None:
+    """The peer: every file read, the weights fused, then the model built and loaded, and saved."""
+    import torch.distributed as dist
+    from safetensors.torch import load_file
+
+    from crawlmill.training.checkpoint import Checkpointer, rng_state
+    from crawlmill.training.import_hf import megatron_tensors, model_config_of
+    from crawlmill.training.model import build_model
+    from crawlmill.training.run_model import one_process_model_parallel
+
+    folder = Path(hf)
+    model = model_config_of(json.loads((folder / "config.json").read_text()))
+    weights = {k: v for path in sorted(folder.glob("*.safetensors")) for k, v in load_file(path).items()}
+    fused = dict(megatron_tensors(weights, model))
+    del weights
+    with one_process_model_parallel():
+        gpt = build_model(model, int(model.vocab_size), "bf16")
+        gpt.load_state_dict(fused, strict=False)
+        del fused
+        saver = Checkpointer(output, 0, 1, 1, False, dist.barrier)
+        saver.save(0, {"model": gpt.sharded_state_dict()}, rng_state(), {"consumed_samples": 0, "tokens": 0})
+        saver.close()
+
+
 METHODS = {"crawlmill export (streaming)": streaming_export, "whole model (Megatron load)": whole_model_export}
+IMPORT_METHODS = {"crawlmill import (a layer at a time)": streaming_import, "all files read, then loaded": whole_files_import}
+
+
+def same_checkpoints(a: Path, b: Path) -> bool:
+    """Whether two checkpoints' model folders hold the same weights (read a layer at a time)."""
+    from crawlmill.training.checkpoint_weights import checkpoint_weights, weight_shapes
+
+    shapes = weight_shapes(a)
+    if shapes != weight_shapes(b):
+        return False
+    return all(x[0] == y[0] and x[1].equal(y[1]) for x, y in zip(checkpoint_weights(a, shapes), checkpoint_weights(b, shapes), strict=True))
 
 
 def same_weights(a: Path, b: Path) -> bool:
@@ -112,7 +159,7 @@ def main() -> None:
     parser.add_argument("--shards", default=str(REPO / "demo-output/shards"), help="shards with a manifest.json (their tokenizer is exported)")
     parser.add_argument("--shard-size", default="5GB", help="export's --shard-size (default 5GB, Hugging Face's)")
     parser.add_argument("--work", default=None, help="scratch folder (default: a temporary one, deleted)")
-    parser.add_argument("--json", default=str(REPO / "bench/out/export.json"))
+    parser.add_argument("--json", default=str(REPO / "bench/out/hf.json"))
     parser.add_argument("--_child", nargs=3, metavar=("WHAT", "RUN", "OUTPUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     from crawlmill.hf_cli import parse_size
@@ -120,7 +167,7 @@ def main() -> None:
     shard_bytes = parse_size(args.shard_size)
     if args._child:
         what, run, output = args._child
-        make_run(Path(run), args.config, args.shards) if what == "make" else METHODS[what](run, Path(output), shard_bytes)
+        make_run(Path(run), args.config, args.shards) if what == "make" else {**METHODS, **IMPORT_METHODS}[what](run, Path(output), shard_bytes)
         return
     if not (Path(args.shards) / "manifest.json").is_file():
         sys.exit(f"{args.shards}: no manifest.json; run `crawlmill run configs/demo.yaml` first, or give --shards")
@@ -138,18 +185,33 @@ def main() -> None:
         tree = run_tree([*child, name, str(run), str(outputs[-1])], timeout=3600)
         if tree.returncode != 0:
             sys.exit(f"{name} failed:\n{tree.stderr[-3000:]}")
-        results[name] = {"wall_s": round(tree.wall_s, 2), "peak_rss_mib": round(tree.peak_total / 2**20), "files": len(list(outputs[-1].glob("*.safetensors")))}
+        results[name] = {
+            "wall_s": round(tree.wall_s, 2),
+            "peak_rss_mib": round(tree.peak_single / 2**20),
+            "peak_tree_rss_mib": round(tree.peak_total / 2**20),
+            "files": len(list(outputs[-1].glob("*.safetensors"))),
+        }
         print(f"{name}: {results[name]}", flush=True)
     if not same_weights(*outputs):
         sys.exit(f"the methods wrote different weights: compare {outputs[0]} and {outputs[1]}")
+    imported, runs = {}, []
+    for name in IMPORT_METHODS:
+        runs.append(work / f"import-{name.split()[0]}")
+        tree = run_tree([*child, name, str(outputs[0]), str(runs[-1])], timeout=3600)
+        if tree.returncode != 0:
+            sys.exit(f"{name} failed:\n{tree.stderr[-3000:]}")
+        imported[name] = {"wall_s": round(tree.wall_s, 2), "peak_rss_mib": round(tree.peak_single / 2**20), "peak_tree_rss_mib": round(tree.peak_total / 2**20)}
+        print(f"{name}: {imported[name]}", flush=True)
+    if not same_checkpoints(*(r / "checkpoints/step-00000000/model" for r in runs)):
+        sys.exit(f"the import methods wrote different checkpoints: compare {runs[0]} and {runs[1]}")
     report = run_info(
         config=args.config, shard_size=args.shard_size, checkpoint_mib=round(checkpoint_bytes / 2**20),
-        imports_rss_mib=round(base.peak_total / 2**20), methods=results, same_weights=True,
+        imports_rss_mib=round(base.peak_single / 2**20), methods=results, same_weights=True, import_methods=imported,
     )  # fmt: skip
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=1))
     print(f"| method | wall (s) | peak RSS (MiB) | above the imports' {report['imports_rss_mib']} MiB |\n|---|---|---|---|")
-    for name, r in results.items():
+    for name, r in {**results, **imported}.items():
         print(f"| {name} | {r['wall_s']} | {r['peak_rss_mib']:,} | {r['peak_rss_mib'] - report['imports_rss_mib']:,} |")
     if not args.work:
         shutil.rmtree(work)
