@@ -8,7 +8,10 @@ format) keyed by Megatron's global names. A decoder weight is one tensor for all
 [1, ...] slice of one layer: torch.distributed.checkpoint reads the saved chunks that overlap it,
 whatever parallel layout wrote them, and no others. In one process, without a process group or
 megatron-core. Data-only, as every checkpoint read (sharded_io: `.metadata` checked before it is
-unpickled, tensors through torch's weights-only loader), unless trusted.
+unpickled, tensors through torch's weights-only loader), unless trusted. A folder at a URL is read
+in place through its fsspec filesystem (crawlmill.files): each read fetches the byte ranges of its
+chunks, so that nothing else of the checkpoint (the optimizer's state: twice the weights, or six
+times bf16 weights) is downloaded.
 
     shapes = weight_shapes(Path("run/checkpoints/step-00000100/model"))
     for name, tensor in checkpoint_weights(Path("run/checkpoints/step-00000100/model"), shapes):
@@ -17,29 +20,72 @@ unpickled, tensors through torch's weights-only loader), unless trusted.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+
+from crawlmill.files import AnyPath, as_path, fs_and_path, is_url
 
 from .sharded_io import check_metadata, weights_only_loads
 
 MODEL_PREFIXES = ("embedding.", "decoder.", "output_layer.")  # the rest: optimizer state, Transformer Engine's bytes
 LAYERS = "decoder.layers."
+# a URL's files read ahead this much past each read (s3fs's default, 50 MiB, would fetch that much of
+# the chunks beside each one read: mostly the optimizer's)
+URL_BLOCK_BYTES = 1 << 20
 
 
-def weight_shapes(folder: Path, trust: bool = False) -> dict[str, tuple[torch.Size, torch.dtype]]:
-    """The model weights a checkpoint's model folder holds: global name -> (global shape, dtype);
-    a decoder weight's first dimension is the layer."""
+def storage_reader(folder: AnyPath) -> Any:
+    """torch.distributed.checkpoint's reader of a model folder: a local path, or a URL read in place."""
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.filesystem import FileSystemBase
+
+    if not is_url(str(folder)):
+        return dcp.FileSystemReader(str(folder))
+
+    class URLFileSystem(FileSystemBase):  # the reading half: the folder's fsspec files, opened for ranges
+        @contextlib.contextmanager
+        def create_stream(self, path: Any, mode: str) -> Iterator[Any]:
+            fs, inner = fs_and_path(path)
+            with fs.open(inner, mode, block_size=URL_BLOCK_BYTES) as stream:
+                yield stream
+
+        def concat_path(self, path: Any, suffix: str) -> Any:
+            return as_path(path) / suffix
+
+        def init_path(self, path: Any) -> Any:
+            return as_path(path)
+
+        def exists(self, path: Any) -> bool:
+            return as_path(path).exists()
+
+        def rename(self, path: Any, new_path: Any) -> None:
+            raise NotImplementedError("a checkpoint at a URL is only read here")
+
+        mkdir = rm_file = rename  # type: ignore[assignment]
+
+        @classmethod
+        def validate_checkpoint_id(cls, checkpoint_id: Any) -> bool:
+            return is_url(str(checkpoint_id))
+
+    reader = dcp.FileSystemReader(str(folder))
+    reader.fs = URLFileSystem()
+    reader.path = as_path(folder)
+    return reader
+
+
+def weight_shapes(folder: AnyPath, trust: bool = False) -> dict[str, tuple[torch.Size, torch.dtype]]:
+    """The model weights a checkpoint's model folder (a path or URL) holds: global name -> (global
+    shape, dtype); a decoder weight's first dimension is the layer."""
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
-    if not (folder / ".metadata").is_file():
+    if not (as_path(folder) / ".metadata").is_file():
         raise FileNotFoundError(f"{folder}: no .metadata (a checkpoint's model folder, written by dist_checkpointing)")
     if not trust:
-        check_metadata(folder)
-    metadata = dcp.FileSystemReader(str(folder)).read_metadata()
+        check_metadata(as_path(folder))
+    metadata = storage_reader(folder).read_metadata()
     shapes = {name: (entry.size, entry.properties.dtype) for name, entry in metadata.state_dict_metadata.items() if isinstance(entry, TensorStorageMetadata) and name.startswith(MODEL_PREFIXES)}
     if not shapes:
         raise ValueError(f"{folder}: no model weights in this checkpoint")
@@ -77,7 +123,7 @@ def _slice_planner(offsets: dict[str, tuple[int, ...]]) -> Any:
     return SlicePlanner(flatten_state_dict=False, flatten_sharded_tensors=False)
 
 
-def read_slices(folder: Path, requests: dict[str, tuple[tuple[int, ...], torch.Size, torch.dtype]], trust: bool = False) -> dict[str, torch.Tensor]:
+def read_slices(folder: AnyPath, requests: dict[str, tuple[tuple[int, ...], torch.Size, torch.dtype]], trust: bool = False) -> dict[str, torch.Tensor]:
     """name -> the slice of the saved tensor at (offsets, shape), of dtype, for each request."""
     import torch.distributed.checkpoint as dcp
 
@@ -86,10 +132,10 @@ def read_slices(folder: Path, requests: dict[str, tuple[tuple[int, ...], torch.S
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*assuming the intent is to load in a single process")
         if trust:
-            dcp.load(state, storage_reader=dcp.FileSystemReader(str(folder)), planner=planner, no_dist=True)
+            dcp.load(state, storage_reader=storage_reader(folder), planner=planner, no_dist=True)
         else:
             with weights_only_loads():
-                dcp.load(state, storage_reader=dcp.FileSystemReader(str(folder)), planner=planner, no_dist=True)
+                dcp.load(state, storage_reader=storage_reader(folder), planner=planner, no_dist=True)
     return state
 
 
@@ -109,7 +155,7 @@ def _reads(shapes: dict[str, tuple[torch.Size, torch.dtype]]) -> Iterator[dict[s
     yield from (whole(name) for name in top if name not in first)
 
 
-def checkpoint_weights(folder: Path, shapes: dict[str, tuple[torch.Size, torch.dtype]], trust: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
+def checkpoint_weights(folder: AnyPath, shapes: dict[str, tuple[torch.Size, torch.dtype]], trust: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
     """(name, tensor) of every model weight in `shapes` (weight_shapes), named as the model's
     state_dict names them (decoder.layers.N.…), in _reads' order. One layer is read at a time."""
     for group in _reads(shapes):

@@ -21,8 +21,8 @@ hidden], and becomes q_proj, k_proj and v_proj; the SwiGLU's fused first matrix 
 becomes gate_proj and up_proj. Both use the same non-interleaved RoPE (rotate_half), so nothing
 else changes. Every weight's name and shape is checked against the run's model before any is read.
 The tokenizer's tokenizer.json must be the one the shards' manifest names (its sha256): a model is
-only usable with its own tokenizer. A checkpoint at a URL is downloaded into a temporary folder
-beside the output first. The folder is written under a temporary name and renamed when complete;
+only usable with its own tokenizer. A checkpoint at a URL is read in place: the byte ranges of
+the weights only, never the optimizer's state beside them. The folder is written under a temporary name and renamed when complete;
 an existing folder is refused unless overwritten.
 """
 
@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
@@ -41,12 +40,12 @@ from crawlmill.files import AnyPath, as_path, is_url, read_json, read_text, sha2
 from crawlmill.pathsafety import redact
 from crawlmill.shards.manifest import load_manifest
 
-from .checkpoint import COMPLETE, MODEL, find_checkpoint
+from .checkpoint import MODEL, find_checkpoint
 from .checkpoint_weights import checkpoint_weights, meta_weights, weight_shapes
 from .model_config import ModelConfig
 from .run_model import checkpoint_source, run_model_config
 from .runlog import LOG_FILE
-from .runstore import download_tree, local_file
+from .runstore import local_file
 from .safetensors_stream import SafetensorsWriter
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -235,18 +234,6 @@ def _write_weights(planned: Mapping[str, torch.Tensor], tensors: Iterable[tuple[
     return names
 
 
-@contextlib.contextmanager
-def local_model_folder(folder: AnyPath, near: Path) -> Iterator[Path]:
-    """A checkpoint's model folder on local disk: itself, or for a URL a download into a temporary
-    folder beside `near`, deleted afterwards."""
-    if not is_url(str(folder)):
-        yield Path(str(folder)) / MODEL
-        return
-    with tempfile.TemporaryDirectory(prefix=f".download-{near.name}-", dir=near.parent) as scratch:
-        download_tree(as_path(folder) / MODEL, Path(scratch), skip=(COMPLETE,))
-        yield Path(scratch)
-
-
 def export_run(run: str, output: str | Path, checkpoint: str | None = None, dtype: str = "bf16", tokenizer: str | None = None,
                shard_bytes: int = DEFAULT_SHARD_BYTES, overwrite: bool = False) -> dict[str, Any]:  # fmt: skip
     """Write the Hugging Face folder of `run`'s checkpoint into `output` (module docstring);
@@ -261,27 +248,26 @@ def export_run(run: str, output: str | Path, checkpoint: str | None = None, dtyp
     token_folder, entry = _tokenizer(info, tokenizer)  # before the weights: a wrong tokenizer is found at once
     folder, meta = find_checkpoint(*checkpoint_source(run, checkpoint))
     trusted = bool(info["config"]["checkpoint"].get("trusted"))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with local_model_folder(folder, output) as model_folder:
-        shapes = weight_shapes(model_folder, trusted)
-        to_dtype = {k: v.to(DTYPES[dtype]) for k, v in llama_weights(meta_weights(shapes), model_config).items()}
-        check_shapes(to_dtype, llama_shapes(model_config, vocab), folder)
-        converted = ((name, tensor.to(DTYPES[dtype])) for name, weight in checkpoint_weights(model_folder, shapes, trusted) for name, tensor in llama_weights({name: weight}, model_config).items())
-        with new_folder(output) as tmp:
-            files = _write_weights(to_dtype, converted, tmp, shard_bytes)
-            bos, eos, pad = _special_ids(token_folder, entry)
-            (tmp / "config.json").write_text(json.dumps(llama_config(model_config, vocab, dtype, bos, eos, pad), indent=1))
-            (tmp / "generation_config.json").write_text(json.dumps({"bos_token_id": bos, "eos_token_id": eos, "pad_token_id": pad}, indent=1))
-            for name in TOKENIZER_FILES:
-                if (token_folder / name).is_file():
-                    shutil.copyfile(local_file(str(token_folder / name)), tmp / name)
-            _limit_tokenizer_length(tmp / "tokenizer_config.json", model_config.seq_length)
-            record = {
-                "run": redact(str(run)), "checkpoint": redact(str(folder)), "step": int(meta["step"]), "tokens": meta.get("tokens"), "dtype": dtype,
-                "parameters": sum(t.numel() for t in to_dtype.values()), "files": {name: sha256_file(tmp / name) for name in files},
-            }  # fmt: skip
-            (tmp / EXPORT_FILE).write_text(json.dumps(record, indent=1))
-            (tmp / "README.md").write_text(model_card(run, info, model_config, vocab, record, entry), encoding="utf-8")
+    model_folder = as_path(folder) / MODEL  # at a URL, read in place (checkpoint_weights.py)
+    shapes = weight_shapes(model_folder, trusted)
+    to_dtype = {k: v.to(DTYPES[dtype]) for k, v in llama_weights(meta_weights(shapes), model_config).items()}
+    check_shapes(to_dtype, llama_shapes(model_config, vocab), folder)
+    converted = ((name, tensor.to(DTYPES[dtype])) for name, weight in checkpoint_weights(model_folder, shapes, trusted) for name, tensor in llama_weights({name: weight}, model_config).items())
+    with new_folder(output) as tmp:
+        files = _write_weights(to_dtype, converted, tmp, shard_bytes)
+        bos, eos, pad = _special_ids(token_folder, entry)
+        (tmp / "config.json").write_text(json.dumps(llama_config(model_config, vocab, dtype, bos, eos, pad), indent=1))
+        (tmp / "generation_config.json").write_text(json.dumps({"bos_token_id": bos, "eos_token_id": eos, "pad_token_id": pad}, indent=1))
+        for name in TOKENIZER_FILES:
+            if (token_folder / name).is_file():
+                shutil.copyfile(local_file(str(token_folder / name)), tmp / name)
+        _limit_tokenizer_length(tmp / "tokenizer_config.json", model_config.seq_length)
+        record = {
+            "run": redact(str(run)), "checkpoint": redact(str(folder)), "step": int(meta["step"]), "tokens": meta.get("tokens"), "dtype": dtype,
+            "parameters": sum(t.numel() for t in to_dtype.values()), "files": {name: sha256_file(tmp / name) for name in files},
+        }  # fmt: skip
+        (tmp / EXPORT_FILE).write_text(json.dumps(record, indent=1))
+        (tmp / "README.md").write_text(model_card(run, info, model_config, vocab, record, entry), encoding="utf-8")
     return record
 
 

@@ -84,7 +84,7 @@ def test_shards_commands_on_s3_print_what_they_print_locally(s3, tiny_shards, tm
     assert SECRET not in result.output
 
 
-def test_training_from_s3_shards_into_an_s3_run_resumes_and_matches_the_local_run(s3, tiny_shards, tmp_path, capfd):
+def test_training_from_s3_shards_into_an_s3_run_resumes_and_matches_the_local_run(s3, tiny_shards, tmp_path, capfd, monkeypatch):
     fs, env = s3
     shards, run = f"s3://{BUCKET}/shards", f"s3://{BUCKET}/runs/tiny"
     settings = {"max_steps": 20, "eval": {"interval": 10, "iters": 2}, "checkpoint": {"every_steps": 5, "keep": 2}}
@@ -134,9 +134,21 @@ def test_training_from_s3_shards_into_an_s3_run_resumes_and_matches_the_local_ru
     # `crawlmill export` of the s3 run: the local straight run's weights (bit for bit), from the bucket
     from safetensors.torch import load_file
 
+    import s3fs
+
+    from crawlmill.training import checkpoint_weights
+
+    fetched: list[int] = []
+    fetch = s3fs.core.S3File._fetch_range
+    monkeypatch.setattr(s3fs.core.S3File, "_fetch_range", lambda self, start, end: fetched.append(end - start) or fetch(self, start, end))
+    monkeypatch.setattr(checkpoint_weights, "URL_BLOCK_BYTES", 4096)  # the tiny model's tensors are small beside the default
     for source, name in ((run, "hf-s3"), (str(tmp_path / "straight"), "hf-local")):
         done = invoke("export", source, "--output", str(tmp_path / name), "--dtype", "fp32")
         assert done.exit_code == 0, done.output
+    # read in place: the weights' ranges, not the optimizer's moments beside them (twice the weights)
+    stored = sum(p.stat().st_size for p in (local_run / "checkpoints/step-00000020/model").glob("*.distcp"))
+    weights = sum(t.numel() * 4 for k, t in final_weights(tmp_path / "straight").items() if not k.startswith("optimizer."))
+    assert weights <= sum(fetched) < 0.5 * stored, (sum(fetched), weights, stored)
     exported, local = (load_file(tmp_path / f"{name}/model.safetensors") for name in ("hf-s3", "hf-local"))
     assert exported.keys() == local.keys() and all(torch.equal(exported[k], local[k]) for k in local)
     assert json.loads((tmp_path / "hf-s3/crawlmill_export.json").read_text())["checkpoint"] == f"{run}/checkpoints/step-00000020"
