@@ -13,7 +13,7 @@ or config.
 
 import typer
 
-from . import hf_cli, plan_cli, quality_cli, run_cli, shards_cli, stage_cli, tokenizer_cli, train_cli
+from . import eval_cli, hf_cli, plan_cli, quality_cli, run_cli, shards_cli, stage_cli, tokenizer_cli, train_cli
 
 app = typer.Typer(
     help="crawlmill: Common Crawl -> pretraining data -> Megatron-Core pretraining, on Ray.",
@@ -22,7 +22,7 @@ app = typer.Typer(
     add_completion=False,
 )
 # (module, group name): None adds the module's verbs at the top level.
-for module, group in ((stage_cli, None), (quality_cli, "quality"), (tokenizer_cli, "tokenizer"), (run_cli, None), (train_cli, None), (hf_cli, None), (shards_cli, "shards"), (plan_cli, "plan")):
+for module, group in ((stage_cli, None), (quality_cli, "quality"), (tokenizer_cli, "tokenizer"), (run_cli, None), (train_cli, None), (eval_cli, None), (hf_cli, None), (shards_cli, "shards"), (plan_cli, "plan")):
     app.add_typer(module.app, name=group)
 
 

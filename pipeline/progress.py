@@ -104,6 +104,12 @@ class StageProgress:
         )
         self._tick()
 
+    def advance(self, count: int) -> None:
+        """`count` more units done, for a step counted in units (tokens) rather than parts."""
+        self.completed += count
+        self.progress.update(self.task, advance=count)
+        self._tick()
+
     def part_failed(self, source: str, detail: str) -> None:
         self.console.print(f"[red]part failed[/red] {escape(source)}: {escape(detail)}", highlight=False)
         self.completed += 1

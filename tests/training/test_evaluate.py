@@ -1,0 +1,103 @@
+"""`crawlmill eval`: a run's checkpoint on shard folders. Every token of every document is predicted
+exactly once, the bytes counted are the bytes pack recorded (so bits per byte are exact), the loss
+is the model's own cross-entropy, a trained checkpoint beats an earlier one, and bad input is a
+clear error."""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from typer.testing import CliRunner
+
+from crawlmill.cli import app
+from crawlmill.training.compat import causal_mask, device_scope
+from crawlmill.training.evaluate import evaluate_run, windows
+from crawlmill.training.run_model import load_run_model, one_process_model_parallel, run_model_config
+from crawlmill.training.trainer import train
+
+from .conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_shards, tmp_path_factory):
+    run = tmp_path_factory.mktemp("eval") / "run"
+    train(tiny_config(tiny_shards, max_steps=30, checkpoint={"every_steps": 10, "keep": 3}), run)
+    return run
+
+
+def test_windows_predict_every_token_once():
+    docs = [np.array([5, 6, 7, 0]), np.array([8, 0]), np.array([9, 10, 11, 12, 0])]
+    got = list(windows(iter(docs), eod=0, length=3))
+    assert [w.tolist() for w in got] == [[0, 5, 6, 7], [7, 0, 8, 0], [0, 9, 10, 11], [11, 12, 0]]
+    labels = np.concatenate([w[1:] for w in got])
+    assert labels.tolist() == np.concatenate(docs).tolist()  # each token a label once, in order
+    assert [w.tolist() for w in windows(iter([np.array([0])]), eod=0, length=3)] == [[0, 0]]
+    assert [w.tolist() for w in windows(iter([]), eod=0, length=3)] == []
+
+
+def test_every_token_once_with_packs_bytes_and_a_trained_checkpoint_beats_an_earlier_one(trained, tiny_shards):
+    manifest = json.loads((tiny_shards / "manifest.json").read_text())
+    record = evaluate_run(str(trained), [str(tiny_shards)], micro_batch=3)
+    (result,) = record["results"]
+    assert record["step"] == 30 and result["complete"] and result["tokenizer_checked"]
+    assert result["tokens"] == manifest["tokens"] and result["documents"] == manifest["documents"]
+    assert result["bytes"] == result["bytes_packed"] == manifest["bytes"]  # bits per byte exact
+    assert result["bpb"] == pytest.approx(result["loss"] * result["tokens"] / math.log(2) / result["bytes"], rel=1e-12)
+    again = evaluate_run(str(trained), [str(tiny_shards)], micro_batch=5)["results"][0]  # other batching, same figures
+    exact = ("data", "documents", "tokens", "bytes", "bytes_packed", "complete")
+    assert [again[k] for k in exact] == [result[k] for k in exact] and again["loss"] == pytest.approx(result["loss"], rel=1e-6)
+    earlier = evaluate_run(str(trained), [str(tiny_shards)], checkpoint="step-00000010")
+    assert earlier["step"] == 10 and earlier["results"][0]["loss"] > result["loss"] + 0.05
+
+
+def test_the_loss_is_the_models_cross_entropy_on_the_stream(trained, tiny_shards):
+    from megatron.core.datasets.indexed_dataset import IndexedDataset
+
+    model_config, _, info = run_model_config(str(trained))
+    seq = model_config.seq_length
+    sample = evaluate_run(str(trained), [str(tiny_shards)], micro_batch=1, max_tokens=2 * seq)["results"][0]
+    assert not sample["complete"] and sample["tokens"] == 2 * seq and "bytes_packed" not in sample
+
+    manifest = json.loads((tiny_shards / "manifest.json").read_text())
+    eod = manifest["tokenizer"]["eod_id"]
+    datasets = [IndexedDataset(str(tiny_shards / p)) for p in manifest["blend"]["prefixes"]]
+    stream = np.concatenate([[eod], *(np.asarray(d[i]) for d in datasets for i in range(len(d)))]).astype(np.int64)
+    with one_process_model_parallel():
+        model, _, _ = load_run_model(str(trained), None, info)
+        model.eval()
+        total = 0.0
+        for start in (0, seq):  # two windows sharing their boundary token
+            ids = torch.as_tensor(stream[start : start + seq + 1]).unsqueeze(0)
+            with torch.no_grad(), device_scope():
+                logits = model(ids[:, :-1], torch.arange(seq).unsqueeze(0), causal_mask(seq, torch.device("cpu")))
+            total += float(F.cross_entropy(logits[0].double(), ids[0, 1:], reduction="sum"))
+    assert sample["loss"] == pytest.approx(total / (2 * seq), rel=1e-5)
+
+
+def test_bad_input_is_a_clear_error(trained, tiny_shards, tmp_path):
+    def crawlmill(*args):
+        return CliRunner().invoke(app, ["eval", *map(str, args)])
+
+    done = crawlmill(trained, "--data", tiny_shards, "--json", tmp_path / "eval.json", "--no-progress")
+    assert done.exit_code == 0, done.output
+    assert "bits per byte" in done.output and json.loads((tmp_path / "eval.json").read_text())["results"][0]["complete"]
+
+    other = tmp_path / "other"
+    shutil.copytree(tiny_shards, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["tokenizer"]["sha256"] = "0" * 64
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    refused = crawlmill(trained, "--data", other)
+    assert refused.exit_code == 2 and "packed with another tokenizer" in refused.output, refused.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = crawlmill(trained, "--data", empty)
+    assert missing.exit_code == 2 and "has no manifest.json" in missing.output, missing.output
+    assert crawlmill(trained, "--data", tiny_shards, "--micro-batch", "0").exit_code == 2
+    assert crawlmill(tmp_path / "nothing", "--data", tiny_shards).exit_code == 2
+    unknown = crawlmill(trained, "--data", tiny_shards, "--checkpoint", "step-00000099")
+    assert unknown.exit_code == 2 and "not a complete checkpoint" in unknown.output
