@@ -153,6 +153,13 @@ def test_training_from_s3_shards_into_an_s3_run_resumes_and_matches_the_local_ru
     assert exported.keys() == local.keys() and all(torch.equal(exported[k], local[k]) for k in local)
     assert json.loads((tmp_path / "hf-s3/crawlmill_export.json").read_text())["checkpoint"] == f"{run}/checkpoints/step-00000020"
 
+    # `crawlmill eval` of the s3 run on the s3 shards: the local run's figures on the local shards
+    for source, data, name in ((run, shards, "s3"), (str(tmp_path / "straight"), str(tiny_shards), "local")):
+        done = invoke("eval", source, "--data", data, "--max-tokens", "512", "--json", str(tmp_path / f"eval-{name}.json"), "--no-progress")
+        assert done.exit_code == 0, done.output
+    remote, here = (json.loads((tmp_path / f"eval-{name}.json").read_text())["results"][0] for name in ("s3", "local"))
+    assert remote["tokens"] >= 512 and (remote["loss"], remote["bpb"], remote["tokens"]) == (here["loss"], here["bpb"], here["tokens"])
+
     # The secret is in no object and in nothing any leg printed.
     for name in fs.find(f"{BUCKET}/runs"):
         assert SECRET.encode() not in fs.cat_file(name), name
