@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from crawlmill.files import as_path, file_size
@@ -43,7 +44,7 @@ from crawlmill.shards.manifest import MANIFEST, is_count, load_manifest, megatro
 from crawlmill.shards.mmidx import ShardError, check_index, read_index
 
 from .config import TrainConfig
-from .runstore import local_shards
+from .runstore import local_file, local_shards
 
 
 @dataclass
@@ -208,6 +209,21 @@ def check_split(prefixes: list[str], split: str) -> None:
                     f"data.split {split!r}: {prefix} has {documents} document(s), none for its {name} share; "
                     f"give larger shards or a split whose shares each take a document (e.g. 90,10,0)"
                 )
+
+
+def token_bytes(tokenizer_path: str, eod: int) -> tuple[np.ndarray | None, str]:
+    """(bytes of text each token id stands for, "") for the tokenizer folder `tokenizer_path` (a path
+    or URL): exact for byte-level BPE, 0 for the end-of-document token (shards.tokenbytes); (None, why)
+    when they would not be exact or the tokenizer is not there. What bits per byte divide by."""
+    from crawlmill.shards.tokenbytes import TokenBytesError, token_byte_lengths
+
+    path = as_path(tokenizer_path) / "tokenizer.json"
+    if not path.is_file():
+        return None, f"{path} not found"
+    try:
+        return token_byte_lengths(local_file(str(path)), eod_id=eod), ""  # a URL's tokenizer: copied once
+    except TokenBytesError as exc:
+        return None, str(exc)
 
 
 def collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

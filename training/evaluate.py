@@ -31,9 +31,8 @@ import torch
 from crawlmill.shards.manifest import load_manifest
 
 from .compat import causal_mask, device_scope, use_cuda
-from .data import open_folders
+from .data import open_folders, token_bytes
 from .run_model import load_run_model, one_process_model_parallel, run_model_config
-from .runstore import local_file
 
 LN2 = math.log(2.0)
 
@@ -61,16 +60,6 @@ def _documents(folder: Any, prefixes: list[str], counted: list[int]) -> Iterator
             yield dataset[index]
 
 
-def _byte_table(entry: dict[str, Any]) -> np.ndarray | None:
-    from crawlmill.files import as_path
-    from crawlmill.shards.tokenbytes import TokenBytesError, token_byte_lengths
-
-    try:
-        return token_byte_lengths(local_file(str(as_path(entry["path"]) / "tokenizer.json")), eod_id=int(entry["eod_id"]))
-    except (TokenBytesError, OSError):  # not byte-level, or the tokenizer moved: no exact bytes
-        return None
-
-
 def _run_tokenizer(info: dict[str, Any]) -> str | None:
     """The sha256 of the tokenizer the run's shards were packed with; None for a run without shards."""
     shards = info["config"]["data"]["shards"]
@@ -87,7 +76,7 @@ def evaluate_folder(model: Any, folder: str, seq_length: int, vocab: int, run_to
     entry = shards.manifest["tokenizer"]
     if run_tokenizer is not None and entry["sha256"] != run_tokenizer:
         raise ValueError(f"{folder}: packed with another tokenizer (sha256 {entry['sha256'][:12]}…) than the run's shards ({run_tokenizer[:12]}…): its tokens mean other text to this model")
-    table = _byte_table(entry)
+    table, _ = token_bytes(entry["path"], int(entry["eod_id"]))
     device = next(model.parameters()).device
     prefixes = list(shards.manifest["blend"]["prefixes"])
     documents, started = [0], time.perf_counter()

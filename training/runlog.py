@@ -24,6 +24,7 @@ step when the run resumes, so every step appears once); a run started afresh sta
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -93,3 +94,41 @@ def final_validation(run_dir: str | Path) -> dict[str, Any]:
     if not valid:
         raise ValueError(f"{run_dir}: the run logged no validation")
     return valid[-1]
+
+
+class Reporter:
+    """Rank 0's outputs: stdout, log.jsonl, TensorBoard (when the tensorboard package is installed)."""
+
+    def __init__(self, run_dir: Path, enabled: bool, resume_step: int | None) -> None:
+        self.enabled = enabled
+        self.log = RunLog(run_dir, resume_step) if enabled else None
+        self.board = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.board = SummaryWriter(str(run_dir / "tensorboard"))
+            except ImportError:
+                print("tensorboard is not installed: logging to stdout and log.jsonl only", file=sys.stderr)
+
+    def record(self, kind: str, **values: Any) -> None:
+        if not self.enabled:
+            return
+        self.log.write(kind, **values)
+        shown = " | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
+        print(f"[{kind}] {shown}", flush=True)
+        if self.board is not None and kind in ("train", "valid"):
+            for key, value in values.items():
+                if isinstance(value, (int, float)) and key not in ("step", "tokens"):
+                    self.board.add_scalar(f"{kind}/{key}", value, values["step"])
+
+    def flush(self) -> None:
+        """Everything recorded so far on disk (before the run's files are uploaded)."""
+        if self.board is not None:
+            self.board.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.log.close()
+            if self.board is not None:
+                self.board.close()

@@ -54,12 +54,12 @@ import torch.distributed as dist
 from .checkpoint import Checkpointer, load_weights, refuse_to_overwrite, rng_state, set_rng_state, step_name
 from .compat import seed_model_parallel, use_cuda
 from .config import TrainConfig
-from .data import ShardData, check_resume_order, data_order
+from .data import ShardData, check_resume_order, data_order, token_bytes
 from .preemption import PreemptionNotice
 from .model import build_model
 from .perf import StepProfiler, megatron_flops_per_token, utilisation
-from .runlog import RunLog, write_run_info
-from .runstore import PROFILE, RunStore, local_file
+from .runlog import Reporter, write_run_info
+from .runstore import PROFILE, RunStore
 from .schedule import Schedule
 from .stopsignal import StopOnSignal, TrainingStopped, any_rank
 
@@ -151,60 +151,12 @@ def seed_everything(seed: int) -> None:
     seed_model_parallel(seed)
 
 
-class Reporter:
-    """Rank 0's outputs: stdout, log.jsonl, TensorBoard (when the tensorboard package is installed)."""
-
-    def __init__(self, run_dir: Path, enabled: bool, resume_step: int | None) -> None:
-        self.enabled = enabled
-        self.log = RunLog(run_dir, resume_step) if enabled else None
-        self.board = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.board = SummaryWriter(str(run_dir / "tensorboard"))
-            except ImportError:
-                print("tensorboard is not installed: logging to stdout and log.jsonl only", file=sys.stderr)
-
-    def record(self, kind: str, **values: Any) -> None:
-        if not self.enabled:
-            return
-        self.log.write(kind, **values)
-        shown = " | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
-        print(f"[{kind}] {shown}", flush=True)
-        if self.board is not None and kind in ("train", "valid"):
-            for key, value in values.items():
-                if isinstance(value, (int, float)) and key not in ("step", "tokens"):
-                    self.board.add_scalar(f"{kind}/{key}", value, values["step"])
-
-    def flush(self) -> None:
-        """Everything recorded so far on disk (before the run's files are uploaded)."""
-        if self.board is not None:
-            self.board.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.log.close()
-            if self.board is not None:
-                self.board.close()
-
-
 def _byte_table(tokenizer_path: str, eod: int, vocab: int, device: torch.device) -> torch.Tensor | None:
-    """Bytes of text each token id stands for (crawlmill.shards.tokenbytes: exact for byte-level
-    BPE, 0 for the end-of-document token); None when the tokenizer is not byte-level or not found."""
-    from crawlmill.shards.tokenbytes import token_byte_lengths
-
-    from crawlmill.files import as_path
-
-    path = as_path(tokenizer_path) / "tokenizer.json"
-    if not path.is_file():
-        print(f"bits per byte not reported: {path} not found", file=sys.stderr)
-        return None
-    path = local_file(str(path))  # a URL's tokenizer (a pipeline run on object storage): copied once
-    try:
-        lengths = token_byte_lengths(path, eod_id=eod)
-    except ValueError as exc:  # not byte-level: bytes per token are not exact
-        print(f"bits per byte not reported: {exc}", file=sys.stderr)
+    """data.token_bytes as a tensor on `device`, padded to the vocabulary; None (and why, on stderr)
+    when bits per byte cannot be exact."""
+    lengths, why = token_bytes(tokenizer_path, eod)
+    if lengths is None:
+        print(f"bits per byte not reported: {why}", file=sys.stderr)
         return None
     table = torch.zeros(max(vocab, len(lengths)), dtype=torch.float64, device=device)
     table[: len(lengths)] = torch.as_tensor(lengths, dtype=torch.float64)
