@@ -32,7 +32,7 @@ def one_process_model_parallel() -> Iterator[None]:
     _, world, made = init_distributed()
     if world != 1:
         release_distributed(made)
-        raise ValueError(f"export and import run in one process, not in a group of {world}")
+        raise ValueError(f"export, import and eval run in one process, not in a group of {world}")
     ours = not parallel_state.model_parallel_is_initialized()
     if ours:
         parallel_state.initialize_model_parallel(1, 1)
