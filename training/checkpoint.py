@@ -177,7 +177,7 @@ def load_weights(model: Any, source: str, rank: int, world: int, trusted: bool, 
     try:
         state, _ = reader.load(folder, meta, True, {"model": model.sharded_state_dict()})
         model.load_state_dict(state["model"])
-    except (OSError, KeyboardInterrupt, SystemExit):
+    except (OSError, ValueError, KeyboardInterrupt, SystemExit):  # ValueError: refused or damaged files (sharded_io.load_errors)
         raise
     except BaseException as exc:  # noqa: BLE001 - torch's CheckpointException is a BaseException: shapes or keys that differ
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]

@@ -28,7 +28,7 @@ import torch
 
 from crawlmill.files import AnyPath, as_path, fs_and_path, is_url
 
-from .sharded_io import check_metadata, weights_only_loads
+from .sharded_io import check_metadata, load_errors, weights_only_loads
 
 MODEL_PREFIXES = ("embedding.", "decoder.", "output_layer.")  # the rest: optimizer state, Transformer Engine's bytes
 LAYERS = "decoder.layers."
@@ -129,7 +129,7 @@ def read_slices(folder: AnyPath, requests: dict[str, tuple[tuple[int, ...], torc
 
     state = {name: torch.empty(shape, dtype=dtype) for name, (_, shape, dtype) in requests.items()}
     planner = _slice_planner({name: offsets for name, (offsets, _, _) in requests.items()})
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), load_errors(folder):
         warnings.filterwarnings("ignore", message=".*assuming the intent is to load in a single process")
         if trust:
             dcp.load(state, storage_reader=storage_reader(folder), planner=planner, no_dist=True)

@@ -37,6 +37,7 @@ import os
 import pickle
 import signal
 import threading
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -216,20 +217,36 @@ def load_sharded(sharded: dict[str, Any], folder: Path, trust: bool = False) -> 
     from megatron.core import dist_checkpointing
 
     if trust:
-        with checkpoint_scope():
+        with checkpoint_scope(), load_errors(folder):
             return dist_checkpointing.load(sharded, str(folder))
     check_metadata(folder)
+    with checkpoint_scope(), load_errors(folder), weights_only_loads():
+        return dist_checkpointing.load(sharded, str(folder))
+
+
+DAMAGED = (EOFError, pickle.UnpicklingError, zipfile.BadZipFile)  # what torch.load raises on a cut or garbled entry
+
+
+@contextlib.contextmanager
+def load_errors(folder: Any) -> Iterator[None]:
+    """A load's two failures that are the files' fault, as a ValueError naming the folder: an entry
+    refused by the weights-only loader (it asks for code), or a file damaged or cut short. Anything
+    else is raised as it is. torch.distributed.checkpoint gathers each rank's (error, trace) into a
+    CheckpointException, a BaseException: its causes are looked at too."""
     try:
-        with checkpoint_scope(), weights_only_loads():
-            return dist_checkpointing.load(sharded, str(folder))
-    except BaseException as exc:  # noqa: BLE001 - re-raised unless it is the refusal
-        # torch.distributed.checkpoint gathers each rank's (error, trace) into a CheckpointException,
-        # a BaseException
+        yield
+    except BaseException as exc:  # noqa: BLE001 - re-raised unless the files are at fault
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
         causes = [exc, *(f[0] if isinstance(f, tuple) else f for f in getattr(exc, "failures", {}).values())]
         refused = next((e for e in causes if "Weights only load failed" in str(e)), None)
-        if refused is None:
-            raise
-        raise ValueError(f"{folder}: refused: a checkpoint holds only tensors and plain data, an entry asks for more ({refusal_detail(refused)})") from None
+        if refused is not None:
+            raise ValueError(f"{folder}: refused: a checkpoint holds only tensors and plain data, an entry asks for more ({refusal_detail(refused)})") from None
+        damaged = next((e for e in causes if isinstance(e, DAMAGED) or "PytorchStreamReader failed" in str(e)), None)
+        if damaged is not None:
+            detail = f"{type(damaged).__name__}: {' '.join(str(damaged).split())}".rstrip(": ")[:300]
+            raise ValueError(f"{folder}: a file of this checkpoint is damaged or incomplete ({detail})") from None
+        raise
 
 
 def refusal_detail(exc: BaseException) -> str:

@@ -99,5 +99,11 @@ def test_bad_input_is_a_clear_error(trained, tiny_shards, tmp_path):
     assert missing.exit_code == 2 and "has no manifest.json" in missing.output, missing.output
     assert crawlmill(trained, "--data", tiny_shards, "--micro-batch", "0").exit_code == 2
     assert crawlmill(tmp_path / "nothing", "--data", tiny_shards).exit_code == 2
+    cut = tmp_path / "cut"
+    shutil.copytree(trained, cut)
+    for path in (cut / "checkpoints").glob("step-*/model/__0_*.distcp"):
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    damaged = crawlmill(cut, "--data", tiny_shards)
+    assert damaged.exit_code == 2 and "a file of this checkpoint is damaged or incomplete" in damaged.output, damaged.output
     unknown = crawlmill(trained, "--data", tiny_shards, "--checkpoint", "step-00000099")
     assert unknown.exit_code == 2 and "not a complete checkpoint" in unknown.output

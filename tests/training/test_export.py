@@ -130,5 +130,12 @@ def test_bad_input_is_a_clear_error(tiny_shards, tmp_path):
     info["config"]["model"]["ffn_hidden_size"] += 8
     (wider / "run.json").write_text(json.dumps(info))
     misfit = export(wider, "--output", tmp_path / "x")
+    # a checkpoint file cut short (a copy that stopped, a full disk): named, not a traceback
+    cut = tmp_path / "cut"
+    shutil.copytree(run, cut)
+    for path in (cut / "checkpoints").glob("step-*/model/__0_*.distcp"):
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    damaged = export(cut, "--output", tmp_path / "x")
+    assert damaged.exit_code == 2 and "a file of this checkpoint is damaged or incomplete" in damaged.output, damaged.output
     assert misfit.exit_code == 2 and "its weights do not fit the run's model (model.layers.0.mlp.gate_proj.weight: (172, 64), the model's (180, 64))" in misfit.output.replace("\n", "")
     assert not (tmp_path / "x").exists() and not list(tmp_path.glob(".tmp-*"))
