@@ -23,7 +23,10 @@ name and renamed when complete.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import pickle
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -125,6 +128,17 @@ def _take(weights: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
     return weights[name]
 
 
+@contextlib.contextmanager
+def _unreadable(path: Path) -> Iterator[None]:
+    """A weights file that is damaged, cut short or not what its name says: a ValueError naming it."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (SafetensorError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError) as exc:
+        raise ValueError(f"{path}: unreadable weights ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from None
+
+
 class HFWeights(Mapping[str, torch.Tensor]):
     """The tensors of a Hugging Face folder, each read from its file when asked for: safetensors
     (one file or an index's; each read maps the file only meanwhile, so that its pages do not stay
@@ -141,7 +155,7 @@ class HFWeights(Mapping[str, torch.Tensor]):
         if (folder / "model.safetensors").is_file() or index.is_file():
             names = ["model.safetensors"] if (folder / "model.safetensors").is_file() else sorted(set(json.loads(index.read_text())["weight_map"].values()))
             for name in names:
-                with safe_open(str(folder / name), framework="pt") as handle:
+                with _unreadable(folder / name), safe_open(str(folder / name), framework="pt") as handle:
                     for key in handle.keys():
                         self._files[key] = folder / name
                         self._dtypes[key] = SAFETENSORS_DTYPES[handle.get_slice(key).get_dtype()]
@@ -150,10 +164,13 @@ class HFWeights(Mapping[str, torch.Tensor]):
         if not bins:
             raise FileNotFoundError(f"{folder}: no model.safetensors, model.safetensors.index.json or pytorch_model*.bin")
         for path in bins:
-            try:
-                self._loaded.update(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
-            except RuntimeError:  # the legacy (pre-zip) format cannot be mapped
-                self._loaded.update(torch.load(path, map_location="cpu", weights_only=True))
+            with _unreadable(path):
+                try:
+                    self._loaded.update(torch.load(path, map_location="cpu", weights_only=True, mmap=True))
+                except RuntimeError as exc:  # the legacy (pre-zip) format cannot be mapped
+                    if "mmap" not in str(exc):
+                        raise
+                    self._loaded.update(torch.load(path, map_location="cpu", weights_only=True))
         self._dtypes = {key: tensor.dtype for key, tensor in self._loaded.items()}
 
     def __getitem__(self, name: str) -> torch.Tensor:
@@ -161,7 +178,7 @@ class HFWeights(Mapping[str, torch.Tensor]):
 
         if name in self._loaded:
             return self._loaded[name]
-        with safe_open(str(self._files[name]), framework="pt") as handle:
+        with _unreadable(self._files[name]), safe_open(str(self._files[name]), framework="pt") as handle:
             return handle.get_tensor(name)
 
     def __contains__(self, name: object) -> bool:  # Mapping's would read the tensor

@@ -113,6 +113,10 @@ def test_models_crawlmill_does_not_train_are_refused_by_name(tmp_path):
     missing = crawlmill("import", tmp_path / "hf", "--output", tmp_path / "run2")
     assert missing.exit_code == 2 and "missing from the weights" in missing.output, missing.output
     assert crawlmill("import", tmp_path / "nothing", "--output", tmp_path / "run3").exit_code == 2
+    kept = next(iter(set(index["weight_map"].values())))
+    (tmp_path / "hf" / kept).write_bytes((tmp_path / "hf" / kept).read_bytes()[:-100])  # a download cut short
+    cut = crawlmill("import", tmp_path / "hf", "--output", tmp_path / "run4")
+    assert cut.exit_code == 2 and f"{kept}: unreadable weights (SafetensorError" in cut.output.replace("\n", ""), cut.output
     assert not list(tmp_path.glob(".tmp-*"))
 
 
