@@ -31,7 +31,7 @@ import torch
 from crawlmill.shards.manifest import load_manifest
 
 from .compat import causal_mask, device_scope, use_cuda
-from .data import open_folders, token_bytes
+from .data import check_shards, open_folders, token_bytes
 from .run_model import load_run_model, one_process_model_parallel, run_model_config
 
 LN2 = math.log(2.0)
@@ -79,6 +79,7 @@ def evaluate_folder(model: Any, folder: str, seq_length: int, vocab: int, run_to
     table, _ = token_bytes(entry["path"], int(entry["eod_id"]))
     device = next(model.parameters()).device
     prefixes = list(shards.manifest["blend"]["prefixes"])
+    check_shards([str(shards.path / prefix) for prefix in prefixes])  # a cut .bin, a damaged .idx: named here
     documents, started = [0], time.perf_counter()
     loss = 0.0
     tokens = byte_count = sequences = 0

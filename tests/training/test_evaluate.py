@@ -93,6 +93,12 @@ def test_bad_input_is_a_clear_error(trained, tiny_shards, tmp_path):
     (other / "manifest.json").write_text(json.dumps(manifest))
     refused = crawlmill(trained, "--data", other)
     assert refused.exit_code == 2 and "packed with another tokenizer" in refused.output, refused.output
+    cut_shard = tmp_path / "cut-shard"
+    shutil.copytree(tiny_shards, cut_shard)
+    prefix = json.loads((cut_shard / "manifest.json").read_text())["blend"]["prefixes"][0]
+    (cut_shard / f"{prefix}.bin").write_bytes((cut_shard / f"{prefix}.bin").read_bytes()[:-2])
+    short = crawlmill(trained, "--data", cut_shard)
+    assert short.exit_code == 2 and f"{prefix}.bin, which has" in short.output.replace("\n", ""), short.output
     empty = tmp_path / "empty"
     empty.mkdir()
     missing = crawlmill(trained, "--data", empty)
