@@ -117,6 +117,8 @@ def evaluate_folder(model: Any, folder: str, seq_length: int, vocab: int, run_to
             pending = []
     if pending:
         run(pending)
+    if tokens == 0:
+        raise ValueError(f"{folder}: no tokens to evaluate (its shards hold no document)")
     result: dict[str, Any] = {
         "data": folder, "documents": documents[0], "tokens": tokens, "sequences": sequences, "loss": loss / max(tokens, 1),
         "bytes": byte_count if table is not None else None, "bpb": loss / LN2 / byte_count if table is not None and byte_count else None,
