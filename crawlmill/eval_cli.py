@@ -39,6 +39,7 @@ def eval_(
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="A checkpoint of the run (step-N) or a checkpoint folder; default: the newest complete one."),
     micro_batch: int = typer.Option(4, "--micro-batch", help="Windows evaluated at once (memory: the model and this many windows)."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Stop each folder after about this many predicted tokens (a sample from its start)."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="The tokenizer folder, when it moved since packing (for bits per byte; its tokenizer.json must be the shards')."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress (tokens) on stderr."),
 ) -> None:
@@ -62,7 +63,7 @@ def eval_(
         from crawlmill.training.evaluate import evaluate_run
 
         try:
-            record = evaluate_run(run, data, checkpoint=checkpoint, micro_batch=micro_batch, max_tokens=max_tokens, progress=report)
+            record = evaluate_run(run, data, checkpoint=checkpoint, micro_batch=micro_batch, max_tokens=max_tokens, progress=report, tokenizer=tokenizer)
         finally:
             for bar in shown.values():
                 bar.__exit__(None, None, None)
@@ -70,7 +71,7 @@ def eval_(
         json_path.write_text(json.dumps(record, indent=1))
     out.print(f"{record['run']} at step {record['step']:,} ({record['checkpoint']})", highlight=False)
     for r in record["results"]:
-        bpb = f"{r['bpb']:.4f}" if r["bpb"] is not None else "n/a (tokenizer not byte-level)"
+        bpb = f"{r['bpb']:.4f}" if r["bpb"] is not None else f"not reported ({r.get('bpb_unavailable', 'no bytes counted')})"
         sample = "" if r["complete"] else " (a sample: --max-tokens)"
         checked = "" if r["tokenizer_checked"] else " (tokenizer not checked: the run has no shards)"
         out.print(f"{r['data']}: loss {r['loss']:.4f}, bits per byte {bpb}; {r['tokens']:,} tokens, {r['documents']:,} documents{sample}{checked}", highlight=False)

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
+from crawlmill.files import as_path, sha256_file
 from crawlmill.shards.manifest import load_manifest
 
 from .compat import causal_mask, device_scope, use_cuda
@@ -68,15 +69,20 @@ def _run_tokenizer(info: dict[str, Any]) -> str | None:
 
 
 def evaluate_folder(model: Any, folder: str, seq_length: int, vocab: int, run_tokenizer: str | None, micro_batch: int = 4,
-                    max_tokens: int | None = None, progress: Callable[[int], None] | None = None) -> dict[str, Any]:  # fmt: skip
+                    max_tokens: int | None = None, progress: Callable[[int], None] | None = None, tokenizer: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Loss and bits per byte of `model` on one shard folder (module docstring); `max_tokens`: stop
     once that many tokens are predicted (a sample: the windows from the start); `progress(n)` is
-    called with the tokens of each micro-batch."""
+    called with the tokens of each micro-batch; `tokenizer`: the tokenizer folder when it moved
+    since packing (for the bytes; its tokenizer.json must be the manifest's)."""
     (shards,) = open_folders([folder])
     entry = shards.manifest["tokenizer"]
     if run_tokenizer is not None and entry["sha256"] != run_tokenizer:
         raise ValueError(f"{folder}: packed with another tokenizer (sha256 {entry['sha256'][:12]}…) than the run's shards ({run_tokenizer[:12]}…): its tokens mean other text to this model")
-    table, _ = token_bytes(entry["path"], int(entry["eod_id"]))
+    if tokenizer is not None and not (as_path(tokenizer) / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"--tokenizer {tokenizer}: no tokenizer.json there")
+    if tokenizer is not None and sha256_file(as_path(tokenizer) / "tokenizer.json") != entry["sha256"]:
+        raise ValueError(f"--tokenizer {tokenizer}: its tokenizer.json is not the one {folder} was packed with (the manifest's sha256)")
+    table, no_bytes = token_bytes(tokenizer or entry["path"], int(entry["eod_id"]))
     device = next(model.parameters()).device
     prefixes = list(shards.manifest["blend"]["prefixes"])
     check_shards([str(shards.path / prefix) for prefix in prefixes])  # a cut .bin, a damaged .idx: named here
@@ -124,13 +130,15 @@ def evaluate_folder(model: Any, folder: str, seq_length: int, vocab: int, run_to
         "bytes": byte_count if table is not None else None, "bpb": loss / LN2 / byte_count if table is not None and byte_count else None,
         "complete": complete, "tokenizer_checked": run_tokenizer is not None, "seconds": round(time.perf_counter() - started, 3),
     }  # fmt: skip
+    if table is None:
+        result["bpb_unavailable"] = no_bytes  # the tokenizer moved, or is not byte-level
     if complete:
         result["bytes_packed"] = sum(int(s["bytes"]) for s in shards.manifest["shards"] if s["prefix"] in prefixes)
     return result
 
 
 def evaluate_run(run: str, data: list[str], checkpoint: str | None = None, micro_batch: int = 4, max_tokens: int | None = None,
-                 progress: Callable[[str, int], None] | None = None) -> dict[str, Any]:  # fmt: skip
+                 progress: Callable[[str, int], None] | None = None, tokenizer: str | None = None) -> dict[str, Any]:  # fmt: skip
     """{"run", "checkpoint", "step", "results": [evaluate_folder's, one per folder]}; `progress(folder, n)`."""
     if not data:
         raise ValueError("--data: give at least one shard folder (`crawlmill pack` output)")
@@ -145,5 +153,5 @@ def evaluate_run(run: str, data: list[str], checkpoint: str | None = None, micro
         results = []
         for path in data:
             report = (lambda n, path=path: progress(path, n)) if progress is not None else None
-            results.append(evaluate_folder(model, path, model_config.seq_length, vocab, run_tokenizer, micro_batch, max_tokens, report))
+            results.append(evaluate_folder(model, path, model_config.seq_length, vocab, run_tokenizer, micro_batch, max_tokens, report, tokenizer))
     return {"run": run, "checkpoint": str(folder), "step": step, "results": results}

@@ -99,6 +99,17 @@ def test_bad_input_is_a_clear_error(trained, tiny_shards, tmp_path):
     (cut_shard / f"{prefix}.bin").write_bytes((cut_shard / f"{prefix}.bin").read_bytes()[:-2])
     short = crawlmill(trained, "--data", cut_shard)
     assert short.exit_code == 2 and f"{prefix}.bin, which has" in short.output.replace("\n", ""), short.output
+    moved = tmp_path / "moved"  # the tokenizer is no longer where pack found it: no bytes, said why; --tokenizer gives them back
+    shutil.copytree(tiny_shards, moved)
+    manifest = json.loads((moved / "manifest.json").read_text())
+    packed_with = manifest["tokenizer"]["path"]
+    manifest["tokenizer"]["path"] = str(tmp_path / "gone")
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    unmeasured = crawlmill(trained, "--data", moved, "--max-tokens", "64")
+    assert unmeasured.exit_code == 0 and "bits per byte not reported (" in unmeasured.output and "gone/tokenizer.json not found" in unmeasured.output.replace("\n", "")
+    measured = crawlmill(trained, "--data", moved, "--max-tokens", "64", "--tokenizer", packed_with)
+    assert measured.exit_code == 0 and "not reported" not in measured.output, measured.output
+    assert crawlmill(trained, "--data", moved, "--tokenizer", other).exit_code == 2  # no tokenizer.json there
     empty = tmp_path / "empty"
     empty.mkdir()
     missing = crawlmill(trained, "--data", empty)
