@@ -16,7 +16,7 @@ the bytes counted are the pack stage's recorded bytes (`bytes_packed`, checked b
 
 The folder must be packed with the run's tokenizer (the sha256 of the manifests; an imported run,
 which has no shards, is not checked, and says so). One process, on the GPU when there is one;
-memory: the model and one micro-batch. Deterministic: no sampling, the same figures every time.
+memory: the model and one micro-batch. Deterministic: no sampling; other micro-batches change the loss only by float rounding.
 """
 
 from __future__ import annotations
