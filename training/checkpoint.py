@@ -35,6 +35,7 @@ checkpoint; the first rank of each machine downloads it into the staging folder 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import pickle
@@ -42,8 +43,9 @@ import random
 import shutil
 import threading
 import time
+import zipfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -53,7 +55,8 @@ from crawlmill.pathsafety import inside_folder
 
 from .compat import rng_tracker_states, set_rng_tracker_states
 from .runstore import RunStore, complete_folders, download_tree, upload
-from .sharded_io import COMMON_FILES, ShardedWriter, load_sharded, rank_files, refusal_detail
+from .sharded_io import COMMON_FILES, DamagedCheckpoint, ShardedWriter, load_sharded, rank_files, refusal_detail
+from .stopsignal import any_rank
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -83,7 +86,15 @@ def load_state(path: AnyPath, name: AnyPath | None = None) -> dict[str, Any]:
         with torch.serialization.safe_globals(_numpy_rng_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise DamagedCheckpoint(f"{name or path}: damaged or incomplete (UnpicklingError: {exc})") from None
         raise ValueError(f"{name or path}: refused: a checkpoint holds only tensors and plain data, this file asks for more ({refusal_detail(exc)})") from None
+    except (EOFError, zipfile.BadZipFile) as exc:
+        raise DamagedCheckpoint(f"{name or path}: damaged or incomplete ({type(exc).__name__}: {exc})") from None
+    except (RuntimeError, OSError) as exc:  # torch's zip reader: "PytorchStreamReader failed ...", or EINVAL seeking past a cut end
+        if "PytorchStreamReader" not in str(exc) and getattr(exc, "errno", None) != errno.EINVAL:
+            raise
+        raise DamagedCheckpoint(f"{name or path}: damaged or incomplete ({' '.join(str(exc).split())[:300]})") from None
 
 
 def step_name(step: int) -> str:
@@ -106,27 +117,32 @@ def set_rng_state(state: dict[str, Any]) -> None:
     set_rng_tracker_states(state.get("megatron") or {})
 
 
-def latest_checkpoint(root: Path, remote: AnyPath | None = None) -> tuple[AnyPath, dict[str, Any]] | None:
-    """The newest complete checkpoint of a run and its meta, if any: under `remote` (a URL run's
-    checkpoints folder) when given, else under the local `root`. The `latest` pointer is data: a
-    folder name outside the checkpoints folder is an error naming it. meta.json names no file
-    (step, world size, data position); the rank files are named by the loader."""
+def complete_checkpoints(root: Path, remote: AnyPath | None = None) -> Iterator[tuple[AnyPath, dict[str, Any]]]:
+    """The complete checkpoints of a run and their metas, newest first (the `latest` pointer's, then
+    the others by step): under `remote` (a URL run's checkpoints folder) when given, else under the
+    local `root`. The `latest` pointer is data: a folder name outside the checkpoints folder is an
+    error naming it. meta.json names no file (step, world size, data position); the rank files are
+    named by the loader."""
     if remote is not None:
         pointer = remote / LATEST
         names = [inside_folder(read_text(pointer).strip(), pointer, "its checkpoint")] if pointer.is_file() else []
         names += [p.name for p in reversed(complete_folders(remote, COMPLETE))]
-        for name in names:
+        for name in dict.fromkeys(names):
             folder = remote / name
             if (folder / COMPLETE).is_file():
-                return folder, read_json(folder / META)
-        return None
+                yield folder, read_json(folder / META)
+        return
     pointer = root / LATEST
     candidates = [root / inside_folder(pointer.read_text().strip(), pointer, "its checkpoint")] if pointer.is_file() else []
     candidates += sorted((p for p in root.glob("step-*") if p.is_dir()), reverse=True)
-    for folder in candidates:
+    for folder in dict.fromkeys(candidates):
         if (folder / META).is_file():
-            return folder, json.loads((folder / META).read_text())
-    return None
+            yield folder, json.loads((folder / META).read_text())
+
+
+def latest_checkpoint(root: Path, remote: AnyPath | None = None) -> tuple[AnyPath, dict[str, Any]] | None:
+    """The newest complete checkpoint of a run and its meta, if any (complete_checkpoints)."""
+    return next(complete_checkpoints(root, remote), None)
 
 
 class RunExists(FileExistsError):
@@ -335,6 +351,10 @@ class Checkpointer:
         """The newest complete checkpoint and its meta, if any (latest_checkpoint)."""
         return latest_checkpoint(self.root, self.remote)
 
+    def complete(self) -> Iterator[tuple[AnyPath, dict[str, Any]]]:
+        """Every complete checkpoint and its meta, newest first (complete_checkpoints)."""
+        return complete_checkpoints(self.root, self.remote)
+
     def load(self, folder: AnyPath, meta: dict[str, Any], replicated: bool, sharded: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the model and optimizer state, filling `sharded`, the template for loading; this rank's
         RNG states) from `folder`. A replicated (data-parallel-only) model may change world size.
@@ -346,16 +366,37 @@ class Checkpointer:
             rank = 0
         name = f"rank-{rank:05d}.pt"
         if self.remote is None:
-            rng = load_state(Path(folder) / name)["rng"]  # first: the file that could hold more than data
+            rng = self._rank_state(Path(folder) / name)  # first: the file that could hold more than data
             return load_sharded(sharded, Path(folder) / MODEL, self.trusted), rng
         local = self.root / f".resume-{Path(str(folder)).name}"
         if self.local_rank == 0:
             download_tree(folder, local, skip=(COMPLETE,))
         self.barrier()
         try:
-            rng = load_state(local / name, folder / name)["rng"]
+            rng = self._rank_state(local / name, folder / name)
             return load_sharded(sharded, local / MODEL, self.trusted), rng
         finally:
             self.barrier()
             if self.local_rank == 0:
                 shutil.rmtree(local, ignore_errors=True)
+
+    def _rank_state(self, path: Path, name: AnyPath | None = None) -> dict[str, Any]:
+        """This rank's RNG states; a damaged file on any rank is DamagedCheckpoint on every rank
+        (collective), so that all of them go on to the same checkpoint (or none does)."""
+        damaged: DamagedCheckpoint | None = None
+        try:
+            rng = load_state(path, name)["rng"]
+        except DamagedCheckpoint as exc:
+            damaged, rng = exc, {}
+        if any_rank([damaged is not None], _collective_device())[0]:
+            raise damaged or DamagedCheckpoint(f"{Path(str(name or path)).parent}: another rank's file of this checkpoint is damaged or incomplete")
+        return rng
+
+
+def _collective_device() -> torch.device:
+    """Where a flag tensor must live for the process group's collectives (nccl: the GPU)."""
+    import torch.distributed as dist
+
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")

@@ -9,7 +9,7 @@ TensorBoard and `crawlmill plan fit` alike.
                      {"kind": "train", "step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s", "mfu"?, "mfu_megatron"?}
                      {"kind": "valid", "step", "tokens", "loss", "bpb"}
                      {"kind": "checkpoint", "step", "path", "seconds"}
-                     {"kind": "resumed", "step", "checkpoint"}   (a resume, or Ray Train's restart of its workers)
+                     {"kind": "resumed", "step", "checkpoint", "skipped"?}   (a resume, or Ray Train's restart of its workers; skipped: damaged newer checkpoints)
                      {"kind": "initialized", "step": 0, "checkpoint", "from_step"}   (checkpoint.init_from's weights)
                      {"kind": "end", "step", "tokens"}
                      {"kind": "diverged", "step", "loss", "grad_norm" (as text: "nan", "inf"), "checkpoint"}

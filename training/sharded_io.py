@@ -227,6 +227,10 @@ def load_sharded(sharded: dict[str, Any], folder: Path, trust: bool = False) -> 
 DAMAGED = (EOFError, pickle.UnpicklingError, zipfile.BadZipFile)  # what torch.load raises on a cut or garbled entry
 
 
+class DamagedCheckpoint(ValueError):
+    """A file of a checkpoint is damaged or cut short: a resume goes on to the checkpoint before it."""
+
+
 @contextlib.contextmanager
 def load_errors(folder: Any) -> Iterator[None]:
     """A load's two failures that are the files' fault, as a ValueError naming the folder: an entry
@@ -245,7 +249,7 @@ def load_errors(folder: Any) -> Iterator[None]:
         damaged = next((e for e in causes if isinstance(e, DAMAGED) or "PytorchStreamReader failed" in str(e)), None)
         if damaged is not None:
             detail = f"{type(damaged).__name__}: {' '.join(str(damaged).split())}".rstrip(": ")[:300]
-            raise ValueError(f"{folder}: a file of this checkpoint is damaged or incomplete ({detail})") from None
+            raise DamagedCheckpoint(f"{folder}: a file of this checkpoint is damaged or incomplete ({detail})") from None
         raise
 
 

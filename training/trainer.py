@@ -52,6 +52,7 @@ import torch
 import torch.distributed as dist
 
 from .checkpoint import Checkpointer, load_weights, refuse_to_overwrite, rng_state, set_rng_state, step_name
+from .sharded_io import DamagedCheckpoint
 from .compat import seed_model_parallel, use_cuda
 from .config import TrainConfig
 from .data import ShardData, check_resume_order, data_order, token_bytes
@@ -229,11 +230,22 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         backend = TorchBackend(model, config.optimizer, plan.peak_lr, device, parallel_state.get_data_parallel_group(), parallel_state.get_model_parallel_group())
     start = 0
     order = data_order(config, data.folders, plan.global_batch, plan.total_steps * plan.global_batch)
+    skipped: list[str] = []  # damaged checkpoints a resume went past (each rank sees the same: loads are collective)
     if found is not None:
-        folder, meta = found
-        if config.data.check_on_resume:
-            check_resume_order(meta.get("data_order"), order, folder)
-        state, rng = saver.load(folder, meta, replicated, backend.sharded_state_dict(is_loading=True))
+        for folder, meta in saver.complete():
+            if config.data.check_on_resume:
+                check_resume_order(meta.get("data_order"), order, folder)
+            try:
+                state, rng = saver.load(folder, meta, replicated, backend.sharded_state_dict(is_loading=True))
+            except DamagedCheckpoint as exc:
+                if rank == 0:
+                    print(f"{exc}: resuming from the checkpoint before it", file=sys.stderr)
+                skipped.append(Path(str(folder)).name)
+                continue
+            found = folder, meta
+            break
+        else:
+            raise DamagedCheckpoint(f"{store.name}: no checkpoint of it could be read ({', '.join(skipped)} damaged or incomplete)")
         backend.load_sharded_state_dict(state)
         set_rng_state(rng)
         start = meta["step"]
@@ -243,7 +255,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         store.pull_log()  # a URL's log.jsonl continues (a local run appends to its own)
     reporter = Reporter(run_dir, rank == 0, start if found is not None else -1)  # the log cut back to the checkpoint's step; else empty
     if found is not None:
-        reporter.record("resumed", step=start, checkpoint=found[0].name)
+        reporter.record("resumed", step=start, checkpoint=Path(str(found[0])).name, **({"skipped": skipped} if skipped else {}))
     elif initialized is not None:
         reporter.record("initialized", step=0, checkpoint=initialized[0], from_step=initialized[1])
     flops = {"M": plan.model_scale, "megatron": megatron_flops_per_token(config.model, vocab)}  # per token, for MFU

@@ -56,6 +56,30 @@ def test_stopped_and_resumed_run_is_bitwise_the_straight_run(tiny_shards, tmp_pa
     assert losses[-1][1] < losses[0][1]
 
 
+@pytest.mark.parametrize("damaged", ["model", "rank file"])
+def test_a_damaged_newest_checkpoint_is_skipped_and_the_resume_still_matches_the_straight_run(tiny_shards, tmp_path, capfd, damaged):
+    config = tiny_config(tiny_shards, max_steps=20, checkpoint={"every_steps": 5, "keep": 3})
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(config, straight)
+    assert train(config, resumed, stop_after=15)["step"] == 15
+    newest = resumed / "checkpoints/step-00000015"
+    for path in newest.glob("model/__0_*.distcp") if damaged == "model" else [newest / "rank-00000.pt"]:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a disk fault, a copy cut short
+    capfd.readouterr()
+    assert train(config, resumed, resume=True)["step"] == 20
+    said = capfd.readouterr().err
+    assert "step-00000015" in said and "damaged or incomplete" in said and "resuming from the checkpoint before it" in said, said
+    assert train_records(resumed, "resumed") == [{"kind": "resumed", "step": 10, "checkpoint": "step-00000010", "skipped": ["step-00000015"]}]
+    key = lambda r: (r["step"], r["loss"], r["grad_norm"], r["lr"])  # noqa: E731
+    assert [key(r) for r in train_records(resumed)] == [key(r) for r in train_records(straight)]  # bit for bit
+    assert same_weights(final_weights(straight), final_weights(resumed))
+    if damaged == "model":  # none readable: said, and nothing trained from scratch over them
+        for path in (resumed / "checkpoints").glob("step-*/model/__0_*.distcp"):
+            path.write_bytes(path.read_bytes()[:100])
+        with pytest.raises(ValueError, match=r"no checkpoint of it could be read \(step-00000020, step-00000015, step-00000010 damaged or incomplete\)"):
+            train(config, resumed, resume=True)
+
+
 KILLED_RUN = {"base": "tiny", "max_steps": 50, "log_interval": 1, "checkpoint": {"every_steps": 10, "keep": 2}, "eval": {"interval": 40, "iters": 1}}
 
 
