@@ -67,7 +67,7 @@ def whole_model_export(run: str, output: Path, shard_bytes: int) -> None:
     import torch
     from safetensors.torch import save_file
 
-    from crawlmill.training.export_hf import llama_weights
+    from crawlmill.training.export_hf import llama_weights, plan_files
     from crawlmill.training.run_model import load_run_model, one_process_model_parallel, run_model_config
 
     model_config, _, info = run_model_config(run)
@@ -76,16 +76,7 @@ def whole_model_export(run: str, output: Path, shard_bytes: int) -> None:
         tensors = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in llama_weights(model.state_dict(), model_config).items()}
         del model
     output.mkdir(parents=True)
-    groups: list[list[str]] = [[]]
-    size = 0
-    for name, tensor in tensors.items():
-        if groups[-1] and size + tensor.numel() * 2 > shard_bytes:
-            groups.append([])
-            size = 0
-        groups[-1].append(name)
-        size += tensor.numel() * 2
-    for i, group in enumerate(groups, 1):
-        name = "model.safetensors" if len(groups) == 1 else f"model-{i:05d}-of-{len(groups):05d}.safetensors"
+    for name, group in plan_files(tensors, shard_bytes).items():
         save_file({n: tensors[n] for n in group}, str(output / name), metadata={"format": "pt"})
 
 
@@ -131,12 +122,13 @@ IMPORT_METHODS = {"crawlmill import (a layer at a time)": streaming_import, "all
 
 def same_checkpoints(a: Path, b: Path) -> bool:
     """Whether two checkpoints' model folders hold the same weights (read a layer at a time)."""
-    from crawlmill.training.checkpoint_weights import checkpoint_weights, weight_shapes
+    from crawlmill.training.checkpoint_weights import checkpoint_reader, checkpoint_weights, weight_shapes
 
-    shapes = weight_shapes(a)
-    if shapes != weight_shapes(b):
+    x, y = checkpoint_reader(a), checkpoint_reader(b)
+    shapes = weight_shapes(x)
+    if shapes != weight_shapes(y):
         return False
-    return all(x[0] == y[0] and x[1].equal(y[1]) for x, y in zip(checkpoint_weights(a, shapes), checkpoint_weights(b, shapes), strict=True))
+    return all(p[0] == q[0] and p[1].equal(q[1]) for p, q in zip(checkpoint_weights(x, shapes), checkpoint_weights(y, shapes), strict=True))
 
 
 def same_weights(a: Path, b: Path) -> bool:

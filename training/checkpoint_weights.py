@@ -1,6 +1,6 @@
 """A checkpoint's model weights read one decoder layer at a time, without building the model: what
-`crawlmill export` streams into safetensors files, so that its memory is one layer plus one output
-file, not the whole model twice (a 67B checkpoint exports in ~10 GB, not ~270 GB).
+`crawlmill export` streams into safetensors files, so that its memory is one layer (or the largest
+tensor, the embedding), not the whole model twice.
 
 A checkpoint's `model/` folder is a torch.distributed.checkpoint (dist_checkpointing's torch_dist
 format) keyed by Megatron's global names. A decoder weight is one tensor for all layers,
@@ -11,10 +11,11 @@ megatron-core. Data-only, as every checkpoint read (sharded_io: `.metadata` chec
 unpickled, tensors through torch's weights-only loader), unless trusted. A folder at a URL is read
 in place through its fsspec filesystem (crawlmill.files): each read fetches the byte ranges of its
 chunks, so that nothing else of the checkpoint (the optimizer's state: twice the weights, or six
-times bf16 weights) is downloaded.
+times bf16 weights) is downloaded. The folder's `.metadata` (which for a large run holds every
+chunk's place, optimizer's included) is checked and read once per reader, not once per layer.
 
-    shapes = weight_shapes(Path("run/checkpoints/step-00000100/model"))
-    for name, tensor in checkpoint_weights(Path("run/checkpoints/step-00000100/model"), shapes):
+    reader = checkpoint_reader("run/checkpoints/step-00000100/model")
+    for name, tensor in checkpoint_weights(reader, weight_shapes(reader)):
         ...   # embedding.word_embeddings.weight, decoder.layers.0.self_attention.linear_qkv.weight, ...
 """
 
@@ -37,13 +38,16 @@ LAYERS = "decoder.layers."
 URL_BLOCK_BYTES = 1 << 20
 
 
-def storage_reader(folder: AnyPath) -> Any:
-    """torch.distributed.checkpoint's reader of a model folder: a local path, or a URL read in place."""
+def checkpoint_reader(folder: AnyPath, trust: bool = False) -> Any:
+    """torch.distributed.checkpoint's reader of a checkpoint's model folder (a local path, or a URL
+    read in place) whose metadata is checked (unless `trust`) and read once, then reused by every load."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.filesystem import FileSystemBase
 
-    if not is_url(str(folder)):
-        return dcp.FileSystemReader(str(folder))
+    if not (as_path(folder) / ".metadata").is_file():
+        raise FileNotFoundError(f"{folder}: no .metadata (a checkpoint's model folder, written by dist_checkpointing)")
+    if not trust:
+        check_metadata(as_path(folder))
 
     class URLFileSystem(FileSystemBase):  # the reading half: the folder's fsspec files, opened for ranges
         @contextlib.contextmanager
@@ -70,25 +74,31 @@ def storage_reader(folder: AnyPath) -> Any:
         def validate_checkpoint_id(cls, checkpoint_id: Any) -> bool:
             return is_url(str(checkpoint_id))
 
-    reader = dcp.FileSystemReader(str(folder))
-    reader.fs = URLFileSystem()
-    reader.path = as_path(folder)
-    return reader
+    class Reader(dcp.FileSystemReader):
+        def __init__(self) -> None:
+            super().__init__(str(folder))
+            if is_url(str(folder)):
+                self.fs, self.path = URLFileSystem(), as_path(folder)
+            self.folder, self.trusted = folder, trust
+            self._metadata: Any = None
+
+        def read_metadata(self, *args: Any, **kwargs: Any) -> Any:
+            if self._metadata is None:
+                self._metadata = super().read_metadata(*args, **kwargs)
+            return self._metadata
+
+    return Reader()
 
 
-def weight_shapes(folder: AnyPath, trust: bool = False) -> dict[str, tuple[torch.Size, torch.dtype]]:
-    """The model weights a checkpoint's model folder (a path or URL) holds: global name -> (global
-    shape, dtype); a decoder weight's first dimension is the layer."""
+def weight_shapes(reader: Any) -> dict[str, tuple[torch.Size, torch.dtype]]:
+    """The model weights a checkpoint_reader's folder holds: global name -> (global shape, dtype);
+    a decoder weight's first dimension is the layer."""
     from torch.distributed.checkpoint.metadata import TensorStorageMetadata
 
-    if not (as_path(folder) / ".metadata").is_file():
-        raise FileNotFoundError(f"{folder}: no .metadata (a checkpoint's model folder, written by dist_checkpointing)")
-    if not trust:
-        check_metadata(as_path(folder))
-    metadata = storage_reader(folder).read_metadata()
+    metadata = reader.read_metadata()
     shapes = {name: (entry.size, entry.properties.dtype) for name, entry in metadata.state_dict_metadata.items() if isinstance(entry, TensorStorageMetadata) and name.startswith(MODEL_PREFIXES)}
     if not shapes:
-        raise ValueError(f"{folder}: no model weights in this checkpoint")
+        raise ValueError(f"{reader.folder}: no model weights in this checkpoint")
     return shapes
 
 
@@ -123,19 +133,15 @@ def _slice_planner(offsets: dict[str, tuple[int, ...]]) -> Any:
     return SlicePlanner(flatten_state_dict=False, flatten_sharded_tensors=False)
 
 
-def read_slices(folder: AnyPath, requests: dict[str, tuple[tuple[int, ...], torch.Size, torch.dtype]], trust: bool = False) -> dict[str, torch.Tensor]:
+def read_slices(reader: Any, requests: dict[str, tuple[tuple[int, ...], torch.Size, torch.dtype]]) -> dict[str, torch.Tensor]:
     """name -> the slice of the saved tensor at (offsets, shape), of dtype, for each request."""
     import torch.distributed.checkpoint as dcp
 
     state = {name: torch.empty(shape, dtype=dtype) for name, (_, shape, dtype) in requests.items()}
     planner = _slice_planner({name: offsets for name, (offsets, _, _) in requests.items()})
-    with warnings.catch_warnings(), load_errors(folder):
+    with warnings.catch_warnings(), load_errors(reader.folder), contextlib.nullcontext() if reader.trusted else weights_only_loads():
         warnings.filterwarnings("ignore", message=".*assuming the intent is to load in a single process")
-        if trust:
-            dcp.load(state, storage_reader=storage_reader(folder), planner=planner, no_dist=True)
-        else:
-            with weights_only_loads():
-                dcp.load(state, storage_reader=storage_reader(folder), planner=planner, no_dist=True)
+        dcp.load(state, storage_reader=reader, planner=planner, no_dist=True)
     return state
 
 
@@ -155,11 +161,11 @@ def _reads(shapes: dict[str, tuple[torch.Size, torch.dtype]]) -> Iterator[dict[s
     yield from (whole(name) for name in top if name not in first)
 
 
-def checkpoint_weights(folder: AnyPath, shapes: dict[str, tuple[torch.Size, torch.dtype]], trust: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
+def checkpoint_weights(reader: Any, shapes: dict[str, tuple[torch.Size, torch.dtype]]) -> Iterator[tuple[str, torch.Tensor]]:
     """(name, tensor) of every model weight in `shapes` (weight_shapes), named as the model's
     state_dict names them (decoder.layers.N.…), in _reads' order. One layer is read at a time."""
     for group in _reads(shapes):
-        loaded = read_slices(folder, {saved: (offsets, shape, dtype) for saved, offsets, shape, dtype in group.values()}, trust)
+        loaded = read_slices(reader, {saved: (offsets, shape, dtype) for saved, offsets, shape, dtype in group.values()})
         for name, (saved, _, _, _) in group.items():
             tensor = loaded.pop(saved)
             yield name, (tensor[0] if name != saved else tensor)

@@ -41,7 +41,7 @@ from crawlmill.pathsafety import redact
 from crawlmill.shards.manifest import load_manifest
 
 from .checkpoint import MODEL, find_checkpoint
-from .checkpoint_weights import checkpoint_weights, meta_weights, weight_shapes
+from .checkpoint_weights import checkpoint_reader, checkpoint_weights, meta_weights, weight_shapes
 from .model_config import ModelConfig
 from .run_model import checkpoint_source, run_model_config
 from .runlog import LOG_FILE
@@ -202,11 +202,9 @@ def check_shapes(planned: Mapping[str, torch.Tensor], expected: Mapping[str, tup
             raise ValueError(f"{folder}: its weights do not fit the run's model ({name}: {found}, the model's {want or 'has no such weight'})")
 
 
-def _write_weights(planned: Mapping[str, torch.Tensor], tensors: Iterable[tuple[str, torch.Tensor]], folder: Path, shard_bytes: int) -> list[str]:
-    """safetensors files of at most `shard_bytes` each (one tensor may exceed it), with the index
-    transformers reads when there are several. `planned`: every name, in the order `tensors` yields
-    them, with its shape and dtype (meta tensors): the files are planned first, then each tensor is
-    written into its file as it arrives (safetensors_stream.py). Returns the files' names."""
+def plan_files(planned: Mapping[str, torch.Tensor], shard_bytes: int) -> dict[str, list[str]]:
+    """File name -> the tensors it holds, in order: files of at most `shard_bytes` (one tensor may
+    exceed it), named as transformers names them (model.safetensors, or model-0000i-of-0000N)."""
     groups: list[list[str]] = [[]]
     size = 0
     for name, tensor in planned.items():
@@ -217,21 +215,29 @@ def _write_weights(planned: Mapping[str, torch.Tensor], tensors: Iterable[tuple[
         groups[-1].append(name)
         size += nbytes
     if len(groups) == 1:
-        names = ["model.safetensors"]
-    else:
-        names = [f"model-{i:05d}-of-{len(groups):05d}.safetensors" for i in range(1, len(groups) + 1)]
+        return {"model.safetensors": groups[0]}
+    return {f"model-{i:05d}-of-{len(groups):05d}.safetensors": group for i, group in enumerate(groups, 1)}
+
+
+def _write_weights(planned: Mapping[str, torch.Tensor], tensors: Iterable[tuple[str, torch.Tensor]], folder: Path, shard_bytes: int) -> list[str]:
+    """The safetensors files of plan_files, with the index transformers reads when there are
+    several. `planned`: every name, in the order `tensors` yields them, with its shape and dtype
+    (meta tensors): the files are planned first, then each tensor is written into its file as it
+    arrives (safetensors_stream.py). Returns the files' names."""
+    files = plan_files(planned, shard_bytes)
+    if len(files) > 1:
         total = sum(t.numel() * t.element_size() for t in planned.values())
-        index = {"metadata": {"total_size": total}, "weight_map": {k: n for n, g in zip(names, groups, strict=True) for k in g}}
+        index = {"metadata": {"total_size": total}, "weight_map": {k: name for name, group in files.items() for k in group}}
         (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=1))
     arriving = iter(tensors)
-    for name, group in zip(names, groups, strict=True):
+    for name, group in files.items():
         with SafetensorsWriter(folder / name, {n: planned[n] for n in group}, {"format": "pt"}) as out:
             while not out.complete:
                 out.write(*next(arriving, ("(the end of the checkpoint's weights)", torch.empty(0))))
     leftover = next(arriving, None)
     if leftover is not None:
         raise ValueError(f"{leftover[0]}: a weight the plan has no place for")
-    return names
+    return list(files)
 
 
 def export_run(run: str, output: str | Path, checkpoint: str | None = None, dtype: str = "bf16", tokenizer: str | None = None,
@@ -248,11 +254,11 @@ def export_run(run: str, output: str | Path, checkpoint: str | None = None, dtyp
     token_folder, entry = _tokenizer(info, tokenizer)  # before the weights: a wrong tokenizer is found at once
     folder, meta = find_checkpoint(*checkpoint_source(run, checkpoint))
     trusted = bool(info["config"]["checkpoint"].get("trusted"))
-    model_folder = as_path(folder) / MODEL  # at a URL, read in place (checkpoint_weights.py)
-    shapes = weight_shapes(model_folder, trusted)
+    reader = checkpoint_reader(as_path(folder) / MODEL, trusted)  # at a URL, read in place (checkpoint_weights.py)
+    shapes = weight_shapes(reader)
     to_dtype = {k: v.to(DTYPES[dtype]) for k, v in llama_weights(meta_weights(shapes), model_config).items()}
     check_shapes(to_dtype, llama_shapes(model_config, vocab), folder)
-    converted = ((name, tensor.to(DTYPES[dtype])) for name, weight in checkpoint_weights(model_folder, shapes, trusted) for name, tensor in llama_weights({name: weight}, model_config).items())
+    converted = ((name, tensor.to(DTYPES[dtype])) for name, weight in checkpoint_weights(reader, shapes) for name, tensor in llama_weights({name: weight}, model_config).items())
     with new_folder(output) as tmp:
         files = _write_weights(to_dtype, converted, tmp, shard_bytes)
         bos, eos, pad = _special_ids(token_folder, entry)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from crawlmill.training import checkpoint_weights as weights_module
-from crawlmill.training.checkpoint_weights import LAYERS, checkpoint_weights, meta_weights, weight_shapes
+from crawlmill.training.checkpoint_weights import LAYERS, checkpoint_reader, checkpoint_weights, meta_weights, weight_shapes
 from crawlmill.training.export_hf import export_run
 from crawlmill.training.safetensors_stream import SafetensorsWriter
 from crawlmill.training.trainer import train
@@ -33,9 +33,9 @@ def spy_reads(monkeypatch) -> list[dict]:
     reads: list[dict] = []
     real = weights_module.read_slices
 
-    def recording(folder, requests, trust=False):
+    def recording(reader, requests):
         reads.append(requests)
-        return real(folder, requests, trust)
+        return real(reader, requests)
 
     monkeypatch.setattr(weights_module, "read_slices", recording)
     return reads
@@ -43,12 +43,17 @@ def spy_reads(monkeypatch) -> list[dict]:
 
 def test_each_read_is_one_layer_and_the_tensors_are_the_checkpoints(trained_run, monkeypatch):
     folder = model_folder(trained_run)
-    shapes = weight_shapes(folder)
+    reader = checkpoint_reader(folder)
+    shapes = weight_shapes(reader)
     saved = checkpoint_tensors(folder)  # torch's own converter: every tensor, whole
     assert set(shapes) == {k for k in saved if not k.startswith("optimizer.")}  # the model's weights, no optimizer state
     reads = spy_reads(monkeypatch)
 
-    loaded = list(checkpoint_weights(folder, shapes))
+    metadata_reads = []
+    read_metadata = type(reader).__mro__[1].read_metadata  # torch's FileSystemReader's
+    monkeypatch.setattr(type(reader).__mro__[1], "read_metadata", lambda self, *a, **k: metadata_reads.append(1) or read_metadata(self, *a, **k))
+    loaded = list(checkpoint_weights(reader, shapes))
+    assert metadata_reads == []  # read once, by weight_shapes above: not again for each layer
     names = [name for name, _ in loaded]
     assert len(names) == len(set(names)) == 3 + 3 * sum(k.startswith(LAYERS) for k in shapes)  # embedding, final norm, output; 3 layers
     for name, tensor in loaded:
@@ -73,10 +78,10 @@ def test_export_writes_each_layer_before_it_reads_the_next(trained_run, monkeypa
     events: list[tuple[str, object]] = []
     real_read, real_write = weights_module.read_slices, SafetensorsWriter.write
 
-    def read(folder, requests, trust=False):
+    def read(reader, requests):
         layers = {offsets[0] for name, (offsets, _, _) in requests.items() if name.startswith(LAYERS)}
         events.append(("read", layers.pop() if layers else None))
-        return real_read(folder, requests, trust)
+        return real_read(reader, requests)
 
     def write(self, name, tensor):
         events.append(("write", name))
@@ -84,7 +89,7 @@ def test_export_writes_each_layer_before_it_reads_the_next(trained_run, monkeypa
 
     monkeypatch.setattr(weights_module, "read_slices", read)
     monkeypatch.setattr(SafetensorsWriter, "write", write)
-    layer_bytes = sum(t.numel() * 2 for n, t in meta_weights(weight_shapes(model_folder(trained_run))).items() if n.startswith(f"{LAYERS}0."))
+    layer_bytes = sum(t.numel() * 2 for n, t in meta_weights(weight_shapes(checkpoint_reader(model_folder(trained_run)))).items() if n.startswith(f"{LAYERS}0."))
     export_run(str(trained_run), tmp_path / "hf", shard_bytes=layer_bytes)  # bf16: about a layer per file
 
     assert [layer for kind, layer in events if kind == "read" and layer is not None] == [0, 1, 2]
@@ -111,7 +116,7 @@ def test_metadata_that_would_run_code_is_refused(trained_run, tmp_path):
     target = tmp_path / "created-by-the-checkpoint"
     (folder / ".metadata").write_bytes(pickle.dumps(_CreatesFile(target)))
     with pytest.raises(ValueError, match=r"\.metadata: refused: a checkpoint's metadata holds only checkpoint metadata"):
-        weight_shapes(folder)
+        checkpoint_reader(folder)
     assert not target.exists()
     with pytest.raises(FileNotFoundError, match="no .metadata"):
-        weight_shapes(tmp_path)
+        checkpoint_reader(tmp_path)
