@@ -35,7 +35,6 @@ checkpoint; the first rank of each machine downloads it into the staging folder 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import pickle
@@ -55,7 +54,7 @@ from crawlmill.pathsafety import inside_folder
 
 from .compat import rng_tracker_states, set_rng_tracker_states
 from .runstore import RunStore, complete_folders, download_tree, upload
-from .sharded_io import COMMON_FILES, DamagedCheckpoint, ShardedWriter, load_sharded, rank_files, refusal_detail
+from .sharded_io import COMMON_FILES, DamagedCheckpoint, ShardedWriter, damage, load_sharded, rank_files, refusal_detail
 from .stopsignal import any_rank
 
 CHECKPOINTS = "checkpoints"
@@ -85,16 +84,13 @@ def load_state(path: AnyPath, name: AnyPath | None = None) -> dict[str, Any]:
     try:
         with torch.serialization.safe_globals(_numpy_rng_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "Weights only load failed" not in str(exc):
-            raise DamagedCheckpoint(f"{name or path}: damaged or incomplete (UnpicklingError: {exc})") from None
-        raise ValueError(f"{name or path}: refused: a checkpoint holds only tensors and plain data, this file asks for more ({refusal_detail(exc)})") from None
-    except (EOFError, zipfile.BadZipFile) as exc:
-        raise DamagedCheckpoint(f"{name or path}: damaged or incomplete ({type(exc).__name__}: {exc})") from None
-    except (RuntimeError, OSError) as exc:  # torch's zip reader: "PytorchStreamReader failed ...", or EINVAL seeking past a cut end
-        if "PytorchStreamReader" not in str(exc) and getattr(exc, "errno", None) != errno.EINVAL:
-            raise
-        raise DamagedCheckpoint(f"{name or path}: damaged or incomplete ({' '.join(str(exc).split())[:300]})") from None
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, OSError) as exc:
+        detail = damage(exc)
+        if detail is not None:
+            raise DamagedCheckpoint(f"{name or path}: damaged or incomplete ({detail})") from None
+        if isinstance(exc, pickle.UnpicklingError):
+            raise ValueError(f"{name or path}: refused: a checkpoint holds only tensors and plain data, this file asks for more ({refusal_detail(exc)})") from None
+        raise
 
 
 def step_name(step: int) -> str:

@@ -32,6 +32,7 @@ runs with TORCH_FORCE_WEIGHTS_ONLY_LOAD set; `trust=True` skips both (checkpoint
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import pickle
@@ -224,7 +225,16 @@ def load_sharded(sharded: dict[str, Any], folder: Path, trust: bool = False) -> 
         return dist_checkpointing.load(sharded, str(folder))
 
 
-DAMAGED = (EOFError, pickle.UnpicklingError, zipfile.BadZipFile)  # what torch.load raises on a cut or garbled entry
+def damage(exc: BaseException) -> str | None:
+    """What torch.load raised on a cut or garbled file, as one line, when `exc` is that (EOFError, a
+    bad pickle or zip, torch's zip reader failing, EINVAL seeking past a cut end); else None. A
+    refusal of the weights-only loader is not damage."""
+    text = " ".join(str(exc).split())
+    if "Weights only load failed" in text:
+        return None
+    if isinstance(exc, (EOFError, pickle.UnpicklingError, zipfile.BadZipFile)) or "PytorchStreamReader failed" in text or (isinstance(exc, OSError) and exc.errno == errno.EINVAL):
+        return f"{type(exc).__name__}: {text}".rstrip(": ")[:300]
+    return None
 
 
 class DamagedCheckpoint(ValueError):
@@ -246,9 +256,8 @@ def load_errors(folder: Any) -> Iterator[None]:
         refused = next((e for e in causes if "Weights only load failed" in str(e)), None)
         if refused is not None:
             raise ValueError(f"{folder}: refused: a checkpoint holds only tensors and plain data, an entry asks for more ({refusal_detail(refused)})") from None
-        damaged = next((e for e in causes if isinstance(e, DAMAGED) or "PytorchStreamReader failed" in str(e)), None)
-        if damaged is not None:
-            detail = f"{type(damaged).__name__}: {' '.join(str(damaged).split())}".rstrip(": ")[:300]
+        detail = next((d for d in map(damage, causes) if d is not None), None)
+        if detail is not None:
             raise DamagedCheckpoint(f"{folder}: a file of this checkpoint is damaged or incomplete ({detail})") from None
         raise
 

@@ -52,7 +52,6 @@ import torch
 import torch.distributed as dist
 
 from .checkpoint import Checkpointer, load_weights, refuse_to_overwrite, rng_state, set_rng_state, step_name
-from .sharded_io import DamagedCheckpoint
 from .compat import seed_model_parallel, use_cuda
 from .config import TrainConfig
 from .data import ShardData, check_resume_order, data_order, token_bytes
@@ -61,6 +60,7 @@ from .model import build_model
 from .perf import StepProfiler, megatron_flops_per_token, utilisation
 from .runlog import Reporter, write_run_info
 from .runstore import PROFILE, RunStore
+from .sharded_io import DamagedCheckpoint
 from .schedule import Schedule
 from .stopsignal import StopOnSignal, TrainingStopped, any_rank
 
