@@ -305,11 +305,14 @@ def test_unusable_data_is_a_clear_error(tiny_shards, tmp_path):
 
 def test_torchrun_ranks_train_tensor_parallel_as_one_process(tiny_shards, tmp_path):
     """`torchrun --nproc-per-node 2 -m crawlmill.cli train ...`: two gloo ranks, tensor parallel,
-    stopped after 3 steps and resumed from the TP-sharded checkpoint, give the losses, gradient norms
+    stopped after 4 steps and resumed twice from TP-sharded checkpoints, give the losses, gradient norms
     and final weights and Adam moments of one process (data parallel ranks: the Ray Train test). Clipping is on at every
-    step (norms ~0.4 > 0.2): a norm over one TP rank's slices (torch's clip_grad_norm_) is 12% off."""
+    step (norms ~0.4 > 0.2): a norm over one TP rank's slices (torch's clip_grad_norm_) is 12% off.
+    Each resume finds its newest checkpoint damaged in one rank's files only (its RNG file, then its
+    model file): both ranks go back to the same checkpoint before it (one all-reduce; the gathered
+    errors of torch.distributed.checkpoint), or they would load different steps and deadlock or differ."""
     config = {"base": "tiny", "max_steps": 6, "log_interval": 1, "data": {"shards": [str(tiny_shards)]}, "eval": {"interval": 6, "iters": 1},
-              "optimizer": {"grad_clip": 0.2}, "checkpoint": {"every_steps": 3}}  # fmt: skip
+              "optimizer": {"grad_clip": 0.2}, "checkpoint": {"every_steps": 2}}  # fmt: skip
     env = {**os.environ, "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1"}
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533"]
 
@@ -320,10 +323,19 @@ def test_torchrun_ranks_train_tensor_parallel_as_one_process(tiny_shards, tmp_pa
         assert done.returncode == 0, done.stderr[-3000:]
         return tmp_path / name
 
+    def cut(path: Path) -> None:  # a disk fault on one rank's file only
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
     one = run("one", {}, ranks=[sys.executable])
-    tensor = run("tensor", {"tensor": 2}, "--stop-after", "3")
-    assert train_records(tensor)[-1]["step"] == 3
+    tensor = run("tensor", {"tensor": 2}, "--stop-after", "4")
+    assert train_records(tensor)[-1]["step"] == 4
+    cut(tensor / "checkpoints/step-00000004/rank-00001.pt")
+    run("tensor", {"tensor": 2}, "--resume", "--stop-after", "3")  # from step 2 to 5
+    assert train_records(tensor, "resumed") == [{"kind": "resumed", "step": 2, "checkpoint": "step-00000002", "skipped": ["step-00000004"]}]
+    for path in (tensor / "checkpoints/step-00000005/model").glob("__1_*.distcp"):  # rank 1's
+        cut(path)
     run("tensor", {"tensor": 2}, "--resume")
+    assert train_records(tensor, "resumed")[-1] == {"kind": "resumed", "step": 4, "checkpoint": "step-00000004", "skipped": ["step-00000005"]}
     run_info = json.loads((tensor / "run.json").read_text())
     assert (run_info["world_size"], run_info["data_parallel"]) == (2, 1)
     reference, records = train_records(one), train_records(tensor)
