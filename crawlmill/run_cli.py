@@ -58,7 +58,8 @@ def run(
     from crawlmill.pipeline import definition
     from crawlmill.pipeline import dumps as dump_runs
     from crawlmill.pipeline.config import load_run_config, to_json
-    from crawlmill.pipeline.runner import plan_runs, run_pipeline
+    from crawlmill.pipeline.runner import run_pipeline
+    from crawlmill.pipeline.wiring import plan_runs
 
     pipeline = definition.PIPELINE  # looked up now: a test may run a pipeline with a stage added
     dumps = list(dump or [])

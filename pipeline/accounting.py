@@ -27,7 +27,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 from crawlmill.files import AnyPath, as_path, atomic_write_json, read_json
 
-from .runner import STATS_FILE, SUCCESS_FILE, StageRun, plan_runs
+from .runner import STATS_FILE, SUCCESS_FILE
+from .wiring import StageRun, plan_runs
 from .stage import StageResult
 
 RUN_FILE = "_run.json"

@@ -13,7 +13,7 @@ from crawlmill.pipeline import dumps
 from crawlmill.pipeline.config import ConfigError, load_run_config
 from crawlmill.pipeline.definition import PIPELINE
 from crawlmill.pipeline.ingest.sources import InputError, resolve_sources
-from crawlmill.pipeline.runner import plan_runs, wire_stage_config
+from crawlmill.pipeline.wiring import plan_runs, wire_stage_config
 from tests.conftest import REPO
 
 D1, D2, D3 = "CC-MAIN-2023-50", "CC-MAIN-2024-10", "CC-MAIN-2024-18"
