@@ -35,7 +35,8 @@ import shlex
 from typing import Any
 
 from airflow.sdk import DAG, chain, task, task_group
-from crawlmill_ray import dag_settings, output_dir_of, ray_job_task, read_run_config
+from crawlmill_config import output_dir_of, read_run_config
+from crawlmill_ray import dag_settings, ray_job_task
 
 from crawlmill.pipeline.dumps import APPEND_LAST, DumpsConfig, new_dumps
 from crawlmill.pipeline.definition import PIPELINE

@@ -63,7 +63,8 @@ import os
 from typing import Any
 
 from airflow.sdk import DAG, chain, task, task_group
-from crawlmill_ray import dag_settings, ray_job_task, read_run_config
+from crawlmill_config import read_run_config
+from crawlmill_ray import dag_settings, ray_job_task
 
 from crawlmill.pipeline.definition import PIPELINE
 from crawlmill.pipeline.dumps import DumpsConfig

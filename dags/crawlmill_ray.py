@@ -1,5 +1,5 @@
 """Ray jobs for crawlmill's Airflow DAGs: the operator that runs one entrypoint as a Ray job and
-follows it, and reading a run's config where the Airflow worker runs. Not a DAG itself; the DAGs
+follows it, and the DAGs' shared params. Not a DAG itself; the DAGs
 in this folder (crawlmill_pipeline.py, crawlmill_new_dump.py) import it, as Airflow puts this folder
 on sys.path.
 
@@ -34,7 +34,6 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator, Param, Variable
@@ -381,34 +380,3 @@ def ray_job_task(task_id: str, entrypoint: str, **kwargs: Any) -> RayJobOperator
         doc_md=f"crawlmill as a Ray job: `{entrypoint}`",
         **kwargs,
     )
-
-
-def read_run_config(config: str, working_dir: str | None) -> tuple[dict[str, Any], str]:
-    """The run config's YAML as the Airflow worker reads it, and the folder its relative paths are
-    relative to. `config` is what the jobs get: a path or fsspec URL, or, with a local
-    `working_dir`, relative to it. The DAGs read only `output_dir` and `dumps:` from it."""
-    import fsspec
-    import yaml
-
-    if "://" not in config and not os.path.isabs(config) and working_dir and "://" not in working_dir:
-        config = os.path.join(working_dir, config)
-    try:
-        with fsspec.open(config, "r", encoding="utf-8") as f:
-            data = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as exc:
-        raise AirflowException(
-            f"cannot read the config {config} here, on the Airflow worker ({exc}); the DAG reads its "
-            "dumps: section, so put it where the worker sees it (shared storage, an fsspec URL, or working_dir)"
-        ) from None
-    if not isinstance(data, dict):
-        raise AirflowException(f"{config}: expected a mapping")
-    base = config.rsplit("/", 1)[0] if "://" in config else str(Path(config).resolve().parent)
-    return data, base
-
-
-def output_dir_of(data: dict[str, Any], base: str) -> str:
-    """The config's output_dir, a relative one resolved against the config's folder (as crawlmill does)."""
-    output = str(data.get("output_dir") or "")
-    if not output:
-        raise AirflowException("the config has no output_dir")
-    return output if "://" in output or os.path.isabs(output) else os.path.normpath(os.path.join(base, output))
