@@ -1,6 +1,6 @@
 """Benchmark: the memory and time of `crawlmill export` (a checkpoint streamed one decoder layer at a
-time into safetensors files) and `crawlmill import` (the Megatron model filled a layer at a time as
-the files are read) against the whole-model paths. Export's peer: the run's Megatron model built,
+time into safetensors files) and `crawlmill import` (a checkpoint written a parameter at a time, each
+read from the files when it is written, the model built on the meta device) against the whole-model paths. Export's peer: the run's Megatron model built,
 the checkpoint loaded into it through dist_checkpointing, its state dict renamed and written with
 safetensors' save_file. Import's peer: every file read first (safetensors' load_file), the weights
 fused, then loaded into the model (load_state_dict) and saved. Both peers are what Megatron-LM's
@@ -117,7 +117,7 @@ def whole_files_import(hf: str, output: Path, shard_bytes: int) -> None:
 
 
 METHODS = {"crawlmill export (streaming)": streaming_export, "whole model (Megatron load)": whole_model_export}
-IMPORT_METHODS = {"crawlmill import (a layer at a time)": streaming_import, "all files read, then loaded": whole_files_import}
+IMPORT_METHODS = {"crawlmill import (a parameter at a time)": streaming_import, "all files read, then loaded": whole_files_import}
 
 
 def same_checkpoints(a: Path, b: Path) -> bool:

@@ -204,21 +204,21 @@ class Checkpointer:
     def __init__(
         self, run_dir: Path, rank: int, world: int, keep: int, asynchronous: bool, barrier: Callable[[], None],
         remote: AnyPath | None = None, published: Callable[[], None] | None = None, local_rank: int | None = None,
-        trusted: bool = False, fully_parallel: bool = True, constant_structure: bool = False, shield: str | None = None,
+        trusted: bool = False, fully_parallel: bool = True, constant_structure: bool = False, shield: str | None = None, strategy: Any = None,
     ) -> None:  # fmt: skip
         """`remote`: the run folder's URL (checkpoints are uploaded there); `published`: called on
         rank 0 once a checkpoint is complete (the run uploads its logs then); `local_rank`: this
         rank's index on its machine (0 downloads a URL checkpoint for the machine; default: rank);
         `trusted`: load the model folder without the data-only checks (sharded_io.load_sharded);
-        `fully_parallel`, `constant_structure`: how the model folder is written, `shield`: the stop
-        signal its writers outlive (sharded_io.py)."""
+        `fully_parallel`, `constant_structure`, `strategy`: how the model folder is written, `shield`:
+        the stop signal its writers outlive (sharded_io.py)."""
         self.root = Path(run_dir) / CHECKPOINTS
         self.remote = as_path(remote) / CHECKPOINTS if remote is not None else None
         self.rank, self.world, self.keep, self.barrier = rank, world, keep, barrier
         self.local_rank = rank if local_rank is None else local_rank
         self.trusted = trusted
         self.published = published
-        self.writer = ShardedWriter(asynchronous, fully_parallel, constant_structure, shield=shield)
+        self.writer = ShardedWriter(asynchronous, fully_parallel, constant_structure, shield=shield, strategy=strategy)
         self._pending: tuple[int, dict[str, Any]] | None = None
         self._closed = False
         self._upload: threading.Thread | None = None

@@ -100,13 +100,14 @@ def _call_known(builder: Callable[..., Any], **kwargs: Any) -> Any:
     return builder(**{k: v for k, v in kwargs.items() if k in accepted})
 
 
-def layer_spec(attention: str = "sdpa") -> tuple[Any, str]:
-    """The transformer layer spec and its name: "transformer_engine", else "local" with `attention`
-    as its core attention ("sdpa": training/attention.py; "megatron": Megatron's DotProductAttention)."""
+def layer_spec(attention: str = "sdpa", local: bool = False) -> tuple[Any, str]:
+    """The transformer layer spec and its name: "transformer_engine" (unless `local`), else "local"
+    with `attention` as its core attention ("sdpa": training/attention.py; "megatron": Megatron's
+    DotProductAttention). Both save the same checkpoint keys."""
     from megatron.core.models.gpt import gpt_layer_specs as specs
 
     common = dict(num_experts=None, moe_grouped_gemm=False, qk_layernorm=False)
-    if use_cuda() and has_transformer_engine():
+    if not local and use_cuda() and has_transformer_engine():
         return _call_known(specs.get_gpt_layer_with_transformer_engine_spec, **common), "transformer_engine"
     spec = _call_known(specs.get_gpt_layer_local_spec, **common, normalization="RMSNorm")
     if attention == "sdpa":

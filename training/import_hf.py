@@ -15,10 +15,12 @@ inverse of export_hf.py's renaming: q/k/v_proj are fused into Megatron's linear_
 group, gate_proj and up_proj into linear_fc1. The checkpoint is written by one process with
 tensor parallelism 1; dist_checkpointing reshards it by global key for a run of any layout. The
 run's own config must have the same shape (the init_from check names the first tensor that
-differs); the built-in whose shape it is, if any, is printed. Memory: the model once, filled a
-layer at a time from the files as they are read (a 7B in bf16: about 14 GB, where reading every
-file first and then the model needed twice that and more). The folder is written under a temporary
-name and renamed when complete.
+differs); the built-in whose shape it is, if any, is printed. Every weight's name and shape is
+checked against config.json's model from the files' headers before anything is read. Memory: one
+parameter at a time, never the model: the model is built on the meta device (shapes only) for
+Megatron's checkpoint layout, and each parameter is read from the files, fused and written when
+torch.distributed.checkpoint writes it (lazy_save.py); a 67B in bf16 needed 134 GB held whole. The
+folder is written under a temporary name and renamed when complete.
 """
 
 from __future__ import annotations
@@ -29,13 +31,13 @@ import pickle
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 import torch.distributed as dist
 
 from .checkpoint import Checkpointer, rng_state
-from .export_hf import new_folder, refuse_existing
+from .export_hf import llama_shapes, new_folder, refuse_existing
 from .model_config import ModelConfig
 from .run_model import one_process_model_parallel
 from .runlog import RUN_FILE
@@ -75,51 +77,51 @@ def model_config_of(config: Mapping[str, Any], source: str = "config.json") -> M
     )  # fmt: skip
 
 
-def megatron_tensors(hf: Mapping[str, torch.Tensor], model: ModelConfig) -> Iterator[tuple[str, torch.Tensor]]:
-    """Megatron GPTModel (local spec) names and tensors for Llama weights, export_hf.llama_weights
-    inverted, a layer at a time (each weight is read from `hf` when its layer comes). A weight
-    without a place is an error (before any is read); so is one missing."""
-    groups, head_dim = model.query_groups, model.head_dim
-    per_group = model.num_attention_heads // groups
-    top = {"model.embed_tokens.weight": "embedding.word_embeddings.weight", "model.norm.weight": "decoder.final_layernorm.weight", "lm_head.weight": "output_layer.weight"}
-    layer_names = {
-        "input_layernorm.weight": "input_layernorm.weight", "post_attention_layernorm.weight": "pre_mlp_layernorm.weight",
-        "self_attn.o_proj.weight": "self_attention.linear_proj.weight", "mlp.down_proj.weight": "mlp.linear_fc2.weight",
-    }  # fmt: skip
-    taken = set(top) | {f"model.layers.{i}.{p}" for i in range(model.num_layers) for p in (*FUSED, *layer_names)}
-    unplaced = sorted(k for k in hf if k not in taken and not k.endswith("rotary_emb.inv_freq"))
-    if unplaced:
-        raise ValueError(f"weights without a place in the model: {', '.join(unplaced[:5])}{' ...' if len(unplaced) > 5 else ''}")
-    yield "embedding.word_embeddings.weight", _take(hf, "model.embed_tokens.weight")
+def weight_sources(model: ModelConfig) -> dict[str, tuple[str, ...]]:
+    """Each Megatron GPTModel parameter (local spec names), in the model's order, and the Llama
+    weights it is made of: export_hf.llama_weights inverted (q/k/v fused by key/value group into
+    linear_qkv, gate and up into linear_fc1, the rest renamed)."""
+    renamed = {"input_layernorm.weight": "input_layernorm.weight", "pre_mlp_layernorm.weight": "post_attention_layernorm.weight",
+               "self_attention.linear_proj.weight": "self_attn.o_proj.weight", "mlp.linear_fc2.weight": "mlp.down_proj.weight"}  # fmt: skip
+    sources: dict[str, tuple[str, ...]] = {"embedding.word_embeddings.weight": ("model.embed_tokens.weight",)}
     for i in range(model.num_layers):
-        hf_layer, layer = f"model.layers.{i}.", f"decoder.layers.{i}."
-        q, k, v = (_take(hf, f"{hf_layer}self_attn.{p}_proj.weight") for p in "qkv")
-        hidden = q.shape[1]
-        fused = torch.cat([q.reshape(groups, per_group, head_dim, hidden), k.reshape(groups, 1, head_dim, hidden), v.reshape(groups, 1, head_dim, hidden)], dim=1)
-        yield layer + "self_attention.linear_qkv.weight", fused.reshape(-1, hidden)
-        yield layer + "mlp.linear_fc1.weight", torch.cat([_take(hf, f"{hf_layer}mlp.gate_proj.weight"), _take(hf, f"{hf_layer}mlp.up_proj.weight")])
-        for theirs, ours in layer_names.items():
-            yield layer + ours, _take(hf, hf_layer + theirs)
-    for theirs, ours in top.items():
-        if ours != "embedding.word_embeddings.weight":
-            yield ours, _take(hf, theirs)
+        hf, ours = f"model.layers.{i}.", f"decoder.layers.{i}."
+        sources[ours + "self_attention.linear_qkv.weight"] = tuple(f"{hf}{p}" for p in FUSED[:3])
+        sources[ours + "mlp.linear_fc1.weight"] = tuple(f"{hf}{p}" for p in FUSED[3:])
+        sources.update({ours + name: (hf + theirs,) for name, theirs in renamed.items()})
+    return {**sources, "decoder.final_layernorm.weight": ("model.norm.weight",), "output_layer.weight": ("lm_head.weight",)}
 
 
-def fill_model(gpt: Any, tensors: Iterable[tuple[str, torch.Tensor]], source: Path) -> None:
-    """Copy each (name, tensor) into the model's parameter of that name as it comes (converted to
-    the parameter's dtype), so that only the model and one tensor are in memory; every parameter
-    must be filled, each with its own shape."""
-    params = {k: v for k, v in gpt.state_dict(keep_vars=True).items() if not k.endswith("._extra_state")}
-    with torch.no_grad():
-        for name, tensor in tensors:
-            target = params.pop(name, None)
-            if target is None:
-                raise ValueError(f"{source}: {name} has no place in the model")
-            if target.shape != tensor.shape:
-                raise ValueError(f"{source}: {name} is {tuple(tensor.shape)}, the model's {tuple(target.shape)}")
-            target.copy_(tensor)
-    if params:
-        raise ValueError(f"{source}: the weights do not fill the model (missing {sorted(params)[:5]})")
+def check_weights(hf: HFWeights, model: ModelConfig, source: Path) -> None:
+    """Before anything is read or written: every weight has a place in the model, none is missing,
+    each has its shape (from the files' headers)."""
+    expected = llama_shapes(model, int(model.vocab_size))
+    unplaced = sorted(k for k in hf if k not in expected and not k.endswith("rotary_emb.inv_freq"))
+    if unplaced:
+        raise ValueError(f"{source}: weights without a place in the model: {', '.join(unplaced[:5])}{' ...' if len(unplaced) > 5 else ''}")
+    for name, want in expected.items():
+        if name not in hf:
+            raise ValueError(f"{source}: {name}: missing from the weights")
+        if hf.shape(name) != want:
+            raise ValueError(f"{source}: {name} is {hf.shape(name)}, the model's {want} (config.json's shape)")
+
+
+def megatron_tensor(hf: Mapping[str, torch.Tensor], model: ModelConfig, name: str, sources: tuple[str, ...]) -> torch.Tensor:
+    """Megatron parameter `name` made of its Llama weights `sources` (weight_sources), read now."""
+    tensors = [_take(hf, s) for s in sources]
+    if name.endswith("linear_qkv.weight"):
+        groups, head_dim = model.query_groups, model.head_dim
+        q, k, v = tensors
+        hidden, per_group = q.shape[1], model.num_attention_heads // groups
+        parts = [q.reshape(groups, per_group, head_dim, hidden), k.reshape(groups, 1, head_dim, hidden), v.reshape(groups, 1, head_dim, hidden)]
+        return torch.cat(parts, dim=1).reshape(-1, hidden)
+    return torch.cat(tensors) if len(tensors) > 1 else tensors[0]
+
+
+def megatron_tensors(hf: Mapping[str, torch.Tensor], model: ModelConfig) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every (Megatron name, tensor) in the model's order, each read when it comes."""
+    for name, sources in weight_sources(model).items():
+        yield name, megatron_tensor(hf, model, name, sources)
 
 
 def _take(weights: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
@@ -151,6 +153,7 @@ class HFWeights(Mapping[str, torch.Tensor]):
         index = folder / "model.safetensors.index.json"
         self._files: dict[str, Path] = {}  # safetensors tensor name -> its file
         self._dtypes: dict[str, torch.dtype] = {}
+        self._shapes: dict[str, tuple[int, ...]] = {}
         self._loaded: dict[str, torch.Tensor] = {}  # .bin tensors (memory-mapped where possible)
         if (folder / "model.safetensors").is_file() or index.is_file():
             names = ["model.safetensors"] if (folder / "model.safetensors").is_file() else sorted(set(json.loads(index.read_text())["weight_map"].values()))
@@ -158,7 +161,8 @@ class HFWeights(Mapping[str, torch.Tensor]):
                 with _unreadable(folder / name), safe_open(str(folder / name), framework="pt") as handle:
                     for key in handle.keys():
                         self._files[key] = folder / name
-                        self._dtypes[key] = SAFETENSORS_DTYPES[handle.get_slice(key).get_dtype()]
+                        header = handle.get_slice(key)
+                        self._dtypes[key], self._shapes[key] = SAFETENSORS_DTYPES[header.get_dtype()], tuple(header.get_shape())
             return
         bins = sorted(folder.glob("pytorch_model*.bin"))
         if not bins:
@@ -172,6 +176,7 @@ class HFWeights(Mapping[str, torch.Tensor]):
                         raise
                     self._loaded.update(torch.load(path, map_location="cpu", weights_only=True))
         self._dtypes = {key: tensor.dtype for key, tensor in self._loaded.items()}
+        self._shapes = {key: tuple(tensor.shape) for key, tensor in self._loaded.items()}
 
     def __getitem__(self, name: str) -> torch.Tensor:
         from safetensors import safe_open
@@ -194,6 +199,10 @@ class HFWeights(Mapping[str, torch.Tensor]):
         """A tensor's dtype, without reading it."""
         return self._dtypes[name]
 
+    def shape(self, name: str) -> tuple[int, ...]:
+        """A tensor's shape, without reading it."""
+        return self._shapes[name]
+
 
 def matching_builtin(model: ModelConfig) -> str | None:
     """The built-in config whose model has this shape, if one has."""
@@ -211,6 +220,7 @@ def import_hf(source: str | Path, output: str | Path, overwrite: bool = False) -
     """Write the run folder of the Hugging Face model in `source` into `output` (module
     docstring); returns what run.json records of the import."""
     from .config import TrainConfig
+    from .lazy_save import ProducingSave
     from .model import build_model
 
     source, output = Path(source), Path(output)
@@ -219,13 +229,14 @@ def import_hf(source: str | Path, output: str | Path, overwrite: bool = False) -
     refuse_existing(output, overwrite)
     model = model_config_of(json.loads((source / "config.json").read_text()), str(source / "config.json"))
     hf = HFWeights(source)
+    check_weights(hf, model, source)
     precision = "bf16" if all(hf.dtype(name) == torch.bfloat16 for name in hf if not name.endswith("rotary_emb.inv_freq")) else "fp32"
+    sources = weight_sources(model)
     with new_folder(output) as tmp:
         with one_process_model_parallel():
-            gpt = build_model(model, int(model.vocab_size), precision, initialize=False)  # fill_model sets every weight
-            fill_model(gpt, megatron_tensors(hf, model), source)
-            del hf
-            saver = Checkpointer(tmp, 0, 1, 1, False, dist.barrier)
+            gpt = build_model(model, int(model.vocab_size), precision, meta=True)  # shapes only: each weight is made as it is written
+            strategy = ProducingSave(gpt, lambda name: megatron_tensor(hf, model, name, sources[name]))
+            saver = Checkpointer(tmp, 0, 1, 1, False, dist.barrier, strategy=strategy)
             saver.save(0, {"model": gpt.sharded_state_dict()}, rng_state(), {"consumed_samples": 0, "tokens": 0, "imported_from": str(source)})
             saver.close()
         record = {"source": str(source.resolve()), "builtin": matching_builtin(model), "precision": precision, "parameters": model.parameters()["total"]}

@@ -13,6 +13,7 @@ fused SwiGLU and cross-entropy on GPU (`model.fused_kernels`); activation recomp
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -23,10 +24,11 @@ from .config import ParallelConfig
 from .model_config import ModelConfig
 
 
-def transformer_config(model: ModelConfig, precision: str, parallel: ParallelConfig | None = None, initialize: bool = True) -> Any:
+def transformer_config(model: ModelConfig, precision: str, parallel: ParallelConfig | None = None, initialize: bool = True, on_cpu: bool = False) -> Any:
     """Megatron's TransformerConfig for `model`; `initialize=False` leaves the weights uninitialized,
     for a model whose every weight is loaded next (no time, and no fp32 master copy of each matrix
-    that CPU initialization makes)."""
+    that CPU initialization makes); `on_cpu`: weights made where torch's default device says, even
+    with CUDA (the meta device of build_model(meta=True))."""
     from megatron.core.transformer.transformer_config import TransformerConfig
 
     parallel = parallel or ParallelConfig()
@@ -56,7 +58,7 @@ def transformer_config(model: ModelConfig, precision: str, parallel: ParallelCon
         # Sequence parallelism splits the norms' activations over the TP ranks: TE's norms support it, the
         # local spec's torch norms do not (Megatron refuses the pair), so without TE it stays off.
         sequence_parallel=parallel.tensor > 1 and use_cuda() and has_transformer_engine(),
-        use_cpu_initialization=not use_cuda(),
+        use_cpu_initialization=on_cpu or not use_cuda(),
         perform_initialization=initialize,
         **_recompute(model),
     )
@@ -71,16 +73,19 @@ def _recompute(model: ModelConfig) -> dict[str, Any]:
     return {}
 
 
-def build_model(model: ModelConfig, vocab_size: int, precision: str = "fp32", parallel: ParallelConfig | None = None, initialize: bool = True) -> Any:
+def build_model(
+    model: ModelConfig, vocab_size: int, precision: str = "fp32", parallel: ParallelConfig | None = None, initialize: bool = True, meta: bool = False,
+) -> Any:  # fmt: skip
     """The GPTModel for this rank (Megatron's model-parallel state must be initialized);
-    `initialize=False`: weights left as allocated, for a model about to be loaded."""
+    `initialize=False`: weights left as allocated, for a model about to be loaded; `meta`: on the
+    meta device (shapes, no storage; the local spec), for its sharded state dict (lazy_save.py)."""
     from megatron.core import parallel_state
     from megatron.core.models.gpt.gpt_model import GPTModel
 
-    spec, _ = layer_spec(model.attention)
-    with device_scope():
+    spec, _ = layer_spec(model.attention, local=meta)
+    with device_scope(), torch.device("meta") if meta else contextlib.nullcontext():
         gpt = GPTModel(
-            transformer_config(model, precision, parallel, initialize),
+            transformer_config(model, precision, parallel, initialize and not meta, on_cpu=meta),
             spec,
             vocab_size=vocab_size,
             max_sequence_length=model.seq_length,
@@ -90,6 +95,6 @@ def build_model(model: ModelConfig, vocab_size: int, precision: str = "fp32", pa
             position_embedding_type="rope",
             rotary_base=model.rotary_base,
         )
-    if use_cuda():
+    if use_cuda() and not meta:
         gpt = gpt.cuda(torch.cuda.current_device())
     return gpt

@@ -121,12 +121,14 @@ class ShardedWriter:
 
     def __init__(
         self, asynchronous: bool, fully_parallel: bool = True, constant_structure: bool = False, group: Any = None, shield: str | None = None,
+        strategy: Any = None,
     ) -> None:  # fmt: skip
-        """`shield`: a signal name (the run's stop signal) that the writer's helper processes ignore (`shielded`)."""
+        """`shield`: a signal name (the run's stop signal) that the writer's helper processes ignore (`shielded`);
+        `strategy`: a save strategy of its own (lazy_save.ProducingSave) instead of `save_strategy`'s."""
         self.asynchronous = asynchronous
         self.shield = signal.Signals[shield] if shield else None
         self.fully_parallel, self.constant_structure, self.group = fully_parallel, constant_structure, group
-        self._strategy: Any = None  # built at the first save: it needs the process groups
+        self._strategy: Any = strategy  # else built at the first save: it needs the process groups
         self._saves = 0
         self._queue: Any = None
         self._pending = False

@@ -118,8 +118,8 @@ def test_bad_input_is_a_clear_error(trained, tiny_shards, tmp_path):
     assert crawlmill(tmp_path / "nothing", "--data", tiny_shards).exit_code == 2
     cut = tmp_path / "cut"
     shutil.copytree(trained, cut)
-    for path in (cut / "checkpoints").glob("step-*/model/__0_*.distcp"):
-        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    for path in (cut / "checkpoints").glob("step-*/model/__0_*.distcp"):  # cut short within the model's weights (megatron-core
+        path.write_bytes(path.read_bytes()[:1000])  # 0.19 writes them first, the optimizer's after: a cut half can leave them whole)
     damaged = crawlmill(cut, "--data", tiny_shards)
     assert damaged.exit_code == 2 and "a file of this checkpoint is damaged or incomplete" in damaged.output, damaged.output
     unknown = crawlmill(trained, "--data", tiny_shards, "--checkpoint", "step-00000099")

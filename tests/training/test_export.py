@@ -133,8 +133,8 @@ def test_bad_input_is_a_clear_error(tiny_shards, tmp_path):
     # a checkpoint file cut short (a copy that stopped, a full disk): named, not a traceback
     cut = tmp_path / "cut"
     shutil.copytree(run, cut)
-    for path in (cut / "checkpoints").glob("step-*/model/__0_*.distcp"):
-        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    for path in (cut / "checkpoints").glob("step-*/model/__0_*.distcp"):  # cut short within the model's weights (megatron-core
+        path.write_bytes(path.read_bytes()[:1000])  # 0.19 writes them first, the optimizer's after: a cut half can leave them whole)
     damaged = export(cut, "--output", tmp_path / "x")
     assert damaged.exit_code == 2 and "a file of this checkpoint is damaged or incomplete" in damaged.output, damaged.output
     assert misfit.exit_code == 2 and "its weights do not fit the run's model (model.layers.0.mlp.gate_proj.weight: (172, 64), the model's (180, 64))" in misfit.output.replace("\n", "")

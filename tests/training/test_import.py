@@ -131,35 +131,38 @@ def test_deepseeks_released_shapes_are_the_built_in_configs():
     assert matching_builtin(model_config_of({**common, "num_hidden_layers": 30, "hidden_size": 4096, "num_attention_heads": 32, "intermediate_size": 11008, "rope_theta": 5e5})) is None
 
 
-def test_import_fills_each_layer_before_it_reads_the_next(tmp_path, monkeypatch):
-    """Memory: the model and one layer, never the files' weights all at once."""
-    from crawlmill.training import import_hf
+def test_import_holds_one_parameter_at_a_time_never_the_model(tmp_path, monkeypatch):
+    """Memory: the model is built on the meta device (shapes only) and each parameter is read and
+    fused when it is written, the one before it gone by then; each file's weight read once or, for
+    linear_fc1's gate and up (written as two halves), at most twice."""
+    import gc
+    import weakref
+
+    from crawlmill.training import import_hf, model
 
     llama(tmp_path / "hf", num_hidden_layers=3)
-    events: list[tuple[str, str]] = []
-    real_get, real_fill = import_hf.HFWeights.__getitem__, import_hf.fill_model
+    built, alive, reads = [], [], []
+    real_build, real_tensor, real_get = model.build_model, import_hf.megatron_tensor, import_hf.HFWeights.__getitem__
+
+    def build(*args, **kwargs):
+        built.append(real_build(*args, **kwargs))
+        return built[-1]
+
+    def tensor(hf, config, name, sources):
+        gc.collect()
+        assert not [ref for ref in alive if ref() is not None], f"{name}: an earlier parameter is still held"
+        made = real_tensor(hf, config, name, sources)
+        alive.append(weakref.ref(made))
+        return made
 
     def get(self, name):
-        events.append(("read", name))
+        reads.append(name)
         return real_get(self, name)
 
-    def fill(gpt, tensors, source):
-        def recorded():
-            for name, tensor in tensors:
-                yield name, tensor
-                events.append(("filled", name))  # after fill_model took it: the generator resumes once it is copied
-
-        return real_fill(gpt, recorded(), source)
-
+    monkeypatch.setattr(model, "build_model", build)
+    monkeypatch.setattr(import_hf, "megatron_tensor", tensor)
     monkeypatch.setattr(import_hf.HFWeights, "__getitem__", get)
-    monkeypatch.setattr(import_hf, "fill_model", fill)
     assert crawlmill("import", tmp_path / "hf", "--output", tmp_path / "run").exit_code == 0
-    for layer in (1, 2):
-        first_read = next(i for i, (kind, name) in enumerate(events) if kind == "read" and name.startswith(f"model.layers.{layer}."))
-        filled = {name for kind, name in events[:first_read] if kind == "filled"}
-        assert {n for n in filled if n.startswith(f"decoder.layers.{layer - 1}.")} == {
-            f"decoder.layers.{layer - 1}.{p}" for p in ("self_attention.linear_qkv.weight", "mlp.linear_fc1.weight", "input_layernorm.weight",
-                                                         "pre_mlp_layernorm.weight", "self_attention.linear_proj.weight", "mlp.linear_fc2.weight")
-        }, events  # fmt: skip
-    reads = [name for kind, name in events if kind == "read"]
-    assert len(reads) == len(set(reads))  # each weight read once
+    assert len(built) == 1 and {p.device.type for p in built[0].parameters()} == {"meta"}
+    weights = json.loads((tmp_path / "hf/model.safetensors.index.json").read_text())["weight_map"]
+    assert set(reads) == set(weights) and all(reads.count(n) <= (2 if ".mlp.gate_proj" in n or ".mlp.up_proj" in n else 1) for n in weights)
