@@ -230,16 +230,21 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         backend = TorchBackend(model, config.optimizer, plan.peak_lr, device, parallel_state.get_data_parallel_group(), parallel_state.get_model_parallel_group())
     start = 0
     order = data_order(config, data.folders, plan.global_batch, plan.total_steps * plan.global_batch)
-    skipped: list[str] = []  # damaged checkpoints a resume went past (each rank sees the same: loads are collective)
+    skipped: list[str] = []  # damaged checkpoints a resume went past, the same on every rank
     if found is not None:
         for folder, meta in saver.complete():
             if config.data.check_on_resume:
                 check_resume_order(meta.get("data_order"), order, folder)
+            damaged: DamagedCheckpoint | None = None
             try:
                 state, rng = saver.load(folder, meta, replicated, backend.sharded_state_dict(is_loading=True))
             except DamagedCheckpoint as exc:
-                if rank == 0:
-                    print(f"{exc}: resuming from the checkpoint before it", file=sys.stderr)
+                damaged = exc
+            # Agreed by all-reduce: a file may fail one rank's reads only (megatron-core 0.19's load
+            # does not gather the ranks' errors as 0.16's did), and a rank that went on alone would hang.
+            if any_rank([damaged is not None], device)[0]:
+                if damaged is not None or rank == 0:
+                    print(f"{damaged or f'{folder}: another rank found a file of it damaged or incomplete'}: resuming from the checkpoint before it", file=sys.stderr)
                 skipped.append(Path(str(folder)).name)
                 continue
             found = folder, meta
