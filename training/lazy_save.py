@@ -46,6 +46,8 @@ class _ProducingPlanner(MCoreSavePlanner):
             self._last = (None, None)  # freed before the next one is made
             self._last = (name, self.produce(name))
         whole = self._last[1]
+        if data.storage_offset() == 0 and data.numel() == whole.numel() and data.is_contiguous():
+            return whole.view(data.size())  # the whole parameter (a layer's, with its stacking axis): no copy
         return whole.as_strided(data.size(), data.stride(), data.storage_offset()).clone()
 
 
