@@ -23,6 +23,12 @@ crawlmill trains on megatron-core 0.16.1 (the newest for Python 3.11) and on the
 - dist_checkpointing.save's asynchronous writer: 0.16 has Megatron's own; newer releases default to
   nvidia-resiliency-ext's (`async_strategy="nvrx"`, a package we do not require) and still offer
   Megatron's as `async_strategy="mcore"`, which `async_save_options` asks for where it exists.
+- A sharded load's errors: 0.16 gathers every rank's (torch.distributed.checkpoint raises the same
+  CheckpointException on all), 0.19 does not (a rank whose file is damaged fails alone while the
+  others load): the trainer agrees on a damaged checkpoint by its own all-reduce, in both.
+- Checkpoint files (seen here): 0.19 writes one `.distcp` per rank, the model's tensors before the
+  optimizer's, and no `common.pt`; 0.16 two per rank and a `common.pt`. Our readers and writers
+  (checkpoint_weights.py, lazy_save.py) go through Megatron's and torch's metadata, not the files' names.
 
     from crawlmill.training.compat import device_scope, layer_spec
 """
