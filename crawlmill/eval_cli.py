@@ -73,5 +73,5 @@ def eval_(
     for r in record["results"]:
         bpb = f"{r['bpb']:.4f}" if r["bpb"] is not None else f"not reported ({r.get('bpb_unavailable', 'no bytes counted')})"
         sample = "" if r["complete"] else " (a sample: --max-tokens)"
-        checked = "" if r["tokenizer_checked"] else " (tokenizer not checked: the run has no shards)"
+        checked = "" if r["tokenizer_checked"] else " (tokenizer not checked: the run has no shards, nor an imported tokenizer)"
         out.print(f"{r['data']}: loss {r['loss']:.4f}, bits per byte {bpb}; {r['tokens']:,} tokens, {r['documents']:,} documents{sample}{checked}", highlight=False)

@@ -14,8 +14,9 @@ at its own length. Bits per byte = the summed loss in nats / ln 2 / the UTF-8 by
 tokens (the byte-level tokenizer's table; the end-of-document token counts 0): over a whole folder
 the bytes counted are the pack stage's recorded bytes (`bytes_packed`, checked by the tests).
 
-The folder must be packed with the run's tokenizer (the sha256 of the manifests; an imported run,
-which has no shards, is not checked, and says so). One process, on the GPU when there is one;
+The folder must be packed with the run's tokenizer (the sha256 of the manifests; for an imported
+run, of the tokenizer.json import copied from the model's folder; one imported without it is not
+checked, and says so). One process, on the GPU when there is one;
 memory: the model and one micro-batch. Deterministic: no sampling; other micro-batches change the loss only by float rounding.
 """
 
@@ -29,7 +30,6 @@ import numpy as np
 import torch
 
 from crawlmill.files import as_path, sha256_file
-from crawlmill.shards.manifest import load_manifest
 
 from .compat import causal_mask, device_scope, use_cuda
 from .data import check_shards, open_folders, token_bytes
@@ -61,11 +61,13 @@ def _documents(folder: Any, prefixes: list[str], counted: list[int]) -> Iterator
             yield dataset[index]
 
 
-def _run_tokenizer(info: dict[str, Any]) -> str | None:
-    """The sha256 of the tokenizer the run's shards were packed with; None for a run without shards."""
-    shards = info["config"]["data"]["shards"]
-    manifest = load_manifest(shards[0]) if shards else None
-    return manifest["tokenizer"]["sha256"] if manifest else None
+def _run_tokenizer(run: str, info: dict[str, Any]) -> str | None:
+    """The sha256 of the tokenizer the run's shards were packed with (or the imported model's);
+    None for a run with neither."""
+    from .export_hf import run_tokenizer_entry
+
+    found = run_tokenizer_entry(run, info)
+    return found[0]["sha256"] if found else None
 
 
 def evaluate_folder(model: Any, folder: str, seq_length: int, vocab: int, run_tokenizer: str | None, micro_batch: int = 4,
@@ -77,7 +79,7 @@ def evaluate_folder(model: Any, folder: str, seq_length: int, vocab: int, run_to
     (shards,) = open_folders([folder])
     entry = shards.manifest["tokenizer"]
     if run_tokenizer is not None and entry["sha256"] != run_tokenizer:
-        raise ValueError(f"{folder}: packed with another tokenizer (sha256 {entry['sha256'][:12]}…) than the run's shards ({run_tokenizer[:12]}…): its tokens mean other text to this model")
+        raise ValueError(f"{folder}: packed with another tokenizer (sha256 {entry['sha256'][:12]}…) than the run's ({run_tokenizer[:12]}…): its tokens mean other text to this model")
     if tokenizer is not None and not (as_path(tokenizer) / "tokenizer.json").is_file():
         raise FileNotFoundError(f"--tokenizer {tokenizer}: no tokenizer.json there")
     if tokenizer is not None and sha256_file(as_path(tokenizer) / "tokenizer.json") != entry["sha256"]:
@@ -145,7 +147,7 @@ def evaluate_run(run: str, data: list[str], checkpoint: str | None = None, micro
     if micro_batch < 1 or (max_tokens is not None and max_tokens < 1):
         raise ValueError("--micro-batch and --max-tokens must be positive")
     model_config, vocab, info = run_model_config(run)
-    run_tokenizer = _run_tokenizer(info)
+    run_tokenizer = _run_tokenizer(run, info)
     if not use_cuda():  # bf16 matmuls on CPU are slow where they exist: the weights are read into fp32
         info["config"]["precision"] = "fp32"
     with one_process_model_parallel():

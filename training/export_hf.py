@@ -156,15 +156,26 @@ def new_folder(output: Path) -> Iterator[Path]:
         raise
 
 
-def _tokenizer(info: dict[str, Any], tokenizer: str | None) -> tuple[Any, dict[str, Any]]:
-    """(the tokenizer folder, the shards' manifest tokenizer entry), its tokenizer.json checked
-    against the sha256 the shards were packed with."""
+def run_tokenizer_entry(run: str, info: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """(the tokenizer entry, its folder) of a run: its shards' manifest's, else, for an imported
+    run, the one import copied from the model's folder (import_hf.copy_tokenizer); None if neither."""
     shards = info["config"]["data"]["shards"]
     manifest = load_manifest(shards[0]) if shards else None
-    if manifest is None:
-        raise FileNotFoundError(f"{shards[0] if shards else 'data.shards'}: the run's shards have no manifest.json; the tokenizer is unknown")
-    entry = manifest["tokenizer"]
-    folder = as_path(tokenizer or entry["path"])
+    if manifest is not None:
+        return manifest["tokenizer"], manifest["tokenizer"]["path"]
+    imported = (info.get("imported") or {}).get("tokenizer")
+    return (imported, str(as_path(run) / imported["path"])) if imported else None
+
+
+def _tokenizer(run: str, info: dict[str, Any], tokenizer: str | None) -> tuple[Any, dict[str, Any]]:
+    """(the tokenizer folder, its entry), its tokenizer.json checked against the sha256 the shards
+    were packed with (or the imported model's)."""
+    found = run_tokenizer_entry(run, info)
+    if found is None:
+        shards = info["config"]["data"]["shards"]
+        raise FileNotFoundError(f"{shards[0] if shards else 'data.shards'}: the run's shards have no manifest.json (nor was it imported with a tokenizer.json); the tokenizer is unknown")
+    entry, default = found
+    folder = as_path(tokenizer or default)
     if not (folder / "tokenizer.json").is_file():
         raise FileNotFoundError(f"{folder}: no tokenizer.json (the shards' tokenizer; give its folder with --tokenizer)")
     digest = sha256_file(folder / "tokenizer.json")
@@ -177,7 +188,8 @@ def _special_ids(folder: Any, entry: dict[str, Any]) -> tuple[int | None, int, i
     """(bos, eos, pad) ids: eos is the end-of-document token documents were packed with."""
     extra = folder / "crawlmill.json"
     ids = read_json(extra) if extra.is_file() else {}
-    return ids.get("bos_id"), int(entry["eod_id"]), ids.get("pad_id")
+    eod = entry.get("eod_id")
+    return ids.get("bos_id", entry.get("bos_id")), None if eod is None else int(eod), ids.get("pad_id", entry.get("pad_id"))
 
 
 def llama_shapes(model: ModelConfig, vocab: int) -> dict[str, tuple[int, ...]]:
@@ -251,7 +263,7 @@ def export_run(run: str, output: str | Path, checkpoint: str | None = None, dtyp
     output = Path(output)
     refuse_existing(output, overwrite)
     model_config, vocab, info = run_model_config(run)
-    token_folder, entry = _tokenizer(info, tokenizer)  # before the weights: a wrong tokenizer is found at once
+    token_folder, entry = _tokenizer(run, info, tokenizer)  # before the weights: a wrong tokenizer is found at once
     folder, meta = find_checkpoint(*checkpoint_source(run, checkpoint))
     trusted = bool(info["config"]["checkpoint"].get("trusted"))
     reader = checkpoint_reader(as_path(folder) / MODEL, trusted)  # at a URL, read in place (checkpoint_weights.py)

@@ -7,6 +7,8 @@ from: continued pretraining of a released model on new shards.
 
     RUN/checkpoints/step-00000000/   the weights through dist_checkpointing (model only), meta.json
     RUN/run.json                     the model's shape (a ModelConfig) and where it came from
+    RUN/tokenizer/                   the folder's tokenizer files, when it has a tokenizer.json: `crawlmill
+                                     eval` checks data against it, `crawlmill export` writes it back
 
 config.json gives the shape (LlamaForCausalLM only: SiLU, no biases, untied embeddings, plain RoPE;
 anything else is refused by name, never converted into another model). The weights
@@ -28,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import pickle
+import shutil
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -36,12 +39,16 @@ from typing import Any, Iterator, Mapping
 import torch
 import torch.distributed as dist
 
+from crawlmill.files import sha256_file
+
 from .checkpoint import Checkpointer, rng_state
-from .export_hf import llama_shapes, new_folder, refuse_existing
+from .export_hf import TOKENIZER_FILES, llama_shapes, new_folder, refuse_existing
 from .model_config import ModelConfig
 from .run_model import one_process_model_parallel
 from .runlog import RUN_FILE
 from .safetensors_stream import DTYPES
+
+TOKENIZER_DIR = "tokenizer"  # in the run folder: the imported model's tokenizer, if its folder had one
 
 SAFETENSORS_DTYPES = {name: dtype for dtype, name in DTYPES.items()}
 
@@ -204,6 +211,22 @@ class HFWeights(Mapping[str, torch.Tensor]):
         return self._shapes[name]
 
 
+def copy_tokenizer(source: Path, target: Path, config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The folder's tokenizer files copied into the run (RUN/tokenizer), and its entry as a pack
+    manifest records one (sha256 of tokenizer.json; end-of-document = config.json's eos), so that
+    `crawlmill eval` checks data against it and `crawlmill export` writes it back; None without a
+    tokenizer.json."""
+    if not (source / "tokenizer.json").is_file():
+        return None
+    target.mkdir()
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, target / name)
+    ids = {key: config.get(f"{key}_token_id") for key in ("bos", "eos", "pad")}
+    ids = {key: value[0] if isinstance(value, list) and value else value for key, value in ids.items()}  # a list of eos ids: the first
+    return {"path": TOKENIZER_DIR, "sha256": sha256_file(target / "tokenizer.json"), "eod_id": ids["eos"], "bos_id": ids["bos"], "pad_id": ids["pad"]}
+
+
 def matching_builtin(model: ModelConfig) -> str | None:
     """The built-in config whose model has this shape, if one has."""
     from .config import builtin_model, builtin_names
@@ -240,6 +263,9 @@ def import_hf(source: str | Path, output: str | Path, overwrite: bool = False) -
             saver.save(0, {"model": gpt.sharded_state_dict()}, rng_state(), {"consumed_samples": 0, "tokens": 0, "imported_from": str(source)})
             saver.close()
         record = {"source": str(source.resolve()), "builtin": matching_builtin(model), "precision": precision, "parameters": model.parameters()["total"]}
+        tokenizer = copy_tokenizer(source, tmp / TOKENIZER_DIR, json.loads((source / "config.json").read_text()))
+        if tokenizer is not None:
+            record["tokenizer"] = tokenizer
         info = {"config": asdict(TrainConfig(model=model, precision=precision)), "model": {"vocab_size": model.vocab_size, "parameters": model.parameters()}, "imported": record}
         (tmp / RUN_FILE).write_text(json.dumps(info, indent=1, default=str))
     return record

@@ -83,6 +83,19 @@ def test_a_run_exported_and_imported_again_continues_from_its_weights(tiny_shard
     assert imported and all(torch.equal(imported[k], trained[k]) for k in imported)  # the model's; the optimizer's stay behind
     assert any("linear_qkv" in k for k in imported) and any("linear_fc1" in k for k in imported)
 
+    # the folder's tokenizer came along: the imported run exports back to the same folder, and eval checks data against it
+    assert crawlmill("export", tmp_path / "again", "--output", tmp_path / "hf-again", "--dtype", "fp32").exit_code == 0
+    for name in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"):
+        assert (tmp_path / "hf-again" / name).read_bytes() == (tmp_path / "hf" / name).read_bytes(), name
+    evaluated = crawlmill("eval", tmp_path / "again", "--data", tiny_shards, "--max-tokens", 512, "--json", tmp_path / "eval.json", "--no-progress")
+    assert evaluated.exit_code == 0 and json.loads((tmp_path / "eval.json").read_text())["results"][0]["tokenizer_checked"], evaluated.output
+    info = json.loads((tmp_path / "again/run.json").read_text())
+    assert info["imported"]["tokenizer"]["sha256"] == json.loads((tiny_shards / "manifest.json").read_text())["tokenizer"]["sha256"]
+    info["imported"]["tokenizer"]["sha256"] = "0" * 64  # a model imported with another tokenizer than the data's
+    (tmp_path / "again/run.json").write_text(json.dumps(info))
+    other = crawlmill("eval", tmp_path / "again", "--data", tiny_shards, "--max-tokens", 512, "--no-progress")
+    assert other.exit_code == 2 and "packed with another tokenizer" in other.output, other.output
+
     train(tiny_config(tiny_shards, max_steps=2, checkpoint={"init_from": str(tmp_path / "again")}), tmp_path / "warm")
     last = [json.loads(line) for line in (first / "log.jsonl").read_text().splitlines() if '"train"' in line][-1]["loss"]
     warm = [json.loads(line) for line in (tmp_path / "warm/log.jsonl").read_text().splitlines()]
