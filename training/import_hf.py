@@ -250,7 +250,8 @@ def import_hf(source: str | Path, output: str | Path, overwrite: bool = False) -
     if not (source / "config.json").is_file():
         raise FileNotFoundError(f"{source}: no config.json (a Hugging Face model folder)")
     refuse_existing(output, overwrite)
-    model = model_config_of(json.loads((source / "config.json").read_text()), str(source / "config.json"))
+    config = json.loads((source / "config.json").read_text())
+    model = model_config_of(config, str(source / "config.json"))
     hf = HFWeights(source)
     check_weights(hf, model, source)
     precision = "bf16" if all(hf.dtype(name) == torch.bfloat16 for name in hf if not name.endswith("rotary_emb.inv_freq")) else "fp32"
@@ -263,7 +264,7 @@ def import_hf(source: str | Path, output: str | Path, overwrite: bool = False) -
             saver.save(0, {"model": gpt.sharded_state_dict()}, rng_state(), {"consumed_samples": 0, "tokens": 0, "imported_from": str(source)})
             saver.close()
         record = {"source": str(source.resolve()), "builtin": matching_builtin(model), "precision": precision, "parameters": model.parameters()["total"]}
-        tokenizer = copy_tokenizer(source, tmp / TOKENIZER_DIR, json.loads((source / "config.json").read_text()))
+        tokenizer = copy_tokenizer(source, tmp / TOKENIZER_DIR, config)
         if tokenizer is not None:
             record["tokenizer"] = tokenizer
         info = {"config": asdict(TrainConfig(model=model, precision=precision)), "model": {"vocab_size": model.vocab_size, "parameters": model.parameters()}, "imported": record}
