@@ -9,9 +9,9 @@ parameter (a layer's largest matrix), where saving a filled model holds all of t
     ShardedWriter(False, strategy=strategy).save({"model": meta_model.sharded_state_dict()}, folder)
 
 The folder is Megatron's torch_dist format as its own strategy writes it (the same `.metadata`
-entries, `common.pt` and `metadata.json`; one `.distcp` file instead of two): Megatron loads it
-and reshards it by global key like any other. Only the bytes written differ in source, not in form.
-One process (the import's one-rank group).
+entries; the common files written by dist_checkpointing.save itself; a single `.distcp` file):
+Megatron loads it and reshards it by global key like any other. Only where the bytes come from
+differs, not their form. One process (the import's one-rank group).
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ class _ProducingPlanner(MCoreSavePlanner):
 
 
 class _Writer(FileSystemWriter):
-    """torch's writer records its path object in `.metadata` (which the data-only unpickler of
-    sharded_io refuses); Megatron's records no path either."""
+    """torch's writer records its path in `.metadata` as a Path object, which sharded_io's data-only
+    unpickler refuses (Megatron's writer records a string); nothing reads it back: none is recorded."""
 
     def storage_meta(self) -> None:
         return None
