@@ -362,31 +362,38 @@ class Checkpointer:
             rank = 0
         name = f"rank-{rank:05d}.pt"
         if self.remote is None:
-            rng = self._rank_state(Path(folder) / name)  # first: the file that could hold more than data
-            return load_sharded(sharded, Path(folder) / MODEL, self.trusted), rng
+            rng = self._agreed(lambda: load_state(Path(folder) / name)["rng"], folder)  # first: the file that could hold more than data
+            return self._agreed(lambda: load_sharded(sharded, Path(folder) / MODEL, self.trusted), folder), rng
         local = self.root / f".resume-{Path(str(folder)).name}"
         if self.local_rank == 0:
             download_tree(folder, local, skip=(COMPLETE,))
         self.barrier()
         try:
-            rng = self._rank_state(local / name, folder / name)
-            return load_sharded(sharded, local / MODEL, self.trusted), rng
+            rng = self._agreed(lambda: load_state(local / name, folder / name)["rng"], folder)
+            return self._agreed(lambda: load_sharded(sharded, local / MODEL, self.trusted), folder), rng
         finally:
             self.barrier()
             if self.local_rank == 0:
                 shutil.rmtree(local, ignore_errors=True)
 
-    def _rank_state(self, path: Path, name: AnyPath | None = None) -> dict[str, Any]:
-        """This rank's RNG states; a damaged file on any rank is DamagedCheckpoint on every rank
-        (collective), so that all of them go on to the same checkpoint (or none does)."""
+    @staticmethod
+    def _agreed(read: Callable[[], Any], folder: AnyPath) -> Any:
+        """`read()` on every rank; a damaged file on any rank is DamagedCheckpoint on every rank
+        (collective), so that all of them go on to the same checkpoint, or none does. Needed for the
+        model folder too: megatron-core 0.19's sharded load does not gather the ranks' errors (0.16's
+        did), so a rank whose file is damaged would fail alone while the others load."""
         damaged: DamagedCheckpoint | None = None
         try:
-            rng = load_state(path, name)["rng"]
+            result = read()
         except DamagedCheckpoint as exc:
-            damaged, rng = exc, {}
+            damaged, result = exc, None
         if any_rank([damaged is not None], _collective_device())[0]:
-            raise damaged or DamagedCheckpoint(f"{Path(str(name or path)).parent}: another rank's file of this checkpoint is damaged or incomplete")
-        return rng
+            raise damaged or DamagedElsewhere(f"{folder}: another rank's file of this checkpoint is damaged or incomplete")
+        return result
+
+
+class DamagedElsewhere(DamagedCheckpoint):
+    """This rank's files of a checkpoint are whole; another rank's are not (Checkpointer._agreed)."""
 
 
 def _collective_device() -> torch.device:

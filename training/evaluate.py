@@ -33,7 +33,7 @@ from crawlmill.files import as_path, sha256_file
 
 from .compat import causal_mask, device_scope, use_cuda
 from .data import check_shards, open_folders, token_bytes
-from .run_model import load_run_model, one_process_model_parallel, run_model_config
+from .run_model import load_run_model, one_process_model_parallel, run_model_config, run_tokenizer_entry
 
 LN2 = math.log(2.0)
 
@@ -64,8 +64,6 @@ def _documents(folder: Any, prefixes: list[str], counted: list[int]) -> Iterator
 def _run_tokenizer(run: str, info: dict[str, Any]) -> str | None:
     """The sha256 of the tokenizer the run's shards were packed with (or the imported model's);
     None for a run with neither."""
-    from .export_hf import run_tokenizer_entry
-
     found = run_tokenizer_entry(run, info)
     return found[0]["sha256"] if found else None
 

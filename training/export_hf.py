@@ -38,12 +38,11 @@ import torch
 
 from crawlmill.files import AnyPath, as_path, is_url, read_json, read_text, sha256_file
 from crawlmill.pathsafety import redact
-from crawlmill.shards.manifest import load_manifest
 
 from .checkpoint import MODEL, find_checkpoint
 from .checkpoint_weights import checkpoint_reader, checkpoint_weights, meta_weights, weight_shapes
 from .model_config import ModelConfig
-from .run_model import checkpoint_source, run_model_config
+from .run_model import checkpoint_source, run_model_config, run_tokenizer_entry
 from .runlog import LOG_FILE
 from .runstore import local_file
 from .safetensors_stream import SafetensorsWriter
@@ -154,17 +153,6 @@ def new_folder(output: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def run_tokenizer_entry(run: str, info: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
-    """(the tokenizer entry, its folder) of a run: its shards' manifest's, else, for an imported
-    run, the one import copied from the model's folder (import_hf.copy_tokenizer); None if neither."""
-    shards = info["config"]["data"]["shards"]
-    manifest = load_manifest(shards[0]) if shards else None
-    if manifest is not None:
-        return manifest["tokenizer"], manifest["tokenizer"]["path"]
-    imported = (info.get("imported") or {}).get("tokenizer")
-    return (imported, str(as_path(run) / imported["path"])) if imported else None
 
 
 def _tokenizer(run: str, info: dict[str, Any], tokenizer: str | None) -> tuple[Any, dict[str, Any]]:

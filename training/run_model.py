@@ -1,6 +1,7 @@
 """A training run's model outside training, in this process: its shape from run.json, the checkpoint
-a user names, and the Megatron model with that checkpoint's weights (for evaluation, tests and
-`crawlmill import`'s writer, which needs Megatron's model-parallel state).
+a user names, its tokenizer (the shards' or the imported model's), and the Megatron model with that
+checkpoint's weights (for evaluation, tests and `crawlmill import`'s writer, which needs Megatron's
+model-parallel state).
 
     model_config, vocab, info = run_model_config("runs/1b")
     with one_process_model_parallel():
@@ -15,6 +16,7 @@ from typing import Any, Iterator
 import torch.distributed as dist
 
 from crawlmill.files import as_path, read_json
+from crawlmill.shards.manifest import load_manifest
 
 from .checkpoint import CHECKPOINTS, META, load_weights
 from .model_config import ModelConfig
@@ -77,3 +79,14 @@ def load_run_model(run: str, checkpoint: str | None, info: dict[str, Any]) -> tu
     model = build_model(ModelConfig(**config["model"]), int(info["model"]["vocab_size"]), config["precision"], initialize=False)
     folder, step = load_weights(model, source, 0, 1, bool(config["checkpoint"].get("trusted")), dist.barrier, label=label)
     return model, folder, step
+
+
+def run_tokenizer_entry(run: str, info: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """(the tokenizer entry, its folder) of a run: its shards' manifest's, else, for an imported
+    run, the one import copied from the model's folder (import_hf.copy_tokenizer); None if neither."""
+    shards = info["config"]["data"]["shards"]
+    manifest = load_manifest(shards[0]) if shards else None
+    if manifest is not None:
+        return manifest["tokenizer"], manifest["tokenizer"]["path"]
+    imported = (info.get("imported") or {}).get("tokenizer")
+    return (imported, str(as_path(run) / imported["path"])) if imported else None

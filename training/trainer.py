@@ -51,7 +51,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import Checkpointer, load_weights, refuse_to_overwrite, rng_state, set_rng_state, step_name
+from .checkpoint import Checkpointer, DamagedElsewhere, load_weights, refuse_to_overwrite, rng_state, set_rng_state, step_name
 from .compat import seed_model_parallel, use_cuda
 from .config import TrainConfig
 from .data import ShardData, check_resume_order, data_order, token_bytes
@@ -235,16 +235,11 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         for folder, meta in saver.complete():
             if config.data.check_on_resume:
                 check_resume_order(meta.get("data_order"), order, folder)
-            damaged: DamagedCheckpoint | None = None
             try:
                 state, rng = saver.load(folder, meta, replicated, backend.sharded_state_dict(is_loading=True))
-            except DamagedCheckpoint as exc:
-                damaged = exc
-            # Agreed by all-reduce: a file may fail one rank's reads only (megatron-core 0.19's load
-            # does not gather the ranks' errors as 0.16's did), and a rank that went on alone would hang.
-            if any_rank([damaged is not None], device)[0]:
-                if damaged is not None or rank == 0:
-                    print(f"{damaged or f'{folder}: another rank found a file of it damaged or incomplete'}: resuming from the checkpoint before it", file=sys.stderr)
+            except DamagedCheckpoint as exc:  # on every rank alike (Checkpointer._agreed)
+                if rank == 0 or not isinstance(exc, DamagedElsewhere):  # the rank whose file it is says which
+                    print(f"{exc}: resuming from the checkpoint before it", file=sys.stderr)
                 skipped.append(Path(str(folder)).name)
                 continue
             found = folder, meta
