@@ -12,6 +12,7 @@ import yaml
 
 from crawlmill.corpora import quality_corpus, web_junk
 from crawlmill.corpora.web_junk import KINDS, clean_documents, junk_documents, sentences
+from crawlmill.corpora.web_junk_phrases import EN, ZH
 from tests.conftest import SAMPLES
 
 QUALITY = SAMPLES / "quality"
@@ -44,7 +45,7 @@ def test_junk_documents_are_deterministic_and_seeded(lang):
 @pytest.mark.parametrize("lang", LANGS)
 def test_every_junk_kind_is_a_plausible_page_in_both_languages(lang):
     paragraphs = reference(lang)
-    bank = json.dumps(web_junk.EN if lang == "en" else web_junk.ZH, ensure_ascii=False).lower()
+    bank = json.dumps(EN if lang == "en" else ZH, ensure_ascii=False).lower()
     docs = junk_documents(paragraphs, lang, 5 * len(KINDS), seed=0)
     assert Counter(d["kind"] for d in docs) == {k: 5 for k in KINDS}
     for d in docs:
