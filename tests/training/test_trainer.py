@@ -40,12 +40,23 @@ def same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("async_save", ["gpu", "always"])  # CPU: synchronous saves, and dist_checkpointing's async save
-def test_stopped_and_resumed_run_is_bitwise_the_straight_run(tiny_shards, tmp_path, async_save):
-    config = tiny_config(tiny_shards, max_steps=20, eval={"interval": 10, "iters": 2}, checkpoint={"every_steps": 5, "async_save": async_save})
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    summary = train(config, straight)
+STRAIGHT = {"max_steps": 20, "eval": {"interval": 10, "iters": 2}, "checkpoint": {"every_steps": 5, "keep": 3}}
+
+
+@pytest.fixture(scope="module")
+def straight(tiny_shards, tmp_path_factory) -> Path:
+    """20 steps undisturbed, which the stopped, resumed and damaged runs must match; its saves are
+    synchronous (how a checkpoint is written does not change training: the async runs below match it)."""
+    run = tmp_path_factory.mktemp("straight") / "run"
+    summary = train(tiny_config(tiny_shards, **STRAIGHT), run)
     assert summary["step"] == 20 and summary["valid"]["bpb"] > 0
+    return run
+
+
+@pytest.mark.parametrize("async_save", ["gpu", "always"])  # CPU: synchronous saves, and dist_checkpointing's async save
+def test_stopped_and_resumed_run_is_bitwise_the_straight_run(tiny_shards, straight, tmp_path, async_save):
+    config = tiny_config(tiny_shards, **{**STRAIGHT, "checkpoint": {**STRAIGHT["checkpoint"], "async_save": async_save}})
+    resumed = tmp_path / "resumed"
     assert train(config, resumed, stop_after=10)["step"] == 10
     assert json.loads((resumed / "checkpoints/step-00000010/meta.json").read_text())["consumed_samples"] == 10 * 8
     assert train(config, resumed, resume=True)["step"] == 20
@@ -57,10 +68,9 @@ def test_stopped_and_resumed_run_is_bitwise_the_straight_run(tiny_shards, tmp_pa
 
 
 @pytest.mark.parametrize("damaged", ["model", "rank file"])
-def test_a_damaged_newest_checkpoint_is_skipped_and_the_resume_still_matches_the_straight_run(tiny_shards, tmp_path, capfd, damaged):
-    config = tiny_config(tiny_shards, max_steps=20, checkpoint={"every_steps": 5, "keep": 3})
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    train(config, straight)
+def test_a_damaged_newest_checkpoint_is_skipped_and_the_resume_still_matches_the_straight_run(tiny_shards, straight, tmp_path, capfd, damaged):
+    config = tiny_config(tiny_shards, **STRAIGHT)
+    resumed = tmp_path / "resumed"
     assert train(config, resumed, stop_after=15)["step"] == 15
     newest = resumed / "checkpoints/step-00000015"
     for path in newest.glob("model/__0_*.distcp") if damaged == "model" else [newest / "rank-00000.pt"]:
@@ -245,20 +255,19 @@ def test_a_resume_that_would_read_the_data_in_another_order_is_refused(tiny_shar
     assert train(anyway, run, resume=True)["step"] == 12
 
 
-def test_a_new_run_starts_from_another_runs_weights_with_init_from(tiny_shards, tmp_path):
+def test_a_new_run_starts_from_another_runs_weights_with_init_from(tiny_shards, straight, tmp_path):
     """checkpoint.init_from (`--init-from`): the weights of a run folder's newest checkpoint, or of
     one checkpoint folder; optimizer, schedule and data start afresh. Its first loss is the trained
     model's, far below a fresh model's; its own checkpoint, not the source, is what it resumes from;
     a model of another shape is a clear error."""
-    first = tmp_path / "first"
-    train(tiny_config(tiny_shards, max_steps=30, checkpoint={"every_steps": 15}), first)
+    first = straight  # 20 steps, its checkpoints 10, 15 and 20 kept
     trained = train_records(first)
     assert trained[-1]["loss"] < trained[0]["loss"] - 0.3
 
     warm = tiny_config(tiny_shards, max_steps=4, checkpoint={"init_from": str(first)})
     train(warm, tmp_path / "warm", stop_after=2)
     records = [json.loads(line) for line in (tmp_path / "warm/log.jsonl").read_text().splitlines()]
-    assert records[0] == {"kind": "initialized", "step": 0, "checkpoint": str(first / "checkpoints/step-00000030"), "from_step": 30}
+    assert records[0] == {"kind": "initialized", "step": 0, "checkpoint": str(first / "checkpoints/step-00000020"), "from_step": 20}
     warm_losses = [r["loss"] for r in records if r["kind"] == "train"]
     assert abs(warm_losses[0] - trained[-1]["loss"]) < 0.15 and warm_losses[0] < trained[0]["loss"] - 0.3
     train(warm, tmp_path / "warm", resume=True)  # its own checkpoint: no second initialization
@@ -319,8 +328,14 @@ def test_torchrun_ranks_train_tensor_parallel_as_one_process(tiny_shards, tmp_pa
     def run(name: str, parallel: dict, *more: str, ranks: list[str] = launcher) -> Path:
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**config, "parallel": parallel}))
         args = ["-m", "crawlmill.cli", "train", "--config", str(tmp_path / f"{name}.yaml"), "--no-progress", "--output", str(tmp_path / name), *more]
-        done = subprocess.run([*ranks, *args], env=env, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
+        process = subprocess.Popen([*ranks, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            _, stderr = process.communicate(timeout=300)
+        except subprocess.TimeoutExpired:  # ranks that wait on each other: end them all, not only torchrun
+            os.killpg(process.pid, signal.SIGKILL)
+            _, stderr = process.communicate()
+            pytest.fail(f"{name}: the ranks did not finish in 300 s (a hang)\n{stderr[-3000:]}")
+        assert process.returncode == 0, stderr[-3000:]
         return tmp_path / name
 
     def cut(path: Path) -> None:  # a disk fault on one rank's file only
