@@ -12,3 +12,11 @@
 - launch.py        torchrun, Ray Train or in-process; stage.py the pipeline's train stage
 - planner.py       `crawlmill plan`: Equation 1, allocation, shapes; scaling_fit.py sweeps and fits
 """
+
+import warnings as _warnings
+
+# Megatron-Core's import-time notices that no user acts on, filtered before any of our modules imports
+# it: the optional kernels' absence (the layer spec in use is printed and in run.json instead), and
+# 0.16's own default cuda_graph_scope="full" tripping its own deprecation on every TransformerConfig.
+for _notice in ("Transformer Engine and Apex are not installed", "Apex is not installed", "full scope is deprecated"):
+    _warnings.filterwarnings("ignore", message=_notice, category=UserWarning)

@@ -3,7 +3,7 @@ TensorBoard and `crawlmill plan fit` alike.
 
     RUN/run.json     written at the start: {"config": the TrainConfig as JSON, "model": {"parameters":
                      {...}, "M": non-embedding FLOPs per token,
-                     "megatron_flops_per_token": Megatron-LM's count (perf.py)}, "global_batch_tokens", "peak_lr",
+                     "megatron_flops_per_token": Megatron-LM's count (perf.py), "layer_spec"}, "global_batch_tokens", "peak_lr",
                      "train_tokens", "compute": M x train_tokens, "world_size", "started": ISO time}
     RUN/log.jsonl    one JSON object a line, appended and flushed as it happens:
                      {"kind": "train", "step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s", "mfu"?, "mfu_megatron"?}
@@ -16,7 +16,9 @@ TensorBoard and `crawlmill plan fit` alike.
                      {"kind": "stopped", "step", "signal", "checkpoint"}
                      {"kind": "preemption", "step", "nodes", "ranks", "deadline_ms"}   (Ray Train's notice: a checkpoint follows)
 
-`step` counts optimizer steps done; `tokens` the training tokens consumed by then. A resumed run
+`step` counts optimizer steps done; `tokens` the training tokens consumed by then; `tokens_per_s`
+(and the MFUs from it) covers the steps since the last train record, without the time spent validating
+and checkpointing between them (as Megatron-LM's interval timer). A resumed run
 appends to the same log (lines after a resume repeat no step: the log is cut back to the checkpoint's
 step when the run resumes, so every step appears once); a run started afresh starts an empty log.
 """

@@ -52,7 +52,7 @@ import torch
 import torch.distributed as dist
 
 from .checkpoint import Checkpointer, DamagedElsewhere, load_weights, refuse_to_overwrite, rng_state, set_rng_state, step_name
-from .compat import seed_model_parallel, use_cuda
+from .compat import layer_spec, seed_model_parallel, use_cuda
 from .config import TrainConfig
 from .data import ShardData, check_resume_order, data_order, token_bytes
 from .preemption import PreemptionNotice
@@ -260,7 +260,11 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         reporter.record("initialized", step=0, checkpoint=initialized[0], from_step=initialized[1])
     flops = {"M": plan.model_scale, "megatron": megatron_flops_per_token(config.model, vocab)}  # per token, for MFU
     if rank == 0:
-        write_run_info(run_dir, _run_info(config, plan, flops, vocab, world))
+        info = _run_info(config, plan, flops, vocab, world)
+        write_run_info(run_dir, info)
+        p = config.parallel
+        print(f"{store.name}: {info['model']['parameters']['total']:,} parameters, layer spec {info['model']['layer_spec']}, "
+              f"{world} rank(s) (tensor {p.tensor}, pipeline {p.pipeline}, context {p.context}, data {plan.data_parallel})", file=sys.stderr)  # fmt: skip
     byte_table = _byte_table(data.tokenizer_path, data.eod, vocab, device)
 
     def checkpoint(step: int) -> None:
@@ -287,6 +291,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         return result
 
     last_save, last_log, logged_tokens = time.monotonic(), time.monotonic(), 0
+    paused = 0.0  # seconds validating and checkpointing since the last log: not training, so out of tokens/s (as Megatron-LM's interval timer)
     wanted = stop_at if stop_at is not None else start + stop_after if stop_after is not None else plan.total_steps
     end = max(start, min(plan.total_steps, wanted))
     loss = grad_norm = float("nan")
@@ -306,12 +311,14 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
             logged_tokens += plan.tokens_per_step
             if done % config.log_interval == 0 or done == end:
                 now = time.monotonic()
-                rate = logged_tokens / max(now - last_log, 1e-9)
+                rate = logged_tokens / max(now - last_log - paused, 1e-9)
                 extra = utilisation(flops, rate / world, torch.cuda.get_device_name()) if use_cuda() else {}
                 reporter.record("train", step=done, tokens=done * plan.tokens_per_step, loss=loss, lr=lr, grad_norm=grad_norm, tokens_per_s=round(rate, 1), **extra)
-                last_log, logged_tokens = now, 0
+                last_log, logged_tokens, paused = now, 0, 0.0
             if done % config.eval.interval == 0 or done == plan.total_steps:
+                pause_from = time.monotonic()
                 valid = validate(done)
+                paused += time.monotonic() - pause_from
             every = config.checkpoint
             by_time = every.every_minutes > 0 and time.monotonic() - last_save >= every.every_minutes * 60
             by_steps = every.every_steps is not None and done % every.every_steps == 0
@@ -320,8 +327,10 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
             if notice is not None:
                 reporter.record("preemption", step=done, **notice)
             if by_time or by_steps or done == end or stopping or notice is not None:
+                pause_from = time.monotonic()
                 checkpoint(done)
                 last_save = time.monotonic()
+                paused += last_save - pause_from
             if stopping and done < end:
                 _stop_on_signal(done, plan.total_steps, str(config.checkpoint.on_signal), profiler, saver, reporter, store, rank)
     last = {"kind": "end", "step": end, "tokens": end * plan.tokens_per_step} if end == plan.total_steps else None
@@ -364,7 +373,8 @@ def _stop_on_signal(step: int, total: int, name: str, profiler: Any, saver: Chec
 def _run_info(config: TrainConfig, plan: RunPlan, flops: dict[str, float], vocab: int, world: int) -> dict[str, Any]:
     return json.loads(json.dumps({
         "config": asdict(config),
-        "model": {"parameters": config.model.parameters(vocab), "M": plan.model_scale, "megatron_flops_per_token": flops["megatron"], "vocab_size": vocab},
+        "model": {"parameters": config.model.parameters(vocab), "M": plan.model_scale, "megatron_flops_per_token": flops["megatron"], "vocab_size": vocab,
+                  "layer_spec": layer_spec(config.model.attention)[1]},  # as build_model chose it
         "global_batch_size": plan.global_batch,
         "global_batch_tokens": plan.tokens_per_step,
         "peak_lr": plan.peak_lr,

@@ -305,6 +305,37 @@ def test_validation_reports_loss_and_exact_bits_per_byte(tiny_shards, tmp_path):
     assert sorted(p.name for p in (tmp_path / "run/profile").iterdir()) == ["rank0-step5.json.gz", "rank0-step5.txt"]
 
 
+def test_tokens_per_s_leaves_out_validation_and_checkpoint_time(tiny_shards, tmp_path, monkeypatch):
+    """Saves and validations made to take 1.5 s each: the train records after them still give the
+    steps' own rate (as Megatron-LM's interval timer; MFU on GPU comes from it), not one that counts
+    the pause (the demo's log showed a 7x drop in the interval after each save)."""
+    from crawlmill.training.backends import TorchBackend
+    from crawlmill.training.checkpoint import Checkpointer
+
+    pause, real_save, real_evaluate, paused = 1.5, Checkpointer.save, TorchBackend.evaluate, []
+
+    def slow_save(self, step, *args):
+        time.sleep(pause)
+        paused.append(("save", step))
+        return real_save(self, step, *args)
+
+    def slow_evaluate(self, *args):
+        time.sleep(pause)
+        paused.append(("valid", len(paused)))
+        return real_evaluate(self, *args)
+
+    monkeypatch.setattr(Checkpointer, "save", slow_save)
+    monkeypatch.setattr(TorchBackend, "evaluate", slow_evaluate)
+    config = tiny_config(tiny_shards, max_steps=10, log_interval=5, eval={"interval": 5, "iters": 1}, checkpoint={"every_steps": 5})
+    train(config, tmp_path / "run")
+    first, second = train_records(tmp_path / "run")
+    assert (first["step"], second["step"]) == (5, 10) and paused[:2] == [("valid", 0), ("save", 5)]  # both pauses after step 5
+    seconds = (second["tokens"] - first["tokens"]) / second["tokens_per_s"]  # steps 6-10: 5 tiny steps, far under one pause
+    assert seconds < pause, seconds
+    run = json.loads((tmp_path / "run/run.json").read_text())
+    assert run["model"]["layer_spec"] == "local+sdpa"  # what build_model chose here (CPU: no Transformer Engine)
+
+
 def test_unusable_data_is_a_clear_error(tiny_shards, tmp_path):
     with pytest.raises(ValueError, match="none for its test share"):
         train(tiny_config(tiny_shards, max_steps=2, data={"shards": [str(tiny_shards)], "split": "969,30,1"}), tmp_path / "a")
