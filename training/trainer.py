@@ -196,7 +196,8 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
 
     dp, dp_rank = parallel_state.get_data_parallel_world_size(), parallel_state.get_data_parallel_rank()
     if not use_cuda() and config.precision == "bf16":  # bf16 with fp32 gradient buffers is the GPU path
-        print("precision bf16 needs a GPU here: training in fp32 on CPU", file=sys.stderr)
+        if rank == 0:
+            print("precision bf16 needs a GPU here: training in fp32 on CPU", file=sys.stderr)
         config = dataclasses.replace(config, precision="fp32")
     plan = plan_run(config, dp)
     device = torch.device("cuda", torch.cuda.current_device()) if use_cuda() else torch.device("cpu")
