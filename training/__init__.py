@@ -13,6 +13,8 @@
 - planner.py       `crawlmill plan`: Equation 1, allocation, shapes; scaling_fit.py sweeps and fits
 """
 
+import logging as _logging
+import os as _os
 import warnings as _warnings
 
 # Megatron-Core's import-time notices that no user acts on, filtered before any of our modules imports
@@ -20,3 +22,8 @@ import warnings as _warnings
 # 0.16's own default cuda_graph_scope="full" tripping its own deprecation on every TransformerConfig.
 for _notice in ("Transformer Engine and Apex are not installed", "Apex is not installed", "full scope is deprecated"):
     _warnings.filterwarnings("ignore", message=_notice, category=UserWarning)
+
+# Megatron-Core's INFO logs (a dozen lines per shard prefix as its datasets build, its FSDP module's
+# notices) show wherever a root logger takes INFO, as in every Ray worker; its warnings still show.
+# CRAWLMILL_MEGATRON_LOG=INFO (or DEBUG) brings them back.
+_logging.getLogger("megatron").setLevel(_os.environ.get("CRAWLMILL_MEGATRON_LOG", "WARNING").upper())
