@@ -27,7 +27,8 @@ SITE="${SITE:-/tmp/crawlmill-site}"
 
 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$KIT"/wheels/*.whl
 "$PY" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --no-cache-dir --upgrade --target "$SITE" .
-export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# Megatron-Core's INFO logs too (off by default): one session on a GPU, so everything that may explain a failure
+export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 CRAWLMILL_MEGATRON_LOG=INFO
 # the manifest names the tokenizer folder where the kit was packed: point it at the kit's copy
 "$PY" - "$KIT" <<'EOF'
 import json, sys
