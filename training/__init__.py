@@ -25,5 +25,9 @@ for _notice in ("Transformer Engine and Apex are not installed", "Apex is not in
 
 # Megatron-Core's INFO logs (a dozen lines per shard prefix as its datasets build, its FSDP module's
 # notices) show wherever a root logger takes INFO, as in every Ray worker; its warnings still show.
-# CRAWLMILL_MEGATRON_LOG=INFO (or DEBUG) brings them back.
-_logging.getLogger("megatron").setLevel(_os.environ.get("CRAWLMILL_MEGATRON_LOG", "WARNING").upper())
+# CRAWLMILL_MEGATRON_LOG=INFO (or DEBUG) shows them, on stderr wherever the run is.
+_megatron_log, _asked = _logging.getLogger("megatron"), _os.environ.get("CRAWLMILL_MEGATRON_LOG")
+_megatron_log.setLevel((_asked or "WARNING").upper())
+if _asked:
+    _megatron_log.addHandler(_logging.StreamHandler())
+    _megatron_log.propagate = False  # once, not again through a root handler

@@ -15,7 +15,9 @@ from crawlmill.training.model import transformer_config
 from crawlmill.training.model_config import ModelConfig
 import megatron.core.optimizer, megatron.core.models.gpt.gpt_layer_specs
 transformer_config(ModelConfig(num_layers=1, hidden_size=64, num_attention_heads=1, ffn_hidden_size=128), "fp32")
-print(logging.getLogger("megatron.core.datasets.gpt_dataset").getEffectiveLevel())
+dataset_log = logging.getLogger("megatron.core.datasets.gpt_dataset")
+dataset_log.info("an INFO line of Megatron's")
+print(dataset_log.getEffectiveLevel())
 """
 
 
@@ -29,5 +31,6 @@ def test_megatron_notices_filtered_and_its_info_logs_off_unless_asked(asked, lev
     done = probe(**({"CRAWLMILL_MEGATRON_LOG": asked} if asked else {}))
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [level]
+    assert ("an INFO line of Megatron's" in done.stderr) == (asked == "INFO"), done.stderr[-2000:]
     for notice in ("Transformer Engine and Apex are not installed", "Apex is not installed", "full scope is deprecated"):
         assert notice not in done.stderr, done.stderr[-2000:]
