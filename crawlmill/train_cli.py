@@ -37,6 +37,8 @@ app = typer.Typer()
         "A run folder holding a checkpoint is refused unless `--resume` (continue) or `--overwrite` (start over). "
         "Ray Train restarts failed workers from the last checkpoint `max_restarts` times (the config's key).\n\n"
         "Built-in configs: tiny, 125m, 1b, deepseek-7b, deepseek-67b (crawlmill/training/configs/).\n\n"
+        "Logs: RUN/log.jsonl, RUN/tensorboard, RUN/run.json; tokens/s and MFU count training steps only "
+        "(validation and checkpoint saves left out). Megatron-Core's INFO logs are off: CRAWLMILL_MEGATRON_LOG=INFO shows them.\n\n"
         "Exit status: 0 when the steps asked for are done; 1 when the run diverged (a nan/inf step: nothing of it saved) "
         "or stopped on its stop signal (checkpoint.on_signal, default SIGTERM: the step reached is saved; continue with --resume); "
         "2 for a bad config or data, or a run folder that holds a run."
