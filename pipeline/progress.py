@@ -67,12 +67,12 @@ class StageProgress:
         )
         self.task = self.progress.add_task(stage, total=total, completed=done, records="")
         if done and enabled:
-            self._print(f"{stage}: {done} of {total} {unit} already finished, skipping them")
+            self._print(f"{stage}: {done:,} of {total:,} {unit} already finished, skipping them")
 
     def __enter__(self) -> "StageProgress":
         self.progress.__enter__()
         if self.as_lines:
-            self._print(f"{self.stage}: {self.total - self.completed} of {self.total} {self.unit} to do")
+            self._print(f"{self.stage}: {self.total - self.completed:,} of {self.total:,} {self.unit} to do")
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -82,7 +82,7 @@ class StageProgress:
 
     def line(self) -> str:
         """The step's figures as one plain line."""
-        text = f"{self.stage}: {self.completed}/{self.total} {self.unit}"
+        text = f"{self.stage}: {self.completed:,}/{self.total:,} {self.unit}"
         if self.counted:
             text += f", {self.records_in:,} records, {self.kept:,} kept, {self.quarantined:,} quarantined"
         return f"{text}, {self.clock() - self.started:.0f}s"
