@@ -219,6 +219,8 @@ class TrainConfig:
             raise ValueError("micro_batch_size, workers and log_interval must be at least 1")
         if self.max_restarts < 0:
             raise ValueError(f"max_restarts {self.max_restarts}: must be 0 or more")
+        if self.global_batch_size is not None and self.global_batch_size < 1:
+            raise ValueError(f"global_batch_size {self.global_batch_size}: must be at least 1 (or left out for the planner's)")
         if self.global_batch_size is not None and self.global_batch_size % self.micro_batch_size:
             raise ValueError(f"global_batch_size {self.global_batch_size} is not a multiple of micro_batch_size {self.micro_batch_size}")
         if self.max_steps is not None and self.max_steps < 1:

@@ -56,6 +56,9 @@ class ModelConfig:
                 raise ValueError(f"{name} {getattr(self, name)}: must be at least 1")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads {self.num_attention_heads}")
+        if (self.hidden_size // self.num_attention_heads) % 2:  # found: an odd one failed inside Megatron's RoPE, mid-forward
+            raise ValueError(f"head dimension {self.hidden_size // self.num_attention_heads} (hidden_size {self.hidden_size} / num_attention_heads "
+                             f"{self.num_attention_heads}): must be even, RoPE rotates pairs of dimensions")  # fmt: skip
         groups = self.query_groups
         if groups < 1 or self.num_attention_heads % groups:
             raise ValueError(f"num_query_groups {groups} must divide num_attention_heads {self.num_attention_heads}")

@@ -43,6 +43,10 @@ def test_a_config_builds_on_a_builtin_and_errors_name_the_key(tmp_path):
     assert build(TrainConfig, {"train_tokens": "2e12"}).train_tokens == 2e12  # YAML 1.1 reads 2e12 as a string
     with pytest.raises(ConfigError, match=r"train.model: num_query_groups 3 must divide num_attention_heads 4"):
         build(TrainConfig, {"base": "tiny", "model": {"num_query_groups": 3}}, "train")
+    with pytest.raises(ConfigError, match=r"train.model: head dimension 25 \(hidden_size 100 / num_attention_heads 4\): must be even, RoPE"):
+        build(TrainConfig, {"base": "tiny", "model": {"hidden_size": 100}}, "train")
+    with pytest.raises(ConfigError, match=r"train: global_batch_size 0: must be at least 1"):
+        build(TrainConfig, {"base": "tiny", "global_batch_size": 0}, "train")
     with pytest.raises(ConfigError, match=r"train.schedule: kind 'linear'"):
         build(TrainConfig, {"schedule": {"kind": "linear"}}, "train")
     with pytest.raises(ConfigError, match=r"train: base: --config nope: no such file, and not a built-in"):
