@@ -17,7 +17,7 @@ build_corpus`). Run: a command where the module has one, else the call to make f
 | `tokenizer_corpus` | train / held-out text files and 10 MB-1 GB mutated corpora for the tokenizer benchmark | `build_scale_corpus(Path("/tmp/tc"), size_mb=10)` |
 | `ingest_corpus` | WARC files repeating the real Common Crawl samples of ../shared/data/cc, for the ingest benchmark | `build_corpus(Path("/tmp/ic"), repeat=20)` |
 | `filter_corpus` | real documents of both languages and the junk fixtures for the filter benchmark | `build_corpus(Path("/tmp/fc"), per_language=2000)` |
-| `web_junk` | low-quality web pages (eleven kinds) built from real paragraphs and phrase banks (`web_junk_phrases`); clean documents of whole paragraphs | `python -m crawlmill.corpora.web_junk samples/quality/reference_en.txt --lang en -n 10` |
+| `web_junk` | low-quality web pages (eleven kinds) built from real paragraphs and phrase banks (`web_junk_phrases`; the page being written: `web_junk_page`); clean documents of whole paragraphs | `python -m crawlmill.corpora.web_junk samples/quality/reference_en.txt --lang en -n 10` |
 | `quality_corpus` | positives, negatives and hand-labelled real Common Crawl pages for the quality classifier | `python -m crawlmill.corpora.quality_corpus --output /tmp/qc` |
 | `warc_records` | WARC records and gzip members written byte by byte, for ingest tests | `gzip_members([warcinfo(dump), record("response", http_response(html), url)])` |
 | `edge_documents` | a Parquet folder of edge-case documents for the pack tests | `write_edge_folder(Path("/tmp/edge"))` |
