@@ -8,7 +8,8 @@ measured from log.jsonl over the steps after `--warmup` (start-up, compilation a
 batches excluded, and the profiled steps); MFU = FLOPs per token x tokens/s / the GPU's dense bf16
 peak, twice (training/perf.py): `mfu` with DeepSeek's M (non-embedding FLOPs per token, the
 planner's, so the two agree) and `mfu_megatron` with Megatron-LM's own count (the output layer
-included), the one its published figures use. Goal: MFU >= 45%. `--profile N` records N steps after
+included), the one its published figures use. Goal: MFU >= 45%. The result has the peak memory
+(`memory_gib`) beside the estimate the run started with (`memory_estimate_gib`, training/memory.py). `--profile N` records N steps after
 the warm-up with torch.profiler and reports where the time went (the run's profile/ folder).
 
     python bench/train_bench.py                                  # on a GPU machine: 1b, 40 steps
@@ -40,7 +41,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=10, help="steps left out of the throughput figure")
     parser.add_argument("--global-batch", type=int, default=32, help="sequences per step")
-    parser.add_argument("--micro-batch", type=int, default=4)
+    parser.add_argument("--micro-batch", type=int, default=None, help="default: the config's, or on a GPU the largest of 8, 4, 2, 1 whose "
+                        "estimated memory (training/memory.py) leaves 2 GiB of the GPU free")
     parser.add_argument("--docs", type=int, default=20_000, help="documents packed for the run")
     parser.add_argument("--text-dir", type=Path, default=None, help="real text to pack (default ../shared/data/text)")
     parser.add_argument("--shards", type=Path, default=None, help="train on these packed shards instead of packing (no Ray needed: a GPU machine without it)")
@@ -50,13 +52,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=REPO / "bench/out/train.json")
     args = parser.parse_args()
 
+    micro_batch = args.micro_batch or fitting_micro_batch(args.config, args.global_batch, args.fused_kernels)
     work = args.work or Path(tempfile.mkdtemp(prefix="train-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     shards = args.shards or pack_shards(work, args.docs, args.text_dir)
     config = work / "bench.yaml"
     profiled = range(args.warmup, args.warmup + args.profile)  # 0-based steps: the records of steps + 1
     config.write_text(json.dumps({
-        "base": args.config, "max_steps": args.steps, "global_batch_size": args.global_batch, "micro_batch_size": args.micro_batch,
+        "base": args.config, "max_steps": args.steps, "global_batch_size": args.global_batch, "micro_batch_size": micro_batch,
         "log_interval": 1, "eval": {"interval": 10**9, "iters": 1}, "checkpoint": {"every_minutes": 0, "keep": 1},
         "optimizer": {"lr": 3e-4}, "schedule": {"warmup_steps": 5},
         "model": {} if args.fused_kernels is None else {"fused_kernels": args.fused_kernels},
@@ -80,7 +83,9 @@ def main() -> None:
         "megatron_flops_per_token": info["model"]["megatron_flops_per_token"],
         "fused_kernels": info["config"]["model"]["fused_kernels"] if info["config"]["model"]["fused_kernels"] is not None else device_name() != "cpu",
         "global_batch": args.global_batch,
-        "micro_batch": args.micro_batch,
+        "micro_batch": micro_batch,
+        "memory_gib": max(r["memory_gib"] for r in recorded["train"]),  # the peak, every step
+        "memory_estimate_gib": info["memory_estimate"]["total_gib"],
         "steps_measured": len(steps),
         "tokens_per_s": round(rate, 1),
         "mfu": mean("mfu"),
@@ -93,6 +98,31 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
+
+
+def fitting_micro_batch(name: str, global_batch: int, fused: bool | None) -> int:
+    """The config's micro batch; on a GPU the largest of 8, 4, 2, 1 dividing the batch whose estimate
+    leaves 2 GiB free (the CUDA context, kernels' workspace, the allocator's slack): an out-of-memory
+    start costs a GPU session minutes."""
+    import dataclasses
+
+    import torch
+
+    from crawlmill.training.config import load_train_config
+    from crawlmill.training.memory import GIB, estimate_memory
+
+    config = load_train_config(name)
+    if fused is not None:
+        config.model = dataclasses.replace(config.model, fused_kernels=fused)
+    if not torch.cuda.is_available():
+        return config.micro_batch_size
+    vocab = config.model.vocab_size or 102_400  # the released tokenizer's padded vocabulary, what the bench packs with
+    room = torch.cuda.mem_get_info()[1] - 2 * GIB
+    for micro in (8, 4, 2, 1):
+        estimate = estimate_memory(dataclasses.replace(config, micro_batch_size=micro), vocab, 1, cuda=True, micro_batches=global_batch // micro)
+        if global_batch % micro == 0 and estimate.total <= room:
+            return micro
+    raise SystemExit(f"{name}: even micro batch 1 needs {estimate.describe()}, more than this GPU's {room / GIB:.1f} GiB less 2")
 
 
 def pack_shards(work: Path, docs: int, text_dir: Path | None) -> Path:

@@ -2,7 +2,7 @@
 an IsoFLOP study's configs and fit (training/scaling_fit.py).
 
     crawlmill plan --compute 1e20                          # η_opt, B_opt, M_opt, D_opt and a model shape
-    crawlmill plan --model deepseek-7b --tokens 2e12       # M, 6N1, 6N2, C = M·D and Equation 1 for C
+    crawlmill plan --model deepseek-7b --tokens 2e12       # M, 6N1, 6N2, C = M·D, Equation 1 for C, memory per GPU
     crawlmill plan sweep --budgets 1e17 3e17 1e18 --points 5 --output sweep/
     crawlmill plan fit sweep/runs/* --plot isoflop.png
 
@@ -39,12 +39,14 @@ app = typer.Typer(
         "* `crawlmill plan --compute 1e20`\n\n"
         "* `crawlmill plan --compute 3e21 --seq-length 2048 --micro-batch-size 2 --data-parallel 64 --json`\n\n"
         "* `crawlmill plan --model deepseek-7b --tokens 2e12`  (built-ins: tiny, 125m, 1b, deepseek-7b, deepseek-67b; or a config file)\n\n"
+        "* `crawlmill plan --model deepseek-7b --tokens 2e12 --data-parallel 64`  (its memory per GPU with 64 data-parallel ranks sharing the optimizer)\n\n"
         "* `crawlmill plan sweep --budgets 1e17 3e17 1e18 --points 5 --output sweep/`\n\n"
         "* `crawlmill plan fit sweep/runs/* --plot isoflop.png`"
     ),
 )
 JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
 MICRO = typer.Option(1, "--micro-batch-size", help="Megatron's micro batch: the global batch is a multiple of it x --data-parallel.")
+MICRO_OR_CONFIG = typer.Option(None, "--micro-batch-size", help="Megatron's micro batch: the global batch is a multiple of it x --data-parallel (default 1; with --model, the config's).")
 DATA_PARALLEL = typer.Option(1, "--data-parallel", help="Data-parallel ranks: the global batch is a multiple of --micro-batch-size x this.")
 
 
@@ -79,11 +81,12 @@ def plan(
     tokens: Optional[float] = typer.Option(None, "--tokens", help="With --model: training tokens D (e.g. 2e12)."),
     seq_length: Optional[int] = typer.Option(None, "--seq-length", help="Sequence length l_seq (default: 4096; with --model, the model's)."),
     vocab_size: Optional[int] = typer.Option(None, "--vocab-size", help="Vocabulary for 6N2 and parameter counts (default: the model's, else 102,400)."),
-    micro_batch_size: int = MICRO,
+    micro_batch_size: Optional[int] = MICRO_OR_CONFIG,
     data_parallel: int = DATA_PARALLEL,
     as_json: bool = JSON,
 ) -> None:
-    """Plan a run from a compute budget, or check a model and token count against the scaling laws."""
+    """Plan a run from a compute budget, or check a model and token count against the scaling laws
+    (and its memory per GPU)."""
     given = compute is not None or model is not None or tokens is not None
     if ctx.invoked_subcommand is not None:
         if given:
@@ -97,7 +100,7 @@ def plan(
         raise fail("give --compute C (FLOPs), or --model NAME with --tokens D")
     with user_errors():
         if compute is not None:
-            result = plan_compute(compute, seq_length or DEFAULT_SEQ_LENGTH, vocab_size or DEFAULT_VOCAB_SIZE, micro_batch_size, data_parallel)
+            result = plan_compute(compute, seq_length or DEFAULT_SEQ_LENGTH, vocab_size or DEFAULT_VOCAB_SIZE, micro_batch_size or 1, data_parallel)
             if as_json:
                 _print_json(result.to_json())
             else:
@@ -112,12 +115,28 @@ def plan(
         config = load_train_config(model)  # type: ignore[arg-type]
         if seq_length is not None:
             config.model = dataclasses.replace(config.model, seq_length=seq_length)  # checked again
-        report = plan_model(config.model, tokens, vocab_size, micro_batch_size, data_parallel)  # type: ignore[arg-type]
+        if micro_batch_size is not None:
+            config = dataclasses.replace(config, micro_batch_size=micro_batch_size)  # checked again
+        report = plan_model(config.model, tokens, vocab_size, config.micro_batch_size, data_parallel)  # type: ignore[arg-type]
+        report["memory"] = _memory(config, report, data_parallel)
     report = {"name": model, **report, "config_lr": config.optimizer.lr, "config_global_batch_size": config.global_batch_size}
     if as_json:
         _print_json(report)
     else:
         _print_model(report, config.model)
+
+
+def _memory(config: Any, report: dict[str, Any], data_parallel: int) -> dict[str, Any]:
+    """One GPU's memory for the config's parallel layout, micro batch and recomputation (training/memory.py)."""
+    from crawlmill.training.memory import estimate_memory
+
+    batch = config.global_batch_size or report["global_batch_size"]
+    micro_batches = max(1, batch // (config.micro_batch_size * data_parallel))
+    estimate = estimate_memory(config, report["vocab_size"], data_parallel, cuda=True, micro_batches=micro_batches)
+    p = config.parallel
+    layout = {"tensor": p.tensor, "pipeline": p.pipeline, "context": p.context, "data": data_parallel,
+              "micro_batch_size": config.micro_batch_size, "recompute": config.model.recompute, "precision": config.precision}  # fmt: skip
+    return {**estimate.to_json(), "layout": layout, "text": estimate.describe()}
 
 
 def _print_compute(result: Any) -> None:
@@ -151,6 +170,9 @@ def _print_model(report: dict[str, Any], model: Any) -> None:
         batch += f"  (config: {report['config_global_batch_size']:,})"
     _line("batch B_opt", batch)
     _line("at this C", f"M_opt {sci(report['model_scale_opt'])} (this model {report['M'] / report['model_scale_opt']:.2f} x), D_opt {sci(report['data_tokens_opt'])} (these tokens {report['tokens'] / report['data_tokens_opt']:.2f} x)")
+    memory = report["memory"]
+    _line("memory per GPU", f"{memory['text']}")
+    _line("", "for " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in memory["layout"].items()) + " (estimated; CUDA context and workspace not counted)")
 
 
 class MultiValueCommand(TyperCommand):

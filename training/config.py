@@ -227,6 +227,11 @@ class TrainConfig:
             raise ValueError(f"max_steps {self.max_steps}: must be at least 1")
         if self.train_tokens is not None and not self.train_tokens > 0:
             raise ValueError(f"train_tokens {self.train_tokens}: must be > 0")
+        stages, layers = self.parallel.pipeline, self.model.num_layers
+        if layers % stages:
+            raise ValueError(f"model.num_layers {layers} is not a multiple of parallel.pipeline {stages}: every stage holds as many layers")
+        if self.model.recompute == "full" and (layers // stages) % self.model.recompute_layers:
+            raise ValueError(f"model.recompute_layers {self.model.recompute_layers} must divide the {layers // stages} layers of a pipeline stage")
 
 
     def check(self) -> None:

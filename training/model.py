@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .compat import device_scope, has_transformer_engine, layer_spec, use_cuda
 from .config import ParallelConfig
-from .model_config import ModelConfig
+from .model_config import ModelConfig, sequence_parallel
 
 
 def transformer_config(model: ModelConfig, precision: str, parallel: ParallelConfig | None = None, initialize: bool = True, on_cpu: bool = False) -> Any:
@@ -33,7 +33,7 @@ def transformer_config(model: ModelConfig, precision: str, parallel: ParallelCon
 
     parallel = parallel or ParallelConfig()
     bf16 = precision == "bf16"
-    fused = use_cuda() if model.fused_kernels is None else model.fused_kernels
+    fused = model.fused(use_cuda())
     return TransformerConfig(
         num_layers=model.num_layers,
         hidden_size=model.hidden_size,
@@ -55,9 +55,7 @@ def transformer_config(model: ModelConfig, precision: str, parallel: ParallelCon
         tensor_model_parallel_size=parallel.tensor,
         pipeline_model_parallel_size=parallel.pipeline,
         context_parallel_size=parallel.context,
-        # Sequence parallelism splits the norms' activations over the TP ranks: TE's norms support it, the
-        # local spec's torch norms do not (Megatron refuses the pair), so without TE it stays off.
-        sequence_parallel=parallel.tensor > 1 and use_cuda() and has_transformer_engine(),
+        sequence_parallel=sequence_parallel(parallel.tensor, use_cuda(), has_transformer_engine()),
         use_cpu_initialization=on_cpu or not use_cuda(),
         perform_initialization=initialize,
         **_recompute(model),

@@ -22,6 +22,13 @@ RECOMPUTE = ("none", "selective", "full")
 RECOMPUTE_MODULES = ("core_attn", "mlp")
 
 
+def sequence_parallel(tensor: int, cuda: bool, transformer_engine: bool) -> bool:
+    """Whether a run uses sequence parallelism, which splits the norms' activations over the tensor
+    ranks: TE's norms support it, the local spec's torch norms do not (Megatron refuses the pair),
+    so without TE it stays off."""
+    return tensor > 1 and cuda and transformer_engine
+
+
 @dataclass
 class ModelConfig:
     num_layers: int = 2
@@ -72,9 +79,15 @@ class ModelConfig:
             raise ValueError(f"recompute {self.recompute!r}: choose one of {', '.join(RECOMPUTE)}")
         if not 1 <= self.recompute_layers <= self.num_layers:
             raise ValueError(f"recompute_layers {self.recompute_layers}: between 1 and num_layers ({self.num_layers})")
+        if self.recompute == "full" and self.num_layers % self.recompute_layers:  # found: Megatron's uniform method then indexes past the last layer, mid-forward
+            raise ValueError(f"recompute_layers {self.recompute_layers}: must divide num_layers ({self.num_layers}), each chunk as long")
         unknown = sorted(set(self.recompute_modules) - set(RECOMPUTE_MODULES))
         if unknown or not self.recompute_modules:
             raise ValueError(f"recompute_modules {self.recompute_modules}: a non-empty list of {', '.join(RECOMPUTE_MODULES)}")
+
+    def fused(self, cuda: bool) -> bool:
+        """Whether Megatron's fused kernels are on (`fused_kernels`; None: on with CUDA)."""
+        return cuda if self.fused_kernels is None else self.fused_kernels
 
     @property
     def query_groups(self) -> int:

@@ -4,9 +4,10 @@ TensorBoard and `crawlmill plan fit` alike.
     RUN/run.json     written at the start: {"config": the TrainConfig as JSON, "model": {"parameters":
                      {...}, "M": non-embedding FLOPs per token,
                      "megatron_flops_per_token": Megatron-LM's count (perf.py), "layer_spec"}, "global_batch_tokens", "peak_lr",
-                     "train_tokens", "compute": M x train_tokens, "world_size", "started": ISO time}
+                     "train_tokens", "compute": M x train_tokens, "world_size", "memory_estimate": one rank's
+                     (memory.py: "states", "activations", "output_gradient", "total" in bytes, "total_gib"), "started": ISO time}
     RUN/log.jsonl    one JSON object a line, appended and flushed as it happens:
-                     {"kind": "train", "step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s", "mfu"?, "mfu_megatron"?}
+                     {"kind": "train", "step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s", "mfu"?, "mfu_megatron"?, "memory_gib"}
                      {"kind": "valid", "step", "tokens", "loss", "bpb"}
                      {"kind": "checkpoint", "step", "path", "seconds"}
                      {"kind": "resumed", "step", "checkpoint", "skipped"?}   (a resume, or Ray Train's restart of its workers; skipped: damaged newer checkpoints)
@@ -18,7 +19,8 @@ TensorBoard and `crawlmill plan fit` alike.
 
 `step` counts optimizer steps done; `tokens` the training tokens consumed by then; `tokens_per_s`
 (and the MFUs from it) covers the steps since the last train record, without the time spent validating
-and checkpointing between them (as Megatron-LM's interval timer). A resumed run
+and checkpointing between them (as Megatron-LM's interval timer). `memory_gib`: the most any rank used so
+far (memory.peak_memory: on GPU the allocator's peak of allocated memory, on CPU the peak resident size). A resumed run
 appends to the same log (lines after a resume repeat no step: the log is cut back to the checkpoint's
 step when the run resumes, so every step appears once); a run started afresh starts an empty log.
 """

@@ -56,6 +56,7 @@ from .compat import layer_spec, seed_model_parallel, use_cuda
 from .config import TrainConfig
 from .data import ShardData, check_resume_order, data_order, token_bytes
 from .preemption import PreemptionNotice
+from .memory import GIB, MemoryEstimate, estimate_memory, peak_memory, too_large
 from .model import build_model
 from .perf import StepProfiler, megatron_flops_per_token, utilisation
 from .runlog import Reporter, write_run_info
@@ -261,11 +262,15 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         reporter.record("initialized", step=0, checkpoint=initialized[0], from_step=initialized[1])
     flops = {"M": plan.model_scale, "megatron": megatron_flops_per_token(config.model, vocab)}  # per token, for MFU
     if rank == 0:
-        info = _run_info(config, plan, flops, vocab, world)
+        memory = estimate_memory(config, vocab, plan.data_parallel, use_cuda(), plan.micro_batches)
+        info = _run_info(config, plan, flops, vocab, world, memory)
         write_run_info(run_dir, info)
         p = config.parallel
         print(f"{store.name}: {info['model']['parameters']['total']:,} parameters, layer spec {info['model']['layer_spec']}, "
-              f"{world} rank(s) (tensor {p.tensor}, pipeline {p.pipeline}, context {p.context}, data {plan.data_parallel})", file=sys.stderr)  # fmt: skip
+              f"{world} rank(s) (tensor {p.tensor}, pipeline {p.pipeline}, context {p.context}, data {plan.data_parallel}); "
+              f"memory per rank, estimated: {memory.describe()}", file=sys.stderr)  # fmt: skip
+        if use_cuda() and (warning := too_large(memory, torch.cuda.mem_get_info()[1])):
+            print(f"{store.name}: {warning}", file=sys.stderr)
     byte_table = _byte_table(data.tokenizer_path, data.eod, vocab, device)
 
     def checkpoint(step: int) -> None:
@@ -314,7 +319,8 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
                 now = time.monotonic()
                 rate = logged_tokens / max(now - last_log - paused, 1e-9)
                 extra = utilisation(flops, rate / world, torch.cuda.get_device_name()) if use_cuda() else {}
-                reporter.record("train", step=done, tokens=done * plan.tokens_per_step, loss=loss, lr=lr, grad_norm=grad_norm, tokens_per_s=round(rate, 1), **extra)
+                memory = round(peak_memory(device) / GIB, 3)
+                reporter.record("train", step=done, tokens=done * plan.tokens_per_step, loss=loss, lr=lr, grad_norm=grad_norm, tokens_per_s=round(rate, 1), **extra, memory_gib=memory)
                 last_log, logged_tokens, paused = now, 0, 0.0
             if done % config.eval.interval == 0 or done == plan.total_steps:
                 pause_from = time.monotonic()
@@ -371,7 +377,7 @@ def _stop_on_signal(step: int, total: int, name: str, profiler: Any, saver: Chec
     raise TrainingStopped(f"{name} received: stopped after step {step} of {total} with its checkpoint, {step_name(step)}; continue with --resume")
 
 
-def _run_info(config: TrainConfig, plan: RunPlan, flops: dict[str, float], vocab: int, world: int) -> dict[str, Any]:
+def _run_info(config: TrainConfig, plan: RunPlan, flops: dict[str, float], vocab: int, world: int, memory: MemoryEstimate) -> dict[str, Any]:
     return json.loads(json.dumps({
         "config": asdict(config),
         "model": {"parameters": config.model.parameters(vocab), "M": plan.model_scale, "megatron_flops_per_token": flops["megatron"], "vocab_size": vocab,
@@ -384,5 +390,6 @@ def _run_info(config: TrainConfig, plan: RunPlan, flops: dict[str, float], vocab
         "compute": plan.compute,
         "world_size": world,
         "data_parallel": plan.data_parallel,
+        "memory_estimate": memory.to_json(),  # per rank, bytes (memory.py)
         "started": datetime.now(timezone.utc).isoformat(),
     }, default=str))  # fmt: skip

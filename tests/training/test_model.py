@@ -47,6 +47,14 @@ def test_a_config_builds_on_a_builtin_and_errors_name_the_key(tmp_path):
         build(TrainConfig, {"base": "tiny", "model": {"hidden_size": 100}}, "train")
     with pytest.raises(ConfigError, match=r"train: global_batch_size 0: must be at least 1"):
         build(TrainConfig, {"base": "tiny", "global_batch_size": 0}, "train")
+    # found: Megatron's uniform recomputation indexed past the last layer (IndexError mid-forward) when
+    # the chunk did not divide the layers; and a pipeline must split the layers evenly (the 67B had 95 over 4)
+    with pytest.raises(ConfigError, match=r"train.model: recompute_layers 2: must divide num_layers \(3\)"):
+        build(TrainConfig, {"base": "tiny", "model": {"num_layers": 3, "recompute": "full", "recompute_layers": 2}}, "train")
+    with pytest.raises(ConfigError, match=r"train: model.num_layers 95 is not a multiple of parallel.pipeline 4"):
+        build(TrainConfig, {"base": "deepseek-67b", "parallel": {"pipeline": 4}}, "train")
+    with pytest.raises(ConfigError, match=r"train: model.recompute_layers 4 must divide the 2 layers of a pipeline stage"):
+        build(TrainConfig, {"base": "tiny", "model": {"num_layers": 4, "recompute": "full", "recompute_layers": 4}, "parallel": {"pipeline": 2}}, "train")
     with pytest.raises(ConfigError, match=r"train.schedule: kind 'linear'"):
         build(TrainConfig, {"schedule": {"kind": "linear"}}, "train")
     with pytest.raises(ConfigError, match=r"train: base: --config nope: no such file, and not a built-in"):

@@ -77,6 +77,23 @@ def test_text_output_shows_the_table_3_columns():
         assert text in result.output, text
 
 
+def test_model_report_gives_the_memory_per_gpu_for_the_layout():
+    """training/memory.py's estimate for the config's layout and the given data-parallel ranks (the
+    estimate itself: tests/training/test_memory.py); the micro batch is the config's unless given."""
+    from crawlmill.training.config import load_train_config
+    from crawlmill.training.memory import estimate_memory
+
+    report = plan_json("--model", "deepseek-7b", "--tokens", "2e12", "--data-parallel", "64")
+    assert report["memory"]["total"] == estimate_memory(load_train_config("deepseek-7b"), 102_400, 64).total
+    assert report["memory"]["bytes_per_parameter"] == 6 + 12 / 64 and report["memory"]["layout"]["data"] == 64
+    one_b = plan_json("--model", "1b", "--tokens", "2e10")
+    assert one_b["memory"]["layout"]["micro_batch_size"] == 4  # the 1b config's
+    two = plan_json("--model", "1b", "--tokens", "2e10", "--micro-batch-size", "2")
+    assert two["memory"]["activations"] == pytest.approx(one_b["memory"]["activations"] / 2, rel=0.01) and two["batch_multiple"]["micro_batch_size"] == 2
+    text = invoke("plan", "--model", "deepseek-67b", "--tokens", "2e12", "--data-parallel", "16").output
+    assert "memory per GPU" in text and "tensor 8, pipeline 5, context 1, data 16" in text, text
+
+
 def test_model_scales_counts_vocab_once_like_the_paper():
     model = builtin_model("1b")
     scales = model_scales(model, vocab_size=50_000)
@@ -165,6 +182,8 @@ def test_sci_formats_as_the_paper():
 def test_planner_imports_no_torch_megatron_or_matplotlib():
     code = (
         "import sys, crawlmill.training.planner, crawlmill.training.scaling_fit, crawlmill.plan_cli\n"
+        "from typer.testing import CliRunner\n"
+        "assert CliRunner().invoke(crawlmill.plan_cli.app, ['--model', '1b', '--tokens', '2e10']).exit_code == 0\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'megatron', 'matplotlib', 'ray'})\n"
         "assert not heavy, heavy"
     )

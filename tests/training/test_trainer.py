@@ -306,13 +306,13 @@ def test_validation_reports_loss_and_exact_bits_per_byte(tiny_shards, tmp_path):
 
 
 def test_tokens_per_s_leaves_out_validation_and_checkpoint_time(tiny_shards, tmp_path, monkeypatch):
-    """Saves and validations made to take 1.5 s each: the train records after them still give the
+    """Saves and validations made to take 3 s each: the train records after them still give the
     steps' own rate (as Megatron-LM's interval timer; MFU on GPU comes from it), not one that counts
     the pause (the demo's log showed a 7x drop in the interval after each save)."""
     from crawlmill.training.backends import TorchBackend
     from crawlmill.training.checkpoint import Checkpointer
 
-    pause, real_save, real_evaluate, paused = 1.5, Checkpointer.save, TorchBackend.evaluate, []
+    pause, real_save, real_evaluate, paused = 3.0, Checkpointer.save, TorchBackend.evaluate, []
 
     def slow_save(self, step, *args):
         time.sleep(pause)
@@ -334,6 +334,11 @@ def test_tokens_per_s_leaves_out_validation_and_checkpoint_time(tiny_shards, tmp
     assert seconds < pause, seconds
     run = json.loads((tmp_path / "run/run.json").read_text())
     assert run["model"]["layer_spec"] == "local+sdpa"  # what build_model chose here (CPU: no Transformer Engine)
+    # memory: the estimate for this run (training/memory.py, tested there) and the peak used, which on CPU is
+    # the whole process's resident size: more than the model's states, never less from one record to the next
+    estimate = run["memory_estimate"]
+    assert estimate["states"] == 16 * estimate["parameters"] and estimate["activations"] > 0 and estimate["micro_batches_in_flight"] == 1
+    assert estimate["states"] / 2**30 < first["memory_gib"] <= second["memory_gib"]
 
 
 def test_unusable_data_is_a_clear_error(tiny_shards, tmp_path):

@@ -1,0 +1,73 @@
+"""What autograd keeps from one forward pass of a model built here (tests/training/test_memory.py),
+and, run by torchrun on two ranks, the same for tensor-parallel models, printed as JSON by rank 0:
+
+    python -m torch.distributed.run --nproc-per-node 2 -m tests.training.memory_probe
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+
+from crawlmill.training.config import ParallelConfig
+from crawlmill.training.model_config import ModelConfig
+
+VOCAB = 512
+# Tensor-parallel cases of the two-rank run: (model settings, micro batch)
+SPLIT_CASES: list[tuple[dict[str, Any], int]] = [
+    ({"num_layers": 3, "hidden_size": 256, "num_attention_heads": 4, "ffn_hidden_size": 688, "seq_length": 128}, 2),
+    ({"num_layers": 2, "hidden_size": 256, "num_attention_heads": 4, "num_query_groups": 2, "ffn_hidden_size": 688, "seq_length": 64, "attention": "megatron"}, 1),
+    ({"num_layers": 2, "hidden_size": 256, "num_attention_heads": 4, "ffn_hidden_size": 688, "seq_length": 128, "recompute": "full"}, 2),
+]
+
+
+def saved_by_autograd(model_config: ModelConfig, micro_batch: int, parallel: ParallelConfig | None = None) -> tuple[int, int]:
+    """(bytes of the distinct storages autograd keeps from one forward pass for the backward, the
+    parameters and the input batch left out; this rank's parameter count)."""
+    import torch._dynamo
+
+    from crawlmill.training.compat import causal_mask, device_scope
+    from crawlmill.training.model import build_model
+    from crawlmill.training.trainer import seed_everything
+
+    seed_everything(1)
+    model = build_model(model_config, VOCAB, "fp32", parallel)
+    s = model_config.seq_length
+    generator = torch.Generator().manual_seed(0)
+    tokens, labels = (torch.randint(0, VOCAB, (micro_batch, s), generator=generator) for _ in range(2))
+    outside = {t.untyped_storage().data_ptr() for t in (*model.parameters(), tokens, labels)}
+    kept: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in outside:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    # torch.compile off: the fused SwiGLU runs eagerly here (the GPU compiles it; what it keeps is the same)
+    with device_scope(), torch._dynamo.config.patch(disable=True), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(tokens, torch.arange(s).expand(micro_batch, -1), causal_mask(s, tokens.device), labels=labels)
+    return sum(kept.values()), sum(p.numel() for p in model.parameters())
+
+
+def main() -> None:
+    from megatron.core import parallel_state
+
+    from crawlmill.training.trainer import init_distributed, release_distributed
+
+    rank, world, made = init_distributed()
+    parallel_state.initialize_model_parallel(world)
+    try:
+        for settings, micro_batch in SPLIT_CASES:
+            kept, parameters = saved_by_autograd(ModelConfig(**settings), micro_batch, ParallelConfig(tensor=world))
+            if rank == 0:
+                print(json.dumps({"settings": settings, "micro_batch": micro_batch, "kept": kept, "parameters": parameters}), flush=True)
+    finally:
+        parallel_state.destroy_model_parallel()
+        release_distributed(made)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""How much memory one rank of a training run needs, estimated before it starts: will this model,
+micro batch and parallel layout fit the GPU? (Megatron-LM's `report_theoretical_memory` is the peer;
+this estimate follows the model crawlmill builds, tensor by tensor.) The run itself logs what it
+used (`memory_gib` in its train records, runlog.py), and `crawlmill plan --model` prints this.
+
+    from crawlmill.training.memory import estimate_memory
+    estimate_memory(config, vocab=102_400, data_parallel=8, cuda=True).describe()
+
+Three parts, for the most loaded rank (the first pipeline stage, which also holds the embedding):
+- states: its parameters (the layers' matrices split over tensor ranks, their norms copied, the
+  embedding and the output layer split over the vocabulary) times the bytes each costs: on GPU, the
+  distributed optimizer's bf16 weight 2 + fp32 gradient 4 + fp32 master weight and two Adam moments
+  12 shared by the data-parallel (x context) ranks; fp32 on GPU 4 + 4 + 8 shared; on CPU torch's
+  AdamW: 4 + 4 + 8, unshared.
+- activations: what autograd keeps from the forward passes for the backward, per micro-batch: per
+  layer the inputs and outputs of its norms, projections, attention (query, key, value, output and
+  the flash kernel's log-sum-exp; the unfused "megatron" attention keeps its s x s probabilities
+  instead) and SwiGLU (five ffn-wide tensors unfused, three with Megatron's fused kernel), then the
+  final norm and the fp32 logits the cross entropy keeps. Recomputation keeps less: "full" only each
+  layer's input (plus one recomputed chunk of layers during the backward), "selective" drops the
+  recomputed modules' insides. With pipeline parallelism the first stage holds that many
+  micro-batches in flight (1F1B). Sequence parallelism (with tensor parallelism under Transformer
+  Engine) splits the norms' share too.
+- output gradient: the logits' gradients at the start of each backward, briefly beside the rest.
+
+Not counted: the CUDA context and kernels' workspace (about 1 GiB), allocator fragmentation,
+communication buffers. tests/training/test_memory.py checks the activations against what autograd
+keeps (saved-tensor hooks) and the states against the CPU optimizer's tensors, byte for byte.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from .config import TrainConfig
+from .model_config import ModelConfig, sequence_parallel
+
+GIB = 2**30
+
+
+@dataclass
+class MemoryEstimate:
+    parameters: int  # on the most loaded rank
+    bytes_per_parameter: float  # weight, gradient and optimizer states
+    states: float  # bytes
+    activations: float  # bytes kept for the backward pass, micro-batches in flight included
+    output_gradient: float  # bytes, transient
+    micro_batches_in_flight: int
+
+    @property
+    def total(self) -> float:
+        return self.states + self.activations + self.output_gradient
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "total": self.total, "total_gib": round(self.total / GIB, 3)}
+
+    def describe(self) -> str:
+        return (
+            f"{_size(self.total)}: weights, gradients and optimizer states {_size(self.states)} ({_count(self.parameters)} parameters x "
+            f"{self.bytes_per_parameter:.3g} bytes), activations {_size(self.activations)} ({self.micro_batches_in_flight} micro-batch(es) "
+            f"in flight), output gradient {_size(self.output_gradient)}"
+        )
+
+
+def too_large(estimate: MemoryEstimate, capacity: float) -> str | None:
+    """A warning when the estimate does not fit a device of `capacity` bytes (less 1 GiB for the
+    CUDA context and workspace), with what would make it fit; None when it fits."""
+    room = capacity - GIB
+    if estimate.total <= room:
+        return None
+    return (f"memory per rank estimated at {_size(estimate.total)}, more than this GPU's {_size(capacity)} less 1 GiB for CUDA: "
+            "expect an out-of-memory error; a smaller micro_batch_size, model.recompute: full or selective, or more data-parallel "
+            "ranks (they share the optimizer's states) would lower it (crawlmill plan --model CONFIG --tokens D shows the estimate)")  # fmt: skip
+
+
+def _size(size: float) -> str:
+    return f"{size / GIB:,.1f} GiB" if size >= GIB else f"{size / 2**20:,.1f} MiB"
+
+
+def _count(number: float) -> str:
+    for size, unit in ((1e9, "B"), (1e6, "M")):
+        if number >= size:
+            return f"{number / size:.3g}{unit}"
+    return f"{number:,.0f}"
+
+
+def peak_memory(device: Any) -> float:
+    """Collective: the most bytes any rank has used so far. On a GPU the CUDA caching allocator's
+    peak of allocated memory (what the estimate counts: tensors, not the allocator's reserve); on
+    CPU the process's peak resident size (everything, Python and libraries included)."""
+    import resource
+
+    import torch
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        used = float(torch.cuda.max_memory_allocated(device))
+    else:
+        used = float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        tensor = torch.tensor([used], dtype=torch.float64, device=device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        used = float(tensor)
+    return used
+
+
+def rank_parameters(model: ModelConfig, vocab: int, tensor: int = 1, pipeline: int = 1) -> int:
+    """Parameters held by the most loaded rank: a pipeline stage's layers (matrices split over the
+    tensor ranks, norm weights whole), the embedding (first stage) and output layer and final norm
+    (last stage), the vocabulary split over the tensor ranks."""
+    d, kv = model.hidden_size, model.query_groups * model.head_dim
+    matrices = 2 * d * d + 2 * d * kv + 3 * d * model.ffn_hidden_size
+    layers = -(-model.num_layers // pipeline) * (matrices // tensor + 2 * d)
+    vocab_rows = -(-vocab // tensor) * d
+    if pipeline == 1:
+        return layers + 2 * vocab_rows + d
+    return layers + vocab_rows + d  # the last stage: output layer and final norm (the first: embedding only)
+
+
+def bytes_per_parameter(precision: str, cuda: bool, sharded_over: int) -> float:
+    """Weight + gradient + optimizer states per parameter (module docstring)."""
+    if not cuda:
+        return 16.0
+    if precision == "bf16":
+        return 2 + 4 + 12 / sharded_over
+    return 4 + 4 + 8 / sharded_over
+
+
+def layer_activations(model: ModelConfig, micro_batch: int, element: int, tensor: int = 1, split_norms: bool = False, fused: bool = False) -> float:
+    """Bytes one transformer layer keeps for its backward pass, for one micro-batch (none recomputed)."""
+    return sum(_layer_parts(model, micro_batch, element, tensor, split_norms, fused).values())
+
+
+def _layer_parts(model: ModelConfig, micro_batch: int, element: int, tensor: int, split_norms: bool, fused: bool) -> dict[str, float]:
+    s, b, h, f = model.seq_length, micro_batch, model.hidden_size, model.ffn_hidden_size
+    ratio = model.query_groups / model.num_attention_heads
+    split = tensor if split_norms else 1  # the norms' share: whole on every tensor rank without sequence parallelism
+    sbh = s * b * h * element
+    norms = 2 * (2 * sbh + s * b * element) / split  # each norm: its input, the normalized input, 1/rms
+    linear_inputs = 2 * sbh / split  # the qkv and fc1 projections' inputs (their outputs are kept below)
+    rope = 4 * s * model.head_dim * element  # cos and sin for the query and the key
+    # the rotated query and key, the fused qkv projection (value a view of it), the attention's output
+    attention = sbh * (1 + ratio + (1 + 2 * ratio) + 1) / tensor
+    if model.attention == "megatron":  # unfused: its s x s probabilities; with fewer key/value heads, key and value repeated to every head
+        value = 1 + 2 * ratio if ratio == 1 else 1  # a view of the qkv projection, or the repeated copy
+        attention = sbh * (1 + 1 + value + 1) / tensor + b * model.num_attention_heads * s * s * element / tensor
+        softmax = 0.0
+    else:
+        softmax = 4.0 * b * model.num_attention_heads * s / tensor  # the flash kernel's log-sum-exp, fp32
+    mlp = (3 if fused else 5) * s * b * f * element / tensor  # fc1's output (two ffn-wide halves) and what SwiGLU keeps
+    return {"norms": norms, "linear_inputs": linear_inputs, "rope": rope, "attention": attention, "softmax": softmax, "mlp": mlp}
+
+
+def kept_activations(model: ModelConfig, vocab: int, micro_batch: int, element: int, tensor: int = 1, pipeline: int = 1,
+                     split_norms: bool = False, fused: bool = False, mask: bool = False) -> float:  # fmt: skip
+    """Bytes the first pipeline stage keeps through one micro-batch's forward pass (module docstring).
+    `mask`: the model is given an s x s attention mask (the CPU path; on GPU the kernels are causal)."""
+    parts = _layer_parts(model, micro_batch, element, tensor, split_norms, fused)
+    s, b, h = model.seq_length, micro_batch, model.hidden_size
+    split = tensor if split_norms else 1
+    layers = -(-model.num_layers // pipeline)
+    mask_bytes = s * s if mask else 0  # bool, one tensor that every layer shares
+    if model.recompute == "full":  # each chunk of layers keeps its inputs (hidden states, mask, the rotary table), nothing inside
+        chunks = -(-layers // model.recompute_layers)
+        per_layer = chunks * s * b * h * element / split / layers
+        shared = mask_bytes + 4 * s * model.head_dim  # the rotary table is fp32
+    else:
+        dropped = set(model.recompute_modules) if model.recompute == "selective" else set()
+        if "core_attn" in dropped:
+            parts["softmax"] = 0.0  # recomputed from the query, key and value it keeps
+            if model.attention == "megatron":
+                parts["attention"] -= b * model.num_attention_heads * s * s * element / tensor
+        if "mlp" in dropped:
+            parts["mlp"] = 0.0  # recomputed from its input (the norm's output, kept anyway)
+        per_layer = sum(parts.values())
+        shared = mask_bytes if model.attention == "megatron" else 0
+    total = layers * per_layer + shared
+    if pipeline == 1:  # the output side: the final norm, the output layer's input, the fp32 logits
+        total += (2 * s * b * h * element + s * b * element) / split + s * b * h * element / split + 4.0 * s * b * -(-vocab // tensor)
+    return total
+
+
+def estimate_memory(config: TrainConfig, vocab: int, data_parallel: int = 1, cuda: bool = True, micro_batches: int | None = None) -> MemoryEstimate:
+    """The memory of the most loaded rank of `config` trained on `data_parallel` data-parallel ranks,
+    on GPU (`cuda`) or on CPU (fp32, torch AdamW); `micro_batches` per step and rank (default: as
+    many as the pipeline needs in flight)."""
+    model, p = config.model, config.parallel
+    precision = config.precision if cuda else "fp32"
+    element = 2 if precision == "bf16" else 4
+    seq = -(-model.seq_length // p.context)
+    model = replace(model, seq_length=seq)
+    split_norms = sequence_parallel(p.tensor, cuda, importlib.util.find_spec("transformer_engine") is not None)
+    fused = model.fused(cuda)
+    in_flight = min(p.pipeline, micro_batches) if micro_batches else p.pipeline
+    parameters = rank_parameters(config.model, vocab, p.tensor, p.pipeline)
+    per_parameter = bytes_per_parameter(precision, cuda, data_parallel * p.context)
+    one = kept_activations(model, vocab, config.micro_batch_size, element, p.tensor, p.pipeline, split_norms, fused, mask=not cuda)
+    activations = one * in_flight
+    if model.recompute == "full":  # the backward recomputes one chunk of layers at a time, whole
+        activations += model.recompute_layers * layer_activations(model, config.micro_batch_size, element, p.tensor, split_norms, fused)
+    output_gradient = (4 + element) * seq * config.micro_batch_size * -(-vocab // p.tensor) if p.pipeline == 1 else 0.0
+    return MemoryEstimate(parameters, per_parameter, parameters * per_parameter, activations, output_gradient, in_flight)
