@@ -101,10 +101,14 @@ def plan(
     with user_errors():
         if compute is not None:
             result = plan_compute(compute, seq_length or DEFAULT_SEQ_LENGTH, vocab_size or DEFAULT_VOCAB_SIZE, micro_batch_size or 1, data_parallel)
+            from crawlmill.training.config import TrainConfig
+
+            shaped = TrainConfig(model=result.model, micro_batch_size=result.micro_batch_size, global_batch_size=result.global_batch_size)
+            memory = _memory(shaped, {"vocab_size": result.scales["vocab_size"]}, data_parallel)
             if as_json:
-                _print_json(result.to_json())
+                _print_json({**result.to_json(), "memory": memory})
             else:
-                _print_compute(result)
+                _print_compute(result, memory)
             return
         from crawlmill.training.config import builtin_names, load_train_config, resolve_builtin
 
@@ -130,7 +134,7 @@ def _memory(config: Any, report: dict[str, Any], data_parallel: int) -> dict[str
     """One GPU's memory for the config's parallel layout, micro batch and recomputation (training/memory.py)."""
     from crawlmill.training.memory import estimate_memory
 
-    batch = config.global_batch_size or report["global_batch_size"]
+    batch = config.global_batch_size or report["global_batch_size"]  # the config's, else Equation 1's
     micro_batches = max(1, batch // (config.micro_batch_size * data_parallel))
     estimate = estimate_memory(config, report["vocab_size"], data_parallel, cuda=True, micro_batches=micro_batches)
     p = config.parallel
@@ -139,7 +143,12 @@ def _memory(config: Any, report: dict[str, Any], data_parallel: int) -> dict[str
     return {**estimate.to_json(), "layout": layout, "text": estimate.describe()}
 
 
-def _print_compute(result: Any) -> None:
+def _print_memory(memory: dict[str, Any]) -> None:
+    _line("memory per GPU", memory["text"])
+    _line("", "for " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in memory["layout"].items()) + " (estimated; CUDA context and workspace not counted)")
+
+
+def _print_compute(result: Any, memory: dict[str, Any]) -> None:
     best, m = result.optimum, result.model
     params = result.model.parameters(result.scales["vocab_size"])
     multiple = {"micro_batch_size": result.micro_batch_size, "data_parallel": result.data_parallel}
@@ -152,6 +161,7 @@ def _print_compute(result: Any) -> None:
     _line("  its M", f"{sci(result.model_scale)} ({result.model_scale_deviation:+.1%} from M_opt); 6N1 {sci(result.scales['six_n1'])}, 6N2 {sci(result.scales['six_n2'])}")
     _line("  parameters", f"{params['non_embedding'] / 1e9:.3g}B non-embedding, {params['total'] / 1e9:.3g}B with embeddings (vocabulary {result.scales['vocab_size']:,})")
     _line("  tokens C / M", f"{sci(result.data_tokens)}")
+    _print_memory(memory)
 
 
 def _print_model(report: dict[str, Any], model: Any) -> None:
@@ -170,9 +180,7 @@ def _print_model(report: dict[str, Any], model: Any) -> None:
         batch += f"  (config: {report['config_global_batch_size']:,})"
     _line("batch B_opt", batch)
     _line("at this C", f"M_opt {sci(report['model_scale_opt'])} (this model {report['M'] / report['model_scale_opt']:.2f} x), D_opt {sci(report['data_tokens_opt'])} (these tokens {report['tokens'] / report['data_tokens_opt']:.2f} x)")
-    memory = report["memory"]
-    _line("memory per GPU", f"{memory['text']}")
-    _line("", "for " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in memory["layout"].items()) + " (estimated; CUDA context and workspace not counted)")
+    _print_memory(report["memory"])
 
 
 class MultiValueCommand(TyperCommand):

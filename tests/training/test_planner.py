@@ -92,6 +92,9 @@ def test_model_report_gives_the_memory_per_gpu_for_the_layout():
     assert two["memory"]["activations"] == pytest.approx(one_b["memory"]["activations"] / 2, rel=0.01) and two["batch_multiple"]["micro_batch_size"] == 2
     text = invoke("plan", "--model", "deepseek-67b", "--tokens", "2e12", "--data-parallel", "16").output
     assert "memory per GPU" in text and "tensor 8, pipeline 5, context 1, data 16" in text, text
+    planned = plan_json("--compute", "1e20", "--micro-batch-size", "2", "--data-parallel", "8")  # the planned shape's, too
+    assert planned["memory"]["parameters"] == planned["parameters"]["total"] and planned["memory"]["layout"]["micro_batch_size"] == 2
+    assert planned["memory"]["bytes_per_parameter"] == 6 + 12 / 8
 
 
 def test_model_scales_counts_vocab_once_like_the_paper():
