@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="steps left out of the throughput figure")
     parser.add_argument("--global-batch", type=int, default=32, help="sequences per step")
     parser.add_argument("--micro-batch", type=int, default=None, help="default: the config's, or on a GPU the largest of 8, 4, 2, 1 whose "
-                        "estimated memory (training/memory.py) leaves 10%% and 1 GiB of the GPU free")
+                        "estimated memory (training/memory.py) leaves 15%% and 1 GiB of the GPU free")
     parser.add_argument("--docs", type=int, default=20_000, help="documents packed for the run")
     parser.add_argument("--text-dir", type=Path, default=None, help="real text to pack (default ../shared/data/text)")
     parser.add_argument("--shards", type=Path, default=None, help="train on these packed shards instead of packing (no Ray needed: a GPU machine without it)")
@@ -102,7 +102,7 @@ def main() -> None:
 
 def fitting_micro_batch(name: str, global_batch: int, fused: bool | None) -> int:
     """The config's micro batch; on a GPU the largest of 8, 4, 2, 1 dividing the batch whose estimate
-    leaves 10% and 1 GiB free (the CUDA context, kernels' workspace, the allocator's fragmentation, the
+    leaves 15% and 1 GiB free (the CUDA context, kernels' workspace, the allocator's fragmentation, the
     estimate's own error on a GPU, not yet measured): an out-of-memory start costs a GPU session minutes."""
     import dataclasses
 
@@ -117,7 +117,7 @@ def fitting_micro_batch(name: str, global_batch: int, fused: bool | None) -> int
     if not torch.cuda.is_available():
         return config.micro_batch_size
     vocab = config.model.vocab_size or 102_400  # the released tokenizer's padded vocabulary, what the bench packs with
-    room = 0.9 * torch.cuda.mem_get_info()[1] - GIB
+    room = 0.85 * torch.cuda.mem_get_info()[1] - GIB
     for micro in (8, 4, 2, 1):
         estimate = estimate_memory(dataclasses.replace(config, micro_batch_size=micro), vocab, 1, cuda=True, micro_batches=global_batch // micro)
         if global_batch % micro == 0 and estimate.total <= room:

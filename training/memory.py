@@ -21,10 +21,13 @@ Three parts, for the most loaded rank (the first pipeline stage, which also hold
   recomputed modules' insides. With pipeline parallelism the first stage holds that many
   micro-batches in flight (1F1B). Sequence parallelism (with tensor parallelism under Transformer
   Engine) splits the norms' share too.
-- output gradient: the logits' gradients at the start of each backward, briefly beside the rest.
+- output gradient: in bf16, the bf16 logits and then their gradient, briefly beside the fp32 copy the
+  loss keeps (whose own gradient is computed in place); none in fp32.
 
 Not counted: the CUDA context and kernels' workspace (about 1 GiB), allocator fragmentation,
-communication buffers. tests/training/test_memory.py checks the activations against what autograd
+communication buffers, the optimizer step's temporaries (after the backward pass has freed the
+activations, so not at the peak). The activations are the local spec's, as measured on CPU; on a GPU
+torch's fused RMSNorm may keep less (its input and 1/rms, not the normalized input). tests/training/test_memory.py checks the activations against what autograd
 keeps (saved-tensor hooks) and the states against the CPU optimizer's tensors, byte for byte.
 """
 
@@ -60,7 +63,7 @@ class MemoryEstimate:
         return (
             f"{_size(self.total)}: weights, gradients and optimizer states {_size(self.states)} ({_count(self.parameters)} parameters x "
             f"{self.bytes_per_parameter:.3g} bytes), activations {_size(self.activations)} ({self.micro_batches_in_flight} micro-batch(es) "
-            f"in flight), output gradient {_size(self.output_gradient)}"
+            f"in flight)" + (f", bf16 logits and their gradient {_size(self.output_gradient)}" if self.output_gradient else "")
         )
 
 
@@ -200,5 +203,7 @@ def estimate_memory(config: TrainConfig, vocab: int, data_parallel: int = 1, cud
     activations = one * in_flight
     if model.recompute == "full":  # the backward recomputes one chunk of layers at a time, whole
         activations += model.recompute_layers * layer_activations(model, config.micro_batch_size, element, p.tensor, split_norms, fused)
-    output_gradient = (4 + element) * seq * config.micro_batch_size * -(-vocab // p.tensor) if p.pipeline == 1 else 0.0
+    # The loss keeps fp32 logits (counted above) and computes their gradient in place; bf16 logits, and
+    # then their bf16 gradient, live beside them for a while (Megatron's vocab-parallel cross entropy).
+    output_gradient = 2.0 * seq * config.micro_batch_size * -(-vocab // p.tensor) if p.pipeline == 1 and element == 2 else 0.0
     return MemoryEstimate(parameters, per_parameter, parameters * per_parameter, activations, output_gradient, in_flight)
