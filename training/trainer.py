@@ -319,8 +319,8 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
                 now = time.monotonic()
                 rate = logged_tokens / max(now - last_log - paused, 1e-9)
                 extra = utilisation(flops, rate / world, torch.cuda.get_device_name()) if use_cuda() else {}
-                memory = round(peak_memory(device) / GIB, 3)
-                reporter.record("train", step=done, tokens=done * plan.tokens_per_step, loss=loss, lr=lr, grad_norm=grad_norm, tokens_per_s=round(rate, 1), **extra, memory_gib=memory)
+                used = round(peak_memory(device) / GIB, 3)  # a collective: every rank logs at the same steps
+                reporter.record("train", step=done, tokens=done * plan.tokens_per_step, loss=loss, lr=lr, grad_norm=grad_norm, tokens_per_s=round(rate, 1), **extra, memory_gib=used)
                 last_log, logged_tokens, paused = now, 0, 0.0
             if done % config.eval.interval == 0 or done == plan.total_steps:
                 pause_from = time.monotonic()
