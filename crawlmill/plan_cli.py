@@ -256,7 +256,8 @@ def sweep(
     for run in index["runs"]:
         out.print(
             f"{run['file']:<26} C {sci(run['budget'], 3):<6} M {sci(run['M'])} ({run['M'] / run['M_opt']:.2f} x M_opt)  D {sci(run['D'])}  "
-            f"{run['steps']:>7,} steps  lr {sci(run['lr'], 3)}  batch {run['global_batch_size']:,} x {index['seq_length']}",
+            f"{run['steps']:>7,} steps  lr {sci(run['lr'], 3)}  batch {run['global_batch_size']:,} x {index['seq_length']}  "
+            f"{run['memory_gib']:,.1f} GiB per GPU",
             highlight=False, markup=False,
         )  # fmt: skip
     out.print(f"wrote {len(index['runs'])} configs and sweep.json to {output}; train each with `crawlmill train --config FILE`, then `crawlmill plan fit {output}/runs`", highlight=False, markup=False)

@@ -9,7 +9,8 @@ Sweep: for each budget C, `points` model scales log-spaced from M_opt/span to M_
 planner's M_opt (planner.py), each snapped to a real shape (planner.snap_model), trained on D = C/M
 tokens (rounded to whole steps) with η and B from Equation 1 for C; optional `lr_factors` /
 `batch_factors` multiply them (a grid for fitting η_opt and B_opt too). Every file is a training
-config that `load_train_config(path)` accepts; `sweep.json` lists budget, M, D and file of each.
+config that `load_train_config(path)` accepts; `sweep.json` lists budget, M, D and file of each, and
+its memory per GPU (memory.py).
 
 Fit: the runs (training/runlog.py: run.json's compute, model.M, train_tokens, peak_lr,
 global_batch_tokens; the last "valid" record's bpb) are grouped by compute (runs of one budget agree
@@ -38,7 +39,8 @@ import yaml
 
 from crawlmill.files import atomic_path, atomic_write_json, atomic_write_text
 
-from .planner import DEEPSEEK, PowerLaw, ScalingLaws, global_batch, optimum, sci, snap_model
+from .model_config import ModelConfig
+from .planner import DEEPSEEK, DEFAULT_VOCAB_SIZE, PowerLaw, ScalingLaws, global_batch, optimum, sci, snap_model
 from .runlog import RUN_FILE, read_run
 
 SWEEP_FILE = "sweep.json"
@@ -147,10 +149,23 @@ def write_sweep(config: SweepConfig, output: str | Path, overwrite: bool = False
         )
         atomic_write_text(output / file, header + yaml.safe_dump(train_config_data(entry, config), sort_keys=False))
         model = entry.pop("model")
-        runs.append({**entry, "file": file, "output": f"runs/{entry['name']}", "model": asdict(model)})
+        memory = _memory_gib(model, entry["global_batch_size"], config)
+        runs.append({**entry, "file": file, "output": f"runs/{entry['name']}", "model": asdict(model), "memory_gib": memory})
     index = {"seq_length": config.seq_length, "budgets": config.budgets, "points": config.points, "span": config.span, "laws": asdict(laws), "runs": runs}
     atomic_write_json(output / SWEEP_FILE, index)
     return index
+
+
+def _memory_gib(model: ModelConfig, batch: int, config: SweepConfig) -> float:
+    """A sweep run's memory per GPU (training/memory.py; bf16, the sweep's micro batch and data
+    parallelism), so that the largest sizes of a budget are seen to fit before they are launched."""
+    from .config import TrainConfig
+    from .memory import GIB, estimate_memory
+
+    train = TrainConfig(model=model, micro_batch_size=config.micro_batch_size, global_batch_size=batch)
+    vocab = config.vocab_size or DEFAULT_VOCAB_SIZE
+    estimate = estimate_memory(train, vocab, config.data_parallel, cuda=True, micro_batches=batch // (config.micro_batch_size * config.data_parallel))
+    return round(estimate.total / GIB, 2)
 
 
 # --- Fit ------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from crawlmill.cli import app
 from crawlmill.pipeline.config import to_json
 from crawlmill.training.config import load_train_config
+from crawlmill.training.memory import GIB, estimate_memory
 from crawlmill.training.planner import DEEPSEEK, optimum
 from crawlmill.training.runlog import RunLog, write_run_info
 from crawlmill.training.scaling_fit import RunResult, SweepConfig, fit_scaling, group_by_budget, isoflop_minimum, write_sweep
@@ -53,6 +54,9 @@ def test_sweep_cli_writes_configs_that_load_and_round_trip(tmp_path):
             assert config.global_batch_size == run["global_batch_size"] and config.global_batch_size % 2 == 0
             assert config.global_batch_size * 4096 == pytest.approx(best.batch_tokens_opt, abs=2 * 4096)
             assert config.train_tokens % (config.global_batch_size * 4096) == 0
+            # each run's memory per GPU: the estimate for the config as written (micro batch 2, one rank, bf16)
+            estimate = estimate_memory(config, 102_400, 1, cuda=True, micro_batches=config.global_batch_size // 2)
+            assert run["memory_gib"] == round(estimate.total / GIB, 2) and config.micro_batch_size == 2
             assert config.data.shards == [str(shards.resolve())]
             assert config.output == str(tmp_path / "sweep" / "runs" / run["name"])
             assert config.schedule.warmup_steps <= 2000 and config.schedule.warmup_steps <= 0.05 * run["steps"] + 1
