@@ -85,6 +85,7 @@ def main() -> None:
         "global_batch": args.global_batch,
         "micro_batch": micro_batch,
         "memory_gib": max(r["memory_gib"] for r in recorded["train"]),  # the peak, every step
+        "memory_reserved_gib": max((r["memory_reserved_gib"] for r in recorded["train"] if "memory_reserved_gib" in r), default=None),  # GPU
         "memory_estimate_gib": info["memory_estimate"]["total_gib"],
         "steps_measured": len(steps),
         "tokens_per_s": round(rate, 1),

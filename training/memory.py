@@ -89,24 +89,26 @@ def _count(number: float) -> str:
     return f"{number:,.0f}"
 
 
-def peak_memory(device: Any) -> float:
-    """Collective: the most bytes any rank has used so far. On a GPU the CUDA caching allocator's
-    peak of allocated memory (what the estimate counts: tensors, not the allocator's reserve); on
-    CPU the process's peak resident size (everything, Python and libraries included)."""
+def peak_memory(device: Any) -> dict[str, float]:
+    """Collective: the most GiB any rank has used so far, as train records log it. `memory_gib`: on a
+    GPU the CUDA caching allocator's peak of allocated memory (what the estimate counts: tensors), on
+    CPU the process's peak resident size (everything, Python and libraries included);
+    `memory_reserved_gib` (GPU): the allocator's peak reserve, fragmentation included (Megatron-LM
+    logs both)."""
     import resource
 
     import torch
     import torch.distributed as dist
 
     if device.type == "cuda":
-        used = float(torch.cuda.max_memory_allocated(device))
+        used = [float(torch.cuda.max_memory_allocated(device)), float(torch.cuda.max_memory_reserved(device))]
     else:
-        used = float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # KiB on Linux
+        used = [float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024]  # KiB on Linux
     if dist.is_initialized() and dist.get_world_size() > 1:
-        tensor = torch.tensor([used], dtype=torch.float64, device=device)
+        tensor = torch.tensor(used, dtype=torch.float64, device=device)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-        used = float(tensor)
-    return used
+        used = tensor.tolist()
+    return dict(zip(("memory_gib", "memory_reserved_gib"), (round(value / GIB, 3) for value in used)))
 
 
 def rank_parameters(model: ModelConfig, vocab: int, tensor: int = 1, pipeline: int = 1) -> int:

@@ -7,7 +7,7 @@ TensorBoard and `crawlmill plan fit` alike.
                      "train_tokens", "compute": M x train_tokens, "world_size", "memory_estimate": one rank's
                      (memory.py: "states", "activations", "output_gradient", "total" in bytes, "total_gib"), "started": ISO time}
     RUN/log.jsonl    one JSON object a line, appended and flushed as it happens:
-                     {"kind": "train", "step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s", "mfu"?, "mfu_megatron"?, "memory_gib"}
+                     {"kind": "train", "step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s", "mfu"?, "mfu_megatron"?, "memory_gib", "memory_reserved_gib"?}
                      {"kind": "valid", "step", "tokens", "loss", "bpb"}
                      {"kind": "checkpoint", "step", "path", "seconds"}
                      {"kind": "resumed", "step", "checkpoint", "skipped"?}   (a resume, or Ray Train's restart of its workers; skipped: damaged newer checkpoints)
@@ -20,7 +20,8 @@ TensorBoard and `crawlmill plan fit` alike.
 `step` counts optimizer steps done; `tokens` the training tokens consumed by then; `tokens_per_s`
 (and the MFUs from it) covers the steps since the last train record, without the time spent validating
 and checkpointing between them (as Megatron-LM's interval timer). `memory_gib`: the most any rank used so
-far (memory.peak_memory: on GPU the allocator's peak of allocated memory, on CPU the peak resident size). A resumed run
+far (memory.peak_memory: on GPU the allocator's peak of allocated memory, and of its reserve in
+`memory_reserved_gib`; on CPU the peak resident size). A resumed run
 appends to the same log (lines after a resume repeat no step: the log is cut back to the checkpoint's
 step when the run resumes, so every step appears once); a run started afresh starts an empty log.
 """

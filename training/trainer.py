@@ -56,7 +56,7 @@ from .compat import layer_spec, seed_model_parallel, use_cuda
 from .config import TrainConfig
 from .data import ShardData, check_resume_order, data_order, token_bytes
 from .preemption import PreemptionNotice
-from .memory import GIB, MemoryEstimate, estimate_memory, peak_memory, too_large
+from .memory import MemoryEstimate, estimate_memory, peak_memory, too_large
 from .model import build_model
 from .perf import StepProfiler, megatron_flops_per_token, utilisation
 from .runlog import Reporter, write_run_info
@@ -319,8 +319,8 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
                 now = time.monotonic()
                 rate = logged_tokens / max(now - last_log - paused, 1e-9)
                 extra = utilisation(flops, rate / world, torch.cuda.get_device_name()) if use_cuda() else {}
-                used = round(peak_memory(device) / GIB, 3)  # a collective: every rank logs at the same steps
-                reporter.record("train", step=done, tokens=done * plan.tokens_per_step, loss=loss, lr=lr, grad_norm=grad_norm, tokens_per_s=round(rate, 1), **extra, memory_gib=used)
+                used = peak_memory(device)  # a collective: every rank logs at the same steps
+                reporter.record("train", step=done, tokens=done * plan.tokens_per_step, loss=loss, lr=lr, grad_norm=grad_norm, tokens_per_s=round(rate, 1), **extra, **used)
                 last_log, logged_tokens, paused = now, 0, 0.0
             if done % config.eval.interval == 0 or done == plan.total_steps:
                 pause_from = time.monotonic()

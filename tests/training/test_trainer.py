@@ -338,7 +338,7 @@ def test_tokens_per_s_leaves_out_validation_and_checkpoint_time(tiny_shards, tmp
     # the whole process's resident size: more than the model's states, never less from one record to the next
     estimate = run["memory_estimate"]
     assert estimate["states"] == 16 * estimate["parameters"] and estimate["activations"] > 0 and estimate["micro_batches_in_flight"] == 1
-    assert estimate["states"] / 2**30 < first["memory_gib"] <= second["memory_gib"]
+    assert estimate["states"] / 2**30 < first["memory_gib"] <= second["memory_gib"] and "memory_reserved_gib" not in first  # a GPU allocator's
 
 
 def test_unusable_data_is_a_clear_error(tiny_shards, tmp_path):
