@@ -1,34 +1,38 @@
 """How much memory one rank of a training run needs, estimated before it starts: will this model,
 micro batch and parallel layout fit the GPU? (Megatron-LM's `report_theoretical_memory` is the peer;
-this estimate follows the model crawlmill builds, tensor by tensor.) The run itself logs what it
-used (`memory_gib` in its train records, runlog.py), and `crawlmill plan --model` prints this.
+this estimate follows the model crawlmill builds, tensor by tensor.) Shown in the run's first line
+and run.json, by `crawlmill plan --model/--compute` and for each run of `crawlmill plan sweep`; the
+run logs what it used (`memory_gib` in its train records, `peak_memory`).
 
     from crawlmill.training.memory import estimate_memory
     estimate_memory(config, vocab=102_400, data_parallel=8, cuda=True).describe()
 
-Three parts, for the most loaded rank (the first pipeline stage, which also holds the embedding):
+Three parts, for the most loaded rank:
 - states: its parameters (the layers' matrices split over tensor ranks, their norms copied, the
-  embedding and the output layer split over the vocabulary) times the bytes each costs: on GPU, the
-  distributed optimizer's bf16 weight 2 + fp32 gradient 4 + fp32 master weight and two Adam moments
-  12 shared by the data-parallel (x context) ranks; fp32 on GPU 4 + 4 + 8 shared; on CPU torch's
-  AdamW: 4 + 4 + 8, unshared.
+  embedding and the output layer split over the vocabulary; with pipeline stages the last one's,
+  whose output layer and final norm outweigh the first's embedding by a norm) times the bytes each
+  costs: on GPU, the distributed optimizer's bf16 weight 2 + fp32 gradient 4 + fp32 master weight
+  and two Adam moments 12 shared by the data-parallel (x context) ranks; fp32 on GPU 4 + 4 + 8
+  shared; on CPU torch's AdamW: 4 + 4 + 8, unshared.
 - activations: what autograd keeps from the forward passes for the backward, per micro-batch: per
   layer the inputs and outputs of its norms, projections, attention (query, key, value, output and
   the flash kernel's log-sum-exp; the unfused "megatron" attention keeps its s x s probabilities
   instead) and SwiGLU (five ffn-wide tensors unfused, three with Megatron's fused kernel), then the
-  final norm and the fp32 logits the cross entropy keeps. Recomputation keeps less: "full" only each
-  layer's input (plus one recomputed chunk of layers during the backward), "selective" drops the
-  recomputed modules' insides. With pipeline parallelism the first stage holds that many
-  micro-batches in flight (1F1B). Sequence parallelism (with tensor parallelism under Transformer
-  Engine) splits the norms' share too.
+  final norm and the fp32 logits the cross entropy keeps. Recomputation keeps less: "full" only
+  each chunk of layers' input (plus one chunk recomputed whole during the backward), "selective"
+  drops the recomputed modules' insides. With pipeline parallelism the first stage, which holds the
+  most micro-batches in flight (1F1B), is counted. Sequence parallelism (with tensor parallelism
+  under Transformer Engine) splits the norms' share too.
 - output gradient: in bf16, the bf16 logits and then their gradient, briefly beside the fp32 copy the
   loss keeps (whose own gradient is computed in place); none in fp32.
 
 Not counted: the CUDA context and kernels' workspace (about 1 GiB), allocator fragmentation,
 communication buffers, the optimizer step's temporaries (after the backward pass has freed the
-activations, so not at the peak). The activations are the local spec's, as measured on CPU; on a GPU
-torch's fused RMSNorm may keep less (its input and 1/rms, not the normalized input). tests/training/test_memory.py checks the activations against what autograd
-keeps (saved-tensor hooks) and the states against the CPU optimizer's tensors, byte for byte.
+activations, so not at the peak). The activations are the local spec's, as measured on CPU; on a
+GPU torch's fused RMSNorm may keep less (its input and 1/rms, not the normalized input).
+tests/training/test_memory.py checks the activations against what autograd keeps (saved-tensor
+hooks, one and two tensor-parallel ranks) and the states against the parameters and the CPU
+optimizer's tensors, byte for byte.
 """
 
 from __future__ import annotations
