@@ -91,6 +91,7 @@ def main() -> None:
         "tokens_per_s": round(rate, 1),
         "mfu": mean("mfu"),
         "mfu_megatron": mean("mfu_megatron"),
+        "tflops_per_gpu": mean("tflops_per_gpu"),  # Megatron-LM's count, as it prints its throughput per GPU
         "megatron_published_mfu": MEGATRON_PUBLISHED_MFU,
         "loss_first_last": [recorded["train"][0]["loss"], steps[-1]["loss"]],
         "device": device_name(),

@@ -76,13 +76,17 @@ def megatron_flops_per_token(model: ModelConfig, vocab_size: int) -> float:
 
 
 def utilisation(flops_per_token: dict[str, float], tokens_per_s_per_device: float, device_name: str) -> dict[str, float]:
-    """{"mfu": ..., "mfu_megatron": ...} for the given FLOPs-per-token counts ("M", "megatron");
-    empty when the device's peak is unknown."""
+    """{"mfu": ..., "mfu_megatron": ..., "tflops_per_gpu": ...} for the given FLOPs-per-token counts
+    ("M", "megatron"): the MFUs when the device's peak is known; the model TFLOP/s each GPU did by
+    Megatron-LM's count (the "throughput per GPU" it prints) whatever the device."""
     peak = peak_flops(device_name)
-    if peak is None:
-        return {}
-    names = {"M": "mfu", "megatron": "mfu_megatron"}
-    return {names[k]: round(v * tokens_per_s_per_device / peak, 4) for k, v in flops_per_token.items()}
+    figures = {}
+    if "megatron" in flops_per_token:
+        figures["tflops_per_gpu"] = round(flops_per_token["megatron"] * tokens_per_s_per_device / 1e12, 1)
+    if peak is not None:
+        names = {"M": "mfu", "megatron": "mfu_megatron"}
+        figures.update({names[k]: round(v * tokens_per_s_per_device / peak, 4) for k, v in flops_per_token.items()})
+    return figures
 
 
 class StepProfiler:

@@ -7,7 +7,7 @@ TensorBoard and `crawlmill plan fit` alike.
                      "train_tokens", "compute": M x train_tokens, "world_size", "memory_estimate": one rank's
                      (memory.py: "states", "activations", "output_gradient", "total" in bytes, "total_gib"), "started": ISO time}
     RUN/log.jsonl    one JSON object a line, appended and flushed as it happens:
-                     {"kind": "train", "step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s", "mfu"?, "mfu_megatron"?, "memory_gib", "memory_reserved_gib"?}
+                     {"kind": "train", "step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s", "mfu"?, "mfu_megatron"?, "tflops_per_gpu"?, "memory_gib", "memory_reserved_gib"?}
                      {"kind": "valid", "step", "tokens", "loss", "bpb"}
                      {"kind": "checkpoint", "step", "path", "seconds"}
                      {"kind": "resumed", "step", "checkpoint", "skipped"?}   (a resume, or Ray Train's restart of its workers; skipped: damaged newer checkpoints)

@@ -40,7 +40,8 @@ def test_peaks_by_device_name_and_the_override(monkeypatch):
     assert peak_flops("NVIDIA H100 PCIe") == 756e12 and peak_flops("NVIDIA A100-SXM4-80GB") == 312e12
     assert peak_flops("Some New Accelerator") is None and utilisation({"M": 1e9}, 1e5, "Some New Accelerator") == {}
     figures = utilisation({"M": 9e9, "megatron": 1e10}, 40_000, "NVIDIA H200")
-    assert figures == {"mfu": round(9e9 * 40_000 / 989e12, 4), "mfu_megatron": round(1e10 * 40_000 / 989e12, 4)}
+    assert figures == {"mfu": round(9e9 * 40_000 / 989e12, 4), "mfu_megatron": round(1e10 * 40_000 / 989e12, 4), "tflops_per_gpu": 400.0}
+    assert utilisation({"M": 9e9, "megatron": 1e10}, 40_000, "Some New Accelerator") == {"tflops_per_gpu": 400.0}  # no peak, no MFU
     monkeypatch.setenv("CRAWLMILL_PEAK_TFLOPS", "500")
     assert peak_flops("Some New Accelerator") == 500e12
     monkeypatch.setenv("CRAWLMILL_PEAK_TFLOPS", "fast")
