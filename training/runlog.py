@@ -17,7 +17,8 @@ TensorBoard and `crawlmill plan fit` alike.
                      {"kind": "stopped", "step", "signal", "checkpoint"}
                      {"kind": "preemption", "step", "nodes", "ranks", "deadline_ms"}   (Ray Train's notice: a checkpoint follows)
 
-`step` counts optimizer steps done; `tokens` the training tokens consumed by then; `tokens_per_s`
+On stdout each record is a line; a train line ends with the steps done of the total and an ETA at
+its rate (for people only: not in log.jsonl). `step` counts optimizer steps done; `tokens` the training tokens consumed by then; `tokens_per_s`
 (and the MFUs from it) covers the steps since the last train record, without the time spent validating
 and checkpointing between them (as Megatron-LM's interval timer). `memory_gib`: the most any rank used so
 far (memory.peak_memory: on GPU the allocator's peak of allocated memory, and of its reserve in
@@ -116,12 +117,13 @@ class Reporter:
             except ImportError:
                 print("tensorboard is not installed: logging to stdout and log.jsonl only", file=sys.stderr)
 
-    def record(self, kind: str, **values: Any) -> None:
+    def record(self, kind: str, note: str = "", **values: Any) -> None:
+        """Log a record; `note` is for people only (stdout, not log.jsonl or TensorBoard)."""
         if not self.enabled:
             return
         self.log.write(kind, **values)
         shown = " | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
-        print(f"[{kind}] {shown}", flush=True)
+        print(f"[{kind}] {shown}{' | ' + note if note else ''}", flush=True)
         if self.board is not None and kind in ("train", "valid"):
             for key, value in values.items():
                 if isinstance(value, (int, float)) and key not in ("step", "tokens"):

@@ -4,6 +4,7 @@ by Ray Train), a run folder never trained into twice, validation loss and bits p
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -305,7 +306,7 @@ def test_validation_reports_loss_and_exact_bits_per_byte(tiny_shards, tmp_path):
     assert sorted(p.name for p in (tmp_path / "run/profile").iterdir()) == ["rank0-step5.json.gz", "rank0-step5.txt"]
 
 
-def test_tokens_per_s_leaves_out_validation_and_checkpoint_time(tiny_shards, tmp_path, monkeypatch):
+def test_tokens_per_s_leaves_out_validation_and_checkpoint_time(tiny_shards, tmp_path, monkeypatch, capsys):
     """Saves and validations made to take 3 s each: the train records after them still give the
     steps' own rate (as Megatron-LM's interval timer; MFU on GPU comes from it), not one that counts
     the pause (the demo's log showed a 7x drop in the interval after each save)."""
@@ -339,6 +340,10 @@ def test_tokens_per_s_leaves_out_validation_and_checkpoint_time(tiny_shards, tmp
     estimate = run["memory_estimate"]
     assert estimate["states"] == 16 * estimate["parameters"] and estimate["activations"] > 0 and estimate["micro_batches_in_flight"] == 1
     assert estimate["states"] / 2**30 < first["memory_gib"] <= second["memory_gib"] and "memory_reserved_gib" not in first  # a GPU allocator's
+    # stdout says how far the run is and when it should end (for people: not in the log)
+    shown = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[train]")]
+    assert re.search(r"^\[train\] step 5 \|.* \| 5/10 steps, eta 0:00:\d\d$", shown[0]) and shown[1].endswith("10/10 steps, eta 0:00:00")
+    assert "eta" not in first and "note" not in first
 
 
 def test_unusable_data_is_a_clear_error(tiny_shards, tmp_path):
