@@ -321,7 +321,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
                 extra = utilisation(flops, rate / world, torch.cuda.get_device_name()) if use_cuda() else {}
                 used = peak_memory(device)  # a collective: every rank logs at the same steps
                 eta = timedelta(seconds=round((plan.total_steps - done) * plan.tokens_per_step / max(rate, 1e-9)))  # training time, no pauses
-                reporter.record("train", f"{done:,}/{plan.total_steps:,} steps, eta {eta}", step=done, tokens=done * plan.tokens_per_step, loss=loss, lr=lr,
+                reporter.record("train", note=f"{done:,}/{plan.total_steps:,} steps, eta {eta}", step=done, tokens=done * plan.tokens_per_step, loss=loss, lr=lr,
                                 grad_norm=grad_norm, tokens_per_s=round(rate, 1), **extra, **used)  # fmt: skip
                 last_log, logged_tokens, paused = now, 0, 0.0
             if done % config.eval.interval == 0 or done == plan.total_steps:
