@@ -9,8 +9,9 @@ batches excluded, and the profiled steps); MFU = FLOPs per token x tokens/s / th
 peak, twice (training/perf.py): `mfu` with DeepSeek's M (non-embedding FLOPs per token, the
 planner's, so the two agree) and `mfu_megatron` with Megatron-LM's own count (the output layer
 included), the one its published figures use. Goal: MFU >= 45%. The result has the peak memory
-(`memory_gib`) beside the estimate the run started with (`memory_estimate_gib`, training/memory.py). `--profile N` records N steps after
-the warm-up with torch.profiler and reports where the time went (the run's profile/ folder).
+(`memory_gib`) beside the estimate the run started with (`memory_estimate_gib`, training/memory.py).
+`--profile N` records N steps after the warm-up with torch.profiler and reports where the time went
+(the run's profile/ folder).
 
     python bench/train_bench.py                                  # on a GPU machine: 1b, 40 steps
     python bench/train_bench.py --config tiny --steps 20         # CPU smoke run of the same path (no MFU)
@@ -121,7 +122,7 @@ def fitting_micro_batch(name: str, global_batch: int, fused: bool | None) -> int
     vocab = config.model.vocab_size or 102_400  # the released tokenizer's padded vocabulary, what the bench packs with
     room = 0.85 * torch.cuda.mem_get_info()[1] - GIB
     for micro in (8, 4, 2, 1):
-        estimate = estimate_memory(dataclasses.replace(config, micro_batch_size=micro), vocab, 1, cuda=True, micro_batches=global_batch // micro)
+        estimate = estimate_memory(dataclasses.replace(config, micro_batch_size=micro), vocab, 1, cuda=True, global_batch=global_batch)
         if global_batch % micro == 0 and estimate.total <= room:
             return micro
     raise SystemExit(f"{name}: even micro batch 1 needs {estimate.describe()}, more than the {room / GIB:.1f} GiB left to it on this GPU")

@@ -135,8 +135,7 @@ def _memory(config: Any, report: dict[str, Any], data_parallel: int) -> dict[str
     from crawlmill.training.memory import estimate_memory
 
     batch = config.global_batch_size or report["global_batch_size"]  # the config's, else Equation 1's
-    micro_batches = max(1, batch // (config.micro_batch_size * data_parallel))
-    estimate = estimate_memory(config, report["vocab_size"], data_parallel, cuda=True, micro_batches=micro_batches)
+    estimate = estimate_memory(config, report["vocab_size"], data_parallel, cuda=True, global_batch=batch)
     p = config.parallel
     layout = {"tensor": p.tensor, "pipeline": p.pipeline, "context": p.context, "data": data_parallel,
               "micro_batch_size": config.micro_batch_size, "recompute": config.model.recompute, "precision": config.precision}  # fmt: skip

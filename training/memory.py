@@ -191,10 +191,11 @@ def kept_activations(model: ModelConfig, vocab: int, micro_batch: int, element: 
     return total
 
 
-def estimate_memory(config: TrainConfig, vocab: int, data_parallel: int = 1, cuda: bool = True, micro_batches: int | None = None) -> MemoryEstimate:
+def estimate_memory(config: TrainConfig, vocab: int, data_parallel: int = 1, cuda: bool = True, global_batch: int | None = None) -> MemoryEstimate:
     """The memory of the most loaded rank of `config` trained on `data_parallel` data-parallel ranks,
-    on GPU (`cuda`) or on CPU (fp32, torch AdamW); `micro_batches` per step and rank (default: as
-    many as the pipeline needs in flight)."""
+    on GPU (`cuda`) or on CPU (fp32, torch AdamW). `global_batch` (sequences a step; default the
+    config's) sets how many micro-batches a rank has, so how many the pipeline can hold in flight;
+    unknown, as many as it has stages."""
     model, p = config.model, config.parallel
     precision = config.precision if cuda else "fp32"
     element = 2 if precision == "bf16" else 4
@@ -202,7 +203,8 @@ def estimate_memory(config: TrainConfig, vocab: int, data_parallel: int = 1, cud
     model = replace(model, seq_length=seq)
     split_norms = sequence_parallel(p.tensor, cuda, importlib.util.find_spec("transformer_engine") is not None)
     fused = model.fused(cuda)
-    in_flight = min(p.pipeline, micro_batches) if micro_batches else p.pipeline
+    batch = global_batch or config.global_batch_size
+    in_flight = min(p.pipeline, max(1, batch // (config.micro_batch_size * data_parallel))) if batch else p.pipeline
     parameters = rank_parameters(config.model, vocab, p.tensor, p.pipeline)
     per_parameter = bytes_per_parameter(precision, cuda, data_parallel * p.context)
     one = kept_activations(model, vocab, config.micro_batch_size, element, p.tensor, p.pipeline, split_norms, fused, mask=not cuda)

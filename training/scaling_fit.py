@@ -164,7 +164,7 @@ def _memory_gib(model: ModelConfig, batch: int, config: SweepConfig) -> float:
 
     train = TrainConfig(model=model, micro_batch_size=config.micro_batch_size, global_batch_size=batch)
     vocab = config.vocab_size or DEFAULT_VOCAB_SIZE
-    estimate = estimate_memory(train, vocab, config.data_parallel, cuda=True, micro_batches=batch // (config.micro_batch_size * config.data_parallel))
+    estimate = estimate_memory(train, vocab, config.data_parallel, cuda=True)
     return round(estimate.total / GIB, 2)
 
 

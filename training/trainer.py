@@ -262,7 +262,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         reporter.record("initialized", step=0, checkpoint=initialized[0], from_step=initialized[1])
     flops = {"M": plan.model_scale, "megatron": megatron_flops_per_token(config.model, vocab)}  # per token, for MFU
     if rank == 0:
-        memory = estimate_memory(config, vocab, plan.data_parallel, use_cuda(), plan.micro_batches)
+        memory = estimate_memory(config, vocab, plan.data_parallel, use_cuda(), plan.global_batch)
         info = _run_info(config, plan, flops, vocab, world, memory)
         write_run_info(run_dir, info)
         p = config.parallel

@@ -118,7 +118,7 @@ def test_what_the_builtin_configs_need_on_a_gpu():
     full = load_train_config("1b", {"model": {"recompute": "full"}})
     assert estimate_memory(full, 102_400).activations < estimate_memory(one_b, 102_400).activations / 3
     sixty_seven = load_train_config("deepseek-67b")  # tensor 8, pipeline 5: five micro-batches in flight on the first stage
-    estimate = estimate_memory(sixty_seven, 102_400, data_parallel=16, micro_batches=8)
+    estimate = estimate_memory(sixty_seven, 102_400, data_parallel=16)  # its 4,608 sequences: 288 micro-batches a rank
     assert estimate.micro_batches_in_flight == 5 and estimate.total < 78 * GIB
 
 

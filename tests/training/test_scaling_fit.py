@@ -55,7 +55,7 @@ def test_sweep_cli_writes_configs_that_load_and_round_trip(tmp_path):
             assert config.global_batch_size * 4096 == pytest.approx(best.batch_tokens_opt, abs=2 * 4096)
             assert config.train_tokens % (config.global_batch_size * 4096) == 0
             # each run's memory per GPU: the estimate for the config as written (micro batch 2, one rank, bf16)
-            estimate = estimate_memory(config, 102_400, 1, cuda=True, micro_batches=config.global_batch_size // 2)
+            estimate = estimate_memory(config, 102_400, 1, cuda=True)  # the config's global batch
             assert run["memory_gib"] == round(estimate.total / GIB, 2) and config.micro_batch_size == 2
             assert config.data.shards == [str(shards.resolve())]
             assert config.output == str(tmp_path / "sweep" / "runs" / run["name"])
