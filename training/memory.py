@@ -119,9 +119,8 @@ def rank_parameters(model: ModelConfig, vocab: int, tensor: int = 1, pipeline: i
     """Parameters held by the most loaded rank: a pipeline stage's layers (matrices split over the
     tensor ranks, norm weights whole), the embedding (first stage) and output layer and final norm
     (last stage), the vocabulary split over the tensor ranks."""
-    d, kv = model.hidden_size, model.query_groups * model.head_dim
-    matrices = 2 * d * d + 2 * d * kv + 3 * d * model.ffn_hidden_size
-    layers = -(-model.num_layers // pipeline) * (matrices // tensor + 2 * d)
+    d = model.hidden_size
+    layers = -(-model.num_layers // pipeline) * (model.layer_matrix_parameters() // tensor + 2 * d)
     vocab_rows = -(-vocab // tensor) * d
     if pipeline == 1:
         return layers + 2 * vocab_rows + d

@@ -103,15 +103,18 @@ class ModelConfig:
         seq = seq_length or self.seq_length
         return 72.0 * self.num_layers * self.hidden_size**2 + 12.0 * self.num_layers * self.hidden_size * seq
 
+    def layer_matrix_parameters(self) -> int:
+        """A layer's weight matrices (what tensor parallelism splits): q, k, v, o and SwiGLU's three."""
+        d, kv = self.hidden_size, self.query_groups * self.head_dim
+        return 2 * d * d + 2 * d * kv + 3 * d * self.ffn_hidden_size  # q, o; k, v (fewer with GQA); gate, up, down
+
     def parameters(self, vocab_size: int | None = None) -> dict[str, int]:
         """Parameter counts of the Megatron model built from this config."""
         vocab = vocab_size or self.vocab_size
         if vocab is None:
             raise ValueError("vocab_size unknown: give it, or read it from the tokenizer")
-        d, kv = self.hidden_size, self.query_groups * self.head_dim
-        attention = d * d * 2 + 2 * d * kv  # q, o; k, v
-        mlp = 3 * d * self.ffn_hidden_size  # gate, up, down
-        per_layer = attention + mlp + 2 * d  # two RMSNorm weights
+        d = self.hidden_size
+        per_layer = self.layer_matrix_parameters() + 2 * d  # two RMSNorm weights
         non_embedding = self.num_layers * per_layer + d  # final RMSNorm
         embedding = 2 * vocab * d  # input embedding and output layer, untied
         return {"embedding": embedding, "non_embedding": non_embedding, "total": embedding + non_embedding}
