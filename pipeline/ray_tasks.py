@@ -95,6 +95,10 @@ def init_local_ray(**init_kwargs: Any) -> None:
     import ray
     import ray._private.ray_constants as ray_constants
 
+    if init_kwargs.get("include_dashboard") is False:
+        runtime_env = dict(init_kwargs.get("runtime_env") or {})
+        runtime_env.setdefault("worker_process_setup_hook", f"{__name__}.{without_state_api.__name__}")
+        init_kwargs["runtime_env"] = runtime_env
     saved_env, saved_flag = os.environ.get(_CLUSTER_MODE_ENV), ray_constants.ENABLE_RAY_CLUSTER
     os.environ[_CLUSTER_MODE_ENV] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
@@ -110,6 +114,19 @@ def init_local_ray(**init_kwargs: Any) -> None:
     if node_ip not in _LOOPBACK:  # a Ray release that resolves loopback otherwise: refuse rather than expose
         ray.shutdown()
         raise RuntimeError(f"the local Ray started on {node_ip}, not on loopback: its services would be reachable from the network")
+
+
+# Ray Train's detached PlacementGroupCleaner asks the State API every second whether the controller
+# lives; the State API is the dashboard's, so on a local Ray without one each ask fails with a warning,
+# a line every second or two of a training run. Such a Ray ends with its driver, placement groups too.
+_STATE_API_LOGGERS = ("ray.train.v2._internal.execution.controller.placement_group_cleaner",)
+
+
+def without_state_api() -> None:
+    """Worker-process setup of a local Ray started without a dashboard (init_local_ray): silence the
+    warnings of what polls the State API there (_STATE_API_LOGGERS); their errors still show."""
+    for name in _STATE_API_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def run_jobs(

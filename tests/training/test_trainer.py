@@ -160,11 +160,12 @@ def kill_a_train_worker_once(appears: Path, killed: list[int], timeout_s: float 
             continue
 
 
-def test_two_ray_workers_match_one_worker_and_a_killed_worker_is_restarted_from_the_checkpoint(ray_local, tiny_shards, tmp_path):
+def test_two_ray_workers_match_one_worker_and_a_killed_worker_is_restarted_from_the_checkpoint(ray_local, tiny_shards, tmp_path, capfd):
     """Global batch 8 = 2 workers x 1 micro batch of 4, or 1 worker x 2 micro batches of 4. One of
     the two workers' processes is SIGKILLed once the step-4 checkpoint is complete: Ray Train starts
     the workers again (max_restarts 1), they continue from the run's last checkpoint, and the whole
-    run still matches the one worker's, step for step."""
+    run still matches the one worker's, step for step. Ray Train's placement-group cleaner, which
+    asks a dashboard-less local Ray's State API every second, warns nothing (init_local_ray)."""
     settings = {"max_steps": 24, "eval": {"interval": 24, "iters": 1}, "checkpoint": {"every_steps": 4, "keep": 2}}
     one = tiny_config(tiny_shards, **settings)
     train(one, tmp_path / "one")
@@ -178,6 +179,9 @@ def test_two_ray_workers_match_one_worker_and_a_killed_worker_is_restarted_from_
         killer.join()
     run = json.loads((tmp_path / "two/run.json").read_text())
     assert run["world_size"] == 2 and run["data_parallel"] == 2
+    printed = capfd.readouterr()
+    assert "[train] step 24" in printed.out + printed.err  # the workers' lines reach this process
+    assert "Failed to query Ray Train Controller" not in printed.out + printed.err
     resumed = train_records(tmp_path / "two", "resumed")
     assert killed and len(resumed) == 1 and 4 <= resumed[0]["step"] < 24, (killed, resumed)  # the kill landed mid-run
     print(f"worker {killed[0]} killed; the restarted workers resumed from step {resumed[0]['step']}")
