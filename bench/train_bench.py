@@ -17,6 +17,7 @@ included), the one its published figures use. Goal: MFU >= 45%. The result has t
     python bench/train_bench.py --config tiny --steps 20         # CPU smoke run of the same path (no MFU)
     python bench/train_bench.py --shards .gpu/shards             # shards packed elsewhere (scripts/gpu_kit.sh)
     python bench/train_bench.py --profile 2 --no-fused-kernels   # where the time goes, without Megatron's fusions
+    python bench/train_bench.py --from-run /tmp/train-bench/run  # the figures of a run already made (one cut short by a time limit)
 
 Writes bench/out/train.json.
 """
@@ -51,14 +52,17 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="profile N steps after the warm-up (left out of the figures)")
     parser.add_argument("--fused-kernels", action=argparse.BooleanOptionalAction, default=None, help="Megatron's fused SwiGLU and cross-entropy (default: the config's, on with CUDA)")
     parser.add_argument("--json", type=Path, default=REPO / "bench/out/train.json")
+    parser.add_argument("--from-run", type=Path, default=None, metavar="RUN", help="train nothing: the figures of RUN's log so far "
+                        "(`complete` false when it never reached its end, as when a time limit stopped it)")
     args = parser.parse_args()
+    if args.from_run is not None:
+        return write(report(args.from_run, args.config, args.warmup, args.profile), args.json)
 
     micro_batch = args.micro_batch or fitting_micro_batch(args.config, args.global_batch, args.fused_kernels)
     work = args.work or Path(tempfile.mkdtemp(prefix="train-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     shards = args.shards or pack_shards(work, args.docs, args.text_dir)
     config = work / "bench.yaml"
-    profiled = range(args.warmup, args.warmup + args.profile)  # 0-based steps: the records of steps + 1
     config.write_text(json.dumps({
         "base": args.config, "max_steps": args.steps, "global_batch_size": args.global_batch, "micro_batch_size": micro_batch,
         "log_interval": 1, "eval": {"interval": 10**9, "iters": 1}, "checkpoint": {"every_minutes": 0, "keep": 1},
@@ -68,23 +72,38 @@ def main() -> None:
     }))  # fmt: skip
     run = work / "run"
     crawlmill_cli("train", "--config", str(config), "--data", str(shards), "--output", str(run), "--overwrite")
+    write(report(run, args.config, args.warmup, args.profile), args.json)
+
+
+def write(result: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+def report(run: Path, name: str, warmup: int, profile: int) -> dict:
+    """The benchmark's figures from a run folder's run.json and log.jsonl (config `name`): the steps
+    after `warmup`, the `profile` profiled ones left out."""
     recorded = read_run(run)
-    steps = [r for r in recorded["train"] if r["step"] > args.warmup and r["step"] - 1 not in profiled]
+    profiled = range(warmup, warmup + profile)  # 0-based steps: the records of steps + 1
+    steps = [r for r in recorded["train"] if r["step"] > warmup and r["step"] - 1 not in profiled]
     if not steps:
-        raise SystemExit(f"no step to measure: --steps {args.steps} leaves none after --warmup {args.warmup} and --profile {args.profile}")
+        raise SystemExit(f"{run}: no step to measure ({len(recorded['train'])} logged) after --warmup {warmup} and --profile {profile}")
     info = recorded["run"]
     rate = sum(r["tokens_per_s"] for r in steps) / len(steps)
     mean = lambda key: round(sum(r[key] for r in steps) / len(steps), 4) if all(key in r for r in steps) else None  # noqa: E731
     tables = sorted((run / "profile").glob("*.txt"))
-    result = {
+    config = info["config"]
+    return {
         **run_info(),
-        "config": args.config,
+        "config": name,
+        "complete": bool(recorded.get("end")),
         "parameters": info["model"]["parameters"],
         "M": info["model"]["M"],
         "megatron_flops_per_token": info["model"]["megatron_flops_per_token"],
-        "fused_kernels": info["config"]["model"]["fused_kernels"] if info["config"]["model"]["fused_kernels"] is not None else device_name() != "cpu",
-        "global_batch": args.global_batch,
-        "micro_batch": micro_batch,
+        "fused_kernels": config["model"]["fused_kernels"] if config["model"]["fused_kernels"] is not None else device_name() != "cpu",
+        "global_batch": info["global_batch_size"],
+        "micro_batch": config["micro_batch_size"],
         "memory_gib": max(r["memory_gib"] for r in recorded["train"]),  # the peak, every step
         "memory_reserved_gib": max((r["memory_reserved_gib"] for r in recorded["train"] if "memory_reserved_gib" in r), default=None),  # GPU
         "memory_estimate_gib": info["memory_estimate"]["total_gib"],
@@ -98,9 +117,6 @@ def main() -> None:
         "device": device_name(),
         "profile": [str(t) for t in tables],
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1))
-    print(json.dumps(result, indent=1))
 
 
 def fitting_micro_batch(name: str, global_batch: int, fused: bool | None) -> int:

@@ -9,7 +9,8 @@
 - `MegatronBackend` (GPU): Megatron's DistributedDataParallel with fp32 gradient buffers, the
   distributed optimizer (bf16 parameters, fp32 master weights and Adam states sharded over data
   parallel ranks), Megatron's forward-backward schedule (pipeline parallelism included) and its
-  gradient clipping; the same per-token mean loss (calculate_per_token_loss).
+  gradient clipping; the same per-token mean loss (calculate_per_token_loss) and the same weight
+  decay on matrices only (Megatron's parameter groups, set_group_hyperparameters).
 
 Checkpoints go through dist_checkpointing (sharded_io.py): `sharded_state_dict(is_loading)` gives
 the model's and the optimizer's sharded state (or, for loading, the template to fill), and
@@ -130,6 +131,7 @@ class MegatronBackend:
         from megatron.core.optimizer import get_megatron_optimizer
         from megatron.core.pipeline_parallel import get_forward_backward_func
 
+        self.optim = optim
         config = model.config
         config.calculate_per_token_loss = True
         ddp_config = DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=False, use_distributed_optimizer=True)
@@ -181,8 +183,7 @@ class MegatronBackend:
 
     def step(self, micro_batches: list[dict[str, torch.Tensor]], lr: float) -> tuple[float, float]:
         self.model.train()
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_group_hyperparameters(self.optimizer.param_groups, lr, self.optim.weight_decay)
         self.model.zero_grad_buffer()
         self.optimizer.zero_grad()
         totals = self._totals(self._run(micro_batches, forward_only=False))
@@ -199,10 +200,51 @@ class MegatronBackend:
     # buffer shards with no gather (fastest for asynchronous saves); reshardable across data parallel.
     SHARDING = {"distrib_optim_sharding_type": "dp_reshardable"}
 
+    def _torch_adams(self) -> list[Any]:
+        """The distributed optimizers whose inner optimizer is torch's Adam (no Transformer Engine or
+        Apex FusedAdam installed): their `step` is per parameter, not per group."""
+        parts = getattr(self.optimizer, "chained_optimizers", [self.optimizer])
+        return [part for part in parts if isinstance(part.optimizer, (torch.optim.Adam, torch.optim.AdamW))]
+
     def sharded_state_dict(self, is_loading: bool = False) -> dict[str, Any]:
+        if is_loading:
+            for part in self._torch_adams():  # its state_dict() needs a state, which a fresh one lacks
+                fill_fresh_adam_state(part.optimizer, partial(part.init_state_fn, config=part.config))
         model = self.model.module.sharded_state_dict()
         return {"model": model, "optimizer": self.optimizer.sharded_state_dict(model, is_loading=is_loading, metadata=self.SHARDING)}
 
     def load_sharded_state_dict(self, loaded: dict[str, Any]) -> None:
         self.model.module.load_state_dict(loaded["model"])
         self.optimizer.load_state_dict(loaded["optimizer"])
+        for part in self._torch_adams():  # Megatron gives every parameter one and the same step tensor
+            unshare_adam_steps(part.optimizer)
+
+
+def set_group_hyperparameters(param_groups: list[dict[str, Any]], lr: float, weight_decay: float) -> None:
+    """This step's LR, and the weight decay of each of Megatron's parameter groups. Megatron marks
+    norm weights and biases `wd_mult` 0 but leaves applying it to its LR scheduler, which we do not
+    use: the optimizer was built with one weight decay for every group, norms included."""
+    for group in param_groups:
+        group["lr"] = lr
+        group["weight_decay"] = weight_decay * group.get("wd_mult", 1.0)
+
+
+def fill_fresh_adam_state(optimizer: torch.optim.Optimizer, init_state: Any) -> None:
+    """Give a torch Adam that has not stepped yet the state it would have (moments by `init_state`,
+    Megatron's init_state_fn; step 0 per parameter), so that Megatron's DistributedOptimizer can make
+    the template a checkpoint loads into (its state_dict() asserts one step over the states)."""
+    if optimizer.state:
+        return
+    init_state(optimizer)
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            optimizer.state[p].setdefault("step", torch.tensor(0.0))
+
+
+def unshare_adam_steps(optimizer: torch.optim.Optimizer) -> None:
+    """One step tensor per parameter again. Megatron's DistributedOptimizer.load_state_dict puts the
+    same tensor in every parameter's state and torch's load_state_dict keeps it shared; torch Adam
+    then adds 1 to it once per parameter each step, and the bias correction after a resume is wrong."""
+    for state in optimizer.state.values():
+        if torch.is_tensor(state.get("step")):
+            state["step"] = state["step"].clone()

@@ -95,7 +95,9 @@ class ScheduleConfig:
 @dataclass
 class ParallelConfig:
     """Model-parallel sizes; data parallelism is what the world size leaves. Tensor parallelism runs
-    on CPU (gloo) and GPU; pipeline and context parallelism need GPUs."""
+    on CPU (gloo) and GPU; pipeline parallelism needs GPUs. Context parallelism is refused: it needs
+    Transformer Engine's attention and each rank fed its share of every sequence, which the trainer
+    does not do yet (DeepSeek LLM's 4096-token context needs none)."""
 
     tensor: int = 1
     pipeline: int = 1
@@ -104,6 +106,11 @@ class ParallelConfig:
     def __post_init__(self) -> None:
         if min(self.tensor, self.pipeline, self.context) < 1:
             raise ValueError("parallel sizes must be at least 1")
+        if self.context > 1:
+            raise ValueError(
+                f"context {self.context}: context parallelism is not supported yet (its attention needs Transformer Engine, and each "
+                "rank its share of every sequence); split the model with tensor and pipeline parallelism"
+            )
 
 
 @dataclass

@@ -54,6 +54,7 @@ def transformer_config(model: ModelConfig, precision: str, parallel: ParallelCon
         params_dtype=torch.bfloat16 if bf16 else torch.float32,
         tensor_model_parallel_size=parallel.tensor,
         pipeline_model_parallel_size=parallel.pipeline,
+        pipeline_dtype=torch.bfloat16 if bf16 else torch.float32,  # what the stages send each other
         context_parallel_size=parallel.context,
         sequence_parallel=sequence_parallel(parallel.tensor, use_cuda(), has_transformer_engine()),
         use_cpu_initialization=on_cpu or not use_cuda(),

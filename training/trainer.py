@@ -176,8 +176,8 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_a
     p = config.parallel
     if world % (p.tensor * p.pipeline * p.context):
         raise ValueError(f"world size {world} is not a multiple of tensor x pipeline x context ({p.tensor * p.pipeline * p.context})")
-    if not use_cuda() and p.pipeline * p.context > 1:
-        raise ValueError("pipeline and context parallelism need GPUs; on CPU data and tensor parallelism")
+    if not use_cuda() and p.pipeline > 1:
+        raise ValueError("pipeline parallelism needs GPUs; on CPU data and tensor parallelism")
     parallel_state.initialize_model_parallel(p.tensor, p.pipeline, context_parallel_size=p.context)
     try:
         return _train(config, RunStore(run_dir), resume, stop_after, stop_at, rank, world, ray_train)

@@ -55,6 +55,8 @@ def test_a_config_builds_on_a_builtin_and_errors_name_the_key(tmp_path):
         build(TrainConfig, {"base": "deepseek-67b", "parallel": {"pipeline": 4}}, "train")
     with pytest.raises(ConfigError, match=r"train: model.recompute_layers 4 must divide the 2 layers of a pipeline stage"):
         build(TrainConfig, {"base": "tiny", "model": {"num_layers": 4, "recompute": "full", "recompute_layers": 4}, "parallel": {"pipeline": 2}}, "train")
+    with pytest.raises(ConfigError, match=r"train.parallel: context 2: context parallelism is not supported yet"):  # rather than wrong attention
+        build(TrainConfig, {"base": "tiny", "parallel": {"context": 2}}, "train")
     with pytest.raises(ConfigError, match=r"train.schedule: kind 'linear'"):
         build(TrainConfig, {"schedule": {"kind": "linear"}}, "train")
     with pytest.raises(ConfigError, match=r"train: base: --config nope: no such file, and not a built-in"):
@@ -82,6 +84,18 @@ def test_megatron_model_has_deepseeks_design_and_the_counted_parameters(model_pa
     assert model.position_embedding_type == "rope"
     assert float(params["decoder.layers.0.mlp.linear_fc1.weight"].std()) == pytest.approx(0.006, rel=0.05)
     assert float(params["embedding.word_embeddings.weight"].std()) == pytest.approx(0.006, rel=0.05)
+
+
+@pytest.mark.parametrize("name", ["deepseek-7b", "deepseek-67b"])
+def test_the_paper_configs_give_megatron_a_transformer_config_with_their_parallel_layout(name):
+    """Megatron checks its TransformerConfig as it is made: the 67B's 5 pipeline stages need the dtype
+    the stages exchange (a GPU-only run would otherwise fail at its first line)."""
+    from crawlmill.training.model import transformer_config
+
+    config = load_train_config(name)
+    made = transformer_config(config.model, config.precision, config.parallel)
+    assert (made.tensor_model_parallel_size, made.pipeline_model_parallel_size) == (config.parallel.tensor, config.parallel.pipeline)
+    assert made.pipeline_dtype == (torch.bfloat16 if config.precision == "bf16" else torch.float32)
 
 
 def test_fused_kernels_follow_the_device_and_the_precision():

@@ -1,0 +1,100 @@
+"""What the GPU backend (training/backends.py, MegatronBackend) does to Megatron's optimizer, checked
+on CPU with the pieces it acts on: Megatron's own parameter groups, and torch's Adam, which Megatron's
+DistributedOptimizer wraps where neither Transformer Engine nor Apex is installed. (The backend itself
+needs CUDA: scripts/gpu_check.sh runs it.)"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from crawlmill.training.backends import fill_fresh_adam_state, set_group_hyperparameters, unshare_adam_steps
+from crawlmill.training.model_config import ModelConfig
+
+
+def test_megatrons_parameter_groups_decay_the_matrices_alone_as_the_cpu_backend(model_parallel):
+    """Megatron's optimizer gets one weight decay for every group and marks the norms' groups
+    `wd_mult` 0 for its LR scheduler to apply; without that scheduler the norms decayed too."""
+    from megatron.core.optimizer import OptimizerConfig as MegatronOptimizerConfig
+    from megatron.core.optimizer import _get_param_groups, get_standard_config_overrides
+
+    from crawlmill.training.model import build_model
+
+    model = build_model(ModelConfig(num_layers=2, hidden_size=64, num_attention_heads=2, ffn_hidden_size=128, seq_length=32), vocab_size=256)
+    config = MegatronOptimizerConfig(lr=1e-3, weight_decay=0.1)
+    groups = _get_param_groups([model], config, get_standard_config_overrides(config))  # as get_megatron_optimizer makes them
+    adam = torch.optim.AdamW(groups, lr=1e-3, weight_decay=0.1)  # as get_megatron_optimizer builds it
+    decayed = lambda: {id(p) for g in adam.param_groups if g["weight_decay"] > 0 for p in g["params"]}  # noqa: E731
+    matrices = {id(p) for p in model.parameters() if p.ndim >= 2}
+    assert decayed() == {id(p) for p in model.parameters()}  # what Megatron's groups alone give
+    set_group_hyperparameters(adam.param_groups, 2e-4, 0.1)
+    assert decayed() == matrices and len(matrices) < len(list(model.parameters()))
+    assert {g["weight_decay"] for g in adam.param_groups} == {0.0, 0.1} and {g["lr"] for g in adam.param_groups} == {2e-4}
+
+
+def _params(seed: int) -> list[torch.nn.Parameter]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(4, 3, generator=generator)), torch.nn.Parameter(torch.randn(5, generator=generator))]
+
+
+def _steps(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], grads: list[list[torch.Tensor]]) -> None:
+    for step in grads:
+        for p, g in zip(params, step, strict=True):
+            p.grad = g.clone()
+        optimizer.step()
+
+
+@pytest.mark.parametrize("unshared", [True, False])
+def test_a_resumed_adam_given_megatrons_shared_step_continues_as_the_straight_one(unshared):
+    """Megatron's DistributedOptimizer.load_state_dict puts one step tensor in every parameter's
+    state; torch keeps it shared, and Adam then counts it once per parameter each step: the bias
+    correction, and so every update after a resume, is off unless the steps are unshared."""
+    generator = torch.Generator().manual_seed(0)
+    grads = [[torch.randn(4, 3, generator=generator), torch.randn(5, generator=generator)] for _ in range(6)]
+    adam = lambda params: torch.optim.AdamW(params, lr=1e-2, betas=(0.9, 0.95), weight_decay=0.1)  # noqa: E731
+    straight = _params(1)
+    first = adam(straight)
+    _steps(first, straight, grads[:3])
+    saved = copy.deepcopy(first.state_dict())  # as read from a checkpoint: no tensor of `first`'s
+    step = torch.tensor(3.0)
+    for state in saved["state"].values():
+        state["step"] = step  # as Megatron hands the state to torch's load_state_dict
+    resumed = [torch.nn.Parameter(p.detach().clone()) for p in straight]
+    second = adam(resumed)
+    second.load_state_dict(saved)
+    if unshared:
+        unshare_adam_steps(second)
+    _steps(first, straight, grads[3:])
+    _steps(second, resumed, grads[3:])
+    steps = [float(s["step"]) for s in second.state.values()]
+    same = all(torch.equal(a, b) for a, b in zip(straight, resumed, strict=True))
+    if unshared:
+        assert steps == [6.0, 6.0] and same
+    else:  # the failure unshare_adam_steps prevents: counted more than once a step
+        assert steps[0] == steps[1] > 6.0 and not same
+
+
+def test_a_fresh_adams_filled_state_is_what_its_first_step_would_find():
+    """The template a checkpoint loads into needs a state per parameter (Megatron's state_dict()
+    asserts one step over them); filled, an optimizer still steps as a fresh one, bit for bit."""
+    generator = torch.Generator().manual_seed(2)
+    grads = [[torch.randn(4, 3, generator=generator), torch.randn(5, generator=generator)] for _ in range(2)]
+    fresh, filled = _params(3), _params(3)
+    a, b = torch.optim.AdamW(fresh, lr=1e-2), torch.optim.AdamW(filled, lr=1e-2)
+
+    def zero_moments(opt: torch.optim.Optimizer) -> None:  # Megatron's init_state_fn for Adam
+        for group in opt.param_groups:
+            for p in group["params"]:
+                opt.state[p]["exp_avg"], opt.state[p]["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
+
+    fill_fresh_adam_state(b, zero_moments)
+    assert [sorted(s) for s in b.state.values()] == [["exp_avg", "exp_avg_sq", "step"]] * 2
+    assert len({float(s["step"]) for s in b.state_dict()["state"].values()}) == 1  # what Megatron asserts
+    _steps(a, fresh, grads)
+    _steps(b, filled, grads)
+    assert all(torch.equal(x, y) for x, y in zip(fresh, filled, strict=True))
+    before = {id(s["step"]) for s in b.state.values()}
+    fill_fresh_adam_state(b, zero_moments)  # a stepped optimizer is left as it is
+    assert {id(s["step"]) for s in b.state.values()} == before
