@@ -109,7 +109,8 @@ def _call_known(builder: Callable[..., Any], **kwargs: Any) -> Any:
 def layer_spec(attention: str = "sdpa", local: bool = False) -> tuple[Any, str]:
     """The transformer layer spec and its name: "transformer_engine" (unless `local`), else "local"
     with `attention` as its core attention ("sdpa": training/attention.py; "megatron": Megatron's
-    DotProductAttention). Both save the same checkpoint keys."""
+    DotProductAttention). Both save the same weight keys; TE's final norm adds an extra state that
+    a local-spec checkpoint lacks and that a load keeps (sharded_io.keep_unsaved_extra_state)."""
     from megatron.core.models.gpt import gpt_layer_specs as specs
 
     common = dict(num_experts=None, moe_grouped_gemm=False, qk_layernorm=False)
@@ -121,6 +122,21 @@ def layer_spec(attention: str = "sdpa", local: bool = False) -> tuple[Any, str]:
 
         return with_sdpa_attention(spec), "local+sdpa"
     return spec, "local"
+
+
+def block_spec(layer: Any, name: str, config: Any) -> Any:
+    """The decoder block: `layer` (layer_spec's, called `name`) for each layer of this pipeline stage,
+    and a final norm of the same kind. Megatron's own default for a layer spec takes Transformer
+    Engine's norm whenever TE imports and Apex's fused LayerNorm (which refuses RMSNorm) when only
+    Apex does, also under the local spec: a meta-device model (lazy_save.py) then held a real final
+    norm, and a local model on an Apex machine could not be built."""
+    from megatron.core.transformer.transformer_block import TransformerBlockSubmodules, get_num_layers_to_build
+
+    if name == "transformer_engine":
+        from megatron.core.extensions.transformer_engine import TENorm as norm
+    else:
+        from megatron.core.transformer.torch_norm import WrappedTorchNorm as norm
+    return TransformerBlockSubmodules(layer_specs=[layer] * get_num_layers_to_build(config), layer_norm=norm)
 
 
 def seed_model_parallel(seed: int) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .compat import device_scope, has_transformer_engine, layer_spec, use_cuda
+from .compat import block_spec, device_scope, has_transformer_engine, layer_spec, use_cuda
 from .config import ParallelConfig
 from .model_config import ModelConfig, sequence_parallel
 
@@ -81,11 +81,12 @@ def build_model(
     from megatron.core import parallel_state
     from megatron.core.models.gpt.gpt_model import GPTModel
 
-    spec, _ = layer_spec(model.attention, local=meta)
+    spec, name = layer_spec(model.attention, local=meta)
+    config = transformer_config(model, precision, parallel, initialize and not meta, on_cpu=meta)
     with device_scope(), torch.device("meta") if meta else contextlib.nullcontext():
         gpt = GPTModel(
-            transformer_config(model, precision, parallel, initialize and not meta, on_cpu=meta),
-            spec,
+            config,
+            block_spec(spec, name, config),
             vocab_size=vocab_size,
             max_sequence_length=model.seq_length,
             pre_process=parallel_state.is_pipeline_first_stage(),

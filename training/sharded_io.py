@@ -192,13 +192,28 @@ class _MetadataUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} is not checkpoint metadata")
 
 
-def check_metadata(folder: Path) -> None:
-    """Refuse a `.metadata` that would build anything but checkpoint metadata (ValueError naming it)."""
+def check_metadata(folder: Path) -> Any:
+    """The checkpoint's `.metadata`, refused (ValueError naming it) if it would build anything but
+    checkpoint metadata."""
     path = folder / ".metadata"
     try:
-        _MetadataUnpickler(io.BytesIO(path.read_bytes())).load()
+        return _MetadataUnpickler(io.BytesIO(path.read_bytes())).load()
     except (pickle.UnpicklingError, AttributeError, ImportError) as exc:
         raise ValueError(f"{path}: refused: a checkpoint's metadata holds only checkpoint metadata, this file asks for more ({exc})") from None
+
+
+def keep_unsaved_extra_state(sharded: Any, saved_keys: set[str]) -> None:
+    """Module extra state the checkpoint lacks is kept as the model has it, not demanded: a model with
+    Transformer Engine's final norm (extra state) reading a checkpoint of the local spec (torch's norm,
+    none; every CPU run and every import), whose weights are the same. Missing weights still fail."""
+    from megatron.core.dist_checkpointing.mapping import LocalNonpersistentObject, ShardedObject
+
+    items = sharded.items() if isinstance(sharded, dict) else enumerate(sharded) if isinstance(sharded, list) else ()
+    for key, value in list(items):
+        if isinstance(value, ShardedObject) and value.key.endswith("_extra_state") and value.unique_key not in saved_keys:
+            sharded[key] = LocalNonpersistentObject(value.data)
+        elif isinstance(value, (dict, list)):
+            keep_unsaved_extra_state(value, saved_keys)
 
 
 @contextlib.contextmanager
@@ -220,9 +235,12 @@ def load_sharded(sharded: dict[str, Any], folder: Path, trust: bool = False) -> 
     from megatron.core import dist_checkpointing
 
     if trust:
+        from torch.distributed.checkpoint import FileSystemReader
+
         with checkpoint_scope(), load_errors(folder):
+            keep_unsaved_extra_state(sharded, set(FileSystemReader(str(folder)).read_metadata().state_dict_metadata))
             return dist_checkpointing.load(sharded, str(folder))
-    check_metadata(folder)
+    keep_unsaved_extra_state(sharded, set(check_metadata(folder).state_dict_metadata))
     with checkpoint_scope(), load_errors(folder), weights_only_loads():
         return dist_checkpointing.load(sharded, str(folder))
 

@@ -272,6 +272,8 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         if use_cuda() and (warning := too_large(memory, torch.cuda.mem_get_info()[1])):
             print(f"{store.name}: {warning}", file=sys.stderr)
     byte_table = _byte_table(data.tokenizer_path, data.eod, vocab, device)
+    if any_rank([byte_table is None], device)[0]:  # all ranks or none: validation's byte count is a collective
+        byte_table = None
 
     def checkpoint(step: int) -> None:
         meta = {"consumed_samples": step * plan.global_batch, "tokens": step * plan.tokens_per_step, "time": datetime.now(timezone.utc).isoformat(), "data_order": order}

@@ -98,6 +98,23 @@ def test_the_paper_configs_give_megatron_a_transformer_config_with_their_paralle
     assert made.pipeline_dtype == (torch.bfloat16 if config.precision == "bf16" else torch.float32)
 
 
+def test_the_final_norm_is_the_layer_specs_kind_whatever_megatron_would_default_to(model_parallel, monkeypatch):
+    """Megatron's default final norm is Transformer Engine's whenever TE imports and Apex's fused
+    LayerNorm (which refuses RMSNorm) when only Apex does, whatever the layer spec: a local model is
+    given torch's RMSNorm by name (compat.block_spec), also built on the meta device."""
+    from megatron.core.fusions.fused_layer_norm import FusedLayerNorm
+    from megatron.core.transformer import transformer_block
+
+    from crawlmill.training.model import build_model
+
+    monkeypatch.setattr(transformer_block, "LayerNormImpl", FusedLayerNorm)  # as on a machine with Apex
+    shape = ModelConfig(num_layers=2, hidden_size=64, num_attention_heads=2, ffn_hidden_size=128, seq_length=32)
+    for meta in (False, True):
+        model = build_model(shape, vocab_size=256, meta=meta)
+        assert isinstance(model.decoder.final_layernorm, torch.nn.RMSNorm) and len(model.decoder.layers) == 2
+        assert all(p.is_meta == meta for p in model.parameters())
+
+
 def test_fused_kernels_follow_the_device_and_the_precision():
     from crawlmill.training.model import transformer_config
 

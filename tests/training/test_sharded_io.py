@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from crawlmill.training.model_config import ModelConfig
 from crawlmill.training.sharded_io import COMMON_FILES, ShardedWriter, load_sharded, rank_files, torch_optimizer_sharded_state, torch_optimizer_state
 
 from .conftest import common_state_in_shards, common_state_places
@@ -149,3 +150,37 @@ def test_fully_parallel_saves_spread_replicated_tensors_over_the_data_parallel_r
     spread = [report["fully_parallel"] for report in reports]
     assert alone[1] == 0 and alone[0] > 0, alone
     assert min(spread) > 0.35 * sum(spread) and abs(sum(spread) - sum(alone)) < 0.05 * sum(alone), (spread, alone)
+
+
+def _with_extra_state(module: torch.nn.Module) -> None:
+    """Give `module` extra state, as Transformer Engine's norms have (a byte tensor)."""
+    methods = {"get_extra_state": lambda self: torch.tensor([1, 2, 3], dtype=torch.uint8), "set_extra_state": lambda self, state: setattr(self, "loaded", state)}
+    module.__class__ = type("WithExtraState", (type(module),), methods)
+
+
+def test_extra_state_the_checkpoint_lacks_is_kept_and_a_missing_weight_still_fails(tmp_path: Path, model_parallel) -> None:
+    """A model with Transformer Engine's final norm (extra state) reads a checkpoint written by the
+    local spec (torch's norm: none), as a GPU resume, --init-from or eval of a CPU run or an import
+    does; before, the load failed on the one key (`Missing key ... _extra_state`)."""
+    from megatron.core.dist_checkpointing import ShardedTensor
+
+    from crawlmill.training.model import build_model
+
+    shape = ModelConfig(num_layers=2, hidden_size=64, num_attention_heads=2, ffn_hidden_size=128, seq_length=32)
+    saved = build_model(shape, vocab_size=256)
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    ShardedWriter(False).save({"model": saved.sharded_state_dict()}, folder)
+    torch.manual_seed(99)
+    reading = build_model(shape, vocab_size=256)
+    _with_extra_state(reading.decoder.final_layernorm)
+    template = {"model": reading.sharded_state_dict()}
+    assert "decoder.final_layernorm._extra_state" in template["model"]
+    reading.load_state_dict(load_sharded(template, folder)["model"])
+    weights = {k: v for k, v in saved.state_dict().items() if torch.is_tensor(v) and v.is_floating_point()}
+    assert weights and all(torch.equal(v, reading.state_dict()[k]) for k, v in weights.items())
+    assert torch.equal(reading.decoder.final_layernorm.loaded, torch.tensor([1, 2, 3], dtype=torch.uint8))  # its own, kept
+    weight = reading.decoder.final_layernorm.weight
+    template["model"]["decoder.extra.weight"] = ShardedTensor.from_rank_offsets("decoder.extra.weight", torch.zeros_like(weight), replica_id=0)
+    with pytest.raises(BaseException, match="decoder.extra.weight"):
+        load_sharded(template, folder)
