@@ -1,11 +1,17 @@
-"""What the GPU backend (training/backends.py, MegatronBackend) does to Megatron's optimizer, checked
-on CPU with the pieces it acts on: Megatron's own parameter groups, and torch's Adam, which Megatron's
-DistributedOptimizer wraps where neither Transformer Engine nor Apex is installed. (The backend itself
-needs CUDA: scripts/gpu_check.sh runs it.)"""
+"""The GPU backend (training/backends.py, MegatronBackend) on CPU: what it does to Megatron's
+optimizer, with the pieces it acts on (Megatron's own parameter groups; torch's Adam, which Megatron's
+DistributedOptimizer wraps where neither Transformer Engine nor Apex is installed), and the whole
+backend through a probe process that maps CUDA to the CPU (cuda_on_cpu.py): steps against the CPU
+backend, and a save and resume. CUDA kernels themselves run only on a GPU (scripts/gpu_check.sh)."""
 
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -98,3 +104,26 @@ def test_a_fresh_adams_filled_state_is_what_its_first_step_would_find():
     before = {id(s["step"]) for s in b.state.values()}
     fill_fresh_adam_state(b, zero_moments)  # a stepped optimizer is left as it is
     assert {id(s["step"]) for s in b.state.values()} == before
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_gpu_backend_steps_as_the_cpu_one_and_resumes_bitwise(precision, tmp_path):
+    """MegatronBackend (Megatron's DistributedDataParallel and distributed optimizer over torch Adam,
+    as on a GPU without Transformer Engine or Apex), run on CPU by tests/training/cuda_on_cpu.py:
+    in fp32 its losses and gradient norms are the CPU backend's and its weights within float
+    rounding (weight decay 0.5 on the matrices alone); saved after 2 steps and loaded into a fresh
+    backend, its third step is bitwise the straight run's, with Adam's step count restored. Each
+    of the four faults fixed here (decay on the norms, the fresh template's missing state, the
+    template's step 0 copied over the saved one, the in-place copy into a grad-requiring view)
+    fails this test."""
+    probe = Path(__file__).with_name("megatron_backend_probe.py")
+    done = subprocess.run([sys.executable, str(probe), precision, str(tmp_path)], capture_output=True, text=True, timeout=300,
+                          cwd=probe.parent, env={**os.environ, "PYTHONPATH": str(probe.parent)})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["resumed_equal"] and result["resumed_step"] == result["megatron"][2]
+    assert result["adam_steps"] == [[3.0], [3.0]]
+    if precision == "fp32":
+        for (loss, norm), (cpu_loss, cpu_norm) in zip(result["megatron"], result["torch"], strict=True):
+            assert loss == pytest.approx(cpu_loss, rel=1e-6) and norm == pytest.approx(cpu_norm, rel=1e-6)
+        assert result["weights_max_difference"] < 1e-5
