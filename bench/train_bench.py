@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -136,7 +138,9 @@ def fitting_micro_batch(name: str, global_batch: int, fused: bool | None) -> int
     if not torch.cuda.is_available():
         return config.micro_batch_size
     vocab = config.model.vocab_size or 102_400  # the released tokenizer's padded vocabulary, what the bench packs with
-    room = 0.85 * torch.cuda.mem_get_info()[1] - GIB
+    # asked in a child process: a CUDA context made here would hold ~0.5 GiB of the GPU for the whole run
+    total = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.mem_get_info()[1])"], capture_output=True, text=True, check=True)
+    room = 0.85 * int(total.stdout.split()[-1]) - GIB
     for micro in (8, 4, 2, 1):
         estimate = estimate_memory(dataclasses.replace(config, micro_batch_size=micro), vocab, 1, cuda=True, global_batch=global_batch)
         if global_batch % micro == 0 and estimate.total <= room:
