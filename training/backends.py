@@ -215,13 +215,10 @@ class MegatronBackend:
 
     def load_sharded_state_dict(self, loaded: dict[str, Any]) -> None:
         self.model.module.load_state_dict(loaded["model"])
-        adams = self._torch_adams()
-        if adams:  # the step of each parameter's state is the template's 0, kept locally, not the saved one
-            restore_saved_steps(loaded["optimizer"])
         with torch.no_grad():  # Megatron's dp_reshardable load copies in place into views of fp32 parameters (the norms)
             self.optimizer.load_state_dict(loaded["optimizer"])
-        for part in adams:  # Megatron gives every parameter one and the same step tensor
-            unshare_adam_steps(part.optimizer)
+        for part in self._torch_adams():
+            restore_adam_steps(part.optimizer)
 
 
 def set_group_hyperparameters(param_groups: list[dict[str, Any]], lr: float, weight_decay: float) -> None:
@@ -245,38 +242,16 @@ def fill_fresh_adam_state(optimizer: torch.optim.Optimizer, init_state: Any) -> 
             optimizer.state[p].setdefault("step", torch.tensor(0.0))
 
 
-def restore_saved_steps(loaded: Any) -> None:
-    """Put the saved step (the parameter groups') in each parameter's state of a loaded distributed
-    optimizer state. A dp_reshardable checkpoint does not save that per-parameter step: the load hands
-    back the template's 0 (fill_fresh_adam_state), which Megatron copies over the step it set from the
-    groups, restarting Adam's bias correction. `loaded`: one optimizer's state (param_state beside
-    optimizer.param_groups) or a chained optimizer's, one per index."""
-    if not isinstance(loaded, dict):
-        return
-    if "param_state" not in loaded:
-        for value in loaded.values():
-            restore_saved_steps(value)
-        return
-    steps = {float(g["step"]) for g in loaded.get("optimizer", {}).get("param_groups", []) if g.get("step") is not None}
-    if len(steps) != 1:
-        return
-    saved = steps.pop()
-
-    def put(node: Any) -> None:
-        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-        for key, value in list(items):
-            if key == "step" and torch.is_tensor(value):
-                node[key] = torch.full_like(value, saved)
-            elif isinstance(value, (dict, list)):
-                put(value)
-
-    put(loaded["param_state"])
-
-
-def unshare_adam_steps(optimizer: torch.optim.Optimizer) -> None:
-    """One step tensor per parameter again. Megatron's DistributedOptimizer.load_state_dict puts the
-    same tensor in every parameter's state and torch's load_state_dict keeps it shared; torch Adam
-    then adds 1 to it once per parameter each step, and the bias correction after a resume is wrong."""
-    for state in optimizer.state.values():
-        if torch.is_tensor(state.get("step")):
-            state["step"] = state["step"].clone()
+def restore_adam_steps(optimizer: torch.optim.Optimizer) -> None:
+    """After Megatron's DistributedOptimizer.load_state_dict, a step tensor of its own for each
+    parameter, holding its group's saved step. Megatron puts one tensor shared by every parameter in
+    their states (torch Adam then adds 1 to it once per parameter each step), and a dp_reshardable
+    checkpoint, which does not save the per-parameter step, copies the load template's 0
+    (fill_fresh_adam_state) into it: either way Adam's bias correction after a resume is wrong. The
+    saved step is in the parameter groups, where Megatron's state_dict() keeps it."""
+    for group in optimizer.param_groups:
+        if group.get("step") is None:
+            continue
+        for p in group["params"]:
+            if p in optimizer.state:
+                optimizer.state[p]["step"] = torch.tensor(float(group["step"]))

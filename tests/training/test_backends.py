@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from crawlmill.training.backends import fill_fresh_adam_state, set_group_hyperparameters, unshare_adam_steps
+from crawlmill.training.backends import fill_fresh_adam_state, restore_adam_steps, set_group_hyperparameters
 from crawlmill.training.model_config import ModelConfig
 
 
@@ -52,11 +52,13 @@ def _steps(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], g
         optimizer.step()
 
 
-@pytest.mark.parametrize("unshared", [True, False])
-def test_a_resumed_adam_given_megatrons_shared_step_continues_as_the_straight_one(unshared):
+@pytest.mark.parametrize("template_step", [3.0, 0.0])
+@pytest.mark.parametrize("restored", [True, False])
+def test_a_resumed_adam_as_megatron_hands_it_over_continues_as_the_straight_one(restored, template_step):
     """Megatron's DistributedOptimizer.load_state_dict puts one step tensor in every parameter's
-    state; torch keeps it shared, and Adam then counts it once per parameter each step: the bias
-    correction, and so every update after a resume, is off unless the steps are unshared."""
+    state, holding the saved step (3) or, from a dp_reshardable checkpoint, the load template's 0;
+    torch keeps it shared and Adam counts it once per parameter each step. The saved step is in the
+    parameter groups: restore_adam_steps gives each parameter its own, and the run goes on bitwise."""
     generator = torch.Generator().manual_seed(0)
     grads = [[torch.randn(4, 3, generator=generator), torch.randn(5, generator=generator)] for _ in range(6)]
     adam = lambda params: torch.optim.AdamW(params, lr=1e-2, betas=(0.9, 0.95), weight_decay=0.1)  # noqa: E731
@@ -64,22 +66,24 @@ def test_a_resumed_adam_given_megatrons_shared_step_continues_as_the_straight_on
     first = adam(straight)
     _steps(first, straight, grads[:3])
     saved = copy.deepcopy(first.state_dict())  # as read from a checkpoint: no tensor of `first`'s
-    step = torch.tensor(3.0)
+    step = torch.tensor(template_step)
     for state in saved["state"].values():
         state["step"] = step  # as Megatron hands the state to torch's load_state_dict
+    for group in saved["param_groups"]:
+        group["step"] = 3  # where Megatron's state_dict() keeps it
     resumed = [torch.nn.Parameter(p.detach().clone()) for p in straight]
     second = adam(resumed)
     second.load_state_dict(saved)
-    if unshared:
-        unshare_adam_steps(second)
+    if restored:
+        restore_adam_steps(second)
     _steps(first, straight, grads[3:])
     _steps(second, resumed, grads[3:])
     steps = [float(s["step"]) for s in second.state.values()]
     same = all(torch.equal(a, b) for a, b in zip(straight, resumed, strict=True))
-    if unshared:
+    if restored:
         assert steps == [6.0, 6.0] and same
-    else:  # the failure unshare_adam_steps prevents: counted more than once a step
-        assert steps[0] == steps[1] > 6.0 and not same
+    else:  # the failure restore_adam_steps prevents: one step counted per parameter, from 3 or from 0
+        assert not same
 
 
 def test_a_fresh_adams_filled_state_is_what_its_first_step_would_find():
@@ -113,9 +117,9 @@ def test_the_gpu_backend_steps_as_the_cpu_one_and_resumes_bitwise(precision, tmp
     in fp32 its losses and gradient norms are the CPU backend's and its weights within float
     rounding (weight decay 0.5 on the matrices alone); saved after 2 steps and loaded into a fresh
     backend, its third step is bitwise the straight run's, with Adam's step count restored. Each
-    of the four faults fixed here (decay on the norms, the fresh template's missing state, the
-    template's step 0 copied over the saved one, the in-place copy into a grad-requiring view)
-    fails this test."""
+    of the faults fixed here (decay on the norms, the fresh template's missing state, the shared
+    step tensor, the template's step 0 copied over the saved one, the in-place copy into a
+    grad-requiring view) fails this test."""
     probe = Path(__file__).with_name("megatron_backend_probe.py")
     done = subprocess.run([sys.executable, str(probe), precision, str(tmp_path)], capture_output=True, text=True, timeout=300,
                           cwd=probe.parent, env={**os.environ, "PYTHONPATH": str(probe.parent)})  # fmt: skip
