@@ -15,12 +15,18 @@ The mask given must be the plain causal one (checked once per mask tensor: the t
 any other, e.g. attention reset at document boundaries, is applied by Megatron's forward as given.
 bench/attention_bench.py measures it against DotProductAttention.
 
+With context parallelism (context_parallel.py) each rank holds a share of every sequence: the
+forward gathers the keys and values of the whole sequence; Megatron's own DotProductAttention
+refuses context parallelism, so its forward is no fallback then and anything but the plain causal
+attention is an error.
+
     spec = with_sdpa_attention(get_gpt_layer_local_spec(...))
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import torch
@@ -28,11 +34,25 @@ import torch.nn.functional as F
 from megatron.core.transformer.dot_product_attention import DotProductAttention
 from megatron.core.transformer.enums import AttnMaskType
 
+from .context_parallel import context_parallel_attention
+
 
 class SdpaAttention(DotProductAttention):
     """DotProductAttention whose forward is torch's scaled_dot_product_attention (module docstring)."""
 
     _causal_mask: torch.Tensor | None = None  # the last mask found to be the plain causal one
+
+    def __init__(self, config: Any, *args: Any, **kwargs: Any) -> None:
+        # DotProductAttention asserts context parallel size 1 (TE's attention alone had it): it is
+        # built as for one rank, then keeps the real config and its context-parallel group
+        parallel = config.context_parallel_size > 1
+        super().__init__(dataclasses.replace(config, context_parallel_size=1) if parallel else config, *args, **kwargs)
+        self.config = config
+        self.cp_group = None
+        if parallel:
+            from megatron.core import parallel_state
+
+            self.cp_group = getattr(self.pg_collection, "cp", None) or parallel_state.get_context_parallel_group()
 
     def _plain_causal(self, mask: torch.Tensor | None, sq: int, sk: int) -> bool:
         """Whether `mask` (True: masked) hides exactly the future positions, for every batch row."""
@@ -69,6 +89,11 @@ class SdpaAttention(DotProductAttention):
         packed_seq_params: Any = None,
     ) -> torch.Tensor:
         mask_type = attn_mask_type if attn_mask_type is not None else self.attn_mask_type
+        if self.cp_group is not None:
+            if not (attention_mask is None and self._sdpa_applies(attention_bias, packed_seq_params, mask_type)):
+                raise ValueError("context parallelism without Transformer Engine takes the plain causal attention alone (no mask, bias, packed sequences or dropout)")
+            context = context_parallel_attention(query, key, value, self.softmax_scale, self.cp_group)
+            return context.reshape(query.size(0), query.size(1), self.hidden_size_per_partition)
         plain = self._plain_causal(attention_mask, query.size(0), key.size(0))
         if not (plain and self._sdpa_applies(attention_bias, packed_seq_params, mask_type)):
             return super().forward(query, key, value, attention_mask, attn_mask_type, attention_bias, packed_seq_params)

@@ -5,12 +5,15 @@
   loss of the global batch as the mean over its loss tokens; data-parallel ranks sum their
   gradients with all_reduce, so R ranks give the update of one rank doing all micro batches. With
   tensor parallelism each rank holds a slice of the split weights and a copy of the rest: the
-  gradient norm that clipping uses is Megatron's, over every slice once and every copy once.
+  gradient norm that clipping uses is Megatron's, over every slice once and every copy once. With
+  context parallelism each rank takes its share of every sequence (context_parallel.py) and
+  `dp_group` is the data x context parallel group, over which losses, loss tokens and gradients sum.
 - `MegatronBackend` (GPU): Megatron's DistributedDataParallel with fp32 gradient buffers, the
   distributed optimizer (bf16 parameters, fp32 master weights and Adam states sharded over data
   parallel ranks), Megatron's forward-backward schedule (pipeline parallelism included) and its
   gradient clipping; the same per-token mean loss (calculate_per_token_loss) and the same weight
-  decay on matrices only (Megatron's parameter groups, set_group_hyperparameters).
+  decay on matrices only (Megatron's parameter groups, set_group_hyperparameters); each context
+  parallel rank its share of every sequence, as on CPU.
 
 Checkpoints go through dist_checkpointing (sharded_io.py): `sharded_state_dict(is_loading)` gives
 the model's and the optimizer's sharded state (or, for loading, the template to fill), and
@@ -32,6 +35,7 @@ import torch.distributed as dist
 
 from .compat import causal_mask, device_scope
 from .config import OptimizerConfig
+from .context_parallel import split_sequence
 from .sharded_io import torch_optimizer_sharded_state, torch_optimizer_state
 
 
@@ -43,6 +47,17 @@ def _all_reduce(tensor: torch.Tensor, group: Any) -> torch.Tensor:
 
 def _on(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def context_share(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """This context-parallel rank's share of each [batch, sequence] tensor (all of it without CP)."""
+    from megatron.core import parallel_state
+
+    size = parallel_state.get_context_parallel_world_size()
+    if size == 1:
+        return batch
+    rank = parallel_state.get_context_parallel_rank()
+    return {k: split_sequence(v, 1, rank, size) for k, v in batch.items()}
 
 
 class TorchBackend:
@@ -60,12 +75,13 @@ class TorchBackend:
         seq = batch["tokens"].shape[1]
         if self._mask is None or self._mask.shape[-1] != seq:
             self._mask = causal_mask(seq, self.device)
+        mask = self._mask if self.model.config.context_parallel_size == 1 else None  # a share of a sequence: the attention's own causal mask
         with device_scope():
-            return self.model(batch["tokens"], batch["position_ids"], self._mask, labels=batch["labels"]).float()
+            return self.model(batch["tokens"], batch["position_ids"], mask, labels=batch["labels"]).float()
 
     def step(self, micro_batches: list[dict[str, torch.Tensor]], lr: float) -> tuple[float, float]:
         self.model.train()
-        batches = [_on(b, self.device) for b in micro_batches]
+        batches = [_on(context_share(b), self.device) for b in micro_batches]
         count = _all_reduce(sum(b["loss_mask"].sum() for b in batches).double().reshape(1), self.dp_group)
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros(1, dtype=torch.float64, device=self.device)
@@ -103,7 +119,7 @@ class TorchBackend:
         self.model.eval()
         totals = torch.zeros(2, dtype=torch.float64, device=self.device)
         for batch in micro_batches:
-            batch = _on(batch, self.device)
+            batch = _on(context_share(batch), self.device)
             totals[0] += (self._token_losses(batch) * batch["loss_mask"]).sum().double()
             totals[1] += batch["loss_mask"].sum().double()
         _all_reduce(totals, self.dp_group)
@@ -158,7 +174,7 @@ class MegatronBackend:
         return summed, tokens, {"lm loss": torch.stack([summed.detach(), tokens.float()])}
 
     def _forward_step(self, data_iterator: Any, model: Any) -> tuple[torch.Tensor, Any]:
-        batch = _on(next(data_iterator), torch.device("cuda", torch.cuda.current_device()))
+        batch = _on(context_share(next(data_iterator)), torch.device("cuda", torch.cuda.current_device()))
         output = model(batch["tokens"], batch["position_ids"], None, labels=batch["labels"])
         return output, partial(self._loss, batch["loss_mask"].float())
 
@@ -171,14 +187,14 @@ class MegatronBackend:
 
     @staticmethod
     def _totals(reports: list[dict[str, Any]]) -> torch.Tensor:
-        """(summed loss, loss tokens) over data-parallel ranks; the last pipeline stage has them."""
+        """(summed loss, loss tokens) over data (x context) parallel ranks; the last pipeline stage has them."""
         from megatron.core import parallel_state
 
         totals = torch.zeros(2, dtype=torch.float64, device="cuda")
         if parallel_state.is_pipeline_last_stage():
             for report in reports:
                 totals += report["lm loss"].double()
-        _all_reduce(totals, parallel_state.get_data_parallel_group())
+        _all_reduce(totals, parallel_state.get_data_parallel_group(with_context_parallel=True))
         return _all_reduce(totals, parallel_state.get_pipeline_model_parallel_group())
 
     def step(self, micro_batches: list[dict[str, torch.Tensor]], lr: float) -> tuple[float, float]:

@@ -16,6 +16,9 @@ crawlmill trains on megatron-core 0.16.1 (the newest for Python 3.11) and on the
 - Activation recomputation (tensor_parallel.checkpoint) saves and restores the CUDA generator's
   state around each recomputed block; a machine without CUDA has none: `device_scope` makes those
   two calls no-ops, and the backward pass, where the recomputation runs, is inside the scope too.
+- Under context parallelism RoPE cuts its position embeddings to the rank's share with an index it
+  pins and moves to CUDA (get_pos_emb_on_this_cp_rank): `device_scope` puts the same cut on the CPU
+  (context_parallel.split_sequence).
 - A causal mask must be given explicitly on CPU (the default one is built on "cuda").
 - dist_checkpointing (both versions) calls `torch.cuda.synchronize()` before it writes and builds
   its collectives' flags on `torch.cuda.current_device()`: `checkpoint_scope` makes the first a
@@ -64,18 +67,24 @@ def device_scope() -> Iterator[None]:
     if use_cuda():
         yield
         return
+    from megatron.core.models.common.embeddings import rotary_pos_embedding
     from megatron.core.tensor_parallel import random as megatron_random
+
+    from .context_parallel import split_sequence
 
     original = torch.cuda.current_device
     get_state, set_state = megatron_random._get_cuda_rng_state, megatron_random._set_cuda_rng_state
+    rope_share = rotary_pos_embedding.get_pos_emb_on_this_cp_rank
     torch.cuda.current_device = lambda: "cpu"  # type: ignore[assignment]
     megatron_random._get_cuda_rng_state = lambda *args, **kwargs: torch.empty(0, dtype=torch.uint8)
     megatron_random._set_cuda_rng_state = lambda *args, **kwargs: None
+    rotary_pos_embedding.get_pos_emb_on_this_cp_rank = lambda emb, dim, group: split_sequence(emb, dim, group.rank(), group.size())
     try:
         yield
     finally:
         torch.cuda.current_device = original  # type: ignore[assignment]
         megatron_random._get_cuda_rng_state, megatron_random._set_cuda_rng_state = get_state, set_state
+        rotary_pos_embedding.get_pos_emb_on_this_cp_rank = rope_share
 
 
 @contextlib.contextmanager

@@ -94,10 +94,10 @@ class ScheduleConfig:
 
 @dataclass
 class ParallelConfig:
-    """Model-parallel sizes; data parallelism is what the world size leaves. Tensor parallelism runs
-    on CPU (gloo) and GPU; pipeline parallelism needs GPUs. Context parallelism is refused: it needs
-    Transformer Engine's attention and each rank fed its share of every sequence, which the trainer
-    does not do yet (DeepSeek LLM's 4096-token context needs none)."""
+    """Model-parallel sizes; data parallelism is what the world size leaves. Tensor and context
+    parallelism run on CPU (gloo) and GPU; pipeline parallelism needs GPUs. Context parallelism
+    gives each rank a share of every sequence (context_parallel.py): Transformer Engine's attention
+    where TE is installed, else the local spec's (attention: sdpa)."""
 
     tensor: int = 1
     pipeline: int = 1
@@ -106,11 +106,6 @@ class ParallelConfig:
     def __post_init__(self) -> None:
         if min(self.tensor, self.pipeline, self.context) < 1:
             raise ValueError("parallel sizes must be at least 1")
-        if self.context > 1:
-            raise ValueError(
-                f"context {self.context}: context parallelism is not supported yet (its attention needs Transformer Engine, and each "
-                "rank its share of every sequence); split the model with tensor and pipeline parallelism"
-            )
 
 
 @dataclass
@@ -239,7 +234,11 @@ class TrainConfig:
             raise ValueError(f"model.num_layers {layers} is not a multiple of parallel.pipeline {stages}: every stage holds as many layers")
         if self.model.recompute == "full" and (layers // stages) % self.model.recompute_layers:
             raise ValueError(f"model.recompute_layers {self.model.recompute_layers} must divide the {layers // stages} layers of a pipeline stage")
-
+        if self.parallel.context > 1 and self.model.seq_length % (2 * self.parallel.context):
+            raise ValueError(
+                f"model.seq_length {self.model.seq_length} is not a multiple of 2 x parallel.context ({2 * self.parallel.context}): "
+                "context parallelism cuts every sequence into that many equal chunks"
+            )
 
     def check(self) -> None:
         """Shard folders named here must be pack output (a run's pack folder is checked when it exists)."""

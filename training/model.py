@@ -82,6 +82,8 @@ def build_model(
     from megatron.core.models.gpt.gpt_model import GPTModel
 
     spec, name = layer_spec(model.attention, local=meta)
+    if parallel is not None and parallel.context > 1 and name == "local":
+        raise ValueError("context parallelism needs Transformer Engine's attention or attention: sdpa; Megatron's DotProductAttention has none")
     config = transformer_config(model, precision, parallel, initialize and not meta, on_cpu=meta)
     with device_scope(), torch.device("meta") if meta else contextlib.nullcontext():
         gpt = GPTModel(

@@ -229,7 +229,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     if use_cuda():
         backend: Any = MegatronBackend(model, config.optimizer, plan.peak_lr, config.precision, config.model.seq_length, config.micro_batch_size)
     else:
-        backend = TorchBackend(model, config.optimizer, plan.peak_lr, device, parallel_state.get_data_parallel_group(), parallel_state.get_model_parallel_group())
+        backend = TorchBackend(model, config.optimizer, plan.peak_lr, device, parallel_state.get_data_parallel_group(with_context_parallel=True), parallel_state.get_model_parallel_group())
     start = 0
     order = data_order(config, data.folders, plan.global_batch, plan.total_steps * plan.global_batch)
     skipped: list[str] = []  # damaged checkpoints a resume went past, the same on every rank

@@ -19,6 +19,7 @@ def _on_cpu(factory):
     def make(*args, **kwargs):
         if "device" in kwargs:
             kwargs["device"] = _cpu(kwargs["device"])
+        kwargs.pop("pin_memory", None)  # page-locked memory needs CUDA
         return factory(*args, **kwargs)
 
     return make

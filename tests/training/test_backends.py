@@ -131,3 +131,25 @@ def test_the_gpu_backend_steps_as_the_cpu_one_and_resumes_bitwise(precision, tmp
         for (loss, norm), (cpu_loss, cpu_norm) in zip(result["megatron"], result["torch"], strict=True):
             assert loss == pytest.approx(cpu_loss, rel=1e-6) and norm == pytest.approx(cpu_norm, rel=1e-6)
         assert result["weights_max_difference"] < 1e-5
+
+
+def test_the_gpu_backend_with_context_parallelism_steps_as_one_rank_holding_whole_sequences(tmp_path):
+    """MegatronBackend on two torchrun ranks with context parallelism 2 (Megatron's DDP and
+    distributed optimizer over the data x context group, the local spec's all-gather attention,
+    Megatron's own RoPE cut of the GPU path), on CPU through tests/training/cuda_on_cpu.py: losses,
+    gradient norms and the validation sums of the CPU backend on one rank with whole sequences, with
+    a random loss mask; weights within Adam's amplification of float rounding (a batch cut other than
+    Megatron's layout moves them by 0.06 and the first loss by 2e-3)."""
+    probe = Path(__file__).with_name("megatron_context_probe.py")
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29547", str(probe)]
+    done = subprocess.run(launcher, capture_output=True, text=True, timeout=300, cwd=probe.parent,
+                          env={**os.environ, "PYTHONPATH": str(probe.parent), "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert sorted(r["rank"] for r in results) == [0, 1]
+    for result in results:
+        for (loss, norm), (cpu_loss, cpu_norm) in zip(result["megatron"], result["torch"], strict=True):
+            assert loss == pytest.approx(cpu_loss, rel=1e-6) and norm == pytest.approx(cpu_norm, rel=1e-5)
+        (summed, tokens), (cpu_summed, cpu_tokens) = result["evaluate"]
+        assert tokens == cpu_tokens and summed == pytest.approx(cpu_summed, rel=1e-6)
+        assert result["weights_max_difference"] < 2e-3

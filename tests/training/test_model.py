@@ -55,8 +55,9 @@ def test_a_config_builds_on_a_builtin_and_errors_name_the_key(tmp_path):
         build(TrainConfig, {"base": "deepseek-67b", "parallel": {"pipeline": 4}}, "train")
     with pytest.raises(ConfigError, match=r"train: model.recompute_layers 4 must divide the 2 layers of a pipeline stage"):
         build(TrainConfig, {"base": "tiny", "model": {"num_layers": 4, "recompute": "full", "recompute_layers": 4}, "parallel": {"pipeline": 2}}, "train")
-    with pytest.raises(ConfigError, match=r"train.parallel: context 2: context parallelism is not supported yet"):  # rather than wrong attention
-        build(TrainConfig, {"base": "tiny", "parallel": {"context": 2}}, "train")
+    with pytest.raises(ConfigError, match=r"train: model.seq_length 102 is not a multiple of 2 x parallel.context \(4\)"):
+        build(TrainConfig, {"base": "tiny", "model": {"seq_length": 102}, "parallel": {"context": 2}}, "train")
+    assert build(TrainConfig, {"base": "tiny", "model": {"seq_length": 102}}, "train").parallel.context == 1
     with pytest.raises(ConfigError, match=r"train.schedule: kind 'linear'"):
         build(TrainConfig, {"schedule": {"kind": "linear"}}, "train")
     with pytest.raises(ConfigError, match=r"train: base: --config nope: no such file, and not a built-in"):

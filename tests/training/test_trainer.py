@@ -24,7 +24,7 @@ from crawlmill.training.trainer import train
 
 from .conftest import checkpoint_tensors, tiny_config
 
-pytestmark = pytest.mark.heavy(330)  # seconds on 2 cores: runs first (tests/conftest.py)
+pytestmark = pytest.mark.heavy(360)  # seconds on 2 cores: runs first (tests/conftest.py)
 
 
 def train_records(run_dir: Path, kind: str = "train") -> list[dict]:
@@ -357,7 +357,36 @@ def test_unusable_data_is_a_clear_error(tiny_shards, tmp_path):
         train(tiny_config(tmp_path, max_steps=2), tmp_path / "b")
 
 
-def test_torchrun_ranks_train_tensor_parallel_as_one_process(tiny_shards, tmp_path):
+def torchrun(tmp_path: Path, name: str, config: dict, *more: str, ranks: int = 2, port: int = 29533) -> Path:
+    """`torchrun --nproc-per-node RANKS -m crawlmill.cli train --config <config> ...` (ranks 1: plain
+    python), the run folder tmp_path/name; a hang ends every rank and fails the test."""
+    env = {**os.environ, "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(ranks), "--master-port", str(port)] if ranks > 1 else [sys.executable]
+    (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    args = ["-m", "crawlmill.cli", "train", "--config", str(tmp_path / f"{name}.yaml"), "--no-progress", "--output", str(tmp_path / name), *more]
+    process = subprocess.Popen([*launcher, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:  # ranks that wait on each other: end them all, not only torchrun
+        os.killpg(process.pid, signal.SIGKILL)
+        _, stderr = process.communicate()
+        pytest.fail(f"{name}: the ranks did not finish in 300 s (a hang)\n{stderr[-3000:]}")
+    assert process.returncode == 0, stderr[-3000:]
+    return tmp_path / name
+
+
+def torchrun_config(shards: Path) -> dict:
+    return {"base": "tiny", "max_steps": 6, "log_interval": 1, "data": {"shards": [str(shards)]}, "eval": {"interval": 6, "iters": 1},
+            "optimizer": {"grad_clip": 0.2}, "checkpoint": {"every_steps": 2}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def one_process(tiny_shards, tmp_path_factory) -> Path:
+    """The run the model-parallel runs below must match: torchrun_config in one plain process."""
+    return torchrun(tmp_path_factory.mktemp("one-process"), "one", torchrun_config(tiny_shards), ranks=1)
+
+
+def test_torchrun_ranks_train_tensor_parallel_as_one_process(tiny_shards, one_process, tmp_path):
     """`torchrun --nproc-per-node 2 -m crawlmill.cli train ...`: two gloo ranks, tensor parallel,
     stopped after 4 steps and resumed twice from TP-sharded checkpoints, give the losses, gradient norms
     and final weights and Adam moments of one process (data parallel ranks: the Ray Train test). Clipping is on at every
@@ -365,28 +394,15 @@ def test_torchrun_ranks_train_tensor_parallel_as_one_process(tiny_shards, tmp_pa
     Each resume finds its newest checkpoint damaged in one rank's files only (its RNG file, then its
     model file): both ranks go back to the same checkpoint before it (one all-reduce; the gathered
     errors of torch.distributed.checkpoint), or they would load different steps and deadlock or differ."""
-    config = {"base": "tiny", "max_steps": 6, "log_interval": 1, "data": {"shards": [str(tiny_shards)]}, "eval": {"interval": 6, "iters": 1},
-              "optimizer": {"grad_clip": 0.2}, "checkpoint": {"every_steps": 2}}  # fmt: skip
-    env = {**os.environ, "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1"}
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533"]
+    config = torchrun_config(tiny_shards)
 
-    def run(name: str, parallel: dict, *more: str, ranks: list[str] = launcher) -> Path:
-        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**config, "parallel": parallel}))
-        args = ["-m", "crawlmill.cli", "train", "--config", str(tmp_path / f"{name}.yaml"), "--no-progress", "--output", str(tmp_path / name), *more]
-        process = subprocess.Popen([*ranks, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-        try:
-            _, stderr = process.communicate(timeout=300)
-        except subprocess.TimeoutExpired:  # ranks that wait on each other: end them all, not only torchrun
-            os.killpg(process.pid, signal.SIGKILL)
-            _, stderr = process.communicate()
-            pytest.fail(f"{name}: the ranks did not finish in 300 s (a hang)\n{stderr[-3000:]}")
-        assert process.returncode == 0, stderr[-3000:]
-        return tmp_path / name
+    def run(name: str, parallel: dict, *more: str, ranks: int = 2) -> Path:
+        return torchrun(tmp_path, name, {**config, "parallel": parallel}, *more, ranks=ranks)
 
     def cut(path: Path) -> None:  # a disk fault on one rank's file only
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
-    one = run("one", {}, ranks=[sys.executable])
+    one = one_process
     tensor = run("tensor", {"tensor": 2}, "--stop-after", "4")
     assert train_records(tensor)[-1]["step"] == 4
     cut(tensor / "checkpoints/step-00000004/rank-00001.pt")
@@ -412,12 +428,34 @@ def test_torchrun_ranks_train_tensor_parallel_as_one_process(tiny_shards, tmp_pa
 
     from crawlmill.cli import app
 
-    for name in ("one", "tensor"):
-        done = CliRunner().invoke(app, ["export", str(tmp_path / name), "--output", str(tmp_path / f"hf-{name}"), "--dtype", "fp32"])
+    for name, run_dir in (("one", one), ("tensor", tensor)):
+        done = CliRunner().invoke(app, ["export", str(run_dir), "--output", str(tmp_path / f"hf-{name}"), "--dtype", "fp32"])
         assert done.exit_code == 0, done.output
     llama_one, llama_tensor = (load_file(tmp_path / f"hf-{name}/model.safetensors") for name in ("one", "tensor"))
     assert llama_one.keys() == llama_tensor.keys() and len(llama_one) == 3 + 2 * 9
     assert all(torch.allclose(llama_one[k], llama_tensor[k], rtol=1e-3, atol=1e-7) for k in llama_one)
+
+
+def test_torchrun_ranks_train_context_parallel_as_one_process(tiny_shards, one_process, tmp_path):
+    """Two gloo ranks, each holding half of every sequence (context parallelism without Transformer
+    Engine: training/context_parallel.py), stopped after 3 steps and resumed, give the losses,
+    gradient norms (clipping on at every step), bits per byte and final weights and Adam moments of
+    one process holding whole sequences."""
+    config, one = torchrun_config(tiny_shards), one_process
+    context = torchrun(tmp_path, "context", {**config, "parallel": {"context": 2}}, "--stop-after", "3", port=29543)
+    assert train_records(context)[-1]["step"] == 3
+    torchrun(tmp_path, "context", {**config, "parallel": {"context": 2}}, "--resume", port=29543)
+    assert train_records(context, "resumed") == [{"kind": "resumed", "step": 3, "checkpoint": "step-00000003"}]
+    run_info = json.loads((context / "run.json").read_text())
+    assert (run_info["world_size"], run_info["data_parallel"], run_info["config"]["parallel"]["context"]) == (2, 1, 2)
+    reference, records = train_records(one), train_records(context)
+    assert [r["step"] for r in records] == [r["step"] for r in reference] == list(range(1, 7))
+    for x, y in zip(reference, records, strict=True):
+        assert y["loss"] == pytest.approx(x["loss"], rel=1e-5) and y["grad_norm"] == pytest.approx(x["grad_norm"], rel=1e-4)
+    assert train_records(context, "valid")[0]["bpb"] == pytest.approx(train_records(one, "valid")[0]["bpb"], rel=1e-5)
+    weights, sharded = final_weights(one), final_weights(context)
+    assert weights.keys() == sharded.keys()
+    assert all(torch.allclose(weights[k], sharded[k], rtol=1e-3, atol=1e-7) for k in weights), [k for k in weights if not torch.allclose(weights[k], sharded[k], rtol=1e-3, atol=1e-7)]
 
 
 def test_batch_and_peak_lr_default_to_the_planners_equation_1():

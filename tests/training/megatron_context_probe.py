@@ -1,0 +1,64 @@
+"""Probe (two torchrun ranks, tests/training/test_backends.py): the GPU backend (Megatron's DDP and
+distributed optimizer, training/backends.py MegatronBackend) with context parallelism 2 and the
+local spec's attention, on CPU through tests/training/cuda_on_cpu.py, against the CPU backend of one
+rank holding whole sequences. Megatron's own RoPE cut (get_pos_emb_on_this_cp_rank, the GPU path)
+runs here, so a batch split other than Megatron's layout shows. Prints one JSON line per rank.
+
+    torchrun --nproc-per-node 2 tests/training/megatron_context_probe.py
+"""
+
+import json
+import warnings
+
+import cuda_on_cpu  # noqa: F401 - first: the CUDA-only code paths on CPU
+import torch
+import torch.distributed as dist
+
+warnings.filterwarnings("ignore")
+
+
+def main() -> None:
+    from megatron.core import parallel_state
+
+    from crawlmill.training.backends import MegatronBackend, TorchBackend
+    from crawlmill.training.compat import device_scope
+    from crawlmill.training.config import OptimizerConfig, ParallelConfig
+    from crawlmill.training.model import build_model
+    from crawlmill.training.model_config import ModelConfig
+    from crawlmill.training.trainer import init_distributed, seed_everything
+
+    rank, _, _ = init_distributed()
+    shape = ModelConfig(num_layers=2, hidden_size=64, num_attention_heads=4, num_query_groups=2, ffn_hidden_size=128, seq_length=32, init_std=0.05)
+    optim = OptimizerConfig(weight_decay=0.1)
+    generator = torch.Generator().manual_seed(5)
+
+    def batch() -> dict:
+        tokens = torch.randint(0, 256, (2, 33), generator=generator)
+        return {"tokens": tokens[:, :-1].contiguous(), "labels": tokens[:, 1:].contiguous(), "loss_mask": (torch.rand(2, 32, generator=generator) > 0.2).float(),
+                "position_ids": torch.arange(32).expand(2, 32).contiguous()}  # fmt: skip
+
+    steps = [[batch(), batch()] for _ in range(3)]
+    parallel_state.initialize_model_parallel(1, 1, context_parallel_size=2)
+    seed_everything(0)
+    with device_scope():
+        megatron = MegatronBackend(build_model(shape, 256, "fp32", ParallelConfig(context=2)), optim, 1e-2, "fp32", 32, 2)
+    figures = [list(megatron.step(b, 1e-2)) for b in steps]  # outside device_scope: batches go to "cuda" (the shim's CPU)
+    evaluated = list(megatron.evaluate(steps[0]))
+    weights = {name: p.detach().clone() for name, p in megatron.model.module.named_parameters()}
+    parallel_state.destroy_model_parallel()
+
+    parallel_state.initialize_model_parallel(1, 1)
+    alone = [dist.new_group([r]) for r in range(2)][rank]  # the reference: this rank alone, whole sequences
+    seed_everything(0)
+    cpu = TorchBackend(build_model(shape, 256), optim, 1e-2, torch.device("cpu"), alone, alone)
+    with device_scope():
+        reference = [list(cpu.step(b, 1e-2)) for b in steps]
+        reference_evaluated = list(cpu.evaluate(steps[0]))
+    theirs = dict(cpu.model.named_parameters())
+    difference = max(float((w - theirs[name]).abs().max()) for name, w in weights.items())
+    parallel_state.destroy_model_parallel()
+    print(json.dumps({"rank": rank, "megatron": figures, "torch": reference, "evaluate": [evaluated, reference_evaluated], "weights_max_difference": difference}))
+
+
+if __name__ == "__main__":
+    main()
