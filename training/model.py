@@ -34,6 +34,12 @@ def transformer_config(model: ModelConfig, precision: str, parallel: ParallelCon
     parallel = parallel or ParallelConfig()
     bf16 = precision == "bf16"
     fused = model.fused(use_cuda())
+    seq_parallel = sequence_parallel(parallel.tensor, use_cuda(), has_transformer_engine())
+    if seq_parallel and (model.seq_length // parallel.context) % parallel.tensor:
+        raise ValueError(
+            f"seq_length {model.seq_length} / context {parallel.context} is not a multiple of tensor {parallel.tensor}: "
+            "sequence parallelism (on with Transformer Engine) splits each rank's sequence over the tensor ranks"
+        )
     return TransformerConfig(
         num_layers=model.num_layers,
         hidden_size=model.hidden_size,
@@ -56,7 +62,7 @@ def transformer_config(model: ModelConfig, precision: str, parallel: ParallelCon
         pipeline_model_parallel_size=parallel.pipeline,
         pipeline_dtype=torch.bfloat16 if bf16 else torch.float32,  # what the stages send each other
         context_parallel_size=parallel.context,
-        sequence_parallel=sequence_parallel(parallel.tensor, use_cuda(), has_transformer_engine()),
+        sequence_parallel=seq_parallel,
         use_cpu_initialization=on_cpu or not use_cuda(),
         perform_initialization=initialize,
         **_recompute(model),

@@ -99,6 +99,19 @@ def test_the_paper_configs_give_megatron_a_transformer_config_with_their_paralle
     assert made.pipeline_dtype == (torch.bfloat16 if config.precision == "bf16" else torch.float32)
 
 
+def test_sequence_parallelism_needs_each_ranks_sequence_to_split_over_the_tensor_ranks(monkeypatch):
+    """With Transformer Engine, tensor parallelism splits each rank's sequence (seq_length / context)
+    over the tensor ranks: a length that does not divide is refused up front, not at the first step."""
+    from crawlmill.training import model
+    from crawlmill.training.config import ParallelConfig
+
+    monkeypatch.setattr(model, "sequence_parallel", lambda tensor, cuda, te: tensor > 1)  # as on a GPU with TE
+    shape = ModelConfig(num_layers=2, hidden_size=64, num_attention_heads=8, ffn_hidden_size=128, seq_length=80)
+    with pytest.raises(ValueError, match="seq_length 80 / context 4 is not a multiple of tensor 8"):
+        model.transformer_config(shape, "fp32", ParallelConfig(tensor=8, context=4))
+    assert model.transformer_config(shape, "fp32", ParallelConfig(tensor=8, context=2)).sequence_parallel
+
+
 def test_the_final_norm_is_the_layer_specs_kind_whatever_megatron_would_default_to(model_parallel, monkeypatch):
     """Megatron's default final norm is Transformer Engine's whenever TE imports and Apex's fused
     LayerNorm (which refuses RMSNorm) when only Apex does, whatever the layer spec: a local model is
