@@ -22,7 +22,8 @@ Three parts, for the most loaded rank:
   each chunk of layers' input (plus one chunk recomputed whole during the backward), "selective"
   drops the recomputed modules' insides. With pipeline parallelism the first stage, which holds the
   most micro-batches in flight (1F1B), is counted. Sequence parallelism (with tensor parallelism
-  under Transformer Engine) splits the norms' share too.
+  under Transformer Engine) splits the norms' share too. With context parallelism a rank keeps its
+  share of the sequence, plus the whole sequence's keys and values that its attention gathers.
 - output gradient: in bf16, the bf16 logits and then their gradient, briefly beside the fp32 copy the
   loss keeps (whose own gradient is computed in place); none in fp32.
 
@@ -136,12 +137,14 @@ def bytes_per_parameter(precision: str, cuda: bool, sharded_over: int) -> float:
     return 4 + 4 + 8 / sharded_over
 
 
-def layer_activations(model: ModelConfig, micro_batch: int, element: int, tensor: int = 1, split_norms: bool = False, fused: bool = False) -> float:
-    """Bytes one transformer layer keeps for its backward pass, for one micro-batch (none recomputed)."""
-    return sum(_layer_parts(model, micro_batch, element, tensor, split_norms, fused).values())
+def layer_activations(model: ModelConfig, micro_batch: int, element: int, tensor: int = 1, split_norms: bool = False, fused: bool = False,
+                      context: int = 1, mask: bool = False) -> float:  # fmt: skip
+    """Bytes one transformer layer keeps for its backward pass, for one micro-batch (none recomputed);
+    `model.seq_length` is a context-parallel rank's share of the sequence."""
+    return sum(_layer_parts(model, micro_batch, element, tensor, split_norms, fused, context, mask).values())
 
 
-def _layer_parts(model: ModelConfig, micro_batch: int, element: int, tensor: int, split_norms: bool, fused: bool) -> dict[str, float]:
+def _layer_parts(model: ModelConfig, micro_batch: int, element: int, tensor: int, split_norms: bool, fused: bool, context: int = 1, mask: bool = False) -> dict[str, float]:
     s, b, h, f = model.seq_length, micro_batch, model.hidden_size, model.ffn_hidden_size
     ratio = model.query_groups / model.num_attention_heads
     split = tensor if split_norms else 1  # the norms' share: whole on every tensor rank without sequence parallelism
@@ -158,18 +161,25 @@ def _layer_parts(model: ModelConfig, micro_batch: int, element: int, tensor: int
     else:
         softmax = 4.0 * b * model.num_attention_heads * s / tensor  # the flash kernel's log-sum-exp, fp32
     mlp = (3 if fused else 5) * s * b * f * element / tensor  # fc1's output (two ffn-wide halves) and what SwiGLU keeps
-    return {"norms": norms, "linear_inputs": linear_inputs, "rope": rope, "attention": attention, "softmax": softmax, "mlp": mlp}
+    gathered = 0.0
+    if context > 1:  # context_parallel.py: the whole sequence's keys and values instead of the rotated key and the qkv output, and
+        gathered = (2 * context - 3) * ratio * sbh / tensor  # the two query chunks' outputs kept beside the joined one
+        if mask:  # on CPU torch makes each lower-right causal mask but the square one a float tensor: ranks past 0 hold two
+            gathered += (s // 2) ** 2 * (2 * context + 1) * element
+    return {"norms": norms, "linear_inputs": linear_inputs, "rope": rope, "attention": attention, "softmax": softmax, "mlp": mlp, "gathered": gathered}
 
 
 def kept_activations(model: ModelConfig, vocab: int, micro_batch: int, element: int, tensor: int = 1, pipeline: int = 1,
-                     split_norms: bool = False, fused: bool = False, mask: bool = False) -> float:  # fmt: skip
+                     split_norms: bool = False, fused: bool = False, mask: bool = False, context: int = 1) -> float:  # fmt: skip
     """Bytes the first pipeline stage keeps through one micro-batch's forward pass (module docstring).
-    `mask`: the model is given an s x s attention mask (the CPU path; on GPU the kernels are causal)."""
-    parts = _layer_parts(model, micro_batch, element, tensor, split_norms, fused)
+    `mask`: the CPU path, where the model is given an s x s attention mask (on GPU the kernels are
+    causal), or with `context` parallelism makes its chunks' masks; `model.seq_length`: a context
+    rank's share of the sequence."""
+    parts = _layer_parts(model, micro_batch, element, tensor, split_norms, fused, context, mask)
     s, b, h = model.seq_length, micro_batch, model.hidden_size
     split = tensor if split_norms else 1
     layers = -(-model.num_layers // pipeline)
-    mask_bytes = s * s if mask else 0  # bool, one tensor that every layer shares
+    mask_bytes = s * s if mask and context == 1 else 0  # bool, one tensor that every layer shares
     if model.recompute == "full":  # each chunk of layers keeps its inputs (hidden states, mask, the rotary table), nothing inside
         chunks = -(-layers // model.recompute_layers)
         per_layer = chunks * s * b * h * element / split / layers
@@ -177,7 +187,7 @@ def kept_activations(model: ModelConfig, vocab: int, micro_batch: int, element: 
     else:
         dropped = set(model.recompute_modules) if model.recompute == "selective" else set()
         if "core_attn" in dropped:
-            parts["softmax"] = 0.0  # recomputed from the query, key and value it keeps
+            parts["softmax"] = parts["gathered"] = 0.0  # recomputed from the query, key and value it keeps
             if model.attention == "megatron":
                 parts["attention"] -= b * model.num_attention_heads * s * s * element / tensor
         if "mlp" in dropped:
@@ -206,10 +216,10 @@ def estimate_memory(config: TrainConfig, vocab: int, data_parallel: int = 1, cud
     in_flight = min(p.pipeline, max(1, batch // (config.micro_batch_size * data_parallel))) if batch else p.pipeline
     parameters = rank_parameters(config.model, vocab, p.tensor, p.pipeline)
     per_parameter = bytes_per_parameter(precision, cuda, data_parallel * p.context)
-    one = kept_activations(model, vocab, config.micro_batch_size, element, p.tensor, p.pipeline, split_norms, fused, mask=not cuda)
+    one = kept_activations(model, vocab, config.micro_batch_size, element, p.tensor, p.pipeline, split_norms, fused, mask=not cuda, context=p.context)
     activations = one * in_flight
     if model.recompute == "full":  # the backward recomputes one chunk of layers at a time, whole
-        activations += model.recompute_layers * layer_activations(model, config.micro_batch_size, element, p.tensor, split_norms, fused)
+        activations += model.recompute_layers * layer_activations(model, config.micro_batch_size, element, p.tensor, split_norms, fused, p.context, not cuda)
     # The loss keeps fp32 logits (counted above) and computes their gradient in place; bf16 logits, and
     # then their bf16 gradient, live beside them for a while (Megatron's vocab-parallel cross entropy).
     output_gradient = 2.0 * seq * config.micro_batch_size * -(-vocab // p.tensor) if p.pipeline == 1 and element == 2 else 0.0

@@ -1,5 +1,6 @@
 """What autograd keeps from one forward pass of a model built here (tests/training/test_memory.py),
-and, run by torchrun on two ranks, the same for tensor-parallel models, printed as JSON by rank 0:
+and, run by torchrun on two ranks, the same for tensor-parallel and context-parallel models,
+printed as JSON by rank 0:
 
     python -m torch.distributed.run --nproc-per-node 2 -m tests.training.memory_probe
 """
@@ -22,6 +23,13 @@ SPLIT_CASES: list[tuple[dict[str, Any], int]] = [
     ({"num_layers": 2, "hidden_size": 256, "num_attention_heads": 4, "ffn_hidden_size": 688, "seq_length": 128, "recompute": "full"}, 2),
 ]
 
+# Context-parallel cases (each rank half of every sequence): (model settings, micro batch)
+CONTEXT_CASES: list[tuple[dict[str, Any], int]] = [
+    ({"num_layers": 3, "hidden_size": 256, "num_attention_heads": 4, "ffn_hidden_size": 688, "seq_length": 128}, 2),
+    ({"num_layers": 2, "hidden_size": 256, "num_attention_heads": 4, "num_query_groups": 2, "ffn_hidden_size": 688, "seq_length": 256}, 1),
+    ({"num_layers": 2, "hidden_size": 256, "num_attention_heads": 4, "ffn_hidden_size": 688, "seq_length": 128, "recompute": "selective", "recompute_modules": ["core_attn"]}, 2),
+]
+
 
 def saved_by_autograd(model_config: ModelConfig, micro_batch: int, parallel: ParallelConfig | None = None) -> tuple[int, int]:
     """(bytes of the distinct storages autograd keeps from one forward pass for the backward, the
@@ -34,7 +42,9 @@ def saved_by_autograd(model_config: ModelConfig, micro_batch: int, parallel: Par
 
     seed_everything(1)
     model = build_model(model_config, VOCAB, "fp32", parallel)
-    s = model_config.seq_length
+    context = parallel.context if parallel else 1
+    s = model_config.seq_length // context  # a context-parallel rank's share
+    mask = causal_mask(s, torch.device("cpu")) if context == 1 else None
     generator = torch.Generator().manual_seed(0)
     tokens, labels = (torch.randint(0, VOCAB, (micro_batch, s), generator=generator) for _ in range(2))
     outside = {t.untyped_storage().data_ptr() for t in (*model.parameters(), tokens, labels)}
@@ -48,7 +58,7 @@ def saved_by_autograd(model_config: ModelConfig, micro_batch: int, parallel: Par
 
     # torch.compile off: the fused SwiGLU runs eagerly here (the GPU compiles it; what it keeps is the same)
     with device_scope(), torch._dynamo.config.patch(disable=True), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(tokens, torch.arange(s).expand(micro_batch, -1), causal_mask(s, tokens.device), labels=labels)
+        model(tokens, torch.arange(s).expand(micro_batch, -1), mask, labels=labels)
     return sum(kept.values()), sum(p.numel() for p in model.parameters())
 
 
@@ -64,6 +74,14 @@ def main() -> None:
             kept, parameters = saved_by_autograd(ModelConfig(**settings), micro_batch, ParallelConfig(tensor=world))
             if rank == 0:
                 print(json.dumps({"settings": settings, "micro_batch": micro_batch, "kept": kept, "parameters": parameters}), flush=True)
+        parallel_state.destroy_model_parallel()
+        parallel_state.initialize_model_parallel(1, 1, context_parallel_size=world)
+        for settings, micro_batch in CONTEXT_CASES:
+            kept, _ = saved_by_autograd(ModelConfig(**settings), micro_batch, ParallelConfig(context=world))
+            most = torch.tensor([kept], dtype=torch.float64)
+            torch.distributed.all_reduce(most, op=torch.distributed.ReduceOp.MAX)  # the ranks keep different chunks' masks
+            if rank == 0:
+                print(json.dumps({"settings": settings, "micro_batch": micro_batch, "kept": int(most.item()), "context": world}), flush=True)
     finally:
         parallel_state.destroy_model_parallel()
         release_distributed(made)

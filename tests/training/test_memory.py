@@ -2,6 +2,7 @@
 against autograd's saved tensors, the states against the CPU optimizer's tensors, byte for byte."""
 
 import json
+from dataclasses import replace
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import torch
 from crawlmill.training.config import load_train_config
 from crawlmill.training.memory import GIB, bytes_per_parameter, estimate_memory, kept_activations, rank_parameters, too_large
 from crawlmill.training.model_config import ModelConfig
-from tests.training.memory_probe import SPLIT_CASES, VOCAB, saved_by_autograd
+from tests.training.memory_probe import CONTEXT_CASES, SPLIT_CASES, VOCAB, saved_by_autograd
 
 
 SETTINGS = [
@@ -49,9 +50,10 @@ def test_recomputation_keeps_less(model_parallel):
     assert kept["full"] < kept["mlp"] < kept["none"]
 
 
-def test_tensor_parallel_ranks_keep_and_hold_what_the_estimate_splits():
+def test_tensor_and_context_parallel_ranks_keep_and_hold_what_the_estimate_splits():
     """Two gloo ranks (torchrun), tensor parallel: each rank's kept activations (attention and MLP
-    split, norms whole: no sequence parallelism without Transformer Engine) and parameters."""
+    split, norms whole: no sequence parallelism without Transformer Engine) and parameters; then
+    context parallel: the most loaded rank's kept activations."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29541", "-m", "tests.training.memory_probe"]
     process = subprocess.Popen(launcher, env={**os.environ, "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
@@ -62,11 +64,21 @@ def test_tensor_parallel_ranks_keep_and_hold_what_the_estimate_splits():
         pytest.fail(f"the ranks did not finish in 240 s\n{process.communicate()[1][-3000:]}")
     assert process.returncode == 0, stderr[-3000:]
     results = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-    assert [(r["settings"], r["micro_batch"]) for r in results] == SPLIT_CASES
-    for result in results:
+    split = [r for r in results if "context" not in r]
+    assert [(r["settings"], r["micro_batch"]) for r in split] == SPLIT_CASES
+    for result in split:
         config = ModelConfig(**result["settings"])
         assert kept_activations(config, VOCAB, result["micro_batch"], 4, tensor=2, mask=True) == pytest.approx(result["kept"], rel=0.005)
         assert rank_parameters(config, VOCAB, tensor=2) == result["parameters"]
+    # context parallel: a rank's half of each sequence, plus the whole sequence's gathered keys and values
+    context = [r for r in results if "context" in r]
+    assert [(r["settings"], r["micro_batch"]) for r in context] == CONTEXT_CASES
+    for result in context:
+        config = ModelConfig(**result["settings"])
+        share = replace(config, seq_length=config.seq_length // 2)
+        assert kept_activations(share, VOCAB, result["micro_batch"], 4, mask=True, context=2) == pytest.approx(result["kept"], rel=0.005)
+        if config.recompute == "none":  # the gathered keys and values are what the share alone does not count
+            assert result["kept"] > kept_activations(share, VOCAB, result["micro_batch"], 4, mask=False) * 1.03
 
 
 def test_states_are_the_cpu_optimizers_tensors(model_parallel):
