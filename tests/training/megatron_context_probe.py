@@ -2,7 +2,7 @@
 distributed optimizer, training/backends.py MegatronBackend) with context parallelism 2 and the
 local spec's attention, on CPU through tests/training/cuda_on_cpu.py, against the CPU backend of one
 rank holding whole sequences. Megatron's own RoPE cut (get_pos_emb_on_this_cp_rank, the GPU path)
-runs here, so a batch split other than Megatron's layout shows. Prints one JSON line per rank.
+runs here, so a batch split other than Megatron's layout shows. Prints a JSON list, one entry per rank.
 
     torchrun --nproc-per-node 2 tests/training/megatron_context_probe.py
 """
@@ -57,7 +57,11 @@ def main() -> None:
     theirs = dict(cpu.model.named_parameters())
     difference = max(float((w - theirs[name]).abs().max()) for name, w in weights.items())
     parallel_state.destroy_model_parallel()
-    print(json.dumps({"rank": rank, "megatron": figures, "torch": reference, "evaluate": [evaluated, reference_evaluated], "weights_max_difference": difference}))
+    mine = {"rank": rank, "megatron": figures, "torch": reference, "evaluate": [evaluated, reference_evaluated], "weights_max_difference": difference}
+    every: list = [None, None]
+    dist.all_gather_object(every, mine)
+    if rank == 0:  # one line: two ranks' prints could interleave
+        print(json.dumps(every))
 
 
 if __name__ == "__main__":
