@@ -15,9 +15,9 @@ then `latest` moves and checkpoints beyond the last `keep` are deleted.
 
 On GPU the save is asynchronous (dist_checkpointing's async save: tensors copied to host memory,
 a forked process writes them while training goes on) and the checkpoint is completed (finalized,
-then renamed) at the next save or at the end. On CPU the save is synchronous. A data-parallel-only
-run (tensor, pipeline, context 1) resumes on any number of ranks (dist_checkpointing reads by
-global key; the RNG states are then rank 0's).
+then renamed) at the next save or at the end. On CPU the save is synchronous. A run resumes on
+another number of ranks, and on CPU with other parallel sizes too (dist_checkpointing reads by
+global key; layout.py says what loads where, and whose RNG states).
 
 A run folder at a URL (runstore.py): checkpoints are written as above into the local staging
 folder; once a save is complete, uploads run in a background thread of each rank while training
@@ -53,6 +53,7 @@ from crawlmill.files import AnyPath, as_path, atomic_write_json, atomic_write_te
 from crawlmill.pathsafety import inside_folder
 
 from .compat import rng_tracker_states, set_rng_tracker_states
+from .layout import ResumeLayout
 from .runstore import RunStore, complete_folders, download_tree, upload
 from .sharded_io import COMMON_FILES, DamagedCheckpoint, ShardedWriter, damage, load_sharded, rank_files, refusal_detail
 from .stopsignal import any_rank
@@ -187,7 +188,7 @@ def load_weights(model: Any, source: str, rank: int, world: int, trusted: bool, 
     reader = Checkpointer(store.local, rank, world, 1, False, barrier, remote=store.remote, trusted=trusted,
                           local_rank=int(os.environ.get("LOCAL_RANK", rank)))  # fmt: skip
     try:
-        state, _ = reader.load(folder, meta, True, {"model": model.sharded_state_dict()})
+        state, _ = reader.load(folder, meta, ResumeLayout(), {"model": model.sharded_state_dict()})  # weights alone: any layout
         model.load_state_dict(state["model"])
     except (OSError, ValueError, KeyboardInterrupt, SystemExit):  # ValueError: refused or damaged files (sharded_io.load_errors)
         raise
@@ -351,16 +352,11 @@ class Checkpointer:
         """Every complete checkpoint and its meta, newest first (complete_checkpoints)."""
         return complete_checkpoints(self.root, self.remote)
 
-    def load(self, folder: AnyPath, meta: dict[str, Any], replicated: bool, sharded: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def load(self, folder: AnyPath, meta: dict[str, Any], layout: ResumeLayout, sharded: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the model and optimizer state, filling `sharded`, the template for loading; this rank's
-        RNG states) from `folder`. A replicated (data-parallel-only) model may change world size.
+        RNG states) from `folder`, saved by this `layout` or one it can load (layout.py).
         Collective for a URL's checkpoint (the first rank of each machine downloads it)."""
-        rank = self.rank
-        if meta["world_size"] != self.world:
-            if not replicated:
-                raise ValueError(f"{folder} was saved by {meta['world_size']} ranks with model parallelism; resume with the same layout")
-            rank = 0
-        name = f"rank-{rank:05d}.pt"
+        name = f"rank-{layout.rng_rank(meta, self.world, self.rank, folder):05d}.pt"
         if self.remote is None:
             rng = self._agreed(lambda: load_state(Path(folder) / name)["rng"], folder)  # first: the file that could hold more than data
             return self._agreed(lambda: load_sharded(sharded, Path(folder) / MODEL, self.trusted), folder), rng

@@ -55,6 +55,7 @@ from .checkpoint import Checkpointer, DamagedElsewhere, load_weights, refuse_to_
 from .compat import layer_spec, seed_model_parallel, use_cuda
 from .config import TrainConfig
 from .data import ShardData, check_resume_order, data_order, token_bytes
+from .layout import ResumeLayout
 from .preemption import PreemptionNotice
 from .memory import MemoryEstimate, estimate_memory, peak_memory, too_large
 from .model import build_model
@@ -210,7 +211,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         raise ValueError(f"model.vocab_size {vocab} is below the tokenizer's {data.tokenizer_vocab} tokens")
     model = build_model(config.model, vocab, config.precision, config.parallel)
     schedule = Schedule(config.schedule, plan.peak_lr, plan.train_tokens, plan.tokens_per_step)
-    replicated = config.parallel.tensor * config.parallel.pipeline * config.parallel.context == 1
+    layout = ResumeLayout(config.parallel, reshards_model_parallel=not use_cuda())  # what checkpoints it can resume (layout.py)
     def publish() -> None:  # rank 0, once a checkpoint is complete at a URL: the logs up to it
         reporter.flush()
         store.push_logs()
@@ -238,7 +239,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
             if config.data.check_on_resume:
                 check_resume_order(meta.get("data_order"), order, folder)
             try:
-                state, rng = saver.load(folder, meta, replicated, backend.sharded_state_dict(is_loading=True))
+                state, rng = saver.load(folder, meta, layout, backend.sharded_state_dict(is_loading=True))
             except DamagedCheckpoint as exc:  # on every rank alike (Checkpointer._agreed)
                 if rank == 0 or not isinstance(exc, DamagedElsewhere):  # the rank whose file it is says which
                     print(f"{exc}: resuming from the checkpoint before it", file=sys.stderr)
@@ -276,7 +277,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         byte_table = None
 
     def checkpoint(step: int) -> None:
-        meta = {"consumed_samples": step * plan.global_batch, "tokens": step * plan.tokens_per_step, "time": datetime.now(timezone.utc).isoformat(), "data_order": order}
+        meta = {"consumed_samples": step * plan.global_batch, "tokens": step * plan.tokens_per_step, "time": datetime.now(timezone.utc).isoformat(), "data_order": order, "parallel": layout.sizes()}
         waited = saver.save(step, backend.sharded_state_dict(), rng_state(), meta)
         reporter.record("checkpoint", step=step, path=saver.location, seconds=round(waited, 3))
 

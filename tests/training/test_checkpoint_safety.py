@@ -18,6 +18,7 @@ import torch
 from crawlmill.pathsafety import OutsideFolderError
 from crawlmill.training.checkpoint import Checkpointer, rng_state
 from crawlmill.training.sharded_io import torch_optimizer_sharded_state, torch_optimizer_state
+from crawlmill.training.layout import ResumeLayout
 
 from .test_sharded_io import linear_sharded_state, process_group  # noqa: F401 - a fixture
 
@@ -46,7 +47,7 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path: Path) -> None:
     found, meta = saver.latest()
     # the pickled `open` is io.open on Python 3.11, _io.open on 3.12
     with pytest.raises(ValueError, match=r"rank-00000\.pt: refused: a checkpoint holds only tensors and plain data.*GLOBAL _?io\.open"):
-        saver.load(found, meta, replicated=True, sharded={})
+        saver.load(found, meta, ResumeLayout(), sharded={})
     assert not target.exists()
     # the payload is real: an unchecked load runs it
     torch.load(folder / "rank-00000.pt", weights_only=False)
@@ -70,7 +71,7 @@ def test_a_real_checkpoint_loads_with_its_rng_states(tmp_path: Path, process_gro
     fresh_optimizer = torch.optim.AdamW(fresh.parameters(), lr=1e-3)
     fresh(torch.ones(2, 4)).sum().backward()
     fresh_optimizer.step()  # moments to fill
-    state, rng = saver.load(found, meta, replicated=True, sharded={"model": template, "optimizer": torch_optimizer_sharded_state(fresh_optimizer, template)})
+    state, rng = saver.load(found, meta, ResumeLayout(), sharded={"model": template, "optimizer": torch_optimizer_sharded_state(fresh_optimizer, template)})
     fresh.load_state_dict(state["model"])
     fresh_optimizer.load_state_dict(torch_optimizer_state(state["optimizer"]))
     assert meta["step"] == 3 and int(fresh_optimizer.state_dict()["state"][0]["step"]) == 1
@@ -100,21 +101,21 @@ def test_model_files_that_would_run_code_are_refused(tmp_path: Path, process_gro
     if common.exists():
         torch.save({"anything": _CreatesFile(target)}, common)
         with pytest.raises(ValueError, match=r"model: refused: a checkpoint holds only tensors and plain data.*GLOBAL _?io\.open"):
-            saver.load(found, meta, replicated=True, sharded=template)
+            saver.load(found, meta, ResumeLayout(), sharded=template)
     # a non-tensor entry inside a .distcp file (what Megatron's ShardedObjects are)
     saver, planted, planted_meta = _saved_linear(tmp_path / "b", {"extra": ShardedObject("extra", _CreatesFile(target), (1,), (0,))})
     with_extra = lambda: {**template, "extra": ShardedObject("extra", None, (1,), (0,))}  # noqa: E731
     with pytest.raises(ValueError, match=r"model: refused: a checkpoint holds only tensors and plain data.*GLOBAL _?io\.open"):
-        saver.load(planted, planted_meta, replicated=True, sharded=with_extra())
+        saver.load(planted, planted_meta, ResumeLayout(), sharded=with_extra())
     # the global metadata
     saver, found, meta = _saved_linear(tmp_path / "c")
     (found / "model" / ".metadata").write_bytes(pickle.dumps(_CreatesFile(target)))
     with pytest.raises(ValueError, match=r"\.metadata: refused: a checkpoint's metadata holds only checkpoint metadata.*io\.open"):
-        saver.load(found, meta, replicated=True, sharded=template)
+        saver.load(found, meta, ResumeLayout(), sharded=template)
     assert not target.exists()
     # the payload is real: `checkpoint.trusted` loads unchecked, and it runs
     Checkpointer(tmp_path / "b" / "run", rank=0, world=1, keep=2, asynchronous=False, barrier=lambda: None, trusted=True).load(
-        planted, planted_meta, replicated=True, sharded=with_extra()
+        planted, planted_meta, ResumeLayout(), sharded=with_extra()
     )  # fmt: skip
     assert target.exists()
 

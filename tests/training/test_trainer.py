@@ -436,26 +436,28 @@ def test_torchrun_ranks_train_tensor_parallel_as_one_process(tiny_shards, one_pr
     assert all(torch.allclose(llama_one[k], llama_tensor[k], rtol=1e-3, atol=1e-7) for k in llama_one)
 
 
-def test_torchrun_ranks_train_context_parallel_as_one_process(tiny_shards, one_process, tmp_path):
+def test_torchrun_ranks_train_context_parallel_as_one_process_and_resume_on_other_layouts(tiny_shards, one_process, tmp_path):
     """Two gloo ranks, each holding half of every sequence (context parallelism without Transformer
-    Engine: training/context_parallel.py), stopped after 3 steps and resumed, give the losses,
-    gradient norms (clipping on at every step), bits per byte and final weights and Adam moments of
-    one process holding whole sequences."""
+    Engine: training/context_parallel.py), give the losses, gradient norms (clipping on at every
+    step), bits per byte and final weights and Adam moments of one process holding whole sequences,
+    in a run that changes layout at each resume (layout.py): one process to step 2, context 2 on two
+    ranks to step 3 and, resumed in the same layout, to 4, then tensor 2 on two ranks to the end."""
     config, one = torchrun_config(tiny_shards), one_process
-    context = torchrun(tmp_path, "context", {**config, "parallel": {"context": 2}}, "--stop-after", "3", port=29543)
-    assert train_records(context)[-1]["step"] == 3
-    torchrun(tmp_path, "context", {**config, "parallel": {"context": 2}}, "--resume", port=29543)
-    assert train_records(context, "resumed") == [{"kind": "resumed", "step": 3, "checkpoint": "step-00000003"}]
-    run_info = json.loads((context / "run.json").read_text())
-    assert (run_info["world_size"], run_info["data_parallel"], run_info["config"]["parallel"]["context"]) == (2, 1, 2)
-    reference, records = train_records(one), train_records(context)
+    layouts = [({}, 1, "2"), ({"context": 2}, 2, "1"), ({"context": 2}, 2, "1"), ({"tensor": 2}, 2, None)]
+    for index, (parallel, ranks, stop_after) in enumerate(layouts):
+        more = [*(["--resume"] if index else []), *(["--stop-after", stop_after] if stop_after else [])]
+        run = torchrun(tmp_path, "run", {**config, "parallel": parallel}, *more, ranks=ranks, port=29543)
+    meta = json.loads((run / "checkpoints/step-00000004/meta.json").read_text())
+    assert (meta["world_size"], meta["parallel"]) == (2, {"tensor": 1, "pipeline": 1, "context": 2})
+    assert [r["step"] for r in train_records(run, "resumed")] == [2, 3, 4]
+    reference, records = train_records(one), train_records(run)
     assert [r["step"] for r in records] == [r["step"] for r in reference] == list(range(1, 7))
     for x, y in zip(reference, records, strict=True):
         assert y["loss"] == pytest.approx(x["loss"], rel=1e-5) and y["grad_norm"] == pytest.approx(x["grad_norm"], rel=1e-4)
-    assert train_records(context, "valid")[0]["bpb"] == pytest.approx(train_records(one, "valid")[0]["bpb"], rel=1e-5)
-    weights, sharded = final_weights(one), final_weights(context)
-    assert weights.keys() == sharded.keys()
-    assert all(torch.allclose(weights[k], sharded[k], rtol=1e-3, atol=1e-7) for k in weights), [k for k in weights if not torch.allclose(weights[k], sharded[k], rtol=1e-3, atol=1e-7)]
+    assert train_records(run, "valid")[0]["bpb"] == pytest.approx(train_records(one, "valid")[0]["bpb"], rel=1e-5)
+    weights, resumed = final_weights(one), final_weights(run)
+    assert weights.keys() == resumed.keys()
+    assert all(torch.allclose(weights[k], resumed[k], rtol=1e-3, atol=1e-7) for k in weights), [k for k in weights if not torch.allclose(weights[k], resumed[k], rtol=1e-3, atol=1e-7)]
 
 
 def test_batch_and_peak_lr_default_to_the_planners_equation_1():
