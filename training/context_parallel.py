@@ -53,10 +53,15 @@ def split_sequence(tensor: torch.Tensor, dim: int, cp_rank: int, cp_size: int) -
     return chunks.index_select(dim, index).reshape(*tensor.shape[:dim], -1, *tensor.shape[dim + 1 :])
 
 
-def _order(cp_size: int, device: torch.device) -> torch.Tensor:
-    """Where each chunk of the sequence lies in the gathered tensor (rank 0's two chunks, then rank 1's...)."""
-    held = [chunk for rank in range(cp_size) for chunk in rank_chunks(rank, cp_size)]
-    return torch.tensor(sorted(range(2 * cp_size), key=held.__getitem__), device=device)
+def _held(cp_size: int) -> list[int]:
+    """The chunk at each place of the gathered tensor (rank 0's two chunks, then rank 1's...)."""
+    return [chunk for rank in range(cp_size) for chunk in rank_chunks(rank, cp_size)]
+
+
+def _reorder(chunks: torch.Tensor, order: list[int]) -> torch.Tensor:
+    """chunks[order] along dim 0, by Python indices: an index tensor made on the GPU in every layer
+    would make the host wait for the device each time."""
+    return torch.cat([chunks[i] for i in order])
 
 
 class _GatherSequence(torch.autograd.Function):
@@ -69,15 +74,15 @@ class _GatherSequence(torch.autograd.Function):
         local = local.contiguous()
         gathered = torch.empty((cp_size * local.size(0), *local.shape[1:]), dtype=local.dtype, device=local.device)
         dist.all_gather_into_tensor(gathered, local, group=group)
-        chunks = gathered.view(2 * cp_size, -1, *local.shape[1:])
-        return chunks.index_select(0, _order(cp_size, local.device)).reshape(gathered.shape)
+        held = _held(cp_size)
+        in_order = sorted(range(2 * cp_size), key=held.__getitem__)  # where each chunk of the sequence lies
+        return _reorder(gathered.view(2 * cp_size, -1, *local.shape[1:]), in_order).reshape(gathered.shape)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         cp_size = ctx.cp_size
         chunks = grad.contiguous().view(2 * cp_size, -1, *grad.shape[1:])
-        held = torch.tensor([c for rank in range(cp_size) for c in rank_chunks(rank, cp_size)], device=grad.device)
-        by_rank = chunks.index_select(0, held).reshape(grad.shape)  # rank 0's two chunks, then rank 1's...
+        by_rank = _reorder(chunks, _held(cp_size)).reshape(grad.shape)  # rank 0's two chunks, then rank 1's...
         local = torch.empty((grad.size(0) // cp_size, *grad.shape[1:]), dtype=grad.dtype, device=grad.device)
         dist.reduce_scatter_tensor(local, by_rank, group=ctx.group)
         return local, None
@@ -98,6 +103,11 @@ def context_parallel_attention(query: torch.Tensor, key: torch.Tensor, value: to
     # [s, b, h, d] -> [b, h, s, d]
     keys, values = (gather_sequence(t, group).permute(1, 2, 0, 3) for t in (key, value))
     grouped = query.size(2) != key.size(2)
+    if grouped and query.is_cuda and query.dtype == torch.float32:
+        # flash attention, which takes grouped keys and a lower-right mask as they are, refuses fp32; the
+        # memory-efficient kernel that would come next wants as many key heads as query heads
+        keys, values = (t.repeat_interleave(query.size(2) // key.size(2), dim=1) for t in (keys, values))
+        grouped = False
     outputs = []
     for position, index in enumerate(rank_chunks(cp_rank, cp_size)):
         q = query[position * chunk : (position + 1) * chunk].permute(1, 2, 0, 3)
