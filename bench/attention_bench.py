@@ -2,6 +2,9 @@
 scaled_dot_product_attention, training/attention.py) against Megatron-Core's DotProductAttention
 (the unfused attention Megatron's local spec uses when Transformer Engine is absent), forward and
 backward on the same inputs, at a model config's shape (heads, head dim, key/value groups, context).
+A third method, "context", is what a context-parallel rank computes (training/context_parallel.py:
+the sequence as two chunks, each query chunk against the keys up to it under a lower-right causal
+mask, the keys gathered over a one-rank group): its kernels' dispatch and cost beside one causal call.
 
 Each method runs in a fresh process (so that one's peak memory is not the other's): `--repeats`
 timed forward+backward passes after one warm-up, the median reported, with the peak memory the
@@ -30,7 +33,7 @@ from pathlib import Path
 from harness import device_name, run_info
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ("megatron", "sdpa")
+METHODS = ("megatron", "sdpa", "context")
 
 
 def measure(method: str, config_name: str, batch: int, dtype_name: str, repeats: int, seq: int | None, out: Path) -> None:
@@ -45,6 +48,7 @@ def measure(method: str, config_name: str, batch: int, dtype_name: str, repeats:
     from crawlmill.training.attention import SdpaAttention
     from crawlmill.training.compat import causal_mask, device_scope, use_cuda
     from crawlmill.training.config import load_train_config
+    from crawlmill.training.context_parallel import context_parallel_attention
     from crawlmill.training.model import transformer_config
     from crawlmill.training.trainer import seed_everything
 
@@ -57,6 +61,8 @@ def measure(method: str, config_name: str, batch: int, dtype_name: str, repeats:
     seed_everything(0)
     config = transformer_config(model, dtype_name)
     module = (DotProductAttention if method == "megatron" else SdpaAttention)(config, 1, AttnMaskType.causal, "self")
+    if method == "context":  # one rank's work under context parallelism, on a group of one
+        module = lambda q, k, v, mask: context_parallel_attention(q, k, v, None, dist.group.WORLD).flatten(2)  # noqa: E731
     generator = torch.Generator().manual_seed(0)
     shape = lambda heads: (seq, batch, heads, model.head_dim)  # noqa: E731
     q = torch.randn(shape(model.num_attention_heads), generator=generator)
@@ -116,8 +122,10 @@ def main() -> None:
                    "--dtype", args.dtype, "--repeats", str(args.repeats), *(["--seq", str(args.seq)] if args.seq else [])]  # fmt: skip
         subprocess.run(command, check=True, env={**os.environ, "RAY_ADDRESS": ""})
         figures[method] = json.loads(out.read_text())
-    a, b = (torch.load(work / f"{m}.pt") for m in METHODS)
-    differences = [float((x - y).abs().max()) for x, y in zip([a["output"], *a["grads"]], [b["output"], *b["grads"]], strict=True)]
+    saved = {m: torch.load(work / f"{m}.pt") for m in METHODS}
+
+    def differences(a: dict, b: dict) -> list[float]:
+        return [float((x - y).abs().max()) for x, y in zip([a["output"], *a["grads"]], [b["output"], *b["grads"]], strict=True)]
     result = {
         **run_info(),
         "config": args.config,
@@ -127,7 +135,9 @@ def main() -> None:
         "device": device_name(),
         "methods": figures,
         "speedup": round(figures["megatron"]["seconds"] / figures["sdpa"]["seconds"], 2),
-        "max_difference_output_dq_dk_dv": differences,
+        "max_difference_output_dq_dk_dv": differences(saved["megatron"], saved["sdpa"]),
+        "context_seconds_over_sdpa": round(figures["context"]["seconds"] / figures["sdpa"]["seconds"], 2),
+        "context_max_difference_from_sdpa": differences(saved["context"], saved["sdpa"]),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1))
