@@ -73,11 +73,12 @@ class TorchBackend:
 
     def _token_losses(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         seq = batch["tokens"].shape[1]
-        if self._mask is None or self._mask.shape[-1] != seq:
+        if self.model.config.context_parallel_size > 1:  # a share of each sequence: the attention masks its chunks itself
+            self._mask = None
+        elif self._mask is None or self._mask.shape[-1] != seq:
             self._mask = causal_mask(seq, self.device)
-        mask = self._mask if self.model.config.context_parallel_size == 1 else None  # a share of a sequence: the attention's own causal mask
         with device_scope():
-            return self.model(batch["tokens"], batch["position_ids"], mask, labels=batch["labels"]).float()
+            return self.model(batch["tokens"], batch["position_ids"], self._mask, labels=batch["labels"]).float()
 
     def step(self, micro_batches: list[dict[str, torch.Tensor]], lr: float) -> tuple[float, float]:
         self.model.train()

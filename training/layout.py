@@ -4,8 +4,8 @@ each rank takes (Checkpointer.load).
 A checkpoint's meta.json records the world size and the parallel sizes (tensor, pipeline, context)
 that saved it. dist_checkpointing keeps tensors by global key and offsets, so the model and the CPU
 backend's optimizer (torch AdamW's moments, sharded as the parameters they belong to) load into any
-layout: a CPU run resumes on other sizes and another number of ranks (tested: context 2 on two ranks
-resumed by one process). The GPU backend's distributed optimizer saves its states in Megatron's
+layout: a CPU run resumes on other sizes and another number of ranks (tested: one process, then
+context 2 on two ranks, then tensor 2 on them). The GPU backend's distributed optimizer saves its states in Megatron's
 dp_reshardable form, which reshards over data-parallel ranks only: a GPU run resumes with the same
 tensor, pipeline and context sizes, on any number of data-parallel ranks. Checkpoints that do not
 record their sizes resume on the same world size, or on any when this run is data-parallel only.
@@ -41,16 +41,13 @@ class ResumeLayout:
     def rng_rank(self, meta: dict[str, Any], world: int, rank: int, folder: Any) -> int:
         """The rank whose RNG file this rank loads; ValueError when this run cannot load the checkpoint."""
         saved, now, saved_world = meta.get("parallel"), self.sizes(), meta["world_size"]
-        if saved_world == world and (saved is None or saved == now or self.reshards_model_parallel):
-            return rank
-        if saved is None:  # written before the sizes were recorded
-            if now == asdict(ParallelConfig()):
-                return 0
-            raise ValueError(f"{folder} was saved by {saved_world} ranks with model parallelism; resume with the same layout")
-        if saved == now or self.reshards_model_parallel:
-            return 0
-        raise ValueError(
-            f"{folder} was saved with {_describe(saved, saved_world)}; this run has {_describe(now, world)}: the GPU backend's "
-            f"distributed optimizer states reshard over data-parallel ranks only (dp_reshardable): resume with tensor "
-            f"{saved['tensor']}, pipeline {saved['pipeline']} and context {saved['context']}, on any number of data-parallel ranks"
-        )
+        if saved is None:  # written before the sizes were recorded: the old rule
+            if saved_world != world and now != asdict(ParallelConfig()):
+                raise ValueError(f"{folder} was saved by {saved_world} ranks with model parallelism; resume with the same layout")
+        elif saved != now and not self.reshards_model_parallel:
+            raise ValueError(
+                f"{folder} was saved with {_describe(saved, saved_world)}; this run has {_describe(now, world)}: the GPU backend's "
+                f"distributed optimizer states reshard over data-parallel ranks only (dp_reshardable): resume with tensor "
+                f"{saved['tensor']}, pipeline {saved['pipeline']} and context {saved['context']}, on any number of data-parallel ranks"
+            )
+        return rank if saved_world == world else 0
