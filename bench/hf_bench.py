@@ -44,7 +44,8 @@ def make_run(run: Path, config_name: str, shards: str) -> None:
     """A run folder whose one checkpoint holds the freshly initialized model of `config_name`."""
     import torch.distributed as dist
 
-    from crawlmill.training.checkpoint import Checkpointer, rng_state
+    from crawlmill.training.checkpoint import Checkpointer
+    from crawlmill.training.rng_state import rng_state
     from crawlmill.training.config import load_train_config
     from crawlmill.training.model import build_model
     from crawlmill.training.run_model import one_process_model_parallel
@@ -97,7 +98,8 @@ def whole_files_import(hf: str, output: Path, shard_bytes: int) -> None:
     import torch.distributed as dist
     from safetensors.torch import load_file
 
-    from crawlmill.training.checkpoint import Checkpointer, rng_state
+    from crawlmill.training.checkpoint import Checkpointer
+    from crawlmill.training.rng_state import rng_state
     from crawlmill.training.import_hf import megatron_tensors, model_config_of
     from crawlmill.training.model import build_model
     from crawlmill.training.run_model import one_process_model_parallel

@@ -17,7 +17,10 @@
 
 Checkpoints go through dist_checkpointing (sharded_io.py): `sharded_state_dict(is_loading)` gives
 the model's and the optimizer's sharded state (or, for loading, the template to fill), and
-`load_sharded_state_dict` puts a loaded one back.
+`load_sharded_state_dict` puts a loaded one back. The CPU backend's optimizer state is torch AdamW's
+moments, sharded as their parameters: any parallel layout loads it. The distributed optimizer's is
+in one of Megatron's sharding types (checkpoint.optimizer_sharding; layout.RESHARDS), recorded in
+meta.json so that a resume builds its template in the type the checkpoint holds (layout.py).
 
 `step(micro_batches, lr)` returns (mean loss over the batch's loss tokens, gradient norm before
 clipping); `evaluate(micro_batches)` returns (summed token loss in nats, loss tokens) over every
@@ -27,8 +30,9 @@ from the same batches.
 
 from __future__ import annotations
 
+import contextlib
 from functools import partial
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 import torch.distributed as dist
@@ -36,7 +40,9 @@ import torch.distributed as dist
 from .compat import causal_mask, device_scope
 from .config import OptimizerConfig
 from .context_parallel import split_sequence
+from .layout import RESHARDS
 from .sharded_io import torch_optimizer_sharded_state, torch_optimizer_state
+
 
 
 def _all_reduce(tensor: torch.Tensor, group: Any) -> torch.Tensor:
@@ -126,7 +132,9 @@ class TorchBackend:
         _all_reduce(totals, self.dp_group)
         return float(totals[0]), float(totals[1])
 
-    def sharded_state_dict(self, is_loading: bool = False) -> dict[str, Any]:
+    optimizer_sharding = "torch"  # torch AdamW's moments, sharded as their parameters: any layout loads them (layout.py)
+
+    def sharded_state_dict(self, is_loading: bool = False, saved_sharding: str | None = None) -> dict[str, Any]:
         if is_loading and not self.optimizer.state:  # a fresh optimizer: its moments to be filled
             for group in self.optimizer.param_groups:
                 for p in group["params"]:
@@ -142,7 +150,12 @@ class TorchBackend:
 class MegatronBackend:
     """The GPU path (see the module docstring). Needs CUDA: Megatron's DDP and optimizer assume it."""
 
-    def __init__(self, model: Any, optim: OptimizerConfig, peak_lr: float, precision: str, seq_length: int, micro_batch_size: int) -> None:
+    def __init__(
+        self, model: Any, optim: OptimizerConfig, peak_lr: float, precision: str, seq_length: int, micro_batch_size: int,
+        optimizer_sharding: str = "dp_reshardable", gather_on_one_rank: bool = False,
+    ) -> None:  # fmt: skip
+        """`optimizer_sharding`, `gather_on_one_rank`: how checkpoints hold the distributed
+        optimizer's states (Megatron's sharding types, layout.RESHARDS; config.CheckpointConfig)."""
         from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig, finalize_model_grads
         from megatron.core.optimizer import OptimizerConfig as MegatronOptimizerConfig
         from megatron.core.optimizer import get_megatron_optimizer
@@ -167,6 +180,9 @@ class MegatronBackend:
         config.finalize_model_grads_func = finalize_model_grads
         self.forward_backward = get_forward_backward_func()
         self.seq_length, self.micro_batch_size = seq_length, micro_batch_size
+        if RESHARDS.get(optimizer_sharding) is None or optimizer_sharding == "torch":
+            raise ValueError(f"optimizer sharding {optimizer_sharding!r}: dp_reshardable or fully_reshardable")
+        self.optimizer_sharding, self.gather_on_one_rank = optimizer_sharding, gather_on_one_rank
 
     @staticmethod
     def _loss(loss_mask: torch.Tensor, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
@@ -213,28 +229,33 @@ class MegatronBackend:
         totals = self._totals(self._run(micro_batches, forward_only=True))
         return float(totals[0]), float(totals[1])
 
-    # The distributed optimizer's states in the "dp_reshardable" layout: each rank writes its own
-    # buffer shards with no gather (fastest for asynchronous saves); reshardable across data parallel.
-    SHARDING = {"distrib_optim_sharding_type": "dp_reshardable"}
-
     def _torch_adams(self) -> list[Any]:
         """The distributed optimizers whose inner optimizer is torch's Adam (no Transformer Engine or
         Apex FusedAdam installed): their `step` is per parameter, not per group."""
         parts = getattr(self.optimizer, "chained_optimizers", [self.optimizer])
         return [part for part in parts if isinstance(part.optimizer, (torch.optim.Adam, torch.optim.AdamW))]
 
-    def sharded_state_dict(self, is_loading: bool = False) -> dict[str, Any]:
+    def sharded_state_dict(self, is_loading: bool = False, saved_sharding: str | None = None) -> dict[str, Any]:
+        """The state to save, or (`is_loading`) the template to load into, in `saved_sharding`, the
+        checkpoint's (meta.json; checkpoints that predate the record are dp_reshardable)."""
         if is_loading:
             for part in self._torch_adams():  # its state_dict() needs a state, which a fresh one lacks
                 fill_fresh_adam_state(part.optimizer, partial(part.init_state_fn, config=part.config))
+        sharding = (saved_sharding or "dp_reshardable") if is_loading else self.optimizer_sharding
+        if RESHARDS.get(sharding) is None or sharding == "torch":
+            raise ValueError(f"the checkpoint's optimizer states are {sharding!r}, which the GPU backend's distributed optimizer does not load")
+        metadata = {"distrib_optim_sharding_type": sharding, "distrib_optim_fully_reshardable_mem_efficient": self.gather_on_one_rank}
         model = self.model.module.sharded_state_dict()
-        return {"model": model, "optimizer": self.optimizer.sharded_state_dict(model, is_loading=is_loading, metadata=self.SHARDING)}
+        return {"model": model, "optimizer": self.optimizer.sharded_state_dict(model, is_loading=is_loading, metadata=metadata)}
 
     def load_sharded_state_dict(self, loaded: dict[str, Any]) -> None:
         self.model.module.load_state_dict(loaded["model"])
-        with torch.no_grad():  # Megatron's dp_reshardable load copies in place into views of fp32 parameters (the norms)
+        adams = self._torch_adams()
+        with torch.no_grad(), contextlib.ExitStack() as stack:  # no_grad: Megatron's loads copy in place into views of fp32 parameters (the norms)
+            for part in adams:
+                stack.enter_context(steps_left_alone(part))
             self.optimizer.load_state_dict(loaded["optimizer"])
-        for part in self._torch_adams():
+        for part in adams:
             restore_adam_steps(part.optimizer)
 
 
@@ -257,6 +278,26 @@ def fill_fresh_adam_state(optimizer: torch.optim.Optimizer, init_state: Any) -> 
     for group in optimizer.param_groups:
         for p in group["params"]:
             optimizer.state[p].setdefault("step", torch.tensor(0.0))
+
+
+@contextlib.contextmanager
+def steps_left_alone(distributed_optimizer: Any) -> Iterator[None]:
+    """Megatron's fully_reshardable load (0.16 and 0.19) copies each of a parameter's state tensors
+    from the checkpoint, and takes the names from the inner optimizer's state: torch Adam's has a
+    `step` the checkpoint does not hold (Transformer Engine's and Apex's fused Adam keep none), a
+    KeyError. Within this, the step is copied onto itself; restore_adam_steps sets the saved one."""
+    original = distributed_optimizer._set_main_param_and_optimizer_states
+
+    def set_states(model_param: Any, tensors: dict[str, Any]) -> None:
+        group_index, group_order = distributed_optimizer.model_param_group_index_map[model_param]
+        state = distributed_optimizer.optimizer.state[distributed_optimizer.optimizer.param_groups[group_index]["params"][group_order]]
+        original(model_param, {"step": state["step"], **tensors} if "step" in state else tensors)
+
+    distributed_optimizer._set_main_param_and_optimizer_states = set_states
+    try:
+        yield
+    finally:
+        del distributed_optimizer._set_main_param_and_optimizer_states  # the class's method again
 
 
 def restore_adam_steps(optimizer: torch.optim.Optimizer) -> None:

@@ -37,25 +37,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pickle
-import random
 import shutil
 import threading
 import time
-import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-import numpy as np
 import torch
 
 from crawlmill.files import AnyPath, as_path, atomic_write_json, atomic_write_text, list_files, read_json, read_text, remove_tree
 from crawlmill.pathsafety import inside_folder
 
-from .compat import rng_tracker_states, set_rng_tracker_states
 from .layout import ResumeLayout
+from .rng_state import load_state
 from .runstore import RunStore, complete_folders, download_tree, upload
-from .sharded_io import COMMON_FILES, DamagedCheckpoint, ShardedWriter, damage, load_sharded, rank_files, refusal_detail
+from .sharded_io import COMMON_FILES, DamagedCheckpoint, ShardedWriter, load_sharded, rank_files
 from .stopsignal import any_rank
 
 CHECKPOINTS = "checkpoints"
@@ -67,51 +63,8 @@ UPLOADED = "_uploaded"  # per-rank markers of a remote checkpoint being uploaded
 UPLOAD_TIMEOUT_S = 6 * 3600.0  # rank 0's wait for the other ranks' uploads of one checkpoint
 
 
-def _numpy_rng_globals() -> list[Any]:
-    """What a rank's file holds besides tensors and plain data, the only types torch.load may build
-    beyond its weights-only defaults: numpy's MT19937 state, an ndarray of uint32 (rng_state())."""
-    try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:  # numpy 1.x
-        from numpy.core.multiarray import _reconstruct
-    return [_reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
-
-
-def load_state(path: AnyPath, name: AnyPath | None = None) -> dict[str, Any]:
-    """A rank's file, loaded without running anything it holds: a checkpoint is data that anyone who
-    can write the run folder (a bucket, a shared disk) may have replaced, and a pickle may call any
-    function. torch.load(weights_only=True) builds tensors, plain containers and numbers only, plus
-    the numpy RNG state above; anything else is refused, with `name` (default: path) in the error."""
-    try:
-        with torch.serialization.safe_globals(_numpy_rng_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, OSError) as exc:
-        detail = damage(exc)
-        if detail is not None:
-            raise DamagedCheckpoint(f"{name or path}: damaged or incomplete ({detail})") from None
-        if isinstance(exc, pickle.UnpicklingError):
-            raise ValueError(f"{name or path}: refused: a checkpoint holds only tensors and plain data, this file asks for more ({refusal_detail(exc)})") from None
-        raise
-
-
 def step_name(step: int) -> str:
     return f"step-{step:08d}"
-
-
-def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(), "megatron": rng_tracker_states()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-    set_rng_tracker_states(state.get("megatron") or {})
 
 
 def complete_checkpoints(root: Path, remote: AnyPath | None = None) -> Iterator[tuple[AnyPath, dict[str, Any]]]:
@@ -188,7 +141,7 @@ def load_weights(model: Any, source: str, rank: int, world: int, trusted: bool, 
     reader = Checkpointer(store.local, rank, world, 1, False, barrier, remote=store.remote, trusted=trusted,
                           local_rank=int(os.environ.get("LOCAL_RANK", rank)))  # fmt: skip
     try:
-        state, _ = reader.load(folder, meta, ResumeLayout(), {"model": model.sharded_state_dict()})  # weights alone: any layout
+        state, _ = reader.load(folder, meta, ResumeLayout(optimizer_sharding=None), {"model": model.sharded_state_dict()})  # weights alone: any layout, either backend
         model.load_state_dict(state["model"])
     except (OSError, ValueError, KeyboardInterrupt, SystemExit):  # ValueError: refused or damaged files (sharded_io.load_errors)
         raise
@@ -352,11 +305,13 @@ class Checkpointer:
         """Every complete checkpoint and its meta, newest first (complete_checkpoints)."""
         return complete_checkpoints(self.root, self.remote)
 
-    def load(self, folder: AnyPath, meta: dict[str, Any], layout: ResumeLayout, sharded: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(the model and optimizer state, filling `sharded`, the template for loading; this rank's
-        RNG states) from `folder`, saved by this `layout` or one it can load (layout.py).
-        Collective for a URL's checkpoint (the first rank of each machine downloads it)."""
+    def load(self, folder: AnyPath, meta: dict[str, Any], layout: ResumeLayout, sharded: dict[str, Any] | Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the model and optimizer state, filling `sharded`, the template for loading, or what
+        makes it once the layout is checked; this rank's RNG states) from `folder`, saved by this
+        `layout` or one it can load (layout.py). Collective for a URL's checkpoint (the first rank
+        of each machine downloads it)."""
         name = f"rank-{layout.rng_rank(meta, self.world, self.rank, folder):05d}.pt"
+        sharded = sharded() if callable(sharded) else sharded
         if self.remote is None:
             rng = self._agreed(lambda: load_state(Path(folder) / name)["rng"], folder)  # first: the file that could hold more than data
             return self._agreed(lambda: load_sharded(sharded, Path(folder) / MODEL, self.trusted), folder), rng

@@ -122,6 +122,13 @@ class CheckpointConfig:
     # default); constant_structure reuses the first save's plan (sharded_io.py)
     fully_parallel: bool = True
     constant_structure: bool = False
+    # The GPU backend's distributed optimizer states (layout.RESHARDS): "dp_reshardable" (each rank
+    # its shards, no gather; resumes on other data-parallel sizes only) or "fully_reshardable" (one
+    # tensor per parameter, gathered over data-parallel ranks into host memory, or into rank 0's alone
+    # with optimizer_gather_on_one_rank: resumes on other tensor, pipeline and context sizes too).
+    # The CPU backend's states load into any layout either way.
+    optimizer_sharding: str = "dp_reshardable"
+    optimizer_gather_on_one_rank: bool = False
     # On this signal (ahead of a preemption's kill) save a checkpoint at the step reached and stop
     # (stopsignal.py); "SIGUSR1" for Slurm's --signal=USR1@SECONDS, null to leave signals alone
     on_signal: str | None = "SIGTERM"
@@ -135,6 +142,8 @@ class CheckpointConfig:
     def __post_init__(self) -> None:
         if self.every_minutes < 0 or self.keep < 1 or (self.every_steps is not None and self.every_steps < 1):
             raise ValueError("checkpoint: every_minutes >= 0, every_steps >= 1 and keep >= 1")
+        if self.optimizer_sharding not in ("dp_reshardable", "fully_reshardable"):
+            raise ValueError(f"checkpoint.optimizer_sharding: 'dp_reshardable' or 'fully_reshardable', not {self.optimizer_sharding!r}")
         if self.async_save not in ("gpu", "always", "never"):
             raise ValueError(f"checkpoint.async_save: 'gpu', 'always' or 'never', not {self.async_save!r}")
         if self.on_signal is not None and (self.on_signal not in signal.Signals.__members__ or self.on_signal in ("SIGKILL", "SIGSTOP")):

@@ -41,7 +41,8 @@ import torch.distributed as dist
 
 from crawlmill.files import sha256_file
 
-from .checkpoint import Checkpointer, rng_state
+from .checkpoint import Checkpointer
+from .rng_state import rng_state
 from .export_hf import TOKENIZER_FILES, llama_shapes, new_folder, refuse_existing
 from .model_config import ModelConfig
 from .run_model import one_process_model_parallel

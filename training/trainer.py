@@ -42,8 +42,9 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import Checkpointer, DamagedElsewhere, load_weights, refuse_to_overwrite, rng_state, set_rng_state, step_name
+from .checkpoint import Checkpointer, DamagedElsewhere, load_weights, refuse_to_overwrite, step_name
 from .compat import layer_spec, seed_model_parallel, use_cuda
 from .config import TrainConfig
 from .data import ShardData, check_resume_order, data_order, token_bytes
@@ -61,6 +62,8 @@ from .memory import MemoryEstimate, estimate_memory, peak_memory, too_large
 from .model import build_model
 from .perf import StepProfiler, megatron_flops_per_token, utilisation
 from .runlog import Reporter, write_run_info
+from .rng_state import rng_state, set_rng_state
+from .run_plan import RunPlan, plan_run
 from .runstore import PROFILE, RunStore
 from .sharded_io import DamagedCheckpoint
 from .schedule import Schedule
@@ -71,50 +74,6 @@ LN2 = math.log(2)
 
 class TrainingDiverged(FloatingPointError):
     """A step's loss or gradient norm was nan or inf; the run stopped without saving that state."""
-
-
-@dataclass
-class RunPlan:
-    """The numbers a run follows, settled before the first step."""
-
-    global_batch: int  # sequences per step
-    peak_lr: float
-    total_steps: int  # the schedule's length
-    train_tokens: float
-    tokens_per_step: int
-    model_scale: float  # DeepSeek's M: non-embedding FLOPs per token
-    compute: float  # M x train_tokens
-    data_parallel: int
-    micro_batches: int  # per rank and step
-
-
-def plan_run(config: TrainConfig, data_parallel: int) -> RunPlan:
-    """Batch, peak LR and length from the config, the planner's Equation 1 filling what it leaves out."""
-    seq = config.model.seq_length
-    model_scale = config.model.non_embedding_flops_per_token()
-    batch, lr = config.global_batch_size, config.optimizer.lr
-    if batch is None or lr is None:
-        if config.train_tokens is None:
-            raise ValueError("global_batch_size and optimizer.lr default to the planner's values for the run's compute: give train_tokens")
-        from .planner import global_batch, optimum
-
-        best = optimum(model_scale * config.train_tokens)  # Equation 1 for the run's compute C = M·D
-        lr = lr if lr is not None else best.lr_opt
-        if batch is None:
-            batch = global_batch(best.batch_tokens_opt, seq, config.micro_batch_size, data_parallel)
-    unit = config.micro_batch_size * data_parallel
-    if batch % unit:
-        raise ValueError(f"global_batch_size {batch} is not a multiple of micro_batch_size x data-parallel ranks ({unit})")
-    tokens_per_step = batch * seq
-    if config.max_steps is not None:
-        steps = config.max_steps
-        tokens = config.train_tokens or float(steps * tokens_per_step)
-    elif config.train_tokens is not None:
-        tokens = config.train_tokens
-        steps = max(1, math.ceil(tokens / tokens_per_step))
-    else:
-        raise ValueError("give max_steps or train_tokens: how long to train")
-    return RunPlan(batch, lr, steps, tokens, tokens_per_step, model_scale, model_scale * tokens, data_parallel, batch // unit)
 
 
 _STORE_DIR: str | None = None  # the file store of a group made here, removed with the group
@@ -211,7 +170,6 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         raise ValueError(f"model.vocab_size {vocab} is below the tokenizer's {data.tokenizer_vocab} tokens")
     model = build_model(config.model, vocab, config.precision, config.parallel)
     schedule = Schedule(config.schedule, plan.peak_lr, plan.train_tokens, plan.tokens_per_step)
-    layout = ResumeLayout(config.parallel, reshards_model_parallel=not use_cuda())  # what checkpoints it can resume (layout.py)
     def publish() -> None:  # rank 0, once a checkpoint is complete at a URL: the logs up to it
         reporter.flush()
         store.push_logs()
@@ -228,9 +186,11 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     if found is None and config.checkpoint.init_from:  # before the optimizer copies the weights
         initialized = load_weights(model, config.checkpoint.init_from, rank, world, config.checkpoint.trusted, dist.barrier)
     if use_cuda():
-        backend: Any = MegatronBackend(model, config.optimizer, plan.peak_lr, config.precision, config.model.seq_length, config.micro_batch_size)
+        backend: Any = MegatronBackend(model, config.optimizer, plan.peak_lr, config.precision, config.model.seq_length, config.micro_batch_size,
+                                       config.checkpoint.optimizer_sharding, config.checkpoint.optimizer_gather_on_one_rank)  # fmt: skip
     else:
         backend = TorchBackend(model, config.optimizer, plan.peak_lr, device, parallel_state.get_data_parallel_group(with_context_parallel=True), parallel_state.get_model_parallel_group())
+    layout = ResumeLayout(config.parallel, backend.optimizer_sharding)  # what checkpoints it can resume (layout.py)
     start = 0
     order = data_order(config, data.folders, plan.global_batch, plan.total_steps * plan.global_batch)
     skipped: list[str] = []  # damaged checkpoints a resume went past, the same on every rank
@@ -239,7 +199,8 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
             if config.data.check_on_resume:
                 check_resume_order(meta.get("data_order"), order, folder)
             try:
-                state, rng = saver.load(folder, meta, layout, backend.sharded_state_dict(is_loading=True))
+                template = partial(backend.sharded_state_dict, is_loading=True, saved_sharding=meta.get("optimizer_sharding"))
+                state, rng = saver.load(folder, meta, layout, template)
             except DamagedCheckpoint as exc:  # on every rank alike (Checkpointer._agreed)
                 if rank == 0 or not isinstance(exc, DamagedElsewhere):  # the rank whose file it is says which
                     print(f"{exc}: resuming from the checkpoint before it", file=sys.stderr)
@@ -277,7 +238,8 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         byte_table = None
 
     def checkpoint(step: int) -> None:
-        meta = {"consumed_samples": step * plan.global_batch, "tokens": step * plan.tokens_per_step, "time": datetime.now(timezone.utc).isoformat(), "data_order": order, "parallel": layout.sizes()}
+        meta = {"consumed_samples": step * plan.global_batch, "tokens": step * plan.tokens_per_step, "time": datetime.now(timezone.utc).isoformat(), "data_order": order,
+                "parallel": layout.sizes(), "optimizer_sharding": backend.optimizer_sharding}  # fmt: skip
         waited = saver.save(step, backend.sharded_state_dict(), rng_state(), meta)
         reporter.record("checkpoint", step=step, path=saver.location, seconds=round(waited, 3))
 

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from crawlmill.pathsafety import OutsideFolderError
-from crawlmill.training.checkpoint import Checkpointer, rng_state
+from crawlmill.training.checkpoint import Checkpointer
+from crawlmill.training.rng_state import rng_state
 from crawlmill.training.sharded_io import torch_optimizer_sharded_state, torch_optimizer_state
 from crawlmill.training.layout import ResumeLayout
 

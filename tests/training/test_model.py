@@ -58,6 +58,9 @@ def test_a_config_builds_on_a_builtin_and_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match=r"train: model.seq_length 102 is not a multiple of 2 x parallel.context \(4\)"):
         build(TrainConfig, {"base": "tiny", "model": {"seq_length": 102}, "parallel": {"context": 2}}, "train")
     assert build(TrainConfig, {"base": "tiny", "model": {"seq_length": 102}}, "train").parallel.context == 1
+    with pytest.raises(ConfigError, match=r"train.checkpoint: checkpoint.optimizer_sharding: 'dp_reshardable' or 'fully_reshardable', not 'fully_sharded_model_space'"):
+        build(TrainConfig, {"base": "tiny", "checkpoint": {"optimizer_sharding": "fully_sharded_model_space"}}, "train")
+    assert build(TrainConfig, {"base": "tiny", "checkpoint": {"optimizer_sharding": "fully_reshardable"}}).checkpoint.optimizer_sharding == "fully_reshardable"
     with pytest.raises(ConfigError, match=r"train.schedule: kind 'linear'"):
         build(TrainConfig, {"schedule": {"kind": "linear"}}, "train")
     with pytest.raises(ConfigError, match=r"train: base: --config nope: no such file, and not a built-in"):

@@ -449,7 +449,7 @@ def test_torchrun_ranks_train_context_parallel_as_one_process_and_resume_on_othe
         more = [*(["--resume"] if index else []), *(["--stop-after", stop_after] if stop_after else [])]
         run = torchrun(tmp_path, "run", {**config, "parallel": parallel}, *more, ranks=ranks, port=29543)
     meta = json.loads((run / "checkpoints/step-00000004/meta.json").read_text())
-    assert (meta["world_size"], meta["parallel"]) == (2, {"tensor": 1, "pipeline": 1, "context": 2})
+    assert (meta["world_size"], meta["parallel"], meta["optimizer_sharding"]) == (2, {"tensor": 1, "pipeline": 1, "context": 2}, "torch")
     assert [r["step"] for r in train_records(run, "resumed")] == [2, 4]
     reference, records = train_records(one), train_records(run)
     assert [r["step"] for r in records] == [r["step"] for r in reference] == list(range(1, 7))
@@ -464,7 +464,7 @@ def test_torchrun_ranks_train_context_parallel_as_one_process_and_resume_on_othe
 def test_batch_and_peak_lr_default_to_the_planners_equation_1():
     from crawlmill.training.config import load_train_config
     from crawlmill.training.planner import optimum
-    from crawlmill.training.trainer import plan_run
+    from crawlmill.training.run_plan import plan_run
 
     config = load_train_config("1b")  # no lr, no batch: Equation 1 for C = M x 2e10 tokens
     plan = plan_run(config, data_parallel=8)
