@@ -1,11 +1,12 @@
 """Probe (two torchrun ranks, tests/training/test_backends.py): the GPU backend's distributed
 optimizer (training/backends.py MegatronBackend) saved on data parallel 2 and resumed on tensor
-parallel 2, on CPU through tests/training/cuda_on_cpu.py. Two steps, a save in SHARDING (Megatron's
-sharding type), a third step (the straight run), a save of that; then a fresh backend of other
-initial weights on tensor parallel 2 loads the first save, takes the same third step on the whole
-global batch and is saved too. Prints a JSON list, one entry per rank; the test compares the saves.
+parallel 2, on CPU through tests/training/cuda_on_cpu.py. Two steps, a save in each of Megatron's
+sharding types (dp_reshardable, fully_reshardable), a third step (the straight run) and a save of
+that; then for each type a fresh backend of other initial weights on tensor parallel 2 loads the
+save and takes the same third step on the whole global batch, and is saved. Prints a JSON list, one
+entry per rank; the test compares the saves.
 
-    torchrun --nproc-per-node 2 tests/training/megatron_reshard_probe.py fully_reshardable|dp_reshardable WORK_DIR
+    torchrun --nproc-per-node 2 tests/training/megatron_reshard_probe.py WORK_DIR
 """
 
 import json
@@ -22,7 +23,10 @@ import torch.distributed.checkpoint.api
 warnings.filterwarnings("ignore")
 
 
-def main(sharding: str, work: Path) -> None:
+SHARDINGS = ("dp_reshardable", "fully_reshardable")
+
+
+def main(work: Path) -> None:
     from megatron.core import parallel_state
 
     from crawlmill.training.backends import MegatronBackend
@@ -45,38 +49,41 @@ def main(sharding: str, work: Path) -> None:
 
     steps = [[batch(), batch()] for _ in range(3)]  # a global batch: one micro-batch per data-parallel rank
 
-    def backend(parallel: ParallelConfig) -> MegatronBackend:
+    def backend(parallel: ParallelConfig, sharding: str) -> MegatronBackend:
         with device_scope():
             return MegatronBackend(build_model(shape, 256, "fp32", parallel), optim, 1e-2, "fp32", 32, 2, optimizer_sharding=sharding)
 
-    def save(of: MegatronBackend, name: str) -> None:
+    def save(of: MegatronBackend, name: str, sharding: str) -> None:
         (work / name).mkdir(parents=True, exist_ok=True)
+        of.optimizer_sharding = sharding
         with device_scope():
             ShardedWriter(False).save(of.sharded_state_dict(), work / name)
 
     parallel_state.initialize_model_parallel(1, 1)  # data parallel 2
     seed_everything(0)
-    straight = backend(ParallelConfig())
+    straight = backend(ParallelConfig(), "dp_reshardable")
     for global_batch in steps[:2]:
         straight.step([global_batch[rank]], 1e-2)
-    save(straight, "saved")
+    for sharding in SHARDINGS:
+        save(straight, sharding, sharding)
     mine: dict = {"rank": rank, "straight": list(straight.step([steps[2][rank]], 1e-2))}
-    save(straight, "straight")
+    save(straight, "straight", "fully_reshardable")
     parallel_state.destroy_model_parallel()
 
     parallel_state.initialize_model_parallel(2, 1)  # tensor parallel 2, data parallel 1
-    seed_everything(1)  # other initial weights: the load must replace every one
-    resumed = backend(ParallelConfig(tensor=2))
-    try:
-        with device_scope():
-            resumed.load_sharded_state_dict(load_sharded(resumed.sharded_state_dict(is_loading=True, saved_sharding=sharding), work / "saved"))
-    except (Exception, torch.distributed.checkpoint.api.CheckpointException) as exc:  # noqa: BLE001 - reported: what this load does on another layout
-        text = " ".join(str(exc).split())  # every failing rank's traceback; each ends with its cause
-        mine["load_error"] = text[-300:]
-        mine["missing"] = sorted(set(re.findall(r"(optimizer\.distributed\.\S+\(\S+ \S+\)\S+) from model not in state dict", text)))
-    else:
-        mine["resumed"] = list(resumed.step(steps[2], 1e-2))  # the whole global batch on the one data-parallel rank
-        save(resumed, "resumed")
+    for index, sharding in enumerate(SHARDINGS):
+        seed_everything(1 + index)  # other initial weights: the load must replace every one
+        resumed = backend(ParallelConfig(tensor=2), sharding)
+        try:
+            with device_scope():
+                resumed.load_sharded_state_dict(load_sharded(resumed.sharded_state_dict(is_loading=True, saved_sharding=sharding), work / sharding))
+        except (Exception, torch.distributed.checkpoint.api.CheckpointException) as exc:  # noqa: BLE001 - reported: what this load does on another layout
+            text = " ".join(str(exc).split())  # every failing rank's traceback; each ends with its cause
+            missing = sorted(set(re.findall(r"(optimizer\.distributed\.\S+\(\S+ \S+\)\S+) from model not in state dict", text)))
+            mine[sharding] = {"load_error": text[-300:], "missing": missing}
+        else:
+            mine[sharding] = {"resumed": list(resumed.step(steps[2], 1e-2))}  # the whole global batch on the one data-parallel rank
+            save(resumed, "resumed", sharding)
     parallel_state.destroy_model_parallel()
     every: list = [None, None]
     dist.all_gather_object(every, mine)
@@ -85,4 +92,4 @@ def main(sharding: str, work: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]))
+    main(Path(sys.argv[1]))
