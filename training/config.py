@@ -95,7 +95,8 @@ class ScheduleConfig:
 @dataclass
 class ParallelConfig:
     """Model-parallel sizes; data parallelism is what the world size leaves. Tensor and context
-    parallelism run on CPU (gloo) and GPU; pipeline parallelism needs GPUs. Context parallelism
+    parallelism run on CPU (gloo) and GPU; pipeline parallelism is the GPU backend's (Megatron's
+    schedule; tests/training/test_backends.py runs it on CPU through a CUDA shim). Context parallelism
     gives each rank a share of every sequence (context_parallel.py): Transformer Engine's attention
     where TE is installed, else the local spec's (attention: sdpa)."""
 

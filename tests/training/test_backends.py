@@ -155,6 +155,29 @@ def test_the_gpu_backend_with_context_parallelism_steps_as_one_rank_holding_whol
         assert result["weights_max_difference"] < 2e-3
 
 
+def test_the_gpu_backend_with_pipeline_parallelism_steps_as_one_rank_holding_the_whole_model(tmp_path):
+    """MegatronBackend on two torchrun ranks with pipeline parallelism 2 (Megatron's 1F1B schedule,
+    activations and their gradients sent between the stages over gloo, one decoder layer a stage,
+    the embedding on the first and the output layer on the second), on CPU through
+    tests/training/cuda_on_cpu.py, from the whole model's initial weights: losses, gradient norms and
+    the validation sums of the CPU backend on one rank, on both stages (the loss is the last
+    stage's, summed to the others); weights within Adam's amplification of float rounding (the
+    embedding's rarely seen rows move most)."""
+    probe = Path(__file__).with_name("megatron_pipeline_probe.py")
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29555", str(probe)]
+    done = subprocess.run(launcher, capture_output=True, text=True, timeout=300, cwd=probe.parent,
+                          env={**os.environ, "PYTHONPATH": str(probe.parent), "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert sorted(r["rank"] for r in results) == [0, 1]
+    for result in results:
+        for (loss, norm), (cpu_loss, cpu_norm) in zip(result["megatron"], result["torch"], strict=True):
+            assert loss == pytest.approx(cpu_loss, rel=1e-6) and norm == pytest.approx(cpu_norm, rel=1e-5)
+        (summed, tokens), (cpu_summed, cpu_tokens) = result["evaluate"]
+        assert tokens == cpu_tokens and summed == pytest.approx(cpu_summed, rel=1e-6)
+        assert result["weights_max_difference"] < 2e-3
+
+
 def _tensors(folder: Path) -> dict:
     """A dist_checkpointing folder's tensors by global key, whole (torch's DCP format reader)."""
     from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
