@@ -9,8 +9,8 @@ run logs what it used (`memory_gib` in its train records, `peak_memory`).
 
 Three parts, for the most loaded rank:
 - states: its parameters (the layers' matrices split over tensor ranks, their norms copied, the
-  embedding and the output layer split over the vocabulary; with pipeline stages the last one's,
-  whose output layer and final norm outweigh the first's embedding by a norm) times the bytes each
+  embedding and the output layer split over the vocabulary; with pipeline stages the first's
+  embedding or the last's output layer and final norm) times the bytes each
   costs: on GPU, the distributed optimizer's bf16 weight 2 + fp32 gradient 4 + fp32 master weight
   and two Adam moments 12 shared by the data-parallel (x context) ranks; fp32 on GPU 4 + 4 + 8
   shared; on CPU torch's AdamW: 4 + 4 + 8, unshared.
@@ -20,8 +20,9 @@ Three parts, for the most loaded rank:
   instead) and SwiGLU (five ffn-wide tensors unfused, three with Megatron's fused kernel), then the
   final norm and the fp32 logits the cross entropy keeps. Recomputation keeps less: "full" only
   each chunk of layers' input (plus one chunk recomputed whole during the backward), "selective"
-  drops the recomputed modules' insides. With pipeline parallelism the first stage, which holds the
-  most micro-batches in flight (1F1B), is counted. Sequence parallelism (with tensor parallelism
+  drops the recomputed modules' insides. With pipeline parallelism the more loaded of the first
+  stage, which holds the most micro-batches in flight (1F1B), and the last, which holds one but also
+  the output layer and the logits (the larger when a rank has few micro-batches a step). Sequence parallelism (with tensor parallelism
   under Transformer Engine) splits the norms' share too. With context parallelism a rank keeps its
   share of the sequence, plus the whole sequence's keys and values that its attention gathers.
 - output gradient: in bf16, the bf16 logits and then their gradient, briefly beside the fp32 copy the
@@ -56,6 +57,7 @@ class MemoryEstimate:
     activations: float  # bytes kept for the backward pass, micro-batches in flight included
     output_gradient: float  # bytes, transient
     micro_batches_in_flight: int
+    pipeline_stage: str = "all"  # which stage's rank this is: "all" without pipeline parallelism, else the more loaded of "first" and "last"
 
     @property
     def total(self) -> float:
@@ -69,6 +71,7 @@ class MemoryEstimate:
             f"{_size(self.total)}: weights, gradients and optimizer states {_size(self.states)} ({_count(self.parameters)} parameters x "
             f"{self.bytes_per_parameter:.3g} bytes), activations {_size(self.activations)} ({self.micro_batches_in_flight} micro-batch(es) "
             f"in flight)" + (f", bf16 logits and their gradient {_size(self.output_gradient)}" if self.output_gradient else "")
+            + (f" on the {self.pipeline_stage} pipeline stage" if self.pipeline_stage != "all" else "")
         )
 
 
@@ -170,8 +173,9 @@ def _layer_parts(model: ModelConfig, micro_batch: int, element: int, tensor: int
 
 
 def kept_activations(model: ModelConfig, vocab: int, micro_batch: int, element: int, tensor: int = 1, pipeline: int = 1,
-                     split_norms: bool = False, fused: bool = False, mask: bool = False, context: int = 1) -> float:  # fmt: skip
-    """Bytes the first pipeline stage keeps through one micro-batch's forward pass (module docstring).
+                     split_norms: bool = False, fused: bool = False, mask: bool = False, context: int = 1, output: bool | None = None) -> float:  # fmt: skip
+    """Bytes a pipeline stage keeps through one micro-batch's forward pass (module docstring):
+    `output` (default: no pipeline) the stage that ends with the final norm, output layer and loss.
     `mask`: the CPU path, where the model is given an s x s attention mask (on GPU the kernels are
     causal), or with `context` parallelism makes its chunks' masks; `model.seq_length`: a context
     rank's share of the sequence."""
@@ -195,7 +199,7 @@ def kept_activations(model: ModelConfig, vocab: int, micro_batch: int, element: 
         per_layer = sum(parts.values())
         shared = mask_bytes if model.attention == "megatron" else 0
     total = layers * per_layer + shared
-    if pipeline == 1:  # the output side: the final norm, the output layer's input, the fp32 logits
+    if output if output is not None else pipeline == 1:  # the output side: the final norm, the output layer's input, the fp32 logits
         total += (2 * s * b * h * element + s * b * element) / split + s * b * h * element / split + 4.0 * s * b * -(-vocab // tensor)
     return total
 
@@ -214,13 +218,22 @@ def estimate_memory(config: TrainConfig, vocab: int, data_parallel: int = 1, cud
     fused = model.fused(cuda)
     batch = global_batch or config.global_batch_size
     in_flight = min(p.pipeline, max(1, batch // (config.micro_batch_size * data_parallel))) if batch else p.pipeline
-    parameters = rank_parameters(config.model, vocab, p.tensor, p.pipeline)
     per_parameter = bytes_per_parameter(precision, cuda, data_parallel * p.context)
-    one = kept_activations(model, vocab, config.micro_batch_size, element, p.tensor, p.pipeline, split_norms, fused, mask=not cuda, context=p.context)
-    activations = one * in_flight
+    recomputed = 0.0
     if model.recompute == "full":  # the backward recomputes one chunk of layers at a time, whole
-        activations += model.recompute_layers * layer_activations(model, config.micro_batch_size, element, p.tensor, split_norms, fused, p.context, not cuda)
-    # The loss keeps fp32 logits (counted above) and computes their gradient in place; bf16 logits, and
-    # then their bf16 gradient, live beside them for a while (Megatron's vocab-parallel cross entropy).
-    output_gradient = 2.0 * seq * config.micro_batch_size * -(-vocab // p.tensor) if p.pipeline == 1 and element == 2 else 0.0
-    return MemoryEstimate(parameters, per_parameter, parameters * per_parameter, activations, output_gradient, in_flight)
+        recomputed = model.recompute_layers * layer_activations(model, config.micro_batch_size, element, p.tensor, split_norms, fused, p.context, not cuda)
+
+    def stage(output: bool, micro_batches: int, parameters: int) -> MemoryEstimate:
+        one = kept_activations(model, vocab, config.micro_batch_size, element, p.tensor, p.pipeline, split_norms, fused, not cuda, p.context, output)
+        # The loss keeps fp32 logits (counted in `one`) and computes their gradient in place; bf16 logits,
+        # and then their bf16 gradient, live beside them for a while (Megatron's vocab-parallel cross entropy).
+        output_gradient = 2.0 * seq * config.micro_batch_size * -(-vocab // p.tensor) if output and element == 2 else 0.0
+        return MemoryEstimate(parameters, per_parameter, parameters * per_parameter, one * micro_batches + recomputed, output_gradient, micro_batches)
+
+    last = rank_parameters(config.model, vocab, p.tensor, p.pipeline)
+    if p.pipeline == 1:
+        return stage(True, in_flight, last)
+    # 1F1B: the first stage holds the most micro-batches in flight, the last one (with the output
+    # layer and the loss's logits) one; the more loaded of the two is the run's need
+    first = replace(stage(False, in_flight, last - config.model.hidden_size), pipeline_stage="first")  # the embedding, no final norm
+    return max(first, replace(stage(True, 1, last), pipeline_stage="last"), key=lambda estimate: estimate.total)

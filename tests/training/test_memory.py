@@ -112,6 +112,25 @@ def test_rank_parameters_split_over_tensor_and_pipeline_ranks():
     assert rank_parameters(model, 102_400, pipeline=2) == 15 * per_layer + 102_400 * 4096 + 4096
 
 
+def test_with_pipeline_parallelism_the_more_loaded_of_the_first_and_last_stage_is_the_estimate():
+    """1F1B: the first stage holds a micro-batch in flight per stage, the last one only one but also
+    the output layer, the final norm and the loss's logits; with one micro-batch a rank a step the
+    last stage needs more (before: the first stage's activations with the last stage's weights, the
+    2.3 GiB of logits and their gradient left out for the 7B)."""
+    seven = load_train_config("deepseek-7b", {"parallel": {"pipeline": 2}})
+    seq, d = seven.model.seq_length, seven.model.hidden_size
+    one = lambda output: kept_activations(seven.model, 102_400, 1, 2, pipeline=2, fused=seven.model.fused(True), output=output)  # noqa: E731 - bf16 on a GPU
+    assert one(True) - one(False) > 4 * seq * 102_400  # the fp32 logits, on the last stage only
+    last = estimate_memory(seven, 102_400, data_parallel=8, global_batch=8)  # one micro-batch a rank
+    assert (last.pipeline_stage, last.micro_batches_in_flight) == ("last", 1)
+    assert last.parameters == rank_parameters(seven.model, 102_400, pipeline=2) and last.activations == one(True)
+    assert last.output_gradient == 2 * seq * 102_400 and "on the last pipeline stage" in last.describe()
+    first = estimate_memory(seven, 102_400, data_parallel=8, global_batch=16)  # two: the first stage holds both
+    assert (first.pipeline_stage, first.micro_batches_in_flight) == ("first", 2)
+    assert first.parameters == last.parameters - d and first.activations == 2 * one(False) and first.output_gradient == 0
+    assert first.total > last.total and estimate_memory(load_train_config("deepseek-7b"), 102_400).pipeline_stage == "all"
+
+
 def test_bytes_per_parameter_are_megatrons():
     """Megatron-LM's theoretical memory: 18 bytes a parameter, 6 + 12/DP with the distributed optimizer."""
     assert bytes_per_parameter("bf16", True, 1) == 18 and bytes_per_parameter("bf16", True, 64) == 6 + 12 / 64
