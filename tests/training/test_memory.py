@@ -14,7 +14,7 @@ import torch
 from crawlmill.training.config import load_train_config
 from crawlmill.training.memory import GIB, bytes_per_parameter, estimate_memory, kept_activations, rank_parameters, too_large
 from crawlmill.training.model_config import ModelConfig
-from tests.training.memory_probe import CONTEXT_CASES, SPLIT_CASES, VOCAB, saved_by_autograd
+from tests.training.memory_probe import CONTEXT_CASES, PIPELINE_CASES, SPLIT_CASES, VOCAB, saved_by_autograd
 
 
 SETTINGS = [
@@ -53,7 +53,8 @@ def test_recomputation_keeps_less(model_parallel):
 def test_tensor_and_context_parallel_ranks_keep_and_hold_what_the_estimate_splits():
     """Two gloo ranks (torchrun), tensor parallel: each rank's kept activations (attention and MLP
     split, norms whole: no sequence parallelism without Transformer Engine) and parameters; then
-    context parallel: the most loaded rank's kept activations."""
+    context parallel: the most loaded rank's kept activations; then pipeline parallel: each stage's
+    (the first exactly, the last within the loss's few bytes a token, its logits counted)."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29541", "-m", "tests.training.memory_probe"]
     process = subprocess.Popen(launcher, env={**os.environ, "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
@@ -64,7 +65,7 @@ def test_tensor_and_context_parallel_ranks_keep_and_hold_what_the_estimate_split
         pytest.fail(f"the ranks did not finish in 240 s\n{process.communicate()[1][-3000:]}")
     assert process.returncode == 0, stderr[-3000:]
     results = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-    split = [r for r in results if "context" not in r]
+    split = [r for r in results if "context" not in r and "stages" not in r]
     assert [(r["settings"], r["micro_batch"]) for r in split] == SPLIT_CASES
     for result in split:
         config = ModelConfig(**result["settings"])
@@ -79,6 +80,15 @@ def test_tensor_and_context_parallel_ranks_keep_and_hold_what_the_estimate_split
         assert kept_activations(share, VOCAB, result["micro_batch"], 4, mask=True, context=2) == pytest.approx(result["kept"], rel=0.005)
         if config.recompute == "none":  # the gathered keys and values are what the share alone does not count
             assert result["kept"] > kept_activations(share, VOCAB, result["micro_batch"], 4, mask=False) * 1.03
+    # pipeline parallel: each stage its half of the layers; the first the embedding, the last the output side and the logits
+    pipeline = [r for r in results if "stages" in r]
+    assert [(r["settings"], r["micro_batch"]) for r in pipeline] == PIPELINE_CASES
+    for result in pipeline:
+        config = ModelConfig(**result["settings"])
+        (first, first_parameters), (last, last_parameters) = result["stages"]
+        for kept, output in ((first, False), (last, True)):
+            assert kept_activations(config, VOCAB, result["micro_batch"], 4, pipeline=2, mask=True, output=output) == pytest.approx(kept, rel=0.005)
+        assert last_parameters == rank_parameters(config, VOCAB, pipeline=2) and first_parameters == last_parameters - config.hidden_size
 
 
 def test_states_are_the_cpu_optimizers_tensors(model_parallel):
