@@ -7,12 +7,10 @@ runs here, so a batch split other than Megatron's layout shows. Prints a JSON li
     torchrun --nproc-per-node 2 tests/training/megatron_context_probe.py
 """
 
-import json
 import warnings
 
 import cuda_on_cpu  # noqa: F401 - first: the CUDA-only code paths on CPU
-import torch
-import torch.distributed as dist
+from two_rank_probe import LR, SEQ, SHAPE, VOCAB, global_batches, one_rank_reference, report
 
 warnings.filterwarnings("ignore")
 
@@ -20,7 +18,7 @@ warnings.filterwarnings("ignore")
 def main() -> None:
     from megatron.core import parallel_state
 
-    from crawlmill.training.backends import MegatronBackend, TorchBackend
+    from crawlmill.training.backends import MegatronBackend
     from crawlmill.training.compat import device_scope
     from crawlmill.training.config import OptimizerConfig, ParallelConfig
     from crawlmill.training.model import build_model
@@ -28,40 +26,16 @@ def main() -> None:
     from crawlmill.training.trainer import init_distributed, seed_everything
 
     rank, _, _ = init_distributed()
-    shape = ModelConfig(num_layers=2, hidden_size=64, num_attention_heads=4, num_query_groups=2, ffn_hidden_size=128, seq_length=32, init_std=0.05)
-    optim = OptimizerConfig(weight_decay=0.1)
-    generator = torch.Generator().manual_seed(5)
-
-    def batch() -> dict:
-        tokens = torch.randint(0, 256, (2, 33), generator=generator)
-        return {"tokens": tokens[:, :-1].contiguous(), "labels": tokens[:, 1:].contiguous(), "loss_mask": (torch.rand(2, 32, generator=generator) > 0.2).float(),
-                "position_ids": torch.arange(32).expand(2, 32).contiguous()}  # fmt: skip
-
-    steps = [[batch(), batch()] for _ in range(3)]
+    steps = global_batches()
     parallel_state.initialize_model_parallel(1, 1, context_parallel_size=2)
     seed_everything(0)
     with device_scope():
-        megatron = MegatronBackend(build_model(shape, 256, "fp32", ParallelConfig(context=2)), optim, 1e-2, "fp32", 32, 2)
-    figures = [list(megatron.step(b, 1e-2)) for b in steps]  # outside device_scope: batches go to "cuda" (the shim's CPU)
+        megatron = MegatronBackend(build_model(ModelConfig(**SHAPE), VOCAB, "fp32", ParallelConfig(context=2)), OptimizerConfig(weight_decay=0.1), LR, "fp32", SEQ, 2)
+    figures = [list(megatron.step(b, LR)) for b in steps]  # outside device_scope: batches go to "cuda" (the shim's CPU)
     evaluated = list(megatron.evaluate(steps[0]))
     weights = {name: p.detach().clone() for name, p in megatron.model.module.named_parameters()}
     parallel_state.destroy_model_parallel()
-
-    parallel_state.initialize_model_parallel(1, 1)
-    alone = [dist.new_group([r]) for r in range(2)][rank]  # the reference: this rank alone, whole sequences
-    seed_everything(0)
-    cpu = TorchBackend(build_model(shape, 256), optim, 1e-2, torch.device("cpu"), alone, alone)
-    with device_scope():
-        reference = [list(cpu.step(b, 1e-2)) for b in steps]
-        reference_evaluated = list(cpu.evaluate(steps[0]))
-    theirs = dict(cpu.model.named_parameters())
-    difference = max(float((w - theirs[name]).abs().max()) for name, w in weights.items())
-    parallel_state.destroy_model_parallel()
-    mine = {"rank": rank, "megatron": figures, "torch": reference, "evaluate": [evaluated, reference_evaluated], "weights_max_difference": difference}
-    every: list = [None, None]
-    dist.all_gather_object(every, mine)
-    if rank == 0:  # one line: two ranks' prints could interleave
-        print(json.dumps(every))
+    report(rank, {"megatron": figures, "evaluate": evaluated, **one_rank_reference(rank, steps, weights)})
 
 
 if __name__ == "__main__":

@@ -9,16 +9,14 @@ entry per rank; the test compares the saves.
     torchrun --nproc-per-node 2 tests/training/megatron_reshard_probe.py WORK_DIR
 """
 
-import json
 import re
 import sys
 import warnings
 from pathlib import Path
 
 import cuda_on_cpu  # noqa: F401 - first: the CUDA-only code paths on CPU
-import torch
-import torch.distributed as dist
 import torch.distributed.checkpoint.api
+from two_rank_probe import LR, SEQ, SHAPE, VOCAB, global_batches, report
 
 warnings.filterwarnings("ignore")
 
@@ -38,20 +36,12 @@ def main(work: Path) -> None:
     from crawlmill.training.trainer import init_distributed, seed_everything
 
     rank, _, _ = init_distributed()
-    shape = ModelConfig(num_layers=2, hidden_size=64, num_attention_heads=4, num_query_groups=2, ffn_hidden_size=128, seq_length=32, init_std=0.05)
-    optim = OptimizerConfig(weight_decay=0.1)
-    generator = torch.Generator().manual_seed(5)
-
-    def batch() -> dict:
-        tokens = torch.randint(0, 256, (2, 33), generator=generator)
-        return {"tokens": tokens[:, :-1].contiguous(), "labels": tokens[:, 1:].contiguous(), "loss_mask": (torch.rand(2, 32, generator=generator) > 0.2).float(),
-                "position_ids": torch.arange(32).expand(2, 32).contiguous()}  # fmt: skip
-
-    steps = [[batch(), batch()] for _ in range(3)]  # a global batch: one micro-batch per data-parallel rank
+    steps = global_batches()  # a global batch: one micro-batch per data-parallel rank
 
     def backend(parallel: ParallelConfig, sharding: str) -> MegatronBackend:
         with device_scope():
-            return MegatronBackend(build_model(shape, 256, "fp32", parallel), optim, 1e-2, "fp32", 32, 2, optimizer_sharding=sharding)
+            return MegatronBackend(build_model(ModelConfig(**SHAPE), VOCAB, "fp32", parallel), OptimizerConfig(weight_decay=0.1), LR, "fp32", SEQ, 2,
+                                   optimizer_sharding=sharding)  # fmt: skip
 
     def save(of: MegatronBackend, name: str, sharding: str) -> None:
         (work / name).mkdir(parents=True, exist_ok=True)
@@ -63,10 +53,10 @@ def main(work: Path) -> None:
     seed_everything(0)
     straight = backend(ParallelConfig(), "dp_reshardable")
     for global_batch in steps[:2]:
-        straight.step([global_batch[rank]], 1e-2)
+        straight.step([global_batch[rank]], LR)
     for sharding in SHARDINGS:
         save(straight, sharding, sharding)
-    mine: dict = {"rank": rank, "straight": list(straight.step([steps[2][rank]], 1e-2))}
+    mine: dict = {"straight": list(straight.step([steps[2][rank]], LR))}
     save(straight, "straight", "fully_reshardable")
     parallel_state.destroy_model_parallel()
 
@@ -82,14 +72,10 @@ def main(work: Path) -> None:
             missing = sorted(set(re.findall(r"(optimizer\.distributed\.\S+\(\S+ \S+\)\S+) from model not in state dict", text)))
             mine[sharding] = {"load_error": text[-300:], "missing": missing}
         else:
-            mine[sharding] = {"resumed": list(resumed.step(steps[2], 1e-2))}  # the whole global batch on the one data-parallel rank
+            mine[sharding] = {"resumed": list(resumed.step(steps[2], LR))}  # the whole global batch on the one data-parallel rank
             save(resumed, "resumed", sharding)
     parallel_state.destroy_model_parallel()
-    every: list = [None, None]
-    dist.all_gather_object(every, mine)
-    if rank == 0:  # one line: two ranks' prints could interleave
-        print(json.dumps(every))
-
+    report(rank, mine)
 
 if __name__ == "__main__":
     main(Path(sys.argv[1]))

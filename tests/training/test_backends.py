@@ -133,29 +133,40 @@ def test_the_gpu_backend_steps_as_the_cpu_one_and_resumes_bitwise(precision, tmp
         assert result["weights_max_difference"] < 1e-5
 
 
-def test_the_gpu_backend_with_context_parallelism_steps_as_one_rank_holding_whole_sequences(tmp_path):
+def _two_rank_probe(name: str, port: int, *args: str) -> list[dict]:
+    """Run a probe on two torchrun ranks (gloo, CPU); what it reports (two_rank_probe.report), by rank."""
+    probe = Path(__file__).with_name(name)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port), str(probe), *args]
+    done = subprocess.run(launcher, capture_output=True, text=True, timeout=300, cwd=probe.parent,
+                          env={**os.environ, "PYTHONPATH": str(probe.parent), "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [r["rank"] for r in results] == [0, 1]
+    return results
+
+
+def _steps_as_one_rank(results: list[dict]) -> None:
+    """Each rank's losses, gradient norms and validation sums are the one-rank CPU backend's, and its
+    weights within Adam's amplification of float rounding."""
+    for result in results:
+        for (loss, norm), (cpu_loss, cpu_norm) in zip(result["megatron"], result["torch"], strict=True):
+            assert loss == pytest.approx(cpu_loss, rel=1e-6) and norm == pytest.approx(cpu_norm, rel=1e-5)
+        (summed, tokens), (cpu_summed, cpu_tokens) = result["evaluate"], result["torch_evaluate"]
+        assert tokens == cpu_tokens and summed == pytest.approx(cpu_summed, rel=1e-6)
+        assert result["weights_max_difference"] < 2e-3
+
+
+def test_the_gpu_backend_with_context_parallelism_steps_as_one_rank_holding_whole_sequences():
     """MegatronBackend on two torchrun ranks with context parallelism 2 (Megatron's DDP and
     distributed optimizer over the data x context group, the local spec's all-gather attention,
     Megatron's own RoPE cut of the GPU path), on CPU through tests/training/cuda_on_cpu.py: losses,
     gradient norms and the validation sums of the CPU backend on one rank with whole sequences, with
     a random loss mask; weights within Adam's amplification of float rounding (a batch cut other than
     Megatron's layout moves them by 0.06 and the first loss by 2e-3)."""
-    probe = Path(__file__).with_name("megatron_context_probe.py")
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29547", str(probe)]
-    done = subprocess.run(launcher, capture_output=True, text=True, timeout=300, cwd=probe.parent,
-                          env={**os.environ, "PYTHONPATH": str(probe.parent), "OMP_NUM_THREADS": "1"})  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
-    assert sorted(r["rank"] for r in results) == [0, 1]
-    for result in results:
-        for (loss, norm), (cpu_loss, cpu_norm) in zip(result["megatron"], result["torch"], strict=True):
-            assert loss == pytest.approx(cpu_loss, rel=1e-6) and norm == pytest.approx(cpu_norm, rel=1e-5)
-        (summed, tokens), (cpu_summed, cpu_tokens) = result["evaluate"]
-        assert tokens == cpu_tokens and summed == pytest.approx(cpu_summed, rel=1e-6)
-        assert result["weights_max_difference"] < 2e-3
+    _steps_as_one_rank(_two_rank_probe("megatron_context_probe.py", 29547))
 
 
-def test_the_gpu_backend_with_pipeline_parallelism_steps_as_one_rank_holding_the_whole_model(tmp_path):
+def test_the_gpu_backend_with_pipeline_parallelism_steps_as_one_rank_holding_the_whole_model():
     """MegatronBackend on two torchrun ranks with pipeline parallelism 2 (Megatron's 1F1B schedule,
     activations and their gradients sent between the stages over gloo, one decoder layer a stage,
     the embedding on the first and the output layer on the second), on CPU through
@@ -163,19 +174,7 @@ def test_the_gpu_backend_with_pipeline_parallelism_steps_as_one_rank_holding_the
     the validation sums of the CPU backend on one rank, on both stages (the loss is the last
     stage's, summed to the others); weights within Adam's amplification of float rounding (the
     embedding's rarely seen rows move most)."""
-    probe = Path(__file__).with_name("megatron_pipeline_probe.py")
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29555", str(probe)]
-    done = subprocess.run(launcher, capture_output=True, text=True, timeout=300, cwd=probe.parent,
-                          env={**os.environ, "PYTHONPATH": str(probe.parent), "OMP_NUM_THREADS": "1"})  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
-    assert sorted(r["rank"] for r in results) == [0, 1]
-    for result in results:
-        for (loss, norm), (cpu_loss, cpu_norm) in zip(result["megatron"], result["torch"], strict=True):
-            assert loss == pytest.approx(cpu_loss, rel=1e-6) and norm == pytest.approx(cpu_norm, rel=1e-5)
-        (summed, tokens), (cpu_summed, cpu_tokens) = result["evaluate"]
-        assert tokens == cpu_tokens and summed == pytest.approx(cpu_summed, rel=1e-6)
-        assert result["weights_max_difference"] < 2e-3
+    _steps_as_one_rank(_two_rank_probe("megatron_pipeline_probe.py", 29555))
 
 
 def _tensors(folder: Path) -> dict:
@@ -195,13 +194,7 @@ def test_the_gpu_backends_checkpoint_resumes_on_another_tensor_parallel_size_whe
     rounding (the step itself moved them by ~1e-2). Megatron's own load fails on torch Adam's step
     without backends.steps_left_alone. dp_reshardable: Megatron cannot load it (its other data-parallel
     group's buffers are missing): layout.py refuses it before any load."""
-    probe = Path(__file__).with_name("megatron_reshard_probe.py")
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29553", str(probe), str(tmp_path)]
-    done = subprocess.run(launcher, capture_output=True, text=True, timeout=300, cwd=probe.parent,
-                          env={**os.environ, "PYTHONPATH": str(probe.parent), "OMP_NUM_THREADS": "1"})  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
-    assert sorted(r["rank"] for r in results) == [0, 1]
+    results = _two_rank_probe("megatron_reshard_probe.py", 29553, str(tmp_path))
     refused = [r["dp_reshardable"] for r in results]
     assert all(r.get("load_error") for r in refused), refused
     missing = {key for r in refused for key in r["missing"]}  # each rank reports what failed where (0.16: both ranks; 0.19: its own)
