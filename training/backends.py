@@ -43,6 +43,7 @@ from .context_parallel import split_sequence
 from .layout import RESHARDS
 from .sharded_io import torch_optimizer_sharded_state, torch_optimizer_state
 
+SHARDINGS = tuple(kind for kind in RESHARDS if kind != "torch")  # Megatron's, for the distributed optimizer's states
 
 
 def _all_reduce(tensor: torch.Tensor, group: Any) -> torch.Tensor:
@@ -180,8 +181,8 @@ class MegatronBackend:
         config.finalize_model_grads_func = finalize_model_grads
         self.forward_backward = get_forward_backward_func()
         self.seq_length, self.micro_batch_size = seq_length, micro_batch_size
-        if RESHARDS.get(optimizer_sharding) is None or optimizer_sharding == "torch":
-            raise ValueError(f"optimizer sharding {optimizer_sharding!r}: dp_reshardable or fully_reshardable")
+        if optimizer_sharding not in SHARDINGS:
+            raise ValueError(f"optimizer sharding {optimizer_sharding!r}: one of {', '.join(SHARDINGS)}")
         self.optimizer_sharding, self.gather_on_one_rank = optimizer_sharding, gather_on_one_rank
 
     @staticmethod
@@ -242,7 +243,7 @@ class MegatronBackend:
             for part in self._torch_adams():  # its state_dict() needs a state, which a fresh one lacks
                 fill_fresh_adam_state(part.optimizer, partial(part.init_state_fn, config=part.config))
         sharding = (saved_sharding or "dp_reshardable") if is_loading else self.optimizer_sharding
-        if RESHARDS.get(sharding) is None or sharding == "torch":
+        if sharding not in SHARDINGS:
             raise ValueError(f"the checkpoint's optimizer states are {sharding!r}, which the GPU backend's distributed optimizer does not load")
         metadata = {"distrib_optim_sharding_type": sharding, "distrib_optim_fully_reshardable_mem_efficient": self.gather_on_one_rank}
         model = self.model.module.sharded_state_dict()

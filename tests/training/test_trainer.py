@@ -290,6 +290,24 @@ def test_a_new_run_starts_from_another_runs_weights_with_init_from(tiny_shards, 
         train(tiny_config(tiny_shards, max_steps=1, checkpoint={"init_from": str(tmp_path / "nothing")}), tmp_path / "none")
 
 
+def test_a_checkpoint_of_the_gpu_backend_is_refused_by_a_cpu_resume_and_its_weights_start_a_run(tiny_shards, straight, tmp_path):
+    """meta.json records how the optimizer's states were saved: the GPU backend's (Megatron's
+    distributed optimizer) cannot load into the CPU backend's torch AdamW, so such a checkpoint is
+    refused before any load, naming checkpoint.init_from, which takes its weights alone."""
+    import shutil
+
+    run = Path(shutil.copytree(straight, tmp_path / "gpu-run"))
+    for path in (run / "checkpoints").glob("step-*/meta.json"):
+        meta = json.loads(path.read_text())
+        assert meta["optimizer_sharding"] == "torch"
+        path.write_text(json.dumps({**meta, "optimizer_sharding": "fully_reshardable"}))  # as the GPU backend records it
+    with pytest.raises(ValueError, match=r"step-00000020 holds the GPU backend's \(Megatron's distributed optimizer, fully_reshardable\) optimizer "
+                       r"states, which this run's CPU backend's \(torch AdamW\) optimizer cannot load: .*checkpoint.init_from"):  # fmt: skip
+        train(tiny_config(tiny_shards, **STRAIGHT), run, resume=True)
+    train(tiny_config(tiny_shards, max_steps=1, checkpoint={"init_from": str(run)}), tmp_path / "warm")
+    assert train_records(tmp_path / "warm", "initialized")[0]["from_step"] == 20
+
+
 def test_validation_reports_loss_and_exact_bits_per_byte(tiny_shards, tmp_path):
     import math
 
