@@ -1,8 +1,9 @@
 """Check and benchmark: a training run stopped and resumed against the same run undisturbed, with
 asynchronous and synchronous checkpoints. On a GPU this is the GPU path's resume: Megatron's
-distributed optimizer saving its sharded state (dp_reshardable) and dist_checkpointing's async
-save of CUDA tensors; on CPU the same commands run torch AdamW (tests/training shows CPU's exact
-resume; here it is a smoke run of the script).
+distributed optimizer saving its sharded state (dp_reshardable, or with --optimizer-sharding
+fully_reshardable gathered into one tensor per parameter) and dist_checkpointing's async save of
+CUDA tensors; on CPU the same commands run torch AdamW (tests/training shows CPU's exact resume;
+here it is a smoke run of the script).
 
 Four `crawlmill train` runs of one config on the same shards, checkpoints every `--steps / 2`:
 - `straight`: `--steps` steps, async save where the run's default is (GPU);
@@ -13,6 +14,7 @@ equal or the largest difference), how long each checkpoint kept training waiting
 sync), the optimizer entries found in the checkpoint's dist_checkpointing metadata, the bytes.
 
     python bench/train_resume.py --shards .gpu/shards                       # GPU: 125m, 40 steps
+    python bench/train_resume.py --shards .gpu/shards --optimizer-sharding fully_reshardable
     python bench/train_resume.py --config tiny --steps 10 --global-batch 8 --shards out/shards   # CPU smoke
 
 Writes bench/out/train_resume.json.
@@ -76,6 +78,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="steps of the whole run; it stops and checkpoints halfway")
     parser.add_argument("--global-batch", type=int, default=16)
     parser.add_argument("--micro-batch", type=int, default=4)
+    parser.add_argument("--optimizer-sharding", choices=["dp_reshardable", "fully_reshardable"], default="dp_reshardable",
+                        help="checkpoint.optimizer_sharding: how the GPU backend saves the distributed optimizer's states (CPU: ignored)")
     parser.add_argument("--work", type=Path, default=None, help="where the runs go (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=REPO / "bench/out/train_resume.json")
     args = parser.parse_args()
@@ -91,7 +95,7 @@ def main() -> None:
         path.write_text(json.dumps({
             "base": args.config, "max_steps": args.steps, "global_batch_size": args.global_batch, "micro_batch_size": args.micro_batch,
             "log_interval": 1, "eval": {"interval": 10**9, "iters": 1}, "optimizer": {"lr": 3e-4}, "schedule": {"warmup_steps": 5},
-            "checkpoint": {"every_minutes": 0, "every_steps": half, "keep": 2, "async_save": async_save},
+            "checkpoint": {"every_minutes": 0, "every_steps": half, "keep": 2, "async_save": async_save, "optimizer_sharding": args.optimizer_sharding},
         }))  # fmt: skip
         return path
 
@@ -110,6 +114,7 @@ def main() -> None:
         "stopped_at": half,
         "device": device,
         "backend": "megatron distributed optimizer" if device != "cpu" else "torch AdamW",
+        "optimizer_sharding": json.loads((work / "split/checkpoints" / (work / "split/checkpoints/latest").read_text().strip() / "meta.json").read_text()).get("optimizer_sharding"),
         "resume": compare(runs["straight"]["train"], runs["split"]["train"], half),
         "checkpoint_waited_s": {"async (straight)": waited["straight"], "sync": waited["sync"], "split": waited["split"]},
         "checkpoint": checkpoint_contents(work / "straight"),

@@ -18,7 +18,8 @@
 #   bash scripts/gpu_kit.sh
 # then on the GPU machine, from the repository root (the kit folder .gpu travelling with the tree):
 #   bash scripts/gpu_check.sh [RESUME_STEPS] [BENCH_STEPS]     # defaults 40 and 40
-# RESUME_ARGS, ATTENTION_ARGS and BENCH_ARGS add options to the scripts (a CPU rehearsal: "--config tiny ...").
+# RESUME_ARGS, ATTENTION_ARGS and BENCH_ARGS add options to the scripts (a CPU rehearsal: "--config tiny ...";
+# RESUME_ARGS="--optimizer-sharding fully_reshardable": the resume check with the gathered optimizer states).
 set -euo pipefail
 START=$SECONDS
 TOTAL_LIMIT="${TOTAL_LIMIT:-560}"
