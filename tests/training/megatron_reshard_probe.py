@@ -3,8 +3,9 @@ optimizer (training/backends.py MegatronBackend) saved on data parallel 2 and re
 parallel 2, on CPU through tests/training/cuda_on_cpu.py. Two steps, a save in each of Megatron's
 sharding types (dp_reshardable, fully_reshardable), a third step (the straight run) and a save of
 that; then for each type a fresh backend of other initial weights on tensor parallel 2 loads the
-save and takes the same third step on the whole global batch, and is saved. Prints a JSON list, one
-entry per rank; the test compares the saves.
+save and takes the same third step on the whole global batch, and is saved; the straight run's
+state saved once more with the gather on rank 0 alone (optimizer_gather_on_one_rank) is loaded on
+tensor parallel 2 and saved again. Prints a JSON list, one entry per rank; the test compares the saves.
 
     torchrun --nproc-per-node 2 tests/training/megatron_reshard_probe.py WORK_DIR
 """
@@ -58,6 +59,8 @@ def main(work: Path) -> None:
         save(straight, sharding, sharding)
     mine: dict = {"straight": list(straight.step([steps[2][rank]], LR))}
     save(straight, "straight", "fully_reshardable")
+    straight.gather_on_one_rank = True  # checkpoint.optimizer_gather_on_one_rank: the same states, gathered on rank 0 alone
+    save(straight, "gathered", "fully_reshardable")
     parallel_state.destroy_model_parallel()
 
     parallel_state.initialize_model_parallel(2, 1)  # tensor parallel 2, data parallel 1
@@ -74,6 +77,10 @@ def main(work: Path) -> None:
         else:
             mine[sharding] = {"resumed": list(resumed.step(steps[2], LR))}  # the whole global batch on the one data-parallel rank
             save(resumed, "resumed", sharding)
+    reloaded = backend(ParallelConfig(tensor=2), "fully_reshardable")
+    with device_scope():
+        reloaded.load_sharded_state_dict(load_sharded(reloaded.sharded_state_dict(is_loading=True, saved_sharding="fully_reshardable"), work / "gathered"))
+    save(reloaded, "gathered_reloaded", "fully_reshardable")  # no step between: what it loaded
     parallel_state.destroy_model_parallel()
     report(rank, mine)
 

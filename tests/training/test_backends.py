@@ -192,8 +192,10 @@ def test_the_gpu_backends_checkpoint_resumes_on_another_tensor_parallel_size_whe
     fully_reshardable: the loss and gradient norm are the straight run's, and its save after the step
     holds the straight run's weights, fp32 master weights and Adam moments, key by key, to float
     rounding (the step itself moved them by ~1e-2). Megatron's own load fails on torch Adam's step
-    without backends.steps_left_alone. dp_reshardable: Megatron cannot load it (its other data-parallel
-    group's buffers are missing): layout.py refuses it before any load."""
+    without backends.steps_left_alone. The same states gathered on rank 0 alone
+    (optimizer_gather_on_one_rank) save the same tensors and load on tensor parallel 2, bit for bit.
+    dp_reshardable: Megatron cannot load it (its other data-parallel group's buffers are missing):
+    layout.py refuses it before any load."""
     results = _two_rank_probe("megatron_reshard_probe.py", 29553, str(tmp_path))
     refused = [r["dp_reshardable"] for r in results]
     assert all(r.get("load_error") for r in refused), refused
@@ -209,3 +211,6 @@ def test_the_gpu_backends_checkpoint_resumes_on_another_tensor_parallel_size_whe
         assert float((resumed[key] - tensor).abs().max()) < 2e-5, key
         if key.startswith(("optimizer.state.param.", "optimizer.state.exp_avg.")):
             assert float((saved[key] - tensor).abs().max()) > 1e-4, key  # the third step moved it
+    for name in ("gathered", "gathered_reloaded"):  # gathered on rank 0 alone, and that loaded on tensor parallel 2: bit for bit
+        other = _tensors(tmp_path / name)
+        assert other.keys() == straight.keys() and all(torch.equal(other[key], tensor) for key, tensor in straight.items()), name
