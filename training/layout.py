@@ -60,7 +60,7 @@ class ResumeLayout:
         saved, now, saved_world = meta.get("parallel"), self.sizes(), meta["world_size"]
         mine = self.optimizer_sharding
         # not recorded: written by this backend before the record, the GPU one's in dp_reshardable
-        theirs = meta.get("optimizer_sharding") or (None if mine is None else "torch" if mine == "torch" else "dp_reshardable")
+        theirs = meta.get("optimizer_sharding") or ("torch" if mine == "torch" else "dp_reshardable")
         if mine is not None and (theirs == "torch") != (mine == "torch"):
             raise ValueError(
                 f"{folder} holds the {_backend(theirs)} optimizer states, which this run's {_backend(mine)} optimizer "

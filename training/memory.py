@@ -22,8 +22,8 @@ Three parts, for the most loaded rank:
   each chunk of layers' input (plus one chunk recomputed whole during the backward), "selective"
   drops the recomputed modules' insides. With pipeline parallelism the more loaded of the first
   stage, which holds the most micro-batches in flight (1F1B), and the last, which holds one but also
-  the output layer and the logits (the larger when a rank has few micro-batches a step). Sequence parallelism (with tensor parallelism
-  under Transformer Engine) splits the norms' share too. With context parallelism a rank keeps its
+  the output layer and the logits (the larger when a rank has few micro-batches a step). Sequence
+  parallelism (with tensor parallelism under Transformer Engine) splits the norms' share too. With context parallelism a rank keeps its
   share of the sequence, plus the whole sequence's keys and values that its attention gathers.
 - output gradient: in bf16, the bf16 logits and then their gradient, briefly beside the fp32 copy the
   loss keeps (whose own gradient is computed in place); none in fp32.
@@ -173,9 +173,9 @@ def _layer_parts(model: ModelConfig, micro_batch: int, element: int, tensor: int
 
 
 def kept_activations(model: ModelConfig, vocab: int, micro_batch: int, element: int, tensor: int = 1, pipeline: int = 1,
-                     split_norms: bool = False, fused: bool = False, mask: bool = False, context: int = 1, output: bool | None = None) -> float:  # fmt: skip
+                     split_norms: bool = False, fused: bool = False, mask: bool = False, context: int = 1, output: bool = True) -> float:  # fmt: skip
     """Bytes a pipeline stage keeps through one micro-batch's forward pass (module docstring):
-    `output` (default: no pipeline) the stage that ends with the final norm, output layer and loss.
+    `output`: the stage ends with the final norm, output layer and loss (the last, or the only one).
     `mask`: the CPU path, where the model is given an s x s attention mask (on GPU the kernels are
     causal), or with `context` parallelism makes its chunks' masks; `model.seq_length`: a context
     rank's share of the sequence."""
@@ -199,7 +199,7 @@ def kept_activations(model: ModelConfig, vocab: int, micro_batch: int, element: 
         per_layer = sum(parts.values())
         shared = mask_bytes if model.attention == "megatron" else 0
     total = layers * per_layer + shared
-    if output if output is not None else pipeline == 1:  # the output side: the final norm, the output layer's input, the fp32 logits
+    if output:  # the output side: the final norm, the output layer's input, the fp32 logits
         total += (2 * s * b * h * element + s * b * element) / split + s * b * h * element / split + 4.0 * s * b * -(-vocab // tensor)
     return total
 
