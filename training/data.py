@@ -30,14 +30,19 @@ checks every token of a folder before a run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from unittest import mock
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from crawlmill.files import as_path, file_size
 from crawlmill.shards.manifest import MANIFEST, is_count, load_manifest, megatron_blend
@@ -45,6 +50,8 @@ from crawlmill.shards.mmidx import ShardError, check_index, read_index
 
 from .config import TrainConfig
 from .runstore import local_file, local_shards
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -226,6 +233,33 @@ def token_bytes(tokenizer_path: str, eod: int) -> tuple[np.ndarray | None, str]:
         return None, str(exc)
 
 
+@contextlib.contextmanager
+def one_process_view() -> Iterator[None]:
+    """Megatron's dataset code sees no process group: it builds a missing index cache itself and
+    waits on no barrier (each rank's build is its own)."""
+    with mock.patch.object(dist, "is_initialized", lambda: False), mock.patch.object(dist, "get_rank", lambda group=None: 0):
+        yield
+
+
+def machine_by_machine(build: Callable[[], T]) -> T:
+    """`build()` (Megatron's dataset builder) with its index cache built once per machine's disk.
+    Megatron builds the cache on global rank 0 and every other rank reads it: a machine that does
+    not share rank 0's disk (a run folder at a URL stages it per machine) found none. Here rank 0
+    builds, then the first rank of each other machine (LOCAL_RANK 0: a hit on a shared disk, a
+    build on its own), then every other rank reads its machine's cache."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return build()
+    rank = dist.get_rank()
+    first_on_machine = int(os.environ.get("LOCAL_RANK", rank)) == 0
+    result: T | None = None
+    for turn in (rank == 0, first_on_machine and rank != 0, not first_on_machine):
+        if turn:
+            with one_process_view():
+                result = build()
+        dist.barrier()
+    return result  # type: ignore[return-value]  # one of the turns is this rank's
+
+
 def collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     return {key: torch.stack([s[key] for s in samples]) for key in ("tokens", "labels", "loss_mask", "position_ids")}
 
@@ -258,9 +292,8 @@ class ShardData:
             eod_mask_loss=False,
             create_attention_mask=False,  # the model gets one causal mask (compat.causal_mask)
         )
-        self.train, self.valid, _ = BlendedMegatronDatasetBuilder(
-            GPTDataset, [train_samples, valid_samples, 0], lambda: True, gpt_config
-        ).build()
+        builder = BlendedMegatronDatasetBuilder(GPTDataset, [train_samples, valid_samples, 0], lambda: True, gpt_config)
+        self.train, self.valid, _ = machine_by_machine(builder.build)
         if self.train is None:
             raise ValueError(f"data.split {config.data.split!r} leaves no training documents")
 

@@ -375,21 +375,31 @@ def test_unusable_data_is_a_clear_error(tiny_shards, tmp_path):
         train(tiny_config(tmp_path, max_steps=2), tmp_path / "b")
 
 
-def torchrun(tmp_path: Path, name: str, config: dict, *more: str, ranks: int = 2, port: int = 29533) -> Path:
+def torchrun(tmp_path: Path, name: str, config: dict, *more: str, ranks: int = 2, port: int = 29533, nodes: int = 1, node_env: list[dict] | None = None, output: str | None = None) -> Path:
     """`torchrun --nproc-per-node RANKS -m crawlmill.cli train --config <config> ...` (ranks 1: plain
-    python), the run folder tmp_path/name; a hang ends every rank and fails the test."""
+    python), the run folder tmp_path/name; `nodes` > 1: that many torchrun agents, `--nnodes NODES
+    --node-rank I` each with RANKS / NODES ranks, as on machines sharing a file system (every
+    node's first rank has LOCAL_RANK 0), `node_env[i]` added to node i's environment; `output`:
+    the run folder instead (a URL). A hang ends every rank and fails the test."""
     env = {**os.environ, "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1"}
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(ranks), "--master-port", str(port)] if ranks > 1 else [sys.executable]
+    per_node = ["--nproc-per-node", str(ranks // nodes), "--master-addr", "127.0.0.1", "--master-port", str(port)]
+    launchers = [[sys.executable, "-m", "torch.distributed.run", *per_node, *(["--nnodes", str(nodes), "--node-rank", str(node)] if nodes > 1 else [])]
+                 for node in range(nodes)] if ranks > 1 else [[sys.executable]]  # fmt: skip
     (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
-    args = ["-m", "crawlmill.cli", "train", "--config", str(tmp_path / f"{name}.yaml"), "--no-progress", "--output", str(tmp_path / name), *more]
-    process = subprocess.Popen([*launcher, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        _, stderr = process.communicate(timeout=300)
-    except subprocess.TimeoutExpired:  # ranks that wait on each other: end them all, not only torchrun
-        os.killpg(process.pid, signal.SIGKILL)
-        _, stderr = process.communicate()
-        pytest.fail(f"{name}: the ranks did not finish in 300 s (a hang)\n{stderr[-3000:]}")
-    assert process.returncode == 0, stderr[-3000:]
+    args = ["-m", "crawlmill.cli", "train", "--config", str(tmp_path / f"{name}.yaml"), "--no-progress", "--output", output or str(tmp_path / name), *more]
+    processes = [subprocess.Popen([*launcher, *args], env={**env, **(node_env[node] if node_env else {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, start_new_session=True) for node, launcher in enumerate(launchers)]  # fmt: skip
+    errors = []
+    for process in processes:
+        try:
+            errors.append(process.communicate(timeout=300)[1])
+        except subprocess.TimeoutExpired:  # ranks that wait on each other: end them all, not only torchrun
+            for each in processes:
+                os.killpg(each.pid, signal.SIGKILL)
+            pytest.fail(f"{name}: the ranks did not finish in 300 s (a hang)\n{process.communicate()[1][-3000:]}")
+    cli_errors = lambda stderr: "\n".join(line for line in stderr.splitlines() if line.startswith("error:"))  # noqa: E731  # before the tracebacks
+    failed = [f"node {node}: {stderr[-3000:]}\n{cli_errors(stderr)}" for node, (process, stderr) in enumerate(zip(processes, errors, strict=True)) if process.returncode]
+    assert not failed, "\n".join(failed)
     return tmp_path / name
 
 
@@ -459,13 +469,14 @@ def test_torchrun_ranks_train_context_parallel_as_one_process_and_resume_on_othe
     Engine: training/context_parallel.py), give the losses, gradient norms (clipping on at every
     step), bits per byte and final weights and Adam moments of one process holding whole sequences,
     in a run that changes layout at each resume (layout.py): one process to step 2, context 2 on two
-    ranks to step 4, then tensor 2 on the same two ranks to the end (a resume in the same layout:
-    the tensor-parallel test above)."""
+    ranks to step 4, then tensor 2 on two ranks to the end (a resume in the same layout: the
+    tensor-parallel test above), launched as two nodes of one rank each (torchrun --nnodes 2)."""
     config, one = torchrun_config(tiny_shards), one_process
-    layouts = [({}, 1, "2"), ({"context": 2}, 2, "2"), ({"tensor": 2}, 2, None)]
-    for index, (parallel, ranks, stop_after) in enumerate(layouts):
+    layouts = [({}, 1, 1, "2"), ({"context": 2}, 2, 1, "2"), ({"tensor": 2}, 2, 2, None)]  # the last on two nodes
+    for index, (parallel, ranks, nodes, stop_after) in enumerate(layouts):
         more = [*(["--resume"] if index else []), *(["--stop-after", stop_after] if stop_after else [])]
-        run = torchrun(tmp_path, "run", {**config, "parallel": parallel}, *more, ranks=ranks, port=29543)
+        run = torchrun(tmp_path, "run", {**config, "parallel": parallel}, *more, ranks=ranks, port=29543, nodes=nodes)
+    assert json.loads((run / "checkpoints/step-00000006/meta.json").read_text())["world_size"] == 2  # the two nodes' ranks
     meta = json.loads((run / "checkpoints/step-00000004/meta.json").read_text())
     assert (meta["world_size"], meta["parallel"], meta["optimizer_sharding"]) == (2, {"tensor": 1, "pipeline": 1, "context": 2}, "torch")
     assert [r["step"] for r in train_records(run, "resumed")] == [2, 4]

@@ -26,7 +26,7 @@ from tests.conftest import REPO
 from tests.s3server import SECRET, moto_s3
 
 from .conftest import common_state_in_shards, common_state_places, tiny_config
-from .test_trainer import final_weights, same_weights, train_records
+from .test_trainer import final_weights, same_weights, torchrun, torchrun_config, train_records
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto.server")
@@ -175,6 +175,32 @@ def test_training_from_s3_shards_into_an_s3_run_resumes_and_matches_the_local_ru
     assert TrainStage(config).sources() == [f"{shards}/manifest.json"]
     figures = train_task(dataclasses.asdict(config), run, None)
     assert figures["steps"] == 20 and figures["loss"] == train_records(tmp_path / "straight")[-1]["loss"]
+
+
+def test_two_machines_without_a_shared_disk_train_into_an_s3_run_and_resume_there(s3, tiny_shards, tmp_path):
+    """`torchrun --nnodes 2`, one rank on each "machine" (tensor parallel 2), each with its own
+    empty disk (CRAWLMILL_CACHE: its copy of the s3 shards, its staging folder, its GPTDataset index
+    cache), train into an s3 run folder, stop after 4 steps and resume there: the losses and gradient
+    norms of one process on the local shards. Megatron builds the index cache on global rank 0 only
+    and the other ranks read it: the second machine's rank found none on its disk."""
+    fs, env = s3
+    run = f"s3://{BUCKET}/runs/two-machines"
+    config = {**torchrun_config(f"s3://{BUCKET}/shards"), "parallel": {"tensor": 2}}
+    machines = [{**env, "CRAWLMILL_CACHE": str(tmp_path / f"machine-{n}")} for n in range(2)]
+    torchrun(tmp_path, "two", config, "--stop-after", "4", nodes=2, node_env=machines, output=run, port=29561)
+    torchrun(tmp_path, "two", config, "--resume", nodes=2, node_env=machines, output=run, port=29561)
+    one = tmp_path / "one"  # the same settings in this process, on the local shards
+    train(tiny_config(tiny_shards, **{k: v for k, v in torchrun_config(tiny_shards).items() if k not in ("base", "data")}), one)
+    fs.get(f"{BUCKET}/runs/two-machines/log.jsonl", str(tmp_path / "from-s3/log.jsonl"))
+    reference, records = train_records(one), train_records(tmp_path / "from-s3")
+    assert [r["step"] for r in records] == [r["step"] for r in reference] == list(range(1, 7))
+    for x, y in zip(reference, records, strict=True):
+        assert y["loss"] == pytest.approx(x["loss"], rel=1e-5) and y["grad_norm"] == pytest.approx(x["grad_norm"], rel=1e-4)
+    assert [r["step"] for r in train_records(tmp_path / "from-s3", "resumed")] == [4]
+    for machine in machines:  # each copied the shards and built the index cache on its own disk, and kept no checkpoint there
+        disk = Path(machine["CRAWLMILL_CACHE"])
+        assert list(disk.glob("remote/*/shards/*.bin")) and len(list(disk.glob("runs/*/data_cache/*-description.txt"))) >= 2, machine
+        assert not list(disk.glob("runs/*/checkpoints/*step-*")), machine
 
 
 def test_concurrent_copies_of_a_shard_folder_download_it_once(s3, tiny_shards, tmp_path, monkeypatch):
