@@ -237,13 +237,18 @@ class Checkpointer:
                 shutil.rmtree(old, ignore_errors=True)
         self.barrier()
 
+    def settle(self) -> None:
+        """Complete the pending save and, at a URL, its upload, now (collective): for a checkpoint
+        that must outlive this machine soon (a preemption notice's), not only the next save."""
+        self.finish()
+        self.wait_for_upload()
+
     def close(self) -> None:
         """Complete any pending save and its upload, and stop the asynchronous writer (once)."""
         if self._closed:
             return
         self._closed = True
-        self.finish()
-        self.wait_for_upload()
+        self.settle()
         if self.remote is not None and self.rank == 0 and self.published is not None:
             self.published()
         self.writer.close()

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from crawlmill.files import as_path, file_size
+from crawlmill.files import as_path, file_size, sha256_file
 from crawlmill.shards.manifest import MANIFEST, is_count, load_manifest, megatron_blend
 from crawlmill.shards.mmidx import ShardError, check_index, read_index
 
@@ -218,17 +218,22 @@ def check_split(prefixes: list[str], split: str) -> None:
                 )
 
 
-def token_bytes(tokenizer_path: str, eod: int) -> tuple[np.ndarray | None, str]:
+def token_bytes(tokenizer_path: str, eod: int, sha256: str | None = None) -> tuple[np.ndarray | None, str]:
     """(bytes of text each token id stands for, "") for the tokenizer folder `tokenizer_path` (a path
     or URL): exact for byte-level BPE, 0 for the end-of-document token (shards.tokenbytes); (None, why)
-    when they would not be exact or the tokenizer is not there. What bits per byte divide by."""
+    when they would not be exact, the tokenizer is not there, or its tokenizer.json is not the one of
+    digest `sha256` (the manifest's: another tokenizer at the packing machine's path would give
+    bits per byte silently wrong). What bits per byte divide by."""
     from crawlmill.shards.tokenbytes import TokenBytesError, token_byte_lengths
 
     path = as_path(tokenizer_path) / "tokenizer.json"
     if not path.is_file():
         return None, f"{path} not found"
+    local = local_file(str(path))  # a URL's tokenizer: copied once
+    if sha256 is not None and sha256_file(local) != sha256:
+        return None, f"{path} is not the tokenizer.json the shards were packed with (the manifest's sha256 {sha256[:12]}…)"
     try:
-        return token_byte_lengths(local_file(str(path)), eod_id=eod), ""  # a URL's tokenizer: copied once
+        return token_byte_lengths(local, eod_id=eod), ""
     except TokenBytesError as exc:
         return None, str(exc)
 
@@ -276,7 +281,7 @@ class ShardData:
         self.eod = int(tokenizer["eod_id"])
         self.tokenizer_vocab = int(tokenizer["vocab_size"])
         self.padded_vocab = int(tokenizer["padded_vocab_size"])
-        self.tokenizer_path = tokenizer["path"]
+        self.tokenizer_path, self.tokenizer_sha256 = tokenizer["path"], tokenizer["sha256"]
         prefixes, weights = blend(self.folders, config.data.weights)
         check_shards(prefixes)
         check_split(prefixes, config.data.split)

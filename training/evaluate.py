@@ -82,7 +82,7 @@ def evaluate_folder(model: Any, folder: str, seq_length: int, vocab: int, run_to
         raise FileNotFoundError(f"--tokenizer {tokenizer}: no tokenizer.json there")
     if tokenizer is not None and sha256_file(as_path(tokenizer) / "tokenizer.json") != entry["sha256"]:
         raise ValueError(f"--tokenizer {tokenizer}: its tokenizer.json is not the one {folder} was packed with (the manifest's sha256)")
-    table, no_bytes = token_bytes(tokenizer or entry["path"], int(entry["eod_id"]))
+    table, no_bytes = token_bytes(tokenizer or entry["path"], int(entry["eod_id"]), entry["sha256"])
     device = next(model.parameters()).device
     prefixes = list(shards.manifest["blend"]["prefixes"])
     check_shards([str(shards.path / prefix) for prefix in prefixes])  # a cut .bin, a damaged .idx: named here

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +77,8 @@ class RunStore:
 
     def pull_log(self) -> None:
         """Rank 0, before opening the log: make the local log.jsonl the remote one (none if the
-        URL has none: a staging folder's stale log from an earlier run is dropped)."""
+        URL has none: a staging folder's stale log from an earlier run is dropped, and its
+        TensorBoard events, which push_logs would otherwise upload into the new run's)."""
         if self.remote is None:
             return
         self.local.mkdir(parents=True, exist_ok=True)
@@ -85,6 +87,8 @@ class RunStore:
         if remote_log.exists():
             fs, key = fs_and_path(remote_log)
             fs.get_file(key, str(self.local / LOG_FILE))
+        else:
+            shutil.rmtree(self.local / TENSORBOARD, ignore_errors=True)
 
     def push_logs(self) -> None:
         """Rank 0: upload run.json, log.jsonl, and the files of tensorboard/ that changed since the

@@ -113,10 +113,10 @@ def seed_everything(seed: int) -> None:
     seed_model_parallel(seed)
 
 
-def _byte_table(tokenizer_path: str, eod: int, vocab: int, device: torch.device) -> torch.Tensor | None:
+def _byte_table(tokenizer_path: str, eod: int, vocab: int, device: torch.device, sha256: str) -> torch.Tensor | None:
     """data.token_bytes as a tensor on `device`, padded to the vocabulary; None (and why, on stderr)
-    when bits per byte cannot be exact."""
-    lengths, why = token_bytes(tokenizer_path, eod)
+    when bits per byte cannot be exact (`sha256`: the packed tokenizer.json's)."""
+    lengths, why = token_bytes(tokenizer_path, eod, sha256)
     if lengths is None:
         print(f"bits per byte not reported: {why}", file=sys.stderr)
         return None
@@ -233,7 +233,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
               f"memory per rank, estimated: {memory.describe()}", file=sys.stderr)  # fmt: skip
         if use_cuda() and (warning := too_large(memory, torch.cuda.mem_get_info()[1])):
             print(f"{store.name}: {warning}", file=sys.stderr)
-    byte_table = _byte_table(data.tokenizer_path, data.eod, vocab, device)
+    byte_table = _byte_table(data.tokenizer_path, data.eod, vocab, device, data.tokenizer_sha256)
     if any_rank([byte_table is None], device)[0]:  # all ranks or none: validation's byte count is a collective
         byte_table = None
 
@@ -303,6 +303,8 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
             if by_time or by_steps or done == end or stopping or notice is not None:
                 pause_from = time.monotonic()
                 checkpoint(done)
+                if notice is not None:  # the node goes at the deadline: complete (written, uploaded) now, not at the next save
+                    saver.settle()
                 last_save = time.monotonic()
                 paused += last_save - pause_from
             if stopping and done < end:
@@ -328,6 +330,7 @@ def _stop_diverged(step: int, loss: float, grad_norm: float, profiler: Any, save
     """End the run at a non-finite step (module docstring): the last good checkpoint completed and
     kept, then TrainingDiverged on every rank."""
     saver.close()  # first: the checkpoint the record names must be complete
+    saver.barrier()  # and published: at a URL rank 0 does it after the others' uploads
     found = saver.latest()
     last = found[0].name if found is not None else None
     _close_run(profiler, saver, reporter, store, rank, {"kind": "diverged", "step": step, "loss": str(loss), "grad_norm": str(grad_norm), "checkpoint": last})

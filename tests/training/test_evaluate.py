@@ -110,6 +110,13 @@ def test_bad_input_is_a_clear_error(trained, tiny_shards, tmp_path):
     measured = crawlmill(trained, "--data", moved, "--max-tokens", "64", "--tokenizer", packed_with)
     assert measured.exit_code == 0 and "not reported" not in measured.output, measured.output
     assert crawlmill(trained, "--data", moved, "--tokenizer", other).exit_code == 2  # no tokenizer.json there
+    changed = tmp_path / "changed-tokenizer"  # another tokenizer.json where the manifest points: no bytes rather than wrong ones
+    shutil.copytree(packed_with, changed)
+    (changed / "tokenizer.json").write_text((changed / "tokenizer.json").read_text() + "\n")
+    manifest["tokenizer"]["path"] = str(changed)
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    swapped = crawlmill(trained, "--data", moved, "--max-tokens", "64")
+    assert swapped.exit_code == 0 and "not the tokenizer.json the shards were packed with" in " ".join(swapped.output.split()), swapped.output
     empty = tmp_path / "empty"
     empty.mkdir()
     missing = crawlmill(trained, "--data", empty)

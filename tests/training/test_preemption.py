@@ -4,7 +4,9 @@ drained with reason preemption and a deadline, as a cloud's or KubeRay's notice 
 drain-node`); the run saves a checkpoint at the step it reached and trains on until Ray Train stops
 it at the deadline; the node is killed and a new one joins, as an autoscaler replaces a reclaimed
 instance; Ray Train restarts the worker there and it resumes from that just-in-time checkpoint
-(the run has no other before its end): every step is logged once and the run ends."""
+(the run has no other before its end): every step is logged once and the run ends. The save is
+asynchronous (as on GPU): the notice's is completed at once, or it would wait for a next save that
+never comes before the node goes."""
 
 import json
 import os
@@ -48,8 +50,10 @@ def test_a_preempted_node_gets_a_just_in_time_checkpoint_that_the_restarted_work
     nodes = []
     try:
         nodes.append(start_node(root, head, env))
-        # no periodic checkpoint before the end: a resume in the middle can only be from the notice's
-        config = {"base": "tiny", "max_steps": STEPS, "log_interval": 1, "checkpoint": {"every_steps": None, "every_minutes": 0}, "eval": {"interval": STEPS, "iters": 1}}
+        # no periodic checkpoint before the end: a resume in the middle can only be from the notice's;
+        # saved asynchronously as on GPU: completed at once, not at the next save (there is none before the deadline)
+        checkpoint = {"every_steps": None, "every_minutes": 0, "async_save": "always"}
+        config = {"base": "tiny", "max_steps": STEPS, "log_interval": 1, "checkpoint": checkpoint, "eval": {"interval": STEPS, "iters": 1}}
         (root / "run.yaml").write_text(yaml.safe_dump(config))
         run, log = root / "run", root / "train.log"
         command = [sys.executable, "-m", "crawlmill.cli", "train", "--config", str(root / "run.yaml"), "--data", str(tiny_shards), "--output", str(run),

@@ -203,6 +203,24 @@ def test_two_machines_without_a_shared_disk_train_into_an_s3_run_and_resume_ther
         assert not list(disk.glob("runs/*/checkpoints/*step-*")), machine
 
 
+def test_a_new_run_into_a_url_uploads_no_tensorboard_events_of_an_earlier_one(s3):
+    """The machine's staging folder of a URL keeps an earlier run's TensorBoard events (that run
+    was overwritten, or killed before its first checkpoint): a new run there must not upload them
+    as its own; a resumed one keeps its events."""
+    from crawlmill.training.runstore import TENSORBOARD, RunStore
+
+    fs, _ = s3
+    for run, resumed in (("fresh", False), ("resumed", True)):
+        store = RunStore(f"s3://{BUCKET}/runs/{run}")
+        if resumed:
+            fs.pipe_file(f"{BUCKET}/runs/{run}/log.jsonl", b'{"kind": "train", "step": 1}\n')
+        (store.local / TENSORBOARD).mkdir(parents=True, exist_ok=True)
+        (store.local / TENSORBOARD / "events.out.tfevents.1.earlier").write_bytes(b"an earlier run's curves")
+        store.pull_log()
+        store.push_logs()
+        assert fs.exists(f"{BUCKET}/runs/{run}/tensorboard/events.out.tfevents.1.earlier") == resumed, run
+
+
 def test_concurrent_copies_of_a_shard_folder_download_it_once(s3, tiny_shards, tmp_path, monkeypatch):
     """The local ranks of a machine start together: one downloads under the lock, the others wait
     and take its copy; a changed folder (another ETag) is fetched again."""
