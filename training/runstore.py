@@ -112,6 +112,44 @@ class RunStore:
             upload(path, self.remote / str(path.relative_to(self.local)))
 
 
+class UnsharedRunFolder(ValueError):
+    """A local run folder that the ranks of a multi-machine run do not all see."""
+
+
+def check_shared(store: RunStore, rank: int, device: Any) -> None:
+    """Collective: UnsharedRunFolder on every rank unless every rank sees the file rank 0 writes
+    into the local run folder (a name and content of this call alone). Checkpoints of a run on
+    several machines are written by every rank into one folder: on disks of their own, rank 0's
+    checkpoints would lack the other machines' shards, found only at the first resume. A URL run
+    stages per machine (no check); one rank: nothing to check."""
+    import random
+
+    import torch
+    import torch.distributed as dist
+
+    if store.remote is not None or not dist.is_initialized() or dist.get_world_size() == 1:
+        return
+    nonce = torch.tensor([random.SystemRandom().randrange(1, 2**62) if rank == 0 else 0], dtype=torch.int64, device=device)
+    dist.broadcast(nonce, 0)
+    probe = store.local / f".ranks-see-{int(nonce)}"
+    if rank == 0:
+        probe.write_text(str(int(nonce)))
+    dist.barrier()
+    try:
+        blind = probe.read_text() != str(int(nonce))
+    except OSError:
+        blind = True
+    counts = torch.tensor([int(blind)], dtype=torch.int64, device=device)
+    dist.all_reduce(counts)
+    if rank == 0:
+        probe.unlink(missing_ok=True)
+    if int(counts):
+        raise UnsharedRunFolder(
+            f"{store.local}: {int(counts)} of {dist.get_world_size()} ranks do not see this run folder's files (a folder on each machine's own disk): "
+            "train into a file system every machine shares, or into a URL (s3://...), which each machine stages on its own disk"
+        )
+
+
 def upload(local: Path, remote: AnyPath) -> None:
     """One local file to a URL (s3fs: one PUT, or a multipart upload visible only when complete)."""
     fs, key = fs_and_path(remote)

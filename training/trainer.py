@@ -64,7 +64,7 @@ from .perf import StepProfiler, megatron_flops_per_token, utilisation
 from .runlog import Reporter, write_run_info
 from .rng_state import rng_state, set_rng_state
 from .run_plan import RunPlan, plan_run
-from .runstore import PROFILE, RunStore
+from .runstore import PROFILE, RunStore, check_shared
 from .sharded_io import DamagedCheckpoint
 from .schedule import Schedule
 from .stopsignal import StopOnSignal, TrainingStopped, any_rank
@@ -149,10 +149,13 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_a
 def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int | None, stop_at: int | None, rank: int, world: int, ray_train: bool) -> dict[str, Any]:
     from megatron.core import parallel_state
 
+    run_dir = store.local  # the run folder, or a URL run's local staging folder
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda", torch.cuda.current_device()) if use_cuda() else torch.device("cpu")
+    check_shared(store, rank, device)  # first: every rank then reads the same folder
     if not resume:
         refuse_to_overwrite(store)
 
-    run_dir = store.local  # the run folder, or a URL run's local staging folder
     from .backends import MegatronBackend, TorchBackend
 
     dp, dp_rank = parallel_state.get_data_parallel_world_size(), parallel_state.get_data_parallel_rank()
@@ -161,8 +164,6 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
             print("precision bf16 needs a GPU here: training in fp32 on CPU", file=sys.stderr)
         config = dataclasses.replace(config, precision="fp32")
     plan = plan_run(config, dp)
-    device = torch.device("cuda", torch.cuda.current_device()) if use_cuda() else torch.device("cpu")
-    run_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed)
     data = ShardData(config, run_dir / "data_cache", plan.total_steps * plan.global_batch, config.eval.iters * plan.global_batch)
     vocab = config.model.vocab_size or data.padded_vocab

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -375,30 +376,42 @@ def test_unusable_data_is_a_clear_error(tiny_shards, tmp_path):
         train(tiny_config(tmp_path, max_steps=2), tmp_path / "b")
 
 
-def torchrun(tmp_path: Path, name: str, config: dict, *more: str, ranks: int = 2, port: int = 29533, nodes: int = 1, node_env: list[dict] | None = None, output: str | None = None) -> Path:
+def launch_nodes(tmp_path: Path, name: str, config: dict, *more: str, ranks: int = 2, port: int = 29533, nodes: int = 1, node_env: list[dict] | None = None,
+                 node_cwd: list[Path] | None = None, output: str | None = None) -> list[tuple[int, str]]:  # fmt: skip
     """`torchrun --nproc-per-node RANKS -m crawlmill.cli train --config <config> ...` (ranks 1: plain
     python), the run folder tmp_path/name; `nodes` > 1: that many torchrun agents, `--nnodes NODES
-    --node-rank I` each with RANKS / NODES ranks, as on machines sharing a file system (every
-    node's first rank has LOCAL_RANK 0), `node_env[i]` added to node i's environment; `output`:
-    the run folder instead (a URL). A hang ends every rank and fails the test."""
+    --node-rank I` each with RANKS / NODES ranks, as on machines (every node's first rank has
+    LOCAL_RANK 0), `node_env[i]` added to node i's environment, `node_cwd[i]` its working folder;
+    `output`: the run folder instead (a URL, or a relative path). Returns each node's exit code and
+    stderr. A hang ends every rank and fails the test."""
     env = {**os.environ, "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1"}
     per_node = ["--nproc-per-node", str(ranks // nodes), "--master-addr", "127.0.0.1", "--master-port", str(port)]
     launchers = [[sys.executable, "-m", "torch.distributed.run", *per_node, *(["--nnodes", str(nodes), "--node-rank", str(node)] if nodes > 1 else [])]
                  for node in range(nodes)] if ranks > 1 else [[sys.executable]]  # fmt: skip
     (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
     args = ["-m", "crawlmill.cli", "train", "--config", str(tmp_path / f"{name}.yaml"), "--no-progress", "--output", output or str(tmp_path / name), *more]
-    processes = [subprocess.Popen([*launcher, *args], env={**env, **(node_env[node] if node_env else {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, start_new_session=True) for node, launcher in enumerate(launchers)]  # fmt: skip
-    errors = []
+    processes = [subprocess.Popen([*launcher, *args], env={**env, **(node_env[node] if node_env else {})}, cwd=node_cwd[node] if node_cwd else None,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                 for node, launcher in enumerate(launchers)]  # fmt: skip
+    results = []
     for process in processes:
         try:
-            errors.append(process.communicate(timeout=300)[1])
+            results.append(process.communicate(timeout=300)[1])
         except subprocess.TimeoutExpired:  # ranks that wait on each other: end them all, not only torchrun
             for each in processes:
                 os.killpg(each.pid, signal.SIGKILL)
             pytest.fail(f"{name}: the ranks did not finish in 300 s (a hang)\n{process.communicate()[1][-3000:]}")
-    cli_errors = lambda stderr: "\n".join(line for line in stderr.splitlines() if line.startswith("error:"))  # noqa: E731  # before the tracebacks
-    failed = [f"node {node}: {stderr[-3000:]}\n{cli_errors(stderr)}" for node, (process, stderr) in enumerate(zip(processes, errors, strict=True)) if process.returncode]
+    return [(process.returncode, stderr) for process, stderr in zip(processes, results, strict=True)]
+
+
+def cli_errors(stderr: str) -> str:
+    """The CLI's error lines (before torchrun's tracebacks)."""
+    return "\n".join(line for line in stderr.splitlines() if line.startswith("error:"))
+
+
+def torchrun(tmp_path: Path, name: str, config: dict, *more: str, **options: Any) -> Path:
+    """launch_nodes(), every node succeeding; the run folder tmp_path/name."""
+    failed = [f"node {node}: {stderr[-3000:]}\n{cli_errors(stderr)}" for node, (code, stderr) in enumerate(launch_nodes(tmp_path, name, config, *more, **options)) if code]
     assert not failed, "\n".join(failed)
     return tmp_path / name
 
@@ -488,6 +501,19 @@ def test_torchrun_ranks_train_context_parallel_as_one_process_and_resume_on_othe
     weights, resumed = final_weights(one), final_weights(run)
     assert weights.keys() == resumed.keys()
     assert all(torch.allclose(weights[k], resumed[k], rtol=1e-3, atol=1e-7) for k in weights), [k for k in weights if not torch.allclose(weights[k], resumed[k], rtol=1e-3, atol=1e-7)]
+
+
+def test_a_run_folder_that_the_machines_do_not_share_is_refused_at_start(tiny_shards, tmp_path):
+    """Two nodes whose `--output run` is a folder on each one's own disk (here: each node's own
+    working folder): every rank stops at start naming it, before any step, instead of training for
+    hours into checkpoints that lack the other machine's shards (found only at the first resume)."""
+    machines = [tmp_path / f"machine-{n}" for n in range(2)]
+    for machine in machines:
+        machine.mkdir()
+    config = {**torchrun_config(tiny_shards), "parallel": {"tensor": 2}}
+    for code, stderr in launch_nodes(tmp_path, "unshared", config, nodes=2, node_cwd=machines, output="run", port=29563):
+        assert code and "1 of 2 ranks do not see this run folder's files" in cli_errors(stderr), stderr[-3000:]
+    assert not [p for machine in machines for p in (machine / "run").iterdir()]  # nothing written, the probe removed
 
 
 def test_batch_and_peak_lr_default_to_the_planners_equation_1():
