@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import threading
 import time
@@ -50,7 +51,7 @@ from crawlmill.pathsafety import inside_folder
 
 from .layout import ResumeLayout
 from .rng_state import load_state
-from .runstore import RunStore, complete_folders, download_tree, upload
+from .runstore import DOWNLOADED, RunStore, complete_folders, download_tree, held_copy, remove_leftover_copies, upload
 from .sharded_io import COMMON_FILES, DamagedCheckpoint, ShardedWriter, load_sharded, rank_files
 from .stopsignal import any_rank
 
@@ -188,8 +189,9 @@ class Checkpointer:
         marker): they are removed before training resumes (locally by rank 0, or by every rank in
         its own staging folder for a URL, as machines do not share it)."""
         if (self.rank == 0 or self.remote is not None) and self.root.is_dir():
-            for folder in [*self.root.glob(".tmp-step-*"), *self.root.glob(".resume-step-*")]:
+            for folder in self.root.glob(".tmp-step-*"):
                 shutil.rmtree(folder, ignore_errors=True)
+            remove_leftover_copies(self.root)
         if self.rank == 0 and self.remote is not None:
             complete = {p.name for p in complete_folders(self.remote, COMPLETE)}
             for name in {p.parent.name for p in list_files(self.remote, "step-*/*")} - complete:
@@ -320,17 +322,16 @@ class Checkpointer:
         if self.remote is None:
             rng = self._agreed(lambda: load_state(Path(folder) / name)["rng"], folder)  # first: the file that could hold more than data
             return self._agreed(lambda: load_sharded(sharded, Path(folder) / MODEL, self.trusted), folder), rng
-        local = self.root / f".resume-{Path(str(folder)).name}"
-        if self.local_rank == 0:
-            download_tree(folder, local, skip=(COMPLETE,))
-        self.barrier()
-        try:
-            rng = self._agreed(lambda: load_state(local / name, folder / name)["rng"], folder)
-            return self._agreed(lambda: load_sharded(sharded, local / MODEL, self.trusted), folder), rng
-        finally:
-            self.barrier()
+        local = self.root / f"{DOWNLOADED}{Path(str(folder)).name}-{_agreed_token()}"  # this load's: another process may load it too
+        with held_copy(local) if self.local_rank == 0 else contextlib.nullcontext(local):
             if self.local_rank == 0:
-                shutil.rmtree(local, ignore_errors=True)
+                download_tree(folder, local, skip=(COMPLETE,))
+            self.barrier()
+            try:
+                rng = self._agreed(lambda: load_state(local / name, folder / name)["rng"], folder)
+                return self._agreed(lambda: load_sharded(sharded, local / MODEL, self.trusted), folder), rng
+            finally:
+                self.barrier()  # every local rank done reading before the copy goes
 
     @staticmethod
     def _agreed(read: Callable[[], Any], folder: AnyPath) -> Any:
@@ -350,6 +351,16 @@ class Checkpointer:
 
 class DamagedElsewhere(DamagedCheckpoint):
     """This rank's files of a checkpoint are whole; another rank's are not (Checkpointer._agreed)."""
+
+
+def _agreed_token() -> str:
+    """A random name part, the same on every rank (rank 0's, broadcast)."""
+    import torch.distributed as dist
+
+    token = torch.tensor([secrets.randbits(48)], dtype=torch.int64, device=_collective_device())
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.broadcast(token, 0)
+    return f"{int(token):012x}"
 
 
 def _collective_device() -> torch.device:

@@ -19,9 +19,12 @@ local run appends to its own), so a resume on another machine continues the same
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +113,45 @@ class RunStore:
             return
         for path in paths:
             upload(path, self.remote / str(path.relative_to(self.local)))
+
+
+DOWNLOADED = ".resume-"  # a checkpoint's copy for a load: .resume-step-N-TOKEN (TOKEN: that load's), and its .lock
+
+
+@contextlib.contextmanager
+def held_copy(folder: Path) -> Iterator[Path]:
+    """`folder` (a load's copy of a checkpoint) for the duration of the block, removed after it; its
+    lock file held all along, so that remove_leftover_copies leaves it alone (another process on the
+    machine starting while this one loads)."""
+    lock = folder.parent / f"{folder.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        handle = open(lock, "w")  # noqa: SIM115 - closed below, or kept open (locked) for the block
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if os.fstat(handle.fileno()).st_nlink:  # not unlinked by a cleanup between the open and the lock
+            break
+        handle.close()
+    with handle:
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+            lock.unlink(missing_ok=True)
+
+
+def remove_leftover_copies(root: Path) -> None:
+    """The copies of killed loads in `root` (no process holds their lock), with their locks."""
+    for lock in root.glob(f"{DOWNLOADED}*.lock"):
+        with open(lock, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # a live load's
+                continue
+            shutil.rmtree(lock.with_suffix(""), ignore_errors=True)
+            lock.unlink(missing_ok=True)
+    for folder in root.glob(f"{DOWNLOADED}*"):  # one without a lock: not a load's of this version
+        if folder.is_dir() and not folder.with_name(f"{folder.name}.lock").exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class UnsharedRunFolder(ValueError):

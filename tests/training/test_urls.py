@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -219,6 +220,43 @@ def test_a_new_run_into_a_url_uploads_no_tensorboard_events_of_an_earlier_one(s3
         store.pull_log()
         store.push_logs()
         assert fs.exists(f"{BUCKET}/runs/{run}/tensorboard/events.out.tfevents.1.earlier") == resumed, run
+
+
+def test_loads_of_one_url_checkpoint_at_once_on_a_machine_each_keep_their_own_copy(s3, tiny_shards, monkeypatch):
+    """Two loads of the same s3 checkpoint at once on one machine (two `crawlmill eval s3://run`, or
+    an eval beside a run resuming there) download it into the machine's staging folder: each into a
+    copy of its own, and a start's cleanup of killed loads (remove_unfinished) leaves a copy in use
+    alone. They used to share one folder, which the first to finish deleted under the other."""
+    from crawlmill.training import checkpoint as ckpt
+    from crawlmill.training.layout import ResumeLayout
+    from crawlmill.training.runstore import RunStore
+
+    run = f"s3://{BUCKET}/runs/loaded-twice"
+    train(tiny_config(tiny_shards, max_steps=2, checkpoint={"every_steps": 2}), run)
+    folder, meta = ckpt.find_checkpoint(run)
+    store = RunStore(run)
+    reading, release = threading.Event(), threading.Event()
+
+    def read_model_files(sharded, path, trusted):  # what a load reads, the first one slowly
+        if threading.current_thread().name.startswith("first"):
+            reading.set()
+            release.wait(60)
+        return {p.name: p.read_bytes() for p in sorted(Path(path).iterdir())}
+
+    monkeypatch.setattr(ckpt, "load_sharded", read_model_files)
+
+    def load() -> dict:
+        reader = ckpt.Checkpointer(store.local, 0, 1, 1, False, lambda: None, remote=store.remote)
+        return reader.load(folder, meta, ResumeLayout(optimizer_sharding=None), {})[0]
+
+    with ThreadPoolExecutor(1, thread_name_prefix="first") as pool:
+        first = pool.submit(load)
+        assert reading.wait(60)
+        assert ".metadata" in load()  # the second load, start to end, while the first reads
+        ckpt.Checkpointer(store.local, 0, 1, 1, False, lambda: None, remote=store.remote).remove_unfinished()
+        release.set()
+        assert ".metadata" in first.result(timeout=60)
+    assert not list((store.local / "checkpoints").glob(".resume-*"))  # each copy and its lock removed after its load
 
 
 def test_concurrent_copies_of_a_shard_folder_download_it_once(s3, tiny_shards, tmp_path, monkeypatch):
