@@ -19,6 +19,8 @@ import torch
 from crawlmill.training.backends import fill_fresh_adam_state, restore_adam_steps, set_group_hyperparameters
 from crawlmill.training.model_config import ModelConfig
 
+pytestmark = pytest.mark.heavy(100)  # seconds on 2 cores (three torchrun probes): started early
+
 
 def test_megatrons_parameter_groups_decay_the_matrices_alone_as_the_cpu_backend(model_parallel):
     """Megatron's optimizer gets one weight decay for every group and marks the norms' groups

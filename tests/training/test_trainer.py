@@ -429,12 +429,12 @@ def one_process(tiny_shards, tmp_path_factory) -> Path:
 
 def test_torchrun_ranks_train_tensor_parallel_as_one_process(tiny_shards, one_process, tmp_path):
     """`torchrun --nproc-per-node 2 -m crawlmill.cli train ...`: two gloo ranks, tensor parallel,
-    stopped after 4 steps and resumed twice from TP-sharded checkpoints, give the losses, gradient norms
+    stopped after 4 steps and resumed from TP-sharded checkpoints, give the losses, gradient norms
     and final weights and Adam moments of one process (data parallel ranks: the Ray Train test). Clipping is on at every
     step (norms ~0.4 > 0.2): a norm over one TP rank's slices (torch's clip_grad_norm_) is 12% off.
-    Each resume finds its newest checkpoint damaged in one rank's files only (its RNG file, then its
-    model file): both ranks go back to the same checkpoint before it (one all-reduce; the gathered
-    errors of torch.distributed.checkpoint), or they would load different steps and deadlock or differ."""
+    The resume finds its newest checkpoint damaged in one rank's RNG file only: both ranks go back
+    to the same checkpoint before it (one all-reduce), or they would load different steps and
+    deadlock or differ (one rank's model file: test_urls.py's two machines)."""
     config = torchrun_config(tiny_shards)
 
     def run(name: str, parallel: dict, *more: str, ranks: int = 2) -> Path:
@@ -447,12 +447,8 @@ def test_torchrun_ranks_train_tensor_parallel_as_one_process(tiny_shards, one_pr
     tensor = run("tensor", {"tensor": 2}, "--stop-after", "4")
     assert train_records(tensor)[-1]["step"] == 4
     cut(tensor / "checkpoints/step-00000004/rank-00001.pt")
-    run("tensor", {"tensor": 2}, "--resume", "--stop-after", "3")  # from step 2 to 5
+    run("tensor", {"tensor": 2}, "--resume")  # from step 2
     assert train_records(tensor, "resumed") == [{"kind": "resumed", "step": 2, "checkpoint": "step-00000002", "skipped": ["step-00000004"]}]
-    for path in (tensor / "checkpoints/step-00000005/model").glob("__1_*.distcp"):  # rank 1's
-        cut(path)
-    run("tensor", {"tensor": 2}, "--resume")
-    assert train_records(tensor, "resumed")[-1] == {"kind": "resumed", "step": 4, "checkpoint": "step-00000004", "skipped": ["step-00000005"]}
     run_info = json.loads((tensor / "run.json").read_text())
     assert (run_info["world_size"], run_info["data_parallel"]) == (2, 1)
     reference, records = train_records(one), train_records(tensor)
