@@ -37,7 +37,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import threading
 import time
@@ -51,7 +50,7 @@ from crawlmill.pathsafety import inside_folder
 
 from .layout import ResumeLayout
 from .rng_state import load_state
-from .runstore import DOWNLOADED, RunStore, complete_folders, download_tree, held_copy, remove_leftover_copies, upload
+from .runstore import DOWNLOADED, RunStore, complete_folders, download_tree, held_copy, rank0_random, remove_leftover_copies, upload
 from .sharded_io import COMMON_FILES, DamagedCheckpoint, ShardedWriter, load_sharded, rank_files
 from .stopsignal import any_rank
 
@@ -322,7 +321,7 @@ class Checkpointer:
         if self.remote is None:
             rng = self._agreed(lambda: load_state(Path(folder) / name)["rng"], folder)  # first: the file that could hold more than data
             return self._agreed(lambda: load_sharded(sharded, Path(folder) / MODEL, self.trusted), folder), rng
-        local = self.root / f"{DOWNLOADED}{Path(str(folder)).name}-{_agreed_token()}"  # this load's: another process may load it too
+        local = self.root / f"{DOWNLOADED}{Path(str(folder)).name}-{rank0_random(_collective_device()):012x}"  # this load's: another process may load it too
         with held_copy(local) if self.local_rank == 0 else contextlib.nullcontext(local):
             if self.local_rank == 0:
                 download_tree(folder, local, skip=(COMPLETE,))
@@ -351,16 +350,6 @@ class Checkpointer:
 
 class DamagedElsewhere(DamagedCheckpoint):
     """This rank's files of a checkpoint are whole; another rank's are not (Checkpointer._agreed)."""
-
-
-def _agreed_token() -> str:
-    """A random name part, the same on every rank (rank 0's, broadcast)."""
-    import torch.distributed as dist
-
-    token = torch.tensor([secrets.randbits(48)], dtype=torch.int64, device=_collective_device())
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.broadcast(token, 0)
-    return f"{int(token):012x}"
 
 
 def _collective_device() -> torch.device:

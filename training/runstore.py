@@ -23,6 +23,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,6 +155,18 @@ def remove_leftover_copies(root: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def rank0_random(device: Any) -> int:
+    """A random number (48 bits), rank 0's on every rank: one broadcast (`device`: where the process
+    group's tensors live); alone, its own."""
+    import torch
+    import torch.distributed as dist
+
+    number = torch.tensor([secrets.randbits(48)], dtype=torch.int64, device=device)
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.broadcast(number, 0)
+    return int(number)
+
+
 class UnsharedRunFolder(ValueError):
     """A local run folder that the ranks of a multi-machine run do not all see."""
 
@@ -164,21 +177,18 @@ def check_shared(store: RunStore, rank: int, device: Any) -> None:
     several machines are written by every rank into one folder: on disks of their own, rank 0's
     checkpoints would lack the other machines' shards, found only at the first resume. A URL run
     stages per machine (no check); one rank: nothing to check."""
-    import random
-
     import torch
     import torch.distributed as dist
 
     if store.remote is not None or not dist.is_initialized() or dist.get_world_size() == 1:
         return
-    nonce = torch.tensor([random.SystemRandom().randrange(1, 2**62) if rank == 0 else 0], dtype=torch.int64, device=device)
-    dist.broadcast(nonce, 0)
-    probe = store.local / f".ranks-see-{int(nonce)}"
+    nonce = rank0_random(device)
+    probe = store.local / f".ranks-see-{nonce}"
     if rank == 0:
-        probe.write_text(str(int(nonce)))
+        probe.write_text(str(nonce))
     dist.barrier()
     try:
-        blind = probe.read_text() != str(int(nonce))
+        blind = probe.read_text() != str(nonce)
     except OSError:
         blind = True
     counts = torch.tensor([int(blind)], dtype=torch.int64, device=device)
