@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import threading
 import time
@@ -50,8 +49,9 @@ from crawlmill.pathsafety import inside_folder
 
 from .layout import ResumeLayout
 from .rng_state import load_state
-from .runstore import DOWNLOADED, RunStore, complete_folders, download_tree, held_copy, rank0_random, remove_leftover_copies, upload
+from .runstore import DOWNLOADED, RunStore, complete_folders, download_tree, held_copy, remove_leftover_copies, upload
 from .sharded_io import COMMON_FILES, DamagedCheckpoint, ShardedWriter, load_sharded, rank_files
+from .sharing import collective_device, leader_does, rank0_random, who_shares
 from .stopsignal import any_rank
 
 CHECKPOINTS = "checkpoints"
@@ -138,8 +138,7 @@ def load_weights(model: Any, source: str, rank: int, world: int, trusted: bool, 
     step. Collective."""
     folder, meta = find_checkpoint(source, label)
     store = RunStore(str(as_path(folder).parent.parent))
-    reader = Checkpointer(store.local, rank, world, 1, False, barrier, remote=store.remote, trusted=trusted,
-                          local_rank=int(os.environ.get("LOCAL_RANK", rank)))  # fmt: skip
+    reader = Checkpointer(store.local, rank, world, 1, False, barrier, remote=store.remote, trusted=trusted)
     try:
         state, _ = reader.load(folder, meta, ResumeLayout(optimizer_sharding=None), {"model": model.sharded_state_dict()})  # weights alone: any layout, either backend
         model.load_state_dict(state["model"])
@@ -157,19 +156,16 @@ class Checkpointer:
 
     def __init__(
         self, run_dir: Path, rank: int, world: int, keep: int, asynchronous: bool, barrier: Callable[[], None],
-        remote: AnyPath | None = None, published: Callable[[], None] | None = None, local_rank: int | None = None,
+        remote: AnyPath | None = None, published: Callable[[], None] | None = None,
         trusted: bool = False, fully_parallel: bool = True, constant_structure: bool = False, shield: str | None = None, strategy: Any = None,
     ) -> None:  # fmt: skip
         """`remote`: the run folder's URL (checkpoints are uploaded there); `published`: called on
-        rank 0 once a checkpoint is complete (the run uploads its logs then); `local_rank`: this
-        rank's index on its machine (0 downloads a URL checkpoint for the machine; default: rank);
-        `trusted`: load the model folder without the data-only checks (sharded_io.load_sharded);
+        rank 0 once a checkpoint is complete (the run uploads its logs then); `trusted`: load the model folder without the data-only checks (sharded_io.load_sharded);
         `fully_parallel`, `constant_structure`, `strategy`: how the model folder is written, `shield`:
         the stop signal its writers outlive (sharded_io.py)."""
         self.root = Path(run_dir) / CHECKPOINTS
         self.remote = as_path(remote) / CHECKPOINTS if remote is not None else None
         self.rank, self.world, self.keep, self.barrier = rank, world, keep, barrier
-        self.local_rank = rank if local_rank is None else local_rank
         self.trusted = trusted
         self.published = published
         self.writer = ShardedWriter(asynchronous, fully_parallel, constant_structure, shield=shield, strategy=strategy)
@@ -314,23 +310,22 @@ class Checkpointer:
     def load(self, folder: AnyPath, meta: dict[str, Any], layout: ResumeLayout, sharded: dict[str, Any] | Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the model and optimizer state, filling `sharded`, the template for loading, or what
         makes it once the layout is checked; this rank's RNG states) from `folder`, saved by this
-        `layout` or one it can load (layout.py). Collective for a URL's checkpoint (the first rank
-        of each machine downloads it)."""
+        `layout` or one it can load (layout.py). Collective for a URL's checkpoint (one rank of each
+        staging folder downloads it for the ranks that see that folder: sharing.who_shares)."""
         name = f"rank-{layout.rng_rank(meta, self.world, self.rank, folder):05d}.pt"
         sharded = sharded() if callable(sharded) else sharded
         if self.remote is None:
             rng = self._agreed(lambda: load_state(Path(folder) / name)["rng"], folder)  # first: the file that could hold more than data
             return self._agreed(lambda: load_sharded(sharded, Path(folder) / MODEL, self.trusted), folder), rng
-        local = self.root / f"{DOWNLOADED}{Path(str(folder)).name}-{rank0_random(_collective_device()):012x}"  # this load's: another process may load it too
-        with held_copy(local) if self.local_rank == 0 else contextlib.nullcontext(local):
-            if self.local_rank == 0:
-                download_tree(folder, local, skip=(COMPLETE,))
-            self.barrier()
+        local = self.root / f"{DOWNLOADED}{Path(str(folder)).name}-{rank0_random():012x}"  # this load's: another process may load it too
+        sharing = who_shares(self.root)  # one copy per staging folder, whoever shares it (sharing.py)
+        with held_copy(local) if sharing.leads else contextlib.nullcontext(local):
+            leader_does(lambda: download_tree(folder, local, skip=(COMPLETE,)), sharing, f"downloading {folder}")
             try:
                 rng = self._agreed(lambda: load_state(local / name, folder / name)["rng"], folder)
                 return self._agreed(lambda: load_sharded(sharded, local / MODEL, self.trusted), folder), rng
             finally:
-                self.barrier()  # every local rank done reading before the copy goes
+                self.barrier()  # every rank done reading before the copies go
 
     @staticmethod
     def _agreed(read: Callable[[], Any], folder: AnyPath) -> Any:
@@ -343,19 +338,10 @@ class Checkpointer:
             result = read()
         except DamagedCheckpoint as exc:
             damaged, result = exc, None
-        if any_rank([damaged is not None], _collective_device())[0]:
+        if any_rank([damaged is not None], collective_device())[0]:
             raise damaged or DamagedElsewhere(f"{folder}: another rank's file of this checkpoint is damaged or incomplete")
         return result
 
 
 class DamagedElsewhere(DamagedCheckpoint):
     """This rank's files of a checkpoint are whole; another rank's are not (Checkpointer._agreed)."""
-
-
-def _collective_device() -> torch.device:
-    """Where a flag tensor must live for the process group's collectives (nccl: the GPU)."""
-    import torch.distributed as dist
-
-    if dist.is_initialized() and dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")

@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ from crawlmill.shards.mmidx import ShardError, check_index, read_index
 
 from .config import TrainConfig
 from .runstore import local_file, local_shards
+from .sharing import leaders_first, who_shares
 
 T = TypeVar("T")
 
@@ -246,23 +246,19 @@ def one_process_view() -> Iterator[None]:
         yield
 
 
-def machine_by_machine(build: Callable[[], T]) -> T:
-    """`build()` (Megatron's dataset builder) with its index cache built once per machine's disk.
-    Megatron builds the cache on global rank 0 and every other rank reads it: a machine that does
-    not share rank 0's disk (a run folder at a URL stages it per machine) found none. Here rank 0
-    builds, then the first rank of each other machine (LOCAL_RANK 0: a hit on a shared disk, a
-    build on its own), then every other rank reads its machine's cache."""
+def machine_by_machine(build: Callable[[], T], cache_dir: Path) -> T:
+    """`build()` (Megatron's dataset builder) with its index cache built once per disk. Megatron
+    builds the cache on global rank 0 and every other rank reads it: a machine that does not share
+    rank 0's disk (a run folder at a URL stages it per machine) found none. Here rank 0 builds, then
+    one rank per other folder `cache_dir` (sharing.leaders_first: a hit where it is rank 0's, a
+    build on a disk of its own), then every other rank reads its folder's cache."""
+    def alone() -> T:
+        with one_process_view():
+            return build()
+
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return build()
-    rank = dist.get_rank()
-    first_on_machine = int(os.environ.get("LOCAL_RANK", rank)) == 0
-    result: T | None = None
-    for turn in (rank == 0, first_on_machine and rank != 0, not first_on_machine):
-        if turn:
-            with one_process_view():
-                result = build()
-        dist.barrier()
-    return result  # type: ignore[return-value]  # one of the turns is this rank's
+    return leaders_first(alone, who_shares(cache_dir), f"building the dataset index cache in {cache_dir}")
 
 
 def collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -298,7 +294,7 @@ class ShardData:
             create_attention_mask=False,  # the model gets one causal mask (compat.causal_mask)
         )
         builder = BlendedMegatronDatasetBuilder(GPTDataset, [train_samples, valid_samples, 0], lambda: True, gpt_config)
-        self.train, self.valid, _ = machine_by_machine(builder.build)
+        self.train, self.valid, _ = machine_by_machine(builder.build, cache_dir)
         if self.train is None:
             raise ValueError(f"data.split {config.data.split!r} leaves no training documents")
 

@@ -23,7 +23,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,53 +152,6 @@ def remove_leftover_copies(root: Path) -> None:
     for folder in root.glob(f"{DOWNLOADED}*"):  # one without a lock: not a load's of this version
         if folder.is_dir() and not folder.with_name(f"{folder.name}.lock").exists():
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def rank0_random(device: Any) -> int:
-    """A random number (48 bits), rank 0's on every rank: one broadcast (`device`: where the process
-    group's tensors live); alone, its own."""
-    import torch
-    import torch.distributed as dist
-
-    number = torch.tensor([secrets.randbits(48)], dtype=torch.int64, device=device)
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.broadcast(number, 0)
-    return int(number)
-
-
-class UnsharedRunFolder(ValueError):
-    """A local run folder that the ranks of a multi-machine run do not all see."""
-
-
-def check_shared(store: RunStore, rank: int, device: Any) -> None:
-    """Collective: UnsharedRunFolder on every rank unless every rank sees the file rank 0 writes
-    into the local run folder (a name and content of this call alone). Checkpoints of a run on
-    several machines are written by every rank into one folder: on disks of their own, rank 0's
-    checkpoints would lack the other machines' shards, found only at the first resume. A URL run
-    stages per machine (no check); one rank: nothing to check."""
-    import torch
-    import torch.distributed as dist
-
-    if store.remote is not None or not dist.is_initialized() or dist.get_world_size() == 1:
-        return
-    nonce = rank0_random(device)
-    probe = store.local / f".ranks-see-{nonce}"
-    if rank == 0:
-        probe.write_text(str(nonce))
-    dist.barrier()
-    try:
-        blind = probe.read_text() != str(nonce)
-    except OSError:
-        blind = True
-    counts = torch.tensor([int(blind)], dtype=torch.int64, device=device)
-    dist.all_reduce(counts)
-    if rank == 0:
-        probe.unlink(missing_ok=True)
-    if int(counts):
-        raise UnsharedRunFolder(
-            f"{store.local}: {int(counts)} of {dist.get_world_size()} ranks do not see this run folder's files (a folder on each machine's own disk): "
-            "train into a file system every machine shares, or into a URL (s3://...), which each machine stages on its own disk"
-        )
 
 
 def upload(local: Path, remote: AnyPath) -> None:

@@ -64,7 +64,8 @@ from .perf import StepProfiler, megatron_flops_per_token, utilisation
 from .runlog import Reporter, write_run_info
 from .rng_state import rng_state, set_rng_state
 from .run_plan import RunPlan, plan_run
-from .runstore import PROFILE, RunStore, check_shared
+from .runstore import PROFILE, RunStore
+from .sharing import check_shared, local_index
 from .sharded_io import DamagedCheckpoint
 from .schedule import Schedule
 from .stopsignal import StopOnSignal, TrainingStopped, any_rank
@@ -92,7 +93,7 @@ def init_distributed() -> tuple[int, int, bool]:
         store = Path(_STORE_DIR) / "store"
         dist.init_process_group(backend, init_method=f"file://{store}", rank=0, world_size=1)
     if use_cuda():
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(local_index())
     return dist.get_rank(), dist.get_world_size(), True
 
 
@@ -152,7 +153,8 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     run_dir = store.local  # the run folder, or a URL run's local staging folder
     run_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda", torch.cuda.current_device()) if use_cuda() else torch.device("cpu")
-    check_shared(store, rank, device)  # first: every rank then reads the same folder
+    if store.remote is None:  # a URL run stages per machine
+        check_shared(run_dir, device)  # first: every rank then reads the same folder
     if not resume:
         refuse_to_overwrite(store)
 
@@ -177,7 +179,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
 
     saver = Checkpointer(
         run_dir, rank, world, config.checkpoint.keep, config.checkpoint.asynchronous(use_cuda()), dist.barrier,
-        remote=store.remote, published=publish, local_rank=int(os.environ.get("LOCAL_RANK", rank)), trusted=config.checkpoint.trusted,
+        remote=store.remote, published=publish, trusted=config.checkpoint.trusted,
         fully_parallel=config.checkpoint.fully_parallel, constant_structure=config.checkpoint.constant_structure, shield=config.checkpoint.on_signal,
     )  # fmt: skip
     saver.remove_unfinished()

@@ -377,17 +377,23 @@ def test_unusable_data_is_a_clear_error(tiny_shards, tmp_path):
 
 
 def launch_nodes(tmp_path: Path, name: str, config: dict, *more: str, ranks: int = 2, port: int = 29533, nodes: int = 1, node_env: list[dict] | None = None,
-                 node_cwd: list[Path] | None = None, output: str | None = None) -> list[tuple[int, str]]:  # fmt: skip
+                 node_cwd: list[Path] | None = None, output: str | None = None, srun: bool = False) -> list[tuple[int, str]]:  # fmt: skip
     """`torchrun --nproc-per-node RANKS -m crawlmill.cli train --config <config> ...` (ranks 1: plain
     python), the run folder tmp_path/name; `nodes` > 1: that many torchrun agents, `--nnodes NODES
     --node-rank I` each with RANKS / NODES ranks, as on machines (every node's first rank has
     LOCAL_RANK 0), `node_env[i]` added to node i's environment, `node_cwd[i]` its working folder;
-    `output`: the run folder instead (a URL, or a relative path). Returns each node's exit code and
-    stderr. A hang ends every rank and fails the test."""
-    env = {**os.environ, "RAY_ADDRESS": "", "OMP_NUM_THREADS": "1"}
+    `output`: the run folder instead (a URL, or a relative path); `srun`: each rank a plain python
+    process given RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT but no LOCAL_RANK, as `srun` without
+    torchrun starts them (one rank per node). Returns each node's exit code and stderr. A hang ends
+    every rank and fails the test."""
+    env = {key: value for key, value in os.environ.items() if key != "LOCAL_RANK"} | {"RAY_ADDRESS": "", "OMP_NUM_THREADS": "1"}
+    if srun:
+        assert ranks == nodes, "srun here: one rank per node"
+        node_env = [{**(node_env[node] if node_env else {}), "RANK": str(node), "WORLD_SIZE": str(nodes), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+                    for node in range(nodes)]  # fmt: skip
     per_node = ["--nproc-per-node", str(ranks // nodes), "--master-addr", "127.0.0.1", "--master-port", str(port)]
     launchers = [[sys.executable, "-m", "torch.distributed.run", *per_node, *(["--nnodes", str(nodes), "--node-rank", str(node)] if nodes > 1 else [])]
-                 for node in range(nodes)] if ranks > 1 else [[sys.executable]]  # fmt: skip
+                 for node in range(nodes)] if ranks > 1 and not srun else [[sys.executable]] * nodes  # fmt: skip
     (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
     args = ["-m", "crawlmill.cli", "train", "--config", str(tmp_path / f"{name}.yaml"), "--no-progress", "--output", output or str(tmp_path / name), *more]
     processes = [subprocess.Popen([*launcher, *args], env={**env, **(node_env[node] if node_env else {})}, cwd=node_cwd[node] if node_cwd else None,

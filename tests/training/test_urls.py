@@ -186,7 +186,9 @@ def test_two_machines_without_a_shared_disk_train_into_an_s3_run_and_resume_ther
     norms of one process on the local shards. Megatron builds the index cache on global rank 0 only
     and the other ranks read it: the second machine's rank found none on its disk. The newest
     checkpoint's model file of the second machine's rank is cut short in the bucket: both machines
-    go back to the checkpoint before it (one all-reduce), or they would load different steps."""
+    go back to the checkpoint before it (one all-reduce), or they would load different steps. The
+    resume is launched as `srun` does, without LOCAL_RANK: each machine's rank still downloads the
+    checkpoint for its own disk (it looks which folder it sees; LOCAL_RANK used to decide)."""
     fs, env = s3
     run = f"s3://{BUCKET}/runs/two-machines"
     config = {**torchrun_config(f"s3://{BUCKET}/shards"), "parallel": {"tensor": 2}}
@@ -194,7 +196,7 @@ def test_two_machines_without_a_shared_disk_train_into_an_s3_run_and_resume_ther
     torchrun(tmp_path, "two", config, "--stop-after", "4", nodes=2, node_env=machines, output=run, port=29561)
     for rank_1s in fs.glob(f"{BUCKET}/runs/two-machines/checkpoints/step-00000004/model/__1_*.distcp"):  # a fault in one rank's files only
         fs.pipe_file(rank_1s, fs.cat_file(rank_1s)[: fs.size(rank_1s) // 2])
-    torchrun(tmp_path, "two", config, "--resume", nodes=2, node_env=machines, output=run, port=29561)
+    torchrun(tmp_path, "two", config, "--resume", ranks=2, nodes=2, node_env=machines, output=run, port=29561, srun=True)
     one = tmp_path / "one"  # the same settings in this process, on the local shards
     train(tiny_config(tiny_shards, **{k: v for k, v in torchrun_config(tiny_shards).items() if k not in ("base", "data")}), one)
     fs.get(f"{BUCKET}/runs/two-machines/log.jsonl", str(tmp_path / "from-s3/log.jsonl"))
