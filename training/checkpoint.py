@@ -29,7 +29,8 @@ thread needs no collective (the markers replace a barrier). The next save, and t
 run, wait for the upload before them and raise its error. Only folders with `_COMPLETE` count: a
 killed upload leaves a folder without one, which is never resumed from and is deleted at the next
 start. The local copies are deleted once uploaded. `--resume` finds the newest complete remote
-checkpoint; the first rank of each machine downloads it into the staging folder for the machine's ranks.
+checkpoint; one rank per staging folder downloads its common files there (sharing.who_shares), and
+each rank fetches the shard files it reads, no others (fetch_on_read.py).
 """
 
 from __future__ import annotations
@@ -47,11 +48,12 @@ import torch
 from crawlmill.files import AnyPath, as_path, atomic_write_json, atomic_write_text, list_files, read_json, read_text, remove_tree
 from crawlmill.pathsafety import inside_folder
 
+from .fetch_on_read import download_common, fetch_once, fetched_reads
 from .layout import ResumeLayout
 from .rng_state import load_state
-from .runstore import DOWNLOADED, RunStore, complete_folders, download_tree, held_copy, remove_leftover_copies, upload
+from .runstore import DOWNLOADED, RunStore, complete_folders, held_copy, remove_leftover_copies, upload
 from .sharded_io import COMMON_FILES, DamagedCheckpoint, ShardedWriter, load_sharded, rank_files
-from .sharing import collective_device, leader_does, rank0_random, who_shares
+from .sharing import ElsewhereFailed, collective_device, leader_does, rank0_random, who_shares
 from .stopsignal import any_rank
 
 CHECKPOINTS = "checkpoints"
@@ -142,7 +144,7 @@ def load_weights(model: Any, source: str, rank: int, world: int, trusted: bool, 
     try:
         state, _ = reader.load(folder, meta, ResumeLayout(optimizer_sharding=None), {"model": model.sharded_state_dict()})  # weights alone: any layout, either backend
         model.load_state_dict(state["model"])
-    except (OSError, ValueError, KeyboardInterrupt, SystemExit):  # ValueError: refused or damaged files (sharded_io.load_errors)
+    except (OSError, ValueError, ElsewhereFailed, KeyboardInterrupt, SystemExit):  # ValueError: refused or damaged files (sharded_io.load_errors)
         raise
     except BaseException as exc:  # noqa: BLE001 - torch's CheckpointException is a BaseException: shapes or keys that differ
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
@@ -310,8 +312,9 @@ class Checkpointer:
     def load(self, folder: AnyPath, meta: dict[str, Any], layout: ResumeLayout, sharded: dict[str, Any] | Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
         """(the model and optimizer state, filling `sharded`, the template for loading, or what
         makes it once the layout is checked; this rank's RNG states) from `folder`, saved by this
-        `layout` or one it can load (layout.py). Collective for a URL's checkpoint (one rank of each
-        staging folder downloads it for the ranks that see that folder: sharing.who_shares)."""
+        `layout` or one it can load (layout.py). Collective for a URL's checkpoint: its common files
+        are downloaded once per staging folder (sharing.who_shares), then each rank fetches the
+        files it reads (fetch_on_read.py)."""
         name = f"rank-{layout.rng_rank(meta, self.world, self.rank, folder):05d}.pt"
         sharded = sharded() if callable(sharded) else sharded
         if self.remote is None:
@@ -320,25 +323,42 @@ class Checkpointer:
         local = self.root / f"{DOWNLOADED}{Path(str(folder)).name}-{rank0_random():012x}"  # this load's: another process may load it too
         sharing = who_shares(self.root)  # one copy per staging folder, whoever shares it (sharing.py)
         with held_copy(local) if sharing.leads else contextlib.nullcontext(local):
-            leader_does(lambda: download_tree(folder, local, skip=(COMPLETE,)), sharing, f"downloading {folder}")
+            # the common files once per folder; each rank then fetches the files it reads (fetch_on_read.py)
+            leader_does(lambda: download_common(folder / MODEL, local / MODEL), sharing, f"downloading {folder}")
             try:
-                rng = self._agreed(lambda: load_state(local / name, folder / name)["rng"], folder)
-                return self._agreed(lambda: load_sharded(sharded, local / MODEL, self.trusted), folder), rng
+                def read_rng() -> dict[str, Any]:
+                    fetch_once(folder / name, local / name)
+                    return load_state(local / name, folder / name)["rng"]
+
+                rng = self._agreed(read_rng, folder)
+                with fetched_reads(local / MODEL, folder / MODEL):
+                    return self._agreed(lambda: load_sharded(sharded, local / MODEL, self.trusted), folder), rng
             finally:
                 self.barrier()  # every rank done reading before the copies go
 
     @staticmethod
     def _agreed(read: Callable[[], Any], folder: AnyPath) -> Any:
-        """`read()` on every rank; a damaged file on any rank is DamagedCheckpoint on every rank
-        (collective), so that all of them go on to the same checkpoint, or none does. Needed for the
-        model folder too: megatron-core 0.19's sharded load does not gather the ranks' errors (0.16's
-        did), so a rank whose file is damaged would fail alone while the others load."""
+        """`read()` on every rank, collective: a damaged file on any rank is DamagedCheckpoint on every
+        rank, so that all of them go on to the same checkpoint, or none does; any other failure on a
+        rank (a download cut off, a refused file) ends every rank (its own error, ElsewhereFailed on
+        the others) rather than leaving them in the next collective. Needed for the model folder
+        too: megatron-core 0.19's sharded load does not gather the ranks' errors (0.16's did)."""
         damaged: DamagedCheckpoint | None = None
+        failed: BaseException | None = None
         try:
             result = read()
         except DamagedCheckpoint as exc:
             damaged, result = exc, None
-        if any_rank([damaged is not None], collective_device())[0]:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - torch's CheckpointException is a BaseException; re-raised below
+            failed, result = exc, None
+        any_damaged, any_failed = any_rank([damaged is not None, failed is not None], collective_device())
+        if failed is not None:
+            raise failed
+        if any_failed:
+            raise ElsewhereFailed(f"{folder}: loading failed on another rank (its error is in that rank's output)")
+        if any_damaged:
             raise damaged or DamagedElsewhere(f"{folder}: another rank's file of this checkpoint is damaged or incomplete")
         return result
 

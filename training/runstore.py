@@ -169,18 +169,3 @@ def download(remote: AnyPath, local: Path) -> None:
 def complete_folders(root: AnyPath, marker: str) -> list[AnyPath]:
     """The folders `root/step-*` that hold `marker` (a remote checkpoint is complete only then), oldest first."""
     return sorted((p.parent for p in list_files(root, f"step-*/{marker}")), key=lambda p: p.name)
-
-
-def download_tree(remote: AnyPath, local: Path, skip: tuple[str, ...] = ()) -> None:
-    """Every file under the folder `remote` into `local` at the same relative paths (but those
-    named in `skip`). A key that would land outside `local` ("..") is an error naming it."""
-    fs, key = fs_and_path(remote)
-    root = key.rstrip("/")
-    base = local.resolve()
-    for name in sorted(fs.find(root)):
-        relative = name[len(root) + 1 :]
-        target = (local / relative).resolve()
-        if not target.is_relative_to(base):
-            raise ValueError(f"{remote}: the object {relative!r} would be written outside {local}; refused")
-        if relative not in skip:
-            download(as_path(remote) / relative, target)

@@ -11,7 +11,7 @@ name into the folder, every rank reads rank 0's and its host's first rank's; the
 leads it (rank 0's readers: one download for every machine that shares rank 0's disk).
 
     sharing = who_shares(store.local / "checkpoints", device)       # collective
-    leader_does(lambda: download_tree(url, local), sharing, f"downloading {url}")
+    leader_does(lambda: download(url, local), sharing, f"downloading {url}")
     result = leaders_first(builder.build, sharing, "building the dataset index")
     check_shared(store.local)   # a local run folder every rank must see (UnsharedRunFolder)
 
