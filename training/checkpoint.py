@@ -184,7 +184,7 @@ class Checkpointer:
     def remove_unfinished(self) -> None:
         """A killed save leaves a `.tmp-step-*` folder (and, at a URL, a step folder without its
         marker): they are removed before training resumes (locally by rank 0, or by every rank in
-        its own staging folder for a URL, as machines do not share it)."""
+        its staging folder for a URL, which a machine may have to itself)."""
         if (self.rank == 0 or self.remote is not None) and self.root.is_dir():
             for folder in self.root.glob(".tmp-step-*"):
                 shutil.rmtree(folder, ignore_errors=True)
@@ -320,11 +320,15 @@ class Checkpointer:
         if self.remote is None:
             rng = self._agreed(lambda: load_state(Path(folder) / name)["rng"], folder)  # first: the file that could hold more than data
             return self._agreed(lambda: load_sharded(sharded, Path(folder) / MODEL, self.trusted), folder), rng
-        local = self.root / f"{DOWNLOADED}{Path(str(folder)).name}-{rank0_random():012x}"  # this load's: another process may load it too
         sharing = who_shares(self.root)  # one copy per staging folder, whoever shares it (sharing.py)
-        with held_copy(local) if sharing.leads else contextlib.nullcontext(local):
-            # the common files once per folder; each rank then fetches the files it reads (fetch_on_read.py)
-            leader_does(lambda: download_common(folder / MODEL, local / MODEL), sharing, f"downloading {folder}")
+        # this load's copy (another process may load it too), named by its leader (two in one folder: two copies)
+        local = self.root / f"{DOWNLOADED}{Path(str(folder)).name}-{rank0_random():012x}-{sharing.leader}"
+        with contextlib.ExitStack() as held:
+            def stage() -> None:  # the leader's: the copy held for the load, the common files in it
+                held.enter_context(held_copy(local))
+                download_common(folder / MODEL, local / MODEL)
+
+            leader_does(stage, sharing, f"downloading {folder}")  # then each rank fetches what it reads (fetch_on_read.py)
             try:
                 def read_rng() -> dict[str, Any]:
                     fetch_once(folder / name, local / name)

@@ -10,8 +10,8 @@ slice's weights over the files of every data-parallel rank, beside their optimiz
 Here a load copies the folder's other files first (`.metadata`, `metadata.json`, `common.pt`:
 `download_common`, once per staging folder); then each rank, as torch.distributed.checkpoint plans
 its reads, fetches the byte ranges its plan reads (the checkpoint's own metadata says where each
-read item is: file, offset, length) with ranged GETs, into a sparse local file at the same offsets,
-where torch then reads them as from a whole copy. Ranks sharing the folder fetch each range once
+read item is: file, offset, length) with ranged GETs, into a local file at the same offsets (sparse
+where the file system keeps holes), where torch then reads them as from a whole copy. Ranks sharing the folder fetch each range once
 (a lock per file and a list of the ranges it holds); an object shorter than its metadata says is
 an EOFError (a damaged checkpoint: the resume goes on to the one before).
 
@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from crawlmill.files import AnyPath, as_path, fs_and_path, list_files
+from crawlmill.files import AnyPath, as_path, fs_and_path, list_files, temporary_path
 
 from .runstore import download
 
 SHARD_FILE = re.compile(r"__\d+_\d+\.distcp")  # a rank's tensors (torch.distributed.checkpoint's name)
-PIECE = 64 << 20  # bytes per ranged GET; a few at once bound the memory a fetch holds
+PIECE = 64 << 20  # bytes per ranged GET; AT_ONCE of them bound the memory a rank's fetch holds (512 MiB)
 AT_ONCE = 8
 
 
@@ -58,7 +58,7 @@ def fetch_once(remote: AnyPath, local: Path) -> bool:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if local.exists():
             return False
-        partial = local.parent / f".{local.name}.part"
+        partial = temporary_path(local)  # a name of its own: a lock that a file system does not share between machines must not mix two downloads
         download(remote, partial)
         os.replace(partial, local)
         return True
@@ -118,7 +118,7 @@ def fetch_ranges(remote: AnyPath, local: Path, ranges: list[tuple[int, int]]) ->
                     os.pwrite(handle, data, start)
         finally:
             os.close(handle)
-        partial = listing.with_name(f"{listing.name}.part")
+        partial = temporary_path(listing)
         partial.write_text(json.dumps(merged([*held, *missing])))
         os.replace(partial, listing)
         return missing

@@ -6,18 +6,20 @@ index cache, the copy of a checkpoint it resumes from) lives under each machine'
 $CRAWLMILL_CACHE. One rank per folder must fetch or build there for the others. LOCAL_RANK 0 is
 not a safe guess: launchers such as `srun` set none, and a cache on a home directory the machines
 share is one folder for all of them (each machine's first rank then downloaded into it at once).
-So `who_shares` looks: rank 0 and the first rank of each host write a file of this call's own
-name into the folder, every rank reads rank 0's and its host's first rank's; the first it sees
-leads it (rank 0's readers: one download for every machine that shares rank 0's disk).
+So `who_shares` looks: every rank writes a file of this call's own name into the folder and reads
+rank 0's, then those of the lower ranks of its host; the first it sees leads it (rank 0's readers:
+one download for every machine that shares rank 0's disk). Two leaders in one folder (machines of
+other hosts sharing a disk that is not rank 0's) only cost a second copy: a load's copy is named
+by its leader.
 
     sharing = who_shares(store.local / "checkpoints", device)       # collective
     leader_does(lambda: download(url, local), sharing, f"downloading {url}")
     result = leaders_first(builder.build, sharing, "building the dataset index")
     check_shared(store.local)   # a local run folder every rank must see (UnsharedRunFolder)
 
-A failure of the leader's work (a download cut off, a full disk) used to leave the other ranks
-waiting at a barrier until the process group's timeout; here every rank raises: the failed one its
-own error, the others `ElsewhereFailed` naming the work.
+A failure of the leader's work (a download cut off, a full disk), or of a rank's probe file, used to
+leave the other ranks waiting at a barrier until the process group's timeout; here every rank
+raises: the failed one its own error, the others `ElsewhereFailed` naming the work.
 """
 
 from __future__ import annotations
@@ -53,8 +55,9 @@ def collective_device() -> torch.device:
 
 
 def local_index() -> int:
-    """This process's index among the ranks of its machine, for the GPU it takes: torchrun's and Ray
-    Train's LOCAL_RANK, else Slurm's or Open MPI's own variable (`srun` / `mpirun` without torchrun)."""
+    """This process's index among the ranks of its machine, for the GPU it takes (modulo the GPUs it
+    sees: `srun --gpus-per-task` shows each task one): torchrun's and Ray Train's LOCAL_RANK, else
+    Slurm's or Open MPI's own variable (`srun` / `mpirun` without torchrun)."""
     for name in ("LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK"):
         if os.environ.get(name, "").isdigit():
             return int(os.environ[name])
@@ -93,14 +96,25 @@ def who_shares(folder: Path, device: Any = None) -> Sharing:
     device = device or collective_device()
     hosts: list[str | None] = [None] * world
     dist.all_gather_object(hosts, socket.gethostname())
-    first_here = hosts.index(hosts[rank])
     nonce = str(rank0_random(device))
     probe = Path(folder) / f"{PROBE}{int(nonce):012x}"
-    writes = rank in (0, first_here)
-    if writes:
+
+    def mark() -> None:
         probe.mkdir(parents=True, exist_ok=True)
         (probe / str(rank)).write_text(nonce)
-    dist.barrier()
+
+    def unmark() -> None:
+        (probe / str(rank)).unlink(missing_ok=True)
+        try:
+            probe.rmdir()  # the last of a shared folder's ranks removes it
+        except OSError:
+            pass
+
+    try:
+        _agreed(mark, True, device, f"writing into {folder}")  # a full disk on one rank: an error on all
+    except Exception:
+        unmark()
+        raise
 
     def sees(other: int) -> bool:
         try:
@@ -108,15 +122,13 @@ def who_shares(folder: Path, device: Any = None) -> Sharing:
         except OSError:
             return False
 
-    leader = next((other for other in (0, first_here) if sees(other)), rank)
+    # by name, not by listing the folder (a shared file system may list it stale); this host's
+    # lower ranks too: processes of one host name may still have disks of their own (containers)
+    candidates = [0, *(other for other in range(1, rank) if hosts[other] == hosts[rank])]
+    leader = next((other for other in candidates if sees(other)), rank)
     blind = torch.tensor([int(leader != 0)], dtype=torch.int64, device=device)
     dist.all_reduce(blind)  # also: every rank has read before the files go
-    if writes:
-        (probe / str(rank)).unlink(missing_ok=True)
-        try:
-            probe.rmdir()  # the last writer of a shared folder removes it
-        except OSError:
-            pass
+    unmark()
     return Sharing(rank, leader, int(blind))
 
 

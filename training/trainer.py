@@ -93,7 +93,7 @@ def init_distributed() -> tuple[int, int, bool]:
         store = Path(_STORE_DIR) / "store"
         dist.init_process_group(backend, init_method=f"file://{store}", rank=0, world_size=1)
     if use_cuda():
-        torch.cuda.set_device(local_index())
+        torch.cuda.set_device(local_index() % torch.cuda.device_count())
     return dist.get_rank(), dist.get_world_size(), True
 
 
