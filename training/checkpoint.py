@@ -30,7 +30,7 @@ run, wait for the upload before them and raise its error. Only folders with `_CO
 killed upload leaves a folder without one, which is never resumed from and is deleted at the next
 start. The local copies are deleted once uploaded. `--resume` finds the newest complete remote
 checkpoint; one rank per staging folder downloads its common files there (sharing.who_shares), and
-each rank fetches the shard files it reads, no others (fetch_on_read.py).
+each rank fetches the byte ranges of the shard files it reads, no others (fetch_on_read.py).
 """
 
 from __future__ import annotations
@@ -314,7 +314,7 @@ class Checkpointer:
         makes it once the layout is checked; this rank's RNG states) from `folder`, saved by this
         `layout` or one it can load (layout.py). Collective for a URL's checkpoint: its common files
         are downloaded once per staging folder (sharing.who_shares), then each rank fetches the
-        files it reads (fetch_on_read.py)."""
+        byte ranges it reads (fetch_on_read.py)."""
         name = f"rank-{layout.rng_rank(meta, self.world, self.rank, folder):05d}.pt"
         sharded = sharded() if callable(sharded) else sharded
         if self.remote is None:

@@ -115,7 +115,7 @@ class RunStore:
             upload(path, self.remote / str(path.relative_to(self.local)))
 
 
-DOWNLOADED = ".resume-"  # a checkpoint's copy for a load: .resume-step-N-TOKEN (TOKEN: that load's), and its .lock
+DOWNLOADED = ".resume-"  # a checkpoint's copy for a load: .resume-step-N-TOKEN-LEADER (that load's token, the rank that made it), and its .lock
 
 
 @contextlib.contextmanager

@@ -55,8 +55,8 @@ def collective_device() -> torch.device:
 
 
 def local_index() -> int:
-    """This process's index among the ranks of its machine, for the GPU it takes (modulo the GPUs it
-    sees: `srun --gpus-per-task` shows each task one): torchrun's and Ray Train's LOCAL_RANK, else
+    """This process's index among the ranks of its machine, for the GPU it takes (the caller takes it
+    modulo the GPUs it sees: `srun --gpus-per-task` shows each task one): torchrun's and Ray Train's LOCAL_RANK, else
     Slurm's or Open MPI's own variable (`srun` / `mpirun` without torchrun)."""
     for name in ("LOCAL_RANK", "SLURM_LOCALID", "OMPI_COMM_WORLD_LOCAL_RANK"):
         if os.environ.get(name, "").isdigit():
@@ -75,7 +75,7 @@ def rank0_random(device: Any = None) -> int:
 @dataclass(frozen=True)
 class Sharing:
     """This rank's view of a folder: `leader`, the rank that works there for it (itself, when it sees
-    neither rank 0's nor its host's first rank's files there); `blind`, how many ranks of the run do
+    neither rank 0's files there nor those of a lower rank of its host); `blind`, how many ranks of the run do
     not see rank 0's folder (the same on every rank)."""
 
     rank: int
