@@ -59,7 +59,7 @@ def quiet_libraries() -> Iterator[None]:
 def export(
     run: str = typer.Argument(..., help="A `crawlmill train` run folder (path or URL)."),
     output: str = typer.Option(..., "--output", "-o", help="The Hugging Face folder to write (local)."),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="A checkpoint of the run (step-N) or a checkpoint folder; default: the newest complete one."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="A checkpoint of the run (its step: step-2000, or the folder's name step-00002000) or a checkpoint folder; default: the newest complete one."),
     dtype: str = typer.Option("bf16", "--dtype", help="Weights' type in the folder: bf16, fp16 or fp32."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="The tokenizer folder, when it moved since packing (its tokenizer.json must be the shards')."),
     shard_size: str = typer.Option("5GB", "--shard-size", help="Largest safetensors file; a bigger model is split, with an index."),

@@ -1,7 +1,7 @@
 """`crawlmill train --config FILE`: Megatron-Core pretraining on packed shards (crawlmill/training/).
 
     crawlmill train --config tiny --data out/shards --output runs/tiny
-    crawlmill train --config runs/tiny/run.yaml --resume
+    crawlmill train --config tiny --data out/shards --output runs/tiny --resume     # continue it from its last checkpoint
     torchrun --nproc-per-node 8 -m crawlmill.cli train --config 1b --data /shared/shards --output /shared/runs/1b
 
 Options given here override the config file (`--data` its data.shards, `--max-steps` its

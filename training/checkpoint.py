@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import threading
 import time
@@ -67,6 +68,13 @@ UPLOAD_TIMEOUT_S = 6 * 3600.0  # rank 0's wait for the other ranks' uploads of o
 
 def step_name(step: int) -> str:
     return f"step-{step:08d}"
+
+
+def step_folder(path: AnyPath) -> AnyPath:
+    """`path`, or where its name says a step in other digits than step_name's (`step-2000`, as
+    people write it), that step's folder beside it (`step-00002000`)."""
+    match = re.fullmatch(r"step-(\d+)", path.name)
+    return path.parent / step_name(int(match[1])) if match else path
 
 
 def complete_checkpoints(root: Path, remote: AnyPath | None = None) -> Iterator[tuple[AnyPath, dict[str, Any]]]:
@@ -122,8 +130,8 @@ def find_checkpoint(source: str, label: str = "checkpoint.init_from") -> tuple[A
     """(the folder, its meta) of `source`: one checkpoint folder (RUN/checkpoints/step-N, with its
     meta.json) or a run folder (its newest complete checkpoint), a path or URL; `label` names the
     source in errors (the option it came from)."""
-    if (as_path(source) / META).is_file():
-        folder = as_path(source)
+    folder = step_folder(as_path(source))
+    if (folder / META).is_file():
         return folder, read_json(folder / META)
     store = RunStore(source)
     found = latest_checkpoint(store.local / CHECKPOINTS, store.remote / CHECKPOINTS if store.remote is not None else None)

@@ -18,7 +18,7 @@ import torch.distributed as dist
 from crawlmill.files import as_path, read_json
 from crawlmill.shards.manifest import load_manifest
 
-from .checkpoint import CHECKPOINTS, META, load_weights
+from .checkpoint import CHECKPOINTS, META, load_weights, step_folder
 from .model_config import ModelConfig
 from .runlog import RUN_FILE
 
@@ -61,10 +61,10 @@ def checkpoint_source(run: str, checkpoint: str | None) -> tuple[str, str]:
     step folder's name (step-N) of `run`, a checkpoint folder, or None for the run's newest complete one."""
     if checkpoint is None:
         return run, "run"
-    named = as_path(run) / CHECKPOINTS / checkpoint
-    source = str(named) if "/" not in checkpoint and named.is_dir() else checkpoint
+    named = step_folder(as_path(run) / CHECKPOINTS / checkpoint)
+    source = str(named) if "/" not in checkpoint and named.is_dir() else str(step_folder(as_path(checkpoint)))
     if not (as_path(source) / META).is_file():
-        raise FileNotFoundError(f"--checkpoint {checkpoint}: not a complete checkpoint of {run} (a step-N folder there, or a checkpoint folder, with its {META})")
+        raise FileNotFoundError(f"--checkpoint {checkpoint}: not a complete checkpoint of {run} (a step-N folder of its {CHECKPOINTS}/, or a checkpoint folder, with its {META})")
     return source, "--checkpoint"
 
 

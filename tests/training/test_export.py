@@ -90,7 +90,7 @@ def test_an_exported_run_is_a_llama_that_computes_the_megatron_models_logits(tin
     assert tokenizer.model_max_length == 128 and config["vocab_size"] == manifest["padded_vocab_size"]
 
     # bf16 (the default) split into files of at most 200 kB, with the index transformers follows
-    done = export(run, "--output", tmp_path / "hf16", "--shard-size", "200KB", "--checkpoint", "step-00000015")
+    done = export(run, "--output", tmp_path / "hf16", "--shard-size", "200KB", "--checkpoint", "step-15")
     assert done.exit_code == 0, done.output
     record = json.loads((tmp_path / "hf16/crawlmill_export.json").read_text())
     index = json.loads((tmp_path / "hf16/model.safetensors.index.json").read_text())
@@ -120,8 +120,8 @@ def test_bad_input_is_a_clear_error(tiny_shards, tmp_path):
     (empty / "run.json").write_text((run / "run.json").read_text())
     unsaved = export(empty, "--output", tmp_path / "x")
     assert unsaved.exit_code == 2 and f"run {empty}: no complete checkpoint there" in unsaved.output.replace("\n", "")
-    unknown = export(run, "--output", tmp_path / "x", "--checkpoint", "step-00000099")
-    assert unknown.exit_code == 2 and "--checkpoint step-00000099: not a complete checkpoint of" in unknown.output
+    unknown = export(run, "--output", tmp_path / "x", "--checkpoint", "step-99")
+    assert unknown.exit_code == 2 and "--checkpoint step-99: not a complete checkpoint of" in unknown.output
     assert export(run, "--output", tmp_path / "x", "--shard-size", "lots").exit_code == 2
     # a run.json that is not the checkpoint's model: refused before anything is written, naming the weight
     wider = tmp_path / "wider"

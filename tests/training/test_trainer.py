@@ -280,7 +280,7 @@ def test_a_new_run_starts_from_another_runs_weights_with_init_from(tiny_shards, 
     kinds = [r["kind"] for r in map(json.loads, (tmp_path / "warm/log.jsonl").read_text().splitlines())]
     assert kinds.count("initialized") == 1 and kinds.count("resumed") == 1 and [r["step"] for r in train_records(tmp_path / "warm")] == [1, 2, 3, 4]
 
-    middle = tiny_config(tiny_shards, max_steps=1, checkpoint={"init_from": str(first / "checkpoints/step-00000015")})
+    middle = tiny_config(tiny_shards, max_steps=1, checkpoint={"init_from": str(first / "checkpoints/step-15")})  # the step as people write it
     train(middle, tmp_path / "middle")
     assert train_records(tmp_path / "middle", "initialized")[0]["from_step"] == 15
 
