@@ -219,7 +219,7 @@ def _is_number(text: str) -> bool:
         "* `crawlmill plan sweep --budgets 1e17 3e17 1e18 --points 5 --output sweep/`\n\n"
         "* `crawlmill plan sweep --budgets 1e18 1e19 --points 7 --span 8 --data out/shards --output sweep/`  (data.shards in every config)\n\n"
         "* `crawlmill plan sweep --budgets 1e17 1e18 --lr-factors 0.5 1 2 --batch-factors 0.5 1 2 --output grid/`  (to fit η_opt and B_opt too)\n\n"
-        "then `crawlmill train --config sweep/<name>.yaml` for each file (each writes sweep/runs/<name>/), and "
+        "then `crawlmill train --config sweep/NAME.yaml` for each file (each writes sweep/runs/NAME/), and "
         "`crawlmill plan fit sweep/runs`"
     ),
 )
@@ -249,6 +249,8 @@ def sweep(
             lr_factors=list(lr_factors), batch_factors=list(batch_factors),
         )  # fmt: skip
         index = write_sweep(config, output, overwrite)
+    for warning in index["warnings"]:
+        err.print(f"warning: {warning}", highlight=False, markup=False)
     if as_json:
         _print_json(index)
         return

@@ -13,6 +13,7 @@ A run folder that holds a checkpoint is continued with `--resume` or started ove
 """
 
 import json
+import math
 from pathlib import Path
 from typing import List, Optional
 
@@ -76,6 +77,8 @@ def train(
     with user_errors():
         train_config = load_train_config(config, overrides)
         check_section(train_config, "train")
+        if not train_config.data.shards and not print_config:  # before the run folder is made
+            raise ValueError("no shard folders to train on: give --data DIR (`crawlmill pack` output), or data.shards in the config")
         # str, not Path, for a URL (pathlib folds "s3://b" to "s3:/b")
         run_dir = output or (str(train_config.output) if train_config.output else str(Path("runs") / Path(config).stem))
         if print_config:
@@ -91,6 +94,15 @@ def train(
             summary = launch(train_config, run_dir, resume=resume, stop_after=stop_after, ray_options=runtime.ray_options())
         except (ArithmeticError, TrainingStopped) as exc:  # diverged (trainer.TrainingDiverged), or stopped by a signal: rerun
             raise fail(str(exc), 1) from None
-    if summary is not None:
-        out.print(json.dumps({k: v for k, v in summary.items() if k != "plan"}, indent=1), highlight=False)
-    out.print(f"[green]train done[/green] → {run_dir} (log.jsonl, checkpoints/)", highlight=False)
+    if summary is None:  # Ray Train's workers print their own
+        out.print(f"[green]train done[/green] → {run_dir} (log.jsonl, checkpoints/)", highlight=False)
+        return
+    shown = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items() if k != "plan"}  # strict JSON
+    out.print(json.dumps(shown, indent=1), highlight=False)
+    step, total = summary["step"], summary["total_steps"]
+    if summary.get("already_finished"):
+        out.print(f"[green]already finished[/green]: {run_dir} is at step {step:,} of {total:,}; nothing trained", highlight=False)
+    elif step < total:
+        out.print(f"[green]stopped[/green] at step {step:,} of {total:,} (--stop-after), with its checkpoint → {run_dir}; continue with --resume", highlight=False)
+    else:
+        out.print(f"[green]train done[/green] → {run_dir} (log.jsonl, checkpoints/)", highlight=False)

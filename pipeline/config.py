@@ -23,6 +23,7 @@ YAML file holding it. Example (configs/demo.yaml)::
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 import re
@@ -132,7 +133,8 @@ def build(cls: type, data: Any, where: str = "config", base: Path | None = None)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(map(str, data)) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+        named = [f"{key} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(key, fields, n=1)) else key for key in unknown]
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(named)}; known: {', '.join(fields)}")
     values = {}
     for name, value in data.items():
         meta = fields[name].metadata

@@ -167,12 +167,12 @@ class Checkpointer:
     def __init__(
         self, run_dir: Path, rank: int, world: int, keep: int, asynchronous: bool, barrier: Callable[[], None],
         remote: AnyPath | None = None, published: Callable[[], None] | None = None,
-        trusted: bool = False, fully_parallel: bool = True, constant_structure: bool = False, shield: str | None = None, strategy: Any = None,
+        trusted: bool = False, fully_parallel: bool = True, constant_structure: bool = False, shield: tuple[str, ...] = (), strategy: Any = None,
     ) -> None:  # fmt: skip
         """`remote`: the run folder's URL (checkpoints are uploaded there); `published`: called on
         rank 0 once a checkpoint is complete (the run uploads its logs then); `trusted`: load the model folder without the data-only checks (sharded_io.load_sharded);
         `fully_parallel`, `constant_structure`, `strategy`: how the model folder is written, `shield`:
-        the stop signal its writers outlive (sharded_io.py)."""
+        the signals its writers outlive (the stop signal, SIGINT; sharded_io.py)."""
         self.root = Path(run_dir) / CHECKPOINTS
         self.remote = as_path(remote) / CHECKPOINTS if remote is not None else None
         self.rank, self.world, self.keep, self.barrier = rank, world, keep, barrier
@@ -250,13 +250,14 @@ class Checkpointer:
         self.finish()
         self.wait_for_upload()
 
-    def close(self) -> None:
-        """Complete any pending save and its upload, and stop the asynchronous writer (once)."""
+    def close(self, publish: bool = True) -> None:
+        """Complete any pending save and its upload, and stop the asynchronous writer (once);
+        `publish`: call `published` at a URL (not for a run that logged nothing new)."""
         if self._closed:
             return
         self._closed = True
         self.settle()
-        if self.remote is not None and self.rank == 0 and self.published is not None:
+        if publish and self.remote is not None and self.rank == 0 and self.published is not None:
             self.published()
         self.writer.close()
 

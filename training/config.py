@@ -219,7 +219,7 @@ class TrainConfig:
         try:
             if folder is not None and not (BUILTIN_DIR / f"{name}.yaml").is_file() and not Path(name).is_absolute():
                 name = str(folder / name)
-            parent, _ = read_train_data(name, chain)
+            parent, _ = read_train_data(name, chain, option="")  # named below: base
         except OSError as exc:  # no such file, a name too long for one...: say whose `base:` it is
             raise ConfigError(f"{chain[-1].name + ': ' if chain else ''}base: {exc}") from None
         return merge(parent, data)
@@ -254,25 +254,28 @@ class TrainConfig:
         """Shard folders named here must be pack output (a run's pack folder is checked when it exists)."""
         for folder in self.data.shards:
             if not (as_path(folder) / "manifest.json").is_file():  # a path or a URL
+                if not as_path(folder).exists():
+                    raise FileNotFoundError(f"data.shards: {folder}: no such folder (give `crawlmill pack` output folders)")
                 raise FileNotFoundError(f"data.shards: {folder} has no manifest.json (give `crawlmill pack` output folders)")
 
 
-def resolve_builtin(name_or_path: str) -> Path:
-    """A built-in config's file for its name, else the path itself."""
+def resolve_builtin(name_or_path: str, option: str = "--config ") -> Path:
+    """A built-in config's file for its name, else the path itself; `option` names where it was given, in errors."""
     if (BUILTIN_DIR / f"{name_or_path}.yaml").is_file() and "/" not in name_or_path:
         return BUILTIN_DIR / f"{name_or_path}.yaml"
     path = Path(name_or_path)
     if not path.is_file():
-        raise FileNotFoundError(f"--config {name_or_path}: no such file, and not a built-in ({', '.join(builtin_names())})")
+        raise FileNotFoundError(f"{option}{name_or_path}: no such file, and not a built-in ({', '.join(builtin_names())})")
     return path
 
 
-def read_train_data(name_or_path: str, chain: tuple[Path, ...] = ()) -> tuple[dict[str, Any], Path]:
+def read_train_data(name_or_path: str, chain: tuple[Path, ...] = (), option: str = "--config ") -> tuple[dict[str, Any], Path]:
     """The raw mapping of a config (its `base:` laid under it) and the folder its paths are relative to.
-    `chain`: the files whose `base:` led here; a file met again is a loop (ConfigError, not a RecursionError)."""
+    `chain`: the files whose `base:` led here; a file met again is a loop (ConfigError, not a RecursionError);
+    `option`: where the name was given, for errors."""
     from crawlmill.pipeline.config import ConfigError, read_yaml
 
-    path = resolve_builtin(name_or_path)
+    path = resolve_builtin(name_or_path, option)
     resolved = path.resolve()
     if resolved in chain:
         raise ConfigError(f"{path.name}: base: the chain loops ({' -> '.join(p.name for p in (*chain, resolved))})")

@@ -101,6 +101,16 @@ def data_order(config: TrainConfig, folders: list[ShardFolder], global_batch: in
     }  # fmt: skip
 
 
+def _change(key: str, saved: dict[str, Any], value: Any) -> str:
+    if key == "shards":
+        return "the content of data.shards (repacked or other folders)"
+    text = f"{key} {saved.get(key)!r} → {value!r}"
+    batch, samples = saved.get("global_batch"), saved.get("train_samples")
+    if key == "train_samples" and isinstance(batch, int) and isinstance(samples, int) and batch > 0:  # the run's length (max_steps x batch)
+        text += f": the run has {samples // batch:,} steps of {batch} sequences: resume it with --max-steps {samples // batch}"
+    return text
+
+
 def check_resume_order(saved: dict[str, Any] | None, now: dict[str, Any], checkpoint: Any) -> None:
     """DataOrderChanged naming each setting that differs from the checkpoint's run (one saved
     before the order was recorded is not checked): the resumed run would read other samples at
@@ -108,10 +118,7 @@ def check_resume_order(saved: dict[str, Any] | None, now: dict[str, Any], checkp
     if saved is None:
         return
     now = json.loads(json.dumps(now))  # as saved
-    changed = [
-        "the content of data.shards (repacked or other folders)" if key == "shards" else f"{key} {saved.get(key)!r} → {value!r}"
-        for key, value in now.items() if saved.get(key) != value
-    ]  # fmt: skip
+    changed = [_change(key, saved, value) for key, value in now.items() if saved.get(key) != value]
     if changed:
         raise DataOrderChanged(
             f"{checkpoint}: the run being resumed read its data in another order ({'; '.join(changed)}): resuming would "
@@ -131,6 +138,8 @@ def open_folders(paths: list[str]) -> list[ShardFolder]:
         except (OSError, ValueError) as exc:  # not JSON, not UTF-8, a name outside the folder...
             raise ShardError(as_path(path) / MANIFEST, f"unreadable manifest: {exc}") from None
         if manifest is None:
+            if not as_path(path).exists():
+                raise FileNotFoundError(f"data.shards: {path}: no such folder (give `crawlmill pack` output folders)")
             raise FileNotFoundError(f"data.shards: {path} has no manifest.json (give `crawlmill pack` output folders)")
         check_manifest(manifest, as_path(path) / MANIFEST)
         folders.append(ShardFolder(local_shards(path, manifest), manifest))

@@ -51,6 +51,8 @@ def run_model_config(run: str) -> tuple[ModelConfig, int, dict[str, Any]]:
     """(the model's shape, its padded vocabulary, the whole run.json) of a run folder, path or URL."""
     path = as_path(run) / RUN_FILE
     if not path.is_file():
+        if not as_path(run).exists():
+            raise FileNotFoundError(f"{run}: no such run folder")
         raise FileNotFoundError(f"{run}: no {RUN_FILE} (a `crawlmill train` run folder)")
     info = read_json(path)
     return ModelConfig(**info["config"]["model"]), int(info["model"]["vocab_size"]), info
@@ -64,7 +66,12 @@ def checkpoint_source(run: str, checkpoint: str | None) -> tuple[str, str]:
     named = step_folder(as_path(run) / CHECKPOINTS / checkpoint)
     source = str(named) if "/" not in checkpoint and named.is_dir() else str(step_folder(as_path(checkpoint)))
     if not (as_path(source) / META).is_file():
-        raise FileNotFoundError(f"--checkpoint {checkpoint}: not a complete checkpoint of {run} (a step-N folder of its {CHECKPOINTS}/, or a checkpoint folder, with its {META})")
+        folder = as_path(run) / CHECKPOINTS
+        steps = sorted(p.name for p in folder.iterdir() if p.name.startswith("step-") and (p / META).is_file()) if folder.is_dir() else []
+        raise FileNotFoundError(
+            f"--checkpoint {checkpoint}: not a complete checkpoint of {run} (a step-N folder of its {CHECKPOINTS}/, or a checkpoint folder, with its {META}); "
+            f"its complete ones: {', '.join(steps) if steps else 'none'}"
+        )
     return source, "--checkpoint"
 
 

@@ -46,6 +46,7 @@ from .runlog import RUN_FILE, read_run
 SWEEP_FILE = "sweep.json"
 MAX_WARMUP_STEPS = 2000  # DeepSeek's warm-up (Section 2.3)
 WARMUP_FRACTION = 0.05  # a short IsoFLOP run warms up over at most this share of its steps
+MIN_SIZES = 3  # model scales per budget a parabola's minimum needs
 
 
 # --- Sweep ----------------------------------------------------------------------------------------
@@ -151,9 +152,22 @@ def write_sweep(config: SweepConfig, output: str | Path, overwrite: bool = False
         model = entry.pop("model")
         memory = _memory_gib(model, entry["global_batch_size"], config)
         runs.append({**entry, "file": file, "output": f"runs/{entry['name']}", "model": asdict(model), "memory_gib": memory})
-    index = {"seq_length": config.seq_length, "budgets": config.budgets, "points": config.points, "span": config.span, "laws": asdict(laws), "runs": runs}
+    index = {"seq_length": config.seq_length, "budgets": config.budgets, "points": config.points, "span": config.span, "laws": asdict(laws), "runs": runs,
+             "warnings": _collapsed(config, runs)}  # fmt: skip
     atomic_write_json(output / SWEEP_FILE, index)
     return index
+
+
+def _collapsed(config: SweepConfig, runs: list[dict[str, Any]]) -> list[str]:
+    """A warning for each budget whose targets snapped to fewer model sizes than asked (a budget so
+    small that neighbouring targets share the nearest real shape): its IsoFLOP curve has fewer points."""
+    warnings = []
+    for budget in config.budgets:
+        sizes = sorted({run["M"] for run in runs if run["budget"] == budget})
+        if len(sizes) < config.points:
+            few = f"; an IsoFLOP minimum needs at least {MIN_SIZES}" if len(sizes) < MIN_SIZES else ""
+            warnings.append(f"budget {sci(budget, 3)}: {len(sizes)} model size(s) of the {config.points} asked (targets snapped to the same shapes){few}: raise the budget or --span")
+    return warnings
 
 
 def _memory_gib(model: ModelConfig, batch: int, config: SweepConfig) -> float:
@@ -258,8 +272,8 @@ def isoflop_minimum(runs: list[RunResult]) -> BudgetFit:
     for run in runs:
         key = round(math.log(run.model_scale), 6)
         envelope[key] = min(envelope.get(key, math.inf), run.value)
-    if len(envelope) < 3:
-        fit.problem = f"{len(envelope)} model scale(s): a minimum needs at least 3"
+    if len(envelope) < MIN_SIZES:
+        fit.problem = f"{len(envelope)} model scale(s): a minimum needs at least {MIN_SIZES}"
         return fit
     x = np.array(sorted(envelope))
     y = np.array([envelope[k] for k in x])

@@ -96,22 +96,23 @@ def save_strategy(fully_parallel: bool, constant_structure: bool, group: Any = N
 
 
 @contextlib.contextmanager
-def shielded(signum: int | None) -> Iterator[None]:
-    """`signum` ignored meanwhile, so that the helper processes dist_checkpointing starts at its
+def shielded(signums: tuple[int, ...]) -> Iterator[None]:
+    """`signums` ignored meanwhile, so that the helper processes dist_checkpointing starts at its
     first save (its result queue's manager, multiprocessing's resource tracker, a persistent
     asynchronous caller: started afresh, they would not keep this process's handler, only an
     ignored disposition) ignore it too and outlive a stop signal sent to the whole process group,
     as Slurm sends it: the stop's own checkpoint needs them. Processes forked later keep the
     handler. A stop signal that arrives during this first save is lost (the run then ends as it
     would without the handler: at the kill, resuming from its last checkpoint)."""
-    if signum is None or threading.current_thread() is not threading.main_thread():
+    if not signums or threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signum, signal.SIG_IGN)
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in signums}
     try:
         yield
     finally:
-        signal.signal(signum, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class ShardedWriter:
@@ -120,13 +121,13 @@ class ShardedWriter:
     writing, default the data-parallel ones)."""
 
     def __init__(
-        self, asynchronous: bool, fully_parallel: bool = True, constant_structure: bool = False, group: Any = None, shield: str | None = None,
+        self, asynchronous: bool, fully_parallel: bool = True, constant_structure: bool = False, group: Any = None, shield: tuple[str, ...] = (),
         strategy: Any = None,
     ) -> None:  # fmt: skip
-        """`shield`: a signal name (the run's stop signal) that the writer's helper processes ignore (`shielded`);
+        """`shield`: signal names (a run's stop signal and SIGINT) that the writer's helper processes ignore (`shielded`);
         `strategy`: a save strategy of its own (lazy_save.ProducingSave) instead of `save_strategy`'s."""
         self.asynchronous = asynchronous
-        self.shield = signal.Signals[shield] if shield else None
+        self.shield = tuple(signal.Signals[name] for name in shield)
         self.fully_parallel, self.constant_structure, self.group = fully_parallel, constant_structure, group
         self._strategy: Any = strategy  # else built at the first save: it needs the process groups
         self._saves = 0
@@ -141,7 +142,7 @@ class ShardedWriter:
         if self._strategy is None:
             self._strategy = save_strategy(self.fully_parallel, self.constant_structure, self.group)
         validate = not (self.constant_structure and self._saves)
-        shield = self.shield if self._saves == 0 else None  # the helpers start at the first save
+        shield = self.shield if self._saves == 0 else ()  # the helpers start at the first save
         self._saves += 1
         with checkpoint_scope(), shielded(shield):
             request = dist_checkpointing.save(

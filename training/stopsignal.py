@@ -6,8 +6,11 @@ The handler only sets a flag (`received`); after every step the ranks agree on i
 all-reduce (`any_rank`, with the time-based checkpoint decision), so every rank saves the same step
 even when the signal reached only some of them (torchrun forwards it to every worker; a node's
 agent may not).
-Handlers can be installed only in a process's main thread: where training runs in another (Ray
-Train's workers) the stop is not offered and a signal keeps its usual effect.
+Ctrl-C (SIGINT) does the same, whatever the stop signal: a checkpoint at the end of the step, a
+message saying so at once; a second Ctrl-C interrupts at once (KeyboardInterrupt, the steps since
+the last checkpoint lost). Handlers can be installed only in a process's main thread: where
+training runs in another (Ray Train's workers) the stop is not offered and a signal keeps its usual
+effect.
 
     with StopOnSignal("SIGTERM") as stop:
         for step in ...:
@@ -19,6 +22,7 @@ Train's workers) the stop is not offered and a signal keeps its usual effect.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from types import FrameType
@@ -33,27 +37,44 @@ class TrainingStopped(RuntimeError):
 
 
 class StopOnSignal:
-    """Sets `received` when the named signal arrives (None: nothing installed), while entered."""
+    """Sets `received` when the named signal (None: none) or a first SIGINT arrives, while entered;
+    `which` names the first that did."""
 
     def __init__(self, name: str | None) -> None:
-        self.signum = signal.Signals[name] if name else None
+        self.signums = tuple(signal.Signals[n] for n in self.signals(name))
         self.received = False
-        self._previous: Any = None
-        self.installed = False
+        self.which: str | None = None
+        self._interrupted = False
+        self._previous: dict[int, Any] = {}
+
+    @staticmethod
+    def signals(name: str | None) -> tuple[str, ...]:
+        """The signals a run with the stop signal `name` stops on."""
+        return tuple(dict.fromkeys([name, "SIGINT"] if name else ["SIGINT"]))
+
+    @property
+    def installed(self) -> bool:
+        return bool(self._previous)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT:
+            if self._interrupted:  # the second Ctrl-C
+                raise KeyboardInterrupt
+            self._interrupted = True
+            # os.write: print could be inside a write to the same stream when the signal came
+            os.write(2, b"\nSIGINT: a checkpoint at the end of this step, then the run stops (Ctrl-C again: stop now, losing the steps since the last checkpoint)\n")
+        self.which = self.which or signal.Signals(signum).name
         self.received = True
 
     def __enter__(self) -> StopOnSignal:
-        if self.signum is not None and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(self.signum, self._handle)
-            self.installed = True
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in self.signums}
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.installed:
-            signal.signal(self.signum, self._previous)
-            self.installed = False
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
 
 
 def any_rank(flags: list[bool], device: torch.device) -> list[bool]:

@@ -61,7 +61,7 @@ from .preemption import PreemptionNotice
 from .memory import MemoryEstimate, estimate_memory, peak_memory, too_large
 from .model import build_model
 from .perf import StepProfiler, megatron_flops_per_token, utilisation
-from .runlog import Reporter, write_run_info
+from .runlog import LOG_FILE, Reporter, read_log, write_run_info
 from .rng_state import rng_state, set_rng_state
 from .run_plan import RunPlan, plan_run
 from .runstore import PROFILE, RunStore
@@ -133,6 +133,9 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_a
     (checkpoint.RunExists). `ray_train`: this is a Ray Train worker (preemption notices are heeded)."""
     from megatron.core import parallel_state
 
+    for name, value in (("--stop-after", stop_after), ("stop_at", stop_at)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} {value}: must be at least 1 (the steps this invocation trains)" if name == "--stop-after" else f"{name} {value}: must be at least 1")
     rank, world, made_group = init_distributed()
     p = config.parallel
     if world % (p.tensor * p.pipeline * p.context):
@@ -180,7 +183,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     saver = Checkpointer(
         run_dir, rank, world, config.checkpoint.keep, config.checkpoint.asynchronous(use_cuda()), dist.barrier,
         remote=store.remote, published=publish, trusted=config.checkpoint.trusted,
-        fully_parallel=config.checkpoint.fully_parallel, constant_structure=config.checkpoint.constant_structure, shield=config.checkpoint.on_signal,
+        fully_parallel=config.checkpoint.fully_parallel, constant_structure=config.checkpoint.constant_structure, shield=StopOnSignal.signals(config.checkpoint.on_signal),
     )  # fmt: skip
     saver.remove_unfinished()
 
@@ -220,6 +223,9 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         print(f"{store.name}: no checkpoint yet; starting from step 0", file=sys.stderr)
     if rank == 0:
         store.pull_log()  # a URL's log.jsonl continues (a local run appends to its own)
+    if found is not None and start >= plan.total_steps:  # a finished run: its log stays as it is
+        saver.close(publish=False)  # nothing new to publish
+        return _finished(run_dir, start, plan, rank, store.name)
     reporter = Reporter(run_dir, rank == 0, start if found is not None else -1)  # the log cut back to the checkpoint's step; else empty
     if found is not None:
         reporter.record("resumed", step=start, checkpoint=Path(str(found[0])).name, **({"skipped": skipped} if skipped else {}))
@@ -244,7 +250,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         meta = {"consumed_samples": step * plan.global_batch, "tokens": step * plan.tokens_per_step, "time": datetime.now(timezone.utc).isoformat(), "data_order": order,
                 "parallel": layout.sizes(), "optimizer_sharding": backend.optimizer_sharding}  # fmt: skip
         waited = saver.save(step, backend.sharded_state_dict(), rng_state(), meta)
-        reporter.record("checkpoint", step=step, path=saver.location, seconds=round(waited, 3))
+        reporter.record("checkpoint", step=step, path=f"{saver.location}/{step_name(step)}", seconds=round(waited, 3))
 
     def validate(step: int) -> dict[str, float]:
         if data.valid is None:
@@ -311,10 +317,23 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
                 last_save = time.monotonic()
                 paused += last_save - pause_from
             if stopping and done < end:
-                _stop_on_signal(done, plan.total_steps, str(config.checkpoint.on_signal), profiler, saver, reporter, store, rank)
+                _stop_on_signal(done, plan.total_steps, stop.which or str(config.checkpoint.on_signal), profiler, saver, reporter, store, rank)
     last = {"kind": "end", "step": end, "tokens": end * plan.tokens_per_step} if end == plan.total_steps else None
     _close_run(profiler, saver, reporter, store, rank, last)
     return {"step": end, "total_steps": plan.total_steps, "loss": loss, "grad_norm": grad_norm, "valid": valid, "plan": asdict(plan)}
+
+
+def _finished(run_dir: Path, step: int, plan: RunPlan, rank: int, name: str) -> dict[str, Any]:
+    """The summary of a run resumed at its end: its last logged figures; nothing trained or logged."""
+    if rank == 0:
+        print(f"{name}: already finished ({step:,} of {plan.total_steps:,} steps): nothing to train", file=sys.stderr)
+    last: dict[str, dict[str, Any]] = {}
+    if (run_dir / LOG_FILE).is_file():
+        for record in read_log(run_dir):
+            last[record["kind"]] = record
+    train_record, valid = last.get("train", {}), last.get("valid", {})
+    return {"step": step, "total_steps": plan.total_steps, "loss": train_record.get("loss"), "grad_norm": train_record.get("grad_norm"),
+            "valid": {k: v for k, v in valid.items() if k not in ("kind", "step", "tokens")}, "already_finished": True, "plan": asdict(plan)}  # fmt: skip
 
 
 def _close_run(profiler: Any, saver: Checkpointer, reporter: Reporter, store: RunStore, rank: int, record: dict[str, Any] | None) -> None:

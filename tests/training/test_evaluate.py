@@ -121,6 +121,8 @@ def test_bad_input_is_a_clear_error(trained, tiny_shards, tmp_path):
     empty.mkdir()
     missing = crawlmill(trained, "--data", empty)
     assert missing.exit_code == 2 and "has no manifest.json" in missing.output, missing.output
+    gone = crawlmill(trained, "--data", tmp_path / "gone")
+    assert gone.exit_code == 2 and "gone: no such folder" in gone.output, gone.output
     assert crawlmill(trained, "--data", tiny_shards, "--micro-batch", "0").exit_code == 2
     assert crawlmill(tmp_path / "nothing", "--data", tiny_shards).exit_code == 2
     cut = tmp_path / "cut"

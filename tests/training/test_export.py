@@ -114,14 +114,14 @@ def test_bad_input_is_a_clear_error(tiny_shards, tmp_path):
     assert wrong.exit_code == 2 and "is not the tokenizer the run's shards were packed with" in wrong.output
 
     missing = export(tmp_path / "nothing", "--output", tmp_path / "x")
-    assert missing.exit_code == 2 and "no run.json" in missing.output
+    assert missing.exit_code == 2 and "nothing: no such run folder" in missing.output
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "run.json").write_text((run / "run.json").read_text())
     unsaved = export(empty, "--output", tmp_path / "x")
     assert unsaved.exit_code == 2 and f"run {empty}: no complete checkpoint there" in unsaved.output.replace("\n", "")
     unknown = export(run, "--output", tmp_path / "x", "--checkpoint", "step-99")
-    assert unknown.exit_code == 2 and "--checkpoint step-99: not a complete checkpoint of" in unknown.output
+    assert unknown.exit_code == 2 and "--checkpoint step-99: not a complete checkpoint of" in unknown.output and "its complete ones: step-00000002" in " ".join(unknown.output.split())
     assert export(run, "--output", tmp_path / "x", "--shard-size", "lots").exit_code == 2
     # a run.json that is not the checkpoint's model: refused before anything is written, naming the weight
     wider = tmp_path / "wider"

@@ -63,7 +63,7 @@ def test_a_config_builds_on_a_builtin_and_errors_name_the_key(tmp_path):
     assert build(TrainConfig, {"base": "tiny", "checkpoint": {"optimizer_sharding": "fully_reshardable"}}).checkpoint.optimizer_sharding == "fully_reshardable"
     with pytest.raises(ConfigError, match=r"train.schedule: kind 'linear'"):
         build(TrainConfig, {"schedule": {"kind": "linear"}}, "train")
-    with pytest.raises(ConfigError, match=r"train: base: --config nope: no such file, and not a built-in"):
+    with pytest.raises(ConfigError, match=r"train: base: nope: no such file, and not a built-in"):
         build(TrainConfig, {"base": "nope"}, "train")
 
 

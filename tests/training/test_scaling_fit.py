@@ -60,7 +60,18 @@ def test_sweep_cli_writes_configs_that_load_and_round_trip(tmp_path):
             assert config.data.shards == [str(shards.resolve())]
             assert config.output == str(tmp_path / "sweep" / "runs" / run["name"])
             assert config.schedule.warmup_steps <= 2000 and config.schedule.warmup_steps <= 0.05 * run["steps"] + 1
-    assert "wrote 15 configs" in result.output
+    assert "wrote 15 configs" in result.output and index["warnings"] == [] and "warning" not in result.output
+
+
+def test_a_budget_too_small_for_its_points_is_warned_of(tmp_path):
+    """Targets below the smallest real shape snap to one model: fewer sizes than asked, said (a curve
+    of one point cannot be fitted), in the output and in sweep.json."""
+    result = invoke("plan", "sweep", "--budgets", "1e11", "1e15", "--points", 3, "--seq-length", 128, "--output", tmp_path / "sweep")
+    assert result.exit_code == 0, result.output
+    index = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert len({r["M"] for r in index["runs"] if r["budget"] == 1e11}) == 1 and len({r["M"] for r in index["runs"] if r["budget"] == 1e15}) == 3
+    assert index["warnings"] == ["budget 1e11: 1 model size(s) of the 3 asked (targets snapped to the same shapes); an IsoFLOP minimum needs at least 3: raise the budget or --span"]
+    assert "warning: budget 1e11: 1 model size(s) of the 3 asked" in result.output
 
 
 def test_sweep_lr_and_batch_factors_make_a_grid(tmp_path):

@@ -1,4 +1,4 @@
-"""training/stopsignal.py: the stop signal's handler is installed only while entered and only in
+"""training/stopsignal.py: the stop signal's (and Ctrl-C's) handler is installed only while entered and only in
 the main thread; ranks agree on every flag that any of them raised (two gloo processes)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import signal
 import threading
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 
@@ -25,10 +26,27 @@ def test_the_handler_sets_the_flag_while_entered_and_the_previous_one_comes_back
             assert stop.received and received == []  # the run goes on: the loop decides when to stop
         os.kill(os.getpid(), signal.SIGUSR1)
         assert received == ["previous"]
-        with StopOnSignal(None) as stop:
-            assert not stop.installed
     finally:
         signal.signal(signal.SIGUSR1, previous)
+
+
+def test_a_first_ctrl_c_asks_for_the_stop_a_second_interrupts(capfd):
+    """SIGINT, with or without a stop signal: the first sets the flag and says so; the second raises
+    KeyboardInterrupt; the previous handler is back afterwards."""
+    previous = signal.getsignal(signal.SIGINT)
+    for name in (None, "SIGTERM"):
+        with StopOnSignal(name) as stop:
+            assert stop.installed and not stop.received
+            os.kill(os.getpid(), signal.SIGINT)
+            assert stop.received and stop.which == "SIGINT"
+            assert "SIGINT: a checkpoint at the end of this step, then the run stops" in capfd.readouterr().err
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is previous
+    with StopOnSignal("SIGUSR1") as stop:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.which == "SIGUSR1" and stop.received  # the first that came
 
 
 def test_outside_the_main_thread_no_handler_is_installed():

@@ -111,8 +111,9 @@ def undisturbed_run(tiny_shards, tmp_path_factory) -> Path:
 
 
 # SIGKILL (a crash) with asynchronous saves: it may land while the forked writer writes; SIGTERM (a
-# preemption's warning) with synchronous ones: the run saves the step it reached and exits 1.
-@pytest.mark.parametrize("how, async_save", [("SIGKILL", "always"), ("SIGTERM", "gpu")])
+# preemption's warning) with synchronous ones: the run saves the step it reached and exits 1; SIGINT
+# (Ctrl-C, to the whole process group) likewise, with asynchronous saves: their helper processes outlive it.
+@pytest.mark.parametrize("how, async_save", [("SIGKILL", "always"), ("SIGTERM", "gpu"), ("SIGINT", "always")])
 def test_a_killed_run_resumes_from_its_last_checkpoint_and_matches_the_undisturbed_run(tiny_shards, undisturbed_run, tmp_path, how, async_save):
     config = {**KILLED_RUN, "data": {"shards": [str(tiny_shards)]}, "checkpoint": {**KILLED_RUN["checkpoint"], "async_save": async_save}}
     env = {**os.environ, "RAY_ADDRESS": ""}
@@ -130,12 +131,12 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_and_matches_the_undisturb
     status = process.wait(timeout=120)
     steps_before = max(r["step"] for r in train_records(killed))
     assert 20 <= steps_before < 50, "the kill should land mid-run"
-    if how == "SIGTERM":  # the step reached is saved; the message says how to go on
+    if how != "SIGKILL":  # the step reached is saved; the message says how to go on
         message = " ".join((tmp_path / "stderr.txt").read_text().split())
-        assert status == 1 and f"SIGTERM received: stopped after step {steps_before} of 50" in message and "--resume" in message
+        assert status == 1 and f"{how} received: stopped after step {steps_before} of 50" in message and "--resume" in message, message[-2000:]
         assert (killed / "checkpoints" / LATEST).read_text().strip() == f"step-{steps_before:08d}"
         assert json.loads((killed / "log.jsonl").read_text().splitlines()[-1]) == {
-            "kind": "stopped", "step": steps_before, "signal": "SIGTERM", "checkpoint": f"step-{steps_before:08d}"}  # fmt: skip
+            "kind": "stopped", "step": steps_before, "signal": how, "checkpoint": f"step-{steps_before:08d}"}  # fmt: skip
     resumed = subprocess.run(command(killed, "--resume"), env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [(r["step"], r["loss"]) for r in train_records(killed)] == [(r["step"], r["loss"]) for r in train_records(undisturbed_run)]
@@ -215,13 +216,17 @@ def test_a_run_folder_with_a_checkpoint_is_continued_only_when_resuming(tiny_sha
     run_dir.mkdir()
     (run_dir / "log.jsonl").write_text(json.dumps({"kind": "train", "step": 7, "loss": 9.0}) + "\n")  # a run that saved nothing
     first = train_cli("--stop-after", "3")
-    assert first.exit_code == 0, first.output
+    assert first.exit_code == 0 and "stopped at step 3 of 5 (--stop-after)" in first.output, first.output
     assert [r["step"] for r in train_records(run_dir)] == [1, 2, 3]
     before = (run_dir / "log.jsonl").read_text(), final_weights(run_dir)
     again = train_cli()
     message = " ".join(again.output.split())
     assert again.exit_code == 2 and f"{run_dir} already holds a training run (its last checkpoint: step-00000003, step 3)" in message, message
     assert "--resume" in message and "--overwrite" in message
+    bare = CliRunner().invoke(app, ["train", "--config", "tiny", "--output", str(tmp_path / "bare"), "--no-progress"])  # no shards: no folder made
+    assert bare.exit_code == 2 and "give --data DIR" in bare.output and not (tmp_path / "bare").exists(), bare.output
+    nothing = train_cli("--resume", "--stop-after", "0")
+    assert nothing.exit_code == 2 and "--stop-after 0: must be at least 1" in nothing.output, nothing.output
     assert (run_dir / "log.jsonl").read_text() == before[0] and same_weights(final_weights(run_dir), before[1])  # untouched
     over = train_cli("--overwrite", "--stop-after", "3")
     assert over.exit_code == 0, over.output
@@ -230,6 +235,12 @@ def test_a_run_folder_with_a_checkpoint_is_continued_only_when_resuming(tiny_sha
     assert resumed.exit_code == 0, resumed.output
     assert [r["step"] for r in train_records(run_dir)] == [1, 2, 3, 4, 5]
     assert train_records(run_dir, "resumed") == [{"kind": "resumed", "step": 3, "checkpoint": "step-00000003"}]
+    log = (run_dir / "log.jsonl").read_text()
+    finished = train_cli("--resume")  # nothing left: said so, the last figures shown (strict JSON), the log as it was
+    assert finished.exit_code == 0 and "is at step 5 of 5; nothing trained" in " ".join(finished.output.split()), finished.output
+    shown = json.loads(finished.output[finished.output.index("{") : finished.output.rindex("}") + 1])
+    assert shown["already_finished"] and shown["loss"] == train_records(run_dir)[-1]["loss"] and "loss" in shown["valid"]
+    assert (run_dir / "log.jsonl").read_text() == log
 
 
 def test_a_resume_that_would_read_the_data_in_another_order_is_refused(tiny_shards, tmp_path):
@@ -249,7 +260,7 @@ def test_a_resume_that_would_read_the_data_in_another_order_is_refused(tiny_shar
     (repacked / "manifest.json").write_text(json.dumps(manifest))
     refused = [
         (tiny_config(tiny_shards, max_steps=6, global_batch_size=16), "global_batch 8 → 16; train_samples 48 → 96"),
-        (tiny_config(tiny_shards, max_steps=12), "train_samples 48 → 96"),
+        (tiny_config(tiny_shards, max_steps=12), "train_samples 48 → 96: the run has 6 steps of 8 sequences: resume it with --max-steps 6"),
         (tiny_config(tiny_shards, max_steps=6, data={"shards": [str(tiny_shards)], "seed": 5}), "seed 1234 → 5"),
         (tiny_config(repacked, max_steps=6), "the content of data.shards"),
     ]

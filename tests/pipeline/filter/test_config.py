@@ -25,7 +25,7 @@ def test_rule_families_given_replace_only_those(tmp_path):
         ({"rules": {"zh": {"gopher_quality": {"min_words": 3}}}}, r"rules.zh.gopher_quality: .*min_words"),
         ({"rules": {"en": {"bogus": {}}}}, r"rules.en: unknown rule families \['bogus'\]"),
         ({"rules": ["en"]}, r"filter.rules: expected a mapping"),
-        ({"keep_droped": True}, r"unknown key\(s\) keep_droped"),
+        ({"keep_droped": True}, r"unknown key\(s\) keep_droped \(did you mean keep_dropped\?\)"),
     ],
 )
 def test_malformed_filter_configs_fail_before_any_work(tmp_path, data, message):
