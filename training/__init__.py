@@ -22,6 +22,9 @@ import warnings as _warnings
 # 0.16's own default cuda_graph_scope="full" tripping its own deprecation on every TransformerConfig.
 for _notice in ("Transformer Engine and Apex are not installed", "Apex is not installed", "full scope is deprecated"):
     _warnings.filterwarnings("ignore", message=_notice, category=UserWarning)
+# and at every checkpoint load: torch's deprecations of the APIs Megatron-Core's loader itself calls
+for _notice in ("`load_state_dict` is deprecated", "Please use DTensor instead and we are deprecating ShardedTensor"):
+    _warnings.filterwarnings("ignore", message=_notice, category=FutureWarning)
 
 # Megatron-Core's INFO logs (a dozen lines per shard prefix as its datasets build, its FSDP module's
 # notices) show wherever a root logger takes INFO, as in every Ray worker; its warnings still show.
@@ -31,3 +34,6 @@ _megatron_log.setLevel((_asked or "WARNING").upper())
 if _asked:
     _megatron_log.addHandler(_logging.StreamHandler())
     _megatron_log.propagate = False  # once, not again through a root handler
+# A warning at every build of one shard folder's data: a blend of one is how every run's data is
+# built (data.py), not a mistake to warn of.
+_logging.getLogger("megatron.core.datasets.blended_dataset").addFilter(lambda record: "for a single MegatronDataset" not in record.getMessage())
