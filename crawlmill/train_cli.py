@@ -15,7 +15,7 @@ A run folder that holds a checkpoint is continued with `--resume` or started ove
 import json
 import math
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -24,6 +24,15 @@ from crawlmill.pathsafety import redact
 from .cli_common import Runtime, fail, out, runtime_verb, user_errors
 
 app = typer.Typer()
+
+
+def _finite(value: Any) -> Any:
+    """`value` with nan and inf as null, at any depth: strict JSON."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 @runtime_verb(
@@ -97,8 +106,7 @@ def train(
     if summary is None:  # Ray Train's workers print their own
         out.print(f"[green]train done[/green] → {run_dir} (log.jsonl, checkpoints/)", highlight=False)
         return
-    shown = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in summary.items() if k != "plan"}  # strict JSON
-    out.print(json.dumps(shown, indent=1), highlight=False)
+    out.print(json.dumps(_finite({k: v for k, v in summary.items() if k != "plan"}), indent=1), highlight=False)
     step, total = summary["step"], summary["total_steps"]
     if summary.get("already_finished"):
         out.print(f"[green]already finished[/green]: {run_dir} is at step {step:,} of {total:,}; nothing trained", highlight=False)

@@ -71,10 +71,10 @@ def step_name(step: int) -> str:
 
 
 def step_folder(path: AnyPath) -> AnyPath:
-    """`path`, or where its name says a step in other digits than step_name's (`step-2000`, as
-    people write it), that step's folder beside it (`step-00002000`)."""
-    match = re.fullmatch(r"step-(\d+)", path.name)
-    return path.parent / step_name(int(match[1])) if match else path
+    """`path`, or where it is no checkpoint and its name says a step in other digits than
+    step_name's (`step-2000`, as people write it), that step's folder beside it (`step-00002000`)."""
+    match = re.fullmatch(r"step-([0-9]+)", path.name)
+    return path.parent / step_name(int(match[1])) if match and not (path / META).is_file() else path
 
 
 def complete_checkpoints(root: Path, remote: AnyPath | None = None) -> Iterator[tuple[AnyPath, dict[str, Any]]]:

@@ -131,7 +131,7 @@ class CheckpointConfig:
     optimizer_sharding: str = "dp_reshardable"
     optimizer_gather_on_one_rank: bool = False
     # On this signal (ahead of a preemption's kill) save a checkpoint at the step reached and stop
-    # (stopsignal.py); "SIGUSR1" for Slurm's --signal=USR1@SECONDS, null to leave signals alone
+    # (stopsignal.py), and on Ctrl-C; "SIGUSR1" for Slurm's --signal=USR1@SECONDS, null to leave signals alone
     on_signal: str | None = "SIGTERM"
     # On Ray Train, a node's preemption notice (ray.train.get_preemption_info) saves a checkpoint at
     # the step reached and training goes on; Ray Train then restarts from it (preemption.py)

@@ -101,12 +101,12 @@ def data_order(config: TrainConfig, folders: list[ShardFolder], global_batch: in
     }  # fmt: skip
 
 
-def _change(key: str, saved: dict[str, Any], value: Any) -> str:
+def _change(key: str, saved: dict[str, Any], now: dict[str, Any]) -> str:
     if key == "shards":
         return "the content of data.shards (repacked or other folders)"
-    text = f"{key} {saved.get(key)!r} → {value!r}"
+    text = f"{key} {saved.get(key)!r} → {now[key]!r}"
     batch, samples = saved.get("global_batch"), saved.get("train_samples")
-    if key == "train_samples" and isinstance(batch, int) and isinstance(samples, int) and batch > 0:  # the run's length (max_steps x batch)
+    if key == "train_samples" and batch == now.get("global_batch") and isinstance(batch, int) and isinstance(samples, int) and batch > 0:  # the run's length (max_steps x batch)
         text += f": the run has {samples // batch:,} steps of {batch} sequences: resume it with --max-steps {samples // batch}"
     return text
 
@@ -118,7 +118,7 @@ def check_resume_order(saved: dict[str, Any] | None, now: dict[str, Any], checkp
     if saved is None:
         return
     now = json.loads(json.dumps(now))  # as saved
-    changed = [_change(key, saved, value) for key, value in now.items() if saved.get(key) != value]
+    changed = [_change(key, saved, now) for key, value in now.items() if saved.get(key) != value]
     if changed:
         raise DataOrderChanged(
             f"{checkpoint}: the run being resumed read its data in another order ({'; '.join(changed)}): resuming would "

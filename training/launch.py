@@ -55,8 +55,9 @@ def launch(
     it trained itself, None when Ray Train workers did (their figures are in run_dir/log.jsonl).
     `force_ray`: Ray Train workers even for one worker (a Ray task, which has no GPU, asks so).
     `run_dir` may be a URL (runstore.py); Ray Train's own files then go to the local staging folder."""
-    from .trainer import train
+    from .trainer import check_stop_after, train
 
+    check_stop_after(stop_after)
     options = ray_options or RayOptions()
     on_cluster = bool(options.address or os.environ.get("RAY_ADDRESS"))
     if under_torchrun() or (config.workers == 1 and not on_cluster and not force_ray):

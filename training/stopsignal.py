@@ -6,9 +6,9 @@ The handler only sets a flag (`received`); after every step the ranks agree on i
 all-reduce (`any_rank`, with the time-based checkpoint decision), so every rank saves the same step
 even when the signal reached only some of them (torchrun forwards it to every worker; a node's
 agent may not).
-Ctrl-C (SIGINT) does the same, whatever the stop signal: a checkpoint at the end of the step, a
-message saying so at once; a second Ctrl-C interrupts at once (KeyboardInterrupt, the steps since
-the last checkpoint lost). Handlers can be installed only in a process's main thread: where
+Ctrl-C (SIGINT) does the same, unless stop signals are off (`null`) or SIGINT is ignored (a
+background job): a checkpoint at the end of the step, a message saying so at once; a second Ctrl-C
+interrupts at once (KeyboardInterrupt, the steps since the last checkpoint lost). Handlers can be installed only in a process's main thread: where
 training runs in another (Ray Train's workers) the stop is not offered and a signal keeps its usual
 effect.
 
@@ -37,8 +37,8 @@ class TrainingStopped(RuntimeError):
 
 
 class StopOnSignal:
-    """Sets `received` when the named signal (None: none) or a first SIGINT arrives, while entered;
-    `which` names the first that did."""
+    """Sets `received` when the named signal or a first SIGINT arrives (None: nothing installed),
+    while entered; `which` names the first that did."""
 
     def __init__(self, name: str | None) -> None:
         self.signums = tuple(signal.Signals[n] for n in self.signals(name))
@@ -50,7 +50,7 @@ class StopOnSignal:
     @staticmethod
     def signals(name: str | None) -> tuple[str, ...]:
         """The signals a run with the stop signal `name` stops on."""
-        return tuple(dict.fromkeys([name, "SIGINT"] if name else ["SIGINT"]))
+        return tuple(dict.fromkeys([name, "SIGINT"])) if name else ()
 
     @property
     def installed(self) -> bool:
@@ -68,7 +68,9 @@ class StopOnSignal:
 
     def __enter__(self) -> StopOnSignal:
         if threading.current_thread() is threading.main_thread():
-            self._previous = {signum: signal.signal(signum, self._handle) for signum in self.signums}
+            # an ignored SIGINT (a background job's) stays ignored
+            wanted = [s for s in self.signums if not (s == signal.SIGINT and signal.getsignal(s) == signal.SIG_IGN)]
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in wanted}
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -126,6 +126,11 @@ def _byte_table(tokenizer_path: str, eod: int, vocab: int, device: torch.device,
     return table
 
 
+def check_stop_after(stop_after: int | None) -> None:
+    if stop_after is not None and stop_after < 1:
+        raise ValueError(f"--stop-after {stop_after}: must be at least 1 (the steps this invocation trains)")
+
+
 def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None, stop_at: int | None = None, ray_train: bool = False) -> dict[str, Any]:
     """Train (or resume) into `run_dir`; `stop_after` ends this invocation after that many steps of
     it (`stop_at`: at that step of the run), with a checkpoint, keeping the schedule of the whole
@@ -133,9 +138,9 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_a
     (checkpoint.RunExists). `ray_train`: this is a Ray Train worker (preemption notices are heeded)."""
     from megatron.core import parallel_state
 
-    for name, value in (("--stop-after", stop_after), ("stop_at", stop_at)):
-        if value is not None and value < 1:
-            raise ValueError(f"{name} {value}: must be at least 1 (the steps this invocation trains)" if name == "--stop-after" else f"{name} {value}: must be at least 1")
+    check_stop_after(stop_after)
+    if stop_at is not None and stop_at < 1:
+        raise ValueError(f"stop_at {stop_at}: must be at least 1")
     rank, world, made_group = init_distributed()
     p = config.parallel
     if world % (p.tensor * p.pipeline * p.context):
@@ -223,9 +228,12 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         print(f"{store.name}: no checkpoint yet; starting from step 0", file=sys.stderr)
     if rank == 0:
         store.pull_log()  # a URL's log.jsonl continues (a local run appends to its own)
-    if found is not None and start >= plan.total_steps:  # a finished run: its log stays as it is
-        saver.close(publish=False)  # nothing new to publish
-        return _finished(run_dir, start, plan, rank, store.name)
+    if found is not None and start >= plan.total_steps:  # a finished run: nothing to train
+        last = _last_records(run_dir) if rank == 0 else {}
+        # without its end record (the process died after the last checkpoint) it goes on below, to log and publish it
+        if not any_rank([rank == 0 and last.get("end", {}).get("step") != start], device)[0]:
+            saver.close(publish=False)  # nothing new to publish
+            return _finished(last, start, plan, rank, store.name)
     reporter = Reporter(run_dir, rank == 0, start if found is not None else -1)  # the log cut back to the checkpoint's step; else empty
     if found is not None:
         reporter.record("resumed", step=start, checkpoint=Path(str(found[0])).name, **({"skipped": skipped} if skipped else {}))
@@ -317,20 +325,25 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
                 last_save = time.monotonic()
                 paused += last_save - pause_from
             if stopping and done < end:
-                _stop_on_signal(done, plan.total_steps, stop.which or str(config.checkpoint.on_signal), profiler, saver, reporter, store, rank)
+                _stop_on_signal(done, plan.total_steps, stop.which or "a stop signal (on another rank)", profiler, saver, reporter, store, rank)
     last = {"kind": "end", "step": end, "tokens": end * plan.tokens_per_step} if end == plan.total_steps else None
     _close_run(profiler, saver, reporter, store, rank, last)
     return {"step": end, "total_steps": plan.total_steps, "loss": loss, "grad_norm": grad_norm, "valid": valid, "plan": asdict(plan)}
 
 
-def _finished(run_dir: Path, step: int, plan: RunPlan, rank: int, name: str) -> dict[str, Any]:
-    """The summary of a run resumed at its end: its last logged figures; nothing trained or logged."""
-    if rank == 0:
-        print(f"{name}: already finished ({step:,} of {plan.total_steps:,} steps): nothing to train", file=sys.stderr)
+def _last_records(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """The last record of each kind in the run's log.jsonl (none when it has none)."""
     last: dict[str, dict[str, Any]] = {}
     if (run_dir / LOG_FILE).is_file():
         for record in read_log(run_dir):
-            last[record["kind"]] = record
+            last[str(record.get("kind"))] = record
+    return last
+
+
+def _finished(last: dict[str, dict[str, Any]], step: int, plan: RunPlan, rank: int, name: str) -> dict[str, Any]:
+    """The summary of a run resumed at its end (rank 0's: its last logged figures); nothing trained or logged."""
+    if rank == 0:
+        print(f"{name}: already finished, at step {step:,} (this config's length: {plan.total_steps:,}): nothing to train", file=sys.stderr)
     train_record, valid = last.get("train", {}), last.get("valid", {})
     return {"step": step, "total_steps": plan.total_steps, "loss": train_record.get("loss"), "grad_norm": train_record.get("grad_norm"),
             "valid": {k: v for k, v in valid.items() if k not in ("kind", "step", "tokens")}, "already_finished": True, "plan": asdict(plan)}  # fmt: skip

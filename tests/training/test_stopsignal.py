@@ -26,15 +26,17 @@ def test_the_handler_sets_the_flag_while_entered_and_the_previous_one_comes_back
             assert stop.received and received == []  # the run goes on: the loop decides when to stop
         os.kill(os.getpid(), signal.SIGUSR1)
         assert received == ["previous"]
+        with StopOnSignal(None) as stop:  # stop signals off: Ctrl-C too
+            assert not stop.installed and signal.getsignal(signal.SIGINT) is not stop._handle
     finally:
         signal.signal(signal.SIGUSR1, previous)
 
 
 def test_a_first_ctrl_c_asks_for_the_stop_a_second_interrupts(capfd):
-    """SIGINT, with or without a stop signal: the first sets the flag and says so; the second raises
-    KeyboardInterrupt; the previous handler is back afterwards."""
+    """SIGINT beside the stop signal: the first sets the flag and says so; the second raises
+    KeyboardInterrupt; the previous handler is back afterwards. An ignored SIGINT stays ignored."""
     previous = signal.getsignal(signal.SIGINT)
-    for name in (None, "SIGTERM"):
+    for name in ("SIGTERM", "SIGINT"):
         with StopOnSignal(name) as stop:
             assert stop.installed and not stop.received
             os.kill(os.getpid(), signal.SIGINT)
@@ -47,6 +49,13 @@ def test_a_first_ctrl_c_asks_for_the_stop_a_second_interrupts(capfd):
         os.kill(os.getpid(), signal.SIGUSR1)
         os.kill(os.getpid(), signal.SIGINT)
         assert stop.which == "SIGUSR1" and stop.received  # the first that came
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with StopOnSignal("SIGTERM") as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert not stop.received and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_outside_the_main_thread_no_handler_is_installed():

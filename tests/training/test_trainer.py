@@ -241,6 +241,8 @@ def test_a_run_folder_with_a_checkpoint_is_continued_only_when_resuming(tiny_sha
     shown = json.loads(finished.output[finished.output.index("{") : finished.output.rindex("}") + 1])
     assert shown["already_finished"] and shown["loss"] == train_records(run_dir)[-1]["loss"] and "loss" in shown["valid"]
     assert (run_dir / "log.jsonl").read_text() == log
+    (run_dir / "log.jsonl").write_text("".join(line + "\n" for line in log.splitlines() if '"end"' not in line))  # died before its end record
+    assert train_cli("--resume").exit_code == 0 and [r["kind"] for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines())][-1] == "end"
 
 
 def test_a_resume_that_would_read_the_data_in_another_order_is_refused(tiny_shards, tmp_path):
