@@ -130,21 +130,28 @@ def plan(
         _print_model(report, config.model)
 
 
+H100_BYTES = 85_029_158_912  # what torch.cuda.mem_get_info reports as an 80 GB H100's total
+
+
 def _memory(config: Any, report: dict[str, Any], data_parallel: int) -> dict[str, Any]:
     """One GPU's memory for the config's parallel layout, micro batch and recomputation (training/memory.py)."""
-    from crawlmill.training.memory import estimate_memory
+    from crawlmill.training.memory import estimate_memory, too_large
 
     batch = config.global_batch_size or report["global_batch_size"]  # the config's, else Equation 1's
     estimate = estimate_memory(config, report["vocab_size"], data_parallel, cuda=True, global_batch=batch)
     p = config.parallel
     layout = {"tensor": p.tensor, "pipeline": p.pipeline, "context": p.context, "data": data_parallel,
               "micro_batch_size": config.micro_batch_size, "recompute": config.model.recompute, "precision": config.precision}  # fmt: skip
-    return {**estimate.to_json(), "layout": layout, "text": estimate.describe()}
+    fits = too_large(estimate, H100_BYTES) is None
+    return {**estimate.to_json(), "layout": layout, "text": estimate.describe(), "fits_h100": fits}
 
 
 def _print_memory(memory: dict[str, Any]) -> None:
     _line("memory per GPU", memory["text"])
     _line("", "for " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in memory["layout"].items()) + " (estimated; CUDA context and workspace not counted)")
+    if not memory["fits_h100"]:
+        _line("", "more than an 80 GB H100 holds: more data-parallel ranks (--data-parallel N; they share the optimizer's states), "
+                  "a smaller micro batch (--micro-batch-size) or model.recompute lower it")
 
 
 def _print_compute(result: Any, memory: dict[str, Any]) -> None:

@@ -86,12 +86,15 @@ def test_model_report_gives_the_memory_per_gpu_for_the_layout():
     report = plan_json("--model", "deepseek-7b", "--tokens", "2e12", "--data-parallel", "64")
     assert report["memory"]["total"] == estimate_memory(load_train_config("deepseek-7b"), 102_400, 64).total
     assert report["memory"]["bytes_per_parameter"] == 6 + 12 / 64 and report["memory"]["layout"]["data"] == 64
+    assert report["memory"]["fits_h100"] and not plan_json("--model", "deepseek-7b", "--tokens", "2e12")["memory"]["fits_h100"]  # 61 GiB; 137 on one GPU
+    alone = " ".join(invoke("plan", "--model", "deepseek-7b", "--tokens", "2e12").output.split())
+    assert "more than an 80 GB H100 holds: more data-parallel ranks (--data-parallel N" in alone, alone
     one_b = plan_json("--model", "1b", "--tokens", "2e10")
     assert one_b["memory"]["layout"]["micro_batch_size"] == 4  # the 1b config's
     two = plan_json("--model", "1b", "--tokens", "2e10", "--micro-batch-size", "2")
     assert two["memory"]["activations"] == pytest.approx(one_b["memory"]["activations"] / 2, rel=0.01) and two["batch_multiple"]["micro_batch_size"] == 2
     text = invoke("plan", "--model", "deepseek-67b", "--tokens", "2e12", "--data-parallel", "16").output
-    assert "memory per GPU" in text and "tensor 8, pipeline 5, context 1, data 16" in text, text
+    assert "memory per GPU" in text and "tensor 8, pipeline 5, context 1, data 16" in text and "80 GB H100" not in text, text
     planned = plan_json("--compute", "1e20", "--micro-batch-size", "2", "--data-parallel", "8")  # the planned shape's, too
     assert planned["memory"]["parameters"] == planned["parameters"]["total"] and planned["memory"]["layout"]["micro_batch_size"] == 2
     assert planned["memory"]["bytes_per_parameter"] == 6 + 12 / 8
