@@ -163,10 +163,10 @@ def _collapsed(config: SweepConfig, runs: list[dict[str, Any]]) -> list[str]:
     small that neighbouring targets share the nearest real shape): its IsoFLOP curve has fewer points."""
     warnings = []
     for budget in config.budgets:
-        sizes = len({run["M"] for run in runs if run["budget"] == budget})
-        if sizes < config.points:
-            few = f"; an IsoFLOP minimum needs at least {MIN_SIZES}" if sizes < MIN_SIZES else ""
-            warnings.append(f"budget {sci(budget, 3)}: {sizes} model size(s) of the {config.points} asked (targets snapped to the same shapes){few}: raise the budget or --span")
+        sizes = sorted({run["M"] for run in runs if run["budget"] == budget})
+        if len(sizes) < config.points:
+            few = f"; an IsoFLOP minimum needs at least {MIN_SIZES}" if len(sizes) < MIN_SIZES else ""
+            warnings.append(f"budget {sci(budget, 3)}: {len(sizes)} model size(s) of the {config.points} asked (targets snapped to the same shapes){few}: raise the budget or --span")
     return warnings
 
 

@@ -8,9 +8,9 @@ even when the signal reached only some of them (torchrun forwards it to every wo
 agent may not).
 Ctrl-C (SIGINT) does the same, unless stop signals are off (`null`) or SIGINT is ignored (a
 background job): a checkpoint at the end of the step, a message saying so at once; a second Ctrl-C
-interrupts at once (KeyboardInterrupt, the steps since the last checkpoint lost). Handlers can be
-installed only in a process's main thread: where training runs in another (Ray Train's workers)
-the stop is not offered and a signal keeps its usual effect.
+interrupts at once (KeyboardInterrupt, the steps since the last checkpoint lost). Handlers can be installed only in a process's main thread: where
+training runs in another (Ray Train's workers) the stop is not offered and a signal keeps its usual
+effect.
 
     with StopOnSignal("SIGTERM") as stop:
         for step in ...:

@@ -193,14 +193,6 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     saver.remove_unfinished()
 
     found = saver.latest() if resume else None
-    if found is not None and int(found[1]["step"]) >= plan.total_steps:  # a finished run: nothing to train, nothing to load
-        if rank == 0:
-            store.pull_log()
-        last = _last_records(run_dir) if rank == 0 else {}
-        # without its end record (the process died after the last checkpoint) it goes on below, to log and publish it
-        if not any_rank([rank == 0 and last.get("end", {}).get("step") != found[1]["step"]], device)[0]:
-            saver.close(publish=False)  # nothing new to publish
-            return _finished(last, int(found[1]["step"]), plan, rank, store.name)
     initialized = None
     if found is None and config.checkpoint.init_from:  # before the optimizer copies the weights
         initialized = load_weights(model, config.checkpoint.init_from, rank, world, config.checkpoint.trusted, dist.barrier)
@@ -236,6 +228,12 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         print(f"{store.name}: no checkpoint yet; starting from step 0", file=sys.stderr)
     if rank == 0:
         store.pull_log()  # a URL's log.jsonl continues (a local run appends to its own)
+    if found is not None and start >= plan.total_steps:  # a finished run: nothing to train
+        last = _last_records(run_dir) if rank == 0 else {}
+        # without its end record (the process died after the last checkpoint) it goes on below, to log and publish it
+        if not any_rank([rank == 0 and last.get("end", {}).get("step") != start], device)[0]:
+            saver.close(publish=False)  # nothing new to publish
+            return _finished(last, start, plan, rank, store.name)
     reporter = Reporter(run_dir, rank == 0, start if found is not None else -1)  # the log cut back to the checkpoint's step; else empty
     if found is not None:
         reporter.record("resumed", step=start, checkpoint=Path(str(found[0])).name, **({"skipped": skipped} if skipped else {}))
