@@ -16,8 +16,9 @@ crawlmill stages resume, so it only does the parts the failed try left unfinishe
 same run and task is still running (the Airflow worker died mid-job), the new try follows it
 instead. If the submission id already exists on the cluster (e.g. a cleared task), the task
 attaches to that job when it is running or has SUCCEEDED, and submits under a fresh ``-rN`` suffix
-when it FAILED or STOPPED. Brief outages of the job server are retried (status reads) or
-bridged (the log stream is reopened).
+when it FAILED or STOPPED. Brief outages of the job server are retried (status reads, a
+submission refused because the head's agent has not registered yet) or bridged (the log stream
+is reopened).
 """
 
 from __future__ import annotations
@@ -155,6 +156,29 @@ def running_job_of(client: Any, metadata: dict[str, str]) -> str | None:
     return None
 
 
+NO_AGENT_YET = "No available agent to submit job"  # Ray's HTTP 500, which ends "please try again later"
+
+
+def submit_when_an_agent_answers(client: Any, log: Callable[[str], None], attempts: int = 6, **job: Any) -> None:
+    """``client.submit_job(**job)``, submitted again after 2, 4, 8, 16 and 32 s while the job server
+    says it has no agent yet.
+
+    Just after a head starts (or its dashboard agent restarts) the job server answers before the
+    agent has registered; it waits 10 s for one, then refuses with "No available agent to submit
+    job, please try again later" and creates nothing, so the same submission id is sent again.
+    Seen on a loaded 2-core machine: failing the task there would cost an Airflow retry delay.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            client.submit_job(**job)
+            return
+        except RuntimeError as exc:
+            if NO_AGENT_YET not in str(exc) or attempt == attempts:
+                raise
+            log(f"Ray job server has no agent yet ({exc}); submitting again in {2**attempt} s")
+            time.sleep(2**attempt)
+
+
 def submit_or_attach(
     client: Any,
     submission_id: str,
@@ -181,8 +205,8 @@ def submit_or_attach(
         info = _job_info_or_none(client, candidate)
         if info is None:
             try:
-                client.submit_job(
-                    entrypoint=entrypoint, submission_id=candidate, runtime_env=runtime_env, metadata=metadata
+                submit_when_an_agent_answers(
+                    client, log, entrypoint=entrypoint, submission_id=candidate, runtime_env=runtime_env, metadata=metadata
                 )
             except RuntimeError as exc:
                 if "already exists" not in str(exc):

@@ -181,7 +181,7 @@ PIPELINE = Pipeline(
                   uses=(("tokenizer", "tokenizer"),), folder="shards", audit="crawlmill.pipeline.pack.audit:audit_shards"),
         StageSpec("train", TrainConfig, "crawlmill.training.stage:TrainStage",
                   "Megatron-Core pretraining of a DeepSeek-style GPT (only when the config has a `train:` section)",
-                  "crawlmill train --config FILE --data DIR... --output DIR", reads=("pack",),
+                  "crawlmill train --config FILE --data DIR [--data DIR ...] --output DIR", reads=("pack",),
                   inputs_field="data.shards", optional=True, counts_input=False),
     ]
 )  # fmt: skip

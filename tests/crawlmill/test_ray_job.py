@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -69,9 +70,17 @@ def _run_config(tmp_path: Path) -> Path:
 
 
 def _submit(address: str, env: dict[str, str], submission_id: str, *entrypoint: str) -> str:
-    """`ray job submit`, which waits for the job and prints its log as it goes; that output."""
-    submitted = _ray(["job", "submit", "--address", address, "--submission-id", submission_id, "--", *entrypoint], env, timeout=600)
-    output = submitted.stdout + submitted.stderr
+    """`ray job submit`, which waits for the job and prints its log as it goes; that output.
+
+    Submitted again, as Ray's message asks, while the head's dashboard agent has not registered
+    yet: the job server waits 10 s for it, then refuses with "No available agent to submit job,
+    please try again later" and creates nothing (met in CI with the other xdist worker busy)."""
+    for wait in (2, 4, 8, 16, 0):
+        submitted = _ray(["job", "submit", "--address", address, "--submission-id", submission_id, "--", *entrypoint], env, timeout=600)
+        output = submitted.stdout + submitted.stderr
+        if submitted.returncode == 0 or "No available agent to submit job" not in output or not wait:
+            break
+        time.sleep(wait)
     assert submitted.returncode == 0 and f"Job '{submission_id}' succeeded" in output, output
     return output
 

@@ -189,6 +189,55 @@ def test_a_new_try_follows_a_job_of_the_same_task_that_is_still_running(pipeline
     assert pipeline_dag.follow_job(client, f"{base}-try2", lines.append, poll_interval=0.5).status == "SUCCEEDED"
 
 
+NO_AGENT = "Request failed with status code 500: No available agent to submit job, please try again later.."
+
+
+class RefusingClient:
+    """The real client, whose first `refusals` submissions are refused with `message` (by default the
+    job server's answer from before the head's dashboard agent registered, which a CI run met on a
+    loaded 2-core machine)."""
+
+    def __init__(self, client, refusals: int, message: str = NO_AGENT) -> None:
+        self.client, self.refusals, self.message, self.submitted = client, refusals, message, 0
+
+    def submit_job(self, **job):
+        self.submitted += 1
+        if self.refusals:
+            self.refusals -= 1
+            raise RuntimeError(self.message)
+        return self.client.submit_job(**job)
+
+    def __getattr__(self, name: str):
+        return getattr(self.client, name)
+
+
+def test_a_submission_refused_before_the_heads_agent_registered_is_sent_again(pipeline_dag, client, monkeypatch):
+    lines: list[str] = []
+    waits: list[float] = []
+    base = f"crawlmill-test-{os.getpid()}-{time.time_ns()}"
+    ok = f"{sys.executable} -c \"print('after the agent came')\""
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline_dag.time, "sleep", waits.append)
+        refusing = RefusingClient(client, refusals=2)
+        assert pipeline_dag.submit_or_attach(refusing, f"{base}-late", ok, None, None, lines.append) == f"{base}-late"
+        assert refusing.submitted == 3 and waits == [2, 4]
+        assert sum("has no agent yet" in line for line in lines) == 2
+        # The refusal created nothing, so the id is neither taken nor suffixed; a head whose agent
+        # never comes fails the task with Ray's message after the last try.
+        with pytest.raises(RuntimeError, match="No available agent to submit job"):
+            pipeline_dag.submit_or_attach(RefusingClient(client, refusals=6), f"{base}-never", ok, None, None, lines.append)
+        assert waits == [2, 4, 2, 4, 8, 16, 32]
+        # Any other refusal is not retried.
+        other = RefusingClient(client, refusals=1, message="Request failed with status code 500: Internal Server Error")
+        with pytest.raises(RuntimeError, match="Internal Server Error"):
+            pipeline_dag.submit_or_attach(other, f"{base}-bad", ok, None, None, lines.append)
+        assert other.submitted == 1
+        assert len(waits) == 7
+    assert pipeline_dag.follow_job(client, f"{base}-late", lines.append, poll_interval=0.5).status == "SUCCEEDED"
+    assert "[ray] after the agent came" in lines
+    assert not [job for job in client.list_jobs() if job.submission_id.startswith((f"{base}-never", f"{base}-bad"))]
+
+
 class CuttableProxy:
     """A TCP proxy on loopback to `port` whose open connections can all be cut at once: how a
     restarting job server (or a network blip) looks to a client."""
