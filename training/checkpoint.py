@@ -39,6 +39,7 @@ import contextlib
 import json
 import re
 import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -52,8 +53,8 @@ from crawlmill.pathsafety import inside_folder
 from .fetch_on_read import download_common, fetch_once, fetched_reads
 from .layout import ResumeLayout
 from .rng_state import load_state
-from .runstore import DOWNLOADED, RunStore, complete_folders, held_copy, remove_leftover_copies, upload
-from .sharded_io import COMMON_FILES, DamagedCheckpoint, ShardedWriter, load_sharded, rank_files
+from .runstore import DOWNLOADED, RunStore, complete_folders, download, held_copy, remove_leftover_copies, upload
+from .sharded_io import COMMON_FILES, DamagedCheckpoint, ShardedWriter, check_sizes, load_sharded, rank_files
 from .sharing import ElsewhereFailed, collective_device, leader_does, rank0_random, who_shares
 from .stopsignal import any_rank
 
@@ -348,6 +349,23 @@ class Checkpointer:
                     return self._agreed(lambda: load_sharded(sharded, local / MODEL, self.trusted), folder), rng
             finally:
                 self.barrier()  # every rank done reading before the copies go
+
+    def check(self, folder: AnyPath, meta: dict[str, Any], layout: ResumeLayout) -> None:
+        """What `load` would refuse, or find damaged or cut short, without reading a tensor: the
+        layout, this rank's RNG file, each model file as long as `.metadata` says (check_sizes).
+        Collective. For a finished run's resume, which loads nothing."""
+        name = f"rank-{layout.rng_rank(meta, self.world, self.rank, folder):05d}.pt"
+
+        def read_rng() -> None:
+            if self.remote is None:
+                load_state(Path(folder) / name)
+                return
+            with tempfile.TemporaryDirectory(dir=self.root) as local:
+                download(folder / name, Path(local) / name)
+                load_state(Path(local) / name, folder / name)
+
+        self._agreed(read_rng, folder)
+        self._agreed(lambda: check_sizes(folder / MODEL), folder)
 
     @staticmethod
     def _agreed(read: Callable[[], Any], folder: AnyPath) -> Any:

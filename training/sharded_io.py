@@ -44,6 +44,8 @@ from typing import Any, Iterator
 
 import torch
 
+from crawlmill.files import AnyPath, list_file_sizes
+
 from .compat import async_save_options, checkpoint_scope
 
 COMMON_FILES = (".metadata", "common.pt", "metadata.json")  # rank 0's, written last of all
@@ -176,6 +178,9 @@ class ShardedWriter:
 _METADATA_MODULES = ("torch.distributed.checkpoint.metadata", "torch.distributed.checkpoint.planner", "torch.distributed.checkpoint.filesystem")
 
 
+NOT_METADATA = "is not checkpoint metadata"  # the refusal, told apart from a file cut short
+
+
 class _MetadataUnpickler(pickle.Unpickler):
     """Builds torch.distributed.checkpoint's metadata classes and plain data, nothing else."""
 
@@ -190,7 +195,7 @@ class _MetadataUnpickler(pickle.Unpickler):
                 return found
         if (module, name) in (("collections", "OrderedDict"), *(("builtins", n) for n in ("set", "frozenset", "slice"))):
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"{module}.{name} is not checkpoint metadata")
+        raise pickle.UnpicklingError(f"{module}.{name} {NOT_METADATA}")
 
 
 def check_metadata(folder: Path) -> Any:
@@ -199,8 +204,26 @@ def check_metadata(folder: Path) -> Any:
     path = folder / ".metadata"
     try:
         return _MetadataUnpickler(io.BytesIO(path.read_bytes())).load()
-    except (pickle.UnpicklingError, AttributeError, ImportError) as exc:
+    except (pickle.UnpicklingError, EOFError) as exc:
+        if isinstance(exc, EOFError) or NOT_METADATA not in str(exc):  # cut short or garbled
+            raise DamagedCheckpoint(f"{path}: damaged or incomplete ({type(exc).__name__}: {exc})") from None
         raise ValueError(f"{path}: refused: a checkpoint's metadata holds only checkpoint metadata, this file asks for more ({exc})") from None
+    except (AttributeError, ImportError) as exc:
+        raise ValueError(f"{path}: refused: a checkpoint's metadata holds only checkpoint metadata, this file asks for more ({exc})") from None
+
+
+def check_sizes(folder: AnyPath) -> None:
+    """DamagedCheckpoint unless each file that the checkpoint's `.metadata` places data in is there
+    and reaches the end of it. What a resume that loads nothing (its run is finished) checks: a file
+    cut short or missing, without reading a tensor (one listing, and `.metadata`, for a URL too)."""
+    ends: dict[str, int] = {}
+    for info in (check_metadata(folder).storage_data or {}).values():
+        ends[info.relative_path] = max(ends.get(info.relative_path, 0), info.offset + info.length)
+    sizes = {path.name: size for path, size in list_file_sizes(folder)}
+    for name, end in sorted(ends.items()):
+        if sizes.get(name, -1) < end:
+            held = f"{sizes[name]:,} bytes" if name in sizes else "missing"
+            raise DamagedCheckpoint(f"{folder}: a file of this checkpoint is damaged or incomplete ({name}: {held}, its data ends at byte {end:,})")
 
 
 def keep_unsaved_extra_state(sharded: Any, saved_keys: set[str]) -> None:

@@ -210,6 +210,11 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
             if config.data.check_on_resume:
                 check_resume_order(meta.get("data_order"), order, folder)
             try:
+                if meta["step"] >= plan.total_steps:  # the run's end: checked, not loaded, if the log ended there too
+                    saver.check(folder, meta, layout)
+                    if (summary := _finished(store, meta["step"], plan, rank, device)) is not None:
+                        saver.close(publish=False)  # nothing new to publish
+                        return summary
                 template = partial(backend.sharded_state_dict, is_loading=True, saved_sharding=meta.get("optimizer_sharding"))
                 state, rng = saver.load(folder, meta, layout, template)
             except DamagedCheckpoint as exc:  # on every rank alike (Checkpointer._agreed)
@@ -228,12 +233,6 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
         print(f"{store.name}: no checkpoint yet; starting from step 0", file=sys.stderr)
     if rank == 0:
         store.pull_log()  # a URL's log.jsonl continues (a local run appends to its own)
-    if found is not None and start >= plan.total_steps:  # a finished run: nothing to train
-        last = _last_records(run_dir) if rank == 0 else {}
-        # without its end record (the process died after the last checkpoint) it goes on below, to log and publish it
-        if not any_rank([rank == 0 and last.get("end", {}).get("step") != start], device)[0]:
-            saver.close(publish=False)  # nothing new to publish
-            return _finished(last, start, plan, rank, store.name)
     reporter = Reporter(run_dir, rank == 0, start if found is not None else -1)  # the log cut back to the checkpoint's step; else empty
     if found is not None:
         reporter.record("resumed", step=start, checkpoint=Path(str(found[0])).name, **({"skipped": skipped} if skipped else {}))
@@ -331,19 +330,18 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
     return {"step": end, "total_steps": plan.total_steps, "loss": loss, "grad_norm": grad_norm, "valid": valid, "plan": asdict(plan)}
 
 
-def _last_records(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """The last record of each kind in the run's log.jsonl (none when it has none)."""
-    last: dict[str, dict[str, Any]] = {}
-    if (run_dir / LOG_FILE).is_file():
-        for record in read_log(run_dir):
-            last[str(record.get("kind"))] = record
-    return last
-
-
-def _finished(last: dict[str, dict[str, Any]], step: int, plan: RunPlan, rank: int, name: str) -> dict[str, Any]:
-    """The summary of a run resumed at its end (rank 0's: its last logged figures); nothing trained or logged."""
+def _finished(store: RunStore, step: int, plan: RunPlan, rank: int, device: torch.device) -> dict[str, Any] | None:
+    """The summary of a run resumed at its end, a checkpoint at `step` (rank 0's: its last logged
+    figures); nothing trained or logged. None when the log has no end record there (the process
+    died after its last checkpoint): the run is loaded, to log and publish its end. Collective."""
+    last: dict[str, dict[str, Any]] = {}  # the last record of each kind in rank 0's log.jsonl
     if rank == 0:
-        print(f"{name}: already finished, at step {step:,} (this config's length: {plan.total_steps:,}): nothing to train", file=sys.stderr)
+        store.pull_log()
+        last = {str(r.get("kind")): r for r in read_log(store.local)} if (store.local / LOG_FILE).is_file() else {}
+    if any_rank([rank == 0 and last.get("end", {}).get("step") != step], device)[0]:
+        return None
+    if rank == 0:
+        print(f"{store.name}: already finished, at step {step:,} (this config's length: {plan.total_steps:,}): nothing to train", file=sys.stderr)
     train_record, valid = last.get("train", {}), last.get("valid", {})
     return {"step": step, "total_steps": plan.total_steps, "loss": train_record.get("loss"), "grad_norm": train_record.get("grad_norm"),
             "valid": {k: v for k, v in valid.items() if k not in ("kind", "step", "tokens")}, "already_finished": True, "plan": asdict(plan)}  # fmt: skip

@@ -77,6 +77,37 @@ def test_a_save_round_trips_model_and_optimizer_exactly(tmp_path: Path, process_
     assert all(torch.equal(restored[k], v) for k, v in moments.items())
 
 
+@pytest.mark.parametrize("fault", ["cut", "missing", "metadata cut"])
+def test_a_file_cut_short_or_missing_is_found_without_reading_a_tensor(tmp_path: Path, process_group, fault: str) -> None:
+    """check_sizes, what a finished run's resume checks instead of loading: each shard file as long
+    as `.metadata` says, `.metadata` itself whole; a refused `.metadata` stays a refusal."""
+    import pickle
+
+    from crawlmill.training.sharded_io import DamagedCheckpoint, check_sizes
+
+    writer = ShardedWriter(False)
+    writer.save(_state(*_trained(1)), tmp_path / "model")
+    writer.close()
+    check_sizes(tmp_path / "model")  # whole
+    shard = next((tmp_path / "model").glob("*.distcp"))
+    if fault == "cut":
+        shard.write_bytes(shard.read_bytes()[:-1])
+        expected = rf"{shard.name}: {shard.stat().st_size:,} bytes, its data ends at byte {shard.stat().st_size + 1:,}"
+    elif fault == "missing":
+        shard.unlink()
+        expected = rf"{shard.name}: missing"
+    else:
+        metadata = tmp_path / "model/.metadata"
+        metadata.write_bytes(metadata.read_bytes()[:-20])
+        expected = r"\.metadata: damaged or incomplete"
+    with pytest.raises(DamagedCheckpoint, match=expected):
+        check_sizes(tmp_path / "model")
+    (tmp_path / "model/.metadata").write_bytes(pickle.dumps(print))
+    with pytest.raises(ValueError, match=r"\.metadata: refused: .*builtins\.print is not checkpoint metadata") as refused:
+        check_sizes(tmp_path / "model")
+    assert not isinstance(refused.value, DamagedCheckpoint)
+
+
 def _replicated_state(model: torch.nn.Module, optimizer: torch.optim.AdamW, rank: int) -> dict:
     """A data-parallel replica's state: every tensor whole on every rank, this rank's replica id."""
     from megatron.core.dist_checkpointing import ShardedTensor
