@@ -81,6 +81,7 @@ def test_a_save_round_trips_model_and_optimizer_exactly(tmp_path: Path, process_
 def test_a_file_cut_short_or_missing_is_found_without_reading_a_tensor(tmp_path: Path, process_group, fault: str) -> None:
     """check_sizes, what a finished run's resume checks instead of loading: each shard file as long
     as `.metadata` says, `.metadata` itself whole; a refused `.metadata` stays a refusal."""
+    import collections
     import pickle
 
     from crawlmill.training.sharded_io import DamagedCheckpoint, check_sizes
@@ -102,8 +103,8 @@ def test_a_file_cut_short_or_missing_is_found_without_reading_a_tensor(tmp_path:
         expected = r"\.metadata: damaged or incomplete"
     with pytest.raises(DamagedCheckpoint, match=expected):
         check_sizes(tmp_path / "model")
-    (tmp_path / "model/.metadata").write_bytes(pickle.dumps(print))
-    with pytest.raises(ValueError, match=r"\.metadata: refused: .*builtins\.print is not checkpoint metadata") as refused:
+    (tmp_path / "model/.metadata").write_bytes(pickle.dumps(collections.Counter()))
+    with pytest.raises(ValueError, match=r"\.metadata: refused: .*collections\.Counter is not checkpoint metadata") as refused:
         check_sizes(tmp_path / "model")
     assert not isinstance(refused.value, DamagedCheckpoint)
 
