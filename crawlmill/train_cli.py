@@ -103,7 +103,7 @@ def train(
             summary = launch(train_config, run_dir, resume=resume, stop_after=stop_after, ray_options=runtime.ray_options())
         except (ArithmeticError, TrainingStopped) as exc:  # diverged (trainer.TrainingDiverged), or stopped by a signal: rerun
             raise fail(str(exc), 1) from None
-    if summary is None:  # Ray Train's workers print their own
+    if summary is None:  # Ray Train v1 returns nothing (its workers printed their figures)
         out.print(f"[green]train done[/green] → {run_dir} (log.jsonl, checkpoints/)", highlight=False)
         return
     out.print(json.dumps(_finite({k: v for k, v in summary.items() if k != "plan"}), indent=1), highlight=False)

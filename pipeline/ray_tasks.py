@@ -175,11 +175,12 @@ def run_jobs(
 def run_torch_workers(
     fn: Callable[[dict], Any], config: dict[str, Any], workers: int, use_gpu: bool, storage: str, name: str, options: RayOptions,
     max_failures: int = 0,
-) -> None:  # fmt: skip
+) -> Any:  # fmt: skip
     """fn(config) on `workers` Ray Train workers that share a torch.distributed group (gloo on CPU,
     nccl on GPU, one GPU each): Ray Train's TorchTrainer, so training runs wherever Ray runs,
     `ray job submit` included. After a worker's failure Ray Train starts the workers again, up to
-    `max_failures` times. A worker's error is raised here with its own message."""
+    `max_failures` times. A worker's error is raised here with its own message. Returns what fn
+    returned on rank 0 (None on a Ray Train without it: Train v1)."""
     ensure_ray(options)
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -199,7 +200,7 @@ def run_torch_workers(
         ),  # fmt: skip
     )
     try:
-        trainer.fit()
+        return getattr(trainer.fit(), "return_value", None)
     except Exception as exc:  # Ray's wrapper names the worker; the cause says what went wrong
         cause = exc
         while getattr(cause, "cause", None) is not None or getattr(cause, "__cause__", None) is not None:

@@ -35,24 +35,26 @@ def under_torchrun() -> bool:
     return "TORCHELASTIC_RUN_ID" in os.environ or ("WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ and "RANK" in os.environ)
 
 
-def _worker(job: dict[str, Any]) -> None:
+def _worker(job: dict[str, Any]) -> dict[str, Any]:
     """One Ray Train worker: the process group is Ray Train's; the config travels as JSON. It always
     resumes (the driver refused a run folder it must not continue), so that the workers Ray Train
-    restarts after a failure continue from the run's last checkpoint."""
+    restarts after a failure continue from the run's last checkpoint. Its summary: rank 0's reaches
+    the driver (Ray Train's return_value)."""
     from crawlmill.pipeline.config import build
 
     from .trainer import train
 
     config = build(TrainConfig, job["config"], "train")
-    train(config, job["run_dir"], resume=True, stop_at=job["stop_at"], ray_train=True)
+    return train(config, job["run_dir"], resume=True, stop_at=job["stop_at"], ray_train=True)
 
 
 def launch(
     config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None,
     ray_options: RayOptions | None = None, force_ray: bool = False,
 ) -> dict[str, Any] | None:
-    """Train `config` into `run_dir` (see the module docstring); returns this process's summary when
-    it trained itself, None when Ray Train workers did (their figures are in run_dir/log.jsonl).
+    """Train `config` into `run_dir` (see the module docstring); returns the summary of this process,
+    or of Ray Train's rank 0 (None from Ray Train v1, which returns nothing: the figures are in
+    run_dir/log.jsonl).
     `force_ray`: Ray Train workers even for one worker (a Ray task, which has no GPU, asks so).
     `run_dir` may be a URL (runstore.py); Ray Train's own files then go to the local staging folder."""
     from .trainer import check_stop_after, train
@@ -71,5 +73,4 @@ def launch(
     job = {"config": dataclasses.asdict(config), "run_dir": run_location(run_dir), "stop_at": None if stop_after is None else start + stop_after}
     gpus = cluster_has_gpus(options)
     local = store.local.resolve()
-    run_torch_workers(_worker, job, config.workers, gpus, str(local / "ray_train"), local.name, options, config.max_restarts)
-    return None
+    return run_torch_workers(_worker, job, config.workers, gpus, str(local / "ray_train"), local.name, options, config.max_restarts)

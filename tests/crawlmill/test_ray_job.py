@@ -178,5 +178,7 @@ def test_run_a_stage_verb_and_train_as_ray_jobs(ray_head, tmp_path):
     steps = [r for r in records if r["kind"] == "train"]
     assert steps and steps[-1]["step"] == 4 and all(r["loss"] > 0 for r in steps)
     assert records[-1]["kind"] == "end" and f"train done → {run}" in log
+    summary = json.loads(log[log.index("\n{\n") : log.index("\n}\n") + 2])  # rank 0's, through Ray Train, as the command prints it
+    assert (summary["step"], summary["total_steps"], summary["loss"]) == (4, 4, steps[-1]["loss"])
     ends = [line for line in log.splitlines() if "[end] step 4 | tokens" in line]
     assert len(ends) == 1, f"each record line once (Ray Train's print patch printed them twice):\n{log}"

@@ -176,9 +176,11 @@ def test_two_ray_workers_match_one_worker_and_a_killed_worker_is_restarted_from_
     killer = threading.Thread(target=kill_a_train_worker_once, args=(tmp_path / "two/checkpoints/step-00000004/meta.json", killed))
     killer.start()
     try:
-        assert launch(two, tmp_path / "two", ray_options=RayOptions()) is None  # Ray Train's workers trained
+        summary = launch(two, tmp_path / "two", ray_options=RayOptions())  # Ray Train's workers trained
     finally:
         killer.join()
+    # rank 0's summary, of the workers Ray Train restarted (Ray Train v2's return_value)
+    assert (summary["step"], summary["total_steps"], summary["loss"]) == (24, 24, train_records(tmp_path / "two")[-1]["loss"])
     run = json.loads((tmp_path / "two/run.json").read_text())
     assert run["world_size"] == 2 and run["data_parallel"] == 2
     printed = capfd.readouterr()
