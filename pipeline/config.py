@@ -131,21 +131,29 @@ def build(cls: type, data: Any, where: str = "config", base: Path | None = None)
             raise ConfigError(f"{where}: {exc}") from None
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    errors = []  # every one, a line each: a config with three mistakes is fixed in one go, not three
     unknown = sorted(set(map(str, data)) - set(fields))
     if unknown:
         named = [f"{key} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(key, fields, n=1)) else key for key in unknown]
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(named)}; known: {', '.join(fields)}")
+        errors.append(f"{where}: unknown key(s) {', '.join(named)}; known: {', '.join(fields)}")
     values = {}
     for name, value in data.items():
+        if name not in fields:
+            continue
         meta = fields[name].metadata
         try:
-            if "parse" in meta and value is not None:
-                value = meta["parse"](value)
-        except (TypeError, ValueError, AttributeError, OverflowError) as exc:  # e.g. a number where it splits a string
-            raise ConfigError(f"{where}.{name}: {exc}") from None
-        if meta.get("path"):
-            value = _resolve_paths(value, meta["path"], base)
-        values[name] = _check_type(value, hints[name], f"{where}.{name}", base)
+            try:
+                if "parse" in meta and value is not None:
+                    value = meta["parse"](value)
+            except (TypeError, ValueError, AttributeError, OverflowError) as exc:  # e.g. a number where it splits a string
+                raise ConfigError(f"{where}.{name}: {exc}") from None
+            if meta.get("path"):
+                value = _resolve_paths(value, meta["path"], base)
+            values[name] = _check_type(value, hints[name], f"{where}.{name}", base)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ConfigError("\n".join(errors))
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
@@ -229,12 +237,23 @@ def load_run_config(path: str | Path, pipeline: Pipeline | None = None) -> Any:
     base = path.resolve().parent
     names = {spec.name for spec in pipeline.stages}
     top = {k: v for k, v in data.items() if k not in names}
-    config = build(run_config_type(pipeline), top, path.name, base)
+    errors = []  # every section's, as build does for its keys
+    sections = {}
+    try:
+        config = build(run_config_type(pipeline), top, path.name, base)
+    except ConfigError as exc:
+        errors.append(str(exc))
     for spec in pipeline.stages:
         where = f"{path.name}.{spec.name}"
-        section = load_section(spec.config, data.get(spec.name), where, base)
-        check_section(section, where)
-        setattr(config, spec.name, section)
+        try:
+            sections[spec.name] = load_section(spec.config, data.get(spec.name), where, base)
+            check_section(sections[spec.name], where)
+        except ConfigError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ConfigError("\n".join(errors))
+    for name, section in sections.items():
+        setattr(config, name, section)
     config.sections = [spec.name for spec in pipeline.stages if spec.name in data]
     return config
 

@@ -39,3 +39,15 @@ def test_malformed_configs_name_the_key_and_the_problem(tmp_path, text, message)
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_run_config(tmp_path / "nope.yaml")
+
+
+def test_every_mistake_of_a_config_is_named_at_once(tmp_path):
+    """Three mistakes in three sections: one error, a line each, not one at a time over three runs."""
+    text = "output_dir: o\nray: {num_cpus: two, adress: x}\ningest: {extractor: lynx}\ndedup: {minhash: {bands: many}}\n"
+    with pytest.raises(ConfigError) as error:
+        load_run_config(write(tmp_path, text))
+    lines = str(error.value).splitlines()
+    assert lines[0].startswith("c.yaml.ray: unknown key(s) adress (did you mean address?)")
+    assert lines[1] == "c.yaml.ray.num_cpus: expected int, got str 'two'"
+    assert lines[2].startswith("c.yaml.ingest: extractor 'lynx'")
+    assert lines[3].startswith("c.yaml.dedup.minhash.bands: expected int, got str 'many'") and len(lines) == 4
