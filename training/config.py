@@ -254,9 +254,14 @@ class TrainConfig:
         """Shard folders named here must be pack output (a run's pack folder is checked when it exists)."""
         for folder in self.data.shards:
             if not (as_path(folder) / "manifest.json").is_file():  # a path or a URL
-                if not as_path(folder).exists():
-                    raise FileNotFoundError(f"data.shards: {folder}: no such folder (give `crawlmill pack` output folders)")
-                raise FileNotFoundError(f"data.shards: {folder} has no manifest.json (give `crawlmill pack` output folders)")
+                raise not_pack_output(folder)
+
+
+def not_pack_output(folder: str) -> FileNotFoundError:
+    """The error for a data.shards folder without manifest.json: it is missing, or not pack output."""
+    if not as_path(folder).exists():
+        return FileNotFoundError(f"data.shards: {folder}: no such folder (give `crawlmill pack` output folders)")
+    return FileNotFoundError(f"data.shards: {folder} has no manifest.json (give `crawlmill pack` output folders)")
 
 
 def resolve_builtin(name_or_path: str, option: str = "--config ") -> Path:

@@ -47,7 +47,7 @@ from crawlmill.files import as_path, file_size, sha256_file
 from crawlmill.shards.manifest import MANIFEST, is_count, load_manifest, megatron_blend
 from crawlmill.shards.mmidx import ShardError, check_index, read_index
 
-from .config import TrainConfig
+from .config import TrainConfig, not_pack_output
 from .runstore import local_file, local_shards
 from .sharing import leaders_first, who_shares
 
@@ -138,9 +138,7 @@ def open_folders(paths: list[str]) -> list[ShardFolder]:
         except (OSError, ValueError) as exc:  # not JSON, not UTF-8, a name outside the folder...
             raise ShardError(as_path(path) / MANIFEST, f"unreadable manifest: {exc}") from None
         if manifest is None:
-            if not as_path(path).exists():
-                raise FileNotFoundError(f"data.shards: {path}: no such folder (give `crawlmill pack` output folders)")
-            raise FileNotFoundError(f"data.shards: {path} has no manifest.json (give `crawlmill pack` output folders)")
+            raise not_pack_output(path)
         check_manifest(manifest, as_path(path) / MANIFEST)
         folders.append(ShardFolder(local_shards(path, manifest), manifest))
     digests = {f.manifest["tokenizer"]["sha256"] for f in folders}
