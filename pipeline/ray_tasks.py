@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -64,6 +65,8 @@ def ensure_ray(options: RayOptions) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if not (sys.stdout.isatty() and sys.stderr.isatty()):  # a job's log, a file, Airflow's task log
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # workers' lines without colour codes around "(pid=...)"
     if options.address:
         ray.init(address=options.address, logging_level=logging.WARNING)
     elif os.environ.get("RAY_ADDRESS"):

@@ -182,3 +182,5 @@ def test_run_a_stage_verb_and_train_as_ray_jobs(ray_head, tmp_path):
     assert (summary["step"], summary["total_steps"], summary["loss"]) == (4, 4, steps[-1]["loss"])
     ends = [line for line in log.splitlines() if "[end] step 4 | tokens" in line]
     assert len(ends) == 1, f"each record line once (Ray Train's print patch printed them twice):\n{log}"
+    workers = [line for line in log.splitlines() if "pid=" in line]  # Ray's "(RayTrainWorker pid=...)" prefixes
+    assert workers and not any("\x1b" in line for line in workers), workers[:3]  # a log file has no colour codes
