@@ -106,6 +106,18 @@ def test_bad_input_is_a_clear_error(tiny_shards, tmp_path):
     again = export(run, "--output", tmp_path / "hf")
     assert again.exit_code == 2 and "exists: choose another --output, or --overwrite" in again.output
     assert export(run, "--output", tmp_path / "hf", "--overwrite").exit_code == 0
+    # --overwrite never deletes the input: the run itself, a folder holding it, a folder of it
+    # that is not an earlier export (RUN/hf exported again is fine); nor replaces a file
+    (run / "hf").mkdir()
+    for output in (run, tmp_path, run / "checkpoints", run / "hf"):
+        refused = export(run, "--output", output, "--overwrite")
+        assert refused.exit_code == 2 and "--overwrite would delete input" in " ".join(refused.output.split()), refused.output
+    assert (run / "checkpoints").is_dir() and (run / "run.json").is_file()
+    shutil.copy(tmp_path / "hf" / "crawlmill_export.json", run / "hf")  # an earlier export there
+    assert export(run, "--output", run / "hf", "--overwrite").exit_code == 0 and (run / "hf/model.safetensors").is_file()
+    (tmp_path / "a-file").write_text("mine")
+    onto_file = export(run, "--output", tmp_path / "a-file", "--overwrite")
+    assert onto_file.exit_code == 2 and "is a file, not a folder" in onto_file.output and (tmp_path / "a-file").read_text() == "mine"
 
     other = tmp_path / "other-tokenizer"
     other.mkdir()

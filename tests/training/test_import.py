@@ -77,6 +77,9 @@ def test_a_run_exported_and_imported_again_continues_from_its_weights(tiny_shard
     assert crawlmill("export", first, "--output", tmp_path / "hf", "--dtype", "fp32").exit_code == 0
     done = crawlmill("import", tmp_path / "hf", "--output", tmp_path / "again")
     assert done.exit_code == 0 and "the shape of the built-in config tiny" in done.output, done.output
+    onto_source = crawlmill("import", tmp_path / "hf", "--output", tmp_path / "hf", "--overwrite")  # would delete the model it reads
+    assert onto_source.exit_code == 2 and "--overwrite would delete input" in " ".join(onto_source.output.split()), onto_source.output
+    assert (tmp_path / "hf/model.safetensors").is_file()
 
     trained = checkpoint_tensors(first / "checkpoints/step-00000030/model")
     imported = checkpoint_tensors(tmp_path / "again/checkpoints/step-00000000/model")
