@@ -9,7 +9,6 @@ Exit status: 0 done, 2 bad input (no run or checkpoint, a folder without a manif
 another tokenizer, a token outside the model's vocabulary).
 """
 
-import json
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -60,6 +59,8 @@ def eval_(
         shown[folder].advance(count)
 
     with user_errors(), quiet_libraries():
+        if json_path is not None and json_path.is_dir():  # before the evaluation, not after it
+            raise IsADirectoryError(f"--json {json_path} is a folder: give a file name")
         from crawlmill.training.evaluate import evaluate_run
 
         try:
@@ -67,11 +68,16 @@ def eval_(
         finally:
             for bar in shown.values():
                 bar.__exit__(None, None, None)
-    if json_path is not None:
-        json_path.write_text(json.dumps(record, indent=1))
     out.print(f"{record['run']} at step {record['step']:,} ({record['checkpoint']})", highlight=False)
     for r in record["results"]:
-        bpb = f"{r['bpb']:.4f}" if r["bpb"] is not None else f"not reported ({r.get('bpb_unavailable', 'no bytes counted')})"
+        hint = "" if tokenizer else "; the tokenizer's folder, if it moved: --tokenizer DIR"
+        bpb = f"{r['bpb']:.4f}" if r["bpb"] is not None else f"not reported ({r.get('bpb_unavailable', 'no bytes counted')}{hint})"
         sample = "" if r["complete"] else " (a sample: --max-tokens)"
         checked = "" if r["tokenizer_checked"] else " (tokenizer not checked: the run has no shards, nor an imported tokenizer)"
         out.print(f"{r['data']}: loss {r['loss']:.4f}, bits per byte {bpb}; {r['tokens']:,} tokens, {r['documents']:,} documents{sample}{checked}", highlight=False)
+    if json_path is not None:  # after the figures are shown: a write that fails loses nothing of them
+        from crawlmill.files import atomic_write_json
+
+        with user_errors():
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(json_path, record)

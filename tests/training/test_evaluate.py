@@ -82,9 +82,14 @@ def test_bad_input_is_a_clear_error(trained, tiny_shards, tmp_path):
     def crawlmill(*args):
         return CliRunner().invoke(app, ["eval", *map(str, args)])
 
-    done = crawlmill(trained, "--data", tiny_shards, "--json", tmp_path / "eval.json", "--no-progress")
+    done = crawlmill(trained, "--data", tiny_shards, "--json", tmp_path / "new/folder/eval.json", "--no-progress")  # its folder made
     assert done.exit_code == 0, done.output
-    assert "bits per byte" in done.output and json.loads((tmp_path / "eval.json").read_text())["results"][0]["complete"]
+    assert "bits per byte" in done.output and json.loads((tmp_path / "new/folder/eval.json").read_text())["results"][0]["complete"]
+    into_folder = crawlmill(trained, "--data", tiny_shards, "--json", tmp_path, "--no-progress")  # refused before evaluating
+    assert into_folder.exit_code == 2 and "is a folder: give a file name" in into_folder.output and "bits per byte" not in into_folder.output
+    (tmp_path / "a-file").write_text("")
+    unwritable = crawlmill(trained, "--data", tiny_shards, "--json", tmp_path / "a-file/eval.json", "--no-progress")
+    assert unwritable.exit_code == 2 and "bits per byte" in unwritable.output and "a-file" in unwritable.output, unwritable.output  # figures first
 
     other = tmp_path / "other"
     shutil.copytree(tiny_shards, other)
@@ -107,6 +112,7 @@ def test_bad_input_is_a_clear_error(trained, tiny_shards, tmp_path):
     (moved / "manifest.json").write_text(json.dumps(manifest))
     unmeasured = crawlmill(trained, "--data", moved, "--max-tokens", "64")
     assert unmeasured.exit_code == 0 and "bits per byte not reported (" in unmeasured.output and "gone/tokenizer.json not found" in unmeasured.output.replace("\n", "")
+    assert "if it moved: --tokenizer DIR" in " ".join(unmeasured.output.split())
     measured = crawlmill(trained, "--data", moved, "--max-tokens", "64", "--tokenizer", packed_with)
     assert measured.exit_code == 0 and "not reported" not in measured.output, measured.output
     assert crawlmill(trained, "--data", moved, "--tokenizer", other).exit_code == 2  # no tokenizer.json there
