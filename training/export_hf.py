@@ -305,20 +305,25 @@ def _last_valid(run: str, step: int) -> dict[str, Any] | None:
 def model_card(run: str, info: dict[str, Any], model: ModelConfig, vocab: int, record: dict[str, Any], tokenizer: dict[str, Any]) -> str:
     """README.md of the folder: what the Hub shows, from the run's own records (no claims beyond them)."""
     valid = _last_valid(run, record["step"])
-    shards = info["config"]["data"]["shards"]
+    shards, imported = info["config"]["data"]["shards"], info.get("imported")
+    # an imported model exported again was not pretrained here: say where it came from instead
+    origin = (f"A DeepSeek LLM-style decoder imported into crawlmill from `{redact(imported['source'])}` (its pretraining is not recorded here), "
+              f"exported from the run `{record['run']}`.") if imported else (  # fmt: skip
+        f"A DeepSeek LLM-style decoder pretrained with crawlmill (Megatron-Core), exported from step {record['step']:,} "
+        f"({record['tokens'] or 0:,} tokens seen) of the run `{record['run']}`.")
+    eod = f"`{tokenizer['eod_token']}` (id {tokenizer['eod_id']})" if tokenizer.get("eod_token") else f"id {tokenizer['eod_id']}"
     lines = [
         "---", "library_name: transformers", "pipeline_tag: text-generation", "tags: [crawlmill, megatron-core, pretraining]", "---", "",
-        f"# {Path(str(run).rstrip('/')).name}", "",
-        f"A DeepSeek LLM-style decoder pretrained with crawlmill (Megatron-Core), exported from step {record['step']:,} "
-        f"({record['tokens'] or 0:,} tokens seen) of the run `{record['run']}`.", "",
+        f"# {Path(str(run).rstrip('/')).name}", "", origin, "",
         "| | |", "|---|---|",
         f"| parameters | {record['parameters']:,} |",
         f"| layers, hidden, heads (key/value), SwiGLU | {model.num_layers}, {model.hidden_size}, {model.num_attention_heads} ({model.query_groups}), {model.ffn_hidden_size} |",
         f"| context, RoPE base, vocabulary (padded) | {model.seq_length}, {model.rotary_base}, {vocab:,} |",
         f"| weights | {record['dtype']} |",
-        f"| tokenizer | tokenizer.json sha256 {tokenizer['sha256']}, end of document `{tokenizer.get('eod_token', '')}` (id {tokenizer['eod_id']}) |",
-        f"| data | {', '.join(f'`{redact(s)}`' for s in shards)} |",
+        f"| tokenizer | tokenizer.json sha256 {tokenizer['sha256']}, end of document {eod} |",
     ]  # fmt: skip
+    if shards:
+        lines.append(f"| data | {', '.join(f'`{redact(s)}`' for s in shards)} |")
     if valid is not None:
         lines.append(f"| validation at step {valid['step']:,} | loss {valid['loss']:.4f}, bits per byte {valid.get('bpb', float('nan')):.4f} |")
     lines += ["", "Load it with `transformers.AutoModelForCausalLM.from_pretrained(FOLDER)`; crawlmill_export.json records where it came from.", ""]

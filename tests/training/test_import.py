@@ -90,6 +90,9 @@ def test_a_run_exported_and_imported_again_continues_from_its_weights(tiny_shard
     assert crawlmill("export", tmp_path / "again", "--output", tmp_path / "hf-again", "--dtype", "fp32").exit_code == 0
     for name in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"):
         assert (tmp_path / "hf-again" / name).read_bytes() == (tmp_path / "hf" / name).read_bytes(), name
+    card = (tmp_path / "hf-again/README.md").read_text()  # says where the model came from, claims no pretraining or data here
+    assert f"imported into crawlmill from `{(tmp_path / 'hf').resolve()}`" in card and "pretrained with crawlmill" not in card
+    assert "| data |" not in card and "``" not in card and "end of document " in card
     evaluated = crawlmill("eval", tmp_path / "again", "--data", tiny_shards, "--max-tokens", 512, "--json", tmp_path / "eval.json", "--no-progress")
     assert evaluated.exit_code == 0 and json.loads((tmp_path / "eval.json").read_text())["results"][0]["tokenizer_checked"], evaluated.output
     info = json.loads((tmp_path / "again/run.json").read_text())
