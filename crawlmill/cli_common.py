@@ -45,6 +45,8 @@ def user_errors() -> Iterator[None]:
 
     try:
         yield
+    except BrokenPipeError:  # `crawlmill ... | head` has what it wanted: click ends quietly (exit 1), not "error: Broken pipe"
+        raise
     except OSError as exc:
         raise fail(str(exc), 1 if exc.errno in WRITE_ERRNOS else 2) from None
     except ValueError as exc:  # ConfigError, InputError, StageInputMismatch, TokenizerError, ShardError...

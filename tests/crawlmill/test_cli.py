@@ -244,3 +244,15 @@ def test_errors_go_to_stderr_and_results_to_stdout(tmp_path):
     assert result.stderr.startswith("error: ") and "[missing]: no such stage output folder" in result.stderr  # markup escaped
     shown = invoke("pack", tmp_path, "--tokenizer", tmp_path, "--output", tmp_path / "o")
     assert shown.exit_code == 2 and "no tokenizer.json" in shown.stderr and shown.stdout == ""
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """`crawlmill plan ... --json | head`: the reader stopped reading; no "error: Broken pipe"."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "crawlmill.cli", "plan", "--compute", "1e20", "--json"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1 and done.stderr == "", done.stderr
