@@ -1,5 +1,5 @@
 """`crawlmill plan`: DeepSeek LLM's scaling laws (Section 3) as a planner (training/planner.py) and
-an IsoFLOP study's configs and fit (training/scaling_fit.py).
+an IsoFLOP study's configs (training/scaling_sweep.py) and fit (training/scaling_fit.py).
 
     crawlmill plan --compute 1e20                          # η_opt, B_opt, M_opt, D_opt and a model shape
     crawlmill plan --model deepseek-7b --tokens 2e12       # M, 6N1, 6N2, C = M·D, Equation 1 for C, memory per GPU
@@ -54,6 +54,14 @@ def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=1, ensure_ascii=False))
 
 
+def _at_least_one(**options: Optional[int]) -> None:
+    """Counts given as options (None: not given): 0 or less would fall back to a default or fail deep
+    in the arithmetic (`seq_length or 4096`, log of a negative), so they are refused by their option's name."""
+    for name, value in options.items():
+        if value is not None and value < 1:
+            raise fail(f"--{name.replace('_', '-')} {value}: must be at least 1")
+
+
 def _line(label: str, text: str) -> None:
     out.print(f"{label:<20} {text}", highlight=False, markup=False)
 
@@ -98,9 +106,10 @@ def plan(
         raise fail("give either --compute C, or --model NAME with --tokens D, not both")
     if compute is None and (model is None or tokens is None):
         raise fail("give --compute C (FLOPs), or --model NAME with --tokens D")
+    _at_least_one(seq_length=seq_length, vocab_size=vocab_size, micro_batch_size=micro_batch_size, data_parallel=data_parallel)
     with user_errors():
         if compute is not None:
-            result = plan_compute(compute, seq_length or DEFAULT_SEQ_LENGTH, vocab_size or DEFAULT_VOCAB_SIZE, micro_batch_size or 1, data_parallel)
+            result = plan_compute(compute, seq_length or DEFAULT_SEQ_LENGTH, vocab_size or DEFAULT_VOCAB_SIZE, micro_batch_size or 1, data_parallel)  # None: the default
             from crawlmill.training.config import TrainConfig
 
             shaped = TrainConfig(model=result.model, micro_batch_size=result.micro_batch_size, global_batch_size=result.global_batch_size)
@@ -226,6 +235,8 @@ def _is_number(text: str) -> bool:
         "* `crawlmill plan sweep --budgets 1e17 3e17 1e18 --points 5 --output sweep/`\n\n"
         "* `crawlmill plan sweep --budgets 1e18 1e19 --points 7 --span 8 --data out/shards --output sweep/`  (data.shards in every config)\n\n"
         "* `crawlmill plan sweep --budgets 1e17 1e18 --lr-factors 0.5 1 2 --batch-factors 0.5 1 2 --output grid/`  (to fit η_opt and B_opt too)\n\n"
+        "* `crawlmill plan sweep --budgets 1e11 1e12 --data small/shards --split 90,10,0 --output sw/`  (shards of few documents: "
+        "every share of data.split needs a document of each shard)\n\n"
         "then `crawlmill train --config sweep/NAME.yaml` for each file (each writes sweep/runs/NAME/), and "
         "`crawlmill plan fit sweep/runs`"
     ),
@@ -238,22 +249,25 @@ def sweep(
     seq_length: int = typer.Option(4096, "--seq-length", help="Sequence length of every model."),
     vocab_size: Optional[int] = typer.Option(None, "--vocab-size", help="Model vocabulary written into each config (default: left to the data's tokenizer)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Pack output folder (shards) every config trains on."),
+    split: Optional[str] = typer.Option(None, "--split", help="data.split of every config: train,valid,test shares of each shard's documents (e.g. 90,10,0 for small shards; default: the config's 969,30,1)."),
     lr_factors: List[float] = typer.Option([1.0], "--lr-factors", help="Multiply Equation 1's learning rate by each (one run per factor): --lr-factors 0.5 1 2."),
     batch_factors: List[float] = typer.Option([1.0], "--batch-factors", help="Multiply Equation 1's batch by each (one run per factor)."),
     micro_batch_size: int = MICRO,
     data_parallel: int = DATA_PARALLEL,
-    overwrite: bool = typer.Option(False, "--overwrite", help="Write over an existing sweep in --output."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write over an existing sweep in --output: its configs and sweep.json are removed; run folders in runs/ are kept (and warned of)."),
     as_json: bool = JSON,
 ) -> None:
     """Write the training configs of an IsoFLOP study: per budget, model sizes around M_opt, each trained on
-    D = C/M tokens with Equation 1's learning rate and batch; sweep.json lists them."""
-    from crawlmill.training.scaling_fit import SweepConfig, write_sweep
+    D = C/M tokens with Equation 1's learning rate and batch; sweep.json lists them. Budgets (or factors)
+    given twice are written once."""
+    from crawlmill.training.scaling_sweep import SweepConfig, write_sweep
 
+    _at_least_one(points=points, seq_length=seq_length, vocab_size=vocab_size, micro_batch_size=micro_batch_size, data_parallel=data_parallel)
     with user_errors():
         config = SweepConfig(
             budgets=list(budgets), points=points, span=span, seq_length=seq_length, vocab_size=vocab_size,
             micro_batch_size=micro_batch_size, data_parallel=data_parallel, data=str(data) if data else None,
-            lr_factors=list(lr_factors), batch_factors=list(batch_factors),
+            lr_factors=list(lr_factors), batch_factors=list(batch_factors), split=split,
         )  # fmt: skip
         index = write_sweep(config, output, overwrite)
     for warning in index["warnings"]:
@@ -288,25 +302,31 @@ def fit(
     as_json: bool = JSON,
 ) -> None:
     """Fit the scaling laws to finished runs: each budget's IsoFLOP minimum (a parabola in ln M), then
-    M_opt = a·C^b and D_opt = a'·C^b' (and η_opt, B_opt where runs varied them), beside DeepSeek's."""
+    M_opt = a·C^b and D_opt = a'·C^b' (and η_opt, B_opt where runs varied them), beside DeepSeek's.
+    Exit status 1 when no law could be fitted (and then no plot is written)."""
     from crawlmill.training.planner import DEEPSEEK
     from crawlmill.training.scaling_fit import fit_scaling, plot_fit, read_runs
 
     if metric not in ("bpb", "loss"):
         raise fail(f"--metric {metric!r}: choose bpb or loss")
+    if not tolerance >= 0:
+        raise fail(f"--tolerance {tolerance}: must be >= 0 (a share of a budget's compute)")
     with user_errors():
         results, skipped = read_runs(list(runs), metric, skip_unfinished)
         if not results:
             raise ValueError("no finished runs to fit")
         result = fit_scaling(results, tolerance)
-        if plot is not None:
+        fitted = [name for name in LAWS if getattr(result, name) is not None]
+        if plot is not None and fitted:  # nothing fitted: no plot that could pass for a result
             plot_fit(result, plot, metric)
     for line in skipped:
         err.print(f"skipped {line}", highlight=False, markup=False)
     for note in result.notes:
         err.print(f"note: {note}", highlight=False, markup=False)
     if as_json:
-        _print_json({**result.to_json(), "metric": metric, "skipped": skipped, "plot": str(plot) if plot else None})
+        _print_json({**result.to_json(), "metric": metric, "skipped": skipped, "plot": str(plot) if plot and fitted else None})
+        if not fitted:
+            raise _nothing_fitted(result, plot)
         return
     for b in result.budgets:
         where = b.problem or (
@@ -314,9 +334,24 @@ def fit(
             f"{metric} at the minimum {b.value_opt:.4f}; best run {Path(b.best.path).name} ({metric} {b.best.value:.4f})"
         )
         out.print(f"budget {sci(b.compute, 3)} FLOPs, {len(b.runs)} runs: {where}", highlight=False, markup=False)
-    for name, label in (("model_scale", "M_opt"), ("data_tokens", "D_opt"), ("lr", "η_opt"), ("batch_tokens", "B_opt")):
-        fitted, paper = getattr(result, name), getattr(DEEPSEEK, name)
-        text = "not fitted (see notes)" if fitted is None else f"{fitted.coefficient:.4g}·C^{fitted.exponent:.4f}"
+    for name, label in LAWS.items():
+        law, paper = getattr(result, name), getattr(DEEPSEEK, name)
+        text = "not fitted (see notes)" if law is None else f"{law.coefficient:.4g}·C^{law.exponent:.4f}"
         out.print(f"{label:<6} = {text:<28} DeepSeek: {paper.coefficient:.4g}·C^{paper.exponent:.4f}", highlight=False, markup=False)
+    if not fitted:
+        raise _nothing_fitted(result, plot)
     if plot is not None:
         out.print(f"plot written to {plot}", highlight=False, markup=False)
+
+
+LAWS = {"model_scale": "M_opt", "data_tokens": "D_opt", "lr": "η_opt", "batch_tokens": "B_opt"}
+
+
+def _nothing_fitted(result: Any, plot: Optional[Path]) -> typer.Exit:
+    """Exit status 1, so that a script can tell a fit that gave no law from one that did."""
+    minima = sum(b.model_scale_opt is not None for b in result.budgets)
+    return fail(
+        f"nothing fitted: {minima} of {len(result.budgets)} budget(s) with an IsoFLOP minimum (M_opt and D_opt need 2), "
+        f"and no learning rate or batch varied within 2 budgets (see the notes){'; no plot written' if plot else ''}",
+        status=1,
+    )

@@ -1,16 +1,9 @@
-"""IsoFLOP studies (DeepSeek LLM, Section 3.2): write the training configs of a sweep, and fit the
-scaling laws back from the finished runs.
+"""IsoFLOP studies (DeepSeek LLM, Section 3.2): fit the scaling laws back from the finished runs of a
+sweep (scaling_sweep.py writes its configs).
 
     crawlmill plan sweep --budgets 1e17 3e17 1e18 --points 5 --output sweep/ --data out/shards
     crawlmill train --config sweep/c1e17-m1.47e8.yaml     # each run writes sweep/runs/<name>/
     crawlmill plan fit sweep/runs/* --plot isoflop.png
-
-Sweep: for each budget C, `points` model scales log-spaced from M_opt/span to M_opt·span around the
-planner's M_opt (planner.py), each snapped to a real shape (planner.snap_model), trained on D = C/M
-tokens (rounded to whole steps) with η and B from Equation 1 for C; optional `lr_factors` /
-`batch_factors` multiply them (a grid for fitting η_opt and B_opt too). Every file is a training
-config that `load_train_config(path)` accepts; `sweep.json` lists budget, M, D and file of each, and
-its memory per GPU (memory.py).
 
 Fit: the runs (training/runlog.py: run.json's compute, model.M, train_tokens, peak_lr,
 global_batch_tokens; the last "valid" record's bpb) are grouped by compute (runs of one budget agree
@@ -35,154 +28,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from crawlmill.files import atomic_path
 
-from crawlmill.files import atomic_path, atomic_write_json, atomic_write_text
-
-from .model_config import ModelConfig
-from .planner import DEEPSEEK, DEFAULT_VOCAB_SIZE, PowerLaw, ScalingLaws, global_batch, optimum, sci, snap_model
+from .planner import DEEPSEEK, PowerLaw, ScalingLaws
 from .runlog import RUN_FILE, read_run
-
-SWEEP_FILE = "sweep.json"
-MAX_WARMUP_STEPS = 2000  # DeepSeek's warm-up (Section 2.3)
-WARMUP_FRACTION = 0.05  # a short IsoFLOP run warms up over at most this share of its steps
-MIN_SIZES = 3  # model scales per budget a parabola's minimum needs
-
-
-# --- Sweep ----------------------------------------------------------------------------------------
-
-
-@dataclass
-class SweepConfig:
-    """`crawlmill plan sweep`'s settings."""
-
-    budgets: list[float]
-    points: int = 5
-    span: float = 4.0  # model scales from M_opt / span to M_opt · span
-    seq_length: int = 4096
-    vocab_size: int | None = None  # written into each model; None: the data's tokenizer decides
-    micro_batch_size: int = 1
-    data_parallel: int = 1  # global batches are multiples of micro batch x data-parallel size
-    data: str | None = None  # a pack output folder, written as each config's data.shards
-    lr_factors: list[float] = field(default_factory=lambda: [1.0])
-    batch_factors: list[float] = field(default_factory=lambda: [1.0])
-
-    def __post_init__(self) -> None:
-        if not self.budgets or not all(b > 0 and math.isfinite(b) for b in self.budgets):
-            raise ValueError(f"budgets {self.budgets}: give one or more positive FLOP counts")
-        if self.points < 1:
-            raise ValueError(f"points {self.points}: must be at least 1")
-        if not self.span >= 1:
-            raise ValueError(f"span {self.span}: must be >= 1 (the factor either side of M_opt)")
-        if not all(f > 0 for f in self.lr_factors + self.batch_factors) or not self.lr_factors or not self.batch_factors:
-            raise ValueError("lr and batch factors must be positive numbers")
-
-
-def sweep_points(config: SweepConfig, laws: ScalingLaws = DEEPSEEK) -> list[dict[str, Any]]:
-    """Every run of the sweep: budget, target and snapped M, model, D, lr, global batch, name."""
-    entries = []
-    for budget in config.budgets:
-        best = optimum(budget, laws)
-        seen = set()
-        for i in range(config.points):
-            position = 0.0 if config.points == 1 else 2 * i / (config.points - 1) - 1
-            target = best.model_scale_opt * config.span**position
-            model = snap_model(target, config.seq_length, config.vocab_size)
-            shape = (model.num_layers, model.hidden_size)
-            if shape in seen:  # two targets snapped to one shape (small budgets): train it once
-                continue
-            seen.add(shape)
-            scale = model.non_embedding_flops_per_token()
-            for lr_factor in config.lr_factors:
-                for batch_factor in config.batch_factors:
-                    batch = global_batch(best.batch_tokens_opt * batch_factor, config.seq_length, config.micro_batch_size, config.data_parallel)
-                    steps = max(1, round(budget / scale / (batch * config.seq_length)))
-                    tokens = steps * batch * config.seq_length
-                    name = f"c{sci(budget, 3)}-m{sci(scale, 3)}"
-                    name += f"-lr{lr_factor:g}" if len(config.lr_factors) > 1 else ""
-                    name += f"-b{batch_factor:g}" if len(config.batch_factors) > 1 else ""
-                    entries.append({
-                        "name": name, "budget": budget, "M_opt": best.model_scale_opt, "M_target": target, "M": scale, "D": tokens,
-                        "compute": scale * tokens, "steps": steps, "lr": float(f"{best.lr_opt * lr_factor:.4g}"),
-                        "global_batch_size": batch, "batch_tokens": batch * config.seq_length,
-                        "lr_factor": lr_factor, "batch_factor": batch_factor, "model": model,
-                    })  # fmt: skip
-    return entries
-
-
-def train_config_data(entry: dict[str, Any], config: SweepConfig) -> dict[str, Any]:
-    """One sweep run as a training config mapping (relative paths: relative to the file)."""
-    model = entry["model"]
-    model_data = {k: getattr(model, k) for k in ("num_layers", "hidden_size", "num_attention_heads", "ffn_hidden_size", "seq_length")}
-    if model.vocab_size is not None:
-        model_data["vocab_size"] = model.vocab_size
-    data: dict[str, Any] = {
-        "model": model_data,
-        "global_batch_size": entry["global_batch_size"],
-        "micro_batch_size": config.micro_batch_size,
-        "train_tokens": float(entry["D"]),
-        "optimizer": {"lr": entry["lr"]},
-        # DeepSeek's 2000 warm-up steps are ~1% of the 7B's 212k steps; a run of a few thousand steps
-        # would spend most of itself warming up, so short runs warm up over 5% of their steps.
-        "schedule": {"kind": "multistep", "warmup_steps": min(MAX_WARMUP_STEPS, math.ceil(WARMUP_FRACTION * entry["steps"]))},
-        "output": f"runs/{entry['name']}",
-    }
-    if config.data is not None:
-        data["data"] = {"shards": [str(Path(config.data).resolve())]}
-    return data
-
-
-def write_sweep(config: SweepConfig, output: str | Path, overwrite: bool = False, laws: ScalingLaws = DEEPSEEK) -> dict[str, Any]:
-    """Write one training config per sweep run and the index sweep.json into `output`."""
-    output = Path(output)
-    if (output / SWEEP_FILE).exists() and not overwrite:
-        raise FileExistsError(f"{output / SWEEP_FILE} exists: write the sweep elsewhere or pass --overwrite")
-    if config.data is not None and not Path(config.data).is_dir():
-        raise FileNotFoundError(f"--data {config.data}: no such folder (a pack output folder)")
-    output.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for entry in sweep_points(config, laws):
-        file = f"{entry['name']}.yaml"
-        header = (
-            f"# crawlmill plan sweep: budget {entry['budget']:.3g} FLOPs, M {entry['M']:.4g} "
-            f"({entry['M'] / entry['M_opt']:.2f} x M_opt), D {entry['D']:.4g} tokens, "
-            f"{entry['steps']} steps; lr and batch from Equation 1 (x {entry['lr_factor']:g}, x {entry['batch_factor']:g})\n"
-        )
-        atomic_write_text(output / file, header + yaml.safe_dump(train_config_data(entry, config), sort_keys=False))
-        model = entry.pop("model")
-        memory = _memory_gib(model, entry["global_batch_size"], config)
-        runs.append({**entry, "file": file, "output": f"runs/{entry['name']}", "model": asdict(model), "memory_gib": memory})
-    index = {"seq_length": config.seq_length, "budgets": config.budgets, "points": config.points, "span": config.span, "laws": asdict(laws), "runs": runs,
-             "warnings": _collapsed(config, runs)}  # fmt: skip
-    atomic_write_json(output / SWEEP_FILE, index)
-    return index
-
-
-def _collapsed(config: SweepConfig, runs: list[dict[str, Any]]) -> list[str]:
-    """A warning for each budget whose targets snapped to fewer model sizes than asked (a budget so
-    small that neighbouring targets share the nearest real shape): its IsoFLOP curve has fewer points."""
-    warnings = []
-    for budget in config.budgets:
-        sizes = sorted({run["M"] for run in runs if run["budget"] == budget})
-        if len(sizes) < config.points:
-            few = f"; an IsoFLOP minimum needs at least {MIN_SIZES}" if len(sizes) < MIN_SIZES else ""
-            warnings.append(f"budget {sci(budget, 3)}: {len(sizes)} model size(s) of the {config.points} asked (targets snapped to the same shapes){few}: raise the budget or --span")
-    return warnings
-
-
-def _memory_gib(model: ModelConfig, batch: int, config: SweepConfig) -> float:
-    """A sweep run's memory per GPU (training/memory.py; bf16, the sweep's micro batch and data
-    parallelism), so that the largest sizes of a budget are seen to fit before they are launched."""
-    from .config import TrainConfig
-    from .memory import GIB, estimate_memory
-
-    train = TrainConfig(model=model, micro_batch_size=config.micro_batch_size, global_batch_size=batch)
-    vocab = config.vocab_size or DEFAULT_VOCAB_SIZE
-    estimate = estimate_memory(train, vocab, config.data_parallel, cuda=True)
-    return round(estimate.total / GIB, 2)
-
-
-# --- Fit ------------------------------------------------------------------------------------------
+from .scaling_sweep import MIN_SIZES
 
 
 @dataclass
@@ -239,6 +89,8 @@ def read_runs(paths: list[str | Path], metric: str = "bpb", skip_unfinished: boo
 
 def group_by_budget(runs: list[RunResult], tolerance: float = 0.1) -> list[list[RunResult]]:
     """Runs whose compute agrees within `tolerance` (relative to the group's smallest) form a budget."""
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance {tolerance}: must be >= 0 (a share of a budget's compute)")
     groups: list[list[RunResult]] = []
     for run in sorted(runs, key=lambda r: r.compute):
         if groups and run.compute <= groups[-1][0].compute * (1 + tolerance):
@@ -377,6 +229,8 @@ def plot_fit(fit: ScalingFit, path: str | Path, metric: str = "bpb", laws: Scali
             right.scatter(cs, [getattr(b, f"{name}_opt") for b in usable], marker=marker, color=colour)
             right.plot(span, fitted(span), color=colour, label=f"{name}_opt = {fitted.coefficient:.4g}·C^{fitted.exponent:.4f}")
             right.plot(span, paper(span), color=colour, ls=":", label=f"DeepSeek {paper.coefficient:.4g}·C^{paper.exponent:.4f}")
+    else:  # an empty panel would read as a plotting failure
+        right.text(0.5, 0.5, "M_opt and D_opt not fitted:\nfewer than 2 budgets with a minimum", ha="center", va="center", transform=right.transAxes)
     left.set(xscale="log", xlabel="M (non-embedding FLOPs / token)", ylabel=f"final validation {metric}", title="IsoFLOP curves")
     right.set(xscale="log", yscale="log", xlabel="C (FLOPs)", ylabel="M_opt, D_opt", title="Optimal allocation")
     for axes in (left, right):

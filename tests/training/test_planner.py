@@ -174,6 +174,15 @@ def test_seq_length_changes_m_and_the_batch_in_sequences():
         (["--model", "nope", "--tokens", "1e9"], "--model nope: not a built-in"),
         (["--compute", "-5"], "positive"),
         (["--model", "1b", "--tokens", "0"], "tokens 0.0: must be > 0"),
+        # counts of 0 once fell back to the defaults silently, negative ones printed a plan or "math domain error"
+        (["--compute", "1e20", "--seq-length", "0"], "--seq-length 0: must be at least 1"),
+        (["--compute", "1e20", "--seq-length", "-4096"], "--seq-length -4096: must be at least 1"),
+        (["--compute", "1e20", "--vocab-size", "0"], "--vocab-size 0: must be at least 1"),
+        (["--compute", "1e20", "--micro-batch-size", "0"], "--micro-batch-size 0: must be at least 1"),
+        (["--compute", "1e20", "--data-parallel", "0"], "--data-parallel 0: must be at least 1"),
+        (["--model", "tiny", "--tokens", "1e9", "--vocab-size", "-5"], "--vocab-size -5: must be at least 1"),
+        (["--model", "tiny", "--tokens", "1e9", "--seq-length", "0"], "--seq-length 0: must be at least 1"),
+        (["--model", "tiny", "--tokens", "1e9", "--micro-batch-size", "0"], "--micro-batch-size 0: must be at least 1"),
     ],
 )
 def test_bad_input_exits_2(args, message):
@@ -187,7 +196,7 @@ def test_sci_formats_as_the_paper():
 
 def test_planner_imports_no_torch_megatron_or_matplotlib():
     code = (
-        "import sys, crawlmill.training.planner, crawlmill.training.scaling_fit, crawlmill.plan_cli\n"
+        "import sys, crawlmill.training.planner, crawlmill.training.scaling_fit, crawlmill.training.scaling_sweep, crawlmill.plan_cli\n"
         "from typer.testing import CliRunner\n"
         "assert CliRunner().invoke(crawlmill.plan_cli.app, ['--model', '1b', '--tokens', '2e10']).exit_code == 0\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'megatron', 'matplotlib', 'ray'})\n"

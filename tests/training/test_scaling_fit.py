@@ -1,6 +1,6 @@
-"""IsoFLOP sweeps and the fit (training/scaling_fit.py, `crawlmill plan sweep|fit`): every written
-config loads; run folders synthesized from a known loss surface, written with the training run log's
-own writers, give back the laws that made them."""
+"""The fit of the scaling laws (training/scaling_fit.py, `crawlmill plan fit`): run folders of a sweep
+(scaling_sweep.py), synthesized from a known loss surface with the training run log's own writers,
+give back the laws that made them."""
 
 import json
 import math
@@ -13,93 +13,16 @@ from typer.testing import CliRunner
 from crawlmill.cli import app
 from crawlmill.pipeline.config import to_json
 from crawlmill.training.config import load_train_config
-from crawlmill.training.memory import GIB, estimate_memory
 from crawlmill.training.planner import DEEPSEEK, optimum
 from crawlmill.training.runlog import RunLog, write_run_info
-from crawlmill.training.scaling_fit import RunResult, SweepConfig, fit_scaling, group_by_budget, isoflop_minimum, write_sweep
+from crawlmill.training.scaling_fit import RunResult, fit_scaling, group_by_budget, isoflop_minimum
+from crawlmill.training.scaling_sweep import SweepConfig, write_sweep
 
 BUDGETS = [1e17, 3e17, 1e18]
 
 
 def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
-
-
-# --- Sweep ----------------------------------------------------------------------------------------
-
-
-def test_sweep_cli_writes_configs_that_load_and_round_trip(tmp_path):
-    shards = tmp_path / "shards"
-    shards.mkdir()
-    result = invoke("plan", "sweep", "--budgets", *BUDGETS, "--points", 5, "--output", tmp_path / "sweep", "--data", shards, "--micro-batch-size", 2)
-    assert result.exit_code == 0, result.output
-    index = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
-    assert index["budgets"] == BUDGETS and len(index["runs"]) == 15
-    for budget in BUDGETS:
-        best = optimum(budget)
-        runs = [r for r in index["runs"] if r["budget"] == budget]
-        scales = [r["M"] for r in runs]
-        assert len(runs) == 5 and scales == sorted(scales) and len(set(scales)) == 5
-        # log-spaced x1/4 .. x4 around M_opt, each snapped to whole layers of a 128-multiple width
-        # (at these small budgets, 2-8 layers: a layer more or less is 10-15% of M)
-        assert scales[0] / best.model_scale_opt == pytest.approx(0.25, rel=0.15)
-        assert scales[-1] / best.model_scale_opt == pytest.approx(4, rel=0.15)
-        assert scales[0] < best.model_scale_opt < scales[-1]
-        for run in runs:
-            config = load_train_config(str(tmp_path / "sweep" / run["file"]))
-            assert config.model.non_embedding_flops_per_token() == run["M"]
-            assert config.train_tokens == run["D"] and run["compute"] == run["M"] * run["D"]
-            assert run["compute"] == pytest.approx(budget, rel=0.01)  # D = C/M, in whole steps
-            assert config.optimizer.lr == pytest.approx(best.lr_opt, rel=1e-3)
-            assert config.global_batch_size == run["global_batch_size"] and config.global_batch_size % 2 == 0
-            assert config.global_batch_size * 4096 == pytest.approx(best.batch_tokens_opt, abs=2 * 4096)
-            assert config.train_tokens % (config.global_batch_size * 4096) == 0
-            # each run's memory per GPU: the estimate for the config as written (micro batch 2, one rank, bf16)
-            estimate = estimate_memory(config, 102_400, 1, cuda=True)  # the config's global batch
-            assert run["memory_gib"] == round(estimate.total / GIB, 2) and config.micro_batch_size == 2
-            assert config.data.shards == [str(shards.resolve())]
-            assert config.output == str(tmp_path / "sweep" / "runs" / run["name"])
-            assert config.schedule.warmup_steps <= 2000 and config.schedule.warmup_steps <= 0.05 * run["steps"] + 1
-    assert "wrote 15 configs" in result.output and index["warnings"] == [] and "warning" not in result.output
-
-
-def test_a_budget_too_small_for_its_points_is_warned_of(tmp_path):
-    """Targets below the smallest real shape snap to one model: fewer sizes than asked, said (a curve
-    of one point cannot be fitted), in the output and in sweep.json."""
-    result = invoke("plan", "sweep", "--budgets", "1e11", "1e15", "--points", 3, "--seq-length", 128, "--output", tmp_path / "sweep")
-    assert result.exit_code == 0, result.output
-    index = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
-    assert len({r["M"] for r in index["runs"] if r["budget"] == 1e11}) == 1 and len({r["M"] for r in index["runs"] if r["budget"] == 1e15}) == 3
-    assert index["warnings"] == ["budget 1e11: 1 model size(s) of the 3 asked (targets snapped to the same shapes); an IsoFLOP minimum needs at least 3: raise the budget or --span"]
-    assert "warning: budget 1e11: 1 model size(s) of the 3 asked" in result.output
-
-
-def test_sweep_lr_and_batch_factors_make_a_grid(tmp_path):
-    result = invoke("plan", "sweep", "--budgets", "1e19", "--points", 3, "--lr-factors", 0.5, 1, 2, "--batch-factors", 0.5, 2, "--output", tmp_path, "--json")
-    assert result.exit_code == 0, result.output
-    runs = json.loads(result.output)["runs"]
-    assert len(runs) == 3 * 3 * 2
-    best = optimum(1e19)
-    assert sorted({r["lr"] / best.lr_opt for r in runs}) == pytest.approx([0.5, 1, 2], rel=1e-3)
-    assert {round(r["batch_factor"], 3) for r in runs} == {0.5, 2.0}
-    assert len({r["file"] for r in runs}) == len(runs)
-
-
-def test_budgets_take_values_in_every_spelling(tmp_path):
-    result = invoke("plan", "sweep", "--budgets", "1e17", "--points", 3, "--budgets=3e17", "1e18", "--output", tmp_path, "--json")
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["budgets"] == [1e17, 3e17, 1e18]
-
-
-def test_sweep_refuses_to_overwrite_and_checks_its_input(tmp_path):
-    assert invoke("plan", "sweep", "--budgets", "1e17", "--output", tmp_path).exit_code == 0
-    again = invoke("plan", "sweep", "--budgets", "1e17", "--output", tmp_path)
-    assert again.exit_code == 2 and "--overwrite" in again.output
-    assert invoke("plan", "sweep", "--budgets", "1e17", "--output", tmp_path, "--overwrite").exit_code == 0
-    missing = invoke("plan", "sweep", "--budgets", "1e17", "--output", tmp_path / "x", "--data", tmp_path / "nope")
-    assert missing.exit_code == 2 and "no such folder" in missing.output
-    negative = invoke("plan", "sweep", "--budgets", "0", "--output", tmp_path / "y")
-    assert negative.exit_code == 2 and "positive" in negative.output
 
 
 # --- Synthetic runs from a known loss surface -------------------------------------------------------
@@ -235,7 +158,32 @@ def test_unfinished_runs_are_an_error_unless_skipped(tmp_path):
     result = invoke("plan", "fit", tmp_path / "s" / "runs")
     assert result.exit_code == 2 and unfinished.name in result.output and "unfinished" in result.output
     skipped = invoke("plan", "fit", tmp_path / "s" / "runs", "--skip-unfinished")
-    assert skipped.exit_code == 0 and f"skipped {unfinished}" in skipped.output
-    assert "at least 3" in skipped.output  # its budget is left with two sizes
+    assert f"skipped {unfinished}" in skipped.output
+    assert "at least 3" in skipped.output  # its budget is left with two sizes ...
+    assert skipped.exit_code == 1 and "nothing fitted" in skipped.output  # ... and one budget fits no law
     nothing = invoke("plan", "fit", tmp_path)
     assert nothing.exit_code == 2 and "no run.json" in nothing.output
+
+
+def test_a_fit_of_nothing_exits_1_and_writes_no_plot(tmp_path):
+    """One budget: no law can be fitted; a script must be able to tell (exit 1), and no plot passes for one."""
+    write_sweep(SweepConfig([1e17], points=3), tmp_path / "s")
+    synthesize_runs(tmp_path / "s", Surface(0.1715, 0.5243))
+    result = invoke("plan", "fit", tmp_path / "s" / "runs", "--plot", tmp_path / "fit.png")
+    assert result.exit_code == 1, result.output
+    assert "error: nothing fitted: 1 of 1 budget(s) with an IsoFLOP minimum" in " ".join(result.output.split())
+    assert "no plot written" in result.output and not (tmp_path / "fit.png").exists()
+    as_json = invoke("plan", "fit", tmp_path / "s" / "runs", "--json")
+    assert as_json.exit_code == 1 and json.loads(as_json.output[as_json.output.index("{"):as_json.output.rindex("}") + 1])["fits"]["model_scale"] is None
+    negative = invoke("plan", "fit", tmp_path / "s" / "runs", "--tolerance", "-1")
+    assert negative.exit_code == 2 and "--tolerance -1.0: must be >= 0" in negative.output
+
+
+def test_a_fit_of_the_learning_rate_alone_still_succeeds_and_plots(tmp_path):
+    # one size per budget (no minimum) but the lr varied within two budgets: η_opt is fitted, exit 0
+    write_sweep(SweepConfig([1e17, 1e18], points=1, lr_factors=[0.5, 1, 2]), tmp_path / "s")
+    synthesize_runs(tmp_path / "s", Surface(0.1715, 0.5243, lr_factor=2.0))
+    result = invoke("plan", "fit", tmp_path / "s" / "runs", "--plot", tmp_path / "fit.png")
+    assert result.exit_code == 0, result.output
+    assert "M_opt  = not fitted" in result.output and "η_opt  = 0.62" in result.output
+    assert (tmp_path / "fit.png").read_bytes()[:4] == b"\x89PNG"
