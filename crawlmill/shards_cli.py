@@ -14,13 +14,12 @@ message names the file). Results go to stdout, errors to stderr (cli_common).
 """
 
 import json
-from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.markup import escape
 
-from .cli_common import err, out, user_errors
+from .cli_common import err, fail, out, user_errors
 
 app = typer.Typer(
     help="Look into Megatron shards: inspect, verify, sample, stats.",
@@ -41,6 +40,20 @@ JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 def _print_json(data: object) -> None:
     print(json.dumps(data, indent=1, ensure_ascii=False))
+
+
+def _at_least_one(option: str, value: Optional[int], what: str) -> None:
+    # Checked here: a slice or a sample size takes 0 or a negative number silently (--top -3 would
+    # list all but 3 token ids, --n 0 nothing, exit status 0).
+    if value is not None and value < 1:
+        raise fail(f"{option} {value}: {what} must be 1 or more")
+
+
+def _token_label(token: dict) -> str:
+    # Part of a character (a byte token): its bytes, b'\xe4'; text as Python writes it, ' the'.
+    if "bytes" in token:
+        return repr(bytes.fromhex(token["bytes"]))
+    return repr(token["token"]) if "token" in token else str(token["id"])
 
 
 def _text_cells(row: dict) -> tuple[str, str]:
@@ -68,20 +81,26 @@ def inspect(path: str = SHARDS_PATH, as_json: bool = JSON) -> None:
     if as_json:
         _print_json(report)
         return
-    from rich.table import Table
+    from rich.table import Column, Table
 
     # Text bytes where docs.parquet counts them (pack since it does); other shards show "-".
     text = any(row["text_bytes"] is not None for row in report["shards"])
-    table = Table("shard", "documents", "tokens", *(("text bytes", "bytes/token") if text else ()), "dtype", ".bin bytes", ".idx bytes", title=f"{report['path']}")
+    # Shard names stay whole in a narrow terminal: the number columns narrow instead, folding a
+    # number onto two lines rather than cutting its digits off.
+    names = [row["shard"] for row in report["shards"]]
+    numbers = [Column(h, justify="right", overflow="fold") for h in ("documents", "tokens", *(("text bytes", "bytes/token") if text else ()))]
+    sizes = [Column(h, justify="right", overflow="fold") for h in (".bin bytes", ".idx bytes")]
+    shard_column = Column("shard", no_wrap=True, min_width=max(map(len, names), default=5))
+    table = Table(shard_column, *numbers, Column("dtype", overflow="fold"), *sizes, title=escape(report["path"]))
     for row in report["shards"]:
         table.add_row(
-            row["shard"], f"{row['documents']:,}", f"{row['tokens']:,}", *(_text_cells(row) if text else ()),
+            escape(row["shard"]), f"{row['documents']:,}", f"{row['tokens']:,}", *(_text_cells(row) if text else ()),
             row["dtype"], f"{row['bin_bytes'] or 0:,}", f"{row['idx_bytes']:,}",
         )  # fmt: skip
     table.add_row(
         "[bold]total", f"[bold]{report['documents']:,}", f"[bold]{report['tokens']:,}",
         *(_text_cells({"text_bytes": report.get("text_bytes"), "bytes_per_token": report.get("bytes_per_token")}) if text else ()),
-        report["dtype"], "", f"{report['bytes']:,} (all)",
+        report["dtype"], f"{report['bin_bytes']:,}", f"{report['idx_bytes']:,}",
     )  # fmt: skip
     out.print(table)
     for key in ("by_dump", "by_lang", "by_domain"):
@@ -120,6 +139,7 @@ def verify(
     vocabulary size and checksums match the manifest."""
     from crawlmill.shards.shardset import verify_shards
 
+    _at_least_one("--vocab-size", vocab_size, "the vocabulary size")
     with user_errors():
         summary, problems = verify_shards(path, vocab_size)
     if as_json:
@@ -143,7 +163,7 @@ def verify(
 )
 def sample(
     path: str = SHARDS_PATH,
-    n: int = typer.Option(5, "--n", help="Documents to show."),
+    n: int = typer.Option(5, "--n", help="Documents to show (1 or more)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (the same seed shows the same documents)."),
     decode: bool = typer.Option(False, "--decode", help="Show the text (decoded with the tokenizer), not token ids."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer folder, a path or URL (default: the one the manifest names)."),
@@ -152,6 +172,7 @@ def sample(
     """Show random documents with their source (document id, URL, WARC record)."""
     from crawlmill.shards.shardstats import sample_documents
 
+    _at_least_one("--n", n, "the number of documents to show")
     with user_errors():
         items = sample_documents(path, n, seed, tokenizer, decode)
     if as_json:
@@ -177,20 +198,24 @@ def sample(
 )
 def stats(
     path: str = SHARDS_PATH,
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write document-length and token-frequency histograms to this PNG."),
-    top: int = typer.Option(20, "--top", help="Most frequent tokens to list."),
+    # str, not Path, as SHARDS_PATH: a URL stays a URL.
+    plot: Optional[str] = typer.Option(None, "--plot", help="Write document-length and token-frequency histograms to this PNG (a path or a URL; missing folders are made)."),
+    top: int = typer.Option(20, "--top", help="Most frequent tokens to list (1 or more)."),
     vocab_size: Optional[int] = typer.Option(None, "--vocab-size", help="Vocabulary size (default: the manifest's padded size)."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer folder (path or URL) to show tokens as text (default: the manifest's)."),
     as_json: bool = JSON,
 ) -> None:
-    """Document-length and token-frequency statistics, optionally plotted."""
+    """Document-length and token-frequency statistics, optionally plotted. A token that is part of a
+    character (a byte of a byte-level BPE) is shown as its bytes, b'\\xe4'."""
     from crawlmill.shards.shardstats import plot_stats, shard_stats
 
+    _at_least_one("--top", top, "the number of tokens to list")
+    _at_least_one("--vocab-size", vocab_size, "the vocabulary size")
     with user_errors():
         report, lengths, counts = shard_stats(path, vocab_size, top, tokenizer)
-    if plot is not None:
-        plot_stats(report, lengths, counts, plot)
-        report["plot"] = str(plot)
+        if plot is not None:
+            plot_stats(report, lengths, counts, plot)
+            report["plot"] = plot
     if as_json:
         _print_json(report)
         return
@@ -198,6 +223,6 @@ def stats(
     out.print(f"{report['path']}: {report['documents']:,} documents, {report['tokens']:,} tokens, {report['token_ids_used']:,} of {report['vocabulary']:,} token ids used")
     if d:
         out.print(f"tokens per document: mean {d['mean']:,}, median {d['median']:,.0f}, p90 {d['p90']:,.0f}, p99 {d['p99']:,.0f}, max {d['max']:,}")
-    out.print("most frequent: " + ", ".join(f"{t.get('token', t['id'])!r} {t['count']:,}" for t in report["top_tokens"]), highlight=False)
+    out.print("most frequent: " + ", ".join(f"{_token_label(t)} {t['count']:,}" for t in report["top_tokens"]), highlight=False, markup=False)
     if plot is not None:
-        out.print(f"plot written to {plot}")
+        out.print(f"plot written to {plot}", highlight=False, markup=False)

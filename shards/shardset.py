@@ -4,7 +4,8 @@
     crawlmill shards verify out/shards [--vocab-size N]
 
 `open_shards` accepts a pack output folder, a folder of `.idx`/`.bin` pairs without a manifest
-(e.g. preprocess_data.py's output), or one shard by prefix, `.idx` or `.bin` path. Nothing is
+(e.g. preprocess_data.py's output), or one shard by prefix, `.idx` or `.bin` path (with the
+manifest.json beside it, when there is one: its checksums, tokenizer and sources). Nothing is
 loaded whole: headers are validated before mapping (mmidx.read_index), arrays and token files are
 walked in fixed-size chunks, so a hostile or damaged shard gives a ShardError naming the file,
 in time linear in its size and bounded memory. `inspect` adds the documents' text bytes and bytes
@@ -47,9 +48,15 @@ class Shard:
 
 @dataclass
 class ShardSet:
-    root: AnyPath
+    root: AnyPath  # the folder (of the manifest, when there is one)
     shards: list[Shard]
     manifest: dict[str, Any] | None
+    single: bool = False  # one shard was asked for, not the folder: the manifest's totals are not its own
+
+    @property
+    def label(self) -> str:
+        """What was opened, for reports: the folder, or the one shard's prefix."""
+        return str(self.shards[0].prefix) if self.single else str(self.root)
 
     @property
     def vocab_size(self) -> int | None:
@@ -66,12 +73,8 @@ def open_shards(path: str | Path) -> ShardSet:
     """The shards at `path` (see the module docstring); ShardError if there are none or the manifest is unreadable."""
     path = as_path(path)
     if path.is_dir():
-        try:
-            manifest = load_manifest(path)
-        except (OSError, ValueError) as exc:
-            raise ShardError(path / MANIFEST, f"unreadable manifest: {exc}") from None
+        manifest = _read_manifest(path)
         if manifest is not None:
-            _check_manifest(manifest, path / MANIFEST)
             shards = [Shard(path / entry["prefix"], entry) for entry in manifest["shards"]]
             return ShardSet(path, shards, manifest)
         prefixes = sorted({p.with_suffix("") for p in _glob(path, "*.idx")} | {p.with_suffix("") for p in _glob(path, "*.bin")}, key=str)
@@ -81,7 +84,23 @@ def open_shards(path: str | Path) -> ShardSet:
     prefix = path.with_suffix("") if path.suffix in (".idx", ".bin") else path
     if not (prefix.with_name(prefix.name + ".idx").exists() or prefix.with_name(prefix.name + ".bin").exists()):
         raise ShardError(path, "no such shard folder, .idx/.bin file or shard prefix")
-    return ShardSet(prefix.parent, [Shard(prefix, None)], None)
+    # The manifest beside one shard is its folder's: the same tokenizer, checksums and sources as
+    # when the folder is opened (a shard it does not list gets no entry; verify says so).
+    folder = prefix.parent
+    manifest = _read_manifest(folder)
+    entry = next((e for e in (manifest or {}).get("shards", []) if folder / e["prefix"] == prefix), None)
+    return ShardSet(folder, [Shard(prefix, entry)], manifest, single=True)
+
+
+def _read_manifest(folder: AnyPath) -> dict[str, Any] | None:
+    """The folder's manifest, checked (`_check_manifest`); None when it has none."""
+    try:
+        manifest = load_manifest(folder)
+    except (OSError, ValueError) as exc:
+        raise ShardError(folder / MANIFEST, f"unreadable manifest: {exc}") from None
+    if manifest is not None:
+        _check_manifest(manifest, folder / MANIFEST)
+    return manifest
 
 
 def _check_manifest(manifest: Any, path: AnyPath) -> None:
@@ -146,7 +165,8 @@ def _bytes_per_token(text_bytes: int | None, tokens: int, documents: int) -> flo
 def inspect_shards(path: str | Path) -> dict[str, Any]:
     """Documents, tokens, dtype and sizes per shard (validated headers), text bytes and bytes per
     token (EOD excluded) where docs.parquet counts them, totals, and the manifest's per-dump /
-    language / domain breakdown when there is one."""
+    language / domain breakdown when there is one (for one shard, only the manifest's tokenizer:
+    the breakdowns are the whole folder's)."""
     shard_set = open_shards(path)
     rows, dtypes = [], set()
     for shard in shard_set.shards:
@@ -169,18 +189,22 @@ def inspect_shards(path: str | Path) -> dict[str, Any]:
         )
     manifest = shard_set.manifest or {}
     report: dict[str, Any] = {
-        "path": str(shard_set.root),
+        "path": shard_set.label,
         "manifest": bool(shard_set.manifest),
         "shards": rows,
         "documents": sum(r["documents"] for r in rows),
         "tokens": sum(r["tokens"] for r in rows),
         "dtype": ",".join(sorted(dtypes)),
+        "bin_bytes": sum(r["bin_bytes"] or 0 for r in rows),
+        "idx_bytes": sum(r["idx_bytes"] for r in rows),
         "bytes": sum((r["bin_bytes"] or 0) + r["idx_bytes"] for r in rows),  # of the files
     }
     if rows and all(r["text_bytes"] is not None for r in rows):
         report["text_bytes"] = sum(r["text_bytes"] for r in rows)
         report["bytes_per_token"] = _bytes_per_token(report["text_bytes"], report["tokens"], report["documents"])
-    if manifest:  # what the manifest says, as it says it (a key it lacks: None)
+    if manifest and shard_set.single:
+        report["tokenizer"] = manifest.get("tokenizer")
+    elif manifest:  # what the manifest says, as it says it (a key it lacks: None)
         for key in ("tokenizer", "counts", "by_dump", "by_lang", "by_domain", "domains"):
             report[key] = manifest.get(key)
         blend = manifest.get("blend") or {}
@@ -254,7 +278,11 @@ def verify_shards(path: str | Path, vocab_size: int | None = None) -> tuple[dict
         except ShardError as exc:
             problems.append(str(exc))
     manifest = shard_set.manifest
-    if manifest and not problems:
+    if manifest and shard_set.single:
+        shard = shard_set.shards[0]
+        if shard.entry is None:
+            problems.append(f"{shard.prefix}: not in {shard_set.root / MANIFEST}")
+    elif manifest and not problems:
         if tokens != manifest.get("tokens"):
             problems.append(f"{shard_set.root / MANIFEST}: says {manifest.get('tokens')} tokens, the shards hold {tokens:,}")
         listed = {s.name for s in shard_set.shards}
@@ -262,11 +290,11 @@ def verify_shards(path: str | Path, vocab_size: int | None = None) -> tuple[dict
         if extra:
             problems.append(f"{shard_set.root}: shard(s) not in the manifest: {', '.join(extra)}")
     summary = {
-        "path": str(shard_set.root),
+        "path": shard_set.label,
         "shards": len(shard_set.shards),
         "tokens": tokens,
         "vocab_size": vocab,
-        "checksums": bool(manifest),
+        "checksums": bool(manifest) and all(s.entry for s in shard_set.shards),
         "ok": not problems,
     }
     return summary, problems

@@ -11,12 +11,14 @@ documents' tokens, stats streams each .bin once (shardset's docstring).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from crawlmill.files import as_path, file_size, is_remote, local_copy, read_range, read_table, sha256_file
+from crawlmill.bytelevel import CHAR_TO_BYTE
+from crawlmill.files import as_path, atomic_path, file_size, is_remote, local_copy, read_range, read_table, sha256_file
 
 from .mmidx import IndexFile, ShardError, check_index, read_index, scan_tokens
 from .shardset import ShardSet, open_shards
@@ -26,6 +28,11 @@ class DecoderError(ValueError):
     """No tokenizer to decode the shards with (the message says what to give)."""
 
 MAX_UNKNOWN_VOCAB = 1 << 22  # without a manifest or --vocab-size, token counts stop at this id
+BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")  # SentencePiece-style byte tokens
+
+
+def _manifest_tokenizer(shard_set: ShardSet) -> dict[str, Any]:
+    return (shard_set.manifest or {}).get("tokenizer") or {}
 
 
 def load_decoder(shard_set: ShardSet, tokenizer_dir: str | Path | None) -> tuple[Any, bool]:
@@ -33,7 +40,7 @@ def load_decoder(shard_set: ShardSet, tokenizer_dir: str | Path | None) -> tuple
     whether its tokenizer.json differs from the one the shards were packed with."""
     from tokenizers import Tokenizer
 
-    folder = tokenizer_dir or (shard_set.manifest or {}).get("tokenizer", {}).get("path")
+    folder = tokenizer_dir or _manifest_tokenizer(shard_set).get("path")
     if folder is None:
         raise DecoderError("no manifest names the tokenizer: give --tokenizer DIR to decode")
     path = as_path(folder) / "tokenizer.json"
@@ -41,7 +48,7 @@ def load_decoder(shard_set: ShardSet, tokenizer_dir: str | Path | None) -> tuple
         raise DecoderError(f"{path} not found: give --tokenizer DIR to decode")
     path = local_copy(path) if is_remote(path) else path  # a URL's tokenizer: copied once per machine
     tokenizer = Tokenizer.from_file(str(path))
-    expected = (shard_set.manifest or {}).get("tokenizer", {}).get("sha256")
+    expected = _manifest_tokenizer(shard_set).get("sha256")
     return tokenizer, bool(expected and sha256_file(path) != expected)
 
 
@@ -94,6 +101,29 @@ def sample_documents(path: str | Path, n: int, seed: int = 0, tokenizer_dir: str
     return out
 
 
+def token_text(decoder: Any, token_id: int) -> dict[str, str]:
+    """`{"token": text}` for a token that decodes to whole characters. A token that is part of one
+    (a byte-level BPE's single bytes, SentencePiece's <0xNN>) decodes to U+FFFD alone: then
+    `{"token": its text with those bytes as \\xNN, "bytes": its bytes in hex}`, so that the list
+    says which bytes they are."""
+    text = decoder.decode([token_id], skip_special_tokens=False)
+    if "\ufffd" not in text:
+        return {"token": text}
+    piece = decoder.id_to_token(token_id) or ""
+    fallback = BYTE_FALLBACK.fullmatch(piece)
+    if fallback:
+        raw = bytes.fromhex(fallback.group(1))
+    elif piece and all(c in CHAR_TO_BYTE for c in piece):  # the byte-level alphabet: one character per byte
+        raw = bytes(CHAR_TO_BYTE[c] for c in piece)
+    else:
+        return {"token": text}
+    try:
+        raw.decode("utf-8")
+        return {"token": text}  # whole characters after all: the token is U+FFFD itself
+    except UnicodeDecodeError:
+        return {"token": raw.decode("utf-8", "backslashreplace"), "bytes": raw.hex()}
+
+
 def _percentiles(lengths: np.ndarray) -> dict[str, float]:
     if not len(lengths):
         return {}
@@ -114,7 +144,7 @@ def shard_stats(path: str | Path, vocab_size: int | None = None, top: int = 20, 
     per-token-id counts."""
     shard_set = open_shards(path)
     indexes = _checked_indexes(shard_set)
-    vocab = vocab_size or (shard_set.manifest or {}).get("tokenizer", {}).get("padded_vocab_size")
+    vocab = vocab_size or _manifest_tokenizer(shard_set).get("padded_vocab_size")
     if vocab is None:
         high = max((scan_tokens(s.path("bin"), i.dtype)[1] for s, i in zip(shard_set.shards, indexes)), default=-1)
         if high >= MAX_UNKNOWN_VOCAB:
@@ -124,20 +154,20 @@ def shard_stats(path: str | Path, vocab_size: int | None = None, top: int = 20, 
     for shard, index in zip(shard_set.shards, indexes):
         scan_tokens(shard.path("bin"), index.dtype, int(vocab), counts=counts)
     lengths = np.concatenate([np.asarray(index.lengths) for index in indexes]) if indexes else np.zeros(0, np.int32)
-    order = np.argsort(-counts, kind="stable")[:top]
+    order = np.argsort(-counts, kind="stable")[: max(top, 0)]  # a negative top would slice from the end
     decoder = None
     try:
         decoder, _ = load_decoder(shard_set, tokenizer_dir)
     except DecoderError:
         pass
     top_tokens = [
-        {"id": int(i), "count": int(counts[i]), **({"token": decoder.decode([int(i)], skip_special_tokens=False)} if decoder else {})}
+        {"id": int(i), "count": int(counts[i]), **(token_text(decoder, int(i)) if decoder else {})}
         for i in order
         if counts[i]
     ]
     total = int(counts.sum())
     report = {
-        "path": str(shard_set.root),
+        "path": shard_set.label,
         "documents": int(len(lengths)),
         "tokens": total,
         "document_tokens": _percentiles(lengths),
@@ -150,7 +180,8 @@ def shard_stats(path: str | Path, vocab_size: int | None = None, top: int = 20, 
 
 def plot_stats(report: dict[str, Any], lengths: np.ndarray, counts: np.ndarray, out: str | Path) -> None:
     """Two histograms in one PNG: document lengths (log bins) and token frequencies (how many token
-    ids occur about k times, log-log)."""
+    ids occur about k times, log-log). Written atomically (a path or a URL; missing folders made):
+    an interrupted run leaves no half-written image under the name."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -174,5 +205,12 @@ def plot_stats(report: dict[str, Any], lengths: np.ndarray, counts: np.ndarray, 
     right.set_xlabel("occurrences of a token id")
     right.set_ylabel("token ids")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    # The format named, not left to matplotlib to guess from the temporary's name: it would add
+    # ".png" to a name without a suffix, and the rename would miss the file.
+    suffix = as_path(out).suffix.lstrip(".").lower()
+    image_format = suffix if suffix in fig.canvas.get_supported_filetypes() else "png"
+    try:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, format=image_format, dpi=110)
+    finally:
+        plt.close(fig)

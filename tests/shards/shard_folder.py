@@ -30,15 +30,15 @@ def _file(path: Path) -> dict:
     return {"name": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def write_shard_folder(folder: Path, shards: int = 2, documents: int = 30, seed: int = 0, vocab: int = VOCAB) -> Path:
+def write_shard_folder(folder: Path, shards: int = 2, documents: int = 30, seed: int = 0, vocab: int = VOCAB, name: str = "shard") -> Path:
     """`shards` shards of `documents` documents each (token ids below `vocab`, every document ending
-    with EOD), their manifest; returns the folder."""
+    with EOD), named `name`-NNNNN (pack's names for a remix group), their manifest; returns the folder."""
     rng = np.random.default_rng(seed)
     dtype = np.dtype(optimal_dtype(vocab))
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
     for number in range(shards):
-        prefix = f"shard-{number:05d}"
+        prefix = f"{name}-{number:05d}"
         docs = [np.append(rng.integers(2, vocab, size=int(n)), EOD).astype(dtype) for n in rng.integers(5, 60, size=documents)]
         lengths = np.array([len(d) for d in docs], dtype=np.int32)
         (folder / f"{prefix}.bin").write_bytes(np.concatenate(docs).tobytes())
