@@ -70,8 +70,9 @@ def eval_(
                 bar.__exit__(None, None, None)
     out.print(f"{record['run']} at step {record['step']:,} ({record['checkpoint']})", highlight=False)
     for r in record["results"]:
-        hint = "" if tokenizer else "; the tokenizer's folder, if it moved: --tokenizer DIR"
-        bpb = f"{r['bpb']:.4f}" if r["bpb"] is not None else f"not reported ({r.get('bpb_unavailable', 'no bytes counted')}{hint})"
+        why = r.get("bpb_unavailable", "no bytes counted")
+        hint = "; the tokenizer's folder, if it moved: --tokenizer DIR" if not tokenizer and why.endswith("not found") else ""
+        bpb = f"{r['bpb']:.4f}" if r["bpb"] is not None else f"not reported ({why}{hint})"
         sample = "" if r["complete"] else " (a sample: --max-tokens)"
         checked = "" if r["tokenizer_checked"] else " (tokenizer not checked: the run has no shards, nor an imported tokenizer)"
         out.print(f"{r['data']}: loss {r['loss']:.4f}, bits per byte {bpb}; {r['tokens']:,} tokens, {r['documents']:,} documents{sample}{checked}", highlight=False)

@@ -160,14 +160,10 @@ NO_AGENT_YET = "No available agent to submit job"  # Ray's HTTP 500, which ends 
 
 
 def submit_when_an_agent_answers(client: Any, log: Callable[[str], None], attempts: int = 6, **job: Any) -> None:
-    """``client.submit_job(**job)``, submitted again after 2, 4, 8, 16 and 32 s while the job server
-    says it has no agent yet.
-
-    Just after a head starts (or its dashboard agent restarts) the job server answers before the
-    agent has registered; it waits 10 s for one, then refuses with "No available agent to submit
-    job, please try again later" and creates nothing, so the same submission id is sent again.
-    Seen on a loaded 2-core machine: failing the task there would cost an Airflow retry delay.
-    """
+    """``client.submit_job(**job)``, sent again after 2, 4, 8, 16 and 32 s while the job server has no
+    agent yet: just after a head starts it answers before the head's agent has registered, waits 10 s
+    for one, then refuses ("No available agent to submit job, please try again later") having created
+    nothing (met on a loaded 2-core machine; failing would cost the task an Airflow retry delay)."""
     for attempt in range(1, attempts + 1):
         try:
             client.submit_job(**job)

@@ -10,7 +10,7 @@
 - checkpoint.py    checkpoints with every RNG state; exact resume
 - trainer.py       the training loop of one rank; runlog.py its run.json and log.jsonl
 - launch.py        torchrun, Ray Train or in-process; stage.py the pipeline's train stage
-- planner.py       `crawlmill plan`: Equation 1, allocation, shapes; scaling_fit.py sweeps and fits
+- planner.py       `crawlmill plan`: Equation 1, allocation, shapes; scaling_sweep.py sweeps, scaling_fit.py fits
 """
 
 import logging as _logging

@@ -360,12 +360,12 @@ class Checkpointer:
             if self.remote is None:
                 load_state(Path(folder) / name)
                 return
-            with tempfile.TemporaryDirectory(dir=self.root) as local:
+            with tempfile.TemporaryDirectory(prefix="crawlmill-rng-") as local:  # a fresh machine has no staging folder yet
                 download(folder / name, Path(local) / name)
                 load_state(Path(local) / name, folder / name)
 
         self._agreed(read_rng, folder)
-        self._agreed(lambda: check_sizes(folder / MODEL), folder)
+        self._agreed(lambda: check_sizes(folder / MODEL, self.trusted), folder)
 
     @staticmethod
     def _agreed(read: Callable[[], Any], folder: AnyPath) -> Any:

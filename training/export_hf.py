@@ -133,9 +133,9 @@ def llama_config(model: ModelConfig, vocab: int, dtype: str, bos: int | None, eo
     }
 
 
-def refuse_existing(output: Path, overwrite: bool, source: str | Path, marker: str) -> None:
+def refuse_existing(output: Path, overwrite: bool, sources: list[Any], marker: str) -> None:
     """Before any work: an existing `output` only with `overwrite`, and never one whose replacement
-    would delete input: `source` itself, a folder holding it, or a folder inside it that is not an
+    would delete input: a source itself, a folder holding it, or a folder inside it that is not an
     earlier output of this command (which holds `marker`; e.g. RUN/hf, exported again)."""
     if not output.exists():
         return
@@ -143,11 +143,11 @@ def refuse_existing(output: Path, overwrite: bool, source: str | Path, marker: s
         raise FileExistsError(f"{output} exists: choose another --output, or --overwrite to replace it")
     if not output.is_dir():
         raise FileExistsError(f"--output {output} is a file, not a folder: choose another --output")
-    if is_url(str(source)):
-        return
-    mine, theirs = output.resolve(), Path(source).resolve()
-    if mine == theirs or mine in theirs.parents or (theirs in mine.parents and not (output / marker).is_file()):
-        raise FileExistsError(f"--output {output} is, holds or lies inside the input {source}: --overwrite would delete input; choose another --output")
+    mine = output.resolve()
+    for source in (s for s in sources if s is not None and not is_url(str(s))):
+        theirs = Path(source).resolve()
+        if mine == theirs or mine in theirs.parents or (theirs in mine.parents and not (output / marker).is_file()):
+            raise FileExistsError(f"--output {output} is, holds or lies inside the input {source}: --overwrite would delete input; choose another --output")
 
 
 @contextlib.contextmanager
@@ -261,10 +261,11 @@ def export_run(run: str, output: str | Path, checkpoint: str | None = None, dtyp
     if is_url(str(output)):
         raise ValueError(f"--output {output}: export writes a local folder (copy it to object storage afterwards)")
     output = Path(output)
-    refuse_existing(output, overwrite, run, EXPORT_FILE)
+    refuse_existing(output, overwrite, [run], EXPORT_FILE)
     model_config, vocab, info = run_model_config(run)
     token_folder, entry = _tokenizer(run, info, tokenizer)  # before the weights: a wrong tokenizer is found at once
     folder, meta = find_checkpoint(*checkpoint_source(run, checkpoint))
+    refuse_existing(output, overwrite, [token_folder, folder], EXPORT_FILE)  # the inputs found: a --checkpoint elsewhere too
     trusted = bool(info["config"]["checkpoint"].get("trusted"))
     reader = checkpoint_reader(as_path(folder) / MODEL, trusted)  # at a URL, read in place (checkpoint_weights.py)
     shapes = weight_shapes(reader)

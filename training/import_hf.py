@@ -250,7 +250,7 @@ def import_hf(source: str | Path, output: str | Path, overwrite: bool = False) -
     source, output = Path(source), Path(output)
     if not (source / "config.json").is_file():
         raise FileNotFoundError(f"{source}: no config.json (a Hugging Face model folder)")
-    refuse_existing(output, overwrite, source, "run.json")
+    refuse_existing(output, overwrite, [source], "run.json")
     config = json.loads((source / "config.json").read_text())
     model = model_config_of(config, str(source / "config.json"))
     hf = HFWeights(source)

@@ -56,8 +56,17 @@ class RunLog:
         self._file = open(self.path, "a", encoding="utf-8")
 
     def _truncate_after(self, step: int) -> None:
-        """Keep the records up to `step` (what the checkpoint resumed from holds), drop later ones."""
-        kept = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+        """Keep the records up to `step` (what the checkpoint resumed from holds), drop later ones, and
+        a line that is not JSON (a record torn by the kill that stopped the run), said on stderr."""
+        kept, torn = [], 0
+        for line in filter(str.strip, self.path.read_text(encoding="utf-8").splitlines()):
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except ValueError:
+                torn += 1
+        if torn:
+            print(f"{self.path}: {torn} line(s) that are not JSON dropped (a record torn by the kill)", file=sys.stderr)
         self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
 
     def write(self, kind: str, **record: Any) -> None:

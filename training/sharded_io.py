@@ -198,26 +198,27 @@ class _MetadataUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} {NOT_METADATA}")
 
 
-def check_metadata(folder: Path) -> Any:
+def check_metadata(folder: Path, trust: bool = False) -> Any:
     """The checkpoint's `.metadata`, refused (ValueError naming it) if it would build anything but
-    checkpoint metadata."""
+    checkpoint metadata (unless `trust`); DamagedCheckpoint if it is cut short or garbled."""
     path = folder / ".metadata"
+    data = path.read_bytes()
     try:
-        return _MetadataUnpickler(io.BytesIO(path.read_bytes())).load()
-    except (pickle.UnpicklingError, EOFError) as exc:
-        if isinstance(exc, EOFError) or NOT_METADATA not in str(exc):  # cut short or garbled
-            raise DamagedCheckpoint(f"{path}: damaged or incomplete ({type(exc).__name__}: {exc})") from None
-        raise ValueError(f"{path}: refused: a checkpoint's metadata holds only checkpoint metadata, this file asks for more ({exc})") from None
+        return pickle.loads(data) if trust else _MetadataUnpickler(io.BytesIO(data)).load()
     except (AttributeError, ImportError) as exc:
         raise ValueError(f"{path}: refused: a checkpoint's metadata holds only checkpoint metadata, this file asks for more ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - garbled bytes raise anything: KeyError, struct.error, EOFError...
+        if NOT_METADATA in str(exc):
+            raise ValueError(f"{path}: refused: a checkpoint's metadata holds only checkpoint metadata, this file asks for more ({exc})") from None
+        raise DamagedCheckpoint(f"{path}: damaged or incomplete ({type(exc).__name__}: {exc})") from None
 
 
-def check_sizes(folder: AnyPath) -> None:
+def check_sizes(folder: AnyPath, trust: bool = False) -> None:
     """DamagedCheckpoint unless each file that the checkpoint's `.metadata` places data in is there
     and reaches the end of it. What a resume that loads nothing (its run is finished) checks: a file
     cut short or missing, without reading a tensor (one listing, and `.metadata`, for a URL too)."""
     ends: dict[str, int] = {}
-    for info in (check_metadata(folder).storage_data or {}).values():
+    for info in (check_metadata(folder, trust).storage_data or {}).values():
         ends[info.relative_path] = max(ends.get(info.relative_path, 0), info.offset + info.length)
     sizes = {path.name: size for path, size in list_file_sizes(folder)}
     for name, end in sorted(ends.items()):

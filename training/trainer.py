@@ -331,13 +331,16 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
 
 
 def _finished(store: RunStore, step: int, plan: RunPlan, rank: int, device: torch.device) -> dict[str, Any] | None:
-    """The summary of a run resumed at its end, a checkpoint at `step` (rank 0's: its last logged
-    figures); nothing trained or logged. None when the log has no end record there (the process
-    died after its last checkpoint): the run is loaded, to log and publish its end. Collective."""
+    """The summary of a run resumed at its end, a checkpoint at `step` (rank 0's: its last logged figures);
+    nothing trained or logged. None when the log has no end record there (the process died after its last
+    checkpoint; a line torn by the kill alike): the run is loaded, to log and publish its end. Collective."""
     last: dict[str, dict[str, Any]] = {}  # the last record of each kind in rank 0's log.jsonl
     if rank == 0:
-        store.pull_log()
-        last = {str(r.get("kind")): r for r in read_log(store.local)} if (store.local / LOG_FILE).is_file() else {}
+        try:
+            store.pull_log()
+            last = {str(r.get("kind")): r for r in read_log(store.local)} if (store.local / LOG_FILE).is_file() else {}
+        except (OSError, ValueError) as exc:  # on rank 0 only: the collective below still runs on every rank
+            print(f"{store.name}: its log.jsonl could not be read ({exc}): the run is loaded to end it", file=sys.stderr)
     if any_rank([rank == 0 and last.get("end", {}).get("step") != step], device)[0]:
         return None
     if rank == 0:

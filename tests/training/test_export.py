@@ -115,6 +115,12 @@ def test_bad_input_is_a_clear_error(tiny_shards, tmp_path):
     assert (run / "checkpoints").is_dir() and (run / "run.json").is_file()
     shutil.copy(tmp_path / "hf" / "crawlmill_export.json", run / "hf")  # an earlier export there
     assert export(run, "--output", run / "hf", "--overwrite").exit_code == 0 and (run / "hf/model.safetensors").is_file()
+    tokenizer = shutil.copytree(Path(json.loads((tiny_shards / "manifest.json").read_text())["tokenizer"]["path"]), tmp_path / "tok")
+    checkpoint = shutil.copytree(run / "checkpoints/step-00000002", tmp_path / "ck")  # inputs given outside the run
+    for output, given in ((tokenizer, "--tokenizer"), (checkpoint, "--checkpoint")):
+        refused = export(run, given, output, "--output", output, "--overwrite")
+        assert refused.exit_code == 2 and "--overwrite would delete input" in " ".join(refused.output.split()), refused.output
+    assert (tokenizer / "tokenizer.json").is_file() and (checkpoint / "meta.json").is_file()
     (tmp_path / "a-file").write_text("mine")
     onto_file = export(run, "--output", tmp_path / "a-file", "--overwrite")
     assert onto_file.exit_code == 2 and "is a file, not a folder" in onto_file.output and (tmp_path / "a-file").read_text() == "mine"

@@ -247,6 +247,11 @@ def test_a_run_folder_with_a_checkpoint_is_continued_only_when_resuming(tiny_sha
     assert (run_dir / "log.jsonl").read_text() == log
     (run_dir / "log.jsonl").write_text("".join(line + "\n" for line in log.splitlines() if '"end"' not in line))  # died before its end record
     assert train_cli("--resume").exit_code == 0 and [r["kind"] for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines())][-1] == "end"
+    (run_dir / "log.jsonl").write_text(log.replace(log.splitlines()[-1], '{"kind": "en'))  # killed while writing it: a torn line
+    torn = train_cli("--resume")
+    assert torn.exit_code == 0 and "log.jsonl could not be read" in torn.output and "not JSON dropped" in torn.output, torn.output
+    again = (run_dir / "log.jsonl").read_text().splitlines()  # the torn line gone; loaded (resumed) and ended again
+    assert again[:-2] == log.splitlines()[:-1] and [(json.loads(r)["kind"], json.loads(r)["step"]) for r in again[-2:]] == [("resumed", 5), ("end", 5)]
 
 
 def test_a_resume_that_would_read_the_data_in_another_order_is_refused(tiny_shards, tmp_path):

@@ -178,6 +178,7 @@ def test_training_from_s3_shards_into_an_s3_run_resumes_and_matches_the_local_ru
     from crawlmill.training.checkpoint import Checkpointer
 
     monkeypatch.setattr(Checkpointer, "load", lambda *args: pytest.fail("a finished run's checkpoint was loaded"))  # checked in place
+    monkeypatch.setenv("CRAWLMILL_CACHE", str(tmp_path / "fresh-machine"))  # no staging folder of the run there yet
     figures = train_task(dataclasses.asdict(config), run, None)
     assert figures["steps"] == 20 and figures["loss"] == train_records(tmp_path / "straight")[-1]["loss"]
 
