@@ -136,7 +136,7 @@ def plan(
     if as_json:
         _print_json(report)
     else:
-        _print_model(report, config.model)
+        _print_model(report, config.model, assumed_vocabulary=vocab_size is None and config.model.vocab_size is None)
 
 
 H100_BYTES = 85_029_158_912  # what torch.cuda.mem_get_info reports as an 80 GB H100's total
@@ -179,8 +179,10 @@ def _print_compute(result: Any, memory: dict[str, Any]) -> None:
     _print_memory(memory)
 
 
-def _print_model(report: dict[str, Any], model: Any) -> None:
-    _line("model", f"{report['name']}: {_shape(model)}, vocabulary {report['vocab_size']:,}")
+def _print_model(report: dict[str, Any], model: Any, assumed_vocabulary: bool = False) -> None:
+    # a config that leaves the vocabulary to its data's tokenizer is planned at DeepSeek's: say so
+    assumed = " (DeepSeek's: the config takes its data's; --vocab-size N for yours)" if assumed_vocabulary else ""
+    _line("model", f"{report['name']}: {_shape(model)}, vocabulary {report['vocab_size']:,}{assumed}")
     _line("M", f"{sci(report['M'])}  (72·L·d² + 12·L·d·l_seq, non-embedding FLOPs/token)")
     _line("6N1", f"{sci(report['six_n1'])}  ({report['six_n1_over_M']:.3f} x M; 72·L·d²)")
     _line("6N2", f"{sci(report['six_n2'])}  ({report['six_n2_over_M']:.3f} x M; 6N1 + 6·vocab·d)")

@@ -100,6 +100,18 @@ def test_model_report_gives_the_memory_per_gpu_for_the_layout():
     assert planned["memory"]["bytes_per_parameter"] == 6 + 12 / 8
 
 
+def test_a_config_without_a_vocabulary_is_said_to_be_planned_at_deepseeks():
+    """tiny takes its vocabulary from its data's tokenizer: the plan says it assumed 102,400, and
+    --vocab-size gives the real one (a config that names its own, deepseek-7b, says nothing)."""
+    def model_line(*args: str) -> str:
+        return invoke("plan", "--tokens", "1e9", *args).output.splitlines()[0]
+
+    assert model_line("--model", "tiny").endswith("vocabulary 102,400 (DeepSeek's: the config takes its data's; --vocab-size N for yours)")
+    assert model_line("--model", "tiny", "--vocab-size", "1024").endswith("vocabulary 1,024")
+    assert model_line("--model", "deepseek-7b").endswith("vocabulary 102,400")
+    assert plan_json("--model", "tiny", "--tokens", "1e9", "--vocab-size", "1024")["vocab_size"] == 1024
+
+
 def test_model_scales_counts_vocab_once_like_the_paper():
     model = builtin_model("1b")
     scales = model_scales(model, vocab_size=50_000)
