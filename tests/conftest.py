@@ -18,6 +18,10 @@ os.environ.setdefault("COLUMNS", "200")
 # process, oversubscribes them (measured: the training modules 17% faster with one).
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Ray Train fails a run whose worker group has not started within 60 s (its default); on 2 cores with
+# the other xdist worker running a cluster of its own, starting one took longer (test_preemption in a
+# fresh-clone run, 2026-12-06). Ray Train passes it from the driver to its controller and workers.
+os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "300")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
