@@ -37,6 +37,20 @@ def fail(message: str, status: int = 2) -> typer.Exit:
     return typer.Exit(status)
 
 
+
+def at_least_one(**counts: Optional[int]) -> None:
+    """Counts given as options, by the option's name (`seq_length` is --seq-length; None: not given).
+    0 or a negative number would fall back to a default (`seq_length or 4096`), fail deep in the
+    arithmetic, or slice silently (--top -3 would list all but 3), exit status 0."""
+    for name, value in counts.items():
+        if value is not None and value < 1:
+            raise fail(f"--{name.replace('_', '-')} {value}: must be at least 1")
+
+
+def print_json(data: object) -> None:
+    """A --json answer on stdout: indented, text in any script as it is."""
+    print(json.dumps(data, indent=1, ensure_ascii=False))
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Bad input, config or folders become `error: ...` and exit status 2; a write the storage

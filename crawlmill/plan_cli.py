@@ -11,7 +11,6 @@ stdout, errors to stderr with exit status 2 (cli_common).
 """
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -21,7 +20,7 @@ from typer.core import TyperCommand
 
 from crawlmill.training.planner import sci
 
-from .cli_common import err, fail, out, user_errors
+from .cli_common import at_least_one, err, fail, out, print_json, user_errors
 
 PAPER_FORMULAS = "η_opt = 0.3118·C^-0.1250, B_opt = 0.2920·C^0.3271, M_opt = 0.1715·C^0.5243, D_opt = 5.8316·C^0.4757"
 
@@ -48,18 +47,6 @@ JSON = typer.Option(False, "--json", help="Print JSON instead of text.")
 MICRO = typer.Option(1, "--micro-batch-size", help="Megatron's micro batch: the global batch is a multiple of it x --data-parallel.")
 MICRO_OR_CONFIG = typer.Option(None, "--micro-batch-size", help="Megatron's micro batch: the global batch is a multiple of it x --data-parallel (default 1; with --model, the config's).")
 DATA_PARALLEL = typer.Option(1, "--data-parallel", help="Data-parallel ranks: the global batch is a multiple of --micro-batch-size x this.")
-
-
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=1, ensure_ascii=False))
-
-
-def _at_least_one(**options: Optional[int]) -> None:
-    """Counts given as options (None: not given): 0 or less would fall back to a default or fail deep
-    in the arithmetic (`seq_length or 4096`, log of a negative), so they are refused by their option's name."""
-    for name, value in options.items():
-        if value is not None and value < 1:
-            raise fail(f"--{name.replace('_', '-')} {value}: must be at least 1")
 
 
 def _line(label: str, text: str) -> None:
@@ -106,7 +93,7 @@ def plan(
         raise fail("give either --compute C, or --model NAME with --tokens D, not both")
     if compute is None and (model is None or tokens is None):
         raise fail("give --compute C (FLOPs), or --model NAME with --tokens D")
-    _at_least_one(seq_length=seq_length, vocab_size=vocab_size, micro_batch_size=micro_batch_size, data_parallel=data_parallel)
+    at_least_one(seq_length=seq_length, vocab_size=vocab_size, micro_batch_size=micro_batch_size, data_parallel=data_parallel)
     with user_errors():
         if compute is not None:
             result = plan_compute(compute, seq_length or DEFAULT_SEQ_LENGTH, vocab_size or DEFAULT_VOCAB_SIZE, micro_batch_size or 1, data_parallel)  # None: the default
@@ -115,7 +102,7 @@ def plan(
             shaped = TrainConfig(model=result.model, micro_batch_size=result.micro_batch_size, global_batch_size=result.global_batch_size)
             memory = _memory(shaped, {"vocab_size": result.scales["vocab_size"]}, data_parallel)
             if as_json:
-                _print_json({**result.to_json(), "memory": memory})
+                print_json({**result.to_json(), "memory": memory})
             else:
                 _print_compute(result, memory)
             return
@@ -134,7 +121,7 @@ def plan(
         report["memory"] = _memory(config, report, data_parallel)
     report = {"name": model, **report, "config_lr": config.optimizer.lr, "config_global_batch_size": config.global_batch_size}
     if as_json:
-        _print_json(report)
+        print_json(report)
     else:
         _print_model(report, config.model, assumed_vocabulary=vocab_size is None and config.model.vocab_size is None)
 
@@ -264,7 +251,7 @@ def sweep(
     given twice are written once."""
     from crawlmill.training.scaling_sweep import SweepConfig, write_sweep
 
-    _at_least_one(points=points, seq_length=seq_length, vocab_size=vocab_size, micro_batch_size=micro_batch_size, data_parallel=data_parallel)
+    at_least_one(points=points, seq_length=seq_length, vocab_size=vocab_size, micro_batch_size=micro_batch_size, data_parallel=data_parallel)
     with user_errors():
         config = SweepConfig(
             budgets=list(budgets), points=points, span=span, seq_length=seq_length, vocab_size=vocab_size,
@@ -275,7 +262,7 @@ def sweep(
     for warning in index["warnings"]:
         err.print(f"warning: {warning}", highlight=False, markup=False)
     if as_json:
-        _print_json(index)
+        print_json(index)
         return
     for run in index["runs"]:
         out.print(
@@ -326,7 +313,7 @@ def fit(
     for note in result.notes:
         err.print(f"note: {note}", highlight=False, markup=False)
     if as_json:
-        _print_json({**result.to_json(), "metric": metric, "skipped": skipped, "plot": str(plot) if plot and fitted else None})
+        print_json({**result.to_json(), "metric": metric, "skipped": skipped, "plot": str(plot) if plot and fitted else None})
         if not fitted:
             raise _nothing_fitted(result, plot)
         return

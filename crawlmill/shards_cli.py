@@ -13,13 +13,12 @@ Exit status: 0 done, 2 bad input: a missing or damaged shard, one that fails ver
 message names the file). Results go to stdout, errors to stderr (cli_common).
 """
 
-import json
 from typing import Optional
 
 import typer
 from rich.markup import escape
 
-from .cli_common import err, fail, out, user_errors
+from .cli_common import at_least_one, err, out, print_json, user_errors
 
 app = typer.Typer(
     help="Look into Megatron shards: inspect, verify, sample, stats.",
@@ -36,17 +35,6 @@ app = typer.Typer(
 # str, not Path: pathlib would fold a URL's "//" ("s3://b/x" -> "s3:/b/x").
 SHARDS_PATH = typer.Argument(..., help="A pack output folder, a folder of .bin/.idx pairs, or one shard's prefix / .idx / .bin; a path or a URL (s3://...).")
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
-
-
-def _print_json(data: object) -> None:
-    print(json.dumps(data, indent=1, ensure_ascii=False))
-
-
-def _at_least_one(option: str, value: Optional[int], what: str) -> None:
-    # Checked here: a slice or a sample size takes 0 or a negative number silently (--top -3 would
-    # list all but 3 token ids, --n 0 nothing, exit status 0).
-    if value is not None and value < 1:
-        raise fail(f"{option} {value}: {what} must be 1 or more")
 
 
 def _token_label(token: dict) -> str:
@@ -79,7 +67,7 @@ def inspect(path: str = SHARDS_PATH, as_json: bool = JSON) -> None:
     with user_errors():
         report = inspect_shards(path)
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
     from rich.table import Column, Table
 
@@ -139,11 +127,11 @@ def verify(
     vocabulary size and checksums match the manifest."""
     from crawlmill.shards.shardset import verify_shards
 
-    _at_least_one("--vocab-size", vocab_size, "the vocabulary size")
+    at_least_one(vocab_size=vocab_size)
     with user_errors():
         summary, problems = verify_shards(path, vocab_size)
     if as_json:
-        _print_json({**summary, "problems": problems})
+        print_json({**summary, "problems": problems})
     for problem in problems:
         err.print(f"[red]error:[/red] {escape(problem)}", highlight=False)
     if problems:
@@ -172,11 +160,11 @@ def sample(
     """Show random documents with their source (document id, URL, WARC record)."""
     from crawlmill.shards.shardstats import sample_documents
 
-    _at_least_one("--n", n, "the number of documents to show")
+    at_least_one(n=n)
     with user_errors():
         items = sample_documents(path, n, seed, tokenizer, decode)
     if as_json:
-        _print_json(items)
+        print_json(items)
         return
     for item in items:
         source = item.get("source") or {}
@@ -209,15 +197,14 @@ def stats(
     character (a byte of a byte-level BPE) is shown as its bytes, b'\\xe4'."""
     from crawlmill.shards.shardstats import plot_stats, shard_stats
 
-    _at_least_one("--top", top, "the number of tokens to list")
-    _at_least_one("--vocab-size", vocab_size, "the vocabulary size")
+    at_least_one(top=top, vocab_size=vocab_size)
     with user_errors():
         report, lengths, counts = shard_stats(path, vocab_size, top, tokenizer)
         if plot is not None:
             plot_stats(report, lengths, counts, plot)
             report["plot"] = plot
     if as_json:
-        _print_json(report)
+        print_json(report)
         return
     d = report["document_tokens"]
     out.print(f"{report['path']}: {report['documents']:,} documents, {report['tokens']:,} tokens, {report['token_ids_used']:,} of {report['vocabulary']:,} token ids used")

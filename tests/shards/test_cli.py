@@ -64,7 +64,7 @@ def test_counts_below_one_are_refused(tmp_path, args, option):
     command, *options = args
     result = invoke("shards", command, folder, *options)
     assert result.exit_code == 2 and result.stdout == ""
-    assert result.output == f"error: {option}: " + result.output.split(": ", 2)[2] and "must be 1 or more" in result.output
+    assert result.output == f"error: {option}: " + result.output.split(": ", 2)[2] and "must be at least 1" in result.output
 
 
 def test_byte_tokens_show_as_their_bytes(tmp_path):

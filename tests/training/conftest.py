@@ -4,6 +4,7 @@ layer stays small; built once per session."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,22 @@ def common_state_places(folder: Path) -> list[str]:
 def tiny_config(shards: Path, **overrides):
     """The tiny built-in on these shards, logging every step."""
     return load_train_config("tiny", {"data": {"shards": [str(shards)]}, "log_interval": 1, **overrides})
+
+
+def train_records(run_dir: Path, kind: str = "train") -> list[dict]:
+    """The run log's records of one kind."""
+    return [r for r in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()) if r["kind"] == kind]
+
+
+def final_weights(run_dir: Path) -> dict:
+    """Every tensor of the newest checkpoint (model and optimizer moments) by global key."""
+    from crawlmill.training.checkpoint import LATEST
+
+    folder = run_dir / "checkpoints" / (run_dir / "checkpoints" / LATEST).read_text().strip()
+    return checkpoint_tensors(folder / "model")
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    import torch
+
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -2,7 +2,7 @@
 backend's state loads into any layout; the GPU backend's distributed optimizer reshards over
 data-parallel ranks only in dp_reshardable, over any layout in fully_reshardable; a checkpoint of
 one backend does not resume on the other; checkpoints that predate the records keep the old rule.
-The trainer tests resume across layouts for real on CPU (test_trainer.py), and test_backends.py
+The trainer tests resume across layouts for real on CPU (test_distributed.py), and test_backends.py
 the distributed optimizer's two sharding types on another tensor-parallel size."""
 
 import pytest

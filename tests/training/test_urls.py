@@ -26,8 +26,8 @@ from crawlmill.training.trainer import train
 from tests.conftest import REPO
 from tests.s3server import SECRET, moto_s3
 
-from .conftest import common_state_in_shards, common_state_places, tiny_config
-from .test_trainer import final_weights, same_weights, torchrun, torchrun_config, train_records
+from .conftest import common_state_in_shards, common_state_places, final_weights, same_weights, tiny_config, train_records
+from .launchers import torchrun, torchrun_config
 
 pytest.importorskip("s3fs")
 pytest.importorskip("moto.server")
