@@ -82,10 +82,13 @@ def plan(
 ) -> None:
     """Plan a run from a compute budget, or check a model and token count against the scaling laws
     (and its memory per GPU)."""
-    given = compute is not None or model is not None or tokens is not None
     if ctx.invoked_subcommand is not None:
+        # `plan --seq-length 2048 sweep ...` would plan the sweep at sweep's own default (4096), silently
+        sources = {param.opts[0]: ctx.get_parameter_source(param.name) for param in ctx.command.params if param.name}
+        given = [option for option, source in sources.items() if source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")]  # typer's own click
         if given:
-            raise fail(f"plan {ctx.invoked_subcommand}: give --compute / --model / --tokens to `crawlmill plan` alone")
+            sub = ctx.invoked_subcommand
+            raise fail(f"plan {sub}: {', '.join(given)} before `{sub}` belong{'s' * (len(given) == 1)} to `crawlmill plan` alone; give {sub}'s own options after it (crawlmill plan {sub} --help)")
         return
     from crawlmill.training.planner import DEFAULT_SEQ_LENGTH, DEFAULT_VOCAB_SIZE, plan_compute, plan_model
 

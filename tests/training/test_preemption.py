@@ -87,7 +87,7 @@ def test_a_preempted_node_gets_a_just_in_time_checkpoint_that_the_restarted_work
     finally:
         for node in nodes:
             node.stop(grace=0)
-        head.stop()
+        head.stop(grace=0)
         shutil.rmtree(root, ignore_errors=True)
 
 

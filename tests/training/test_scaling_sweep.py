@@ -153,6 +153,18 @@ def test_bad_sweep_options_exit_2_and_create_no_folder(tmp_path, args, message):
     assert not (tmp_path / "sweep").exists()
 
 
+def test_plans_own_options_before_a_subcommand_are_refused_not_ignored(tmp_path):
+    """`plan --seq-length 2048 sweep ...` parses (the option is `plan`'s) but would write 4096-token
+    configs: refused by name, nothing written; the same options after `sweep` are its own."""
+    result = invoke("plan", "--seq-length", 2048, "--json", "sweep", "--budgets", "1e17", "--output", tmp_path / "sweep")
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2 and "plan sweep: --seq-length, --json before `sweep` belong to `crawlmill plan` alone" in message, message
+    assert not (tmp_path / "sweep").exists()
+    fit = invoke("plan", "--compute", "1e20", "fit", tmp_path)
+    assert fit.exit_code == 2 and "plan fit: --compute before `fit` belongs to" in " ".join(fit.output.split()), fit.output
+    assert invoke("plan", "sweep", "--budgets", "1e17", "--seq-length", 2048, "--output", tmp_path / "sweep").exit_code == 0
+
+
 def test_split_goes_into_every_config(tmp_path):
     shards = tmp_path / "shards"
     shards.mkdir()
