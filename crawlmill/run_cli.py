@@ -54,7 +54,7 @@ def run(
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config (every section) as JSON and exit."),
     runtime: Runtime = None,  # type: ignore[assignment] - the common options (cli_common)
 ) -> None:
-    """Run the pipeline from one config: ingest, filter, dedup, tokenizer, pack, and train when the config has a `train:` section; each stage resumable."""
+    """Run the pipeline from one config: ingest, filter, dedup, quality (with a `quality:` section), remix, tokenizer, pack, and train (with a `train:` section); each stage resumable."""
     from crawlmill.pipeline import definition
     from crawlmill.pipeline import dumps as dump_runs
     from crawlmill.pipeline.config import load_run_config, to_json

@@ -15,7 +15,7 @@ YAML file holding it. Example (configs/demo.yaml)::
 
     output_dir: ../demo-output        # relative paths are relative to the config file
     ray: {num_cpus: 2}
-    ingest: {inputs: [../samples/crawl-data], extractor: resiliparse}
+    ingest: {inputs: ['../samples/crawl-data/*/segments/*/warc/*.warc.gz'], extractor: resiliparse}
     filter: ../configs/filters.yaml   # a section in its own file
     tokenizer: {vocab_size: 1000}     # or {path: existing/tokenizer}
 """
@@ -133,6 +133,9 @@ def build(cls: type, data: Any, where: str = "config", base: Path | None = None)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     errors = []  # every one, a line each: a config with three mistakes is fixed in one go, not three
     unknown = sorted(set(map(str, data)) - set(fields))
+    required = [name for name, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing := [name for name in required if name not in data]:
+        errors.append(f"{where}: missing key(s) {', '.join(missing)}")
     if unknown:
         named = [f"{key} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(key, fields, n=1)) else key for key in unknown]
         errors.append(f"{where}: unknown key(s) {', '.join(named)}; known: {', '.join(fields)}")
@@ -246,16 +249,37 @@ def load_run_config(path: str | Path, pipeline: Pipeline | None = None) -> Any:
     for spec in pipeline.stages:
         where = f"{path.name}.{spec.name}"
         try:
-            sections[spec.name] = load_section(spec.config, data.get(spec.name), where, base)
-            check_section(sections[spec.name], where)
+            section = load_section(spec.config, data.get(spec.name), where, base)
+            check_section(section, where)
+            sections[spec.name] = section
         except ConfigError as exc:
             errors.append(str(exc))
+            continue
+        if spec.reads and spec.name in data:  # its own extra inputs, read only after the stages before it ran
+            errors.extend(f"{where}.{spec.inputs_field}: {item}: no such file or folder" for item in _missing(section, spec.inputs_field))
     if errors:
         raise ConfigError("\n".join(errors))
     for name, section in sections.items():
         setattr(config, name, section)
     config.sections = [spec.name for spec in pipeline.stages if spec.name in data]
     return config
+
+
+def _missing(section: Any, dotted: str) -> list[str]:
+    """The paths or URLs of the section's field `dotted` (e.g. `data.shards`) that do not exist;
+    globs are left to the stage, which expands them before it writes anything."""
+    from crawlmill.files import as_path
+
+    value: Any = section
+    for name in dotted.split("."):
+        value = getattr(value, name, None)
+    missing = []
+    for item in [value] if isinstance(value, str) else list(value or []):
+        lang, sep, rest = item.partition("=") if isinstance(item, str) else ("", "", "")
+        target = rest if sep and lang.replace("_", "").replace("-", "").isalnum() else item  # the tokenizer's LANG=PATH
+        if isinstance(item, str) and not any(c in target for c in "*?[") and not as_path(target).exists():
+            missing.append(item)
+    return missing
 
 
 def to_json(config: Any) -> Any:
