@@ -78,6 +78,7 @@ def ensure_ray(options: RayOptions) -> None:
 # Ray's switch between "this machine only" and "a node of a cluster" (ray._private.ray_constants).
 _CLUSTER_MODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 _LOOPBACK = ("127.0.0.1", "::1")
+_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
 def init_local_ray(**init_kwargs: Any) -> None:
@@ -105,9 +106,15 @@ def init_local_ray(**init_kwargs: Any) -> None:
     saved_env, saved_flag = os.environ.get(_CLUSTER_MODE_ENV), ray_constants.ENABLE_RAY_CLUSTER
     os.environ[_CLUSTER_MODE_ENV] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
+    # A new local cluster gets token authentication by default (RAY_AUTH_MODE unset; its token made or
+    # read at ~/.ray/auth_token), and Ray says so in a warning on every command: not for this one.
+    auth_log = logging.getLogger(_AUTH_LOGGER)
+    saved_level = auth_log.level
+    auth_log.setLevel(logging.ERROR)
     try:
         ray.init(**init_kwargs)
     finally:
+        auth_log.setLevel(saved_level)
         ray_constants.ENABLE_RAY_CLUSTER = saved_flag
         if saved_env is None:
             os.environ.pop(_CLUSTER_MODE_ENV, None)

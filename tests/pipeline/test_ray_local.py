@@ -26,6 +26,8 @@ from crawlmill.pipeline.ray_tasks import Job, RayOptions, run_jobs
 def negate(x):
     return -x
 result = run_jobs(negate, [Job("a", (-3,))], RayOptions(num_cpus=1))
+from ray._raylet import AuthenticationMode, get_authentication_mode
+print("auth", get_authentication_mode() == AuthenticationMode.TOKEN, file=sys.stderr, flush=True)
 print("ready", result.results["a"], flush=True)
 sys.stdin.read()
 """
@@ -65,7 +67,7 @@ def _listening(procs: list[psutil.Process]) -> list[tuple[str, str, int, str]]:
 
 def test_local_ray_listens_on_loopback_only() -> None:
     temp_dir = tempfile.mkdtemp(prefix="rl-", dir="/tmp")  # short: Ray's socket paths have a length limit
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # no cluster: the local Ray
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}  # no cluster: the local Ray; a user's shell
     env.update(RAY_TMPDIR=temp_dir, RAY_USAGE_STATS_ENABLED="0")
     stderr = open(os.path.join(temp_dir, "driver.err"), "w+")  # a file: a full pipe would block the driver
     proc = subprocess.Popen([sys.executable, "-c", DRIVER], cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
@@ -98,8 +100,12 @@ def test_local_ray_listens_on_loopback_only() -> None:
             for child in driver.children(recursive=True):
                 child.kill()
             proc.kill()
+        stderr.seek(0)
+        said = stderr.read()
         stderr.close()
         shutil.rmtree(temp_dir, ignore_errors=True)
+    # Token authentication on (Ray's default), without the warning Ray prints when the mode is unset
+    assert "Token authentication" not in said and "auth True" in said, said[-3000:]
     # Not vacuous: Ray's own servers were found and listening.
     assert {"gcs_server", "raylet"} <= names, names
     servers = {name for name, _, _, _ in seen.values()}
