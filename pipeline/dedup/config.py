@@ -39,8 +39,10 @@ class DedupConfig:
     # grows (~18 MB of bucket rows, at most ~120 MB of shingle sets; docs/dedup.md has the arithmetic).
     partitions: int | None = None
     documents_per_partition: int = 40_000
-    # Which document of a cluster is kept: earliest_dump (its first publication; ties: the longest
-    # text, then the smallest id), latest_dump (ties likewise) or longest (ties: earliest dump, id).
+    # Which document of a cluster is kept: earliest_dump (its first publication; ties: a WARC
+    # extraction before WET text, then the longest text, then the smallest id), latest_dump (ties
+    # likewise) or longest (ties: earliest dump, WARC before WET, id). Documents with the same id (one
+    # capture: its WARC and WET copies) are always one cluster; the others are removed as same_page.
     keep: str = "earliest_dump"
     # Dedup against the kept documents of the earlier runs recorded in this index folder, then add
     # this run's (incremental dedup of a new dump: index.py).

@@ -10,7 +10,9 @@ verify the pair; those output folders must stay where they were.
     INDEX/run-NNNN/part-MMMMM-buckets.parquet   bucket rows of one output part's documents
     INDEX/run-NNNN/part-MMMMM-nodes.parquet     their node attributes
 
-Node ids in the index are `output part << 32 | row in that output part`.
+Node ids in the index are `output part << 32 | row in that output part`. The id band's rows (a
+later document with the same id is the same page) are not stored: a later run derives them from
+the nodes' ids, so an index written before that band existed works the same.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ def _rebase(nodes: np.ndarray, part: int) -> np.ndarray:
 def load_indexed_part(config: DedupConfig, work: str, part: int, prefix: str, partitions: int) -> dict[str, Any]:
     """An earlier run's kept part as this run's input part `part`, marked indexed, shuffled like map's output."""
     buckets, nodes = read_table(f"{prefix}-buckets.parquet"), read_table(f"{prefix}-nodes.parquet")
+    if "wet" not in nodes.schema.names:  # an index written before the column (indexed documents are kept first anyway)
+        nodes = nodes.append_column("wet", pa.array(np.zeros(nodes.num_rows, bool)))
+    nodes = nodes.select(steps.NODE_SCHEMA.names).cast(steps.NODE_SCHEMA)
+    buckets = buckets.filter(pa.array(buckets.column("band").to_numpy() != steps.ID_BAND))
+    buckets = pa.concat_tables([buckets.cast(steps.BUCKET_SCHEMA), steps.id_bucket_rows(nodes.column("id").to_pylist(), nodes.column("node").to_numpy(), nodes.column("dump").to_numpy())])
     buckets = buckets.set_column(buckets.schema.get_field_index("node"), "node", pa.array(_rebase(buckets.column("node").to_numpy(), part)))
     nodes = nodes.set_column(nodes.schema.get_field_index("node"), "node", pa.array(_rebase(nodes.column("node").to_numpy(), part)))
     nodes = nodes.set_column(nodes.schema.get_field_index("indexed"), "indexed", pa.array(np.ones(nodes.num_rows, bool)))

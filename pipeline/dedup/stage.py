@@ -3,7 +3,8 @@
 Runs the distributed steps of steps.py through the runner (each a set of resumable Ray tasks whose
 finished tasks are never redone), then writes the output like every stage: kept documents as Parquet
 parts (one per input part), `duplicates/` mapping every removed id to its cluster and the kept
-representative, `_stats.json` (dropped as exact_duplicate / near_duplicate), `_report/report.json`
+representative, `_stats.json` (dropped as same_page / exact_duplicate / near_duplicate; same_page:
+another document with the same `id`, the same capture, e.g. its WARC and its WET copy), `_report/report.json`
 and `_report/report.png` (Table-1 style: removal share within each dump and over the first k dumps).
 Intermediate shuffle files live in `_work/` and are kept for resume; delete it when done.
 
@@ -24,7 +25,7 @@ from ..runner import StageContext, Task
 from ..stage import PartStage, PartTask, Stage, StageResult, run_parts
 from . import index, steps
 from .config import DedupConfig
-from .report import REPORT_DIR, write_report
+from .report import NO_DUMP, REPORT_DIR, write_report
 from .shuffle import read_partition
 
 DUPLICATES_SCHEMA = pa.schema(
@@ -123,11 +124,14 @@ class DedupStage(Stage):
             run_dir = as_path(config.index) / f"run-{len(self.runs):04d}"
             step("index_save", index.save_part, [(f"part-{i:05d}", (work, i, str(run_dir / f"part-{i:05d}"))) for i in range(len(parts))])
             index.append_run(config.index, ctx.output, [resolved(ctx.output / f"part-{i:05d}.parquet") for i in range(len(parts))])
+        same_page = sum(r.get("same_page_pairs", 0) for r in buckets.values())  # documents sharing an id: one capture
         summary = {
             "documents": self.documents,
             "indexed_documents": self.documents - sum(mapped[f"part-{i:05d}"]["documents"] for i in range(len(parts))),
             "partitions": partitions,
             "exact_pairs": sum(r["exact_pairs"] for r in buckets.values()),
+            # Only when some documents share an id: a corpus without any reports what it did before.
+            **({"same_page_pairs": same_page} if same_page else {}),
             "candidate_pairs": sum(r["candidates"] for r in buckets.values()),
             "verified_pairs": sum(r["verified"] for r in verified.values()),
             "cc_rounds": len(rounds),
@@ -144,6 +148,11 @@ class DedupStage(Stage):
     def report(self, result: StageResult) -> list[str]:
         lines = super().report(result)
         report = json.loads((result.output_dir / REPORT_DIR / "report.json").read_text())
+        undumped = {row["dump"]: row["documents"] for row in report["within_single_dump"]}.get(NO_DUMP, 0)
         for row in report["cumulative"]:
-            lines.append(f"first {row['dumps']} dump(s) through {row['through']}: {100 * row['share']:.1f}% removed")
+            if row["through"] != NO_DUMP:
+                lines.append(f"first {row['dumps']} dump(s) through {row['through']}: {100 * row['share']:.1f}% removed")
+            else:  # the last row: every document, those without a dump too
+                named = f"all {row['dumps'] - 1} dump(s) and " if row["dumps"] > 1 else ""
+                lines.append(f"{named}{undumped} document(s) of {NO_DUMP}: {100 * row['share']:.1f}% removed")
         return lines

@@ -1,10 +1,11 @@
 """The distributed steps of dedup, each a function run as one Ray task per input part or partition.
 
-1. `map_part` (per input part): normalised-text hash (exact dedup, 128 bits) and MinHash band keys
-   of every document, shuffled by key into bucket partitions; node attributes shuffled by node.
-2. `reduce_buckets` (per bucket partition): documents sharing an exact hash or a band key become
-   candidate pairs as a star (the first member in (exact hash, node) order to every other), never
-   all pairs.
+1. `map_part` (per input part): normalised-text hash (exact dedup, 128 bits), a hash of the
+   document's `id` (the same page: WARC and WET of one capture share it, 128 bits) and MinHash band
+   keys of every document, shuffled by key into bucket partitions; node attributes shuffled by node.
+2. `reduce_buckets` (per bucket partition): documents sharing an exact hash, an id or a band key
+   become candidate pairs as a star (the first member in (exact hash, node) order to every other),
+   never all pairs. Exact-hash and id pairs are duplicates as they stand (no verification).
 3. `shingle_part`, `verify_send`, `verify_check`: the exact Jaccard of every candidate pair, from
    the shingle sets of the documents in candidate pairs only (a second read of their parts); pairs
    below the threshold are dropped (LSH lets ~5% of pairs at J=0.5 through) and the rest become
@@ -37,9 +38,14 @@ BUCKETS, NODES, CANDIDATES, EDGE_NODES = "buckets", "nodes", "candidates", "edge
 SHINGLES, VERIFY, EDGES, CLUSTERS, REMOVED = "shingles", "verify", "edges", "clusters", "removed"
 PART_ROWS = "part_rows"
 EXACT_BAND = -1
+# Documents with the same `id` are the same capture (ingest derives it from the page's response
+# record, so its WARC extraction and its WET text share it): duplicates whatever their text.
+ID_BAND = -2
+SAME_PAGE, EXACT_DUPLICATE, NEAR_DUPLICATE = "same_page", "exact_duplicate", "near_duplicate"
 BUCKET_SCHEMA = pa.schema([("band", pa.int16()), ("key", pa.uint64()), ("key2", pa.uint64()), ("node", pa.int64()), ("dump", pa.int32())])
-# `indexed`: a document kept by an earlier run (the --index); it is never removed.
-NODE_SCHEMA = pa.schema([("node", pa.int64()), ("id", pa.string()), ("dump", pa.int32()), ("length", pa.int64()), ("exact_hi", pa.uint64()), ("exact_lo", pa.uint64()), ("indexed", pa.bool_())])
+# `indexed`: a document kept by an earlier run (the --index); it is never removed. `wet`: its
+# source_format is "wet" (the keep rule prefers a page's WARC extraction to its WET text).
+NODE_SCHEMA = pa.schema([("node", pa.int64()), ("id", pa.string()), ("dump", pa.int32()), ("length", pa.int64()), ("exact_hi", pa.uint64()), ("exact_lo", pa.uint64()), ("indexed", pa.bool_()), ("wet", pa.bool_())])
 EDGE_SCHEMA = pa.schema([("src", pa.int64()), ("dst", pa.int64()), ("src_dump", pa.int32()), ("dst_dump", pa.int32())])
 NODE_LIST_SCHEMA = pa.schema([("node", pa.int64())])
 SHINGLE_SCHEMA = pa.schema([("node", pa.int64()), ("shingles", pa.list_(pa.uint64()))])
@@ -62,12 +68,28 @@ def dump_name(code: int) -> str | None:
     return f"CC-MAIN-{code // 100:04d}-{code % 100:02d}" if code else None
 
 
+def id_bucket_rows(ids: list[str | None], nodes: np.ndarray, codes: np.ndarray) -> pa.Table:
+    """ID_BAND bucket rows: the 128-bit xxh3 of each document's id, split like the exact band's."""
+    has = np.array([i is not None for i in ids], dtype=bool)
+    digests = [xxhash.xxh3_128_intdigest(i.encode("utf-8")) for i in ids if i is not None]
+    return pa.table({
+        "band": np.full(int(has.sum()), ID_BAND, np.int16),
+        "key": np.array([h & ((1 << 64) - 1) for h in digests], dtype=np.uint64),
+        "key2": np.array([h >> 64 for h in digests], dtype=np.uint64),
+        "node": np.asarray(nodes, np.int64)[has],
+        "dump": np.asarray(codes, np.int32)[has],
+    }, schema=BUCKET_SCHEMA)  # fmt: skip
+
+
 def map_part(config: DedupConfig, work: str, index: int, path: str, partitions: int, keep_copy: bool = False) -> dict[str, Any]:
     work_dir, task = as_path(work), f"part-{index:05d}"
-    bucket_tables, node_tables, dumps = [], [], {}
+    bucket_tables, id_tables, node_tables, dumps = [], [], [], {}
     row = 0
-    for batch in parquet_file(path).iter_batches(batch_size=BATCH, columns=["id", "text", "dump", "lang"]):
+    source = parquet_file(path)
+    columns = ["id", "text", "dump", "lang"] + (["source_format"] if "source_format" in source.schema_arrow.names else [])
+    for batch in source.iter_batches(batch_size=BATCH, columns=columns):
         ids, texts, dump_names, langs = (batch.column(c).to_pylist() for c in ("id", "text", "dump", "lang"))
+        wet = np.array([f == "wet" for f in batch.column("source_format").to_pylist()] if "source_format" in columns else np.zeros(len(ids), bool), dtype=bool)
         nodes = (np.int64(index) << np.int64(32)) + np.arange(row, row + len(ids), dtype=np.int64)
         row += len(ids)
         codes = np.array([dump_code(d) for d in dump_names], dtype=np.int32)
@@ -77,7 +99,7 @@ def map_part(config: DedupConfig, work: str, index: int, path: str, partitions: 
         exact = [xxhash.xxh3_128_intdigest(t) for t in normalized]
         exact_hi = np.array([h >> 64 for h in exact], dtype=np.uint64)
         exact_lo = np.array([h & ((1 << 64) - 1) for h in exact], dtype=np.uint64)
-        node_tables.append(pa.table({"node": nodes, "id": ids, "dump": codes, "length": [len(t) for t in texts], "exact_hi": exact_hi, "exact_lo": exact_lo, "indexed": np.zeros(len(ids), bool)}, schema=NODE_SCHEMA))
+        node_tables.append(pa.table({"node": nodes, "id": ids, "dump": codes, "length": [len(t) for t in texts], "exact_hi": exact_hi, "exact_lo": exact_lo, "indexed": np.zeros(len(ids), bool), "wet": wet}, schema=NODE_SCHEMA))
         hashes = [shingle_hashes(t, lang, normalized=True) for t, lang in zip(normalized, langs)]
         has = np.array([len(h) > 0 for h in hashes])
         keys = band_keys(signatures([h for h in hashes if len(h)], config.minhash), config.minhash)
@@ -90,10 +112,11 @@ def map_part(config: DedupConfig, work: str, index: int, path: str, partitions: 
             "node": np.concatenate([nodes, band_nodes]),
             "dump": np.concatenate([codes, band_codes]),
         }, schema=BUCKET_SCHEMA))  # fmt: skip
+        id_tables.append(id_bucket_rows(ids, nodes, codes))
     buckets = pa.concat_tables(bucket_tables) if bucket_tables else BUCKET_SCHEMA.empty_table()
     node_table = pa.concat_tables(node_tables) if node_tables else NODE_SCHEMA.empty_table()
-    shuffle_rows(work_dir, task, buckets, node_table, partitions)
-    if keep_copy:  # the rows an --index keeps for later runs (index.py)
+    shuffle_rows(work_dir, task, pa.concat_tables([buckets, *id_tables]), node_table, partitions)
+    if keep_copy:  # the rows an --index keeps for later runs (index.py; it derives the id rows from the nodes')
         write_table(work_dir / PART_ROWS / f"{task}-buckets.parquet", buckets)
         write_table(work_dir / PART_ROWS / f"{task}-nodes.parquet", node_table)
     return {"documents": row, "dumps": dict(sorted(dumps.items()))}
@@ -112,15 +135,16 @@ def reduce_buckets(config: DedupConfig, work: str, p: int, partitions: int, inpu
     band, key, key2, node, dump = (table.column(c).to_numpy() for c in ("band", "key", "key2", "node", "dump"))
     order = np.lexsort((node, key2, key, band))
     band, key, key2, node, dump = band[order], key[order], key2[order], node[order], dump[order]
-    exact_row = band == EXACT_BAND
-    # Groups: equal (band, key), and for the exact band also equal key2 (the hash's other half).
-    # In band rows key2 is the document's exact hash, so identical texts are not verified again.
+    whole_hash = (band == EXACT_BAND) | (band == ID_BAND)  # key and key2 are one 128-bit hash
+    # Groups: equal (band, key), and for the exact and id bands also equal key2 (the hash's other half).
+    # In MinHash band rows key2 is the document's exact hash, so identical texts are not verified again.
     starts = np.ones(len(node), dtype=bool)
-    starts[1:] = (band[1:] != band[:-1]) | (key[1:] != key[:-1]) | ((key2[1:] != key2[:-1]) & exact_row[1:])
+    starts[1:] = (band[1:] != band[:-1]) | (key[1:] != key[:-1]) | ((key2[1:] != key2[:-1]) & whole_hash[1:])
     first = np.maximum.accumulate(np.where(starts, np.arange(len(node)), 0))
     member = ~starts  # every member but the group's first: one pair with that first
-    exact = member & exact_row
-    candidate = member & ~exact_row & (key2 != key2[first])
+    exact = member & (band == EXACT_BAND)
+    same_page = member & (band == ID_BAND)
+    candidate = member & ~whole_hash & (key2 != key2[first])
 
     def pairs_of(mask: np.ndarray) -> np.ndarray:
         if not mask.any():
@@ -131,13 +155,14 @@ def reduce_buckets(config: DedupConfig, work: str, p: int, partitions: int, inpu
         rows = np.stack([np.where(swap, v, u), np.where(swap, u, v), np.where(swap, dv, du), np.where(swap, du, dv)], axis=1)
         return np.unique(rows.astype(np.int64), axis=0)
 
-    exact_pairs, candidate_pairs = pairs_of(exact), pairs_of(candidate)
-    _write_edges(work_dir, f"exact-{p:05d}", _edge_table(exact_pairs), partitions)  # J = 1: no verification
+    exact_pairs, same_page_pairs, candidate_pairs = pairs_of(exact), pairs_of(same_page), pairs_of(candidate)
+    unverified = np.unique(np.concatenate([exact_pairs, same_page_pairs]), axis=0) if len(same_page_pairs) else exact_pairs
+    _write_edges(work_dir, f"exact-{p:05d}", _edge_table(unverified), partitions)  # J = 1 or one page: no verification
     candidates = _edge_table(candidate_pairs)
     write_partitioned(work_dir / CANDIDATES, f"from-{p:05d}", candidates, node_partition(candidate_pairs[:, 0], partitions), partitions)
     nodes = np.unique(candidate_pairs[:, :2])  # documents whose shingles the verification needs, by input part
     write_partitioned(work_dir / EDGE_NODES, f"from-{p:05d}", pa.table({"node": nodes}, schema=NODE_LIST_SCHEMA), (nodes >> np.int64(32)).astype(np.int64), input_parts)
-    return {"bucket_rows": len(node), "exact_pairs": len(exact_pairs), "candidates": len(candidate_pairs)}
+    return {"bucket_rows": len(node), "exact_pairs": len(exact_pairs), "same_page_pairs": len(same_page_pairs), "candidates": len(candidate_pairs)}
 
 
 def _edge_table(pairs: np.ndarray) -> pa.Table:
@@ -284,16 +309,19 @@ def cluster_map(config: DedupConfig, work: str, final_round: int, p: int, partit
     return {"members": table.num_rows}
 
 
-def _keep_order(config: DedupConfig, cluster: np.ndarray, dump: np.ndarray, length: np.ndarray, ids: np.ndarray, indexed: np.ndarray) -> np.ndarray:
+def _keep_order(config: DedupConfig, cluster: np.ndarray, dump: np.ndarray, length: np.ndarray, ids: np.ndarray, indexed: np.ndarray, wet: np.ndarray) -> np.ndarray:
     """Row order in which the first row of every cluster is the one to keep (np.lexsort: last key
-    first). Documents of the --index come first: an earlier run already kept them."""
+    first). Documents of the --index come first: an earlier run already kept them. Within a dump a
+    WARC extraction comes before WET text (a page's WARC and WET copies share their dump; WET
+    keeps the page's navigation and boilerplate, so its length does not compare with the
+    extraction's); with `longest`, length decides first."""
     dump_key = np.where(dump == 0, np.iinfo(np.int32).max, dump)  # unknown dumps last
     new = ~indexed
     if config.keep == "earliest_dump":
-        return np.lexsort((ids, -length, dump_key, new, cluster))
+        return np.lexsort((ids, -length, wet, dump_key, new, cluster))
     if config.keep == "latest_dump":
-        return np.lexsort((ids, -length, -dump, new, cluster))
-    return np.lexsort((ids, dump_key, -length, new, cluster))
+        return np.lexsort((ids, -length, wet, -dump, new, cluster))
+    return np.lexsort((ids, wet, dump_key, -length, new, cluster))
 
 
 def cluster_reduce(config: DedupConfig, work: str, p: int, partitions: int, input_parts: int) -> dict[str, Any]:
@@ -302,7 +330,8 @@ def cluster_reduce(config: DedupConfig, work: str, p: int, partitions: int, inpu
     cluster, dump, length = (table.column(c).to_numpy() for c in ("cluster", "dump", "length"))
     ids = np.array(table.column("id").to_pylist(), dtype=object)
     indexed = table.column("indexed").to_numpy(zero_copy_only=False)
-    order = _keep_order(config, cluster, dump, length, ids, indexed)
+    wet = table.column("wet").fill_null(False).to_numpy(zero_copy_only=False)  # null: node rows written before the column
+    order = _keep_order(config, cluster, dump, length, ids, indexed, wet)
     cluster = cluster[order]
     first = np.ones(len(cluster), dtype=bool)
     first[1:] = cluster[1:] != cluster[:-1]
@@ -312,12 +341,15 @@ def cluster_reduce(config: DedupConfig, work: str, p: int, partitions: int, inpu
     hi, lo = table.column("exact_hi").to_numpy()[order], table.column("exact_lo").to_numpy()[order]
     removed = ~first & ~indexed[order]  # an earlier run's kept document stays, even if two meet now
     exact = (hi == hi[rep]) & (lo == lo[rep])
+    # The kept document is the same capture (its WARC or WET copy), whatever the text.
+    same_page = np.array([a is not None and a == b for a, b in zip(ids, ids[rep])], dtype=bool)
+    reason = np.where(same_page, SAME_PAGE, np.where(exact, EXACT_DUPLICATE, NEAR_DUPLICATE))
     rows = pa.table({
         "node": nodes[removed],
         "cluster": ids[rep][removed].tolist(),
         "kept_id": ids[rep][removed].tolist(),
         "kept_dump": dump[rep][removed],
-        "reason": np.where(exact[removed], "exact_duplicate", "near_duplicate").tolist(),
+        "reason": reason[removed].tolist(),
     }, schema=REMOVED_SCHEMA)  # fmt: skip
     part_of = (nodes[removed] >> np.int64(32)).astype(np.int64)
     write_partitioned(work_dir / REMOVED, f"from-{p:05d}", rows, part_of, input_parts)

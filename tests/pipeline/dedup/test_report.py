@@ -1,0 +1,98 @@
+"""The dedup report's tables cover every document: those without a Common Crawl dump (a file
+with no warcinfo and no crawl-data path: dump null) are a row of their own, "(no dump)"."""
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+from crawlmill.pipeline.dedup import steps
+from crawlmill.pipeline.dedup.config import DedupConfig
+from crawlmill.pipeline.dedup.report import NO_DUMP, write_report
+from crawlmill.pipeline.dedup.stage import DedupStage
+from crawlmill.pipeline.ingest.config import IngestConfig
+from crawlmill.pipeline.ingest.stage import IngestStage
+from crawlmill.pipeline.runner import run_stage
+from crawlmill.pipeline.stage import StageResult
+from tests.conftest import SAMPLES
+
+A, B = steps.dump_code("CC-MAIN-2023-50"), steps.dump_code("CC-MAIN-2024-10")
+
+
+def test_documents_without_a_dump_are_a_row_of_both_tables(tmp_path):
+    work, output = tmp_path / "_work", tmp_path / "out"
+    # (src, dst, src dump, dst dump): one duplicate within each dump and within the undumped
+    # documents, one across the named dumps, one between a named dump and no dump.
+    edges = np.array([(1, 2, A, A), (10, 11, B, B), (3, 12, A, B), (20, 21, 0, 0), (4, 22, A, 0)], dtype=np.int64)
+    steps._write_edges(work, "exact-00000", steps._edge_table(edges), 2)
+    docs_per_dump = {"": 3, "CC-MAIN-2023-50": 4, "CC-MAIN-2024-10": 3}
+    report = write_report(output, work, 2, docs_per_dump, {})
+    assert report == json.loads((output / "_report/report.json").read_text())
+    single = {r["dump"]: (r["documents"], r["removed"]) for r in report["within_single_dump"]}
+    assert single == {"CC-MAIN-2023-50": (4, 1), "CC-MAIN-2024-10": (3, 1), NO_DUMP: (3, 1)}
+    assert [r["dump"] for r in report["within_single_dump"]] == ["CC-MAIN-2023-50", "CC-MAIN-2024-10", NO_DUMP]
+    cumulative = [(r["dumps"], r["through"], r["documents"], r["removed"]) for r in report["cumulative"]]
+    assert cumulative == [(1, "CC-MAIN-2023-50", 4, 1), (2, "CC-MAIN-2024-10", 7, 3), (3, NO_DUMP, 10, 5)]
+    assert sum(docs_per_dump.values()) == sum(r["documents"] for r in report["within_single_dump"]) == report["cumulative"][-1]["documents"]
+    assert report["docs_per_dump"] == docs_per_dump
+    assert (output / "_report/report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    lines = DedupStage(DedupConfig()).report(StageResult(stats={"in": 10, "kept": 5, "dropped": {"exact_duplicate": 5}}, output_dir=output))
+    assert lines[-3:] == [
+        "first 1 dump(s) through CC-MAIN-2023-50: 25.0% removed",
+        "first 2 dump(s) through CC-MAIN-2024-10: 42.9% removed",
+        f"all 2 dump(s) and 3 document(s) of {NO_DUMP}: 50.0% removed",
+    ]
+
+
+def test_only_undumped_documents(tmp_path):
+    work = tmp_path / "_work"
+    steps._write_edges(work, "exact-00000", steps._edge_table(np.array([(1, 2, 0, 0)], dtype=np.int64)), 2)
+    report = write_report(tmp_path / "out", work, 2, {"": 5}, {})
+    assert report["within_single_dump"] == [{"dump": NO_DUMP, "documents": 5, "removed": 1, "share": 0.2}]
+    assert report["cumulative"] == [{"dumps": 1, "through": NO_DUMP, "documents": 5, "removed": 1, "share": 0.2}]
+    lines = DedupStage(DedupConfig()).report(StageResult(stats={}, output_dir=tmp_path / "out"))
+    assert lines[-1] == f"5 document(s) of {NO_DUMP}: 20.0% removed"
+
+
+def test_named_dumps_alone_report_as_before(tmp_path):
+    work = tmp_path / "_work"
+    steps._write_edges(work, "exact-00000", steps._edge_table(np.array([(1, 2, A, B)], dtype=np.int64)), 2)
+    report = write_report(tmp_path / "out", work, 2, {"CC-MAIN-2023-50": 2, "CC-MAIN-2024-10": 2}, {})
+    assert [r["dump"] for r in report["within_single_dump"]] == ["CC-MAIN-2023-50", "CC-MAIN-2024-10"]
+    assert [r["removed"] for r in report["cumulative"]] == [0, 1]
+
+
+def without_warcinfo(source, target):
+    """A copy of a WARC file without its warcinfo record: ingest then knows no dump for it."""
+    data = source.read_bytes()
+    with open(source, "rb") as stream:
+        offsets = [(rec.stream_pos, rec.record_type) for rec in ArchiveIterator(stream, parse_http=False)]
+    ends = [pos for pos, _ in offsets[1:]] + [len(data)]
+    target.write_bytes(b"".join(data[pos:end] for (pos, kind), end in zip(offsets, ends) if kind != WarcRecordType.warcinfo))
+    return target
+
+
+def test_a_run_with_undumped_documents_reports_them(ray_local, tmp_path):
+    warc = min((SAMPLES / "crawl-data/CC-MAIN-2023-50").rglob("*.warc.gz"))
+    loose = without_warcinfo(warc, tmp_path / "loose.warc.gz")
+    named = tmp_path / "named"
+    assert run_stage(IngestStage(IngestConfig(inputs=[str(warc)])), named, progress=False).ok
+    undumped = tmp_path / "undumped"
+    assert run_stage(IngestStage(IngestConfig(inputs=[str(loose)])), undumped, progress=False).ok
+    assert {d["dump"] for d in pq.read_table(undumped, columns=["dump"]).to_pylist()} == {None}
+    stage = DedupStage(DedupConfig(inputs=[str(named), str(undumped)], partitions=4))
+    result = run_stage(stage, tmp_path / "dedup", progress=False)
+    assert result.ok
+    report = json.loads((tmp_path / "dedup/_report/report.json").read_text())
+    stats = result.stats
+    assert set(report["docs_per_dump"]) == {"", "CC-MAIN-2023-50"}
+    assert [r["dump"] for r in report["within_single_dump"]] == ["CC-MAIN-2023-50", NO_DUMP]
+    assert sum(r["documents"] for r in report["within_single_dump"]) == sum(report["docs_per_dump"].values()) == stats["in"]
+    assert report["cumulative"][-1]["documents"] == stats["in"]
+    assert report["cumulative"][-1]["removed"] == sum(stats["dropped"].values())
+    # The same file twice: every undumped document is the same page as a named one, which is kept
+    # (unknown dumps come last under earliest_dump).
+    kept = pq.read_table([str(p) for p in sorted((tmp_path / "dedup").glob("part-*.parquet"))], columns=["dump"]).column("dump").to_pylist()
+    assert set(kept) == {"CC-MAIN-2023-50"} and stats["dropped"]["same_page"] > 0
+    assert any(NO_DUMP in line for line in stage.report(result))
