@@ -5,7 +5,9 @@ section). `configs/filters.yaml` is this module's defaults written out with the 
 keeps the two equal. Rule parameters are the keyword arguments of the classes in rules.py
 (datatrove's names); a family set to null is disabled. Rule families given for a language replace
 only those families of the defaults. Languages kept by language ID but without rules of their own
-use `rules.default`.
+use `rules.default` (the English rules without English stop words). `check` validates it all before
+any stage starts: setting names and types (settings.py), kept languages against the model's labels
+and datatrove's word tokenizers, `rules` languages against the keep-set.
 """
 
 from __future__ import annotations
@@ -60,7 +62,11 @@ DEFAULT_RULES: dict[str, dict[str, dict[str, Any] | None]] = {
         "fineweb": {"stop_chars": ZH_STOP_CHARS, "short_line_length": 12, "line_punct_exclude_zero": True, "long_line_length": 80},
     },
 }
+# Any other kept language: the English rules without the stop-word check, whose list (datatrove's
+# the/be/to/of/and/that/have/with; datatrove ships no other language's) dropped every clean Dutch
+# and Russian page. A language's own rules can switch it back on with its own stop_words.
 DEFAULT_RULES["default"] = copy.deepcopy(DEFAULT_RULES["en"])
+DEFAULT_RULES["default"]["gopher_quality"] = {"max_non_alpha_words_ratio": 0.7, "min_stop_words": None}
 
 
 @dataclass
@@ -91,12 +97,56 @@ class FilterConfig:
         return self.rules.get(lang, self.rules.get("default", {}))
 
     def check(self) -> None:
-        """Fail on bad rule settings and a missing model now, not in a worker hours later."""
-        from .langid import FastTextLanguageId
-        from .rules import RuleChain
+        """Fail now, not in a worker hours later: on rule settings the rule classes do not take (or
+        take with another type), a missing model, kept languages the model cannot report or without
+        a word tokenizer, and rules that no kept language uses."""
+        import inspect
 
-        for lang in self.language_id.keep:
-            RuleChain(lang, self.rules_for(lang))
+        from datatrove.pipeline.filters import gopher_quality_filter as gopher
+
+        from .langid import FastTextLanguageId, model_labels, nearest_languages
+        from .rules import CJK_LANGUAGES, RuleChain, rules_errors
+        from .words import check_tokenizer
+
+        keep = self.language_id.keep
+        errors = [e for key, families in self.rules.items() for e in rules_errors(key, families)]
+        for lang in set(keep) & set(CJK_LANGUAGES) - set(self.rules):  # `default` read by the CJK classes (ja, ko)
+            if own := [e for e in rules_errors(lang, self.rules["default"], "rules.default") if e not in errors]:
+                errors += own + [f"({lang} has no rules of its own and reads rules.default with the CJK rule classes: give it rules.{lang})"]
+        if errors:
+            raise ValueError("\n".join(errors))
+
         model = FastTextLanguageId.resolve_path(self.language_id.model_path)
         if not model.is_file():
             raise FileNotFoundError(f"language_id.model_path: {model} does not exist")
+        labels = model_labels(model)
+        name = model.name.removesuffix(".bin").removesuffix(".ftz")
+        for lang in keep:
+            if lang not in labels:
+                near = nearest_languages(lang, labels)
+                hint = f"did you mean {' or '.join(near)}?" if near else f"its {len(labels)} labels: {', '.join(labels[:12])}, ..."
+                errors.append(f"language_id.keep.{lang}: not a label of {name} ({hint})")
+        for key in self.rules:
+            if key == "default" or key in keep or self.rules[key] == DEFAULT_RULES.get(key):
+                continue  # the built-in en and zh rules are there whatever is kept
+            near = nearest_languages(key, list(keep))
+            errors.append(f"rules.{key}: not a kept language (keep: {', '.join(keep)})" + (f"; did you mean {' or '.join(near)}?" if near else ""))
+        min_stop_words = inspect.signature(gopher.GopherQualityFilter).parameters["min_stop_words"].default
+        for lang in keep:  # datatrove's stop words, its default, are English
+            quality = self.rules_for(lang).get("gopher_quality")
+            if lang != "en" and quality is not None and quality.get("stop_words") is None and quality.get("min_stop_words", min_stop_words):
+                errors.append(
+                    f"rules.{lang if lang in self.rules else 'default'}.gopher_quality: {lang} text would need datatrove's English "
+                    f"stop words ({', '.join(gopher.STOP_WORDS)}): give stop_words for {lang} or set min_stop_words: null"
+                )
+        if errors:
+            raise ValueError("\n".join(errors))
+
+        for lang in keep:
+            families = self.rules_for(lang)
+            if any(settings is not None for settings in families.values()):
+                try:
+                    check_tokenizer(lang)
+                except ValueError as exc:
+                    raise ValueError(f"language_id.keep.{lang}: {exc}") from None
+            RuleChain(lang, families)

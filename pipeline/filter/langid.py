@@ -16,9 +16,11 @@ English text changes verdict.
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 
 # ISO 639-3 (GlotLID) -> 639-1 for the languages a web corpus meets most; others keep their code.
@@ -48,6 +50,36 @@ def default_model_path() -> Path:
 def normalize_label(label: str) -> str:
     code = label.removeprefix("__label__").split("_", 1)[0]
     return _ISO3_TO_1.get(code, code)
+
+
+# Country codes written for their language (cn for zh): only ever a suggestion, never a mapping.
+_COUNTRY_TO_LANGUAGE = {
+    "cn": "zh", "tw": "zh", "jp": "ja", "kr": "ko", "gr": "el", "ua": "uk", "cz": "cs", "dk": "da", "se": "sv",
+    "ee": "et", "vn": "vi", "ir": "fa", "il": "he", "br": "pt", "gb": "en", "us": "en", "at": "de", "ch": "de",
+}  # fmt: skip
+
+
+def model_labels(path: str | Path) -> tuple[str, ...]:
+    """The languages a fastText LID model can report, normalised as `predict` reports them, in the
+    model's order (lid.176: most frequent first). The model is loaded once per file version."""
+    stat = Path(path).stat()
+    return _model_labels(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=4)
+def _model_labels(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+    import fasttext
+
+    return tuple(dict.fromkeys(normalize_label(label) for label in fasttext.load_model(path).get_labels()))
+
+
+def nearest_languages(code: str, choices: tuple[str, ...] | list[str]) -> list[str]:
+    """The codes of `choices` that `code` most likely meant: its ISO 639-1 form (eng -> en, cmn_Hani ->
+    zh), the language of a country code (cn -> zh), then the closest spellings."""
+    lower = str(code).strip().lower()
+    found = [c for c in (lower, normalize_label(lower), _COUNTRY_TO_LANGUAGE.get(lower)) if c in choices and c != code]
+    found += difflib.get_close_matches(lower, list(choices), n=3, cutoff=0.6)
+    return list(dict.fromkeys(found))[:3]
 
 
 class FastTextLanguageId:

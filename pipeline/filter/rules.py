@@ -37,6 +37,7 @@ from datatrove.pipeline.filters.c4_filters import CITATION_REGEX, POLICY_SUBSTRI
 from datatrove.pipeline.filters.gopher_repetition_filter import find_duplicates
 from datatrove.utils.text import PUNCTUATION_SET
 
+from .settings import settings_errors, show
 from .words import LastTextMemo, word_tokenizer
 
 CJK_LANGUAGES = ("zh", "ja", "ko")
@@ -255,17 +256,38 @@ class PolicyBoilerplateFilter(BaseFilter):
         return True
 
 
-def _make(family: str, lang: str, params: dict[str, Any], tokenizer: LastTextMemo) -> BaseFilter:
+def rule_class(family: str, lang: str) -> type[BaseFilter]:
+    """The class that runs `family` for `lang` (the CJK classes for Chinese, Japanese, Korean)."""
     cjk = lang in CJK_LANGUAGES
-    if family == "c4":
-        return CjkC4Filter(language=tokenizer, **params) if cjk else LongLineC4Filter(language=tokenizer, **params)
-    if family == "policy":
-        return PolicyBoilerplateFilter(**params)
-    cls = {
+    return {
         "gopher_repetition": CjkGopherRepetitionFilter if cjk else GopherRepetitionFilter,
         "gopher_quality": GopherQualityFilter,
+        "c4": CjkC4Filter if cjk else LongLineC4Filter,
+        "policy": PolicyBoilerplateFilter,
         "fineweb": LongLineFineWebFilter,
     }[family]
+
+
+def rules_errors(lang: str, families: Any, where: str | None = None) -> list[str]:
+    """Every unknown family, unknown setting and wrong-typed setting of one language's rules, each
+    named by its key path under `where` (default `rules.<lang>`); `lang` picks the classes."""
+    where = where or f"rules.{lang}"
+    if not isinstance(families, dict):
+        return [f"{where}: expected a mapping of rule families, got {show(families)}"]
+    unknown = set(families) - set(FAMILIES)
+    if unknown:
+        return [f"{where}: unknown rule families {sorted(unknown)}; known: {', '.join(FAMILIES)}"]
+    errors = []
+    for family, settings in families.items():
+        if settings is not None:
+            errors += settings_errors(rule_class(family, lang), settings, f"{where}.{family}")
+    return errors
+
+
+def _make(family: str, lang: str, params: dict[str, Any], tokenizer: LastTextMemo) -> BaseFilter:
+    cls = rule_class(family, lang)
+    if family == "policy":
+        return cls(**params)
     params = {k: tuple(map(tuple, v)) if k in ("top_n_grams", "dup_n_grams") else v for k, v in params.items()}
     if family == "fineweb" and "stop_chars" in params:
         params["stop_chars"] = tuple(params["stop_chars"])
@@ -276,9 +298,9 @@ class RuleChain:
     """The enabled rule families of one language, in order; the first failure names the drop reason."""
 
     def __init__(self, lang: str, families: dict[str, dict[str, Any] | None], tokenizer: LastTextMemo | None = None) -> None:
-        unknown = set(families) - set(FAMILIES)
-        if unknown:
-            raise ValueError(f"rules.{lang}: unknown rule families {sorted(unknown)}; known: {', '.join(FAMILIES)}")
+        errors = rules_errors(lang, families)
+        if errors:
+            raise ValueError("\n".join(errors))
         self.lang = lang
         self.filters: list[tuple[str, BaseFilter]] = []
         for family in FAMILIES:

@@ -22,7 +22,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from datatrove.utils.word_tokenizers import WordTokenizer, load_word_tokenizer
+from datatrove.utils.word_tokenizers import WordTokenizer, load_tokenizer_assignments, load_word_tokenizer
+
 
 class SentencesByRegex(WordTokenizer):
     """Sentences end where `SENTENCE_END` matches (terminal punctuation with closing quotes, or a line break)."""
@@ -126,4 +127,28 @@ def word_tokenizer(lang: str) -> LastTextMemo:
         return LastTextMemo(JiebaWordTokenizer())
     if lang == "en":
         return LastTextMemo(RegexWordTokenizer())
+    if lang not in load_tokenizer_assignments():
+        raise ValueError(
+            f"no word tokenizer for {lang}: datatrove assigns none to it (its tokenizer_assignment.csv), and the "
+            f"rules count words with one; keep {lang} only with every rule family of rules.{lang} set to null"
+        )
     return LastTextMemo(load_word_tokenizer(lang))
+
+
+def check_tokenizer(lang: str) -> None:
+    """Fail now, not in a worker, where `lang` has no word tokenizer or its tokenizer's package is
+    missing: datatrove checks some packages when the tokenizer is made and imports others (spaCy's
+    Japanese needs SudachiPy) at its first text, so one short text goes through it. Our own two
+    (English, Chinese) need nothing beyond the project's dependencies."""
+    if lang in ("en", "zh"):
+        return
+    try:
+        tokenizer = word_tokenizer(lang).inner
+        tokenizer.word_tokenize("Check, one two.")
+        tokenizer.sent_tokenize("Check, one two. Three four.")
+    except ImportError as exc:
+        raise ValueError(f"the word tokenizer datatrove assigns to {lang} needs a package that is not installed: {exc}") from None
+    except ValueError:  # none assigned (word_tokenizer's own message)
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever it is, it would fail every worker the same way
+        raise ValueError(f"the word tokenizer datatrove assigns to {lang} fails: {type(exc).__name__}: {exc}") from None

@@ -54,3 +54,19 @@ def chinese_paragraph_verdicts(verdicts, chinese_paragraphs):
 def english_articles(shared_data):
     lines = (shared_data / "text/en/wikitext-2-valid.articles.jsonl").read_text(encoding="utf-8").splitlines()
     return [json.loads(line)["text"] for line in lines]
+
+
+@pytest.fixture(scope="session")
+def warcfile_pages(shared_data, tmp_path_factory):
+    """{url: text} of the 16 real Common Crawl pages of ../shared/data/cc/resiliparse/warcfile.warc.gz
+    (CC-MAIN-2020-34) as ingest extracts them, in one process (no Ray)."""
+    import pyarrow.parquet as pq
+
+    from crawlmill.pipeline.ingest.config import IngestConfig
+    from crawlmill.pipeline.ingest.stage import IngestStage
+    from crawlmill.pipeline.stage import run_part
+
+    out = tmp_path_factory.mktemp("warcfile-ingest")
+    stage = IngestStage(IngestConfig(inputs=[str(shared_data / "cc/resiliparse/warcfile.warc.gz")]))
+    run_part(stage, stage.tasks()[0], str(out))
+    return {row["url"]: row["text"] for row in pq.read_table(out / "part-00000.parquet").to_pylist()}

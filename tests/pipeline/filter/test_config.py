@@ -31,3 +31,147 @@ def test_rule_families_given_replace_only_those(tmp_path):
 def test_malformed_filter_configs_fail_before_any_work(tmp_path, data, message):
     with pytest.raises(ConfigError, match=message):
         check_section(build(FilterConfig, data, "filter"), "filter")
+
+
+def checked(data, lid_model_path):
+    """`data` as the filter section, built and checked as before any stage starts (the packaged lid.176)."""
+    data = {**data, "language_id": {"model_path": str(lid_model_path), **data.get("language_id", {})}}
+    config = build(FilterConfig, data, "filter")
+    check_section(config, "filter")
+    return config
+
+
+@pytest.mark.parametrize(
+    "rules,message",
+    [
+        ({"en": {"gopher_quality": {"min_doc_words": "fifty"}}}, 'rules.en.gopher_quality.min_doc_words: "fifty" is not a number (expected an integer or null)'),
+        ({"en": {"gopher_quality": {"min_doc_words": 50.5}}}, "rules.en.gopher_quality.min_doc_words: 50.5 is not an integer (expected an integer or null)"),
+        ({"zh": {"gopher_quality": {"min_stop_words": True}}}, "rules.zh.gopher_quality.min_stop_words: true is not a number (expected an integer or null)"),
+        ({"en": {"gopher_quality": {"max_non_alpha_words_ratio": "0.7"}}}, 'rules.en.gopher_quality.max_non_alpha_words_ratio: "0.7" is not a number (expected a number or null)'),
+        ({"en": {"gopher_quality": {"stop_words": ["the", 3]}}}, "rules.en.gopher_quality.stop_words[1]: 3 is not a string (expected a string)"),
+        ({"zh": {"gopher_repetition": {"top_n_grams": [[2, 0.2], [3]]}}}, r"rules.zh.gopher_repetition.top_n_grams[1]: [3] is not a list of 2 (expected [an integer, a number])"),
+        ({"en": {"gopher_repetition": {"dup_n_grams": [[5.5, 0.1]]}}}, "rules.en.gopher_repetition.dup_n_grams[0][0]: 5.5 is not an integer (expected an integer)"),
+        ({"en": {"c4": {"filter_no_terminal_punct": "false"}}}, 'rules.en.c4.filter_no_terminal_punct: "false" is not true or false (expected true or false)'),
+        ({"zh": {"c4": {"max_curly_bracket_ratio": [0.02]}}}, "rules.zh.c4.max_curly_bracket_ratio: [0.02] is not a number (expected a number or null)"),
+        ({"zh": {"fineweb": {"stop_chars": "。！？"}}}, 'rules.zh.fineweb.stop_chars: "。！？" is not a list (expected a list of strings or null)'),
+        ({"en": {"fineweb": {"long_line_length": 1}, "policy": {"min_hits": 1.5}}}, "rules.en.policy.min_hits: 1.5 is not an integer (expected an integer)"),
+        # a language no kept language reads is checked too (`default` with the non-CJK classes)
+        ({"default": {"gopher_quality": {"max_doc_words": "many"}}}, 'rules.default.gopher_quality.max_doc_words: "many" is not a number (expected an integer or null)'),
+        ({"en": {"gopher_quality": {"min_words": 3}}}, "rules.en.gopher_quality: unknown setting(s) min_words (did you mean min_doc_words?)"),
+    ],
+)
+def test_wrong_typed_rule_settings_fail_before_any_work(lid_model_path, rules, message):
+    """datatrove's classes take any value and fail on the first document, in every worker (issue:
+    `min_doc_words: "fifty"` was 4 failed tasks, exit 1, after ingest had run)."""
+    with pytest.raises(ConfigError) as failed:
+        checked({"rules": rules}, lid_model_path)
+    assert str(failed.value).startswith(f"filter: {message}")
+
+
+def test_every_rule_setting_is_typed_from_the_rule_class(lid_model_path):
+    """No hand list: each family's settings and their types come from its class's signature (its
+    base class's where it passes `**params` on), so a number where a list belongs or a string where
+    a number belongs fails for every setting of every family, English and Chinese."""
+    from crawlmill.pipeline.filter.rules import FAMILIES, rule_class
+    from crawlmill.pipeline.filter.settings import parameters
+
+    for lang in ("en", "zh"):
+        for family in FAMILIES:
+            params = parameters(rule_class(family, lang))
+            assert params and not {"language", "exclusion_writer", "self"} & set(params)
+            for name in params:
+                with pytest.raises(ConfigError, match=rf"rules\.{lang}\.{family}\.{name}: "):
+                    checked({"rules": {lang: {family: {name: {"a": 1}}}}}, lid_model_path)
+    assert "min_doc_words" in parameters(rule_class("gopher_quality", "en"))  # datatrove's own
+    assert {"long_line_length", "line_punct_thr"} <= set(parameters(rule_class("fineweb", "en")))  # ours + datatrove's
+
+
+def test_right_typed_rule_settings_pass(lid_model_path):
+    """int where a number is asked for, null where the annotation or the default allows it, YAML lists for tuples."""
+    rules = {
+        "en": {
+            "gopher_quality": {"max_non_alpha_words_ratio": 1, "min_doc_words": None, "stop_words": ["the", "of"]},
+            "gopher_repetition": {"top_n_grams": [[2, 0.2], [3, 1]], "dup_line_frac": None},
+            "fineweb": {"stop_chars": [".", "!"], "long_line_length": None},
+        },
+        "zh": {"c4": {"max_curly_bracket_ratio": None, "line_end": ["。"]}, "policy": {"terms": ["隐私"], "min_per_1000_chars": 5}},
+    }
+    config = checked({"rules": rules}, lid_model_path)
+    assert config.rules["en"]["gopher_quality"]["max_non_alpha_words_ratio"] == 1
+
+
+def test_rule_chain_itself_refuses_wrong_types():
+    """The same check where a worker builds its rules (a config that skipped check())."""
+    from crawlmill.pipeline.filter.rules import RuleChain
+
+    with pytest.raises(ValueError, match='rules.en.gopher_quality.min_doc_words: "fifty" is not a number'):
+        RuleChain("en", {"gopher_quality": {"min_doc_words": "fifty"}})
+
+
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        ({"language_id": {"keep": {"eng": 0.5, "zho": 0.5}}}, "language_id.keep.eng: not a label of lid.176 (did you mean en?)\nlanguage_id.keep.zho: not a label of lid.176 (did you mean zh?)"),
+        ({"language_id": {"keep": {"EN": 0.5}}}, "language_id.keep.EN: not a label of lid.176 (did you mean en?)"),
+        ({"language_id": {"keep": {"xx": 0.5}}}, "language_id.keep.xx: not a label of lid.176 (its 176 labels: en, ru, de, fr, it, ja, es, ceb, tr, pt, uk, eo, ...)"),
+        ({"language_id": {"keep": {"tl": 0.5}}}, "language_id.keep.tl: no word tokenizer for tl: datatrove assigns none to it"),
+        ({"rules": {"cn": {"c4": None}}}, "rules.cn: not a kept language (keep: en, zh); did you mean zh?"),
+        ({"language_id": {"keep": {"en": 0.5}}, "rules": {"zh": {"c4": None}}}, "rules.zh: not a kept language (keep: en)"),
+    ],
+)
+def test_languages_the_model_cannot_report_fail_before_any_work(lid_model_path, data, message):
+    """lid.176 reports en and zh, never eng or zho: such a keep-set dropped every document as
+    lang_not_kept; `rules.cn` (for zh) was silently never used."""
+    with pytest.raises(ConfigError) as failed:
+        checked(data, lid_model_path)
+    assert str(failed.value).startswith(f"filter: {message}")
+
+
+def test_rules_of_languages_not_kept_are_fine_when_they_are_the_built_in_ones(lid_model_path):
+    config = checked({"language_id": {"keep": {"de": 0.6}}, "rules": {"zh": {}}}, lid_model_path)  # zh: the defaults
+    assert set(config.rules) == {"en", "zh", "default"}
+    all_off = {"language_id": {"keep": {"tl": 0.5}}, "rules": {"tl": dict.fromkeys(["gopher_quality", "gopher_repetition", "c4", "policy", "fineweb"])}}
+    checked(all_off, lid_model_path)  # no rule needs tl's (missing) word tokenizer
+
+
+def test_a_tokenizer_whose_package_is_missing_fails_before_any_work(lid_model_path):
+    """datatrove assigns Welsh (cy) a Stanza tokenizer; without stanza every worker would fail."""
+    import importlib.util
+
+    if importlib.util.find_spec("stanza") is not None:
+        pytest.skip("stanza is installed here: cy's word tokenizer works")
+    with pytest.raises(ConfigError, match=r"^filter: language_id.keep.cy: the word tokenizer datatrove assigns to cy needs a package that is not installed: .*stanza"):
+        checked({"language_id": {"keep": {"cy": 0.5}}}, lid_model_path)
+
+
+def test_nearest_languages_reads_iso_639_3_glotlid_labels_and_country_codes():
+    from crawlmill.pipeline.filter.langid import nearest_languages
+
+    labels = ("en", "ru", "de", "zh", "nl", "ja")
+    assert nearest_languages("eng", labels) == ["en"]
+    assert nearest_languages("eng_Latn", labels) == ["en"]
+    assert nearest_languages("cmn_Hani", labels) == ["zh"]
+    assert nearest_languages("deu", labels) == ["de"]
+    assert nearest_languages("jp", labels) == ["ja"]
+    assert nearest_languages("xx", labels) == []
+
+
+def test_the_default_rules_check_no_english_stop_words(lid_model_path):
+    """`default` is for any kept language: datatrove's stop words are English (and it ships no other
+    language's), so they are no check for it. A language's own rules that would apply them anyway fail."""
+    default = FilterConfig().rules["default"]["gopher_quality"]
+    assert default["min_stop_words"] is None and "stop_words" not in default
+    checked({"language_id": {"keep": {"de": 0.6, "nl": 0.6, "ru": 0.6}}}, lid_model_path)
+    with pytest.raises(ConfigError, match=r"^filter: rules.de.gopher_quality: de text would need datatrove's English stop words \(the, be, to, of, and, that, have, with\): give stop_words for de or set min_stop_words: null"):
+        checked({"language_id": {"keep": {"de": 0.6}}, "rules": {"de": {"gopher_quality": {"min_doc_words": 30}}}}, lid_model_path)
+    own = {"gopher_quality": {"stop_words": ["der", "die", "und", "in", "zu", "den", "das", "nicht"]}}
+    checked({"language_id": {"keep": {"de": 0.6}}, "rules": {"de": own}}, lid_model_path)
+
+
+def test_a_run_config_with_wrong_typed_rules_fails_before_ingest(tmp_path):
+    """`crawlmill run` ran ingest, then failed every filter task; now the whole config fails first."""
+    from crawlmill.pipeline.config import load_run_config
+
+    (tmp_path / "run.yaml").write_text('output_dir: out\nfilter:\n  rules:\n    en:\n      gopher_quality: {min_doc_words: "fifty"}\n')
+    with pytest.raises(ConfigError, match=r'run.yaml.filter: rules.en.gopher_quality.min_doc_words: "fifty" is not a number \(expected an integer or null\)'):
+        load_run_config(tmp_path / "run.yaml")

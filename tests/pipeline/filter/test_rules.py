@@ -122,3 +122,24 @@ def test_chinese_n_grams_are_words_without_punctuation_marks():
     twice_gopher = {"top_n_grams": (), "dup_n_grams": ((10, 0.2),)}
     assert kept(CjkGopherRepetitionFilter(language=jieba_words, **twice_gopher), abstract)
     assert not kept(GopherRepetitionFilter(language=jieba_words, **twice_gopher), abstract)
+
+
+def test_clean_pages_in_other_languages_pass_the_default_rules(warcfile_pages, lid_model_path):
+    """A language kept without rules of its own reads `default`. With English stop words in it, the
+    clean Dutch (a gardener's page) and Russian (a company's "about us") Common Crawl pages were
+    dropped as gopher_quality:gopher_enough_stop_words; the German pages are a database error and a
+    betting-game menu, and are still dropped."""
+    from crawlmill.pipeline.filter.langid import FastTextLanguageId
+
+    lid = FastTextLanguageId(lid_model_path)
+    config = FilterConfig()  # rules_for: the same whatever is kept
+    verdicts = {}
+    for url, text in warcfile_pages.items():
+        lang, score = lid.predict(text)
+        if lang in ("de", "nl", "ru"):
+            assert score >= 0.65 or url.endswith("Anthony_Ravard.html"), (url, score)
+            verdicts[url] = RuleChain(lang, config.rules_for(lang)).first_failure(text)
+    assert verdicts["http://0900-hovenier.nl/gelderland/oosterbeek/"] is None
+    assert verdicts["http://01spb.ru/company/"] is None
+    assert verdicts["http://06.live-radsport.ch/tippspiel/stats_140_petzi.html"] is not None
+    assert verdicts["http://06.live-radsport.ch/fahrerstatistik_801/Anthony_Ravard.html"] is not None
