@@ -209,8 +209,8 @@ def check_section(config: Any, where: str) -> None:
         return
     try:
         check()
-    except (ValueError, OSError) as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+    except (ValueError, OSError) as exc:  # a line per problem, each naming the section
+        raise ConfigError("\n".join(f"{where}: {line}" for line in str(exc).splitlines() or [""])) from None
 
 
 def run_config_type(pipeline: Pipeline) -> type:
