@@ -111,7 +111,7 @@ def test_rule_chain_itself_refuses_wrong_types():
 @pytest.mark.parametrize(
     "data,message",
     [
-        ({"language_id": {"keep": {"eng": 0.5, "zho": 0.5}}}, "language_id.keep.eng: not a label of lid.176 (did you mean en?)\nlanguage_id.keep.zho: not a label of lid.176 (did you mean zh?)"),
+        ({"language_id": {"keep": {"eng": 0.5, "zho": 0.5}}}, "language_id.keep.eng: not a label of lid.176 (did you mean en?)\nfilter: language_id.keep.zho: not a label of lid.176 (did you mean zh?)"),
         ({"language_id": {"keep": {"EN": 0.5}}}, "language_id.keep.EN: not a label of lid.176 (did you mean en?)"),
         ({"language_id": {"keep": {"xx": 0.5}}}, "language_id.keep.xx: not a label of lid.176 (its 176 labels: en, ru, de, fr, it, ja, es, ceb, tr, pt, uk, eo, ...)"),
         ({"language_id": {"keep": {"tl": 0.5}}}, "language_id.keep.tl: no word tokenizer for tl: datatrove assigns none to it"),
