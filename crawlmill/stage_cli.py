@@ -34,7 +34,7 @@ def ingest(
     dump: Optional[str] = typer.Option(None, "--dump", help="CC-MAIN-YYYY-WW: with no INPUT, ingest this dump's listed files; with INPUTs, the dump id of files that name none."),
     max_files: Optional[int] = typer.Option(None, "--max-files", help="With --dump: only the first N files of the listing."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="With --dump: where crawl-data/ lives."),
-    format: Optional[str] = typer.Option(None, "--format", help="With --dump: wet (text), warc (HTML, extracted here) or wat."),
+    format: Optional[str] = typer.Option(None, "--format", help="With --dump: wet (text) or warc (HTML, extracted here); not wat (metadata, no page text)."),
     extractor: Optional[str] = typer.Option(None, "--extractor", help="HTML extractor for WARC: resiliparse or trafilatura."),
     max_record_mb: Optional[float] = typer.Option(None, "--max-record-mb", help="Records larger than this are quarantined unread."),
     max_text_chars: Optional[int] = typer.Option(None, "--max-text-chars", help="Longer extracted texts are dropped as text_too_large."),

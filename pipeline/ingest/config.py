@@ -10,7 +10,10 @@ import re
 from dataclasses import dataclass, field, replace
 
 EXTRACTORS = ("resiliparse", "trafilatura")
-FILE_FORMATS = ("wet", "warc", "wat")
+FILE_FORMATS = ("wet", "warc")
+# Common Crawl's third kind of file: request/response metadata as JSON, no page text to make documents of.
+WAT_NO_TEXT = "WAT files hold metadata, no page text"
+WAT_REFUSED = f"{WAT_NO_TEXT}: choose wet or warc"
 CC_BASE_URL = "https://data.commoncrawl.org/"
 DUMP_ID = re.compile(r"^CC-MAIN-\d{4}-\d{2}$")
 
@@ -25,7 +28,7 @@ class IngestConfig:
     # With inputs: only the files whose path names this dump (crawl-data/<dump>/...); a per-dump run's.
     only_dump: str | None = None
     base_url: str = CC_BASE_URL  # with a dump listing: where crawl-data/ lives
-    format: str = "wet"  # with a dump listing: wet (text), warc (HTML, extracted here) or wat
+    format: str = "wet"  # with a dump listing: wet (text) or warc (HTML, extracted here); not wat (no text)
     extractor: str = "resiliparse"  # HTML extractor for WARC; or trafilatura (datatrove's extractor class)
     max_record_mb: float = 16  # larger records are quarantined unread
     max_text_chars: int = 1_000_000  # longer extracted texts are dropped as text_too_large
@@ -38,6 +41,8 @@ class IngestConfig:
                 raise ValueError(f"{name} {value!r} is not a Common Crawl dump id like CC-MAIN-2024-22")
         if self.extractor not in EXTRACTORS:
             raise ValueError(f"extractor {self.extractor!r}: choose one of {', '.join(EXTRACTORS)}")
+        if self.format == "wat":
+            raise ValueError(f"format 'wat': {WAT_REFUSED}")
         if self.format not in FILE_FORMATS:
             raise ValueError(f"format {self.format!r}: choose one of {', '.join(FILE_FORMATS)}")
         # Below 2**63 bytes: max_record_bytes is an int (inf or 1e308 MB would overflow it when ingest runs).

@@ -7,6 +7,11 @@ its offset while keeping every record before it. It also remembers where each gz
 starts, which maps a record's position in the decompressed stream to the compressed offset
 Common Crawl's index uses (each record is its own member there).
 
+After a corrupt member, `resync()` finds the next member that really starts a WARC record (the
+gzip magic, then a member that decompresses to a WARC record header: a false magic inside
+compressed data is passed over) and reading goes on from there; Common Crawl writes one member
+per record, so only the damaged member's record is lost. The search runs only after damage.
+
 Output per call is bounded (`max_length`), so a gzip bomb cannot blow up memory.
 """
 
@@ -14,10 +19,18 @@ from __future__ import annotations
 
 import bisect
 import io
+import re
 import zlib
 from typing import BinaryIO
 
 GZIP_MAGIC = b"\x1f\x8b"
+MEMBER_MAGIC = b"\x1f\x8b\x08"  # the gzip magic and its compression method, deflate: where a member can start
+# A resync candidate must decompress to this: a WARC version line, header fields (or folded
+# continuation lines) and the blank line that ends the header block.
+_WARC_HEADER = re.compile(rb"WARC/\d+\.\d+\r?\n(?:(?:[!-9;-~]+:|[ \t])[^\r\n]*\r?\n)+\r?\n")
+_HEADER_LIMIT = 64 << 10  # decompressed bytes in which a candidate's WARC header must end (FastWARC's limit is 32 KiB)
+_PROBE_INPUT_LIMIT = 256 << 10  # compressed bytes a candidate may take to get there
+_RETAIN_LIMIT = 32 << 20  # compressed bytes of the current member kept for a resync search from its start
 
 
 class GunzipReader(io.RawIOBase):
@@ -36,6 +49,12 @@ class GunzipReader(io.RawIOBase):
         self.member_in: list[int] = []  # compressed offset of the same member
         self.truncated = False
         self.corrupt: str | None = None
+        self.damage_offset: int | None = None  # compressed offset where `corrupt`'s damage starts
+        self.size: int | None = None  # the compressed size, once a failed resync has read to the end
+        # The compressed bytes of the current member from its start (references to the input buffers,
+        # no copies), so that a resync searches the damaged member's own bytes, too; None past _RETAIN_LIMIT.
+        self._member_bytes: list[bytes] | None = None
+        self._member_kept = 0
         while len(self._in) < 2 and self._more_input():
             pass
         self.is_gzip = self._in[:2] == GZIP_MAGIC
@@ -56,6 +75,12 @@ class GunzipReader(io.RawIOBase):
             self._raw_eof = True
             return False
         self._in += chunk
+        if self._member_bytes is not None and self._decompressor is not None:
+            self._member_kept += len(chunk)
+            if self._member_kept <= _RETAIN_LIMIT:
+                self._member_bytes.append(chunk)
+            else:
+                self._member_bytes = None
         return True
 
     def _produce(self, limit: int) -> None:
@@ -76,11 +101,14 @@ class GunzipReader(io.RawIOBase):
                 return
             if self._in[:2] != GZIP_MAGIC:
                 self.corrupt = f"bytes at compressed offset {self._in_offset} do not start a gzip member"
+                self.damage_offset = self._in_offset
+                self._member_bytes = [self._in]
                 self._done = True
                 return
             self._decompressor = zlib.decompressobj(wbits=31)
             self.member_in.append(self._in_offset)
             self.member_out.append(self.total_out)
+            self._member_bytes, self._member_kept = [self._in], len(self._in)
         if not self._in and not self._more_input():
             self.truncated = True
             self._done = True
@@ -90,6 +118,8 @@ class GunzipReader(io.RawIOBase):
             data = self._decompressor.decompress(self._in, limit)
         except zlib.error as exc:
             self.corrupt = f"corrupt gzip member at compressed offset {self.member_in[-1]}: {exc}"
+            self.damage_offset = self.member_in[-1]
+            self._decompressor = None
             self._done = True
             return
         if self._decompressor.eof:
@@ -129,3 +159,104 @@ class GunzipReader(io.RawIOBase):
         if i < len(self.member_out) and self.member_out[i] == position:
             return self.member_in[i]
         return position
+
+    def finish_member(self, position: int, max_bytes: int = 1 << 20) -> None:
+        """If the record at decompressed `position` starts the member being decompressed, decompress
+        the rest of that member now (after its block was read, only the record's end and the gzip
+        trailer are left in Common Crawl's layout: one step), so that a member failing its check is
+        known before its record is kept. Output (at most `max_bytes` more) waits to be read."""
+        decompressor = self._decompressor
+        if decompressor is None or self._done or self.member_out[-1] != position:
+            return
+        limit = len(self._out) + max_bytes
+        while self._decompressor is decompressor and not self._done and len(self._out) < limit:
+            self._produce(1 << 16)
+
+    def member_failed(self, position: int) -> bool:
+        """Whether the record at decompressed `position` starts the gzip member found corrupt."""
+        return (
+            self.corrupt is not None
+            and bool(self.member_out)
+            and self.member_out[-1] == position
+            and self.member_in[-1] == self.damage_offset
+        )
+
+    def drain_member(self, max_bytes: int = 4 << 20) -> None:
+        """Decompress on to the end of the member in progress (up to `max_bytes` of output, kept to be
+        read): when FastWARC stops at bytes that are no WARC, this tells a corrupt member, whose
+        damage zlib reports only further on, from a sound member that holds no WARC."""
+        member = self.member_in[-1] if self._decompressor is not None else None
+        limit = len(self._out) + max_bytes
+        while member is not None and not self._done and self._decompressor is not None and self.member_in[-1] == member and len(self._out) < limit:
+            self._produce(1 << 16)
+
+    def resync(self) -> int | None:
+        """After `corrupt`: go on reading at the next gzip member that decompresses to a WARC record header.
+
+        The search starts one byte after the damage's start (so inside the damaged member, whose own
+        bytes are kept for this) and reads forward in bounded pieces. Returns the compressed offset
+        reading resumes at, and clears `corrupt`; or None when no such member follows: the stream
+        stays ended and `size` is the file's compressed size. Decompressed output not yet read
+        (the damaged member's) is discarded.
+        """
+        assert self.corrupt is not None and self.damage_offset is not None, "resync() is for a corrupt stream"
+        if self._member_bytes is not None:  # from the damaged member's first byte on
+            end = self.read_offset
+            self._in = b"".join(self._member_bytes)
+            self._in_offset = end - len(self._in)
+        self._member_bytes = None
+        self._decompressor = None
+        # Positions go on from what was read, as if the rest never came; a member none of whose output
+        # was read (the damaged one, as a rule) is forgotten, so that the next member's start maps to
+        # the next member's offset.
+        self.total_out -= len(self._out)
+        self._out.clear()
+        while self.member_out and self.member_out[-1] >= self.total_out:
+            self.member_out.pop()
+            self.member_in.pop()
+        pos = max(self.damage_offset + 1 - self._in_offset, 0)
+        while True:
+            at = self._in.find(MEMBER_MAGIC, pos)
+            if at < 0:
+                keep = min(len(self._in), len(MEMBER_MAGIC) - 1)  # a magic split across two reads
+                self._in_offset += len(self._in) - keep
+                self._in = self._in[len(self._in) - keep :]
+                if not self._more_input():
+                    self.size = self.read_offset
+                    return None
+                pos = 0
+                continue
+            if self._starts_warc_member(at):
+                self._in_offset += at
+                self._in = self._in[at:]
+                self.corrupt = self.damage_offset = None
+                self._done = False
+                return self._in_offset
+            pos = at + 1
+
+    @property
+    def read_offset(self) -> int:
+        """Compressed bytes read from the source so far."""
+        return self._in_offset + len(self._in)
+
+    def _starts_warc_member(self, at: int) -> bool:
+        """Whether a gzip member starting at self._in[at] decompresses to a WARC record header
+        (reading more input as needed, a bounded amount)."""
+        decompressor = zlib.decompressobj(wbits=31)
+        out = b""
+        pos = at
+        while True:
+            if pos >= len(self._in) and not self._more_input():
+                return False  # the file ends first
+            piece = self._in[pos : pos + (16 << 10)]
+            try:
+                out += decompressor.decompress(piece, _HEADER_LIMIT - len(out))
+            except zlib.error:
+                return False
+            pos += len(piece) - len(decompressor.unconsumed_tail)
+            if _WARC_HEADER.match(out):
+                return True
+            if not b"WARC/".startswith(out[:5]) or b"\n\n" in out or b"\n\r\n" in out:
+                return False  # not a WARC version line, or a header block that ended without parsing
+            if decompressor.eof or len(out) >= _HEADER_LIMIT or pos - at > _PROBE_INPUT_LIMIT:
+                return False

@@ -19,10 +19,14 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from ..stage import SourceReadError
-from .config import CC_BASE_URL, DUMP_ID
+from .config import CC_BASE_URL, DUMP_ID, FILE_FORMATS, WAT_NO_TEXT, WAT_REFUSED
 
 _DUMP_IN_PATH = re.compile(r"crawl-data/(CC-MAIN-\d{4}-\d{2})/")
-_ARCHIVE_SUFFIX = re.compile(r"\.(warc|wet|wat|arc)(\.gz)?$", re.I)
+_ARCHIVE_SUFFIX = re.compile(r"\.(warc|wet|wat|arc)(\.gz)?$", re.I)  # a file's name, not a folder's
+# What a folder search takes: not .wat, whose metadata records hold no page text (a .wat named
+# explicitly is still read, and its records are counted as dropped).
+_FOLDER_SUFFIX = re.compile(r"\.(warc|wet|arc)(\.gz)?$", re.I)
+_WAT_SUFFIX = re.compile(r"\.wat(\.gz)?$", re.I)
 _GLOB_CHARS = set("*?[")
 
 
@@ -35,7 +39,7 @@ def is_url(source: str) -> bool:
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:
-    """Files, folders (searched recursively for *.warc/.wet/.wat[.gz]), globs and URLs, sorted."""
+    """Files, folders (searched recursively for *.warc/.wet[.gz], not .wat), globs and URLs, sorted."""
     from crawlmill.pathsafety import check_no_credentials
 
     found: set[str] = set()
@@ -55,11 +59,10 @@ def expand_inputs(inputs: list[str]) -> list[str]:
             else:
                 found.add(item)
         elif os.path.isdir(item):
-            matches = [
-                str(p.resolve()) for p in Path(item).rglob("*") if p.is_file() and _ARCHIVE_SUFFIX.search(p.name)
-            ]
+            files = [p for p in Path(item).rglob("*") if p.is_file()]
+            matches = [str(p.resolve()) for p in files if _FOLDER_SUFFIX.search(p.name)]
             if not matches:
-                raise InputError(f"{item}: the folder holds no .warc/.wet/.wat(.gz) file")
+                raise InputError(_no_archive(item, sum(bool(_WAT_SUFFIX.search(p.name)) for p in files)))
             found.update(matches)
         elif _GLOB_CHARS & set(item):
             matches = [str(Path(p).resolve()) for p in glob.glob(item, recursive=True) if os.path.isfile(p)]
@@ -74,7 +77,7 @@ def expand_inputs(inputs: list[str]) -> list[str]:
 
 
 def _remote_folder(url: str) -> list[str]:
-    """The .warc/.wet/.wat(.gz) files under `url`, searched recursively, when it names a folder of an
+    """The .warc/.wet(.gz) files under `url`, searched recursively, when it names a folder of an
     object store; [url] itself when it names some other file (only a name without an archive
     suffix is looked up: a listing of thousands of file URLs costs no request per file)."""
     import fsspec
@@ -82,18 +85,28 @@ def _remote_folder(url: str) -> list[str]:
     fs, path = fsspec.core.url_to_fs(url)
     if not fs.isdir(path):
         return [url]
-    matches = [fs.unstrip_protocol(p) for p in fs.find(path) if _ARCHIVE_SUFFIX.search(p.rsplit("/", 1)[-1])]
+    names = fs.find(path)
+    matches = [fs.unstrip_protocol(p) for p in names if _FOLDER_SUFFIX.search(p.rsplit("/", 1)[-1])]
     if not matches:
-        raise InputError(f"{url}: the folder holds no .warc/.wet/.wat(.gz) file")
+        raise InputError(_no_archive(url, sum(bool(_WAT_SUFFIX.search(p.rsplit("/", 1)[-1])) for p in names)))
     return matches
+
+
+def _no_archive(folder: str, wat_files: int) -> str:
+    message = f"{folder}: the folder holds no .warc/.wet(.gz) file"
+    if wat_files:
+        message += f" ({wat_files} .wat file(s) skipped: {WAT_NO_TEXT})"
+    return message
 
 
 def dump_listing(dump: str, base_url: str = CC_BASE_URL, file_format: str = "wet", max_files: int | None = None) -> list[str]:
     """URLs of a dump's files, in the order of its published paths listing."""
     if not DUMP_ID.match(dump):
         raise InputError(f"--dump {dump!r} is not a Common Crawl dump id like CC-MAIN-2024-22")
-    if file_format not in ("wet", "warc", "wat"):
-        raise InputError(f"--format {file_format!r}: choose wet, warc or wat")
+    if file_format == "wat":
+        raise InputError(f"--format wat: {WAT_REFUSED}")
+    if file_format not in FILE_FORMATS:
+        raise InputError(f"--format {file_format!r}: choose wet or warc")
     from crawlmill.pathsafety import check_no_credentials
 
     check_no_credentials(base_url)

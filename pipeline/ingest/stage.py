@@ -5,7 +5,9 @@ parsing, charset decoding and main-text extraction. Every other record is droppe
 reason (`record_request`, `record_metadata`, `warcinfo`, `http_error`, `not_html`, ...). Damage
 never stops the job and never disappears: a truncated or corrupt gzip stream, a record cut
 short, a file that is not WARC, an empty file, an oversized record each become a quarantine
-entry with the file, the offset and the error, and the records before it are kept.
+entry with the file, the offset and the error, and the records before it are kept. After a
+corrupt gzip member reading resumes at the next valid member (one per record in Common Crawl's
+files), so only the damaged member's records are lost, and its entry names the bytes skipped.
 
 Run it: `crawlmill ingest samples/crawl-data --output out/ingest` (see `crawlmill ingest --help`).
 """
@@ -78,27 +80,52 @@ class IngestStage(PartStage):
     def _process_stream(self, task: PartTask, stream: GunzipReader, sink: PartSink) -> None:
         file_info = {"dump": dump_from_path(task.source) or self.config.default_dump, "warc_file": display_name(task.source)}
         records, last_pos = 0, 0
-        try:
-            if not stream.empty:
+        while not stream.empty:
+            try:
                 for record in ArchiveIterator(stream, parse_http=False, stream_detect=False):
                     records += 1
                     last_pos = record.stream_pos
                     sink.count("warc_bytes", record.content_length)
                     self._record(record, stream, file_info, sink)
-        except SourceReadError:
-            raise
-        except OSError as exc:  # FastWARC's parse errors
-            if not stream.damaged:
-                offset = stream.record_offset(last_pos)
-                where = f"after the record at offset {offset}" if records else "at the start"
-                sink.quarantine("invalid_warc", f"{exc} {where} ({records} records read before)", offset=offset)
-        if stream.damaged and not (stream.truncated and file_info.get("cut_record")):
-            error = "truncated_gzip" if stream.truncated else "corrupt_gzip"
-            sink.quarantine(error, f"{stream.damaged}; {records} records read before", offset=stream.member_in[-1] if stream.member_in else 0)
+            except SourceReadError:
+                raise
+            except OSError as exc:  # FastWARC's parse errors
+                if stream.is_gzip and not stream.damaged:
+                    stream.drain_member()  # bytes that are no WARC may come from a member zlib has not yet found corrupt
+                if not stream.damaged:
+                    offset = stream.record_offset(last_pos)
+                    where = f"after the record at offset {offset}" if records else "at the start"
+                    sink.quarantine("invalid_warc", f"{exc} {where} ({records} records read before)", offset=offset)
+            # A corrupt gzip member: one entry for it, then on at the next valid member if there is one.
+            if not (stream.corrupt and self._corrupt_member(stream, records, last_pos, file_info, sink)):
+                break
+        if stream.truncated and not file_info.get("cut_record"):
+            sink.quarantine("truncated_gzip", f"{stream.damaged}; {records} records read before", offset=stream.member_in[-1] if stream.member_in else 0)
         elif stream.empty:
             sink.quarantine("empty_file", "the file has no bytes", offset=0)
         elif records == 0 and not sink.stats.quarantined:
             sink.quarantine("invalid_warc", "no WARC record found in the file", offset=0)
+
+    def _corrupt_member(self, stream: GunzipReader, records: int, last_pos: int, file_info: dict[str, Any], sink: PartSink) -> bool:
+        """Quarantine a corrupt gzip member (with the record cut short in it, if one was) as one entry
+        naming the bytes lost, and resume at the next gzip member that holds a WARC record (Common
+        Crawl's files are one member per record). True when reading goes on."""
+        start = stream.damage_offset
+        cut = file_info.pop("corrupt_record", None)  # (record id, how much of its block came)
+        detail = stream.corrupt + (f"; {cut[1]}" if cut else "") + f"; {records - (cut is not None)} records read before"
+        resumed = None
+        if stream.member_out and last_pos > stream.member_out[-1]:
+            # A record started inside this member, after its first: a gzip of a whole WARC file (or of
+            # many records per member), whose next member, if any, is not a record boundary to resume at.
+            detail += "; the file is not one gzip member per record, so reading cannot resume after the damage"
+        else:
+            resumed = stream.resync()
+            if resumed is not None:
+                detail += f"; skipped bytes {start}..{resumed} ({resumed - start} bytes): reading resumed at the next valid gzip member, at offset {resumed}"
+            else:
+                detail += f"; the rest of the file (bytes {start}..{stream.size}, {stream.size - start} bytes) could not be read: no valid gzip member follows the damage"
+        sink.quarantine("corrupt_gzip", detail, offset=start, record_id=cut[0] if cut else None)
+        return resumed is not None
 
     def _record(self, record: WarcRecord, stream: GunzipReader, file_info: dict[str, Any], sink: PartSink) -> None:
         offset = stream.record_offset(record.stream_pos)
@@ -114,6 +141,12 @@ class IngestStage(PartStage):
             return
         # Every block is read, even of records we drop, so that a cut-off record is always seen.
         block = record.reader.read()
+        stream.finish_member(record.stream_pos)
+        if stream.member_failed(record.stream_pos) or (stream.corrupt and len(block) < record.content_length):
+            # Its gzip member is corrupt: the member's entry (_corrupt_member) names this record.
+            how = f"has {len(block)} of its {record.content_length} bytes" if len(block) < record.content_length else "came whole but fails the gzip check"
+            file_info["corrupt_record"] = (record_id, f"its {kind} record {record_id} {how}")
+            return
         if len(block) < record.content_length:
             detail = f"{kind} record block has {len(block)} of its {record.content_length} bytes"
             if stream.truncated:

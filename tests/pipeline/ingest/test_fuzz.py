@@ -4,6 +4,8 @@
   file (samples/crawl-data, plain and gzip), and in Common Crawl's own WET and WAT files (../shared,
   skipped when absent), always end in a finished part whose records are all accounted for (in = kept
   + dropped + quarantined), each quarantine entry naming its file and error.
+- Byte flips in some gzip members of the sample WARC as Common Crawl writes it (a member per record)
+  cost exactly those members' records: every other page is read as from the undamaged file.
 - Well-framed WARC response records with hostile HTTP inside (odd status lines, charset labels of
   non-text codecs, broken chunked framing, corrupt gzip/deflate/br bodies, <meta> charsets) are each
   kept, dropped or quarantined as `bad_http` (or `bad_encoding`): the framing is intact, so exactly
@@ -12,6 +14,7 @@
   refused without inflating it.
 """
 
+import functools
 import gzip
 import random
 import re
@@ -101,6 +104,61 @@ def test_damaged_warc_and_wet_never_crash_and_every_record_is_accounted_for(tmp_
     path.write_bytes(gzip.compress(data, mtime=0) if compress else data)
     stats, _ = ingest(path)
     assert stats["in"] >= 1
+
+
+# The sample WARC as Common Crawl lays it out, one gzip member per record, with its compressed bytes
+# damaged: a corrupt member costs its own record only; reading resumes at the next member.
+WARC_GZ = next(DUMP.glob("segments/*/warc/*.warc.gz")).read_bytes()
+
+
+def gzip_member_starts(data: bytes) -> list[int]:
+    starts, pos = [], 0
+    while pos < len(data):
+        starts.append(pos)
+        d = zlib.decompressobj(wbits=31)
+        d.decompress(data[pos:])
+        pos = len(data) - len(d.unused_data)
+    return starts + [len(data)]
+
+
+def ingest_pages(path: Path) -> tuple[set[tuple], list[dict]]:
+    """ingest()'s checks, and the kept pages as (id, offset, url, text)."""
+    before = set(path.parent.iterdir())
+    _, rows = ingest(path)
+    (out,) = [p for p in set(path.parent.iterdir()) - before if p.is_dir()]
+    docs = pq.read_table(out / "part-00000.parquet").to_pylist()
+    return {(d["id"], d["warc_offset"], d["url"], d["text"]) for d in docs}, rows
+
+
+@functools.cache
+def clean_pages() -> set[tuple]:
+    folder = Path(tempfile.mkdtemp())
+    (folder / "clean.warc.gz").write_bytes(WARC_GZ)
+    pages, rows = ingest_pages(folder / "clean.warc.gz")
+    assert pages and not rows
+    return pages
+
+
+@FUZZ
+@given(seed=st.integers(0, 2**32 - 1), members=st.integers(1, 3), flips=st.integers(1, 40))
+def test_damaged_gzip_members_cost_only_their_own_records(tmp_path, seed, members, flips):
+    rng = random.Random(seed)
+    starts = gzip_member_starts(WARC_GZ)
+    data = bytearray(WARC_GZ)
+    damaged = set()
+    # Not the last member: damage there that still inflates to the end of the file reads as a cut-off
+    # download, whose whole record is kept (with a truncated_gzip entry), as before.
+    for k in rng.sample(range(len(starts) - 2), members):
+        for _ in range(flips):
+            at = rng.randrange(starts[k] + 10, starts[k + 1])  # past the member's gzip header
+            data[at] ^= rng.randrange(1, 256)
+        damaged.add(starts[k])
+    path = tmp_path / f"{seed}.warc.gz"
+    path.write_bytes(bytes(data))
+    pages, quarantined = ingest_pages(path)
+    # Every page of an undamaged member is read as in the undamaged file; none of a damaged one is kept.
+    assert pages == {page for page in clean_pages() if page[1] not in damaged}
+    assert {row["error"] for row in quarantined} == {"corrupt_gzip"} and 1 <= len(quarantined) <= members
 
 
 # Common Crawl's own WET and WAT files (third-party, ../shared/data): real headers, real text.

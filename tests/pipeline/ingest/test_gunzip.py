@@ -98,3 +98,66 @@ def test_gzip_bomb_is_produced_in_bounded_pieces():
 def test_empty_input():
     reader = GunzipReader(io.BytesIO(b""))
     assert reader.empty and read_all(reader) == b"" and reader.damaged is None
+
+
+# Resync after a corrupt member (Common Crawl's files are one gzip member per record).
+def warc_members(n: int, size: int = 3000) -> list[bytes]:
+    from crawlmill.corpora.warc_records import record
+
+    return [gzip.compress(record("resource", bytes([65 + i % 26]) * size, f"https://r.example/{i}"), mtime=0) for i in range(n)]
+
+
+def corrupt_middle(member: bytes) -> bytes:
+    """The member with its deflate data damaged and its 10-byte gzip header intact."""
+    damaged = bytearray(member)
+    for at in range(len(member) // 2, len(member) // 2 + 16):
+        damaged[at] ^= 0xA5
+    return bytes(damaged)
+
+
+@pytest.mark.parametrize("step", [1, 7, 333, 1 << 20])
+def test_resync_resumes_at_the_next_member_after_a_corrupt_one(step):
+    members = warc_members(5)
+    data = b"".join(members[:2]) + corrupt_middle(members[2]) + b"".join(members[3:])
+    reader = GunzipReader(Trickle(data, step), chunk_size=step)
+    # In small reads a little of the damaged member may come out before zlib finds the damage.
+    assert read_all(reader).startswith(gzip.decompress(b"".join(members[:2])))
+    start = len(members[0]) + len(members[1])
+    assert reader.corrupt and reader.damage_offset == start
+    resumed = reader.resync()
+    assert resumed == start + len(members[2]) and reader.damaged is None
+    position = reader.tell()
+    assert read_all(reader) == gzip.decompress(b"".join(members[3:]))
+    assert reader.record_offset(position) == resumed  # the resumed record's offset is its member's
+    assert reader.damaged is None
+
+
+def test_resync_passes_over_a_false_gzip_magic_and_a_member_that_is_no_warc():
+    members = warc_members(4)
+    damaged = bytearray(corrupt_middle(members[1]))
+    planted = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03garbage" + gzip.compress(b"a gzip member, but no WARC record", mtime=0)
+    damaged[20 : 20 + len(planted)] = planted  # inside the damaged member's compressed bytes
+    data = members[0] + bytes(damaged) + members[2] + members[3]
+    reader = GunzipReader(io.BytesIO(data))
+    read_all(reader)
+    assert reader.resync() == len(members[0]) + len(damaged)
+    assert read_all(reader) == gzip.decompress(members[2] + members[3])
+
+
+def test_resync_after_the_last_member_finds_nothing_and_knows_the_size():
+    members = warc_members(3)
+    data = members[0] + members[1] + corrupt_middle(members[2])
+    reader = GunzipReader(Trickle(data, 100), chunk_size=100)
+    read_all(reader)
+    assert reader.resync() is None
+    assert reader.size == len(data) and reader.corrupt and read_all(reader) == b""
+
+
+def test_resync_after_bytes_that_start_no_member():
+    members = warc_members(3)
+    data = members[0] + b"\x00" * 500 + members[1] + members[2]
+    reader = GunzipReader(io.BytesIO(data))
+    assert read_all(reader) == gzip.decompress(members[0])
+    assert "do not start a gzip member" in reader.damaged and reader.damage_offset == len(members[0])
+    assert reader.resync() == len(members[0]) + 500
+    assert read_all(reader) == gzip.decompress(members[1] + members[2])

@@ -75,7 +75,7 @@ def test_bad_dump_ids_and_missing_listings_are_clear_errors(cc_server):
         dump_listing("2024-22", cc_server)
     with pytest.raises(InputError, match="cannot read the paths listing"):
         dump_listing("CC-MAIN-1999-01", cc_server)
-    with pytest.raises(InputError, match="choose wet, warc or wat"):
+    with pytest.raises(InputError, match="choose wet or warc"):
         dump_listing(DUMP, cc_server, "pdf")
 
 
@@ -84,7 +84,7 @@ def test_expand_inputs_folders_globs_files_and_urls(tmp_path):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x")
     names = lambda paths: [Path(p).relative_to(tmp_path).as_posix() for p in paths]  # noqa: E731
-    assert names(expand_inputs([str(tmp_path)])) == ["a.warc.gz", "b.warc.wet.gz", "d.wat.gz", "sub/c.warc"]
+    assert names(expand_inputs([str(tmp_path)])) == ["a.warc.gz", "b.warc.wet.gz", "sub/c.warc"]  # no .wat: no text
     assert names(expand_inputs([str(tmp_path / "*.gz"), str(tmp_path / "sub/readme.txt")])) == [
         "a.warc.gz", "b.warc.wet.gz", "d.wat.gz", "sub/readme.txt"]
     assert expand_inputs(["https://x.example/a.warc.gz"]) == ["https://x.example/a.warc.gz"]
@@ -99,3 +99,30 @@ def test_names_and_dump_ids_from_paths():
     assert dump_from_path(url) == "CC-MAIN-2024-22"
     assert display_name(url) == "crawl-data/CC-MAIN-2024-22/segments/1/wet/x.warc.wet.gz"
     assert dump_from_path("/data/x.warc.gz") is None and display_name("/data/x.warc.gz") == "/data/x.warc.gz"
+
+
+def test_wat_is_refused_as_a_format_and_left_out_of_folder_searches(tmp_path):
+    from typer.testing import CliRunner
+
+    from crawlmill.cli import app
+
+    refused = "WAT files hold metadata, no page text: choose wet or warc"
+    with pytest.raises(ValueError, match=f"format 'wat': {refused}"):
+        IngestConfig(dump=DUMP, format="wat")
+    with pytest.raises(InputError, match=f"--format wat: {refused}"):
+        dump_listing(DUMP, "http://127.0.0.1:9/", "wat")  # refused before any request
+    result = CliRunner().invoke(app, ["ingest", "--dump", DUMP, "--format", "wat", "--output", str(tmp_path / "o")])
+    assert result.exit_code == 2 and f"format 'wat': {refused}" in result.output and not (tmp_path / "o").exists()
+    help_text = CliRunner().invoke(app, ["ingest", "--help"], env={"COLUMNS": "200"}).output
+    assert "not wat (metadata, no page text)" in help_text
+
+    # A folder holding only WAT files: nothing to read, and the message says why.
+    (tmp_path / "wat/sub").mkdir(parents=True)
+    for name in ["wat/x.warc.wat.gz", "wat/sub/y.wat"]:
+        (tmp_path / name).write_bytes(b"x")
+    with pytest.raises(InputError) as error:
+        expand_inputs([str(tmp_path / "wat")])
+    assert str(error.value) == f"{tmp_path / 'wat'}: the folder holds no .warc/.wet(.gz) file (2 .wat file(s) skipped: WAT files hold metadata, no page text)"
+    # Named explicitly (or by a glob), a .wat file is still read.
+    assert expand_inputs([str(tmp_path / "wat/x.warc.wat.gz")]) == [str((tmp_path / "wat/x.warc.wat.gz").resolve())]
+    assert len(expand_inputs([str(tmp_path / "wat/**/*")])) == 2

@@ -194,3 +194,134 @@ def test_plain_warc_cut_anywhere_in_a_record_is_quarantined(tmp_path, where, err
     assert len(docs) == 1  # the first page survives
     assert [q["error"] for q in quarantine] == [error]
     assert stats["in"] == stats["kept"] + sum(stats["dropped"].values()) + stats["quarantined"]
+
+
+# A corrupt gzip member: quarantined with the bytes it covers, and reading resumes at the next member.
+def member_starts(data: bytes) -> list[int]:
+    import zlib
+
+    starts, pos = [], 0
+    while pos < len(data):
+        starts.append(pos)
+        d = zlib.decompressobj(wbits=31)
+        d.decompress(data[pos:])
+        pos = len(data) - len(d.unused_data)
+    return starts
+
+
+def damage_member(data: bytes, start: int, end: int) -> bytes:
+    """Flip 64 bytes in the middle of the member data[start:end], past its 10-byte gzip header."""
+    damaged = bytearray(data)
+    middle = start + 10 + (end - start - 10) // 2 - 32
+    for at in range(middle, middle + 64):
+        damaged[at] ^= 0xA5
+    return bytes(damaged)
+
+
+def sample_copy(folder: Path, data: bytes) -> Path:
+    """A sample WARC's bytes under a Common Crawl-like path in `folder` (the same warc_file name for every copy)."""
+    from tests.conftest import SAMPLES
+
+    sample = next(SAMPLES.glob("crawl-data/CC-MAIN-2024-10/segments/*/warc/*.warc.gz"))
+    path = folder / sample.relative_to(SAMPLES)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_corrupt_gzip_member_is_quarantined_and_reading_resumes_at_the_next_member(tmp_path):
+    from tests.conftest import SAMPLES
+
+    data = next(SAMPLES.glob("crawl-data/CC-MAIN-2024-10/segments/*/warc/*.warc.gz")).read_bytes()
+    clean_stats, clean_docs, _ = ingest_one(sample_copy(tmp_path / "clean", data), tmp_path / "clean-out")
+    starts = member_starts(data)
+    assert len(starts) == clean_stats["in"]  # one gzip member per record
+    victim = sorted(d["warc_offset"] for d in clean_docs)[len(clean_docs) // 2]  # a kept page in the middle
+    end = starts[starts.index(victim) + 1]
+    damaged = sample_copy(tmp_path / "damaged", damage_member(data, victim, end))
+    stats, docs, quarantine = ingest_one(damaged, tmp_path / "out")
+
+    assert [q["error"] for q in quarantine] == ["corrupt_gzip"]
+    entry = quarantine[0]
+    assert entry["offset"] == victim and entry["source"] == str(damaged)
+    assert f"corrupt gzip member at compressed offset {victim}:" in entry["detail"]
+    assert f"skipped bytes {victim}..{end} ({end - victim} bytes): reading resumed at the next valid gzip member, at offset {end}" in entry["detail"]
+    # Every other record is read as in the undamaged file: the pages after the damage too, equal.
+    assert any(d["warc_offset"] > victim for d in docs)
+    assert docs == [d for d in clean_docs if d["warc_offset"] != victim]
+    assert stats["kept"] == clean_stats["kept"] - 1 and stats["dropped"] == clean_stats["dropped"]
+    assert stats["in"] == clean_stats["in"] == stats["kept"] + sum(stats["dropped"].values()) + stats["quarantined"]
+    # Deterministic: the same damaged file gives the same output.
+    assert ingest_one(damaged, tmp_path / "again")[1:] == (docs, quarantine)
+
+
+def test_corrupt_last_member_says_the_rest_of_the_file_could_not_be_read(tmp_path):
+    from tests.conftest import SAMPLES
+
+    data = next(SAMPLES.glob("crawl-data/CC-MAIN-2024-10/segments/*/warc/*.warc.gz")).read_bytes()
+    last = member_starts(data)[-1]
+    stats, _, quarantine = ingest_one(sample_copy(tmp_path / "in", damage_member(data, last, len(data))), tmp_path / "out")
+    assert [(q["error"], q["offset"]) for q in quarantine] == [("corrupt_gzip", last)]
+    assert f"the rest of the file (bytes {last}..{len(data)}, {len(data) - last} bytes) could not be read: no valid gzip member follows the damage" in quarantine[0]["detail"]
+    assert stats["in"] == stats["kept"] + sum(stats["dropped"].values()) + stats["quarantined"]
+
+
+def test_gzip_of_a_whole_warc_file_cannot_resume_after_damage_and_says_so(tmp_path):
+    from tests.conftest import SAMPLES
+
+    raw = gzip.decompress(next(SAMPLES.glob("crawl-data/CC-MAIN-2024-10/segments/*/warc/*.warc.gz")).read_bytes())
+    whole = gzip.compress(raw, mtime=0)  # one member for the whole file
+    path = tmp_path / "whole.warc.gz"
+    path.write_bytes(damage_member(whole, 0, len(whole)))
+    stats, docs, quarantine = ingest_one(path, tmp_path / "out")
+    # (Before zlib finds the damage, the member's garbled output can make a record of its own entry.)
+    assert (quarantine[-1]["error"], quarantine[-1]["offset"]) == ("corrupt_gzip", 0)
+    assert "the file is not one gzip member per record, so reading cannot resume after the damage" in quarantine[-1]["detail"]
+    assert docs  # the pages before the damage are kept, as before
+    assert stats["in"] == stats["kept"] + sum(stats["dropped"].values()) + stats["quarantined"]
+
+
+def test_record_of_a_member_that_fails_its_gzip_check_is_quarantined_not_kept(tmp_path):
+    """A member whose CRC is damaged and whose record is 3 x 64 KiB + 2 bytes: the reader's 64 KiB steps
+    hand out the whole block before zlib checks the member (its last step holds only the record's
+    closing CRLFs), and the record is still not kept; the next record is."""
+
+    def big(filler: int) -> bytes:
+        page = http_response(b"<html><body><p>" + b"Words of a long page. " * 6000 + b"x" * filler + b"</p></body></html>")
+        return record("response", page, "https://big.example/")
+
+    first = big(3 * 65536 + 2 - len(big(0)))
+    assert len(first) == 3 * 65536 + 2
+    small = record("response", http_response(b"<html><body><p>" + b"A small page with words. " * 20 + b"</p></body></html>"), "https://small.example/")
+    members = [gzip.compress(r, compresslevel=1, mtime=0) for r in (first, small)]
+    bad = bytearray(members[0])
+    bad[-8] ^= 0xFF  # the CRC-32 in the gzip trailer
+    path = tmp_path / "crc.warc.gz"
+    path.write_bytes(bytes(bad) + members[1])
+    stats, docs, quarantine = ingest_one(path, tmp_path / "out")
+    assert [d["url"] for d in docs] == ["https://small.example/"]
+    assert [(q["error"], q["offset"]) for q in quarantine] == [("corrupt_gzip", 0)]
+    record_id = quarantine[0]["record_id"]
+    assert record_id and f"its response record {record_id} came whole but fails the gzip check" in quarantine[0]["detail"]
+    assert f"skipped bytes 0..{len(bad)}" in quarantine[0]["detail"] and stats["in"] == 2
+
+
+def test_corrupt_member_of_a_common_crawl_file_loses_only_the_damaged_members(shared_data, tmp_path):
+    """400 bytes flipped at offset 70000 of resiliparse's warcfile.warc.gz (50 records, one gzip member
+    each) damage two members (from 69787 and 70222); reading resumes at the third, 74681."""
+    data = (shared_data / "cc/resiliparse/warcfile.warc.gz").read_bytes()
+    damaged = bytearray(data)
+    for at in range(70000, 70400):
+        damaged[at] ^= 0xFF
+    (tmp_path / "bad").mkdir()
+    path = tmp_path / "bad/warcfile.warc.gz"
+    path.write_bytes(bytes(damaged))
+    stats, docs, quarantine = ingest_one(path, tmp_path / "out")
+    assert [(q["error"], q["offset"]) for q in quarantine] == [("corrupt_gzip", 69787)]
+    assert "22 records read before; skipped bytes 69787..74681 (4894 bytes)" in quarantine[0]["detail"]
+    _, clean_docs, _ = ingest_one(shared_data / "cc/resiliparse/warcfile.warc.gz", tmp_path / "clean")
+    strip = lambda rows: [{**r, "warc_file": None} for r in rows]  # noqa: E731
+    assert strip(docs) == strip([d for d in clean_docs if d["warc_offset"] not in (69787, 70222)])
+    assert len([d for d in docs if d["warc_offset"] >= 74681]) == 8  # half the file, no longer lost
+    assert stats["in"] == 49 and stats["kept"] == 15 and stats["quarantined"] == 1
+    assert stats["in"] == stats["kept"] + sum(stats["dropped"].values()) + stats["quarantined"]
