@@ -76,7 +76,7 @@ RUNTIME_OPTIONS = [
     _option("num_cpus", typer.Option(None, "--num-cpus", help="CPUs of the local Ray (default: all)."), Optional[int]),
     _option("max_in_flight", typer.Option(None, "--max-in-flight", help="Ray tasks at once (default: 2 x cluster CPUs)."), Optional[int]),
     _option("no_progress", typer.Option(False, "--no-progress", help="Do not draw progress bars."), bool),
-    _option("overwrite", typer.Option(False, "--overwrite", help="Delete the output folder(s) first instead of resuming."), bool),
+    _option("overwrite", typer.Option(False, "--overwrite", help="Start over: delete the earlier output in the output folder(s) instead of resuming, once the inputs are checked (never a folder crawlmill did not write)."), bool),
 ]  # fmt: skip
 STAGE_OPTIONS = [
     _option("output", typer.Option(..., "--output", "-o", help="Output folder or URL (s3://..., gs://...): Parquet parts or the stage's files, _stats.json, _SUCCESS."), str),
@@ -198,13 +198,12 @@ def stage_config(config_type: type, config_file: Optional[Path], values: dict[st
 
 
 def run_one_stage(spec: Any, config: Any, output: str, runtime: Runtime, ray_base: Any = None) -> Any:
-    """Build the stage from its config, run it into `output` and report; exit 1 on failed tasks."""
-    from crawlmill.pipeline.runner import reset_output, run_stage
+    """Build the stage from its config, run it into `output` and report; exit 1 on failed tasks.
+    --overwrite deletes the earlier output only once the stage's inputs are checked (run_stage)."""
+    from crawlmill.pipeline.runner import run_stage
 
-    if runtime.overwrite:
-        reset_output(output)
     stage = spec.stage_class()(config)
-    result = run_stage(stage, output, runtime.ray_options(ray_base), progress=not runtime.no_progress)
+    result = run_stage(stage, output, runtime.ray_options(ray_base), progress=not runtime.no_progress, overwrite=runtime.overwrite)
     report(stage, result)
     return result
 

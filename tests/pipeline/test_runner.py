@@ -241,3 +241,140 @@ def test_a_killed_forked_worker_fails_its_items_and_a_rerun_finishes(ray_local, 
     again = run_stage(NodeStepStage(items, str(log)), tmp_path / "out", progress=False)
     assert again.ok, again.failures
     assert json.loads((tmp_path / "out/_stats.json").read_text())["counters"]["total"] == sum(n * (n - 1) // 2 for n in items)
+
+
+def test_overwrite_deletes_the_earlier_output_only_once_the_inputs_are_checked(ray_local, sources, tmp_path):
+    """--overwrite (run_stage's `overwrite`) deletes nothing before the stage's inputs are resolved:
+    a missing input fails with its own error and the earlier output is as it was."""
+    from crawlmill.pipeline.ingest.config import IngestConfig
+    from crawlmill.pipeline.ingest.stage import IngestStage
+
+    out = tmp_path / "out"
+    assert run_stage(LinesStage(sources), out, progress=False).ok
+    before = folder_bytes(out)
+    with pytest.raises(ValueError, match="nope.warc.gz: no such file or folder"):  # ingest's InputError
+        run_stage(IngestStage(IngestConfig(inputs=[str(tmp_path / "nope.warc.gz")])), out, progress=False, overwrite=True)
+    assert folder_bytes(out) == before
+    with pytest.raises(ValueError):  # a new folder is not even made
+        run_stage(IngestStage(IngestConfig(inputs=[str(tmp_path / "nope.warc.gz")])), tmp_path / "new", progress=False, overwrite=True)
+    assert not (tmp_path / "new").exists()
+    # the same stage over its real earlier output: deleted and made again (not "already done")
+    (out / "_work").mkdir()
+    (out / "_work/leftover.json").write_text("{}")
+    again = run_stage(LinesStage(sources), out, progress=False, overwrite=True)
+    assert again.ok and not again.already_done and again.finished_before == 0
+    assert folder_bytes(out) == before  # byte-identical, the leftover gone
+
+
+def test_a_folder_crawlmill_did_not_write_is_neither_written_into_nor_deleted(ray_local, sources, tmp_path):
+    from crawlmill.pipeline.runner import OutputFolderRefused
+
+    precious = tmp_path / "precious"
+    (precious / "sub").mkdir(parents=True)
+    (precious / "thesis.txt").write_text("years of work")
+    (precious / "sub/data.csv").write_text("a,b\n")
+    before = folder_bytes(precious)
+    with pytest.raises(OutputFolderRefused, match=f"^{precious} is not empty and is not a crawlmill stage output folder "
+                       r"\(none of _tasks.json, _SUCCESS, _stats.json, _parts/, _work/ in it\): --overwrite deletes only a folder crawlmill wrote"):  # fmt: skip
+        run_stage(LinesStage(sources), precious, progress=False, overwrite=True)
+    with pytest.raises(OutputFolderRefused, match="crawlmill writes only into a new or empty folder, or resumes its own output"):
+        run_stage(LinesStage(sources), precious, progress=False)  # parts are not mixed into someone's folder either
+    assert folder_bytes(precious) == before and sorted(p.name for p in precious.iterdir()) == ["sub", "thesis.txt"]
+    (tmp_path / "a-file").write_text("mine")
+    with pytest.raises(OutputFolderRefused, match="a-file is a file, not a folder"):
+        run_stage(LinesStage(sources), tmp_path / "a-file", progress=False, overwrite=True)
+    assert (tmp_path / "a-file").read_text() == "mine"
+    (tmp_path / "empty").mkdir()  # an empty folder is fine, with or without --overwrite
+    assert run_stage(LinesStage(sources), tmp_path / "empty", progress=False).ok
+    (tmp_path / "empty2").mkdir()
+    assert run_stage(LinesStage(sources), tmp_path / "empty2", progress=False, overwrite=True).ok
+
+
+def test_overwrite_refuses_a_stage_folder_that_also_holds_someone_elses_files(ray_local, sources, tmp_path):
+    from crawlmill.pipeline.runner import OutputFolderRefused
+
+    out = tmp_path / "out"
+    assert run_stage(LinesStage(sources), out, progress=False).ok
+    for name in ("mydata.csv", "notes", "a.txt", "b.txt", "c.txt", "d.txt"):
+        (out / name).write_text("mine")
+    with pytest.raises(OutputFolderRefused, match=rf"^{out} holds files crawlmill never writes \(a.txt, b.txt, c.txt, d.txt, mydata.csv and 1 more\): "
+                       "--overwrite would delete them with the earlier output"):  # fmt: skip
+        run_stage(LinesStage(sources), out, progress=False, overwrite=True)
+    assert (out / "mydata.csv").read_text() == "mine" and (out / "_SUCCESS").exists()
+    assert run_stage(LinesStage(sources), out, progress=False).already_done  # a resume deletes nothing: it goes on
+    for name in ("mydata.csv", "notes", "a.txt", "b.txt", "c.txt", "d.txt"):
+        (out / name).unlink()
+    (out / ".tmp-0123-part-00009.parquet").write_bytes(b"a killed writer's")  # crawlmill's own: no obstacle
+    assert run_stage(LinesStage(sources), out, progress=False, overwrite=True).ok
+    assert sorted(p.name for p in out.iterdir()) == ["_SUCCESS", "_parts", "_stats.json", "_tasks.json", *[f"part-0000{i}.parquet" for i in range(5)]]
+
+
+def test_an_output_folder_that_is_holds_or_lies_inside_an_input_is_refused(ray_local, sources, tmp_path):
+    """Compared as resolved paths (a symbolic link to the input is the input), with or without
+    --overwrite, before anything is written or deleted."""
+    from crawlmill.pipeline.ingest.config import IngestConfig
+    from crawlmill.pipeline.ingest.stage import IngestStage
+    from crawlmill.pipeline.runner import OutputFolderRefused
+    from tests.conftest import SAMPLES
+
+    warcs = tmp_path / "warcs"
+    warcs.mkdir()
+    warc = sorted(SAMPLES.glob("crawl-data/*/segments/*/warc/*.warc.gz"))[0]
+    (warcs / "a.warc.gz").write_bytes(warc.read_bytes())
+    (tmp_path / "link").symlink_to(warcs)
+    before = folder_bytes(tmp_path)
+    for output, relation, source in [
+        (warcs, "is", warcs),
+        (tmp_path / "link", "is", warcs),
+        (warcs / "out", "lies inside", warcs),
+        (tmp_path / "link/out", "lies inside", warcs),
+        (tmp_path, "holds", warcs),
+    ]:
+        for overwrite in (False, True):
+            with pytest.raises(OutputFolderRefused, match=f"ingest: the output folder {output} {relation} its input {source}: a stage never writes where it reads"):
+                run_stage(IngestStage(IngestConfig(inputs=[str(warcs)])), output, progress=False, overwrite=overwrite)
+    with pytest.raises(OutputFolderRefused, match=f"lines: the output folder {tmp_path} holds its input {sources[0]}"):  # a file it reads
+        run_stage(LinesStage(sources), tmp_path, progress=False, overwrite=True)
+    assert folder_bytes(tmp_path) == before and not (warcs / "out").exists()
+
+
+def test_inputs_are_compared_as_resolved_paths_and_normalized_urls(tmp_path, monkeypatch):
+    from crawlmill.pipeline.runner import OutputFolderRefused, check_output_not_input
+
+    monkeypatch.chdir(tmp_path)
+    check_output_not_input("s3://bucket/out", ["s3://bucket/in", "s3://bucket/outer/x", "gs://bucket/out", str(tmp_path / "out")], "x")  # apart
+    for output, given in [("s3://bucket/out/", "s3://bucket//out/./part-0.parquet"), ("S3://bucket/a/b", "s3://bucket/a/c/../b"),
+                          ("s3://bucket/runs/x", "s3://bucket/runs"), ("out", str(tmp_path / "out/../out/part.parquet")),
+                          ("./in/sub", "in"), ("tok", "en=tok/a.txt")]:  # fmt: skip
+        with pytest.raises(OutputFolderRefused, match="a stage never writes where it reads"):
+            check_output_not_input(output, [given], "x")
+
+
+def test_output_folders_at_a_url_are_checked_as_local_ones():
+    """On an object store: a prefix crawlmill did not write is refused, a stage's own is deleted
+    by --overwrite unless it holds someone's file; an absent prefix is a new folder."""
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto.server")
+    from crawlmill.pipeline.runner import OutputFolderRefused, check_output_folder, reset_output
+    from tests.s3server import moto_s3
+
+    with moto_s3("overwrite-test") as (fs, _):
+        fs.pipe_file("overwrite-test/precious/thesis.txt", b"years of work")
+        fs.pipe_file("overwrite-test/precious/sub/data.csv", b"a,b")
+        for overwrite in (False, True):
+            with pytest.raises(OutputFolderRefused, match="^s3://overwrite-test/precious is not empty and is not a crawlmill stage output folder"):
+                check_output_folder("s3://overwrite-test/precious/", overwrite=overwrite)
+        with pytest.raises(OutputFolderRefused, match="^s3://overwrite-test/precious is not empty"):
+            reset_output("s3://overwrite-test/precious")
+        with pytest.raises(OutputFolderRefused, match="thesis.txt is a file, not a folder"):
+            reset_output("s3://overwrite-test/precious/thesis.txt")
+        assert fs.cat_file("overwrite-test/precious/thesis.txt") == b"years of work" and fs.exists("overwrite-test/precious/sub/data.csv")
+        check_output_folder("s3://overwrite-test/new", overwrite=True)  # nothing there: fine
+        for name in ("_tasks.json", "_SUCCESS", "_parts/part-00000.json", "part-00000.parquet", "mydata.csv"):
+            fs.pipe_file(f"overwrite-test/out/{name}", b"{}")
+        check_output_folder("s3://overwrite-test/out")  # resumed as it is
+        with pytest.raises(OutputFolderRefused, match=r"^s3://overwrite-test/out holds files crawlmill never writes \(mydata.csv\)"):
+            reset_output("s3://overwrite-test/out")
+        fs.rm_file("overwrite-test/out/mydata.csv")
+        reset_output("s3://overwrite-test/out")
+        assert not fs.exists("overwrite-test/out/_tasks.json") and not fs.exists("overwrite-test/out/part-00000.parquet")
