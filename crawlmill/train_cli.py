@@ -119,7 +119,7 @@ def train(
             print(redact(json.dumps(to_json(train_config), indent=1, ensure_ascii=False)))  # a URL's password is never printed
             return
         if runtime.overwrite and not resume:
-            from crawlmill.pipeline.runner import RUN_MARKERS, STAGE_MARKERS, check_output_folder, check_output_not_input, config_paths, reset_output
+            from crawlmill.pipeline.output_folder import RUN_MARKERS, STAGE_MARKERS, check_output_folder, check_output_not_input, config_paths, reset_output
 
             check_output_not_input(run_dir, config_paths(train_config), "train")  # never deleting its shards or the --init-from run
             folder = {"markers": RUN_MARKERS + STAGE_MARKERS, "what": "training run folder"}  # a pipeline's train folder is one too

@@ -31,7 +31,7 @@ from crawlmill.files import AnyPath, as_path, parquet_file, read_table
 
 from .config import DedupConfig
 from .minhash import band_keys, signatures
-from .shingles import mix64, normalize, shingle_hashes
+from .shingles import normalize, shingle_hashes
 from .shuffle import node_partition, partition_files, read_partition, write_partitioned, write_table
 
 BUCKETS, NODES, CANDIDATES, EDGE_NODES = "buckets", "nodes", "candidates", "edge_nodes"

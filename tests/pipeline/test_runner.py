@@ -267,7 +267,7 @@ def test_overwrite_deletes_the_earlier_output_only_once_the_inputs_are_checked(r
 
 
 def test_a_folder_crawlmill_did_not_write_is_neither_written_into_nor_deleted(ray_local, sources, tmp_path):
-    from crawlmill.pipeline.runner import OutputFolderRefused
+    from crawlmill.pipeline.output_folder import OutputFolderRefused
 
     precious = tmp_path / "precious"
     (precious / "sub").mkdir(parents=True)
@@ -291,7 +291,7 @@ def test_a_folder_crawlmill_did_not_write_is_neither_written_into_nor_deleted(ra
 
 
 def test_overwrite_refuses_a_stage_folder_that_also_holds_someone_elses_files(ray_local, sources, tmp_path):
-    from crawlmill.pipeline.runner import OutputFolderRefused
+    from crawlmill.pipeline.output_folder import OutputFolderRefused
 
     out = tmp_path / "out"
     assert run_stage(LinesStage(sources), out, progress=False).ok
@@ -314,7 +314,7 @@ def test_an_output_folder_that_is_holds_or_lies_inside_an_input_is_refused(ray_l
     --overwrite, before anything is written or deleted."""
     from crawlmill.pipeline.ingest.config import IngestConfig
     from crawlmill.pipeline.ingest.stage import IngestStage
-    from crawlmill.pipeline.runner import OutputFolderRefused
+    from crawlmill.pipeline.output_folder import OutputFolderRefused
     from tests.conftest import SAMPLES
 
     warcs = tmp_path / "warcs"
@@ -339,7 +339,7 @@ def test_an_output_folder_that_is_holds_or_lies_inside_an_input_is_refused(ray_l
 
 
 def test_inputs_are_compared_as_resolved_paths_and_normalized_urls(tmp_path, monkeypatch):
-    from crawlmill.pipeline.runner import OutputFolderRefused, check_output_not_input
+    from crawlmill.pipeline.output_folder import OutputFolderRefused, check_output_not_input
 
     monkeypatch.chdir(tmp_path)
     check_output_not_input("s3://bucket/out", ["s3://bucket/in", "s3://bucket/outer/x", "gs://bucket/out", str(tmp_path / "out")], "x")  # apart
@@ -355,7 +355,7 @@ def test_output_folders_at_a_url_are_checked_as_local_ones():
     by --overwrite unless it holds someone's file; an absent prefix is a new folder."""
     pytest.importorskip("s3fs")
     pytest.importorskip("moto.server")
-    from crawlmill.pipeline.runner import OutputFolderRefused, check_output_folder, reset_output
+    from crawlmill.pipeline.output_folder import OutputFolderRefused, check_output_folder, reset_output
     from tests.s3server import moto_s3
 
     with moto_s3("overwrite-test") as (fs, _):
