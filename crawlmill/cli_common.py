@@ -197,13 +197,24 @@ def stage_config(config_type: type, config_file: Optional[Path], values: dict[st
     return config
 
 
+@contextlib.contextmanager
+def resumable() -> Iterator[None]:
+    """Ctrl-C in a stage: typer would exit 130 without a word; say that the finished tasks are kept."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err.print("interrupted: the tasks that finished are kept; rerun the same command to resume from them")
+        raise typer.Exit(130) from None
+
+
 def run_one_stage(spec: Any, config: Any, output: str, runtime: Runtime, ray_base: Any = None) -> Any:
     """Build the stage from its config, run it into `output` and report; exit 1 on failed tasks.
     --overwrite deletes the earlier output only once the stage's inputs are checked (run_stage)."""
     from crawlmill.pipeline.runner import run_stage
 
     stage = spec.stage_class()(config)
-    result = run_stage(stage, output, runtime.ray_options(ray_base), progress=not runtime.no_progress, overwrite=runtime.overwrite)
+    with resumable():
+        result = run_stage(stage, output, runtime.ray_options(ray_base), progress=not runtime.no_progress, overwrite=runtime.overwrite)
     report(stage, result)
     return result
 

@@ -26,7 +26,7 @@ from crawlmill.pathsafety import redact
 from crawlmill.pipeline.accounting import account_run, failed_checks, write_summary
 from crawlmill.pipeline.definition import PIPELINE
 
-from .cli_common import Runtime, err, out, report, runtime_verb, user_errors
+from .cli_common import Runtime, err, out, report, resumable, runtime_verb, user_errors
 
 app = typer.Typer()
 STAGES = ", ".join(PIPELINE.names)
@@ -95,7 +95,7 @@ def run(
             err.print(f"{spec.name}: {len(result.failures)} task(s) failed; rerun the same command to retry only those.")
 
     started = time.perf_counter()
-    with user_errors():
+    with user_errors(), resumable():
         results = run_pipeline(
             config, specs, pipeline, on_result=finished, on_external=external,
             progress=not runtime.no_progress, overwrite=runtime.overwrite, on_skipped=skipped,

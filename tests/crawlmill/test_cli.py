@@ -405,3 +405,19 @@ def test_train_overwrite_deletes_only_a_run_folder_once_its_inputs_are_checked(t
     assert onto_itself.exit_code == 2 and f"the output folder {run} is its input {run}" in error_line(onto_itself), onto_itself.output
     assert (precious / "thesis.txt").read_text() == "years of work" and sorted(p.name for p in run.iterdir()) == ["checkpoints", "log.jsonl"]
     assert json.loads((shards / "manifest.json").read_text()) == usable
+
+
+def test_ctrl_c_in_a_stage_or_a_run_says_how_to_resume(tmp_path, monkeypatch):
+    """Ctrl-C (KeyboardInterrupt in the driver) ends a stage verb or `crawlmill run` with exit status
+    130 and a line saying the finished tasks are kept (typer alone exits 130 without a word)."""
+    from crawlmill.pipeline import runner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "run_stage", interrupted)
+    warc = next((REPO / "samples/crawl-data").glob("*/segments/*/warc/*.warc.gz"))
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({"output_dir": str(tmp_path / "run"), "ingest": {"inputs": [str(warc)]}}))
+    for args in (["ingest", warc, "--output", tmp_path / "ingest"], ["run", tmp_path / "run.yaml"]):
+        result = invoke(*args)
+        assert result.exit_code == 130 and "interrupted: the tasks that finished are kept; rerun the same command to resume" in result.output, result.output
