@@ -66,10 +66,21 @@ class StepFailed(RuntimeError):
         self.input_error = next((e for e in errors.values() if isinstance(e, StageInputError)), None)
 
 
+_WORKER_STATE_FROZEN = False
+
+
 def release_memory() -> None:
     """Hand freed memory back to the OS between tasks: a Ray worker runs many tasks, and without this
-    its resident size would keep the high-water mark of every task it ran (BENCHMARKS.md, dedup)."""
+    its resident size would keep the high-water mark of every task it ran (BENCHMARKS.md, dedup).
+    What is left after the first task's collection (the modules it imported, Ray's and the
+    libraries' state) lives as long as the worker: it is frozen out of later collections, which
+    otherwise walked it all after every task (60 ms a task in an ingest worker, more than a small
+    WARC file's own work)."""
+    global _WORKER_STATE_FROZEN
     gc.collect()
+    if not _WORKER_STATE_FROZEN:
+        gc.freeze()
+        _WORKER_STATE_FROZEN = True
     try:
         import pyarrow as pa
 
