@@ -235,11 +235,12 @@ def run_measured(kind: str, spec: dict, timeout: float | None = None, ray_temp: 
 def ingest_in_process(corpus: Path, output: Path) -> dict:
     from crawlmill.pipeline.ingest.config import IngestConfig
     from crawlmill.pipeline.ingest.stage import IngestStage
+    from crawlmill.pipeline.parts import commit_folder
     from crawlmill.pipeline.stage import run_part
 
     stage = IngestStage(IngestConfig(inputs=[str(corpus / "crawl-data")]))
     parts = [run_part(stage, task, str(output)) for task in stage.tasks()]
-    (output / "_SUCCESS").write_text("")
+    commit_folder(output)  # a marker per part and _SUCCESS, as a stage's run leaves them: input_parts reads only marked parts
     return {"wet_files": len(parts), "docs": sum(p["kept"] for p in parts), "quarantined": sum(p["quarantined"] for p in parts)}
 
 

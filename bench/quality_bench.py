@@ -119,6 +119,7 @@ def memory(model_dir: Path, docs: list[str], cpus: int, parts: int, work: Path) 
     import ray
 
     from crawlmill.pipeline import runner
+    from crawlmill.pipeline.parts import commit_folder
     from crawlmill.pipeline.quality.config import QualityConfig
     from crawlmill.pipeline.quality.stage import QualityStage, load_model, score_part
     from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
@@ -129,7 +130,7 @@ def memory(model_dir: Path, docs: list[str], cpus: int, parts: int, work: Path) 
     for p in range(parts):
         rows = [{"id": document_id(f"q{p}-{i}"), "text": t, "lang": "en"} for i, t in enumerate(docs[p * per : (p + 1) * per])]
         pq.write_table(pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA), folder / f"part-{p:05d}.parquet")
-    (folder / "_SUCCESS").write_text("")
+    commit_folder(folder)  # a marker per part and _SUCCESS: input_parts reads only marked parts
     ray.init(num_cpus=cpus, include_dashboard=False, logging_level="ERROR")
     results = {}
     original = runner.StageContext.node_step
