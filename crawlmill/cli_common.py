@@ -198,12 +198,14 @@ def stage_config(config_type: type, config_file: Optional[Path], values: dict[st
 
 
 @contextlib.contextmanager
-def resumable() -> Iterator[None]:
-    """Ctrl-C in a stage: typer would exit 130 without a word; say that the finished tasks are kept."""
+def resumable(overwrite: bool = False) -> Iterator[None]:
+    """Ctrl-C in a stage: typer would exit 130 without a word; say that the finished tasks are kept
+    (and that the same command with --overwrite would delete them again)."""
     try:
         yield
     except KeyboardInterrupt:
-        err.print("interrupted: the tasks that finished are kept; rerun the same command to resume from them")
+        how = "rerun the same command without --overwrite" if overwrite else "rerun the same command"
+        err.print(f"interrupted: the tasks that finished are kept; {how} to resume from them")
         raise typer.Exit(130) from None
 
 
@@ -213,7 +215,7 @@ def run_one_stage(spec: Any, config: Any, output: str, runtime: Runtime, ray_bas
     from crawlmill.pipeline.runner import run_stage
 
     stage = spec.stage_class()(config)
-    with resumable():
+    with resumable(runtime.overwrite):
         result = run_stage(stage, output, runtime.ray_options(ray_base), progress=not runtime.no_progress, overwrite=runtime.overwrite)
     report(stage, result)
     return result

@@ -95,7 +95,7 @@ def run(
             err.print(f"{spec.name}: {len(result.failures)} task(s) failed; rerun the same command to retry only those.")
 
     started = time.perf_counter()
-    with user_errors(), resumable():
+    with user_errors(), resumable(runtime.overwrite):
         results = run_pipeline(
             config, specs, pipeline, on_result=finished, on_external=external,
             progress=not runtime.no_progress, overwrite=runtime.overwrite, on_skipped=skipped,

@@ -270,13 +270,15 @@ def _missing(section: Any, dotted: str) -> list[str]:
     globs are left to the stage, which expands them before it writes anything."""
     from crawlmill.files import as_path
 
-    value: Any = section
+    parent, value, spec = None, section, False
     for name in dotted.split("."):
-        value = getattr(value, name, None)
+        parent, value = value, getattr(value, name, None)
+    if dataclasses.is_dataclass(parent):  # LANG=PATH only where the field says so (the tokenizer's inputs), not in `year=2024/`
+        spec = any(f.name == dotted.rsplit(".", 1)[-1] and f.metadata.get("path") == "spec" for f in dataclasses.fields(parent))
     missing = []
     for item in [value] if isinstance(value, str) else list(value or []):
-        lang, sep, rest = item.partition("=") if isinstance(item, str) else ("", "", "")
-        target = rest if sep and lang.replace("_", "").replace("-", "").isalnum() else item  # the tokenizer's LANG=PATH
+        lang, sep, rest = item.partition("=") if isinstance(item, str) and spec else ("", "", "")
+        target = rest if sep and lang.replace("_", "").replace("-", "").isalnum() else item
         if isinstance(item, str) and not any(c in target for c in "*?[") and not as_path(target).exists():
             missing.append(item)
     return missing

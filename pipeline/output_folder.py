@@ -42,7 +42,8 @@ RUN_MARKERS = ("run.json", "log.jsonl", "checkpoints")
 # Every name a stage (or a training run) writes at the top of its output folder, as fnmatch
 # patterns: anything else there is someone else's, and --overwrite refuses to delete it.
 OWN_NAMES = (
-    "_*", f"{TMP_MARK}*", "part-*.parquet",  # every stage: markers, _quarantine/, _dropped/, _report/, _model/...; temporaries; parts
+    "_*", f"{TMP_MARK}*", "part-*.parquet",
+    ".nfs*", ".DS_Store", ".ranks-see-*",  # NFS's files deleted while open, Finder's, training's shared-folder probe (training/sharing.py)  # every stage: markers, _quarantine/, _dropped/, _report/, _model/...; temporaries; parts
     "duplicates",  # dedup
     "mixture.json", "mixture.png",  # remix
     "manifest.json", "domains.parquet", "*.bin", "*.idx", "*.docs.parquet", "blend.json",  # pack (and appended dumps' blend)
@@ -162,9 +163,11 @@ def _candidates(text: str) -> list[str]:
     return [text]
 
 
-def check_output_not_input(output_dir: str | AnyPath, inputs: Sequence[str], stage: str) -> None:
+def check_output_not_input(output_dir: str | AnyPath, inputs: Sequence[str], stage: str, inside_ok: bool = False) -> None:
     """Refuse (OutputFolderRefused) an output folder that is one of `inputs`, holds one or lies inside
-    one: writing there mixes output into what is read, and --overwrite would delete the input."""
+    one: writing there mixes output into what is read, and --overwrite would delete the input.
+    `inside_ok`: a stage whose folder search cannot take its own output (ingest reads only WARC/WET
+    files) may write inside an input folder; deleting that output deletes no input."""
     real_dirs: dict[str, str] = {}
     output = _location(str(output_dir), real_dirs)  # str of a Path or UPath: the path or the URL
     for given in inputs:
@@ -174,7 +177,7 @@ def check_output_not_input(output_dir: str | AnyPath, inputs: Sequence[str], sta
                 relation = "is"
             elif where.startswith(output.rstrip("/") + "/"):
                 relation = "holds"
-            elif output.startswith(where.rstrip("/") + "/"):
+            elif output.startswith(where.rstrip("/") + "/") and not inside_ok:
                 relation = "lies inside"
             else:
                 continue

@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import json
+import os
 import signal
 import sys
 import time
@@ -35,12 +36,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from crawlmill.files import (
-    AnyPath, as_path, atomic_write_json, atomic_write_text, list_files, make_dirs, read_json,
+    AnyPath, as_path, atomic_write_json, atomic_write_text, is_remote, list_files, make_dirs, read_json,
     remove_temporaries, remove_tree,
 )  # fmt: skip
 
 from .output_folder import (
-    DONE_DIR, STATS_FILE, SUCCESS_FILE, TASKS_FILE, WORK_DIR, check_output_folder, check_output_not_input, config_paths, stage_inputs,
+    DONE_DIR, STATS_FILE, SUCCESS_FILE, TASKS_FILE, WORK_DIR, OutputFolderRefused, check_output_folder, check_output_not_input, config_paths,
+    stage_inputs,
 )  # fmt: skip
 from .progress import StageProgress
 from .ray_tasks import Job, RayOptions, cpu_nodes, run_jobs, run_on_nodes
@@ -66,21 +68,15 @@ class StepFailed(RuntimeError):
         self.input_error = next((e for e in errors.values() if isinstance(e, StageInputError)), None)
 
 
-_WORKER_STATE_FROZEN = False
+_TASKS_RELEASED = 0  # in this process
 
 
 def release_memory() -> None:
     """Hand freed memory back to the OS between tasks: a Ray worker runs many tasks, and without this
-    its resident size would keep the high-water mark of every task it ran (BENCHMARKS.md, dedup).
-    What is left after the first task's collection (the modules it imported, Ray's and the
-    libraries' state) lives as long as the worker: it is frozen out of later collections, which
-    otherwise walked it all after every task (60 ms a task in an ingest worker, more than a small
-    WARC file's own work)."""
-    global _WORKER_STATE_FROZEN
+    its resident size would keep the high-water mark of every task it ran (BENCHMARKS.md, dedup)."""
+    global _TASKS_RELEASED
     gc.collect()
-    if not _WORKER_STATE_FROZEN:
-        gc.freeze()
-        _WORKER_STATE_FROZEN = True
+    _TASKS_RELEASED += 1
     try:
         import pyarrow as pa
 
@@ -91,8 +87,19 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def freeze_worker_state() -> None:
+    """Before a worker's second task: what the first one left (the modules it imported, Ray's and
+    the libraries' state) lives as long as the worker, so it is frozen out of the collections
+    after every later task, which otherwise walked it all (60 ms a task in an ingest worker, more
+    than a small WARC file's own work). Not at the end of the first task: its frames, arguments
+    and any exception in flight would be frozen with it, and a cycle among them never collected."""
+    if _TASKS_RELEASED == 1 and gc.get_freeze_count() == 0:
+        gc.freeze()
+
+
 def run_task(fn: Callable[..., Any], shared: tuple, marker: str, args: tuple) -> Any:
     """In a Ray worker: run one task, then write its result as its marker (after its outputs)."""
+    freeze_worker_state()
     try:
         result = fn(*shared, *args)
         atomic_write_json(marker, result)
@@ -272,10 +279,16 @@ def run_stage(
     output = as_path(output_dir)
     stage.plan(output)  # the inputs are resolved and checked here and in sources(): before any write or deletion
     record = {"stage": stage.name, "settings": stage.fingerprint(), "sources": stage.sources()}
-    check_output_not_input(output, stage_inputs(stage, record["sources"]), stage.name)
+    check_output_not_input(output, stage_inputs(stage, record["sources"]), stage.name, inside_ok=stage.output_inside_input)
     check_output_folder(output, overwrite)
     if overwrite:
-        remove_tree(output)
+        linked = not is_remote(output) and os.path.islink(output)  # rmtree keeps a linked folder, silently
+        target = as_path(os.path.realpath(output)) if linked else output
+        remove_tree(target)
+        if target.exists():  # no permission: remove_tree says nothing either
+            raise OutputFolderRefused(f"--overwrite: {output} could not be deleted; delete it yourself or choose another output folder")
+        if linked:
+            make_dirs(target)  # the link keeps pointing at a folder
     created = not output.exists()
     make_dirs(output)
     try:
@@ -383,5 +396,6 @@ def check_folders_first(run_config: Any, pipeline: Pipeline, units: Sequence[Any
         if spec.external and spec.external(getattr(run_config, spec.name)):
             continue
         folder = pipeline.folder(spec.name, run_config, dump if (append or spec.per_dump) else None)
-        check_output_not_input(folder, config_paths(wire_stage_config(pipeline, spec, run_config, dump, append)), spec.name)
+        inside_ok = spec.stage_class().output_inside_input
+        check_output_not_input(folder, config_paths(wire_stage_config(pipeline, spec, run_config, dump, append)), spec.name, inside_ok)
         check_output_folder(folder, overwrite)

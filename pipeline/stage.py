@@ -68,6 +68,9 @@ class Stage(ABC):
 
     name: ClassVar[str]
     remove_work: ClassVar[bool] = False  # delete `_work/` when the stage has finished
+    # Its output folder may lie inside an input folder (output_folder.check_output_not_input): only
+    # for a stage whose folder search cannot take its own output.
+    output_inside_input: ClassVar[bool] = False
 
     def __init__(self, config: Any) -> None:
         self.config = config

@@ -41,6 +41,7 @@ def _warc_fields(payload: bytes) -> dict[str, str]:
 
 class IngestStage(PartStage):
     name = "ingest"
+    output_inside_input = True  # a folder search takes only .warc/.wet files, never its Parquet parts
 
     def __init__(self, config: IngestConfig) -> None:
         super().__init__(config)

@@ -421,3 +421,5 @@ def test_ctrl_c_in_a_stage_or_a_run_says_how_to_resume(tmp_path, monkeypatch):
     for args in (["ingest", warc, "--output", tmp_path / "ingest"], ["run", tmp_path / "run.yaml"]):
         result = invoke(*args)
         assert result.exit_code == 130 and "interrupted: the tasks that finished are kept; rerun the same command to resume" in result.output, result.output
+        again = invoke(*args, "--overwrite")  # the same command would delete them again
+        assert again.exit_code == 130 and "kept; rerun the same command without --overwrite to resume" in " ".join(again.output.split()), again.output

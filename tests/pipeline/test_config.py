@@ -60,7 +60,7 @@ def test_a_stages_own_inputs_are_checked_before_any_stage_runs(tmp_path):
     (tmp_path / "en.txt").write_text("text")
     text = (
         "output_dir: out\n"
-        "dedup: {inputs: [other/filter]}\n"
+        "dedup: {inputs: [other/filter, year=2024/filter]}\n"
         "tokenizer: {inputs: [en=en.txt, zh=zh.txt, 'more/*.txt']}\n"
         "train: {base: tiny, data: {shards: [old/shards]}}\n"
     )
@@ -68,10 +68,12 @@ def test_a_stages_own_inputs_are_checked_before_any_stage_runs(tmp_path):
         load_run_config(write(tmp_path, text))
     assert str(error.value).splitlines() == [
         f"c.yaml.dedup.inputs: {tmp_path / 'other/filter'}: no such file or folder",
+        f"c.yaml.dedup.inputs: {tmp_path / 'year=2024/filter'}: no such file or folder",  # a folder's name, not LANG=PATH
         f"c.yaml.tokenizer.inputs: zh={tmp_path / 'zh.txt'}: no such file or folder",
         f"c.yaml.train: data.shards: {tmp_path / 'old/shards'}: no such folder (give `crawlmill pack` output folders)",  # its own check
     ]
     (tmp_path / "other/filter").mkdir(parents=True)
+    (tmp_path / "year=2024/filter").mkdir(parents=True)
     (tmp_path / "zh.txt").write_text("文本")
     without_train = text.replace("train: {base: tiny, data: {shards: [old/shards]}}\n", "")
-    assert load_run_config(write(tmp_path, without_train)).dedup.inputs == [str(tmp_path / "other/filter")]
+    assert load_run_config(write(tmp_path, without_train)).dedup.inputs == [str(tmp_path / "other/filter"), str(tmp_path / "year=2024/filter")]

@@ -37,6 +37,8 @@ from hypothesis import strategies as st
 from tests.conftest import SAMPLES
 from tests.fuzzing import fuzz_settings, time_limit
 
+from .gzip_members import member_starts
+
 DUMP = SAMPLES / "crawl-data/CC-MAIN-2024-10"
 WARC = gzip.decompress(next(DUMP.glob("segments/*/warc/*.warc.gz")).read_bytes())
 WET = gzip.decompress(next(DUMP.glob("segments/*/wet/*.warc.wet.gz")).read_bytes())
@@ -111,16 +113,6 @@ def test_damaged_warc_and_wet_never_crash_and_every_record_is_accounted_for(tmp_
 WARC_GZ = next(DUMP.glob("segments/*/warc/*.warc.gz")).read_bytes()
 
 
-def gzip_member_starts(data: bytes) -> list[int]:
-    starts, pos = [], 0
-    while pos < len(data):
-        starts.append(pos)
-        d = zlib.decompressobj(wbits=31)
-        d.decompress(data[pos:])
-        pos = len(data) - len(d.unused_data)
-    return starts + [len(data)]
-
-
 def ingest_pages(path: Path) -> tuple[set[tuple], list[dict]]:
     """ingest()'s checks, and the kept pages as (id, offset, url, text)."""
     before = set(path.parent.iterdir())
@@ -143,7 +135,7 @@ def clean_pages() -> set[tuple]:
 @given(seed=st.integers(0, 2**32 - 1), members=st.integers(1, 3), flips=st.integers(1, 40))
 def test_damaged_gzip_members_cost_only_their_own_records(tmp_path, seed, members, flips):
     rng = random.Random(seed)
-    starts = gzip_member_starts(WARC_GZ)
+    starts = member_starts(WARC_GZ) + [len(WARC_GZ)]
     data = bytearray(WARC_GZ)
     damaged = set()
     # Not the last member: damage there that still inflates to the end of the file reads as a cut-off

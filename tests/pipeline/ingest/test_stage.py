@@ -15,6 +15,8 @@ from crawlmill.pipeline.runner import run_stage
 from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
 from crawlmill.pipeline.stage import run_part
 
+from .gzip_members import member_starts
+
 
 def ingest_one(path: Path, out: Path, config: IngestConfig | None = None) -> tuple[dict, list[dict], list[dict]]:
     stage = IngestStage(dataclasses.replace(config or IngestConfig(), inputs=[str(path)]))
@@ -197,18 +199,6 @@ def test_plain_warc_cut_anywhere_in_a_record_is_quarantined(tmp_path, where, err
 
 
 # A corrupt gzip member: quarantined with the bytes it covers, and reading resumes at the next member.
-def member_starts(data: bytes) -> list[int]:
-    import zlib
-
-    starts, pos = [], 0
-    while pos < len(data):
-        starts.append(pos)
-        d = zlib.decompressobj(wbits=31)
-        d.decompress(data[pos:])
-        pos = len(data) - len(d.unused_data)
-    return starts
-
-
 def damage_member(data: bytes, start: int, end: int) -> bytes:
     """Flip 64 bytes in the middle of the member data[start:end], past its 10-byte gzip header."""
     damaged = bytearray(data)
