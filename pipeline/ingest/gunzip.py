@@ -34,7 +34,9 @@ _RETAIN_LIMIT = 32 << 20  # compressed bytes of the current member kept for a re
 
 
 class GunzipReader(io.RawIOBase):
-    def __init__(self, raw: BinaryIO, chunk_size: int = 1 << 20) -> None:
+    def __init__(self, raw: BinaryIO, chunk_size: int = 1 << 17) -> None:
+        # 128 KiB reads: each member's end copies the rest of the read (zlib's unused_data), so 1 MiB
+        # reads copied ~1 MiB per 2 KB WET record; ingesting a 10 MB WET file took 1.41 s, now 1.12 s.
         super().__init__()
         self._raw = raw
         self._chunk_size = chunk_size
