@@ -280,7 +280,7 @@ def run_stage(
     stage.plan(output)  # the inputs are resolved and checked here and in sources(): before any write or deletion
     record = {"stage": stage.name, "settings": stage.fingerprint(), "sources": stage.sources()}
     check_output_not_input(output, stage_inputs(stage, record["sources"]), stage.name, inside_ok=stage.output_inside_input)
-    check_output_folder(output, overwrite)
+    check_output_folder(output, overwrite, markers=stage.output_markers)
     if overwrite:
         linked = not is_remote(output) and os.path.islink(output)  # rmtree keeps a linked folder, silently
         target = as_path(os.path.realpath(output)) if linked else output
@@ -396,6 +396,6 @@ def check_folders_first(run_config: Any, pipeline: Pipeline, units: Sequence[Any
         if spec.external and spec.external(getattr(run_config, spec.name)):
             continue
         folder = pipeline.folder(spec.name, run_config, dump if (append or spec.per_dump) else None)
-        inside_ok = spec.stage_class().output_inside_input
-        check_output_not_input(folder, config_paths(wire_stage_config(pipeline, spec, run_config, dump, append)), spec.name, inside_ok)
-        check_output_folder(folder, overwrite)
+        stage_class = spec.stage_class()
+        check_output_not_input(folder, config_paths(wire_stage_config(pipeline, spec, run_config, dump, append)), spec.name, stage_class.output_inside_input)
+        check_output_folder(folder, overwrite, markers=stage_class.output_markers)

@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from crawlmill.files import AnyPath, as_path
 
+from .output_folder import STAGE_MARKERS
 from .parts import PARTS_DIR, PartSink, PartStats, part_name, redo_orphan_markers
 from .schema import DOCUMENT_SCHEMA
 
@@ -71,6 +72,9 @@ class Stage(ABC):
     # Its output folder may lie inside an input folder (output_folder.check_output_not_input): only
     # for a stage whose folder search cannot take its own output.
     output_inside_input: ClassVar[bool] = False
+    # What makes a folder this stage's earlier output, which it resumes and --overwrite may delete
+    # (output_folder.check_output_folder).
+    output_markers: ClassVar[tuple[str, ...]] = STAGE_MARKERS
 
     def __init__(self, config: Any) -> None:
         self.config = config

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from crawlmill.files import as_path
+from crawlmill.pipeline.output_folder import RUN_MARKERS, STAGE_MARKERS
 from crawlmill.pipeline.ray_tasks import RayOptions
 from crawlmill.pipeline.runner import StageContext, Task
 from crawlmill.pipeline.stage import Stage, StageResult
@@ -49,6 +50,7 @@ def train_task(config_data: dict[str, Any], run_dir: str, address: str | None) -
 
 class TrainStage(Stage):
     name = "train"
+    output_markers = STAGE_MARKERS + RUN_MARKERS  # the run folder of a `crawlmill train` is resumed (and deleted by --overwrite) too
 
     def __init__(self, config: TrainConfig) -> None:
         super().__init__(config)

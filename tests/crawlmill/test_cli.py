@@ -364,6 +364,24 @@ def test_run_with_overwrite_deletes_a_stage_folder_only_when_that_stage_can_run(
     assert {p: p.read_bytes() for p in before} == {p: data for p, (data, _) in before.items()}
 
 
+def test_run_takes_a_run_folder_of_crawlmill_train_as_its_train_folder(tmp_path):
+    """The pipeline's train folder is a training run folder: one `crawlmill train` made (run.json,
+    log.jsonl, checkpoints/, no stage marker) is the stage's own, so `crawlmill run --overwrite` gets
+    as far as the stage's inputs (here: no shards yet, and nothing deleted), while a user's file in
+    it still stops the run."""
+    out = tmp_path / "out"
+    (out / "train/checkpoints").mkdir(parents=True)
+    (out / "train/run.json").write_text("{}")
+    (out / "train/log.jsonl").write_text("")
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({"output_dir": str(out), "ingest": {"inputs": [str(REPO / "samples/crawl-data")]}, "train": {"base": "tiny"}}))
+    result = invoke("run", tmp_path / "run.yaml", "--only", "train", "--overwrite", "--no-progress")
+    assert result.exit_code == 2 and error_line(result).startswith(f"error: data.shards: {out}/shards: no such folder"), result.output
+    assert sorted(p.name for p in (out / "train").iterdir()) == ["checkpoints", "log.jsonl", "run.json"]
+    (out / "train/notes.txt").write_text("mine")
+    refused = invoke("run", tmp_path / "run.yaml", "--only", "train", "--overwrite", "--no-progress")
+    assert refused.exit_code == 2 and f"error: {out}/train holds files crawlmill never writes (notes.txt)" in error_line(refused), refused.output
+
+
 def test_train_overwrite_deletes_only_a_run_folder_once_its_inputs_are_checked(tmp_path):
     """`crawlmill train --overwrite` checks before it deletes: a folder that is no run folder, a run
     folder holding someone's files, an --output that is one of the shard folders or the --init-from
