@@ -281,6 +281,8 @@ def run_stage(
     record = {"stage": stage.name, "settings": stage.fingerprint(), "sources": stage.sources()}
     check_output_not_input(output, stage_inputs(stage, record["sources"]), stage.name, inside_ok=stage.output_inside_input)
     check_output_folder(output, overwrite, markers=stage.output_markers)
+    if overwrite or not (output / SUCCESS_FILE).exists():  # it will be computed (again): a stage may refuse that
+        stage.check_recompute()
     if overwrite:
         linked = not is_remote(output) and os.path.islink(output)  # rmtree keeps a linked folder, silently
         target = as_path(os.path.realpath(output)) if linked else output

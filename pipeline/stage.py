@@ -82,6 +82,11 @@ class Stage(ABC):
     def plan(self, output: AnyPath) -> None:
         """Called once by the runner, before `sources`/`fingerprint`/`run`, with the output folder."""
 
+    def check_recompute(self) -> None:
+        """Called by the runner after `plan`, before it deletes (--overwrite) or writes anything, when
+        the output will be computed (again): raise where that must not happen (dedup: a run of its
+        index that is not the last)."""
+
     def sources(self) -> list[str]:
         """What the output is made from, in order (recorded in `_tasks.json`)."""
         return [str(i) for i in getattr(self.config, "inputs", [])]

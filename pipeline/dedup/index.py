@@ -6,9 +6,17 @@ documents that are never removed (an earlier run already published them). Only e
 documents that end up in a candidate pair are read again, from the earlier output parts, to
 verify the pair; those output folders must stay where they were.
 
-    INDEX/manifest.json                         {"runs": [{"output": DIR, "parts": [PART, ...]}]}
+    INDEX/manifest.json                         {"runs": [{"output": DIR, "parts": [PART, ...], "dir": "run-NNNN"}]}
     INDEX/run-NNNN/part-MMMMM-buckets.parquet   bucket rows of one output part's documents
     INDEX/run-NNNN/part-MMMMM-nodes.parquet     their node attributes
+
+A run's `dir` is chosen once, when it is first added, and recorded in its entry, so the folder a
+run's rows are read from never depends on its place in the list (manifests written before `dir`
+was recorded name it by position, as those runs saved it).
+
+Only the last run of an index can be run again (resumed, or recomputed with --overwrite): every
+later run was deduplicated against an earlier run's kept documents, so recomputing that earlier
+run would remove documents on both sides and leave the later runs built on its old output.
 
 Node ids in the index are `output part << 32 | row in that output part`. The id band's rows (a
 later document with the same id is the same page) are not stored: a later run derives them from
@@ -23,23 +31,71 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from crawlmill.files import as_path, atomic_write_text, read_table, resolved
+from crawlmill.files import AnyPath, as_path, atomic_write_text, read_table, resolved
+from crawlmill.pathsafety import inside_folder
 
+from ..output_folder import OutputFolderRefused
 from . import steps
 from .config import DedupConfig
 from .shuffle import read_partition, write_table
 
 
-def load_manifest(index_dir: Any, excluding_output: Any = None) -> list[dict[str, Any]]:
-    """Earlier runs in the index (a rerun of `excluding_output` does not see itself)."""
-    path = as_path(index_dir) / "manifest.json"
+class IndexRerunRefused(OutputFolderRefused):
+    """A run of the index that is not its last was asked to run again (see the module docstring)."""
+
+
+def manifest_path(index_dir: Any) -> AnyPath:
+    return as_path(index_dir) / "manifest.json"
+
+
+def load_manifest(index_dir: Any) -> list[dict[str, Any]]:
+    """Every run in the index, in order, each with `dir`: its stored rows' folder in the index."""
+    path = manifest_path(index_dir)
     runs = json.loads(path.read_text())["runs"] if path.exists() else []
-    return [r for r in runs if excluding_output is None or r["output"] != resolved(excluding_output)]
+    # Without a recorded dir: run-NNNN by the entry's place in the whole manifest, where runs of
+    # manifests written before `dir` existed saved their rows.
+    return [{**run, "dir": inside_folder(run.get("dir", f"run-{k:04d}"), path, f"runs[{k}].dir")} for k, run in enumerate(runs)]
+
+
+def run_position(runs: list[dict[str, Any]], output: Any) -> int | None:
+    """The place of the run writing `output` in the manifest; None for a run not in it yet."""
+    target = resolved(output)
+    return next((k for k, run in enumerate(runs) if run["output"] == target), None)
+
+
+def new_run_dir(runs: list[dict[str, Any]]) -> str:
+    """A stored-rows folder no run of the manifest uses (run-NNNN, from its number of runs up)."""
+    used = {run["dir"] for run in runs}
+    k = len(runs)
+    while f"run-{k:04d}" in used:
+        k += 1
+    return f"run-{k:04d}"
+
+
+def recorded_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What a run's output depends on, per earlier run (recorded in its `_tasks.json`): the earlier
+    outputs and parts, not where their rows are stored, so folders recorded before `dir` still match."""
+    return [{"output": run["output"], "parts": run["parts"]} for run in runs]
+
+
+def refuse_rerun(index_dir: Any, runs: list[dict[str, Any]], at: int | None) -> None:
+    """IndexRerunRefused when the run at `at` (run_position) is in the manifest but not its last."""
+    if at is None or at == len(runs) - 1:
+        return
+    later = runs[at + 1 :]
+    raise IndexRerunRefused(
+        f"dedup --index {index_dir}: {runs[at]['output']} is run {at + 1} of {len(runs)} in the index, and "
+        f"{len(later)} later run(s) ({', '.join(run['output'] for run in later)}) were deduplicated against its kept "
+        "documents: recomputing it would remove documents on both sides and leave the later runs built on its old "
+        "output. Only the index's last run can be run again. To redo this one, deduplicate into a new --index "
+        f"folder (with new output folders), or first remove the later runs from {manifest_path(index_dir)} "
+        "(and delete their output folders)."
+    )
 
 
 def indexed_parts(index_dir: Any, runs: list[dict[str, Any]]) -> list[tuple[str, str]]:
     """(stored rows prefix, output part path) of every earlier kept part, in index order."""
-    return [(str(as_path(index_dir) / f"run-{k:04d}" / f"part-{i:05d}"), part) for k, run in enumerate(runs) for i, part in enumerate(run["parts"])]
+    return [(str(as_path(index_dir) / run["dir"] / f"part-{i:05d}"), part) for run in runs for i, part in enumerate(run["parts"])]
 
 
 def _rebase(nodes: np.ndarray, part: int) -> np.ndarray:
@@ -82,7 +138,12 @@ def save_part(config: DedupConfig, work: str, part: int, prefix: str) -> dict[st
     return stored
 
 
-def append_run(index_dir: Any, output: Any, parts: list[str]) -> None:
-    runs = load_manifest(index_dir, excluding_output=output)
-    runs.append({"output": resolved(output), "parts": parts})
-    atomic_write_text(as_path(index_dir) / "manifest.json", json.dumps({"runs": runs}, indent=1))
+def append_run(index_dir: Any, output: Any, parts: list[str], run_dir: str) -> None:
+    """Record this run's kept parts, stored under `run_dir`, as the index's last run (the last
+    run, run again, replaces its own entry; any other is refused: the manifest is never reordered)."""
+    runs = load_manifest(index_dir)
+    at = run_position(runs, output)
+    refuse_rerun(index_dir, runs, at)
+    runs = runs[:at] if at is not None else runs
+    runs.append({"output": resolved(output), "parts": parts, "dir": run_dir})
+    atomic_write_text(manifest_path(index_dir), json.dumps({"runs": runs}, indent=1))

@@ -6,7 +6,9 @@ parts (one per input part), `duplicates/` mapping every removed id to its cluste
 representative, `_stats.json` (dropped as same_page / exact_duplicate / near_duplicate; same_page:
 another document with the same `id`, the same capture, e.g. its WARC and its WET copy), `_report/report.json`
 and `_report/report.png` (Table-1 style: removal share within each dump and over the first k dumps).
-Intermediate shuffle files live in `_work/` and are kept for resume; delete it when done.
+Intermediate shuffle files live in `_work/` and are kept for resume; delete it when done. Its
+format (steps.WORK_FORMAT) is part of the fingerprint: a `_work/` of an older version is refused
+like other settings (--overwrite recomputes it), never resumed.
 
 Run it: `crawlmill dedup out/CC-MAIN-2024-10/filter out/CC-MAIN-2024-18/filter --output out/dedup`.
 """
@@ -18,10 +20,11 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from crawlmill.files import AnyPath, as_path, parquet_file, resolved
+from crawlmill.files import AnyPath, as_path, parquet_file, read_json, resolved
 
+from ..output_folder import SUCCESS_FILE, TASKS_FILE
 from ..parts import PartSink, input_parts
-from ..runner import StageContext, Task
+from ..runner import StageContext, Task, read_json_roundtrip
 from ..stage import PartStage, PartTask, Stage, StageResult, run_parts
 from . import index, steps
 from .config import DedupConfig
@@ -32,6 +35,12 @@ DUPLICATES_SCHEMA = pa.schema(
     [("id", pa.string()), ("dump", pa.string()), ("url", pa.string()), ("reason", pa.string()),
      ("cluster", pa.string()), ("kept_id", pa.string()), ("kept_dump", pa.string())]
 )  # fmt: skip
+
+
+def _without_work_format(settings: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in settings.items() if k != "work_format"}
+
+
 class DedupOutput(PartStage):
     """The last step: each input part without its removed documents, plus their `duplicates/` rows."""
 
@@ -74,23 +83,57 @@ class DedupStage(Stage):
     def __init__(self, config: DedupConfig) -> None:
         super().__init__(config)
         self.parts = [part for folder in config.inputs for part in input_parts(folder)]
-        self.runs: list[dict[str, Any]] = []
+        self.manifest: list[dict[str, Any]] = []  # every run of the index
+        self.position: int | None = None  # this run's place in it (a run again), None for a new run
+        self.runs: list[dict[str, Any]] = []  # the index's runs before this one: deduplicated against
+        self.run_dir = ""  # where this run's kept rows are stored in the index
         self.earlier: list[tuple[str, str]] = []
         self.documents = self.partitions = 0
+        self.work_format: int | None = steps.WORK_FORMAT
 
     def plan(self, output: AnyPath) -> None:
         index_dir = self.config.index
-        self.runs = index.load_manifest(index_dir, excluding_output=output) if index_dir else []
+        if index_dir:
+            self.manifest = index.load_manifest(index_dir)
+            self.position = index.run_position(self.manifest, output)
+            new = self.position is None
+            self.runs = self.manifest if new else self.manifest[: self.position]
+            self.run_dir = index.new_run_dir(self.manifest) if new else self.manifest[self.position]["dir"]
         self.earlier = index.indexed_parts(index_dir, self.runs) if index_dir else []
         all_parts = self.parts + [part for _, part in self.earlier]  # input part numbers: new parts first
         self.documents = sum(parquet_file(p).metadata.num_rows for p in all_parts)
         self.partitions = self.config.partitions_for(self.documents)
+        self.work_format = self._work_format(output)
+
+    def check_recompute(self) -> None:
+        """Refuse (index.IndexRerunRefused) to compute a run of the index that is not its last (a
+        finished one is skipped as done: its fingerprint names only the runs before it)."""
+        if self.config.index:
+            index.refuse_rerun(self.config.index, self.manifest, self.position)
+
+    def _work_format(self, output: AnyPath) -> int | None:
+        """The `_work/` format to record: this version's, except for a finished folder whose record
+        differs from this run's only there (written before the format was recorded, or bumped). The
+        runner skips a finished folder, resuming nothing from its `_work/`, so it stays done; None:
+        a record without the key. (With --overwrite such a folder is recomputed under that older
+        number: should that run be killed, its resume is refused like any mismatch, never mixed.)"""
+        out = as_path(output)
+        if not (out / SUCCESS_FILE).exists() or not (out / TASKS_FILE).exists():
+            return steps.WORK_FORMAT
+        recorded = read_json(out / TASKS_FILE).get("settings")
+        if isinstance(recorded, dict) and _without_work_format(recorded) == read_json_roundtrip(self._settings()):
+            return recorded.get("work_format")
+        return steps.WORK_FORMAT
 
     def sources(self) -> list[str]:
         return self.parts
 
+    def _settings(self) -> dict[str, Any]:
+        return {**self.config.settings(), "partitions": self.partitions, "index": self.config.index, "index_runs": index.recorded_runs(self.runs)}
+
     def fingerprint(self) -> dict[str, Any]:
-        return {**self.config.settings(), "partitions": self.partitions, "index": self.config.index, "index_runs": self.runs}
+        settings = self._settings()
+        return settings if self.work_format is None else {**settings, "work_format": self.work_format}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         config, parts, partitions, work = self.config, self.parts, self.partitions, str(ctx.work)
@@ -121,9 +164,9 @@ class DedupStage(Stage):
 
         stats = run_parts(ctx, DedupOutput(parts, work, config))
         if config.index is not None:
-            run_dir = as_path(config.index) / f"run-{len(self.runs):04d}"
+            run_dir = as_path(config.index) / self.run_dir
             step("index_save", index.save_part, [(f"part-{i:05d}", (work, i, str(run_dir / f"part-{i:05d}"))) for i in range(len(parts))])
-            index.append_run(config.index, ctx.output, [resolved(ctx.output / f"part-{i:05d}.parquet") for i in range(len(parts))])
+            index.append_run(config.index, ctx.output, [resolved(ctx.output / f"part-{i:05d}.parquet") for i in range(len(parts))], self.run_dir)
         same_page = sum(r.get("same_page_pairs", 0) for r in buckets.values())  # documents sharing an id: one capture
         summary = {
             "documents": self.documents,

@@ -37,6 +37,12 @@ from .shuffle import node_partition, partition_files, read_partition, write_part
 BUCKETS, NODES, CANDIDATES, EDGE_NODES = "buckets", "nodes", "candidates", "edge_nodes"
 SHINGLES, VERIFY, EDGES, CLUSTERS, REMOVED = "shingles", "verify", "edges", "clusters", "removed"
 PART_ROWS = "part_rows"
+# The format of what the steps write into `_work/` (the stage's fingerprint records it): bump it
+# whenever map's or a shuffle's output changes, so that a `_work/` written by an older version is
+# never resumed (the runner refuses the mismatch; --overwrite recomputes it): a resumed one mixes
+# both, its reduce reading rows map no longer writes or missing new ones. 2: the id band (ID_BAND
+# rows); a `_work/` without them resumed without any same_page pair.
+WORK_FORMAT = 2
 EXACT_BAND = -1
 # Documents with the same `id` are the same capture (ingest derives it from the page's response
 # record, so its WARC extraction and its WET text share it): duplicates whatever their text.

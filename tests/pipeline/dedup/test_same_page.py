@@ -7,6 +7,7 @@ every page twice, from its WARC and its WET file; the WET text keeps the navigat
 the exact hash nor MinHash links the two."""
 
 import json
+import shutil
 from collections import Counter
 
 import numpy as np
@@ -21,6 +22,7 @@ from crawlmill.pipeline.dedup.stage import DedupStage
 from crawlmill.pipeline.ingest.config import IngestConfig
 from crawlmill.pipeline.ingest.stage import IngestStage
 from crawlmill.pipeline.runner import run_stage
+from crawlmill.pipeline.stage import StageInputMismatch
 from tests.conftest import SAMPLES
 
 WARC_FILES = str(SAMPLES / "crawl-data/*/segments/*/warc/*.warc.gz")
@@ -104,6 +106,37 @@ def test_same_run_twice_gives_the_same_output(whole_folder, tmp_path):
     dedup([root / "ingest"], tmp_path / "again")
     for name in ["_stats.json", "_report/report.json", *(str(p.relative_to(root / "dedup")) for p in sorted((root / "dedup").rglob("part-*.parquet")))]:
         assert (tmp_path / "again" / name).read_bytes() == (root / "dedup" / name).read_bytes(), name
+
+
+def test_a_work_folder_of_an_older_format_is_recomputed_not_resumed(whole_folder, tmp_path):
+    """`_work/` of a version before the id band (map's rows without ID_BAND, its record without a
+    work format) is refused like other settings, never resumed without its same_page pairs;
+    --overwrite recomputes it. A finished folder of that version stays done: nothing resumes."""
+    root, stats = whole_folder
+    out = tmp_path / "dedup"
+
+    def run(overwrite=False):
+        return run_stage(DedupStage(DedupConfig(inputs=[str(root / "ingest")], partitions=4)), out, progress=False, overwrite=overwrite)
+
+    assert run().ok
+    record = json.loads((out / "_tasks.json").read_text())
+    record["settings"].pop("work_format", None)
+    (out / "_tasks.json").write_text(json.dumps(record))
+    assert run().already_done and json.loads((out / "_tasks.json").read_text()) == record
+    # Now as that version left it when killed after map: its map rows and markers only.
+    keep = {out: ("_tasks.json", "_work"), out / "_work": (steps.BUCKETS, steps.NODES, "_done"), out / "_work/_done": ("map",)}
+    for folder, names in keep.items():
+        for path in folder.iterdir():
+            if path.name not in names:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for path in (out / "_work" / steps.BUCKETS).rglob("*.parquet"):
+        table = pq.read_table(path)
+        pq.write_table(table.filter(pa.array(table.column("band").to_numpy() != steps.ID_BAND)), path)
+    with pytest.raises(StageInputMismatch, match="--overwrite"):
+        run()
+    result = run(overwrite=True)
+    assert result.ok and result.stats == stats and result.stats["dropped"]["same_page"] > 0
+    assert json.loads((out / "_tasks.json").read_text())["settings"]["work_format"] == steps.WORK_FORMAT
 
 
 def test_an_id_in_the_index_removes_its_other_copy_in_a_later_run(ray_local, tmp_path):

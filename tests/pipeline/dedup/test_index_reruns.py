@@ -1,0 +1,146 @@
+"""Running a run of a dedup index (`--index DIR`) again: only its last run may be recomputed; a
+finished earlier run is skipped as done; each run's stored rows are read from the folder its
+manifest entry records, whatever its place in the manifest. Real Ray, the sample corpus's two dumps."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from crawlmill.pipeline.dedup import index
+from crawlmill.pipeline.dedup.config import DedupConfig
+from crawlmill.pipeline.dedup.stage import DedupStage
+from crawlmill.pipeline.ingest.config import IngestConfig
+from crawlmill.pipeline.ingest.stage import IngestStage
+from crawlmill.pipeline.output_folder import OutputFolderRefused
+from crawlmill.pipeline.runner import run_stage
+from tests.conftest import SAMPLES
+
+DUMPS = ["CC-MAIN-2023-50", "CC-MAIN-2024-10"]
+
+
+def files(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and "_work" not in p.parts}
+
+
+def kept_ids(folder):
+    return set(pq.read_table([str(p) for p in sorted(folder.glob("part-*.parquet"))], columns=["id"]).column("id").to_pylist())
+
+
+@pytest.fixture(scope="module")
+def ingested(ray_local, tmp_path_factory):
+    root = tmp_path_factory.mktemp("index_reruns")
+    for dump in DUMPS:
+        warcs = IngestConfig(inputs=[str(SAMPLES / "crawl-data" / dump / "segments/*/warc/*.warc.gz")])
+        assert run_stage(IngestStage(warcs), root / dump, progress=False).ok
+    return root
+
+
+def dedup(ingested, dump, out, index_dir, overwrite=False):
+    stage = DedupStage(DedupConfig(inputs=[str(ingested / dump)], partitions=4, index=str(index_dir)))
+    return run_stage(stage, out, progress=False, overwrite=overwrite)
+
+
+@pytest.fixture
+def two_runs(ingested, tmp_path):
+    """An index of two runs: `first` (the earlier dump), then `second` against it."""
+    index_dir = tmp_path / "index"
+    assert dedup(ingested, DUMPS[0], tmp_path / "first", index_dir).ok
+    assert dedup(ingested, DUMPS[1], tmp_path / "second", index_dir).ok
+    return tmp_path, index_dir
+
+
+def test_recomputing_an_earlier_run_is_refused_and_the_index_is_untouched(ingested, two_runs):
+    root, index_dir = two_runs
+    before, output_before = files(index_dir), files(root / "first")
+    with pytest.raises(OutputFolderRefused) as refused:  # index.IndexRerunRefused; exit status 2 in the CLI
+        dedup(ingested, DUMPS[0], root / "first", index_dir, overwrite=True)
+    assert isinstance(refused.value, index.IndexRerunRefused)
+    message = str(refused.value)
+    assert "run 1 of 2" in message and str(index_dir) in message and str((root / "second").resolve()) in message
+    assert "new --index" in message and "last run" in message  # what to do instead
+    assert files(index_dir) == before  # neither the manifest nor any run's stored rows changed
+    assert files(root / "first") == output_before  # nor the parts the second run verifies against (refused before --overwrite deletes)
+
+
+def test_an_unfinished_earlier_run_is_refused_before_anything_is_written(ingested, two_runs):
+    root, index_dir = two_runs
+    (root / "first/_SUCCESS").unlink()  # it would be computed again, not skipped
+    before = {p: p.read_bytes() for folder in (root / "first", index_dir) for p in sorted(folder.rglob("*")) if p.is_file()}
+    with pytest.raises(OutputFolderRefused, match="run 1 of 2"):
+        dedup(ingested, DUMPS[0], root / "first", index_dir)
+    assert {p: p.read_bytes() for folder in (root / "first", index_dir) for p in sorted(folder.rglob("*")) if p.is_file()} == before
+
+
+def test_a_finished_earlier_run_is_skipped_as_done_when_run_again(ingested, two_runs):
+    root, index_dir = two_runs
+    before = files(root / "first")
+    result = dedup(ingested, DUMPS[0], root / "first", index_dir)
+    assert result.ok and result.already_done
+    assert files(root / "first") == before
+
+
+def test_the_last_run_is_resumed_and_recomputed_in_place(ingested, two_runs):
+    """The index's last run, unfinished (what an interrupted append runs again) or with
+    --overwrite, gives the same output and index: its entry and stored rows stay where they were."""
+    root, index_dir = two_runs
+    output, stored = files(root / "second"), files(index_dir)
+    (root / "second/_SUCCESS").unlink()  # killed after it was added to the index
+    resumed = dedup(ingested, DUMPS[1], root / "second", index_dir)
+    assert resumed.ok and not resumed.already_done
+    assert files(root / "second") == output and files(index_dir) == stored
+    assert dedup(ingested, DUMPS[1], root / "second", index_dir, overwrite=True).ok
+    assert files(root / "second") == output
+    assert files(index_dir) == stored
+    assert [run["dir"] for run in json.loads((index_dir / "manifest.json").read_text())["runs"]] == ["run-0000", "run-0001"]
+
+
+def test_stored_rows_are_read_from_the_recorded_folder(ingested, two_runs):
+    """Each run's rows come from its entry's `dir`, not from its place: a third run against the
+    index finds every document the first two kept (and removes its copy of each)."""
+    root, index_dir = two_runs
+    manifest = json.loads((index_dir / "manifest.json").read_text())
+    (index_dir / "run-0000").rename(index_dir / "run-0007")
+    manifest["runs"][0]["dir"] = "run-0007"
+    (index_dir / "manifest.json").write_text(json.dumps(manifest))
+    third = dedup(ingested, DUMPS[1], root / "third", index_dir)  # the later dump once more: nothing new
+    assert third.ok
+    earlier = kept_ids(root / "first") | kept_ids(root / "second")
+    assert json.loads((root / "third/_report/report.json").read_text())["indexed_documents"] == len(earlier)
+    assert kept_ids(root / "third").isdisjoint(earlier)
+    runs = json.loads((index_dir / "manifest.json").read_text())["runs"]
+    assert [run["dir"] for run in runs] == ["run-0007", "run-0001", "run-0002"]  # a new run's folder is one no entry uses
+    assert sorted(p.name for p in index_dir.iterdir()) == ["manifest.json", "run-0001", "run-0002", "run-0007"]
+
+
+def test_an_index_written_before_dirs_were_recorded(ingested, two_runs):
+    """Entries without `dir` name their rows by position, as they were saved; the folders made
+    against such an index stay done; the next write records every entry's folder."""
+    root, index_dir = two_runs
+    manifest = json.loads((index_dir / "manifest.json").read_text())
+    old = {"runs": [{"output": run["output"], "parts": run["parts"]} for run in manifest["runs"]]}
+    (index_dir / "manifest.json").write_text(json.dumps(old))
+    for name, dump in (("first", DUMPS[0]), ("second", DUMPS[1])):  # records written before the work format was
+        record = json.loads((root / name / "_tasks.json").read_text())
+        record["settings"].pop("work_format", None)
+        (root / name / "_tasks.json").write_text(json.dumps(record))
+        assert dedup(ingested, dump, root / name, index_dir).already_done
+    stored = files(index_dir / "run-0001")
+    assert dedup(ingested, DUMPS[1], root / "second", index_dir, overwrite=True).ok
+    assert files(index_dir / "run-0001") == stored  # the last run again: its rows where they were
+    assert json.loads((index_dir / "manifest.json").read_text()) == manifest
+    with pytest.raises(OutputFolderRefused, match="run 1 of 2"):  # an earlier run, however the manifest was written
+        dedup(ingested, DUMPS[0], root / "first", index_dir, overwrite=True)
+
+
+def test_run_dirs_of_a_manifest(tmp_path):
+    runs = [{"output": "/a", "parts": []}, {"output": "/b", "parts": [], "dir": "run-0005"}, {"output": "/c", "parts": []}]
+    (tmp_path / "manifest.json").write_text(json.dumps({"runs": runs}))
+    loaded = index.load_manifest(tmp_path)
+    assert [run["dir"] for run in loaded] == ["run-0000", "run-0005", "run-0002"]  # without one: its place
+    assert index.new_run_dir(loaded) == "run-0003"
+    assert index.new_run_dir([{"dir": "run-0001"}, {"dir": "run-0002"}]) == "run-0003"
+    assert index.run_position(loaded, "/b") == 1 and index.run_position(loaded, "/d") is None
+    (tmp_path / "manifest.json").write_text(json.dumps({"runs": [{"output": "/a", "parts": [], "dir": "../elsewhere"}]}))
+    with pytest.raises(ValueError, match="leaves the folder"):  # a manifest is data: its dirs stay in the index
+        index.load_manifest(tmp_path)
