@@ -197,10 +197,12 @@ class MultiValueCommand(TyperCommand):
     multi = ("--budgets", "--lr-factors", "--batch-factors")
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        from crawlmill.pipeline.config import is_number  # what a config's numeric field takes as a string too
+
         rewritten: list[str] = []
         current, first_pending = None, False
         for arg in args:
-            if arg.startswith("-") and not _is_number(arg):
+            if arg.startswith("-") and not is_number(arg):
                 name, has_value = arg.split("=", 1)[0], "=" in arg
                 current = name if name in self.multi else None
                 first_pending = current is not None and not has_value
@@ -210,14 +212,6 @@ class MultiValueCommand(TyperCommand):
                 first_pending = False
             rewritten.append(arg)
         return super().parse_args(ctx, rewritten)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 @app.command(

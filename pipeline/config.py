@@ -46,51 +46,107 @@ class ConfigError(ValueError):
     pass
 
 
+class TypeMismatch(ConfigError):
+    """A value of the wrong type: `where` it is, the `value` as given and the `hint` it does not fit
+    (a union's whole hint where no option fits at that level), for a caller that words it its own way
+    (the filter's rule settings: filter/settings.py)."""
+
+    def __init__(self, message: str, where: str, value: Any, hint: Any) -> None:
+        super().__init__(message)
+        self.where, self.value, self.hint = where, value, hint
+
+
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
-def _check_type(value: Any, hint: Any, where: str, base: Path | None) -> Any:
+def is_number(text: Any) -> bool:
+    """`text` is a decimal number ("50", "-0.5", "2e12", "1.0e+9"; not "nan", "inf" or "1_000"): what a
+    numeric field also takes as a string (YAML 1.1 reads 2e12, without a dot, as one), and what a
+    command line's `-1e3` is rather than an option."""
+    return isinstance(text, str) and _NUMBER.match(text.strip()) is not None
+
+
+def check_type(value: Any, hint: Any, where: str, base: Path | None) -> Any:
+    """`value` as a field or setting of type `hint` holds it, or ConfigError (TypeMismatch for a wrong
+    type) naming `where`. The one type check of every config: the stages' dataclasses and the
+    filter's rule settings (hints read from the rule classes). Numbers: an int where a float is
+    asked for, a whole float (2e9) where an int is, a numeric string ("2e12", "50") for either,
+    converted; never a bool, nan or an int beyond 64 bits. A YAML list where a list or tuple is
+    asked for (tuple[X, ...]: any length, tuple[X, Y]: exactly two). Typing constructs not read
+    here (Literal, Callable...) take any value."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _check_type(value, option, where, base)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0])
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
-        (item,) = typing.get_args(hint)
-        return [_check_type(v, item, f"{where}[{i}]", base) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
-        key_hint, value_hint = typing.get_args(hint)
-        return {_check_type(k, key_hint, where, base): _check_type(v, value_hint, f"{where}.{k}", base) for k, v in value.items()}
+        return _check_union(value, hint, where, base)
     if hint is typing.Any:
         return value
+    if origin in (list, tuple) or hint in (list, tuple):
+        return _check_sequence(value, hint, where, base)
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise TypeMismatch(f"{where}: expected a mapping, got {type(value).__name__} {value!r}", where, value, hint)
+        key_hint, value_hint = typing.get_args(hint) or (typing.Any, typing.Any)
+        return {check_type(k, key_hint, where, base): check_type(v, value_hint, f"{where}.{k}", base) for k, v in value.items()}
     if dataclasses.is_dataclass(hint):
         return build(hint, value, where, base)
-    if hint in (float, int) and isinstance(value, str) and _NUMBER.match(value.strip()):
-        value = float(value)  # YAML 1.1 reads 2e12 (no dot, no exponent sign) as a string
+    if hint in (float, int):
+        return _check_number(value, hint, where)
+    if isinstance(origin, type):  # set[str], type[X]...: the container, not its items
+        hint = origin
+    elif not isinstance(hint, type):
+        return value
+    if not isinstance(value, hint):
+        raise TypeMismatch(f"{where}: expected {hint.__name__}, got {type(value).__name__} {value!r}", where, value, hint)
+    return value
+
+
+def _check_union(value: Any, hint: Any, where: str, base: Path | None) -> Any:
+    options = [option for option in typing.get_args(hint) if option is not type(None)]
+    if value is None and len(options) < len(typing.get_args(hint)):
+        return None
+    errors = []
+    for option in options:
+        try:
+            return check_type(value, option, where, base)
+        except ConfigError as exc:
+            errors.append(exc)
+    first = errors[0]
+    if len(options) == 1 and (not isinstance(first, TypeMismatch) or first.where != where):
+        raise first  # `list[str] | None` given ["a", 3]: the item that is wrong; an int out of range
+    raise TypeMismatch(str(first), where, value, hint)
+
+
+def _check_sequence(value: Any, hint: Any, where: str, base: Path | None) -> Any:
+    args = typing.get_args(hint)
+    if not isinstance(value, (list, tuple)):
+        raise TypeMismatch(f"{where}: expected a list, got {type(value).__name__} {value!r}", where, value, hint)
+    if (typing.get_origin(hint) or hint) is list or not args or args[-1] is Ellipsis:  # list[X], tuple[X, ...]: any length
+        items = [args[0] if args else typing.Any] * len(value)
+    elif len(value) != len(args):
+        raise TypeMismatch(f"{where}: expected a list of {len(args)}, got {len(value)} items {value!r}", where, value, hint)
+    else:
+        items = list(args)
+    checked = [check_type(v, item, f"{where}[{i}]", base) for i, (v, item) in enumerate(zip(value, items))]
+    return checked if (typing.get_origin(hint) or hint) is list else tuple(checked)
+
+
+def _check_number(value: Any, hint: type, where: str) -> Any:
+    given = value
+    if is_number(value):  # YAML 1.1 reads 2e12 (no dot, no exponent sign) as a string
+        try:
+            value = int(value)  # "1234567890123456789" exactly, not as a float rounds it
+        except ValueError:
+            value = float(value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         try:
             value = float(value)
         except OverflowError:  # 10**400: no float holds it
             raise ConfigError(f"{where}: {len(str(abs(value)))}-digit integer is too large for a float") from None
     if hint is float and isinstance(value, float) and value != value:  # nan passes every `<= 0` check
-        raise ConfigError(f"{where}: expected a number, got nan")
+        raise TypeMismatch(f"{where}: expected a number, got nan", where, given, hint)
     if hint is int and isinstance(value, float) and value.is_integer():
         value = int(value)  # 2e9 from a command line is a whole number
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        raise ConfigError(f"{where}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
+        raise TypeMismatch(f"{where}: expected {hint.__name__}, got {type(given).__name__} {given!r}", where, given, hint)
     if hint is int and not -(2**63) <= value < 2**63:  # every count, size and seed ends up in numpy, torch or C
         raise ConfigError(f"{where}: {len(str(abs(value)))}-digit integer is out of range (64-bit)")
     return value
@@ -152,7 +208,7 @@ def build(cls: type, data: Any, where: str = "config", base: Path | None = None)
                 raise ConfigError(f"{where}.{name}: {exc}") from None
             if meta.get("path"):
                 value = _resolve_paths(value, meta["path"], base)
-            values[name] = _check_type(value, hints[name], f"{where}.{name}", base)
+            values[name] = check_type(value, hints[name], f"{where}.{name}", base)
         except ConfigError as exc:
             errors.append(str(exc))
     if errors:

@@ -6,7 +6,8 @@ keeps the two equal. Rule parameters are the keyword arguments of the classes in
 (datatrove's names); a family set to null is disabled. Rule families given for a language replace
 only those families of the defaults. Languages kept by language ID but without rules of their own
 use `rules.default` (the English rules without English stop words). `check` validates it all before
-any stage starts: setting names and types (settings.py), kept languages against the model's labels
+any stage starts: setting names and types (settings.py, converting numeric strings as every config
+does: `min_doc_words: 2e3`, a string to YAML 1.1, is 2000), kept languages against the model's labels
 and datatrove's word tokenizers, `rules` languages against the keep-set.
 """
 
@@ -99,7 +100,8 @@ class FilterConfig:
     def check(self) -> None:
         """Fail now, not in a worker hours later: on rule settings the rule classes do not take (or
         take with another type), a missing model, kept languages the model cannot report or without
-        a word tokenizer, and rules that no kept language uses."""
+        a word tokenizer, and rules that no kept language uses. The settings are left as the classes
+        take them ("2e3" as 2000, YAML lists as tuples where a class asks for tuples)."""
         import inspect
 
         from datatrove.pipeline.filters import gopher_quality_filter as gopher
@@ -115,6 +117,7 @@ class FilterConfig:
                 errors += own + [f"({lang} has no rules of its own and reads rules.default with the CJK rule classes: give it rules.{lang})"]
         if errors:
             raise ValueError("\n".join(errors))
+        self.rules = {key: _typed(key, families) for key, families in self.rules.items()}  # what the classes take: "2e3" -> 2000
 
         model = FastTextLanguageId.resolve_path(self.language_id.model_path)
         if not model.is_file():
@@ -127,7 +130,7 @@ class FilterConfig:
                 hint = f"did you mean {' or '.join(near)}?" if near else f"its {len(labels)} labels: {', '.join(labels[:12])}, ..."
                 errors.append(f"language_id.keep.{lang}: not a label of {name} ({hint})")
         for key in self.rules:
-            if key == "default" or key in keep or self.rules[key] == DEFAULT_RULES.get(key):
+            if key == "default" or key in keep or (key in DEFAULT_RULES and self.rules[key] == _typed(key, DEFAULT_RULES[key])):
                 continue  # the built-in en and zh rules are there whatever is kept
             near = nearest_languages(key, list(keep))
             errors.append(f"rules.{key}: not a kept language (keep: {', '.join(keep)})" + (f"; did you mean {' or '.join(near)}?" if near else ""))
@@ -150,3 +153,12 @@ class FilterConfig:
                 except ValueError as exc:
                     raise ValueError(f"language_id.keep.{lang}: {exc}") from None
             RuleChain(lang, families)
+
+
+def _typed(key: str, families: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any] | None]:
+    """`families` (checked: settings.py) with each setting as its rule class takes it: a numeric string
+    as a number, an int as a float where the class asks for one, a YAML list as a tuple where it asks for one."""
+    from .rules import rule_class
+    from .settings import check_settings
+
+    return {family: None if settings is None else check_settings(rule_class(family, key), settings, f"rules.{key}.{family}")[0] for family, settings in families.items()}

@@ -37,7 +37,7 @@ from datatrove.pipeline.filters.c4_filters import CITATION_REGEX, POLICY_SUBSTRI
 from datatrove.pipeline.filters.gopher_repetition_filter import find_duplicates
 from datatrove.utils.text import PUNCTUATION_SET
 
-from .settings import settings_errors, show
+from .settings import check_settings, settings_errors, show
 from .words import LastTextMemo, word_tokenizer
 
 CJK_LANGUAGES = ("zh", "ja", "ko")
@@ -286,6 +286,7 @@ def rules_errors(lang: str, families: Any, where: str | None = None) -> list[str
 
 def _make(family: str, lang: str, params: dict[str, Any], tokenizer: LastTextMemo) -> BaseFilter:
     cls = rule_class(family, lang)
+    params = check_settings(cls, params, f"rules.{lang}.{family}")[0]  # as the class takes them: "2e3" as 2000 (checked by the caller)
     if family == "policy":
         return cls(**params)
     params = {k: tuple(map(tuple, v)) if k in ("top_n_grams", "dup_n_grams") else v for k, v in params.items()}

@@ -3,9 +3,13 @@
 datatrove's filter classes take whatever they are given and fail at the first document
 (`min_doc_words: "fifty"` is a TypeError in every worker, hours later). The parameters a class
 takes, with their types, are read from its `__init__` (and, where it passes `**params` on, from its
-base class's): the annotation where there is one, else the default's type. int is accepted where
-float is, bool is not accepted as a number, null where the annotation or the default allows it, a
-YAML list where a list or tuple is expected.
+base class's): the annotation where there is one, else the default's type. The values are checked
+and converted by the config's own type check (pipeline/config.py `check_type`), so a setting takes
+what a config field of that type takes: int where float is asked for, a numeric string ("2e3",
+YAML 1.1's reading of 2e3) for a number, never a bool for a number, null where the annotation or
+the default allows it, a YAML list where a list or tuple is expected. Only the wording of a wrong
+type is this module's: `rules.en.gopher_quality.min_doc_words: "fifty" is not a number (expected an
+integer or null)`.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from __future__ import annotations
 import difflib
 import inspect
 import json
-import math
 import types
 import typing
 from functools import cache
 from typing import Any
+
+from ..config import ConfigError, TypeMismatch, check_type, is_number
 
 NOT_SETTINGS = ("self", "language", "exclusion_writer")  # given by the chain, never by a config
 _EMPTY = inspect.Parameter.empty
@@ -41,23 +46,40 @@ def parameters(cls: type) -> dict[str, Any]:
             if param.kind is param.VAR_KEYWORD:
                 passes_on = True
             elif param.kind is not param.VAR_POSITIONAL and name not in NOT_SETTINGS and name not in found:
-                found[name] = _hint(hints.get(name, _EMPTY), param.default)
+                found[name] = _any_length(_hint(hints.get(name, _EMPTY), param.default))
         if not passes_on:
             break
     return found
 
 
 def _hint(annotation: Any, default: Any) -> Any:
+    """The type a parameter takes: its annotation, else its default's type (Any for no default or None)."""
     if annotation in (_EMPTY, Any) or isinstance(annotation, str):
         if default is _EMPTY or default is None:
             return Any
-        if isinstance(default, (list, tuple)):
+        if isinstance(default, (list, tuple)):  # a list or tuple of its items' type (any length)
             kinds = {type(v) for v in default}
-            return list[kinds.pop()] if len(kinds) == 1 else list
+            item = kinds.pop() if len(kinds) == 1 else Any
+            return list[item] if isinstance(default, list) else tuple[item, ...]
         return type(default)
     if default is None and not _allows_none(annotation):
         return typing.Optional[annotation]  # noqa: UP045 - `seed: int = None`; works for any hint
     return annotation
+
+
+def _any_length(hint: Any) -> Any:
+    """`hint` with each one-argument tuple[X] read as tuple[X, ...]: datatrove writes
+    `tuple[tuple[int, float]]` for a tuple of any number of pairs."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple and len(args) == 1:
+        return tuple[_any_length(args[0]), ...]
+    if origin is tuple and args:
+        return tuple[tuple(_any_length(a) if a is not Ellipsis else a for a in args)]
+    if origin is list and args:
+        return list[_any_length(args[0])]
+    if _is_union(hint):
+        return typing.Union[tuple(_any_length(a) for a in args)]  # noqa: UP007 - built from a tuple of hints
+    return hint
 
 
 def _allows_none(hint: Any) -> bool:
@@ -69,25 +91,20 @@ def _is_union(hint: Any) -> bool:
 
 
 def _sequence_items(hint: Any) -> tuple[Any, ...] | None:
-    """The item hints of a list/tuple hint: (item,) for a homogeneous one, one per position for a
-    fixed-length tuple; None if `hint` is not a sequence. A one-argument tuple[X] is read as
-    homogeneous: datatrove writes `tuple[tuple[int, float]]` for a tuple of any number of pairs."""
+    """The item hints of a list/tuple hint: (item,) for one of any length, one per position for a
+    fixed-length tuple; None if `hint` is not a sequence."""
     origin = typing.get_origin(hint) or hint
     if origin not in (list, tuple):
         return None
     args = typing.get_args(hint)
     if not args:
         return (Any,)
-    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
-        return (args[0],)
-    if origin is tuple and len(args) > 1:
-        return args
-    return (args[0],)
+    return args if _is_fixed(hint) else (args[0],)
 
 
 def _is_fixed(hint: Any) -> bool:
     args = typing.get_args(hint)
-    return typing.get_origin(hint) is tuple and len(args) > 1 and Ellipsis not in args
+    return typing.get_origin(hint) is tuple and bool(args) and Ellipsis not in args
 
 
 _NAMES = {int: ("an integer", "integers"), float: ("a number", "numbers"), bool: ("true or false", "true/false values"), str: ("a string", "strings")}
@@ -118,7 +135,7 @@ def _noun(hint: Any, value: Any) -> str:
     """What `value` failed to be, for "X is not ..."."""
     options = [h for h in typing.get_args(hint) if h is not _NONE] if _is_union(hint) else [hint]
     first = options[0] if options else hint
-    if first is int and isinstance(value, float):
+    if first is int and (isinstance(value, float) or is_number(value)):  # 50.5, "50.5"
         return "an integer"
     if first in (int, float):
         return "a number"
@@ -130,43 +147,6 @@ def _noun(hint: Any, value: Any) -> str:
     return describe(first)
 
 
-def _mismatch(value: Any, hint: Any, where: str) -> tuple[str, Any, Any] | None:
-    """(where, value, hint) of the first part of `value` that is not of type `hint`; None if it is."""
-    if hint is Any:
-        return None
-    if _is_union(hint):
-        if value is None and _allows_none(hint):
-            return None
-        options = [h for h in typing.get_args(hint) if h is not _NONE]
-        if any(_mismatch(value, h, where) is None for h in options):
-            return None
-        if len(options) == 1 and value is not None:  # a list option: name the item that is wrong
-            inner = _mismatch(value, options[0], where)
-            if inner is not None and inner[0] != where:
-                return inner
-        return where, value, hint
-    if hint is _NONE or hint is None:
-        return None if value is None else (where, value, hint)
-    if hint is bool:
-        return None if isinstance(value, bool) else (where, value, hint)
-    if hint is int:
-        return None if isinstance(value, int) and not isinstance(value, bool) else (where, value, hint)
-    if hint is float:
-        number = (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, float) and not math.isnan(value))
-        return None if number else (where, value, hint)
-    items = _sequence_items(hint)
-    if items is not None:
-        if not isinstance(value, (list, tuple)) or (_is_fixed(hint) and len(value) != len(items)):
-            return where, value, hint
-        for i, item in enumerate(value):
-            if (wrong := _mismatch(item, items[i] if len(items) > 1 else items[0], f"{where}[{i}]")) is not None:
-                return wrong
-        return None
-    if isinstance(hint, type):
-        return None if isinstance(value, hint) else (where, value, hint)
-    return None  # a typing construct we do not read: accepted
-
-
 def show(value: Any) -> str:
     """A value as the config would write it: "fifty", 50.5, true, null, [1, 2]."""
     try:
@@ -175,37 +155,35 @@ def show(value: Any) -> str:
         return repr(value)
 
 
-def type_error(value: Any, hint: Any, where: str) -> str | None:
-    """`where: "fifty" is not a number (expected an integer or null)`, or None when `value` fits `hint`."""
-    wrong = _mismatch(value, hint, where)
-    if wrong is None:
-        return None
-    at, part, part_hint = wrong
-    message = f"{at}: {show(part)} is not {_noun(part_hint, part)} (expected {describe(part_hint)})"
-    if isinstance(part, str) and "e" in part.lower() and _noun(part_hint, part) == "a number" and _looks_numeric(part):
-        message += f"; YAML reads {part} as a string: write it with a dot and a signed exponent (1.0e+5) or in full"
-    return message
+def _worded(exc: ConfigError) -> str:
+    """The config's error in a rule setting's words: `where: "fifty" is not a number (expected an integer or null)`."""
+    if not isinstance(exc, TypeMismatch):  # an integer out of range...: the config's own words
+        return str(exc)
+    return f"{exc.where}: {show(exc.value)} is not {_noun(exc.hint, exc.value)} (expected {describe(exc.hint)})"
 
 
-def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def settings_errors(cls: type, settings: Any, where: str) -> list[str]:
-    """Every setting of `settings` that `cls` does not take, or takes with another type."""
+def check_settings(cls: type, settings: Any, where: str) -> tuple[dict[str, Any], list[str]]:
+    """`settings` as `cls` takes them (numeric strings as numbers, lists for tuples as tuples), and
+    every setting `cls` does not take or takes with another type."""
     if not isinstance(settings, dict):
-        return [f"{where}: expected a mapping of settings or null, got {show(settings)}"]
+        return {}, [f"{where}: expected a mapping of settings or null, got {show(settings)}"]
     known = parameters(cls)
     errors = []
     unknown = sorted(str(k) for k in settings if k not in known)
     if unknown:
         named = [f"{k} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(k, known, n=1)) else k for k in unknown]
         errors.append(f"{where}: unknown setting(s) {', '.join(named)}; known: {', '.join(known)}")
+    checked = {}
     for name, value in settings.items():
-        if name in known and (message := type_error(value, known[name], f"{where}.{name}")) is not None:
-            errors.append(message)
-    return errors
+        if name not in known:
+            continue
+        try:
+            checked[name] = check_type(value, known[name], f"{where}.{name}", None)
+        except ConfigError as exc:
+            errors.append(_worded(exc))
+    return checked, errors
+
+
+def settings_errors(cls: type, settings: Any, where: str) -> list[str]:
+    """Every setting of `settings` that `cls` does not take, or takes with another type."""
+    return check_settings(cls, settings, where)[1]

@@ -77,3 +77,68 @@ def test_a_stages_own_inputs_are_checked_before_any_stage_runs(tmp_path):
     (tmp_path / "zh.txt").write_text("文本")
     without_train = text.replace("train: {base: tiny, data: {shards: [old/shards]}}\n", "")
     assert load_run_config(write(tmp_path, without_train)).dedup.inputs == [str(tmp_path / "other/filter"), str(tmp_path / "year=2024/filter")]
+
+
+def test_fixed_and_any_length_tuples_are_checked_item_by_item():
+    """tuple[int, int]: a YAML list of exactly two, each checked as its position's type (numeric
+    strings converted as for any number); tuple[str, ...]: any length; a wrong length names the field."""
+    from dataclasses import dataclass, field
+
+    from crawlmill.pipeline.config import build
+
+    @dataclass
+    class Section:
+        pair: tuple[int, float] = (1, 0.5)
+        names: tuple[str, ...] = ()
+        pairs: list[tuple[int, int]] = field(default_factory=list)
+
+    built = build(Section, {"pair": ["2e3", 1], "names": ["a", "b", "c"], "pairs": [[1, 2], (3, 4)]}, "s")
+    assert built.pair == (2000, 1.0) and type(built.pair[1]) is float
+    assert built.names == ("a", "b", "c") and built.pairs == [(1, 2), (3, 4)]
+    for data, message in [
+        ({"pair": [1]}, "s.pair: expected a list of 2, got 1 items [1]"),
+        ({"pair": [1, 2, 3]}, "s.pair: expected a list of 2, got 3 items [1, 2, 3]"),
+        ({"pair": "1,2"}, "s.pair: expected a list, got str '1,2'"),
+        ({"pair": [1.5, 2]}, "s.pair[0]: expected int, got float 1.5"),
+        ({"names": ["a", 3]}, "s.names[1]: expected str, got int 3"),
+        ({"pairs": [[1, 2], [3]]}, "s.pairs[1]: expected a list of 2, got 1 items [3]"),
+    ]:
+        with pytest.raises(ConfigError) as failed:
+            build(Section, data, "s")
+        assert str(failed.value) == message
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [("2e12", 2 * 10**12), ("50", 50), ("-1.0e+3", -1000), (".5e1", 5), ("1234567890123456789", 1234567890123456789)],
+)
+def test_numeric_strings_are_numbers(text, expected):
+    """YAML 1.1 reads 2e12 (no dot) as a string; a numeric field takes it, as the number it spells
+    (an integer string exactly, not through a float)."""
+    from dataclasses import dataclass
+
+    from crawlmill.pipeline.config import build
+
+    @dataclass
+    class Section:
+        count: int = 0
+        share: float = 0.0
+
+    built = build(Section, {"count": text, "share": text}, "s")
+    assert built.count == expected and type(built.count) is int
+    assert built.share == float(expected) and type(built.share) is float
+
+
+@pytest.mark.parametrize("text", ["2e12", "50", "-1e3", "+.5", "1.0e+9", " 7 ", "3."])
+def test_is_number_takes_decimal_numbers(text):
+    from crawlmill.pipeline.config import is_number
+
+    assert is_number(text)
+
+
+@pytest.mark.parametrize("text", ["fifty", "nan", "inf", "-inf", "1_000", "0x10", "", "-", "--points", "1e", "e5", 5, None])
+def test_is_number_refuses_words_and_python_only_spellings(text):
+    """nan and inf are no threshold or count; 1_000 and 0x10 are Python's, not YAML's or a config's."""
+    from crawlmill.pipeline.config import is_number
+
+    assert not is_number(text)

@@ -47,7 +47,10 @@ def checked(data, lid_model_path):
         ({"en": {"gopher_quality": {"min_doc_words": "fifty"}}}, 'rules.en.gopher_quality.min_doc_words: "fifty" is not a number (expected an integer or null)'),
         ({"en": {"gopher_quality": {"min_doc_words": 50.5}}}, "rules.en.gopher_quality.min_doc_words: 50.5 is not an integer (expected an integer or null)"),
         ({"zh": {"gopher_quality": {"min_stop_words": True}}}, "rules.zh.gopher_quality.min_stop_words: true is not a number (expected an integer or null)"),
-        ({"en": {"gopher_quality": {"max_non_alpha_words_ratio": "0.7"}}}, 'rules.en.gopher_quality.max_non_alpha_words_ratio: "0.7" is not a number (expected a number or null)'),
+        ({"en": {"gopher_quality": {"max_non_alpha_words_ratio": "70%"}}}, 'rules.en.gopher_quality.max_non_alpha_words_ratio: "70%" is not a number (expected a number or null)'),
+        ({"en": {"gopher_quality": {"min_doc_words": "50.5"}}}, 'rules.en.gopher_quality.min_doc_words: "50.5" is not an integer (expected an integer or null)'),
+        ({"en": {"gopher_quality": {"min_doc_words": 2**70}}}, "rules.en.gopher_quality.min_doc_words: 22-digit integer is out of range (64-bit)"),
+        ({"zh": {"gopher_repetition": {"top_n_grams": [[2, 0.2, 1]]}}}, r"rules.zh.gopher_repetition.top_n_grams[0]: [2, 0.2, 1] is not a list of 2 (expected [an integer, a number])"),
         ({"en": {"gopher_quality": {"stop_words": ["the", 3]}}}, "rules.en.gopher_quality.stop_words[1]: 3 is not a string (expected a string)"),
         ({"zh": {"gopher_repetition": {"top_n_grams": [[2, 0.2], [3]]}}}, r"rules.zh.gopher_repetition.top_n_grams[1]: [3] is not a list of 2 (expected [an integer, a number])"),
         ({"en": {"gopher_repetition": {"dup_n_grams": [[5.5, 0.1]]}}}, "rules.en.gopher_repetition.dup_n_grams[0][0]: 5.5 is not an integer (expected an integer)"),
@@ -98,6 +101,80 @@ def test_right_typed_rule_settings_pass(lid_model_path):
     }
     config = checked({"rules": rules}, lid_model_path)
     assert config.rules["en"]["gopher_quality"]["max_non_alpha_words_ratio"] == 1
+
+
+def test_numeric_strings_are_numbers_as_in_every_config(lid_model_path, tmp_path):
+    """YAML 1.1 reads 2e3 (no dot) as a string: a rule setting takes it as a config field does, and
+    the rule classes get the number (they compare it with counts; a string fails at the first document)."""
+    rules = {
+        "en": {"gopher_quality": {"min_doc_words": "2e3", "max_non_alpha_words_ratio": "0.7", "max_doc_words": "100000"}},
+        "zh": {"gopher_repetition": {"top_n_grams": [["2", "2.3e-1"]]}},
+    }
+    config = checked({"rules": rules}, lid_model_path)
+    quality = config.rules["en"]["gopher_quality"]
+    assert quality["min_doc_words"] == 2000 and type(quality["min_doc_words"]) is int
+    assert quality["max_non_alpha_words_ratio"] == 0.7 and quality["max_doc_words"] == 100000
+    assert config.rules["zh"]["gopher_repetition"]["top_n_grams"] == ((2, 0.23),)
+    from crawlmill.pipeline.filter.rules import RuleChain
+
+    assert RuleChain("en", config.rules_for("en")).first_failure("word " * 50) == "gopher_quality:gopher_short_doc"
+
+    from crawlmill.pipeline.config import load_run_config
+
+    (tmp_path / "run.yaml").write_text(f"output_dir: out\nfilter:\n  language_id: {{model_path: {lid_model_path}}}\n  rules:\n    en:\n      gopher_quality: {{min_doc_words: 2e3}}\n")
+    assert load_run_config(tmp_path / "run.yaml").filter.rules["en"]["gopher_quality"]["min_doc_words"] == 2000
+
+
+@pytest.mark.parametrize("value", ["2e3", "50", " 50 ", "+7", 50.0, 2e3, "50.5", 50.5, "fifty", "nan", "1_000", True, 2**70, None, [50]])
+def test_a_rule_setting_and_a_config_field_of_one_type_take_the_same_values(value):
+    """One type check for both: what a dataclass field `int | None` / `float | None` takes, converted
+    to what, a rule setting of that type takes, converted to the same (and what one refuses, both do)."""
+    from dataclasses import dataclass
+
+    from crawlmill.pipeline.filter.rules import rule_class
+    from crawlmill.pipeline.filter.settings import settings_errors
+
+    @dataclass
+    class Section:
+        min_doc_words: int | None = None
+        max_non_alpha_words_ratio: float | None = None
+
+    for name in ("min_doc_words", "max_non_alpha_words_ratio"):
+        try:
+            field_value, field_error = getattr(build(Section, {name: value}, "rules.en.gopher_quality"), name), None
+        except ConfigError as exc:
+            field_value, field_error = None, str(exc)
+        errors = settings_errors(rule_class("gopher_quality", "en"), {name: value}, "rules.en.gopher_quality")
+        assert bool(errors) == bool(field_error), (name, value, errors, field_error)
+        if errors:
+            assert errors[0].startswith(f"rules.en.gopher_quality.{name}: ")
+        else:
+            from crawlmill.pipeline.filter.settings import check_settings
+
+            taken = check_settings(rule_class("gopher_quality", "en"), {name: value}, "rules.en.gopher_quality")[0][name]
+            assert taken == field_value and type(taken) is type(field_value)
+
+
+def test_settings_without_annotations_take_their_defaults_type():
+    """A parameter with no annotation takes what its default is: an int, a tuple of floats, a bool."""
+    from crawlmill.pipeline.filter.settings import check_settings, parameters
+
+    class Rule:
+        def __init__(self, n=3, ratios=(0.5, 0.25), flag=False, words=["a"], anything=None):  # noqa: B006
+            pass
+
+    assert check_settings(Rule, {"n": "5", "ratios": [1, "2e-1"], "flag": True, "words": ["b"], "anything": {"x": 1}}, "r") == (
+        {"n": 5, "ratios": (1.0, 0.2), "flag": True, "words": ["b"], "anything": {"x": 1}},
+        [],
+    )
+    _, errors = check_settings(Rule, {"n": 0.5, "ratios": [1, "x"], "flag": "yes", "words": "b"}, "r")
+    assert errors == [
+        "r.n: 0.5 is not an integer (expected an integer)",
+        'r.ratios[1]: "x" is not a number (expected a number)',
+        'r.flag: "yes" is not true or false (expected true or false)',
+        'r.words: "b" is not a list (expected a list of strings)',
+    ]
+    assert parameters(Rule)["ratios"] == tuple[float, ...]
 
 
 def test_rule_chain_itself_refuses_wrong_types():

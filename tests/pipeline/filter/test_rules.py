@@ -143,3 +143,13 @@ def test_clean_pages_in_other_languages_pass_the_default_rules(warcfile_pages, l
     assert verdicts["http://01spb.ru/company/"] is None
     assert verdicts["http://06.live-radsport.ch/tippspiel/stats_140_petzi.html"] is not None
     assert verdicts["http://06.live-radsport.ch/fahrerstatistik_801/Anthony_Ravard.html"] is not None
+
+
+def test_a_rule_chain_hands_datatrove_its_settings_converted():
+    """A chain built from settings as YAML gives them (a number written `2e3` is a string there; a
+    list for a tuple) hands the datatrove classes what they take, not the strings."""
+    chain = RuleChain("en", {"gopher_quality": {"min_doc_words": "2e3"}, "gopher_repetition": {"top_n_grams": [[2, "0.2"]]}})
+    rules = dict(chain.filters)
+    assert rules["gopher_quality"].min_doc_words == 2000
+    assert rules["gopher_repetition"].top_n_grams == ((2, 0.2),)
+    assert chain.failures("short words " * 300, first_only=True) == ["gopher_quality:gopher_short_doc"]  # 600 words < 2000
