@@ -10,30 +10,14 @@ import pytest
 from crawlmill.pipeline.dedup import index
 from crawlmill.pipeline.dedup.config import DedupConfig
 from crawlmill.pipeline.dedup.stage import DedupStage
-from crawlmill.pipeline.ingest.config import IngestConfig
-from crawlmill.pipeline.ingest.stage import IngestStage
 from crawlmill.pipeline.output_folder import OutputFolderRefused
 from crawlmill.pipeline.runner import run_stage
-from tests.conftest import SAMPLES
+from tests.pipeline.dedup.conftest import DUMPS, folder_bytes
 
-DUMPS = ["CC-MAIN-2023-50", "CC-MAIN-2024-10"]
-
-
-def files(folder):
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and "_work" not in p.parts}
 
 
 def kept_ids(folder):
     return set(pq.read_table([str(p) for p in sorted(folder.glob("part-*.parquet"))], columns=["id"]).column("id").to_pylist())
-
-
-@pytest.fixture(scope="module")
-def ingested(ray_local, tmp_path_factory):
-    root = tmp_path_factory.mktemp("index_reruns")
-    for dump in DUMPS:
-        warcs = IngestConfig(inputs=[str(SAMPLES / "crawl-data" / dump / "segments/*/warc/*.warc.gz")])
-        assert run_stage(IngestStage(warcs), root / dump, progress=False).ok
-    return root
 
 
 def dedup(ingested, dump, out, index_dir, overwrite=False):
@@ -52,15 +36,15 @@ def two_runs(ingested, tmp_path):
 
 def test_recomputing_an_earlier_run_is_refused_and_the_index_is_untouched(ingested, two_runs):
     root, index_dir = two_runs
-    before, output_before = files(index_dir), files(root / "first")
+    before, output_before = folder_bytes(index_dir), folder_bytes(root / "first")
     with pytest.raises(OutputFolderRefused) as refused:  # index.IndexRerunRefused; exit status 2 in the CLI
         dedup(ingested, DUMPS[0], root / "first", index_dir, overwrite=True)
     assert isinstance(refused.value, index.IndexRerunRefused)
     message = str(refused.value)
     assert "run 1 of 2" in message and str(index_dir) in message and str((root / "second").resolve()) in message
     assert "new --index" in message and "last run" in message  # what to do instead
-    assert files(index_dir) == before  # neither the manifest nor any run's stored rows changed
-    assert files(root / "first") == output_before  # nor the parts the second run verifies against (refused before --overwrite deletes)
+    assert folder_bytes(index_dir) == before  # neither the manifest nor any run's stored rows changed
+    assert folder_bytes(root / "first") == output_before  # nor the parts the second run verifies against (refused before --overwrite deletes)
 
 
 def test_an_unfinished_earlier_run_is_refused_before_anything_is_written(ingested, two_runs):
@@ -74,24 +58,24 @@ def test_an_unfinished_earlier_run_is_refused_before_anything_is_written(ingeste
 
 def test_a_finished_earlier_run_is_skipped_as_done_when_run_again(ingested, two_runs):
     root, index_dir = two_runs
-    before = files(root / "first")
+    before = folder_bytes(root / "first")
     result = dedup(ingested, DUMPS[0], root / "first", index_dir)
     assert result.ok and result.already_done
-    assert files(root / "first") == before
+    assert folder_bytes(root / "first") == before
 
 
 def test_the_last_run_is_resumed_and_recomputed_in_place(ingested, two_runs):
     """The index's last run, unfinished (what an interrupted append runs again) or with
     --overwrite, gives the same output and index: its entry and stored rows stay where they were."""
     root, index_dir = two_runs
-    output, stored = files(root / "second"), files(index_dir)
+    output, stored = folder_bytes(root / "second"), folder_bytes(index_dir)
     (root / "second/_SUCCESS").unlink()  # killed after it was added to the index
     resumed = dedup(ingested, DUMPS[1], root / "second", index_dir)
     assert resumed.ok and not resumed.already_done
-    assert files(root / "second") == output and files(index_dir) == stored
+    assert folder_bytes(root / "second") == output and folder_bytes(index_dir) == stored
     assert dedup(ingested, DUMPS[1], root / "second", index_dir, overwrite=True).ok
-    assert files(root / "second") == output
-    assert files(index_dir) == stored
+    assert folder_bytes(root / "second") == output
+    assert folder_bytes(index_dir) == stored
     assert [run["dir"] for run in json.loads((index_dir / "manifest.json").read_text())["runs"]] == ["run-0000", "run-0001"]
 
 
@@ -125,9 +109,9 @@ def test_an_index_written_before_dirs_were_recorded(ingested, two_runs):
         record["settings"].pop("work_format", None)
         (root / name / "_tasks.json").write_text(json.dumps(record))
         assert dedup(ingested, dump, root / name, index_dir).already_done
-    stored = files(index_dir / "run-0001")
+    stored = folder_bytes(index_dir / "run-0001")
     assert dedup(ingested, DUMPS[1], root / "second", index_dir, overwrite=True).ok
-    assert files(index_dir / "run-0001") == stored  # the last run again: its rows where they were
+    assert folder_bytes(index_dir / "run-0001") == stored  # the last run again: its rows where they were
     assert json.loads((index_dir / "manifest.json").read_text()) == manifest
     with pytest.raises(OutputFolderRefused, match="run 1 of 2"):  # an earlier run, however the manifest was written
         dedup(ingested, DUMPS[0], root / "first", index_dir, overwrite=True)

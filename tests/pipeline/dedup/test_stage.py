@@ -8,29 +8,14 @@ import pytest
 
 from crawlmill.pipeline.dedup.config import DedupConfig
 from crawlmill.pipeline.dedup.stage import DedupStage
-from crawlmill.pipeline.ingest.config import IngestConfig
-from crawlmill.pipeline.ingest.stage import IngestStage
 from crawlmill.pipeline.runner import run_stage
 from tests.conftest import SAMPLES
+from tests.pipeline.dedup.conftest import DUMPS, folder_bytes
 
-DUMPS = ["CC-MAIN-2023-50", "CC-MAIN-2024-10"]
-
-
-def folder_bytes(folder):
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and "_work" not in p.parts}
 
 
 def run_dedup(inputs: list[str], out, **config):
     return run_stage(DedupStage(DedupConfig(inputs=inputs, **config)), out, progress=False)
-
-
-@pytest.fixture(scope="module")
-def ingested(ray_local, tmp_path_factory):
-    root = tmp_path_factory.mktemp("dedup")
-    for dump in DUMPS:
-        warcs = IngestConfig(inputs=[str(SAMPLES / "crawl-data" / dump / "segments/*/warc/*.warc.gz")])
-        assert run_stage(IngestStage(warcs), root / dump, progress=False).ok
-    return root
 
 
 @pytest.fixture(scope="module")
