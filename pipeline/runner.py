@@ -23,12 +23,9 @@ byte-identical output folders.
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import json
 import os
 import signal
-import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -47,6 +44,7 @@ from .output_folder import (
 from .progress import StageProgress
 from .ray_tasks import Job, RayOptions, cpu_nodes, run_jobs, run_on_nodes
 from .stage import Stage, StageInputError, StageInputMismatch, StageResult
+from .worker_memory import freeze_worker_state, release_memory
 from .wiring import plan_runs, wire_stage_config
 
 if TYPE_CHECKING:
@@ -66,35 +64,6 @@ class StepFailed(RuntimeError):
         super().__init__(f"step {step}: {len(failures)} task(s) failed; first: {failures[0][0]}: {failures[0][1]}")
         self.step, self.failures = step, failures
         self.input_error = next((e for e in errors.values() if isinstance(e, StageInputError)), None)
-
-
-_TASKS_RELEASED = 0  # in this process
-
-
-def release_memory() -> None:
-    """Hand freed memory back to the OS between tasks: a Ray worker runs many tasks, and without this
-    its resident size would keep the high-water mark of every task it ran (BENCHMARKS.md, dedup)."""
-    global _TASKS_RELEASED
-    gc.collect()
-    _TASKS_RELEASED += 1
-    try:
-        import pyarrow as pa
-
-        pa.default_memory_pool().release_unused()
-    except ImportError:  # pragma: no cover - pyarrow is a core dependency
-        pass
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
-def freeze_worker_state() -> None:
-    """Before a worker's second task: what the first one left (the modules it imported, Ray's and
-    the libraries' state) lives as long as the worker, so it is frozen out of the collections
-    after every later task, which otherwise walked it all (60 ms a task in an ingest worker, more
-    than a small WARC file's own work). Not at the end of the first task: its frames, arguments
-    and any exception in flight would be frozen with it, and a cycle among them never collected."""
-    if _TASKS_RELEASED == 1 and gc.get_freeze_count() == 0:
-        gc.freeze()
 
 
 def run_task(fn: Callable[..., Any], shared: tuple, marker: str, args: tuple) -> Any:
