@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from crawlmill.files import AnyPath, as_path, atomic_write_json, read_json
 
-from .runner import STATS_FILE, SUCCESS_FILE
+from .runner import STATS_FILE, SUCCESS_FILE, TASKS_FILE
 from .wiring import StageRun, plan_runs
 from .stage import StageResult
 
@@ -41,7 +41,7 @@ class Entry:
 
     unit: StageRun
     folder: AnyPath
-    status: str  # ran | resumed | done before | failed | not run | external | absent (no folder)
+    status: str  # ran | resumed | done before | failed | not run (started, unfinished) | external | absent (no stage folder)
     stats: dict[str, Any] | None
     seconds: float | None = None
     selected: bool = False  # one of the stage runs this `crawlmill run` was asked for (--only, --from, --dump)
@@ -67,7 +67,10 @@ def _units(pipeline: Any, run_config: Any, appended: list[str]) -> list[tuple[St
     own dumps and the dump's id for a dump appended later (its stages each have a folder of it)."""
     units = [(unit, None) for unit in plan_runs(run_config, pipeline.stages)]
     # A shared stage (the tokenizer) has one folder for every dump: listed once, with the config's own.
-    units += [(unit, dump) for dump in appended for unit in plan_runs(run_config, pipeline.stages, [dump], append=True) if not unit.spec.shared]
+    later = [(unit, dump) for dump in appended for unit in plan_runs(run_config, pipeline.stages, [dump], append=True) if not unit.spec.shared]
+    # A per-dump stage's folder of an appended dump is the config's own folder of that dump: listed once, with its dump.
+    taken = {str(_folder(pipeline, run_config, unit, dump)) for unit, dump in later}
+    units = [(u, f) for u, f in units if str(_folder(pipeline, run_config, u, f)) not in taken] + later
     return [(u, family) for u, family in units if not (u.spec.optional and u.spec.name not in getattr(run_config, "sections", ()))]
 
 
@@ -95,7 +98,8 @@ def _entries(pipeline: Any, run_config: Any, results: Mapping[str, StageResult],
             entries.append((Entry(unit, folder, status, result.stats if result.ok else None, result.seconds), family))
         else:
             stats = _finished_stats(folder)
-            status = "done before" if stats is not None else "not run" if folder.exists() else "absent"
+            # A folder that only holds other folders (`dedup/` above appended dumps' `dedup/DUMP/`) is no stage's.
+            status = "done before" if stats is not None else "not run" if (folder / TASKS_FILE).exists() else "absent"
             entries.append((Entry(unit, folder, status, stats), family))
     return entries
 

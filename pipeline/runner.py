@@ -225,11 +225,36 @@ def check_task_record(output_dir: AnyPath, wanted: dict[str, Any]) -> None:
         found = read_json(path)
         if found != wanted:
             raise StageInputMismatch(
-                f"{output_dir} holds output of a {found.get('stage')} run with other inputs or settings "
-                f"(see {path}); choose a new --output folder, delete this one or pass --overwrite"
+                f"{output_dir} holds the output of an earlier {found.get('stage')} run with {_differences(found, wanted)} "
+                f"(see {path}); choose another output folder, delete this one or pass --overwrite"
             )
         return
     atomic_write_json(path, wanted)
+
+
+def _differences(found: Any, wanted: dict[str, Any]) -> str:
+    """What differs between a folder's `_tasks.json` and this run's, in a few words: the settings
+    by name (`partitions: 4 -> 8`), the inputs by count."""
+    if not isinstance(found, dict):
+        return "a record this version cannot read"
+    said = []
+    if found.get("stage") != wanted.get("stage"):
+        said.append(f"another stage ({found.get('stage')})")
+    old, new = found.get("settings"), wanted.get("settings")
+    if old != new:
+        old, new = (old if isinstance(old, dict) else {}), (new if isinstance(new, dict) else {})
+        keys = sorted(k for k in set(old) | set(new) if old.get(k, "-") != new.get(k, "-"))
+        shown = [f"{k}: {_short(old.get(k, '(none)'))} -> {_short(new.get(k, '(none)'))}" for k in keys[:3]]
+        said.append("other settings (" + "; ".join(shown) + (f"; {len(keys) - 3} more" if len(keys) > 3 else "") + ")")
+    if found.get("sources") != wanted.get("sources"):
+        before, now = found.get("sources") or [], wanted.get("sources") or []
+        said.append(f"other inputs ({len(before)} then, {len(now)} now; {len(set(map(str, before)) ^ set(map(str, now)))} differ)")
+    return ", ".join(said) or "another record"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def read_json_roundtrip(data: Any) -> Any:

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from crawlmill.cli import app
 from crawlmill.corpora.bad_input import write_bad_input
+from tests.conftest import REPO
 from tests.pipeline.demo_stages import demo_config
 
 QUARANTINED = {"bad_encoding", "record_too_large", "corrupt_gzip", "truncated_gzip", "invalid_record", "truncated_record", "empty_file", "invalid_warc"}
@@ -64,3 +65,28 @@ def test_every_record_of_samples_and_bad_input_is_accounted_for(ray_local, tmp_p
     shard.write_bytes(shard.read_bytes() + b"\0\0")  # one token more than its index says
     broken = run(tmp_path, config)
     assert broken.exit_code == 1 and "accounting check failed (tokens, pack)" in broken.stderr and shard.name in broken.stderr
+
+
+def test_an_output_made_by_appending_dumps_is_accounted_once_per_folder(ray_local, tmp_path):
+    """`crawlmill run --append`: each dump's folders are listed once (the config's own per-dump units
+    name the same folders), the joint folders that only hold dumps' folders are no stage's, and so
+    every check of every appended dump is made (none "not checked: not finished")."""
+    config = {
+        "output_dir": str(tmp_path / "out"),
+        "ray": {"num_cpus": 2},
+        "dumps": {"ids": ["CC-MAIN-2023-50", "CC-MAIN-2024-10"]},
+        "ingest": {"inputs": [str(REPO / "samples/crawl-data/*/segments/*/warc/*.warc.gz")]},
+        "filter": {"language_id": {"keep": {"en": 0.65, "zh": 0.65}}},
+        "tokenizer": {"vocab_size": 600},
+    }
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    for dump in config["dumps"]["ids"]:
+        result = CliRunner().invoke(app, ["run", str(tmp_path / "run.yaml"), "--append", "--dump", dump, "--no-progress"])
+        assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out/_run.json").read_text())
+    assert summary["ok"] and all(check["ok"] is True for check in summary["checks"]), summary["checks"]
+    folders = [e["folder"] for e in summary["stages"]]
+    assert len(folders) == len(set(folders)) and not [e for e in summary["stages"] if e["status"] == "not run"], folders
+    per_dump = {(stage, dump) for dump in config["dumps"]["ids"] for stage in ("ingest", "filter", "dedup", "remix", "pack")}
+    assert per_dump | {("tokenizer", None)} == {(e["stage"], e["dump"]) for e in summary["stages"]}
+    assert {("chain", f"{stage}/{dump}") for stage, dump in per_dump if stage != "ingest"} <= {(c["check"], c["stage"]) for c in summary["checks"]}

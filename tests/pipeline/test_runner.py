@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from crawlmill.pipeline.parts import PartSink
-from crawlmill.pipeline.runner import Task, run_stage
+from crawlmill.pipeline.runner import Task, check_task_record, run_stage
 from crawlmill.pipeline.schema import document_id
 from crawlmill.pipeline.stage import PartStage, PartTask, Stage, StageInputError, StageInputMismatch
 from tests.conftest import REPO
@@ -95,8 +95,11 @@ def test_same_input_gives_byte_identical_output(ray_local, sources, tmp_path):
 def test_output_of_other_inputs_is_refused(ray_local, sources, tmp_path):
     out = tmp_path / "out"
     run_stage(LinesStage(sources), out, progress=False)
-    with pytest.raises(StageInputMismatch, match="other inputs or settings"):
+    with pytest.raises(StageInputMismatch, match=r"an earlier lines run with other inputs \(5 then, 3 now; 2 differ\)"):
         run_stage(LinesStage(sources[:3]), out, progress=False)
+    check_task_record(tmp_path, {"stage": "lines", "settings": {"lines": 2}, "sources": sources[:3]})
+    with pytest.raises(StageInputMismatch, match=r"with other settings \(lines: 2 -> 3\), other inputs"):  # what differs, by name
+        check_task_record(tmp_path, {"stage": "lines", "settings": {"lines": 3}, "sources": sources})
 
 
 def test_stale_temporaries_of_a_killed_run_are_removed(ray_local, sources, tmp_path):
