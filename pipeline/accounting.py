@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from crawlmill.files import AnyPath, as_path, atomic_write_json, read_json
 
-from .runner import STATS_FILE, SUCCESS_FILE, TASKS_FILE
+from .output_folder import STATS_FILE, SUCCESS_FILE, TASKS_FILE
 from .wiring import StageRun, plan_runs
 from .stage import StageResult
 

@@ -23,7 +23,6 @@ byte-identical output folders.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -38,12 +37,13 @@ from crawlmill.files import (
 )  # fmt: skip
 
 from .output_folder import (
-    DONE_DIR, STATS_FILE, SUCCESS_FILE, TASKS_FILE, WORK_DIR, OutputFolderRefused, check_output_folder, check_output_not_input, config_paths,
+    DONE_DIR, STATS_FILE, SUCCESS_FILE, WORK_DIR, OutputFolderRefused, check_output_folder, check_output_not_input, config_paths,
     stage_inputs,
 )  # fmt: skip
 from .progress import StageProgress
 from .ray_tasks import Job, RayOptions, cpu_nodes, run_jobs, run_on_nodes
-from .stage import Stage, StageInputError, StageInputMismatch, StageResult
+from .stage import Stage, StageInputError, StageResult
+from .task_record import check_task_record
 from .worker_memory import freeze_worker_state, release_memory
 from .wiring import plan_runs, wire_stage_config
 
@@ -214,52 +214,6 @@ def run_node(setup: Callable[..., Any], fn: Callable[..., Any], shared: tuple, c
     finally:
         _NODE_STATE = None
         release_memory()
-
-
-def check_task_record(output_dir: AnyPath, wanted: dict[str, Any]) -> None:
-    """Record what an output folder is made from (`_tasks.json`), or refuse a folder made from
-    other inputs or settings, so a resume never mixes two runs."""
-    path = output_dir / TASKS_FILE
-    wanted = read_json_roundtrip(wanted)
-    if path.exists():
-        found = read_json(path)
-        if found != wanted:
-            raise StageInputMismatch(
-                f"{output_dir} holds the output of an earlier {found.get('stage')} run with {_differences(found, wanted)} "
-                f"(see {path}); choose another output folder, delete this one or pass --overwrite"
-            )
-        return
-    atomic_write_json(path, wanted)
-
-
-def _differences(found: Any, wanted: dict[str, Any]) -> str:
-    """What differs between a folder's `_tasks.json` and this run's, in a few words: the settings
-    by name (`partitions: 4 -> 8`), the inputs by count."""
-    if not isinstance(found, dict):
-        return "a record this version cannot read"
-    said = []
-    if found.get("stage") != wanted.get("stage"):
-        said.append(f"another stage ({found.get('stage')})")
-    old, new = found.get("settings"), wanted.get("settings")
-    if old != new:
-        old, new = (old if isinstance(old, dict) else {}), (new if isinstance(new, dict) else {})
-        keys = sorted(k for k in set(old) | set(new) if old.get(k, "-") != new.get(k, "-"))
-        shown = [f"{k}: {_short(old.get(k, '(none)'))} -> {_short(new.get(k, '(none)'))}" for k in keys[:3]]
-        said.append("other settings (" + "; ".join(shown) + (f"; {len(keys) - 3} more" if len(keys) > 3 else "") + ")")
-    if found.get("sources") != wanted.get("sources"):
-        before, now = found.get("sources") or [], wanted.get("sources") or []
-        said.append(f"other inputs ({len(before)} then, {len(now)} now; {len(set(map(str, before)) ^ set(map(str, now)))} differ)")
-    return ", ".join(said) or "another record"
-
-
-def _short(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def read_json_roundtrip(data: Any) -> Any:
-    """`data` as it reads back from JSON (tuples become lists), so records compare equal."""
-    return json.loads(json.dumps(data, ensure_ascii=False))
 
 
 def run_stage(

@@ -24,7 +24,8 @@ from crawlmill.files import AnyPath, as_path, parquet_file, read_json, resolved
 
 from ..output_folder import SUCCESS_FILE, TASKS_FILE
 from ..parts import PartSink, input_parts
-from ..runner import StageContext, Task, read_json_roundtrip
+from ..runner import StageContext, Task
+from ..task_record import read_json_roundtrip
 from ..stage import PartStage, PartTask, Stage, StageResult, run_parts
 from . import index, steps
 from .config import DedupConfig

@@ -15,7 +15,9 @@ import pytest
 from crawlmill.pathsafety import OutsideFolderError
 from crawlmill.pipeline.dumps import STATE_FILE, appended
 from crawlmill.pipeline.parts import input_parts
-from crawlmill.pipeline.runner import TASKS_FILE, StageInputMismatch, check_task_record
+from crawlmill.pipeline.output_folder import TASKS_FILE
+from crawlmill.pipeline.stage import StageInputMismatch
+from crawlmill.pipeline.task_record import check_task_record
 from crawlmill.shards.manifest import megatron_blend
 from crawlmill.shards.shardset import ShardError, open_shards
 
@@ -85,5 +87,7 @@ def test_dumps_state_names_shard_folders_of_the_output(tmp_path: Path, bad: str)
 def test_a_tasks_record_is_compared_not_followed(tmp_path: Path) -> None:
     # _tasks.json only has to equal what the run would record; names in it are never opened
     (tmp_path / TASKS_FILE).write_text(json.dumps({"stage": "filter", "settings": {}, "sources": ["../x", "/abs/elsewhere", "s3://other-bucket/x"]}))
+    (tmp_path / "_parts").mkdir()
+    (tmp_path / "_parts/part-00000.json").write_text("{}")  # a task finished: the folder is that run's
     with pytest.raises(StageInputMismatch, match=re.escape(f"see {tmp_path / TASKS_FILE}")):
         check_task_record(tmp_path, {"stage": "filter", "settings": {}, "sources": ["in/part-00000.parquet"]})

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from crawlmill.pipeline.parts import PartSink
-from crawlmill.pipeline.runner import Task, check_task_record, run_stage
+from crawlmill.pipeline.runner import Task, run_stage
+from crawlmill.pipeline.task_record import check_task_record
 from crawlmill.pipeline.schema import document_id
 from crawlmill.pipeline.stage import PartStage, PartTask, Stage, StageInputError, StageInputMismatch
 from tests.conftest import REPO
@@ -435,3 +436,23 @@ def test_overwrite_of_an_output_folder_reached_by_a_symbolic_link_deletes_what_i
     (stale / "left.txt").write_text("from the earlier run")
     result = run_stage(IngestStage(IngestConfig(inputs=warcs[:1])), link, progress=False, overwrite=True)
     assert result.ok and link.is_symlink() and not (stale / "left.txt").exists() and (real / "_SUCCESS").exists()
+
+
+def test_a_folder_where_nothing_was_written_is_taken_by_the_corrected_command(tmp_path):
+    """A command that stopped before any task wrote a thing (a mistyped option) left only its record
+    (and `_work/` intermediates): the corrected command, with other settings, takes the folder. Once
+    a task has finished (a marker, a part, a quarantine entry), other settings are refused."""
+    record = {"stage": "lines", "settings": {"lines": 2}, "sources": ["a"]}
+    check_task_record(tmp_path, record)
+    (tmp_path / "_work/buckets").mkdir(parents=True)
+    (tmp_path / "_work/buckets/part-00000.parquet").write_bytes(b"half")  # a killed task's, unmarked
+    corrected = {**record, "settings": {"lines": 3}}
+    check_task_record(tmp_path, corrected)
+    assert json.loads((tmp_path / "_tasks.json").read_text()) == corrected and not (tmp_path / "_work").exists()
+    for finished in ("_work/_done/map/part-00000.json", "_parts/part-00000.json", "_quarantine/part-00000.parquet", "part-00000.parquet"):
+        folder = tmp_path / finished.replace("/", "_")
+        check_task_record(folder, record)
+        (folder / finished).parent.mkdir(parents=True, exist_ok=True)
+        (folder / finished).write_text("{}")
+        with pytest.raises(StageInputMismatch, match=r"other settings \(lines: 2 -> 3\)"):
+            check_task_record(folder, corrected)

@@ -1,0 +1,75 @@
+"""An output folder's record of what it is made from (`_tasks.json`), written before its first
+task: a resume never mixes two runs' inputs or settings (runner.run_stage calls this).
+
+A folder whose record differs is refused, naming what differs, unless nothing was written into
+it yet (the attempt stopped at a mistake before any task finished): then the corrected command
+takes it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from crawlmill.files import AnyPath, atomic_write_json, list_files, read_json, remove_tree
+
+from .output_folder import DONE_DIR, TASKS_FILE, WORK_DIR
+from .stage import StageInputMismatch
+
+
+def check_task_record(output_dir: AnyPath, wanted: dict[str, Any]) -> None:
+    """Record what an output folder is made from (`_tasks.json`), or refuse a folder made from
+    other inputs or settings, so a resume never mixes two runs."""
+    path = output_dir / TASKS_FILE
+    wanted = read_json_roundtrip(wanted)
+    if path.exists():
+        found = read_json(path)
+        if found != wanted and _nothing_written(output_dir):
+            # An attempt that stopped before any task wrote a thing (a mistyped option, a missing
+            # file): its record holds nothing back, so the corrected command takes the folder.
+            remove_tree(output_dir / WORK_DIR)
+        elif found != wanted:
+            raise StageInputMismatch(
+                f"{output_dir} holds the output of an earlier {found.get('stage')} run with {_differences(found, wanted)} "
+                f"(see {path}); choose another output folder, delete this one or pass --overwrite"
+            )
+        else:
+            return
+    atomic_write_json(path, wanted)
+
+
+def _nothing_written(output_dir: AnyPath) -> bool:
+    """Nothing in the folder but its record and `_work/`'s intermediates (no part, marker,
+    quarantine entry, stats or any file a stage keeps): no task of it finished."""
+    names = [str(p)[len(str(output_dir)):].lstrip("/") for p in list_files(output_dir, "**/*")]
+    return TASKS_FILE in names and all(name == TASKS_FILE or name.startswith(f"{WORK_DIR}/") and f"/{DONE_DIR}/" not in f"/{name}" for name in names)
+
+
+def _differences(found: Any, wanted: dict[str, Any]) -> str:
+    """What differs between a folder's `_tasks.json` and this run's, in a few words: the settings
+    by name (`partitions: 4 -> 8`), the inputs by count."""
+    if not isinstance(found, dict):
+        return "a record this version cannot read"
+    said = []
+    if found.get("stage") != wanted.get("stage"):
+        said.append(f"another stage ({found.get('stage')})")
+    old, new = found.get("settings"), wanted.get("settings")
+    if old != new:
+        old, new = (old if isinstance(old, dict) else {}), (new if isinstance(new, dict) else {})
+        keys = sorted(k for k in set(old) | set(new) if old.get(k, "-") != new.get(k, "-"))
+        shown = [f"{k}: {_short(old.get(k, '(none)'))} -> {_short(new.get(k, '(none)'))}" for k in keys[:3]]
+        said.append("other settings (" + "; ".join(shown) + (f"; {len(keys) - 3} more" if len(keys) > 3 else "") + ")")
+    if found.get("sources") != wanted.get("sources"):
+        before, now = found.get("sources") or [], wanted.get("sources") or []
+        said.append(f"other inputs ({len(before)} then, {len(now)} now; {len(set(map(str, before)) ^ set(map(str, now)))} differ)")
+    return ", ".join(said) or "another record"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def read_json_roundtrip(data: Any) -> Any:
+    """`data` as it reads back from JSON (tuples become lists), so records compare equal."""
+    return json.loads(json.dumps(data, ensure_ascii=False))
