@@ -110,6 +110,8 @@ def input_parts(stage_dir: str | AnyPath) -> list[str]:
     if not (stage_dir / "_SUCCESS").exists():
         if not stage_dir.exists():
             raise FileNotFoundError(f"{stage_dir}: no such stage output folder")
+        if stage_dir.is_file():
+            raise FileNotFoundError(f"{stage_dir} is a file, not a stage output folder: give the folder that holds it")
         raise FileNotFoundError(f"{stage_dir} has no _SUCCESS: its stage has not finished (rerun it first)")
     parts, orphans = committed_parts(stage_dir)
     if orphans:

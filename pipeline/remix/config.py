@@ -143,9 +143,9 @@ class MixtureConfig:
         if method == "temperature" and self.temperature is None:
             raise ValueError("mixture.method temperature needs mixture.temperature (tau of p ∝ n^tau)")
         if method != "weights" and self.weights:
-            raise ValueError(f"mixture.weights are for method weights, not {method}")
+            raise ValueError(f"mixture.weights are for method weights, not {method} (set mixture.method: weights, or --method weights)")
         if method != "temperature" and self.temperature is not None:
-            raise ValueError(f"mixture.temperature is for method temperature, not {method}")
+            raise ValueError(f"mixture.temperature is for method temperature, not {method} (set mixture.method: temperature, or --method temperature)")
         for group, weight in self.weights.items():
             if not weight >= 0 or weight == float("inf"):
                 raise ValueError(f"mixture.weights.{group} {weight}: expected a finite weight >= 0")

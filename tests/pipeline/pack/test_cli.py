@@ -32,6 +32,9 @@ def test_pack_bad_input_exits_2(pack_inputs, tokenizer_dir, tmp_path):
     assert result.exit_code == 2 and "no tokenizer.json" in result.output
     result = invoke("pack", tmp_path / "nothing", "--tokenizer", tokenizer_dir, "--output", tmp_path / "o")
     assert result.exit_code == 2 and "no such stage output folder" in result.output
+    (tmp_path / "part-00000.parquet").write_bytes(b"PAR1")  # a part given for its folder
+    result = invoke("pack", tmp_path / "part-00000.parquet", "--tokenizer", tokenizer_dir, "--output", tmp_path / "o")
+    assert result.exit_code == 2 and "part-00000.parquet is a file, not a stage output folder: give the folder that holds it" in " ".join(result.output.split())
     result = invoke("pack", pack_inputs[0], "--tokenizer", tokenizer_dir, "--output", tmp_path / "o", "--shard-tokens", 5, "--shard-size-mb", 1)
     assert result.exit_code == 2 and "not both" in result.output
 

@@ -31,6 +31,7 @@ def test_rules_from_the_command_line_and_from_yaml_are_the_same():
         ({"mixture": {"method": "temperature"}}, "needs mixture.temperature"),
         ({"mixture": {"weights": {"other": 1}, "temperature": 0.5}}, "weights or temperature, not both"),
         ({"mixture": {"method": "unimax", "temperature": 0.5}}, "temperature is for method temperature, not unimax"),
+        ({"mixture": {"method": "unimax", "weights": {"other": 1}}}, r"weights are for method weights, not unimax \(set mixture.method: weights, or --method weights\)"),
         ({"mixture": {"temperature": 2}}, "tau in .0, 1."),
         ({"mixture": {"max_epochs": 0.5}}, "max_epochs 0.5: must be at least 1"),
         ({"mixture": {"unit": "tokens"}}, "unit tokens needs mixture.tokenizer"),
