@@ -1,7 +1,8 @@
 """Ingest config: where the WARC/WET files come from and how pages become text.
 
 The run config's `ingest:` section and `crawlmill ingest`'s options, field for field
-(`--max-record-mb` sets `max_record_mb`, the INPUT arguments set `inputs`).
+(`--max-record-mb` sets `max_record_mb`, the INPUT arguments set `inputs`); `unreadable_sources`
+is set in the section (or `crawlmill ingest --config FILE`) only.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ WAT_NO_TEXT = "WAT files hold metadata, no page text"
 WAT_REFUSED = f"{WAT_NO_TEXT}: choose wet or warc"
 CC_BASE_URL = "https://data.commoncrawl.org/"
 DUMP_ID = re.compile(r"^CC-MAIN-\d{4}-\d{2}$")
+# What becomes of an input file that cannot be opened (missing, forbidden, a folder): see the field.
+UNREADABLE_SOURCES = ("fail", "quarantine")
 
 
 @dataclass
@@ -33,6 +36,13 @@ class IngestConfig:
     max_record_mb: float = 16  # larger records are quarantined unread
     max_text_chars: int = 1_000_000  # longer extracted texts are dropped as text_too_large
     max_bad_utf8_share: float = 0.01  # a text (WET, or a page after decoding) with more U+FFFD replacements is quarantined
+    # An input file that cannot be opened (missing: a 404, a typo'd key, no such bucket; forbidden;
+    # a folder): `fail` fails its task, so the stage ends without _SUCCESS and a rerun retries only
+    # it (once the file is back or the credentials are right); `quarantine` records it as an
+    # `unreadable_source` entry instead and the stage finishes without its pages (a file gone for
+    # good). Not in the fingerprint: a file that is read gives the same part either way, so a dump
+    # whose run failed on such a file is finished by rerunning into the same folder with `quarantine`.
+    unreadable_sources: str = "fail"
 
     def __post_init__(self) -> None:
         for name in ("dump", "only_dump"):
@@ -50,6 +60,8 @@ class IngestConfig:
             raise ValueError(f"max_record_mb {self.max_record_mb} and max_text_chars {self.max_text_chars} must be positive and finite")
         if not 0 <= self.max_bad_utf8_share <= 1:
             raise ValueError(f"max_bad_utf8_share {self.max_bad_utf8_share}: must be in [0, 1]")
+        if self.unreadable_sources not in UNREADABLE_SOURCES:
+            raise ValueError(f"unreadable_sources {self.unreadable_sources!r}: choose one of {', '.join(UNREADABLE_SOURCES)}")
         if self.max_files is not None and self.max_files < 1:
             raise ValueError(f"max_files {self.max_files}: must be at least 1")
 

@@ -1,9 +1,13 @@
 """Where ingest input comes from: local files, folders, globs, fsspec URLs, Common Crawl dump listings.
 
-`expand_inputs` turns command-line INPUTs into a sorted list of sources; `dump_listing` resolves
+`expand_inputs` turns command-line INPUTs into a sorted list of sources, refusing (InputError)
+before anything runs an input that names nothing: a missing local path, an object-store folder or
+prefix with nothing under it, a bucket that does not exist; `dump_listing` resolves
 `--dump CC-MAIN-YYYY-WW` through the dump's published `wet.paths.gz` / `warc.paths.gz` under a
-base URL (Common Crawl's public HTTPS endpoint by default); `open_source` opens one for
-streaming, retrying transient failures.
+base URL (Common Crawl's public HTTPS endpoint by default), without a request per listed file;
+`open_source` opens one for streaming, retrying transient failures. A file that turns out missing
+or forbidden when its task opens it raises one of `UNREADABLE` (not retried: `unreadable_error`
+words it), which fails that task (or, with `unreadable_sources: quarantine`, is quarantined).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator
+from urllib.parse import urlsplit
 
 from ..stage import SourceReadError
 from .config import CC_BASE_URL, DUMP_ID, FILE_FORMATS, WAT_NO_TEXT, WAT_REFUSED
@@ -28,6 +33,13 @@ _ARCHIVE_SUFFIX = re.compile(r"\.(warc|wet|wat|arc)(\.gz)?$", re.I)  # a file's 
 _FOLDER_SUFFIX = re.compile(r"\.(warc|wet|arc)(\.gz)?$", re.I)
 _WAT_SUFFIX = re.compile(r"\.wat(\.gz)?$", re.I)
 _GLOB_CHARS = set("*?[")
+# Opening a source failed for good: a retry the same moment cannot help, a rerun later may (the file
+# restored, the credentials fixed), or it is gone (unreadable_sources: quarantine).
+UNREADABLE = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+_UNREADABLE_WHAT = {
+    FileNotFoundError: "no such file", IsADirectoryError: "it is a folder, not a file",
+    NotADirectoryError: "a part of its path is not a folder", PermissionError: "permission denied",
+}  # fmt: skip
 
 
 class InputError(ValueError):
@@ -43,20 +55,31 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     from crawlmill.pathsafety import check_no_credentials
 
     found: set[str] = set()
+    buckets: dict[tuple[Any, str], bool] = {}  # (filesystem, bucket) -> missing: one request per bucket
     for item in inputs:
         if is_url(item):
             check_no_credentials(item)
-            if _GLOB_CHARS & set(item) and not item.startswith(("http://", "https://")):
+            if item.startswith(("http://", "https://")):
+                if urlsplit(item).path.endswith("/") or not urlsplit(item).path:
+                    raise InputError(f"{item}: names a folder, and HTTP(S) has no listing to search one: name its files, or give --dump with --base-url")
+                found.add(item)  # not looked up: a list of thousands of file URLs costs no request per file
+            elif _GLOB_CHARS & set(item):
                 import fsspec
 
-                fs, _, paths = fsspec.get_fs_token_paths(item)
+                try:
+                    fs, _, paths = fsspec.get_fs_token_paths(item)
+                except InputError:
+                    raise
+                except Exception as exc:  # e.g. PermissionError: wrong credentials
+                    raise InputError(f"{item}: cannot be listed: {type(exc).__name__}: {exc}") from None
                 matches = [fs.unstrip_protocol(p) for p in paths]
                 if not matches:
-                    raise InputError(f"{item}: the pattern matches no file")
+                    raise InputError(f"{item}: the pattern matches no file{_bucket_note(fs, item, buckets)}")
                 found.update(matches)
-            elif not item.startswith(("http://", "https://")) and not _ARCHIVE_SUFFIX.search(item):
-                found.update(_remote_folder(item))  # a folder of an object store, like a local one
+            elif not _ARCHIVE_SUFFIX.search(item):  # a name ending in / included
+                found.update(_remote_folder(item, buckets))  # a folder of an object store, like a local one
             else:
+                _check_remote_file(item, buckets)
                 found.add(item)
         elif os.path.isdir(item):
             files = [p for p in Path(item).rglob("*") if p.is_file()]
@@ -76,20 +99,78 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     return sorted(found)
 
 
-def _remote_folder(url: str) -> list[str]:
+def _remote_folder(url: str, buckets: dict[tuple[Any, str], bool]) -> list[str]:
     """The .warc/.wet(.gz) files under `url`, searched recursively, when it names a folder of an
     object store; [url] itself when it names some other file (only a name without an archive
-    suffix is looked up: a listing of thousands of file URLs costs no request per file)."""
+    suffix is looked up: a listing of thousands of file URLs costs no request per file). A name
+    ending in `/` that is no folder, or a name that is nothing, is refused as a local one is."""
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(url)
-    if not fs.isdir(path):
+    try:
+        names = fs.find(path) if fs.isdir(path) else None
+    except Exception as exc:  # e.g. PermissionError: wrong credentials; nothing could be listed
+        raise InputError(f"{url}: cannot be listed: {type(exc).__name__}: {exc}") from None
+    if names is None:
+        if url.endswith("/") or _not_found(fs, path):
+            raise InputError(f"{url}: no such file or folder{_bucket_note(fs, url, buckets)}")
         return [url]
-    names = fs.find(path)
     matches = [fs.unstrip_protocol(p) for p in names if _FOLDER_SUFFIX.search(p.rsplit("/", 1)[-1])]
     if not matches:
         raise InputError(_no_archive(url, sum(bool(_WAT_SUFFIX.search(p.rsplit("/", 1)[-1])) for p in names)))
     return matches
+
+
+def _not_found(fs: Any, path: str) -> bool:
+    """Whether `path` surely does not exist (another error, e.g. forbidden: left to the task reading it)."""
+    try:
+        fs.info(path)
+    except FileNotFoundError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def _bucket_of(fs: Any, path: str) -> str | None:
+    """The bucket (container) of an object store's path; None for a store without buckets."""
+    split = getattr(fs, "split_path", None)  # s3fs, gcsfs, adlfs
+    if split is None:
+        return None
+    try:
+        return split(path)[0] or None
+    except Exception:
+        return None
+
+
+def _bucket_missing(fs: Any, path: str, buckets: dict[tuple[Any, str], bool]) -> str | None:
+    """The bucket of `path` when it surely does not exist (one request per bucket); else None."""
+    bucket = _bucket_of(fs, path)
+    if bucket is None:
+        return None
+    key = (fs, bucket)
+    if key not in buckets:
+        buckets[key] = _not_found(fs, bucket)
+    return bucket if buckets[key] else None
+
+
+def _bucket_note(fs: Any, url: str, buckets: dict[tuple[Any, str], bool]) -> str:
+    bucket = _bucket_missing(fs, fs._strip_protocol(url), buckets)
+    return f" (the bucket {bucket} does not exist)" if bucket else ""
+
+
+def _check_remote_file(url: str, buckets: dict[tuple[Any, str], bool]) -> None:
+    """A file URL of an object store, refused when its bucket does not exist (one request per
+    bucket, not per file) or, on the local filesystem (`file://`), when it is not there. Whether the
+    file itself exists is learnt when its task opens it (a missing one fails that task)."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    if getattr(fs, "local_file", False):
+        if not fs.isfile(path):
+            raise InputError(f"{url}: no such file or folder")
+    elif _bucket_missing(fs, path, buckets):
+        raise InputError(f"{url}: no such file or folder{_bucket_note(fs, url, buckets)}")
 
 
 def _no_archive(folder: str, wat_files: int) -> str:
@@ -137,7 +218,19 @@ def display_name(source: str) -> str:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return not isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError, NotADirectoryError))
+    return not isinstance(exc, UNREADABLE)
+
+
+def unreadable_error(source: str, exc: BaseException) -> OSError:
+    """The error a task fails with when `source` cannot be opened (`exc`, one of UNREADABLE): of the
+    same built-in type, naming the source and the cause."""
+    kind: type[OSError] = next((t for t in UNREADABLE if isinstance(exc, t)), OSError)
+    said = str(exc).strip()
+    bare = source.split("://", 1)[-1].rstrip("/")
+    cause = _UNREADABLE_WHAT.get(kind, type(exc).__name__)
+    if said and source not in said and bare not in said:  # a path alone (a 404's URL, a missing key) says nothing more
+        cause += f" ({said})"
+    return kind(f"cannot read {source}: {cause}; if it stays unreadable, the ingest config's unreadable_sources: quarantine records it in _quarantine instead")
 
 
 def _open_with_retries(source: str, retries: int = 3, backoff_s: float = 1.0) -> BinaryIO:
@@ -176,10 +269,11 @@ class _ReadErrorsAreTransient(io.RawIOBase):
 
 @contextmanager
 def open_source(source: str) -> Iterator[BinaryIO]:
-    """Open a source for streaming; a missing file raises FileNotFoundError (not retried)."""
+    """Open a source for streaming; a missing, forbidden or folder one raises one of UNREADABLE
+    (FileNotFoundError...: not retried), another failure SourceReadError (Ray retries the task)."""
     try:
         handle = _open_with_retries(source)
-    except (FileNotFoundError, IsADirectoryError, PermissionError, NotADirectoryError):
+    except UNREADABLE:
         raise
     except Exception as exc:
         raise SourceReadError(f"cannot open {source}: {type(exc).__name__}: {exc}") from exc

@@ -5,7 +5,10 @@ parsing, charset decoding and main-text extraction. Every other record is droppe
 reason (`record_request`, `record_metadata`, `warcinfo`, `http_error`, `not_html`, ...). Damage
 never stops the job and never disappears: a truncated or corrupt gzip stream, a record cut
 short, a file that is not WARC, an empty file, an oversized record each become a quarantine
-entry with the file, the offset and the error, and the records before it are kept. After a
+entry with the file, the offset and the error, and the records before it are kept. A file that
+cannot be opened at all (missing, forbidden) is no damage a rerun would meet again: its task
+fails, so the stage ends without _SUCCESS and a rerun retries only it (`unreadable_sources:
+quarantine` makes it an `unreadable_source` entry instead, for a file gone for good). After a
 corrupt gzip member reading resumes at the next valid member (one per record in Common Crawl's
 files), so only the damaged member's records are lost, and its entry names the bytes skipped.
 
@@ -14,6 +17,7 @@ Run it: `crawlmill ingest samples/crawl-data --output out/ingest` (see `crawlmil
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
 
 from fastwarc.warc import ArchiveIterator, WarcRecord, WarcRecordType
@@ -25,7 +29,7 @@ from .config import IngestConfig
 from .gunzip import GunzipReader
 from .html_text import HtmlExtractor, decode_html, normalize_text
 from .http_payload import HttpPayloadError, parse_http_response
-from .sources import display_name, dump_from_path, open_source, resolve_sources
+from .sources import UNREADABLE, display_name, dump_from_path, open_source, resolve_sources, unreadable_error
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 
@@ -72,11 +76,15 @@ class IngestStage(PartStage):
         return self._extractor
 
     def process(self, task: PartTask, sink: PartSink) -> None:
-        try:
-            with open_source(task.source) as raw:
-                self._process_stream(task, GunzipReader(raw), sink)
-        except (FileNotFoundError, IsADirectoryError, PermissionError, NotADirectoryError) as exc:
-            sink.quarantine("unreadable_source", f"{type(exc).__name__}: {exc}", offset=0)
+        with ExitStack() as stack:
+            try:
+                raw = stack.enter_context(open_source(task.source))
+            except UNREADABLE as exc:  # missing, forbidden, a folder: no content to judge
+                if self.config.unreadable_sources != "quarantine":
+                    raise unreadable_error(task.source, exc) from None  # fails the task: no _SUCCESS, a rerun retries it
+                sink.quarantine("unreadable_source", f"{type(exc).__name__}: {exc}", offset=0)
+                return
+            self._process_stream(task, GunzipReader(raw), sink)
 
     def _process_stream(self, task: PartTask, stream: GunzipReader, sink: PartSink) -> None:
         file_info = {"dump": dump_from_path(task.source) or self.config.default_dump, "warc_file": display_name(task.source)}

@@ -3,6 +3,7 @@
 import functools
 import gzip
 import http.server
+import json
 import shutil
 import threading
 from pathlib import Path
@@ -62,12 +63,86 @@ def test_ingest_streams_a_dump_from_the_server(ray_local, cc_server, tmp_path):
     assert {d["dump"] for d in docs} == {DUMP, "CC-MAIN-2020-34"}
 
 
-def test_listed_file_missing_on_the_server_is_quarantined(ray_local, cc_server, tmp_path):
-    urls = dump_listing(DUMP, cc_server, "wet") + [f"{cc_server}crawl-data/{DUMP}/segments/x/wet/missing.warc.wet.gz"]
-    out = tmp_path / "out"
-    assert run_stage(IngestStage(IngestConfig(inputs=urls)), out, progress=False).ok
+MISSING = f"crawl-data/{DUMP}/segments/1715971057216.39/wet/CC-MAIN-20240520-00009.warc.wet.gz"
+
+
+def list_a_missing_file(bucket: Path) -> None:
+    """The server's wet.paths.gz lists MISSING (not on the server: a 404) between its two files."""
+    listing = bucket / f"crawl-data/{DUMP}/wet.paths.gz"
+    lines = gzip.decompress(listing.read_bytes()).decode().split()
+    listing.write_bytes(gzip.compress("\n".join([lines[0], MISSING, lines[1]]).encode() + b"\n"))
+
+
+def test_a_listed_file_missing_on_the_server_fails_its_task_and_a_rerun_retries_only_it(ray_local, cc_server, shared_data, tmp_path):
+    """A 404 is no damage of the file's content: the stage ends without _SUCCESS, exit 1, the file and
+    the cause named, nothing quarantined; once the file is there, the same command reads only it."""
+    from typer.testing import CliRunner
+
+    from crawlmill.cli import app
+
+    list_a_missing_file(tmp_path / "bucket")
+    out, url = tmp_path / "out", cc_server + MISSING
+    command = ["ingest", "--dump", DUMP, "--base-url", cc_server, "--output", str(out), "--no-progress"]
+    failed = CliRunner().invoke(app, command)
+    assert failed.exit_code == 1, failed.output
+    assert f"failed {url}: FileNotFoundError: cannot read {url}: no such file" in failed.stderr
+    assert "1 task(s) failed; rerun the same command to retry only those." in failed.stderr
+    assert not (out / "_SUCCESS").exists() and not (out / "_quarantine").exists()
+    assert sorted(p.name for p in out.glob("part-*.parquet")) == ["part-00000.parquet", "part-00002.parquet"]
+
+    shutil.copy(shared_data / "cc/whirlwind/whirlwind.warc.wet.gz", tmp_path / "bucket" / MISSING)  # the mirror has it now
+    again = CliRunner().invoke(app, command)
+    assert again.exit_code == 0, again.output
+    assert "(2 part(s) were already finished and were skipped)" in again.stdout and (out / "_SUCCESS").exists()
+    stats = json.loads((out / "_stats.json").read_text())
+    assert stats["parts"] == 3 and stats["quarantined"] == 0 and stats["kept"] == 17 + 1
+
+
+def test_unreadable_sources_quarantine_finishes_a_dump_without_a_file_gone_for_good(ray_local, cc_server, tmp_path):
+    """`unreadable_sources: quarantine` (a config setting, no option): the failed run's folder is
+    finished by the same command with it, the missing file an `unreadable_source` entry; the parts
+    read before are kept (the setting is not in the folder's fingerprint)."""
+    from typer.testing import CliRunner
+
+    from crawlmill.cli import app
+
+    list_a_missing_file(tmp_path / "bucket")
+    out, url = tmp_path / "out", cc_server + MISSING
+    command = ["ingest", "--dump", DUMP, "--base-url", cc_server, "--output", str(out), "--no-progress"]
+    assert CliRunner().invoke(app, command).exit_code == 1
+    (tmp_path / "ingest.yaml").write_text("unreadable_sources: quarantine\n")
+    finished = CliRunner().invoke(app, [*command, "--config", str(tmp_path / "ingest.yaml")])
+    assert finished.exit_code == 0, finished.output
+    assert "(2 part(s) were already finished and were skipped)" in finished.stdout and (out / "_SUCCESS").exists()
     quarantine = pq.read_table(out / "_quarantine").to_pylist()
-    assert [q["error"] for q in quarantine] == ["unreadable_source"] and quarantine[0]["source"].endswith("missing.warc.wet.gz")
+    assert [(q["error"], q["source"]) for q in quarantine] == [("unreadable_source", url)]
+    assert quarantine[0]["detail"].startswith("FileNotFoundError: ")
+    stats = json.loads((out / "_stats.json").read_text())
+    assert stats["parts"] == 3 and stats["quarantined"] == 1 and stats["kept"] == 17
+    with pytest.raises(ValueError, match="unreadable_sources 'skip': choose one of fail, quarantine"):
+        IngestConfig(dump=DUMP, unreadable_sources="skip")
+
+
+def test_an_append_run_never_records_a_dump_whose_ingest_failed(ray_local, cc_server, tmp_path):
+    """`crawlmill run --append` (the crawlmill_new_dump DAG's command): a file of the dump's listing
+    missing fails ingest, so the run stops there, exit 1, and `_dumps.json` does not name the dump:
+    the next run takes it again."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from crawlmill.cli import app
+    from crawlmill.pipeline import dumps
+
+    list_a_missing_file(tmp_path / "bucket")
+    out = tmp_path / "run"
+    config = {"output_dir": str(out), "ray": {"num_cpus": 2}, "ingest": {"base_url": cc_server}, "tokenizer": {"vocab_size": 600}}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "run.yaml"), "--append", "--dump", DUMP, "--no-progress"])
+    assert result.exit_code == 1, result.output
+    assert f"failed {cc_server + MISSING}: FileNotFoundError" in result.stderr and "ingest: 1 task(s) failed" in result.stderr
+    assert not (out / dumps.STATE_FILE).exists() and dumps.appended(out) == []
+    assert not (out / "ingest" / DUMP / "_SUCCESS").exists() and not (out / "filter").exists()
+    assert dumps.check_append(out, [DUMP]) == [DUMP]  # not "already appended": the next run does it again
 
 
 def test_bad_dump_ids_and_missing_listings_are_clear_errors(cc_server):
