@@ -5,6 +5,7 @@
     crawlmill run configs/demo.yaml --from dedup --print-config
     crawlmill run crawl.yaml --only ingest --dump CC-MAIN-2024-10    # one dump of the config's dumps.ids
     crawlmill run crawl.yaml --append                                # new dumps of the crawl list (dumps.py)
+    crawlmill run s3://bkt/configs/run.yaml                          # a config in a bucket (relative paths: under s3://bkt/configs/)
 
 The whole config, every stage's section, is read and checked before anything runs; then each
 selected stage runs in pipeline order into `output_dir/<stage>`, resuming whatever an earlier run
@@ -46,7 +47,7 @@ STAGES = ", ".join(PIPELINE.names)
     ),
 )
 def run(
-    config_file: Path = typer.Argument(..., help="Pipeline config (YAML); see configs/demo.yaml."),
+    config_file: str = typer.Argument(..., help="Pipeline config (YAML), a path or an fsspec URL (s3://...: its relative paths are relative to its folder there); see configs/demo.yaml."),
     only: Optional[str] = typer.Option(None, "--only", help=f"Run this stage alone: {STAGES}."),
     start: Optional[str] = typer.Option(None, "--from", help="Run this stage and every stage after it."),
     dump: Optional[List[str]] = typer.Option(None, "--dump", help="A dump id (repeatable): the per-dump stages for these dumps of `dumps.ids` only; with --append, the dumps to append."),

@@ -1,23 +1,27 @@
 """A run's config as crawlmill's Airflow DAGs read it, on the Airflow worker (the jobs read it
 again on the Ray cluster). Not a DAG itself: the DAGs in this folder import it, as Airflow puts
-this folder on sys.path. They read only `output_dir` and `dumps:` from it.
+this folder on sys.path. They read only `output_dir` and `dumps:` from it, and resolve a relative
+path as `crawlmill run` does (crawlmill.pipeline.config): against the config's folder, a URL's for
+a config given as an fsspec URL (`s3://bkt/configs/run.yaml`: `out` is `s3://bkt/configs/out`).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowException
 
 
-def read_run_config(config: str, working_dir: str | None) -> tuple[dict[str, Any], str]:
+def read_run_config(config: str, working_dir: str | None) -> tuple[dict[str, Any], Any]:
     """The run config's YAML as the Airflow worker reads it, and the folder its relative paths are
-    relative to. `config` is what the jobs get: a path or fsspec URL, or, with a local
-    `working_dir`, relative to it. The DAGs read only `output_dir` and `dumps:` from it."""
+    relative to (crawlmill's: a Path, or a UrlFolder for a URL). `config` is what the jobs get: a path
+    or fsspec URL, or, with a local `working_dir`, relative to it. The DAGs read only `output_dir`
+    and `dumps:` from it."""
     import fsspec
     import yaml
+
+    from crawlmill.pipeline.relative_paths import config_file, config_folder
 
     if "://" not in config and not os.path.isabs(config) and working_dir and "://" not in working_dir:
         config = os.path.join(working_dir, config)
@@ -31,13 +35,17 @@ def read_run_config(config: str, working_dir: str | None) -> tuple[dict[str, Any
         ) from None
     if not isinstance(data, dict):
         raise AirflowException(f"{config}: expected a mapping")
-    base = config.rsplit("/", 1)[0] if "://" in config else str(Path(config).resolve().parent)
-    return data, base
+    return data, config_folder(config_file(config)[0])
 
 
-def output_dir_of(data: dict[str, Any], base: str) -> str:
+def output_dir_of(data: dict[str, Any], base: Any) -> str:
     """The config's output_dir, a relative one resolved against the config's folder (as crawlmill does)."""
+    from crawlmill.pipeline.relative_paths import resolve_path
+
     output = str(data.get("output_dir") or "")
     if not output:
         raise AirflowException("the config has no output_dir")
-    return output if "://" in output or os.path.isabs(output) else os.path.normpath(os.path.join(base, output))
+    try:
+        return resolve_path(output, base)
+    except ValueError as exc:  # a relative path above a URL config's bucket
+        raise AirflowException(f"output_dir: {exc}") from None

@@ -41,8 +41,10 @@ Deploying
 Params (``dag_run.conf``)
     config       Path of a crawlmill pipeline config YAML, as ``crawlmill run CONFIG.yaml`` takes
                  it (see configs/demo.yaml). Resolved on the Ray cluster: an absolute path on shared
-                 storage, or relative to ``working_dir``. Required (defaults to the environment
-                 variable ``CRAWLMILL_CONFIG`` of the DAG processor when that is set).
+                 storage, relative to ``working_dir``, or an fsspec URL (``s3://bkt/configs/run.yaml``:
+                 its relative paths are then relative to ``s3://bkt/configs/``, for the DAG and the
+                 jobs alike). Required (defaults to the environment variable ``CRAWLMILL_CONFIG`` of
+                 the DAG processor when that is set).
     ray_address  Ray dashboard/job address, e.g. ``http://ray-head:8265`` (default: see step 4).
     working_dir  Optional ``runtime_env`` working_dir of the jobs: a local folder of the Airflow
                  worker (uploaded by Ray's client, honouring .gitignore) or a remote zip URI
@@ -54,7 +56,9 @@ Schedule, retries
     on a cron, set ``CRAWLMILL_DAG_SCHEDULE`` (e.g. ``"0 3 * * 0"``, Sundays 03:00) and
     ``CRAWLMILL_CONFIG`` in the environment of the DAG processor and scheduler, or edit
     ``schedule=`` below. Each task retries ``CRAWLMILL_DAG_RETRIES`` times (default 2) after
-    ``CRAWLMILL_DAG_RETRY_DELAY_S`` seconds (default 300).
+    ``CRAWLMILL_DAG_RETRY_DELAY_S`` seconds (default 300), except after a job whose crawlmill
+    exited with status 2 (bad input or config: an unknown key, a missing input), which no retry
+    can fix: that fails its task at once, with the job's last log lines (crawlmill_follow.py).
 """
 
 from __future__ import annotations

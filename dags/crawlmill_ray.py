@@ -5,10 +5,11 @@ on sys.path.
 
 RayJobOperator submits with Ray's own ``JobSubmissionClient`` (``submit_job(entrypoint=...,
 submission_id=..., runtime_env=...)``), copies the job's log into the Airflow task log while it
-runs (Ray's log stream, each line once: follow_job), and succeeds when the job SUCCEEDED. A job
-that ends FAILED or STOPPED fails the task, with the job's status message and its last log lines
-in the error. Killing the task (UI "mark failed",
-timeout) stops the job.
+runs (Ray's log stream, each line once: crawlmill_follow.py's follow_job), and succeeds when the
+job SUCCEEDED. A job that ends FAILED or STOPPED fails the task, with the job's status message and
+its last log lines in the error; one whose entrypoint exited with status 2 (crawlmill's bad input
+or config, which no retry can fix) fails it at once, without retries (AirflowFailException), any
+other failure is retried. Killing the task (UI "mark failed", timeout) stops the job.
 
 Submission ids are deterministic: ``crawlmill-<dag>-<run id>-<task>[-m<map index>]-<hash>-try<N>``,
 and each job carries the DAG run and task in its metadata. A retry (try N+1) submits a new job;
@@ -23,22 +24,19 @@ is reopened).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
 import os
 import re
 import shlex
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import BaseOperator, Param, Variable
 from airflow.sdk.exceptions import AirflowException
+from crawlmill_follow import TERMINAL, RayJobBadInput, RayJobFailed, _status, follow_job  # noqa: F401 - the errors: re-exported
 
 RAY_ADDRESS_VARIABLE = "crawlmill_ray_address"
 RAY_ADDRESS_ENV = "CRAWLMILL_RAY_ADDRESS"
@@ -50,7 +48,7 @@ PARAMS = {
         os.environ.get("CRAWLMILL_CONFIG") or None,
         type="string",
         minLength=1,
-        description="crawlmill pipeline config YAML (as for `crawlmill run CONFIG.yaml`), as the Ray cluster sees it",
+        description="crawlmill pipeline config YAML (as for `crawlmill run CONFIG.yaml`), as the Ray cluster sees it: a path or an fsspec URL",
     ),
     "ray_address": Param(
         None,
@@ -78,15 +76,6 @@ def dag_settings(**filters: Callable[..., str]) -> dict[str, Any]:
     retries and Jinja filters (plus `filters`)."""
     return {"start_date": datetime(2024, 1, 1), "catchup": False, "max_active_runs": 1, "default_args": DEFAULT_ARGS,
             "params": PARAMS, "user_defined_filters": {**FILTERS, **filters}}  # fmt: skip
-
-
-TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
-LOG_TAIL_LINES = 40
-STREAM_RETRIES = 6  # reconnections in a row that bring no line before the task fails
-
-
-class RayJobFailed(AirflowException):
-    """The Ray job ended FAILED or STOPPED; the message carries its status and last log lines."""
 
 
 def resolve_ray_address(param_value: str | None) -> str:
@@ -121,26 +110,6 @@ def _job_info_or_none(client: Any, submission_id: str) -> Any:
         if "status code 404" in str(exc):
             return None
         raise
-
-
-def _status(info: Any) -> str:
-    return str(getattr(info.status, "value", info.status))
-
-
-def _patiently(call: Callable[[], Any], log: Callable[[str], None], attempts: int = 6) -> Any:
-    """`call()`, retried with backoff (1 + 2 + 4 + 8 + 16 s) while the job server is briefly unreachable.
-
-    Failing the task on one lost poll would make the retry submit a second job beside the running one.
-    """
-    for attempt in range(attempts):
-        try:
-            return call()
-        except Exception as exc:  # noqa: BLE001 - requests' connection errors and the SDK's RuntimeError
-            if attempt == attempts - 1 or "status code 404" in str(exc):
-                raise
-            log(f"Ray job server did not answer ({exc}); trying again")
-            time.sleep(2**attempt)
-    raise AssertionError("unreachable")
 
 
 def running_job_of(client: Any, metadata: dict[str, str]) -> str | None:
@@ -219,117 +188,6 @@ def submit_or_attach(
             return candidate
         log(f"Ray job {candidate} already exists and ended {status}; submitting under a new id")
     raise AirflowException(f"{max_suffix} earlier submissions of {submission_id} all failed; giving up")
-
-
-class _LogCopy:
-    """A job's log as it arrives: whole lines to `log` (the rest of a line waits for its end), the
-    characters received counted (a new stream skips them), the last lines kept for an error."""
-
-    def __init__(self, log: Callable[[str], None], tail_lines: int) -> None:
-        self.log = log
-        self.received = 0
-        self.partial = ""
-        self.tail: deque[str] = deque(maxlen=tail_lines)
-
-    def feed(self, text: str) -> None:
-        self.received += len(text)
-        text = self.partial + text
-        cut = text.rfind("\n") + 1
-        self.partial = text[cut:]
-        self._lines(text[:cut])
-
-    def close(self) -> None:
-        self._lines(self.partial)
-        self.partial = ""
-
-    def _lines(self, text: str) -> None:
-        for line in text.splitlines():
-            self.log(f"[ray] {line}")
-            self.tail.append(line)
-
-
-async def _read_stream(client: Any, submission_id: str, copy: _LogCopy) -> None:
-    """One connection to Ray's log stream, which starts at the log's first character and ends
-    once the job has ended and its last line is sent; what `copy` already has is skipped."""
-    seen = 0
-    async for chunk in client.tail_job_logs(submission_id):
-        fresh = chunk[max(0, copy.received - seen) :]
-        seen += len(chunk)
-        if fresh:
-            copy.feed(fresh)
-
-
-async def _follow(client: Any, submission_id: str, copy: _LogCopy, poll_interval: float, log: Callable[[str], None]) -> Any:
-    """Stream the log into `copy` while reading the status every `poll_interval` s; the job's last info."""
-    last_status, broken = None, 0
-    while True:
-        received = copy.received
-        stream = asyncio.ensure_future(_read_stream(client, submission_id, copy))
-        while True:
-            await asyncio.wait({stream}, timeout=poll_interval)
-            info = await asyncio.to_thread(_patiently, lambda: client.get_job_info(submission_id), log)
-            status = _status(info)
-            if status != last_status:
-                log(f"Ray job {submission_id}: {status}")
-                last_status = status
-            if stream.done():
-                break
-            if status in TERMINAL:  # Ray's stream lingers seconds after the end: the rest is fetched once
-                stream.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await stream
-                logs = await asyncio.to_thread(_patiently, lambda: client.get_job_logs(submission_id), log)
-                copy.feed(logs[copy.received :])
-                return info
-        error = stream.exception()
-        if error is None and status in TERMINAL:
-            return info
-        broken = 1 if copy.received > received else broken + 1  # a stream that brought lines resets the count
-        if broken > STREAM_RETRIES:
-            raise AirflowException(f"the log stream of Ray job {submission_id} broke {broken} times in a row: {error}")
-        log(f"the log stream of Ray job {submission_id} {'broke (' + str(error) + ')' if error else 'closed'}; reconnecting")
-        await asyncio.sleep(min(2**broken, 16))
-
-
-def _run_coroutine(coroutine: Any) -> Any:
-    """asyncio.run, in a thread of its own where this thread already runs an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
-
-
-def follow_job(
-    client: Any,
-    submission_id: str,
-    log: Callable[[str], None],
-    poll_interval: float = 2.0,
-    tail_lines: int = LOG_TAIL_LINES,
-) -> Any:
-    """Copy the job's log to `log` as the job writes it until the job ends; raise RayJobFailed
-    unless it SUCCEEDED.
-
-    While the job runs, the log comes through Ray's log stream (``tail_job_logs``): each line
-    crosses the network once however long the job runs (polling ``get_job_logs`` fetches the whole
-    log every time: for a days-long training job, gigabytes in all). A broken stream (the job
-    server restarted) is opened again and the lines already copied are skipped. The status is read
-    every `poll_interval` seconds beside it; once the job has ended, the stream (which lingers
-    seconds after the end) is closed and what it had not brought yet is taken from one
-    ``get_job_logs``."""
-    copy = _LogCopy(log, tail_lines)
-    info = _run_coroutine(_follow(client, submission_id, copy, poll_interval, log))
-    copy.close()
-    status = _status(info)
-    if status != "SUCCEEDED":
-        # Ray's message repeats up to 20,000 characters of log after its first line; keep the first line.
-        summary = re.sub(r",? last available logs.*$", "", (info.message or "").split("\n", 1)[0])
-        raise RayJobFailed(
-            f"Ray job {submission_id} ended {status}: {summary}\n"
-            f"--- last {tail_lines} lines of the job's log ---\n" + "\n".join(copy.tail)
-        )
-    return info
 
 
 class RayJobOperator(BaseOperator):

@@ -5,7 +5,7 @@ stage's own `--config FILE` and its command-line options.
 expected; nothing is ignored silently. Field metadata tunes a field:
 
     "parse": a function applied to the raw value first (e.g. `mix: "en=0.6,zh=0.4"` -> a dict)
-    "path":  True: a relative path (or list of them) is relative to the config file's folder;
+    "path":  True: a relative path (or list of them) is relative to the config file's folder (a URL's for a URL config);
              "spec": the same for `LANG=PATH` inputs (the tokenizer's)
     "help":  the command-line help of the option that sets it
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import os
 import re
 import types
 import typing
@@ -56,6 +55,8 @@ class TypeMismatch(ConfigError):
         self.where, self.value, self.hint = where, value, hint
 
 
+from .relative_paths import RelativeToUrl, UrlFolder, config_file, config_folder, resolve_path, resolve_paths
+
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
@@ -66,7 +67,7 @@ def is_number(text: Any) -> bool:
     return isinstance(text, str) and _NUMBER.match(text.strip()) is not None
 
 
-def check_type(value: Any, hint: Any, where: str, base: Path | None) -> Any:
+def check_type(value: Any, hint: Any, where: str, base: Path | UrlFolder | None) -> Any:
     """`value` as a field or setting of type `hint` holds it, or ConfigError (TypeMismatch for a wrong
     type) naming `where`. The one type check of every config: the stages' dataclasses and the
     filter's rule settings (hints read from the rule classes). Numbers: an int where a float is
@@ -99,7 +100,7 @@ def check_type(value: Any, hint: Any, where: str, base: Path | None) -> Any:
     return value
 
 
-def _check_union(value: Any, hint: Any, where: str, base: Path | None) -> Any:
+def _check_union(value: Any, hint: Any, where: str, base: Path | UrlFolder | None) -> Any:
     options = [option for option in typing.get_args(hint) if option is not type(None)]
     if value is None and len(options) < len(typing.get_args(hint)):
         return None
@@ -115,7 +116,7 @@ def _check_union(value: Any, hint: Any, where: str, base: Path | None) -> Any:
     raise TypeMismatch(str(first), where, value, hint)
 
 
-def _check_sequence(value: Any, hint: Any, where: str, base: Path | None) -> Any:
+def _check_sequence(value: Any, hint: Any, where: str, base: Path | UrlFolder | None) -> Any:
     args = typing.get_args(hint)
     if not isinstance(value, (list, tuple)):
         raise TypeMismatch(f"{where}: expected a list, got {type(value).__name__} {value!r}", where, value, hint)
@@ -152,27 +153,7 @@ def _check_number(value: Any, hint: type, where: str) -> Any:
     return value
 
 
-def _local(path: str, base: Path | None) -> str:
-    return path if base is None or "://" in path or Path(path).is_absolute() else os.path.normpath(base / path)
-
-
-def _local_spec(spec: str, base: Path | None) -> str:
-    lang, sep, path = spec.partition("=")
-    if sep and lang.replace("_", "").replace("-", "").isalnum():
-        return f"{lang}={_local(path, base)}"
-    return _local(spec, base)
-
-
-def _resolve_paths(value: Any, kind: Any, base: Path | None) -> Any:
-    local = _local_spec if kind == "spec" else _local
-    if isinstance(value, str):
-        return local(value, base)
-    if isinstance(value, list):
-        return [local(v, base) if isinstance(v, str) else v for v in value]
-    return value
-
-
-def build(cls: type, data: Any, where: str = "config", base: Path | None = None) -> Any:
+def build(cls: type, data: Any, where: str = "config", base: Path | UrlFolder | None = None) -> Any:
     """Instantiate dataclass `cls` from a mapping, rejecting unknown keys and wrong types; relative
     paths of "path" fields are resolved against `base` (None: left as they are)."""
     if data is None:
@@ -183,6 +164,9 @@ def build(cls: type, data: Any, where: str = "config", base: Path | None = None)
     if expand is not None:  # e.g. TrainConfig's `base: NAME`, a built-in the mapping is laid over
         try:
             data = expand(data, base=base)
+        except RelativeToUrl as exc:  # name the key that holds the path
+            keys = [str(k) for k, v in data.items() if str(v) == exc.path]
+            raise ConfigError(f"{where}{'.' + keys[0] if keys else ''}: {exc}") from None
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{where}: {exc}") from None
     hints = typing.get_type_hints(cls)
@@ -204,10 +188,10 @@ def build(cls: type, data: Any, where: str = "config", base: Path | None = None)
             try:
                 if "parse" in meta and value is not None:
                     value = meta["parse"](value)
+                if meta.get("path"):  # RelativeToUrl: above the bucket of a URL config
+                    value = resolve_paths(value, meta["path"], base)
             except (TypeError, ValueError, AttributeError, OverflowError) as exc:  # e.g. a number where it splits a string
                 raise ConfigError(f"{where}.{name}: {exc}") from None
-            if meta.get("path"):
-                value = _resolve_paths(value, meta["path"], base)
             values[name] = check_type(value, hints[name], f"{where}.{name}", base)
         except ConfigError as exc:
             errors.append(str(exc))
@@ -220,15 +204,25 @@ def build(cls: type, data: Any, where: str = "config", base: Path | None = None)
 
 
 def read_yaml(path: str | Path) -> Any:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    except UnicodeDecodeError as exc:  # binary bytes: not a YAML file at all
-        raise ConfigError(f"{path} is not UTF-8 text: {exc}") from None
-    except ValueError as exc:  # a path with a NUL byte
-        raise ConfigError(f"cannot read {str(path)!r}: {exc}") from None
+    """A YAML file's data: a local path, or (a `str`) an fsspec URL."""
+    from crawlmill.files import is_url, read_text
+    from crawlmill.pathsafety import redact
+
+    if isinstance(path, str) and is_url(path):
+        try:
+            text = read_text(path)
+        except Exception as exc:  # noqa: BLE001 - OSError, a store's SDK error (botocore's are not OSError), no fsspec package...
+            raise ConfigError(f"cannot read {redact(path)}: {redact(str(exc))}") from None  # read: no password in it
+    else:
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from None
+        except UnicodeDecodeError as exc:  # binary bytes: not a YAML file at all
+            raise ConfigError(f"{path} is not UTF-8 text: {exc}") from None
+        except ValueError as exc:  # a path with a NUL byte
+            raise ConfigError(f"cannot read {str(path)!r}: {exc}") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -245,16 +239,16 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_section(cls: type, data: Any, where: str, base: Path | None) -> Any:
+def load_section(cls: type, data: Any, where: str, base: Path | UrlFolder | None) -> Any:
     """One stage's section: a mapping, or the path of a YAML file holding it (paths in that file
     are relative to it)."""
     if isinstance(data, str):
-        path = Path(_local(data, base))
         try:
+            path, name = config_file(resolve_path(data, base))
             section = read_yaml(path)
-        except ConfigError as exc:  # say which key named the file
+        except (ConfigError, RelativeToUrl) as exc:  # say which key named the file
             raise ConfigError(f"{where}: {exc}") from None
-        return build(cls, section, f"{where} ({path.name})", path.resolve().parent)
+        return build(cls, section, f"{where} ({name})", config_folder(path))
     return build(cls, data, where, base)
 
 
@@ -289,21 +283,21 @@ def load_run_config(path: str | Path, pipeline: Pipeline | None = None) -> Any:
     """Read and validate a whole run config; every section is built and checked before returning."""
     if pipeline is None:
         from .definition import PIPELINE as pipeline
-    path = Path(path)
+    path, name = config_file(path)  # a local path, or a URL: relative paths are then relative to its folder, a URL
     data = read_yaml(path)
     if not isinstance(data, dict):
-        raise ConfigError(f"{path.name}: expected a mapping, got {type(data).__name__}")
-    base = path.resolve().parent
+        raise ConfigError(f"{name}: expected a mapping, got {type(data).__name__}")
+    base = config_folder(path)
     names = {spec.name for spec in pipeline.stages}
     top = {k: v for k, v in data.items() if k not in names}
     errors = []  # every section's, as build does for its keys
     sections = {}
     try:
-        config = build(run_config_type(pipeline), top, path.name, base)
+        config = build(run_config_type(pipeline), top, name, base)
     except ConfigError as exc:
         errors.append(str(exc))
     for spec in pipeline.stages:
-        where = f"{path.name}.{spec.name}"
+        where = f"{name}.{spec.name}"
         try:
             section = load_section(spec.config, data.get(spec.name), where, base)
             check_section(section, where)
@@ -315,8 +309,8 @@ def load_run_config(path: str | Path, pipeline: Pipeline | None = None) -> Any:
             errors.extend(f"{where}.{spec.inputs_field}: {item}: no such file or folder" for item in _missing(section, spec.inputs_field))
     if errors:
         raise ConfigError("\n".join(errors))
-    for name, section in sections.items():
-        setattr(config, name, section)
+    for stage, section in sections.items():
+        setattr(config, stage, section)
     config.sections = [spec.name for spec in pipeline.stages if spec.name in data]
     return config
 

@@ -108,7 +108,7 @@ def test_pipeline_dag_runs_each_stage_as_a_ray_job_and_each_dump_of_the_per_dump
     assert sum("-per_dump_ingest.ingest-m" in sid for sid in jobs) == len(SAMPLE_DUMPS)
 
 
-def test_failed_job_fails_the_task_with_the_jobs_error(dag, client, ray_head, tmp_path, capfd):
+def test_a_job_failed_on_bad_input_fails_the_task_with_the_jobs_error_and_no_retry(dag, client, ray_head, tmp_path, capfd):
     missing = str(tmp_path / "no-such-folder")
     _config(tmp_path / "pipeline.yaml", [missing], tmp_path / "out")
     with no_ray_address_env():
@@ -118,13 +118,16 @@ def test_failed_job_fails_the_task_with_the_jobs_error(dag, client, ray_head, tm
     assert run.state == "failed"
     # The job's own error (crawlmill's message) is in the task's log and in the error the task raised.
     assert f"{missing}: no such file or folder" in log
-    assert "RayJobFailed" in log and "ended FAILED: Job entrypoint command failed with exit code 2" in log
-    # One retry (CRAWLMILL_DAG_RETRIES=1 here), each try its own Ray job.
+    assert "RayJobBadInput" in log and "ended FAILED: Job entrypoint command failed with exit code 2" in log
+    assert "bad input or config; no retry can fix it" in log
+    # crawlmill's exit status 2 (bad input): one try although CRAWLMILL_DAG_RETRIES=1 here
+    # (test_retries.py: exit status 1 is retried).
     jobs = jobs_of_run(client, run.run_id)
-    assert sorted(sid.rsplit("-", 1)[1] for sid in jobs) == ["try1", "try2"]
-    assert set(jobs.values()) == {"FAILED"}
+    assert list(jobs.values()) == ["FAILED"] and next(iter(jobs)).endswith("-try1")
     assert not (tmp_path / "out/ingest/_SUCCESS").exists()
-    assert len(jobs) == 2 and all("-per_dump_ingest.ingest-m0-" in sid for sid in jobs)  # no dumps: section: one ingest
+    assert all("-per_dump_ingest.ingest-m0-" in sid for sid in jobs)  # no dumps: section: one ingest
+    states = {ti.task_id: (ti.state, ti.try_number) for ti in run.get_task_instances()}
+    assert states["per_dump_ingest.ingest"] == ("failed", 1)
 
 
 @pytest.fixture(scope="module")
@@ -164,8 +167,9 @@ def test_resubmitting_an_existing_submission_id_attaches_or_takes_a_fresh_suffix
 
     fail = "echo 'boom: disk full' >&2; exit 3"
     sid = pipeline_dag.submit_or_attach(client, f"{base}-bad", fail, None, None, lines.append)
-    with pytest.raises(pipeline_dag.RayJobFailed, match=r"(?s)ended FAILED.*boom: disk full"):
+    with pytest.raises(pipeline_dag.RayJobFailed, match=r"(?s)ended FAILED.*boom: disk full") as failed:
         pipeline_dag.follow_job(client, sid, lines.append, poll_interval=0.5)
+    assert not isinstance(failed.value, pipeline_dag.RayJobBadInput)  # exit status 3: retried
     # After a failure the same id is not reused: the job is submitted again under a fresh suffix.
     again = pipeline_dag.submit_or_attach(client, sid, ok, None, None, lines.append)
     assert again == f"{sid}-r1"
@@ -182,8 +186,9 @@ def test_a_new_try_follows_a_job_of_the_same_task_that_is_still_running(pipeline
         assert pipeline_dag.submit_or_attach(client, f"{base}-try2", "true", None, metadata, lines.append) == first
     finally:
         client.stop_job(first)
-    with pytest.raises(pipeline_dag.RayJobFailed, match="ended STOPPED"):
+    with pytest.raises(pipeline_dag.RayJobFailed, match="ended STOPPED") as stopped:
         pipeline_dag.follow_job(client, first, lines.append, poll_interval=0.5)
+    assert not isinstance(stopped.value, pipeline_dag.RayJobBadInput)  # a killed job: retried
     # Once it has ended, the next try submits its own job.
     assert pipeline_dag.submit_or_attach(client, f"{base}-try2", "true", None, metadata, lines.append) == f"{base}-try2"
     assert pipeline_dag.follow_job(client, f"{base}-try2", lines.append, poll_interval=0.5).status == "SUCCEEDED"

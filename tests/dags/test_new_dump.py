@@ -166,3 +166,24 @@ def test_new_dumps_are_appended_once_each_and_dedup_as_one_joint_run(airflow_hom
     states = {ti.task_id: ti.state for ti in third.get_task_instances()}
     assert states["find_new_dumps"] == "success" and states["append"] == "skipped"
     assert len(json.loads((out / "_dumps.json").read_text())["appended"]) == 3
+
+
+def test_a_config_mistake_fails_each_dumps_task_once_without_retries(airflow_home, ray_head, client, crawl_site, tmp_path, capfd):
+    """`ingest: {base_ur: ...}`: each mapped ingest job exits 2 (bad config); its task fails at once
+    instead of retrying (CRAWLMILL_DAG_RETRIES=1 here; by default 2, 300 s apart) what cannot change."""
+    dag = load_dags().dags[DAG_ID]
+    site, base_url = crawl_site
+    _list_crawls(site, [D1, D2])
+    config = tmp_path / "crawl_bad.yaml"
+    config.write_text(yaml.safe_dump({"output_dir": str(tmp_path / "out"), "ingest": {"base_ur": base_url},
+                                      "dumps": {"collinfo_url": base_url + "collinfo.json"}}))  # fmt: skip
+    with no_ray_address_env():
+        run = dag.test(run_conf={"config": str(config), "ray_address": ray_head})
+    log = capfd.readouterr()
+    assert run.state == "failed"
+    assert "unknown key(s) base_ur (did you mean base_url?)" in log.out + log.err
+    jobs = jobs_of_run(client, run.run_id)
+    assert len(jobs) == 2 and all(sid.endswith("-try1") for sid in jobs) and set(jobs.values()) == {"FAILED"}
+    states = {(ti.task_id, ti.map_index): (ti.state, ti.try_number) for ti in run.get_task_instances()}
+    assert states[("per_dump_ingest.ingest", 0)] == states[("per_dump_ingest.ingest", 1)] == ("failed", 1)
+    assert states[("append", -1)][0] == "upstream_failed"
