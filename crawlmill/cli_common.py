@@ -54,17 +54,28 @@ def print_json(data: object) -> None:
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Bad input, config or folders become `error: ...` and exit status 2; a write the storage
-    refused (full disk, quota, read-only) exit status 1, as failed tasks: rerun once it has room."""
-    from crawlmill.files import WRITE_ERRNOS
+    refused (full disk, quota, read-only) exit status 1, as failed tasks: rerun once it has room.
+    An object store's client error (no credentials, no connection, a refusal) is one line too,
+    naming the URL where known and saying what to check (`store_error`), exit status 2."""
+    from crawlmill.store_errors import client_class, store_error
 
     try:
         yield
     except BrokenPipeError:  # `crawlmill ... | head` has what it wanted: click ends quietly (exit 1), not "error: Broken pipe"
         raise
-    except OSError as exc:
-        raise fail(str(exc), 1 if exc.errno in WRITE_ERRNOS else 2) from None
-    except ValueError as exc:  # ConfigError, InputError, StageInputMismatch, TokenizerError, ShardError...
-        raise fail(str(exc)) from None
+    except Exception as exc:
+        if not isinstance(exc, (OSError, ValueError)) and client_class(exc) is None:  # typer.Exit, a bug's error...
+            raise
+        said = store_error(exc)
+        if said is not None:
+            raise fail(said) from None
+        if isinstance(exc, OSError):
+            from crawlmill.files import WRITE_ERRNOS
+
+            raise fail(str(exc), 1 if exc.errno in WRITE_ERRNOS else 2) from None
+        if isinstance(exc, ValueError):  # ConfigError, InputError, StageInputMismatch, TokenizerError, ShardError...
+            raise fail(str(exc)) from None
+        raise
 
 
 def _option(name: str, default: Any, annotation: Any) -> inspect.Parameter:

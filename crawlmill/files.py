@@ -58,7 +58,7 @@ WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
 _RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
 # A local path or a URL's UPath: both are pathlib-like (upath.UPath subclasses pathlib's ABC).
 AnyPath = Union[Path, Any]
-CACHE_ENV = "CRAWLMILL_CACHE"  # where remote models and tokenizers are copied (default ~/.cache/crawlmill)
+STORE_URL = "crawlmill_url"  # the attribute naming_store_errors gives an object store's error: the URL it concerns
 
 
 def is_url(path: str | os.PathLike) -> bool:
@@ -94,6 +94,20 @@ def fs_and_path(path: Any) -> tuple[Any, str]:
     return upath.fs, upath.path
 
 
+@contextlib.contextmanager
+def naming_store_errors(url: Any) -> Iterator[None]:
+    """An error raised in the block that names no file (s3fs's bare "Forbidden", botocore's
+    NoCredentialsError) gets `url` as its attribute STORE_URL (the innermost block's), which the
+    CLI's one-line error names (store_errors.store_error); its type and message stay as they are."""
+    try:
+        yield
+    except Exception as exc:
+        if getattr(exc, "filename", None) is None and getattr(exc, STORE_URL, None) is None:
+            with contextlib.suppress(AttributeError, TypeError):  # an exception type with __slots__
+                setattr(exc, STORE_URL, str(url))
+        raise
+
+
 def resolved(path: str | os.PathLike) -> str:
     """A stable name of `path` for records: the absolute local path, or the URL."""
     p = as_path(path)
@@ -119,7 +133,8 @@ def list_file_sizes(folder: Any, pattern: str = "*") -> list[tuple[AnyPath, int]
     folder = as_path(folder)
     if is_remote(folder):
         fs, root = fs_and_path(folder)
-        found = fs.glob(f"{root.rstrip('/')}/{pattern}", detail=True)
+        with naming_store_errors(folder):
+            found = fs.glob(f"{root.rstrip('/')}/{pattern}", detail=True)
         entries = [(as_path(fs.unstrip_protocol(name)), int(info.get("size") or 0)) for name, info in found.items() if info.get("type") == "file"]
     else:
         entries = []
@@ -133,15 +148,44 @@ def list_file_sizes(folder: Any, pattern: str = "*") -> list[tuple[AnyPath, int]
     return sorted(((p, size) for p, size in entries if not p.name.startswith(TMP_MARK)), key=lambda entry: str(entry[0]))
 
 
+def is_store_root(path: Any) -> bool:
+    """Whether a URL names a store's top container (`s3://bucket`, `gs://bucket/`, an Azure
+    container), which remove_tree empties but never deletes."""
+    p = as_path(path)
+    return is_remote(p) and "/" not in fs_and_path(p)[1].strip("/")
+
+
 def remove_tree(path: Any) -> None:
-    """Delete a folder and everything under it; nothing if it is absent."""
+    """Delete a folder and everything under it; nothing if it is absent. At a store's root
+    (`s3://bucket`) the objects in it only: s3fs's recursive rm of a bucket name deletes the bucket
+    itself (and whatever policy, versioning and lifecycle rules its owner gave it)."""
     p = as_path(path)
     if not is_remote(p):
         shutil.rmtree(p, ignore_errors=True)
         return
     fs, root = fs_and_path(p)
-    with contextlib.suppress(FileNotFoundError):
-        fs.rm(root.rstrip("/"), recursive=True)
+    root = root.rstrip("/")
+    if not root.strip("/"):
+        raise ValueError(f"{p}: not a folder or bucket: crawlmill never deletes everything in a store")
+    with naming_store_errors(p):
+        if not is_store_root(p):
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm(root, recursive=True)
+            return
+        # Each folder at the top deleted as any folder is (with the "name/" marker objects some tools
+        # write), the files in bulk requests. A folder gone meanwhile (or listed for delete markers
+        # alone) is skipped, not the end of the deletion.
+        try:
+            listed = [entry for entry in fs.ls(root, detail=True) if entry["name"].strip("/") != root.strip("/")]
+        except FileNotFoundError:
+            return
+        files = [entry["name"] for entry in listed if entry.get("type") != "directory"]
+        if files:
+            fs.rm(files)
+        for entry in listed:
+            if entry.get("type") == "directory":
+                with contextlib.suppress(FileNotFoundError):
+                    fs.rm(entry["name"].rstrip("/"), recursive=True)
 
 
 def remove_file(path: Any) -> None:
@@ -235,7 +279,8 @@ def _remote_atomic_path(final: Any) -> Iterator[Path]:
             yield tmp
         fs, key = fs_and_path(final)
         try:
-            fs.put_file(str(tmp), key)
+            with naming_store_errors(final):
+                fs.put_file(str(tmp), key)
         except OSError as exc:  # every error of the upload is the final file's (a missing bucket, a denied key)
             if exc.filename is not None or type(exc).__module__ != "builtins":
                 raise
@@ -308,11 +353,6 @@ def read_schema(path: Any) -> Any:
     return parquet_file(path).schema_arrow
 
 
-def cache_root() -> Path:
-    """The per-machine cache folder: $CRAWLMILL_CACHE, default ~/.cache/crawlmill."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "crawlmill")
-
-
 def read_range(path: Any, start: int, length: int) -> bytes:
     """`length` bytes of a file from byte `start`: one ranged GET for a URL (nothing more is
     fetched, unlike a buffered remote file, which reads whole blocks), a seek and read locally."""
@@ -325,68 +365,3 @@ def read_range(path: Any, start: int, length: int) -> bytes:
     with open(p, "rb") as f:
         f.seek(start)
         return f.read(length)
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    """An exclusive lock between the processes of this machine (fcntl; released when the holder
-    dies), so that the ranks or workers of a node that need one copy download it once."""
-    import fcntl
-
-    with open(lock_path, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def local_copy(path: Any, names: list[str] | None = None) -> Path:
-    """A local file or folder with the content of `path`: the path itself when local; for a URL a
-    copy in the local cache ($CRAWLMILL_CACHE, default ~/.cache/crawlmill), downloaded once per
-    machine and content version (keyed by the URL and every file's size and ETag or mtime), so
-    every worker of a node shares it. Used for models, tokenizers and shards that libraries read
-    from local files. `names` (paths relative to a folder `path`) copies only those files (training
-    needs a shard folder's .bin/.idx and manifest, not its docs tables); a name that is absent
-    raises FileNotFoundError.
-
-    Concurrency: the processes of a machine asking for the same copy take a file lock, so one
-    downloads while the others wait; the download goes to a temporary folder renamed into place
-    when complete, so a killed download is never taken for a copy (the next holder of the lock
-    deletes what it left)."""
-    p = as_path(path)
-    if not is_remote(p):
-        return p
-    fs, root = fs_and_path(p)
-    root = root.rstrip("/")
-    if names is not None:  # one listing, not a request per file (a folder may hold thousands of shards)
-        listed = fs.find(root, detail=True)
-        files = {f"{root}/{name}": listed.get(f"{root}/{name}") for name in names}
-        missing = [name for name, info in zip(names, files.values()) if info is None]
-        if missing:
-            raise FileNotFoundError(f"{p}: no {', '.join(missing[:5])}")
-    else:
-        files = {root: fs.info(root)} if fs.isfile(root) else fs.find(root, detail=True)
-    version = sorted((name, info.get("size"), str(info.get("ETag") or info.get("mtime") or info.get("LastModified"))) for name, info in files.items())
-    key = hashlib.sha256(json.dumps([str(p), version], default=str).encode()).hexdigest()[:24]
-    cache = cache_root() / "remote" / key
-    target = cache / p.name
-    if target.exists():
-        return target
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(cache.parent / f"{key}.lock"):
-        if target.exists():  # another process downloaded it while this one waited
-            return target
-        for stale in cache.parent.glob(f"{TMP_MARK}{key}-*"):  # a killed download's folder
-            shutil.rmtree(stale, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(prefix=f"{TMP_MARK}{key}-", dir=cache.parent))
-        try:
-            for name in files:
-                relative = os.path.relpath(name, root) if name != root else p.name
-                local = staging / p.name / relative if name != root else staging / p.name
-                local.parent.mkdir(parents=True, exist_ok=True)
-                fs.get_file(name, str(local))
-            os.replace(staging, cache)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return target

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 def read_run_config(config: str, working_dir: str | None) -> tuple[dict[str, Any], Any]:
@@ -28,13 +28,15 @@ def read_run_config(config: str, working_dir: str | None) -> tuple[dict[str, Any
     try:
         with fsspec.open(config, "r", encoding="utf-8") as f:
             data = yaml.safe_load(f)
-    except (OSError, yaml.YAMLError) as exc:
+    except yaml.YAMLError as exc:  # a mistake in the file: no retry mends it
+        raise AirflowFailException(f"{config}: not valid YAML ({exc})") from None
+    except OSError as exc:  # perhaps passing (a store, a network): retried
         raise AirflowException(
             f"cannot read the config {config} here, on the Airflow worker ({exc}); the DAG reads its "
             "dumps: section, so put it where the worker sees it (shared storage, an fsspec URL, or working_dir)"
         ) from None
     if not isinstance(data, dict):
-        raise AirflowException(f"{config}: expected a mapping")
+        raise AirflowFailException(f"{config}: expected a mapping")
     return data, config_folder(config_file(config)[0])
 
 
@@ -44,8 +46,22 @@ def output_dir_of(data: dict[str, Any], base: Any) -> str:
 
     output = str(data.get("output_dir") or "")
     if not output:
-        raise AirflowException("the config has no output_dir")
+        raise AirflowFailException("the config has no output_dir")
     try:
         return resolve_path(output, base)
     except ValueError as exc:  # a relative path above a URL config's bucket
-        raise AirflowException(f"output_dir: {exc}") from None
+        raise AirflowFailException(f"output_dir: {exc}") from None
+
+
+def dumps_section(data: dict[str, Any]) -> Any:
+    """The config's `dumps:` section, checked as crawlmill checks it; a mistake in it fails the task
+    at once (AirflowFailException: no retry mends a config)."""
+    from crawlmill.pipeline.dumps import DumpsConfig
+
+    section = data.get("dumps") or {}
+    if not isinstance(section, dict):
+        raise AirflowFailException(f"dumps: expected a mapping, got {type(section).__name__}")
+    try:
+        return DumpsConfig(**section)
+    except (TypeError, ValueError) as exc:
+        raise AirflowFailException(f"dumps: {exc}") from None

@@ -35,10 +35,10 @@ import shlex
 from typing import Any
 
 from airflow.sdk import DAG, chain, task, task_group
-from crawlmill_config import output_dir_of, read_run_config
+from crawlmill_config import dumps_section, output_dir_of, read_run_config
 from crawlmill_ray import dag_settings, ray_job_task
 
-from crawlmill.pipeline.dumps import APPEND_LAST, DumpsConfig, new_dumps
+from crawlmill.pipeline.dumps import APPEND_LAST, new_dumps
 from crawlmill.pipeline.definition import PIPELINE
 
 DAG_ID = "crawlmill_new_dump"
@@ -58,7 +58,7 @@ def append_entrypoint(stage: str) -> str:
 def find_new_dumps(params: dict[str, Any] | None = None) -> list[str]:
     """The dumps of the crawl list not appended to the config's output folder yet, oldest first."""
     data, base = read_run_config(params["config"], params.get("working_dir"))
-    found = new_dumps(DumpsConfig(**(data.get("dumps") or {})), output_dir_of(data, base))
+    found = new_dumps(dumps_section(data), output_dir_of(data, base))
     print(f"new dumps: {', '.join(found) or 'none'}")
     return found
 

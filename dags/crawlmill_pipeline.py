@@ -67,11 +67,10 @@ import os
 from typing import Any
 
 from airflow.sdk import DAG, chain, task, task_group
-from crawlmill_config import read_run_config
+from crawlmill_config import dumps_section, read_run_config
 from crawlmill_ray import dag_settings, ray_job_task
 
 from crawlmill.pipeline.definition import PIPELINE
-from crawlmill.pipeline.dumps import DumpsConfig
 
 DAG_ID = "crawlmill_pipeline"
 
@@ -96,7 +95,7 @@ if SCHEDULE and not DEFAULT_CONFIG:
 def dumps(params: dict[str, Any] | None = None) -> list[str]:
     """The config's dumps.ids (validated as crawlmill does); [""]: no dumps section, one run of the inputs."""
     data, _ = read_run_config(params["config"], params.get("working_dir"))
-    ids = DumpsConfig(**(data.get("dumps") or {})).ids
+    ids = dumps_section(data).ids
     return ids or [""]
 
 

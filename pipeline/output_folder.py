@@ -21,7 +21,7 @@ import os
 import posixpath
 from typing import TYPE_CHECKING, Any, Sequence
 
-from crawlmill.files import TMP_MARK, AnyPath, as_path, fs_and_path, is_remote, is_url, remove_tree
+from crawlmill.files import TMP_MARK, AnyPath, as_path, fs_and_path, is_remote, is_url, naming_store_errors, remove_tree
 
 from .parts import PARTS_DIR
 
@@ -40,10 +40,17 @@ STAGE_MARKERS = (TASKS_FILE, SUCCESS_FILE, STATS_FILE, PARTS_DIR, WORK_DIR)
 # What makes a folder a training run's (`crawlmill train --output`; training/runlog.py, checkpoint.py).
 RUN_MARKERS = ("run.json", "log.jsonl", "checkpoints")
 # Every name a stage (or a training run) writes at the top of its output folder, as fnmatch
-# patterns: anything else there is someone else's, and --overwrite refuses to delete it.
+# patterns: anything else there is someone else's, and --overwrite refuses to delete it. The "_"
+# names one by one, not "_*": a user's `_notes/` beside the parts is theirs too.
+# (tests/pipeline/test_output_folder.py checks these against the constants of the modules that write them.)
 OWN_NAMES = (
-    "_*", f"{TMP_MARK}*", "part-*.parquet",
-    ".nfs*", ".DS_Store", ".ranks-see-*",  # NFS's files deleted while open, Finder's, training's shared-folder probe (training/sharing.py)  # every stage: markers, _quarantine/, _dropped/, _report/, _model/...; temporaries; parts
+    TASKS_FILE, SUCCESS_FILE, STATS_FILE, PARTS_DIR, WORK_DIR,  # every stage (runner.py, parts.py)
+    "_quarantine", "_dropped",  # a part stage's rejects (parts.py QUARANTINE_DIR, DROPPED_DIR)
+    "_report", "_index",  # dedup's report (dedup/report.py REPORT_DIR); appended dumps' dedup index (dumps.py INDEX_FOLDER)
+    "_model", "_quality.json",  # quality: a model trained in the run, its summary (quality/stage.py MODEL_DIR, SUMMARY)
+    "_run.json", "_dumps.json",  # a run's output_dir: its summary (accounting.py RUN_FILE), appended dumps (dumps.py STATE_FILE)
+    f"{TMP_MARK}*", "part-*.parquet",  # temporaries; parts
+    ".nfs*", ".DS_Store", ".ranks-see-*",  # NFS's files deleted while open, Finder's, training's shared-folder probe (training/sharing.py)
     "duplicates",  # dedup
     "mixture.json", "mixture.png",  # remix
     "manifest.json", "domains.parquet", "*.bin", "*.idx", "*.docs.parquet", "blend.json",  # pack (and appended dumps' blend)
@@ -72,12 +79,13 @@ def folder_names(folder: AnyPath) -> list[str] | None:
     if is_remote(folder):
         fs, root = fs_and_path(folder)
         root = root.rstrip("/")
-        if fs.isfile(root):
-            raise OutputFolderRefused(f"{folder} is a file, not a folder: choose another output folder")
-        try:
-            listed = fs.ls(root, detail=False)
-        except FileNotFoundError:
-            return None
+        with naming_store_errors(folder):  # no credentials, a refusal ("Forbidden"): the CLI's error names the folder
+            if fs.isfile(root):
+                raise OutputFolderRefused(f"{folder} is a file, not a folder: choose another output folder")
+            try:
+                listed = fs.ls(root, detail=False)
+            except FileNotFoundError:
+                return None
         fulls = [str(name).rstrip("/") for name in listed]
         names = [full.rsplit("/", 1)[-1] for full in fulls if full and full != root]  # some stores list the folder itself
     else:
@@ -97,8 +105,9 @@ def check_output_folder(
     and --overwrite does not delete it), and with `overwrite` one that also holds a name no stage
     writes (`OWN_NAMES`), which the deletion would take with it. A new or empty folder is fine."""
     output = as_path(output_dir)
-    if not overwrite and (output / TASKS_FILE).exists():  # a stage's own folder, resumed: no listing needed
-        return
+    with naming_store_errors(output):  # often the run's first request to the store: its errors name the folder
+        if not overwrite and (output / TASKS_FILE).exists():  # a stage's own folder, resumed: no listing needed
+            return
     names = folder_names(output)
     if not names:
         return

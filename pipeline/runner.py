@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from crawlmill.files import (
-    AnyPath, as_path, atomic_write_json, atomic_write_text, is_remote, list_files, make_dirs, read_json,
+    AnyPath, as_path, atomic_write_json, atomic_write_text, is_remote, is_store_root, list_files, make_dirs, read_json,
     remove_temporaries, remove_tree,
 )  # fmt: skip
 
@@ -235,7 +235,7 @@ def run_stage(
         linked = not is_remote(output) and os.path.islink(output)  # rmtree keeps a linked folder, silently
         target = as_path(os.path.realpath(output)) if linked else output
         remove_tree(target)
-        if target.exists():  # no permission: remove_tree says nothing either
+        if list_files(target, "**/*") if is_store_root(target) else target.exists():  # no permission: remove_tree says nothing either (a bucket stays, emptied)
             raise OutputFolderRefused(f"--overwrite: {output} could not be deleted; delete it yourself or choose another output folder")
         if linked:
             make_dirs(target)  # the link keeps pointing at a folder

@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from crawlmill.files import as_path, file_size, is_remote, local_copy, open_binary
+from crawlmill.files import as_path, file_size, is_remote, open_binary
+from crawlmill.local_cache import local_copy
 
 MAGIC = b"MMIDIDX\x00\x00"
 HEADER_SIZE = 34  # magic 9 + version 8 + dtype 1 + sequence count 8 + document count 8
@@ -74,7 +75,7 @@ def read_index(path: str | Path, multimodal: bool | None = None) -> IndexFile:
     """Parse and size-check an .idx file; ShardError if it is not a well-formed MMIDIDX file.
 
     `multimodal=None` accepts either layout (decided by the file size). An index at a URL is
-    copied to the local cache first (crawlmill.files.local_copy: once per machine and version; an
+    copied to the local cache first (crawlmill.local_cache.local_copy: once per machine and version; an
     .idx is small beside its .bin) and mapped there; errors still name the URL.
     """
     path = as_path(path)

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from crawlmill.bytelevel import CHAR_TO_BYTE
-from crawlmill.files import as_path, atomic_path, file_size, is_remote, local_copy, read_range, read_table, sha256_file
+from crawlmill.files import as_path, atomic_path, file_size, is_remote, read_range, read_table, sha256_file
+from crawlmill.local_cache import local_copy
 
 from .mmidx import IndexFile, ShardError, check_index, read_index, scan_tokens
 from .shardset import ShardSet, open_shards

@@ -3,7 +3,7 @@
 
 Shards at a URL: Megatron's IndexedDataset maps local files, so each machine copies the files a
 run reads of each shard folder (manifest.json and every blended shard's .bin and .idx, not the
-docs tables) into its cache ($CRAWLMILL_CACHE/remote/KEY, crawlmill.files.local_copy): once per
+docs tables) into its cache ($CRAWLMILL_CACHE/remote/KEY, crawlmill.local_cache.local_copy): once per
 machine and content version (the key holds every file's ETag, so a repacked folder is fetched
 again), under a file lock so that the local ranks starting together download it once.
 
@@ -28,7 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from crawlmill.files import AnyPath, as_path, cache_root, fs_and_path, is_url, list_files, local_copy, remove_file
+from crawlmill.files import AnyPath, as_path, fs_and_path, is_url, list_files, remove_file
+from crawlmill.local_cache import cache_root, local_copy
 from crawlmill.shards.manifest import MANIFEST
 
 from .runlog import LOG_FILE, RUN_FILE

@@ -85,7 +85,7 @@ def nearest_languages(code: str, choices: tuple[str, ...] | list[str]) -> list[s
 class FastTextLanguageId:
     @staticmethod
     def resolve_path(model_path: str | Path | None) -> Path:
-        from crawlmill.files import local_copy  # a URL's model: copied once per machine
+        from crawlmill.local_cache import local_copy  # a URL's model: copied once per machine
 
         return local_copy(model_path) if model_path else default_model_path()
 

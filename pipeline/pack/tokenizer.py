@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from crawlmill.files import as_path, local_copy, sha256_file
+from crawlmill.files import as_path, sha256_file
+from crawlmill.local_cache import local_copy
 
 # Megatron-Core's DType.optimal_dtype: uint16 below 65,500 entries, else int32.
 UINT16_LIMIT = 65500

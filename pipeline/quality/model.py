@@ -23,7 +23,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from crawlmill.files import as_path, local_copy
+from crawlmill.files import as_path
+from crawlmill.local_cache import local_copy
 
 from .text import prepare
 

@@ -1,6 +1,7 @@
 """The README's demo: `crawlmill run configs/demo.yaml` on the sample corpus shipped in the repo,
 byte for byte the output it gave before the pipeline moved onto one runner (demo_checksums.json)."""
 
+import fnmatch
 import hashlib
 import json
 import shutil
@@ -48,12 +49,27 @@ def test_demo_config_runs_end_to_end(ray_local, tmp_path):
     valid = [r for r in log if r["kind"] == "valid"]
     assert [r["step"] for r in valid] == [20, 40, 60] and valid[-1]["loss"] < valid[0]["loss"] and valid[-1]["bpb"] < valid[0]["bpb"]
     assert "train done" in result.output
+    assert_every_folder_may_be_overwritten(tmp_path / "demo-output")
     # A second run resumes: nothing to do, same stats.
     again = CliRunner().invoke(app, ["run", str(tmp_path / "demo.yaml"), "--no-progress"])
     assert again.exit_code == 0 and "4 part(s) were already finished" in again.output
     assert "tokenizer already trained" in again.output and "train already done" in again.output
     assert json.loads((tmp_path / "demo-output/dedup/_stats.json").read_text()) == deduped
     shutil.rmtree(tmp_path / "demo-output")
+
+
+def assert_every_folder_may_be_overwritten(root: Path) -> None:
+    """Every stage folder of the run (and the run's training folder) holds only names crawlmill
+    writes (output_folder.OWN_NAMES): --overwrite may delete each. So does the quality model the
+    run trained (a `crawlmill quality train` folder, when trained alone)."""
+    from crawlmill.pipeline.output_folder import OWN_NAMES, RUN_MARKERS, STAGE_MARKERS, check_output_folder
+
+    folders = sorted({path.parent for path in root.rglob("_tasks.json")})
+    assert {folder.name for folder in folders} >= {"ingest", "filter", "dedup", "quality", "remix", "tokenizer", "shards", "train"}, folders
+    for folder in folders:
+        check_output_folder(folder, overwrite=True, markers=STAGE_MARKERS + RUN_MARKERS)
+    model = [p.name for p in (root / "quality/_model").iterdir()]
+    assert model and not [name for name in model if not any(fnmatch.fnmatchcase(name, pattern) for pattern in OWN_NAMES)], model
 
 
 def assert_demo_classifier_ranks_clean_pages_above_junk(root: Path) -> None:

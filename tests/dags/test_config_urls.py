@@ -41,3 +41,27 @@ def test_the_dag_and_crawlmill_run_agree_on_a_url_configs_output_dir(airflow_hom
     (tmp_path / "run.yaml").write_text("output_dir: out\n")
     data, base = config_module.read_run_config("run.yaml", working_dir=str(tmp_path))
     assert config_module.output_dir_of(data, base) == str(tmp_path / "out") == load_run_config(tmp_path / "run.yaml").output_dir
+
+
+def test_a_mistake_in_the_config_fails_the_dags_own_tasks_at_once(airflow_home, tmp_path):
+    """What the DAGs' Python tasks read of the config (dumps, find_new_dumps): a mistake in it no retry
+    mends fails at once (AirflowFailException); a file not readable now may be, and is retried."""
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    config_module = dag_module("crawlmill_config")
+    cases = {
+        "bad.yaml": ("output_dir: [unclosed\n", "not valid YAML"),
+        "list.yaml": ("- a\n", "expected a mapping"),
+        "no_output.yaml": ("dumps: {ids: [CC-MAIN-2024-10]}\n", "the config has no output_dir"),
+        "bad_dump.yaml": ("output_dir: out\ndumps: {ids: [CC-MAIN-2024]}\n", "dumps: "),
+        "bad_key.yaml": ("output_dir: out\ndumps: {idz: [CC-MAIN-2024-10]}\n", "dumps: "),
+    }
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(AirflowFailException, match=message):
+            data, base = config_module.read_run_config(str(tmp_path / name), working_dir=None)
+            config_module.output_dir_of(data, base)
+            config_module.dumps_section(data)
+    with pytest.raises(AirflowException) as missing:
+        config_module.read_run_config(str(tmp_path / "nope.yaml"), working_dir=None)
+    assert not isinstance(missing.value, AirflowFailException)

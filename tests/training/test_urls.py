@@ -275,7 +275,7 @@ def test_concurrent_copies_of_a_shard_folder_download_it_once(s3, tiny_shards, t
     and take its copy; a changed folder (another ETag) is fetched again."""
     import tempfile
 
-    from crawlmill.files import local_copy
+    from crawlmill.local_cache import local_copy
     from crawlmill.training.runstore import shard_names
 
     monkeypatch.setenv("CRAWLMILL_CACHE", str(tmp_path / "cache"))

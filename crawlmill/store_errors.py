@@ -1,0 +1,103 @@
+"""An object store's client errors (s3fs/botocore, gcsfs, adlfs, aiohttp) as one line a user can act
+on: the URL the request was about and what to check (credentials, endpoint, a refusal). The CLI's
+`user_errors` (cli_common.py) prints it with exit status 2. The clients' classes are told apart by
+their module and name, so none is imported where no store was used (`--help` stays fast).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+_CLIENT_MODULES = ("botocore.", "aiobotocore.", "aiohttp.", "google.auth.", "google.api_core.", "gcsfs.", "azure.core.", "azure.identity.", "adlfs.", "fsspec.exceptions")
+_NO_CREDENTIALS = {
+    "NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError", "NoAuthTokenError", "ProfileNotFound", "SSOTokenLoadError",
+    "TokenRetrievalError", "UnauthorizedSSOTokenError", "DefaultCredentialsError", "RefreshError", "ClientAuthenticationError", "CredentialUnavailableError",
+}  # fmt: skip
+_NO_CONNECTION = {
+    "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError", "ProxyConnectionError", "SSLError", "HTTPClientError",
+    "ClientConnectorError", "ClientConnectionError", "ServerDisconnectedError", "ClientOSError", "ServerTimeoutError", "FSTimeoutError",
+}  # fmt: skip
+_REFUSED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "AllAccessDisabled", "Forbidden", "403"}
+
+
+def client_class(exc: BaseException) -> Optional[str]:
+    """The name of the store-client class `exc` is (or derives from), if it is one."""
+    for cls in type(exc).__mro__:
+        if cls.__module__.startswith(_CLIENT_MODULES):
+            return cls.__name__
+    return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and the errors it was raised from or while handling (`raise ... from None` keeps them in __context__)."""
+    found = [exc]
+    while len(found) < 8 and (found[-1].__cause__ or found[-1].__context__) is not None:
+        found.append(found[-1].__cause__ or found[-1].__context__)  # type: ignore[arg-type]
+    return found
+
+
+def _refused(exc: BaseException) -> bool:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    error, meta = response.get("Error") or {}, response.get("ResponseMetadata") or {}
+    return str(error.get("Code")) in _REFUSED_CODES or meta.get("HTTPStatusCode") == 403
+
+
+def _s3_request(exc: BaseException) -> Optional[str]:
+    """The object an S3 request that failed was about, `s3://BUCKET/KEY (Operation)`, from the
+    request's frame in the traceback (s3fs's `_call_s3`), for an error that names no file."""
+    tb = exc.__traceback__
+    found = None
+    while tb is not None:
+        frame = tb.tb_frame
+        kwargs = frame.f_locals.get("kwargs") if frame.f_code.co_name == "_call_s3" else None
+        if isinstance(kwargs, dict) and kwargs.get("Bucket"):
+            key = kwargs.get("Key") or kwargs.get("Prefix") or ""
+            method = frame.f_locals.get("method")
+            found = f"s3://{kwargs['Bucket']}/{key}".rstrip("/") + (f" ({getattr(method, '__name__', method)})" if method else "")
+        tb = tb.tb_next
+    return found
+
+
+def store_error(exc: BaseException) -> Optional[str]:
+    """The one-line message of an object store's error, with what to check; None for other errors.
+    Our own errors (a ValueError or OSError naming their file) raised from one keep their text and
+    get the hint; a client's error gets the URL it concerns (files.naming_store_errors, or s3fs's
+    request) and its class name."""
+    from crawlmill.files import STORE_URL
+
+    chain = _chain(exc)
+    names = [client_class(e) for e in chain]
+    google = any(type(e).__module__.startswith("google.") for e in chain)
+    azure = any(type(e).__module__.startswith(("azure.", "adlfs.")) for e in chain)
+    if any(name in _NO_CREDENTIALS for name in names):
+        if google:
+            hint = "no usable credentials for Google Cloud Storage: set GOOGLE_APPLICATION_CREDENTIALS to a service account's key file, or run `gcloud auth application-default login`"
+        elif azure:
+            hint = "no usable credentials for Azure storage: set AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY"
+        else:
+            hint = ("no usable credentials for the object store: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones), "
+                    "or AWS_PROFILE to a profile of ~/.aws/credentials")  # fmt: skip
+    elif any(name in _NO_CONNECTION for name in names):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        if any(type(e).__module__.startswith(("botocore.", "aiobotocore.")) for e in chain):
+            now = f"it is {endpoint}" if endpoint else "unset: AWS's own endpoint"
+            hint = f"the object store could not be reached: check its address, AWS_ENDPOINT_URL ({now}), and the network"
+        else:
+            hint = "the object store could not be reached: check the URL and the network"
+    elif any(_refused(e) for e in chain):
+        hint = "the object store refused the request: check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) and that they may access this bucket"
+    elif names[0] is not None:  # another error of a client: one line, no hint
+        hint = ""
+    else:
+        return None
+    if names[0] is None and isinstance(exc, (ValueError, OSError)) and not isinstance(exc, PermissionError):
+        text = str(exc)  # ours, naming what it was about (or an OSError with its file)
+    else:
+        text = str(exc) if names[0] is None else f"{names[0]}: {exc}"
+        url = getattr(exc, "filename", None) or getattr(exc, STORE_URL, None) or _s3_request(exc)
+        if url and str(url).split(" (")[0] not in text:
+            text = f"{url}: {text}"
+    return f"{text.rstrip('.')}; {hint}" if hint else text
