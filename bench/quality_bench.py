@@ -32,6 +32,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import threading
@@ -66,7 +67,11 @@ def train_model(text_dir: Path, folder: Path) -> Path:
         negative=[f"en={t}/en/tinyshakespeare.txt", f"zh={t}/zh/peoples_daily_199801_raw.txt"], min_chars=20,
     )  # fmt: skip
     train_classifier(config, str(folder))
-    return folder / "model.bin"
+    # The bare fastText file, as datatrove and DCLM load one: outside its folder, whose
+    # quality_model.json would otherwise give it crawlmill's own preparation.
+    bare = folder.parent / "bare-model.bin"
+    shutil.copyfile(folder / "model.bin", bare)
+    return bare
 
 
 def speed(model_file: Path, docs: dict[str, list[str]], repeat: int) -> dict:
@@ -80,7 +85,7 @@ def speed(model_file: Path, docs: dict[str, list[str]], repeat: int) -> dict:
     datatrove = FastTextClassifierFilter(str(model_file), keep_labels=[("hq", 0.5)], newline_replacement=" ")
     datatrove.model  # loaded before timing  # noqa: B018
     ours = QualityModel.load(model_file, "__label__hq", "newlines")
-    own = QualityModel.load(model_file.parent)
+    own = QualityModel.load(model_file.parent / "model")  # the trained folder (train_model)
     for lang, texts in docs.items():
         batches = [texts[i : i + 1024] for i in range(0, len(texts), 1024)]
         timings = {"datatrove": [], "crawlmill": [], "crawlmill_own_preparation": []}
@@ -121,7 +126,7 @@ def memory(model_dir: Path, docs: list[str], cpus: int, parts: int, work: Path) 
     from crawlmill.pipeline import runner
     from crawlmill.pipeline.parts import commit_folder
     from crawlmill.pipeline.quality.config import QualityConfig
-    from crawlmill.pipeline.quality.stage import QualityStage, load_model, score_part
+    from crawlmill.pipeline.quality.stage import QualityStage
     from crawlmill.pipeline.schema import DOCUMENT_SCHEMA, document_id
 
     folder = work / "input"

@@ -66,10 +66,10 @@ app = typer.Typer(
 def score(
     inputs: List[str] = typer.Argument(..., help="Finished stage output folders (e.g. dedup's)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="A `crawlmill quality train` folder, or a fastText model file (.bin/.ftz)."),
-    positive_label: Optional[str] = typer.Option(None, "--positive-label", help="A model file's label whose probability is the score."),
-    normalize: Optional[str] = typer.Option(None, "--normalize", help="A model file's text preparation: newlines (DCLM's) or crawlmill."),
+    positive_label: Optional[str] = typer.Option(None, "--positive-label", help="A model file's label whose probability is the score [default: __label__hq]; a model folder's (or a file inside one) is its quality_model.json's, and a different one is refused."),
+    normalize: Optional[str] = typer.Option(None, "--normalize", help="A model file's text preparation: newlines (DCLM's) or crawlmill [default: newlines]; a model folder's (or a file inside one) is its quality_model.json's, and a different one is refused."),
     keep_top: Optional[float] = typer.Option(None, "--keep-top", help="Keep this share of each language's documents, best first."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Keep documents scoring at least this."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Keep documents scoring at least this: a probability in (0, 1) (0.3, not 30), a graded model's expected grade in (0, max grade)."),
     label_only: Optional[bool] = typer.Option(None, "--label-only", help="Keep every document; only add quality_score and quality_bucket (also when no rule is given)."),
     buckets: Optional[int] = typer.Option(None, "--buckets", help="Percentile buckets of the score (byte-weighted, per language)."),
 ) -> None:
@@ -101,9 +101,9 @@ class _LazySpec:
     ),
 )  # fmt: skip
 def train(
-    positive: Optional[List[str]] = typer.Option(None, "--positive", help="Reference text: LANG=PATH (a pipeline folder, Parquet, JSONL, or text: one document a line)."),
-    negative: Optional[List[str]] = typer.Option(None, "--negative", help="Web text, as --positive ([LANG=]PATH; without LANG= the rows' lang column)."),
-    labels: Optional[str] = typer.Option(None, "--labels", help="Labelled examples: JSONL with text, lang and grade (e.g. 0-5) or label (a topic, for remix's classifier)."),
+    positive: Optional[List[str]] = typer.Option(None, "--positive", help="Reference text: LANG=PATH (a pipeline folder, Parquet, JSONL, or text: one document a line); LANG one of --language. Plain text needs LANG=; a folder or file with a lang column or field may leave it out."),
+    negative: Optional[List[str]] = typer.Option(None, "--negative", help="Web text, as --positive ([LANG=]PATH; without LANG= the rows' lang column or field)."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Labelled examples: JSONL with text, lang and grade (e.g. 0-5) or label (a topic, for remix's classifier); lang may be left out only when one --language is trained."),
     languages: Optional[List[str]] = typer.Option(None, "--language", help="Languages to train (repeat the flag; default en and zh)."),
     per_language: Optional[bool] = typer.Option(None, "--per-language", help="One model per language (default: one model for all)."),
     heldout: Optional[float] = typer.Option(None, "--heldout", help="Share of the documents held out for the report."),

@@ -54,6 +54,13 @@ class ClassifierTrainConfig:
         if not 0 < self.lr < float("inf") or not self.languages:
             raise ValueError("lr must be a finite number > 0 and languages not empty")
 
+    def check(self) -> None:
+        """The inputs, before anything runs: each exists, and each document's language is known and
+        trained (inputs.py)."""
+        from .inputs import check_training_inputs
+
+        check_training_inputs(self)
+
 
 @dataclass
 class QualityConfig:
@@ -61,8 +68,11 @@ class QualityConfig:
     # A model folder of `crawlmill quality train`, or any fastText model file (.bin/.ftz; e.g. DCLM's).
     model: str | None = field(default=None, metadata={"path": True})
     train: ClassifierTrainConfig | None = None  # no model: train one in the run (into the stage folder)
-    positive_label: str = "__label__hq"  # a model file's label whose probability is the score (DCLM's)
-    normalize: str = "newlines"  # a model file's text preparation: newlines (DCLM's) or crawlmill (ours)
+    # A model file's label whose probability is the score (default __label__hq, DCLM's) and its text
+    # preparation: newlines (the default, DCLM's) or crawlmill (ours). A model folder, and a model file
+    # inside one, has its own (quality_model.json): a setting given against them is refused.
+    positive_label: str | None = None
+    normalize: str | None = None
     keep_top: float | None = None  # keep this share of each language's documents, best first
     threshold: float | None = None  # or: keep documents scoring at least this
     label_only: bool = False  # or: keep everything, only add the score and bucket (also when neither is given)
@@ -78,7 +88,11 @@ class QualityConfig:
             raise ValueError("give one of keep_top (--keep-top), threshold (--threshold) or label_only (--label-only)")
         if self.keep_top is not None and not 0 < self.keep_top <= 1:
             raise ValueError(f"keep_top {self.keep_top}: must be in (0, 1]")
-        if self.normalize not in NORMALIZATIONS:
+        if self.threshold is not None and not 0 < self.threshold < float("inf"):
+            raise ValueError(f"threshold {self.threshold}: must be a score above 0 (a probability in (0, 1); a graded model's expected grade)")
+        if self.threshold is not None and self.model is None and self.train is not None and self.train.labels is None:
+            check_threshold(self.threshold, 1.0, "the classifier trained in the run (positive vs negative text)")
+        if self.normalize is not None and self.normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize {self.normalize!r}: choose one of {', '.join(NORMALIZATIONS)}")
         if not 2 <= self.buckets <= 100 or self.batch_rows < 1:
             raise ValueError("buckets must be in [2, 100] and batch_rows at least 1")
@@ -92,6 +106,28 @@ class QualityConfig:
         return "top" if self.keep_top is not None else "threshold" if self.threshold is not None else "label"
 
     def check(self) -> None:
-        
+        """The model (its settings against those given, the threshold against its score's range) and
+        the files `train:` names, before any stage of a run starts."""
         if self.model is not None and not as_path(self.model).exists():
             raise FileNotFoundError(f"model: {self.model} does not exist (a `crawlmill quality train` folder or a fastText model file)")
+        if self.model is not None:
+            from .model import check_model_settings
+
+            info = check_model_settings(self.model, self.positive_label, self.normalize)
+            if self.threshold is not None and info.topics is None:
+                check_threshold(self.threshold, info.max_score, self.model, graded=info.grades is not None)
+        if self.train is not None:
+            try:
+                self.train.check()
+            except ValueError as exc:  # named as in the run config
+                raise ValueError("\n".join(f"train.{line}" for line in str(exc).splitlines())) from None
+
+
+def check_threshold(threshold: float, max_score: float, model: str, graded: bool = False) -> None:
+    """Refuse a threshold no score of the model can usefully be measured against: the score of a
+    binary model is a probability in [0, 1], a graded model's the expected grade in [0, max grade]."""
+    if 0 < threshold < max_score:
+        return
+    scale = f"an expected grade in [0, {max_score:g}]" if graded else "a probability in [0, 1]"
+    hint = f" ({threshold:g} as a percentage is {threshold / 100:g})" if not graded and 1 < threshold <= 100 else ""
+    raise ValueError(f"threshold {threshold:g}: the score of {model} is {scale}; give a threshold strictly between 0 and {max_score:g}{hint}, or keep a share of the documents with keep_top (--keep-top)")

@@ -2,7 +2,10 @@
 
 A model folder (`crawlmill quality train`) holds `quality_model.json` and its `.bin` files; any
 single fastText model file works too (DCLM's released `__label__hq` classifier, for one), scored as
-the probability of `positive_label` with the `newlines` text preparation unless told otherwise.
+the probability of `positive_label` with the `newlines` text preparation unless told otherwise. A
+model file of a folder (`models/quality/model.bin`) is read with the settings of the
+quality_model.json beside it, so it scores exactly as its folder does (a per-language folder's
+`model-en.bin`: its language only).
 
 The score of a document: the probability of the positive label (binary models), or the expected
 grade Σ p(grade) · grade (models trained on graded labels, e.g. an LLM annotator's 0-5, as
@@ -31,6 +34,7 @@ from .text import prepare
 MODEL_FILE = "quality_model.json"
 FORMAT = "crawlmill-quality/1"
 ALL = "*"  # the key of a model that serves every language
+FROM_MODEL = ""  # QualityModel.load's positive_label: the model's own (its quality_model.json), else __label__hq
 
 
 @dataclass
@@ -54,16 +58,71 @@ def write_model_info(folder: Any, info: ModelInfo) -> None:
     atomic_write_json(folder / MODEL_FILE, asdict(info))
 
 
-def read_model_info(path: Any, positive_label: str = "__label__hq", normalize: str = "newlines") -> ModelInfo:
-    """A model's settings without loading it: a folder's quality_model.json, or a fastText file's defaults."""
+DEFAULT_LABEL, DEFAULT_NORMALIZE = "__label__hq", "newlines"  # a lone model file's (DCLM's)
+
+
+def _info_file(path: Any) -> ModelInfo:
+    try:
+        return ModelInfo(**json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: not a {FORMAT} settings file ({exc})") from None
+
+
+def settings_file(path: Any) -> Any:
+    """The quality_model.json that holds a model's settings: a folder's, or the one beside a model
+    file when it names that file; None for a lone model file (or no such path)."""
+    path = as_path(path)
+    if path.is_dir():
+        return path / MODEL_FILE
+    beside = path.parent / MODEL_FILE
+    if path.is_file() and beside.is_file() and path.name in _info_file(beside).models.values():
+        return beside
+    return None
+
+
+def contradictions(info: ModelInfo, where: Any, positive_label: str | None, normalize: str | None) -> list[str]:
+    """Settings given for a model that disagree with its quality_model.json (`where`), as lines."""
+    lines = []
+    if positive_label is not None and (info.grades is not None or info.topics is not None):
+        kind = "graded (the score is the expected grade)" if info.grades is not None else "a topic model"
+        lines.append(f"positive_label {positive_label!r}: {where} is {kind}; it has no positive label")
+    elif positive_label is not None and positive_label != info.positive_label:
+        lines.append(f"positive_label {positive_label!r}: {where} says {info.positive_label!r}")
+    if normalize is not None and normalize != info.normalize:
+        lines.append(f"normalize {normalize!r}: {where} says {info.normalize!r} (the text preparation the model was trained with)")
+    return lines
+
+
+def read_model_info(path: Any, positive_label: str | None = None, normalize: str | None = None) -> ModelInfo:
+    """A model's settings without loading it: a folder's quality_model.json; for a model file, the
+    quality_model.json beside it when it names the file (only that file's entries: the same scores
+    as the folder), else `positive_label` and `normalize` (None: __label__hq, newlines). A setting
+    given for a model file that contradicts the quality_model.json beside it is refused
+    (ValueError); a folder's settings are its own (the stage refuses settings given against them)."""
     path = as_path(path)
     if path.is_dir():
         if not (path / MODEL_FILE).is_file():
             raise FileNotFoundError(f"{path}: no {MODEL_FILE} (a `crawlmill quality train` folder, or give a fastText model file)")
-        return ModelInfo(**json.loads((path / MODEL_FILE).read_text(encoding="utf-8")))
+        return _info_file(path / MODEL_FILE)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file or folder")
-    return ModelInfo(models={ALL: path.name}, positive_label=positive_label, normalize=normalize)
+    beside = settings_file(path)
+    if beside is None:
+        return ModelInfo(models={ALL: path.name}, positive_label=positive_label or DEFAULT_LABEL, normalize=normalize or DEFAULT_NORMALIZE)
+    info = _info_file(beside)
+    if problems := contradictions(info, beside, positive_label, normalize):
+        raise ValueError("\n".join([*problems, f"{path} belongs to that model folder and is scored with its settings: leave those options out (or score the folder {path.parent})"]))
+    info.models = {key: name for key, name in info.models.items() if name == path.name}
+    return info
+
+
+def check_model_settings(path: Any, positive_label: str | None, normalize: str | None) -> ModelInfo:
+    """read_model_info, and for a folder too: settings given that contradict its quality_model.json
+    are refused (ValueError, a line each), rather than ignored."""
+    info = read_model_info(path, positive_label, normalize)
+    if as_path(path).is_dir() and (problems := contradictions(info, as_path(path) / MODEL_FILE, positive_label, normalize)):
+        raise ValueError("\n".join([*problems, "a model folder is scored with its own settings: leave those options out"]))
+    return info
 
 
 def model_digest(path: Any) -> dict[str, str]:
@@ -71,7 +130,8 @@ def model_digest(path: Any) -> dict[str, str]:
     from crawlmill.files import list_files, sha256_file
 
     path = as_path(path)
-    files = list_files(path, "*.bin") + list_files(path, "*.json") if path.is_dir() else [path]
+    beside = None if path.is_dir() else settings_file(path)  # its settings are part of the file's identity
+    files = list_files(path, "*.bin") + list_files(path, "*.json") if path.is_dir() else [path, *([beside] if beside else [])]
     return {f.name: sha256_file(f) for f in files if f.name != "train_report.json"}
 
 
@@ -84,13 +144,14 @@ class QualityModel:
         self.fast = {key: FastInference(m) for key, m in models.items() if unsupported_reason(m) is None}
 
     @classmethod
-    def load(cls, path: Any, positive_label: str | None = "__label__hq", normalize: str = "newlines") -> "QualityModel":
-        """A model folder (its settings from quality_model.json) or a fastText file; `positive_label`
-        None: any labels (the model is read with `top_labels` only)."""
+    def load(cls, path: Any, positive_label: str | None = FROM_MODEL, normalize: str | None = None) -> "QualityModel":
+        """A model folder (its settings from quality_model.json) or a fastText file (read_model_info);
+        `positive_label` FROM_MODEL (or normalize None): the model's own, else the file default;
+        `positive_label` None: any labels (the model is read with `top_labels` only)."""
         import fasttext
 
+        info = read_model_info(path, positive_label or None, normalize)  # where it is (a URL file's settings lie beside it)
         path = local_copy(path)  # a URL's model: copied once per machine (the cache is shared by its workers)
-        info = read_model_info(path, positive_label or "__label__hq", normalize)
         folder = Path(path) if Path(path).is_dir() else Path(path).parent
         files = {lang: folder / name for lang, name in info.models.items()}
         models = {lang: fasttext.load_model(str(file)) for lang, file in files.items()}

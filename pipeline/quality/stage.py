@@ -10,23 +10,28 @@ Steps, through the runner:
    processes forked from the loader, so a multi-gigabyte model (DCLM's) exists once per node, not once
    per worker; each part's scores go to `_work/scores/`, its per-language histograms to `_work/hist/`.
 3. the driver sums the histograms (buckets.py): per language, the byte-weighted percentile boundaries
-   of `buckets` buckets, and the cut-off of `keep_top`.
+   of `buckets` buckets, and the cut-off of `keep_top`; `refine` (keep-top only, when the cut-off's
+   histogram bin holds more than the share needs) reads that bin's scores again to make it exact.
 4. `parts`: every input part again, with `quality_score` and `quality_bucket` (0 worst .. buckets-1
    best; null for a language the model does not score), kept by the rule: the best `keep_top` of each
    language, or a score >= `threshold`, or all (label only, the default). Dropped documents are
    counted as `quality_not_in_top` / `quality_below_threshold`; unscored ones are kept and counted.
 
-`_quality.json` in the output records the rule, the boundaries, cut-offs and the shares kept.
+`_quality.json` in the output records the rule, the boundaries, cut-offs and the shares kept; a kept
+share far from `keep_top` (documents tied at the cut-off score) is a warning there, in `_stats.json`
+(`warnings`) and in the printed summary.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from rich.markup import escape
 
 from crawlmill.files import as_path, atomic_path, atomic_write_json, open_binary, parquet_file, read_schema, read_table
 
@@ -34,8 +39,8 @@ from ..parts import PARQUET_OPTIONS, PartSink, input_parts, part_name, parts_of_
 from ..runner import StageContext, Task
 from ..stage import StageInputError, PartStage, PartTask, Stage, StageResult, run_parts
 from . import buckets as hist
-from .config import QualityConfig
-from .model import QualityModel, model_digest, read_model_info
+from .config import QualityConfig, check_threshold
+from .model import DEFAULT_LABEL, DEFAULT_NORMALIZE, FROM_MODEL, QualityModel, check_model_settings, model_digest, read_model_info
 
 QUALITY_FIELDS = [pa.field("quality_score", pa.float32()), pa.field("quality_bucket", pa.int8())]
 SCORE_SCHEMA = pa.schema([pa.field("quality_score", pa.float32())])
@@ -43,9 +48,9 @@ MODEL_DIR = "_model"  # a model trained in the run ("_": not a part of the docum
 SUMMARY = "_quality.json"  # "_": Parquet readers of the folder skip it
 
 
-def load_model(model: str, positive_label: str, normalize: str) -> QualityModel:
-    """A node step's setup: the model, once per node."""
-    return QualityModel.load(model, positive_label, normalize)
+def load_model(model: str, positive_label: str | None, normalize: str | None) -> QualityModel:
+    """A node step's setup: the model, once per node (settings None: the model's own)."""
+    return QualityModel.load(model, positive_label or FROM_MODEL, normalize)
 
 
 def score_part(model: QualityModel, index: int, source: str, work: str, batch_rows: int) -> dict[str, Any]:
@@ -73,6 +78,16 @@ def score_part(model: QualityModel, index: int, source: str, work: str, batch_ro
                 np.save(handle, counts)
             files[lang] = str(target)
     return {"documents": documents, "scored": scored, "histograms": files}
+
+
+def refine_part(index: int, source: str, work: str, bins: dict[str, int], max_score: float, batch_rows: int) -> dict[str, Any]:
+    """One part's scores in each language's keep-top cut bin (buckets.within_bin)."""
+    scores = read_table(as_path(work) / "scores" / f"{part_name(index)}.parquet").column("quality_score").to_numpy(zero_copy_only=False)
+    langs = [lang or "" for batch in parquet_file(source).iter_batches(batch_size=batch_rows, columns=["lang"]) for lang in batch.column("lang").to_pylist()]
+    if len(langs) != len(scores):
+        raise ValueError(f"{source}: {len(langs)} rows but {len(scores)} scores; the input changed after scoring")
+    rows = np.array(langs, dtype=object)
+    return {lang: hist.within_bin(scores[rows == lang], index_, max_score) for lang, index_ in bins.items()}
 
 
 class QualityOutput(PartStage):
@@ -126,8 +141,12 @@ class QualityStage(Stage):
         super().__init__(config)
         if config.model is None and config.train is None:
             raise ValueError("quality needs a model: --model MODEL_DIR (or a `train:` section in the run config)")
-        if config.model is not None and read_model_info(config.model).topics is not None:
-            raise ValueError(f"{config.model}: a topic model (trained on topic labels) gives groups, not a quality score; it belongs in remix's classifier.model")
+        if config.model is not None:
+            info = check_model_settings(config.model, config.positive_label, config.normalize)
+            if info.topics is not None:
+                raise ValueError(f"{config.model}: a topic model (trained on topic labels) gives groups, not a quality score; it belongs in remix's classifier.model")
+            if config.threshold is not None:
+                check_threshold(config.threshold, info.max_score, config.model, graded=info.grades is not None)
         self.parts = [part for folder in config.inputs for part in input_parts(folder)]
         if config.dump is not None:
             self.parts = parts_of_dump(self.parts, config.dump)
@@ -148,7 +167,8 @@ class QualityStage(Stage):
     def fingerprint(self) -> dict[str, Any]:
         c = self.config
         model: Any = {"train": json.loads(json.dumps(c.train.__dict__))} if c.model is None else model_digest(c.model)
-        return {"model": model, "positive_label": c.positive_label, "normalize": c.normalize, "mode": c.mode,
+        # None and the default name the same settings (a model folder's own are refused when they differ)
+        return {"model": model, "positive_label": c.positive_label or DEFAULT_LABEL, "normalize": c.normalize or DEFAULT_NORMALIZE, "mode": c.mode,
                 "keep_top": c.keep_top, "threshold": c.threshold, "buckets": c.buckets}  # fmt: skip
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
@@ -159,16 +179,45 @@ class QualityStage(Stage):
             ctx.step("train_model", train_model_task, [Task("model", (c.train, model))], title="quality train")
             if read_model_info(model).topics is not None:
                 raise StageInputError(f"quality.train.labels {c.train.labels}: topic labels train a topic model (remix's classifier), not a quality score; give grades")
+            try:
+                info = check_model_settings(model, c.positive_label, c.normalize)
+                if c.threshold is not None:
+                    check_threshold(c.threshold, info.max_score, "the model trained in the run", graded=info.grades is not None)
+            except ValueError as exc:
+                raise StageInputError(str(exc)) from None
         tasks = [Task(part_name(i), (i, path, work, c.batch_rows), label=path) for i, path in enumerate(self.parts)]
         scored = ctx.node_step("score", load_model, score_part, tasks, shared=(model, c.positive_label, c.normalize), title="quality score")
         max_score = read_model_info(model, c.positive_label, c.normalize).max_score
         cuts = self._cuts([scored[t.key] for t in tasks], max_score)
+        self._refine(ctx, cuts, max_score)
         stats = run_parts(ctx, QualityOutput(c, self.parts, work, cuts, self.schema))
         kept = {lang: stats["counters"].get(f"kept:{lang}", 0) for lang in cuts}
+        warnings = []
         for lang, cut in cuts.items():
             cut["kept_share"] = round(kept[lang] / max(cut["documents"], 1), 4)
+            # keep-top keeps at least its share (ceil): a tie at the cut-off may add one; more is worth saying
+            if c.keep_top is not None and kept[lang] - math.ceil(c.keep_top * cut["documents"] - 1e-9) > max(1, 0.01 * cut["documents"]):
+                cut["warning"] = (
+                    f"{lang or 'none'}: kept {100 * cut['kept_share']:.1f}% of {cut['documents']:,} documents for keep_top {c.keep_top:g}: "
+                    f"the documents kept beyond it score the same as the cut-off {cut['top_cutoff']:.9g} (to 2^-32 of the score range): no score orders them"
+                )  # fmt: skip
+                warnings.append(cut["warning"])
         atomic_write_json(ctx.output / SUMMARY, {"mode": c.mode, "keep_top": c.keep_top, "threshold": c.threshold, "model": str(model), "max_score": max_score, "languages": cuts})
-        return stats
+        return {**stats, "warnings": warnings} if warnings else stats
+
+    def _refine(self, ctx: StageContext, cuts: dict[str, dict[str, Any]], max_score: float) -> None:
+        """Exact keep-top cut-offs where a cut-off's bin holds more documents than the share needs:
+        the `refine` step reads the scores of those bins again (buckets.py)."""
+        needs = {lang: cut.pop("cut_bin") for lang, cut in cuts.items() if "cut_bin" in cut}
+        todo = {lang: (index, needed) for lang, (index, needed, in_bin) in needs.items() if in_bin > np.ceil(needed - 1e-9)}
+        if not todo:
+            return
+        bins = {lang: index for lang, (index, _) in todo.items()}
+        work, rows = str(ctx.work), self.config.batch_rows
+        tasks = [Task(part_name(i), (i, path, work, bins, max_score, rows), label=path) for i, path in enumerate(self.parts)]
+        found = ctx.step("refine", refine_part, tasks, title="quality keep-top cut-off")
+        for lang, (_, needed) in todo.items():
+            cuts[lang]["top_cutoff"] = hist.refined_cutoff([found[t.key][lang] for t in tasks], needed)
 
     def _cuts(self, results: list[dict[str, Any]], max_score: float) -> dict[str, dict[str, Any]]:
         """Per language: bucket boundaries and the keep-top cut-off, from the summed histograms."""
@@ -182,6 +231,8 @@ class QualityStage(Stage):
             cut = {"documents": int(counts[0].sum()), "bytes": int(counts[1].sum()), "boundaries": hist.boundaries(counts[1], self.config.buckets, max_score)}
             if self.config.keep_top is not None:
                 cut["top_cutoff"] = hist.top_cutoff(counts[0], self.config.keep_top, max_score)
+                index, needed = hist.cut_bin(counts[0], self.config.keep_top)
+                cut["cut_bin"] = (index, needed, int(counts[0][index]))  # for _refine, not recorded
             cuts[lang] = cut
         return cuts
 
@@ -189,8 +240,9 @@ class QualityStage(Stage):
         lines = super().report(result)
         summary = json.loads((result.output_dir / SUMMARY).read_text())
         for lang, cut in summary["languages"].items():
-            rule = f", cut-off {cut['top_cutoff']:.4f}" if "top_cutoff" in cut else ""
+            rule = f", cut-off {cut['top_cutoff']:.6g}" if "top_cutoff" in cut else ""
             lines.append(f"  {lang or 'none'}: {cut['documents']:,} scored, {100 * cut['kept_share']:.1f}% kept{rule}")
+        lines += [f"[yellow]warning[/yellow] {escape(cut['warning'])}" for cut in summary["languages"].values() if "warning" in cut]
         return lines
 
 

@@ -20,6 +20,11 @@ Topic labels (`label`: a name, e.g. code, news, recipes) train one class per top
 topic classifier (its `classifier.model` takes this folder); the report has each language's held-out
 accuracy and macro F1.
 
+Inputs are checked before anything runs (inputs.py); a problem found while training (a language with
+one class only, no document long enough, a labels line without `lang` where several languages are
+trained) raises StageInputError: the command stops with exit status 2 and the reason, as a rerun
+cannot fix it.
+
 Output folder: model.bin (or model-<lang>.bin), quality_model.json (model.py), train_report.json.
 """
 
@@ -42,7 +47,9 @@ import xxhash
 
 from crawlmill.files import as_path, atomic_path, atomic_write_json, is_remote, make_dirs, open_binary, read_text, remove_file
 from crawlmill.tokenizer.corpus import CorpusCounts, InputSpec, expand_files, iter_file_documents
+from ..stage import StageInputError
 from .config import ClassifierTrainConfig
+from .inputs import lang_rule
 from .model import ALL, ModelInfo, QualityModel, write_model_info
 from .text import prepare
 
@@ -73,8 +80,10 @@ def read_documents(specs: list[str], counts: Counter) -> Iterator[tuple[str, str
     counts.update({f"unreadable:{k}": v for k, v in unreadable.bad_records.items()})
 
 
-def _labelled(path: str, default_lang: str, counts: Counter) -> Iterator[tuple[str, str, str | float]]:
-    """(text, lang, grade or topic) of each line of a labels file; a file holds grades or topics, not both."""
+def _labelled(path: str, languages: list[str], counts: Counter) -> Iterator[tuple[str, str, str | float]]:
+    """(text, lang, grade or topic) of each line of a labels file; a file holds grades or topics, not
+    both. A line without `lang` is in the one language trained; with several trained, it is refused
+    (a guess would segment Chinese as English, or the reverse, at training or at scoring time)."""
     kinds: set[str] = set()
     for number, line in enumerate(read_text(path).splitlines(), 1):
         if not line.strip():
@@ -98,8 +107,10 @@ def _labelled(path: str, default_lang: str, counts: Counter) -> Iterator[tuple[s
         kinds.add("grade" if isinstance(value, float) else "label")
         counts["labels_are:topics" if isinstance(value, str) else "labels_are:grades"] = 1
         if len(kinds) > 1:
-            raise ValueError(f"{path}:{number}: the file mixes grades and topic labels; train them apart")
-        yield text, row.get("lang") or default_lang, value
+            raise StageInputError(f"{path}:{number}: the file mixes grades and topic labels; train them apart")
+        if not row.get("lang") and len(languages) > 1:
+            raise StageInputError(f"{path}:{number}: no `lang`: every line needs one when {lang_rule(languages)}")
+        yield text, row.get("lang") or languages[0], value
 
 
 def _heldout(text: str, share: float, seed: int) -> bool:
@@ -110,9 +121,11 @@ def collect(config: ClassifierTrainConfig) -> tuple[list[tuple[str, str, str]], 
     """(label, lang, text) of every usable example, classes balanced per language; and the counts."""
     counts: Counter = Counter()
     examples: dict[tuple[str, str], list[str]] = {}
+    seen: Counter = Counter()  # (label, lang) of every document read: what an error says was there
 
     def add(label: str, text: str, lang: str) -> None:
         counts["read"] += 1
+        seen[label, lang] += 1
         if lang not in config.languages:
             counts["dropped:other_language"] += 1
         elif len(text) < config.min_chars:
@@ -121,7 +134,7 @@ def collect(config: ClassifierTrainConfig) -> tuple[list[tuple[str, str, str]], 
             examples.setdefault((label, lang), []).append(text)
 
     if config.labels is not None:
-        for text, lang, value in _labelled(config.labels, config.languages[0], counts):
+        for text, lang, value in _labelled(config.labels, config.languages, counts):
             add(f"__label__{value:g}" if isinstance(value, float) else f"__label__{value}", text, lang)
     else:
         for label, specs in ((POSITIVE, config.positive), (NEGATIVE, config.negative)):
@@ -134,7 +147,8 @@ def collect(config: ClassifierTrainConfig) -> tuple[list[tuple[str, str, str]], 
         if not classes:
             continue
         if config.labels is None and len(classes) < 2:
-            raise ValueError(f"language {lang}: examples of only {', '.join(classes)}; give both positive and negative text (or leave {lang} out of languages)")
+            missing = NEGATIVE if POSITIVE in classes else POSITIVE
+            raise StageInputError(f"language {lang}: examples of only {', '.join(classes)}; {_read_of(missing, seen, config)}; give both positive and negative text (or leave {lang} out of languages)")
         cap = min(map(len, classes.values())) if config.balance and config.labels is None else None
         if config.max_documents is not None:
             cap = min(cap or config.max_documents, config.max_documents)
@@ -144,6 +158,16 @@ def collect(config: ClassifierTrainConfig) -> tuple[list[tuple[str, str, str]], 
                 docs = rng.sample(docs, cap)
             out += [(label, lang, text) for text in docs]
     return out, counts
+
+
+def _read_of(label: str, seen: Counter, config: ClassifierTrainConfig) -> str:
+    """What the inputs of a class held, by language (and how many were long enough)."""
+    option = "--positive" if label == POSITIVE else "--negative"
+    held = {lang: n for (of, lang), n in sorted(seen.items()) if of == label}
+    if not held:
+        return f"{option} gave no documents"
+    langs = ", ".join(f"{lang} {n:,}" for lang, n in held.items())
+    return f"{option} gave documents in {langs} (trained: {', '.join(config.languages)}; shorter than min_chars {config.min_chars} left out)"
 
 
 def _write_training_file(path: Path, rows: list[tuple[str, str, str]], seed: int) -> None:
@@ -211,7 +235,7 @@ def train_in_fresh_process(data: str, model_file: str, params: dict[str, Any]) -
             pool.submit(_train_fasttext, data, model_file, params).result()
         except RuntimeError as error:
             if "NaN" in str(error):
-                raise ValueError(f"fastText training diverged (NaN) at lr {params['lr']}: lower the learning rate") from error
+                raise StageInputError(f"fastText training diverged (NaN) at lr {params['lr']}: lower the learning rate") from error
             raise
 
 
@@ -233,7 +257,10 @@ def train_classifier(config: ClassifierTrainConfig, output: str) -> dict[str, An
     started = time.perf_counter()
     folder = as_path(output)
     make_dirs(folder)
-    rows, counts = collect(config)
+    try:
+        rows, counts = collect(config)
+    except (ValueError, FileNotFoundError) as exc:  # input a rerun cannot fix (missing, unreadable, one class): exit 2
+        raise exc if isinstance(exc, StageInputError) else StageInputError(str(exc)) from None
     held = [r for r in rows if _heldout(r[2], config.heldout, config.seed)]
     train = [r for r in rows if not _heldout(r[2], config.heldout, config.seed)]
     groups = {lang: [r for r in train if r[1] == lang] for lang in config.languages} if config.per_language else {ALL: train}
@@ -252,7 +279,8 @@ def train_classifier(config: ClassifierTrainConfig, output: str) -> dict[str, An
         remove_file(folder / f"{name}.train.txt")
         models[key] = name
     if not models:
-        raise ValueError(f"no training documents in {', '.join(config.languages)} (read {counts['read']:,}; see the counts)")
+        dropped = ", ".join(f"{k.split(':', 1)[1]} {v:,}" for k, v in sorted(counts.items()) if k.startswith(("dropped:", "unreadable:")))
+        raise StageInputError(f"no training documents in {', '.join(config.languages)} (read {counts['read']:,}; left out: {dropped or 'none'})")
     labels = sorted({r[0] for r in rows})
     topics = labels if counts["labels_are:topics"] else None
     grades = {label: float(label.removeprefix("__label__")) for label in labels} if config.labels and topics is None else None

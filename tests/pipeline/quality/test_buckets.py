@@ -46,3 +46,22 @@ def test_unscored_documents_are_left_out_and_get_no_bucket():
     assert counts[0].sum() == 2
     assert hist.bucket_of(scores, [0.5]).tolist() == [0, -1, 1]
     assert hist.boundaries(np.zeros(hist.BINS, np.int64), 20, 1.0) == []
+
+
+@pytest.mark.parametrize("center", [0.5, 0.02, 0.9999])
+def test_keep_top_cutoff_is_exact_when_every_score_falls_in_one_bin(center):
+    """Scores within 1/65,536 of each other (a model that barely tells documents apart): the bin's
+    second pass (within_bin over seven parts, refined_cutoff) gives the exact score of the share's
+    last document, where the bin edge alone kept all of them."""
+    rng = np.random.default_rng(4)
+    width = 1 / hist.BINS
+    scores = (np.floor(center / width) * width + (0.01 + 0.98 * rng.random(5_000)) * width).astype(np.float32)
+    assert len(set(hist.bins_of(scores, 1.0).tolist())) == 1
+    counts = hist.histogram(scores, np.ones(len(scores), np.int64), 1.0)[0]
+    for share in (0.1, 0.3, 0.77):
+        assert (scores >= hist.top_cutoff(counts, share, 1.0)).mean() == 1.0  # the bin edge: everything
+        index, needed = hist.cut_bin(counts, share)
+        cut = hist.refined_cutoff([hist.within_bin(scores[i::7], index, 1.0) for i in range(7)], needed)
+        ordered = np.sort(scores)[::-1]
+        assert cut == float(ordered[int(np.ceil(share * len(scores))) - 1])
+        assert (scores >= cut).sum() == (ordered >= ordered[int(np.ceil(share * len(scores))) - 1]).sum()

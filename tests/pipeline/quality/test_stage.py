@@ -98,7 +98,12 @@ def test_same_input_gives_byte_identical_output_and_a_rerun_resumes(filtered, mo
 
 
 def test_a_model_without_the_positive_label_or_missing_is_a_clear_error(filtered, model, tmp_path):
+    import shutil
+
+    lone = shutil.copy(model / "model.bin", tmp_path / "model.bin")  # a fastText file of no model folder
     with pytest.raises(ValueError, match="no label '__label__good'"):
-        run_stage(QualityStage(QualityConfig(inputs=[str(filtered)], model=str(model / "model.bin"), positive_label="__label__good")), tmp_path / "x", progress=False)
+        run_stage(QualityStage(QualityConfig(inputs=[str(filtered)], model=str(lone), positive_label="__label__good")), tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match="positive_label '__label__good': .*quality_model.json says '__label__hq'"):  # the folder's file
+        QualityStage(QualityConfig(inputs=[str(filtered)], model=str(model / "model.bin"), positive_label="__label__good"))
     with pytest.raises(ValueError, match="quality needs a model"):
         QualityStage(QualityConfig(inputs=[str(filtered)]))
