@@ -34,14 +34,27 @@ INPUTS_HELP = (
 )  # fmt: skip
 def train(
     inputs: List[str] = typer.Argument(..., help=INPUTS_HELP),
-    vocab_size: Optional[int] = typer.Option(None, "--vocab-size", help="Learned tokens, the 256 byte symbols included; 15 specials follow."),
+    vocab_size: Optional[int] = typer.Option(
+        None, "--vocab-size",
+        help=(
+            "Learned tokens, the 256 byte symbols included; 15 specials follow, and the model vocabulary is padded "
+            "(--padded-vocab-size). 102,400 is DeepSeek's padded model vocabulary: 100,000 learned + 15 specials, "
+            "padded to 102,400 (the default); --vocab-size 102400 learns 102,400 tokens, padded to 102,528."
+        ),
+    ),
     padded_vocab_size: Optional[int] = typer.Option(None, "--padded-vocab-size", help="Model vocabulary (default: 102,400 for 100,000 learned, else a multiple of 128)."),
     mix: Optional[str] = typer.Option(None, "--mix", help="Target shares of bytes per language, e.g. en=0.6,zh=0.4 (a first pass counts bytes)."),
-    max_bytes: Optional[float] = typer.Option(None, "--max-bytes", help="Train on at most this many bytes, sampled evenly (e.g. 2e9)."),
+    max_bytes: Optional[float] = typer.Option(
+        None, "--max-bytes",
+        help=(
+            "Train on at most this many bytes (e.g. 2e9): each language gets its share (of --mix, else its own) to within a few "
+            "bytes, never more; documents (64 KB blocks of a text file) are chosen at random by --seed, the last one cut to fit."
+        ),
+    ),
     min_frequency: Optional[int] = typer.Option(None, "--min-frequency", help="A merge needs a pair seen at least this often."),
     max_token_length: Optional[int] = typer.Option(None, "--max-token-length", help="Longest token in characters (default: no limit)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the sampling draws."),
-    max_memory_gib: Optional[float] = typer.Option(None, "--max-memory-gib", help="Count words on Ray first and drop the rarest until the trainer fits this (default: stream everything, exact)."),
+    max_memory_gib: Optional[float] = typer.Option(None, "--max-memory-gib", help="Count words on Ray first and drop the rarest until the trainer's modelled peak fits this; measured peaks 64-92% of it (docs/tokenizer.md). Default: stream everything, exact."),
     count_chunk_mb: Optional[float] = typer.Option(None, "--count-chunk-mb", help="With --max-memory-gib: plain text is word-counted in chunks of this size."),
 ) -> None:
     """Train a byte-level BPE with DeepSeek LLM's pre-tokenization; write a folder AutoTokenizer loads."""

@@ -52,15 +52,15 @@ class TokenizerConfig:
     # folders; `LANG=PATH` sets the language of one input (e.g. `code=src/`).
     inputs: list[str] = field(default_factory=list, metadata={"path": "spec"})
     path: str | None = field(default=None, metadata={"path": True})  # an existing tokenizer folder: nothing is trained
-    vocab_size: int = 100_000  # learned tokens, the 256 byte symbols included; 15 specials follow
-    padded_vocab_size: int | None = None  # None: 102,400 for 100,000 learned, else a multiple of 128
+    vocab_size: int = 100_000  # learned tokens, the 256 byte symbols included; 15 specials follow, then padding
+    padded_vocab_size: int | None = None  # None: 102,400 for 100,000 learned (DeepSeek's), else learned + 15 rounded up to 128
     min_frequency: int = 2  # a merge needs a pair seen at least this often
     max_token_length: int | None = None  # characters; None: no limit, as DeepSeek
     mix: dict[str, float] = field(default_factory=dict, metadata={"parse": parse_mix})  # language -> share of bytes
-    max_bytes: int | None = field(default=None, metadata={"parse": parse_bytes})  # train on at most this many bytes
+    max_bytes: int | None = field(default=None, metadata={"parse": parse_bytes})  # train on at most this many bytes (sampling.py)
     seed: int = 0  # seed of the sampling draws
     # None: stream the corpus into the trainer (exact; memory grows with the distinct words). A
-    # number: count words on Ray first and drop the rarest until the trainer fits (wordcount.py).
+    # number: count words on Ray first and drop the rarest until the trainer's modelled peak fits (wordcount.py).
     max_memory_gib: float | None = None
     count_chunk_mb: float = 64  # plain text is word-counted in chunks of this size
 

@@ -11,25 +11,21 @@ An input is `PATH` or `LANG=PATH`:
 `LANG=` sets the language of everything in that input (e.g. `code=src/`); otherwise a row's `lang`
 is used, and text without one is `und`. Memory is bounded by one batch, never the corpus.
 
-Sampling to a target mix (`--mix en=0.5,zh=0.4,code=0.1`, shares of bytes) takes a first pass that
-counts bytes per language, then keeps each document with its language's probability
-`min(1, share * budget / bytes)`, where the budget is the largest total that the scarcest language
-allows (and at most `--max-bytes`). Draws come from a generator seeded by (seed, file name), so the
-same inputs and seed give the same sample wherever the files live. Records that cannot be read (bad JSON, no text) are counted
-by reason, never skipped silently; bad UTF-8 in text files is replaced and counted.
+Sampling to a target mix or a byte limit (`--mix en=0.5,zh=0.4,code=0.1`, shares of bytes;
+`--max-bytes`) is sampling.py's: exact byte counts per language, deterministic by seed. Records that
+cannot be read (bad JSON, no text) are counted by reason, never skipped silently; bad UTF-8 in text
+files is replaced and counted.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import pyarrow.compute as pc
 
 from crawlmill.files import as_path, is_url, list_files, open_binary, parquet_file
@@ -193,60 +189,3 @@ def decode_block(data: bytes, path: Path | str, counts: CorpusCounts) -> str:
     except UnicodeDecodeError as error:
         counts.add_bad("invalid_utf8_replaced", f"{path}: {error}")
         return data.decode("utf-8", "replace")
-
-
-def count_languages(kind: str, path: str, lang: str | None) -> dict:
-    """First pass for a mix, one file (a Ray task): bytes and documents per language, as JSON."""
-    counts = CorpusCounts()
-    for _, texts, langs in iter_file_documents(kind, as_path(path), lang, counts):
-        for text, text_lang in zip(texts, langs):
-            counts.bytes[text_lang] += len(text.encode("utf-8"))
-            counts.documents[text_lang] += 1
-    return counts.to_json()
-
-
-def keep_probabilities(totals: Counter, mix: dict[str, float], max_bytes: int | None) -> dict[str, float]:
-    """Per-language keep probability for a target mix (shares of bytes) and an optional byte budget."""
-    if not mix:
-        total = sum(totals.values())
-        share = 1.0 if not max_bytes or total <= max_bytes else max_bytes / total
-        return {lang: share for lang in totals}
-    missing = [lang for lang, share in mix.items() if share > 0 and totals.get(lang, 0) == 0]
-    if missing:
-        raise ValueError(f"mix asks for {', '.join(missing)} but the inputs have no text in it (found: {dict(totals)})")
-    budget = min(totals[lang] / share for lang, share in mix.items() if share > 0)
-    if max_bytes:
-        budget = min(budget, max_bytes)
-    return {lang: min(1.0, mix.get(lang, 0.0) * budget / totals[lang]) for lang in totals}
-
-
-class SampledCorpus:
-    """Iterate batches of training text: every input once, each document kept with its language's
-    probability. `kept` counts what went to the trainer; `seen` what was read."""
-
-    def __init__(self, specs: list[InputSpec], probabilities: dict[str, float] | None, seed: int = 0) -> None:
-        self.specs = specs
-        self.probabilities = probabilities
-        self.seed = seed
-        self.seen = CorpusCounts()
-        self.kept = CorpusCounts()
-
-    def __iter__(self) -> Iterator[list[str]]:
-        for spec in self.specs:
-            rngs: dict[Path, np.random.Generator] = {}
-            for path, texts, langs in iter_documents(spec, self.seen):
-                rng = rngs.setdefault(path, np.random.default_rng([self.seed, zlib.crc32(path.name.encode())]))
-                draws = rng.random(len(texts))
-                kept: list[str] = []
-                for text, lang, draw in zip(texts, langs, draws):
-                    size = len(text.encode("utf-8"))
-                    self.seen.bytes[lang] += size
-                    self.seen.documents[lang] += 1
-                    if self.probabilities is not None and draw >= self.probabilities.get(lang, 0.0):
-                        continue
-                    self.kept.bytes[lang] += size
-                    self.kept.documents[lang] += 1
-                    if text:
-                        kept.append(text)
-                if kept:
-                    yield kept

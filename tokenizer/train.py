@@ -3,7 +3,7 @@
     crawlmill tokenizer train out/dedup en=extra/en.txt --output out/tokenizer --mix en=0.6,zh=0.4
 
 HF `tokenizers` does the counting and merging (Rust, all cores); this module feeds it a corpus
-(corpus.py: streamed and sampled; or wordcount.py's word table), fixes the vocabulary layout
+(corpus.py and sampling.py: streamed and sampled; or wordcount.py's word table), fixes the vocabulary layout
 (vocab.py: 100,000 learned tokens with the 256 byte symbols, then 15 specials, padded to 102,400),
 and writes the tokenizer files, each atomically, into the output folder:
 
@@ -12,8 +12,9 @@ and writes the tokenizer files, each atomically, into the output folder:
 - tokenizer_metadata.json: lets `megatron.core.tokenizers.MegatronTokenizer.from_pretrained(DIR)` load it;
 - crawlmill.json: the layout (learned, special ids, padded_vocab_size) that `crawlmill pack` and
   training read, and the tokenizer.json hash;
-- train_report.json: corpus bytes and documents per language (read and kept), bad records, time,
-  peak memory.
+- train_report.json: corpus bytes and documents per language (read and trained on; bytes also
+  left out by the sampling and pruned), bad records, time, the trainer's peak memory (this
+  process's VmHWM from the start of training: a Ray worker may have run other tasks before).
 
 `train` runs in one process (the tokenizer stage's train task, stage.py). The trainer's memory is
 set by the number of distinct pre-tokenized pieces (a Chinese run between punctuation is one
@@ -28,7 +29,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, trainers
 
@@ -58,11 +59,14 @@ def new_tokenizer() -> Tokenizer:
 
 
 def train(
-    config: TokenizerConfig, corpus: Iterable[list[str]], seen: CorpusCounts, kept: CorpusCounts, output: Path, extra: dict[str, Any], show_progress: bool = False
+    config: TokenizerConfig, corpus: Iterable[list[str]], seen: CorpusCounts, kept: CorpusCounts, output: Path,
+    extra: Callable[[], dict[str, Any]], show_progress: bool = False,
 ) -> dict[str, Any]:
     """Train on `corpus` (batches of texts; `seen`/`kept` fill as it is read), check the layout and
-    write the tokenizer files into `output`; returns the report (train_report.json)."""
+    write the tokenizer files into `output`; returns the report (train_report.json), with `extra()`
+    (called once the corpus is read)."""
     started = time.perf_counter()
+    start_rss = _reset_peak_rss()
     tokenizer = new_tokenizer()
     trainer = trainers.BpeTrainer(
         vocab_size=config.vocab_size,
@@ -75,10 +79,7 @@ def train(
     tokenizer.train_from_iterator(corpus, trainer=trainer)
     learned = tokenizer.get_vocab_size()
     if learned != config.vocab_size:
-        raise CorpusTooSmall(
-            f"the corpus ({sum(kept.bytes.values()):,} bytes) allows only {learned:,} tokens with "
-            f"min_frequency {config.min_frequency}; asked for {config.vocab_size:,}: give more text or a smaller --vocab-size"
-        )
+        raise CorpusTooSmall(_too_small(config, seen, kept, learned))
     tokenizer.add_special_tokens([AddedToken(token, special=True, normalized=False) for token in SPECIAL_TOKENS])
     layout = config.layout
     for token, token_id in layout.special_ids().items():
@@ -87,10 +88,11 @@ def train(
         "vocab": {"learned": learned, "specials": len(SPECIAL_TOKENS), "total": layout.total, "padded_vocab_size": layout.padded_size},
         "corpus_read": seen.to_json(),
         "corpus_trained": kept.to_json(),
-        **extra,
+        **extra(),
         "settings": asdict(config),
         "seconds": round(time.perf_counter() - started, 3),
         "peak_rss_mib": _peak_rss_mib(),
+        "start_rss_mib": start_rss,  # this process before training (a Ray worker: ~150 MiB)
     }
     if seen.bad_records:
         print(f"warning: unreadable records {dict(seen.bad_records)}; first: {seen.first_errors[:3]}", file=sys.stderr)
@@ -98,9 +100,47 @@ def train(
     return report
 
 
+def _too_small(config: TokenizerConfig, seen: CorpusCounts, kept: CorpusCounts, learned: int) -> str:
+    inputs = ", ".join(config.inputs)
+    if not sum(seen.bytes.values()):
+        found = f"{sum(seen.documents.values()):,} empty documents" if sum(seen.documents.values()) else "nothing to read"
+        return f"there is no text in the inputs ({inputs}): {found}"
+    if not sum(kept.bytes.values()):
+        return f"the sample of the inputs ({inputs}) is empty: --mix and --max-bytes leave no text to train on"
+    size = sum(kept.bytes.values())
+    shown = f"{size:,} byte{'s' if size != 1 else ''}" if size < 2**20 else f"{size / 2**20:,.1f} MiB"
+    return (
+        f"the text trained on ({shown}) allows only {learned:,} tokens with min_frequency {config.min_frequency}; "
+        f"asked for --vocab-size {config.vocab_size:,}: give more text or a smaller --vocab-size"
+    )
+
+
+def _reset_peak_rss() -> int | None:
+    """Start this process's peak RSS (VmHWM) afresh, as a Ray worker may have run other tasks
+    before; returns its RSS now, in MiB (None where /proc has neither)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+    return _proc_status_mib("VmRSS:")
+
+
 def _peak_rss_mib() -> int:
-    # ru_maxrss is KiB on Linux; the trainer runs in this process, so this is its peak
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    """The trainer's peak: this process's VmHWM since `_reset_peak_rss` (Linux), else ru_maxrss."""
+    peak = _proc_status_mib("VmHWM:")
+    return peak if peak is not None else int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB on Linux
+
+
+def _proc_status_mib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(field):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return None
 
 
 def write_folder(tokenizer: Tokenizer, layout: VocabLayout, output: Path, report: dict) -> None:

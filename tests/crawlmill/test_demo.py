@@ -105,7 +105,10 @@ def demo_checksums(root: Path) -> dict[str, str]:
     group by group (the same documents in another order, so another sample of them), and the shards
     are one prefix per group (culture-00000, ...) with the mixture as the manifest's blend; and when
     the quality stage came before remix: its parts, stats and trained model were added, and remix's
-    parts changed (they carry quality_score and quality_bucket); the tokenizer and the shards did not."""
+    parts changed (they carry quality_score and quality_bucket); the tokenizer and the shards did not;
+    and when the tokenizer's `--mix` sample became exact (tokenizer/sampling.py: 24,542 bytes of
+    each language, documents cut to the byte, instead of whole pages drawn at random), which changed
+    tokenizer.json, crawlmill.json and every shards/ file; ingest to remix did not change."""
     reference = json.loads((Path(__file__).parent / "demo_checksums.json").read_text())
     found = {}
     for name in reference:

@@ -74,13 +74,15 @@ def _submit(address: str, env: dict[str, str], submission_id: str, *entrypoint: 
 
     Submitted again, as Ray's message asks, while the head's dashboard agent has not registered
     yet: the job server waits 10 s for it, then refuses with "No available agent to submit job,
-    please try again later" and creates nothing (met in CI with the other xdist worker busy)."""
-    for wait in (2, 4, 8, 16, 0):
+    please try again later" and creates nothing (met in CI with the other xdist worker busy, and for
+    over 80 s on a machine loaded beyond its cores: up to 4 minutes are given)."""
+    deadline = time.monotonic() + 240
+    while True:
         submitted = _ray(["job", "submit", "--address", address, "--submission-id", submission_id, "--", *entrypoint], env, timeout=600)
         output = submitted.stdout + submitted.stderr
-        if submitted.returncode == 0 or "No available agent to submit job" not in output or not wait:
+        if submitted.returncode == 0 or "No available agent to submit job" not in output or time.monotonic() > deadline:
             break
-        time.sleep(wait)
+        time.sleep(5)
     assert submitted.returncode == 0 and f"Job '{submission_id}' succeeded" in output, output
     return output
 

@@ -1,5 +1,6 @@
 """Word-count mode (--max-memory-gib): the same tokenizer as streaming when nothing is pruned, the
-rarest words dropped to fit a budget, and chunked reading that sees every line exactly once."""
+rarest words dropped to fit a budget (the bytes they stood for counted per language, the trainer's
+peak within the budget), and chunked reading that sees every line exactly once."""
 
 import json
 import random
@@ -15,7 +16,8 @@ from crawlmill.tokenizer.pretokenize import CUT_PATTERN, text_splits
 from crawlmill.pipeline.stage import StageInputError
 from crawlmill.tokenizer.config import TokenizerConfig
 from crawlmill.tokenizer.stage import train_tokenizer
-from crawlmill.tokenizer.wordcount import MIB_BASE, _add_pieces, _range_documents, choose_min_count
+from crawlmill.tokenizer.sampling import range_documents
+from crawlmill.tokenizer.wordcount import MIB_BASE, _add_pieces, choose_min_count
 
 from .conftest import SAMPLE_WET
 from .test_fastencode import TEXTS
@@ -35,7 +37,7 @@ def test_ranges_cover_every_line_once(text_file):
     rng = random.Random(0)
     for _ in range(20):
         cuts = sorted({0, size, *(rng.randrange(size) for _ in range(rng.randrange(1, 12)))})
-        text = "".join(doc for start, end in zip(cuts, cuts[1:]) for doc in _range_documents(str(text_file), start, end, CorpusCounts()))
+        text = "".join(doc for start, end in zip(cuts, cuts[1:]) for doc in range_documents(str(text_file), start, end, CorpusCounts()))
         assert text == "".join(LINES)
 
 
@@ -64,10 +66,36 @@ def test_a_small_budget_prunes_the_rarest_words(ray_local, text_file, tmp_path):
     assert table["min_count"] > 1 and table["kept_words"] < table["distinct_words"]
     assert table["estimated_trainer_gib"] <= budget + 0.001 and 0 < table["dropped_byte_share"] < 0.5
     assert report["vocab"]["learned"] == 800
+    # what was trained on is what the word table fed, after pruning, per language
+    per_lang = report["bytes_per_language"]
+    assert set(per_lang) == {"und", "zh"} and all(n["read"] == n["trained"] + n["pruned"] for n in per_lang.values())
+    assert per_lang["und"]["pruned"] > 0 and per_lang["zh"]["pruned"] == 0  # the web pages' rare words go; the generated lines' all repeat
+    assert report["corpus_trained"]["bytes"] == {lang: n["trained"] for lang, n in per_lang.items()}
+    assert table["pruned_bytes"] == {"und": per_lang["und"]["pruned"]}
+    assert abs(table["dropped_byte_share"] - per_lang["und"]["pruned"] / sum(n["read"] for n in per_lang.values())) < 1e-6
+    stats = json.loads((tmp_path / "b/_stats.json").read_text())
+    assert {k: v for k, v in stats["counters"].items() if k.startswith("bytes_pruned:")} == {"bytes_pruned:und": per_lang["und"]["pruned"]}
+    assert stats["counters"]["bytes_trained:und"] == per_lang["und"]["trained"] < per_lang["und"]["read"] == stats["counters"]["bytes_read:und"]
+
+
+def test_pruning_on_real_text_counts_each_language_and_keeps_to_the_budget(ray_local, shared_data, tmp_path):
+    """A user's run: 5.3 MB of Chinese and 1.1 MB of English, --max-memory-gib 0.45. It printed
+    "33.07% of the text's bytes dropped" but then "trained on en 1.1 MiB, zh 5.3 MiB" (the whole
+    files; _stats.json alike), said nothing of which language lost the bytes, and the trainer
+    peaked at 546 MiB against the 461 MiB budget."""
+    inputs = [f"zh={shared_data / 'text/zh/peoples_daily_199801_raw.txt'}", f"en={shared_data / 'text/en/tinyshakespeare.txt'}"]
+    report = train_tokenizer(TokenizerConfig(inputs=inputs, vocab_size=4000, max_memory_gib=0.45), tmp_path / "t")
+    per_lang = report["bytes_per_language"]
+    assert per_lang["zh"]["read"] == 5_543_424 and per_lang["en"]["read"] == 1_115_394
+    for n in per_lang.values():
+        assert n["read"] == n["trained"] + n["pruned"] and n["pruned"] > 0 and n["not_sampled"] == 0
+    assert per_lang["zh"]["pruned"] / per_lang["zh"]["read"] > 5 * per_lang["en"]["pruned"] / per_lang["en"]["read"]  # distinct Chinese clauses go first
+    assert report["corpus_trained"]["bytes"] == {lang: n["trained"] for lang, n in per_lang.items()}
+    assert report["peak_rss_mib"] <= 0.45 * 1024  # the trainer's own peak (VmHWM since it started)
 
 
 def test_an_impossible_budget_is_a_clear_error():
-    histogram = {"cost_by_count": [0.0] * 64 + [2.0**40], "distinct_by_count": [0] * 64 + [10], "bytes_by_count": [0.0] * 64 + [1.0]}
+    histogram = {"cost_by_count": [0.0] * 64 + [2.0**40], "distinct_by_count": [0] * 64 + [10], "bytes_by_count": {"en": [0.0] * 64 + [1.0]}}
     with pytest.raises(StageInputError, match="raise --max-memory-gib"):
         choose_min_count([histogram], 1.0)
 

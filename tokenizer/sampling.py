@@ -1,0 +1,242 @@
+"""Sample the corpus to exact byte counts per language (`--mix`, `--max-bytes`), deterministically.
+
+The corpus is read in units: each file of the inputs, or with `--max-memory-gib` the word count's
+chunks (plain text cut into byte ranges, `chunk_bytes`). With a mix or a byte limit:
+
+1. `scan` (a Ray task per unit) writes the size in bytes and the language of each of the unit's
+   documents (text files: blocks of lines), in reading order, to `_work/sizes/u-NNNNN.parquet`, and
+   returns the unit's bytes per language;
+2. the driver sets the bytes to train on per language (`byte_targets`: the mix's shares of the
+   largest total the scarcest language allows, at most `--max-bytes`, rounded down), and splits each
+   language's target over the units in proportion to their bytes of it (`unit_quotas`, largest
+   remainders: the parts add up to the target exactly);
+3. reading a unit for training (the trainer's stream, or a word-count task), each language's
+   documents are taken in a random order (keys from a generator seeded by the seed, the file's name
+   and the range's start, so the same inputs and seed give the same sample wherever the files live)
+   until the unit's quota is reached; the last one is cut to fit, at a character boundary.
+
+So each language gets its target to within 3 bytes per unit (a character cut in half is left out),
+never more, and the total never exceeds `--max-bytes`. Memory: one unit's document sizes.
+"""
+
+from __future__ import annotations
+
+import zlib
+from array import array
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from crawlmill.files import as_path, file_size, open_binary, read_table
+
+from ..pipeline.dedup.shuffle import write_table
+from .corpus import TEXT_BLOCK_BYTES, UNDETERMINED, CorpusCounts, InputSpec, decode_block, expand_files, iter_documents
+
+BATCH = 64  # documents per batch handed on
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A file of the inputs (kind `file`), or a byte range of a plain text file (`text_range`)."""
+
+    index: int
+    kind: str
+    path: str
+    lang: str | None
+    start: int = 0
+    end: int = 0
+
+
+def plan_units(specs: list[InputSpec], chunk_bytes: int | None = None) -> list[Unit]:
+    """Every file of the inputs in order; with `chunk_bytes`, plain uncompressed text larger than
+    that is cut into byte ranges (aligned to lines when read)."""
+    units: list[Unit] = []
+    for spec in specs:
+        for kind, path in expand_files(spec):
+            size = file_size(path) if chunk_bytes and kind == "text" and not path.name.endswith(".gz") else 0
+            if chunk_bytes and size > chunk_bytes:
+                for start in range(0, size, chunk_bytes):
+                    units.append(Unit(len(units), "text_range", str(path), spec.lang, start, min(size, start + chunk_bytes)))
+            else:
+                units.append(Unit(len(units), "file", str(path), spec.lang))
+    return units
+
+
+def range_documents(path: str, start: int, end: int, counts: CorpusCounts) -> Iterator[str]:
+    """Blocks of the lines starting in [start, end) (a line crossing `start` belongs to the previous range)."""
+    with open_binary(path) as handle:
+        if start:
+            handle.seek(start - 1)
+            if handle.read(1) != b"\n":
+                handle.readline()
+        block: list[bytes] = []
+        size = 0
+        while handle.tell() < end:
+            line = handle.readline()
+            if not line:
+                break
+            block.append(line)
+            size += len(line)
+            if size >= TEXT_BLOCK_BYTES:
+                yield decode_block(b"".join(block), path, counts)
+                block, size = [], 0
+        if block:
+            yield decode_block(b"".join(block), path, counts)
+
+
+def unit_documents(unit: Unit, counts: CorpusCounts) -> Iterator[tuple[list[str], list[str]]]:
+    """(texts, langs) batches of one unit, in a fixed order; unreadable records go to `counts`."""
+    if unit.kind == "text_range":
+        lang = unit.lang or UNDETERMINED
+        batch: list[str] = []
+        for text in range_documents(unit.path, unit.start, unit.end, counts):
+            batch.append(text)
+            if len(batch) == BATCH:
+                yield batch, [lang] * len(batch)
+                batch = []
+        if batch:
+            yield batch, [lang] * len(batch)
+        return
+    for _, texts, langs in iter_documents(InputSpec(as_path(unit.path), unit.lang), counts):
+        yield texts, langs
+
+
+def sizes_path(work: str, unit: Unit) -> Any:
+    return as_path(work) / "sizes" / f"u-{unit.index:05d}.parquet"
+
+
+def scan_unit(unit: Unit, work: str) -> dict[str, Any]:
+    """Ray task: each document's size and language, to `sizes_path`; the unit's counts, as JSON."""
+    counts = CorpusCounts()
+    sizes = array("q")
+    codes = array("i")
+    names: dict[str, int] = {}
+    for texts, langs in unit_documents(unit, counts):
+        for text, lang in zip(texts, langs):
+            size = len(text.encode("utf-8"))
+            sizes.append(size)
+            codes.append(names.setdefault(lang, len(names)))
+            counts.bytes[lang] += size
+            counts.documents[lang] += 1
+    lang = pa.DictionaryArray.from_arrays(pa.array(np.frombuffer(codes, dtype=np.int32)), pa.array(list(names), pa.string()))
+    write_table(sizes_path(work, unit), pa.table({"size": pa.array(np.frombuffer(sizes, dtype=np.int64)), "lang": lang}))
+    return counts.to_json()
+
+
+def byte_targets(totals: Counter | dict[str, int], mix: dict[str, float], max_bytes: int | None) -> dict[str, int]:
+    """Bytes to train on per language: without a mix, every language's share of `max_bytes` in
+    proportion to its bytes; with one, the mix's shares of the largest total that the scarcest
+    language allows (and at most `max_bytes`). Rounded down: they never add up to more."""
+    total = sum(totals.values())
+    if not mix:
+        if not max_bytes or total <= max_bytes:
+            return {lang: int(n) for lang, n in totals.items()}
+        return {lang: int(n) * max_bytes // total for lang, n in totals.items()}
+    missing = [lang for lang, share in mix.items() if share > 0 and totals.get(lang, 0) == 0]
+    if missing:
+        raise ValueError(f"mix asks for {', '.join(missing)} but the inputs have no text in it (found: {dict(totals)})")
+    budget = min(totals[lang] / share for lang, share in mix.items() if share > 0)
+    if max_bytes:
+        budget = min(budget, max_bytes)
+    return {lang: min(int(n), int(mix.get(lang, 0.0) * budget)) for lang, n in totals.items()}
+
+
+def unit_quotas(unit_bytes: list[dict[str, int]], targets: dict[str, int]) -> list[dict[str, int]]:
+    """Each language's target split over the units in proportion to their bytes of it; largest
+    remainders (ties: the earlier unit) make the parts add up to the target exactly."""
+    quotas: list[dict[str, int]] = [{} for _ in unit_bytes]
+    for lang, target in sorted(targets.items()):
+        total = sum(b.get(lang, 0) for b in unit_bytes)
+        if not total:
+            continue
+        shares = [(target * b.get(lang, 0), i) for i, b in enumerate(unit_bytes)]
+        floors = {i: share // total for share, i in shares}
+        left = target - sum(floors.values())
+        for _, i in sorted(shares, key=lambda s: (-(s[0] % total), s[1]))[:left]:
+            floors[i] += 1
+        for i, n in floors.items():
+            if n:
+                quotas[i][lang] = n
+    return quotas
+
+
+def choose(sizes: np.ndarray, codes: np.ndarray, names: list[str], quota: dict[str, int], keys: np.ndarray) -> np.ndarray:
+    """Bytes to take of each document: whole documents in key order per language until its quota,
+    then part of the next one (what is left of the quota), none of the rest."""
+    take = np.zeros(len(sizes), dtype=np.int64)
+    for code, name in enumerate(names):
+        wanted = quota.get(name, 0)
+        if wanted <= 0:
+            continue
+        docs = np.flatnonzero(codes == code)
+        order = docs[np.argsort(keys[docs], kind="stable")]
+        ends = np.cumsum(sizes[order])
+        whole = int(np.searchsorted(ends, wanted, side="right"))
+        take[order[:whole]] = sizes[order[:whole]]
+        if whole < len(order):
+            take[order[whole]] = wanted - (int(ends[whole - 1]) if whole else 0)
+    return take
+
+
+def cut(text: str, size: int) -> str:
+    """The first `size` bytes of `text`, less a character cut in half."""
+    return text.encode("utf-8")[:size].decode("utf-8", "ignore")
+
+
+def sampled_documents(unit: Unit, quota: dict[str, int] | None, seed: int, work: str | None, seen: CorpusCounts, kept: CorpusCounts) -> Iterator[tuple[list[str], list[str]]]:
+    """(texts, langs) of one unit to train on: all of them (`quota` None), or each language's quota
+    of them (see the module docstring); `seen` counts what was read, `kept` what is handed on."""
+    take = None
+    if quota is not None:
+        assert work is not None
+        table = read_table(sizes_path(work, unit))
+        sizes = table.column("size").to_numpy()
+        lang = table.column("lang").combine_chunks()
+        keys = np.random.default_rng([seed, zlib.crc32(as_path(unit.path).name.encode()), unit.start]).random(len(sizes))
+        take = choose(sizes, lang.indices.to_numpy(zero_copy_only=False), lang.dictionary.to_pylist(), quota, keys)
+    index = 0
+    for texts, langs in unit_documents(unit, seen):
+        out_texts: list[str] = []
+        out_langs: list[str] = []
+        for text, lang in zip(texts, langs):
+            size = len(text.encode("utf-8"))
+            seen.bytes[lang] += size
+            seen.documents[lang] += 1
+            if take is not None:
+                if index >= len(take) or sizes[index] != size:
+                    raise RuntimeError(f"{unit.path}: changed since its documents were counted (document {index}); rerun with --overwrite")
+                wanted = int(take[index])
+                index += 1
+                if wanted <= 0:
+                    continue
+                if wanted < size:
+                    text = cut(text, wanted)
+                    size = len(text.encode("utf-8"))
+            kept.bytes[lang] += size
+            kept.documents[lang] += 1
+            if text:
+                out_texts.append(text)
+                out_langs.append(lang)
+        if out_texts:
+            yield out_texts, out_langs
+    if take is not None and index != len(take):
+        raise RuntimeError(f"{unit.path}: changed since its documents were counted ({index} documents, {len(take)} before); rerun with --overwrite")
+
+
+class SampledCorpus:
+    """Batches of training text, every unit in order (`quotas[i]` for unit i, or None: everything).
+    `kept` counts what went to the trainer; `seen` what was read."""
+
+    def __init__(self, units: list[Unit], quotas: list[dict[str, int]] | None, seed: int = 0, work: str | None = None) -> None:
+        self.units, self.quotas, self.seed, self.work = units, quotas, seed, work
+        self.seen = CorpusCounts()
+        self.kept = CorpusCounts()
+
+    def __iter__(self) -> Iterator[list[str]]:
+        for unit in self.units:
+            quota = None if self.quotas is None else self.quotas[unit.index]
+            for texts, _ in sampled_documents(unit, quota, self.seed, self.work, self.seen, self.kept):
+                yield texts
