@@ -30,7 +30,7 @@ def check_task_record(output_dir: AnyPath, wanted: dict[str, Any]) -> None:
             remove_tree(output_dir / WORK_DIR)
         elif found != wanted:
             raise StageInputMismatch(
-                f"{output_dir} holds the output of an earlier {found.get('stage')} run with {_differences(found, wanted)} "
+                f"{output_dir} holds the output of an earlier {found.get('stage') if isinstance(found, dict) else 'unknown'} run with {_differences(found, wanted)} "
                 f"(see {path}); choose another output folder, delete this one or pass --overwrite"
             )
         else:

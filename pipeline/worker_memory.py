@@ -36,5 +36,5 @@ def freeze_worker_state() -> None:
     after every later task, which otherwise walked it all (60 ms a task in an ingest worker, more
     than a small WARC file's own work). Not at the end of the first task: its frames, arguments
     and any exception in flight would be frozen with it, and a cycle among them never collected."""
-    if _TASKS_RELEASED == 1 and gc.get_freeze_count() == 0:
+    if _TASKS_RELEASED >= 1 and gc.get_freeze_count() == 0:  # >=: a run_node task may have been the worker's first
         gc.freeze()

@@ -286,7 +286,9 @@ def rules_errors(lang: str, families: Any, where: str | None = None) -> list[str
 
 def _make(family: str, lang: str, params: dict[str, Any], tokenizer: LastTextMemo) -> BaseFilter:
     cls = rule_class(family, lang)
-    params = check_settings(cls, params, f"rules.{lang}.{family}")[0]  # as the class takes them: "2e3" as 2000 (checked by the caller)
+    params, errors = check_settings(cls, params, f"rules.{lang}.{family}")  # as the class takes them: "2e3" as 2000
+    if errors:  # RuleChain checked them first: only a caller of _make alone gets here
+        raise ValueError("\n".join(errors))
     if family == "policy":
         return cls(**params)
     params = {k: tuple(map(tuple, v)) if k in ("top_n_grams", "dup_n_grams") else v for k, v in params.items()}

@@ -456,3 +456,11 @@ def test_a_folder_where_nothing_was_written_is_taken_by_the_corrected_command(tm
         (folder / finished).write_text("{}")
         with pytest.raises(StageInputMismatch, match=r"other settings \(lines: 2 -> 3\)"):
             check_task_record(folder, corrected)
+
+
+def test_a_record_that_is_not_a_stages_is_refused_by_name(tmp_path):
+    """A `_tasks.json` that holds no mapping (damaged, or someone's): refused as a mismatch, not a crash."""
+    (tmp_path / "_tasks.json").write_text("[1, 2]")
+    (tmp_path / "part-00000.parquet").write_bytes(b"PAR1")
+    with pytest.raises(StageInputMismatch, match=r"an earlier unknown run with a record this version cannot read"):
+        check_task_record(tmp_path, {"stage": "lines", "settings": {}, "sources": []})
