@@ -147,8 +147,12 @@ def run_jobs(
     on_failed: Callable[[Job, str], None] | None = None,
     retry_exceptions: list[type[BaseException]] | None = None,
     shared: tuple = (),
+    fresh_worker: bool = False,
 ) -> JobsResult:
-    """Run fn(*shared, *job.args) for every job on Ray; `shared` objects are put in the store once."""
+    """Run fn(*shared, *job.args) for every job on Ray; `shared` objects are put in the store once.
+    `fresh_worker`: each job in a worker process of its own, started for it and ended after it, for
+    work whose memory is measured or budgeted (a reused worker carries what earlier tasks left: a
+    fastText model, torch, allocator pools)."""
     import ray
 
     out = JobsResult()
@@ -156,7 +160,10 @@ def run_jobs(
         return out
     ensure_ray(options)
     max_in_flight = options.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
-    remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=retry_exceptions or False)(fn)
+    # A fresh worker: Ray keeps a worker pool per runtime env (merged with the job's), so an env of
+    # its own starts a new worker, and max_calls=1 ends it after the job.
+    fresh = {"max_calls": 1, "runtime_env": {"env_vars": {"CRAWLMILL_FRESH_WORKER": "1"}}} if fresh_worker else {}
+    remote = ray.remote(num_cpus=1, max_retries=3, retry_exceptions=retry_exceptions or False, **fresh)(fn)
     shared_refs = tuple(ray.put(obj) for obj in shared)
     pending = list(reversed(jobs))
     in_flight: dict[Any, Job] = {}

@@ -96,9 +96,11 @@ class StageContext:
         unit: str = "tasks",
         retry: tuple[type[BaseException], ...] = (),
         title: str | None = None,
+        fresh_worker: bool = False,
     ) -> dict[str, Any]:
         """Run `fn(*shared, *task.args)` for every task not finished before; return every task's
-        result (a JSON-able dict, read back from its marker for finished ones), by key, in order."""
+        result (a JSON-able dict, read back from its marker for finished ones), by key, in order.
+        `fresh_worker`: each task in a new worker process (run_jobs)."""
         markers = as_path(markers) if markers is not None else self.work / DONE_DIR / name
         if len({t.key for t in tasks}) != len(tasks):
             raise ValueError(f"step {name}: task keys are not unique")
@@ -113,7 +115,7 @@ class StageContext:
                     run_task, jobs, self.ray_options,
                     on_done=lambda job, result: bar.part_done(result if isinstance(result, dict) else {}),
                     on_failed=lambda job, detail: bar.part_failed(job.name, detail),
-                    retry_exceptions=list(retry), shared=(fn, shared),
+                    retry_exceptions=list(retry), shared=(fn, shared), fresh_worker=fresh_worker,
                 )  # fmt: skip
             if outcome.failures:
                 raise StepFailed(name, outcome.failures, outcome.errors)

@@ -132,7 +132,7 @@ class TokenizerStage(Stage):
         if c.max_memory_gib:
             plan.update(self._word_table(ctx, units, quotas))
             plan["quotas"] = None  # applied by the word count
-        trained = ctx.step("train", train_task, [Task("train", (plan, str(ctx.output)))], shared=(c,), title="tokenizer train")
+        trained = ctx.step("train", train_task, [Task("train", (plan, str(ctx.output)))], shared=(c,), title="tokenizer train", fresh_worker=True)
         report = trained["train"]
         if "input_error" in report:
             remove_file(ctx.work / DONE_DIR / "train" / "train.json")  # a rerun trains again

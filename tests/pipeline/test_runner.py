@@ -170,6 +170,38 @@ def test_multi_step_stage_resumes_task_by_task(ray_local, tmp_path):
     assert run_stage(TwoStepStage([1, 2, 3, 4]), out, progress=False).already_done
 
 
+class PidStage(Stage):
+    """Two steps that report their worker processes: one in reused workers, one in fresh ones."""
+
+    name = "pids"
+
+    def __init__(self) -> None:
+        super().__init__({})
+
+    def sources(self) -> list[str]:
+        return []
+
+    def run(self, ctx):  # noqa: ANN001, ANN201
+        tasks = [Task(f"t-{n}", (n,)) for n in range(4)]
+        reused = ctx.step("reused", worker_pid, tasks)
+        fresh = ctx.step("fresh", worker_pid, tasks, fresh_worker=True)
+        pids = {"reused": sorted({r["pid"] for r in reused.values()}), "fresh": [fresh[t.key]["pid"] for t in tasks]}
+        return {"stage": self.name, "parts": 0, "in": 0, "kept": 0, "dropped": {}, "quarantined": 0, "counters": {}, "pids": pids}
+
+
+def worker_pid(n: int) -> dict:
+    time.sleep(0.2)  # several workers for the reused step
+    return {"pid": os.getpid(), "fresh": os.environ.get("CRAWLMILL_FRESH_WORKER")}
+
+
+def test_a_fresh_worker_step_runs_each_task_in_a_process_no_other_task_used(ray_local, tmp_path):
+    """The tokenizer's trainer measures and budgets its memory: in a reused worker it carried what
+    earlier tasks left (CI: 506 MiB against a 461 MiB budget)."""
+    pids = run_stage(PidStage(), tmp_path / "out", progress=False).stats["pids"]
+    assert len(set(pids["fresh"])) == 4 and not set(pids["fresh"]) & set(pids["reused"])
+    assert not set(run_stage(PidStage(), tmp_path / "again", progress=False).stats["pids"]["fresh"]) & set(pids["fresh"])
+
+
 def test_unusable_input_in_a_task_stops_the_stage_with_its_error_and_leaves_no_folder(ray_local, tmp_path):
     with pytest.raises(StageInputError, match="3 cannot be squared here"):
         run_stage(TwoStepStage([1, 2, 3], fail_at=3, bad_input=True), tmp_path / "out", progress=False)
