@@ -252,7 +252,7 @@ def run_stage(
 
 
 def _run(stage: Stage, output: AnyPath, record: dict[str, Any], ray_options: RayOptions, progress: bool, started: float) -> StageResult:
-    check_task_record(output, record)
+    check_task_record(output, record, stage.resume_only_settings, finished=(output / SUCCESS_FILE).exists())
     result = StageResult(stats=None, output_dir=output)
     if (output / SUCCESS_FILE).exists():
         result.stats = read_json(output / STATS_FILE)

@@ -75,6 +75,10 @@ class Stage(ABC):
     # What makes a folder this stage's earlier output, which it resumes and --overwrite may delete
     # (output_folder.check_output_folder).
     output_markers: ClassVar[tuple[str, ...]] = STAGE_MARKERS
+    # Fingerprint keys that say whether an unfinished folder's intermediates can be resumed, not
+    # what the output is (a `_work/` format): a finished folder whose record differs only there
+    # stays done (task_record.check_task_record).
+    resume_only_settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any) -> None:
         self.config = config

@@ -17,13 +17,17 @@ from .output_folder import DONE_DIR, TASKS_FILE, WORK_DIR
 from .stage import StageInputMismatch
 
 
-def check_task_record(output_dir: AnyPath, wanted: dict[str, Any]) -> None:
+def check_task_record(output_dir: AnyPath, wanted: dict[str, Any], resume_only: tuple[str, ...] = (), finished: bool = False) -> None:
     """Record what an output folder is made from (`_tasks.json`), or refuse a folder made from
-    other inputs or settings, so a resume never mixes two runs."""
+    other inputs or settings, so a resume never mixes two runs. `finished` (it has `_SUCCESS`):
+    a record that differs only in the `resume_only` settings (Stage.resume_only_settings) is the
+    same output; nothing will be resumed, and the record stays as it was."""
     path = output_dir / TASKS_FILE
     wanted = read_json_roundtrip(wanted)
     if path.exists():
         found = read_json(path)
+        if found != wanted and finished and resume_only and _without(found, resume_only) == _without(wanted, resume_only):
+            return
         if found != wanted and _nothing_written(output_dir):
             # An attempt that stopped before any task wrote a thing (a mistyped option, a missing
             # file): its record holds nothing back, so the corrected command takes the folder.
@@ -36,6 +40,12 @@ def check_task_record(output_dir: AnyPath, wanted: dict[str, Any]) -> None:
         else:
             return
     atomic_write_json(path, wanted)
+
+
+def _without(record: Any, keys: tuple[str, ...]) -> Any:
+    if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
+        return record
+    return {**record, "settings": {k: v for k, v in record["settings"].items() if k not in keys}}
 
 
 def _nothing_written(output_dir: AnyPath) -> bool:

@@ -8,7 +8,8 @@ another document with the same `id`, the same capture, e.g. its WARC and its WET
 and `_report/report.png` (Table-1 style: removal share within each dump and over the first k dumps).
 Intermediate shuffle files live in `_work/` and are kept for resume; delete it when done. Its
 format (steps.WORK_FORMAT) is part of the fingerprint: a `_work/` of an older version is refused
-like other settings (--overwrite recomputes it), never resumed.
+like other settings (--overwrite recomputes it), never resumed; a finished folder of
+one stays done (`resume_only_settings`).
 
 Run it: `crawlmill dedup out/CC-MAIN-2024-10/filter out/CC-MAIN-2024-18/filter --output out/dedup`.
 """
@@ -20,12 +21,10 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from crawlmill.files import AnyPath, as_path, parquet_file, read_json, resolved
+from crawlmill.files import AnyPath, as_path, parquet_file, resolved
 
-from ..output_folder import SUCCESS_FILE, TASKS_FILE
 from ..parts import PartSink, input_parts
 from ..runner import StageContext, Task
-from ..task_record import read_json_roundtrip
 from ..stage import PartStage, PartTask, Stage, StageResult, run_parts
 from . import index, steps
 from .config import DedupConfig
@@ -36,10 +35,6 @@ DUPLICATES_SCHEMA = pa.schema(
     [("id", pa.string()), ("dump", pa.string()), ("url", pa.string()), ("reason", pa.string()),
      ("cluster", pa.string()), ("kept_id", pa.string()), ("kept_dump", pa.string())]
 )  # fmt: skip
-
-
-def _without_work_format(settings: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in settings.items() if k != "work_format"}
 
 
 class DedupOutput(PartStage):
@@ -80,6 +75,7 @@ class DedupStage(Stage):
     """Exact + MinHash LSH dedup of `config.inputs` together, and against `config.index`'s earlier runs."""
 
     name = "dedup"
+    resume_only_settings = ("work_format",)  # a finished folder of an older `_work/` format stays done
 
     def __init__(self, config: DedupConfig) -> None:
         super().__init__(config)
@@ -90,7 +86,6 @@ class DedupStage(Stage):
         self.run_dir = ""  # where this run's kept rows are stored in the index
         self.earlier: list[tuple[str, str]] = []
         self.documents = self.partitions = 0
-        self.work_format: int | None = steps.WORK_FORMAT
 
     def plan(self, output: AnyPath) -> None:
         index_dir = self.config.index
@@ -104,27 +99,12 @@ class DedupStage(Stage):
         all_parts = self.parts + [part for _, part in self.earlier]  # input part numbers: new parts first
         self.documents = sum(parquet_file(p).metadata.num_rows for p in all_parts)
         self.partitions = self.config.partitions_for(self.documents)
-        self.work_format = self._work_format(output)
 
     def check_recompute(self) -> None:
         """Refuse (index.IndexRerunRefused) to compute a run of the index that is not its last (a
         finished one is skipped as done: its fingerprint names only the runs before it)."""
         if self.config.index:
             index.refuse_rerun(self.config.index, self.manifest, self.position)
-
-    def _work_format(self, output: AnyPath) -> int | None:
-        """The `_work/` format to record: this version's, except for a finished folder whose record
-        differs from this run's only there (written before the format was recorded, or bumped). The
-        runner skips a finished folder, resuming nothing from its `_work/`, so it stays done; None:
-        a record without the key. (With --overwrite such a folder is recomputed under that older
-        number: should that run be killed, its resume is refused like any mismatch, never mixed.)"""
-        out = as_path(output)
-        if not (out / SUCCESS_FILE).exists() or not (out / TASKS_FILE).exists():
-            return steps.WORK_FORMAT
-        recorded = read_json(out / TASKS_FILE).get("settings")
-        if isinstance(recorded, dict) and _without_work_format(recorded) == read_json_roundtrip(self._settings()):
-            return recorded.get("work_format")
-        return steps.WORK_FORMAT
 
     def sources(self) -> list[str]:
         return self.parts
@@ -133,8 +113,7 @@ class DedupStage(Stage):
         return {**self.config.settings(), "partitions": self.partitions, "index": self.config.index, "index_runs": index.recorded_runs(self.runs)}
 
     def fingerprint(self) -> dict[str, Any]:
-        settings = self._settings()
-        return settings if self.work_format is None else {**settings, "work_format": self.work_format}
+        return {**self._settings(), "work_format": steps.WORK_FORMAT}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         config, parts, partitions, work = self.config, self.parts, self.partitions, str(ctx.work)

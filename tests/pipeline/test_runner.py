@@ -496,3 +496,16 @@ def test_a_record_that_is_not_a_stages_is_refused_by_name(tmp_path):
     (tmp_path / "part-00000.parquet").write_bytes(b"PAR1")
     with pytest.raises(StageInputMismatch, match=r"an earlier unknown run with a record this version cannot read"):
         check_task_record(tmp_path, {"stage": "lines", "settings": {}, "sources": []})
+
+
+def test_a_finished_folder_differing_only_in_a_resume_only_setting_stays_done(tmp_path):
+    record = {"stage": "lines", "settings": {"lines": 2, "work_format": 1}, "sources": ["a"]}
+    check_task_record(tmp_path, record)
+    (tmp_path / "part-00000.parquet").write_bytes(b"written")
+    newer = {**record, "settings": {"lines": 2, "work_format": 2}}
+    check_task_record(tmp_path, newer, ("work_format",), finished=True)
+    assert json.loads((tmp_path / "_tasks.json").read_text()) == record  # kept: the output is that run's
+    with pytest.raises(StageInputMismatch, match="work_format: 1 -> 2"):  # unfinished: its intermediates are not resumed
+        check_task_record(tmp_path, newer, ("work_format",), finished=False)
+    with pytest.raises(StageInputMismatch, match="lines: 2 -> 3"):
+        check_task_record(tmp_path, {**record, "settings": {"lines": 3, "work_format": 2}}, ("work_format",), finished=True)
