@@ -167,6 +167,8 @@ def _print_compute(result: Any, memory: dict[str, Any]) -> None:
     _line("  parameters", f"{params['non_embedding'] / 1e9:.3g}B non-embedding, {params['total'] / 1e9:.3g}B with embeddings (vocabulary {result.scales['vocab_size']:,})")
     _line("  tokens C / M", f"{sci(result.data_tokens)}")
     _print_memory(memory)
+    for warning in result.warnings():
+        err.print(f"warning: {warning}", highlight=False, markup=False)
 
 
 def _print_model(report: dict[str, Any], model: Any, assumed_vocabulary: bool = False) -> None:

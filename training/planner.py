@@ -48,6 +48,7 @@ DEFAULT_VOCAB_SIZE = 102_400
 ASPECT_ANCHORS: tuple[tuple[int, int], ...] = ((768, 12), (2048, 24), (4096, 30), (8192, 95))
 ASPECT_WEIGHT = 0.1  # cost of ln(depth / rule's depth) relative to ln(M / M_opt)
 MAX_WIDTH = 64 * 1024
+SMALLEST_FITTED_COMPUTE = 1e17  # the paper's smallest budget (its Figure 2's grid search)
 
 
 @dataclass(frozen=True)
@@ -181,8 +182,22 @@ class Plan:
         """Tokens that spend the budget on the snapped model: C / M."""
         return self.optimum.compute / self.model_scale
 
+    def warnings(self) -> list[str]:
+        """Where this plan leaves what the laws stand on: a budget below the paper's smallest
+        (1e17 FLOPs, its Figure 2), or a shape or batch far from the optimum it was made for."""
+        said, best = [], self.optimum
+        if best.compute < SMALLEST_FITTED_COMPUTE:
+            said.append(f"C {sci(best.compute)} lies below the paper's smallest budget ({sci(SMALLEST_FITTED_COMPUTE)} FLOPs): the laws are extrapolated here")
+        if not 0.5 <= self.model_scale / best.model_scale_opt <= 2:
+            said.append(f"no model shape comes near M_opt {sci(best.model_scale_opt)}: the closest, {self.model.num_layers} x {self.model.hidden_size}, has M {sci(self.model_scale)}")
+        batch_tokens = self.global_batch_size * self.model.seq_length
+        if not 0.5 <= batch_tokens / best.batch_tokens_opt <= 2:
+            said.append(f"the global batch ({self.global_batch_size} x {self.model.seq_length} = {sci(batch_tokens)} tokens) is far from B_opt {sci(best.batch_tokens_opt)} tokens: it is a whole number of sequences, a multiple of micro batch x data-parallel size")
+        return said
+
     def to_json(self) -> dict[str, Any]:
         return {
+            "warnings": self.warnings(),
             **asdict(self.optimum),
             "model": asdict(self.model),
             "model_scale": self.model_scale,

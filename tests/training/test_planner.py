@@ -223,3 +223,14 @@ def test_laws_are_the_papers():
     assert (DEEPSEEK.model_scale.coefficient, DEEPSEEK.model_scale.exponent) == (0.1715, 0.5243)
     assert (DEEPSEEK.data_tokens.coefficient, DEEPSEEK.data_tokens.exponent) == (5.8316, 0.4757)
     assert math.isclose(DEEPSEEK.model_scale(1e20) * DEEPSEEK.data_tokens(1e20), 1e20, rel_tol=2e-4)
+
+
+def test_a_plan_says_where_it_leaves_what_the_laws_stand_on():
+    """`plan --compute 1e10` printed a 1-layer model 250x M_opt and a batch 7.5x B_opt without a word."""
+    assert plan_compute(1e17).warnings() == [] and plan_compute(1e20).warnings() == [] and plan_compute(1e24).warnings() == []
+    tiny = plan_compute(1e10).warnings()
+    assert len(tiny) == 3 and "below the paper's smallest budget (1e17 FLOPs)" in tiny[0]
+    assert "closest, 1 x 128, has M 7.471e6" in tiny[1] and "B_opt 5.450e2 tokens" in tiny[2]
+    assert [w for w in plan_compute(1e20, data_parallel=512).warnings() if "global batch (512 x 4096" in w]
+    result = CliRunner().invoke(app, ["plan", "--compute", "1e10", "--json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["warnings"] == tiny
