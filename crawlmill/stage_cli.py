@@ -107,7 +107,7 @@ def remix(
 ) -> None:
     """Label every document with its registered domain and a group (URL rules, else a fastText topic classifier
     from --config, else the default group), write the documents by group, and plan the mixture of groups
-    (explicit weights, temperature or UniMax, under a repeat cap) into mixture.json + mixture.png for pack."""
+    (explicit weights, temperature or UniMax, under a repeat cap) into _mixture.json + _mixture.png for pack."""
 
 
 @stage_verb(

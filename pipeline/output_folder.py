@@ -52,7 +52,8 @@ OWN_NAMES = (
     f"{TMP_MARK}*", "part-*.parquet",  # temporaries; parts
     ".nfs*", ".DS_Store", ".ranks-see-*",  # NFS's files deleted while open, Finder's, training's shared-folder probe (training/sharing.py)
     "duplicates",  # dedup
-    "mixture.json", "mixture.png",  # remix
+    "_mixture.json", "_mixture.png",  # remix (remix/layout.py MIXTURE_FILE, MIXTURE_PLOT)
+    "mixture.json", "mixture.png",  # remix before its files took "_" names: its old folders stay crawlmill's to --overwrite
     "manifest.json", "domains.parquet", "*.bin", "*.idx", "*.docs.parquet", "blend.json",  # pack (and appended dumps' blend)
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "crawlmill.json", "tokenizer_metadata.json", "train_report.json",
     "quality_model.json", "*.train.txt",  # quality train (model*.bin above)

@@ -1,8 +1,9 @@
 """Pack's side of a remix input: one shard prefix per group, and the mixture as the manifest's blend.
 
-When pack's input is a remix output folder (it has mixture.json; pipeline/remix/layout.py), each
-group's parts (`part-<group>-NNNNN.parquet`, contiguous in the sorted input) are cut into shards of
-their own, `<group>-00000`, ..., and the manifest's blend becomes::
+When pack's input is a remix output folder (it has _mixture.json, or an earlier version's
+mixture.json; pipeline/remix/layout.py), each group's parts (`part-<group>-NNNNN.parquet`,
+contiguous in the sorted input) are cut into shards of their own, `<group>-00000`, ..., and the
+manifest's blend becomes::
 
     "blend": {"method": "mixture", "prefixes": [...], "weights": [...], "data_path": [...],
               "mixture": {"remix": the remix folder, "method", "unit", "max_epochs", "allow_shortfall",
@@ -11,7 +12,7 @@ their own, `<group>-00000`, ..., and the manifest's blend becomes::
                           "groups": {group: {"share", "target", "documents", "tokens", "epochs",
                                              "remix_epochs", "shards": [prefixes]}}}}
 
-A group's share (mixture.json's, the target unless capped) is spread over its shards by their
+A group's share (_mixture.json's, the target unless capped) is spread over its shards by their
 token counts, so Megatron's BlendedMegatronDatasetBuilder draws each group's share of the samples
 (every sample is sequence_length tokens, so its share of the tokens) and GPTDataset repeats a
 group as often as that needs: `epochs` = share x budget_tokens / tokens, counted in the packed
@@ -25,13 +26,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..remix.layout import MIXTURE_FILE, part_group, read_mixture
+from ..remix.layout import mixture_path, part_group, read_mixture
 
 
 @dataclass
 class RemixInput:
     folder: str
-    mixture: dict[str, Any]  # its mixture.json
+    mixture: dict[str, Any]  # its _mixture.json (mixture.json in an earlier version's folder)
     groups: list[tuple[str, list[int]]]  # (group, input part numbers), in input order
 
 
@@ -41,17 +42,17 @@ def remix_input(folders: list[str], parts: list[str]) -> RemixInput | None:
     found = [(folder, m) for folder, m in mixtures if m is not None]
     if not found:
         return None
+    folder, mixture = found[0]
+    name = mixture_path(folder).name  # the folder's own file name in messages: an earlier version's has mixture.json
     if len(folders) > 1:
         raise ValueError(
-            f"{found[0][0]} is remix output (it has {MIXTURE_FILE}): pack it alone, as its mixture sets the blend "
-            f"(got {len(folders)} input folders)"
+            f"{folder} is remix output (it has {name}): pack it alone, as its mixture sets the blend (got {len(folders)} input folders)"
         )
-    folder, mixture = found[0]
     groups: list[tuple[str, list[int]]] = []
     for index, part in enumerate(parts):
         group = part_group(part)
         if group not in mixture["groups"]:
-            raise ValueError(f"{part}: not a part of a group of {folder}/{MIXTURE_FILE}")
+            raise ValueError(f"{part}: not a part of a group of {folder}/{name}")
         if not groups or groups[-1][0] != group:
             groups.append((group, []))
         groups[-1][1].append(index)

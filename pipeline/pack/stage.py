@@ -10,8 +10,9 @@ Three steps through the runner, all Ray tasks, all resumable:
    task per shard copying token bytes into `shard-NNNNN.bin` and writing `.idx` and `.docs.parquet`.
 3. domains.py, one task per hash partition of the domains: sum the per-domain counts.
 
-A remix output folder (it has mixture.json) is packed group by group: each group's parts into
-shards of its own, `<group>-00000`, ..., and the manifest's blend is the mixture (mixture.py).
+A remix output folder (it has _mixture.json, or mixture.json where an earlier version wrote it) is
+packed group by group: each group's parts into shards of its own, `<group>-00000`, ..., and the
+manifest's blend is the mixture (mixture.py).
 
 Then `manifest.json` (manifest.py), `domains.parquet`, `_stats.json`, `_SUCCESS`, and `_work/` is
 deleted (it holds a second copy of every token). A rerun skips finished parts, shards and
@@ -29,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from crawlmill.files import as_path, atomic_write_json, read_text, sha256_file
+from crawlmill.files import atomic_write_json, read_text, sha256_file
 
 from ..parts import PARTS_DIR, PartStats, input_parts, part_name
-from ..remix.layout import MIXTURE_FILE
+from ..remix.layout import mixture_path
 from ..runner import StageContext, Task
 from ..stage import Stage, StageResult, merge_stats
 from .config import PackConfig
@@ -71,7 +72,8 @@ class PackStage(Stage):
             "dtype": info.dtype,
             "shard_tokens": self.shard_tokens,
             "domain_partitions": self.domain_partitions,
-            **({"mixture_sha256": sha256_file(as_path(self.remix.folder) / MIXTURE_FILE)} if self.remix else {}),
+            # the file found, new name or old: the bytes are the same, so a renamed folder's pack resumes
+            **({"mixture_sha256": sha256_file(mixture_path(self.remix.folder))} if self.remix else {}),
         }
 
     def run(self, ctx: StageContext) -> dict[str, Any]:

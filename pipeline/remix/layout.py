@@ -3,14 +3,17 @@
     part-<group>-NNNNN.parquet   the documents of input part NNNNN that fell in <group>, in input order:
                                  the input's columns plus `domain` and `group` (REMIX_SCHEMA for a
                                  document-schema input); a (group, part) with no documents has no file
-    mixture.json                 per group: documents, characters (and tokens), share before, target,
+    _mixture.json                per group: documents, characters (and tokens), share before, target,
                                  share, epochs, shortfall; the method and its settings (stage.py)
-    mixture.png                  the shares before and after, per group
+    _mixture.png                 the shares before and after, per group
     _parts/part-NNNNN.json       input part NNNNN's counts, per group; _stats.json, _SUCCESS as every stage
 
 Sorted by name, the parts come group by group (groups in name order), input order within a group,
 so a reader of the folder as any stage output (`input_parts`, e.g. the tokenizer) sees every
-document once, and pack cuts each group into shards of its own (`<group>-00000`, ...).
+document once, and pack cuts each group into shards of its own (`<group>-00000`, ...). Every name
+but the parts starts with `_`, which Parquet readers (pyarrow, pandas, Ray Data) skip, so they read
+the folder as one dataset of its parts. Earlier versions wrote `mixture.json` and `mixture.png`
+instead: such a folder is still read (`mixture_path`).
 """
 
 from __future__ import annotations
@@ -21,12 +24,18 @@ from typing import Any
 
 import pyarrow as pa
 
-from crawlmill.files import as_path
+from crawlmill.files import AnyPath, as_path
 
 from ..schema import DOCUMENT_SCHEMA
 
-MIXTURE_FILE = "mixture.json"
-MIXTURE_PLOT = "mixture.png"
+# `_` names: a Parquet reader skips them, where `mixture.json` beside the parts made pyarrow fail
+# reading it as a part ("Parquet magic bytes not found").
+MIXTURE_FILE = "_mixture.json"
+MIXTURE_PLOT = "_mixture.png"
+# What versions before that wrote: their folders are still read by pack (mixture_path), owned by
+# crawlmill for --overwrite (output_folder.py OWN_NAMES) and resumed (stage.py removes them then).
+LEGACY_MIXTURE_FILE = "mixture.json"
+LEGACY_MIXTURE_PLOT = "mixture.png"
 FORMAT = "crawlmill-mixture/1"
 GROUP_COLUMNS = [pa.field("domain", pa.string()), pa.field("group", pa.string(), nullable=False)]
 _GROUP_PART = re.compile(r"^part-(?P<group>[a-z0-9][a-z0-9_-]*)-(?P<index>\d{5,})\.parquet$")
@@ -51,10 +60,20 @@ def part_group(path: Any) -> str | None:
     return match.group("group") if match else None
 
 
+def mixture_path(folder: Any) -> AnyPath | None:
+    """A remix output folder's mixture file: `_mixture.json`, else an earlier version's
+    `mixture.json` (a folder it finished keeps that name); None for any other folder."""
+    folder = as_path(folder)
+    for name in (MIXTURE_FILE, LEGACY_MIXTURE_FILE):  # the new name first: it is what this version writes
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
 def read_mixture(folder: Any) -> dict[str, Any] | None:
-    """A remix output folder's mixture.json; None for any other folder."""
-    path = as_path(folder) / MIXTURE_FILE
-    if not path.is_file():
+    """A remix output folder's mixture (`mixture_path`); None for any other folder."""
+    path = mixture_path(folder)
+    if path is None:
         return None
     mixture = json.loads(path.read_text(encoding="utf-8"))
     if mixture.get("format") != FORMAT:

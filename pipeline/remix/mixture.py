@@ -63,7 +63,7 @@ class Mixture:
         return [g.name for g in self.groups if g.shortfall]
 
     def to_json(self) -> dict[str, Any]:
-        """The mixture as mixture.json holds it (floats to 12 significant digits: no float noise)."""
+        """The mixture as _mixture.json holds it (floats to 12 significant digits: no float noise)."""
         return {
             "method": self.method,
             "budget": _round(self.budget),

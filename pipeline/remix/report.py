@@ -1,6 +1,6 @@
-"""What the remix stage writes about its mixture: `mixture.json`, `mixture.png` and the command's lines.
+"""What the remix stage writes about its mixture: `_mixture.json`, `_mixture.png` and the command's lines.
 
-mixture.json (format crawlmill-mixture/1; no paths, so equal inputs and settings give equal bytes)::
+_mixture.json (format crawlmill-mixture/1; no paths, so equal inputs and settings give equal bytes)::
 
     {"format", "unit": "tokens" | "characters", "tokenizer": {"sha256", "eod_id"} | null,
      "method", "weights" | "temperature" (as given), "max_epochs", "allow_shortfall",
@@ -11,7 +11,7 @@ mixture.json (format crawlmill-mixture/1; no paths, so equal inputs and settings
                         mixture's: the target unless capped), "epochs" (share x budget / size),
                         "target_epochs", "shortfall", "at_cap"}}}
 
-Pack reads "groups"/"share" as the blend's weight per group (pipeline/pack/stage.py).
+Pack reads "groups"/"share" as the blend's weight per group (pipeline/pack/mixture.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`crawlmill remix`: DeepSeek's remixing. Every document gets its registered `domain` and a
 `group` (URL rules, a fastText topic classifier, the default group: labels.py); the documents are
 written group by group (layout.py), and the mixture of groups training should see is computed from
-their sizes (mixture.py) into `mixture.json` and `mixture.png` (report.py). Nothing is copied or
+their sizes (mixture.py) into `_mixture.json` and `_mixture.png` (report.py). Nothing is copied or
 dropped: pack writes one shard prefix per group and puts the mixture's shares in its manifest's
 blend, so Megatron samples the mixture at training time, repeating or skipping documents there.
 
@@ -14,7 +14,7 @@ Two steps, through the runner:
    group are its marker, `_parts/part-NNNNN.json`. Memory: one batch plus one bounded buffer per
    group, never the corpus.
 2. on the driver: sum the markers per group (one row per group), plan the mixture, write
-   mixture.json and mixture.png. A mixture the cap cannot meet stops the stage with an error
+   _mixture.json and _mixture.png. A mixture the cap cannot meet stops the stage with an error
    naming the groups (exit status 2) unless `allow_shortfall`.
 
 Every input document ends in exactly one group (in == kept; `_stats.json` counts them per group
@@ -31,7 +31,7 @@ from collections import Counter
 from typing import Any
 
 
-from crawlmill.files import as_path, atomic_write_json, parquet_file
+from crawlmill.files import as_path, atomic_write_json, parquet_file, remove_file
 
 from ..quality.model import model_digest
 from ..pack.tokenizer import TokenizerInfo, inspect_tokenizer_dir
@@ -40,7 +40,7 @@ from ..runner import StageContext, Task
 from ..stage import Stage, StageResult, merge_stats
 from .config import RemixConfig
 from .labels import Labeler
-from .layout import MIXTURE_FILE, MIXTURE_PLOT, group_part_name, with_group_columns
+from .layout import LEGACY_MIXTURE_FILE, LEGACY_MIXTURE_PLOT, MIXTURE_FILE, MIXTURE_PLOT, group_part_name, mixture_path, with_group_columns
 from .mixture import plan_mixture
 from .report import mixture_document, plot_mixture, report_lines
 
@@ -151,10 +151,15 @@ class RemixStage(Stage):
         document = mixture_document(c, mixture, totals, self.tokenizer)
         atomic_write_json(ctx.output / MIXTURE_FILE, document)
         plot_mixture(ctx.output / MIXTURE_PLOT, document)
+        # An earlier version's folder, resumed: drop its mixture.json/.png, so the folder holds one
+        # mixture and no file a Parquet reader would take for a part.
+        for legacy in (LEGACY_MIXTURE_FILE, LEGACY_MIXTURE_PLOT):
+            remove_file(ctx.output / legacy)
         stats = merge_stats(self.name, [PartStats.from_json(marker) for marker in markers])
         stats["counters"]["groups"] = sum(1 for t in totals.values() if t["documents"])
         stats["counters"] = dict(sorted(stats["counters"].items()))
         return stats
 
     def report(self, result: StageResult) -> list[str]:
-        return [*super().report(result), *report_lines(result.output_dir / MIXTURE_FILE)]
+        # mixture_path: a finished folder of an earlier version (nothing reruns) has mixture.json
+        return [*super().report(result), *report_lines(mixture_path(result.output_dir) or result.output_dir / MIXTURE_FILE)]

@@ -34,7 +34,7 @@ def test_demo_config_runs_end_to_end(ray_local, tmp_path):
     assert_demo_classifier_ranks_clean_pages_above_junk(tmp_path / "demo-output")
     remixed = json.loads((tmp_path / "demo-output/remix/_stats.json").read_text())
     assert remixed["in"] == remixed["kept"] == deduped["kept"] and remixed["counters"]["groups"] == 4
-    mixture = json.loads((tmp_path / "demo-output/remix/mixture.json").read_text())
+    mixture = json.loads((tmp_path / "demo-output/remix/_mixture.json").read_text())
     assert mixture["method"] == "unimax" and all(g["share"] == 0.25 and g["epochs"] <= 4 for g in mixture["groups"].values())
     tokenizer = json.loads((tmp_path / "demo-output/tokenizer/train_report.json").read_text())
     assert tokenizer["vocab"] == {"learned": 1000, "specials": 15, "total": 1015, "padded_vocab_size": 1024}
@@ -108,7 +108,8 @@ def demo_checksums(root: Path) -> dict[str, str]:
     parts changed (they carry quality_score and quality_bucket); the tokenizer and the shards did not;
     and when the tokenizer's `--mix` sample became exact (tokenizer/sampling.py: 24,542 bytes of
     each language, documents cut to the byte, instead of whole pages drawn at random), which changed
-    tokenizer.json, crawlmill.json and every shards/ file; ingest to remix did not change."""
+    tokenizer.json, crawlmill.json and every shards/ file; ingest to remix did not change. Renamed
+    since (same bytes): remix's mixture.json and mixture.png, now _mixture.json and _mixture.png."""
     reference = json.loads((Path(__file__).parent / "demo_checksums.json").read_text())
     found = {}
     for name in reference:

@@ -127,12 +127,15 @@ def test_every_underscore_name_crawlmill_writes_is_its_own():
     from crawlmill.pipeline import accounting, dumps, output_folder, parts
     from crawlmill.pipeline.dedup import report
     from crawlmill.pipeline.quality import stage as quality
+    from crawlmill.pipeline.remix import layout as remix
 
     written = [
         output_folder.TASKS_FILE, output_folder.SUCCESS_FILE, output_folder.STATS_FILE, output_folder.WORK_DIR, parts.PARTS_DIR,
         parts.QUARANTINE_DIR, parts.DROPPED_DIR, report.REPORT_DIR, dumps.INDEX_FOLDER, dumps.STATE_FILE, quality.MODEL_DIR, quality.SUMMARY,
-        accounting.RUN_FILE,
+        accounting.RUN_FILE, remix.MIXTURE_FILE, remix.MIXTURE_PLOT,
     ]  # fmt: skip
     assert all(name.startswith("_") for name in written)
     assert [name for name in written if not any(fnmatch.fnmatchcase(name, pattern) for pattern in OWN_NAMES)] == []
     assert not any(pattern.startswith("_") and set(pattern) & set("*?[") for pattern in OWN_NAMES)  # no "_*": a user's `_x` is theirs
+    # the names an earlier remix wrote: its folders stay crawlmill's (--overwrite deletes them)
+    assert all(any(fnmatch.fnmatchcase(name, p) for p in OWN_NAMES) for name in (remix.LEGACY_MIXTURE_FILE, remix.LEGACY_MIXTURE_PLOT))

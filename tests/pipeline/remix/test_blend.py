@@ -27,7 +27,7 @@ def test_gpt_dataset_samples_each_group_at_its_share(remix_input, tokenizer_dir,
     from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 
     assert run_remix([remix_input], tmp_path / "remix", mixture={"tokenizer": str(tokenizer_dir), **mixture}).ok
-    planned = read_json(tmp_path / "remix/mixture.json")
+    planned = read_json(tmp_path / "remix/_mixture.json")
     assert run_pack(tmp_path / "remix", tmp_path / "shards", tokenizer_dir, shard_tokens=2000).ok
     manifest = read_json(tmp_path / "shards/manifest.json")
     groups = manifest["blend"]["mixture"]["groups"]

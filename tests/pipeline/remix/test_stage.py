@@ -1,19 +1,22 @@
 """The remix stage on real pipeline output (the sample corpus, both dumps): labels, every document
-in exactly one group, counts, byte-identical reruns and resume, the error naming the groups over
-the cap, --allow-shortfall, token counts equal to pack's, and the classifier path."""
+in exactly one group, counts, a folder any Parquet reader reads whole, byte-identical reruns and
+resume (of an earlier version's folder too), the error naming the groups over the cap,
+--allow-shortfall, token counts equal to pack's, and the classifier path."""
 
 import json
+import shutil
 
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from crawlmill.cli import app
+from crawlmill.pipeline.output_folder import check_output_folder
 from crawlmill.pipeline.parts import input_parts, marker_path
-from crawlmill.pipeline.remix.layout import REMIX_SCHEMA, part_group
+from crawlmill.pipeline.remix.layout import LEGACY_MIXTURE_FILE, LEGACY_MIXTURE_PLOT, MIXTURE_FILE, MIXTURE_PLOT, REMIX_SCHEMA, part_group
 from crawlmill.pipeline.remix.mixture import MixtureError
 from crawlmill.pipeline.remix.stage import LabelSettings, RemixStage, label_part
-from crawlmill.pipeline.runner import run_task
+from crawlmill.pipeline.runner import run_stage, run_task
 from crawlmill.pipeline.urls import domain_of
 from tests.pipeline.remix.conftest import folder_bytes, read_json, remix_config, run_pack, run_remix
 
@@ -63,7 +66,7 @@ def test_every_document_is_kept_in_exactly_one_group_with_its_domain(remix_input
 
 
 def test_mixture_json_counts_the_groups_and_plans_unimax(remixed):
-    mixture = read_json(remixed / "mixture.json")
+    mixture = read_json(remixed / "_mixture.json")
     after = rows(remixed)
     assert mixture["method"] == "unimax" and mixture["unit"] == "characters" and mixture["documents"] == 38
     for name, group in mixture["groups"].items():
@@ -74,7 +77,16 @@ def test_mixture_json_counts_the_groups_and_plans_unimax(remixed):
         assert group["epochs"] <= 4
     assert mixture["size"] == mixture["budget"] == sum(len(r["text"]) for r in after)
     assert sum(g["share"] for g in mixture["groups"].values()) == pytest.approx(1)
-    assert (remixed / "mixture.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (remixed / "_mixture.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_finished_folder_is_read_whole_by_any_parquet_reader(remixed):
+    """The mixture's files are `_` names, which Parquet readers skip: the folder is a dataset of its
+    parts (a `mixture.json` beside them made pyarrow fail on it as a Parquet file)."""
+    table = pq.read_table(remixed)
+    assert table.num_rows == read_json(remixed / "_stats.json")["kept"] == 38
+    assert sorted(table.column("id").to_pylist()) == sorted(r["id"] for r in rows(remixed))
+    assert [p.name for p in remixed.iterdir() if p.name.endswith((".json", ".png")) and not p.name.startswith("_")] == []
 
 
 def test_two_runs_are_byte_identical_and_a_killed_run_resumes(remix_input, remixed, tmp_path):
@@ -96,6 +108,31 @@ def test_two_runs_are_byte_identical_and_a_killed_run_resumes(remix_input, remix
     assert "_tasks.json" in folder_bytes(killed)  # the whole folder, settings record included
 
 
+def test_a_folder_of_the_earlier_layout_is_reported_resumed_and_overwritten(remix_input, remixed, tmp_path):
+    """A folder an earlier version wrote (`mixture.json`, `mixture.png`): finished, a rerun does
+    nothing and reports its mixture; --overwrite may delete it (its names are crawlmill's); killed
+    after the mixture was written, a rerun writes the new names and removes the old ones."""
+    old = tmp_path / "old"
+    shutil.copytree(remixed, old)
+    (old / MIXTURE_FILE).rename(old / LEGACY_MIXTURE_FILE)
+    (old / MIXTURE_PLOT).rename(old / LEGACY_MIXTURE_PLOT)
+    killed = tmp_path / "killed"
+    shutil.copytree(old, killed)
+    (killed / "_SUCCESS").unlink()
+
+    stage = RemixStage(remix_config([remix_input]))
+    done = run_stage(stage, old, progress=False)
+    assert done.already_done and any(line.endswith(f"→ {old / LEGACY_MIXTURE_FILE}") for line in stage.report(done))
+    check_output_folder(old, overwrite=True)
+    assert run_stage(RemixStage(remix_config([remix_input])), old, progress=False, overwrite=True).ok
+    assert folder_bytes(old) == folder_bytes(remixed)
+
+    resumed = run_remix([remix_input], killed)
+    assert resumed.ok and resumed.finished_before == 4 and not resumed.already_done
+    assert folder_bytes(killed) == folder_bytes(remixed)  # _mixture.json and _mixture.png, and no mixture.json left
+    assert pq.read_table(killed).num_rows == 38
+
+
 def test_a_target_over_the_cap_is_an_error_naming_the_groups_or_a_reported_shortfall(remix_input, tmp_path):
     weights = {"stem": 1, "lifestyle": 1, "culture": 1, "other": 7}
     with pytest.raises(MixtureError, match=r"max_epochs 1.5: other needs [0-9.]+ epochs") as error:
@@ -109,7 +146,7 @@ def test_a_target_over_the_cap_is_an_error_naming_the_groups_or_a_reported_short
     short = CliRunner().invoke(app, ["remix", str(remix_input), "--output", str(tmp_path / "short"), "--config", str(write_rules(tmp_path)),
                                      "--weights", "stem=1,lifestyle=1,culture=1,other=7", "--max-epochs", "1.5", "--allow-shortfall", "--no-progress"])  # fmt: skip
     assert short.exit_code == 0, short.output
-    mixture = read_json(tmp_path / "short/mixture.json")
+    mixture = read_json(tmp_path / "short/_mixture.json")
     other = mixture["groups"]["other"]
     assert mixture["shortfall"] == ["other"] and other["shortfall"] and other["at_cap"] and other["epochs"] == pytest.approx(1.5)
     assert other["share"] < other["target"] == pytest.approx(0.7) and other["target_epochs"] > 1.5
@@ -128,7 +165,7 @@ def write_rules(tmp_path):
 def test_token_counts_are_what_pack_packs(remix_input, tokenizer_dir, tmp_path):
     result = run_remix([remix_input], tmp_path / "remix", mixture={"tokenizer": str(tokenizer_dir), "temperature": 0.5})
     assert result.ok
-    mixture = read_json(tmp_path / "remix/mixture.json")
+    mixture = read_json(tmp_path / "remix/_mixture.json")
     assert mixture["unit"] == "tokens" and mixture["method"] == "temperature"
     assert run_pack(tmp_path / "remix", tmp_path / "shards", tokenizer_dir).ok
     manifest = read_json(tmp_path / "shards/manifest.json")
