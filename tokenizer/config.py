@@ -75,6 +75,8 @@ class TokenizerConfig:
             raise ValueError(f"max_bytes {self.max_bytes}: must be > 0")
         if self.max_token_length is not None and self.max_token_length < 1:
             raise ValueError(f"max_token_length {self.max_token_length}: must be >= 1")
+        if self.seed < 0:  # numpy's seed sequences take no negative numbers: refused here, not after the scan
+            raise ValueError(f"seed {self.seed}: must be >= 0")
         if self.count_chunk_mb <= 0:
             raise ValueError(f"count_chunk_mb {self.count_chunk_mb}: must be > 0")
 

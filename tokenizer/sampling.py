@@ -11,9 +11,10 @@ chunks (plain text cut into byte ranges, `chunk_bytes`). With a mix or a byte li
    language's target over the units in proportion to their bytes of it (`unit_quotas`, largest
    remainders: the parts add up to the target exactly);
 3. reading a unit for training (the trainer's stream, or a word-count task), each language's
-   documents are taken in a random order (keys from a generator seeded by the seed, the file's name
-   and the range's start, so the same inputs and seed give the same sample wherever the files live)
-   until the unit's quota is reached; the last one is cut to fit, at a character boundary.
+   documents are taken in a random order (keys from a generator seeded by the seed, the unit's
+   `source` and the range's start: `sample_keys`) until the unit's quota is reached; the last one is
+   cut to fit, at a character boundary (a cut that leaves less than a character takes nothing of it:
+   that document is not sampled).
 
 So each language gets its target to within 3 bytes per unit (a character cut in half is left out),
 never more, and the total never exceeds `--max-bytes`. Memory: one unit's document sizes.
@@ -21,7 +22,7 @@ never more, and the total never exceeds `--max-bytes`. Memory: one unit's docume
 
 from __future__ import annotations
 
-import zlib
+import hashlib
 from array import array
 from collections import Counter
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow as pa
 
-from crawlmill.files import as_path, file_size, open_binary, read_table
+from crawlmill.files import as_path, file_size, is_remote, open_binary, read_table
 
 from ..pipeline.dedup.shuffle import write_table
 from .corpus import TEXT_BLOCK_BYTES, UNDETERMINED, CorpusCounts, InputSpec, decode_block, expand_files, iter_documents
@@ -46,6 +47,7 @@ class Unit:
     kind: str
     path: str
     lang: str | None
+    source: str  # `<input's index>/<path within the input>`: what seeds its sample (`input_source`)
     start: int = 0
     end: int = 0
 
@@ -54,15 +56,47 @@ def plan_units(specs: list[InputSpec], chunk_bytes: int | None = None) -> list[U
     """Every file of the inputs in order; with `chunk_bytes`, plain uncompressed text larger than
     that is cut into byte ranges (aligned to lines when read)."""
     units: list[Unit] = []
-    for spec in specs:
+    for number, spec in enumerate(specs):
         for kind, path in expand_files(spec):
+            source = input_source(number, spec.path, path)
             size = file_size(path) if chunk_bytes and kind == "text" and not path.name.endswith(".gz") else 0
             if chunk_bytes and size > chunk_bytes:
                 for start in range(0, size, chunk_bytes):
-                    units.append(Unit(len(units), "text_range", str(path), spec.lang, start, min(size, start + chunk_bytes)))
+                    units.append(Unit(len(units), "text_range", str(path), spec.lang, source, start, min(size, start + chunk_bytes)))
             else:
-                units.append(Unit(len(units), "file", str(path), spec.lang))
+                units.append(Unit(len(units), "file", str(path), spec.lang, source))
     return units
+
+
+def input_source(number: int, root: Any, path: Any) -> str:
+    """`<number>/<path relative to root>`: which file of the inputs `path` is (input `number`, whose
+    file or folder is `root`), told apart from every other and the same wherever the inputs live.
+
+    The relative path, not the base name: two inputs' files share names (every stage folder has a
+    `part-00000.parquet`; `a/x.txt` and `b/x.txt` in one folder), and equal keys would sample the same
+    positions of both. Relative, not absolute: a corpus moved elsewhere or read from S3 (`s3://` and
+    `s3a://` alike: the path within the store) gives the same sample. The input's number tells apart
+    inputs whose files have the same relative path (`dumpA/filter`, `dumpB/filter`); the order of the
+    inputs is part of the run, as their list is. Not the content: files of the same text are still
+    independent draws."""
+    root, path = as_path(root), as_path(path)
+    if is_remote(path):  # the path within the store, without the protocol
+        top, inner = root.path.rstrip("/"), path.path.rstrip("/")
+        relative = "" if inner == top else inner[len(top) + 1 :] if inner.startswith(top + "/") else None
+    else:
+        relative = path.relative_to(root).as_posix() if path.is_relative_to(root) else None
+    if relative in ("", "."):  # the input is this file
+        relative = path.name
+    elif relative is None:  # not under its input (expand_files never does this): unique, though not location-free
+        relative = path.as_posix() if not is_remote(path) else path.path
+    return f"{number}/{relative}"
+
+
+def sample_keys(seed: int, unit: Unit, count: int) -> np.ndarray:
+    """The unit's documents' random keys (their order of sampling): a generator seeded by `seed`, a
+    hash of the unit's `source` (all its bytes: crc32 collides over many files) and its start."""
+    digest = hashlib.sha256(unit.source.encode("utf-8")).digest()
+    return np.random.default_rng([seed, int.from_bytes(digest[:16], "little"), unit.start]).random(count)
 
 
 def range_documents(path: str, start: int, end: int, counts: CorpusCounts) -> Iterator[str]:
@@ -195,8 +229,7 @@ def sampled_documents(unit: Unit, quota: dict[str, int] | None, seed: int, work:
         table = read_table(sizes_path(work, unit))
         sizes = table.column("size").to_numpy()
         lang = table.column("lang").combine_chunks()
-        keys = np.random.default_rng([seed, zlib.crc32(as_path(unit.path).name.encode()), unit.start]).random(len(sizes))
-        take = choose(sizes, lang.indices.to_numpy(zero_copy_only=False), lang.dictionary.to_pylist(), quota, keys)
+        take = choose(sizes, lang.indices.to_numpy(zero_copy_only=False), lang.dictionary.to_pylist(), quota, sample_keys(seed, unit, len(sizes)))
     index = 0
     for texts, langs in unit_documents(unit, seen):
         out_texts: list[str] = []
@@ -215,6 +248,8 @@ def sampled_documents(unit: Unit, quota: dict[str, int] | None, seed: int, work:
                 if wanted < size:
                     text = cut(text, wanted)
                     size = len(text.encode("utf-8"))
+                    if not text:  # cut below its first character: nothing of it is trained on
+                        continue
             kept.bytes[lang] += size
             kept.documents[lang] += 1
             if text:

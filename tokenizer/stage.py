@@ -37,13 +37,14 @@ from ..pipeline.stage import Stage, StageInputError, StageResult
 
 from .config import TokenizerConfig
 from .corpus import CorpusCounts, InputSpec, expand_files
+from .human import human_bytes
 from .sampling import SampledCorpus, byte_targets, plan_units, scan_unit, unit_quotas
 from .train import CorpusTooSmall, train
 from .wordcount import FeedTally, choose_min_count, count_words, feed, reduce_words
 
 REPORT = "train_report.json"
 REPAIRED = "invalid_utf8_replaced"  # corpus.decode_block: a block read with its bad bytes replaced
-WORK_FORMAT = "2"  # `_work/_format`: the work of an unfinished run by an earlier version (other files and results) is not resumed
+WORK_FORMAT = "3"  # `_work/_format`: the work of an unfinished run by an earlier version (other files, results or sample keys) is not resumed
 
 
 def train_task(config: TokenizerConfig, plan: dict[str, Any], output: str) -> dict[str, Any]:
@@ -193,16 +194,6 @@ def _language_line(lang: str, n: dict[str, int]) -> str:
         left = [f"{human_bytes(n[key])} {what}" for key, what in (("not_sampled", "not sampled"), ("pruned", "pruned")) if n[key]]
         line += f" of {human_bytes(n['read'])}" + (f" ({', '.join(left)})" if left else "")
     return line
-
-
-def human_bytes(n: float) -> str:
-    """17 bytes, 12.3 KiB, 5.3 MiB, 2.04 GiB: small sizes never round to 0.0."""
-    if n < 1024:
-        return f"{int(n):,} byte{'s' if n != 1 else ''}"
-    for unit, scale, digits in (("KiB", 2**10, 1), ("MiB", 2**20, 1), ("GiB", 2**30, 2)):
-        if n < 1000 * scale or unit == "GiB":  # 1,000 KiB and up: 0.98 MiB
-            return f"{n / scale:,.{digits}f} {unit}"
-    raise AssertionError
 
 
 def _stats(report: dict[str, Any], files: int) -> dict[str, Any]:

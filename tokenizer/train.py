@@ -38,6 +38,7 @@ from crawlmill.files import as_path, atomic_path, atomic_write_text, make_dirs, 
 from ..pipeline.stage import StageInputError
 from .config import TokenizerConfig
 from .corpus import CorpusCounts
+from .human import human_bytes
 from .pretokenize import deepseek_decoder, deepseek_normalizer, deepseek_post_processor, deepseek_pre_tokenizer
 from .vocab import BOS, EOS, PAD, SPECIAL_TOKENS, VocabLayout
 
@@ -107,10 +108,8 @@ def _too_small(config: TokenizerConfig, seen: CorpusCounts, kept: CorpusCounts, 
         return f"there is no text in the inputs ({inputs}): {found}"
     if not sum(kept.bytes.values()):
         return f"the sample of the inputs ({inputs}) is empty: --mix and --max-bytes leave no text to train on"
-    size = sum(kept.bytes.values())
-    shown = f"{size:,} byte{'s' if size != 1 else ''}" if size < 2**20 else f"{size / 2**20:,.1f} MiB"
     return (
-        f"the text trained on ({shown}) allows only {learned:,} tokens with min_frequency {config.min_frequency}; "
+        f"the text trained on ({human_bytes(sum(kept.bytes.values()))}) allows only {learned:,} tokens with min_frequency {config.min_frequency}; "
         f"asked for --vocab-size {config.vocab_size:,}: give more text or a smaller --vocab-size"
     )
 
