@@ -108,7 +108,9 @@ def demo_checksums(root: Path) -> dict[str, str]:
     parts changed (they carry quality_score and quality_bucket); the tokenizer and the shards did not;
     and when the tokenizer's `--mix` sample became exact (tokenizer/sampling.py: 24,542 bytes of
     each language, documents cut to the byte, instead of whole pages drawn at random), which changed
-    tokenizer.json, crawlmill.json and every shards/ file; ingest to remix did not change. Renamed
+    tokenizer.json, crawlmill.json and every shards/ file; ingest to remix did not change; and when
+    the sample's keys came from each file's input and path within it instead of its base name
+    (the same files changed again, shards/_stats.json too). Renamed
     since (same bytes): remix's mixture.json and mixture.png, now _mixture.json and _mixture.png."""
     reference = json.loads((Path(__file__).parent / "demo_checksums.json").read_text())
     found = {}
