@@ -291,10 +291,7 @@ def _make(family: str, lang: str, params: dict[str, Any], tokenizer: LastTextMem
         raise ValueError("\n".join(errors))
     if family == "policy":
         return cls(**params)
-    params = {k: tuple(map(tuple, v)) if k in ("top_n_grams", "dup_n_grams") else v for k, v in params.items()}
-    if family == "fineweb" and "stop_chars" in params:
-        params["stop_chars"] = tuple(params["stop_chars"])
-    return cls(language=tokenizer, **params)
+    return cls(language=tokenizer, **params)  # tuples already: check_settings converts to the class's types
 
 
 class RuleChain:
