@@ -248,13 +248,12 @@ def sampled_documents(unit: Unit, quota: dict[str, int] | None, seed: int, work:
                 if wanted < size:
                     text = cut(text, wanted)
                     size = len(text.encode("utf-8"))
-                    if not text:  # cut below its first character: nothing of it is trained on
-                        continue
+            if not text:  # empty, or cut below its first character: read, but nothing of it is trained on
+                continue
             kept.bytes[lang] += size
             kept.documents[lang] += 1
-            if text:
-                out_texts.append(text)
-                out_langs.append(lang)
+            out_texts.append(text)
+            out_langs.append(lang)
         if out_texts:
             yield out_texts, out_langs
     if take is not None and index != len(take):

@@ -191,3 +191,17 @@ def test_a_document_cut_below_one_character_is_not_counted_as_trained(tmp_path):
     corpus = sample([InputSpec(tmp_path / "zh.jsonl", "zh")], {}, 10 * 12 + 5, 0, tmp_path / "work5")
     assert sorted(t for batch in corpus for t in batch) == sorted([doc] * 10 + ["深"])
     assert corpus.kept.documents == {"zh": 11} and corpus.kept.bytes == {"zh": 123}
+
+
+@pytest.mark.parametrize("max_bytes", [None, 10**6])
+def test_empty_documents_are_read_but_never_counted_as_trained(tmp_path, max_bytes):
+    """Without sampling they counted as trained documents (nothing of them fed); with a --max-bytes
+    above the corpus they did not: one rule now, in both."""
+    jsonl(tmp_path / "en.jsonl", ["", "some text", "", "more text"])
+    spec = [InputSpec(tmp_path / "en.jsonl", "en")]
+    if max_bytes is None:
+        corpus = SampledCorpus(plan_units(spec), None, 0, None)
+    else:
+        corpus = sample(spec, {}, max_bytes, 0, tmp_path / "work")
+    assert sorted(t for batch in corpus for t in batch) == ["more text", "some text"]
+    assert corpus.seen.documents == {"en": 4} and corpus.kept.documents == {"en": 2} and corpus.kept.bytes == {"en": 18}
