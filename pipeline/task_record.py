@@ -67,7 +67,7 @@ def _differences(found: Any, wanted: dict[str, Any]) -> str:
     if old != new:
         old, new = (old if isinstance(old, dict) else {}), (new if isinstance(new, dict) else {})
         keys = sorted(k for k in set(old) | set(new) if old.get(k, "-") != new.get(k, "-"))
-        shown = [f"{k}: {_short(old.get(k, '(none)'))} -> {_short(new.get(k, '(none)'))}" for k in keys[:3]]
+        shown = [f"{k}: {_short(old, k)} -> {_short(new, k)}" for k in keys[:3]]
         said.append("other settings (" + "; ".join(shown) + (f"; {len(keys) - 3} more" if len(keys) > 3 else "") + ")")
     if found.get("sources") != wanted.get("sources"):
         before, now = found.get("sources") or [], wanted.get("sources") or []
@@ -75,8 +75,10 @@ def _differences(found: Any, wanted: dict[str, Any]) -> str:
     return ", ".join(said) or "another record"
 
 
-def _short(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False)
+def _short(settings: dict[str, Any], key: str) -> str:
+    if key not in settings:
+        return "(none)"
+    text = json.dumps(settings[key], ensure_ascii=False)
     return text if len(text) <= 40 else text[:37] + "..."
 
 

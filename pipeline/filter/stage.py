@@ -44,6 +44,9 @@ class FilterStage(PartStage):
             "model_sha256": sha256_file(FastTextLanguageId.resolve_path(lid.model_path)),
             "keep": lid.keep,
             "rules": {lang: self.config.rules_for(lang) for lang in sorted(lid.keep)},
+            # _dropped/ is output too: a finished folder rerun with it asked for is refused, not
+            # skipped without it. Recorded only when set, so folders made without it stay done.
+            **({"keep_dropped": True} if self.keep_dropped else {}),
         }
 
     def __getstate__(self) -> dict[str, Any]:

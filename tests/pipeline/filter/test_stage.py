@@ -11,6 +11,7 @@ from crawlmill.pipeline.filter.stage import FilterStage
 from crawlmill.pipeline.ingest.config import IngestConfig
 from crawlmill.pipeline.ingest.stage import IngestStage
 from crawlmill.pipeline.runner import run_stage
+from crawlmill.pipeline.stage import StageInputMismatch
 from tests.conftest import SAMPLES
 
 
@@ -86,3 +87,15 @@ def test_report_on_the_16_common_crawl_pages(ray_local, shared_data, tmp_path):
     assert run_stage(FilterStage(FilterConfig(inputs=[str(tmp_path / "ingest")], keep_dropped=True)), tmp_path / "filter", progress=False).ok
     rows = pq.read_table(tmp_path / "filter").to_pylist() + pq.read_table(tmp_path / "filter/_dropped").to_pylist()
     assert {r["url"]: r.get("drop_reason") for r in rows} == WARCFILE_REPORT
+
+
+def test_keep_dropped_asked_of_a_finished_folder_made_without_it_is_refused_not_ignored(samples_filtered, tmp_path):
+    """`--keep-dropped` on a finished filter folder printed "already finished" and wrote no _dropped/."""
+    root, _ = samples_filtered
+    out = tmp_path / "filter"
+    assert run_stage(FilterStage(FilterConfig(inputs=[str(root / "ingest")])), out, progress=False).ok
+    with pytest.raises(StageInputMismatch, match=r"keep_dropped: \(none\) -> true.*--overwrite"):
+        run_stage(FilterStage(FilterConfig(inputs=[str(root / "ingest")], keep_dropped=True)), out, progress=False)
+    assert run_stage(FilterStage(FilterConfig(inputs=[str(root / "ingest")])), out, progress=False).already_done
+    redone = run_stage(FilterStage(FilterConfig(inputs=[str(root / "ingest")], keep_dropped=True)), out, progress=False, overwrite=True)
+    assert redone.ok and pq.read_table(out / "_dropped").num_rows == sum(redone.stats["dropped"].values())
