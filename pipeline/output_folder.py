@@ -70,7 +70,30 @@ def reset_output(output_dir: str | Path, markers: Sequence[str] = STAGE_MARKERS,
     """Delete an output folder (the CLI's --overwrite), once `check_output_folder` allows it: never
     a folder crawlmill did not write, nor one that holds files it never writes."""
     check_output_folder(output_dir, overwrite=True, markers=markers, what=what)
-    remove_tree(output_dir)
+    delete_output(output_dir)
+
+
+def delete_output(output_dir: str | AnyPath) -> None:
+    """Delete an output folder in an order that a kill part way cannot turn into a resume of the
+    old output: `_SUCCESS` and the finished-task markers first, the record (`_tasks.json`) last.
+    Until the end the folder still names the run it holds, so a run with other settings is
+    refused; a run with the same ones finds no markers and redoes every task. (Deleted at once,
+    the record could go before the markers, and a run with other settings took the old parts as
+    its own finished tasks.)"""
+    folder = as_path(output_dir)
+    names = folder_names(folder) or []
+    first = [name for name in (SUCCESS_FILE, PARTS_DIR, WORK_DIR) if name in names]
+    for name in [*first, *(n for n in names if n not in first and n != TASKS_FILE)]:
+        _remove(folder / name)
+    remove_tree(folder)
+
+
+def _remove(path: AnyPath) -> None:
+    """A file or a folder, local or in a store (whose recursive delete takes either)."""
+    if is_remote(path) or path.is_dir():
+        remove_tree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def folder_names(folder: AnyPath) -> list[str] | None:
@@ -173,11 +196,13 @@ def _candidates(text: str) -> list[str]:
     return [text]
 
 
-def check_output_not_input(output_dir: str | AnyPath, inputs: Sequence[str], stage: str, inside_ok: bool = False) -> None:
+def check_output_not_input(output_dir: str | AnyPath, inputs: Sequence[str], stage: str, inside_ok: bool = False, own: Sequence[str] = ()) -> None:
     """Refuse (OutputFolderRefused) an output folder that is one of `inputs`, holds one or lies inside
     one: writing there mixes output into what is read, and --overwrite would delete the input.
     `inside_ok`: a stage whose folder search cannot take its own output (ingest reads only WARC/WET
-    files) may write inside an input folder; deleting that output deletes no input."""
+    files) may write inside an input folder; deleting that output deletes no input. `own`: inputs
+    the stage also writes (dedup's index, `Stage.state_fields`), which its output folder may hold:
+    they are part of its output, and its parts are never read as them."""
     real_dirs: dict[str, str] = {}
     output = _location(str(output_dir), real_dirs)  # str of a Path or UPath: the path or the URL
     for given in inputs:
@@ -186,6 +211,8 @@ def check_output_not_input(output_dir: str | AnyPath, inputs: Sequence[str], sta
             if where == output:
                 relation = "is"
             elif where.startswith(output.rstrip("/") + "/"):
+                if given in own:
+                    continue
                 relation = "holds"
             elif output.startswith(where.rstrip("/") + "/") and not inside_ok:
                 relation = "lies inside"

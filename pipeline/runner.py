@@ -38,7 +38,7 @@ from crawlmill.files import (
 
 from .output_folder import (
     DONE_DIR, STATS_FILE, SUCCESS_FILE, WORK_DIR, OutputFolderRefused, check_output_folder, check_output_not_input, config_paths,
-    stage_inputs,
+    delete_output, stage_inputs,
 )  # fmt: skip
 from .progress import StageProgress
 from .ray_tasks import Job, RayOptions, cpu_nodes, run_jobs, run_on_nodes
@@ -229,14 +229,14 @@ def run_stage(
     output = as_path(output_dir)
     stage.plan(output)  # the inputs are resolved and checked here and in sources(): before any write or deletion
     record = {"stage": stage.name, "settings": stage.fingerprint(), "sources": stage.sources()}
-    check_output_not_input(output, stage_inputs(stage, record["sources"]), stage.name, inside_ok=stage.output_inside_input)
-    check_output_folder(output, overwrite, markers=stage.output_markers)
-    if overwrite or not (output / SUCCESS_FILE).exists():  # it will be computed (again): a stage may refuse that
+    check_output_not_input(output, stage_inputs(stage, record["sources"]), stage.name, stage.output_inside_input, state_paths(stage.config, stage.state_fields))
+    if overwrite or not (output / SUCCESS_FILE).exists():  # it will be computed (again): a stage may refuse that, whatever the folder holds
         stage.check_recompute()
+    check_output_folder(output, overwrite, markers=stage.output_markers)
     if overwrite:
         linked = not is_remote(output) and os.path.islink(output)  # rmtree keeps a linked folder, silently
         target = as_path(os.path.realpath(output)) if linked else output
-        remove_tree(target)
+        delete_output(target)
         if list_files(target, "**/*") if is_store_root(target) else target.exists():  # no permission: remove_tree says nothing either (a bucket stays, emptied)
             raise OutputFolderRefused(f"--overwrite: {output} could not be deleted; delete it yourself or choose another output folder")
         if linked:
@@ -249,6 +249,11 @@ def run_stage(
         if created:
             remove_tree(output)
         raise
+
+
+def state_paths(config: Any, fields: Sequence[str]) -> list[str]:
+    """The paths of a stage config's `state_fields` that are set (Stage.state_fields)."""
+    return [str(getattr(config, name)) for name in fields if getattr(config, name, None)]
 
 
 def _run(stage: Stage, output: AnyPath, record: dict[str, Any], ray_options: RayOptions, progress: bool, started: float) -> StageResult:
@@ -302,6 +307,8 @@ def run_pipeline(
     from . import dumps as dump_runs
 
     units = plan_runs(run_config, specs, dumps, append)
+    if not append:  # a joint run's dedup starts the dumps' index that appended dumps extend
+        dump_runs.prepare_joint(run_config, pipeline, overwrite and any(unit.spec.name == "dedup" for unit in units))
     check_folders_first(run_config, pipeline, units, overwrite, append)
     summary: dict[str, StageResult] = {}
     skipped: set[str] = set()
@@ -326,6 +333,8 @@ def run_pipeline(
             break
         if append and spec.name == dump_runs.APPEND_LAST:
             dump_runs.record_appended(run_config.output_dir, dump, folder)
+        elif spec.name == dump_runs.APPEND_LAST and run_config.dumps.ids:  # the joint run's dumps are done: appending builds on them
+            dump_runs.record_joint(run_config.output_dir, run_config.dumps.ids, folder)
     return summary
 
 
@@ -338,7 +347,7 @@ def check_folders_first(run_config: Any, pipeline: Pipeline, units: Sequence[Any
     from . import dumps as dump_runs
 
     names = pipeline.names
-    done = {entry["dump"] for entry in dump_runs.appended(run_config.output_dir)} if append else set()
+    done = set(dump_runs.recorded_dumps(run_config.output_dir)) if append else set()
     for unit in units:
         spec, dump = unit.spec, unit.dump
         if spec.optional and spec.name not in getattr(run_config, "sections", ()):
@@ -349,5 +358,8 @@ def check_folders_first(run_config: Any, pipeline: Pipeline, units: Sequence[Any
             continue
         folder = pipeline.folder(spec.name, run_config, dump if (append or spec.per_dump) else None)
         stage_class = spec.stage_class()
-        check_output_not_input(folder, config_paths(wire_stage_config(pipeline, spec, run_config, dump, append)), spec.name, stage_class.output_inside_input)
+        section = wire_stage_config(pipeline, spec, run_config, dump, append)
+        check_output_not_input(folder, config_paths(section), spec.name, stage_class.output_inside_input, state_paths(section, stage_class.state_fields))
+        if overwrite:
+            stage_class.check_overwrite(section, folder)
         check_output_folder(folder, overwrite, markers=stage_class.output_markers)

@@ -509,3 +509,64 @@ def test_a_finished_folder_differing_only_in_a_resume_only_setting_stays_done(tm
         check_task_record(tmp_path, newer, ("work_format",), finished=False)
     with pytest.raises(StageInputMismatch, match="lines: 2 -> 3"):
         check_task_record(tmp_path, {**record, "settings": {"lines": 3, "work_format": 2}}, ("work_format",), finished=True)
+
+
+class SkippingLines(LinesStage):
+    """LinesStage with a setting: lines starting with `skip` are dropped too."""
+
+    def __init__(self, files: list[str], skip: str) -> None:
+        super().__init__(files)
+        self.skip = skip
+
+    def fingerprint(self) -> dict:
+        return {"skip": self.skip}
+
+    def process(self, task: PartTask, sink: PartSink) -> None:
+        for n, line in enumerate(Path(task.source).read_text().splitlines()):
+            if line.startswith(("#", self.skip)):
+                sink.drop("comment")
+            else:
+                sink.keep({"id": document_id(f"{task.source}:{n}"), "text": line})
+
+
+class Killed(BaseException):
+    pass
+
+
+def test_an_overwrite_killed_at_any_point_never_leaves_old_parts_a_run_with_other_settings_takes(ray_local, sources, tmp_path, monkeypatch):
+    """--overwrite deleted the folder in directory order: killed after `_tasks.json` went but before
+    `_parts/`, a run with other settings took the old parts as its finished tasks."""
+    import shutil
+
+    from crawlmill.pipeline import output_folder
+
+    old, fresh = tmp_path / "old", tmp_path / "fresh"
+    assert run_stage(SkippingLines(sources, "doc 1"), old, progress=False).ok
+    assert run_stage(SkippingLines(sources, "doc 2"), fresh, progress=False).ok
+    real_remove, kill_points = output_folder._remove, 0
+    for kill_at in range(64):
+        out = tmp_path / f"killed-{kill_at}"
+        shutil.copytree(old, out)
+        calls = []
+
+        def dying_remove(path, kill_at=kill_at, calls=calls):
+            if len(calls) == kill_at:
+                raise Killed
+            calls.append(path)
+            real_remove(path)
+
+        monkeypatch.setattr(output_folder, "_remove", dying_remove)
+        try:
+            output_folder.delete_output(out)
+        except Killed:
+            kill_points += 1
+        else:
+            break
+        finally:
+            monkeypatch.setattr(output_folder, "_remove", real_remove)
+        try:
+            result = run_stage(SkippingLines(sources, "doc 2"), out, progress=False)
+        except StageInputMismatch:
+            continue  # the record still names the old run: refused until --overwrite finishes the deletion
+        assert result.ok and result.finished_before == 0 and folder_bytes(out) == folder_bytes(fresh), kill_at
+    assert kill_points >= 5  # _SUCCESS, _parts, _stats.json, parts...
