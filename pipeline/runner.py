@@ -43,7 +43,7 @@ from .output_folder import (
 from .progress import StageProgress
 from .ray_tasks import Job, RayOptions, cpu_nodes, run_jobs, run_on_nodes
 from .stage import Stage, StageInputError, StageResult
-from .task_record import check_task_record
+from .task_record import INPUTS_MADE, check_task_record, input_records
 from .worker_memory import freeze_worker_state, release_memory
 from .wiring import plan_runs, wire_stage_config
 
@@ -229,6 +229,9 @@ def run_stage(
     output = as_path(output_dir)
     stage.plan(output)  # the inputs are resolved and checked here and in sources(): before any write or deletion
     record = {"stage": stage.name, "settings": stage.fingerprint(), "sources": stage.sources()}
+    made = input_records(stage_inputs(stage))  # the stage folders it reads, as they are now
+    if made:
+        record[INPUTS_MADE] = made
     check_output_not_input(output, stage_inputs(stage, record["sources"]), stage.name, stage.output_inside_input, state_paths(stage.config, stage.state_fields))
     if overwrite or not (output / SUCCESS_FILE).exists():  # it will be computed (again): a stage may refuse that, whatever the folder holds
         stage.check_recompute()

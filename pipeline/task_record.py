@@ -8,12 +8,13 @@ takes it.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from typing import Any
+from typing import Any, Sequence
 
-from crawlmill.files import AnyPath, atomic_write_json, list_files, read_json, remove_tree
+from crawlmill.files import AnyPath, as_path, atomic_write_json, list_files, open_binary, read_json, remove_tree
 
-from .output_folder import DONE_DIR, TASKS_FILE, WORK_DIR
+from .output_folder import DONE_DIR, STATS_FILE, SUCCESS_FILE, TASKS_FILE, WORK_DIR
 from .stage import StageInputMismatch
 
 
@@ -28,6 +29,12 @@ def check_task_record(output_dir: AnyPath, wanted: dict[str, Any], resume_only: 
         found = read_json(path)
         if found != wanted and finished and resume_only and _without(found, resume_only) == _without(wanted, resume_only):
             return
+        if isinstance(found, dict) and INPUTS_MADE not in found and found == {k: v for k, v in wanted.items() if k != INPUTS_MADE}:
+            # A record of a version before inputs were recorded: what they were is unknown. A
+            # finished folder stays as it is; a resumed one records them from now on.
+            if not finished:
+                atomic_write_json(path, wanted)
+            return
         if found != wanted and _nothing_written(output_dir):
             # An attempt that stopped before any task wrote a thing (a mistyped option, a missing
             # file): its record holds nothing back, so the corrected command takes the folder.
@@ -40,6 +47,39 @@ def check_task_record(output_dir: AnyPath, wanted: dict[str, Any], resume_only: 
         else:
             return
     atomic_write_json(path, wanted)
+
+
+INPUTS_MADE = "inputs_made"  # the record's key for input_records
+
+
+def input_records(inputs: Sequence[str]) -> dict[str, str]:
+    """For each finished stage folder among `inputs` (a config's paths: a folder, or a part file of
+    one), a digest of its `_tasks.json` and `_stats.json`: what it was made from and what it gave.
+    Kept in the record of the stage that reads it, so that an input folder made again since with
+    other inputs or settings (`--only ingest --overwrite` on WET files instead of WARC) is noticed
+    instead of its readers counting as done. An input remade the same way (deterministic: the same
+    record and counts) leaves its readers valid."""
+    found: dict[str, str] = {}
+    for given in inputs:
+        if "*" in given or "?" in given:
+            continue
+        path = as_path(given)
+        folder = path.parent if path.name.endswith(".parquet") else path
+        if str(folder) in found or not (folder / SUCCESS_FILE).exists():
+            continue
+        digest = hashlib.sha256()
+        for name in (TASKS_FILE, STATS_FILE):
+            digest.update(read_bytes(folder / name) + b"\0")
+        found[str(folder)] = digest.hexdigest()[:16]
+    return found
+
+
+def read_bytes(path: AnyPath) -> bytes:
+    try:
+        with open_binary(path) as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return b""
 
 
 def _without(record: Any, keys: tuple[str, ...]) -> Any:
@@ -69,6 +109,10 @@ def _differences(found: Any, wanted: dict[str, Any]) -> str:
         keys = sorted(k for k in set(old) | set(new) if old.get(k, "-") != new.get(k, "-"))
         shown = [f"{k}: {_short(old, k)} -> {_short(new, k)}" for k in keys[:3]]
         said.append("other settings (" + "; ".join(shown) + (f"; {len(keys) - 3} more" if len(keys) > 3 else "") + ")")
+    if found.get(INPUTS_MADE) != wanted.get(INPUTS_MADE) and found.get("sources") == wanted.get("sources"):
+        before, now = found.get(INPUTS_MADE) or {}, wanted.get(INPUTS_MADE) or {}
+        remade = sorted(folder for folder in set(before) | set(now) if before.get(folder) != now.get(folder))
+        said.append(f"an input made again since ({', '.join(remade[:2])}{' ...' if len(remade) > 2 else ''}: other inputs, settings or counts; --overwrite makes this folder again from it)")
     if found.get("sources") != wanted.get("sources"):
         before, now = found.get("sources") or [], wanted.get("sources") or []
         said.append(f"other inputs ({len(before)} then, {len(now)} now; {len(set(map(str, before)) ^ set(map(str, now)))} differ)")
