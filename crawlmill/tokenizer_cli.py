@@ -14,7 +14,16 @@ import typer
 
 from .cli_common import out, stage_verb, user_errors
 
-app = typer.Typer(help="Train the DeepSeek-style byte-level BPE tokenizer and evaluate it.", no_args_is_help=True, rich_markup_mode="markdown")
+app = typer.Typer(
+    help="Train the DeepSeek-style byte-level BPE tokenizer and evaluate it.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    epilog=(
+        "**Examples**\n\n"
+        "* `crawlmill tokenizer train out/dedup --output out/tokenizer`\n\n"
+        "* `crawlmill tokenizer eval out/tokenizer en=heldout/en.txt zh=heldout/zh.txt --reference deepseek`"
+    ),
+)
 
 INPUTS_HELP = (
     "Pipeline output folders (text, lang columns), Parquet, JSONL (text[, lang]) or text files/folders; "

@@ -23,7 +23,7 @@ from crawlmill.pipeline.config import merge, to_json
 from crawlmill.pipeline.definition import PIPELINE
 from tests.conftest import REPO
 
-VERBS = ["ingest", "filter", "dedup", "quality", "quality train", "quality score", "remix", "run", "train", "tokenizer train", "tokenizer eval", "pack", "shards", "shards inspect", "shards verify", "shards sample", "shards stats", "plan", "plan sweep", "plan fit", "export", "import", "eval"]  # sub-commands as "group verb"
+VERBS = ["ingest", "filter", "dedup", "quality", "quality train", "quality score", "remix", "run", "train", "tokenizer", "tokenizer train", "tokenizer eval", "pack", "shards", "shards inspect", "shards verify", "shards sample", "shards stats", "plan", "plan sweep", "plan fit", "export", "import", "eval"]  # sub-commands as "group verb"
 
 
 def crawlmill(*args: str, **kwargs) -> subprocess.Popen:
