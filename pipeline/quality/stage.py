@@ -271,7 +271,9 @@ class QualityTrainStage(Stage):
 
     def report(self, result: StageResult) -> list[str]:
         report = json.loads((result.output_dir / "train_report.json").read_text())
-        lines = [f"[green]quality model trained[/green] → {result.output_dir}: {report['documents']['train']:,} training documents, models {', '.join(report['models'].values())}"]
+        models = list(report["models"].values())
+        files = f"model{'s' if len(models) > 1 else ''} {', '.join(models)}"
+        lines = [f"[green]quality model trained[/green] → {result.output_dir}: {report['documents']['train']:,} training documents; {files}"]
         for lang, figures in report["heldout"].items():
             if "accuracy" in figures:  # a topic model
                 lines.append(f"  {lang} held out ({figures['documents']:,} documents): accuracy {figures['accuracy']:.4f}, macro F1 {figures['macro_f1']:.4f}")
