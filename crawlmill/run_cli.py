@@ -69,11 +69,12 @@ def run(
         config = load_run_config(config_file, pipeline)
         config.ray = runtime.ray_options(config.ray)
         if append:
-            done = [entry["dump"] for entry in dump_runs.appended(config.output_dir)]
+            dump_runs.check_joint(config, pipeline)  # a joint run this version did not index: refused, saying what to run
+            done = dump_runs.recorded_dumps(config.output_dir)
             asked = dumps or dump_runs.new_dumps(config.dumps, config.output_dir)
             dumps = dump_runs.check_append(config.output_dir, asked)
             for name in sorted(set(asked) & set(done)):
-                out.print(f"{name}: already appended (see {config.output_dir}/{dump_runs.STATE_FILE})", highlight=False)
+                out.print(f"{name}: already in this output (see {config.output_dir}/{dump_runs.STATE_FILE})", highlight=False)
             if not dumps:
                 out.print("no dump to append", highlight=False)
         plan_runs(config, specs, dumps, append)  # a --dump that does not fit the stages fails here, before any work

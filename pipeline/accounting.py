@@ -179,7 +179,7 @@ def account_run(
     from . import dumps as dump_runs
 
     started = time.perf_counter()
-    appended = [entry["dump"] for entry in dump_runs.appended(run_config.output_dir)]
+    appended = dump_runs.appended_dumps(run_config.output_dir)  # a joint run's dumps are the config's own units
     entries = _entries(pipeline, run_config, results, appended)
     chosen = set(selected)
     for entry, _ in entries:

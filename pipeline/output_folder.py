@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from crawlmill.files import TMP_MARK, AnyPath, as_path, fs_and_path, is_remote, is_url, naming_store_errors, remove_tree
 
+from .ingest.config import DUMP_ID
 from .parts import PARTS_DIR
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ RUN_MARKERS = ("run.json", "log.jsonl", "checkpoints")
 OWN_NAMES = (
     TASKS_FILE, SUCCESS_FILE, STATS_FILE, PARTS_DIR, WORK_DIR,  # every stage (runner.py, parts.py)
     "_quarantine", "_dropped",  # a part stage's rejects (parts.py QUARANTINE_DIR, DROPPED_DIR)
-    "_report", "_index",  # dedup's report (dedup/report.py REPORT_DIR); appended dumps' dedup index (dumps.py INDEX_FOLDER)
+    "_report", "_index",  # dedup's report (dedup/report.py REPORT_DIR); the dumps' dedup index (dumps.py INDEX_FOLDER)
     "_model", "_quality.json",  # quality: a model trained in the run, its summary (quality/stage.py MODEL_DIR, SUMMARY)
     "_run.json", "_dumps.json",  # a run's output_dir: its summary (accounting.py RUN_FILE), appended dumps (dumps.py STATE_FILE)
     f"{TMP_MARK}*", "part-*.parquet",  # temporaries; parts
@@ -143,6 +144,13 @@ def check_output_folder(
         )
     if overwrite:
         foreign = [name for name in names if not any(fnmatch.fnmatchcase(name, pattern) for pattern in OWN_NAMES)]
+        dumps = [name for name in foreign if DUMP_ID.match(name)]
+        if dumps:  # a joint run's folder above the folders of dumps appended after it (dumps.py)
+            raise OutputFolderRefused(
+                f"{output} holds the output of dumps appended after the joint run ({', '.join(dumps)}): --overwrite would "
+                "delete them, which the output's _dumps.json and shards/blend.json still name; recompute the joint run "
+                "into another output_dir instead"
+            )
         if foreign:
             more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
             raise OutputFolderRefused(

@@ -79,6 +79,9 @@ class Stage(ABC):
     # what the output is (a `_work/` format): a finished folder whose record differs only there
     # stays done (task_record.check_task_record).
     resume_only_settings: ClassVar[tuple[str, ...]] = ()
+    # Path fields of its config that it writes as well as reads (dedup's index): they may lie inside
+    # its output folder (output_folder.check_output_not_input), as the joint dedup's `_index/` does.
+    state_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any) -> None:
         self.config = config
@@ -90,6 +93,12 @@ class Stage(ABC):
         """Called by the runner after `plan`, before it deletes (--overwrite) or writes anything, when
         the output will be computed (again): raise where that must not happen (dedup: a run of its
         index that is not the last)."""
+
+    @classmethod
+    def check_overwrite(cls, config: Any, output: AnyPath) -> None:
+        """Called before anything is checked or deleted for --overwrite of `output`, with the stage's
+        config alone (runner.check_folders_first, before any stage of a run is built): raise where
+        recomputing it must not happen, whatever the folder holds."""
 
     def sources(self) -> list[str]:
         """What the output is made from, in order (recorded in `_tasks.json`)."""

@@ -76,6 +76,7 @@ class DedupStage(Stage):
 
     name = "dedup"
     resume_only_settings = ("work_format",)  # a finished folder of an older `_work/` format stays done
+    state_fields = ("index",)  # the joint run's index is `_index/` in its output folder (dumps.py)
 
     def __init__(self, config: DedupConfig) -> None:
         super().__init__(config)
@@ -105,6 +106,14 @@ class DedupStage(Stage):
         finished one is skipped as done: its fingerprint names only the runs before it)."""
         if self.config.index:
             index.refuse_rerun(self.config.index, self.manifest, self.position)
+
+    @classmethod
+    def check_overwrite(cls, config: DedupConfig, output: AnyPath) -> None:
+        """A run of the index that is not its last is refused before its folder is looked at: the
+        joint dedup's folder holds the appended dumps' folders, which the index explains."""
+        if config.index:
+            manifest = index.load_manifest(config.index)
+            index.refuse_rerun(config.index, manifest, index.run_position(manifest, output))
 
     def sources(self) -> list[str]:
         return self.parts

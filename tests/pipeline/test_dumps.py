@@ -132,6 +132,30 @@ def test_recording_a_dump_rewrites_the_blend_over_every_appended_dump(tmp_path):
     assert [e["dump"] for e in dumps.appended(out)] == [D1, D2]  # nothing recorded
 
 
+def test_a_joint_runs_dumps_are_recorded_first_and_blended_with_the_appended_ones(tmp_path):
+    out = tmp_path / "out"
+    _pack_output(out / "shards", 300, ["a-00000", "b-00000"])
+    _pack_output(out / "shards" / D3, 100, ["a-00000"])
+    dumps.record_joint(out, [D2, D1], out / "shards")
+    assert dumps.recorded_dumps(out) == [D1, D2] and dumps.appended_dumps(out) == []
+    assert dumps.new_dumps(dumps.DumpsConfig(), out, listed=["CC-MAIN-2023-40", D1, D2, D3]) == [D3]
+    with pytest.raises(ValueError, match=f"older than {D2}"):
+        dumps.check_append(out, ["CC-MAIN-2024-01"])
+    blend = dumps.record_appended(out, D3, out / "shards" / D3)
+    assert dumps.record_joint(out, [D1, D2], out / "shards") == blend  # recording again changes nothing
+    assert [e.get("dumps", e.get("dump")) for e in dumps.appended(out)] == [[D1, D2], D3]
+    assert blend["dumps"] == [D1, D2, D3] and blend["folders"] == [".", D3] and blend["weights"] == [0.75, 0.25]
+    assert blend["data_path"] == [0.375, "a-00000", 0.375, "b-00000", 0.25, f"{D3}/a-00000"]  # relative to shards/
+    state = out / dumps.STATE_FILE
+    for entries, message in (([{"dumps": [D1], "shards": "elsewhere"}], "a joint run's entry is the first"),
+                             ([{"dump": D3, "shards": D3}, {"dumps": [D1], "shards": "."}], "a joint run's entry is the first"),
+                             ([{"dumps": [], "shards": "."}], "not a Common Crawl dump id"),
+                             ([{"dumps": [D1, "x"], "shards": "."}], "not a Common Crawl dump id")):  # fmt: skip
+        state.write_text(json.dumps({"appended": entries}))
+        with pytest.raises(ValueError, match=message):
+            dumps.appended(out)
+
+
 def test_a_dumps_parts_are_found_from_the_parquet_statistics(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
