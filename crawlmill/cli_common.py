@@ -15,6 +15,7 @@ Heavy modules (Ray, the stages) are imported only when a verb runs, so `--help` 
 import contextlib
 import dataclasses
 import functools
+import errno
 import inspect
 import json
 from dataclasses import dataclass
@@ -72,7 +73,8 @@ def user_errors() -> Iterator[None]:
         if isinstance(exc, OSError):
             from crawlmill.files import WRITE_ERRNOS
 
-            raise fail(str(exc), 1 if exc.errno in WRITE_ERRNOS else 2) from None
+            # a full disk, or another run writing the folder (EBUSY): rerun later, as failed tasks
+            raise fail(str(exc), 1 if exc.errno in WRITE_ERRNOS or exc.errno == errno.EBUSY else 2) from None
         if isinstance(exc, ValueError):  # ConfigError, InputError, StageInputMismatch, TokenizerError, ShardError...
             raise fail(str(exc)) from None
         raise

@@ -40,6 +40,7 @@ from .output_folder import (
     DONE_DIR, STATS_FILE, SUCCESS_FILE, WORK_DIR, OutputFolderRefused, check_output_folder, check_output_not_input, config_paths,
     delete_output, stage_inputs,
 )  # fmt: skip
+from .folder_lock import output_lock
 from .progress import StageProgress
 from .ray_tasks import Job, RayOptions, cpu_nodes, run_jobs, run_on_nodes
 from .stage import Stage, StageInputError, StageResult
@@ -232,26 +233,27 @@ def run_stage(
     made = input_records(stage_inputs(stage))  # the stage folders it reads, as they are now
     if made:
         record[INPUTS_MADE] = made
-    check_output_not_input(output, stage_inputs(stage, record["sources"]), stage.name, stage.output_inside_input, state_paths(stage.config, stage.state_fields))
-    if overwrite or not (output / SUCCESS_FILE).exists():  # it will be computed (again): a stage may refuse that, whatever the folder holds
-        stage.check_recompute()
-    check_output_folder(output, overwrite, markers=stage.output_markers)
-    if overwrite:
-        linked = not is_remote(output) and os.path.islink(output)  # rmtree keeps a linked folder, silently
-        target = as_path(os.path.realpath(output)) if linked else output
-        delete_output(target)
-        if list_files(target, "**/*") if is_store_root(target) else target.exists():  # no permission: remove_tree says nothing either (a bucket stays, emptied)
-            raise OutputFolderRefused(f"--overwrite: {output} could not be deleted; delete it yourself or choose another output folder")
-        if linked:
-            make_dirs(target)  # the link keeps pointing at a folder
-    created = not output.exists()
-    make_dirs(output)
-    try:
-        return _run(stage, output, record, ray_options or RayOptions(), progress, started)
-    except StageInputError:
-        if created:
-            remove_tree(output)
-        raise
+    with output_lock(output):  # one writer per folder on this machine (folder_lock.py)
+        check_output_not_input(output, stage_inputs(stage, record["sources"]), stage.name, stage.output_inside_input, state_paths(stage.config, stage.state_fields))
+        if overwrite or not (output / SUCCESS_FILE).exists():  # it will be computed (again): a stage may refuse that, whatever the folder holds
+            stage.check_recompute()
+        check_output_folder(output, overwrite, markers=stage.output_markers)
+        if overwrite:
+            linked = not is_remote(output) and os.path.islink(output)  # rmtree keeps a linked folder, silently
+            target = as_path(os.path.realpath(output)) if linked else output
+            delete_output(target)
+            if list_files(target, "**/*") if is_store_root(target) else target.exists():  # no permission: remove_tree says nothing either (a bucket stays, emptied)
+                raise OutputFolderRefused(f"--overwrite: {output} could not be deleted; delete it yourself or choose another output folder")
+            if linked:
+                make_dirs(target)  # the link keeps pointing at a folder
+        created = not output.exists()
+        make_dirs(output)
+        try:
+            return _run(stage, output, record, ray_options or RayOptions(), progress, started)
+        except StageInputError:
+            if created:
+                remove_tree(output)
+            raise
 
 
 def state_paths(config: Any, fields: Sequence[str]) -> list[str]:

@@ -1,0 +1,59 @@
+"""One writer per output folder on a machine: a stage run holds an exclusive lock on its output
+folder while it checks, deletes (--overwrite) and writes it (runner.run_stage).
+
+Two runs into one folder (two shells, or an Airflow retry submitted while the first Ray job still
+runs: job drivers run on the head node) each removed the other's temporaries as a killed run's
+and wrote the same parts; the second now stops at once with the first's process id. The lock is
+a file under the per-machine cache (`$CRAWLMILL_CACHE/locks/`, named by the folder's resolved
+path or normalised URL), held with `flock`, so the system releases it when its holder dies: a
+killed run never leaves the folder locked. Drivers on different machines writing one store
+prefix do not see each other (an object store has no locks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import time
+from typing import Iterator
+
+from crawlmill.files import AnyPath, resolved
+from crawlmill.local_cache import cache_root
+
+
+class OutputFolderBusy(OSError):
+    """Another run on this machine is writing the output folder: exit status 1 (rerun once it has
+    ended), as a failed task, not 2: nothing is wrong with the command."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.EBUSY, message)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+@contextlib.contextmanager
+def output_lock(output: AnyPath) -> Iterator[None]:
+    """Hold the lock of `output` for the block; OutputFolderBusy when another process holds it."""
+    key = resolved(str(output).rstrip("/") or "/")  # a local path resolved (links followed), or the URL
+    folder = cache_root() / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "a process"
+            raise OutputFolderBusy(
+                f"{output}: another crawlmill run on this machine is writing it ({holder}); "
+                "wait for it to end (or stop it), then run the same command again: it resumes"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}; {key}\n")
+        handle.flush()
+        yield

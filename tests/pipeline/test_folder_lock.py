@@ -1,0 +1,61 @@
+"""One writer per output folder on a machine (pipeline/folder_lock.py): a second run into a folder
+another process is writing stops at once, exit status 1, naming the holder; a killed holder leaves
+nothing locked."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from typer.testing import CliRunner
+
+from crawlmill.cli import app
+from crawlmill.pipeline.folder_lock import OutputFolderBusy, output_lock
+from crawlmill.pipeline.runner import run_stage
+from tests.conftest import REPO
+from tests.pipeline.test_runner import LinesStage
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from crawlmill.pipeline.folder_lock import output_lock
+    with output_lock(sys.argv[1]):
+        print("held", flush=True)
+        time.sleep(600)
+    """
+)
+
+
+@pytest.fixture
+def held(tmp_path):
+    """Another process writing `tmp_path / "out"` (through a symbolic link to it: the same folder)."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "out")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "link")], cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ})
+    assert holder.stdout.readline().strip() == "held"
+    yield holder
+    holder.kill()
+    holder.wait()
+
+
+def test_a_second_run_into_a_folder_being_written_is_refused_and_a_killed_holder_frees_it(ray_local, held, tmp_path):
+    """Two `crawlmill run`s of one config (or an Airflow retry beside a job still running) each
+    removed the other's temporaries as a killed run's and wrote the same parts."""
+    source = tmp_path / "in.txt"
+    source.write_text("doc 1\ndoc 2\n")
+    with pytest.raises(OutputFolderBusy, match=rf"another crawlmill run on this machine is writing it \(pid {held.pid}, since "):
+        run_stage(LinesStage([str(source)]), tmp_path / "out", progress=False)
+    assert not any((tmp_path / "out").iterdir())  # refused before anything was written or deleted
+    held.send_signal(signal.SIGKILL)
+    held.wait()
+    assert run_stage(LinesStage([str(source)]), tmp_path / "out", progress=False).ok
+    with output_lock(tmp_path / "out"):  # released at the end of a run
+        pass
+
+
+def test_the_command_line_says_busy_with_exit_status_1(ray_local, held, tmp_path):
+    """Exit 1 as failed tasks (rerun once the other has ended), not 2: nothing is wrong with the command."""
+    result = CliRunner().invoke(app, ["ingest", str(REPO / "samples"), "--output", str(tmp_path / "out"), "--no-progress"])
+    assert result.exit_code == 1 and "another crawlmill run on this machine is writing it" in " ".join(result.output.split())
