@@ -15,7 +15,6 @@ Heavy modules (Ray, the stages) are imported only when a verb runs, so `--help` 
 import contextlib
 import dataclasses
 import functools
-import errno
 import inspect
 import json
 from dataclasses import dataclass
@@ -73,8 +72,10 @@ def user_errors() -> Iterator[None]:
         if isinstance(exc, OSError):
             from crawlmill.files import WRITE_ERRNOS
 
-            # a full disk, or another run writing the folder (EBUSY): rerun later, as failed tasks
-            raise fail(str(exc), 1 if exc.errno in WRITE_ERRNOS or exc.errno == errno.EBUSY else 2) from None
+            from crawlmill.pipeline.folder_lock import OutputFolderBusy
+
+            # a full disk, or another run writing the folder: rerun later, as failed tasks
+            raise fail(str(exc), 1 if exc.errno in WRITE_ERRNOS or isinstance(exc, OutputFolderBusy) else 2) from None
         if isinstance(exc, ValueError):  # ConfigError, InputError, StageInputMismatch, TokenizerError, ShardError...
             raise fail(str(exc)) from None
         raise

@@ -3,19 +3,19 @@
 What it does, each scheduled run
     1. ``find_new_dumps`` reads Common Crawl's list of crawls (the config's ``dumps.collinfo_url``,
        default https://index.commoncrawl.org/collinfo.json) and the output folder's state
-       (``<output_dir>/_dumps.json``: the dumps appended so far, written by crawlmill as each
-       dump's last step), and returns the dumps not appended yet, oldest first (from
+       (``<output_dir>/_dumps.json``: the joint run's dumps and those appended so far, written by
+       crawlmill as each one's last step), and returns the dumps not recorded yet, oldest first (from
        ``dumps.since``, at most ``dumps.max_new``). None: every later task is skipped and the run
        ends successfully, having done nothing.
     2. ``per_dump_ingest`` (mapped over the new dumps): the per-dump stages of crawlmill's pipeline
        list before its first joint one (ingest, filter), each ``crawlmill run CONFIG --append --dump ID --only STAGE`` as a Ray job.
        Ingest reads the dump's ``wet.paths.gz`` listing under ``ingest.base_url``.
     3. ``append``: ``crawlmill run CONFIG --append --from dedup --dump ID...``, one Ray job that takes
-       the new dumps oldest first through dedup (incremental: against the dedup index of every dump
-       appended before, ``<output_dir>/dedup/_index``), quality, remix, the output folder's one
+       the new dumps oldest first through dedup (incremental: against the dedup index of the joint
+       run and every dump appended before, ``<output_dir>/dedup/_index``), quality, remix, the output folder's one
        tokenizer (trained with the first dump unless the config names one) and pack
-       (``<output_dir>/shards/<dump>/``), then rewrites ``<output_dir>/shards/blend.json`` over all
-       appended dumps and records the dump in ``_dumps.json``. Earlier dumps are never redone.
+       (``<output_dir>/shards/<dump>/``), then rewrites ``<output_dir>/shards/blend.json`` over the
+       joint run's and all appended dumps' shards and records the dump in ``_dumps.json``. Earlier dumps are never redone.
     Everything resumes: a retried task or a rerun after a crash redoes only what is unfinished, and a
     dump recorded in ``_dumps.json`` is skipped.
 

@@ -160,23 +160,77 @@ def prepare_append(run_config: Any, pipeline: Any, unit: Any) -> bool:
     return True
 
 
-def prepare_joint(run_config: Any, pipeline: Any, overwrite: bool = False) -> None:
+def prepare_joint(run_config: Any, pipeline: Any, overwrite: bool = False, runs_dedup: bool = False) -> None:
     """A joint run (`dumps.ids`, not appending): its dedup is the first run of the dumps' index, the
     one an append run extends, unless the config names `dedup.index`. A dedup folder whose record has
     no index (an earlier version's joint run) keeps it off, so that it stays done instead of being
     refused as changed; `check_joint` then refuses to append to it. --overwrite recomputes it with
-    the index."""
+    the index. Refused (ValueError): ids added to a joint run that has run (`runs_dedup` without
+    `overwrite`), and a joint run in an output made by appending alone."""
     from dataclasses import replace
 
     from .output_folder import TASKS_FILE  # not at the top: the Airflow scheduler imports this module (no pyarrow)
 
-    if not run_config.dumps.ids or run_config.dedup.index is not None:
+    if not run_config.dumps.ids:
         return
     folder = pipeline.folder("dedup", run_config)
     record = folder / TASKS_FILE
+    earlier = appended_dumps(run_config.output_dir)
+    if earlier and not record.is_file():
+        raise ValueError(
+            f"{run_config.output_dir} was made by appending dumps ({', '.join(earlier)}): a joint run cannot come before "
+            "them; add newer dumps with --append, or make the joint run into another output_dir"
+        )
+    if runs_dedup and not overwrite:
+        missing = joint_dumps_missing(run_config, pipeline)
+        if missing:
+            raise ValueError(_grown_ids(missing, folder))
+    if run_config.dedup.index is not None:
+        return
     if not overwrite and record.is_file() and read_json(record).get("settings", {}).get("index") is None:
         return
     run_config.dedup = replace(run_config.dedup, index=str(folder / INDEX_FOLDER))
+
+
+def joint_dumps_missing(run_config: Any, pipeline: Any) -> list[str]:
+    """The dumps of `dumps.ids` that the finished joint dedup did not read (ids added after it ran),
+    from its record's input folders (task_record.input_records); none for an unfinished one."""
+    from .output_folder import SUCCESS_FILE, TASKS_FILE, folder_key
+    from .task_record import INPUTS_MADE
+
+    folder = pipeline.folder("dedup", run_config)
+    if not (folder / SUCCESS_FILE).is_file() or not (folder / TASKS_FILE).is_file():
+        return []
+    read = set(read_json(folder / TASKS_FILE).get(INPUTS_MADE) or {})
+    if not read:  # a record of a version before inputs were recorded: what it read is unknown
+        return []
+    feeder = pipeline.get("dedup").reads[0]
+    return [dump for dump in run_config.dumps.ids if folder_key(pipeline.folder(feeder, run_config, dump)) not in read]
+
+
+def _grown_ids(missing: list[str], folder: AnyPath) -> str:
+    return (
+        f"dumps.ids lists {', '.join(missing)}, which the joint run's dedup ({folder}) did not read: a joint run's "
+        "dumps are fixed once it has run. Append them instead (take them out of ids; `crawlmill run CONFIG --append "
+        "--dump ID`), or make the joint run again with them (`crawlmill run CONFIG --from dedup --overwrite`)"
+    )
+
+
+def record_joint_run(run_config: Any, pipeline: Any, shards: AnyPath) -> dict[str, Any] | None:
+    """Record a joint run whose pack has finished (`record_joint`), once it is known to hold every
+    dump of `dumps.ids`. Not recorded: a joint dedup that is not in the dumps' index (an earlier
+    version's, which dumps appended to it were not deduplicated against: its blend stays as it
+    was). A ValueError for ids added after the joint dedup ran."""
+    from .dedup import index
+
+    folder = pipeline.folder("dedup", run_config)
+    missing = joint_dumps_missing(run_config, pipeline)
+    if missing:
+        raise ValueError(_grown_ids(missing, folder))
+    index_dir = run_config.dedup.index or str(folder / INDEX_FOLDER)
+    if index.run_position(index.load_manifest(index_dir), folder) is None:
+        return None
+    return record_joint(run_config.output_dir, run_config.dumps.ids, shards)
 
 
 def check_joint(run_config: Any, pipeline: Any) -> None:
@@ -196,8 +250,10 @@ def check_joint(run_config: Any, pipeline: Any) -> None:
         redo = ("recompute the joint run from dedup with `crawlmill run CONFIG --from dedup --overwrite`, then append"
                 if ids else "append to the output of a joint run (`dumps: {ids: [...]}`) or to one made by appending alone")  # fmt: skip
         earlier = appended_dumps(run_config.output_dir)
-        also = (f" (the dumps appended to it so far, {', '.join(earlier)}, were not deduplicated against it either: "
-                f"delete their folders, {index_dir} and {STATE_FILE} first)") if earlier else ""  # fmt: skip
+        if earlier:  # their folders lie inside the joint run's: --overwrite of it is refused while they are there
+            redo = (f"the dumps appended to it so far ({', '.join(earlier)}) were not deduplicated against it either: make "
+                    "the joint run again into another output_dir and append there")  # fmt: skip
+        also = ""
         raise ValueError(
             f"--append: the joint dedup run in {folder} is not in the dumps' dedup index {index_dir} (it ran without one: "
             f"an earlier crawlmill, or another dedup.index), so an appended dump would not be deduplicated against its "

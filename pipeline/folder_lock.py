@@ -20,8 +20,10 @@ import os
 import time
 from typing import Iterator
 
-from crawlmill.files import AnyPath, resolved
+from crawlmill.files import AnyPath
 from crawlmill.local_cache import cache_root
+
+from .output_folder import folder_key
 
 
 class OutputFolderBusy(OSError):
@@ -36,9 +38,19 @@ class OutputFolderBusy(OSError):
 
 
 @contextlib.contextmanager
+def folder_locks(folders: list[AnyPath]) -> Iterator[None]:
+    """The locks of several folders (a stage's output and the state it extends: dedup's index),
+    taken in one order by every run, so that two runs never wait on each other in turn."""
+    with contextlib.ExitStack() as stack:
+        for folder in sorted({folder_key(f): f for f in folders}.values(), key=folder_key):
+            stack.enter_context(output_lock(folder))
+        yield
+
+
+@contextlib.contextmanager
 def output_lock(output: AnyPath) -> Iterator[None]:
     """Hold the lock of `output` for the block; OutputFolderBusy when another process holds it."""
-    key = resolved(str(output).rstrip("/") or "/")  # a local path resolved (links followed), or the URL
+    key = folder_key(output)  # a local path resolved (links followed), a URL normalised
     folder = cache_root() / "locks"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.lock"

@@ -15,6 +15,7 @@ deletes anything; `crawlmill run` checks every stage folder before its first sta
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import os
@@ -94,7 +95,8 @@ def _remove(path: AnyPath) -> None:
     if is_remote(path) or path.is_dir():
         remove_tree(path)
     else:
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # as remove_tree: the runner's check after the deletion says what stayed
+            path.unlink()
 
 
 def folder_names(folder: AnyPath) -> list[str] | None:
@@ -179,6 +181,11 @@ def config_paths(config: Any) -> list[str]:
     return paths
 
 
+def folder_key(path: str | AnyPath) -> str:
+    """A folder as every run names it (`_location`): for records and locks."""
+    return _location(str(path), {})
+
+
 def _location(path: str, real_dirs: dict[str, str]) -> str:
     """A comparable name of a path or URL: the resolved local path (symbolic links followed), or the
     URL with its scheme lower-case and `//`, `.` and `..` of its path folded."""
@@ -196,7 +203,7 @@ def _location(path: str, real_dirs: dict[str, str]) -> str:
     return os.path.join(real_dirs[head], tail)
 
 
-def _candidates(text: str) -> list[str]:
+def given_paths(text: str) -> list[str]:
     """A path as given, and for a `LANG=PATH` input (pipeline/config.py's "spec" paths) its PATH too."""
     lang, sep, path = text.partition("=")
     if sep and path and lang.replace("_", "").replace("-", "").isalnum():
@@ -214,7 +221,7 @@ def check_output_not_input(output_dir: str | AnyPath, inputs: Sequence[str], sta
     real_dirs: dict[str, str] = {}
     output = _location(str(output_dir), real_dirs)  # str of a Path or UPath: the path or the URL
     for given in inputs:
-        for candidate in _candidates(str(given)):
+        for candidate in given_paths(str(given)):
             where = _location(candidate, real_dirs)
             if where == output:
                 relation = "is"

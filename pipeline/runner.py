@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from crawlmill.files import (
-    AnyPath, as_path, atomic_write_json, atomic_write_text, is_remote, is_store_root, list_files, make_dirs, read_json,
+    AnyPath, as_path, atomic_write_json, atomic_write_text, is_remote, is_store_root, list_files, make_dirs, naming_store_errors, read_json,
     remove_temporaries, remove_tree,
 )  # fmt: skip
 
@@ -40,7 +40,7 @@ from .output_folder import (
     DONE_DIR, STATS_FILE, SUCCESS_FILE, WORK_DIR, OutputFolderRefused, check_output_folder, check_output_not_input, config_paths,
     delete_output, stage_inputs,
 )  # fmt: skip
-from .folder_lock import output_lock
+from .folder_lock import folder_locks
 from .progress import StageProgress
 from .ray_tasks import Job, RayOptions, cpu_nodes, run_jobs, run_on_nodes
 from .stage import Stage, StageInputError, StageResult
@@ -228,14 +228,18 @@ def run_stage(
     output first (only once the inputs are resolved and checked, and only a stage output folder)."""
     started = time.perf_counter()
     output = as_path(output_dir)
-    stage.plan(output)  # the inputs are resolved and checked here and in sources(): before any write or deletion
-    record = {"stage": stage.name, "settings": stage.fingerprint(), "sources": stage.sources()}
-    made = input_records(stage_inputs(stage))  # the stage folders it reads, as they are now
-    if made:
-        record[INPUTS_MADE] = made
-    with output_lock(output):  # one writer per folder on this machine (folder_lock.py)
+    # One writer per folder on this machine (folder_lock.py): the output and the state it extends
+    # (dedup's index), before the plan reads them.
+    with folder_locks([output, *state_paths(stage.config, stage.state_fields)]):
+        stage.plan(output)  # the inputs are resolved and checked here and in sources(): before any write or deletion
+        record = {"stage": stage.name, "settings": stage.fingerprint(), "sources": stage.sources()}
+        made = input_records(stage_inputs(stage))  # the stage folders it reads, as they are now
+        if made:
+            record[INPUTS_MADE] = made
         check_output_not_input(output, stage_inputs(stage, record["sources"]), stage.name, stage.output_inside_input, state_paths(stage.config, stage.state_fields))
-        if overwrite or not (output / SUCCESS_FILE).exists():  # it will be computed (again): a stage may refuse that, whatever the folder holds
+        with naming_store_errors(output):  # often the run's first request to the store: its errors name the folder
+            finished = (output / SUCCESS_FILE).exists()
+        if overwrite or not finished:  # it will be computed (again): a stage may refuse that, whatever the folder holds
             stage.check_recompute()
         check_output_folder(output, overwrite, markers=stage.output_markers)
         if overwrite:
@@ -313,7 +317,8 @@ def run_pipeline(
 
     units = plan_runs(run_config, specs, dumps, append)
     if not append:  # a joint run's dedup starts the dumps' index that appended dumps extend
-        dump_runs.prepare_joint(run_config, pipeline, overwrite and any(unit.spec.name == "dedup" for unit in units))
+        runs_dedup = any(unit.spec.name == "dedup" for unit in units)
+        dump_runs.prepare_joint(run_config, pipeline, overwrite and runs_dedup, runs_dedup)
     check_folders_first(run_config, pipeline, units, overwrite, append)
     summary: dict[str, StageResult] = {}
     skipped: set[str] = set()
@@ -336,10 +341,12 @@ def run_pipeline(
         on_result(spec, stage, result)
         if not result.ok:
             break
-        if append and spec.name == dump_runs.APPEND_LAST:
-            dump_runs.record_appended(run_config.output_dir, dump, folder)
-        elif spec.name == dump_runs.APPEND_LAST and run_config.dumps.ids:  # the joint run's dumps are done: appending builds on them
-            dump_runs.record_joint(run_config.output_dir, run_config.dumps.ids, folder)
+        if spec.name == dump_runs.APPEND_LAST and (append or run_config.dumps.ids):
+            with folder_locks([run_config.output_dir]):  # _dumps.json: two append runs record one after the other
+                if append:
+                    dump_runs.record_appended(run_config.output_dir, dump, folder)
+                else:  # the joint run's dumps are done: appending builds on them
+                    dump_runs.record_joint_run(run_config, pipeline, folder)
     return summary
 
 

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 from crawlmill.files import AnyPath, as_path, atomic_write_json, list_files, open_binary, read_json, remove_tree
 
-from .output_folder import DONE_DIR, STATS_FILE, SUCCESS_FILE, TASKS_FILE, WORK_DIR
+from .output_folder import DONE_DIR, STATS_FILE, SUCCESS_FILE, TASKS_FILE, WORK_DIR, folder_key, given_paths
 from .stage import StageInputMismatch
 
 
@@ -27,25 +27,23 @@ def check_task_record(output_dir: AnyPath, wanted: dict[str, Any], resume_only: 
     wanted = read_json_roundtrip(wanted)
     if path.exists():
         found = read_json(path)
-        if found != wanted and finished and resume_only and _without(found, resume_only) == _without(wanted, resume_only):
+        if found == wanted:
             return
-        if isinstance(found, dict) and INPUTS_MADE not in found and found == {k: v for k, v in wanted.items() if k != INPUTS_MADE}:
-            # A record of a version before inputs were recorded: what they were is unknown. A
-            # finished folder stays as it is; a resumed one records them from now on.
+        # A record of a version before inputs were recorded: what they were is unknown, so it is
+        # compared without them (a finished folder stays as it is; a resumed one records them).
+        target = {k: v for k, v in wanted.items() if k != INPUTS_MADE} if isinstance(found, dict) and INPUTS_MADE not in found else wanted
+        if found == target or (finished and resume_only and _without(found, resume_only) == _without(target, resume_only)):
             if not finished:
                 atomic_write_json(path, wanted)
             return
-        if found != wanted and _nothing_written(output_dir):
-            # An attempt that stopped before any task wrote a thing (a mistyped option, a missing
-            # file): its record holds nothing back, so the corrected command takes the folder.
-            remove_tree(output_dir / WORK_DIR)
-        elif found != wanted:
+        if not _nothing_written(output_dir):
             raise StageInputMismatch(
                 f"{output_dir} holds the output of an earlier {found.get('stage') if isinstance(found, dict) else 'unknown'} run with {_differences(found, wanted)} "
                 f"(see {path}); choose another output folder, delete this one or pass --overwrite"
             )
-        else:
-            return
+        # An attempt that stopped before any task wrote a thing (a mistyped option, a missing
+        # file): its record holds nothing back, so the corrected command takes the folder.
+        remove_tree(output_dir / WORK_DIR)
     atomic_write_json(path, wanted)
 
 
@@ -61,17 +59,24 @@ def input_records(inputs: Sequence[str]) -> dict[str, str]:
     record and counts) leaves its readers valid."""
     found: dict[str, str] = {}
     for given in inputs:
-        if "*" in given or "?" in given:
-            continue
-        path = as_path(given)
-        folder = path.parent if path.name.endswith(".parquet") else path
-        if str(folder) in found or not (folder / SUCCESS_FILE).exists():
-            continue
-        digest = hashlib.sha256()
-        for name in (TASKS_FILE, STATS_FILE):
-            digest.update(read_bytes(folder / name) + b"\0")
-        found[str(folder)] = digest.hexdigest()[:16]
+        for candidate in given_paths(given):  # `en=out/dedup` names out/dedup
+            folder = _folder_of(candidate)
+            key = folder_key(folder)
+            if key in found or not (as_path(folder) / SUCCESS_FILE).exists():
+                continue
+            digest = hashlib.sha256()
+            for name in (TASKS_FILE, STATS_FILE):
+                digest.update(read_bytes(as_path(folder) / name) + b"\0")
+            found[key] = digest.hexdigest()[:16]
     return found
+
+
+def _folder_of(given: str) -> str:
+    """The folder an input names: itself, a part file's folder, a glob's folder before its first wildcard."""
+    if any(c in given for c in "*?["):
+        head = given[: min(given.index(c) for c in "*?[" if c in given)]
+        return head.rsplit("/", 1)[0] if "/" in head else "."
+    return str(as_path(given).parent) if given.endswith(".parquet") else given
 
 
 def read_bytes(path: AnyPath) -> bytes:

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 import pyarrow.compute as pc
 
-from crawlmill.files import as_path, is_url, list_files, open_binary, parquet_file
+from crawlmill.files import as_path, is_remote, is_url, list_files, open_binary, parquet_file
 
 from ..pipeline.parts import input_parts
 
@@ -52,10 +52,12 @@ class InputSpec:
 
 @dataclass
 class CorpusCounts:
-    """Bytes and documents per language, and unreadable records per reason."""
+    """Bytes and documents per language, documents without text (read, never trained on), and
+    unreadable records per reason."""
 
     bytes: Counter = field(default_factory=Counter)
     documents: Counter = field(default_factory=Counter)
+    empty: Counter = field(default_factory=Counter)
     bad_records: Counter = field(default_factory=Counter)
     first_errors: list[str] = field(default_factory=list)
 
@@ -68,6 +70,7 @@ class CorpusCounts:
         """Add the counts of another CorpusCounts' `to_json()` (e.g. from a Ray task)."""
         self.bytes.update(other["bytes"])
         self.documents.update(other["documents"])
+        self.empty.update(other.get("empty", {}))  # a task's result of a version before it was counted
         self.bad_records.update(other["bad_records"])
         self.first_errors.extend(other["first_errors"][: max(0, 10 - len(self.first_errors))])
 
@@ -75,6 +78,7 @@ class CorpusCounts:
         return {
             "bytes": dict(sorted(self.bytes.items())),
             "documents": dict(sorted(self.documents.items())),
+            "empty": dict(sorted(self.empty.items())),
             "bad_records": dict(sorted(self.bad_records.items())),
             "first_errors": self.first_errors,
         }
@@ -88,9 +92,15 @@ def expand_files(spec: InputSpec) -> list[tuple[str, Path]]:
     if path.is_dir():
         if (path / "_SUCCESS").exists() or list_files(path, "part-*.parquet"):
             return [("parquet", as_path(p)) for p in input_parts(path)]
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_")))
+        # By the path as a string, local or in a store alike: pathlib orders part by part (`a/x` before
+        # `a-b`), a store's listing as strings (`a-b` first), and the order is part of the sample.
+        files = sorted((p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))), key=_path_text)
         return [(_kind(p), p) for p in files]
     return [(_kind(path), path)]
+
+
+def _path_text(path: Any) -> str:
+    return path.path if is_remote(path) else path.as_posix()
 
 
 def _kind(path: Path) -> str:

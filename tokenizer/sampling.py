@@ -238,6 +238,8 @@ def sampled_documents(unit: Unit, quota: dict[str, int] | None, seed: int, work:
             size = len(text.encode("utf-8"))
             seen.bytes[lang] += size
             seen.documents[lang] += 1
+            if size == 0:
+                seen.empty[lang] += 1
             if take is not None:
                 if index >= len(take) or sizes[index] != size:
                     raise RuntimeError(f"{unit.path}: changed since its documents were counted (document {index}); rerun with --overwrite")

@@ -204,7 +204,8 @@ def _stats(report: dict[str, Any], files: int) -> dict[str, Any]:
     kept = sum(trained["documents"].values())
     # Unreadable records were never documents; a block with bad UTF-8 was read (repaired) and counted.
     unreadable = {k: n for k, n in read["bad_records"].items() if k != REPAIRED}
-    dropped = {"not_sampled": documents_in - kept} if documents_in > kept else {}
+    empty = sum(read.get("empty", {}).values())  # no text: never trained on, sampled or not
+    dropped = {key: n for key, n in (("empty", empty), ("not_sampled", documents_in - kept - empty)) if n > 0}
     counters = {}
     for lang, n in report["bytes_per_language"].items():
         counters.update({f"bytes_{key}:{lang}": value for key, value in n.items() if value or key in ("read", "trained")})

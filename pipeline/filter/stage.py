@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 
-from crawlmill.files import parquet_file, sha256_file
+from crawlmill.files import AnyPath, as_path, parquet_file, read_json, sha256_file
 
-from ..parts import PartSink, input_parts
+from ..output_folder import TASKS_FILE
+from ..parts import DROPPED_DIR, PartSink, input_parts
 from ..stage import PartStage, PartTask
 from .config import FilterConfig
 from .langid import FastTextLanguageId
@@ -30,6 +31,7 @@ class FilterStage(PartStage):
     def __init__(self, config: FilterConfig) -> None:
         super().__init__(config)
         self.keep_dropped = config.keep_dropped
+        self._unrecorded_dropped = False
         self.parts = [part for folder in config.inputs for part in input_parts(folder)]
         self._lid: FastTextLanguageId | None = None
         self._chains: dict[str, RuleChain] = {}
@@ -46,8 +48,17 @@ class FilterStage(PartStage):
             "rules": {lang: self.config.rules_for(lang) for lang in sorted(lid.keep)},
             # _dropped/ is output too: a finished folder rerun with it asked for is refused, not
             # skipped without it. Recorded only when set, so folders made without it stay done.
-            **({"keep_dropped": True} if self.keep_dropped else {}),
+            **({"keep_dropped": True} if self.keep_dropped and not self._unrecorded_dropped else {}),
         }
+
+    def plan(self, output: AnyPath) -> None:
+        # A folder an earlier version made with --keep-dropped: its record lacks the setting, its
+        # _dropped/ shows it. Rerun with it, it is the same output (done, or resumed).
+        record = as_path(output) / TASKS_FILE
+        self._unrecorded_dropped = bool(
+            self.keep_dropped and record.exists() and (as_path(output) / DROPPED_DIR).exists()
+            and "keep_dropped" not in (read_json(record).get("settings") or {})
+        )  # fmt: skip
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_lid": None, "_chains": {}}

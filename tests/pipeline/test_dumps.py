@@ -174,3 +174,13 @@ def test_a_dumps_parts_are_found_from_the_parquet_statistics(tmp_path):
     mixed = part("mixed", [D1, D1, D2])
     with pytest.raises(ValueError, match="holds documents of .* and of other dumps"):
         parts_of_dump([one, mixed], D2)
+
+
+def test_a_joint_run_is_refused_in_an_output_made_by_appending(tmp_path):
+    """Its dedup would join the index after the appended dumps (usually newer), yet be recorded first."""
+    out = tmp_path / "out"
+    _pack_output(out / "shards" / D2, 100, ["a-00000"])
+    dumps.record_appended(out, D2, out / "shards" / D2)
+    config = config_with(tmp_path, dumps={"ids": [D1]})
+    with pytest.raises(ValueError, match=rf"made by appending dumps \({D2}\): a joint run cannot come before them"):
+        dumps.prepare_joint(config, PIPELINE)

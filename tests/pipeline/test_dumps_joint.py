@@ -95,6 +95,14 @@ def test_a_joint_run_then_an_appended_dump_dedups_as_one_joint_run_of_both(ray_l
     assert result.exit_code == 2 and "is run 1 of 2 in the index" in result.output, result.output
     assert (out / "dedup" / D2 / "_SUCCESS").is_file() and (out / "shards" / D2 / "manifest.json").is_file()
 
+    # A dump added to ids after the joint run ran: never recorded as done, said so.
+    state = (out / dumps.STATE_FILE).read_text()
+    grown = _write_config(tmp_path, [D1, D2])
+    for options in ([], ["--only", "pack"]):
+        result = _run(grown, *options)
+        assert result.exit_code == 2 and f"dumps.ids lists {D2}, which the joint run's dedup" in " ".join(result.output.split()), result.output
+    assert (out / dumps.STATE_FILE).read_text() == state
+
 
 def test_an_earlier_versions_joint_output_stays_done_and_appending_to_it_is_refused(ray_local, tmp_path, monkeypatch):
     """An earlier version's joint run: its dedup ran without the index, and nothing recorded its dumps."""
@@ -110,7 +118,7 @@ def test_an_earlier_versions_joint_output_stays_done_and_appending_to_it_is_refu
     assert result.exit_code == 0, result.output
     assert {status for status in _statuses(out).values() if status != "external"} == {"done before"}
     assert json.loads((out / "dedup/_tasks.json").read_text())["settings"]["index"] is None
-    assert not (out / "dedup" / dumps.INDEX_FOLDER).exists() and dumps.recorded_dumps(out) == [D1]
+    assert not (out / "dedup" / dumps.INDEX_FOLDER).exists() and dumps.recorded_dumps(out) == []  # not recorded: not in an index
     for options in (["--append", "--dump", D2], ["--append"]):
         result = _run(crawl, *options)
         assert result.exit_code == 2, result.output

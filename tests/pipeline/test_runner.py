@@ -570,3 +570,19 @@ def test_an_overwrite_killed_at_any_point_never_leaves_old_parts_a_run_with_othe
             continue  # the record still names the old run: refused until --overwrite finishes the deletion
         assert result.ok and result.finished_before == 0 and folder_bytes(out) == folder_bytes(fresh), kill_at
     assert kill_points >= 5  # _SUCCESS, _parts, _stats.json, parts...
+
+
+def test_a_record_of_an_earlier_version_without_inputs_and_with_an_older_work_format_stays_done(tmp_path):
+    """A finished dedup folder of before inputs were recorded, with `work_format: 1`: each exception
+    alone held, the two together were refused."""
+    old = {"stage": "dedup", "settings": {"bands": 9, "work_format": 1}, "sources": ["a"]}
+    check_task_record(tmp_path, old)
+    (tmp_path / "part-00000.parquet").write_bytes(b"written")
+    now = {**old, "settings": {"bands": 9, "work_format": 2}, "inputs_made": {"/x/filter": "ab12"}}
+    check_task_record(tmp_path, now, ("work_format",), finished=True)
+    assert json.loads((tmp_path / "_tasks.json").read_text()) == old
+    with pytest.raises(StageInputMismatch, match="work_format: 1 -> 2"):  # unfinished: never resumed on another format
+        check_task_record(tmp_path, now, ("work_format",), finished=False)
+    same_format = {**now, "settings": old["settings"]}
+    check_task_record(tmp_path, same_format, ("work_format",), finished=False)  # resumed: inputs recorded from now on
+    assert json.loads((tmp_path / "_tasks.json").read_text()) == same_format

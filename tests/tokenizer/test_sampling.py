@@ -145,6 +145,7 @@ def test_a_corpus_moved_or_read_from_an_object_store_gives_the_same_sample(tmp_p
         stage_folder(here / dump / "filter", DOCUMENTS)
     jsonl(here / "extra" / "a" / "x.jsonl", DOCUMENTS)
     jsonl(here / "extra" / "b" / "x.jsonl", DOCUMENTS[:700])
+    jsonl(here / "extra" / "a-b.jsonl", DOCUMENTS[:300])  # before a/x.jsonl as a string, after it part by part
     (here / "extra" / "b" / "notes.txt").write_text("".join(f"line {i} 深度求索\n" for i in range(12_000)), encoding="utf-8")
 
     def run(root: str, work) -> tuple[list[list[str]], dict, dict]:
@@ -155,7 +156,7 @@ def test_a_corpus_moved_or_read_from_an_object_store_gives_the_same_sample(tmp_p
         return texts, corpus.kept.to_json(), corpus.seen.to_json()
 
     before = run(str(here), tmp_path / "work1")
-    assert sum(map(len, before[0])) and sum(1 for texts in before[0] if texts) == 7  # 4 files and 3 ranges of notes.txt, each sampled
+    assert sum(map(len, before[0])) and sum(1 for texts in before[0] if texts) == 8  # 5 files and 3 ranges of notes.txt, each sampled
     moved = tmp_path / "elsewhere" / "deeper" / "renamed"
     moved.parent.mkdir(parents=True)
     shutil.move(here, moved)
@@ -205,3 +206,4 @@ def test_empty_documents_are_read_but_never_counted_as_trained(tmp_path, max_byt
         corpus = sample(spec, {}, max_bytes, 0, tmp_path / "work")
     assert sorted(t for batch in corpus for t in batch) == ["more text", "some text"]
     assert corpus.seen.documents == {"en": 4} and corpus.kept.documents == {"en": 2} and corpus.kept.bytes == {"en": 18}
+    assert corpus.seen.empty == {"en": 2}  # reported as `empty`, not as `not_sampled`

@@ -99,3 +99,16 @@ def test_keep_dropped_asked_of_a_finished_folder_made_without_it_is_refused_not_
     assert run_stage(FilterStage(FilterConfig(inputs=[str(root / "ingest")])), out, progress=False).already_done
     redone = run_stage(FilterStage(FilterConfig(inputs=[str(root / "ingest")], keep_dropped=True)), out, progress=False, overwrite=True)
     assert redone.ok and pq.read_table(out / "_dropped").num_rows == sum(redone.stats["dropped"].values())
+
+
+def test_a_folder_an_earlier_version_made_with_keep_dropped_stays_done_when_rerun_with_it(samples_filtered, tmp_path):
+    """Its record lacks the setting (it was not recorded then); its _dropped/ shows it."""
+    root, _ = samples_filtered
+    out = tmp_path / "filter"
+    made = run_stage(FilterStage(FilterConfig(inputs=[str(root / "ingest")], keep_dropped=True)), out, progress=False)
+    record = json.loads((out / "_tasks.json").read_text())
+    del record["settings"]["keep_dropped"]
+    (out / "_tasks.json").write_text(json.dumps(record))
+    again = run_stage(FilterStage(FilterConfig(inputs=[str(root / "ingest")], keep_dropped=True)), out, progress=False)
+    assert made.ok and again.already_done
+
