@@ -217,10 +217,13 @@ def resumable(overwrite: bool = False) -> Iterator[None]:
     (and that the same command with --overwrite would delete them again)."""
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from crawlmill.pipeline.ray_tasks import Terminated
+
         how = "rerun the same command without --overwrite" if overwrite else "rerun the same command"
-        err.print(f"interrupted: the tasks that finished are kept; {how} to resume from them")
-        raise typer.Exit(130) from None
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        err.print(f"{what}: the tasks that finished are kept; {how} to resume from them")
+        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
 
 
 def run_one_stage(spec: Any, config: Any, output: str, runtime: Runtime, ray_base: Any = None) -> Any:

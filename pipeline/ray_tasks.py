@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -67,12 +69,25 @@ def ensure_ray(options: RayOptions) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not (sys.stdout.isatty() and sys.stderr.isatty()):  # a job's log, a file, Airflow's task log
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # workers' lines without colour codes around "(pid=...)"
+    before = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     if options.address:
         ray.init(address=options.address, logging_level=logging.WARNING)
     elif os.environ.get("RAY_ADDRESS"):
         ray.init(logging_level=logging.WARNING)
     else:
         init_local_ray(num_cpus=options.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+    if before == signal.SIG_DFL:  # no handler of the program's own (training's stop signal) to keep
+        signal.signal(signal.SIGTERM, _terminated)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`ray job stop`, Kubernetes, Airflow's kill) in a driver: unwound as Ctrl-C is, so the
+    command says that the finished tasks are kept (cli_common.resumable). Ray's own handler, which
+    ray.init installs, printed a C++ stack dump and ended the driver with a bare exit status."""
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 # Ray's switch between "this machine only" and "a node of a cluster" (ray._private.ray_constants).

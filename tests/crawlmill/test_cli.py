@@ -97,6 +97,29 @@ def test_killed_run_resumes_to_byte_identical_output(shared_data, tmp_path):
     assert stats["kept"] == 8 * 4 * 16
 
 
+def test_sigterm_ends_a_stage_with_what_to_do_and_the_rerun_resumes(shared_data, tmp_path):
+    """`ray job stop` (or Kubernetes, or Airflow's kill) sends the driver SIGTERM: Ray's handler
+    printed a C++ stack dump and ended it with a bare exit status."""
+    page_file = (shared_data / "cc/resiliparse/warcfile.warc.gz").read_bytes() * 4
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(8):
+        (inputs / f"f{i}.warc.gz").write_bytes(page_file)
+    args = [str(inputs), "--num-cpus", "1", "--max-in-flight", "1", "--no-progress", "--output", str(tmp_path / "out")]
+    first = crawlmill("ingest", *args)
+    deadline = time.time() + 120
+    while not list((tmp_path / "out/_parts").glob("*.json")) and time.time() < deadline:
+        time.sleep(0.02)
+    first.send_signal(signal.SIGTERM)  # the driver only, as a job supervisor's first signal
+    output = first.communicate(timeout=120)[0]
+    assert first.returncode == 143, output
+    assert "terminated (SIGTERM): the tasks that finished are kept; rerun the same command to resume" in " ".join(output.split())
+    assert "SIGTERM received" not in output  # no stack dump
+    second = crawlmill("ingest", *args)
+    output = second.communicate(timeout=300)[0]
+    assert second.returncode == 0 and "already finished" in output, output
+
+
 # --- One pipeline definition: every verb's option reaches `crawlmill run`, errors come first ----------
 
 COMMON = {p.name for p in RUNTIME_OPTIONS + STAGE_OPTIONS} | {"help"}
