@@ -215,6 +215,11 @@ def stage_config(config_type: type, config_file: Optional[Path], values: dict[st
 def resumable(overwrite: bool = False) -> Iterator[None]:
     """Ctrl-C in a stage: typer would exit 130 without a word; say that the finished tasks are kept
     (and that the same command with --overwrite would delete them again)."""
+    import signal
+
+    from crawlmill.pipeline import ray_tasks
+
+    ray_tasks.UNWIND_ON_SIGTERM[0] = True
     try:
         yield
     except KeyboardInterrupt as exc:
@@ -224,6 +229,10 @@ def resumable(overwrite: bool = False) -> Iterator[None]:
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         err.print(f"{what}: the tasks that finished are kept; {how} to resume from them")
         raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
+    finally:
+        ray_tasks.UNWIND_ON_SIGTERM[0] = False
+        if signal.getsignal(signal.SIGTERM) is ray_tasks.raise_terminated:  # past the stage: the default again
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def run_one_stage(spec: Any, config: Any, output: str, runtime: Runtime, ray_base: Any = None) -> Any:

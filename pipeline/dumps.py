@@ -160,13 +160,14 @@ def prepare_append(run_config: Any, pipeline: Any, unit: Any) -> bool:
     return True
 
 
-def prepare_joint(run_config: Any, pipeline: Any, overwrite: bool = False, runs_dedup: bool = False) -> None:
+def prepare_joint(run_config: Any, pipeline: Any, overwrite: bool = False, from_dedup: bool = False) -> None:
     """A joint run (`dumps.ids`, not appending): its dedup is the first run of the dumps' index, the
     one an append run extends, unless the config names `dedup.index`. A dedup folder whose record has
     no index (an earlier version's joint run) keeps it off, so that it stays done instead of being
     refused as changed; `check_joint` then refuses to append to it. --overwrite recomputes it with
-    the index. Refused (ValueError): ids added to a joint run that has run (`runs_dedup` without
-    `overwrite`), and a joint run in an output made by appending alone."""
+    the index. Refused (ValueError): ids added to a joint run that has run, when dedup or a stage
+    after it runs (`from_dedup`) without `overwrite` (the per-dump stages before it may run: the
+    way to a joint run made again with them), and a joint run in an output made by appending alone."""
     from dataclasses import replace
 
     from .output_folder import TASKS_FILE  # not at the top: the Airflow scheduler imports this module (no pyarrow)
@@ -181,10 +182,10 @@ def prepare_joint(run_config: Any, pipeline: Any, overwrite: bool = False, runs_
             f"{run_config.output_dir} was made by appending dumps ({', '.join(earlier)}): a joint run cannot come before "
             "them; add newer dumps with --append, or make the joint run into another output_dir"
         )
-    if runs_dedup and not overwrite:
+    if from_dedup and not overwrite:
         missing = joint_dumps_missing(run_config, pipeline)
         if missing:
-            raise ValueError(_grown_ids(missing, folder))
+            raise ValueError(_grown_ids(missing, folder, pipeline))
     if run_config.dedup.index is not None:
         return
     if not overwrite and record.is_file() and read_json(record).get("settings", {}).get("index") is None:
@@ -208,11 +209,13 @@ def joint_dumps_missing(run_config: Any, pipeline: Any) -> list[str]:
     return [dump for dump in run_config.dumps.ids if folder_key(pipeline.folder(feeder, run_config, dump)) not in read]
 
 
-def _grown_ids(missing: list[str], folder: AnyPath) -> str:
+def _grown_ids(missing: list[str], folder: AnyPath, pipeline: Any) -> str:
+    before = [name for name in pipeline.names[: pipeline.names.index("dedup")] if pipeline.get(name).per_dump]
+    steps = ", ".join(f"`crawlmill run CONFIG --only {name} --dump ID`" for name in before)
     return (
         f"dumps.ids lists {', '.join(missing)}, which the joint run's dedup ({folder}) did not read: a joint run's "
         "dumps are fixed once it has run. Append them instead (take them out of ids; `crawlmill run CONFIG --append "
-        "--dump ID`), or make the joint run again with them (`crawlmill run CONFIG --from dedup --overwrite`)"
+        f"--dump ID`), or make the joint run again with them ({steps} for each, then `crawlmill run CONFIG --from dedup --overwrite`)"
     )
 
 
@@ -226,7 +229,7 @@ def record_joint_run(run_config: Any, pipeline: Any, shards: AnyPath) -> dict[st
     folder = pipeline.folder("dedup", run_config)
     missing = joint_dumps_missing(run_config, pipeline)
     if missing:
-        raise ValueError(_grown_ids(missing, folder))
+        raise ValueError(_grown_ids(missing, folder, pipeline))
     index_dir = run_config.dedup.index or str(folder / INDEX_FOLDER)
     if index.run_position(index.load_manifest(index_dir), folder) is None:
         return None

@@ -76,8 +76,14 @@ def ensure_ray(options: RayOptions) -> None:
         ray.init(logging_level=logging.WARNING)
     else:
         init_local_ray(num_cpus=options.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
-    if before == signal.SIG_DFL:  # no handler of the program's own (training's stop signal) to keep
-        signal.signal(signal.SIGTERM, _terminated)
+    if before == signal.SIG_DFL and UNWIND_ON_SIGTERM[0]:
+        signal.signal(signal.SIGTERM, raise_terminated)
+    elif before not in (None, signal.SIG_DFL):  # the program's own handler, which ray.init replaced
+        signal.signal(signal.SIGTERM, before)
+
+
+# Set by the CLI around a stage (cli_common.resumable), which says what a stop leaves and exits 143.
+UNWIND_ON_SIGTERM = [False]
 
 
 class Terminated(KeyboardInterrupt):
@@ -86,7 +92,7 @@ class Terminated(KeyboardInterrupt):
     ray.init installs, printed a C++ stack dump and ended the driver with a bare exit status."""
 
 
-def _terminated(signum: int, frame: Any) -> None:
+def raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated()
 
 

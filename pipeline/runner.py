@@ -318,7 +318,8 @@ def run_pipeline(
     units = plan_runs(run_config, specs, dumps, append)
     if not append:  # a joint run's dedup starts the dumps' index that appended dumps extend
         runs_dedup = any(unit.spec.name == "dedup" for unit in units)
-        dump_runs.prepare_joint(run_config, pipeline, overwrite and runs_dedup, runs_dedup)
+        from_dedup = any(pipeline.names.index(unit.spec.name) >= pipeline.names.index("dedup") for unit in units)
+        dump_runs.prepare_joint(run_config, pipeline, overwrite and runs_dedup, from_dedup)
     check_folders_first(run_config, pipeline, units, overwrite, append)
     summary: dict[str, StageResult] = {}
     skipped: set[str] = set()
