@@ -217,21 +217,19 @@ def resumable(overwrite: bool = False) -> Iterator[None]:
     (and that the same command with --overwrite would delete them again)."""
     import signal
 
-    from crawlmill.pipeline import ray_tasks
+    from crawlmill.pipeline.ray_tasks import UNWIND_ON_SIGTERM, Terminated, raise_terminated
 
-    ray_tasks.UNWIND_ON_SIGTERM[0] = True
+    UNWIND_ON_SIGTERM[0] = True
     try:
         yield
     except KeyboardInterrupt as exc:
-        from crawlmill.pipeline.ray_tasks import Terminated
-
         how = "rerun the same command without --overwrite" if overwrite else "rerun the same command"
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
         err.print(f"{what}: the tasks that finished are kept; {how} to resume from them")
         raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
     finally:
-        ray_tasks.UNWIND_ON_SIGTERM[0] = False
-        if signal.getsignal(signal.SIGTERM) is ray_tasks.raise_terminated:  # past the stage: the default again
+        UNWIND_ON_SIGTERM[0] = False
+        if signal.getsignal(signal.SIGTERM) is raise_terminated:  # past the stage: the default again
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
