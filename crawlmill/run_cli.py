@@ -96,7 +96,9 @@ def run(
                 err.print(f"[red]failed[/red] {escape(source)}: {escape(detail)}", highlight=False)
             err.print(f"{spec.name}: {len(result.failures)} task(s) failed; rerun the same command to retry only those.")
 
-    started = time.perf_counter()
+    from crawlmill.pipeline.ray_tasks import RAY_START_SECONDS
+
+    started, ray_before = time.perf_counter(), RAY_START_SECONDS[0]
     with user_errors(), resumable(runtime.overwrite):
         results = run_pipeline(
             config, specs, pipeline, on_result=finished, on_external=external,
@@ -104,7 +106,8 @@ def run(
             dumps=dumps, append=append,
         )  # fmt: skip
         selected = [unit.key for unit in plan_runs(config, specs, dumps, append)]
-        summary = account_run(pipeline, config, results, selected, seconds=time.perf_counter() - started, write=False)
+        summary = account_run(pipeline, config, results, selected, seconds=time.perf_counter() - started, write=False,
+                              ray_start_seconds=RAY_START_SECONDS[0] - ray_before)
     try:
         write_summary(config, summary)
     except OSError as exc:  # e.g. the disk that failed a stage: that failure is the one to report
@@ -131,6 +134,10 @@ def print_summary(summary: dict) -> None:
         number = lambda key: "" if e.get(key) is None else f"{e[key]:,}"  # noqa: E731
         table.add_row(stage, e["status"], number("records_in"), number("kept"), number("dropped_total"), number("quarantined"), number("tokens"),
                       "" if e["seconds"] is None else f"{e['seconds']:.1f}")  # fmt: skip
+    if summary.get("seconds") is not None:
+        ray_start = summary.get("ray_start_seconds") or 0
+        table.caption = f"the run: {summary['seconds']:.1f} s" + (f", of which {ray_start:.1f} s starting Ray" if ray_start >= 0.05 else "")
+        table.caption_justify = "left"
     from rich.console import Console
 
     Console(width=max(out.width, 120)).print(table)  # not squeezed in a log (no terminal: 80 columns)

@@ -172,10 +172,11 @@ def _audits(entries: list[tuple[Entry, str | None]]) -> tuple[list[dict[str, Any
 
 def account_run(
     pipeline: Any, run_config: Any, results: Mapping[str, StageResult], selected: Iterable[str] = (),
-    seconds: float | None = None, write: bool = True,
+    seconds: float | None = None, write: bool = True, ray_start_seconds: float | None = None,
 ) -> dict[str, Any]:
     """The run's summary and checks (module docstring); written to `output_dir/_run.json`.
-    `selected`: the keys of the stage runs this run was asked for (`StageRun.key`)."""
+    `selected`: the keys of the stage runs this run was asked for (`StageRun.key`); `seconds`: the
+    run's, of which `ray_start_seconds` went to starting Ray (no stage's `seconds` holds them)."""
     from . import dumps as dump_runs
 
     started = time.perf_counter()
@@ -196,6 +197,7 @@ def account_run(
         "tokens": tokens,
         "checks": checks,
         "seconds": None if seconds is None else round(seconds, 3),
+        "ray_start_seconds": None if ray_start_seconds is None else round(ray_start_seconds, 3),  # in `seconds`, in no stage's
         "check_seconds": round(time.perf_counter() - started, 3),
     }
     if write:

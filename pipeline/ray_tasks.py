@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -66,6 +67,7 @@ def ensure_ray(options: RayOptions) -> None:
 
     if ray.is_initialized():
         return
+    started = time.perf_counter()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not (sys.stdout.isatty() and sys.stderr.isatty()):  # a job's log, a file, Airflow's task log
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # workers' lines without colour codes around "(pid=...)"
@@ -80,6 +82,12 @@ def ensure_ray(options: RayOptions) -> None:
         signal.signal(signal.SIGTERM, raise_terminated)
     elif before not in (None, signal.SIG_DFL):  # the program's own handler, which ray.init replaced
         signal.signal(signal.SIGTERM, before)
+    RAY_START_SECONDS[0] += time.perf_counter() - started
+
+
+# Seconds this process spent starting or joining Ray: the first stage of a run starts it, and its
+# time is the run's, not that stage's (the run summary reports it apart: runner.run_stage).
+RAY_START_SECONDS = [0.0]
 
 
 # Set by the CLI around a stage (cli_common.resumable), which says what a stop leaves and exits 143.

@@ -42,7 +42,7 @@ from .output_folder import (
 )  # fmt: skip
 from .folder_lock import folder_locks
 from .progress import StageProgress
-from .ray_tasks import Job, RayOptions, cpu_nodes, run_jobs, run_on_nodes
+from .ray_tasks import RAY_START_SECONDS, Job, RayOptions, cpu_nodes, run_jobs, run_on_nodes
 from .stage import Stage, StageInputError, StageResult
 from .task_record import INPUTS_MADE, check_task_record, input_records
 from .worker_memory import freeze_worker_state, release_memory
@@ -226,7 +226,7 @@ def run_stage(
     `result.failures`; unusable input raises (StageInputError, StageInputMismatch, ValueError...),
     and a folder this call created for it is removed again. `overwrite`: delete the folder's earlier
     output first (only once the inputs are resolved and checked, and only a stage output folder)."""
-    started = time.perf_counter()
+    started = time.perf_counter() - RAY_START_SECONDS[0]  # a Ray started in this stage: the run's time (_run.json)
     output = as_path(output_dir)
     # One writer per folder on this machine (folder_lock.py): the output and the state it extends
     # (dedup's index), before the plan reads them.
@@ -286,7 +286,7 @@ def _run(stage: Stage, output: AnyPath, record: dict[str, Any], ray_options: Ray
         result.failures = failed.failures
     result.finished_before = ctx.finished_before.get("parts", 0)
     result.steps_finished_before = dict(ctx.finished_before)
-    result.seconds = time.perf_counter() - started
+    result.seconds = time.perf_counter() - RAY_START_SECONDS[0] - started
     if stats is None:
         return result
     atomic_write_json(output / STATS_FILE, stats)

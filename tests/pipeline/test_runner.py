@@ -69,6 +69,29 @@ def test_run_writes_parts_stats_and_success(ray_local, sources, tmp_path):
                       "files": {"part-00003.parquet": (out / "part-00003.parquet").stat().st_size}}  # the size a reader checks
 
 
+class SlowRayStartStage(LinesStage):
+    """As if starting Ray took 2 s inside the stage (the first stage of a run starts it)."""
+
+    def run(self, ctx):  # noqa: ANN001
+        from crawlmill.pipeline import ray_tasks
+
+        time.sleep(2.0)
+        ray_tasks.RAY_START_SECONDS[0] += 2.0
+        return super().run(ctx)
+
+
+def test_the_time_a_stage_spent_starting_ray_is_not_counted_as_the_stages(ray_local, sources, tmp_path, monkeypatch):
+    from crawlmill.pipeline import ray_tasks, runner
+
+    started_before = [5.0]  # a Ray started by an earlier run in this process
+    monkeypatch.setattr(ray_tasks, "RAY_START_SECONDS", started_before)
+    monkeypatch.setattr(runner, "RAY_START_SECONDS", started_before)
+    started = time.perf_counter()
+    result = run_stage(SlowRayStartStage(sources), tmp_path / "out", progress=False)
+    elapsed = time.perf_counter() - started
+    assert result.ok and 0 < result.seconds < elapsed - 1.9  # without the subtraction: elapsed
+
+
 def test_failed_part_is_reported_others_finish_and_rerun_retries_only_it(ray_local, sources, tmp_path):
     Path(sources[2]).write_text("doc a\nBOOM\n")
     out = tmp_path / "out"
