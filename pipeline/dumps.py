@@ -307,9 +307,11 @@ def write_blend(shards_dir: AnyPath, entries: list[dict[str, Any]]) -> dict[str,
     total = sum(e["tokens"] for e in entries)
     data_path: list[Any] = []
     for entry in entries:
-        manifest = load_manifest(shards_dir / entry["shards"])  # its names checked to stay in its folder
+        # The joint run's "." joined literally is a key `shards/./manifest.json` in an object store.
+        folder = shards_dir if entry["shards"] == JOINT_SHARDS else shards_dir / entry["shards"]
+        manifest = load_manifest(folder)  # its names checked to stay in its folder
         if manifest is None:
-            raise FileNotFoundError(f"{shards_dir / entry['shards']}: no {MANIFEST}")
+            raise FileNotFoundError(f"{folder}: no {MANIFEST}")
         own = manifest["blend"]
         for prefix, weight in zip(own["prefixes"], own["weights"]):
             data_path += [entry["tokens"] / total * float(weight), posixpath.normpath(f"{entry['shards']}/{prefix}")]

@@ -156,6 +156,27 @@ def test_a_joint_runs_dumps_are_recorded_first_and_blended_with_the_appended_one
             dumps.appended(out)
 
 
+def test_a_joint_run_in_an_object_store_is_recorded_and_blended(tmp_path):
+    """The joint run's shards are "." in _dumps.json: joined literally it named the key
+    `shards/./manifest.json`, and every joint run with an s3:// output failed once packed."""
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto.server")
+    from crawlmill.files import as_path
+    from tests.s3server import moto_s3
+
+    local = tmp_path / "out"
+    _pack_output(local / "shards", 300, ["a-00000", "b-00000"])
+    _pack_output(local / "shards" / D3, 100, ["a-00000"])
+    with moto_s3("dumps-bucket") as (fs, _):
+        fs.put(str(local) + "/", "dumps-bucket/out/", recursive=True)
+        out = as_path("s3://dumps-bucket/out")
+        dumps.record_joint(out, [D1, D2], out / "shards")
+        blend = dumps.record_appended(out, D3, out / "shards" / D3)
+        assert dumps.recorded_dumps(out) == [D1, D2, D3] and blend["folders"] == [".", D3]
+        assert blend["data_path"] == [0.375, "a-00000", 0.375, "b-00000", 0.25, f"{D3}/a-00000"]
+        assert json.loads(fs.cat_file("dumps-bucket/out/shards/blend.json")) == blend
+
+
 def test_a_dumps_parts_are_found_from_the_parquet_statistics(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
