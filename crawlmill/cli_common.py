@@ -56,8 +56,9 @@ def user_errors() -> Iterator[None]:
     """Bad input, config or folders become `error: ...` and exit status 2; a write the storage
     refused (full disk, quota, read-only) exit status 1, as failed tasks: rerun once it has room.
     An object store's client error (no credentials, no connection, a refusal) is one line too,
-    naming the URL where known and saying what to check (`store_error`), exit status 2."""
-    from crawlmill.store_errors import client_class, store_error
+    naming the URL where known and saying what to check (`store_error`), exit status 2; 1 when the
+    store could not be reached (an outage: the rerun resumes, and Airflow's retry is not skipped)."""
+    from crawlmill.store_errors import client_class, store_error, store_unreachable
 
     try:
         yield
@@ -68,7 +69,7 @@ def user_errors() -> Iterator[None]:
             raise
         said = store_error(exc)
         if said is not None:
-            raise fail(said) from None
+            raise fail(said, 1 if store_unreachable(exc) else 2) from None
         if isinstance(exc, OSError):
             from crawlmill.files import WRITE_ERRNOS
 

@@ -1,6 +1,7 @@
 """An object store's client errors (s3fs/botocore, gcsfs, adlfs, aiohttp) as one line a user can act
 on: the URL the request was about and what to check (credentials, endpoint, a refusal). The CLI's
-`user_errors` (cli_common.py) prints it with exit status 2. The clients' classes are told apart by
+`user_errors` (cli_common.py) prints it with exit status 2, or 1 when the store could not be reached
+(`store_unreachable`: an outage that a rerun, or an Airflow retry, may outlast). The clients' classes are told apart by
 their module and name, so none is imported where no store was used (`--help` stays fast).
 """
 
@@ -59,6 +60,12 @@ def _s3_request(exc: BaseException) -> Optional[str]:
             found = f"s3://{kwargs['Bucket']}/{key}".rstrip("/") + (f" ({getattr(method, '__name__', method)})" if method else "")
         tb = tb.tb_next
     return found
+
+
+def store_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` is a store client's failure to reach the store (no connection, a timeout, a
+    dropped connection): often passing (an outage, a restart), so a rerun may well succeed."""
+    return any(client_class(e) in _NO_CONNECTION for e in _chain(exc))
 
 
 def store_error(exc: BaseException) -> Optional[str]:

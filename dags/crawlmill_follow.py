@@ -7,7 +7,8 @@ Which failures a retry can fix: crawlmill's exit status 2 is bad input or config
 missing input; README "Exit status"), which every new try meets again, so a job whose entrypoint
 exited 2 raises RayJobBadInput, an AirflowFailException: the task fails at once, without the
 retries (``CRAWLMILL_DAG_RETRIES`` of ``CRAWLMILL_DAG_RETRY_DELAY_S``, by default 2 of 300 s). Every
-other failure is retried: exit status 1 (failed tasks, which a rerun retries), any other status, a
+other failure is retried: exit status 1 (failed tasks, which a rerun retries; an object store that did
+not answer), any other status, a
 job STOPPED (killed), a job server that stays unreachable. The exit status is Ray's job info field
 ``driver_exit_code`` (Ray 2.60, pinned in constraints.txt: set when the entrypoint has exited, with
 status FAILED and error_type JOB_ENTRYPOINT_COMMAND_ERROR for a non-zero one; None while it runs, or

@@ -1,4 +1,5 @@
-"""An object store that cannot be used is one `error: ...` line, exit status 2, naming the URL and
+"""An object store that cannot be used is one `error: ...` line, exit status 2 (1 when it does not
+answer: an outage a rerun may outlast), naming the URL and
 saying what to check (crawlmill/cli_common.py store_error), not a Rich traceback of botocore's
 frames: no credentials (which variables give them), an endpoint that does not answer
 (AWS_ENDPOINT_URL), credentials the store refuses (a bare "Forbidden" names the folder). Run as
@@ -38,10 +39,10 @@ def _crawlmill(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "crawlmill.cli", *args, "--num-cpus", "2", "--no-progress"], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
 
 
-def _one_error_line(done: subprocess.CompletedProcess) -> str:
-    """The command's only line on stderr, an `error: ...` one, exit status 2."""
+def _one_error_line(done: subprocess.CompletedProcess, status: int = 2) -> str:
+    """The command's only line on stderr, an `error: ...` one, exit status 2 (1: try again later)."""
     lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), (done.returncode, done.stderr[-3000:])
+    assert done.returncode == status and len(lines) == 1 and lines[0].startswith("error: "), (done.returncode, done.stderr[-3000:])
     assert "Traceback" not in done.stderr and SECRET not in done.stdout + done.stderr
     return lines[0]
 
@@ -60,9 +61,10 @@ def test_no_credentials_names_the_url_and_the_variables(s3, tmp_path):
 
 
 def test_an_endpoint_that_does_not_answer_names_aws_endpoint_url(s3):
+    """Exit status 1, not 2: an outage may pass, and Airflow skips its retries after a 2."""
     _, env = s3
     down = f"http://127.0.0.1:{free_port()}"
-    line = _one_error_line(_crawlmill({**env, "AWS_ENDPOINT_URL": down}, "ingest", str(SAMPLES), "--output", f"s3://{BUCKET}/x"))
+    line = _one_error_line(_crawlmill({**env, "AWS_ENDPOINT_URL": down}, "ingest", str(SAMPLES), "--output", f"s3://{BUCKET}/x"), status=1)
     assert f"s3://{BUCKET}/x" in line and "EndpointConnectionError" in line and f"AWS_ENDPOINT_URL (it is {down})" in line, line
 
 
