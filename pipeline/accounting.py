@@ -30,6 +30,7 @@ from crawlmill.files import AnyPath, as_path, atomic_write_json, read_json
 from .output_folder import STATS_FILE, SUCCESS_FILE, TASKS_FILE
 from .wiring import StageRun, plan_runs
 from .stage import StageResult
+from .task_record import inputs_made_again
 
 RUN_FILE = "_run.json"
 FORMAT = "crawlmill-run/1"
@@ -143,6 +144,11 @@ def _chains(pipeline: Any, run_config: Any, entries: list[tuple[Entry, str | Non
                 if all(e.status == "absent" for e in these):  # never run (e.g. the joint stages of an output made by appending)
                     continue
                 label = these[0].unit.key if len(these) == 1 else spec.name
+                remade = [key for e in these if e.status == "done before" for key in inputs_made_again(e.folder)]
+                if remade:  # `--only filter --overwrite` with other settings: dedup still holds what the old filter kept
+                    checks.append(_check("chain", label, None, f"not checked: {', '.join(remade)} made again since {spec.name} ran; "
+                                                               f"`--from {spec.name} --overwrite` makes it again from it"))  # fmt: skip
+                    continue
                 records_in, missing_in = _sum(these, "in")
                 kept, missing_kept = _sum(those, "kept")
                 if missing_in or missing_kept or not those:

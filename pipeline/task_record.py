@@ -71,6 +71,16 @@ def input_records(inputs: Sequence[str]) -> dict[str, str]:
     return found
 
 
+def inputs_made_again(folder: AnyPath) -> list[str]:
+    """The input folders of a finished stage folder that were made again since it ran (their
+    digest no longer the one its record holds): its counts are of inputs no longer there."""
+    try:
+        made = read_json(as_path(folder) / TASKS_FILE).get(INPUTS_MADE) or {}
+    except (OSError, ValueError, AttributeError):  # no record, or not a stage's: nothing to compare
+        return []
+    return [key for key, digest in sorted(made.items()) if input_records([key]).get(folder_key(key), digest) != digest]
+
+
 def _folder_of(given: str) -> str:
     """The folder an input names: itself, a part file's folder, a glob's folder before its first wildcard."""
     if any(c in given for c in "*?["):
