@@ -38,12 +38,17 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return found
 
 
+def _code(exc: BaseException) -> Optional[str]:
+    """The error code of a store's response (botocore's ClientError), if `exc` carries one."""
+    response = getattr(exc, "response", None)
+    return str((response.get("Error") or {}).get("Code")) if isinstance(response, dict) else None
+
+
 def _refused(exc: BaseException) -> bool:
     response = getattr(exc, "response", None)
     if not isinstance(response, dict):
         return False
-    error, meta = response.get("Error") or {}, response.get("ResponseMetadata") or {}
-    return str(error.get("Code")) in _REFUSED_CODES or meta.get("HTTPStatusCode") == 403
+    return _code(exc) in _REFUSED_CODES or (response.get("ResponseMetadata") or {}).get("HTTPStatusCode") == 403
 
 
 def _s3_request(exc: BaseException) -> Optional[str]:
@@ -94,6 +99,8 @@ def store_error(exc: BaseException) -> Optional[str]:
             hint = f"the object store could not be reached: check its address, AWS_ENDPOINT_URL ({now}), and the network"
         else:
             hint = "the object store could not be reached: check the URL and the network"
+    elif any(_code(e) == "NoSuchBucket" or "specified bucket does not exist" in str(e) for e in chain):
+        hint = "create the bucket first: crawlmill makes folders in a bucket, never the bucket itself"
     elif any(_refused(e) for e in chain):
         hint = "the object store refused the request: check the credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) and that they may access this bucket"
     elif names[0] is not None:  # another error of a client: one line, no hint

@@ -68,6 +68,12 @@ def test_an_endpoint_that_does_not_answer_names_aws_endpoint_url(s3):
     assert f"s3://{BUCKET}/x" in line and "EndpointConnectionError" in line and f"AWS_ENDPOINT_URL (it is {down})" in line, line
 
 
+def test_an_output_bucket_that_does_not_exist_says_to_create_it(s3):
+    _, env = s3
+    line = _one_error_line(_crawlmill(env, "ingest", str(SAMPLES), "--output", "s3://no-such-bucket-here/run"))
+    assert "s3://no-such-bucket-here/run" in line and "bucket does not exist" in line and "create the bucket first" in line, line
+
+
 def test_refused_credentials_name_the_folder(s3, tmp_path, monkeypatch):
     from moto import settings
 
