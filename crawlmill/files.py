@@ -61,10 +61,13 @@ AnyPath = Union[Path, Any]
 STORE_URL = "crawlmill_url"  # the attribute naming_store_errors gives an object store's error: the URL it concerns
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")  # RFC 3986's scheme: `en=s3://b/x` (a LANG= spec) is none
+
+
 def is_url(path: str | os.PathLike) -> bool:
     """Whether `path` names an object in a remote store (any URL but file://)."""
     text = str(path)
-    return "://" in text and not text.startswith("file://")
+    return _SCHEME.match(text) is not None and not text.startswith("file://")
 
 
 def is_remote(path: Any) -> bool:
@@ -80,7 +83,7 @@ def as_path(path: str | os.PathLike) -> AnyPath:
     text = os.fspath(path) if not isinstance(path, str) else path
     if text.startswith("file://"):
         return Path(text[len("file://") :])
-    if "://" not in text:
+    if not is_url(text):
         return Path(text)
     check_no_credentials(text)
     from upath import UPath
