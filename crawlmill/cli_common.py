@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -234,12 +235,24 @@ def resumable(overwrite: bool = False) -> Iterator[None]:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def warn_if_in_job_copy(output: Any) -> None:
+    """Under `ray job submit --working-dir DIR` a relative output lands in Ray's copy of DIR, which
+    Ray deletes with its session, and which no other node sees: say so before the work starts."""
+    from crawlmill.files import is_url
+
+    where = str(output) if is_url(output) else os.path.abspath(os.path.expanduser(str(output)))
+    if "/runtime_resources/working_dir_files/" in where:
+        err.print(f"[yellow]warning:[/yellow] the output folder {escape(where)} lies in Ray's copy of the job's --working-dir, "
+                  "which Ray deletes with its session and other nodes do not see: give an absolute path on shared storage", highlight=False)  # fmt: skip
+
+
 def run_one_stage(spec: Any, config: Any, output: str, runtime: Runtime, ray_base: Any = None) -> Any:
     """Build the stage from its config, run it into `output` and report; exit 1 on failed tasks.
     --overwrite deletes the earlier output only once the stage's inputs are checked (run_stage)."""
     from crawlmill.pipeline.runner import run_stage
 
     stage = spec.stage_class()(config)
+    warn_if_in_job_copy(output)
     with resumable(runtime.overwrite):
         result = run_stage(stage, output, runtime.ray_options(ray_base), progress=not runtime.no_progress, overwrite=runtime.overwrite)
     report(stage, result)

@@ -27,7 +27,7 @@ from crawlmill.pathsafety import redact
 from crawlmill.pipeline.accounting import account_run, failed_checks, write_summary
 from crawlmill.pipeline.definition import PIPELINE
 
-from .cli_common import Runtime, err, out, report, resumable, runtime_verb, user_errors
+from .cli_common import Runtime, err, out, report, resumable, runtime_verb, user_errors, warn_if_in_job_copy
 
 app = typer.Typer()
 STAGES = ", ".join(PIPELINE.names)
@@ -98,6 +98,7 @@ def run(
 
     from crawlmill.pipeline.ray_tasks import RAY_START_SECONDS
 
+    warn_if_in_job_copy(config.output_dir)
     started, ray_before = time.perf_counter(), RAY_START_SECONDS[0]
     with user_errors(), resumable(runtime.overwrite):
         results = run_pipeline(

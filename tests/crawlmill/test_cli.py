@@ -464,3 +464,17 @@ def test_ctrl_c_in_a_stage_or_a_run_says_how_to_resume(tmp_path, monkeypatch):
         assert result.exit_code == 130 and "interrupted: the tasks that finished are kept; rerun the same command to resume" in result.output, result.output
         again = invoke(*args, "--overwrite")  # the same command would delete them again
         assert again.exit_code == 130 and "kept; rerun the same command without --overwrite to resume" in " ".join(again.output.split()), again.output
+
+
+def test_an_output_in_rays_copy_of_the_jobs_working_dir_is_warned_of(tmp_path, monkeypatch, capsys):
+    from crawlmill.cli_common import warn_if_in_job_copy
+
+    copy = tmp_path / "session_x/runtime_resources/working_dir_files/_ray_pkg_abc"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)  # where Ray starts a job's entrypoint under --working-dir
+    warn_if_in_job_copy("out/ingest")
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"{copy}/out/ingest lies in Ray's copy of the job's --working-dir" in said and "absolute path on shared storage" in said
+    for elsewhere in (str(tmp_path / "out"), "s3://bucket/out"):
+        warn_if_in_job_copy(elsewhere)
+        assert capsys.readouterr().err == ""
