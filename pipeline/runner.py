@@ -23,6 +23,7 @@ byte-identical output folders.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -38,7 +39,7 @@ from crawlmill.files import (
 
 from .output_folder import (
     DONE_DIR, STATS_FILE, SUCCESS_FILE, WORK_DIR, OutputFolderRefused, check_output_folder, check_output_not_input, config_paths,
-    delete_output, stage_inputs,
+    delete_output, folder_key, stage_inputs,
 )  # fmt: skip
 from .folder_lock import folder_locks
 from .progress import StageProgress
@@ -261,12 +262,16 @@ def run_stage(
     output = as_path(output_dir)
     # One writer per folder on this machine (folder_lock.py): the output and the state it extends
     # (dedup's index), before the plan reads them.
-    with folder_locks([output, *state_paths(stage.config, stage.state_fields)]):
+    written = [output, *state_paths(stage.config, stage.state_fields)]
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(folder_locks(written))
         stage.plan(output)  # the inputs are resolved and checked here and in sources(): before any write or deletion
         record = {"stage": stage.name, "settings": stage.fingerprint(), "sources": stage.sources()}
         made = input_records(stage_inputs(stage))  # the stage folders it reads, as they are now
         if made:
             record[INPUTS_MADE] = made
+        # ...and no run rewrites those while this one reads them (a shared lock: readers do not exclude each other)
+        locks.enter_context(folder_locks([key for key in made if key not in {folder_key(f) for f in written}], reading=True))
         check_output_not_input(output, stage_inputs(stage, record["sources"]), stage.name, stage.output_inside_input, state_paths(stage.config, stage.state_fields))
         with naming_store_errors(output):  # often the run's first request to the store: its errors name the folder
             finished = (output / SUCCESS_FILE).exists()

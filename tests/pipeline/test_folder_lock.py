@@ -1,6 +1,6 @@
 """One writer per output folder on a machine (pipeline/folder_lock.py): a second run into a folder
 another process is writing stops at once, exit status 1, naming the holder; a killed holder leaves
-nothing locked."""
+nothing locked; a folder that runs read is not rewritten under them, and readers share it."""
 
 import os
 import signal
@@ -21,7 +21,7 @@ HOLDER = textwrap.dedent(
     """
     import sys, time
     from crawlmill.pipeline.folder_lock import output_lock
-    with output_lock(sys.argv[1]):
+    with output_lock(sys.argv[1], reading=sys.argv[2:] == ["reading"]):
         print("held", flush=True)
         time.sleep(600)
     """
@@ -59,3 +59,36 @@ def test_the_command_line_says_busy_with_exit_status_1(ray_local, held, tmp_path
     """Exit 1 as failed tasks (rerun once the other has ended), not 2: nothing is wrong with the command."""
     result = CliRunner().invoke(app, ["ingest", str(REPO / "samples"), "--output", str(tmp_path / "out"), "--no-progress"])
     assert result.exit_code == 1 and "another crawlmill run on this machine is writing it" in " ".join(result.output.split())
+
+
+def _hold(folder, *how):
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder), *how], cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ})
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_folder_a_run_reads_is_not_rewritten_under_it_and_readers_share_it(ray_local, tmp_path):
+    """`--only ingest --overwrite` while a filter run read ingest deleted the parts it was reading."""
+    from tests.pipeline.toy_stage import ToyConfig, ToyStage
+
+    source = tmp_path / "in.txt"
+    source.write_text("doc 1\ndoc 2\n")
+    first = tmp_path / "first"
+    assert run_stage(LinesStage([str(source)]), first, progress=False).ok
+    reader = _hold(first, "reading")
+    try:
+        with pytest.raises(OutputFolderBusy, match="another crawlmill run on this machine reads it as its input"):
+            run_stage(LinesStage([str(source)]), first, progress=False, overwrite=True)
+        assert (first / "_SUCCESS").exists()  # refused before the deletion
+        assert run_stage(ToyStage(ToyConfig(inputs=[str(first)])), tmp_path / "second", progress=False).ok  # two readers at once
+    finally:
+        reader.kill()
+        reader.wait()
+    writer = _hold(first)
+    try:
+        with pytest.raises(OutputFolderBusy, match=rf"{first}: another crawlmill run on this machine is writing it \(pid {writer.pid}"):
+            run_stage(ToyStage(ToyConfig(inputs=[str(first)])), tmp_path / "third", progress=False)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert run_stage(LinesStage([str(source)]), first, progress=False, overwrite=True).ok  # nobody reads it now
