@@ -2,15 +2,20 @@
 
 On a terminal, a rich progress bar. Elsewhere (a `ray job submit` log, a file, Airflow's task log)
 a redrawn bar is useless: rich draws nothing until the end, or control codes when forced; so there
-progress is plain lines, one when a step starts, at most one per `interval` seconds while it runs,
-and one when it ends:
+progress is plain lines, one when a step starts, at most one per `interval` seconds while it runs
+(with the rate of this run and an estimate of the time left), one every `HEARTBEAT` seconds while
+nothing finishes (a long task: the log shows the step is alive), and one when it ends:
 
-    filter: 3/10 parts, 1,234 records, 1,000 kept, 0 quarantined, 12s
+    filter: 3/10 parts, 1,234 records, 1,000 kept, 0 quarantined, 12s, 103 records/s, about 28s left
+
+A step whose tasks report only at the end (a per-node step) passes `poll`, which counts its
+finished tasks from their markers (one listing per `interval`), so the count moves as they finish.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any, Callable
 
@@ -26,6 +31,7 @@ from rich.progress import (
 )
 
 INTERVAL_ENV = "CRAWLMILL_PROGRESS_INTERVAL"  # seconds between log lines (default 10)
+HEARTBEAT = 60.0  # seconds of silence after which a log gets a line anyway
 
 
 def log_interval() -> float:
@@ -41,9 +47,15 @@ class StageProgress:
     def __init__(
         self, stage: str, total: int, done: int, enabled: bool = True, unit: str = "parts",
         console: Console | None = None, interval: float | None = None, clock: Callable[[], float] = time.monotonic,
+        poll: Callable[[], int] | None = None, heartbeat: float = HEARTBEAT,
     ) -> None:  # fmt: skip
         self.console = console or Console(stderr=True, soft_wrap=True)
         self.stage, self.total, self.completed, self.unit = stage, total, done, unit
+        self.done_before, self.polled = done, 0  # polled: finished units counted from markers (`poll`)
+        self.poll, self.heartbeat = poll, heartbeat
+        self.lock = threading.Lock()  # the watch thread and the caller's callbacks
+        self.stopped = threading.Event()
+        self.watcher: threading.Thread | None = None
         self.enabled = enabled
         self.records_in = 0
         self.kept = 0
@@ -73,24 +85,63 @@ class StageProgress:
         self.progress.__enter__()
         if self.as_lines:
             self._print(f"{self.stage}: {self.total - self.completed:,} of {self.total:,} {self.unit} to do")
+        if self.enabled and (self.as_lines or self.poll is not None):
+            self.watcher = threading.Thread(target=self._watch, name=f"progress {self.stage}", daemon=True)
+            self.watcher.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self.stopped.set()
+        if self.watcher is not None:
+            self.watcher.join()
         self.progress.__exit__(*exc)
         if self.as_lines:
             self._line()  # the step's last figures, also when it stopped early
 
+    @property
+    def shown(self) -> int:
+        return max(self.completed, self.polled)
+
     def line(self) -> str:
         """The step's figures as one plain line."""
-        text = f"{self.stage}: {self.completed:,}/{self.total:,} {self.unit}"
+        shown, elapsed = self.shown, self.clock() - self.started
+        text = f"{self.stage}: {shown:,}/{self.total:,} {self.unit}"
         if self.counted:
             text += f", {self.records_in:,} records, {self.kept:,} kept, {self.quarantined:,} quarantined"
-        return f"{text}, {self.clock() - self.started:.0f}s"
+        text += f", {elapsed:.0f}s"
+        if self.counted and elapsed >= 1:
+            text += f", {self.records_in / elapsed:,.0f} records/s"
+        done_now = shown - self.done_before
+        if 0 < done_now and shown < self.total and elapsed >= 1:
+            text += f", about {_duration(elapsed / done_now * (self.total - shown))} left"
+        return text
+
+    def _watch(self) -> None:
+        """Every `interval` (at least 1 s): the markers counted (`poll`); in a log, a line when the
+        count moved, or after `heartbeat` seconds of silence."""
+        wait = max(1.0, min(self.interval, self.heartbeat))
+        while not self.stopped.wait(wait):
+            try:
+                polled = self.poll() if self.poll is not None else 0
+            except Exception:  # a listing that failed (a store's hiccup): the next look may succeed
+                polled = self.polled
+            with self.lock:
+                moved = polled > self.shown
+                self.polled = max(self.polled, polled)
+                if moved:
+                    self.progress.update(self.task, completed=self.shown)
+                quiet = self.clock() - self.last_line
+                if self.as_lines and self.shown < self.total and ((moved and quiet >= self.interval) or quiet >= self.heartbeat):
+                    self._line()
 
     def part_done(self, part: dict[str, Any]) -> None:
+        with self.lock:
+            self._part_done(part)
+
+    def _part_done(self, part: dict[str, Any]) -> None:
         self.completed += 1
         if "in" not in part:  # a task that is not a document part: no record counts to show
-            self.progress.update(self.task, advance=1)
+            self.progress.update(self.task, completed=self.shown)
             self._tick()
             return
         self.counted = True
@@ -99,26 +150,28 @@ class StageProgress:
         self.quarantined += part["quarantined"]
         self.progress.update(
             self.task,
-            advance=1,
+            completed=self.shown,
             records=f"{self.records_in:,} records, {self.kept:,} kept, {self.quarantined:,} quarantined",
         )
         self._tick()
 
     def advance(self, count: int) -> None:
         """`count` more units done, for a step counted in units (tokens) rather than parts."""
-        self.completed += count
-        self.progress.update(self.task, advance=count)
-        self._tick()
+        with self.lock:
+            self.completed += count
+            self.progress.update(self.task, completed=self.shown)
+            self._tick()
 
     def part_failed(self, source: str, detail: str) -> None:
-        self.console.print(f"[red]part failed[/red] {escape(source)}: {escape(detail)}", highlight=False)
-        self.completed += 1
-        self.progress.update(self.task, advance=1)
-        self._tick()
+        with self.lock:
+            self.console.print(f"[red]part failed[/red] {escape(source)}: {escape(detail)}", highlight=False)
+            self.completed += 1
+            self.progress.update(self.task, completed=self.shown)
+            self._tick()
 
     def _tick(self) -> None:
         """In a log: a line when `interval` has passed since the last one (the last task's comes at exit)."""
-        if self.as_lines and self.completed < self.total and self.clock() - self.last_line >= self.interval:
+        if self.as_lines and self.shown < self.total and self.clock() - self.last_line >= self.interval:
             self._line()
 
     def _line(self) -> None:
@@ -127,3 +180,12 @@ class StageProgress:
 
     def _print(self, text: str) -> None:
         self.console.print(escape(text), highlight=False)
+
+
+def _duration(seconds: float) -> str:
+    """12s, 4m, 2h05m: an estimate, so no more precision than that."""
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f}m"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"

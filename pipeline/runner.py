@@ -142,7 +142,10 @@ class StageContext:
             nodes = cpu_nodes(self.ray_options)
             groups = [todo[i :: len(nodes)] for i in range(len(nodes))]
             per_node = [(node, cpus, ([(str(markers / f"{t.key}.json"), t.key, t.args) for t in group],)) for (node, cpus), group in zip(nodes, groups) if group]
-            with StageProgress(title or f"{self.stage} {name}", total=len(tasks), done=len(results), enabled=self.progress, unit="tasks (per node)") as bar:
+            names = {f"{t.key}.json" for t in tasks}
+            count_markers = lambda: sum(1 for p in list_files(markers, "*.json") if p.name in names)  # noqa: E731 - a node reports at its end only
+            with StageProgress(title or f"{self.stage} {name}", total=len(tasks), done=len(results), enabled=self.progress, unit="tasks (per node)",
+                               poll=count_markers) as bar:  # fmt: skip
                 outcomes = run_on_nodes(run_node, per_node, self.ray_options, shared=(setup, fn, shared))
                 failures, errors = [], {}
                 labels = {t.key: t.label or t.key for t in todo}

@@ -149,7 +149,7 @@ def test_run_a_stage_verb_and_train_as_ray_jobs(ray_head, tmp_path):
         stats = _stats(out / stage)
         parts = stats["parts"]
         assert f"{stage}: {parts} of {parts} parts to do" in lines, log
-        last = re.compile(rf"{stage}: {parts}/{parts} parts, {stats['in']:,} records, {stats['kept']:,} kept, {stats['quarantined']:,} quarantined, \d+s")
+        last = re.compile(rf"{stage}: {parts}/{parts} parts, {stats['in']:,} records, {stats['kept']:,} kept, {stats['quarantined']:,} quarantined, \d+s(, [\d,]+ records/s)?")
         assert any(last.fullmatch(line) for line in lines), f"no final progress line of {stage} in the job's log:\n{log}"
     assert any(re.fullmatch(r"dedup verify_check: (\d+)/\1 tasks, \d+s", line) for line in lines), log  # a step without record counts
     crawlmill_lines = [line for line in lines if line.split(":")[0].split(" ")[0] in folders]

@@ -1,5 +1,7 @@
 """Progress: plain lines where stderr is no terminal (a job log), a bar on a terminal."""
 
+import time
+
 import io
 
 from rich.console import Console
@@ -37,8 +39,8 @@ def test_in_a_log_a_line_at_start_every_interval_and_at_the_end():
         bar.part_done(part(234, 9))  # the last: its line comes at exit
     assert buffer.getvalue().splitlines() == [
         "filter: 4 of 4 parts to do",
-        "filter: 2/4 parts, 1,100 records, 990 kept, 0 quarantined, 12s",
-        "filter: 4/4 parts, 1,344 records, 1,000 kept, 0 quarantined, 30s",
+        "filter: 2/4 parts, 1,100 records, 990 kept, 0 quarantined, 12s, 92 records/s, about 12s left",
+        "filter: 4/4 parts, 1,344 records, 1,000 kept, 0 quarantined, 30s, 45 records/s",
     ]
     assert "\x1b" not in buffer.getvalue()  # no control codes in a log
 
@@ -54,6 +56,28 @@ def test_in_a_log_resumed_steps_and_tasks_without_counts_read_plainly():
         "dedup buckets: 2/3 tasks, 0s",
         "part failed part [2]: ValueError: bad",
         "dedup buckets: 3/3 tasks, 0s",
+    ]
+
+
+def test_in_a_log_a_long_task_gets_a_line_anyway_and_a_polled_step_moves_before_its_results():
+    """A task of minutes (one big WARC file) left a log silent; a per-node step (quality score)
+    reported nothing until a node finished all its tasks."""
+    console, buffer = log_console()
+    clock, finished = Clock(), [0]
+    with StageProgress("quality score", total=4, done=1, unit="tasks (per node)", console=console, interval=1, heartbeat=5, clock=clock,
+                       poll=lambda: finished[0]) as bar:  # fmt: skip
+        clock.now = 6
+        time.sleep(1.5)  # the watch thread looks every second: nothing finished for 6 s, a line anyway
+        finished[0], clock.now = 3, 8  # two tasks' markers are there
+        time.sleep(1.5)
+        for _ in range(3):  # the node's results, at its end
+            bar.part_done({})
+    assert buffer.getvalue().splitlines() == [
+        "quality score: 1 of 4 tasks (per node) already finished, skipping them",
+        "quality score: 3 of 4 tasks (per node) to do",
+        "quality score: 1/4 tasks (per node), 6s",
+        "quality score: 3/4 tasks (per node), 8s, about 4s left",
+        "quality score: 4/4 tasks (per node), 8s",
     ]
 
 
