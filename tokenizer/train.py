@@ -29,7 +29,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, trainers
 
@@ -77,7 +77,7 @@ def train(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         max_token_length=config.max_token_length,
     )
-    tokenizer.train_from_iterator(corpus, trainer=trainer)
+    tokenizer.train_from_iterator(_reporting(corpus, kept, started), trainer=trainer)
     learned = tokenizer.get_vocab_size()
     if learned != config.vocab_size:
         raise CorpusTooSmall(_too_small(config, seen, kept, learned))
@@ -99,6 +99,26 @@ def train(
         print(f"warning: unreadable records {dict(seen.bad_records)}; first: {seen.first_errors[:3]}", file=sys.stderr)
     write_folder(tokenizer, layout, as_path(output), report)
     return report
+
+
+REPORT_EVERY = 60.0  # seconds: the trainer is one task, which a stage's progress sees only at its end
+
+
+def _reporting(corpus: Iterable[list[str]], kept: CorpusCounts, started: float) -> Iterator[list[str]]:
+    """`corpus`, with a line on stderr a minute while it is read (from a Ray worker Ray copies it
+    into the driver's log), and one when it has been read and the merges are being learnt."""
+    last = started
+    for batch in corpus:
+        yield batch
+        if time.perf_counter() - last >= REPORT_EVERY:
+            last = time.perf_counter()
+            print(f"tokenizer train: {_read(kept)} read, {last - started:.0f}s", file=sys.stderr, flush=True)
+    if last > started:  # a long read: say what comes next, which takes a while too
+        print(f"tokenizer train: {_read(kept)} read in {time.perf_counter() - started:.0f}s; learning the merges", file=sys.stderr, flush=True)
+
+
+def _read(kept: CorpusCounts) -> str:
+    return f"{human_bytes(sum(kept.bytes.values()))} of text"
 
 
 def _too_small(config: TokenizerConfig, seen: CorpusCounts, kept: CorpusCounts, learned: int) -> str:
