@@ -133,11 +133,14 @@ def print_summary(summary: dict) -> None:
     for e in summary["stages"]:
         stage = e["stage"] if e["dump"] is None else f"{e['stage']}/{e['dump']}"
         number = lambda key: "" if e.get(key) is None else f"{e[key]:,}"  # noqa: E731
-        table.add_row(stage, e["status"], number("records_in"), number("kept"), number("dropped_total"), number("quarantined"), number("tokens"),
-                      "" if e["seconds"] is None else f"{e['seconds']:.1f}")  # fmt: skip
+        earlier = e.get("last_run")  # done before: the seconds of the run that made it, in brackets
+        seconds = f"{e['seconds']:.1f}" if e["seconds"] is not None else f"({earlier['seconds']:.1f})" if earlier else ""
+        table.add_row(stage, e["status"], number("records_in"), number("kept"), number("dropped_total"), number("quarantined"), number("tokens"), seconds)  # fmt: skip
     if summary.get("seconds") is not None:
         ray_start = summary.get("ray_start_seconds") or 0
         table.caption = f"the run: {summary['seconds']:.1f} s" + (f", of which {ray_start:.1f} s starting Ray" if ray_start >= 0.05 else "")
+        if any(e.get("last_run") for e in summary["stages"]):
+            table.caption += "; (seconds): the earlier run that made the folder"
         table.caption_justify = "left"
     from rich.console import Console
 

@@ -46,6 +46,7 @@ class Entry:
     stats: dict[str, Any] | None
     seconds: float | None = None
     selected: bool = False  # one of the stage runs this `crawlmill run` was asked for (--only, --from, --dump)
+    last_run: dict[str, Any] | None = None  # done before: the run that made it, from the last _run.json (status, seconds)
 
     def to_json(self) -> dict[str, Any]:
         s = self.stats or {}
@@ -60,7 +61,28 @@ class Entry:
             if tokens is not None:
                 entry["tokens"] = int(tokens)
         entry["seconds"] = None if self.seconds is None else round(self.seconds, 3)
+        if self.last_run is not None:
+            entry["last_run"] = self.last_run
         return entry
+
+
+def _carry_last_runs(output_dir: Any, entries: list[Entry]) -> None:
+    """A stage done before keeps what the run that made it said (its status and seconds), from
+    the summary this one replaces: an Airflow DAG runs one stage per `crawlmill run --only`, and
+    its last task's summary would otherwise hold no stage's time."""
+    try:
+        previous = read_json(as_path(output_dir) / RUN_FILE)
+        earlier = {(e["stage"], e["dump"], e["folder"]): e for e in previous["stages"]}
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or not ours: nothing to carry
+        return
+    for entry in entries:
+        before = earlier.get((entry.unit.spec.name, entry.unit.dump, str(entry.folder)))
+        if entry.status != "done before" or not isinstance(before, dict) or before.get("kept") != (entry.stats or {}).get("kept"):
+            continue
+        if before.get("status") in ("ran", "resumed") and before.get("seconds") is not None:
+            entry.last_run = {"status": before["status"], "seconds": before["seconds"]}
+        elif isinstance(before.get("last_run"), dict):
+            entry.last_run = before["last_run"]
 
 
 def _units(pipeline: Any, run_config: Any, appended: list[str]) -> list[tuple[StageRun, str | None]]:
@@ -96,7 +118,8 @@ def _entries(pipeline: Any, run_config: Any, results: Mapping[str, StageResult],
             entries.append((Entry(unit, folder, "external", None), family))
         elif result is not None:
             status = "failed" if not result.ok else "done before" if result.already_done else "resumed" if result.finished_before or any(result.steps_finished_before.values()) else "ran"
-            entries.append((Entry(unit, folder, status, result.stats if result.ok else None, result.seconds), family))
+            seconds = None if result.already_done else result.seconds  # nothing ran: its time is the run's that made it (last_run)
+            entries.append((Entry(unit, folder, status, result.stats if result.ok else None, seconds), family))
         else:
             stats = _finished_stats(folder)
             # A folder that only holds other folders (`dedup/` above appended dumps' `dedup/DUMP/`) is no stage's.
@@ -188,6 +211,7 @@ def account_run(
     started = time.perf_counter()
     appended = dump_runs.appended_dumps(run_config.output_dir)  # a joint run's dumps are the config's own units
     entries = _entries(pipeline, run_config, results, appended)
+    _carry_last_runs(run_config.output_dir, [e for e, _ in entries])
     chosen = set(selected)
     for entry, _ in entries:
         entry.selected = entry.unit.key in chosen
