@@ -108,6 +108,7 @@ class StageProgress:
         text = f"{self.stage}: {shown:,}/{self.total:,} {self.unit}"
         if self.counted:
             text += f", {self.records_in:,} records, {self.kept:,} kept, {self.quarantined:,} quarantined"
+            text += " in this run's parts" if self.done_before else ""  # the parts finished before are not counted again
         text += f", {elapsed:.0f}s"
         if self.counted and elapsed >= 1:
             text += f", {self.records_in / elapsed:,.0f} records/s"

@@ -97,3 +97,10 @@ def test_on_a_terminal_a_bar_and_no_lines():
     assert not bar.as_lines
     assert "2/2" in buffer.getvalue() and "8 kept" in buffer.getvalue()
     assert "filter: 2/2 parts" not in buffer.getvalue()
+
+
+def test_a_resumed_step_says_its_record_counts_are_of_this_runs_parts():
+    console, buffer = log_console()
+    with StageProgress("filter", total=3, done=2, console=console, interval=0, clock=Clock()) as bar:
+        bar.part_done(part(7, 5))
+    assert buffer.getvalue().splitlines()[-1] == "filter: 3/3 parts, 7 records, 5 kept, 0 quarantined in this run's parts, 0s"
