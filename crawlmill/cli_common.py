@@ -91,7 +91,7 @@ RUNTIME_OPTIONS = [
     _option("address", typer.Option(None, "--address", help="Ray cluster to join, its GCS address HEAD:6379; default: a local Ray started for this command, or the cluster of RAY_ADDRESS, as under `ray job submit --address http://HEAD:8265 -- crawlmill ...`."), Optional[str]),
     _option("num_cpus", typer.Option(None, "--num-cpus", help="CPUs of the local Ray (default: all)."), Optional[int]),
     _option("max_in_flight", typer.Option(None, "--max-in-flight", help="Ray tasks at once (default: 2 x cluster CPUs)."), Optional[int]),
-    _option("no_progress", typer.Option(False, "--no-progress", help="Do not draw progress bars."), bool),
+    _option("no_progress", typer.Option(False, "--no-progress", help="Show no progress: no bar on a terminal, and no progress lines in a log or pipe (otherwise one as each step starts, at most one every $CRAWLMILL_PROGRESS_INTERVAL seconds, default 10, one a minute while no task finishes, and one as it ends)."), bool),
     _option("overwrite", typer.Option(False, "--overwrite", help="Start over: delete the earlier output in the output folder(s) instead of resuming, once the inputs are checked (never a folder crawlmill did not write)."), bool),
 ]  # fmt: skip
 STAGE_OPTIONS = [

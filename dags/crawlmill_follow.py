@@ -44,6 +44,33 @@ class RayJobBadInput(RayJobFailed, AirflowFailException):
     """The job's entrypoint exited with status 2 (bad input or config): the task fails without retries."""
 
 
+class RayAuthFailed(AirflowFailException):
+    """The Ray job server refused this Airflow worker's requests (its token authentication: no token
+    sent, or the wrong one): the worker's environment must change, so the task fails without retries."""
+
+
+AUTH_HELP = (
+    "set RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH naming a file "
+    "holding it) in the environment of the Airflow workers (docs/ray.md, token authentication)"
+)
+
+
+def is_auth_error(exc: BaseException) -> bool:
+    """Whether `exc` is Ray's AuthenticationError (the job server answered 401 or 403)."""
+    try:
+        from ray.exceptions import AuthenticationError
+    except ImportError:  # no Ray here: nothing of Ray's raised it
+        return False
+    return isinstance(exc, AuthenticationError)
+
+
+def auth_failure(address: str, exc: BaseException) -> RayAuthFailed:
+    """The one-line error for a job server that refused us: Ray's reason (its message's first line;
+    the rest is generic advice for Ray's CLI) and what to set on the Airflow workers."""
+    reason = (getattr(exc, "message", None) or str(exc)).strip().split("\n", 1)[0]
+    return RayAuthFailed(f"the Ray job server at {address} refused this Airflow worker ({reason}): {AUTH_HELP}")
+
+
 def exit_code(info: Any) -> int | None:
     """The exit status of the job's entrypoint, once it has exited; None before, or if it never ran."""
     code = getattr(info, "driver_exit_code", None)
@@ -65,8 +92,8 @@ def _patiently(call: Callable[[], Any], log: Callable[[str], None], attempts: in
         try:
             return call()
         except Exception as exc:  # noqa: BLE001 - requests' connection errors and the SDK's RuntimeError
-            if attempt == attempts - 1 or "status code 404" in str(exc):
-                raise
+            if attempt == attempts - 1 or "status code 404" in str(exc) or is_auth_error(exc):
+                raise  # a refused token is no outage: waiting does not mend it
             log(f"Ray job server did not answer ({exc}); trying again")
             time.sleep(2**attempt)
     raise AssertionError("unreachable")

@@ -51,7 +51,8 @@ if PIPELINE.names.index(FIRST_AFTER) > PIPELINE.names.index(APPEND_LAST):
 
 
 def append_entrypoint(stage: str) -> str:
-    return f"crawlmill run {{{{ params.config | shquote }}}} --append --only {stage} --no-progress"
+    """A per-dump stage's Ray job; progress lines in its log, as crawlmill_pipeline.py's stage_entrypoint."""
+    return f"crawlmill run {{{{ params.config | shquote }}}} --append --only {stage}"
 
 
 @task
@@ -83,7 +84,7 @@ with DAG(
     new = find_new_dumps()
     append = ray_job_task(
         "append",
-        f"crawlmill run {{{{ params.config | shquote }}}} --append --from {FIRST_AFTER} --no-progress "
+        f"crawlmill run {{{{ params.config | shquote }}}} --append --from {FIRST_AFTER} "
         "{{ ti.xcom_pull(task_ids='find_new_dumps') | dump_flags }}",
     )
     chain(per_dump.expand(dump=new), append)

@@ -76,8 +76,12 @@ DAG_ID = "crawlmill_pipeline"
 
 
 def stage_entrypoint(stage: str) -> str:
-    """The Ray job of one stage (a Jinja template, rendered per run; `shquote` quotes for the shell)."""
-    return f"crawlmill run {{{{ params.config | shquote }}}} --only {stage} --no-progress"
+    """The Ray job of one stage (a Jinja template, rendered per run; `shquote` quotes for the shell).
+
+    Without --no-progress: in a job's log (no terminal) crawlmill's progress is plain lines, one when
+    a step starts, at most one per $CRAWLMILL_PROGRESS_INTERVAL seconds (default 10) as its parts
+    finish, and one when it ends (pipeline/progress.py), which the task copies into its log."""
+    return f"crawlmill run {{{{ params.config | shquote }}}} --only {stage}"
 
 
 # The pipeline's stages in order (crawlmill's one list): task id -> entrypoint of its Ray job.

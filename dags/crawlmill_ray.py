@@ -9,7 +9,10 @@ runs (Ray's log stream, each line once: crawlmill_follow.py's follow_job), and s
 job SUCCEEDED. A job that ends FAILED or STOPPED fails the task, with the job's status message and
 its last log lines in the error; one whose entrypoint exited with status 2 (crawlmill's bad input
 or config, which no retry can fix) fails it at once, without retries (AirflowFailException), any
-other failure is retried. Killing the task (UI "mark failed", timeout) stops the job.
+other failure is retried. A job server that refuses the worker's requests (Ray's token
+authentication, with RAY_AUTH_MODE=token or the cluster's token missing or wrong in the Airflow
+worker's environment) fails the task at once too (RayAuthFailed, one line naming what to set).
+Killing the task (UI "mark failed", timeout) stops the job.
 
 Submission ids are deterministic: ``crawlmill-<dag>-<run id>-<task>[-m<map index>]-<hash>-try<N>``,
 and each job carries the DAG run and task in its metadata. A retry (try N+1) submits a new job;
@@ -36,7 +39,15 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Param, Variable
 from airflow.sdk.exceptions import AirflowException
-from crawlmill_follow import TERMINAL, RayJobBadInput, RayJobFailed, _status, follow_job  # noqa: F401 - the errors: re-exported
+from crawlmill_follow import (  # noqa: F401 - the errors: re-exported
+    TERMINAL,
+    RayAuthFailed,
+    RayJobBadInput,
+    RayJobFailed,
+    _status,
+    auth_failure,
+    follow_job,
+)
 
 RAY_ADDRESS_VARIABLE = "crawlmill_ray_address"
 RAY_ADDRESS_ENV = "CRAWLMILL_RAY_ADDRESS"
@@ -216,14 +227,21 @@ class RayJobOperator(BaseOperator):
         self._submission_id: str | None = None
 
     def execute(self, context: Any) -> str:
-        from ray.job_submission import JobSubmissionClient  # imported here: DAG parsing stays fast
+        from ray.exceptions import AuthenticationError  # imported here: DAG parsing stays fast
+        from ray.job_submission import JobSubmissionClient
 
         address = resolve_ray_address(self.ray_address)
         for var in ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS"):
             if os.environ.get(var) and os.environ[var] != address:
                 self.log.warning("%s=%s is set here and overrides the Ray address %s", var, os.environ[var], address)
         self.log.info("Ray address: %s", address)
-        self._client = JobSubmissionClient(address)
+        try:
+            return self._run(JobSubmissionClient, address, context)
+        except AuthenticationError as exc:  # no retry can mend the worker's settings; Ray's own text is pages long
+            raise auth_failure(address, exc) from None
+
+    def _run(self, client_class: Any, address: str, context: Any) -> str:
+        self._client = client_class(address)  # its version check is the first request: refused here
         ti = context["ti"]
         run_id = context["run_id"]
         base_id = submission_id_for(ti.dag_id, run_id, ti.task_id, ti.map_index, ti.try_number)

@@ -6,6 +6,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import re
 import shlex
 import socket
 import sys
@@ -72,11 +73,11 @@ def test_a_stage_added_to_the_pipeline_list_becomes_a_task(airflow_home, monkeyp
     bag = load_dags()
     toy_dag = bag.dags[DAG_ID]
     assert [task.task_id for task in toy_dag.tasks] == ["dumps", "per_dump_ingest.ingest", "per_dump_ingest.filter", "toy", "dedup", "per_dump_quality.quality", "remix", "tokenizer", "pack", "train"]
-    assert toy_dag.task_dict["toy"].entrypoint == "crawlmill run {{ params.config | shquote }} --only toy --no-progress"
+    assert toy_dag.task_dict["toy"].entrypoint == "crawlmill run {{ params.config | shquote }} --only toy"
     assert toy_dag.task_dict["toy"].upstream_task_ids == {"per_dump_ingest.filter"} and toy_dag.task_dict["dedup"].upstream_task_ids == {"toy"}
 
 
-def test_pipeline_dag_runs_each_stage_as_a_ray_job_and_each_dump_of_the_per_dump_stages(dag, client, ray_head, tmp_path):
+def test_pipeline_dag_runs_each_stage_as_a_ray_job_and_each_dump_of_the_per_dump_stages(dag, client, ray_head, tmp_path, capfd):
     # The config travels in the job's working_dir and is named relative to it.
     working_dir = tmp_path / "job"
     working_dir.mkdir()
@@ -90,7 +91,14 @@ def test_pipeline_dag_runs_each_stage_as_a_ray_job_and_each_dump_of_the_per_dump
             run_conf={"config": "pipeline.yaml", "working_dir": str(working_dir)}, variable_file_path=str(variables)
         )
     print(f"DAG run took {time.monotonic() - started:.1f} s")
+    output = capfd.readouterr()
+    log = output.out + output.err
     assert run.state == "success"
+    # The task logs show the stages' progress: crawlmill's plain progress lines (no terminal in a job's
+    # log: one as a step starts, at most one per 10 s while it runs, one as it ends), copied from the jobs.
+    for stage in ("ingest", "filter", "dedup", "pack"):
+        assert re.search(rf"\[ray\] {stage}[^\n]*?: [\d,]+ of [\d,]+ [^\n]* to do", log), stage
+        assert re.search(rf"\[ray\] {stage}[^\n]*?: [\d,]+/[\d,]+ ", log), stage
     assert all((tmp_path / "out" / stage / dump / "_SUCCESS").exists() for stage in ("ingest", "filter") for dump in SAMPLE_DUMPS)
     assert not (tmp_path / "out/quality").exists()  # no quality section: its mapped tasks did nothing
     assert all((tmp_path / "out" / stage / "_SUCCESS").exists() for stage in ("dedup", "remix"))

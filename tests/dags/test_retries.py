@@ -68,3 +68,63 @@ def test_the_exit_status_is_rays_driver_exit_code_else_its_status_message(ray_mo
     from airflow.sdk.exceptions import AirflowFailException
 
     assert issubclass(ray_module.RayJobBadInput, AirflowFailException) and not issubclass(ray_module.RayJobFailed, AirflowFailException)
+
+
+def test_a_job_server_requiring_a_token_the_worker_lacks_fails_the_task_at_once_saying_what_to_set(ray_module, tmp_path, capfd, monkeypatch):
+    """A Ray head with token authentication (RAY_AUTH_MODE=token, as docs/ray.md sets it up) and an
+    Airflow worker without the token: Ray's AuthenticationError, which no retry mends, fails the task
+    on its first try with one line naming what to set, instead of two retries 300 s apart."""
+    import secrets
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from airflow.sdk import DAG
+
+    from tests.rayhead import start_head, user_env
+
+    token = secrets.token_hex(16)
+    root = Path(tempfile.mkdtemp(prefix="cmauth-", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    head = start_head(root, user_env(tmp_path, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token), num_cpus=1, token=token)
+    try:
+        for var in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):  # the worker: no token, mode unset
+            monkeypatch.delenv(var, raising=False)
+        with DAG("crawlmill_test_auth", schedule=None, start_date=datetime(2024, 1, 1), default_args=ray_module.DEFAULT_ARGS) as dag:
+            ray_module.RayJobOperator(task_id="needs_token", entrypoint="true", ray_address=head.dashboard, poll_interval=0.5)
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+        from airflow.dag_processing.dagbag import sync_bag_to_db
+
+        DagBundlesManager().sync_bundles_to_db()
+        sync_bag_to_db(types.SimpleNamespace(dags={dag.dag_id: dag}, import_errors={}, bundle_path=None, dag_warnings=set()), "dags-folder", None)
+        with no_ray_address_env():
+            run = dag.test()
+        log = capfd.readouterr()
+        log = log.out + log.err
+    finally:
+        head.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    assert run.state == "failed"
+    # One try although CRAWLMILL_DAG_RETRIES=1 here.
+    assert {ti.task_id: (ti.state, ti.try_number) for ti in run.get_task_instances()} == {"needs_token": ("failed", 1)}
+    expected = (f"RayAuthFailed: the Ray job server at {head.dashboard} refused this Airflow worker "
+                "(Authentication required: Unauthorized: Missing authentication token): set RAY_AUTH_MODE=token and the cluster's token")  # fmt: skip
+    assert expected in log, log[-3000:]
+    assert "ray.exceptions.AuthenticationError" not in log  # Ray's pages of generic advice are not chained on
+
+
+def test_a_refused_token_is_not_waited_for_as_an_outage(ray_module):
+    from ray.exceptions import AuthenticationError
+
+    follow = dag_module("crawlmill_follow")
+    calls: list[int] = []
+
+    def refused() -> None:
+        calls.append(1)
+        raise AuthenticationError("Authentication failed: Forbidden: Invalid authentication token\n\nlong advice")
+
+    with pytest.raises(AuthenticationError):
+        follow._patiently(refused, lambda line: None)
+    assert calls == [1]
+    error = follow.auth_failure("http://ray-head:8265", AuthenticationError("Authentication failed: Forbidden: Invalid authentication token\n\nadvice"))
+    assert isinstance(error, ray_module.RayAuthFailed) and "\n" not in str(error)
+    assert "(Authentication failed: Forbidden: Invalid authentication token): set RAY_AUTH_MODE=token" in str(error)
