@@ -219,16 +219,17 @@ def resumable(overwrite: bool = False) -> Iterator[None]:
     (and that the same command with --overwrite would delete them again)."""
     import signal
 
-    from crawlmill.pipeline.ray_tasks import UNWIND_ON_SIGTERM, Terminated, raise_terminated
+    from crawlmill.pipeline.ray_tasks import TERMINATED, UNWIND_ON_SIGTERM, Terminated, raise_terminated
 
-    UNWIND_ON_SIGTERM[0] = True
+    UNWIND_ON_SIGTERM[0], TERMINATED[0] = True, False
     try:
         yield
     except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated) or TERMINATED[0]  # Ray's wait re-raises it as KeyboardInterrupt
         how = "rerun the same command without --overwrite" if overwrite else "rerun the same command"
-        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        what = "terminated (SIGTERM)" if terminated else "interrupted"
         err.print(f"{what}: the tasks that finished are kept; {how} to resume from them")
-        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
+        raise typer.Exit(143 if terminated else 130) from None
     finally:
         UNWIND_ON_SIGTERM[0] = False
         if signal.getsignal(signal.SIGTERM) is raise_terminated:  # past the stage: the default again

@@ -101,7 +101,11 @@ class Terminated(KeyboardInterrupt):
 
 
 def raise_terminated(signum: int, frame: Any) -> None:
+    TERMINATED[0] = True  # Ray's ray.wait turns what a handler raised into a plain KeyboardInterrupt
     raise Terminated()
+
+
+TERMINATED = [False]  # a SIGTERM arrived (raise_terminated): cli_common.resumable says so, exit 143
 
 
 # Ray's switch between "this machine only" and "a node of a cluster" (ray._private.ray_constants).

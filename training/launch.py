@@ -29,6 +29,7 @@ from crawlmill.pipeline.ray_tasks import RayOptions, cluster_has_gpus, run_torch
 from .checkpoint import refuse_to_overwrite, run_checkpoint
 from .config import TrainConfig
 from .runstore import RunStore, run_location
+from .stopsignal import TrainingStopped
 
 
 def under_torchrun() -> bool:
@@ -45,32 +46,38 @@ def _worker(job: dict[str, Any]) -> dict[str, Any]:
     from .trainer import train
 
     config = build(TrainConfig, job["config"], "train")
-    return train(config, job["run_dir"], resume=True, stop_at=job["stop_at"], ray_train=True)
+    try:
+        return train(config, job["run_dir"], resume=True, stop_at=job["stop_at"], ray_train=True, stop_request=job.get("stop_request"))
+    except TrainingStopped as stopped:  # asked for (every rank stops at the same step): no failure for Ray Train to restart the workers after
+        return {"stopped": str(stopped), "step": stopped.step}
 
 
 def launch(
     config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None,
-    ray_options: RayOptions | None = None, force_ray: bool = False,
+    ray_options: RayOptions | None = None, force_ray: bool = False, stop_request: str | None = None,
 ) -> dict[str, Any] | None:
     """Train `config` into `run_dir` (see the module docstring); returns the summary of this process,
     or of Ray Train's rank 0 (None from Ray Train v1, which returns nothing: the figures are in
     run_dir/log.jsonl).
     `force_ray`: Ray Train workers even for one worker (a Ray task, which has no GPU, asks so).
-    `run_dir` may be a URL (runstore.py); Ray Train's own files then go to the local staging folder."""
+    `run_dir` may be a URL (runstore.py); Ray Train's own files then go to the local staging folder.
+    `stop_request`: the file that stops the run when it appears (trainer.train). Stopped so, the run
+    raises TrainingStopped (in this process), or its Ray Train workers return {"stopped": message, "step": step}."""
     from .trainer import check_stop_after, train
 
     check_stop_after(stop_after)
     options = ray_options or RayOptions()
     on_cluster = bool(options.address or os.environ.get("RAY_ADDRESS"))
     if under_torchrun() or (config.workers == 1 and not on_cluster and not force_ray):
-        return train(config, run_dir, resume, stop_after)
+        return train(config, run_dir, resume, stop_after, stop_request=stop_request)
     store = RunStore(run_dir)
     if not resume:
         refuse_to_overwrite(store)
     found = run_checkpoint(store) if resume else None
     start = int(found[1]["step"]) if found is not None else 0
     # stop_after counts from where this launch starts, not from where a restart does
-    job = {"config": dataclasses.asdict(config), "run_dir": run_location(run_dir), "stop_at": None if stop_after is None else start + stop_after}
+    job = {"config": dataclasses.asdict(config), "run_dir": run_location(run_dir), "stop_at": None if stop_after is None else start + stop_after,
+           "stop_request": stop_request}
     gpus = cluster_has_gpus(options)
     local = store.local.resolve()
     return run_torch_workers(_worker, job, config.workers, gpus, str(local / "ray_train"), local.name, options, config.max_restarts)

@@ -6,38 +6,59 @@ stage folder, which is the run folder (run.json, log.jsonl, checkpoints/; with a
 output_dir, both the shards and the run folder are URLs: training/runstore.py). The training is one
 step of one Ray task: Ray Train workers where the run has more than one worker or the cluster has
 GPUs, else in that task. A rerun resumes from the last checkpoint; a finished run is not redone.
+A SIGTERM or Ctrl-C to the driver stops the trainer with a checkpoint of the step it reached
+(TrainStage.run), as it stops `crawlmill train`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import re
+import sys
+import uuid
 from typing import Any
 
 from crawlmill.files import as_path
 from crawlmill.pipeline.output_folder import RUN_MARKERS, STAGE_MARKERS
 from crawlmill.pipeline.ray_tasks import RayOptions
-from crawlmill.pipeline.runner import StageContext, Task
+from crawlmill.pipeline.runner import StageContext, StepFailed, Task
 from crawlmill.pipeline.stage import Stage, StageResult
 
 from .config import TrainConfig
 
 
-def train_task(config_data: dict[str, Any], run_dir: str, address: str | None) -> dict[str, Any]:
-    """In a Ray task: train (resuming what an interrupted attempt left); the last figures."""
+# The error of a train task that stopped on a stop signal or its driver's stop request (the driver
+# reads the step in it: a failed step keeps its tasks' errors as text only).
+STOPPED_AS_ASKED = "stopped after step {step}, with its checkpoint, on a stop signal or the driver's stop request"
+
+
+def train_task(config_data: dict[str, Any], run_dir: str, address: str | None, stop_request: str | None = None) -> dict[str, Any]:
+    """In a Ray task: train (resuming what an interrupted attempt left); the last figures. The run
+    stops, with a checkpoint of the step it reached, when the file `stop_request` appears (the
+    driver's stop, TrainStage.run): TrainingStopped, its `step` that step."""
     from crawlmill.pipeline.config import build
     from crawlmill.pipeline.ray_tasks import cluster_has_gpus
 
     from .launch import launch
     from .runlog import read_run
+    from .stopsignal import TrainingStopped
 
     config = build(TrainConfig, config_data, "train")
     options = RayOptions(address=address)
-    if config.workers == 1 and not cluster_has_gpus(options):
-        summary = launch(config, run_dir, resume=True)
-    else:  # workers of their own (a Ray task has no GPU): Ray Train, from this task
-        config = dataclasses.replace(config, workers=max(config.workers, 1))
-        summary = launch(config, run_dir, resume=True, ray_options=options, force_ray=True)
+    try:
+        if config.workers == 1 and not cluster_has_gpus(options):
+            summary = launch(config, run_dir, resume=True, stop_request=stop_request)
+        else:  # workers of their own (a Ray task has no GPU): Ray Train, from this task
+            config = dataclasses.replace(config, workers=max(config.workers, 1))
+            summary = launch(config, run_dir, resume=True, ray_options=options, force_ray=True, stop_request=stop_request)
+    except TrainingStopped as exc:
+        summary = {"stopped": str(exc), "step": exc.step}
+    if summary and "stopped" in summary:  # a failed task, so that no marker says the stage is done
+        stopped = TrainingStopped(STOPPED_AS_ASKED.format(step=summary["step"]))
+        stopped.step = summary["step"]
+        raise stopped
     run = read_run(run_dir)
     last = run["train"][-1] if run["train"] else {}
     return {
@@ -69,8 +90,30 @@ class TrainStage(Stage):
         return settings
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        job = Task("train", (dataclasses.asdict(self.config), str(ctx.output), ctx.ray_options.address))
-        result = ctx.step("train", train_task, [job], title="train")["train"]
+        """A SIGTERM (`ray job stop`, Kubernetes) or Ctrl-C reaches this driver, not the trainer in
+        its Ray task: while it trains, the first one asks the trainer to save the step it is at and
+        stop (a stop request file in the run folder, stopsignal.ForwardStop), and the driver unwinds
+        once it has (cli_common.resumable: exit 143, or 130 for Ctrl-C); a second one stops at once.
+        With stop signals off (`checkpoint.on_signal: null`) a signal interrupts the driver at once."""
+        from .checkpoint import step_name
+        from .stopsignal import ForwardStop, StopRequest  # torch: imported when the stage runs
+
+        request = StopRequest(str(ctx.work / f"stop-{uuid.uuid4().hex}") if self.config.checkpoint.on_signal else None)
+        job = Task("train", (dataclasses.asdict(self.config), str(ctx.output), ctx.ray_options.address, request.path))
+        forward = ForwardStop(request)
+        try:
+            with forward if request.path else contextlib.nullcontext():
+                result = ctx.step("train", train_task, [job], title="train")["train"]
+        except StepFailed as failed:
+            said = re.search(STOPPED_AS_ASKED.format(step=r"(\d+)"), failed.failures[0][1]) if failed.failures else None
+            if forward.which is None or said is None:
+                raise
+            step = int(said.group(1))
+            print(f"train: the run saved step {step} (checkpoint {step_name(step)} in {ctx.output}) and stopped; rerun the same command to resume from it", file=sys.stderr, flush=True)
+            raise forward.interrupt() from None
+        finally:
+            if request.path and forward.which is not None:
+                request.remove()
         return {
             "stage": "train", "parts": 1, "in": result["steps"], "kept": result["steps"], "dropped": {}, "quarantined": 0,
             "counters": {"steps": result["steps"], "tokens": result["tokens"]},

@@ -22,9 +22,11 @@ effect.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
+import time
 from types import FrameType
 from typing import Any
 
@@ -33,7 +35,10 @@ import torch.distributed as dist
 
 
 class TrainingStopped(RuntimeError):
-    """A stop signal arrived: the run saved a checkpoint at the step it was at and stopped."""
+    """A stop signal arrived: the run saved a checkpoint at the step it was at and stopped; `step`,
+    where set, is that step (an attribute: it survives pickling, as from a Ray task)."""
+
+    step: int | None = None
 
 
 class StopOnSignal:
@@ -75,6 +80,102 @@ class StopOnSignal:
 
     def __exit__(self, *exc: object) -> None:
         for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+
+class StopRequest:
+    """A stop asked for through a file, for a trainer that no signal reaches: the pipeline's train
+    stage trains in a Ray task (on another node, maybe), and a SIGTERM (`ray job stop`, Kubernetes)
+    or a Ctrl-C reaches its driver only. The driver writes the file (`ask`, ForwardStop) in the run
+    folder, shared storage or a URL; rank 0 looks for it (`asked`) at the end of a step, at most once
+    every `every_seconds` (a request to the store, not one per step), and the ranks agree on it with
+    the signal flag (any_rank). The file's name is new for each attempt (the driver's), so that one
+    left by a driver that was killed does not stop a later run."""
+
+    def __init__(self, path: str | None, every_seconds: float = 1.0) -> None:
+        self.path, self.every_seconds = path, every_seconds
+        self._last = float("-inf")
+        self.which: str | None = None
+
+    def asked(self) -> str | None:
+        """The signal the driver received (what the file says) once it was asked for, else None."""
+        if self.path is None or self.which is not None:
+            return self.which
+        now = time.monotonic()
+        if now - self._last < self.every_seconds:
+            return None
+        self._last = now
+        from crawlmill.files import as_path
+
+        try:
+            path = as_path(self.path)
+            if path.exists():
+                self.which = path.read_text().strip() or "a stop request"
+        except OSError:  # the store did not answer this time: asked again at a later step
+            pass
+        return self.which
+
+    def ask(self, name: str) -> None:
+        from crawlmill.files import atomic_write_text
+
+        atomic_write_text(self.path, name)
+
+    def remove(self) -> None:
+        from crawlmill.files import as_path, remove_file
+
+        with contextlib.suppress(OSError):
+            if as_path(self.path).exists():
+                remove_file(self.path)
+
+
+class ForwardStop:
+    """In the driver of a trainer that runs elsewhere (a Ray task), while entered: the first SIGTERM
+    or Ctrl-C asks the trainer to stop (StopRequest.ask) instead of interrupting the driver, which
+    goes on waiting for the trainer to save the step it is at and stop; a second one interrupts at
+    once (Terminated for SIGTERM, KeyboardInterrupt for Ctrl-C: the steps since the last checkpoint
+    lost). `which`: the signal forwarded, if any. Nothing is installed outside the main thread, and
+    an ignored SIGINT stays ignored. A request that cannot be written interrupts at once too."""
+
+    def __init__(self, request: StopRequest) -> None:
+        self.request = request
+        self.which: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.which is None:
+            try:
+                self.request.ask(name)
+            except Exception as exc:  # noqa: BLE001 - the stop the driver can give: at once
+                os.write(2, f"\n{name}: the stop request could not be written ({type(exc).__name__}: {exc}); stopping now\n".encode())
+                self.which = name
+                raise self.interrupt() from None
+            self.which = name
+            again = "Ctrl-C" if signum == signal.SIGINT else name
+            os.write(2, f"\n{name}: the trainer saves a checkpoint at the end of its step, then the run stops ({again} again: stop now, losing the steps since the last checkpoint)\n".encode())
+            return
+        self.which = name
+        raise self.interrupt()
+
+    def interrupt(self) -> KeyboardInterrupt:
+        """What unwinds the driver after the signal it got last: cli_common.resumable says what is kept and exits 143 or 130."""
+        from crawlmill.pipeline.ray_tasks import Terminated
+
+        return Terminated() if self.which not in (None, "SIGINT") else KeyboardInterrupt()
+
+    def __enter__(self) -> ForwardStop:
+        if threading.current_thread() is threading.main_thread():
+            wanted = [signal.SIGTERM] + ([] if signal.getsignal(signal.SIGINT) == signal.SIG_IGN else [signal.SIGINT])
+            self._previous = {signum: signal.signal(signum, self._handle) for signum in wanted}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from crawlmill.pipeline.ray_tasks import UNWIND_ON_SIGTERM, raise_terminated
+
+        for signum, handler in self._previous.items():
+            if signum == signal.SIGTERM and handler == signal.SIG_DFL and UNWIND_ON_SIGTERM[0]:
+                handler = raise_terminated  # what ensure_ray installs in a stage CLI (entered before Ray started)
             signal.signal(signum, handler)
         self._previous = {}
 

@@ -25,7 +25,9 @@ never rotates good checkpoints out for broken ones). Every rank sees the same al
 so all stop at the same step.
 
 `checkpoint.on_signal` (default SIGTERM, what Kubernetes and Slurm send ahead of a kill): the run
-saves a checkpoint at the step it reached and stops with TrainingStopped (stopsignal.py).
+saves a checkpoint at the step it reached and stops with TrainingStopped (stopsignal.py). So does
+a stop request (`stop_request`, a file the driver of the pipeline's train stage writes when it gets
+the signal: the trainer runs in a Ray task that no signal reaches; stopsignal.StopRequest).
 
 `run_dir` may be a URL (`s3://bucket/runs/tiny`): the ranks work in a local staging folder and the
 run's files are uploaded there (runstore.py, checkpoint.py); shards may be URLs too (data.py).
@@ -68,7 +70,7 @@ from .runstore import PROFILE, RunStore
 from .sharing import check_shared, local_index
 from .sharded_io import DamagedCheckpoint
 from .schedule import Schedule
-from .stopsignal import StopOnSignal, TrainingStopped, any_rank
+from .stopsignal import StopOnSignal, StopRequest, TrainingStopped, any_rank
 
 LN2 = math.log(2)
 
@@ -131,11 +133,16 @@ def check_stop_after(stop_after: int | None) -> None:
         raise ValueError(f"--stop-after {stop_after}: must be at least 1 (the steps this invocation trains)")
 
 
-def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None, stop_at: int | None = None, ray_train: bool = False) -> dict[str, Any]:
+def train(
+    config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_after: int | None = None, stop_at: int | None = None, ray_train: bool = False,
+    stop_request: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Train (or resume) into `run_dir`; `stop_after` ends this invocation after that many steps of
     it (`stop_at`: at that step of the run), with a checkpoint, keeping the schedule of the whole
     run. Returns the last figures. Without `resume`, a run folder holding a checkpoint is refused
-    (checkpoint.RunExists). `ray_train`: this is a Ray Train worker (preemption notices are heeded)."""
+    (checkpoint.RunExists). `ray_train`: this is a Ray Train worker (preemption notices are heeded).
+    `stop_request`: the file (path or URL) whose appearance stops the run as the stop signal does
+    (stopsignal.StopRequest: the driver of a Ray task asks so)."""
     from megatron.core import parallel_state
 
     check_stop_after(stop_after)
@@ -149,13 +156,16 @@ def train(config: TrainConfig, run_dir: str | Path, resume: bool = False, stop_a
         raise ValueError("pipeline parallelism needs GPUs; on CPU data and tensor parallelism")
     parallel_state.initialize_model_parallel(p.tensor, p.pipeline, context_parallel_size=p.context)
     try:
-        return _train(config, RunStore(run_dir), resume, stop_after, stop_at, rank, world, ray_train)
+        return _train(config, RunStore(run_dir), resume, stop_after, stop_at, rank, world, ray_train, StopRequest(stop_request if rank == 0 else None))
     finally:
         parallel_state.destroy_model_parallel()
         release_distributed(made_group)
 
 
-def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int | None, stop_at: int | None, rank: int, world: int, ray_train: bool) -> dict[str, Any]:
+def _train(
+    config: TrainConfig, store: RunStore, resume: bool, stop_after: int | None, stop_at: int | None, rank: int, world: int, ray_train: bool,
+    request: StopRequest,
+) -> dict[str, Any]:  # fmt: skip
     from megatron.core import parallel_state
 
     run_dir = store.local  # the run folder, or a URL run's local staging folder
@@ -312,7 +322,8 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
             every = config.checkpoint
             by_time = every.every_minutes > 0 and time.monotonic() - last_save >= every.every_minutes * 60
             by_steps = every.every_steps is not None and done % every.every_steps == 0
-            stopping, by_time = any_rank([stop.received, by_time], device)  # every rank decides alike
+            asked = request.asked()  # rank 0's look at the driver's stop request (None elsewhere)
+            stopping, by_time = any_rank([stop.received or asked is not None, by_time], device)  # every rank decides alike
             notice = preemption.poll()  # Ray Train's own collective: the same answer on every rank
             if notice is not None:
                 reporter.record("preemption", step=done, **notice)
@@ -324,7 +335,7 @@ def _train(config: TrainConfig, store: RunStore, resume: bool, stop_after: int |
                 last_save = time.monotonic()
                 paused += last_save - pause_from
             if stopping and done < end:
-                _stop_on_signal(done, plan.total_steps, stop.which or "a stop signal (on another rank)", profiler, saver, reporter, store, rank)
+                _stop_on_signal(done, plan.total_steps, stop.which or asked or "a stop signal (on another rank)", profiler, saver, reporter, store, rank)
     last = {"kind": "end", "step": end, "tokens": end * plan.tokens_per_step} if end == plan.total_steps else None
     _close_run(profiler, saver, reporter, store, rank, last)
     return {"step": end, "total_steps": plan.total_steps, "loss": loss, "grad_norm": grad_norm, "valid": valid, "plan": asdict(plan)}
@@ -380,7 +391,9 @@ def _stop_diverged(step: int, loss: float, grad_norm: float, profiler: Any, save
 def _stop_on_signal(step: int, total: int, name: str, profiler: Any, saver: Checkpointer, reporter: Reporter, store: RunStore, rank: int) -> None:
     """End the run after the checkpoint of `step`, saved because `name` arrived (stopsignal.py)."""
     _close_run(profiler, saver, reporter, store, rank, {"kind": "stopped", "step": step, "signal": name, "checkpoint": step_name(step)})
-    raise TrainingStopped(f"{name} received: stopped after step {step} of {total} with its checkpoint, {step_name(step)}; continue with --resume")
+    stopped = TrainingStopped(f"{name} received: stopped after step {step} of {total} with its checkpoint, {step_name(step)}; continue with --resume")
+    stopped.step = step
+    raise stopped
 
 
 def _run_info(config: TrainConfig, plan: RunPlan, flops: dict[str, float], vocab: int, world: int, memory: MemoryEstimate) -> dict[str, Any]:

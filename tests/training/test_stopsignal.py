@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from crawlmill.training.stopsignal import StopOnSignal, any_rank
+from crawlmill.training.stopsignal import ForwardStop, StopOnSignal, StopRequest, any_rank
 
 
 def test_the_handler_sets_the_flag_while_entered_and_the_previous_one_comes_back():
@@ -56,6 +56,38 @@ def test_a_first_ctrl_c_asks_for_the_stop_a_second_interrupts(capfd):
             assert not stop.received and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_the_driver_forwards_the_first_signal_as_a_stop_request_and_a_second_interrupts(tmp_path, capfd):
+    """ForwardStop (the train stage's driver): the first SIGTERM or Ctrl-C writes the stop request
+    the trainer polls, and the driver goes on; a second interrupts it at once (Terminated after a
+    SIGTERM: exit 143; KeyboardInterrupt after Ctrl-C: 130); the previous handlers come back."""
+    from crawlmill.pipeline.ray_tasks import Terminated
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    for first, second, unwinds in [("SIGTERM", "SIGTERM", Terminated), ("SIGINT", "SIGINT", KeyboardInterrupt), ("SIGTERM", "SIGINT", KeyboardInterrupt)]:
+        path = tmp_path / f"stop-{first}-{second}"
+        trainer = StopRequest(str(path), every_seconds=0)
+        assert trainer.asked() is None
+        with ForwardStop(StopRequest(str(path))) as forward:
+            os.kill(os.getpid(), getattr(signal, first))
+            assert forward.which == first and path.read_text() == first and trainer.asked() == first
+            assert f"{first}: the trainer saves a checkpoint at the end of its step, then the run stops" in capfd.readouterr().err
+            with pytest.raises(KeyboardInterrupt) as raised:
+                os.kill(os.getpid(), getattr(signal, second))
+            assert type(raised.value) is unwinds and type(forward.interrupt()) is unwinds
+        assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+        forward.request.remove()
+        assert not path.exists()
+
+
+def test_a_stop_request_is_looked_for_at_most_once_a_second(tmp_path):
+    request = StopRequest(str(tmp_path / "stop"))
+    assert request.asked() is None
+    StopRequest(str(tmp_path / "stop")).ask("SIGTERM")
+    assert request.asked() is None  # not looked for again yet
+    request._last -= 1
+    assert request.asked() == "SIGTERM" and StopRequest(None).asked() is None
 
 
 def test_outside_the_main_thread_no_handler_is_installed():
