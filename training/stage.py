@@ -20,7 +20,7 @@ import sys
 import uuid
 from typing import Any
 
-from crawlmill.files import as_path
+from crawlmill.files import as_path, list_files, remove_file
 from crawlmill.pipeline.output_folder import RUN_MARKERS, STAGE_MARKERS
 from crawlmill.pipeline.ray_tasks import RayOptions
 from crawlmill.pipeline.runner import StageContext, StepFailed, Task
@@ -42,7 +42,7 @@ def train_task(config_data: dict[str, Any], run_dir: str, address: str | None, s
     from crawlmill.pipeline.ray_tasks import cluster_has_gpus
 
     from .launch import launch
-    from .runlog import read_run
+    from .runlog import read_log, read_run
     from .stopsignal import TrainingStopped
 
     config = build(TrainConfig, config_data, "train")
@@ -55,6 +55,10 @@ def train_task(config_data: dict[str, Any], run_dir: str, address: str | None, s
             summary = launch(config, run_dir, resume=True, ray_options=options, force_ray=True, stop_request=stop_request)
     except TrainingStopped as exc:
         summary = {"stopped": str(exc), "step": exc.step}
+    if summary is None:  # Ray Train v1 returns no value: the run's log says whether it stopped or ended
+        ended = [r for r in read_log(run_dir) if r.get("kind") in ("stopped", "end")]
+        if ended and ended[-1]["kind"] == "stopped":
+            summary = {"stopped": "stopped", "step": ended[-1]["step"]}
     if summary and "stopped" in summary:  # a failed task, so that no marker says the stage is done
         stopped = TrainingStopped(STOPPED_AS_ASKED.format(step=summary["step"]))
         stopped.step = summary["step"]
@@ -98,6 +102,8 @@ class TrainStage(Stage):
         from .checkpoint import step_name
         from .stopsignal import ForwardStop, StopRequest  # torch: imported when the stage runs
 
+        for stale in list_files(ctx.work, "stop-*"):  # a killed driver's request (this run holds the folder's lock)
+            remove_file(stale)
         request = StopRequest(str(ctx.work / f"stop-{uuid.uuid4().hex}") if self.config.checkpoint.on_signal else None)
         job = Task("train", (dataclasses.asdict(self.config), str(ctx.output), ctx.ray_options.address, request.path))
         forward = ForwardStop(request)
@@ -114,6 +120,8 @@ class TrainStage(Stage):
         finally:
             if request.path and forward.which is not None:
                 request.remove()
+        if forward.which is not None:
+            print(f"train: the run reached its last step before the stop ({forward.which}) took effect", file=sys.stderr, flush=True)
         return {
             "stage": "train", "parts": 1, "in": result["steps"], "kept": result["steps"], "dropped": {}, "quarantined": 0,
             "counters": {"steps": result["steps"], "tokens": result["tokens"]},

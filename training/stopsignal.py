@@ -160,9 +160,12 @@ class ForwardStop:
 
     def interrupt(self) -> KeyboardInterrupt:
         """What unwinds the driver after the signal it got last: cli_common.resumable says what is kept and exits 143 or 130."""
-        from crawlmill.pipeline.ray_tasks import Terminated
+        from crawlmill.pipeline.ray_tasks import TERMINATED, Terminated
 
-        return Terminated() if self.which not in (None, "SIGINT") else KeyboardInterrupt()
+        if self.which in (None, "SIGINT"):
+            return KeyboardInterrupt()
+        TERMINATED[0] = True  # raised inside ray.wait, it comes out as a plain KeyboardInterrupt: still 143
+        return Terminated()
 
     def __enter__(self) -> ForwardStop:
         if threading.current_thread() is threading.main_thread():

@@ -62,6 +62,7 @@ def test_the_driver_forwards_the_first_signal_as_a_stop_request_and_a_second_int
     """ForwardStop (the train stage's driver): the first SIGTERM or Ctrl-C writes the stop request
     the trainer polls, and the driver goes on; a second interrupts it at once (Terminated after a
     SIGTERM: exit 143; KeyboardInterrupt after Ctrl-C: 130); the previous handlers come back."""
+    from crawlmill.pipeline import ray_tasks
     from crawlmill.pipeline.ray_tasks import Terminated
 
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
@@ -69,6 +70,7 @@ def test_the_driver_forwards_the_first_signal_as_a_stop_request_and_a_second_int
         path = tmp_path / f"stop-{first}-{second}"
         trainer = StopRequest(str(path), every_seconds=0)
         assert trainer.asked() is None
+        ray_tasks.TERMINATED[0] = False
         with ForwardStop(StopRequest(str(path))) as forward:
             os.kill(os.getpid(), getattr(signal, first))
             assert forward.which == first and path.read_text() == first and trainer.asked() == first
@@ -76,9 +78,12 @@ def test_the_driver_forwards_the_first_signal_as_a_stop_request_and_a_second_int
             with pytest.raises(KeyboardInterrupt) as raised:
                 os.kill(os.getpid(), getattr(signal, second))
             assert type(raised.value) is unwinds and type(forward.interrupt()) is unwinds
+            # Raised inside ray.wait, a Terminated comes out as a plain KeyboardInterrupt: the flag keeps it 143.
+            assert ray_tasks.TERMINATED[0] is (unwinds is Terminated)
         assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
         forward.request.remove()
         assert not path.exists()
+    ray_tasks.TERMINATED[0] = False
 
 
 def test_a_stop_request_is_looked_for_at_most_once_a_second(tmp_path):
