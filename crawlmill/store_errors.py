@@ -70,7 +70,9 @@ def _s3_request(exc: BaseException) -> Optional[str]:
 def store_unreachable(exc: BaseException) -> bool:
     """Whether `exc` is a store client's failure to reach the store (no connection, a timeout, a
     dropped connection): often passing (an outage, a restart), so a rerun may well succeed."""
-    return any(client_class(e) in _NO_CONNECTION for e in _chain(exc))
+    names = {client_class(e) for e in _chain(exc)}
+    # Missing credentials (said first by store_error) and a refused certificate are settings to mend, not an outage.
+    return bool(names & _NO_CONNECTION) and not names & (_NO_CREDENTIALS | {"SSLError"})
 
 
 def store_error(exc: BaseException) -> Optional[str]:

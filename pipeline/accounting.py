@@ -77,8 +77,9 @@ def _carry_last_runs(output_dir: Any, entries: list[Entry]) -> None:
         return
     for entry in entries:
         before = earlier.get((entry.unit.spec.name, entry.unit.dump, str(entry.folder)))
-        if entry.status != "done before" or not isinstance(before, dict) or before.get("kept") != (entry.stats or {}).get("kept"):
-            continue
+        counts = {k: v for k, v in entry.to_json().items() if k in ("records_in", "kept", "dropped", "quarantined", "tokens")}
+        if entry.status != "done before" or not isinstance(before, dict) or {k: before.get(k) for k in counts} != counts:
+            continue  # not the folder that run made (made again since by a stage's own command, with other counts)
         if before.get("status") in ("ran", "resumed") and before.get("seconds") is not None:
             entry.last_run = {"status": before["status"], "seconds": before["seconds"]}
         elif isinstance(before.get("last_run"), dict):

@@ -92,8 +92,8 @@ class StageProgress:
 
     def __exit__(self, *exc: Any) -> None:
         self.stopped.set()
-        if self.watcher is not None:
-            self.watcher.join()
+        if self.watcher is not None:  # a poll of a store that does not answer must not hold up a Ctrl-C
+            self.watcher.join(timeout=2)
         self.progress.__exit__(*exc)
         if self.as_lines:
             self._line()  # the step's last figures, also when it stopped early
@@ -122,18 +122,22 @@ class StageProgress:
         count moved, or after `heartbeat` seconds of silence."""
         wait = max(1.0, min(self.interval, self.heartbeat))
         while not self.stopped.wait(wait):
-            try:
-                polled = self.poll() if self.poll is not None else 0
-            except Exception:  # a listing that failed (a store's hiccup): the next look may succeed
-                polled = self.polled
-            with self.lock:
-                moved = polled > self.shown
-                self.polled = max(self.polled, polled)
-                if moved:
-                    self.progress.update(self.task, completed=self.shown)
-                quiet = self.clock() - self.last_line
-                if self.as_lines and self.shown < self.total and ((moved and quiet >= self.interval) or quiet >= self.heartbeat):
-                    self._line()
+            self.watch_once()
+
+    def watch_once(self) -> None:
+        """One look of the watch thread (tests call it directly)."""
+        try:
+            polled = self.poll() if self.poll is not None else 0
+        except Exception:  # a listing that failed (a store's hiccup): the next look may succeed
+            polled = self.polled
+        with self.lock:
+            moved = polled > self.shown
+            self.polled = max(self.polled, polled)
+            if moved:
+                self.progress.update(self.task, completed=self.shown)
+            quiet = self.clock() - self.last_line
+            if self.as_lines and self.shown < self.total and ((moved and quiet >= self.interval) or quiet >= self.heartbeat):
+                self._line()
 
     def part_done(self, part: dict[str, Any]) -> None:
         with self.lock:

@@ -270,11 +270,13 @@ def run_stage(
         locks.enter_context(folder_locks(written))
         stage.plan(output)  # the inputs are resolved and checked here and in sources(): before any write or deletion
         record = {"stage": stage.name, "settings": stage.fingerprint(), "sources": stage.sources()}
-        made = input_records(stage_inputs(stage))  # the stage folders it reads, as they are now
+        # The stage folders it reads: no run rewrites them while this one reads (shared locks: readers
+        # do not exclude each other); their records read once held, so that none was remade in between.
+        read = input_records(stage_inputs(stage))
+        locks.enter_context(folder_locks([key for key in read if key not in {folder_key(f) for f in written}], reading=True))
+        made = input_records(stage_inputs(stage))
         if made:
             record[INPUTS_MADE] = made
-        # ...and no run rewrites those while this one reads them (a shared lock: readers do not exclude each other)
-        locks.enter_context(folder_locks([key for key in made if key not in {folder_key(f) for f in written}], reading=True))
         check_output_not_input(output, stage_inputs(stage, record["sources"]), stage.name, stage.output_inside_input, state_paths(stage.config, stage.state_fields))
         with naming_store_errors(output):  # often the run's first request to the store: its errors name the folder
             finished = (output / SUCCESS_FILE).exists()

@@ -78,6 +78,8 @@ def inputs_made_again(folder: AnyPath) -> list[str]:
         made = read_json(as_path(folder) / TASKS_FILE).get(INPUTS_MADE) or {}
     except (OSError, ValueError, AttributeError):  # no record, or not a stage's: nothing to compare
         return []
+    if not isinstance(made, dict):  # a record edited by hand: nothing to compare
+        return []
     return [key for key, digest in sorted(made.items()) if input_records([key]).get(folder_key(key), digest) != digest]
 
 

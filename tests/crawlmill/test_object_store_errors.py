@@ -114,3 +114,20 @@ def test_help_imports_no_object_store_client():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stderr.strip().splitlines()[-1] == "[]", done.stderr[-2000:]
+
+
+def test_only_an_outage_is_retryable_not_missing_credentials_or_a_refused_certificate():
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError, SSLError
+
+    from crawlmill.store_errors import store_unreachable
+
+    outage = EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+    assert store_unreachable(outage) and store_unreachable(OSError(5, "wrapped")) is False
+    try:
+        try:
+            raise outage  # botocore's credential lookup timing out on a metadata service...
+        except EndpointConnectionError:
+            raise NoCredentialsError() from None  # ...ends as no credentials: a setting to mend (exit 2)
+    except NoCredentialsError as chained:
+        assert not store_unreachable(chained)
+    assert not store_unreachable(SSLError(endpoint_url="https://x", error="certificate verify failed"))

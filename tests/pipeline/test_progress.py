@@ -1,7 +1,5 @@
 """Progress: plain lines where stderr is no terminal (a job log), a bar on a terminal."""
 
-import time
-
 import io
 
 from rich.console import Console
@@ -64,12 +62,16 @@ def test_in_a_log_a_long_task_gets_a_line_anyway_and_a_polled_step_moves_before_
     reported nothing until a node finished all its tasks."""
     console, buffer = log_console()
     clock, finished = Clock(), [0]
-    with StageProgress("quality score", total=4, done=1, unit="tasks (per node)", console=console, interval=1, heartbeat=5, clock=clock,
-                       poll=lambda: finished[0]) as bar:  # fmt: skip
+    bar = StageProgress("quality score", total=4, done=1, unit="tasks (per node)", console=console, interval=1, heartbeat=5, clock=clock,
+                        poll=lambda: finished[0])  # fmt: skip
+    bar.watch_once = lambda: None  # the looks of the watch thread are the test's own (below), not every second
+    with bar:
+        clock.now = 4
+        StageProgress.watch_once(bar)  # nothing finished for 4 s: no line yet
         clock.now = 6
-        time.sleep(1.5)  # the watch thread looks every second: nothing finished for 6 s, a line anyway
+        StageProgress.watch_once(bar)  # 6 s: a line anyway
         finished[0], clock.now = 3, 8  # two tasks' markers are there
-        time.sleep(1.5)
+        StageProgress.watch_once(bar)
         for _ in range(3):  # the node's results, at its end
             bar.part_done({})
     assert buffer.getvalue().splitlines() == [
@@ -104,3 +106,13 @@ def test_a_resumed_step_says_its_record_counts_are_of_this_runs_parts():
     with StageProgress("filter", total=3, done=2, console=console, interval=0, clock=Clock()) as bar:
         bar.part_done(part(7, 5))
     assert buffer.getvalue().splitlines()[-1] == "filter: 3/3 parts, 7 records, 5 kept, 0 quarantined in this run's parts, 0s"
+
+
+def test_the_watch_thread_looks_by_itself_and_ends_with_the_step():
+    console, buffer = log_console()
+    looks = []
+    with StageProgress("dedup map", total=2, done=0, unit="tasks", console=console, interval=1, poll=lambda: looks.append(1) or 1) as bar:
+        assert bar.watcher is not None and bar.watcher.is_alive()
+        bar.stopped.wait(2.5)
+    assert not bar.watcher.is_alive() and looks  # it looked at least once and ended with the step
+    assert buffer.getvalue().splitlines()[-1].startswith("dedup map: 1/2 tasks")
