@@ -42,6 +42,7 @@ from .output_folder import (
     delete_output, folder_key, stage_inputs,
 )  # fmt: skip
 from .folder_lock import folder_locks
+from .markers import check_markers_seen, finished_tasks
 from .progress import StageProgress
 from .ray_tasks import RAY_START_SECONDS, Job, RayOptions, cpu_nodes, run_jobs, run_on_nodes
 from .stage import Stage, StageInputError, StageResult
@@ -165,42 +166,6 @@ class StageContext:
                 raise StepFailed(name, failures, errors)
             check_markers_seen(markers, todo)
         return {t.key: results[t.key] for t in tasks}
-
-
-NFS_LISTING_WAITS = (2, 4, 8, 16, 32)  # seconds between looks: 62 s in all
-
-
-class OutputNotShared(ValueError):
-    """Tasks finished, but what they wrote is not where the driver looks: the output folder is on
-    a disk of the node that ran them (a node-local path on a cluster)."""
-
-
-def check_markers_seen(markers: AnyPath, done: Sequence[Task]) -> None:
-    """Refuse (OutputNotShared) a step whose finished tasks' markers the driver cannot see (one
-    listing; more only while some are missing): a folder on a node's own disk. Marking the stage
-    finished would leave a later stage, or a rerun, reading only the parts this node holds."""
-    unseen = list(done)
-    if not unseen:
-        return
-    # An NFS client may list a folder from its cache for up to a minute (acdirmax): look again before refusing.
-    for wait in (0, *NFS_LISTING_WAITS):
-        time.sleep(wait)
-        seen = {p.name for p in list_files(markers, "*.json")}
-        unseen = [t for t in unseen if f"{t.key}.json" not in seen]
-        if not unseen:
-            return
-    raise OutputNotShared(
-        f"{markers}: {len(unseen)} of {len(done)} finished task(s) wrote files this machine does not see "
-        f"(first: {unseen[0].label or unseen[0].key}): on a Ray cluster every node must see the output folder, "
-        "a shared file system or an object store (s3://...), not a node's own disk"
-    )
-
-
-def finished_tasks(markers: AnyPath, tasks: Sequence[Task]) -> dict[str, Any]:
-    """Results of the tasks whose marker exists (one listing of the marker folder, not a request
-    per task: on an object store each would be a round trip)."""
-    present = {p.name: p for p in list_files(markers, "*.json")}
-    return {t.key: read_json(present[f"{t.key}.json"]) for t in tasks if f"{t.key}.json" in present}
 
 
 _NODE_STATE: Any = None  # what a node step's setup made, inherited by the processes forked from it

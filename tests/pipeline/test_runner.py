@@ -96,16 +96,16 @@ def test_parts_written_where_the_driver_does_not_see_them_are_refused_not_marked
     """A node-local output folder on a cluster: tasks on the other node finished, and their parts
     and markers are on its disk. Seen from the driver (here: a listing that lacks part 3's
     marker), the stage must not be marked finished, or every later stage reads 4 parts of 5."""
-    from crawlmill.pipeline import runner
+    from crawlmill.pipeline import markers
 
-    listed = runner.list_files
-    monkeypatch.setattr(runner, "NFS_LISTING_WAITS", (0.1, 0.1))
-    monkeypatch.setattr(runner, "list_files", lambda folder, pattern="*": [p for p in listed(folder, pattern) if p.name != "part-00003.json"])
+    listed = markers.list_files
+    monkeypatch.setattr(markers, "NFS_LISTING_WAITS", (0.1, 0.1))
+    monkeypatch.setattr(markers, "list_files", lambda folder, pattern="*": [p for p in listed(folder, pattern) if p.name != "part-00003.json"])
     out = tmp_path / "out"
-    with pytest.raises(runner.OutputNotShared, match=r"1 of 5 finished task\(s\) wrote files this machine does not see .*in3.txt.*every node must see the output folder"):
+    with pytest.raises(markers.OutputNotShared, match=r"1 of 5 finished task\(s\) wrote files this machine does not see .*in3.txt.*every node must see the output folder"):
         run_stage(LinesStage(sources), out, progress=False)
     assert not (out / "_SUCCESS").exists() and not (out / "_stats.json").exists()
-    monkeypatch.setattr(runner, "list_files", listed)  # the folder shared after all: the rerun finishes it
+    monkeypatch.setattr(markers, "list_files", listed)  # the folder shared after all: the rerun finishes it
     assert run_stage(LinesStage(sources), out, progress=False).ok and (out / "_SUCCESS").exists()
 
 
