@@ -169,7 +169,7 @@ def test_run_a_stage_verb_and_train_as_ray_jobs(ray_head, tmp_path):
     stats = _stats(refiltered)
     assert (refiltered / "_SUCCESS").exists() and stats["kept"] == _stats(out / "filter")["kept"]
     assert f"filter done → {refiltered}: {stats['in']:,} records in, {stats['kept']:,} kept" in log
-    assert re.search(rf"^filter: {stats['parts']}/{stats['parts']} parts, {stats['in']:,} records, {stats['kept']:,} kept, 0 quarantined, \d+s$", log, re.M), log
+    assert re.search(rf"^filter: {stats['parts']}/{stats['parts']} parts, {stats['in']:,} records, {stats['kept']:,} kept, 0 quarantined, \d+s(, [\d,]+ records/s)?$", log, re.M), log
 
     # Training, submitted the same way, trains on the cluster of RAY_ADDRESS (Ray Train workers) on
     # the pack stage's shards and writes its run folder.
