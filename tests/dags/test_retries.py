@@ -30,6 +30,20 @@ def ray_module(airflow_home):
     return dag_module("crawlmill_ray")
 
 
+def run_test_dag(dag, capfd) -> tuple:
+    """`dag.test()` of a DAG made in the test, and what it printed. dag.test() runs a DAG the metadata
+    DB has (as the DAG processor writes a bundle's): written first as a bag of one."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import sync_bag_to_db
+
+    DagBundlesManager().sync_bundles_to_db()
+    sync_bag_to_db(types.SimpleNamespace(dags={dag.dag_id: dag}, import_errors={}, bundle_path=None, dag_warnings=set()), "dags-folder", None)
+    with no_ray_address_env():
+        run = dag.test()
+    log = capfd.readouterr()
+    return run, log.out + log.err
+
+
 def test_exit_status_2_fails_the_task_without_retries_and_exit_status_1_is_retried(ray_module, client, ray_head, capfd):
     from airflow.sdk import DAG
 
@@ -37,16 +51,7 @@ def test_exit_status_2_fails_the_task_without_retries_and_exit_status_1_is_retri
         for task_id, status, line in (("bad_input", 2, f"error: crawl_bad.yaml.ingest: {BAD_CONFIG}"), ("failed_tasks", 1, "ingest: 1 task(s) failed")):
             ray_module.RayJobOperator(task_id=task_id, entrypoint=f"echo {line!r} >&2; exit {status}", ray_address=ray_head, poll_interval=0.5)
     assert dag.default_args["retries"] == 1
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import sync_bag_to_db
-
-    # dag.test() runs a DAG the metadata DB has (as the DAG processor writes a bundle's): written as a bag of one.
-    DagBundlesManager().sync_bundles_to_db()
-    sync_bag_to_db(types.SimpleNamespace(dags={dag.dag_id: dag}, import_errors={}, bundle_path=None, dag_warnings=set()), "dags-folder", None)
-    with no_ray_address_env():
-        run = dag.test()
-    log = capfd.readouterr()
-    log = log.out + log.err
+    run, log = run_test_dag(dag, capfd)
     assert run.state == "failed"
     states = {ti.task_id: (ti.state, ti.try_number) for ti in run.get_task_instances()}
     assert states == {"bad_input": ("failed", 1), "failed_tasks": ("failed", 2)}
@@ -92,15 +97,7 @@ def test_a_job_server_requiring_a_token_the_worker_lacks_fails_the_task_at_once_
             monkeypatch.delenv(var, raising=False)
         with DAG("crawlmill_test_auth", schedule=None, start_date=datetime(2024, 1, 1), default_args=ray_module.DEFAULT_ARGS) as dag:
             ray_module.RayJobOperator(task_id="needs_token", entrypoint="true", ray_address=head.dashboard, poll_interval=0.5)
-        from airflow.dag_processing.bundles.manager import DagBundlesManager
-        from airflow.dag_processing.dagbag import sync_bag_to_db
-
-        DagBundlesManager().sync_bundles_to_db()
-        sync_bag_to_db(types.SimpleNamespace(dags={dag.dag_id: dag}, import_errors={}, bundle_path=None, dag_warnings=set()), "dags-folder", None)
-        with no_ray_address_env():
-            run = dag.test()
-        log = capfd.readouterr()
-        log = log.out + log.err
+        run, log = run_test_dag(dag, capfd)
     finally:
         head.stop()
         shutil.rmtree(root, ignore_errors=True)
