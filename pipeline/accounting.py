@@ -78,7 +78,10 @@ def _carry_last_runs(output_dir: Any, entries: list[Entry]) -> None:
     for entry in entries:
         before = earlier.get((entry.unit.spec.name, entry.unit.dump, str(entry.folder)))
         counts = {k: v for k, v in entry.to_json().items() if k in ("records_in", "kept", "dropped", "quarantined", "tokens")}
-        if entry.status != "done before" or not isinstance(before, dict) or {k: before.get(k) for k in counts} != counts:
+        # "external": a folder this run only reads (an append run's tokenizer): what made it is carried on too
+        if entry.status not in ("done before", "external") or not isinstance(before, dict):
+            continue
+        if "kept" in before and {k: before.get(k) for k in counts} != counts:
             continue  # not the folder that run made (made again since by a stage's own command, with other counts)
         if before.get("status") in ("ran", "resumed") and before.get("seconds") is not None:
             entry.last_run = {"status": before["status"], "seconds": before["seconds"]}
