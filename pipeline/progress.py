@@ -167,9 +167,10 @@ class StageProgress:
             self.progress.update(self.task, completed=self.shown)
             self._tick()
 
-    def part_failed(self, source: str, detail: str) -> None:
+    def part_failed(self, source: str, detail: str, shown: bool = True) -> None:
         with self.lock:
-            self.console.print(f"[red]part failed[/red] {escape(source)}: {escape(detail)}", highlight=False)
+            if shown:
+                self.console.print(f"[red]part failed[/red] {escape(source)}: {escape(detail)}", highlight=False)
             self.completed += 1
             self.progress.update(self.task, completed=self.shown)
             self._tick()

@@ -100,10 +100,12 @@ class StageContext:
         retry: tuple[type[BaseException], ...] = (),
         title: str | None = None,
         fresh_worker: bool = False,
+        said_by_stage: tuple[str, ...] = (),
     ) -> dict[str, Any]:
         """Run `fn(*shared, *task.args)` for every task not finished before; return every task's
         result (a JSON-able dict, read back from its marker for finished ones), by key, in order.
-        `fresh_worker`: each task in a new worker process (run_jobs)."""
+        `fresh_worker`: each task in a new worker process (run_jobs). `said_by_stage`: names of
+        errors whose failure the stage reports itself (a stop the user asked for), not as "part failed"."""
         markers = as_path(markers) if markers is not None else self.work / DONE_DIR / name
         if len({t.key for t in tasks}) != len(tasks):
             raise ValueError(f"step {name}: task keys are not unique")
@@ -117,7 +119,7 @@ class StageContext:
                 outcome = run_jobs(
                     run_task, jobs, self.ray_options,
                     on_done=lambda job, result: bar.part_done(result if isinstance(result, dict) else {}),
-                    on_failed=lambda job, detail: bar.part_failed(job.name, detail),
+                    on_failed=lambda job, detail: bar.part_failed(job.name, detail, shown=detail.split(":", 1)[0].rsplit(".", 1)[-1] not in said_by_stage),
                     retry_exceptions=list(retry), shared=(fn, shared), fresh_worker=fresh_worker,
                 )  # fmt: skip
             if outcome.failures:

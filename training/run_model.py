@@ -53,7 +53,9 @@ def run_model_config(run: str) -> tuple[ModelConfig, int, dict[str, Any]]:
     if not path.is_file():
         if not as_path(run).exists():
             raise FileNotFoundError(f"{run}: no such run folder")
-        raise FileNotFoundError(f"{run}: no {RUN_FILE} (a `crawlmill train` run folder)")
+        inside = as_path(run) / "train"  # a `crawlmill run` output folder: its train stage's folder is the run
+        hint = f"; the run of this output's train stage is {str(run).rstrip('/')}/train" if (inside / RUN_FILE).is_file() else ""
+        raise FileNotFoundError(f"{run}: no {RUN_FILE} (a `crawlmill train` run folder){hint}")
     info = read_json(path)
     return ModelConfig(**info["config"]["model"]), int(info["model"]["vocab_size"]), info
 

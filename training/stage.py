@@ -109,7 +109,7 @@ class TrainStage(Stage):
         forward = ForwardStop(request)
         try:
             with forward if request.path else contextlib.nullcontext():
-                result = ctx.step("train", train_task, [job], title="train")["train"]
+                result = ctx.step("train", train_task, [job], title="train", said_by_stage=("TrainingStopped",))["train"]
         except StepFailed as failed:
             said = re.search(STOPPED_AS_ASKED.format(step=r"(\d+)"), failed.failures[0][1]) if failed.failures else None
             if forward.which is None or said is None:

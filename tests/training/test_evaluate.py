@@ -91,6 +91,12 @@ def test_bad_input_is_a_clear_error(trained, tiny_shards, tmp_path):
     unwritable = crawlmill(trained, "--data", tiny_shards, "--json", tmp_path / "a-file/eval.json", "--no-progress")
     assert unwritable.exit_code == 2 and "bits per byte" in unwritable.output and "a-file" in unwritable.output, unwritable.output  # figures first
 
+    output = tmp_path / "pipeline-output"  # a `crawlmill run` output folder given for its train stage's run
+    (output / "train").mkdir(parents=True)
+    shutil.copy(trained / "run.json", output / "train/run.json")
+    wrong_folder = crawlmill(output, "--data", tiny_shards)
+    assert wrong_folder.exit_code == 2 and f"the run of this output's train stage is {output}/train" in " ".join(wrong_folder.output.split())
+
     other = tmp_path / "other"
     shutil.copytree(tiny_shards, other)
     manifest = json.loads((other / "manifest.json").read_text())
