@@ -277,9 +277,10 @@ def cpu_nodes(options: RayOptions) -> list[tuple[str, int]]:
 
 
 def run_on_nodes(fn: Callable[..., Any], per_node: list[tuple[str, int, tuple]], options: RayOptions, shared: tuple = ()) -> list[Any]:
-    """fn(*shared, cpus, *args) once on each given node, holding all its CPUs; results in order, the
-    WorkerCrashedError in place of the result of a node whose process died. An exception the function
-    raises is raised here (it reports its items' own failures in its result)."""
+    """fn(*shared, cpus, *args) once on each given node, holding all its CPUs; results in order, Ray's
+    error in place of the result of a node whose process died (WorkerCrashedError, after Ray's
+    retries) or that left the cluster (TaskUnschedulableError, NodeDiedError...). An exception the
+    function raises is raised here (it reports its items' own failures in its result)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -292,6 +293,6 @@ def run_on_nodes(fn: Callable[..., Any], per_node: list[tuple[str, int, tuple]],
             results.append(ray.get(ref))
         except ray.exceptions.RayTaskError as exc:  # e.g. the setup refused its input: the step's error
             raise (getattr(exc, "cause", None) or exc) from None
-        except ray.exceptions.WorkerCrashedError as exc:  # the node's process died: its items failed
+        except ray.exceptions.RayError as exc:  # the node's process died, or the node: its unfinished items failed
             results.append(exc)
     return results

@@ -197,25 +197,34 @@ def run_node(setup: Callable[..., Any], fn: Callable[..., Any], shared: tuple, c
     """In a Ray task holding a node's CPUs: `setup(*shared)` once, then the items in `cpus` processes
     forked from this one, which share what setup loaded (copy-on-write pages nobody writes). A
     forked process that dies (killed, out of memory) fails the items not finished yet instead of
-    leaving the task waiting for the item it had; a rerun redoes only those."""
+    leaving the task waiting for the item it had; a rerun redoes only those. Ray retrying the task
+    (its worker died) skips the items whose markers the first try wrote."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
+    before = finished_tasks(as_path(items[0][0]).parent, [Task(key) for _, key, _ in items]) if items else {}
+    todo = [(marker, key, args) for marker, key, args in items if key not in before]
+    finished = {key: (key, result, None, False) for key, result in before.items()}
+    if not todo:
+        return [finished[key] for _, key, _ in items]
     global _NODE_STATE
     _NODE_STATE = setup(*shared)
-    jobs = [(marker, key, args, fn) for marker, key, args in items]
+    jobs = [(marker, key, args, fn) for marker, key, args in todo]
     try:
         if cpus <= 1 or len(jobs) <= 1:
-            return [_node_item(job) for job in jobs]
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(min(cpus, len(jobs)), mp_context=context, initializer=_forked_defaults) as pool:
-            try:
-                return list(pool.map(_node_item, jobs))
-            except BrokenProcessPool as exc:
-                detail = f"BrokenProcessPool: {exc}"
-                done = {key: read_json(as_path(marker)) for marker, key, _ in items if as_path(marker).is_file()}
-                return [(key, done.get(key), None if key in done else detail, False) for _, key, _ in items]
+            ran = [_node_item(job) for job in jobs]
+        else:
+            context = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(min(cpus, len(jobs)), mp_context=context, initializer=_forked_defaults) as pool:
+                try:
+                    ran = list(pool.map(_node_item, jobs))
+                except BrokenProcessPool as exc:
+                    detail = f"BrokenProcessPool: {exc}"
+                    done = {key: read_json(as_path(marker)) for marker, key, _ in todo if as_path(marker).is_file()}
+                    ran = [(key, done.get(key), None if key in done else detail, False) for _, key, _ in todo]
+        finished.update({item[0]: item for item in ran})
+        return [finished[key] for _, key, _ in items]
     finally:
         _NODE_STATE = None
         release_memory()

@@ -322,6 +322,23 @@ def test_a_killed_forked_worker_fails_its_items_and_a_rerun_finishes(ray_local, 
     assert json.loads((tmp_path / "out/_stats.json").read_text())["counters"]["total"] == sum(n * (n - 1) // 2 for n in items)
 
 
+def test_a_node_task_that_ray_retries_skips_the_items_its_first_try_finished(tmp_path):
+    """Ray retries a node step's task whose worker died (out of memory): the retry ran setup and
+    every item of the node's share again, those whose markers the first try had written too."""
+    from crawlmill.pipeline.runner import run_node
+
+    log, markers = tmp_path / "log.txt", tmp_path / "markers"
+    markers.mkdir()
+    items = [(str(markers / f"item-{n}.json"), f"item-{n}", (n, str(log))) for n in (20, 21, 22)]
+    (markers / "item-20.json").write_text(json.dumps({"n": 20, "sum": -1}))  # the first try's
+    results = run_node(load_once, use_model, (str(log),), 1, items)
+    assert [(key, (result or {}).get("sum")) for key, result, _, _ in results] == [("item-20", -1), ("item-21", 210), ("item-22", 231)]
+    assert [line.split()[1] for line in log.read_text().splitlines() if line.startswith("item")] == ["21", "22"]
+    log.unlink()
+    again = run_node(load_once, use_model, (str(log),), 1, items)  # every item finished: not even setup runs
+    assert [r[1]["sum"] for r in again] == [-1, 210, 231] and not log.exists()
+
+
 def test_overwrite_deletes_the_earlier_output_only_once_the_inputs_are_checked(ray_local, sources, tmp_path):
     """--overwrite (run_stage's `overwrite`) deletes nothing before the stage's inputs are resolved:
     a missing input fails with its own error and the earlier output is as it was."""
