@@ -77,16 +77,19 @@ def _carry_last_runs(output_dir: Any, entries: list[Entry]) -> None:
         return
     for entry in entries:
         before = earlier.get((entry.unit.spec.name, entry.unit.dump, str(entry.folder)))
-        counts = {k: v for k, v in entry.to_json().items() if k in ("records_in", "kept", "dropped", "quarantined", "tokens")}
-        # "external": a folder this run only reads (an append run's tokenizer): what made it is carried on too
         if entry.status not in ("done before", "external") or not isinstance(before, dict):
-            continue
-        if "kept" in before and {k: before.get(k) for k in counts} != counts:
-            continue  # not the folder that run made (made again since by a stage's own command, with other counts)
+            continue  # "external": a folder this run only reads (an append run's tokenizer): carried on too
         if before.get("status") in ("ran", "resumed") and before.get("seconds") is not None:
-            entry.last_run = {"status": before["status"], "seconds": before["seconds"]}
+            made = {"status": before["status"], "seconds": before["seconds"], "records_in": before.get("records_in"), "kept": before.get("kept")}
         elif isinstance(before.get("last_run"), dict):
-            entry.last_run = before["last_run"]
+            made = before["last_run"]
+        else:
+            continue
+        now = entry.stats if entry.stats is not None else _finished_stats(entry.folder)  # an external folder's own
+        counts = {} if now is None else {"records_in": int(now.get("in", 0)), "kept": int(now.get("kept", 0))}
+        if any(made.get(k) is not None and made.get(k) != v for k, v in counts.items()):
+            continue  # not the folder that run made (made again since by a stage's own command, with other counts)
+        entry.last_run = made
 
 
 def _units(pipeline: Any, run_config: Any, appended: list[str]) -> list[tuple[StageRun, str | None]]:

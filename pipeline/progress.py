@@ -131,6 +131,8 @@ class StageProgress:
         except Exception:  # a listing that failed (a store's hiccup): the next look may succeed
             polled = self.polled
         with self.lock:
+            if self.stopped.is_set():  # a poll that outlasted the step: its last line is written
+                return
             moved = polled > self.shown
             self.polled = max(self.polled, polled)
             if moved:

@@ -285,6 +285,8 @@ def run_on_nodes(fn: Callable[..., Any], per_node: list[tuple[str, int, tuple]],
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     ensure_ray(options)
+    errors = ray.exceptions
+    node_lost = (errors.WorkerCrashedError, errors.NodeDiedError, errors.TaskUnschedulableError, errors.ObjectLostError, errors.OutOfMemoryError)
     shared_refs = tuple(ray.put(obj) for obj in shared)
     refs = [ray.remote(fn).options(num_cpus=cpus, scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(*shared_refs, cpus, *args) for node, cpus, args in per_node]
     results: list[Any] = []
@@ -293,6 +295,6 @@ def run_on_nodes(fn: Callable[..., Any], per_node: list[tuple[str, int, tuple]],
             results.append(ray.get(ref))
         except ray.exceptions.RayTaskError as exc:  # e.g. the setup refused its input: the step's error
             raise (getattr(exc, "cause", None) or exc) from None
-        except ray.exceptions.RayError as exc:  # the node's process died, or the node: its unfinished items failed
+        except node_lost as exc:  # the node's process died, or the node: its unfinished items failed
             results.append(exc)
     return results

@@ -55,10 +55,10 @@ def train_task(config_data: dict[str, Any], run_dir: str, address: str | None, s
             summary = launch(config, run_dir, resume=True, ray_options=options, force_ray=True, stop_request=stop_request)
     except TrainingStopped as exc:
         summary = {"stopped": str(exc), "step": exc.step}
-    if summary is None:  # Ray Train v1 returns no value: the run's log says whether it stopped or ended
-        ended = [r for r in read_log(run_dir) if r.get("kind") in ("stopped", "end")]
-        if ended and ended[-1]["kind"] == "stopped":
-            summary = {"stopped": "stopped", "step": ended[-1]["step"]}
+    if summary is None:  # Ray Train v1 returns no value: this attempt's records in the log say whether it stopped
+        marks = [r for r in read_log(run_dir) if r.get("kind") in ("stopped", "end", "resumed", "initialized")]
+        if marks and marks[-1]["kind"] == "stopped":
+            summary = {"stopped": "stopped", "step": marks[-1]["step"]}
     if summary and "stopped" in summary:  # a failed task, so that no marker says the stage is done
         stopped = TrainingStopped(STOPPED_AS_ASKED.format(step=summary["step"]))
         stopped.step = summary["step"]

@@ -156,7 +156,7 @@ class ForwardStop:
             os.write(2, f"\n{name}: the trainer saves a checkpoint at the end of its step, then the run stops ({again} again: stop now, losing the steps since the last checkpoint)\n".encode())
             return
         self.which = name
-        os.write(2, f"\n{name} again: stopping now, without a checkpoint (the steps since the last one are lost)\n".encode())
+        os.write(2, f"\n{name}: stopping now, without a checkpoint (the steps since the last one are lost)\n".encode())
         raise self.interrupt()
 
     def interrupt(self) -> KeyboardInterrupt:

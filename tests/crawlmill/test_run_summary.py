@@ -65,7 +65,8 @@ def test_every_record_of_samples_and_bad_input_is_accounted_for(ray_local, tmp_p
     # `crawlmill run --only`: the last task's summary held no stage's time); pack's counts changed: not its.
     last = {e["stage"]: e.get("last_run") for e in rerun["stages"]}
     assert all(e["status"] == "done before" and e["seconds"] is None for e in rerun["stages"]), [(e["stage"], e["status"], e["seconds"]) for e in rerun["stages"]]
-    assert last.pop("pack") is None and all(r == {"status": "ran", "seconds": entries[n]["seconds"]} for n, r in last.items()), last
+    assert last.pop("pack") is None, last
+    assert all(r == {"status": "ran", "seconds": entries[n]["seconds"], "records_in": entries[n]["records_in"], "kept": entries[n]["kept"]} for n, r in last.items()), last
     stats_path.write_text(original)
     # A stage's counts changed under the stages that read it: the first of those is refused, naming it.
     stats_path = out / "filter/_stats.json"

@@ -19,10 +19,19 @@ def test_the_run_that_made_a_folder_is_remembered_through_runs_that_only_read_it
     # An append run: the tokenizer is only read ("external", no counts); filter done before.
     appended = [Entry(tokenizer, tmp_path / "tokenizer", "external", None), Entry(filter_, tmp_path / "filter", "done before", stats)]
     _carry_last_runs(tmp_path, appended)
-    assert [e.last_run for e in appended] == [{"status": "ran", "seconds": 12.5}, {"status": "ran", "seconds": 3.0}]
+    made = {"records_in": 10, "kept": 8}
+    assert [e.last_run for e in appended] == [{"status": "ran", "seconds": 12.5, **made}, {"status": "ran", "seconds": 3.0, **made}]
     _summary(tmp_path, *appended)
     # The next plain run: both done before, still with the time of the run that made them...
     later = [Entry(tokenizer, tmp_path / "tokenizer", "done before", stats), Entry(filter_, tmp_path / "filter", "done before", {**stats, "kept": 9, "dropped": {"short": 1}})]
     _carry_last_runs(tmp_path, later)
     # ...unless its counts changed (made again by a stage's own command, which writes no summary).
-    assert [e.last_run for e in later] == [{"status": "ran", "seconds": 12.5}, None]
+    assert [e.last_run for e in later] == [{"status": "ran", "seconds": 12.5, **made}, None]
+    # An external folder made again since (its own _stats.json now other counts): not carried either.
+    (tmp_path / "tokenizer").mkdir()
+    (tmp_path / "tokenizer/_SUCCESS").write_text("")
+    (tmp_path / "tokenizer/_stats.json").write_text(json.dumps({**stats, "kept": 7}))
+    _summary(tmp_path, *appended)
+    remade = [Entry(tokenizer, tmp_path / "tokenizer", "external", None)]
+    _carry_last_runs(tmp_path, remade)
+    assert remade[0].last_run is None

@@ -339,6 +339,23 @@ def test_a_node_task_that_ray_retries_skips_the_items_its_first_try_finished(tmp
     assert [r[1]["sum"] for r in again] == [-1, 210, 231] and not log.exists()
 
 
+def test_a_node_that_left_the_cluster_fails_its_items_and_the_rerun_finishes(ray_local, tmp_path, monkeypatch):
+    """A node that died before or during a node step (Ray: TaskUnschedulableError for its task,
+    pinned to it) ended the run with a traceback; its items now fail as a crashed worker's do, the
+    other node's items finish, and the rerun (the node gone from the list) does the rest."""
+    from crawlmill.pipeline import runner
+
+    log = tmp_path / "log.txt"
+    alive = runner.cpu_nodes
+    monkeypatch.setattr(runner, "cpu_nodes", lambda options: [*alive(options), ("ab" * 28, 1)])  # listed, but gone
+    first = run_stage(NodeStepStage([30, 31, 32, 33], str(log)), tmp_path / "out", progress=False)
+    assert not first.ok and [key for key, _ in first.failures] == ["item-31", "item-33"], first.failures  # the second node's share
+    assert all("TaskUnschedulableError" in detail for _, detail in first.failures)
+    monkeypatch.setattr(runner, "cpu_nodes", alive)
+    again = run_stage(NodeStepStage([30, 31, 32, 33], str(log)), tmp_path / "out", progress=False)
+    assert again.ok and again.steps_finished_before == {"use": 2}
+
+
 def test_overwrite_deletes_the_earlier_output_only_once_the_inputs_are_checked(ray_local, sources, tmp_path):
     """--overwrite (run_stage's `overwrite`) deletes nothing before the stage's inputs are resolved:
     a missing input fails with its own error and the earlier output is as it was."""

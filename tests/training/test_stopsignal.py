@@ -78,7 +78,7 @@ def test_the_driver_forwards_the_first_signal_as_a_stop_request_and_a_second_int
             with pytest.raises(KeyboardInterrupt) as raised:
                 os.kill(os.getpid(), getattr(signal, second))
             assert type(raised.value) is unwinds and type(forward.interrupt()) is unwinds
-            assert f"{second} again: stopping now, without a checkpoint" in capfd.readouterr().err
+            assert f"{second}: stopping now, without a checkpoint" in capfd.readouterr().err
             # Raised inside ray.wait, a Terminated comes out as a plain KeyboardInterrupt: the flag keeps it 143.
             assert ray_tasks.TERMINATED[0] is (unwinds is Terminated)
         assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
