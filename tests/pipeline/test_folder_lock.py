@@ -15,7 +15,7 @@ from crawlmill.cli import app
 from crawlmill.pipeline.folder_lock import OutputFolderBusy, output_lock
 from crawlmill.pipeline.runner import run_stage
 from tests.conftest import REPO
-from tests.pipeline.test_runner import LinesStage
+from tests.pipeline.lines_stage import LinesStage
 
 HOLDER = textwrap.dedent(
     """
