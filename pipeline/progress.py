@@ -10,6 +10,10 @@ nothing finishes (a long task: the log shows the step is alive), and one when it
 
 A step whose tasks report only at the end (a per-node step) passes `poll`, which counts its
 finished tasks from their markers (one listing per `interval`), so the count moves as they finish.
+A step of one long task that counts in its own units (the trainer's steps: `polled_units`) passes a
+`poll` that returns (done, total) read from what the task writes:
+
+    train: 1,200/10,000 steps, 3600s, about 7h20m left
 """
 
 from __future__ import annotations
@@ -47,12 +51,14 @@ class StageProgress:
     def __init__(
         self, stage: str, total: int, done: int, enabled: bool = True, unit: str = "parts",
         console: Console | None = None, interval: float | None = None, clock: Callable[[], float] = time.monotonic,
-        poll: Callable[[], int] | None = None, heartbeat: float = HEARTBEAT,
+        poll: Callable[[], int | tuple[int, int]] | None = None, heartbeat: float = HEARTBEAT, polled_units: bool = False,
     ) -> None:  # fmt: skip
         self.console = console or Console(stderr=True, soft_wrap=True)
         self.stage, self.total, self.completed, self.unit = stage, total, done, unit
         self.done_before, self.polled = done, 0  # polled: finished units counted from markers (`poll`)
         self.poll, self.heartbeat = poll, heartbeat
+        # polled_units: only `poll` counts (done, total): a finished task is not one more unit
+        self.polled_units = polled_units
         self.lock = threading.Lock()  # the watch thread and the caller's callbacks
         self.stopped = threading.Event()
         self.watcher: threading.Thread | None = None
@@ -94,6 +100,8 @@ class StageProgress:
         self.stopped.set()
         if self.watcher is not None:  # a poll of a store that does not answer must not hold up a Ctrl-C
             self.watcher.join(timeout=2)
+        if self.polled_units and exc[0] is None:  # the task's last units, counted after it ended
+            self._look()
         self.progress.__exit__(*exc)
         if self.as_lines:
             self._line()  # the step's last figures, also when it stopped early
@@ -126,27 +134,42 @@ class StageProgress:
 
     def watch_once(self) -> None:
         """One look of the watch thread (tests call it directly)."""
-        try:
-            polled = self.poll() if self.poll is not None else 0
-        except Exception:  # a listing that failed (a store's hiccup): the next look may succeed
-            polled = self.polled
         with self.lock:
             if self.stopped.is_set():  # a poll that outlasted the step: its last line is written
                 return
+        moved = self._look()
+        with self.lock:
+            if self.stopped.is_set():
+                return
+            quiet = self.clock() - self.last_line
+            if self.as_lines and self.shown < self.total and ((moved and quiet >= self.interval) or quiet >= self.heartbeat):
+                self._line()
+
+    def _look(self) -> bool:
+        """Poll once; whether the count moved. A poll that fails (a store's hiccup) counts nothing:
+        the next look may succeed."""
+        try:
+            polled = self.poll() if self.poll is not None else 0
+        except Exception:
+            return False
+        with self.lock:
+            if isinstance(polled, tuple):
+                polled, total = polled
+                if total and total != self.total:
+                    self.total = total
+                    self.progress.update(self.task, total=total)
             moved = polled > self.shown
             self.polled = max(self.polled, polled)
             if moved:
                 self.progress.update(self.task, completed=self.shown)
-            quiet = self.clock() - self.last_line
-            if self.as_lines and self.shown < self.total and ((moved and quiet >= self.interval) or quiet >= self.heartbeat):
-                self._line()
+            return moved
 
     def part_done(self, part: dict[str, Any]) -> None:
         with self.lock:
             self._part_done(part)
 
     def _part_done(self, part: dict[str, Any]) -> None:
-        self.completed += 1
+        self.completed += 0 if self.polled_units else 1
         if "in" not in part:  # a task that is not a document part: no record counts to show
             self.progress.update(self.task, completed=self.shown)
             self._tick()
@@ -173,7 +196,7 @@ class StageProgress:
         with self.lock:
             if shown:
                 self.console.print(f"[red]part failed[/red] {escape(source)}: {escape(detail)}", highlight=False)
-            self.completed += 1
+            self.completed += 0 if self.polled_units else 1
             self.progress.update(self.task, completed=self.shown)
             self._tick()
 

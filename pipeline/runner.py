@@ -101,11 +101,14 @@ class StageContext:
         title: str | None = None,
         fresh_worker: bool = False,
         said_by_stage: tuple[str, ...] = (),
+        poll_units: Callable[[], tuple[int, int]] | None = None,
     ) -> dict[str, Any]:
         """Run `fn(*shared, *task.args)` for every task not finished before; return every task's
         result (a JSON-able dict, read back from its marker for finished ones), by key, in order.
         `fresh_worker`: each task in a new worker process (run_jobs). `said_by_stage`: names of
-        errors whose failure the stage reports itself (a stop the user asked for), not as "part failed"."""
+        errors whose failure the stage reports itself (a stop the user asked for), not as "part failed".
+        `poll_units`: the bar counts `unit`s that the tasks write as they go, (done, total) read by
+        it (the trainer's steps), rather than tasks finished."""
         markers = as_path(markers) if markers is not None else self.work / DONE_DIR / name
         if len({t.key for t in tasks}) != len(tasks):
             raise ValueError(f"step {name}: task keys are not unique")
@@ -115,7 +118,10 @@ class StageContext:
         if todo:
             jobs = [Job(t.key, (str(markers / f"{t.key}.json"), t.args), t.label) for t in todo]
             title = title or f"{self.stage} {name}"
-            with StageProgress(title, total=len(tasks), done=len(results), enabled=self.progress, unit=unit) as bar:
+            total, done = len(tasks), len(results)
+            if poll_units is not None and self.progress:
+                done, total = _first_look(poll_units)
+            with StageProgress(title, total=total, done=done, enabled=self.progress, unit=unit, poll=poll_units, polled_units=poll_units is not None) as bar:
                 outcome = run_jobs(
                     run_task, jobs, self.ray_options,
                     on_done=lambda job, result: bar.part_done(result if isinstance(result, dict) else {}),
@@ -168,6 +174,14 @@ class StageContext:
                 raise StepFailed(name, failures, errors)
             check_markers_seen(markers, todo)
         return {t.key: results[t.key] for t in tasks}
+
+
+def _first_look(poll: Callable[[], tuple[int, int]]) -> tuple[int, int]:
+    """A step's units (done, total) before it starts; (0, 0) when they cannot be read yet."""
+    try:
+        return poll()
+    except Exception:  # a store's hiccup: the watch thread looks again
+        return 0, 0
 
 
 _NODE_STATE: Any = None  # what a node step's setup made, inherited by the processes forked from it

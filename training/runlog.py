@@ -29,12 +29,13 @@ step when the run resumes, so every step appears once); a run started afresh sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from crawlmill.files import as_path, atomic_write_json, read_text
+from crawlmill.files import as_path, atomic_write_json, file_size, open_binary, read_text
 
 RUN_FILE = "run.json"
 LOG_FILE = "log.jsonl"
@@ -101,6 +102,27 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     for record in read_log(run_dir):
         run.setdefault(record.get("kind", "train"), []).append(record)
     return run
+
+
+TAIL_BYTES = 1 << 16  # the end of a log that steps_so_far reads: many records, whatever the log's length
+
+
+def steps_so_far(run_dir: str | Path) -> tuple[int, int]:
+    """(the highest step the run's log records, its length in steps from run.json), 0 for what is not
+    written yet; read from the log's end only, so that a driver can look every few seconds."""
+    folder = as_path(run_dir)
+    total = int(json.loads(read_text(folder / RUN_FILE)).get("total_steps", 0)) if (folder / RUN_FILE).is_file() else 0
+    if not (folder / LOG_FILE).is_file():
+        return 0, total
+    start = max(0, file_size(folder / LOG_FILE) - TAIL_BYTES)
+    with open_binary(folder / LOG_FILE) as log:
+        log.seek(start)
+        lines = log.read().decode("utf-8", errors="replace").splitlines()
+    done = 0
+    for line in lines[1:] if start else lines:  # from the middle of the file, the first line is cut
+        with contextlib.suppress(ValueError, AttributeError, TypeError):  # a line cut by the writer, or not a record
+            done = max(done, int(json.loads(line).get("step", 0)))
+    return done, total
 
 
 def final_validation(run_dir: str | Path) -> dict[str, Any]:

@@ -109,7 +109,8 @@ class TrainStage(Stage):
         forward = ForwardStop(request)
         try:
             with forward if request.path else contextlib.nullcontext():
-                result = ctx.step("train", train_task, [job], title="train", said_by_stage=("TrainingStopped",))["train"]
+                result = ctx.step("train", train_task, [job], title="train", said_by_stage=("TrainingStopped",), unit="steps",
+                                  poll_units=lambda: self._steps_so_far(str(ctx.output)))["train"]  # fmt: skip
         except StepFailed as failed:
             said = re.search(STOPPED_AS_ASKED.format(step=r"(\d+)"), failed.failures[0][1]) if failed.failures else None
             if forward.which is None or said is None:
@@ -127,6 +128,18 @@ class TrainStage(Stage):
             "counters": {"steps": result["steps"], "tokens": result["tokens"]},
             "final": {"loss": result["loss"], "valid": result["valid"]},
         }  # fmt: skip
+
+    def _steps_so_far(self, run_dir: str) -> tuple[int, int]:
+        """The progress bar's (steps logged, the run's length): the length from run.json once the
+        trainer wrote it, before that as this config plans it on one data-parallel rank."""
+        from .run_plan import plan_run
+        from .runlog import steps_so_far
+
+        done, total = steps_so_far(run_dir)
+        if not total:
+            with contextlib.suppress(ValueError):
+                total = plan_run(self.config, 1).total_steps
+        return done, total
 
     def report(self, result: StageResult) -> list[str]:
         stats = result.stats or {}

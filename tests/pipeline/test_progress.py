@@ -116,3 +116,40 @@ def test_the_watch_thread_looks_by_itself_and_ends_with_the_step():
         bar.stopped.wait(2.5)
     assert not bar.watcher.is_alive() and looks  # it looked at least once and ended with the step
     assert buffer.getvalue().splitlines()[-1].startswith("dedup map: 1/2 tasks")
+
+
+def test_a_step_counted_in_its_own_units_shows_them_with_the_total_it_reads_and_its_last_count():
+    """The train stage's one task showed `0/1 tasks` for the whole training: its bar counts the
+    steps the trainer logs, against the run's length once the trainer wrote it (a first guess before)."""
+    console, buffer = log_console()
+    clock, logged = Clock(), [(100, 0)]  # resumed at step 100; the length not written yet
+    bar = StageProgress("train", total=380, done=100, unit="steps", console=console, interval=1, clock=clock,
+                        poll=lambda: logged[-1], polled_units=True)  # fmt: skip
+    bar.watch_once = lambda: None
+    with bar:
+        logged.append((150, 400))  # run.json says 400 steps
+        clock.now = 10
+        StageProgress.watch_once(bar)
+        logged.append((400, 400))  # the last steps, logged before the task returned
+        bar.part_done({"steps": 400})  # the task's result is no step more
+    assert buffer.getvalue().splitlines() == [
+        "train: 100 of 380 steps already finished, skipping them",
+        "train: 280 of 380 steps to do",
+        "train: 150/400 steps, 10s, about 50s left",
+        "train: 400/400 steps, 10s",
+    ]
+
+
+def test_a_step_counted_in_its_own_units_does_not_look_again_after_a_failure():
+    console, buffer = log_console()
+    looks = []
+    bar = StageProgress("train", total=10, done=0, unit="steps", console=console, interval=1, clock=Clock(),
+                        poll=lambda: looks.append(1) or (3, 10), polled_units=True)  # fmt: skip
+    bar.watch_once = lambda: None
+    try:
+        with bar:
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert not looks  # a store that does not answer must not hold up a Ctrl-C
+    assert buffer.getvalue().splitlines()[-1] == "train: 0/10 steps, 0s"

@@ -36,7 +36,7 @@ def test_sigterm_to_the_driver_saves_the_step_the_trainer_reached_and_the_rerun_
     out.mkdir()
     (out / "shards").symlink_to(tiny_shards)  # pack's output, where the train stage reads it
     (tmp_path / "run.yaml").write_text(yaml.safe_dump({"output_dir": str(out), "train": train}))
-    command = [sys.executable, "-m", "crawlmill.cli", "run", str(tmp_path / "run.yaml"), "--only", "train", "--no-progress", "--num-cpus", "2"]
+    command = [sys.executable, "-m", "crawlmill.cli", "run", str(tmp_path / "run.yaml"), "--only", "train", "--num-cpus", "2"]  # progress lines in the log
     env = {**os.environ, "RAY_ADDRESS": ""}
     run = out / "train"
     with (tmp_path / "stderr.txt").open("w") as stderr:
@@ -56,6 +56,7 @@ def test_sigterm_to_the_driver_saves_the_step_the_trainer_reached_and_the_rerun_
     assert json.loads((run / "log.jsonl").read_text().splitlines()[-1])["kind"] == "stopped"
     assert f"saved step {reached}" in message and "rerun the same command" in message, message[-3000:]
     assert "part failed" not in message, message[-3000:]  # a stop the user asked for is not reported as a failure
+    assert "train: 400 of 400 steps to do" in message, message[-3000:]  # the bar counts steps, not the one task
     assert not list((run / "_work").glob("stop-*")), "the stop request is removed"
     # the rerun resumes from that step (stopped again at once: the test needs no 400 steps)
     with (tmp_path / "stderr2.txt").open("w") as stderr:
@@ -69,6 +70,7 @@ def test_sigterm_to_the_driver_saves_the_step_the_trainer_reached_and_the_rerun_
     message = " ".join((tmp_path / "stderr2.txt").read_text().split())
     assert train_records(run, "resumed")[0]["step"] == reached, message[-3000:]
     assert "no checkpoint yet" not in message
+    assert f"train: {reached} of 400 steps already finished" in message, message[-3000:]
     assert status == 130, (status, message[-3000:])
     again = max(r["step"] for r in train_records(run))
     assert (run / "checkpoints" / LATEST).read_text().strip() == f"step-{again:08d}" and again > reached, message[-3000:]
