@@ -18,6 +18,7 @@ import click
 import typer
 from typer.core import TyperCommand
 
+from crawlmill.training.memory import human_count
 from crawlmill.training.planner import sci
 
 from .cli_common import at_least_one, err, fail, out, print_json, user_errors
@@ -164,7 +165,7 @@ def _print_compute(result: Any, memory: dict[str, Any]) -> None:
     _line("data D_opt", f"{sci(best.data_tokens_opt)} tokens")
     _line("model", _shape(m))
     _line("  its M", f"{sci(result.model_scale)} ({result.model_scale_deviation:+.1%} from M_opt); 6N1 {sci(result.scales['six_n1'])}, 6N2 {sci(result.scales['six_n2'])}")
-    _line("  parameters", f"{params['non_embedding'] / 1e9:.3g}B non-embedding, {params['total'] / 1e9:.3g}B with embeddings (vocabulary {result.scales['vocab_size']:,})")
+    _line("  parameters", f"{human_count(params['non_embedding'])} non-embedding, {human_count(params['total'])} with embeddings (vocabulary {result.scales['vocab_size']:,})")
     _line("  tokens C / M", f"{sci(result.data_tokens)}")
     _print_memory(memory)
     for warning in result.warnings():

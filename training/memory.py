@@ -68,7 +68,7 @@ class MemoryEstimate:
 
     def describe(self) -> str:
         return (
-            f"{_size(self.total)}: weights, gradients and optimizer states {_size(self.states)} ({_count(self.parameters)} parameters x "
+            f"{_size(self.total)}: weights, gradients and optimizer states {_size(self.states)} ({human_count(self.parameters)} parameters x "
             f"{self.bytes_per_parameter:.3g} bytes), activations {_size(self.activations)} ({self.micro_batches_in_flight} micro-batch(es) "
             f"in flight)" + (f", bf16 logits and their gradient {_size(self.output_gradient)}" if self.output_gradient else "")
             + (f" on the {self.pipeline_stage} pipeline stage" if self.pipeline_stage != "all" else "")
@@ -90,10 +90,10 @@ def _size(size: float) -> str:
     return f"{size / GIB:,.1f} GiB" if size >= GIB else f"{size / 2**20:,.1f} MiB"
 
 
-def _count(number: float) -> str:
+def human_count(number: float) -> str:
     for size, unit in ((1e9, "B"), (1e6, "M")):
         if number >= size:
-            return f"{number / size:.3g}{unit}"
+            return f"{number / size:.3g}{unit}" if number < 1000 * size else f"{number / size:,.0f}{unit}"  # 1,190B, not 1.19e+03B
     return f"{number:,.0f}"
 
 

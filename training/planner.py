@@ -49,6 +49,9 @@ ASPECT_ANCHORS: tuple[tuple[int, int], ...] = ((768, 12), (2048, 24), (4096, 30)
 ASPECT_WEIGHT = 0.1  # cost of ln(depth / rule's depth) relative to ln(M / M_opt)
 MAX_WIDTH = 64 * 1024
 SMALLEST_FITTED_COMPUTE = 1e17  # the paper's smallest budget (its Figure 2's grid search)
+# The largest run the paper checked its laws on: the 67B (95 x 8192, M 4.97e11) on 2e12 tokens. Like the
+# plan's other tolerances, ×2 of it still counts as near.
+LARGEST_CHECKED_COMPUTE = (72 * 95 * 8192**2 + 12 * 95 * 8192 * 4096) * 2e12
 
 
 @dataclass(frozen=True)
@@ -184,10 +187,14 @@ class Plan:
 
     def warnings(self) -> list[str]:
         """Where this plan leaves what the laws stand on: a budget below the paper's smallest
-        (1e17 FLOPs, its Figure 2), or a shape or batch far from the optimum it was made for."""
+        (1e17 FLOPs, its Figure 2) or above twice its largest run (the 67B on 2T tokens), or a shape
+        or batch far from the optimum it was made for."""
         said, best = [], self.optimum
         if best.compute < SMALLEST_FITTED_COMPUTE:
             said.append(f"C {sci(best.compute)} lies below the paper's smallest budget ({sci(SMALLEST_FITTED_COMPUTE)} FLOPs): the laws are extrapolated here")
+        if best.compute > 2 * LARGEST_CHECKED_COMPUTE:
+            said.append(f"C {sci(best.compute)} lies far above the largest run the paper checked the laws on (its 67B on 2e12 tokens, "
+                        f"{sci(LARGEST_CHECKED_COMPUTE)} FLOPs): the laws are extrapolated here")  # fmt: skip
         if not 0.5 <= self.model_scale / best.model_scale_opt <= 2:
             said.append(f"no model shape comes near M_opt {sci(best.model_scale_opt)}: the closest, {self.model.num_layers} x {self.model.hidden_size}, has M {sci(self.model_scale)}")
         batch_tokens = self.global_batch_size * self.model.seq_length

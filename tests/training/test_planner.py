@@ -232,5 +232,8 @@ def test_a_plan_says_where_it_leaves_what_the_laws_stand_on():
     assert len(tiny) == 3 and "below the paper's smallest budget (1e17 FLOPs)" in tiny[0]
     assert "closest, 1 x 128, has M 7.471e6" in tiny[1] and "B_opt 5.450e2 tokens" in tiny[2]
     assert [w for w in plan_compute(1e20, data_parallel=512).warnings() if "global batch (512 x 4096" in w]
+    huge = plan_compute(1e26).warnings()  # 100x the 67B's budget: said too (it was silent)
+    assert len(huge) == 1 and "far above the largest run the paper checked the laws on (its 67B on 2e12 tokens, 9.946e23 FLOPs)" in huge[0]
+    assert plan_compute(1.9e24).warnings() == []
     result = CliRunner().invoke(app, ["plan", "--compute", "1e10", "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)["warnings"] == tiny
