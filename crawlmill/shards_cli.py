@@ -92,7 +92,7 @@ def inspect(path: str = SHARDS_PATH, as_json: bool = JSON) -> None:
     )  # fmt: skip
     out.print(table)
     for key in ("by_dump", "by_lang", "by_domain"):
-        if key in report:
+        if report.get(key):  # a hand-written manifest may give none
             with_bytes = all("bytes" in counts for counts in report[key].values())
             breakdown = Table(key.replace("by_", ""), "documents", "tokens", *(("text bytes",) if with_bytes else ()), "share")
             total = max(report["tokens"], 1)
@@ -138,6 +138,8 @@ def verify(
         raise typer.Exit(2)
     if not as_json:
         checks = "structure, token range and checksums" if summary["checksums"] else "structure and token range (no manifest: no checksums)"
+        if not summary["vocab_size"]:  # no manifest tokenizer and no --vocab-size: ids are only known to fit the dtype
+            checks = "structure (no manifest: no checksums; token ids unchecked: give --vocab-size)"
         out.print(f"[green]ok[/green] {summary['path']}: {summary['shards']} shard(s), {summary['tokens']:,} tokens; {checks} verified")
 
 

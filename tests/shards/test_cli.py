@@ -148,3 +148,20 @@ def test_inspect_table_at_80_columns(tmp_path, monkeypatch):
         assert rows[row["shard"]][-2:] == [f"{row['bin_bytes']:,}", f"{row['idx_bytes']:,}"]
     bin_total, idx_total = (sum(r[key] for r in report["shards"]) for key in ("bin_bytes", "idx_bytes"))
     assert rows["total"][-2:] == [f"{bin_total:,}", f"{idx_total:,}"] and (report["bin_bytes"], report["idx_bytes"]) == (bin_total, idx_total)
+
+
+def test_inspect_a_manifest_without_breakdowns_and_verify_without_a_vocabulary_say_what_they_checked(tmp_path):
+    """A hand-written manifest (no by_dump/by_lang/by_domain) crashed `inspect`; `verify` of shards
+    with no manifest said "token range verified" with nothing to check the ids against."""
+    folder = write_shard_folder(tmp_path / "shards")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for key in ("by_dump", "by_lang", "by_domain", "domains"):
+        del manifest[key]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    result = invoke("shards", "inspect", folder)
+    assert result.exit_code == 0 and "total" in result.stdout, result.output
+    (folder / "manifest.json").unlink()
+    result = invoke("shards", "verify", folder)
+    assert result.exit_code == 0 and "token ids unchecked: give --vocab-size" in result.stdout, result.output
+    result = invoke("shards", "verify", folder, "--vocab-size", 10)  # the ids go up to 999
+    assert result.exit_code == 2 and "not below the vocabulary size 10" in result.output, result.output
