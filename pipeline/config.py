@@ -300,7 +300,8 @@ def load_run_config(path: str | Path, pipeline: Pipeline | None = None) -> Any:
         where = f"{name}.{spec.name}"
         try:
             section = load_section(spec.config, data.get(spec.name), where, base)
-            check_section(section, where)
+            if spec.name in data or not spec.optional:  # an optional stage left out never runs: its defaults need not be runnable
+                check_section(section, where)
             sections[spec.name] = section
         except ConfigError as exc:
             errors.append(str(exc))

@@ -27,6 +27,7 @@ it keeps, so it runs on a throwaway Document. A chain reports the first failing 
 
 from __future__ import annotations
 
+import inspect
 from collections import Counter
 from typing import Any
 
@@ -289,9 +290,9 @@ def _make(family: str, lang: str, params: dict[str, Any], tokenizer: LastTextMem
     params, errors = check_settings(cls, params, f"rules.{lang}.{family}")  # as the class takes them: "2e3" as 2000
     if errors:  # RuleChain checked them first: only a caller of _make alone gets here
         raise ValueError("\n".join(errors))
-    if family == "policy":
+    if "language" not in inspect.signature(cls).parameters:  # a rule that counts no words (policy)
         return cls(**params)
-    return cls(language=tokenizer, **params)  # tuples already: check_settings converts to the class's types
+    return cls(language=tokenizer, **params)  # datatrove's word tokenizer for the language; tuples already (check_settings)
 
 
 class RuleChain:

@@ -49,7 +49,8 @@ def test_reading_the_list_imports_no_stage_dependency():
 
 
 def test_readme_stage_table_is_the_pipeline_list():
-    assert PIPELINE.markdown_table() in (REPO / "README.md").read_text()
+    table = PIPELINE.markdown_table()
+    assert table in (REPO / "README.md").read_text(), f"README.md's stage table should be (python -m crawlmill.pipeline.definition):\n{table}"
 
 
 @pytest.fixture
@@ -112,3 +113,28 @@ def test_a_stage_added_to_the_list_runs_in_order_alone_and_from(ray_local, toy_p
     assert "tokenizer: using" in external.stdout and (ran["tokenizer"]["status"], ran["tokenizer"]["folder"]) == ("external", str(tmp_path / "out/tokenizer"))
     packed = json.loads((tmp_path / "out/shards/_stats.json").read_text())
     assert ran["pack"]["status"] == "done before" and (ran["pack"]["records_in"], ran["pack"]["kept"]) == (packed["in"], packed["kept"])  # the same tokenizer: already packed
+
+
+def test_an_optional_stage_left_out_of_the_config_is_not_checked(tmp_path):
+    """A new optional stage whose defaults are not runnable (`check()` asks for a setting) made every
+    run config without its section fail to load."""
+    from dataclasses import dataclass, field
+
+    from crawlmill.pipeline.config import ConfigError, load_run_config
+
+    @dataclass
+    class NeedsPhrases:
+        inputs: list[str] = field(default_factory=list, metadata={"path": True})
+        phrases: list[str] = field(default_factory=list)
+
+        def check(self) -> None:
+            if not self.phrases:
+                raise ValueError("give phrases")
+
+    spec = StageSpec("blocklist", NeedsPhrases, "tests.pipeline.toy_stage:ToyStage", "drops listed phrases", "(none)", reads=("filter",), optional=True)
+    pipeline = PIPELINE.with_stage(spec, after="filter")
+    (tmp_path / "without.yaml").write_text(yaml.safe_dump({"output_dir": str(tmp_path / "out")}))
+    assert load_run_config(tmp_path / "without.yaml", pipeline).sections == []
+    (tmp_path / "with.yaml").write_text(yaml.safe_dump({"output_dir": str(tmp_path / "out"), "blocklist": {"inputs": []}}))
+    with pytest.raises(ConfigError, match="with.yaml.blocklist: give phrases"):
+        load_run_config(tmp_path / "with.yaml", pipeline)
