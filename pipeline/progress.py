@@ -72,6 +72,10 @@ class StageProgress:
         self.interval = log_interval() if interval is None else interval
         self.clock = clock
         self.started = self.last_line = clock()
+        # (time, count) when this run's first unit finished: the estimate of the time left is the rate
+        # since then, so that start-up (Ray workers, a model loaded by every first task) does not
+        # count as work: "1/14 parts, about 4m left" of a step that ended 4 s later
+        self.first_done: tuple[float, int] | None = None
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -120,10 +124,16 @@ class StageProgress:
         text += f", {elapsed:.0f}s"
         if self.counted and elapsed >= 1:
             text += f", {self.records_in / elapsed:,.0f} records/s"
-        done_now = shown - self.done_before
-        if 0 < done_now and shown < self.total and elapsed >= 1:
-            text += f", about {_duration(elapsed / done_now * (self.total - shown))} left"
+        if self.first_done is not None and shown < self.total:
+            since, count = self.first_done
+            if shown > count and self.clock() - since >= 1:
+                text += f", about {_duration((self.clock() - since) / (shown - count) * (self.total - shown))} left"
         return text
+
+    def _counted(self) -> None:
+        """After the count moved: the first time in this run, where the rate is measured from."""
+        if self.first_done is None and self.shown > self.done_before:
+            self.first_done = (self.clock(), self.shown)
 
     def _watch(self) -> None:
         """Every `interval` (at least 1 s): the markers counted (`poll`); in a log, a line when the
@@ -160,6 +170,7 @@ class StageProgress:
                     self.progress.update(self.task, total=total)
             moved = polled > self.shown
             self.polled = max(self.polled, polled)
+            self._counted()
             if moved:
                 self.progress.update(self.task, completed=self.shown)
             return moved
@@ -170,6 +181,7 @@ class StageProgress:
 
     def _part_done(self, part: dict[str, Any]) -> None:
         self.completed += 0 if self.polled_units else 1
+        self._counted()
         if "in" not in part:  # a task that is not a document part: no record counts to show
             self.progress.update(self.task, completed=self.shown)
             self._tick()
@@ -189,6 +201,7 @@ class StageProgress:
         """`count` more units done, for a step counted in units (tokens) rather than parts."""
         with self.lock:
             self.completed += count
+            self._counted()
             self.progress.update(self.task, completed=self.shown)
             self._tick()
 
@@ -197,6 +210,7 @@ class StageProgress:
             if shown:
                 self.console.print(f"[red]part failed[/red] {escape(source)}: {escape(detail)}", highlight=False)
             self.completed += 0 if self.polled_units else 1
+            self._counted()
             self.progress.update(self.task, completed=self.shown)
             self._tick()
 

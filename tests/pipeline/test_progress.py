@@ -37,7 +37,7 @@ def test_in_a_log_a_line_at_start_every_interval_and_at_the_end():
         bar.part_done(part(234, 9))  # the last: its line comes at exit
     assert buffer.getvalue().splitlines() == [
         "filter: 4 of 4 parts to do",
-        "filter: 2/4 parts, 1,100 records, 990 kept, 0 quarantined, 12s, 92 records/s, about 12s left",
+        "filter: 2/4 parts, 1,100 records, 990 kept, 0 quarantined, 12s, 92 records/s, about 24s left",  # the rate since the first part
         "filter: 4/4 parts, 1,344 records, 1,000 kept, 0 quarantined, 30s, 45 records/s",
     ]
     assert "\x1b" not in buffer.getvalue()  # no control codes in a log
@@ -78,7 +78,7 @@ def test_in_a_log_a_long_task_gets_a_line_anyway_and_a_polled_step_moves_before_
         "quality score: 1 of 4 tasks (per node) already finished, skipping them",
         "quality score: 3 of 4 tasks (per node) to do",
         "quality score: 1/4 tasks (per node), 6s",
-        "quality score: 3/4 tasks (per node), 8s, about 4s left",
+        "quality score: 3/4 tasks (per node), 8s",  # the first tasks of this run: no rate yet
         "quality score: 4/4 tasks (per node), 8s",
     ]
 
@@ -130,13 +130,17 @@ def test_a_step_counted_in_its_own_units_shows_them_with_the_total_it_reads_and_
         logged.append((150, 400))  # run.json says 400 steps
         clock.now = 10
         StageProgress.watch_once(bar)
+        logged.append((200, 400))
+        clock.now = 20
+        StageProgress.watch_once(bar)
         logged.append((400, 400))  # the last steps, logged before the task returned
         bar.part_done({"steps": 400})  # the task's result is no step more
     assert buffer.getvalue().splitlines() == [
         "train: 100 of 380 steps already finished, skipping them",
         "train: 280 of 380 steps to do",
-        "train: 150/400 steps, 10s, about 50s left",
-        "train: 400/400 steps, 10s",
+        "train: 150/400 steps, 10s",  # start-up (the model built) is no rate of steps
+        "train: 200/400 steps, 20s, about 40s left",
+        "train: 400/400 steps, 20s",
     ]
 
 
@@ -153,3 +157,18 @@ def test_a_step_counted_in_its_own_units_does_not_look_again_after_a_failure():
         pass
     assert not looks  # a store that does not answer must not hold up a Ctrl-C
     assert buffer.getvalue().splitlines()[-1] == "train: 0/10 steps, 0s"
+
+
+def test_the_time_left_is_measured_from_the_first_part_not_from_the_start():
+    """A filter whose first part took 20 s (Ray workers, the language model loaded) said "1/14
+    parts, about 4m left" and ended 4 s later."""
+    console, buffer = log_console()
+    clock = Clock()
+    with StageProgress("filter", total=14, done=0, console=console, interval=0, clock=clock) as bar:
+        clock.now = 20
+        bar.part_done(part(10, 9))
+        clock.now = 22
+        bar.part_done(part(10, 9))
+    lines = buffer.getvalue().splitlines()
+    assert lines[1] == "filter: 1/14 parts, 10 records, 9 kept, 0 quarantined, 20s, 0 records/s"
+    assert lines[2] == "filter: 2/14 parts, 20 records, 18 kept, 0 quarantined, 22s, 1 records/s, about 24s left"
