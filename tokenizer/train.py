@@ -39,7 +39,7 @@ from ..pipeline.stage import StageInputError
 from .config import TokenizerConfig
 from .corpus import CorpusCounts
 from .human import human_bytes
-from .pretokenize import deepseek_decoder, deepseek_normalizer, deepseek_post_processor, deepseek_pre_tokenizer
+from .pretokenize import deepseek_decoder, deepseek_normalizer, deepseek_post_processor, deepseek_pre_tokenizer, training_pre_tokenizer
 from .vocab import BOS, EOS, PAD, SPECIAL_TOKENS, VocabLayout
 
 MODEL_MAX_LENGTH = 4096  # DeepSeek LLM's training sequence length
@@ -77,7 +77,9 @@ def train(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         max_token_length=config.max_token_length,
     )
+    tokenizer.pre_tokenizer = training_pre_tokenizer()  # bounded time on a very long piece (pretokenize.py)
     tokenizer.train_from_iterator(_reporting(corpus, kept, started), trainer=trainer)
+    tokenizer.pre_tokenizer = deepseek_pre_tokenizer()
     learned = tokenizer.get_vocab_size()
     if learned != config.vocab_size:
         raise CorpusTooSmall(_too_small(config, seen, kept, learned))

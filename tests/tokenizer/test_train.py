@@ -1,5 +1,6 @@
 """Training: the vocabulary layout, the output folder and its loaders, determinism, bad input."""
 
+import gzip
 import json
 from pathlib import Path
 
@@ -150,3 +151,35 @@ def test_a_long_read_of_the_corpus_says_how_far_it_is(monkeypatch, capsys):
     assert lines[3].startswith("tokenizer train: 3.0 MiB of text read in ") and lines[3].endswith("; learning the merges")
     monkeypatch.setattr(train_module, "REPORT_EVERY", 60.0)  # a short read: not a line
     assert len(list(train_module._reporting(corpus(), kept, train_module.time.perf_counter()))) == 3 and capsys.readouterr().err == ""
+
+
+def test_a_very_long_piece_is_cut_for_training_only(ray_local, small_tokenizer_dir, tmp_path):
+    """One 60,000-character Chinese run without punctuation (a spam page that passes every filter) kept
+    the BPE trainer busy for minutes: the trainer sees it in pieces of TRAINING_PIECE_CHARS, ordinary
+    text trains exactly as with the released pre-tokenizer, and the tokenizer written splits as the
+    release does."""
+    from tokenizers import trainers
+
+    from crawlmill.tokenizer.pretokenize import TRAINING_PIECE_CHARS, deepseek_pre_tokenizer, training_pre_tokenizer
+    from crawlmill.tokenizer.train import new_tokenizer
+
+    run = "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(2 * TRAINING_PIECE_CHARS + 5))
+    assert [len(piece) for piece, _ in training_pre_tokenizer().pre_tokenize_str(run)] == [3 * TRAINING_PIECE_CHARS] * 2 + [15]  # byte-level: 3 symbols a character
+    assert len(deepseek_pre_tokenizer().pre_tokenize_str(run)) == 1
+
+    ordinary = [line for path in SAMPLE_WET for line in gzip.open(path, "rt", encoding="utf-8").read().splitlines()]  # English and Chinese pages
+    learnt = []
+    for pre_tokenizer in (deepseek_pre_tokenizer(), training_pre_tokenizer()):
+        tokenizer = new_tokenizer()
+        tokenizer.pre_tokenizer = pre_tokenizer
+        tokenizer.train_from_iterator(ordinary, trainer=trainers.BpeTrainer(vocab_size=400, show_progress=False))
+        learnt.append(json.loads(tokenizer.to_str())["model"])
+    assert learnt[0] == learnt[1]  # no piece of ordinary text is that long: the same merges
+
+    spam = tmp_path / "spam.txt"
+    spam.write_text("".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(60_000)) + "\n", encoding="utf-8")
+    out = tmp_path / "with-spam"
+    train_tokenizer(TokenizerConfig(inputs=[*SAMPLE_WET, str(spam)], vocab_size=1000), out)
+    written = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
+    assert written["pre_tokenizer"] == json.loads((small_tokenizer_dir / "tokenizer.json").read_text(encoding="utf-8"))["pre_tokenizer"]
+    assert written["pre_tokenizer"] == RELEASED["pre_tokenizer"]  # what it writes splits as the release
