@@ -84,3 +84,19 @@ def test_the_real_page_keeps_its_dashes(shared_data):
     body = record[record.index(b"HTTP/1.1 200") :].split(b"\r\n\r\n", 1)[1]  # stored decoded (X-Crawler-content-encoding)
     text = HtmlExtractor("resiliparse").extract(decode_html(body, "utf-8").text)
     assert "1979–1983" in text and "19791983" not in text
+
+
+def test_a_page_nested_deeper_than_the_limit_is_extracted_whole():
+    """50,000 nested <div>s took resiliparse's main-content rules three minutes (quadratic in the
+    depth; unclosed <div>s nest too): such a page is extracted whole, in linear time, and counted."""
+    from crawlmill.pipeline.ingest.html_text import MAX_DEPTH
+
+    extractor = HtmlExtractor("resiliparse")
+    article = "<p>The main text of the page is here, with enough words to be its content.</p>"
+    shallow = f"<html><body><nav><a href=/>Home</a> <a href=/shop>Shop</a></nav><main>{article}</main></body></html>"
+    assert "Home" not in extractor.extract(shallow) and extractor.whole_pages == 0
+    for closed in (True, False):
+        deep = "<html><body><nav><a href=/>Home</a> <a href=/shop>Shop</a></nav>" + "<div>" * (3 * MAX_DEPTH) + article + ("</div>" * (3 * MAX_DEPTH) if closed else "") + "</body></html>"
+        text = extractor.extract(deep)
+        assert "Home" in text and "The main text of the page is here" in text
+    assert extractor.whole_pages == 2
