@@ -122,7 +122,7 @@ class QualityOutput(PartStage):
                 elif mode == "threshold" and score < threshold:
                     sink.drop("quality_below_threshold", doc)
                 else:
-                    sink.count(f"kept:{lang}")
+                    sink.count(f"kept:{lang or 'none'}")  # as unscored:none, a document without a language
                     sink.keep(doc)
         if row != len(scores):
             raise ValueError(f"{task.source}: {row} rows but {len(scores)} scores; the input changed after scoring")
@@ -191,7 +191,7 @@ class QualityStage(Stage):
         cuts = self._cuts([scored[t.key] for t in tasks], max_score)
         self._refine(ctx, cuts, max_score)
         stats = run_parts(ctx, QualityOutput(c, self.parts, work, cuts, self.schema))
-        kept = {lang: stats["counters"].get(f"kept:{lang}", 0) for lang in cuts}
+        kept = {lang: stats["counters"].get(f"kept:{lang or 'none'}", 0) for lang in cuts}
         warnings = []
         for lang, cut in cuts.items():
             cut["kept_share"] = round(kept[lang] / max(cut["documents"], 1), 4)
