@@ -1,16 +1,17 @@
-"""`crawlmill shards inspect|verify|sample|stats`: look into Megatron shards (crawlmill/shards/).
+"""`crawlmill shards inspect|verify|sample|stats|adopt`: look into Megatron shards (crawlmill/shards/).
 
     crawlmill shards inspect out/shards --json
     crawlmill shards verify out/shards
     crawlmill shards sample out/shards --n 3 --decode
     crawlmill shards stats out/shards --plot stats.png
+    crawlmill shards adopt data/megatron --tokenizer TOKENIZER_DIR   # a manifest for shards made elsewhere
 
 Any Megatron `.bin`/`.idx` pair is read, with or without pack's manifest, from a path or a URL
 (`crawlmill shards verify s3://bucket/out/shards`; crawlmill/shards/shardset.py says what each
 command reads of a remote shard). Heavy modules (numpy,
 tokenizers, matplotlib) are imported inside the commands so that `crawlmill --help` stays fast.
 Exit status: 0 done, 2 bad input: a missing or damaged shard, one that fails verification (the
-message names the file). Results go to stdout, errors to stderr (cli_common).
+message names the file). Results go to stdout, errors, warnings and progress to stderr (cli_common).
 """
 
 from typing import Optional
@@ -18,10 +19,10 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
-from .cli_common import at_least_one, err, out, print_json, user_errors
+from .cli_common import at_least_one, err, fail, out, print_json, user_errors
 
 app = typer.Typer(
-    help="Look into Megatron shards: inspect, verify, sample, stats.",
+    help="Look into Megatron shards: inspect, verify, sample, stats; adopt shards made elsewhere (a manifest for training).",
     no_args_is_help=True,
     rich_markup_mode="markdown",
     epilog=(
@@ -29,7 +30,8 @@ app = typer.Typer(
         "* `crawlmill shards inspect out/shards`\n\n"
         "* `crawlmill shards verify out/shards`\n\n"
         "* `crawlmill shards sample out/shards --n 3 --decode`\n\n"
-        "* `crawlmill shards stats out/shards --plot stats.png`"
+        "* `crawlmill shards stats out/shards --plot stats.png`\n\n"
+        "* `crawlmill shards adopt data/megatron --tokenizer TOKENIZER_DIR`"
     ),
 )
 # str, not Path: pathlib would fold a URL's "//" ("s3://b/x" -> "s3:/b/x").
@@ -109,6 +111,11 @@ def inspect(path: str = SHARDS_PATH, as_json: bool = JSON) -> None:
     if "tokenizer" in report:
         t = report["tokenizer"]
         out.print(f"tokenizer {t['path']} (sha256 {t['sha256'][:12]}…): vocabulary {t['vocab_size']:,}, padded {t['padded_vocab_size']:,}, EOD {t['eod_id']}")
+    if "adopted" in report:  # shards made elsewhere: say what the manifest could not know
+        a = report["adopted"]
+        without = a.get("documents_without_eod")
+        eod = f"; {without:,} document(s) without the EOD at their end" if isinstance(without, int) and without else ""
+        out.print(f"adopted by `crawlmill shards adopt`, not made by pack: no sources, no per-dump / language / domain counts{eod}", highlight=False, markup=False)
 
 
 @app.command(
@@ -215,3 +222,55 @@ def stats(
     out.print("most frequent: " + ", ".join(f"{_token_label(t)} {t['count']:,}" for t in report["top_tokens"]), highlight=False, markup=False)
     if plot is not None:
         out.print(f"plot written to {plot}", highlight=False, markup=False)
+
+
+@app.command(
+    epilog=(
+        "**Examples**\n\n"
+        "* `crawlmill shards adopt data/megatron --tokenizer TOKENIZER_DIR`  (preprocess_data.py output; EOD: tokenizer_config.json's eos_token)\n\n"
+        "* `crawlmill shards adopt data/megatron --tokenizer hf/model/tokenizer.json --eod-id 2 --weights equal`\n\n"
+        "* `crawlmill shards adopt data/megatron --tokenizer TOKENIZER_DIR --overwrite`  (replace the manifest.json written before)\n\n"
+        "* then `crawlmill shards verify data/megatron` and `crawlmill train --config tiny --data data/megatron --output runs/tiny`"
+    )
+)
+def adopt(
+    path: str = typer.Argument(..., help="A folder of Megatron .bin/.idx pairs without manifest.json (preprocess_data.py's or IndexedDatasetBuilder's output); a path or a URL."),
+    tokenizer: str = typer.Option(..., "--tokenizer", "-t", help="The tokenizer the shards were made with: a Hugging Face tokenizer folder (a crawlmill tokenizer's too) or its tokenizer.json."),
+    eod_id: Optional[int] = typer.Option(None, "--eod-id", help="End-of-document token id (default: tokenizer_config.json's eos_token, as pack)."),
+    eod_token: Optional[str] = typer.Option(None, "--eod-token", help="End-of-document token as text, instead of --eod-id (as pack's option)."),
+    weights: str = typer.Option("tokens", "--weights", help="The blend: `tokens` (each shard by its token count: every token equally likely, as pack) or `equal` (each shard alike)."),
+    padded_vocab_size: Optional[int] = typer.Option(None, "--padded-vocab-size", help="Model vocabulary size (default: crawlmill.json's, else the vocabulary rounded up to 128, as pack)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the folder's manifest.json if it has one."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary and warnings as JSON (no progress lines)."),
+) -> None:
+    """Write the manifest.json pack would have written for Megatron shards made elsewhere, so that
+    `crawlmill train --data`, `crawlmill eval` and the other `shards` commands take the folder. Every
+    shard is checked first: .idx against .bin, one sequence per document, token ids below the
+    tokenizer's vocabulary (each .bin read once, its sha256 taken in the same pass). Documents that do
+    not end with the EOD token are counted and warned of (recorded as eod_appended false), not refused."""
+    from crawlmill.shards.adopt import adopt_shards
+
+    at_least_one(padded_vocab_size=padded_vocab_size)
+    if eod_id is not None and eod_id < 0:
+        raise fail(f"--eod-id {eod_id}: a token id is 0 or more")
+
+    def progress(shard: str, number: int, count: int) -> None:
+        if not as_json:
+            err.print(f"checking {escape(shard)} ({number + 1}/{count})", style="dim", highlight=False)
+
+    with user_errors():
+        adoption = adopt_shards(path, tokenizer, eod_id, eod_token, weights, padded_vocab_size, overwrite, progress)
+    m = adoption.manifest
+    if as_json:
+        print_json({"manifest": adoption.path, "shards": m["shards_count"], "documents": m["documents"], "tokens": m["tokens"], "bytes": m.get("bytes"),
+                    "eod_appended": m["megatron"]["eod_appended"], "tokenizer": m["tokenizer"], "blend": m["blend"]["method"], "warnings": adoption.warnings})  # fmt: skip
+        return
+    for warning in adoption.warnings:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+    t = m["tokenizer"]
+    out.print(
+        f"[green]adopted[/green] {escape(path)}: {m['shards_count']} shard(s), {m['documents']:,} documents, {m['tokens']:,} tokens ({m['megatron']['dtype']}); "
+        f"tokenizer {escape(t['path'])}: vocabulary {t['vocab_size']:,}, padded {t['padded_vocab_size']:,}, EOD {t['eod_id']} {escape(repr(t['eod_token']))}; "
+        f"blend by {m['blend']['method']}; wrote {escape(adoption.path)}",
+        highlight=False,
+    )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,10 +191,12 @@ def scan_tokens(
     vocab_size: int | None = None,
     counts: np.ndarray | None = None,
     digest: Any = None,
+    visit: Callable[[np.ndarray, int], None] | None = None,
 ) -> tuple[int, int]:
     """Min and max token id of a .bin, read once in fixed-size chunks; ShardError for an id that is
     negative or not below `vocab_size`. Optionally adds every token's frequency to `counts` (an
-    int64 array) and feeds the bytes to `digest` (a hashlib object), in the same pass. A .bin at a
+    int64 array), feeds the bytes to `digest` (a hashlib object) and calls `visit(chunk, position)`
+    with each chunk of checked ids and the number of its first token, in the same pass. A .bin at a
     URL is streamed (sequential reads of a buffered remote file), never loaded whole."""
     bin_path = as_path(bin_path)
     if counts is not None and vocab_size is None:
@@ -230,6 +233,8 @@ def scan_tokens(
                 raise ShardError(bin_path, f"token {bad:,} has id {int(chunk[bad - position])}, not below the vocabulary size {vocab_size:,}")
             if counts is not None:
                 counts += np.bincount(chunk, minlength=len(counts))[: len(counts)]
+            if visit is not None:
+                visit(chunk, position)
             low = cmin if high < 0 else min(low, cmin)
             high = max(high, cmax)
             position += len(chunk)

@@ -9,8 +9,9 @@ manifest.json beside it, when there is one: its checksums, tokenizer and sources
 loaded whole: headers are validated before mapping (mmidx.read_index), arrays and token files are
 walked in fixed-size chunks, so a hostile or damaged shard gives a ShardError naming the file,
 in time linear in its size and bounded memory. `inspect` adds the documents' text bytes and bytes
-per token from each shard's docs.parquet where pack counted them (shards packed before it did, and
-foreign shards, have none; they are inspected as before).
+per token from each shard's docs.parquet where pack counted them, else from the manifest's entry
+(`crawlmill shards adopt` records the bytes the tokens spell); shards packed before pack counted
+them, and foreign shards without a manifest, have none: they are inspected as before.
 
 Any of these may be a URL (`s3://bucket/out/shards`): the manifest and docs tables are read
 through crawlmill.files, each `.idx` is copied to the per-machine cache (small; it is mapped),
@@ -157,9 +158,15 @@ def _text_bytes(docs: AnyPath) -> int | None:
         raise ShardError(docs, f"unreadable: {exc}") from None
 
 
-def _bytes_per_token(text_bytes: int | None, tokens: int, documents: int) -> float | None:
-    # Text tokens only: every pack document ends with one EOD, which stands for no text.
-    return None if text_bytes is None or tokens <= documents else round(text_bytes / (tokens - documents), 4)
+def _bytes_per_token(text_bytes: int | None, tokens: int, eods: int) -> float | None:
+    # Text tokens only: every pack document ends with one EOD, which stands for no text (adopted
+    # shards made without --append-eod: fewer, their manifest entry says how many documents lack one).
+    return None if text_bytes is None or tokens <= eods else round(text_bytes / (tokens - eods), 4)
+
+
+def _eods(entry: dict[str, Any] | None, documents: int) -> int:
+    without = (entry or {}).get("documents_without_eod", 0)
+    return documents - without if is_count(without) and without <= documents else documents
 
 
 def inspect_shards(path: str | Path) -> dict[str, Any]:
@@ -168,12 +175,15 @@ def inspect_shards(path: str | Path) -> dict[str, Any]:
     language / domain breakdown when there is one (for one shard, only the manifest's tokenizer:
     the breakdowns are the whole folder's)."""
     shard_set = open_shards(path)
-    rows, dtypes = [], set()
+    rows, dtypes, eods = [], set(), 0
     for shard in shard_set.shards:
         index = read_index(shard.path("idx"))
         tokens = check_index(index, _size(shard.path("bin")), shard.path("bin"))
         dtypes.add(index.dtype.name)
         text_bytes = _text_bytes(shard.path("docs.parquet"))
+        if text_bytes is None and shard.entry and is_count(shard.entry.get("bytes")):
+            text_bytes = shard.entry["bytes"]  # adopted shards have no docs.parquet: the bytes their tokens spell (adopt.py)
+        eods += _eods(shard.entry, index.documents)
         rows.append(
             {
                 "shard": shard.name,
@@ -184,7 +194,7 @@ def inspect_shards(path: str | Path) -> dict[str, Any]:
                 "bin_bytes": _size(shard.path("bin")),
                 "idx_bytes": index.file_size,
                 "text_bytes": text_bytes,
-                "bytes_per_token": _bytes_per_token(text_bytes, tokens, index.documents),
+                "bytes_per_token": _bytes_per_token(text_bytes, tokens, _eods(shard.entry, index.documents)),
             }
         )
     manifest = shard_set.manifest or {}
@@ -201,7 +211,7 @@ def inspect_shards(path: str | Path) -> dict[str, Any]:
     }
     if rows and all(r["text_bytes"] is not None for r in rows):
         report["text_bytes"] = sum(r["text_bytes"] for r in rows)
-        report["bytes_per_token"] = _bytes_per_token(report["text_bytes"], report["tokens"], report["documents"])
+        report["bytes_per_token"] = _bytes_per_token(report["text_bytes"], report["tokens"], eods)
     if manifest and shard_set.single:
         report["tokenizer"] = manifest.get("tokenizer")
     elif manifest:  # what the manifest says, as it says it (a key it lacks: None)
@@ -211,6 +221,8 @@ def inspect_shards(path: str | Path) -> dict[str, Any]:
         report["blend"] = {k: blend.get(k) for k in ("method", "prefixes", "weights")}
         if blend.get("mixture"):  # shards of a remix output: the mixture per group
             report["mixture"] = blend["mixture"]
+        if isinstance(manifest.get("adopted"), dict):  # written by `crawlmill shards adopt`, not by pack
+            report["adopted"] = manifest["adopted"]
     return report
 
 

@@ -261,7 +261,10 @@ def not_pack_output(folder: str) -> FileNotFoundError:
     """The error for a data.shards folder without manifest.json: it is missing, or not pack output."""
     if not as_path(folder).exists():
         return FileNotFoundError(f"data.shards: {folder}: no such folder (give `crawlmill pack` output folders)")
-    return FileNotFoundError(f"data.shards: {folder} has no manifest.json (give `crawlmill pack` output folders)")
+    return FileNotFoundError(
+        f"data.shards: {folder} has no manifest.json: give `crawlmill pack` output folders, or run "
+        f"`crawlmill shards adopt {folder} --tokenizer TOKENIZER` for Megatron shards made elsewhere"
+    )
 
 
 def resolve_builtin(name_or_path: str, option: str = "--config ") -> Path:

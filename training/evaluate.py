@@ -132,8 +132,9 @@ def evaluate_folder(model: Any, folder: str, seq_length: int, vocab: int, run_to
     }  # fmt: skip
     if table is None:
         result["bpb_unavailable"] = no_bytes  # the tokenizer moved, or is not byte-level
-    if complete:
-        result["bytes_packed"] = sum(int(s["bytes"]) for s in shards.manifest["shards"] if s["prefix"] in prefixes)
+    entries = [s for s in shards.manifest["shards"] if s["prefix"] in prefixes]
+    if complete and all(isinstance(s.get("bytes"), int) for s in entries):  # older pack manifests and adopted shards of a non-byte-level tokenizer have none
+        result["bytes_packed"] = sum(s["bytes"] for s in entries)
     return result
 
 

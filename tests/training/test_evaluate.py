@@ -54,6 +54,20 @@ def test_every_token_once_with_packs_bytes_and_a_trained_checkpoint_beats_an_ear
     assert earlier["step"] == 10 and earlier["results"][0]["loss"] > result["loss"] + 0.05
 
 
+
+def test_a_manifest_without_per_shard_bytes_is_evaluated_without_them(trained, tiny_shards, tmp_path):
+    """Manifests of shards packed before pack counted bytes (and adopted ones of a non-byte-level
+    tokenizer) crashed eval with KeyError: 'bytes'."""
+    older = tmp_path / "older"
+    shutil.copytree(tiny_shards, older)
+    manifest = json.loads((older / "manifest.json").read_text())
+    for entry in manifest["shards"]:
+        del entry["bytes"]
+    (older / "manifest.json").write_text(json.dumps(manifest))
+    (result,) = evaluate_run(str(trained), [str(older)], micro_batch=3)["results"]
+    assert result["complete"] and result["bpb"] is not None and "bytes_packed" not in result
+
+
 def test_the_loss_is_the_models_cross_entropy_on_the_stream(trained, tiny_shards):
     from megatron.core.datasets.indexed_dataset import IndexedDataset
 
