@@ -12,15 +12,17 @@ micro batches. A resumed run therefore continues with exactly the next sample, o
 ranks, as long as the order is the same: each checkpoint records what decides it (`data_order`),
 and a resume with other shard content, split, seed, sequence length, batch or run length is
 refused (`check_resume_order`; `data.check_on_resume: false` accepts it). Validation reads the
-first `eval.iters` global batches of the valid split each time.
+first `eval.iters` global batches of the valid split each time. How many epochs the run reads of
+each blended group, and a warning past the mixture's cap: epochs.py (`ShardData.epochs`).
 
 Shard folders may be URLs: each machine reads a cached local copy of what it trains on
 (runstore.local_shards: manifest, .bin and .idx of every blended shard, downloaded once).
 
 Damaged or foreign data is a ShardError naming the file before Megatron reads it: a manifest that
 is not JSON or lacks what training reads (`check_manifest`), a missing `.bin`, an `.idx` that does
-not describe its `.bin` (`check_shards`: the .idx walked in bounded memory, the .bin only sized),
-and, in each micro batch as it is made, a token id outside the tokenizer's vocabulary (which the embedding
+not describe its `.bin` (`check_shards`: the .idx walked in bounded memory, the .bin only sized), a
+manifest whose token or document counts are not its shards' (`check_counts`: the blend weighs
+folders by them), and, in each micro batch as it is made, a token id outside the tokenizer's vocabulary (which the embedding
 would turn into an IndexError on CPU, a device-side assert on GPU); `crawlmill shards verify`
 checks every token of a folder before a run.
 
@@ -48,6 +50,7 @@ from crawlmill.shards.manifest import MANIFEST, is_count, load_manifest, megatro
 from crawlmill.shards.mmidx import ShardError, check_index, read_index
 
 from .config import TrainConfig, not_pack_output
+from .epochs import BlendedShard, GroupEpochs, data_epochs
 from .runstore import local_file, local_shards
 from .sharing import leaders_first, who_shares
 
@@ -71,8 +74,13 @@ class TokenIds:
 
 @dataclass
 class ShardFolder:
-    path: Path
+    path: Path  # local: the folder, or a URL's cached copy
     manifest: dict[str, Any]
+    source: str = ""  # the folder as given (a path or URL), for messages; "" for `path`
+
+    @property
+    def name(self) -> str:
+        return self.source or str(self.path)
 
     @property
     def tokens(self) -> int:
@@ -140,7 +148,9 @@ def open_folders(paths: list[str]) -> list[ShardFolder]:
         if manifest is None:
             raise not_pack_output(path)
         check_manifest(manifest, as_path(path) / MANIFEST)
-        folders.append(ShardFolder(local_shards(path, manifest), manifest))
+        folder = ShardFolder(local_shards(path, manifest), manifest, str(path))
+        check_counts(folder)
+        folders.append(folder)
     digests = {f.manifest["tokenizer"]["sha256"] for f in folders}
     if len(digests) > 1:
         raise ValueError(f"data.shards: the folders were packed with {len(digests)} different tokenizers; one model needs one")
@@ -172,6 +182,15 @@ def check_manifest(manifest: Any, path: Any) -> None:
         raise bad(f"tokenizer.eod_id {eod!r} is not a token id below vocab_size {vocab}")
     if not is_count(manifest.get("tokens")) or manifest["tokens"] < 1:
         raise bad(f"tokens {manifest.get('tokens')!r} is not a positive count (a folder without tokens has nothing to train on)")
+    shards = manifest.get("shards")
+    if not isinstance(shards, list):
+        raise bad("`shards` is not a list")
+    for i, entry in enumerate(shards):
+        if not isinstance(entry, dict) or not isinstance(entry.get("prefix"), str) or not entry["prefix"]:
+            raise bad(f"shards[{i}] is not an object with a prefix")
+        for key in ("documents", "tokens"):
+            if key in entry and not is_count(entry[key]):
+                raise bad(f"shards[{i}].{key} {entry[key]!r} is not a count")
     mix = manifest.get("blend")
     prefixes, weights = (mix.get("prefixes"), mix.get("weights")) if isinstance(mix, dict) else (None, None)
     if not isinstance(prefixes, list) or not prefixes or not all(isinstance(p, str) and p for p in prefixes):
@@ -181,10 +200,12 @@ def check_manifest(manifest: Any, path: Any) -> None:
         raise bad(f"blend.weights {weights!r}: need one finite weight >= 0 for each of the {len(prefixes)} prefixes, with a positive sum")
 
 
-def check_shards(prefixes: list[str]) -> None:
+def check_shards(prefixes: list[str]) -> list[tuple[int, int]]:
     """Each shard's .idx against itself and its .bin's size (mmidx.check_index: the .idx walked in
     bounded memory, the .bin only sized): a missing .bin, a cut one, an .idx of another shard are a
-    ShardError naming the file here, not an AssertionError or a wrong-shaped sample in Megatron."""
+    ShardError naming the file here, not an AssertionError or a wrong-shaped sample in Megatron.
+    Returns each shard's documents and tokens, as its .idx counts them."""
+    counts = []
     for prefix in prefixes:
         bin_path = as_path(f"{prefix}.bin")
         index = read_index(f"{prefix}.idx")
@@ -192,37 +213,81 @@ def check_shards(prefixes: list[str]) -> None:
             size = file_size(bin_path)
         except OSError as exc:
             raise ShardError(bin_path, f"cannot read: {exc.strerror or exc}") from None
-        check_index(index, size, bin_path)
+        counts.append((index.documents, check_index(index, size, bin_path)))
+    return counts
 
 
-def blend(folders: list[ShardFolder], weights: list[float] | None) -> tuple[list[str], list[float]]:
-    """Every shard prefix with its share: the folder's weight split by its own blend."""
+def check_counts(folder: ShardFolder) -> None:
+    """ShardError unless the manifest's counts are its shards' own: each listed shard's documents
+    and tokens (where its entry has them) against its .idx, and the folder's `tokens` against their
+    sum, by which blend() weighs folders. Each blended shard is checked whole on the way
+    (check_shards: the one walk of its .idx), a listed shard the blend leaves out (a remix group of
+    share 0) by its .idx alone, read where the folder is (a URL's local copy has blended shards only)."""
+    manifest, root = folder.manifest, as_path(folder.name)
+    blended = list(dict.fromkeys(manifest["blend"]["prefixes"]))
+    entries = {entry["prefix"]: entry for entry in manifest["shards"]}
+    counts = dict(zip(blended, check_shards([str(folder.path / prefix) for prefix in blended])))
+    for prefix in [p for p in entries if p not in counts]:
+        index = read_index(root / f"{prefix}.idx")
+        counts[prefix] = index.documents, check_index(index)
+    for prefix, entry in entries.items():
+        documents, tokens = counts[prefix]
+        if entry.get("documents", documents) != documents or entry.get("tokens", tokens) != tokens:
+            raise ShardError(
+                root / f"{prefix}.idx",
+                f"holds {documents:,} documents and {tokens:,} tokens, its entry in {root / MANIFEST} says "
+                f"{entry.get('documents', documents):,} and {entry.get('tokens', tokens):,} (a damaged or hand-edited manifest, "
+                f"or shards replaced after packing: `crawlmill shards verify {folder.name}`)",
+            )
+    held = sum(tokens for _, tokens in counts.values())
+    if held != manifest["tokens"]:
+        raise ShardError(
+            root / MANIFEST,
+            f"says {manifest['tokens']:,} tokens, its shards hold {held:,} (their .idx files): a damaged or hand-edited "
+            f"manifest, which would skew the blend (training weighs shard folders by their tokens); repack the folder, "
+            f"or see `crawlmill shards verify {folder.name}`",
+        )
+
+
+def blend_entries(folders: list[ShardFolder], weights: list[float] | None) -> list[BlendedShard]:
+    """Every blended shard with its share: the folder's weight split by its own blend."""
     folder_weights = weights if weights is not None else [float(f.tokens) for f in folders]
     total = sum(folder_weights)
-    prefixes, shares = [], []
+    entries = []
     for folder, weight in zip(folders, folder_weights):
         if weight == 0:
             continue
         folder_prefixes, folder_shares = megatron_blend(folder.path)
         inside = sum(folder_shares)
-        prefixes += folder_prefixes
-        shares += [weight / total * s / inside for s in folder_shares]
-    return prefixes, shares
+        for own, prefix, share in zip(folder.manifest["blend"]["prefixes"], folder_prefixes, folder_shares):
+            entries.append(BlendedShard(folder.name, folder.manifest, own, prefix, weight / total * share / inside))
+    return entries
 
 
-def check_split(prefixes: list[str], split: str) -> None:
+def blend(folders: list[ShardFolder], weights: list[float] | None) -> tuple[list[str], list[float]]:
+    """Every shard prefix with its share: the folder's weight split by its own blend."""
+    entries = blend_entries(folders, weights)
+    return [entry.path for entry in entries], [entry.share for entry in entries]
+
+
+def check_split(prefixes: list[str], split: str) -> dict[str, int]:
     """Every split with a share must get documents in every shard: Megatron's GPTDataset loops
-    forever on an empty split (it keeps adding epochs of zero tokens). Same rounding as Megatron."""
+    forever on an empty split (it keeps adding epochs of zero tokens). Same rounding as Megatron.
+    Returns each shard's tokens in the train split, the epoch GPTDataset repeats (epochs.py)."""
     shares = [float(x) for x in split.split(",")]
     bounds = [sum(shares[:i]) / sum(shares) for i in range(4)]
+    train = {}
     for prefix in prefixes:
-        documents = read_index(f"{prefix}.idx").documents
+        index = read_index(f"{prefix}.idx")
+        documents = index.documents
         for name, share, start, end in zip(("train", "valid", "test"), shares, bounds, bounds[1:]):
             if share > 0 and round(end * documents) - round(start * documents) == 0:
                 raise ValueError(
                     f"data.split {split!r}: {prefix} has {documents} document(s), none for its {name} share; "
                     f"give larger shards or a split whose shares each take a document (e.g. 90,10,0)"
                 )
+        train[prefix] = int(np.asarray(index.lengths[: round(bounds[1] * documents)], dtype=np.int64).sum())
+    return train
 
 
 def token_bytes(tokenizer_path: str, eod: int, sha256: str | None = None) -> tuple[np.ndarray | None, str]:
@@ -285,9 +350,10 @@ class ShardData:
         self.tokenizer_vocab = int(tokenizer["vocab_size"])
         self.padded_vocab = int(tokenizer["padded_vocab_size"])
         self.tokenizer_path, self.tokenizer_sha256 = tokenizer["path"], tokenizer["sha256"]
-        prefixes, weights = blend(self.folders, config.data.weights)
-        check_shards(prefixes)
-        check_split(prefixes, config.data.split)
+        self.blended = blend_entries(self.folders, config.data.weights)  # every shard checked by open_folders
+        prefixes, weights = [entry.path for entry in self.blended], [entry.share for entry in self.blended]
+        self.train_split = check_split(prefixes, config.data.split)
+        self.train_tokens = train_samples * config.model.seq_length
         gpt_config = GPTDatasetConfig(
             random_seed=config.data.seed,
             sequence_length=config.model.seq_length,
@@ -304,6 +370,10 @@ class ShardData:
         self.train, self.valid, _ = machine_by_machine(builder.build, cache_dir)
         if self.train is None:
             raise ValueError(f"data.split {config.data.split!r} leaves no training documents")
+
+    def epochs(self) -> list[GroupEpochs]:
+        """How many epochs the run reads of each blended group (epochs.py; rank 0 asks, once)."""
+        return data_epochs(self.blended, self.train_split, self.train_tokens)
 
     def micro_batches(self, split: str, step: int, rank: int, world: int, micro_batch_size: int, global_batch: int) -> list[dict[str, torch.Tensor]]:
         """This rank's micro batches of global batch number `step` of `split` ("train" or "valid")."""

@@ -5,7 +5,8 @@ TensorBoard and `crawlmill plan fit` alike.
                      {...}, "M": non-embedding FLOPs per token,
                      "megatron_flops_per_token": Megatron-LM's count (perf.py), "layer_spec"}, "global_batch_tokens", "peak_lr",
                      "train_tokens", "compute": M x train_tokens, "world_size", "memory_estimate": one rank's
-                     (memory.py: "states", "activations", "output_gradient", "total" in bytes, "total_gib"), "started": ISO time}
+                     (memory.py: "states", "activations", "output_gradient", "total" in bytes, "total_gib"),
+                     "data_epochs": {group: epochs the run reads of it} (epochs.py), "started": ISO time}
     RUN/log.jsonl    one JSON object a line, appended and flushed as it happens:
                      {"kind": "train", "step", "tokens", "loss", "lr", "grad_norm", "tokens_per_s", "mfu"?, "mfu_megatron"?, "tflops_per_gpu"?, "memory_gib", "memory_reserved_gib"?}
                      {"kind": "valid", "step", "tokens", "loss", "bpb"}

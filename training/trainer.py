@@ -58,6 +58,7 @@ from .checkpoint import Checkpointer, DamagedElsewhere, load_weights, refuse_to_
 from .compat import layer_spec, seed_model_parallel, use_cuda
 from .config import TrainConfig
 from .data import ShardData, check_resume_order, data_order, token_bytes
+from .epochs import epochs_record, over_cap
 from .layout import ResumeLayout
 from .preemption import PreemptionNotice
 from .memory import MemoryEstimate, estimate_memory, peak_memory, too_large
@@ -252,11 +253,15 @@ def _train(
     if rank == 0:
         memory = estimate_memory(config, vocab, plan.data_parallel, use_cuda(), plan.global_batch)
         info = _run_info(config, plan, flops, vocab, world, memory)
+        epochs = data.epochs()
+        info["data_epochs"] = epochs_record(epochs)
         write_run_info(run_dir, info)
         p = config.parallel
         print(f"{store.name}: {info['model']['parameters']['total']:,} parameters, layer spec {info['model']['layer_spec']}, "
               f"{world} rank(s) (tensor {p.tensor}, pipeline {p.pipeline}, context {p.context}, data {plan.data_parallel}); "
               f"memory per rank, estimated: {memory.describe()}", file=sys.stderr)  # fmt: skip
+        for line in over_cap(epochs, data.train_tokens, plan.tokens_per_step):  # Megatron repeats a group without a word
+            print(line, file=sys.stderr)
         if use_cuda() and (warning := too_large(memory, torch.cuda.mem_get_info()[1])):
             print(f"{store.name}: {warning}", file=sys.stderr)
     byte_table = _byte_table(data.tokenizer_path, data.eod, vocab, device, data.tokenizer_sha256)
