@@ -5,7 +5,8 @@ output (this run's and those an earlier run finished) and checks three invariant
 
 - balance: at every stage, records in = kept + dropped (each reason) + quarantined;
 - chain: a stage's `in` equals the `kept` of the stage it reads (per dump when both run per dump;
-  a stage that samples what it reads, the tokenizer, or counts steps, training, is left out);
+  a stage that samples what it reads, the tokenizer, or counts steps, training, is left out), plus
+  the `kept` of each folder its section names in its own `inputs` (from that folder's `_stats.json`);
 - tokens: a stage's own audit (pack: the tokens and documents of the `.idx` files equal those of
   the packed documents, counted by its parts, and the manifest's).
 
@@ -155,7 +156,8 @@ def _sum(entries: list[Entry], field: str) -> tuple[int | None, list[str]]:
 
 
 def _chains(pipeline: Any, run_config: Any, entries: list[tuple[Entry, str | None]]) -> list[dict[str, Any]]:
-    """A stage's `in` against the `kept` of the stage it reads, per dump where both run per dump."""
+    """A stage's `in` against the `kept` of the stage it reads (per dump where both run per dump)
+    plus that of the folders its section's own `inputs` name: wiring.py gives it both."""
     checks = []
     families = sorted({family for _, family in entries}, key=lambda f: (f is not None, f or ""))
     for family in families:
@@ -165,6 +167,7 @@ def _chains(pipeline: Any, run_config: Any, entries: list[tuple[Entry, str | Non
                 continue
             readers = [e for e in scoped if e.unit.spec.name == spec.name and e.status != "external"]
             upstream = pipeline.present(spec.reads[0], run_config)
+            own = _own_inputs(spec, run_config)  # read by each of its runs too, after the upstream folders
             sources = [e for e in scoped if e.unit.spec.name == upstream]
             if not readers or not sources:
                 continue
@@ -184,9 +187,39 @@ def _chains(pipeline: Any, run_config: Any, entries: list[tuple[Entry, str | Non
                 if missing_in or missing_kept or not those:
                     checks.append(_check("chain", label, None, f"not checked: not finished: {', '.join(missing_in + missing_kept) or upstream}"))
                     continue
-                ok = records_in == kept
-                checks.append(_check("chain", label, ok, f"{spec.name} in {records_in:,} {'=' if ok else '!='} {upstream} kept {kept:,}"))
+                extra, unknown = _own_inputs_kept(spec, own, these)
+                if unknown:
+                    checks.append(_check("chain", label, None, f"not checked: {unknown}"))
+                    continue
+                ok = records_in == kept + extra
+                more = f" + inputs kept {extra:,}" if own else ""
+                checks.append(_check("chain", label, ok, f"{spec.name} in {records_in:,} {'=' if ok else '!='} {upstream} kept {kept:,}{more}"))
     return checks
+
+
+def _own_inputs(spec: Any, run_config: Any) -> list[str]:
+    """The folders of a stage section's own `inputs` (its `inputs_field`), which a stage reads after
+    those of the stages it reads (wiring.wire_stage_config): more dumps' filter output for dedup."""
+    value = getattr(run_config, spec.name, None)
+    for name in spec.inputs_field.split("."):
+        value = getattr(value, name, None)
+    return [str(folder) for folder in value or ()]
+
+
+def _own_inputs_kept(spec: Any, own: list[str], readers: list[Entry]) -> tuple[int, str]:
+    """(what the readers of a chain read from their section's own inputs `own`, counted by those
+    folders' own `_stats.json`: each reader reads every one of them; why that is not known, or "")."""
+    if not own:
+        return 0, ""
+    if any(r.unit.dump is not None and hasattr(spec.config, "for_dump") for r in readers):
+        # A per-dump run of a stage that takes its dump's parts of what it reads (quality): only
+        # some of those folders' documents, which their _stats.json do not count by dump.
+        return 0, f"{spec.name} per dump reads only its dump's documents of its own inputs ({', '.join(own)}), which their _stats.json do not count by dump"
+    stats = {folder: _finished_stats(as_path(folder)) for folder in own}
+    unfinished = [folder for folder, s in stats.items() if s is None]
+    if unfinished:
+        return 0, f"{', '.join(unfinished)} (of {spec.name}'s own inputs): no finished stage folder (_SUCCESS and _stats.json), so what it kept is not known"
+    return len(readers) * sum(int(s.get("kept", 0)) for s in stats.values() if s is not None), ""
 
 
 def _audits(entries: list[tuple[Entry, str | None]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:

@@ -103,19 +103,39 @@ def commit_folder(folder: AnyPath) -> None:
     atomic_write_text(folder / "_SUCCESS", "")
 
 
+INGEST_FIRST = "ingest them first: crawlmill ingest FILES --output DIR"
+
+
 def input_parts(stage_dir: str | AnyPath) -> list[str]:
     """The Parquet parts of a finished stage output folder, in order: those its markers name; an
-    error if it is unfinished or a marker's part is missing."""
+    error if it is unfinished, a marker's part is missing, or it is no stage's folder."""
     stage_dir = as_path(stage_dir)
     if not (stage_dir / "_SUCCESS").exists():
         if not stage_dir.exists():
             raise FileNotFoundError(f"{stage_dir}: no such stage output folder")
         if stage_dir.is_file():
             raise FileNotFoundError(f"{stage_dir} is a file, not a stage output folder: give the folder that holds it")
+        parquet = list_files(stage_dir, "*.parquet")
+        # No trace of a stage (its record, markers or work), yet Parquet files: a user's own data,
+        # which no rerun of a stage finishes.
+        if parquet and not any((stage_dir / name).exists() for name in ("_tasks.json", PARTS_DIR, "_work")):
+            raise FileNotFoundError(f"{stage_dir} has no _SUCCESS, no {PARTS_DIR}/ markers and no _tasks.json: it is not a crawlmill stage output "
+                                    f"folder, and its {len(parquet)} Parquet file(s) were not written by a crawlmill stage; {INGEST_FIRST}")  # fmt: skip
         raise FileNotFoundError(f"{stage_dir} has no _SUCCESS: its stage has not finished (rerun it first)")
     parts, orphans = committed_parts(stage_dir)
     if orphans:
         raise FileNotFoundError(f"{stage_dir}: the parts of {orphans[0].name} are missing or not the size it records (delete _SUCCESS and rerun the stage)")
+    if not parts and not list_files(stage_dir / PARTS_DIR, "part-*.json"):
+        # Finished, yet not one part listed: read as it is, it gave 0 documents and exit status 0. A
+        # folder with markers may hold a stray part none lists (a copy, a killed run's): never read.
+        unlisted = [p.name for p in list_files(stage_dir, "part-*.parquet")]
+        if unlisted:
+            shown = ", ".join(unlisted[:3]) + (", ..." if len(unlisted) > 3 else "")
+            raise FileNotFoundError(
+                f"{stage_dir}: none of its {len(unlisted)} part files ({shown}) is listed by a marker in {PARTS_DIR}/, where a stage records "
+                f"each part it finished: the folder was not written by a crawlmill stage, or its markers are lost. Parquet files of your own: "
+                f"{INGEST_FIRST}; a stage's output: delete its _SUCCESS and rerun that stage"
+            )
     return [str(p) for p in parts]
 
 
@@ -259,6 +279,7 @@ class PartSink:
             else None
         )
         self._extra: dict[str, _ParquetTmpWriter] = {}
+        self._required = [f.name for f in schema if not f.nullable]  # the values a row written must have
         self._buffer: list[dict[str, Any]] = []
         self._buffer_bytes = 0
         self._dropped_buffer: list[dict[str, Any]] = []
@@ -300,6 +321,16 @@ class PartSink:
         if len(self._quarantine_buffer) >= self.batch_rows:
             self._quarantine.write(self._quarantine_buffer)
             self._quarantine_buffer = []
+
+    def quarantine_incomplete(self, row: dict[str, Any], offset: int) -> bool:
+        """Quarantine a row without a value the schema requires (`no_id`, `no_text`: a foreign
+        part's null), which no write of the part could hold, as its record's outcome; `offset`:
+        its row in the input part. False if it has them all."""
+        missing = next((name for name in self._required if row.get(name) is None), None)
+        if missing is None:
+            return False
+        self.quarantine(f"no_{missing}", f"row {offset}: its `{missing}` is null", offset, row.get("id"))
+        return True
 
     def write_extra(self, folder: str, schema: pa.Schema, rows: list[dict[str, Any]]) -> None:
         """Rows of a stage-specific side output, `<folder>/part-NNNNN.parquet`, committed with the part."""

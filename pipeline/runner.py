@@ -45,7 +45,7 @@ from .folder_lock import folder_locks
 from .markers import check_markers_seen, finished_tasks
 from .progress import StageProgress
 from .ray_tasks import RAY_START_SECONDS, Job, RayOptions, cpu_nodes, run_jobs, run_on_nodes
-from .stage import Stage, StageInputError, StageResult
+from .stage import Stage, StageInputError, StageResult, check_input_columns
 from .task_record import INPUTS_MADE, check_task_record, input_records
 from .worker_memory import freeze_worker_state, release_memory
 from .wiring import plan_runs, wire_stage_config
@@ -259,6 +259,7 @@ def run_stage(
     with contextlib.ExitStack() as locks:
         locks.enter_context(folder_locks(written))
         stage.plan(output)  # the inputs are resolved and checked here and in sources(): before any write or deletion
+        check_input_columns(stage)  # a foreign folder's parts: refused by file and column, not failed part by part
         record = {"stage": stage.name, "settings": stage.fingerprint(), "sources": stage.sources()}
         # The stage folders it reads: no run rewrites them while this one reads (shared locks: readers
         # do not exclude each other); their records read once held, so that none was remade in between.

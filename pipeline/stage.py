@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyarrow as pa
 
-from crawlmill.files import AnyPath, as_path
+from crawlmill.files import AnyPath, as_path, parquet_file
 
 from .output_folder import STAGE_MARKERS
 from .parts import PARTS_DIR, PartSink, PartStats, part_name, redo_orphan_markers
@@ -28,6 +28,13 @@ from .schema import DOCUMENT_SCHEMA
 
 if TYPE_CHECKING:
     from .runner import StageContext
+
+
+# The columns of its input parts a stage reads by name besides `id` and `text`, which every stage
+# reads: dedup's map reads each document's `dump` and `lang` (steps.map_part), quality scores by
+# `lang`. Listed here, by stage name, so that the runner checks every stage's inputs in one place
+# (check_input_columns) before a task fails on a foreign folder's part.
+READS_COLUMNS: dict[str, tuple[str, ...]] = {"dedup": ("dump", "lang"), "quality": ("lang",)}
 
 
 class SourceReadError(OSError):
@@ -103,6 +110,15 @@ class Stage(ABC):
     def sources(self) -> list[str]:
         """What the output is made from, in order (recorded in `_tasks.json`)."""
         return [str(i) for i in getattr(self.config, "inputs", [])]
+
+    def input_columns(self) -> tuple[str, ...]:
+        """The columns it reads of every document of its input parts (READS_COLUMNS)."""
+        return ("id", "text", *READS_COLUMNS.get(self.name, ()))
+
+    def input_files(self) -> list[str]:
+        """The Parquet parts of the stage folders it reads, whose columns the runner checks before
+        any task: `parts`, as every stage that reads documents keeps them; none for the others."""
+        return [str(part) for part in getattr(self, "parts", ())]
 
     def fingerprint(self) -> dict[str, Any]:
         """Settings that change the output; an output folder is never mixed across two of them."""
@@ -187,3 +203,43 @@ def merge_stats(stage_name: str, parts: list[PartStats]) -> dict[str, Any]:
         "quarantined": sum(p.quarantined for p in parts),
         "counters": dict(sorted(counters.items())),
     }
+
+
+def check_input_columns(stage: Stage) -> None:
+    """Refuse input parts without a column `stage` reads, or with a column of DOCUMENT_SCHEMA of
+    another type (a foreign or hand-made folder's: every stage writes them all): otherwise each
+    part fails at its first row or at its write with Python's or pyarrow's error, which a rerun
+    does not mend. One footer per input folder, its first part's (a stage writes every part of a
+    folder with one schema); no data is read."""
+    needed, checked = stage.input_columns(), set()
+    for part in stage.input_files():
+        path = as_path(part)
+        if str(path.parent) in checked:
+            continue
+        checked.add(str(path.parent))
+        schema = parquet_file(path).schema_arrow
+        where = f"{path.parent}: {path.name}"
+        for name in needed:
+            if name not in schema.names:
+                raise StageInputError(f"{where} has no `{name}` column, which {stage.name} reads (its columns: {', '.join(schema.names)})")
+        for column in schema:
+            if column.name not in DOCUMENT_SCHEMA.names:
+                continue  # a column of a later stage's (quality_score, group) or another's: carried as it is
+            wanted = DOCUMENT_SCHEMA.field(column.name)
+            if pa.types.is_null(column.type) and wanted.nullable:
+                continue  # a column of nulls (pandas writes one for a column without a value): each row's is missing
+            should = _should_be(wanted.type, column.type)
+            if should is not None:
+                raise StageInputError(f"{where}: column `{column.name}` is of type {column.type}, where {stage.name} reads {should}")
+
+
+def _should_be(wanted: pa.DataType, actual: pa.DataType) -> str | None:
+    """None if a column of type `actual` converts to DOCUMENT_SCHEMA's `wanted` as the stages' rows
+    do (a string from any string type, a float32 score from any number), else what it must be."""
+    if pa.types.is_dictionary(actual):  # pandas' categories: their values are what is read
+        actual = actual.value_type
+    if pa.types.is_string(wanted) or pa.types.is_large_string(wanted):
+        return None if pa.types.is_string(actual) or pa.types.is_large_string(actual) or pa.types.is_string_view(actual) else "a string"
+    if pa.types.is_floating(wanted):
+        return None if pa.types.is_floating(actual) or pa.types.is_integer(actual) else "a number"
+    return None if pa.types.is_integer(actual) else "an integer"

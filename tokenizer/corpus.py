@@ -4,7 +4,8 @@ An input is `PATH` or `LANG=PATH`:
 
 - a pipeline output folder (Parquet parts + `_SUCCESS`; `text` and `lang` columns), or any folder or
   file of `*.parquet` with a `text` column;
-- `*.jsonl` / `*.jsonl.gz`: one JSON object a line with `text` (and optionally `lang`);
+- `*.jsonl` / `*.jsonl.gz`: one JSON object a line with `text` (and optionally `lang`); a file
+  none of whose records has a `text` is an error naming the keys they have;
 - anything else is plain UTF-8 text, read in blocks of lines (`.gz` is decompressed);
 - a folder that is not a pipeline folder: every such file under it, recursively, in sorted order.
 
@@ -31,6 +32,7 @@ import pyarrow.compute as pc
 from crawlmill.files import as_path, is_remote, is_url, list_files, open_binary, parquet_file
 
 from ..pipeline.parts import input_parts
+from ..pipeline.stage import StageInputError
 
 TEXT_BLOCK_BYTES = 1 << 16  # plain text: lines are grouped into documents of about this size
 PARQUET_BATCH_ROWS = 1024
@@ -136,7 +138,7 @@ def _parquet_batches(path: Path, lang: str | None) -> Iterator[tuple[Path, list[
     parquet = parquet_file(path)
     names = parquet.schema_arrow.names
     if "text" not in names:
-        raise ValueError(f"{path}: no `text` column (columns: {', '.join(names)})")
+        raise StageInputError(f"{path}: no `text` column (columns: {', '.join(names)})")
     columns = ["text"] + (["lang"] if "lang" in names and lang is None else [])
     for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
         texts = pc.fill_null(batch.column("text"), "").to_pylist()
@@ -150,6 +152,7 @@ def _parquet_batches(path: Path, lang: str | None) -> Iterator[tuple[Path, list[
 def _jsonl_batches(path: Path, lang: str | None, counts: CorpusCounts) -> Iterator[tuple[Path, list[str], list[str]]]:
     texts: list[str] = []
     langs: list[str] = []
+    records, with_text, first = 0, 0, None  # JSON records read, those with a text, the first
     with _open_text(path) as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
@@ -159,15 +162,24 @@ def _jsonl_batches(path: Path, lang: str | None, counts: CorpusCounts) -> Iterat
             except ValueError as error:
                 counts.add_bad("bad_json", f"{path}:{number}: {error}")
                 continue
+            first = record if not records else first
+            records += 1
             text = record.get("text") if isinstance(record, dict) else None
             if not isinstance(text, str):
                 counts.add_bad("no_text_field", f"{path}:{number}")
                 continue
+            with_text += 1
             texts.append(text)
             langs.append(lang or str(record.get("lang") or UNDETERMINED))
             if len(texts) == PARQUET_BATCH_ROWS:
                 yield path, texts, langs
                 texts, langs = [], []
+    if records and not with_text:
+        # Records keyed otherwise (`content`, `body`): said as for a Parquet file without the column,
+        # not as "no text in the inputs: nothing to read" once every input is read.
+        keys = ", ".join(map(str, first)) if isinstance(first, dict) else f"none: it is a JSON {type(first).__name__}, not an object"
+        raise StageInputError(f"{path}: none of its {records:,} records has a `text` string (the first record's keys: {keys}); "
+                              "the tokenizer reads the `text` of each JSON object")  # fmt: skip
     if texts:
         yield path, texts, langs
 

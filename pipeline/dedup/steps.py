@@ -3,6 +3,8 @@
 1. `map_part` (per input part): normalised-text hash (exact dedup, 128 bits), a hash of the
    document's `id` (the same page: WARC and WET of one capture share it, 128 bits) and MinHash band
    keys of every document, shuffled by key into bucket partitions; node attributes shuffled by node.
+   A row without an id or text (a foreign part's null) gets no key: it is removed as `no_id` /
+   `no_text` straight away, a removal row of its part as step 5 writes them.
 2. `reduce_buckets` (per bucket partition): documents sharing an exact hash, an id or a band key
    become candidate pairs as a star (the first member in (exact hash, node) order to every other),
    never all pairs. Exact-hash and id pairs are duplicates as they stand (no verification).
@@ -90,6 +92,7 @@ def id_bucket_rows(ids: list[str | None], nodes: np.ndarray, codes: np.ndarray) 
 def map_part(config: DedupConfig, work: str, index: int, path: str, partitions: int, keep_copy: bool = False) -> dict[str, Any]:
     work_dir, task = as_path(work), f"part-{index:05d}"
     bucket_tables, id_tables, node_tables, dumps = [], [], [], {}
+    incomplete: list[tuple[int, str]] = []  # (node, no_id | no_text) of rows without an id or text
     row = 0
     source = parquet_file(path)
     columns = ["id", "text", "dump", "lang"] + (["source_format"] if "source_format" in source.schema_arrow.names else [])
@@ -101,27 +104,36 @@ def map_part(config: DedupConfig, work: str, index: int, path: str, partitions: 
         codes = np.array([dump_code(d) for d in dump_names], dtype=np.int32)
         for d in dump_names:
             dumps[d or ""] = dumps.get(d or "", 0) + 1
+        # A row without an id or text (a foreign part's null) is in no band: no document's duplicate
+        # nor a cluster's representative. It is removed as `no_id` / `no_text` (below).
+        whole = np.array([i is not None and t is not None for i, t in zip(ids, texts)], dtype=bool)
+        incomplete += [(int(n), "no_id" if i is None else "no_text") for n, i, w in zip(nodes, ids, whole) if not w]
+        texts = [t if w else "" for t, w in zip(texts, whole)]
         normalized = [normalize(t) for t in texts]
         exact = [xxhash.xxh3_128_intdigest(t) for t in normalized]
         exact_hi = np.array([h >> 64 for h in exact], dtype=np.uint64)
         exact_lo = np.array([h & ((1 << 64) - 1) for h in exact], dtype=np.uint64)
         node_tables.append(pa.table({"node": nodes, "id": ids, "dump": codes, "length": [len(t) for t in texts], "exact_hi": exact_hi, "exact_lo": exact_lo, "indexed": np.zeros(len(ids), bool), "wet": wet}, schema=NODE_SCHEMA))
         hashes = [shingle_hashes(t, lang, normalized=True) for t, lang in zip(normalized, langs)]
-        has = np.array([len(h) > 0 for h in hashes])
+        has = np.array([len(h) > 0 for h in hashes], dtype=bool)  # a row without text has no shingles
         keys = band_keys(signatures([h for h in hashes if len(h)], config.minhash), config.minhash)
         bands = config.minhash.bands
         band_nodes, band_codes = np.repeat(nodes[has], bands), np.repeat(codes[has], bands)
         bucket_tables.append(pa.table({
-            "band": np.concatenate([np.full(len(nodes), EXACT_BAND, np.int16), np.tile(np.arange(bands, dtype=np.int16), int(has.sum()))]),
-            "key": np.concatenate([exact_lo, keys.reshape(-1)]),
-            "key2": np.concatenate([exact_hi, np.repeat(exact_lo[has], bands)]),
-            "node": np.concatenate([nodes, band_nodes]),
-            "dump": np.concatenate([codes, band_codes]),
+            "band": np.concatenate([np.full(int(whole.sum()), EXACT_BAND, np.int16), np.tile(np.arange(bands, dtype=np.int16), int(has.sum()))]),
+            "key": np.concatenate([exact_lo[whole], keys.reshape(-1)]),
+            "key2": np.concatenate([exact_hi[whole], np.repeat(exact_lo[has], bands)]),
+            "node": np.concatenate([nodes[whole], band_nodes]),
+            "dump": np.concatenate([codes[whole], band_codes]),
         }, schema=BUCKET_SCHEMA))  # fmt: skip
-        id_tables.append(id_bucket_rows(ids, nodes, codes))
+        id_tables.append(id_bucket_rows([i if w else None for i, w in zip(ids, whole)], nodes, codes))
     buckets = pa.concat_tables(bucket_tables) if bucket_tables else BUCKET_SCHEMA.empty_table()
     node_table = pa.concat_tables(node_tables) if node_tables else NODE_SCHEMA.empty_table()
     shuffle_rows(work_dir, task, pa.concat_tables([buckets, *id_tables]), node_table, partitions)
+    if incomplete:  # removals as the clusters' are: the output step drops them, an --index keeps none of them
+        gone = pa.table({"node": [n for n, _ in incomplete], "cluster": [None] * len(incomplete), "kept_id": [None] * len(incomplete),
+                         "kept_dump": [0] * len(incomplete), "reason": [r for _, r in incomplete]}, schema=REMOVED_SCHEMA)  # fmt: skip
+        write_partitioned(work_dir / REMOVED, f"map-{task}", gone, np.full(len(incomplete), index), index + 1)
     if keep_copy:  # the rows an --index keeps for later runs (index.py; it derives the id rows from the nodes')
         write_table(work_dir / PART_ROWS / f"{task}-buckets.parquet", buckets)
         write_table(work_dir / PART_ROWS / f"{task}-nodes.parquet", node_table)

@@ -4,6 +4,8 @@ One output part per input part (the previous stage's Parquet). Each document get
 `lang_score`; it is dropped as `lang_not_kept` (language outside the keep-set; per-language
 counts in the `lang_dropped:<code>` counters), `lang_low_score` (below the language's threshold)
 or `<family>:<reason>` (the first failing rule, e.g. `gopher_quality:gopher_short_doc`), else kept.
+A row without `text` or `id` (a foreign part's null) is quarantined as `no_text` / `no_id`, with
+its part and row.
 
 Run it: `crawlmill filter out/ingest --output out/filter [--config configs/filters.yaml]`.
 """
@@ -72,17 +74,19 @@ class FilterStage(PartStage):
         if self._lid is None:
             self._lid = FastTextLanguageId(self.config.language_id.model_path)
         keep = self.config.language_id.keep
-        for batch in parquet_file(task.source).iter_batches(batch_size=BATCH_ROWS):
-            for row in batch.to_pylist():
-                lang, score = self._lid.predict(row["text"])
-                row["lang"], row["lang_score"] = lang, round(score, 4)
-                if lang not in keep:
-                    sink.count(f"lang_dropped:{lang}")
-                    sink.drop("lang_not_kept", row)
-                elif score < keep[lang]:
-                    sink.drop("lang_low_score", row)
-                elif reason := self.chain(lang).first_failure(row["text"]):
-                    sink.drop(reason, row)
-                else:
-                    sink.count(f"lang_kept:{lang}")
-                    sink.keep(row)
+        batches = parquet_file(task.source).iter_batches(batch_size=BATCH_ROWS)
+        for offset, row in enumerate(row for batch in batches for row in batch.to_pylist()):
+            if sink.quarantine_incomplete(row, offset):  # a foreign part's row without its text or id
+                continue
+            lang, score = self._lid.predict(row["text"])
+            row["lang"], row["lang_score"] = lang, round(score, 4)
+            if lang not in keep:
+                sink.count(f"lang_dropped:{lang}")
+                sink.drop("lang_not_kept", row)
+            elif score < keep[lang]:
+                sink.drop("lang_low_score", row)
+            elif reason := self.chain(lang).first_failure(row["text"]):
+                sink.drop(reason, row)
+            else:
+                sink.count(f"lang_kept:{lang}")
+                sink.keep(row)

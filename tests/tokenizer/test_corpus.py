@@ -2,6 +2,7 @@
 counted. The sampling itself (exact, deterministic): test_sampling.py."""
 
 import gzip
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -48,3 +49,20 @@ def test_text_gzip_and_bad_utf8_are_read_and_counted(tmp_path):
     assert all(len(t.encode()) < 2 * 65536 for t in texts)  # blocks, not whole files
     assert {lang for _, _, langs in batches for lang in langs} == {"xx"}
     assert counts.bad_records == {"invalid_utf8_replaced": 1} and "b.txt" in counts.first_errors[0]
+
+
+def test_jsonl_whose_records_have_no_text_field_is_named_with_their_keys(ray_local, tmp_path):
+    """`crawlmill tokenizer train` on JSONL keyed `content`: once "there is no text in the inputs
+    (en=...content.jsonl): nothing to read"; now the file, that its records have no `text`, and the
+    first record's keys, as for a Parquet file without the column. A file with some records
+    without it is read as before (those counted as no_text_field, test_train.py)."""
+    from typer.testing import CliRunner
+
+    from crawlmill.cli import app
+
+    records = tmp_path / "content.jsonl"
+    records.write_text("".join(json.dumps({"content": f"Hello gardens {i}.", "url": f"https://x.org/{i}"}) + "\n" for i in range(50)))
+    result = CliRunner().invoke(app, ["tokenizer", "train", f"en={records}", "--output", str(tmp_path / "tok"), "--vocab-size", "300", "--no-progress"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"error: {records}: none of its 50 records has a `text` string (the first record's keys: content, url)" in said, said
+    assert not (tmp_path / "tok").exists()
