@@ -25,22 +25,30 @@ app = typer.Typer()
         "**Examples**\n\n"
         "* `crawlmill ingest samples/crawl-data --output out/ingest`  (a folder, searched recursively)\n\n"
         "* `crawlmill ingest 'data/*.warc.wet.gz' s3://bucket/x.warc.gz --output out/ingest`\n\n"
+        "* `crawlmill ingest data/mine/*.jsonl --dump my-forum-2024 --output out/mine`  (your own corpus: JSONL, Parquet, .txt)\n\n"
+        "* `crawlmill ingest data/zh/cmrc2018_contexts.txt data/shop.parquet --text-field body --id-field sku --output out/mine`\n\n"
         "* `crawlmill ingest --dump CC-MAIN-2024-22 --max-files 8 --output out/ingest`  (Common Crawl's wet.paths.gz)\n\n"
         "* `crawlmill ingest --dump CC-MAIN-2024-22 --format warc --base-url http://mirror.local/ --output out/ingest`"
     ),
 )  # fmt: skip
 def ingest(
-    inputs: Optional[List[str]] = typer.Argument(None, help="WARC/WET files, folders, globs or fsspec URLs."),
-    dump: Optional[str] = typer.Option(None, "--dump", help="CC-MAIN-YYYY-WW: with no INPUT, ingest this dump's listed files; with INPUTs, the dump id of files that name none."),
+    inputs: Optional[List[str]] = typer.Argument(None, help="WARC/WET files, or your own corpus's JSONL (.jsonl/.ndjson/.json[.gz]), Parquet (.parquet) and plain-text (.txt[.gz]) files; folders (WARC/WET, else .jsonl/.json.gz/.parquet; .txt only named or globbed), globs or fsspec URLs."),
+    dump: Optional[str] = typer.Option(None, "--dump", help="CC-MAIN-YYYY-WW: with no INPUT, ingest this dump's listed files; with INPUTs, the dump id of files that name none, or your dataset's own label (my-forum-2024), part of its document ids."),
     max_files: Optional[int] = typer.Option(None, "--max-files", help="With --dump: only the first N files of the listing."),
     base_url: Optional[str] = typer.Option(None, "--base-url", help="With --dump: where crawl-data/ lives."),
     format: Optional[str] = typer.Option(None, "--format", help="With --dump: wet (text) or warc (HTML, extracted here); not wat (metadata, no page text)."),
     extractor: Optional[str] = typer.Option(None, "--extractor", help="HTML extractor for WARC: resiliparse or trafilatura."),
-    max_record_mb: Optional[float] = typer.Option(None, "--max-record-mb", help="Records larger than this are quarantined unread."),
+    max_record_mb: Optional[float] = typer.Option(None, "--max-record-mb", help="Records (a JSONL/.txt line or paragraph too) larger than this are quarantined unread."),
     max_text_chars: Optional[int] = typer.Option(None, "--max-text-chars", help="Longer extracted texts are dropped as text_too_large."),
-    max_bad_utf8_share: Optional[float] = typer.Option(None, "--max-bad-utf8-share", help="WET text with a larger share of invalid UTF-8 is quarantined."),
+    max_bad_utf8_share: Optional[float] = typer.Option(None, "--max-bad-utf8-share", help="WET text (or a JSONL/.txt line) with a larger share of invalid UTF-8 is quarantined."),
+    text_field: Optional[str] = typer.Option(None, "--text-field", help="JSONL/Parquet: the field holding the document's text (a.b: field b of object a); a row without it is dropped as no_text_field."),
+    id_field: Optional[str] = typer.Option(None, "--id-field", help="JSONL/Parquet: the row's own id (a string or integer), kept as warc_record_id and made part of the document id; '' or a row without it: the line/row number."),
+    url_field: Optional[str] = typer.Option(None, "--url-field", help="JSONL/Parquet: the field holding the document's URL ('': none)."),
+    date_field: Optional[str] = typer.Option(None, "--date-field", help="JSONL/Parquet: the field holding the document's date ('': none)."),
+    txt_document: Optional[str] = typer.Option(None, "--txt-document", help="Plain text (.txt): one document per `line`, or per `paragraph` (lines up to a blank line)."),
 ) -> None:
-    """Read Common Crawl WARC/WET files into text documents (Parquet), one part per input file."""
+    """Read Common Crawl WARC/WET files, or a corpus of your own (JSONL, Parquet, plain text), into text
+    documents (Parquet), one part per input file."""
 
 
 @stage_verb(

@@ -157,7 +157,7 @@ class Pipeline:
 PIPELINE = Pipeline(
     [
         StageSpec("ingest", IngestConfig, "crawlmill.pipeline.ingest.stage:IngestStage",
-                  "Common Crawl WARC/WET -> text documents (HTTP, charset, main-text extraction)",
+                  "Common Crawl WARC/WET -> text documents (HTTP, charset, main-text extraction); JSONL, Parquet and text corpora alike",
                   "crawlmill ingest INPUT... --output DIR", per_dump=True),
         StageSpec("filter", FilterConfig, "crawlmill.pipeline.filter.stage:FilterStage",
                   "fastText language ID and linguistic quality rules, right for Chinese",

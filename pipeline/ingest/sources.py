@@ -1,11 +1,14 @@
 """Where ingest input comes from: local files, folders, globs, fsspec URLs, Common Crawl dump listings.
 
-`expand_inputs` turns command-line INPUTs into a sorted list of sources, refusing (InputError)
-before anything runs an input that names nothing: a missing local path, an object-store folder or
-prefix with nothing under it, a bucket that does not exist; `dump_listing` resolves
-`--dump CC-MAIN-YYYY-WW` through the dump's published `wet.paths.gz` / `warc.paths.gz` under a
-base URL (Common Crawl's public HTTPS endpoint by default), without a request per listed file;
-`open_source` opens one for streaming, retrying transient failures. A file that turns out missing
+`expand_inputs` turns command-line INPUTs (WARC/WET files and your own JSONL/Parquet/text corpus
+alike: corpus_files.py says which is which, and what a folder search takes) into a sorted list of
+sources (`named_inputs`: each with the name its documents' ids are made from), refusing
+(InputError) before anything runs an input that names nothing: a missing local path, an
+object-store folder or prefix with nothing under it, a bucket that does not exist; `dump_listing`
+resolves `--dump CC-MAIN-YYYY-WW` through the dump's published `wet.paths.gz` / `warc.paths.gz`
+under a base URL (Common Crawl's public HTTPS endpoint by default), without a request per listed
+file; `open_source` opens one for streaming (or, for Parquet, random access), retrying transient
+failures. A file that turns out missing
 or forbidden when its task opens it raises one of `UNREADABLE` (not retried: `unreadable_error`
 words it), which fails that task (or, with `unreadable_sources: quarantine`, is quarantined).
 """
@@ -16,6 +19,7 @@ import glob
 import gzip
 import io
 import os
+import posixpath
 import re
 import time
 from contextlib import contextmanager
@@ -24,14 +28,11 @@ from typing import Any, BinaryIO, Iterator
 from urllib.parse import urlsplit
 
 from ..stage import SourceReadError
-from .config import CC_BASE_URL, DUMP_ID, FILE_FORMATS, WAT_NO_TEXT, WAT_REFUSED
+from .config import CC_BASE_URL, DUMP_ID, FILE_FORMATS, WAT_REFUSED
+from .corpus_files import check_unique_names, corpus_kind, corpus_name, folder_files, glob_root, no_files_message
 
 _DUMP_IN_PATH = re.compile(r"crawl-data/(CC-MAIN-\d{4}-\d{2})/")
 _ARCHIVE_SUFFIX = re.compile(r"\.(warc|wet|wat|arc)(\.gz)?$", re.I)  # a file's name, not a folder's
-# What a folder search takes: not .wat, whose metadata records hold no page text (a .wat named
-# explicitly is still read, and its records are counted as dropped).
-_FOLDER_SUFFIX = re.compile(r"\.(warc|wet|arc)(\.gz)?$", re.I)
-_WAT_SUFFIX = re.compile(r"\.wat(\.gz)?$", re.I)
 _GLOB_CHARS = set("*?[")
 # Opening a source failed for good: a retry the same moment cannot help, a rerun later may (the file
 # restored, the credentials fixed), or it is gone (unreadable_sources: quarantine).
@@ -51,18 +52,26 @@ def is_url(source: str) -> bool:
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:
-    """Files, folders (searched recursively for *.warc/.wet[.gz], not .wat), globs and URLs, sorted."""
+    """Files, folders (searched recursively for *.warc/.wet[.gz], not .wat; in a folder without
+    them for your own corpus: corpus_files.py), globs and URLs, sorted."""
+    return sorted(named_inputs(inputs))
+
+
+def named_inputs(inputs: list[str]) -> dict[str, str]:
+    """expand_inputs' sources, each with its name under its input's folder (corpus_files.corpus_name;
+    the first input that finds a file names it)."""
     from crawlmill.pathsafety import check_no_credentials
 
-    found: set[str] = set()
+    found: dict[str, str] = {}
     buckets: dict[tuple[Any, str], bool] = {}  # (filesystem, bucket) -> missing: one request per bucket
     for item in inputs:
         if is_url(item):
             check_no_credentials(item)
             if item.startswith(("http://", "https://")):
-                if urlsplit(item).path.endswith("/") or not urlsplit(item).path:
+                path = urlsplit(item).path
+                if path.endswith("/") or not path:
                     raise InputError(f"{item}: names a folder, and HTTP(S) has no listing to search one: name its files, or give --dump with --base-url")
-                found.add(item)  # not looked up: a list of thousands of file URLs costs no request per file
+                found.setdefault(item, corpus_name(path, posixpath.dirname(path)))  # not looked up: a list of thousands of file URLs costs no request per file
             elif _GLOB_CHARS & set(item):
                 import fsspec
 
@@ -72,38 +81,47 @@ def expand_inputs(inputs: list[str]) -> list[str]:
                     raise
                 except Exception as exc:  # e.g. PermissionError: wrong credentials
                     raise InputError(f"{item}: cannot be listed: {type(exc).__name__}: {exc}") from None
-                matches = [fs.unstrip_protocol(p) for p in paths]
-                if not matches:
+                if not paths:
                     raise InputError(f"{item}: the pattern matches no file{_bucket_note(fs, item, buckets)}")
-                found.update(matches)
-            elif not _ARCHIVE_SUFFIX.search(item):  # a name ending in / included
-                found.update(_remote_folder(item, buckets))  # a folder of an object store, like a local one
+                root = glob_root(fs._strip_protocol(item))
+                for p in paths:
+                    found.setdefault(fs.unstrip_protocol(p), corpus_name(p, root))
+            elif item.endswith("/") or not (_ARCHIVE_SUFFIX.search(item) or corpus_kind(item)):
+                for url, name in _remote_folder(item, buckets).items():  # a folder of an object store, like a local one
+                    found.setdefault(url, name)
             else:
                 _check_remote_file(item, buckets)
-                found.add(item)
+                path = urlsplit(item).netloc + urlsplit(item).path
+                found.setdefault(item, corpus_name(path, posixpath.dirname(path)))
         elif os.path.isdir(item):
-            files = [p for p in Path(item).rglob("*") if p.is_file()]
-            matches = [str(p.resolve()) for p in files if _FOLDER_SUFFIX.search(p.name)]
-            if not matches:
-                raise InputError(_no_archive(item, sum(bool(_WAT_SUFFIX.search(p.name)) for p in files)))
-            found.update(matches)
+            root = Path(os.path.abspath(item))
+            files = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file()}
+            chosen = folder_files(sorted(files))
+            if not chosen:
+                raise InputError(no_files_message(item, sorted(files)))
+            for rel in chosen:
+                found.setdefault(str(files[rel].resolve()), corpus_name(f"{root.as_posix()}/{rel}", root.as_posix()))
         elif _GLOB_CHARS & set(item):
-            matches = [str(Path(p).resolve()) for p in glob.glob(item, recursive=True) if os.path.isfile(p)]
+            matches = [p for p in glob.glob(item, recursive=True) if os.path.isfile(p)]
             if not matches:
                 raise InputError(f"{item}: the pattern matches no file")
-            found.update(matches)
+            root = Path(os.path.abspath(glob_root(item) or ".")).as_posix()
+            for p in matches:
+                found.setdefault(str(Path(p).resolve()), corpus_name(Path(os.path.abspath(p)).as_posix(), root))
         elif os.path.isfile(item):
-            found.add(str(Path(item).resolve()))
+            path = Path(os.path.abspath(item)).as_posix()
+            found.setdefault(str(Path(item).resolve()), corpus_name(path, posixpath.dirname(path)))
         else:
             raise InputError(f"{item}: no such file or folder")
-    return sorted(found)
+    return found
 
 
-def _remote_folder(url: str, buckets: dict[tuple[Any, str], bool]) -> list[str]:
-    """The .warc/.wet(.gz) files under `url`, searched recursively, when it names a folder of an
-    object store; [url] itself when it names some other file (only a name without an archive
-    suffix is looked up: a listing of thousands of file URLs costs no request per file). A name
-    ending in `/` that is no folder, or a name that is nothing, is refused as a local one is."""
+def _remote_folder(url: str, buckets: dict[tuple[Any, str], bool]) -> dict[str, str]:
+    """The files under `url` a folder search takes (corpus_files.folder_files), searched
+    recursively, each with its name, when it names a folder of an object store; url itself when it
+    names some other file (only a name without an archive or corpus suffix is looked up: a listing
+    of thousands of file URLs costs no request per file). A name ending in `/` that is no folder,
+    or a name that is nothing, is refused as a local one is."""
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(url)
@@ -114,11 +132,13 @@ def _remote_folder(url: str, buckets: dict[tuple[Any, str], bool]) -> list[str]:
     if names is None:
         if url.endswith("/") or _not_found(fs, path):
             raise InputError(f"{url}: no such file or folder{_bucket_note(fs, url, buckets)}")
-        return [url]
-    matches = [fs.unstrip_protocol(p) for p in names if _FOLDER_SUFFIX.search(p.rsplit("/", 1)[-1])]
-    if not matches:
-        raise InputError(_no_archive(url, sum(bool(_WAT_SUFFIX.search(p.rsplit("/", 1)[-1])) for p in names)))
-    return matches
+        return {url: corpus_name(path, posixpath.dirname(path))}
+    root = path.rstrip("/")
+    relative = {p[len(root) + 1 :]: p for p in names if p.startswith(root + "/")}
+    chosen = folder_files(sorted(relative))
+    if not chosen:
+        raise InputError(no_files_message(url, sorted(relative)))
+    return {fs.unstrip_protocol(relative[rel]): corpus_name(relative[rel], root) for rel in chosen}
 
 
 def _not_found(fs: Any, path: str) -> bool:
@@ -171,13 +191,6 @@ def _check_remote_file(url: str, buckets: dict[tuple[Any, str], bool]) -> None:
             raise InputError(f"{url}: no such file or folder")
     elif _bucket_missing(fs, path, buckets):
         raise InputError(f"{url}: no such file or folder{_bucket_note(fs, url, buckets)}")
-
-
-def _no_archive(folder: str, wat_files: int) -> str:
-    message = f"{folder}: the folder holds no .warc/.wet(.gz) file"
-    if wat_files:
-        message += f" ({wat_files} .wat file(s) skipped: {WAT_NO_TEXT})"
-    return message
 
 
 def dump_listing(dump: str, base_url: str = CC_BASE_URL, file_format: str = "wet", max_files: int | None = None) -> list[str]:
@@ -233,15 +246,16 @@ def unreadable_error(source: str, exc: BaseException) -> OSError:
     return kind(f"cannot read {source}: {cause}; if it stays unreadable, the ingest config's unreadable_sources: quarantine records it in _quarantine instead")
 
 
-def _open_with_retries(source: str, retries: int = 3, backoff_s: float = 1.0) -> BinaryIO:
+def _open_with_retries(source: str, retries: int = 3, backoff_s: float = 1.0, random_access: bool = False) -> BinaryIO:
     for attempt in range(retries + 1):
         try:
             if not is_url(source):
                 return open(source, "rb")
             import fsspec
 
-            # block_size=0 streams HTTP(S) in one request instead of many range requests.
-            kwargs = {"block_size": 0} if source.startswith(("http://", "https://")) else {}
+            # block_size=0 streams HTTP(S) in one request instead of many range requests (a Parquet
+            # file's footer is read first: it needs them).
+            kwargs = {"block_size": 0} if source.startswith(("http://", "https://")) and not random_access else {}
             return fsspec.open(source, "rb", **kwargs).open()
         except Exception as exc:
             if not _is_transient(exc) or attempt == retries:
@@ -266,13 +280,27 @@ class _ReadErrorsAreTransient(io.RawIOBase):
         except Exception as exc:
             raise SourceReadError(f"reading failed: {type(exc).__name__}: {exc}") from exc
 
+    # Random access, for a Parquet file (its footer first, then its row groups).
+    def seekable(self) -> bool:
+        return self._raw.seekable()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        try:
+            return self._raw.seek(offset, whence)
+        except Exception as exc:
+            raise SourceReadError(f"seeking failed: {type(exc).__name__}: {exc}") from exc
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
 
 @contextmanager
-def open_source(source: str) -> Iterator[BinaryIO]:
-    """Open a source for streaming; a missing, forbidden or folder one raises one of UNREADABLE
-    (FileNotFoundError...: not retried), another failure SourceReadError (Ray retries the task)."""
+def open_source(source: str, random_access: bool = False) -> Iterator[BinaryIO]:
+    """Open a source for streaming (`random_access`: seekable, for Parquet); a missing, forbidden or
+    folder one raises one of UNREADABLE (FileNotFoundError...: not retried), another failure
+    SourceReadError (Ray retries the task)."""
     try:
-        handle = _open_with_retries(source)
+        handle = _open_with_retries(source, random_access=random_access)
     except UNREADABLE:
         raise
     except Exception as exc:
@@ -293,14 +321,35 @@ def resolve_sources(
 ) -> list[str]:
     """INPUTs when given (with `only_dump`: those whose path names that dump), else the files of
     `dump`'s paths listing; InputError if neither."""
+    return list(resolve_named_sources(inputs, dump, base_url, file_format, max_files, only_dump))
+
+
+def resolve_named_sources(
+    inputs: list[str] | None,
+    dump: str | None = None,
+    base_url: str | None = None,
+    file_format: str = "wet",
+    max_files: int | None = None,
+    only_dump: str | None = None,
+) -> dict[str, str | None]:
+    """resolve_sources' files, in order, each with its name under its input's folder (None for a
+    dump listing's files); InputError for two corpus files of the same name (corpus_files.py)."""
     if inputs:
-        found = expand_inputs(inputs)
-        if only_dump is None:
-            return found
-        mine = [source for source in found if dump_from_path(source) == only_dump]
-        if not mine:
-            raise InputError(f"no input file of dump {only_dump} (a path with crawl-data/{only_dump}/) among {len(found)} input file(s)")
-        return mine
+        named = named_inputs(inputs)
+        found = sorted(named)
+        if only_dump is not None:
+            mine = [source for source in found if dump_from_path(source) == only_dump]
+            if not mine:
+                raise InputError(f"no input file of dump {only_dump} (a path with crawl-data/{only_dump}/) among {len(found)} input file(s)")
+            # A file of your own corpus whose path names no dump belongs to no dump's run: refused, not left out unsaid.
+            if corpus := [source for source in found if corpus_kind(source) and dump_from_path(source) is None]:
+                raise InputError(f"{corpus[0]}: a run with a dumps: section ingests each Common Crawl dump's files alone, and this file of your own corpus names no dump (crawl-data/CC-MAIN-.../ in its path): ingest it in a run without dumps:, or with `crawlmill ingest` and give its filter output to dedup")
+            found = mine
+        try:
+            check_unique_names({source: named[source] for source in found})
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        return {source: named[source] for source in found}
     if dump:
-        return dump_listing(dump, base_url or CC_BASE_URL, file_format, max_files)
+        return dict.fromkeys(dump_listing(dump, base_url or CC_BASE_URL, file_format, max_files))
     raise InputError("give INPUT files/folders/URLs, or --dump CC-MAIN-YYYY-WW")

@@ -1,4 +1,5 @@
-"""The ingest stage: Common Crawl WARC/WET files -> text documents (one output part per file).
+"""The ingest stage: Common Crawl WARC/WET files -> text documents (one output part per file); your
+own JSONL, Parquet and plain-text files too (which is which: corpus_files.py; their rows: corpus_rows.py).
 
 WET `conversion` records become documents as they are; WARC `response` records go through HTTP
 parsing, charset decoding and main-text extraction. Every other record is dropped with a named
@@ -12,11 +13,14 @@ quarantine` makes it an `unreadable_source` entry instead, for a file gone for g
 corrupt gzip member reading resumes at the next valid member (one per record in Common Crawl's
 files), so only the damaged member's records are lost, and its entry names the bytes skipped.
 
-Run it: `crawlmill ingest samples/crawl-data --output out/ingest` (see `crawlmill ingest --help`).
+Run it: `crawlmill ingest samples/crawl-data --output out/ingest`, or on a corpus of your own
+`crawlmill ingest 'data/mine/*.jsonl' --dump my-forum-2024 --output out/mine` (`crawlmill ingest --help`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from contextlib import ExitStack
 from typing import Any
 
@@ -24,12 +28,14 @@ from fastwarc.warc import ArchiveIterator, WarcRecord, WarcRecordType
 
 from ..parts import PartSink
 from ..schema import document_id
-from ..stage import PartStage, PartTask, SourceReadError
+from ..stage import PartStage, PartTask, SourceReadError, StageResult
 from .config import IngestConfig
+from .corpus_files import PARQUET, TEXT, corpus_kind
+from .corpus_rows import CorpusFile
 from .gunzip import GunzipReader
 from .html_text import HtmlExtractor, decode_html, normalize_text
 from .http_payload import HttpPayloadError, parse_http_response
-from .sources import UNREADABLE, display_name, dump_from_path, open_source, resolve_sources, unreadable_error
+from .sources import UNREADABLE, display_name, dump_from_path, open_source, resolve_named_sources, unreadable_error
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 
@@ -45,12 +51,15 @@ def _warc_fields(payload: bytes) -> dict[str, str]:
 
 class IngestStage(PartStage):
     name = "ingest"
-    output_inside_input = True  # a folder search takes only .warc/.wet files, never its Parquet parts
+    # A folder search never takes the Parquet parts of a stage output folder (corpus_files.py).
+    output_inside_input = True
 
     def __init__(self, config: IngestConfig) -> None:
         super().__init__(config)
         c = config
-        self.files = resolve_sources(c.inputs, c.dump, c.base_url, c.format, c.max_files, c.only_dump)  # InputError if none
+        # Each file with its name under its input's folder, from which a corpus file's document ids are made.
+        self.names = resolve_named_sources(c.inputs, c.dump, c.base_url, c.format, c.max_files, c.only_dump)  # InputError if none
+        self.files = list(self.names)
         self._extractor: HtmlExtractor | None = None
 
     def tasks(self) -> list[PartTask]:
@@ -64,7 +73,22 @@ class IngestStage(PartStage):
             "max_text_chars": c.max_text_chars,
             "max_bad_utf8_share": c.max_bad_utf8_share,
             "dump": c.default_dump,
-        }
+        } | self._corpus_fingerprint()
+
+    def _corpus_fingerprint(self) -> dict[str, Any]:
+        """The settings of corpus files' rows, and the names their ids are made from; only in a run
+        that has such files, so that the record of a WARC/WET-only folder made before stays its own."""
+        c = self.config
+        kinds = {source: kind for source in self.files if (kind := corpus_kind(source))}
+        if not kinds:
+            return {}
+        names = json.dumps([self.names[source] for source in sorted(kinds)], ensure_ascii=False)
+        corpus: dict[str, Any] = {"names": hashlib.sha256(names.encode("utf-8")).hexdigest()[:16]}
+        if set(kinds.values()) - {TEXT}:
+            corpus |= {"text_field": c.text_field, "id_field": c.id_field, "url_field": c.url_field, "date_field": c.date_field}
+        if TEXT in kinds.values():
+            corpus["txt_document"] = c.txt_document
+        return {"corpus": corpus}
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_extractor": None}
@@ -76,15 +100,33 @@ class IngestStage(PartStage):
         return self._extractor
 
     def process(self, task: PartTask, sink: PartSink) -> None:
+        kind = corpus_kind(task.source)
         with ExitStack() as stack:
             try:
-                raw = stack.enter_context(open_source(task.source))
+                raw = stack.enter_context(open_source(task.source, random_access=kind == PARQUET))
             except UNREADABLE as exc:  # missing, forbidden, a folder: no content to judge
                 if self.config.unreadable_sources != "quarantine":
                     raise unreadable_error(task.source, exc) from None  # fails the task: no _SUCCESS, a rerun retries it
                 sink.quarantine("unreadable_source", f"{type(exc).__name__}: {exc}", offset=0)
                 return
-            self._process_stream(task, GunzipReader(raw), sink)
+            if kind is None:
+                self._process_stream(task, GunzipReader(raw), sink)
+                return
+            dump = dump_from_path(task.source) or self.config.default_dump
+            reader = CorpusFile(self.config, kind, self.names[task.source], display_name(task.source), dump, sink)
+            if kind == PARQUET:
+                reader.read_parquet(raw)
+            else:
+                reader.read_lines(GunzipReader(raw))  # .gz or not, by its bytes; damage recorded, never hidden
+
+    def report(self, result: StageResult) -> list[str]:
+        lines = super().report(result)
+        counters = (result.stats or {}).get("counters", {})
+        not_kept = {k.split(":", 1)[1]: n for k, n in counters.items() if k.startswith("field_not_kept:")}
+        if not_kept:  # the schema is fixed: say which of the user's fields it has no column for
+            named = ", ".join(f"{name} ({n:,} rows)" for name, n in sorted(not_kept.items()))
+            lines.append(f"fields not kept (the document schema has no column for them): {named}")
+        return lines
 
     def _process_stream(self, task: PartTask, stream: GunzipReader, sink: PartSink) -> None:
         file_info = {"dump": dump_from_path(task.source) or self.config.default_dump, "warc_file": display_name(task.source)}
@@ -214,6 +256,9 @@ class IngestStage(PartStage):
             reason = "http_redirect" if 300 <= http.status < 400 else "http_error" if http.status >= 400 else "http_status_other"
             sink.drop(reason)
             return
+        if not http.body.strip():  # nothing to read, whatever its type says
+            sink.drop("empty_text")
+            return
         mime = http.mime_type or (headers.get("WARC-Identified-Payload-Type") or "").lower() or None
         if mime is None and b"<html" in http.body[:2048].lower():
             mime = "text/html"
@@ -226,7 +271,10 @@ class IngestStage(PartStage):
         if bad > self.config.max_bad_utf8_share * max(len(decoded.text), 1):  # bytes no charset reads: not text
             sink.quarantine("bad_encoding", f"{bad} undecodable sequences in {len(http.body)} bytes ({decoded.charset}, {decoded.how})", row["warc_offset"], row["warc_record_id"])
             return
+        whole_before = self.extractor.whole_pages
         text = self.extractor.extract(decoded.text) if mime in HTML_TYPES else normalize_text(decoded.text)
+        if self.extractor.whole_pages != whole_before:  # nested too deep for main-content extraction (html_text.MAX_DEPTH)
+            sink.count("html_too_deep_extracted_whole")
         row.update(source_format="warc", content_type=mime, charset=decoded.charset)
         self._emit(text, row["warc_record_id"], row, sink)
 
