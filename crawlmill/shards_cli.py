@@ -144,9 +144,8 @@ def verify(
     if problems:
         raise typer.Exit(2)
     if not as_json:
-        checks = "structure, token range and checksums" if summary["checksums"] else "structure and token range (no manifest: no checksums)"
-        if not summary["vocab_size"]:  # no manifest tokenizer and no --vocab-size: ids are only known to fit the dtype
-            checks = "structure (no manifest: no checksums; token ids unchecked: give --vocab-size)"
+        ids = "token range" if summary["vocab_size"] else "no token range (token ids unchecked: give --vocab-size)"
+        checks = f"structure, {ids} and checksums" if summary["checksums"] else f"structure and {ids} (no manifest: no checksums)"
         out.print(f"[green]ok[/green] {summary['path']}: {summary['shards']} shard(s), {summary['tokens']:,} tokens; {checks} verified")
 
 

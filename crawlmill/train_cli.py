@@ -41,12 +41,12 @@ def _finite(value: Any) -> Any:
 def check_inputs(train_config: Any) -> None:
     """Before --overwrite deletes the run folder: every shard folder's manifest is one training can
     use, and the --init-from run has a complete checkpoint (as the run itself checks them, later)."""
-    from crawlmill.files import as_path
+    from crawlmill.files import as_path, is_url
     from crawlmill.shards.manifest import MANIFEST, load_manifest
     from crawlmill.shards.mmidx import ShardError
     from crawlmill.training.checkpoint import find_checkpoint
     from crawlmill.training.config import not_pack_output
-    from crawlmill.training.data import check_manifest
+    from crawlmill.training.data import ShardFolder, check_counts, check_manifest
 
     for folder in train_config.data.shards:
         try:
@@ -56,6 +56,8 @@ def check_inputs(train_config: Any) -> None:
         if manifest is None:
             raise not_pack_output(folder)
         check_manifest(manifest, as_path(folder) / MANIFEST)
+        if not is_url(folder):  # a URL's .idx files would be downloaded first: the run checks those itself, later
+            check_counts(ShardFolder(as_path(folder), manifest, folder))
     if train_config.checkpoint.init_from:
         find_checkpoint(train_config.checkpoint.init_from)
 

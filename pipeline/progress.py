@@ -74,7 +74,9 @@ class StageProgress:
         self.started = self.last_line = clock()
         # (time, count) when this run's first unit finished: the estimate of the time left is the rate
         # since then, so that start-up (Ray workers, a model loaded by every first task) does not
-        # count as work: "1/14 parts, about 4m left" of a step that ended 4 s later
+        # count as work: "1/14 parts, about 4m left" of a step that ended 4 s later. Parts that finish
+        # with the first, in its wave, make it low at first (10 workers: by a wave's time), less so
+        # with each wave; the rate from the start was high by the whole start-up, for good.
         self.first_done: tuple[float, int] | None = None
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -104,8 +106,10 @@ class StageProgress:
         self.stopped.set()
         if self.watcher is not None:  # a poll of a store that does not answer must not hold up a Ctrl-C
             self.watcher.join(timeout=2)
-        if self.polled_units and exc[0] is None:  # the task's last units, counted after it ended
-            self._look()
+        if self.polled_units and exc[0] is None:  # the task's last units, counted after it ended (a store that does not answer: not waited for)
+            last = threading.Thread(target=self._look, name=f"progress {self.stage} last look", daemon=True)
+            last.start()
+            last.join(timeout=5)
         self.progress.__exit__(*exc)
         if self.as_lines:
             self._line()  # the step's last figures, also when it stopped early
@@ -152,7 +156,8 @@ class StageProgress:
             if self.stopped.is_set():
                 return
             quiet = self.clock() - self.last_line
-            if self.as_lines and self.shown < self.total and ((moved and quiet >= self.interval) or quiet >= self.heartbeat):
+            going = self.shown < self.total or not self.total  # a total not known yet (the trainer has not written it)
+            if self.as_lines and going and ((moved and quiet >= self.interval) or quiet >= self.heartbeat):
                 self._line()
 
     def _look(self) -> bool:

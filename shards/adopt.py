@@ -250,11 +250,13 @@ def adopt_shards(
     tokenizer_json = as_path(info.path) / "tokenizer.json"
     table, no_bytes = _byte_table(tokenizer_json, info.eod_id, info.vocab_size)
     specials = _special_ids(tokenizer_json)
-    scans = []
+    scans, lasts = [], np.zeros(info.vocab_size, np.int64)
     for number, (prefix, (index, tokens)) in enumerate(zip(prefixes, checked)):
         if progress is not None:
             progress(prefix.name, number, len(prefixes))
-        scans.append(_scan(prefix, index, tokens, info, table, specials))
+        scan = _scan(prefix, index, tokens, info, table, specials)
+        lasts += scan.pop("lasts")  # one total: a vocabulary-sized array per shard would be 0.8 MB each at 100k
+        scans.append(scan)
     entries = [s["entry"] for s in scans]
     documents, tokens = sum(e["documents"] for e in entries), sum(e["tokens"] for e in entries)
     without_eod = sum(e["documents_without_eod"] for e in entries)
@@ -277,7 +279,6 @@ def adopt_shards(
     }  # fmt: skip
     eod = f"{info.eod_id} ({info.eod_token!r}, from {eod_from})"
     if without_eod:
-        lasts = sum(s["lasts"] for s in scans)
         common = int(np.argmax(lasts))
         adopted["most_common_last_token"] = {"id": common, "documents": int(lasts[common])}
         hint = f"; {int(lasts[common]):,} end with id {common}: if that is the end-of-document token, adopt again with --eod-id {common} --overwrite" if common != info.eod_id and lasts[common] > documents // 2 else ""

@@ -9,7 +9,9 @@ again and again without a word. At the start, rank 0 works out for every group
 (the train split: data.split's first share of each shard's documents, rounded as Megatron does;
 the other splits are never trained on), records them in run.json (`data_epochs`) and says on stderr
 which groups go past the cap: the remix mixture's `max_epochs` (the manifest's
-blend.mixture), or for a folder without a mixture DEFAULT_MAX_EPOCHS. Training goes on.
+blend.mixture), or for a folder without a mixture DEFAULT_MAX_EPOCHS. Training goes on. The cap is
+compared with the epochs of the group's whole tokens, as remix and pack plan it (a group remix
+capped at 4 epochs is read ~4.1 times over a 97% train split: no warning for that).
 
 A group is a remix group of a folder's mixture (named GROUP, or FOLDER:GROUP with several
 folders); the whole folder (FOLDER) when its blend has no mixture and weighs shards by their tokens,
@@ -48,6 +50,11 @@ class GroupEpochs:
     cap_source: str  # which cap applies, for the warning
     share: float  # of the training samples
     tokens: int  # in the train split of its shards
+    whole_tokens: int  # in its shards, every split: what the cap is planned against
+
+    @property
+    def whole_epochs(self) -> float:
+        return self.epochs * self.tokens / self.whole_tokens if self.whole_tokens and math.isfinite(self.epochs) else self.epochs
 
 
 def mixture_of(manifest: dict[str, Any]) -> tuple[dict[str, str], float | None]:
@@ -96,6 +103,7 @@ def data_epochs(entries: list[BlendedShard], train_split: dict[str, int], train_
     folders: dict[str, tuple[dict[str, str], float | None, bool]] = {}
     read: dict[str, float] = {}
     held: dict[str, dict[str, int]] = {}
+    whole: dict[str, dict[str, int]] = {}
     caps: dict[str, tuple[float, str]] = {}
     for folder, manifest, prefix, local, share in entries:
         if folder not in folders:
@@ -104,14 +112,15 @@ def data_epochs(entries: list[BlendedShard], train_split: dict[str, int], train_
         group = group_of.get(prefix)
         name = (f"{folder}:{group}" if several else group) if group is not None else folder if even else f"{folder}/{prefix}"
         if name not in held:
-            held[name], caps[name] = {}, cap_of(folder, cap)
+            held[name], whole[name], caps[name] = {}, {}, cap_of(folder, cap)
         held[name][local] = train_split[local]
+        whole[name][local] = next((int(e.get("tokens") or 0) for e in manifest["shards"] if e.get("prefix") == prefix), train_split[local])
         read[name] = read.get(name, 0.0) + share
     groups = []
     for name, shares in read.items():
         tokens = sum(held[name].values())
         epochs = train_tokens * shares / tokens if tokens else float("inf")
-        groups.append(GroupEpochs(name, epochs, *caps[name], shares, tokens))
+        groups.append(GroupEpochs(name, epochs, *caps[name], shares, tokens, sum(whole[name].values())))
     return groups
 
 
@@ -119,14 +128,14 @@ def over_cap(groups: list[GroupEpochs], train_tokens: float, tokens_per_step: in
     """One warning line per group read more epochs than its cap: the group, its epochs, the cap and
     where it comes from, and the most training tokens (and steps) that stay within it; past
     MAX_LINES (a folder of thousands of shards weighted alike) one line says how many more."""
-    over = [group for group in groups if group.epochs > group.cap * (1 + 1e-9)]
+    over = [group for group in groups if group.whole_epochs > group.cap * (1 + 1e-9)]
     lines = []
     for group in over[:MAX_LINES]:
-        within = int(group.cap * group.tokens / group.share)
+        within = int(group.cap * (group.whole_tokens or group.tokens) / group.share) if group.share else 0
         steps = f" ({within // tokens_per_step:,} steps)" if tokens_per_step else ""
         lines.append(
             f"warning: data: {group.name} will be read {group.epochs:.2f} epochs ({100 * group.share:.1f}% of {train_tokens:,.0f} "
-            f"training tokens from its {group.tokens:,} train-split tokens), past the cap of {group.cap:g} epochs "
+            f"training tokens from its {group.tokens:,} train-split tokens; {group.whole_epochs:.2f} of all its {group.whole_tokens:,}), past the cap of {group.cap:g} epochs "
             f"({group.cap_source}); it stays within the cap up to {within:,} training tokens{steps}. Training goes on"
         )
     if len(over) > MAX_LINES:

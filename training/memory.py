@@ -93,7 +93,7 @@ def _size(size: float) -> str:
 def human_count(number: float) -> str:
     for size, unit in ((1e9, "B"), (1e6, "M")):
         if number >= size:
-            return f"{number / size:.3g}{unit}" if number < 1000 * size else f"{number / size:,.0f}{unit}"  # 1,190B, not 1.19e+03B
+            return f"{number / size:.3g}{unit}" if number < 999.5 * size else f"{number / size:,.0f}{unit}"  # 1,190B, not 1.19e+03B
     return f"{number:,.0f}"
 
 

@@ -62,6 +62,8 @@ class DedupOutput(PartStage):
                     sink.keep(doc)
                     continue
                 sink.drop(gone["reason"])
+                if gone["cluster"] is None and gone["kept_id"] is None:  # no_text / no_id: not anyone's duplicate
+                    continue
                 duplicates.append({
                     "id": doc["id"], "dump": doc.get("dump"), "url": doc.get("url"), "reason": gone["reason"],
                     "cluster": gone["cluster"], "kept_id": gone["kept_id"], "kept_dump": steps.dump_name(gone["kept_dump"]),

@@ -290,7 +290,7 @@ def _make(family: str, lang: str, params: dict[str, Any], tokenizer: LastTextMem
     params, errors = check_settings(cls, params, f"rules.{lang}.{family}")  # as the class takes them: "2e3" as 2000
     if errors:  # RuleChain checked them first: only a caller of _make alone gets here
         raise ValueError("\n".join(errors))
-    if "language" not in inspect.signature(cls).parameters:  # a rule that counts no words (policy)
+    if "language" not in inspect.signature(cls).parameters:  # a rule of a developer's that counts no words
         return cls(**params)
     return cls(language=tokenizer, **params)  # datatrove's word tokenizer for the language; tuples already (check_settings)
 

@@ -22,6 +22,7 @@ from crawlmill.cli_common import RUNTIME_OPTIONS, STAGE_OPTIONS, config_default
 from crawlmill.pipeline.config import merge, to_json
 from crawlmill.pipeline.definition import PIPELINE
 from tests.conftest import REPO
+from tests.shards.shard_folder import write_shard_folder
 
 VERBS = ["ingest", "filter", "dedup", "quality", "quality train", "quality score", "remix", "run", "train", "tokenizer", "tokenizer train", "tokenizer eval", "pack", "shards", "shards inspect", "shards verify", "shards sample", "shards stats", "plan", "plan sweep", "plan fit", "export", "import", "eval"]  # sub-commands as "group verb"
 
@@ -154,6 +155,7 @@ def sample_value(stage: str, path: list[str], default, lid_model: Path, tokenize
         "rules": ("*.wikipedia.org=encyclopedia", [{"pattern": "*.wikipedia.org", "group": "encyclopedia"}]),
         "default_group": "misc", "mixture.method": "unimax", "mixture.weights": ("other=2", {"other": 2.0}),
         "mixture.temperature": 0.3, "mixture.unit": "characters", "mixture.tokenizer": str(tokenizer),
+        "text_field": "body", "id_field": "doc_id", "url_field": "meta.url", "date_field": "published", "txt_document": "paragraph",
     }  # fmt: skip
     key = ".".join(path)
     if key in special:
@@ -437,8 +439,12 @@ def test_train_overwrite_deletes_only_a_run_folder_once_its_inputs_are_checked(t
         assert refused.exit_code == 2 and f"error: train: the output folder {output} {relation} its input {shards}" in error_line(refused), refused.output
     unusable = train(run)  # shards training cannot read: said before the run folder is deleted, not after
     assert unusable.exit_code == 2 and f"error: {shards}/manifest.json: not a pack manifest training can use" in error_line(unusable), unusable.output
-    usable = {"tokenizer": {"path": "tokenizer", "sha256": "0" * 64, "vocab_size": 1000, "padded_vocab_size": 1024, "eod_id": 1},
-              "tokens": 100, "blend": {"prefixes": ["other-00000"], "weights": [1.0]}}  # fmt: skip
+    (shards / "manifest.json").unlink()
+    usable = json.loads((write_shard_folder(shards) / "manifest.json").read_text())  # real shards: their counts are checked too
+    forged = {**usable, "tokens": 10**9}
+    (shards / "manifest.json").write_text(json.dumps(forged))
+    skewed = train(run)  # counts that are not the shards' own: refused before the run folder is deleted
+    assert skewed.exit_code == 2 and "says 1,000,000,000 tokens, its shards hold" in error_line(skewed), skewed.output
     (shards / "manifest.json").write_text(json.dumps(usable))
     missing = train(run, "--init-from", tmp_path / "no-run")
     assert missing.exit_code == 2 and f"checkpoint.init_from {tmp_path / 'no-run'}: no complete checkpoint there" in error_line(missing), missing.output

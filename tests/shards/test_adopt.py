@@ -127,7 +127,7 @@ def test_training_reads_the_adopted_folder(adopted, process_group, tmp_path):
 
 
 def test_a_hand_written_manifest_fails_verify_and_adopt_overwrite_replaces_it(tmp_path):
-    """The report: a minimal manifest lets training start, then `verify` finds the shards unlisted."""
+    """The report: a hand-written minimal manifest (which training now refuses for its counts) fails `verify`; adopt --overwrite replaces it."""
     folder = tmp_path / "raw"
     megatron_shards(folder, shards=1)
     minimal = {"tokenizer": {"path": str(DEEPSEEK), "sha256": "0" * 64, "vocab_size": VOCAB, "padded_vocab_size": 100096, "eod_id": EOD},

@@ -116,16 +116,18 @@ def test_a_run_past_the_cap_says_so_once_and_records_the_epochs(mixture_shards, 
     assert len(warnings) == 1, warnings
     shape = (
         r"warning: data: other will be read (\d+\.\d\d) epochs \(50.0% of 4,096 training tokens from its ([\d,]+) train-split "
-        rf"tokens\), past the cap of 4 epochs \(the remix mixture's max_epochs in {re.escape(str(mixture_shards))}/manifest.json\); "
+        r"tokens; (\d+\.\d\d) of all its ([\d,]+)\), "
+        rf"past the cap of 4 epochs \(the remix mixture's max_epochs in {re.escape(str(mixture_shards))}/manifest.json\); "
         r"it stays within the cap up to ([\d,]+) training tokens \((\d+) steps\). Training goes on"
     )
     found = re.fullmatch(shape, warnings[0])
     assert found, warnings[0]
     assert float(found[1]) == pytest.approx(epochs["other"], abs=0.006)
-    split_tokens, within, steps = (int(x.replace(",", "")) for x in found.groups()[1:])
-    assert split_tokens < json.loads((mixture_shards / MANIFEST).read_text())["blend"]["mixture"]["groups"]["other"]["tokens"]
+    split_tokens, whole_tokens, within, steps = (int(found[i].replace(",", "")) for i in (2, 4, 5, 6))
+    assert split_tokens < whole_tokens == json.loads((mixture_shards / MANIFEST).read_text())["blend"]["mixture"]["groups"]["other"]["tokens"]
     assert epochs["other"] == pytest.approx(4096 * 0.5 / split_tokens, abs=1e-4)
-    assert within == pytest.approx(4 * split_tokens / 0.5, abs=1) and steps == within // 1024
+    assert float(found[3]) == pytest.approx(4096 * 0.5 / whole_tokens, abs=0.006)  # the cap is planned on all its tokens (remix, pack)
+    assert within == pytest.approx(4 * whole_tokens / 0.5, abs=1) and steps == within // 1024
 
 
 def test_without_a_mixture_the_default_cap_applies_to_each_folder(tmp_path):
