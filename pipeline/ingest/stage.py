@@ -284,5 +284,7 @@ class IngestStage(PartStage):
         elif len(text) > self.config.max_text_chars:
             sink.drop("text_too_large")
         else:
+            if row["dump"] is None:  # no warcinfo isPartOf, no crawl-data/ path, no --dump: said, not guessed
+                sink.count("no_dump")
             row.update(id=document_id(source_id), text=text)
             sink.keep(row)

@@ -315,3 +315,13 @@ def test_corrupt_member_of_a_common_crawl_file_loses_only_the_damaged_members(sh
     assert len([d for d in docs if d["warc_offset"] >= 74681]) == 8  # half the file, no longer lost
     assert stats["in"] == 49 and stats["kept"] == 15 and stats["quarantined"] == 1
     assert stats["in"] == stats["kept"] + sum(stats["dropped"].values()) + stats["quarantined"]
+
+
+def test_documents_of_no_known_dump_are_counted(shared_data, tmp_path):
+    """cdx_toolkit's single-record WARCs (CC-MAIN-2025-33) have no warcinfo and no crawl-data/ path:
+    their rows had dump null without a word; --dump names it."""
+    warc = next((shared_data / "cc/cdx_toolkit").glob("CC-MAIN-20250804083340-*.warc.gz"))
+    stats, docs, _ = ingest_one(warc, tmp_path / "a")
+    assert docs and all(d["dump"] is None for d in docs) and stats["counters"]["no_dump"] == len(docs)
+    stats, docs, _ = ingest_one(warc, tmp_path / "b", IngestConfig(dump="CC-MAIN-2025-33"))
+    assert docs and {d["dump"] for d in docs} == {"CC-MAIN-2025-33"} and "no_dump" not in stats["counters"]
