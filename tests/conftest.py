@@ -60,6 +60,20 @@ def lid_model_path() -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def process_group(tmp_path_factory):
+    """A one-process gloo group, for Megatron's dataset builder (it asks torch.distributed for the
+    rank); an existing group is used as it is."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        yield
+        return
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path_factory.mktemp('pg') / 'store'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
 @pytest.fixture
 def fuzz_time_limit():
     """The fuzz tests' time bound (tests/fuzzing.py): a test past TEST_SECONDS fails with TimeoutError."""

@@ -311,18 +311,6 @@ def open_source(source: str, random_access: bool = False) -> Iterator[BinaryIO]:
         handle.close()
 
 
-def resolve_sources(
-    inputs: list[str] | None,
-    dump: str | None = None,
-    base_url: str | None = None,
-    file_format: str = "wet",
-    max_files: int | None = None,
-    only_dump: str | None = None,
-) -> list[str]:
-    """INPUTs when given (with `only_dump`: those whose path names that dump), else the files of
-    `dump`'s paths listing; InputError if neither."""
-    return list(resolve_named_sources(inputs, dump, base_url, file_format, max_files, only_dump))
-
 
 def resolve_named_sources(
     inputs: list[str] | None,
@@ -332,7 +320,8 @@ def resolve_named_sources(
     max_files: int | None = None,
     only_dump: str | None = None,
 ) -> dict[str, str | None]:
-    """resolve_sources' files, in order, each with its name under its input's folder (None for a
+    """INPUTs when given (with `only_dump`: those whose path names that dump), else the files of
+    `dump`'s paths listing (InputError if neither), in order, each with its name under its input's folder (None for a
     dump listing's files); InputError for two corpus files of the same name (corpus_files.py)."""
     if inputs:
         named = named_inputs(inputs)

@@ -12,7 +12,7 @@ import yaml
 from crawlmill.pipeline import dumps
 from crawlmill.pipeline.config import ConfigError, load_run_config
 from crawlmill.pipeline.definition import PIPELINE
-from crawlmill.pipeline.ingest.sources import InputError, resolve_sources
+from crawlmill.pipeline.ingest.sources import InputError, resolve_named_sources
 from crawlmill.pipeline.wiring import plan_runs, wire_stage_config
 from tests.conftest import REPO
 
@@ -66,11 +66,11 @@ def test_a_joint_run_runs_the_per_dump_stages_per_dump_and_dedup_over_all(tmp_pa
 
 
 def test_ingest_of_one_dump_takes_only_that_dumps_files():
-    both = resolve_sources([SAMPLES])
-    mine = resolve_sources([SAMPLES], only_dump=D1)
+    both = list(resolve_named_sources([SAMPLES]))
+    mine = list(resolve_named_sources([SAMPLES], only_dump=D1))
     assert mine and set(mine) < set(both) and all(f"/crawl-data/{D1}/" in path for path in mine)
     with pytest.raises(InputError, match=f"no input file of dump {D3}"):
-        resolve_sources([SAMPLES], only_dump=D3)
+        resolve_named_sources([SAMPLES], only_dump=D3)
 
 
 def test_appending_takes_every_stage_per_dump_with_one_tokenizer_and_the_dump_index(tmp_path):

