@@ -32,7 +32,7 @@ import torch
 from crawlmill.files import as_path, sha256_file
 
 from .compat import causal_mask, device_scope, use_cuda
-from .data import check_shards, open_folders, token_bytes
+from .data import open_folders, token_bytes  # open_folders checks every blended shard (check_counts)
 from .run_model import load_run_model, one_process_model_parallel, run_model_config, run_tokenizer_entry
 
 LN2 = math.log(2.0)
@@ -85,7 +85,6 @@ def evaluate_folder(model: Any, folder: str, seq_length: int, vocab: int, run_to
     table, no_bytes = token_bytes(tokenizer or entry["path"], int(entry["eod_id"]), entry["sha256"])
     device = next(model.parameters()).device
     prefixes = list(shards.manifest["blend"]["prefixes"])
-    check_shards([str(shards.path / prefix) for prefix in prefixes])  # a cut .bin, a damaged .idx: named here
     documents, started = [0], time.perf_counter()
     loss = 0.0
     tokens = byte_count = sequences = 0
