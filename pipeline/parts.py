@@ -38,13 +38,17 @@ import pyarrow.parquet as pq
 from crawlmill.files import AnyPath, as_path, atomic_path, list_file_sizes, list_files, naming_write_errors, read_json, remove_file
 from crawlmill.pathsafety import inside_folder
 
-from .schema import QUARANTINE_SCHEMA
+from .schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
 
 PARTS_DIR = "_parts"
 QUARANTINE_DIR = "_quarantine"
 DROPPED_DIR = "_dropped"
 # Fixed writer settings: the same rows give byte-identical files.
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, write_statistics=True)
+# The values every document has (DOCUMENT_SCHEMA's non-nullable columns: `id`, `text`). A foreign
+# part's schema may declare them nullable, so each stage checks its rows against this, not the
+# part's schema (Quarantine.incomplete).
+REQUIRED_COLUMNS = tuple(f.name for f in DOCUMENT_SCHEMA if not f.nullable)
 
 
 def part_name(index: int) -> str:
@@ -248,6 +252,53 @@ class _ParquetTmpWriter:
         self._file.__exit__(RuntimeError, RuntimeError("part aborted"), None)
 
 
+def missing_value(row: dict[str, Any]) -> str | None:
+    """The first of REQUIRED_COLUMNS whose value `row` lacks (None or absent), else None."""
+    return next((name for name in REQUIRED_COLUMNS if row.get(name) is None), None)
+
+
+class Quarantine:
+    """One input part's quarantine entries, `_quarantine/<name or part-NNNNN>.parquet` (written if
+    any). PartSink keeps one; a stage whose output is no single PartSink (remix: one per group; pack:
+    token files) keeps its own and adds its `count` to the part's `quarantined` and `in`."""
+
+    def __init__(self, output_dir: AnyPath, index: int, source: str, stage: str, batch_rows: int = 2048, name: str | None = None) -> None:
+        self.source, self.stage, self.batch_rows, self.count = source, stage, batch_rows, 0
+        final = as_path(output_dir) / QUARANTINE_DIR / f"{name or part_name(index)}.parquet"
+        self._writer = _ParquetTmpWriter(final, QUARANTINE_SCHEMA, always_create=False)
+        self._buffer: list[dict[str, Any]] = []
+
+    def add(self, error: str, detail: str, offset: int | None = None, record_id: str | None = None) -> None:
+        self.count += 1
+        self._buffer.append({"stage": self.stage, "source": self.source, "offset": offset, "record_id": record_id, "error": error, "detail": detail[:4000]})
+        if len(self._buffer) >= self.batch_rows:
+            self._writer.write(self._buffer)
+            self._buffer = []
+
+    def incomplete(self, row: dict[str, Any], offset: int) -> bool:
+        """Quarantine a row without a value every document has (`no_id`, `no_text`: a foreign part's
+        null, which no stage can score, label, tokenize or write); `offset`: its row in the part."""
+        missing = missing_value(row)
+        if missing is None:
+            return False
+        self.add(f"no_{missing}", f"row {offset}: its `{missing}` is null", offset, row.get("id"))
+        return True
+
+    def commit(self) -> None:
+        self._writer.write(self._buffer)
+        self._buffer = []
+        self._writer.commit()
+
+    def abort(self) -> None:
+        self._writer.abort()
+
+    def __enter__(self) -> "Quarantine":
+        return self
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
+        self.commit() if kind is None else self.abort()  # a failed part leaves no entries behind
+
+
 class PartSink:
     """Receives one part's records; see the module docstring for the guarantees."""
 
@@ -267,11 +318,9 @@ class PartSink:
         self.stats = PartStats(index=index, source=source)
         self.batch_rows, self.batch_bytes = batch_rows, batch_bytes
         # A stage that writes several parts per input unit (remix: one per group) names each.
+        self._quarantine = Quarantine(self.output_dir, index, source, stage, batch_rows, name=name)
         name = f"{name or part_name(index)}.parquet"
         self._kept = _ParquetTmpWriter(self.output_dir / name, schema, always_create=True)
-        self._quarantine = _ParquetTmpWriter(
-            self.output_dir / QUARANTINE_DIR / name, QUARANTINE_SCHEMA, always_create=False
-        )
         drop_schema = schema.append(pa.field("drop_reason", pa.string()))
         self._dropped = (
             _ParquetTmpWriter(self.output_dir / DROPPED_DIR / name, drop_schema, always_create=False)
@@ -279,11 +328,9 @@ class PartSink:
             else None
         )
         self._extra: dict[str, _ParquetTmpWriter] = {}
-        self._required = [f.name for f in schema if not f.nullable]  # the values a row written must have
         self._buffer: list[dict[str, Any]] = []
         self._buffer_bytes = 0
         self._dropped_buffer: list[dict[str, Any]] = []
-        self._quarantine_buffer: list[dict[str, Any]] = []
 
     # Outcomes of one input record: exactly one of these per record.
     def keep(self, row: dict[str, Any]) -> None:
@@ -308,28 +355,15 @@ class PartSink:
     ) -> None:
         self.stats.records_in += 1
         self.stats.quarantined += 1
-        self._quarantine_buffer.append(
-            {
-                "stage": self.stage,
-                "source": self.stats.source,
-                "offset": offset,
-                "record_id": record_id,
-                "error": error,
-                "detail": detail[:4000],
-            }
-        )
-        if len(self._quarantine_buffer) >= self.batch_rows:
-            self._quarantine.write(self._quarantine_buffer)
-            self._quarantine_buffer = []
+        self._quarantine.add(error, detail, offset, record_id)
 
     def quarantine_incomplete(self, row: dict[str, Any], offset: int) -> bool:
-        """Quarantine a row without a value the schema requires (`no_id`, `no_text`: a foreign
-        part's null), which no write of the part could hold, as its record's outcome; `offset`:
-        its row in the input part. False if it has them all."""
-        missing = next((name for name in self._required if row.get(name) is None), None)
-        if missing is None:
+        """Quarantine a row without a value every document has (`no_id`, `no_text`: a foreign
+        part's null; Quarantine.incomplete); False if it has them all."""
+        if not self._quarantine.incomplete(row, offset):
             return False
-        self.quarantine(f"no_{missing}", f"row {offset}: its `{missing}` is null", offset, row.get("id"))
+        self.stats.records_in += 1
+        self.stats.quarantined += 1
         return True
 
     def write_extra(self, folder: str, schema: pa.Schema, rows: list[dict[str, Any]]) -> None:
@@ -354,7 +388,6 @@ class PartSink:
         if accounted != s.records_in:  # a bug in the stage, never bad input
             raise AssertionError(f"{s.source}: {s.records_in} records in, {accounted} accounted for")
         self._flush()
-        self._quarantine.write(self._quarantine_buffer)
         if self._dropped is not None:
             self._dropped.write(self._dropped_buffer)
             self._dropped.commit()

@@ -7,7 +7,7 @@ For input part N (a stage's `part-NNNNN.parquet`, read in row order in bounded b
                                            domain, warc_file, warc_offset, warc_record_id, tokens, bytes
     _work/domains/p-RRRRR/part-NNNNN.parquet  documents, tokens, bytes per domain, split by domain hash
                                            (domains.py merges them partition by partition)
-and returns the part's counts (in == packed + dropped) and document / token / byte counts per dump
+and returns the part's counts (in == packed + dropped + quarantined) and document / token / byte counts per dump
 and language, which the runner writes as `_parts/part-NNNNN.json`, last: it marks the part done.
 
 `bytes` is each document's UTF-8 byte count (crawlmill.shards.tokenbytes.document_bytes: a lone
@@ -17,7 +17,8 @@ tokens.
 
 Every input row ends as packed, or dropped as `empty_tokens` (its text encodes to no token at all,
 only possible for an empty string: preprocess_data.py would write a document of zero sequences,
-which GPTDataset cannot sample; we drop and count it). Files are written under a temporary name and
+which GPTDataset cannot sample; we drop and count it), or, without its `id` or `text` (a foreign
+part's null), quarantined as `no_id` / `no_text` in `_quarantine/part-NNNNN.parquet` with its row. Files are written under a temporary name and
 renamed; nothing depends on scheduling, so a part's outputs are the same bytes on every run.
 
 Run by `crawlmill pack` (stage.py); `encode_part(settings, 0, "out/filter/part-00000.parquet", "out/shards")`
@@ -36,7 +37,7 @@ import pyarrow.parquet as pq
 from crawlmill.files import AnyPath, as_path, atomic_path, parquet_file
 from crawlmill.shards.tokenbytes import document_bytes
 
-from ..parts import PARQUET_OPTIONS, PartStats, part_name
+from ..parts import PARQUET_OPTIONS, PartStats, Quarantine, part_name
 from ..urls import UNKNOWN, domain_of
 from .domains import write_part_domains
 from .tokenizer import DocumentEncoder, TokenizerInfo
@@ -115,17 +116,24 @@ def encode_part(settings: PackSettings, index: int, source: str, output_dir: str
     stats = PartStats(index=index, source=source)
     breakdown: dict[str, dict[str, list[int]]] = {"dump": {}, "lang": {}, "domain": {}}
     row = 0
-    # The .bin is renamed last: nested atomic paths rename innermost first.
-    with atomic_path(tokens_path(work, index)) as bin_tmp, atomic_path(docs_path(work, index)) as docs_tmp:
+    # The .bin is renamed last: nested atomic paths rename innermost first; the quarantine file after it.
+    with (
+        Quarantine(output, index, source, "pack") as quarantine,
+        atomic_path(tokens_path(work, index)) as bin_tmp,
+        atomic_path(docs_path(work, index)) as docs_tmp,
+    ):
         with open(bin_tmp, "wb") as bin_file, pq.ParquetWriter(docs_tmp, DOCS_SCHEMA, **PARQUET_OPTIONS) as docs:
             parquet = parquet_file(source)
             columns = [c for c in READ_COLUMNS if c in parquet.schema_arrow.names]
             for batch in _batches(parquet, columns, settings):
+                rows = np.arange(row, row + batch.num_rows, dtype=np.int64)  # the input rows, kept in docs.parquet
+                row += batch.num_rows
+                batch, rows = _whole_rows(batch, rows, quarantine)
+                if not batch.num_rows:
+                    continue
                 texts = batch.column("text").to_pylist()
                 tokens, lengths = encoder.encode_documents(texts)
                 bin_file.write(tokens.tobytes())
-                rows = np.arange(row, row + len(texts), dtype=np.int64)
-                row += len(texts)
                 kept = lengths > 0
                 stats.records_in += len(texts)
                 stats.kept += int(kept.sum())
@@ -138,6 +146,8 @@ def encode_part(settings: PackSettings, index: int, source: str, output_dir: str
                 kept_bytes = table.column("bytes").to_numpy()
                 for key, counts in breakdown.items():
                     add_counts(counts, table.column(key).to_pylist(), kept_lengths, kept_bytes)
+    stats.quarantined = quarantine.count
+    stats.records_in += quarantine.count
     domains = breakdown.pop("domain")
     write_part_domains(work, index, domains, settings.domain_partitions)
     return {**stats.to_json(), "domains": len(domains), "breakdown": {k: breakdown_json(v) for k, v in breakdown.items()}}
@@ -154,6 +164,16 @@ def _batches(parquet: pq.ParquetFile, columns: list[str], settings: PackSettings
         step = max(1, -(-batch.num_rows // pieces))
         for start in range(0, batch.num_rows, step):
             yield batch.slice(start, step)
+
+
+def _whole_rows(batch: pa.RecordBatch, rows: np.ndarray, quarantine: Quarantine) -> tuple[pa.RecordBatch, np.ndarray]:
+    """The batch and its input rows without the rows that lack an id or text (a foreign part's
+    null), which are quarantined (`no_id` / `no_text`): no text to tokenize, no id to trace a token to."""
+    if not batch.column("id").null_count and not batch.column("text").null_count:
+        return batch, rows  # every part a stage wrote: nothing to look at row by row
+    values = batch.select(["id", "text"]).to_pylist()
+    whole = np.array([not quarantine.incomplete(v, int(r)) for v, r in zip(values, rows.tolist())], dtype=bool)
+    return batch.filter(pa.array(whole)), rows[whole]
 
 
 def _docs_table(batch: pa.RecordBatch, index: int, rows: np.ndarray, lengths: np.ndarray, text_bytes: np.ndarray) -> pa.Table:

@@ -6,7 +6,7 @@
       "tokenizer": {"path", "sha256" (of tokenizer.json), "vocab_size", "padded_vocab_size", "padded_from", "eod_id", "eod_token"},
       "inputs": ["out/dedup/part-00000.parquet", ...],        # "input" numbers below index this list
       "shard_tokens": ..., "shards_count": ..., "documents": ..., "tokens": ..., "bytes": ...,
-      "counts": {"in": ..., "packed": ..., "dropped": {"empty_tokens": ...}},
+      "counts": {"in": ..., "packed": ..., "dropped": {"empty_tokens": ...}, "quarantined": ... (if any)},
       "by_dump" / "by_lang": {label: {"documents", "tokens", "bytes"}}, "by_domain": the top
       DOMAINS_IN_MANIFEST domains by tokens plus "(other domains)"; "domains": how many; every
       domain is in domains.parquet (domains.py),
@@ -107,6 +107,8 @@ def build_manifest(
             "in": sum(m["in"] for m in part_markers),
             "packed": sum(m["kept"] for m in part_markers),
             "dropped": dict(sorted(dropped.items())),
+            # only when there are any (rows without id or text), so that other manifests keep their bytes
+            **({"quarantined": quarantined} if (quarantined := sum(m["quarantined"] for m in part_markers)) else {}),
         },
         "by_dump": breakdown["dump"],
         "by_lang": breakdown["lang"],

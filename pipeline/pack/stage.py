@@ -111,11 +111,12 @@ class PackStage(Stage):
         manifest = json.loads(read_text(result.output_dir / MANIFEST))
         stats = result.stats or {}
         dropped = ", ".join(f"{k} {v:,}" for k, v in stats.get("dropped", {}).items()) or "none"
+        quarantined = f"; {stats['quarantined']:,} quarantined (_quarantine/)" if stats.get("quarantined") else ""
         rate = f"; {result.seconds:.1f} s, {manifest['tokens'] / max(result.seconds, 1e-9):,.0f} tokens/s" if not result.already_done else ""
         lines = [
             f"[green]pack done[/green] → {result.output_dir}: {stats['in']:,} documents in, {manifest['documents']:,} packed "
             f"({manifest['tokens']:,} {manifest['megatron']['dtype']} tokens) into {manifest['shards_count']} shard(s); "
-            f"dropped: {dropped}{rate}"
+            f"dropped: {dropped}{quarantined}{rate}"
         ]
         shards_before = manifest["shards_count"] if result.already_done else result.steps_finished_before.get("shards", 0)
         if result.finished_before or shards_before:

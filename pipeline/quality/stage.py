@@ -16,6 +16,8 @@ Steps, through the runner:
    best; null for a language the model does not score), kept by the rule: the best `keep_top` of each
    language, or a score >= `threshold`, or all (label only, the default). Dropped documents are
    counted as `quality_not_in_top` / `quality_below_threshold`; unscored ones are kept and counted.
+   A row without its `id` or `text` (a foreign part's null) is in no histogram and is quarantined
+   as `no_id` / `no_text`, with its part and row, as filter does.
 
 `_quality.json` in the output records the rule, the boundaries, cut-offs and the shares kept; a kept
 share far from `keep_top` (documents tied at the cut-off score) is a warning there, in `_stats.json`
@@ -35,7 +37,7 @@ from rich.markup import escape
 
 from crawlmill.files import as_path, atomic_path, atomic_write_json, open_binary, parquet_file, read_schema, read_table
 
-from ..parts import PARQUET_OPTIONS, PartSink, input_parts, part_name, parts_of_dump
+from ..parts import PARQUET_OPTIONS, PartSink, input_parts, missing_value, part_name, parts_of_dump
 from ..runner import StageContext, Task
 from ..stage import StageInputError, PartStage, PartTask, Stage, StageResult, run_parts
 from . import buckets as hist
@@ -59,9 +61,15 @@ def score_part(model: QualityModel, index: int, source: str, work: str, batch_ro
     documents = scored = 0
     path = as_path(work) / "scores" / f"{part_name(index)}.parquet"
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, SCORE_SCHEMA, **PARQUET_OPTIONS) as writer:
-        for batch in parquet_file(source).iter_batches(batch_size=batch_rows, columns=["text", "lang"]):
-            texts, langs = batch.column("text").to_pylist(), batch.column("lang").to_pylist()
-            scores = model.score(texts, langs)
+        for batch in parquet_file(source).iter_batches(batch_size=batch_rows, columns=["id", "text", "lang"]):
+            rows, langs = batch.select(["id", "text"]).to_pylist(), batch.column("lang").to_pylist()
+            # A row without its id or text (a foreign part's null; the parts step quarantines it)
+            # is scored NaN, so that it is in no histogram and the scores stay one per input row.
+            whole = [k for k, row in enumerate(rows) if missing_value(row) is None]
+            texts = [row["text"] or "" for row in rows]
+            scores = np.full(len(rows), np.nan, dtype=np.float32)
+            if whole:
+                scores[whole] = model.score([texts[k] for k in whole], [langs[k] for k in whole])
             writer.write_table(pa.table({"quality_score": scores}, schema=SCORE_SCHEMA))
             sizes = np.array([len(t.encode("utf-8", "surrogatepass")) for t in texts], dtype=np.int64)
             for lang in set(langs):
@@ -110,6 +118,8 @@ class QualityOutput(PartStage):
             for doc in batch.to_pylist():
                 score = float(scores[row])
                 row += 1
+                if sink.quarantine_incomplete(doc, row - 1):  # no id or text: scored NaN, neither kept nor dropped
+                    continue
                 lang = doc.get("lang") or ""
                 cut = self.cuts.get(lang)
                 if np.isnan(score) or cut is None:

@@ -17,9 +17,11 @@ Two steps, through the runner:
    _mixture.json and _mixture.png. A mixture the cap cannot meet stops the stage with an error
    naming the groups (exit status 2) unless `allow_shortfall`.
 
-Every input document ends in exactly one group (in == kept; `_stats.json` counts them per group
-and by what placed them: `labelled_by:rule|classifier|default`). Nothing depends on scheduling or
-randomness, so two runs give byte-identical folders; a killed run resumes part by part.
+Every input document ends in exactly one group (`_stats.json` counts them per group and by what
+placed them: `labelled_by:rule|classifier|default`), except a row without its `id` or `text` (a
+foreign part's null), quarantined as `no_id` / `no_text` with its part and row (in == kept +
+quarantined). Nothing depends on scheduling or randomness, so two runs give byte-identical
+folders; a killed run resumes part by part.
 
 Run it: `crawlmill remix out/dedup --output out/remix --rule '*.wikipedia.org=encyclopedia' [--config remix.yaml]`.
 """
@@ -35,7 +37,7 @@ from crawlmill.files import as_path, atomic_write_json, parquet_file, remove_fil
 
 from ..quality.model import model_digest
 from ..pack.tokenizer import TokenizerInfo, inspect_tokenizer_dir
-from ..parts import PARTS_DIR, PartSink, PartStats, input_parts, part_name, redo_orphan_markers
+from ..parts import PARTS_DIR, PartSink, PartStats, Quarantine, input_parts, part_name, redo_orphan_markers
 from ..runner import StageContext, Task
 from ..stage import Stage, StageResult, merge_stats
 from .config import RemixConfig
@@ -66,9 +68,17 @@ def label_part(settings: LabelSettings, index: int, source: str, output_dir: str
     sinks: dict[str, PartSink] = {}
     counts: dict[str, Counter] = {}
     labelled_by: Counter = Counter()
+    # A row without its id or text (a foreign part's null) can be neither labelled nor written: it
+    # is quarantined (`no_id` / `no_text`, with its row) into the input part's own quarantine file,
+    # since it belongs to no group.
+    quarantine = Quarantine(as_path(output_dir), index, source, "remix")
+    offset = 0
     try:
         for batch in parquet.iter_batches(batch_size=settings.config.batch_rows):
-            rows = batch.to_pylist()
+            rows = [row for k, row in enumerate(batch.to_pylist(), offset) if not quarantine.incomplete(row, k)]
+            offset += batch.num_rows
+            if not rows:
+                continue
             tokens = encoder.encode_documents([r["text"] for r in rows])[1].tolist() if encoder else None
             labels = labeler.label_batch([r.get("url") for r in rows], [r["text"] for r in rows], [r.get("lang") for r in rows])
             for k, (row, (domain, group, how)) in enumerate(zip(rows, labels)):
@@ -81,13 +91,16 @@ def label_part(settings: LabelSettings, index: int, source: str, output_dir: str
                 labelled_by[how] += 1
         for group in sorted(sinks):
             sinks[group].commit()
+        quarantine.commit()
     except BaseException:
-        for sink in sinks.values():
+        for sink in [*sinks.values(), quarantine]:
             sink.abort()
         raise
     stats = PartStats(index=index, source=source)
     stats.files = {name: size for sink in sinks.values() for name, size in sink.stats.files.items()}  # checked by readers
-    stats.records_in = stats.kept = sum(c["documents"] for c in counts.values())
+    stats.kept = sum(c["documents"] for c in counts.values())
+    stats.quarantined = quarantine.count
+    stats.records_in = stats.kept + stats.quarantined
     stats.counters.update({f"group:{g}": c["documents"] for g, c in counts.items()})
     stats.counters.update({f"labelled_by:{how}": n for how, n in labelled_by.items()})
     groups = {g: {"documents": c["documents"], "characters": c["characters"], **({"tokens": c["tokens"]} if encoder else {})} for g, c in sorted(counts.items())}
