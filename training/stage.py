@@ -7,7 +7,9 @@ output_dir, both the shards and the run folder are URLs: training/runstore.py). 
 step of one Ray task: Ray Train workers where the run has more than one worker or the cluster has
 GPUs, else in that task. A rerun resumes from the last checkpoint; a finished run is not redone.
 A SIGTERM or Ctrl-C to the driver stops the trainer with a checkpoint of the step it reached
-(TrainStage.run), as it stops `crawlmill train`.
+(TrainStage.run), as it stops `crawlmill train`. Ray starts the task again when its worker dies
+(max_retries): such an attempt resumes from the last checkpoint and says so, but once the stop was
+asked it does not train at all, and the driver says that the step the stop reached was lost.
 """
 
 from __future__ import annotations
@@ -32,6 +34,47 @@ from .config import TrainConfig
 # The error of a train task that stopped on a stop signal or its driver's stop request (the driver
 # reads the step in it: a failed step keeps its tasks' errors as text only).
 STOPPED_AS_ASKED = "stopped after step {step}, with its checkpoint, on a stop signal or the driver's stop request"
+# The error of a train task that Ray started again after its worker died, and that found the driver's
+# stop request already there: it does not train (it would start from the last checkpoint, step 0 if
+# none, and save its first step as the step the stop reached); the driver says what was lost.
+NOT_SAVED = "the trainer's worker died after the stop request ({asked}), before it saved the step it reached; its last checkpoint: {checkpoint}"
+
+
+class StopNotSaved(RuntimeError):
+    """A stop the driver asked for whose step was not saved: the worker training died first."""
+
+
+def last_checkpoint(run_dir: str) -> str:
+    """The run's newest complete checkpoint, as a message names it."""
+    from .checkpoint import run_checkpoint, step_name
+    from .runstore import RunStore
+
+    try:
+        found = run_checkpoint(RunStore(run_dir))
+    except (OSError, ValueError) as exc:  # a message: a store's hiccup is said, not raised
+        return f"not known ({type(exc).__name__}: {exc})"
+    return f"step {found[1]['step']} ({step_name(found[1]['step'])})" if found else "none"
+
+
+def resume_from(checkpoint: str) -> str:
+    """Where a rerun starts, said of `last_checkpoint`'s answer."""
+    return "from step 0 (no checkpoint was saved yet)" if checkpoint == "none" else f"from its last checkpoint, {checkpoint}"
+
+
+def _begin_attempt(stop_request: str | None, run_dir: str) -> None:
+    """Before an attempt of the train task trains: one that Ray started again after its worker died
+    says so, and does not train when the driver asked the run to stop before (StopNotSaved)."""
+    from .stopsignal import StopRequest
+
+    request = StopRequest(stop_request)
+    attempt = request.begin_attempt()
+    if attempt is None or attempt < 2:
+        return
+    asked = request.asked()
+    if asked is not None:
+        raise StopNotSaved(NOT_SAVED.format(asked=asked, checkpoint=last_checkpoint(run_dir)))
+    print(f"train: attempt {attempt} of the train task (Ray started it again: the worker of the one before died); it trains {resume_from(last_checkpoint(run_dir))}",
+          file=sys.stderr, flush=True)  # fmt: skip
 
 
 def train_task(config_data: dict[str, Any], run_dir: str, address: str | None, stop_request: str | None = None) -> dict[str, Any]:
@@ -45,6 +88,7 @@ def train_task(config_data: dict[str, Any], run_dir: str, address: str | None, s
     from .runlog import read_log, read_run
     from .stopsignal import TrainingStopped
 
+    _begin_attempt(stop_request, run_dir)
     config = build(TrainConfig, config_data, "train")
     options = RayOptions(address=address)
     try:
@@ -109,17 +153,26 @@ class TrainStage(Stage):
         forward = ForwardStop(request)
         try:
             with forward if request.path else contextlib.nullcontext():
-                result = ctx.step("train", train_task, [job], title="train", said_by_stage=("TrainingStopped",), unit="steps",
+                result = ctx.step("train", train_task, [job], title="train", said_by_stage=("TrainingStopped", "StopNotSaved"), unit="steps",
                                   poll_units=lambda: self._steps_so_far(str(ctx.output)))["train"]  # fmt: skip
         except StepFailed as failed:
-            said = re.search(STOPPED_AS_ASKED.format(step=r"(\d+)"), failed.failures[0][1]) if failed.failures else None
-            if forward.which is None or said is None:
+            detail = failed.failures[0][1] if failed.failures else ""
+            said = re.search(STOPPED_AS_ASKED.format(step=r"(\d+)"), detail)
+            if forward.which is None:
                 raise
+            if said is None:  # the stop's step was not saved: said plainly, never as a stop that worked
+                lost = re.search(re.escape(NOT_SAVED).replace(re.escape("{asked}"), ".*?").replace(re.escape("{checkpoint}"), "(.*)"), detail)
+                if lost is None:  # another failure (the worker died and Ray had no attempt left...): a failed task, exit 1
+                    print(f"train: the trainer failed after the stop request ({forward.which}), without saving the step it reached", file=sys.stderr, flush=True)
+                    raise
+                print(f"train: the trainer's worker died after the stop request ({forward.which}), before it saved the step it reached: the steps since its "
+                      f"last checkpoint are lost; rerun the same command to train {resume_from(lost.group(1))}", file=sys.stderr, flush=True)  # fmt: skip
+                raise forward.interrupt() from None
             step = int(said.group(1))
             print(f"train: the run saved step {step} (checkpoint {step_name(step)} in {ctx.output}) and stopped; rerun the same command to resume from it", file=sys.stderr, flush=True)
             raise forward.interrupt() from None
         finally:
-            if request.path and forward.which is not None:
+            if request.path:  # the request, if asked, and the attempts' count: the task has ended
                 request.remove()
         if forward.which is not None:
             print(f"train: the run reached its last step before the stop ({forward.which}) took effect", file=sys.stderr, flush=True)

@@ -91,7 +91,14 @@ class StopRequest:
     folder, shared storage or a URL; rank 0 looks for it (`asked`) at the end of a step, at most once
     every `every_seconds` (a request to the store, not one per step), and the ranks agree on it with
     the signal flag (any_rank). The file's name is new for each attempt (the driver's), so that one
-    left by a driver that was killed does not stop a later run."""
+    left by a driver that was killed does not stop a later run.
+
+    Ray starts a task again, with the same arguments, when its worker process dies (max_retries):
+    `begin_attempt` counts the task's attempts in a file beside the request, so that an attempt
+    that finds the request already there knows whether it is such a second one (training.stage:
+    it does not train). Seen in a test suite: the worker was killed from outside (SIGKILL: no word
+    in its logs) after the stop request, and the attempt Ray started trained from step 0 (no
+    checkpoint yet), saw the request after its first step and saved step 1 as the step reached."""
 
     def __init__(self, path: str | None, every_seconds: float = 1.0) -> None:
         self.path, self.every_seconds = path, every_seconds
@@ -121,12 +128,34 @@ class StopRequest:
 
         atomic_write_text(self.path, name)
 
+    @property
+    def attempts_path(self) -> str | None:
+        """The file counting the attempts of the task that heeds the request (`stop-*` as the request: a killed driver's is removed with it)."""
+        return None if self.path is None else f"{self.path}.attempts"
+
+    def begin_attempt(self) -> int | None:
+        """In the task, before it trains: count this attempt; its number (1: the first), None when
+        the count could not be read or written (the store did not answer: nothing is known)."""
+        from crawlmill.files import as_path, atomic_write_text
+
+        if self.attempts_path is None:
+            return None
+        try:
+            path = as_path(self.attempts_path)
+            before = int(path.read_text().strip() or 0) if path.exists() else 0
+            atomic_write_text(self.attempts_path, str(before + 1))
+        except (OSError, ValueError):
+            return None
+        return before + 1
+
     def remove(self) -> None:
+        """The request and the attempts' count (the driver, once the task ended)."""
         from crawlmill.files import as_path, remove_file
 
-        with contextlib.suppress(OSError):
-            if as_path(self.path).exists():
-                remove_file(self.path)
+        for path in (self.path, self.attempts_path):
+            with contextlib.suppress(OSError):
+                if path is not None and as_path(path).exists():
+                    remove_file(path)
 
 
 class ForwardStop:

@@ -81,11 +81,15 @@ def wait_for(condition, driver: subprocess.Popen, log: Path, what: str, timeout:
         time.sleep(0.01)
 
 
-def busy_workers() -> list[psutil.Process]:
-    """Ray workers running a step's task now (Ray titles a worker by the task it runs)."""
+def busy_workers(ray_head) -> list[psutil.Process]:
+    """This head's Ray workers running a step's task now (Ray titles a worker by the task it runs);
+    only the head's descendants: another test's Ray on the machine runs tasks of the same name."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info["cmdline"] or []
+    for proc in psutil.Process(ray_head.process.pid).children(recursive=True):
+        try:
+            cmdline = proc.cmdline()
+        except psutil.Error:  # ended since listed
+            continue
         if cmdline and cmdline[0].startswith("ray::run_task"):
             found.append(proc)
     return found
@@ -101,7 +105,7 @@ def test_killed_workers_and_drivers_in_every_stage_leave_the_undisturbed_output(
     # A worker killed in the middle of an ingest part: Ray runs the task again, the stage completes.
     driver = start_driver(config_path, env, log)
     busy: list[psutil.Process] = []
-    wait_for(lambda: (out / "ingest/_tasks.json").exists() and bool(busy.extend(busy_workers()) or busy), driver, log, "an ingest task")
+    wait_for(lambda: (out / "ingest/_tasks.json").exists() and bool(busy.extend(busy_workers(ray_head)) or busy), driver, log, "an ingest task")
     victim = busy[0]
     victim.send_signal(signal.SIGKILL)
     assert not (out / "ingest/_SUCCESS").exists()
