@@ -9,23 +9,16 @@ from __future__ import annotations
 
 import json
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crawlmill.pipeline.pack.audit import audit_shards
-from crawlmill.pipeline.parts import commit_folder
-from tests.pipeline.pack.conftest import manifest_of, run_pack
 
-TEXTS = [f"Document {i}: the garden of the old house has many trees and a pond with fish in it, number {i}." for i in range(6)]
+from tests.pipeline.incomplete_part import write_incomplete_part
+from tests.pipeline.pack.conftest import manifest_of, run_pack
 
 
 def test_rows_without_text_or_id_are_quarantined_and_the_shards_hold_the_rest(ray_local, tokenizer_dir, tmp_path):
-    folder = tmp_path / "foreign"
-    folder.mkdir()
-    texts = [None if i == 1 else "" if i == 2 else t for i, t in enumerate(TEXTS)]  # row 2: empty, dropped as empty_tokens
-    ids = [None if i == 4 else f"doc-{i}" for i in range(6)]
-    pq.write_table(pa.table({"id": ids, "text": texts, "dump": ["CC-MAIN-2024-10"] * 6, "lang": ["en"] * 6}), folder / "part-00000.parquet")
-    commit_folder(folder)
+    folder = write_incomplete_part(tmp_path / "foreign")  # row 2's empty text: dropped as empty_tokens
     out = tmp_path / "shards"
     result = run_pack([folder], out, tokenizer_dir)
     assert result.ok, result.failures

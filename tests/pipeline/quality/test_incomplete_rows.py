@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import json
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from crawlmill.pipeline.parts import commit_folder
 from crawlmill.pipeline.quality.config import ClassifierTrainConfig, QualityConfig
 from crawlmill.pipeline.quality.stage import QualityStage
 from crawlmill.pipeline.quality.train import train_classifier
 from crawlmill.pipeline.runner import run_stage
-from tests.conftest import SAMPLES
 
-TEXTS = [f"Document {i}: the garden of the old house has many trees and a pond with fish in it, number {i}." for i in range(6)]
+from tests.conftest import SAMPLES
+from tests.pipeline.incomplete_part import write_incomplete_part
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +33,7 @@ def small_model(tmp_path_factory):
 
 
 def test_rows_without_text_or_id_are_quarantined_and_counted(ray_local, small_model, tmp_path):
-    folder = tmp_path / "foreign"
-    folder.mkdir()
-    texts = [None if i == 1 else "" if i == 2 else t for i, t in enumerate(TEXTS)]  # row 2: empty, a document still
-    ids = [None if i == 4 else f"doc-{i}" for i in range(6)]
-    pq.write_table(pa.table({"id": ids, "text": texts, "dump": ["CC-MAIN-2024-10"] * 6, "lang": ["en"] * 6}), folder / "part-00000.parquet")
-    commit_folder(folder)
+    folder = write_incomplete_part(tmp_path / "foreign")  # row 2's empty text: a document still
     for rule in ({}, {"keep_top": 0.5}):  # label only, and a rule whose cut-off the null rows must not move
         out = tmp_path / f"out-{len(rule)}"
         result = run_stage(QualityStage(QualityConfig(inputs=[str(folder)], model=str(small_model), **rule)), out, progress=False)

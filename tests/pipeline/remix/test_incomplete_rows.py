@@ -7,24 +7,18 @@ from __future__ import annotations
 
 import json
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawlmill.pipeline.parts import commit_folder, input_parts
+from crawlmill.pipeline.parts import input_parts
+
+from tests.pipeline.incomplete_part import write_incomplete_part
 from tests.pipeline.remix.conftest import run_remix
 
-TEXTS = [f"Document {i}: the garden of the old house has many trees and a pond with fish in it, number {i}." for i in range(6)]
 URLS = ["https://www.example-garden.org/a", "https://docs.example-dev.io/b", "https://news.example.com/c"] * 2
 
 
 def test_rows_without_text_or_id_are_quarantined_in_no_group(ray_local, tmp_path):
-    folder = tmp_path / "foreign"
-    folder.mkdir()
-    texts = [None if i == 1 else "" if i == 2 else t for i, t in enumerate(TEXTS)]  # row 2: empty, a document still
-    ids = [None if i == 4 else f"doc-{i}" for i in range(6)]
-    table = pa.table({"id": ids, "text": texts, "url": URLS, "dump": ["CC-MAIN-2024-10"] * 6, "lang": ["en"] * 6})
-    pq.write_table(table, folder / "part-00000.parquet")
-    commit_folder(folder)
+    folder = write_incomplete_part(tmp_path / "foreign", url=URLS)  # row 2's empty text: a document still
     out = tmp_path / "remix"
     result = run_remix([folder], out, mixture={"allow_shortfall": True})
     assert result.ok, result.failures
