@@ -47,7 +47,7 @@ RUN_MARKERS = ("run.json", "log.jsonl", "checkpoints")
 # (tests/pipeline/test_output_folder.py checks these against the constants of the modules that write them.)
 OWN_NAMES = (
     TASKS_FILE, SUCCESS_FILE, STATS_FILE, PARTS_DIR, WORK_DIR,  # every stage (runner.py, parts.py)
-    "_quarantine", "_dropped",  # a part stage's rejects (parts.py QUARANTINE_DIR, DROPPED_DIR)
+    "_quarantine", "_dropped",  # a part stage's rejects (partfile.py QUARANTINE_DIR, parts.py DROPPED_DIR)
     "_report", "_index",  # dedup's report (dedup/report.py REPORT_DIR); the dumps' dedup index (dumps.py INDEX_FOLDER)
     "_model", "_quality.json",  # quality: a model trained in the run, its summary (quality/stage.py MODEL_DIR, SUMMARY)
     "_run.json", "_dumps.json",  # a run's output_dir: its summary (accounting.py RUN_FILE), appended dumps (dumps.py STATE_FILE)

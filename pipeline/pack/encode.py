@@ -37,7 +37,8 @@ import pyarrow.parquet as pq
 from crawlmill.files import AnyPath, as_path, atomic_path, parquet_file
 from crawlmill.shards.tokenbytes import document_bytes
 
-from ..parts import PARQUET_OPTIONS, PartStats, Quarantine, part_name
+from ..partfile import Quarantine
+from ..parts import PARQUET_OPTIONS, PartStats, part_name
 from ..urls import UNKNOWN, domain_of
 from .domains import write_part_domains
 from .tokenizer import DocumentEncoder, TokenizerInfo

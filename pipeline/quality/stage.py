@@ -37,7 +37,8 @@ from rich.markup import escape
 
 from crawlmill.files import as_path, atomic_path, atomic_write_json, open_binary, parquet_file, read_schema, read_table
 
-from ..parts import PARQUET_OPTIONS, PartSink, input_parts, missing_value, part_name, parts_of_dump
+from ..partfile import missing_value
+from ..parts import PARQUET_OPTIONS, PartSink, input_parts, part_name, parts_of_dump
 from ..runner import StageContext, Task
 from ..stage import StageInputError, PartStage, PartTask, Stage, StageResult, run_parts
 from . import buckets as hist

@@ -37,7 +37,8 @@ from crawlmill.files import as_path, atomic_write_json, parquet_file, remove_fil
 
 from ..quality.model import model_digest
 from ..pack.tokenizer import TokenizerInfo, inspect_tokenizer_dir
-from ..parts import PARTS_DIR, PartSink, PartStats, Quarantine, input_parts, part_name, redo_orphan_markers
+from ..partfile import Quarantine
+from ..parts import PARTS_DIR, PartSink, PartStats, input_parts, part_name, redo_orphan_markers
 from ..runner import StageContext, Task
 from ..stage import Stage, StageResult, merge_stats
 from .config import RemixConfig
