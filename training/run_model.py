@@ -29,7 +29,7 @@ def one_process_model_parallel() -> Iterator[None]:
     in this process; an existing one-rank group is used as it is."""
     from megatron.core import parallel_state
 
-    from .trainer import init_distributed, release_distributed, seed_everything
+    from .process_group import init_distributed, release_distributed, seed_everything
 
     _, world, made = init_distributed()
     if world != 1:

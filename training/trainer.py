@@ -38,11 +38,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import random
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
@@ -50,17 +46,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
 from .checkpoint import Checkpointer, DamagedElsewhere, load_weights, refuse_to_overwrite, step_name
-from .compat import layer_spec, seed_model_parallel, use_cuda
+from .compat import layer_spec, use_cuda
 from .config import TrainConfig
 from .data import ShardData, check_resume_order, data_order, token_bytes
 from .epochs import epochs_record, over_cap
 from .layout import ResumeLayout
 from .preemption import PreemptionNotice
+from .process_group import init_distributed, release_distributed, seed_everything
 from .memory import MemoryEstimate, estimate_memory, peak_memory, too_large
 from .model import build_model
 from .perf import StepProfiler, megatron_flops_per_token, utilisation
@@ -68,7 +64,7 @@ from .runlog import LOG_FILE, Reporter, read_log, write_run_info
 from .rng_state import rng_state, set_rng_state
 from .run_plan import RunPlan, plan_run
 from .runstore import PROFILE, RunStore
-from .sharing import check_shared, local_index
+from .sharing import check_shared
 from .sharded_io import DamagedCheckpoint
 from .schedule import Schedule
 from .stopsignal import StopOnSignal, StopRequest, TrainingStopped, any_rank
@@ -78,43 +74,6 @@ LN2 = math.log(2)
 
 class TrainingDiverged(FloatingPointError):
     """A step's loss or gradient norm was nan or inf; the run stopped without saving that state."""
-
-
-_STORE_DIR: str | None = None  # the file store of a group made here, removed with the group
-
-
-def init_distributed() -> tuple[int, int, bool]:
-    """(rank, world size, whether this call made the group). torchrun and Ray Train make it for us."""
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), False
-    backend = "nccl" if use_cuda() else "gloo"
-    if "WORLD_SIZE" in os.environ and "MASTER_ADDR" in os.environ:
-        dist.init_process_group(backend)
-    else:
-        global _STORE_DIR
-        _STORE_DIR = tempfile.mkdtemp(prefix="crawlmill-pg-")
-        store = Path(_STORE_DIR) / "store"
-        dist.init_process_group(backend, init_method=f"file://{store}", rank=0, world_size=1)
-    if use_cuda():
-        torch.cuda.set_device(local_index() % torch.cuda.device_count())
-    return dist.get_rank(), dist.get_world_size(), True
-
-
-def release_distributed(made_group: bool) -> None:
-    """Undo init_distributed: the group it made, and its file store, are removed."""
-    global _STORE_DIR
-    if made_group:
-        dist.destroy_process_group()
-        if _STORE_DIR is not None:
-            shutil.rmtree(_STORE_DIR, ignore_errors=True)
-            _STORE_DIR = None
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    seed_model_parallel(seed)
 
 
 def _byte_table(tokenizer_path: str, eod: int, vocab: int, device: torch.device, sha256: str) -> torch.Tensor | None:
