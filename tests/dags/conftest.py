@@ -72,14 +72,12 @@ def stop_head(temp_dir: str) -> None:
                 for child in proc.children(recursive=True):
                     ours[child.pid] = child
     ours.pop(os.getpid(), None)
+    # SIGKILL at once: the head holds nothing to save (its temp dir is removed next), and raylet and GCS
+    # take >10 s to exit on SIGTERM (a grace period only added seconds to every teardown).
     for proc in ours.values():
         with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    _, alive = psutil.wait_procs(list(ours.values()), timeout=3)  # raylet and GCS take >10 s to exit on SIGTERM
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
             proc.kill()
-    psutil.wait_procs(alive, timeout=5)
+    psutil.wait_procs(list(ours.values()), timeout=5)
 
 
 @contextlib.contextmanager
@@ -151,6 +149,17 @@ def jobs_of_run(client, run_id: str) -> dict[str, str]:
     }
 
 
+
+
+def poll_quickly(dag, seconds: float = 0.25):
+    """The DAG with its Ray job tasks reading their job's status every `seconds` (RayJobOperator's
+    poll_interval, 2 s by default): a task then ends as soon as its job has ended, instead of up to a
+    poll later (a DAG run here follows a dozen short jobs one after the other). dag.test() runs these
+    task objects (those of a mapped task group too)."""
+    for task in dag.tasks:
+        if hasattr(task, "poll_interval"):
+            task.poll_interval = seconds
+    return dag
 
 
 def dag_module(name: str):

@@ -20,9 +20,9 @@ import yaml
 from crawlmill.pipeline.definition import PIPELINE
 from tests.conftest import REPO
 
-from .conftest import dag_module, jobs_of_run, load_dags, no_ray_address_env
+from .conftest import dag_module, jobs_of_run, load_dags, no_ray_address_env, poll_quickly
 
-pytestmark = pytest.mark.heavy(200)  # seconds on 2 cores: runs first (tests/conftest.py)
+pytestmark = pytest.mark.heavy(175)  # seconds on 2 cores: runs first (tests/conftest.py)
 
 if importlib.util.find_spec("airflow") is None:
     pytest.skip(
@@ -40,7 +40,7 @@ JOINT = [name for name in PIPELINE.names if name not in PER_DUMP]
 @pytest.fixture(scope="module")
 def dag(airflow_home):
     bag = load_dags()
-    return bag.dags[DAG_ID]
+    return poll_quickly(bag.dags[DAG_ID])
 
 
 def _config(path: Path, inputs: list[str], output_dir: Path, dumps: list[str] | None = None) -> None:

@@ -25,9 +25,9 @@ import yaml
 
 from tests.conftest import REPO
 
-from .conftest import jobs_of_run, load_dags, no_ray_address_env
+from .conftest import jobs_of_run, load_dags, no_ray_address_env, poll_quickly
 
-pytestmark = pytest.mark.heavy(140)  # seconds on 2 cores: runs first (tests/conftest.py)
+pytestmark = pytest.mark.heavy(135)  # seconds on 2 cores: runs first (tests/conftest.py)
 
 if importlib.util.find_spec("airflow") is None:
     pytest.skip(
@@ -96,14 +96,14 @@ def _submit_and_wait(client, entrypoint: str) -> str:
     deadline = time.monotonic() + 300
     while str(client.get_job_status(sid).value) not in {"SUCCEEDED", "FAILED", "STOPPED"}:
         assert time.monotonic() < deadline, client.get_job_logs(sid)
-        time.sleep(1)
+        time.sleep(0.2)
     assert str(client.get_job_status(sid).value) == "SUCCEEDED", client.get_job_logs(sid)
     return client.get_job_logs(sid)
 
 
 def test_new_dumps_are_appended_once_each_and_dedup_as_one_joint_run(airflow_home, ray_head, client, crawl_site, tmp_path):
     bag = load_dags()
-    dag = bag.dags[DAG_ID]
+    dag = poll_quickly(bag.dags[DAG_ID])
     assert [t.task_id for t in dag.tasks] == ["find_new_dumps", "append", "per_dump_ingest.ingest", "per_dump_ingest.filter"]
     assert dag.max_active_runs == 1
 
@@ -171,7 +171,7 @@ def test_new_dumps_are_appended_once_each_and_dedup_as_one_joint_run(airflow_hom
 def test_a_config_mistake_fails_each_dumps_task_once_without_retries(airflow_home, ray_head, client, crawl_site, tmp_path, capfd):
     """`ingest: {base_ur: ...}`: each mapped ingest job exits 2 (bad config); its task fails at once
     instead of retrying (CRAWLMILL_DAG_RETRIES=1 here; by default 2, 300 s apart) what cannot change."""
-    dag = load_dags().dags[DAG_ID]
+    dag = poll_quickly(load_dags().dags[DAG_ID])
     site, base_url = crawl_site
     _list_crawls(site, [D1, D2])
     config = tmp_path / "crawl_bad.yaml"
