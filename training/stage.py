@@ -37,7 +37,7 @@ STOPPED_AS_ASKED = "stopped after step {step}, with its checkpoint, on a stop si
 # The error of a train task that Ray started again after its worker died, and that found the driver's
 # stop request already there: it does not train (it would start from the last checkpoint, step 0 if
 # none, and save its first step as the step the stop reached); the driver says what was lost.
-NOT_SAVED = "the trainer's worker died after the stop request ({asked}), before it saved the step it reached; its last checkpoint: {checkpoint}"
+NOT_SAVED = "the trainer's worker died after the stop request ({asked}), before it said which step it saved; its last checkpoint: {checkpoint}"
 
 
 class StopNotSaved(RuntimeError):
@@ -51,7 +51,7 @@ def last_checkpoint(run_dir: str) -> str:
 
     try:
         found = run_checkpoint(RunStore(run_dir))
-    except (OSError, ValueError) as exc:  # a message: a store's hiccup is said, not raised
+    except Exception as exc:  # a message only: a store's hiccup or a damaged checkpoint is said, not raised instead of the stop's error
         return f"not known ({type(exc).__name__}: {exc})"
     return f"step {found[1]['step']} ({step_name(found[1]['step'])})" if found else "none"
 
@@ -165,7 +165,7 @@ class TrainStage(Stage):
                 if lost is None:  # another failure (the worker died and Ray had no attempt left...): a failed task, exit 1
                     print(f"train: the trainer failed after the stop request ({forward.which}), without saving the step it reached", file=sys.stderr, flush=True)
                     raise
-                print(f"train: the trainer's worker died after the stop request ({forward.which}), before it saved the step it reached: the steps since its "
+                print(f"train: the trainer's worker died after the stop request ({forward.which}), before it said which step it saved: the steps since its "
                       f"last checkpoint are lost; rerun the same command to train {resume_from(lost.group(1))}", file=sys.stderr, flush=True)  # fmt: skip
                 raise forward.interrupt() from None
             step = int(said.group(1))

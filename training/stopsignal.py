@@ -98,7 +98,10 @@ class StopRequest:
     that finds the request already there knows whether it is such a second one (training.stage:
     it does not train). Seen in a test suite: the worker was killed from outside (SIGKILL: no word
     in its logs) after the stop request, and the attempt Ray started trained from step 0 (no
-    checkpoint yet), saw the request after its first step and saved step 1 as the step reached."""
+    checkpoint yet), saw the request after its first step and saved step 1 as the step reached.
+    Not counted: a worker group that Ray Train restarts within one attempt (max_restarts, a
+    preempted node) resumes from the last checkpoint, sees the request and saves its first step:
+    a real checkpoint, though not the step the stop first reached."""
 
     def __init__(self, path: str | None, every_seconds: float = 1.0) -> None:
         self.path, self.every_seconds = path, every_seconds

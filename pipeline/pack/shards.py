@@ -167,7 +167,7 @@ def write_shard(dtype_name: str, plan: ShardPlan, output_dir: str) -> dict[str, 
                 for key, counts in breakdown.items():
                     add_counts(counts, table.column(key).to_pylist(), piece_lengths, piece_bytes)
                 rows = table.column("row")
-                # Input rows the piece spans (a row dropped as empty_tokens inside a span is in no shard).
+                # Input rows the piece spans (a row dropped as empty_tokens or quarantined inside a span is in no shard).
                 ranges.append({"input": piece.part, "rows": [rows[0].as_py(), rows[-1].as_py() + 1]})
                 first = first or _source(table.slice(0, 1).to_pylist()[0])
                 last = _source(table.slice(len(table) - 1, 1).to_pylist()[0])

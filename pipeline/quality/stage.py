@@ -77,7 +77,7 @@ def score_part(model: QualityModel, index: int, source: str, work: str, batch_ro
                 rows = np.array([l == lang for l in langs])
                 part_hist = hist.histogram(scores[rows], sizes[rows], model.info.max_score)
                 histograms[lang or ""] = histograms.get(lang or "", 0) + part_hist
-            documents += len(texts)
+            documents += len(whole)  # the rows quarantined later are no documents
             scored += int((~np.isnan(scores)).sum())
     files = {}
     for lang, counts in sorted(histograms.items()):

@@ -80,7 +80,7 @@ def test_the_driver_says_the_stops_step_was_lost_and_exits_as_stopped(tmp_path, 
         _stage(tmp_path).run(ctx)
     assert isinstance(raised.value, Terminated) is (exits == 143)
     err = " ".join(capfd.readouterr().err.split())
-    assert f"the trainer's worker died after the stop request ({sig}), before it saved the step it reached" in err
+    assert f"the trainer's worker died after the stop request ({sig}), before it said which step it saved" in err
     assert "rerun the same command to train from step 0 (no checkpoint was saved yet)" in err
     assert "saved step" not in err
     assert list(work.iterdir()) == []  # the request and the attempts' count are removed
