@@ -107,14 +107,18 @@ class FilterConfig:
         from datatrove.pipeline.filters import gopher_quality_filter as gopher
 
         from .langid import FastTextLanguageId, model_labels, nearest_languages
-        from .rules import CJK_LANGUAGES, RuleChain, rules_errors
+        from .rules import CJK_LANGUAGES, NO_SENTENCE_MARKS, RuleChain, rules_errors
         from .words import check_tokenizer
 
         keep = self.language_id.keep
         errors = [e for key, families in self.rules.items() for e in rules_errors(key, families)]
-        for lang in set(keep) & set(CJK_LANGUAGES) - set(self.rules):  # `default` read by the CJK classes (ja, ko)
-            if own := [e for e in rules_errors(lang, self.rules["default"], "rules.default") if e not in errors]:
-                errors += own + [f"({lang} has no rules of its own and reads rules.default with the CJK rule classes: give it rules.{lang})"]
+        for lang in sorted(set(keep) & set(CJK_LANGUAGES) - set(self.rules)):  # ja, ko: filtered by the CJK rule classes
+            if wrong := rules_errors(lang, self.rules["default"], "rules.default"):
+                errors.append(f"language_id.keep.{lang}: {lang} has no built-in rules, and the default (English) rules do not fit the "
+                              f"CJK rule classes that filter it ({'; '.join(wrong)}): give rules.{lang} (configs/filters.yaml's rules.zh is a start)")  # fmt: skip
+        for lang in sorted(set(keep) & set(NO_SENTENCE_MARKS) - set(self.rules)):
+            errors.append(f"language_id.keep.{lang}: {lang} has no built-in rules, and the default (English) rules count sentence-ending "
+                          f"marks that {lang} does not write (they drop every clean document): give rules.{lang} (rules.default with c4: null and fineweb: null is a start)")  # fmt: skip
         if errors:
             raise ValueError("\n".join(errors))
         self.rules = {key: _typed(key, families) for key, families in self.rules.items()}  # what the classes take: "2e3" -> 2000

@@ -252,3 +252,26 @@ def test_a_run_config_with_wrong_typed_rules_fails_before_ingest(tmp_path):
     (tmp_path / "run.yaml").write_text('output_dir: out\nfilter:\n  rules:\n    en:\n      gopher_quality: {min_doc_words: "fifty"}\n')
     with pytest.raises(ConfigError, match=r'run.yaml.filter: rules.en.gopher_quality.min_doc_words: "fifty" is not a number \(expected an integer or null\)'):
         load_run_config(tmp_path / "run.yaml")
+
+
+def test_each_kept_language_the_default_rules_cannot_filter_is_named_with_what_to_give(lid_model_path):
+    """ja and ko are filtered by the CJK rule classes, which the English default rules do not fit;
+    Thai writes no sentence-ending marks, so those rules dropped every clean Thai article (c4's
+    too_few_sentences, fineweb's line_punct_ratio). Once the error named `rules.default`, which the
+    user never wrote, and only the first of ja and ko (the same text twice was one error)."""
+    with pytest.raises(ConfigError) as failed:
+        checked({"language_id": {"keep": {"en": 0.5, "ja": 0.5, "ko": 0.5, "th": 0.5}}}, lid_model_path)
+    lines = [line.removeprefix("filter: ") for line in str(failed.value).splitlines()]
+    assert [line.split(":")[0] for line in lines] == ["language_id.keep.ja", "language_id.keep.ko", "language_id.keep.th"], lines
+    assert lines[0].endswith("give rules.ja (configs/filters.yaml's rules.zh is a start)") and lines[1].endswith("give rules.ko (configs/filters.yaml's rules.zh is a start)")
+    assert "do not fit the CJK rule classes" in lines[0] and "long_line_length" in lines[0]
+    assert "sentence-ending marks that th does not write" in lines[2] and lines[2].endswith("give rules.th (rules.default with c4: null and fineweb: null is a start)")
+    # What each message offers as a start is accepted; what may be left is the word tokenizer's
+    # package (SudachiPy, kiwipiepy, pythainlp: not installed here).
+    zh, default = (FilterConfig().rules[key] for key in ("zh", "default"))
+    for data in ({"language_id": {"keep": {"en": 0.5, "ja": 0.5, "ko": 0.5}}, "rules": {"ja": zh, "ko": zh}},
+                 {"language_id": {"keep": {"en": 0.5, "th": 0.5}}, "rules": {"th": {**default, "c4": None, "fineweb": None}}}):  # fmt: skip
+        try:
+            checked(data, lid_model_path)
+        except ConfigError as error:
+            assert all("the word tokenizer datatrove assigns to" in line for line in str(error).splitlines()), str(error)
