@@ -9,7 +9,7 @@ GPUs, else in that task. A rerun resumes from the last checkpoint; a finished ru
 A SIGTERM or Ctrl-C to the driver stops the trainer with a checkpoint of the step it reached
 (TrainStage.run), as it stops `crawlmill train`. Ray starts the task again when its worker dies
 (max_retries): such an attempt resumes from the last checkpoint and says so, but once the stop was
-asked it does not train at all, and the driver says that the step the stop reached was lost.
+asked it does not train at all, and the driver says that the step the stop reached was not reported.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from .config import TrainConfig
 STOPPED_AS_ASKED = "stopped after step {step}, with its checkpoint, on a stop signal or the driver's stop request"
 # The error of a train task that Ray started again after its worker died, and that found the driver's
 # stop request already there: it does not train (it would start from the last checkpoint, step 0 if
-# none, and save its first step as the step the stop reached); the driver says what was lost.
+# none, and save its first step as the step the stop reached); the driver says where a rerun starts.
 NOT_SAVED = "the trainer's worker died after the stop request ({asked}), before it said which step it saved; its last checkpoint: {checkpoint}"
 
 
@@ -161,12 +161,11 @@ class TrainStage(Stage):
             if forward.which is None:
                 raise
             if said is None:  # the stop's step was not saved: said plainly, never as a stop that worked
-                lost = re.search(re.escape(NOT_SAVED).replace(re.escape("{asked}"), ".*?").replace(re.escape("{checkpoint}"), "(.*)"), detail)
-                if lost is None:  # another failure (the worker died and Ray had no attempt left...): a failed task, exit 1
+                if f"{StopNotSaved.__name__}: " not in detail:  # another failure (the worker died and Ray had no attempt left...): a failed task, exit 1
                     print(f"train: the trainer failed after the stop request ({forward.which}), without saving the step it reached", file=sys.stderr, flush=True)
                     raise
                 print(f"train: the trainer's worker died after the stop request ({forward.which}), before it said which step it saved: the steps since its "
-                      f"last checkpoint are lost; rerun the same command to train {resume_from(lost.group(1))}", file=sys.stderr, flush=True)  # fmt: skip
+                      f"last checkpoint are lost; rerun the same command to train {resume_from(last_checkpoint(str(ctx.output)))}", file=sys.stderr, flush=True)  # fmt: skip
                 raise forward.interrupt() from None
             step = int(said.group(1))
             print(f"train: the run saved step {step} (checkpoint {step_name(step)} in {ctx.output}) and stopped; rerun the same command to resume from it", file=sys.stderr, flush=True)

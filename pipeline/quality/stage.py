@@ -63,13 +63,18 @@ def score_part(model: QualityModel, index: int, source: str, work: str, batch_ro
     path = as_path(work) / "scores" / f"{part_name(index)}.parquet"
     with atomic_path(path) as tmp, pq.ParquetWriter(tmp, SCORE_SCHEMA, **PARQUET_OPTIONS) as writer:
         for batch in parquet_file(source).iter_batches(batch_size=batch_rows, columns=["id", "text", "lang"]):
-            rows, langs = batch.select(["id", "text"]).to_pylist(), batch.column("lang").to_pylist()
+            texts, langs = batch.column("text").to_pylist(), batch.column("lang").to_pylist()
             # A row without its id or text (a foreign part's null; the parts step quarantines it)
             # is scored NaN, so that it is in no histogram and the scores stay one per input row.
-            whole = [k for k, row in enumerate(rows) if missing_value(row) is None]
-            texts = [row["text"] or "" for row in rows]
-            scores = np.full(len(rows), np.nan, dtype=np.float32)
-            if whole:
+            if batch.column("id").null_count or batch.column("text").null_count:
+                whole = [k for k, row in enumerate(batch.select(["id", "text"]).to_pylist()) if missing_value(row) is None]
+                texts = [text or "" for text in texts]
+            else:  # every part a stage wrote: nothing to look at row by row
+                whole = list(range(len(texts)))
+            scores = np.full(len(texts), np.nan, dtype=np.float32)
+            if len(whole) == len(texts):
+                scores[:] = model.score(texts, langs)
+            elif whole:
                 scores[whole] = model.score([texts[k] for k in whole], [langs[k] for k in whole])
             writer.write_table(pa.table({"quality_score": scores}, schema=SCORE_SCHEMA))
             sizes = np.array([len(t.encode("utf-8", "surrogatepass")) for t in texts], dtype=np.int64)
