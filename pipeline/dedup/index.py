@@ -6,13 +6,17 @@ documents that are never removed (an earlier run already published them). Only e
 documents that end up in a candidate pair are read again, from the earlier output parts, to
 verify the pair; those output folders must stay where they were.
 
-    INDEX/manifest.json                         {"runs": [{"output": DIR, "parts": [PART, ...], "dir": "run-NNNN"}]}
+    INDEX/manifest.json                         {"text_format": 2, "runs": [{"output": DIR, "parts": [PART, ...], "dir": "run-NNNN"}]}
     INDEX/run-NNNN/part-MMMMM-buckets.parquet   bucket rows of one output part's documents
     INDEX/run-NNNN/part-MMMMM-nodes.parquet     their node attributes
 
 A run's `dir` is chosen once, when it is first added, and recorded in its entry, so the folder a
 run's rows are read from never depends on its place in the list (manifests written before `dir`
 was recorded name it by position, as those runs saved it).
+
+Every run of an index normalises and shingles text as its first run did (`text_format`,
+shingles.py; a manifest without it was written before formats were recorded: format 1), so that a
+later run's documents compare with the earlier runs' stored band keys.
 
 Only the last run of an index can be run again (resumed, or recomputed with --overwrite): every
 later run was deduplicated against an earlier run's kept documents, so recomputing that earlier
@@ -37,6 +41,7 @@ from crawlmill.pathsafety import inside_folder
 from ..output_folder import OutputFolderRefused
 from . import steps
 from .config import DedupConfig
+from .shingles import TEXT_FORMAT, check_text_format
 from .shuffle import read_partition, write_table
 
 
@@ -55,6 +60,18 @@ def load_manifest(index_dir: Any) -> list[dict[str, Any]]:
     # Without a recorded dir: run-NNNN by the entry's place in the whole manifest, where runs of
     # manifests written before `dir` existed saved their rows.
     return [{**run, "dir": inside_folder(run.get("dir", f"run-{k:04d}"), path, f"runs[{k}].dir")} for k, run in enumerate(runs)]
+
+
+def text_format_of(index_dir: Any) -> int:
+    """The text format the index's runs were made with; a new (or empty) index takes the current one."""
+    path = manifest_path(index_dir)
+    manifest = json.loads(path.read_text()) if path.exists() else {}
+    if not manifest.get("runs"):
+        return TEXT_FORMAT
+    try:
+        return check_text_format(manifest.get("text_format", 1))
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def run_position(runs: list[dict[str, Any]], output: Any) -> int | None:
@@ -138,12 +155,13 @@ def save_part(config: DedupConfig, work: str, part: int, prefix: str) -> dict[st
     return stored
 
 
-def append_run(index_dir: Any, output: Any, parts: list[str], run_dir: str) -> None:
+def append_run(index_dir: Any, output: Any, parts: list[str], run_dir: str, text_format: int) -> None:
     """Record this run's kept parts, stored under `run_dir`, as the index's last run (the last
-    run, run again, replaces its own entry; any other is refused: the manifest is never reordered)."""
+    run, run again, replaces its own entry; any other is refused: the manifest is never reordered),
+    and the text format its runs share (text_format_of)."""
     runs = load_manifest(index_dir)
     at = run_position(runs, output)
     refuse_rerun(index_dir, runs, at)
     runs = runs[:at] if at is not None else runs
     runs.append({"output": resolved(output), "parts": parts, "dir": run_dir})
-    atomic_write_text(manifest_path(index_dir), json.dumps({"runs": runs}, indent=1))
+    atomic_write_text(manifest_path(index_dir), json.dumps({"text_format": text_format, "runs": runs}, indent=1))

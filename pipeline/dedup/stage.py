@@ -7,9 +7,10 @@ representative, `_stats.json` (dropped as same_page / exact_duplicate / near_dup
 another document with the same `id`, the same capture, e.g. its WARC and its WET copy), `_report/report.json`
 and `_report/report.png` (Table-1 style: removal share within each dump and over the first k dumps).
 Intermediate shuffle files live in `_work/` and are kept for resume; delete it when done. Its
-format (steps.WORK_FORMAT) is part of the fingerprint: a `_work/` of an older version is refused
-like other settings (--overwrite recomputes it), never resumed; a finished folder of
-one stays done (`resume_only_settings`).
+format (steps.WORK_FORMAT) and the text format (shingles.TEXT_FORMAT; with --index, the index's)
+are part of the fingerprint: a `_work/` of an older version is refused like other settings
+(--overwrite recomputes it), never resumed; a finished folder of one stays done
+(`resume_only_settings`).
 
 Run it: `crawlmill dedup out/CC-MAIN-2024-10/filter out/CC-MAIN-2024-18/filter --output out/dedup`.
 """
@@ -29,6 +30,7 @@ from ..stage import PartStage, PartTask, Stage, StageResult, run_parts
 from . import index, steps
 from .config import DedupConfig
 from .report import NO_DUMP, REPORT_DIR, write_report
+from .shingles import TEXT_FORMAT
 from .shuffle import read_partition
 
 DUPLICATES_SCHEMA = pa.schema(
@@ -77,7 +79,7 @@ class DedupStage(Stage):
     """Exact + MinHash LSH dedup of `config.inputs` together, and against `config.index`'s earlier runs."""
 
     name = "dedup"
-    resume_only_settings = ("work_format",)  # a finished folder of an older `_work/` format stays done
+    resume_only_settings = ("work_format", "text_format")  # a finished folder of an older version stays done
     state_fields = ("index",)  # the joint run's index is `_index/` in its output folder (dumps.py)
 
     def __init__(self, config: DedupConfig) -> None:
@@ -89,6 +91,7 @@ class DedupStage(Stage):
         self.run_dir = ""  # where this run's kept rows are stored in the index
         self.earlier: list[tuple[str, str]] = []
         self.documents = self.partitions = 0
+        self.text_format = TEXT_FORMAT  # or the index's (index.text_format_of)
 
     def plan(self, output: AnyPath) -> None:
         index_dir = self.config.index
@@ -98,6 +101,7 @@ class DedupStage(Stage):
             new = self.position is None
             self.runs = self.manifest if new else self.manifest[: self.position]
             self.run_dir = index.new_run_dir(self.manifest) if new else self.manifest[self.position]["dir"]
+            self.text_format = index.text_format_of(index_dir)
         self.earlier = index.indexed_parts(index_dir, self.runs) if index_dir else []
         all_parts = self.parts + [part for _, part in self.earlier]  # input part numbers: new parts first
         self.documents = sum(parquet_file(p).metadata.num_rows for p in all_parts)
@@ -124,7 +128,7 @@ class DedupStage(Stage):
         return {**self.config.settings(), "partitions": self.partitions, "index": self.config.index, "index_runs": index.recorded_runs(self.runs)}
 
     def fingerprint(self) -> dict[str, Any]:
-        return {**self._settings(), "work_format": steps.WORK_FORMAT}
+        return {**self._settings(), "work_format": steps.WORK_FORMAT, "text_format": self.text_format}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         config, parts, partitions, work = self.config, self.parts, self.partitions, str(ctx.work)
@@ -134,10 +138,11 @@ class DedupStage(Stage):
             return ctx.step(name, fn, [Task(key, args) for key, args in tasks], shared=(config,))
 
         per_partition = [(f"p-{p:05d}", (work, p, partitions)) for p in range(partitions)]
-        mapped = step("map", steps.map_part, [(f"part-{i:05d}", (work, i, path, partitions, config.index is not None)) for i, path in enumerate(parts)])
+        text_format = self.text_format
+        mapped = step("map", steps.map_part, [(f"part-{i:05d}", (work, i, path, partitions, config.index is not None, text_format)) for i, path in enumerate(parts)])
         mapped |= step("index_load", index.load_indexed_part, [(f"index-{len(parts) + j:05d}", (work, len(parts) + j, prefix, partitions)) for j, (prefix, _) in enumerate(self.earlier)])
         buckets = step("buckets", steps.reduce_buckets, [(f"p-{p:05d}", (work, p, partitions, len(all_parts))) for p in range(partitions)])
-        step("shingles", steps.shingle_part, [(f"part-{i:05d}", (work, i, path, partitions)) for i, path in enumerate(all_parts)])
+        step("shingles", steps.shingle_part, [(f"part-{i:05d}", (work, i, path, partitions, text_format)) for i, path in enumerate(all_parts)])
         step("verify_send", steps.verify_send, per_partition)
         verified = step("verify_check", steps.verify_check, per_partition)
         round_no, rounds = 0, []
@@ -157,12 +162,13 @@ class DedupStage(Stage):
         if config.index is not None:
             run_dir = as_path(config.index) / self.run_dir
             step("index_save", index.save_part, [(f"part-{i:05d}", (work, i, str(run_dir / f"part-{i:05d}"))) for i in range(len(parts))])
-            index.append_run(config.index, ctx.output, [resolved(ctx.output / f"part-{i:05d}.parquet") for i in range(len(parts))], self.run_dir)
+            index.append_run(config.index, ctx.output, [resolved(ctx.output / f"part-{i:05d}.parquet") for i in range(len(parts))], self.run_dir, text_format)
         same_page = sum(r.get("same_page_pairs", 0) for r in buckets.values())  # documents sharing an id: one capture
         summary = {
             "documents": self.documents,
             "indexed_documents": self.documents - sum(mapped[f"part-{i:05d}"]["documents"] for i in range(len(parts))),
             "partitions": partitions,
+            "text_format": text_format,
             "exact_pairs": sum(r["exact_pairs"] for r in buckets.values()),
             # Only when some documents share an id: a corpus without any reports what it did before.
             **({"same_page_pairs": same_page} if same_page else {}),
@@ -183,6 +189,11 @@ class DedupStage(Stage):
         lines = super().report(result)
         report = json.loads((result.output_dir / REPORT_DIR / "report.json").read_text())
         undumped = {row["dump"]: row["documents"] for row in report["within_single_dump"]}.get(NO_DUMP, 0)
+        if report.get("text_format", TEXT_FORMAT) != TEXT_FORMAT:
+            lines.append(
+                f"text format {report['text_format']}, the index's, so that its runs compare (shingles.py: combining marks "
+                f"become spaces); a new --index folder would use {TEXT_FORMAT}"
+            )
         for row in report["cumulative"]:
             if row["through"] != NO_DUMP:
                 lines.append(f"first {row['dumps']} dump(s) through {row['through']}: {100 * row['share']:.1f}% removed")

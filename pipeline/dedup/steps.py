@@ -33,7 +33,7 @@ from crawlmill.files import AnyPath, as_path, parquet_file, read_table
 
 from .config import DedupConfig
 from .minhash import band_keys, signatures
-from .shingles import normalize, shingle_hashes
+from .shingles import TEXT_FORMAT, normalize, shingle_hashes
 from .shuffle import node_partition, partition_files, read_partition, write_partitioned, write_table
 
 BUCKETS, NODES, CANDIDATES, EDGE_NODES = "buckets", "nodes", "candidates", "edge_nodes"
@@ -89,7 +89,7 @@ def id_bucket_rows(ids: list[str | None], nodes: np.ndarray, codes: np.ndarray) 
     }, schema=BUCKET_SCHEMA)  # fmt: skip
 
 
-def map_part(config: DedupConfig, work: str, index: int, path: str, partitions: int, keep_copy: bool = False) -> dict[str, Any]:
+def map_part(config: DedupConfig, work: str, index: int, path: str, partitions: int, keep_copy: bool = False, text_format: int = TEXT_FORMAT) -> dict[str, Any]:
     work_dir, task = as_path(work), f"part-{index:05d}"
     bucket_tables, id_tables, node_tables, dumps = [], [], [], {}
     incomplete: list[tuple[int, str]] = []  # (node, no_id | no_text) of rows without an id or text
@@ -109,12 +109,12 @@ def map_part(config: DedupConfig, work: str, index: int, path: str, partitions: 
         whole = np.array([i is not None and t is not None for i, t in zip(ids, texts)], dtype=bool)
         incomplete += [(int(n), "no_id" if i is None else "no_text") for n, i, w in zip(nodes, ids, whole) if not w]
         texts = [t if w else "" for t, w in zip(texts, whole)]
-        normalized = [normalize(t) for t in texts]
+        normalized = [normalize(t, text_format) for t in texts]
         exact = [xxhash.xxh3_128_intdigest(t) for t in normalized]
         exact_hi = np.array([h >> 64 for h in exact], dtype=np.uint64)
         exact_lo = np.array([h & ((1 << 64) - 1) for h in exact], dtype=np.uint64)
         node_tables.append(pa.table({"node": nodes, "id": ids, "dump": codes, "length": [len(t) for t in texts], "exact_hi": exact_hi, "exact_lo": exact_lo, "indexed": np.zeros(len(ids), bool), "wet": wet}, schema=NODE_SCHEMA))
-        hashes = [shingle_hashes(t, lang, normalized=True) for t, lang in zip(normalized, langs)]
+        hashes = [shingle_hashes(t, lang, normalized=True, text_format=text_format) for t, lang in zip(normalized, langs)]
         has = np.array([len(h) > 0 for h in hashes], dtype=bool)  # a row without text has no shingles
         keys = band_keys(signatures([h for h in hashes if len(h)], config.minhash), config.minhash)
         bands = config.minhash.bands
@@ -194,7 +194,7 @@ def _write_edges(work_dir: AnyPath, task: str, pairs: pa.Table, partitions: int)
     write_partitioned(work_dir / EDGES, task, both, node_partition(both.column("src").to_numpy(), partitions), partitions)
 
 
-def shingle_part(config: DedupConfig, work: str, index: int, path: str, partitions: int) -> dict[str, Any]:
+def shingle_part(config: DedupConfig, work: str, index: int, path: str, partitions: int, text_format: int = TEXT_FORMAT) -> dict[str, Any]:
     """Shingle hashes of the part's documents that are in candidate pairs, shuffled by node."""
     work_dir = as_path(work)
     # A document proposed by several bucket partitions is listed once per partition: shingle it once.
@@ -206,7 +206,7 @@ def shingle_part(config: DedupConfig, work: str, index: int, path: str, partitio
             lo, hi = np.searchsorted(wanted, [row, row + len(texts)])
             for r in wanted[lo:hi]:
                 nodes.append((index << 32) | int(r))
-                hashes.append(shingle_hashes(texts[r - row], langs[r - row]))
+                hashes.append(shingle_hashes(texts[r - row], langs[r - row], text_format=text_format))
             row += len(texts)
     offsets = np.concatenate([[0], np.cumsum([len(h) for h in hashes])]).astype(np.int32)
     values = np.concatenate(hashes) if hashes else np.empty(0, np.uint64)

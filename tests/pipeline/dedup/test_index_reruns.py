@@ -9,6 +9,7 @@ import pytest
 
 from crawlmill.pipeline.dedup import index
 from crawlmill.pipeline.dedup.config import DedupConfig
+from crawlmill.pipeline.dedup.shingles import TEXT_FORMAT
 from crawlmill.pipeline.dedup.stage import DedupStage
 from crawlmill.pipeline.output_folder import OutputFolderRefused
 from crawlmill.pipeline.runner import run_stage
@@ -104,15 +105,17 @@ def test_an_index_written_before_dirs_were_recorded(ingested, two_runs):
     manifest = json.loads((index_dir / "manifest.json").read_text())
     old = {"runs": [{"output": run["output"], "parts": run["parts"]} for run in manifest["runs"]]}
     (index_dir / "manifest.json").write_text(json.dumps(old))
-    for name, dump in (("first", DUMPS[0]), ("second", DUMPS[1])):  # records written before the work format was
+    for name, dump in (("first", DUMPS[0]), ("second", DUMPS[1])):  # records written before the work and text formats were
         record = json.loads((root / name / "_tasks.json").read_text())
-        record["settings"].pop("work_format", None)
+        assert record["settings"].pop("work_format") and record["settings"].pop("text_format") == 2
         (root / name / "_tasks.json").write_text(json.dumps(record))
         assert dedup(ingested, dump, root / name, index_dir).already_done
     stored = folder_bytes(index_dir / "run-0001")
     assert dedup(ingested, DUMPS[1], root / "second", index_dir, overwrite=True).ok
     assert folder_bytes(index_dir / "run-0001") == stored  # the last run again: its rows where they were
-    assert json.loads((index_dir / "manifest.json").read_text()) == manifest
+    # Such a manifest is older than text formats too: its runs keep format 1, recorded from now on.
+    assert json.loads((index_dir / "manifest.json").read_text()) == {**manifest, "text_format": 1}
+    assert json.loads((root / "second/_report/report.json").read_text())["text_format"] == 1
     with pytest.raises(OutputFolderRefused, match="run 1 of 2"):  # an earlier run, however the manifest was written
         dedup(ingested, DUMPS[0], root / "first", index_dir, overwrite=True)
 
@@ -128,3 +131,19 @@ def test_run_dirs_of_a_manifest(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"runs": [{"output": "/a", "parts": [], "dir": "../elsewhere"}]}))
     with pytest.raises(ValueError, match="leaves the folder"):  # a manifest is data: its dirs stay in the index
         index.load_manifest(tmp_path)
+
+
+def test_text_format_of_an_index(tmp_path):
+    """A new or empty index takes the current format; one written before formats were recorded
+    keeps format 1; one from a newer crawlmill is refused."""
+    assert index.text_format_of(tmp_path) == TEXT_FORMAT
+    (tmp_path / "manifest.json").write_text(json.dumps({"runs": []}))
+    assert index.text_format_of(tmp_path) == TEXT_FORMAT
+    runs = [{"output": "/a", "parts": []}]
+    (tmp_path / "manifest.json").write_text(json.dumps({"runs": runs}))
+    assert index.text_format_of(tmp_path) == 1
+    (tmp_path / "manifest.json").write_text(json.dumps({"text_format": 2, "runs": runs}))
+    assert index.text_format_of(tmp_path) == 2
+    (tmp_path / "manifest.json").write_text(json.dumps({"text_format": 7, "runs": runs}))
+    with pytest.raises(ValueError, match="manifest.json: dedup text format 7"):
+        index.text_format_of(tmp_path)
