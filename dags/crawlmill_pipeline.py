@@ -11,8 +11,14 @@ What it does
     config's inputs): ``per_dump_ingest`` (ingest, filter), then dedup over every dump, then
     ``per_dump_quality`` (each dump's parts of dedup's output), then remix, tokenizer, pack and
     train, one task each.
-    A stage added to the list is a task here with no change to this file. Training and the
-    optional stages do nothing when the config has no section for them.
+    A stage added to the list is a task here with no change to this file.
+
+    Optional stages (``optional=True`` in their ``StageSpec``: today ``quality`` and ``train``)
+    run only when the config has their section, as in ``crawlmill run``. Without it their task
+    reads the config when it runs, submits no Ray job and ends "skipped" (each dump's, in a mapped
+    group); the stage after one has the trigger rule ``none_failed``, so it runs after that skip but
+    not after a failure (every other task keeps ``all_success``: a failure anywhere stops every
+    later stage).
 
     New dumps as Common Crawl publishes them: the DAG ``crawlmill_new_dump`` (crawlmill_new_dump.py).
 
@@ -66,9 +72,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from airflow.sdk import DAG, chain, task, task_group
-from crawlmill_config import dumps_section, read_run_config
-from crawlmill_ray import dag_settings, ray_job_task
+from airflow.sdk import DAG, TriggerRule, chain, task, task_group
+from crawlmill_config import dumps_section, read_run_config, skip_if_left_out
+from crawlmill_ray import RayJobOperator, dag_settings, ray_job_task
 
 from crawlmill.pipeline.definition import PIPELINE
 
@@ -95,6 +101,33 @@ if SCHEDULE and not DEFAULT_CONFIG:
         f"CRAWLMILL_DAG_SCHEDULE={SCHEDULE!r} needs CRAWLMILL_CONFIG: scheduled runs have no conf to name the config"
     )
 
+
+class OptionalStageOperator(RayJobOperator):
+    """An optional stage's task: skipped, with no Ray job, when the run config leaves the stage out."""
+
+    def __init__(self, *, stage: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.stage = stage
+
+    def execute(self, context: Any) -> str:
+        # Decided here, at run time, from the config the jobs would read: the DAG is parsed with no run's config.
+        params = context["params"]
+        skip_if_left_out(self.stage, params["config"], params.get("working_dir"))
+        return super().execute(context)
+
+
+def stage_task(stage: str, **kwargs: Any) -> RayJobOperator:
+    """One stage's task: an optional stage's task skips itself without its section, and the stage after an
+    optional one runs after that skip. none_failed, not none_failed_min_one_success: the skipped
+    stage is its only upstream (no success), yet it must run; a failed upstream still stops it."""
+    index = PIPELINE.names.index(stage)
+    if index and PIPELINE.stages[index - 1].optional:
+        kwargs["trigger_rule"] = TriggerRule.NONE_FAILED
+    if PIPELINE.get(stage).optional:
+        kwargs.update(operator=OptionalStageOperator, stage=stage)
+    return ray_job_task(stage, STAGES[stage], **kwargs)
+
+
 @task
 def dumps(params: dict[str, Any] | None = None) -> list[str]:
     """The config's dumps.ids (validated as crawlmill does); [""]: no dumps section, one run of the inputs."""
@@ -108,7 +141,7 @@ def per_dump_group(stages: list[str]) -> Any:
 
     @task_group(group_id=f"per_dump_{stages[0]}")
     def group(dump: str) -> None:
-        chain(*[ray_job_task(stage, STAGES[stage], dump=dump) for stage in stages])
+        chain(*[stage_task(stage, dump=dump) for stage in stages])
 
     return group
 
@@ -124,5 +157,5 @@ with DAG(
     ids = dumps()
     steps: list[Any] = []
     for mapped, stages in SEGMENTS:
-        steps += [per_dump_group(stages).expand(dump=ids)] if mapped else [ray_job_task(stage, STAGES[stage]) for stage in stages]
+        steps += [per_dump_group(stages).expand(dump=ids)] if mapped else [stage_task(stage) for stage in stages]
     chain(*steps)

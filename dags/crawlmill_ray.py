@@ -266,9 +266,10 @@ class RayJobOperator(BaseOperator):
                 self.log.exception("could not stop Ray job %s", self._submission_id)
 
 
-def ray_job_task(task_id: str, entrypoint: str, **kwargs: Any) -> RayJobOperator:
-    """A task running `entrypoint` as a Ray job with the DAG run's params (ray_address, working_dir)."""
-    return RayJobOperator(
+def ray_job_task(task_id: str, entrypoint: str, operator: type[RayJobOperator] = RayJobOperator, **kwargs: Any) -> RayJobOperator:
+    """A task running `entrypoint` as a Ray job with the DAG run's params (ray_address, working_dir);
+    `operator`: a subclass of RayJobOperator (crawlmill_pipeline.py's, for an optional stage)."""
+    return operator(
         task_id=task_id,
         entrypoint=entrypoint,
         ray_address="{{ params.ray_address or '' }}",

@@ -102,7 +102,7 @@ def _units(pipeline: Any, run_config: Any, appended: list[str]) -> list[tuple[St
     # A per-dump stage's folder of an appended dump is the config's own folder of that dump: listed once, with its dump.
     taken = {str(_folder(pipeline, run_config, unit, dump)) for unit, dump in later}
     units = [(u, f) for u, f in units if str(_folder(pipeline, run_config, u, f)) not in taken] + later
-    return [(u, family) for u, family in units if not (u.spec.optional and u.spec.name not in getattr(run_config, "sections", ()))]
+    return [(u, family) for u, family in units if not u.spec.left_out(getattr(run_config, "sections", ()))]
 
 
 def _folder(pipeline: Any, run_config: Any, unit: StageRun, family: str | None) -> AnyPath:

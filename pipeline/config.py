@@ -312,7 +312,7 @@ def load_run_config(path: str | Path, pipeline: Pipeline | None = None) -> Any:
         raise ConfigError("\n".join(errors))
     for stage, section in sections.items():
         setattr(config, stage, section)
-    config.sections = [spec.name for spec in pipeline.stages if spec.name in data]
+    config.sections = pipeline.sections_in(data)
     return config
 
 

@@ -58,6 +58,12 @@ class StageSpec:
         module, _, name = self.stage.partition(":")
         return getattr(importlib.import_module(module), name)
 
+    def left_out(self, sections: Any) -> bool:
+        """Whether a run whose config has these stage sections (`Pipeline.sections_in`) leaves this
+        stage out: an optional stage without its section never runs (`crawlmill run`, its
+        accounting, and the Airflow DAG, which shows it skipped)."""
+        return self.optional and self.name not in sections
+
 
 class Pipeline:
     """Stages in order; each reads only stages before it."""
@@ -83,6 +89,11 @@ class Pipeline:
     @property
     def names(self) -> list[str]:
         return [spec.name for spec in self.stages]
+
+    def sections_in(self, data: dict[str, Any]) -> list[str]:
+        """The stages a run config's YAML mapping has a section for: the keys, whatever their value
+        (a bare `quality:` or `quality: null` runs the stage with its defaults)."""
+        return [spec.name for spec in self.stages if spec.name in data]
 
     def get(self, name: str) -> StageSpec:
         for spec in self.stages:

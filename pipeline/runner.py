@@ -357,7 +357,7 @@ def run_pipeline(
     skipped: set[str] = set()
     for unit in units:
         spec, dump = unit.spec, unit.dump
-        if spec.optional and spec.name not in getattr(run_config, "sections", ()):
+        if spec.left_out(getattr(run_config, "sections", ())):
             if spec.name not in skipped:  # said once, not once per dump
                 on_skipped(spec)
             skipped.add(spec.name)
@@ -395,7 +395,7 @@ def check_folders_first(run_config: Any, pipeline: Pipeline, units: Sequence[Any
     done = set(dump_runs.recorded_dumps(run_config.output_dir)) if append else set()
     for unit in units:
         spec, dump = unit.spec, unit.dump
-        if spec.optional and spec.name not in getattr(run_config, "sections", ()):
+        if spec.left_out(getattr(run_config, "sections", ())):
             continue
         if append and (names.index(spec.name) > names.index(dump_runs.APPEND_LAST) or dump in done):  # prepare_append skips these
             continue

@@ -21,7 +21,7 @@ BUCKET = "crawlmill-dag-cfg"
 
 
 def test_the_dag_and_crawlmill_run_agree_on_a_url_configs_output_dir(airflow_home, tmp_path):
-    from airflow.sdk.exceptions import AirflowException
+    from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 
     from crawlmill.pipeline.config import load_run_config
 
@@ -37,6 +37,9 @@ def test_the_dag_and_crawlmill_run_agree_on_a_url_configs_output_dir(airflow_hom
         assert config_module.output_dir_of({"output_dir": "../runs/a/"}, base) == f"s3://{BUCKET}/runs/a/"
         with pytest.raises(AirflowException, match=rf"output_dir: \.\./\.\./x: goes above s3://{BUCKET}/"):
             config_module.output_dir_of({"output_dir": "../../x"}, base)
+        # An optional stage's task reads the URL config too: no `quality:` section there, skipped.
+        with pytest.raises(AirflowSkipException, match="no `quality:` section"):
+            config_module.skip_if_left_out("quality", f"s3://{BUCKET}/configs/run.yaml", working_dir=None)
     # A local config: as before (the folder resolved), with or without working_dir.
     (tmp_path / "run.yaml").write_text("output_dir: out\n")
     data, base = config_module.read_run_config("run.yaml", working_dir=str(tmp_path))

@@ -35,6 +35,12 @@ SAMPLE_WARCS = str(REPO / "samples/crawl-data/*/segments/*/warc/*.warc.gz")
 SAMPLE_DUMPS = ["CC-MAIN-2023-50", "CC-MAIN-2024-10"]
 PER_DUMP = PIPELINE.per_dump
 JOINT = [name for name in PIPELINE.names if name not in PER_DUMP]
+# The optional stages (StageSpec.optional): the configs here have no section for them.
+OPTIONAL = [spec.name for spec in PIPELINE.stages if spec.optional]
+
+
+def stage_of(task_id: str) -> str:
+    return task_id.rsplit(".", 1)[-1]  # "per_dump_quality.quality" -> "quality"
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +106,7 @@ def test_pipeline_dag_runs_each_stage_as_a_ray_job_and_each_dump_of_the_per_dump
         assert re.search(rf"\[ray\] {stage}[^\n]*?: [\d,]+ of [\d,]+ [^\n]* to do", log), stage
         assert re.search(rf"\[ray\] {stage}[^\n]*?: [\d,]+/[\d,]+ ", log), stage
     assert all((tmp_path / "out" / stage / dump / "_SUCCESS").exists() for stage in ("ingest", "filter") for dump in SAMPLE_DUMPS)
-    assert not (tmp_path / "out/quality").exists()  # no quality section: its mapped tasks did nothing
+    assert not (tmp_path / "out/quality").exists()  # no quality section: its mapped tasks were skipped
     assert all((tmp_path / "out" / stage / "_SUCCESS").exists() for stage in ("dedup", "remix"))
     dedup = json.loads((tmp_path / "out/dedup/_stats.json").read_text())  # one joint dedup over both dumps
     assert dedup["in"] == sum(json.loads((tmp_path / "out/filter" / d / "_stats.json").read_text())["kept"] for d in SAMPLE_DUMPS)
@@ -110,8 +116,19 @@ def test_pipeline_dag_runs_each_stage_as_a_ray_job_and_each_dump_of_the_per_dump
     stats = [json.loads((tmp_path / "out/ingest" / d / "_stats.json").read_text()) for d in SAMPLE_DUMPS]
     assert all(s["kept"] > 10 and s["quarantined"] == 0 for s in stats) and sum(s["kept"] for s in stats) > 40
     jobs = jobs_of_run(client, run.run_id)
-    # One Ray job per stage, and per dump for the per-dump stages (`--dump ID`, map index in the id).
-    assert len(jobs) == len(PER_DUMP) * len(SAMPLE_DUMPS) + len(JOINT) and set(jobs.values()) == {"SUCCEEDED"}
+    # One Ray job per stage, and per dump for the per-dump stages (`--dump ID`, map index in the id);
+    # none for an optional stage the config leaves out (quality, train).
+    assert {"quality", "train"} <= set(OPTIONAL)
+    runs = [name for name in PIPELINE.names if name not in OPTIONAL]
+    assert len(jobs) == sum(len(SAMPLE_DUMPS) if name in PER_DUMP else 1 for name in runs) and set(jobs.values()) == {"SUCCEEDED"}
+    assert not [job for job in client.list_jobs() if (job.metadata or {}).get("airflow_run_id") == run.run_id
+                and stage_of(job.metadata["airflow_task_id"]) in OPTIONAL]  # fmt: skip
+    # Their tasks show as skipped (each dump's too), and every stage after them still ran.
+    states = {(ti.task_id, ti.map_index): ti.state for ti in run.get_task_instances()}
+    assert {key: state for key, state in states.items() if stage_of(key[0]) in OPTIONAL} == {
+        ("per_dump_quality.quality", 0): "skipped", ("per_dump_quality.quality", 1): "skipped", ("train", -1): "skipped"
+    }  # fmt: skip
+    assert {state for key, state in states.items() if stage_of(key[0]) not in OPTIONAL} == {"success"}
     assert all(sid.startswith("crawlmill-crawlmill_pipeline-") and sid.endswith("-try1") for sid in jobs)
     assert sum("-per_dump_ingest.ingest-m" in sid for sid in jobs) == len(SAMPLE_DUMPS)
 
@@ -136,6 +153,10 @@ def test_a_job_failed_on_bad_input_fails_the_task_with_the_jobs_error_and_no_ret
     assert all("-per_dump_ingest.ingest-m0-" in sid for sid in jobs)  # no dumps: section: one ingest
     states = {ti.task_id: (ti.state, ti.try_number) for ti in run.get_task_instances()}
     assert states["per_dump_ingest.ingest"] == ("failed", 1)
+    # Every later stage is stopped by the failure, not run nor skipped: the ones after an optional
+    # stage too, whose trigger rule lets them run after a skipped upstream but not a failed one.
+    later = [task_id for task_id in dag.task_ids if task_id not in ("dumps", "per_dump_ingest.ingest")]
+    assert {task_id: states[task_id][0] for task_id in later} == dict.fromkeys(later, "upstream_failed")
 
 
 @pytest.fixture(scope="module")
