@@ -27,6 +27,7 @@ app = typer.Typer()
         "* `crawlmill ingest 'data/*.warc.wet.gz' s3://bucket/x.warc.gz --output out/ingest`\n\n"
         "* `crawlmill ingest data/mine/*.jsonl --dump my-forum-2024 --output out/mine`  (your own corpus: JSONL, Parquet, .txt)\n\n"
         "* `crawlmill ingest data/zh/cmrc2018_contexts.txt data/shop.parquet --text-field body --id-field sku --output out/mine`\n\n"
+        "* `crawlmill ingest data/papers.jsonl --keep-field title,license --keep-field source.name --output out/papers`  (fields carried in corpus_fields)\n\n"
         "* `crawlmill ingest --dump CC-MAIN-2024-22 --max-files 8 --output out/ingest`  (Common Crawl's wet.paths.gz)\n\n"
         "* `crawlmill ingest --dump CC-MAIN-2024-22 --format warc --base-url http://mirror.local/ --output out/ingest`"
     ),
@@ -46,6 +47,7 @@ def ingest(
     url_field: Optional[str] = typer.Option(None, "--url-field", help="JSONL/Parquet: the field holding the document's URL ('': none)."),
     date_field: Optional[str] = typer.Option(None, "--date-field", help="JSONL/Parquet: the field holding the document's date ('': none)."),
     txt_document: Optional[str] = typer.Option(None, "--txt-document", help="Plain text (.txt): one document per `line`, or per `paragraph` (lines up to a blank line)."),
+    keep_fields: Optional[List[str]] = typer.Option(None, "--keep-field", help="JSONL/Parquet: a field to carry with each document (repeatable or comma-separated; a.b: field b of object a; '*': every field not read as text, id, URL or date), as a JSON object in its corpus_fields column."),
 ) -> None:
     """Read Common Crawl WARC/WET files, or a corpus of your own (JSONL, Parquet, plain text), into text
     documents (Parquet), one part per input file."""

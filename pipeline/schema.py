@@ -27,6 +27,9 @@ DOCUMENT_SCHEMA = pa.schema(
         pa.field("charset", pa.string()),
         pa.field("lang", pa.string()),
         pa.field("lang_score", pa.float32()),
+        # A corpus of your own: the fields ingest was asked to carry (--keep-field), as one JSON
+        # object; null for Common Crawl pages. Every stage passes it on with the row.
+        pa.field("corpus_fields", pa.string()),
     ]
 )
 

@@ -57,6 +57,10 @@ class IngestConfig:
     url_field: str | None = "url"
     date_field: str | None = "date"
     txt_document: str = "line"  # plain text (.txt): one document a `line`, or a `paragraph` (lines up to a blank line)
+    # Fields of your own corpus's rows carried with each document, as a JSON object in its
+    # `corpus_fields` column (`title`, `source.name`; "*": every field not read as text, id, URL or
+    # date). A name may also list several, comma-separated. Others are counted as field_not_kept.
+    keep_fields: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.only_dump is not None and not DUMP_ID.match(self.only_dump):
@@ -71,6 +75,12 @@ class IngestConfig:
                 setattr(self, name, None)  # "" on the command line: no such field
         if not self.text_field:
             raise ValueError("text_field: name the field that holds the text (default text)")
+        if isinstance(self.keep_fields, str):
+            self.keep_fields = [self.keep_fields]
+        names = [name.strip() for given in self.keep_fields for name in str(given).split(",")]
+        if any(not name for name in names):
+            raise ValueError(f"keep_fields {self.keep_fields!r}: an empty field name")
+        self.keep_fields = sorted(set(names))
         if self.txt_document not in TXT_DOCUMENTS:
             raise ValueError(f"txt_document {self.txt_document!r}: choose one of {', '.join(TXT_DOCUMENTS)}")
         if self.extractor not in EXTRACTORS:

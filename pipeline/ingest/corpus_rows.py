@@ -23,8 +23,12 @@ paragraph`: blank-line-separated paragraph) is one record, and is
   is not resumed after it), `empty_file`, `invalid_parquet` (a file that is no Parquet, or one entry
   per row group that cannot be read, naming its rows; the other row groups are read).
 
-Fields the schema has no column for (title, source, license...) are not carried; `_stats.json`
-counts them per name (`field_not_kept:title`) and the stage's summary says so. A `url`/`date` that
+Fields the schema has no column for (title, source, license...) are carried only when named in
+`keep_fields` (`--keep-field title,source.name`; `*`: all of them): as one JSON object in the
+document's `corpus_fields` column (keys sorted; a Parquet timestamp as ISO 8601, bytes as UTF-8
+with invalid sequences replaced, a decimal as its digits; null when the row has none of them).
+The others are not carried; `_stats.json` counts them per name (`field_not_kept:title`) and the
+stage's summary says so. A `url`/`date` that
 is not a string is left null and counted (`url_not_string`, `date_not_string`; a Parquet
 timestamp becomes ISO 8601). Memory is bounded by a line (max_record_mb) or a Parquet batch of
 PARQUET_BATCH_ROWS rows, never a file.
@@ -99,6 +103,10 @@ class CorpusFile:
         self.position = "row" if kind == PARQUET else "line"
         fields = (config.text_field, config.id_field, config.url_field, config.date_field)
         self.used = {f.split(".")[0] for f in fields if f} | {f for f in fields if f}
+        self.read_fields = {f for f in fields if f}  # exactly these: "*" keeps the rest of an object `a` of `a.url`
+        self.keep_all = "*" in config.keep_fields
+        self.keep = [f for f in config.keep_fields if f != "*"]
+        self.kept_columns = {f.split(".")[0] for f in self.keep}
         self.not_kept: set[str] = set()
         self.last_line = 0
         self.cut_line: tuple[int, int] | None = None  # (number, bytes) of a last line cut short by damage
@@ -245,6 +253,7 @@ class CorpusFile:
         names = parquet.schema_arrow.names
         wanted = [f for f in (self.config.text_field, self.config.id_field, self.config.url_field, self.config.date_field) if f]
         read = sorted({f if f in names else f.split(".")[0] for f in wanted} & set(names))
+        read = names if self.keep_all else sorted(set(read) | (self.kept_columns & set(names)))
         not_kept = [n for n in names if n not in read]
         row = 0
         for group in range(parquet.num_row_groups):
@@ -290,11 +299,21 @@ class CorpusFile:
             return
         url = self._string(record, self.config.url_field, "url_not_string")
         when = self._string(record, self.config.date_field, "date_not_string")
-        if self.kind != PARQUET:  # Parquet's columns not read are counted per batch
+        if self.kind != PARQUET and not self.keep_all:  # Parquet's columns not read are counted per batch
             for key in record:
-                if key not in self.used:
+                if key not in self.used and key not in self.kept_columns:
                     self._not_kept(key, 1)
-        self._emit(text, number, user_id, url, when)
+        self._emit(text, number, user_id, url, when, self._corpus_fields(record))
+
+    def _corpus_fields(self, record: dict[str, Any]) -> str | None:
+        """The kept fields of a row as one JSON object (keys sorted), None when it has none of them."""
+        values = {k: v for k, v in record.items() if k not in self.read_fields} if self.keep_all else {}
+        for path in self.keep:
+            if (value := _field(record, path)) is not _MISSING:
+                values[path] = value
+        if not values:
+            return None
+        return orjson.dumps(values, default=_json_value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode("utf-8")
 
     def _string(self, record: dict[str, Any], path: str | None, counter: str) -> str | None:
         value = _field(record, path) if path else None
@@ -312,7 +331,7 @@ class CorpusFile:
         self.not_kept.add(name)
         self.sink.count(f"field_not_kept:{name}", rows)
 
-    def _emit(self, text: str, number: int, user_id: str | None, url: str | None, when: str | None) -> None:
+    def _emit(self, text: str, number: int, user_id: str | None, url: str | None, when: str | None, corpus_fields: str | None = None) -> None:
         text = normalize_text(text)
         if not text:
             self.sink.drop("empty_text")
@@ -335,6 +354,7 @@ class CorpusFile:
             "charset": "utf-8",
             "lang": None,
             "lang_score": None,
+            "corpus_fields": corpus_fields,
         }
         self.sink.keep(row)
 
@@ -347,3 +367,10 @@ def _values(column: Any) -> list[Any]:
         return column.to_pylist()
     except UnicodeDecodeError:
         return column.cast(pa.large_binary()).to_pylist()
+
+
+def _json_value(value: Any) -> Any:
+    """What orjson cannot write itself, for corpus_fields: bytes as UTF-8 text, a decimal as its digits."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)

@@ -86,6 +86,8 @@ class IngestStage(PartStage):
         corpus: dict[str, Any] = {"names": hashlib.sha256(names.encode("utf-8")).hexdigest()[:16]}
         if set(kinds.values()) - {TEXT}:
             corpus |= {"text_field": c.text_field, "id_field": c.id_field, "url_field": c.url_field, "date_field": c.date_field}
+            if c.keep_fields:  # only when given: a record made before the option stays its own
+                corpus["keep_fields"] = c.keep_fields
         if TEXT in kinds.values():
             corpus["txt_document"] = c.txt_document
         return {"corpus": corpus}
@@ -125,7 +127,7 @@ class IngestStage(PartStage):
         not_kept = {k.split(":", 1)[1]: n for k, n in counters.items() if k.startswith("field_not_kept:")}
         if not_kept:  # the schema is fixed: say which of the user's fields it has no column for
             named = ", ".join(f"{name} ({n:,} rows)" for name, n in sorted(not_kept.items()))
-            lines.append(f"fields not kept (the document schema has no column for them): {named}")
+            lines.append(f"fields not kept (the document schema has no column for them; --keep-field NAME carries them in corpus_fields): {named}")
         return lines
 
     def _process_stream(self, task: PartTask, stream: GunzipReader, sink: PartSink) -> None:

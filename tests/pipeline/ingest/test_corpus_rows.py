@@ -70,7 +70,7 @@ def test_every_jsonl_line_is_kept_dropped_or_quarantined_with_its_line(tmp_path)
     assert first == {
         "id": document_id("my-forum\x1fin/posts.jsonl\x1fid=a"), "text": PROSE, "url": "https://x.example/a", "dump": "my-forum",
         "warc_record_id": "a", "warc_file": str(path), "warc_offset": 1, "date": "2024-01-02", "source_format": "jsonl",
-        "content_type": "text/plain", "charset": "utf-8", "lang": None, "lang_score": None,
+        "content_type": "text/plain", "charset": "utf-8", "lang": None, "lang_score": None, "corpus_fields": None,
     }  # fmt: skip
     assert repaired["text"].endswith("caf\ufffd") and repaired["warc_record_id"] is None and repaired["id"] == document_id("my-forum\x1fin/posts.jsonl\x1fline=12")
     assert last["warc_record_id"] == "7" and last["url"] is None
@@ -84,6 +84,56 @@ def test_a_nested_url_field_and_no_id_field(tmp_path):
     (stats,), rows, _ = ingest([path], tmp_path / "out", text_field="body", url_field="meta.url", id_field="")
     assert stats["kept"] == 1 and rows[0]["url"] == "https://x.example/n" and rows[0]["warc_record_id"] is None
     assert rows[0]["id"] == document_id("\x1fd/x.jsonl.gz\x1fline=1") and stats["counters"] == {"field_not_kept:id": 1}
+
+
+def test_named_fields_travel_in_corpus_fields_and_the_others_are_counted(tmp_path):
+    records = [
+        {"text": PROSE, "id": 1, "title": "Tides", "license": "CC-BY-4.0", "source": {"name": "coast", "page": 3}, "extra": 1},
+        {"text": PROSE + " Again.", "id": 2, "title": None, "source": {"page": 4}},  # a null is kept as null
+        {"text": PROSE + " Third.", "id": 3, "extra": [1, 2]},  # none of the named fields
+    ]  # fmt: skip
+    path = tmp_path / "in/papers.jsonl"
+    path.parent.mkdir()
+    path.write_text("\n".join(json.dumps(r) for r in records))
+    (stats,), rows, _ = ingest([path], tmp_path / "out", keep_fields=["title, license", "source.name"])
+    assert [json.loads(r["corpus_fields"]) if r["corpus_fields"] else None for r in rows] == [
+        {"license": "CC-BY-4.0", "source.name": "coast", "title": "Tides"}, {"title": None}, None]  # fmt: skip
+    assert rows[0]["corpus_fields"] == '{"license":"CC-BY-4.0","source.name":"coast","title":"Tides"}'  # keys sorted: same bytes on every run
+    assert stats["counters"] == {"field_not_kept:extra": 2} and balanced(stats)  # `source` is kept in part: not counted
+    # "*": every field not read as the text, id, URL or date, whole; nothing counted as not kept.
+    (stats,), rows, _ = ingest([path], tmp_path / "all", keep_fields=["*"])
+    assert json.loads(rows[0]["corpus_fields"]) == {"extra": 1, "license": "CC-BY-4.0", "source": {"name": "coast", "page": 3}, "title": "Tides"}
+    assert json.loads(rows[2]["corpus_fields"]) == {"extra": [1, 2]} and not stats.get("counters")
+
+
+def test_parquet_columns_in_corpus_fields(tmp_path):
+    import decimal
+
+    table = pa.table({
+        "text": [PROSE, PROSE + " Two."], "id": ["a", "b"], "title": ["One", "Two"],
+        "published": pa.array([datetime.datetime(2024, 5, 6, 7, 8, 9)] * 2, pa.timestamp("s")),
+        "raw": pa.array([b"caf\xc3\xa9", b"\xff"], pa.binary()), "price": pa.array([decimal.Decimal("1.50"), None], pa.decimal128(5, 2)),
+        "meta": [{"url": "https://x.example/a", "lang": "en"}, {"url": "https://x.example/b", "lang": "fr"}],
+    })  # fmt: skip
+    path = tmp_path / "rows.parquet"
+    pq.write_table(table, path)
+    (stats,), rows, _ = ingest([path], tmp_path / "out", url_field="meta.url", keep_fields=["*"])
+    assert rows[0]["url"] == "https://x.example/a" and not stats.get("counters")
+    assert json.loads(rows[0]["corpus_fields"]) == {
+        "meta": {"lang": "en", "url": "https://x.example/a"}, "price": "1.50", "published": "2024-05-06T07:08:09", "raw": "café", "title": "One"}  # fmt: skip
+    assert json.loads(rows[1]["corpus_fields"])["raw"] == "\ufffd" and json.loads(rows[1]["corpus_fields"])["price"] is None
+    (stats,), rows, _ = ingest([path], tmp_path / "title", keep_fields=["title"])
+    assert [r["corpus_fields"] for r in rows] == ['{"title":"One"}', '{"title":"Two"}']
+    assert stats["counters"] == {f"field_not_kept:{name}": 2 for name in ("meta", "price", "published", "raw")}
+
+
+def test_keep_fields_settings():
+    assert IngestConfig(keep_fields=["title, license", "title"]).keep_fields == ["license", "title"]
+    assert IngestConfig(keep_fields="a").keep_fields == ["a"]  # a YAML string for a one-name list
+    with pytest.raises(ValueError, match="an empty field name"):
+        IngestConfig(keep_fields=["title,"])
+    plain, kept = (IngestStage(IngestConfig(inputs=[str(SAMPLES / "own-corpus/forum.jsonl")], keep_fields=k)) for k in ([], ["title"]))
+    assert "keep_fields" not in plain.fingerprint()["corpus"] and kept.fingerprint()["corpus"]["keep_fields"] == ["title"]
 
 
 def test_ids_are_stable_across_reruns_and_distinct_across_files_with_the_same_row_ids(tmp_path):
