@@ -122,7 +122,7 @@ def _differences(found: Any, wanted: dict[str, Any]) -> str:
         said.append(f"another stage ({found.get('stage')})")
     old, new = found.get("settings"), wanted.get("settings")
     if old != new:
-        old, new = (old if isinstance(old, dict) else {}), (new if isinstance(new, dict) else {})
+        old, new = _flat(old if isinstance(old, dict) else {}), _flat(new if isinstance(new, dict) else {})
         keys = sorted(k for k in set(old) | set(new) if old.get(k, "-") != new.get(k, "-"))
         shown = [f"{k}: {_short(old, k)} -> {_short(new, k)}" for k in keys[:3]]
         said.append("other settings (" + "; ".join(shown) + (f"; {len(keys) - 3} more" if len(keys) > 3 else "") + ")")
@@ -134,6 +134,17 @@ def _differences(found: Any, wanted: dict[str, Any]) -> str:
         before, now = found.get("sources") or [], wanted.get("sources") or []
         said.append(f"other inputs ({len(before)} then, {len(now)} now; {len(set(map(str, before)) ^ set(map(str, now)))} differ)")
     return ", ".join(said) or "another record"
+
+
+def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings by dotted name (`corpus.keep_fields`), so that a difference is named where it is."""
+    flat: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _short(settings: dict[str, Any], key: str) -> str:

@@ -25,6 +25,9 @@ TXT_DOCUMENTS = ("line", "paragraph")  # plain text: one document a line, or a b
 UNREADABLE_SOURCES = ("fail", "quarantine")
 
 
+DEFAULT_ID_FIELD = "id"
+
+
 @dataclass
 class IngestConfig:
     # Files, folders (searched recursively), globs and fsspec URLs of WARC/WET files or of your own
@@ -53,7 +56,7 @@ class IngestConfig:
     # row's own id (kept in warc_record_id and made part of the document id; null or "": the line or
     # row number), its URL and date (null or "": none).
     text_field: str = "text"
-    id_field: str | None = "id"
+    id_field: str | None = DEFAULT_ID_FIELD
     url_field: str | None = "url"
     date_field: str | None = "date"
     txt_document: str = "line"  # plain text (.txt): one document a `line`, or a `paragraph` (lines up to a blank line)

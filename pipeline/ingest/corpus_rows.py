@@ -25,10 +25,12 @@ paragraph`: blank-line-separated paragraph) is one record, and is
 
 Fields the schema has no column for (title, source, license...) are carried only when named in
 `keep_fields` (`--keep-field title,source.name`; `*`: all of them): as one JSON object in the
-document's `corpus_fields` column (keys sorted; a Parquet timestamp as ISO 8601, bytes as UTF-8
-with invalid sequences replaced, a decimal as its digits; null when the row has none of them).
-The others are not carried; `_stats.json` counts them per name (`field_not_kept:title`) and the
-stage's summary says so. A `url`/`date` that
+document's `corpus_fields` column (corpus_fields.py: keys sorted; a Parquet timestamp as ISO 8601,
+bytes as UTF-8 with invalid sequences replaced, a decimal as its digits; null when the row has none
+of them). The others are not carried; `_stats.json` counts them per name (`field_not_kept:title`,
+`field_not_kept:metadata.lang` beside `--url-field metadata.url`) and the stage's summary says so.
+A JSONL integer past 64 bits stays exact (orjson would make it a float: such lines are parsed by
+the standard library). A `url`/`date` that
 is not a string is left null and counted (`url_not_string`, `date_not_string`; a Parquet
 timestamp becomes ISO 8601). Memory is bounded by a line (max_record_mb) or a Parquet batch of
 PARQUET_BATCH_ROWS rows, never a file.
@@ -60,7 +62,8 @@ import orjson
 from ..parts import PartSink
 from ..schema import document_id
 from ..stage import SourceReadError
-from .config import IngestConfig
+from .config import DEFAULT_ID_FIELD, IngestConfig
+from .corpus_fields import MISSING, FieldSelection, field_value
 from .corpus_files import JSONL, PARQUET
 from .gunzip import GunzipReader
 from .html_text import normalize_text
@@ -68,20 +71,17 @@ from .html_text import normalize_text
 PARQUET_BATCH_ROWS = 1024
 _FIELD_NAMES_COUNTED = 20  # distinct names of fields not kept counted per part; the rest as "(more)"
 _BOM = b"\xef\xbb\xbf"
+_LONG_DIGITS = re.compile(rb"\d{20}")
 _ORJSON_WHERE = re.compile(r": line 1 column (\d+) \(char \d+\)$")  # orjson's position in the one line it saw
-_MISSING = object()
+def _exact_integers(line: bytes, value: Any) -> Any:
+    """orjson's value of a line, or, when the line holds a run of 20 digits (an integer past 64 bits,
+    which orjson reads as a float, or digits in a string), the standard library's, whose integers are
+    exact: an id or a kept field of 2**70 stays 1180591620717411303424."""
+    if not _LONG_DIGITS.search(line):
+        return value
+    import json
 
-
-def _field(record: dict[str, Any], path: str) -> Any:
-    """record[path], or the nested field `a.b` (object a's field b); _MISSING when there is none."""
-    if path in record:
-        return record[path]
-    value: Any = record
-    for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return _MISSING
-        value = value[part]
-    return value
+    return json.loads(line)  # orjson accepted the line: no NaN or lone surrogate for this one to let through
 
 
 def _what(value: Any) -> str:
@@ -101,12 +101,7 @@ class CorpusFile:
     def __init__(self, config: IngestConfig, kind: str, name: str, file: str, dump: str | None, sink: PartSink) -> None:
         self.config, self.kind, self.name, self.file, self.dump, self.sink = config, kind, name, file, dump, sink
         self.position = "row" if kind == PARQUET else "line"
-        fields = (config.text_field, config.id_field, config.url_field, config.date_field)
-        self.used = {f.split(".")[0] for f in fields if f} | {f for f in fields if f}
-        self.read_fields = {f for f in fields if f}  # exactly these: "*" keeps the rest of an object `a` of `a.url`
-        self.keep_all = "*" in config.keep_fields
-        self.keep = [f for f in config.keep_fields if f != "*"]
-        self.kept_columns = {f.split(".")[0] for f in self.keep}
+        self.fields = FieldSelection(config)
         self.not_kept: set[str] = set()
         self.last_line = 0
         self.cut_line: tuple[int, int] | None = None  # (number, bytes) of a last line cut short by damage
@@ -210,7 +205,7 @@ class CorpusFile:
             self.sink.drop("blank_line")
             return
         record = self._parse(line, number)
-        if record is _MISSING:
+        if record is MISSING:
             return
         if not isinstance(record, dict):
             self.sink.quarantine("not_an_object", f"line {number}: {_what(record)}, not an object: {_snippet(line)}", offset=number)
@@ -218,9 +213,9 @@ class CorpusFile:
         self.record(record, number)
 
     def _parse(self, line: bytes, number: int) -> Any:
-        """A line's JSON value; _MISSING once quarantined (invalid_json, or bad_utf8 past the share)."""
+        """A line's JSON value; MISSING once quarantined (invalid_json, or bad_utf8 past the share)."""
         try:
-            return orjson.loads(line)
+            return _exact_integers(line, orjson.loads(line))
         except orjson.JSONDecodeError as exc:
             error = exc
         try:
@@ -228,14 +223,14 @@ class CorpusFile:
         except UnicodeDecodeError:  # rare invalid bytes are replaced, then parsed; many quarantine the line
             text = self._decode(line, number)
             if text is None:
-                return _MISSING
+                return MISSING
             try:
-                return orjson.loads(text)
+                return _exact_integers(text.encode("utf-8"), orjson.loads(text))
             except orjson.JSONDecodeError as exc:
                 error = exc
         where = _ORJSON_WHERE.sub(r" at column \1", str(error))
         self.sink.quarantine("invalid_json", f"line {number}: {where}: {_snippet(line)}", offset=number)
-        return _MISSING
+        return MISSING
 
     # --- Parquet: row groups in batches ---------------------------------------------------------
     def read_parquet(self, handle: BinaryIO) -> None:
@@ -251,9 +246,7 @@ class CorpusFile:
             self.sink.quarantine(*(("empty_file", "the file has no bytes") if empty else ("invalid_parquet", f"not a readable Parquet file: {exc}")), offset=0)
             return
         names = parquet.schema_arrow.names
-        wanted = [f for f in (self.config.text_field, self.config.id_field, self.config.url_field, self.config.date_field) if f]
-        read = sorted({f if f in names else f.split(".")[0] for f in wanted} & set(names))
-        read = names if self.keep_all else sorted(set(read) | (self.kept_columns & set(names)))
+        read = self.fields.parquet_columns(names)
         not_kept = [n for n in names if n not in read]
         row = 0
         for group in range(parquet.num_row_groups):
@@ -276,8 +269,12 @@ class CorpusFile:
     # --- one record (a JSONL line's object, a Parquet row) ----------------------------------------
     def record(self, record: dict[str, Any], number: int) -> None:
         where = f"{self.position} {number}"
-        text = _field(record, self.config.text_field)
-        if text is _MISSING or text is None:
+        # Every row's, kept or not (a mistyped --text-field: the fields the rows do have). A Parquet
+        # row holds only the columns read: the others are counted per batch.
+        for name in self.fields.not_kept(record):
+            self._not_kept(name, 1)
+        text = field_value(record, self.config.text_field)
+        if text is MISSING or text is None:
             self.sink.drop("no_text_field")
             return
         if isinstance(text, bytes):  # a Parquet binary column
@@ -288,8 +285,10 @@ class CorpusFile:
             detail = f"{where}: the text field {self.config.text_field!r} holds {_what(text)}, not a string"
             self.sink.quarantine("text_not_string", detail, offset=number)
             return
-        user_id = _field(record, self.config.id_field) if self.config.id_field else _MISSING
-        if user_id is _MISSING or user_id is None or user_id == "":
+        user_id = field_value(record, self.config.id_field) if self.config.id_field else MISSING
+        if user_id is MISSING and self.config.id_field not in (None, DEFAULT_ID_FIELD):
+            self.sink.count("id_field_absent")  # a field named on purpose (not the default `id`, which many files lack): a mistyped --id-field shows
+        if user_id is MISSING or user_id is None or user_id == "":
             user_id = None
         elif isinstance(user_id, int) and not isinstance(user_id, bool):
             user_id = str(user_id)
@@ -299,26 +298,15 @@ class CorpusFile:
             return
         url = self._string(record, self.config.url_field, "url_not_string")
         when = self._string(record, self.config.date_field, "date_not_string")
-        if self.kind != PARQUET and not self.keep_all:  # Parquet's columns not read are counted per batch
-            for key in record:
-                if key not in self.used and key not in self.kept_columns:
-                    self._not_kept(key, 1)
-        self._emit(text, number, user_id, url, when, self._corpus_fields(record))
-
-    def _corpus_fields(self, record: dict[str, Any]) -> str | None:
-        """The kept fields of a row as one JSON object (keys sorted), None when it has none of them."""
-        values = {k: v for k, v in record.items() if k not in self.read_fields} if self.keep_all else {}
-        for path in self.keep:
-            if (value := _field(record, path)) is not _MISSING:
-                values[path] = value
-        if not values:
-            return None
-        return orjson.dumps(values, default=_json_value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode("utf-8")
+        carried, absent = self.fields.carried(record, lambda: self.sink.count("corpus_fields_utf8_repaired"))
+        for name in absent:
+            self.sink.count(f"keep_field_absent:{name[:64]}")
+        self._emit(text, number, user_id, url, when, carried)
 
     def _string(self, record: dict[str, Any], path: str | None, counter: str) -> str | None:
-        value = _field(record, path) if path else None
-        if value is _MISSING or value is None or isinstance(value, str):
-            return None if value is _MISSING else value
+        value = field_value(record, path) if path else None
+        if value is MISSING or value is None or isinstance(value, str):
+            return None if value is MISSING else value
         if isinstance(value, (datetime, date)):  # a Parquet timestamp or date column
             return value.isoformat()
         self.sink.count(counter)
@@ -368,9 +356,3 @@ def _values(column: Any) -> list[Any]:
     except UnicodeDecodeError:
         return column.cast(pa.large_binary()).to_pylist()
 
-
-def _json_value(value: Any) -> Any:
-    """What orjson cannot write itself, for corpus_fields: bytes as UTF-8 text, a decimal as its digits."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value).decode("utf-8", errors="replace")
-    return str(value)

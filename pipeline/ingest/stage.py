@@ -128,6 +128,21 @@ class IngestStage(PartStage):
         if not_kept:  # the schema is fixed: say which of the user's fields it has no column for
             named = ", ".join(f"{name} ({n:,} rows)" for name, n in sorted(not_kept.items()))
             lines.append(f"fields not kept (the document schema has no column for them; --keep-field NAME carries them in corpus_fields): {named}")
+        return lines + self._field_mistakes(result, counters, not_kept)
+
+    def _field_mistakes(self, result: StageResult, counters: dict[str, int], not_kept: dict[str, int]) -> list[str]:
+        """What a mistyped field name looks like from the counts: no row with the text field, kept
+        fields or an id field that no row has."""
+        c, stats, lines = self.config, result.stats or {}, []
+        no_text = (stats.get("dropped") or {}).get("no_text_field", 0)
+        if no_text and not stats.get("kept"):
+            seen = f" (fields the rows have: {', '.join(sorted(not_kept))})" if not_kept else ""
+            lines.append(f"[yellow]no row has the text field {c.text_field!r}[/yellow]: all {no_text:,} dropped as no_text_field{seen}; --text-field names it")
+        absent = {k.split(":", 1)[1]: n for k, n in counters.items() if k.startswith("keep_field_absent:")}
+        if absent:
+            lines.append("kept fields absent from rows (--keep-field): " + ", ".join(f"{name} ({n:,} rows)" for name, n in sorted(absent.items())))
+        if counters.get("id_field_absent"):
+            lines.append(f"the id field {c.id_field!r} is absent from {counters['id_field_absent']:,} rows: their ids come from their line or row numbers (--id-field '' for none)")
         return lines
 
     def _process_stream(self, task: PartTask, stream: GunzipReader, sink: PartSink) -> None:

@@ -235,6 +235,17 @@ def test_a_record_that_is_not_a_stages_is_refused_by_name(tmp_path):
         check_task_record(tmp_path, {"stage": "lines", "settings": {}, "sources": []})
 
 
+def test_a_nested_setting_that_differs_is_named_by_its_path(tmp_path):
+    """Ingest's `corpus` settings are an object: the refusal names the field inside it that changed,
+    not the first 40 characters of two objects that look the same."""
+    corpus = {"names": "047d8ddbceadd3ff", "text_field": "text", "id_field": "id", "url_field": "url"}
+    record = {"stage": "ingest", "settings": {"corpus": corpus}, "sources": ["a"]}
+    check_task_record(tmp_path, record)
+    (tmp_path / "part-00000.parquet").write_bytes(b"written")
+    with pytest.raises(StageInputMismatch, match=r'other settings \(corpus.keep_fields: \(none\) -> \["title"\]\)'):
+        check_task_record(tmp_path, {**record, "settings": {"corpus": {**corpus, "keep_fields": ["title"]}}})
+
+
 def test_a_finished_folder_differing_only_in_a_resume_only_setting_stays_done(tmp_path):
     record = {"stage": "lines", "settings": {"lines": 2, "work_format": 1}, "sources": ["a"]}
     check_task_record(tmp_path, record)

@@ -64,7 +64,7 @@ def test_every_jsonl_line_is_kept_dropped_or_quarantined_with_its_line(tmp_path)
     by_line = {q["offset"]: q["detail"] for q in quarantine}
     assert by_line[2].endswith(" at column 1: '<p>not JSON</p>'")  # orjson's message, its position in the line
     assert "holds an integer, not a string" in by_line[5] and "holds a list ('[1]'): an id is a string or an integer" in by_line[9]
-    assert stats["counters"] == {"utf8_repaired_docs": 1, "url_not_string": 1, "field_not_kept:title": 1, "field_not_kept:meta": 1}
+    assert stats["counters"] == {"utf8_repaired_docs": 1, "url_not_string": 1, "field_not_kept:title": 1, "field_not_kept:meta": 1, "field_not_kept:body": 1}
     assert [r["warc_offset"] for r in rows] == [1, 12, 15] and stats["kept"] == 3
     first, repaired, last = rows
     assert first == {
@@ -99,7 +99,9 @@ def test_named_fields_travel_in_corpus_fields_and_the_others_are_counted(tmp_pat
     assert [json.loads(r["corpus_fields"]) if r["corpus_fields"] else None for r in rows] == [
         {"license": "CC-BY-4.0", "source.name": "coast", "title": "Tides"}, {"title": None}, None]  # fmt: skip
     assert rows[0]["corpus_fields"] == '{"license":"CC-BY-4.0","source.name":"coast","title":"Tides"}'  # keys sorted: same bytes on every run
-    assert stats["counters"] == {"field_not_kept:extra": 2} and balanced(stats)  # `source` is kept in part: not counted
+    # `source` is kept in part: its other field is counted by path, as are the rows without a named field.
+    assert stats["counters"] == {"field_not_kept:extra": 2, "field_not_kept:source.page": 2, "keep_field_absent:license": 2,
+                                 "keep_field_absent:source.name": 2, "keep_field_absent:title": 1} and balanced(stats)  # fmt: skip
     # "*": every field not read as the text, id, URL or date, whole; nothing counted as not kept.
     (stats,), rows, _ = ingest([path], tmp_path / "all", keep_fields=["*"])
     assert json.loads(rows[0]["corpus_fields"]) == {"extra": 1, "license": "CC-BY-4.0", "source": {"name": "coast", "page": 3}, "title": "Tides"}
@@ -118,7 +120,7 @@ def test_parquet_columns_in_corpus_fields(tmp_path):
     path = tmp_path / "rows.parquet"
     pq.write_table(table, path)
     (stats,), rows, _ = ingest([path], tmp_path / "out", url_field="meta.url", keep_fields=["*"])
-    assert rows[0]["url"] == "https://x.example/a" and not stats.get("counters")
+    assert rows[0]["url"] == "https://x.example/a" and stats["counters"] == {"corpus_fields_utf8_repaired": 1}  # b"\xff"
     assert json.loads(rows[0]["corpus_fields"]) == {
         "meta": {"lang": "en", "url": "https://x.example/a"}, "price": "1.50", "published": "2024-05-06T07:08:09", "raw": "café", "title": "One"}  # fmt: skip
     assert json.loads(rows[1]["corpus_fields"])["raw"] == "\ufffd" and json.loads(rows[1]["corpus_fields"])["price"] is None
@@ -205,7 +207,7 @@ def test_parquet_rows_columns_types_and_a_damaged_row_group(tmp_path):
         (0, "Row zero.", "10", "https://x.example/0"), (3, "Row three.", "13", "https://x.example/3"), (5, "Row five.", None, "https://x.example/5")]  # fmt: skip
     assert rows[0]["date"] == "2024-05-06T07:08:09" and rows[0]["source_format"] == "parquet"
     assert rows[2]["id"] == document_id(f"\x1f{tmp_path.name}/rows.parquet\x1frow=5")  # no id: the row index
-    assert stats["counters"] == {"field_not_kept:license": 6}
+    assert stats["counters"] == {"field_not_kept:license": 6, "field_not_kept:meta.lang": 6}  # meta.url read: its other field counted
 
     # A row group whose bytes are damaged: one entry naming its rows; the row groups around it are read.
     data = bytearray(path.read_bytes())
@@ -271,3 +273,54 @@ def test_a_corrupt_gzip_member_ends_a_text_file_and_the_paragraph_it_cuts_goes_w
     (entry,) = quarantine
     assert entry["error"] == "corrupt_gzip" and entry["offset"] == 5 and entry["detail"].startswith(f"bytes at compressed offset {len(first)} do not start a gzip member")
     assert "4 lines read before; the paragraph at line 4 (1 whole lines before the damage) left out with it; the rest of the file is not read" in entry["detail"]
+
+
+def test_integers_past_64_bits_stay_exact(tmp_path):
+    """orjson reads 2**70 as a float (1.1805916207174113e+21): such lines are read exactly."""
+    path = tmp_path / "in/big.jsonl"
+    path.parent.mkdir()
+    path.write_text(f'{{"text": "{PROSE}", "id": {2**70}, "n": {2**70 + 1}, "small": 5, "note": "{"9" * 25}"}}\n{{"text": "{PROSE} Two.", "n": 1.5}}\n')
+    (stats,), rows, _ = ingest([path], tmp_path / "out", keep_fields=["n", "small", "note"])
+    assert rows[0]["warc_record_id"] == str(2**70)
+    assert rows[0]["corpus_fields"] == f'{{"n":{2**70 + 1},"note":"{"9" * 25}","small":5}}' and json.loads(rows[1]["corpus_fields"]) == {"n": 1.5}
+
+
+def test_a_nested_url_field_counts_the_other_fields_of_its_object(tmp_path):
+    """--url-field metadata.url (a Dolma or datatrove file) reads one field of `metadata`: its other
+    fields are counted by path, not lost unnamed; `*` keeps the whole object."""
+    record = {"text": PROSE, "id": "d1", "metadata": {"url": "https://x.example/d", "lang": "en", "score": {"a": 1}}, "source": "web"}
+    path = tmp_path / "in/dolma.jsonl"
+    path.parent.mkdir()
+    path.write_text(json.dumps(record))
+    (stats,), rows, _ = ingest([path], tmp_path / "out", url_field="metadata.url")
+    assert rows[0]["url"] == "https://x.example/d"
+    assert stats["counters"] == {"field_not_kept:metadata.lang": 1, "field_not_kept:metadata.score": 1, "field_not_kept:source": 1}
+    (stats,), rows, _ = ingest([path], tmp_path / "all", url_field="metadata.url", keep_fields=["*"])
+    assert json.loads(rows[0]["corpus_fields"]) == {"metadata": record["metadata"], "source": "web"} and not stats.get("counters")
+    (stats,), rows, _ = ingest([path], tmp_path / "lang", url_field="metadata.url", keep_fields=["metadata.lang", "metadata.score"])
+    assert stats["counters"] == {"field_not_kept:source": 1}
+
+
+def test_a_nanosecond_timestamp_in_corpus_fields_is_iso_8601(tmp_path):
+    table = pa.table({"text": [PROSE], "at": pa.array([datetime.datetime(2020, 1, 1, 0, 1)], pa.timestamp("ns")), "day": pa.array([datetime.date(1998, 1, 2)])})
+    pq.write_table(table, tmp_path / "t.parquet")
+    (_,), rows, _ = ingest([tmp_path / "t.parquet"], tmp_path / "out", keep_fields=["*"])
+    assert json.loads(rows[0]["corpus_fields"]) == {"at": "2020-01-01T00:01:00", "day": "1998-01-02"}
+
+
+def test_the_summary_names_a_mistyped_field(ray_local, tmp_path):
+    """A mistyped --text-field drops every row (exit 0, as any drop is): the summary says so and names
+    the fields the rows have; kept or id fields no row has are named too."""
+    from crawlmill.pipeline.runner import run_stage
+
+    path = tmp_path / "in/posts.jsonl"
+    path.parent.mkdir()
+    path.write_text("\n".join(json.dumps({"body": f"{PROSE} {i}", "title": "t"}) for i in range(3)))
+    for k, (config, expected) in enumerate((
+        ({"text_field": "txt"}, "no row has the text field 'txt'[/yellow]: all 3 dropped as no_text_field (fields the rows have: body, title)"),
+        ({"text_field": "body", "keep_fields": ["titel"]}, "kept fields absent from rows (--keep-field): titel (3 rows)"),
+        ({"text_field": "body", "id_field": "uid"}, "the id field 'uid' is absent from 3 rows"),
+    )):  # fmt: skip
+        stage = IngestStage(IngestConfig(inputs=[str(path)], **config))
+        result = run_stage(stage, tmp_path / f"out{k}", progress=False)
+        assert any(expected in line for line in stage.report(result)), (config, stage.report(result))
