@@ -1,9 +1,11 @@
 """Probe (a process of its own, tests/training/test_backends.py): the GPU backend, Megatron's
 DistributedDataParallel and distributed optimizer (training/backends.py MegatronBackend), run on CPU
 through tests/training/cuda_on_cpu.py, against the CPU backend; then saved after 2 steps, loaded into
-a fresh backend as a resume does, and stepped again. Prints one JSON line.
+a fresh backend as a resume does, and stepped again. Each precision given is checked in turn, in
+this one process (one start of torch and Megatron for both): `check PRECISION` printed as it begins,
+one JSON line when it ends (run_checks in test_backends.py reads them).
 
-    python tests/training/megatron_backend_probe.py fp32|bf16 WORK_DIR
+    python tests/training/megatron_backend_probe.py WORK_DIR fp32|bf16 [fp32|bf16...]
 """
 
 import json
@@ -28,7 +30,7 @@ def main(precision: str, work: Path) -> None:
     from crawlmill.training.sharded_io import ShardedWriter, load_sharded
     from crawlmill.training.trainer import init_distributed, seed_everything
 
-    init_distributed()
+    init_distributed()  # once: a later call keeps the group
     parallel_state.initialize_model_parallel(1, 1)
     shape = ModelConfig(num_layers=2, hidden_size=64, num_attention_heads=2, ffn_hidden_size=128, seq_length=32)
     optim = OptimizerConfig(weight_decay=0.5)  # large enough to show which weights decay
@@ -75,8 +77,11 @@ def main(precision: str, work: Path) -> None:
             result["torch"] = [list(cpu.step(b, 1e-2)) for b in steps]
         theirs = dict(cpu.model.named_parameters())
         result["weights_max_difference"] = max(float((w - theirs[name]).abs().max()) for name, w in weights(straight).items())
-    print(json.dumps(result))
+    parallel_state.destroy_model_parallel()  # the next precision starts from none, as a process of its own would
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], Path(sys.argv[2]))
+    for precision in sys.argv[2:]:
+        print(f"check {precision}", flush=True)
+        main(precision, Path(sys.argv[1]) / precision)

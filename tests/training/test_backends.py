@@ -2,15 +2,20 @@
 optimizer, with the pieces it acts on (Megatron's own parameter groups; torch's Adam, which Megatron's
 DistributedOptimizer wraps where neither Transformer Engine nor Apex is installed), and the whole
 backend through a probe process that maps CUDA to the CPU (cuda_on_cpu.py): steps against the CPU
-backend, and a save and resume. CUDA kernels themselves run only on a GPU (scripts/gpu_check.sh)."""
+backend, and a save and resume. CUDA kernels themselves run only on a GPU (scripts/gpu_check.sh).
+The probes start once for all their checks (torch and Megatron take seconds to import): one process
+for both precisions, one torchrun launch for the three two-rank checks; each test reads its own
+check's results, and one that did not finish fails naming the check that stopped the launch."""
 
 from __future__ import annotations
 
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,7 +24,11 @@ import torch
 from crawlmill.training.backends import fill_fresh_adam_state, restore_adam_steps, set_group_hyperparameters
 from crawlmill.training.model_config import ModelConfig
 
-pytestmark = pytest.mark.heavy(100)  # seconds on 2 cores (three torchrun probes): started early
+pytestmark = pytest.mark.heavy(55)  # seconds on 2 cores (a probe process and a torchrun launch; 100 with a launch a check): started early
+
+HERE = Path(__file__).parent
+PRECISIONS = ["fp32", "bf16"]
+TWO_RANK_CHECKS = ["context", "pipeline", "reshard"]  # two_rank_checks.py
 
 
 def test_megatrons_parameter_groups_decay_the_matrices_alone_as_the_cpu_backend(model_parallel):
@@ -112,8 +121,64 @@ def test_a_fresh_adams_filled_state_is_what_its_first_step_would_find():
     assert {id(s["step"]) for s in b.state.values()} == before
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_the_gpu_backend_steps_as_the_cpu_one_and_resumes_bitwise(precision, tmp_path):
+@dataclass
+class Checks:
+    """What one probe process or launch that runs several checks in turn left: each check's JSON line
+    by name, the checks begun (in order), its exit status (None: killed at its time limit), its stderr."""
+
+    results: dict
+    begun: list[str]
+    returncode: int | None
+    stderr: str
+    work: Path  # each check's work folder is WORK/NAME
+
+    def of(self, name: str):
+        """`name`'s results, where it finished: its line printed, and then the next check begun or the
+        launch ended with 0. Otherwise the test fails, naming the check that stopped the launch."""
+        if name in self.results and (self.returncode == 0 or self.begun[-1] != name):
+            return self.results[name]
+        ended = "timed out (a hang)" if self.returncode is None else f"exited with {self.returncode}"
+        stopped = self.begun[-1] if self.begun else None
+        where = "in this check" if stopped == name else f"in check {stopped}, before this one ran" if stopped else "before any check began"
+        pytest.fail(f"{name}: the probe {ended} {where}\n{self.stderr[-3000:]}")
+
+
+def run_checks(command: list[str], names: list[str], work: Path, timeout: int, **env: str) -> Checks:
+    """`COMMAND WORK NAME...`: a probe that prints `check NAME` as each check begins and its results as
+    the last line after it (megatron_backend_probe.py, two_rank_checks.py). A hang ends every rank."""
+    process = subprocess.Popen([*command, str(work), *names], cwd=HERE, env={**os.environ, "PYTHONPATH": str(HERE), **env}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+        returncode = process.returncode
+    except subprocess.TimeoutExpired:  # ranks waiting on each other: end them all, not only torchrun
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        returncode = None
+    begun, printed = [], {}
+    for line in stdout.splitlines():
+        if line.startswith("check "):
+            begun.append(line.removeprefix("check "))
+            printed[begun[-1]] = []
+        elif begun and line.strip():
+            printed[begun[-1]].append(line)
+    results = {}
+    for name, lines in printed.items():
+        try:
+            results[name] = json.loads(lines[-1])
+        except (IndexError, json.JSONDecodeError):  # the check stopped before its line: not finished
+            pass
+    return Checks(results, begun, returncode, stderr, work)
+
+
+@pytest.fixture(scope="module")
+def backend_checks(tmp_path_factory) -> Checks:
+    """megatron_backend_probe.py on each precision in turn, in one process."""
+    return run_checks([sys.executable, str(HERE / "megatron_backend_probe.py")], PRECISIONS, tmp_path_factory.mktemp("backend"), timeout=300)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_the_gpu_backend_steps_as_the_cpu_one_and_resumes_bitwise(precision, backend_checks):
     """MegatronBackend (Megatron's DistributedDataParallel and distributed optimizer over torch Adam,
     as on a GPU without Transformer Engine or Apex), run on CPU by tests/training/cuda_on_cpu.py:
     in fp32 its losses and gradient norms are the CPU backend's and its weights within float
@@ -122,11 +187,7 @@ def test_the_gpu_backend_steps_as_the_cpu_one_and_resumes_bitwise(precision, tmp
     of the faults fixed here (decay on the norms, the fresh template's missing state, the shared
     step tensor, the template's step 0 copied over the saved one, the in-place copy into a
     grad-requiring view) fails this test."""
-    probe = Path(__file__).with_name("megatron_backend_probe.py")
-    done = subprocess.run([sys.executable, str(probe), precision, str(tmp_path)], capture_output=True, text=True, timeout=300,
-                          cwd=probe.parent, env={**os.environ, "PYTHONPATH": str(probe.parent)})  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = backend_checks.of(precision)
     assert result["resumed_equal"] and result["resumed_step"] == result["megatron"][2]
     assert result["adam_steps"] == [[3.0], [3.0]]
     if precision == "fp32":
@@ -135,14 +196,16 @@ def test_the_gpu_backend_steps_as_the_cpu_one_and_resumes_bitwise(precision, tmp
         assert result["weights_max_difference"] < 1e-5
 
 
-def _two_rank_probe(name: str, port: int, *args: str) -> list[dict]:
-    """Run a probe on two torchrun ranks (gloo, CPU); what it reports (two_rank_probe.report), by rank."""
-    probe = Path(__file__).with_name(name)
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port), str(probe), *args]
-    done = subprocess.run(launcher, capture_output=True, text=True, timeout=300, cwd=probe.parent,
-                          env={**os.environ, "PYTHONPATH": str(probe.parent), "OMP_NUM_THREADS": "1"})  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+@pytest.fixture(scope="module")
+def two_rank_checks(tmp_path_factory) -> Checks:
+    """The context, pipeline and reshard probes in one launch on two torchrun ranks (gloo, CPU; two_rank_checks.py)."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29547", str(HERE / "two_rank_checks.py")]
+    return run_checks(launcher, TWO_RANK_CHECKS, tmp_path_factory.mktemp("two-ranks"), timeout=600, OMP_NUM_THREADS="1")
+
+
+def _two_rank_probe(checks: Checks, name: str) -> list[dict]:
+    """What a two-rank check reported (two_rank_probe.report), by rank."""
+    results = checks.of(name)
     assert [r["rank"] for r in results] == [0, 1]
     return results
 
@@ -158,17 +221,17 @@ def _steps_as_one_rank(results: list[dict]) -> None:
         assert result["weights_max_difference"] < 2e-3
 
 
-def test_the_gpu_backend_with_context_parallelism_steps_as_one_rank_holding_whole_sequences():
+def test_the_gpu_backend_with_context_parallelism_steps_as_one_rank_holding_whole_sequences(two_rank_checks):
     """MegatronBackend on two torchrun ranks with context parallelism 2 (Megatron's DDP and
     distributed optimizer over the data x context group, the local spec's all-gather attention,
     Megatron's own RoPE cut of the GPU path), on CPU through tests/training/cuda_on_cpu.py: losses,
     gradient norms and the validation sums of the CPU backend on one rank with whole sequences, with
     a random loss mask; weights within Adam's amplification of float rounding (a batch cut other than
     Megatron's layout moves them by 0.06 and the first loss by 2e-3)."""
-    _steps_as_one_rank(_two_rank_probe("megatron_context_probe.py", 29547))
+    _steps_as_one_rank(_two_rank_probe(two_rank_checks, "context"))
 
 
-def test_the_gpu_backend_with_pipeline_parallelism_steps_as_one_rank_holding_the_whole_model():
+def test_the_gpu_backend_with_pipeline_parallelism_steps_as_one_rank_holding_the_whole_model(two_rank_checks):
     """MegatronBackend on two torchrun ranks with pipeline parallelism 2 (Megatron's 1F1B schedule,
     activations and their gradients sent between the stages over gloo, one decoder layer a stage,
     the embedding on the first and the output layer on the second), on CPU through
@@ -176,7 +239,7 @@ def test_the_gpu_backend_with_pipeline_parallelism_steps_as_one_rank_holding_the
     the validation sums of the CPU backend on one rank, on both stages (the loss is the last
     stage's, summed to the others); weights within Adam's amplification of float rounding (the
     embedding's rarely seen rows move most)."""
-    _steps_as_one_rank(_two_rank_probe("megatron_pipeline_probe.py", 29555))
+    _steps_as_one_rank(_two_rank_probe(two_rank_checks, "pipeline"))
 
 
 def _tensors(folder: Path) -> dict:
@@ -187,7 +250,7 @@ def _tensors(folder: Path) -> dict:
     return {k: v for k, v in torch.load(str(folder) + ".pt", weights_only=False).items() if isinstance(v, torch.Tensor)}
 
 
-def test_the_gpu_backends_checkpoint_resumes_on_another_tensor_parallel_size_when_fully_reshardable(tmp_path):
+def test_the_gpu_backends_checkpoint_resumes_on_another_tensor_parallel_size_when_fully_reshardable(two_rank_checks):
     """MegatronBackend on two torchrun ranks (CPU, tests/training/cuda_on_cpu.py): two steps on data
     parallel 2, a save in each sharding type (checkpoint.optimizer_sharding), a third step; a fresh
     backend of other initial weights on tensor parallel 2 loads a save and takes the same third step.
@@ -198,7 +261,8 @@ def test_the_gpu_backends_checkpoint_resumes_on_another_tensor_parallel_size_whe
     (optimizer_gather_on_one_rank) save the same tensors and load on tensor parallel 2, bit for bit.
     dp_reshardable: Megatron cannot load it (its other data-parallel group's buffers are missing):
     layout.py refuses it before any load."""
-    results = _two_rank_probe("megatron_reshard_probe.py", 29553, str(tmp_path))
+    results = _two_rank_probe(two_rank_checks, "reshard")
+    work = two_rank_checks.work / "reshard"
     refused = [r["dp_reshardable"] for r in results]
     assert all(r.get("load_error") for r in refused), refused
     missing = {key for r in refused for key in r["missing"]}  # each rank reports what failed where (0.16: both ranks; 0.19: its own)
@@ -207,12 +271,12 @@ def test_the_gpu_backends_checkpoint_resumes_on_another_tensor_parallel_size_whe
         assert "load_error" not in result["fully_reshardable"], result
         (loss, norm), (resumed_loss, resumed_norm) = result["straight"], result["fully_reshardable"]["resumed"]
         assert resumed_loss == pytest.approx(loss, rel=1e-6) and resumed_norm == pytest.approx(norm, rel=1e-5)
-    straight, resumed, saved = (_tensors(tmp_path / name) for name in ("straight", "resumed", "fully_reshardable"))
+    straight, resumed, saved = (_tensors(work / name) for name in ("straight", "resumed", "fully_reshardable"))
     assert straight.keys() == resumed.keys() and any(k.startswith("optimizer.state.exp_avg_sq.") for k in straight)
     for key, tensor in straight.items():
         assert float((resumed[key] - tensor).abs().max()) < 2e-5, key
         if key.startswith(("optimizer.state.param.", "optimizer.state.exp_avg.")):
             assert float((saved[key] - tensor).abs().max()) > 1e-4, key  # the third step moved it
     for name in ("gathered", "gathered_reloaded"):  # gathered on rank 0 alone, and that loaded on tensor parallel 2: bit for bit
-        other = _tensors(tmp_path / name)
+        other = _tensors(work / name)
         assert other.keys() == straight.keys() and all(torch.equal(other[key], tensor) for key, tensor in straight.items()), name
