@@ -67,6 +67,7 @@ _MARK = rf"(?:[{_BMP_MARKS}]|[\U00010000-\U0010ffff](?<=[{_ASTRAL_MARKS}]))"
 _NOT_WORD_OR_MARK = re.compile(rf"[^\w\s{_BMP_MARKS}\U00010000-\U0010ffff]|_|[^\w\x00-\uffff](?<![{_ASTRAL_MARKS}])")
 _LONE_MARKS = re.compile(rf"\s{_MARK}+")  # after the pass above: marks that follow no letter
 _LEADING_MARKS = re.compile(rf"{_MARK}+")
+_MAY_HOLD_MARKS = re.compile(rf"[{_BMP_MARKS}\U00010000-\U0010ffff]")  # a bitmap lookup: fast
 
 
 def check_text_format(text_format: int) -> int:
@@ -77,7 +78,7 @@ def check_text_format(text_format: int) -> int:
 
 def normalize(text: str, text_format: int = TEXT_FORMAT) -> str:
     text = unicodedata.normalize("NFKC", text).lower()
-    if text_format == 1:
+    if text_format == 1 or not _MAY_HOLD_MARKS.search(text):  # no mark, no astral character: both formats agree
         return _SPACES.sub(" ", _NOT_WORD.sub(" ", text)).strip()
     # Punctuation and symbols go first, so that a mark that followed one (an emoji's) follows a space.
     text = _LONE_MARKS.sub(" ", _NOT_WORD_OR_MARK.sub(" ", text))
