@@ -30,9 +30,8 @@ bytes as UTF-8 with invalid sequences replaced, a decimal as its digits; null wh
 of them). The others are not carried; `_stats.json` counts them per name (`field_not_kept:title`,
 `field_not_kept:metadata.lang` beside `--url-field metadata.url`) and the stage's summary says so.
 A JSONL integer past 64 bits stays exact (orjson would make it a float: such lines are parsed by
-the standard library). A `url`/`date` that
-is not a string is left null and counted (`url_not_string`, `date_not_string`; a Parquet
-timestamp becomes ISO 8601). Memory is bounded by a line (max_record_mb) or a Parquet batch of
+the standard library). A `url`/`date` that is not a string is left null and counted
+(`url_not_string`, `date_not_string`; a Parquet timestamp becomes ISO 8601). Memory is bounded by a line (max_record_mb) or a Parquet batch of
 PARQUET_BATCH_ROWS rows, never a file.
 
 Not datatrove's JsonlReader/ParquetReader (0.10.1, read in its source and run on bad files here):
@@ -71,8 +70,10 @@ from .html_text import normalize_text
 PARQUET_BATCH_ROWS = 1024
 _FIELD_NAMES_COUNTED = 20  # distinct names of fields not kept counted per part; the rest as "(more)"
 _BOM = b"\xef\xbb\xbf"
-_LONG_DIGITS = re.compile(rb"\d{20}")
+_LONG_DIGITS = re.compile(rb"\d{20}")  # 2**64 has 20 digits
 _ORJSON_WHERE = re.compile(r": line 1 column (\d+) \(char \d+\)$")  # orjson's position in the one line it saw
+
+
 def _exact_integers(line: bytes, value: Any) -> Any:
     """orjson's value of a line, or, when the line holds a run of 20 digits (an integer past 64 bits,
     which orjson reads as a float, or digits in a string), the standard library's, whose integers are
@@ -355,4 +356,3 @@ def _values(column: Any) -> list[Any]:
         return column.to_pylist()
     except UnicodeDecodeError:
         return column.cast(pa.large_binary()).to_pylist()
-
