@@ -33,6 +33,13 @@ DOCUMENT_SCHEMA = pa.schema(
     ]
 )
 
+def with_document_columns(schema: pa.Schema) -> pa.Schema:
+    """An input part's schema (a stage that keeps its other columns) with every DOCUMENT_SCHEMA column
+    it lacks appended: a part written before a column existed (corpus_fields) gives parts of the
+    same columns as the others, and another part's values of it are not dropped."""
+    return pa.schema([*schema, *(f for f in DOCUMENT_SCHEMA if f.name not in schema.names)])
+
+
 QUARANTINE_SCHEMA = pa.schema(
     [
         pa.field("stage", pa.string(), nullable=False),

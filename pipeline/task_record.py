@@ -37,6 +37,12 @@ def check_task_record(output_dir: AnyPath, wanted: dict[str, Any], resume_only: 
                 atomic_write_json(path, wanted)
             return
         if not _nothing_written(output_dir):
+            if resume_only and _without(found, resume_only) == _without(target, resume_only):
+                raise StageInputMismatch(
+                    f"{output_dir} holds the unfinished output of a {found.get('stage')} run by an earlier version of crawlmill, "
+                    f"whose intermediate files this version cannot resume ({_differences(found, wanted).removeprefix('other settings (').removesuffix(')')}; "
+                    f"see {path}): pass --overwrite to compute it again, or finish it with that version"
+                )
             raise StageInputMismatch(
                 f"{output_dir} holds the output of an earlier {found.get('stage') if isinstance(found, dict) else 'unknown'} run with {_differences(found, wanted)} "
                 f"(see {path}); choose another output folder, delete this one or pass --overwrite"

@@ -182,6 +182,11 @@ class DedupStage(Stage):
         for r in mapped.values():
             for dump, n in r["dumps"].items():
                 dumps[dump] = dumps.get(dump, 0) + n
+        # Dumps only the index holds: their documents are earlier runs' kept ones (0% removed here).
+        new = {d for key, r in mapped.items() if key.startswith("part-") for d in r["dumps"]}
+        indexed_only = sorted({d for key, r in mapped.items() if key.startswith("index-") for d in r["dumps"]} - new)
+        if indexed_only:
+            summary["indexed_dumps"] = indexed_only
         write_report(ctx.output, ctx.work, partitions, dumps, summary)
         return stats
 
@@ -191,12 +196,15 @@ class DedupStage(Stage):
         undumped = {row["dump"]: row["documents"] for row in report["within_single_dump"]}.get(NO_DUMP, 0)
         if report.get("text_format", TEXT_FORMAT) != TEXT_FORMAT:
             lines.append(
-                f"text format {report['text_format']}, the index's, so that its runs compare (shingles.py: combining marks "
-                f"become spaces); a new --index folder would use {TEXT_FORMAT}"
+                f"text format {report['text_format']}: the dedup index was begun by a crawlmill before 2026-12, and its runs keep "
+                "its normalization so that they compare (combining marks as spaces; Thai, Lao, Khmer, Myanmar as words; "
+                f"docs/dedup.md); a new index uses {TEXT_FORMAT}"
             )
+        indexed = set(report.get("indexed_dumps", ()))
         for row in report["cumulative"]:
             if row["through"] != NO_DUMP:
-                lines.append(f"first {row['dumps']} dump(s) through {row['through']}: {100 * row['share']:.1f}% removed")
+                earlier = " (the index's kept documents: their duplicates were removed by the run that added them)" if row["through"] in indexed else ""
+                lines.append(f"first {row['dumps']} dump(s) through {row['through']}: {100 * row['share']:.1f}% removed{earlier}")
             else:  # the last row: every document, those without a dump too
                 named = f"all {row['dumps'] - 1} dump(s) and " if row["dumps"] > 1 else ""
                 lines.append(f"{named}{undumped} document(s) of {NO_DUMP}: {100 * row['share']:.1f}% removed")

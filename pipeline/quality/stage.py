@@ -171,14 +171,11 @@ class QualityStage(Stage):
         self.schema = self._schema()
 
     def _schema(self) -> pa.Schema:
-        from ..schema import DOCUMENT_SCHEMA
+        from ..schema import DOCUMENT_SCHEMA, with_document_columns
 
         base = read_schema(self.parts[0]) if self.parts else DOCUMENT_SCHEMA
-        base = pa.schema([f for f in base if f.name not in ("quality_score", "quality_bucket")])
-        # Every document column, also one the first part lacks (written before it existed, as
-        # corpus_fields): another part's values of it are kept.
-        missing = [f for f in DOCUMENT_SCHEMA if f.name not in base.names]
-        return pa.schema([*base, *missing, *QUALITY_FIELDS])
+        base = with_document_columns(pa.schema([f for f in base if f.name not in ("quality_score", "quality_bucket")]))
+        return pa.schema([*base, *QUALITY_FIELDS])
 
     def sources(self) -> list[str]:
         return self.parts

@@ -40,6 +40,7 @@ from ..pack.tokenizer import TokenizerInfo, inspect_tokenizer_dir
 from ..partfile import Quarantine
 from ..parts import PARTS_DIR, PartSink, PartStats, input_parts, part_name, redo_orphan_markers
 from ..runner import StageContext, Task
+from ..schema import with_document_columns
 from ..stage import Stage, StageResult, merge_stats
 from .config import RemixConfig
 from .labels import Labeler
@@ -65,7 +66,7 @@ def label_part(settings: LabelSettings, index: int, source: str, output_dir: str
     labeler = Labeler(settings.config)
     encoder = worker_encoder(settings.tokenizer, 1, True) if settings.tokenizer else None
     parquet = parquet_file(source)
-    schema = with_group_columns(parquet.schema_arrow)
+    schema = with_group_columns(with_document_columns(parquet.schema_arrow))
     sinks: dict[str, PartSink] = {}
     counts: dict[str, Counter] = {}
     labelled_by: Counter = Counter()

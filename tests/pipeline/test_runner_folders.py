@@ -253,7 +253,8 @@ def test_a_finished_folder_differing_only_in_a_resume_only_setting_stays_done(tm
     newer = {**record, "settings": {"lines": 2, "work_format": 2}}
     check_task_record(tmp_path, newer, ("work_format",), finished=True)
     assert json.loads((tmp_path / "_tasks.json").read_text()) == record  # kept: the output is that run's
-    with pytest.raises(StageInputMismatch, match="work_format: 1 -> 2"):  # unfinished: its intermediates are not resumed
+    with pytest.raises(StageInputMismatch, match=r"unfinished output of a lines run by an earlier version of crawlmill, whose intermediate files this "
+                       r"version cannot resume \(work_format: 1 -> 2; see .*\): pass --overwrite"):  # unfinished: its intermediates are not resumed
         check_task_record(tmp_path, newer, ("work_format",), finished=False)
     with pytest.raises(StageInputMismatch, match="lines: 2 -> 3"):
         check_task_record(tmp_path, {**record, "settings": {"lines": 3, "work_format": 2}}, ("work_format",), finished=True)

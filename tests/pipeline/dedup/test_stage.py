@@ -97,6 +97,10 @@ def test_incremental_index_matches_a_joint_run(ingested, deduped, tmp_path):
     assert json.loads((index / "manifest.json").read_text())["runs"][1]["output"] == str((tmp_path / "second").resolve())
     report = json.loads((tmp_path / "second/_report/report.json").read_text())
     assert report["indexed_documents"] == json.loads((tmp_path / "first/_stats.json").read_text())["kept"]
+    # The earlier dump's row is of kept documents only: the summary says why it shows none removed.
+    assert report["indexed_dumps"] == [DUMPS[0]] and "indexed_dumps" not in json.loads((out / "_report/report.json").read_text())
+    lines = DedupStage(DedupConfig(inputs=[str(ingested / DUMPS[1])], partitions=4, index=str(index))).report(second)
+    assert any(line.startswith(f"first 1 dump(s) through {DUMPS[0]}: 0.0% removed (the index's kept documents") for line in lines), lines
     # The earlier run's output is untouched and a rerun of the second run changes nothing.
     before = folder_bytes(tmp_path / "second")
     assert run_dedup([str(ingested / DUMPS[1])], tmp_path / "second", partitions=4, index=str(index)).ok

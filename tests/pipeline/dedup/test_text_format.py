@@ -65,6 +65,8 @@ def test_marks_and_thai_in_a_new_run_and_against_an_old_index(ray_local, tmp_pat
     index_dir.mkdir()
     (index_dir / "manifest.json").write_text(json.dumps({"runs": [{"output": str(tmp_path / "old"), "parts": []}]}))
     legacy = tmp_path / "legacy"
-    assert run_stage(DedupStage(DedupConfig(inputs=[str(source)], partitions=2, index=str(index_dir))), legacy, progress=False).ok
+    stage = DedupStage(DedupConfig(inputs=[str(source)], partitions=2, index=str(index_dir)))
+    result = run_stage(stage, legacy, progress=False)
+    assert result.ok and any(line.startswith("text format 1: the dedup index was begun by a crawlmill before 2026-12") for line in stage.report(result))
     assert removed(legacy) == {"hi-2": "exact_duplicate"}  # format 1: one text; the Thai copy too far in its pieces
     assert json.loads((index_dir / "manifest.json").read_text())["text_format"] == 1
