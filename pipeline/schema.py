@@ -34,10 +34,12 @@ DOCUMENT_SCHEMA = pa.schema(
 )
 
 def with_document_columns(schema: pa.Schema) -> pa.Schema:
-    """An input part's schema (a stage that keeps its other columns) with every DOCUMENT_SCHEMA column
-    it lacks appended: a part written before a column existed (corpus_fields) gives parts of the
-    same columns as the others, and another part's values of it are not dropped."""
-    return pa.schema([*schema, *(f for f in DOCUMENT_SCHEMA if f.name not in schema.names)])
+    """An input part's schema (for a stage that keeps its other columns): every DOCUMENT_SCHEMA
+    column first, in its order (the part's own field where it has one), then the part's others. A
+    part written before a column existed (corpus_fields) gives parts of the same columns, in the
+    same order, as the others, and another part's values of it are not dropped."""
+    own = {f.name: f for f in schema}
+    return pa.schema([*(own.get(f.name, f) for f in DOCUMENT_SCHEMA), *(f for f in schema if f.name not in DOCUMENT_SCHEMA.names)])
 
 
 QUARANTINE_SCHEMA = pa.schema(

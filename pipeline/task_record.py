@@ -40,7 +40,7 @@ def check_task_record(output_dir: AnyPath, wanted: dict[str, Any], resume_only: 
             if resume_only and _without(found, resume_only) == _without(target, resume_only):
                 raise StageInputMismatch(
                     f"{output_dir} holds the unfinished output of a {found.get('stage')} run by an earlier version of crawlmill, "
-                    f"whose intermediate files this version cannot resume ({_differences(found, wanted).removeprefix('other settings (').removesuffix(')')}; "
+                    f"whose intermediate files this version cannot resume ({_setting_changes(found, target)}; "
                     f"see {path}): pass --overwrite to compute it again, or finish it with that version"
                 )
             raise StageInputMismatch(
@@ -128,10 +128,7 @@ def _differences(found: Any, wanted: dict[str, Any]) -> str:
         said.append(f"another stage ({found.get('stage')})")
     old, new = found.get("settings"), wanted.get("settings")
     if old != new:
-        old, new = _flat(old if isinstance(old, dict) else {}), _flat(new if isinstance(new, dict) else {})
-        keys = sorted(k for k in set(old) | set(new) if old.get(k, "-") != new.get(k, "-"))
-        shown = [f"{k}: {_short(old, k)} -> {_short(new, k)}" for k in keys[:3]]
-        said.append("other settings (" + "; ".join(shown) + (f"; {len(keys) - 3} more" if len(keys) > 3 else "") + ")")
+        said.append(f"other settings ({_setting_changes(found, wanted)})")
     if found.get(INPUTS_MADE) != wanted.get(INPUTS_MADE) and found.get("sources") == wanted.get("sources"):
         before, now = found.get(INPUTS_MADE) or {}, wanted.get(INPUTS_MADE) or {}
         remade = sorted(folder for folder in set(before) | set(now) if before.get(folder) != now.get(folder))
@@ -140,6 +137,15 @@ def _differences(found: Any, wanted: dict[str, Any]) -> str:
         before, now = found.get("sources") or [], wanted.get("sources") or []
         said.append(f"other inputs ({len(before)} then, {len(now)} now; {len(set(map(str, before)) ^ set(map(str, now)))} differ)")
     return ", ".join(said) or "another record"
+
+
+def _setting_changes(found: dict[str, Any], wanted: dict[str, Any]) -> str:
+    """The settings that differ, by dotted name: `partitions: 4 -> 8; corpus.keep_fields: (none) -> ["title"]`."""
+    old, new = found.get("settings"), wanted.get("settings")
+    old, new = _flat(old if isinstance(old, dict) else {}), _flat(new if isinstance(new, dict) else {})
+    keys = sorted(k for k in set(old) | set(new) if old.get(k, "-") != new.get(k, "-"))
+    shown = [f"{k}: {_short(old, k)} -> {_short(new, k)}" for k in keys[:3]]
+    return "; ".join(shown) + (f"; {len(keys) - 3} more" if len(keys) > 3 else "")
 
 
 def _flat(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:

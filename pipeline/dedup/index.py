@@ -63,13 +63,24 @@ def load_manifest(index_dir: Any) -> list[dict[str, Any]]:
 
 
 def text_format_of(index_dir: Any) -> int:
-    """The text format the index's runs were made with; a new (or empty) index takes the current one."""
+    """The text format the index's runs were made with; a new (or empty) index takes the current one.
+    Each run's entry records it too: a run an older crawlmill appended (it rewrites the manifest
+    without the key) shows as format 1 beside the others, and the index is refused as mixed."""
     path = manifest_path(index_dir)
     manifest = json.loads(path.read_text()) if path.exists() else {}
-    if not manifest.get("runs"):
+    runs = manifest.get("runs") or []
+    if not runs:
         return TEXT_FORMAT
+    index_format = manifest.get("text_format", 1)
+    formats = {run.get("text_format", index_format if "text_format" in manifest else 1) for run in runs}
+    if len(formats) > 1:
+        made = ", ".join(f"{run['output']}: {run.get('text_format', 1)}" for run in runs)
+        raise ValueError(
+            f"{path}: its runs were deduplicated with different text formats ({made}; a crawlmill before 2026-12 "
+            "appended a run to an index begun by a later one): their documents do not compare; begin a new index"
+        )
     try:
-        return check_text_format(manifest.get("text_format", 1))
+        return check_text_format(formats.pop())
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
 
@@ -163,5 +174,5 @@ def append_run(index_dir: Any, output: Any, parts: list[str], run_dir: str, text
     at = run_position(runs, output)
     refuse_rerun(index_dir, runs, at)
     runs = runs[:at] if at is not None else runs
-    runs.append({"output": resolved(output), "parts": parts, "dir": run_dir})
+    runs.append({"output": resolved(output), "parts": parts, "dir": run_dir, "text_format": text_format})
     atomic_write_text(manifest_path(index_dir), json.dumps({"text_format": text_format, "runs": runs}, indent=1))

@@ -84,6 +84,8 @@ class IngestConfig:
         if any(not name for name in names):
             raise ValueError(f"keep_fields {self.keep_fields!r}: an empty field name")
         self.keep_fields = sorted(set(names))
+        if self.text_field in self.keep_fields:
+            raise ValueError(f"keep_fields: {self.text_field!r} is the text field: the document's text is its `text` column already")
         if self.txt_document not in TXT_DOCUMENTS:
             raise ValueError(f"txt_document {self.txt_document!r}: choose one of {', '.join(TXT_DOCUMENTS)}")
         if self.extractor not in EXTRACTORS:

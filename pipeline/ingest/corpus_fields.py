@@ -37,6 +37,7 @@ def field_value(record: dict[str, Any], path: str) -> Any:
 
 class FieldSelection:
     def __init__(self, config: IngestConfig) -> None:
+        self.text_path = config.text_field
         read = [f for f in (config.text_field, config.id_field, config.url_field, config.date_field) if f]
         self.read = set(read)  # read into the document's columns
         self.keep_all = "*" in config.keep_fields
@@ -68,17 +69,19 @@ class FieldSelection:
                 names += [f"{prefix}.{key}" for key in value if f"{prefix}.{key}" not in self.named and f"{prefix}.{key}" not in self.prefixes]
         return names
 
-    def carried(self, record: dict[str, Any], repaired: Callable[[], None]) -> tuple[str | None, list[str]]:
+    def carried(self, record: dict[str, Any], repaired: Callable[[], None], too_deep: Callable[[], None]) -> tuple[str | None, list[str]]:
         """(the kept fields as one JSON object, None when the row has none of them; the named
-        keep_fields the row lacks). `repaired` is called per bytes value whose invalid UTF-8 was replaced."""
+        keep_fields the row lacks). `repaired` is called per bytes value whose invalid UTF-8 was
+        replaced, `too_deep` when the kept fields nest deeper than JSON can be written here (~1000)."""
         values = {k: v for k, v in record.items() if k not in self.read} if self.keep_all else {}
         absent = []
         for path in self.keep:
             value = field_value(record, path)
             if value is MISSING:
                 absent.append(path)
-            else:
+            elif not (self.keep_all and path.split(".")[0] in values):  # `*` has it already, in its object
                 values[path] = value
+        values = _without_path(values, self.text_path)  # an object kept whole holds no second copy of the text
         if not values:
             return None, absent
 
@@ -95,5 +98,19 @@ class FieldSelection:
 
         try:
             return orjson.dumps(values, default=plain, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode("utf-8"), absent
-        except TypeError:  # an integer past 64 bits (JSONL read exactly): the stdlib writes it, as compactly
+        except TypeError:  # an integer past 64 bits (JSONL read exactly), or nesting past orjson's 255 levels
+            pass
+        try:  # the stdlib writes it, as compactly
             return json.dumps(values, default=plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False), absent
+        except RecursionError:
+            too_deep()
+            return None, absent
+
+
+def _without_path(values: dict[str, Any], path: str) -> dict[str, Any]:
+    """`values` without the nested field `path` (`content.body` of a kept `content`), copying only
+    the objects on its way."""
+    head, _, rest = path.partition(".")
+    if head not in values or not rest or not isinstance(values[head], dict):
+        return values
+    return {**values, head: _without_path(values[head], rest) if "." in rest else {k: v for k, v in values[head].items() if k != rest}}

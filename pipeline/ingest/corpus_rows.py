@@ -70,19 +70,24 @@ from .html_text import normalize_text
 PARQUET_BATCH_ROWS = 1024
 _FIELD_NAMES_COUNTED = 20  # distinct names of fields not kept counted per part; the rest as "(more)"
 _BOM = b"\xef\xbb\xbf"
-_LONG_DIGITS = re.compile(rb"\d{20}")  # 2**64 has 20 digits
+_LONG_DIGITS = re.compile(rb"\d{19}")  # 2**64 has 20 digits, -2**63 - 1 19
 _ORJSON_WHERE = re.compile(r": line 1 column (\d+) \(char \d+\)$")  # orjson's position in the one line it saw
 
 
 def _exact_integers(line: bytes, value: Any) -> Any:
-    """orjson's value of a line, or, when the line holds a run of 20 digits (an integer past 64 bits,
-    which orjson reads as a float, or digits in a string), the standard library's, whose integers are
-    exact: an id or a kept field of 2**70 stays 1180591620717411303424."""
+    """orjson's value of a line, or, when the line holds a run of 19 digits (perhaps an integer past
+    64 bits, which orjson reads as a float), the standard library's, whose integers are exact: an id
+    or a kept field of 2**70 stays 1180591620717411303424. orjson accepted the line, so it has no NaN
+    or lone surrogate for this parser to let through; nested deeper than this parser recurses (orjson
+    allows 1024 levels), orjson's value stays."""
     if not _LONG_DIGITS.search(line):
         return value
     import json
 
-    return json.loads(line)  # orjson accepted the line: no NaN or lone surrogate for this one to let through
+    try:
+        return json.loads(line)
+    except RecursionError:
+        return value
 
 
 def _what(value: Any) -> str:
@@ -299,7 +304,7 @@ class CorpusFile:
             return
         url = self._string(record, self.config.url_field, "url_not_string")
         when = self._string(record, self.config.date_field, "date_not_string")
-        carried, absent = self.fields.carried(record, lambda: self.sink.count("corpus_fields_utf8_repaired"))
+        carried, absent = self.fields.carried(record, lambda: self.sink.count("corpus_fields_utf8_repaired"), lambda: self.sink.count("corpus_fields_too_deep"))
         for name in absent:
             self.sink.count(f"keep_field_absent:{name[:64]}")
         self._emit(text, number, user_id, url, when, carried)

@@ -110,7 +110,9 @@ def demo_checksums(root: Path) -> dict[str, str]:
     each language, documents cut to the byte, instead of whole pages drawn at random), which changed
     tokenizer.json, crawlmill.json and every shards/ file; ingest to remix did not change; and when
     the sample's keys came from each file's input and path within it instead of its base name
-    (the same files changed again, shards/_stats.json too). Renamed
+    (the same files changed again, shards/_stats.json too); and when documents gained the
+    `corpus_fields` column (null in the sample: every part of ingest to remix changed) and dedup's
+    report its `text_format`; nothing the tokenizer and pack write did. Renamed
     since (same bytes): remix's mixture.json and mixture.png, now _mixture.json and _mixture.png."""
     reference = json.loads((Path(__file__).parent / "demo_checksums.json").read_text())
     found = {}

@@ -114,7 +114,8 @@ def test_an_index_written_before_dirs_were_recorded(ingested, two_runs):
     assert dedup(ingested, DUMPS[1], root / "second", index_dir, overwrite=True).ok
     assert folder_bytes(index_dir / "run-0001") == stored  # the last run again: its rows where they were
     # Such a manifest is older than text formats too: its runs keep format 1, recorded from now on.
-    assert json.loads((index_dir / "manifest.json").read_text()) == {**manifest, "text_format": 1}
+    first, second = ({k: v for k, v in run.items() if k != "text_format"} for run in manifest["runs"])
+    assert json.loads((index_dir / "manifest.json").read_text()) == {"text_format": 1, "runs": [first, {**second, "text_format": 1}]}
     assert json.loads((root / "second/_report/report.json").read_text())["text_format"] == 1
     with pytest.raises(OutputFolderRefused, match="run 1 of 2"):  # an earlier run, however the manifest was written
         dedup(ingested, DUMPS[0], root / "first", index_dir, overwrite=True)
@@ -146,4 +147,10 @@ def test_text_format_of_an_index(tmp_path):
     assert index.text_format_of(tmp_path) == 2
     (tmp_path / "manifest.json").write_text(json.dumps({"text_format": 7, "runs": runs}))
     with pytest.raises(ValueError, match="manifest.json: dedup text format 7"):
+        index.text_format_of(tmp_path)
+    # A crawlmill before formats were recorded appended a run to an index of format 2 (it rewrote the
+    # manifest without the key): the runs' documents do not compare, and the index says so.
+    mixed = [{"output": "/a", "parts": [], "text_format": 2}, {"output": "/b", "parts": []}]
+    (tmp_path / "manifest.json").write_text(json.dumps({"runs": mixed}))
+    with pytest.raises(ValueError, match=r"different text formats \(/a: 2, /b: 1; a crawlmill before 2026-12"):
         index.text_format_of(tmp_path)

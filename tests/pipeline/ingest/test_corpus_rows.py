@@ -279,10 +279,26 @@ def test_integers_past_64_bits_stay_exact(tmp_path):
     """orjson reads 2**70 as a float (1.1805916207174113e+21): such lines are read exactly."""
     path = tmp_path / "in/big.jsonl"
     path.parent.mkdir()
-    path.write_text(f'{{"text": "{PROSE}", "id": {2**70}, "n": {2**70 + 1}, "small": 5, "note": "{"9" * 25}"}}\n{{"text": "{PROSE} Two.", "n": 1.5}}\n')
+    low = -(2**63) - 1  # 19 digits
+    path.write_text(f'{{"text": "{PROSE}", "id": {2**70}, "n": {2**70 + 1}, "small": 5, "note": "{"9" * 25}"}}\n{{"text": "{PROSE} Two.", "n": 1.5}}\n'
+                    f'{{"text": "{PROSE} Three.", "id": {low}, "n": {low}}}\n')  # fmt: skip
     (stats,), rows, _ = ingest([path], tmp_path / "out", keep_fields=["n", "small", "note"])
     assert rows[0]["warc_record_id"] == str(2**70)
     assert rows[0]["corpus_fields"] == f'{{"n":{2**70 + 1},"note":"{"9" * 25}","small":5}}' and json.loads(rows[1]["corpus_fields"]) == {"n": 1.5}
+    assert rows[2]["warc_record_id"] == str(low) and rows[2]["corpus_fields"] == f'{{"n":{low}}}'
+
+
+def test_kept_fields_hold_no_second_copy_of_the_text_and_deep_nesting_is_counted(tmp_path):
+    with pytest.raises(ValueError, match="'body' is the text field"):
+        IngestConfig(text_field="body", keep_fields=["body"])
+    deep = "[" * 1020 + "]" * 1020  # orjson reads 1024 levels; writing them here stops past ~1000
+    lines = [json.dumps({"content": {"body": PROSE, "lang": "en"}, "meta": {"t": 1}}), f'{{"content": {{"body": "{PROSE} Deep."}}, "deep": {deep}}}']
+    path = tmp_path / "in/nested.jsonl"
+    path.parent.mkdir()
+    path.write_text("\n".join(lines))
+    (stats,), rows, _ = ingest([path], tmp_path / "out", text_field="content.body", keep_fields=["*", "meta.t"])
+    assert rows[0]["text"] == PROSE and json.loads(rows[0]["corpus_fields"]) == {"content": {"lang": "en"}, "meta": {"t": 1}}  # no body, no "meta.t" twice
+    assert rows[1]["corpus_fields"] is None and stats["counters"]["corpus_fields_too_deep"] == 1 and stats["kept"] == 2
 
 
 def test_a_nested_url_field_counts_the_other_fields_of_its_object(tmp_path):

@@ -35,6 +35,7 @@ def test_parts_without_a_newer_column_get_it_and_the_others_keep_their_values(ra
     assert run_remix([old, new], out, mixture={"allow_shortfall": True}).ok
     parts = input_parts(out)
     assert parts and all("corpus_fields" in pq.read_schema(p).names for p in parts)
+    assert len({tuple(pq.read_schema(p).names) for p in parts}) == 1  # the same columns in the same order
     whole = pq.read_table(out, columns=["id", "corpus_fields"]).to_pylist()  # the folder as one dataset
     assert {r["id"]: r["corpus_fields"] for r in whole} == {"a": None, "b": None, "c": None, "d": '{"title":"D"}', "e": '{"title":"E"}'}
     assert set(DOCUMENT_SCHEMA.names) <= set(pq.read_schema(parts[0]).names)
