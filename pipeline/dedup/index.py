@@ -71,10 +71,10 @@ def text_format_of(index_dir: Any) -> int:
     runs = manifest.get("runs") or []
     if not runs:
         return TEXT_FORMAT
-    index_format = manifest.get("text_format", 1)
-    formats = {run.get("text_format", index_format if "text_format" in manifest else 1) for run in runs}
+    index_format = manifest.get("text_format", 1)  # runs recorded before their own key have the index's
+    formats = {run.get("text_format", index_format) for run in runs}
     if len(formats) > 1:
-        made = ", ".join(f"{run['output']}: {run.get('text_format', 1)}" for run in runs)
+        made = ", ".join(f"{run['output']}: {run.get('text_format', index_format)}" for run in runs)
         raise ValueError(
             f"{path}: its runs were deduplicated with different text formats ({made}; a crawlmill before 2026-12 "
             "appended a run to an index begun by a later one): their documents do not compare; begin a new index"
