@@ -165,7 +165,8 @@ def sample(
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Tokenizer folder, a path or URL (default: the one the manifest names)."),
     as_json: bool = JSON,
 ) -> None:
-    """Show random documents with their source (document id, URL, WARC record)."""
+    """Show random documents with their source (document id, URL, WARC record; a corpus's own
+    fields, ingest --keep-field, read from the packed part's row)."""
     from crawlmill.shards.shardstats import sample_documents
 
     at_least_one(n=n)
@@ -180,6 +181,8 @@ def sample(
         if source:
             out.print(f"id {source.get('id')}  {source.get('url')}  dump {source.get('dump')}  lang {source.get('lang')}", markup=False, highlight=False)
             out.print(f"WARC {source.get('warc_file')} @ {source.get('warc_offset')}  {source.get('warc_record_id')}", markup=False, highlight=False)
+            if source.get("corpus_fields"):
+                out.print(f"fields {source['corpus_fields']}", markup=False, highlight=False)
         if "warning" in item:
             err.print(f"[yellow]warning:[/yellow] {item['warning']}")
         out.print(item["text"] if "text" in item else f"token ids: {item['token_ids']}{' …' if item['tokens'] > 64 else ''}", markup=False, highlight=False)

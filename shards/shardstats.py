@@ -92,6 +92,9 @@ def sample_documents(path: str | Path, n: int, seed: int = 0, tokenizer_dir: str
                     inputs = shard_set.manifest.get("inputs", [])
                     if 0 <= row[0]["input"] < len(inputs):
                         item["source"]["input_path"] = inputs[row[0]["input"]]
+                        fields = corpus_fields_of(inputs[row[0]["input"]], row[0].get("row"), row[0].get("id"))
+                        if fields is not None:
+                            item["source"]["corpus_fields"] = fields
         if decoder is not None:
             item["text"] = decoder.decode(tokens.astype(np.int64).tolist(), skip_special_tokens=False)
             if mismatch:
@@ -100,6 +103,30 @@ def sample_documents(path: str | Path, n: int, seed: int = 0, tokenizer_dir: str
             item["token_ids"] = tokens[:64].astype(np.int64).tolist()
         out.append(item)
     return out
+
+
+def corpus_fields_of(input_part: str, row: Any, doc_id: Any) -> str | None:
+    """A document's `corpus_fields` (a corpus's own fields, ingest --keep-field), from its row of
+    the part pack read: one column of one row group. None when the part is gone, has no such column
+    or no longer holds that document there (made again since)."""
+    from crawlmill.files import parquet_file
+
+    if not isinstance(row, int) or row < 0:
+        return None
+    try:
+        parquet = parquet_file(input_part)
+    except (OSError, ValueError):
+        return None
+    if "corpus_fields" not in parquet.schema_arrow.names:
+        return None
+    start = 0
+    for group in range(parquet.num_row_groups):
+        rows = parquet.metadata.row_group(group).num_rows
+        if row < start + rows:
+            found = parquet.read_row_group(group, columns=["id", "corpus_fields"]).slice(row - start, 1).to_pylist()[0]
+            return found["corpus_fields"] if found["id"] == doc_id else None
+        start += rows
+    return None
 
 
 def token_text(decoder: Any, token_id: int) -> dict[str, str]:

