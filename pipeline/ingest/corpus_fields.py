@@ -36,7 +36,8 @@ def field_value(record: dict[str, Any], path: str) -> Any:
 
 
 class FieldSelection:
-    def __init__(self, config: IngestConfig) -> None:
+    def __init__(self, config: IngestConfig, count: Callable[[str], None]) -> None:
+        self.count = count  # the part's counters: corpus_fields_utf8_repaired, corpus_fields_too_deep
         self.text_path = config.text_field
         read = [f for f in (config.text_field, config.id_field, config.url_field, config.date_field) if f]
         self.read = set(read)  # read into the document's columns
@@ -69,10 +70,10 @@ class FieldSelection:
                 names += [f"{prefix}.{key}" for key in value if f"{prefix}.{key}" not in self.named and f"{prefix}.{key}" not in self.prefixes]
         return names
 
-    def carried(self, record: dict[str, Any], repaired: Callable[[], None], too_deep: Callable[[], None]) -> tuple[str | None, list[str]]:
+    def carried(self, record: dict[str, Any]) -> tuple[str | None, list[str]]:
         """(the kept fields as one JSON object, None when the row has none of them; the named
-        keep_fields the row lacks). `repaired` is called per bytes value whose invalid UTF-8 was
-        replaced, `too_deep` when the kept fields nest deeper than JSON can be written here (~1000)."""
+        keep_fields the row lacks). Counted: a bytes value whose invalid UTF-8 was replaced, kept
+        fields nested deeper than JSON can be written here (~1000 levels)."""
         values = {k: v for k, v in record.items() if k not in self.read} if self.keep_all else {}
         absent = []
         for path in self.keep:
@@ -84,27 +85,27 @@ class FieldSelection:
         values = _without_path(values, self.text_path)  # an object kept whole holds no second copy of the text
         if not values:
             return None, absent
-
-        def plain(value: Any) -> Any:  # what JSON has no type for
-            if isinstance(value, (bytes, bytearray, memoryview)):
-                try:
-                    return bytes(value).decode("utf-8")
-                except UnicodeDecodeError:
-                    repaired()
-                    return bytes(value).decode("utf-8", errors="replace")
-            if hasattr(value, "isoformat"):  # a timestamp orjson does not know (pandas' for ns), a time
-                return value.isoformat()
-            return str(value)  # a decimal: its digits
-
         try:
-            return orjson.dumps(values, default=plain, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode("utf-8"), absent
+            return orjson.dumps(values, default=self._plain, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode("utf-8"), absent
         except TypeError:  # an integer past 64 bits (JSONL read exactly), or nesting past orjson's 255 levels
             pass
         try:  # the stdlib writes it, as compactly
-            return json.dumps(values, default=plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False), absent
+            return json.dumps(values, default=self._plain, sort_keys=True, separators=(",", ":"), ensure_ascii=False), absent
         except RecursionError:
-            too_deep()
+            self.count("corpus_fields_too_deep")
             return None, absent
+
+    def _plain(self, value: Any) -> Any:
+        """What JSON has no type for."""
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            try:
+                return bytes(value).decode("utf-8")
+            except UnicodeDecodeError:
+                self.count("corpus_fields_utf8_repaired")
+                return bytes(value).decode("utf-8", errors="replace")
+        if hasattr(value, "isoformat"):  # a timestamp orjson does not know (pandas' for ns), a time
+            return value.isoformat()
+        return str(value)  # a decimal: its digits
 
 
 def _without_path(values: dict[str, Any], path: str) -> dict[str, Any]:

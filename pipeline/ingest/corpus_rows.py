@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import re
 from datetime import date, datetime
 from typing import Any, BinaryIO, Iterator
@@ -82,8 +83,6 @@ def _exact_integers(line: bytes, value: Any) -> Any:
     allows 1024 levels), orjson's value stays."""
     if not _LONG_DIGITS.search(line):
         return value
-    import json
-
     try:
         return json.loads(line)
     except RecursionError:
@@ -107,7 +106,7 @@ class CorpusFile:
     def __init__(self, config: IngestConfig, kind: str, name: str, file: str, dump: str | None, sink: PartSink) -> None:
         self.config, self.kind, self.name, self.file, self.dump, self.sink = config, kind, name, file, dump, sink
         self.position = "row" if kind == PARQUET else "line"
-        self.fields = FieldSelection(config)
+        self.fields = FieldSelection(config, sink.count)
         self.not_kept: set[str] = set()
         self.last_line = 0
         self.cut_line: tuple[int, int] | None = None  # (number, bytes) of a last line cut short by damage
@@ -304,7 +303,7 @@ class CorpusFile:
             return
         url = self._string(record, self.config.url_field, "url_not_string")
         when = self._string(record, self.config.date_field, "date_not_string")
-        carried, absent = self.fields.carried(record, lambda: self.sink.count("corpus_fields_utf8_repaired"), lambda: self.sink.count("corpus_fields_too_deep"))
+        carried, absent = self.fields.carried(record)
         for name in absent:
             self.sink.count(f"keep_field_absent:{name[:64]}")
         self._emit(text, number, user_id, url, when, carried)
