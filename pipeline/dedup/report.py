@@ -3,8 +3,13 @@ deduplicating the first 1, 2, ..., N dumps together (_report/report.json and _re
 
 Removed documents of a set of dumps = documents in duplicate edges among them minus the number of
 connected components those edges form (one document of each is kept). The edges are the run's
-star edges restricted to the dumps in question, so every figure comes from one dedup run. This
-step reads the edge list (duplicates only, not all documents) into one process.
+star edges restricted to the dumps in question, so every figure comes from one dedup run.
+
+Two more distributed steps compute it, so that no process holds the run's edge list (billions of
+edges for a few Common Crawl dumps): `report_map` gives each edge its component's label (the
+connected-components step's final one) and shuffles it by label; `report_reduce` counts, per
+partition, the removed documents of every set of dumps. A component of the restricted graph lies
+inside one component of the whole graph, hence inside one partition: the partitions' counts add up.
 
 Documents without a Common Crawl dump (a file with no warcinfo and no crawl-data path: dump null)
 form one more row of both tables, NO_DUMP, after the named dumps: within it alone, and every
@@ -21,12 +26,27 @@ import pyarrow as pa
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from crawlmill.files import AnyPath, atomic_path, atomic_write_text, list_files, read_table
+from crawlmill.files import AnyPath, as_path, atomic_path, atomic_write_text, read_table
 
 from . import steps
+from .config import DedupConfig
+from .shuffle import node_partition, read_partition, write_partitioned
 
 REPORT_DIR = "_report"
 NO_DUMP = "(no dump)"  # documents whose dump is null (or not a CC-MAIN-YYYY-WW id): dump code 0
+REPORT_EDGES = "report_edges"
+REPORT_EDGE_SCHEMA = pa.schema([("cluster", pa.int64()), *steps.EDGE_SCHEMA])
+
+
+def report_dumps(docs_per_dump: dict[str, int]) -> tuple[list[str], dict[str, int]]:
+    """The report's rows in order (named dumps by date, then NO_DUMP if any) and their documents."""
+    dumps = sorted(d for d in docs_per_dump if steps.dump_code(d))
+    documents = {dump: docs_per_dump[dump] for dump in dumps}
+    undumped = sum(n for d, n in docs_per_dump.items() if not steps.dump_code(d))
+    if undumped:
+        dumps.append(NO_DUMP)
+        documents[NO_DUMP] = undumped
+    return dumps, documents
 
 
 def _removed(src: np.ndarray, dst: np.ndarray) -> int:
@@ -39,37 +59,49 @@ def _removed(src: np.ndarray, dst: np.ndarray) -> int:
     return n - components
 
 
-def _edges(work: AnyPath, partitions: int) -> tuple[np.ndarray, ...]:
-    files = list_files(work / steps.EDGES, "p-*/*.parquet")
-    if not files:
-        return tuple(np.empty(0, np.int64) for _ in range(4))
-    table = pa.concat_tables([read_table(f, schema=steps.EDGE_SCHEMA) for f in files])
-    src, dst = table.column("src").to_numpy(), table.column("dst").to_numpy()
-    one_way = src < dst
-    return src[one_way], dst[one_way], table.column("src_dump").to_numpy()[one_way], table.column("dst_dump").to_numpy()[one_way]
+def report_map(config: DedupConfig, work: str, final_round: int, p: int, partitions: int) -> dict[str, Any]:
+    """The partition's edges, each once, with their component's label, shuffled by label."""
+    work_dir = as_path(work)
+    edges = read_partition(work_dir / steps.EDGES, p, steps.EDGE_SCHEMA)
+    # Edges are stored both ways, by source node: src < dst keeps each once, and src's label is
+    # in this partition's labels.
+    edges = edges.filter(pa.array(edges.column("src").to_numpy() < edges.column("dst").to_numpy()))
+    if not edges.num_rows:
+        return {"edges": 0}
+    labels = read_table(steps.labels_path(work_dir, final_round, p))
+    label_nodes = labels.column("node").to_numpy()
+    cluster = labels.column("label").to_numpy()[np.searchsorted(label_nodes, edges.column("src").to_numpy())]
+    table = pa.table({"cluster": cluster, **{name: edges.column(name) for name in steps.EDGE_SCHEMA.names}}, schema=REPORT_EDGE_SCHEMA)
+    write_partitioned(work_dir / REPORT_EDGES, f"from-{p:05d}", table, node_partition(cluster, partitions), partitions)
+    return {"edges": table.num_rows}
 
 
-def write_report(output: AnyPath, work: AnyPath, partitions: int, docs_per_dump: dict[str, int], summary: dict[str, Any]) -> dict[str, Any]:
-    src, dst, src_dump, dst_dump = _edges(work, partitions)
-    dumps = sorted(d for d in docs_per_dump if steps.dump_code(d))
-    documents = {dump: docs_per_dump[dump] for dump in dumps}
-    undumped = sum(n for d, n in docs_per_dump.items() if not steps.dump_code(d))
-    if undumped:
-        dumps.append(NO_DUMP)
-        documents[NO_DUMP] = undumped
+def report_reduce(config: DedupConfig, work: str, p: int, codes: list[int]) -> dict[str, Any]:
+    """Removed documents of the partition's components, within each dump of `codes` (the report's
+    rows; 0 = NO_DUMP, last) and through each: the named dumps up to it, or every document at 0."""
+    edges = read_partition(as_path(work) / REPORT_EDGES, p, REPORT_EDGE_SCHEMA)
+    src, dst = edges.column("src").to_numpy(), edges.column("dst").to_numpy()
+    src_dump, dst_dump = edges.column("src_dump").to_numpy(), edges.column("dst_dump").to_numpy()
+    named = (src_dump > 0) & (dst_dump > 0)
+    within, through = [], []
+    for code in codes:
+        alone = (src_dump == code) & (dst_dump == code)
+        within.append(_removed(src[alone], dst[alone]))
+        upto = named & (src_dump <= code) & (dst_dump <= code) if code else np.ones(len(src), dtype=bool)
+        through.append(_removed(src[upto], dst[upto]))
+    return {"within": within, "through": through}
+
+
+def write_report(output: AnyPath, docs_per_dump: dict[str, int], summary: dict[str, Any], partitions: list[dict[str, Any]]) -> dict[str, Any]:
+    """report.json and report.png from `report_reduce`'s results (one per partition)."""
+    dumps, documents = report_dumps(docs_per_dump)
     single, cumulative = [], []
     total = 0
     for k, dump in enumerate(dumps):
-        code = steps.dump_code(dump)  # 0 for NO_DUMP
-        within = (src_dump == code) & (dst_dump == code)
-        removed = _removed(src[within], dst[within])
+        removed = sum(r["within"][k] for r in partitions)
         single.append({"dump": dump, "documents": documents[dump], "removed": removed, "share": round(removed / max(documents[dump], 1), 4)})
         total += documents[dump]
-        if code:
-            upto = (src_dump <= code) & (dst_dump <= code) & (src_dump > 0) & (dst_dump > 0)
-        else:  # the last row: every document of the run
-            upto = np.ones(len(src), dtype=bool)
-        removed_k = _removed(src[upto], dst[upto])
+        removed_k = sum(r["through"][k] for r in partitions)
         cumulative.append({"dumps": k + 1, "through": dump, "documents": total, "removed": removed_k, "share": round(removed_k / max(total, 1), 4)})
     report = {**summary, "docs_per_dump": docs_per_dump, "within_single_dump": single, "cumulative": cumulative}
     folder = output / REPORT_DIR  # "_"-prefixed: Parquet readers of the output folder skip it

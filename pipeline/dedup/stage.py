@@ -29,7 +29,7 @@ from ..runner import StageContext, Task
 from ..stage import PartStage, PartTask, Stage, StageResult, run_parts
 from . import index, steps
 from .config import DedupConfig
-from .report import NO_DUMP, REPORT_DIR, write_report
+from .report import NO_DUMP, REPORT_DIR, report_dumps, report_map, report_reduce, write_report
 from .shingles import TEXT_FORMAT
 from .shuffle import read_partition
 
@@ -157,6 +157,14 @@ class DedupStage(Stage):
                 raise RuntimeError(f"connected components did not converge in {config.max_rounds} rounds")
         step("cluster_map", steps.cluster_map, [(f"p-{p:05d}", (work, round_no, p, partitions)) for p in range(partitions)])
         clustered = step("cluster_reduce", steps.cluster_reduce, [(f"p-{p:05d}", (work, p, partitions, len(all_parts))) for p in range(partitions)])
+        # The report's counts (report.py), before anything is written outside _work/.
+        dumps: dict[str, int] = {}
+        for r in mapped.values():
+            for dump, n in r["dumps"].items():
+                dumps[dump] = dumps.get(dump, 0) + n
+        codes = [steps.dump_code(d) for d in report_dumps(dumps)[0]]  # NO_DUMP: 0
+        step("report_map", report_map, [(f"p-{p:05d}", (work, round_no, p, partitions)) for p in range(partitions)])
+        counted = step("report_reduce", report_reduce, [(f"p-{p:05d}", (work, p, codes)) for p in range(partitions)])
 
         stats = run_parts(ctx, DedupOutput(parts, work, config))
         if config.index is not None:
@@ -178,16 +186,12 @@ class DedupStage(Stage):
             "clusters_with_duplicates": sum(r["clusters"] for r in clustered.values()),
             "largest_cluster": max((r["largest_cluster"] for r in clustered.values()), default=0),
         }
-        dumps: dict[str, int] = {}
-        for r in mapped.values():
-            for dump, n in r["dumps"].items():
-                dumps[dump] = dumps.get(dump, 0) + n
         # Dumps only the index holds: their documents are earlier runs' kept ones (0% removed here).
         new = {d for key, r in mapped.items() if key.startswith("part-") for d in r["dumps"]}
         indexed_only = sorted({d for key, r in mapped.items() if key.startswith("index-") for d in r["dumps"]} - new)
         if indexed_only:
             summary["indexed_dumps"] = indexed_only
-        write_report(ctx.output, ctx.work, partitions, dumps, summary)
+        write_report(ctx.output, dumps, summary, list(counted.values()))
         return stats
 
     def report(self, result: StageResult) -> list[str]:

@@ -282,7 +282,7 @@ def verify_check(config: DedupConfig, work: str, p: int, partitions: int) -> dic
     return {"checked": checked, "verified": edges.num_rows}
 
 
-def _labels_path(work_dir: AnyPath, round_no: int, p: int) -> AnyPath:
+def labels_path(work_dir: AnyPath, round_no: int, p: int) -> AnyPath:
     return work_dir / "cc" / f"labels-{round_no:04d}" / f"p-{p:05d}.parquet"
 
 
@@ -294,14 +294,14 @@ def cc_round(config: DedupConfig, work: str, round_no: int, p: int, partitions: 
         nodes = np.unique(src)
         labels, changed = nodes.copy(), len(nodes)
     else:
-        previous = read_table(_labels_path(work_dir, round_no - 1, p))
+        previous = read_table(labels_path(work_dir, round_no - 1, p))
         nodes, labels = previous.column("node").to_numpy(), previous.column("label").to_numpy().copy()
         messages = read_partition(work_dir / "cc" / f"msgs-{round_no - 1:04d}", p, LABEL_SCHEMA)
         if messages.num_rows:
             at = np.searchsorted(nodes, messages.column("node").to_numpy())
             np.minimum.at(labels, at, messages.column("label").to_numpy())
         changed = int(np.sum(labels != previous.column("label").to_numpy()))
-    write_table(_labels_path(work_dir, round_no, p), pa.table({"node": nodes, "label": labels}, schema=LABEL_SCHEMA))
+    write_table(labels_path(work_dir, round_no, p), pa.table({"node": nodes, "label": labels}, schema=LABEL_SCHEMA))
     sent = labels[np.searchsorted(nodes, src)] if len(src) else np.empty(0, np.int64)
     order = np.lexsort((sent, dst))
     dst_sorted, sent_sorted = dst[order], sent[order]
@@ -314,7 +314,7 @@ def cc_round(config: DedupConfig, work: str, round_no: int, p: int, partitions: 
 
 def cluster_map(config: DedupConfig, work: str, final_round: int, p: int, partitions: int) -> dict[str, Any]:
     work_dir = as_path(work)
-    path = _labels_path(work_dir, final_round, p)
+    path = labels_path(work_dir, final_round, p)
     labels = read_table(path) if path.exists() else LABEL_SCHEMA.empty_table()
     nodes = read_partition(work_dir / NODES, p, NODE_SCHEMA)
     node_ids, label_nodes = nodes.column("node").to_numpy(), labels.column("node").to_numpy()

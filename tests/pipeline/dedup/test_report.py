@@ -1,5 +1,6 @@
 """The dedup report's tables cover every document: those without a Common Crawl dump (a file
-with no warcinfo and no crawl-data path: dump null) are a row of their own, "(no dump)"."""
+with no warcinfo and no crawl-data path: dump null) are a row of their own, "(no dump)". Its
+counts come from partitions of components and add up to those of the whole edge list."""
 
 import json
 
@@ -9,7 +10,7 @@ from fastwarc.warc import ArchiveIterator, WarcRecordType
 
 from crawlmill.pipeline.dedup import steps
 from crawlmill.pipeline.dedup.config import DedupConfig
-from crawlmill.pipeline.dedup.report import NO_DUMP, write_report
+from crawlmill.pipeline.dedup.report import NO_DUMP, _removed, report_dumps, report_map, report_reduce, write_report
 from crawlmill.pipeline.dedup.stage import DedupStage
 from crawlmill.pipeline.ingest.config import IngestConfig
 from crawlmill.pipeline.ingest.stage import IngestStage
@@ -20,14 +21,30 @@ from tests.conftest import SAMPLES
 A, B = steps.dump_code("CC-MAIN-2023-50"), steps.dump_code("CC-MAIN-2024-10")
 
 
+def report_of(edges, docs_per_dump, work, output, partitions=2):
+    """The stage's report steps on `edges` (src, dst, src dump, dst dump): components, then
+    report_map and report_reduce per partition, then write_report."""
+    config = DedupConfig()
+    steps._write_edges(work, "exact-00000", steps._edge_table(np.asarray(edges, dtype=np.int64)), partitions)
+    round_no = 0
+    while True:
+        changed = sum(steps.cc_round(config, str(work), round_no, p, partitions)["changed"] for p in range(partitions))
+        if round_no > 0 and changed == 0:
+            break
+        round_no += 1
+    for p in range(partitions):
+        report_map(config, str(work), round_no, p, partitions)
+    codes = [steps.dump_code(d) for d in report_dumps(docs_per_dump)[0]]
+    return write_report(output, docs_per_dump, {}, [report_reduce(config, str(work), p, codes) for p in range(partitions)])
+
+
 def test_documents_without_a_dump_are_a_row_of_both_tables(tmp_path):
     work, output = tmp_path / "_work", tmp_path / "out"
     # (src, dst, src dump, dst dump): one duplicate within each dump and within the undumped
     # documents, one across the named dumps, one between a named dump and no dump.
-    edges = np.array([(1, 2, A, A), (10, 11, B, B), (3, 12, A, B), (20, 21, 0, 0), (4, 22, A, 0)], dtype=np.int64)
-    steps._write_edges(work, "exact-00000", steps._edge_table(edges), 2)
+    edges = [(1, 2, A, A), (10, 11, B, B), (3, 12, A, B), (20, 21, 0, 0), (4, 22, A, 0)]
     docs_per_dump = {"": 3, "CC-MAIN-2023-50": 4, "CC-MAIN-2024-10": 3}
-    report = write_report(output, work, 2, docs_per_dump, {})
+    report = report_of(edges, docs_per_dump, work, output)
     assert report == json.loads((output / "_report/report.json").read_text())
     single = {r["dump"]: (r["documents"], r["removed"]) for r in report["within_single_dump"]}
     assert single == {"CC-MAIN-2023-50": (4, 1), "CC-MAIN-2024-10": (3, 1), NO_DUMP: (3, 1)}
@@ -46,9 +63,7 @@ def test_documents_without_a_dump_are_a_row_of_both_tables(tmp_path):
 
 
 def test_only_undumped_documents(tmp_path):
-    work = tmp_path / "_work"
-    steps._write_edges(work, "exact-00000", steps._edge_table(np.array([(1, 2, 0, 0)], dtype=np.int64)), 2)
-    report = write_report(tmp_path / "out", work, 2, {"": 5}, {})
+    report = report_of([(1, 2, 0, 0)], {"": 5}, tmp_path / "_work", tmp_path / "out")
     assert report["within_single_dump"] == [{"dump": NO_DUMP, "documents": 5, "removed": 1, "share": 0.2}]
     assert report["cumulative"] == [{"dumps": 1, "through": NO_DUMP, "documents": 5, "removed": 1, "share": 0.2}]
     lines = DedupStage(DedupConfig()).report(StageResult(stats={}, output_dir=tmp_path / "out"))
@@ -56,11 +71,47 @@ def test_only_undumped_documents(tmp_path):
 
 
 def test_named_dumps_alone_report_as_before(tmp_path):
-    work = tmp_path / "_work"
-    steps._write_edges(work, "exact-00000", steps._edge_table(np.array([(1, 2, A, B)], dtype=np.int64)), 2)
-    report = write_report(tmp_path / "out", work, 2, {"CC-MAIN-2023-50": 2, "CC-MAIN-2024-10": 2}, {})
+    report = report_of([(1, 2, A, B)], {"CC-MAIN-2023-50": 2, "CC-MAIN-2024-10": 2}, tmp_path / "_work", tmp_path / "out")
     assert [r["dump"] for r in report["within_single_dump"]] == ["CC-MAIN-2023-50", "CC-MAIN-2024-10"]
     assert [r["removed"] for r in report["cumulative"]] == [0, 1]
+
+
+def test_partitions_add_up_to_the_whole_edge_list(tmp_path):
+    """Random duplicate graphs over five dumps and undumped documents, in 7 partitions: every row
+    of both tables equals the count over the whole edge list in one process."""
+    rng = np.random.default_rng(7)
+    dump_names = ["CC-MAIN-2023-06", "CC-MAIN-2023-14", "CC-MAIN-2023-23", "CC-MAIN-2023-40", "CC-MAIN-2023-50", ""]
+    codes = np.array([steps.dump_code(d) for d in dump_names])
+    nodes = rng.choice(1 << 40, size=3000, replace=False)
+    node_dump = codes[rng.integers(0, len(codes), size=len(nodes))]
+    # Chains, stars and cycles: components whose restriction to a set of dumps splits.
+    a, b = rng.integers(0, len(nodes), size=(2, 2500))
+    a, b = a[a != b], b[a != b]
+    edges = np.stack([nodes[a], nodes[b], node_dump[a], node_dump[b]], axis=1)
+    docs_per_dump = {d: int(np.sum(node_dump == c)) + 100 for d, c in zip(dump_names, codes)}
+    report = report_of(edges, docs_per_dump, tmp_path / "_work", tmp_path / "out", partitions=7)
+    src, dst, src_dump, dst_dump = edges.T
+    named = (src_dump > 0) & (dst_dump > 0)
+    for row, code in zip(report["within_single_dump"], codes):
+        assert row["removed"] == _removed(src[(src_dump == code) & (dst_dump == code)], dst[(src_dump == code) & (dst_dump == code)]) > 0
+    for row, code in zip(report["cumulative"], codes):
+        upto = named & (src_dump <= code) & (dst_dump <= code) if code else np.ones(len(src), bool)
+        assert row["removed"] == _removed(src[upto], dst[upto]) > 0
+    assert report["cumulative"][-1]["removed"] == len(np.unique(np.r_[src, dst])) - _components(src, dst)
+
+
+def _components(src, dst):
+    parent = {}
+
+    def find(x):
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for s, d in zip(src.tolist(), dst.tolist()):
+        parent[find(s)] = find(d)
+    return len({find(x) for x in parent})
 
 
 def without_warcinfo(source, target):
