@@ -26,6 +26,7 @@ class RunPlan:
     compute: float  # M x train_tokens
     data_parallel: int
     micro_batches: int  # per rank and step
+    note: str | None = None  # max_steps overriding train_tokens: said at the start
 
 
 def plan_run(config: TrainConfig, data_parallel: int) -> RunPlan:
@@ -46,12 +47,21 @@ def plan_run(config: TrainConfig, data_parallel: int) -> RunPlan:
     if batch % unit:
         raise ValueError(f"global_batch_size {batch} is not a multiple of micro_batch_size x data-parallel ranks ({unit})")
     tokens_per_step = batch * seq
+    note = None
     if config.max_steps is not None:
+        # The schedule's length, as `--max-steps` says: its milestones and the run's compute (what
+        # run.json records and `plan fit` reads) follow the steps trained, not a train_tokens it cuts short.
         steps = config.max_steps
-        tokens = config.train_tokens or float(steps * tokens_per_step)
+        tokens = float(steps * tokens_per_step)
+        if config.train_tokens is not None and abs(tokens - config.train_tokens) > 0.01 * config.train_tokens:
+            note = (
+                f"max_steps {steps:,} x {tokens_per_step:,} tokens makes the run {tokens:,.0f} tokens, not the config's train_tokens "
+                f"{config.train_tokens:,.0f}: the schedule's milestones and the compute recorded (M x tokens = {model_scale * tokens:.3g} FLOPs) "
+                "follow the steps" + ("; batch and LR stay Equation 1's for train_tokens" if config.global_batch_size is None or config.optimizer.lr is None else "")
+            )
     elif config.train_tokens is not None:
         tokens = config.train_tokens
         steps = max(1, math.ceil(tokens / tokens_per_step))
     else:
         raise ValueError("give max_steps or train_tokens: how long to train")
-    return RunPlan(batch, lr, steps, tokens, tokens_per_step, model_scale, model_scale * tokens, data_parallel, batch // unit)
+    return RunPlan(batch, lr, steps, tokens, tokens_per_step, model_scale, model_scale * tokens, data_parallel, batch // unit, note)

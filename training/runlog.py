@@ -82,24 +82,43 @@ class RunLog:
 
 
 def read_log(run_dir: str | Path) -> Iterator[dict[str, Any]]:
-    """The records of a run's log.jsonl (a local run folder or a URL's)."""
+    """The records of a run's log.jsonl (a local run folder or a URL's). A last line without its
+    newline that is not JSON is a record the writer had not finished (a run still going, or killed
+    while writing): left out, as `{"kind": "cut", "line": N}`; any other line that is not a JSON
+    object is an error naming it."""
     path = as_path(run_dir) / LOG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no {LOG_FILE} (not a crawlmill training run folder)")
-    for number, line in enumerate(read_text(path).splitlines(), 1):
-        if line.strip():
-            try:
-                yield json.loads(line)
-            except ValueError as exc:
-                raise ValueError(f"{path}:{number}: not JSON ({exc})") from None
+    text = read_text(path)
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            if number == len(lines) and not text.endswith("\n"):
+                yield {"kind": "cut", "line": number}
+                return
+            raise ValueError(f"{path}:{number}: not JSON ({exc})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{number}: not a log record (a JSON object): {line[:80]}")
+        yield record
 
 
 def read_run(run_dir: str | Path) -> dict[str, Any]:
-    """run.json plus the log's records by kind: {"run": {...}, "train": [...], "valid": [...], ...}."""
+    """run.json plus the log's records by kind: {"run": {...}, "train": [...], "valid": [...], ...}
+    ("cut": the unfinished last line read_log left out, if any)."""
     path = as_path(run_dir) / RUN_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir}: no {RUN_FILE} (not a crawlmill training run folder)")
-    run: dict[str, Any] = {"run": json.loads(read_text(path)), **{kind: [] for kind in KINDS}}
+    try:
+        info = json.loads(read_text(path))
+    except ValueError as exc:
+        raise ValueError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{path}: not a run's record (a JSON object)")
+    run: dict[str, Any] = {"run": info, **{kind: [] for kind in KINDS}}
     for record in read_log(run_dir):
         run.setdefault(record.get("kind", "train"), []).append(record)
     return run

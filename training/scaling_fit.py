@@ -52,6 +52,8 @@ def expand_run_dirs(paths: list[str | Path]) -> list[Path]:
     """Run folders as given; a folder without run.json stands for its subfolders that have one."""
     found: list[Path] = []
     for path in map(Path, paths):
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such folder")
         if (path / RUN_FILE).is_file():
             found.append(path)
             continue
@@ -68,11 +70,16 @@ def read_runs(paths: list[str | Path], metric: str = "bpb", skip_unfinished: boo
     for path in expand_run_dirs(paths):
         run = read_run(path)
         info = run["run"]
-        problem = None
+        problem, value = None, math.nan
         if not run["end"]:
-            problem = "unfinished (no end record in log.jsonl)"
+            cut = f"; its last line, {run['cut'][0]['line']}, is cut off (a run still writing, or killed)" if run.get("cut") else ""
+            problem = f"unfinished (no end record in log.jsonl{cut})"
         elif not run["valid"] or metric not in run["valid"][-1]:
             problem = f"no final validation {metric}"
+        else:
+            value = _number(run["valid"][-1][metric], f"{path}/log.jsonl: the last validation's {metric}")
+            if not math.isfinite(value):
+                problem = f"its final validation {metric} is {value} (a diverged run)"
         if problem:
             if not skip_unfinished:
                 raise ValueError(f"{path}: {problem}; finish it, or pass --skip-unfinished")
@@ -81,10 +88,18 @@ def read_runs(paths: list[str | Path], metric: str = "bpb", skip_unfinished: boo
         try:
             scale = float(info["model"]["M"])
             compute = float(info.get("compute") or scale * float(info["train_tokens"]))
+            tokens = float(info.get("train_tokens") or compute / scale)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path / RUN_FILE}: missing or bad {exc} (see training/runlog.py)") from None
-        results.append(RunResult(str(path), compute, scale, float(info.get("train_tokens") or compute / scale), info.get("peak_lr"), info.get("global_batch_tokens"), float(run["valid"][-1][metric])))
+        results.append(RunResult(str(path), compute, scale, tokens, info.get("peak_lr"), info.get("global_batch_tokens"), value))
     return results, skipped
+
+
+def _number(value: Any, what: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} is {value!r}, not a number") from None
 
 
 def group_by_budget(runs: list[RunResult], tolerance: float = 0.1) -> list[list[RunResult]]:

@@ -219,6 +219,8 @@ def _train(
         print(f"{store.name}: {info['model']['parameters']['total']:,} parameters, layer spec {info['model']['layer_spec']}, "
               f"{world} rank(s) (tensor {p.tensor}, pipeline {p.pipeline}, context {p.context}, data {plan.data_parallel}); "
               f"memory per rank, estimated: {memory.describe()}", file=sys.stderr)  # fmt: skip
+        if plan.note:
+            print(f"{store.name}: {plan.note}", file=sys.stderr)
         for line in over_cap(epochs, data.train_tokens, plan.tokens_per_step):  # Megatron repeats a group without a word
             print(line, file=sys.stderr)
         if use_cuda() and (warning := too_large(memory, torch.cuda.mem_get_info()[1])):

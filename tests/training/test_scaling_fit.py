@@ -164,6 +164,37 @@ def test_unfinished_runs_are_an_error_unless_skipped(tmp_path):
     nothing = invoke("plan", "fit", tmp_path)
     assert nothing.exit_code == 2 and "no run.json" in nothing.output
 
+    assert invoke("plan", "fit", tmp_path / "nosuch").output.count("no such folder") == 1
+
+
+def test_a_log_cut_off_mid_line_is_an_unfinished_run_and_bad_records_are_named(tmp_path):
+    """A run killed (or still writing) mid-record is unfinished, skippable; a line that is not a
+    record, a metric that is not a number, a damaged run.json: an error naming the file, no traceback."""
+    write_sweep(SweepConfig([1e17, 1e18], points=3), tmp_path / "s")
+    synthesize_runs(tmp_path / "s", Surface(0.1715, 0.5243))
+    runs = sorted((tmp_path / "s" / "runs").iterdir())
+    log = runs[1] / "log.jsonl"
+    good = log.read_text()
+    lines = [line for line in good.splitlines() if '"end"' not in line]
+    log.write_text("".join(line + "\n" for line in lines) + '{"kind": "train", "step": 3, "lo')
+    result = invoke("plan", "fit", tmp_path / "s" / "runs")
+    assert result.exit_code == 2 and "unfinished" in result.output and f"line, {len(lines) + 1}, is cut off" in " ".join(result.output.split())
+    assert f"skipped {runs[1]}" in invoke("plan", "fit", tmp_path / "s" / "runs", "--skip-unfinished").output
+    for damage, said in [
+        (good.replace('{"kind": "train"', "[1, 2]\n" + '{"kind": "train"', 1), "not a log record"),
+        (good.replace('"bpb": ', '"bpb": "abc", "x": '), "the last validation's bpb is 'abc', not a number"),
+    ]:
+        log.write_text(damage)
+        result = invoke("plan", "fit", tmp_path / "s" / "runs")
+        assert result.exit_code == 2 and said in " ".join(result.output.split()) and "log.jsonl" in result.output and "Traceback" not in result.output, result.output
+    log.write_text(good.replace('"bpb": ', '"bpb": NaN, "x": '))
+    result = invoke("plan", "fit", tmp_path / "s" / "runs")
+    assert result.exit_code == 2 and "bpb is nan (a diverged run)" in " ".join(result.output.split())
+    log.write_text(good)
+    (runs[1] / "run.json").write_text("{not json")
+    result = invoke("plan", "fit", tmp_path / "s" / "runs")
+    assert result.exit_code == 2 and f"{runs[1] / 'run.json'}: not JSON" in " ".join(result.output.split())
+
 
 def test_a_fit_of_nothing_exits_1_and_writes_no_plot(tmp_path):
     """One budget: no law can be fitted; a script must be able to tell (exit 1), and no plot passes for one."""

@@ -100,6 +100,29 @@ def test_batch_and_peak_lr_default_to_the_planners_equation_1():
         plan_run(load_train_config("tiny"), data_parallel=3)
 
 
+def test_max_steps_sets_the_schedules_length_and_the_compute_recorded():
+    """A sweep's config (train_tokens, lr and batch given) cut short with --max-steps: its schedule
+    and the compute run.json records (what `plan fit` reads) are those of the steps trained."""
+    import dataclasses
+
+    from crawlmill.training.config import load_train_config
+    from crawlmill.training.run_plan import plan_run
+    from crawlmill.training.schedule import Schedule
+
+    base = dataclasses.replace(load_train_config("tiny"), max_steps=None, train_tokens=299 * 32 * 128.0, global_batch_size=32)
+    base = dataclasses.replace(base, model=dataclasses.replace(base.model, seq_length=128))
+    full = plan_run(base, data_parallel=1)
+    assert (full.total_steps, full.train_tokens, full.note) == (299, 299 * 32 * 128, None)
+    short = plan_run(dataclasses.replace(base, max_steps=20), data_parallel=1)
+    assert (short.total_steps, short.train_tokens) == (20, 20 * 32 * 128)
+    assert short.compute == short.model_scale * 20 * 32 * 128 and short.peak_lr == full.peak_lr
+    assert "max_steps 20" in short.note and "not the config's train_tokens" in short.note
+    schedule = Schedule(dataclasses.replace(base.schedule, warmup_steps=2), short.peak_lr, short.train_tokens, short.tokens_per_step)
+    factors = [schedule.lr_at(step) / short.peak_lr for step in range(20)]
+    assert factors[2:16] == [1.0] * 14 and factors[16:18] == [0.316] * 2 and factors[18:] == [0.1] * 2  # at 80% and 90% of 20 steps
+    assert plan_run(dataclasses.replace(base, max_steps=299), data_parallel=1).note is None  # the same length: nothing to say
+
+
 def test_shard_folders_blend_by_their_weights(tiny_shards):
     from crawlmill.training.data import ShardFolder, blend
 
