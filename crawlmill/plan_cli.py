@@ -40,6 +40,7 @@ app = typer.Typer(
         "* `crawlmill plan --compute 3e21 --seq-length 2048 --micro-batch-size 2 --data-parallel 64 --json`\n\n"
         "* `crawlmill plan --model deepseek-7b --tokens 2e12`  (built-ins: tiny, 125m, 1b, deepseek-7b, deepseek-67b; or a config file)\n\n"
         "* `crawlmill plan --model deepseek-7b --tokens 2e12 --data-parallel 64`  (its memory per GPU with 64 data-parallel ranks sharing the optimizer)\n\n"
+        "* `crawlmill plan --compute 1e24 --tensor-parallel 8 --pipeline-parallel 4 --data-parallel 128`  (a shape Megatron can split: heads a multiple of 8, layers of 4)\n\n"
         "* `crawlmill plan sweep --budgets 1e17 3e17 1e18 --points 5 --output sweep/`\n\n"
         "* `crawlmill plan fit sweep/runs/* --plot isoflop.png`"
     ),
@@ -54,10 +55,14 @@ def _line(label: str, text: str) -> None:
     out.print(f"{label:<20} {text}", highlight=False, markup=False)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n != 1 else f"1 {noun.removesuffix('s')}"
+
+
 def _shape(model: Any) -> str:
     groups = f" ({model.num_query_groups} key/value groups)" if model.num_query_groups else ""
     return (
-        f"{model.num_layers} layers, d_model {model.hidden_size}, {model.num_attention_heads} heads of dim {model.head_dim}{groups}, "
+        f"{_count(model.num_layers, 'layers')}, d_model {model.hidden_size}, {_count(model.num_attention_heads, 'heads')} of dim {model.head_dim}{groups}, "
         f"SwiGLU ffn {model.ffn_hidden_size}, seq {model.seq_length}"
     )
 
@@ -79,6 +84,8 @@ def plan(
     vocab_size: Optional[int] = typer.Option(None, "--vocab-size", help="Vocabulary for 6N2 and parameter counts (default: the model's, else 102,400)."),
     micro_batch_size: Optional[int] = MICRO_OR_CONFIG,
     data_parallel: int = DATA_PARALLEL,
+    tensor_parallel: Optional[int] = typer.Option(None, "--tensor-parallel", help="Tensor-parallel ranks: with --compute, heads and ffn snapped to multiples of it; the memory per GPU for it (default: 1; with --model, the config's)."),
+    pipeline_parallel: Optional[int] = typer.Option(None, "--pipeline-parallel", help="Pipeline-parallel stages: with --compute, layers snapped to a multiple of it; the memory per GPU for it (default: 1; with --model, the config's)."),
     as_json: bool = JSON,
 ) -> None:
     """Plan a run from a compute budget, or check a model and token count against the scaling laws
@@ -97,13 +104,18 @@ def plan(
         raise fail("give either --compute C, or --model NAME with --tokens D, not both")
     if compute is None and (model is None or tokens is None):
         raise fail("give --compute C (FLOPs), or --model NAME with --tokens D")
-    at_least_one(seq_length=seq_length, vocab_size=vocab_size, micro_batch_size=micro_batch_size, data_parallel=data_parallel)
+    at_least_one(seq_length=seq_length, vocab_size=vocab_size, micro_batch_size=micro_batch_size, data_parallel=data_parallel, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel)
     with user_errors():
+        from crawlmill.training.config import ParallelConfig
+
         if compute is not None:
-            result = plan_compute(compute, seq_length or DEFAULT_SEQ_LENGTH, vocab_size or DEFAULT_VOCAB_SIZE, micro_batch_size or 1, data_parallel)  # None: the default
+            tp, pp = tensor_parallel or 1, pipeline_parallel or 1
+            result = plan_compute(compute, seq_length or DEFAULT_SEQ_LENGTH, vocab_size or DEFAULT_VOCAB_SIZE, micro_batch_size or 1, data_parallel,
+                                  tensor_parallel=tp, pipeline_parallel=pp)  # fmt: skip
             from crawlmill.training.config import TrainConfig
 
-            shaped = TrainConfig(model=result.model, micro_batch_size=result.micro_batch_size, global_batch_size=result.global_batch_size)
+            shaped = TrainConfig(model=result.model, micro_batch_size=result.micro_batch_size, global_batch_size=result.global_batch_size,
+                                 parallel=ParallelConfig(tensor=tp, pipeline=pp))  # fmt: skip
             memory = _memory(shaped, {"vocab_size": result.scales["vocab_size"]}, data_parallel)
             if as_json:
                 print_json({**result.to_json(), "memory": memory})
@@ -121,6 +133,9 @@ def plan(
             config.model = dataclasses.replace(config.model, seq_length=seq_length)  # checked again
         if micro_batch_size is not None:
             config = dataclasses.replace(config, micro_batch_size=micro_batch_size)  # checked again
+        if tensor_parallel is not None or pipeline_parallel is not None:
+            given = ParallelConfig(tensor=tensor_parallel or config.parallel.tensor, pipeline=pipeline_parallel or config.parallel.pipeline, context=config.parallel.context)
+            config = dataclasses.replace(config, parallel=given)  # checked again
         report = plan_model(config.model, tokens, vocab_size, config.micro_batch_size, data_parallel)  # type: ignore[arg-type]
         report["memory"] = _memory(config, report, data_parallel)
     report = {"name": model, **report, "config_lr": config.optimizer.lr, "config_global_batch_size": config.global_batch_size}
@@ -151,6 +166,7 @@ def _print_memory(memory: dict[str, Any]) -> None:
     _line("", "for " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in memory["layout"].items()) + " (estimated; CUDA context and workspace not counted)")
     if not memory["fits_h100"]:
         _line("", "more than an 80 GB H100 holds: more data-parallel ranks (--data-parallel N; they share the optimizer's states), "
+                  "tensor or pipeline parallelism (--tensor-parallel N, --pipeline-parallel N; they split the weights and activations), "
                   "a smaller micro batch (--micro-batch-size) or model.recompute lower it")
 
 
@@ -224,7 +240,8 @@ class MultiValueCommand(TyperCommand):
         "* `crawlmill plan sweep --budgets 1e17 3e17 1e18 --points 5 --output sweep/`\n\n"
         "* `crawlmill plan sweep --budgets 1e18 1e19 --points 7 --span 8 --data out/shards --output sweep/`  (data.shards in every config)\n\n"
         "* `crawlmill plan sweep --budgets 1e17 1e18 --lr-factors 0.5 1 2 --batch-factors 0.5 1 2 --output grid/`  (to fit η_opt and B_opt too)\n\n"
-        "* `crawlmill plan sweep --budgets 1e11 1e12 --data small/shards --split 90,10,0 --output sw/`  (shards of few documents: "
+        "* `crawlmill plan sweep --budgets 2e14 6e14 --points 3 --seq-length 128 --data small/shards --split 90,10,0 --output sw/`  "
+        "(a small rehearsal: three sizes per budget at sequence 128, the smallest budgets that give three; shards of few documents: "
         "every share of data.split needs a document of each shard)\n\n"
         "then `crawlmill train --config sweep/NAME.yaml` for each file (each writes sweep/runs/NAME/), and "
         "`crawlmill plan fit sweep/runs`"
@@ -243,6 +260,8 @@ def sweep(
     batch_factors: List[float] = typer.Option([1.0], "--batch-factors", help="Multiply Equation 1's batch by each (one run per factor)."),
     micro_batch_size: int = MICRO,
     data_parallel: int = DATA_PARALLEL,
+    tensor_parallel: int = typer.Option(1, "--tensor-parallel", help="Tensor-parallel ranks of every run: heads and ffn snapped to multiples of it; written as each config's parallel.tensor."),
+    pipeline_parallel: int = typer.Option(1, "--pipeline-parallel", help="Pipeline-parallel stages of every run: layers snapped to a multiple of it; written as each config's parallel.pipeline."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Write over an existing sweep in --output: its configs and sweep.json are removed; run folders in runs/ are kept (and warned of)."),
     as_json: bool = JSON,
 ) -> None:
@@ -251,11 +270,13 @@ def sweep(
     given twice are written once."""
     from crawlmill.training.scaling_sweep import SweepConfig, write_sweep
 
-    at_least_one(points=points, seq_length=seq_length, vocab_size=vocab_size, micro_batch_size=micro_batch_size, data_parallel=data_parallel)
+    at_least_one(points=points, seq_length=seq_length, vocab_size=vocab_size, micro_batch_size=micro_batch_size, data_parallel=data_parallel,
+                 tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel)  # fmt: skip
     with user_errors():
         config = SweepConfig(
             budgets=list(budgets), points=points, span=span, seq_length=seq_length, vocab_size=vocab_size,
-            micro_batch_size=micro_batch_size, data_parallel=data_parallel, data=str(data) if data else None,
+            micro_batch_size=micro_batch_size, data_parallel=data_parallel, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel,
+            data=str(data) if data else None,
             lr_factors=list(lr_factors), batch_factors=list(batch_factors), split=split,
         )  # fmt: skip
         index = write_sweep(config, output, overwrite)
@@ -267,11 +288,11 @@ def sweep(
     for run in index["runs"]:
         out.print(
             f"{run['file']:<26} C {sci(run['budget'], 3):<6} M {sci(run['M'])} ({run['M'] / run['M_opt']:.2f} x M_opt)  D {sci(run['D'])}  "
-            f"{run['steps']:>7,} steps  lr {sci(run['lr'], 3)}  batch {run['global_batch_size']:,} x {index['seq_length']}  "
+            f"{_count(run['steps'], 'steps'):>11}  lr {sci(run['lr'], 3)}  batch {run['global_batch_size']:,} x {index['seq_length']}  "
             f"{run['memory_gib']:,.1f} GiB per GPU",
             highlight=False, markup=False,
         )  # fmt: skip
-    out.print(f"wrote {len(index['runs'])} configs and sweep.json to {output}; train each with `crawlmill train --config FILE`, then `crawlmill plan fit {output}/runs`", highlight=False, markup=False)
+    out.print(f"wrote {_count(len(index['runs']), 'configs')} and sweep.json to {output}; train each with `crawlmill train --config FILE`, then `crawlmill plan fit {output}/runs`", highlight=False, markup=False)
 
 
 @app.command(

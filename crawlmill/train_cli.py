@@ -87,7 +87,7 @@ def train(
     config: str = typer.Option(..., "--config", "-c", help="A training config YAML, or a built-in name: tiny, 125m, 1b, deepseek-7b, deepseek-67b."),
     data: Optional[List[str]] = typer.Option(None, "--data", help="Shard folder(s) to train on: pack output, or Megatron shards given a manifest by `crawlmill shards adopt`; paths or URLs (replaces the config's data.shards)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="The run folder, a path or URL (default: the config's output, else runs/<config name>)."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Train this many steps in all (the schedule's length)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Train this many steps in all: the schedule's length, replacing the config's train_tokens (said at the start when they differ)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's last checkpoint (from step 0 when it has none yet); without it a folder holding a checkpoint is refused."),
     stop_after: Optional[int] = typer.Option(None, "--stop-after", help="Stop after this many steps of this invocation (with a checkpoint), keeping the whole run's schedule."),
     workers: Optional[int] = typer.Option(None, "--workers", help="Ray Train workers (data-parallel ranks; one GPU each on GPUs)."),

@@ -195,7 +195,7 @@ class TrainConfig:
     global_batch_size: int | None = None  # sequences per step; None: the planner's B_opt for the run's compute
     micro_batch_size: int = 1  # sequences per forward/backward of one rank
     train_tokens: float | None = None  # total training tokens (the schedule's milestones are fractions of it)
-    max_steps: int | None = None  # or: this many steps (then train_tokens = steps x batch x seq)
+    max_steps: int | None = None  # or: this many steps (then train_tokens = steps x batch x seq, whatever train_tokens says)
     precision: str = "bf16"  # bf16 with fp32 gradient accumulation on GPU; fp32 (CPU)
     seed: int = 1234
     output: str | None = field(default=None, metadata={"path": True})  # the run folder

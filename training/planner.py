@@ -25,6 +25,11 @@ what the law prescribes, while loss is flat over a wide band of aspect ratios (K
 Figure 5: a few percent over ratios 20–200), so a 10% depth deviation weighs as much as a 1% M
 deviation. M_opt equal to the 7B's or 67B's M gives back exactly their Table 2 shapes (tested).
 
+With tensor parallelism T (`--tensor-parallel`), Megatron splits heads and ffn across T ranks: d_model
+is then a multiple of 128·T (heads a multiple of T) and ffn of lcm(256, T); with pipeline
+parallelism P, layers a multiple of P. Without them a budget's heads are whatever d_model/128 is
+(71 at 1e24: a prime, no tensor split).
+
 Global batch: B_opt / seq_length rounded to the nearest multiple of micro batch × data-parallel size
 (at least one), the whole number of sequences Megatron accepts (global_batch_size must be divisible
 by micro_batch_size × data_parallel_size).
@@ -134,26 +139,32 @@ def swiglu_ffn(d_model: int, multiple: int = FFN_MULTIPLE) -> int:
     return multiple * math.ceil(8 * d_model / 3 / multiple)
 
 
-def snap_model(model_scale: float, seq_length: int = DEFAULT_SEQ_LENGTH, vocab_size: int | None = None) -> ModelConfig:
+def snap_model(model_scale: float, seq_length: int = DEFAULT_SEQ_LENGTH, vocab_size: int | None = None, tensor_parallel: int = 1, pipeline_parallel: int = 1) -> ModelConfig:
     """The real shape (layers, d_model, heads, ffn) whose M is closest to `model_scale` under the
-    depth-for-width rule of the module docstring."""
+    depth-for-width rule of the module docstring; heads and ffn divisible by `tensor_parallel`,
+    layers by `pipeline_parallel`."""
     if not model_scale > 0:
         raise ValueError(f"model scale {model_scale}: must be > 0")
+    if tensor_parallel < 1 or pipeline_parallel < 1:
+        raise ValueError("tensor and pipeline parallel sizes must be at least 1")
+    width_step, depth_step = HEAD_DIM * tensor_parallel, pipeline_parallel
     best: tuple[float, int, int] | None = None
-    for d in range(HEAD_DIM, MAX_WIDTH + 1, HEAD_DIM):
+    for d in range(width_step, MAX_WIDTH + 1, width_step):
         per_layer = 72.0 * d * d + 12.0 * d * seq_length
         ideal = rule_depth(d)
-        layers = max(1, round(model_scale / per_layer))
+        layers = depth_step * max(1, round(model_scale / per_layer / depth_step))
         depth_off = abs(math.log(layers / ideal))
         if depth_off > math.log(2) + 1e-9:
             continue
         cost = abs(math.log(layers * per_layer / model_scale)) + ASPECT_WEIGHT * depth_off
         if best is None or cost < best[0]:
             best = (cost, d, layers)
-    if best is None:  # beyond twice the widest width's depth: the widest width, as deep as it takes
-        best = (0.0, MAX_WIDTH, round(model_scale / (72.0 * MAX_WIDTH**2 + 12.0 * MAX_WIDTH * seq_length)))
+    if best is None:  # beyond twice the widest width's depth (or below the narrowest's): the nearest end
+        d = MAX_WIDTH // width_step * width_step if model_scale > 72.0 * width_step**2 else width_step
+        best = (0.0, d, depth_step * max(1, round(model_scale / (72.0 * d**2 + 12.0 * d * seq_length) / depth_step)))
     _, d, layers = best
-    return ModelConfig(num_layers=layers, hidden_size=d, num_attention_heads=d // HEAD_DIM, ffn_hidden_size=swiglu_ffn(d), seq_length=seq_length, vocab_size=vocab_size)
+    ffn = swiglu_ffn(d, math.lcm(FFN_MULTIPLE, tensor_parallel))
+    return ModelConfig(num_layers=layers, hidden_size=d, num_attention_heads=d // HEAD_DIM, ffn_hidden_size=ffn, seq_length=seq_length, vocab_size=vocab_size)
 
 
 def global_batch(batch_tokens: float, seq_length: int, micro_batch_size: int = 1, data_parallel: int = 1) -> int:
@@ -198,6 +209,8 @@ class Plan:
         if not 0.5 <= self.model_scale / best.model_scale_opt <= 2:
             said.append(f"no model shape comes near M_opt {sci(best.model_scale_opt)}: the closest, {self.model.num_layers} x {self.model.hidden_size}, has M {sci(self.model_scale)}")
         batch_tokens = self.global_batch_size * self.model.seq_length
+        if self.data_tokens < batch_tokens:
+            said.append(f"D = C / M = {sci(self.data_tokens)} tokens is less than one global batch ({sci(batch_tokens)} tokens): no step of this plan can be trained as planned")
         if not 0.5 <= batch_tokens / best.batch_tokens_opt <= 2:
             said.append(f"the global batch ({self.global_batch_size} x {self.model.seq_length} = {sci(batch_tokens)} tokens) is far from B_opt {sci(best.batch_tokens_opt)} tokens: it is a whole number of sequences, a multiple of micro batch x data-parallel size")
         return said
@@ -226,9 +239,11 @@ def plan_compute(
     micro_batch_size: int = 1,
     data_parallel: int = 1,
     laws: ScalingLaws = DEEPSEEK,
+    tensor_parallel: int = 1,
+    pipeline_parallel: int = 1,
 ) -> Plan:
     best = optimum(compute, laws)
-    model = snap_model(best.model_scale_opt, seq_length, vocab_size)
+    model = snap_model(best.model_scale_opt, seq_length, vocab_size, tensor_parallel, pipeline_parallel)
     scales = model_scales(model, vocab_size)
     batch = global_batch(best.batch_tokens_opt, seq_length, micro_batch_size, data_parallel)
     return Plan(best, model, scales["M"], batch, micro_batch_size, data_parallel, scales)

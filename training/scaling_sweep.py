@@ -50,6 +50,8 @@ class SweepConfig:
     vocab_size: int | None = None  # written into each model; None: the data's tokenizer decides
     micro_batch_size: int = 1
     data_parallel: int = 1  # global batches are multiples of micro batch x data-parallel size
+    tensor_parallel: int = 1  # heads and ffn of every shape divisible by it (planner.snap_model); each config's parallel.tensor
+    pipeline_parallel: int = 1  # layers of every shape divisible by it; each config's parallel.pipeline
     data: str | None = None  # a pack output folder, written as each config's data.shards
     lr_factors: list[float] = field(default_factory=lambda: [1.0])
     batch_factors: list[float] = field(default_factory=lambda: [1.0])
@@ -65,8 +67,8 @@ class SweepConfig:
             raise ValueError(f"span {self.span}: must be >= 1 (the factor either side of M_opt)")
         if not self.lr_factors or not self.batch_factors or not all(0 < f < math.inf for f in self.lr_factors + self.batch_factors):
             raise ValueError("lr and batch factors must be positive numbers")
-        if min(self.seq_length, self.micro_batch_size, self.data_parallel, 1 if self.vocab_size is None else self.vocab_size) < 1:
-            raise ValueError("seq_length, micro_batch_size, data_parallel and vocab_size must be at least 1")
+        if min(self.seq_length, self.micro_batch_size, self.data_parallel, self.tensor_parallel, self.pipeline_parallel, 1 if self.vocab_size is None else self.vocab_size) < 1:
+            raise ValueError("seq_length, micro_batch_size, data_parallel, tensor_parallel, pipeline_parallel and vocab_size must be at least 1")
         if self.split is not None:
             DataConfig(split=self.split)  # what `crawlmill train` would refuse, refused now
         # A run's file is named by its budget to 3 digits and its factors by %g: values equal in those
@@ -94,7 +96,7 @@ def sweep_points(config: SweepConfig, laws: ScalingLaws = DEEPSEEK) -> list[dict
         for i in range(config.points):
             position = 0.0 if config.points == 1 else 2 * i / (config.points - 1) - 1
             target = best.model_scale_opt * config.span**position
-            model = snap_model(target, config.seq_length, config.vocab_size)
+            model = snap_model(target, config.seq_length, config.vocab_size, config.tensor_parallel, config.pipeline_parallel)
             scale = model.non_embedding_flops_per_token()
             # two targets snapped to one shape (small budgets), or to one M to the 3 digits of a file name: train it once
             if sci(scale, 3) in seen:
@@ -134,6 +136,8 @@ def train_config_data(entry: dict[str, Any], config: SweepConfig) -> dict[str, A
         "schedule": {"kind": "multistep", "warmup_steps": min(MAX_WARMUP_STEPS, math.ceil(WARMUP_FRACTION * entry["steps"]))},
         "output": f"runs/{entry['name']}",
     }
+    if config.tensor_parallel > 1 or config.pipeline_parallel > 1:
+        data["parallel"] = {"tensor": config.tensor_parallel, "pipeline": config.pipeline_parallel}
     if config.data is not None:
         data["data"] = {"shards": [str(Path(config.data).resolve())]}
     if config.split is not None:
@@ -162,7 +166,7 @@ def write_sweep(config: SweepConfig, output: str | Path, overwrite: bool = False
         memory = _memory_gib(model, entry["global_batch_size"], config)
         runs.append({**entry, "file": file, "output": f"runs/{entry['name']}", "model": asdict(model), "memory_gib": memory})
     index = {"seq_length": config.seq_length, "budgets": config.budgets, "points": config.points, "span": config.span, "laws": asdict(laws), "runs": runs,
-             "warnings": config.notes + _few_sizes(config, runs) + _runs_of_no_config(output, runs)}  # fmt: skip
+             "warnings": config.notes + _few_sizes(config, runs) + _off_budget(config, runs) + _data_epochs(config, runs) + _runs_of_no_config(output, runs)}  # fmt: skip
     output.mkdir(parents=True, exist_ok=True)
     if overwrite:
         _remove_earlier_sweep(output)
@@ -209,12 +213,65 @@ def _few_sizes(config: SweepConfig, runs: list[dict[str, Any]]) -> list[str]:
     return warnings
 
 
+def _off_budget(config: SweepConfig, runs: list[dict[str, Any]]) -> list[str]:
+    """Warnings: budgets where the laws are extrapolated (as `plan --compute` says), runs whose whole
+    steps spend a compute far from their budget (a budget of a step or two), and batches far from
+    B_opt x factor (B_opt below one sequence)."""
+    from .planner import LARGEST_CHECKED_COMPUTE, SMALLEST_FITTED_COMPUTE
+
+    warnings = []
+    low = [sci(b, 3) for b in config.budgets if b < SMALLEST_FITTED_COMPUTE]
+    high = [sci(b, 3) for b in config.budgets if b > 2 * LARGEST_CHECKED_COMPUTE]
+    if low:
+        warnings.append(f"budget(s) {', '.join(low)} lie below the paper's smallest ({sci(SMALLEST_FITTED_COMPUTE)} FLOPs): Equation 1's lr, batch and M_opt are extrapolated there")
+    if high:
+        warnings.append(f"budget(s) {', '.join(high)} lie far above the largest run the paper checked the laws on ({sci(LARGEST_CHECKED_COMPUTE)} FLOPs): extrapolated")
+    off = [run for run in runs if not 0.9 <= run["compute"] / run["budget"] <= 1.1]
+    if off:
+        worst = max(off, key=lambda run: abs(math.log(run["compute"] / run["budget"])))
+        warnings.append(
+            f"{len(off)} run(s) spend a compute more than 10% off their budget, as whole steps of the batch allow "
+            f"(the furthest, {worst['name']}: {worst['steps']:,} step(s), {sci(worst['compute'], 3)} FLOPs for {sci(worst['budget'], 3)}); "
+            "`plan fit` places each run at its own compute, so the budget's IsoFLOP curve is not one budget: raise the budget or lower --seq-length"
+        )
+    far = sorted({run["name"] for run in runs if not 0.5 <= run["batch_tokens"] / (optimum(run["budget"]).batch_tokens_opt * run["batch_factor"]) <= 2})
+    if far:
+        warnings.append(f"{len(far)} run(s) have a global batch far from B_opt (x its factor), a whole number of sequences of {config.seq_length} (e.g. {far[0]})")
+    return warnings
+
+
+def _data_epochs(config: SweepConfig, runs: list[dict[str, Any]]) -> list[str]:
+    """Warning: --data holds far fewer tokens than the sweep's longest run reads (each run's
+    `crawlmill train` says it per group, at run time; the sweep says it before any is launched)."""
+    from crawlmill.shards.manifest import load_manifest
+
+    from .epochs import DEFAULT_MAX_EPOCHS
+
+    manifest = load_manifest(config.data) if config.data is not None else None
+    tokens = manifest.get("tokens") if isinstance(manifest, dict) else None
+    if not runs or not isinstance(tokens, int) or tokens <= 0:
+        return []
+    longest = max(runs, key=lambda run: run["D"])
+    epochs = longest["D"] / tokens
+    if epochs <= DEFAULT_MAX_EPOCHS:
+        return []
+    within = sum(run["D"] / tokens <= DEFAULT_MAX_EPOCHS for run in runs)
+    return [
+        f"--data {config.data} holds {tokens:,} tokens: the longest run, {longest['name']}, reads {epochs:,.1f} epochs of it "
+        f"({sci(longest['D'], 3)} tokens), {within} of {len(runs)} run(s) stay within {DEFAULT_MAX_EPOCHS:g} (repeated tokens lose their "
+        "value past ~4 epochs, Muennighoff et al. 2023): such runs measure the data's repetition, not the model's scaling"
+    ]
+
+
 def _memory_gib(model: ModelConfig, batch: int, config: SweepConfig) -> float:
     """A sweep run's memory per GPU (training/memory.py; bf16, the sweep's micro batch and data
     parallelism), so that the largest sizes of a budget are seen to fit before they are launched."""
     from .memory import GIB, estimate_memory
 
-    train = TrainConfig(model=model, micro_batch_size=config.micro_batch_size, global_batch_size=batch)
+    from .config import ParallelConfig
+
+    parallel = ParallelConfig(tensor=config.tensor_parallel, pipeline=config.pipeline_parallel)
+    train = TrainConfig(model=model, micro_batch_size=config.micro_batch_size, global_batch_size=batch, parallel=parallel)
     vocab = config.vocab_size or DEFAULT_VOCAB_SIZE
     estimate = estimate_memory(train, vocab, config.data_parallel, cuda=True)
     return round(estimate.total / GIB, 2)

@@ -145,6 +145,34 @@ def test_planned_shapes_are_real_and_close_to_m_opt(compute):
     assert plan.data_tokens == pytest.approx(compute / plan.model_scale)
 
 
+@pytest.mark.parametrize("compute", [1e17, 1e21, 1e22, 1e24, 1e25])
+@pytest.mark.parametrize("tensor, pipeline", [(2, 1), (8, 1), (8, 4), (1, 8)])
+def test_shapes_planned_for_tensor_and_pipeline_parallelism_split_evenly(compute, tensor, pipeline):
+    """1e24 gave 71 heads (a prime): no tensor split. With T and P given, heads and ffn divide by T,
+    layers by P, and the shape stays near M_opt where the budget is large enough for the grain."""
+    plan = plan_compute(compute, tensor_parallel=tensor, pipeline_parallel=pipeline)
+    m = plan.model
+    assert m.num_attention_heads % tensor == 0 and m.ffn_hidden_size % tensor == 0 and m.num_layers % pipeline == 0
+    assert m.hidden_size == 128 * m.num_attention_heads and m.ffn_hidden_size % 256 == 0 and m.ffn_hidden_size >= 8 * m.hidden_size / 3
+    if compute >= 1e22:
+        assert abs(plan.model_scale_deviation) < 0.05 and 0.5 <= m.num_layers / rule_depth(m.hidden_size) <= 2
+    result = CliRunner().invoke(app, ["plan", "--compute", str(compute), "--tensor-parallel", str(tensor), "--pipeline-parallel", str(pipeline), "--json"])
+    report = json.loads(result.stdout)
+    assert result.exit_code == 0 and report["model"]["num_attention_heads"] == m.num_attention_heads
+    assert (report["memory"]["layout"]["tensor"], report["memory"]["layout"]["pipeline"]) == (tensor, pipeline)
+
+
+def test_a_1e24_plan_fits_an_h100_only_once_split():
+    alone = json.loads(CliRunner().invoke(app, ["plan", "--compute", "1e24", "--data-parallel", "4096", "--json"]).stdout)
+    assert alone["model"]["num_attention_heads"] == 71 and not alone["memory"]["fits_h100"]
+    split = json.loads(CliRunner().invoke(app, ["plan", "--compute", "1e24", "--tensor-parallel", "8", "--pipeline-parallel", "4", "--data-parallel", "128", "--json"]).stdout)
+    assert split["model"]["num_attention_heads"] % 8 == 0 and split["model"]["num_layers"] % 4 == 0 and split["memory"]["fits_h100"]
+    text = CliRunner().invoke(app, ["plan", "--compute", "1e24"]).output
+    assert "--tensor-parallel N, --pipeline-parallel N" in " ".join(text.split())
+    bad = CliRunner().invoke(app, ["plan", "--compute", "1e20", "--tensor-parallel", "0"])
+    assert bad.exit_code == 2 and "--tensor-parallel 0: must be at least 1" in bad.output
+
+
 def test_planned_models_grow_with_compute():
     scales = [plan_compute(10**e).model_scale for e in range(17, 26)]
     assert scales == sorted(scales)
@@ -229,8 +257,9 @@ def test_a_plan_says_where_it_leaves_what_the_laws_stand_on():
     """`plan --compute 1e10` printed a 1-layer model 250x M_opt and a batch 7.5x B_opt without a word."""
     assert plan_compute(1e17).warnings() == [] and plan_compute(1e20).warnings() == [] and plan_compute(1e24).warnings() == []
     tiny = plan_compute(1e10).warnings()
-    assert len(tiny) == 3 and "below the paper's smallest budget (1e17 FLOPs)" in tiny[0]
-    assert "closest, 1 x 128, has M 7.471e6" in tiny[1] and "B_opt 5.450e2 tokens" in tiny[2]
+    assert len(tiny) == 4 and "below the paper's smallest budget (1e17 FLOPs)" in tiny[0]
+    assert "closest, 1 x 128, has M 7.471e6" in tiny[1] and "B_opt 5.450e2 tokens" in tiny[3]
+    assert "D = C / M = 1.338e3 tokens is less than one global batch (4.096e3 tokens)" in tiny[2]  # nothing to train
     assert [w for w in plan_compute(1e20, data_parallel=512).warnings() if "global batch (512 x 4096" in w]
     huge = plan_compute(1e26).warnings()  # 100x the 67B's budget: said too (it was silent)
     assert len(huge) == 1 and "far above the largest run the paper checked the laws on (its 67B on 2e12 tokens, 9.946e23 FLOPs)" in huge[0]

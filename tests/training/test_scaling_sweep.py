@@ -62,8 +62,36 @@ def test_a_budget_too_small_for_its_points_is_warned_of(tmp_path):
     assert result.exit_code == 0, result.output
     index = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     assert len({r["M"] for r in index["runs"] if r["budget"] == 1e11}) == 1 and len({r["M"] for r in index["runs"] if r["budget"] == 1e15}) == 3
-    assert index["warnings"] == ["budget 1e11: 1 model size(s) of the 3 asked (targets snapped to the same shapes); an IsoFLOP minimum needs at least 3: raise the budget or --span"]
+    assert index["warnings"][0] == "budget 1e11: 1 model size(s) of the 3 asked (targets snapped to the same shapes); an IsoFLOP minimum needs at least 3: raise the budget or --span"
     assert "warning: budget 1e11: 1 model size(s) of the 3 asked" in result.output
+    assert index["warnings"][1].startswith("budget(s) 1e11, 1e15 lie below the paper's smallest (1e17 FLOPs)") and len(index["warnings"]) == 2
+
+
+def test_runs_off_their_budget_and_data_too_small_are_warned_of(tmp_path, tiny_shards):
+    """A budget of one step spends 3x its compute; shards of a few thousand tokens read hundreds of
+    epochs: both said before a run is launched (and a sweep within the laws' range says nothing)."""
+    result = invoke("plan", "sweep", "--budgets", "1e10", "--points", 3, "--output", tmp_path / "a")
+    index = json.loads((tmp_path / "a" / "sweep.json").read_text())
+    off = [w for w in index["warnings"] if "more than 10% off their budget" in w]
+    assert result.exit_code == 0 and len(off) == 1 and "c1e10-m7.47e6: 1 step(s), 3.06e10 FLOPs for 1e10" in off[0]
+    assert any("global batch far from B_opt" in w for w in index["warnings"])
+    tokens = json.loads((tiny_shards / "manifest.json").read_text())["tokens"]
+    result = invoke("plan", "sweep", "--budgets", "1e12", "1e13", "--points", 3, "--seq-length", 128, "--data", tiny_shards, "--output", tmp_path / "b")
+    index = json.loads((tmp_path / "b" / "sweep.json").read_text())
+    longest = max(index["runs"], key=lambda run: run["D"])
+    epochs = [w for w in index["warnings"] if w.startswith(f"--data {tiny_shards} holds {tokens:,} tokens")]
+    assert result.exit_code == 0 and len(epochs) == 1 and f"the longest run, {longest['name']}, reads {longest['D'] / tokens:,.1f} epochs" in epochs[0]
+    assert not [w for w in json.loads(invoke("plan", "sweep", "--budgets", "1e17", "1e18", "--output", tmp_path / "c", "--json").output)["warnings"] if "budget" in w]
+
+
+def test_a_sweep_for_tensor_and_pipeline_parallelism_writes_shapes_that_split(tmp_path):
+    result = invoke("plan", "sweep", "--budgets", "1e21", "--points", 3, "--tensor-parallel", 4, "--pipeline-parallel", 2, "--data-parallel", 8, "--output", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    for run in json.loads(result.output[result.output.index("{"):])["runs"]:
+        config = load_train_config(str(tmp_path / run["file"]))
+        assert (config.parallel.tensor, config.parallel.pipeline) == (4, 2)
+        assert config.model.num_attention_heads % 4 == 0 and config.model.ffn_hidden_size % 4 == 0 and config.model.num_layers % 2 == 0
+        assert run["memory_gib"] == round(estimate_memory(config, 102_400, 8, cuda=True).total / GIB, 2)
 
 
 def test_sweep_lr_and_batch_factors_make_a_grid(tmp_path):
