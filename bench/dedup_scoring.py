@@ -11,10 +11,11 @@ from pathlib import Path
 
 
 def crawlmill_predictions(output: Path) -> tuple[dict[str, str], set[str]]:
-    """(removed id -> kept id, removed ids) from crawlmill's duplicates/ folder."""
+    """(removed id -> kept id, removed ids) from crawlmill's _duplicates/ folder."""
     import pyarrow.parquet as pq
 
-    rows = pq.read_table(output / "duplicates", columns=["id", "kept_id"]).to_pylist() if (output / "duplicates").exists() else []
+    folder = next((output / name for name in ("_duplicates", "duplicates") if (output / name).exists()), None)  # "duplicates": before 2026-12-07
+    rows = pq.read_table(folder, columns=["id", "kept_id"]).to_pylist() if folder is not None else []
     kept_as = {r["id"]: r["kept_id"] for r in rows}
     return kept_as, set(kept_as)
 

@@ -89,7 +89,7 @@ def dedup(
     jaccard_threshold: Optional[float] = typer.Option(None, "--jaccard-threshold", help="Candidate pairs are duplicates from this exact Jaccard similarity of shingles."),
 ) -> None:
     """Exact + MinHash LSH near-dedup over every input folder (every dump) at once, distributed on Ray.
-    Writes kept documents, duplicates/ and _report/report.json + .png (removal per dump and across dumps)."""
+    Writes kept documents, _duplicates/ and _report/report.json + .png (removal per dump and across dumps)."""
 
 
 @stage_verb(

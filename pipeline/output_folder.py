@@ -53,7 +53,7 @@ OWN_NAMES = (
     "_run.json", "_dumps.json",  # a run's output_dir: its summary (accounting.py RUN_FILE), appended dumps (dumps.py STATE_FILE)
     f"{TMP_MARK}*", "part-*.parquet",  # temporaries; parts
     ".nfs*", ".DS_Store", ".ranks-see-*",  # NFS's files deleted while open, Finder's, training's shared-folder probe (training/sharing.py)
-    "duplicates",  # dedup
+    "_duplicates", "duplicates",  # dedup (dedup/stage.py DUPLICATES_DIR; LEGACY_DUPLICATES_DIR: before 2026-12-07)
     "_mixture.json", "_mixture.png",  # remix (remix/layout.py MIXTURE_FILE, MIXTURE_PLOT)
     "mixture.json", "mixture.png",  # remix before its files took "_" names: its old folders stay crawlmill's to --overwrite
     "manifest.json", "domains.parquet", "*.bin", "*.idx", "*.docs.parquet", "blend.json",  # pack (and appended dumps' blend)

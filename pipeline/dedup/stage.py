@@ -2,8 +2,9 @@
 
 Runs the distributed steps of steps.py through the runner (each a set of resumable Ray tasks whose
 finished tasks are never redone), then writes the output like every stage: kept documents as Parquet
-parts (one per input part), `duplicates/` mapping every removed id to its cluster and the kept
-representative, `_stats.json` (dropped as same_page / exact_duplicate / near_duplicate; same_page:
+parts (one per input part), `_duplicates/` mapping every removed id to its cluster and the kept
+representative ("_": a Parquet reader of the folder reads the parts alone; before 2026-12-07
+`duplicates/`, which a finished folder keeps), `_stats.json` (dropped as same_page / exact_duplicate / near_duplicate; same_page:
 another document with the same `id`, the same capture, e.g. its WARC and its WET copy), `_report/report.json`
 and `_report/report.png` (Table-1 style: removal share within each dump and over the first k dumps).
 Intermediate shuffle files live in `_work/` and are kept for resume; delete it when done. Its
@@ -33,6 +34,8 @@ from .report import NO_DUMP, REPORT_DIR, report_dumps, report_map, report_reduce
 from .shingles import TEXT_FORMAT
 from .shuffle import read_partition
 
+DUPLICATES_DIR = "_duplicates"
+LEGACY_DUPLICATES_DIR = "duplicates"  # what a dedup before 2026-12-07 wrote
 DUPLICATES_SCHEMA = pa.schema(
     [("id", pa.string()), ("dump", pa.string()), ("url", pa.string()), ("reason", pa.string()),
      ("cluster", pa.string()), ("kept_id", pa.string()), ("kept_dump", pa.string())]
@@ -40,7 +43,7 @@ DUPLICATES_SCHEMA = pa.schema(
 
 
 class DedupOutput(PartStage):
-    """The last step: each input part without its removed documents, plus their `duplicates/` rows."""
+    """The last step: each input part without its removed documents, plus their `_duplicates/` rows."""
 
     name = "dedup"
 
@@ -70,7 +73,7 @@ class DedupOutput(PartStage):
                     "id": doc["id"], "dump": doc.get("dump"), "url": doc.get("url"), "reason": gone["reason"],
                     "cluster": gone["cluster"], "kept_id": gone["kept_id"], "kept_dump": steps.dump_name(gone["kept_dump"]),
                 })  # fmt: skip
-            sink.write_extra("duplicates", DUPLICATES_SCHEMA, duplicates)
+            sink.write_extra(DUPLICATES_DIR, DUPLICATES_SCHEMA, duplicates)
         if len(by_row) and max(by_row) >= row:
             raise ValueError(f"{task.source}: removal rows point past its {row} rows; the input changed after signatures")
 
@@ -79,7 +82,7 @@ class DedupStage(Stage):
     """Exact + MinHash LSH dedup of `config.inputs` together, and against `config.index`'s earlier runs."""
 
     name = "dedup"
-    resume_only_settings = ("work_format", "text_format")  # a finished folder of an older version stays done
+    resume_only_settings = ("work_format", "text_format", "duplicates_dir")  # a finished folder of an older version stays done
     state_fields = ("index",)  # the joint run's index is `_index/` in its output folder (dumps.py)
 
     def __init__(self, config: DedupConfig) -> None:
@@ -128,7 +131,9 @@ class DedupStage(Stage):
         return {**self.config.settings(), "partitions": self.partitions, "index": self.config.index, "index_runs": index.recorded_runs(self.runs)}
 
     def fingerprint(self) -> dict[str, Any]:
-        return {**self._settings(), "work_format": steps.WORK_FORMAT, "text_format": self.text_format}
+        # duplicates_dir: an unfinished folder of the version that wrote `duplicates/` would end with
+        # its rows split across two folders; refused (the runner says to --overwrite), a finished one stays.
+        return {**self._settings(), "work_format": steps.WORK_FORMAT, "text_format": self.text_format, "duplicates_dir": DUPLICATES_DIR}
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         config, parts, partitions, work = self.config, self.parts, self.partitions, str(ctx.work)

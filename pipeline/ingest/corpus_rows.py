@@ -349,6 +349,8 @@ class CorpusFile:
             "lang_score": None,
             "corpus_fields": corpus_fields,
         }
+        if self.dump is None:  # no crawl-data/ path and no --dump: counted as WARC pages without one are
+            self.sink.count("no_dump")
         self.sink.keep(row)
 
 

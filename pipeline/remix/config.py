@@ -75,8 +75,10 @@ def parse_weights(value: Any) -> Any:
     if isinstance(value, dict):
         return value
     pairs = _assignments(value, "GROUP=WEIGHT, e.g. code=2", lambda k, v: (k, v))
-    out = {}
+    out: dict[str, float] = {}
     for key, weight in pairs:
+        if key in out:  # the last would win silently: news=1,news=2 is a typo, not a weight
+            raise ValueError(f"--weights: group {key} given twice ({key}={out[key]:g} and {key}={weight}); give each group once")
         try:
             out[key] = float(weight)
         except ValueError:

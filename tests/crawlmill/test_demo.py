@@ -113,7 +113,8 @@ def demo_checksums(root: Path) -> dict[str, str]:
     (the same files changed again, shards/_stats.json too); and when documents gained the
     `corpus_fields` column (null in the sample: every part of ingest to remix changed) and dedup's
     report its `text_format`; nothing the tokenizer and pack write did. Renamed
-    since (same bytes): remix's mixture.json and mixture.png, now _mixture.json and _mixture.png."""
+    since (same bytes): remix's mixture.json and mixture.png, now _mixture.json and _mixture.png; dedup's
+    duplicates/, now _duplicates/."""
     reference = json.loads((Path(__file__).parent / "demo_checksums.json").read_text())
     found = {}
     for name in reference:

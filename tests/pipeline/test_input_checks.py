@@ -126,7 +126,7 @@ def test_filter_quarantines_rows_without_text_or_id_with_their_part_and_row(ray_
 def test_dedup_drops_rows_without_text_or_id_as_no_documents_duplicates(ray_local, tmp_path):
     """dedup's map step failed on a null `text` (normalize(None)); such rows are now in no band (no
     document's duplicate, never a cluster's representative), dropped as `no_text` / `no_id`, as its
-    other removals, and left out of `duplicates/` (they duplicate nothing)."""
+    other removals, and left out of `_duplicates/` (they duplicate nothing)."""
     folder = _nulls_folder(tmp_path)
     pq.write_table(_documents(text=[TEXTS[0]] * 6, id=[f"copy-{i}" for i in range(6)]), folder / "part-00001.parquet")
     commit_folder(folder)  # a second part: six copies of doc-0's text, whose duplicate checks go on as before
@@ -136,5 +136,5 @@ def test_dedup_drops_rows_without_text_or_id_as_no_documents_duplicates(ray_loca
     assert stats["in"] == 12 and stats["dropped"] == {"exact_duplicate": 6, "no_id": 1, "no_text": 1} and stats["quarantined"] == 0, stats
     kept = [i for part in sorted((tmp_path / "out").glob("part-*.parquet")) for i in pq.read_table(part, columns=["id"])["id"].to_pylist()]
     assert kept == ["doc-2", "doc-3", "doc-5", "copy-0"]  # the keep rule: the smallest id of equals
-    duplicates = {(row["id"], row["reason"], row["cluster"]) for row in pq.read_table(tmp_path / "out/duplicates").to_pylist()}
+    duplicates = {(row["id"], row["reason"], row["cluster"]) for row in pq.read_table(tmp_path / "out/_duplicates").to_pylist()}
     assert {reason for _, reason, _ in duplicates} == {"exact_duplicate"} and len(duplicates) == 6

@@ -112,7 +112,7 @@ def test_underscore_names_crawlmill_never_writes_are_someone_elses(tmp_path):
     assert not out.exists()
 
     with _s3()(BUCKET_USER) as (fs, _):
-        for name in ("_tasks.json", "_SUCCESS", "_stats.json", "part-00000.parquet", "duplicates/part-00000.parquet", "_report/report.json",
+        for name in ("_tasks.json", "_SUCCESS", "_stats.json", "part-00000.parquet", "_duplicates/part-00000.parquet", "_report/report.json",
                      "_index/manifest.json", "_index_backup_by_me/y.txt", "notes.txt"):  # fmt: skip
             fs.pipe_file(f"{BUCKET_USER}/run1/dedup/{name}", b"{}")
         with pytest.raises(OutputFolderRefused, match=rf"^s3://{BUCKET_USER}/run1/dedup holds files crawlmill never writes \(_index_backup_by_me, notes.txt\)"):
@@ -126,16 +126,17 @@ def test_every_underscore_name_crawlmill_writes_is_its_own():
 
     from crawlmill.pipeline import accounting, dumps, output_folder, parts
     from crawlmill.pipeline.dedup import report
+    from crawlmill.pipeline.dedup import stage as dedup
     from crawlmill.pipeline.quality import stage as quality
     from crawlmill.pipeline.remix import layout as remix
 
     written = [
         output_folder.TASKS_FILE, output_folder.SUCCESS_FILE, output_folder.STATS_FILE, output_folder.WORK_DIR, parts.PARTS_DIR,
         parts.QUARANTINE_DIR, parts.DROPPED_DIR, report.REPORT_DIR, dumps.INDEX_FOLDER, dumps.STATE_FILE, quality.MODEL_DIR, quality.SUMMARY,
-        accounting.RUN_FILE, remix.MIXTURE_FILE, remix.MIXTURE_PLOT,
+        accounting.RUN_FILE, remix.MIXTURE_FILE, remix.MIXTURE_PLOT, dedup.DUPLICATES_DIR,
     ]  # fmt: skip
     assert all(name.startswith("_") for name in written)
     assert [name for name in written if not any(fnmatch.fnmatchcase(name, pattern) for pattern in OWN_NAMES)] == []
     assert not any(pattern.startswith("_") and set(pattern) & set("*?[") for pattern in OWN_NAMES)  # no "_*": a user's `_x` is theirs
     # the names an earlier remix wrote: its folders stay crawlmill's (--overwrite deletes them)
-    assert all(any(fnmatch.fnmatchcase(name, p) for p in OWN_NAMES) for name in (remix.LEGACY_MIXTURE_FILE, remix.LEGACY_MIXTURE_PLOT))
+    assert all(any(fnmatch.fnmatchcase(name, p) for p in OWN_NAMES) for name in (remix.LEGACY_MIXTURE_FILE, remix.LEGACY_MIXTURE_PLOT, dedup.LEGACY_DUPLICATES_DIR))

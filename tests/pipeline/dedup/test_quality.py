@@ -32,7 +32,7 @@ def result(ray_local, shared_data, tmp_path_factory):
     truth = build_corpus(root / "corpus", shared_data / "text", DUMPS, docs_per_dump=400, seed=11)
     assert run_stage(IngestStage(IngestConfig(inputs=[str(root / "corpus/crawl-data")])), root / "ingest", progress=False).ok
     assert run_stage(DedupStage(DedupConfig(inputs=[str(root / "ingest")], partitions=3)), root / "dedup", progress=False).ok
-    return truth.docs.to_pylist(), pq.read_table(root / "dedup/duplicates").to_pylist(), root
+    return truth.docs.to_pylist(), pq.read_table(root / "dedup/_duplicates").to_pylist(), root
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

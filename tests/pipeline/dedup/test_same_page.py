@@ -60,7 +60,7 @@ def test_one_document_per_id_and_the_others_removed_as_same_page(whole_folder):
     ids = Counter(d["id"] for d in docs)
     assert len(ids) < len(docs) and max(ids.values()) == 2  # the premise: WARC and WET share ids
     kept = rows(root / "dedup")
-    duplicates = pq.read_table(root / "dedup/duplicates").to_pylist()
+    duplicates = pq.read_table(root / "dedup/_duplicates").to_pylist()
     kept_ids = Counter(d["id"] for d in kept)
     assert max(kept_ids.values()) == 1  # at most one document per id
     assert stats["in"] == len(docs) == len(kept) + len(duplicates) == stats["kept"] + sum(stats["dropped"].values())
@@ -149,7 +149,7 @@ def test_an_id_in_the_index_removes_its_other_copy_in_a_later_run(ray_local, tmp
         pq.write_table(pq.read_table(path).drop_columns(["wet"]), path)
     _, second = dedup([wet], tmp_path / "second", index=str(tmp_path / "index"))
     earlier = {d["id"] for d in rows(tmp_path / "first", ["id"])}
-    duplicates = pq.read_table(tmp_path / "second/duplicates").to_pylist()
+    duplicates = pq.read_table(tmp_path / "second/_duplicates").to_pylist()
     kept = {d["id"] for d in rows(tmp_path / "second", ["id"])}
     assert kept.isdisjoint(earlier)  # no page kept twice across the runs
     same_page = {d["id"] for d in duplicates if d["reason"] == "same_page"}

@@ -30,7 +30,7 @@ def test_one_document_kept_per_cluster_and_every_removal_mapped(ingested, dedupe
     out, stats = deduped
     inputs = pq.read_table([str(p) for d in DUMPS for p in sorted((ingested / d).glob("part-*.parquet"))]).to_pylist()
     kept = pq.read_table([str(p) for p in sorted(out.glob("part-*.parquet"))], columns=["id"]).column("id").to_pylist()
-    duplicates = pq.read_table(out / "duplicates").to_pylist()
+    duplicates = pq.read_table(out / "_duplicates").to_pylist()
     assert stats["in"] == len(inputs) == len(kept) + len(duplicates)
     assert {d["id"] for d in duplicates}.isdisjoint(kept)
     assert {d["kept_id"] for d in duplicates} <= set(kept)  # every cluster keeps its representative
@@ -39,7 +39,7 @@ def test_one_document_kept_per_cluster_and_every_removal_mapped(ingested, dedupe
 
 def test_republished_pages_keep_their_first_publication(deduped):
     out, _ = deduped
-    duplicates = pq.read_table(out / "duplicates").to_pylist()
+    duplicates = pq.read_table(out / "_duplicates").to_pylist()
     manifest = [json.loads(line) for line in (SAMPLES / "manifest.jsonl").read_text().splitlines()]
     republished = {m["url"] for m in manifest if m.get("republished")}
     assert republished
@@ -74,6 +74,30 @@ def test_same_run_twice_gives_the_same_output_and_resumes(ingested, deduped, tmp
     assert folder_bytes(again) == folder_bytes(out)
 
 
+def test_the_duplicates_are_beside_the_parts_under_a_name_parquet_readers_skip(ingested, deduped, tmp_path):
+    """`pq.read_table(out)` (and Ray's read_parquet) read the kept documents alone; a folder an earlier
+    version wrote (`duplicates/`) stays done when finished, and an unfinished one is refused rather
+    than resumed into two folders of removal rows."""
+    import shutil
+
+    from crawlmill.pipeline.stage import StageInputMismatch
+
+    out, stats = deduped
+    assert pq.read_table(out).num_rows == stats["kept"] and "text" in pq.read_table(out).column_names
+    assert pq.read_table(out / "_duplicates").num_rows == sum(stats["dropped"].values())
+    older = tmp_path / "older"
+    shutil.copytree(out, older)
+    (older / "_duplicates").rename(older / "duplicates")
+    record = json.loads((older / "_tasks.json").read_text())
+    del record["settings"]["duplicates_dir"]
+    (older / "_tasks.json").write_text(json.dumps(record))
+    before = folder_bytes(older)
+    assert run_dedup([str(ingested / d) for d in DUMPS], older, partitions=4).ok and folder_bytes(older) == before  # done, untouched
+    (older / "_SUCCESS").unlink()
+    with pytest.raises(StageInputMismatch, match="unfinished output of a dedup run by an earlier version"):
+        run_dedup([str(ingested / d) for d in DUMPS], older, partitions=4)
+
+
 def test_verification_in_small_chunks_changes_nothing_but_memory(ingested, deduped, tmp_path):
     out, _ = deduped
     chunked = tmp_path / "chunked"
@@ -91,8 +115,8 @@ def test_incremental_index_matches_a_joint_run(ingested, deduped, tmp_path):
     first = run_dedup([str(ingested / DUMPS[0])], tmp_path / "first", partitions=4, index=str(index))
     second = run_dedup([str(ingested / DUMPS[1])], tmp_path / "second", partitions=4, index=str(index))
     assert first.ok and second.ok
-    joint = {d["id"]: (d["reason"], d["kept_dump"]) for d in pq.read_table(out / "duplicates").to_pylist() if d["dump"] == DUMPS[1]}
-    incremental = {d["id"]: (d["reason"], d["kept_dump"]) for d in pq.read_table(tmp_path / "second/duplicates").to_pylist()}
+    joint = {d["id"]: (d["reason"], d["kept_dump"]) for d in pq.read_table(out / "_duplicates").to_pylist() if d["dump"] == DUMPS[1]}
+    incremental = {d["id"]: (d["reason"], d["kept_dump"]) for d in pq.read_table(tmp_path / "second/_duplicates").to_pylist()}
     assert incremental == joint and incremental
     assert json.loads((index / "manifest.json").read_text())["runs"][1]["output"] == str((tmp_path / "second").resolve())
     report = json.loads((tmp_path / "second/_report/report.json").read_text())

@@ -47,7 +47,7 @@ def write_input(folder):
 
 
 def removed(out):
-    return {d["id"]: d["reason"] for d in pq.read_table(out / "duplicates").to_pylist()}
+    return {d["id"]: d["reason"] for d in pq.read_table(out / "_duplicates").to_pylist()}
 
 
 def test_marks_and_thai_in_a_new_run_and_against_an_old_index(ray_local, tmp_path):

@@ -83,7 +83,7 @@ def test_a_nested_url_field_and_no_id_field(tmp_path):
     path.write_bytes(gzip.compress(json.dumps({"body": PROSE, "id": "z", "meta": {"url": "https://x.example/n"}}).encode() + b"\n", mtime=0))
     (stats,), rows, _ = ingest([path], tmp_path / "out", text_field="body", url_field="meta.url", id_field="")
     assert stats["kept"] == 1 and rows[0]["url"] == "https://x.example/n" and rows[0]["warc_record_id"] is None
-    assert rows[0]["id"] == document_id("\x1fd/x.jsonl.gz\x1fline=1") and stats["counters"] == {"field_not_kept:id": 1}
+    assert rows[0]["id"] == document_id("\x1fd/x.jsonl.gz\x1fline=1") and stats["counters"] == {"field_not_kept:id": 1, "no_dump": 1}
 
 
 def test_named_fields_travel_in_corpus_fields_and_the_others_are_counted(tmp_path):
@@ -101,9 +101,9 @@ def test_named_fields_travel_in_corpus_fields_and_the_others_are_counted(tmp_pat
     assert rows[0]["corpus_fields"] == '{"license":"CC-BY-4.0","source.name":"coast","title":"Tides"}'  # keys sorted: same bytes on every run
     # `source` is kept in part: its other field is counted by path, as are the rows without a named field.
     assert stats["counters"] == {"field_not_kept:extra": 2, "field_not_kept:source.page": 2, "keep_field_absent:license": 2,
-                                 "keep_field_absent:source.name": 2, "keep_field_absent:title": 1} and balanced(stats)  # fmt: skip
+                                 "keep_field_absent:source.name": 2, "keep_field_absent:title": 1, "no_dump": 3} and balanced(stats)  # fmt: skip
     # "*": every field not read as the text, id, URL or date, whole; nothing counted as not kept.
-    (stats,), rows, _ = ingest([path], tmp_path / "all", keep_fields=["*"])
+    (stats,), rows, _ = ingest([path], tmp_path / "all", keep_fields=["*"], dump="papers")  # a label: no no_dump count
     assert json.loads(rows[0]["corpus_fields"]) == {"extra": 1, "license": "CC-BY-4.0", "source": {"name": "coast", "page": 3}, "title": "Tides"}
     assert json.loads(rows[2]["corpus_fields"]) == {"extra": [1, 2]} and not stats.get("counters")
 
@@ -120,13 +120,13 @@ def test_parquet_columns_in_corpus_fields(tmp_path):
     path = tmp_path / "rows.parquet"
     pq.write_table(table, path)
     (stats,), rows, _ = ingest([path], tmp_path / "out", url_field="meta.url", keep_fields=["*"])
-    assert rows[0]["url"] == "https://x.example/a" and stats["counters"] == {"corpus_fields_utf8_repaired": 1}  # b"\xff"
+    assert rows[0]["url"] == "https://x.example/a" and stats["counters"] == {"corpus_fields_utf8_repaired": 1, "no_dump": 2}  # b"\xff"; no --dump
     assert json.loads(rows[0]["corpus_fields"]) == {
         "meta": {"lang": "en", "url": "https://x.example/a"}, "price": "1.50", "published": "2024-05-06T07:08:09", "raw": "café", "title": "One"}  # fmt: skip
     assert json.loads(rows[1]["corpus_fields"])["raw"] == "\ufffd" and json.loads(rows[1]["corpus_fields"])["price"] is None
     (stats,), rows, _ = ingest([path], tmp_path / "title", keep_fields=["title"])
     assert [r["corpus_fields"] for r in rows] == ['{"title":"One"}', '{"title":"Two"}']
-    assert stats["counters"] == {f"field_not_kept:{name}": 2 for name in ("meta", "price", "published", "raw")}
+    assert stats["counters"] == {**{f"field_not_kept:{name}": 2 for name in ("meta", "price", "published", "raw")}, "no_dump": 2}
 
 
 def test_keep_fields_settings():
@@ -207,7 +207,7 @@ def test_parquet_rows_columns_types_and_a_damaged_row_group(tmp_path):
         (0, "Row zero.", "10", "https://x.example/0"), (3, "Row three.", "13", "https://x.example/3"), (5, "Row five.", None, "https://x.example/5")]  # fmt: skip
     assert rows[0]["date"] == "2024-05-06T07:08:09" and rows[0]["source_format"] == "parquet"
     assert rows[2]["id"] == document_id(f"\x1f{tmp_path.name}/rows.parquet\x1frow=5")  # no id: the row index
-    assert stats["counters"] == {"field_not_kept:license": 6, "field_not_kept:meta.lang": 6}  # meta.url read: its other field counted
+    assert stats["counters"] == {"field_not_kept:license": 6, "field_not_kept:meta.lang": 6, "no_dump": 3}  # meta.url read: its other field counted
 
     # A row group whose bytes are damaged: one entry naming its rows; the row groups around it are read.
     data = bytearray(path.read_bytes())
@@ -310,11 +310,11 @@ def test_a_nested_url_field_counts_the_other_fields_of_its_object(tmp_path):
     path.write_text(json.dumps(record))
     (stats,), rows, _ = ingest([path], tmp_path / "out", url_field="metadata.url")
     assert rows[0]["url"] == "https://x.example/d"
-    assert stats["counters"] == {"field_not_kept:metadata.lang": 1, "field_not_kept:metadata.score": 1, "field_not_kept:source": 1}
-    (stats,), rows, _ = ingest([path], tmp_path / "all", url_field="metadata.url", keep_fields=["*"])
+    assert stats["counters"] == {"field_not_kept:metadata.lang": 1, "field_not_kept:metadata.score": 1, "field_not_kept:source": 1, "no_dump": 1}
+    (stats,), rows, _ = ingest([path], tmp_path / "all", url_field="metadata.url", keep_fields=["*"], dump="dolma")
     assert json.loads(rows[0]["corpus_fields"]) == {"metadata": record["metadata"], "source": "web"} and not stats.get("counters")
     (stats,), rows, _ = ingest([path], tmp_path / "lang", url_field="metadata.url", keep_fields=["metadata.lang", "metadata.score"])
-    assert stats["counters"] == {"field_not_kept:source": 1}
+    assert stats["counters"] == {"field_not_kept:source": 1, "no_dump": 1}
 
 
 def test_a_nanosecond_timestamp_in_corpus_fields_is_iso_8601(tmp_path):

@@ -37,6 +37,7 @@ def test_rules_from_the_command_line_and_from_yaml_are_the_same():
         ({"mixture": {"unit": "tokens"}}, "unit tokens needs mixture.tokenizer"),
         ({"mixture": {"weights": {"news": 1, "other": 1}}}, "mixture.weights name group.s. news that no rule"),
         ({"mixture": {"weights": "other=x"}}, "weight other=x: not a number"),
+        ({"mixture": {"weights": "news=1,other=1,news=2"}, "rules": ["*.news.org=news"]}, "group news given twice .news=1 and news=2.; give each group once"),
         ({"classifier": {"labels": {"__label__a": "a"}}}, "classifier.labels given without classifier.model"),
         ({"classifier": {"model": "m.bin"}}, "classifier.model needs classifier.labels"),
         ({"batch_rows": 0}, "batch_rows 0"),
