@@ -343,6 +343,10 @@ def fit(
             f"M_opt {sci(b.model_scale_opt)}{'' if b.in_range else ' (outside the sampled sizes)'}, D_opt {sci(b.data_tokens_opt)}, "
             f"{metric} at the minimum {b.value_opt:.4f}; best run {Path(b.best.path).name} ({metric} {b.best.value:.4f})"
         )
+        for name, value in (("η_opt", b.lr_opt), ("B_opt", b.batch_tokens_opt)):
+            if value is not None:
+                how = "between the values tried" if ("lr" if name == "η_opt" else "batch_tokens") in b.interpolated else "the best value tried"
+                where += f"; {name} {sci(value)} ({how})"
         out.print(f"budget {sci(b.compute, 3)} FLOPs, {len(b.runs)} runs: {where}", highlight=False, markup=False)
     for name, label in LAWS.items():
         law, paper = getattr(result, name), getattr(DEEPSEEK, name)

@@ -11,7 +11,9 @@ within `tolerance`). At each budget, every model scale keeps its best run (over 
 a least-squares parabola in ln M through them gives the IsoFLOP minimum M_opt (Chinchilla's approach
 2, the IsoFLOP profiles of DeepSeek's Figure 4); D_opt = C / M_opt. M_opt = a·C^b and D_opt = a'·C^b' are least-squares lines in
 log-log space over the budgets. Where the learning rate (or batch) varies within at least two
-budgets, η_opt (B_opt) is fit the same way from each of those budgets' best run.
+budgets, η_opt (B_opt) is fit the same way from each of those budgets' optimum: at the scale of
+its best run, a parabola in ln η (ln B) through three or more values tried, else its best run's
+value (hyperparameter_optimum).
 
 The parabola's bias: a loss E + A/M^α + B/D^β is not symmetric in ln M, so a parabola over a span
 ×1/4..×4 puts the minimum slightly off, the more so the further β/α = b/(1 − b) is from 1. Measured
@@ -128,6 +130,9 @@ class BudgetFit:
     in_range: bool = False  # the minimum lies within the sampled model scales
     best: RunResult | None = None  # the run with the lowest metric
     problem: str | None = None  # why there is no minimum
+    lr_opt: float | None = None  # hyperparameter_optimum's, where the budget's runs varied it
+    batch_tokens_opt: float | None = None
+    interpolated: list[str] = field(default_factory=list)  # which of them came from a parabola, not a grid point
 
 
 def isoflop_minimum(runs: list[RunResult]) -> BudgetFit:
@@ -155,6 +160,33 @@ def isoflop_minimum(runs: list[RunResult]) -> BudgetFit:
     fit.value_opt = float(np.polyval(p, x_opt))
     fit.in_range = bool(x[0] <= x_opt <= x[-1])
     return fit
+
+
+def hyperparameter_optimum(runs: list[RunResult], attribute: str) -> tuple[float, bool]:
+    """A budget's optimum of `attribute` ("lr" or "batch_tokens") and whether it was interpolated.
+    At the model scale of the budget's best run, each value's best run (over the other
+    hyperparameter); through three or more values, a parabola in ln(value) whose minimum, when it lies
+    within the values tried, is the optimum. A sweep's factors form a grid: its best point alone would
+    give back Equation 1's exponent whenever the same factor wins at every budget. Otherwise (fewer
+    values, no convex minimum, or one outside them) the best run's value."""
+    import numpy as np
+
+    best = min(runs, key=lambda r: r.value)
+    scale = round(math.log(best.model_scale), 6)
+    envelope: dict[float, float] = {}
+    for run in runs:
+        value = getattr(run, attribute)
+        if value is not None and round(math.log(run.model_scale), 6) == scale:
+            key = math.log(value)
+            envelope[key] = min(envelope.get(key, math.inf), run.value)
+    if len(envelope) < 3:
+        return float(getattr(best, attribute)), False
+    x = np.array(sorted(envelope))
+    p = np.polyfit(x, [envelope[k] for k in x], 2)
+    x_opt = -p[1] / (2 * p[0]) if p[0] > 0 else math.nan
+    if not x[0] - 1e-9 <= x_opt <= x[-1] + 1e-9:
+        return float(getattr(best, attribute)), False
+    return float(math.exp(x_opt)), True
 
 
 def fit_power_law(compute: list[float], values: list[float]) -> PowerLaw:
@@ -209,8 +241,13 @@ def fit_scaling(runs: list[RunResult], tolerance: float = 0.1) -> ScalingFit:
         result.notes.append(f"{len(usable)} budget(s) with a minimum: M_opt and D_opt laws need at least 2")
     for attribute, law, label in (("lr", "lr", "learning rate"), ("batch_tokens", "batch_tokens", "batch size")):
         varied = [b for b in budgets if _varies(b.runs, attribute)]
+        for b in varied:
+            optimum, interpolated = hyperparameter_optimum(b.runs, attribute)
+            setattr(b, f"{attribute}_opt", optimum)
+            if interpolated:
+                b.interpolated.append(attribute)
         if len(varied) >= 2:
-            setattr(result, law, fit_power_law([b.compute for b in varied], [getattr(b.best, attribute) for b in varied]))
+            setattr(result, law, fit_power_law([b.compute for b in varied], [getattr(b, f"{attribute}_opt") for b in varied]))
         else:
             result.notes.append(f"{label} varies within {len(varied)} budget(s): its law needs 2 or more (sweep --{'lr' if law == 'lr' else 'batch'}-factors)")
     return result

@@ -127,6 +127,27 @@ def test_fit_recovers_lr_and_batch_laws_from_a_grid(tmp_path):
     assert fits["model_scale"]["exponent"] == pytest.approx(0.5243, rel=0.02)
 
 
+def test_an_optimum_between_the_grids_values_is_found_not_the_nearest_value(tmp_path):
+    """True optima at 1.4x Equation 1's lr and 0.7x its batch, between the grid's 0.5/1/2: the best grid
+    point would give back 1x and Equation 1's law; the parabola through the values tried gives 1.4x, 0.7x."""
+    truth = Surface(g=0.1715, b=0.5243, lr_factor=1.4, batch_factor=0.7)
+    budgets = [1e19, 1e20]
+    write_sweep(SweepConfig(budgets, points=3, lr_factors=[0.5, 1, 2], batch_factors=[0.5, 1, 2]), tmp_path / "grid")
+    synthesize_runs(tmp_path / "grid", truth)
+    result = invoke("plan", "fit", tmp_path / "grid" / "runs", "--json", "--metric", "loss")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["fits"]["lr"]["coefficient"] == pytest.approx(1.4 * DEEPSEEK.lr.coefficient, rel=0.01)
+    assert report["fits"]["lr"]["exponent"] == pytest.approx(-0.125, rel=0.01)
+    for budget in report["budgets"]:
+        assert budget["best_run"]["lr"] == pytest.approx(optimum(budget["compute"]).lr_opt, rel=1e-3)  # the grid's nearest: 1x
+        assert budget["lr_opt"] == pytest.approx(1.4 * optimum(budget["compute"]).lr_opt, rel=1e-3)
+        assert budget["batch_tokens_opt"] == pytest.approx(0.7 * optimum(budget["compute"]).batch_tokens_opt, rel=0.01)
+        assert budget["interpolated"] == ["lr", "batch_tokens"]
+    text = invoke("plan", "fit", tmp_path / "grid" / "runs", "--metric", "loss").output
+    assert "η_opt" in text and "(between the values tried)" in text
+
+
 def run(compute: float, scale: float, value: float, lr: float = 1e-3) -> RunResult:
     return RunResult(f"r-{compute:g}-{scale:g}", compute, scale, compute / scale, lr, 1e6, value)
 
