@@ -305,7 +305,7 @@ def sweep(
 )
 def fit(
     runs: List[Path] = typer.Argument(..., metavar="RUN_DIR", help="Training run folders (run.json + log.jsonl), or folders holding them."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the IsoFLOP curves and the fitted optimum line to this PNG."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the IsoFLOP curves and the fitted optimum line to this image (its extension says the format: .png, .svg, .pdf, .jpg)."),
     metric: str = typer.Option("bpb", "--metric", help="Final validation metric to minimise: bpb (as DeepSeek) or loss."),
     tolerance: float = typer.Option(0.1, "--tolerance", help="Runs whose compute agrees within this share belong to one budget."),
     skip_unfinished: bool = typer.Option(False, "--skip-unfinished", help="Leave out runs without an end record or validation (default: an error)."),

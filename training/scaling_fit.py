@@ -289,7 +289,12 @@ def plot_fit(fit: ScalingFit, path: str | Path, metric: str = "bpb", laws: Scali
         if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize=8)
     fig.tight_layout()
+    # The file's own format (.png, .svg, .pdf, .jpg): a .jpg holding PNG bytes opens nowhere.
+    kind = Path(path).suffix.lower().lstrip(".") or "png"
+    if kind not in fig.canvas.get_supported_filetypes():
+        plt.close(fig)
+        raise ValueError(f"--plot {path}: .{kind} is not an image format matplotlib writes (png, svg, pdf, jpg, ...)")
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format=kind, dpi=110)
     plt.close(fig)
 

@@ -239,3 +239,7 @@ def test_a_fit_of_the_learning_rate_alone_still_succeeds_and_plots(tmp_path):
     assert result.exit_code == 0, result.output
     assert "M_opt  = not fitted" in result.output and "η_opt  = 0.62" in result.output
     assert (tmp_path / "fit.png").read_bytes()[:4] == b"\x89PNG"
+    assert invoke("plan", "fit", tmp_path / "s" / "runs", "--plot", tmp_path / "fit.jpg").exit_code == 0
+    assert (tmp_path / "fit.jpg").read_bytes()[:3] == b"\xff\xd8\xff"  # a JPEG, as its name says
+    bad = invoke("plan", "fit", tmp_path / "s" / "runs", "--plot", tmp_path / "fit.xyz")
+    assert bad.exit_code == 2 and ".xyz is not an image format" in bad.output and not (tmp_path / "fit.xyz").exists()
