@@ -265,6 +265,7 @@ def plan_model(
     return {
         "model": asdict(model),
         **scales,
+        "model_scale": scales["M"],  # the key `plan --compute --json` gives M under
         "parameters": model.parameters(scales["vocab_size"]),
         "tokens": tokens,
         **asdict(best),
