@@ -11,14 +11,16 @@ The whole config, every stage's section, is read and checked before anything run
 selected stage runs in pipeline order into `output_dir/<stage>`, resuming whatever an earlier run
 finished. Each stage's lines go to stdout as it finishes; the run ends with its summary: per stage
 records in, kept, dropped, quarantined, tokens and time, and the accounting checks
-(pipeline/accounting.py), also written to `output_dir/_run.json`. Exit status 1 when a task
-failed or a check does not add up, 2 for a bad config or input.
+(pipeline/accounting.py), also written to `output_dir/_run.json`; a run that an error stops in a
+stage (a bad input found there) ends with it too: the stages that finished, the one that failed
+with the error's message, those after it not run. Exit status 1 when a task failed or a check does
+not add up, 2 for a bad config or input.
 """
 
 import json
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 from rich.markup import escape
@@ -88,7 +90,11 @@ def run(
     def skipped(spec) -> None:  # noqa: ANN001 - a StageSpec
         out.print(f"{spec.name}: the config has no `{spec.name}:` section; nothing to do", highlight=False)
 
+    running: list = []  # the stage runs started (run_pipeline's on_start), in order: an error is the last one's
+    done: dict = {}  # StageRun.key -> StageResult of those that finished: the summary of a run an error stopped
+
     def finished(spec, stage, result) -> None:  # noqa: ANN001 - a StageSpec, Stage and StageResult
+        done[running[-1].key] = result
         if result.ok:
             report(stage, result)
         else:  # the failures now; the summary and exit status 1 once _run.json is written
@@ -100,15 +106,26 @@ def run(
 
     warn_if_in_job_copy(config.output_dir)
     started, ray_before = time.perf_counter(), RAY_START_SECONDS[0]
-    with user_errors(), resumable(runtime.overwrite):
-        results = run_pipeline(
-            config, specs, pipeline, on_result=finished, on_external=external,
-            progress=not runtime.no_progress, overwrite=runtime.overwrite, on_skipped=skipped,
-            dumps=dumps, append=append,
-        )  # fmt: skip
-        selected = [unit.key for unit in plan_runs(config, specs, dumps, append)]
-        summary = account_run(pipeline, config, results, selected, seconds=time.perf_counter() - started, write=False,
-                              ray_start_seconds=RAY_START_SECONDS[0] - ray_before)
+    selected = [unit.key for unit in plan_runs(config, specs, dumps, append)]
+    stopped: list = []  # the error a stage run raised, as it was before user_errors made it its message and exit status
+    try:
+        with user_errors(), resumable(runtime.overwrite):
+            try:
+                results = run_pipeline(
+                    config, specs, pipeline, on_result=finished, on_external=external,
+                    progress=not runtime.no_progress, overwrite=runtime.overwrite, on_skipped=skipped,
+                    dumps=dumps, append=append, on_start=running.append,
+                )  # fmt: skip
+            except Exception as exc:  # not a stop (Ctrl-C, SIGTERM): that ends at once, the rerun resumes and sums up
+                if running:  # before any stage started (a refused folder): nothing ran to sum up
+                    stopped.append(exc)
+                raise
+            summary = account_run(pipeline, config, results, selected, seconds=time.perf_counter() - started, write=False,
+                                  ray_start_seconds=RAY_START_SECONDS[0] - ray_before)
+    finally:
+        if stopped:  # after the error's own line (user_errors), with the exit status it gave
+            stopped_summary(pipeline, config, done, selected, stopped[0], None if running[-1].key in done else running[-1].key,
+                            seconds=time.perf_counter() - started, ray_start_seconds=RAY_START_SECONDS[0] - ray_before)
     try:
         write_summary(config, summary)
     except OSError as exc:  # e.g. the disk that failed a stage: that failure is the one to report
@@ -121,6 +138,28 @@ def run(
             err.print(f"[red]accounting check failed[/red] ({check['check']}, {escape(check['stage'])}): {escape(check['detail'])}", highlight=False)
         err.print("the counts of this output do not add up: a bug of crawlmill or a folder changed by hand; see _run.json")
         raise typer.Exit(1)
+
+
+def stopped_summary(
+    pipeline: Any, config: Any, results: dict, selected: List[str], error: Exception, stage: Optional[str], seconds: float, ray_start_seconds: float,
+) -> None:
+    """The summary of a run that `error` stopped, raised by stage run `stage` (None: between two):
+    written and printed as a finished run's. It never hides the error: a summary that cannot be
+    made (the store the stage failed on) is a warning."""
+    from crawlmill.store_errors import store_error
+
+    message = redact(store_error(error) or (str(error) if isinstance(error, (OSError, ValueError)) else f"{type(error).__name__}: {error}"))
+    try:
+        summary = account_run(pipeline, config, results, selected, seconds=seconds, write=False, ray_start_seconds=ray_start_seconds,
+                              error=message, error_stage=stage)  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - the run's own error is the one to report
+        err.print(f"[yellow]warning:[/yellow] no run summary: {escape(redact(f'{type(exc).__name__}: {exc}'))}", highlight=False)
+        return
+    try:
+        write_summary(config, summary)
+    except Exception as exc:  # noqa: BLE001 - e.g. the full disk or the store that stopped the stage
+        err.print(f"[yellow]warning:[/yellow] the run summary was not written: {escape(str(exc))}", highlight=False)
+    print_summary(summary)
 
 
 def print_summary(summary: dict) -> None:
@@ -153,3 +192,7 @@ def print_summary(summary: dict) -> None:
         + (f"; {len(unchecked)} not checked ({escape(unchecked[0]['detail'])})" if unchecked else ""),
         highlight=False,
     )
+    error = summary.get("error")
+    if error:  # the error's own line (stderr) came before: where the run stopped, and what did not run
+        where = f"in {error['stage']}" if error["stage"] else "between two stages"
+        out.print(f"the run stopped {where} (the stages after it did not run): {escape(error['message'])}", highlight=False)

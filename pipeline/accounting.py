@@ -13,7 +13,9 @@ output (this run's and those an earlier run finished) and checks three invariant
 The summary (one entry per stage folder: in, kept, dropped by reason, quarantined, tokens, this
 run's time) and every check go to `output_dir/_run.json`, written last; a failed check is an
 error of the run (a counting bug), not of the input. A check whose folders have not all
-finished (a `--dump` run of one dump) is reported as not checked, with the reason.
+finished (a `--dump` run of one dump) is reported as not checked, with the reason. A run that
+an error stopped (`error`) is summarized too: the stage run it stopped failed, with the error's
+message, and the selected stage runs that did not start are "not run", not a counting bug.
 
     from crawlmill.pipeline.accounting import account_run
     summary = account_run(pipeline, run_config, results)  # results: StageRun.key -> StageResult
@@ -43,11 +45,13 @@ class Entry:
 
     unit: StageRun
     folder: AnyPath
-    status: str  # ran | resumed | done before | failed | not run (started, unfinished) | external | absent (no stage folder)
+    status: str  # ran | resumed | done before | failed | not run (started, unfinished; or not started: a run stopped) | external | absent (no stage folder)
     stats: dict[str, Any] | None
     seconds: float | None = None
     selected: bool = False  # one of the stage runs this `crawlmill run` was asked for (--only, --from, --dump)
     last_run: dict[str, Any] | None = None  # done before: the run that made it, from the last _run.json (status, seconds)
+    error: str | None = None  # failed: the message of the error that stopped the run in this stage run
+    unreached: bool = False  # not run: selected, but an error stopped the run before it (no folder): checked as absent
 
     def to_json(self) -> dict[str, Any]:
         s = self.stats or {}
@@ -64,6 +68,8 @@ class Entry:
         entry["seconds"] = None if self.seconds is None else round(self.seconds, 3)
         if self.last_run is not None:
             entry["last_run"] = self.last_run
+        if self.error is not None:
+            entry["error"] = self.error
         return entry
 
 
@@ -174,7 +180,7 @@ def _chains(pipeline: Any, run_config: Any, entries: list[tuple[Entry, str | Non
             by_dump = spec.per_dump and pipeline.get(upstream).per_dump and all(e.unit.dump for e in readers + sources)
             pairs = [([r], [s for s in sources if s.unit.dump == r.unit.dump]) for r in readers] if by_dump else [(readers, sources)]
             for these, those in pairs:
-                if all(e.status == "absent" for e in these):  # never run (e.g. the joint stages of an output made by appending)
+                if all(e.status == "absent" or e.unreached for e in these):  # never run (e.g. the joint stages of an output made by appending)
                     continue
                 label = these[0].unit.key if len(these) == 1 else spec.name
                 remade = [key for e in these if e.status == "done before" for key in inputs_made_again(e.folder)]
@@ -242,19 +248,24 @@ def _audits(entries: list[tuple[Entry, str | None]]) -> tuple[list[dict[str, Any
 def account_run(
     pipeline: Any, run_config: Any, results: Mapping[str, StageResult], selected: Iterable[str] = (),
     seconds: float | None = None, write: bool = True, ray_start_seconds: float | None = None,
+    error: str | None = None, error_stage: str | None = None,
 ) -> dict[str, Any]:
     """The run's summary and checks (module docstring); written to `output_dir/_run.json`.
     `selected`: the keys of the stage runs this run was asked for (`StageRun.key`); `seconds`: the
-    run's, of which `ray_start_seconds` went to starting Ray (no stage's `seconds` holds them)."""
+    run's, of which `ray_start_seconds` went to starting Ray (no stage's `seconds` holds them).
+    `error`: the message of the error that stopped the run, raised by the stage run `error_stage`
+    (None: between stage runs); `results` then holds the stage runs that finished before it."""
     from . import dumps as dump_runs
 
     started = time.perf_counter()
     appended = dump_runs.appended_dumps(run_config.output_dir)  # a joint run's dumps are the config's own units
     entries = _entries(pipeline, run_config, results, appended)
-    _carry_last_runs(run_config.output_dir, [e for e, _ in entries])
     chosen = set(selected)
     for entry, _ in entries:
         entry.selected = entry.unit.key in chosen
+        if error is not None:
+            _mark_stopped(entry, error, error_stage)
+    _carry_last_runs(run_config.output_dir, [e for e, _ in entries])
     checks = [c for c in (_balance(e) for e, _ in entries) if c is not None]
     checks += _chains(pipeline, run_config, entries)
     audit_checks, tokens = _audits(entries)
@@ -269,10 +280,20 @@ def account_run(
         "seconds": None if seconds is None else round(seconds, 3),
         "ray_start_seconds": None if ray_start_seconds is None else round(ray_start_seconds, 3),  # in `seconds`, in no stage's
         "check_seconds": round(time.perf_counter() - started, 3),
+        "error": None if error is None else {"stage": error_stage, "message": error},  # the run stopped by an error (exit 2...)
     }
     if write:
         write_summary(run_config, summary)
     return summary
+
+
+def _mark_stopped(entry: Entry, error: str, error_stage: str | None) -> None:
+    """A run an error stopped: its stage run has no result (it raised), and the selected ones
+    after it never started, so have no folder, or one an earlier run left (its own status)."""
+    if entry.unit.key == error_stage and entry.status != "external":
+        entry.status, entry.stats, entry.error = "failed", None, error
+    elif entry.selected and entry.status == "absent":
+        entry.status, entry.unreached = "not run", True
 
 
 def write_summary(run_config: Any, summary: dict[str, Any]) -> None:

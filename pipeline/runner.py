@@ -37,6 +37,7 @@ from crawlmill.files import (
     remove_temporaries, remove_tree,
 )  # fmt: skip
 
+from . import dumps as dump_runs
 from .output_folder import (
     DONE_DIR, STATS_FILE, SUCCESS_FILE, WORK_DIR, OutputFolderRefused, check_output_folder, check_output_not_input, config_paths,
     delete_output, folder_key, stage_inputs,
@@ -48,7 +49,7 @@ from .ray_tasks import RAY_START_SECONDS, Job, RayOptions, cpu_nodes, run_jobs, 
 from .stage import Stage, StageInputError, StageResult, check_input_columns
 from .task_record import INPUTS_MADE, check_task_record, input_records
 from .worker_memory import freeze_worker_state, release_memory
-from .wiring import plan_runs, wire_stage_config
+from .wiring import StageRun, plan_runs, wire_stage_config
 
 if TYPE_CHECKING:
     from .definition import Pipeline, StageSpec
@@ -340,13 +341,12 @@ def run_pipeline(
     on_skipped: Callable[[StageSpec], None] = lambda spec: None,
     dumps: Sequence[str] = (),
     append: bool = False,
+    on_start: Callable[[StageRun], None] = lambda unit: None,
 ) -> dict[str, StageResult]:
     """Run `specs` (in pipeline order) of a validated run config, each into its folder (per dump:
     `plan_runs`); stop at the first stage with failed tasks; an optional stage runs only when the
     config has its section. Returns each stage run's result, by `StageRun.key` (accounting.py
-    makes the run's summary of them)."""
-    from . import dumps as dump_runs
-
+    makes the run's summary of them); `on_start(unit)` as each stage run starts."""
     units = plan_runs(run_config, specs, dumps, append)
     if not append:  # a joint run's dedup starts the dumps' index that appended dumps extend
         runs_dedup = any(unit.spec.name == "dedup" for unit in units)
@@ -368,6 +368,7 @@ def run_pipeline(
         if spec.external and spec.external(getattr(run_config, spec.name)):
             on_external(spec, folder)
             continue
+        on_start(unit)  # a stage run that raises is this one (the CLI's summary of a run stopped by an error)
         stage = spec.stage_class()(wire_stage_config(pipeline, spec, run_config, dump, append))
         result = run_stage(stage, folder, run_config.ray, progress, overwrite=overwrite)  # deletes (overwrite) once its inputs are checked
         summary[unit.key] = result
@@ -389,8 +390,6 @@ def check_folders_first(run_config: Any, pipeline: Pipeline, units: Sequence[Any
     writes; not one of the folders and files its config reads), so that a run with --overwrite does
     not delete the first stage's output and then stop at a later stage's folder. What a stage
     reads from the stages before it is resolved and checked again when it is about to run."""
-    from . import dumps as dump_runs
-
     names = pipeline.names
     done = set(dump_runs.recorded_dumps(run_config.output_dir)) if append else set()
     for unit in units:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from crawlmill.bytelevel import CHAR_TO_BYTE
-from crawlmill.files import as_path, atomic_path, file_size, is_remote, read_range, read_table, sha256_file
+from crawlmill.files import as_path, atomic_path, file_size, is_remote, read_range, sha256_file
 from crawlmill.local_cache import local_copy
 
 from .mmidx import IndexFile, ShardError, check_index, read_index, scan_tokens
@@ -76,6 +76,7 @@ def sample_documents(path: str | Path, n: int, seed: int = 0, tokenizer_dir: str
     starts = np.concatenate([[0], np.cumsum(counts)])
     decoder, mismatch = load_decoder(shard_set, tokenizer_dir) if decode else (None, False)
     out = []
+    opened: dict[str, Any] = {}  # Parquet files by path: each opened once, a sampled row read from its row group alone
     for number in chosen.tolist():
         s = int(np.searchsorted(starts, number, side="right")) - 1
         shard, index, local = shard_set.shards[s], indexes[s], number - int(starts[s])
@@ -85,14 +86,14 @@ def sample_documents(path: str | Path, n: int, seed: int = 0, tokenizer_dir: str
         item: dict[str, Any] = {"shard": shard.name, "document": local, "tokens": length}
         docs = shard.path("docs.parquet")
         if docs.is_file():
-            row = read_table(docs).slice(local, 1).to_pylist()
+            row = _parquet_row(docs, local, opened)
             if row:
                 item["source"] = {k: v for k, v in row[0].items() if k != "tokens"}
                 if shard_set.manifest and isinstance(row[0].get("input"), int):
                     inputs = shard_set.manifest.get("inputs", [])
                     if 0 <= row[0]["input"] < len(inputs):
                         item["source"]["input_path"] = inputs[row[0]["input"]]
-                        fields = corpus_fields_of(inputs[row[0]["input"]], row[0].get("row"), row[0].get("id"))
+                        fields = corpus_fields_of(inputs[row[0]["input"]], row[0].get("row"), row[0].get("id"), opened)
                         if fields is not None:
                             item["source"]["corpus_fields"] = fields
         if decoder is not None:
@@ -105,28 +106,40 @@ def sample_documents(path: str | Path, n: int, seed: int = 0, tokenizer_dir: str
     return out
 
 
-def corpus_fields_of(input_part: str, row: Any, doc_id: Any) -> str | None:
+def _parquet_row(path: Any, row: int, opened: dict[str, Any], columns: list[str] | None = None) -> list[dict[str, Any]]:
+    """Row `row` of a Parquet file, read from the row group that holds it ([] past its end): a
+    shard's docs.parquet holds a row per document, millions for a large shard."""
+    from crawlmill.files import parquet_file
+
+    if str(path) not in opened:
+        opened[str(path)] = parquet_file(path)
+    parquet, start = opened[str(path)], 0
+    for group in range(parquet.num_row_groups):
+        rows = parquet.metadata.row_group(group).num_rows
+        if row < start + rows:
+            return parquet.read_row_group(group, columns=columns).slice(row - start, 1).to_pylist()
+        start += rows
+    return []
+
+
+def corpus_fields_of(input_part: str, row: Any, doc_id: Any, opened: dict[str, Any] | None = None) -> str | None:
     """A document's `corpus_fields` (a corpus's own fields, ingest --keep-field), from its row of
     the part pack read: one column of one row group. None when the part is gone, has no such column
-    or no longer holds that document there (made again since)."""
+    or no longer holds that document there (made again since). `opened`: Parquet files already open."""
     from crawlmill.files import parquet_file
 
     if not isinstance(row, int) or row < 0:
         return None
+    opened = {} if opened is None else opened
     try:
-        parquet = parquet_file(input_part)
+        if input_part not in opened:
+            opened[input_part] = parquet_file(input_part)
     except (OSError, ValueError):
         return None
-    if "corpus_fields" not in parquet.schema_arrow.names:
+    if "corpus_fields" not in opened[input_part].schema_arrow.names:
         return None
-    start = 0
-    for group in range(parquet.num_row_groups):
-        rows = parquet.metadata.row_group(group).num_rows
-        if row < start + rows:
-            found = parquet.read_row_group(group, columns=["id", "corpus_fields"]).slice(row - start, 1).to_pylist()[0]
-            return found["corpus_fields"] if found["id"] == doc_id else None
-        start += rows
-    return None
+    found = _parquet_row(input_part, row, opened, columns=["id", "corpus_fields"])
+    return found[0]["corpus_fields"] if found and found[0]["id"] == doc_id else None
 
 
 def token_text(decoder: Any, token_id: int) -> dict[str, str]:
