@@ -5,7 +5,8 @@
     crawlmill quality train --labels graded.jsonl --output models/edu
 
 `crawlmill quality DIR...` is `crawlmill quality score DIR...` (the pipeline's quality stage alone;
-its options are the `quality:` section's fields). `--positive` and `--negative` take several inputs
+its options are the `quality:` section's fields); the group's --help says so, and shows the bare
+form in its usage line. `--positive` and `--negative` take several inputs
 after one flag, or the flag again before each.
 """
 
@@ -41,7 +42,13 @@ class ScoreByDefault(TyperGroup):
 
 app = typer.Typer(
     cls=ScoreByDefault,
-    help="Semantic quality: score documents with a fastText classifier (crawlmill quality DIR...), or train one (crawlmill quality train).",
+    help=(
+        "Semantic quality: score documents with a fastText classifier (crawlmill quality DIR...), or train one (crawlmill quality train).\n\n"
+        "The bare form `crawlmill quality DIR... --model MODEL --output DIR [OPTIONS]` is `crawlmill quality score`: "
+        "its options (--model, --keep-top, --threshold, --buckets, --keep-dropped, --normalize...) are listed by `crawlmill quality score --help`."
+    ),
+    # the bare form in the usage line too, where the group's would show `COMMAND [ARGS]...` only
+    subcommand_metavar="DIR... [SCORE OPTIONS] | COMMAND [ARGS]...",
     no_args_is_help=True,
     rich_markup_mode="markdown",
     epilog=(
@@ -60,6 +67,7 @@ app = typer.Typer(
         "**Examples**\n\n"
         "* `crawlmill quality out/dedup --model models/quality --output out/quality --keep-top 0.3`  (the best 30% of each language)\n\n"
         "* `crawlmill quality out/dedup --model models/quality --output out/quality`  (label only: quality_score, quality_bucket)\n\n"
+        "* `crawlmill quality out/dedup --model models/quality --output out/quality --keep-top 0.3 --keep-dropped`  (the other 70% in out/quality/_dropped, with their scores)\n\n"
         "* `crawlmill quality score out/dedup --model dclm.bin --positive-label __label__hq --output out/q --threshold 0.02`"
     ),
 )  # fmt: skip
@@ -67,11 +75,12 @@ def score(
     inputs: List[str] = typer.Argument(..., help="Finished stage output folders (e.g. dedup's)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="A `crawlmill quality train` folder, or a fastText model file (.bin/.ftz)."),
     positive_label: Optional[str] = typer.Option(None, "--positive-label", help="A model file's label whose probability is the score [default: __label__hq]; a model folder's (or a file inside one) is its quality_model.json's, and a different one is refused."),
-    normalize: Optional[str] = typer.Option(None, "--normalize", help="A model file's text preparation: newlines (DCLM's) or crawlmill [default: newlines]; a model folder's (or a file inside one) is its quality_model.json's, and a different one is refused."),
+    normalize: Optional[str] = typer.Option(None, "--normalize", help="A model file's text preparation: newlines (DCLM's: line breaks become spaces) or crawlmill (`crawlmill quality train`'s: lower-cased, split into words, Chinese segmented) [default: newlines, with a warning]; a model folder's (or a file inside one) is its quality_model.json's, and a different one is refused. A model.bin copied out of its folder needs --normalize crawlmill."),
     keep_top: Optional[float] = typer.Option(None, "--keep-top", help="Keep this share of each language's documents, best first."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Keep documents scoring at least this: a probability in (0, 1) (0.3, not 30), a graded model's expected grade in (0, max grade)."),
     label_only: Optional[bool] = typer.Option(None, "--label-only", help="Keep every document; only add quality_score and quality_bucket (also when no rule is given)."),
-    buckets: Optional[int] = typer.Option(None, "--buckets", help="Percentile buckets of the score (byte-weighted, per language)."),
+    buckets: Optional[int] = typer.Option(None, "--buckets", help="Percentile buckets of the score (byte-weighted, per language), 2 to 100."),
+    keep_dropped: Optional[bool] = typer.Option(None, "--keep-dropped", help="Also write the dropped documents, with their quality_score and drop_reason, to _dropped/ (as filter's --keep-dropped): the pages a --keep-top or --threshold left out."),
 ) -> None:
     """Score every document with a quality classifier; bucket the scores; keep by a rule."""
 

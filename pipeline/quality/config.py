@@ -78,6 +78,7 @@ class QualityConfig:
     label_only: bool = False  # or: keep everything, only add the score and bucket (also when neither is given)
     buckets: int = 20  # quality_bucket: percentile buckets of the score, weighted by the documents' bytes
     batch_rows: int = 1024
+    keep_dropped: bool = False  # also write dropped documents, with their reason and score, to _dropped/ (as filter)
     # Only the input parts of this dump (a run's `dumps:` sets it per dump: pipeline/dumps.py); its
     # buckets and keep rule are then that dump's.
     dump: str | None = None
@@ -94,8 +95,11 @@ class QualityConfig:
             check_threshold(self.threshold, 1.0, "the classifier trained in the run (positive vs negative text)")
         if self.normalize is not None and self.normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize {self.normalize!r}: choose one of {', '.join(NORMALIZATIONS)}")
-        if not 2 <= self.buckets <= 100 or self.batch_rows < 1:
-            raise ValueError("buckets must be in [2, 100] and batch_rows at least 1")
+        # each setting said apart: a message naming one the user never set (batch_rows) misleads
+        if not 2 <= self.buckets <= 100:
+            raise ValueError(f"buckets {self.buckets}: must be in [2, 100] (percentile buckets of the score per language)")
+        if self.batch_rows < 1:
+            raise ValueError(f"batch_rows {self.batch_rows}: must be at least 1")
 
     def for_dump(self, dump: str) -> "QualityConfig":
         """This section for one dump of a run's `dumps:` (pipeline/dumps.py)."""

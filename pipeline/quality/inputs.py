@@ -10,6 +10,12 @@ verb's options, and a run config's `quality.train` before its first stage starts
 - a labels file names each line's language when more than one language is trained (its first line
   is looked at here; train.py refuses any line without one).
 
+Besides what the tokenizer's corpus reader takes (`expand_files`: a stage folder, Parquet, JSONL,
+text, a folder of them), an input may be a glob (`'out/filter/_dropped/*.parquet'`, matched as
+ingest matches its globs) or a stage folder's `_dropped/` (filter's or quality's `--keep-dropped`:
+the documents a stage dropped, web text for `--negative`), read with its finished parent folder's
+parts: `training_files`.
+
 A mistake is a ValueError naming the option and the input, one line each.
 """
 
@@ -21,6 +27,9 @@ from typing import Any
 
 from crawlmill.files import as_path, open_binary, read_schema
 
+from ..parts import DROPPED_DIR, input_parts
+
+GLOB_CHARS = set("*?[")  # as ingest's (pipeline/ingest/sources.py)
 LANG_HINT = "name it with --language (languages: in a config), one flag per language trained"
 
 
@@ -42,18 +51,51 @@ def lang_rule(languages: list[str]) -> str:
     return f"more than one language is trained ({', '.join(languages)}); or train one, e.g. --language {languages[0]}"
 
 
-def _check_spec(option: str, item: str, languages: list[str]) -> list[str]:
+def is_pattern(spec: Any) -> bool:
+    """A glob to expand, not a path (a file whose name holds `*` is the file)."""
+    return bool(GLOB_CHARS & set(str(spec.path))) and not spec.path.exists()
+
+
+def is_dropped_folder(spec: Any) -> bool:
+    return bool(spec.path.name == DROPPED_DIR and spec.path.is_dir())
+
+
+def training_files(spec: Any) -> list[tuple[str, Any]]:
+    """(kind, file) of one input: expand_files', or a glob's matches (ingest's expand_inputs, each
+    file as expand_files reads it), or a `_dropped/` folder's parts. Those carry no markers of their
+    own (a stray or killed run's file would look the same): the parts of the finished parent
+    folder's markers are taken, an unfinished parent refused as input_parts refuses it."""
     from crawlmill.tokenizer.corpus import InputSpec, expand_files
+
+    if is_pattern(spec):
+        from ..ingest.sources import expand_inputs
+
+        return [pair for file in expand_inputs([str(spec.path)]) for pair in expand_files(InputSpec(as_path(file), spec.lang))]
+    if is_dropped_folder(spec):
+        dropped = (spec.path / as_path(part).name for part in input_parts(spec.path.parent))
+        return [("parquet", path) for path in dropped if path.exists()]
+    return expand_files(spec)
+
+
+def _check_spec(option: str, item: str, languages: list[str]) -> list[str]:
+    from crawlmill.tokenizer.corpus import InputSpec
 
     spec = InputSpec.parse(item)
     where = f"{option}: {item}"
     if spec.lang is not None and spec.lang not in languages:
         return [f"{where}: {spec.lang} is not among the languages trained ({', '.join(languages)}); {LANG_HINT}"]
-    if not spec.path.exists():
+    if not is_pattern(spec) and not spec.path.exists():
         return [f"{where}: no such file or folder"]
+    if spec.lang is not None and not is_pattern(spec) and not is_dropped_folder(spec):
+        return []
+    try:
+        files = training_files(spec)
+    except (FileNotFoundError, ValueError) as exc:  # a pattern matching nothing, an unfinished parent of _dropped/
+        return [f"{where}: {str(exc).removeprefix(f'{spec.path}: ')}"]
+    if not files and is_dropped_folder(spec):
+        return [f"{where}: no dropped documents in it (its stage dropped none)"]
     if spec.lang is not None:
         return []
-    files = expand_files(spec)
     if any(kind == "text" for kind, _ in files):
         text = next(path for kind, path in files if kind == "text")
         inside = "" if str(text) == str(spec.path) else f" ({text})"

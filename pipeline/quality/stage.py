@@ -15,7 +15,13 @@ Steps, through the runner:
 4. `parts`: every input part again, with `quality_score` and `quality_bucket` (0 worst .. buckets-1
    best; null for a language the model does not score), kept by the rule: the best `keep_top` of each
    language, or a score >= `threshold`, or all (label only, the default). Dropped documents are
-   counted as `quality_not_in_top` / `quality_below_threshold`; unscored ones are kept and counted.
+   counted as `quality_not_in_top` / `quality_below_threshold` (with `keep_dropped`, written to
+   `_dropped/` with their score and reason, as filter's); unscored ones are kept and counted
+   (`unscored:<lang>`). A document without a language (lang null or empty: an ingest output, before
+   filter's language ID) is not scored: the text preparation is per language (Chinese segmented)
+   and the cut-offs are per language; it is kept, counted as `unscored:no_lang`, and the stage warns
+   ("run filter first: it sets lang"). An input none of whose documents has a language is refused
+   before anything runs.
    A row without its `id` or `text` (a foreign part's null) is in no histogram and is quarantined
    as `no_id` / `no_text`, with its part and row, as filter does.
 
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Any
 
 import numpy as np
@@ -38,15 +45,17 @@ from rich.markup import escape
 from crawlmill.files import as_path, atomic_path, atomic_write_json, open_binary, parquet_file, read_schema, read_table
 
 from ..partfile import missing_value
-from ..parts import PARQUET_OPTIONS, PartSink, input_parts, part_name, parts_of_dump
+from ..parts import DROPPED_DIR, PARQUET_OPTIONS, PartSink, input_parts, part_name, parts_of_dump
 from ..runner import StageContext, Task
 from ..stage import StageInputError, PartStage, PartTask, Stage, StageResult, run_parts
 from . import buckets as hist
 from .config import QualityConfig, check_threshold
-from .model import DEFAULT_LABEL, DEFAULT_NORMALIZE, FROM_MODEL, QualityModel, check_model_settings, model_digest, read_model_info
+from .model import DEFAULT_LABEL, DEFAULT_NORMALIZE, FROM_MODEL, MODEL_FILE, QualityModel, check_model_settings, model_digest, read_model_info, settings_file
 
 QUALITY_FIELDS = [pa.field("quality_score", pa.float32()), pa.field("quality_bucket", pa.int8())]
 SCORE_SCHEMA = pa.schema([pa.field("quality_score", pa.float32())])
+NO_LANG = "unscored:no_lang"  # the counter of documents without a language (kept, not scored)
+FILTER_FIRST = "run filter first: it sets lang (crawlmill filter DIR --output DIR), then quality on its output"
 MODEL_DIR = "_model"  # a model trained in the run ("_": not a part of the document folder)
 SUMMARY = "_quality.json"  # "_": Parquet readers of the folder skip it
 
@@ -71,11 +80,14 @@ def score_part(model: QualityModel, index: int, source: str, work: str, batch_ro
                 texts = [text or "" for text in texts]
             else:  # every part a stage wrote: nothing to look at row by row
                 whole = list(range(len(texts)))
+            # Nor is a row without a language: a model for all languages ("*") would score it with
+            # no language's text preparation (Chinese unsegmented) and pool it for one cut-off.
+            scorable = [k for k in whole if langs[k]]
             scores = np.full(len(texts), np.nan, dtype=np.float32)
-            if len(whole) == len(texts):
+            if len(scorable) == len(texts):
                 scores[:] = model.score(texts, langs)
-            elif whole:
-                scores[whole] = model.score([texts[k] for k in whole], [langs[k] for k in whole])
+            elif scorable:
+                scores[scorable] = model.score([texts[k] for k in scorable], [langs[k] for k in scorable])
             writer.write_table(pa.table({"quality_score": scores}, schema=SCORE_SCHEMA))
             sizes = np.array([len(t.encode("utf-8", "surrogatepass")) for t in texts], dtype=np.int64)
             for lang in set(langs):
@@ -112,6 +124,7 @@ class QualityOutput(PartStage):
     def __init__(self, config: QualityConfig, parts: list[str], work: str, cuts: dict[str, dict[str, Any]], schema: pa.Schema) -> None:
         super().__init__(config)
         self.parts, self.work, self.cuts, self.schema = parts, work, cuts, schema  # type: ignore[misc]
+        self.keep_dropped = config.keep_dropped
 
     def tasks(self) -> list[PartTask]:
         return [PartTask(i, path) for i, path in enumerate(self.parts)]
@@ -129,7 +142,7 @@ class QualityOutput(PartStage):
                 lang = doc.get("lang") or ""
                 cut = self.cuts.get(lang)
                 if np.isnan(score) or cut is None:
-                    sink.count(f"unscored:{lang or 'none'}")
+                    sink.count(f"unscored:{lang}" if lang else NO_LANG)
                     sink.keep({**doc, "quality_score": None, "quality_bucket": None})
                     continue
                 doc = {**doc, "quality_score": score, "quality_bucket": int(hist.bucket_of(np.array([score]), cut["boundaries"])[0])}
@@ -138,10 +151,48 @@ class QualityOutput(PartStage):
                 elif mode == "threshold" and score < threshold:
                     sink.drop("quality_below_threshold", doc)
                 else:
-                    sink.count(f"kept:{lang or 'none'}")  # as unscored:none, a document without a language
+                    sink.count(f"kept:{lang}")  # a document without a language is never scored
                     sink.keep(doc)
         if row != len(scores):
             raise ValueError(f"{task.source}: {row} rows but {len(scores)} scores; the input changed after scoring")
+
+
+def _by_folder(parts: list[str]) -> dict[str, list[str]]:
+    folders: dict[str, list[str]] = {}
+    for part in parts:
+        folders.setdefault(str(as_path(part).parent), []).append(part)
+    return folders
+
+
+def without_language(parts: list[str]) -> bool:
+    """Whether no document of a folder has a language, read from the footer of its first part with
+    rows (no data is read; a stage writes every part of a folder alike): null or empty `lang` in
+    every row group. False when the footer has no statistics to tell."""
+    for part in parts:
+        meta = parquet_file(part).metadata
+        if not meta.num_rows:
+            continue
+        paths = [meta.schema.column(i).path for i in range(meta.num_columns)]
+        if "lang" not in paths:
+            return False  # refused by the column check, with its columns named
+        column = paths.index("lang")
+        for group in (meta.row_group(g) for g in range(meta.num_row_groups)):
+            stats = group.column(column).statistics
+            if group.num_rows and (stats is None or (stats.null_count != group.num_rows and not (stats.has_min_max and stats.max in ("", b"")))):
+                return False
+        return True
+    return False
+
+
+def assumed_preparation(model: str | None, normalize: str | None) -> str | None:
+    """A warning when a model file's text preparation is assumed: no quality_model.json beside it
+    (a model.bin copied out of its folder) and no --normalize. Scores differ by up to a third
+    between the two preparations, and nothing else would say which one was used."""
+    if model is None or normalize is not None or as_path(model).is_dir() or settings_file(model) is not None:
+        return None
+    return (f"{model} has no {MODEL_FILE} beside it, so its text preparation is assumed: --normalize {DEFAULT_NORMALIZE} (DCLM's: line breaks "
+            "become spaces). A model file of `crawlmill quality train` needs --normalize crawlmill (lower-cased, split into words, Chinese "
+            "segmented with jieba), or score its folder; give --normalize to say which")  # fmt: skip
 
 
 def train_model_task(config: Any, output: str) -> dict[str, Any]:
@@ -168,7 +219,12 @@ class QualityStage(Stage):
             self.parts = parts_of_dump(self.parts, config.dump)
             if not self.parts:
                 raise StageInputError(f"no input part holds documents of {config.dump} ({', '.join(config.inputs)})")
+        if self.parts and all(without_language(folder) for folder in _by_folder(self.parts).values()):
+            # nothing would be scored: the output would be the input, kept whole whatever the rule
+            raise StageInputError(f"{', '.join(_by_folder(self.parts))}: its documents have no language (lang null or empty): the quality stage scores "
+                                  f"each language with its own text preparation and cut-off; {FILTER_FIRST}")  # fmt: skip
         self.schema = self._schema()
+        self.assumed = assumed_preparation(config.model, config.normalize)
 
     def _schema(self) -> pa.Schema:
         from ..schema import DOCUMENT_SCHEMA, with_document_columns
@@ -184,15 +240,20 @@ class QualityStage(Stage):
         c = self.config
         model: Any = {"train": json.loads(json.dumps(c.train.__dict__))} if c.model is None else model_digest(c.model)
         # None and the default name the same settings (a model folder's own are refused when they differ)
+        # _dropped/ is output too: recorded only when asked for, so folders made without it stay done
         return {"model": model, "positive_label": c.positive_label or DEFAULT_LABEL, "normalize": c.normalize or DEFAULT_NORMALIZE, "mode": c.mode,
-                "keep_top": c.keep_top, "threshold": c.threshold, "buckets": c.buckets}  # fmt: skip
+                "keep_top": c.keep_top, "threshold": c.threshold, "buckets": c.buckets, **({"keep_dropped": True} if c.keep_dropped else {})}  # fmt: skip
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         c, work = self.config, str(ctx.work)
+        warnings = [self.assumed] if self.assumed else []
+        if self.assumed:  # before the scoring, not only in the summary at its end
+            print(f"warning: {self.assumed}", file=sys.stderr)
         model = c.model
         if model is None:
             model = str(ctx.output / MODEL_DIR)
-            ctx.step("train_model", train_model_task, [Task("model", (c.train, model))], title="quality train")
+            # an input problem is said once, as the command's error, not also as a failed task
+            ctx.step("train_model", train_model_task, [Task("model", (c.train, model))], title="quality train", said_by_stage=("StageInputError",))
             if read_model_info(model).topics is not None:
                 raise StageInputError(f"quality.train.labels {c.train.labels}: topic labels train a topic model (remix's classifier), not a quality score; give grades")
             try:
@@ -207,8 +268,9 @@ class QualityStage(Stage):
         cuts = self._cuts([scored[t.key] for t in tasks], max_score)
         self._refine(ctx, cuts, max_score)
         stats = run_parts(ctx, QualityOutput(c, self.parts, work, cuts, self.schema))
-        kept = {lang: stats["counters"].get(f"kept:{lang or 'none'}", 0) for lang in cuts}
-        warnings = []
+        kept = {lang: stats["counters"].get(f"kept:{lang}", 0) for lang in cuts}
+        if no_lang := stats["counters"].get(NO_LANG, 0):
+            warnings.append(f"{no_lang:,} of {stats['in']:,} documents have no language (lang null or empty): kept unscored, counted as {NO_LANG}; {FILTER_FIRST}")
         for lang, cut in cuts.items():
             cut["kept_share"] = round(kept[lang] / max(cut["documents"], 1), 4)
             # keep-top keeps at least its share (ceil): a tie at the cut-off may add one; more is worth saying
@@ -218,7 +280,8 @@ class QualityStage(Stage):
                     f"the documents kept beyond it score the same as the cut-off {cut['top_cutoff']:.9g} (to 2^-32 of the score range): no score orders them"
                 )  # fmt: skip
                 warnings.append(cut["warning"])
-        atomic_write_json(ctx.output / SUMMARY, {"mode": c.mode, "keep_top": c.keep_top, "threshold": c.threshold, "model": str(model), "max_score": max_score, "languages": cuts})
+        summary = {"mode": c.mode, "keep_top": c.keep_top, "threshold": c.threshold, "model": str(model), "max_score": max_score, "languages": cuts}
+        atomic_write_json(ctx.output / SUMMARY, {**summary, "warnings": warnings} if warnings else summary)
         return {**stats, "warnings": warnings} if warnings else stats
 
     def _refine(self, ctx: StageContext, cuts: dict[str, dict[str, Any]], max_score: float) -> None:
@@ -258,7 +321,11 @@ class QualityStage(Stage):
         for lang, cut in summary["languages"].items():
             rule = f", cut-off {cut['top_cutoff']:.6g}" if "top_cutoff" in cut else ""
             lines.append(f"  {lang or 'none'}: {cut['documents']:,} scored, {100 * cut['kept_share']:.1f}% kept{rule}")
-        lines += [f"[yellow]warning[/yellow] {escape(cut['warning'])}" for cut in summary["languages"].values() if "warning" in cut]
+        if self.config.keep_dropped and result.stats and sum(result.stats.get("dropped", {}).values()):
+            lines.append(f"  dropped documents, with their score and reason: {result.output_dir / DROPPED_DIR}")
+        # a folder written before `warnings` was recorded has its keep-top warnings in `languages` only
+        warnings = summary.get("warnings", [cut["warning"] for cut in summary["languages"].values() if "warning" in cut])
+        lines += [f"[yellow]warning[/yellow] {escape(warning)}" for warning in warnings]
         return lines
 
 
@@ -278,22 +345,29 @@ class QualityTrainStage(Stage):
         return settings
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
-        report = ctx.step("train", train_model_task, [Task("model", (self.config, str(ctx.output)))], title="quality train")["model"]
+        # an input problem is said once, as the command's error (exit 2), not also as a failed task
+        report = ctx.step("train", train_model_task, [Task("model", (self.config, str(ctx.output)))], title="quality train", said_by_stage=("StageInputError",))["model"]
         documents = report["documents"]
-        return {
+        stats = {
             "stage": self.name, "parts": 1, "in": documents["read"], "kept": documents["train"] + documents["heldout"],
             "dropped": report["dropped"], "quarantined": 0, "counters": {"train": documents["train"], "heldout": documents["heldout"]},
         }  # fmt: skip
+        return {**stats, "warnings": report["warnings"]} if report.get("warnings") else stats
 
     def report(self, result: StageResult) -> list[str]:
         report = json.loads((result.output_dir / "train_report.json").read_text())
         models = list(report["models"].values())
         files = f"model{'s' if len(models) > 1 else ''} {', '.join(models)}"
-        lines = [f"[green]quality model trained[/green] → {result.output_dir}: {report['documents']['train']:,} training documents; {files}"]
+        # a finished folder is not trained again (as other stages' "already finished and were skipped")
+        done = "[green]quality model already trained[/green] (nothing retrained; --overwrite trains again)" if result.already_done else "[green]quality model trained[/green]"
+        lines = [f"{done} → {result.output_dir}: {report['documents']['train']:,} training documents; {files}"]
         for lang, figures in report["heldout"].items():
+            if not figures["documents"]:
+                lines.append(f"  {lang} held out (0 documents): no figures")
+                continue
             if "accuracy" in figures:  # a topic model
                 lines.append(f"  {lang} held out ({figures['documents']:,} documents): accuracy {figures['accuracy']:.4f}, macro F1 {figures['macro_f1']:.4f}")
                 continue
             auc = "n/a" if figures["roc_auc"] is None else f"{figures['roc_auc']:.4f}"
             lines.append(f"  {lang} held out ({figures['documents']:,} documents): ROC-AUC {auc}, F1 {figures['f1']:.4f}, precision of the top 10% {figures['precision_top_10pct']:.4f}")
-        return lines
+        return lines + [f"[yellow]warning[/yellow] {escape(warning)}" for warning in report.get("warnings", [])]

@@ -20,6 +20,10 @@ Topic labels (`label`: a name, e.g. code, news, recipes) train one class per top
 topic classifier (its `classifier.model` takes this folder); the report has each language's held-out
 accuracy and macro F1.
 
+The report warns (`warnings`, also in the command's summary) when a language's scores all lie in
+a sliver of the score range (too little data for the epochs and lr: `collapsed`) and when a trained
+language has no held-out document (listed with `documents: 0`, not left out).
+
 Inputs are checked before anything runs (inputs.py); a problem found while training (a language with
 one class only, no document long enough, a labels line without `lang` where several languages are
 trained) raises StageInputError: the command stops with exit status 2 and the reason, as a rerun
@@ -46,10 +50,10 @@ import numpy as np
 import xxhash
 
 from crawlmill.files import as_path, atomic_path, atomic_write_json, is_remote, make_dirs, open_binary, read_text, remove_file
-from crawlmill.tokenizer.corpus import CorpusCounts, InputSpec, expand_files, iter_file_documents
+from crawlmill.tokenizer.corpus import CorpusCounts, InputSpec, iter_file_documents
 from ..stage import StageInputError
 from .config import ClassifierTrainConfig
-from .inputs import lang_rule
+from .inputs import lang_rule, training_files
 from .model import ALL, ModelInfo, QualityModel, write_model_info
 from .text import prepare
 
@@ -70,7 +74,7 @@ def read_documents(specs: list[str], counts: Counter) -> Iterator[tuple[str, str
     """(text, lang) of every document of the inputs; `counts` gathers what could not be read."""
     unreadable = CorpusCounts()
     for spec in map(InputSpec.parse, specs):
-        for kind, path in expand_files(spec):
+        for kind, path in training_files(spec):
             if kind == "text":
                 for text in _lines(path):
                     yield text, spec.lang or "und"
@@ -216,6 +220,26 @@ def topic_report(predicted: list[str | None], truth: list[str]) -> dict[str, Any
     return {"documents": len(truth), "accuracy": round(accuracy, 4), "macro_f1": round(float(np.mean(f1s)), 4)}
 
 
+COLLAPSED = 0.01  # a spread of scores below this share of the score range: the model has barely learned
+
+
+def collapsed(scorer: QualityModel, lang: str, heldout_scores: np.ndarray, trained: list[tuple[str, str, str]], config: ClassifierTrainConfig) -> str | None:
+    """A warning when a language's scores all lie within a sliver of the score range: fastText at
+    DCLM's 5 epochs and lr 0.1 on a few dozen documents stays at its start, 0.5 (measured: 56
+    documents, every score in 0.500006-0.500013), where ROC-AUC can still read 1.0 on the ranks and
+    F1 at 0.5 counts every document as good. The held-out scores, or the training documents' when
+    fewer than two are held out."""
+    scores, which = heldout_scores, "held-out"
+    if len(scores) < 2:
+        sample = trained[:1000]
+        scores, which = scorer.score([r[2] for r in sample], [lang] * len(sample)), "training"
+    if len(scores) < 2 or float(scores.max() - scores.min()) >= COLLAPSED * scorer.info.max_score:
+        return None
+    return (f"{lang}: the scores of its {len(scores):,} {which} documents all lie within {scores.min():.6f}-{scores.max():.6f}: the classifier has "
+            f"barely learned ({config.epoch} epochs at lr {config.lr:g} on this little data), so its figures say little and no threshold can be set "
+            "on such scores; train with more epochs and a higher learning rate (e.g. --epoch 25 --lr 0.5, as a few hundred documents need), or give more documents")  # fmt: skip
+
+
 def _train_fasttext(data: str, model_file: str, params: dict[str, Any]) -> None:
     import fasttext
 
@@ -288,10 +312,14 @@ def train_classifier(config: ClassifierTrainConfig, output: str) -> dict[str, An
     info = ModelInfo(models=models, positive_label=POSITIVE, grades=grades, topics=topics, normalize="crawlmill", settings=settings)
     write_model_info(folder, info)
     scorer = QualityModel.load(folder)
-    evaluation = {}
+    evaluation, warnings = {}, []
     for lang in config.languages:
         subset = [r for r in held if r[1] == lang]
+        trained = [r for r in train if r[1] == lang]
         if not subset:
+            if trained:  # trained, yet not measured: said, not left out of the summary without a word
+                evaluation[lang] = {"documents": 0}
+                warnings.append(f"{lang}: no document held out ({len(trained):,} trained), so no figures for {lang}: give more documents, or a larger --heldout (now {config.heldout:g})")
             continue
         if topics:
             evaluation[lang] = topic_report(scorer.top_labels([r[2] for r in subset], [lang] * len(subset))[0], [r[0] for r in subset])
@@ -302,12 +330,15 @@ def train_classifier(config: ClassifierTrainConfig, output: str) -> dict[str, An
             evaluation[lang] = binary_report(scores, good, config.grade_threshold)
         else:
             evaluation[lang] = binary_report(scores, np.array([r[0] == POSITIVE for r in subset]), 0.5)
+        if (warning := collapsed(scorer, lang, scores, trained, config)) is not None:
+            warnings.append(warning)
     by_class = Counter(f"{r[1]}:{r[0].removeprefix('__label__')}" for r in train)
     report = {
         "models": models,
         "documents": {"read": counts["read"], "train": len(train), "heldout": len(held), "train_by_language_and_class": dict(sorted(by_class.items()))},
         "dropped": {k.removeprefix("dropped:"): v for k, v in sorted(counts.items()) if k.startswith(("dropped:", "unreadable:"))},
         "heldout": evaluation,
+        **({"warnings": warnings} if warnings else {}),
         "seconds": round(time.perf_counter() - started, 2),
     }
     atomic_write_json(folder / REPORT, report)
