@@ -138,5 +138,6 @@ def pack(
     padded_vocab_size: Optional[int] = typer.Option(None, "--padded-vocab-size", help="Model vocabulary size (default: crawlmill.json's, else the vocabulary rounded up to 128)."),
     batch_rows: Optional[int] = typer.Option(None, "--batch-rows", help="Documents per tokenizer batch."),
     fast_encode: Optional[bool] = typer.Option(None, "--fast-encode/--no-fast-encode", help="--no-fast-encode: encode with the tokenizers library alone (same ids, slower; for comparison)."),
+    special_tokens_in_text: Optional[str] = typer.Option(None, "--special-tokens-in-text", help="A special token's spelling in a document's text: `tokens` encodes it as that token (default, as Megatron-LM's preprocess_data.py: a web page can plant an EOD inside a document), `text` as the ordinary text it is. Such documents are counted either way (special_token_in_text)."),
 ) -> None:
     """Tokenize documents on Ray and write Megatron-Core IndexedDataset shards (.bin + .idx) with manifest.json."""

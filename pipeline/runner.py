@@ -302,6 +302,7 @@ def _run(stage: Stage, output: AnyPath, record: dict[str, Any], ray_options: Ray
     check_task_record(output, record, stage.resume_only_settings, finished=(output / SUCCESS_FILE).exists())
     result = StageResult(stats=None, output_dir=output)
     if (output / SUCCESS_FILE).exists():
+        stage.check_done(output)
         result.stats = read_json(output / STATS_FILE)
         result.already_done = True
         result.finished_before = int(result.stats.get("parts", 0))

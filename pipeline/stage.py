@@ -107,6 +107,11 @@ class Stage(ABC):
         config alone (runner.check_folders_first, before any stage of a run is built): raise where
         recomputing it must not happen, whatever the folder holds."""
 
+    def check_done(self, output: AnyPath) -> None:
+        """Called by the runner for a finished folder it skips: raise (a ValueError: exit status 2)
+        where a file the output is made of has gone since (pack: a shard deleted by hand), so that a
+        rerun does not report a damaged folder as done."""
+
     def sources(self) -> list[str]:
         """What the output is made from, in order (recorded in `_tasks.json`)."""
         return [str(i) for i in getattr(self.config, "inputs", [])]

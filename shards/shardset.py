@@ -33,6 +33,8 @@ from crawlmill.files import AnyPath, as_path, file_size, is_remote, list_files, 
 from .manifest import MANIFEST, is_count, load_manifest
 from .mmidx import CHUNK, ShardError, check_index, read_index, scan_tokens
 
+UNKNOWN_LABEL = "unknown"  # pack's label of a document without a dump or language (pipeline/urls.py UNKNOWN)
+
 
 @dataclass
 class Shard:
@@ -132,6 +134,10 @@ def _check_manifest(manifest: Any, path: AnyPath) -> None:
     vocab = (tokenizer or {}).get("vocab_size")
     if vocab is not None and not (is_count(vocab) and vocab >= 1):
         raise bad(f"tokenizer.vocab_size {vocab!r} is not a positive count")
+    padded = (tokenizer or {}).get("padded_vocab_size")
+    if padded is not None and not (is_count(padded) and padded >= (vocab or 1)):
+        # A model sized by it (training does) would have no embedding row for the higher token ids.
+        raise bad(f"tokenizer.padded_vocab_size {padded!r} is not a count at least vocab_size {vocab}")
     blend = manifest.get("blend")
     if blend is not None and not isinstance(blend, dict):
         raise bad("`blend` is not an object")
@@ -226,8 +232,9 @@ def inspect_shards(path: str | Path) -> dict[str, Any]:
     return report
 
 
-def verify_shard(shard: Shard, vocab_size: int | None) -> int:
-    """Check one shard completely; returns its token count; ShardError on the first problem."""
+def verify_shard(shard: Shard, vocab_size: int | None, counted: dict[str, Any] | None = None) -> int:
+    """Check one shard completely; returns its token count; ShardError on the first problem.
+    `counted`: gets the text bytes and the per-dump / per-language counts its docs.parquet holds."""
     idx_path, bin_path = shard.path("idx"), shard.path("bin")
     for p in (idx_path, bin_path):
         if not p.is_file():
@@ -253,28 +260,77 @@ def verify_shard(shard: Shard, vocab_size: int | None) -> int:
         if index.sequence_count != index.documents:
             raise ShardError(idx_path, f"{index.sequence_count:,} sequences for {index.documents:,} documents (pack writes one each)")
     if "docs.parquet" in files:
-        _verify_docs(shard.path("docs.parquet"), files["docs.parquet"]["sha256"], index)
+        found = _verify_docs(shard.path("docs.parquet"), files["docs.parquet"]["sha256"], index)
+        # The counts a manifest holds beside the tokens (bytes: the denominator of exact bits per
+        # byte), each against its rows; keys a manifest of before they were written lacks are skipped.
+        for key, value in found.items():
+            if key in entry and value is not None and entry[key] != value:
+                raise ShardError(shard.path("docs.parquet"), f"its rows give {key} {_shown(value)}, the manifest says {_shown(entry[key])}")
+        if counted is not None:
+            counted.update(found)
     return tokens
 
 
-def _verify_docs(path: AnyPath, sha256: str, index: Any) -> None:
+def _shown(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _verify_docs(path: AnyPath, sha256: str, index: Any) -> dict[str, Any]:
+    """Check a shard's docs.parquet against its .idx; returns what its rows add up to: `bytes` and
+    `by_dump` / `by_lang` ({label: {documents, tokens, bytes}}, as pack counts them), None for a
+    column an older pack did not write."""
     if not path.is_file():
         raise ShardError(path, "missing")
     if sha256_file(path) != sha256:
         raise ShardError(path, f"sha256 differs from the manifest's ({sha256[:16]}...)")
     start = 0
+    parquet = parquet_file(path)
+    names = set(parquet.schema_arrow.names)
+    columns = ["tokens"] + [c for c in ("bytes", "dump", "lang") if c in names]
+    sums: dict[str, dict[str, list[int]]] = {"by_dump": {}, "by_lang": {}}
+    total_bytes = 0
     try:
-        for batch in parquet_file(path).iter_batches(batch_size=CHUNK, columns=["tokens"]):
-            lengths = batch.column(0).to_numpy()
+        for batch in parquet.iter_batches(batch_size=CHUNK, columns=columns):
+            lengths = batch.column("tokens").to_numpy()
             if (lengths != index.lengths[start : start + len(lengths)]).any():
                 raise ShardError(path, f"token counts disagree with the .idx from document {start:,} on")
             start += len(lengths)
+            text_bytes = batch.column("bytes").to_numpy() if "bytes" in names else None
+            total_bytes += int(text_bytes.sum()) if text_bytes is not None else 0
+            for key, column in (("by_dump", "dump"), ("by_lang", "lang")):
+                if column in names and text_bytes is not None:
+                    for label, n, b in zip(batch.column(column).to_pylist(), lengths.tolist(), text_bytes.tolist()):
+                        entry = sums[key].setdefault(label or UNKNOWN_LABEL, [0, 0, 0])
+                        entry[0], entry[1], entry[2] = entry[0] + 1, entry[1] + n, entry[2] + b
     except (OSError, ValueError) as exc:
         if isinstance(exc, ShardError):
             raise
         raise ShardError(path, f"unreadable: {exc}") from None
     if start != index.documents:
         raise ShardError(path, f"{start:,} rows for {index.documents:,} documents")
+    found: dict[str, Any] = {"bytes": total_bytes if "bytes" in names else None}
+    for key, column in (("by_dump", "dump"), ("by_lang", "lang")):
+        has = column in names and "bytes" in names
+        found[key] = {label: {"documents": d, "tokens": t, "bytes": b} for label, (d, t, b) in sorted(sums[key].items())} if has else None
+    return found
+
+
+def _add_up(totals: dict[str, Any], counted: dict[str, Any]) -> None:
+    """Add one shard's docs.parquet counts to the folder's; a key a shard cannot give becomes None."""
+    for key in totals:
+        value = counted.get(key)
+        if value is None or totals[key] is None:
+            totals[key] = None
+        elif key == "bytes":
+            totals[key] += value
+        else:
+            for label, row in value.items():
+                into = totals[key].setdefault(label, {"documents": 0, "tokens": 0, "bytes": 0})
+                for name in into:
+                    into[name] += row[name]
+    for key in ("by_dump", "by_lang"):
+        if totals[key] is not None:
+            totals[key] = dict(sorted(totals[key].items()))
 
 
 def verify_shards(path: str | Path, vocab_size: int | None = None) -> tuple[dict[str, Any], list[str]]:
@@ -284,11 +340,14 @@ def verify_shards(path: str | Path, vocab_size: int | None = None) -> tuple[dict
     vocab = vocab_size or shard_set.vocab_size
     problems: list[str] = []
     tokens = 0
+    totals: dict[str, Any] = {"bytes": 0, "by_dump": {}, "by_lang": {}}  # None: a shard whose docs.parquet cannot say
     for shard in shard_set.shards:
+        counted: dict[str, Any] = {}
         try:
-            tokens += verify_shard(shard, vocab)
+            tokens += verify_shard(shard, vocab, counted)
         except ShardError as exc:
             problems.append(str(exc))
+        _add_up(totals, counted)
     manifest = shard_set.manifest
     if manifest and shard_set.single:
         shard = shard_set.shards[0]
@@ -296,7 +355,10 @@ def verify_shards(path: str | Path, vocab_size: int | None = None) -> tuple[dict
             problems.append(f"{shard.prefix}: not in {shard_set.root / MANIFEST}")
     elif manifest and not problems:
         if tokens != manifest.get("tokens"):
-            problems.append(f"{shard_set.root / MANIFEST}: says {manifest.get('tokens')} tokens, the shards hold {tokens:,}")
+            problems.append(f"{shard_set.root / MANIFEST}: says {_shown(manifest.get('tokens'))} tokens, the shards hold {tokens:,}")
+        for key, value in totals.items():
+            if key in manifest and value is not None and manifest[key] != value:
+                problems.append(f"{shard_set.root / MANIFEST}: says {key} {_shown(manifest[key])}, the shards' docs.parquet give {_shown(value)}")
         listed = {s.name for s in shard_set.shards}
         extra = sorted(p.stem for p in _glob(shard_set.root, "*.idx") if p.stem not in listed)
         if extra:

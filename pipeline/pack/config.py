@@ -25,6 +25,11 @@ class PackConfig:
     threads_per_task: int = 1
     domain_partitions: int | None = None  # default: one per 64 input parts (domains.py)
     fast_encode: bool = True  # same ids, cut and memoized (tokenizer/fastencode.py) where the tokenizer allows
+    # A special token's spelling in a document's text ("<｜end▁of▁sentence｜>" in a web page): "tokens"
+    # encodes it as that special token, as Megatron-LM's preprocess_data.py does (a page can then plant
+    # an EOD or BOS inside a document); "text" encodes it as the ordinary text it is. Either way such
+    # documents are counted (special_token_in_text).
+    special_tokens_in_text: str = "tokens"
 
     def __post_init__(self) -> None:
         if self.shard_tokens is not None and self.shard_size_mb is not None:
@@ -38,6 +43,8 @@ class PackConfig:
                 raise ValueError(f"{name} {getattr(self, name)}: must be at least 1")
         if self.domain_partitions is not None and self.domain_partitions < 1:
             raise ValueError(f"domain_partitions {self.domain_partitions}: must be at least 1")
+        if self.special_tokens_in_text not in ("tokens", "text"):
+            raise ValueError(f"special_tokens_in_text {self.special_tokens_in_text!r}: choose tokens (as preprocess_data.py) or text")
         if self.padded_vocab_size is not None and self.padded_vocab_size < 1:
             raise ValueError(f"padded_vocab_size {self.padded_vocab_size}: must be at least 1")
 

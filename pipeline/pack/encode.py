@@ -73,18 +73,19 @@ class PackSettings:
     threads: int = 1  # tokenizers threads per task
     domain_partitions: int = 1  # hash partitions of the per-domain counts (domains.py)
     fast_encode: bool = True  # the faster exact path for DeepSeek-style tokenizers (tokenizer/fastencode.py)
+    special_as_text: bool = False  # PackConfig.special_tokens_in_text == "text"
 
 
-_ENCODERS: dict[tuple[str, str, int, bool], DocumentEncoder] = {}
+_ENCODERS: dict[tuple[str, str, int, bool, bool], DocumentEncoder] = {}
 
 
-def worker_encoder(info: TokenizerInfo, threads: int, fast: bool) -> DocumentEncoder:
+def worker_encoder(info: TokenizerInfo, threads: int, fast: bool, special_as_text: bool = False) -> DocumentEncoder:
     """One loaded tokenizer per worker process: a Ray worker runs many part tasks, loading
     tokenizer.json costs about 0.2 s each time, and the encoder's memo of words carries over."""
-    key = (info.path, info.sha256, threads, fast)
+    key = (info.path, info.sha256, threads, fast, special_as_text)
     if key not in _ENCODERS:
         _ENCODERS.clear()
-        _ENCODERS[key] = DocumentEncoder(info, threads, fast)
+        _ENCODERS[key] = DocumentEncoder(info, threads, fast, special_as_text)
     return _ENCODERS[key]
 
 
@@ -113,7 +114,7 @@ def encode_part(settings: PackSettings, index: int, source: str, output_dir: str
     """Tokenize one input part; returns its counts (the runner writes them as its marker)."""
     output = as_path(output_dir)
     work = output / "_work"
-    encoder = worker_encoder(settings.tokenizer, settings.threads, settings.fast_encode)
+    encoder = worker_encoder(settings.tokenizer, settings.threads, settings.fast_encode, settings.special_as_text)
     stats = PartStats(index=index, source=source)
     breakdown: dict[str, dict[str, list[int]]] = {"dump": {}, "lang": {}, "domain": {}}
     row = 0
@@ -134,6 +135,8 @@ def encode_part(settings: PackSettings, index: int, source: str, output_dir: str
                     continue
                 texts = batch.column("text").to_pylist()
                 tokens, lengths = encoder.encode_documents(texts)
+                if spelled := encoder.count_special(texts):  # only when some: a corpus without any keeps its counters
+                    stats.counters["special_token_in_text"] += spelled
                 bin_file.write(tokens.tobytes())
                 kept = lengths > 0
                 stats.records_in += len(texts)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from crawlmill.files import atomic_write_json, read_text, sha256_file
+from crawlmill.files import AnyPath, atomic_write_json, file_size, read_text, sha256_file
 
 from ..parts import PARTS_DIR, PartStats, input_parts, part_name
 from ..remix.layout import mixture_path
@@ -43,6 +43,10 @@ from .manifest import DOMAINS_IN_MANIFEST, MANIFEST, build_manifest
 from .mixture import mixture_blend, mixture_lines, remix_input
 from .shards import plan_shards, write_shard
 from .tokenizer import TokenizerInfo, inspect_tokenizer_dir
+
+
+class OutputDamaged(ValueError):
+    """A finished pack folder whose files are not those its manifest lists (exit status 2)."""
 
 
 class PackStage(Stage):
@@ -72,6 +76,8 @@ class PackStage(Stage):
             "dtype": info.dtype,
             "shard_tokens": self.shard_tokens,
             "domain_partitions": self.domain_partitions,
+            # only when not the default: a folder packed before the setting existed stays done
+            **({"special_tokens_in_text": "text"} if self.config.special_tokens_in_text == "text" else {}),
             # the file found, new name or old: the bytes are the same, so a renamed folder's pack resumes
             **({"mixture_sha256": sha256_file(mixture_path(self.remix.folder))} if self.remix else {}),
         }
@@ -80,7 +86,7 @@ class PackStage(Stage):
         c, output, work = self.config, ctx.output, ctx.work
         settings = PackSettings(
             self.info, batch_rows=c.batch_rows, batch_bytes=c.batch_bytes, threads=c.threads_per_task,
-            domain_partitions=self.domain_partitions, fast_encode=c.fast_encode,
+            domain_partitions=self.domain_partitions, fast_encode=c.fast_encode, special_as_text=c.special_tokens_in_text == "text",
         )  # fmt: skip
         encode = [Task(part_name(i), (i, source, str(output)), label=source) for i, source in enumerate(self.parts)]
         parts = ctx.step("parts", encode_part, encode, shared=(settings,), markers=output / PARTS_DIR, unit="parts", title="pack: tokenize")
@@ -106,6 +112,20 @@ class PackStage(Stage):
         stats["counters"]["eod_tokens"] = manifest["documents"]
         stats["counters"] = dict(sorted(stats["counters"].items()))
         return stats
+
+    def check_done(self, output: AnyPath) -> None:
+        """Every file the manifest lists, at the size it records (a stat each, no data read)."""
+        manifest = json.loads(read_text(output / MANIFEST)) if (output / MANIFEST).is_file() else None
+        if manifest is None:
+            raise OutputDamaged(f"{output}: finished, but its {MANIFEST} is gone; --overwrite packs it again")
+        for shard in manifest.get("shards", []):
+            for kind, entry in shard.get("files", {}).items():
+                path = output / entry["name"]
+                size = file_size(path) if path.is_file() else None
+                if size != entry.get("bytes", size):
+                    what = "is missing" if size is None else f"holds {size:,} bytes, the manifest says {entry['bytes']:,}"
+                    raise OutputDamaged(f"{output}: finished, but {entry['name']} {what} (changed since it was packed); "
+                                        f"`crawlmill shards verify {output}` checks the rest; --overwrite packs it again")  # fmt: skip
 
     def report(self, result: StageResult) -> list[str]:
         manifest = json.loads(read_text(result.output_dir / MANIFEST))

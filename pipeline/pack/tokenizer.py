@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,7 +140,7 @@ def _read_json(path: Any) -> dict[str, Any]:
 class DocumentEncoder:
     """Encodes batches of documents into one flat token array plus per-document lengths (EOD included)."""
 
-    def __init__(self, info: TokenizerInfo, threads: int | None = 1, fast: bool = True) -> None:
+    def __init__(self, info: TokenizerInfo, threads: int | None = 1, fast: bool = True, special_as_text: bool = False) -> None:
         from tokenizers import Tokenizer
 
         from ...tokenizer.fastencode import ChunkedEncoder, unsupported_reason
@@ -154,9 +155,18 @@ class DocumentEncoder:
         self.tokenizer = Tokenizer.from_file(str(local))
         if sha256_file(local) != info.sha256:
             raise TokenizerError(f"{info.path}/tokenizer.json changed since the pack run started")
+        # A special token's spelling in a text is that token unless this is set (PackConfig.special_tokens_in_text);
+        # ChunkedEncoder hands such texts to this tokenizer whole, so both paths follow it.
+        self.tokenizer.encode_special_tokens = special_as_text
+        contents = sorted({t.content for t in self.tokenizer.get_added_tokens_decoder().values() if t.special and t.content}, key=len, reverse=True)
+        self.special = re.compile("|".join(map(re.escape, contents))) if contents else None
         # Why the faster exact path is not used (None when it is).
         self.chunked_off = "turned off" if not fast else unsupported_reason(self.tokenizer)
         self.chunked = None if self.chunked_off else ChunkedEncoder(self.tokenizer, self.dtype)
+
+    def count_special(self, texts: list[str]) -> int:
+        """How many of the texts spell a special token."""
+        return 0 if self.special is None else sum(1 for text in texts if self.special.search(text))
 
     def encode_documents(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Token ids of every text followed by EOD, concatenated; and each document's length.

@@ -86,6 +86,13 @@ def test_every_record_of_samples_and_bad_input_is_accounted_for(ray_local, tmp_p
     stats_path.write_text(original)
     shard = next((out / "shards").glob("*.bin"))
     shard.write_bytes(shard.read_bytes() + b"\0\0")  # one token more than its index says
+    broken = run(tmp_path, config)  # a finished pack folder whose file is not the size its manifest says: refused before accounting
+    assert broken.exit_code == 2 and f"finished, but {shard.name} holds" in " ".join(broken.output.split()), broken.output
+    manifest = json.loads((out / "shards/manifest.json").read_text())  # the manifest edited to match: accounting's token audit catches it
+    for entry in manifest["shards"]:
+        if entry["files"]["bin"]["name"] == shard.name:
+            entry["files"]["bin"]["bytes"] += 2
+    (out / "shards/manifest.json").write_text(json.dumps(manifest))
     broken = run(tmp_path, config)
     assert broken.exit_code == 1 and "accounting check failed (tokens, pack)" in broken.stderr and shard.name in broken.stderr
 
