@@ -61,7 +61,7 @@ def train(
         ),
     ),
     min_frequency: Optional[int] = typer.Option(None, "--min-frequency", help="A merge needs a pair seen at least this often."),
-    max_token_length: Optional[int] = typer.Option(None, "--max-token-length", help="Longest token in characters (default: no limit)."),
+    max_token_length: Optional[int] = typer.Option(None, "--max-token-length", help="Longest token, in byte-level symbols (one per byte: a Chinese character counts 3), as HF tokenizers' BpeTrainer counts it; its merges stop one short of it (4 gives tokens of at most 3) (default: no limit)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the sampling draws."),
     max_memory_gib: Optional[float] = typer.Option(None, "--max-memory-gib", help="Count words on Ray first and drop the rarest until the trainer's modelled peak fits this; measured peaks 64-92% of it (docs/tokenizer.md). Default: stream everything, exact."),
     count_chunk_mb: Optional[float] = typer.Option(None, "--count-chunk-mb", help="With --max-memory-gib: plain text is word-counted in chunks of this size."),

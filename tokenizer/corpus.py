@@ -186,28 +186,30 @@ def _jsonl_batches(path: Path, lang: str | None, counts: CorpusCounts) -> Iterat
 
 def _text_batches(path: Path, lang: str, counts: CorpusCounts) -> Iterator[tuple[Path, list[str], list[str]]]:
     block: list[bytes] = []
-    size = 0
+    size = offset = 0  # offset: the block's first byte in the file's text (after gunzip)
     batch: list[str] = []
     with _open_text(path) as handle:
         for line in handle:
             block.append(line)
             size += len(line)
             if size >= TEXT_BLOCK_BYTES:
-                batch.append(decode_block(b"".join(block), path, counts))
-                block, size = [], 0
+                batch.append(decode_block(b"".join(block), path, counts, offset))
+                block, offset, size = [], offset + size, 0
                 if len(batch) == 64:
                     yield path, batch, [lang] * len(batch)
                     batch = []
     if block:
-        batch.append(decode_block(b"".join(block), path, counts))
+        batch.append(decode_block(b"".join(block), path, counts, offset))
     if batch:
         yield path, batch, [lang] * len(batch)
 
 
-def decode_block(data: bytes, path: Path | str, counts: CorpusCounts) -> str:
-    """UTF-8 text of a block of lines; bad bytes are replaced and counted."""
+def decode_block(data: bytes, path: Path | str, counts: CorpusCounts, offset: int = 0) -> str:
+    """UTF-8 text of a block of lines that starts at byte `offset` of the file's text; bad bytes are
+    replaced and counted, the first named by its place in the file (not in the block)."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
-        counts.add_bad("invalid_utf8_replaced", f"{path}: {error}")
+        where = f"byte {offset + error.start:,}" if error.end - error.start == 1 else f"bytes {offset + error.start:,}-{offset + error.end - 1:,}"
+        counts.add_bad("invalid_utf8_replaced", f"{path}: {where} of its text are not UTF-8 ({error.reason})")
         return data.decode("utf-8", "replace")

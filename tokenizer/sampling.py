@@ -107,7 +107,7 @@ def range_documents(path: str, start: int, end: int, counts: CorpusCounts) -> It
             if handle.read(1) != b"\n":
                 handle.readline()
         block: list[bytes] = []
-        size = 0
+        size, offset = 0, handle.tell()  # offset: the block's first byte in the file
         while handle.tell() < end:
             line = handle.readline()
             if not line:
@@ -115,10 +115,10 @@ def range_documents(path: str, start: int, end: int, counts: CorpusCounts) -> It
             block.append(line)
             size += len(line)
             if size >= TEXT_BLOCK_BYTES:
-                yield decode_block(b"".join(block), path, counts)
-                block, size = [], 0
+                yield decode_block(b"".join(block), path, counts, offset)
+                block, offset, size = [], offset + size, 0
         if block:
-            yield decode_block(b"".join(block), path, counts)
+            yield decode_block(b"".join(block), path, counts, offset)
 
 
 def unit_documents(unit: Unit, counts: CorpusCounts) -> Iterator[tuple[list[str], list[str]]]:

@@ -48,7 +48,14 @@ def test_text_gzip_and_bad_utf8_are_read_and_counted(tmp_path):
     assert "".join(texts).count("第一行") == 10_000 and "\ufffd\ufffd broken" in "".join(texts)
     assert all(len(t.encode()) < 2 * 65536 for t in texts)  # blocks, not whole files
     assert {lang for _, _, langs in batches for lang in langs} == {"xx"}
-    assert counts.bad_records == {"invalid_utf8_replaced": 1} and "b.txt" in counts.first_errors[0]
+    assert counts.bad_records == {"invalid_utf8_replaced": 1} and "b.txt: byte 3 of its text are not UTF-8" in counts.first_errors[0]
+    # Past the first block, the place is the file's, not the block's (it was 13,239 for byte 999,998).
+    (tmp_path / "b.txt").unlink()
+    (tmp_path / "a.txt.gz").unlink()
+    (tmp_path / "c.txt").write_bytes(b"line of text\n" * 20_000 + b"bad \xff end\n")
+    counts = CorpusCounts()
+    list(iter_documents(InputSpec(tmp_path, "xx"), counts))
+    assert f"c.txt: byte {13 * 20_000 + 4:,} of its text are not UTF-8" in counts.first_errors[0]
 
 
 def test_jsonl_whose_records_have_no_text_field_is_named_with_their_keys(ray_local, tmp_path):
