@@ -94,13 +94,13 @@ def run(
     done: dict = {}  # StageRun.key -> StageResult of those that finished: the summary of a run an error stopped
 
     def finished(spec, stage, result) -> None:  # noqa: ANN001 - a StageSpec, Stage and StageResult
-        done[running[-1].key] = result
         if result.ok:
-            report(stage, result)
+            report(stage, result)  # before it counts as finished: an error here is the stage's
         else:  # the failures now; the summary and exit status 1 once _run.json is written
             for source, detail in result.failures:
                 err.print(f"[red]failed[/red] {escape(source)}: {escape(detail)}", highlight=False)
             err.print(f"{spec.name}: {len(result.failures)} task(s) failed; rerun the same command to retry only those.")
+        done[running[-1].key] = result
 
     from crawlmill.pipeline.ray_tasks import RAY_START_SECONDS
 

@@ -273,7 +273,7 @@ def account_run(
     summary = {
         "format": FORMAT,
         "output_dir": str(run_config.output_dir),
-        "ok": all(c["ok"] is not False for c in checks),
+        "ok": error is None and all(c["ok"] is not False for c in checks),  # a run an error stopped is not ok, whatever its counts
         "stages": [e.to_json() for e, _ in entries if e.status != "absent"],  # absent: in checks' reasons only
         "tokens": tokens,
         "checks": checks,

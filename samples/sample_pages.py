@@ -271,7 +271,7 @@ def render_page(page: dict, sites: dict, pages: list[dict]) -> str:
     w(f"<title>{esc(page['title'])} | {esc(site['name'])}</title>")
     w(f'<meta name="description" content="{attr(_meta_description(page))}">')
     w(f'<link rel="canonical" href="{attr(page["url"])}">')
-    w(f'<link rel="icon" href="/favicon.ico">')
+    w('<link rel="icon" href="/favicon.ico">')
     w("<style>" + STYLE % {"accent": _accent(site_key), "font": font} + "</style>")
     prop = "CMS-" + hashlib.sha1(site["host"].encode()).hexdigest()[:8].upper()
     w("<script>" + HEAD_SCRIPT % {"property_id": prop} + "</script>")

@@ -76,7 +76,7 @@ def sample_documents(path: str | Path, n: int, seed: int = 0, tokenizer_dir: str
     starts = np.concatenate([[0], np.cumsum(counts)])
     decoder, mismatch = load_decoder(shard_set, tokenizer_dir) if decode else (None, False)
     out = []
-    opened: dict[str, Any] = {}  # Parquet files by path: each opened once, a sampled row read from its row group alone
+    opened: dict[str, Any] = {}  # Parquet files by path (at most OPEN_FILES): a sampled row read from its row group alone
     for number in chosen.tolist():
         s = int(np.searchsorted(starts, number, side="right")) - 1
         shard, index, local = shard_set.shards[s], indexes[s], number - int(starts[s])
@@ -106,14 +106,27 @@ def sample_documents(path: str | Path, n: int, seed: int = 0, tokenizer_dir: str
     return out
 
 
+OPEN_FILES = 16  # Parquet files sample keeps open at once (one per shard's docs.parquet and input part otherwise)
+
+
+def _opened(path: Any, opened: dict[str, Any]) -> Any:
+    """`path`'s ParquetFile from `opened`, opened (and the least recently used one closed) if not there."""
+    from crawlmill.files import parquet_file
+
+    key = str(path)
+    if key in opened:
+        opened[key] = opened.pop(key)  # most recently used last
+    else:
+        if len(opened) >= OPEN_FILES:
+            opened.pop(next(iter(opened))).close()
+        opened[key] = parquet_file(path)
+    return opened[key]
+
+
 def _parquet_row(path: Any, row: int, opened: dict[str, Any], columns: list[str] | None = None) -> list[dict[str, Any]]:
     """Row `row` of a Parquet file, read from the row group that holds it ([] past its end): a
     shard's docs.parquet holds a row per document, millions for a large shard."""
-    from crawlmill.files import parquet_file
-
-    if str(path) not in opened:
-        opened[str(path)] = parquet_file(path)
-    parquet, start = opened[str(path)], 0
+    parquet, start = _opened(path, opened), 0
     for group in range(parquet.num_row_groups):
         rows = parquet.metadata.row_group(group).num_rows
         if row < start + rows:
@@ -126,17 +139,14 @@ def corpus_fields_of(input_part: str, row: Any, doc_id: Any, opened: dict[str, A
     """A document's `corpus_fields` (a corpus's own fields, ingest --keep-field), from its row of
     the part pack read: one column of one row group. None when the part is gone, has no such column
     or no longer holds that document there (made again since). `opened`: Parquet files already open."""
-    from crawlmill.files import parquet_file
-
     if not isinstance(row, int) or row < 0:
         return None
     opened = {} if opened is None else opened
     try:
-        if input_part not in opened:
-            opened[input_part] = parquet_file(input_part)
-    except (OSError, ValueError):
+        parquet = _opened(input_part, opened)
+    except (FileNotFoundError, ValueError):  # gone, or no Parquet file now (ArrowInvalid); other errors are said
         return None
-    if "corpus_fields" not in opened[input_part].schema_arrow.names:
+    if "corpus_fields" not in parquet.schema_arrow.names:
         return None
     found = _parquet_row(input_part, row, opened, columns=["id", "corpus_fields"])
     return found[0]["corpus_fields"] if found and found[0]["id"] == doc_id else None

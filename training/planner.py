@@ -147,22 +147,24 @@ def snap_model(model_scale: float, seq_length: int = DEFAULT_SEQ_LENGTH, vocab_s
         raise ValueError(f"model scale {model_scale}: must be > 0")
     if tensor_parallel < 1 or pipeline_parallel < 1:
         raise ValueError("tensor and pipeline parallel sizes must be at least 1")
+    if HEAD_DIM * tensor_parallel > MAX_WIDTH:
+        raise ValueError(f"tensor parallel {tensor_parallel}: at most {MAX_WIDTH // HEAD_DIM} (one head of {HEAD_DIM} per rank at d_model {MAX_WIDTH})")
     width_step, depth_step = HEAD_DIM * tensor_parallel, pipeline_parallel
     best: tuple[float, int, int] | None = None
+    fallback: tuple[float, int, int] | None = None  # the same cost without the depth bound
     for d in range(width_step, MAX_WIDTH + 1, width_step):
         per_layer = 72.0 * d * d + 12.0 * d * seq_length
         ideal = rule_depth(d)
         layers = depth_step * max(1, round(model_scale / per_layer / depth_step))
         depth_off = abs(math.log(layers / ideal))
-        if depth_off > math.log(2) + 1e-9:
-            continue
         cost = abs(math.log(layers * per_layer / model_scale)) + ASPECT_WEIGHT * depth_off
-        if best is None or cost < best[0]:
+        if fallback is None or cost < fallback[0]:
+            fallback = (cost, d, layers)
+        if depth_off <= math.log(2) + 1e-9 and (best is None or cost < best[0]):
             best = (cost, d, layers)
-    if best is None:  # beyond twice the widest width's depth (or below the narrowest's): the nearest end
-        d = MAX_WIDTH // width_step * width_step if model_scale > 72.0 * width_step**2 else width_step
-        best = (0.0, d, depth_step * max(1, round(model_scale / (72.0 * d**2 + 12.0 * d * seq_length) / depth_step)))
-    _, d, layers = best
+    # No width within x2 of the rule's depth (beyond the widest width's; or, with a tensor size, a
+    # model too small for a width of 128·T at its rule's depth): the closest in M, depth weighed as above.
+    _, d, layers = best or fallback  # type: ignore[misc]
     ffn = swiglu_ffn(d, math.lcm(FFN_MULTIPLE, tensor_parallel))
     return ModelConfig(num_layers=layers, hidden_size=d, num_attention_heads=d // HEAD_DIM, ffn_hidden_size=ffn, seq_length=seq_length, vocab_size=vocab_size)
 

@@ -91,6 +91,12 @@ def read_runs(paths: list[str | Path], metric: str = "bpb", skip_unfinished: boo
             scale = float(info["model"]["M"])
             compute = float(info.get("compute") or scale * float(info["train_tokens"]))
             tokens = float(info.get("train_tokens") or compute / scale)
+            if info.get("total_steps") and info.get("global_batch_tokens"):
+                # The tokens its steps hold: a run.json of before 2026-12-07 cut short by --max-steps
+                # recorded the config's train_tokens (and its compute); a run's last step may hold more.
+                stepped = float(info["total_steps"]) * float(info["global_batch_tokens"])
+                if stepped < tokens:
+                    tokens, compute = stepped, scale * stepped
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path / RUN_FILE}: missing or bad {exc} (see training/runlog.py)") from None
         results.append(RunResult(str(path), compute, scale, tokens, info.get("peak_lr"), info.get("global_batch_tokens"), value))

@@ -199,6 +199,9 @@ def _train(
         backend.load_sharded_state_dict(state)
         set_rng_state(rng)
         start = meta["step"]
+        if plan.note and "train_tokens" not in meta and rank == 0:  # written before max_steps replaced train_tokens
+            print(f"{store.name}: warning: its checkpoints were written by a crawlmill before 2026-12-07, whose schedule spanned the config's "
+                  f"train_tokens; resumed, the LR milestones fall at 80% and 90% of its {plan.total_steps:,} steps", file=sys.stderr)  # fmt: skip
     elif resume and rank == 0:
         print(f"{store.name}: no checkpoint yet; starting from step 0", file=sys.stderr)
     if rank == 0:
@@ -230,7 +233,8 @@ def _train(
         byte_table = None
 
     def checkpoint(step: int) -> None:
-        meta = {"consumed_samples": step * plan.global_batch, "tokens": step * plan.tokens_per_step, "time": datetime.now(timezone.utc).isoformat(), "data_order": order,
+        meta = {"consumed_samples": step * plan.global_batch, "tokens": step * plan.tokens_per_step, "train_tokens": plan.train_tokens,
+                "time": datetime.now(timezone.utc).isoformat(), "data_order": order,
                 "parallel": layout.sizes(), "optimizer_sharding": backend.optimizer_sharding}  # fmt: skip
         waited = saver.save(step, backend.sharded_state_dict(), rng_state(), meta)
         reporter.record("checkpoint", step=step, path=f"{saver.location}/{step_name(step)}", seconds=round(waited, 3))

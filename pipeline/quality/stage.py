@@ -165,9 +165,10 @@ def _by_folder(parts: list[str]) -> dict[str, list[str]]:
 
 
 def without_language(parts: list[str]) -> bool:
-    """Whether no document of a folder has a language, read from the footer of its first part with
-    rows (no data is read; a stage writes every part of a folder alike): null or empty `lang` in
-    every row group. False when the footer has no statistics to tell."""
+    """Whether no document of a folder has a language, read from its parts' footers (no data is
+    read; the first part with a language ends the search): null or empty `lang` in every row group
+    of every part. False when a footer has no statistics to tell."""
+    seen = False
     for part in parts:
         meta = parquet_file(part).metadata
         if not meta.num_rows:
@@ -180,8 +181,8 @@ def without_language(parts: list[str]) -> bool:
             stats = group.column(column).statistics
             if group.num_rows and (stats is None or (stats.null_count != group.num_rows and not (stats.has_min_max and stats.max in ("", b"")))):
                 return False
-        return True
-    return False
+        seen = True
+    return seen
 
 
 def assumed_preparation(model: str | None, normalize: str | None) -> str | None:
@@ -203,6 +204,7 @@ def train_model_task(config: Any, output: str) -> dict[str, Any]:
 
 class QualityStage(Stage):
     name = "quality"
+    resume_only_settings = ("no_lang_rule",)
 
     def __init__(self, config: QualityConfig) -> None:
         super().__init__(config)
@@ -241,8 +243,11 @@ class QualityStage(Stage):
         model: Any = {"train": json.loads(json.dumps(c.train.__dict__))} if c.model is None else model_digest(c.model)
         # None and the default name the same settings (a model folder's own are refused when they differ)
         # _dropped/ is output too: recorded only when asked for, so folders made without it stay done
+        # no_lang_rule: documents without a language are left unscored (2026-12-07; before, pooled and scored):
+        # resume-only, so a finished folder of before stays done and an unfinished one is not resumed into a mix.
         return {"model": model, "positive_label": c.positive_label or DEFAULT_LABEL, "normalize": c.normalize or DEFAULT_NORMALIZE, "mode": c.mode,
-                "keep_top": c.keep_top, "threshold": c.threshold, "buckets": c.buckets, **({"keep_dropped": True} if c.keep_dropped else {})}  # fmt: skip
+                "keep_top": c.keep_top, "threshold": c.threshold, "buckets": c.buckets, **({"keep_dropped": True} if c.keep_dropped else {}),
+                "no_lang_rule": "unscored"}  # fmt: skip
 
     def run(self, ctx: StageContext) -> dict[str, Any]:
         c, work = self.config, str(ctx.work)

@@ -320,6 +320,8 @@ def train_classifier(config: ClassifierTrainConfig, output: str) -> dict[str, An
             if trained:  # trained, yet not measured: said, not left out of the summary without a word
                 evaluation[lang] = {"documents": 0}
                 warnings.append(f"{lang}: no document held out ({len(trained):,} trained), so no figures for {lang}: give more documents, or a larger --heldout (now {config.heldout:g})")
+                if not topics and (warning := collapsed(scorer, lang, np.empty(0), trained, config)) is not None:
+                    warnings.append(warning)
             continue
         if topics:
             evaluation[lang] = topic_report(scorer.top_labels([r[2] for r in subset], [lang] * len(subset))[0], [r[0] for r in subset])

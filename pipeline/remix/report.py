@@ -91,7 +91,8 @@ def report_lines(path: AnyPath) -> list[str]:
     unit = document["unit"]
     lines = [f"mixture ({document['method']}, cap {document['max_epochs']:g} epochs, budget {document['budget']:,.0f} {unit}) → {path}"]
     for name, g in document["groups"].items():
-        note = " (at the cap) [yellow]short of its target share[/yellow]" if g["shortfall"] else " (at the cap)" if g["at_cap"] else ""
+        cap = " (at the cap)" if g["at_cap"] else " (no documents)" if not g["documents"] else ""
+        note = f"{cap} [yellow]short of its target share[/yellow]" if g["shortfall"] else cap
         lines.append(
             f"  {name}: {g['documents']:,} documents, {g[unit]:,} {unit}, {100 * g['share_before']:.1f}% → "
             f"{100 * g['share']:.1f}% (target {100 * g['target']:.1f}%), {g['epochs']:.2f} epochs{note}"

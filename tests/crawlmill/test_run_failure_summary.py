@@ -39,7 +39,7 @@ def test_a_run_stopped_by_a_stage_error_ends_with_its_summary(ray_local, tmp_pat
     assert [(entries[n]["status"], "kept" in entries[n]) for n in ("tokenizer", "pack")] == [("not run", False)] * 2
     # What finished is checked; what did not run is no counting bug: no check failed, none about tokenizer or pack.
     checks = {(c["check"], c["stage"]): c["ok"] for c in summary["checks"]}
-    assert summary["ok"] and all(ok is not False for ok in checks.values()), summary["checks"]
+    assert summary["ok"] is False and all(ok is not False for ok in checks.values()), summary["checks"]  # stopped: not ok, though every count adds up
     assert {("balance", n) for n in ("ingest", "filter", "dedup")} | {("chain", "filter"), ("chain", "dedup")} == {k for k, ok in checks.items() if ok}
     assert checks == {**{k: True for k, ok in checks.items() if ok}, ("chain", "remix"): None}
     assert "accounting check failed" not in result.output

@@ -154,6 +154,10 @@ def test_shapes_planned_for_tensor_and_pipeline_parallelism_split_evenly(compute
     m = plan.model
     assert m.num_attention_heads % tensor == 0 and m.ffn_hidden_size % tensor == 0 and m.num_layers % pipeline == 0
     assert m.hidden_size == 128 * m.num_attention_heads and m.ffn_hidden_size % 256 == 0 and m.ffn_hidden_size >= 8 * m.hidden_size / 3
+    # Near M_opt at every budget (1e17 with T 8 gave 1 x 65536, +66,447%: no width passed the depth
+    # bound), or the smallest shape T and P allow (P layers of 128·T) where even that is larger.
+    smallest = 72 * pipeline * (128 * tensor) ** 2 + 12 * pipeline * 128 * tensor * 4096
+    assert 0.5 * plan.optimum.model_scale_opt <= plan.model_scale <= max(2 * plan.optimum.model_scale_opt, smallest), (m.num_layers, m.hidden_size)
     if compute >= 1e22:
         assert abs(plan.model_scale_deviation) < 0.05 and 0.5 <= m.num_layers / rule_depth(m.hidden_size) <= 2
     result = CliRunner().invoke(app, ["plan", "--compute", str(compute), "--tensor-parallel", str(tensor), "--pipeline-parallel", str(pipeline), "--json"])
@@ -171,6 +175,8 @@ def test_a_1e24_plan_fits_an_h100_only_once_split():
     assert "--tensor-parallel N, --pipeline-parallel N" in " ".join(text.split())
     bad = CliRunner().invoke(app, ["plan", "--compute", "1e20", "--tensor-parallel", "0"])
     assert bad.exit_code == 2 and "--tensor-parallel 0: must be at least 1" in bad.output
+    wide = CliRunner().invoke(app, ["plan", "--compute", "1e20", "--tensor-parallel", "513"])
+    assert wide.exit_code == 2 and "tensor parallel 513: at most 512" in wide.output
 
 
 def test_planned_models_grow_with_compute():

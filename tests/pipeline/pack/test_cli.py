@@ -98,6 +98,19 @@ def test_sample_decodes_documents_with_their_source(packed):
     assert shown.exit_code == 0 and "WARC" in shown.stdout and EOS in shown.stdout
 
 
+def test_sample_with_few_files_open_reads_the_same(packed, monkeypatch):
+    """At most OPEN_FILES Parquet files stay open (one per docs.parquet and input part otherwise:
+    "Too many open files" on a large folder); closing the least recently used changes nothing."""
+    from crawlmill.shards import shardstats
+
+    output, _ = packed
+    wide = invoke("shards", "sample", output, "--n", 12, "--seed", 5, "--json")
+    monkeypatch.setattr(shardstats, "OPEN_FILES", 1)
+    narrow = invoke("shards", "sample", output, "--n", 12, "--seed", 5, "--json")
+    assert wide.exit_code == narrow.exit_code == 0 and json.loads(narrow.stdout) == json.loads(wide.stdout)
+    assert all("input_path" in item["source"] for item in json.loads(narrow.stdout))
+
+
 def test_stats_with_plot(packed, tmp_path):
     output, manifest = packed
     result = invoke("shards", "stats", output, "--plot", tmp_path / "stats.png", "--json", "--top", 500)

@@ -60,6 +60,9 @@ def test_an_input_without_any_language_is_refused_before_anything_runs(ray_local
     folder = documents_folder(tmp_path / "ingested", [[{"text": t, "lang": None} for t in lines(REF_EN, 5) + lines(WEB_ZH, 5)]])
     with pytest.raises(StageInputError, match=r"its documents have no language .*run filter first: it sets lang"):
         QualityStage(QualityConfig(inputs=[str(folder)], model=str(model), keep_top=0.5))
+    # A folder whose first part has no language but a later one has: not refused (every footer is read).
+    mixed = documents_folder(tmp_path / "mixed", [[{"text": t, "lang": None} for t in lines(REF_EN, 3)], [{"text": t, "lang": "en"} for t in lines(REF_EN, 3)]])
+    QualityStage(QualityConfig(inputs=[str(mixed)], model=str(model), keep_top=0.5))
 
 
 def test_a_model_file_copied_out_of_its_folder_warns_that_its_text_preparation_is_assumed(ray_local, model, tmp_path, capfd):
