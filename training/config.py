@@ -239,6 +239,13 @@ class TrainConfig:
             raise ValueError(f"max_steps {self.max_steps}: must be at least 1")
         if self.train_tokens is not None and not self.train_tokens > 0:
             raise ValueError(f"train_tokens {self.train_tokens}: must be > 0")
+        tensor, model = self.parallel.tensor, self.model
+        # Megatron splits heads (and key/value groups) and the ffn's columns across tensor ranks: it
+        # refuses an uneven split deep in model building; said here, before any rank starts.
+        uneven = [f"{name} {value}" for name, value in (("num_attention_heads", model.num_attention_heads), ("num_query_groups", model.num_query_groups),
+                                                       ("ffn_hidden_size", model.ffn_hidden_size)) if value and value % tensor]  # fmt: skip
+        if uneven:
+            raise ValueError(f"model.{', model.'.join(uneven)} not a multiple of parallel.tensor {tensor}: tensor parallelism splits them evenly")
         stages, layers = self.parallel.pipeline, self.model.num_layers
         if layers % stages:
             raise ValueError(f"model.num_layers {layers} is not a multiple of parallel.pipeline {stages}: every stage holds as many layers")

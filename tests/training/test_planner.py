@@ -177,6 +177,9 @@ def test_a_1e24_plan_fits_an_h100_only_once_split():
     assert bad.exit_code == 2 and "--tensor-parallel 0: must be at least 1" in bad.output
     wide = CliRunner().invoke(app, ["plan", "--compute", "1e20", "--tensor-parallel", "513"])
     assert wide.exit_code == 2 and "tensor parallel 513: at most 512" in wide.output
+    # An existing model on a tensor size that does not divide it: refused, as `crawlmill train` refuses it.
+    uneven = CliRunner().invoke(app, ["plan", "--model", "deepseek-7b", "--tokens", "2e12", "--tensor-parallel", "3"])
+    assert uneven.exit_code == 2 and "model.num_attention_heads 32, model.ffn_hidden_size 11008 not a multiple of parallel.tensor 3" in " ".join(uneven.output.split())
 
 
 def test_planned_models_grow_with_compute():
