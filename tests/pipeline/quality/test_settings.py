@@ -69,13 +69,16 @@ def documents(ray_local, tmp_path_factory):
     return documents_folder(tmp_path_factory.mktemp("quality-documents"), parts)
 
 
-@pytest.fixture(scope="module")
-def demo_model(tmp_path_factory):
-    """configs/demo.yaml's classifier: normalize crawlmill (lower-cased, Chinese segmented with jieba)."""
-    folder = tmp_path_factory.mktemp("quality-demo-model") / "model"
+def train_demo_classifier(folder):
+    """configs/demo.yaml's classifier, trained into `folder`: normalize crawlmill (lower-cased, Chinese segmented with jieba), in seconds."""
     config = ClassifierTrainConfig(positive=[f"en={REF_EN}", f"zh={REF_ZH}"], negative=[f"en={WEB_EN}", f"zh={WEB_ZH}"], balance=False, min_chars=10, epoch=25, lr=0.5, bucket=20000)
     train_classifier(config, str(folder))
     return folder
+
+
+@pytest.fixture(scope="module")
+def demo_model(tmp_path_factory):
+    return train_demo_classifier(tmp_path_factory.mktemp("quality-demo-model") / "model")
 
 
 def scores_of(folder):

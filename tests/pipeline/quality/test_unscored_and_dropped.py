@@ -15,21 +15,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from crawlmill.pipeline.parts import DROPPED_DIR
-from crawlmill.pipeline.quality.config import ClassifierTrainConfig, QualityConfig
+from crawlmill.pipeline.quality.config import QualityConfig
 from crawlmill.pipeline.quality.stage import QualityStage
-from crawlmill.pipeline.quality.train import train_classifier
 from crawlmill.pipeline.runner import run_stage
 from crawlmill.pipeline.stage import StageInputError, StageInputMismatch
-from tests.pipeline.quality.test_settings import REF_EN, REF_ZH, WEB_EN, WEB_ZH, documents_folder, lines
+from tests.pipeline.quality.test_settings import REF_EN, REF_ZH, WEB_EN, WEB_ZH, documents_folder, lines, train_demo_classifier
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    """configs/demo.yaml's classifier (normalize crawlmill), in seconds."""
-    folder = tmp_path_factory.mktemp("journey-model") / "model"
-    config = ClassifierTrainConfig(positive=[f"en={REF_EN}", f"zh={REF_ZH}"], negative=[f"en={WEB_EN}", f"zh={WEB_ZH}"], balance=False, min_chars=10, epoch=25, lr=0.5, bucket=20000)
-    train_classifier(config, str(folder))
-    return folder
+    return train_demo_classifier(tmp_path_factory.mktemp("quality-model") / "model")
 
 
 def run(inputs, model, out, **settings):
