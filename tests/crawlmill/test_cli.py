@@ -161,7 +161,7 @@ def sample_value(stage: str, path: list[str], default, lid_model: Path, tokenize
         "default_group": "misc", "mixture.method": "unimax", "mixture.weights": ("other=2", {"other": 2.0}),
         "mixture.temperature": 0.3, "mixture.unit": "characters", "mixture.tokenizer": str(tokenizer),
         "text_field": "body", "id_field": "doc_id", "url_field": "meta.url", "date_field": "published", "txt_document": "paragraph",
-        "keep_fields": ("title,license", ["license", "title"]),
+        "keep_fields": ("title,license", ["license", "title"]), "special_tokens_in_text": "text",
     }  # fmt: skip
     key = ".".join(path)
     if key in special:
