@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from crawlmill.files import AnyPath, as_path, file_size, is_remote, list_files, parquet_file, sha256_file
@@ -299,9 +300,7 @@ def _verify_docs(path: AnyPath, sha256: str, index: Any) -> dict[str, Any]:
             total_bytes += int(text_bytes.sum()) if text_bytes is not None else 0
             for key, column in (("by_dump", "dump"), ("by_lang", "lang")):
                 if column in names and text_bytes is not None:
-                    for label, n, b in zip(batch.column(column).to_pylist(), lengths.tolist(), text_bytes.tolist()):
-                        entry = sums[key].setdefault(label or UNKNOWN_LABEL, [0, 0, 0])
-                        entry[0], entry[1], entry[2] = entry[0] + 1, entry[1] + n, entry[2] + b
+                    _sum_by_label(sums[key], batch.column(column), batch.column("tokens"), batch.column("bytes"))
     except (OSError, ValueError) as exc:
         if isinstance(exc, ShardError):
             raise
@@ -313,6 +312,16 @@ def _verify_docs(path: AnyPath, sha256: str, index: Any) -> dict[str, Any]:
         has = column in names and "bytes" in names
         found[key] = {label: {"documents": d, "tokens": t, "bytes": b} for label, (d, t, b) in sorted(sums[key].items())} if has else None
     return found
+
+
+def _sum_by_label(into: dict[str, list[int]], labels: Any, tokens: Any, text_bytes: Any) -> None:
+    """Add a batch's documents, tokens and bytes per label (null or empty: UNKNOWN_LABEL) to `into`."""
+    labels = pc.if_else(pc.fill_null(pc.equal(labels, ""), True), UNKNOWN_LABEL, labels)
+    grouped = pa.table({"label": labels, "tokens": tokens, "bytes": text_bytes}).group_by("label").aggregate(
+        [("tokens", "count"), ("tokens", "sum"), ("bytes", "sum")])
+    for label, d, t, b in zip(*(grouped.column(c).to_pylist() for c in ("label", "tokens_count", "tokens_sum", "bytes_sum"))):
+        entry = into.setdefault(label, [0, 0, 0])
+        entry[0], entry[1], entry[2] = entry[0] + d, entry[1] + (t or 0), entry[2] + (b or 0)
 
 
 def _add_up(totals: dict[str, Any], counted: dict[str, Any]) -> None:
