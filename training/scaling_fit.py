@@ -153,19 +153,26 @@ def isoflop_minimum(runs: list[RunResult]) -> BudgetFit:
     if len(envelope) < MIN_SIZES:
         fit.problem = f"{len(envelope)} model scale(s): a minimum needs at least {MIN_SIZES}"
         return fit
-    x = np.array(sorted(envelope))
-    y = np.array([envelope[k] for k in x])
-    p = np.polyfit(x, y, 2)
-    if not p[0] > 0:
+    x, p, x_opt = _envelope_parabola(envelope)
+    if math.isnan(x_opt):
         fit.problem = "the curve is not convex in ln M (no minimum): widen the sweep's span"
         return fit
-    x_opt = -p[1] / (2 * p[0])
     fit.parabola = [float(v) for v in p]
     fit.model_scale_opt = float(math.exp(x_opt))
     fit.data_tokens_opt = compute / fit.model_scale_opt
     fit.value_opt = float(np.polyval(p, x_opt))
     fit.in_range = bool(x[0] <= x_opt <= x[-1])
     return fit
+
+
+def _envelope_parabola(envelope: dict[float, float]) -> tuple[Any, Any, float]:
+    """The envelope's points' x (sorted), the least-squares parabola through them (numpy's
+    coefficients, highest power first) and its vertex's x, NaN where it is not convex."""
+    import numpy as np
+
+    x = np.array(sorted(envelope))
+    p = np.polyfit(x, [envelope[k] for k in x], 2)
+    return x, p, (-p[1] / (2 * p[0]) if p[0] > 0 else math.nan)
 
 
 def hyperparameter_optimum(runs: list[RunResult], attribute: str) -> tuple[float, bool]:
@@ -175,8 +182,6 @@ def hyperparameter_optimum(runs: list[RunResult], attribute: str) -> tuple[float
     within the values tried, is the optimum. A sweep's factors form a grid: its best point alone would
     give back Equation 1's exponent whenever the same factor wins at every budget. Otherwise (fewer
     values, no convex minimum, or one outside them) the best run's value."""
-    import numpy as np
-
     best = min(runs, key=lambda r: r.value)
     scale = round(math.log(best.model_scale), 6)
     envelope: dict[float, float] = {}
@@ -187,9 +192,7 @@ def hyperparameter_optimum(runs: list[RunResult], attribute: str) -> tuple[float
             envelope[key] = min(envelope.get(key, math.inf), run.value)
     if len(envelope) < 3:
         return float(getattr(best, attribute)), False
-    x = np.array(sorted(envelope))
-    p = np.polyfit(x, [envelope[k] for k in x], 2)
-    x_opt = -p[1] / (2 * p[0]) if p[0] > 0 else math.nan
+    x, _, x_opt = _envelope_parabola(envelope)
     if not x[0] - 1e-9 <= x_opt <= x[-1] + 1e-9:
         return float(getattr(best, attribute)), False
     return float(math.exp(x_opt)), True
