@@ -192,6 +192,13 @@ class GunzipReader(io.RawIOBase):
         while member is not None and not self._done and self._decompressor is not None and self.member_in[-1] == member and len(self._out) < limit:
             self._produce(1 << 16)
 
+    def give_up_member(self, reason: str) -> None:
+        """Treat the member in progress as damaged (`reason`): its gzip is sound but what it holds is
+        no WARC record FastWARC can parse, so that `resync()` goes on at the next member that starts one."""
+        self.corrupt = f"{reason} in the gzip member at compressed offset {self.member_in[-1]}"
+        self.damage_offset = self.member_in[-1]
+        self._done = True
+
     def resync(self) -> int | None:
         """After `corrupt`: go on reading at the next gzip member that decompresses to a WARC record header.
 

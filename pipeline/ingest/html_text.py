@@ -46,6 +46,7 @@ _SUPERSETS = {
     "euc-kr": "cp949",
 }
 _BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufdd0]")  # U+FDD0: _keep_short_nodes's mark
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 _BLANK_LINES = re.compile(r"\n{3,}")
@@ -90,6 +91,16 @@ def _codec(label: str | None) -> str | None:
 
 
 def decode_html(body: bytes, http_charset: str | None) -> DecodedHtml:
+    """The page's text, by its BOM, its labels (HTTP, then meta), else detection; never a lone
+    surrogate (utf-7 and the escape codecs decode `+2AA-` or `\\ud800` to one, which no UTF-8 writer
+    takes): each is a U+FFFD, counted as undecodable as any other."""
+    decoded = _decode(body, http_charset)
+    if _SURROGATE.search(decoded.text):
+        decoded.text = _SURROGATE.sub("\ufffd", decoded.text)
+    return decoded
+
+
+def _decode(body: bytes, http_charset: str | None) -> DecodedHtml:
     for bom, name in _BOMS:
         if body.startswith(bom):
             return DecodedHtml(body.decode(name, errors="replace"), name, "bom")

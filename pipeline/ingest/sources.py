@@ -22,6 +22,7 @@ import os
 import posixpath
 import re
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
@@ -319,20 +320,30 @@ def resolve_named_sources(
     file_format: str = "wet",
     max_files: int | None = None,
     only_dump: str | None = None,
+    other_dumps: Counter | None = None,
 ) -> dict[str, str | None]:
-    """INPUTs when given (with `only_dump`: those whose path names that dump), else the files of
-    `dump`'s paths listing (InputError if neither), in order, each with its name under its input's folder (None for a
+    """INPUTs when given (with `only_dump`: those whose path names that dump; `other_dumps`, when
+    given, counts the files left to other dumps by dump), else the files of `dump`'s paths listing
+    (InputError if neither), in order, each with its name under its input's folder (None for a
     dump listing's files); InputError for two corpus files of the same name (corpus_files.py)."""
     if inputs:
         named = named_inputs(inputs)
         found = sorted(named)
         if only_dump is not None:
-            mine = [source for source in found if dump_from_path(source) == only_dump]
+            dumps = {source: dump_from_path(source) for source in found}
+            # A file whose path names no dump belongs to no dump's run: refused, not left out unsaid.
+            if undumped := [source for source in found if dumps[source] is None]:
+                what = "this file of your own corpus" if corpus_kind(undumped[0]) else "this file"
+                raise InputError(
+                    f"{undumped[0]}: a run with a dumps: section ingests each Common Crawl dump's files alone (the dump named by crawl-data/CC-MAIN-.../ in "
+                    f"their path), and {what} names no dump ({len(undumped)} such input file(s)): ingest it in a run without dumps:, or with "
+                    "`crawlmill ingest` and give its filter output to dedup"
+                )  # fmt: skip
+            mine = [source for source in found if dumps[source] == only_dump]
             if not mine:
                 raise InputError(f"no input file of dump {only_dump} (a path with crawl-data/{only_dump}/) among {len(found)} input file(s)")
-            # A file of your own corpus whose path names no dump belongs to no dump's run: refused, not left out unsaid.
-            if corpus := [source for source in found if corpus_kind(source) and dump_from_path(source) is None]:
-                raise InputError(f"{corpus[0]}: a run with a dumps: section ingests each Common Crawl dump's files alone, and this file of your own corpus names no dump (crawl-data/CC-MAIN-.../ in its path): ingest it in a run without dumps:, or with `crawlmill ingest` and give its filter output to dedup")
+            if other_dumps is not None:
+                other_dumps.update(dumps[source] for source in found if dumps[source] != only_dump)
             found = mine
         try:
             check_unique_names({source: named[source] for source in found})

@@ -10,8 +10,10 @@ entry with the file, the offset and the error, and the records before it are kep
 cannot be opened at all (missing, forbidden) is no damage a rerun would meet again: its task
 fails, so the stage ends without _SUCCESS and a rerun retries only it (`unreadable_sources:
 quarantine` makes it an `unreadable_source` entry instead, for a file gone for good). After a
-corrupt gzip member reading resumes at the next valid member (one per record in Common Crawl's
-files), so only the damaged member's records are lost, and its entry names the bytes skipped.
+corrupt gzip member, or a sound one that holds no record FastWARC can parse, reading resumes at
+the next valid member (one per record in Common Crawl's files), so only the damaged member's
+records are lost, and its entry names the bytes skipped. Each record is counted once: a record cut
+by the file's end and the truncation are one entry.
 
 Run it: `crawlmill ingest samples/crawl-data --output out/ingest`, or on a corpus of your own
 `crawlmill ingest 'data/mine/*.jsonl' --dump my-forum-2024 --output out/mine` (`crawlmill ingest --help`).
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from contextlib import ExitStack
 from typing import Any
 
@@ -58,7 +61,8 @@ class IngestStage(PartStage):
         super().__init__(config)
         c = config
         # Each file with its name under its input's folder, from which a corpus file's document ids are made.
-        self.names = resolve_named_sources(c.inputs, c.dump, c.base_url, c.format, c.max_files, c.only_dump)  # InputError if none
+        self.other_dumps: Counter = Counter()  # a dump's run: the input files of other dumps, by dump
+        self.names = resolve_named_sources(c.inputs, c.dump, c.base_url, c.format, c.max_files, c.only_dump, self.other_dumps)  # InputError if none
         self.files = list(self.names)
         self._extractor: HtmlExtractor | None = None
 
@@ -128,6 +132,9 @@ class IngestStage(PartStage):
         if not_kept:  # the schema is fixed: say which of the user's fields it has no column for
             named = ", ".join(f"{name} ({n:,} rows)" for name, n in sorted(not_kept.items()))
             lines.append(f"fields not kept (the document schema has no column for them; --keep-field NAME carries them in corpus_fields): {named}")
+        if self.other_dumps:  # a dumps: run's files of a dump it does not list are ingested by none of its runs
+            others = ", ".join(f"{dump} ({n:,})" for dump, n in sorted(self.other_dumps.items()))
+            lines.append(f"input files of other dumps, left to their own dump's run (none for a dump not in dumps.ids): {others}")
         return lines + self._field_mistakes(result, counters, not_kept)
 
     def _field_mistakes(self, result: StageResult, counters: dict[str, int], not_kept: dict[str, int]) -> list[str]:
@@ -146,9 +153,11 @@ class IngestStage(PartStage):
         return lines
 
     def _process_stream(self, task: PartTask, stream: GunzipReader, sink: PartSink) -> None:
-        file_info = {"dump": dump_from_path(task.source) or self.config.default_dump, "warc_file": display_name(task.source)}
+        path_dump = dump_from_path(task.source)
+        file_info = {"dump": path_dump or self.config.default_dump, "path_dump": path_dump, "warc_file": display_name(task.source)}
         records, last_pos = 0, 0
         while not stream.empty:
+            error = "corrupt_gzip"
             try:
                 for record in ArchiveIterator(stream, parse_http=False, stream_detect=False):
                     records += 1
@@ -160,12 +169,18 @@ class IngestStage(PartStage):
             except OSError as exc:  # FastWARC's parse errors
                 if stream.is_gzip and not stream.damaged:
                     stream.drain_member()  # bytes that are no WARC may come from a member zlib has not yet found corrupt
-                if not stream.damaged:
+                if not stream.damaged and stream.is_gzip and stream.member_in:
+                    # A sound member FastWARC cannot parse (a mangled header, a wrong Content-Length):
+                    # as a corrupt member, one entry, and on at the next member that starts a record.
+                    stream.give_up_member(str(exc))
+                    error = "invalid_warc"
+                elif not stream.damaged:
                     offset = stream.record_offset(last_pos)
                     where = f"after the record at offset {offset}" if records else "at the start"
-                    sink.quarantine("invalid_warc", f"{exc} {where} ({records} records read before)", offset=offset)
-            # A corrupt gzip member: one entry for it, then on at the next valid member if there is one.
-            if not (stream.corrupt and self._corrupt_member(stream, records, last_pos, file_info, sink)):
+                    rest = "; the rest of the file was not read: an uncompressed WARC cannot be resumed after a record it cannot parse" if records else ""
+                    sink.quarantine("invalid_warc", f"{exc} {where} ({records} records read before){rest}", offset=offset)
+            # A damaged gzip member: one entry for it, then on at the next valid member if there is one.
+            if not (stream.corrupt and self._corrupt_member(stream, records, last_pos, file_info, sink, error)):
                 break
         if stream.truncated and not file_info.get("cut_record"):
             sink.quarantine("truncated_gzip", f"{stream.damaged}; {records} records read before", offset=stream.member_in[-1] if stream.member_in else 0)
@@ -174,11 +189,18 @@ class IngestStage(PartStage):
         elif records == 0 and not sink.stats.quarantined:
             sink.quarantine("invalid_warc", "no WARC record found in the file", offset=0)
 
-    def _corrupt_member(self, stream: GunzipReader, records: int, last_pos: int, file_info: dict[str, Any], sink: PartSink) -> bool:
-        """Quarantine a corrupt gzip member (with the record cut short in it, if one was) as one entry
+    def _corrupt_member(
+        self, stream: GunzipReader, records: int, last_pos: int, file_info: dict[str, Any], sink: PartSink, error: str = "corrupt_gzip"
+    ) -> bool:
+        """Quarantine a damaged gzip member (with the record cut short in it, if one was) as one entry
         naming the bytes lost, and resume at the next gzip member that holds a WARC record (Common
-        Crawl's files are one member per record). True when reading goes on."""
+        Crawl's files are one member per record). True when reading goes on. A member whose record
+        whose record was counted already gets no second entry: counted once."""
         start = stream.damage_offset
+        # The member's own record counted already: quarantined (too large to read), or read (a
+        # Content-Length too small leaves bytes FastWARC cannot parse after it in its member).
+        counted_at = file_info.pop("quarantined_member", None), last_pos if error == "invalid_warc" and records else None
+        counted = bool(stream.member_out) and stream.member_out[-1] in counted_at and stream.member_in[-1] == start
         cut = file_info.pop("corrupt_record", None)  # (record id, how much of its block came)
         detail = stream.corrupt + (f"; {cut[1]}" if cut else "") + f"; {records - (cut is not None)} records read before"
         resumed = None
@@ -192,7 +214,10 @@ class IngestStage(PartStage):
                 detail += f"; skipped bytes {start}..{resumed} ({resumed - start} bytes): reading resumed at the next valid gzip member, at offset {resumed}"
             else:
                 detail += f"; the rest of the file (bytes {start}..{stream.size}, {stream.size - start} bytes) could not be read: no valid gzip member follows the damage"
-        sink.quarantine("corrupt_gzip", detail, offset=start, record_id=cut[0] if cut else None)
+        if counted:
+            sink.count("damaged_member_of_counted_record")
+        else:
+            sink.quarantine(error, detail, offset=start, record_id=cut[0] if cut else None)
         return resumed is not None
 
     def _record(self, record: WarcRecord, stream: GunzipReader, file_info: dict[str, Any], sink: PartSink) -> None:
@@ -202,9 +227,14 @@ class IngestStage(PartStage):
         if record.content_length > self.config.max_record_bytes:
             detail = f"{kind} record of {record.content_length} bytes exceeds max_record_bytes={self.config.max_record_bytes}"
             sink.quarantine("record_too_large", detail, offset=offset, record_id=record_id)
+            file_info["quarantined_member"] = record.stream_pos  # its member's damage, if any, is this entry's
             return
         if not record_id or "Content-Length" not in record.headers:
             # Mandatory headers missing: the header block was cut off or mangled.
+            if stream.truncated:  # cut off by the stream's end: one entry for the record and the truncation
+                sink.quarantine("truncated_gzip", f"{kind} record's header block is cut off; {stream.damaged}", offset=offset)
+                file_info["cut_record"] = True
+                return
             sink.quarantine("invalid_record", f"{kind} record without WARC-Record-ID or Content-Length", offset=offset)
             return
         # Every block is read, even of records we drop, so that a cut-off record is always seen.
@@ -214,6 +244,12 @@ class IngestStage(PartStage):
             # Its gzip member is corrupt: the member's entry (_corrupt_member) names this record.
             how = f"has {len(block)} of its {record.content_length} bytes" if len(block) < record.content_length else "came whole but fails the gzip check"
             file_info["corrupt_record"] = (record_id, f"its {kind} record {record_id} {how}")
+            return
+        if stream.truncated and stream.member_out and stream.member_out[-1] == record.stream_pos and len(block) == record.content_length:
+            # Its block came whole, but its member ends before the gzip check bytes: never verified, so
+            # not kept (as a member failing its check is not); one entry for the record and the truncation.
+            sink.quarantine("truncated_gzip", f"{kind} record's block came whole but its gzip member ends before its check bytes; {stream.damaged}", offset=offset, record_id=record_id)
+            file_info["cut_record"] = True
             return
         if len(block) < record.content_length:
             detail = f"{kind} record block has {len(block)} of its {record.content_length} bytes"
@@ -226,7 +262,12 @@ class IngestStage(PartStage):
         if kind == WarcRecordType.warcinfo:
             part_of = _warc_fields(block).get("ispartof", "")
             if part_of.startswith("CC-MAIN-"):
-                file_info["dump"] = part_of
+                if file_info["path_dump"] is None:
+                    file_info["dump"] = part_of
+                elif part_of != file_info["path_dump"]:
+                    # The path's dump stays: it is the one a dump's run took the file for (only_dump),
+                    # and the one its part is read back by (parts_of_dump).
+                    sink.count("warcinfo_dump_differs_from_path")
             sink.drop("warcinfo")
             return
         if kind not in (WarcRecordType.response, WarcRecordType.conversion):
