@@ -10,7 +10,8 @@ search takes, and the name each file's document ids are made from.
   instead, leaving out names that are or lie under `.`/`_` names and crawlmill stage output folders
   (`_tasks.json`: an ingest output written inside its input folder is never read back as input).
   `.json` files (dataset_info.json, configs) and `.txt` files (READMEs, licences) of a folder are read
-  only when named or globbed (`'data/zh/**/*.txt'`). A crawl folder with a corpus beside it: give both.
+  only when named or globbed (`'data/zh/**/*.txt'`). A crawl folder with a corpus beside it: give both
+  (a search that leaves .jsonl/.parquet files out beside WARC files says so on stderr).
 - **A file's name** (`corpus_name`): its path from the parent of its input's folder (the folder
   searched, a glob's fixed leading folder, a named file's own folder), so `data/mine`,
   `'data/mine/*.jsonl'` and `data/mine/a.jsonl` all name that file `mine/a.jsonl`, local or in a
@@ -53,6 +54,14 @@ def folder_files(names: list[str]) -> list[str]:
     archives = [n for n in names if ARCHIVE_IN_FOLDER.search(n.rsplit("/", 1)[-1])]
     if archives:
         return archives
+    stage_folders = {posixpath.dirname(n) for n in names if posixpath.basename(n) == _STAGE_RECORD}
+    return [n for n in names if _CORPUS_IN_FOLDER.search(n) and not _left_out(n, stage_folders)]
+
+
+def corpus_beside_archives(names: list[str]) -> list[str]:
+    """The corpus files a folder search leaves out because the folder holds WARC/WET files too."""
+    if not any(ARCHIVE_IN_FOLDER.search(n.rsplit("/", 1)[-1]) for n in names):
+        return []
     stage_folders = {posixpath.dirname(n) for n in names if posixpath.basename(n) == _STAGE_RECORD}
     return [n for n in names if _CORPUS_IN_FOLDER.search(n) and not _left_out(n, stage_folders)]
 

@@ -21,6 +21,7 @@ import io
 import os
 import posixpath
 import re
+import sys
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ from urllib.parse import urlsplit
 
 from ..stage import SourceReadError
 from .config import CC_BASE_URL, DUMP_ID, FILE_FORMATS, WAT_REFUSED
-from .corpus_files import check_unique_names, corpus_kind, corpus_name, folder_files, glob_root, no_files_message
+from .corpus_files import check_unique_names, corpus_beside_archives, corpus_kind, corpus_name, folder_files, glob_root, no_files_message
 
 _DUMP_IN_PATH = re.compile(r"crawl-data/(CC-MAIN-\d{4}-\d{2})/")
 _ARCHIVE_SUFFIX = re.compile(r"\.(warc|wet|wat|arc)(\.gz)?$", re.I)  # a file's name, not a folder's
@@ -100,6 +101,7 @@ def named_inputs(inputs: list[str]) -> dict[str, str]:
             chosen = folder_files(sorted(files))
             if not chosen:
                 raise InputError(no_files_message(item, sorted(files)))
+            _say_corpus_left_out(item, sorted(files))
             for rel in chosen:
                 found.setdefault(str(files[rel].resolve()), corpus_name(f"{root.as_posix()}/{rel}", root.as_posix()))
         elif _GLOB_CHARS & set(item):
@@ -115,6 +117,17 @@ def named_inputs(inputs: list[str]) -> dict[str, str]:
         else:
             raise InputError(f"{item}: no such file or folder")
     return found
+
+
+def _say_corpus_left_out(folder: str, names: list[str]) -> None:
+    """A folder search reads a crawl folder's WARC/WET files only: say so when corpus files lie beside them."""
+    if left := corpus_beside_archives(names):
+        example = f"{folder.rstrip('/')}/{left[0]}"
+        print(
+            f"warning: {folder}: {len(left)} .jsonl/.parquet file(s) beside its WARC/WET files are not read (a folder search takes a crawl "
+            f"folder's WARC/WET files only): give them as inputs of their own, e.g. '{example}'",
+            file=sys.stderr,
+        )  # fmt: skip
 
 
 def _remote_folder(url: str, buckets: dict[tuple[Any, str], bool]) -> dict[str, str]:
@@ -139,6 +152,7 @@ def _remote_folder(url: str, buckets: dict[tuple[Any, str], bool]) -> dict[str, 
     chosen = folder_files(sorted(relative))
     if not chosen:
         raise InputError(no_files_message(url, sorted(relative)))
+    _say_corpus_left_out(url, sorted(relative))
     return {fs.unstrip_protocol(relative[rel]): corpus_name(relative[rel], root) for rel in chosen}
 
 

@@ -25,11 +25,13 @@ def test_kinds_by_name():
     assert [corpus_kind(n) for n in ["a.warc.gz", "b.warc.wet.gz", "x.dat", "s3://b/folder.parquet/"]] == [None] * 4
 
 
-def test_a_folder_search_takes_warc_files_or_else_the_corpus_files(tmp_path):
+def test_a_folder_search_takes_warc_files_or_else_the_corpus_files(tmp_path, capsys):
     names = lambda paths: [Path(p).relative_to(tmp_path).as_posix() for p in paths]
     # A crawl folder: only its archives, whatever lies beside them (samples/ has manifest.jsonl).
     make(tmp_path / "crawl", ["a.warc.gz", "manifest.jsonl", "notes.txt", "x.parquet"])
     assert names(expand_inputs([str(tmp_path / "crawl")])) == ["crawl/a.warc.gz"]
+    # ... and says which corpus files it left out (before: not a word).
+    assert "2 .jsonl/.parquet file(s) beside its WARC/WET files are not read" in capsys.readouterr().err
     # A corpus folder: JSONL and Parquet; not .txt or .json (READMEs, dataset_info.json), not _/. names,
     # not a crawlmill stage output folder written inside it (its parts would be read back as input).
     make(tmp_path / "mine", [
