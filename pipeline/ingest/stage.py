@@ -274,6 +274,8 @@ class IngestStage(PartStage):
             sink.drop(f"record_{kind}")
             return
         headers = record.headers
+        if headers.get("WARC-Truncated"):  # the crawler cut the payload (Common Crawl: at 1 MiB): its text is partial
+            sink.count("payload_truncated_by_crawler")
         row = {
             "url": headers.get("WARC-Target-URI"),
             "dump": file_info["dump"],

@@ -155,3 +155,12 @@ def test_a_dumps_run_refuses_files_of_no_dump_and_names_those_of_other_dumps(tmp
     (tmp_path / "in/extra/c.warc.gz").write_bytes(gzip_members([page(2)]))
     with pytest.raises(InputError, match=r"c\.warc\.gz: a run with a dumps: section .* names no dump \(1 such input file"):
         resolve_named_sources([str(tmp_path / "in")], only_dump="CC-MAIN-2024-10")
+
+
+def test_a_payload_the_crawler_truncated_is_counted(tmp_path):
+    """Common Crawl cuts payloads at 1 MiB and says so (WARC-Truncated: length): the page's text is partial."""
+    cut = record("response", http_response(b"<html><body><p>" + b"A page the crawler cut short, with words. " * 5 + b"</p></body></html>"), "https://example.com/cut", extra={"WARC-Truncated": "length"})
+    path = tmp_path / "cut.warc.gz"
+    path.write_bytes(gzip_members([warcinfo("CC-MAIN-2024-10"), page(1), cut]))
+    stats, docs, _ = ingest_one(path, tmp_path / "out")
+    assert stats["kept"] == 2 and stats["counters"]["payload_truncated_by_crawler"] == 1
