@@ -14,6 +14,9 @@ from crawlmill.files import as_path
 NORMALIZATIONS = ("crawlmill", "newlines")
 
 
+DEFAULT_MAX_DOCUMENTS = 200_000
+
+
 @dataclass
 class ClassifierTrainConfig:
     # Reference (positive) and web (negative) text: `LANG=PATH`, PATH a pipeline folder, Parquet, JSONL
@@ -27,7 +30,10 @@ class ClassifierTrainConfig:
     per_language: bool = False  # one model per language, else one model for all languages
     heldout: float = 0.1  # share of the documents kept out of training, for the report
     balance: bool = True  # downsample the larger class of each language to the smaller one's size
-    max_documents: int | None = None  # per class and language, after balancing
+    # Per class and language, after balancing; also what training holds in memory: each class keeps a
+    # uniform sample (a reservoir) of at most this many while reading. None: every document (memory
+    # then grows with the inputs).
+    max_documents: int | None = DEFAULT_MAX_DOCUMENTS
     min_chars: int = 50  # shorter documents carry too little to learn from
     grade_threshold: float = 3.0  # graded labels: the grade from which a document counts as good (FineWeb-Edu's 3)
     seed: int = 0

@@ -49,7 +49,7 @@ from ..parts import DROPPED_DIR, PARQUET_OPTIONS, PartSink, input_parts, part_na
 from ..runner import StageContext, Task
 from ..stage import StageInputError, PartStage, PartTask, Stage, StageResult, run_parts
 from . import buckets as hist
-from .config import QualityConfig, check_threshold
+from .config import DEFAULT_MAX_DOCUMENTS, ClassifierTrainConfig, QualityConfig, check_threshold
 from .model import DEFAULT_LABEL, DEFAULT_NORMALIZE, FROM_MODEL, MODEL_FILE, QualityModel, check_model_settings, model_digest, read_model_info, settings_file
 
 QUALITY_FIELDS = [pa.field("quality_score", pa.float32()), pa.field("quality_bucket", pa.int8())]
@@ -202,6 +202,19 @@ def train_model_task(config: Any, output: str) -> dict[str, Any]:
     return train_classifier(config, output)
 
 
+def _train_record(train: ClassifierTrainConfig) -> dict[str, Any]:
+    """The training settings as the fingerprint records them. max_documents' default (200,000, a
+    uniform sample per class; 2026-12-07) is recorded as null, as the default of before (every
+    document) was: the model is trained once, before any part is scored, so a folder of before holds
+    one model's scores either way; every document, now asked for, is `all`."""
+    record = json.loads(json.dumps(train.__dict__))
+    if train.max_documents is None:
+        record["max_documents"] = "all"
+    elif train.max_documents == DEFAULT_MAX_DOCUMENTS:
+        record["max_documents"] = None
+    return record
+
+
 class QualityStage(Stage):
     name = "quality"
     resume_only_settings = ("no_lang_rule",)
@@ -240,7 +253,7 @@ class QualityStage(Stage):
 
     def fingerprint(self) -> dict[str, Any]:
         c = self.config
-        model: Any = {"train": json.loads(json.dumps(c.train.__dict__))} if c.model is None else model_digest(c.model)
+        model: Any = {"train": _train_record(c.train)} if c.model is None else model_digest(c.model)
         # None and the default name the same settings (a model folder's own are refused when they differ)
         # _dropped/ is output too: recorded only when asked for, so folders made without it stay done
         # no_lang_rule: documents without a language are left unscored (2026-12-07; before, pooled and scored):

@@ -49,7 +49,7 @@ from typing import Any, Iterator
 import numpy as np
 import xxhash
 
-from crawlmill.files import as_path, atomic_path, atomic_write_json, is_remote, make_dirs, open_binary, read_text, remove_file
+from crawlmill.files import as_path, atomic_path, atomic_write_json, is_remote, make_dirs, open_binary, remove_file
 from crawlmill.tokenizer.corpus import CorpusCounts, InputSpec, iter_file_documents
 from ..stage import StageInputError
 from .config import ClassifierTrainConfig
@@ -89,32 +89,33 @@ def _labelled(path: str, languages: list[str], counts: Counter) -> Iterator[tupl
     both. A line without `lang` is in the one language trained; with several trained, it is refused
     (a guess would segment Chinese as English, or the reverse, at training or at scoring time)."""
     kinds: set[str] = set()
-    for number, line in enumerate(read_text(path).splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            if "grade" in row:
-                value: str | float = float(row["grade"])
-            else:
-                value = str(row["label"]).strip().removeprefix("__label__")
-                if not value or any(c.isspace() for c in value):
-                    raise ValueError("a label is one word")
-            text = row["text"]
-            if not isinstance(text, str):
-                raise TypeError("text is not a string")
-        except (ValueError, KeyError, TypeError):
-            counts["unreadable:bad_label_line"] += 1
-            if counts["unreadable:bad_label_line"] == 1:
-                print(f"{path}:{number}: expected a JSON object with text and a grade (a number) or a label (a word); such lines are counted and skipped", file=sys.stderr)
-            continue
-        kinds.add("grade" if isinstance(value, float) else "label")
-        counts["labels_are:topics" if isinstance(value, str) else "labels_are:grades"] = 1
-        if len(kinds) > 1:
-            raise StageInputError(f"{path}:{number}: the file mixes grades and topic labels; train them apart")
-        if not row.get("lang") and len(languages) > 1:
-            raise StageInputError(f"{path}:{number}: no `lang`: every line needs one when {lang_rule(languages)}")
-        yield text, row.get("lang") or languages[0], value
+    with open_binary(path) as raw, io.TextIOWrapper(raw, encoding="utf-8") as handle:  # streamed, not read whole
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if "grade" in row:
+                    value: str | float = float(row["grade"])
+                else:
+                    value = str(row["label"]).strip().removeprefix("__label__")
+                    if not value or any(c.isspace() for c in value):
+                        raise ValueError("a label is one word")
+                text = row["text"]
+                if not isinstance(text, str):
+                    raise TypeError("text is not a string")
+            except (ValueError, KeyError, TypeError):
+                counts["unreadable:bad_label_line"] += 1
+                if counts["unreadable:bad_label_line"] == 1:
+                    print(f"{path}:{number}: expected a JSON object with text and a grade (a number) or a label (a word); such lines are counted and skipped", file=sys.stderr)
+                continue
+            kinds.add("grade" if isinstance(value, float) else "label")
+            counts["labels_are:topics" if isinstance(value, str) else "labels_are:grades"] = 1
+            if len(kinds) > 1:
+                raise StageInputError(f"{path}:{number}: the file mixes grades and topic labels; train them apart")
+            if not row.get("lang") and len(languages) > 1:
+                raise StageInputError(f"{path}:{number}: no `lang`: every line needs one when {lang_rule(languages)}")
+            yield text, row.get("lang") or languages[0], value
 
 
 def _heldout(text: str, share: float, seed: int) -> bool:
@@ -122,10 +123,18 @@ def _heldout(text: str, share: float, seed: int) -> bool:
 
 
 def collect(config: ClassifierTrainConfig) -> tuple[list[tuple[str, str, str]], Counter]:
-    """(label, lang, text) of every usable example, classes balanced per language; and the counts."""
+    """(label, lang, text) of every usable example, classes balanced per language; and the counts.
+
+    Memory is bounded by `max_documents` per class and language, not by the inputs: each class keeps
+    a uniform sample of that many while reading (Algorithm R, its own generator seeded by the seed,
+    drawn only once a class has more); balancing then samples each down to the smallest class's
+    count, and a uniform sample of a uniform sample is one of the whole class."""
     counts: Counter = Counter()
     examples: dict[tuple[str, str], list[str]] = {}
+    usable: Counter = Counter()  # (label, lang): usable documents read, of which `examples` holds a sample
     seen: Counter = Counter()  # (label, lang) of every document read: what an error says was there
+    limit = config.max_documents
+    reservoir_rng = random.Random(f"reservoir:{config.seed}")
 
     def add(label: str, text: str, lang: str) -> None:
         counts["read"] += 1
@@ -135,7 +144,12 @@ def collect(config: ClassifierTrainConfig) -> tuple[list[tuple[str, str, str]], 
         elif len(text) < config.min_chars:
             counts["dropped:too_short"] += 1
         else:
-            examples.setdefault((label, lang), []).append(text)
+            usable[label, lang] += 1
+            kept = examples.setdefault((label, lang), [])
+            if limit is None or len(kept) < limit:
+                kept.append(text)
+            elif (slot := reservoir_rng.randrange(usable[label, lang])) < limit:
+                kept[slot] = text
 
     if config.labels is not None:
         for text, lang, value in _labelled(config.labels, config.languages, counts):
@@ -153,13 +167,13 @@ def collect(config: ClassifierTrainConfig) -> tuple[list[tuple[str, str, str]], 
         if config.labels is None and len(classes) < 2:
             missing = NEGATIVE if POSITIVE in classes else POSITIVE
             raise StageInputError(f"language {lang}: examples of only {', '.join(classes)}; {_read_of(missing, seen, config)}; give both positive and negative text (or leave {lang} out of languages)")
-        cap = min(map(len, classes.values())) if config.balance and config.labels is None else None
-        if config.max_documents is not None:
-            cap = min(cap or config.max_documents, config.max_documents)
+        cap = min(usable[label, lang] for label in classes) if config.balance and config.labels is None else None
+        if limit is not None:
+            cap = min(cap or limit, limit)
         for label, docs in classes.items():
-            if cap is not None and len(docs) > cap:
-                counts["dropped:balanced_out"] += len(docs) - cap
-                docs = rng.sample(docs, cap)
+            if cap is not None and usable[label, lang] > cap:
+                counts["dropped:balanced_out"] += usable[label, lang] - cap
+                docs = rng.sample(docs, cap) if len(docs) > cap else docs
             out += [(label, lang, text) for text in docs]
     return out, counts
 

@@ -143,3 +143,44 @@ def test_bad_label_lines_are_counted_and_a_file_mixing_grades_and_topics_is_refu
         handle.write('{"text": "a page about code and programs", "label": "code"}\n')
     with pytest.raises(ValueError, match="mixes grades and topic labels"):
         train_classifier(ClassifierTrainConfig(labels=str(tmp_path / "graded.jsonl"), bucket=20000), str(tmp_path / "n"))
+
+
+def test_training_holds_a_uniform_sample_of_max_documents_per_class_not_every_document(tmp_path):
+    """Before, every example was held until the end (memory followed the inputs); now each class keeps
+    at most max_documents while reading, a uniform sample, and balancing counts what was read."""
+    import tracemalloc
+
+    from crawlmill.pipeline.quality.train import collect
+
+    def write(name, n, prefix):
+        path = tmp_path / name
+        path.write_text("".join(f"{prefix} document number {i} with enough words in it to be long enough to learn from\n" for i in range(n)))
+        return str(path)
+
+    positive, negative = write("good.txt", 3000, "good"), write("bad.txt", 20000, "bad")
+    config = ClassifierTrainConfig(positive=[f"en={positive}"], negative=[f"en={negative}"], languages=["en"], max_documents=500, seed=3)
+    tracemalloc.start()
+    rows, counts = collect(config)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2_000_000  # 500 + 500 short strings, not 23,000
+    by_label = {label: [text for lab, _, text in rows if lab == label] for label in ("__label__hq", "__label__cc")}
+    assert [len(v) for v in by_label.values()] == [500, 500]
+    assert counts["dropped:balanced_out"] == (3000 - 500) + (20000 - 500)
+    numbers = sorted(int(text.split()[3]) for text in by_label["__label__cc"])
+    assert numbers[-1] > 15000 and numbers[0] < 5000  # drawn from the whole file, not its first 500 lines
+    assert collect(config)[0] == rows  # deterministic by seed
+    # Within the limit, every document is kept and the larger class balanced down to the smaller's count.
+    rows, counts = collect(ClassifierTrainConfig(positive=[f"en={positive}"], negative=[f"en={negative}"], languages=["en"], max_documents=None))
+    assert len(rows) == 6000 and counts["dropped:balanced_out"] == 17000
+
+
+def test_the_new_max_documents_default_keeps_a_finished_folder_of_before_its_own():
+    """The default was null (every document): a folder made then records null, and must not be refused
+    as made with other settings; asking for every document now is recorded apart."""
+    from crawlmill.pipeline.quality.stage import _train_record
+
+    inputs = {"positive": ["en=good.txt"], "negative": ["en=bad.txt"]}
+    assert _train_record(ClassifierTrainConfig(**inputs))["max_documents"] is None
+    assert _train_record(ClassifierTrainConfig(**inputs, max_documents=None))["max_documents"] == "all"
+    assert _train_record(ClassifierTrainConfig(**inputs, max_documents=5000))["max_documents"] == 5000
