@@ -22,7 +22,7 @@ import os
 import posixpath
 from typing import TYPE_CHECKING, Any, Sequence
 
-from crawlmill.files import TMP_MARK, AnyPath, as_path, fs_and_path, is_remote, is_url, naming_store_errors, remove_tree
+from crawlmill.files import TMP_MARK, AnyPath, as_path, fs_and_path, is_remote, is_store_root, is_url, list_files, make_dirs, naming_store_errors, remove_tree
 
 from .ingest.config import DUMP_ID
 from .parts import PARTS_DIR
@@ -88,6 +88,19 @@ def delete_output(output_dir: str | AnyPath) -> None:
     for name in [*first, *(n for n in names if n not in first and n != TASKS_FILE)]:
         _remove(folder / name)
     remove_tree(folder)
+
+
+def overwrite_folder(output: AnyPath) -> None:
+    """--overwrite's deletion of a stage folder that `check_output_folder` allowed: a linked folder
+    keeps its link (rmtree would keep the link's folder, silently) and is emptied; a bucket stays,
+    emptied. OutputFolderRefused when something could not be deleted (no permission)."""
+    linked = not is_remote(output) and os.path.islink(output)
+    target = as_path(os.path.realpath(output)) if linked else as_path(output)
+    delete_output(target)
+    if list_files(target, "**/*") if is_store_root(target) else target.exists():
+        raise OutputFolderRefused(f"--overwrite: {output} could not be deleted; delete it yourself or choose another output folder")
+    if linked:
+        make_dirs(target)  # the link keeps pointing at a folder
 
 
 def _remove(path: AnyPath) -> None:

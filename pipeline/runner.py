@@ -24,7 +24,6 @@ byte-identical output folders.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import time
 import traceback
@@ -33,18 +32,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from crawlmill.files import (
-    AnyPath, as_path, atomic_write_json, atomic_write_text, is_remote, is_store_root, list_files, make_dirs, naming_store_errors, read_json,
+    AnyPath, as_path, atomic_write_json, atomic_write_text, list_files, make_dirs, naming_store_errors, read_json,
     remove_temporaries, remove_tree,
 )  # fmt: skip
 
 from . import dumps as dump_runs
 from .output_folder import (
-    DONE_DIR, STATS_FILE, SUCCESS_FILE, WORK_DIR, OutputFolderRefused, check_output_folder, check_output_not_input, config_paths,
-    delete_output, folder_key, stage_inputs,
+    DONE_DIR, STATS_FILE, SUCCESS_FILE, WORK_DIR, check_output_folder, check_output_not_input, folder_key,
+    overwrite_folder, stage_inputs,
 )  # fmt: skip
 from .folder_lock import folder_locks
 from .markers import check_markers_seen, finished_tasks
 from .progress import StageProgress
+from .run_folders import check_folders_first, clear_later_folders, state_paths
 from .ray_tasks import RAY_START_SECONDS, Job, RayOptions, cpu_nodes, run_jobs, run_on_nodes
 from .stage import Stage, StageInputError, StageResult, check_input_columns
 from .task_record import INPUTS_MADE, check_task_record, input_records
@@ -276,13 +276,7 @@ def run_stage(
             stage.check_recompute()
         check_output_folder(output, overwrite, markers=stage.output_markers)
         if overwrite:
-            linked = not is_remote(output) and os.path.islink(output)  # rmtree keeps a linked folder, silently
-            target = as_path(os.path.realpath(output)) if linked else output
-            delete_output(target)
-            if list_files(target, "**/*") if is_store_root(target) else target.exists():  # no permission: remove_tree says nothing either (a bucket stays, emptied)
-                raise OutputFolderRefused(f"--overwrite: {output} could not be deleted; delete it yourself or choose another output folder")
-            if linked:
-                make_dirs(target)  # the link keeps pointing at a folder
+            overwrite_folder(output)
         created = not output.exists()
         make_dirs(output)
         try:
@@ -291,11 +285,6 @@ def run_stage(
             if created:
                 remove_tree(output)
             raise
-
-
-def state_paths(config: Any, fields: Sequence[str]) -> list[str]:
-    """The paths of a stage config's `state_fields` that are set (Stage.state_fields)."""
-    return [str(getattr(config, name)) for name in fields if getattr(config, name, None)]
 
 
 def _run(stage: Stage, output: AnyPath, record: dict[str, Any], ray_options: RayOptions, progress: bool, started: float) -> StageResult:
@@ -354,6 +343,8 @@ def run_pipeline(
         from_dedup = any(pipeline.names.index(unit.spec.name) >= pipeline.names.index("dedup") for unit in units)
         dump_runs.prepare_joint(run_config, pipeline, overwrite and runs_dedup, from_dedup)
     check_folders_first(run_config, pipeline, units, overwrite, append)
+    if overwrite and not append:
+        clear_later_folders(run_config, pipeline, units)
     summary: dict[str, StageResult] = {}
     skipped: set[str] = set()
     for unit in units:
@@ -383,28 +374,3 @@ def run_pipeline(
                 else:  # the joint run's dumps are done: appending builds on them
                     dump_runs.record_joint_run(run_config, pipeline, folder)
     return summary
-
-
-def check_folders_first(run_config: Any, pipeline: Pipeline, units: Sequence[Any], overwrite: bool, append: bool = False) -> None:
-    """Before the first stage of a run starts: every stage folder the run will write is checked as
-    `run_stage` checks it (not someone else's folder; with `overwrite`, nothing in it a stage never
-    writes; not one of the folders and files its config reads), so that a run with --overwrite does
-    not delete the first stage's output and then stop at a later stage's folder. What a stage
-    reads from the stages before it is resolved and checked again when it is about to run."""
-    names = pipeline.names
-    done = set(dump_runs.recorded_dumps(run_config.output_dir)) if append else set()
-    for unit in units:
-        spec, dump = unit.spec, unit.dump
-        if spec.left_out(getattr(run_config, "sections", ())):
-            continue
-        if append and (names.index(spec.name) > names.index(dump_runs.APPEND_LAST) or dump in done):  # prepare_append skips these
-            continue
-        if spec.external and spec.external(getattr(run_config, spec.name)):
-            continue
-        folder = pipeline.folder(spec.name, run_config, dump if (append or spec.per_dump) else None)
-        stage_class = spec.stage_class()
-        section = wire_stage_config(pipeline, spec, run_config, dump, append)
-        check_output_not_input(folder, config_paths(section), spec.name, stage_class.output_inside_input, state_paths(section, stage_class.state_fields))
-        if overwrite:
-            stage_class.check_overwrite(section, folder)
-        check_output_folder(folder, overwrite, markers=stage_class.output_markers)

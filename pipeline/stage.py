@@ -104,7 +104,7 @@ class Stage(ABC):
     @classmethod
     def check_overwrite(cls, config: Any, output: AnyPath) -> None:
         """Called before anything is checked or deleted for --overwrite of `output`, with the stage's
-        config alone (runner.check_folders_first, before any stage of a run is built): raise where
+        config alone (run_folders.check_folders_first, before any stage of a run is built): raise where
         recomputing it must not happen, whatever the folder holds."""
 
     def check_done(self, output: AnyPath) -> None:

@@ -68,7 +68,7 @@ def summary(out) -> dict:
     return {e["stage"]: e for e in json.loads((out / "_run.json").read_text())["stages"] if e["selected"]}
 
 
-def test_a_stage_added_to_the_list_runs_in_order_alone_and_from(ray_local, toy_pipeline, tmp_path):
+def test_a_stage_added_to_the_list_runs_in_order_alone_and_from(ray_local, toy_pipeline, tmp_path, monkeypatch):
     config = yaml.safe_load((REPO / "configs/demo.yaml").read_text())
     config["output_dir"] = str(tmp_path / "out")
     config["ingest"]["inputs"] = [str(REPO / "configs" / p) for p in config["ingest"]["inputs"]]
@@ -104,6 +104,29 @@ def test_a_stage_added_to_the_list_runs_in_order_alone_and_from(ray_local, toy_p
     later = run(tmp_path / "run.yaml", "--from", "toy")
     assert later.exit_code == 0 and list(summary(tmp_path / "out")) == ["toy", "dedup", "remix", "tokenizer", "pack"]
     assert "tokenizer already trained" in later.stdout
+
+    # --from toy --overwrite stopped (Ctrl-C) as dedup starts: the later folders of before are gone at
+    # once, not left finished downstream of the toy made again; the same command without --overwrite
+    # resumes and makes them again, the same bytes.
+    from crawlmill.pipeline import runner
+
+    shards = {p.name: p.read_bytes() for p in (tmp_path / "out/shards").glob("*.bin")}
+    real_run_stage = runner.run_stage
+
+    def stop_at_dedup(stage, *args, **kwargs):
+        if stage.name == "dedup":
+            raise KeyboardInterrupt
+        return real_run_stage(stage, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_stage", stop_at_dedup)
+    stopped = run(tmp_path / "run.yaml", "--from", "toy", "--overwrite")
+    assert stopped.exit_code == 130 and "rerun the same command without --overwrite" in stopped.output, stopped.output
+    assert (tmp_path / "out/toy/_SUCCESS").exists() and (tmp_path / "out/filter/_SUCCESS").exists()
+    assert not any((tmp_path / "out" / name).exists() for name in ("dedup", "remix", "tokenizer", "shards"))
+    monkeypatch.setattr(runner, "run_stage", real_run_stage)
+    resumed = run(tmp_path / "run.yaml", "--from", "toy")
+    assert resumed.exit_code == 0, resumed.output
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out/shards").glob("*.bin")} == shards
 
     # A stage whose config names an existing output (tokenizer.path) runs nothing; pack reads that folder.
     (tmp_path / "external.yaml").write_text(yaml.safe_dump({**config, "tokenizer": {"path": str(tmp_path / "out/tokenizer")}}))
