@@ -30,6 +30,20 @@ def client_class(exc: BaseException) -> Optional[str]:
     return None
 
 
+def _client_classes(exc: BaseException) -> set[str]:
+    """Every store-client class `exc` is or derives from (aiohttp's ClientConnectorDNSError is a ClientConnectorError)."""
+    return {cls.__name__ for cls in type(exc).__mro__ if cls.__module__.startswith(_CLIENT_MODULES)}
+
+
+def root_cause(exc: BaseException) -> str:
+    """`Type: message` of the error `exc` was raised from that says what happened: the deepest
+    store client's (fsspec's HTTP raises a bare FileNotFoundError(url) from aiohttp's connection
+    error, itself raised from the socket's), else the first of all."""
+    chain = _chain(exc)
+    first = next((e for e in reversed(chain) if client_class(e)), chain[-1])
+    return f"{type(first).__name__}: {first}"
+
+
 def _chain(exc: BaseException) -> list[BaseException]:
     """`exc` and the errors it was raised from or while handling (`raise ... from None` keeps them in __context__)."""
     found = [exc]
@@ -70,7 +84,7 @@ def _s3_request(exc: BaseException) -> Optional[str]:
 def store_unreachable(exc: BaseException) -> bool:
     """Whether `exc` is a store client's failure to reach the store (no connection, a timeout, a
     dropped connection): often passing (an outage, a restart), so a rerun may well succeed."""
-    names = {client_class(e) for e in _chain(exc)}
+    names = set().union(*(_client_classes(e) for e in _chain(exc)))
     # Missing credentials (said first by store_error) and a refused certificate are settings to mend, not an outage.
     return bool(names & _NO_CONNECTION) and not names & (_NO_CREDENTIALS | {"SSLError"})
 
@@ -94,13 +108,13 @@ def store_error(exc: BaseException) -> Optional[str]:
         else:
             hint = ("no usable credentials for the object store: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones), "
                     "or AWS_PROFILE to a profile of ~/.aws/credentials")  # fmt: skip
-    elif any(name in _NO_CONNECTION for name in names):
+    elif any(_client_classes(e) & _NO_CONNECTION for e in chain):
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         if any(type(e).__module__.startswith(("botocore.", "aiobotocore.")) for e in chain):
             now = f"it is {endpoint}" if endpoint else "unset: AWS's own endpoint"
             hint = f"the object store could not be reached: check its address, AWS_ENDPOINT_URL ({now}), and the network"
         else:
-            hint = "the object store could not be reached: check the URL and the network"
+            hint = "the server or object store could not be reached: check the URL and the network"
     elif any(_code(e) == "NoSuchBucket" or "specified bucket does not exist" in str(e) for e in chain):
         hint = "create the bucket first: crawlmill makes folders in a bucket, never the bucket itself"
     elif any(_refused(e) for e in chain):

@@ -74,7 +74,9 @@ def crawl_list(url: str) -> list[str]:
         with fsspec.open(url, "rb", **options) as f:
             data = json.loads(f.read())
     except Exception as exc:
-        raise ValueError(f"cannot read the crawl list {url}: {type(exc).__name__}: {exc}") from None
+        from crawlmill.store_errors import root_cause
+
+        raise ValueError(f"cannot read the crawl list {url}: {root_cause(exc)}") from exc
     if not isinstance(data, list):
         raise ValueError(f"{url}: expected a JSON list of crawls, got {type(data).__name__}")
     ids = {item.get("id") for item in data if isinstance(item, dict)}

@@ -225,7 +225,9 @@ def dump_listing(dump: str, base_url: str = CC_BASE_URL, file_format: str = "wet
         with _open_with_retries(listing) as raw:
             lines = gzip.decompress(raw.read()).decode("utf-8").split()
     except Exception as exc:
-        raise InputError(f"cannot read the paths listing {listing}: {exc}") from exc
+        from crawlmill.store_errors import root_cause
+
+        raise InputError(f"cannot read the paths listing {listing}: {root_cause(exc)}") from exc
     if max_files is not None:
         lines = lines[:max_files]
     if not lines:

@@ -131,3 +131,14 @@ def test_only_an_outage_is_retryable_not_missing_credentials_or_a_refused_certif
     except NoCredentialsError as chained:
         assert not store_unreachable(chained)
     assert not store_unreachable(SSLError(endpoint_url="https://x", error="certificate verify failed"))
+
+
+def test_an_http_server_that_does_not_answer_is_an_outage_with_its_cause(tmp_path):
+    """A Common Crawl mirror (or data.commoncrawl.org) out of reach: before, `cannot read the paths
+    listing URL: URL` with exit status 2 (bad input) and no word of the cause, as fsspec raises a bare
+    FileNotFoundError(url) from aiohttp's connection error (a subclass the check did not know)."""
+    base = f"http://127.0.0.1:{free_port()}/"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    line = _one_error_line(_crawlmill(env, "ingest", "--dump", "CC-MAIN-2024-22", "--base-url", base, "--output", str(tmp_path / "out")), status=1)
+    assert f"cannot read the paths listing {base}crawl-data/CC-MAIN-2024-22/wet.paths.gz: ClientConnectorError: Cannot connect to host" in line
+    assert line.endswith("could not be reached: check the URL and the network")
