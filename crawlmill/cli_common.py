@@ -260,6 +260,9 @@ def run_one_stage(spec: Any, config: Any, output: str, runtime: Runtime, ray_bas
     return result
 
 
+WARNING = "[yellow]warning:[/yellow] "  # how a stage's report line that is a warning starts
+
+
 def report(stage: Any, result: Any) -> None:
     """A finished stage's lines to stdout; failed tasks to stderr and exit status 1."""
     if not result.ok:
@@ -268,7 +271,7 @@ def report(stage: Any, result: Any) -> None:
         err.print(f"{len(result.failures)} task(s) failed; rerun the same command to retry only those.")
         raise typer.Exit(1)
     for line in stage.report(result):
-        out.print(line, highlight=False)
+        (err if line.startswith(WARNING) else out).print(line, highlight=False)  # warnings to stderr, as every verb's
 
 
 def _document_defaults(fn: Callable[..., Any], config_type: type) -> None:

@@ -134,7 +134,7 @@ class IngestStage(PartStage):
             lines.append(f"fields not kept (the document schema has no column for them; --keep-field NAME carries them in corpus_fields): {named}")
         if self.other_dumps:  # a dumps: run's files of a dump it does not list are ingested by none of its runs
             others = ", ".join(f"{dump} ({n:,})" for dump, n in sorted(self.other_dumps.items()))
-            lines.append(f"input files of other dumps, left to their own dump's run (none for a dump not in dumps.ids): {others}")
+            lines.append(f"[yellow]warning:[/yellow] input files of other dumps, left to their own dump's run (none for a dump not in dumps.ids): {others}")
         return lines + self._field_mistakes(result, counters, not_kept)
 
     def _field_mistakes(self, result: StageResult, counters: dict[str, int], not_kept: dict[str, int]) -> list[str]:
@@ -144,7 +144,7 @@ class IngestStage(PartStage):
         no_text = (stats.get("dropped") or {}).get("no_text_field", 0)
         if no_text and not stats.get("kept"):
             seen = f" (fields the rows have: {', '.join(sorted(not_kept))})" if not_kept else ""
-            lines.append(f"[yellow]no row has the text field {c.text_field!r}[/yellow]: all {no_text:,} dropped as no_text_field{seen}; --text-field names it")
+            lines.append(f"[yellow]warning:[/yellow] no row has the text field {c.text_field!r}: all {no_text:,} dropped as no_text_field{seen}; --text-field names it")
         absent = {k.split(":", 1)[1]: n for k, n in counters.items() if k.startswith("keep_field_absent:")}
         if absent:
             lines.append("kept fields absent from rows (--keep-field): " + ", ".join(f"{name} ({n:,} rows)" for name, n in sorted(absent.items())))

@@ -343,7 +343,7 @@ class QualityStage(Stage):
             lines.append(f"  dropped documents, with their score and reason: {result.output_dir / DROPPED_DIR}")
         # a folder written before `warnings` was recorded has its keep-top warnings in `languages` only
         warnings = summary.get("warnings", [cut["warning"] for cut in summary["languages"].values() if "warning" in cut])
-        lines += [f"[yellow]warning[/yellow] {escape(warning)}" for warning in warnings]
+        lines += [f"[yellow]warning:[/yellow] {escape(warning)}" for warning in warnings]
         return lines
 
 
@@ -388,4 +388,4 @@ class QualityTrainStage(Stage):
                 continue
             auc = "n/a" if figures["roc_auc"] is None else f"{figures['roc_auc']:.4f}"
             lines.append(f"  {lang} held out ({figures['documents']:,} documents): ROC-AUC {auc}, F1 {figures['f1']:.4f}, precision of the top 10% {figures['precision_top_10pct']:.4f}")
-        return lines + [f"[yellow]warning[/yellow] {escape(warning)}" for warning in report.get("warnings", [])]
+        return lines + [f"[yellow]warning:[/yellow] {escape(warning)}" for warning in report.get("warnings", [])]
