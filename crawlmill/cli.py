@@ -17,6 +17,14 @@ from . import eval_cli, hf_cli, plan_cli, quality_cli, run_cli, shards_cli, stag
 
 app = typer.Typer(
     help="crawlmill: Common Crawl -> pretraining data -> Megatron-Core pretraining, on Ray.",
+    epilog=(
+        "**Examples**\n\n"
+        "* `crawlmill run configs/demo.yaml`  (every stage on the sample corpus, resumable)\n\n"
+        "* `crawlmill ingest samples/crawl-data --output out/ingest`  (one stage; `crawlmill ingest --help`)\n\n"
+        "* `crawlmill shards inspect out/shards`\n\n"
+        "* `crawlmill plan --compute 1e21`\n\n"
+        "* `ray job submit --working-dir . -- crawlmill ingest --dump CC-MAIN-2024-22 --max-files 4 --output /shared/ingest`"
+    ),
     no_args_is_help=True,
     rich_markup_mode="markdown",
     add_completion=False,

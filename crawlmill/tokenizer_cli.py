@@ -35,7 +35,7 @@ INPUTS_HELP = (
     app, "tokenizer", name="train",
     epilog=(
         "**Examples**\n\n"
-        "* `crawlmill tokenizer train out/dedup --output out/tokenizer`  (100,000 learned + 15 specials, padded 102,400)\n\n"
+        "* `crawlmill tokenizer train out/dedup --output out/tokenizer`  (100,000 learned + 15 specials, padded 102,400: a corpus of GBs; the sample corpus allows a few thousand, `--vocab-size 1000` as configs/demo.yaml)\n\n"
         "* `crawlmill tokenizer train out/dedup code=data/code/ --mix en=0.5,zh=0.4,code=0.1 --max-bytes 2e9 --output out/tokenizer`\n\n"
         "* `crawlmill tokenizer train zh=corpus/zh.txt en=corpus/en.jsonl --vocab-size 32000 --output out/tok32k`\n\n"
         "* `crawlmill tokenizer train out/dedup --max-memory-gib 12 --output out/tokenizer`  (word count on Ray, rarest words pruned to fit)"

@@ -73,7 +73,7 @@ def check_inputs(train_config: Any) -> None:
         "* `crawlmill train --config 1b --data out/shards-new --output runs/1b-cont --init-from runs/1b`  (a new run from another run's weights)\n\n"
         "A run folder holding a checkpoint is refused unless `--resume` (continue) or `--overwrite` (start over). "
         "Ray Train restarts failed workers from the last checkpoint `max_restarts` times (the config's key).\n\n"
-        "Built-in configs: tiny, 125m, 1b, deepseek-7b, deepseek-67b (crawlmill/training/configs/).\n\n"
+        "Built-in configs: tiny, 125m, 1b, deepseek-7b, deepseek-67b (training/configs/ in the repository).\n\n"
         "Logs: RUN/log.jsonl, RUN/tensorboard, RUN/run.json; tokens/s and MFU count training steps only "
         "(validation and checkpoint saves left out); memory_gib is the most any rank used so far, beside the estimate the run "
         "starts with (`crawlmill plan --model CONFIG --tokens D` gives it before a run). "
@@ -86,7 +86,7 @@ def check_inputs(train_config: Any) -> None:
 def train(
     config: str = typer.Option(..., "--config", "-c", help="A training config YAML, or a built-in name: tiny, 125m, 1b, deepseek-7b, deepseek-67b."),
     data: Optional[List[str]] = typer.Option(None, "--data", help="Shard folder(s) to train on: pack output, or Megatron shards given a manifest by `crawlmill shards adopt`; paths or URLs (replaces the config's data.shards)."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="The run folder, a path or URL (default: the config's output, else runs/<config name>)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="The run folder, a path or URL (default: the config's output, else runs/NAME, NAME the config's name)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Train this many steps in all: the schedule's length, replacing the config's train_tokens (said at the start when they differ)."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's last checkpoint (from step 0 when it has none yet); without it a folder holding a checkpoint is refused."),
     stop_after: Optional[int] = typer.Option(None, "--stop-after", help="Stop after this many steps of this invocation (with a checkpoint), keeping the whole run's schedule."),

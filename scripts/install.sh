@@ -7,8 +7,10 @@ python=${PYTHON:-$(command -v python3.11 || command -v python3)}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 . .venv/bin/activate
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-# The CPU build of torch first: an unpinned torch would pull the multi-GB CUDA build.
-pip install -q torch==2.13.0
+# torch first, pinned. PyPI's Linux wheel bundles CUDA (several GB); for the CPU build set
+# TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu (a machine whose pip finds a local CPU wheel,
+# as CI's, needs nothing).
+pip install -q torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 # s3: s3fs for s3:// inputs and outputs (crawlmill/files.py).
 # airflow: the DAGs in dags/ and their tests (tests/dags); the pipeline itself never imports it.
 pip install -q -c constraints.txt -e ".[pipeline,tokenizer,train,dev,airflow,s3]"

@@ -95,7 +95,9 @@ def inspect_tokenizer_dir(
         )
     eod_id = tokenizer.token_to_id(eod_token)
     if eod_id is None:
-        raise TokenizerError(f"{folder}: end-of-document token {eod_token!r} is not in the vocabulary")
+        eos = _token_content(config.get("eos_token"))
+        hint = f" (its tokenizer_config.json's eos_token is {eos!r}, the default)" if eos and eos != eod_token else ""
+        raise TokenizerError(f"{folder}: end-of-document token {eod_token!r} is not in the vocabulary{hint}")
     vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
 
     from_file = _read_json(folder / "crawlmill.json").get("padded_vocab_size")
