@@ -70,7 +70,13 @@ def read_runs(paths: list[str | Path], metric: str = "bpb", skip_unfinished: boo
     """The finished runs among `paths` and, when skip_unfinished, what was skipped and why."""
     results, skipped = [], []
     for path in expand_run_dirs(paths):
-        run = read_run(path)
+        try:
+            run = read_run(path)
+        except (OSError, ValueError) as exc:  # no log.jsonl (a run imported without it), a bad record
+            if not skip_unfinished:
+                raise
+            skipped.append(str(exc) if str(path) in str(exc) else f"{path}: {exc}")
+            continue
         info = run["run"]
         problem, value = None, math.nan
         if not run["end"]:

@@ -182,6 +182,8 @@ def test_unfinished_runs_are_an_error_unless_skipped(tmp_path):
     assert f"skipped {unfinished}" in skipped.output
     assert "at least 3" in skipped.output  # its budget is left with two sizes ...
     assert skipped.exit_code == 1 and "nothing fitted" in skipped.output  # ... and one budget fits no law
+    log.unlink()  # a run folder without its log (imported, or copied without it): skipped too, not the end of the fit
+    assert f"skipped {unfinished}" in invoke("plan", "fit", tmp_path / "s" / "runs", "--skip-unfinished").output
     nothing = invoke("plan", "fit", tmp_path)
     assert nothing.exit_code == 2 and "no run.json" in nothing.output
 
