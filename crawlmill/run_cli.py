@@ -123,7 +123,10 @@ def run(
             summary = account_run(pipeline, config, results, selected, seconds=time.perf_counter() - started, write=False,
                                   ray_start_seconds=RAY_START_SECONDS[0] - ray_before)
     finally:
-        if stopped:  # after the error's own line (user_errors), with the exit status it gave
+        from crawlmill.pipeline.folder_lock import OutputFolderBusy
+
+        # Refused by another run's lock: the output is that run's, and so is its summary to write.
+        if stopped and not isinstance(stopped[0], OutputFolderBusy):  # after the error's own line (user_errors), with its exit status
             stopped_summary(pipeline, config, done, selected, stopped[0], None if running[-1].key in done else running[-1].key,
                             seconds=time.perf_counter() - started, ray_start_seconds=RAY_START_SECONDS[0] - ray_before)
     try:

@@ -61,6 +61,25 @@ def test_the_command_line_says_busy_with_exit_status_1(ray_local, held, tmp_path
     assert result.exit_code == 1 and "another crawlmill run on this machine is writing it" in " ".join(result.output.split())
 
 
+def test_a_run_refused_by_the_lock_leaves_the_other_runs_summary_alone(ray_local, tmp_path):
+    """Before, the refused run wrote its own _run.json (ok false, "stopped in ingest") into the
+    output of the run that holds the folder."""
+    import yaml
+
+    out = tmp_path / "run"
+    (out / "ingest").mkdir(parents=True)
+    (out / "_run.json").write_text('{"the other run": true}')
+    holder = _hold(out / "ingest")
+    try:
+        (tmp_path / "run.yaml").write_text(yaml.safe_dump({"output_dir": str(out), "ingest": {"inputs": [str(REPO / "samples/crawl-data")]}}))
+        result = CliRunner().invoke(app, ["run", str(tmp_path / "run.yaml"), "--only", "ingest", "--no-progress"])
+        assert result.exit_code == 1 and "another crawlmill run on this machine is writing it" in " ".join(result.output.split())
+        assert (out / "_run.json").read_text() == '{"the other run": true}'
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def _hold(folder, *how):
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder), *how], cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ})
     assert holder.stdout.readline().strip() == "held"
