@@ -5,7 +5,7 @@
 
 Both validate every index before reading tokens through it (shardset / mmidx), read token files in
 chunks (stats) or only the sampled documents (sample), and keep memory at one vocabulary-sized
-count array plus fixed-size chunks. Shards at a URL: sample range-reads just the sampled
+count array, a count per document length and fixed-size chunks. Shards at a URL: sample range-reads just the sampled
 documents' tokens, stats streams each .bin once (shardset's docstring).
 """
 
@@ -175,24 +175,61 @@ def token_text(decoder: Any, token_id: int) -> dict[str, str]:
         return {"token": raw.decode("utf-8", "backslashreplace"), "bytes": raw.hex()}
 
 
-def _percentiles(lengths: np.ndarray) -> dict[str, float]:
-    if not len(lengths):
-        return {}
-    qs = np.percentile(lengths, [50, 90, 99])
-    return {
-        "mean": round(float(lengths.mean()), 2),
-        "median": float(qs[0]),
-        "p90": float(qs[1]),
-        "p99": float(qs[2]),
-        "min": int(lengths.min()),
-        "max": int(lengths.max()),
-    }
+class LengthHistogram:
+    """Documents per length (tokens), exact: a count array up to DENSE_LENGTHS, a count per distinct
+    length above it. Memory is bounded by the longest document, never by the number of documents
+    (one 4-byte length each, 4 GB at 10^9 documents, was held before)."""
+
+    DENSE_LENGTHS = 1 << 16
+
+    def __init__(self) -> None:
+        self.dense = np.zeros(self.DENSE_LENGTHS, dtype=np.int64)
+        self.long: dict[int, int] = {}
+
+    def add(self, lengths: np.ndarray) -> None:
+        lengths = np.asarray(lengths)
+        short = lengths[lengths < self.DENSE_LENGTHS]
+        self.dense += np.bincount(short, minlength=self.DENSE_LENGTHS)[: self.DENSE_LENGTHS]
+        for value, n in zip(*np.unique(lengths[lengths >= self.DENSE_LENGTHS], return_counts=True)):
+            self.long[int(value)] = self.long.get(int(value), 0) + int(n)
+
+    def values_and_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct lengths, ascending, and how many documents have each."""
+        present = np.flatnonzero(self.dense)
+        longer = sorted(self.long)
+        return (np.concatenate([present, np.array(longer, dtype=np.int64)]).astype(np.int64),
+                np.concatenate([self.dense[present], np.array([self.long[v] for v in longer], dtype=np.int64)]))  # fmt: skip
+
+    def summary(self) -> dict[str, float]:
+        """Mean, median, p90, p99 (numpy's linear interpolation between the ranks around each), min, max."""
+        values, counts = self.values_and_counts()
+        n = int(counts.sum())
+        if not n:
+            return {}
+        ends = np.cumsum(counts)  # the documents of values[i] hold ranks ends[i-1] .. ends[i] - 1
+
+        def at(rank: int) -> int:
+            return int(values[np.searchsorted(ends, rank, side="right")])
+
+        def percentile(q: float) -> float:
+            position = q / 100 * (n - 1)
+            low = int(np.floor(position))
+            a, b, t = at(low), at(min(low + 1, n - 1)), position - low
+            return float(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)  # numpy's lerp, to the last bit
+
+        return {
+            "mean": round(float((values * counts).sum() / n), 2),
+            "median": percentile(50),
+            "p90": percentile(90),
+            "p99": percentile(99),
+            "min": int(values[0]),
+            "max": int(values[-1]),
+        }
 
 
-def shard_stats(path: str | Path, vocab_size: int | None = None, top: int = 20, tokenizer_dir: str | Path | None = None) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+def shard_stats(path: str | Path, vocab_size: int | None = None, top: int = 20, tokenizer_dir: str | Path | None = None) -> tuple[dict[str, Any], LengthHistogram, np.ndarray]:
     """Document-length summary and histogram, token frequencies (top ids, decoded when a tokenizer
-    is at hand); returns the report, the document lengths (int32, one per document) and the
-    per-token-id counts."""
+    is at hand); returns the report, the documents per length and the per-token-id counts."""
     shard_set = open_shards(path)
     indexes = _checked_indexes(shard_set)
     vocab = vocab_size or _manifest_tokenizer(shard_set).get("padded_vocab_size")
@@ -202,9 +239,10 @@ def shard_stats(path: str | Path, vocab_size: int | None = None, top: int = 20, 
             raise ShardError(shard_set.root, f"token id {high} is implausibly large; give --vocab-size")
         vocab = high + 1
     counts = np.zeros(max(int(vocab), 1), dtype=np.int64)
+    lengths = LengthHistogram()
     for shard, index in zip(shard_set.shards, indexes):
         scan_tokens(shard.path("bin"), index.dtype, int(vocab), counts=counts)
-    lengths = np.concatenate([np.asarray(index.lengths) for index in indexes]) if indexes else np.zeros(0, np.int32)
+        lengths.add(index.lengths)
     order = np.argsort(-counts, kind="stable")[: max(top, 0)]  # a negative top would slice from the end
     decoder = None
     try:
@@ -219,9 +257,9 @@ def shard_stats(path: str | Path, vocab_size: int | None = None, top: int = 20, 
     total = int(counts.sum())
     report = {
         "path": shard_set.label,
-        "documents": int(len(lengths)),
+        "documents": sum(len(index.lengths) for index in indexes),
         "tokens": total,
-        "document_tokens": _percentiles(lengths),
+        "document_tokens": lengths.summary(),
         "vocabulary": int(vocab),
         "token_ids_used": int((counts > 0).sum()),
         "top_tokens": top_tokens,
@@ -229,7 +267,7 @@ def shard_stats(path: str | Path, vocab_size: int | None = None, top: int = 20, 
     return report, lengths, counts
 
 
-def plot_stats(report: dict[str, Any], lengths: np.ndarray, counts: np.ndarray, out: str | Path) -> None:
+def plot_stats(report: dict[str, Any], lengths: LengthHistogram, counts: np.ndarray, out: str | Path) -> None:
     """Two histograms in one PNG: document lengths (log bins) and token frequencies (how many token
     ids occur about k times, log-log). Written atomically (a path or a URL; missing folders made):
     an interrupted run leaves no half-written image under the name."""
@@ -239,9 +277,10 @@ def plot_stats(report: dict[str, Any], lengths: np.ndarray, counts: np.ndarray, 
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    if len(lengths):
-        bins = np.unique(np.geomspace(1, max(int(lengths.max()), 2) + 1, 60).astype(np.int64))
-        left.hist(lengths, bins=bins, color="#4c72b0")
+    values, documents = lengths.values_and_counts()
+    if len(values):
+        bins = np.unique(np.geomspace(1, max(int(values[-1]), 2) + 1, 60).astype(np.int64))
+        left.hist(values, bins=bins, weights=documents, color="#4c72b0")
         left.set_xscale("log")
     left.set_title(f"document length ({report['documents']:,} documents, median {report['document_tokens'].get('median', 0):.0f})")
     left.set_xlabel("tokens per document (EOD included)")
