@@ -12,7 +12,8 @@ hundred KB each, one at a time) and reads off, per language:
 A boundary is a bin edge, so it is exact to 1/65,536 of the score range. The keep-top cut-off is
 exact: when keeping the whole bin it falls in would keep more than the share asks (a model whose
 scores all lie within 1/65,536 of each other, say), a second pass over the scores of that bin only
-(`within_bin`, `refined_cutoff`) splits it into 65,536 sub-bins, each with its smallest score, and
+(`within_bin`, `refined_cutoff`; a file per part, summed one at a time) splits it into 65,536
+sub-bins, each with its smallest score, and
 the cut-off is the smallest score of the sub-bin that completes the share: a float32 score has at
 most one value per sub-bin above 2^-8 of the range. Only documents of one and the same score (below
 that, sub-bin) are kept together beyond the share; the stage reports the realised shares and warns
@@ -20,6 +21,8 @@ when they are far from `keep_top`.
 """
 
 from __future__ import annotations
+
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -91,9 +94,10 @@ def within_bin(scores: np.ndarray, index: int, max_score: float) -> dict[str, li
     return {"sub": unique.tolist(), "count": counts.tolist(), "min": smallest.tolist()}
 
 
-def refined_cutoff(parts: list[dict[str, list]], needed: float) -> float:
+def refined_cutoff(parts: Iterable[dict[str, Any]], needed: float) -> float:
     """The smallest score of the sub-bin that completes the `needed` best documents of the cut bin
-    (`within_bin` of every part): every document scoring at least it is kept, no other."""
+    (`within_bin` of every part, taken one at a time): every document scoring at least it is kept,
+    no other."""
     counts = np.zeros(SUB_BINS, np.int64)
     smallest = np.full(SUB_BINS, np.inf)
     for part in parts:

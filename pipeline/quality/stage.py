@@ -106,14 +106,28 @@ def score_part(model: QualityModel, index: int, source: str, work: str, batch_ro
     return {"documents": documents, "scored": scored, "histograms": files}
 
 
-def refine_part(index: int, source: str, work: str, bins: dict[str, int], max_score: float, batch_rows: int) -> dict[str, Any]:
-    """One part's scores in each language's keep-top cut bin (buckets.within_bin)."""
+def refine_part(index: int, source: str, work: str, bins: dict[str, int], max_score: float, batch_rows: int) -> dict[str, str]:
+    """One part's scores in each language's keep-top cut bin (buckets.within_bin), written to a file
+    per language (its path returned): the driver reads them one at a time, so that what it holds
+    does not grow with the parts (up to 65,536 sub-bins each, where scores pile up in one bin)."""
     scores = read_table(as_path(work) / "scores" / f"{part_name(index)}.parquet").column("quality_score").to_numpy(zero_copy_only=False)
     langs = [lang or "" for batch in parquet_file(source).iter_batches(batch_size=batch_rows, columns=["lang"]) for lang in batch.column("lang").to_pylist()]
     if len(langs) != len(scores):
         raise ValueError(f"{source}: {len(langs)} rows but {len(scores)} scores; the input changed after scoring")
     rows = np.array(langs, dtype=object)
-    return {lang: hist.within_bin(scores[rows == lang], index_, max_score) for lang, index_ in bins.items()}
+    files = {}
+    for lang, index_ in sorted(bins.items()):
+        found = hist.within_bin(scores[rows == lang], index_, max_score)
+        target = as_path(work) / "refine" / f"{part_name(index)}-{lang or 'none'}.npz"
+        with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, sub=np.asarray(found["sub"], np.int64), count=np.asarray(found["count"], np.int64), min=np.asarray(found["min"], np.float64))
+        files[lang] = str(target)
+    return files
+
+
+def read_within_bin(path: str) -> dict[str, np.ndarray]:
+    with open_binary(path) as handle, np.load(handle, allow_pickle=False) as found:  # numbers only, never objects
+        return {key: found[key] for key in ("sub", "count", "min")}
 
 
 class QualityOutput(PartStage):
@@ -314,7 +328,7 @@ class QualityStage(Stage):
         tasks = [Task(part_name(i), (i, path, work, bins, max_score, rows), label=path) for i, path in enumerate(self.parts)]
         found = ctx.step("refine", refine_part, tasks, title="quality keep-top cut-off")
         for lang, (_, needed) in todo.items():
-            cuts[lang]["top_cutoff"] = hist.refined_cutoff([found[t.key][lang] for t in tasks], needed)
+            cuts[lang]["top_cutoff"] = hist.refined_cutoff((read_within_bin(found[t.key][lang]) for t in tasks), needed)
 
     def _cuts(self, results: list[dict[str, Any]], max_score: float) -> dict[str, dict[str, Any]]:
         """Per language: bucket boundaries and the keep-top cut-off, from the summed histograms."""
