@@ -20,6 +20,7 @@ import dataclasses
 import fnmatch
 import os
 import posixpath
+import sys
 from typing import TYPE_CHECKING, Any, Sequence
 
 from crawlmill.files import TMP_MARK, AnyPath, as_path, fs_and_path, is_remote, is_store_root, is_url, list_files, make_dirs, naming_store_errors, remove_tree
@@ -96,6 +97,8 @@ def overwrite_folder(output: AnyPath) -> None:
     emptied. OutputFolderRefused when something could not be deleted (no permission)."""
     linked = not is_remote(output) and os.path.islink(output)
     target = as_path(os.path.realpath(output)) if linked else as_path(output)
+    if folder_names(target):
+        print(f"--overwrite: deleting the earlier output in {output}", file=sys.stderr, flush=True)
     delete_output(target)
     if list_files(target, "**/*") if is_store_root(target) else target.exists():
         raise OutputFolderRefused(f"--overwrite: {output} could not be deleted; delete it yourself or choose another output folder")

@@ -228,6 +228,11 @@ class StageProgress:
         self._print(self.line())
         self.last_line = self.clock()
 
+    @staticmethod
+    def say(text: str) -> None:
+        """One line where progress goes (stderr), for a step with nothing left to do."""
+        Console(stderr=True, soft_wrap=True).print(escape(text), highlight=False)
+
     def _print(self, text: str) -> None:
         self.console.print(escape(text), highlight=False)
 

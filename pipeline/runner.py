@@ -133,6 +133,8 @@ class StageContext:
                 raise StepFailed(name, outcome.failures, outcome.errors)
             check_markers_seen(markers, [t for t in todo if t.key in outcome.results])
             results.update(outcome.results)
+        elif tasks and self.progress:  # a resumed stage: its steps an earlier run finished are said, not passed over unsaid
+            StageProgress.say(f"{title or f'{self.stage} {name}'}: all {len(tasks):,} {unit} finished before, skipping them")
         return {t.key: results[t.key] for t in tasks}
 
     def node_step(

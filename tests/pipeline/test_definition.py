@@ -121,6 +121,7 @@ def test_a_stage_added_to_the_list_runs_in_order_alone_and_from(ray_local, toy_p
     monkeypatch.setattr(runner, "run_stage", stop_at_dedup)
     stopped = run(tmp_path / "run.yaml", "--from", "toy", "--overwrite")
     assert stopped.exit_code == 130 and "rerun the same command without --overwrite" in stopped.output, stopped.output
+    assert f"--overwrite: deleting the earlier output in {tmp_path / 'out/shards'}" in stopped.output
     assert (tmp_path / "out/toy/_SUCCESS").exists() and (tmp_path / "out/filter/_SUCCESS").exists()
     assert not any((tmp_path / "out" / name).exists() for name in ("dedup", "remix", "tokenizer", "shards"))
     monkeypatch.setattr(runner, "run_stage", real_run_stage)

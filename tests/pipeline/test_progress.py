@@ -172,3 +172,20 @@ def test_the_time_left_is_measured_from_the_first_part_not_from_the_start():
     lines = buffer.getvalue().splitlines()
     assert lines[1] == "filter: 1/14 parts, 10 records, 9 kept, 0 quarantined, 20s, 0 records/s"
     assert lines[2] == "filter: 2/14 parts, 20 records, 18 kept, 0 quarantined, 22s, 1 records/s, about 24s left"
+
+
+def _double(x: int) -> dict:
+    return {"x": 2 * x}
+
+
+def test_a_resumed_step_an_earlier_run_finished_says_so(ray_local, tmp_path, capsys):
+    """Before, only a step with tasks left said what it skipped; one finished whole was passed over unsaid."""
+    from crawlmill.pipeline.ray_tasks import RayOptions
+    from crawlmill.pipeline.runner import StageContext, Task
+
+    ctx = StageContext("dedup", tmp_path, RayOptions(), progress=True)
+    tasks = [Task(f"t{i}", (i,)) for i in range(3)]
+    assert ctx.step("map", _double, tasks) == {"t0": {"x": 0}, "t1": {"x": 2}, "t2": {"x": 4}}
+    capsys.readouterr()
+    assert ctx.step("map", _double, tasks) == {"t0": {"x": 0}, "t1": {"x": 2}, "t2": {"x": 4}}  # from the markers
+    assert "dedup map: all 3 tasks finished before, skipping them" in capsys.readouterr().err
