@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 KEEP_RULES = ("earliest_dump", "latest_dump", "longest")
+# A typical web page's shingle set (~380 distinct word 5-grams x 8 bytes): the unit of a verify
+# chunk's byte budget. A 1,000,000-character text (ingest's max_text_chars) has a set of ~1.4 MB.
+VERIFY_SET_BYTES = 3 << 10
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,9 @@ class DedupConfig:
     # Candidate pairs are kept when their exact Jaccard similarity of shingles reaches this.
     jaccard_threshold: float = 0.8
     # Candidate pairs (each with its first document's shingle set) sent to verification per file and
-    # checked per read: bounds the verify tasks however duplicate-dense the corpus is.
+    # checked per read: bounds the verify tasks however duplicate-dense the corpus is. A chunk also
+    # closes when its shingle sets reach the bytes of this many typical pages' sets (x
+    # VERIFY_SET_BYTES: 48 MiB by default), however long its documents (verify_chunk_budget).
     verify_chunk_pairs: int = 16_384
     max_rounds: int = 200  # connected-components rounds before giving up (never reached in practice)
 
@@ -65,6 +70,12 @@ class DedupConfig:
             raise ValueError("partitions must be at least 1")
         if self.documents_per_partition < 1 or self.max_rounds < 1:
             raise ValueError("documents_per_partition and max_rounds must be at least 1")
+
+    def verify_chunk_budget(self) -> tuple[int, int]:
+        """(pairs, bytes of their shingle sets) at which a verify chunk closes: the pairs, or the
+        bytes of as many typical sets, whichever comes first. A chunk of long documents (licences,
+        legal text: often the duplicated ones) holds fewer pairs, never more bytes."""
+        return self.verify_chunk_pairs, self.verify_chunk_pairs * VERIFY_SET_BYTES
 
     def partitions_for(self, documents: int) -> int:
         if self.partitions:

@@ -43,8 +43,10 @@ PART_ROWS = "part_rows"
 # whenever map's or a shuffle's output changes, so that a `_work/` written by an older version is
 # never resumed (the runner refuses the mismatch; --overwrite recomputes it): a resumed one mixes
 # both, its reduce reading rows map no longer writes or missing new ones. 2: the id band (ID_BAND
-# rows); a `_work/` without them resumed without any same_page pair.
-WORK_FORMAT = 2
+# rows); a `_work/` without them resumed without any same_page pair. 3: verify chunks also close at
+# a byte budget (verify_send); a verify_send killed under 2 and run again under 3 would leave some of
+# its 2-cut chunk files beside the 3-cut ones, and its pairs would be checked twice.
+WORK_FORMAT = 3
 EXACT_BAND = -1
 # Documents with the same `id` are the same capture (ingest derives it from the page's response
 # record, so its WARC extraction and its WET text share it): duplicates whatever their text.
@@ -57,6 +59,7 @@ NODE_SCHEMA = pa.schema([("node", pa.int64()), ("id", pa.string()), ("dump", pa.
 EDGE_SCHEMA = pa.schema([("src", pa.int64()), ("dst", pa.int64()), ("src_dump", pa.int32()), ("dst_dump", pa.int32())])
 NODE_LIST_SCHEMA = pa.schema([("node", pa.int64())])
 SHINGLE_SCHEMA = pa.schema([("node", pa.int64()), ("shingles", pa.list_(pa.uint64()))])
+SHINGLE_BYTES = 8  # one uint64 hash per distinct shingle
 VERIFY_SCHEMA = pa.schema([*EDGE_SCHEMA, ("src_shingles", pa.list_(pa.uint64()))])
 LABEL_SCHEMA = pa.schema([("node", pa.int64()), ("label", pa.int64())])
 CLUSTER_SCHEMA = pa.schema([("cluster", pa.int64()), *NODE_SCHEMA])
@@ -236,25 +239,48 @@ def _shingles_of(work_dir: AnyPath, p: int) -> tuple[np.ndarray, ShingleSets]:
     return table.column("node").to_numpy(), ShingleSets(table.column("shingles"))
 
 
+def verify_chunks(set_sizes: np.ndarray, max_pairs: int, max_bytes: int) -> list[tuple[int, int]]:
+    """[start, end) row ranges cutting pairs, in their order, into chunks of at most `max_pairs` pairs
+    whose shingle sets (`set_sizes`: bytes of each pair's set) take at most `max_bytes` together; a
+    pair whose set alone is larger is a chunk of its own. A function of the sizes alone: the same
+    pairs give the same chunks, however the tasks run."""
+    ends = np.concatenate([[0], np.cumsum(np.asarray(set_sizes, np.int64))])
+    chunks, start, n = [], 0, len(set_sizes)
+    while start < n:
+        # the last end whose bytes since start stay within max_bytes (at least one pair)
+        fits = int(np.searchsorted(ends, ends[start] + max_bytes, side="right")) - 1
+        end = max(start + 1, min(start + max_pairs, fits, n))
+        chunks.append((start, end))
+        start = end
+    return chunks
+
+
 def verify_send(config: DedupConfig, work: str, p: int, partitions: int) -> dict[str, Any]:
     """Candidate pairs whose first document is in partition p travel, with its shingles, to the second's.
 
-    Pairs go out in chunks of config.verify_chunk_pairs: a pair carries its source's shingle set, so a task
-    holding all its pairs at once would grow with the corpus's duplicate density."""
+    Pairs go out in chunks (config.verify_chunk_budget): a pair carries its source's shingle set, so a
+    task holding all its pairs at once would grow with the corpus's duplicate density, and a chunk of
+    a fixed number of pairs would grow with the length of its documents (the set of a
+    1,000,000-character text is ~1.4 MB): a chunk closes at a pair count or a byte budget. Chunks are
+    cut in the pairs' order (the candidate files' order, rows as written: deterministic) and the
+    receivers read them in that order (sender, chunk): no result depends on the cut."""
     work_dir = as_path(work)
     pairs = read_partition(work_dir / CANDIDATES, p, EDGE_SCHEMA)
     nodes, sets = _shingles_of(work_dir, p)
-    for chunk, start in enumerate(range(0, pairs.num_rows, config.verify_chunk_pairs)):
-        some = pairs.slice(start, config.verify_chunk_pairs)
-        at = np.searchsorted(nodes, some.column("src").to_numpy())
+    at_all = np.searchsorted(nodes, pairs.column("src").to_numpy())
+    set_bytes = np.diff(sets.offsets)[at_all].astype(np.int64) * SHINGLE_BYTES if pairs.num_rows else np.empty(0, np.int64)
+    max_pairs, max_bytes = config.verify_chunk_budget()
+    chunks = verify_chunks(set_bytes, max_pairs, max_bytes)
+    for chunk, (start, end) in enumerate(chunks):
+        some = pairs.slice(start, end - start)
         table = pa.table({
             **{name: some.column(name) for name in EDGE_SCHEMA.names},
-            "src_shingles": sets.lists.take(pa.array(at)),
+            "src_shingles": sets.lists.take(pa.array(at_all[start:end])),
         }, schema=VERIFY_SCHEMA)  # fmt: skip
         destination = node_partition(some.column("dst").to_numpy(), partitions)
         write_partitioned(work_dir / VERIFY, f"from-{p:05d}-{chunk:05d}", table, destination, partitions)
         del table
-    return {"pairs": pairs.num_rows}
+    return {"pairs": pairs.num_rows, "chunks": len(chunks), "largest_chunk_bytes": max((int(set_bytes[a:b].sum()) for a, b in chunks), default=0)}
 
 
 def verify_check(config: DedupConfig, work: str, p: int, partitions: int) -> dict[str, Any]:

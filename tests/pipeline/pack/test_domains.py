@@ -2,6 +2,7 @@
 all parts, the exact top domains, and every domain once in domains.parquet."""
 
 import random
+from collections import Counter
 
 import pyarrow.parquet as pq
 
@@ -41,5 +42,38 @@ def test_partitions_merge_to_the_exact_sums_and_top(tmp_path):
     assert {r["domain"]: [r["documents"], r["tokens"], r["bytes"]] for r in rows} == expected
 
 
-def test_partition_count_grows_with_the_parts_and_is_capped():
-    assert [partitions_for(n) for n in (1, 64, 65, 640, 10**6)] == [1, 1, 2, 10, 256]
+def test_partition_count_grows_with_the_parts_without_a_cap():
+    """A merge task sums the counts of at most 64 parts, however many parts: a fixed cap (256) made
+    its rows grow with the corpus (~2.4M at 10^9 documents)."""
+    assert [partitions_for(n) for n in (1, 64, 65, 640, 10**6)] == [1, 1, 2, 10, 15_625]
+    assert all(-(-n // partitions_for(n)) <= 64 for n in (1, 63, 64, 65, 16_385, 25_000, 250_000, 10**6))
+
+
+def test_a_large_input_is_merged_over_hundreds_of_partitions_to_the_exact_counts(tmp_path):
+    """20,000 parts (10^9 documents) take 313 partitions; a few parts' counts written into them
+    merge to the sums a Counter gives, and the top domains are the same as with one partition."""
+    parts = 20_000
+    partitions = partitions_for(parts)
+    assert partitions == 313  # more than the 256 the count was capped at
+    rng = random.Random(1)
+    names = [f"host{i}.example{i % 97}.com" for i in range(4000)]
+    documents, tokens, text_bytes = Counter(), Counter(), Counter()
+    work = tmp_path / "_work"
+    for part in range(3):
+        counts = {name: [rng.randint(1, 9), rng.randint(1, 500), rng.randint(1, 2000)] for name in rng.sample(names, 1500)}
+        for name, (d, t, b) in counts.items():
+            documents[name] += d
+            tokens[name] += t
+            text_bytes[name] += b
+        write_part_domains(work, part, counts, partitions)
+        write_part_domains(tmp_path / "one", part, counts, 1)
+    markers = [merge_partition(r, str(work), top=10) for r in range(partitions)]
+    assert sum(m["domains"] > 0 for m in markers) > 256
+    summary = finish_domains(tmp_path, work, markers, top=10)
+    rows = pq.read_table(tmp_path / DOMAINS_FILE).to_pylist()
+    assert len(rows) == len(documents) == summary["domains"]  # every domain once
+    assert {r["domain"]: (r["documents"], r["tokens"], r["bytes"]) for r in rows} == {n: (documents[n], tokens[n], text_bytes[n]) for n in documents}
+    assert (summary["documents"], summary["tokens"], summary["bytes"]) == (documents.total(), tokens.total(), text_bytes.total())
+    (tmp_path / "single").mkdir()
+    single = finish_domains(tmp_path / "single", tmp_path / "one", [merge_partition(0, str(tmp_path / "one"), top=10)], top=10)
+    assert summary == single  # what the manifest takes does not depend on the partition count
