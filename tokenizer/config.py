@@ -62,7 +62,7 @@ class TokenizerConfig:
     # None: stream the corpus into the trainer (exact; memory grows with the distinct words). A
     # number: count words on Ray first and drop the rarest until the trainer's modelled peak fits (wordcount.py).
     max_memory_gib: float | None = None
-    count_chunk_mb: float = 64  # plain text is word-counted in chunks of this size
+    count_chunk_mb: float = 64  # plain text, JSONL (byte ranges) and Parquet (row groups) are word-counted in chunks of this size
 
     def __post_init__(self) -> None:
         self.mix = parse_mix(self.mix)

@@ -124,23 +124,25 @@ def iter_documents(spec: InputSpec, counts: CorpusCounts) -> Iterator[tuple[Path
         yield from iter_file_documents(kind, path, spec.lang, counts)
 
 
-def iter_file_documents(kind: str, path: Path, lang: str | None, counts: CorpusCounts) -> Iterator[tuple[Path, list[str], list[str]]]:
-    """(file, texts, langs) batches of one file of `expand_files`."""
+def iter_file_documents(kind: str, path: Path, lang: str | None, counts: CorpusCounts, start: int = 0, end: int | None = None) -> Iterator[tuple[Path, list[str], list[str]]]:
+    """(file, texts, langs) batches of one file of `expand_files`; with `end`, of a part of it (the
+    word count's chunks, sampling.plan_units): Parquet's row groups [start, end), the JSONL lines
+    starting in bytes [start, end) of an uncompressed file."""
     if kind == "parquet":
-        yield from _parquet_batches(path, lang)
+        yield from _parquet_batches(path, lang, None if end is None else list(range(start, end)))
     elif kind == "jsonl":
-        yield from _jsonl_batches(path, lang, counts)
+        yield from _jsonl_batches(path, lang, counts, start, end)
     else:
         yield from _text_batches(path, lang or UNDETERMINED, counts)
 
 
-def _parquet_batches(path: Path, lang: str | None) -> Iterator[tuple[Path, list[str], list[str]]]:
+def _parquet_batches(path: Path, lang: str | None, row_groups: list[int] | None = None) -> Iterator[tuple[Path, list[str], list[str]]]:
     parquet = parquet_file(path)
     names = parquet.schema_arrow.names
     if "text" not in names:
         raise StageInputError(f"{path}: no `text` column (columns: {', '.join(names)})")
     columns = ["text"] + (["lang"] if "lang" in names and lang is None else [])
-    for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns):
+    for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=columns, row_groups=row_groups):
         texts = pc.fill_null(batch.column("text"), "").to_pylist()
         if lang is None and "lang" in columns:
             langs = pc.fill_null(batch.column("lang"), UNDETERMINED).to_pylist()
@@ -149,24 +151,29 @@ def _parquet_batches(path: Path, lang: str | None) -> Iterator[tuple[Path, list[
         yield path, texts, langs
 
 
-def _jsonl_batches(path: Path, lang: str | None, counts: CorpusCounts) -> Iterator[tuple[Path, list[str], list[str]]]:
+def _jsonl_batches(path: Path, lang: str | None, counts: CorpusCounts, start: int = 0, end: int | None = None) -> Iterator[tuple[Path, list[str], list[str]]]:
+    """Records of a JSONL file, or (`end`) of the lines starting in bytes [start, end) of it. A range's
+    unreadable records are named by the byte their line starts at (its line numbers are not known).
+    A file none of whose records has a text is an error, said by its first range alone, which reads
+    on through the file for a record with a text when it has none (the others never do)."""
     texts: list[str] = []
     langs: list[str] = []
     records, with_text, first = 0, 0, None  # JSON records read, those with a text, the first
     with _open_text(path) as handle:
-        for number, line in enumerate(handle, 1):
+        lines = enumerate(handle, 1) if end is None else _range_lines(handle, start, end)  # (line number or byte, line)
+        for position, line in lines:
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except ValueError as error:
-                counts.add_bad("bad_json", f"{path}:{number}: {error}")
+                counts.add_bad("bad_json", f"{_where(path, position, end)}: {error}")
                 continue
             first = record if not records else first
             records += 1
             text = record.get("text") if isinstance(record, dict) else None
             if not isinstance(text, str):
-                counts.add_bad("no_text_field", f"{path}:{number}")
+                counts.add_bad("no_text_field", _where(path, position, end))
                 continue
             with_text += 1
             texts.append(text)
@@ -174,7 +181,14 @@ def _jsonl_batches(path: Path, lang: str | None, counts: CorpusCounts) -> Iterat
             if len(texts) == PARQUET_BATCH_ROWS:
                 yield path, texts, langs
                 texts, langs = [], []
-    if records and not with_text:
+        if end is not None and not with_text and start == 0:
+            found, more = _later_text(handle)  # the handle is past the range: the rest of the file
+            if found:
+                records = 0
+            elif records or more:
+                records += more
+                first = first if first is not None else _first_record(path)
+    if records and not with_text and (end is None or start == 0):
         # Records keyed otherwise (`content`, `body`): said as for a Parquet file without the column,
         # not as "no text in the inputs: nothing to read" once every input is read.
         keys = ", ".join(map(str, first)) if isinstance(first, dict) else f"none: it is a JSON {type(first).__name__}, not an object"
@@ -182,6 +196,51 @@ def _jsonl_batches(path: Path, lang: str | None, counts: CorpusCounts) -> Iterat
                               "the tokenizer reads the `text` of each JSON object")  # fmt: skip
     if texts:
         yield path, texts, langs
+
+
+def _where(path: Path, position: int, end: int | None) -> str:
+    return f"{path}:{position}" if end is None else f"{path}: the line at byte {position:,}"
+
+
+def _range_lines(handle: Any, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """The lines starting in bytes [start, end) (a line crossing `start` belongs to the range before)."""
+    if start:
+        handle.seek(start - 1)
+        if handle.read(1) != b"\n":
+            handle.readline()
+    while (offset := handle.tell()) < end:
+        line = handle.readline()
+        if not line:
+            break
+        yield offset, line
+
+
+def _later_text(handle: Any) -> tuple[bool, int]:
+    """Whether a record with a `text` string follows in `handle`; the JSON records before it."""
+    records = 0
+    for line in handle:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("text"), str):
+            return True, records
+        records += 1
+    return False, records
+
+
+def _first_record(path: Path) -> Any:
+    """The file's first JSON record (for the error when its first range had none)."""
+    with _open_text(path) as handle:
+        for line in handle:
+            if line.strip():
+                try:
+                    return json.loads(line)
+                except ValueError:
+                    continue
+    return None
 
 
 def _text_batches(path: Path, lang: str, counts: CorpusCounts) -> Iterator[tuple[Path, list[str], list[str]]]:

@@ -1,7 +1,11 @@
 """Sample the corpus to exact byte counts per language (`--mix`, `--max-bytes`), deterministically.
 
 The corpus is read in units: each file of the inputs, or with `--max-memory-gib` the word count's
-chunks (plain text cut into byte ranges, `chunk_bytes`). With a mix or a byte limit:
+chunks (`plan_units` with `chunk_bytes`: uncompressed plain text and JSONL cut into byte ranges of
+whole lines, Parquet into ranges of row groups; gzipped files stay whole). The chunks are the units
+of the sample too, in word-count mode only: a sampled word-count run draws its documents per chunk
+(keys seeded by the chunk's start), so it takes other documents than a streamed run of the same
+inputs and seed, the same bytes per language; deterministic all the same. With a mix or a byte limit:
 
 1. `scan` (a Ray task per unit) writes the size in bytes and the language of each of the unit's
    documents (text files: blocks of lines), in reading order, to `_work/sizes/u-NNNNN.parquet`, and
@@ -31,17 +35,21 @@ from typing import Any, Iterator
 import numpy as np
 import pyarrow as pa
 
-from crawlmill.files import as_path, file_size, is_remote, open_binary, read_table
+from crawlmill.files import as_path, file_size, is_remote, open_binary, parquet_file, read_table
 
 from ..pipeline.dedup.shuffle import write_table
-from .corpus import TEXT_BLOCK_BYTES, UNDETERMINED, CorpusCounts, InputSpec, decode_block, expand_files, iter_documents
+from .corpus import TEXT_BLOCK_BYTES, UNDETERMINED, CorpusCounts, InputSpec, decode_block, expand_files, iter_documents, iter_file_documents
 
 BATCH = 64  # documents per batch handed on
+COMPRESSION = 4  # a gzipped or Parquet file's text: about this many times its size on disk (zstd/gzip on text: 3-4x)
+BYTE_RANGES = {"text": "text_range", "jsonl": "jsonl_range"}  # files cut into byte ranges of whole lines
 
 
 @dataclass(frozen=True)
 class Unit:
-    """A file of the inputs (kind `file`), or a byte range of a plain text file (`text_range`)."""
+    """A file of the inputs (kind `file`), or a part of one (word-count mode): the lines starting in
+    bytes [start, end) of an uncompressed plain text (`text_range`) or JSONL file (`jsonl_range`),
+    the row groups [start, end) of a Parquet file (`parquet_range`)."""
 
     index: int
     kind: str
@@ -50,22 +58,53 @@ class Unit:
     source: str  # `<input's index>/<path within the input>`: what seeds its sample (`input_source`)
     start: int = 0
     end: int = 0
+    size: int = 0  # with `chunk_bytes`: about the bytes of text it holds (the word count's partitions); else 0
 
 
 def plan_units(specs: list[InputSpec], chunk_bytes: int | None = None) -> list[Unit]:
-    """Every file of the inputs in order; with `chunk_bytes`, plain uncompressed text larger than
-    that is cut into byte ranges (aligned to lines when read)."""
+    """Every file of the inputs in order; with `chunk_bytes` (word-count mode), an uncompressed
+    plain text or JSONL file larger than that is cut into byte ranges (aligned to lines when read),
+    a Parquet file into ranges of row groups of about that much text (a row group is never cut)."""
     units: list[Unit] = []
     for number, spec in enumerate(specs):
         for kind, path in expand_files(spec):
             source = input_source(number, spec.path, path)
-            size = file_size(path) if chunk_bytes and kind == "text" and not path.name.endswith(".gz") else 0
-            if chunk_bytes and size > chunk_bytes:
-                for start in range(0, size, chunk_bytes):
-                    units.append(Unit(len(units), "text_range", str(path), spec.lang, source, start, min(size, start + chunk_bytes)))
-            else:
+            if not chunk_bytes:
                 units.append(Unit(len(units), "file", str(path), spec.lang, source))
+                continue
+            for range_kind, start, end, size in _chunks(kind, path, chunk_bytes):
+                units.append(Unit(len(units), range_kind, str(path), spec.lang, source, start, end, size))
     return units
+
+
+def _chunks(kind: str, path: Any, chunk_bytes: int) -> list[tuple[str, int, int, int]]:
+    """(kind, start, end, text bytes) of a file's units of about `chunk_bytes` of text."""
+    size = file_size(path)
+    compressed = path.name.endswith(".gz")
+    if kind in BYTE_RANGES and not compressed:
+        if size <= chunk_bytes:
+            return [("file", 0, 0, size)]
+        return [(BYTE_RANGES[kind], start, min(size, start + chunk_bytes), min(size, start + chunk_bytes) - start) for start in range(0, size, chunk_bytes)]
+    if kind == "parquet" and size * COMPRESSION > chunk_bytes:
+        groups = _row_group_bytes(path)
+        ranges: list[tuple[int, int, int]] = []  # (first row group, end, text bytes)
+        for i, n in enumerate(groups):
+            if ranges and ranges[-1][2] + n <= chunk_bytes:
+                ranges[-1] = (ranges[-1][0], i + 1, ranges[-1][2] + n)
+            else:
+                ranges.append((i, i + 1, n))
+        if len(ranges) > 1:
+            return [("parquet_range", first, end, n) for first, end, n in ranges]
+        return [("file", 0, 0, sum(groups))]
+    return [("file", 0, 0, size * (COMPRESSION if compressed or kind == "parquet" else 1))]
+
+
+def _row_group_bytes(path: Any) -> list[int]:
+    """Each row group's uncompressed bytes of `text` (of all its columns, without one)."""
+    meta = parquet_file(path).metadata
+    names = [meta.schema.column(i).path for i in range(meta.num_columns)]
+    column = names.index("text") if "text" in names else None
+    return [meta.row_group(g).column(column).total_uncompressed_size if column is not None else meta.row_group(g).total_byte_size for g in range(meta.num_row_groups)]
 
 
 def input_source(number: int, root: Any, path: Any) -> str:
@@ -123,6 +162,11 @@ def range_documents(path: str, start: int, end: int, counts: CorpusCounts) -> It
 
 def unit_documents(unit: Unit, counts: CorpusCounts) -> Iterator[tuple[list[str], list[str]]]:
     """(texts, langs) batches of one unit, in a fixed order; unreadable records go to `counts`."""
+    if unit.kind in ("jsonl_range", "parquet_range"):
+        kind = "jsonl" if unit.kind == "jsonl_range" else "parquet"
+        for _, texts, langs in iter_file_documents(kind, as_path(unit.path), unit.lang, counts, unit.start, unit.end):
+            yield texts, langs
+        return
     if unit.kind == "text_range":
         lang = unit.lang or UNDETERMINED
         batch: list[str] = []

@@ -10,7 +10,8 @@ Steps (each a set of resumable Ray tasks):
    (per chunk with `max_memory_gib`); the driver sets the bytes to train on per language and each
    file's (chunk's) share of them (sampling.py: exact byte counts, deterministic by seed);
 2. `count` and `reduce` (only with `max_memory_gib`): the word table (wordcount.py), one task per
-   input chunk, then one per word partition; the driver picks the words that fit the budget;
+   input chunk (byte ranges of text and JSONL, row groups of Parquet), then one per word partition
+   (as many as the chunks' text needs: `word_partitions`); the driver picks the words that fit the budget;
 3. `train`: one task trains (train.py, all the node's cores through the Rust trainer) and writes
    the tokenizer files into the output folder. Too little text is the stage's error (exit 2), said
    once: the task returns it instead of failing.
@@ -40,11 +41,11 @@ from .corpus import CorpusCounts, InputSpec, expand_files
 from .human import human_bytes
 from .sampling import SampledCorpus, byte_targets, plan_units, scan_unit, unit_quotas
 from .train import CorpusTooSmall, train
-from .wordcount import FeedTally, choose_min_count, count_words, feed, reduce_words
+from .wordcount import FeedTally, choose_min_count, count_words, feed, reduce_words, word_partitions
 
 REPORT = "train_report.json"
 REPAIRED = "invalid_utf8_replaced"  # corpus.decode_block: a block read with its bad bytes replaced
-WORK_FORMAT = "3"  # `_work/_format`: the work of an unfinished run by an earlier version (other files, results or sample keys) is not resumed
+WORK_FORMAT = "4"  # `_work/_format`: the work of an unfinished run by an earlier version (other files, results or sample keys) is not resumed
 
 
 def train_task(config: TokenizerConfig, plan: dict[str, Any], output: str) -> dict[str, Any]:
@@ -142,7 +143,7 @@ class TokenizerStage(Stage):
 
     def _word_table(self, ctx: StageContext, units: list, quotas: list[dict[str, int]] | None) -> dict[str, Any]:
         c, work = self.config, str(ctx.work)
-        partitions = max(1, min(256, len(units)))
+        partitions = word_partitions(units)
         tasks = [Task(f"chunk-{u.index:05d}", (u, None if quotas is None else quotas[u.index], c.seed, partitions, work), label=_label(u)) for u in units]
         counted = ctx.step("count", count_words, tasks, unit="chunks", title="tokenizer word count")
         reduce_tasks = [Task(f"p-{p:05d}", (p, work)) for p in range(partitions)]
@@ -184,7 +185,9 @@ def _times(n: int) -> str:
 
 
 def _label(unit: Any) -> str:
-    return f"{unit.path}@{unit.start}" if unit.kind == "text_range" else unit.path
+    if unit.kind == "parquet_range":
+        return f"{unit.path}@row-group-{unit.start}"
+    return f"{unit.path}@{unit.start}" if unit.kind.endswith("_range") else unit.path
 
 
 def _language_line(lang: str, n: dict[str, int]) -> str:

@@ -8,14 +8,18 @@ corpus (BENCHMARKS.md: 15 GiB for 1 GB of mixed text). With `--max-memory-gib`:
 
 The tokenizer stage (stage.py) runs steps 1 and 2 as Ray tasks through the runner:
 
-1. count: one Ray task per input chunk (64 MB ranges of plain text, whole other files; with a mix
-   or byte limit, its sample: sampling.py) splits its documents with DeepSeek's pre-tokenizer (all
-   steps but the byte mapping; each distinct cut of a batch of documents once,
-   pretokenize.CUT_PATTERN: 4x faster on English) and writes partial counts per word and language,
-   hash-partitioned by word (`_work/counts/p-NNNNN/`); memory: one chunk's distinct words.
+1. count: one Ray task per input chunk (sampling.plan_units: 64 MB ranges of plain text and JSONL,
+   ranges of row groups of Parquet, whole gzipped files; with a mix or byte limit, its sample)
+   splits its documents with DeepSeek's pre-tokenizer (all steps but the byte mapping; each
+   distinct cut of a batch of documents once, pretokenize.CUT_PATTERN: 4x faster on English) and
+   writes partial counts per word and language, hash-partitioned by word (`_work/counts/p-NNNNN/`);
+   memory: one chunk's distinct words.
 2. reduce: one task per partition sums its counts (`_work/words/p-NNNNN.parquet`, a row per word
    and language) and returns a histogram by each word's count: estimated trainer bytes, distinct
-   words and their bytes, and text bytes per language.
+   words and their bytes, and text bytes per language. There are enough partitions that each
+   expects at most PARTITION_ROWS partial rows (`word_partitions`: from the chunks' text bytes), and
+   a task sums its partials as it reads them (`sum_partials`): it holds the partition's distinct
+   words and a batch of partials, never every chunk's partials at once.
 3. the driver picks the smallest `min_count` whose surviving words fit the budget (memory model
    below, fitted to measured runs), and fills what is left of the budget with a hash-chosen share
    of the words seen `min_count - 1` times; min_count 1 keeps everything.
@@ -28,10 +32,11 @@ The tokenizer stage (stage.py) runs steps 1 and 2 as Ray tasks through the runne
 
 from __future__ import annotations
 
+import math
 import resource
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -53,6 +58,16 @@ WORD_SCHEMA = pa.schema([("word", pa.string()), ("lang", pa.string()), ("count",
 HISTOGRAM_COUNTS = 64  # per-count histogram up to here; larger counts are never pruned
 FEED_STRING_BYTES = 1 << 12  # small: the trainer pre-tokenizes each string in a thread, ~16 bytes a byte, and its allocator keeps that per thread
 CUTS_PER_FLUSH = 100_000  # distinct cuts held before they are split into words
+# Partitions of the reduce: enough that each expects at most PARTITION_ROWS partial rows (a word's
+# count from one chunk), at a partial row per TEXT_BYTES_PER_ROW bytes of text (an upper estimate:
+# measured 32-38 bytes on Chinese, 74-89 on English, for chunks of 1.5-64 MB; larger chunks repeat
+# more words); at least one per chunk up to 256, at most MAX_PARTITIONS (each count task writes a
+# file per partition: chunks x partitions files). Beyond that (~1 TB of text at these figures) a
+# partition's partials grow with the corpus again; its reduce still holds only its distinct words.
+PARTITION_ROWS = 8_000_000
+TEXT_BYTES_PER_ROW = 32
+MAX_PARTITIONS = 4096
+REDUCE_BATCH_ROWS = 2_000_000  # partial rows a reduce reads before summing them into its running table
 # The trainer's peak (its Ray worker's VmHWM from the start of training): MIB_BASE, then per kept
 # distinct word (hash maps, the word's symbol list, pair positions). An upper bound of the peaks
 # measured with 2 and 16 trainer threads, vocabularies of 4,000-100,000 and up to 450,000 words
@@ -114,13 +129,41 @@ def _add_pieces(cuts: Counter, splitter: pre_tokenizers.PreTokenizer, words: Cou
     cuts.clear()
 
 
+def word_partitions(units: list[Unit]) -> int:
+    """The reduce's partitions for these chunks (`PARTITION_ROWS`)."""
+    rows = sum(u.size for u in units) / TEXT_BYTES_PER_ROW
+    return max(1, min(256, len(units)), min(MAX_PARTITIONS, math.ceil(rows / PARTITION_ROWS)))
+
+
+def _group_sum(tables: list[pa.Table]) -> pa.Table:
+    table = pa.concat_tables(tables)
+    return table.group_by(["word", "lang"]).aggregate([("count", "sum")]).rename_columns(["word", "lang", "count"])
+
+
+def sum_partials(tables: Iterable[pa.Table], batch_rows: int | None = None) -> pa.Table:
+    """The partial counts summed per word and language (in no particular order), summed as they are
+    read: a batch of at least `batch_rows` (REDUCE_BATCH_ROWS) partial rows, and at least as many as
+    the running sums have (so that summing again costs at most about twice a single pass), is added
+    to the running sums. Holds the running sums and one batch (and the sum of both) at a time; the
+    sums are exact integers, so they are those of summing everything at once."""
+    batch_rows = REDUCE_BATCH_ROWS if batch_rows is None else batch_rows
+    summed = WORD_SCHEMA.empty_table()
+    pending: list[pa.Table] = []
+    rows = 0
+    for table in tables:
+        pending.append(table)
+        rows += table.num_rows
+        if rows >= max(batch_rows, summed.num_rows):
+            summed = _group_sum([summed, *pending])
+            pending, rows = [], 0
+    return _group_sum([summed, *pending]) if pending or not summed.num_rows else summed
+
+
 def reduce_words(p: int, work: str) -> dict[str, Any]:
     """Ray task: the summed counts of partition p (a row per word and language, sorted by word); a
     histogram by each word's count over all languages, for pruning."""
     files = partition_files(as_path(work) / "counts", p)
-    tables = [pq.read_table(f, schema=WORD_SCHEMA) for f in files]
-    table = pa.concat_tables(tables) if tables else WORD_SCHEMA.empty_table()
-    summed = table.group_by(["word", "lang"]).aggregate([("count", "sum")]).rename_columns(["word", "lang", "count"])
+    summed = sum_partials(pq.read_table(f, schema=WORD_SCHEMA) for f in files)
     summed = summed.sort_by([("word", "ascending"), ("lang", "ascending")]).cast(WORD_SCHEMA).combine_chunks()
     write_table(as_path(work) / "words" / f"p-{p:05d}.parquet", summed)
     rows = summed.num_rows
@@ -134,8 +177,9 @@ def reduce_words(p: int, work: str) -> dict[str, Any]:
     totals = np.add.reduceat(counts, starts) if rows else np.zeros(0, dtype=np.int64)
     row_capped = np.minimum(totals, HISTOGRAM_COUNTS)[np.cumsum(first) - 1]
     capped, word_sizes = np.minimum(totals, HISTOGRAM_COUNTS), sizes[starts]
-    langs = summed.column("lang").to_numpy(zero_copy_only=False)
-    by_lang = {str(lang): np.bincount(row_capped[langs == lang], weights=(sizes * counts)[langs == lang], minlength=HISTOGRAM_COUNTS + 1).tolist() for lang in np.unique(langs)}
+    langs = pc.dictionary_encode(summed.column("lang")).combine_chunks()  # codes, not a Python string per row
+    codes, row_bytes = langs.indices.to_numpy(zero_copy_only=False), sizes * counts
+    by_lang = {str(lang): np.bincount(row_capped[codes == i], weights=row_bytes[codes == i], minlength=HISTOGRAM_COUNTS + 1).tolist() for i, lang in enumerate(langs.dictionary.to_pylist())}
     return {
         "distinct": int(len(totals)),
         "occurrences": int(counts.sum()),
