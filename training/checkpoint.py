@@ -47,7 +47,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from crawlmill.files import AnyPath, as_path, atomic_write_json, atomic_write_text, list_files, read_json, read_text, remove_tree
+from crawlmill.files import AnyPath, as_path, atomic_write_json, atomic_write_text, list_files, read_json, read_text, remove_file, remove_tree
 from crawlmill.pathsafety import inside_folder
 
 from .fetch_on_read import download_common, fetch_once, fetched_reads
@@ -104,6 +104,13 @@ def complete_checkpoints(root: Path, remote: AnyPath | None = None) -> Iterator[
 def latest_checkpoint(root: Path, remote: AnyPath | None = None) -> tuple[AnyPath, dict[str, Any]] | None:
     """The newest complete checkpoint of a run and its meta, if any (complete_checkpoints)."""
     return next(complete_checkpoints(root, remote), None)
+
+
+def discard_local(folder: Path) -> None:
+    """Delete a checkpoint folder so that a kill part way never leaves it looking complete: its
+    meta.json first (rmtree goes in listing order, which may leave meta.json to the last)."""
+    (folder / META).unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 class RunExists(FileExistsError):
@@ -191,11 +198,12 @@ class Checkpointer:
         return str(self.remote if self.remote is not None else self.root)
 
     def remove_unfinished(self) -> None:
-        """A killed save leaves a `.tmp-step-*` folder (and, at a URL, a step folder without its
-        marker): they are removed before training resumes (locally by rank 0, or by every rank in
-        its staging folder for a URL, which a machine may have to itself)."""
+        """A killed save leaves a `.tmp-step-*` folder (or a replaced step's `.tmp-replaced-step-*`),
+        and at a URL a step folder without its marker: they are removed before training resumes
+        (locally by rank 0, or by every rank in its staging folder for a URL, which a machine may
+        have to itself)."""
         if (self.rank == 0 or self.remote is not None) and self.root.is_dir():
-            for folder in self.root.glob(".tmp-step-*"):
+            for folder in self.root.glob(".tmp-*"):  # a save's folder, or a replaced one's (finish)
                 shutil.rmtree(folder, ignore_errors=True)
             remove_leftover_copies(self.root)
         if self.rank == 0 and self.remote is not None:
@@ -226,6 +234,9 @@ class Checkpointer:
         step, meta = self._pending
         self._pending = None
         self.writer.wait()
+        if self.remote is not None and self.rank == 0:
+            # The same step saved again after a resume: no longer complete before any rank uploads into it.
+            remove_file(self.remote / step_name(step) / COMPLETE)
         self.barrier()
         if self.remote is not None:
             self.wait_for_upload()
@@ -237,12 +248,14 @@ class Checkpointer:
         if self.rank == 0:
             tmp, final = self.root / f".tmp-{step_name(step)}", self.root / step_name(step)
             atomic_write_json(tmp / META, {**meta, "step": step, "world_size": self.world})
-            if final.exists():  # the same step saved again after a resume
-                shutil.rmtree(final)
+            aside = self.root / f".tmp-replaced-{step_name(step)}"
+            if final.exists():  # the same step saved again after a resume: moved aside whole, then deleted
+                final.rename(aside)
             tmp.rename(final)
+            shutil.rmtree(aside, ignore_errors=True)
             atomic_write_text(self.root / LATEST, step_name(step))
             for old in sorted(p for p in self.root.glob("step-*") if p.is_dir())[: -self.keep]:
-                shutil.rmtree(old, ignore_errors=True)
+                discard_local(old)
         self.barrier()
 
     def settle(self) -> None:
@@ -308,6 +321,7 @@ class Checkpointer:
         atomic_write_text(folder / COMPLETE, "")
         atomic_write_text(self.remote / LATEST, step_name(step))
         for old in complete_folders(self.remote, COMPLETE)[: -self.keep]:
+            remove_file(old / COMPLETE)  # first: a deletion cut short leaves no "complete" folder with files missing
             remove_tree(old)
         shutil.rmtree(tmp, ignore_errors=True)
 

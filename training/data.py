@@ -32,18 +32,14 @@ checks every token of a folder before a run.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-from unittest import mock
+from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
 from crawlmill.files import as_path, file_size, sha256_file
 from crawlmill.shards.manifest import MANIFEST, is_count, load_manifest, megatron_blend
@@ -51,10 +47,8 @@ from crawlmill.shards.mmidx import ShardError, check_index, read_index
 
 from .config import TrainConfig, not_pack_output
 from .epochs import BlendedShard, GroupEpochs, data_epochs
+from .index_cache import machine_by_machine
 from .runstore import local_file, local_shards
-from .sharing import leaders_first, who_shares
-
-T = TypeVar("T")
 
 
 @dataclass
@@ -308,29 +302,6 @@ def token_bytes(tokenizer_path: str, eod: int, sha256: str | None = None) -> tup
         return token_byte_lengths(local, eod_id=eod), ""
     except TokenBytesError as exc:
         return None, str(exc)
-
-
-@contextlib.contextmanager
-def one_process_view() -> Iterator[None]:
-    """Megatron's dataset code sees no process group: it builds a missing index cache itself and
-    waits on no barrier (each rank's build is its own)."""
-    with mock.patch.object(dist, "is_initialized", lambda: False), mock.patch.object(dist, "get_rank", lambda group=None: 0):
-        yield
-
-
-def machine_by_machine(build: Callable[[], T], cache_dir: Path) -> T:
-    """`build()` (Megatron's dataset builder) with its index cache built once per disk. Megatron
-    builds the cache on global rank 0 and every other rank reads it: a machine that does not share
-    rank 0's disk (a run folder at a URL stages it per machine) found none. Here rank 0 builds, then
-    one rank per other folder `cache_dir` (sharing.leaders_first: a hit where it is rank 0's, a
-    build on a disk of its own), then every other rank reads its folder's cache."""
-    def alone() -> T:
-        with one_process_view():
-            return build()
-
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return build()
-    return leaders_first(alone, who_shares(cache_dir), f"building the dataset index cache in {cache_dir}")
 
 
 def collate(samples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

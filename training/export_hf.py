@@ -152,19 +152,23 @@ def refuse_existing(output: Path, overwrite: bool, sources: list[Any], marker: s
 
 @contextlib.contextmanager
 def new_folder(output: Path) -> Iterator[Path]:
-    """A temporary sibling of `output` to fill: it replaces `output` when the block ends, and is
-    deleted when the block raises (a half-written folder never has the final name)."""
+    """A temporary sibling of `output` to fill: it replaces `output` when the block ends (the old one
+    renamed aside first, then deleted), and is deleted when the block raises (a half-written or
+    half-deleted folder never has the final name)."""
     tmp = output.parent / f".tmp-{output.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    aside = output.parent / f".tmp-replaced-{output.name}"
     try:
         yield tmp
-        if output.exists():
-            shutil.rmtree(output)
+        shutil.rmtree(aside, ignore_errors=True)
+        if output.exists():  # --overwrite: moved aside whole, never half-deleted under its name
+            output.rename(aside)
         tmp.rename(output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _tokenizer(run: str, info: dict[str, Any], tokenizer: str | None) -> tuple[Any, dict[str, Any]]:

@@ -36,7 +36,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from crawlmill.files import as_path, atomic_write_json, file_size, open_binary, read_text
+from crawlmill.files import as_path, atomic_write_json, atomic_write_text, file_size, open_binary, read_text
 
 RUN_FILE = "run.json"
 LOG_FILE = "log.jsonl"
@@ -69,7 +69,7 @@ class RunLog:
                 torn += 1
         if torn:
             print(f"{self.path}: {torn} line(s) that are not JSON dropped (a record torn by the kill)", file=sys.stderr)
-        self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        atomic_write_text(self.path, "".join(line + "\n" for line in kept))  # a kill here leaves the whole log of before
 
     def write(self, kind: str, **record: Any) -> None:
         if kind not in KINDS:

@@ -202,7 +202,10 @@ def check_metadata(folder: Path, trust: bool = False) -> Any:
     """The checkpoint's `.metadata`, refused (ValueError naming it) if it would build anything but
     checkpoint metadata (unless `trust`); DamagedCheckpoint if it is cut short or garbled."""
     path = folder / ".metadata"
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:  # a folder whose deletion was cut short, or a copy that missed it
+        raise DamagedCheckpoint(f"{path}: damaged or incomplete (missing)") from None
     try:
         return pickle.loads(data) if trust else _MetadataUnpickler(io.BytesIO(data)).load()
     except (AttributeError, ImportError) as exc:
@@ -272,11 +275,14 @@ def load_sharded(sharded: dict[str, Any], folder: Path, trust: bool = False) -> 
 
 def damage(exc: BaseException) -> str | None:
     """What torch.load raised on a cut or garbled file, as one line, when `exc` is that (EOFError, a
-    bad pickle or zip, torch's zip reader failing, EINVAL seeking past a cut end); else None. A
-    refusal of the weights-only loader is not damage."""
+    bad pickle or zip, torch's zip reader failing, EINVAL seeking past a cut end), or a file of the
+    checkpoint that is missing (a folder whose deletion was cut short); else None. A refusal of the
+    weights-only loader is not damage."""
     text = " ".join(str(exc).split())
     if "Weights only load failed" in text:
         return None
+    if isinstance(exc, FileNotFoundError):
+        return f"missing: {exc.filename or text}"[:300]
     if isinstance(exc, (EOFError, pickle.UnpicklingError, zipfile.BadZipFile)) or "PytorchStreamReader failed" in text or (isinstance(exc, OSError) and exc.errno == errno.EINVAL):
         return f"{type(exc).__name__}: {text}".rstrip(": ")[:300]
     return None

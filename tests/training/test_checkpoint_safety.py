@@ -128,3 +128,26 @@ def test_the_latest_pointer_stays_in_the_checkpoints_folder(tmp_path: Path, poin
     (root / "latest").write_text(pointer)
     with pytest.raises(OutsideFolderError, match=rf"checkpoints/latest: its checkpoint '{pointer}' is refused"):
         _checkpointer(tmp_path / "run").latest()
+
+
+def test_a_checkpoint_whose_deletion_is_cut_short_is_not_taken_for_complete(tmp_path: Path, monkeypatch) -> None:
+    """rmtree goes in listing order (here: model/ before meta.json), so a kill while an old checkpoint
+    was deleted left meta.json beside a half-deleted model, and a resume took it as complete."""
+    import json as _json
+
+    from crawlmill.training import checkpoint as module
+
+    for step in (5, 10):
+        folder = tmp_path / f"step-{step:08d}"
+        (folder / "model").mkdir(parents=True)
+        (folder / "model/__0_0.distcp").write_bytes(b"x" * 100)
+        (folder / "meta.json").write_text(_json.dumps({"step": step}))
+
+    def killed(path, *args, **kwargs):
+        raise KeyboardInterrupt  # the kill, before rmtree removed a thing
+
+    monkeypatch.setattr(module.shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        module.discard_local(tmp_path / "step-00000010")
+    monkeypatch.undo()
+    assert [meta["step"] for _, meta in module.complete_checkpoints(tmp_path)] == [5]

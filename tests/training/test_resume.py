@@ -40,13 +40,16 @@ def test_stopped_and_resumed_run_is_bitwise_the_straight_run(tiny_shards, straig
     assert losses[-1][1] < losses[0][1]
 
 
-@pytest.mark.parametrize("damaged", ["model", "rank file"])
+# "missing": a file gone, as a deletion cut short leaves a folder (before, FileNotFoundError ended the resume)
+@pytest.mark.parametrize("damaged", ["model", "rank file", "missing rank file", "missing .metadata"])
 def test_a_damaged_newest_checkpoint_is_skipped_and_the_resume_still_matches_the_straight_run(tiny_shards, straight, tmp_path, capfd, damaged):
     config = tiny_config(tiny_shards, **STRAIGHT)
     resumed = tmp_path / "resumed"
     assert train(config, resumed, stop_after=15)["step"] == 15
     newest = resumed / "checkpoints/step-00000015"
-    for path in newest.glob("model/__0_*.distcp") if damaged == "model" else [newest / "rank-00000.pt"]:
+    if damaged.startswith("missing"):
+        (newest / ("rank-00000.pt" if damaged == "missing rank file" else "model/.metadata")).unlink()
+    for path in newest.glob("model/__0_*.distcp") if damaged == "model" else [newest / "rank-00000.pt"] if damaged == "rank file" else []:
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a disk fault, a copy cut short
     capfd.readouterr()
     assert train(config, resumed, resume=True)["step"] == 20

@@ -24,3 +24,32 @@ def test_the_highest_step_at_the_end_of_a_long_log_with_a_line_being_written(tmp
 def test_a_stop_record_counts_its_step(tmp_path):
     (tmp_path / LOG_FILE).write_text(json.dumps({"kind": "train", "step": 7}) + "\n" + json.dumps({"kind": "stopped", "step": 9, "signal": "SIGTERM"}) + "\n")
     assert steps_so_far(tmp_path) == (9, 0)
+
+
+def test_a_resume_that_fails_to_rewrite_the_log_leaves_it_whole(tmp_path, monkeypatch):
+    """The log cut back to the resumed step was written in place: a kill or a full disk there left the
+    run's only log empty or cut (and `plan fit`, the model card and the end record trust it)."""
+    import errno
+    import json
+    import pathlib
+
+    import pytest
+
+    from crawlmill.training.runlog import LOG_FILE, RunLog
+
+    log = tmp_path / LOG_FILE
+    text = "".join(json.dumps({"kind": "train", "step": s, "loss": 1.0}) + "\n" for s in range(1, 6))
+    log.write_text(text)
+    real = pathlib.Path.write_text
+
+    def full_disk(self, data, *args, **kwargs):
+        real(self, data[: len(data) // 3], *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", full_disk)
+    with pytest.raises(OSError):
+        RunLog(tmp_path, resume_step=3)
+    monkeypatch.undo()
+    assert log.read_text() == text
+    RunLog(tmp_path, resume_step=3).close()
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2, 3]
