@@ -165,11 +165,16 @@ def _proc_status_mib(field: str) -> int | None:
 
 
 def write_folder(tokenizer: Tokenizer, layout: VocabLayout, output: Path, report: dict) -> None:
-    """Write the tokenizer files into `output`, each under a temporary name renamed when complete."""
+    """Write the tokenizer files into `output`, each under a temporary name renamed when complete;
+    tokenizer.json, the file readers look for, last: a folder cut short by a kill has none, rather
+    than one without the crawlmill.json whose padded vocabulary pack reads beside it."""
     make_dirs(output)
     with atomic_path(output / "tokenizer.json") as tmp:
         tokenizer.save(str(tmp))
-        digest = sha256_file(tmp)
+        _write_companions(output, layout, sha256_file(tmp), report)
+
+
+def _write_companions(output: Path, layout: VocabLayout, digest: str, report: dict) -> None:
     special = {"bos_token": BOS, "eos_token": EOS, "pad_token": PAD}
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",

@@ -183,3 +183,26 @@ def test_a_very_long_piece_is_cut_for_training_only(ray_local, small_tokenizer_d
     written = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
     assert written["pre_tokenizer"] == json.loads((small_tokenizer_dir / "tokenizer.json").read_text(encoding="utf-8"))["pre_tokenizer"]
     assert written["pre_tokenizer"] == RELEASED["pre_tokenizer"]  # what it writes splits as the release
+
+
+def test_a_folder_cut_short_while_written_has_no_tokenizer_json(small_tokenizer_dir, tmp_path, monkeypatch):
+    """tokenizer.json, what readers look for, came first: a kill before crawlmill.json left a folder
+    pack read with a vocabulary rounded to 128 instead of the padded one."""
+    from crawlmill.tokenizer import train as module
+
+    tokenizer = Tokenizer.from_file(str(small_tokenizer_dir / "tokenizer.json"))
+    layout = VocabLayout(learned=tokenizer.get_vocab_size() - len(SPECIAL_TOKENS))
+    real = module._write_json
+
+    def killed_at_the_report(path, data):
+        if path.name == "train_report.json":
+            raise KeyboardInterrupt
+        real(path, data)
+
+    monkeypatch.setattr(module, "_write_json", killed_at_the_report)
+    with pytest.raises(KeyboardInterrupt):
+        module.write_folder(tokenizer, layout, tmp_path / "tok", {})
+    assert (tmp_path / "tok/crawlmill.json").exists() and not (tmp_path / "tok/tokenizer.json").exists()
+    monkeypatch.undo()
+    module.write_folder(tokenizer, layout, tmp_path / "tok", {})
+    assert Tokenizer.from_file(str(tmp_path / "tok/tokenizer.json")).get_vocab_size() == tokenizer.get_vocab_size()
