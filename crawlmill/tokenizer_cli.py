@@ -64,7 +64,7 @@ def train(
     max_token_length: Optional[int] = typer.Option(None, "--max-token-length", help="Longest token, in byte-level symbols (one per byte: a Chinese character counts 3), as HF tokenizers' BpeTrainer counts it; its merges stop one short of it (4 gives tokens of at most 3) (default: no limit)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the sampling draws."),
     max_memory_gib: Optional[float] = typer.Option(None, "--max-memory-gib", help="Count words on Ray first and drop the rarest until the trainer's modelled peak fits this; measured peaks 64-92% of it (docs/tokenizer.md). Default: stream everything, exact."),
-    count_chunk_mb: Optional[float] = typer.Option(None, "--count-chunk-mb", help="With --max-memory-gib: plain text is word-counted in chunks of this size."),
+    count_chunk_mb: Optional[float] = typer.Option(None, "--count-chunk-mb", help="With --max-memory-gib: files are word-counted in chunks of about this size (plain text and JSONL in byte ranges of lines, Parquet in row groups; a .gz file whole)."),
 ) -> None:
     """Train a byte-level BPE with DeepSeek LLM's pre-tokenization; write a folder AutoTokenizer loads."""
 
