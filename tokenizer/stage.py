@@ -86,6 +86,25 @@ def train_task(config: TokenizerConfig, plan: dict[str, Any], output: str) -> di
         return {"input_error": str(exc), "error_type": type(exc).__name__}
 
 
+# Text that HF's trainer, given all of it, holds every distinct word of: 15.2 GiB at 1 GB measured
+# (BENCHMARKS.md, 6.17 M words), distinct words growing ~5.8x per 10x text: ~60 GiB at 8 GB.
+IN_MEMORY_TEXT_LIMIT = 8 * 10**9
+
+
+def check_fits_in_memory(specs: list[InputSpec]) -> None:
+    """Refuse, before any work, to train on every byte of inputs holding more text than one machine's
+    trainer can count (its memory follows the distinct words, so the corpus): a run killed by the
+    kernel hours later says nothing. Gzip and Parquet files count COMPRESSION times their size."""
+    text = sum(unit.size for unit in plan_units(specs, chunk_bytes=1 << 62))
+    if text > IN_MEMORY_TEXT_LIMIT:
+        raise StageInputError(
+            f"the inputs hold about {human_bytes(text)} of text, and training on all of it holds every distinct word in one process "
+            "(15 GiB of memory for 1 GB of text measured, ~60 GiB for 8 GB): give --max-bytes (a sample; DeepSeek trained on ~24 GB, "
+            "e.g. --max-bytes 4e9 with --mix) or --max-memory-gib (the word count on Ray, the rarest words pruned to fit); "
+            f"--max-bytes {-(-text // 10**9)}e9 or more trains on all of it anyway"
+        )
+
+
 def bytes_per_language(read: Counter, trained: Counter, pruned: Counter) -> dict[str, dict[str, int]]:
     """Per language: bytes read, left out by the sampling, pruned from the word table, trained on."""
     return {
@@ -117,6 +136,8 @@ class TokenizerStage(Stage):
         if not fmt.exists() or read_text(fmt) != WORK_FORMAT:
             remove_tree(ctx.work)  # an earlier version's: start the work over
             atomic_write_text(fmt, WORK_FORMAT)
+        if not (c.max_bytes or c.max_memory_gib):
+            check_fits_in_memory(self.specs)
         units = plan_units(self.specs, int(c.count_chunk_mb * 2**20) if c.max_memory_gib else None)
         quotas, targets, scan = None, None, None
         if c.mix or c.max_bytes:

@@ -206,3 +206,18 @@ def test_a_folder_cut_short_while_written_has_no_tokenizer_json(small_tokenizer_
     monkeypatch.undo()
     module.write_folder(tokenizer, layout, tmp_path / "tok", {})
     assert Tokenizer.from_file(str(tmp_path / "tok/tokenizer.json")).get_vocab_size() == tokenizer.get_vocab_size()
+
+
+def test_inputs_too_large_to_count_in_one_process_are_refused_before_any_work(tmp_path, monkeypatch):
+    """Training on every byte holds every distinct word in one process (15 GiB at 1 GB measured): a
+    crawl's worth was killed by the kernel hours later; now refused at once, saying what to give."""
+    from crawlmill.pipeline.stage import StageInputError
+    from crawlmill.tokenizer import stage as module
+    from crawlmill.tokenizer.corpus import InputSpec
+
+    (tmp_path / "a.txt").write_text("word " * 1000)  # 5,000 bytes
+    (tmp_path / "b.txt.gz").write_bytes(gzip.compress(b"other " * 1000))  # counted at 4x its size
+    monkeypatch.setattr(module, "IN_MEMORY_TEXT_LIMIT", 5_100)  # a.txt alone fits; with b (~52 B gzipped, ~208 counted) not
+    module.check_fits_in_memory([InputSpec.parse(str(tmp_path / "a.txt"))])  # within the limit
+    with pytest.raises(StageInputError, match=r"give --max-bytes .* or --max-memory-gib .*--max-bytes 1e9 or more trains on all of it anyway"):
+        module.check_fits_in_memory([InputSpec.parse(str(tmp_path))])
