@@ -68,16 +68,22 @@ def _run_tokenizer(run: str, info: dict[str, Any]) -> str | None:
     return found[0]["sha256"] if found else None
 
 
+def _packed_with(folder: str, run_tokenizer: str | None) -> tuple[Any, dict[str, Any]]:
+    """The folder's shards and tokenizer entry; a ValueError when it was packed with another tokenizer than the run's."""
+    (shards,) = open_folders([folder])
+    entry = shards.manifest["tokenizer"]
+    if run_tokenizer is not None and entry["sha256"] != run_tokenizer:
+        raise ValueError(f"{folder}: packed with another tokenizer (sha256 {entry['sha256'][:12]}…) than the run's ({run_tokenizer[:12]}…): its tokens mean other text to this model")
+    return shards, entry
+
+
 def evaluate_folder(model: Any, folder: str, seq_length: int, vocab: int, run_tokenizer: str | None, micro_batch: int = 4,
                     max_tokens: int | None = None, progress: Callable[[int], None] | None = None, tokenizer: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Loss and bits per byte of `model` on one shard folder (module docstring); `max_tokens`: stop
     once that many tokens are predicted (a sample: the windows from the start); `progress(n)` is
     called with the tokens of each micro-batch; `tokenizer`: the tokenizer folder when it moved
     since packing (for the bytes; its tokenizer.json must be the manifest's)."""
-    (shards,) = open_folders([folder])
-    entry = shards.manifest["tokenizer"]
-    if run_tokenizer is not None and entry["sha256"] != run_tokenizer:
-        raise ValueError(f"{folder}: packed with another tokenizer (sha256 {entry['sha256'][:12]}…) than the run's ({run_tokenizer[:12]}…): its tokens mean other text to this model")
+    shards, entry = _packed_with(folder, run_tokenizer)
     if tokenizer is not None and not (as_path(tokenizer) / "tokenizer.json").is_file():
         raise FileNotFoundError(f"--tokenizer {tokenizer}: no tokenizer.json there")
     if tokenizer is not None and sha256_file(as_path(tokenizer) / "tokenizer.json") != entry["sha256"]:
@@ -146,6 +152,8 @@ def evaluate_run(run: str, data: list[str], checkpoint: str | None = None, micro
         raise ValueError("--micro-batch and --max-tokens must be positive")
     model_config, vocab, info = run_model_config(run)
     run_tokenizer = _run_tokenizer(run, info)
+    for path in data:  # every folder checked before the first is evaluated (that can take hours)
+        _packed_with(path, run_tokenizer)
     if not use_cuda():  # bf16 matmuls on CPU are slow where they exist: the weights are read into fp32
         info["config"]["precision"] = "fp32"
     with one_process_model_parallel():

@@ -118,6 +118,8 @@ def test_bad_input_is_a_clear_error(trained, tiny_shards, tmp_path):
     (other / "manifest.json").write_text(json.dumps(manifest))
     refused = crawlmill(trained, "--data", other)
     assert refused.exit_code == 2 and "packed with another tokenizer" in refused.output, refused.output
+    refused = crawlmill(trained, "--data", tiny_shards, "--data", other, "--no-progress")  # before the first folder's evaluation, not after it
+    assert refused.exit_code == 2 and "packed with another tokenizer" in refused.output and "bits per byte" not in refused.output, refused.output
     cut_shard = tmp_path / "cut-shard"
     shutil.copytree(tiny_shards, cut_shard)
     prefix = json.loads((cut_shard / "manifest.json").read_text())["blend"]["prefixes"][0]
