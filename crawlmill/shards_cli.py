@@ -144,9 +144,10 @@ def verify(
     if problems:
         raise typer.Exit(2)
     if not as_json:
-        ids = "token range" if summary["vocab_size"] else "no token range (token ids unchecked: give --vocab-size)"
-        checks = f"structure, {ids} and checksums" if summary["checksums"] else f"structure and {ids} (no manifest: no checksums)"
-        out.print(f"[green]ok[/green] {summary['path']}: {summary['shards']} shard(s), {summary['tokens']:,} tokens; {checks} verified")
+        checked = ["structure", *(["token range"] if summary["vocab_size"] else []), *(["checksums"] if summary["checksums"] else [])]
+        unchecked = [*([] if summary["vocab_size"] else ["token ids (give --vocab-size)"]), *([] if summary["checksums"] else ["checksums (no manifest)"])]
+        said = " and ".join([", ".join(checked[:-1]), checked[-1]] if len(checked) > 1 else checked) + " verified"
+        out.print(f"[green]ok[/green] {summary['path']}: {summary['shards']} shard(s), {summary['tokens']:,} tokens; {said}" + (f"; not checked: {', '.join(unchecked)}" if unchecked else ""))
 
 
 @app.command(
