@@ -219,7 +219,7 @@ def resumable(overwrite: bool = False) -> Iterator[None]:
     (and that the same command with --overwrite would delete them again)."""
     import signal
 
-    from crawlmill.pipeline.ray_tasks import TERMINATED, UNWIND_ON_SIGTERM, Terminated, raise_terminated
+    from crawlmill.pipeline.ray_tasks import TERMINATED, UNWIND_ON_SIGTERM, Terminated, raise_terminated, shutdown_ray_quietly
 
     UNWIND_ON_SIGTERM[0], TERMINATED[0] = True, False
     try:
@@ -229,6 +229,7 @@ def resumable(overwrite: bool = False) -> Iterator[None]:
         how = "rerun the same command without --overwrite" if overwrite else "rerun the same command"
         what = "terminated (SIGTERM)" if terminated else "interrupted"
         err.print(f"{what}: the tasks that finished are kept; {how} to resume from them")
+        shutdown_ray_quietly()
         raise typer.Exit(143 if terminated else 130) from None
     finally:
         UNWIND_ON_SIGTERM[0] = False

@@ -83,6 +83,25 @@ def ensure_ray(options: RayOptions) -> None:
     elif before not in (None, signal.SIG_DFL):  # the program's own handler, which ray.init replaced
         signal.signal(signal.SIGTERM, before)
     RAY_START_SECONDS[0] += time.perf_counter() - started
+    STARTED_HERE[0] = True
+
+
+STARTED_HERE = [False]  # this process started (or joined) Ray through ensure_ray: its shutdown is ours
+
+
+def shutdown_ray_quietly() -> None:
+    """After Ctrl-C: Ray shut down now, with further Ctrl-Cs ignored meanwhile. Left to its exit hook,
+    a second Ctrl-C broke the shutdown with a traceback and left Ray's agents running for a minute."""
+    import ray
+
+    if not (STARTED_HERE[0] and ray.is_initialized()) or threading.current_thread() is not threading.main_thread():
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ray.shutdown()
+    finally:
+        signal.signal(signal.SIGINT, before)
+        STARTED_HERE[0] = False
 
 
 # Seconds this process spent starting or joining Ray: the first stage of a run starts it, and its

@@ -46,6 +46,9 @@ def ray_local():
         temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths have a length limit
         # on loopback as crawlmill's own local Ray (ray.init's _node_ip_address="127.0.0.1" alone is not)
         init_local_ray(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir)
+    from crawlmill.pipeline import ray_tasks
+
+    ray_tasks.STARTED_HERE[0] = False  # the session's Ray (whoever started it): no test's Ctrl-C shuts it down
     yield ray
     ray.shutdown()
 

@@ -490,3 +490,24 @@ def test_an_output_in_rays_copy_of_the_jobs_working_dir_is_warned_of(tmp_path, m
     for elsewhere in (str(tmp_path / "out"), "s3://bucket/out"):
         warn_if_in_job_copy(elsewhere)
         assert capsys.readouterr().err == ""
+
+
+def test_after_ctrl_c_the_ray_this_command_started_shuts_down_deaf_to_another(monkeypatch):
+    """A second Ctrl-C broke Ray's shutdown at exit with a traceback and left its agents running; a
+    Ray the command did not start (a test's, a caller's) is left alone."""
+    import signal
+
+    import ray
+
+    from crawlmill.pipeline import ray_tasks
+
+    during = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray, "shutdown", lambda: during.append(signal.getsignal(signal.SIGINT)))
+    monkeypatch.setattr(ray_tasks, "STARTED_HERE", [False])
+    ray_tasks.shutdown_ray_quietly()
+    assert during == []  # not ours
+    ray_tasks.STARTED_HERE[0] = True
+    before = signal.getsignal(signal.SIGINT)
+    ray_tasks.shutdown_ray_quietly()
+    assert during == [signal.SIG_IGN] and signal.getsignal(signal.SIGINT) is before and not ray_tasks.STARTED_HERE[0]
