@@ -116,7 +116,7 @@ def train(
     languages: Optional[List[str]] = typer.Option(None, "--language", help="Languages to train (repeat the flag; default en and zh)."),
     per_language: Optional[bool] = typer.Option(None, "--per-language", help="One model per language (default: one model for all)."),
     heldout: Optional[float] = typer.Option(None, "--heldout", help="Share of the documents held out for the report."),
-    max_documents: Optional[int] = typer.Option(None, "--max-documents", help="At most this many documents per class and language."),
+    max_documents: Optional[int] = typer.Option(None, "--max-documents", help="At most this many documents per class and language, a uniform sample of each (also what training holds in memory); 0: every document."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the split, the sampling and fastText."),
     epoch: Optional[int] = typer.Option(None, "--epoch", help="fastText epochs."),
     word_ngrams: Optional[int] = typer.Option(None, "--word-ngrams", help="fastText word n-grams."),

@@ -8,6 +8,7 @@ their module and name, so none is imported where no store was used (`--help` sta
 from __future__ import annotations
 
 import os
+import ssl
 from typing import Optional
 
 _CLIENT_MODULES = ("botocore.", "aiobotocore.", "aiohttp.", "google.auth.", "google.api_core.", "gcsfs.", "azure.core.", "azure.identity.", "adlfs.", "fsspec.exceptions")
@@ -19,6 +20,8 @@ _NO_CONNECTION = {
     "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError", "ProxyConnectionError", "SSLError", "HTTPClientError",
     "ClientConnectorError", "ClientConnectionError", "ServerDisconnectedError", "ClientOSError", "ServerTimeoutError", "FSTimeoutError",
 }  # fmt: skip
+# botocore's and aiohttp's (a ClientConnectorCertificateError is a ClientConnectorError too).
+_CERTIFICATE = {"SSLError", "ClientSSLError", "ClientConnectorCertificateError", "ClientConnectorSSLError"}
 _REFUSED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "AllAccessDisabled", "Forbidden", "403"}
 
 
@@ -86,7 +89,7 @@ def store_unreachable(exc: BaseException) -> bool:
     dropped connection): often passing (an outage, a restart), so a rerun may well succeed."""
     names = set().union(*(_client_classes(e) for e in _chain(exc)))
     # Missing credentials (said first by store_error) and a refused certificate are settings to mend, not an outage.
-    return bool(names & _NO_CONNECTION) and not names & (_NO_CREDENTIALS | {"SSLError"})
+    return bool(names & _NO_CONNECTION) and not names & (_NO_CREDENTIALS | _CERTIFICATE) and not any(isinstance(e, ssl.SSLError) for e in _chain(exc))
 
 
 def store_error(exc: BaseException) -> Optional[str]:

@@ -1,6 +1,6 @@
 """The folders of a whole run, before its first stage starts: each checked as run_stage will check it
-(check_folders_first) and, with --overwrite, those after the first stage's deleted at once
-(clear_later_folders). Used by runner.run_pipeline.
+(check_folders_first) and, with --overwrite, the others deleted with the first stage's, once its
+inputs are checked (clear_later_folders). Used by runner.run_pipeline.
 """
 
 from __future__ import annotations
@@ -46,16 +46,17 @@ def check_folders_first(run_config: Any, pipeline: Pipeline, units: Sequence[Any
         check_output_folder(folder, overwrite, markers=stage_class.output_markers)
 
 
-def clear_later_folders(run_config: Any, pipeline: Pipeline, units: Sequence[Any]) -> None:
-    """--overwrite: before the first stage starts, delete the folders of the stages after it, so that
-    a run stopped part way leaves no finished folder of before downstream of what it made again:
-    the same command without --overwrite then resumes the stage it stopped in and computes the
-    rest. The first stage's own folder is deleted by run_stage, once its inputs are checked; every
-    folder was checked by check_folders_first. (`_run.json` stays: the stages this run does not
-    make keep their last run's figures there, and this run's summary replaces it.)"""
+def clear_later_folders(run_config: Any, pipeline: Pipeline, units: Sequence[Any], first: Any) -> None:
+    """--overwrite: as the run's first stage run deletes its folder `first` (run_stage, once its
+    inputs are checked), delete the folders of every other stage run too, so that a run stopped part
+    way leaves no finished folder of before downstream of what it made again (nor another dump's of
+    the first stage): the same command without --overwrite then resumes the stage it stopped in and
+    computes the rest. Every folder was checked by check_folders_first. (`_run.json` stays: the
+    stages this run does not make keep their last run's figures there; this run's summary replaces it.)"""
     names = getattr(run_config, "sections", ())
     units = [u for u in units if not u.spec.left_out(names) and not (u.spec.external and u.spec.external(getattr(run_config, u.spec.name)))]
-    later = [pipeline.folder(u.spec.name, run_config, u.dump if u.spec.per_dump else None) for u in units if units and u.spec.name != units[0].spec.name]
+    folders = [pipeline.folder(u.spec.name, run_config, u.dump if u.spec.per_dump else None) for u in units]
+    later = [folder for folder in dict.fromkeys(folders) if str(folder) != str(first)]
     with folder_locks(later):  # another run writing or reading one: refused before anything is deleted
         for folder in later:
             if folder.exists():

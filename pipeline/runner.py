@@ -249,11 +249,13 @@ def run_node(setup: Callable[..., Any], fn: Callable[..., Any], shared: tuple, c
 
 def run_stage(
     stage: Stage, output_dir: str | Path, ray_options: RayOptions | None = None, progress: bool = True, overwrite: bool = False,
+    before_overwrite: Callable[[], None] | None = None,
 ) -> StageResult:
     """Run `stage` into `output_dir` (see the module docstring). Failed tasks come back in
     `result.failures`; unusable input raises (StageInputError, StageInputMismatch, ValueError...),
     and a folder this call created for it is removed again. `overwrite`: delete the folder's earlier
-    output first (only once the inputs are resolved and checked, and only a stage output folder)."""
+    output first (only once the inputs are resolved and checked, and only a stage output folder),
+    `before_overwrite()` just before (a run's later stages' folders: run_folders.clear_later_folders)."""
     started = time.perf_counter() - RAY_START_SECONDS[0]  # a Ray started in this stage: the run's time (_run.json)
     output = as_path(output_dir)
     # One writer per folder on this machine (folder_lock.py): the output and the state it extends
@@ -278,6 +280,8 @@ def run_stage(
             stage.check_recompute()
         check_output_folder(output, overwrite, markers=stage.output_markers)
         if overwrite:
+            if before_overwrite is not None:
+                before_overwrite()
             overwrite_folder(output)
         created = not output.exists()
         make_dirs(output)
@@ -345,8 +349,7 @@ def run_pipeline(
         from_dedup = any(pipeline.names.index(unit.spec.name) >= pipeline.names.index("dedup") for unit in units)
         dump_runs.prepare_joint(run_config, pipeline, overwrite and runs_dedup, from_dedup)
     check_folders_first(run_config, pipeline, units, overwrite, append)
-    if overwrite and not append:
-        clear_later_folders(run_config, pipeline, units)
+    clear_later = overwrite and not append  # once, as the first stage run deletes its own folder
     summary: dict[str, StageResult] = {}
     skipped: set[str] = set()
     for unit in units:
@@ -364,7 +367,9 @@ def run_pipeline(
             continue
         on_start(unit)  # a stage run that raises is this one (the CLI's summary of a run stopped by an error)
         stage = spec.stage_class()(wire_stage_config(pipeline, spec, run_config, dump, append))
-        result = run_stage(stage, folder, run_config.ray, progress, overwrite=overwrite)  # deletes (overwrite) once its inputs are checked
+        before = (lambda first=folder: clear_later_folders(run_config, pipeline, units, first)) if clear_later else None
+        clear_later = False
+        result = run_stage(stage, folder, run_config.ray, progress, overwrite=overwrite, before_overwrite=before)  # deletes (overwrite) once its inputs are checked
         summary[unit.key] = result
         on_result(spec, stage, result)
         if not result.ok:

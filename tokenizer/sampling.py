@@ -99,6 +99,16 @@ def _chunks(kind: str, path: Any, chunk_bytes: int) -> list[tuple[str, int, int,
     return [("file", 0, 0, size * (COMPRESSION if compressed or kind == "parquet" else 1))]
 
 
+def text_bytes(specs: list[InputSpec]) -> int:
+    """About the bytes of text the inputs hold: Parquet's `text` column uncompressed (its footers'
+    figures, one read each), gzip COMPRESSION times its size, other files their size."""
+    total = 0
+    for spec in specs:
+        for kind, path in expand_files(spec):
+            total += sum(_row_group_bytes(path)) if kind == "parquet" else file_size(path) * (COMPRESSION if path.name.endswith(".gz") else 1)
+    return total
+
+
 def _row_group_bytes(path: Any) -> list[int]:
     """Each row group's uncompressed bytes of `text` (of all its columns, without one)."""
     meta = parquet_file(path).metadata

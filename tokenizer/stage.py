@@ -39,7 +39,7 @@ from ..pipeline.stage import Stage, StageInputError, StageResult
 from .config import TokenizerConfig
 from .corpus import CorpusCounts, InputSpec, expand_files
 from .human import human_bytes
-from .sampling import SampledCorpus, byte_targets, plan_units, scan_unit, unit_quotas
+from .sampling import SampledCorpus, byte_targets, plan_units, scan_unit, text_bytes, unit_quotas
 from .train import CorpusTooSmall, train
 from .wordcount import FeedTally, choose_min_count, count_words, feed, reduce_words, word_partitions
 
@@ -94,8 +94,9 @@ IN_MEMORY_TEXT_LIMIT = 8 * 10**9
 def check_fits_in_memory(specs: list[InputSpec]) -> None:
     """Refuse, before any work, to train on every byte of inputs holding more text than one machine's
     trainer can count (its memory follows the distinct words, so the corpus): a run killed by the
-    kernel hours later says nothing. Gzip and Parquet files count COMPRESSION times their size."""
-    text = sum(unit.size for unit in plan_units(specs, chunk_bytes=1 << 62))
+    kernel hours later says nothing. Parquet's text column counts uncompressed, gzip files
+    COMPRESSION times their size (sampling.text_bytes)."""
+    text = text_bytes(specs)
     if text > IN_MEMORY_TEXT_LIMIT:
         raise StageInputError(
             f"the inputs hold about {human_bytes(text)} of text, and training on all of it holds every distinct word in one process "

@@ -49,12 +49,15 @@ def machine_by_machine(build: Callable[[], T], cache_dir: Path) -> T:
     rank 0's disk (a run folder at a URL stages it per machine) found none. Here rank 0 builds, then
     one rank per other folder `cache_dir` (sharing.leaders_first: a hit where it is rank 0's, a
     build on a disk of its own), then every other rank reads its folder's cache."""
-    def alone() -> T:
-        drop_damaged_cache(cache_dir)
-        with one_process_view():
-            return build()
-
     if not dist.is_initialized() or dist.get_world_size() == 1:
         drop_damaged_cache(cache_dir)
         return build()
-    return leaders_first(alone, who_shares(cache_dir), f"building the dataset index cache in {cache_dir}")
+    sharing = who_shares(cache_dir)
+
+    def alone() -> T:
+        if sharing.leads:  # a leader's turn comes before the readers of its folder: only it may delete
+            drop_damaged_cache(cache_dir)
+        with one_process_view():
+            return build()
+
+    return leaders_first(alone, sharing, f"building the dataset index cache in {cache_dir}")

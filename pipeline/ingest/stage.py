@@ -13,7 +13,8 @@ quarantine` makes it an `unreadable_source` entry instead, for a file gone for g
 corrupt gzip member, or a sound one that holds no record FastWARC can parse, reading resumes at
 the next valid member (one per record in Common Crawl's files), so only the damaged member's
 records are lost, and its entry names the bytes skipped. Each record is counted once: a record cut
-by the file's end and the truncation are one entry.
+by the file's end and the truncation are one entry (a file ending just before its last record's
+gzip check bytes: that record read, `gzip_end_missing` counted).
 
 Run it: `crawlmill ingest samples/crawl-data --output out/ingest`, or on a corpus of your own
 `crawlmill ingest 'data/mine/*.jsonl' --dump my-forum-2024 --output out/mine` (`crawlmill ingest --help`).
@@ -134,7 +135,7 @@ class IngestStage(PartStage):
             lines.append(f"fields not kept (the document schema has no column for them; --keep-field NAME carries them in corpus_fields): {named}")
         if self.other_dumps:  # a dumps: run's files of a dump it does not list are ingested by none of its runs
             others = ", ".join(f"{dump} ({n:,})" for dump, n in sorted(self.other_dumps.items()))
-            lines.append(f"[yellow]warning:[/yellow] input files of other dumps, left to their own dump's run (none for a dump not in dumps.ids): {others}")
+            lines.append(f"input files of other dumps, left to their own dump's run (none for a dump not in dumps.ids): {others}")
         return lines + self._field_mistakes(result, counters, not_kept)
 
     def _field_mistakes(self, result: StageResult, counters: dict[str, int], not_kept: dict[str, int]) -> list[str]:
@@ -183,7 +184,12 @@ class IngestStage(PartStage):
             if not (stream.corrupt and self._corrupt_member(stream, records, last_pos, file_info, sink, error)):
                 break
         if stream.truncated and not file_info.get("cut_record"):
-            sink.quarantine("truncated_gzip", f"{stream.damaged}; {records} records read before", offset=stream.member_in[-1] if stream.member_in else 0)
+            if records and file_info.get("read_whole") == last_pos and stream.member_out and stream.member_out[-1] == last_pos:
+                # The last member held only the last record, read whole: the file ends before its gzip
+                # check bytes, and no record is lost; counted, not an entry that no record stands for.
+                sink.count("gzip_end_missing")
+            else:
+                sink.quarantine("truncated_gzip", f"{stream.damaged}; {records} records read before", offset=stream.member_in[-1] if stream.member_in else 0)
         elif stream.empty:
             sink.quarantine("empty_file", "the file has no bytes", offset=0)
         elif records == 0 and not sink.stats.quarantined:
@@ -195,7 +201,7 @@ class IngestStage(PartStage):
         """Quarantine a damaged gzip member (with the record cut short in it, if one was) as one entry
         naming the bytes lost, and resume at the next gzip member that holds a WARC record (Common
         Crawl's files are one member per record). True when reading goes on. A member whose record
-        whose record was counted already gets no second entry: counted once."""
+        was counted already gets no second entry: counted once."""
         start = stream.damage_offset
         # The member's own record counted already: quarantined (too large to read), or read (a
         # Content-Length too small leaves bytes FastWARC cannot parse after it in its member).
@@ -245,12 +251,8 @@ class IngestStage(PartStage):
             how = f"has {len(block)} of its {record.content_length} bytes" if len(block) < record.content_length else "came whole but fails the gzip check"
             file_info["corrupt_record"] = (record_id, f"its {kind} record {record_id} {how}")
             return
-        if stream.truncated and stream.member_out and stream.member_out[-1] == record.stream_pos and len(block) == record.content_length:
-            # Its block came whole, but its member ends before the gzip check bytes: never verified, so
-            # not kept (as a member failing its check is not); one entry for the record and the truncation.
-            sink.quarantine("truncated_gzip", f"{kind} record's block came whole but its gzip member ends before its check bytes; {stream.damaged}", offset=offset, record_id=record_id)
-            file_info["cut_record"] = True
-            return
+        if len(block) == record.content_length:
+            file_info["read_whole"] = record.stream_pos  # the last record read whole (a truncation after it: _process_stream)
         if len(block) < record.content_length:
             detail = f"{kind} record block has {len(block)} of its {record.content_length} bytes"
             if stream.truncated:

@@ -32,7 +32,8 @@ class ClassifierTrainConfig:
     balance: bool = True  # downsample the larger class of each language to the smaller one's size
     # Per class and language, after balancing; also what training holds in memory: each class keeps a
     # uniform sample (a reservoir) of at most this many while reading. None: every document (memory
-    # then grows with the inputs).
+    # then grows with the inputs; 0 says it on the command line). With `labels` (an annotator's file)
+    # the default caps no class.
     max_documents: int | None = DEFAULT_MAX_DOCUMENTS
     min_chars: int = 50  # shorter documents carry too little to learn from
     grade_threshold: float = 3.0  # graded labels: the grade from which a document counts as good (FineWeb-Edu's 3)
@@ -59,6 +60,10 @@ class ClassifierTrainConfig:
                 raise ValueError(f"{name} {getattr(self, name)}: must be at least 1")
         if not 0 < self.lr < float("inf") or not self.languages:
             raise ValueError("lr must be a finite number > 0 and languages not empty")
+        if self.max_documents is not None and self.max_documents < 0:
+            raise ValueError(f"max_documents {self.max_documents}: at least 1, or 0 for every document")
+        if self.max_documents == 0:  # what the command line can say for "every document" (None is "not given")
+            self.max_documents = None
 
     def check(self) -> None:
         """The inputs, before anything runs: each exists, and each document's language is known and

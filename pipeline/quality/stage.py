@@ -326,7 +326,8 @@ class QualityStage(Stage):
         bins = {lang: index for lang, (index, _) in todo.items()}
         work, rows = str(ctx.work), self.config.batch_rows
         tasks = [Task(part_name(i), (i, path, work, bins, max_score, rows), label=path) for i, path in enumerate(self.parts)]
-        found = ctx.step("refine", refine_part, tasks, title="quality keep-top cut-off")
+        # "refine_files": an earlier version's "refine" markers hold the sub-bins themselves, not files
+        found = ctx.step("refine_files", refine_part, tasks, title="quality keep-top cut-off")
         for lang, (_, needed) in todo.items():
             cuts[lang]["top_cutoff"] = hist.refined_cutoff((read_within_bin(found[t.key][lang]) for t in tasks), needed)
 
@@ -371,7 +372,7 @@ class QualityTrainStage(Stage):
         return [*c.positive, *c.negative, *([c.labels] if c.labels else [])]
 
     def fingerprint(self) -> dict[str, Any]:
-        settings = json.loads(json.dumps(self.config.__dict__))
+        settings = _train_record(self.config)  # max_documents' default recorded as before: a model folder of before stays done
         for key in ("positive", "negative", "labels"):
             settings.pop(key)
         return settings

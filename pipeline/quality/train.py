@@ -52,7 +52,7 @@ import xxhash
 from crawlmill.files import as_path, atomic_path, atomic_write_json, is_remote, make_dirs, open_binary, remove_file
 from crawlmill.tokenizer.corpus import CorpusCounts, InputSpec, iter_file_documents
 from ..stage import StageInputError
-from .config import ClassifierTrainConfig
+from .config import DEFAULT_MAX_DOCUMENTS, ClassifierTrainConfig
 from .inputs import lang_rule, training_files
 from .model import ALL, ModelInfo, QualityModel, write_model_info
 from .text import prepare
@@ -133,7 +133,9 @@ def collect(config: ClassifierTrainConfig) -> tuple[list[tuple[str, str, str]], 
     examples: dict[tuple[str, str], list[str]] = {}
     usable: Counter = Counter()  # (label, lang): usable documents read, of which `examples` holds a sample
     seen: Counter = Counter()  # (label, lang) of every document read: what an error says was there
-    limit = config.max_documents
+    # Graded or topic labels (an annotator's file, of a size one process holds): the default caps no
+    # class, which would flatten the grades' distribution; a limit given caps each, as before.
+    limit = None if config.labels is not None and config.max_documents == DEFAULT_MAX_DOCUMENTS else config.max_documents
     reservoir_rng = random.Random(f"reservoir:{config.seed}")
 
     def add(label: str, text: str, lang: str) -> None:

@@ -142,3 +142,27 @@ def test_an_http_server_that_does_not_answer_is_an_outage_with_its_cause(tmp_pat
     line = _one_error_line(_crawlmill(env, "ingest", "--dump", "CC-MAIN-2024-22", "--base-url", base, "--output", str(tmp_path / "out")), status=1)
     assert f"cannot read the paths listing {base}crawl-data/CC-MAIN-2024-22/wet.paths.gz: ClientConnectorError: Cannot connect to host" in line
     assert line.endswith("could not be reached: check the URL and the network")
+
+
+def test_a_refused_certificate_over_http_is_a_setting_to_mend_not_an_outage():
+    """aiohttp's ClientConnectorCertificateError is a ClientConnectorError too: exit 2, not 1 (retried)."""
+    import ssl
+
+    from aiohttp.client_exceptions import ClientConnectorCertificateError, ClientConnectorError
+    from aiohttp.client_reqrep import ConnectionKey
+
+    from crawlmill.store_errors import store_unreachable
+
+    key = ConnectionKey("mirror.example", 443, True, None, None, None, None)
+
+    def wrapped(error: BaseException) -> BaseException:  # as fsspec's HTTP raises it: FileNotFoundError(url) from the client's
+        try:
+            try:
+                raise error
+            except Exception as cause:
+                raise FileNotFoundError("https://mirror.example/x") from cause
+        except FileNotFoundError as outer:
+            return outer
+
+    assert not store_unreachable(wrapped(ClientConnectorCertificateError(key, ssl.SSLCertVerificationError(1, "certificate verify failed"))))
+    assert store_unreachable(wrapped(ClientConnectorError(key, OSError(111, "Connection refused"))))

@@ -128,6 +128,13 @@ def test_a_stage_added_to_the_list_runs_in_order_alone_and_from(ray_local, toy_p
     resumed = run(tmp_path / "run.yaml", "--from", "toy")
     assert resumed.exit_code == 0, resumed.output
     assert {p.name: p.read_bytes() for p in (tmp_path / "out/shards").glob("*.bin")} == shards
+    # ...but not before the first stage's inputs are checked: a run --overwrite whose ingest finds no
+    # file to read (an empty folder: the config's check sees a folder) deletes nothing.
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty.yaml").write_text(yaml.safe_dump({**config, "ingest": {**config["ingest"], "inputs": [str(tmp_path / "empty")]}}))
+    refused = run(tmp_path / "empty.yaml", "--overwrite")
+    assert refused.exit_code == 2 and "holds no .warc" in refused.output, refused.output
+    assert all((tmp_path / "out" / name / "_SUCCESS").exists() for name in ("ingest", "filter", "toy", "dedup", "remix", "tokenizer", "shards"))
 
     # A stage whose config names an existing output (tokenizer.path) runs nothing; pack reads that folder.
     (tmp_path / "external.yaml").write_text(yaml.safe_dump({**config, "tokenizer": {"path": str(tmp_path / "out/tokenizer")}}))

@@ -221,3 +221,15 @@ def test_inputs_too_large_to_count_in_one_process_are_refused_before_any_work(tm
     module.check_fits_in_memory([InputSpec.parse(str(tmp_path / "a.txt"))])  # within the limit
     with pytest.raises(StageInputError, match=r"give --max-bytes .* or --max-memory-gib .*--max-bytes 1e9 or more trains on all of it anyway"):
         module.check_fits_in_memory([InputSpec.parse(str(tmp_path))])
+
+
+def test_a_parquet_inputs_text_is_its_text_column_not_the_file(tmp_path):
+    """The guard's estimate: a pipeline part's other columns (ids, URLs, scores) are no text to train on."""
+    from crawlmill.tokenizer.corpus import InputSpec
+    from crawlmill.tokenizer.sampling import text_bytes
+
+    rows = 200
+    table = pa.table({"text": [f"short text {i:05d}" for i in range(rows)], "url": [f"https://example.com/{'x' * 2000}/{i}" for i in range(rows)]})
+    pq.write_table(table, tmp_path / "part-00000.parquet", compression="none")
+    estimate = text_bytes([InputSpec.parse(str(tmp_path / "part-00000.parquet"))])
+    assert 16 * rows <= estimate < 4 * 16 * rows < (tmp_path / "part-00000.parquet").stat().st_size

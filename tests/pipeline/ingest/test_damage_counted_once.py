@@ -90,17 +90,26 @@ def zlib_prefix(raw: bytes) -> bytes:
     raise AssertionError("no prefix")
 
 
-def test_a_last_member_without_its_check_bytes_is_quarantined_not_also_kept(tmp_path):
-    """Before, the record was kept *and* the truncation was an entry: in = records + 1."""
+def test_a_file_ending_before_its_last_members_check_bytes_counts_each_record_once(tmp_path):
+    """Before, the last record was kept *and* the truncation was an entry: in = records + 1. In a gzip
+    of a whole file (one member), a truncation anywhere is one entry or none, never one per record."""
     records = [warcinfo("CC-MAIN-2024-10"), page(1), page(2)]
     data = gzip_members(records)
     for missing in (4, 8):
         path = tmp_path / f"trailer{missing}.warc.gz"
         path.write_bytes(data[:-missing])
         stats, docs, quarantine = ingest_one(path, tmp_path / f"out{missing}")
-        assert stats["in"] == 3 and balanced(stats)
-        assert [d["url"] for d in docs] == ["https://example.com/1"]
-        assert [q["error"] for q in quarantine] == ["truncated_gzip"] and "ends before its check bytes" in quarantine[0]["detail"]
+        assert stats["in"] == 3 and balanced(stats) and not quarantine
+        assert [d["url"] for d in docs] == ["https://example.com/1", "https://example.com/2"] and stats["counters"]["gzip_end_missing"] == 1
+    # A gzip of a whole file: what a cut took after the records read is one entry, whatever it was
+    # (a record lost, or only the check bytes: no telling), never an entry per record read.
+    whole = gzip.compress(b"".join([warcinfo("CC-MAIN-2024-10"), page(1), page(2), page(3)]), mtime=0)
+    for cut in (4, 30, 76, 120):
+        path = tmp_path / f"whole{cut}.warc.gz"
+        path.write_bytes(whole[:-cut])
+        stats, docs, quarantine = ingest_one(path, tmp_path / f"whole-out{cut}")
+        assert balanced(stats) and [q["error"] for q in quarantine] == ["truncated_gzip"], (cut, quarantine)
+        assert stats["dropped"] == {"warcinfo": 1} and all(d["dump"] == "CC-MAIN-2024-10" for d in docs)
 
 
 def test_a_too_large_record_in_a_corrupt_member_is_one_entry(tmp_path):

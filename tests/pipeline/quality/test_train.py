@@ -184,3 +184,21 @@ def test_the_new_max_documents_default_keeps_a_finished_folder_of_before_its_own
     assert _train_record(ClassifierTrainConfig(**inputs))["max_documents"] is None
     assert _train_record(ClassifierTrainConfig(**inputs, max_documents=None))["max_documents"] == "all"
     assert _train_record(ClassifierTrainConfig(**inputs, max_documents=5000))["max_documents"] == 5000
+    from crawlmill.pipeline.quality.stage import QualityTrainStage  # `crawlmill quality train`'s own folder too
+
+    assert QualityTrainStage(ClassifierTrainConfig(**inputs)).fingerprint()["max_documents"] is None
+
+
+def test_graded_labels_keep_their_distribution_under_the_default_and_are_capped_only_when_asked(tmp_path, monkeypatch):
+    """The default cap would flatten an annotator's grades (each grade a class): it caps no class of a
+    labels file; a limit given caps each, as before."""
+    from crawlmill.pipeline.quality import train as module
+
+    path = tmp_path / "graded.jsonl"
+    path.write_text("".join(json.dumps({"text": f"document {g}-{i} with words enough to learn from them, and a few more words to pass min_chars", "grade": g, "lang": "en"}) + "\n"
+                            for g in range(3) for i in range(10 * (g + 1))))  # fmt: skip
+    config = ClassifierTrainConfig(labels=str(path), languages=["en"], max_documents=5)
+    assert len(module.collect(config)[0]) == 15  # asked for: 5 of each grade
+    monkeypatch.setattr(module, "DEFAULT_MAX_DOCUMENTS", 5)  # as if 5 were the default
+    assert len(module.collect(config)[0]) == 60  # 10, 20, 30: every document, the grades' shares kept
+    assert ClassifierTrainConfig(labels=str(path), max_documents=0).max_documents is None  # `--max-documents 0`: every document
