@@ -89,7 +89,7 @@ def _train_spec():  # noqa: ANN202 - a StageSpec outside the pipeline list
     from crawlmill.pipeline.definition import StageSpec
     from crawlmill.pipeline.quality.config import ClassifierTrainConfig
 
-    return StageSpec("quality_train", ClassifierTrainConfig, "crawlmill.pipeline.quality.stage:QualityTrainStage", "", "")
+    return StageSpec("quality_train", ClassifierTrainConfig, "crawlmill.pipeline.quality.train_stage:QualityTrainStage", "", "")
 
 
 class _LazySpec:

@@ -178,13 +178,13 @@ def test_training_holds_a_uniform_sample_of_max_documents_per_class_not_every_do
 def test_the_new_max_documents_default_keeps_a_finished_folder_of_before_its_own():
     """The default was null (every document): a folder made then records null, and must not be refused
     as made with other settings; asking for every document now is recorded apart."""
-    from crawlmill.pipeline.quality.stage import _train_record
+    from crawlmill.pipeline.quality.train_stage import train_record
 
     inputs = {"positive": ["en=good.txt"], "negative": ["en=bad.txt"]}
-    assert _train_record(ClassifierTrainConfig(**inputs))["max_documents"] is None
-    assert _train_record(ClassifierTrainConfig(**inputs, max_documents=None))["max_documents"] == "all"
-    assert _train_record(ClassifierTrainConfig(**inputs, max_documents=5000))["max_documents"] == 5000
-    from crawlmill.pipeline.quality.stage import QualityTrainStage  # `crawlmill quality train`'s own folder too
+    assert train_record(ClassifierTrainConfig(**inputs))["max_documents"] is None
+    assert train_record(ClassifierTrainConfig(**inputs, max_documents=None))["max_documents"] == "all"
+    assert train_record(ClassifierTrainConfig(**inputs, max_documents=5000))["max_documents"] == 5000
+    from crawlmill.pipeline.quality.train_stage import QualityTrainStage  # `crawlmill quality train`'s own folder too
 
     assert QualityTrainStage(ClassifierTrainConfig(**inputs)).fingerprint()["max_documents"] is None
 
