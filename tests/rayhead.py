@@ -83,7 +83,17 @@ class RayHead:
 
 def start_head(root: Path, env: dict[str, str], num_cpus: int = 2, token: str | None = None) -> RayHead:
     """`ray start --head --block` in its own process group under `root` (keep it short: Ray's socket
-    paths have a length limit); returns once the job server answers."""
+    paths have a length limit); returns once the job server answers. A loaded machine can miss Ray's
+    own startup deadline ("timed out during startup"): then once more, on other ports."""
+    try:
+        return _start_head(root, env, num_cpus, token, "ray")
+    except AssertionError as exc:
+        if "timed out during startup" not in str(exc):
+            raise
+        return _start_head(root, env, num_cpus, token, "ray2")
+
+
+def _start_head(root: Path, env: dict[str, str], num_cpus: int, token: str | None, temp: str) -> RayHead:
     gcs, dashboard, client, agent_http, agent_grpc, metrics, runtime_env, node_manager, object_manager = free_ports(9)
     command = [
         RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}",
@@ -91,7 +101,7 @@ def start_head(root: Path, env: dict[str, str], num_cpus: int = 2, token: str | 
         f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent_http}",
         f"--dashboard-agent-grpc-port={agent_grpc}", f"--metrics-export-port={metrics}",
         f"--runtime-env-agent-port={runtime_env}", f"--node-manager-port={node_manager}",
-        f"--object-manager-port={object_manager}", f"--temp-dir={root / 'ray'}", "--disable-usage-stats",
+        f"--object-manager-port={object_manager}", f"--temp-dir={root / temp}", "--disable-usage-stats",
     ]  # fmt: skip
     log = root / "ray-start.log"
     with log.open("w") as out:
