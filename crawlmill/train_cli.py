@@ -44,7 +44,7 @@ def check_inputs(train_config: Any) -> None:
     from crawlmill.files import as_path, is_url
     from crawlmill.shards.manifest import MANIFEST, load_manifest
     from crawlmill.shards.mmidx import ShardError
-    from crawlmill.training.checkpoint import find_checkpoint
+    from crawlmill.training.checkpoint_source import find_checkpoint
     from crawlmill.training.config import not_pack_output
     from crawlmill.training.data import ShardFolder, check_counts, check_manifest
 

@@ -39,7 +39,8 @@ import torch
 from crawlmill.files import AnyPath, as_path, is_url, read_json, read_text, sha256_file
 from crawlmill.pathsafety import redact
 
-from .checkpoint import MODEL, find_checkpoint
+from .checkpoint import MODEL
+from .checkpoint_source import find_checkpoint
 from .checkpoint_weights import checkpoint_reader, checkpoint_weights, meta_weights, weight_shapes
 from .model_config import ModelConfig
 from .run_model import checkpoint_source, run_model_config, run_tokenizer_entry

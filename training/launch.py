@@ -10,7 +10,7 @@ on a Ray cluster (`--address`, or RAY_ADDRESS as `ray job submit` sets it), with
 worker, or where the cluster has GPUs, Ray Train's TorchTrainer starts `workers` workers (one GPU
 each when there are GPUs). Otherwise (one CPU worker, no cluster) the run is this process.
 
-A run folder that holds a checkpoint is trained into only with `resume` (else checkpoint.RunExists).
+A run folder that holds a checkpoint is trained into only with `resume` (else checkpoint_source.RunExists).
 When a Ray Train worker fails (its process or node dies), Ray Train restarts the workers up to
 `max_restarts` times (node preemptions as often as Ray's FailureConfig allows), and they continue
 from the run's last checkpoint. Under torchrun, its own `--max-restarts` does the same when the
@@ -26,7 +26,7 @@ from typing import Any
 
 from crawlmill.pipeline.ray_tasks import RayOptions, cluster_has_gpus, run_torch_workers
 
-from .checkpoint import refuse_to_overwrite, run_checkpoint
+from .checkpoint_source import refuse_to_overwrite, run_checkpoint
 from .config import TrainConfig
 from .runstore import RunStore, run_location
 from .stopsignal import TrainingStopped

@@ -18,7 +18,8 @@ import torch.distributed as dist
 from crawlmill.files import as_path, read_json
 from crawlmill.shards.manifest import load_manifest
 
-from .checkpoint import CHECKPOINTS, META, load_weights, step_folder
+from .checkpoint import CHECKPOINTS, META, step_folder
+from .checkpoint_source import load_weights
 from .model_config import ModelConfig
 from .runlog import RUN_FILE
 

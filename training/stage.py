@@ -46,7 +46,8 @@ class StopNotSaved(RuntimeError):
 
 def last_checkpoint(run_dir: str) -> str:
     """The run's newest complete checkpoint, as a message names it."""
-    from .checkpoint import run_checkpoint, step_name
+    from .checkpoint import step_name
+    from .checkpoint_source import run_checkpoint
     from .runstore import RunStore
 
     try:

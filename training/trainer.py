@@ -14,9 +14,9 @@ Rank 0 writes run.json, the log (runlog.py: stdout, log.jsonl, TensorBoard when 
 Exactness: nothing random happens after seeding except what the checkpoint restores (no dropout),
 the data position is the step number (data.py), and the schedule is a function of the step; so a
 run stopped and resumed gives the same losses and weights, bit for bit, as one that never stopped.
-A run folder holding a checkpoint is refused without `resume` (checkpoint.RunExists), and a resume
+A run folder holding a checkpoint is refused without `resume` (checkpoint_source.RunExists), and a resume
 whose data would come in another order is refused (data.DataOrderChanged). A new run may start from
-another run's weights (`checkpoint.init_from`, checkpoint.load_weights), loaded before the optimizer.
+another run's weights (`checkpoint.init_from`, checkpoint_source.load_weights), loaded before the optimizer.
 
 A step whose loss or gradient norm is not finite (nan or inf: the run diverged, or a fault) stops the
 run before anything saves that state: the pending checkpoint completes, a `diverged` record is
@@ -49,7 +49,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .checkpoint import Checkpointer, DamagedElsewhere, load_weights, refuse_to_overwrite, step_name
+from .checkpoint import Checkpointer, DamagedElsewhere, step_name
+from .checkpoint_source import load_weights, refuse_to_overwrite
 from .compat import layer_spec, use_cuda
 from .config import TrainConfig
 from .data import ShardData, check_resume_order, data_order, token_bytes
@@ -100,7 +101,7 @@ def train(
     """Train (or resume) into `run_dir`; `stop_after` ends this invocation after that many steps of
     it (`stop_at`: at that step of the run), with a checkpoint, keeping the schedule of the whole
     run. Returns the last figures. Without `resume`, a run folder holding a checkpoint is refused
-    (checkpoint.RunExists). `ray_train`: this is a Ray Train worker (preemption notices are heeded).
+    (checkpoint_source.RunExists). `ray_train`: this is a Ray Train worker (preemption notices are heeded).
     `stop_request`: the file (path or URL) whose appearance stops the run as the stop signal does
     (stopsignal.StopRequest: the driver of a Ray task asks so)."""
     from megatron.core import parallel_state

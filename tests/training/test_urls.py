@@ -244,7 +244,9 @@ def test_loads_of_one_url_checkpoint_at_once_on_a_machine_each_keep_their_own_co
 
     run = f"s3://{BUCKET}/runs/loaded-twice"
     train(tiny_config(tiny_shards, max_steps=2, checkpoint={"every_steps": 2}), run)
-    folder, meta = ckpt.find_checkpoint(run)
+    from crawlmill.training.checkpoint_source import find_checkpoint
+
+    folder, meta = find_checkpoint(run)
     store = RunStore(run)
     reading, release = threading.Event(), threading.Event()
 
