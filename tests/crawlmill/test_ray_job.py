@@ -1,4 +1,4 @@
-"""Every verb runs unchanged as a Ray job: a Ray head started here as the README starts a local one
+"""Every verb runs unchanged as a Ray job: a Ray head started here as docs/ray.md starts a local one
 (token authentication: `RAY_AUTH_MODE=token`, `ray get-auth-token --generate`, `ray start --head`),
 then `crawlmill run`, a stage verb and `crawlmill train` submitted with the Ray job CLI as a user
 types them.
@@ -38,8 +38,9 @@ def _ray(args: list[str], env: dict[str, str], timeout: float = 300) -> subproce
 
 @pytest.fixture(scope="module")
 def ray_head():
-    """The README's local head: `export RAY_AUTH_MODE=token`, `ray get-auth-token --generate`,
-    `ray start --head` (here --block, free ports, loopback). Yields (job address, head env, home)."""
+    """docs/ray.md's local head ("One machine"): `export RAY_AUTH_MODE=token`,
+    `ray get-auth-token --generate`, `ray start --head` (here --block, free ports, loopback).
+    Yields (job address, head env, home)."""
     root = Path(tempfile.mkdtemp(prefix="cmrj-", dir="/tmp"))  # short: Ray's socket paths have a length limit
     home = root / "home"
     home.mkdir()
@@ -98,9 +99,9 @@ def _stats(folder: Path) -> dict:
     return json.loads((folder / "_stats.json").read_text())
 
 
-def test_the_readme_gives_the_commands_this_test_runs():
-    readme = (REPO / "README.md").read_text()
-    block = readme[readme.index("**One machine**") :]
+def test_docs_ray_md_gives_the_commands_this_test_runs():
+    page = (REPO / "docs" / "ray.md").read_text()
+    block = page[page.index("**One machine**") :]
     block = block[block.index("```bash") : block.index("```", block.index("```bash") + 3)]
     commands = [line.split("#")[0].strip() for line in block.splitlines()[1:]]
     assert commands[:4] == [

@@ -50,7 +50,7 @@ def _kept(folder) -> int:
 
 
 def test_a_sections_own_inputs_count_in_the_chain_of_a_real_run(ray_local, tmp_path):
-    """README "Wiring": a stage reads the folders of the stages it reads, then its section's own
+    """docs/pipeline.md "Wiring": a stage reads the folders of the stages it reads, then its section's own
     `inputs` (another dump's output). The chain check counts both: `filter: {inputs: [...]}` and
     `dedup: {inputs: [...]}` once made a run whose stages all balance fail with "dedup in 38 !=
     filter kept 24 ... a bug of crawlmill or a folder changed by hand", exit 1."""

@@ -1,4 +1,4 @@
-"""README's "one joint run, then each new dump" (pipeline/dumps.py), end to end on the sample WARCs
+"""docs/dumps.md's "one joint run, then each new dump" (pipeline/dumps.py), end to end on the sample WARCs
 with `crawlmill run` in this process (real Ray): a joint run of CC-MAIN-2023-50 starts the dumps'
 dedup index and records its dump, then `--append --dump CC-MAIN-2024-10` is deduplicated against it
 and keeps what one joint dedup of both dumps keeps; the blend covers both. A joint output of an

@@ -2,9 +2,9 @@
 record, so its WARC extraction and its WET text share it): dedup keeps one of them whatever their
 texts and removes the others as `same_page`.
 
-The sample corpus ingested as a whole folder (README: `crawlmill ingest samples/crawl-data`) holds
-every page twice, from its WARC and its WET file; the WET text keeps the navigation, so neither
-the exact hash nor MinHash links the two."""
+The sample corpus ingested as a whole folder (docs/ingest.md: `crawlmill ingest
+samples/crawl-data`) holds every page twice, from its WARC and its WET file; the WET text keeps the
+navigation, so neither the exact hash nor MinHash links the two."""
 
 import json
 import shutil

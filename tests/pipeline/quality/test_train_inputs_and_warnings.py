@@ -40,7 +40,7 @@ def test_collapsed_scores_and_a_language_without_heldout_documents_are_warnings(
     assert any(w.startswith("zh: no document held out (6 trained)") for w in report["warnings"])
     output = " ".join(result.output.split())  # rich wraps long lines
     assert "zh held out (0 documents): no figures" in output and "en: the scores of its" in output and "zh: no document held out" in output
-    # the settings README gives for a few hundred documents: the scores spread, no warning
+    # the settings docs/quality.md gives for a few hundred documents: the scores spread, no warning
     trained = CliRunner().invoke(app, ["quality", "train", *args, "--epoch", "25", "--lr", "0.5", "--output", str(tmp_path / "longer")])
     assert trained.exit_code == 0, trained.output
     warnings = json.loads((tmp_path / "longer/train_report.json").read_text())["warnings"]
