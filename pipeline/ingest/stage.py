@@ -14,7 +14,9 @@ corrupt gzip member, or a sound one that holds no record FastWARC can parse, rea
 the next valid member (one per record in Common Crawl's files), so only the damaged member's
 records are lost, and its entry names the bytes skipped. Each record is counted once: a record cut
 by the file's end and the truncation are one entry (a file ending just before its last record's
-gzip check bytes: that record read, `gzip_end_missing` counted).
+gzip check bytes: that record read, `gzip_end_missing` counted); a record whose Content-Length
+reads on into the records after it is kept with its true block where its gzip member shows it, and
+each record it read whole is its own `swallowed_record` entry (overrun.py).
 
 Run it: `crawlmill ingest samples/crawl-data --output out/ingest`, or on a corpus of your own
 `crawlmill ingest 'data/mine/*.jsonl' --dump my-forum-2024 --output out/mine` (`crawlmill ingest --help`).
@@ -39,6 +41,7 @@ from .corpus_rows import CorpusFile
 from .gunzip import GunzipReader
 from .html_text import HtmlExtractor, decode_html, normalize_text
 from .http_payload import HttpPayloadError, parse_http_response
+from .overrun import Overrun, embedded_records, find_overrun
 from .sources import UNREADABLE, display_name, dump_from_path, open_source, resolve_named_sources, unreadable_error
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -226,6 +229,13 @@ class IngestStage(PartStage):
             sink.quarantine(error, detail, offset=start, record_id=cut[0] if cut else None)
         return resumed is not None
 
+    @staticmethod
+    def _quarantine_swallowed(record: WarcRecord, overrun: Overrun, stream: GunzipReader, offset: int, sink: PartSink) -> None:
+        """One entry per record read whole into the block of a record whose Content-Length is too large."""
+        for member, record_id in zip(overrun.swallowed, overrun.swallowed_ids):
+            detail = f"read into the block of the record at offset {offset} before it, whose Content-Length {record.content_length} runs past its own gzip member"
+            sink.quarantine("swallowed_record", detail, offset=stream.member_in[member], record_id=record_id)
+
     def _record(self, record: WarcRecord, stream: GunzipReader, file_info: dict[str, Any], sink: PartSink) -> None:
         offset = stream.record_offset(record.stream_pos)
         kind = record.record_type
@@ -251,14 +261,33 @@ class IngestStage(PartStage):
             how = f"has {len(block)} of its {record.content_length} bytes" if len(block) < record.content_length else "came whole but fails the gzip check"
             file_info["corrupt_record"] = (record_id, f"its {kind} record {record_id} {how}")
             return
-        if len(block) == record.content_length:
+        length, overrun = record.content_length, None
+        if stream.is_gzip and len(stream.member_out) > 1:
+            at_end = stream.total_out if len(block) < length and not stream.truncated else None
+            overrun = find_overrun(record, block, stream.member_out, at_end)
+            if overrun is not None:
+                self._quarantine_swallowed(record, overrun, stream, offset, sink)
+                if overrun.block_length < 0:
+                    detail = f"{kind} record's Content-Length {length} runs past the end of its gzip member, where its block's true end was not found"
+                    sink.quarantine("invalid_record", detail, offset=offset, record_id=record_id)
+                    return
+                sink.count("content_length_past_member")  # kept: its member holds the record whole
+                block = block[: overrun.block_length]
+                length = len(block)
+        if len(block) == length:
             file_info["read_whole"] = record.stream_pos  # the last record read whole (a truncation after it: _process_stream)
-        if len(block) < record.content_length:
-            detail = f"{kind} record block has {len(block)} of its {record.content_length} bytes"
+        if len(block) < length:
+            detail = f"{kind} record block has {len(block)} of its {length} bytes"
             if stream.truncated:
                 detail += f"; {stream.damaged}"
             error = "truncated_gzip" if stream.truncated else "truncated_record"
+            inside = embedded_records(block) if overrun is None else []
+            if inside:
+                detail += f"; {len(inside)} more WARC records inside it (its Content-Length is too large): each its own entry"
             sink.quarantine(error, detail, offset=offset, record_id=record_id)
+            for position, inner_id in inside:
+                where = f"at {position} bytes into the block of the record at offset {offset}"
+                sink.quarantine("swallowed_record", f"read into that record's block ({where}), whose Content-Length {length} is too large", offset=offset, record_id=inner_id)
             file_info["cut_record"] = True  # the stream's truncation is this record's; not counted twice
             return
         if kind == WarcRecordType.warcinfo:
