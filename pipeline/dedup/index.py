@@ -4,9 +4,11 @@ A new dump is deduplicated against every earlier dump without recomputing their 
 index keeps each earlier run's bucket rows and node attributes, and a later run loads them as
 documents that are never removed (an earlier run already published them). Only earlier
 documents that end up in a candidate pair are read again, from the earlier output parts, to
-verify the pair; those output folders must stay where they were.
+verify the pair; those output folders must stay where they were, or move with the index (a tree
+moved as a whole: the manifest records where it was written, `index`, and its paths are read
+under the new root, relocation.py).
 
-    INDEX/manifest.json                         {"text_format": 2, "runs": [{"output": DIR, "parts": [PART, ...], "dir": "run-NNNN"}]}
+    INDEX/manifest.json                         {"text_format": 2, "index": INDEX, "runs": [{"output": DIR, "parts": [PART, ...], "dir": "run-NNNN"}]}
     INDEX/run-NNNN/part-MMMMM-buckets.parquet   bucket rows of one output part's documents
     INDEX/run-NNNN/part-MMMMM-nodes.parquet     their node attributes
 
@@ -39,6 +41,7 @@ from crawlmill.files import AnyPath, as_path, atomic_write_text, read_table, res
 from crawlmill.pathsafety import inside_folder
 
 from ..output_folder import OutputFolderRefused
+from ..relocation import moved_roots, relocate
 from . import steps
 from .config import DedupConfig
 from .shingles import TEXT_FORMAT, check_text_format
@@ -56,7 +59,11 @@ def manifest_path(index_dir: Any) -> AnyPath:
 def load_manifest(index_dir: Any) -> list[dict[str, Any]]:
     """Every run in the index, in order, each with `dir`: its stored rows' folder in the index."""
     path = manifest_path(index_dir)
-    runs = json.loads(path.read_text())["runs"] if path.exists() else []
+    manifest = json.loads(path.read_text()) if path.exists() else {}
+    runs = manifest.get("runs") or []
+    if isinstance(manifest.get("index"), str):  # moved with the outputs it indexes: their paths where they are now
+        roots = moved_roots(manifest["index"], resolved(index_dir))
+        runs = relocate(runs, *roots) if roots else runs
     # Without a recorded dir: run-NNNN by the entry's place in the whole manifest, where runs of
     # manifests written before `dir` existed saved their rows.
     return [{**run, "dir": inside_folder(run.get("dir", f"run-{k:04d}"), path, f"runs[{k}].dir")} for k, run in enumerate(runs)]
@@ -175,4 +182,5 @@ def append_run(index_dir: Any, output: Any, parts: list[str], run_dir: str, text
     refuse_rerun(index_dir, runs, at)
     runs = runs[:at] if at is not None else runs
     runs.append({"output": resolved(output), "parts": parts, "dir": run_dir, "text_format": text_format})
-    atomic_write_text(manifest_path(index_dir), json.dumps({"text_format": text_format, "runs": runs}, indent=1))
+    manifest = {"text_format": text_format, "index": resolved(index_dir), "runs": runs}  # index: where it was written (relocation.py)
+    atomic_write_text(manifest_path(index_dir), json.dumps(manifest, indent=1))

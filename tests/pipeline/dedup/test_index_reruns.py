@@ -115,7 +115,7 @@ def test_an_index_written_before_dirs_were_recorded(ingested, two_runs):
     assert folder_bytes(index_dir / "run-0001") == stored  # the last run again: its rows where they were
     # Such a manifest is older than text formats too: its runs keep format 1, recorded from now on.
     first, second = ({k: v for k, v in run.items() if k != "text_format"} for run in manifest["runs"])
-    assert json.loads((index_dir / "manifest.json").read_text()) == {"text_format": 1, "runs": [first, {**second, "text_format": 1}]}
+    assert json.loads((index_dir / "manifest.json").read_text()) == {"text_format": 1, "index": str(index_dir.resolve()), "runs": [first, {**second, "text_format": 1}]}
     assert json.loads((root / "second/_report/report.json").read_text())["text_format"] == 1
     with pytest.raises(OutputFolderRefused, match="run 1 of 2"):  # an earlier run, however the manifest was written
         dedup(ingested, DUMPS[0], root / "first", index_dir, overwrite=True)
@@ -154,3 +154,21 @@ def test_text_format_of_an_index(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"runs": mixed}))
     with pytest.raises(ValueError, match=r"different text formats \(/a: 2, /b: 1; a crawlmill before 2026-12"):
         index.text_format_of(tmp_path)
+
+
+def test_an_index_moved_with_its_runs_outputs_dedups_the_next_dump_as_where_it_was_made(ingested, two_runs, tmp_path):
+    """The first run and its index moved together (relocation.py): the second dump's run against
+    the moved index keeps exactly what it kept against the index where it was made, reading the
+    first run's parts where they are now; the first run, run again there, is done."""
+    root, _ = two_runs
+    old = tmp_path / "made"
+    assert dedup(ingested, DUMPS[0], old / "first", old / "index").ok
+    new = tmp_path / "moved/elsewhere"
+    new.parent.mkdir()
+    old.rename(new)
+    assert dedup(ingested, DUMPS[0], new / "first", new / "index").already_done
+    assert dedup(ingested, DUMPS[1], new / "second", new / "index").ok
+    assert kept_ids(new / "second") == kept_ids(root / "second") and kept_ids(new / "second") != kept_ids(root / "first")
+    manifest = json.loads((new / "index/manifest.json").read_text())
+    assert manifest["index"] == str((new / "index").resolve())
+    assert [run["output"] for run in manifest["runs"]] == [str((new / "first").resolve()), str((new / "second").resolve())]
