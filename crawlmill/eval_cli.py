@@ -36,7 +36,7 @@ def eval_(
     run: str = typer.Argument(..., help="A `crawlmill train` (or `crawlmill import`) run folder, path or URL."),
     data: List[str] = typer.Option(..., "--data", help="A shard folder (`crawlmill pack` output, path or URL); repeat for several."),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="A checkpoint of the run (its step: step-2000, or the folder's name step-00002000) or a checkpoint folder; default: the newest complete one."),
-    micro_batch: int = typer.Option(4, "--micro-batch", help="Windows evaluated at once (memory: the model and this many windows)."),
+    micro_batch: int = typer.Option(4, "--micro-batch", "--micro-batch-size", help="Windows evaluated at once (memory: the model and this many windows)."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Stop each folder after about this many predicted tokens (a sample from its start)."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="The tokenizer folder, when it moved since packing (for bits per byte; its tokenizer.json must be the shards')."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),

@@ -116,13 +116,13 @@ def train(
     languages: Optional[List[str]] = typer.Option(None, "--language", help="Languages to train (repeat the flag; default en and zh)."),
     per_language: Optional[bool] = typer.Option(None, "--per-language", help="One model per language (default: one model for all)."),
     heldout: Optional[float] = typer.Option(None, "--heldout", help="Share of the documents held out for the report."),
-    max_documents: Optional[int] = typer.Option(None, "--max-documents", help="At most this many documents per class and language, a uniform sample of each (also what training holds in memory); 0: every document."),
+    max_documents: Optional[int] = typer.Option(None, "--max-documents", help="At most this many documents per class and language, a uniform sample of each (also what training holds in memory); 0: every document. With --labels the default caps nothing (grades keep their shares); give a number to cap each class."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the split, the sampling and fastText."),
     epoch: Optional[int] = typer.Option(None, "--epoch", help="fastText epochs."),
     word_ngrams: Optional[int] = typer.Option(None, "--word-ngrams", help="fastText word n-grams."),
     lr: Optional[float] = typer.Option(None, "--lr", help="fastText learning rate (DCLM's 0.1; more for a few hundred documents)."),
     bucket: Optional[int] = typer.Option(None, "--bucket", help="fastText n-gram hash buckets (2M: an 800 MB model; fewer for small data)."),
     min_chars: Optional[int] = typer.Option(None, "--min-chars", help="Leave out documents shorter than this."),
-    balance: Optional[bool] = typer.Option(None, "--balance/--no-balance", help="Downsample the larger class of each language to the smaller's size."),
+    balance: Optional[bool] = typer.Option(None, "--balance/--no-balance", help="Downsample the larger class of each language to the smaller's size (--positive/--negative only: --labels classes keep their shares)."),
 ) -> None:
     """Train a fastText quality classifier (reference vs web text, or graded labels); report held-out ROC-AUC."""

@@ -172,7 +172,7 @@ PIPELINE = Pipeline(
                   "crawlmill ingest INPUT... --output DIR", per_dump=True),
         StageSpec("filter", FilterConfig, "crawlmill.pipeline.filter.stage:FilterStage",
                   "fastText language ID and linguistic quality rules, right for Chinese",
-                  "crawlmill filter DIR --output DIR", reads=("ingest",), per_dump=True),
+                  "crawlmill filter DIR... --output DIR", reads=("ingest",), per_dump=True),
         StageSpec("dedup", DedupConfig, "crawlmill.pipeline.dedup.stage:DedupStage",
                   "exact + MinHash LSH near-dedup over every dump at once",
                   "crawlmill dedup DIR... --output DIR", reads=("filter",)),

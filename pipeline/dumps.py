@@ -1,8 +1,8 @@
 """Runs over several Common Crawl dumps: the per-dump layout, new dumps, and appending them.
 
 A run config's `dumps:` section names the dumps of a run. Then the per-dump stages (the pipeline
-list's `per_dump` entries: ingest, filter) run once per dump into `<output_dir>/<stage>/<dump>/`,
-and the first stage after them (dedup) reads every dump's folder: one joint deduplication. The
+list's `per_dump` entries: ingest, filter, and quality after dedup) run once per dump into
+`<output_dir>/<stage>/<dump>/`, and dedup reads every dump's filter folder: one joint deduplication. The
 Airflow DAG `crawlmill_pipeline` maps its per-dump tasks over `dumps.ids`. The joint dedup is the
 first run of the dumps' dedup index (`<output_dir>/dedup/_index`, or the config's `dedup.index`),
 and once the joint pack has finished its dumps are recorded in `<output_dir>/_dumps.json` (one

@@ -2,7 +2,7 @@
 
 The run config's `tokenizer:` section and `crawlmill tokenizer train`'s options (`--mix en=0.6,zh=0.4`
 and `mix: {en: 0.6, zh: 0.4}` are the same; the INPUT arguments set `inputs`). In a run, the
-dedup output comes first and `inputs` are added to it; `path` names an existing tokenizer folder
+remix output comes first (the documents kept, with their groups) and `inputs` are added to it; `path` names an existing tokenizer folder
 to use instead of training one.
 """
 
