@@ -199,17 +199,19 @@ def joint_dumps_missing(run_config: Any, pipeline: Any) -> list[str]:
     """The dumps of `dumps.ids` that the finished joint dedup did not read (ids added after it ran),
     from its record's input folders (task_record.input_records); none for an unfinished one."""
     from .output_folder import SUCCESS_FILE, TASKS_FILE, folder_key
-    from .relocation import relocated_record
     from .task_record import INPUTS_MADE
 
     folder = pipeline.folder("dedup", run_config)
     if not (folder / SUCCESS_FILE).is_file() or not (folder / TASKS_FILE).is_file():
         return []
-    read = set(relocated_record(read_json(folder / TASKS_FILE), folder_key(folder)).get(INPUTS_MADE) or {})
+    read = set(read_json(folder / TASKS_FILE).get(INPUTS_MADE) or {})
     if not read:  # a record of a version before inputs were recorded: what it read is unknown
         return []
     feeder = pipeline.get("dedup").reads[0]
-    return [dump for dump in run_config.dumps.ids if folder_key(pipeline.folder(feeder, run_config, dump)) not in read]
+    # An output moved since (relocation.py): a dump's folder read by the same last names, <stage>/<dump>.
+    tails = {"/".join(key.split("/")[-2:]) for key in read}
+    keys = {dump: folder_key(pipeline.folder(feeder, run_config, dump)) for dump in run_config.dumps.ids}
+    return [dump for dump, key in keys.items() if key not in read and "/".join(key.split("/")[-2:]) not in tails]
 
 
 def _grown_ids(missing: list[str], folder: AnyPath, pipeline: Any) -> str:

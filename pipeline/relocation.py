@@ -1,29 +1,29 @@
 """A stage folder moved or copied together with the folders it reads: its record read where it is now.
 
 A folder's record (`_tasks.json`) names its inputs by path: their files (`sources`), the stage
-folders it read (`inputs_made`) and settings that are paths (dedup's index). It also names the
-folder it was written in (`output`), so that when the tree holding both was moved or copied (`mv
-out /data/out`, `aws s3 sync s3://a/out s3://b/out`, a cluster mounting the disk elsewhere) every
-path under the tree's old root is read as under its new one: the moved output resumes, and its
-finished stages stay done. The roots are what is left of the recorded and the present folder once
-their common last names are taken off (`/tmp/a/out/filter` now `/data/out/filter`: `/tmp/a` is now
-`/data`). An input outside the moved tree (the WARC files the crawl was read from) keeps its path,
-so the record of a folder moved without them still differs, as it should.
+folders it read (`inputs_made`, each with a digest of that folder's record and counts) and
+settings that are paths (dedup's index). When the tree holding a folder and its inputs was moved or
+copied (`mv out /data/out`, `aws s3 sync s3://a/out s3://b/out`, a cluster mounting the disk
+elsewhere), `align` reads the recorded paths as the run's own when one move explains every path
+that differs: each differing pair is the same path under an old and a new root (what is left once
+their common last names are taken off: `/tmp/a/out/ingest` now `/data/out/ingest` gives `/tmp/a`
+now `/data`), all pairs give the same roots, and the folder being run lies under the new root (it
+moved with them). A path that did not move (WARC files beside the output, a stage folder linked
+back from another disk) matches as it is. The record stays location-free (two runs of the same
+inputs into two folders write the same bytes), and a record of any version is read this way.
 
-A record written before `output` was recorded is read as it is (such a folder resumes only where
-it was made).
+What a path cannot tell, it does not check: an input file replaced in place by another of the same
+name, moved or not, is the same input; a stage folder read is checked by its digest.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-OUTPUT_KEY = "output"
-
 
 def moved_roots(recorded: str, current: str) -> tuple[str, str] | None:
-    """(old root, new root) of a folder recorded at `recorded` and found at `current`; None when
-    they are the same. Both are `output_folder.folder_key` names (resolved paths, folded URLs)."""
+    """(old root, new root) of a path recorded as `recorded` and found as `current`: both without
+    their common last names; None when they are the same."""
     if recorded == current:
         return None
     old, new = recorded.rstrip("/").split("/"), current.rstrip("/").split("/")
@@ -47,10 +47,45 @@ def relocate(value: Any, old: str, new: str) -> Any:
     return value
 
 
-def relocated_record(record: Any, folder_key: str) -> Any:
-    """A folder's record with its paths as they are now that the folder is at `folder_key`: the
-    record as it is when it was written there (or names no folder: an earlier version's)."""
-    if not isinstance(record, dict) or not isinstance(record.get(OUTPUT_KEY), str):
-        return record
-    roots = moved_roots(record[OUTPUT_KEY], folder_key)
-    return record if roots is None else relocate(record, *roots)
+def align(found: Any, wanted: Any, outputs: tuple[str, ...]) -> Any:
+    """`found` (a folder's record) with each path that is `wanted`'s path moved replaced by
+    `wanted`'s, when one move explains every path that differs and one of `outputs` (the folder
+    being run, as given and resolved) lies under its new root; else `found` as it is."""
+    pairs: list[tuple[str, str]] = []
+    _walk(found, wanted, pairs.append)
+    roots = {moved_roots(f, w) for f, w in pairs if f != w}
+    if len(roots) != 1:
+        return found  # nothing differs, or more than one move (or a setting) does: compared as it is
+    old, new = roots.pop()  # type: ignore[misc]
+    if not new or not any(out == new or out.startswith(new.rstrip("/") + "/") for out in outputs):
+        return found  # its inputs moved, not the tree it is in: other inputs, as before
+    return _walk(found, wanted, lambda pair: None, (old, new))
+
+
+def _walk(found: Any, wanted: Any, visit: Any, roots: tuple[str, str] | None = None) -> Any:
+    """Pair `found`'s strings with `wanted`'s in place (list items by position, dict keys as they
+    are or, those left, in sorted order), calling `visit` on each pair; with `roots`, return
+    `found` with each string replaced by its pair where the pair is that string moved."""
+    if isinstance(found, str) and isinstance(wanted, str):
+        visit((found, wanted))
+        return wanted if roots is not None and relocate(found, *roots) == wanted else found
+    if isinstance(found, list) and isinstance(wanted, list) and len(found) == len(wanted):
+        return [_walk(f, w, visit, roots) for f, w in zip(found, wanted)]
+    if isinstance(found, dict) and isinstance(wanted, dict):
+        only_found = sorted(k for k in found if k not in wanted)
+        only_wanted = sorted(k for k in wanted if k not in found)
+        keys = {k: k for k in found if k in wanted}
+        if len(only_found) == len(only_wanted):
+            keys.update(zip(only_found, only_wanted))
+        result = {}
+        for key, value in found.items():
+            if key not in keys:
+                result[key] = value
+                continue
+            pair = keys[key]
+            if pair != key:
+                visit((key, pair))
+            moved_key = pair if roots is not None and relocate(key, *roots) == pair else key
+            result[moved_key] = _walk(value, wanted[pair], visit, roots)
+        return result
+    return found

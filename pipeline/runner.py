@@ -44,7 +44,6 @@ from .output_folder import (
 from .folder_lock import folder_locks
 from .markers import check_markers_seen, finished_tasks
 from .progress import StageProgress
-from .relocation import OUTPUT_KEY
 from .run_folders import check_folders_first, clear_later_folders, state_paths
 from .ray_tasks import RAY_START_SECONDS, Job, RayOptions, cpu_nodes, run_jobs, run_on_nodes
 from .stage import Stage, StageInputError, StageResult, check_input_columns
@@ -266,7 +265,7 @@ def run_stage(
         locks.enter_context(folder_locks(written))
         stage.plan(output)  # the inputs are resolved and checked here and in sources(): before any write or deletion
         check_input_columns(stage)  # a foreign folder's parts: refused by file and column, not failed part by part
-        record = {"stage": stage.name, "settings": stage.fingerprint(), "sources": stage.sources(), OUTPUT_KEY: folder_key(output)}
+        record = {"stage": stage.name, "settings": stage.fingerprint(), "sources": stage.sources()}
         # The stage folders it reads: no run rewrites them while this one reads (shared locks: readers
         # do not exclude each other); their records read once held, so that none was remade in between.
         read = input_records(stage_inputs(stage))

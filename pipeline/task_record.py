@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any, Sequence
 
 from crawlmill.files import AnyPath, as_path, atomic_write_json, list_files, open_binary, read_json, remove_tree
 
 from .output_folder import DONE_DIR, STATS_FILE, SUCCESS_FILE, TASKS_FILE, WORK_DIR, folder_key, given_paths
-from .relocation import OUTPUT_KEY, relocated_record
+from .relocation import align
 from .stage import StageInputMismatch
 
 
@@ -29,16 +30,15 @@ def check_task_record(output_dir: AnyPath, wanted: dict[str, Any], resume_only: 
     if path.exists():
         # A folder moved or copied with the folders it reads: its paths read where they are now.
         recorded = read_json(path)
-        found = relocated_record(recorded, wanted.get(OUTPUT_KEY, ""))
+        # A folder moved or copied with the folders it reads: its paths read where they are now.
+        found = align(recorded, wanted, _names(output_dir))
         if found == wanted:
             if recorded != wanted and not finished:
                 atomic_write_json(path, wanted)  # resumed where it is now: its record says so
             return
-        # A record of a version before inputs (or its own folder) were recorded: what they were is
-        # unknown, so it is compared without them (a finished folder stays as it is; a resumed one
-        # records them).
-        unknown = {INPUTS_MADE, OUTPUT_KEY} - set(found) if isinstance(found, dict) else set()
-        target = {k: v for k, v in wanted.items() if k not in unknown}
+        # A record of a version before inputs were recorded: what they were is unknown, so it is
+        # compared without them (a finished folder stays as it is; a resumed one records them).
+        target = {k: v for k, v in wanted.items() if k != INPUTS_MADE} if isinstance(found, dict) and INPUTS_MADE not in found else wanted
         if found == target or (finished and resume_only and _without(found, resume_only) == _without(target, resume_only)):
             if not finished:
                 atomic_write_json(path, wanted)
@@ -88,7 +88,7 @@ def inputs_made_again(folder: AnyPath) -> list[str]:
     """The input folders of a finished stage folder that were made again since it ran (their
     digest no longer the one its record holds): its counts are of inputs no longer there."""
     try:
-        made = relocated_record(read_json(as_path(folder) / TASKS_FILE), folder_key(folder)).get(INPUTS_MADE) or {}
+        made = read_json(as_path(folder) / TASKS_FILE).get(INPUTS_MADE) or {}
     except (OSError, ValueError, AttributeError):  # no record, or not a stage's: nothing to compare
         return []
     if not isinstance(made, dict):  # a record edited by hand: nothing to compare
@@ -102,6 +102,12 @@ def _folder_of(given: str) -> str:
         head = given[: min(given.index(c) for c in "*?[" if c in given)]
         return head.rsplit("/", 1)[0] if "/" in head else "."
     return str(as_path(given).parent) if given.endswith(".parquet") else given
+
+
+def _names(folder: AnyPath) -> tuple[str, ...]:
+    """A folder as its record's paths may name it: resolved (folder_key), and as given, absolute."""
+    given = as_path(folder)
+    return (folder_key(folder), str(given.absolute()) if isinstance(given, Path) else str(given))
 
 
 def read_bytes(path: AnyPath) -> bytes:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from crawlmill.files import as_path, is_remote, read_table, read_text
+from crawlmill.files import as_path, is_remote, read_table, read_text, sha256_file
 from crawlmill.pathsafety import inside_folder
 
 from .mmidx import read_index
@@ -35,6 +35,20 @@ def load_manifest(shard_dir: Any) -> dict[str, Any] | None:
     manifest = json.loads(read_text(path))
     check_paths(manifest, path)
     return manifest
+
+
+def tokenizer_folder(manifest: dict[str, Any], shard_dir: Any) -> str:
+    """The folder of the tokenizer the shards were packed with: where the manifest says, or, when
+    that is gone (the output moved since: pipeline/relocation.py), the folder of that name beside
+    the shard folder, if its tokenizer.json is the one packed with (the manifest's sha256)."""
+    entry = manifest["tokenizer"]
+    recorded = str(entry["path"])
+    if (as_path(recorded) / "tokenizer.json").is_file():
+        return recorded
+    beside = as_path(shard_dir).parent / recorded.rstrip("/").rsplit("/", 1)[-1]
+    if (beside / "tokenizer.json").is_file() and sha256_file(beside / "tokenizer.json") == entry.get("sha256"):
+        return str(beside)
+    return recorded
 
 
 def is_count(value: Any) -> bool:

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from crawlmill.files import as_path, file_size, sha256_file
-from crawlmill.shards.manifest import MANIFEST, is_count, load_manifest, megatron_blend
+from crawlmill.shards.manifest import MANIFEST, is_count, load_manifest, megatron_blend, tokenizer_folder
 from crawlmill.shards.mmidx import ShardError, check_index, read_index
 
 from .config import TrainConfig, not_pack_output
@@ -320,7 +320,7 @@ class ShardData:
         self.eod = int(tokenizer["eod_id"])
         self.tokenizer_vocab = int(tokenizer["vocab_size"])
         self.padded_vocab = int(tokenizer["padded_vocab_size"])
-        self.tokenizer_path, self.tokenizer_sha256 = tokenizer["path"], tokenizer["sha256"]
+        self.tokenizer_path, self.tokenizer_sha256 = tokenizer_folder(self.folders[0].manifest, config.data.shards[0]), tokenizer["sha256"]
         self.blended = blend_entries(self.folders, config.data.weights)  # every shard checked by open_folders
         prefixes, weights = [entry.path for entry in self.blended], [entry.share for entry in self.blended]
         self.train_split = check_split(prefixes, config.data.split)

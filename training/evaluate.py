@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from crawlmill.files import as_path, sha256_file
+from crawlmill.shards.manifest import tokenizer_folder
 
 from .compat import causal_mask, device_scope, use_cuda
 from .data import open_folders, token_bytes  # open_folders checks every blended shard (check_counts)
@@ -88,7 +89,7 @@ def evaluate_folder(model: Any, folder: str, seq_length: int, vocab: int, run_to
         raise FileNotFoundError(f"--tokenizer {tokenizer}: no tokenizer.json there")
     if tokenizer is not None and sha256_file(as_path(tokenizer) / "tokenizer.json") != entry["sha256"]:
         raise ValueError(f"--tokenizer {tokenizer}: its tokenizer.json is not the one {folder} was packed with (the manifest's sha256)")
-    table, no_bytes = token_bytes(tokenizer or entry["path"], int(entry["eod_id"]), entry["sha256"])
+    table, no_bytes = token_bytes(tokenizer or tokenizer_folder(shards.manifest, folder), int(entry["eod_id"]), entry["sha256"])
     device = next(model.parameters()).device
     prefixes = list(shards.manifest["blend"]["prefixes"])
     documents, started = [0], time.perf_counter()

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import torch.distributed as dist
 
 from crawlmill.files import as_path, read_json
-from crawlmill.shards.manifest import load_manifest
+from crawlmill.shards.manifest import load_manifest, tokenizer_folder
 
 from .checkpoint import CHECKPOINTS, META, step_folder
 from .checkpoint_source import load_weights
@@ -95,8 +95,23 @@ def run_tokenizer_entry(run: str, info: dict[str, Any]) -> tuple[dict[str, Any],
     """(the tokenizer entry, its folder) of a run: its shards' manifest's, else, for an imported
     run, the one import copied from the model's folder (import_hf.copy_tokenizer); None if neither."""
     shards = info["config"]["data"]["shards"]
-    manifest = load_manifest(shards[0]) if shards else None
+    folder = (shards[0] if load_manifest(shards[0]) is not None else moved_shards(run, shards[0])) if shards else None
+    manifest = load_manifest(folder) if folder is not None else None
     if manifest is not None:
-        return manifest["tokenizer"], manifest["tokenizer"]["path"]
+        return manifest["tokenizer"], tokenizer_folder(manifest, folder)
     imported = (info.get("imported") or {}).get("tokenizer")
     return (imported, str(as_path(run) / imported["path"])) if imported else None
+
+
+def moved_shards(run: str, recorded: str) -> str | None:
+    """The shard folder a run trained on when it is no longer where the run recorded it (the
+    output moved since: pipeline/relocation.py): the folder of that name beside the run, if its
+    content is the one the run's last checkpoint trained on (its data order's shard checksums)."""
+    from .checkpoint_source import run_checkpoint
+    from .data import open_folders
+    from .runstore import RunStore
+
+    beside = str(as_path(run).parent / recorded.rstrip("/").rsplit("/", 1)[-1])
+    found = run_checkpoint(RunStore(run)) if load_manifest(beside) is not None else None
+    trained = ((found[1].get("data_order") or {}).get("shards") or []) if found else []
+    return beside if trained and open_folders([beside])[0].content in trained else None

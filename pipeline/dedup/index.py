@@ -61,9 +61,9 @@ def load_manifest(index_dir: Any) -> list[dict[str, Any]]:
     path = manifest_path(index_dir)
     manifest = json.loads(path.read_text()) if path.exists() else {}
     runs = manifest.get("runs") or []
-    if isinstance(manifest.get("index"), str):  # moved with the outputs it indexes: their paths where they are now
-        roots = moved_roots(manifest["index"], resolved(index_dir))
-        runs = relocate(runs, *roots) if roots else runs
+    roots = moved_roots(manifest["index"], resolved(index_dir)) if isinstance(manifest.get("index"), str) else None
+    if roots:  # moved: a run's output that moved with it is read where it is now (one left behind, where it was)
+        runs = [moved if as_path(moved["output"]).exists() else run for run, moved in ((run, relocate(run, *roots)) for run in runs)]
     # Without a recorded dir: run-NNNN by the entry's place in the whole manifest, where runs of
     # manifests written before `dir` existed saved their rows.
     return [{**run, "dir": inside_folder(run.get("dir", f"run-{k:04d}"), path, f"runs[{k}].dir")} for k, run in enumerate(runs)]

@@ -161,3 +161,38 @@ def test_bad_input_is_a_clear_error(trained, tiny_shards, tmp_path):
     assert damaged.exit_code == 2 and "a file of this checkpoint is damaged or incomplete" in damaged.output, damaged.output
     unknown = crawlmill(trained, "--data", tiny_shards, "--checkpoint", "step-00000099")
     assert unknown.exit_code == 2 and "not a complete checkpoint" in unknown.output
+
+
+def test_a_run_moved_with_its_shards_and_tokenizer_is_evaluated_and_exported_where_they_are(trained, tiny_shards, tmp_path):
+    """An output moved as a whole (relocation.py): the run's recorded shard folder and the manifest's
+    tokenizer folder are gone, and the folders of those names beside them, whose content is what
+    the run trained on and packed with, are used (before: bits per byte not reported, export refused)."""
+    made = tmp_path / "made/out"
+    manifest = json.loads((tiny_shards / "manifest.json").read_text())
+    tokenizer_name = manifest["tokenizer"]["path"].rstrip("/").rsplit("/", 1)[-1]
+    shutil.copytree(manifest["tokenizer"]["path"], made / tokenizer_name)
+    shutil.copytree(tiny_shards, made / "shards")
+    (made / "shards/manifest.json").write_text(json.dumps({**manifest, "tokenizer": {**manifest["tokenizer"], "path": str(made / tokenizer_name)}}))
+    shutil.copytree(trained, made / "run")
+    info = json.loads((made / "run/run.json").read_text())
+    info["config"]["data"]["shards"] = [str(made / "shards")]
+    (made / "run/run.json").write_text(json.dumps(info))
+    moved = tmp_path / "moved/elsewhere"
+    moved.parent.mkdir()
+    made.rename(moved)
+    evaluated = CliRunner().invoke(app, ["eval", str(moved / "run"), "--data", str(moved / "shards"), "--max-tokens", "64", "--no-progress"])
+    assert evaluated.exit_code == 0 and "bits per byte" in evaluated.output and "not reported" not in evaluated.output, evaluated.output
+    exported = CliRunner().invoke(app, ["export", str(moved / "run"), "--output", str(tmp_path / "hf")])
+    assert exported.exit_code == 0 and (tmp_path / "hf/tokenizer.json").is_file(), exported.output
+    other = tmp_path / "other/out"  # a folder of that name whose content is not what the run trained on: not taken
+    shutil.copytree(moved, other)
+    shutil.rmtree(other / "shards")
+    shutil.copytree(moved / "shards", other / "shards")
+    prefix = manifest["blend"]["prefixes"][0]
+    other_manifest = json.loads((other / "shards/manifest.json").read_text())
+    next(s for s in other_manifest["shards"] if s["prefix"] == prefix)["files"]["bin"]["sha256"] = "0" * 64
+    (other / "shards/manifest.json").write_text(json.dumps(other_manifest))
+    info["config"]["data"]["shards"] = [str(tmp_path / "gone/shards")]
+    (other / "run/run.json").write_text(json.dumps(info))
+    refused = CliRunner().invoke(app, ["export", str(other / "run"), "--output", str(tmp_path / "hf2")])
+    assert refused.exit_code != 0 and "the tokenizer is unknown" in refused.output, refused.output
