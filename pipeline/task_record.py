@@ -28,7 +28,6 @@ def check_task_record(output_dir: AnyPath, wanted: dict[str, Any], resume_only: 
     path = output_dir / TASKS_FILE
     wanted = read_json_roundtrip(wanted)
     if path.exists():
-        # A folder moved or copied with the folders it reads: its paths read where they are now.
         recorded = read_json(path)
         # A folder moved or copied with the folders it reads: its paths read where they are now.
         found = align(recorded, wanted, _names(output_dir))

@@ -4,9 +4,9 @@ A new dump is deduplicated against every earlier dump without recomputing their 
 index keeps each earlier run's bucket rows and node attributes, and a later run loads them as
 documents that are never removed (an earlier run already published them). Only earlier
 documents that end up in a candidate pair are read again, from the earlier output parts, to
-verify the pair; those output folders must stay where they were, or move with the index (a tree
-moved as a whole: the manifest records where it was written, `index`, and its paths are read
-under the new root, relocation.py).
+verify the pair; those output folders must stay where they were, or move with the index (the
+manifest records where it was written, `index`: a run's output under its old root that is found
+under the new one is read there, relocation.py).
 
     INDEX/manifest.json                         {"text_format": 2, "index": INDEX, "runs": [{"output": DIR, "parts": [PART, ...], "dir": "run-NNNN"}]}
     INDEX/run-NNNN/part-MMMMM-buckets.parquet   bucket rows of one output part's documents
