@@ -28,7 +28,7 @@ from crawlmill.files import AnyPath, as_path, parquet_file, resolved
 from ..parts import PartSink, input_parts
 from ..runner import StageContext, Task
 from ..stage import PartStage, PartTask, Stage, StageResult, run_parts
-from . import index, steps
+from . import index, steps, verify
 from .config import DedupConfig
 from .report import NO_DUMP, REPORT_DIR, report_dumps, report_map, report_reduce, write_report
 from .shingles import TEXT_FORMAT
@@ -147,9 +147,9 @@ class DedupStage(Stage):
         mapped = step("map", steps.map_part, [(f"part-{i:05d}", (work, i, path, partitions, config.index is not None, text_format)) for i, path in enumerate(parts)])
         mapped |= step("index_load", index.load_indexed_part, [(f"index-{len(parts) + j:05d}", (work, len(parts) + j, prefix, partitions)) for j, (prefix, _) in enumerate(self.earlier)])
         buckets = step("buckets", steps.reduce_buckets, [(f"p-{p:05d}", (work, p, partitions, len(all_parts))) for p in range(partitions)])
-        step("shingles", steps.shingle_part, [(f"part-{i:05d}", (work, i, path, partitions, text_format)) for i, path in enumerate(all_parts)])
-        step("verify_send", steps.verify_send, per_partition)
-        verified = step("verify_check", steps.verify_check, per_partition)
+        step("shingles", verify.shingle_part, [(f"part-{i:05d}", (work, i, path, partitions, text_format)) for i, path in enumerate(all_parts)])
+        step("verify_send", verify.verify_send, per_partition)
+        verified = step("verify_check", verify.verify_check, per_partition)
         round_no, rounds = 0, []
         while True:  # connected components: one step per round, until a round changes nothing
             result = step(f"cc-{round_no:04d}", steps.cc_round, [(f"p-{p:05d}", (work, round_no, p, partitions)) for p in range(partitions)])

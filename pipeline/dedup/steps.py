@@ -8,7 +8,7 @@
 2. `reduce_buckets` (per bucket partition): documents sharing an exact hash, an id or a band key
    become candidate pairs as a star (the first member in (exact hash, node) order to every other),
    never all pairs. Exact-hash and id pairs are duplicates as they stand (no verification).
-3. `shingle_part`, `verify_send`, `verify_check`: the exact Jaccard of every candidate pair, from
+3. `shingle_part`, `verify_send`, `verify_check` (verify.py): the exact Jaccard of every candidate pair, from
    the shingle sets of the documents in candidate pairs only (a second read of their parts); pairs
    below the threshold are dropped (LSH lets ~5% of pairs at J=0.5 through) and the rest become
    edges, shuffled by node.
@@ -34,7 +34,7 @@ from crawlmill.files import AnyPath, as_path, parquet_file, read_table
 from .config import DedupConfig
 from .minhash import band_keys, signatures
 from .shingles import TEXT_FORMAT, normalize, shingle_hashes
-from .shuffle import node_partition, partition_files, read_partition, write_partitioned, write_table
+from .shuffle import node_partition, read_partition, write_partitioned, write_table
 
 BUCKETS, NODES, CANDIDATES, EDGE_NODES = "buckets", "nodes", "candidates", "edge_nodes"
 SHINGLES, VERIFY, EDGES, CLUSTERS, REMOVED = "shingles", "verify", "edges", "clusters", "removed"
@@ -178,7 +178,7 @@ def reduce_buckets(config: DedupConfig, work: str, p: int, partitions: int, inpu
 
     exact_pairs, same_page_pairs, candidate_pairs = pairs_of(exact), pairs_of(same_page), pairs_of(candidate)
     unverified = np.unique(np.concatenate([exact_pairs, same_page_pairs]), axis=0) if len(same_page_pairs) else exact_pairs
-    _write_edges(work_dir, f"exact-{p:05d}", _edge_table(unverified), partitions)  # J = 1 or one page: no verification
+    write_edges(work_dir, f"exact-{p:05d}", _edge_table(unverified), partitions)  # J = 1 or one page: no verification
     candidates = _edge_table(candidate_pairs)
     write_partitioned(work_dir / CANDIDATES, f"from-{p:05d}", candidates, node_partition(candidate_pairs[:, 0], partitions), partitions)
     nodes = np.unique(candidate_pairs[:, :2])  # documents whose shingles the verification needs, by input part
@@ -190,122 +190,11 @@ def _edge_table(pairs: np.ndarray) -> pa.Table:
     return pa.table({"src": pairs[:, 0], "dst": pairs[:, 1], "src_dump": pairs[:, 2].astype(np.int32), "dst_dump": pairs[:, 3].astype(np.int32)}, schema=EDGE_SCHEMA)
 
 
-def _write_edges(work_dir: AnyPath, task: str, pairs: pa.Table, partitions: int) -> None:
+def write_edges(work_dir: AnyPath, task: str, pairs: pa.Table, partitions: int) -> None:
     """Undirected edges, both directions, by source node (propagation reads a node's edges by source)."""
     flipped = pa.table({"src": pairs.column("dst"), "dst": pairs.column("src"), "src_dump": pairs.column("dst_dump"), "dst_dump": pairs.column("src_dump")}, schema=EDGE_SCHEMA)
     both = pa.concat_tables([pairs, flipped])
     write_partitioned(work_dir / EDGES, task, both, node_partition(both.column("src").to_numpy(), partitions), partitions)
-
-
-def shingle_part(config: DedupConfig, work: str, index: int, path: str, partitions: int, text_format: int = TEXT_FORMAT) -> dict[str, Any]:
-    """Shingle hashes of the part's documents that are in candidate pairs, shuffled by node."""
-    work_dir = as_path(work)
-    # A document proposed by several bucket partitions is listed once per partition: shingle it once.
-    wanted = np.unique(read_partition(work_dir / EDGE_NODES, index, NODE_LIST_SCHEMA).column("node").to_numpy() & np.int64(0xFFFFFFFF))
-    nodes, hashes, row = [], [], 0
-    if len(wanted):
-        for batch in parquet_file(path).iter_batches(batch_size=BATCH, columns=["text", "lang"]):
-            texts, langs = batch.column("text").to_pylist(), batch.column("lang").to_pylist()
-            lo, hi = np.searchsorted(wanted, [row, row + len(texts)])
-            for r in wanted[lo:hi]:
-                nodes.append((index << 32) | int(r))
-                hashes.append(shingle_hashes(texts[r - row], langs[r - row], text_format=text_format))
-            row += len(texts)
-    offsets = np.concatenate([[0], np.cumsum([len(h) for h in hashes])]).astype(np.int32)
-    values = np.concatenate(hashes) if hashes else np.empty(0, np.uint64)
-    lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.uint64()))
-    table = pa.table({"node": pa.array(nodes, pa.int64()), "shingles": lists}, schema=SHINGLE_SCHEMA)
-    write_partitioned(work_dir / SHINGLES, f"part-{index:05d}", table, node_partition(table.column("node").to_numpy(), partitions), partitions)
-    return {"documents": len(nodes)}
-
-
-class ShingleSets:
-    """Shingle sets of many documents as one Arrow list array: numpy views, never Python ints."""
-
-    def __init__(self, lists: pa.ChunkedArray | pa.ListArray) -> None:
-        lists = lists.combine_chunks() if isinstance(lists, pa.ChunkedArray) else lists
-        self.lists = lists
-        self.offsets = lists.offsets.to_numpy()
-        self.values = lists.values.to_numpy()
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        return self.values[self.offsets[i] : self.offsets[i + 1]]
-
-
-def _shingles_of(work_dir: AnyPath, p: int) -> tuple[np.ndarray, ShingleSets]:
-    table = read_partition(work_dir / SHINGLES, p, SHINGLE_SCHEMA)
-    order = np.argsort(table.column("node").to_numpy(), kind="stable")
-    table = table.take(pa.array(order))
-    return table.column("node").to_numpy(), ShingleSets(table.column("shingles"))
-
-
-def verify_chunks(set_sizes: np.ndarray, max_pairs: int, max_bytes: int) -> list[tuple[int, int]]:
-    """[start, end) row ranges cutting pairs, in their order, into chunks of at most `max_pairs` pairs
-    whose shingle sets (`set_sizes`: bytes of each pair's set) take at most `max_bytes` together; a
-    pair whose set alone is larger is a chunk of its own. A function of the sizes alone: the same
-    pairs give the same chunks, however the tasks run."""
-    ends = np.concatenate([[0], np.cumsum(np.asarray(set_sizes, np.int64))])
-    chunks, start, n = [], 0, len(set_sizes)
-    while start < n:
-        # the last end whose bytes since start stay within max_bytes (at least one pair)
-        fits = int(np.searchsorted(ends, ends[start] + max_bytes, side="right")) - 1
-        end = max(start + 1, min(start + max_pairs, fits, n))
-        chunks.append((start, end))
-        start = end
-    return chunks
-
-
-def verify_send(config: DedupConfig, work: str, p: int, partitions: int) -> dict[str, Any]:
-    """Candidate pairs whose first document is in partition p travel, with its shingles, to the second's.
-
-    Pairs go out in chunks (config.verify_chunk_budget): a pair carries its source's shingle set, so a
-    task holding all its pairs at once would grow with the corpus's duplicate density, and a chunk of
-    a fixed number of pairs would grow with the length of its documents (the set of a
-    1,000,000-character text is ~1.4 MB): a chunk closes at a pair count or a byte budget. Chunks are
-    cut in the pairs' order (the candidate files' order, rows as written: deterministic) and the
-    receivers read them in that order (sender, chunk): no result depends on the cut."""
-    work_dir = as_path(work)
-    pairs = read_partition(work_dir / CANDIDATES, p, EDGE_SCHEMA)
-    nodes, sets = _shingles_of(work_dir, p)
-    at_all = np.searchsorted(nodes, pairs.column("src").to_numpy())
-    set_bytes = np.diff(sets.offsets)[at_all].astype(np.int64) * SHINGLE_BYTES if pairs.num_rows else np.empty(0, np.int64)
-    max_pairs, max_bytes = config.verify_chunk_budget()
-    chunks = verify_chunks(set_bytes, max_pairs, max_bytes)
-    for chunk, (start, end) in enumerate(chunks):
-        some = pairs.slice(start, end - start)
-        table = pa.table({
-            **{name: some.column(name) for name in EDGE_SCHEMA.names},
-            "src_shingles": sets.lists.take(pa.array(at_all[start:end])),
-        }, schema=VERIFY_SCHEMA)  # fmt: skip
-        destination = node_partition(some.column("dst").to_numpy(), partitions)
-        write_partitioned(work_dir / VERIFY, f"from-{p:05d}-{chunk:05d}", table, destination, partitions)
-        del table
-    return {"pairs": pairs.num_rows, "chunks": len(chunks), "largest_chunk_bytes": max((int(set_bytes[a:b].sum()) for a, b in chunks), default=0)}
-
-
-def verify_check(config: DedupConfig, work: str, p: int, partitions: int) -> dict[str, Any]:
-    """Exact Jaccard of every candidate pair whose second document is in partition p; the pairs at or
-    above the threshold become edges (both directions, by source) for connected components.
-    Reads one received file (one sender's chunk) at a time."""
-    work_dir = as_path(work)
-    nodes, sets = _shingles_of(work_dir, p)
-    verified, checked = [], 0
-    for path in partition_files(work_dir / VERIFY, p):
-        table = read_table(path, schema=VERIFY_SCHEMA)
-        at = np.searchsorted(nodes, table.column("dst").to_numpy())
-        sources = ShingleSets(table.column("src_shingles"))
-        keep = np.zeros(table.num_rows, dtype=bool)
-        for i, j in enumerate(at):
-            a, b = sources[i], sets[j]
-            shared = np.intersect1d(a, b, assume_unique=True).size
-            union = len(a) + len(b) - shared
-            keep[i] = union > 0 and shared >= config.jaccard_threshold * union
-        checked += table.num_rows
-        verified.append(table.select(EDGE_SCHEMA.names).filter(pa.array(keep)))
-        del table, sources
-    edges = pa.concat_tables(verified) if verified else EDGE_SCHEMA.empty_table()
-    _write_edges(work_dir, f"verified-{p:05d}", edges, partitions)
-    return {"checked": checked, "verified": edges.num_rows}
 
 
 def labels_path(work_dir: AnyPath, round_no: int, p: int) -> AnyPath:

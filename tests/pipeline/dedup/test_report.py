@@ -25,7 +25,7 @@ def report_of(edges, docs_per_dump, work, output, partitions=2):
     """The stage's report steps on `edges` (src, dst, src dump, dst dump): components, then
     report_map and report_reduce per partition, then write_report."""
     config = DedupConfig()
-    steps._write_edges(work, "exact-00000", steps._edge_table(np.asarray(edges, dtype=np.int64)), partitions)
+    steps.write_edges(work, "exact-00000", steps._edge_table(np.asarray(edges, dtype=np.int64)), partitions)
     round_no = 0
     while True:
         changed = sum(steps.cc_round(config, str(work), round_no, p, partitions)["changed"] for p in range(partitions))

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawlmill.pipeline.dedup import steps
+from crawlmill.pipeline.dedup import steps, verify
 from crawlmill.pipeline.dedup.config import VERIFY_SET_BYTES, DedupConfig
 from crawlmill.pipeline.dedup.stage import DedupStage
 from crawlmill.pipeline.parts import commit_folder
@@ -22,8 +22,8 @@ def test_chunks_respect_both_limits_and_are_greedy():
     rng = np.random.default_rng(0)
     sizes = rng.choice([8, 3000, 40_000, 1_400_000], size=2000, p=[0.1, 0.8, 0.08, 0.02]).astype(np.int64)
     max_pairs, max_bytes = 64, 200_000
-    chunks = steps.verify_chunks(sizes, max_pairs, max_bytes)
-    assert chunks == steps.verify_chunks(sizes.copy(), max_pairs, max_bytes)  # a function of the sizes
+    chunks = verify.verify_chunks(sizes, max_pairs, max_bytes)
+    assert chunks == verify.verify_chunks(sizes.copy(), max_pairs, max_bytes)  # a function of the sizes
     assert chunks[0][0] == 0 and chunks[-1][1] == len(sizes)
     assert all(a[1] == b[0] for a, b in pairwise(chunks))  # contiguous, in order: every pair once
     for start, end in chunks:
@@ -31,8 +31,8 @@ def test_chunks_respect_both_limits_and_are_greedy():
         assert sizes[start:end].sum() <= max_bytes or end - start == 1  # a set over the budget goes alone
         if end < len(sizes):  # closed only when the next pair would not fit
             assert end - start == max_pairs or sizes[start : end + 1].sum() > max_bytes
-    assert steps.verify_chunks(np.empty(0, np.int64), 4, 100) == []
-    assert steps.verify_chunks(np.full(10, 5), 4, 10**9) == [(0, 4), (4, 8), (8, 10)]  # pairs alone, as before
+    assert verify.verify_chunks(np.empty(0, np.int64), 4, 100) == []
+    assert verify.verify_chunks(np.full(10, 5), 4, 10**9) == [(0, 4), (4, 8), (8, 10)]  # pairs alone, as before
 
 
 def long_text(rng: random.Random, words: int) -> list[str]:
