@@ -14,6 +14,8 @@ from typing import Any, List, Optional
 
 import typer
 
+from crawlmill.training.packages import require_training_packages
+
 from .cli_common import err, out, user_errors
 from .hf_cli import quiet_libraries
 
@@ -61,6 +63,7 @@ def eval_(
     with user_errors(), quiet_libraries():
         if json_path is not None and json_path.is_dir():  # before the evaluation, not after it
             raise IsADirectoryError(f"--json {json_path} is a folder: give a file name")
+        require_training_packages("crawlmill eval")
         from crawlmill.training.evaluate import evaluate_run
 
         try:

@@ -21,6 +21,8 @@ from typing import Iterator, Optional
 
 import typer
 
+from crawlmill.training.packages import require_training_packages
+
 from .cli_common import err, out, user_errors
 
 app = typer.Typer()
@@ -68,6 +70,7 @@ def export(
     """Export a run's checkpoint as a Hugging Face model folder (LlamaForCausalLM + the run's tokenizer)."""
     with user_errors(), quiet_libraries():
         shard_bytes = parse_size(shard_size)
+        require_training_packages("crawlmill export")
         from crawlmill.training.export_hf import export_run
 
         with err.status(f"exporting {run} → {output} (loading the checkpoint, converting, writing)"):
@@ -95,6 +98,7 @@ def import_(
 ) -> None:
     """Import a Hugging Face Llama-layout model as a run folder that `crawlmill train --init-from` starts from."""
     with user_errors(), quiet_libraries():
+        require_training_packages("crawlmill import")
         from crawlmill.training.import_hf import import_hf
 
         with err.status(f"importing {source} → {output} (reading the weights, converting, writing the checkpoint)"):

@@ -23,6 +23,7 @@ from typing import Any, List, Optional
 import typer
 
 from crawlmill.pathsafety import redact
+from crawlmill.training.packages import require_training_packages
 
 from .cli_common import Runtime, fail, out, runtime_verb, user_errors
 
@@ -99,7 +100,6 @@ def train(
     from crawlmill.files import is_url
     from crawlmill.pipeline.config import check_section, to_json
     from crawlmill.training.config import load_train_config
-    from crawlmill.training.launch import launch
 
     overrides: dict = {}
     if data:
@@ -111,6 +111,8 @@ def train(
     if init_from is not None:
         overrides["checkpoint"] = {"init_from": init_from if is_url(init_from) else str(Path(init_from).resolve())}
     with user_errors():
+        if not print_config:  # one line naming the extra, not a traceback from the launch
+            require_training_packages("crawlmill train")
         train_config = load_train_config(config, overrides)
         check_section(train_config, "train")
         if not train_config.data.shards and not print_config:  # before the run folder is made
@@ -128,6 +130,7 @@ def train(
             check_output_folder(run_dir, overwrite=True, **folder)  # a folder --overwrite may delete,
             check_inputs(train_config)  # and what the run reads checked before the deletion, not after
             reset_output(run_dir, **folder)
+        from crawlmill.training.launch import launch
         from crawlmill.training.stopsignal import TrainingStopped
 
         try:

@@ -26,9 +26,10 @@ from crawlmill.files import as_path, list_files, remove_file
 from crawlmill.pipeline.output_folder import RUN_MARKERS, STAGE_MARKERS
 from crawlmill.pipeline.ray_tasks import RayOptions
 from crawlmill.pipeline.runner import StageContext, StepFailed, Task
-from crawlmill.pipeline.stage import Stage, StageResult
+from crawlmill.pipeline.stage import Stage, StageInputError, StageResult
 
 from .config import TrainConfig
+from .packages import MissingTrainingPackages, require_training_packages
 
 
 # The error of a train task that stopped on a stop signal or its driver's stop request (the driver
@@ -89,6 +90,10 @@ def train_task(config_data: dict[str, Any], run_dir: str, address: str | None, s
     from .runlog import read_log, read_run
     from .stopsignal import TrainingStopped
 
+    try:  # a worker without the train extra (the pipeline's image): the stage's one error, exit status 2
+        require_training_packages("the train stage")
+    except MissingTrainingPackages as exc:
+        raise StageInputError(str(exc)) from None
     _begin_attempt(stop_request, run_dir)
     config = build(TrainConfig, config_data, "train")
     options = RayOptions(address=address)
