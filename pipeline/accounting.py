@@ -73,17 +73,25 @@ class Entry:
         return entry
 
 
+def _inside(folder: str, root: str) -> str:
+    """`folder` relative to `root` when it lies inside it (`dedup/CC-MAIN-2024-10`), else as it is."""
+    root = root.rstrip("/")
+    return folder[len(root) + 1 :] if root and folder.startswith(root + "/") else folder
+
+
 def _carry_last_runs(output_dir: Any, entries: list[Entry]) -> None:
     """A stage done before keeps what the run that made it said (its status and seconds), from
     the summary this one replaces: an Airflow DAG runs one stage per `crawlmill run --only`, and
     its last task's summary would otherwise hold no stage's time."""
     try:
         previous = read_json(as_path(output_dir) / RUN_FILE)
-        earlier = {(e["stage"], e["dump"], e["folder"]): e for e in previous["stages"]}
-    except (OSError, ValueError, KeyError, TypeError):  # none yet, or not ours: nothing to carry
+        # folders by their place in the output: the summary of an output moved since names the old one
+        old_root = str(previous.get("output_dir") or output_dir)
+        earlier = {(e["stage"], e["dump"], _inside(e["folder"], old_root)): e for e in previous["stages"]}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # none yet, or not ours: nothing to carry
         return
     for entry in entries:
-        before = earlier.get((entry.unit.spec.name, entry.unit.dump, str(entry.folder)))
+        before = earlier.get((entry.unit.spec.name, entry.unit.dump, _inside(str(entry.folder), str(output_dir))))
         if entry.status not in ("done before", "external") or not isinstance(before, dict):
             continue  # "external": a folder this run only reads (an append run's tokenizer): carried on too
         if before.get("status") in ("ran", "resumed") and before.get("seconds") is not None:

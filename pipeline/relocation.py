@@ -9,8 +9,9 @@ that differs: each differing pair is the same path under an old and a new root (
 their common last names are taken off: `/tmp/a/out/ingest` now `/data/out/ingest` gives `/tmp/a`
 now `/data`), all pairs give the same roots, and the folder being run lies under the new root (it
 moved with them). A path that did not move (WARC files beside the output, a stage folder linked
-back from another disk) matches as it is. The record stays location-free (two runs of the same
-inputs into two folders write the same bytes), and a record of any version is read this way.
+back from another disk) matches as it is. Nothing is added to the record for
+it (a record written where the folder was made holds no more paths than before), and a record of
+any version is read this way.
 
 What a path cannot tell, it does not check: an input file replaced in place by another of the same
 name, moved or not, is the same input; a stage folder read is checked by its digest.

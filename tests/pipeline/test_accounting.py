@@ -37,6 +37,18 @@ def test_the_run_that_made_a_folder_is_remembered_through_runs_that_only_read_it
     assert remade[0].last_run is None
 
 
+def test_an_output_moved_since_keeps_the_times_of_the_runs_that_made_it(tmp_path):
+    """`mv out /data/out` (pipeline/relocation.py): the summary it holds names the old place; its
+    folders are matched by their place in the output, not by their absolute path."""
+    filter_, stats = StageRun(PIPELINE.get("filter")), {"in": 10, "kept": 8, "dropped": {"short": 2}, "quarantined": 0}
+    old, new = tmp_path / "old/out", tmp_path / "new/out"
+    new.mkdir(parents=True)
+    (new / RUN_FILE).write_text(json.dumps({"output_dir": str(old), "stages": [Entry(filter_, old / "filter", "ran", stats, 3.0).to_json()]}))
+    moved = [Entry(filter_, new / "filter", "done before", stats)]
+    _carry_last_runs(new, moved)
+    assert moved[0].last_run == {"status": "ran", "seconds": 3.0, "records_in": 10, "kept": 8}
+
+
 def _run_only(path, stage):
     from typer.testing import CliRunner
 
