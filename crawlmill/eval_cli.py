@@ -16,7 +16,7 @@ import typer
 
 from crawlmill.training.packages import require_training_packages
 
-from .cli_common import err, out, user_errors
+from .cli_common import err, out, print_json, user_errors
 from .hf_cli import quiet_libraries
 
 app = typer.Typer()
@@ -41,7 +41,7 @@ def eval_(
     micro_batch: int = typer.Option(4, "--micro-batch", "--micro-batch-size", help="Windows evaluated at once (memory: the model and this many windows)."),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Stop each folder after about this many predicted tokens (a sample from its start)."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="The tokenizer folder, when it moved since packing (for bits per byte; its tokenizer.json must be the shards')."),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the figures to this JSON file."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the figures to this JSON file; `--json -`: print them as JSON on stdout (as other verbs' --json does), the lines going to stderr."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress (tokens) on stderr."),
 ) -> None:
     """Evaluate a run's checkpoint on shard folders: loss and exact bits per byte."""
@@ -61,7 +61,8 @@ def eval_(
         shown[folder].advance(count)
 
     with user_errors(), quiet_libraries():
-        if json_path is not None and json_path.is_dir():  # before the evaluation, not after it
+        to_stdout = json_path is not None and str(json_path) == "-"
+        if json_path is not None and not to_stdout and json_path.is_dir():  # before the evaluation, not after it
             raise IsADirectoryError(f"--json {json_path} is a folder: give a file name")
         require_training_packages("crawlmill eval")
         from crawlmill.training.evaluate import evaluate_run
@@ -71,15 +72,18 @@ def eval_(
         finally:
             for bar in shown.values():
                 bar.__exit__(None, None, None)
-    out.print(f"{record['run']} at step {record['step']:,} ({record['checkpoint']})", highlight=False)
+    lines = err if to_stdout else out  # stdout holds the JSON alone
+    lines.print(f"{record['run']} at step {record['step']:,} ({record['checkpoint']})", highlight=False)
     for r in record["results"]:
         why = r.get("bpb_unavailable", "no bytes counted")
         hint = "; the tokenizer's folder, if it moved: --tokenizer DIR" if not tokenizer and why.endswith("not found") else ""
         bpb = f"{r['bpb']:.4f}" if r["bpb"] is not None else f"not reported ({why}{hint})"
         sample = "" if r["complete"] else " (a sample: --max-tokens)"
         checked = "" if r["tokenizer_checked"] else " (tokenizer not checked: the run has no shards, nor an imported tokenizer)"
-        out.print(f"{r['data']}: loss {r['loss']:.4f}, bits per byte {bpb}; {r['tokens']:,} tokens, {r['documents']:,} documents{sample}{checked}", highlight=False)
-    if json_path is not None:  # after the figures are shown: a write that fails loses nothing of them
+        lines.print(f"{r['data']}: loss {r['loss']:.4f}, bits per byte {bpb}; {r['tokens']:,} tokens, {r['documents']:,} documents{sample}{checked}", highlight=False)
+    if to_stdout:
+        print_json(record)
+    elif json_path is not None:  # after the figures are shown: a write that fails loses nothing of them
         from crawlmill.files import atomic_write_json
 
         with user_errors():

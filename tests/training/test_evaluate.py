@@ -196,3 +196,12 @@ def test_a_run_moved_with_its_shards_and_tokenizer_is_evaluated_and_exported_whe
     (other / "run/run.json").write_text(json.dumps(info))
     refused = CliRunner().invoke(app, ["export", str(other / "run"), "--output", str(tmp_path / "hf2")])
     assert refused.exit_code != 0 and "the tokenizer is unknown" in refused.output, refused.output
+
+
+def test_json_dash_prints_the_figures_as_json_on_stdout_alone(trained, tiny_shards):
+    """`--json -`, as other verbs' --json: stdout is the JSON, the lines go to stderr."""
+    result = CliRunner().invoke(app, ["eval", str(trained), "--data", str(tiny_shards), "--max-tokens", "64", "--json", "-", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["results"][0]["tokens"] >= 64 and record["results"][0]["data"] == str(tiny_shards)
+    assert "bits per byte" in result.stderr and not (trained.parent / "-").exists()
