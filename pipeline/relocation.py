@@ -19,6 +19,7 @@ name, moved or not, is the same input; a stage folder read is checked by its dig
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 
@@ -48,16 +49,18 @@ def relocate(value: Any, old: str, new: str) -> Any:
     return value
 
 
-def align(found: Any, wanted: Any, outputs: tuple[str, ...]) -> Any:
+def align(found: Any, wanted: Any, outputs: tuple[str, ...], most: bool = False) -> Any:
     """`found` (a folder's record) with each path that is `wanted`'s path moved replaced by
     `wanted`'s, when one move explains every path that differs and one of `outputs` (the folder
-    being run, as given and resolved) lies under its new root; else `found` as it is."""
+    being run, as given and resolved) lies under its new root; else `found` as it is. `most`:
+    the move that explains the most differing paths, whatever else differs (for saying what else
+    does: a moved tree with one input swapped is one input that differs, not all of them)."""
     pairs: list[tuple[str, str]] = []
     _walk(found, wanted, pairs.append)
-    roots = {moved_roots(f, w) for f, w in pairs if f != w}
-    if len(roots) != 1:
+    moves = Counter(moved_roots(f, w) for f, w in pairs if f != w)
+    if not moves or (len(moves) > 1 and not most):
         return found  # nothing differs, or more than one move (or a setting) does: compared as it is
-    old, new = roots.pop()  # type: ignore[misc]
+    (old, new), _ = moves.most_common(1)[0]  # type: ignore[misc]
     if not new or not any(out == new or out.startswith(new.rstrip("/") + "/") for out in outputs):
         return found  # its inputs moved, not the tree it is in: other inputs, as before
     return _walk(found, wanted, lambda pair: None, (old, new))

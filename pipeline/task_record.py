@@ -50,7 +50,7 @@ def check_task_record(output_dir: AnyPath, wanted: dict[str, Any], resume_only: 
                     f"see {path}): pass --overwrite to compute it again, or finish it with that version"
                 )
             raise StageInputMismatch(
-                f"{output_dir} holds the output of an earlier {found.get('stage') if isinstance(found, dict) else 'unknown'} run with {_differences(found, wanted)} "
+                f"{output_dir} holds the output of an earlier {found.get('stage') if isinstance(found, dict) else 'unknown'} run with {_differences(align(recorded, wanted, _names(output_dir), most=True), wanted)} "
                 f"(see {path}); choose another output folder, delete this one or pass --overwrite"
             )
         # An attempt that stopped before any task wrote a thing (a mistyped option, a missing

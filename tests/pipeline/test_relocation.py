@@ -142,3 +142,13 @@ def test_two_stage_folders_moved_together_resume_and_stay_done(ray_local, source
     after = folder_bytes(new / "half")
     assert {k: after[k] for k in half if k != "_tasks.json"} == {k: v for k, v in half.items() if k != "_tasks.json"}
     assert json.loads(after["_stats.json"]) == json.loads(expected["_stats.json"]) and "part-00003.parquet" in after
+
+
+def test_a_moved_tree_with_one_input_swapped_is_refused_naming_that_one(tmp_path):
+    old, new = tmp_path / "a", tmp_path / "b"
+    record = {"stage": "ingest", "settings": {}, "sources": [f"{old}/in/{n}.warc.gz" for n in ("x", "y", "z", "w")]}
+    written(old / "out/ingest", record)
+    shutil.move(old, new)
+    swapped = {**record, "sources": [f"{new}/in/{n}.warc.gz" for n in ("x", "y", "v", "w")]}
+    with pytest.raises(StageInputMismatch, match=r"other inputs \(4 then, 4 now; 2 differ\)"):  # z then, v now: not all 8 paths
+        check_task_record(new / "out/ingest", swapped, finished=True)
