@@ -56,6 +56,10 @@ def _warc_fields(payload: bytes) -> dict[str, str]:
     return fields
 
 
+def _rows(n: int) -> str:
+    return f"{n:,} row{'' if n == 1 else 's'}"
+
+
 class IngestStage(PartStage):
     name = "ingest"
     # A folder search never takes the Parquet parts of a stage output folder (corpus_files.py).
@@ -134,7 +138,7 @@ class IngestStage(PartStage):
         counters = (result.stats or {}).get("counters", {})
         not_kept = {k.split(":", 1)[1]: n for k, n in counters.items() if k.startswith("field_not_kept:")}
         if not_kept:  # the schema is fixed: say which of the user's fields it has no column for
-            named = ", ".join(f"{name} ({n:,} rows)" for name, n in sorted(not_kept.items()))
+            named = ", ".join(f"{name} ({_rows(n)})" for name, n in sorted(not_kept.items()))
             lines.append(f"fields not kept (the document schema has no column for them; --keep-field NAME carries them in corpus_fields): {named}")
         if self.other_dumps:  # a dumps: run's files of a dump it does not list are ingested by none of its runs
             others = ", ".join(f"{dump} ({n:,})" for dump, n in sorted(self.other_dumps.items()))
@@ -151,7 +155,7 @@ class IngestStage(PartStage):
             lines.append(f"[yellow]warning:[/yellow] no row has the text field {c.text_field!r}: all {no_text:,} dropped as no_text_field{seen}; --text-field names it")
         absent = {k.split(":", 1)[1]: n for k, n in counters.items() if k.startswith("keep_field_absent:")}
         if absent:
-            lines.append("kept fields absent from rows (--keep-field): " + ", ".join(f"{name} ({n:,} rows)" for name, n in sorted(absent.items())))
+            lines.append("kept fields absent from rows, those dropped too (--keep-field): " + ", ".join(f"{name} ({_rows(n)})" for name, n in sorted(absent.items())))
         if counters.get("id_field_absent"):
             lines.append(f"the id field {c.id_field!r} is absent from {counters['id_field_absent']:,} rows: their ids come from their line or row numbers (--id-field '' for none)")
         return lines

@@ -334,7 +334,7 @@ def test_the_summary_names_a_mistyped_field(ray_local, tmp_path):
     path.write_text("\n".join(json.dumps({"body": f"{PROSE} {i}", "title": "t"}) for i in range(3)))
     for k, (config, expected) in enumerate((
         ({"text_field": "txt"}, "no row has the text field 'txt': all 3 dropped as no_text_field (fields the rows have: body, title)"),
-        ({"text_field": "body", "keep_fields": ["titel"]}, "kept fields absent from rows (--keep-field): titel (3 rows)"),
+        ({"text_field": "body", "keep_fields": ["titel"]}, "kept fields absent from rows, those dropped too (--keep-field): titel (3 rows)"),
         ({"text_field": "body", "id_field": "uid"}, "the id field 'uid' is absent from 3 rows"),
     )):  # fmt: skip
         stage = IngestStage(IngestConfig(inputs=[str(path)], **config))
