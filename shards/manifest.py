@@ -37,6 +37,12 @@ def load_manifest(shard_dir: Any) -> dict[str, Any] | None:
     return manifest
 
 
+def folder_beside(anchor: Any, recorded: str) -> Any:
+    """The folder named as `recorded`'s last name beside `anchor` (its parent's): where a folder an
+    output recorded is once the whole output moved (pipeline/relocation.py)."""
+    return as_path(anchor).parent / str(recorded).rstrip("/").rsplit("/", 1)[-1]
+
+
 def tokenizer_folder(manifest: dict[str, Any], shard_dir: Any) -> str:
     """The folder of the tokenizer the shards were packed with: where the manifest says, or, when
     that is gone (the output moved since: pipeline/relocation.py), the folder of that name beside
@@ -45,7 +51,7 @@ def tokenizer_folder(manifest: dict[str, Any], shard_dir: Any) -> str:
     recorded = str(entry["path"])
     if (as_path(recorded) / "tokenizer.json").is_file():
         return recorded
-    beside = as_path(shard_dir).parent / recorded.rstrip("/").rsplit("/", 1)[-1]
+    beside = folder_beside(shard_dir, recorded)
     if (beside / "tokenizer.json").is_file() and sha256_file(beside / "tokenizer.json") == entry.get("sha256"):
         return str(beside)
     return recorded

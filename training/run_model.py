@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import torch.distributed as dist
 
 from crawlmill.files import as_path, read_json
-from crawlmill.shards.manifest import load_manifest, tokenizer_folder
+from crawlmill.shards.manifest import folder_beside, load_manifest, tokenizer_folder
 
 from .checkpoint import CHECKPOINTS, META, step_folder
 from .checkpoint_source import load_weights
@@ -111,7 +111,7 @@ def moved_shards(run: str, recorded: str) -> str | None:
     from .data import open_folders
     from .runstore import RunStore
 
-    beside = str(as_path(run).parent / recorded.rstrip("/").rsplit("/", 1)[-1])
+    beside = str(folder_beside(run, recorded))
     found = run_checkpoint(RunStore(run)) if load_manifest(beside) is not None else None
     trained = ((found[1].get("data_order") or {}).get("shards") or []) if found else []
     return beside if trained and open_folders([beside])[0].content in trained else None
