@@ -144,7 +144,8 @@ def m_crawlmill_ray(spec: dict) -> dict:
     if not result.ok:
         raise RuntimeError(f"dedup failed: {result.failures[:3]}")
     report = json.loads((output / "_report/report.json").read_text())
-    work_bytes = sum(p.stat().st_size for p in (output / "_work").rglob("*") if p.is_file())
+    work_files = [p for p in (output / "_work").rglob("*") if p.is_file()]
+    work_bytes = sum(p.stat().st_size for p in work_files)
     return {
         "seconds": round(seconds, 3),
         "ray_init_s": round(ray_init_s, 2),
@@ -152,6 +153,7 @@ def m_crawlmill_ray(spec: dict) -> dict:
         "stats": result.stats,
         "summary": {k: v for k, v in report.items() if k not in ("docs_per_dump", "within_single_dump", "cumulative")},
         "work_bytes": work_bytes,
+        "work_files": len(work_files),  # the shuffle's file count: one per sending task and step, not per pair
     }
 
 

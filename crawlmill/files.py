@@ -368,3 +368,19 @@ def read_range(path: Any, start: int, length: int) -> bytes:
     with open(p, "rb") as f:
         f.seek(start)
         return f.read(length)
+
+
+def read_ranges(path: Any, ranges: list[tuple[int, int]]) -> list[bytes]:
+    """The bytes of each (start, length) range of one file (fewer at its end): the file opened once
+    locally; for a URL, one ranged GET per range, sent together (fsspec's cat_ranges)."""
+    p = as_path(path)
+    if is_remote(p):
+        fs, key = fs_and_path(p)
+        with naming_store_errors(p):
+            return [bytes(b) for b in fs.cat_ranges([key] * len(ranges), [s for s, _ in ranges], [s + n for s, n in ranges], on_error="raise")]
+    out = []
+    with open(p, "rb") as f:
+        for start, length in ranges:
+            f.seek(start)
+            out.append(f.read(length))
+    return out

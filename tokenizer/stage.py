@@ -45,7 +45,7 @@ from .wordcount import FeedTally, choose_min_count, count_words, feed, reduce_wo
 
 REPORT = "train_report.json"
 REPAIRED = "invalid_utf8_replaced"  # corpus.decode_block: a block read with its bad bytes replaced
-WORK_FORMAT = "4"  # `_work/_format`: the work of an unfinished run by an earlier version (other files, results or sample keys) is not resumed
+WORK_FORMAT = "5"  # `_work/_format`: the work of an unfinished run by an earlier version (other files, results or sample keys) is not resumed; 5: word counts in shuffle files (dedup/shuffle.py)
 
 
 def train_task(config: TokenizerConfig, plan: dict[str, Any], output: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ The tokenizer stage (stage.py) runs steps 1 and 2 as Ray tasks through the runne
    ranges of row groups of Parquet, whole gzipped files; with a mix or byte limit, its sample)
    splits its documents with DeepSeek's pre-tokenizer (all steps but the byte mapping; each
    distinct cut of a batch of documents once, pretokenize.CUT_PATTERN: 4x faster on English) and
-   writes partial counts per word and language, hash-partitioned by word (`_work/counts/p-NNNNN/`);
+   writes partial counts per word and language, hash-partitioned by word (`_work/counts/t-NNNNN.shuffle`, one file per chunk: shuffle.py);
    memory: one chunk's distinct words.
 2. reduce: one task per partition sums its counts (`_work/words/p-NNNNN.parquet`, a row per word
    and language) and returns a histogram by each word's count: estimated trainer bytes, distinct
@@ -41,13 +41,12 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import xxhash
 from tokenizers import pre_tokenizers
 
 from crawlmill.files import as_path, parquet_file
 
-from ..pipeline.dedup.shuffle import partition_files, write_partitioned, write_table
+from ..pipeline.dedup.shuffle import partition_tables, write_partitioned, write_table
 from ..pipeline.stage import StageInputError
 from .corpus import CorpusCounts
 from .pretokenize import CUT_PATTERN, text_splits
@@ -162,8 +161,7 @@ def sum_partials(tables: Iterable[pa.Table], batch_rows: int | None = None) -> p
 def reduce_words(p: int, work: str) -> dict[str, Any]:
     """Ray task: the summed counts of partition p (a row per word and language, sorted by word); a
     histogram by each word's count over all languages, for pruning."""
-    files = partition_files(as_path(work) / "counts", p)
-    summed = sum_partials(pq.read_table(f, schema=WORD_SCHEMA) for f in files)
+    summed = sum_partials(partition_tables(as_path(work) / "counts", p, WORD_SCHEMA))
     summed = summed.sort_by([("word", "ascending"), ("lang", "ascending")]).cast(WORD_SCHEMA).combine_chunks()
     write_table(as_path(work) / "words" / f"p-{p:05d}.parquet", summed)
     rows = summed.num_rows

@@ -1,22 +1,35 @@
-"""Hash-partitioned Parquet files: how dedup's steps hand rows to each other without one process
-holding them all.
+"""Hash-partitioned shuffle files: how dedup's steps (and the tokenizer's word counts) hand rows to
+each other without one process holding them all.
 
-A map task writes its rows split by partition into `<step>/p-NNNNN/<task>.parquet`; the reduce
-task of partition N reads that folder. Files are written under a temporary name and renamed; the
-runner writes a task's marker after them.
+A sending task writes one file per step, `<step>/<task>.shuffle`, holding its rows for every
+receiving partition: a header (MAGIC, the partition count, then partitions + 1 byte offsets) and
+each partition's rows as one Arrow IPC stream (zstd), back to back in partition order. The task
+of partition N reads, from every sender's file, its two offsets and then its own byte range: two
+reads (an object store: two ranged GETs), never the whole file. A step thus leaves one file per
+sending task, where one file per (sender, receiver) pair made senders x partitions files (at
+10^4 parts and 10^3 partitions, 10^7 files per step: more than a file system or a bucket listing
+takes in stride). Files are written under a temporary name and renamed; the runner writes a
+task's marker after them, so a killed sender leaves no file a receiver would read.
 """
 
 from __future__ import annotations
 
+import struct
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawlmill.files import AnyPath, atomic_path, list_files, read_table
+from crawlmill.files import AnyPath, atomic_path, list_file_sizes, read_ranges
 
 from ..parts import PARQUET_OPTIONS
 from .shingles import mix64
+
+MAGIC = b"CMSHUF1\n"
+SUFFIX = ".shuffle"
+_HEAD = struct.Struct("<8sQ")  # MAGIC, partitions
+_IPC = pa.ipc.IpcWriteOptions(compression="zstd")
 
 
 def node_partition(nodes: np.ndarray, partitions: int) -> np.ndarray:
@@ -28,24 +41,77 @@ def write_table(path: AnyPath, table: pa.Table) -> None:
         pq.write_table(table, tmp, **PARQUET_OPTIONS)
 
 
+def shuffle_path(step_dir: AnyPath, task: str) -> AnyPath:
+    return step_dir / f"{task}{SUFFIX}"
+
+
+def _ipc_bytes(table: pa.Table) -> pa.Buffer:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=_IPC) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
 def write_partitioned(step_dir: AnyPath, task: str, table: pa.Table, partition: np.ndarray, partitions: int) -> None:
-    """Rows of `table` to `step_dir/p-NNNNN/<task>.parquet` by `partition` (empty partitions skipped)."""
+    """Rows of `table` by `partition` (a receiving partition per row) into `step_dir/<task>.shuffle`;
+    no file when there are no rows. Rows keep their order within a partition."""
     if not table.num_rows:
         return
     order = np.argsort(partition, kind="stable")
-    sorted_parts = partition[order]
-    bounds = np.searchsorted(sorted_parts, np.arange(partitions + 1))
+    bounds = np.searchsorted(partition[order], np.arange(partitions + 1))
     table = table.take(pa.array(order))
-    for p in range(partitions):
-        if bounds[p + 1] > bounds[p]:
-            write_table(step_dir / f"p-{p:05d}" / f"{task}.parquet", table.slice(bounds[p], bounds[p + 1] - bounds[p]))
+    offsets = np.zeros(partitions + 1, np.uint64)
+    with atomic_path(shuffle_path(step_dir, task)) as tmp, open(tmp, "wb") as f:
+        f.write(_HEAD.pack(MAGIC, partitions))
+        f.write(offsets.tobytes())  # rewritten below, once the payloads' sizes are known
+        position = f.tell()
+        for p in range(partitions):
+            offsets[p] = position
+            if bounds[p + 1] > bounds[p]:
+                payload = _ipc_bytes(table.slice(bounds[p], bounds[p + 1] - bounds[p]))
+                f.write(payload)
+                position += payload.size
+        offsets[partitions] = position
+        f.seek(_HEAD.size)
+        f.write(offsets.tobytes())
 
 
-def partition_files(step_dir: AnyPath, partition: int) -> list[AnyPath]:
-    """The finished files one partition received, in a deterministic order."""
-    return list_files(step_dir / f"p-{partition:05d}", "*.parquet")
+def sender_files(step_dir: AnyPath) -> list[tuple[AnyPath, int]]:
+    """(file, size) of every finished sender of a step, in name order: receivers read them in this
+    order, so a partition's rows come in the same order however the tasks ran."""
+    return list_file_sizes(step_dir, f"*{SUFFIX}")
+
+
+def sender_rows(path: AnyPath, size: int, partition: int, schema: pa.Schema) -> pa.Table | None:
+    """One sender's rows for `partition`; None when it sent none."""
+    entry = _HEAD.size + 8 * partition
+    head, bounds = read_ranges(path, [(0, _HEAD.size), (entry, 16)])
+    magic, partitions = _HEAD.unpack(head) if len(head) == _HEAD.size else (b"", 0)
+    if magic != MAGIC or len(bounds) != 16:
+        raise ValueError(f"{path}: not a shuffle file (or cut short: {size} bytes)")
+    if partition >= partitions:
+        raise ValueError(f"{path}: written for {partitions} partitions, read as partition {partition}")
+    start, end = struct.unpack("<QQ", bounds)
+    if not _HEAD.size + 8 * (partitions + 1) <= start <= end <= size:
+        raise ValueError(f"{path}: partition {partition}'s bytes {start}-{end} lie outside its {size} bytes")
+    if start == end:
+        return None
+    (payload,) = read_ranges(path, [(start, end - start)])
+    table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+    if table.schema.names != schema.names:
+        raise ValueError(f"{path}: partition {partition} has columns {table.schema.names}, expected {schema.names}")
+    return table.cast(schema)
+
+
+def partition_tables(step_dir: AnyPath, partition: int, schema: pa.Schema) -> Iterator[pa.Table]:
+    """The rows each sender of a step sent to `partition`, one table per sender (in sender_files'
+    order): a receiver that folds them in one at a time holds one sender's rows, not all."""
+    for path, size in sender_files(step_dir):
+        table = sender_rows(path, size, partition, schema)
+        if table is not None:
+            yield table
 
 
 def read_partition(step_dir: AnyPath, partition: int, schema: pa.Schema) -> pa.Table:
-    tables = [read_table(f, schema=schema) for f in partition_files(step_dir, partition)]
+    tables = list(partition_tables(step_dir, partition, schema))
     return pa.concat_tables(tables) if tables else schema.empty_table()

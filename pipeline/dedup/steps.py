@@ -45,8 +45,10 @@ PART_ROWS = "part_rows"
 # both, its reduce reading rows map no longer writes or missing new ones. 2: the id band (ID_BAND
 # rows); a `_work/` without them resumed without any same_page pair. 3: verify chunks also close at
 # a byte budget (verify_send); a verify_send killed under 2 and run again under 3 would leave some of
-# its 2-cut chunk files beside the 3-cut ones, and its pairs would be checked twice.
-WORK_FORMAT = 3
+# its 2-cut chunk files beside the 3-cut ones, and its pairs would be checked twice. 4: one shuffle
+# file per sending task (shuffle.py), not a Parquet file per (sender, partition): a receiver of 4
+# would not see 3's files.
+WORK_FORMAT = 4
 EXACT_BAND = -1
 # Documents with the same `id` are the same capture (ingest derives it from the page's response
 # record, so its WARC extraction and its WET text share it): duplicates whatever their text.

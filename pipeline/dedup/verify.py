@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from crawlmill.files import AnyPath, as_path, parquet_file, read_table
+from crawlmill.files import AnyPath, as_path, parquet_file
 
 from .config import DedupConfig
 from .shingles import TEXT_FORMAT, shingle_hashes
-from .shuffle import node_partition, partition_files, read_partition, write_partitioned
+from .shuffle import node_partition, partition_tables, read_partition, write_partitioned
 from .steps import (
     BATCH, CANDIDATES, EDGE_NODES, EDGE_SCHEMA, NODE_LIST_SCHEMA, SHINGLE_BYTES, SHINGLE_SCHEMA, SHINGLES, VERIFY,
     VERIFY_SCHEMA, write_edges,
@@ -114,12 +114,11 @@ def verify_send(config: DedupConfig, work: str, p: int, partitions: int) -> dict
 def verify_check(config: DedupConfig, work: str, p: int, partitions: int) -> dict[str, Any]:
     """Exact Jaccard of every candidate pair whose second document is in partition p; the pairs at or
     above the threshold become edges (both directions, by source) for connected components.
-    Reads one received file (one sender's chunk) at a time."""
+    Reads one sender's chunk at a time."""
     work_dir = as_path(work)
     nodes, sets = _shingles_of(work_dir, p)
     verified, checked = [], 0
-    for path in partition_files(work_dir / VERIFY, p):
-        table = read_table(path, schema=VERIFY_SCHEMA)
+    for table in partition_tables(work_dir / VERIFY, p, VERIFY_SCHEMA):
         at = np.searchsorted(nodes, table.column("dst").to_numpy())
         sources = ShingleSets(table.column("src_shingles"))
         keep = np.zeros(table.num_rows, dtype=bool)

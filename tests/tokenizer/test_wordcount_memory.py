@@ -7,11 +7,12 @@ import json
 import random
 from collections import Counter
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from crawlmill.pipeline.dedup.shuffle import partition_files
+from crawlmill.pipeline.dedup.shuffle import partition_tables, write_partitioned
 from crawlmill.pipeline.stage import StageInputError
 from crawlmill.tokenizer import wordcount
 from crawlmill.tokenizer.config import TokenizerConfig
@@ -55,8 +56,7 @@ def _counted(units: list[Unit], work, partitions: int = 3) -> tuple[Counter, Cor
         kept.add_json(result["kept"])
     words: Counter = Counter()
     for p in range(partitions):
-        for f in partition_files(work / "counts", p):
-            t = pq.read_table(f, schema=WORD_SCHEMA)
+        for t in partition_tables(work / "counts", p, WORD_SCHEMA):
             for w, lang, n in zip(t.column("word").to_pylist(), t.column("lang").to_pylist(), t.column("count").to_pylist()):
                 words[w, lang] += n
     return words, read, kept
@@ -149,13 +149,12 @@ def _partials(work, chunks: int, rows: int, seed: int = 0) -> Counter:
     over chunks, as they do in a corpus); their sum."""
     rng = random.Random(seed)
     total: Counter = Counter()
-    folder = work / "counts" / "p-00000"
-    folder.mkdir(parents=True)
     for c in range(chunks):
         words = rng.sample(WORDS, rows)
         langs = [rng.choice(["en", "zh", "und"]) for _ in words]
         counts = [rng.randrange(1, 100) for _ in words]
-        pq.write_table(pa.table({"word": words, "lang": langs, "count": counts}, schema=WORD_SCHEMA), folder / f"t-{c:05d}.parquet")
+        table = pa.table({"word": words, "lang": langs, "count": counts}, schema=WORD_SCHEMA)
+        write_partitioned(work / "counts", f"t-{c:05d}", table, np.zeros(rows, np.int64), 1)
         total.update({(w, lang): n for w, lang, n in zip(words, langs, counts)})
     return total
 

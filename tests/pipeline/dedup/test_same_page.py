@@ -129,9 +129,7 @@ def test_a_work_folder_of_an_older_format_is_recomputed_not_resumed(whole_folder
         for path in folder.iterdir():
             if path.name not in names:
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
-    for path in (out / "_work" / steps.BUCKETS).rglob("*.parquet"):
-        table = pq.read_table(path)
-        pq.write_table(table.filter(pa.array(table.column("band").to_numpy() != steps.ID_BAND)), path)
+    # (its bucket rows lacked the id band: never read, the record's missing work_format refuses them first)
     with pytest.raises(StageInputMismatch, match="--overwrite"):
         run()
     result = run(overwrite=True)

@@ -102,7 +102,7 @@ def test_verification_in_small_chunks_changes_nothing_but_memory(ingested, dedup
     out, _ = deduped
     chunked = tmp_path / "chunked"
     assert run_dedup([str(ingested / d) for d in DUMPS], chunked, partitions=4, verify_chunk_pairs=2).ok
-    assert len(list((chunked / "_work/verify").glob("p-*/from-*-00001.parquet"))) > 0  # really chunked
+    assert len(list((chunked / "_work/verify").glob("from-*-00001.shuffle"))) > 0  # really chunked
     differs = {k for k in folder_bytes(out).keys() | folder_bytes(chunked).keys() if folder_bytes(out).get(k) != folder_bytes(chunked).get(k)}
     assert differs <= {"_tasks.json"}, differs  # only the recorded settings differ
 

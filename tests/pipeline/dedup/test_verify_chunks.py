@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from crawlmill.pipeline.dedup import steps, verify
 from crawlmill.pipeline.dedup.config import VERIFY_SET_BYTES, DedupConfig
+from crawlmill.pipeline.dedup.shuffle import sender_files, sender_rows
 from crawlmill.pipeline.dedup.stage import DedupStage
 from crawlmill.pipeline.parts import commit_folder
 from crawlmill.pipeline.runner import run_stage
@@ -65,9 +66,11 @@ def write_input(folder):
 def chunk_bytes(work) -> dict[str, list[int]]:
     """(sender, chunk) file name -> the shingle bytes of each pair it carries, over all receivers."""
     chunks = defaultdict(list)
-    for path in sorted((work / steps.VERIFY).glob("p-*/*.parquet")):
-        lists = pq.read_table(path).column("src_shingles")
-        chunks[path.name] += [len(s) * steps.SHINGLE_BYTES for s in lists.to_pylist()]
+    for path, size in sender_files(work / steps.VERIFY):
+        for p in range(2):  # the runs below use 2 partitions
+            table = sender_rows(path, size, p, steps.VERIFY_SCHEMA)
+            if table is not None:
+                chunks[path.name] += [len(s) * steps.SHINGLE_BYTES for s in table.column("src_shingles").to_pylist()]
     return chunks
 
 

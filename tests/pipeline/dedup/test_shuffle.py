@@ -1,0 +1,89 @@
+"""Shuffle files (pipeline/dedup/shuffle.py): one file per sending task, every partition's rows
+read back exactly, in sender order, from a local folder and from a real S3 server; damaged or
+mismatched files refused with their name."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from crawlmill.pipeline.dedup.shuffle import partition_tables, read_partition, sender_files, write_partitioned
+
+SCHEMA = pa.schema([("node", pa.int64()), ("word", pa.string())])
+
+
+def _table(rows: int, seed: int) -> tuple[pa.Table, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    nodes = rng.integers(0, 1 << 40, rows)
+    return pa.table({"node": nodes, "word": [f"w{seed}-{i}" for i in range(rows)]}, schema=SCHEMA), nodes
+
+
+def _expected(senders: list[tuple[pa.Table, np.ndarray]], partition: int, partitions: int) -> list[dict]:
+    rows = []
+    for table, nodes in senders:  # in name order (the writers below are named in this order)
+        rows += [r for r, n in zip(table.to_pylist(), nodes) if n % partitions == partition]
+    return rows
+
+
+def _write(step, senders, partitions: int) -> None:
+    for i, (table, nodes) in reversed(list(enumerate(senders))):  # written out of order: read in name order
+        write_partitioned(step, f"from-{i:05d}", table, nodes % partitions, partitions)
+
+
+@pytest.mark.parametrize("partitions", [1, 7, 1000])
+def test_every_partition_reads_back_its_rows_in_sender_order_from_one_file_per_sender(tmp_path, partitions):
+    senders = [_table(500, seed) for seed in range(3)]
+    _write(tmp_path / "step", senders, partitions)
+    assert [path.name for path, _ in sender_files(tmp_path / "step")] == ["from-00000.shuffle", "from-00001.shuffle", "from-00002.shuffle"]
+    assert sorted(p.name for p in (tmp_path / "step").iterdir()) == ["from-00000.shuffle", "from-00001.shuffle", "from-00002.shuffle"]
+    total = 0
+    for p in range(partitions):
+        got = read_partition(tmp_path / "step", p, SCHEMA)
+        assert got.schema == SCHEMA
+        assert got.to_pylist() == _expected(senders, p, partitions)
+        total += got.num_rows
+    assert total == 1500
+
+
+def test_a_partition_no_sender_wrote_to_is_empty_and_an_empty_table_writes_no_file(tmp_path):
+    table, _ = _table(4, 0)
+    write_partitioned(tmp_path / "step", "from-00000", table, np.array([3, 3, 0, 3]), 5)
+    write_partitioned(tmp_path / "step", "from-00001", SCHEMA.empty_table(), np.array([], np.int64), 5)
+    assert len(sender_files(tmp_path / "step")) == 1
+    assert read_partition(tmp_path / "step", 1, SCHEMA).num_rows == 0
+    assert list(partition_tables(tmp_path / "step", 1, SCHEMA)) == []
+    assert read_partition(tmp_path / "step", 3, SCHEMA).column("word").to_pylist() == ["w0-0", "w0-1", "w0-3"]
+    assert read_partition(tmp_path / "absent", 0, SCHEMA).num_rows == 0
+
+
+def test_a_damaged_file_or_another_partition_count_is_refused_with_the_file_named(tmp_path):
+    table, nodes = _table(50, 0)
+    write_partitioned(tmp_path / "step", "from-00000", table, nodes % 4, 4)
+    path = tmp_path / "step" / "from-00000.shuffle"
+    with pytest.raises(ValueError, match=r"from-00000\.shuffle: written for 4 partitions, read as partition 4"):
+        read_partition(tmp_path / "step", 4, SCHEMA)
+    with pytest.raises(ValueError, match="expected"):
+        read_partition(tmp_path / "step", 0, pa.schema([("other", pa.int64()), ("word", pa.string())]))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 10])  # cut short: the last partition's range lies past the end
+    with pytest.raises(ValueError, match=r"from-00000\.shuffle: partition 3's bytes .* outside"):
+        read_partition(tmp_path / "step", 3, SCHEMA)
+    path.write_bytes(b"PAR1" + data[4:])
+    with pytest.raises(ValueError, match=r"from-00000\.shuffle: not a shuffle file"):
+        read_partition(tmp_path / "step", 0, SCHEMA)
+
+
+def test_a_shuffle_on_a_real_s3_server_reads_back_like_a_local_one(tmp_path):
+    pytest.importorskip("s3fs")
+    from tests.s3server import moto_s3
+
+    from crawlmill.files import as_path
+
+    senders = [_table(300, seed) for seed in range(2)]
+    with moto_s3("shuffle") as (fs, _):
+        step = as_path("s3://shuffle/work/step")
+        _write(step, senders, 9)
+        assert sorted(fs.ls("shuffle/work/step")) == ["shuffle/work/step/from-00000.shuffle", "shuffle/work/step/from-00001.shuffle"]
+        for p in range(9):
+            assert read_partition(step, p, SCHEMA).to_pylist() == _expected(senders, p, 9)
