@@ -3,8 +3,9 @@
 A crawl has tens of millions of registered domains, so no process holds them all:
 
 1. each pass-1 task (encode.py) writes its part's counts split by a stable hash of the domain into
-   `_work/domains/p-RRRRR/part-NNNNN.parquet` (domain, documents, tokens, bytes: UTF-8 bytes of text);
-2. one Ray task per partition (`merge_partition`) sums its files, sorts by tokens (then name),
+   one shuffle file, `_work/domains/part-NNNNN.shuffle` (domain, documents, tokens, bytes: UTF-8
+   bytes of text; dedup/shuffle.py: a file per part, not one per (part, partition));
+2. one Ray task per partition (`merge_partition`) sums what the parts sent it, sorts by tokens (then name),
    writes `_work/domains/p-RRRRR.parquet` and returns its top domains and totals (its marker);
 3. the driver (`finish_domains`) takes the top domains over all partitions (the global top N is
    among the partitions' top N: a domain lives in one partition only) for the manifest, and
@@ -24,17 +25,20 @@ order does (partition by partition). A folder packed from more than 16,384 parts
 that cap recorded 256: give `domain_partitions: 256` to resume it (or to see it as done).
 """
 
+
 from __future__ import annotations
 
 import zlib
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from crawlmill.files import AnyPath, as_path, atomic_path, list_files, read_table
+from crawlmill.files import AnyPath, as_path, atomic_path, read_table
 
+from ..dedup.shuffle import read_partition, write_partitioned
 from ..parts import PARQUET_OPTIONS, part_name
 
 DOMAINS_FILE = "domains.parquet"
@@ -42,6 +46,10 @@ DOMAINS_DIR = "domains"
 SCHEMA = pa.schema([("domain", pa.string()), ("documents", pa.int64()), ("tokens", pa.int64()), ("bytes", pa.int64())])
 COUNTS = ["documents", "tokens", "bytes"]
 PARTS_PER_PARTITION = 64
+# What `_work/domains/` holds (the stage's fingerprint records it): 2, one shuffle file per part. A
+# folder of 1 (a Parquet file per part and partition) left unfinished is refused, not resumed: its
+# merge would not see the files of the parts 1 finished.
+WORK_FORMAT = 2
 
 
 def partitions_for(parts: int) -> int:
@@ -53,18 +61,11 @@ def partition_of(domain: str, partitions: int) -> int:
     return zlib.crc32(domain.encode("utf-8")) % partitions  # stable across processes, unlike hash()
 
 
-def partition_dir(work: AnyPath, partition: int) -> AnyPath:
-    return work / DOMAINS_DIR / f"p-{partition:05d}"
-
-
 def write_part_domains(work: AnyPath, index: int, counts: dict[str, list[int]], partitions: int) -> None:
-    """One input part's {domain: [documents, tokens, bytes]}, split into the partitions' folders."""
-    split: list[list[tuple[str, int, int, int]]] = [[] for _ in range(partitions)]
-    for domain, (documents, tokens, text_bytes) in sorted(counts.items()):
-        split[partition_of(domain, partitions)].append((domain, documents, tokens, text_bytes))
-    for partition, rows in enumerate(split):
-        if rows:
-            _write(partition_dir(work, partition) / f"{part_name(index)}.parquet", _table(rows))
+    """One input part's {domain: [documents, tokens, bytes]}, split by partition into its shuffle file."""
+    rows = [(domain, documents, tokens, text_bytes) for domain, (documents, tokens, text_bytes) in sorted(counts.items())]
+    partition = np.array([partition_of(row[0], partitions) for row in rows], np.int64)
+    write_partitioned(work / DOMAINS_DIR, part_name(index), _table(rows), partition, partitions)
 
 
 def _table(rows: list[tuple[str, int, int, int]]) -> pa.Table:
@@ -84,8 +85,7 @@ def merged_path(work: AnyPath, partition: int) -> AnyPath:
 def merge_partition(partition: int, work_dir: str, top: int) -> dict[str, Any]:
     """Ray task: sum one partition's per-part counts; write it sorted; return its totals and top."""
     work = as_path(work_dir)
-    files = list_files(partition_dir(work, partition), "part-*.parquet")
-    table = pa.concat_tables([read_table(f, schema=SCHEMA) for f in files]) if files else SCHEMA.empty_table()
+    table = read_partition(work / DOMAINS_DIR, partition, SCHEMA)
     summed = table.group_by("domain").aggregate([(name, "sum") for name in COUNTS])
     # The aggregates come out as "<column>_sum".
     summed = summed.rename_columns([name.removesuffix("_sum") for name in summed.column_names]).select(SCHEMA.names)

@@ -5,7 +5,7 @@ For input part N (a stage's `part-NNNNN.parquet`, read in row order in bounded b
     _work/tokens/part-NNNNN.bin            the part's tokens, each document followed by EOD (shard dtype)
     _work/tokens/part-NNNNN.docs.parquet   one row per packed document: input, row, id, url, dump, lang,
                                            domain, warc_file, warc_offset, warc_record_id, tokens, bytes
-    _work/domains/p-RRRRR/part-NNNNN.parquet  documents, tokens, bytes per domain, split by domain hash
+    _work/domains/part-NNNNN.shuffle       documents, tokens, bytes per domain, split by domain hash
                                            (domains.py merges them partition by partition)
 and returns the part's counts (in == packed + dropped + quarantined) and document / token / byte counts per dump
 and language, which the runner writes as `_parts/part-NNNNN.json`, last: it marks the part done.

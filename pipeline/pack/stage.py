@@ -37,7 +37,7 @@ from ..remix.layout import mixture_path
 from ..runner import StageContext, Task
 from ..stage import Stage, StageResult, merge_stats
 from .config import PackConfig
-from .domains import finish_domains, merge_partition, partitions_for
+from .domains import WORK_FORMAT, finish_domains, merge_partition, partitions_for
 from .encode import PackSettings, encode_part
 from .manifest import DOMAINS_IN_MANIFEST, MANIFEST, build_manifest
 from .mixture import mixture_blend, mixture_lines, remix_input
@@ -52,6 +52,7 @@ class OutputDamaged(ValueError):
 class PackStage(Stage):
     name = "pack"
     remove_work = True  # _work/ holds a second copy of every token
+    resume_only_settings = ("work_format",)  # a finished folder of an older version stays done
 
     def __init__(self, config: PackConfig) -> None:
         super().__init__(config)
@@ -76,6 +77,7 @@ class PackStage(Stage):
             "dtype": info.dtype,
             "shard_tokens": self.shard_tokens,
             "domain_partitions": self.domain_partitions,
+            "work_format": WORK_FORMAT,
             # only when not the default: a folder packed before the setting existed stays done
             **({"special_tokens_in_text": "text"} if self.config.special_tokens_in_text == "text" else {}),
             # the file found, new name or old: the bytes are the same, so a renamed folder's pack resumes

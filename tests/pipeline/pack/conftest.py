@@ -42,9 +42,9 @@ def pack_inputs(ray_local, tmp_path_factory) -> list[Path]:
     return [root / "filter", write_edge_folder(root / "edge")]
 
 
-def run_pack(inputs: list[Path], output: Path, tokenizer: Path, **config) -> StageResult:
+def run_pack(inputs: list[Path], output: Path, tokenizer: Path, overwrite: bool = False, **config) -> StageResult:
     """The pack stage as `crawlmill pack` runs it."""
-    return run_stage(PackStage(PackConfig(inputs=[str(i) for i in inputs], tokenizer=str(tokenizer), **config)), output, progress=False)
+    return run_stage(PackStage(PackConfig(inputs=[str(i) for i in inputs], tokenizer=str(tokenizer), **config)), output, progress=False, overwrite=overwrite)
 
 
 def manifest_of(output: Path) -> dict:

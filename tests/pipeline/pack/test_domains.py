@@ -67,6 +67,8 @@ def test_a_large_input_is_merged_over_hundreds_of_partitions_to_the_exact_counts
             text_bytes[name] += b
         write_part_domains(work, part, counts, partitions)
         write_part_domains(tmp_path / "one", part, counts, 1)
+    # one file per part, not one per (part, partition) that got a domain (~1,200 each here)
+    assert sorted(p.name for p in (work / "domains").iterdir()) == ["part-00000.shuffle", "part-00001.shuffle", "part-00002.shuffle"]
     markers = [merge_partition(r, str(work), top=10) for r in range(partitions)]
     assert sum(m["domains"] > 0 for m in markers) > 256
     summary = finish_domains(tmp_path, work, markers, top=10)

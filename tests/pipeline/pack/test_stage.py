@@ -4,6 +4,7 @@ IndexedDataset and BlendedMegatronDatasetBuilder -> GPTDataset with the manifest
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -134,6 +135,24 @@ def test_same_input_gives_byte_identical_output(packed, pack_inputs, tokenizer_d
     assert folder_bytes(tmp_path / "again") == folder_bytes(output)
     with pytest.raises(StageInputMismatch):
         run_pack(pack_inputs, tmp_path / "again", tokenizer_dir, shard_tokens=SHARD_TOKENS + 1)
+
+
+def test_a_folder_of_the_domain_format_before_shuffle_files_stays_done_or_is_refused(packed, pack_inputs, tokenizer_dir, tmp_path):
+    """A pack folder whose record has no `work_format` (its domain counts were a Parquet file per
+    part and partition) stays done when finished; unfinished, it is refused (the merge would not
+    see the counts of the parts it finished), and --overwrite packs it again."""
+    output, _ = packed
+    older = tmp_path / "older"
+    shutil.copytree(output, older)
+    record = json.loads((older / "_tasks.json").read_text())
+    record["settings"].pop("work_format")
+    (older / "_tasks.json").write_text(json.dumps(record))
+    before = folder_bytes(older)
+    assert run_pack(pack_inputs, older, tokenizer_dir, shard_tokens=SHARD_TOKENS).already_done and folder_bytes(older) == before
+    (older / "_SUCCESS").unlink()
+    with pytest.raises(StageInputMismatch, match="earlier version"):
+        run_pack(pack_inputs, older, tokenizer_dir, shard_tokens=SHARD_TOKENS)
+    assert run_pack(pack_inputs, older, tokenizer_dir, shard_tokens=SHARD_TOKENS, overwrite=True).ok and folder_bytes(older) == folder_bytes(output)
 
 
 def test_interrupted_run_resumes_to_byte_identical_output(packed, pack_inputs, tokenizer_dir, tmp_path):
