@@ -15,7 +15,7 @@ crawlmill: the dedup stage with its default `DedupConfig` (14 bands x 8 rows, ex
 exact-Jaccard verification of candidates at 0.8, connected components, earliest-dump keep rule) on
 a fresh local Ray started by the measuring process with `num_cpus` 1 and 2; Ray start-up is
 reported apart and not counted in the wall time. Its per-core signature figure comes from the map
-step (`steps.map_part`: read Parquet, exact hash, shingles, MinHash, band keys, partitioned shuffle
+step (`steps.map_parts`: read Parquet, exact hash, shingles, MinHash, band keys, partitioned shuffle
 write) run in one process without Ray over every part; datatrove's from its signature stage
 (read Parquet, shingles, MinHash, 14 bucket files written and sorted), each timed around the
 whole step.
@@ -93,8 +93,10 @@ def m_crawlmill_map(spec: dict) -> dict:
     work = Path(spec["work"])
     phase("map")
     start = time.perf_counter()
-    for i, path in enumerate(parts):
-        steps.map_part(config, str(work), i, path, partitions)
+    size = steps.part_group_size(len(parts), partitions)
+    runs = steps.groups(list(enumerate(parts)), size)
+    for run in runs:  # as the stage's map tasks take them
+        steps.map_parts(config, str(work), f"part-{run[0][0]:05d}", run, partitions, size, len(runs))
     seconds = time.perf_counter() - start
     return {"seconds": round(seconds, 3), "docs": docs, "parts": len(parts), "partitions": partitions}
 

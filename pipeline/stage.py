@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 
 # The columns of its input parts a stage reads by name besides `id` and `text`, which every stage
-# reads: dedup's map reads each document's `dump` and `lang` (steps.map_part), quality scores by
+# reads: dedup's map reads each document's `dump` and `lang` (steps.map_parts), quality scores by
 # `lang`. Listed here, by stage name, so that the runner checks every stage's inputs in one place
 # (check_input_columns) before a task fails on a foreign folder's part.
 READS_COLUMNS: dict[str, tuple[str, ...]] = {"dedup": ("dump", "lang"), "quality": ("lang",)}

@@ -45,7 +45,7 @@ from ..relocation import moved_roots, relocate
 from . import steps
 from .config import DedupConfig
 from .shingles import TEXT_FORMAT, check_text_format
-from .shuffle import read_partition, write_table
+from .shuffle import write_table
 
 
 class IndexRerunRefused(OutputFolderRefused):
@@ -137,8 +137,22 @@ def _rebase(nodes: np.ndarray, part: int) -> np.ndarray:
     return (np.int64(part) << np.int64(32)) | (nodes & np.int64(0xFFFFFFFF))
 
 
-def load_indexed_part(config: DedupConfig, work: str, part: int, prefix: str, partitions: int) -> dict[str, Any]:
-    """An earlier run's kept part as this run's input part `part`, marked indexed, shuffled like map's output."""
+def load_indexed_parts(config: DedupConfig, work: str, task: str, parts: list[tuple[int, str]], partitions: int) -> dict[str, Any]:
+    """Earlier runs' kept parts (stored rows prefix) as this run's input parts (part), marked
+    indexed, shuffled like map's output: one shuffle for the run of parts."""
+    loaded = [_indexed_part(part, prefix) for part, prefix in parts]
+    buckets = pa.concat_tables([b for b, _ in loaded]) if loaded else steps.BUCKET_SCHEMA.empty_table()
+    nodes = pa.concat_tables([n for _, n in loaded]) if loaded else steps.NODE_SCHEMA.empty_table()
+    steps.shuffle_rows(as_path(work), task, buckets, nodes, partitions)
+    dumps: dict[str, int] = {}
+    for code in nodes.column("dump").to_pylist():
+        name = steps.dump_name(code) or ""
+        dumps[name] = dumps.get(name, 0) + 1
+    return {"documents": nodes.num_rows, "dumps": dict(sorted(dumps.items()))}
+
+
+def _indexed_part(part: int, prefix: str) -> tuple[pa.Table, pa.Table]:
+    """One stored part's bucket rows (with the id band derived) and node rows, renumbered as `part`."""
     buckets, nodes = read_table(f"{prefix}-buckets.parquet"), read_table(f"{prefix}-nodes.parquet")
     if "wet" not in nodes.schema.names:  # an index written before the column (indexed documents are kept first anyway)
         nodes = nodes.append_column("wet", pa.array(np.zeros(nodes.num_rows, bool)))
@@ -148,18 +162,13 @@ def load_indexed_part(config: DedupConfig, work: str, part: int, prefix: str, pa
     buckets = buckets.set_column(buckets.schema.get_field_index("node"), "node", pa.array(_rebase(buckets.column("node").to_numpy(), part)))
     nodes = nodes.set_column(nodes.schema.get_field_index("node"), "node", pa.array(_rebase(nodes.column("node").to_numpy(), part)))
     nodes = nodes.set_column(nodes.schema.get_field_index("indexed"), "indexed", pa.array(np.ones(nodes.num_rows, bool)))
-    steps.shuffle_rows(as_path(work), f"index-{part:05d}", buckets, nodes, partitions)
-    dumps: dict[str, int] = {}
-    for code in nodes.column("dump").to_pylist():
-        name = steps.dump_name(code) or ""
-        dumps[name] = dumps.get(name, 0) + 1
-    return {"documents": nodes.num_rows, "dumps": dict(sorted(dumps.items()))}
+    return buckets, nodes
 
 
 def save_part(config: DedupConfig, work: str, part: int, prefix: str) -> dict[str, Any]:
     """This run's kept documents of input part `part`, renumbered to their rows in its output part."""
     work_dir = as_path(work)
-    removed = np.sort(read_partition(work_dir / steps.REMOVED, part, steps.REMOVED_SCHEMA).column("node").to_numpy() & np.int64(0xFFFFFFFF))
+    removed = np.sort(read_table(steps.removed_path(work_dir, part), schema=steps.REMOVED_SCHEMA).column("node").to_numpy() & np.int64(0xFFFFFFFF))
     stored = {}
     for kind in ("buckets", "nodes"):
         table = read_table(work_dir / steps.PART_ROWS / f"part-{part:05d}-{kind}.parquet")

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import pyarrow as pa
 
-from crawlmill.files import AnyPath, as_path, parquet_file, resolved
+from crawlmill.files import AnyPath, as_path, parquet_file, read_table, resolved
 
 from ..parts import PartSink, input_parts
 from ..runner import StageContext, Task
@@ -32,7 +32,6 @@ from . import index, steps, verify
 from .config import DedupConfig
 from .report import NO_DUMP, REPORT_DIR, report_dumps, report_map, report_reduce, write_report
 from .shingles import TEXT_FORMAT
-from .shuffle import read_partition
 
 DUPLICATES_DIR = "_duplicates"
 LEGACY_DUPLICATES_DIR = "duplicates"  # what a dedup before 2026-12-07 wrote
@@ -55,7 +54,7 @@ class DedupOutput(PartStage):
         return [PartTask(i, path) for i, path in enumerate(self.parts)]
 
     def process(self, task: PartTask, sink: PartSink) -> None:
-        removed = read_partition(as_path(self.work) / steps.REMOVED, task.index, steps.REMOVED_SCHEMA).to_pylist()
+        removed = read_table(steps.removed_path(as_path(self.work), task.index), schema=steps.REMOVED_SCHEMA).to_pylist()
         by_row = {r["node"] & 0xFFFFFFFF: r for r in removed}
         row = 0
         for batch in parquet_file(task.source).iter_batches(batch_size=1024):
@@ -144,10 +143,17 @@ class DedupStage(Stage):
 
         per_partition = [(f"p-{p:05d}", (work, p, partitions)) for p in range(partitions)]
         text_format = self.text_format
-        mapped = step("map", steps.map_part, [(f"part-{i:05d}", (work, i, path, partitions, config.index is not None, text_format)) for i, path in enumerate(parts)])
-        mapped |= step("index_load", index.load_indexed_part, [(f"index-{len(parts) + j:05d}", (work, len(parts) + j, prefix, partitions)) for j, (prefix, _) in enumerate(self.earlier)])
-        buckets = step("buckets", steps.reduce_buckets, [(f"p-{p:05d}", (work, p, partitions, len(all_parts))) for p in range(partitions)])
-        step("shingles", verify.shingle_part, [(f"part-{i:05d}", (work, i, path, partitions, text_format)) for i, path in enumerate(all_parts)])
+        # Map and shingles tasks take runs of `size` input parts, named by their first part; the
+        # shuffles back by input part go to these runs (steps.part_group_size).
+        size = steps.part_group_size(len(all_parts), partitions)
+        part_groups = steps.groups(list(enumerate(all_parts)), size)
+        new_runs = steps.groups(list(enumerate(parts)), size)
+        index_runs = steps.groups([(len(parts) + j, prefix) for j, (prefix, _) in enumerate(self.earlier)], size)
+        by_part = (size, len(part_groups))
+        mapped = step("map", steps.map_parts, [(f"part-{run[0][0]:05d}", (work, f"part-{run[0][0]:05d}", run, partitions, *by_part, config.index is not None, text_format)) for run in new_runs])
+        indexed = step("index_load", index.load_indexed_parts, [(f"index-{run[0][0]:05d}", (work, f"index-{run[0][0]:05d}", run, partitions)) for run in index_runs])
+        buckets = step("buckets", steps.reduce_buckets, [(f"p-{p:05d}", (work, p, partitions, *by_part)) for p in range(partitions)])
+        step("shingles", verify.shingle_parts, [(f"group-{g:05d}", (work, g, run, partitions, text_format)) for g, run in enumerate(part_groups)])
         step("verify_send", verify.verify_send, per_partition)
         verified = step("verify_check", verify.verify_check, per_partition)
         round_no, rounds = 0, []
@@ -161,10 +167,12 @@ class DedupStage(Stage):
             if round_no >= config.max_rounds:
                 raise RuntimeError(f"connected components did not converge in {config.max_rounds} rounds")
         step("cluster_map", steps.cluster_map, [(f"p-{p:05d}", (work, round_no, p, partitions)) for p in range(partitions)])
-        clustered = step("cluster_reduce", steps.cluster_reduce, [(f"p-{p:05d}", (work, p, partitions, len(all_parts))) for p in range(partitions)])
+        clustered = step("cluster_reduce", steps.cluster_reduce, [(f"p-{p:05d}", (work, p, partitions, *by_part)) for p in range(partitions)])
+        new_groups = [(g, [i for i, _ in run if i < len(parts)]) for g, run in enumerate(part_groups)]
+        step("removed_parts", steps.split_removed, [(f"group-{g:05d}", (work, g, run)) for g, run in new_groups if run])
         # The report's counts (report.py), before anything is written outside _work/.
         dumps: dict[str, int] = {}
-        for r in mapped.values():
+        for r in [*mapped.values(), *indexed.values()]:
             for dump, n in r["dumps"].items():
                 dumps[dump] = dumps.get(dump, 0) + n
         codes = [steps.dump_code(d) for d in report_dumps(dumps)[0]]  # NO_DUMP: 0
@@ -179,7 +187,7 @@ class DedupStage(Stage):
         same_page = sum(r.get("same_page_pairs", 0) for r in buckets.values())  # documents sharing an id: one capture
         summary = {
             "documents": self.documents,
-            "indexed_documents": self.documents - sum(mapped[f"part-{i:05d}"]["documents"] for i in range(len(parts))),
+            "indexed_documents": sum(r["documents"] for r in indexed.values()),
             "partitions": partitions,
             "text_format": text_format,
             "exact_pairs": sum(r["exact_pairs"] for r in buckets.values()),
@@ -192,8 +200,8 @@ class DedupStage(Stage):
             "largest_cluster": max((r["largest_cluster"] for r in clustered.values()), default=0),
         }
         # Dumps only the index holds: their documents are earlier runs' kept ones (0% removed here).
-        new = {d for key, r in mapped.items() if key.startswith("part-") for d in r["dumps"]}
-        indexed_only = sorted({d for key, r in mapped.items() if key.startswith("index-") for d in r["dumps"]} - new)
+        new = {d for r in mapped.values() for d in r["dumps"]}
+        indexed_only = sorted({d for r in indexed.values() for d in r["dumps"]} - new)
         if indexed_only:
             summary["indexed_dumps"] = indexed_only
         write_report(ctx.output, dumps, summary, list(counted.values()))

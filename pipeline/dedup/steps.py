@@ -1,23 +1,25 @@
-"""The distributed steps of dedup, each a function run as one Ray task per input part or partition.
+"""The distributed steps of dedup, each a function run as one Ray task per run of input parts or
+per partition (a run: `part_group_size` consecutive parts, one part until there are 8 per partition).
 
-1. `map_part` (per input part): normalised-text hash (exact dedup, 128 bits), a hash of the
+1. `map_parts` (per run of input parts): normalised-text hash (exact dedup, 128 bits), a hash of the
    document's `id` (the same page: WARC and WET of one capture share it, 128 bits) and MinHash band
    keys of every document, shuffled by key into bucket partitions; node attributes shuffled by node.
    A row without an id or text (a foreign part's null) gets no key: it is removed as `no_id` /
-   `no_text` straight away, a removal row of its part as step 5 writes them.
+   `no_text` straight away, a removal row of its part's run as step 5 writes them.
 2. `reduce_buckets` (per bucket partition): documents sharing an exact hash, an id or a band key
    become candidate pairs as a star (the first member in (exact hash, node) order to every other),
    never all pairs. Exact-hash and id pairs are duplicates as they stand (no verification).
-3. `shingle_part`, `verify_send`, `verify_check` (verify.py): the exact Jaccard of every candidate pair, from
+3. `shingle_parts`, `verify_send`, `verify_check` (verify.py): the exact Jaccard of every candidate pair, from
    the shingle sets of the documents in candidate pairs only (a second read of their parts); pairs
    below the threshold are dropped (LSH lets ~5% of pairs at J=0.5 through) and the rest become
    edges, shuffled by node.
 4. `cc_round` (per node partition, repeated): min-label propagation; each node's label becomes the
    smallest label among itself and its neighbours, until a round changes nothing.
 5. `cluster_map` / `cluster_reduce`: members grouped by component; the keep rule picks one
-   representative; every other member becomes a removal row, shuffled back to its input part.
+   representative; every other member becomes a removal row, shuffled back to its input part's
+   run; `split_removed` (per run) writes each part's removal rows apart for the output step.
 
-A node is `input part index << 32 | row`. Every task reads only its own part or partition.
+A node is `input part index << 32 | row`. Every task reads only its own parts or partition.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from .shuffle import node_partition, read_partition, write_partitioned, write_ta
 
 BUCKETS, NODES, CANDIDATES, EDGE_NODES = "buckets", "nodes", "candidates", "edge_nodes"
 SHINGLES, VERIFY, EDGES, CLUSTERS, REMOVED = "shingles", "verify", "edges", "clusters", "removed"
+REMOVED_PARTS = "removed_parts"
 PART_ROWS = "part_rows"
 # The format of what the steps write into `_work/` (the stage's fingerprint records it): bump it
 # whenever map's or a shuffle's output changes, so that a `_work/` written by an older version is
@@ -94,10 +97,29 @@ def id_bucket_rows(ids: list[str | None], nodes: np.ndarray, codes: np.ndarray) 
     }, schema=BUCKET_SCHEMA)  # fmt: skip
 
 
-def map_part(config: DedupConfig, work: str, index: int, path: str, partitions: int, keep_copy: bool = False, text_format: int = TEXT_FORMAT) -> dict[str, Any]:
-    work_dir, task = as_path(work), f"part-{index:05d}"
+def part_group_size(parts: int, partitions: int) -> int:
+    """Input parts per map / shingles task, and per receiver of the shuffles that go back by input
+    part (the removal rows, the documents to shingle): 4 to 8 groups per partition, so that a
+    shuffle between groups and partitions costs at most 8 x partitions^2 ranged reads, however many parts
+    (10^6 WET files at 4,096 partitions: 61 parts a task). One part per task while there are fewer
+    than 8 parts per partition (the default partitions give a ~40k-document part its own task)."""
+    return max(1, parts // (4 * partitions))
+
+
+def part_group(nodes: np.ndarray, group_size: int) -> np.ndarray:
+    return ((nodes >> np.int64(32)) // np.int64(group_size)).astype(np.int64)
+
+
+def groups(items: list, group_size: int) -> list[list]:
+    """Consecutive runs of `group_size` items (the last may be shorter)."""
+    return [items[i : i + group_size] for i in range(0, len(items), group_size)]
+
+
+def _part_rows(config: DedupConfig, index: int, path: str, text_format: int) -> dict[str, Any]:
+    """One input part's bucket rows (exact, MinHash and id bands), node rows, rows without an id or
+    text (node, no_id | no_text), documents and documents per dump."""
     bucket_tables, id_tables, node_tables, dumps = [], [], [], {}
-    incomplete: list[tuple[int, str]] = []  # (node, no_id | no_text) of rows without an id or text
+    incomplete: list[tuple[int, str]] = []
     row = 0
     source = parquet_file(path)
     columns = ["id", "text", "dump", "lang"] + (["source_format"] if "source_format" in source.schema_arrow.names else [])
@@ -110,7 +132,7 @@ def map_part(config: DedupConfig, work: str, index: int, path: str, partitions: 
         for d in dump_names:
             dumps[d or ""] = dumps.get(d or "", 0) + 1
         # A row without an id or text (a foreign part's null) is in no band: no document's duplicate
-        # nor a cluster's representative. It is removed as `no_id` / `no_text` (below).
+        # nor a cluster's representative. It is removed as `no_id` / `no_text` (map_parts).
         whole = np.array([i is not None and t is not None for i, t in zip(ids, texts)], dtype=bool)
         incomplete += [(int(n), "no_id" if i is None else "no_text") for n, i, w in zip(nodes, ids, whole) if not w]
         texts = [t if w else "" for t, w in zip(texts, whole)]
@@ -132,17 +154,38 @@ def map_part(config: DedupConfig, work: str, index: int, path: str, partitions: 
             "dump": np.concatenate([codes[whole], band_codes]),
         }, schema=BUCKET_SCHEMA))  # fmt: skip
         id_tables.append(id_bucket_rows([i if w else None for i, w in zip(ids, whole)], nodes, codes))
-    buckets = pa.concat_tables(bucket_tables) if bucket_tables else BUCKET_SCHEMA.empty_table()
-    node_table = pa.concat_tables(node_tables) if node_tables else NODE_SCHEMA.empty_table()
-    shuffle_rows(work_dir, task, pa.concat_tables([buckets, *id_tables]), node_table, partitions)
+    return {
+        "buckets": pa.concat_tables(bucket_tables) if bucket_tables else BUCKET_SCHEMA.empty_table(),
+        "ids": pa.concat_tables(id_tables) if id_tables else BUCKET_SCHEMA.empty_table(),
+        "nodes": pa.concat_tables(node_tables) if node_tables else NODE_SCHEMA.empty_table(),
+        "incomplete": incomplete, "documents": row, "dumps": dumps,
+    }  # fmt: skip
+
+
+def map_parts(config: DedupConfig, work: str, task: str, parts: list[tuple[int, str]], partitions: int, group_size: int, part_groups: int, keep_copy: bool = False, text_format: int = TEXT_FORMAT) -> dict[str, Any]:
+    """Map (step 1) of a run of input parts (index, path): their rows in one shuffle per step; the
+    rows without an id or text to their part's group (of `part_groups` groups of `group_size`)."""
+    work_dir = as_path(work)
+    buckets, nodes, incomplete, dumps, documents = [], [], [], {}, 0
+    for index, path in parts:
+        rows = _part_rows(config, index, path, text_format)
+        buckets += [rows["buckets"], rows["ids"]]
+        nodes.append(rows["nodes"])
+        incomplete += rows["incomplete"]
+        documents += rows["documents"]
+        for dump, n in rows["dumps"].items():
+            dumps[dump] = dumps.get(dump, 0) + n
+        if keep_copy:  # the rows an --index keeps for later runs (index.py; it derives the id rows from the nodes')
+            write_table(work_dir / PART_ROWS / f"part-{index:05d}-buckets.parquet", rows["buckets"])
+            write_table(work_dir / PART_ROWS / f"part-{index:05d}-nodes.parquet", rows["nodes"])
+        del rows
+    shuffle_rows(work_dir, task, pa.concat_tables(buckets), pa.concat_tables(nodes), partitions)
     if incomplete:  # removals as the clusters' are: the output step drops them, an --index keeps none of them
-        gone = pa.table({"node": [n for n, _ in incomplete], "cluster": [None] * len(incomplete), "kept_id": [None] * len(incomplete),
+        node = np.array([n for n, _ in incomplete], np.int64)
+        gone = pa.table({"node": node, "cluster": [None] * len(incomplete), "kept_id": [None] * len(incomplete),
                          "kept_dump": [0] * len(incomplete), "reason": [r for _, r in incomplete]}, schema=REMOVED_SCHEMA)  # fmt: skip
-        write_partitioned(work_dir / REMOVED, f"map-{task}", gone, np.full(len(incomplete), index), index + 1)
-    if keep_copy:  # the rows an --index keeps for later runs (index.py; it derives the id rows from the nodes')
-        write_table(work_dir / PART_ROWS / f"{task}-buckets.parquet", buckets)
-        write_table(work_dir / PART_ROWS / f"{task}-nodes.parquet", node_table)
-    return {"documents": row, "dumps": dict(sorted(dumps.items()))}
+        write_partitioned(work_dir / REMOVED, f"map-{task}", gone, part_group(node, group_size), part_groups)
+    return {"documents": documents, "dumps": dict(sorted(dumps.items()))}
 
 
 def shuffle_rows(work_dir: AnyPath, task: str, buckets: pa.Table, nodes: pa.Table, partitions: int) -> None:
@@ -152,7 +195,7 @@ def shuffle_rows(work_dir: AnyPath, task: str, buckets: pa.Table, nodes: pa.Tabl
     write_partitioned(work_dir / NODES, task, nodes, node_partition(nodes.column("node").to_numpy(), partitions), partitions)
 
 
-def reduce_buckets(config: DedupConfig, work: str, p: int, partitions: int, input_parts: int) -> dict[str, Any]:
+def reduce_buckets(config: DedupConfig, work: str, p: int, partitions: int, group_size: int, part_groups: int) -> dict[str, Any]:
     work_dir = as_path(work)
     table = read_partition(work_dir / BUCKETS, p, BUCKET_SCHEMA)
     band, key, key2, node, dump = (table.column(c).to_numpy() for c in ("band", "key", "key2", "node", "dump"))
@@ -183,8 +226,8 @@ def reduce_buckets(config: DedupConfig, work: str, p: int, partitions: int, inpu
     write_edges(work_dir, f"exact-{p:05d}", _edge_table(unverified), partitions)  # J = 1 or one page: no verification
     candidates = _edge_table(candidate_pairs)
     write_partitioned(work_dir / CANDIDATES, f"from-{p:05d}", candidates, node_partition(candidate_pairs[:, 0], partitions), partitions)
-    nodes = np.unique(candidate_pairs[:, :2])  # documents whose shingles the verification needs, by input part
-    write_partitioned(work_dir / EDGE_NODES, f"from-{p:05d}", pa.table({"node": nodes}, schema=NODE_LIST_SCHEMA), (nodes >> np.int64(32)).astype(np.int64), input_parts)
+    nodes = np.unique(candidate_pairs[:, :2])  # documents whose shingles the verification needs, by their part's group
+    write_partitioned(work_dir / EDGE_NODES, f"from-{p:05d}", pa.table({"node": nodes}, schema=NODE_LIST_SCHEMA), part_group(nodes, group_size), part_groups)
     return {"bucket_rows": len(node), "exact_pairs": len(exact_pairs), "same_page_pairs": len(same_page_pairs), "candidates": len(candidate_pairs)}
 
 
@@ -259,7 +302,7 @@ def _keep_order(config: DedupConfig, cluster: np.ndarray, dump: np.ndarray, leng
     return np.lexsort((ids, wet, dump_key, -length, new, cluster))
 
 
-def cluster_reduce(config: DedupConfig, work: str, p: int, partitions: int, input_parts: int) -> dict[str, Any]:
+def cluster_reduce(config: DedupConfig, work: str, p: int, partitions: int, group_size: int, part_groups: int) -> dict[str, Any]:
     work_dir = as_path(work)
     table = read_partition(work_dir / CLUSTERS, p, CLUSTER_SCHEMA)
     cluster, dump, length = (table.column(c).to_numpy() for c in ("cluster", "dump", "length"))
@@ -286,7 +329,26 @@ def cluster_reduce(config: DedupConfig, work: str, p: int, partitions: int, inpu
         "kept_dump": dump[rep][removed],
         "reason": reason[removed].tolist(),
     }, schema=REMOVED_SCHEMA)  # fmt: skip
-    part_of = (nodes[removed] >> np.int64(32)).astype(np.int64)
-    write_partitioned(work_dir / REMOVED, f"from-{p:05d}", rows, part_of, input_parts)
+    write_partitioned(work_dir / REMOVED, f"from-{p:05d}", rows, part_group(nodes[removed], group_size), part_groups)
     sizes = np.diff(np.flatnonzero(np.r_[first, True]))
     return {"clusters": int(first.sum()), "removed": int(removed.sum()), "largest_cluster": int(sizes.max()) if len(sizes) else 0}
+
+
+def removed_path(work_dir: AnyPath, part: int) -> AnyPath:
+    return work_dir / REMOVED_PARTS / f"part-{part:05d}.parquet"
+
+
+def split_removed(config: DedupConfig, work: str, group: int, parts: list[int]) -> dict[str, Any]:
+    """The removal rows a group of parts received, one file per part (every part of `parts`, those
+    without removals too), sorted by node: the output and the index read their part's alone."""
+    work_dir = as_path(work)
+    table = read_partition(work_dir / REMOVED, group, REMOVED_SCHEMA)
+    table = table.take(pa.array(np.argsort(table.column("node").to_numpy(), kind="stable")))
+    node = table.column("node").to_numpy()
+    part_of = node >> np.int64(32)
+    bounds = np.searchsorted(part_of, np.array([[i, i + 1] for i in parts], np.int64).reshape(-1)).reshape(-1, 2) if parts else np.empty((0, 2), np.int64)
+    for part, (start, end) in zip(parts, bounds):
+        write_table(removed_path(work_dir, part), table.slice(start, end - start))
+    if int((bounds[:, 1] - bounds[:, 0]).sum()) != table.num_rows:
+        raise ValueError(f"group {group}: removal rows of parts outside {parts[:1]}..{parts[-1:]} (part groups changed during the run?)")
+    return {"removed": int(table.num_rows)}

@@ -1,6 +1,6 @@
 """Dedup's verification steps (steps.py's step 3): the exact Jaccard of every candidate pair.
 
-`shingle_part` (per input part) shingles the documents that are in candidate pairs, shuffled by
+`shingle_parts` (per group of input parts) shingles the documents that are in candidate pairs, shuffled by
 node; `verify_send` (per node partition) sends each pair, with its first document's shingle set,
 to its second document's partition in chunks of bounded size; `verify_check` (per node partition)
 keeps the pairs at or above the threshold as edges for connected components. LSH lets ~5% of pairs
@@ -25,13 +25,19 @@ from .steps import (
 )  # fmt: skip
 
 
-def shingle_part(config: DedupConfig, work: str, index: int, path: str, partitions: int, text_format: int = TEXT_FORMAT) -> dict[str, Any]:
-    """Shingle hashes of the part's documents that are in candidate pairs, shuffled by node."""
+def shingle_parts(config: DedupConfig, work: str, group: int, parts: list[tuple[int, str]], partitions: int, text_format: int = TEXT_FORMAT) -> dict[str, Any]:
+    """Shingle hashes of the documents in candidate pairs of a group of input parts (index, path),
+    shuffled by node."""
     work_dir = as_path(work)
     # A document proposed by several bucket partitions is listed once per partition: shingle it once.
-    wanted = np.unique(read_partition(work_dir / EDGE_NODES, index, NODE_LIST_SCHEMA).column("node").to_numpy() & np.int64(0xFFFFFFFF))
-    nodes, hashes, row = [], [], 0
-    if len(wanted):
+    wanted_nodes = np.unique(read_partition(work_dir / EDGE_NODES, group, NODE_LIST_SCHEMA).column("node").to_numpy())
+    nodes, hashes = [], []
+    for index, path in parts:
+        first = np.searchsorted(wanted_nodes, [np.int64(index) << np.int64(32), np.int64(index + 1) << np.int64(32)])
+        wanted = wanted_nodes[first[0] : first[1]] & np.int64(0xFFFFFFFF)
+        row = 0
+        if not len(wanted):
+            continue
         for batch in parquet_file(path).iter_batches(batch_size=BATCH, columns=["text", "lang"]):
             texts, langs = batch.column("text").to_pylist(), batch.column("lang").to_pylist()
             lo, hi = np.searchsorted(wanted, [row, row + len(texts)])
@@ -43,7 +49,7 @@ def shingle_part(config: DedupConfig, work: str, index: int, path: str, partitio
     values = np.concatenate(hashes) if hashes else np.empty(0, np.uint64)
     lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.uint64()))
     table = pa.table({"node": pa.array(nodes, pa.int64()), "shingles": lists}, schema=SHINGLE_SCHEMA)
-    write_partitioned(work_dir / SHINGLES, f"part-{index:05d}", table, node_partition(table.column("node").to_numpy(), partitions), partitions)
+    write_partitioned(work_dir / SHINGLES, f"group-{group:05d}", table, node_partition(table.column("node").to_numpy(), partitions), partitions)
     return {"documents": len(nodes)}
 
 

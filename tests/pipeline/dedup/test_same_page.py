@@ -170,7 +170,7 @@ def test_load_indexed_part_derives_the_id_rows(tmp_path):
                         "node": np.arange(3, dtype=np.int64), "dump": np.array([202350, 0, 0], np.int32)}, schema=steps.BUCKET_SCHEMA)  # fmt: skip
     pq.write_table(buckets, f"{prefix}-buckets.parquet")
     work = tmp_path / "work"
-    index.load_indexed_part(DedupConfig(), str(work), 5, str(prefix), 2)
+    index.load_indexed_parts(DedupConfig(), str(work), "index-00005", [(5, str(prefix))], 2)
     loaded = pa.concat_tables([read_partition(work / steps.BUCKETS, p, steps.BUCKET_SCHEMA) for p in range(2)])
     id_rows = loaded.filter(pa.array(loaded.column("band").to_numpy() == steps.ID_BAND))
     expected = steps.id_bucket_rows(ids, (5 << 32) + np.arange(3), np.array([202350, 0, 0])).to_pylist()
