@@ -60,20 +60,18 @@ def write_partitioned(step_dir: AnyPath, task: str, table: pa.Table, partition: 
     order = np.argsort(partition, kind="stable")
     bounds = np.searchsorted(partition[order], np.arange(partitions + 1))
     table = table.take(pa.array(order))
-    offsets = np.zeros(partitions + 1, np.uint64)
+    sizes = np.zeros(partitions, np.uint64)
+    header = _HEAD.size + 8 * (partitions + 1)
     with atomic_path(shuffle_path(step_dir, task)) as tmp, open(tmp, "wb") as f:
+        f.seek(header)  # the offsets are written last, once the payloads' sizes are known
+        for p in np.flatnonzero(np.diff(bounds)):  # the partitions with rows only: a sender may have 10^5 partitions
+            payload = _ipc_bytes(table.slice(bounds[p], bounds[p + 1] - bounds[p]))
+            f.write(payload)
+            sizes[p] = payload.size
+        offsets = np.uint64(header) + np.concatenate([np.zeros(1, np.uint64), np.cumsum(sizes, dtype=np.uint64)])
+        f.seek(0)
         f.write(_HEAD.pack(MAGIC, partitions))
-        f.write(offsets.tobytes())  # rewritten below, once the payloads' sizes are known
-        position = f.tell()
-        for p in range(partitions):
-            offsets[p] = position
-            if bounds[p + 1] > bounds[p]:
-                payload = _ipc_bytes(table.slice(bounds[p], bounds[p + 1] - bounds[p]))
-                f.write(payload)
-                position += payload.size
-        offsets[partitions] = position
-        f.seek(_HEAD.size)
-        f.write(offsets.tobytes())
+        f.write(offsets.astype("<u8").tobytes())
 
 
 def sender_files(step_dir: AnyPath) -> list[tuple[AnyPath, int]]:
