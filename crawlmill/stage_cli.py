@@ -83,7 +83,7 @@ def dedup(
     inputs: List[str] = typer.Argument(..., help="Finished stage output folders (e.g. filter's), all dumps."),
     minhash__bands: Optional[int] = typer.Option(None, "--bands", help="LSH bands (x rows = MinHash permutations)."),
     minhash__rows: Optional[int] = typer.Option(None, "--rows", help="Rows per band; 14 x 8 finds pairs of Jaccard >= ~0.8."),
-    partitions: Optional[int] = typer.Option(None, "--partitions", help="Shuffle partitions (default: one per 40,000 documents)."),
+    partitions: Optional[int] = typer.Option(None, "--partitions", help="Shuffle partitions (default: one per 40,000 documents, at most 16,384; each reduce-side task holds 1/partitions of the rows, and a step between partitions costs partitions^2 ranged reads)."),
     keep: Optional[str] = typer.Option(None, "--keep", help="Document kept per cluster: earliest_dump, latest_dump or longest."),
     index: Optional[str] = typer.Option(None, "--index", help="Dedup against the kept documents of earlier runs with this index, then add this run's."),
     jaccard_threshold: Optional[float] = typer.Option(None, "--jaccard-threshold", help="Candidate pairs are duplicates from this exact Jaccard similarity of shingles."),

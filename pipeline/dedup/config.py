@@ -12,6 +12,11 @@ KEEP_RULES = ("earliest_dump", "latest_dump", "longest")
 # A typical web page's shingle set (~380 distinct word 5-grams x 8 bytes): the unit of a verify
 # chunk's byte budget. A 1,000,000-character text (ingest's max_text_chars) has a set of ~1.4 MB.
 VERIFY_SET_BYTES = 3 << 10
+# The most partitions the default gives (past 655M documents): a shuffle between partitions costs
+# one ranged read per (sender, receiver) pair, partitions^2 a step. At 16,384 that is 2.7 x 10^8 reads
+# (~1.5 CPU-hours) a step, and a task's share at 10^10 documents ~610k documents (~300 MB of bucket
+# rows); 262,144 (the cap before 2026-12-07) made it 6.9 x 10^10 reads a step, more than the work.
+MAX_DEFAULT_PARTITIONS = 1 << 14
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,8 @@ class DedupConfig:
     minhash: MinHashConfig = field(default_factory=MinHashConfig)
     # Shuffle partitions: every reduce-side task holds 1/partitions of the bucket rows, candidate
     # pairs and edges. None: one per 40,000 documents, which keeps a task's memory flat as the corpus
-    # grows (~18 MB of bucket rows, at most ~120 MB of shingle sets; docs/dedup.md has the arithmetic).
+    # grows (~18 MB of bucket rows, at most ~120 MB of shingle sets; docs/dedup.md has the arithmetic),
+    # up to MAX_DEFAULT_PARTITIONS.
     partitions: int | None = None
     documents_per_partition: int = 40_000
     # Which document of a cluster is kept: earliest_dump (its first publication; ties: a WARC
@@ -80,7 +86,7 @@ class DedupConfig:
     def partitions_for(self, documents: int) -> int:
         if self.partitions:
             return self.partitions
-        return max(2, min(1 << 18, -(-documents // self.documents_per_partition)))
+        return max(2, min(MAX_DEFAULT_PARTITIONS, -(-documents // self.documents_per_partition)))
 
     def settings(self) -> dict:
         """What changes the output (not where it comes from)."""

@@ -22,6 +22,8 @@ def test_runs_of_parts_grow_only_past_eight_parts_a_partition():
     assert steps.part_group_size(10**6, 4096) == 61  # a million WET files at 4,096 partitions
     assert steps.groups(list(range(7)), 3) == [[0, 1, 2], [3, 4, 5], [6]]
     assert steps.part_group(steps.np.array([(5 << 32) | 7, 2 << 32, 0]), 3).tolist() == [1, 0, 0]
+    # the default partitions stop at 16,384: a shuffle between partitions costs partitions^2 reads
+    assert [DedupConfig().partitions_for(n) for n in (1, 10**5, 10**6, 655_360_000, 10**10)] == [2, 3, 25, 16_384, 16_384]
 
 
 def _force_group_size(monkeypatch, size: int) -> None:
