@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawlmill.files import AnyPath, as_path, atomic_path, naming_write_errors
+from crawlmill.files import AnyPath, as_path, atomic_path, naming_write_errors, remove_file
 
 from .schema import DOCUMENT_SCHEMA, QUARANTINE_SCHEMA
 
@@ -58,6 +58,8 @@ class ParquetTmpWriter:
     def commit(self) -> None:
         if self.writer is None and self.always_create:
             self._open()
+        if self.writer is None:  # nothing to write: a file an earlier making of this part left is not this one's
+            remove_file(self.final)
         if self.writer is not None:
             with naming_write_errors(self.final, self._tmp):
                 self.writer.close()

@@ -169,6 +169,7 @@ class PartStats:
     quarantined: int = 0
     counters: Counter = field(default_factory=Counter)  # stage-specific extra figures
     files: dict[str, int] = field(default_factory=dict)  # the part file's name -> its size in bytes
+    source_bytes: int | None = None  # the input file's size as the part was made (ingest/changed.py)
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -182,6 +183,8 @@ class PartStats:
         }
         if self.files:  # a PartSink's part; not in the counts a stage makes itself
             data["files"] = dict(sorted(self.files.items()))
+        if self.source_bytes is not None:
+            data["source_bytes"] = self.source_bytes
         return data
 
     @classmethod
@@ -195,6 +198,7 @@ class PartStats:
             quarantined=data["quarantined"],
             counters=Counter(data["counters"]),
             files=dict(data.get("files", {})),
+            source_bytes=data.get("source_bytes"),
         )
 
 

@@ -298,6 +298,7 @@ def _run(stage: Stage, output: AnyPath, record: dict[str, Any], ray_options: Ray
     result = StageResult(stats=None, output_dir=output)
     if (output / SUCCESS_FILE).exists():
         stage.check_done(output)
+    if (output / SUCCESS_FILE).exists():  # check_done may make it unfinished again (ingest: an input file replaced since)
         result.stats = read_json(output / STATS_FILE)
         result.already_done = True
         result.finished_before = int(result.stats.get("parts", 0))

@@ -110,7 +110,8 @@ class Stage(ABC):
     def check_done(self, output: AnyPath) -> None:
         """Called by the runner for a finished folder it skips: raise (a ValueError: exit status 2)
         where a file the output is made of has gone since (pack: a shard deleted by hand), so that a
-        rerun does not report a damaged folder as done."""
+        rerun does not report a damaged folder as done; or remove its `_SUCCESS` to have it made
+        again where it can be (ingest: an input file replaced since)."""
 
     def sources(self) -> list[str]:
         """What the output is made from, in order (recorded in `_tasks.json`)."""

@@ -32,9 +32,13 @@ from typing import Any
 
 from fastwarc.warc import ArchiveIterator, WarcRecord, WarcRecordType
 
+from crawlmill.files import AnyPath
+
 from ..parts import PartSink
 from ..schema import document_id
-from ..stage import PartStage, PartTask, SourceReadError, StageResult
+from ..runner import StageContext
+from ..stage import PartStage, PartTask, SourceReadError, StageResult, run_parts
+from . import changed as changed_files
 from .config import IngestConfig
 from .corpus_files import PARQUET, TEXT, corpus_kind
 from .corpus_rows import CorpusFile
@@ -73,6 +77,7 @@ class IngestStage(PartStage):
         self.names = resolve_named_sources(c.inputs, c.dump, c.base_url, c.format, c.max_files, c.only_dump, self.other_dumps)  # InputError if none
         self.files = list(self.names)
         self._extractor: HtmlExtractor | None = None
+        self.changed: list[changed_files.ChangedSource] = []  # input files replaced since their parts were made
 
     def tasks(self) -> list[PartTask]:
         return [PartTask(i, source) for i, source in enumerate(self.files)]
@@ -104,6 +109,18 @@ class IngestStage(PartStage):
             corpus["txt_document"] = c.txt_document
         return {"corpus": corpus}
 
+    def check_done(self, output: AnyPath) -> None:
+        """A finished folder whose input files changed since (same name, another size) is made
+        unfinished again, those files' parts to be made again (changed.py)."""
+        self.changed = changed_files.changed_sources(output, self.files)
+        changed_files.redo_changed(output, self.changed)
+
+    def run(self, ctx: StageContext) -> dict[str, Any]:
+        found = changed_files.changed_sources(ctx.output, self.files)  # an unfinished folder's (a finished one's: check_done)
+        changed_files.redo_changed(ctx.output, found)
+        self.changed = self.changed or found
+        return run_parts(ctx, self)
+
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_extractor": None}
 
@@ -123,6 +140,7 @@ class IngestStage(PartStage):
                     raise unreadable_error(task.source, exc) from None  # fails the task: no _SUCCESS, a rerun retries it
                 sink.quarantine("unreadable_source", f"{type(exc).__name__}: {exc}", offset=0)
                 return
+            sink.stats.source_bytes = changed_files.source_size(task.source)
             if kind is None:
                 self._process_stream(task, GunzipReader(raw), sink)
                 return
@@ -135,6 +153,8 @@ class IngestStage(PartStage):
 
     def report(self, result: StageResult) -> list[str]:
         lines = super().report(result)
+        if self.changed:
+            lines.append(changed_files.report_line(self.changed))
         counters = (result.stats or {}).get("counters", {})
         not_kept = {k.split(":", 1)[1]: n for k, n in counters.items() if k.startswith("field_not_kept:")}
         if not_kept:  # the schema is fixed: say which of the user's fields it has no column for
