@@ -6,9 +6,10 @@ cut it short, which ingest quarantined as `truncated_gzip`) has another size; a 
 command makes its part again, in a finished folder too (whose `_SUCCESS` goes first, so that a
 run killed in between leaves an unfinished folder, never a finished one short of a part). The
 stages that read the folder then find it made again (task_record.inputs_made_again) and say so.
-Markers written before `source_bytes` was recorded are not compared. Run by the ingest stage
-(stage.py) on the driver: one listing per input folder for files in an object store, a stat each
-for local ones.
+Markers written before `source_bytes` was recorded are not compared, nor are files read over
+HTTP (no listing to take sizes from; a request per file at every rerun would be 90,000 for a dump).
+Run by the ingest stage (stage.py) on the driver: one listing per input folder for files in an
+object store, a stat each for local ones.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ class ChangedSource:
 
 
 def source_size(source: str) -> int | None:
-    """The size of an input file as a task opens it (None where it cannot be had)."""
+    """The size of an input file as a task opens it (None where it cannot be had, or is not
+    compared: a file read over HTTP)."""
+    if source.startswith(("http://", "https://")):
+        return None
     try:
         return file_size(source)
     except (OSError, ValueError):
@@ -47,6 +51,8 @@ def _current_sizes(sources: list[str]) -> dict[str, int]:
     sizes: dict[str, int] = {}
     folders: dict[str, list[str]] = {}
     for source in sources:
+        if source.startswith(("http://", "https://")):  # no listing (Common Crawl's data.commoncrawl.org): not compared
+            continue
         if is_remote(as_path(source)):
             folders.setdefault(str(as_path(source).parent), []).append(source)
             continue

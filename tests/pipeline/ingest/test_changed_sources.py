@@ -108,3 +108,5 @@ def test_a_file_replaced_in_an_object_store_is_found_from_one_listing(tmp_path):
         fs.pipe_file("crawl/warc/b.warc.gz", b"y" * 5000)
         fs.pipe_file("crawl/other/c.warc.gz", b"z" * 102)  # replaced, same size: a size cannot tell
         assert changed.changed_sources(tmp_path, files) == [changed.ChangedSource(1, files[1], 101, 5000)]
+    # Files read over HTTP (no listing): no size recorded, none compared.
+    assert changed.source_size("https://data.commoncrawl.org/crawl-data/x.warc.wet.gz") is None
