@@ -359,15 +359,7 @@ def read_schema(path: Any) -> Any:
 def read_range(path: Any, start: int, length: int) -> bytes:
     """`length` bytes of a file from byte `start`: one ranged GET for a URL (nothing more is
     fetched, unlike a buffered remote file, which reads whole blocks), a seek and read locally."""
-    p = as_path(path)
-    if length <= 0:
-        return b""
-    if is_remote(p):
-        fs, key = fs_and_path(p)
-        return bytes(fs.cat_file(key, start=start, end=start + length))
-    with open(p, "rb") as f:
-        f.seek(start)
-        return f.read(length)
+    return read_ranges(path, [(start, length)])[0] if length > 0 else b""
 
 
 def read_ranges(path: Any, ranges: list[tuple[int, int]]) -> list[bytes]:

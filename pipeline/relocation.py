@@ -14,7 +14,8 @@ it (a record written where the folder was made holds no more paths than before),
 any version is read this way.
 
 What a path cannot tell, it does not check: an input file replaced in place by another of the same
-name, moved or not, is the same input; a stage folder read is checked by its digest.
+name, moved or not, is the same input here (ingest compares its files' sizes itself:
+ingest/changed.py); a stage folder read is checked by its digest.
 """
 
 from __future__ import annotations

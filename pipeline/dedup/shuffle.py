@@ -4,8 +4,9 @@ each other without one process holding them all.
 A sending task writes one file per step, `<step>/<task>.shuffle`, holding its rows for every
 receiving partition: a header (MAGIC, the partition count, then partitions + 1 byte offsets) and
 each partition's rows as one Arrow IPC stream (zstd), back to back in partition order. The task
-of partition N reads, from every sender's file, its two offsets and then its own byte range: two
-reads (an object store: two ranged GETs), never the whole file. A step thus leaves one file per
+of partition N reads, from every sender's file, the header up to its two offsets and then its own
+byte range: two reads (an object store: two ranged GETs; three past 8,190 partitions), never the
+whole file. A step thus leaves one file per
 sending task, where one file per (sender, receiver) pair made senders x partitions files (at
 10^4 parts and 10^3 partitions, 10^7 files per step: more than a file system or a bucket listing
 takes in stride). Files are written under a temporary name and renamed; the runner writes a
@@ -30,6 +31,9 @@ MAGIC = b"CMSHUF1\n"
 SUFFIX = ".shuffle"
 _HEAD = struct.Struct("<8sQ")  # MAGIC, partitions
 _IPC = pa.ipc.IpcWriteOptions(compression="zstd")
+# A receiver reads the header and its offsets in one range while they lie this close (partitions
+# below 8,190): an object store's read of a partition is then two GETs, not three.
+_ONE_READ = 64 << 10
 
 
 def node_partition(nodes: np.ndarray, partitions: int) -> np.ndarray:
@@ -83,7 +87,11 @@ def sender_files(step_dir: AnyPath) -> list[tuple[AnyPath, int]]:
 def sender_rows(path: AnyPath, size: int, partition: int, schema: pa.Schema) -> pa.Table | None:
     """One sender's rows for `partition`; None when it sent none."""
     entry = _HEAD.size + 8 * partition
-    head, bounds = read_ranges(path, [(0, _HEAD.size), (entry, 16)])
+    if entry + 16 <= _ONE_READ:
+        (block,) = read_ranges(path, [(0, entry + 16)])
+        head, bounds = block[: _HEAD.size], block[entry:]
+    else:
+        head, bounds = read_ranges(path, [(0, _HEAD.size), (entry, 16)])
     magic, partitions = _HEAD.unpack(head) if len(head) == _HEAD.size else (b"", 0)
     if magic != MAGIC or len(bounds) != 16:
         raise ValueError(f"{path}: not a shuffle file (or cut short: {size} bytes)")

@@ -346,9 +346,9 @@ def split_removed(config: DedupConfig, work: str, group: int, parts: list[int]) 
     table = table.take(pa.array(np.argsort(table.column("node").to_numpy(), kind="stable")))
     node = table.column("node").to_numpy()
     part_of = node >> np.int64(32)
-    bounds = np.searchsorted(part_of, np.array([[i, i + 1] for i in parts], np.int64).reshape(-1)).reshape(-1, 2) if parts else np.empty((0, 2), np.int64)
-    for part, (start, end) in zip(parts, bounds):
+    starts, ends = np.searchsorted(part_of, parts), np.searchsorted(part_of, np.add(parts, 1))
+    for part, start, end in zip(parts, starts, ends):
         write_table(removed_path(work_dir, part), table.slice(start, end - start))
-    if int((bounds[:, 1] - bounds[:, 0]).sum()) != table.num_rows:
+    if int((ends - starts).sum()) != table.num_rows:
         raise ValueError(f"group {group}: removal rows of parts outside {parts[:1]}..{parts[-1:]} (part groups changed during the run?)")
     return {"removed": int(table.num_rows)}

@@ -31,14 +31,16 @@ def _write(step, senders, partitions: int) -> None:
         write_partitioned(step, f"from-{i:05d}", table, nodes % partitions, partitions)
 
 
-@pytest.mark.parametrize("partitions", [1, 7, 1000])
+@pytest.mark.parametrize("partitions", [1, 7, 1000, 10_000])  # past 8,190: header and offsets read apart
 def test_every_partition_reads_back_its_rows_in_sender_order_from_one_file_per_sender(tmp_path, partitions):
     senders = [_table(500, seed) for seed in range(3)]
     _write(tmp_path / "step", senders, partitions)
     assert [path.name for path, _ in sender_files(tmp_path / "step")] == ["from-00000.shuffle", "from-00001.shuffle", "from-00002.shuffle"]
     assert sorted(p.name for p in (tmp_path / "step").iterdir()) == ["from-00000.shuffle", "from-00001.shuffle", "from-00002.shuffle"]
     total = 0
-    for p in range(partitions):
+    # all of them, or at 10,000 every partition with rows and the two either side of the 8,190 line
+    with_rows = {int(n % partitions) for _, nodes in senders for n in nodes}
+    for p in range(partitions) if partitions <= 1000 else sorted(with_rows | {8190, 8191}):
         got = read_partition(tmp_path / "step", p, SCHEMA)
         assert got.schema == SCHEMA
         assert got.to_pylist() == _expected(senders, p, partitions)
@@ -87,3 +89,7 @@ def test_a_shuffle_on_a_real_s3_server_reads_back_like_a_local_one(tmp_path):
         assert sorted(fs.ls("shuffle/work/step")) == ["shuffle/work/step/from-00000.shuffle", "shuffle/work/step/from-00001.shuffle"]
         for p in range(9):
             assert read_partition(step, p, SCHEMA).to_pylist() == _expected(senders, p, 9)
+        wide = as_path("s3://shuffle/work/wide")  # past 8,190 partitions: header and offsets are two ranges
+        _write(wide, senders, 9000)
+        for p in sorted({int(n % 9000) for n in senders[0][1][:4]} | {8191}):
+            assert read_partition(wide, p, SCHEMA).to_pylist() == _expected(senders, p, 9000)
