@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 from rich.markup import escape
 
 from crawlmill.pathsafety import redact
@@ -150,6 +152,18 @@ def runtime_verb(app: typer.Typer, **command: Any) -> Callable[[Callable[..., An
     return decorate
 
 
+class PrintConfigCommand(TyperCommand):
+    """A stage verb's command: with `--print-config` its INPUTs and `--output` are not required, so
+    that `crawlmill dedup --config dedup.yaml --print-config` shows a section's resolved config
+    without inventing folders it would not read."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--print-config" in args:
+            for param in self.params:  # this invocation's own command object: typer builds one per run
+                param.required = False
+        return super().parse_args(ctx, args)
+
+
 def stage_verb(app: typer.Typer, stage: str, spec: Any = None, **command: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register `fn` (its parameters are config fields; its body is not called) as the verb that
     runs pipeline stage `stage` alone, with the common stage and runtime options. `spec`: a StageSpec
@@ -176,7 +190,7 @@ def stage_verb(app: typer.Typer, stage: str, spec: Any = None, **command: Any) -
         _document_defaults(fn, find().config)
         verb = _with_options(fn, STAGE_OPTIONS + RUNTIME_OPTIONS, call)
         verb.crawlmill_stage = stage  # type: ignore[attr-defined] - which stage's config its options are
-        app.command(**command)(verb)
+        app.command(cls=PrintConfigCommand, **command)(verb)
         return fn
 
     return decorate

@@ -246,6 +246,26 @@ def test_a_verb_takes_its_section_from_a_file_and_options_over_it(tmp_path):
     assert json.loads(invoke("run", tmp_path / "run.yaml", "--print-config").stdout)["dedup"]["minhash"]["bands"] == 20
 
 
+
+def test_print_config_needs_no_inputs_or_output_and_a_run_still_needs_both(tmp_path):
+    (tmp_path / "dedup.yaml").write_text("minhash: {bands: 20}\ninputs: [filtered]\n")
+    shown = invoke("dedup", "--config", tmp_path / "dedup.yaml", "--rows", 5, "--print-config")
+    assert shown.exit_code == 0, shown.output
+    config = json.loads(shown.stdout)
+    assert config["minhash"]["bands"] == 20 and config["minhash"]["rows"] == 5 and config["inputs"] == [str(tmp_path / "filtered")]
+    names = []
+    for spec, words, _ in stage_commands():
+        shown = invoke(*words, "--print-config")
+        assert shown.exit_code == 0, (words, shown.output)
+        assert json.loads(shown.stdout) == to_json(spec.config()), words  # the defaults: nothing invented for the missing folders
+        names.append(spec.name)
+    assert {"ingest", "filter", "dedup", "pack"} <= set(names)
+    missing_output = invoke("dedup", tmp_path / "in")
+    assert missing_output.exit_code == 2 and "Missing option '--output'" in missing_output.output
+    missing_inputs = invoke("dedup", "--output", tmp_path / "o")
+    assert missing_inputs.exit_code == 2 and "Missing argument" in missing_inputs.output
+    assert not (tmp_path / "o").exists()
+
 @pytest.mark.parametrize(
     "stage,section,message",
     [
