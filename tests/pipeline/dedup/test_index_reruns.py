@@ -3,6 +3,7 @@ finished earlier run is skipped as done; each run's stored rows are read from th
 manifest entry records, whatever its place in the manifest. Real Ray, the sample corpus's two dumps."""
 
 import json
+import shutil
 
 import pyarrow.parquet as pq
 import pytest
@@ -26,13 +27,26 @@ def dedup(ingested, dump, out, index_dir, overwrite=False):
     return run_stage(stage, out, progress=False, overwrite=overwrite)
 
 
+@pytest.fixture(scope="module")
+def made_runs(ingested, tmp_path_factory):
+    """An index of two runs, made once per module: `first` (the earlier dump), then `second`
+    against it; and a pristine copy of the three folders."""
+    root = tmp_path_factory.mktemp("runs")
+    assert dedup(ingested, DUMPS[0], root / "first", root / "index").ok
+    assert dedup(ingested, DUMPS[1], root / "second", root / "index").ok
+    pristine = tmp_path_factory.mktemp("pristine") / "runs"
+    shutil.copytree(root, pristine, symlinks=True)
+    return root, pristine
+
+
 @pytest.fixture
-def two_runs(ingested, tmp_path):
-    """An index of two runs: `first` (the earlier dump), then `second` against it."""
-    index_dir = tmp_path / "index"
-    assert dedup(ingested, DUMPS[0], tmp_path / "first", index_dir).ok
-    assert dedup(ingested, DUMPS[1], tmp_path / "second", index_dir).ok
-    return tmp_path, index_dir
+def two_runs(made_runs):
+    """The two runs as made, for each test, where they were made (the index and the outputs record
+    their absolute folders): whatever an earlier test changed is put back from the pristine copy."""
+    root, pristine = made_runs
+    shutil.rmtree(root)
+    shutil.copytree(pristine, root, symlinks=True)
+    return root, root / "index"
 
 
 def test_recomputing_an_earlier_run_is_refused_and_the_index_is_untouched(ingested, two_runs):
