@@ -148,6 +148,9 @@ def m_crawlmill_ray(spec: dict) -> dict:
     report = json.loads((output / "_report/report.json").read_text())
     work_files = [p for p in (output / "_work").rglob("*") if p.is_file()]
     work_bytes = sum(p.stat().st_size for p in work_files)
+    step_bytes = defaultdict(int)  # by step folder (_work/<step>/, cc rounds together): which shuffle carries what
+    for p in work_files:
+        step_bytes[p.relative_to(output / "_work").parts[0]] += p.stat().st_size
     return {
         "seconds": round(seconds, 3),
         "ray_init_s": round(ray_init_s, 2),
@@ -156,6 +159,7 @@ def m_crawlmill_ray(spec: dict) -> dict:
         "summary": {k: v for k, v in report.items() if k not in ("docs_per_dump", "within_single_dump", "cumulative")},
         "work_bytes": work_bytes,
         "work_files": len(work_files),  # the shuffle's file count: one per sending task and step, not per pair
+        "work_bytes_by_step": dict(sorted(step_bytes.items())),
     }
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 KEEP_RULES = ("earliest_dump", "latest_dump", "longest")
-# A typical web page's shingle set (~380 distinct word 5-grams x 8 bytes): the unit of a verify
-# chunk's byte budget. A 1,000,000-character text (ingest's max_text_chars) has a set of ~1.4 MB.
-VERIFY_SET_BYTES = 3 << 10
+# A typical web page's shingle set (~380 distinct word 5-grams x 4 bytes, verify.verify_set): the
+# unit of a verify chunk's byte budget. A 1,000,000-character text (ingest's max_text_chars) has a
+# set of ~0.7 MB.
+VERIFY_SET_BYTES = 3 << 9
 # The most partitions the default gives (past 655M documents): a shuffle between partitions costs
 # one ranged read per (sender, receiver) pair, partitions^2 a step. At 16,384 that is 2.7 x 10^8 reads
 # (~1.5 CPU-hours) a step, and a task's share at 10^10 documents ~610k documents (~300 MB of bucket
@@ -61,7 +62,7 @@ class DedupConfig:
     # Candidate pairs (each with its first document's shingle set) sent to verification per file and
     # checked per read: bounds the verify tasks however duplicate-dense the corpus is. A chunk also
     # closes when its shingle sets reach the bytes of this many typical pages' sets (x
-    # VERIFY_SET_BYTES: 48 MiB by default), however long its documents (verify_chunk_budget).
+    # VERIFY_SET_BYTES: 24 MiB by default), however long its documents (verify_chunk_budget).
     verify_chunk_pairs: int = 16_384
     max_rounds: int = 200  # connected-components rounds before giving up (never reached in practice)
 

@@ -50,8 +50,8 @@ PART_ROWS = "part_rows"
 # a byte budget (verify_send); a verify_send killed under 2 and run again under 3 would leave some of
 # its 2-cut chunk files beside the 3-cut ones, and its pairs would be checked twice. 4: one shuffle
 # file per sending task (shuffle.py), not a Parquet file per (sender, partition): a receiver of 4
-# would not see 3's files.
-WORK_FORMAT = 4
+# would not see 3's files. 5: shingle sets for verification as 32-bit hashes (verify.py), not 64.
+WORK_FORMAT = 5
 EXACT_BAND = -1
 # Documents with the same `id` are the same capture (ingest derives it from the page's response
 # record, so its WARC extraction and its WET text share it): duplicates whatever their text.
@@ -63,9 +63,9 @@ BUCKET_SCHEMA = pa.schema([("band", pa.int16()), ("key", pa.uint64()), ("key2", 
 NODE_SCHEMA = pa.schema([("node", pa.int64()), ("id", pa.string()), ("dump", pa.int32()), ("length", pa.int64()), ("exact_hi", pa.uint64()), ("exact_lo", pa.uint64()), ("indexed", pa.bool_()), ("wet", pa.bool_())])
 EDGE_SCHEMA = pa.schema([("src", pa.int64()), ("dst", pa.int64()), ("src_dump", pa.int32()), ("dst_dump", pa.int32())])
 NODE_LIST_SCHEMA = pa.schema([("node", pa.int64())])
-SHINGLE_SCHEMA = pa.schema([("node", pa.int64()), ("shingles", pa.list_(pa.uint64()))])
-SHINGLE_BYTES = 8  # one uint64 hash per distinct shingle
-VERIFY_SCHEMA = pa.schema([*EDGE_SCHEMA, ("src_shingles", pa.list_(pa.uint64()))])
+SHINGLE_SCHEMA = pa.schema([("node", pa.int64()), ("shingles", pa.list_(pa.uint32()))])
+SHINGLE_BYTES = 4  # one 32-bit hash per distinct shingle (verify.verify_set)
+VERIFY_SCHEMA = pa.schema([*EDGE_SCHEMA, ("src_shingles", pa.list_(pa.uint32()))])
 LABEL_SCHEMA = pa.schema([("node", pa.int64()), ("label", pa.int64())])
 CLUSTER_SCHEMA = pa.schema([("cluster", pa.int64()), *NODE_SCHEMA])
 # A cluster is named by the id of the document it keeps.

@@ -25,6 +25,18 @@ from .steps import (
 )  # fmt: skip
 
 
+def verify_set(text: str, lang: str | None, text_format: int = TEXT_FORMAT) -> np.ndarray:
+    """The set a candidate pair's Jaccard is computed on: the high 32 bits of each distinct shingle
+    hash, distinct and sorted (uint32). Half the bytes of the 64-bit hashes, in the shuffles that
+    carry them (the largest at scale: a set per candidate pair) and in the verify tasks. Two of a
+    page's ~380 shingles share 32 bits with odds of ~2 x 10^-5 (a 1,000,000-character page's
+    ~175,000: a few, of 175,000), and a shared value moves J by one shingle in the union: no
+    pair's verdict moves but one within a shingle of the threshold."""
+    high = (shingle_hashes(text, lang, text_format=text_format) >> np.uint64(32)).astype(np.uint32)
+    # sorted already (the 64-bit hashes are): only neighbours can be equal
+    return high[np.concatenate([[True], high[1:] != high[:-1]])] if len(high) else high
+
+
 def shingle_parts(config: DedupConfig, work: str, group: int, parts: list[tuple[int, str]], partitions: int, text_format: int = TEXT_FORMAT) -> dict[str, Any]:
     """Shingle hashes of the documents in candidate pairs of a group of input parts (index, path),
     shuffled by node."""
@@ -43,11 +55,11 @@ def shingle_parts(config: DedupConfig, work: str, group: int, parts: list[tuple[
             lo, hi = np.searchsorted(wanted, [row, row + len(texts)])
             for r in wanted[lo:hi]:
                 nodes.append((index << 32) | int(r))
-                hashes.append(shingle_hashes(texts[r - row], langs[r - row], text_format=text_format))
+                hashes.append(verify_set(texts[r - row], langs[r - row], text_format))
             row += len(texts)
     offsets = np.concatenate([[0], np.cumsum([len(h) for h in hashes])]).astype(np.int32)
-    values = np.concatenate(hashes) if hashes else np.empty(0, np.uint64)
-    lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.uint64()))
+    values = np.concatenate(hashes) if hashes else np.empty(0, np.uint32)
+    lists = pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, pa.uint32()))
     table = pa.table({"node": pa.array(nodes, pa.int64()), "shingles": lists}, schema=SHINGLE_SCHEMA)
     write_partitioned(work_dir / SHINGLES, f"group-{group:05d}", table, node_partition(table.column("node").to_numpy(), partitions), partitions)
     return {"documents": len(nodes)}
@@ -95,7 +107,7 @@ def verify_send(config: DedupConfig, work: str, p: int, partitions: int) -> dict
     Pairs go out in chunks (config.verify_chunk_budget): a pair carries its source's shingle set, so a
     task holding all its pairs at once would grow with the corpus's duplicate density, and a chunk of
     a fixed number of pairs would grow with the length of its documents (the set of a
-    1,000,000-character text is ~1.4 MB): a chunk closes at a pair count or a byte budget. Chunks are
+    1,000,000-character text is ~0.7 MB): a chunk closes at a pair count or a byte budget. Chunks are
     cut in the pairs' order (the candidate files' order, rows as written: deterministic) and the
     receivers read them in that order (sender, chunk): no result depends on the cut."""
     work_dir = as_path(work)

@@ -147,3 +147,34 @@ def test_a_run_with_undumped_documents_reports_them(ray_local, tmp_path):
     kept = pq.read_table([str(p) for p in sorted((tmp_path / "dedup").glob("part-*.parquet"))], columns=["dump"]).column("dump").to_pylist()
     assert set(kept) == {"CC-MAIN-2023-50"} and stats["dropped"]["same_page"] > 0
     assert any(NO_DUMP in line for line in stage.report(result))
+
+
+def test_repeated_edges_either_way_and_many_dumps_count_as_one_edge_list(tmp_path):
+    """Dense random graphs over 40 dumps, every edge listed up to three times and either way round
+    (an exact pair that was also verified comes twice): both tables equal the counts of each
+    restricted edge list on its own, however the report's forest passes see the repeats."""
+    rng = np.random.default_rng(11)
+    dump_names = [f"CC-MAIN-{2014 + k // 4}-{10 + k % 4 * 10}" for k in range(40)] + [""]
+    codes = np.array([steps.dump_code(d) for d in dump_names])
+    nodes = rng.choice(1 << 40, size=400, replace=False)
+    node_dump = codes[rng.integers(0, len(codes), size=len(nodes))]
+    a, b = rng.integers(0, len(nodes), size=(2, 900))
+    a, b = a[a != b], b[a != b]
+    pick = rng.integers(0, len(a), size=600)
+    a, b = np.r_[a, b[pick]], np.r_[b, a[pick]]  # the same pairs again, the other way round
+    edges = np.stack([nodes[a], nodes[b], node_dump[a], node_dump[b]], axis=1)
+    docs_per_dump = {d: int(np.sum(node_dump == c)) + 5 for d, c in zip(dump_names, codes)}
+    report = report_of(edges, docs_per_dump, tmp_path / "_work", tmp_path / "out", partitions=3)
+    src, dst, src_dump, dst_dump = edges.T
+    named = (src_dump > 0) & (dst_dump > 0)
+    assert [r["dump"] for r in report["within_single_dump"]] == sorted(dump_names[:-1]) + [NO_DUMP]
+    for row in report["within_single_dump"]:
+        code = steps.dump_code("" if row["dump"] == NO_DUMP else row["dump"])
+        alone = (src_dump == code) & (dst_dump == code)
+        assert row["removed"] == _removed(src[alone], dst[alone]), row
+    through = [r["removed"] for r in report["cumulative"]]
+    for row in report["cumulative"]:
+        code = steps.dump_code("" if row["through"] == NO_DUMP else row["through"])
+        upto = named & (src_dump <= code) & (dst_dump <= code) if code else np.ones(len(src), bool)
+        assert row["removed"] == _removed(src[upto], dst[upto]), row
+    assert through == sorted(through) and through[-1] == len(np.unique(np.r_[src, dst])) - _components(src, dst) > 300

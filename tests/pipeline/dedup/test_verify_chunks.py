@@ -1,5 +1,5 @@
 """Verification chunks close at a byte budget as well as at a pair count: a chunk of long documents'
-pairs (a set of a 1,000,000-character text is ~1.4 MB) holds fewer pairs, never more bytes, and
+pairs (a set of a 1,000,000-character text is ~0.7 MB) holds fewer pairs, never more bytes, and
 the output is the one of a single chunk per sender."""
 
 import random
@@ -48,7 +48,7 @@ def near_copy(rng: random.Random, words: list[str], edits: int) -> str:
 
 
 def write_input(folder):
-    """Four long texts (~4,000 distinct 5-grams: ~32 KB sets) with three near copies each, and short pages."""
+    """Four long texts (~4,000 distinct 5-grams: ~16 KB sets) with three near copies each, and short pages."""
     rng = random.Random(1)
     texts = []
     for base in range(4):
@@ -80,7 +80,7 @@ def test_long_documents_close_a_chunk_at_its_byte_budget_and_change_no_result(ra
     def run(out, pairs):
         assert run_stage(DedupStage(DedupConfig(inputs=[str(source)], partitions=2, verify_chunk_pairs=pairs)), out, progress=False).ok
 
-    run(tmp_path / "small", 8)  # a budget of 8 pairs or 8 x 3 KiB = 24 KiB of shingle sets
+    run(tmp_path / "small", 8)  # a budget of 8 pairs or 8 x 1.5 KiB = 12 KiB of shingle sets
     run(tmp_path / "whole", 1 << 20)  # one chunk per sender
     budget = 8 * VERIFY_SET_BYTES
     whole = chunk_bytes(tmp_path / "whole/_work")
