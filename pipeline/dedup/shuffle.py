@@ -109,6 +109,29 @@ def sender_rows(path: AnyPath, size: int, partition: int, schema: pa.Schema) -> 
     return table.cast(schema)
 
 
+def sender_table(path: AnyPath, size: int, schema: pa.Schema) -> tuple[pa.Table, np.ndarray]:
+    """Every row one sender sent, in partition order, with each row's partition: the whole file in
+    one read (for a step that combines small senders before the partitions read them)."""
+    (data,) = read_ranges(path, [(0, size)]) if size else (b"",)
+    magic, partitions = _HEAD.unpack(data[: _HEAD.size]) if len(data) >= _HEAD.size else (b"", 0)
+    end = _HEAD.size + 8 * (partitions + 1)
+    if magic != MAGIC or len(data) < end:
+        raise ValueError(f"{path}: not a shuffle file (or cut short: {size} bytes)")
+    offsets = np.frombuffer(data[_HEAD.size : end], dtype="<u8").astype(np.int64)
+    if offsets[0] != end or offsets[-1] != len(data) or np.any(np.diff(offsets) < 0):
+        raise ValueError(f"{path}: its offsets do not cut its {len(data)} bytes into {partitions} partitions")
+    tables, rows, whole = [], [], pa.py_buffer(data)  # slices of one buffer: no copies
+    for p in np.flatnonzero(np.diff(offsets)):
+        table = pa.ipc.open_stream(whole.slice(offsets[p], offsets[p + 1] - offsets[p])).read_all()
+        if table.schema.names != schema.names:
+            raise ValueError(f"{path}: partition {p} has columns {table.schema.names}, expected {schema.names}")
+        tables.append(table.cast(schema))
+        rows.append(np.full(table.num_rows, p, np.int64))
+    if not tables:
+        return schema.empty_table(), np.zeros(0, np.int64)
+    return pa.concat_tables(tables), np.concatenate(rows)
+
+
 def partition_tables(step_dir: AnyPath, partition: int, schema: pa.Schema) -> Iterator[pa.Table]:
     """The rows each sender of a step sent to `partition`, one table per sender (in sender_files'
     order): a receiver that folds them in one at a time holds one sender's rows, not all."""

@@ -6,7 +6,7 @@ For input part N (a stage's `part-NNNNN.parquet`, read in row order in bounded b
     _work/tokens/part-NNNNN.docs.parquet   one row per packed document: input, row, id, url, dump, lang,
                                            domain, warc_file, warc_offset, warc_record_id, tokens, bytes
     _work/domains/part-NNNNN.shuffle       documents, tokens, bytes per domain, split by domain hash
-                                           (domains.py merges them partition by partition)
+                                           (domains.py sums them by runs of 64 parts, then by partition)
 and returns the part's counts (in == packed + dropped + quarantined) and document / token / byte counts per dump
 and language, which the runner writes as `_parts/part-NNNNN.json`, last: it marks the part done.
 

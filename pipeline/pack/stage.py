@@ -8,7 +8,8 @@ Three steps through the runner, all Ray tasks, all resumable:
 2. shards.py: cut the parts' documents, in input order, into shards of at most `shard_tokens`
    tokens (boundaries computed from the pass-1 lengths, so they never depend on scheduling), one
    task per shard copying token bytes into `shard-NNNNN.bin` and writing `.idx` and `.docs.parquet`.
-3. domains.py, one task per hash partition of the domains: sum the per-domain counts.
+3. domains.py, one task per run of 64 parts, then one per hash partition of the domains: sum the
+   per-domain counts.
 
 A remix output folder (it has _mixture.json, or mixture.json where an earlier version wrote it) is
 packed group by group: each group's parts into shards of its own, `<group>-00000`, ..., and the
@@ -37,7 +38,7 @@ from ..remix.layout import mixture_path
 from ..runner import StageContext, Task
 from ..stage import Stage, StageResult, merge_stats
 from .config import PackConfig
-from .domains import WORK_FORMAT, finish_domains, merge_partition, partitions_for
+from .domains import WORK_FORMAT, combine_run, finish_domains, merge_partition, partitions_for, run_files
 from .encode import PackSettings, encode_part
 from .manifest import DOMAINS_IN_MANIFEST, MANIFEST, build_manifest
 from .mixture import mixture_blend, mixture_lines, remix_input
@@ -102,6 +103,8 @@ class PackStage(Stage):
         shards = ctx.step("shards", write_shard, write, shared=(self.info.dtype,), unit="shards", title="pack: shards")
         shard_markers = [shards[task.key] for task in write]
 
+        combine = [Task(f"run-{i:05d}", (i, files, str(work), self.domain_partitions)) for i, files in enumerate(run_files(work, len(self.parts)))]
+        ctx.step("domain_runs", combine_run, combine, unit="runs", title="pack: domain runs")
         merge = [Task(f"p-{r:05d}", (r, str(work), DOMAINS_IN_MANIFEST)) for r in range(self.domain_partitions)]
         merged = ctx.step("domains", merge_partition, merge, unit="partitions", title="pack: domains")
         domains = finish_domains(output, work, [merged[task.key] for task in merge], DOMAINS_IN_MANIFEST)

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from crawlmill.pipeline.dedup.shuffle import partition_tables, read_partition, sender_files, write_partitioned
+from crawlmill.pipeline.dedup.shuffle import partition_tables, read_partition, sender_files, sender_table, write_partitioned
 
 SCHEMA = pa.schema([("node", pa.int64()), ("word", pa.string())])
 
@@ -75,6 +75,23 @@ def test_a_damaged_file_or_another_partition_count_is_refused_with_the_file_name
     with pytest.raises(ValueError, match=r"from-00000\.shuffle: not a shuffle file"):
         read_partition(tmp_path / "step", 0, SCHEMA)
 
+
+
+def test_a_whole_sender_reads_back_every_row_with_its_partition_and_damage_is_refused(tmp_path):
+    table, nodes = _table(300, 5)
+    write_partitioned(tmp_path / "step", "from-00000", table, nodes % 7, 7)
+    (path, size), = sender_files(tmp_path / "step")
+    rows, partition = sender_table(path, size, SCHEMA)
+    assert partition.tolist() == sorted(partition.tolist())  # partition order
+    expected = [row for p in range(7) for row in _expected([(table, nodes)], p, 7)]
+    assert rows.to_pylist() == expected and partition.tolist() == [n % 7 for n in (r["node"] for r in expected)]
+    data = path.read_bytes()
+    path.write_bytes(data[:-10])
+    with pytest.raises(ValueError, match=r"from-00000\.shuffle: its offsets do not cut its"):
+        sender_table(path, size - 10, SCHEMA)
+    path.write_bytes(b"PAR1" + data[4:])
+    with pytest.raises(ValueError, match=r"from-00000\.shuffle: not a shuffle file"):
+        sender_table(path, size, SCHEMA)
 
 def test_a_shuffle_on_a_real_s3_server_reads_back_like_a_local_one(tmp_path):
     pytest.importorskip("s3fs")
