@@ -28,6 +28,8 @@ MEMBER_MAGIC = b"\x1f\x8b\x08"  # the gzip magic and its compression method, def
 # A resync candidate must decompress to this: a WARC version line, header fields (or folded
 # continuation lines) and the blank line that ends the header block.
 _WARC_HEADER = re.compile(rb"WARC/\d+\.\d+\r?\n(?:(?:[!-9;-~]+:|[ \t])[^\r\n]*\r?\n)+\r?\n")
+# In an uncompressed WARC: a WARC version line that starts a line, where a resync looks for a record.
+_LINE_WARC = re.compile(rb"(?<=\n)WARC/\d+\.\d+\r?\n")
 _HEADER_LIMIT = 64 << 10  # decompressed bytes in which a candidate's WARC header must end (FastWARC's limit is 32 KiB)
 _PROBE_INPUT_LIMIT = 256 << 10  # compressed bytes a candidate may take to get there
 _RETAIN_LIMIT = 32 << 20  # compressed bytes of the current member kept for a resync search from its start
@@ -242,6 +244,43 @@ class GunzipReader(io.RawIOBase):
                 self._done = False
                 return self._in_offset
             pos = at + 1
+
+    def resync_plain(self, after: int) -> int | None:
+        """An uncompressed WARC after bytes FastWARC could not parse as a record: go on reading at
+        the next WARC record header that starts a line after file offset `after`, read again from
+        there (FastWARC has taken the bytes already: the source is seeked back). Returns that
+        offset, or None where the source cannot seek or no header follows: the stream stays
+        ended, and `size` is the file's size when it was read to the end."""
+        assert not self.is_gzip, "resync_plain() is for an uncompressed stream"
+        try:
+            self._raw.seek(after)
+        except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+            return None
+        self._in, self._in_offset, self._raw_eof, self._done = b"", after, False, True
+        self.total_out -= len(self._out)
+        self._out.clear()
+        pos = 0
+        while True:
+            found = _LINE_WARC.search(self._in, pos)
+            if found is None:
+                keep = min(len(self._in), 24)  # a version line split across two reads, and the newline before it
+                self._in_offset += len(self._in) - keep
+                self._in = self._in[len(self._in) - keep :]
+                if not self._more_input():
+                    self.size = self.read_offset
+                    return None
+                pos = 0
+                continue
+            start = found.start()
+            while len(self._in) - start < _HEADER_LIMIT and self._more_input():
+                pass  # the whole header block in hand before it is judged
+            if _WARC_HEADER.match(self._in, start):
+                self._in_offset += start
+                self._in = self._in[start:]
+                self.total_out = self._in_offset  # uncompressed: positions are file offsets
+                self._done = False
+                return self._in_offset
+            pos = start + 1
 
     @property
     def read_offset(self) -> int:

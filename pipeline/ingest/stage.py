@@ -12,7 +12,8 @@ fails, so the stage ends without _SUCCESS and a rerun retries only it (`unreadab
 quarantine` makes it an `unreadable_source` entry instead, for a file gone for good). After a
 corrupt gzip member, or a sound one that holds no record FastWARC can parse, reading resumes at
 the next valid member (one per record in Common Crawl's files), so only the damaged member's
-records are lost, and its entry names the bytes skipped. Each record is counted once: a record cut
+records are lost, and its entry names the bytes skipped; in an uncompressed WARC, at the next
+record header (read again from there). Each record is counted once: a record cut
 by the file's end and the truncation are one entry (a file ending just before its last record's
 gzip check bytes: that record read, `gzip_end_missing` counted); a record whose Content-Length
 reads on into the records after it is kept with its true block where its gzip member shows it, and
@@ -46,6 +47,7 @@ from .gunzip import GunzipReader
 from .html_text import HtmlExtractor, decode_html, normalize_text
 from .http_payload import HttpPayloadError, parse_http_response
 from .overrun import Overrun, embedded_records, find_overrun
+from .report_lines import report_lines
 from .sources import UNREADABLE, display_name, dump_from_path, open_source, resolve_named_sources, unreadable_error
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -58,10 +60,6 @@ def _warc_fields(payload: bytes) -> dict[str, str]:
         if colon:
             fields[name.strip().lower()] = value.strip()
     return fields
-
-
-def _rows(n: int) -> str:
-    return f"{n:,} row{'' if n == 1 else 's'}"
 
 
 class IngestStage(PartStage):
@@ -152,38 +150,12 @@ class IngestStage(PartStage):
                 reader.read_lines(GunzipReader(raw))  # .gz or not, by its bytes; damage recorded, never hidden
 
     def report(self, result: StageResult) -> list[str]:
-        lines = super().report(result)
-        if self.changed:
-            lines.append(changed_files.report_line(self.changed))
-        counters = (result.stats or {}).get("counters", {})
-        not_kept = {k.split(":", 1)[1]: n for k, n in counters.items() if k.startswith("field_not_kept:")}
-        if not_kept:  # the schema is fixed: say which of the user's fields it has no column for
-            named = ", ".join(f"{name} ({_rows(n)})" for name, n in sorted(not_kept.items()))
-            lines.append(f"fields not kept (the document schema has no column for them; --keep-field NAME carries them in corpus_fields): {named}")
-        if self.other_dumps:  # a dumps: run's files of a dump it does not list are ingested by none of its runs
-            others = ", ".join(f"{dump} ({n:,})" for dump, n in sorted(self.other_dumps.items()))
-            lines.append(f"input files of other dumps, left to their own dump's run (none for a dump not in dumps.ids): {others}")
-        return lines + self._field_mistakes(result, counters, not_kept)
-
-    def _field_mistakes(self, result: StageResult, counters: dict[str, int], not_kept: dict[str, int]) -> list[str]:
-        """What a mistyped field name looks like from the counts: no row with the text field, kept
-        fields or an id field that no row has."""
-        c, stats, lines = self.config, result.stats or {}, []
-        no_text = (stats.get("dropped") or {}).get("no_text_field", 0)
-        if no_text and not stats.get("kept"):
-            seen = f" (fields the rows have: {', '.join(sorted(not_kept))})" if not_kept else ""
-            lines.append(f"[yellow]warning:[/yellow] no row has the text field {c.text_field!r}: all {no_text:,} dropped as no_text_field{seen}; --text-field names it")
-        absent = {k.split(":", 1)[1]: n for k, n in counters.items() if k.startswith("keep_field_absent:")}
-        if absent:
-            lines.append("kept fields absent from rows, those dropped too (--keep-field): " + ", ".join(f"{name} ({_rows(n)})" for name, n in sorted(absent.items())))
-        if counters.get("id_field_absent"):
-            lines.append(f"the id field {c.id_field!r} is absent from {counters['id_field_absent']:,} rows: their ids come from their line or row numbers (--id-field '' for none)")
-        return lines
+        return super().report(result) + report_lines(self.config, result.stats or {}, self.changed, self.other_dumps)
 
     def _process_stream(self, task: PartTask, stream: GunzipReader, sink: PartSink) -> None:
         path_dump = dump_from_path(task.source)
         file_info = {"dump": path_dump or self.config.default_dump, "path_dump": path_dump, "warc_file": display_name(task.source)}
-        records, last_pos = 0, 0
+        records, last_pos, resumed = 0, 0, -1
         while not stream.empty:
             error = "corrupt_gzip"
             try:
@@ -202,11 +174,19 @@ class IngestStage(PartStage):
                     # as a corrupt member, one entry, and on at the next member that starts a record.
                     stream.give_up_member(str(exc))
                     error = "invalid_warc"
-                elif not stream.damaged:
+                elif not stream.damaged:  # an uncompressed WARC: on at the next record header, if one follows
                     offset = stream.record_offset(last_pos)
                     where = f"after the record at offset {offset}" if records else "at the start"
-                    rest = "; the rest of the file was not read: an uncompressed WARC cannot be resumed after a record it cannot parse" if records else ""
+                    resumed = stream.resync_plain(max(last_pos, resumed) + 1)  # always forward
+                    if resumed is not None:
+                        rest = f"; reading resumed at the next WARC record header, at offset {resumed}"
+                    elif stream.size is not None:
+                        rest = "; no WARC record header follows: the rest of the file was not read"
+                    else:
+                        rest = "; the rest of the file was not read: its source cannot be read again from an offset"
                     sink.quarantine("invalid_warc", f"{exc} {where} ({records} records read before){rest}", offset=offset)
+                    if resumed is not None:
+                        continue
             # A damaged gzip member: one entry for it, then on at the next valid member if there is one.
             if not (stream.corrupt and self._corrupt_member(stream, records, last_pos, file_info, sink, error)):
                 break
