@@ -229,11 +229,7 @@ class GunzipReader(io.RawIOBase):
         while True:
             at = self._in.find(MEMBER_MAGIC, pos)
             if at < 0:
-                keep = min(len(self._in), len(MEMBER_MAGIC) - 1)  # a magic split across two reads
-                self._in_offset += len(self._in) - keep
-                self._in = self._in[len(self._in) - keep :]
-                if not self._more_input():
-                    self.size = self.read_offset
+                if not self._read_on_keeping(len(MEMBER_MAGIC) - 1):  # a magic split across two reads
                     return None
                 pos = 0
                 continue
@@ -263,11 +259,7 @@ class GunzipReader(io.RawIOBase):
         while True:
             found = _LINE_WARC.search(self._in, pos)
             if found is None:
-                keep = min(len(self._in), 24)  # a version line split across two reads, and the newline before it
-                self._in_offset += len(self._in) - keep
-                self._in = self._in[len(self._in) - keep :]
-                if not self._more_input():
-                    self.size = self.read_offset
+                if not self._read_on_keeping(24):  # a version line split across two reads, and the newline before it
                     return None
                 pos = 0
                 continue
@@ -281,6 +273,17 @@ class GunzipReader(io.RawIOBase):
                 self._done = False
                 return self._in_offset
             pos = start + 1
+
+    def _read_on_keeping(self, keep: int) -> bool:
+        """A search found nothing in the input in hand: drop all but its last `keep` bytes and read
+        more. False at the end of the file (`size` then set)."""
+        keep = min(len(self._in), keep)
+        self._in_offset += len(self._in) - keep
+        self._in = self._in[len(self._in) - keep :]
+        if self._more_input():
+            return True
+        self.size = self.read_offset
+        return False
 
     @property
     def read_offset(self) -> int:
