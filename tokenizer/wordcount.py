@@ -60,8 +60,8 @@ CUTS_PER_FLUSH = 100_000  # distinct cuts held before they are split into words
 # Partitions of the reduce: enough that each expects at most PARTITION_ROWS partial rows (a word's
 # count from one chunk), at a partial row per TEXT_BYTES_PER_ROW bytes of text (an upper estimate:
 # measured 32-38 bytes on Chinese, 74-89 on English, for chunks of 1.5-64 MB; larger chunks repeat
-# more words); at least one per chunk up to 256, at most MAX_PARTITIONS (each count task writes a
-# file per partition: chunks x partitions files). Beyond that (~1 TB of text at these figures) a
+# more words); at least one per chunk up to 256, at most MAX_PARTITIONS (each count task writes one
+# shuffle file, and each reduce reads its range of every chunk's: chunks x partitions reads). Beyond that (~1 TB of text at these figures) a
 # partition's partials grow with the corpus again; its reduce still holds only its distinct words.
 PARTITION_ROWS = 8_000_000
 TEXT_BYTES_PER_ROW = 32
