@@ -26,9 +26,12 @@ from tests.rayhead import RAY, start_head, start_node, user_env
 
 from .conftest import tiny_config
 
-pytestmark = pytest.mark.heavy(85)  # seconds on 2 cores: runs first (tests/conftest.py)
-STEPS = 400  # ~30 steps/s here: the deadline (DEADLINE_S after the notice) comes long before the end
-DEADLINE_S = 5
+pytestmark = pytest.mark.heavy(110)  # seconds on 2 cores: runs first (tests/conftest.py)
+STEPS = 600  # ~30 steps/s here: the deadline (DEADLINE_S after the notice) comes long before the end
+# The notice's checkpoint must be saved before the deadline, when Ray Train stops the worker: on two
+# cores busy with the other test worker's cluster a save once outlasted 5 s (a fresh-clone run,
+# 2026-12-07: no checkpoint, the test waited for it in vain).
+DEADLINE_S = 10
 
 
 def records(run: Path) -> list[dict]:
