@@ -109,17 +109,20 @@ def sender_rows(path: AnyPath, size: int, partition: int, schema: pa.Schema) -> 
     return table.cast(schema)
 
 
-def sender_table(path: AnyPath, size: int, schema: pa.Schema) -> tuple[pa.Table, np.ndarray]:
+def sender_table(path: AnyPath, size: int, schema: pa.Schema, partitions: int) -> tuple[pa.Table, np.ndarray]:
     """Every row one sender sent, in partition order, with each row's partition: the whole file in
-    one read (for a step that combines small senders before the partitions read them)."""
+    one read (for a step that combines small senders before the partitions read them). A file
+    written for another partition count is refused: its rows would go to the wrong receivers."""
     (data,) = read_ranges(path, [(0, size)]) if size else (b"",)
-    magic, partitions = _HEAD.unpack(data[: _HEAD.size]) if len(data) >= _HEAD.size else (b"", 0)
-    end = _HEAD.size + 8 * (partitions + 1)
+    magic, written = _HEAD.unpack(data[: _HEAD.size]) if len(data) >= _HEAD.size else (b"", 0)
+    end = _HEAD.size + 8 * (written + 1)
     if magic != MAGIC or len(data) < end:
         raise ValueError(f"{path}: not a shuffle file (or cut short: {size} bytes)")
+    if written != partitions:
+        raise ValueError(f"{path}: written for {written} partitions, read as one of {partitions}")
     offsets = np.frombuffer(data[_HEAD.size : end], dtype="<u8").astype(np.int64)
     if offsets[0] != end or offsets[-1] != len(data) or np.any(np.diff(offsets) < 0):
-        raise ValueError(f"{path}: its offsets do not cut its {len(data)} bytes into {partitions} partitions")
+        raise ValueError(f"{path}: its offsets do not cut its {len(data)} bytes into {written} partitions")
     tables, rows, whole = [], [], pa.py_buffer(data)  # slices of one buffer: no copies
     for p in np.flatnonzero(np.diff(offsets)):
         table = pa.ipc.open_stream(whole.slice(offsets[p], offsets[p + 1] - offsets[p])).read_all()

@@ -112,7 +112,7 @@ def run_files(work: AnyPath, parts: int) -> list[list[tuple[str, int]]]:
 def combine_run(run: int, files: list[tuple[str, int]], work_dir: str, partitions: int) -> dict[str, Any]:
     """Ray task: one run's parts' counts (each file read whole), summed, into one shuffle file split
     as the parts split them."""
-    read = [sender_table(as_path(path), size, SCHEMA) for path, size in files]
+    read = [sender_table(as_path(path), size, SCHEMA, partitions) for path, size in files]
     table = pa.concat_tables([t for t, _ in read]) if read else SCHEMA.empty_table()
     partition = np.concatenate([p for _, p in read]) if read else np.zeros(0, np.int64)
     summed = _summed(table.append_column("partition", pa.array(partition)), ["domain", "partition"])

@@ -81,17 +81,19 @@ def test_a_whole_sender_reads_back_every_row_with_its_partition_and_damage_is_re
     table, nodes = _table(300, 5)
     write_partitioned(tmp_path / "step", "from-00000", table, nodes % 7, 7)
     (path, size), = sender_files(tmp_path / "step")
-    rows, partition = sender_table(path, size, SCHEMA)
+    rows, partition = sender_table(path, size, SCHEMA, 7)
+    with pytest.raises(ValueError, match=r"from-00000\.shuffle: written for 7 partitions, read as one of 8"):
+        sender_table(path, size, SCHEMA, 8)
     assert partition.tolist() == sorted(partition.tolist())  # partition order
     expected = [row for p in range(7) for row in _expected([(table, nodes)], p, 7)]
     assert rows.to_pylist() == expected and partition.tolist() == [n % 7 for n in (r["node"] for r in expected)]
     data = path.read_bytes()
     path.write_bytes(data[:-10])
     with pytest.raises(ValueError, match=r"from-00000\.shuffle: its offsets do not cut its"):
-        sender_table(path, size - 10, SCHEMA)
+        sender_table(path, size - 10, SCHEMA, 7)
     path.write_bytes(b"PAR1" + data[4:])
     with pytest.raises(ValueError, match=r"from-00000\.shuffle: not a shuffle file"):
-        sender_table(path, size, SCHEMA)
+        sender_table(path, size, SCHEMA, 7)
 
 def test_a_shuffle_on_a_real_s3_server_reads_back_like_a_local_one(tmp_path):
     pytest.importorskip("s3fs")
