@@ -14,10 +14,14 @@ KEEP_RULES = ("earliest_dump", "latest_dump", "longest")
 # set of ~0.7 MB.
 VERIFY_SET_BYTES = 3 << 9
 # The most partitions the default gives (past 655M documents): a shuffle between partitions costs
-# one ranged read per (sender, receiver) pair, partitions^2 a step. At 16,384 that is 2.7 x 10^8 reads
-# (~1.5 CPU-hours) a step, and a task's share at 10^10 documents ~610k documents (~300 MB of bucket
-# rows); 262,144 (the cap before 2026-12-07) made it 6.9 x 10^10 reads a step, more than the work.
+# two reads per (sender, receiving task) pair, 2 x partitions^2 / partitions_per_task a step. At
+# 16,384 (4 partitions a task by default) that is 1.3 x 10^8 reads a step, and a task's share at 10^10
+# documents ~610k documents (~300 MB of bucket rows) a partition; 262,144 (the cap before
+# 2026-12-07) made it ~10^11 reads a step, more than the work.
 MAX_DEFAULT_PARTITIONS = 1 << 14
+# The most tasks a step between partitions has by default: past it, a task takes a block of
+# consecutive partitions (partitions_per_task), whose bytes it reads from each sender at once.
+MAX_DEFAULT_PARTITION_TASKS = 1 << 12
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,13 @@ class DedupConfig:
     # up to MAX_DEFAULT_PARTITIONS.
     partitions: int | None = None
     documents_per_partition: int = 40_000
+    # Consecutive partitions a task of a step between partitions receives: it reads each sender's
+    # bytes for all of them at once (two reads a sender, not two a partition: on an object store,
+    # this many times fewer GETs), spooled to local disk and processed one partition at a time, so
+    # the memory stays a partition's. Fewer tasks, though: keep partitions / partitions_per_task at
+    # or above the cluster's cores. None: as many as keep the tasks at MAX_DEFAULT_PARTITION_TASKS
+    # (1 up to 4,096 partitions, 4 at the default's 16,384). It changes no output.
+    partitions_per_task: int | None = None
     # Which document of a cluster is kept: earliest_dump (its first publication; ties: a WARC
     # extraction before WET text, then the longest text, then the smallest id), latest_dump (ties
     # likewise) or longest (ties: earliest dump, WARC before WET, id). Documents with the same id (one
@@ -75,6 +86,8 @@ class DedupConfig:
             raise ValueError("verify_chunk_pairs must be at least 1")
         if self.partitions is not None and self.partitions < 1:
             raise ValueError("partitions must be at least 1")
+        if self.partitions_per_task is not None and self.partitions_per_task < 1:
+            raise ValueError("partitions_per_task must be at least 1")
         if self.documents_per_partition < 1 or self.max_rounds < 1:
             raise ValueError("documents_per_partition and max_rounds must be at least 1")
 
@@ -89,8 +102,15 @@ class DedupConfig:
             return self.partitions
         return max(2, min(MAX_DEFAULT_PARTITIONS, -(-documents // self.documents_per_partition)))
 
+    def blocks(self, partitions: int) -> list[tuple[int, int]]:
+        """(first partition, count) of each task of a step between partitions."""
+        size = self.partitions_per_task or -(-partitions // MAX_DEFAULT_PARTITION_TASKS)
+        return [(first, min(size, partitions - first)) for first in range(0, partitions, size)]
+
     def settings(self) -> dict:
-        """What changes the output (not where it comes from)."""
+        """What changes the output (not where it comes from, nor how the partitions are grouped
+        into tasks: a resume with another grouping redoes the steps between partitions in its own
+        blocks, whose tasks are named by block, and keeps the steps by input part)."""
         from dataclasses import asdict
 
-        return {k: v for k, v in asdict(self).items() if k not in ("inputs", "index")}
+        return {k: v for k, v in asdict(self).items() if k not in ("inputs", "index", "partitions_per_task")}

@@ -6,7 +6,8 @@ receiving partition: a header (MAGIC, the partition count, then partitions + 1 b
 each partition's rows as one Arrow IPC stream (zstd), back to back in partition order. The task
 of partition N reads, from every sender's file, the header up to its two offsets and then its own
 byte range: two reads (an object store: two ranged GETs; three past 8,190 partitions), never the
-whole file. A step thus leaves one file per
+whole file; a task that receives a block of consecutive partitions (`receiving`) reads their offsets
+and bytes once a sender for the block. A step thus leaves one file per
 sending task, where one file per (sender, receiver) pair made senders x partitions files (at
 10^4 parts and 10^3 partitions, 10^7 files per step: more than a file system or a bucket listing
 takes in stride). Files are written under a temporary name and renamed; the runner writes a
@@ -16,13 +17,18 @@ task's marker after them, so a killed sender leaves no file a receiver would rea
 from __future__ import annotations
 
 import struct
+import tempfile
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from crawlmill.files import AnyPath, atomic_path, list_file_sizes, read_ranges
+from crawlmill.files import AnyPath, atomic_path, is_remote, list_file_sizes, read_ranges
 
 from ..parts import PARQUET_OPTIONS
 from .shingles import mix64
@@ -84,29 +90,42 @@ def sender_files(step_dir: AnyPath) -> list[tuple[AnyPath, int]]:
     return list_file_sizes(step_dir, f"*{SUFFIX}")
 
 
-def sender_rows(path: AnyPath, size: int, partition: int, schema: pa.Schema) -> pa.Table | None:
-    """One sender's rows for `partition`; None when it sent none."""
-    entry = _HEAD.size + 8 * partition
-    if entry + 16 <= _ONE_READ:
-        (block,) = read_ranges(path, [(0, entry + 16)])
-        head, bounds = block[: _HEAD.size], block[entry:]
+def _offsets(path: AnyPath, size: int, first: int, count: int) -> np.ndarray:
+    """The count + 1 byte offsets that bound partitions first..first+count-1 in one sender's file
+    (one read while they lie near its start, else two), checked against its header and size."""
+    entries = (_HEAD.size + 8 * first, 8 * (count + 1))
+    if sum(entries) <= _ONE_READ:
+        (block,) = read_ranges(path, [(0, sum(entries))])
+        head, bounds = block[: _HEAD.size], block[entries[0] :]
     else:
-        head, bounds = read_ranges(path, [(0, _HEAD.size), (entry, 16)])
+        head, bounds = read_ranges(path, [(0, _HEAD.size), entries])
     magic, partitions = _HEAD.unpack(head) if len(head) == _HEAD.size else (b"", 0)
-    if magic != MAGIC or len(bounds) != 16:
+    if magic != MAGIC or (len(bounds) != entries[1] and first + count <= partitions):
         raise ValueError(f"{path}: not a shuffle file (or cut short: {size} bytes)")
-    if partition >= partitions:
-        raise ValueError(f"{path}: written for {partitions} partitions, read as partition {partition}")
-    start, end = struct.unpack("<QQ", bounds)
-    if not _HEAD.size + 8 * (partitions + 1) <= start <= end <= size:
-        raise ValueError(f"{path}: partition {partition}'s bytes {start}-{end} lie outside its {size} bytes")
-    if start == end:
-        return None
-    (payload,) = read_ranges(path, [(start, end - start)])
-    table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+    if first + count > partitions:
+        last = f"partition {first}" if count == 1 else f"partitions {first}-{first + count - 1}"
+        raise ValueError(f"{path}: written for {partitions} partitions, read as {last}")
+    offsets = np.frombuffer(bounds, dtype="<u8").astype(np.int64)
+    if offsets[0] < _HEAD.size + 8 * (partitions + 1) or offsets[-1] > size or np.any(np.diff(offsets) < 0):
+        bad = first + int(np.argmax((offsets[1:] > size) | (np.diff(offsets) < 0))) if count > 1 else first
+        raise ValueError(f"{path}: partition {bad}'s bytes {offsets[bad - first]}-{offsets[bad - first + 1]} lie outside its {size} bytes")
+    return offsets
+
+
+def _decode(path: AnyPath, payload: bytes | pa.Buffer, partition: int, schema: pa.Schema) -> pa.Table:
+    table = pa.ipc.open_stream(pa.py_buffer(payload) if isinstance(payload, bytes) else payload).read_all()
     if table.schema.names != schema.names:
         raise ValueError(f"{path}: partition {partition} has columns {table.schema.names}, expected {schema.names}")
     return table.cast(schema)
+
+
+def sender_rows(path: AnyPath, size: int, partition: int, schema: pa.Schema) -> pa.Table | None:
+    """One sender's rows for `partition`; None when it sent none."""
+    start, end = _offsets(path, size, partition, 1)
+    if start == end:
+        return None
+    (payload,) = read_ranges(path, [(start, end - start)])
+    return _decode(path, payload, partition, schema)
 
 
 def sender_table(path: AnyPath, size: int, schema: pa.Schema, partitions: int) -> tuple[pa.Table, np.ndarray]:
@@ -125,23 +144,89 @@ def sender_table(path: AnyPath, size: int, schema: pa.Schema, partitions: int) -
         raise ValueError(f"{path}: its offsets do not cut its {len(data)} bytes into {written} partitions")
     tables, rows, whole = [], [], pa.py_buffer(data)  # slices of one buffer: no copies
     for p in np.flatnonzero(np.diff(offsets)):
-        table = pa.ipc.open_stream(whole.slice(offsets[p], offsets[p + 1] - offsets[p])).read_all()
-        if table.schema.names != schema.names:
-            raise ValueError(f"{path}: partition {p} has columns {table.schema.names}, expected {schema.names}")
-        tables.append(table.cast(schema))
+        table = _decode(path, whole.slice(offsets[p], offsets[p + 1] - offsets[p]), p, schema)
+        tables.append(table)
         rows.append(np.full(table.num_rows, p, np.int64))
     if not tables:
         return schema.empty_table(), np.zeros(0, np.int64)
     return pa.concat_tables(tables), np.concatenate(rows)
 
 
+@dataclass
+class _Received:
+    """One sender's bytes for a block of partitions: the file they are read from (the sender's own,
+    or a local spool of them) and the block's count + 1 offsets in it."""
+
+    sender: AnyPath
+    source: AnyPath
+    offsets: np.ndarray
+
+
+@dataclass
+class _Block:
+    first: int
+    count: int
+    spool: Path
+    steps: dict[str, list[_Received]] = field(default_factory=dict)
+
+    def senders(self, step_dir: AnyPath) -> list[_Received]:
+        """Every sender's bytes for this block of `step_dir`, fetched at its first read: two reads
+        a sender (its offsets, then the block's bytes, back to back), copied to the local spool
+        when the sender is remote."""
+        key = str(step_dir)
+        if key not in self.steps:
+            received = []
+            for number, (path, size) in enumerate(sender_files(step_dir)):
+                offsets = _offsets(path, size, self.first, self.count)
+                if is_remote(path) and offsets[-1] > offsets[0]:
+                    spooled = self.spool / f"{len(self.steps):04d}-{number:08d}"
+                    (payload,) = read_ranges(path, [(int(offsets[0]), int(offsets[-1] - offsets[0]))])
+                    if len(payload) != offsets[-1] - offsets[0]:
+                        raise ValueError(f"{path}: partitions {self.first}-{self.first + self.count - 1} cut short ({size} bytes listed)")
+                    spooled.write_bytes(payload)
+                    received.append(_Received(path, spooled, offsets - offsets[0]))
+                else:
+                    received.append(_Received(path, path, offsets))
+            self.steps[key] = received
+        return self.steps[key]
+
+
+_BLOCK: ContextVar[_Block | None] = ContextVar("crawlmill_shuffle_block", default=None)
+
+
+@contextmanager
+def receiving(first: int, count: int) -> Iterator[None]:
+    """Reads of partitions first..first+count-1 inside this block take each sender's bytes for the
+    whole block at once: one read of its offsets and one of the block's bytes per sender and step,
+    where a read per partition costs two. On an object store that is `count` times fewer GETs (and
+    one listing of the step a block, not one a partition); the bytes go to a local spool (deleted at
+    the end) and each partition is read from there, so a task still holds one partition's rows of
+    one sender at a time. Local senders are read in place."""
+    with tempfile.TemporaryDirectory(prefix="crawlmill-receive-") as spool:
+        token = _BLOCK.set(_Block(first, count, Path(spool)))
+        try:
+            yield
+        finally:
+            _BLOCK.reset(token)
+
+
 def partition_tables(step_dir: AnyPath, partition: int, schema: pa.Schema) -> Iterator[pa.Table]:
     """The rows each sender of a step sent to `partition`, one table per sender (in sender_files'
-    order): a receiver that folds them in one at a time holds one sender's rows, not all."""
-    for path, size in sender_files(step_dir):
-        table = sender_rows(path, size, partition, schema)
-        if table is not None:
-            yield table
+    order): a receiver that folds them in one at a time holds one sender's rows, not all. Inside
+    `receiving`, a partition of its block is read from the block's bytes."""
+    block = _BLOCK.get()
+    if block is None or not block.first <= partition < block.first + block.count:
+        for path, size in sender_files(step_dir):
+            table = sender_rows(path, size, partition, schema)
+            if table is not None:
+                yield table
+        return
+    at = partition - block.first
+    for received in block.senders(step_dir):
+        start, end = int(received.offsets[at]), int(received.offsets[at + 1])
+        if end > start:
+            (payload,) = read_ranges(received.source, [(start, end - start)])
+            yield _decode(received.sender, payload, partition, schema)
 
 
 def read_partition(step_dir: AnyPath, partition: int, schema: pa.Schema) -> pa.Table:

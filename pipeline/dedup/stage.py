@@ -141,7 +141,13 @@ class DedupStage(Stage):
         def step(name: str, fn: Callable[..., dict[str, Any]], tasks: list[tuple[str, tuple]]) -> dict[str, dict]:
             return ctx.step(name, fn, [Task(key, args) for key, args in tasks], shared=(config,))
 
-        per_partition = [(f"p-{p:05d}", (work, p, partitions)) for p in range(partitions)]
+        def partition_step(name: str, fn: Callable[..., dict[str, Any]], before: tuple, after: tuple = ()) -> list[dict]:
+            """`fn(config, *before, p, *after)` for every partition p, a block of them a task
+            (steps.partition_block); each partition's result, in partition order."""
+            blocks = config.blocks(partitions)
+            tasks = [(f"p-{first:05d}" if count == 1 else f"p-{first:05d}-{first + count - 1:05d}", (fn, first, count, before, after)) for first, count in blocks]
+            return [r for block in step(name, steps.partition_block, tasks).values() for r in block["partitions"].values()]
+
         text_format = self.text_format
         # Map and shingles tasks take runs of `size` input parts, named by their first part; the
         # shuffles back by input part go to these runs (steps.part_group_size).
@@ -152,22 +158,22 @@ class DedupStage(Stage):
         by_part = (size, len(part_groups))
         mapped = step("map", steps.map_parts, [(f"part-{run[0][0]:05d}", (work, f"part-{run[0][0]:05d}", run, partitions, *by_part, config.index is not None, text_format)) for run in new_runs])
         indexed = step("index_load", index.load_indexed_parts, [(f"index-{run[0][0]:05d}", (work, f"index-{run[0][0]:05d}", run, partitions)) for run in index_runs])
-        buckets = step("buckets", steps.reduce_buckets, [(f"p-{p:05d}", (work, p, partitions, *by_part)) for p in range(partitions)])
+        buckets = partition_step("buckets", steps.reduce_buckets, (work,), (partitions, *by_part))
         step("shingles", verify.shingle_parts, [(f"group-{g:05d}", (work, g, run, partitions, text_format)) for g, run in enumerate(part_groups)])
-        step("verify_send", verify.verify_send, per_partition)
-        verified = step("verify_check", verify.verify_check, per_partition)
+        partition_step("verify_send", verify.verify_send, (work,), (partitions,))
+        verified = partition_step("verify_check", verify.verify_check, (work,), (partitions,))
         round_no, rounds = 0, []
         while True:  # connected components: one step per round, until a round changes nothing
-            result = step(f"cc-{round_no:04d}", steps.cc_round, [(f"p-{p:05d}", (work, round_no, p, partitions)) for p in range(partitions)])
-            changed = sum(r["changed"] for r in result.values())
+            result = partition_step(f"cc-{round_no:04d}", steps.cc_round, (work, round_no), (partitions,))
+            changed = sum(r["changed"] for r in result)
             rounds.append(changed)
             if round_no > 0 and changed == 0:
                 break
             round_no += 1
             if round_no >= config.max_rounds:
                 raise RuntimeError(f"connected components did not converge in {config.max_rounds} rounds")
-        step("cluster_map", steps.cluster_map, [(f"p-{p:05d}", (work, round_no, p, partitions)) for p in range(partitions)])
-        clustered = step("cluster_reduce", steps.cluster_reduce, [(f"p-{p:05d}", (work, p, partitions, *by_part)) for p in range(partitions)])
+        partition_step("cluster_map", steps.cluster_map, (work, round_no), (partitions,))
+        clustered = partition_step("cluster_reduce", steps.cluster_reduce, (work,), (partitions, *by_part))
         new_groups = [(g, [i for i, _ in run if i < len(parts)]) for g, run in enumerate(part_groups)]
         step("removed_parts", steps.split_removed, [(f"group-{g:05d}", (work, g, run)) for g, run in new_groups if run])
         # The report's counts (report.py), before anything is written outside _work/.
@@ -176,35 +182,35 @@ class DedupStage(Stage):
             for dump, n in r["dumps"].items():
                 dumps[dump] = dumps.get(dump, 0) + n
         codes = [steps.dump_code(d) for d in report_dumps(dumps)[0]]  # NO_DUMP: 0
-        step("report_map", report_map, [(f"p-{p:05d}", (work, round_no, p, partitions)) for p in range(partitions)])
-        counted = step("report_reduce", report_reduce, [(f"p-{p:05d}", (work, p, codes)) for p in range(partitions)])
+        partition_step("report_map", report_map, (work, round_no), (partitions,))
+        counted = partition_step("report_reduce", report_reduce, (work,), (codes,))
 
         stats = run_parts(ctx, DedupOutput(parts, work, config))
         if config.index is not None:
             run_dir = as_path(config.index) / self.run_dir
             step("index_save", index.save_part, [(f"part-{i:05d}", (work, i, str(run_dir / f"part-{i:05d}"))) for i in range(len(parts))])
             index.append_run(config.index, ctx.output, [resolved(ctx.output / f"part-{i:05d}.parquet") for i in range(len(parts))], self.run_dir, text_format)
-        same_page = sum(r.get("same_page_pairs", 0) for r in buckets.values())  # documents sharing an id: one capture
+        same_page = sum(r.get("same_page_pairs", 0) for r in buckets)  # documents sharing an id: one capture
         summary = {
             "documents": self.documents,
             "indexed_documents": sum(r["documents"] for r in indexed.values()),
             "partitions": partitions,
             "text_format": text_format,
-            "exact_pairs": sum(r["exact_pairs"] for r in buckets.values()),
+            "exact_pairs": sum(r["exact_pairs"] for r in buckets),
             # Only when some documents share an id: a corpus without any reports what it did before.
             **({"same_page_pairs": same_page} if same_page else {}),
-            "candidate_pairs": sum(r["candidates"] for r in buckets.values()),
-            "verified_pairs": sum(r["verified"] for r in verified.values()),
+            "candidate_pairs": sum(r["candidates"] for r in buckets),
+            "verified_pairs": sum(r["verified"] for r in verified),
             "cc_rounds": len(rounds),
-            "clusters_with_duplicates": sum(r["clusters"] for r in clustered.values()),
-            "largest_cluster": max((r["largest_cluster"] for r in clustered.values()), default=0),
+            "clusters_with_duplicates": sum(r["clusters"] for r in clustered),
+            "largest_cluster": max((r["largest_cluster"] for r in clustered), default=0),
         }
         # Dumps only the index holds: their documents are earlier runs' kept ones (0% removed here).
         new = {d for r in mapped.values() for d in r["dumps"]}
         indexed_only = sorted({d for r in indexed.values() for d in r["dumps"]} - new)
         if indexed_only:
             summary["indexed_dumps"] = indexed_only
-        write_report(ctx.output, dumps, summary, list(counted.values()))
+        write_report(ctx.output, dumps, summary, counted)
         return stats
 
     def report(self, result: StageResult) -> list[str]:

@@ -6,7 +6,8 @@ per partition (a run: `part_group_size` consecutive parts, one part until there 
    keys of every document, shuffled by key into bucket partitions; node attributes shuffled by node.
    A row without an id or text (a foreign part's null) gets no key: it is removed as `no_id` /
    `no_text` straight away, a removal row of its part's run as step 5 writes them.
-2. `reduce_buckets` (per bucket partition): documents sharing an exact hash, an id or a band key
+2. `reduce_buckets` (per bucket partition; a task takes a block of consecutive partitions once there
+   are more than 4,096, or as `partitions_per_task` says: `partition_block`): documents sharing an exact hash, an id or a band key
    become candidate pairs as a star (the first member in (exact hash, node) order to every other),
    never all pairs. Exact-hash and id pairs are duplicates as they stand (no verification).
 3. `shingle_parts`, `verify_send`, `verify_check` (verify.py): the exact Jaccard of every candidate pair, from
@@ -25,7 +26,7 @@ A node is `input part index << 32 | row`. Every task reads only its own parts or
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -36,7 +37,7 @@ from crawlmill.files import AnyPath, as_path, parquet_file, read_table
 from .config import DedupConfig
 from .minhash import band_keys, signatures
 from .shingles import TEXT_FORMAT, normalize, shingle_hashes
-from .shuffle import node_partition, read_partition, write_partitioned, write_table
+from .shuffle import node_partition, read_partition, receiving, write_partitioned, write_table
 
 BUCKETS, NODES, CANDIDATES, EDGE_NODES = "buckets", "nodes", "candidates", "edge_nodes"
 SHINGLES, VERIFY, EDGES, CLUSTERS, REMOVED = "shingles", "verify", "edges", "clusters", "removed"
@@ -51,7 +52,9 @@ PART_ROWS = "part_rows"
 # its 2-cut chunk files beside the 3-cut ones, and its pairs would be checked twice. 4: one shuffle
 # file per sending task (shuffle.py), not a Parquet file per (sender, partition): a receiver of 4
 # would not see 3's files. 5: shingle sets for verification as 32-bit hashes (verify.py), not 64.
-WORK_FORMAT = 5
+# 6: a task of a step between partitions takes a block of them (partition_block); its marker holds
+# each partition's result, which 5's per-partition markers do not.
+WORK_FORMAT = 6
 EXACT_BAND = -1
 # Documents with the same `id` are the same capture (ingest derives it from the page's response
 # record, so its WARC extraction and its WET text share it): duplicates whatever their text.
@@ -72,6 +75,14 @@ CLUSTER_SCHEMA = pa.schema([("cluster", pa.int64()), *NODE_SCHEMA])
 REMOVED_SCHEMA = pa.schema([("node", pa.int64()), ("cluster", pa.string()), ("kept_id", pa.string()), ("kept_dump", pa.int32()), ("reason", pa.string())])
 _DUMP = re.compile(r"^CC-MAIN-(\d{4})-(\d{2})$")
 BATCH = 512
+
+
+def partition_block(config: DedupConfig, fn: Callable[..., dict[str, Any]], first: int, count: int, before: tuple, after: tuple) -> dict[str, Any]:
+    """`fn(config, *before, p, *after)` for each partition p of first..first+count-1 in turn, its
+    shuffle reads taking each sender's bytes for the whole block at once (shuffle.receiving): a
+    task of a step between partitions. Each partition's result by its number."""
+    with receiving(first, count):
+        return {"partitions": {str(p): fn(config, *before, p, *after) for p in range(first, first + count)}}
 
 
 def dump_code(dump: str | None) -> int:

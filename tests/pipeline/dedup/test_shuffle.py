@@ -1,14 +1,17 @@
 """Shuffle files (pipeline/dedup/shuffle.py): one file per sending task, every partition's rows
-read back exactly, in sender order, from a local folder and from a real S3 server; damaged or
-mismatched files refused with their name."""
+read back exactly, in sender order, from a local folder and from a real S3 server, a partition at a
+time or a block of partitions at once (two reads a sender for the block); damaged or mismatched
+files refused with their name."""
 
 from __future__ import annotations
 
+import contextlib
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from crawlmill.pipeline.dedup.shuffle import partition_tables, read_partition, sender_files, sender_table, write_partitioned
+from crawlmill.pipeline.dedup import shuffle
+from crawlmill.pipeline.dedup.shuffle import partition_tables, read_partition, receiving, sender_files, sender_table, write_partitioned
 
 SCHEMA = pa.schema([("node", pa.int64()), ("word", pa.string())])
 
@@ -112,3 +115,63 @@ def test_a_shuffle_on_a_real_s3_server_reads_back_like_a_local_one(tmp_path):
         _write(wide, senders, 9000)
         for p in sorted({int(n % 9000) for n in senders[0][1][:4]} | {8191}):
             assert read_partition(wide, p, SCHEMA).to_pylist() == _expected(senders, p, 9000)
+
+
+def _counting_reads(monkeypatch) -> list[str]:
+    """The path of every read_ranges call the shuffle module makes (a GET per range on S3)."""
+    calls, read = [], shuffle.read_ranges
+
+    def counted(path, ranges):  # noqa: ANN001, ANN202
+        calls.extend([str(path)] * len(ranges))
+        return read(path, ranges)
+
+    monkeypatch.setattr(shuffle, "read_ranges", counted)
+    return calls
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_block_of_partitions_reads_each_sender_twice_and_gives_every_partition_its_rows(tmp_path, monkeypatch, where):
+    senders, partitions = [_table(400, seed) for seed in range(3)], 10
+    with contextlib.ExitStack() as stack:
+        if where == "s3":
+            pytest.importorskip("s3fs")
+            from tests.s3server import moto_s3
+
+            from crawlmill.files import as_path
+
+            stack.enter_context(moto_s3("blocks"))
+            step = as_path("s3://blocks/work/step")
+        else:
+            step = tmp_path / "step"
+        _write(step, senders, partitions)
+        calls = _counting_reads(monkeypatch)
+        for first, count in [(0, 4), (4, 4), (8, 2)]:
+            with receiving(first, count):
+                for p in range(first, first + count):
+                    assert read_partition(step, p, SCHEMA).to_pylist() == _expected(senders, p, partitions)
+                outside = (first + count) % partitions  # a partition outside the block: read on its own
+                assert read_partition(step, outside, SCHEMA).to_pylist() == _expected(senders, outside, partitions)
+        from_senders = [c for c in calls if "shuffle" in c and "crawlmill-receive-" not in c]
+        if where == "s3":  # offsets + block bytes per sender and block; 2 + 2 per sender for the partition outside
+            assert len(from_senders) == 3 * (3 * 2 + 3 * 2)
+        else:  # local senders are read in place: offsets per block, then each partition's bytes
+            assert len([c for c in calls if "crawlmill-receive-" in c]) == 0
+        calls.clear()
+        for p in range(partitions):  # a partition a task: two reads a sender each
+            read_partition(step, p, SCHEMA)
+        assert len(calls) == partitions * 3 * 2
+
+
+def test_a_block_past_the_written_partitions_or_a_damaged_sender_is_refused_with_the_file_named(tmp_path):
+    table, nodes = _table(60, 1)
+    write_partitioned(tmp_path / "step", "from-00000", table, nodes % 6, 6)
+    path = tmp_path / "step" / "from-00000.shuffle"
+    with receiving(4, 3), pytest.raises(ValueError, match=r"from-00000\.shuffle: written for 6 partitions, read as partitions 4-6"):
+        read_partition(tmp_path / "step", 4, SCHEMA)
+    data = path.read_bytes()
+    path.write_bytes(data[:-10])  # the last partition's bytes run past the end
+    with receiving(3, 3), pytest.raises(ValueError, match=r"from-00000\.shuffle: partition 5's bytes .* outside"):
+        read_partition(tmp_path / "step", 3, SCHEMA)
+    path.write_bytes(b"PAR1" + data[4:])
+    with receiving(0, 2), pytest.raises(ValueError, match=r"from-00000\.shuffle: not a shuffle file"):
+        read_partition(tmp_path / "step", 0, SCHEMA)
