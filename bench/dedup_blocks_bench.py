@@ -1,14 +1,15 @@
-"""Benchmark: the receiving side of a dedup step between partitions, a task per partition (what every
-such step did before 2026-12-07) against a task per block of R consecutive partitions
-(`shuffle.receiving`, `dedup.partitions_per_task`), on the same shuffle files, locally and on an S3
-server (moto on loopback: every read a ranged GET, every listing a LIST).
+"""Benchmark: the shuffle between two dedup steps between partitions, a task per partition (what
+every such step did before 2026-12-07) against a task per block of R consecutive partitions
+(`shuffle.block_io`, `dedup.partitions_per_task`): the sending step's tasks write, the receiving
+step's tasks read every partition, locally and on an S3 server (moto on loopback: every read a
+ranged GET, every file a PUT, every listing a LIST).
 
-Input: P senders (as many as the partitions: a step between partitions), each sending the same
-number of bucket rows (dedup's BUCKET_SCHEMA: band, two 64-bit keys, node, dump; random, seed 0)
-spread over the P partitions. Measured: every partition received, one receiving task after another
-in this process (their summed task time, as on one core); the reads (`read_ranges` ranges: a GET
-each on S3), the listings of the step, the bytes copied to the local spool; a digest of every
-partition's rows must be the same for every R.
+Input: P sending partitions, each sending the same rows whatever R: bucket rows (dedup's
+BUCKET_SCHEMA: band, two 64-bit keys, node, dump; random, seeded by partition) spread over the P
+receiving partitions. A block sends one file a step; a task per partition, one each. Measured, one
+task after another in this process (their summed task time, as on one core): the send (files
+written), the receive (reads: `read_ranges` ranges, a GET each on S3; listings; bytes spooled);
+a digest of every partition's rows, in order, must be the same for every R.
 
     python bench/dedup_blocks_bench.py --partitions 128 --store s3 --blocks 1 4 16
     python bench/dedup_blocks_bench.py --partitions 512 --blocks 1 8 --json
@@ -37,15 +38,20 @@ from crawlmill.pipeline.dedup import shuffle  # noqa: E402
 from crawlmill.pipeline.dedup.steps import BUCKET_SCHEMA  # noqa: E402
 
 
-def write_senders(step: str, partitions: int, rows: int, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    for sender in range(partitions):
-        keys = rng.integers(0, 1 << 63, size=(rows, 2), dtype=np.int64).astype(np.uint64)
-        table = pa.table({
-            "band": rng.integers(0, 14, rows).astype(np.int16), "key": keys[:, 0], "key2": keys[:, 1],
-            "node": rng.integers(0, 1 << 40, rows), "dump": rng.integers(0, 4, rows).astype(np.int32),
-        }, schema=BUCKET_SCHEMA)  # fmt: skip
-        shuffle.write_partitioned(as_path(step), f"p-{sender:05d}", table, (keys[:, 0] % np.uint64(partitions)).astype(np.int64), partitions)
+def send_all(step: str, partitions: int, rows: int, seed: int, block: int) -> None:
+    """Every sending partition's rows, a task per block of `block` (one file a block past 1)."""
+    for first in range(0, partitions, block):
+        count = min(block, partitions - first)
+        with shuffle.block_io(first, count) if count > 1 else contextlib.nullcontext():
+            for sender in range(first, first + count):
+                rng = np.random.default_rng([seed, sender])
+                keys = rng.integers(0, 1 << 63, size=(rows, 2), dtype=np.int64).astype(np.uint64)
+                table = pa.table({
+                    "band": rng.integers(0, 14, rows).astype(np.int16), "key": keys[:, 0], "key2": keys[:, 1],
+                    "node": rng.integers(0, 1 << 40, rows), "dump": rng.integers(0, 4, rows).astype(np.int32),
+                }, schema=BUCKET_SCHEMA)  # fmt: skip
+                target = (keys[:, 0] % np.uint64(partitions)).astype(np.int64)
+                shuffle.write_partitioned(as_path(step), f"from-{sender:05d}", table, target, partitions)
 
 
 def receive_all(step: str, partitions: int, block: int) -> tuple[float, str, int]:
@@ -53,7 +59,7 @@ def receive_all(step: str, partitions: int, block: int) -> tuple[float, str, int
     digest, rows, start = hashlib.sha256(), 0, time.perf_counter()
     for first in range(0, partitions, block):
         count = min(block, partitions - first)
-        with shuffle.receiving(first, count) if block > 1 else contextlib.nullcontext():
+        with shuffle.block_io(first, count) if count > 1 else contextlib.nullcontext():
             for p in range(first, first + count):
                 table = shuffle.read_partition(as_path(step), p, BUCKET_SCHEMA)
                 rows += table.num_rows
@@ -76,7 +82,7 @@ def main() -> None:
 
     def counted_read(path, ranges):  # noqa: ANN001, ANN202
         data = real_read(path, ranges)
-        if "crawlmill-receive-" in str(path):
+        if "crawlmill-block-" in str(path):
             return data  # the local spool
         reads.append(len(ranges))
         return data
@@ -89,7 +95,7 @@ def main() -> None:
     real_write = Path.write_bytes
 
     def counted_spool(self, data):  # noqa: ANN001, ANN202
-        if "crawlmill-receive-" in str(self):
+        if "crawlmill-block-" in str(self) and "/in-" in str(self):
             spooled.append(len(data))
         return real_write(self, data)
 
@@ -100,26 +106,30 @@ def main() -> None:
             from tests.s3server import moto_s3
 
             stack.enter_context(moto_s3("blocks"))
-            step = "s3://blocks/work/buckets"
+            root = "s3://blocks/work"
         else:
-            step = str(Path(tmp) / "buckets")
-        start = time.perf_counter()
-        write_senders(step, args.partitions, args.rows_per_sender, args.seed)
-        write_s = time.perf_counter() - start
+            root = str(Path(tmp) / "work")
         for block in args.blocks:
+            step = f"{root}/buckets-{block}"
+            start = time.perf_counter()
+            send_all(step, args.partitions, args.rows_per_sender, args.seed, block)
+            send_s = time.perf_counter() - start
+            files = len(shuffle.sender_files(as_path(step)))
             reads.clear(), listings.clear(), spooled.clear()
             seconds, digest, rows = receive_all(step, args.partitions, block)
-            results.append({"partitions_per_task": block, "tasks": -(-args.partitions // block), "seconds": round(seconds, 2),
-                            "reads": sum(reads), "listings": len(listings), "spooled_mb": round(sum(spooled) / 1e6, 1), "rows": rows, "digest": digest[:16]})  # fmt: skip
+            results.append({"partitions_per_task": block, "tasks": -(-args.partitions // block), "send_s": round(send_s, 2), "files": files,
+                            "receive_s": round(seconds, 2), "reads": sum(reads), "listings": len(listings), "spooled_mb": round(sum(spooled) / 1e6, 1),
+                            "rows": rows, "digest": digest[:16]})  # fmt: skip
     same = len({r["digest"] for r in results}) == 1
-    out = {"bench": "dedup_blocks", **run_info(), "store": args.store, "partitions": args.partitions, "senders": args.partitions,
-           "rows_per_sender": args.rows_per_sender, "write_s": round(write_s, 2), "identical_rows": same, "results": results}  # fmt: skip
+    out = {"bench": "dedup_blocks", **run_info(), "store": args.store, "partitions": args.partitions,
+           "rows_per_sender": args.rows_per_sender, "identical_rows": same, "results": results}  # fmt: skip
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        print(f"{args.partitions} senders x {args.partitions} partitions, {args.rows_per_sender} rows a sender, {args.store} (written in {write_s:.1f} s)")
+        print(f"{args.partitions} sending x {args.partitions} receiving partitions, {args.rows_per_sender} rows a sending partition, {args.store}")
         for r in results:
-            print(f"  {r['partitions_per_task']:>3} a task ({r['tasks']} tasks): {r['seconds']:7.2f} s, {r['reads']:>7} reads, {r['listings']:>4} listings, {r['spooled_mb']} MB spooled")
+            print(f"  {r['partitions_per_task']:>3} a task ({r['tasks']} tasks): send {r['send_s']:6.2f} s, {r['files']:>4} files;"
+                  f" receive {r['receive_s']:6.2f} s, {r['reads']:>7} reads, {r['listings']:>4} listings, {r['spooled_mb']} MB spooled")
         print(f"  every partition's rows identical: {same}")
     if not same:
         sys.exit(1)

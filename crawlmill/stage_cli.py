@@ -77,15 +77,15 @@ def filter_(
         "* `crawlmill dedup out/2023-50/filter out/2024-10/filter --output out/dedup`  (every dump at once)\n\n"
         "* `crawlmill dedup out/filter --output out/dedup --bands 20 --rows 10 --keep longest`\n\n"
         "* `crawlmill dedup out/2024-18/filter --output out/dedup-2024-18 --index out/dedup-index`  (against every earlier run)\n\n"
-        "* `crawlmill dedup s3://bucket/filter --output s3://bucket/dedup --partitions 4096 --partitions-per-task 16`  (`_work/` on S3: 16 times fewer GETs)"
+        "* `crawlmill dedup s3://bucket/filter --output s3://bucket/dedup --partitions 4096 --partitions-per-task 16`  (`_work/` on S3: 256 times fewer GETs)"
     ),
 )  # fmt: skip
 def dedup(
     inputs: List[str] = typer.Argument(..., help="Finished stage output folders (e.g. filter's), all dumps."),
     minhash__bands: Optional[int] = typer.Option(None, "--bands", help="LSH bands (x rows = MinHash permutations)."),
     minhash__rows: Optional[int] = typer.Option(None, "--rows", help="Rows per band; 14 x 8 finds pairs of Jaccard >= ~0.8."),
-    partitions: Optional[int] = typer.Option(None, "--partitions", help="Shuffle partitions (default: one per 40,000 documents, at most 16,384; each reduce-side task holds 1/partitions of the rows, and a step between partitions costs 2 x partitions^2 / --partitions-per-task ranged reads)."),
-    partitions_per_task: Optional[int] = typer.Option(None, "--partitions-per-task", help="Consecutive partitions one task of a step between partitions receives, reading each sender's bytes for all of them at once: this many times fewer reads (GETs on an object store), the same memory, fewer tasks (default: 1 up to 4,096 partitions, then as many as keep the tasks at 4,096)."),
+    partitions: Optional[int] = typer.Option(None, "--partitions", help="Shuffle partitions (default: one per 40,000 documents, at most 16,384; each reduce-side task holds 1/partitions of the rows, and a step between partitions costs 2 x (partitions / --partitions-per-task)^2 ranged reads)."),
+    partitions_per_task: Optional[int] = typer.Option(None, "--partitions-per-task", help="Consecutive partitions one task of a step between partitions runs, reading each sender's bytes for all of them at once and sending one file a step for all of them: R^2 times fewer reads (GETs on an object store), the same memory, fewer tasks (default: 1 up to 4,096 partitions, then as many as keep the tasks at 4,096)."),
     keep: Optional[str] = typer.Option(None, "--keep", help="Document kept per cluster: earliest_dump, latest_dump or longest."),
     index: Optional[str] = typer.Option(None, "--index", help="Dedup against the kept documents of earlier runs with this index, then add this run's."),
     jaccard_threshold: Optional[float] = typer.Option(None, "--jaccard-threshold", help="Candidate pairs are duplicates from this exact Jaccard similarity of shingles."),

@@ -14,10 +14,10 @@ KEEP_RULES = ("earliest_dump", "latest_dump", "longest")
 # set of ~0.7 MB.
 VERIFY_SET_BYTES = 3 << 9
 # The most partitions the default gives (past 655M documents): a shuffle between partitions costs
-# two reads per (sender, receiving task) pair, 2 x partitions^2 / partitions_per_task a step. At
-# 16,384 (4 partitions a task by default) that is 1.3 x 10^8 reads a step, and a task's share at 10^10
-# documents ~610k documents (~300 MB of bucket rows) a partition; 262,144 (the cap before
-# 2026-12-07) made it ~10^11 reads a step, more than the work.
+# two reads per (sending task, receiving task) pair, 2 x (partitions / partitions_per_task)^2 a
+# step. At 16,384 (4 partitions a task by default) that is 3.4 x 10^7 reads a step, and a task's
+# share at 10^10 documents ~610k documents (~300 MB of bucket rows) a partition; 262,144 (the cap
+# before 2026-12-07, a partition a task) made it ~10^11 reads a step, more than the work.
 MAX_DEFAULT_PARTITIONS = 1 << 14
 # The most tasks a step between partitions has by default: past it, a task takes a block of
 # consecutive partitions (partitions_per_task), whose bytes it reads from each sender at once.
@@ -53,12 +53,14 @@ class DedupConfig:
     # up to MAX_DEFAULT_PARTITIONS.
     partitions: int | None = None
     documents_per_partition: int = 40_000
-    # Consecutive partitions a task of a step between partitions receives: it reads each sender's
-    # bytes for all of them at once (two reads a sender, not two a partition: on an object store,
-    # this many times fewer GETs), spooled to local disk and processed one partition at a time, so
-    # the memory stays a partition's. Fewer tasks, though: keep partitions / partitions_per_task at
-    # or above the cluster's cores. None: as many as keep the tasks at MAX_DEFAULT_PARTITION_TASKS
-    # (1 up to 4,096 partitions, 4 at the default's 16,384). It changes no output.
+    # Consecutive partitions a task of a step between partitions runs: it reads each sender's bytes
+    # for all of them at once (two reads a sender, not two a partition) and sends one file a step
+    # for all of them, so a step costs partitions^2 / partitions_per_task^2 reader-sender pairs
+    # (on an object store, GETs); the bytes are spooled on local disk and the partitions processed
+    # one at a time, so the memory stays a partition's. Fewer tasks, though: keep partitions /
+    # partitions_per_task at or above the cluster's cores. None: as many as keep the tasks at
+    # MAX_DEFAULT_PARTITION_TASKS (1 up to 4,096 partitions, 4 at the default's 16,384). It changes
+    # no output, but the files of `_work/` (a resume keeps it).
     partitions_per_task: int | None = None
     # Which document of a cluster is kept: earliest_dump (its first publication; ties: a WARC
     # extraction before WET text, then the longest text, then the smallest id), latest_dump (ties
@@ -108,9 +110,7 @@ class DedupConfig:
         return [(first, min(size, partitions - first)) for first in range(0, partitions, size)]
 
     def settings(self) -> dict:
-        """What changes the output (not where it comes from, nor how the partitions are grouped
-        into tasks: a resume with another grouping redoes the steps between partitions in its own
-        blocks, whose tasks are named by block, and keeps the steps by input part)."""
+        """What changes the output or `_work/` (not where it comes from)."""
         from dataclasses import asdict
 
-        return {k: v for k, v in asdict(self).items() if k not in ("inputs", "index", "partitions_per_task")}
+        return {k: v for k, v in asdict(self).items() if k not in ("inputs", "index")}

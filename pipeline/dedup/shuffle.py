@@ -6,8 +6,8 @@ receiving partition: a header (MAGIC, the partition count, then partitions + 1 b
 each partition's rows as one Arrow IPC stream (zstd), back to back in partition order. The task
 of partition N reads, from every sender's file, the header up to its two offsets and then its own
 byte range: two reads (an object store: two ranged GETs; three past 8,190 partitions), never the
-whole file; a task that receives a block of consecutive partitions (`receiving`) reads their offsets
-and bytes once a sender for the block. A step thus leaves one file per
+whole file; a task that runs a block of consecutive partitions (`block_io`) reads their offsets and
+bytes once a sender for the block, and sends one file a step for the block. A step thus leaves one file per
 sending task, where one file per (sender, receiver) pair made senders x partitions files (at
 10^4 parts and 10^3 partitions, 10^7 files per step: more than a file system or a bucket listing
 takes in stride). Files are written under a temporary name and renamed; the runner writes a
@@ -64,15 +64,18 @@ def _ipc_bytes(table: pa.Table) -> pa.Buffer:
 
 def write_partitioned(step_dir: AnyPath, task: str, table: pa.Table, partition: np.ndarray, partitions: int) -> None:
     """Rows of `table` by `partition` (a receiving partition per row) into `step_dir/<task>.shuffle`;
-    no file when there are no rows. Rows keep their order within a partition."""
+    no file when there are no rows. Rows keep their order within a partition. Inside a block
+    (`block_io`), into the block's local spool: the block sends one file a step when it ends."""
     if not table.num_rows:
         return
+    block = _BLOCK.get()
+    target = block.outgoing(step_dir, task) if block is not None else shuffle_path(step_dir, task)
     order = np.argsort(partition, kind="stable")
     bounds = np.searchsorted(partition[order], np.arange(partitions + 1))
     table = table.take(pa.array(order))
     sizes = np.zeros(partitions, np.uint64)
     header = _HEAD.size + 8 * (partitions + 1)
-    with atomic_path(shuffle_path(step_dir, task)) as tmp, open(tmp, "wb") as f:
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
         f.seek(header)  # the offsets are written last, once the payloads' sizes are known
         for p in np.flatnonzero(np.diff(bounds)):  # the partitions with rows only: a sender may have 10^5 partitions
             payload = _ipc_bytes(table.slice(bounds[p], bounds[p + 1] - bounds[p]))
@@ -112,11 +115,20 @@ def _offsets(path: AnyPath, size: int, first: int, count: int) -> np.ndarray:
     return offsets
 
 
+def _streams(path: AnyPath, payload: bytes | pa.Buffer, partition: int, schema: pa.Schema) -> Iterator[pa.Table]:
+    """The tables of one partition's bytes: one Arrow IPC stream a sending task, several back to
+    back in a block's file (one per task of the block, in name order)."""
+    source = pa.BufferReader(payload)
+    while source.tell() < source.size():
+        table = pa.ipc.open_stream(source).read_all()
+        if table.schema.names != schema.names:
+            raise ValueError(f"{path}: partition {partition} has columns {table.schema.names}, expected {schema.names}")
+        yield table.cast(schema)
+
+
 def _decode(path: AnyPath, payload: bytes | pa.Buffer, partition: int, schema: pa.Schema) -> pa.Table:
-    table = pa.ipc.open_stream(pa.py_buffer(payload) if isinstance(payload, bytes) else payload).read_all()
-    if table.schema.names != schema.names:
-        raise ValueError(f"{path}: partition {partition} has columns {table.schema.names}, expected {schema.names}")
-    return table.cast(schema)
+    tables = list(_streams(path, payload, partition, schema))
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
 def sender_rows(path: AnyPath, size: int, partition: int, schema: pa.Schema) -> pa.Table | None:
@@ -167,19 +179,20 @@ class _Block:
     first: int
     count: int
     spool: Path
-    steps: dict[str, list[_Received]] = field(default_factory=dict)
+    received: dict[str, list[_Received]] = field(default_factory=dict)
+    sent: dict[str, tuple[AnyPath, list[tuple[str, Path]]]] = field(default_factory=dict)
 
     def senders(self, step_dir: AnyPath) -> list[_Received]:
         """Every sender's bytes for this block of `step_dir`, fetched at its first read: two reads
         a sender (its offsets, then the block's bytes, back to back), copied to the local spool
         when the sender is remote."""
         key = str(step_dir)
-        if key not in self.steps:
+        if key not in self.received:
             received = []
             for number, (path, size) in enumerate(sender_files(step_dir)):
                 offsets = _offsets(path, size, self.first, self.count)
                 if is_remote(path) and offsets[-1] > offsets[0]:
-                    spooled = self.spool / f"{len(self.steps):04d}-{number:08d}"
+                    spooled = self.spool / f"in-{len(self.received):04d}-{number:08d}"
                     (payload,) = read_ranges(path, [(int(offsets[0]), int(offsets[-1] - offsets[0]))])
                     if len(payload) != offsets[-1] - offsets[0]:
                         raise ValueError(f"{path}: partitions {self.first}-{self.first + self.count - 1} cut short ({size} bytes listed)")
@@ -187,46 +200,107 @@ class _Block:
                     received.append(_Received(path, spooled, offsets - offsets[0]))
                 else:
                     received.append(_Received(path, path, offsets))
-            self.steps[key] = received
-        return self.steps[key]
+            self.received[key] = received
+        return self.received[key]
+
+    def outgoing(self, step_dir: AnyPath, task: str) -> Path:
+        """Where a task of the block writes its shuffle file for `step_dir`: the local spool."""
+        key = str(step_dir)
+        number = list(self.sent).index(key) if key in self.sent else len(self.sent)
+        step, written = self.sent.setdefault(key, (step_dir, []))
+        if any(name == task for name, _ in written):
+            raise ValueError(f"{step_dir}: {task} written twice in one block")
+        path = self.spool / f"out-{number:04d}-{len(written):08d}{SUFFIX}"
+        written.append((task, path))
+        return path
+
+    def send(self) -> None:
+        """One file a step for the whole block, named by its first sending task (`<task>+<n>`, so
+        that it keeps that task's place in the step's name order): for each receiving partition,
+        the block's tasks' bytes back to back in name order, as they would be read from the tasks'
+        own files. A single task's file keeps its own name, as outside a block."""
+        for step_dir, written in self.sent.values():
+            written.sort()
+            name = written[0][0] if len(written) == 1 else f"{written[0][0]}+{len(written)}"
+            with atomic_path(shuffle_path(step_dir, name)) as tmp:
+                _concatenate([path for _, path in written], tmp)
+
+
+def _concatenate(files: list[Path], target: Path) -> None:
+    """Shuffle files of one step, joined partition by partition into one (a partition's streams
+    back to back): memory holds one partition's bytes of one file at a time."""
+    heads = []
+    for path in files:
+        with open(path, "rb") as f:
+            magic, partitions = _HEAD.unpack(f.read(_HEAD.size))
+            heads.append(np.frombuffer(f.read(8 * (partitions + 1)), dtype="<u8").astype(np.int64))
+    if len({len(h) for h in heads}) != 1:
+        raise ValueError(f"{target}: a block's tasks wrote for different partition counts ({sorted({len(h) - 1 for h in heads})})")
+    partitions = len(heads[0]) - 1
+    sizes = np.sum([np.diff(h) for h in heads], axis=0)
+    header = _HEAD.size + 8 * (partitions + 1)
+    offsets = header + np.concatenate([[0], np.cumsum(sizes)])
+    sources = [open(path, "rb") for path in files]  # each read front to back: its partitions lie in order
+    try:
+        for f, h in zip(sources, heads):
+            f.seek(int(h[0]))
+        with open(target, "wb") as out:
+            out.write(_HEAD.pack(MAGIC, partitions))
+            out.write(offsets.astype("<u8").tobytes())
+            for p in np.flatnonzero(sizes):
+                for f, h in zip(sources, heads):
+                    if h[p + 1] > h[p]:
+                        out.write(f.read(int(h[p + 1] - h[p])))
+    finally:
+        for f in sources:
+            f.close()
 
 
 _BLOCK: ContextVar[_Block | None] = ContextVar("crawlmill_shuffle_block", default=None)
 
 
 @contextmanager
-def receiving(first: int, count: int) -> Iterator[None]:
-    """Reads of partitions first..first+count-1 inside this block take each sender's bytes for the
-    whole block at once: one read of its offsets and one of the block's bytes per sender and step,
-    where a read per partition costs two. On an object store that is `count` times fewer GETs (and
-    one listing of the step a block, not one a partition); the bytes go to a local spool (deleted at
-    the end) and each partition is read from there, so a task still holds one partition's rows of
-    one sender at a time. Local senders are read in place."""
-    with tempfile.TemporaryDirectory(prefix="crawlmill-receive-") as spool:
-        token = _BLOCK.set(_Block(first, count, Path(spool)))
+def block_io(first: int, count: int) -> Iterator[None]:
+    """The shuffles of a task that runs partitions first..first+count-1 one after another.
+
+    Reads: each sender's offsets and bytes for the whole block are read once (two reads a sender
+    and step, where a read per partition costs two; on an object store, `count` times fewer GETs,
+    and one listing of the step a block), from an object store into a local spool; each partition
+    is then read from there, so a task still holds one partition's rows of one sender at a time.
+    Local senders are read in place.
+
+    Writes: what the block's partitions send goes to the local spool, and when the block ends
+    (without an error) one file a step is written for all of them (`_Block.send`): the next step's
+    receivers read `count` times fewer senders. A block that fails writes nothing."""
+    with tempfile.TemporaryDirectory(prefix="crawlmill-block-") as spool:
+        block = _Block(first, count, Path(spool))
+        token = _BLOCK.set(block)
         try:
             yield
         finally:
             _BLOCK.reset(token)
+        block.send()
 
 
 def partition_tables(step_dir: AnyPath, partition: int, schema: pa.Schema) -> Iterator[pa.Table]:
-    """The rows each sender of a step sent to `partition`, one table per sender (in sender_files'
-    order): a receiver that folds them in one at a time holds one sender's rows, not all. Inside
-    `receiving`, a partition of its block is read from the block's bytes."""
+    """The rows each sending task of a step sent to `partition`, one table per task (in
+    sender_files' order; a block's file holds its tasks' in name order): a receiver that folds them
+    in one at a time holds one task's rows, not all. Inside `block_io`, a partition of its block is
+    read from the block's bytes."""
     block = _BLOCK.get()
     if block is None or not block.first <= partition < block.first + block.count:
         for path, size in sender_files(step_dir):
-            table = sender_rows(path, size, partition, schema)
-            if table is not None:
-                yield table
+            start, end = _offsets(path, size, partition, 1)
+            if end > start:
+                (payload,) = read_ranges(path, [(int(start), int(end - start))])
+                yield from _streams(path, payload, partition, schema)
         return
     at = partition - block.first
     for received in block.senders(step_dir):
         start, end = int(received.offsets[at]), int(received.offsets[at + 1])
         if end > start:
             (payload,) = read_ranges(received.source, [(start, end - start)])
-            yield _decode(received.sender, payload, partition, schema)
+            yield from _streams(received.sender, payload, partition, schema)
 
 
 def read_partition(step_dir: AnyPath, partition: int, schema: pa.Schema) -> pa.Table:

@@ -25,6 +25,7 @@ A node is `input part index << 32 | row`. Every task reads only its own parts or
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any, Callable
 
@@ -37,7 +38,7 @@ from crawlmill.files import AnyPath, as_path, parquet_file, read_table
 from .config import DedupConfig
 from .minhash import band_keys, signatures
 from .shingles import TEXT_FORMAT, normalize, shingle_hashes
-from .shuffle import node_partition, read_partition, receiving, write_partitioned, write_table
+from .shuffle import block_io, node_partition, read_partition, write_partitioned, write_table
 
 BUCKETS, NODES, CANDIDATES, EDGE_NODES = "buckets", "nodes", "candidates", "edge_nodes"
 SHINGLES, VERIFY, EDGES, CLUSTERS, REMOVED = "shingles", "verify", "edges", "clusters", "removed"
@@ -52,8 +53,9 @@ PART_ROWS = "part_rows"
 # its 2-cut chunk files beside the 3-cut ones, and its pairs would be checked twice. 4: one shuffle
 # file per sending task (shuffle.py), not a Parquet file per (sender, partition): a receiver of 4
 # would not see 3's files. 5: shingle sets for verification as 32-bit hashes (verify.py), not 64.
-# 6: a task of a step between partitions takes a block of them (partition_block); its marker holds
-# each partition's result, which 5's per-partition markers do not.
+# 6: a task of a step between partitions takes a block of them (partition_block): its marker holds
+# each partition's result (5's one partition's), and it sends one file a step for the block, whose
+# partitions hold several IPC streams back to back.
 WORK_FORMAT = 6
 EXACT_BAND = -1
 # Documents with the same `id` are the same capture (ingest derives it from the page's response
@@ -79,9 +81,11 @@ BATCH = 512
 
 def partition_block(config: DedupConfig, fn: Callable[..., dict[str, Any]], first: int, count: int, before: tuple, after: tuple) -> dict[str, Any]:
     """`fn(config, *before, p, *after)` for each partition p of first..first+count-1 in turn, its
-    shuffle reads taking each sender's bytes for the whole block at once (shuffle.receiving): a
-    task of a step between partitions. Each partition's result by its number."""
-    with receiving(first, count):
+    shuffles those of one block (shuffle.block_io: each sender's bytes for the whole block read at
+    once, and one file a step sent for the block): a task of a step between partitions. Each
+    partition's result by its number. A block of one partition does what a task per partition
+    always did: it reads and sends apart (its senders, e.g. verify's chunks, keep a file each)."""
+    with block_io(first, count) if count > 1 else contextlib.nullcontext():
         return {"partitions": {str(p): fn(config, *before, p, *after) for p in range(first, first + count)}}
 
 

@@ -57,7 +57,8 @@ def _config(root: str, output: str) -> dict:
     config["output_dir"] = output
     config["ingest"]["inputs"] = [f"{root}/samples/crawl-data/*/segments/*/warc/*.warc.gz"]
     # dedup's 2 partitions as one block: its steps between partitions read each sender's bytes of
-    # both at once into a local spool (shuffle.receiving) in Ray's workers, and still give the local bytes
+    # both at once into a local spool and send one file a step for both (shuffle.block_io) in Ray's
+    # workers, and still give the local bytes
     config["dedup"]["partitions_per_task"] = 2
     for side in ("positive", "negative"):
         config["quality"]["train"][side] = [f"{s.split('=')[0]}={root}/samples/quality/{s.rsplit('/', 1)[1]}" for s in config["quality"]["train"][side]]

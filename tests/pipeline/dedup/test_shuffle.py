@@ -1,7 +1,7 @@
 """Shuffle files (pipeline/dedup/shuffle.py): one file per sending task, every partition's rows
 read back exactly, in sender order, from a local folder and from a real S3 server, a partition at a
-time or a block of partitions at once (two reads a sender for the block); damaged or mismatched
-files refused with their name."""
+time or a block of partitions at once (two reads a sender for the block, one file sent for the
+block's tasks); damaged or mismatched files refused with their name."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from crawlmill.pipeline.dedup import shuffle
-from crawlmill.pipeline.dedup.shuffle import partition_tables, read_partition, receiving, sender_files, sender_table, write_partitioned
+from crawlmill.pipeline.dedup.shuffle import block_io, partition_tables, read_partition, sender_files, sender_table, write_partitioned
 
 SCHEMA = pa.schema([("node", pa.int64()), ("word", pa.string())])
 
@@ -146,16 +146,16 @@ def test_a_block_of_partitions_reads_each_sender_twice_and_gives_every_partition
         _write(step, senders, partitions)
         calls = _counting_reads(monkeypatch)
         for first, count in [(0, 4), (4, 4), (8, 2)]:
-            with receiving(first, count):
+            with block_io(first, count):
                 for p in range(first, first + count):
                     assert read_partition(step, p, SCHEMA).to_pylist() == _expected(senders, p, partitions)
                 outside = (first + count) % partitions  # a partition outside the block: read on its own
                 assert read_partition(step, outside, SCHEMA).to_pylist() == _expected(senders, outside, partitions)
-        from_senders = [c for c in calls if "shuffle" in c and "crawlmill-receive-" not in c]
+        from_senders = [c for c in calls if "shuffle" in c and "crawlmill-block-" not in c]
         if where == "s3":  # offsets + block bytes per sender and block; 2 + 2 per sender for the partition outside
             assert len(from_senders) == 3 * (3 * 2 + 3 * 2)
         else:  # local senders are read in place: offsets per block, then each partition's bytes
-            assert len([c for c in calls if "crawlmill-receive-" in c]) == 0
+            assert len([c for c in calls if "crawlmill-block-" in c]) == 0
         calls.clear()
         for p in range(partitions):  # a partition a task: two reads a sender each
             read_partition(step, p, SCHEMA)
@@ -166,12 +166,40 @@ def test_a_block_past_the_written_partitions_or_a_damaged_sender_is_refused_with
     table, nodes = _table(60, 1)
     write_partitioned(tmp_path / "step", "from-00000", table, nodes % 6, 6)
     path = tmp_path / "step" / "from-00000.shuffle"
-    with receiving(4, 3), pytest.raises(ValueError, match=r"from-00000\.shuffle: written for 6 partitions, read as partitions 4-6"):
+    with block_io(4, 3), pytest.raises(ValueError, match=r"from-00000\.shuffle: written for 6 partitions, read as partitions 4-6"):
         read_partition(tmp_path / "step", 4, SCHEMA)
     data = path.read_bytes()
     path.write_bytes(data[:-10])  # the last partition's bytes run past the end
-    with receiving(3, 3), pytest.raises(ValueError, match=r"from-00000\.shuffle: partition 5's bytes .* outside"):
+    with block_io(3, 3), pytest.raises(ValueError, match=r"from-00000\.shuffle: partition 5's bytes .* outside"):
         read_partition(tmp_path / "step", 3, SCHEMA)
     path.write_bytes(b"PAR1" + data[4:])
-    with receiving(0, 2), pytest.raises(ValueError, match=r"from-00000\.shuffle: not a shuffle file"):
+    with block_io(0, 2), pytest.raises(ValueError, match=r"from-00000\.shuffle: not a shuffle file"):
         read_partition(tmp_path / "step", 0, SCHEMA)
+
+
+def test_a_block_sends_one_file_a_step_whose_partitions_read_back_as_its_tasks_files_would(tmp_path):
+    """Tasks of a block write into it (several a partition, as verify's chunks); when the block
+    ends, one file a step, named by its first task, holds them: every partition reads back the
+    same rows in the same order as from the tasks' own files, one table per task."""
+    senders = {f"from-{p:05d}-{c:05d}": _table(200 + 37 * p + c, 10 * p + c) for p in range(3) for c in range(2)}
+    senders["from-00001-00001"] = (SCHEMA.empty_table(), np.zeros(0, np.int64))  # sends nothing
+    for task, (table, nodes) in reversed(senders.items()):  # the block's own files, for comparison
+        write_partitioned(tmp_path / "apart", task, table, nodes % 9, 9)
+    with block_io(0, 3):
+        for task, (table, nodes) in senders.items():
+            write_partitioned(tmp_path / "block" / "to", task, table, nodes % 9, 9)
+            write_partitioned(tmp_path / "block" / "other", f"x-{task}", table.slice(0, 5), nodes[:5] % 2, 2)
+        assert not (tmp_path / "block").exists()  # nothing is sent before the block ends
+    assert [p.name for p, _ in sender_files(tmp_path / "block" / "to")] == ["from-00000-00000+5.shuffle"]
+    assert [p.name for p, _ in sender_files(tmp_path / "block" / "other")] == ["x-from-00000-00000+5.shuffle"]
+    for p in range(9):
+        apart = list(partition_tables(tmp_path / "apart", p, SCHEMA))
+        joined = list(partition_tables(tmp_path / "block" / "to", p, SCHEMA))
+        assert [t.to_pylist() for t in joined] == [t.to_pylist() for t in apart]
+    assert read_partition(tmp_path / "block" / "other", 1, SCHEMA).to_pylist() == [
+        r for task, (table, nodes) in sorted(senders.items()) for r, n in zip(table.slice(0, 5).to_pylist(), nodes[:5]) if n % 2 == 1
+    ]
+    with pytest.raises(RuntimeError, match="stop"), block_io(0, 1):  # a block that fails sends nothing
+        write_partitioned(tmp_path / "failed", "from-00000", senders["from-00000-00000"][0], senders["from-00000-00000"][1] % 9, 9)
+        raise RuntimeError("stop")
+    assert not (tmp_path / "failed").exists()
