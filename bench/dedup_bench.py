@@ -138,7 +138,7 @@ def m_crawlmill_ray(spec: dict) -> dict:
     stage_mod.write_report = timed("report", stage_mod.write_report)
     output = Path(spec["output"])
     start = time.perf_counter()
-    config = DedupConfig(inputs=spec["inputs"], partitions=spec.get("partitions"))
+    config = DedupConfig(inputs=spec["inputs"], partitions=spec.get("partitions"), **({"partitions_per_task": spec["per_task"]} if spec.get("per_task") else {}))
     result = runner.run_stage(stage_mod.DedupStage(config), output, RayOptions(num_cpus=cpus), progress=False)
     seconds = time.perf_counter() - start
     phase("shutdown")
@@ -256,10 +256,10 @@ def per_core(docs: int, seconds: float, cores: int) -> float:
     return round(docs / seconds / cores, 1)
 
 
-def run_crawlmill(inputs: list[str], work: Path, cpus: int, timeout: float | None, partitions: int | None = None) -> tuple[dict, Path]:
+def run_crawlmill(inputs: list[str], work: Path, cpus: int, timeout: float | None, partitions: int | None = None, per_task: int | None = None) -> tuple[dict, Path]:
     output = work / f"crawlmill-{cpus}cpu"
     ray_temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths have a length limit
-    spec = {"inputs": inputs, "output": str(output), "cpus": cpus, "ray_temp": ray_temp, "partitions": partitions}
+    spec = {"inputs": inputs, "output": str(output), "cpus": cpus, "ray_temp": ray_temp, "partitions": partitions, "per_task": per_task}
     try:
         result = run_measured("crawlmill_ray", spec, timeout, ray_temp)
     finally:
@@ -387,7 +387,7 @@ def scale_mode(args) -> dict:
         result: dict = {
             **run_info(),
             "input": {"docs": docs, "chars": totals["chars"], "dumps": dumps, "parts": totals["parts"], "docs_per_part": docs // totals["parts"],
-                      "kinds": totals["kinds"], "seed": args.seed, "build_s": round(build_s, 1), "partitions_option": args.partitions},
+                      "kinds": totals["kinds"], "seed": args.seed, "build_s": round(build_s, 1), "partitions_option": args.partitions, "partitions_per_task_option": args.partitions_per_task},
             "runs": {},
         }  # fmt: skip
         print("corpus", result["input"], file=sys.stderr)
@@ -403,7 +403,7 @@ def scale_mode(args) -> dict:
             result["runs"]["crawlmill_map_1core"] = r
             shutil.rmtree(work / "map-only", ignore_errors=True)
             print("crawlmill_map_1core", r, file=sys.stderr)
-        r, output = run_crawlmill(inputs, work, args.cpus, args.timeout, args.partitions)
+        r, output = run_crawlmill(inputs, work, args.cpus, args.timeout, args.partitions, args.partitions_per_task)
         if not r.get("timed_out"):
             r["docs_per_s"] = round(docs / r["seconds"], 1)
             r["map_step_docs_per_s_per_core"] = per_core(docs, r["steps_s"]["map"], args.cpus)
@@ -454,6 +454,7 @@ def main() -> None:
     s.add_argument("--datatrove-timeout", type=float, default=1200, help="seconds before datatrove's run is stopped (default 1200)")
     s.add_argument("--map-1core", action=argparse.BooleanOptionalAction, default=True, help="also time crawlmill's map step in one process (default on)")
     s.add_argument("--partitions", type=int, help="crawlmill's shuffle partitions (default: its own choice, DedupConfig.partitions_for)")
+    s.add_argument("--partitions-per-task", type=int, help="partitions a task of crawlmill's steps between partitions runs (default: its own choice)")
     s.add_argument("--timeout", type=float, default=3600, help="seconds before a crawlmill measurement is stopped (default 3600)")
     parser.add_argument("--one", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args()
