@@ -60,7 +60,7 @@ class DedupConfig:
     # one at a time, so the memory stays a partition's. Fewer tasks, though: keep partitions /
     # partitions_per_task at or above the cluster's cores. None: as many as keep the tasks at
     # MAX_DEFAULT_PARTITION_TASKS (1 up to 4,096 partitions, 4 at the default's 16,384). It changes
-    # no output, but the files of `_work/` (a resume keeps it).
+    # no output, only `_work/`'s files: recorded, so a resume with another value is refused.
     partitions_per_task: int | None = None
     # Which document of a cluster is kept: earliest_dump (its first publication; ties: a WARC
     # extraction before WET text, then the longest text, then the smallest id), latest_dump (ties
