@@ -22,6 +22,9 @@ MAX_DEFAULT_PARTITIONS = 1 << 14
 # The most tasks a step between partitions has by default: past it, a task takes a block of
 # consecutive partitions (partitions_per_task), whose bytes it reads from each sender at once.
 MAX_DEFAULT_PARTITION_TASKS = 1 << 12
+# Blocks need the senders' names (5-digit partition numbers) in partition order, which holds below
+# 100,000 partitions: past it, a partition a task.
+MAX_BLOCK_PARTITIONS = 99_999
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,8 @@ class DedupConfig:
             raise ValueError("partitions must be at least 1")
         if self.partitions_per_task is not None and self.partitions_per_task < 1:
             raise ValueError("partitions_per_task must be at least 1")
+        if (self.partitions or 0) > MAX_BLOCK_PARTITIONS and (self.partitions_per_task or 1) > 1:
+            raise ValueError(f"partitions_per_task needs at most {MAX_BLOCK_PARTITIONS:,} partitions (a block's file takes its first task's place in name order)")
         if self.documents_per_partition < 1 or self.max_rounds < 1:
             raise ValueError("documents_per_partition and max_rounds must be at least 1")
 
@@ -104,9 +109,14 @@ class DedupConfig:
             return self.partitions
         return max(2, min(MAX_DEFAULT_PARTITIONS, -(-documents // self.documents_per_partition)))
 
+    def partitions_per_task_for(self, partitions: int) -> int:
+        if partitions > MAX_BLOCK_PARTITIONS:
+            return 1
+        return self.partitions_per_task or -(-partitions // MAX_DEFAULT_PARTITION_TASKS)
+
     def blocks(self, partitions: int) -> list[tuple[int, int]]:
         """(first partition, count) of each task of a step between partitions."""
-        size = self.partitions_per_task or -(-partitions // MAX_DEFAULT_PARTITION_TASKS)
+        size = self.partitions_per_task_for(partitions)
         return [(first, min(size, partitions - first)) for first in range(0, partitions, size)]
 
     def settings(self) -> dict:

@@ -16,6 +16,8 @@ task's marker after them, so a killed sender leaves no file a receiver would rea
 
 from __future__ import annotations
 
+import os
+import shutil
 import struct
 import tempfile
 from contextlib import contextmanager
@@ -111,7 +113,9 @@ def _offsets(path: AnyPath, size: int, first: int, count: int) -> np.ndarray:
     offsets = np.frombuffer(bounds, dtype="<u8").astype(np.int64)
     if offsets[0] < _HEAD.size + 8 * (partitions + 1) or offsets[-1] > size or np.any(np.diff(offsets) < 0):
         bad = first + int(np.argmax((offsets[1:] > size) | (np.diff(offsets) < 0))) if count > 1 else first
-        raise ValueError(f"{path}: partition {bad}'s bytes {offsets[bad - first]}-{offsets[bad - first + 1]} lie outside its {size} bytes")
+        start, end = offsets[bad - first], offsets[bad - first + 1]
+        where = "are out of order" if end < start else f"lie outside its {size} bytes"
+        raise ValueError(f"{path}: partition {bad}'s bytes {start}-{end} {where}")
     return offsets
 
 
@@ -215,48 +219,65 @@ class _Block:
         return path
 
     def send(self) -> None:
-        """One file a step for the whole block, named by its first sending task (`<task>+<n>`, so
+        """One file a step for the whole block, named by its first sending task (`<task>~<n>`, so
         that it keeps that task's place in the step's name order): for each receiving partition,
         the block's tasks' bytes back to back in name order, as they would be read from the tasks'
         own files. A single task's file keeps its own name, as outside a block."""
         for step_dir, written in self.sent.values():
             written.sort()
-            name = written[0][0] if len(written) == 1 else f"{written[0][0]}+{len(written)}"
+            name = written[0][0] if len(written) == 1 else f"{written[0][0]}~{len(written)}"
             with atomic_path(shuffle_path(step_dir, name)) as tmp:
                 _concatenate([path for _, path in written], tmp)
 
 
 def _concatenate(files: list[Path], target: Path) -> None:
     """Shuffle files of one step, joined partition by partition into one (a partition's streams
-    back to back): memory holds one partition's bytes of one file at a time."""
+    back to back, in `files`' order): the output offsets are known from the headers, so the files
+    are copied one at a time, each front to back, into their places; memory holds one partition's
+    bytes of one file at a time, and one file is open besides the output (verify's chunks make
+    thousands of files a block)."""
     heads = []
     for path in files:
         with open(path, "rb") as f:
-            magic, partitions = _HEAD.unpack(f.read(_HEAD.size))
+            partitions = _HEAD.unpack(f.read(_HEAD.size))[1]
             heads.append(np.frombuffer(f.read(8 * (partitions + 1)), dtype="<u8").astype(np.int64))
     if len({len(h) for h in heads}) != 1:
         raise ValueError(f"{target}: a block's tasks wrote for different partition counts ({sorted({len(h) - 1 for h in heads})})")
     partitions = len(heads[0]) - 1
     sizes = np.sum([np.diff(h) for h in heads], axis=0)
-    header = _HEAD.size + 8 * (partitions + 1)
-    offsets = header + np.concatenate([[0], np.cumsum(sizes)])
-    sources = [open(path, "rb") for path in files]  # each read front to back: its partitions lie in order
-    try:
-        for f, h in zip(sources, heads):
-            f.seek(int(h[0]))
-        with open(target, "wb") as out:
-            out.write(_HEAD.pack(MAGIC, partitions))
-            out.write(offsets.astype("<u8").tobytes())
-            for p in np.flatnonzero(sizes):
-                for f, h in zip(sources, heads):
-                    if h[p + 1] > h[p]:
-                        out.write(f.read(int(h[p + 1] - h[p])))
-    finally:
-        for f in sources:
-            f.close()
+    offsets = _HEAD.size + 8 * (partitions + 1) + np.concatenate([[0], np.cumsum(sizes)])
+    cursor = offsets[:-1].copy()  # where each partition's next stream goes
+    with open(target, "wb") as out:
+        out.write(_HEAD.pack(MAGIC, partitions))
+        out.write(offsets.astype("<u8").tobytes())
+        for path, h in zip(files, heads):
+            with open(path, "rb") as f:
+                f.seek(int(h[0]))
+                for p in np.flatnonzero(np.diff(h)):
+                    data = f.read(int(h[p + 1] - h[p]))
+                    if len(data) != h[p + 1] - h[p]:
+                        raise ValueError(f"{path}: partition {p}'s bytes cut short in the block's spool")
+                    out.seek(int(cursor[p]))
+                    out.write(data)
+                    cursor[p] += len(data)
+            path.unlink()  # the spool holds each byte once: its disk is the block's, not twice
+
+
+def _sweep_spools(root: Path) -> None:
+    """Remove the spools of blocks whose process is gone (a worker killed mid-block leaves its
+    temporary folder): named by process id, and a live process's are left alone."""
+    for folder in root.glob(f"{_SPOOL_PREFIX}*"):
+        try:
+            pid = int(folder.name[len(_SPOOL_PREFIX) :].split("-", 1)[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except (ValueError, PermissionError, OSError):
+            continue
 
 
 _BLOCK: ContextVar[_Block | None] = ContextVar("crawlmill_shuffle_block", default=None)
+_SPOOL_PREFIX = "crawlmill-block-"
 
 
 @contextmanager
@@ -272,7 +293,9 @@ def block_io(first: int, count: int) -> Iterator[None]:
     Writes: what the block's partitions send goes to the local spool, and when the block ends
     (without an error) one file a step is written for all of them (`_Block.send`): the next step's
     receivers read `count` times fewer senders. A block that fails writes nothing."""
-    with tempfile.TemporaryDirectory(prefix="crawlmill-block-") as spool:
+    root = Path(tempfile.gettempdir())
+    _sweep_spools(root)
+    with tempfile.TemporaryDirectory(prefix=f"{_SPOOL_PREFIX}{os.getpid()}-", dir=root) as spool:
         block = _Block(first, count, Path(spool))
         token = _BLOCK.set(block)
         try:

@@ -127,7 +127,9 @@ class DedupStage(Stage):
         return self.parts
 
     def _settings(self) -> dict[str, Any]:
-        return {**self.config.settings(), "partitions": self.partitions, "index": self.config.index, "index_runs": index.recorded_runs(self.runs)}
+        # resolved, as the partitions are: the default and the value it resolves to are one setting
+        per_task = self.config.partitions_per_task_for(self.partitions)
+        return {**self.config.settings(), "partitions": self.partitions, "partitions_per_task": per_task, "index": self.config.index, "index_runs": index.recorded_runs(self.runs)}
 
     def fingerprint(self) -> dict[str, Any]:
         # duplicates_dir: an unfinished folder of the version that wrote `duplicates/` would end with

@@ -20,6 +20,9 @@ def test_blocks_cover_every_partition_once_and_the_default_keeps_at_most_4096_ta
     assert DedupConfig(partitions_per_task=3).blocks(7) == [(0, 3), (3, 3), (6, 1)]
     assert DedupConfig(partitions_per_task=16).blocks(4) == [(0, 4)]
     assert DedupConfig().blocks(5) == [(p, 1) for p in range(5)]
+    assert DedupConfig(partitions=200_000).blocks(200_000)[:2] == [(0, 1), (1, 1)]  # names past 5 digits
+    with pytest.raises(ValueError, match="at most 99,999 partitions"):
+        DedupConfig(partitions=200_000, partitions_per_task=4)
     for partitions, size in [(4096, 1), (4097, 2), (16_384, 4)]:
         blocks = DedupConfig().blocks(partitions)
         assert len(blocks) <= 4096 and {count for _, count in blocks[:-1]} == {size}
@@ -41,7 +44,7 @@ def test_blocks_of_partitions_give_the_bytes_of_one_partition_a_task_with_a_file
     for step in ("edges", "clusters"):
         sent = sorted(p.name for p in (tmp_path / "blocks/_work" / step).glob("*.shuffle"))
         alone = sorted(p.name for p in (tmp_path / "one/_work" / step).glob("*.shuffle"))
-        assert len(sent) < len(alone) and any("+" in name for name in sent), (sent, alone)
+        assert len(sent) < len(alone) and any("~" in name for name in sent), (sent, alone)
 
 
 def test_a_resume_with_another_grouping_is_refused_naming_it(ingested, tmp_path):
@@ -53,3 +56,7 @@ def test_a_resume_with_another_grouping_is_refused_naming_it(ingested, tmp_path)
     with pytest.raises(StageInputMismatch, match="partitions_per_task"):
         run_dedup(inputs, tmp_path / "out", partitions=5, partitions_per_task=3)
     assert run_dedup(inputs, tmp_path / "out", partitions=5, partitions_per_task=2).ok  # the same grouping resumes
+    # the default is recorded as what it resolves to: 1 given, then left to the default, resumes
+    assert run_dedup(inputs, tmp_path / "one", partitions=5, partitions_per_task=1).ok
+    (tmp_path / "one" / SUCCESS_FILE).unlink()
+    assert run_dedup(inputs, tmp_path / "one", partitions=5).ok

@@ -190,8 +190,8 @@ def test_a_block_sends_one_file_a_step_whose_partitions_read_back_as_its_tasks_f
             write_partitioned(tmp_path / "block" / "to", task, table, nodes % 9, 9)
             write_partitioned(tmp_path / "block" / "other", f"x-{task}", table.slice(0, 5), nodes[:5] % 2, 2)
         assert not (tmp_path / "block").exists()  # nothing is sent before the block ends
-    assert [p.name for p, _ in sender_files(tmp_path / "block" / "to")] == ["from-00000-00000+5.shuffle"]
-    assert [p.name for p, _ in sender_files(tmp_path / "block" / "other")] == ["x-from-00000-00000+5.shuffle"]
+    assert [p.name for p, _ in sender_files(tmp_path / "block" / "to")] == ["from-00000-00000~5.shuffle"]
+    assert [p.name for p, _ in sender_files(tmp_path / "block" / "other")] == ["x-from-00000-00000~5.shuffle"]
     for p in range(9):
         apart = list(partition_tables(tmp_path / "apart", p, SCHEMA))
         joined = list(partition_tables(tmp_path / "block" / "to", p, SCHEMA))
@@ -203,3 +203,22 @@ def test_a_block_sends_one_file_a_step_whose_partitions_read_back_as_its_tasks_f
         write_partitioned(tmp_path / "failed", "from-00000", senders["from-00000-00000"][0], senders["from-00000-00000"][1] % 9, 9)
         raise RuntimeError("stop")
     assert not (tmp_path / "failed").exists()
+
+
+def test_a_block_leaves_no_spool_and_sweeps_those_of_killed_processes(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    (tmp_path / f"tmp/crawlmill-block-{dead}-abc").mkdir()  # a worker killed mid-block left it
+    (tmp_path / f"tmp/crawlmill-block-{dead}-abc/in-0000-00000000").write_bytes(b"x" * 100)
+    (tmp_path / "tmp/crawlmill-block-1-def").mkdir()  # pid 1 lives: another process's block
+    table, nodes = _table(50, 2)
+    with block_io(0, 2):
+        write_partitioned(tmp_path / "step", "from-00000", table, nodes % 2, 2)
+        write_partitioned(tmp_path / "step", "from-00001", table, nodes % 2, 2)
+    assert sorted(p.name for p in (tmp_path / "tmp").iterdir()) == ["crawlmill-block-1-def"]
+    assert read_partition(tmp_path / "step", 1, SCHEMA).num_rows == 2 * sum(int(n % 2) for n in nodes)
