@@ -130,18 +130,22 @@ def _streams(path: AnyPath, payload: bytes | pa.Buffer, partition: int, schema: 
         yield table.cast(schema)
 
 
-def _decode(path: AnyPath, payload: bytes | pa.Buffer, partition: int, schema: pa.Schema) -> pa.Table:
-    tables = list(_streams(path, payload, partition, schema))
+def _joined(tables: list[pa.Table]) -> pa.Table:
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+def _sender_streams(path: AnyPath, size: int, partition: int, schema: pa.Schema) -> Iterator[pa.Table]:
+    """One sender file's tables for `partition` (one per sending task): two reads."""
+    start, end = _offsets(path, size, partition, 1)
+    if end > start:
+        (payload,) = read_ranges(path, [(int(start), int(end - start))])
+        yield from _streams(path, payload, partition, schema)
 
 
 def sender_rows(path: AnyPath, size: int, partition: int, schema: pa.Schema) -> pa.Table | None:
     """One sender's rows for `partition`; None when it sent none."""
-    start, end = _offsets(path, size, partition, 1)
-    if start == end:
-        return None
-    (payload,) = read_ranges(path, [(start, end - start)])
-    return _decode(path, payload, partition, schema)
+    tables = list(_sender_streams(path, size, partition, schema))
+    return _joined(tables) if tables else None
 
 
 def sender_table(path: AnyPath, size: int, schema: pa.Schema, partitions: int) -> tuple[pa.Table, np.ndarray]:
@@ -160,7 +164,7 @@ def sender_table(path: AnyPath, size: int, schema: pa.Schema, partitions: int) -
         raise ValueError(f"{path}: its offsets do not cut its {len(data)} bytes into {written} partitions")
     tables, rows, whole = [], [], pa.py_buffer(data)  # slices of one buffer: no copies
     for p in np.flatnonzero(np.diff(offsets)):
-        table = _decode(path, whole.slice(offsets[p], offsets[p + 1] - offsets[p]), p, schema)
+        table = _joined(list(_streams(path, whole.slice(offsets[p], offsets[p + 1] - offsets[p]), p, schema)))
         tables.append(table)
         rows.append(np.full(table.num_rows, p, np.int64))
     if not tables:
@@ -209,12 +213,10 @@ class _Block:
 
     def outgoing(self, step_dir: AnyPath, task: str) -> Path:
         """Where a task of the block writes its shuffle file for `step_dir`: the local spool."""
-        key = str(step_dir)
-        number = list(self.sent).index(key) if key in self.sent else len(self.sent)
-        step, written = self.sent.setdefault(key, (step_dir, []))
+        _, written = self.sent.setdefault(str(step_dir), (step_dir, []))
         if any(name == task for name, _ in written):
             raise ValueError(f"{step_dir}: {task} written twice in one block")
-        path = self.spool / f"out-{number:04d}-{len(written):08d}{SUFFIX}"
+        path = self.spool / f"out-{list(self.sent).index(str(step_dir)):04d}-{len(written):08d}{SUFFIX}"
         written.append((task, path))
         return path
 
@@ -313,10 +315,7 @@ def partition_tables(step_dir: AnyPath, partition: int, schema: pa.Schema) -> It
     block = _BLOCK.get()
     if block is None or not block.first <= partition < block.first + block.count:
         for path, size in sender_files(step_dir):
-            start, end = _offsets(path, size, partition, 1)
-            if end > start:
-                (payload,) = read_ranges(path, [(int(start), int(end - start))])
-                yield from _streams(path, payload, partition, schema)
+            yield from _sender_streams(path, size, partition, schema)
         return
     at = partition - block.first
     for received in block.senders(step_dir):
