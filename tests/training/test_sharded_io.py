@@ -77,6 +77,28 @@ def test_a_save_round_trips_model_and_optimizer_exactly(tmp_path: Path, process_
     assert all(torch.equal(restored[k], v) for k, v in moments.items())
 
 
+def test_a_synchronous_save_starts_no_process_that_outlives_it(tmp_path: Path, process_group) -> None:
+    """Megatron's writer hands write results over through a queue served by a spawned Manager
+    process, started at a process's first save (a fresh interpreter: ~3 s of CPU a rank); a
+    synchronous save passes them within this process and leaves the library's queue as it was."""
+    import psutil
+    from megatron.core.dist_checkpointing.strategies import filesystem_async
+
+    def spawned() -> set[int]:
+        return {p.pid for p in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(p.cmdline())}
+
+    before, library_queue = spawned(), filesystem_async._results_queue
+    model, optimizer = _trained(1)
+    writer = ShardedWriter(False)
+    for step in range(2):
+        writer.save(_state(model, optimizer), tmp_path / f"step-{step}")
+    writer.close()
+    assert spawned() == before and filesystem_async._results_queue is library_queue
+    other, other_optimizer = _trained(2)
+    _restore(tmp_path / "step-1", other, other_optimizer)
+    assert all(torch.equal(other.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
 @pytest.mark.parametrize("fault", ["cut", "missing", "metadata cut"])
 def test_a_file_cut_short_or_missing_is_found_without_reading_a_tensor(tmp_path: Path, process_group, fault: str) -> None:
     """check_sizes, what a finished run's resume checks instead of loading: each shard file as long
