@@ -85,7 +85,14 @@ def test_a_synchronous_save_starts_no_process_that_outlives_it(tmp_path: Path, p
     from megatron.core.dist_checkpointing.strategies import filesystem_async
 
     def spawned() -> set[int]:
-        return {p.pid for p in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(p.cmdline())}
+        found = set()
+        for child in psutil.Process().children(recursive=True):
+            try:
+                if "spawn_main" in " ".join(child.cmdline()):
+                    found.add(child.pid)
+            except psutil.Error:  # ended meanwhile, or a zombie (another test's writer, not yet reaped)
+                continue
+        return found
 
     before, library_queue = spawned(), filesystem_async._results_queue
     model, optimizer = _trained(1)
