@@ -70,6 +70,10 @@ def run(
         specs = pipeline.select(only, start)
         config = load_run_config(config_file, pipeline)
         config.ray = runtime.ray_options(config.ray)
+        if any(spec.name == "train" and not spec.left_out(config.sections) for spec in specs):
+            from crawlmill.pipeline.ray_tasks import RAY_TRAIN_AHEAD
+
+            RAY_TRAIN_AHEAD[0] = True  # a local Ray started by the first stage is one Ray Train runs on quietly
         if append:
             dump_runs.check_joint(config, pipeline)  # a joint run this version did not index: refused, saying what to run
             done = dump_runs.recorded_dumps(config.output_dir)

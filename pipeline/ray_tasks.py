@@ -77,7 +77,8 @@ def ensure_ray(options: RayOptions) -> None:
     elif os.environ.get("RAY_ADDRESS"):
         ray.init(logging_level=logging.WARNING)
     else:
-        init_local_ray(num_cpus=options.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+        setup = {"runtime_env": ray_train_runtime_env()} if RAY_TRAIN_AHEAD[0] else {}
+        init_local_ray(num_cpus=options.num_cpus, include_dashboard=False, logging_level=logging.WARNING, **setup)
     if before == signal.SIG_DFL and UNWIND_ON_SIGTERM[0]:
         signal.signal(signal.SIGTERM, raise_terminated)
     elif before not in (None, signal.SIG_DFL):  # the program's own handler, which ray.init replaced
@@ -87,6 +88,13 @@ def ensure_ray(options: RayOptions) -> None:
 
 
 STARTED_HERE = [False]  # this process started (or joined) Ray through ensure_ray: its shutdown is ours
+
+# Set before Ray starts by the commands that may start Ray Train (`crawlmill train`, `crawlmill run` of
+# a config with a train section): a local Ray that ensure_ray starts then runs without_state_api in
+# every worker. Only then: any job runtime env starts each worker through Ray's setup_worker.py (Ray
+# imported twice) and leaves unused the workers Ray prestarts for a job (measured: ~2.5 CPU-s more a
+# driver, ~0.3 a worker).
+RAY_TRAIN_AHEAD = [False]
 
 
 def shutdown_ray_quietly() -> None:
@@ -151,10 +159,6 @@ def init_local_ray(**init_kwargs: Any) -> None:
     import ray
     import ray._private.ray_constants as ray_constants
 
-    if init_kwargs.get("include_dashboard") is False:
-        runtime_env = dict(init_kwargs.get("runtime_env") or {})
-        runtime_env.setdefault("worker_process_setup_hook", f"{__name__}.{without_state_api.__name__}")
-        init_kwargs["runtime_env"] = runtime_env
     saved_env, saved_flag = os.environ.get(_CLUSTER_MODE_ENV), ray_constants.ENABLE_RAY_CLUSTER
     os.environ[_CLUSTER_MODE_ENV] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
@@ -185,10 +189,16 @@ _STATE_API_LOGGERS = ("ray.train.v2._internal.execution.controller.placement_gro
 
 
 def without_state_api() -> None:
-    """Worker-process setup of a local Ray started without a dashboard (init_local_ray): silence the
-    warnings of what polls the State API there (_STATE_API_LOGGERS); their errors still show."""
+    """Worker-process setup of a local Ray started without a dashboard for a job that may run Ray
+    Train (RAY_TRAIN_AHEAD): silence the warnings of what polls the State API there
+    (_STATE_API_LOGGERS); their errors still show."""
     for name in _STATE_API_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def ray_train_runtime_env() -> dict[str, Any]:
+    """The job runtime env of a local Ray that Ray Train may run on (RAY_TRAIN_AHEAD)."""
+    return {"worker_process_setup_hook": f"{__name__}.{without_state_api.__name__}"}
 
 
 def run_jobs(

@@ -39,13 +39,14 @@ def shared_data() -> Path:
 def ray_local():
     import ray
 
-    from crawlmill.pipeline.ray_tasks import init_local_ray
+    from crawlmill.pipeline.ray_tasks import init_local_ray, ray_train_runtime_env
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not ray.is_initialized():
         temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths have a length limit
-        # on loopback as crawlmill's own local Ray (ray.init's _node_ip_address="127.0.0.1" alone is not)
-        init_local_ray(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir)
+        # on loopback as crawlmill's own local Ray (ray.init's _node_ip_address="127.0.0.1" alone is not),
+        # and one that Ray Train may run on, as `crawlmill train` starts it (ray_tasks.RAY_TRAIN_AHEAD)
+        init_local_ray(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir, runtime_env=ray_train_runtime_env())
     from crawlmill.pipeline import ray_tasks
 
     ray_tasks.STARTED_HERE[0] = False  # the session's Ray (whoever started it): no test's Ctrl-C shuts it down

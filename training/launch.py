@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from crawlmill.pipeline.ray_tasks import RayOptions, cluster_has_gpus, run_torch_workers
+from crawlmill.pipeline.ray_tasks import RAY_TRAIN_AHEAD, RayOptions, cluster_has_gpus, run_torch_workers
 
 from .checkpoint_source import refuse_to_overwrite, run_checkpoint
 from .config import TrainConfig
@@ -78,6 +78,7 @@ def launch(
     # stop_after counts from where this launch starts, not from where a restart does
     job = {"config": dataclasses.asdict(config), "run_dir": run_location(run_dir), "stop_at": None if stop_after is None else start + stop_after,
            "stop_request": stop_request}
+    RAY_TRAIN_AHEAD[0] = True  # before a local Ray starts (cluster_has_gpus): one Ray Train runs on quietly
     gpus = cluster_has_gpus(options)
     local = store.local.resolve()
     return run_torch_workers(_worker, job, config.workers, gpus, str(local / "ray_train"), local.name, options, config.max_restarts)

@@ -247,6 +247,28 @@ def test_a_verb_takes_its_section_from_a_file_and_options_over_it(tmp_path):
 
 
 
+@pytest.mark.parametrize(("train_section", "words", "trains"), [(True, (), True), (True, ("--only", "pack"), False), (False, (), False)])
+def test_only_a_run_that_reaches_its_train_section_starts_a_local_ray_for_ray_train(tmp_path, train_section, words, trains):
+    """ray_tasks.RAY_TRAIN_AHEAD: set before the first stage starts a local Ray, whose workers then
+    all start with the setup hook that quiets Ray Train; a pipeline's workers are spared it."""
+    from crawlmill.pipeline import ray_tasks
+
+    config = yaml.safe_load((REPO / "configs/demo.yaml").read_text())
+    assert "train" in config
+    if not train_section:
+        config.pop("train")
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "samples").symlink_to(REPO / "samples")  # what the demo's relative paths name
+    (tmp_path / "configs/run.yaml").write_text(yaml.safe_dump(config))
+    ray_tasks.RAY_TRAIN_AHEAD[0] = False
+    try:
+        shown = invoke("run", tmp_path / "configs/run.yaml", *words, "--print-config")
+        assert shown.exit_code == 0, shown.output
+        assert ray_tasks.RAY_TRAIN_AHEAD[0] is trains
+    finally:
+        ray_tasks.RAY_TRAIN_AHEAD[0] = False
+
+
 def test_print_config_needs_no_inputs_or_output_and_a_run_still_needs_both(tmp_path):
     (tmp_path / "dedup.yaml").write_text("minhash: {bands: 20}\ninputs: [filtered]\n")
     shown = invoke("dedup", "--config", tmp_path / "dedup.yaml", "--rows", 5, "--print-config")

@@ -112,3 +112,37 @@ def test_local_ray_listens_on_loopback_only() -> None:
     assert {"gcs_server", "raylet"} <= servers, sorted(seen.values())
     exposed = sorted(entry for entry in seen.values() if not _is_loopback(entry[1]))
     assert not exposed, f"listening beyond loopback: {exposed}"
+
+
+# A pipeline's driver, then one that may run Ray Train (ray_tasks.RAY_TRAIN_AHEAD), each with its own
+# local Ray: the job's runtime env and the level that a worker's setup left on the logger of Ray Train's
+# placement-group cleaner.
+SETUP_DRIVER = """
+import logging
+import ray
+from crawlmill.pipeline import ray_tasks
+def level(_):
+    return logging.getLogger(ray_tasks._STATE_API_LOGGERS[0]).getEffectiveLevel()
+for ahead in (False, True):
+    ray_tasks.RAY_TRAIN_AHEAD[0] = ahead
+    result = ray_tasks.run_jobs(level, [ray_tasks.Job("a", (0,))], ray_tasks.RayOptions(num_cpus=1))
+    print(ahead, sorted(ray.get_runtime_context().runtime_env), result.results["a"], flush=True)
+    ray.shutdown()
+"""
+
+
+def test_only_a_local_ray_that_ray_train_may_run_on_gives_its_workers_a_setup_hook() -> None:
+    """A job runtime env starts every worker through Ray's setup_worker.py and leaves the workers Ray
+    prestarted for the job unused: a pipeline's local Ray has none; one for training quiets the
+    cleaner, which asks a State API that a Ray without a dashboard does not have."""
+    temp_dir = tempfile.mkdtemp(prefix="rs-", dir="/tmp")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    env.update(RAY_TMPDIR=temp_dir, RAY_USAGE_STATS_ENABLED="0")
+    try:
+        done = subprocess.run([sys.executable, "-c", SETUP_DRIVER], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    pipeline, training = (line.split(" ", 1) for line in done.stdout.splitlines())
+    assert pipeline[0] == "False" and pipeline[1].startswith("[] ") and int(pipeline[1].split()[-1]) < 40, done.stdout
+    assert training[0] == "True" and "'worker_process_setup_hook'" in training[1] and training[1].endswith(" 40"), done.stdout

@@ -63,7 +63,7 @@ def test_two_ray_workers_match_one_worker_and_a_killed_worker_is_restarted_from_
     is SIGKILLed once the step-2 checkpoint is complete: Ray Train starts the workers again
     (max_restarts 1), they continue from the run's last checkpoint, and the whole run still matches
     the one worker's, step for step. Ray Train's placement-group cleaner, which asks a dashboard-less
-    local Ray's State API every second, warns nothing (init_local_ray)."""
+    local Ray's State API every second, warns nothing (a local Ray for training: ray_tasks.RAY_TRAIN_AHEAD)."""
     monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")  # the controller's poll of the workers (default 2 s): ends and failures seen sooner
     settings = {k: v for k, v in torchrun_config(tiny_shards).items() if k not in ("base", "data")}  # 6 steps, a checkpoint every 2
     two = tiny_config(tiny_shards, **settings, workers=2, max_restarts=1)
