@@ -28,6 +28,8 @@ def negate(x):
 result = run_jobs(negate, [Job("a", (-3,))], RayOptions(num_cpus=1))
 from ray._raylet import AuthenticationMode, get_authentication_mode
 print("auth", get_authentication_mode() == AuthenticationMode.TOKEN, file=sys.stderr, flush=True)
+import ray
+print("job runtime env", sorted(ray.get_runtime_context().runtime_env), file=sys.stderr, flush=True)
 print("ready", result.results["a"], flush=True)
 sys.stdin.read()
 """
@@ -106,6 +108,9 @@ def test_local_ray_listens_on_loopback_only() -> None:
         shutil.rmtree(temp_dir, ignore_errors=True)
     # Token authentication on (Ray's default), without the warning Ray prints when the mode is unset
     assert "Token authentication" not in said and "auth True" in said, said[-3000:]
+    # A pipeline's Ray: no job runtime env, whose every worker Ray would start through setup_worker.py
+    # (the test below: one that Ray Train may run on has one)
+    assert "job runtime env []" in said, said[-3000:]
     # Not vacuous: Ray's own servers were found and listening.
     assert {"gcs_server", "raylet"} <= names, names
     servers = {name for name, _, _, _ in seen.values()}
@@ -114,35 +119,31 @@ def test_local_ray_listens_on_loopback_only() -> None:
     assert not exposed, f"listening beyond loopback: {exposed}"
 
 
-# A pipeline's driver, then one that may run Ray Train (ray_tasks.RAY_TRAIN_AHEAD), each with its own
-# local Ray: the job's runtime env and the level that a worker's setup left on the logger of Ray Train's
-# placement-group cleaner.
-SETUP_DRIVER = """
+# A driver that may run Ray Train (ray_tasks.RAY_TRAIN_AHEAD): its local Ray's job runtime env, and the
+# level that a worker's setup left on the logger of Ray Train's placement-group cleaner.
+TRAIN_DRIVER = """
 import logging
 import ray
 from crawlmill.pipeline import ray_tasks
 def level(_):
     return logging.getLogger(ray_tasks._STATE_API_LOGGERS[0]).getEffectiveLevel()
-for ahead in (False, True):
-    ray_tasks.RAY_TRAIN_AHEAD[0] = ahead
-    result = ray_tasks.run_jobs(level, [ray_tasks.Job("a", (0,))], ray_tasks.RayOptions(num_cpus=1))
-    print(ahead, sorted(ray.get_runtime_context().runtime_env), result.results["a"], flush=True)
-    ray.shutdown()
+ray_tasks.RAY_TRAIN_AHEAD[0] = True
+result = ray_tasks.run_jobs(level, [ray_tasks.Job("a", (0,))], ray_tasks.RayOptions(num_cpus=1))
+print(sorted(ray.get_runtime_context().runtime_env), result.results["a"], flush=True)
 """
 
 
-def test_only_a_local_ray_that_ray_train_may_run_on_gives_its_workers_a_setup_hook() -> None:
-    """A job runtime env starts every worker through Ray's setup_worker.py and leaves the workers Ray
-    prestarted for the job unused: a pipeline's local Ray has none; one for training quiets the
-    cleaner, which asks a State API that a Ray without a dashboard does not have."""
+def test_a_local_ray_that_ray_train_may_run_on_gives_its_workers_a_setup_hook() -> None:
+    """It quiets Ray Train's placement-group cleaner, which asks a State API that a Ray without a
+    dashboard does not have. Only there: a job runtime env starts every worker through Ray's
+    setup_worker.py and leaves the workers Ray prestarted for the job unused (a pipeline's Ray has
+    none: the test above)."""
     temp_dir = tempfile.mkdtemp(prefix="rs-", dir="/tmp")
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     env.update(RAY_TMPDIR=temp_dir, RAY_USAGE_STATS_ENABLED="0")
     try:
-        done = subprocess.run([sys.executable, "-c", SETUP_DRIVER], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run([sys.executable, "-c", TRAIN_DRIVER], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    pipeline, training = (line.split(" ", 1) for line in done.stdout.splitlines())
-    assert pipeline[0] == "False" and pipeline[1].startswith("[] ") and int(pipeline[1].split()[-1]) < 40, done.stdout
-    assert training[0] == "True" and "'worker_process_setup_hook'" in training[1] and training[1].endswith(" 40"), done.stdout
+    assert done.stdout.strip() == "['env_vars', 'worker_process_setup_hook'] 40", done.stdout + done.stderr[-3000:]
