@@ -92,8 +92,8 @@ STARTED_HERE = [False]  # this process started (or joined) Ray through ensure_ra
 # Set before Ray starts by the commands that may start Ray Train (`crawlmill train`, `crawlmill run` of
 # a config with a train section): a local Ray that ensure_ray starts then runs without_state_api in
 # every worker. Only then: any job runtime env starts each worker through Ray's setup_worker.py (Ray
-# imported twice) and leaves unused the workers Ray prestarts for a job (measured: ~2.5 CPU-s more a
-# driver, ~0.3 a worker).
+# imported twice) and leaves unused the workers Ray prestarts for a job (measured: ~0.3 CPU-s a worker,
+# ~1.5 of the demo pipeline's ~28).
 RAY_TRAIN_AHEAD = [False]
 
 
