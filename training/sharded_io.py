@@ -100,7 +100,8 @@ def save_strategy(fully_parallel: bool, constant_structure: bool, group: Any = N
 @contextlib.contextmanager
 def shielded(signums: tuple[int, ...]) -> Iterator[None]:
     """`signums` ignored meanwhile, so that the helper processes dist_checkpointing starts at its
-    first save (its result queue's manager, multiprocessing's resource tracker, a persistent
+    first save (an asynchronous save's result queue's manager, a synchronous one's being this
+    process's own: results_in_process; multiprocessing's resource tracker, a persistent
     asynchronous caller: started afresh, they would not keep this process's handler, only an
     ignored disposition) ignore it too and outlive a stop signal sent to the whole process group,
     as Slurm sends it: the stop's own checkpoint needs them. Processes forked later keep the
